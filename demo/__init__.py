@@ -1,0 +1,6 @@
+"""The end-to-end demo: a Center, store nodes and registers as real processes on loopback."""
+
+from demo.baskets import Basket, BasketLine, load_baskets, to_receipt_line
+from demo.cluster import Cluster, NodeSpec
+
+__all__ = ["Basket", "BasketLine", "Cluster", "NodeSpec", "load_baskets", "to_receipt_line"]

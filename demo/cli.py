@@ -1,0 +1,232 @@
+"""`loyalty-demo`: a real year of receipts through registers, store nodes and the Center."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import requests
+
+from demo.baskets import load_baskets
+from demo.cluster import Cluster
+from demo.errors import DemoError
+from demo.reconcile import Row, collect_rows, format_table, verdict
+from demo.replay import Progress, RegisterTally, assign_registers, replay_register
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="loyalty-demo",
+        description=(
+            "Start a Center, store nodes and registers as separate processes on loopback, "
+            "replay real Complete Journey baskets through the registers' local API, wait for "
+            "sync and reconcile every register at register, store node and Center."
+        ),
+    )
+    parser.add_argument(
+        "--days",
+        type=int,
+        default=14,
+        help="days of receipts to replay (default 14; 365 = the whole year)",
+    )
+    parser.add_argument(
+        "--stores", default="367,406", help="dataset store ids (default: the two busiest, 367,406)"
+    )
+    parser.add_argument("--registers", type=int, default=2, help="registers per store (default 2)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path(".demo-data"),
+        help="folder for every node's data (wiped first)",
+    )
+    parser.add_argument(
+        "--no-chaos", action="store_true", help="do not kill a store node and the Center mid-replay"
+    )
+    parser.add_argument(
+        "--sync-timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for the Center to catch up",
+    )
+    args = parser.parse_args(argv)
+    if args.days < 1 or args.days > 366:
+        parser.error(f"--days must be between 1 and 366, got {args.days}")
+    if args.registers < 1 or args.registers > 16:
+        parser.error(f"--registers must be between 1 and 16, got {args.registers}")
+    return args
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def fetch_cards(cluster: Cluster) -> dict[str, str]:
+    """household id -> card number, as the Center published them."""
+    from sync_protocol import MasterSnapshot, decode
+
+    cards: dict[str, str] = {}
+    for store_id in cluster.stores:
+        response = requests.get(
+            f"{cluster.center.url}/v1/master", params={"store_id": store_id, "since": 0}, timeout=30
+        )
+        response.raise_for_status()
+        snapshot = decode(response.content, expect=MasterSnapshot).message
+        assert isinstance(snapshot, MasterSnapshot)
+        for row in snapshot.tables.get("cards", ()):
+            customer = str(row.get("customer_id", ""))
+            if customer.startswith("hh-"):
+                cards[customer[3:]] = str(row["card_no"])
+    return cards
+
+
+def wait_for_master(cluster: Cluster, timeout_s: float = 60.0) -> None:
+    """Registers start selling with whatever they have; the demo waits so prices use promotions."""
+    deadline = time.monotonic() + timeout_s
+    pending = set(cluster.registers)
+    while pending and time.monotonic() < deadline:
+        for register_id in list(pending):
+            health = requests.get(cluster.registers[register_id].url + "/health", timeout=5).json()
+            if int(health.get("master_version") or 0) > 0:
+                pending.discard(register_id)
+        time.sleep(0.2)
+    if pending:
+        log(f"warning: registers {sorted(pending)} still have no master data; selling anyway")
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    stores = [s.strip() for s in args.stores.split(",") if s.strip()]
+    root = args.data.resolve()
+    if root.exists():
+        shutil.rmtree(root)
+    cluster = Cluster(root, stores, args.registers)
+    cluster.write_configs()
+
+    log(f"loading {args.days} days of baskets for stores {', '.join(stores)} ...")
+    baskets = load_baskets(stores, args.days)
+    if not baskets:
+        raise DemoError(f"no baskets for stores {stores} in the first {args.days} days")
+    log(f"{len(baskets)} baskets, {sum(len(b.lines) for b in baskets)} lines")
+
+    with cluster:
+        log("importing the catalogue, households and stores into the Center ...")
+        cluster.run_tool(
+            "loyalty-center",
+            "import-dataset",
+            "--config",
+            str(cluster.center.config),
+            "--stores",
+            ",".join(stores),
+        )
+        cluster.start(cluster.center)
+        for node in cluster.store_nodes.values():
+            cluster.start(node)
+        for node in cluster.registers.values():
+            cluster.start(node)
+        log(
+            f"started 1 Center, {len(cluster.store_nodes)} store nodes, "
+            f"{len(cluster.registers)} registers"
+        )
+        wait_for_master(cluster)
+        cards = fetch_cards(cluster)
+
+        by_store = {s: [r for r in cluster.registers if r.split("-")[0] == s] for s in stores}
+        queues = assign_registers(baskets, by_store)
+        tallies = {r: RegisterTally() for r in cluster.registers}
+        progress = Progress(len(baskets))
+        errors: list[BaseException] = []
+        pause = threading.Event()
+        pause.set()
+        threads = [
+            threading.Thread(
+                target=replay_register,
+                args=(
+                    cluster.registers[r].url,
+                    queues.get(r, []),
+                    cards,
+                    tallies[r],
+                    progress,
+                    errors,
+                    pause,
+                ),
+                name=f"replay-{r}",
+                daemon=True,
+            )
+            for r in cluster.registers
+        ]
+        replay_started = time.monotonic()
+        for thread in threads:
+            thread.start()
+        chaos_done = args.no_chaos
+        while any(t.is_alive() for t in threads):
+            time.sleep(1.0)
+            elapsed = time.monotonic() - replay_started
+            log(
+                f"replay: {progress.done}/{progress.total} receipts, {progress.lines} lines, "
+                f"{progress.done / max(elapsed, 1e-9):.0f} receipts/s"
+            )
+            if not chaos_done and progress.done >= progress.total // 3:
+                chaos_done = True
+                victim = cluster.store_nodes[stores[0]]
+                log(f"chaos: SIGKILL {victim.name} and the Center; registers keep selling")
+                cluster.kill(victim)
+                cluster.kill(cluster.center)
+                time.sleep(2.0)
+                cluster.start(cluster.center)
+                cluster.start(victim)
+                log(f"chaos: {victim.name} and the Center restarted")
+        for thread in threads:
+            thread.join()
+        replay_s = time.monotonic() - replay_started
+        if errors:
+            raise DemoError(f"replay failed: {errors[0]}") from errors[0]
+        log(
+            f"replayed {progress.done} receipts in {replay_s:.1f} s "
+            f"({progress.done / replay_s:.1f} receipts/s)"
+        )
+
+        log("waiting for every sale to reach the Center ...")
+        rows = wait_for_sync(cluster, tallies, args.sync_timeout)
+        print(format_table(rows))
+        ok, line = verdict(rows)
+        total = time.monotonic() - started
+        log(f"demo wall time {total:.1f} s; replay {progress.done / replay_s:.1f} receipts/s")
+        print(line, flush=True)
+        return 0 if ok else 1
+
+
+def wait_for_sync(
+    cluster: Cluster, tallies: dict[str, RegisterTally], timeout_s: float
+) -> list[Row]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rows = collect_rows(cluster, tallies)
+        if all(
+            r.center_receipts == r.tally.receipts and r.store_receipts == r.tally.receipts
+            for r in rows
+        ):
+            return rows
+        if time.monotonic() > deadline:
+            return rows
+        time.sleep(0.5)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except DemoError as exc:
+        log(f"demo failed: {exc}")
+        print(f"NOT RECONCILED error={exc}", flush=True)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

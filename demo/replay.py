@@ -1,0 +1,136 @@
+"""Replays baskets through the registers' local API, as the register software would."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import requests
+
+from demo.baskets import Basket, to_receipt_line
+from demo.errors import DemoError
+
+BONUS_SPEND_EVERY = 5  # every 5th carded receipt pays part of its total with bonuses
+BONUS_SPEND_CAP = 500
+
+
+@dataclass(slots=True)
+class RegisterTally:
+    """What the demo itself rang up at one register: the reference for reconciliation."""
+
+    receipts: int = 0
+    lines: int = 0
+    total_minor: int = 0
+    discount_minor: int = 0
+    bonus_spent: int = 0
+    weighed_lines: int = 0
+    sale_ids: list[str] = field(default_factory=list)
+
+
+class Progress:
+    """Thread-safe counters the progress line is printed from."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.lines = 0
+        self._lock = threading.Lock()
+
+    def add(self, lines: int) -> None:
+        with self._lock:
+            self.done += 1
+            self.lines += lines
+
+
+def assign_registers(
+    baskets: Sequence[Basket], registers: Mapping[str, list[str]]
+) -> dict[str, list[Basket]]:
+    """Spread each store's baskets over its registers round-robin, keeping time order."""
+    queues: dict[str, list[Basket]] = defaultdict(list)
+    counters: dict[str, int] = defaultdict(int)
+    for basket in baskets:
+        ids = registers[basket.store_id]
+        register_id = ids[counters[basket.store_id] % len(ids)]
+        counters[basket.store_id] += 1
+        queues[register_id].append(basket)
+    return queues
+
+
+def _call(session: requests.Session, method: str, url: str, body: object) -> dict[str, object]:
+    response = session.request(method, url, json=body, timeout=30)
+    if response.status_code >= 400:
+        raise DemoError(f"{method} {url} answered {response.status_code}: {response.text[:300]}")
+    result = response.json()
+    assert isinstance(result, dict)
+    return result
+
+
+def ring_up(
+    session: requests.Session,
+    base: str,
+    basket: Basket,
+    card_no: str | None,
+    spend: bool,
+    tally: RegisterTally,
+) -> None:
+    """One basket as one receipt: open, lines, card, calculate, confirm."""
+    opened = _call(session, "POST", f"{base}/v1/receipts", {})
+    receipt = f"{base}/v1/receipts/{opened['receipt_id']}"
+    lines = [to_receipt_line(line) for line in basket.lines]
+    _call(session, "POST", f"{receipt}/lines", {"lines": lines})
+    if card_no is not None:
+        _call(session, "POST", f"{receipt}/card", {"card_no": card_no})
+    calc = _call(session, "POST", f"{receipt}/calculate", {})
+    bonus = 0
+    if spend:
+        payable = calc["bonus_payable_max"]
+        assert isinstance(payable, int)
+        bonus = min(payable, BONUS_SPEND_CAP)
+    total = calc["total_minor"]
+    assert isinstance(total, int)
+    payments = [{"method": "card", "amount_minor": total - bonus}]
+    confirmed = _call(
+        session, "POST", f"{receipt}/confirm", {"payments": payments, "bonus_to_spend": bonus}
+    )
+    if confirmed["total_minor"] != total:
+        raise DemoError(
+            f"basket {basket.basket_id}: confirm total {confirmed['total_minor']} "
+            f"!= calculated {total}"
+        )
+    tally.receipts += 1
+    tally.lines += len(lines)
+    tally.total_minor += total
+    discount = calc["discount_minor"]
+    assert isinstance(discount, int)
+    tally.discount_minor += discount
+    tally.bonus_spent += bonus
+    tally.weighed_lines += sum(1 for line in lines if line.get("weighed"))
+    tally.sale_ids.append(str(confirmed["sale_id"]))
+
+
+def replay_register(
+    base: str,
+    baskets: Sequence[Basket],
+    cards: Mapping[str, str],
+    tally: RegisterTally,
+    progress: Progress,
+    errors: list[BaseException],
+    pause: threading.Event,
+) -> None:
+    """Ring up every basket of one register in order; stops at the first error."""
+    carded = 0
+    try:
+        with requests.Session() as session:
+            for basket in baskets:
+                pause.wait()
+                card_no = cards.get(basket.household_id)
+                spend = False
+                if card_no is not None:
+                    carded += 1
+                    spend = carded % BONUS_SPEND_EVERY == 0
+                ring_up(session, base, basket, card_no, spend, tally)
+                progress.add(len(basket.lines))
+    except BaseException as exc:
+        errors.append(exc)
