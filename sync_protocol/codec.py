@@ -1,0 +1,683 @@
+"""Encode and decode sync_protocol envelopes, and canonical sales for storage."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import types
+import typing
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgpack
+
+from .errors import (
+    MalformedMessage,
+    PayloadTooLarge,
+    UnexpectedMessageType,
+    UnknownMessageType,
+    UnsupportedVersion,
+)
+from .messages import (
+    Ack,
+    Envelope,
+    Heartbeat,
+    LoyaltyMovement,
+    MasterDelta,
+    MasterSnapshot,
+    Message,
+    Payment,
+    Sale,
+    SaleBatch,
+)
+
+__all__ = [
+    "CONTENT_TYPE",
+    "DEFAULT_LIMITS",
+    "MESSAGE_TYPES",
+    "PROTOCOL_VERSION",
+    "Limits",
+    "decode",
+    "decode_sale",
+    "encode",
+    "encode_sale",
+    "sale_fingerprint",
+]
+
+PROTOCOL_VERSION = 1
+CONTENT_TYPE = "application/x-msgpack"
+MAX_SENDER_LEN = 64
+
+MESSAGE_TYPES: dict[str, type[Any]] = {
+    cls.TYPE: cls for cls in (SaleBatch, Ack, MasterSnapshot, MasterDelta, Heartbeat)
+}
+
+# A msgpack Timestamp (ext type -1) is at most 12 bytes; no other ext type is used.
+_MAX_EXT_LEN = 12
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
+_HEARTBEAT_ROLES = ("register", "store")
+_MOVEMENT_KINDS = ("accrue", "spend")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Decoding limits; anything beyond them is rejected before or while unpacking."""
+
+    max_bytes: int = 8 * 1024 * 1024
+    max_depth: int = 16
+    max_str_len: int = 4096
+    max_array_len: int = 200_000
+    max_map_len: int = 1024
+    max_bin_len: int = 1024 * 1024
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if type(value) is not int or value < 1:
+                raise ValueError(f"Limits.{f.name} must be a positive int, got {value!r}")
+
+
+DEFAULT_LIMITS = Limits()
+
+Path = tuple[str | int, ...]
+Decoder = Callable[[Any, Path], Any]
+Encoder = Callable[[Any, Path, bool], Any]
+
+_WIRE_NAMES: dict[type, str] = {
+    dict: "map",
+    list: "array",
+    tuple: "array",
+    type(None): "nil",
+    bytes: "bin",
+    bytearray: "bin",
+    str: "str",
+    int: "int",
+    bool: "bool",
+    float: "float",
+    datetime: "timestamp",
+    msgpack.ExtType: "ext",
+}
+
+
+def _fmt(path: Path) -> str:
+    """Render a path as `body.sales[3].lines[0].qty_milli`."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + (part if isinstance(part, str) else repr(part))
+    return out
+
+
+def _got(value: object) -> str:
+    """Name the wire type of a value for error messages."""
+    return _WIRE_NAMES.get(type(value), type(value).__name__)
+
+
+def _expected(path: Path, name: str, value: object) -> MalformedMessage:
+    return MalformedMessage(_fmt(path), f"expected {name}, got {_got(value)}", value=value)
+
+
+# --- semantic checks, shared by encode and decode -------------------------------------------
+
+
+def _check_nonempty(value: str, path: Path) -> None:
+    if not value:
+        raise MalformedMessage(_fmt(path), "must not be empty", value=value)
+
+
+def _check_min(value: int, minimum: int, path: Path) -> None:
+    if value < minimum:
+        raise MalformedMessage(_fmt(path), f"must be >= {minimum}", value=value)
+
+
+def _check_sale(sale: Sale, path: Path) -> None:
+    try:
+        canonical = str(uuid.UUID(sale.sale_id))
+    except ValueError:
+        canonical = ""
+    if canonical != sale.sale_id:
+        raise MalformedMessage(
+            _fmt((*path, "sale_id")),
+            "expected a canonical lower-case UUID",
+            value=sale.sale_id,
+            hint="use str(uuid.uuid4())",
+        )
+    _check_nonempty(sale.store_id, (*path, "store_id"))
+    _check_nonempty(sale.register_id, (*path, "register_id"))
+    _check_min(sale.seq, 1, (*path, "seq"))
+    _check_min(sale.promo_version, 0, (*path, "promo_version"))
+    seen: set[int] = set()
+    for i, line in enumerate(sale.lines):
+        if line.line_no in seen:
+            raise MalformedMessage(
+                _fmt((*path, "lines", i, "line_no")), "duplicate line_no", value=line.line_no
+            )
+        seen.add(line.line_no)
+    subtotal = sum(line.amount_minor for line in sale.lines)
+    if sale.subtotal_minor != subtotal:
+        raise MalformedMessage(
+            _fmt((*path, "subtotal_minor")),
+            f"is {sale.subtotal_minor} but the lines' amount_minor sum to {subtotal}",
+        )
+    discount = sum(d.amount_minor for line in sale.lines for d in line.discounts)
+    if sale.discount_minor != discount:
+        raise MalformedMessage(
+            _fmt((*path, "discount_minor")),
+            f"is {sale.discount_minor} but the line discounts sum to {discount}",
+        )
+    if sale.total_minor != subtotal - discount:
+        raise MalformedMessage(
+            _fmt((*path, "total_minor")),
+            f"is {sale.total_minor} but subtotal_minor - discount_minor is {subtotal - discount}",
+        )
+    paid = sum(p.amount_minor for p in sale.payments)
+    if paid != sale.total_minor:
+        raise MalformedMessage(
+            _fmt((*path, "payments")),
+            f"sum to {paid} but total_minor is {sale.total_minor}",
+        )
+
+
+def _check_payment(payment: Payment, path: Path) -> None:
+    _check_nonempty(payment.method, (*path, "method"))
+
+
+def _check_movement(movement: LoyaltyMovement, path: Path) -> None:
+    _check_nonempty(movement.wallet, (*path, "wallet"))
+    if movement.kind not in _MOVEMENT_KINDS:
+        raise MalformedMessage(
+            _fmt((*path, "kind")),
+            f"expected one of {', '.join(_MOVEMENT_KINDS)}",
+            value=movement.kind,
+        )
+    _check_min(movement.amount, 0, (*path, "amount"))
+
+
+def _check_heartbeat(beat: Heartbeat, path: Path) -> None:
+    _check_nonempty(beat.node_id, (*path, "node_id"))
+    if beat.role not in _HEARTBEAT_ROLES:
+        raise MalformedMessage(
+            _fmt((*path, "role")), f"expected one of {', '.join(_HEARTBEAT_ROLES)}", value=beat.role
+        )
+    _check_min(beat.last_seq, 0, (*path, "last_seq"))
+    _check_min(beat.queue_depth, 0, (*path, "queue_depth"))
+    _check_min(beat.master_version, 0, (*path, "master_version"))
+
+
+def _check_snapshot(snapshot: MasterSnapshot, path: Path) -> None:
+    _check_min(snapshot.version, 0, (*path, "version"))
+
+
+def _check_delta(delta: MasterDelta, path: Path) -> None:
+    _check_min(delta.from_version, 0, (*path, "from_version"))
+    _check_min(delta.to_version, delta.from_version, (*path, "to_version"))
+
+
+_CHECKS: dict[type, Callable[[Any, Path], None]] = {
+    Sale: _check_sale,
+    Payment: _check_payment,
+    LoyaltyMovement: _check_movement,
+    Heartbeat: _check_heartbeat,
+    MasterSnapshot: _check_snapshot,
+    MasterDelta: _check_delta,
+}
+
+
+# --- typed walk: schema compiled once per dataclass -----------------------------------------
+
+_REQUIRED = 0
+_DEFAULT = 1
+_FACTORY = 2
+_NONE = 3  # an `X | None` field without a dataclass default: missing means None
+_NO_DEFAULT = object()
+
+
+def _split_optional(tp: Any) -> tuple[Any, bool]:
+    """Return (inner type, True) for `X | None`, else (tp, False)."""
+    if typing.get_origin(tp) in (types.UnionType, typing.Union):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+        raise TypeError(f"unsupported union {tp!r}")
+    return tp, False
+
+
+def _field_specs(cls: type) -> list[tuple[str, Any, int, Any]]:
+    hints = typing.get_type_hints(cls)
+    specs = []
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if f.default is not dataclasses.MISSING:
+            specs.append((f.name, tp, _DEFAULT, f.default))
+        elif f.default_factory is not dataclasses.MISSING:
+            specs.append((f.name, tp, _FACTORY, f.default_factory))
+        elif _split_optional(tp)[1]:
+            specs.append((f.name, tp, _NONE, None))
+        else:
+            specs.append((f.name, tp, _REQUIRED, None))
+    return specs
+
+
+def _dec_int(value: Any, path: Path) -> int:
+    if type(value) is not int:
+        raise _expected(path, "int", value)
+    return value
+
+
+def _dec_str(value: Any, path: Path) -> str:
+    if type(value) is not str:
+        raise _expected(path, "str", value)
+    return value
+
+
+def _dec_bool(value: Any, path: Path) -> bool:
+    if type(value) is not bool:
+        raise _expected(path, "bool", value)
+    return value
+
+
+def _dec_datetime(value: Any, path: Path) -> datetime:
+    if type(value) is not datetime or value.tzinfo is None:
+        raise _expected(path, "timestamp", value)
+    return value
+
+
+def _dec_any(value: Any, path: Path) -> Any:
+    kind = type(value)
+    if kind is list:
+        for i, item in enumerate(value):
+            _dec_any(item, (*path, i))
+    elif kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                raise MalformedMessage(
+                    _fmt(path), f"map keys must be str, got {_got(key)}", value=key
+                )
+            _dec_any(item, (*path, key))
+    elif kind not in (str, int, bool, float, bytes, type(None), datetime):
+        raise MalformedMessage(_fmt(path), f"unsupported value of type {_got(value)}")
+    return value
+
+
+_DECODERS: dict[Any, Decoder] = {
+    int: _dec_int,
+    str: _dec_str,
+    bool: _dec_bool,
+    datetime: _dec_datetime,
+    Any: _dec_any,
+    dict: _dec_any,
+}
+
+
+def _decoder(tp: Any) -> Decoder:
+    """Compile (and cache) a function that validates a decoded msgpack value as `tp`."""
+    cached = _DECODERS.get(tp)
+    if cached is not None:
+        return cached
+    inner, optional = _split_optional(tp)
+    origin = typing.get_origin(tp)
+    conv: Decoder
+    if optional:
+        inner_conv = _decoder(inner)
+
+        def conv(value: Any, path: Path) -> Any:
+            return None if value is None else inner_conv(value, path)
+
+    elif origin is tuple:
+        item_conv = _decoder(typing.get_args(tp)[0])
+
+        def conv(value: Any, path: Path) -> Any:
+            if type(value) is not list:
+                raise _expected(path, "array", value)
+            return tuple([item_conv(item, (*path, i)) for i, item in enumerate(value)])
+
+    elif origin is dict:
+        value_conv = _decoder(typing.get_args(tp)[1])
+
+        def conv(value: Any, path: Path) -> Any:
+            if type(value) is not dict:
+                raise _expected(path, "map", value)
+            out = {}
+            for key, item in value.items():
+                if type(key) is not str:
+                    raise MalformedMessage(
+                        _fmt(path), f"map keys must be str, got {_got(key)}", value=key
+                    )
+                out[key] = value_conv(item, (*path, key))
+            return out
+
+    elif dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        conv = _dataclass_decoder(tp)
+    else:
+        raise TypeError(f"no decoder for {tp!r}")
+    _DECODERS[tp] = conv
+    return conv
+
+
+def _dataclass_decoder(cls: type) -> Decoder:
+    specs = [(name, _decoder(tp), kind, default) for name, tp, kind, default in _field_specs(cls)]
+    check = _CHECKS.get(cls)
+
+    def conv(value: Any, path: Path) -> Any:
+        if type(value) is not dict:
+            raise _expected(path, "map", value)
+        kwargs: dict[str, Any] = {}
+        for name, field_conv, kind, default in specs:
+            if name in value:
+                kwargs[name] = field_conv(value[name], (*path, name))
+            elif kind == _REQUIRED:
+                raise MalformedMessage(_fmt((*path, name)), "required field missing")
+            elif kind == _FACTORY:
+                kwargs[name] = default()
+            else:
+                kwargs[name] = default
+        obj = cls(**kwargs)
+        if check is not None:
+            check(obj, path)
+        return obj
+
+    return conv
+
+
+def _enc_int(value: Any, path: Path, omit: bool) -> int:
+    if type(value) is not int:
+        raise _expected(path, "int", value)
+    if not _INT_MIN <= value <= _INT_MAX:
+        raise MalformedMessage(_fmt(path), "integer out of msgpack range", value=value)
+    return value
+
+
+def _enc_str(value: Any, path: Path, omit: bool) -> str:
+    if type(value) is not str:
+        raise _expected(path, "str", value)
+    return value
+
+
+def _enc_bool(value: Any, path: Path, omit: bool) -> bool:
+    if type(value) is not bool:
+        raise _expected(path, "bool", value)
+    return value
+
+
+def _enc_datetime(value: Any, path: Path, omit: bool) -> datetime:
+    if not isinstance(value, datetime):
+        raise _expected(path, "datetime", value)
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise MalformedMessage(
+            _fmt(path),
+            "naive datetime (no tzinfo)",
+            value=value,
+            hint="times of facts are aware UTC, e.g. datetime.now(UTC)",
+        )
+    return value.astimezone(UTC)
+
+
+def _enc_any(value: Any, path: Path, omit: bool) -> Any:
+    kind = type(value)
+    if kind is list or kind is tuple:
+        return [_enc_any(item, (*path, i), omit) for i, item in enumerate(value)]
+    if kind is dict:
+        out = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise MalformedMessage(
+                    _fmt(path), f"map keys must be str, got {_got(key)}", value=key
+                )
+            out[key] = _enc_any(item, (*path, key), omit)
+        return out
+    if kind is int:
+        return _enc_int(value, path, omit)
+    if isinstance(value, datetime):
+        return _enc_datetime(value, path, omit)
+    if kind in (str, bool, float, bytes, type(None)):
+        return value
+    raise MalformedMessage(_fmt(path), f"cannot encode a value of type {_got(value)}")
+
+
+_ENCODERS: dict[Any, Encoder] = {
+    int: _enc_int,
+    str: _enc_str,
+    bool: _enc_bool,
+    datetime: _enc_datetime,
+    Any: _enc_any,
+    dict: _enc_any,
+}
+
+
+def _encoder(tp: Any) -> Encoder:
+    """Compile (and cache) a function that checks `tp` values and turns them into msgpack data."""
+    cached = _ENCODERS.get(tp)
+    if cached is not None:
+        return cached
+    inner, optional = _split_optional(tp)
+    origin = typing.get_origin(tp)
+    conv: Encoder
+    if optional:
+        inner_conv = _encoder(inner)
+
+        def conv(value: Any, path: Path, omit: bool) -> Any:
+            return None if value is None else inner_conv(value, path, omit)
+
+    elif origin is tuple:
+        item_conv = _encoder(typing.get_args(tp)[0])
+
+        def conv(value: Any, path: Path, omit: bool) -> Any:
+            if type(value) is not tuple and type(value) is not list:
+                raise _expected(path, "tuple", value)
+            return [item_conv(item, (*path, i), omit) for i, item in enumerate(value)]
+
+    elif origin is dict:
+        value_conv = _encoder(typing.get_args(tp)[1])
+
+        def conv(value: Any, path: Path, omit: bool) -> Any:
+            if type(value) is not dict:
+                raise _expected(path, "dict", value)
+            out = {}
+            for key, item in value.items():
+                if type(key) is not str:
+                    raise MalformedMessage(
+                        _fmt(path), f"map keys must be str, got {_got(key)}", value=key
+                    )
+                out[key] = value_conv(item, (*path, key), omit)
+            return out
+
+    elif dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        conv = _dataclass_encoder(tp)
+    else:
+        raise TypeError(f"no encoder for {tp!r}")
+    _ENCODERS[tp] = conv
+    return conv
+
+
+def _dataclass_encoder(cls: type) -> Encoder:
+    specs = []
+    for name, tp, kind, default in _field_specs(cls):
+        field_conv = _encoder(tp)
+        if kind == _DEFAULT:
+            wire_default = field_conv(default, (), False)
+        elif kind == _FACTORY:
+            wire_default = field_conv(default(), (), False)
+        else:
+            wire_default = _NO_DEFAULT
+        specs.append((name, field_conv, wire_default))
+    check = _CHECKS.get(cls)
+
+    def conv(value: Any, path: Path, omit: bool) -> Any:
+        if type(value) is not cls:
+            raise _expected(path, cls.__name__, value)
+        out: dict[str, Any] = {}
+        for name, field_conv, wire_default in specs:
+            wire = field_conv(getattr(value, name), (*path, name), omit)
+            # Leaving out defaults keeps canonical bytes (and fingerprints) of old sales
+            # unchanged when a later version adds a field with a default.
+            if omit and type(wire) is type(wire_default) and wire == wire_default:
+                continue
+            out[name] = wire
+        if check is not None:
+            check(value, path)
+        return out
+
+    return conv
+
+
+# --- bytes ------------------------------------------------------------------------------
+
+
+def _pack(obj: Any) -> bytes:
+    try:
+        data: bytes = msgpack.packb(obj, use_bin_type=True, datetime=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise MalformedMessage("payload", f"cannot encode: {exc}") from exc
+    return data
+
+
+def _unpack(data: Any, limits: Limits) -> Any:
+    if isinstance(data, memoryview):
+        size = data.nbytes
+    elif isinstance(data, bytes | bytearray):
+        size = len(data)
+    else:
+        raise MalformedMessage("payload", f"expected bytes, got {type(data).__name__}")
+    if size > limits.max_bytes:
+        raise PayloadTooLarge(size, limits.max_bytes)
+    try:
+        obj = msgpack.unpackb(
+            data,
+            raw=False,
+            timestamp=3,
+            strict_map_key=True,
+            use_list=True,
+            max_str_len=limits.max_str_len,
+            max_bin_len=limits.max_bin_len,
+            max_array_len=limits.max_array_len,
+            max_map_len=limits.max_map_len,
+            max_ext_len=_MAX_EXT_LEN,
+        )
+    except msgpack.ExtraData as exc:
+        raise MalformedMessage(
+            "payload", "extra bytes after the message", hint="send exactly one msgpack object"
+        ) from exc
+    except msgpack.StackError as exc:
+        raise MalformedMessage("payload", f"nesting deeper than {limits.max_depth}") from exc
+    except Exception as exc:
+        # msgpack reports bad input as ValueError, TypeError, OverflowError, UnicodeDecodeError
+        # or its own classes; all of them mean the same thing to the caller.
+        reason = str(exc) or type(exc).__name__
+        raise MalformedMessage("payload", f"not valid msgpack: {reason}") from exc
+    _check_depth(obj, 1, (), limits.max_depth)
+    return obj
+
+
+def _check_depth(obj: Any, depth: int, path: Path, max_depth: int) -> None:
+    """Reject containers nested deeper than max_depth (the top-level map is depth 1)."""
+    if type(obj) is dict:
+        items: Any = obj.items()
+    elif type(obj) is list:
+        items = enumerate(obj)
+    else:
+        return
+    if depth > max_depth:
+        raise MalformedMessage(_fmt(path) or "payload", f"nesting deeper than {max_depth}")
+    for key, item in items:
+        if type(item) is dict or type(item) is list:
+            _check_depth(item, depth + 1, (*path, key), max_depth)
+
+
+# --- public API --------------------------------------------------------------------------
+
+
+def encode(message: Message, *, sender: str, sent_at: datetime | None = None) -> bytes:
+    """Check `message` and encode it in a v1 envelope from node `sender`."""
+    cls = type(message)
+    if cls not in _CLASS_TYPES:
+        raise UnknownMessageType(
+            cls.__name__,
+            tuple(MESSAGE_TYPES),
+            hint="encode() takes SaleBatch, Ack, MasterSnapshot, MasterDelta or Heartbeat",
+        )
+    if type(sender) is not str:
+        raise _expected(("sender",), "str", sender)
+    if not 1 <= len(sender) <= MAX_SENDER_LEN:
+        raise MalformedMessage("sender", f"must be 1..{MAX_SENDER_LEN} chars", value=sender)
+    when = datetime.now(UTC) if sent_at is None else _enc_datetime(sent_at, ("sent_at",), False)
+    body = _encoder(cls)(message, ("body",), False)
+    return _pack(
+        {
+            "v": PROTOCOL_VERSION,
+            "type": _CLASS_TYPES[cls],
+            "sender": sender,
+            "sent_at": when,
+            "body": body,
+        }
+    )
+
+
+def decode(
+    data: bytes,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    expect: type | tuple[type, ...] | None = None,
+) -> Envelope:
+    """Decode and validate one envelope; raise a ProtocolError naming the first problem."""
+    raw = _unpack(data, limits)
+    if type(raw) is not dict:
+        raise MalformedMessage("envelope", f"expected map, got {_got(raw)}", value=raw)
+    version = _required(raw, "v")
+    if type(version) is not int:
+        raise _expected(("v",), "int", version)
+    if version > PROTOCOL_VERSION:
+        raise UnsupportedVersion(version, PROTOCOL_VERSION)
+    if version < 1:
+        raise MalformedMessage("v", "protocol version must be >= 1", value=version)
+    type_name = _dec_str(_required(raw, "type"), ("type",))
+    cls = MESSAGE_TYPES.get(type_name)
+    if cls is None:
+        raise UnknownMessageType(type_name, tuple(MESSAGE_TYPES))
+    if expect is not None:
+        expected = expect if isinstance(expect, tuple) else (expect,)
+        if cls not in expected:
+            raise UnexpectedMessageType(type_name, tuple(_type_name(c) for c in expected))
+    sender = _dec_str(_required(raw, "sender"), ("sender",))
+    if not 1 <= len(sender) <= MAX_SENDER_LEN:
+        raise MalformedMessage("sender", f"must be 1..{MAX_SENDER_LEN} chars", value=sender)
+    sent_at = _dec_datetime(_required(raw, "sent_at"), ("sent_at",))
+    message = _decoder(cls)(_required(raw, "body"), ("body",))
+    return Envelope(v=version, type=type_name, sender=sender, sent_at=sent_at, message=message)
+
+
+def encode_sale(sale: Sale) -> bytes:
+    """Encode one sale canonically (field order, defaults left out) for storage and hashing."""
+    return _pack(_encoder(Sale)(sale, ("sale",), True))
+
+
+def decode_sale(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> Sale:
+    """Decode and validate a sale written by encode_sale."""
+    sale: Sale = _decoder(Sale)(_unpack(data, limits), ("sale",))
+    return sale
+
+
+def sale_fingerprint(sale: Sale) -> str:
+    """Return the sha256 hex digest of the sale's canonical encoding."""
+    return hashlib.sha256(encode_sale(sale)).hexdigest()
+
+
+_CLASS_TYPES: dict[type, str] = {cls: name for name, cls in MESSAGE_TYPES.items()}
+
+
+def _type_name(cls: type) -> str:
+    name = _CLASS_TYPES.get(cls)
+    if name is None:
+        raise TypeError(f"expect must name message classes, got {cls!r}")
+    return name
+
+
+def _required(raw: dict[Any, Any], key: str) -> Any:
+    if key not in raw:
+        raise MalformedMessage(key, "required field missing")
+    return raw[key]

@@ -1,0 +1,170 @@
+"""The message dataclasses of sync_protocol v1 (see docs/PROTOCOL.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+__all__ = [
+    "Ack",
+    "Envelope",
+    "Heartbeat",
+    "LineDiscount",
+    "LoyaltyMovement",
+    "MasterDelta",
+    "MasterSnapshot",
+    "Message",
+    "Payment",
+    "Rejection",
+    "Sale",
+    "SaleBatch",
+    "SaleLine",
+]
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class LineDiscount:
+    """A discount on one line and the promotion rule that gave it."""
+
+    rule_id: str
+    amount_minor: int
+
+
+@dataclass(frozen=True, slots=True)
+class SaleLine:
+    """One receipt line; amount_minor is before discounts."""
+
+    line_no: int
+    product_id: str
+    qty_milli: int
+    unit_price_minor: int
+    amount_minor: int
+    discounts: tuple[LineDiscount, ...] = ()
+    weighed: bool = False
+    known_product: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    """One tender of a sale (`cash`, `card`, `bonus`, ...)."""
+
+    method: str
+    amount_minor: int
+
+
+@dataclass(frozen=True, slots=True)
+class LoyaltyMovement:
+    """Points accrued to or spent from one wallet by a sale."""
+
+    wallet: str
+    kind: str
+    amount: int
+    rule_id: str = ""
+    active_from: datetime | None = None
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Sale:
+    """A finished, confirmed receipt as made by a register."""
+
+    sale_id: str
+    store_id: str
+    register_id: str
+    seq: int
+    opened_at: datetime
+    closed_at: datetime
+    card_no: str | None
+    lines: tuple[SaleLine, ...]
+    payments: tuple[Payment, ...]
+    loyalty: tuple[LoyaltyMovement, ...]
+    subtotal_minor: int
+    discount_minor: int
+    total_minor: int
+    promo_version: int
+    prev_hash: str = ""
+    messages: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SaleBatch:
+    """Sales sent upstream: register to store node, store node to Center."""
+
+    TYPE: ClassVar[str] = "sale_batch"
+
+    sales: tuple[Sale, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A sale the receiver refuses for good, with the reason."""
+
+    sale_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """Reply to a sale_batch, sent only after the receiver's commit."""
+
+    TYPE: ClassVar[str] = "ack"
+
+    accepted: tuple[str, ...] = ()
+    duplicates: tuple[str, ...] = ()
+    rejected: tuple[Rejection, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MasterSnapshot:
+    """Every row of every master-data table at one version."""
+
+    TYPE: ClassVar[str] = "master_snapshot"
+
+    version: int
+    tables: dict[str, tuple[Row, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MasterDelta:
+    """Master-data changes from one version to a later one."""
+
+    TYPE: ClassVar[str] = "master_delta"
+
+    from_version: int
+    to_version: int
+    upserts: dict[str, tuple[Row, ...]] = field(default_factory=dict)
+    deletes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """Health of a register or store node."""
+
+    TYPE: ClassVar[str] = "heartbeat"
+
+    node_id: str
+    role: str
+    store_id: str
+    sent_at: datetime
+    last_seq: int = 0
+    queue_depth: int = 0
+    oldest_queued_at: datetime | None = None
+    master_version: int = 0
+    devices: dict[str, str] = field(default_factory=dict)
+
+
+Message = SaleBatch | Ack | MasterSnapshot | MasterDelta | Heartbeat
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A decoded message with its protocol version, type name, sender node and send time."""
+
+    v: int
+    type: str
+    sender: str
+    sent_at: datetime
+    message: Message
