@@ -1,0 +1,130 @@
+"""Conditions shared by every rule kind: schedule, place and audience."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from .fields import FieldReader
+from .model import Receipt
+
+__all__ = ["Audience", "Place", "Schedule", "parse_audience", "parse_place", "parse_schedule"]
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """When a rule applies, in the store's local time; empty fields mean "always"."""
+
+    date_from: date | None = None
+    date_to: date | None = None
+    days_of_week: tuple[int, ...] = ()
+    hours: tuple[int, int] | None = None
+
+    def excluded_because(self, local_now: datetime) -> str | None:
+        """Why ``local_now`` (store time) is outside this schedule, or ``None``."""
+        today = local_now.date()
+        if self.date_from is not None and today < self.date_from:
+            return f"not yet valid: {today.isoformat()} before {self.date_from.isoformat()}"
+        if self.date_to is not None and today > self.date_to:
+            return f"expired: {today.isoformat()} after {self.date_to.isoformat()}"
+        weekday = local_now.isoweekday()
+        if self.days_of_week and weekday not in self.days_of_week:
+            days = ",".join(str(d) for d in self.days_of_week)
+            return f"day of week {weekday} not in [{days}]"
+        if self.hours is not None:
+            start, end = self.hours
+            hour = local_now.hour
+            # start > end is an overnight window, e.g. [22, 6) means 22:00 to 05:59.
+            inside = start <= hour < end if start < end else (hour >= start or hour < end)
+            if not inside:
+                return f"hour {hour} outside [{start}, {end})"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Which stores a rule applies in; empty include-lists mean "every store"."""
+
+    stores: tuple[str, ...] = ()
+    formats: tuple[str, ...] = ()
+    exclude_stores: tuple[str, ...] = ()
+    exclude_formats: tuple[str, ...] = ()
+
+    def excluded_because(self, store_id: str, store_format: str) -> str | None:
+        """Why this store is outside the rule's place, or ``None``."""
+        if store_id in self.exclude_stores:
+            return f"store {store_id!r} excluded"
+        if store_format and store_format in self.exclude_formats:
+            return f"store format {store_format!r} excluded"
+        if self.stores and store_id not in self.stores:
+            return f"store {store_id!r} not in the rule's stores"
+        if self.formats and store_format not in self.formats:
+            return f"store format {store_format!r} not in the rule's formats"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Audience:
+    """Who a rule applies to."""
+
+    requires_card: bool = False
+    segments: tuple[str, ...] = ()
+
+    def excluded_because(self, receipt: Receipt) -> str | None:
+        """Why this receipt's customer is outside the audience, or ``None``."""
+        if self.requires_card and not receipt.card_no:
+            return "no card presented"
+        if self.segments and receipt.segment not in self.segments:
+            return f"segment {receipt.segment!r} not in the rule's segments"
+        return None
+
+
+def parse_schedule(reader: FieldReader) -> Schedule:
+    """Read the optional ``schedule`` object of a rule document."""
+    sub = reader.child("schedule")
+    if sub is None:
+        return Schedule()
+    date_from = sub.date_("from")
+    date_to = sub.date_("to")
+    if date_from is not None and date_to is not None and date_to < date_from:
+        sub.problem(
+            "to", f"ends before 'from' {date_from.isoformat()}, got {date_to.isoformat()!r}"
+        )
+    days: set[int] = set()
+    for i, day in enumerate(sub.list_("days_of_week", [])):
+        days.add(sub.check_int(f"days_of_week[{i}]", day, min_value=1, max_value=7))
+    if sub.has("days_of_week") and not days:
+        sub.problem("days_of_week", "expected a non-empty list of ISO weekdays 1..7, got []")
+    hours: tuple[int, int] | None = None
+    if sub.has("hours"):
+        raw = sub.list_("hours")
+        if len(raw) != 2:
+            sub.problem("hours", f"expected [start_hour, end_hour], got {raw!r}")
+        else:
+            start = sub.check_int("hours[0]", raw[0], min_value=0, max_value=23)
+            end = sub.check_int("hours[1]", raw[1], min_value=0, max_value=24)
+            if start == end:
+                sub.problem("hours", f"expected start_hour != end_hour, got {raw!r}")
+            hours = (start, end)
+    return Schedule(date_from, date_to, tuple(sorted(days)), hours)
+
+
+def parse_place(reader: FieldReader) -> Place:
+    """Read the optional ``place`` object of a rule document."""
+    sub = reader.child("place")
+    if sub is None:
+        return Place()
+    return Place(
+        stores=sub.str_list("stores"),
+        formats=sub.str_list("formats"),
+        exclude_stores=sub.str_list("exclude_stores"),
+        exclude_formats=sub.str_list("exclude_formats"),
+    )
+
+
+def parse_audience(reader: FieldReader) -> Audience:
+    """Read ``requires_card`` and ``segments`` of a rule document."""
+    return Audience(
+        requires_card=reader.bool_("requires_card", False),
+        segments=reader.str_list("segments"),
+    )

@@ -1,0 +1,88 @@
+"""``accrual_percent``: credit a percentage of the receipt total to a wallet."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from ..fields import FieldReader
+from ..model import Accrual
+from ..money import percent_of
+from .base import Context, Kind, Outcome
+
+__all__ = ["KIND", "AccrualPercent", "parse"]
+
+
+def _n(amount: int) -> str:
+    return f"{amount:,}".replace(",", " ")
+
+
+@dataclass(frozen=True, slots=True)
+class AccrualPercent:
+    """``percent`` % of the accrual base, for receipt totals in [min_total, max_total)."""
+
+    percent: Decimal
+    wallet: str = "bonus"
+    min_total_minor: int | None = None
+    max_total_minor: int | None = None
+    delay_days: int = 0
+    lifetime_days: int | None = None
+    accrue_on_bonus_paid: bool = False
+
+    def apply(self, promotion_id: str, ctx: Context) -> Outcome:
+        """Accrue on the total after discounts, less the bonus-paid part unless configured."""
+        total = ctx.total_minor
+        if not ctx.receipt.card_no:
+            return Outcome.skip("no card presented to credit")
+        if self.min_total_minor is not None and total < self.min_total_minor:
+            return Outcome.skip(f"total {_n(total)} below {_n(self.min_total_minor)}")
+        if self.max_total_minor is not None and total >= self.max_total_minor:
+            return Outcome.skip(f"total {_n(total)} not below {_n(self.max_total_minor)}")
+        base = total if self.accrue_on_bonus_paid else total - ctx.bonus_to_spend
+        amount = percent_of(base, self.percent)
+        pct = format(self.percent.normalize(), "f")
+        if amount <= 0:
+            return Outcome.skip(f"{pct} % of base {_n(base)} rounds to 0")
+        active_from = ctx.now_utc + timedelta(days=self.delay_days) if self.delay_days else None
+        expires_at = None
+        if self.lifetime_days is not None:
+            expires_at = (active_from or ctx.now_utc) + timedelta(days=self.lifetime_days)
+        accrual = Accrual(self.wallet, amount, promotion_id, active_from, expires_at)
+        detail = f"{pct} % of base {_n(base)} = {_n(amount)} to {self.wallet}"
+        if active_from is not None:
+            detail += f", active from {active_from.date().isoformat()}"
+        return Outcome(
+            applied=True,
+            detail=detail,
+            amount=amount,
+            accrual=accrual,
+            values={"percent": pct, "wallet": self.wallet},
+        )
+
+
+def parse(reader: FieldReader) -> AccrualPercent:
+    """Read the kind-specific fields of an ``accrual_percent`` document."""
+    percent = reader.decimal("percent", low=Decimal(0), high=Decimal(100))
+    wallet = reader.str_("wallet", "bonus")
+    min_total = reader.int_("min_total_minor", None, min_value=0)
+    max_total = reader.int_("max_total_minor", None, min_value=1)
+    if min_total is not None and max_total is not None and max_total <= min_total:
+        reader.problem(
+            "max_total_minor",
+            f"expected an integer above min_total_minor {min_total}, got {max_total!r}",
+        )
+    delay_days = reader.int_("delay_days", 0, min_value=0, max_value=3660) or 0
+    lifetime_days = reader.int_("lifetime_days", None, min_value=1, max_value=36600)
+    return AccrualPercent(
+        percent=percent,
+        wallet=wallet,
+        min_total_minor=min_total,
+        max_total_minor=max_total,
+        delay_days=delay_days,
+        lifetime_days=lifetime_days,
+        accrue_on_bonus_paid=reader.bool_("accrue_on_bonus_paid", False),
+    )
+
+
+KIND = Kind(name="accrual_percent", stage="accrual", parse=parse)

@@ -1,0 +1,153 @@
+"""Input and output data of the engine: receipts in, calculations out (frozen, slotted)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+__all__ = [
+    "Accrual",
+    "Calculation",
+    "Discount",
+    "LineResult",
+    "Messages",
+    "Receipt",
+    "ReceiptLine",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptLine:
+    """One line of a receipt; ``amount_minor`` is the amount before any discount."""
+
+    line_no: int
+    product_id: str
+    qty_milli: int
+    unit_price_minor: int
+    amount_minor: int
+    department: str = ""
+    category: str = ""
+    brand: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """A receipt to price; ``now`` is an aware datetime, ``bonus_balance`` the spendable bonus."""
+
+    lines: tuple[ReceiptLine, ...]
+    now: datetime
+    store_id: str = ""
+    store_format: str = ""
+    card_no: str | None = None
+    segment: str = ""
+    bonus_balance: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Discount:
+    """The part of one line's discount given by one rule."""
+
+    rule_id: str
+    amount_minor: int
+
+
+@dataclass(frozen=True, slots=True)
+class LineResult:
+    """A priced line: its amount before discounts and the discounts given on it."""
+
+    line_no: int
+    product_id: str
+    amount_minor: int
+    discounts: tuple[Discount, ...] = ()
+
+    @property
+    def discount_minor(self) -> int:
+        """Sum of this line's discounts."""
+        return sum(d.amount_minor for d in self.discounts)
+
+    @property
+    def total_minor(self) -> int:
+        """The line amount after its discounts."""
+        return self.amount_minor - self.discount_minor
+
+
+@dataclass(frozen=True, slots=True)
+class Accrual:
+    """Points credited to ``wallet`` by one rule (bonus wallet: 1 point = 1 minor unit)."""
+
+    wallet: str
+    amount: int
+    rule_id: str
+    active_from: datetime | None = None
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Messages:
+    """Texts produced by the rules that applied, per output channel."""
+
+    slip: tuple[str, ...] = ()
+    cashier: tuple[str, ...] = ()
+    display: tuple[str, ...] = ()
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+@dataclass(frozen=True, slots=True)
+class Calculation:
+    """The priced receipt: discounts, totals, bonus limits, accruals, messages, explanation."""
+
+    lines: tuple[LineResult, ...]
+    subtotal_minor: int
+    discount_minor: int
+    total_minor: int
+    accruals: tuple[Accrual, ...]
+    bonus_payable_max: int
+    bonus_to_spend: int
+    to_pay_minor: int
+    messages: Messages = field(default_factory=Messages)
+    promo_version: int = 0
+    explanation: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, the calculation shape of docs/API.md (plus ``explanation``)."""
+        return {
+            "lines": [
+                {
+                    "line_no": line.line_no,
+                    "product_id": line.product_id,
+                    "amount_minor": line.amount_minor,
+                    "discounts": [
+                        {"rule_id": d.rule_id, "amount_minor": d.amount_minor}
+                        for d in line.discounts
+                    ],
+                }
+                for line in self.lines
+            ],
+            "subtotal_minor": self.subtotal_minor,
+            "discount_minor": self.discount_minor,
+            "total_minor": self.total_minor,
+            "accrual": [
+                {
+                    "wallet": a.wallet,
+                    "amount": a.amount,
+                    "rule_id": a.rule_id,
+                    "active_from": _iso(a.active_from),
+                    "expires_at": _iso(a.expires_at),
+                }
+                for a in self.accruals
+            ],
+            "bonus_payable_max": self.bonus_payable_max,
+            "bonus_to_spend": self.bonus_to_spend,
+            "to_pay_minor": self.to_pay_minor,
+            "messages": {
+                "slip": list(self.messages.slip),
+                "cashier": list(self.messages.cashier),
+                "display": list(self.messages.display),
+            },
+            "promo_version": self.promo_version,
+            "explanation": list(self.explanation),
+        }

@@ -1,0 +1,105 @@
+"""Money arithmetic: THE one rounding rule of the engine.
+
+Amounts are ``int`` minor units; every rate (percent, share) is a ``Decimal``; a result is
+computed exactly (integer arithmetic over the rate's exact ratio) and rounded once, half to
+even, to the minor unit. ``float`` is rejected everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+
+from .errors import InvalidAmount
+
+__all__ = [
+    "allocate",
+    "amount_for_quantity",
+    "format_minor",
+    "percent_of",
+    "round_half_even",
+    "share_of",
+]
+
+
+def _int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidAmount(f"{name}: expected an int, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _ratio(name: str, rate: object) -> tuple[int, int]:
+    if not isinstance(rate, Decimal):
+        raise InvalidAmount(f"{name}: expected a Decimal, got {type(rate).__name__} {rate!r}")
+    if not rate.is_finite():
+        raise InvalidAmount(f"{name}: expected a finite Decimal, got {rate!r}")
+    return rate.as_integer_ratio()
+
+
+def round_half_even(numerator: int, denominator: int) -> int:
+    """Return numerator / denominator rounded half to even (exact integer arithmetic)."""
+    _int("numerator", numerator)
+    if _int("denominator", denominator) <= 0:
+        raise InvalidAmount(f"denominator: expected an int > 0, got {denominator!r}")
+    quotient, remainder = divmod(numerator, denominator)
+    twice = 2 * remainder
+    if twice > denominator or (twice == denominator and quotient % 2 == 1):
+        quotient += 1
+    return quotient
+
+
+def percent_of(amount_minor: int, percent: Decimal) -> int:
+    """Return ``percent`` % of ``amount_minor``, rounded half-even to the minor unit."""
+    numerator, denominator = _ratio("percent", percent)
+    return round_half_even(_int("amount_minor", amount_minor) * numerator, denominator * 100)
+
+
+def share_of(amount_minor: int, share: Decimal) -> int:
+    """Return ``share`` (0.5 = half) of ``amount_minor``, rounded half-even to the minor unit."""
+    numerator, denominator = _ratio("share", share)
+    return round_half_even(_int("amount_minor", amount_minor) * numerator, denominator)
+
+
+def amount_for_quantity(qty_milli: int, unit_price_minor: int) -> int:
+    """Return the line amount for ``qty_milli`` thousandths of a unit, rounded half-even."""
+    qty = _int("qty_milli", qty_milli)
+    price = _int("unit_price_minor", unit_price_minor)
+    return round_half_even(qty * price, 1000)
+
+
+def allocate(total_minor: int, weights: Sequence[int]) -> list[int]:
+    """Split ``total_minor`` over ``weights`` by largest remainder; sums exactly, ties by index."""
+    total = _int("total_minor", total_minor)
+    if total < 0:
+        raise InvalidAmount(f"total_minor: expected an int >= 0, got {total}")
+    checked = [_int(f"weights[{i}]", w) for i, w in enumerate(weights)]
+    for i, weight in enumerate(checked):
+        if weight < 0:
+            raise InvalidAmount(f"weights[{i}]: expected an int >= 0, got {weight}")
+    weight_sum = sum(checked)
+    if weight_sum == 0:
+        if total == 0:
+            return [0] * len(checked)
+        raise InvalidAmount(f"weights: all zero, cannot allocate total_minor {total}")
+    shares: list[int] = []
+    remainders: list[tuple[int, int]] = []
+    for i, weight in enumerate(checked):
+        share, remainder = divmod(total * weight, weight_sum)
+        shares.append(share)
+        remainders.append((-remainder, i))
+    # The leftover units (fewer than the number of non-zero remainders) go to the largest
+    # remainders; equal remainders are broken by index so the split is deterministic.
+    leftover = total - sum(shares)
+    for _, i in sorted(remainders)[:leftover]:
+        shares[i] += 1
+    return shares
+
+
+def format_minor(amount_minor: int, exponent: int = 2) -> str:
+    """Render minor units as a plain major-unit string: 123456 -> '1234.56' (exponent 2)."""
+    amount = _int("amount_minor", amount_minor)
+    if exponent == 0:
+        return str(amount)
+    sign = "-" if amount < 0 else ""
+    major, minor = divmod(abs(amount), 10**exponent)
+    return f"{sign}{major}.{minor:0{exponent}d}"

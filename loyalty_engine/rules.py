@@ -1,0 +1,223 @@
+"""Promotion documents -> a validated, versioned ``PromotionSet`` (every problem reported)."""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .conditions import Audience, Place, Schedule, parse_audience, parse_place, parse_schedule
+from .errors import RuleError
+from .fields import FieldReader
+from .kinds import KINDS, Stage, Terms
+
+__all__ = [
+    "PLACEHOLDERS",
+    "STATUSES",
+    "EngineSettings",
+    "MessageTemplates",
+    "Promotion",
+    "PromotionSet",
+    "load_promotion_set",
+    "load_settings",
+]
+
+STATUSES = ("draft", "active", "archived")
+# Placeholders a message template may use; the engine fills them for the rule's result.
+PLACEHOLDERS = frozenset(
+    {"amount", "amount_minor", "percent", "promotion_id", "total", "wallet", "points"}
+)
+_CHANNELS = ("slip", "cashier", "display")
+_FORMATTER = string.Formatter()
+
+
+@dataclass(frozen=True, slots=True)
+class MessageTemplates:
+    """Texts shown when the rule applies, with ``{amount}``-style placeholders."""
+
+    slip: str = ""
+    cashier: str = ""
+    display: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Promotion:
+    """One validated rule: common fields, conditions, and the kind-specific ``terms``."""
+
+    promotion_id: str
+    kind: str
+    status: str
+    priority: int
+    terms: Terms
+    stage: Stage
+    schedule: Schedule = field(default_factory=Schedule)
+    place: Place = field(default_factory=Place)
+    audience: Audience = field(default_factory=Audience)
+    messages: MessageTemplates = field(default_factory=MessageTemplates)
+    title: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """Chain-wide settings: bonus payment cap, store time zone, currency exponent."""
+
+    bonus_max_share: Decimal = Decimal("0.5")
+    timezone: str = "UTC"
+    tz: tzinfo = UTC
+    currency_exponent: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class PromotionSet:
+    """The rules a receipt is priced with, ordered by (priority, promotion_id), and a version."""
+
+    version: int
+    promotions: tuple[Promotion, ...] = ()
+    settings: EngineSettings = field(default_factory=EngineSettings)
+    # Non-fatal findings, e.g. unknown fields (newer documents or typos).
+    warnings: tuple[str, ...] = ()
+
+    def get(self, promotion_id: str) -> Promotion | None:
+        """The promotion with this id, or ``None``."""
+        return next((p for p in self.promotions if p.promotion_id == promotion_id), None)
+
+
+def _templates(reader: FieldReader) -> MessageTemplates:
+    sub = reader.child("messages")
+    if sub is None:
+        return MessageTemplates()
+    texts: dict[str, str] = {}
+    for channel in _CHANNELS:
+        text = sub.doc.get(channel)
+        sub.seen.add(channel)
+        if text is None or text == "":
+            continue
+        if not isinstance(text, str):
+            sub.problem(channel, f"expected a string, got {text!r}")
+            continue
+        try:
+            fields = [(name, spec, conv) for _, name, spec, conv in _FORMATTER.parse(text)]
+        except ValueError as exc:
+            sub.problem(channel, f"bad template ({exc}), got {text!r}")
+            continue
+        allowed = ", ".join("{" + p + "}" for p in sorted(PLACEHOLDERS))
+        bad = [
+            "{" + name + "}"
+            for name, spec, conv in fields
+            if name is not None and (name not in PLACEHOLDERS or spec or conv)
+        ]
+        if bad:
+            sub.problem(
+                channel,
+                f"unsupported placeholder {', '.join(bad)} (allowed: {allowed}), got {text!r}",
+            )
+            continue
+        texts[channel] = text
+    return MessageTemplates(**texts)
+
+
+def _promotion(
+    doc: object, index: int, problems: list[str], warnings: list[str], strict: bool
+) -> Promotion | None:
+    if not isinstance(doc, Mapping):
+        problems.append(f"promotion #{index}: expected an object, got {doc!r}")
+        return None
+    raw_id = doc.get("promotion_id")
+    owner = f"promotion {raw_id!r}" if isinstance(raw_id, str) and raw_id else f"promotion #{index}"
+    before = len(problems)
+    reader = FieldReader(doc, owner, problems)
+    promotion_id = reader.str_("promotion_id")
+    kind_name = reader.str_("kind")
+    kind = KINDS.get(kind_name)
+    if kind is None and kind_name:
+        if not strict:
+            warnings.append(f"{owner}: kind {kind_name!r} unknown to this engine, skipped")
+            return None
+        reader.problem("kind", f"expected one of {', '.join(sorted(KINDS))}, got {kind_name!r}")
+    status = reader.str_("status", "draft", choices=STATUSES)
+    priority = reader.int_("priority", 100, min_value=-1_000_000, max_value=1_000_000) or 0
+    title = reader.str_("title", "") if reader.has("title") else ""
+    schedule = parse_schedule(reader)
+    place = parse_place(reader)
+    audience = parse_audience(reader)
+    messages = _templates(reader)
+    terms = kind.parse(reader) if kind is not None else None
+    if terms is None or kind is None or len(problems) > before:
+        return None
+    # Unknown keys are tolerated (newer documents add fields with defaults) but reported,
+    # because they are as likely to be typos.
+    warnings.extend(f"{owner}: unknown field {path!r} ignored" for path in reader.unknown_fields())
+    return Promotion(
+        promotion_id=promotion_id,
+        kind=kind.name,
+        status=status,
+        priority=priority,
+        terms=terms,
+        stage=kind.stage,
+        schedule=schedule,
+        place=place,
+        audience=audience,
+        messages=messages,
+        title=title,
+    )
+
+
+def load_settings(settings: Mapping[str, Any] | None, problems: list[str]) -> EngineSettings:
+    """Validate chain settings (unknown names are ignored: the table is shared)."""
+    reader = FieldReader(settings or {}, "settings", problems)
+    share = reader.decimal(
+        "bonus_max_share", low=Decimal(0), high=Decimal(1), default=Decimal("0.5")
+    )
+    name = reader.str_("timezone", "UTC")
+    zone: tzinfo = UTC
+    if name != "UTC":
+        try:
+            zone = ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            reader.problem("timezone", f"expected an IANA time zone name, got {name!r}")
+    exponent_text = reader.str_("currency_exponent", "2")
+    if exponent_text not in ("0", "1", "2", "3"):
+        reader.problem("currency_exponent", f"expected 0, 1, 2 or 3, got {exponent_text!r}")
+        exponent_text = "2"
+    return EngineSettings(share, name, zone, int(exponent_text))
+
+
+def load_promotion_set(
+    docs: Iterable[Mapping[str, Any]],
+    *,
+    version: int,
+    settings: Mapping[str, Any] | None = None,
+    strict: bool = True,
+) -> PromotionSet:
+    """Validate rule documents and settings; raise ``RuleError`` listing every problem.
+
+    ``strict=False`` skips documents of kinds this engine does not know (an older register
+    receiving a newer Center's rules) instead of failing; they are listed in ``warnings``.
+    """
+    problems: list[str] = []
+    warnings: list[str] = []
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        problems.append(f"version: expected an integer >= 0, got {version!r}")
+    engine_settings = load_settings(settings, problems)
+    promotions: list[Promotion] = []
+    seen: dict[str, int] = {}
+    for index, doc in enumerate(docs):
+        if isinstance(doc, Mapping):
+            raw_id = doc.get("promotion_id")
+            if isinstance(raw_id, str) and raw_id:
+                if raw_id in seen:
+                    problems.append(
+                        f"promotion {raw_id!r}: promotion_id: duplicate of document #{seen[raw_id]}"
+                    )
+                seen.setdefault(raw_id, index)
+        promotion = _promotion(doc, index, problems, warnings, strict)
+        if promotion is not None:
+            promotions.append(promotion)
+    if problems:
+        raise RuleError(problems)
+    promotions.sort(key=lambda p: (p.priority, p.promotion_id))
+    return PromotionSet(version, tuple(promotions), engine_settings, tuple(warnings))
