@@ -1,0 +1,304 @@
+"""The store node's configuration: one frozen dataclass tree loaded from store.toml."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from store_node.errors import ConfigError
+
+__all__ = ["CenterSettings", "Config", "StoreSettings", "load_config", "parse_config", "redacted"]
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_DNS_LABEL_MAX = 63
+_REQUIRED: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """The `[store]` table: who this node is and where it listens and keeps its data."""
+
+    store_id: str
+    node_id: str
+    listen_host: str
+    listen_port: int
+    data_dir: Path
+    advertise: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class CenterSettings:
+    """The `[center]` table: where sales go and how often/patiently they are sent."""
+
+    url: str
+    batch_size: int = 500
+    interval_s: float = 2.0
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 60.0
+    timeout_s: float = 10.0
+    master_poll_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole store node configuration; `source` is the file it came from, if any."""
+
+    store: StoreSettings
+    center: CenterSettings
+    source: Path | None = None
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite file holding sales, registers and the master-data cache."""
+        return self.store.data_dir / "store.db"
+
+
+class _Reader:
+    """Reads typed values out of a TOML document, collecting every problem instead of raising."""
+
+    def __init__(self, doc: Mapping[str, Any]) -> None:
+        self.doc = doc
+        self.problems: list[str] = []
+
+    def section(self, name: str, keys: set[str]) -> Mapping[str, Any]:
+        raw = self.doc.get(name)
+        if raw is None:
+            self.problems.append(f"[{name}]: missing table")
+            return {}
+        if not isinstance(raw, Mapping):
+            self.problems.append(f"[{name}]: expected a table, got {type(raw).__name__}")
+            return {}
+        for key in sorted(set(raw) - keys):
+            self.problems.append(f"{name}.{key}: unknown key (known: {', '.join(sorted(keys))})")
+        return raw
+
+    def value(self, table: Mapping[str, Any], where: str, default: Any) -> Any:
+        key = where.rsplit(".", 1)[1]
+        if key in table:
+            return table[key]
+        if default is _REQUIRED:
+            self.problems.append(f"{where}: missing (required)")
+        return default
+
+    def string(self, table: Mapping[str, Any], where: str, default: Any = _REQUIRED) -> str | None:
+        value = self.value(table, where, default)
+        if value is None or value is _REQUIRED:
+            return None
+        if not isinstance(value, str):
+            self.problems.append(f"{where}: expected a string, got {value!r}")
+            return None
+        if not value.strip():
+            self.problems.append(f"{where}: must not be empty")
+            return None
+        return value
+
+    def identifier(
+        self, table: Mapping[str, Any], where: str, default: Any = _REQUIRED
+    ) -> str | None:
+        value = self.string(table, where, default)
+        if value is not None and not _ID.match(value):
+            self.problems.append(
+                f"{where}: {value!r} must be 1-64 letters, digits, '.', '_' or '-' "
+                "and start with a letter or digit"
+            )
+            return None
+        return value
+
+    def integer(
+        self, table: Mapping[str, Any], where: str, default: Any, *, low: int, high: int
+    ) -> int | None:
+        value = self.value(table, where, default)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.problems.append(f"{where}: expected an integer, got {value!r}")
+            return None
+        if not low <= value <= high:
+            self.problems.append(f"{where}: {value} is out of range {low}..{high}")
+            return None
+        return value
+
+    def seconds(self, table: Mapping[str, Any], where: str, default: float) -> float | None:
+        value = self.value(table, where, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.problems.append(f"{where}: expected a number of seconds, got {value!r}")
+            return None
+        if not 0 < value <= 86_400:
+            self.problems.append(f"{where}: {value} must be > 0 and at most 86400 seconds")
+            return None
+        return float(value)
+
+    def boolean(self, table: Mapping[str, Any], where: str, default: bool) -> bool | None:
+        value = self.value(table, where, default)
+        if not isinstance(value, bool):
+            self.problems.append(f"{where}: expected true or false, got {value!r}")
+            return None
+        return value
+
+
+def _center_url(reader: _Reader, table: Mapping[str, Any]) -> str | None:
+    url = reader.string(table, "center.url")
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        reader.problems.append(f"center.url: expected http(s)://host[:port], got {url!r}")
+        return None
+    try:
+        _ = parts.port
+    except ValueError:
+        reader.problems.append(f"center.url: bad port in {url!r}")
+        return None
+    if parts.query or parts.fragment:
+        reader.problems.append(f"center.url: must not have a query or fragment, got {url!r}")
+        return None
+    return url.rstrip("/")
+
+
+def _listen_host(reader: _Reader, table: Mapping[str, Any]) -> str | None:
+    host = reader.string(table, "store.listen_host", "0.0.0.0")
+    if host is None:
+        return None
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        reader.problems.append(
+            f"store.listen_host: expected an IP address such as 0.0.0.0 or 127.0.0.1, got {host!r}"
+        )
+        return None
+    return host
+
+
+def parse_config(doc: Mapping[str, Any], *, base_dir: Path, source: Path | None = None) -> Config:
+    """Validate a parsed TOML document; raise ConfigError listing every problem."""
+    reader = _Reader(doc)
+    for name in sorted(set(doc) - {"store", "center"}):
+        reader.problems.append(f"[{name}]: unknown table (known: center, store)")
+    store = reader.section(
+        "store", {"store_id", "node_id", "listen_host", "listen_port", "data_dir", "advertise"}
+    )
+    center = reader.section(
+        "center",
+        {
+            "url",
+            "batch_size",
+            "interval_s",
+            "backoff_initial_s",
+            "backoff_max_s",
+            "timeout_s",
+            "master_poll_s",
+        },
+    )
+    store_id = reader.identifier(store, "store.store_id")
+    node_id = reader.identifier(store, "store.node_id", f"store-{store_id}" if store_id else None)
+    listen_host = _listen_host(reader, store)
+    listen_port = reader.integer(store, "store.listen_port", 8710, low=0, high=65535)
+    data_dir_raw = reader.string(store, "store.data_dir")
+    advertise = reader.boolean(store, "store.advertise", True)
+    url = _center_url(reader, center)
+    batch_size = reader.integer(center, "center.batch_size", 500, low=1, high=10_000)
+    interval_s = reader.seconds(center, "center.interval_s", 2.0)
+    backoff_initial_s = reader.seconds(center, "center.backoff_initial_s", 1.0)
+    backoff_max_s = reader.seconds(center, "center.backoff_max_s", 60.0)
+    timeout_s = reader.seconds(center, "center.timeout_s", 10.0)
+    master_poll_s = reader.seconds(center, "center.master_poll_s", 5.0)
+
+    if backoff_initial_s and backoff_max_s and backoff_max_s < backoff_initial_s:
+        reader.problems.append(
+            f"center.backoff_max_s: {backoff_max_s} is less than "
+            f"center.backoff_initial_s {backoff_initial_s}"
+        )
+    if advertise and listen_port == 0:
+        reader.problems.append(
+            "store.listen_port: 0 (any free port) cannot be advertised over zeroconf; "
+            "set a port or advertise = false"
+        )
+    if advertise and store_id and node_id:
+        instance = f"store-{store_id}-{node_id}"
+        if len(instance.encode()) > _DNS_LABEL_MAX:
+            reader.problems.append(
+                f"store.node_id: zeroconf instance name {instance!r} is longer than "
+                f"{_DNS_LABEL_MAX} bytes; shorten store_id/node_id or set advertise = false"
+            )
+    if reader.problems:
+        raise ConfigError(source or "<config>", reader.problems)
+
+    assert store_id and node_id and listen_host and data_dir_raw and url  # for the type checker
+    assert listen_port is not None and advertise is not None and batch_size is not None
+    assert interval_s and backoff_initial_s and backoff_max_s and timeout_s and master_poll_s
+    return Config(
+        store=StoreSettings(
+            store_id=store_id,
+            node_id=node_id,
+            listen_host=listen_host,
+            listen_port=listen_port,
+            data_dir=(base_dir / data_dir_raw).resolve(),
+            advertise=advertise,
+        ),
+        center=CenterSettings(
+            url=url,
+            batch_size=batch_size,
+            interval_s=interval_s,
+            backoff_initial_s=backoff_initial_s,
+            backoff_max_s=backoff_max_s,
+            timeout_s=timeout_s,
+            master_poll_s=master_poll_s,
+        ),
+        source=source,
+    )
+
+
+def load_config(path: str | Path) -> Config:
+    """Load and validate store.toml; raise ConfigError listing every problem found."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read the file: {exc.strerror or exc}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, [f"not UTF-8 text: {exc}"]) from exc
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, [f"not valid TOML: {exc}"]) from exc
+    return parse_config(doc, base_dir=path.resolve().parent, source=path.resolve())
+
+
+def _redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def redacted(config: Config) -> dict[str, Any]:
+    """The effective config as plain data, with any password in the Center URL masked."""
+    return {
+        "source": str(config.source) if config.source else None,
+        "store": {
+            "store_id": config.store.store_id,
+            "node_id": config.store.node_id,
+            "listen_host": config.store.listen_host,
+            "listen_port": config.store.listen_port,
+            "data_dir": str(config.store.data_dir),
+            "advertise": config.store.advertise,
+        },
+        "center": {
+            "url": _redact_url(config.center.url),
+            "batch_size": config.center.batch_size,
+            "interval_s": config.center.interval_s,
+            "backoff_initial_s": config.center.backoff_initial_s,
+            "backoff_max_s": config.center.backoff_max_s,
+            "timeout_s": config.center.timeout_s,
+            "master_poll_s": config.center.master_poll_s,
+        },
+    }

@@ -1,0 +1,409 @@
+"""Moves sales to the Center and master data from it, on apscheduler jobs with capped backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import aiohttp
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from store_node.config import Config
+from store_node.errors import CenterTooLarge, CenterUnavailable
+from store_node.salesbox import BoxWorker, RegisterState, SalesBox
+from sync_protocol import (
+    CONTENT_TYPE,
+    Ack,
+    Heartbeat,
+    Limits,
+    MasterSnapshot,
+    ProtocolError,
+    SaleBatch,
+    decode,
+    decode_sale,
+    encode,
+)
+
+__all__ = ["Backoff", "FailureLog", "Forwarder", "backoff_delay"]
+
+log = logging.getLogger(__name__)
+
+# A chain's catalogue can be far larger than one sale batch; the Center is trusted more than a
+# register, so its snapshots get a larger ceiling than the default decoding limits.
+MASTER_MAX_BYTES = 64 * 1024 * 1024
+_MAX_DEVICES = 512
+
+
+def backoff_delay(attempt: int, *, initial_s: float, max_s: float, rng: random.Random) -> float:
+    """Full-jitter delay for 0-based attempt n: uniform in [0, min(max_s, initial_s * 2**n)]."""
+    if attempt < 0:
+        raise ValueError(f"attempt: {attempt} must be >= 0")
+    if initial_s <= 0 or max_s < initial_s:
+        raise ValueError(f"initial_s={initial_s}, max_s={max_s}: need 0 < initial_s <= max_s")
+    # 2.0**n overflows a float past n=1023; long before that every sane cap is reached.
+    ceiling = max_s if attempt >= 1000 else min(max_s, initial_s * 2.0**attempt)
+    return rng.uniform(0.0, ceiling)
+
+
+class Backoff:
+    """Gate on a monotonic clock: after a failure, refuse attempts until a jittered delay passed."""
+
+    def __init__(
+        self,
+        *,
+        initial_s: float,
+        max_s: float,
+        rng: random.Random,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.initial_s = initial_s
+        self.max_s = max_s
+        self.failures = 0
+        self._rng = rng
+        self._monotonic = monotonic
+        self._not_before = -math.inf
+
+    def ready(self) -> bool:
+        """True when the next attempt may be made now."""
+        return self._monotonic() >= self._not_before
+
+    def failed(self) -> float:
+        """Record a failure; return the delay chosen before the next attempt."""
+        delay = backoff_delay(
+            self.failures, initial_s=self.initial_s, max_s=self.max_s, rng=self._rng
+        )
+        self.failures += 1
+        self._not_before = self._monotonic() + delay
+        return delay
+
+    def succeeded(self) -> None:
+        """Record a success: the next failure starts again from the initial delay."""
+        self.failures = 0
+        self._not_before = -math.inf
+
+
+class FailureLog:
+    """Logs a repeating failure once at WARNING, then at DEBUG, and once more on recovery."""
+
+    def __init__(self, what: str, logger: logging.Logger = log) -> None:
+        self.what = what
+        self.failing = False
+        self._logger = logger
+
+    def failed(self, message: str) -> None:
+        """Log one failure of this kind of exchange."""
+        level = logging.DEBUG if self.failing else logging.WARNING
+        self._logger.log(level, "%s failed: %s", self.what, message)
+        self.failing = True
+
+    def recovered(self) -> None:
+        """Log the recovery once, if it was failing."""
+        if self.failing:
+            self._logger.info("%s recovered", self.what)
+        self.failing = False
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
+
+
+def _store_devices(registers: Sequence[RegisterState]) -> dict[str, str]:
+    # Heartbeat.devices is a flat str -> str map; prefix keys so the Center can tell them apart.
+    devices: dict[str, str] = {}
+    for state in registers:
+        devices[f"register:{state.register_id}"] = state.last_seen_at.isoformat()
+        for name, status in sorted(state.devices.items()):
+            devices[f"{state.register_id}:{name}"] = str(status)
+        if len(devices) >= _MAX_DEVICES:
+            break
+    return dict(list(devices.items())[:_MAX_DEVICES])
+
+
+class Forwarder:
+    """Owns the link to the Center: the HTTP session, the scheduler and its three jobs."""
+
+    def __init__(
+        self,
+        config: Config,
+        worker: BoxWorker,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+        rng: random.Random | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.worker = worker
+        self.clock = clock
+        self.batch_size = config.center.batch_size
+        self.backoff = Backoff(
+            initial_s=config.center.backoff_initial_s,
+            max_s=config.center.backoff_max_s,
+            rng=rng or random.Random(),
+            monotonic=monotonic,
+        )
+        self._ingest_log = FailureLog("sending sales to the Center")
+        self._heartbeat_log = FailureLog("heartbeat to the Center")
+        self._master_log = FailureLog("fetching master data from the Center")
+        self._session: aiohttp.ClientSession | None = None
+        self._scheduler: AsyncIOScheduler | None = None
+        self._running: set[asyncio.Task[Any]] = set()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self, *, schedule: bool = True) -> None:
+        """Open the HTTP session and, unless `schedule` is False, start the periodic jobs."""
+        timeout = aiohttp.ClientTimeout(total=self.config.center.timeout_s)
+        self._session = aiohttp.ClientSession(timeout=timeout)
+        if not schedule:
+            return
+        scheduler = AsyncIOScheduler(timezone=UTC, event_loop=asyncio.get_running_loop())
+        center = self.config.center
+        for job, every in (
+            (self._forward_job, center.interval_s),
+            (self._master_job, center.master_poll_s),
+            (self._heartbeat_job, center.master_poll_s),
+        ):
+            scheduler.add_job(
+                job,
+                "interval",
+                seconds=every,
+                id=job.__name__,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+                next_run_time=datetime.now(UTC),
+            )
+        scheduler.start()
+        self._scheduler = scheduler
+
+    async def stop(self) -> None:
+        """Stop the jobs, wait for the ones running to end, close the HTTP session."""
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        for task in list(self._running):
+            task.cancel()
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _guarded(self, what: str, step: Callable[[], Awaitable[object]]) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._running.add(task)
+        try:
+            await step()
+        except asyncio.CancelledError:
+            # Shutdown cancels us; the job ends quietly and its work is redone after a restart.
+            return
+        except Exception:
+            log.exception("%s job failed unexpectedly", what)
+        finally:
+            self._running.discard(task)
+
+    async def _forward_job(self) -> None:
+        await self._guarded("forward", self.forward_once)
+
+    async def _master_job(self) -> None:
+        await self._guarded("master poll", self.poll_master_once)
+
+    async def _heartbeat_job(self) -> None:
+        await self._guarded("heartbeat", self.heartbeat_once)
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("Forwarder.start() was not called")
+        return self._session
+
+    # -- sales ----------------------------------------------------------------------------
+
+    def _prepare_batch(self, box: SalesBox, limit: int) -> tuple[list[str], dict[str, str], bytes]:
+        pending = box.pending(limit)
+        sales = tuple(decode_sale(item.payload) for item in pending)
+        body = encode(
+            SaleBatch(sales=sales), sender=self.config.store.node_id, sent_at=self.clock()
+        )
+        return [p.sale_id for p in pending], {p.sale_id: p.register_id for p in pending}, body
+
+    async def forward_once(self) -> int:
+        """Send pending sales to the Center while full batches go through; return sales settled."""
+        if not self.backoff.ready():
+            return 0
+        settled = 0
+        while True:
+            limit = self.batch_size
+            ids, registers, body = await self.worker.run(partial(self._prepare_batch, limit=limit))
+            if not ids:
+                return settled
+            try:
+                ack = await self._post_batch(body)
+            except CenterTooLarge as exc:
+                if self.batch_size > 1:
+                    self.batch_size = max(1, self.batch_size // 2)
+                    log.warning("%s; sending at most %d sales per batch", exc, self.batch_size)
+                    continue
+                await self._center_failed(self._ingest_log, exc)
+                return settled
+            except (CenterUnavailable, aiohttp.ClientError, TimeoutError, ProtocolError) as exc:
+                await self._center_failed(self._ingest_log, exc)
+                return settled
+            self.backoff.succeeded()
+            self._ingest_log.recovered()
+            sent = set(ids)
+            forwarded = [s for s in (*ack.accepted, *ack.duplicates) if s in sent]
+            rejected = [r for r in ack.rejected if r.sale_id in sent]
+            now = self.clock()
+            settled += await self.worker.run(
+                partial(SalesBox.settle, forwarded=forwarded, rejected=rejected, now=now)
+            )
+            log.info(
+                "forwarded %d sales to the Center (%d new, %d already there, %d rejected)",
+                len(ids),
+                len([s for s in ack.accepted if s in sent]),
+                len([s for s in ack.duplicates if s in sent]),
+                len(rejected),
+            )
+            for rejection in rejected:
+                log.warning(
+                    "Center rejected sale %s of register %s: %s",
+                    rejection.sale_id,
+                    registers[rejection.sale_id],
+                    rejection.reason,
+                )
+            unanswered = sent - set(forwarded) - {r.sale_id for r in rejected}
+            if unanswered:
+                # Resending now could loop forever; the next scheduled run retries them.
+                log.warning(
+                    "Center ack did not mention %d of %d sales (e.g. %s); resending later",
+                    len(unanswered),
+                    len(ids),
+                    min(unanswered),
+                )
+                return settled
+            if len(ids) < limit:
+                return settled
+
+    async def _post_batch(self, body: bytes) -> Ack:
+        url = f"{self.config.center.url}/v1/ingest"
+        # BytesIO: aiohttp warns about (and may block on) raw-bytes bodies over 1 MiB.
+        async with self.session.post(
+            url, data=io.BytesIO(body), headers={"Content-Type": CONTENT_TYPE}
+        ) as response:
+            answer = await response.read()
+            if response.status == 413:
+                raise CenterTooLarge(f"POST {url}: HTTP 413 for a batch of {len(body)} bytes")
+            if response.status != 200:
+                raise CenterUnavailable(
+                    f"POST {url}: HTTP {response.status} {answer[:200].decode(errors='replace')}"
+                )
+        message = decode(answer, expect=Ack).message
+        assert isinstance(message, Ack)
+        return message
+
+    async def _center_failed(self, failures: FailureLog, exc: BaseException) -> None:
+        delay = self.backoff.failed() if failures is self._ingest_log else None
+        text = _describe(exc)
+        if delay is not None:
+            failures.failed(f"{text}; next attempt in {delay:.1f} s")
+        else:
+            failures.failed(text)
+        now = self.clock()
+        await self.worker.run(lambda b: b.record_center_error(text, now=now))
+
+    async def _center_ok(self, failures: FailureLog) -> None:
+        failures.recovered()
+        now = self.clock()
+        await self.worker.run(lambda b: b.record_center_ok(now=now))
+
+    # -- heartbeat ------------------------------------------------------------------------
+
+    def _build_heartbeat(self, box: SalesBox) -> bytes:
+        outbox = box.outbox()
+        master = box.master()
+        now = self.clock()
+        heartbeat = Heartbeat(
+            node_id=self.config.store.node_id,
+            role="store",
+            store_id=self.config.store.store_id,
+            sent_at=now,
+            last_seq=0,
+            queue_depth=outbox.pending,
+            oldest_queued_at=outbox.oldest_pending_at,
+            master_version=master.version if master else 0,
+            devices=_store_devices(box.registers()),
+        )
+        return encode(heartbeat, sender=self.config.store.node_id, sent_at=now)
+
+    async def heartbeat_once(self) -> bool:
+        """Tell the Center this node is alive and how far behind it is; True when it answered."""
+        body = await self.worker.run(self._build_heartbeat)
+        url = f"{self.config.center.url}/v1/heartbeat"
+        try:
+            async with self.session.post(
+                url, data=io.BytesIO(body), headers={"Content-Type": CONTENT_TYPE}
+            ) as response:
+                answer = await response.read()
+                if response.status != 200:
+                    raise CenterUnavailable(
+                        f"POST {url}: HTTP {response.status} "
+                        f"{answer[:200].decode(errors='replace')}"
+                    )
+        except (CenterUnavailable, aiohttp.ClientError, TimeoutError) as exc:
+            await self._center_failed(self._heartbeat_log, exc)
+            return False
+        await self._center_ok(self._heartbeat_log)
+        return True
+
+    # -- master data ----------------------------------------------------------------------
+
+    def _store_master(self, box: SalesBox, answer: bytes) -> int | None:
+        snapshot = decode(
+            answer, limits=Limits(max_bytes=MASTER_MAX_BYTES), expect=MasterSnapshot
+        ).message
+        assert isinstance(snapshot, MasterSnapshot)
+        cached = box.master()
+        if cached is not None and cached.version == snapshot.version:
+            return None
+        now = self.clock()
+        # Encoded once here so that registers are served the stored bytes as they are.
+        payload = encode(snapshot, sender=self.config.store.node_id, sent_at=now)
+        box.save_master(snapshot.version, payload, now=now)
+        return snapshot.version
+
+    async def poll_master_once(self) -> int | None:
+        """Fetch master data newer than the cached version; return the new version if any."""
+        cached = await self.worker.run(lambda b: b.master())
+        since = cached.version if cached else 0
+        url = f"{self.config.center.url}/v1/master"
+        params = {"store_id": self.config.store.store_id, "since": str(since)}
+        try:
+            async with self.session.get(url, params=params) as response:
+                answer = await response.read()
+                if response.status != 200:
+                    raise CenterUnavailable(
+                        f"GET {url}: HTTP {response.status} {answer[:200].decode(errors='replace')}"
+                    )
+            version = await self.worker.run(lambda b: self._store_master(b, answer))
+        except (CenterUnavailable, aiohttp.ClientError, TimeoutError, ProtocolError) as exc:
+            await self._center_failed(self._master_log, exc)
+            return None
+        await self._center_ok(self._master_log)
+        if version is not None:
+            log.info("master data updated from version %d to %d", since, version)
+        return version

@@ -1,0 +1,542 @@
+"""The store node's durable state in one SQLite file: sales, quarantine, registers, master cache."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+from store_node.errors import StorageError
+from sync_protocol import Ack, Heartbeat, Rejection, Sale, encode_sale, sale_fingerprint
+
+__all__ = [
+    "BoxWorker",
+    "CachedMaster",
+    "CenterStatus",
+    "OutboxStatus",
+    "PendingSale",
+    "RegisterState",
+    "RegisterSummary",
+    "SalesBox",
+    "check_sale",
+]
+
+SCHEMA_VERSION = 1
+_T = TypeVar("_T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sales (
+    received_no INTEGER PRIMARY KEY AUTOINCREMENT,
+    sale_id TEXT NOT NULL UNIQUE,
+    store_id TEXT NOT NULL,
+    register_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    total_minor INTEGER NOT NULL,
+    line_count INTEGER NOT NULL,
+    closed_at TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    forwarded_at TEXT,
+    center_rejected_at TEXT,
+    center_reason TEXT,
+    UNIQUE (register_id, seq)
+);
+CREATE INDEX IF NOT EXISTS sales_pending ON sales (received_no)
+    WHERE forwarded_at IS NULL AND center_rejected_at IS NULL;
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sale_id TEXT NOT NULL,
+    store_id TEXT NOT NULL,
+    register_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    UNIQUE (sale_id, fingerprint)
+);
+CREATE TABLE IF NOT EXISTS registers (
+    register_id TEXT PRIMARY KEY,
+    first_seen_at TEXT NOT NULL,
+    last_seen_at TEXT NOT NULL,
+    last_seq INTEGER NOT NULL DEFAULT 0,
+    queue_depth INTEGER NOT NULL DEFAULT 0,
+    oldest_queued_at TEXT,
+    devices TEXT NOT NULL DEFAULT '{}',
+    master_version INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS master (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    fetched_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS center_status (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    last_ok_at TEXT,
+    last_error TEXT,
+    last_error_at TEXT
+);
+"""
+
+
+def _ts(moment: datetime) -> str:
+    # One fixed-width UTC form so that text order is time order in SQL.
+    if moment.tzinfo is None:
+        raise ValueError(f"naive datetime {moment!r}: times of facts must be aware UTC")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _dt(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingSale:
+    """A stored sale not yet acknowledged by the Center, in the order it was received."""
+
+    received_no: int
+    sale_id: str
+    register_id: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterState:
+    """What the node knows about one register, plus its sales still waiting for the Center."""
+
+    register_id: str
+    last_seen_at: datetime
+    last_seq: int
+    queue_depth: int
+    oldest_queued_at: datetime | None
+    devices: dict[str, str]
+    master_version: int
+    pending: int
+    oldest_pending_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStatus:
+    """Sales waiting for the Center, and those the Center or this node refused."""
+
+    pending: int
+    oldest_pending_at: datetime | None
+    rejected_by_center: int
+    quarantined: int
+
+
+@dataclass(frozen=True, slots=True)
+class CenterStatus:
+    """The last successful exchange with the Center and the last failure, if any."""
+
+    last_ok_at: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CachedMaster:
+    """The master snapshot last fetched from the Center, already encoded for registers."""
+
+    version: int
+    payload: bytes
+    fetched_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterSummary:
+    """Reconciliation totals of the sales this node holds for one register."""
+
+    register_id: str
+    receipts: int
+    lines: int
+    total_minor: int
+    max_seq: int
+    pending: int
+
+
+def check_sale(sale: Sale, store_id: str) -> str | None:
+    """Why this node must refuse the sale (field named), or None when it may be stored.
+
+    Field types, UUID form, seq and money sums are already enforced by sync_protocol.decode.
+    """
+    if sale.store_id != store_id:
+        return f"store_id: sale belongs to store {sale.store_id!r}, this node serves {store_id!r}"
+    return None
+
+
+class SalesBox:
+    """Owns one SQLite connection; every write and its related rows commit in one transaction."""
+
+    def __init__(self, path: Path, *, store_id: str) -> None:
+        self.path = path
+        self.store_id = store_id
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # check_same_thread=False: BoxWorker runs every call on its single worker thread.
+            self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise StorageError(f"{path}: cannot open the database: {exc}") from exc
+        try:
+            self._setup()
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise StorageError(f"{path}: cannot use the database: {exc}") from exc
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _setup(self) -> None:
+        conn = self._conn
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=5000")
+        with self._tx():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            row = conn.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('store_id', ?)", (self.store_id,)
+                )
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+            elif row[0] != self.store_id:
+                raise StorageError(
+                    f"{self.path}: database belongs to store {row[0]!r}, "
+                    f"config says store_id={self.store_id!r}; use another data_dir"
+                )
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the connection (checkpointing the WAL)."""
+        self._conn.close()
+
+    # -- sales from registers -------------------------------------------------------------
+
+    def accept(self, sales: Sequence[Sale], *, now: datetime) -> Ack:
+        """Store a batch from a register in ONE transaction and say what happened to each sale."""
+        accepted: list[str] = []
+        duplicates: list[str] = []
+        rejected: list[Rejection] = []
+        answered: set[str] = set()
+        seen: dict[str, int] = {}
+        received_at = _ts(now)
+        with self._tx() as conn:
+            for sale in sales:
+                if sale.sale_id in answered:
+                    continue
+                answered.add(sale.sale_id)
+                fingerprint = sale_fingerprint(sale)
+                reason = check_sale(sale, self.store_id)
+                if reason is None:
+                    seen.setdefault(sale.register_id, 0)
+                    reason = self._conflict(conn, sale, fingerprint)
+                    if reason == "":
+                        duplicates.append(sale.sale_id)
+                        seen[sale.register_id] = max(seen[sale.register_id], sale.seq)
+                        continue
+                if reason is not None:
+                    rejected.append(Rejection(sale_id=sale.sale_id, reason=reason))
+                    conn.execute(
+                        "INSERT OR IGNORE INTO quarantine (sale_id, store_id, register_id, seq,"
+                        " fingerprint, payload, reason, received_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            sale.sale_id,
+                            sale.store_id,
+                            sale.register_id,
+                            sale.seq,
+                            fingerprint,
+                            encode_sale(sale),
+                            reason,
+                            received_at,
+                        ),
+                    )
+                    continue
+                conn.execute(
+                    "INSERT INTO sales (sale_id, store_id, register_id, seq, fingerprint, payload,"
+                    " total_minor, line_count, closed_at, received_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        sale.sale_id,
+                        sale.store_id,
+                        sale.register_id,
+                        sale.seq,
+                        fingerprint,
+                        encode_sale(sale),
+                        sale.total_minor,
+                        len(sale.lines),
+                        _ts(sale.closed_at),
+                        received_at,
+                    ),
+                )
+                accepted.append(sale.sale_id)
+                seen[sale.register_id] = max(seen[sale.register_id], sale.seq)
+            for register_id, max_seq in seen.items():
+                conn.execute(
+                    "INSERT INTO registers (register_id, first_seen_at, last_seen_at, last_seq)"
+                    " VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (register_id) DO UPDATE SET"
+                    " last_seen_at = excluded.last_seen_at,"
+                    " last_seq = MAX(registers.last_seq, excluded.last_seq)",
+                    (register_id, received_at, received_at, max_seq),
+                )
+        return Ack(accepted=tuple(accepted), duplicates=tuple(duplicates), rejected=tuple(rejected))
+
+    def _conflict(self, conn: sqlite3.Connection, sale: Sale, fingerprint: str) -> str | None:
+        """None: new sale; "": identical duplicate; otherwise why it conflicts."""
+        row = conn.execute(
+            "SELECT fingerprint FROM sales WHERE sale_id = ?", (sale.sale_id,)
+        ).fetchone()
+        if row is not None:
+            if row[0] == fingerprint:
+                return ""
+            return (
+                f"sale_id: {sale.sale_id} was already stored with a different payload "
+                f"(fingerprint {row[0][:12]}..., got {fingerprint[:12]}...)"
+            )
+        row = conn.execute(
+            "SELECT sale_id FROM sales WHERE register_id = ? AND seq = ?",
+            (sale.register_id, sale.seq),
+        ).fetchone()
+        if row is not None:
+            return (
+                f"seq: register {sale.register_id} seq {sale.seq} is already used by sale {row[0]}"
+            )
+        return None
+
+    def record_heartbeat(self, heartbeat: Heartbeat, *, now: datetime) -> None:
+        """Remember what a register reported about itself; the node's clock sets last_seen_at."""
+        seen_at = _ts(now)
+        oldest = _ts(heartbeat.oldest_queued_at) if heartbeat.oldest_queued_at else None
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO registers (register_id, first_seen_at, last_seen_at, last_seq,"
+                " queue_depth, oldest_queued_at, devices, master_version)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (register_id) DO UPDATE SET"
+                " last_seen_at = excluded.last_seen_at,"
+                " last_seq = MAX(registers.last_seq, excluded.last_seq),"
+                " queue_depth = excluded.queue_depth,"
+                " oldest_queued_at = excluded.oldest_queued_at,"
+                " devices = excluded.devices,"
+                " master_version = excluded.master_version",
+                (
+                    heartbeat.node_id,
+                    seen_at,
+                    seen_at,
+                    heartbeat.last_seq,
+                    heartbeat.queue_depth,
+                    oldest,
+                    json.dumps(dict(heartbeat.devices), sort_keys=True),
+                    heartbeat.master_version,
+                ),
+            )
+
+    # -- forwarding to the Center ---------------------------------------------------------
+
+    def pending(self, limit: int) -> list[PendingSale]:
+        """Up to `limit` sales not yet acknowledged by the Center, oldest received first."""
+        rows = self._conn.execute(
+            "SELECT received_no, sale_id, register_id, payload FROM sales"
+            " WHERE forwarded_at IS NULL AND center_rejected_at IS NULL"
+            " ORDER BY received_no LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [PendingSale(r[0], r[1], r[2], bytes(r[3])) for r in rows]
+
+    def settle(
+        self,
+        forwarded: Sequence[str],
+        rejected: Sequence[Rejection],
+        *,
+        now: datetime,
+    ) -> int:
+        """Apply a Center ack in one transaction; return how many sales changed state."""
+        at = _ts(now)
+        changed = 0
+        with self._tx() as conn:
+            for sale_id in forwarded:
+                changed += conn.execute(
+                    "UPDATE sales SET forwarded_at = ? WHERE sale_id = ? AND forwarded_at IS NULL",
+                    (at, sale_id),
+                ).rowcount
+            for rejection in rejected:
+                changed += conn.execute(
+                    "UPDATE sales SET center_rejected_at = ?, center_reason = ?"
+                    " WHERE sale_id = ? AND forwarded_at IS NULL AND center_rejected_at IS NULL",
+                    (at, rejection.reason, rejection.sale_id),
+                ).rowcount
+            self._center_ok(conn, at)
+        return changed
+
+    def record_center_ok(self, *, now: datetime) -> None:
+        """Remember a successful exchange with the Center."""
+        with self._tx() as conn:
+            self._center_ok(conn, _ts(now))
+
+    def _center_ok(self, conn: sqlite3.Connection, at: str) -> None:
+        conn.execute(
+            "INSERT INTO center_status (id, last_ok_at) VALUES (1, ?)"
+            " ON CONFLICT (id) DO UPDATE SET last_ok_at = excluded.last_ok_at",
+            (at,),
+        )
+
+    def record_center_error(self, message: str, *, now: datetime) -> None:
+        """Remember the last failure talking to the Center."""
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO center_status (id, last_error, last_error_at) VALUES (1, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET last_error = excluded.last_error,"
+                " last_error_at = excluded.last_error_at",
+                (message, _ts(now)),
+            )
+
+    def center_status(self) -> CenterStatus:
+        """The last successful exchange with the Center and the last failure."""
+        row = self._conn.execute(
+            "SELECT last_ok_at, last_error, last_error_at FROM center_status WHERE id = 1"
+        ).fetchone()
+        if row is None:
+            return CenterStatus()
+        return CenterStatus(_dt(row[0]), row[1], _dt(row[2]))
+
+    # -- master data ----------------------------------------------------------------------
+
+    def master(self) -> CachedMaster | None:
+        """The cached master snapshot, or None before the first successful fetch."""
+        row = self._conn.execute(
+            "SELECT version, payload, fetched_at FROM master WHERE id = 1"
+        ).fetchone()
+        if row is None:
+            return None
+        fetched_at = _dt(row[2])
+        assert fetched_at is not None
+        return CachedMaster(int(row[0]), bytes(row[1]), fetched_at)
+
+    def save_master(self, version: int, payload: bytes, *, now: datetime) -> None:
+        """Replace the cached master snapshot durably."""
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO master (id, version, payload, fetched_at) VALUES (1, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET version = excluded.version,"
+                " payload = excluded.payload, fetched_at = excluded.fetched_at",
+                (version, payload, _ts(now)),
+            )
+
+    # -- reporting ------------------------------------------------------------------------
+
+    def registers(self) -> list[RegisterState]:
+        """Every register this node has seen, with its sales still waiting for the Center."""
+        rows = self._conn.execute(
+            "SELECT r.register_id, r.last_seen_at, r.last_seq, r.queue_depth, r.oldest_queued_at,"
+            " r.devices, r.master_version, COUNT(s.sale_id), MIN(s.received_at)"
+            " FROM registers r LEFT JOIN sales s ON s.register_id = r.register_id"
+            " AND s.forwarded_at IS NULL AND s.center_rejected_at IS NULL"
+            " GROUP BY r.register_id ORDER BY r.register_id"
+        ).fetchall()
+        states = []
+        for row in rows:
+            last_seen_at = _dt(row[1])
+            assert last_seen_at is not None
+            states.append(
+                RegisterState(
+                    register_id=row[0],
+                    last_seen_at=last_seen_at,
+                    last_seq=row[2],
+                    queue_depth=row[3],
+                    oldest_queued_at=_dt(row[4]),
+                    devices=json.loads(row[5]),
+                    master_version=row[6],
+                    pending=row[7],
+                    oldest_pending_at=_dt(row[8]),
+                )
+            )
+        return states
+
+    def outbox(self) -> OutboxStatus:
+        """Counts of sales waiting for, or refused by, the Center, and of quarantined sales."""
+        pending, oldest = self._conn.execute(
+            "SELECT COUNT(*), MIN(received_at) FROM sales"
+            " WHERE forwarded_at IS NULL AND center_rejected_at IS NULL"
+        ).fetchone()
+        (rejected,) = self._conn.execute(
+            "SELECT COUNT(*) FROM sales WHERE center_rejected_at IS NOT NULL"
+        ).fetchone()
+        (quarantined,) = self._conn.execute("SELECT COUNT(*) FROM quarantine").fetchone()
+        return OutboxStatus(pending, _dt(oldest), rejected, quarantined)
+
+    def summary(self) -> list[RegisterSummary]:
+        """Per-register totals of the sales held here (quarantined ones excluded)."""
+        rows = self._conn.execute(
+            "SELECT register_id, COUNT(*), SUM(line_count), SUM(total_minor), MAX(seq),"
+            " SUM(forwarded_at IS NULL AND center_rejected_at IS NULL)"
+            " FROM sales GROUP BY register_id ORDER BY register_id"
+        ).fetchall()
+        return [RegisterSummary(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        """Row counts per table, for tests and diagnostics."""
+        tables = ("sales", "quarantine", "registers", "master")
+        return {
+            table: self._conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+            for table in tables
+        }
+
+
+class BoxWorker:
+    """Runs every SalesBox call on one dedicated thread, so fsyncs never block the event loop."""
+
+    def __init__(self, path: Path, *, store_id: str) -> None:
+        self.path = path
+        self.store_id = store_id
+        self._box: SalesBox | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="salesbox")
+
+    async def open(self) -> None:
+        """Open (and if needed create) the database on the worker thread."""
+        loop = asyncio.get_running_loop()
+        self._box = await loop.run_in_executor(
+            self._executor, lambda: SalesBox(self.path, store_id=self.store_id)
+        )
+
+    async def run(self, call: Callable[[SalesBox], _T]) -> _T:
+        """Run `call(box)` on the worker thread and return its result."""
+        box = self._box
+        if box is None:
+            raise RuntimeError(f"{self.path}: BoxWorker.open() was not called")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, call, box)
+
+    async def close(self) -> None:
+        """Let the call in progress finish, then close the database and the thread."""
+        box, self._box = self._box, None
+        if box is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, box.close)
+        self._executor.shutdown(wait=True)

@@ -1,0 +1,281 @@
+"""Forwarding to a real fake Center: batches, acks, rejections, failures, backoff, master poll."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from store_node import Config
+from store_node.app import FORWARDER_KEY, WORKER_KEY
+from store_node.forwarder import Backoff, FailureLog, backoff_delay
+from sync_protocol import Heartbeat, MasterSnapshot, decode
+from tests.store_node.store_fakes import (
+    Clock,
+    FakeCenter,
+    RunningNode,
+    eventually,
+    make_config,
+    make_sale,
+    running_node,
+)
+
+# -- the backoff function ------------------------------------------------------------------
+
+
+class TopRandom(random.Random):
+    """Always draws the top of the range, so the ceiling itself can be observed."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+@given(
+    attempt=st.integers(min_value=0, max_value=5000),
+    initial=st.floats(min_value=0.001, max_value=10.0),
+    factor=st.floats(min_value=1.0, max_value=1000.0),
+    seed=st.integers(min_value=0, max_value=2**32),
+)
+def test_backoff_delay_stays_within_the_capped_exponential(
+    attempt: int, initial: float, factor: float, seed: int
+) -> None:
+    cap = initial * factor
+    delay = backoff_delay(attempt, initial_s=initial, max_s=cap, rng=random.Random(seed))
+    assert 0.0 <= delay <= min(cap, initial * 2.0 ** min(attempt, 1000))
+
+
+@given(attempt=st.integers(min_value=0, max_value=40))
+def test_backoff_ceiling_doubles_until_the_cap(attempt: int) -> None:
+    top = TopRandom()
+    ceiling = backoff_delay(attempt, initial_s=0.5, max_s=60.0, rng=top)
+    assert ceiling == min(60.0, 0.5 * 2**attempt)
+    following = backoff_delay(attempt + 1, initial_s=0.5, max_s=60.0, rng=top)
+    assert following == min(60.0, 2 * ceiling)
+
+
+def test_backoff_delay_is_jittered_and_reproducible() -> None:
+    draws = [backoff_delay(6, initial_s=1.0, max_s=60.0, rng=random.Random(7)) for _ in range(3)]
+    assert len(set(draws)) == 1  # same seed, same delay
+    spread = {backoff_delay(6, initial_s=1.0, max_s=60.0, rng=random.Random(s)) for s in range(50)}
+    assert len(spread) == 50 and min(spread) < 20 < max(spread)  # full jitter over [0, 60]
+
+
+def test_backoff_delay_rejects_nonsense() -> None:
+    with pytest.raises(ValueError, match="attempt"):
+        backoff_delay(-1, initial_s=1.0, max_s=2.0, rng=random.Random())
+    with pytest.raises(ValueError, match="max_s"):
+        backoff_delay(0, initial_s=3.0, max_s=2.0, rng=random.Random())
+
+
+def test_backoff_gate_uses_the_monotonic_clock() -> None:
+    now = [100.0]
+    gate = Backoff(initial_s=1.0, max_s=8.0, rng=TopRandom(), monotonic=lambda: now[0])
+    assert gate.ready()
+    assert gate.failed() == 1.0
+    assert not gate.ready()
+    now[0] += 1.0
+    assert gate.ready()
+    assert gate.failed() == 2.0  # the second failure waits longer
+    assert gate.failed() == 4.0
+    now[0] += 3.9
+    assert not gate.ready()
+    gate.succeeded()
+    assert gate.ready() and gate.failures == 0
+    assert gate.failed() == 1.0
+
+
+def test_failure_log_warns_once_then_debug_then_recovers(caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("test.failurelog")
+    failures = FailureLog("sending sales", logger)
+    with caplog.at_level(logging.DEBUG, logger="test.failurelog"):
+        failures.failed("HTTP 500")
+        failures.failed("HTTP 500")
+        failures.failed("refused")
+        failures.recovered()
+        failures.recovered()
+    levels = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert levels == [
+        ("WARNING", "sending sales failed: HTTP 500"),
+        ("DEBUG", "sending sales failed: HTTP 500"),
+        ("DEBUG", "sending sales failed: refused"),
+        ("INFO", "sending sales recovered"),
+    ]
+
+
+# -- forwarding against a real fake Center -------------------------------------------------
+
+
+@pytest.fixture
+async def center() -> AsyncIterator[FakeCenter]:
+    fake = FakeCenter()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+def _node_config(tmp_path: Path, center: FakeCenter, **overrides: Any) -> Config:
+    return make_config(tmp_path, center_url=center.url, **overrides)
+
+
+async def test_pending_sales_are_drained_in_full_batches(
+    tmp_path: Path, center: FakeCenter
+) -> None:
+    config = _node_config(tmp_path, center, batch_size=3)
+    async with running_node(config, run_jobs=False) as node:
+        sales = [make_sale(n) for n in range(1, 8)]
+        await node.send(*sales)
+        settled = await node.app[FORWARDER_KEY].forward_once()
+        assert settled == 7
+        assert [len(b) for b in center.batches] == [3, 3, 1]
+        assert [s for b in center.batches for s in b] == [s.sale_id for s in sales]
+        assert await node.app[FORWARDER_KEY].forward_once() == 0  # nothing left to send
+        assert len(center.batches) == 3
+        health = await node.get_json("/health")
+        assert health["pending_to_center"] == 0 and health["center_lag_s"] == 0
+        assert health["last_center_ok_at"] is not None
+
+
+async def test_center_failure_keeps_sales_and_backs_off(tmp_path: Path, center: FakeCenter) -> None:
+    ticks = [0.0]
+    config = _node_config(tmp_path, center, backoff_initial_s=5.0, backoff_max_s=5.0)
+    options = {"run_jobs": False, "monotonic": lambda: ticks[0], "rng": TopRandom()}
+    async with running_node(config, **options) as node:
+        forwarder = node.app[FORWARDER_KEY]
+        sale = make_sale(1)
+        await node.send(sale)
+        center.fail_status = 500
+        assert await forwarder.forward_once() == 0
+        assert center.requests == 1
+        health = await node.get_json("/health")
+        assert health["pending_to_center"] == 1
+        assert "HTTP 500" in health["last_center_error"]
+        # Inside the backoff window nothing is sent, even when the Center is back.
+        center.fail_status = None
+        ticks[0] += 4.9
+        assert await forwarder.forward_once() == 0
+        assert center.requests == 1
+        ticks[0] += 0.2
+        assert await forwarder.forward_once() == 1
+        assert center.received == {sale.sale_id: 1}
+
+
+async def test_center_down_is_a_retryable_failure(tmp_path: Path) -> None:
+    gone = FakeCenter()  # never started: connections are refused
+    config = make_config(tmp_path, center_url=gone.url)
+    async with running_node(config, run_jobs=False) as node:
+        await node.send(make_sale(1))
+        assert await node.app[FORWARDER_KEY].forward_once() == 0
+        assert node.app[FORWARDER_KEY].backoff.failures == 1
+        health = await node.get_json("/health")
+        assert health["pending_to_center"] == 1
+        assert "ClientConnectorError" in health["last_center_error"]
+
+
+async def test_center_rejection_is_flagged_and_not_resent(
+    tmp_path: Path, center: FakeCenter
+) -> None:
+    config = _node_config(tmp_path, center)
+    async with running_node(config, run_jobs=False) as node:
+        good, bad = make_sale(1), make_sale(2)
+        center.reject[bad.sale_id] = "card_no: blocked card"
+        await node.send(good, bad)
+        assert await node.app[FORWARDER_KEY].forward_once() == 2
+        await node.send(make_sale(3))
+        await node.app[FORWARDER_KEY].forward_once()
+        assert [bad.sale_id in batch for batch in center.batches] == [True, False]
+        health = await node.get_json("/health")
+        assert health["rejected_by_center"] == 1
+        assert health["pending_to_center"] == 0
+
+
+async def test_unacknowledged_sales_are_resent_later_not_in_a_loop(
+    tmp_path: Path, center: FakeCenter
+) -> None:
+    config = _node_config(tmp_path, center, batch_size=2)
+    async with running_node(config, run_jobs=False) as node:
+        sales = [make_sale(n) for n in (1, 2, 3)]
+        center.ignore.add(sales[0].sale_id)
+        await node.send(*sales)
+        assert await node.app[FORWARDER_KEY].forward_once() == 1
+        assert len(center.batches) == 1  # stopped draining instead of spinning
+        center.ignore.clear()
+        await node.app[FORWARDER_KEY].forward_once()
+        assert center.stored == {s.sale_id for s in sales}
+
+
+async def test_batch_too_large_for_the_center_is_split(tmp_path: Path, center: FakeCenter) -> None:
+    center.max_batch = 2
+    config = _node_config(tmp_path, center, batch_size=8)
+    async with running_node(config, run_jobs=False) as node:
+        sales = [make_sale(n) for n in range(1, 6)]
+        await node.send(*sales)
+        assert await node.app[FORWARDER_KEY].forward_once() == 5
+        assert center.stored == {s.sale_id for s in sales}
+        assert node.app[FORWARDER_KEY].batch_size == 2
+
+
+async def test_master_data_is_fetched_cached_and_served(tmp_path: Path, center: FakeCenter) -> None:
+    center.master = MasterSnapshot(
+        version=4, tables={"products": ({"product_id": "4600001", "name": "Milk"},)}
+    )
+    config = _node_config(tmp_path, center)
+    async with running_node(config, run_jobs=False) as node:
+        forwarder = node.app[FORWARDER_KEY]
+        assert await forwarder.poll_master_once() == 4
+        assert center.master_queries[-1] == {"store_id": "367", "since": "0"}
+        assert await forwarder.poll_master_once() is None  # unchanged: not rewritten
+        assert center.master_queries[-1]["since"] == "4"
+        snapshot = await _get_master(node, since=0)
+        assert snapshot == center.master
+        assert (await node.get_json("/health"))["master_version"] == 4
+    # The cache is durable: a restarted node serves it before reaching the Center.
+    await center.stop()
+    async with running_node(config, run_jobs=False) as node:
+        assert await _get_master(node, since=1) == center.master
+
+
+async def _get_master(node: RunningNode, since: int) -> MasterSnapshot:
+    async with node.session.get(f"{node.url}/v1/master?since={since}") as response:
+        assert response.status == 200
+        assert response.content_type == "application/x-msgpack"
+        message = decode(await response.read(), expect=MasterSnapshot).message
+    assert isinstance(message, MasterSnapshot)
+    return message
+
+
+async def test_heartbeat_reports_the_store_queue(tmp_path: Path, center: FakeCenter) -> None:
+    clock = Clock()
+    config = _node_config(tmp_path, center)
+    async with running_node(config, run_jobs=False, clock=clock) as node:
+        await node.send(make_sale(1), make_sale(2))
+        assert await node.app[FORWARDER_KEY].heartbeat_once()
+        (beat,) = center.heartbeats
+        assert isinstance(beat, Heartbeat)
+        assert (beat.node_id, beat.role, beat.store_id) == ("store-367", "store", "367")
+        assert (beat.queue_depth, beat.oldest_queued_at) == (2, clock.now)
+        assert "register:367-1" in beat.devices
+
+
+async def test_scheduled_jobs_forward_poll_and_beat(tmp_path: Path, center: FakeCenter) -> None:
+    center.master = MasterSnapshot(version=1, tables={})
+    config = _node_config(tmp_path, center)
+    async with running_node(config) as node:
+        sale = make_sale(1)
+        await node.send(sale)
+        await center.wait_until(
+            lambda: (
+                sale.sale_id in center.received
+                and bool(center.heartbeats)
+                and bool(center.master_queries)
+            )
+        )
+        await eventually(
+            lambda: node.app[WORKER_KEY].run(lambda box: not box.pending(10)),
+            what="the Center's ack to be applied",
+        )
