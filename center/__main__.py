@@ -1,0 +1,5 @@
+"""`python -m center`: the same as `loyalty-center`."""
+
+from center.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,296 @@
+"""The Center's HTTP API (docs/API.md): ingest, master data, heartbeats, reconciliation."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from center.config import Config
+from center.errors import (
+    InvalidRequest,
+    MalformedRequest,
+    RequestError,
+    StorageError,
+    UnknownObject,
+    UnsupportedContentType,
+)
+from center.storage import Storage, open_storage
+from sync_protocol import (
+    CONTENT_TYPE,
+    Heartbeat,
+    Limits,
+    MasterSnapshot,
+    PayloadTooLarge,
+    ProtocolError,
+    SaleBatch,
+    decode,
+    encode,
+)
+
+__all__ = ["CONFIG_KEY", "MAX_BODY_BYTES", "STORAGE_KEY", "create_app"]
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 8 * 1024 * 1024
+"""Largest accepted request body; the same bound the decoder enforces on a message."""
+
+LIMITS = Limits(max_bytes=MAX_BODY_BYTES)
+MAX_ID_LEN = 64
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+
+CONFIG_KEY = web.AppKey("center_config", Config)
+STORAGE_KEY = web.AppKey("center_storage", Storage)
+EXECUTOR_KEY = web.AppKey("center_executor", ThreadPoolExecutor)
+
+T = TypeVar("T")
+
+
+def create_app(config: Config, storage: Storage | None = None) -> web.Application:
+    """The Center app; opens (and later closes) the configured storage unless one is given."""
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
+    app[CONFIG_KEY] = config
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        # One database thread: SQLite and a single psycopg connection are used serially,
+        # and the event loop never waits on the disk.
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="center-db")
+        loop = asyncio.get_running_loop()
+        app[EXECUTOR_KEY] = executor
+        owned = storage is None
+        try:
+            opened = (
+                await loop.run_in_executor(executor, open_storage, config.storage)
+                if storage is None
+                else storage
+            )
+        except BaseException:
+            executor.shutdown(wait=True)
+            raise
+        app[STORAGE_KEY] = opened
+        log.info("center %s: storage %s ready", config.center.node_id, opened.backend)
+        try:
+            yield
+        finally:
+            if owned:
+                await loop.run_in_executor(executor, opened.close)
+            executor.shutdown(wait=True)
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_get("/health", health)
+    app.router.add_post("/v1/ingest", ingest)
+    app.router.add_get("/v1/master", master)
+    app.router.add_post("/v1/heartbeat", heartbeat)
+    app.router.add_get("/v1/reconciliation", reconciliation)
+    app.router.add_get("/v1/customers/{card_no}/balance", balance)
+    return app
+
+
+# -- handlers ------------------------------------------------------------------------------------
+
+
+async def health(request: web.Request) -> web.Response:
+    storage = request.app[STORAGE_KEY]
+    counts = await _in_db(request, storage.counts)
+    return web.json_response(
+        {
+            "status": "ok",
+            "storage": storage.backend,
+            "sales": counts.sales,
+            "quarantined": counts.quarantined,
+            "master_version": counts.master_version,
+        }
+    )
+
+
+async def ingest(request: web.Request) -> web.Response:
+    data = await _msgpack_body(request)
+    envelope = decode(data, limits=LIMITS, expect=SaleBatch)
+    batch = envelope.message
+    assert isinstance(batch, SaleBatch)
+    storage = request.app[STORAGE_KEY]
+    ack = await _in_db(request, storage.ingest, batch.sales, datetime.now(UTC))
+    if ack.accepted or ack.rejected:
+        log.info(
+            "ingest from %s: %d accepted, %d duplicates, %d rejected",
+            envelope.sender,
+            len(ack.accepted),
+            len(ack.duplicates),
+            len(ack.rejected),
+        )
+    for rejection in ack.rejected:
+        log.warning(
+            "ingest from %s: sale %s quarantined: %s",
+            envelope.sender,
+            rejection.sale_id,
+            rejection.reason,
+        )
+    body = encode(ack, sender=request.app[CONFIG_KEY].center.node_id)
+    return web.Response(body=body, content_type=CONTENT_TYPE)
+
+
+async def master(request: web.Request) -> web.Response:
+    store_id = _query_id(request, "store_id")
+    since = _query_int(request, "since", default=0)
+    storage = request.app[STORAGE_KEY]
+    node_id = request.app[CONFIG_KEY].center.node_id
+
+    def build() -> bytes | None:
+        # Runs on the database thread: a full snapshot is megabytes to read and encode.
+        snapshot = storage.master_snapshot(store_id, datetime.now(UTC), since=since)
+        if snapshot is None:
+            return None
+        version, tables = snapshot
+        return encode(MasterSnapshot(version=version, tables=tables), sender=node_id)
+
+    body = await _in_db(request, build)
+    if body is None:
+        raise UnknownObject("store_id", f"unknown store {store_id!r}")
+    return web.Response(body=body, content_type=CONTENT_TYPE)
+
+
+async def heartbeat(request: web.Request) -> web.Response:
+    data = await _msgpack_body(request)
+    envelope = decode(data, limits=LIMITS, expect=Heartbeat)
+    beat = envelope.message
+    assert isinstance(beat, Heartbeat)
+    for name in ("node_id", "store_id"):
+        value = getattr(beat, name)
+        if not value or len(value) > MAX_ID_LEN:
+            raise InvalidRequest(
+                f"body.{name}", f"must be 1..{MAX_ID_LEN} characters, got {value!r}"
+            )
+    storage = request.app[STORAGE_KEY]
+    await _in_db(request, storage.record_heartbeat, beat, datetime.now(UTC))
+    return web.json_response({"ok": True})
+
+
+async def reconciliation(request: web.Request) -> web.Response:
+    store_id = _query_id(request, "store_id")
+    register_id = _query_id(request, "register_id", required=False)
+    storage = request.app[STORAGE_KEY]
+    rows = await _in_db(request, storage.reconciliation, store_id, register_id)
+    return web.json_response(
+        {
+            "registers": [
+                {
+                    "store_id": r.store_id,
+                    "register_id": r.register_id,
+                    "receipts": r.receipts,
+                    "lines": r.lines,
+                    "total_minor": r.total_minor,
+                    "discount_minor": r.discount_minor,
+                    "min_seq": r.min_seq,
+                    "max_seq": r.max_seq,
+                    "gaps": [[start, end] for start, end in r.gaps],
+                }
+                for r in rows
+            ]
+        }
+    )
+
+
+async def balance(request: web.Request) -> web.Response:
+    card_no = request.match_info["card_no"]
+    if not _ID.match(card_no):
+        raise MalformedRequest(
+            "card_no", f"expected 1..{MAX_ID_LEN} letters or digits, got {card_no!r}"
+        )
+    storage = request.app[STORAGE_KEY]
+    found = await _in_db(request, storage.balance, card_no, datetime.now(UTC))
+    if found is None:
+        raise UnknownObject("card_no", f"unknown card {card_no!r}")
+    return web.json_response(
+        {"card_no": found.card_no, "customer_id": found.customer_id, "wallets": dict(found.wallets)}
+    )
+
+
+# -- input ---------------------------------------------------------------------------------------
+
+
+async def _msgpack_body(request: web.Request) -> bytes:
+    if request.content_type != CONTENT_TYPE:
+        raise UnsupportedContentType(
+            "content-type", f"expected {CONTENT_TYPE}, got {request.content_type!r}"
+        )
+    return await request.read()
+
+
+def _query_id(request: web.Request, name: str, *, required: bool = True) -> Any:
+    value = request.query.get(name)
+    if value is None or value == "":
+        if required:
+            raise MalformedRequest(name, "required query parameter is missing")
+        return None
+    if not _ID.match(value):
+        raise MalformedRequest(
+            name, f"expected 1..{MAX_ID_LEN} letters or digits, got {value[:80]!r}"
+        )
+    return value
+
+
+def _query_int(request: web.Request, name: str, *, default: int) -> int:
+    value = request.query.get(name)
+    if value is None or value == "":
+        return default
+    if not value.isascii() or not value.isdigit() or len(value) > 18:
+        raise MalformedRequest(name, f"expected a non-negative integer, got {value[:80]!r}")
+    return int(value)
+
+
+async def _in_db(request: web.Request, fn: Callable[..., T], *args: Any) -> T:
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(request.app[EXECUTOR_KEY], fn, *args)
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+
+def _error(status: int, kind: str, detail: str) -> web.Response:
+    return web.json_response({"error": kind, "detail": detail}, status=status)
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every refusal becomes `{"error": kind, "detail": message}` with its status."""
+    try:
+        return await handler(request)
+    except PayloadTooLarge as exc:
+        return _error(413, "too_large", f"body: {exc}")
+    except ProtocolError as exc:
+        return _error(400, _snake(type(exc).__name__), str(exc))
+    except RequestError as exc:
+        return _error(exc.status, exc.kind, str(exc))
+    except StorageError as exc:
+        log.warning("%s %s: %s", request.method, request.path, exc)
+        return _error(503, "storage_unavailable", str(exc))
+    except web.HTTPRequestEntityTooLarge:
+        return _error(413, "too_large", f"body: larger than {MAX_BODY_BYTES} bytes")
+    except web.HTTPNotFound:
+        return _error(404, "not_found", f"path: no route for {request.path[:200]!r}")
+    except web.HTTPMethodNotAllowed as exc:
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return _error(
+            405, "method_not_allowed", f"method: {request.method} not allowed here (use {allowed})"
+        )
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error(exc.status, _snake(type(exc).__name__.removeprefix("HTTP")), exc.reason)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return _error(500, "internal", "internal error; see the Center's log")

@@ -1,0 +1,245 @@
+"""The Center's config: one frozen dataclass tree loaded from `center.toml` (docs/CONFIG.md)."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from center.errors import ConfigError
+
+__all__ = [
+    "BACKENDS",
+    "CenterSettings",
+    "Config",
+    "StorageSettings",
+    "effective_config",
+    "format_toml",
+    "load_config",
+    "parse_config",
+    "redact_dsn",
+]
+
+BACKENDS = ("sqlite", "postgresql")
+REDACTED = "***"
+
+
+@dataclass(frozen=True, slots=True)
+class CenterSettings:
+    node_id: str
+    listen_host: str
+    listen_port: int
+    data_dir: Path
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    backend: str
+    sqlite_path: Path
+    dsn: str
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    center: CenterSettings
+    storage: StorageSettings
+    source: Path | None = None
+
+
+_KNOWN: dict[str, tuple[str, ...]] = {
+    "center": ("node_id", "listen_host", "listen_port", "data_dir"),
+    "storage": ("backend", "sqlite_path", "dsn"),
+}
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a center.toml; raise ConfigError listing every problem."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read config file ({exc.strerror or exc})"]) from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError([f"{path}: not valid TOML ({exc})"]) from exc
+    return parse_config(data, base_dir=path.resolve().parent, source=path)
+
+
+def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: Path | None = None) -> Config:
+    """Validate a parsed TOML document; relative paths are taken from `base_dir`."""
+    problems: list[str] = []
+    for section, value in data.items():
+        if section not in _KNOWN:
+            problems.append(f"[{section}]: unknown section (known: {', '.join(_KNOWN)})")
+        elif not isinstance(value, dict):
+            problems.append(f"{section}: expected a table, got {type(value).__name__}")
+    center = data.get("center", {})
+    storage = data.get("storage", {})
+    center = center if isinstance(center, dict) else {}
+    storage = storage if isinstance(storage, dict) else {}
+    for section, table in (("center", center), ("storage", storage)):
+        for key in table:
+            if key not in _KNOWN[section]:
+                problems.append(f"{section}.{key}: unknown key")
+
+    node_id = _string(center, "center", "node_id", "center", problems, max_len=64)
+    listen_host = _string(center, "center", "listen_host", "127.0.0.1", problems)
+    listen_port = _integer(center, "center", "listen_port", 8700, problems, low=0, high=65535)
+    data_dir_raw = _string(center, "center", "data_dir", None, problems)
+    backend = _string(storage, "storage", "backend", "sqlite", problems)
+    sqlite_path_raw = _string(storage, "storage", "sqlite_path", "center.db", problems)
+    dsn = _string(storage, "storage", "dsn", "", problems, allow_empty=True)
+
+    if backend and backend not in BACKENDS:
+        problems.append(f"storage.backend: must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "postgresql" and not dsn:
+        problems.append("storage.dsn: required when storage.backend is 'postgresql'")
+    if dsn and not _looks_like_dsn(dsn):
+        problems.append(
+            "storage.dsn: expected postgresql://user:password@host/db or 'key=value ...' "
+            f"conninfo, got {redact_dsn(dsn)!r}"
+        )
+    if problems:
+        raise ConfigError(problems)
+
+    data_dir = _resolve(base_dir, data_dir_raw or ".")
+    return Config(
+        center=CenterSettings(
+            node_id=node_id or "center",
+            listen_host=listen_host or "127.0.0.1",
+            listen_port=listen_port,
+            data_dir=data_dir,
+        ),
+        storage=StorageSettings(
+            backend=backend or "sqlite",
+            sqlite_path=_resolve(data_dir, sqlite_path_raw or "center.db"),
+            dsn=dsn or "",
+        ),
+        source=source,
+    )
+
+
+def effective_config(config: Config) -> dict[str, dict[str, Any]]:
+    """The config as plain tables with secrets redacted (what `check-config` prints)."""
+    return {
+        "center": {
+            "node_id": config.center.node_id,
+            "listen_host": config.center.listen_host,
+            "listen_port": config.center.listen_port,
+            "data_dir": str(config.center.data_dir),
+        },
+        "storage": {
+            "backend": config.storage.backend,
+            "sqlite_path": str(config.storage.sqlite_path),
+            "dsn": redact_dsn(config.storage.dsn),
+        },
+    }
+
+
+def format_toml(tables: Mapping[str, Mapping[str, Any]]) -> str:
+    """Render flat tables of str/int/bool values as TOML."""
+    out: list[str] = []
+    for name, table in tables.items():
+        out.append(f"[{name}]")
+        for key, value in table.items():
+            if isinstance(value, bool):
+                rendered = "true" if value else "false"
+            elif isinstance(value, int):
+                rendered = str(value)
+            else:
+                escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+                rendered = f'"{escaped}"'
+            out.append(f"{key} = {rendered}")
+        out.append("")
+    return "\n".join(out)
+
+
+_CONNINFO_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def redact_dsn(dsn: str) -> str:
+    """Replace the password of a URL or key=value DSN with ***."""
+    if not dsn:
+        return dsn
+    if "://" in dsn:
+        parts = urlsplit(dsn)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, _, hostinfo = netloc.rpartition("@")
+            if ":" in userinfo:
+                user = userinfo.split(":", 1)[0]
+                netloc = f"{user}:{REDACTED}@{hostinfo}"
+        query = parts.query
+        if query:
+            pairs = [
+                (k, REDACTED if k.lower() == "password" else v)
+                for k, v in parse_qsl(query, keep_blank_values=True)
+            ]
+            query = urlencode(pairs, safe="*")
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return _CONNINFO_PASSWORD.sub(lambda m: m.group(1) + REDACTED, dsn)
+
+
+def _looks_like_dsn(dsn: str) -> bool:
+    if "://" in dsn:
+        return urlsplit(dsn).scheme in ("postgresql", "postgres")
+    return "=" in dsn
+
+
+def _resolve(base: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (base / path)
+
+
+def _string(
+    table: Mapping[str, Any],
+    section: str,
+    key: str,
+    default: str | None,
+    problems: list[str],
+    *,
+    allow_empty: bool = False,
+    max_len: int = 4096,
+) -> str | None:
+    if key not in table:
+        if default is None:
+            problems.append(f"{section}.{key}: required")
+        return default
+    value = table[key]
+    if not isinstance(value, str):
+        problems.append(f"{section}.{key}: expected a string, got {type(value).__name__}")
+        return default
+    if not value and not allow_empty:
+        problems.append(f"{section}.{key}: must not be empty")
+        return default
+    if len(value) > max_len:
+        problems.append(f"{section}.{key}: at most {max_len} characters, got {len(value)}")
+        return default
+    return value
+
+
+def _integer(
+    table: Mapping[str, Any],
+    section: str,
+    key: str,
+    default: int,
+    problems: list[str],
+    *,
+    low: int,
+    high: int,
+) -> int:
+    if key not in table:
+        return default
+    value = table[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        problems.append(f"{section}.{key}: expected an integer, got {type(value).__name__}")
+        return default
+    if not low <= value <= high:
+        problems.append(f"{section}.{key}: must be between {low} and {high}, got {value}")
+        return default
+    return value

@@ -1,0 +1,76 @@
+"""Errors of the Center: one base class, narrow subclasses whose message names the culprit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "CenterError",
+    "ConfigError",
+    "DatasetError",
+    "InvalidRequest",
+    "MalformedRequest",
+    "RequestError",
+    "StorageError",
+    "UnknownObject",
+    "UnsupportedContentType",
+]
+
+
+class CenterError(Exception):
+    """Base class of every error the Center raises on purpose."""
+
+
+class ConfigError(CenterError):
+    """The config file is missing or invalid; `problems` lists every problem found."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("invalid config:\n" + "\n".join(f"  - {p}" for p in self.problems))
+
+
+class StorageError(CenterError):
+    """The database could not be opened, migrated or written."""
+
+
+class DatasetError(CenterError):
+    """The dataset import was asked for something the dataset does not have."""
+
+
+class RequestError(CenterError):
+    """A request was refused; `kind` and `status` become the JSON error answer."""
+
+    kind = "bad_request"
+    status = 400
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+class MalformedRequest(RequestError):
+    """A query parameter, path part or body cannot be parsed."""
+
+    kind = "malformed"
+    status = 400
+
+
+class UnknownObject(RequestError):
+    """The request names an object (store, card) the Center does not know."""
+
+    kind = "not_found"
+    status = 404
+
+
+class UnsupportedContentType(RequestError):
+    """The body is not in the content type the endpoint takes."""
+
+    kind = "unsupported_media_type"
+    status = 415
+
+
+class InvalidRequest(RequestError):
+    """The request is well-formed but its values are not acceptable."""
+
+    kind = "invalid"
+    status = 422

@@ -1,0 +1,47 @@
+"""Durable state of the Center: SQLite by default, PostgreSQL when a DSN is configured."""
+
+from __future__ import annotations
+
+from center.config import StorageSettings
+from center.storage.base import (
+    MASTER_TABLES,
+    Balance,
+    Counts,
+    LedgerEntry,
+    MasterChange,
+    Progress,
+    RegisterSummary,
+    Storage,
+)
+
+__all__ = [
+    "MASTER_TABLES",
+    "Balance",
+    "Counts",
+    "LedgerEntry",
+    "MasterChange",
+    "Progress",
+    "RegisterSummary",
+    "Storage",
+    "open_storage",
+]
+
+
+def open_storage(settings: StorageSettings, *, migrate: bool = True) -> Storage:
+    """Open the configured backend (and bring its schema up to date)."""
+    storage: Storage
+    if settings.backend == "postgresql":
+        from center.storage.postgres import PostgresStorage
+
+        storage = PostgresStorage(settings.dsn)
+    else:
+        from center.storage.sqlite import SqliteStorage
+
+        storage = SqliteStorage(settings.sqlite_path)
+    if migrate:
+        try:
+            storage.migrate()
+        except BaseException:
+            storage.close()
+            raise
+    return storage

@@ -1,0 +1,195 @@
+"""The storage interface of the Center and the plain records it returns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from sync_protocol import Ack, Heartbeat, Sale
+
+__all__ = [
+    "MASTER_TABLES",
+    "Balance",
+    "Counts",
+    "LedgerEntry",
+    "MasterChange",
+    "MasterTable",
+    "Progress",
+    "RegisterSummary",
+    "Storage",
+]
+
+Progress = Callable[[str, int, int], None]
+"""progress(stage, done, total): called while long writes run."""
+
+_REQUIRED: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class MasterTable:
+    """One master-data table: key columns first, then value columns with their defaults."""
+
+    name: str
+    keys: tuple[str, ...]
+    values: tuple[tuple[str, Any], ...]
+    json_columns: frozenset[str] = frozenset()
+    bool_columns: frozenset[str] = frozenset()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.keys + tuple(name for name, _ in self.values)
+
+
+MASTER_TABLES: Mapping[str, MasterTable] = {
+    t.name: t
+    for t in (
+        MasterTable(
+            "products",
+            ("product_id",),
+            (
+                ("name", _REQUIRED),
+                ("department", ""),
+                ("category", ""),
+                ("product_type", ""),
+                ("brand", ""),
+                ("manufacturer_id", ""),
+                ("package_size", ""),
+                ("weighed", False),
+                ("price_minor", None),
+            ),
+            bool_columns=frozenset({"weighed"}),
+        ),
+        MasterTable(
+            "customers", ("customer_id",), (("attributes", {}),), frozenset({"attributes"})
+        ),
+        MasterTable("cards", ("card_no",), (("customer_id", _REQUIRED), ("status", "active"))),
+        MasterTable("stores", ("store_id",), (("name", ""), ("format", ""), ("timezone", ""))),
+        MasterTable("store_products", ("store_id", "product_id"), ()),
+        MasterTable("promotions", ("promotion_id",), (("doc", _REQUIRED),), frozenset({"doc"})),
+        MasterTable("settings", ("name",), (("value", _REQUIRED),)),
+    )
+}
+"""Every master-data table the Center keeps; each also has a `version` column (last change)."""
+
+
+def is_required(default: Any) -> bool:
+    """True for a column that has no default."""
+    return default is _REQUIRED
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterSummary:
+    """Reconciliation figures of one register as the Center holds them."""
+
+    store_id: str
+    register_id: str
+    receipts: int
+    lines: int
+    total_minor: int
+    discount_minor: int
+    min_seq: int
+    max_seq: int
+    gaps: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """Spendable balance per wallet of one card at a moment."""
+
+    card_no: str
+    customer_id: str
+    wallets: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One ledger movement; (source, wallet, kind, rule_id) is unique so replays never repeat it."""
+
+    card_no: str
+    wallet: str
+    kind: str
+    amount: int
+    rule_id: str
+    source: str
+    created_at: datetime
+    active_from: datetime | None = None
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MasterChange:
+    """Outcome of an upsert of master data: the version after it and rows changed per table."""
+
+    version: int
+    changed: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """Sizes shown by /health."""
+
+    sales: int
+    quarantined: int
+    ledger_entries: int
+    master_version: int
+
+
+class Storage(Protocol):
+    """Durable state of the Center; every write is one transaction, visible once it returns."""
+
+    backend: str
+
+    def migrate(self) -> int:
+        """Bring the schema to the newest version (idempotent); return that version."""
+        ...
+
+    def ingest(self, sales: Sequence[Sale], received_at: datetime) -> Ack:
+        """Store a batch of sales in one transaction and say what happened to each."""
+        ...
+
+    def reconciliation(
+        self, store_id: str, register_id: str | None = None
+    ) -> list[RegisterSummary]:
+        """Per-register figures of one store, with gaps in seq."""
+        ...
+
+    def master_version(self) -> int:
+        """The current master-data version (0 before any import)."""
+        ...
+
+    def master_snapshot(
+        self, store_id: str, now: datetime, *, since: int = 0
+    ) -> tuple[int, dict[str, tuple[dict[str, Any], ...]]] | None:
+        """(version, tables) for a store (no tables when `since` is current); None if unknown."""
+        ...
+
+    def upsert_master(
+        self,
+        tables: Mapping[str, Iterable[Mapping[str, Any]]],
+        *,
+        progress: Progress | None = None,
+    ) -> MasterChange:
+        """Insert or update master rows in one transaction; bump the version only on change."""
+        ...
+
+    def add_ledger_entries(self, entries: Sequence[LedgerEntry]) -> int:
+        """Insert ledger movements not yet present; return how many were new."""
+        ...
+
+    def record_heartbeat(self, heartbeat: Heartbeat, received_at: datetime) -> None:
+        """Keep the latest heartbeat of a node."""
+        ...
+
+    def balance(self, card_no: str, now: datetime) -> Balance | None:
+        """Wallet balances of a card at `now`, or None for an unknown card."""
+        ...
+
+    def counts(self) -> Counts:
+        """Row counts for /health."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection; safe to call twice."""
+        ...

@@ -1,0 +1,233 @@
+"""PostgreSQL storage (psycopg 3): the production backend, chosen when a DSN is configured."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from center.config import redact_dsn
+from center.errors import StorageError
+from center.storage.sql import SqlStorage
+
+__all__ = ["POSTGRES_MIGRATIONS", "PostgresStorage"]
+
+POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE sales (
+            sale_id TEXT PRIMARY KEY,
+            store_id TEXT NOT NULL,
+            register_id TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            opened_at TIMESTAMPTZ NOT NULL,
+            closed_at TIMESTAMPTZ NOT NULL,
+            card_no TEXT,
+            subtotal_minor BIGINT NOT NULL,
+            discount_minor BIGINT NOT NULL,
+            total_minor BIGINT NOT NULL,
+            line_count INTEGER NOT NULL,
+            promo_version BIGINT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            payload BYTEA NOT NULL,
+            received_at TIMESTAMPTZ NOT NULL,
+            UNIQUE (register_id, seq)
+        )""",
+        "CREATE INDEX sales_store_register ON sales (store_id, register_id, seq)",
+        "CREATE INDEX sales_card ON sales (card_no)",
+        """CREATE TABLE sale_lines (
+            sale_id TEXT NOT NULL,
+            line_no INTEGER NOT NULL,
+            product_id TEXT NOT NULL,
+            qty_milli BIGINT NOT NULL,
+            unit_price_minor BIGINT NOT NULL,
+            amount_minor BIGINT NOT NULL,
+            discount_minor BIGINT NOT NULL,
+            weighed INTEGER NOT NULL,
+            known_product INTEGER NOT NULL,
+            PRIMARY KEY (sale_id, line_no)
+        )""",
+        """CREATE TABLE ledger (
+            entry_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            card_no TEXT NOT NULL,
+            wallet TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            amount BIGINT NOT NULL,
+            rule_id TEXT NOT NULL,
+            source TEXT NOT NULL,
+            active_from TIMESTAMPTZ,
+            expires_at TIMESTAMPTZ,
+            created_at TIMESTAMPTZ NOT NULL,
+            UNIQUE (source, wallet, kind, rule_id)
+        )""",
+        "CREATE INDEX ledger_card ON ledger (card_no, wallet)",
+        """CREATE TABLE quarantine (
+            entry_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            sale_id TEXT NOT NULL,
+            store_id TEXT NOT NULL,
+            register_id TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            reason TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            payload BYTEA NOT NULL,
+            received_at TIMESTAMPTZ NOT NULL,
+            UNIQUE (sale_id, fingerprint)
+        )""",
+        """CREATE TABLE products (
+            product_id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            department TEXT NOT NULL,
+            category TEXT NOT NULL,
+            product_type TEXT NOT NULL,
+            brand TEXT NOT NULL,
+            manufacturer_id TEXT NOT NULL,
+            package_size TEXT NOT NULL,
+            weighed INTEGER NOT NULL,
+            price_minor BIGINT,
+            version BIGINT NOT NULL
+        )""",
+        """CREATE TABLE customers (
+            customer_id TEXT PRIMARY KEY,
+            attributes TEXT NOT NULL,
+            version BIGINT NOT NULL
+        )""",
+        """CREATE TABLE cards (
+            card_no TEXT PRIMARY KEY,
+            customer_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            version BIGINT NOT NULL
+        )""",
+        "CREATE INDEX cards_customer ON cards (customer_id)",
+        """CREATE TABLE stores (
+            store_id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            format TEXT NOT NULL,
+            timezone TEXT NOT NULL,
+            version BIGINT NOT NULL
+        )""",
+        """CREATE TABLE store_products (
+            store_id TEXT NOT NULL,
+            product_id TEXT NOT NULL,
+            version BIGINT NOT NULL,
+            PRIMARY KEY (store_id, product_id)
+        )""",
+        """CREATE TABLE promotions (
+            promotion_id TEXT PRIMARY KEY,
+            doc TEXT NOT NULL,
+            version BIGINT NOT NULL
+        )""",
+        """CREATE TABLE settings (
+            name TEXT PRIMARY KEY,
+            value TEXT NOT NULL,
+            version BIGINT NOT NULL
+        )""",
+        """CREATE TABLE master_version (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            version BIGINT NOT NULL
+        )""",
+        "INSERT INTO master_version (id, version) VALUES (1, 0)",
+        """CREATE TABLE heartbeats (
+            node_id TEXT PRIMARY KEY,
+            role TEXT NOT NULL,
+            store_id TEXT NOT NULL,
+            sent_at TIMESTAMPTZ NOT NULL,
+            received_at TIMESTAMPTZ NOT NULL,
+            last_seq BIGINT NOT NULL,
+            queue_depth BIGINT NOT NULL,
+            oldest_queued_at TIMESTAMPTZ,
+            master_version BIGINT NOT NULL,
+            devices TEXT NOT NULL
+        )""",
+    ),
+)
+
+# Any fixed number: every Center migrating the same database takes the same lock.
+_MIGRATION_LOCK = 0x10_7A17
+
+
+class PostgresStorage(SqlStorage):
+    """The Center's state in a PostgreSQL database."""
+
+    backend = "postgresql"
+    migrations = POSTGRES_MIGRATIONS
+
+    def __init__(self, dsn: str) -> None:
+        super().__init__()
+        self._dsn = dsn
+        self._conn: psycopg.Connection[Any] | None = None
+        self._closed = False
+        self._connect()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            # Autocommit: reads don't leave a transaction open; writes use conn.transaction().
+            self._conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise StorageError(
+                f"postgresql: cannot connect to {redact_dsn(self._dsn)}: {exc}"
+            ) from exc
+        return self._conn
+
+    @property
+    def conn(self) -> psycopg.Connection[Any]:
+        if self._closed:
+            raise StorageError("postgresql: storage is closed")
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            # The server restarted or the link dropped: reconnect for the next operation.
+            return self._connect()
+        return self._conn
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.conn.execute(_placeholders(sql), params)
+
+    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self.conn.cursor() as cursor:
+            cursor.executemany(_placeholders(sql), rows)
+
+    def _bulk_insert(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        with (
+            self.conn.cursor() as cursor,
+            cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        with self.conn.transaction():
+            yield
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        conn = self.conn
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            yield
+
+    def _lock_schema(self) -> None:
+        self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+
+    def _ts(self, value: datetime | None) -> Any:
+        return value
+
+    def _db_errors(self) -> tuple[type[BaseException], ...]:
+        return (psycopg.Error,)
+
+    def _close(self) -> None:
+        self._closed = True
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+_MARK = re.compile(r"\?")
+
+
+def _placeholders(sql: str) -> str:
+    """`?` → `%s`; the shared SQL has no literal `?` or `%`."""
+    return _MARK.sub("%s", sql)

@@ -1,0 +1,617 @@
+"""The SQL both adapters share: one transaction per write, written once for SQLite and PostgreSQL.
+
+Statements use `?` placeholders; the PostgreSQL adapter turns them into `%s`. Row-level
+logic (diffing master data, classifying a sale) is in Python so it behaves the same on both.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from typing import Any
+
+from center.errors import StorageError
+from center.sales import check_sale, ledger_movements
+from center.storage.base import (
+    MASTER_TABLES,
+    Balance,
+    Counts,
+    LedgerEntry,
+    MasterChange,
+    MasterTable,
+    Progress,
+    RegisterSummary,
+    is_required,
+)
+from sync_protocol import Ack, Heartbeat, Rejection, Sale, encode_sale, sale_fingerprint
+
+__all__ = ["SqlStorage"]
+
+_CHUNK = 5000
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class SqlStorage(ABC):
+    """Storage over one DB-API connection; subclasses supply the dialect hooks."""
+
+    backend: str = ""
+    migrations: Sequence[Sequence[str]] = ()
+
+    def __init__(self) -> None:
+        # One connection, used by one thread at a time: the app runs storage calls on a
+        # single-thread executor, the lock keeps direct callers (importer, tests) safe too.
+        self._lock = threading.RLock()
+
+    # -- dialect hooks -------------------------------------------------------------------------
+
+    @abstractmethod
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Run one statement, return a cursor."""
+
+    @abstractmethod
+    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement for many parameter rows."""
+
+    @abstractmethod
+    def _transaction(self) -> AbstractContextManager[None]:
+        """A write transaction: commit on success, roll back on error."""
+
+    @abstractmethod
+    def _snapshot(self) -> AbstractContextManager[None]:
+        """A read-only transaction in which every statement sees the same data."""
+
+    @abstractmethod
+    def _ts(self, value: datetime | None) -> Any:
+        """An aware datetime as the database stores it."""
+
+    @abstractmethod
+    def _db_errors(self) -> tuple[type[BaseException], ...]:
+        """Driver exceptions to translate into StorageError."""
+
+    def _lock_schema(self) -> None:  # noqa: B027 - a hook; SQLite's BEGIN IMMEDIATE suffices
+        """Serialise concurrent migrations (inside the migration transaction)."""
+
+    def _bulk_insert(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        marks = ", ".join("?" for _ in columns)
+        self._executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+    @abstractmethod
+    def _close(self) -> None:
+        """Close the connection."""
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    # -- schema --------------------------------------------------------------------------------
+
+    def migrate(self) -> int:
+        with self._guard("migrate"), self._transaction():
+            self._lock_schema()
+            self._execute(
+                "CREATE TABLE IF NOT EXISTS schema_version "
+                "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+            )
+            current = self._execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+            done = int(current.fetchone()[0])
+            if done > len(self.migrations):
+                raise StorageError(
+                    f"database schema version {done} is newer than this Center "
+                    f"({len(self.migrations)}); upgrade the Center"
+                )
+            for number, statements in enumerate(self.migrations[done:], start=done + 1):
+                for statement in statements:
+                    self._execute(statement)
+                self._execute(
+                    "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                    (number, datetime.now(UTC).isoformat()),
+                )
+            return len(self.migrations)
+
+    def schema_version(self) -> int:
+        """The schema version recorded in the database."""
+        with self._guard("read schema version"):
+            row = self._execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()
+            return int(row[0])
+
+    # -- sales ---------------------------------------------------------------------------------
+
+    def ingest(self, sales: Sequence[Sale], received_at: datetime) -> Ack:
+        accepted: list[str] = []
+        duplicates: list[str] = []
+        rejected: list[Rejection] = []
+        # One order for every writer, so concurrent batches lock rows in the same order.
+        ordered = sorted(sales, key=lambda s: (s.register_id, s.seq, s.sale_id))
+        received = self._ts(received_at)
+        with self._guard("ingest"), self._transaction():
+            for sale in ordered:
+                payload = encode_sale(sale)
+                fingerprint = sale_fingerprint(sale)
+                problem = check_sale(sale)
+                if problem is None:
+                    problem = self._insert_sale(sale, payload, fingerprint, received)
+                    if problem is None:
+                        accepted.append(sale.sale_id)
+                        continue
+                    if problem == "duplicate":
+                        duplicates.append(sale.sale_id)
+                        continue
+                self._quarantine(sale, problem, fingerprint, payload, received)
+                rejected.append(Rejection(sale_id=sale.sale_id, reason=problem))
+        return Ack(accepted=tuple(accepted), duplicates=tuple(duplicates), rejected=tuple(rejected))
+
+    def _insert_sale(
+        self, sale: Sale, payload: bytes, fingerprint: str, received: Any
+    ) -> str | None:
+        """Insert a checked sale; None when new, "duplicate", or a reason to reject it."""
+        row = self._execute(
+            "INSERT INTO sales (sale_id, store_id, register_id, seq, opened_at, closed_at, "
+            "card_no, subtotal_minor, discount_minor, total_minor, line_count, promo_version, "
+            "fingerprint, payload, received_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING RETURNING sale_id",
+            (
+                sale.sale_id,
+                sale.store_id,
+                sale.register_id,
+                sale.seq,
+                self._ts(sale.opened_at),
+                self._ts(sale.closed_at),
+                sale.card_no,
+                sale.subtotal_minor,
+                sale.discount_minor,
+                sale.total_minor,
+                len(sale.lines),
+                sale.promo_version,
+                fingerprint,
+                payload,
+                received,
+            ),
+        ).fetchone()
+        if row is None:
+            same_id = self._execute(
+                "SELECT fingerprint FROM sales WHERE sale_id = ?", (sale.sale_id,)
+            ).fetchone()
+            if same_id is not None:
+                if same_id[0] == fingerprint:
+                    return "duplicate"
+                return (
+                    f"sale_id: {sale.sale_id} is already stored with a different payload "
+                    f"(fingerprint {same_id[0][:12]}..., this one {fingerprint[:12]}...)"
+                )
+            holder = self._execute(
+                "SELECT sale_id FROM sales WHERE register_id = ? AND seq = ?",
+                (sale.register_id, sale.seq),
+            ).fetchone()
+            holder_id = holder[0] if holder else "?"
+            return (
+                f"seq: register {sale.register_id} seq {sale.seq} already belongs to "
+                f"sale {holder_id}"
+            )
+        if sale.lines:
+            self._executemany(
+                "INSERT INTO sale_lines (sale_id, line_no, product_id, qty_milli, "
+                "unit_price_minor, amount_minor, discount_minor, weighed, known_product) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        sale.sale_id,
+                        line.line_no,
+                        line.product_id,
+                        line.qty_milli,
+                        line.unit_price_minor,
+                        line.amount_minor,
+                        sum(d.amount_minor for d in line.discounts),
+                        int(line.weighed),
+                        int(line.known_product),
+                    )
+                    for line in sale.lines
+                ],
+            )
+        if sale.card_no:
+            entries = [
+                LedgerEntry(
+                    card_no=sale.card_no,
+                    wallet=m.wallet,
+                    kind=m.kind,
+                    amount=m.amount,
+                    rule_id=m.rule_id,
+                    source=sale.sale_id,
+                    created_at=sale.closed_at,
+                    active_from=m.active_from,
+                    expires_at=m.expires_at,
+                )
+                for m in ledger_movements(sale)
+            ]
+            self._insert_ledger(entries)
+        return None
+
+    def _quarantine(
+        self, sale: Sale, reason: str, fingerprint: str, payload: bytes, received: Any
+    ) -> None:
+        self._execute(
+            "INSERT INTO quarantine (sale_id, store_id, register_id, seq, reason, fingerprint, "
+            "payload, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (
+                sale.sale_id,
+                sale.store_id,
+                sale.register_id,
+                sale.seq,
+                reason,
+                fingerprint,
+                payload,
+                received,
+            ),
+        )
+
+    def quarantined(self) -> list[tuple[str, str]]:
+        """(sale_id, reason) of every quarantined payload, oldest first."""
+        with self._guard("read quarantine"):
+            rows = self._execute("SELECT sale_id, reason FROM quarantine ORDER BY entry_id")
+            return [(r[0], r[1]) for r in rows.fetchall()]
+
+    def load_sale(self, sale_id: str) -> bytes | None:
+        """The stored canonical payload of a sale."""
+        with self._guard("read sale"):
+            row = self._execute(
+                "SELECT payload FROM sales WHERE sale_id = ?", (sale_id,)
+            ).fetchone()
+            return bytes(row[0]) if row else None
+
+    # -- reconciliation ------------------------------------------------------------------------
+
+    def reconciliation(
+        self, store_id: str, register_id: str | None = None
+    ) -> list[RegisterSummary]:
+        where = "store_id = ?" + (" AND register_id = ?" if register_id is not None else "")
+        params: tuple[Any, ...] = (store_id,) if register_id is None else (store_id, register_id)
+        with self._guard("reconciliation"):
+            totals = self._execute(
+                "SELECT register_id, COUNT(*), CAST(SUM(line_count) AS BIGINT), "
+                "CAST(SUM(total_minor) AS BIGINT), CAST(SUM(discount_minor) AS BIGINT), "
+                f"MIN(seq), MAX(seq) FROM sales WHERE {where} "
+                "GROUP BY register_id ORDER BY register_id",
+                params,
+            ).fetchall()
+            # LAG's default 0 makes a missing start (seq 1..) a gap too.
+            gap_rows = self._execute(
+                "SELECT register_id, prev + 1, seq - 1 FROM ("
+                "SELECT register_id, seq, LAG(seq, 1, 0) OVER "
+                f"(PARTITION BY register_id ORDER BY seq) AS prev FROM sales WHERE {where}"
+                ") AS ordered WHERE seq - prev > 1 ORDER BY register_id, seq",
+                params,
+            ).fetchall()
+        gaps: dict[str, list[tuple[int, int]]] = {}
+        for reg, start, end in gap_rows:
+            gaps.setdefault(reg, []).append((int(start), int(end)))
+        return [
+            RegisterSummary(
+                store_id=store_id,
+                register_id=reg,
+                receipts=int(receipts),
+                lines=int(lines or 0),
+                total_minor=int(total or 0),
+                discount_minor=int(discount or 0),
+                min_seq=int(min_seq),
+                max_seq=int(max_seq),
+                gaps=tuple(gaps.get(reg, ())),
+            )
+            for reg, receipts, lines, total, discount, min_seq, max_seq in totals
+        ]
+
+    # -- master data ---------------------------------------------------------------------------
+
+    def master_version(self) -> int:
+        with self._guard("read master version"):
+            return self._master_version()
+
+    def _master_version(self) -> int:
+        row = self._execute("SELECT version FROM master_version WHERE id = 1").fetchone()
+        return int(row[0]) if row else 0
+
+    def upsert_master(
+        self,
+        tables: Mapping[str, Iterable[Mapping[str, Any]]],
+        *,
+        progress: Progress | None = None,
+    ) -> MasterChange:
+        for name in tables:
+            if name not in MASTER_TABLES:
+                raise StorageError(
+                    f"{name}: not a master table (known: {', '.join(MASTER_TABLES)})"
+                )
+        prepared = {name: self._prepare(MASTER_TABLES[name], rows) for name, rows in tables.items()}
+        changed: dict[str, int] = {}
+        with self._guard("upsert master data"), self._transaction():
+            version = self._master_version() + 1
+            for name, rows in prepared.items():
+                changed[name] = self._upsert_table(MASTER_TABLES[name], rows, version, progress)
+            if any(changed.values()):
+                self._execute("UPDATE master_version SET version = ? WHERE id = 1", (version,))
+            else:
+                version -= 1
+        return MasterChange(version=version, changed=changed)
+
+    def _prepare(self, spec: MasterTable, rows: Iterable[Mapping[str, Any]]) -> dict[tuple, tuple]:
+        out: dict[tuple, tuple] = {}
+        known = set(spec.columns)
+        for i, row in enumerate(rows):
+            unknown = set(row) - known
+            if unknown:
+                raise StorageError(f"{spec.name}[{i}]: unknown columns {sorted(unknown)}")
+            values: list[Any] = []
+            for column in spec.keys:
+                key = row.get(column)
+                if not isinstance(key, str) or not key:
+                    raise StorageError(f"{spec.name}[{i}].{column}: expected a non-empty string")
+                values.append(key)
+            for column, default in spec.values:
+                if column not in row and is_required(default):
+                    raise StorageError(f"{spec.name}[{i}].{column}: required")
+                value = row.get(column, default)
+                if column in spec.json_columns:
+                    value = _json(value)
+                elif column in spec.bool_columns:
+                    value = int(bool(value))
+                values.append(value)
+            out[tuple(values[: len(spec.keys)])] = tuple(values)
+        return out
+
+    def _upsert_table(
+        self,
+        spec: MasterTable,
+        rows: dict[tuple, tuple],
+        version: int,
+        progress: Progress | None,
+    ) -> int:
+        nkeys = len(spec.keys)
+        existing = {
+            tuple(r[:nkeys]): tuple(r)
+            for r in self._execute(f"SELECT {', '.join(spec.columns)} FROM {spec.name}").fetchall()
+        }
+        new = [(*values, version) for key, values in rows.items() if key not in existing]
+        changed = [
+            (*values[nkeys:], version, *key)
+            for key, values in rows.items()
+            if key in existing and existing[key] != values
+        ]
+        total = len(new) + len(changed)
+        done = 0
+        for start in range(0, len(new), _CHUNK):
+            chunk = new[start : start + _CHUNK]
+            self._bulk_insert(spec.name, (*spec.columns, "version"), chunk)
+            done += len(chunk)
+            if progress:
+                progress(spec.name, done, total)
+        if changed:
+            sets = ", ".join(f"{c} = ?" for c in (*spec.columns[nkeys:], "version"))
+            keys = " AND ".join(f"{c} = ?" for c in spec.keys)
+            for start in range(0, len(changed), _CHUNK):
+                chunk = changed[start : start + _CHUNK]
+                self._executemany(f"UPDATE {spec.name} SET {sets} WHERE {keys}", chunk)
+                done += len(chunk)
+                if progress:
+                    progress(spec.name, done, total)
+        if progress and not total:
+            progress(spec.name, 0, 0)
+        return total
+
+    def master_snapshot(
+        self, store_id: str, now: datetime, *, since: int = 0
+    ) -> tuple[int, dict[str, tuple[dict[str, Any], ...]]] | None:
+        with self._guard("read master snapshot"), self._snapshot():
+            # One transaction so the version matches the rows.
+            store = self._execute(
+                "SELECT store_id, name, format, timezone FROM stores WHERE store_id = ?",
+                (store_id,),
+            ).fetchone()
+            if store is None:
+                return None
+            version = self._master_version()
+            if since == version:
+                return version, {}
+            has_assortment = self._execute(
+                "SELECT 1 FROM store_products WHERE store_id = ? LIMIT 1", (store_id,)
+            ).fetchone()
+            product_sql = (
+                "SELECT p.product_id, p.name, p.department, p.category, p.brand, p.weighed, "
+                "p.price_minor FROM products p"
+            )
+            if has_assortment:
+                cursor = self._execute(
+                    product_sql + " JOIN store_products s ON s.product_id = p.product_id "
+                    "WHERE s.store_id = ? ORDER BY p.product_id",
+                    (store_id,),
+                )
+            else:
+                cursor = self._execute(product_sql + " ORDER BY p.product_id")
+            products = tuple(
+                {
+                    "product_id": r[0],
+                    "name": r[1],
+                    "department": r[2],
+                    "category": r[3],
+                    "brand": r[4],
+                    "weighed": bool(r[5]),
+                    "price_minor": r[6],
+                }
+                for r in cursor.fetchall()
+            )
+            balances = self._bonus_balances(now)
+            cards = tuple(
+                {
+                    "card_no": r[0],
+                    "customer_id": r[1],
+                    "status": r[2],
+                    "bonus_balance": balances.get(r[0], 0),
+                }
+                for r in self._execute(
+                    "SELECT card_no, customer_id, status FROM cards ORDER BY card_no"
+                ).fetchall()
+            )
+            promotions = tuple(
+                {"promotion_id": r[0], "version": int(r[1]), "doc": json.loads(r[2])}
+                for r in self._execute(
+                    "SELECT promotion_id, version, doc FROM promotions ORDER BY promotion_id"
+                ).fetchall()
+            )
+            settings = tuple(
+                {"name": r[0], "value": r[1]}
+                for r in self._execute("SELECT name, value FROM settings ORDER BY name").fetchall()
+            )
+        return version, {
+            "products": products,
+            "cards": cards,
+            "stores": (
+                {"store_id": store[0], "name": store[1], "format": store[2], "timezone": store[3]},
+            ),
+            "promotions": promotions,
+            "settings": settings,
+        }
+
+    # -- ledger --------------------------------------------------------------------------------
+
+    _ACTIVE = "(active_from IS NULL OR active_from <= ?) AND (expires_at IS NULL OR expires_at > ?)"
+
+    def _bonus_balances(self, now: datetime) -> dict[str, int]:
+        at = self._ts(now)
+        rows = self._execute(
+            "SELECT card_no, CAST(SUM(amount) AS BIGINT) FROM ledger "
+            f"WHERE wallet = 'bonus' AND {self._ACTIVE} GROUP BY card_no",
+            (at, at),
+        ).fetchall()
+        return {r[0]: int(r[1]) for r in rows}
+
+    def _insert_ledger(self, entries: Sequence[LedgerEntry]) -> None:
+        self._executemany(
+            "INSERT INTO ledger (card_no, wallet, kind, amount, rule_id, source, active_from, "
+            "expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [
+                (
+                    e.card_no,
+                    e.wallet,
+                    e.kind,
+                    e.amount,
+                    e.rule_id,
+                    e.source,
+                    self._ts(e.active_from),
+                    self._ts(e.expires_at),
+                    self._ts(e.created_at),
+                )
+                for e in entries
+            ],
+        )
+
+    def add_ledger_entries(self, entries: Sequence[LedgerEntry]) -> int:
+        with self._guard("add ledger entries"), self._transaction():
+            before = int(self._execute("SELECT COUNT(*) FROM ledger").fetchone()[0])
+            for start in range(0, len(entries), _CHUNK):
+                self._insert_ledger(entries[start : start + _CHUNK])
+            after = int(self._execute("SELECT COUNT(*) FROM ledger").fetchone()[0])
+        return after - before
+
+    def balance(self, card_no: str, now: datetime) -> Balance | None:
+        at = self._ts(now)
+        with self._guard("read balance"):
+            card = self._execute(
+                "SELECT customer_id FROM cards WHERE card_no = ?", (card_no,)
+            ).fetchone()
+            if card is None:
+                return None
+            rows = self._execute(
+                "SELECT wallet, CAST(SUM(amount) AS BIGINT) FROM ledger "
+                f"WHERE card_no = ? AND {self._ACTIVE} GROUP BY wallet ORDER BY wallet",
+                (card_no, at, at),
+            ).fetchall()
+        wallets = {"bonus": 0}
+        wallets.update({r[0]: int(r[1]) for r in rows})
+        return Balance(card_no=card_no, customer_id=card[0], wallets=wallets)
+
+    # -- heartbeats and health -----------------------------------------------------------------
+
+    def record_heartbeat(self, heartbeat: Heartbeat, received_at: datetime) -> None:
+        with self._guard("record heartbeat"), self._transaction():
+            self._execute(
+                "INSERT INTO heartbeats (node_id, role, store_id, sent_at, received_at, last_seq, "
+                "queue_depth, oldest_queued_at, master_version, devices) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (node_id) DO UPDATE SET "
+                "role = excluded.role, store_id = excluded.store_id, sent_at = excluded.sent_at, "
+                "received_at = excluded.received_at, last_seq = excluded.last_seq, "
+                "queue_depth = excluded.queue_depth, oldest_queued_at = excluded.oldest_queued_at, "
+                "master_version = excluded.master_version, devices = excluded.devices",
+                (
+                    heartbeat.node_id,
+                    heartbeat.role,
+                    heartbeat.store_id,
+                    self._ts(heartbeat.sent_at),
+                    self._ts(received_at),
+                    heartbeat.last_seq,
+                    heartbeat.queue_depth,
+                    self._ts(heartbeat.oldest_queued_at),
+                    heartbeat.master_version,
+                    _json(dict(heartbeat.devices)),
+                ),
+            )
+
+    def heartbeats(self) -> list[dict[str, Any]]:
+        """The latest heartbeat of every node, by node_id."""
+        with self._guard("read heartbeats"):
+            rows = self._execute(
+                "SELECT node_id, role, store_id, last_seq, queue_depth, master_version, devices "
+                "FROM heartbeats ORDER BY node_id"
+            ).fetchall()
+        return [
+            {
+                "node_id": r[0],
+                "role": r[1],
+                "store_id": r[2],
+                "last_seq": int(r[3]),
+                "queue_depth": int(r[4]),
+                "master_version": int(r[5]),
+                "devices": json.loads(r[6]),
+            }
+            for r in rows
+        ]
+
+    def counts(self) -> Counts:
+        with self._guard("count rows"):
+            row = self._execute(
+                "SELECT (SELECT COUNT(*) FROM sales), (SELECT COUNT(*) FROM quarantine), "
+                "(SELECT COUNT(*) FROM ledger), (SELECT version FROM master_version WHERE id = 1)"
+            ).fetchone()
+        return Counts(
+            sales=int(row[0]),
+            quarantined=int(row[1]),
+            ledger_entries=int(row[2]),
+            master_version=int(row[3] or 0),
+        )
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _guard(self, what: str) -> _Guard:
+        return _Guard(self, what)
+
+
+class _Guard:
+    """Hold the connection lock and turn driver errors into StorageError naming the operation."""
+
+    def __init__(self, storage: SqlStorage, what: str) -> None:
+        self._storage = storage
+        self._what = what
+
+    def __enter__(self) -> None:
+        self._storage._lock.acquire()
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self._storage._lock.release()
+        if exc is not None and isinstance(exc, self._storage._db_errors()):
+            raise StorageError(f"{self._storage.backend}: {self._what} failed: {exc}") from exc

@@ -1,0 +1,210 @@
+"""SQLite storage: one file, WAL, synchronous=FULL; the default, needs no set-up."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from center.errors import StorageError
+from center.storage.sql import SqlStorage
+
+__all__ = ["SQLITE_MIGRATIONS", "SqliteStorage"]
+
+SQLITE_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE sales (
+            sale_id TEXT PRIMARY KEY,
+            store_id TEXT NOT NULL,
+            register_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            opened_at TEXT NOT NULL,
+            closed_at TEXT NOT NULL,
+            card_no TEXT,
+            subtotal_minor INTEGER NOT NULL,
+            discount_minor INTEGER NOT NULL,
+            total_minor INTEGER NOT NULL,
+            line_count INTEGER NOT NULL,
+            promo_version INTEGER NOT NULL,
+            fingerprint TEXT NOT NULL,
+            payload BLOB NOT NULL,
+            received_at TEXT NOT NULL,
+            UNIQUE (register_id, seq)
+        )""",
+        "CREATE INDEX sales_store_register ON sales (store_id, register_id, seq)",
+        "CREATE INDEX sales_card ON sales (card_no)",
+        """CREATE TABLE sale_lines (
+            sale_id TEXT NOT NULL,
+            line_no INTEGER NOT NULL,
+            product_id TEXT NOT NULL,
+            qty_milli INTEGER NOT NULL,
+            unit_price_minor INTEGER NOT NULL,
+            amount_minor INTEGER NOT NULL,
+            discount_minor INTEGER NOT NULL,
+            weighed INTEGER NOT NULL,
+            known_product INTEGER NOT NULL,
+            PRIMARY KEY (sale_id, line_no)
+        )""",
+        """CREATE TABLE ledger (
+            entry_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            card_no TEXT NOT NULL,
+            wallet TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            amount INTEGER NOT NULL,
+            rule_id TEXT NOT NULL,
+            source TEXT NOT NULL,
+            active_from TEXT,
+            expires_at TEXT,
+            created_at TEXT NOT NULL,
+            UNIQUE (source, wallet, kind, rule_id)
+        )""",
+        "CREATE INDEX ledger_card ON ledger (card_no, wallet)",
+        """CREATE TABLE quarantine (
+            entry_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            sale_id TEXT NOT NULL,
+            store_id TEXT NOT NULL,
+            register_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            reason TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            payload BLOB NOT NULL,
+            received_at TEXT NOT NULL,
+            UNIQUE (sale_id, fingerprint)
+        )""",
+        """CREATE TABLE products (
+            product_id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            department TEXT NOT NULL,
+            category TEXT NOT NULL,
+            product_type TEXT NOT NULL,
+            brand TEXT NOT NULL,
+            manufacturer_id TEXT NOT NULL,
+            package_size TEXT NOT NULL,
+            weighed INTEGER NOT NULL,
+            price_minor INTEGER,
+            version INTEGER NOT NULL
+        )""",
+        """CREATE TABLE customers (
+            customer_id TEXT PRIMARY KEY,
+            attributes TEXT NOT NULL,
+            version INTEGER NOT NULL
+        )""",
+        """CREATE TABLE cards (
+            card_no TEXT PRIMARY KEY,
+            customer_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            version INTEGER NOT NULL
+        )""",
+        "CREATE INDEX cards_customer ON cards (customer_id)",
+        """CREATE TABLE stores (
+            store_id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            format TEXT NOT NULL,
+            timezone TEXT NOT NULL,
+            version INTEGER NOT NULL
+        )""",
+        """CREATE TABLE store_products (
+            store_id TEXT NOT NULL,
+            product_id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            PRIMARY KEY (store_id, product_id)
+        )""",
+        """CREATE TABLE promotions (
+            promotion_id TEXT PRIMARY KEY,
+            doc TEXT NOT NULL,
+            version INTEGER NOT NULL
+        )""",
+        """CREATE TABLE settings (
+            name TEXT PRIMARY KEY,
+            value TEXT NOT NULL,
+            version INTEGER NOT NULL
+        )""",
+        """CREATE TABLE master_version (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            version INTEGER NOT NULL
+        )""",
+        "INSERT INTO master_version (id, version) VALUES (1, 0)",
+        """CREATE TABLE heartbeats (
+            node_id TEXT PRIMARY KEY,
+            role TEXT NOT NULL,
+            store_id TEXT NOT NULL,
+            sent_at TEXT NOT NULL,
+            received_at TEXT NOT NULL,
+            last_seq INTEGER NOT NULL,
+            queue_depth INTEGER NOT NULL,
+            oldest_queued_at TEXT,
+            master_version INTEGER NOT NULL,
+            devices TEXT NOT NULL
+        )""",
+    ),
+)
+
+
+class SqliteStorage(SqlStorage):
+    """The Center's state in one SQLite file."""
+
+    backend = "sqlite"
+    migrations = SQLITE_MIGRATIONS
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__()
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Autocommit mode: transactions are opened explicitly, BEGIN IMMEDIATE for writes.
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 10000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+        except (OSError, sqlite3.Error) as exc:
+            raise StorageError(f"sqlite: cannot open {self.path}: {exc}") from exc
+        self._conn: sqlite3.Connection | None = conn
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StorageError(f"sqlite: {self.path} is closed")
+        return self._conn
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.conn.execute(sql, params)
+
+    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self.conn.executemany(sql, rows)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        conn = self.conn
+        conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            conn.execute("COMMIT")
+
+    def _ts(self, value: datetime | None) -> Any:
+        # One fixed ISO form in UTC, so text order is time order.
+        if value is None:
+            return None
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+    def _db_errors(self) -> tuple[type[BaseException], ...]:
+        return (sqlite3.Error,)
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
