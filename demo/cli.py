@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import threading
@@ -67,15 +68,19 @@ def log(message: str) -> None:
 
 def fetch_cards(cluster: Cluster) -> dict[str, str]:
     """household id -> card number, as the Center published them."""
-    from sync_protocol import MasterSnapshot, decode
+    from sync_protocol import Limits, MasterSnapshot, decode
 
     cards: dict[str, str] = {}
     for store_id in cluster.stores:
         response = requests.get(
-            f"{cluster.center.url}/v1/master", params={"store_id": store_id, "since": 0}, timeout=30
+            f"{cluster.center.url}/v1/master",
+            params={"store_id": store_id, "since": "0"},
+            timeout=30,
         )
         response.raise_for_status()
-        snapshot = decode(response.content, expect=MasterSnapshot).message
+        snapshot = decode(
+            response.content, expect=MasterSnapshot, limits=Limits(max_bytes=64 * 1024 * 1024)
+        ).message
         assert isinstance(snapshot, MasterSnapshot)
         for row in snapshot.tables.get("cards", ()):
             customer = str(row.get("customer_id", ""))
@@ -196,6 +201,20 @@ def run(args: argparse.Namespace) -> int:
         ok, line = verdict(rows)
         total = time.monotonic() - started
         log(f"demo wall time {total:.1f} s; replay {progress.done / replay_s:.1f} receipts/s")
+        summary = {
+            "days": args.days,
+            "stores": stores,
+            "registers": len(cluster.registers),
+            "receipts": progress.done,
+            "lines": progress.lines,
+            "replay_s": round(replay_s, 2),
+            "receipts_per_s": round(progress.done / replay_s, 1),
+            "lines_per_s": round(progress.lines / replay_s, 1),
+            "wall_s": round(total, 2),
+            "reconciled": ok,
+            "chaos": not args.no_chaos,
+        }
+        (root / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         print(line, flush=True)
         return 0 if ok else 1
 
