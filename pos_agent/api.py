@@ -1,0 +1,275 @@
+"""The register software's local JSON API (docs/API.md, POS agent section)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any, TypeVar
+
+from aiohttp import hdrs, web
+
+from pos_agent.config import Config
+from pos_agent.errors import RequestError, RequestTooLarge
+from pos_agent.inputs import (
+    MAX_BODY_BYTES,
+    parse_body,
+    parse_calculate,
+    parse_card,
+    parse_confirm,
+    parse_empty,
+    parse_line_no,
+    parse_lines,
+)
+from pos_agent.register import Priced, Register
+from pos_agent.uploader import Uploads
+
+__all__ = ["CONFIG", "UPLOADER", "WORKER", "Worker", "add_routes", "error_middleware"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Worker:
+    """Runs the Register's blocking SQLite work on one thread, one call at a time."""
+
+    def __init__(self, register: Register, executor: ThreadPoolExecutor) -> None:
+        self.register = register
+        self.executor = executor
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(fn, *args))
+
+
+CONFIG = web.AppKey("config", Config)
+WORKER = web.AppKey("worker", Worker)
+UPLOADER: web.AppKey[Uploads] = web.AppKey("uploader")
+
+_KINDS = {400: "malformed", 404: "not_found", 405: "method_not_allowed", 409: "conflict"}
+
+
+def _error(status: int, kind: str, detail: str, field: str | None = None) -> web.Response:
+    body: dict[str, Any] = {"error": kind, "detail": detail}
+    if field:
+        body["field"] = field
+    return web.json_response(body, status=status)
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Any]
+) -> web.StreamResponse:
+    """Every refusal becomes {"error": kind, "detail": message naming the field} with a 4xx."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except RequestError as exc:
+        return _error(exc.status, exc.kind, str(exc), getattr(exc, "field", None))
+    except web.HTTPRequestEntityTooLarge:
+        return _error(413, "too_large", f"body: larger than the {MAX_BODY_BYTES} bytes accepted")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        kind = _KINDS.get(exc.status, "http_error")
+        return _error(exc.status, kind, f"{request.method} {request.path}: {exc.reason}")
+    except Exception:
+        log.exception("unexpected error in %s %s", request.method, request.path)
+        return _error(500, "internal", "unexpected error; see the agent's log")
+
+
+async def _json_body(request: web.Request) -> Any:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise RequestTooLarge(
+            f"body: {request.content_length} bytes is larger than the {MAX_BODY_BYTES} accepted"
+        )
+    body = await request.read()
+    return parse_body(body, request.headers.get(hdrs.CONTENT_TYPE))
+
+
+def _at(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _receipt_id(request: web.Request) -> str:
+    return request.match_info["receipt_id"]
+
+
+def calculation_view(priced: Priced) -> dict[str, Any]:
+    """The JSON answer of calculate (docs/API.md)."""
+    calc = priced.calculation
+    return {
+        "receipt_id": priced.receipt.receipt_id,
+        "card_no": priced.receipt.card_no,
+        "lines": [
+            {
+                "line_no": line.line_no,
+                "product_id": line.product_id,
+                "amount_minor": line.amount_minor,
+                "discount_minor": sum(d.amount_minor for d in line.discounts),
+                "discounts": [
+                    {"rule_id": d.rule_id, "amount_minor": d.amount_minor} for d in line.discounts
+                ],
+                "known_product": priced.known_products.get(line.line_no, False),
+            }
+            for line in calc.lines
+        ],
+        "subtotal_minor": calc.subtotal_minor,
+        "discount_minor": calc.discount_minor,
+        "total_minor": calc.total_minor,
+        "accrual": [
+            {
+                "wallet": a.wallet,
+                "amount": a.amount,
+                "rule_id": a.rule_id,
+                "active_from": _at(a.active_from),
+                "expires_at": _at(a.expires_at),
+            }
+            for a in calc.accruals
+        ],
+        "bonus_balance": priced.available_bonus,
+        "bonus_payable_max": calc.bonus_payable_max,
+        "bonus_to_spend": calc.bonus_to_spend,
+        "to_pay_minor": calc.to_pay_minor,
+        "messages": {
+            "slip": list(calc.messages.slip),
+            "cashier": list(calc.messages.cashier),
+            "display": list(calc.messages.display),
+        },
+        "promo_version": calc.promo_version,
+        "explanation": list(calc.explanation),
+    }
+
+
+async def health(request: web.Request) -> web.Response:
+    """GET /health."""
+    config = request.app[CONFIG]
+    worker = request.app[WORKER]
+    stats, master_version = await worker.run(worker.register.stats)
+    link = request.app[UPLOADER].status()
+    return web.json_response(
+        {
+            "register_id": config.register.register_id,
+            "store_id": config.register.store_id,
+            "queue_depth": stats.queue_depth,
+            "last_seq": stats.last_seq,
+            "oldest_queued_at": _at(stats.oldest_queued_at),
+            "master_version": master_version,
+            "store_url": link.store_url,
+            "last_upload_at": _at(link.last_upload_at),
+            "last_error": link.last_error,
+            "rejected": [
+                {"seq": r.seq, "sale_id": r.sale_id, "reason": r.reason} for r in stats.rejected
+            ],
+            "promotions_error": worker.register.promotions_error,
+        }
+    )
+
+
+async def open_receipt(request: web.Request) -> web.Response:
+    """POST /v1/receipts."""
+    parse_empty(await _json_body(request))
+    worker = request.app[WORKER]
+    receipt = await worker.run(worker.register.open_receipt)
+    return web.json_response(
+        {"receipt_id": receipt.receipt_id, "opened_at": _at(receipt.opened_at)}, status=201
+    )
+
+
+async def get_receipt(request: web.Request) -> web.Response:
+    """GET /v1/receipts/{receipt_id}."""
+    worker = request.app[WORKER]
+    receipt = await worker.run(worker.register.receipt, _receipt_id(request))
+    return web.json_response(receipt.to_dict())
+
+
+async def add_lines(request: web.Request) -> web.Response:
+    """POST /v1/receipts/{receipt_id}/lines."""
+    lines = parse_lines(await _json_body(request))
+    worker = request.app[WORKER]
+    line_nos = await worker.run(worker.register.add_lines, _receipt_id(request), lines)
+    return web.json_response({"line_nos": line_nos})
+
+
+async def remove_line(request: web.Request) -> web.Response:
+    """DELETE /v1/receipts/{receipt_id}/lines/{line_no}."""
+    line_no = parse_line_no(request.match_info["line_no"])
+    worker = request.app[WORKER]
+    await worker.run(worker.register.remove_line, _receipt_id(request), line_no)
+    return web.json_response({"removed": line_no})
+
+
+async def identify_card(request: web.Request) -> web.Response:
+    """POST /v1/receipts/{receipt_id}/card."""
+    card_no = parse_card(await _json_body(request))
+    worker = request.app[WORKER]
+    view = await worker.run(worker.register.identify_card, _receipt_id(request), card_no)
+    return web.json_response(
+        {"card_no": view.card_no, "known": view.known, "bonus_balance": view.bonus_balance}
+    )
+
+
+async def calculate(request: web.Request) -> web.Response:
+    """POST /v1/receipts/{receipt_id}/calculate."""
+    bonus_to_spend = parse_calculate(await _json_body(request))
+    worker = request.app[WORKER]
+    priced = await worker.run(worker.register.calculate, _receipt_id(request), bonus_to_spend)
+    return web.json_response(calculation_view(priced))
+
+
+async def confirm(request: web.Request) -> web.Response:
+    """POST /v1/receipts/{receipt_id}/confirm: answers only after the commit."""
+    payments, bonus_to_spend = parse_confirm(await _json_body(request))
+    worker = request.app[WORKER]
+    sale = await worker.run(worker.register.confirm, _receipt_id(request), payments, bonus_to_spend)
+    return web.json_response(
+        {
+            "sale_id": sale.sale_id,
+            "seq": sale.seq,
+            "total_minor": sale.total_minor,
+            "messages": list(sale.messages),
+        }
+    )
+
+
+async def cancel(request: web.Request) -> web.Response:
+    """POST /v1/receipts/{receipt_id}/cancel."""
+    parse_empty(await _json_body(request))
+    worker = request.app[WORKER]
+    receipt_id = _receipt_id(request)
+    await worker.run(worker.register.cancel, receipt_id)
+    return web.json_response({"cancelled": receipt_id})
+
+
+async def sales_summary(request: web.Request) -> web.Response:
+    """GET /v1/sales/summary: totals over every confirmed sale kept at the register."""
+    worker = request.app[WORKER]
+    summary = await worker.run(worker.register.summary)
+    return web.json_response(
+        {
+            "register_id": request.app[CONFIG].register.register_id,
+            "receipts": summary.receipts,
+            "lines": summary.lines,
+            "total_minor": summary.total_minor,
+            "max_seq": summary.max_seq,
+            "queued": summary.queued,
+        }
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    """Register every route of docs/API.md (POS agent)."""
+    app.router.add_get("/health", health)
+    app.router.add_post("/v1/receipts", open_receipt)
+    app.router.add_get("/v1/receipts/{receipt_id}", get_receipt)
+    app.router.add_post("/v1/receipts/{receipt_id}/lines", add_lines)
+    app.router.add_delete("/v1/receipts/{receipt_id}/lines/{line_no}", remove_line)
+    app.router.add_post("/v1/receipts/{receipt_id}/card", identify_card)
+    app.router.add_post("/v1/receipts/{receipt_id}/calculate", calculate)
+    app.router.add_post("/v1/receipts/{receipt_id}/confirm", confirm)
+    app.router.add_post("/v1/receipts/{receipt_id}/cancel", cancel)
+    app.router.add_get("/v1/sales/summary", sales_summary)

@@ -1,0 +1,82 @@
+"""create_app: the POS agent's aiohttp application and the lifecycle of what it owns."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+
+from aiohttp import web
+
+from pos_agent.api import CONFIG, UPLOADER, WORKER, Worker, add_routes, error_middleware
+from pos_agent.config import Config
+from pos_agent.inputs import MAX_BODY_BYTES
+from pos_agent.journal import Journal
+from pos_agent.register import Clock, Register, utc_now
+from pos_agent.replica import Replica
+from pos_agent.uploader import Uploader, Uploads
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    config: Config, *, clock: Clock = utc_now, uploader: Uploads | None = None
+) -> web.Application:
+    """The agent's app; the uploader defaults to the real one talking to the store node."""
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
+    app[CONFIG] = config
+    app[UPLOADER] = uploader if uploader is not None else Uploader(config, clock=clock)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        register_cfg = config.register
+        register_cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        # One thread owns the API's SQLite connections, so receipt operations never interleave.
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pos-register")
+        loop = asyncio.get_running_loop()
+
+        def open_stores() -> tuple[Journal, Replica]:
+            journal = Journal(
+                register_cfg.journal_path,
+                register_id=register_cfg.register_id,
+                store_id=register_cfg.store_id,
+            )
+            try:
+                return journal, Replica(register_cfg.replica_path)
+            except BaseException:
+                journal.close()
+                raise
+
+        try:
+            journal, replica = await loop.run_in_executor(executor, open_stores)
+        except BaseException:
+            executor.shutdown(wait=True)
+            raise
+        uploader = app[UPLOADER]
+        register = Register(config, journal, replica, clock=clock, on_sale=uploader.wake)
+        app[WORKER] = Worker(register, executor)
+        stats = await loop.run_in_executor(executor, journal.stats)
+        log.info(
+            "register %s of store %s: %d sales queued, last seq %d, master data v%d, "
+            "%d receipts open",
+            register_cfg.register_id,
+            register_cfg.store_id,
+            stats.queue_depth,
+            stats.last_seq,
+            await loop.run_in_executor(executor, replica.master_version),
+            len(await loop.run_in_executor(executor, journal.open_receipt_ids)),
+        )
+        uploader.start()
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(uploader.stop)
+            await loop.run_in_executor(executor, replica.close)
+            await loop.run_in_executor(executor, journal.close)
+            executor.shutdown(wait=True)
+
+    app.cleanup_ctx.append(lifecycle)
+    add_routes(app)
+    return app

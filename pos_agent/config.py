@@ -1,0 +1,236 @@
+"""pos.toml: one frozen dataclass tree, loaded once, every problem listed at once."""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pos_agent.errors import ConfigError
+
+__all__ = ["Config", "RegisterConfig", "StoreNodeConfig", "load_config", "redacted"]
+
+_ID_MAX = 64
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterConfig:
+    """Who this register is and where its local API listens (loopback only)."""
+
+    register_id: str
+    store_id: str
+    data_dir: Path
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8720
+
+    @property
+    def journal_path(self) -> Path:
+        return self.data_dir / "journal.db"
+
+    @property
+    def replica_path(self) -> Path:
+        return self.data_dir / "replica.db"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreNodeConfig:
+    """How the register reaches its store node; an empty url means zeroconf discovery."""
+
+    url: str = ""
+    upload_interval_s: float = 1.0
+    batch_size: int = 200
+    timeout_s: float = 5.0
+    master_poll_s: float = 5.0
+    backoff_max_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole effective configuration of one POS agent."""
+
+    register: RegisterConfig
+    store_node: StoreNodeConfig
+
+
+_REGISTER_KEYS = {"register_id", "store_id", "listen_host", "listen_port", "data_dir"}
+_STORE_NODE_DEFAULTS = StoreNodeConfig()
+
+
+class _Collector:
+    """Reads typed values out of a TOML table, remembering every problem instead of stopping."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def section(self, doc: dict[str, Any], name: str, *, required: bool) -> dict[str, Any]:
+        value = doc.get(name)
+        if value is None:
+            if required:
+                self.problems.append(f"[{name}]: missing section")
+            return {}
+        if not isinstance(value, dict):
+            self.problems.append(f"[{name}]: expected a table, got {type(value).__name__}")
+            return {}
+        return value
+
+    def unknown(self, table: dict[str, Any], section: str, known: set[str]) -> None:
+        for key in sorted(set(table) - known):
+            self.problems.append(
+                f"{section}.{key}: unknown key (known: {', '.join(sorted(known))})"
+            )
+
+    def text(
+        self, table: dict[str, Any], section: str, key: str, default: str | None = None
+    ) -> str:
+        value = table.get(key, default)
+        if value is None:
+            self.problems.append(f"{section}.{key}: missing (a string is required)")
+            return ""
+        if not isinstance(value, str):
+            self.problems.append(f"{section}.{key}: expected a string, got {value!r}")
+            return ""
+        return value
+
+    def identifier(self, table: dict[str, Any], section: str, key: str) -> str:
+        value = self.text(table, section, key)
+        if key in table and isinstance(table[key], str):
+            if not value.strip():
+                self.problems.append(f"{section}.{key}: must not be empty")
+            elif len(value) > _ID_MAX or not value.isprintable() or value != value.strip():
+                self.problems.append(
+                    f"{section}.{key}: {value!r} must be 1..{_ID_MAX} printable characters "
+                    "without surrounding spaces"
+                )
+        return value
+
+    def integer(
+        self, table: dict[str, Any], section: str, key: str, default: int, lo: int, hi: int
+    ) -> int:
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.problems.append(f"{section}.{key}: expected an integer, got {value!r}")
+            return default
+        if not lo <= value <= hi:
+            self.problems.append(f"{section}.{key}: {value} is outside {lo}..{hi}")
+            return default
+        return value
+
+    def seconds(
+        self, table: dict[str, Any], section: str, key: str, default: float, hi: float = 86400.0
+    ) -> float:
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.problems.append(f"{section}.{key}: expected a number of seconds, got {value!r}")
+            return default
+        if not 0 < value <= hi:
+            self.problems.append(f"{section}.{key}: {value} must be > 0 and <= {hi:g}")
+            return default
+        return float(value)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_url(url: str, problems: list[str]) -> None:
+    if url == "":
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        problems.append(
+            f"store_node.url: {redact_url(url)!r} must be empty (zeroconf discovery) "
+            "or an http(s)://host[:port] URL"
+        )
+        return
+    try:
+        parts.port  # noqa: B018  # evaluating it validates the port
+    except ValueError:
+        problems.append(f"store_node.url: {redact_url(url)!r} has an invalid port")
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate pos.toml; raise ConfigError listing every problem found."""
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read the file: {exc.strerror or exc}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, [f"not UTF-8 text: {exc}"]) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, [f"not valid TOML: {exc}"]) from exc
+
+    c = _Collector()
+    for name in sorted(set(doc) - {"register", "store_node"}):
+        c.problems.append(f"[{name}]: unknown section (known: [register], [store_node])")
+
+    reg = c.section(doc, "register", required=True)
+    c.unknown(reg, "register", _REGISTER_KEYS)
+    register_id = c.identifier(reg, "register", "register_id")
+    store_id = c.identifier(reg, "register", "store_id")
+    listen_host = c.text(reg, "register", "listen_host", "127.0.0.1")
+    if isinstance(reg.get("listen_host", ""), str) and not _is_loopback(listen_host):
+        c.problems.append(
+            f"register.listen_host: {listen_host!r} is not a loopback address; the register API "
+            "has no authentication and must listen on 127.0.0.1, ::1 or localhost only"
+        )
+    listen_port = c.integer(reg, "register", "listen_port", 8720, 0, 65535)
+    data_dir_text = c.text(reg, "register", "data_dir")
+    if "data_dir" in reg and isinstance(reg["data_dir"], str) and not data_dir_text.strip():
+        c.problems.append("register.data_dir: must not be empty")
+    data_dir = Path(data_dir_text)
+    if not data_dir.is_absolute():
+        data_dir = (path.parent / data_dir).resolve()
+
+    node = c.section(doc, "store_node", required=False)
+    d = _STORE_NODE_DEFAULTS
+    c.unknown(node, "store_node", set(asdict(d)))
+    url = c.text(node, "store_node", "url", d.url).strip()
+    _check_url(url, c.problems)
+    store_node = StoreNodeConfig(
+        url=url.rstrip("/"),
+        upload_interval_s=c.seconds(node, "store_node", "upload_interval_s", d.upload_interval_s),
+        batch_size=c.integer(node, "store_node", "batch_size", d.batch_size, 1, 10_000),
+        timeout_s=c.seconds(node, "store_node", "timeout_s", d.timeout_s, 600.0),
+        master_poll_s=c.seconds(node, "store_node", "master_poll_s", d.master_poll_s),
+        backoff_max_s=c.seconds(node, "store_node", "backoff_max_s", d.backoff_max_s),
+    )
+
+    if c.problems:
+        raise ConfigError(path, c.problems)
+    register = RegisterConfig(
+        register_id=register_id,
+        store_id=store_id,
+        data_dir=data_dir,
+        listen_host=listen_host,
+        listen_port=listen_port,
+    )
+    return Config(register=register, store_node=store_node)
+
+
+def redacted(config: Config) -> dict[str, dict[str, Any]]:
+    """The effective config as plain data for `check-config`, secrets redacted."""
+    register = asdict(config.register)
+    register["data_dir"] = str(config.register.data_dir)
+    store_node = asdict(config.store_node)
+    store_node["url"] = redact_url(config.store_node.url)
+    return {"register": register, "store_node": store_node}

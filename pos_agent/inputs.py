@@ -1,0 +1,200 @@
+"""Turn request bodies of the register software into typed inputs, naming any bad field.
+
+Strict on purpose: an unknown key is refused (a typo such as "qty" would otherwise sell
+a line at the wrong quantity), integers must be JSON integers (never 3.0 or "3").
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from pos_agent.errors import InvalidField, MalformedRequest, UnsupportedMediaType
+from pos_agent.receipts import MAX_LINES, LineInput, PaymentInput
+
+__all__ = [
+    "MAX_BODY_BYTES",
+    "parse_body",
+    "parse_calculate",
+    "parse_card",
+    "parse_confirm",
+    "parse_empty",
+    "parse_line_no",
+    "parse_lines",
+]
+
+MAX_BODY_BYTES = 1024 * 1024
+MAX_QTY_MILLI = 1_000_000_000  # a million units: anything larger is a scanner or typing error
+MAX_PRICE_MINOR = 10_000_000_000
+# Bounding each line keeps a full receipt's sums far inside msgpack's int64.
+MAX_LINE_AMOUNT_MINOR = 10_000_000_000_000
+MAX_ID_CHARS = 64
+MAX_PAYMENTS = 32
+
+_JSON_TYPES = ("application/json", "text/json")
+
+
+def _show(value: Any) -> str:
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_body(body: bytes, content_type: str | None) -> Any:
+    """Decode a JSON body (an empty body counts as {}); MalformedRequest if it is not JSON."""
+    if content_type is not None:
+        media = content_type.split(";", 1)[0].strip().lower()
+        if media not in _JSON_TYPES and not media.endswith("+json"):
+            raise UnsupportedMediaType(
+                f"Content-Type: expected application/json, got {content_type!r}"
+            )
+    if not body.strip():
+        return {}
+    try:
+        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError as exc:
+        raise MalformedRequest(f"body: not UTF-8 at byte {exc.start}") from exc
+    except json.JSONDecodeError as exc:
+        raise MalformedRequest(
+            f"body: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from exc
+    except ValueError as exc:
+        raise MalformedRequest(f"body: {exc}") from exc
+    except RecursionError as exc:
+        raise MalformedRequest("body: JSON nested too deeply") from exc
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _object(value: Any, path: str, allowed: set[str], required: set[str]) -> Mapping[str, Any]:
+    where = path or "body"
+    if not isinstance(value, dict):
+        raise InvalidField(where, f"expected a JSON object, got {_show(value)}")
+    for key in value:
+        if key not in allowed:
+            raise InvalidField(
+                _join(path, key), f"unknown field (allowed: {', '.join(sorted(allowed))})"
+            )
+    for key in sorted(required):
+        if key not in value:
+            raise InvalidField(_join(path, key), "missing")
+    return value
+
+
+def _int(value: Any, path: str, *, lo: int, hi: int) -> int:
+    what = "a positive integer" if lo == 1 else "a non-negative integer"
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise InvalidField(path, f"expected {what}, got {_show(value)}")
+    if value > hi:
+        raise InvalidField(path, f"{value} is larger than the maximum {hi}")
+    return value
+
+
+def _text(value: Any, path: str, *, max_chars: int = MAX_ID_CHARS) -> str:
+    if not isinstance(value, str):
+        raise InvalidField(path, f"expected a string, got {_show(value)}")
+    if not value.strip() or len(value) > max_chars or not value.isprintable():
+        raise InvalidField(
+            path, f"expected 1..{max_chars} printable characters, got {_show(value)}"
+        )
+    return value
+
+
+def _bool(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidField(path, f"expected true or false, got {_show(value)}")
+    return value
+
+
+_LINE_KEYS = {"product_id", "qty_milli", "unit_price_minor", "amount_minor", "weighed"}
+
+
+def _line(value: Any, path: str) -> LineInput:
+    doc = _object(value, path, _LINE_KEYS, {"product_id", "qty_milli", "unit_price_minor"})
+    product_id = _text(doc["product_id"], _join(path, "product_id"))
+    qty = _int(doc["qty_milli"], _join(path, "qty_milli"), lo=1, hi=MAX_QTY_MILLI)
+    price = _int(doc["unit_price_minor"], _join(path, "unit_price_minor"), lo=0, hi=MAX_PRICE_MINOR)
+    amount = doc.get("amount_minor")
+    if amount is not None:
+        amount = _int(amount, _join(path, "amount_minor"), lo=0, hi=MAX_LINE_AMOUNT_MINOR)
+    elif qty * price // 1000 > MAX_LINE_AMOUNT_MINOR:
+        raise InvalidField(
+            _join(path, "qty_milli"),
+            f"{qty} milli-units at {price} make a line larger than the maximum "
+            f"{MAX_LINE_AMOUNT_MINOR}",
+        )
+    weighed = _bool(doc.get("weighed", False), _join(path, "weighed"))
+    return LineInput(product_id, qty, price, amount, weighed)
+
+
+def parse_lines(body: Any) -> list[LineInput]:
+    """One line object, or {"lines": [...]} (all of them valid, or none taken)."""
+    if isinstance(body, dict) and "lines" in body:
+        doc = _object(body, "", {"lines"}, {"lines"})
+        items = doc["lines"]
+        if not isinstance(items, list) or not items:
+            raise InvalidField("lines", f"expected a non-empty list of lines, got {_show(items)}")
+        if len(items) > MAX_LINES:
+            raise InvalidField("lines", f"{len(items)} lines is more than {MAX_LINES}")
+        return [_line(item, f"lines[{index}]") for index, item in enumerate(items)]
+    return [_line(body, "")]
+
+
+def parse_card(body: Any) -> str:
+    """{"card_no": str} -> the card number."""
+    doc = _object(body, "", {"card_no"}, {"card_no"})
+    return _text(doc["card_no"], "card_no")
+
+
+def _bonus(doc: Mapping[str, Any]) -> int:
+    return _int(doc.get("bonus_to_spend", 0), "bonus_to_spend", lo=0, hi=MAX_LINE_AMOUNT_MINOR)
+
+
+def parse_calculate(body: Any) -> int:
+    """{"bonus_to_spend"?: int} -> bonus_to_spend."""
+    return _bonus(_object(body, "", {"bonus_to_spend"}, set()))
+
+
+def parse_confirm(body: Any) -> tuple[list[PaymentInput], int]:
+    """{"payments": [{"method", "amount_minor"}], "bonus_to_spend"?: int}."""
+    doc = _object(body, "", {"payments", "bonus_to_spend"}, {"payments"})
+    items = doc["payments"]
+    if not isinstance(items, list):
+        raise InvalidField("payments", f"expected a list of payments, got {_show(items)}")
+    if len(items) > MAX_PAYMENTS:
+        raise InvalidField("payments", f"{len(items)} payments is more than {MAX_PAYMENTS}")
+    payments = []
+    for index, item in enumerate(items):
+        path = f"payments[{index}]"
+        pay = _object(item, path, {"method", "amount_minor"}, {"method", "amount_minor"})
+        method = _text(pay["method"], f"{path}.method", max_chars=32)
+        if method == "bonus":
+            raise InvalidField(
+                f"{path}.method", '"bonus" is not a tender here; send bonus_to_spend instead'
+            )
+        amount = _int(
+            pay["amount_minor"], f"{path}.amount_minor", lo=0, hi=MAX_LINE_AMOUNT_MINOR * 1000
+        )
+        payments.append(PaymentInput(method=method, amount_minor=amount))
+    return payments, _bonus(doc)
+
+
+def parse_empty(body: Any) -> None:
+    """A body that must be {} (open, cancel)."""
+    _object(body, "", set(), set())
+
+
+def parse_line_no(text: str) -> int:
+    """The {line_no} path segment as a positive integer."""
+    if not text.isdecimal() or int(text) < 1:
+        raise InvalidField("line_no", f"expected a positive integer, got {_show(text)}")
+    return int(text)

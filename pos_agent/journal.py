@@ -1,0 +1,386 @@
+"""journal.db: open receipts, confirmed sales, the outbox and offline bonus spending.
+
+Every write that belongs together (a sale, its outbox row, its bonus spend, closing its
+receipt) happens in ONE `BEGIN IMMEDIATE` transaction on a WAL database with
+synchronous=FULL, so a power cut leaves either all of it or none of it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from pos_agent.errors import InvalidField, JournalError, ReceiptClosed, ReceiptNotFound
+from sync_protocol import Sale, decode_sale, encode_sale
+
+__all__ = ["Journal", "JournalStats", "OutboxRow", "RejectedSale", "SalesSummary"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO counter (name, value) VALUES ('sale_seq', 0);
+CREATE TABLE IF NOT EXISTS open_receipts (
+    receipt_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS closed_receipts (
+    receipt_id TEXT PRIMARY KEY,
+    outcome TEXT NOT NULL CHECK (outcome IN ('confirmed', 'cancelled')),
+    sale_id TEXT,
+    closed_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sales (
+    sale_id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL UNIQUE CHECK (seq >= 1),
+    receipt_id TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    card_no TEXT,
+    line_count INTEGER NOT NULL,
+    subtotal_minor INTEGER NOT NULL,
+    discount_minor INTEGER NOT NULL,
+    total_minor INTEGER NOT NULL,
+    closed_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY,
+    sale_id TEXT NOT NULL UNIQUE REFERENCES sales (sale_id),
+    queued_at TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'rejected')),
+    reason TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS local_spend (
+    sale_id TEXT PRIMARY KEY REFERENCES sales (sale_id),
+    card_no TEXT NOT NULL,
+    amount INTEGER NOT NULL CHECK (amount > 0),
+    spent_at TEXT NOT NULL,
+    acked_version INTEGER
+);
+CREATE INDEX IF NOT EXISTS local_spend_card ON local_spend (card_no);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One queued sale, in the encoding it was committed with."""
+
+    seq: int
+    sale_id: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedSale:
+    """A sale the store node refused; kept at the register and reported, never resent."""
+
+    seq: int
+    sale_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class JournalStats:
+    """The queue as /health and heartbeats report it."""
+
+    queue_depth: int
+    last_seq: int
+    oldest_queued_at: datetime | None
+    rejected: tuple[RejectedSale, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SalesSummary:
+    """Totals over every confirmed sale kept at the register (for reconciliation)."""
+
+    receipts: int
+    lines: int
+    total_minor: int
+    max_seq: int
+    queued: int
+
+
+def _at(value: datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: times of facts are aware UTC")
+    return value.isoformat()
+
+
+class Journal:
+    """One connection to journal.db, owned by one thread at a time."""
+
+    def __init__(self, path: Path, *, register_id: str, store_id: str) -> None:
+        self.path = path
+        self.conn = sqlite3.connect(
+            path, timeout=10.0, isolation_level=None, check_same_thread=False
+        )
+        try:
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            with self._transaction():
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self.conn.execute(statement)
+                self._bind(register_id, store_id)
+        except BaseException:
+            self.conn.close()
+            raise
+
+    def _bind(self, register_id: str, store_id: str) -> None:
+        # A data folder copied from another register would duplicate its sequence numbers.
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise JournalError(
+                f"{self.path}: schema version {version} is newer than {SCHEMA_VERSION}; "
+                "upgrade the agent"
+            )
+        self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        for key, value in (("register_id", register_id), ("store_id", store_id)):
+            row = self.conn.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+            if row is None:
+                self.conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", [key, value])
+            elif row[0] != value:
+                raise JournalError(
+                    f"{self.path}: belongs to {key} {row[0]!r}, not {value!r}; "
+                    "each register needs its own data_dir"
+                )
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        # IMMEDIATE takes the write lock up front, so the uploader's thread and the API's
+        # thread wait for each other (busy timeout) instead of failing on lock upgrade.
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # -- open receipts -------------------------------------------------------------------
+
+    def create_receipt(self, receipt_id: str, state: str, now: datetime) -> None:
+        """Store a new open receipt."""
+        self.conn.execute(
+            "INSERT INTO open_receipts (receipt_id, state, updated_at) VALUES (?, ?, ?)",
+            [receipt_id, state, _at(now)],
+        )
+
+    def load_receipt(self, receipt_id: str) -> str:
+        """The open receipt's state; ReceiptClosed or ReceiptNotFound otherwise."""
+        row = self.conn.execute(
+            "SELECT state FROM open_receipts WHERE receipt_id = ?", [receipt_id]
+        ).fetchone()
+        if row is not None:
+            return str(row[0])
+        closed = self.conn.execute(
+            "SELECT outcome, sale_id FROM closed_receipts WHERE receipt_id = ?", [receipt_id]
+        ).fetchone()
+        if closed is not None:
+            raise ReceiptClosed(receipt_id, closed[0], closed[1])
+        raise ReceiptNotFound(receipt_id)
+
+    def save_receipt(self, receipt_id: str, state: str, now: datetime) -> None:
+        """Replace the open receipt's state (it must still be open)."""
+        cursor = self.conn.execute(
+            "UPDATE open_receipts SET state = ?, updated_at = ? WHERE receipt_id = ?",
+            [state, _at(now), receipt_id],
+        )
+        if cursor.rowcount != 1:
+            self.load_receipt(receipt_id)  # raises the precise error
+            raise ReceiptNotFound(receipt_id)
+
+    def cancel_receipt(self, receipt_id: str, now: datetime) -> None:
+        """Close the open receipt as cancelled; nothing is queued."""
+        with self._transaction():
+            self.load_receipt(receipt_id)
+            self.conn.execute("DELETE FROM open_receipts WHERE receipt_id = ?", [receipt_id])
+            self.conn.execute(
+                "INSERT INTO closed_receipts (receipt_id, outcome, sale_id, closed_at) "
+                "VALUES (?, 'cancelled', NULL, ?)",
+                [receipt_id, _at(now)],
+            )
+
+    def open_receipt_ids(self) -> list[str]:
+        """Ids of every receipt still open (e.g. after a restart)."""
+        rows = self.conn.execute("SELECT receipt_id FROM open_receipts ORDER BY updated_at")
+        return [str(row[0]) for row in rows]
+
+    # -- confirmed sales -----------------------------------------------------------------
+
+    def local_spent(self, card_no: str) -> int:
+        """Bonus this register spent offline on the card that the replica may not reflect yet."""
+        row = self.conn.execute(
+            "SELECT COALESCE(SUM(amount), 0) FROM local_spend WHERE card_no = ?", [card_no]
+        ).fetchone()
+        return int(row[0])
+
+    def confirm(
+        self,
+        receipt_id: str,
+        build: Callable[[int], Sale],
+        *,
+        bonus_spent: int,
+        bonus_balance: int,
+    ) -> Sale:
+        """Commit the sale built for the next seq with its outbox row and bonus spend, at once."""
+        with self._transaction():
+            self.load_receipt(receipt_id)
+            seq = int(
+                self.conn.execute(
+                    "UPDATE counter SET value = value + 1 WHERE name = 'sale_seq' RETURNING value"
+                ).fetchone()[0]
+            )
+            sale = build(seq)
+            if bonus_spent:
+                if sale.card_no is None:
+                    raise InvalidField("bonus_to_spend", "bonuses can be spent only with a card")
+                # Checked inside the write transaction: nothing can spend in between.
+                available = bonus_balance - self.local_spent(sale.card_no)
+                if bonus_spent > available:
+                    raise InvalidField(
+                        "bonus_to_spend",
+                        f"{bonus_spent} exceeds the {max(available, 0)} available on card "
+                        f"{sale.card_no} (balance {bonus_balance}, already spent offline "
+                        f"{bonus_balance - available})",
+                    )
+            closed_at = _at(sale.closed_at)
+            self.conn.execute(
+                "INSERT INTO sales (sale_id, seq, receipt_id, payload, card_no, line_count, "
+                "subtotal_minor, discount_minor, total_minor, closed_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    sale.sale_id,
+                    seq,
+                    receipt_id,
+                    encode_sale(sale),
+                    sale.card_no,
+                    len(sale.lines),
+                    sale.subtotal_minor,
+                    sale.discount_minor,
+                    sale.total_minor,
+                    closed_at,
+                ],
+            )
+            self.conn.execute(
+                "INSERT INTO outbox (seq, sale_id, queued_at) VALUES (?, ?, ?)",
+                [seq, sale.sale_id, closed_at],
+            )
+            if bonus_spent and sale.card_no is not None:
+                self.conn.execute(
+                    "INSERT INTO local_spend (sale_id, card_no, amount, spent_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    [sale.sale_id, sale.card_no, bonus_spent, closed_at],
+                )
+            self.conn.execute("DELETE FROM open_receipts WHERE receipt_id = ?", [receipt_id])
+            self.conn.execute(
+                "INSERT INTO closed_receipts (receipt_id, outcome, sale_id, closed_at) "
+                "VALUES (?, 'confirmed', ?, ?)",
+                [receipt_id, sale.sale_id, closed_at],
+            )
+        return sale
+
+    def sale(self, sale_id: str) -> Sale | None:
+        """A confirmed sale, decoded from the bytes that were committed."""
+        row = self.conn.execute("SELECT payload FROM sales WHERE sale_id = ?", [sale_id]).fetchone()
+        return None if row is None else decode_sale(bytes(row[0]))
+
+    def sales(self) -> list[Sale]:
+        """Every confirmed sale kept at the register, in seq order."""
+        rows = self.conn.execute("SELECT payload FROM sales ORDER BY seq")
+        return [decode_sale(bytes(row[0])) for row in rows]
+
+    def summary(self) -> SalesSummary:
+        """Counts and totals over every confirmed sale (GET /v1/sales/summary)."""
+        row = self.conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(line_count), 0), COALESCE(SUM(total_minor), 0), "
+            "COALESCE(MAX(seq), 0) FROM sales"
+        ).fetchone()
+        queued = self.conn.execute(
+            "SELECT COUNT(*) FROM outbox WHERE status = 'pending'"
+        ).fetchone()[0]
+        return SalesSummary(
+            receipts=int(row[0]),
+            lines=int(row[1]),
+            total_minor=int(row[2]),
+            max_seq=int(row[3]),
+            queued=int(queued),
+        )
+
+    # -- outbox --------------------------------------------------------------------------
+
+    def outbox_batch(self, limit: int) -> list[OutboxRow]:
+        """Up to `limit` pending sales, oldest seq first."""
+        rows = self.conn.execute(
+            "SELECT o.seq, o.sale_id, s.payload FROM outbox AS o JOIN sales AS s USING (sale_id) "
+            "WHERE o.status = 'pending' ORDER BY o.seq LIMIT ?",
+            [limit],
+        )
+        return [OutboxRow(int(seq), str(sale_id), bytes(payload)) for seq, sale_id, payload in rows]
+
+    def settle(
+        self,
+        delivered: Iterable[str],
+        rejected: Iterable[tuple[str, str]],
+        *,
+        master_version: int,
+    ) -> tuple[int, int]:
+        """Drop acknowledged rows and flag rejected ones in one transaction; (dropped, flagged)."""
+        dropped = flagged = 0
+        with self._transaction():
+            for sale_id in delivered:
+                dropped += self.conn.execute(
+                    "DELETE FROM outbox WHERE sale_id = ? AND status = 'pending'", [sale_id]
+                ).rowcount
+                self.conn.execute(
+                    "UPDATE local_spend SET acked_version = ? "
+                    "WHERE sale_id = ? AND acked_version IS NULL",
+                    [master_version, sale_id],
+                )
+            for sale_id, reason in rejected:
+                flagged += self.conn.execute(
+                    "UPDATE outbox SET status = 'rejected', reason = ? "
+                    "WHERE sale_id = ? AND status = 'pending'",
+                    [reason[:1000], sale_id],
+                ).rowcount
+        return dropped, flagged
+
+    def forget_local_spend(self, master_version: int) -> int:
+        """Stop counting spends the store node acknowledged before this master version arrived."""
+        # Heuristic, erring on the safe side: a spend keeps reducing the card's available
+        # balance until a master version newer than the one current at its ack is applied.
+        with self._transaction():
+            return self.conn.execute(
+                "DELETE FROM local_spend WHERE acked_version IS NOT NULL AND acked_version < ?",
+                [master_version],
+            ).rowcount
+
+    def stats(self) -> JournalStats:
+        """Queue depth, last seq, oldest queued time and rejected sales."""
+        depth, oldest = self.conn.execute(
+            "SELECT COUNT(*), MIN(queued_at) FROM outbox WHERE status = 'pending'"
+        ).fetchone()
+        last_seq = self.conn.execute(
+            "SELECT value FROM counter WHERE name = 'sale_seq'"
+        ).fetchone()[0]
+        rejected = tuple(
+            RejectedSale(int(seq), str(sale_id), str(reason))
+            for seq, sale_id, reason in self.conn.execute(
+                "SELECT seq, sale_id, reason FROM outbox WHERE status = 'rejected' ORDER BY seq"
+            )
+        )
+        return JournalStats(
+            queue_depth=int(depth),
+            last_seq=int(last_seq),
+            oldest_queued_at=datetime.fromisoformat(oldest) if oldest else None,
+            rejected=rejected,
+        )

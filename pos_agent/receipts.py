@@ -1,0 +1,127 @@
+"""An open receipt as the register builds it, and the typed inputs that change it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from pos_agent.errors import InvalidField, LineNotFound
+
+__all__ = ["MAX_LINES", "LineInput", "OpenLine", "OpenReceipt", "PaymentInput"]
+
+MAX_LINES = 1000
+
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class LineInput:
+    """One line as the register software sends it (already type-checked)."""
+
+    product_id: str
+    qty_milli: int
+    unit_price_minor: int
+    amount_minor: int | None = None
+    weighed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentInput:
+    """One tender of the register software (cash, card...); bonuses go via bonus_to_spend."""
+
+    method: str
+    amount_minor: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpenLine:
+    """A line on an open receipt, its amount fixed when it was added."""
+
+    line_no: int
+    product_id: str
+    qty_milli: int
+    unit_price_minor: int
+    amount_minor: int
+    weighed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "line_no": self.line_no,
+            "product_id": self.product_id,
+            "qty_milli": self.qty_milli,
+            "unit_price_minor": self.unit_price_minor,
+            "amount_minor": self.amount_minor,
+            "weighed": self.weighed,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class OpenReceipt:
+    """An open receipt; line numbers are never reused, even after a line is removed."""
+
+    receipt_id: str
+    opened_at: datetime
+    lines: tuple[OpenLine, ...] = ()
+    card_no: str | None = None
+    next_line_no: int = 1
+
+    def with_lines(self, lines: list[OpenLine]) -> OpenReceipt:
+        if len(self.lines) + len(lines) > MAX_LINES:
+            raise InvalidField(
+                "lines",
+                f"a receipt holds at most {MAX_LINES} lines; it has {len(self.lines)} and "
+                f"{len(lines)} more were sent",
+            )
+        return replace(
+            self,
+            lines=(*self.lines, *lines),
+            next_line_no=self.next_line_no + len(lines),
+        )
+
+    def without_line(self, line_no: int) -> OpenReceipt:
+        kept = tuple(line for line in self.lines if line.line_no != line_no)
+        if len(kept) == len(self.lines):
+            raise LineNotFound(self.receipt_id, line_no)
+        return replace(self, lines=kept)
+
+    def with_card(self, card_no: str) -> OpenReceipt:
+        return replace(self, card_no=card_no)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "receipt_id": self.receipt_id,
+            "status": "open",
+            "opened_at": self.opened_at.isoformat(),
+            "card_no": self.card_no,
+            "lines": [line.to_dict() for line in self.lines],
+        }
+
+    def to_json(self) -> str:
+        """The state stored in journal.db (versioned so a newer agent can read it)."""
+        return json.dumps(
+            {"v": STATE_VERSION, **self.to_dict(), "next_line_no": self.next_line_no},
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> OpenReceipt:
+        doc = json.loads(text)
+        return cls(
+            receipt_id=doc["receipt_id"],
+            opened_at=datetime.fromisoformat(doc["opened_at"]),
+            lines=tuple(
+                OpenLine(
+                    line_no=line["line_no"],
+                    product_id=line["product_id"],
+                    qty_milli=line["qty_milli"],
+                    unit_price_minor=line["unit_price_minor"],
+                    amount_minor=line["amount_minor"],
+                    weighed=line.get("weighed", False),
+                )
+                for line in doc["lines"]
+            ),
+            card_no=doc.get("card_no"),
+            next_line_no=doc["next_line_no"],
+        )

@@ -1,0 +1,348 @@
+"""The register's selling logic: receipts in, priced by the engine, sales into the journal.
+
+Runs on one worker thread (see app.py), so operations on receipts never interleave.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from loyalty_engine import (
+    Calculation,
+    EngineError,
+    PromotionSet,
+    Receipt,
+    ReceiptLine,
+    RuleError,
+    amount_for_quantity,
+    calculate,
+    load_promotion_set,
+)
+from pos_agent.config import Config
+from pos_agent.errors import InvalidField
+from pos_agent.journal import Journal, JournalStats, SalesSummary
+from pos_agent.receipts import LineInput, OpenLine, OpenReceipt, PaymentInput
+from pos_agent.replica import Card, Replica
+from sync_protocol import LineDiscount, LoyaltyMovement, Payment, Sale, SaleLine
+
+__all__ = ["CardView", "Clock", "Priced", "Register", "utc_now"]
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The wall clock as an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class CardView:
+    """What the register software learns when a card is identified."""
+
+    card_no: str
+    known: bool
+    bonus_balance: int
+    segment: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Priced:
+    """The engine's calculation of an open receipt plus what the replica knew of its lines."""
+
+    receipt: OpenReceipt
+    calculation: Calculation
+    known_products: dict[int, bool]
+    card: Card | None
+    available_bonus: int
+
+
+class Register:
+    """One register's receipts and sales; every method is synchronous and thread-confined."""
+
+    def __init__(
+        self,
+        config: Config,
+        journal: Journal,
+        replica: Replica,
+        *,
+        clock: Clock = utc_now,
+        on_sale: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.config = config
+        self.journal = journal
+        self.replica = replica
+        self.clock = clock
+        self.on_sale = on_sale
+        self._promotions: PromotionSet | None = None
+        self._promotions_version = -1
+        self.promotions_error: str | None = None
+
+    def _now(self) -> datetime:
+        now = self.clock()
+        if now.tzinfo is None:
+            raise ValueError("the clock must return an aware UTC datetime")
+        return now.astimezone(UTC)
+
+    # -- receipts ------------------------------------------------------------------------
+
+    def open_receipt(self) -> OpenReceipt:
+        """Start a new, empty receipt and persist it."""
+        now = self._now()
+        receipt = OpenReceipt(receipt_id=uuid.uuid4().hex, opened_at=now)
+        self.journal.create_receipt(receipt.receipt_id, receipt.to_json(), now)
+        return receipt
+
+    def receipt(self, receipt_id: str) -> OpenReceipt:
+        """The open receipt (ReceiptNotFound / ReceiptClosed otherwise)."""
+        return OpenReceipt.from_json(self.journal.load_receipt(receipt_id))
+
+    def _save(self, receipt: OpenReceipt) -> None:
+        self.journal.save_receipt(receipt.receipt_id, receipt.to_json(), self._now())
+
+    def add_lines(self, receipt_id: str, inputs: list[LineInput]) -> list[int]:
+        """Append the lines (all or none); their line numbers."""
+        receipt = self.receipt(receipt_id)
+        lines = []
+        for offset, item in enumerate(inputs):
+            amount = item.amount_minor
+            if amount is None:
+                amount = amount_for_quantity(item.qty_milli, item.unit_price_minor)
+            lines.append(
+                OpenLine(
+                    line_no=receipt.next_line_no + offset,
+                    product_id=item.product_id,
+                    qty_milli=item.qty_milli,
+                    unit_price_minor=item.unit_price_minor,
+                    amount_minor=amount,
+                    weighed=item.weighed,
+                )
+            )
+        self._save(receipt.with_lines(lines))
+        return [line.line_no for line in lines]
+
+    def remove_line(self, receipt_id: str, line_no: int) -> None:
+        """Take one line off the open receipt (LineNotFound if it has no such line)."""
+        self._save(self.receipt(receipt_id).without_line(line_no))
+
+    def identify_card(self, receipt_id: str, card_no: str) -> CardView:
+        """Attach a card; an unknown card still earns accrual, with a balance of 0."""
+        receipt = self.receipt(receipt_id)
+        self._save(receipt.with_card(card_no))
+        card = self.replica.card(card_no)
+        return CardView(
+            card_no=card_no,
+            known=card is not None,
+            bonus_balance=self._available(card_no, card),
+            segment=card.segment if card else "",
+        )
+
+    def cancel(self, receipt_id: str) -> None:
+        """Close the receipt without a sale."""
+        self.journal.cancel_receipt(receipt_id, self._now())
+
+    # -- pricing -------------------------------------------------------------------------
+
+    def promotion_set(self) -> PromotionSet:
+        """The replica's promotions, loaded once per master version."""
+        version, docs, settings = self.replica.promotion_source()
+        if self._promotions is not None and self._promotions_version == version:
+            return self._promotions
+        try:
+            promotions = load_promotion_set(docs, version=version, settings=settings)
+            self.promotions_error = None
+        except RuleError as exc:
+            # The uploader refuses such master data; an old replica file may still hold it.
+            # Selling must go on, so price without promotions and say so loudly.
+            self.promotions_error = f"master version {version}: {exc}"
+            log.error("promotions unusable, selling without them: %s", self.promotions_error)
+            promotions = load_promotion_set([], version=version)
+        self._promotions, self._promotions_version = promotions, version
+        return promotions
+
+    def _available(self, card_no: str, card: Card | None) -> int:
+        balance = card.bonus_balance if card else 0
+        return max(0, balance - self.journal.local_spent(card_no))
+
+    def price(self, receipt: OpenReceipt, bonus_to_spend: int) -> Priced:
+        """Run the engine over the receipt with the replica's current data."""
+        promotions = self.promotion_set()
+        lines = []
+        known: dict[int, bool] = {}
+        for line in receipt.lines:
+            product = self.replica.product(line.product_id)
+            known[line.line_no] = product is not None
+            lines.append(
+                ReceiptLine(
+                    line_no=line.line_no,
+                    product_id=line.product_id,
+                    qty_milli=line.qty_milli,
+                    unit_price_minor=line.unit_price_minor,
+                    amount_minor=line.amount_minor,
+                    department=product.department if product else "",
+                    category=product.category if product else "",
+                    brand=product.brand if product else "",
+                )
+            )
+        card = self.replica.card(receipt.card_no) if receipt.card_no else None
+        available = self._available(receipt.card_no, card) if receipt.card_no else 0
+        if bonus_to_spend:
+            if receipt.card_no is None:
+                raise InvalidField("bonus_to_spend", "no card on the receipt; identify one first")
+            if bonus_to_spend > available:
+                raise InvalidField(
+                    "bonus_to_spend",
+                    f"{bonus_to_spend} exceeds the {available} available on card {receipt.card_no}",
+                )
+        store_id = self.config.register.store_id
+        engine_receipt = Receipt(
+            lines=tuple(lines),
+            now=self._now(),
+            store_id=store_id,
+            store_format=self.replica.store_format(store_id),
+            card_no=receipt.card_no,
+            segment=card.segment if card else "",
+            bonus_balance=available,
+        )
+        try:
+            calc = calculate(engine_receipt, promotions, bonus_to_spend=bonus_to_spend)
+        except EngineError as exc:
+            # The engine's messages start with the field path ("bonus_to_spend: ...").
+            field, sep, problem = str(exc).partition(": ")
+            if not sep or " " in field:
+                field, problem = "", str(exc)
+            raise InvalidField(field, problem) from exc
+        return Priced(receipt, calc, known, card, available)
+
+    def calculate(self, receipt_id: str, bonus_to_spend: int = 0) -> Priced:
+        """Price the open receipt (nothing is written)."""
+        return self.price(self.receipt(receipt_id), bonus_to_spend)
+
+    # -- confirm -------------------------------------------------------------------------
+
+    def confirm(
+        self, receipt_id: str, payments: list[PaymentInput], bonus_to_spend: int = 0
+    ) -> Sale:
+        """Recalculate, check payments, and commit sale + outbox row in one transaction."""
+        receipt = self.receipt(receipt_id)
+        if not receipt.lines:
+            raise InvalidField("lines", f"receipt {receipt_id} has no lines to confirm")
+        priced = self.price(receipt, bonus_to_spend)
+        calc = priced.calculation
+        paid = sum(p.amount_minor for p in payments)
+        if paid + bonus_to_spend != calc.total_minor:
+            raise InvalidField(
+                "payments",
+                f"sum of amount_minor ({paid}) + bonus_to_spend ({bonus_to_spend}) = "
+                f"{paid + bonus_to_spend} does not equal total_minor ({calc.total_minor})",
+            )
+        closed_at = self._now()
+        sale_id = str(uuid.uuid4())
+        tenders = [Payment(method=p.method, amount_minor=p.amount_minor) for p in payments]
+        if bonus_to_spend:
+            tenders.append(Payment(method="bonus", amount_minor=bonus_to_spend))
+        loyalty: list[LoyaltyMovement] = []
+        if receipt.card_no is not None:
+            loyalty.extend(
+                LoyaltyMovement(
+                    wallet=a.wallet,
+                    kind="accrue",
+                    amount=a.amount,
+                    rule_id=a.rule_id,
+                    active_from=a.active_from,
+                    expires_at=a.expires_at,
+                )
+                for a in calc.accruals
+                if a.amount > 0
+            )
+            if bonus_to_spend:
+                loyalty.append(
+                    LoyaltyMovement(
+                        wallet="bonus",
+                        kind="spend",
+                        amount=bonus_to_spend,
+                        rule_id="",
+                        active_from=None,
+                        expires_at=None,
+                    )
+                )
+        by_line = {result.line_no: result for result in calc.lines}
+        sale_lines = tuple(
+            SaleLine(
+                line_no=line.line_no,
+                product_id=line.product_id,
+                qty_milli=line.qty_milli,
+                unit_price_minor=line.unit_price_minor,
+                amount_minor=line.amount_minor,
+                discounts=tuple(
+                    LineDiscount(rule_id=d.rule_id, amount_minor=d.amount_minor)
+                    for d in (by_line[line.line_no].discounts if line.line_no in by_line else ())
+                ),
+                weighed=line.weighed,
+                known_product=priced.known_products[line.line_no],
+            )
+            for line in receipt.lines
+        )
+        subtotal = sum(line.amount_minor for line in sale_lines)
+        discount = sum(d.amount_minor for line in sale_lines for d in line.discounts)
+        if (subtotal, discount, subtotal - discount) != (
+            calc.subtotal_minor,
+            calc.discount_minor,
+            calc.total_minor,
+        ):
+            # The engine and the sale must tell the same story; refuse rather than queue a lie.
+            raise RuntimeError(
+                f"engine totals {calc.subtotal_minor}/{calc.discount_minor}/{calc.total_minor} "
+                f"disagree with its lines {subtotal}/{discount}/{subtotal - discount}"
+            )
+        register = self.config.register
+
+        def build(seq: int) -> Sale:
+            return Sale(
+                sale_id=sale_id,
+                store_id=register.store_id,
+                register_id=register.register_id,
+                seq=seq,
+                opened_at=receipt.opened_at,
+                closed_at=closed_at,
+                card_no=receipt.card_no,
+                lines=sale_lines,
+                payments=tuple(tenders),
+                loyalty=tuple(loyalty),
+                subtotal_minor=subtotal,
+                discount_minor=discount,
+                total_minor=subtotal - discount,
+                promo_version=calc.promo_version,
+                messages=tuple(calc.messages.slip),
+            )
+
+        sale = self.journal.confirm(
+            receipt_id,
+            build,
+            bonus_spent=bonus_to_spend,
+            bonus_balance=priced.card.bonus_balance if priced.card else 0,
+        )
+        log.info(
+            "sale %s seq %d confirmed on register %s: total %d, card %s",
+            sale.sale_id,
+            sale.seq,
+            register.register_id,
+            sale.total_minor,
+            sale.card_no or "-",
+        )
+        self.on_sale()
+        return sale
+
+    # -- reporting -----------------------------------------------------------------------
+
+    def summary(self) -> SalesSummary:
+        return self.journal.summary()
+
+    def stats(self) -> tuple[JournalStats, int]:
+        """Journal stats and the replica's master version."""
+        return self.journal.stats(), self.replica.master_version()

@@ -1,0 +1,210 @@
+"""replica.db: the register's local copy of the master data it needs to sell offline."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from pos_agent.errors import ReplicaError
+from sync_protocol import MasterDelta, MasterSnapshot
+
+__all__ = ["TABLE_KEYS", "Card", "Product", "Replica"]
+
+# Tables of master data v1 and the key column of each (docs/PROTOCOL.md); others are ignored.
+TABLE_KEYS: dict[str, str] = {
+    "products": "product_id",
+    "cards": "card_no",
+    "stores": "store_id",
+    "promotions": "promotion_id",
+    "settings": "name",
+}
+_KEY_MAX = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    """What the engine needs to know about one product."""
+
+    product_id: str
+    department: str = ""
+    category: str = ""
+    brand: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    """A loyalty card as the replica knows it (the balance is the Center's last word)."""
+
+    card_no: str
+    bonus_balance: int = 0
+    segment: str = ""
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _check_rows(table: str, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    key = TABLE_KEYS[table]
+    checked: list[dict[str, Any]] = []
+    for index, row in enumerate(rows):
+        where = f"tables.{table}[{index}]"
+        if not isinstance(row, Mapping):
+            raise ReplicaError(f"{where}: expected a map, got {type(row).__name__}")
+        value = row.get(key)
+        if not isinstance(value, str) or not 0 < len(value) <= _KEY_MAX:
+            raise ReplicaError(f"{where}.{key}: expected a key string of 1..{_KEY_MAX} chars")
+        for column in row:
+            if not isinstance(column, str) or not column:
+                raise ReplicaError(f"{where}: column name {column!r} is not a string")
+        if table == "cards" and "bonus_balance" in row:
+            balance = row["bonus_balance"]
+            if isinstance(balance, bool) or not isinstance(balance, int):
+                raise ReplicaError(f"{where}.bonus_balance: expected int, got {balance!r}")
+        if table == "promotions" and not isinstance(row.get("doc"), Mapping):
+            raise ReplicaError(f"{where}.doc: expected a rule document (map)")
+        if table == "settings":
+            row = {**row, "value": _text(row.get("value"))}
+        checked.append(dict(row))
+    return checked
+
+
+class Replica:
+    """One connection to replica.db; each thread that needs it opens its own."""
+
+    def __init__(self, path: Path) -> None:
+        conn = sqlite3.connect(path, timeout=10.0, check_same_thread=False)
+        self.db = sqlite_utils.Database(conn, execute_plugins=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self._create_schema()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _create_schema(self) -> None:
+        columns: dict[str, dict[str, type]] = {
+            "products": {"product_id": str, "department": str, "category": str, "brand": str},
+            "cards": {"card_no": str, "bonus_balance": int, "segment": str},
+            "stores": {"store_id": str},
+            "promotions": {"promotion_id": str, "version": int, "doc": str},
+            "settings": {"name": str, "value": str},
+            "meta": {"key": str, "value": str},
+        }
+        with self.db.atomic():
+            for table, cols in columns.items():
+                pk = TABLE_KEYS.get(table, "key")
+                self.db[table].create(cols, pk=pk, if_not_exists=True)  # type: ignore[union-attr]
+
+    def master_version(self) -> int:
+        """The version of the master data this replica holds (0: never received any)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'master_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    def _set_version(self, version: int) -> None:
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES ('master_version', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [str(version)],
+        )
+
+    def apply_snapshot(self, snapshot: MasterSnapshot) -> bool:
+        """Replace every table the snapshot carries, all in one transaction; False if not newer."""
+        if snapshot.version <= self.master_version():
+            return False
+        checked = {
+            table: _check_rows(table, rows)
+            for table, rows in snapshot.tables.items()
+            if table in TABLE_KEYS
+        }
+        with self.db.atomic():
+            for table, rows in checked.items():
+                self.db[table].delete_where()  # type: ignore[union-attr]
+                if rows:
+                    self.db[table].insert_all(rows, alter=True, replace=True)  # type: ignore[union-attr]
+            self._set_version(snapshot.version)
+        return True
+
+    def apply_delta(self, delta: MasterDelta) -> bool:
+        """Apply upserts and deletes in one transaction; False if already applied."""
+        current = self.master_version()
+        if delta.to_version <= current:
+            return False
+        if delta.from_version != current:
+            raise ReplicaError(
+                f"from_version: delta {delta.from_version}->{delta.to_version} does not apply "
+                f"to replica version {current}; a snapshot is needed"
+            )
+        upserts = {
+            table: _check_rows(table, rows)
+            for table, rows in delta.upserts.items()
+            if table in TABLE_KEYS
+        }
+        with self.db.atomic():
+            for table, keys in delta.deletes.items():
+                if table in TABLE_KEYS and keys:
+                    marks = ", ".join("?" for _ in keys)
+                    self.db[table].delete_where(  # type: ignore[union-attr]
+                        f"[{TABLE_KEYS[table]}] IN ({marks})", [str(k) for k in keys]
+                    )
+            for table, rows in upserts.items():
+                if rows:
+                    self.db[table].upsert_all(rows, pk=TABLE_KEYS[table], alter=True)  # type: ignore[union-attr]
+            self._set_version(delta.to_version)
+        return True
+
+    def _row(self, table: str, key: str) -> dict[str, Any] | None:
+        rows = self.db[table].rows_where(f"[{TABLE_KEYS[table]}] = ?", [key], limit=1)
+        return next(iter(rows), None)
+
+    def product(self, product_id: str) -> Product | None:
+        """The product's engine attributes, or None when the replica does not know it."""
+        row = self._row("products", product_id)
+        if row is None:
+            return None
+        return Product(
+            product_id=product_id,
+            department=_text(row.get("department")),
+            category=_text(row.get("category")),
+            brand=_text(row.get("brand")),
+        )
+
+    def card(self, card_no: str) -> Card | None:
+        """The card's last known balance and segment, or None when the replica does not know it."""
+        row = self._row("cards", card_no)
+        if row is None:
+            return None
+        balance = row.get("bonus_balance")
+        return Card(
+            card_no=card_no,
+            bonus_balance=balance if isinstance(balance, int) else 0,
+            segment=_text(row.get("segment")),
+        )
+
+    def store_format(self, store_id: str) -> str:
+        """The store's format (e.g. "Discounter") for rules restricted by format, or ""."""
+        row = self._row("stores", store_id)
+        if row is None:
+            return ""
+        return _text(row.get("format") or row.get("store_format"))
+
+    def promotion_source(self) -> tuple[int, list[dict[str, Any]], dict[str, str]]:
+        """(master_version, rule documents, chain settings), read as one consistent snapshot."""
+        with self.db.atomic():
+            version = self.master_version()
+            docs: list[dict[str, Any]] = [
+                json.loads(row["doc"])
+                for row in self.db["promotions"].rows_where(order_by="promotion_id")
+            ]
+            settings = {str(row["name"]): _text(row["value"]) for row in self.db["settings"].rows}
+        return version, docs, settings
+
+    def counts(self) -> dict[str, int]:
+        """Row count of every master-data table (for /health and logs)."""
+        return {table: self.db[table].count for table in TABLE_KEYS}

@@ -1,0 +1,435 @@
+"""The background uploader: outbox -> store node, heartbeats, master data -> replica.
+
+One thread with its own SQLite connections and its own requests.Session. A queued sale is
+deleted only after the store node's ack says it is durably committed (accepted or
+duplicate); a rejected sale is flagged, kept and reported, never resent.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Protocol
+
+import requests
+
+from loyalty_engine import RuleError, load_promotion_set
+from pos_agent.config import Config
+from pos_agent.discovery import StoreDiscovery
+from pos_agent.errors import PosError, ReplicaError, StoreNodeUnreachable, UploadError
+from pos_agent.journal import Journal
+from pos_agent.register import Clock, utc_now
+from pos_agent.replica import Replica
+from sync_protocol import (
+    CONTENT_TYPE,
+    Ack,
+    Heartbeat,
+    MasterDelta,
+    MasterSnapshot,
+    ProtocolError,
+    Sale,
+    SaleBatch,
+    decode,
+    decode_sale,
+    encode,
+)
+
+__all__ = ["Uploader", "UploaderStatus", "Uploads"]
+
+log = logging.getLogger(__name__)
+
+_DISCOVERY_WAIT_S = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class UploaderStatus:
+    """What /health shows about the link to the store node."""
+
+    store_url: str | None = None
+    last_upload_at: datetime | None = None
+    last_error: str | None = None
+    last_master_at: datetime | None = None
+
+
+class Uploads(Protocol):
+    """What the app needs from an uploader (the real one below, or a test double)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def wake(self) -> None: ...
+
+    def status(self) -> UploaderStatus: ...
+
+
+def lan_session() -> requests.Session:
+    """An HTTP session for the shop LAN: proxy settings from the environment do not apply."""
+    session = requests.Session()
+    # A proxy configured for the internet must never sit between a register and its store.
+    session.trust_env = False
+    return session
+
+
+class Uploader:
+    """Sends queued sales to the store node until stopped; start()/stop() own its thread."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock = utc_now,
+        session_factory: Callable[[], requests.Session] = lan_session,
+        discovery_factory: Callable[[str], StoreDiscovery] = StoreDiscovery,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self._session_factory = session_factory
+        self._discovery_factory = discovery_factory
+        self._rng = rng or random.Random()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._status = UploaderStatus(store_url=config.store_node.url or None)
+        self._batch_limit = config.store_node.batch_size
+        self._failing = False
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the thread (once)."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run,
+            name=f"pos-uploader-{self.config.register.register_id}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the thread to finish and wait for it (at most one HTTP timeout)."""
+        self._stop.set()
+        self._wake.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout=self.config.store_node.timeout_s + _DISCOVERY_WAIT_S + 2)
+            if thread.is_alive():
+                log.warning("uploader thread did not stop in time; it is a daemon, leaving it")
+
+    def wake(self) -> None:
+        """Upload now instead of at the next interval (unless backing off after failures)."""
+        self._wake.set()
+
+    def status(self) -> UploaderStatus:
+        with self._lock:
+            return self._status
+
+    def _set_status(self, **changes: Any) -> None:
+        with self._lock:
+            self._status = replace(self._status, **changes)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        register = self.config.register
+        try:
+            journal = Journal(
+                register.journal_path, register_id=register.register_id, store_id=register.store_id
+            )
+        except Exception as exc:
+            log.exception("uploader cannot open the journal; sales stay queued")
+            self._set_status(last_error=f"cannot open the journal: {exc}")
+            return
+        replica = Replica(register.replica_path)
+        session = self._session_factory()
+        discovery = (
+            None if self.config.store_node.url else self._discovery_factory(register.store_id)
+        )
+        link = _Link(self, journal, replica, session, discovery)
+        failures = 0
+        try:
+            while not self._stop.is_set():
+                self._wake.clear()
+                try:
+                    more = link.cycle()
+                except (UploadError, ReplicaError) as exc:
+                    failures += 1
+                    self._fail(str(exc), journal)
+                    self._sleep(self._backoff(failures), interruptible=False)
+                    continue
+                except Exception as exc:  # a bug must not kill the thread that saves sales
+                    failures += 1
+                    log.exception("uploader cycle failed unexpectedly")
+                    self._fail(f"internal error: {exc!r}", journal)
+                    self._sleep(self._backoff(failures), interruptible=False)
+                    continue
+                if failures:
+                    failures = 0
+                    self._recover(journal)
+                self._sleep(0 if more else self.config.store_node.upload_interval_s)
+        finally:
+            session.close()
+            if discovery is not None:
+                discovery.close()
+            replica.close()
+            journal.close()
+
+    def _sleep(self, seconds: float, *, interruptible: bool = True) -> None:
+        if seconds <= 0:
+            return
+        if interruptible:
+            self._wake.wait(seconds)
+            return
+        # While backing off, a confirmed sale must not trigger a retry storm: only stop() ends
+        # the wait early.
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wake.wait(remaining)
+            self._wake.clear()
+
+    def _backoff(self, failures: int) -> float:
+        """Capped exponential backoff with jitter (between half and all of the step)."""
+        node = self.config.store_node
+        step = min(node.backoff_max_s, node.upload_interval_s * 2 ** min(failures - 1, 30))
+        return step * (0.5 + self._rng.random() / 2)
+
+    def _fail(self, message: str, journal: Journal) -> None:
+        self._set_status(last_error=message)
+        if self._failing:
+            log.debug("store node still unavailable: %s", message)
+            return
+        self._failing = True
+        log.warning(
+            "register %s cannot sync with its store node (%d sales queued, selling goes on): %s",
+            self.config.register.register_id,
+            journal.stats().queue_depth,
+            message,
+        )
+
+    def _recover(self, journal: Journal) -> None:
+        self._set_status(last_error=None)
+        if self._failing:
+            self._failing = False
+            log.info(
+                "register %s synced with store node %s again (%d sales queued)",
+                self.config.register.register_id,
+                self.status().store_url,
+                journal.stats().queue_depth,
+            )
+
+
+class _Link:
+    """The uploader thread's view of one store node: calls and their bookkeeping."""
+
+    def __init__(
+        self,
+        owner: Uploader,
+        journal: Journal,
+        replica: Replica,
+        session: requests.Session,
+        discovery: StoreDiscovery | None,
+    ) -> None:
+        self.owner = owner
+        self.config = owner.config
+        self.journal = journal
+        self.replica = replica
+        self.session = session
+        self.discovery = discovery
+        self.url: str | None = self.config.store_node.url or None
+        self.next_poll = 0.0  # monotonic; 0 = poll master data and heartbeat at once
+
+    def cycle(self) -> bool:
+        """One round; True when a full batch went through and more may be waiting."""
+        url = self.resolve()
+        problems: list[str] = []
+        more = False
+        try:
+            more = self.upload(url)
+        except StoreNodeUnreachable:
+            if self.discovery is not None:
+                self.url = None  # the node may have moved: browse again next time
+            raise
+        except UploadError as exc:
+            # The node answered, so it still gets our heartbeat: its admin sees the queue grow.
+            problems.append(str(exc))
+        if time.monotonic() >= self.next_poll:
+            for step in (self.heartbeat, self.poll_master):
+                try:
+                    step(url)
+                except (UploadError, ReplicaError) as exc:
+                    problems.append(str(exc))
+            self.next_poll = time.monotonic() + self.config.store_node.master_poll_s
+        if problems:
+            raise UploadError("; ".join(problems))
+        return more
+
+    def resolve(self) -> str:
+        if self.url is not None:
+            return self.url
+        assert self.discovery is not None
+        url = self.discovery.find(_DISCOVERY_WAIT_S, self.owner._stop)
+        if url is None:
+            raise UploadError(
+                f"no store node advertises store_id={self.config.register.store_id!r} "
+                "over zeroconf (_loyalty-store._tcp) and store_node.url is empty"
+            )
+        self.url = url
+        self.owner._set_status(store_url=url)
+        return url
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        try:
+            return self.session.request(
+                method, url, timeout=self.config.store_node.timeout_s, **kwargs
+            )
+        except requests.RequestException as exc:
+            raise StoreNodeUnreachable(f"{method} {url}: {exc.__class__.__name__}: {exc}") from exc
+
+    @staticmethod
+    def _check(response: requests.Response, what: str) -> None:
+        if response.status_code != 200:
+            raise UploadError(
+                f"{what} answered HTTP {response.status_code}: {response.text[:200]!r}"
+            )
+
+    def _decode_rows(self) -> tuple[list[Sale], int]:
+        limit = self.owner._batch_limit
+        sales: list[Sale] = []
+        for row in self.journal.outbox_batch(limit):
+            try:
+                sales.append(decode_sale(row.payload))
+            except ProtocolError as exc:
+                # Cannot happen unless the file was damaged; flag it so the queue moves on.
+                reason = f"stored payload does not decode: {exc}"
+                log.error("sale %s seq %d: %s", row.sale_id, row.seq, reason)
+                self.journal.settle((), [(row.sale_id, reason)], master_version=0)
+        return sales, limit
+
+    def upload(self, url: str) -> bool:
+        sales, limit = self._decode_rows()
+        if not sales:
+            return False
+        register = self.config.register
+        body = encode(
+            SaleBatch(sales=tuple(sales)), sender=register.register_id, sent_at=self.owner.clock()
+        )
+        what = f"POST {url}/v1/sales"
+        response = self._request(
+            "POST", f"{url}/v1/sales", data=body, headers={"Content-Type": CONTENT_TYPE}
+        )
+        if response.status_code == 413 and limit > 1:
+            self.owner._batch_limit = max(1, limit // 2)
+            raise UploadError(f"{what}: batch of {len(sales)} too large; halving it")
+        self._check(response, what)
+        try:
+            ack = decode(response.content, expect=Ack).message
+        except ProtocolError as exc:
+            raise UploadError(f"{what}: the answer is not an ack: {exc}") from exc
+        assert isinstance(ack, Ack)
+        sent = {sale.sale_id for sale in sales}
+        delivered = [i for i in (*ack.accepted, *ack.duplicates) if i in sent]
+        rejected = [(r.sale_id, r.reason) for r in ack.rejected if r.sale_id in sent]
+        dropped, flagged = self.journal.settle(
+            delivered, rejected, master_version=self.replica.master_version()
+        )
+        for sale_id, reason in rejected:
+            log.error("store node rejected sale %s (kept, not resent): %s", sale_id, reason)
+        if not dropped and not flagged:
+            raise UploadError(f"{what}: the ack covers none of the {len(sales)} sales sent")
+        self.owner._set_status(last_upload_at=self.owner.clock(), store_url=url)
+        if self.owner._batch_limit < self.config.store_node.batch_size:
+            self.owner._batch_limit = min(self.config.store_node.batch_size, limit * 2)
+        log.debug("uploaded %d sales to %s (%d flagged rejected)", dropped, url, flagged)
+        return len(sales) == limit and dropped + flagged == len(sales)
+
+    def heartbeat(self, url: str) -> None:
+        stats = self.journal.stats()
+        register = self.config.register
+        beat = Heartbeat(
+            node_id=register.register_id,
+            role="register",
+            store_id=register.store_id,
+            sent_at=self.owner.clock(),
+            last_seq=stats.last_seq,
+            queue_depth=stats.queue_depth,
+            oldest_queued_at=stats.oldest_queued_at,
+            master_version=self.replica.master_version(),
+        )
+        response = self._request(
+            "POST",
+            f"{url}/v1/heartbeat",
+            data=encode(beat, sender=register.register_id),
+            headers={"Content-Type": CONTENT_TYPE},
+        )
+        self._check(response, f"POST {url}/v1/heartbeat")
+
+    def poll_master(self, url: str) -> None:
+        current = self.replica.master_version()
+        what = f"GET {url}/v1/master?since={current}"
+        response = self._request(
+            "GET",
+            f"{url}/v1/master",
+            params={"since": str(current), "store_id": self.config.register.store_id},
+        )
+        if response.status_code in (304, 503):
+            # 503: the store node has no master data from the Center yet; nothing to apply.
+            log.debug("%s: HTTP %d, keeping master data v%d", what, response.status_code, current)
+            return
+        self._check(response, what)
+        try:
+            message = decode(response.content, expect=(MasterSnapshot, MasterDelta)).message
+        except ProtocolError as exc:
+            raise UploadError(f"{what}: the answer is not master data: {exc}") from exc
+        try:
+            applied = self._apply(message, current)
+        except PosError as exc:
+            raise ReplicaError(
+                f"{what}: master data not applied, keeping v{current}: {exc}"
+            ) from exc
+        if applied:
+            version = self.replica.master_version()
+            self.journal.forget_local_spend(version)
+            self.owner._set_status(last_master_at=self.owner.clock())
+            log.info("master data v%d applied: %s", version, self.replica.counts())
+
+    def _apply(self, message: Any, current: int) -> bool:
+        if isinstance(message, MasterSnapshot):
+            if message.version <= current or not message.tables:
+                return False
+            self._check_promotions(message.version, message.tables)
+            return self.replica.apply_snapshot(message)
+        assert isinstance(message, MasterDelta)
+        if message.to_version <= current:
+            return False
+        self._check_promotions(message.to_version, message.upserts)
+        return self.replica.apply_delta(message)
+
+    def _check_promotions(self, version: int, tables: dict[str, Any]) -> None:
+        # Promotions the engine would refuse must never reach the replica: the register
+        # would then price without them.
+        if "promotions" not in tables and "settings" not in tables:
+            return
+        docs = [row.get("doc") for row in tables.get("promotions", ())]
+        settings = (
+            {str(row.get("name")): str(row.get("value")) for row in tables["settings"]}
+            if "settings" in tables
+            else self.replica.promotion_source()[2]
+        )
+        if "promotions" not in tables:
+            docs = self.replica.promotion_source()[1]
+        try:
+            load_promotion_set(docs, version=version, settings=settings)
+        except (RuleError, TypeError, AttributeError) as exc:
+            raise ReplicaError(f"promotions: {exc}") from exc
