@@ -103,6 +103,55 @@ def wait_for_master(cluster: Cluster, timeout_s: float = 60.0) -> None:
         log(f"warning: registers {sorted(pending)} still have no master data; selling anyway")
 
 
+class Chaos(threading.Thread):
+    """Kills processes mid-replay as a power cut would, and starts them again.
+
+    A third of the way through, the first store's node and the Center die and stay down
+    while that store's registers sell on; at two thirds a register dies between receipts.
+    """
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        store_id: str,
+        locks: dict[str, threading.Lock],
+        progress: Progress,
+        replay_done: threading.Event,
+    ) -> None:
+        super().__init__(name="chaos", daemon=True)
+        self.cluster = cluster
+        self.store_id = store_id
+        self.locks = locks
+        self.progress = progress
+        self.replay_done = replay_done
+        self.error: BaseException | None = None
+
+    def _wait_for(self, share: float) -> None:
+        while not self.replay_done.is_set() and self.progress.done < share * self.progress.total:
+            time.sleep(0.01)
+
+    def run(self) -> None:
+        try:
+            self._wait_for(1 / 3)
+            victim = self.cluster.store_nodes[self.store_id]
+            log(f"chaos: SIGKILL {victim.name} and the Center; registers keep selling")
+            self.cluster.kill(victim)
+            self.cluster.kill(self.cluster.center)
+            self._wait_for(0.55)
+            self.cluster.start(self.cluster.center)
+            self.cluster.start(victim)
+            log(f"chaos: {victim.name} and the Center restarted")
+            self._wait_for(2 / 3)
+            register_id = f"{self.store_id}-1"
+            with self.locks[register_id]:
+                log(f"chaos: SIGKILL register {register_id} between two receipts")
+                self.cluster.kill(self.cluster.registers[register_id])
+                self.cluster.start(self.cluster.registers[register_id])
+                log(f"chaos: register {register_id} restarted")
+        except BaseException as exc:
+            self.error = exc
+
+
 def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     stores = [s.strip() for s in args.stores.split(",") if s.strip()]
@@ -145,8 +194,7 @@ def run(args: argparse.Namespace) -> int:
         tallies = {r: RegisterTally() for r in cluster.registers}
         progress = Progress(len(baskets))
         errors: list[BaseException] = []
-        pause = threading.Event()
-        pause.set()
+        locks = {r: threading.Lock() for r in cluster.registers}
         threads = [
             threading.Thread(
                 target=replay_register,
@@ -157,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
                     tallies[r],
                     progress,
                     errors,
-                    pause,
+                    locks[r],
                 ),
                 name=f"replay-{r}",
                 daemon=True,
@@ -167,27 +215,28 @@ def run(args: argparse.Namespace) -> int:
         replay_started = time.monotonic()
         for thread in threads:
             thread.start()
-        chaos_done = args.no_chaos
+        replay_done = threading.Event()
+        chaos = Chaos(cluster, stores[0], locks, progress, replay_done)
+        if not args.no_chaos:
+            chaos.start()
+        last_log = 0.0
         while any(t.is_alive() for t in threads):
-            time.sleep(1.0)
+            time.sleep(0.05)
             elapsed = time.monotonic() - replay_started
-            log(
-                f"replay: {progress.done}/{progress.total} receipts, {progress.lines} lines, "
-                f"{progress.done / max(elapsed, 1e-9):.0f} receipts/s"
-            )
-            if not chaos_done and progress.done >= progress.total // 3:
-                chaos_done = True
-                victim = cluster.store_nodes[stores[0]]
-                log(f"chaos: SIGKILL {victim.name} and the Center; registers keep selling")
-                cluster.kill(victim)
-                cluster.kill(cluster.center)
-                time.sleep(2.0)
-                cluster.start(cluster.center)
-                cluster.start(victim)
-                log(f"chaos: {victim.name} and the Center restarted")
+            if elapsed - last_log >= 2.0:
+                last_log = elapsed
+                log(
+                    f"replay: {progress.done}/{progress.total} receipts, {progress.lines} lines, "
+                    f"{progress.done / max(elapsed, 1e-9):.0f} receipts/s"
+                )
         for thread in threads:
             thread.join()
         replay_s = time.monotonic() - replay_started
+        replay_done.set()
+        if chaos.is_alive() or not args.no_chaos:
+            chaos.join()
+        if chaos.error is not None:
+            raise DemoError(f"chaos step failed: {chaos.error}") from chaos.error
         if errors:
             raise DemoError(f"replay failed: {errors[0]}") from errors[0]
         log(
@@ -195,6 +244,13 @@ def run(args: argparse.Namespace) -> int:
             f"({progress.done / replay_s:.1f} receipts/s)"
         )
 
+        log(
+            "loyalty: discounts_minor={} bonus_spent={} weighed_lines={}".format(
+                sum(t.discount_minor for t in tallies.values()),
+                sum(t.bonus_spent for t in tallies.values()),
+                sum(t.weighed_lines for t in tallies.values()),
+            )
+        )
         log("waiting for every sale to reach the Center ...")
         rows = wait_for_sync(cluster, tallies, args.sync_timeout)
         print(format_table(rows))

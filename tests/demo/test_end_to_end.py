@@ -1,0 +1,31 @@
+"""The whole path with real processes: registers -> store nodes -> Center, with a kill -9 midway."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.timeout(600)
+def test_two_days_of_two_stores_reconcile_after_killing_a_store_node_and_the_center(
+    tmp_path: Path,
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "demo.cli", "--days", "2", "--data", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=540,
+        check=False,
+    )
+    last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    assert done.returncode == 0, f"demo failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    match = re.fullmatch(r"RECONCILED receipts=(\d+) missing=0 duplicated=0 total_minor=(\d+)", last)
+    assert match, last
+    assert int(match.group(1)) > 10
+    assert int(match.group(2)) > 0
+    assert "chaos: SIGKILL store-367" in done.stderr
+    # The table shows every register at every tier.
+    for register in ("367-1", "367-2", "406-1", "406-2"):
+        assert register in done.stdout
