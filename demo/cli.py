@@ -244,13 +244,10 @@ def run(args: argparse.Namespace) -> int:
             f"({progress.done / replay_s:.1f} receipts/s)"
         )
 
-        log(
-            "loyalty: discounts_minor={} bonus_spent={} weighed_lines={}".format(
-                sum(t.discount_minor for t in tallies.values()),
-                sum(t.bonus_spent for t in tallies.values()),
-                sum(t.weighed_lines for t in tallies.values()),
-            )
-        )
+        discounts = sum(t.discount_minor for t in tallies.values())
+        spent = sum(t.bonus_spent for t in tallies.values())
+        weighed = sum(t.weighed_lines for t in tallies.values())
+        log(f"loyalty: discounts_minor={discounts} bonus_spent={spent} weighed_lines={weighed}")
         log("waiting for every sale to reach the Center ...")
         rows = wait_for_sync(cluster, tallies, args.sync_timeout)
         print(format_table(rows))

@@ -21,7 +21,9 @@ def test_two_days_of_two_stores_reconcile_after_killing_a_store_node_and_the_cen
     )
     last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
     assert done.returncode == 0, f"demo failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    match = re.fullmatch(r"RECONCILED receipts=(\d+) missing=0 duplicated=0 total_minor=(\d+)", last)
+    match = re.fullmatch(
+        r"RECONCILED receipts=(\d+) missing=0 duplicated=0 total_minor=(\d+)", last
+    )
     assert match, last
     assert int(match.group(1)) > 10
     assert int(match.group(2)) > 0
