@@ -168,14 +168,12 @@ def run(args: argparse.Namespace) -> int:
     log(f"{len(baskets)} baskets, {sum(len(b.lines) for b in baskets)} lines")
 
     with cluster:
-        log("importing the catalogue, households and stores into the Center ...")
+        log("importing the whole catalogue, every household and every store into the Center ...")
         cluster.run_tool(
             "loyalty-center",
             "import-dataset",
             "--config",
             str(cluster.center.config),
-            "--stores",
-            ",".join(stores),
         )
         cluster.start(cluster.center)
         for node in cluster.store_nodes.values():
