@@ -38,6 +38,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--stores", default="367,406", help="dataset store ids (default: the two busiest, 367,406)"
     )
+    parser.add_argument(
+        "--discovery",
+        choices=["zeroconf", "url"],
+        default="url",
+        help=(
+            "how registers find their store node: a configured URL (default) or mDNS; "
+            "registers browse mDNS on every interface, so zeroconf is opt-in off a lab LAN"
+        ),
+    )
     parser.add_argument("--registers", type=int, default=2, help="registers per store (default 2)")
     parser.add_argument(
         "--data",
@@ -158,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
     root = args.data.resolve()
     if root.exists():
         shutil.rmtree(root)
-    cluster = Cluster(root, stores, args.registers)
+    cluster = Cluster(root, stores, args.registers, zeroconf=args.discovery == "zeroconf")
     cluster.write_configs()
 
     log(f"loading {args.days} days of baskets for stores {', '.join(stores)} ...")

@@ -49,8 +49,11 @@ def _bin(command: str) -> str:
 class Cluster(AbstractContextManager["Cluster"]):
     """Owns every demo process: writes configs, starts, waits, kills and stops them."""
 
-    def __init__(self, root: Path, stores: list[str], registers_per_store: int) -> None:
+    def __init__(
+        self, root: Path, stores: list[str], registers_per_store: int, *, zeroconf: bool = False
+    ) -> None:
         self.root = root
+        self.zeroconf = zeroconf
         self.stores = stores
         self.center = NodeSpec("center", "loyalty-center", root / "center.toml", free_port())
         self.store_nodes: dict[str, NodeSpec] = {}
@@ -90,7 +93,7 @@ class Cluster(AbstractContextManager["Cluster"]):
                 'listen_host = "127.0.0.1"\n'
                 f"listen_port = {node.port}\n"
                 f'data_dir = "store-{store_id}"\n'
-                "advertise = false\n\n"
+                f"advertise = {'true' if self.zeroconf else 'false'}\n\n"
                 "[center]\n"
                 f'url = "{self.center.url}"\n'
                 "batch_size = 500\n"
@@ -110,7 +113,8 @@ class Cluster(AbstractContextManager["Cluster"]):
                 f"listen_port = {node.port}\n"
                 f'data_dir = "pos-{register_id}"\n\n'
                 "[store_node]\n"
-                f'url = "{self.store_nodes[store_id].url}"\n'
+                # Empty: find the store node over mDNS (_loyalty-store._tcp, TXT store_id).
+                f'url = "{"" if self.zeroconf else self.store_nodes[store_id].url}"\n'
                 "upload_interval_s = 0.5\n"
                 "batch_size = 200\n"
                 "timeout_s = 5.0\n"
