@@ -189,6 +189,7 @@ async def reconciliation(request: web.Request) -> web.Response:
                     "min_seq": r.min_seq,
                     "max_seq": r.max_seq,
                     "gaps": [[start, end] for start, end in r.gaps],
+                    "chain_breaks": list(r.chain_breaks),
                 }
                 for r in rows
             ]

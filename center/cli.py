@@ -1,4 +1,4 @@
-"""`loyalty-center`: serve, check-config, import-dataset."""
+"""`loyalty-center`: serve, check-config, import-dataset, simulate, recompute."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
 from center.config import Config, effective_config, format_toml, load_config
 from center.errors import CenterError, ConfigError
+from sync_protocol import Sale
 
 __all__ = ["main"]
 
@@ -49,6 +50,22 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         help="comma-separated store ids to import (default: every store in the dataset)",
     )
+    sim = sub.add_parser(
+        "simulate",
+        help="price stored sales of a period with a draft promotion set; print its cost as JSON",
+    )
+    with_config(sim)
+    sim.add_argument("promotions", help="JSON file: a list of promotion documents (the draft)")
+    sim.add_argument("--from", dest="date_from", required=True, help="first day, YYYY-MM-DD")
+    sim.add_argument("--to", dest="date_to", required=True, help="last day (inclusive)")
+    sim.add_argument("--version", type=int, default=0, help="version to label the draft with")
+    rec = sub.add_parser(
+        "recompute",
+        help="recompute stored sales of a period with the engine; print differences as JSON",
+    )
+    with_config(rec)
+    rec.add_argument("--from", dest="date_from", required=True, help="first day, YYYY-MM-DD")
+    rec.add_argument("--to", dest="date_to", required=True, help="last day (inclusive)")
     return parser
 
 
@@ -76,6 +93,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "serve":
             return serve(config)
+        if args.command == "recompute":
+            return recompute_command(config, args.date_from, args.date_to)
+        if args.command == "simulate":
+            return simulate_command(
+                config, args.promotions, args.date_from, args.date_to, args.version
+            )
         return import_command(config, args.stores)
     except CenterError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -146,3 +169,142 @@ def import_command(config: Config, stores_arg: str) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def simulate_command(
+    config: Config, promotions_path: str, date_from: str, date_to: str, version: int
+) -> int:
+    """Run a what-if simulation over the stored sales of [date_from, date_to]."""
+    import json
+    from pathlib import Path
+
+    from center.recompute import ProductInfo
+    from center.simulate import simulate
+    from center.storage import open_storage
+    from loyalty_engine import RuleError, load_promotion_set
+    from sync_protocol import ProtocolError, decode_sale
+
+    period = _period(date_from, date_to)
+    if period is None:
+        return 2
+    try:
+        docs = json.loads(Path(promotions_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        print(f"error: {promotions_path}: {exc}", file=sys.stderr)
+        return 2
+    storage = open_storage(config.storage)
+    try:
+        master = storage.pricing_master()
+        payloads = storage.sale_payloads(*period)
+    finally:
+        storage.close()
+    settings = {str(name): str(value) for name, value in master["settings"]}
+    try:
+        draft = load_promotion_set(docs, version=version, settings=settings)
+    except RuleError as exc:
+        print(f"{promotions_path}: invalid promotions:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 2
+    products = {
+        str(r[0]): ProductInfo(r[1] or "", r[2] or "", r[3] or "", r[4] or "")
+        for r in master["products"]
+    }
+    formats = {str(r[0]): str(r[1] or "") for r in master["stores"]}
+    bar = _ProgressLine()
+    total = len(payloads)
+    started = time.monotonic()
+
+    def sales() -> Iterator[Sale]:
+        for payload in payloads:
+            try:
+                yield decode_sale(payload)
+            except ProtocolError:
+                continue
+
+    report = simulate(
+        sales(),
+        draft,
+        products=products,
+        store_formats=formats,
+        progress=lambda done: bar("simulate", done, total),
+    )
+    result = report.to_dict()
+    result["seconds"] = round(time.monotonic() - started, 2)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _period(date_from: str, date_to: str) -> tuple[datetime, datetime] | None:
+    from datetime import date, timedelta
+
+    try:
+        start = date.fromisoformat(date_from)
+        end = date.fromisoformat(date_to)
+    except ValueError as exc:
+        print(f"error: --from/--to: expected YYYY-MM-DD ({exc})", file=sys.stderr)
+        return None
+    first = datetime(start.year, start.month, start.day, tzinfo=UTC)
+    return first, datetime(end.year, end.month, end.day, tzinfo=UTC) + timedelta(days=1)
+
+
+def recompute_command(config: Config, date_from: str, date_to: str) -> int:
+    """Recompute every stored sale of the period; exit 0 with no difference, 1 otherwise."""
+    import json
+
+    from center.recompute import ProductInfo, promotion_set_at, recompute_sale
+    from center.storage import open_storage
+    from loyalty_engine import PromotionSet, RuleError
+    from sync_protocol import ProtocolError, decode_sale
+
+    period = _period(date_from, date_to)
+    if period is None:
+        return 2
+    storage = open_storage(config.storage)
+    try:
+        master = storage.pricing_master()
+        payloads = storage.sale_payloads(*period)
+    finally:
+        storage.close()
+    settings = {str(name): str(value) for name, value in master["settings"]}
+    rows = [
+        {"doc": json.loads(doc) if isinstance(doc, str) else doc, "version": version}
+        for doc, version in master["promotions"]
+    ]
+    products = {
+        str(r[0]): ProductInfo(r[1] or "", r[2] or "", r[3] or "", r[4] or "")
+        for r in master["products"]
+    }
+    formats = {str(r[0]): str(r[1] or "") for r in master["stores"]}
+    sets: dict[int, PromotionSet | str] = {}
+    bar = _ProgressLine()
+    differing: list[dict[str, object]] = []
+    checked = 0
+    for done, payload in enumerate(payloads, 1):
+        bar("recompute", done, len(payloads))
+        try:
+            sale = decode_sale(payload)
+        except ProtocolError as exc:
+            differing.append({"sale_id": "?", "differences": [f"payload: {exc}"]})
+            continue
+        if sale.promo_version not in sets:
+            try:
+                sets[sale.promo_version] = promotion_set_at(rows, settings, sale.promo_version)
+            except RuleError as exc:
+                sets[sale.promo_version] = f"promotions at version {sale.promo_version}: {exc}"
+        promotions = sets[sale.promo_version]
+        if isinstance(promotions, str):
+            differing.append({"sale_id": sale.sale_id, "differences": [promotions]})
+            continue
+        result = recompute_sale(
+            sale, promotions, products=products, store_format=formats.get(sale.store_id, "")
+        )
+        checked += 1
+        if not result.ok:
+            differing.append({"sale_id": sale.sale_id, "differences": list(result.differences)})
+    print(
+        json.dumps(
+            {"sales": len(payloads), "recomputed": checked, "differing": differing}, indent=2
+        )
+    )
+    return 0 if not differing else 1

@@ -119,7 +119,19 @@ class Cluster(AbstractContextManager["Cluster"]):
                 "batch_size = 200\n"
                 "timeout_s = 5.0\n"
                 "master_poll_s = 1.0\n"
-                "backoff_max_s = 2.0\n"
+                "backoff_max_s = 2.0\n\n"
+                # Real ESC/POS bytes and display frames, written to files instead of devices.
+                "[printer]\n"
+                f'uri = "file://{self.root}/pos-{register_id}/printer.bin"\n'
+                'profile = "TM-T20II"\n'
+                'code_page = "CP866"\n'
+                "columns = 48\n"
+                'language = "ru"\n\n'
+                "[display]\n"
+                f'uri = "file://{self.root}/pos-{register_id}/display.bin"\n'
+                'protocol = "epson"\n'
+                'code_page = "CP866"\n'
+                "code_table = 17\n"
             )
 
     def run_tool(self, command: str, *args: str) -> None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from .fields import FieldReader
+from .goods import GoodsSelector, parse_goods
 from .model import Receipt
 
 __all__ = ["Audience", "Place", "Schedule", "parse_audience", "parse_place", "parse_schedule"]
@@ -19,6 +20,7 @@ class Schedule:
     date_to: date | None = None
     days_of_week: tuple[int, ...] = ()
     hours: tuple[int, int] | None = None
+    days_of_month: tuple[int, ...] = ()
 
     def excluded_because(self, local_now: datetime) -> str | None:
         """Why ``local_now`` (store time) is outside this schedule, or ``None``."""
@@ -27,6 +29,9 @@ class Schedule:
             return f"not yet valid: {today.isoformat()} before {self.date_from.isoformat()}"
         if self.date_to is not None and today > self.date_to:
             return f"expired: {today.isoformat()} after {self.date_to.isoformat()}"
+        if self.days_of_month and today.day not in self.days_of_month:
+            days = ",".join(str(d) for d in self.days_of_month)
+            return f"day of month {today.day} not in [{days}]"
         weekday = local_now.isoweekday()
         if self.days_of_week and weekday not in self.days_of_week:
             days = ",".join(str(d) for d in self.days_of_week)
@@ -49,9 +54,15 @@ class Place:
     formats: tuple[str, ...] = ()
     exclude_stores: tuple[str, ...] = ()
     exclude_formats: tuple[str, ...] = ()
+    regions: tuple[str, ...] = ()
+    exclude_regions: tuple[str, ...] = ()
 
-    def excluded_because(self, store_id: str, store_format: str) -> str | None:
+    def excluded_because(self, store_id: str, store_format: str, region: str = "") -> str | None:
         """Why this store is outside the rule's place, or ``None``."""
+        if region and region in self.exclude_regions:
+            return f"region {region!r} excluded"
+        if self.regions and region not in self.regions:
+            return f"region {region!r} not in the rule's regions"
         if store_id in self.exclude_stores:
             return f"store {store_id!r} excluded"
         if store_format and store_format in self.exclude_formats:
@@ -69,13 +80,38 @@ class Audience:
 
     requires_card: bool = False
     segments: tuple[str, ...] = ()
+    tiers: tuple[str, ...] = ()
+    attributes: tuple[tuple[str, str], ...] = ()
+    min_subtotal_minor: int | None = None
+    payment_types: tuple[str, ...] = ()
+    # Receipt contents: at least ``contains_qty_milli`` of these goods must be in the receipt.
+    contains: GoodsSelector | None = None
+    contains_qty_milli: int = 1
 
-    def excluded_because(self, receipt: Receipt) -> str | None:
-        """Why this receipt's customer is outside the audience, or ``None``."""
+    def excluded_because(self, receipt: Receipt, subtotal_minor: int = 0) -> str | None:
+        """Why this receipt's customer (or the receipt itself) is outside the audience."""
         if self.requires_card and not receipt.card_no:
             return "no card presented"
         if self.segments and receipt.segment not in self.segments:
             return f"segment {receipt.segment!r} not in the rule's segments"
+        customer = receipt.customer
+        if self.tiers:
+            tier = customer.tier if customer is not None else ""
+            if tier not in self.tiers:
+                return f"tier {tier!r} not in the rule's tiers"
+        for name, wanted in self.attributes:
+            value = customer.attributes.get(name, "") if customer is not None else ""
+            if value != wanted:
+                return f"attribute {name}={value!r}, rule wants {wanted!r}"
+        if self.min_subtotal_minor is not None and subtotal_minor < self.min_subtotal_minor:
+            return f"subtotal {subtotal_minor} below {self.min_subtotal_minor}"
+        if self.payment_types and not set(self.payment_types) & set(receipt.payment_types):
+            return f"no payment of type {', '.join(self.payment_types)}"
+        if self.contains is not None:
+            goods = self.contains
+            qty = sum(line.qty_milli for line in receipt.lines if goods.matches(line))
+            if qty < self.contains_qty_milli:
+                return f"receipt holds {qty} of the required goods, needs {self.contains_qty_milli}"
         return None
 
 
@@ -106,7 +142,10 @@ def parse_schedule(reader: FieldReader) -> Schedule:
             if start == end:
                 sub.problem("hours", f"expected start_hour != end_hour, got {raw!r}")
             hours = (start, end)
-    return Schedule(date_from, date_to, tuple(sorted(days)), hours)
+    month_days: set[int] = set()
+    for i, day in enumerate(sub.list_("days_of_month", [])):
+        month_days.add(sub.check_int(f"days_of_month[{i}]", day, min_value=1, max_value=31))
+    return Schedule(date_from, date_to, tuple(sorted(days)), hours, tuple(sorted(month_days)))
 
 
 def parse_place(reader: FieldReader) -> Place:
@@ -119,12 +158,25 @@ def parse_place(reader: FieldReader) -> Place:
         formats=sub.str_list("formats"),
         exclude_stores=sub.str_list("exclude_stores"),
         exclude_formats=sub.str_list("exclude_formats"),
+        regions=sub.str_list("regions"),
+        exclude_regions=sub.str_list("exclude_regions"),
     )
 
 
 def parse_audience(reader: FieldReader) -> Audience:
-    """Read ``requires_card`` and ``segments`` of a rule document."""
+    """Read the customer and receipt conditions of a rule document."""
+    attributes: list[tuple[str, str]] = []
+    sub = reader.child("attributes")
+    if sub is not None:
+        for name in sorted(sub.doc):
+            attributes.append((name, sub.str_(name)))
     return Audience(
         requires_card=reader.bool_("requires_card", False),
         segments=reader.str_list("segments"),
+        tiers=reader.str_list("tiers"),
+        attributes=tuple(attributes),
+        min_subtotal_minor=reader.int_("min_subtotal_minor", None, min_value=0),
+        payment_types=reader.str_list("payment_types"),
+        contains=parse_goods(reader, "contains") if reader.has("contains") else None,
+        contains_qty_milli=reader.int_("contains_qty_milli", 1, min_value=1) or 1,
     )

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 __all__ = [
     "Accrual",
     "Calculation",
+    "CustomerState",
     "Discount",
+    "IssuedCoupon",
     "LineResult",
     "Messages",
+    "Movement",
+    "PersonalOffer",
     "Receipt",
     "ReceiptLine",
 ]
@@ -29,6 +35,41 @@ class ReceiptLine:
     department: str = ""
     category: str = ""
     brand: str = ""
+    # Product type (e.g. "alcohol", "service") and unit cost, when the master data knows them.
+    type: str = ""
+    cost_minor: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PersonalOffer:
+    """A per-customer offer from the Center's models: ``percent`` off the listed products."""
+
+    offer_id: str
+    product_ids: tuple[str, ...]
+    percent: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerState:
+    """What the engine knows of the card holder; the caller loads it, the engine never does I/O.
+
+    ``counters`` are free-named (``purchases``, ``visits_30d``, ``compliment_week``...);
+    ``fired_day`` / ``fired_month`` count the times each promotion fired for this customer
+    today / this month / ever, ``qty_day_milli`` / ``qty_month_milli`` the promo quantity bought.
+    """
+
+    tier: str = ""
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    favourite_categories: tuple[str, ...] = ()
+    personal_offers: tuple[PersonalOffer, ...] = ()
+    wallets: Mapping[str, int] = field(default_factory=dict)
+    counters: Mapping[str, int] = field(default_factory=dict)
+    fired_day: Mapping[str, int] = field(default_factory=dict)
+    fired_month: Mapping[str, int] = field(default_factory=dict)
+    fired_total: Mapping[str, int] = field(default_factory=dict)
+    qty_day_milli: Mapping[str, int] = field(default_factory=dict)
+    qty_month_milli: Mapping[str, int] = field(default_factory=dict)
+    used_coupons: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +83,13 @@ class Receipt:
     card_no: str | None = None
     segment: str = ""
     bonus_balance: int = 0
+    receipt_id: str = ""
+    region: str = ""
+    coupon_codes: tuple[str, ...] = ()
+    payment_types: tuple[str, ...] = ()
+    customer: CustomerState | None = None
+    # The store's IANA time zone for schedules; empty: the chain's ``timezone`` setting.
+    timezone: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +132,27 @@ class Accrual:
 
 
 @dataclass(frozen=True, slots=True)
+class Movement:
+    """A wallet movement: ``accrued`` (now), ``pending`` (from ``active_from``) or ``spent``."""
+
+    wallet: str
+    kind: str
+    amount: int
+    rule_id: str
+    active_from: datetime | None = None
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCoupon:
+    """A coupon a rule issued on this receipt for a later visit (offline-verifiable code)."""
+
+    code: str
+    rule_id: str
+    valid_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Messages:
     """Texts produced by the rules that applied, per output channel."""
 
@@ -111,6 +180,14 @@ class Calculation:
     messages: Messages = field(default_factory=Messages)
     promo_version: int = 0
     explanation: tuple[str, ...] = ()
+    movements: tuple[Movement, ...] = ()
+    coupons_consumed: tuple[str, ...] = ()
+    coupons_issued: tuple[IssuedCoupon, ...] = ()
+    # Promotions that gave something, in priority order (the caller bumps fire counters).
+    fired: tuple[str, ...] = ()
+    # Per discount promotion that fired, the quantity of the lines it discounted (the caller
+    # adds it to the customer's per-day / per-month quantity counters).
+    promo_qty_milli: tuple[tuple[str, int], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, the calculation shape of docs/API.md (plus ``explanation``)."""
@@ -150,4 +227,22 @@ class Calculation:
             },
             "promo_version": self.promo_version,
             "explanation": list(self.explanation),
+            "movements": [
+                {
+                    "wallet": m.wallet,
+                    "kind": m.kind,
+                    "amount": m.amount,
+                    "rule_id": m.rule_id,
+                    "active_from": _iso(m.active_from),
+                    "expires_at": _iso(m.expires_at),
+                }
+                for m in self.movements
+            ],
+            "coupons_consumed": list(self.coupons_consumed),
+            "coupons_issued": [
+                {"code": c.code, "rule_id": c.rule_id, "valid_until": _iso(c.valid_until)}
+                for c in self.coupons_issued
+            ],
+            "fired": list(self.fired),
+            "promo_qty_milli": dict(self.promo_qty_milli),
         }

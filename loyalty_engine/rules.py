@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -17,8 +18,11 @@ from .kinds import KINDS, Stage, Terms
 
 __all__ = [
     "PLACEHOLDERS",
+    "STACKING",
     "STATUSES",
     "EngineSettings",
+    "Funding",
+    "Limits",
     "MessageTemplates",
     "Promotion",
     "PromotionSet",
@@ -27,6 +31,9 @@ __all__ = [
 ]
 
 STATUSES = ("draft", "active", "archived")
+# compound: on what earlier discounts left; additive: on the original amounts; best: per line,
+# only the biggest of the "best" promotions; exclusive: alone, if it beats everything else.
+STACKING = ("compound", "additive", "best", "exclusive")
 # Placeholders a message template may use; the engine fills them for the rule's result.
 PLACEHOLDERS = frozenset(
     {"amount", "amount_minor", "percent", "promotion_id", "total", "wallet", "points"}
@@ -45,6 +52,27 @@ class MessageTemplates:
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-promotion restrictions; per-customer ones need the counters of ``CustomerState``."""
+
+    max_discount_minor: int | None = None
+    max_accrual_minor: int | None = None
+    max_fires_per_day: int | None = None
+    max_fires_per_month: int | None = None
+    max_fires_total: int | None = None
+    max_qty_per_day_milli: int | None = None
+    max_qty_per_month_milli: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Funding:
+    """Who pays: ``chain`` or ``supplier:<id>``; a budget stops the promotion when spent."""
+
+    by: str = "chain"
+    budget_minor: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Promotion:
     """One validated rule: common fields, conditions, and the kind-specific ``terms``."""
 
@@ -59,6 +87,9 @@ class Promotion:
     audience: Audience = field(default_factory=Audience)
     messages: MessageTemplates = field(default_factory=MessageTemplates)
     title: str = ""
+    stacking: str | None = None
+    limits: Limits = field(default_factory=Limits)
+    funding: Funding = field(default_factory=Funding)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +100,12 @@ class EngineSettings:
     timezone: str = "UTC"
     tz: tzinfo = UTC
     currency_exponent: int = 2
+    stacking: str = "compound"
+    max_discount_share: Decimal | None = None
+    max_discount_minor: int | None = None
+    max_accrual_minor: int | None = None
+    never_below_cost: bool = True
+    coupon_key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +117,12 @@ class PromotionSet:
     settings: EngineSettings = field(default_factory=EngineSettings)
     # Non-fatal findings, e.g. unknown fields (newer documents or typos).
     warnings: tuple[str, ...] = ()
+    # Positions in ``promotions`` by the goods key / coupon key they can touch; ``always``
+    # holds those touching any receipt. ``calculate`` looks candidates up instead of scanning.
+    index: Mapping[tuple[str, str], tuple[int, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    always: tuple[int, ...] | None = field(default=None, compare=False, repr=False)
 
     def get(self, promotion_id: str) -> Promotion | None:
         """The promotion with this id, or ``None``."""
@@ -145,6 +188,9 @@ def _promotion(
     place = parse_place(reader)
     audience = parse_audience(reader)
     messages = _templates(reader)
+    stacking = reader.str_("stacking", "", choices=STACKING) if reader.has("stacking") else None
+    limits = _limits(reader)
+    funding = _funding(reader)
     terms = kind.parse(reader) if kind is not None else None
     if terms is None or kind is None or len(problems) > before:
         return None
@@ -163,7 +209,36 @@ def _promotion(
         audience=audience,
         messages=messages,
         title=title,
+        stacking=stacking or None,
+        limits=limits,
+        funding=funding,
     )
+
+
+def _limits(reader: FieldReader) -> Limits:
+    sub = reader.child("limits")
+    if sub is None:
+        return Limits()
+    names = (
+        "max_discount_minor",
+        "max_accrual_minor",
+        "max_fires_per_day",
+        "max_fires_per_month",
+        "max_fires_total",
+        "max_qty_per_day_milli",
+        "max_qty_per_month_milli",
+    )
+    return Limits(**{name: sub.int_(name, None, min_value=0) for name in names})
+
+
+def _funding(reader: FieldReader) -> Funding:
+    sub = reader.child("funding")
+    if sub is None:
+        return Funding()
+    by = sub.str_("by", "chain")
+    if by != "chain" and not by.startswith("supplier:"):
+        sub.problem("by", f"expected 'chain' or 'supplier:<id>', got {by!r}")
+    return Funding(by, sub.int_("budget_minor", None, min_value=0))
 
 
 def load_settings(settings: Mapping[str, Any] | None, problems: list[str]) -> EngineSettings:
@@ -183,7 +258,39 @@ def load_settings(settings: Mapping[str, Any] | None, problems: list[str]) -> En
     if exponent_text not in ("0", "1", "2", "3"):
         reader.problem("currency_exponent", f"expected 0, 1, 2 or 3, got {exponent_text!r}")
         exponent_text = "2"
-    return EngineSettings(share, name, zone, int(exponent_text))
+    stacking = reader.str_("stacking", "compound", choices=STACKING) or "compound"
+    max_share = None
+    if reader.has("max_discount_share"):
+        max_share = reader.decimal("max_discount_share", low=Decimal(0), high=Decimal(1))
+    ints: dict[str, int | None] = {}
+    for key in ("max_discount_minor", "max_accrual_minor"):
+        ints[key] = None
+        if reader.has(key):
+            text = reader.str_(key) if isinstance(reader.doc.get(key), str) else reader.doc.get(key)
+            if isinstance(text, str) and text.isdigit():
+                ints[key] = int(text)
+            elif isinstance(text, int) and not isinstance(text, bool) and text >= 0:
+                ints[key] = text
+            else:
+                reader.problem(key, f"expected a non-negative integer, got {text!r}")
+    below = reader.doc.get("never_below_cost", "true")
+    reader.seen.add("never_below_cost")
+    if str(below).lower() not in ("true", "false", "1", "0"):
+        reader.problem("never_below_cost", f"expected true or false, got {below!r}")
+    key = reader.doc.get("coupon_key", "")
+    reader.seen.add("coupon_key")
+    return EngineSettings(
+        bonus_max_share=share,
+        timezone=name,
+        tz=zone,
+        currency_exponent=int(exponent_text),
+        stacking=stacking,
+        max_discount_share=max_share,
+        max_discount_minor=ints["max_discount_minor"],
+        max_accrual_minor=ints["max_accrual_minor"],
+        never_below_cost=str(below).lower() in ("true", "1"),
+        coupon_key=key if isinstance(key, str) else "",
+    )
 
 
 def load_promotion_set(
@@ -220,4 +327,21 @@ def load_promotion_set(
     if problems:
         raise RuleError(problems)
     promotions.sort(key=lambda p: (p.priority, p.promotion_id))
-    return PromotionSet(version, tuple(promotions), engine_settings, tuple(warnings))
+    by_key: dict[tuple[str, str], list[int]] = {}
+    always: list[int] = []
+    for position, promotion in enumerate(promotions):
+        keys_of = getattr(promotion.terms, "index_keys", None)
+        keys = keys_of() if keys_of is not None else None
+        if keys is None:
+            always.append(position)
+        else:
+            for key in keys:
+                by_key.setdefault(key, []).append(position)
+    return PromotionSet(
+        version,
+        tuple(promotions),
+        engine_settings,
+        tuple(warnings),
+        MappingProxyType({key: tuple(value) for key, value in by_key.items()}),
+        tuple(always),
+    )

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from aiohttp import hdrs, web
 
 from pos_agent.config import Config
+from pos_agent.devices import DeviceHub
 from pos_agent.errors import RequestError, RequestTooLarge
 from pos_agent.inputs import (
     MAX_BODY_BYTES,
@@ -27,7 +28,7 @@ from pos_agent.inputs import (
 from pos_agent.register import Priced, Register
 from pos_agent.uploader import Uploads
 
-__all__ = ["CONFIG", "UPLOADER", "WORKER", "Worker", "add_routes", "error_middleware"]
+__all__ = ["CONFIG", "DEVICES", "UPLOADER", "WORKER", "Worker", "add_routes", "error_middleware"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class Worker:
 CONFIG = web.AppKey("config", Config)
 WORKER = web.AppKey("worker", Worker)
 UPLOADER: web.AppKey[Uploads] = web.AppKey("uploader")
+DEVICES = web.AppKey("devices", DeviceHub)
 
 _KINDS = {400: "malformed", 404: "not_found", 405: "method_not_allowed", 409: "conflict"}
 
@@ -166,6 +168,7 @@ async def health(request: web.Request) -> web.Response:
                 {"seq": r.seq, "sale_id": r.sale_id, "reason": r.reason} for r in stats.rejected
             ],
             "promotions_error": worker.register.promotions_error,
+            "devices": request.app[DEVICES].status(),
         }
     )
 

@@ -9,8 +9,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
-from pos_agent.api import CONFIG, UPLOADER, WORKER, Worker, add_routes, error_middleware
+from pos_agent.api import (
+    CONFIG,
+    DEVICES,
+    UPLOADER,
+    WORKER,
+    Worker,
+    add_routes,
+    error_middleware,
+)
 from pos_agent.config import Config
+from pos_agent.devices import DeviceHub
 from pos_agent.inputs import MAX_BODY_BYTES
 from pos_agent.journal import Journal
 from pos_agent.register import Clock, Register, utc_now
@@ -23,12 +32,20 @@ log = logging.getLogger(__name__)
 
 
 def create_app(
-    config: Config, *, clock: Clock = utc_now, uploader: Uploads | None = None
+    config: Config,
+    *,
+    clock: Clock = utc_now,
+    uploader: Uploads | None = None,
+    devices: DeviceHub | None = None,
 ) -> web.Application:
     """The agent's app; the uploader defaults to the real one talking to the store node."""
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
     app[CONFIG] = config
-    app[UPLOADER] = uploader if uploader is not None else Uploader(config, clock=clock)
+    hub = devices if devices is not None else DeviceHub(config)
+    app[DEVICES] = hub
+    app[UPLOADER] = (
+        uploader if uploader is not None else Uploader(config, clock=clock, devices=hub.heartbeat)
+    )
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         register_cfg = config.register
@@ -55,7 +72,15 @@ def create_app(
             executor.shutdown(wait=True)
             raise
         uploader = app[UPLOADER]
-        register = Register(config, journal, replica, clock=clock, on_sale=uploader.wake)
+        register = Register(
+            config,
+            journal,
+            replica,
+            clock=clock,
+            on_sale=uploader.wake,
+            on_lines=hub.lines_added,
+            on_confirmed=hub.sale_confirmed,
+        )
         app[WORKER] = Worker(register, executor)
         stats = await loop.run_in_executor(executor, journal.stats)
         log.info(
@@ -68,11 +93,13 @@ def create_app(
             await loop.run_in_executor(executor, replica.master_version),
             len(await loop.run_in_executor(executor, journal.open_receipt_ids)),
         )
+        hub.start()
         uploader.start()
         try:
             yield
         finally:
             await asyncio.to_thread(uploader.stop)
+            await asyncio.to_thread(hub.stop)
             await loop.run_in_executor(executor, replica.close)
             await loop.run_in_executor(executor, journal.close)
             executor.shutdown(wait=True)

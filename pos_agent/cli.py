@@ -1,4 +1,7 @@
-"""loyalty-pos: `serve` and `check-config` (the only place that configures logging)."""
+"""loyalty-pos: `serve`, `check-config`, `reprint`, `print-test`, `display-test`.
+
+The only place that configures logging.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from pos_agent.config import Config, load_config, redacted
+from pos_agent.config import Config, PrinterConfig, load_config, redacted
 from pos_agent.errors import ConfigError
 
 __all__ = ["main"]
@@ -25,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (
         ("serve", "run the register's local API and the uploader"),
         ("check-config", "print the effective config (secrets redacted), or every problem"),
+        ("reprint", "send the slips that failed to print again (the reprint queue)"),
     ):
         cmd = sub.add_parser(name, help=text, description=text)
         cmd.add_argument(
@@ -35,6 +39,21 @@ def _parser() -> argparse.ArgumentParser:
         )
         if name == "serve":
             cmd.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING...")
+        if name == "reprint":
+            cmd.add_argument("--list", action="store_true", help="only list the queue")
+    text = "print a test slip (Latin, Cyrillic, EAN-13, CODE128, QR, cut) to a printer URI"
+    cmd = sub.add_parser("print-test", help=text, description=text)
+    cmd.add_argument("--printer", required=True, help="tcp://host:9100, serial:///dev/ttyS0, ...")
+    cmd.add_argument("--profile", default="default", help="python-escpos printer profile")
+    cmd.add_argument("--code-page", default="CP866")
+    cmd.add_argument("--code-page-slot", type=int, default=None, help="ESC t n override")
+    cmd.add_argument("--columns", type=int, default=48, choices=(32, 42, 48))
+    text = "show test frames (init, Cyrillic lines, brightness, scroll) on a customer display"
+    cmd = sub.add_parser("display-test", help=text, description=text)
+    cmd.add_argument("--display", required=True, help="serial:///dev/ttyUSB0?baudrate=9600, ...")
+    cmd.add_argument("--protocol", required=True, choices=("epson", "cd5220"))
+    cmd.add_argument("--code-page", default="CP866")
+    cmd.add_argument("--code-table", type=int, default=17, help="the display's ESC t n")
     return parser
 
 
@@ -74,15 +93,107 @@ def _serve(config: Config, log_level: str) -> int:
     return 0
 
 
+def _print_test(args: argparse.Namespace) -> int:
+    from pos_agent.devices import send_to_printer
+    from printers import PrintersError, render_slip, self_test_slip
+
+    try:
+        printer = PrinterConfig(
+            uri=args.printer,
+            profile=args.profile,
+            code_page=args.code_page,
+            code_page_slot=args.code_page_slot,
+            columns=args.columns,
+            query_status=args.printer.startswith(("tcp:", "serial:")),
+        )
+        payload = render_slip(
+            self_test_slip(args.printer),
+            profile=printer.profile,
+            code_page=printer.code_page,
+            code_page_slot=printer.code_page_slot,
+            columns=printer.columns,
+        )
+        status = send_to_printer(printer, payload)
+    except (PrintersError, ValueError) as exc:
+        print(f"print-test failed: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"printer": args.printer, "bytes": len(payload), "status": status}))
+    return 0
+
+
+def _display_test(args: argparse.Namespace) -> int:
+    from printers import PrintersError, open_display
+
+    try:
+        display = open_display(
+            args.display, args.protocol, code_page=args.code_page, code_table=args.code_table
+        )
+        try:
+            display.init()
+            display.brightness(4)
+            display.clear()
+            display.show("DISPLAY TEST 12345", "Тест дисплея АБВГД")
+            display.show("Молоко 3,2%", "89.90".rjust(20))
+            display.scroll("Начислено 35 бонусов / You earned 35 bonuses")
+        finally:
+            display.close()
+    except (PrintersError, ValueError) as exc:
+        print(f"display-test failed: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"display": args.display, "protocol": args.protocol}))
+    return 0
+
+
+def _reprint(config: Config, *, only_list: bool) -> int:
+    from pos_agent.devices import ReprintQueue, send_to_printer
+    from printers import PrintersError
+
+    path = config.register.data_dir / "devices.db"
+    if not path.exists():
+        print(json.dumps({"queued": 0, "reprinted": 0}))
+        return 0
+    reprints = ReprintQueue(path)
+    try:
+        jobs = reprints.pending()
+        if only_list or not jobs:
+            listing = [{"id": i, "kind": j.kind, "sale_id": j.ref} for i, j in jobs]
+            print(json.dumps({"queued": len(jobs), "jobs": listing}))
+            return 0
+        if config.printer is None:
+            print("reprint: no [printer] in the config", file=sys.stderr)
+            return 2
+        done = 0
+        for job_id, job in jobs:
+            try:
+                send_to_printer(config.printer, job.payload)
+            except PrintersError as exc:
+                reprints.failed_again(job_id, str(exc))
+                print(f"reprint stopped at {job.kind} of sale {job.ref}: {exc}", file=sys.stderr)
+                print(json.dumps({"queued": len(jobs) - done, "reprinted": done}))
+                return 1
+            reprints.done(job_id)
+            done += 1
+        print(json.dumps({"queued": 0, "reprinted": done}))
+        return 0
+    finally:
+        reprints.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `loyalty-pos`; returns the exit status."""
     args = _parser().parse_args(argv)
+    if args.command == "print-test":
+        return _print_test(args)
+    if args.command == "display-test":
+        return _display_test(args)
     config = _load(args.config)
     if config is None:
         return 2
     if args.command == "check-config":
         print(json.dumps(redacted(config), indent=2))
         return 0
+    if args.command == "reprint":
+        return _reprint(config, only_list=args.list)
     return _serve(config, args.log_level)
 
 

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import ipaddress
 import tomllib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pos_agent.errors import ConfigError
+from printers import CodePageError, DeviceUriError, codec_for, parse_uri, profile_names
 
-__all__ = ["Config", "RegisterConfig", "StoreNodeConfig", "load_config", "redacted"]
+__all__ = [
+    "Config",
+    "DisplayConfig",
+    "PrinterConfig",
+    "RegisterConfig",
+    "StoreNodeConfig",
+    "load_config",
+    "redacted",
+]
 
 _ID_MAX = 64
 
@@ -48,11 +57,38 @@ class StoreNodeConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PrinterConfig:
+    """The register's receipt printer ([printer]); absent means nothing is printed."""
+
+    uri: str
+    profile: str = "default"
+    code_page: str = "CP866"
+    code_page_slot: int | None = None
+    columns: int = 48
+    language: str = "ru"
+    query_status: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DisplayConfig:
+    """The register's customer display ([display]); absent means no display."""
+
+    uri: str
+    protocol: str = "epson"
+    code_page: str = "CP866"
+    code_table: int = 17
+    brightness: int = 4
+    language: str = "ru"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole effective configuration of one POS agent."""
 
     register: RegisterConfig
     store_node: StoreNodeConfig
+    printer: PrinterConfig | None = None
+    display: DisplayConfig | None = None
 
 
 _REGISTER_KEYS = {"register_id", "store_id", "listen_host", "listen_port", "data_dir"}
@@ -180,8 +216,10 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(path, [f"not valid TOML: {exc}"]) from exc
 
     c = _Collector()
-    for name in sorted(set(doc) - {"register", "store_node"}):
-        c.problems.append(f"[{name}]: unknown section (known: [register], [store_node])")
+    for name in sorted(set(doc) - {"register", "store_node", "printer", "display"}):
+        c.problems.append(
+            f"[{name}]: unknown section (known: [register], [store_node], [printer], [display])"
+        )
 
     reg = c.section(doc, "register", required=True)
     c.unknown(reg, "register", _REGISTER_KEYS)
@@ -215,6 +253,9 @@ def load_config(path: str | Path) -> Config:
         backoff_max_s=c.seconds(node, "store_node", "backoff_max_s", d.backoff_max_s),
     )
 
+    printer = _printer(c, c.section(doc, "printer", required=False), "printer" in doc)
+    display = _display(c, c.section(doc, "display", required=False), "display" in doc)
+
     if c.problems:
         raise ConfigError(path, c.problems)
     register = RegisterConfig(
@@ -224,7 +265,84 @@ def load_config(path: str | Path) -> Config:
         listen_host=listen_host,
         listen_port=listen_port,
     )
-    return Config(register=register, store_node=store_node)
+    return Config(register=register, store_node=store_node, printer=printer, display=display)
+
+
+_LANGUAGES = ("ru", "en")
+
+
+def _device_uri(c: _Collector, table: dict[str, Any], section: str) -> str:
+    uri = c.text(table, section, "uri").strip()
+    if "uri" in table and isinstance(table["uri"], str):
+        try:
+            parse_uri(uri)
+        except DeviceUriError as exc:
+            c.problems.append(f"{section}.uri: {exc.problem} (got {uri!r})")
+    return uri
+
+
+def _code_page(c: _Collector, table: dict[str, Any], section: str) -> str:
+    code_page = c.text(table, section, "code_page", "CP866").strip().upper()
+    try:
+        codec_for(code_page)
+    except CodePageError:
+        c.problems.append(f"{section}.code_page: {code_page!r} is not a known code page")
+    return code_page
+
+
+def _choice(
+    c: _Collector,
+    table: dict[str, Any],
+    section: str,
+    key: str,
+    default: str,
+    choices: tuple[str, ...],
+) -> str:
+    value = c.text(table, section, key, default)
+    if isinstance(table.get(key, default), str) and value not in choices:
+        c.problems.append(f"{section}.{key}: {value!r} must be one of {', '.join(choices)}")
+    return value
+
+
+def _printer(c: _Collector, table: dict[str, Any], present: bool) -> PrinterConfig | None:
+    if not present:
+        return None
+    known = {f.name for f in fields(PrinterConfig)}
+    c.unknown(table, "printer", known)
+    uri = _device_uri(c, table, "printer")
+    profile = _choice(c, table, "printer", "profile", "default", profile_names())
+    slot: int | None = None
+    if "code_page_slot" in table:
+        slot = c.integer(table, "printer", "code_page_slot", 0, 0, 255)
+    columns = c.integer(table, "printer", "columns", 48, 16, 80)
+    query_status = table.get("query_status", False)
+    if not isinstance(query_status, bool):
+        c.problems.append(f"printer.query_status: expected true or false, got {query_status!r}")
+        query_status = False
+    return PrinterConfig(
+        uri=uri,
+        profile=profile,
+        code_page=_code_page(c, table, "printer"),
+        code_page_slot=slot,
+        columns=columns,
+        language=_choice(c, table, "printer", "language", "ru", _LANGUAGES),
+        query_status=query_status,
+    )
+
+
+def _display(c: _Collector, table: dict[str, Any], present: bool) -> DisplayConfig | None:
+    if not present:
+        return None
+    known = {f.name for f in fields(DisplayConfig)}
+    c.unknown(table, "display", known)
+    return DisplayConfig(
+        uri=_device_uri(c, table, "display"),
+        protocol=_choice(c, table, "display", "protocol", "epson", ("epson", "cd5220")),
+        code_page=_code_page(c, table, "display"),
+        code_table=c.integer(table, "display", "code_table", 17, 0, 255),
+        brightness=c.integer(table, "display", "brightness", 4, 1, 4),
+        language=_choice(c, table, "display", "language", "ru", _LANGUAGES),
+    )
 
 
 def redacted(config: Config) -> dict[str, dict[str, Any]]:
@@ -233,4 +351,9 @@ def redacted(config: Config) -> dict[str, dict[str, Any]]:
     register["data_dir"] = str(config.register.data_dir)
     store_node = asdict(config.store_node)
     store_node["url"] = redact_url(config.store_node.url)
-    return {"register": register, "store_node": store_node}
+    out: dict[str, dict[str, Any]] = {"register": register, "store_node": store_node}
+    if config.printer is not None:
+        out["printer"] = asdict(config.printer)
+    if config.display is not None:
+        out["display"] = asdict(config.display)
+    return out

@@ -10,12 +10,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
 from pos_agent.errors import InvalidField, JournalError, ReceiptClosed, ReceiptNotFound
-from sync_protocol import Sale, decode_sale, encode_sale
+from sync_protocol import Sale, chain_hash, decode_sale, encode_sale
 
 __all__ = ["Journal", "JournalStats", "OutboxRow", "RejectedSale", "SalesSummary"]
 
@@ -240,7 +240,9 @@ class Journal:
                     "UPDATE counter SET value = value + 1 WHERE name = 'sale_seq' RETURNING value"
                 ).fetchone()[0]
             )
-            sale = build(seq)
+            # The link is made inside the write transaction, so two confirms can never
+            # chain onto the same predecessor.
+            sale = replace(build(seq), prev_hash=self._chain_head())
             if bonus_spent:
                 if sale.card_no is None:
                     raise InvalidField("bonus_to_spend", "bonuses can be spent only with a card")
@@ -281,6 +283,11 @@ class Journal:
                     "VALUES (?, ?, ?, ?)",
                     [sale.sale_id, sale.card_no, bonus_spent, closed_at],
                 )
+            self.conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('chain_head', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [chain_hash(sale)],
+            )
             self.conn.execute("DELETE FROM open_receipts WHERE receipt_id = ?", [receipt_id])
             self.conn.execute(
                 "INSERT INTO closed_receipts (receipt_id, outcome, sale_id, closed_at) "
@@ -288,6 +295,28 @@ class Journal:
                 [receipt_id, sale.sale_id, closed_at],
             )
         return sale
+
+    def _chain_head(self) -> str:
+        """chain_hash of the last confirmed sale ("" before the first one)."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'chain_head'").fetchone()
+        if row is not None:
+            return str(row[0])
+        # A journal written before the chain existed: link onto its last sale.
+        last = self.conn.execute("SELECT payload FROM sales ORDER BY seq DESC LIMIT 1").fetchone()
+        return "" if last is None else chain_hash(decode_sale(bytes(last[0])))
+
+    def verify_chain(self) -> list[int]:
+        """Seqs whose prev_hash does not match the sale before them (empty when intact)."""
+        broken: list[int] = []
+        previous: Sale | None = None
+        for sale in self.sales():
+            expected = "" if previous is None else chain_hash(previous)
+            # Sales written before the chain existed all carry "": not a break.
+            legacy = previous is not None and not previous.prev_hash and not sale.prev_hash
+            if sale.prev_hash != expected and not legacy:
+                broken.append(sale.seq)
+            previous = sale
+        return broken
 
     def sale(self, sale_id: str) -> Sale | None:
         """A confirmed sale, decoded from the bytes that were committed."""

@@ -62,6 +62,13 @@ class Priced:
     available_bonus: int
 
 
+def _notify(hook: Callable[..., None], *args: object) -> None:
+    try:
+        hook(*args)
+    except Exception:
+        log.exception("device hook %r failed; the sale is not affected", hook)
+
+
 class Register:
     """One register's receipts and sales; every method is synchronous and thread-confined."""
 
@@ -73,12 +80,17 @@ class Register:
         *,
         clock: Clock = utc_now,
         on_sale: Callable[[], None] = lambda: None,
+        on_lines: Callable[[list[OpenLine]], None] | None = None,
+        on_confirmed: Callable[[Sale, int, Calculation], None] | None = None,
     ) -> None:
         self.config = config
         self.journal = journal
         self.replica = replica
         self.clock = clock
         self.on_sale = on_sale
+        # Device hooks (display, printer): they only enqueue, and never fail a sale.
+        self.on_lines = on_lines
+        self.on_confirmed = on_confirmed
         self._promotions: PromotionSet | None = None
         self._promotions_version = -1
         self.promotions_error: str | None = None
@@ -124,6 +136,8 @@ class Register:
                 )
             )
         self._save(receipt.with_lines(lines))
+        if self.on_lines is not None:
+            _notify(self.on_lines, lines)
         return [line.line_no for line in lines]
 
     def remove_line(self, receipt_id: str, line_no: int) -> None:
@@ -336,6 +350,8 @@ class Register:
             sale.card_no or "-",
         )
         self.on_sale()
+        if self.on_confirmed is not None:
+            _notify(self.on_confirmed, sale, priced.available_bonus, calc)
         return sale
 
     # -- reporting -----------------------------------------------------------------------

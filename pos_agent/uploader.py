@@ -87,9 +87,12 @@ class Uploader:
         session_factory: Callable[[], requests.Session] = lan_session,
         discovery_factory: Callable[[str], StoreDiscovery] = StoreDiscovery,
         rng: random.Random | None = None,
+        devices: Callable[[], dict[str, str]] | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
+        # Printer/display states for Heartbeat.devices (pos_agent.devices.DeviceHub.heartbeat).
+        self.devices = devices
         self._session_factory = session_factory
         self._discovery_factory = discovery_factory
         self._rng = rng or random.Random()
@@ -268,6 +271,12 @@ class _Link:
             for step in (self.heartbeat, self.poll_master):
                 try:
                     step(url)
+                except StoreNodeUnreachable as exc:
+                    # Even with nothing queued, a dead node must be looked up again: it may
+                    # have come back elsewhere (zeroconf), and the next sale must find it.
+                    if self.discovery is not None:
+                        self.url = None
+                    problems.append(str(exc))
                 except (UploadError, ReplicaError) as exc:
                     problems.append(str(exc))
             self.next_poll = time.monotonic() + self.config.store_node.master_poll_s
@@ -366,6 +375,7 @@ class _Link:
             queue_depth=stats.queue_depth,
             oldest_queued_at=stats.oldest_queued_at,
             master_version=self.replica.master_version(),
+            devices=self.owner.devices() if self.owner.devices is not None else {},
         )
         response = self._request(
             "POST",

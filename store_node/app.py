@@ -206,7 +206,24 @@ def _health(box: SalesBox, config: Config, now: datetime) -> dict[str, Any]:
         "last_center_error": center.last_error,
         "last_center_error_at": _iso(center.last_error_at),
         "master_version": master.version if master else 0,
+        "alerts": _alerts(config, now, outbox.pending, outbox.oldest_pending_at),
     }
+
+
+def _alerts(
+    config: Config, now: datetime, pending: int, oldest_pending_at: datetime | None
+) -> list[str]:
+    """Conditions an operator must act on; empty when the node is healthy."""
+    alerts = []
+    limit_h = config.center.alert_unsynced_h
+    if pending and oldest_pending_at is not None:
+        age_h = (now - oldest_pending_at).total_seconds() / 3600
+        if age_h >= limit_h:
+            alerts.append(
+                f"center_unsynced: {pending} sales have waited for the Center for "
+                f"{age_h:.1f} h (center.alert_unsynced_h = {limit_h:g}); they are kept"
+            )
+    return alerts
 
 
 async def get_health(request: web.Request) -> web.StreamResponse:

@@ -43,6 +43,7 @@ class CenterSettings:
     backoff_max_s: float = 60.0
     timeout_s: float = 10.0
     master_poll_s: float = 5.0
+    alert_unsynced_h: float = 24.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +194,7 @@ def parse_config(doc: Mapping[str, Any], *, base_dir: Path, source: Path | None 
             "backoff_max_s",
             "timeout_s",
             "master_poll_s",
+            "alert_unsynced_h",
         },
     )
     store_id = reader.identifier(store, "store.store_id")
@@ -208,6 +210,7 @@ def parse_config(doc: Mapping[str, Any], *, base_dir: Path, source: Path | None 
     backoff_max_s = reader.seconds(center, "center.backoff_max_s", 60.0)
     timeout_s = reader.seconds(center, "center.timeout_s", 10.0)
     master_poll_s = reader.seconds(center, "center.master_poll_s", 5.0)
+    alert_unsynced_h = _hours(reader, center, "center.alert_unsynced_h", 24.0)
 
     if backoff_initial_s and backoff_max_s and backoff_max_s < backoff_initial_s:
         reader.problems.append(
@@ -232,6 +235,7 @@ def parse_config(doc: Mapping[str, Any], *, base_dir: Path, source: Path | None 
     assert store_id and node_id and listen_host and data_dir_raw and url  # for the type checker
     assert listen_port is not None and advertise is not None and batch_size is not None
     assert interval_s and backoff_initial_s and backoff_max_s and timeout_s and master_poll_s
+    assert alert_unsynced_h
     return Config(
         store=StoreSettings(
             store_id=store_id,
@@ -249,9 +253,22 @@ def parse_config(doc: Mapping[str, Any], *, base_dir: Path, source: Path | None 
             backoff_max_s=backoff_max_s,
             timeout_s=timeout_s,
             master_poll_s=master_poll_s,
+            alert_unsynced_h=alert_unsynced_h,
         ),
         source=source,
     )
+
+
+def _hours(reader: _Reader, table: Mapping[str, Any], where: str, default: float) -> float | None:
+    value = reader.value(table, where, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        reader.problems.append(f"{where}: expected a number of hours, got {value!r}")
+        return None
+    # Sales are kept while the Center is away; alerting later than a month is never wanted.
+    if not 0 < value <= 720:
+        reader.problems.append(f"{where}: {value} must be > 0 and at most 720 hours")
+        return None
+    return float(value)
 
 
 def load_config(path: str | Path) -> Config:
@@ -300,5 +317,6 @@ def redacted(config: Config) -> dict[str, Any]:
             "backoff_max_s": config.center.backoff_max_s,
             "timeout_s": config.center.timeout_s,
             "master_poll_s": config.center.master_poll_s,
+            "alert_unsynced_h": config.center.alert_unsynced_h,
         },
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 import types
 import typing
 import uuid
@@ -40,6 +41,7 @@ __all__ = [
     "MESSAGE_TYPES",
     "PROTOCOL_VERSION",
     "Limits",
+    "chain_hash",
     "decode",
     "decode_sale",
     "encode",
@@ -136,6 +138,9 @@ def _check_min(value: int, minimum: int, path: Path) -> None:
         raise MalformedMessage(_fmt(path), f"must be >= {minimum}", value=value)
 
 
+_HASH_RE = re.compile(r"[0-9a-f]{64}")
+
+
 def _check_sale(sale: Sale, path: Path) -> None:
     try:
         canonical = str(uuid.UUID(sale.sale_id))
@@ -152,6 +157,13 @@ def _check_sale(sale: Sale, path: Path) -> None:
     _check_nonempty(sale.register_id, (*path, "register_id"))
     _check_min(sale.seq, 1, (*path, "seq"))
     _check_min(sale.promo_version, 0, (*path, "promo_version"))
+    if sale.prev_hash and not _HASH_RE.fullmatch(sale.prev_hash):
+        raise MalformedMessage(
+            _fmt((*path, "prev_hash")),
+            'expected "" (first sale of a register) or 64 lower-case hex digits',
+            value=sale.prev_hash[:80],
+            hint="use sync_protocol.chain_hash(previous_sale)",
+        )
     seen: set[int] = set()
     for i, line in enumerate(sale.lines):
         if line.line_no in seen:
@@ -665,6 +677,13 @@ def decode_sale(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> Sale:
 def sale_fingerprint(sale: Sale) -> str:
     """Return the sha256 hex digest of the sale's canonical encoding."""
     return hashlib.sha256(encode_sale(sale)).hexdigest()
+
+
+def chain_hash(sale: Sale) -> str:
+    """Return the link the register's next sale carries as prev_hash: sha256(prev_hash + bytes)."""
+    # The sale's own prev_hash is hashed in front of (and inside) its canonical bytes, so
+    # changing any earlier sale changes every later link.
+    return hashlib.sha256(sale.prev_hash.encode("ascii") + encode_sale(sale)).hexdigest()
 
 
 _CLASS_TYPES: dict[type, str] = {cls: name for name, cls in MESSAGE_TYPES.items()}

@@ -92,6 +92,8 @@ class RegisterSummary:
     min_seq: int
     max_seq: int
     gaps: tuple[tuple[int, int], ...] = ()
+    chain_breaks: tuple[int, ...] = ()
+    """Seqs whose prev_hash is not the chain_hash of the held sale seq - 1 (PROTOCOL.md)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +154,7 @@ class Storage(Protocol):
     def reconciliation(
         self, store_id: str, register_id: str | None = None
     ) -> list[RegisterSummary]:
-        """Per-register figures of one store, with gaps in seq."""
+        """Per-register figures of one store, with gaps in seq and breaks in the hash chain."""
         ...
 
     def master_version(self) -> int:
@@ -188,6 +190,14 @@ class Storage(Protocol):
 
     def counts(self) -> Counts:
         """Row counts for /health."""
+        ...
+
+    def sale_payloads(self, date_from: datetime, date_to: datetime) -> list[bytes]:
+        """Stored sale payloads closed in [date_from, date_to), in (closed_at, sale_id) order."""
+        ...
+
+    def pricing_master(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Products, stores, promotions (doc, version) and settings rows for pricing."""
         ...
 
     def close(self) -> None:

@@ -27,7 +27,15 @@ from center.storage.base import (
     RegisterSummary,
     is_required,
 )
-from sync_protocol import Ack, Heartbeat, Rejection, Sale, encode_sale, sale_fingerprint
+from sync_protocol import (
+    Ack,
+    Heartbeat,
+    Rejection,
+    Sale,
+    chain_hash,
+    encode_sale,
+    sale_fingerprint,
+)
 
 __all__ = ["SqlStorage"]
 
@@ -156,8 +164,8 @@ class SqlStorage(ABC):
         row = self._execute(
             "INSERT INTO sales (sale_id, store_id, register_id, seq, opened_at, closed_at, "
             "card_no, subtotal_minor, discount_minor, total_minor, line_count, promo_version, "
-            "fingerprint, payload, received_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "fingerprint, payload, received_at, prev_hash, chain_hash) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT DO NOTHING RETURNING sale_id",
             (
                 sale.sale_id,
@@ -175,6 +183,8 @@ class SqlStorage(ABC):
                 fingerprint,
                 payload,
                 received,
+                sale.prev_hash,
+                chain_hash(sale),
             ),
         ).fetchone()
         if row is None:
@@ -290,9 +300,27 @@ class SqlStorage(ABC):
                 ") AS ordered WHERE seq - prev > 1 ORDER BY register_id, seq",
                 params,
             ).fetchall()
+            # A sale whose predecessor (seq - 1) is held must carry that sale's chain_hash.
+            # Rows stored before the chain columns existed have chain_hash "" and are skipped;
+            # runs of "" prev_hash are journals written before the chain (PROTOCOL.md).
+            break_rows = self._execute(
+                "SELECT register_id, seq FROM ("
+                "SELECT register_id, seq, prev_hash, "
+                "LAG(seq, 1, 0) OVER (PARTITION BY register_id ORDER BY seq) AS prev_seq, "
+                "LAG(chain_hash, 1, '') OVER (PARTITION BY register_id ORDER BY seq) AS link, "
+                "LAG(prev_hash, 1, '') OVER (PARTITION BY register_id ORDER BY seq) AS prev_prev "
+                f"FROM sales WHERE {where}"
+                ") AS ordered WHERE (seq = 1 AND prev_hash <> '') OR (seq - prev_seq = 1 "
+                "AND link <> '' AND prev_hash <> link AND NOT (prev_hash = '' AND prev_prev = ''))"
+                " ORDER BY register_id, seq",
+                params,
+            ).fetchall()
         gaps: dict[str, list[tuple[int, int]]] = {}
         for reg, start, end in gap_rows:
             gaps.setdefault(reg, []).append((int(start), int(end)))
+        breaks: dict[str, list[int]] = {}
+        for reg, seq in break_rows:
+            breaks.setdefault(reg, []).append(int(seq))
         return [
             RegisterSummary(
                 store_id=store_id,
@@ -304,6 +332,7 @@ class SqlStorage(ABC):
                 min_seq=int(min_seq),
                 max_seq=int(max_seq),
                 gaps=tuple(gaps.get(reg, ())),
+                chain_breaks=tuple(breaks.get(reg, ())),
             )
             for reg, receipts, lines, total, discount, min_seq, max_seq in totals
         ]
@@ -596,6 +625,33 @@ class SqlStorage(ABC):
         )
 
     # -- plumbing ------------------------------------------------------------------------------
+
+    def sale_payloads(self, date_from: datetime, date_to: datetime) -> list[bytes]:
+        """Stored sale payloads closed in [date_from, date_to), in (closed_at, sale_id) order."""
+        with self._guard("read sales"):
+            rows = self._execute(
+                "SELECT payload FROM sales WHERE closed_at >= ? AND closed_at < ? "
+                "ORDER BY closed_at, sale_id",
+                (self._ts(date_from), self._ts(date_to)),
+            ).fetchall()
+        return [bytes(r[0]) for r in rows]
+
+    def pricing_master(self) -> dict[str, list[tuple[Any, ...]]]:
+        """What pricing needs: products (id, department, category, brand, product_type),
+        stores (id, format), promotions (doc, version), settings (name, value)."""
+        queries = {
+            "products": (
+                "SELECT product_id, department, category, brand, product_type FROM products"
+            ),
+            "stores": "SELECT store_id, format FROM stores",
+            "promotions": "SELECT doc, version FROM promotions ORDER BY promotion_id",
+            "settings": "SELECT name, value FROM settings ORDER BY name",
+        }
+        with self._guard("read pricing master"), self._snapshot():
+            return {
+                name: [tuple(r) for r in self._execute(sql).fetchall()]
+                for name, sql in queries.items()
+            }
 
     def _guard(self, what: str) -> _Guard:
         return _Guard(self, what)

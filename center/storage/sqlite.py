@@ -140,6 +140,11 @@ SQLITE_MIGRATIONS: tuple[tuple[str, ...], ...] = (
             devices TEXT NOT NULL
         )""",
     ),
+    # 2: the hash chain of each register's journal (PROTOCOL.md), checked by reconciliation.
+    (
+        "ALTER TABLE sales ADD COLUMN prev_hash TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE sales ADD COLUMN chain_hash TEXT NOT NULL DEFAULT ''",
+    ),
 )
 
 

@@ -5,11 +5,31 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from . import accrual_percent, threshold_discount
+from . import accrual_percent, coupon, goods, loyalty, threshold_discount
 from .base import Context, Kind, Outcome, Stage, Terms
 
 __all__ = ["KINDS", "Context", "Kind", "Outcome", "Stage", "Terms"]
 
 KINDS: Mapping[str, Kind] = MappingProxyType(
-    {kind.name: kind for kind in (threshold_discount.KIND, accrual_percent.KIND)}
+    {
+        kind.name: kind
+        for kind in (
+            threshold_discount.KIND,
+            accrual_percent.KIND,
+            goods.GOODS_DISCOUNT,
+            goods.LADDER,
+            goods.BUY_GET,
+            goods.SET_PRICE,
+            goods.PERSONAL_OFFERS,
+            goods.COMPLIMENT_REDEEM,
+            goods.WALLET_EXCHANGE,
+            goods.PRICE_FLOOR,
+            coupon.COUPON,
+            coupon.ISSUE_COUPON,
+            loyalty.ACCRUAL_PER_AMOUNT,
+            loyalty.FAVOURITE_CATEGORIES,
+            loyalty.COUNTER_REWARD,
+            loyalty.COMPLIMENT_ACCRUAL,
+        )
+    }
 )

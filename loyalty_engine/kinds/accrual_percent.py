@@ -7,6 +7,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from ..fields import FieldReader
+from ..goods import ALL_GOODS, GoodsSelector, parse_goods
 from ..model import Accrual
 from ..money import percent_of
 from .base import Context, Kind, Outcome
@@ -29,6 +30,11 @@ class AccrualPercent:
     delay_days: int = 0
     lifetime_days: int | None = None
     accrue_on_bonus_paid: bool = False
+    goods: GoodsSelector = ALL_GOODS
+
+    def index_keys(self) -> tuple[tuple[str, str], ...] | None:
+        """Index keys of the goods (``None``: the whole receipt)."""
+        return self.goods.index_keys()
 
     def apply(self, promotion_id: str, ctx: Context) -> Outcome:
         """Accrue on the total after discounts, less the bonus-paid part unless configured."""
@@ -39,7 +45,12 @@ class AccrualPercent:
             return Outcome.skip(f"total {_n(total)} below {_n(self.min_total_minor)}")
         if self.max_total_minor is not None and total >= self.max_total_minor:
             return Outcome.skip(f"total {_n(total)} not below {_n(self.max_total_minor)}")
-        base = total if self.accrue_on_bonus_paid else total - ctx.bonus_to_spend
+        if self.goods == ALL_GOODS:
+            base = total if self.accrue_on_bonus_paid else total - ctx.bonus_to_spend
+        else:
+            from .loyalty import accrual_base
+
+            base = accrual_base(ctx, self.goods, self.accrue_on_bonus_paid)
         amount = percent_of(base, self.percent)
         pct = format(self.percent.normalize(), "f")
         if amount <= 0:
@@ -82,6 +93,7 @@ def parse(reader: FieldReader) -> AccrualPercent:
         delay_days=delay_days,
         lifetime_days=lifetime_days,
         accrue_on_bonus_paid=reader.bool_("accrue_on_bonus_paid", False),
+        goods=parse_goods(reader),
     )
 
 

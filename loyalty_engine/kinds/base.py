@@ -8,11 +8,11 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from ..fields import FieldReader
-from ..model import Accrual, Receipt
+from ..model import Accrual, IssuedCoupon, Receipt
 
 __all__ = ["Context", "Kind", "Outcome", "Stage", "Terms"]
 
-Stage = Literal["discount", "accrual"]
+Stage = Literal["discount", "accrual", "floor"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,19 @@ class Context:
     # Receipt total after the discounts applied so far (after all of them in the accrual stage).
     total_minor: int
     bonus_to_spend: int = 0
+    # Wallet units the customer asked to spend on this receipt (e.g. {"compliment": 2}).
+    spend: Mapping[str, int] = field(default_factory=dict)
+    coupon_key: str = ""
+    # Lines the promotion index found this rule by (``None``: any line may match); a goods
+    # rule only needs to look at these.
+    hint: tuple[int, ...] | None = None
+
+    def lines_of(self, goods: object) -> list[int]:
+        """Indexes of the receipt lines ``goods`` (a GoodsSelector) matches."""
+        lines = self.receipt.lines
+        matches = goods.matches  # type: ignore[attr-defined]
+        where = range(len(lines)) if self.hint is None else self.hint
+        return [i for i in where if matches(lines[i])]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +53,10 @@ class Outcome:
     line_discounts: tuple[int, ...] = ()
     accrual: Accrual | None = None
     values: Mapping[str, str] = field(default_factory=dict)
+    consumed: tuple[str, ...] = ()
+    issued: tuple[IssuedCoupon, ...] = ()
+    # (wallet, units) the rule spent from the customer's wallets, e.g. compliments.
+    spent: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def skip(cls, reason: str) -> Outcome:

@@ -240,6 +240,7 @@ async def test_reconciliation(client: TestClient[Any, Any], storage: Storage) ->
                 "min_seq": 1,
                 "max_seq": 5,
                 "gaps": [[3, 4]],
+                "chain_breaks": [],
             },
             {
                 "store_id": "367",
@@ -251,6 +252,7 @@ async def test_reconciliation(client: TestClient[Any, Any], storage: Storage) ->
                 "min_seq": 2,
                 "max_seq": 2,
                 "gaps": [[1, 1]],
+                "chain_breaks": [],
             },
         ]
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from center.errors import StorageError
 from center.storage import LedgerEntry, Storage
 from center.storage.sql import SqlStorage
-from sync_protocol import Heartbeat, decode_sale, encode_sale
+from sync_protocol import Heartbeat, Sale, chain_hash, decode_sale, encode_sale
 from tests.center.center_factories import CARD, OTHER_CARD, T0, make_sale, master_tables
 
 NOW = T0 + timedelta(days=1)
@@ -350,3 +351,65 @@ def test_concurrent_writers_never_double_store(open_storage: Any) -> None:
     assert sorted(accepted) == sorted(s.sale_id for s in sales)
     assert sorted(duplicates) == sorted(s.sale_id for s in sales)
     assert writers[0].counts().sales == 40 and writers[0].counts().ledger_entries == 40
+
+
+def _chain(sales: list[Sale]) -> list[Sale]:
+    """Link the sales as a register journal does."""
+    linked: list[Sale] = []
+    for sale in sales:
+        prev = chain_hash(linked[-1]) if linked else ""
+        linked.append(replace(sale, prev_hash=prev))
+    return linked
+
+
+def test_an_intact_chain_has_no_breaks_even_across_batches(storage: Storage) -> None:
+    sales = _chain([make_sale(s) for s in (1, 2, 3, 4)])
+    storage.ingest(sales[2:], NOW)
+    storage.ingest(sales[:2], NOW)
+    (row,) = storage.reconciliation("367")
+    assert row.gaps == () and row.chain_breaks == ()
+
+
+def test_a_sale_that_does_not_link_to_its_predecessor_is_a_chain_break(storage: Storage) -> None:
+    sales = _chain([make_sale(s) for s in (1, 2, 3, 4, 5)])
+    # Seq 3 was replaced by another sale made after seq 4 had linked onto the real one.
+    forged = replace(make_sale(3, amounts=(1,)), prev_hash=sales[2].prev_hash)
+    storage.ingest([sales[0], sales[1], forged, sales[3]], NOW)
+    (row,) = storage.reconciliation("367")
+    assert row.chain_breaks == (4,)
+    assert row.gaps == ()
+    # A missing predecessor is a gap, not a break: seq 5 alone after a hole.
+    other = _chain([make_sale(s, register_id="367-2") for s in (1, 2, 3)])
+    storage.ingest([other[0], other[2]], NOW)
+    two = storage.reconciliation("367", "367-2")[0]
+    assert two.gaps == ((2, 2),) and two.chain_breaks == ()
+    # A first sale must start the chain.
+    bad_start = replace(make_sale(1, register_id="367-3"), prev_hash="ab" * 32)
+    storage.ingest([bad_start], NOW)
+    assert storage.reconciliation("367", "367-3")[0].chain_breaks == (1,)
+
+
+def test_sales_from_before_the_chain_are_not_breaks(storage: Storage) -> None:
+    legacy = [make_sale(s) for s in (1, 2, 3)]
+    linked = replace(make_sale(4), prev_hash=chain_hash(legacy[-1]))
+    storage.ingest([*legacy, linked], NOW)
+    (row,) = storage.reconciliation("367")
+    assert row.chain_breaks == ()
+    stripped = make_sale(5)  # "" after a linked sale: the link was stripped
+    storage.ingest([stripped], NOW)
+    assert storage.reconciliation("367")[0].chain_breaks == (5,)
+
+
+def test_deduplication_is_permanent(storage: Storage) -> None:
+    sale = make_sale(1, card_no=CARD, accrue=7)
+    storage.ingest([sale], NOW)
+    before = storage.counts()
+    # Years later (no time-limited window), the same sale is still a duplicate...
+    again = storage.ingest([sale], NOW + timedelta(days=3650))
+    assert again.duplicates == (sale.sale_id,) and again.accepted == ()
+    # ...and the same id with another payload is still refused, never merged.
+    forged = replace(sale, payments=(*sale.payments[:-1], replace(sale.payments[-1], method="x")))
+    refused = storage.ingest([forged], NOW + timedelta(days=3650))
+    assert [r.sale_id for r in refused.rejected] == [sale.sale_id]
+    assert storage.counts().sales == before.sales
+    assert storage.counts().ledger_entries == before.ledger_entries

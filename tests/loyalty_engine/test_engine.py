@@ -304,6 +304,11 @@ def test_to_dict_matches_the_api_shape(make_receipt: MakeReceipt) -> None:
         "messages",
         "promo_version",
         "explanation",
+        "movements",
+        "coupons_consumed",
+        "coupons_issued",
+        "fired",
+        "promo_qty_milli",
     }
     assert data["lines"] == [
         {

@@ -15,6 +15,7 @@ from loyalty_engine import (
     load_promotion_set,
 )
 from loyalty_engine.conditions import Place, Schedule
+from loyalty_engine.kinds import KINDS
 from loyalty_engine.kinds.accrual_percent import AccrualPercent
 from loyalty_engine.kinds.threshold_discount import Step, ThresholdDiscount
 
@@ -109,7 +110,7 @@ def test_every_problem_of_every_document_is_listed(
         "promotion 'A3': accrue_on_bonus_paid: expected true or false, got 'yes'",
         "promotion 'T5': steps: expected at least one step, got []",
         "promotion #2: promotion_id: required",
-        "promotion #2: kind: expected one of accrual_percent, threshold_discount, got 'nope'",
+        "promotion #2: kind: expected one of accrual_per_amount, accrual_percent, buy_get, ",
         "promotion #2: priority: expected an integer between -1000000 and 1000000, got 'high'",
         "promotion #3: expected an object, got 'not a document'",
         "promotion 'A9': status: expected one of draft, active, archived, got 'live'",
@@ -176,8 +177,9 @@ def test_unknown_kinds_fail_unless_not_strict(accrual_doc: MakeDoc) -> None:
     future = {"promotion_id": "L2", "kind": "discount_ladder", "status": "active"}
     problems = problems_of([accrual_doc(), future])
     assert problems == (
-        "promotion 'L2': kind: expected one of accrual_percent, threshold_discount, "
-        "got 'discount_ladder'",
+        "promotion 'L2': kind: expected one of "
+        + ", ".join(sorted(KINDS))
+        + ", got 'discount_ladder'",
     )
     promotions = load_promotion_set([accrual_doc(), future], version=2, strict=False)
     assert [p.promotion_id for p in promotions.promotions] == ["A3"]

@@ -69,7 +69,7 @@ url = "ftp://store"
 batch_size = 0
 timeout_s = -1
 
-[printer]
+[scanner]
 """,
     )
     with pytest.raises(ConfigError) as caught:
@@ -84,7 +84,7 @@ timeout_s = -1
         "store_node.url: 'ftp://store' must be empty",
         "store_node.batch_size: 0 is outside 1..10000",
         "store_node.timeout_s: -1 must be > 0",
-        "[printer]: unknown section",
+        "[scanner]: unknown section",
     ):
         assert expected in problems
     assert len(caught.value.problems) == 9

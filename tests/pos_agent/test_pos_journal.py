@@ -14,7 +14,7 @@ from pos_agent import Config
 from pos_agent.errors import JournalError, ReceiptClosed, ReplicaError
 from pos_agent.journal import Journal
 from pos_agent.replica import Replica
-from sync_protocol import MasterDelta, Payment, Sale, SaleLine
+from sync_protocol import MasterDelta, Payment, Sale, SaleLine, chain_hash, encode_sale
 from tests.pos_agent.pos_fakes import (
     BREAD,
     CARD,
@@ -199,3 +199,57 @@ def test_a_delta_applies_only_on_top_of_its_base_version(tmp_path: Path) -> None
         assert replica.master_version() == 4
     finally:
         replica.close()
+
+
+def test_each_confirmed_sale_links_to_the_previous_one_and_survives_a_reopen(
+    tmp_path: Path,
+) -> None:
+    config = make_config(tmp_path)
+    journal = open_journal(config)
+    try:
+        for n in range(3):
+            journal.create_receipt(f"r{n}", "{}", T0)
+        first = journal.confirm("r0", _sale, bonus_spent=0, bonus_balance=0)
+        second = journal.confirm("r1", _sale, bonus_spent=0, bonus_balance=0)
+    finally:
+        journal.close()
+    assert first.prev_hash == ""
+    assert second.prev_hash == chain_hash(first)
+    journal = open_journal(config)
+    try:
+        third = journal.confirm("r2", _sale, bonus_spent=0, bonus_balance=0)
+        assert third.prev_hash == chain_hash(second)
+        # What was committed (and will be uploaded) carries the links, not just the return value.
+        assert [s.prev_hash for s in journal.sales()] == ["", chain_hash(first), chain_hash(second)]
+        assert journal.verify_chain() == []
+    finally:
+        journal.close()
+
+
+def test_a_tampered_sale_breaks_the_chain_at_its_successor(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    journal = open_journal(config)
+    try:
+        for n in range(3):
+            journal.create_receipt(f"r{n}", "{}", T0)
+            journal.confirm(f"r{n}", _sale, bonus_spent=0, bonus_balance=0)
+        second = journal.sales()[1]
+        forged = replace(second, payments=(Payment("card", 250),))
+        journal.conn.execute("UPDATE sales SET payload = ? WHERE seq = 2", [encode_sale(forged)])
+        assert journal.verify_chain() == [3]
+    finally:
+        journal.close()
+
+
+def test_a_journal_written_before_the_chain_links_onto_its_last_sale(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    journal = open_journal(config)
+    try:
+        journal.create_receipt("r0", "{}", T0)
+        old = journal.confirm("r0", _sale, bonus_spent=0, bonus_balance=0)
+        journal.conn.execute("DELETE FROM meta WHERE key = 'chain_head'")
+        journal.create_receipt("r1", "{}", T0)
+        new = journal.confirm("r1", _sale, bonus_spent=0, bonus_balance=0)
+        assert new.prev_hash == chain_hash(old)
+    finally:
+        journal.close()

@@ -214,6 +214,26 @@ async def test_heartbeat_and_sales_make_the_register_visible_in_health(tmp_path:
     assert health["oldest_pending_at"] == "2024-05-17T09:30:00+00:00"
     assert health["center_lag_s"] == 45.0
     assert health["last_center_ok_at"] is None and health["master_version"] == 0
+    assert health["alerts"] == []
+
+
+async def test_health_alerts_when_sales_waited_longer_than_alert_unsynced_h(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    config = make_config(tmp_path, alert_unsynced_h=24)
+    async with running_node(config, run_jobs=False, clock=clock) as node:
+        await node.send(make_sale(1))
+        clock.advance(23.9 * 3600)
+        assert (await node.get_json("/health"))["alerts"] == []
+        clock.advance(0.2 * 3600)
+        health = await node.get_json("/health")
+        # Days without the Center: every sale is still held, none was pruned.
+        clock.advance(7 * 86400)
+        later = await node.get_json("/health")
+    (alert,) = health["alerts"]
+    assert alert.startswith("center_unsynced: 1 sales") and "24.1 h" in alert
+    assert later["pending_to_center"] == 1 and "192.1 h" in later["alerts"][0]
 
 
 @pytest.mark.parametrize(

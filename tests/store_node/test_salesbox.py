@@ -208,3 +208,21 @@ def test_master_cache_round_trip(box: SalesBox) -> None:
     cached = box.master()
     assert cached is not None
     assert (cached.version, cached.payload, cached.fetched_at) == (4, b"snapshot-4", T0)
+
+
+def test_deduplication_outlives_forwarding_and_a_week_long_outage(box: SalesBox) -> None:
+    week = [make_sale(n) for n in range(1, 6)]
+    box.accept(week, now=T0)
+    # Eight days without the Center: every sale is still held, oldest first.
+    later = T0 + timedelta(days=8)
+    assert [p.sale_id for p in box.pending(10)] == [s.sale_id for s in week]
+    box.settle([s.sale_id for s in week], [], now=later)
+    assert box.pending(10) == []
+    # A register that never saw the ack re-sends them, long after they were forwarded:
+    # still duplicates (nothing forwarded twice), and a changed payload is still refused.
+    again = box.accept(week, now=later + timedelta(days=30))
+    assert again.duplicates == tuple(s.sale_id for s in week) and again.accepted == ()
+    assert box.pending(10) == []
+    forged = dataclasses.replace(week[0], card_no="2770000099999")
+    assert [r.sale_id for r in box.accept([forged], now=later).rejected] == [week[0].sale_id]
+    assert box.counts()["sales"] == 5

@@ -129,3 +129,12 @@ def test_installed_example_config_loads() -> None:
     config = load_config(example)
     assert config.store.store_id
     assert config.center.url.startswith("http")
+
+
+def test_alert_unsynced_h_defaults_to_a_day_and_is_checked(tmp_path: Path) -> None:
+    assert load_config(_write(tmp_path, MINIMAL)).center.alert_unsynced_h == 24.0
+    good = load_config(_write(tmp_path, MINIMAL + "alert_unsynced_h = 2.5\n"))
+    assert good.center.alert_unsynced_h == 2.5
+    for bad in ("0", "721", '"soon"'):
+        with pytest.raises(ConfigError, match=r"center\.alert_unsynced_h"):
+            load_config(_write(tmp_path, MINIMAL + f"alert_unsynced_h = {bad}\n"))

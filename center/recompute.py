@@ -1,0 +1,150 @@
+"""Recompute an ingested sale with the register's engine and report every difference.
+
+Pure: the caller hands the stored sale, the promotion set of the version the sale names, and
+what the register knew of its products, store and card. Fraud and configuration drift both
+show up as differences (a discount the rules do not give, an accrual that is too large...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from loyalty_engine import (
+    EngineError,
+    PromotionSet,
+    Receipt,
+    ReceiptLine,
+    calculate,
+    load_promotion_set,
+)
+from sync_protocol import Sale
+
+__all__ = ["ProductInfo", "Recomputation", "promotion_set_at", "recompute_sale"]
+
+# The register prices a moment before it closes the sale; dates derived from "now" (activation,
+# expiry) may differ from ones derived from closed_at by that much.
+TIME_TOLERANCE = timedelta(seconds=5)
+
+
+@dataclass(frozen=True, slots=True)
+class ProductInfo:
+    """The product attributes promotions select on."""
+
+    department: str = ""
+    category: str = ""
+    brand: str = ""
+    type: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Recomputation:
+    """The outcome for one sale: ``differences`` is empty when the register was right."""
+
+    sale_id: str
+    promo_version: int
+    differences: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        """Whether the stored sale equals the recomputation."""
+        return not self.differences
+
+
+def promotion_set_at(
+    rows: Iterable[Mapping[str, Any]], settings: Mapping[str, str], version: int
+) -> PromotionSet:
+    """The promotion set as of master ``version`` from ``promotions`` rows (``doc``, ``version``).
+
+    Rows changed after ``version`` are left out: without a history table their earlier
+    content is unknown, so a sale priced with them is reported, not silently misjudged.
+    """
+    docs = [row["doc"] for row in rows if int(row["version"]) <= version]
+    return load_promotion_set(docs, version=version, settings=settings, strict=False)
+
+
+def _spent(sale: Sale) -> int:
+    return sum(m.amount for m in sale.loyalty if m.kind == "spend" and m.wallet == "bonus")
+
+
+def _near(a: datetime | None, b: datetime | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return abs(a - b) <= TIME_TOLERANCE
+
+
+def recompute_sale(
+    sale: Sale,
+    promotions: PromotionSet,
+    *,
+    products: Mapping[str, ProductInfo],
+    store_format: str = "",
+    segment: str = "",
+) -> Recomputation:
+    """Price ``sale`` again at its ``closed_at`` and list every difference, naming the field."""
+    diffs: list[str] = []
+    if promotions.version != sale.promo_version:
+        diffs.append(
+            f"promo_version: sale used {sale.promo_version}, recomputed with {promotions.version}"
+        )
+    spent = _spent(sale)
+    lines = tuple(
+        ReceiptLine(
+            line_no=line.line_no,
+            product_id=line.product_id,
+            qty_milli=line.qty_milli,
+            unit_price_minor=line.unit_price_minor,
+            amount_minor=line.amount_minor,
+            department=products.get(line.product_id, ProductInfo()).department,
+            category=products.get(line.product_id, ProductInfo()).category,
+            brand=products.get(line.product_id, ProductInfo()).brand,
+        )
+        for line in sale.lines
+    )
+    receipt = Receipt(
+        lines=lines,
+        now=sale.closed_at,
+        store_id=sale.store_id,
+        store_format=store_format,
+        card_no=sale.card_no,
+        segment=segment,
+        # The balance at sale time is not stored; what was spent must have been there.
+        bonus_balance=spent,
+    )
+    try:
+        calc = calculate(receipt, promotions, bonus_to_spend=spent)
+    except EngineError as exc:
+        return Recomputation(sale.sale_id, sale.promo_version, (*diffs, f"engine: {exc}"))
+    by_line = {r.line_no: r for r in calc.lines}
+    for line in sale.lines:
+        want = sorted((d.rule_id, d.amount_minor) for d in by_line[line.line_no].discounts)
+        got = sorted((d.rule_id, d.amount_minor) for d in line.discounts)
+        if want != got:
+            diffs.append(f"lines[{line.line_no}].discounts: sale {got}, recomputed {want}")
+    for name in ("subtotal_minor", "discount_minor", "total_minor"):
+        if getattr(sale, name) != getattr(calc, name):
+            diffs.append(f"{name}: sale {getattr(sale, name)}, recomputed {getattr(calc, name)}")
+    stored = sorted(
+        (m for m in sale.loyalty if m.kind == "accrue"), key=lambda m: (m.wallet, m.rule_id)
+    )
+    computed = sorted(
+        (a for a in calc.accruals if a.amount > 0), key=lambda a: (a.wallet, a.rule_id)
+    )
+    if [(m.wallet, m.rule_id, m.amount) for m in stored] != [
+        (a.wallet, a.rule_id, a.amount) for a in computed
+    ]:
+        diffs.append(
+            "loyalty.accrue: sale "
+            f"{[(m.wallet, m.rule_id, m.amount) for m in stored]}, recomputed "
+            f"{[(a.wallet, a.rule_id, a.amount) for a in computed]}"
+        )
+    else:
+        for m, a in zip(stored, computed, strict=True):
+            if not (_near(m.active_from, a.active_from) and _near(m.expires_at, a.expires_at)):
+                diffs.append(
+                    f"loyalty.accrue[{m.rule_id}]: dates {m.active_from}/{m.expires_at}, "
+                    f"recomputed {a.active_from}/{a.expires_at}"
+                )
+    return Recomputation(sale.sale_id, sale.promo_version, tuple(diffs))

@@ -1,0 +1,88 @@
+"""Goods selectors: which receipt lines a rule touches, and the index keys it is found by."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .fields import FieldReader
+from .model import ReceiptLine
+
+__all__ = ["ALL_GOODS", "GoodsSelector", "line_keys", "parse_goods"]
+
+# The receipt-line attributes a selector filters on, in the order index keys are listed.
+_FIELDS = ("products", "departments", "categories", "types", "brands")
+
+
+def line_keys(line: ReceiptLine) -> tuple[tuple[str, str], ...]:
+    """The index keys of one receipt line (a promotion is a candidate if it shares one)."""
+    return (
+        ("products", line.product_id),
+        ("departments", line.department),
+        ("categories", line.category),
+        ("types", line.type),
+        ("brands", line.brand),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class GoodsSelector:
+    """Lines matching ANY include-list (all if every one is empty), minus the exclusions."""
+
+    products: frozenset[str] = frozenset()
+    departments: frozenset[str] = frozenset()
+    categories: frozenset[str] = frozenset()
+    types: frozenset[str] = frozenset()
+    brands: frozenset[str] = frozenset()
+    exclude_products: frozenset[str] = frozenset()
+    exclude_departments: frozenset[str] = frozenset()
+    exclude_categories: frozenset[str] = frozenset()
+    exclude_types: frozenset[str] = frozenset()
+    exclude_brands: frozenset[str] = frozenset()
+
+    @property
+    def is_all(self) -> bool:
+        """Whether no include-list narrows the goods."""
+        return not (self.products or self.departments or self.categories or self.types) and not (
+            self.brands
+        )
+
+    def matches(self, line: ReceiptLine) -> bool:
+        """Whether ``line`` is among these goods."""
+        if (
+            line.product_id in self.exclude_products
+            or line.department in self.exclude_departments
+            or line.category in self.exclude_categories
+            or line.type in self.exclude_types
+            or line.brand in self.exclude_brands
+        ):
+            return False
+        if self.is_all:
+            return True
+        return (
+            line.product_id in self.products
+            or line.department in self.departments
+            or line.category in self.categories
+            or line.type in self.types
+            or line.brand in self.brands
+        )
+
+    def index_keys(self) -> tuple[tuple[str, str], ...] | None:
+        """Keys a line must share for this selector to match it; ``None``: any line may match."""
+        if self.is_all:
+            return None
+        return tuple(
+            (name, value) for name in _FIELDS for value in sorted(getattr(self, name)) if value
+        )
+
+
+ALL_GOODS = GoodsSelector()
+
+
+def parse_goods(reader: FieldReader, key: str = "goods") -> GoodsSelector:
+    """Read an optional goods selector object: include-lists and ``exclude_*`` lists."""
+    sub = reader.child(key)
+    if sub is None:
+        return ALL_GOODS
+    values = {name: frozenset(sub.str_list(name)) for name in _FIELDS}
+    excluded = {f"exclude_{name}": frozenset(sub.str_list(f"exclude_{name}")) for name in _FIELDS}
+    return GoodsSelector(**values, **excluded)

@@ -1,0 +1,174 @@
+"""Coupons: codes presented at the register (promo codes, paper or electronic, register-issued)
+giving a discount or extra bonuses, and rules issuing signed coupons for a later visit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from ..coupons import make_code, serial_for, verify_code
+from ..fields import FieldReader
+from ..goods import ALL_GOODS, GoodsSelector, parse_goods
+from ..model import Accrual, IssuedCoupon
+from ..money import allocate, percent_of
+from .base import Context, Kind, Outcome
+from .common import n, pct
+
+__all__ = ["COUPON", "ISSUE_COUPON", "Coupon", "IssueCoupon"]
+
+
+@dataclass(frozen=True, slots=True)
+class Coupon:
+    """A coupon accepted by listed ``codes`` or by a valid signature under ``signed_prefix``.
+
+    Reward: ``percent`` off the goods, ``amount_minor`` off the goods, or ``bonus_points``.
+    Single-use codes (``multi_use`` false) already in the customer's ``used_coupons`` are refused.
+    """
+
+    codes: frozenset[str] = frozenset()
+    signed_prefix: str = ""
+    multi_use: bool = False
+    goods: GoodsSelector = ALL_GOODS
+    percent: Decimal | None = None
+    amount_minor: int | None = None
+    bonus_points: int | None = None
+    wallet: str = "bonus"
+
+    def index_keys(self) -> tuple[tuple[str, str], ...] | None:
+        """Found by the codes presented, never by the goods."""
+        keys = [("code", code) for code in sorted(self.codes)]
+        if self.signed_prefix:
+            keys.append(("coupon_prefix", self.signed_prefix))
+        return tuple(keys)
+
+    def _accepted(self, ctx: Context) -> tuple[str | None, str]:
+        used = (
+            ctx.receipt.customer.used_coupons if ctx.receipt.customer is not None else frozenset()
+        )
+        why = "no coupon for this rule presented"
+        for raw in sorted(ctx.receipt.coupon_codes):
+            code = raw.strip().upper()
+            if code in self.codes:
+                pass
+            elif self.signed_prefix and code.startswith(self.signed_prefix + "-"):
+                if verify_code(ctx.coupon_key, code) != self.signed_prefix:
+                    why = f"coupon {code} fails its check digit or signature"
+                    continue
+            else:
+                continue
+            if not self.multi_use and code in used:
+                why = f"single-use coupon {code} already used"
+                continue
+            return code, ""
+        return None, why
+
+    def apply(self, promotion_id: str, ctx: Context) -> Outcome:
+        """Give the coupon's reward and consume the code."""
+        code, why = self._accepted(ctx)
+        if code is None:
+            return Outcome.skip(why)
+        if self.bonus_points is not None:
+            if not ctx.receipt.card_no:
+                return Outcome.skip("no card presented to credit the coupon's bonus")
+            accrual = Accrual(self.wallet, self.bonus_points, promotion_id)
+            detail = f"coupon {code}: {n(self.bonus_points)} to {self.wallet}"
+            return Outcome(
+                True,
+                detail,
+                self.bonus_points,
+                (),
+                accrual,
+                {"wallet": self.wallet},
+                consumed=(code,),
+            )
+        lines = ctx.receipt.lines
+        weights = [
+            ctx.remaining[i] if self.goods.matches(line) else 0 for i, line in enumerate(lines)
+        ]
+        base = sum(weights)
+        if base <= 0:
+            return Outcome.skip(f"coupon {code}: no goods it applies to")
+        if self.percent is not None:
+            amount = percent_of(base, self.percent)
+            what = f"{pct(self.percent)} % of {n(base)}"
+        else:
+            amount = min(base, self.amount_minor or 0)
+            what = f"{n(self.amount_minor or 0)} off {n(base)}"
+        if amount <= 0:
+            return Outcome.skip(f"coupon {code}: {what} rounds to 0")
+        shares = allocate(amount, weights)
+        values = {"percent": pct(self.percent)} if self.percent is not None else {}
+        return Outcome(
+            True,
+            f"coupon {code}: {what} = {n(amount)}",
+            amount,
+            tuple(shares),
+            None,
+            values,
+            consumed=(code,),
+        )
+
+
+def _parse_coupon(reader: FieldReader) -> Coupon:
+    codes = frozenset(code.upper() for code in reader.str_list("codes"))
+    prefix = reader.str_("signed_prefix", "").upper() if reader.has("signed_prefix") else ""
+    if not codes and not prefix:
+        reader.problem("codes", "expected codes or signed_prefix, got neither")
+    given = [k for k in ("percent", "amount_minor", "bonus_points") if reader.has(k)]
+    if len(given) != 1:
+        reader.problem(
+            "percent", f"expected exactly one of percent, amount_minor, bonus_points, got {given}"
+        )
+    percent = (
+        reader.decimal("percent", low=Decimal(0), high=Decimal(100)) if "percent" in given else None
+    )
+    return Coupon(
+        codes=codes,
+        signed_prefix=prefix,
+        multi_use=reader.bool_("multi_use", False),
+        goods=parse_goods(reader),
+        percent=percent,
+        amount_minor=reader.int_("amount_minor", None, min_value=1),
+        bonus_points=reader.int_("bonus_points", None, min_value=1),
+        wallet=reader.str_("wallet", "bonus"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class IssueCoupon:
+    """Issue one signed coupon under ``prefix`` when the total reaches ``min_total_minor``."""
+
+    prefix: str
+    min_total_minor: int = 0
+    valid_days: int | None = None
+
+    def apply(self, promotion_id: str, ctx: Context) -> Outcome:
+        """Make the code from the receipt's identity (the same sale always gets the same code)."""
+        if not ctx.coupon_key:
+            return Outcome.skip("no coupon_key in the settings to sign coupons with")
+        if ctx.total_minor < self.min_total_minor:
+            return Outcome.skip(f"total {n(ctx.total_minor)} below {n(self.min_total_minor)}")
+        receipt = ctx.receipt
+        serial = serial_for(
+            receipt.store_id, receipt.receipt_id, promotion_id, ctx.now_utc.isoformat()
+        )
+        code = make_code(ctx.coupon_key, self.prefix, serial)
+        until = ctx.now_utc + timedelta(days=self.valid_days) if self.valid_days else None
+        issued = IssuedCoupon(code, promotion_id, until)
+        return Outcome(True, f"issued coupon {code}", 0, (), None, {}, issued=(issued,))
+
+
+def _parse_issue(reader: FieldReader) -> IssueCoupon:
+    prefix = reader.str_("prefix").upper()
+    if "-" in prefix:
+        reader.problem("prefix", f"expected no '-', got {prefix!r}")
+    return IssueCoupon(
+        prefix,
+        reader.int_("min_total_minor", 0, min_value=0) or 0,
+        reader.int_("valid_days", None, min_value=1, max_value=3660),
+    )
+
+
+COUPON = Kind("coupon", "discount", _parse_coupon)
+ISSUE_COUPON = Kind("issue_coupon", "accrual", _parse_issue)

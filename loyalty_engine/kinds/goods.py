@@ -1,0 +1,476 @@
+"""Rewards on goods: percent / amount / fixed price, ladders, buy X get Y, sets, personal
+offers, compliment redemption, and price floors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from ..fields import FieldReader
+from ..goods import GoodsSelector, parse_goods
+from ..model import ReceiptLine
+from ..money import allocate, amount_for_quantity, percent_of
+from .base import Context, Kind, Outcome
+from .common import n, pct, units
+
+__all__ = [
+    "BUY_GET",
+    "COMPLIMENT_REDEEM",
+    "GOODS_DISCOUNT",
+    "LADDER",
+    "PERSONAL_OFFERS",
+    "PRICE_FLOOR",
+    "SET_PRICE",
+    "WALLET_EXCHANGE",
+    "BuyGet",
+    "ComplimentRedeem",
+    "GoodsDiscount",
+    "Ladder",
+    "PersonalOffers",
+    "PriceFloor",
+    "SetPrice",
+    "WalletExchange",
+]
+
+_HUNDRED = Decimal(100)
+
+
+def _matching(ctx: Context, goods: GoodsSelector) -> list[int]:
+    return ctx.lines_of(goods)
+
+
+def _all_lines(ctx: Context, goods: GoodsSelector) -> list[int]:
+    return [i for i, line in enumerate(ctx.receipt.lines) if goods.matches(line)]
+
+
+def _outcome(detail: str, shares: list[int], values: dict[str, str] | None = None) -> Outcome:
+    amount = sum(shares)
+    if amount <= 0:
+        return Outcome.skip(f"{detail}: nothing to discount")
+    return Outcome(True, f"{detail} = {n(amount)}", amount, tuple(shares), None, values or {})
+
+
+@dataclass(frozen=True, slots=True)
+class GoodsDiscount:
+    """``percent`` off, ``amount_off_minor`` off per unit, or a ``fixed_price_minor`` per unit."""
+
+    goods: GoodsSelector
+    percent: Decimal | None = None
+    amount_off_minor: int | None = None
+    fixed_price_minor: int | None = None
+    min_qty_milli: int = 0
+
+    def index_keys(self) -> tuple[tuple[str, str], ...] | None:
+        """Index keys of the goods."""
+        return self.goods.index_keys()
+
+    def apply(self, promotion_id: str, ctx: Context) -> Outcome:
+        """Discount every matching line."""
+        hits = _matching(ctx, self.goods)
+        if not hits:
+            return Outcome.skip("no matching goods")
+        qty = sum(ctx.receipt.lines[i].qty_milli for i in hits)
+        if qty < self.min_qty_milli:
+            return Outcome.skip(f"quantity {n(qty)} below {n(self.min_qty_milli)} milli-units")
+        shares = [0] * len(ctx.remaining)
+        for i in hits:
+            line, base = ctx.receipt.lines[i], ctx.remaining[i]
+            if self.percent is not None:
+                shares[i] = percent_of(base, self.percent)
+            elif self.amount_off_minor is not None:
+                shares[i] = min(base, amount_for_quantity(line.qty_milli, self.amount_off_minor))
+            elif self.fixed_price_minor is not None:
+                shares[i] = max(
+                    0, base - amount_for_quantity(line.qty_milli, self.fixed_price_minor)
+                )
+        if self.percent is not None:
+            what = f"{pct(self.percent)} % off {len(hits)} line(s)"
+        elif self.amount_off_minor is not None:
+            what = f"{n(self.amount_off_minor)} off per unit on {len(hits)} line(s)"
+        else:
+            what = f"price {n(self.fixed_price_minor or 0)} per unit on {len(hits)} line(s)"
+        values = {"percent": pct(self.percent)} if self.percent is not None else {}
+        return _outcome(what, shares, values)
+
+
+def _parse_goods_discount(reader: FieldReader) -> GoodsDiscount:
+    goods = parse_goods(reader)
+    given = [k for k in ("percent", "amount_off_minor", "fixed_price_minor") if reader.has(k)]
+    if len(given) != 1:
+        reader.problem(
+            "percent",
+            f"expected exactly one of percent, amount_off_minor, fixed_price_minor, got {given}",
+        )
+    percent = (
+        reader.decimal("percent", low=Decimal(0), high=_HUNDRED) if "percent" in given else None
+    )
+    return GoodsDiscount(
+        goods=goods,
+        percent=percent,
+        amount_off_minor=reader.int_("amount_off_minor", None, min_value=0),
+        fixed_price_minor=reader.int_("fixed_price_minor", None, min_value=0),
+        min_qty_milli=reader.int_("min_qty_milli", 0, min_value=0) or 0,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Ladder:
+    """The k-th whole unit of the same product gets ``steps[k-1]`` % off (last step repeats)."""
+
+    goods: GoodsSelector
+    steps: tuple[Decimal, ...]
+    repeat_last: bool = True
+
+    def index_keys(self) -> tuple[tuple[str, str], ...] | None:
+        """Index keys of the goods."""
+        return self.goods.index_keys()
+
+    def apply(self, promotion_id: str, ctx: Context) -> Outcome:
+        """Walk the units of each product in receipt order, each getting its step."""
+        lines = ctx.receipt.lines
+        by_product: dict[str, list[int]] = {}
+        for i in _matching(ctx, self.goods):
+            by_product.setdefault(lines[i].product_id, []).append(i)
+        shares = [0] * len(ctx.remaining)
+        for indexes in by_product.values():
+            for k, (price, i) in enumerate(units(lines, indexes)):
+                if k >= len(self.steps) and not self.repeat_last:
+                    break
+                shares[i] += percent_of(price, self.steps[min(k, len(self.steps) - 1)])
+        steps = "/".join(pct(s) for s in self.steps)
+        return _outcome(f"ladder {steps} % on {len(by_product)} product(s)", shares)
+
+
+def _parse_ladder(reader: FieldReader) -> Ladder:
+    goods = parse_goods(reader)
+    raw = reader.list_("steps")
+    if reader.has("steps") and not raw:
+        reader.problem("steps", "expected at least one percent, got []")
+    steps = []
+    for i, value in enumerate(raw):
+        sub = reader.child(f"steps[{i}]", {"percent": value})
+        if sub is not None:
+            steps.append(sub.decimal("percent", low=Decimal(0), high=_HUNDRED))
+    return Ladder(goods, tuple(steps) or (Decimal(0),), reader.bool_("repeat_last", True))
+
+
+@dataclass(frozen=True, slots=True)
+class BuyGet:
+    """Buy ``buy`` get ``get`` at ``percent`` % off (100: free), cheapest units, repeated."""
+
+    goods: GoodsSelector
+    buy: int
+    get: int
+    percent: Decimal = _HUNDRED
+    per_product: bool = False
+
+    def index_keys(self) -> tuple[tuple[str, str], ...] | None:
+        """Index keys of the goods."""
+        return self.goods.index_keys()
+
+    def apply(self, promotion_id: str, ctx: Context) -> Outcome:
+        """The cheapest ``fires * get`` units are rewarded, ``fires = units // (buy + get)``."""
+        lines = ctx.receipt.lines
+        groups: dict[str, list[int]] = {}
+        for i in _matching(ctx, self.goods):
+            groups.setdefault(lines[i].product_id if self.per_product else "", []).append(i)
+        shares = [0] * len(ctx.remaining)
+        fires = 0
+        for indexes in groups.values():
+            pool = sorted(units(lines, indexes), key=lambda u: (-u[0], u[1]))
+            times = len(pool) // (self.buy + self.get)
+            fires += times
+            for price, i in pool[len(pool) - times * self.get :] if times else ():
+                shares[i] += percent_of(price, self.percent)
+        if not fires:
+            return Outcome.skip(f"fewer than {self.buy + self.get} matching units")
+        return _outcome(
+            f"buy {self.buy} get {self.get} at {pct(self.percent)} % off, {fires} time(s)", shares
+        )
+
+
+def _parse_buy_get(reader: FieldReader) -> BuyGet:
+    return BuyGet(
+        goods=parse_goods(reader),
+        buy=reader.int_("buy", min_value=1, max_value=1000) or 1,
+        get=reader.int_("get", 1, min_value=1, max_value=1000) or 1,
+        percent=reader.decimal("percent", low=Decimal(0), high=_HUNDRED, default=_HUNDRED),
+        per_product=reader.bool_("per_product", False),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SetPrice:
+    """Mix and match: ``qty`` units of each component together cost ``price_minor``."""
+
+    components: tuple[tuple[GoodsSelector, int], ...]
+    price_minor: int
+
+    def index_keys(self) -> tuple[tuple[str, str], ...] | None:
+        """The first component's keys: without one of its goods no set can be made."""
+        return self.components[0][0].index_keys()
+
+    def apply(self, promotion_id: str, ctx: Context) -> Outcome:
+        """Build sets from the dearest units while every component can be filled."""
+        lines = ctx.receipt.lines
+        pools: list[list[tuple[int, int, int]]] = []
+        for goods, _ in self.components:
+            pool = [
+                (lines[i].unit_price_minor, i, u)
+                for i in _all_lines(ctx, goods)
+                for u in range(lines[i].qty_milli // 1000)
+            ]
+            pool.sort(key=lambda unit: (-unit[0], unit[1], unit[2]))
+            pools.append(pool)
+        # A unit is (line index, unit number) and goes into one set only.
+        claimed: set[tuple[int, int]] = set()
+        chosen: list[tuple[int, int]] = []
+        sets = 0
+        while True:
+            picked: list[tuple[int, int, int]] = []
+            taken: set[tuple[int, int]] = set()
+            for c, (_, qty) in enumerate(self.components):
+                free = [
+                    u for u in pools[c] if (u[1], u[2]) not in claimed and (u[1], u[2]) not in taken
+                ]
+                if len(free) < qty:
+                    break
+                for unit in free[:qty]:
+                    taken.add((unit[1], unit[2]))
+                    picked.append(unit)
+            else:
+                if sum(unit[0] for unit in picked) > self.price_minor:
+                    claimed |= taken
+                    chosen.extend((unit[0], unit[1]) for unit in picked)
+                    sets += 1
+                    continue
+            break
+        if not sets:
+            return Outcome.skip("the basket does not complete a set cheaper than its price")
+        regular = sum(price for price, _ in chosen)
+        discount = regular - sets * self.price_minor
+        weights = [0] * len(ctx.remaining)
+        for price, i in chosen:
+            weights[i] += price
+        shares = allocate(discount, weights)
+        return _outcome(f"{sets} set(s) at {n(self.price_minor)} instead of {n(regular)}", shares)
+
+
+def _parse_set_price(reader: FieldReader) -> SetPrice:
+    components: list[tuple[GoodsSelector, int]] = []
+    raw = reader.list_("components")
+    if reader.has("components") and not raw:
+        reader.problem("components", "expected at least one component, got []")
+    for i, item in enumerate(raw):
+        sub = reader.child(f"components[{i}]", item)
+        if sub is None:
+            continue
+        goods = parse_goods(sub)
+        if goods.is_all:
+            sub.problem("goods", "expected a selector narrowing the goods, got none")
+        components.append((goods, sub.int_("qty", 1, min_value=1, max_value=100) or 1))
+    price = reader.int_("price_minor", min_value=0) or 0
+    return SetPrice(tuple(components) or ((GoodsSelector(products=frozenset({""})), 1),), price)
+
+
+@dataclass(frozen=True, slots=True)
+class PersonalOffers:
+    """The customer's personal offers (from the Center's models), each capped at ``max_percent``."""
+
+    goods: GoodsSelector
+    max_percent: Decimal = _HUNDRED
+
+    def apply(self, promotion_id: str, ctx: Context) -> Outcome:
+        """Each line gets the best personal offer listing its product."""
+        customer = ctx.receipt.customer
+        if customer is None or not customer.personal_offers:
+            return Outcome.skip("no personal offers for this customer")
+        best: dict[str, Decimal] = {}
+        for offer in customer.personal_offers:
+            for product_id in offer.product_ids:
+                best[product_id] = max(best.get(product_id, Decimal(0)), offer.percent)
+        shares = [0] * len(ctx.remaining)
+        for i, line in enumerate(ctx.receipt.lines):
+            rate = best.get(line.product_id)
+            if rate is not None and self.goods.matches(line):
+                shares[i] = percent_of(ctx.remaining[i], min(rate, self.max_percent))
+        return _outcome(f"personal offers on {sum(1 for s in shares if s)} line(s)", shares)
+
+
+def _parse_personal(reader: FieldReader) -> PersonalOffers:
+    return PersonalOffers(
+        parse_goods(reader),
+        reader.decimal("max_percent", low=Decimal(0), high=_HUNDRED, default=_HUNDRED),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PriceFloor:
+    """No unit below ``min_unit_price_minor`` nor more than ``max_discount_percent`` off."""
+
+    goods: GoodsSelector
+    min_unit_price_minor: int = 0
+    max_discount_percent: Decimal | None = None
+
+    def index_keys(self) -> tuple[tuple[str, str], ...] | None:
+        """Index keys of the goods."""
+        return self.goods.index_keys()
+
+    def floor_for(self, line: ReceiptLine) -> int:
+        """The lowest amount ``line`` may be discounted to under this floor (0: no floor)."""
+        if not self.goods.matches(line):
+            return 0
+        floor = min(
+            line.amount_minor, amount_for_quantity(line.qty_milli, self.min_unit_price_minor)
+        )
+        if self.max_discount_percent is not None:
+            floor = max(
+                floor, line.amount_minor - percent_of(line.amount_minor, self.max_discount_percent)
+            )
+        return floor
+
+    def apply(self, promotion_id: str, ctx: Context) -> Outcome:
+        """Floors act through the engine's clamp, never as a reward."""
+        return Outcome.skip("price floor (applied to every discount)")
+
+
+def _parse_floor(reader: FieldReader) -> PriceFloor:
+    max_pct = None
+    if reader.has("max_discount_percent"):
+        max_pct = reader.decimal("max_discount_percent", low=Decimal(0), high=_HUNDRED)
+    return PriceFloor(
+        parse_goods(reader), reader.int_("min_unit_price_minor", 0, min_value=0) or 0, max_pct
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ComplimentRedeem:
+    """Each compliment spent makes one unit cost its floor, within per-product caps."""
+
+    goods: GoodsSelector
+    wallet: str = "compliment"
+    default_cap: int = 1
+    product_caps: tuple[tuple[str, int], ...] = ()
+    min_unit_price_minor: int = 0
+    max_discount_percent: Decimal = _HUNDRED
+
+    def index_keys(self) -> tuple[tuple[str, str], ...] | None:
+        """Index keys of the goods."""
+        return self.goods.index_keys()
+
+    def apply(self, promotion_id: str, ctx: Context) -> Outcome:
+        """Spend the requested compliments on matching units, dearest saving first."""
+        wanted = ctx.spend.get(self.wallet, 0)
+        if wanted <= 0:
+            return Outcome.skip(f"no {self.wallet} to spend")
+        caps = dict(self.product_caps)
+        lines = ctx.receipt.lines
+        candidates: list[tuple[int, int]] = []
+        for i in _matching(ctx, self.goods):
+            line = lines[i]
+            unit_floor = max(
+                self.min_unit_price_minor,
+                line.unit_price_minor
+                - percent_of(line.unit_price_minor, self.max_discount_percent),
+                line.cost_minor or 0,
+            )
+            saving = max(0, line.unit_price_minor - unit_floor)
+            if saving:
+                candidates.extend((saving, i) for _ in range(line.qty_milli // 1000))
+        candidates.sort(key=lambda c: (-c[0], c[1]))
+        used_per_product: dict[str, int] = {}
+        shares = [0] * len(ctx.remaining)
+        used = 0
+        for saving, i in candidates:
+            if used == wanted:
+                break
+            product_id = lines[i].product_id
+            if used_per_product.get(product_id, 0) >= caps.get(product_id, self.default_cap):
+                continue
+            used_per_product[product_id] = used_per_product.get(product_id, 0) + 1
+            shares[i] += saving
+            used += 1
+        if not used:
+            return Outcome.skip(f"no goods to spend {self.wallet} on")
+        out = _outcome(f"{used} {self.wallet}(s) spent", shares, {"wallet": self.wallet})
+        return Outcome(
+            out.applied,
+            out.detail,
+            out.amount,
+            out.line_discounts,
+            None,
+            out.values,
+            spent=((self.wallet, used),),
+        )
+
+
+def _parse_compliment_redeem(reader: FieldReader) -> ComplimentRedeem:
+    caps: list[tuple[str, int]] = []
+    sub = reader.child("product_caps")
+    if sub is not None:
+        for name in sorted(sub.doc):
+            caps.append((name, sub.int_(name, min_value=0, max_value=1000) or 0))
+    return ComplimentRedeem(
+        goods=parse_goods(reader),
+        wallet=reader.str_("wallet", "compliment"),
+        default_cap=reader.int_("default_cap", 1, min_value=0, max_value=1000) or 0,
+        product_caps=tuple(caps),
+        min_unit_price_minor=reader.int_("min_unit_price_minor", 0, min_value=0) or 0,
+        max_discount_percent=reader.decimal(
+            "max_discount_percent", low=Decimal(0), high=_HUNDRED, default=_HUNDRED
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class WalletExchange:
+    """Exchange rule: each unit of ``wallet`` spent takes ``value_minor`` off these goods."""
+
+    goods: GoodsSelector
+    wallet: str
+    value_minor: int
+
+    def index_keys(self) -> tuple[tuple[str, str], ...] | None:
+        """Index keys of the goods."""
+        return self.goods.index_keys()
+
+    def apply(self, promotion_id: str, ctx: Context) -> Outcome:
+        """Spend whole units only, as many as the goods left can absorb."""
+        wanted = ctx.spend.get(self.wallet, 0)
+        if wanted <= 0:
+            return Outcome.skip(f"no {self.wallet} to spend")
+        weights = [0] * len(ctx.remaining)
+        for i in _matching(ctx, self.goods):
+            weights[i] = ctx.remaining[i]
+        used = min(wanted, sum(weights) // self.value_minor)
+        if used <= 0:
+            return Outcome.skip(f"goods left {n(sum(weights))} below one {self.wallet} unit")
+        shares = allocate(used * self.value_minor, weights)
+        out = _outcome(f"{used} {self.wallet} x {n(self.value_minor)}", shares)
+        return Outcome(
+            out.applied,
+            out.detail,
+            out.amount,
+            out.line_discounts,
+            None,
+            {"wallet": self.wallet},
+            spent=((self.wallet, used),),
+        )
+
+
+def _parse_exchange(reader: FieldReader) -> WalletExchange:
+    return WalletExchange(
+        parse_goods(reader),
+        reader.str_("wallet"),
+        reader.int_("value_minor", min_value=1) or 1,
+    )
+
+
+WALLET_EXCHANGE = Kind("wallet_exchange", "discount", _parse_exchange)
+GOODS_DISCOUNT = Kind("goods_discount", "discount", _parse_goods_discount)
+LADDER = Kind("ladder", "discount", _parse_ladder)
+BUY_GET = Kind("buy_get", "discount", _parse_buy_get)
+SET_PRICE = Kind("set_price", "discount", _parse_set_price)
+PERSONAL_OFFERS = Kind("personal_offers", "discount", _parse_personal)
+COMPLIMENT_REDEEM = Kind("compliment_redeem", "discount", _parse_compliment_redeem)
+PRICE_FLOOR = Kind("price_floor", "floor", _parse_floor)

@@ -1,0 +1,114 @@
+"""The Center recomputes a sale with the register's engine and flags every difference."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from center.recompute import ProductInfo, promotion_set_at, recompute_sale
+from loyalty_engine import (
+    Receipt,
+    ReceiptLine,
+    calculate,
+    default_promotions,
+    default_settings,
+    load_promotion_set,
+)
+from sync_protocol import LineDiscount, LoyaltyMovement, Payment, Sale, SaleLine
+
+NOW = datetime(2024, 3, 1, 18, 0, tzinfo=UTC)
+PRODUCTS = {"P1": ProductInfo(department="GROCERY"), "P2": ProductInfo(department="DELI")}
+PROMOTIONS = load_promotion_set(default_promotions(), version=4, settings=default_settings())
+
+
+def register_sale(amounts: tuple[int, ...], spend: int = 0, *, priced_at: datetime = NOW) -> Sale:
+    """A sale as the register makes it: priced by the engine a moment before closing."""
+    lines = tuple(
+        ReceiptLine(i + 1, f"P{i + 1}", 1000, a, a, department=PRODUCTS[f"P{i + 1}"].department)
+        for i, a in enumerate(amounts)
+    )
+    receipt = Receipt(lines, priced_at, "367", "", "C1", "", bonus_balance=10_000)
+    calc = calculate(receipt, PROMOTIONS, bonus_to_spend=spend)
+    loyalty = [
+        LoyaltyMovement(a.wallet, "accrue", a.amount, a.rule_id, a.active_from, a.expires_at)
+        for a in calc.accruals
+    ]
+    if spend:
+        loyalty.append(LoyaltyMovement("bonus", "spend", spend))
+    return Sale(
+        sale_id="s1",
+        store_id="367",
+        register_id="367-1",
+        seq=1,
+        opened_at=NOW - timedelta(minutes=2),
+        closed_at=NOW,
+        card_no="C1",
+        lines=tuple(
+            SaleLine(
+                r.line_no,
+                r.product_id,
+                1000,
+                r.amount_minor,
+                r.amount_minor,
+                tuple(LineDiscount(d.rule_id, d.amount_minor) for d in r.discounts),
+            )
+            for r in calc.lines
+        ),
+        payments=(Payment("cash", calc.to_pay_minor),),
+        loyalty=tuple(loyalty),
+        subtotal_minor=calc.subtotal_minor,
+        discount_minor=calc.discount_minor,
+        total_minor=calc.total_minor,
+        promo_version=calc.promo_version,
+    )
+
+
+def test_an_honest_sale_has_no_difference() -> None:
+    # Priced a fraction of a second before closing, as the register does.
+    sale = register_sale((6000, 5000), spend=300, priced_at=NOW - timedelta(milliseconds=300))
+    result = recompute_sale(sale, PROMOTIONS, products=PRODUCTS)
+    assert result.ok, result.differences
+    assert sale.discount_minor == 1100  # 10 % of 11 000: the sale really had promotions
+
+
+def test_a_tampered_discount_and_accrual_are_flagged() -> None:
+    sale = register_sale((6000, 5000))
+    line = sale.lines[0]
+    forged = replace(
+        sale,
+        lines=(replace(line, discounts=(LineDiscount("threshold-5-10", 900),)), *sale.lines[1:]),
+        discount_minor=sale.discount_minor + 300,
+        total_minor=sale.total_minor - 300,
+        loyalty=(replace(sale.loyalty[0], amount=sale.loyalty[0].amount * 10),),
+    )
+    result = recompute_sale(forged, PROMOTIONS, products=PRODUCTS)
+    text = "\n".join(result.differences)
+    assert "lines[1].discounts: sale [('threshold-5-10', 900)], recomputed" in text
+    assert "discount_minor: sale 1400, recomputed 1100" in text
+    assert "loyalty.accrue: sale [('bonus', 'base-accrual-3', 2970)]" in text
+
+
+def test_configuration_drift_and_version_are_reported() -> None:
+    sale = register_sale((6000, 5000))
+    drifted = load_promotion_set(
+        [
+            {**d, "steps": [{"min_total_minor": 0, "percent": "20"}]}
+            if d["kind"] == "threshold_discount"
+            else d
+            for d in default_promotions()
+        ],
+        version=5,
+        settings=default_settings(),
+    )
+    result = recompute_sale(sale, drifted, products=PRODUCTS)
+    assert result.differences[0] == "promo_version: sale used 4, recomputed with 5"
+    assert any(
+        d.startswith("discount_minor: sale 1100, recomputed 2200") for d in result.differences
+    )
+
+
+def test_promotion_set_at_a_version_leaves_out_later_rows() -> None:
+    rows = [{"doc": d, "version": v} for d, v in zip(default_promotions(), (1, 3, 9), strict=True)]
+    at_four = promotion_set_at(rows, default_settings(), 4)
+    assert [p.promotion_id for p in at_four.promotions] == ["threshold-5-10", "base-accrual-3"]
+    assert at_four.version == 4

@@ -1,0 +1,119 @@
+"""What the register prints, in Russian and English: loyalty section, pending bonuses, coupons."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from pos_agent.slips import (
+    Coupon,
+    coupon_slip,
+    display_item,
+    display_total,
+    loyalty_summary,
+    money,
+    receipt_slip,
+)
+from printers import Barcode, Line, QRCode, layout, render_slip
+from sync_protocol import LineDiscount, LoyaltyMovement, Payment, Sale, SaleLine
+from tests.printers.escpos_decoder import decode
+
+CLOSED = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+LATER = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def _sale(card_no: str | None = "7001", loyalty: tuple[LoyaltyMovement, ...] = ()) -> Sale:
+    return Sale(
+        sale_id="s-1",
+        store_id="367",
+        register_id="367-1",
+        seq=42,
+        opened_at=CLOSED,
+        closed_at=CLOSED,
+        card_no=card_no,
+        lines=(
+            SaleLine(1, "milk", 1000, 8990, 8990, (LineDiscount("milk-10", 899),)),
+            SaleLine(2, "bananas", 1250, 12900, 16125, weighed=True),
+        ),
+        payments=(Payment("cash", 24216),),
+        loyalty=loyalty,
+        subtotal_minor=25115,
+        discount_minor=899,
+        total_minor=24216,
+        promo_version=3,
+        messages=("Скидка 10% на молоко",),
+    )
+
+
+MOVES = (
+    LoyaltyMovement("bonus", "accrue", 3500, "acc-1", None, None),
+    LoyaltyMovement("bonus", "accrue", 1500, "acc-later", LATER, None),
+    LoyaltyMovement("bonus", "spend", 1000, "", None, None),
+)
+
+
+def _text(slip_lines: tuple[object, ...]) -> list[str]:
+    return [item.text for item in slip_lines if isinstance(item, Line)]
+
+
+def test_loyalty_summary_separates_pending_accruals() -> None:
+    summary = loyalty_summary(_sale(loyalty=MOVES), balance_before=12000)
+
+    assert summary is not None
+    assert (summary.accrued, summary.spent, summary.pending) == (3500, 1000, ((1500, LATER),))
+    assert summary.balance_after == 12000 - 1000 + 3500
+    assert loyalty_summary(_sale(card_no=None), 0) is None
+
+
+@pytest.mark.parametrize("columns", [32, 42, 48])
+def test_russian_receipt(columns: int) -> None:
+    sale = _sale(loyalty=MOVES)
+    lines = _text(layout(receipt_slip(sale, loyalty=loyalty_summary(sale, 12000)), columns))
+
+    assert all(len(line) <= columns for line in lines)
+    assert any(line.startswith("Баланс до") and line.endswith("120.00") for line in lines)
+    assert any(line.startswith("Баланс после") and line.endswith("145.00") for line in lines)
+    assert any(line.startswith("Ожидает с 01.12.2026") and line.endswith("15.00") for line in lines)
+    assert any(line.startswith("  Скидка milk-10") and line.endswith("-8.99") for line in lines)
+    assert any(line.startswith("  1.250 x 129.00") and line.endswith("161.25") for line in lines)
+    assert "Начислено 50.00 бонусов" in lines
+    assert "Скидка 10% на молоко" in lines
+
+
+def test_english_receipt_prints_through_cp866_too() -> None:
+    sale = _sale(loyalty=MOVES)
+    slip = receipt_slip(sale, loyalty=loyalty_summary(sale, 12000), language="en")
+
+    lines = decode(render_slip(slip, columns=48)).text_lines()
+    assert any(line.startswith("Balance after") and line.endswith("145.00") for line in lines)
+    assert any(line.startswith("Pending from 01.12.2026") for line in lines)
+    assert "You earned 50.00 bonuses" in lines
+
+
+def test_a_sale_without_a_card_has_no_loyalty_section() -> None:
+    lines = _text(layout(receipt_slip(_sale(card_no=None)), 42))
+
+    assert not any("лояльности" in line for line in lines)
+
+
+def test_coupon_barcodes_follow_the_code() -> None:
+    digits = coupon_slip(Coupon("460700177100", "next-visit-15", LATER))
+    text = coupon_slip(Coupon("CPN-7F3A", "next-visit-15"), language="en")
+
+    assert Barcode("460700177100", "EAN13") in digits.blocks
+    assert Barcode("CPN-7F3A", "CODE128") in text.blocks
+    assert QRCode("CPN-7F3A") in text.blocks
+    lines = _text(layout(digits, 32))
+    assert any(line.startswith("Действует до") and line.endswith("01.12.2026") for line in lines)
+    assert "COUPON" in " ".join(_text(layout(text, 32)))
+
+
+def test_display_frames_fit_twenty_columns() -> None:
+    assert display_item("milk", 1000, 8990, 8990) == ("milk", "89.90".rjust(20))
+    line1, line2 = display_item("bananas-yellow-ecuador-premium", 1250, 12900, 16125)
+    assert line1 == "bananas-yellow-ecuad"
+    assert line2 == "1.250x129.00" + "161.25".rjust(8)
+    assert display_total(24216) == ("ИТОГО", "242.16".rjust(20))
+    assert display_total(24216, "en")[0] == "TOTAL"
+    assert money(-5) == "-0.05"
