@@ -129,19 +129,25 @@ def serve(config: Config) -> int:
 
 
 class _ProgressLine:
-    """A counter/percentage line per stage on stderr."""
+    """A counter/percentage line per stage on stderr.
+
+    On a terminal it redraws one line per percent; in a log (no TTY) it writes a line per
+    25 % so that CI and journald keep the progress without thousands of lines.
+    """
 
     def __init__(self) -> None:
         self._last: tuple[str, int] | None = None
         self._started = time.monotonic()
+        self._tty = sys.stderr.isatty()
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         percent = 100 if total == 0 else done * 100 // total
-        if self._last == (stage, percent):
+        step = percent if self._tty else percent // 25 * 25
+        if self._last == (stage, step):
             return
-        self._last = (stage, percent)
+        self._last = (stage, step)
         elapsed = time.monotonic() - self._started
-        end = "\n" if done >= total else "\r"
+        end = "\n" if done >= total or not self._tty else "\r"
         print(f"[{elapsed:6.1f}s] {stage}: {done}/{total} ({percent}%)", end=end, file=sys.stderr)
         sys.stderr.flush()
 

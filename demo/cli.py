@@ -9,7 +9,9 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -161,8 +163,27 @@ class Chaos(threading.Thread):
             self.error = exc
 
 
+def recompute(cluster: Cluster, since: datetime) -> list[Any]:
+    """The Center re-prices every stored sale with the same engine; returns the differing ones."""
+    days = (since.date().isoformat(), datetime.now(UTC).date().isoformat())
+    report = cluster.run_tool_json(
+        "loyalty-center",
+        "recompute",
+        "--config",
+        str(cluster.center.config),
+        "--from",
+        days[0],
+        "--to",
+        days[1],
+    )
+    differing = list(report.get("differing", []))
+    print(f"RECOMPUTED sales={report.get('recomputed')} differing={len(differing)}", flush=True)
+    return differing
+
+
 def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
+    run_started_at = datetime.now(UTC)
     stores = [s.strip() for s in args.stores.split(",") if s.strip()]
     root = args.data.resolve()
     if root.exists():
@@ -259,6 +280,14 @@ def run(args: argparse.Namespace) -> int:
         rows = wait_for_sync(cluster, tallies, args.sync_timeout)
         print(format_table(rows))
         ok, line = verdict(rows)
+        differing = recompute(cluster, run_started_at)
+        if ok and differing:
+            ok = False
+            line = (
+                f"NOT RECONCILED receipts={sum(t.receipts for t in tallies.values())} "
+                f"first_mismatch=center recompute differs on {len(differing)} sales: "
+                f"{json.dumps(differing[0])[:300]}"
+            )
         total = time.monotonic() - started
         log(f"demo wall time {total:.1f} s; replay {progress.done / replay_s:.1f} receipts/s")
         summary = {

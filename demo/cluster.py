@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -12,6 +13,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import requests
 
@@ -139,6 +141,17 @@ class Cluster(AbstractContextManager["Cluster"]):
         done = subprocess.run([_bin(command), *args], check=False)
         if done.returncode != 0:
             raise DemoError(f"{command} {' '.join(args)} failed with exit {done.returncode}")
+
+    def run_tool_json(self, command: str, *args: str) -> Any:
+        """Run a one-shot console command that prints one JSON object; progress goes to stderr."""
+        done = subprocess.run([_bin(command), *args], check=False, stdout=subprocess.PIPE)
+        try:
+            return json.loads(done.stdout)
+        except json.JSONDecodeError as exc:
+            raise DemoError(
+                f"{command} {' '.join(args)} (exit {done.returncode}) printed no JSON: "
+                f"{done.stdout[:300]!r}"
+            ) from exc
 
     def start(self, node: NodeSpec) -> None:
         """Start one service and wait until its /health answers."""

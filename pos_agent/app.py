@@ -72,6 +72,7 @@ def create_app(
             executor.shutdown(wait=True)
             raise
         uploader = app[UPLOADER]
+        hub.names = replica.product_names
         register = Register(
             config,
             journal,

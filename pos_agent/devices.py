@@ -10,7 +10,7 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -227,6 +227,8 @@ class DeviceHub:
         self._printer = _Device("printer", self._print) if self.printer_cfg else None
         self._display = _Device("display", self._show) if self.display_cfg else None
         self._screen: CustomerDisplay | None = None
+        # Product id -> printable name, set by the app once the replica is open.
+        self.names: Callable[[Sequence[str]], Mapping[str, str]] = lambda ids: {}
 
     @property
     def reprint_path(self) -> Path:
@@ -264,12 +266,23 @@ class DeviceHub:
         """Show each added item and its price."""
         if self._display is None:
             return
+        names = self._names([line.product_id for line in lines])
         for line in lines:
             self._display.submit(
                 display_item(
-                    line.product_id, line.qty_milli, line.unit_price_minor, line.amount_minor
+                    names.get(line.product_id, line.product_id),
+                    line.qty_milli,
+                    line.unit_price_minor,
+                    line.amount_minor,
                 )
             )
+
+    def _names(self, product_ids: Sequence[str]) -> Mapping[str, str]:
+        try:
+            return self.names(product_ids)
+        except Exception:  # a name lookup must never cost a sale its slip
+            log.debug("product names unavailable", exc_info=True)
+            return {}
 
     def sale_confirmed(self, sale: Sale, balance_before: int, calculation: Any) -> None:
         """Queue the receipt (+ coupons) and show the total and loyalty messages."""
@@ -277,7 +290,10 @@ class DeviceHub:
         if self._printer is not None and self.printer_cfg is not None:
             lang = self.printer_cfg.language
             try:
-                slips = [("receipt", receipt_slip(sale, loyalty=loyalty, language=lang))]
+                names = self._names([line.product_id for line in sale.lines])
+                slips = [
+                    ("receipt", receipt_slip(sale, loyalty=loyalty, language=lang, names=names))
+                ]
                 slips += [
                     ("coupon", coupon_slip(c, language=lang)) for c in coupons_of(calculation)
                 ]

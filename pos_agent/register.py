@@ -183,8 +183,10 @@ class Register:
         balance = card.bonus_balance if card else 0
         return max(0, balance - self.journal.local_spent(card_no))
 
-    def price(self, receipt: OpenReceipt, bonus_to_spend: int) -> Priced:
-        """Run the engine over the receipt with the replica's current data."""
+    def price(
+        self, receipt: OpenReceipt, bonus_to_spend: int, now: datetime | None = None
+    ) -> Priced:
+        """Run the engine over the receipt with the replica's current data, as of `now`."""
         promotions = self.promotion_set()
         lines = []
         known: dict[int, bool] = {}
@@ -216,7 +218,7 @@ class Register:
         store_id = self.config.register.store_id
         engine_receipt = Receipt(
             lines=tuple(lines),
-            now=self._now(),
+            now=now if now is not None else self._now(),
             store_id=store_id,
             store_format=self.replica.store_format(store_id),
             card_no=receipt.card_no,
@@ -246,7 +248,9 @@ class Register:
         receipt = self.receipt(receipt_id)
         if not receipt.lines:
             raise InvalidField("lines", f"receipt {receipt_id} has no lines to confirm")
-        priced = self.price(receipt, bonus_to_spend)
+        # Priced as of the closing moment, so the Center recomputes from closed_at alone.
+        closed_at = self._now()
+        priced = self.price(receipt, bonus_to_spend, now=closed_at)
         calc = priced.calculation
         paid = sum(p.amount_minor for p in payments)
         if paid + bonus_to_spend != calc.total_minor:
@@ -255,7 +259,6 @@ class Register:
                 f"sum of amount_minor ({paid}) + bonus_to_spend ({bonus_to_spend}) = "
                 f"{paid + bonus_to_spend} does not equal total_minor ({calc.total_minor})",
             )
-        closed_at = self._now()
         sale_id = str(uuid.uuid4())
         tenders = [Payment(method=p.method, amount_minor=p.amount_minor) for p in payments]
         if bonus_to_spend:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,6 +174,19 @@ class Replica:
             category=_text(row.get("category")),
             brand=_text(row.get("brand")),
         )
+
+    def product_names(self, product_ids: Sequence[str]) -> dict[str, str]:
+        """Printable names of the products the replica knows (for slips and the display)."""
+        wanted = sorted(set(product_ids))
+        if not wanted or "products" not in self.db.table_names():
+            return {}
+        if "name" not in self.db["products"].columns_dict:
+            return {}
+        marks = ", ".join("?" for _ in wanted)
+        rows = self.db.execute(
+            f"SELECT product_id, name FROM products WHERE product_id IN ({marks})", wanted
+        ).fetchall()
+        return {str(pid): str(name) for pid, name in rows if name}
 
     def card(self, card_no: str) -> Card | None:
         """The card's last known balance and segment, or None when the replica does not know it."""

@@ -5,6 +5,7 @@ Pure: sale + what the register knew -> printers.Slip / display lines, in Russian
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -149,9 +150,11 @@ def receipt_slip(
     *,
     loyalty: LoyaltySummary | None = None,
     language: str = "ru",
+    names: Mapping[str, str] | None = None,
 ) -> Slip:
     """The receipt: lines with discounts, totals, payments, loyalty section, slip messages."""
     t = LABELS[language]
+    names = names or {}
     blocks: list[Text | Row | Rule | Feed] = [
         Text(f"{t['store']} {sale.store_id}", align="center", bold=True),
         Text(f"{t['register']} {sale.register_id}  {t['receipt']} {sale.seq}", align="center"),
@@ -160,7 +163,7 @@ def receipt_slip(
     ]
     for line in sale.lines:
         if line.qty_milli != 1000 or line.weighed:
-            blocks.append(Text(line.product_id))
+            blocks.append(Text(names.get(line.product_id, line.product_id)))
             blocks.append(
                 Row(
                     f"  {_qty(line.qty_milli)} x {money(line.unit_price_minor)}",
@@ -168,7 +171,9 @@ def receipt_slip(
                 )
             )
         else:
-            blocks.append(Row(line.product_id, money(line.amount_minor)))
+            blocks.append(
+                Row(names.get(line.product_id, line.product_id), money(line.amount_minor))
+            )
         for discount in line.discounts:
             blocks.append(
                 Row(f"  {t['discount']} {discount.rule_id}", money(-discount.amount_minor))
@@ -222,14 +227,14 @@ def coupon_slip(coupon: Coupon, *, language: str = "ru") -> Slip:
 
 
 def display_item(
-    product_id: str, qty_milli: int, unit_price_minor: int, amount_minor: int
+    label: str, qty_milli: int, unit_price_minor: int, amount_minor: int
 ) -> tuple[str, str]:
     """Two 20-column lines for an item just added."""
     second = money(amount_minor)
     if qty_milli != 1000:
         left = f"{_qty(qty_milli)}x{money(unit_price_minor)}"
         second = left + second.rjust(max(1, 20 - len(left)))
-    return product_id[:20], second.rjust(20)
+    return label[:20], second.rjust(20)
 
 
 def display_total(total_minor: int, language: str = "ru") -> tuple[str, str]:

@@ -28,6 +28,12 @@ def test_two_days_of_two_stores_reconcile_after_killing_a_store_node_and_the_cen
     assert int(match.group(1)) > 10
     assert int(match.group(2)) > 0
     assert "chaos: SIGKILL store-367" in done.stderr
-    # The table shows every register at every tier.
+    # The Center re-priced every sale with the same engine and found no difference.
+    assert f"RECOMPUTED sales={match.group(1)} differing=0" in done.stdout
+    # The table shows every register at every tier, and every register printed real slips.
     for register in ("367-1", "367-2", "406-1", "406-2"):
         assert register in done.stdout
+        printed = (tmp_path / "demo" / f"pos-{register}" / "printer.bin").read_bytes()
+        assert printed.startswith(b"\x1b@\x1bt"), "reset, then the code page"
+        assert "ИТОГО".encode("cp866") in printed
+        assert (tmp_path / "demo" / f"pos-{register}" / "display.bin").stat().st_size > 0

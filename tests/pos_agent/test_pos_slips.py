@@ -117,3 +117,18 @@ def test_display_frames_fit_twenty_columns() -> None:
     assert display_total(24216) == ("ИТОГО", "242.16".rjust(20))
     assert display_total(24216, "en")[0] == "TOTAL"
     assert money(-5) == "-0.05"
+
+
+def test_receipt_prints_product_names_from_the_replica_and_ids_otherwise() -> None:
+    names = {"milk": "Молоко 3,2% 1 л", "unused": "x"}
+    lines = _text(layout(receipt_slip(_sale(), names=names), 42))
+
+    assert any(line.startswith("Молоко 3,2% 1 л") and line.endswith("89.90") for line in lines)
+    assert "bananas" in lines  # not in the replica: the id is printed
+
+
+def test_display_item_shows_the_label_it_is_given() -> None:
+    first, second = display_item("Молоко 3,2% 1 л пастеризованное", 1000, 8990, 8990)
+
+    assert first == "Молоко 3,2% 1 л паст"
+    assert second == "89.90".rjust(20)
