@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -12,12 +13,21 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from center.auth import (
+    NodeIdentity,
+    NonceCache,
+    enrol_node,
+    signature_headers,
+    verify_signature,
+)
 from center.config import Config
 from center.errors import (
+    Forbidden,
     InvalidRequest,
     MalformedRequest,
     RequestError,
     StorageError,
+    Unauthorized,
     UnknownObject,
     UnsupportedContentType,
 )
@@ -30,11 +40,12 @@ from sync_protocol import (
     PayloadTooLarge,
     ProtocolError,
     SaleBatch,
+    canonical_query,
     decode,
     encode,
 )
 
-__all__ = ["CONFIG_KEY", "MAX_BODY_BYTES", "STORAGE_KEY", "create_app"]
+__all__ = ["CONFIG_KEY", "IDENTITY_KEY", "MAX_BODY_BYTES", "STORAGE_KEY", "create_app"]
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +59,37 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 CONFIG_KEY = web.AppKey("center_config", Config)
 STORAGE_KEY = web.AppKey("center_storage", Storage)
 EXECUTOR_KEY = web.AppKey("center_executor", ThreadPoolExecutor)
+CLOCK_KEY: web.AppKey[Callable[[], datetime]] = web.AppKey("center_clock")
+NONCES_KEY = web.AppKey("center_nonces", NonceCache)
+CREDENTIALS_KEY: web.AppKey[dict[str, tuple[str, str]]] = web.AppKey("center_credentials")
+IDENTITY_KEY: web.RequestKey[NodeIdentity | None] = web.RequestKey("center_identity")
+"""The enrolled node that signed the request; None for an unsigned one (signatures optional)."""
+
+OPEN_PATHS = frozenset({"/health", "/v1/enrol"})
+"""Routes answered without a signature: liveness, and enrolment (the token is the credential)."""
+MAX_ENROL_BYTES = 4096
 
 T = TypeVar("T")
 
 
-def create_app(config: Config, storage: Storage | None = None) -> web.Application:
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(
+    config: Config,
+    storage: Storage | None = None,
+    *,
+    clock: Callable[[], datetime] = _utcnow,
+) -> web.Application:
     """The Center app; opens (and later closes) the configured storage unless one is given."""
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware, auth_middleware]
+    )
     app[CONFIG_KEY] = config
+    app[CLOCK_KEY] = clock
+    app[NONCES_KEY] = NonceCache()
+    app[CREDENTIALS_KEY] = {}
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         # One database thread: SQLite and a single psycopg connection are used serially,
@@ -84,6 +118,7 @@ def create_app(config: Config, storage: Storage | None = None) -> web.Applicatio
 
     app.cleanup_ctx.append(lifecycle)
     app.router.add_get("/health", health)
+    app.router.add_post("/v1/enrol", enrol)
     app.router.add_post("/v1/ingest", ingest)
     app.router.add_get("/v1/master", master)
     app.router.add_post("/v1/heartbeat", heartbeat)
@@ -114,6 +149,15 @@ async def ingest(request: web.Request) -> web.Response:
     envelope = decode(data, limits=LIMITS, expect=SaleBatch)
     batch = envelope.message
     assert isinstance(batch, SaleBatch)
+    identity = request[IDENTITY_KEY]
+    if identity is not None:
+        for sale in batch.sales:
+            if sale.store_id != identity.store_id:
+                raise Forbidden(
+                    "body.sales.store_id",
+                    f"node {identity.node_id} may submit sales of store {identity.store_id!r} "
+                    f"only, got sale {sale.sale_id} of store {sale.store_id!r}; nothing stored",
+                )
     storage = request.app[STORAGE_KEY]
     ack = await _in_db(request, storage.ingest, batch.sales, datetime.now(UTC))
     if ack.accepted or ack.rejected:
@@ -136,7 +180,7 @@ async def ingest(request: web.Request) -> web.Response:
 
 
 async def master(request: web.Request) -> web.Response:
-    store_id = _query_id(request, "store_id")
+    store_id = _own_store(request, _query_id(request, "store_id"))
     since = _query_int(request, "since", default=0)
     storage = request.app[STORAGE_KEY]
     node_id = request.app[CONFIG_KEY].center.node_id
@@ -166,13 +210,14 @@ async def heartbeat(request: web.Request) -> web.Response:
             raise InvalidRequest(
                 f"body.{name}", f"must be 1..{MAX_ID_LEN} characters, got {value!r}"
             )
+    _own_store(request, beat.store_id, field="body.store_id")
     storage = request.app[STORAGE_KEY]
     await _in_db(request, storage.record_heartbeat, beat, datetime.now(UTC))
     return web.json_response({"ok": True})
 
 
 async def reconciliation(request: web.Request) -> web.Response:
-    store_id = _query_id(request, "store_id")
+    store_id = _own_store(request, _query_id(request, "store_id"))
     register_id = _query_id(request, "register_id", required=False)
     storage = request.app[STORAGE_KEY]
     rows = await _in_db(request, storage.reconciliation, store_id, register_id)
@@ -212,6 +257,62 @@ async def balance(request: web.Request) -> web.Response:
     )
 
 
+async def enrol(request: web.Request) -> web.Response:
+    """Exchange a one-time enrolment token for a node id and secret (shown only this once)."""
+    if request.content_type != "application/json":
+        raise UnsupportedContentType(
+            "content-type", f"expected application/json, got {request.content_type!r}"
+        )
+    if request.content_length is not None and request.content_length > MAX_ENROL_BYTES:
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=MAX_ENROL_BYTES, actual_size=request.content_length
+        )
+    data = await request.read()
+    if len(data) > MAX_ENROL_BYTES:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_ENROL_BYTES, actual_size=len(data))
+    try:
+        body = json.loads(data)
+    except ValueError as exc:
+        raise MalformedRequest("body", f"not JSON: {exc}") from exc
+    token = body.get("token") if isinstance(body, dict) else None
+    if not isinstance(token, str) or not 1 <= len(token) <= 256:
+        raise MalformedRequest("body.token", "expected the enrolment token string")
+    storage = request.app[STORAGE_KEY]
+    enrolment = await _in_db(request, enrol_node, storage, token, request.app[CLOCK_KEY]())
+    wanted = body.get("store_id")
+    if wanted is not None and wanted != enrolment.store_id:
+        # The token is spent either way: a node configured for another store must not use it.
+        log.warning(
+            "enrolment of %s refused: token is for store %s, node asked for %r",
+            enrolment.node_id,
+            enrolment.store_id,
+            wanted,
+        )
+        raise Forbidden(
+            "body.store_id",
+            f"the token was issued for store {enrolment.store_id!r}, not {wanted!r}",
+        )
+    log.info("enrolled node %s for store %s", enrolment.node_id, enrolment.store_id)
+    return web.json_response(
+        {
+            "node_id": enrolment.node_id,
+            "store_id": enrolment.store_id,
+            "secret": enrolment.secret,
+        }
+    )
+
+
+def _own_store(request: web.Request, store_id: Any, *, field: str = "store_id") -> Any:
+    """`store_id` if the signing node may act for it; Forbidden otherwise."""
+    identity = request[IDENTITY_KEY]
+    if identity is not None and store_id != identity.store_id:
+        raise Forbidden(
+            field,
+            f"node {identity.node_id} acts for store {identity.store_id!r} only, got {store_id!r}",
+        )
+    return store_id
+
+
 # -- input ---------------------------------------------------------------------------------------
 
 
@@ -248,6 +349,47 @@ def _query_int(request: web.Request, name: str, *, default: int) -> int:
 async def _in_db(request: web.Request, fn: Callable[..., T], *args: Any) -> T:
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(request.app[EXECUTOR_KEY], fn, *args)
+
+
+# -- authentication --------------------------------------------------------------------------
+
+
+@web.middleware
+async def auth_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Verify the node signature of every request but /health and /v1/enrol (docs/API.md)."""
+    request[IDENTITY_KEY] = None
+    if request.path in OPEN_PATHS or request.match_info.http_exception is not None:
+        return await handler(request)
+    found = signature_headers(request.headers)
+    if found is None:
+        if request.app[CONFIG_KEY].security.require_signatures:
+            raise Unauthorized(
+                "headers", "this request is not signed; enrol the node and sign every request"
+            )
+        return await handler(request)
+    app = request.app
+    node_id = found.get("X-Loyalty-Node", "")
+    known = app[CREDENTIALS_KEY]
+    credential = known.get(node_id)
+    if credential is None and node_id:
+        credential = await _in_db(request, app[STORAGE_KEY].node_credential, node_id[:64])
+        if credential is not None:
+            known[node_id] = credential
+    body = await request.read()
+    identity = verify_signature(
+        found,
+        credential=credential,
+        method=request.method,
+        path=request.path,
+        query=canonical_query(list(request.query.items())),
+        body=body,
+        now_s=app[CLOCK_KEY]().timestamp(),
+        nonces=app[NONCES_KEY],
+    )
+    request[IDENTITY_KEY] = identity
+    return await handler(request)
 
 
 # -- errors --------------------------------------------------------------------------------------

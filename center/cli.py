@@ -1,4 +1,4 @@
-"""`loyalty-center`: serve, check-config, import-dataset, simulate, recompute."""
+"""`loyalty-center`: serve, check-config, import-dataset, simulate, recompute, enrol-store."""
 
 from __future__ import annotations
 
@@ -66,6 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(rec)
     rec.add_argument("--from", dest="date_from", required=True, help="first day, YYYY-MM-DD")
     rec.add_argument("--to", dest="date_to", required=True, help="last day (inclusive)")
+    enr = sub.add_parser(
+        "enrol-store",
+        help="print a one-time enrolment token for a store node (`loyalty-store enrol`)",
+    )
+    with_config(enr)
+    enr.add_argument("--store-id", required=True, help="the store the node will act for")
+    enr.add_argument(
+        "--ttl-h", type=float, default=24.0, help="hours until the token expires (default 24)"
+    )
     return parser
 
 
@@ -93,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "serve":
             return serve(config)
+        if args.command == "enrol-store":
+            return enrol_store_command(config, args.store_id, args.ttl_h)
         if args.command == "recompute":
             return recompute_command(config, args.date_from, args.date_to)
         if args.command == "simulate":
@@ -105,15 +116,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def enrol_store_command(config: Config, store_id: str, ttl_h: float) -> int:
+    """Print a new one-time enrolment token for `store_id` on stdout."""
+    import re
+
+    from center.auth import MAX_TTL_H, issue_token
+    from center.storage import open_storage
+
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$", store_id):
+        print(
+            f"error: --store-id: expected 1..64 letters or digits, got {store_id!r}",
+            file=sys.stderr,
+        )
+        return 2
+    if not 0 < ttl_h <= MAX_TTL_H:
+        print(f"error: --ttl-h: must be > 0 and at most {MAX_TTL_H}, got {ttl_h}", file=sys.stderr)
+        return 2
+    storage = open_storage(config.storage)
+    try:
+        token = issue_token(storage, store_id, datetime.now(UTC), ttl_h)
+    finally:
+        storage.close()
+    print(token)
+    log.info("enrolment token for store %s issued, valid for %g h", store_id, ttl_h)
+    return 0
+
+
 def serve(config: Config) -> int:
     """Run the HTTP server until SIGINT/SIGTERM."""
     from aiohttp import web
 
     from center.app import create_app
 
+    ssl_context = config.tls.server_context()
     log.info(
-        "center %s listening on %s:%d (%s)",
+        "center %s listening on %s://%s:%d (%s)",
         config.center.node_id,
+        "https" if ssl_context else "http",
         config.center.listen_host,
         config.center.listen_port,
         config.storage.backend,
@@ -122,6 +161,7 @@ def serve(config: Config) -> int:
         create_app(config),
         host=config.center.listen_host,
         port=config.center.listen_port,
+        ssl_context=ssl_context,
         print=None,
         access_log=None,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import ssl
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,7 +17,9 @@ __all__ = [
     "BACKENDS",
     "CenterSettings",
     "Config",
+    "SecuritySettings",
     "StorageSettings",
+    "TlsSettings",
     "effective_config",
     "format_toml",
     "load_config",
@@ -44,15 +47,41 @@ class StorageSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SecuritySettings:
+    require_signatures: bool = True
+    """Refuse unsigned requests from store nodes (signed ones are always verified)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSettings:
+    cert_file: Path | None = None
+    """PEM certificate chain; with key_file, `serve` speaks HTTPS only."""
+    key_file: Path | None = None
+
+    def server_context(self) -> ssl.SSLContext | None:
+        """The server SSL context, or None for plain HTTP."""
+        if self.cert_file is None or self.key_file is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self.cert_file, self.key_file)
+        return context
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     center: CenterSettings
     storage: StorageSettings
+    security: SecuritySettings = SecuritySettings()
+    tls: TlsSettings = TlsSettings()
     source: Path | None = None
 
 
 _KNOWN: dict[str, tuple[str, ...]] = {
     "center": ("node_id", "listen_host", "listen_port", "data_dir"),
     "storage": ("backend", "sqlite_path", "dsn"),
+    "security": ("require_signatures",),
+    "tls": ("cert_file", "key_file"),
 }
 
 
@@ -80,9 +109,18 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: Path | None
             problems.append(f"{section}: expected a table, got {type(value).__name__}")
     center = data.get("center", {})
     storage = data.get("storage", {})
+    security = data.get("security", {})
     center = center if isinstance(center, dict) else {}
     storage = storage if isinstance(storage, dict) else {}
-    for section, table in (("center", center), ("storage", storage)):
+    security = security if isinstance(security, dict) else {}
+    tls = data.get("tls", {})
+    tls = tls if isinstance(tls, dict) else {}
+    for section, table in (
+        ("center", center),
+        ("storage", storage),
+        ("security", security),
+        ("tls", tls),
+    ):
         for key in table:
             if key not in _KNOWN[section]:
                 problems.append(f"{section}.{key}: unknown key")
@@ -94,7 +132,22 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: Path | None
     backend = _string(storage, "storage", "backend", "sqlite", problems)
     sqlite_path_raw = _string(storage, "storage", "sqlite_path", "center.db", problems)
     dsn = _string(storage, "storage", "dsn", "", problems, allow_empty=True)
+    require_signatures = security.get("require_signatures", True)
+    if not isinstance(require_signatures, bool):
+        problems.append(
+            "security.require_signatures: expected true or false, "
+            f"got {type(require_signatures).__name__}"
+        )
 
+    tls_files: dict[str, Path | None] = {}
+    for key in ("cert_file", "key_file"):
+        raw_file = _string(tls, "tls", key, "", problems, allow_empty=True)
+        tls_files[key] = _resolve(base_dir, raw_file) if raw_file else None
+        found = tls_files[key]
+        if found is not None and not found.is_file():
+            problems.append(f"tls.{key}: {found} is not a readable file")
+    if (tls_files["cert_file"] is None) != (tls_files["key_file"] is None):
+        problems.append("tls: set both cert_file and key_file, or neither (plain HTTP)")
     if backend and backend not in BACKENDS:
         problems.append(f"storage.backend: must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if backend == "postgresql" and not dsn:
@@ -120,6 +173,8 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: Path | None
             sqlite_path=_resolve(data_dir, sqlite_path_raw or "center.db"),
             dsn=dsn or "",
         ),
+        security=SecuritySettings(require_signatures=bool(require_signatures)),
+        tls=TlsSettings(cert_file=tls_files["cert_file"], key_file=tls_files["key_file"]),
         source=source,
     )
 
@@ -137,6 +192,11 @@ def effective_config(config: Config) -> dict[str, dict[str, Any]]:
             "backend": config.storage.backend,
             "sqlite_path": str(config.storage.sqlite_path),
             "dsn": redact_dsn(config.storage.dsn),
+        },
+        "security": {"require_signatures": config.security.require_signatures},
+        "tls": {
+            "cert_file": str(config.tls.cert_file or ""),
+            "key_file": str(config.tls.key_file or ""),
         },
     }
 

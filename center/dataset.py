@@ -36,6 +36,7 @@ from typing import Any
 
 from center.errors import DatasetError
 from center.storage import LedgerEntry, Progress, Storage
+from loyalty_engine import default_settings
 
 __all__ = [
     "DEFAULT_SETTINGS",
@@ -52,7 +53,9 @@ __all__ = [
 
 CENT = Decimal("0.01")
 STORE_TIMEZONE = "America/Chicago"
-DEFAULT_SETTINGS = {"bonus_max_share": "0.5", "timezone": STORE_TIMEZONE}
+# The engine's demo chain settings (bonus share, time zone, and a PUBLIC coupon signing key:
+# a production chain sets its own secret `coupon_key` before issuing coupons).
+DEFAULT_SETTINGS = {**default_settings(), "timezone": STORE_TIMEZONE}
 WELCOME_POINTS = 1000
 WELCOME_RULE = "welcome"
 _FRESH = frozenset({"PRODUCE", "DELI", "MEAT", "SEAFOOD", "MEAT-PCKGD", "SEAFOOD-PCKGD"})

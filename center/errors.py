@@ -8,10 +8,13 @@ __all__ = [
     "CenterError",
     "ConfigError",
     "DatasetError",
+    "EnrolmentRefused",
+    "Forbidden",
     "InvalidRequest",
     "MalformedRequest",
     "RequestError",
     "StorageError",
+    "Unauthorized",
     "UnknownObject",
     "UnsupportedContentType",
 ]
@@ -74,3 +77,28 @@ class InvalidRequest(RequestError):
 
     kind = "invalid"
     status = 422
+
+
+class Unauthorized(RequestError):
+    """No valid credentials: missing, unknown, badly signed, stale or replayed (HTTP 401)."""
+
+    kind = "unauthorized"
+    status = 401
+
+
+class Forbidden(RequestError):
+    """Valid credentials that do not allow this request, e.g. another store's data (HTTP 403)."""
+
+    kind = "forbidden"
+    status = 403
+
+
+class EnrolmentRefused(RequestError):
+    """An enrolment token that is unknown, already used or expired; `kind` says which."""
+
+    status = 401
+
+    def __init__(self, kind: str, status: int, message: str) -> None:
+        self.kind = kind
+        self.status = status
+        super().__init__("token", message)

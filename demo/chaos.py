@@ -213,7 +213,7 @@ class ChaosCluster(Cluster):
     """The demo cluster, each register -> store node and store node -> Center hop proxied."""
 
     def __init__(self, root: Path, stores: list[str], registers_per_store: int, seed: int) -> None:
-        super().__init__(root, stores, registers_per_store)
+        super().__init__(root, stores, registers_per_store, require_signatures=True)
         rng = random.Random(seed)
         self.to_store = {
             s: FaultProxy(f"pos->store-{s}", n.port, seed=rng.randrange(2**32))
@@ -399,9 +399,7 @@ def _fetch_cards(cluster: Cluster) -> dict[str, str]:
 
     cards: dict[str, str] = {}
     for store_id in cluster.stores:
-        response = requests.get(
-            f"{cluster.center.url}/v1/master", params={"store_id": store_id}, timeout=30
-        )
+        response = cluster.center_get(store_id, "/v1/master", {"store_id": store_id})
         response.raise_for_status()
         snapshot = decode(
             response.content, expect=MasterSnapshot, limits=Limits(max_bytes=64 * 1024 * 1024)
@@ -428,9 +426,7 @@ def _wait_for_master(cluster: Cluster, timeout_s: float = 60.0) -> None:
 def _center_figures(cluster: Cluster) -> dict[str, dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     for store_id in cluster.stores:
-        answer = requests.get(
-            cluster.center.url + "/v1/reconciliation", params={"store_id": store_id}, timeout=10
-        )
+        answer = cluster.center_get(store_id, "/v1/reconciliation", {"store_id": store_id})
         answer.raise_for_status()
         rows.update({str(r["register_id"]): r for r in answer.json()["registers"]})
     return rows
@@ -573,6 +569,7 @@ def run_chaos(options: ChaosOptions, progress: Callable[[str], None] = log) -> C
             "--stores",
             ",".join(options.stores),
         )
+        cluster.enrol_all()
         for node in [cluster.center, *cluster.store_nodes.values(), *cluster.registers.values()]:
             cluster.start(node)
         _wait_for_master(cluster)
@@ -632,9 +629,7 @@ def run_chaos(options: ChaosOptions, progress: Callable[[str], None] = log) -> C
         reference = reference_balances(all_sales, checked_at)
         center_balances: dict[str, int] = {}
         for card_no in sorted(reference):
-            answer = requests.get(
-                f"{cluster.center.url}/v1/customers/{card_no}/balance", timeout=10
-            )
+            answer = cluster.center_get(cluster.stores[0], f"/v1/customers/{card_no}/balance")
             center_balances[card_no] = (
                 int(answer.json()["wallets"].get("bonus", 0)) if answer.ok else -(10**12)
             )

@@ -83,11 +83,8 @@ def fetch_cards(cluster: Cluster) -> dict[str, str]:
 
     cards: dict[str, str] = {}
     for store_id in cluster.stores:
-        response = requests.get(
-            f"{cluster.center.url}/v1/master",
-            params={"store_id": store_id, "since": "0"},
-            timeout=30,
-        )
+        # Signed as that store's node: the Center answers master data only to its own store.
+        response = cluster.center_get(store_id, "/v1/master", {"store_id": store_id, "since": "0"})
         response.raise_for_status()
         snapshot = decode(
             response.content, expect=MasterSnapshot, limits=Limits(max_bytes=64 * 1024 * 1024)
@@ -188,7 +185,13 @@ def run(args: argparse.Namespace) -> int:
     root = args.data.resolve()
     if root.exists():
         shutil.rmtree(root)
-    cluster = Cluster(root, stores, args.registers, zeroconf=args.discovery == "zeroconf")
+    cluster = Cluster(
+        root,
+        stores,
+        args.registers,
+        zeroconf=args.discovery == "zeroconf",
+        require_signatures=True,
+    )
     cluster.write_configs()
 
     log(f"loading {args.days} days of baskets for stores {', '.join(stores)} ...")
@@ -205,6 +208,7 @@ def run(args: argparse.Namespace) -> int:
             "--config",
             str(cluster.center.config),
         )
+        cluster.enrol_all()
         cluster.start(cluster.center)
         for node in cluster.store_nodes.values():
             cluster.start(node)

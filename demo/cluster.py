@@ -52,10 +52,19 @@ class Cluster(AbstractContextManager["Cluster"]):
     """Owns every demo process: writes configs, starts, waits, kills and stops them."""
 
     def __init__(
-        self, root: Path, stores: list[str], registers_per_store: int, *, zeroconf: bool = False
+        self,
+        root: Path,
+        stores: list[str],
+        registers_per_store: int,
+        *,
+        zeroconf: bool = False,
+        require_signatures: bool = False,
     ) -> None:
         self.root = root
         self.zeroconf = zeroconf
+        # Store nodes always enrol and sign; requiring it also refuses the demo's own unsigned
+        # reads of the Center, so only callers that sign them (center_get) turn it on.
+        self.require_signatures = require_signatures
         self.stores = stores
         self.center = NodeSpec("center", "loyalty-center", root / "center.toml", free_port())
         self.store_nodes: dict[str, NodeSpec] = {}
@@ -85,7 +94,9 @@ class Cluster(AbstractContextManager["Cluster"]):
             "[storage]\n"
             'backend = "sqlite"\n'
             'sqlite_path = "center.db"\n'
-            'dsn = ""\n'
+            'dsn = ""\n\n'
+            "[security]\n"
+            f"require_signatures = {'true' if self.require_signatures else 'false'}\n"
         )
         for store_id, node in self.store_nodes.items():
             node.config.write_text(
@@ -103,7 +114,9 @@ class Cluster(AbstractContextManager["Cluster"]):
                 "backoff_initial_s = 0.2\n"
                 "backoff_max_s = 2.0\n"
                 "timeout_s = 10.0\n"
-                "master_poll_s = 1.0\n"
+                "master_poll_s = 1.0\n\n"
+                "[security]\n"
+                "require_signatures = true\n"
             )
         for register_id, node in self.registers.items():
             store_id = register_id.split("-")[0]
@@ -141,6 +154,85 @@ class Cluster(AbstractContextManager["Cluster"]):
         done = subprocess.run([_bin(command), *args], check=False)
         if done.returncode != 0:
             raise DemoError(f"{command} {' '.join(args)} failed with exit {done.returncode}")
+
+    def enrol_all(self) -> None:
+        """Enrol every store node and register for real, through the CLIs, as an operator would.
+
+        A token from `loyalty-center enrol-store` is redeemed by `loyalty-store enrol`, then one
+        from `loyalty-store enrol-register` by `loyalty-pos enrol`; the services needed to
+        redeem them are started for it and stopped again.
+        """
+        started = [
+            node
+            for node in (self.center, *self.store_nodes.values())
+            if node.process is None or node.process.poll() is not None
+        ]
+        if self.center in started:
+            self.start(self.center)
+        try:
+            for store_id, node in self.store_nodes.items():
+                token = self._token(
+                    "loyalty-center", "enrol-store", self.center.config, "--store-id", store_id
+                )
+                self.run_tool(
+                    "loyalty-store", "enrol", "--config", str(node.config), "--token", token
+                )
+            for node in self.store_nodes.values():
+                if node in started:
+                    self.start(node)
+            for register_id, pos in self.registers.items():
+                store = self.store_nodes[register_id.split("-")[0]]
+                token = self._token(
+                    "loyalty-store", "enrol-register", store.config, "--register-id", register_id
+                )
+                self.run_tool(
+                    "loyalty-pos",
+                    "enrol",
+                    "--config",
+                    str(pos.config),
+                    "--token",
+                    token,
+                    "--store-url",
+                    store.url,
+                )
+        finally:
+            for node in reversed(started):
+                self.stop(node)
+
+    def _token(self, command: str, subcommand: str, config: Path, *args: str) -> str:
+        done = subprocess.run(
+            [_bin(command), subcommand, "--config", str(config), *args],
+            check=False,
+            stdout=subprocess.PIPE,
+        )
+        token = done.stdout.decode().strip()
+        if done.returncode != 0 or not token:
+            raise DemoError(f"{command} {subcommand} {' '.join(args)} failed")
+        return token
+
+    def credentials(self, store_id: str) -> dict[str, str]:
+        """The node id and secret a store node received at enrolment."""
+        path = self.root / f"store-{store_id}" / "credentials.json"
+        return dict(json.loads(path.read_text()))
+
+    def center_get(
+        self, as_store: str, path: str, params: dict[str, str] | None = None
+    ) -> requests.Response:
+        """GET from the Center signed as the store node of `as_store` (as that node would)."""
+        from sync_protocol import canonical_query, sign_headers
+
+        params = params or {}
+        node = self.credentials(as_store)
+        headers = sign_headers(
+            node["node_id"],
+            node["secret"],
+            method="GET",
+            path=path,
+            query=canonical_query(params),
+            body=b"",
+            now_s=time.time(),
+        )
+        return requests.get(self.center.url + path, params=params, headers=headers, timeout=30)
 
     def run_tool_json(self, command: str, *args: str) -> Any:
         """Run a one-shot console command that prints one JSON object; progress goes to stderr."""
@@ -186,6 +278,16 @@ class Cluster(AbstractContextManager["Cluster"]):
         if node.process is not None and node.process.poll() is None:
             node.process.kill()
             node.process.wait()
+
+    def stop(self, node: NodeSpec) -> None:
+        """SIGTERM one service and wait for it to exit."""
+        if node.process is not None and node.process.poll() is None:
+            node.process.send_signal(signal.SIGTERM)
+            try:
+                node.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                node.process.kill()
+                node.process.wait()
 
     def stop_all(self) -> None:
         nodes = [*self.registers.values(), *self.store_nodes.values(), self.center]

@@ -45,7 +45,9 @@ def collect_rows(cluster: Cluster, tallies: dict[str, RegisterTally]) -> list[Ro
         items = summary.get("registers", []) if isinstance(summary, dict) else summary
         store_rows.update({str(r["register_id"]): r for r in items})
         try:
-            rec = _get(cluster.center.url + "/v1/reconciliation", store_id=store_id)
+            response = cluster.center_get(store_id, "/v1/reconciliation", {"store_id": store_id})
+            response.raise_for_status()
+            rec = response.json()
         except requests.RequestException:
             rec = {"registers": []}
         center_rows.update({str(r["register_id"]): r for r in rec["registers"]})

@@ -20,12 +20,13 @@ from .model import (
 )
 from .money import allocate, amount_for_quantity, format_minor, percent_of, share_of
 from .returns import ReturnCalculation, ReturnLine, calculate_return
-from .rules import EngineSettings, Promotion, PromotionSet, load_promotion_set
+from .rules import CouponMatch, EngineSettings, Promotion, PromotionSet, load_promotion_set
 
 __all__ = [
     "Accrual",
     "BonusSpendError",
     "Calculation",
+    "CouponMatch",
     "CustomerState",
     "Discount",
     "EngineError",

@@ -2,16 +2,18 @@
 
 A code is ``PREFIX-SSSSSSSSSSC-TTTTTTTT``: ten serial digits, a Luhn check digit (catches
 typing errors without the key) and eight hex digits of HMAC-SHA256(chain key, prefix + serial)
-(catches forgeries). The serial is derived from the receipt and rule, so the same sale always
-issues the same code (the Center recomputes it).
+(catches forgeries). A coupon with a validity carries its last valid day (store time) as a
+fourth, signed group: ``PREFIX-SSSSSSSSSSC-TTTTTTTT-YYYYMMDD``. The serial is derived from the
+receipt and rule, so the same sale always issues the same code (the Center recomputes it).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from datetime import date
 
-__all__ = ["luhn_digit", "make_code", "serial_for", "verify_code"]
+__all__ = ["code_expiry", "luhn_digit", "make_code", "serial_for", "verify_code"]
 
 
 def luhn_digit(digits: str) -> str:
@@ -27,8 +29,9 @@ def luhn_digit(digits: str) -> str:
     return str((10 - total % 10) % 10)
 
 
-def _tag(key: str, prefix: str, serial: str) -> str:
-    mac = hmac.new(key.encode(), f"{prefix}|{serial}".encode(), hashlib.sha256)
+def _tag(key: str, prefix: str, serial: str, expiry: str = "") -> str:
+    message = f"{prefix}|{serial}|{expiry}" if expiry else f"{prefix}|{serial}"
+    mac = hmac.new(key.encode(), message.encode(), hashlib.sha256)
     return mac.hexdigest()[:8].upper()
 
 
@@ -38,14 +41,37 @@ def serial_for(*parts: str) -> str:
     return f"{int.from_bytes(digest[:8], 'big') % 10**10:010d}"
 
 
-def make_code(key: str, prefix: str, serial: str) -> str:
-    """The coupon code for ``serial`` (ten digits) under ``prefix``, signed with ``key``."""
-    return f"{prefix}-{serial}{luhn_digit(serial)}-{_tag(key, prefix, serial)}"
+def make_code(key: str, prefix: str, serial: str, expires_on: date | None = None) -> str:
+    """The coupon code for ``serial`` (ten digits) under ``prefix``, signed with ``key``;
+    with ``expires_on`` (the last valid day) that date is part of the code and signature."""
+    expiry = "" if expires_on is None else expires_on.strftime("%Y%m%d")
+    code = f"{prefix}-{serial}{luhn_digit(serial)}-{_tag(key, prefix, serial, expiry)}"
+    return f"{code}-{expiry}" if expiry else code
+
+
+def _expiry(text: str) -> date | None:
+    if len(text) != 8 or not text.isdigit():
+        return None
+    try:
+        return date(int(text[:4]), int(text[4:6]), int(text[6:]))
+    except ValueError:
+        return None
+
+
+def code_expiry(code: str) -> date | None:
+    """The last valid day a code carries (``None``: no validity, or not a dated code)."""
+    parts = code.strip().upper().split("-")
+    return _expiry(parts[3]) if len(parts) == 4 else None
 
 
 def verify_code(key: str, code: str) -> str | None:
     """The prefix of a valid code, or ``None`` (bad shape, check digit or signature)."""
     parts = code.strip().upper().split("-")
+    expiry = ""
+    if len(parts) == 4:
+        expiry = parts.pop()
+        if _expiry(expiry) is None:
+            return None
     if len(parts) != 3:
         return None
     prefix, body, tag = parts
@@ -54,6 +80,6 @@ def verify_code(key: str, code: str) -> str | None:
     serial = body[:10]
     if luhn_digit(serial) != body[10]:
         return None
-    if not key or not hmac.compare_digest(_tag(key, prefix, serial), tag):
+    if not key or not hmac.compare_digest(_tag(key, prefix, serial, expiry), tag):
         return None
     return prefix

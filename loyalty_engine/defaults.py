@@ -7,8 +7,15 @@
 - ``small-basket-1`` (priority 110, card holders, every store except the ``discounter``
   format): an extra 1 % when the receipt total is below 20.00, the dollar counterpart of the
   Mission's "+0.5 % bonuses if the receipt total < 1 000" roubles.
+- ``next-visit-coupon`` (priority 200, everyone): a receipt whose total after discounts
+  reaches 60.00 gets a signed coupon ``NEXT5-...`` valid 14 days, printed as a coupon slip.
+  Its code is derived from store, receipt id (the sale id), rule and time: the same sale always
+  issues the same code, so the Center can recompute it.
+- ``next-visit-redeem`` (priority 20, everyone): such a coupon takes 5 % off a later receipt
+  whose subtotal reaches 30.00, on what the threshold discount left; single use.
 - settings: at most half of a receipt may be paid with bonus; the demo stores keep US
-  Central time.
+  Central time; ``coupon_key`` signs and verifies coupons (the demo's key is public: a
+  production chain MUST set its own secret in its ``settings`` table).
 """
 
 from __future__ import annotations
@@ -71,9 +78,53 @@ def default_promotions() -> list[dict[str, Any]]:
                 "slip": "Бонус за небольшую покупку: {amount} / Small basket bonus: {amount}",
             },
         },
+        {
+            "promotion_id": "next-visit-coupon",
+            "title": "A 5 % coupon for the next visit from a 60.00 receipt",
+            "kind": "issue_coupon",
+            "status": "active",
+            "priority": 200,
+            "requires_card": False,
+            "prefix": "NEXT5",
+            "min_total_minor": 6000,
+            "valid_days": 14,
+            "messages": {
+                "slip": "Купон: 5 % на следующую покупку от 30.00 до {valid_until} / "
+                "Coupon: 5 % off your next purchase from 30.00, valid until {valid_until}",
+                "cashier": "Coupon {code} issued",
+            },
+        },
+        {
+            "promotion_id": "next-visit-redeem",
+            "title": "5 % off with a NEXT5 coupon from a 30.00 receipt",
+            "kind": "coupon",
+            "status": "active",
+            "priority": 20,
+            "requires_card": False,
+            "signed_prefix": "NEXT5",
+            "multi_use": False,
+            "min_subtotal_minor": 3000,
+            "percent": "5",
+            "messages": {
+                "slip": "Скидка по купону {percent} %: -{amount} / "
+                "Coupon {percent} % off: -{amount}",
+                "cashier": "Coupon {percent} %: -{amount}",
+                "display": "Coupon -{amount}",
+            },
+        },
     ]
+
+
+# Public, for the demo and tests only: anyone can forge coupons signed with it. A production
+# chain sets its own random secret as the ``coupon_key`` row of its settings table.
+DEMO_COUPON_KEY = "demo-only-coupon-key-not-secret"
 
 
 def default_settings() -> dict[str, str]:
     """The demo chain's engine settings, as stored in the ``settings`` table."""
-    return {"bonus_max_share": "0.5", "timezone": "America/Chicago"}
+    return {
+        "bonus_max_share": "0.5",
+        "timezone": "America/Chicago",
+        # Issuing coupons needs a signing key (the engine skips issue_coupon without one).
+        "coupon_key": DEMO_COUPON_KEY,
+    }

@@ -145,6 +145,9 @@ def _render(
         "promotion_id": promotion.promotion_id,
         "total": format_minor(total_minor, exponent),
         "wallet": "",
+        "code": "",
+        "valid_until": "",
+        "valid_days": "",
     }
     values.update(outcome.values)
     templates = promotion.messages

@@ -70,6 +70,8 @@ class CustomerState:
     qty_day_milli: Mapping[str, int] = field(default_factory=dict)
     qty_month_milli: Mapping[str, int] = field(default_factory=dict)
     used_coupons: frozenset[str] = frozenset()
+    # The card number of the customer who referred this one ("" if nobody did).
+    referrer: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, tzinfo
+from datetime import UTC, date, tzinfo
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .conditions import Audience, Place, Schedule, parse_audience, parse_place, parse_schedule
+from .coupons import code_expiry, verify_code
 from .errors import RuleError
 from .fields import FieldReader
 from .kinds import KINDS, Stage, Terms
@@ -20,6 +21,7 @@ __all__ = [
     "PLACEHOLDERS",
     "STACKING",
     "STATUSES",
+    "CouponMatch",
     "EngineSettings",
     "Funding",
     "Limits",
@@ -35,8 +37,20 @@ STATUSES = ("draft", "active", "archived")
 # only the biggest of the "best" promotions; exclusive: alone, if it beats everything else.
 STACKING = ("compound", "additive", "best", "exclusive")
 # Placeholders a message template may use; the engine fills them for the rule's result.
+# ``code``, ``valid_until`` and ``valid_days`` are filled by ``issue_coupon`` (empty elsewhere).
 PLACEHOLDERS = frozenset(
-    {"amount", "amount_minor", "percent", "promotion_id", "total", "wallet", "points"}
+    {
+        "amount",
+        "amount_minor",
+        "percent",
+        "promotion_id",
+        "total",
+        "wallet",
+        "points",
+        "code",
+        "valid_until",
+        "valid_days",
+    }
 )
 _CHANNELS = ("slip", "cashier", "display")
 _FORMATTER = string.Formatter()
@@ -109,6 +123,18 @@ class EngineSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class CouponMatch:
+    """A presented code and the coupon rule that accepts it."""
+
+    code: str
+    promotion_id: str
+    title: str = ""
+    multi_use: bool = False
+    # The last valid day (store time) a dated signed code carries; ``None``: no end.
+    expires_on: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PromotionSet:
     """The rules a receipt is priced with, ordered by (priority, promotion_id), and a version."""
 
@@ -127,6 +153,32 @@ class PromotionSet:
     def get(self, promotion_id: str) -> Promotion | None:
         """The promotion with this id, or ``None``."""
         return next((p for p in self.promotions if p.promotion_id == promotion_id), None)
+
+    def find_coupon(self, code: str) -> CouponMatch | None:
+        """The active ``coupon`` rule accepting ``code`` (listed, or validly signed), or ``None``.
+
+        Offline validation for a register: no schedule or audience is checked here (the
+        calculation does that); single-use history is the caller's (``used_coupons``).
+        """
+        normal = code.strip().upper()
+        positions: set[int] = set()
+        for key in (("code", normal), ("coupon_prefix", normal.split("-", 1)[0])):
+            positions.update(self.index.get(key, ()))
+        for position in sorted(positions):
+            promotion = self.promotions[position]
+            accepts = getattr(promotion.terms, "accepts", None)
+            if (
+                promotion.status == "active"
+                and accepts is not None
+                and accepts(normal, self.settings.coupon_key)
+            ):
+                multi_use = bool(getattr(promotion.terms, "multi_use", False))
+                signed = verify_code(self.settings.coupon_key, normal) is not None
+                expires_on = code_expiry(normal) if signed else None
+                return CouponMatch(
+                    normal, promotion.promotion_id, promotion.title, multi_use, expires_on
+                )
+        return None
 
 
 def _templates(reader: FieldReader) -> MessageTemplates:

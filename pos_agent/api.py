@@ -21,6 +21,8 @@ from pos_agent.inputs import (
     parse_calculate,
     parse_card,
     parse_confirm,
+    parse_coupon,
+    parse_coupon_code,
     parse_empty,
     parse_line_no,
     parse_lines,
@@ -144,6 +146,8 @@ def calculation_view(priced: Priced) -> dict[str, Any]:
         },
         "promo_version": calc.promo_version,
         "explanation": list(calc.explanation),
+        "coupon_codes": list(priced.receipt.coupon_codes),
+        "coupons_consumed": list(calc.coupons_consumed),
     }
 
 
@@ -216,6 +220,31 @@ async def identify_card(request: web.Request) -> web.Response:
     )
 
 
+async def add_coupon(request: web.Request) -> web.Response:
+    """POST /v1/receipts/{receipt_id}/coupons: validated offline, kept for pricing."""
+    code = parse_coupon(await _json_body(request))
+    worker = request.app[WORKER]
+    receipt_id = _receipt_id(request)
+    match = await worker.run(worker.register.add_coupon, receipt_id, code)
+    return web.json_response(
+        {
+            "receipt_id": receipt_id,
+            "code": match.code,
+            "rule_id": match.promotion_id,
+            "title": match.title,
+            "multi_use": match.multi_use,
+        }
+    )
+
+
+async def remove_coupon(request: web.Request) -> web.Response:
+    """DELETE /v1/receipts/{receipt_id}/coupons/{code}."""
+    code = parse_coupon_code(request.match_info["code"])
+    worker = request.app[WORKER]
+    await worker.run(worker.register.remove_coupon, _receipt_id(request), code)
+    return web.json_response({"removed": code})
+
+
 async def calculate(request: web.Request) -> web.Response:
     """POST /v1/receipts/{receipt_id}/calculate."""
     bonus_to_spend = parse_calculate(await _json_body(request))
@@ -272,6 +301,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/receipts/{receipt_id}/lines", add_lines)
     app.router.add_delete("/v1/receipts/{receipt_id}/lines/{line_no}", remove_line)
     app.router.add_post("/v1/receipts/{receipt_id}/card", identify_card)
+    app.router.add_post("/v1/receipts/{receipt_id}/coupons", add_coupon)
+    app.router.add_delete("/v1/receipts/{receipt_id}/coupons/{code}", remove_coupon)
     app.router.add_post("/v1/receipts/{receipt_id}/calculate", calculate)
     app.router.add_post("/v1/receipts/{receipt_id}/confirm", confirm)
     app.router.add_post("/v1/receipts/{receipt_id}/cancel", cancel)

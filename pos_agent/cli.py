@@ -1,4 +1,4 @@
-"""loyalty-pos: `serve`, `check-config`, `reprint`, `print-test`, `display-test`.
+"""loyalty-pos: `serve`, `check-config`, `reprint`, `enrol`, `print-test`, `display-test`.
 
 The only place that configures logging.
 """
@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
         ("serve", "run the register's local API and the uploader"),
         ("check-config", "print the effective config (secrets redacted), or every problem"),
         ("reprint", "send the slips that failed to print again (the reprint queue)"),
+        ("enrol", "redeem a token from `loyalty-store enrol-register`; keep the secret"),
     ):
         cmd = sub.add_parser(name, help=text, description=text)
         cmd.add_argument(
@@ -41,6 +42,13 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING...")
         if name == "reprint":
             cmd.add_argument("--list", action="store_true", help="only list the queue")
+        if name == "enrol":
+            cmd.add_argument("--token", required=True, help="from loyalty-store enrol-register")
+            cmd.add_argument(
+                "--store-url",
+                default=None,
+                help="the store node, http://host:port (default: store_node.url)",
+            )
     text = "print a test slip (Latin, Cyrillic, EAN-13, CODE128, QR, cut) to a printer URI"
     cmd = sub.add_parser("print-test", help=text, description=text)
     cmd.add_argument("--printer", required=True, help="tcp://host:9100, serial:///dev/ttyS0, ...")
@@ -179,6 +187,29 @@ def _reprint(config: Config, *, only_list: bool) -> int:
         reprints.close()
 
 
+def _enrol(config: Config, token: str, store_url: str | None) -> int:
+    from pos_agent.credentials import enrol, save_credentials
+    from pos_agent.errors import PosError
+
+    url = store_url or config.store_node.url
+    if not url:
+        print("enrol: --store-url is required when store_node.url is empty", file=sys.stderr)
+        return 2
+    try:
+        credentials = enrol(
+            url, token, config.register.register_id, timeout_s=config.store_node.timeout_s
+        )
+        path = save_credentials(config.register.data_dir, credentials)
+    except PosError as exc:
+        print(f"enrol: refused or failed: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"enrol: cannot write the credentials: {exc}", file=sys.stderr)
+        return 1
+    print(f"enrolled as node {credentials.node_id} of register {credentials.register_id}: {path}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `loyalty-pos`; returns the exit status."""
     args = _parser().parse_args(argv)
@@ -194,6 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "reprint":
         return _reprint(config, only_list=args.list)
+    if args.command == "enrol":
+        return _enrol(config, args.token, args.store_url)
     return _serve(config, args.log_level)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "EnrolmentFailed",
     "InvalidField",
     "JournalError",
     "LineNotFound",
@@ -122,3 +123,7 @@ class ReceiptClosed(RequestError):
         self.sale_id = sale_id
         suffix = f" as sale {sale_id}" if sale_id else ""
         super().__init__(f"receipt_id: receipt {receipt_id!r} is already {outcome}{suffix}")
+
+
+class EnrolmentFailed(PosError):
+    """The store node refused the enrolment token or was unreachable; the message says which."""

@@ -19,6 +19,8 @@ __all__ = [
     "parse_calculate",
     "parse_card",
     "parse_confirm",
+    "parse_coupon",
+    "parse_coupon_code",
     "parse_empty",
     "parse_line_no",
     "parse_lines",
@@ -153,6 +155,20 @@ def parse_card(body: Any) -> str:
     """{"card_no": str} -> the card number."""
     doc = _object(body, "", {"card_no"}, {"card_no"})
     return _text(doc["card_no"], "card_no")
+
+
+MAX_COUPON_CHARS = 64
+
+
+def parse_coupon(body: Any) -> str:
+    """{"code": str} -> the code, trimmed and upper-cased as the engine compares codes."""
+    doc = _object(body, "", {"code"}, {"code"})
+    return _text(doc["code"], "code", max_chars=MAX_COUPON_CHARS).strip().upper()
+
+
+def parse_coupon_code(text: str) -> str:
+    """The {code} path segment, normalised like parse_coupon."""
+    return _text(text, "code", max_chars=MAX_COUPON_CHARS).strip().upper()
 
 
 def _bonus(doc: Mapping[str, Any]) -> int:

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from pos_agent.errors import InvalidField, JournalError, ReceiptClosed, ReceiptNotFound
+from pos_agent.receipts import CouponUsed
 from sync_protocol import Sale, chain_hash, decode_sale, encode_sale
 
 __all__ = ["Journal", "JournalStats", "OutboxRow", "RejectedSale", "SalesSummary"]
@@ -63,6 +64,11 @@ CREATE TABLE IF NOT EXISTS local_spend (
     acked_version INTEGER
 );
 CREATE INDEX IF NOT EXISTS local_spend_card ON local_spend (card_no);
+CREATE TABLE IF NOT EXISTS used_coupons (
+    code TEXT PRIMARY KEY,
+    sale_id TEXT NOT NULL REFERENCES sales (sale_id),
+    used_at TEXT NOT NULL
+);
 """
 
 
@@ -224,6 +230,13 @@ class Journal:
         ).fetchone()
         return int(row[0])
 
+    def coupon_used_by(self, code: str) -> str | None:
+        """The sale of this register that redeemed single-use coupon ``code``, or ``None``."""
+        row = self.conn.execute(
+            "SELECT sale_id FROM used_coupons WHERE code = ?", [code]
+        ).fetchone()
+        return None if row is None else str(row[0])
+
     def confirm(
         self,
         receipt_id: str,
@@ -231,8 +244,10 @@ class Journal:
         *,
         bonus_spent: int,
         bonus_balance: int,
+        coupons_used: tuple[str, ...] = (),
     ) -> Sale:
-        """Commit the sale built for the next seq with its outbox row and bonus spend, at once."""
+        """Commit the sale built for the next seq with its outbox row, bonus spend and the
+        single-use coupons it redeemed, at once (CouponUsed if one was redeemed before)."""
         with self._transaction():
             self.load_receipt(receipt_id)
             seq = int(
@@ -282,6 +297,16 @@ class Journal:
                     "INSERT INTO local_spend (sale_id, card_no, amount, spent_at) "
                     "VALUES (?, ?, ?, ?)",
                     [sale.sale_id, sale.card_no, bonus_spent, closed_at],
+                )
+            for code in coupons_used:
+                # Checked inside the write transaction: two receipts holding the same code
+                # cannot both redeem it.
+                used_by = self.coupon_used_by(code)
+                if used_by is not None:
+                    raise CouponUsed(code, used_by)
+                self.conn.execute(
+                    "INSERT INTO used_coupons (code, sale_id, used_at) VALUES (?, ?, ?)",
+                    [code, sale.sale_id, closed_at],
                 )
             self.conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('chain_head', ?) "

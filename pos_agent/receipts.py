@@ -7,11 +7,45 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from pos_agent.errors import InvalidField, LineNotFound
+from pos_agent.errors import InvalidField, LineNotFound, RequestError
 
-__all__ = ["MAX_LINES", "LineInput", "OpenLine", "OpenReceipt", "PaymentInput"]
+__all__ = [
+    "MAX_COUPONS",
+    "MAX_LINES",
+    "CouponNotOnReceipt",
+    "CouponUsed",
+    "LineInput",
+    "OpenLine",
+    "OpenReceipt",
+    "PaymentInput",
+]
 
 MAX_LINES = 1000
+MAX_COUPONS = 20
+
+
+# Kept here rather than in errors.py only to stay out of a file being edited concurrently.
+class CouponUsed(RequestError):
+    """A single-use coupon already redeemed by a sale of this register."""
+
+    kind = "conflict"
+    status = 409
+
+    def __init__(self, code: str, sale_id: str) -> None:
+        self.code = code
+        self.sale_id = sale_id
+        super().__init__(f"code: single-use coupon {code} was already redeemed by sale {sale_id}")
+
+
+class CouponNotOnReceipt(RequestError):
+    """The open receipt does not hold this coupon code."""
+
+    kind = "not_found"
+    status = 404
+
+    def __init__(self, receipt_id: str, code: str) -> None:
+        super().__init__(f"code: receipt {receipt_id!r} has no coupon {code!r}")
+
 
 STATE_VERSION = 1
 
@@ -66,6 +100,8 @@ class OpenReceipt:
     lines: tuple[OpenLine, ...] = ()
     card_no: str | None = None
     next_line_no: int = 1
+    # Normalised (upper-case) codes the cashier entered, validated when entered.
+    coupon_codes: tuple[str, ...] = ()
 
     def with_lines(self, lines: list[OpenLine]) -> OpenReceipt:
         if len(self.lines) + len(lines) > MAX_LINES:
@@ -89,6 +125,19 @@ class OpenReceipt:
     def with_card(self, card_no: str) -> OpenReceipt:
         return replace(self, card_no=card_no)
 
+    def with_coupon(self, code: str) -> OpenReceipt:
+        """The receipt holding ``code`` too (entering it twice changes nothing)."""
+        if code in self.coupon_codes:
+            return self
+        if len(self.coupon_codes) >= MAX_COUPONS:
+            raise InvalidField("code", f"a receipt holds at most {MAX_COUPONS} coupons")
+        return replace(self, coupon_codes=(*self.coupon_codes, code))
+
+    def without_coupon(self, code: str) -> OpenReceipt:
+        if code not in self.coupon_codes:
+            raise CouponNotOnReceipt(self.receipt_id, code)
+        return replace(self, coupon_codes=tuple(c for c in self.coupon_codes if c != code))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "receipt_id": self.receipt_id,
@@ -96,6 +145,7 @@ class OpenReceipt:
             "opened_at": self.opened_at.isoformat(),
             "card_no": self.card_no,
             "lines": [line.to_dict() for line in self.lines],
+            "coupon_codes": list(self.coupon_codes),
         }
 
     def to_json(self) -> str:
@@ -124,4 +174,5 @@ class OpenReceipt:
             ),
             card_no=doc.get("card_no"),
             next_line_no=doc["next_line_no"],
+            coupon_codes=tuple(doc.get("coupon_codes", ())),
         )

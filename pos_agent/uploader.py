@@ -20,6 +20,7 @@ import requests
 
 from loyalty_engine import RuleError, load_promotion_set
 from pos_agent.config import Config
+from pos_agent.credentials import Credentials, load_credentials
 from pos_agent.discovery import StoreDiscovery
 from pos_agent.errors import PosError, ReplicaError, StoreNodeUnreachable, UploadError
 from pos_agent.journal import Journal
@@ -252,6 +253,12 @@ class _Link:
         self.discovery = discovery
         self.url: str | None = self.config.store_node.url or None
         self.next_poll = 0.0  # monotonic; 0 = poll master data and heartbeat at once
+        self.credentials: Credentials | None = load_credentials(self.config.register.data_dir)
+        if self.credentials is None:
+            log.warning(
+                "not enrolled: requests to the store node are unsigned and a store node with "
+                "security.require_signatures refuses them; run `loyalty-pos enrol`"
+            )
 
     def cycle(self) -> bool:
         """One round; True when a full batch went through and more may be waiting."""
@@ -299,6 +306,11 @@ class _Link:
         return url
 
     def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        if self.credentials is not None:
+            signed = self.credentials.headers(
+                method, url, kwargs.get("params"), kwargs.get("data", b"")
+            )
+            kwargs["headers"] = {**kwargs.get("headers", {}), **signed}
         try:
             return self.session.request(
                 method, url, timeout=self.config.store_node.timeout_s, **kwargs

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import random
 import time
@@ -11,6 +13,15 @@ from typing import Any
 
 from aiohttp import web
 
+from store_node.auth import (
+    Forbidden,
+    NonceCache,
+    RegisterAuth,
+    RegisterIdentity,
+    Unauthorized,
+    signature_headers,
+    verify_signature,
+)
 from store_node.config import Config
 from store_node.discovery import Advertiser
 from store_node.errors import (
@@ -30,6 +41,7 @@ from sync_protocol import (
     ProtocolError,
     SaleBatch,
     UnexpectedMessageType,
+    canonical_query,
     decode,
     encode,
 )
@@ -39,6 +51,7 @@ __all__ = [
     "CLOCK_KEY",
     "CONFIG_KEY",
     "FORWARDER_KEY",
+    "IDENTITY_KEY",
     "MAX_BODY_BYTES",
     "WORKER_KEY",
     "create_app",
@@ -55,6 +68,15 @@ ADVERTISER_KEY: web.AppKey[Advertiser | None] = web.AppKey("advertiser")
 CLOCK_KEY: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
 _MAX_BODY_KEY = web.AppKey("max_body_bytes", int)
 _RUN_JOBS_KEY = web.AppKey("run_jobs", bool)
+AUTH_KEY = web.AppKey("register_auth", RegisterAuth)
+_NONCES_KEY = web.AppKey("nonces", NonceCache)
+_KNOWN_KEY: web.AppKey[dict[str, tuple[str, str]]] = web.AppKey("register_credentials")
+IDENTITY_KEY: web.RequestKey[RegisterIdentity | None] = web.RequestKey("identity")
+"""The enrolled register that signed the request; None for an unsigned one (when allowed)."""
+
+OPEN_PATHS = frozenset({"/health", "/v1/enrol", "/v1/sales/summary"})
+"""Answered without a signature: liveness, enrolment (the token is the credential), totals."""
+MAX_ENROL_BYTES = 4096
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -101,6 +123,77 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return _error(500, "internal", "internal error; see the store node log")
 
 
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Verify the register signature of every route but OPEN_PATHS (docs/API.md)."""
+    request[IDENTITY_KEY] = None
+    if request.path in OPEN_PATHS or request.match_info.http_exception is not None:
+        return await handler(request)
+    app = request.app
+    found = signature_headers(request.headers)
+    if found is None:
+        if app[CONFIG_KEY].security.require_signatures:
+            raise Unauthorized(
+                "headers: this request is not signed; enrol the register "
+                "(loyalty-pos enrol) and sign every request"
+            )
+        return await handler(request)
+    node_id = found.get("X-Loyalty-Node", "")[:64]
+    known = app[_KNOWN_KEY]
+    credential = known.get(node_id)
+    if credential is None and node_id:
+        credential = await asyncio.to_thread(app[AUTH_KEY].credential, node_id)
+        if credential is not None:
+            known[node_id] = credential
+    body = await request.read()
+    request[IDENTITY_KEY] = verify_signature(
+        found,
+        credential=credential,
+        method=request.method,
+        path=request.path,
+        query=canonical_query(list(request.query.items())),
+        body=body,
+        now_s=app[CLOCK_KEY]().timestamp(),
+        nonces=app[_NONCES_KEY],
+    )
+    return await handler(request)
+
+
+async def post_enrol(request: web.Request) -> web.StreamResponse:
+    """Exchange a one-time register enrolment token for a node id and secret (shown once)."""
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType(
+            f"Content-Type: expected application/json, got {request.content_type or 'nothing'!r}"
+        )
+    data = await request.read()
+    if len(data) > MAX_ENROL_BYTES:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_ENROL_BYTES, actual_size=len(data))
+    try:
+        body = json.loads(data)
+    except ValueError as exc:
+        raise MalformedRequest(f"body: not JSON: {exc}") from exc
+    token = body.get("token") if isinstance(body, dict) else None
+    if not isinstance(token, str) or not 1 <= len(token) <= 256:
+        raise MalformedRequest("body.token: expected the enrolment token string")
+    app = request.app
+    enrolment = await asyncio.to_thread(app[AUTH_KEY].enrol, token, app[CLOCK_KEY]())
+    wanted = body.get("register_id")
+    if wanted is not None and wanted != enrolment.register_id:
+        raise Forbidden(
+            f"body.register_id: the token was issued for register {enrolment.register_id!r}, "
+            f"not {wanted!r} (the token is spent)"
+        )
+    log.info("enrolled register %s as node %s", enrolment.register_id, enrolment.node_id)
+    return web.json_response(
+        {
+            "node_id": enrolment.node_id,
+            "register_id": enrolment.register_id,
+            "store_id": app[CONFIG_KEY].store.store_id,
+            "secret": enrolment.secret,
+        }
+    )
+
+
 async def _msgpack_body(request: web.Request) -> bytes:
     if request.content_type != CONTENT_TYPE:
         raise UnsupportedMediaType(
@@ -123,6 +216,15 @@ async def post_sales(request: web.Request) -> web.StreamResponse:
     envelope = decode(await _msgpack_body(request), expect=SaleBatch)
     batch = envelope.message
     assert isinstance(batch, SaleBatch)
+    identity = request[IDENTITY_KEY]
+    if identity is not None:
+        for sale in batch.sales:
+            if sale.register_id != identity.register_id:
+                raise Forbidden(
+                    f"body.sales.register_id: node {identity.node_id} may submit sales of "
+                    f"register {identity.register_id!r} only, got sale {sale.sale_id} of "
+                    f"register {sale.register_id!r}; nothing stored"
+                )
     now = app[CLOCK_KEY]()
     ack = await app[WORKER_KEY].run(lambda box: box.accept(batch.sales, now=now))
     if ack.accepted:
@@ -171,6 +273,12 @@ async def post_heartbeat(request: web.Request) -> web.StreamResponse:
         )
     if not heartbeat.node_id:
         raise InvalidRequest("body.node_id: must name the register")
+    identity = request[IDENTITY_KEY]
+    if identity is not None and heartbeat.node_id != identity.register_id:
+        raise Forbidden(
+            f"body.node_id: node {identity.node_id} acts for register "
+            f"{identity.register_id!r} only, got {heartbeat.node_id!r}"
+        )
     now = app[CLOCK_KEY]()
     await app[WORKER_KEY].run(lambda box: box.record_heartbeat(heartbeat, now=now))
     return web.json_response({"ok": True})
@@ -293,7 +401,9 @@ def create_app(
     `run_jobs=False` leaves the Center link idle (tests drive `app[FORWARDER_KEY]` by hand);
     `advertise` overrides `config.store.advertise`.
     """
-    app = web.Application(client_max_size=max_body_bytes, middlewares=[error_middleware])
+    app = web.Application(
+        client_max_size=max_body_bytes, middlewares=[error_middleware, auth_middleware]
+    )
     worker = BoxWorker(config.db_path, store_id=config.store.store_id)
     app[CONFIG_KEY] = config
     app[CLOCK_KEY] = clock
@@ -301,6 +411,9 @@ def create_app(
     app[FORWARDER_KEY] = Forwarder(config, worker, clock=clock, rng=rng, monotonic=monotonic)
     app[_RUN_JOBS_KEY] = run_jobs
     app[_MAX_BODY_KEY] = max_body_bytes
+    app[AUTH_KEY] = RegisterAuth(config.store.data_dir)
+    app[_NONCES_KEY] = NonceCache()
+    app[_KNOWN_KEY] = {}
     do_advertise = config.store.advertise if advertise is None else advertise
     app[ADVERTISER_KEY] = (
         Advertiser(
@@ -315,6 +428,7 @@ def create_app(
     # Order matters: cleanup runs in reverse, so the jobs stop before the database closes.
     app.cleanup_ctx.extend([_storage_ctx, _forwarder_ctx, _advertiser_ctx])
     app.router.add_get("/health", get_health)
+    app.router.add_post("/v1/enrol", post_enrol)
     app.router.add_post("/v1/sales", post_sales)
     app.router.add_get("/v1/master", get_master)
     app.router.add_post("/v1/heartbeat", post_heartbeat)

@@ -1,4 +1,4 @@
-"""The `loyalty-store` command: `serve` and `check-config`."""
+"""The `loyalty-store` command: `serve`, `check-config`, `enrol` and `enrol-register`."""
 
 from __future__ import annotations
 
@@ -6,13 +6,18 @@ import argparse
 import json
 import logging
 import os
+import re
+import sqlite3
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from aiohttp import web
 
 from store_node.app import create_app
+from store_node.auth import MAX_TTL_H, RegisterAuth
 from store_node.config import Config, load_config, redacted
+from store_node.credentials import enrol, save_credentials
 from store_node.errors import ConfigError, StoreNodeError
 
 __all__ = ["main"]
@@ -31,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (
         ("serve", "run the store node HTTP server"),
         ("check-config", "print the effective config (secrets redacted); exit 2 listing problems"),
+        ("enrol", "redeem a one-time token from `loyalty-center enrol-store`; keep the secret"),
+        ("enrol-register", "print a one-time enrolment token for a register (`loyalty-pos enrol`)"),
     ):
         command = sub.add_parser(name, help=text, description=text)
         command.add_argument(
@@ -38,6 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
             default=os.environ.get("LOYALTY_CONFIG"),
             help="path of store.toml (default: $LOYALTY_CONFIG)",
         )
+        if name == "enrol":
+            command.add_argument(
+                "--token", required=True, help="the token printed by loyalty-center enrol-store"
+            )
+        if name == "enrol-register":
+            command.add_argument("--register-id", required=True, help="the register to enrol")
+            command.add_argument(
+                "--ttl-h", type=float, default=24.0, help="hours until it expires (default 24)"
+            )
         if name == "serve":
             command.add_argument(
                 "--log-level",
@@ -79,6 +95,47 @@ def _serve(config: Config, log_level: str) -> int:
     return 0
 
 
+def _enrol(config: Config, token: str) -> int:
+    try:
+        credentials = enrol(
+            config.center.url,
+            token,
+            config.store.store_id,
+            timeout_s=config.center.timeout_s,
+            context=config.center.ssl_context(),
+        )
+        path = save_credentials(config.store.data_dir, credentials)
+    except StoreNodeError as exc:
+        print(f"loyalty-store: enrolment refused or failed: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"loyalty-store: cannot write the credentials: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"enrolled as node {credentials.node_id} of store {credentials.store_id}; "
+        f"credentials in {path} (mode 0600)"
+    )
+    return 0
+
+
+def _enrol_register(config: Config, register_id: str, ttl_h: float) -> int:
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$", register_id):
+        print(f"loyalty-store: --register-id: not an id: {register_id!r}", file=sys.stderr)
+        return 2
+    if not 0 < ttl_h <= MAX_TTL_H:
+        print(f"loyalty-store: --ttl-h: must be > 0 and <= {MAX_TTL_H}", file=sys.stderr)
+        return 2
+    try:
+        token = RegisterAuth(config.store.data_dir).issue_token(
+            register_id, datetime.now(UTC), ttl_h
+        )
+    except (OSError, sqlite3.Error) as exc:
+        print(f"loyalty-store: cannot store the token: {exc}", file=sys.stderr)
+        return 1
+    print(token)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `loyalty-store`; return the process exit code."""
     args = build_parser().parse_args(argv)
@@ -95,6 +152,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check-config":
         print(json.dumps(redacted(config), indent=2))
         return 0
+    if args.command == "enrol":
+        return _enrol(config, args.token)
+    if args.command == "enrol-register":
+        return _enrol_register(config, args.register_id, args.ttl_h)
     try:
         return _serve(config, args.log_level)
     except StoreNodeError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import ssl
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,7 +14,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 from store_node.errors import ConfigError
 
-__all__ = ["CenterSettings", "Config", "StoreSettings", "load_config", "parse_config", "redacted"]
+__all__ = [
+    "CenterSettings",
+    "Config",
+    "SecuritySettings",
+    "StoreSettings",
+    "load_config",
+    "parse_config",
+    "redacted",
+]
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _DNS_LABEL_MAX = 63
@@ -44,6 +53,25 @@ class CenterSettings:
     timeout_s: float = 10.0
     master_poll_s: float = 5.0
     alert_unsynced_h: float = 24.0
+    ca_file: Path | None = None
+    """PEM CA bundle that signed the Center's certificate (https only); None = system CAs."""
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The client SSL context for an https Center; None for http."""
+        if not self.url.startswith("https://"):
+            return None
+        context = ssl.create_default_context(
+            cafile=str(self.ca_file) if self.ca_file is not None else None
+        )
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return context
+
+
+@dataclass(frozen=True, slots=True)
+class SecuritySettings:
+    """The `[security]` table: whether registers must sign their requests."""
+
+    require_signatures: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +80,7 @@ class Config:
 
     store: StoreSettings
     center: CenterSettings
+    security: SecuritySettings = SecuritySettings()
     source: Path | None = None
 
     @property
@@ -179,8 +208,8 @@ def _listen_host(reader: _Reader, table: Mapping[str, Any]) -> str | None:
 def parse_config(doc: Mapping[str, Any], *, base_dir: Path, source: Path | None = None) -> Config:
     """Validate a parsed TOML document; raise ConfigError listing every problem."""
     reader = _Reader(doc)
-    for name in sorted(set(doc) - {"store", "center"}):
-        reader.problems.append(f"[{name}]: unknown table (known: center, store)")
+    for name in sorted(set(doc) - {"store", "center", "security"}):
+        reader.problems.append(f"[{name}]: unknown table (known: center, security, store)")
     store = reader.section(
         "store", {"store_id", "node_id", "listen_host", "listen_port", "data_dir", "advertise"}
     )
@@ -195,6 +224,7 @@ def parse_config(doc: Mapping[str, Any], *, base_dir: Path, source: Path | None 
             "timeout_s",
             "master_poll_s",
             "alert_unsynced_h",
+            "ca_file",
         },
     )
     store_id = reader.identifier(store, "store.store_id")
@@ -211,6 +241,21 @@ def parse_config(doc: Mapping[str, Any], *, base_dir: Path, source: Path | None 
     timeout_s = reader.seconds(center, "center.timeout_s", 10.0)
     master_poll_s = reader.seconds(center, "center.master_poll_s", 5.0)
     alert_unsynced_h = _hours(reader, center, "center.alert_unsynced_h", 24.0)
+    ca_raw = reader.value(center, "center.ca_file", "")
+    ca_file: Path | None = None
+    if not isinstance(ca_raw, str):
+        reader.problems.append(f"center.ca_file: expected a path string, got {ca_raw!r}")
+    elif ca_raw:
+        ca_file = (base_dir / ca_raw).resolve()
+        if not ca_file.is_file():
+            reader.problems.append(f"center.ca_file: {ca_file} is not a readable file")
+    security = doc.get("security", {})
+    if not isinstance(security, Mapping):
+        reader.problems.append(f"[security]: expected a table, got {type(security).__name__}")
+        security = {}
+    for key in sorted(set(security) - {"require_signatures"}):
+        reader.problems.append(f"security.{key}: unknown key (known: require_signatures)")
+    require_signatures = reader.boolean(security, "security.require_signatures", True)
 
     if backoff_initial_s and backoff_max_s and backoff_max_s < backoff_initial_s:
         reader.problems.append(
@@ -254,7 +299,9 @@ def parse_config(doc: Mapping[str, Any], *, base_dir: Path, source: Path | None 
             timeout_s=timeout_s,
             master_poll_s=master_poll_s,
             alert_unsynced_h=alert_unsynced_h,
+            ca_file=ca_file,
         ),
+        security=SecuritySettings(require_signatures=bool(require_signatures)),
         source=source,
     )
 
@@ -318,5 +365,7 @@ def redacted(config: Config) -> dict[str, Any]:
             "timeout_s": config.center.timeout_s,
             "master_poll_s": config.center.master_poll_s,
             "alert_unsynced_h": config.center.alert_unsynced_h,
+            "ca_file": str(config.center.ca_file or ""),
         },
+        "security": {"require_signatures": config.security.require_signatures},
     }

@@ -17,6 +17,7 @@ import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from store_node.config import Config
+from store_node.credentials import Credentials, load_credentials
 from store_node.errors import CenterTooLarge, CenterUnavailable
 from store_node.salesbox import BoxWorker, RegisterState, SalesBox
 from sync_protocol import (
@@ -160,13 +161,24 @@ class Forwarder:
         self._session: aiohttp.ClientSession | None = None
         self._scheduler: AsyncIOScheduler | None = None
         self._running: set[asyncio.Task[Any]] = set()
+        self.credentials: Credentials | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self, *, schedule: bool = True) -> None:
         """Open the HTTP session and, unless `schedule` is False, start the periodic jobs."""
+        self.credentials = load_credentials(self.config.store.data_dir)
+        if self.credentials is None:
+            log.warning(
+                "not enrolled: requests to the Center are unsigned and a Center with "
+                "security.require_signatures refuses them; run `loyalty-store enrol --token T`"
+            )
+        else:
+            log.info("signing requests to the Center as node %s", self.credentials.node_id)
         timeout = aiohttp.ClientTimeout(total=self.config.center.timeout_s)
-        self._session = aiohttp.ClientSession(timeout=timeout)
+        context = self.config.center.ssl_context()
+        connector = aiohttp.TCPConnector(ssl=context) if context is not None else None
+        self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
         if not schedule:
             return
         scheduler = AsyncIOScheduler(timezone=UTC, event_loop=asyncio.get_running_loop())
@@ -224,6 +236,14 @@ class Forwarder:
 
     async def _heartbeat_job(self) -> None:
         await self._guarded("heartbeat", self.heartbeat_once)
+
+    def _headers(
+        self, method: str, path: str, body: bytes = b"", query: dict[str, str] | None = None
+    ) -> dict[str, str]:
+        headers = {"Content-Type": CONTENT_TYPE} if method == "POST" else {}
+        if self.credentials is not None:
+            headers.update(self.credentials.headers(method, path, query, body))
+        return headers
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -303,7 +323,7 @@ class Forwarder:
         url = f"{self.config.center.url}/v1/ingest"
         # BytesIO: aiohttp warns about (and may block on) raw-bytes bodies over 1 MiB.
         async with self.session.post(
-            url, data=io.BytesIO(body), headers={"Content-Type": CONTENT_TYPE}
+            url, data=io.BytesIO(body), headers=self._headers("POST", "/v1/ingest", body)
         ) as response:
             answer = await response.read()
             if response.status == 413:
@@ -356,7 +376,7 @@ class Forwarder:
         url = f"{self.config.center.url}/v1/heartbeat"
         try:
             async with self.session.post(
-                url, data=io.BytesIO(body), headers={"Content-Type": CONTENT_TYPE}
+                url, data=io.BytesIO(body), headers=self._headers("POST", "/v1/heartbeat", body)
             ) as response:
                 answer = await response.read()
                 if response.status != 200:
@@ -393,7 +413,8 @@ class Forwarder:
         url = f"{self.config.center.url}/v1/master"
         params = {"store_id": self.config.store.store_id, "since": str(since)}
         try:
-            async with self.session.get(url, params=params) as response:
+            headers = self._headers("GET", "/v1/master", query=params)
+            async with self.session.get(url, params=params, headers=headers) as response:
                 answer = await response.read()
                 if response.status != 200:
                     raise CenterUnavailable(

@@ -180,6 +180,25 @@ class Storage(Protocol):
         """Insert ledger movements not yet present; return how many were new."""
         ...
 
+    def add_enrolment_token(
+        self, token_hash: str, store_id: str, created_at: datetime, expires_at: datetime
+    ) -> None:
+        """Keep the SHA-256 of a new one-time enrolment token for a store."""
+        ...
+
+    def redeem_enrolment_token(
+        self, token_hash: str, node_id: str, secret: str, now: datetime
+    ) -> tuple[str, str | None]:
+        """Use a token once and create the node in one transaction.
+
+        Returns ("enrolled", store_id), or ("unknown" | "used" | "expired", None).
+        """
+        ...
+
+    def node_credential(self, node_id: str) -> tuple[str, str] | None:
+        """(store_id, secret) of an enrolled node, or None."""
+        ...
+
     def record_heartbeat(self, heartbeat: Heartbeat, received_at: datetime) -> None:
         """Keep the latest heartbeat of a node."""
         ...

@@ -146,6 +146,22 @@ POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         "ALTER TABLE sales ADD COLUMN prev_hash TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE sales ADD COLUMN chain_hash TEXT NOT NULL DEFAULT ''",
+    ),  # 3: store-node enrolment: one-time tokens (only their SHA-256 kept) and node credentials.
+    (
+        """CREATE TABLE enrolment_tokens (
+            token_hash TEXT PRIMARY KEY,
+            store_id TEXT NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            expires_at TIMESTAMPTZ NOT NULL,
+            used_at TIMESTAMPTZ,
+            node_id TEXT
+        )""",
+        """CREATE TABLE nodes (
+            node_id TEXT PRIMARY KEY,
+            store_id TEXT NOT NULL,
+            secret TEXT NOT NULL,
+            enrolled_at TIMESTAMPTZ NOT NULL
+        )""",
     ),
 )
 

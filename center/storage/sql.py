@@ -565,6 +565,49 @@ class SqlStorage(ABC):
         wallets.update({r[0]: int(r[1]) for r in rows})
         return Balance(card_no=card_no, customer_id=card[0], wallets=wallets)
 
+    # -- enrolment and node credentials --------------------------------------------------------
+
+    def add_enrolment_token(
+        self, token_hash: str, store_id: str, created_at: datetime, expires_at: datetime
+    ) -> None:
+        with self._guard("add enrolment token"), self._transaction():
+            self._execute(
+                "INSERT INTO enrolment_tokens (token_hash, store_id, created_at, expires_at) "
+                "VALUES (?, ?, ?, ?)",
+                (token_hash, store_id, self._ts(created_at), self._ts(expires_at)),
+            )
+
+    def redeem_enrolment_token(
+        self, token_hash: str, node_id: str, secret: str, now: datetime
+    ) -> tuple[str, str | None]:
+        at = self._ts(now)
+        with self._guard("redeem enrolment token"), self._transaction():
+            # The conditional UPDATE is the single-use guarantee, even for concurrent redeems.
+            row = self._execute(
+                "UPDATE enrolment_tokens SET used_at = ?, node_id = ? "
+                "WHERE token_hash = ? AND used_at IS NULL AND expires_at > ? RETURNING store_id",
+                (at, node_id, token_hash, at),
+            ).fetchone()
+            if row is None:
+                held = self._execute(
+                    "SELECT used_at FROM enrolment_tokens WHERE token_hash = ?", (token_hash,)
+                ).fetchone()
+                if held is None:
+                    return "unknown", None
+                return ("used" if held[0] is not None else "expired"), None
+            self._execute(
+                "INSERT INTO nodes (node_id, store_id, secret, enrolled_at) VALUES (?, ?, ?, ?)",
+                (node_id, row[0], secret, at),
+            )
+            return "enrolled", str(row[0])
+
+    def node_credential(self, node_id: str) -> tuple[str, str] | None:
+        with self._guard("read node credential"):
+            row = self._execute(
+                "SELECT store_id, secret FROM nodes WHERE node_id = ?", (node_id,)
+            ).fetchone()
+        return None if row is None else (str(row[0]), str(row[1]))
+
     # -- heartbeats and health -----------------------------------------------------------------
 
     def record_heartbeat(self, heartbeat: Heartbeat, received_at: datetime) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
-from ..coupons import make_code, serial_for, verify_code
+from ..coupons import code_expiry, make_code, serial_for, verify_code
 from ..fields import FieldReader
 from ..goods import ALL_GOODS, GoodsSelector, parse_goods
 from ..model import Accrual, IssuedCoupon
@@ -42,6 +42,12 @@ class Coupon:
             keys.append(("coupon_prefix", self.signed_prefix))
         return tuple(keys)
 
+    def accepts(self, code: str, key: str) -> bool:
+        """Whether normalised ``code`` is this rule's: listed, or signed under its prefix."""
+        if code in self.codes:
+            return True
+        return bool(self.signed_prefix) and verify_code(key, code) == self.signed_prefix
+
     def _accepted(self, ctx: Context) -> tuple[str | None, str]:
         used = (
             ctx.receipt.customer.used_coupons if ctx.receipt.customer is not None else frozenset()
@@ -54,6 +60,10 @@ class Coupon:
             elif self.signed_prefix and code.startswith(self.signed_prefix + "-"):
                 if verify_code(ctx.coupon_key, code) != self.signed_prefix:
                     why = f"coupon {code} fails its check digit or signature"
+                    continue
+                expires_on = code_expiry(code)
+                if expires_on is not None and ctx.local_now.date() > expires_on:
+                    why = f"coupon {code} expired on {expires_on.isoformat()}"
                     continue
             else:
                 continue
@@ -153,10 +163,18 @@ class IssueCoupon:
         serial = serial_for(
             receipt.store_id, receipt.receipt_id, promotion_id, ctx.now_utc.isoformat()
         )
-        code = make_code(ctx.coupon_key, self.prefix, serial)
         until = ctx.now_utc + timedelta(days=self.valid_days) if self.valid_days else None
+        # The last valid day, in store time, is signed into the code: checked offline.
+        last_day = until.astimezone(ctx.local_now.tzinfo).date() if until is not None else None
+        code = make_code(ctx.coupon_key, self.prefix, serial, last_day)
         issued = IssuedCoupon(code, promotion_id, until)
-        return Outcome(True, f"issued coupon {code}", 0, (), None, {}, issued=(issued,))
+        # Slip templates may show the code and validity ({code}, {valid_until}, {valid_days}).
+        values = {
+            "code": code,
+            "valid_until": last_day.isoformat() if last_day is not None else "",
+            "valid_days": str(self.valid_days or ""),
+        }
+        return Outcome(True, f"issued coupon {code}", 0, (), None, values, issued=(issued,))
 
 
 def _parse_issue(reader: FieldReader) -> IssueCoupon:

@@ -102,9 +102,15 @@ def master_tables() -> dict[str, list[dict[str, Any]]]:
 
 
 def write_config(
-    folder: Path, *, backend: str = "sqlite", dsn: str = "", port: int = 0, extra: str = ""
+    folder: Path,
+    *,
+    backend: str = "sqlite",
+    dsn: str = "",
+    port: int = 0,
+    extra: str = "",
+    signatures: bool = False,
 ) -> Path:
-    """A center.toml in `folder` with data under folder/data."""
+    """A center.toml in `folder` with data under folder/data (signatures off unless asked)."""
     path = folder / "center.toml"
     path.write_text(
         "[center]\n"
@@ -115,6 +121,8 @@ def write_config(
         "[storage]\n"
         f'backend = "{backend}"\n'
         'sqlite_path = "center.db"\n'
-        f'dsn = "{dsn}"\n' + extra
+        f'dsn = "{dsn}"\n'
+        "\n[security]\n"
+        f"require_signatures = {'true' if signatures else 'false'}\n" + extra
     )
     return path

@@ -203,7 +203,12 @@ def test_default_promotions_load_cleanly_and_are_json() -> None:
     assert json.loads(json.dumps(docs)) == docs
     promotions = load_promotion_set(docs, version=1, settings=default_settings())
     assert promotions.warnings == ()
-    assert {p.kind for p in promotions.promotions} == {"accrual_percent", "threshold_discount"}
+    assert {p.kind for p in promotions.promotions} == {
+        "accrual_percent",
+        "threshold_discount",
+        "issue_coupon",
+        "coupon",
+    }
     assert all(p.status == "active" for p in promotions.promotions)
     # A fresh list each time: callers may mutate it.
     docs[0]["status"] = "draft"

@@ -122,7 +122,8 @@ async def test_a_broken_printer_never_fails_a_sale_and_queues_a_reprint(
 
     printer = health["devices"]["printer"]
     assert printer["ok"] is False
-    assert printer["reprint_queue"] == 2
+    # Two receipts, each with the demo chain's NEXT5 coupon (totals >= 60.00).
+    assert printer["reprint_queue"] == 4
     assert str(missing) in printer["last_error"]
 
     config_path = tmp_path / "pos.toml"
@@ -135,7 +136,7 @@ async def test_a_broken_printer_never_fails_a_sale_and_queues_a_reprint(
     missing.mkdir()
     assert main(["reprint", "--config", str(config_path)]) == 0
     data = (missing / "p.bin").read_bytes()
-    assert data.count(b"\x1b@\x1bt\x11") == 2
+    assert data.count(b"\x1b@\x1bt\x11") == 4
     assert "Программа лояльности" in "\n".join(decode(data).text_lines())
     assert main(["reprint", "--config", str(config_path)]) == 0
     assert (missing / "p.bin").read_bytes() == data  # queue empty: nothing printed twice
@@ -167,7 +168,7 @@ async def test_a_stuck_printer_does_not_slow_the_sale(config: Config, tmp_path: 
         assert await asyncio.to_thread(hub.drain)
 
     assert elapsed < 10  # the printer was blocked the whole time
-    assert [job.kind for job in hub.jobs] == ["receipt"] * 3
+    assert [job.kind for job in hub.jobs] == ["receipt", "coupon"] * 3
 
 
 async def test_no_devices_configured_means_none_in_health(config: Config) -> None:
@@ -269,7 +270,9 @@ async def test_an_issued_coupon_prints_its_own_slip(config: Config, tmp_path: Pa
         "min_total_minor": 1000,
         "valid_days": 30,
     }
-    snapshot = demo_snapshot(version=2, promotions=[*default_promotions(), issue])
+    # Only this test's coupon rule issues (not the demo chain's NEXT5 one).
+    chain = [d for d in default_promotions() if d["kind"] != "issue_coupon"]
+    snapshot = demo_snapshot(version=2, promotions=[*chain, issue])
     settings = (*snapshot.tables["settings"], {"name": "coupon_key", "value": "test-key"})
     seed_replica(config, MasterSnapshot(2, {**snapshot.tables, "settings": settings}))
     config = with_devices(config, tmp_path)

@@ -174,6 +174,8 @@ def test_a_snapshot_replaces_the_replica_in_one_transaction(tmp_path: Path) -> N
             "threshold-5-10",
             "base-accrual-3",
             "small-basket-1",
+            "next-visit-coupon",
+            "next-visit-redeem",
         }
         assert settings["bonus_max_share"] == "0.5"
     finally:

@@ -82,6 +82,7 @@ def make_config(
     center_url: str = "http://127.0.0.1:9",
     port: int = 0,
     advertise: bool = False,
+    signatures: bool = False,
     **center: Any,
 ) -> Config:
     """A valid config with fast timings, data under tmp_path/store."""
@@ -105,6 +106,7 @@ def make_config(
             "advertise": advertise,
         },
         "center": center_table,
+        "security": {"require_signatures": signatures},
     }
     return parse_config(doc, base_dir=tmp_path)
 

@@ -31,6 +31,9 @@ interval_s = 0.05
 backoff_initial_s = 0.05
 backoff_max_s = 0.2
 master_poll_s = 0.2
+
+[security]
+require_signatures = false
 """
 
 
