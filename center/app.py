@@ -8,10 +8,11 @@ import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from center.auth import (
     NodeIdentity,
@@ -31,7 +32,7 @@ from center.errors import (
     UnknownObject,
     UnsupportedContentType,
 )
-from center.storage import Storage, open_storage
+from center.storage import LedgerEntry, Storage, open_storage
 from sync_protocol import (
     CONTENT_TYPE,
     Heartbeat,
@@ -109,9 +110,31 @@ def create_app(
             raise
         app[STORAGE_KEY] = opened
         log.info("center %s: storage %s ready", config.center.node_id, opened.backend)
+
+        async def expire_job() -> None:
+            try:
+                burnt = await loop.run_in_executor(executor, opened.expire_lots, app[CLOCK_KEY]())
+            except StorageError as exc:
+                log.warning("expiring bonus lots failed (next run retries): %s", exc)
+                return
+            if burnt:
+                log.info("expired %d bonus lots", burnt)
+
+        scheduler = AsyncIOScheduler(timezone=UTC, event_loop=loop)
+        scheduler.add_job(
+            expire_job,
+            "interval",
+            seconds=config.ledger.expire_interval_s,
+            id="expire_lots",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+        scheduler.start()
         try:
             yield
         finally:
+            scheduler.shutdown(wait=False)
             if owned:
                 await loop.run_in_executor(executor, opened.close)
             executor.shutdown(wait=True)
@@ -124,6 +147,7 @@ def create_app(
     app.router.add_post("/v1/heartbeat", heartbeat)
     app.router.add_get("/v1/reconciliation", reconciliation)
     app.router.add_get("/v1/customers/{card_no}/balance", balance)
+    app.router.add_get("/v1/customers/{card_no}/history", history)
     return app
 
 
@@ -242,18 +266,86 @@ async def reconciliation(request: web.Request) -> web.Response:
     )
 
 
-async def balance(request: web.Request) -> web.Response:
+def _card_no(request: web.Request) -> str:
     card_no = request.match_info["card_no"]
     if not _ID.match(card_no):
         raise MalformedRequest(
             "card_no", f"expected 1..{MAX_ID_LEN} letters or digits, got {card_no!r}"
         )
+    return card_no
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+MAX_BURNING_DAYS = 3650
+MAX_HISTORY = 1000
+
+
+async def balance(request: web.Request) -> web.Response:
+    card_no = _card_no(request)
+    days = _query_int(request, "burning_days", default=30)
+    if days > MAX_BURNING_DAYS:
+        raise MalformedRequest("burning_days", f"at most {MAX_BURNING_DAYS}, got {days}")
     storage = request.app[STORAGE_KEY]
-    found = await _in_db(request, storage.balance, card_no, datetime.now(UTC))
+
+    def read() -> Any:
+        return storage.balance(
+            card_no, request.app[CLOCK_KEY](), burning_within=timedelta(days=days)
+        )
+
+    found = await _in_db(request, read)
     if found is None:
         raise UnknownObject("card_no", f"unknown card {card_no!r}")
     return web.json_response(
-        {"card_no": found.card_no, "customer_id": found.customer_id, "wallets": dict(found.wallets)}
+        {
+            "card_no": found.card_no,
+            "customer_id": found.customer_id,
+            "wallets": dict(found.wallets),
+            "pending": [
+                {"wallet": p.wallet, "amount": p.amount, "active_from": _iso(p.active_from)}
+                for p in found.pending
+            ],
+            "burning": [
+                {"wallet": b.wallet, "amount": b.amount, "expires_at": _iso(b.expires_at)}
+                for b in found.burning
+            ],
+            "debt": dict(found.debt),
+        }
+    )
+
+
+async def history(request: web.Request) -> web.Response:
+    card_no = _card_no(request)
+    limit = _query_int(request, "limit", default=100)
+    if not 1 <= limit <= MAX_HISTORY:
+        raise MalformedRequest("limit", f"expected 1..{MAX_HISTORY}, got {limit}")
+    storage = request.app[STORAGE_KEY]
+
+    def read() -> list[LedgerEntry] | None:
+        return storage.history(card_no, limit=limit)
+
+    found = await _in_db(request, read)
+    if found is None:
+        raise UnknownObject("card_no", f"unknown card {card_no!r}")
+    return web.json_response(
+        {
+            "card_no": card_no,
+            "movements": [
+                {
+                    "at": _iso(e.created_at),
+                    "wallet": e.wallet,
+                    "kind": e.kind,
+                    "amount": e.amount,
+                    "rule_id": e.rule_id,
+                    "source": e.source,
+                    "active_from": _iso(e.active_from),
+                    "expires_at": _iso(e.expires_at),
+                }
+                for e in found
+            ],
+        }
     )
 
 

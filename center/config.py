@@ -17,6 +17,7 @@ __all__ = [
     "BACKENDS",
     "CenterSettings",
     "Config",
+    "LedgerSettings",
     "SecuritySettings",
     "StorageSettings",
     "TlsSettings",
@@ -53,6 +54,12 @@ class SecuritySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LedgerSettings:
+    expire_interval_s: int = 3600
+    """How often the Center burns the remainder of expired lots (a scheduled job)."""
+
+
+@dataclass(frozen=True, slots=True)
 class TlsSettings:
     cert_file: Path | None = None
     """PEM certificate chain; with key_file, `serve` speaks HTTPS only."""
@@ -74,6 +81,7 @@ class Config:
     storage: StorageSettings
     security: SecuritySettings = SecuritySettings()
     tls: TlsSettings = TlsSettings()
+    ledger: LedgerSettings = LedgerSettings()
     source: Path | None = None
 
 
@@ -82,6 +90,7 @@ _KNOWN: dict[str, tuple[str, ...]] = {
     "storage": ("backend", "sqlite_path", "dsn"),
     "security": ("require_signatures",),
     "tls": ("cert_file", "key_file"),
+    "ledger": ("expire_interval_s",),
 }
 
 
@@ -115,11 +124,14 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: Path | None
     security = security if isinstance(security, dict) else {}
     tls = data.get("tls", {})
     tls = tls if isinstance(tls, dict) else {}
+    ledger = data.get("ledger", {})
+    ledger = ledger if isinstance(ledger, dict) else {}
     for section, table in (
         ("center", center),
         ("storage", storage),
         ("security", security),
         ("tls", tls),
+        ("ledger", ledger),
     ):
         for key in table:
             if key not in _KNOWN[section]:
@@ -132,6 +144,9 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: Path | None
     backend = _string(storage, "storage", "backend", "sqlite", problems)
     sqlite_path_raw = _string(storage, "storage", "sqlite_path", "center.db", problems)
     dsn = _string(storage, "storage", "dsn", "", problems, allow_empty=True)
+    expire_interval_s = _integer(
+        ledger, "ledger", "expire_interval_s", 3600, problems, low=1, high=7 * 86400
+    )
     require_signatures = security.get("require_signatures", True)
     if not isinstance(require_signatures, bool):
         problems.append(
@@ -175,6 +190,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: Path | None
         ),
         security=SecuritySettings(require_signatures=bool(require_signatures)),
         tls=TlsSettings(cert_file=tls_files["cert_file"], key_file=tls_files["key_file"]),
+        ledger=LedgerSettings(expire_interval_s=expire_interval_s),
         source=source,
     )
 
@@ -198,6 +214,7 @@ def effective_config(config: Config) -> dict[str, dict[str, Any]]:
             "cert_file": str(config.tls.cert_file or ""),
             "key_file": str(config.tls.key_file or ""),
         },
+        "ledger": {"expire_interval_s": config.ledger.expire_interval_s},
     }
 
 

@@ -112,6 +112,10 @@ def recompute_sale(
         segment=segment,
         # The balance at sale time is not stored; what was spent must have been there.
         bonus_balance=spent,
+        # The register seeds issued codes with the sale id and prices at closed_at, so the
+        # same inputs make the same codes; only the codes it redeemed are presented again.
+        receipt_id=sale.sale_id,
+        coupon_codes=sale.coupons_redeemed,
     )
     try:
         calc = calculate(receipt, promotions, bonus_to_spend=spent)
@@ -147,4 +151,14 @@ def recompute_sale(
                     f"loyalty.accrue[{m.rule_id}]: dates {m.active_from}/{m.expires_at}, "
                     f"recomputed {a.active_from}/{a.expires_at}"
                 )
+    # Single use across registers is not judged here (no redemption history): only that the
+    # rules accept each code and that every code presented was consumed.
+    redeemed = sorted(sale.coupons_redeemed)
+    consumed = sorted(calc.coupons_consumed)
+    if redeemed != consumed:
+        diffs.append(f"coupons_redeemed: sale {redeemed}, recomputed {consumed}")
+    issued = sorted(sale.coupons_issued)
+    reissued = sorted(c.code for c in calc.coupons_issued)
+    if issued != reissued:
+        diffs.append(f"coupons_issued: sale {issued}, recomputed {reissued}")
     return Recomputation(sale.sale_id, sale.promo_version, tuple(diffs))

@@ -279,7 +279,12 @@ def run(args: argparse.Namespace) -> int:
         discounts = sum(t.discount_minor for t in tallies.values())
         spent = sum(t.bonus_spent for t in tallies.values())
         weighed = sum(t.weighed_lines for t in tallies.values())
-        log(f"loyalty: discounts_minor={discounts} bonus_spent={spent} weighed_lines={weighed}")
+        issued = sum(t.coupons_issued for t in tallies.values())
+        redeemed = sum(t.coupons_redeemed for t in tallies.values())
+        log(
+            f"loyalty: discounts_minor={discounts} bonus_spent={spent} weighed_lines={weighed} "
+            f"coupons_issued={issued} coupons_redeemed={redeemed}"
+        )
         log("waiting for every sale to reach the Center ...")
         rows = wait_for_sync(cluster, tallies, args.sync_timeout)
         print(format_table(rows))

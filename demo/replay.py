@@ -26,6 +26,8 @@ class RegisterTally:
     discount_minor: int = 0
     bonus_spent: int = 0
     weighed_lines: int = 0
+    coupons_issued: int = 0
+    coupons_redeemed: int = 0
     sale_ids: list[str] = field(default_factory=list)
 
 
@@ -38,10 +40,25 @@ class Progress:
         self.lines = 0
         self._lock = threading.Lock()
 
+        # Household -> the last coupon code a sale issued to it and it has not redeemed yet;
+        # shared by every register's thread because households shop at any store.
+        self._coupons: dict[str, str] = {}
+
     def add(self, lines: int) -> None:
         with self._lock:
             self.done += 1
             self.lines += lines
+
+    def take_coupon(self, household_id: str) -> str | None:
+        """The household's unredeemed coupon, handed to one receipt at a time."""
+        with self._lock:
+            return self._coupons.pop(household_id, None)
+
+    def keep_coupon(self, household_id: str, code: str, *, newer: bool) -> None:
+        """Remember a code for the household's next visit; an older one never replaces a newer."""
+        with self._lock:
+            if newer or household_id not in self._coupons:
+                self._coupons[household_id] = code
 
 
 def assign_registers(
@@ -67,6 +84,16 @@ def _call(session: requests.Session, method: str, url: str, body: object) -> dic
     return result
 
 
+def _enter_coupon(session: requests.Session, receipt: str, code: str) -> bool:
+    """Present a coupon; a refused one (422 invalid or expired, 409 redeemed) is dropped."""
+    response = session.post(f"{receipt}/coupons", json={"code": code}, timeout=30)
+    if response.status_code in (409, 422):
+        return False
+    if response.status_code >= 400:
+        raise DemoError(f"POST {receipt}/coupons answered {response.status_code}: {response.text}")
+    return True
+
+
 def ring_up(
     session: requests.Session,
     base: str,
@@ -74,14 +101,23 @@ def ring_up(
     card_no: str | None,
     spend: bool,
     tally: RegisterTally,
+    coupons: Progress | None = None,
 ) -> None:
-    """One basket as one receipt: open, lines, card, calculate, confirm."""
+    """One basket as one receipt: open, lines, card, coupon, calculate, confirm.
+
+    With ``coupons``, a coupon an earlier sale issued to the household is presented, and a
+    coupon this sale issues is kept for the household's next visit.
+    """
     opened = _call(session, "POST", f"{base}/v1/receipts", {})
     receipt = f"{base}/v1/receipts/{opened['receipt_id']}"
     lines = [to_receipt_line(line) for line in basket.lines]
     _call(session, "POST", f"{receipt}/lines", {"lines": lines})
     if card_no is not None:
         _call(session, "POST", f"{receipt}/card", {"card_no": card_no})
+    household = basket.household_id
+    presented = coupons.take_coupon(household) if coupons is not None and household else None
+    if presented is not None and not _enter_coupon(session, receipt, presented):
+        presented = None
     calc = _call(session, "POST", f"{receipt}/calculate", {})
     bonus = 0
     if spend:
@@ -108,6 +144,17 @@ def ring_up(
     tally.bonus_spent += bonus
     tally.weighed_lines += sum(1 for line in lines if line.get("weighed"))
     tally.sale_ids.append(str(confirmed["sale_id"]))
+    redeemed = confirmed.get("coupons_redeemed", [])
+    issued = confirmed.get("coupons_issued", [])
+    assert isinstance(redeemed, list) and isinstance(issued, list)
+    tally.coupons_redeemed += len(redeemed)
+    tally.coupons_issued += len(issued)
+    if coupons is not None and household:
+        if presented is not None and presented not in redeemed:
+            # Not consumed (e.g. a subtotal below the coupon's minimum): good for a later visit.
+            coupons.keep_coupon(household, presented, newer=False)
+        for code in issued:
+            coupons.keep_coupon(household, str(code), newer=True)
 
 
 def replay_register(
@@ -130,7 +177,7 @@ def replay_register(
                     carded += 1
                     spend = carded % BONUS_SPEND_EVERY == 0
                 with lock:  # the chaos monkey takes it to kill the register between receipts
-                    ring_up(session, base, basket, card_no, spend, tally)
+                    ring_up(session, base, basket, card_no, spend, tally, progress)
                 progress.add(len(basket.lines))
     except BaseException as exc:
         errors.append(exc)

@@ -264,6 +264,8 @@ async def confirm(request: web.Request) -> web.Response:
             "seq": sale.seq,
             "total_minor": sale.total_minor,
             "messages": list(sale.messages),
+            "coupons_redeemed": list(sale.coupons_redeemed),
+            "coupons_issued": list(sale.coupons_issued),
         }
     )
 

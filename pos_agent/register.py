@@ -396,6 +396,10 @@ class Register:
                 total_minor=subtotal - discount,
                 promo_version=calc.promo_version,
                 messages=tuple(calc.messages.slip),
+                # The Center prices the sale again with these codes, and makes the issued
+                # ones again from sale_id and closed_at, to check both.
+                coupons_redeemed=tuple(calc.coupons_consumed),
+                coupons_issued=tuple(c.code for c in calc.coupons_issued),
             )
 
         sale = self.journal.confirm(

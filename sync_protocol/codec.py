@@ -164,6 +164,9 @@ def _check_sale(sale: Sale, path: Path) -> None:
             value=sale.prev_hash[:80],
             hint="use sync_protocol.chain_hash(previous_sale)",
         )
+    for name in ("coupons_redeemed", "coupons_issued"):
+        for i, code in enumerate(getattr(sale, name)):
+            _check_nonempty(code, (*path, name, i))
     seen: set[int] = set()
     for i, line in enumerate(sale.lines):
         if line.line_no in seen:

@@ -87,6 +87,8 @@ class Sale:
     promo_version: int
     prev_hash: str = ""
     messages: tuple[str, ...] = ()
+    coupons_redeemed: tuple[str, ...] = ()
+    coupons_issued: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

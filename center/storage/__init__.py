@@ -4,22 +4,28 @@ from __future__ import annotations
 
 from center.config import StorageSettings
 from center.storage.base import (
+    BURNING_WITHIN,
     MASTER_TABLES,
     Balance,
+    Burning,
     Counts,
     LedgerEntry,
     MasterChange,
+    Pending,
     Progress,
     RegisterSummary,
     Storage,
 )
 
 __all__ = [
+    "BURNING_WITHIN",
     "MASTER_TABLES",
     "Balance",
+    "Burning",
     "Counts",
     "LedgerEntry",
     "MasterChange",
+    "Pending",
     "Progress",
     "RegisterSummary",
     "Storage",

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sync_protocol import Ack, Heartbeat, Sale
 
 __all__ = [
+    "BURNING_WITHIN",
     "MASTER_TABLES",
     "Balance",
+    "Burning",
     "Counts",
     "LedgerEntry",
     "MasterChange",
     "MasterTable",
+    "Pending",
     "Progress",
     "RegisterSummary",
     "Storage",
@@ -96,13 +99,43 @@ class RegisterSummary:
     """Seqs whose prev_hash is not the chain_hash of the held sale seq - 1 (PROTOCOL.md)."""
 
 
+BURNING_WITHIN = timedelta(days=30)
+"""Default horizon of the "burning" figures of a balance."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """Points of one wallet accrued but not active before `active_from`."""
+
+    wallet: str
+    amount: int
+    active_from: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Burning:
+    """Active points of one wallet that expire at `expires_at` unless spent first."""
+
+    wallet: str
+    amount: int
+    expires_at: datetime
+
+
 @dataclass(frozen=True, slots=True)
 class Balance:
-    """Spendable balance per wallet of one card at a moment."""
+    """Balance per wallet of one card at a moment, derived from its lots.
+
+    `wallets` is the active, unexpired remainder of the lots minus the debt (so it may be
+    negative after an offline overdraft); `debt` is what spends took beyond the lots and later
+    accruals have not yet recovered.
+    """
 
     card_no: str
     customer_id: str
     wallets: Mapping[str, int] = field(default_factory=dict)
+    pending: tuple[Pending, ...] = ()
+    burning: tuple[Burning, ...] = ()
+    debt: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,8 +236,19 @@ class Storage(Protocol):
         """Keep the latest heartbeat of a node."""
         ...
 
-    def balance(self, card_no: str, now: datetime) -> Balance | None:
-        """Wallet balances of a card at `now`, or None for an unknown card."""
+    def balance(
+        self, card_no: str, now: datetime, *, burning_within: timedelta = BURNING_WITHIN
+    ) -> Balance | None:
+        """Wallet balances, pending, burning (expiring before now + burning_within) and debt of
+        a card at `now`, or None for an unknown card."""
+        ...
+
+    def history(self, card_no: str, *, limit: int = 100) -> list[LedgerEntry] | None:
+        """The card's ledger movements, newest first, or None for an unknown card."""
+        ...
+
+    def expire_lots(self, now: datetime) -> int:
+        """Burn the remainder of every lot expired at `now` (idempotent); return lots burnt."""
         ...
 
     def counts(self) -> Counts:

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 
 from center.config import redact_dsn
 from center.errors import StorageError
-from center.storage.sql import SqlStorage
+from center.storage.sql import Migration, SqlStorage, lots_from_ledger
 
 __all__ = ["POSTGRES_MIGRATIONS", "PostgresStorage"]
 
-POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
     (
         """CREATE TABLE sales (
             sale_id TEXT PRIMARY KEY,
@@ -163,10 +164,49 @@ POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (
             enrolled_at TIMESTAMPTZ NOT NULL
         )""",
     ),
+    # 4: the ledger as lots: every accrual a lot, every debit FIFO consumptions of lots (or a
+    # debt); the journal held so far is replayed into them.
+    (
+        """CREATE TABLE lots (
+            lot_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            entry_id BIGINT NOT NULL UNIQUE,
+            card_no TEXT NOT NULL,
+            wallet TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            rule_id TEXT NOT NULL,
+            source TEXT NOT NULL,
+            amount BIGINT NOT NULL,
+            remaining BIGINT NOT NULL,
+            active_from TIMESTAMPTZ,
+            expires_at TIMESTAMPTZ,
+            created_at TIMESTAMPTZ NOT NULL,
+            UNIQUE (source, wallet, kind, rule_id)
+        )""",
+        "CREATE INDEX lots_card ON lots (card_no, wallet, expires_at)",
+        "CREATE INDEX lots_open_expiry ON lots (expires_at) WHERE remaining > 0",
+        """CREATE TABLE lot_consumptions (
+            consumption_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            entry_id BIGINT NOT NULL,
+            lot_id BIGINT,
+            card_no TEXT NOT NULL,
+            wallet TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            amount BIGINT NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            UNIQUE (entry_id, lot_id)
+        )""",
+        "CREATE INDEX lot_consumptions_card ON lot_consumptions (card_no, wallet, kind)",
+        "CREATE INDEX ledger_card_time ON ledger (card_no, created_at)",
+        lots_from_ledger,
+    ),
 )
 
 # Any fixed number: every Center migrating the same database takes the same lock.
 _MIGRATION_LOCK = 0x10_7A17
+# Ledger writers lock one of _CARD_BUCKETS advisory locks per card (class _CARD_LOCK): a bounded
+# number of locks per transaction, always taken in ascending order so writers never deadlock.
+_CARD_LOCK = 0x1ED6
+_CARD_BUCKETS = 1024
 
 
 class PostgresStorage(SqlStorage):
@@ -233,8 +273,21 @@ class PostgresStorage(SqlStorage):
     def _lock_schema(self) -> None:
         self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
 
+    def _lock_cards(self, card_nos: Iterable[str]) -> None:
+        buckets = sorted({zlib.crc32(c.encode()) % _CARD_BUCKETS for c in card_nos})
+        if buckets:
+            self._executemany(
+                "SELECT pg_advisory_xact_lock(?, ?)", [(_CARD_LOCK, b) for b in buckets]
+            )
+
+    _FOR_UPDATE = " FOR UPDATE"
+
     def _ts(self, value: datetime | None) -> Any:
         return value
+
+    def _dt(self, value: Any) -> datetime:
+        assert isinstance(value, datetime)
+        return value.astimezone(UTC)
 
     def _db_errors(self) -> tuple[type[BaseException], ...]:
         return (psycopg.Error,)

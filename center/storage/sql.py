@@ -9,20 +9,24 @@ from __future__ import annotations
 import json
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from center.errors import StorageError
+from center.ledger import allocate
 from center.sales import check_sale, ledger_movements
 from center.storage.base import (
+    BURNING_WITHIN,
     MASTER_TABLES,
     Balance,
+    Burning,
     Counts,
     LedgerEntry,
     MasterChange,
     MasterTable,
+    Pending,
     Progress,
     RegisterSummary,
     is_required,
@@ -37,9 +41,14 @@ from sync_protocol import (
     sale_fingerprint,
 )
 
-__all__ = ["SqlStorage"]
+__all__ = ["Migration", "SqlStorage", "lots_from_ledger"]
 
 _CHUNK = 5000
+_EXPIRE_CHUNK = 500
+"""Cards per expiry transaction: bounds the locks one transaction holds."""
+
+Migration = Sequence["str | Callable[[SqlStorage], None]"]
+"""One schema version: SQL statements, and Python steps for data that SQL can't move alone."""
 
 
 def _json(value: Any) -> str:
@@ -50,7 +59,7 @@ class SqlStorage(ABC):
     """Storage over one DB-API connection; subclasses supply the dialect hooks."""
 
     backend: str = ""
-    migrations: Sequence[Sequence[str]] = ()
+    migrations: Sequence[Migration] = ()
 
     def __init__(self) -> None:
         # One connection, used by one thread at a time: the app runs storage calls on a
@@ -82,6 +91,16 @@ class SqlStorage(ABC):
     @abstractmethod
     def _db_errors(self) -> tuple[type[BaseException], ...]:
         """Driver exceptions to translate into StorageError."""
+
+    @abstractmethod
+    def _dt(self, value: Any) -> datetime:
+        """A stored timestamp as an aware UTC datetime."""
+
+    def _lock_cards(self, card_nos: Iterable[str]) -> None:  # noqa: B027 - SQLite: BEGIN IMMEDIATE
+        """Serialise ledger writers per card (inside the write transaction), in one global order."""
+
+    _FOR_UPDATE = ""
+    """Suffix locking the selected lots until the commit (PostgreSQL)."""
 
     def _lock_schema(self) -> None:  # noqa: B027 - a hook; SQLite's BEGIN IMMEDIATE suffices
         """Serialise concurrent migrations (inside the migration transaction)."""
@@ -118,7 +137,10 @@ class SqlStorage(ABC):
                 )
             for number, statements in enumerate(self.migrations[done:], start=done + 1):
                 for statement in statements:
-                    self._execute(statement)
+                    if callable(statement):
+                        statement(self)
+                    else:
+                        self._execute(statement)
                 self._execute(
                     "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
                     (number, datetime.now(UTC).isoformat()),
@@ -141,6 +163,7 @@ class SqlStorage(ABC):
         ordered = sorted(sales, key=lambda s: (s.register_id, s.seq, s.sale_id))
         received = self._ts(received_at)
         with self._guard("ingest"), self._transaction():
+            self._lock_cards(s.card_no for s in ordered if s.card_no)
             for sale in ordered:
                 payload = encode_sale(sale)
                 fingerprint = sale_fingerprint(sale)
@@ -242,7 +265,7 @@ class SqlStorage(ABC):
                 )
                 for m in ledger_movements(sale)
             ]
-            self._insert_ledger(entries)
+            self._apply_entries(entries)
         return None
 
     def _quarantine(
@@ -508,23 +531,46 @@ class SqlStorage(ABC):
         }
 
     # -- ledger --------------------------------------------------------------------------------
+    #
+    # `ledger` is the append-only journal of movements, unique by (source, wallet, kind,
+    # rule_id): a replayed movement inserts nothing and so changes nothing else. Every accrual
+    # is also a lot (`lots.remaining` is what is left of it); every debit (spend, expiry,
+    # negative adjustment) takes from the lots earliest-expiring first, recorded as
+    # `lot_consumptions` rows keyed by the debit's ledger entry. What no lot covers is a
+    # consumption without a lot (kind "debt"); later accruals pay it back first ("recover").
 
     _ACTIVE = "(active_from IS NULL OR active_from <= ?) AND (expires_at IS NULL OR expires_at > ?)"
+    _FIFO = "ORDER BY (expires_at IS NULL), expires_at, created_at, lot_id"
 
     def _bonus_balances(self, now: datetime) -> dict[str, int]:
         at = self._ts(now)
         rows = self._execute(
-            "SELECT card_no, CAST(SUM(amount) AS BIGINT) FROM ledger "
-            f"WHERE wallet = 'bonus' AND {self._ACTIVE} GROUP BY card_no",
+            "SELECT card_no, CAST(SUM(remaining) AS BIGINT) FROM lots "
+            f"WHERE wallet = 'bonus' AND remaining > 0 AND {self._ACTIVE} GROUP BY card_no",
             (at, at),
         ).fetchall()
-        return {r[0]: int(r[1]) for r in rows}
+        balances = {r[0]: int(r[1]) for r in rows}
+        for card_no, debt in self._execute(
+            f"SELECT card_no, {self._DEBT_SUM} FROM lot_consumptions "
+            "WHERE wallet = 'bonus' AND kind IN ('debt', 'recover') GROUP BY card_no"
+        ).fetchall():
+            if int(debt):
+                balances[card_no] = balances.get(card_no, 0) - int(debt)
+        return balances
 
-    def _insert_ledger(self, entries: Sequence[LedgerEntry]) -> None:
-        self._executemany(
-            "INSERT INTO ledger (card_no, wallet, kind, amount, rule_id, source, active_from, "
-            "expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            [
+    _DEBT_SUM = "CAST(SUM(CASE WHEN kind = 'debt' THEN amount ELSE -amount END) AS BIGINT)"
+
+    def _insert_ledger(self, entries: Sequence[LedgerEntry]) -> int:
+        return self._apply_entries(entries)
+
+    def _apply_entries(self, entries: Sequence[LedgerEntry]) -> int:
+        """Journal the movements not yet present and apply them to the lots; count the new."""
+        new = 0
+        for e in entries:
+            row = self._execute(
+                "INSERT INTO ledger (card_no, wallet, kind, amount, rule_id, source, active_from, "
+                "expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING RETURNING entry_id",
                 (
                     e.card_no,
                     e.wallet,
@@ -535,35 +581,276 @@ class SqlStorage(ABC):
                     self._ts(e.active_from),
                     self._ts(e.expires_at),
                     self._ts(e.created_at),
-                )
-                for e in entries
-            ],
+                ),
+            ).fetchone()
+            if row is None:
+                continue
+            new += 1
+            self._apply_entry(
+                int(row[0]),
+                e.card_no,
+                e.wallet,
+                e.kind,
+                e.amount,
+                e.rule_id,
+                e.source,
+                self._ts(e.active_from),
+                self._ts(e.expires_at),
+                self._ts(e.created_at),
+            )
+        return new
+
+    def _apply_entry(
+        self,
+        entry_id: int,
+        card_no: str,
+        wallet: str,
+        kind: str,
+        amount: int,
+        rule_id: str,
+        source: str,
+        active_from: Any,
+        expires_at: Any,
+        created_at: Any,
+    ) -> None:
+        """Turn one new journal entry (values as stored) into a lot or a FIFO debit."""
+        if amount > 0:
+            self._add_lot(
+                entry_id,
+                card_no,
+                wallet,
+                kind,
+                amount,
+                rule_id,
+                source,
+                active_from,
+                expires_at,
+                created_at,
+            )
+        elif amount < 0:
+            self._debit(entry_id, card_no, wallet, kind, -amount, created_at)
+
+    def _add_lot(
+        self,
+        entry_id: int,
+        card_no: str,
+        wallet: str,
+        kind: str,
+        amount: int,
+        rule_id: str,
+        source: str,
+        active_from: Any,
+        expires_at: Any,
+        created_at: Any,
+    ) -> None:
+        lot_id = self._execute(
+            "INSERT INTO lots (entry_id, card_no, wallet, kind, rule_id, source, amount, "
+            "remaining, active_from, expires_at, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING lot_id",
+            (
+                entry_id,
+                card_no,
+                wallet,
+                kind,
+                rule_id,
+                source,
+                amount,
+                amount,
+                active_from,
+                expires_at,
+                created_at,
+            ),
+        ).fetchone()[0]
+        if expires_at is not None and expires_at <= created_at:
+            return  # born expired: nothing in it can pay a debt
+        debt = self._debt(card_no, wallet)
+        if debt <= 0:
+            return
+        recovered = min(debt, amount)
+        self._execute(
+            "INSERT INTO lot_consumptions (entry_id, lot_id, card_no, wallet, kind, amount, "
+            "created_at) VALUES (?, ?, ?, ?, 'recover', ?, ?)",
+            (entry_id, lot_id, card_no, wallet, recovered, created_at),
         )
+        self._execute(
+            "UPDATE lots SET remaining = remaining - ? WHERE lot_id = ?", (recovered, lot_id)
+        )
+
+    def _debt(self, card_no: str, wallet: str) -> int:
+        row = self._execute(
+            f"SELECT {self._DEBT_SUM} FROM lot_consumptions "
+            "WHERE card_no = ? AND wallet = ? AND kind IN ('debt', 'recover')",
+            (card_no, wallet),
+        ).fetchone()
+        return int(row[0] or 0)
+
+    def _debit(
+        self, entry_id: int, card_no: str, wallet: str, kind: str, amount: int, at: Any
+    ) -> None:
+        """Take `amount` from the lots active at `at`, earliest-expiring first; the rest is debt."""
+        lots = self._execute(
+            "SELECT lot_id, remaining FROM lots WHERE card_no = ? AND wallet = ? "
+            f"AND remaining > 0 AND {self._ACTIVE} {self._FIFO}{self._FOR_UPDATE}",
+            (card_no, wallet, at, at),
+        ).fetchall()
+        taken, debt = allocate(((int(r[0]), int(r[1])) for r in lots), amount)
+        rows: list[tuple[Any, ...]] = [
+            (entry_id, lot_id, card_no, wallet, kind, take, at) for lot_id, take in taken
+        ]
+        if debt:
+            rows.append((entry_id, None, card_no, wallet, "debt", debt, at))
+        self._executemany(
+            "INSERT INTO lot_consumptions (entry_id, lot_id, card_no, wallet, kind, amount, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        if taken:
+            self._executemany(
+                "UPDATE lots SET remaining = remaining - ? WHERE lot_id = ?",
+                [(take, lot_id) for lot_id, take in taken],
+            )
 
     def add_ledger_entries(self, entries: Sequence[LedgerEntry]) -> int:
         with self._guard("add ledger entries"), self._transaction():
-            before = int(self._execute("SELECT COUNT(*) FROM ledger").fetchone()[0])
+            self._lock_cards(e.card_no for e in entries)
+            new = 0
             for start in range(0, len(entries), _CHUNK):
-                self._insert_ledger(entries[start : start + _CHUNK])
-            after = int(self._execute("SELECT COUNT(*) FROM ledger").fetchone()[0])
-        return after - before
+                new += self._apply_entries(entries[start : start + _CHUNK])
+        return new
 
-    def balance(self, card_no: str, now: datetime) -> Balance | None:
+    def expire_lots(self, now: datetime) -> int:
         at = self._ts(now)
-        with self._guard("read balance"):
+        expired = 0
+        while True:
+            # Chunks of cards, each its own transaction: a big backlog never holds every lock.
+            with self._guard("expire lots"), self._transaction():
+                cards = [
+                    r[0]
+                    for r in self._execute(
+                        "SELECT DISTINCT card_no FROM lots WHERE remaining > 0 "
+                        f"AND expires_at <= ? ORDER BY card_no LIMIT {_EXPIRE_CHUNK}",
+                        (at,),
+                    ).fetchall()
+                ]
+                if not cards:
+                    return expired
+                self._lock_cards(cards)
+                marks = ", ".join("?" for _ in cards)
+                # Read again under the card locks: a concurrent spend may have taken some.
+                lots = self._execute(
+                    "SELECT lot_id, card_no, wallet, rule_id, remaining, expires_at FROM lots "
+                    f"WHERE card_no IN ({marks}) AND remaining > 0 AND expires_at <= ? "
+                    f"ORDER BY lot_id{self._FOR_UPDATE}",
+                    (*cards, at),
+                ).fetchall()
+                for lot_id, card_no, wallet, rule_id, remaining, expires_at in lots:
+                    row = self._execute(
+                        "INSERT INTO ledger (card_no, wallet, kind, amount, rule_id, source, "
+                        "active_from, expires_at, created_at) "
+                        "VALUES (?, ?, 'expire', ?, ?, ?, NULL, NULL, ?) "
+                        "ON CONFLICT DO NOTHING RETURNING entry_id",
+                        (card_no, wallet, -int(remaining), rule_id, f"lot:{lot_id}", expires_at),
+                    ).fetchone()
+                    if row is None:
+                        continue  # already burnt: the journal keeps one expiry per lot
+                    self._execute(
+                        "INSERT INTO lot_consumptions (entry_id, lot_id, card_no, wallet, kind, "
+                        "amount, created_at) VALUES (?, ?, ?, ?, 'expire', ?, ?)",
+                        (int(row[0]), lot_id, card_no, wallet, int(remaining), expires_at),
+                    )
+                    self._execute("UPDATE lots SET remaining = 0 WHERE lot_id = ?", (lot_id,))
+                    expired += 1
+
+    def balance(
+        self, card_no: str, now: datetime, *, burning_within: timedelta = BURNING_WITHIN
+    ) -> Balance | None:
+        at = self._ts(now)
+        horizon = self._ts(now + burning_within)
+        with self._guard("read balance"), self._snapshot():
             card = self._execute(
                 "SELECT customer_id FROM cards WHERE card_no = ?", (card_no,)
             ).fetchone()
             if card is None:
                 return None
-            rows = self._execute(
-                "SELECT wallet, CAST(SUM(amount) AS BIGINT) FROM ledger "
-                f"WHERE card_no = ? AND {self._ACTIVE} GROUP BY wallet ORDER BY wallet",
+            active = self._execute(
+                "SELECT wallet, CAST(SUM(remaining) AS BIGINT) FROM lots "
+                f"WHERE card_no = ? AND remaining > 0 AND {self._ACTIVE} GROUP BY wallet",
                 (card_no, at, at),
             ).fetchall()
+            debts = self._execute(
+                f"SELECT wallet, {self._DEBT_SUM} FROM lot_consumptions "
+                "WHERE card_no = ? AND kind IN ('debt', 'recover') GROUP BY wallet",
+                (card_no,),
+            ).fetchall()
+            pending = self._execute(
+                "SELECT wallet, active_from, CAST(SUM(remaining) AS BIGINT) FROM lots "
+                "WHERE card_no = ? AND remaining > 0 AND active_from > ? "
+                "AND (expires_at IS NULL OR expires_at > ?) "
+                "GROUP BY wallet, active_from ORDER BY active_from, wallet",
+                (card_no, at, at),
+            ).fetchall()
+            burning = self._execute(
+                "SELECT wallet, expires_at, CAST(SUM(remaining) AS BIGINT) FROM lots "
+                f"WHERE card_no = ? AND remaining > 0 AND {self._ACTIVE} AND expires_at <= ? "
+                "GROUP BY wallet, expires_at ORDER BY expires_at, wallet",
+                (card_no, at, at, horizon),
+            ).fetchall()
+        debt = {"bonus": 0}
+        debt.update({r[0]: int(r[1]) for r in debts})
         wallets = {"bonus": 0}
-        wallets.update({r[0]: int(r[1]) for r in rows})
-        return Balance(card_no=card_no, customer_id=card[0], wallets=wallets)
+        wallets.update({r[0]: int(r[1]) for r in active})
+        for wallet, owed in debt.items():
+            wallets[wallet] = wallets.get(wallet, 0) - owed
+        return Balance(
+            card_no=card_no,
+            customer_id=card[0],
+            wallets=dict(sorted(wallets.items())),
+            pending=tuple(Pending(r[0], int(r[2]), self._dt(r[1])) for r in pending),
+            burning=tuple(Burning(r[0], int(r[2]), self._dt(r[1])) for r in burning),
+            debt=dict(sorted(debt.items())),
+        )
+
+    def history(self, card_no: str, *, limit: int = 100) -> list[LedgerEntry] | None:
+        with self._guard("read history"), self._snapshot():
+            if (
+                self._execute("SELECT 1 FROM cards WHERE card_no = ?", (card_no,)).fetchone()
+                is None
+            ):
+                return None
+            rows = self._execute(
+                "SELECT wallet, kind, amount, rule_id, source, created_at, active_from, "
+                "expires_at FROM ledger WHERE card_no = ? "
+                "ORDER BY created_at DESC, entry_id DESC LIMIT ?",
+                (card_no, limit),
+            ).fetchall()
+        return [
+            LedgerEntry(
+                card_no=card_no,
+                wallet=r[0],
+                kind=r[1],
+                amount=int(r[2]),
+                rule_id=r[3],
+                source=r[4],
+                created_at=self._dt(r[5]),
+                active_from=None if r[6] is None else self._dt(r[6]),
+                expires_at=None if r[7] is None else self._dt(r[7]),
+            )
+            for r in rows
+        ]
+
+    def lot_totals(self) -> tuple[int, int, int]:
+        """(journal sum, lots remaining, outstanding debt) over every card and wallet.
+
+        The ledger's invariant: journal sum == lots remaining - debt.
+        """
+        with self._guard("read lot totals"), self._snapshot():
+            row = self._execute(
+                "SELECT (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM ledger), "
+                "(SELECT CAST(COALESCE(SUM(remaining), 0) AS BIGINT) FROM lots), "
+                f"(SELECT COALESCE({self._DEBT_SUM}, 0) FROM lot_consumptions "
+                "WHERE kind IN ('debt', 'recover'))"
+            ).fetchone()
+        return int(row[0]), int(row[1]), int(row[2])
 
     # -- enrolment and node credentials --------------------------------------------------------
 
@@ -714,3 +1001,13 @@ class _Guard:
         self._storage._lock.release()
         if exc is not None and isinstance(exc, self._storage._db_errors()):
             raise StorageError(f"{self._storage.backend}: {self._what} failed: {exc}") from exc
+
+
+def lots_from_ledger(storage: SqlStorage) -> None:
+    """Migration step: replay the journal held before lots existed into lots and consumptions."""
+    rows = storage._execute(
+        "SELECT entry_id, card_no, wallet, kind, amount, rule_id, source, active_from, "
+        "expires_at, created_at FROM ledger ORDER BY entry_id"
+    ).fetchall()
+    for row in rows:
+        storage._apply_entry(int(row[0]), *row[1:])

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from center.errors import StorageError
-from center.storage.sql import SqlStorage
+from center.storage.sql import Migration, SqlStorage, lots_from_ledger
 
 __all__ = ["SQLITE_MIGRATIONS", "SqliteStorage"]
 
-SQLITE_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+SQLITE_MIGRATIONS: tuple[Migration, ...] = (
     (
         """CREATE TABLE sales (
             sale_id TEXT PRIMARY KEY,
@@ -161,6 +161,41 @@ SQLITE_MIGRATIONS: tuple[tuple[str, ...], ...] = (
             enrolled_at TEXT NOT NULL
         )""",
     ),
+    # 4: the ledger as lots: every accrual a lot, every debit FIFO consumptions of lots (or a
+    # debt); the journal held so far is replayed into them.
+    (
+        """CREATE TABLE lots (
+            lot_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            entry_id INTEGER NOT NULL UNIQUE,
+            card_no TEXT NOT NULL,
+            wallet TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            rule_id TEXT NOT NULL,
+            source TEXT NOT NULL,
+            amount INTEGER NOT NULL,
+            remaining INTEGER NOT NULL,
+            active_from TEXT,
+            expires_at TEXT,
+            created_at TEXT NOT NULL,
+            UNIQUE (source, wallet, kind, rule_id)
+        )""",
+        "CREATE INDEX lots_card ON lots (card_no, wallet, expires_at)",
+        "CREATE INDEX lots_open_expiry ON lots (expires_at) WHERE remaining > 0",
+        """CREATE TABLE lot_consumptions (
+            consumption_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            entry_id INTEGER NOT NULL,
+            lot_id INTEGER,
+            card_no TEXT NOT NULL,
+            wallet TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            amount INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (entry_id, lot_id)
+        )""",
+        "CREATE INDEX lot_consumptions_card ON lot_consumptions (card_no, wallet, kind)",
+        "CREATE INDEX ledger_card_time ON ledger (card_no, created_at)",
+        lots_from_ledger,
+    ),
 )
 
 
@@ -224,6 +259,9 @@ class SqliteStorage(SqlStorage):
 
     def _db_errors(self) -> tuple[type[BaseException], ...]:
         return (sqlite3.Error,)
+
+    def _dt(self, value: Any) -> datetime:
+        return datetime.fromisoformat(value).astimezone(UTC)
 
     def _close(self) -> None:
         if self._conn is not None:

@@ -271,6 +271,9 @@ async def test_balance(client: TestClient[Any, Any], storage: Storage) -> None:
         "card_no": CARD,
         "customer_id": "hh-1",
         "wallets": {"bonus": 42},
+        "pending": [],
+        "burning": [],
+        "debt": {"bonus": 0},
     }
     missing = await error_of(await client.get("/v1/customers/2999999999999/balance"), 404)
     assert missing["detail"].startswith("card_no:")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from center.recompute import ProductInfo, promotion_set_at, recompute_sale
 from loyalty_engine import (
     Receipt,
@@ -13,6 +15,7 @@ from loyalty_engine import (
     default_promotions,
     default_settings,
     load_promotion_set,
+    make_code,
 )
 from sync_protocol import LineDiscount, LoyaltyMovement, Payment, Sale, SaleLine
 
@@ -21,13 +24,34 @@ PRODUCTS = {"P1": ProductInfo(department="GROCERY"), "P2": ProductInfo(departmen
 PROMOTIONS = load_promotion_set(default_promotions(), version=4, settings=default_settings())
 
 
-def register_sale(amounts: tuple[int, ...], spend: int = 0, *, priced_at: datetime = NOW) -> Sale:
-    """A sale as the register makes it: priced by the engine a moment before closing."""
+KEY = default_settings()["coupon_key"]
+# Issued by another sale of the chain, valid until the day after NOW (store time).
+COUPON = make_code(KEY, "NEXT5", "0123456789", (NOW + timedelta(days=1)).date())
+
+
+def register_sale(
+    amounts: tuple[int, ...],
+    spend: int = 0,
+    *,
+    priced_at: datetime = NOW,
+    coupons: tuple[str, ...] = (),
+) -> Sale:
+    """A sale as the register makes it: priced by the engine at closing, seeded by its id."""
     lines = tuple(
         ReceiptLine(i + 1, f"P{i + 1}", 1000, a, a, department=PRODUCTS[f"P{i + 1}"].department)
         for i, a in enumerate(amounts)
     )
-    receipt = Receipt(lines, priced_at, "367", "", "C1", "", bonus_balance=10_000)
+    receipt = Receipt(
+        lines,
+        priced_at,
+        "367",
+        "",
+        "C1",
+        "",
+        bonus_balance=10_000,
+        receipt_id="s1",
+        coupon_codes=coupons,
+    )
     calc = calculate(receipt, PROMOTIONS, bonus_to_spend=spend)
     loyalty = [
         LoyaltyMovement(a.wallet, "accrue", a.amount, a.rule_id, a.active_from, a.expires_at)
@@ -60,15 +84,64 @@ def register_sale(amounts: tuple[int, ...], spend: int = 0, *, priced_at: dateti
         discount_minor=calc.discount_minor,
         total_minor=calc.total_minor,
         promo_version=calc.promo_version,
+        coupons_redeemed=calc.coupons_consumed,
+        coupons_issued=tuple(c.code for c in calc.coupons_issued),
     )
 
 
 def test_an_honest_sale_has_no_difference() -> None:
-    # Priced a fraction of a second before closing, as the register does.
-    sale = register_sale((6000, 5000), spend=300, priced_at=NOW - timedelta(milliseconds=300))
+    sale = register_sale((6000, 5000), spend=300)
     result = recompute_sale(sale, PROMOTIONS, products=PRODUCTS)
     assert result.ok, result.differences
     assert sale.discount_minor == 1100  # 10 % of 11 000: the sale really had promotions
+    assert len(sale.coupons_issued) == 1  # 99.00 >= 60.00: the Center made the same code
+
+
+def test_accrual_dates_a_moment_off_are_tolerated() -> None:
+    # Registers of earlier versions priced a fraction of a second before closing.
+    sale = register_sale((3000,), priced_at=NOW - timedelta(milliseconds=300))
+    assert sale.coupons_issued == ()
+    result = recompute_sale(sale, PROMOTIONS, products=PRODUCTS)
+    assert result.ok, result.differences
+    assert sale.loyalty[0].expires_at != NOW + timedelta(days=365)
+
+
+def test_a_sale_that_redeemed_a_coupon_recomputes_without_difference() -> None:
+    sale = register_sale((6000, 5000), coupons=(COUPON,))
+    assert sale.coupons_redeemed == (COUPON,)
+    assert "next-visit-redeem" in {d.rule_id for line in sale.lines for d in line.discounts}
+    result = recompute_sale(sale, PROMOTIONS, products=PRODUCTS)
+    assert result.ok, result.differences
+
+
+def test_a_tampered_issued_code_is_flagged() -> None:
+    sale = register_sale((6000, 5000))
+    (real,) = sale.coupons_issued
+    forged = make_code(KEY, "NEXT5", "9999999999", (NOW + timedelta(days=14)).date())
+    result = recompute_sale(replace(sale, coupons_issued=(forged,)), PROMOTIONS, products=PRODUCTS)
+    assert result.differences == (f"coupons_issued: sale ['{forged}'], recomputed ['{real}']",)
+    extra = recompute_sale(
+        replace(sale, coupons_issued=(real, forged)), PROMOTIONS, products=PRODUCTS
+    )
+    assert [d.split(":")[0] for d in extra.differences] == ["coupons_issued"]
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "-".join(p if i != 2 else "00000000" for i, p in enumerate(COUPON.split("-"))),
+        make_code(KEY, "NEXT5", "0123456789", (NOW - timedelta(days=2)).date()),  # expired
+        make_code("another-chain", "NEXT5", "0123456789"),
+    ],
+)
+def test_a_redeemed_code_the_rules_refuse_is_flagged(code: str) -> None:
+    honest = register_sale((6000, 5000), coupons=(COUPON,))
+    # The register claims the coupon discount for a code the rules do not accept.
+    result = recompute_sale(
+        replace(honest, coupons_redeemed=(code,)), PROMOTIONS, products=PRODUCTS
+    )
+    assert f"coupons_redeemed: sale ['{code}'], recomputed []" in result.differences
+    assert any(d.startswith("discount_minor: sale ") for d in result.differences)
 
 
 def test_a_tampered_discount_and_accrual_are_flagged() -> None:

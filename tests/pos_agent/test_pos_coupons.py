@@ -92,7 +92,9 @@ async def test_a_signed_coupon_is_priced_and_refused_the_second_time(config: Con
         ]
         resp = await _confirm(client, receipt_id)
         assert resp.status == 200, await resp.text()
-        sale_id = (await resp.json())["sale_id"]
+        answer = await resp.json()
+        sale_id = answer["sale_id"]
+        assert (answer["coupons_redeemed"], answer["coupons_issued"]) == ([CODE], [])
 
         again = await _open(client, BASKET)
         resp = await client.post(f"/v1/receipts/{again}/coupons", json={"code": CODE})
@@ -105,6 +107,9 @@ async def test_a_signed_coupon_is_priced_and_refused_the_second_time(config: Con
 
     (sale,) = outbox_sales(config)
     assert sale.total_minor == 4964
+    # The redemption travels with the sale, so the Center can price it again (49.64 < 60.00:
+    # no coupon issued).
+    assert (sale.coupons_redeemed, sale.coupons_issued) == ((CODE,), ())
     assert {d.rule_id for line in sale.lines for d in line.discounts} == {
         "threshold-5-10",
         "next-visit-redeem",
@@ -159,6 +164,7 @@ async def test_two_receipts_holding_one_code_redeem_it_once(config: Config) -> N
     sales = outbox_sales(config)
     assert [s.total_minor for s in sales] == [4964, 5225]
     assert [s.seq for s in sales] == [1, 2]
+    assert [s.coupons_redeemed for s in sales] == [(CODE,), ()]
 
 
 async def test_a_multi_use_promo_code_sells_again_and_again(config: Config) -> None:
@@ -211,4 +217,6 @@ def test_an_issued_coupon_is_made_from_the_sale_so_the_center_can_make_it_again(
     # closed_at 2024-05-17 ~09:30 UTC + 14 days = 2024-05-31 04:30 in Chicago: the last day.
     last_day = date(2024, 5, 31)
     assert [c.code for c in calc.coupons_issued] == [make_code(KEY, "NEXT5", serial, last_day)]
+    assert sale.coupons_issued == (make_code(KEY, "NEXT5", serial, last_day),)
+    assert sale.coupons_redeemed == ()
     assert any(m.startswith("Купон: 5 % на следующую покупку") for m in sale.messages)

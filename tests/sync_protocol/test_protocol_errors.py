@@ -297,6 +297,14 @@ def test_unexpected_message_type_is_refused_before_the_body_is_read() -> None:
             lambda b: b["body"]["sales"][0].update(messages=["ok", b"bin"]),
             "body.sales[0].messages[1]: expected str, got bin",
         ),
+        (
+            lambda b: b["body"]["sales"][0].update(coupons_redeemed=["NEXT5-1", 5]),
+            "body.sales[0].coupons_redeemed[1]: expected str, got int (5)",
+        ),
+        (
+            lambda b: b["body"]["sales"][0].update(coupons_issued="NEXT5-1"),
+            "body.sales[0].coupons_issued: expected array, got str",
+        ),
         (lambda b: b["body"].pop("sales"), "body.sales: required field missing"),
     ],
 )
@@ -394,6 +402,8 @@ def _line(no: int, amount: int, discount: int = 0) -> SaleLine:
             {"loyalty": (LoyaltyMovement("", "spend", 5),)},
             "sale.loyalty[0].wallet: must not be empty",
         ),
+        ({"coupons_redeemed": ("",)}, "sale.coupons_redeemed[0]: must not be empty"),
+        ({"coupons_issued": ("NEXT5-1", "")}, "sale.coupons_issued[1]: must not be empty"),
     ],
 )
 def test_inconsistent_sales_are_refused_on_encode_and_decode(

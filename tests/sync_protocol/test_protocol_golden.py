@@ -5,6 +5,7 @@ Never regenerate these files; add new ones for new fields or versions instead.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -106,6 +107,16 @@ CASH_SALE = Sale(
     promo_version=7,
 )
 
+# Written by the encoder once coupon codes travelled with sales (additive fields of v1).
+COUPON_SALE = dataclasses.replace(
+    SALE,
+    sale_id="c0a8012e-7d4b-4f1a-9e2d-5b6c7d8e9f01",
+    seq=1002,
+    prev_hash="ab" * 32,
+    coupons_redeemed=("NEXT5-12345678903-0A1B2C3D-20240530",),
+    coupons_issued=("NEXT5-98765432106-DEADBEEF-20240531", "PROMO10"),
+)
+
 EXPECTED: dict[str, Envelope] = {
     "sale_batch_v1.msgpack": Envelope(
         v=1,
@@ -201,6 +212,13 @@ EXPECTED: dict[str, Envelope] = {
             devices={"printer": "online", "scanner": "offline"},
         ),
     ),
+    "sale_batch_v1_coupons.msgpack": Envelope(
+        v=1,
+        type="sale_batch",
+        sender="367-1",
+        sent_at=SENT_AT,
+        message=SaleBatch(sales=(COUPON_SALE, CASH_SALE)),
+    ),
     # Written by hand, not by encode(): unknown keys at every level (a future sender) and
     # every defaulted field left out (a minimal sender). Must decode to the same sale values.
     "sale_batch_v1_unknown_fields.msgpack": Envelope(
@@ -215,6 +233,8 @@ EXPECTED: dict[str, Envelope] = {
 # Pinned: fingerprints of stored sales must never change, or every duplicate check against
 # sales stored by an older version would fail.
 SALE_FINGERPRINT = "48d9e8e42dc511312541bead6ced5ab7f63adf4b8af73fb5b3a57129850dcae5"
+COUPON_SALE_FINGERPRINT = "619f9104f879f839cf2952ae2b08e43c747ce7b906032f4cf7515727f6c2ffc1"
+CANONICAL_SALES = {"sale_v1.msgpack", "sale_v1_coupons.msgpack"}
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -231,7 +251,7 @@ def test_every_message_type_has_a_golden_fixture() -> None:
         "master_delta",
         "heartbeat",
     }
-    assert {p.name for p in FIXTURES.iterdir()} == {*EXPECTED, "sale_v1.msgpack"}
+    assert {p.name for p in FIXTURES.iterdir()} == {*EXPECTED, *CANONICAL_SALES}
 
 
 def test_golden_canonical_sale_decodes_and_keeps_its_fingerprint() -> None:
@@ -240,3 +260,30 @@ def test_golden_canonical_sale_decodes_and_keeps_its_fingerprint() -> None:
     assert sale == SALE
     assert sale_fingerprint(sale) == SALE_FINGERPRINT
     assert encode_sale(sale) == data
+
+
+def test_golden_canonical_sale_with_coupons_decodes_and_keeps_its_fingerprint() -> None:
+    data = (FIXTURES / "sale_v1_coupons.msgpack").read_bytes()
+    sale = decode_sale(data)
+    assert sale == COUPON_SALE
+    assert sale.coupons_redeemed == ("NEXT5-12345678903-0A1B2C3D-20240530",)
+    assert sale.coupons_issued == ("NEXT5-98765432106-DEADBEEF-20240531", "PROMO10")
+    assert sale_fingerprint(sale) == COUPON_SALE_FINGERPRINT
+    assert encode_sale(sale) == data
+
+
+@pytest.mark.parametrize("name", ["sale_batch_v1.msgpack", "sale_batch_v1_unknown_fields.msgpack"])
+def test_fixtures_older_than_coupon_fields_decode_with_empty_codes(name: str) -> None:
+    batch = decode((FIXTURES / name).read_bytes()).message
+    assert isinstance(batch, SaleBatch)
+    assert [(s.coupons_redeemed, s.coupons_issued) for s in batch.sales] == [((), ())] * len(
+        batch.sales
+    )
+
+
+def test_old_canonical_sale_bytes_leave_out_the_empty_coupon_fields() -> None:
+    data = (FIXTURES / "sale_v1.msgpack").read_bytes()
+    sale = decode_sale(data)
+    assert (sale.coupons_redeemed, sale.coupons_issued) == ((), ())
+    assert b"coupons_" not in encode_sale(sale)
+    assert b"coupons_redeemed" in encode_sale(COUPON_SALE)

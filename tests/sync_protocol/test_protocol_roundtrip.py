@@ -185,7 +185,7 @@ def test_missing_defaulted_fields_take_their_defaults(make_sale: MakeSale) -> No
 
 
 def test_encode_sale_round_trips_and_is_canonical(make_sale: MakeSale) -> None:
-    sale = make_sale()
+    sale = make_sale(coupons_redeemed=("NEXT5-1",), coupons_issued=("NEXT5-2", "NEXT5-3"))
     data = encode_sale(sale)
     assert decode_sale(data) == sale
     assert encode_sale(decode_sale(data)) == data
@@ -205,6 +205,8 @@ def test_encode_sale_round_trips_and_is_canonical(make_sale: MakeSale) -> None:
     assert raw["lines"][1]["weighed"] is True
     assert raw["lines"][2]["known_product"] is False
     assert "rule_id" not in raw["loyalty"][0]
+    assert raw["coupons_issued"] == ["NEXT5-2", "NEXT5-3"]
+    assert "coupons_redeemed" not in msgpack.unpackb(encode_sale(make_sale()), timestamp=3)
 
 
 def test_fingerprint_is_stable_and_sensitive(make_sale: MakeSale) -> None:
