@@ -40,14 +40,23 @@ class Progress:
         self.lines = 0
         self._lock = threading.Lock()
 
-        # Household -> the last coupon code a sale issued to it and it has not redeemed yet;
-        # shared by every register's thread because households shop at any store.
-        self._coupons: dict[str, str] = {}
-
     def add(self, lines: int) -> None:
         with self._lock:
             self.done += 1
             self.lines += lines
+
+
+class CouponBook:
+    """Household -> the last coupon code a sale issued to it and it has not redeemed yet.
+
+    One book per register: registers replay concurrently, so a book shared between them would
+    make which visit redeems a coupon (and so the totals) depend on thread timing. Per register,
+    a replay of the same baskets gives the same receipts every time.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._coupons: dict[str, str] = {}
 
     def take_coupon(self, household_id: str) -> str | None:
         """The household's unredeemed coupon, handed to one receipt at a time."""
@@ -101,7 +110,7 @@ def ring_up(
     card_no: str | None,
     spend: bool,
     tally: RegisterTally,
-    coupons: Progress | None = None,
+    coupons: CouponBook | None = None,
 ) -> None:
     """One basket as one receipt: open, lines, card, coupon, calculate, confirm.
 
@@ -168,6 +177,7 @@ def replay_register(
 ) -> None:
     """Ring up every basket of one register in order; stops at the first error."""
     carded = 0
+    book = CouponBook()
     try:
         with requests.Session() as session:
             for basket in baskets:
@@ -177,7 +187,7 @@ def replay_register(
                     carded += 1
                     spend = carded % BONUS_SPEND_EVERY == 0
                 with lock:  # the chaos monkey takes it to kill the register between receipts
-                    ring_up(session, base, basket, card_no, spend, tally, progress)
+                    ring_up(session, base, basket, card_no, spend, tally, book)
                 progress.add(len(basket.lines))
     except BaseException as exc:
         errors.append(exc)
