@@ -148,6 +148,10 @@ def create_app(
     app.router.add_get("/v1/reconciliation", reconciliation)
     app.router.add_get("/v1/customers/{card_no}/balance", balance)
     app.router.add_get("/v1/customers/{card_no}/history", history)
+    # Imported here: the call-center routes reuse this module's keys and helpers.
+    from center.crm_api import add_crm_routes
+
+    add_crm_routes(app)
     return app
 
 

@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
-from collections import OrderedDict
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from center.errors import EnrolmentRefused, Unauthorized
 from center.storage import Storage
 from sync_protocol import (
-    NODE_HEADER,
-    NONCE_HEADER,
-    SIGNATURE_HEADER,
     SIGNATURE_WINDOW_S,
-    TIMESTAMP_HEADER,
+    SignatureError,
     new_secret,
-    request_signature,
-    signature_matches,
+    signature_headers,
+    verify_request,
+)
+from sync_protocol import (
+    NonceCache as ProtocolNonceCache,
 )
 
 __all__ = [
@@ -36,9 +35,6 @@ __all__ = [
 ]
 
 MAX_TTL_H = 24 * 30
-_NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-_NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
-_SIGNATURE = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,36 +86,16 @@ def enrol_node(storage: Storage, token: str, now: datetime) -> Enrolment:
     return Enrolment(node_id=node_id, store_id=store_id, secret=secret)
 
 
-class NonceCache:
-    """Nonces seen within the signature window; a second use of one is a replay."""
+class NonceCache(ProtocolNonceCache):
+    """The Center's replay cache: room for every store node's requests within the window."""
 
-    def __init__(self, window_s: int = SIGNATURE_WINDOW_S, max_entries: int = 1_000_000) -> None:
-        self.window_s = window_s
-        self.max_entries = max_entries
-        self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
-
-    def add(self, node_id: str, nonce: str, now_s: float) -> bool:
-        """Remember a nonce; False when it was already seen (a replay)."""
-        # Entries are kept for twice the window: a timestamp may be up to window_s in the
-        # future, so its request stays acceptable until 2 * window_s after arrival.
-        horizon = now_s - 2 * self.window_s
-        while self._seen:
-            oldest = next(iter(self._seen.values()))
-            if oldest >= horizon and len(self._seen) < self.max_entries:
-                break
-            self._seen.popitem(last=False)
-        key = (node_id, nonce)
-        if key in self._seen:
-            return False
-        self._seen[key] = now_s
-        return True
-
-
-def signature_headers(headers: Mapping[str, str]) -> dict[str, str] | None:
-    """The signature headers present, or None when the request carries none of them."""
-    names = (NODE_HEADER, TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER)
-    found = {name: headers[name] for name in names if name in headers}
-    return found or None
+    def __init__(
+        self,
+        window_s: int = SIGNATURE_WINDOW_S,
+        max_entries: int = 1_000_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(window_s, max_entries, clock)
 
 
 def verify_signature(
@@ -131,39 +107,23 @@ def verify_signature(
     query: str,
     body: bytes,
     now_s: float,
-    nonces: NonceCache,
+    nonces: ProtocolNonceCache,
 ) -> NodeIdentity:
     """Check one request's signature headers; raise Unauthorized naming what is wrong."""
-    for name in (NODE_HEADER, TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER):
-        if not found.get(name):
-            raise Unauthorized(f"header {name}", "missing; signed requests carry all four")
-    node_id = found[NODE_HEADER]
-    timestamp = found[TIMESTAMP_HEADER]
-    nonce = found[NONCE_HEADER]
-    signature = found[SIGNATURE_HEADER].lower()
-    if not _NODE_ID.match(node_id):
-        raise Unauthorized(f"header {NODE_HEADER}", f"not a node id: {node_id[:80]!r}")
-    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
-        raise Unauthorized(f"header {TIMESTAMP_HEADER}", f"expected Unix seconds: {timestamp!r}")
-    if not _NONCE.match(nonce):
-        raise Unauthorized(f"header {NONCE_HEADER}", "expected 16..64 letters, digits, - or _")
-    if not _SIGNATURE.match(signature):
-        raise Unauthorized(f"header {SIGNATURE_HEADER}", "expected 64 hex digits")
-    if credential is None:
-        raise Unauthorized(f"header {NODE_HEADER}", f"unknown node {node_id!r}; enrol it first")
-    skew = now_s - int(timestamp)
-    if abs(skew) > nonces.window_s:
-        raise Unauthorized(
-            f"header {TIMESTAMP_HEADER}",
-            f"{timestamp} is {skew:+.0f} s from the Center's clock "
-            f"(allowed ±{nonces.window_s} s); check the node's clock",
+    try:
+        signed = verify_request(
+            found,
+            None if credential is None else credential[1],
+            method=method,
+            path=path,
+            query=query,
+            body=body,
+            now_s=now_s,
+            nonces=nonces,
+            receiver="Center",
+            sender="node",
         )
-    store_id, secret = credential
-    expected = request_signature(
-        secret, method=method, path=path, query=query, timestamp=timestamp, nonce=nonce, body=body
-    )
-    if not signature_matches(expected, signature):
-        raise Unauthorized(f"header {SIGNATURE_HEADER}", "does not match the request")
-    if not nonces.add(node_id, nonce, now_s):
-        raise Unauthorized(f"header {NONCE_HEADER}", "already used: the request is a replay")
-    return NodeIdentity(node_id=node_id, store_id=store_id)
+    except SignatureError as exc:
+        raise Unauthorized(f"header {exc.header}", exc.problem) from exc
+    assert credential is not None  # verify_request refuses an unknown node
+    return NodeIdentity(node_id=signed.node_id, store_id=credential[0])

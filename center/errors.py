@@ -7,6 +7,7 @@ from collections.abc import Sequence
 __all__ = [
     "CenterError",
     "ConfigError",
+    "Conflict",
     "DatasetError",
     "EnrolmentRefused",
     "Forbidden",
@@ -77,6 +78,13 @@ class InvalidRequest(RequestError):
 
     kind = "invalid"
     status = 422
+
+
+class Conflict(RequestError):
+    """The request contradicts the object's state, e.g. a card number already issued (409)."""
+
+    kind = "conflict"
+    status = 409
 
 
 class Unauthorized(RequestError):

@@ -7,10 +7,8 @@ a node id and secret, then signs every request with HMAC-SHA256 (sync_protocol.s
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 import sqlite3
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,14 +16,11 @@ from pathlib import Path
 
 from store_node.errors import RequestError
 from sync_protocol import (
-    NODE_HEADER,
-    NONCE_HEADER,
-    SIGNATURE_HEADER,
-    SIGNATURE_WINDOW_S,
-    TIMESTAMP_HEADER,
+    NonceCache,
+    SignatureError,
     new_secret,
-    request_signature,
-    signature_matches,
+    signature_headers,
+    verify_request,
 )
 
 __all__ = [
@@ -42,9 +37,6 @@ __all__ = [
 
 MAX_TTL_H = 24 * 30
 AUTH_DB = "auth.db"
-_NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-_NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
-_SIGNATURE = re.compile(r"^[0-9a-f]{64}$")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS enrolment_tokens (
     token_hash TEXT PRIMARY KEY,
@@ -192,36 +184,6 @@ class RegisterAuth:
         return None if row is None else (str(row[0]), str(row[1]))
 
 
-class NonceCache:
-    """Nonces seen within twice the signature window; a second use of one is a replay."""
-
-    def __init__(self, window_s: int = SIGNATURE_WINDOW_S, max_entries: int = 200_000) -> None:
-        self.window_s = window_s
-        self.max_entries = max_entries
-        self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
-
-    def add(self, node_id: str, nonce: str, now_s: float) -> bool:
-        """Remember a nonce; False when it was already seen (a replay)."""
-        horizon = now_s - 2 * self.window_s
-        while self._seen:
-            oldest = next(iter(self._seen.values()))
-            if oldest >= horizon and len(self._seen) < self.max_entries:
-                break
-            self._seen.popitem(last=False)
-        key = (node_id, nonce)
-        if key in self._seen:
-            return False
-        self._seen[key] = now_s
-        return True
-
-
-def signature_headers(headers: Mapping[str, str]) -> dict[str, str] | None:
-    """The signature headers present, or None when the request carries none of them."""
-    names = (NODE_HEADER, TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER)
-    found = {name: headers[name] for name in names if name in headers}
-    return found or None
-
-
 def verify_signature(
     found: Mapping[str, str],
     *,
@@ -234,35 +196,20 @@ def verify_signature(
     nonces: NonceCache,
 ) -> RegisterIdentity:
     """Check one request's signature headers; raise Unauthorized naming what is wrong."""
-    for name in (NODE_HEADER, TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER):
-        if not found.get(name):
-            raise Unauthorized(f"header {name}: missing; signed requests carry all four")
-    node_id = found[NODE_HEADER]
-    timestamp = found[TIMESTAMP_HEADER]
-    nonce = found[NONCE_HEADER]
-    signature = found[SIGNATURE_HEADER].lower()
-    if not _NODE_ID.match(node_id):
-        raise Unauthorized(f"header {NODE_HEADER}: not a node id: {node_id[:80]!r}")
-    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
-        raise Unauthorized(f"header {TIMESTAMP_HEADER}: expected Unix seconds: {timestamp!r}")
-    if not _NONCE.match(nonce):
-        raise Unauthorized(f"header {NONCE_HEADER}: expected 16..64 letters, digits, - or _")
-    if not _SIGNATURE.match(signature):
-        raise Unauthorized(f"header {SIGNATURE_HEADER}: expected 64 hex digits")
-    if credential is None:
-        raise Unauthorized(f"header {NODE_HEADER}: unknown node {node_id!r}; enrol it first")
-    skew = now_s - int(timestamp)
-    if abs(skew) > nonces.window_s:
-        raise Unauthorized(
-            f"header {TIMESTAMP_HEADER}: {timestamp} is {skew:+.0f} s from the store node's "
-            f"clock (allowed ±{nonces.window_s} s); check the register's clock"
+    try:
+        signed = verify_request(
+            found,
+            None if credential is None else credential[1],
+            method=method,
+            path=path,
+            query=query,
+            body=body,
+            now_s=now_s,
+            nonces=nonces,
+            receiver="store node",
+            sender="register",
         )
-    register_id, secret = credential
-    expected = request_signature(
-        secret, method=method, path=path, query=query, timestamp=timestamp, nonce=nonce, body=body
-    )
-    if not signature_matches(expected, signature):
-        raise Unauthorized(f"header {SIGNATURE_HEADER}: does not match the request")
-    if not nonces.add(node_id, nonce, now_s):
-        raise Unauthorized(f"header {NONCE_HEADER}: already used: the request is a replay")
-    return RegisterIdentity(node_id=node_id, register_id=register_id)
+    except SignatureError as exc:
+        raise Unauthorized(str(exc)) from exc
+    assert credential is not None  # verify_request refuses an unknown node
+    return RegisterIdentity(node_id=signed.node_id, register_id=credential[0])

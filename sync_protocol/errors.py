@@ -5,11 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "BadSignature",
     "MalformedMessage",
+    "MalformedSignatureHeader",
+    "MissingSignatureHeader",
     "PayloadTooLarge",
     "ProtocolError",
+    "ReplayedNonce",
+    "SignatureError",
+    "StaleTimestamp",
     "UnexpectedMessageType",
     "UnknownMessageType",
+    "UnknownNode",
     "UnsupportedVersion",
 ]
 
@@ -106,3 +113,61 @@ class UnexpectedMessageType(ProtocolError):
         )
         self.got = got
         self.expected = expected
+
+
+class SignatureError(ProtocolError):
+    """A signed request is refused; the message names the signature header at fault."""
+
+    default_problem = "refused"
+
+    def __init__(self, header: str, problem: str = "") -> None:
+        problem = problem or self.default_problem
+        super().__init__(f"header {header}: {problem}", path=f"header {header}")
+        self.header = header
+        self.problem = problem
+
+
+class MissingSignatureHeader(SignatureError):
+    """One of the four signature headers is absent or empty."""
+
+    default_problem = "missing; signed requests carry all four"
+
+
+class MalformedSignatureHeader(SignatureError):
+    """A signature header is present but not in its documented form."""
+
+
+class UnknownNode(SignatureError):
+    """The node id is well-formed but the receiver holds no secret for it."""
+
+    def __init__(self, header: str, node_id: str) -> None:
+        super().__init__(header, f"unknown node {node_id!r}; enrol it first")
+        self.node_id = node_id
+
+
+class StaleTimestamp(SignatureError):
+    """The request's timestamp is further from the receiver's clock than the window allows."""
+
+    def __init__(
+        self, header: str, timestamp: str, skew_s: float, window_s: int, receiver: str, sender: str
+    ) -> None:
+        super().__init__(
+            header,
+            f"{timestamp} is {skew_s:+.0f} s from the {receiver}'s clock "
+            f"(allowed ±{window_s} s); check the {sender}'s clock",
+        )
+        self.timestamp = timestamp
+        self.skew_s = skew_s
+        self.window_s = window_s
+
+
+class BadSignature(SignatureError):
+    """The signature is not the HMAC of this request under the node's secret."""
+
+    default_problem = "does not match the request"
+
+
+class ReplayedNonce(SignatureError):
+    """The nonce was already used by the same node within the replay horizon."""
+
+    default_problem = "already used: the request is a replay"

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from center.crm import CustomerInput, SearchQuery
 from sync_protocol import Ack, Heartbeat, Sale
 
 __all__ = [
@@ -261,6 +262,46 @@ class Storage(Protocol):
 
     def pricing_master(self) -> dict[str, list[tuple[Any, ...]]]:
         """Products, stores, promotions (doc, version) and settings rows for pricing."""
+        ...
+
+    def create_customer(self, customer: CustomerInput, actor: str, now: datetime) -> str:
+        """Create a customer (with search keys and an audit row); return its id."""
+        ...
+
+    def customer_view(self, customer_id: str, now: datetime) -> dict[str, Any] | None:
+        """Profile, cards, balance per wallet and the last receipts; None if unknown."""
+        ...
+
+    def search_customers(self, query: SearchQuery) -> list[dict[str, Any]]:
+        """Up to 20 customers matching a call-center query."""
+        ...
+
+    def issue_card(
+        self, customer_id: str, card_no: str | None, card_type: str, actor: str, now: datetime
+    ) -> dict[str, Any]:
+        """Issue a card to a customer."""
+        ...
+
+    def activate_card(self, card_no: str, actor: str, now: datetime) -> dict[str, Any]:
+        """Activate an issued card."""
+        ...
+
+    def block_card(self, card_no: str, reason: str, actor: str, now: datetime) -> dict[str, Any]:
+        """Block a card with a reason."""
+        ...
+
+    def unblock_card(self, card_no: str, actor: str, now: datetime) -> dict[str, Any]:
+        """Lift a card's block (not of a replaced card)."""
+        ...
+
+    def replace_card(
+        self, card_no: str, new_card_no_: str | None, actor: str, now: datetime
+    ) -> dict[str, Any]:
+        """Replace a card, moving its balance once; {"old", "new", "moved"}."""
+        ...
+
+    def audit_history(self, kind: str, object_id: str, *, limit: int = 100) -> list[dict[str, Any]]:
+        """Audit rows of one object, oldest first."""
         ...
 
     def close(self) -> None:

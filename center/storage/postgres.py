@@ -199,6 +199,39 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX ledger_card_time ON ledger (card_no, created_at)",
         lots_from_ledger,
     ),
+    # 5: customers and cards for the call center: card lifecycle columns, search keys
+    # (case-folded; the phone reversed so a suffix is a prefix) and the audit history.
+    (
+        "ALTER TABLE cards ADD COLUMN card_type TEXT NOT NULL DEFAULT 'physical'",
+        "ALTER TABLE cards ADD COLUMN block_reason TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE cards ADD COLUMN replaced_by TEXT",
+        "ALTER TABLE cards ADD COLUMN issued_at TIMESTAMPTZ",
+        """CREATE TABLE customer_index (
+            customer_id TEXT PRIMARY KEY,
+            last_name TEXT NOT NULL,
+            first_name TEXT NOT NULL,
+            middle_name TEXT NOT NULL,
+            phone_rev TEXT NOT NULL,
+            email TEXT NOT NULL
+        )""",
+        "CREATE INDEX customer_index_last ON customer_index (last_name text_pattern_ops)",
+        "CREATE INDEX customer_index_first ON customer_index (first_name text_pattern_ops)",
+        "CREATE INDEX customer_index_middle ON customer_index (middle_name text_pattern_ops)",
+        "CREATE INDEX customer_index_phone ON customer_index (phone_rev text_pattern_ops)",
+        "CREATE INDEX customer_index_email ON customer_index (email text_pattern_ops)",
+        "CREATE INDEX cards_card_prefix ON cards (card_no text_pattern_ops)",
+        """CREATE TABLE audit (
+            audit_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            kind TEXT NOT NULL,
+            object_id TEXT NOT NULL,
+            action TEXT NOT NULL,
+            before TEXT,
+            after TEXT,
+            actor TEXT NOT NULL,
+            at TIMESTAMPTZ NOT NULL
+        )""",
+        "CREATE INDEX audit_object ON audit (kind, object_id, audit_id)",
+    ),
 )
 
 # Any fixed number: every Center migrating the same database takes the same lock.
@@ -243,6 +276,9 @@ class PostgresStorage(SqlStorage):
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self.conn.execute(_placeholders(sql), params)
+
+    def _execute_planned(self, sql: str, params: Sequence[Any]) -> Any:
+        return self.conn.execute(_placeholders(sql), params, prepare=False)
 
     def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         with self.conn.cursor() as cursor:

@@ -31,6 +31,7 @@ from center.storage.base import (
     RegisterSummary,
     is_required,
 )
+from center.storage.crm import CrmStore
 from sync_protocol import (
     Ack,
     Heartbeat,
@@ -55,7 +56,7 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-class SqlStorage(ABC):
+class SqlStorage(CrmStore, ABC):
     """Storage over one DB-API connection; subclasses supply the dialect hooks."""
 
     backend: str = ""
@@ -96,13 +97,13 @@ class SqlStorage(ABC):
     def _dt(self, value: Any) -> datetime:
         """A stored timestamp as an aware UTC datetime."""
 
-    def _lock_cards(self, card_nos: Iterable[str]) -> None:  # noqa: B027 - SQLite: BEGIN IMMEDIATE
+    def _lock_cards(self, card_nos: Iterable[str]) -> None:
         """Serialise ledger writers per card (inside the write transaction), in one global order."""
 
     _FOR_UPDATE = ""
     """Suffix locking the selected lots until the commit (PostgreSQL)."""
 
-    def _lock_schema(self) -> None:  # noqa: B027 - a hook; SQLite's BEGIN IMMEDIATE suffices
+    def _lock_schema(self) -> None:
         """Serialise concurrent migrations (inside the migration transaction)."""
 
     def _bulk_insert(

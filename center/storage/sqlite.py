@@ -196,6 +196,39 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX ledger_card_time ON ledger (card_no, created_at)",
         lots_from_ledger,
     ),
+    # 5: customers and cards for the call center: card lifecycle columns, search keys
+    # (case-folded; the phone reversed so a suffix is a prefix) and the audit history.
+    (
+        "ALTER TABLE cards ADD COLUMN card_type TEXT NOT NULL DEFAULT 'physical'",
+        "ALTER TABLE cards ADD COLUMN block_reason TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE cards ADD COLUMN replaced_by TEXT",
+        "ALTER TABLE cards ADD COLUMN issued_at TEXT",
+        """CREATE TABLE customer_index (
+            customer_id TEXT PRIMARY KEY,
+            last_name TEXT NOT NULL COLLATE NOCASE,
+            first_name TEXT NOT NULL COLLATE NOCASE,
+            middle_name TEXT NOT NULL COLLATE NOCASE,
+            phone_rev TEXT NOT NULL COLLATE NOCASE,
+            email TEXT NOT NULL COLLATE NOCASE
+        )""",
+        "CREATE INDEX customer_index_last ON customer_index (last_name)",
+        "CREATE INDEX customer_index_first ON customer_index (first_name)",
+        "CREATE INDEX customer_index_middle ON customer_index (middle_name)",
+        "CREATE INDEX customer_index_phone ON customer_index (phone_rev)",
+        "CREATE INDEX customer_index_email ON customer_index (email)",
+        "CREATE INDEX cards_card_prefix ON cards (card_no COLLATE NOCASE)",
+        """CREATE TABLE audit (
+            audit_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL,
+            object_id TEXT NOT NULL,
+            action TEXT NOT NULL,
+            before TEXT,
+            after TEXT,
+            actor TEXT NOT NULL,
+            at TEXT NOT NULL
+        )""",
+        "CREATE INDEX audit_object ON audit (kind, object_id, audit_id)",
+    ),
 )
 
 

@@ -150,7 +150,7 @@ async def test_killed_process_loses_no_acknowledged_sale(tmp_path: Path) -> None
         try:
             async with _serve(config, log) as second:
                 await _wait_healthy(session, url, second, log)
-                await center.wait_until(lambda: len(center.received) == len(sales), timeout=20)
+                await center.wait_until(lambda: len(center.received) == len(sales), timeout=60)
                 second.send_signal(signal.SIGTERM)
                 async with asyncio.timeout(15):
                     assert await second.wait() == 0  # graceful stop on SIGTERM

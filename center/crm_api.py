@@ -1,0 +1,140 @@
+"""HTTP routes of the call center: customers, cards, search and audit (docs/API.md)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from center.app import CLOCK_KEY, IDENTITY_KEY, STORAGE_KEY, _card_no, _in_db, _query_id
+from center.crm import (
+    parse_card_issue,
+    parse_customer,
+    parse_reason,
+    parse_replace,
+    parse_search,
+)
+from center.errors import MalformedRequest, UnknownObject, UnsupportedContentType
+
+__all__ = ["MAX_JSON_BYTES", "add_crm_routes"]
+
+MAX_JSON_BYTES = 64 * 1024
+
+
+def add_crm_routes(app: web.Application) -> None:
+    """Register the call-center routes (search before the customer id it would shadow)."""
+    app.router.add_post("/v1/customers", create_customer)
+    app.router.add_get("/v1/customers/search", search)
+    app.router.add_get("/v1/customers/{customer_id}", customer)
+    app.router.add_post("/v1/cards", issue_card)
+    app.router.add_post("/v1/cards/{card_no}/activate", activate_card)
+    app.router.add_post("/v1/cards/{card_no}/block", block_card)
+    app.router.add_post("/v1/cards/{card_no}/unblock", unblock_card)
+    app.router.add_post("/v1/cards/{card_no}/replace", replace_card)
+    app.router.add_get("/v1/audit", audit)
+
+
+def _actor(request: web.Request) -> str:
+    identity = request[IDENTITY_KEY]
+    return "unsigned" if identity is None else identity.node_id
+
+
+async def _json_body(request: web.Request, *, optional: bool = False) -> Any:
+    if optional and not request.body_exists:
+        return {}
+    if request.content_type != "application/json":
+        raise UnsupportedContentType(
+            "content-type", f"expected application/json, got {request.content_type!r}"
+        )
+    data = await request.read()
+    if len(data) > MAX_JSON_BYTES:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=len(data))
+    if optional and not data:
+        return {}
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise MalformedRequest("body", f"not JSON: {exc}") from exc
+
+
+async def create_customer(request: web.Request) -> web.Response:
+    parsed = parse_customer(await _json_body(request))
+    storage = request.app[STORAGE_KEY]
+    now = request.app[CLOCK_KEY]()
+    customer_id = await _in_db(request, storage.create_customer, parsed, _actor(request), now)
+    view = await _in_db(request, storage.customer_view, customer_id, now)
+    return web.json_response(view, status=201)
+
+
+async def customer(request: web.Request) -> web.Response:
+    customer_id = request.match_info["customer_id"]
+    storage = request.app[STORAGE_KEY]
+    view = await _in_db(request, storage.customer_view, customer_id, request.app[CLOCK_KEY]())
+    if view is None:
+        raise UnknownObject("customer_id", f"unknown customer {customer_id[:80]!r}")
+    return web.json_response(view)
+
+
+async def search(request: web.Request) -> web.Response:
+    query = parse_search(request.query.get("q"))
+    storage = request.app[STORAGE_KEY]
+    found = await _in_db(request, storage.search_customers, query)
+    return web.json_response({"customers": found})
+
+
+async def issue_card(request: web.Request) -> web.Response:
+    customer_id, card_no, card_type = parse_card_issue(await _json_body(request))
+    storage = request.app[STORAGE_KEY]
+    card = await _in_db(
+        request,
+        storage.issue_card,
+        customer_id,
+        card_no,
+        card_type,
+        _actor(request),
+        request.app[CLOCK_KEY](),
+    )
+    return web.json_response(card, status=201)
+
+
+async def activate_card(request: web.Request) -> web.Response:
+    card_no = _card_no(request)
+    storage = request.app[STORAGE_KEY]
+    now = request.app[CLOCK_KEY]()
+    card = await _in_db(request, storage.activate_card, card_no, _actor(request), now)
+    return web.json_response(card)
+
+
+async def block_card(request: web.Request) -> web.Response:
+    card_no = _card_no(request)
+    reason = parse_reason(await _json_body(request))
+    storage = request.app[STORAGE_KEY]
+    now = request.app[CLOCK_KEY]()
+    card = await _in_db(request, storage.block_card, card_no, reason, _actor(request), now)
+    return web.json_response(card)
+
+
+async def unblock_card(request: web.Request) -> web.Response:
+    card_no = _card_no(request)
+    storage = request.app[STORAGE_KEY]
+    now = request.app[CLOCK_KEY]()
+    card = await _in_db(request, storage.unblock_card, card_no, _actor(request), now)
+    return web.json_response(card)
+
+
+async def replace_card(request: web.Request) -> web.Response:
+    card_no = _card_no(request)
+    wanted = parse_replace(await _json_body(request, optional=True))
+    storage = request.app[STORAGE_KEY]
+    now = request.app[CLOCK_KEY]()
+    done = await _in_db(request, storage.replace_card, card_no, wanted, _actor(request), now)
+    return web.json_response(done)
+
+
+async def audit(request: web.Request) -> web.Response:
+    kind = _query_id(request, "kind")
+    object_id = _query_id(request, "id")
+    storage = request.app[STORAGE_KEY]
+    rows = await _in_db(request, storage.audit_history, kind, object_id)
+    return web.json_response({"kind": kind, "id": object_id, "changes": rows})

@@ -1,0 +1,134 @@
+"""Call-center routes through signed requests: customers, cards, search, audit."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from center.app import create_app
+from center.auth import issue_token
+from center.config import Config, load_config
+from center.storage import Storage
+from sync_protocol import canonical_query, sign_headers
+from tests.center.center_factories import CARD, T0, master_tables, write_config
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return load_config(write_config(tmp_path, signatures=True))
+
+
+@pytest.fixture
+async def client(config: Config, storage: Storage) -> AsyncIterator[TestClient[Any, Any]]:
+    storage.upsert_master(master_tables())
+    async with TestClient(TestServer(create_app(config, storage, clock=lambda: T0))) as client:
+        yield client
+
+
+@pytest.fixture
+async def node(client: TestClient[Any, Any], storage: Storage) -> dict[str, str]:
+    token = issue_token(storage, "367", T0, 24)
+    response = await client.post("/v1/enrol", json={"token": token})
+    assert response.status == 200
+    return dict(await response.json())
+
+
+class Api:
+    """Signs every request as the enrolled node."""
+
+    def __init__(self, client: TestClient[Any, Any], node: dict[str, str]) -> None:
+        self.client = client
+        self.node = node
+
+    async def call(
+        self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        data = b"" if body is None else json.dumps(body).encode()
+        headers = sign_headers(
+            self.node["node_id"],
+            self.node["secret"],
+            method=method,
+            path=path,
+            query=canonical_query(query or {}),
+            body=data,
+            now_s=T0.timestamp(),
+        )
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        response = await self.client.request(
+            method, path, data=data or None, params=query, headers=headers
+        )
+        return response.status, await response.json()
+
+
+@pytest.fixture
+def api(client: TestClient[Any, Any], node: dict[str, str]) -> Api:
+    return Api(client, node)
+
+
+async def test_customer_card_lifecycle_over_http(api: Api, node: dict[str, str]) -> None:
+    status, created = await api.call(
+        "POST",
+        "/v1/customers",
+        {"last_name": "Petrov", "first_name": "Ivan", "phone": "+7 912 000 11 22",
+         "email": "ivan@example.com", "attributes": {"city": "Kazan"}},
+    )  # fmt: skip
+    assert status == 201, created
+    customer_id = created["customer_id"]
+    assert created["attributes"]["city"] == "Kazan" and created["cards"] == []
+    status, card = await api.call(
+        "POST", "/v1/cards", {"customer_id": customer_id, "type": "electronic"}
+    )
+    assert status == 201 and card["status"] == "active"
+    card_no = card["card_no"]
+    status, blocked = await api.call("POST", f"/v1/cards/{card_no}/block", {"reason": "stolen"})
+    assert status == 200 and blocked["status"] == "blocked"
+    status, _ = await api.call("POST", f"/v1/cards/{card_no}/unblock")
+    assert status == 200
+    status, done = await api.call("POST", f"/v1/cards/{card_no}/replace", {})
+    assert status == 200 and done["old"]["block_reason"] == "replaced"
+    status, view = await api.call("GET", f"/v1/customers/{customer_id}")
+    assert status == 200 and len(view["cards"]) == 2 and view["wallets"] == {"bonus": 0}
+    status, found = await api.call("GET", "/v1/customers/search", query={"q": "0001122"})
+    assert status == 200 and [c["customer_id"] for c in found["customers"]] == [customer_id]
+    status, history = await api.call("GET", "/v1/audit", query={"kind": "card", "id": card_no})
+    assert status == 200
+    assert [c["action"] for c in history["changes"]] == ["issue", "block", "unblock", "replace"]
+    assert {c["actor"] for c in history["changes"]} == {node["node_id"]}
+    status, history = await api.call(
+        "GET", "/v1/audit", query={"kind": "customer", "id": customer_id}
+    )
+    assert [c["action"] for c in history["changes"]] == ["create"]
+
+
+async def test_bad_input_is_refused_naming_the_field(api: Api, storage: Storage) -> None:
+    version = storage.master_version()
+    cases = [
+        ("POST", "/v1/customers", {"first_name": "X"}, None, 400, "body.last_name"),
+        ("POST", "/v1/cards", {"customer_id": "hh-1", "type": "plastic"}, None, 400, "body.type"),
+        ("POST", "/v1/cards", {"customer_id": "hh-404"}, None, 404, "body.customer_id"),
+        ("POST", f"/v1/cards/{CARD}/block", {}, None, 400, "body.reason"),
+        ("POST", "/v1/cards/2999999999999/block", {"reason": "x"}, None, 404, "card_no"),
+        ("POST", f"/v1/cards/{CARD}/replace", {"new_card_no": CARD}, None, 409, "card_no"),
+        ("GET", "/v1/customers/search", None, {"q": "1"}, 400, "q"),
+        ("GET", "/v1/customers/hh-404", None, None, 404, "customer_id"),
+        ("GET", "/v1/audit", None, {"kind": "promo", "id": "x"}, 422, "kind"),
+    ]
+    for method, path, body, query, status, field in cases:
+        got, answer = await api.call(method, path, body, query)
+        assert got == status, (path, answer)
+        assert answer["detail"].startswith(f"{field}:"), (path, answer)
+    assert storage.master_version() == version
+    assert storage.audit_history("card", CARD) == []
+
+
+async def test_unsigned_call_center_requests_are_refused(client: TestClient[Any, Any]) -> None:
+    response = await client.post("/v1/customers", json={"last_name": "X"})
+    assert response.status == 401
+    response = await client.get("/v1/customers/search", params={"q": "x"})
+    assert response.status == 401
