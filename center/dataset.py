@@ -204,7 +204,12 @@ def import_dataset(
     demographics = {int(r.pop("household_id")): r for r in demographics_tbl.to_pylist()}
     customers = []
     cards = []
+    # A card already at the Center is live: it may be blocked, replaced or re-assigned, and its
+    # customer edited by the call center. A re-import adds new households and leaves those alone.
+    live = storage.existing_cards()
     for hh in households:
+        if card_number(hh) in live:
+            continue
         attributes = {k: v for k, v in demographics.get(hh, {}).items() if v is not None}
         attributes["household_id"] = hh
         customer_id = f"hh-{hh}"

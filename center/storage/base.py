@@ -229,6 +229,10 @@ class Storage(Protocol):
         """
         ...
 
+    def existing_cards(self) -> set[str]:
+        """Every card number the Center holds (the importer never overwrites a live card)."""
+        ...
+
     def node_credential(self, node_id: str) -> tuple[str, str] | None:
         """(store_id, secret) of an enrolled node, or None."""
         ...

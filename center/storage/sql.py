@@ -889,6 +889,10 @@ class SqlStorage(CrmStore, ABC):
             )
             return "enrolled", str(row[0])
 
+    def existing_cards(self) -> set[str]:
+        with self._guard("read card numbers"):
+            return {str(row[0]) for row in self._execute("SELECT card_no FROM cards").fetchall()}
+
     def node_credential(self, node_id: str) -> tuple[str, str] | None:
         with self._guard("read node credential"):
             row = self._execute(

@@ -177,3 +177,17 @@ def test_import_command_with_progress(
         storage.close()
     assert main(["import-dataset", "--config", str(path), "--stores", "abc"]) == 1
     assert "--stores: store 'abc' does not appear" in capsys.readouterr().err
+
+
+def test_reimport_leaves_live_cards_alone(storage: Storage, transactions: Any) -> None:
+    import_dataset(storage, now=T0, stores=["367"])
+    card = card_number(int(transactions[transactions.store_id == 367].household_id.iloc[0]))
+    storage.block_card(card, "lost", "call-center", T0)
+
+    again = import_dataset(storage, now=T0, stores=["367"])
+
+    assert again.cards == 0 and again.customers == 0
+    snap = storage.master_snapshot("367", T0)
+    assert snap is not None
+    status = {c["card_no"]: c["status"] for c in snap[1]["cards"]}
+    assert status[card] == "blocked"
