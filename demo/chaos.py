@@ -394,35 +394,6 @@ class ChaosRun:
     ok: bool
 
 
-def _fetch_cards(cluster: Cluster) -> dict[str, str]:
-    from sync_protocol import Limits, MasterSnapshot, decode
-
-    cards: dict[str, str] = {}
-    for store_id in cluster.stores:
-        response = cluster.center_get(store_id, "/v1/master", {"store_id": store_id})
-        response.raise_for_status()
-        snapshot = decode(
-            response.content, expect=MasterSnapshot, limits=Limits(max_bytes=64 * 1024 * 1024)
-        ).message
-        assert isinstance(snapshot, MasterSnapshot)
-        for row in snapshot.tables.get("cards", ()):
-            customer = str(row.get("customer_id", ""))
-            if customer.startswith("hh-"):
-                cards[customer[3:]] = str(row["card_no"])
-    return cards
-
-
-def _wait_for_master(cluster: Cluster, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    pending = set(cluster.registers)
-    while pending and time.monotonic() < deadline:
-        for register_id in sorted(pending):
-            health = requests.get(cluster.registers[register_id].url + "/health", timeout=5)
-            if int(health.json().get("master_version") or 0) > 0:
-                pending.discard(register_id)
-        time.sleep(0.2)
-
-
 def _center_figures(cluster: Cluster) -> dict[str, dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     for store_id in cluster.stores:
@@ -572,8 +543,8 @@ def run_chaos(options: ChaosOptions, progress: Callable[[str], None] = log) -> C
         cluster.enrol_all()
         for node in [cluster.center, *cluster.store_nodes.values(), *cluster.registers.values()]:
             cluster.start(node)
-        _wait_for_master(cluster)
-        cards = _fetch_cards(cluster)
+        cluster.wait_for_master()
+        cards = cluster.household_cards()
         queues = _assign(baskets, cluster)
         acked = Acked()
         monkeys = [

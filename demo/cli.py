@@ -13,8 +13,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from demo.baskets import load_baskets
 from demo.cluster import Cluster
 from demo.errors import DemoError
@@ -75,40 +73,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def fetch_cards(cluster: Cluster) -> dict[str, str]:
-    """household id -> card number, as the Center published them."""
-    from sync_protocol import Limits, MasterSnapshot, decode
-
-    cards: dict[str, str] = {}
-    for store_id in cluster.stores:
-        # Signed as that store's node: the Center answers master data only to its own store.
-        response = cluster.center_get(store_id, "/v1/master", {"store_id": store_id, "since": "0"})
-        response.raise_for_status()
-        snapshot = decode(
-            response.content, expect=MasterSnapshot, limits=Limits(max_bytes=64 * 1024 * 1024)
-        ).message
-        assert isinstance(snapshot, MasterSnapshot)
-        for row in snapshot.tables.get("cards", ()):
-            customer = str(row.get("customer_id", ""))
-            if customer.startswith("hh-"):
-                cards[customer[3:]] = str(row["card_no"])
-    return cards
-
-
-def wait_for_master(cluster: Cluster, timeout_s: float = 60.0) -> None:
-    """Registers start selling with whatever they have; the demo waits so prices use promotions."""
-    deadline = time.monotonic() + timeout_s
-    pending = set(cluster.registers)
-    while pending and time.monotonic() < deadline:
-        for register_id in list(pending):
-            health = requests.get(cluster.registers[register_id].url + "/health", timeout=5).json()
-            if int(health.get("master_version") or 0) > 0:
-                pending.discard(register_id)
-        time.sleep(0.2)
-    if pending:
-        log(f"warning: registers {sorted(pending)} still have no master data; selling anyway")
 
 
 class Chaos(threading.Thread):
@@ -218,8 +182,11 @@ def run(args: argparse.Namespace) -> int:
             f"started 1 Center, {len(cluster.store_nodes)} store nodes, "
             f"{len(cluster.registers)} registers"
         )
-        wait_for_master(cluster)
-        cards = fetch_cards(cluster)
+        # Registers sell with whatever they have; the demo waits so prices use promotions.
+        pending = cluster.wait_for_master()
+        if pending:
+            log(f"warning: registers {pending} still have no master data; selling anyway")
+        cards = cluster.household_cards()
 
         by_store = {s: [r for r in cluster.registers if r.split("-")[0] == s] for s in stores}
         queues = assign_registers(baskets, by_store)

@@ -273,6 +273,37 @@ class Cluster(AbstractContextManager["Cluster"]):
             time.sleep(0.1)
         raise DemoError(f"{node.name} did not answer /health within {timeout_s:.0f} s")
 
+    def household_cards(self) -> dict[str, str]:
+        """household id -> card number, as the Center published them to each demo store."""
+        from sync_protocol import Limits, MasterSnapshot, decode
+
+        cards: dict[str, str] = {}
+        for store_id in self.stores:
+            # Signed as that store's node: the Center answers master data only to its own store.
+            response = self.center_get(store_id, "/v1/master", {"store_id": store_id, "since": "0"})
+            response.raise_for_status()
+            snapshot = decode(
+                response.content, expect=MasterSnapshot, limits=Limits(max_bytes=64 * 1024 * 1024)
+            ).message
+            assert isinstance(snapshot, MasterSnapshot)
+            for row in snapshot.tables.get("cards", ()):
+                customer = str(row.get("customer_id", ""))
+                if customer.startswith("hh-"):
+                    cards[customer[3:]] = str(row["card_no"])
+        return cards
+
+    def wait_for_master(self, timeout_s: float = 60.0) -> list[str]:
+        """Wait until every register holds master data; returns those that still have none."""
+        deadline = time.monotonic() + timeout_s
+        pending = set(self.registers)
+        while pending and time.monotonic() < deadline:
+            for register_id in sorted(pending):
+                health = requests.get(self.registers[register_id].url + "/health", timeout=5)
+                if int(health.json().get("master_version") or 0) > 0:
+                    pending.discard(register_id)
+            time.sleep(0.2)
+        return sorted(pending)
+
     def kill(self, node: NodeSpec) -> None:
         """SIGKILL, as a power cut would: no clean shutdown."""
         if node.process is not None and node.process.poll() is None:
