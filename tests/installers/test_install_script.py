@@ -7,6 +7,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -226,13 +227,26 @@ def test_root_without_user_says_what_to_chown(tmp_path: Path) -> None:
 
 def test_host_install_needs_root() -> None:
     command = ["bash", str(INSTALL_SH), "--tier", "pos", "--no-venv"]
+    readable: str | None = None
     if os.geteuid() == 0:
         # As root (CI), drop to an unprivileged account to see the refusal for real.
         runuser = shutil.which("runuser")
         if runuser is None:
             pytest.skip("running as root and runuser is not available to drop privileges")
-        command = [runuser, "-u", "nobody", "--", *command]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+        # The checkout may sit in a folder only root can enter: give nobody a readable copy.
+        readable = tempfile.mkdtemp(prefix="loyalty-installers-")
+        os.chmod(readable, 0o755)
+        copy = Path(readable) / "installers"
+        shutil.copytree(INSTALL_SH.parent, copy)
+        command = [runuser, "-u", "nobody", "--", "bash", str(copy / INSTALL_SH.name)]
+        command += ["--tier", "pos", "--no-venv"]
+    try:
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=30, check=False, cwd="/"
+        )
+    finally:
+        if readable is not None:
+            shutil.rmtree(readable)
 
     assert result.returncode == 1
     assert "needs root" in result.stderr
