@@ -148,10 +148,29 @@ def create_app(
     app.router.add_get("/v1/reconciliation", reconciliation)
     app.router.add_get("/v1/customers/{card_no}/balance", balance)
     app.router.add_get("/v1/customers/{card_no}/history", history)
-    # Imported here: the call-center routes reuse this module's keys and helpers.
+    # Imported here: the feature routes reuse this module's keys and helpers.
+    from center import (
+        coupons_api,
+        customers_api,
+        feed_api,
+        promotions_api,
+        returns_api,
+        segments_api,
+        users_api,
+    )
     from center.crm_api import add_crm_routes
 
     add_crm_routes(app)
+    for module in (
+        users_api,
+        promotions_api,
+        coupons_api,
+        segments_api,
+        returns_api,
+        customers_api,
+        feed_api,
+    ):
+        module.add_routes(app)
     return app
 
 

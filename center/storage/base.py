@@ -8,6 +8,14 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from center.crm import CustomerInput, SearchQuery
+from center.storage.coupons import CouponOps
+from center.storage.customers import CustomerOps
+from center.storage.feed import MasterFeedOps
+from center.storage.partitions import PartitionOps
+from center.storage.promotions import PromotionOps
+from center.storage.returns import ReturnsOps
+from center.storage.segments import SegmentOps
+from center.storage.users import UserOps
 from sync_protocol import Ack, Heartbeat, Sale
 
 __all__ = [
@@ -172,7 +180,17 @@ class Counts:
     master_version: int
 
 
-class Storage(Protocol):
+class Storage(
+    UserOps,
+    PromotionOps,
+    CouponOps,
+    SegmentOps,
+    ReturnsOps,
+    CustomerOps,
+    MasterFeedOps,
+    PartitionOps,
+    Protocol,
+):
     """Durable state of the Center; every write is one transaction, visible once it returns."""
 
     backend: str

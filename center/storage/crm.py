@@ -16,8 +16,9 @@ from typing import Any
 
 from center.crm import CustomerInput, SearchQuery, new_card_no, search_keys
 from center.errors import Conflict, InvalidRequest, UnknownObject
+from center.storage.hooks import Migration
 
-__all__ = ["CRM_SEARCH_LIMIT", "CrmStore"]
+__all__ = ["CRM_SEARCH_LIMIT", "POSTGRES_MIGRATION", "SQLITE_MIGRATION", "CrmStore"]
 
 CRM_SEARCH_LIMIT = 20
 RECENT_RECEIPTS = 20
@@ -505,3 +506,9 @@ class CrmStore:
             }
             for r in rows
         ]
+
+
+SQLITE_MIGRATION: Migration = ()
+"""Schema version 7 (call-center search) on SQLite."""
+POSTGRES_MIGRATION: Migration = ()
+"""Schema version 7 (call-center search) on PostgreSQL."""

@@ -13,6 +13,17 @@ import psycopg
 
 from center.config import redact_dsn
 from center.errors import StorageError
+from center.storage import (
+    coupons,
+    crm,
+    customers,
+    feed,
+    partitions,
+    promotions,
+    returns,
+    segments,
+    users,
+)
 from center.storage.sql import Migration, SqlStorage, lots_from_ledger
 
 __all__ = ["POSTGRES_MIGRATIONS", "PostgresStorage"]
@@ -232,6 +243,15 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
         )""",
         "CREATE INDEX audit_object ON audit (kind, object_id, audit_id)",
     ),
+    users.POSTGRES_MIGRATION,  # 6
+    crm.POSTGRES_MIGRATION,  # 7
+    promotions.POSTGRES_MIGRATION,  # 8
+    coupons.POSTGRES_MIGRATION,  # 9
+    segments.POSTGRES_MIGRATION,  # 10
+    returns.POSTGRES_MIGRATION,  # 11
+    customers.POSTGRES_MIGRATION,  # 12
+    feed.POSTGRES_MIGRATION,  # 13
+    partitions.POSTGRES_MIGRATION,  # 14
 )
 
 # Any fixed number: every Center migrating the same database takes the same lock.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,7 +31,16 @@ from center.storage.base import (
     RegisterSummary,
     is_required,
 )
+from center.storage.coupons import CouponStore
 from center.storage.crm import CrmStore
+from center.storage.customers import CustomerStore
+from center.storage.feed import MasterFeedStore
+from center.storage.hooks import Migration
+from center.storage.partitions import PartitionStore
+from center.storage.promotions import PromotionStore
+from center.storage.returns import ReturnsStore
+from center.storage.segments import SegmentStore
+from center.storage.users import UserStore
 from sync_protocol import (
     Ack,
     Heartbeat,
@@ -48,15 +57,23 @@ _CHUNK = 5000
 _EXPIRE_CHUNK = 500
 """Cards per expiry transaction: bounds the locks one transaction holds."""
 
-Migration = Sequence["str | Callable[[SqlStorage], None]"]
-"""One schema version: SQL statements, and Python steps for data that SQL can't move alone."""
-
 
 def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-class SqlStorage(CrmStore, ABC):
+class SqlStorage(
+    CrmStore,
+    UserStore,
+    PromotionStore,
+    CouponStore,
+    SegmentStore,
+    ReturnsStore,
+    CustomerStore,
+    MasterFeedStore,
+    PartitionStore,
+    ABC,
+):
     """Storage over one DB-API connection; subclasses supply the dialect hooks."""
 
     backend: str = ""
@@ -163,6 +180,7 @@ class SqlStorage(CrmStore, ABC):
         # One order for every writer, so concurrent batches lock rows in the same order.
         ordered = sorted(sales, key=lambda s: (s.register_id, s.seq, s.sale_id))
         received = self._ts(received_at)
+        new: list[Sale] = []
         with self._guard("ingest"), self._transaction():
             self._lock_cards(s.card_no for s in ordered if s.card_no)
             for sale in ordered:
@@ -173,13 +191,21 @@ class SqlStorage(CrmStore, ABC):
                     problem = self._insert_sale(sale, payload, fingerprint, received)
                     if problem is None:
                         accepted.append(sale.sale_id)
+                        new.append(sale)
                         continue
                     if problem == "duplicate":
                         duplicates.append(sale.sale_id)
                         continue
                 self._quarantine(sale, problem, fingerprint, payload, received)
                 rejected.append(Rejection(sale_id=sale.sale_id, reason=problem))
+            if new:
+                self._on_new_sales(new)
         return Ack(accepted=tuple(accepted), duplicates=tuple(duplicates), rejected=tuple(rejected))
+
+    def _on_new_sales(self, sales: Sequence[Sale]) -> None:
+        """What else a newly stored sale changes, in the ingest transaction: coupons, returns."""
+        self._record_coupon_redemptions(sales)
+        self._apply_returns(sales)
 
     def _insert_sale(
         self, sale: Sale, payload: bytes, fingerprint: str, received: Any

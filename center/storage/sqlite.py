@@ -10,6 +10,17 @@ from pathlib import Path
 from typing import Any
 
 from center.errors import StorageError
+from center.storage import (
+    coupons,
+    crm,
+    customers,
+    feed,
+    partitions,
+    promotions,
+    returns,
+    segments,
+    users,
+)
 from center.storage.sql import Migration, SqlStorage, lots_from_ledger
 
 __all__ = ["SQLITE_MIGRATIONS", "SqliteStorage"]
@@ -229,6 +240,15 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
         )""",
         "CREATE INDEX audit_object ON audit (kind, object_id, audit_id)",
     ),
+    users.SQLITE_MIGRATION,  # 6
+    crm.SQLITE_MIGRATION,  # 7
+    promotions.SQLITE_MIGRATION,  # 8
+    coupons.SQLITE_MIGRATION,  # 9
+    segments.SQLITE_MIGRATION,  # 10
+    returns.SQLITE_MIGRATION,  # 11
+    customers.SQLITE_MIGRATION,  # 12
+    feed.SQLITE_MIGRATION,  # 13
+    partitions.SQLITE_MIGRATION,  # 14
 )
 
 

@@ -1,0 +1,55 @@
+"""What every storage mixin may call on SqlStorage: the dialect hooks and shared helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from center.storage.sql import SqlStorage
+
+__all__ = ["Migration", "SqlHooks"]
+
+Migration = Sequence["str | Callable[[SqlStorage], None]"]
+"""One schema version: SQL statements, and Python steps for data that SQL can't move alone."""
+
+
+class SqlHooks:
+    """Declarations of SqlStorage's hooks, so each mixin type-checks on its own."""
+
+    backend: str = ""
+    _FOR_UPDATE = ""
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        raise NotImplementedError
+
+    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        raise NotImplementedError
+
+    def _transaction(self) -> AbstractContextManager[None]:
+        raise NotImplementedError
+
+    def _snapshot(self) -> AbstractContextManager[None]:
+        raise NotImplementedError
+
+    def _guard(self, what: str) -> AbstractContextManager[None]:
+        raise NotImplementedError
+
+    def _ts(self, value: datetime | None) -> Any:
+        raise NotImplementedError
+
+    def _dt(self, value: Any) -> datetime:
+        raise NotImplementedError
+
+    def _lock_cards(self, card_nos: Iterable[str]) -> None:
+        raise NotImplementedError
+
+    def _bump_master(self) -> int:
+        raise NotImplementedError
+
+    def _audit(
+        self, kind: str, object_id: str, action: str, before: Any, after: Any, actor: str, at: Any
+    ) -> None:
+        raise NotImplementedError
