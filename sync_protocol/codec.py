@@ -167,6 +167,14 @@ def _check_sale(sale: Sale, path: Path) -> None:
     for name in ("coupons_redeemed", "coupons_issued"):
         for i, code in enumerate(getattr(sale, name)):
             _check_nonempty(code, (*path, name, i))
+    if sale.return_of is not None and (
+        not _is_canonical_uuid(sale.return_of) or sale.return_of == sale.sale_id
+    ):
+        raise MalformedMessage(
+            _fmt((*path, "return_of")),
+            "expected the canonical lower-case UUID of another sale",
+            value=sale.return_of[:80],
+        )
     seen: set[int] = set()
     for i, line in enumerate(sale.lines):
         if line.line_no in seen:
@@ -680,6 +688,13 @@ def decode_sale(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> Sale:
 def sale_fingerprint(sale: Sale) -> str:
     """Return the sha256 hex digest of the sale's canonical encoding."""
     return hashlib.sha256(encode_sale(sale)).hexdigest()
+
+
+def _is_canonical_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
 
 
 def chain_hash(sale: Sale) -> str:

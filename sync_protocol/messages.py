@@ -89,6 +89,8 @@ class Sale:
     messages: tuple[str, ...] = ()
     coupons_redeemed: tuple[str, ...] = ()
     coupons_issued: tuple[str, ...] = ()
+    return_of: str | None = None
+    """The sale_id of the original sale when this one is a return (refund) of some of its lines."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +129,8 @@ class MasterSnapshot:
 
     version: int
     tables: dict[str, tuple[Row, ...]] = field(default_factory=dict)
+    checksum: str = ""
+    """replica_checksum() of the tables; "" when the sender did not compute one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +143,8 @@ class MasterDelta:
     to_version: int
     upserts: dict[str, tuple[Row, ...]] = field(default_factory=dict)
     deletes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    checksum: str = ""
+    """replica_checksum() of the whole replica after applying the delta; "" if not computed."""
 
 
 @dataclass(frozen=True, slots=True)

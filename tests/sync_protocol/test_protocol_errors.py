@@ -404,6 +404,7 @@ def _line(no: int, amount: int, discount: int = 0) -> SaleLine:
         ),
         ({"coupons_redeemed": ("",)}, "sale.coupons_redeemed[0]: must not be empty"),
         ({"coupons_issued": ("NEXT5-1", "")}, "sale.coupons_issued[1]: must not be empty"),
+        ({"return_of": "R-17"}, "sale.return_of: expected the canonical lower-case UUID"),
     ],
 )
 def test_inconsistent_sales_are_refused_on_encode_and_decode(

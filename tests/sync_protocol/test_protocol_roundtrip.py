@@ -185,7 +185,11 @@ def test_missing_defaulted_fields_take_their_defaults(make_sale: MakeSale) -> No
 
 
 def test_encode_sale_round_trips_and_is_canonical(make_sale: MakeSale) -> None:
-    sale = make_sale(coupons_redeemed=("NEXT5-1",), coupons_issued=("NEXT5-2", "NEXT5-3"))
+    sale = make_sale(
+        coupons_redeemed=("NEXT5-1",),
+        coupons_issued=("NEXT5-2", "NEXT5-3"),
+        return_of="6f1c2d3e-4b5a-4c6d-8e7f-901a2b3c4d5e",
+    )
     data = encode_sale(sale)
     assert decode_sale(data) == sale
     assert encode_sale(decode_sale(data)) == data
