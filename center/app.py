@@ -37,7 +37,6 @@ from sync_protocol import (
     CONTENT_TYPE,
     Heartbeat,
     Limits,
-    MasterSnapshot,
     PayloadTooLarge,
     ProtocolError,
     SaleBatch,
@@ -46,7 +45,14 @@ from sync_protocol import (
     encode,
 )
 
-__all__ = ["CONFIG_KEY", "IDENTITY_KEY", "MAX_BODY_BYTES", "STORAGE_KEY", "create_app"]
+__all__ = [
+    "CONFIG_KEY",
+    "IDENTITY_KEY",
+    "MAX_BODY_BYTES",
+    "PERMISSIONS",
+    "STORAGE_KEY",
+    "create_app",
+]
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +72,18 @@ CREDENTIALS_KEY: web.AppKey[dict[str, tuple[str, str]]] = web.AppKey("center_cre
 IDENTITY_KEY: web.RequestKey[NodeIdentity | None] = web.RequestKey("center_identity")
 """The enrolled node that signed the request; None for an unsigned one (signatures optional)."""
 
-OPEN_PATHS = frozenset({"/health", "/v1/enrol"})
-"""Routes answered without a signature: liveness, and enrolment (the token is the credential)."""
+PERMISSIONS: dict[tuple[str, str], str | tuple[str, ...]] = {
+    # Liveness, and enrolment (the enrolment token is the credential): no credentials.
+    ("GET", "/health"): "public",
+    ("POST", "/v1/enrol"): "public",
+    ("POST", "/v1/ingest"): "node",
+    ("GET", "/v1/master"): "node",
+    ("POST", "/v1/heartbeat"): "node",
+    ("GET", "/v1/reconciliation"): ("node", "reports.read"),
+    ("GET", "/v1/customers/{card_no}/balance"): ("node", "ledger.read"),
+    ("GET", "/v1/customers/{card_no}/history"): ("node", "ledger.read"),
+}
+"""(method, canonical route path) -> the permission a caller needs (center/permissions.py)."""
 MAX_ENROL_BYTES = 4096
 
 T = TypeVar("T")
@@ -119,8 +135,45 @@ def create_app(
                 return
             if burnt:
                 log.info("expired %d bonus lots", burnt)
+            try:  # the same cadence keeps next months' receipt partitions ready (PostgreSQL)
+                made = await loop.run_in_executor(
+                    executor, opened.ensure_partitions, app[CLOCK_KEY]()
+                )
+            except StorageError as exc:
+                log.warning("creating receipt partitions failed (next run retries): %s", exc)
+                return
+            if made:
+                log.info("created receipt partitions %s", ", ".join(made))
+
+        async def segments_job() -> None:
+            now = app[CLOCK_KEY]()
+            try:
+                done = await loop.run_in_executor(
+                    executor, opened.recalculate_segments, "scheduler", now
+                )
+            except (StorageError, RequestError) as exc:
+                log.warning("recalculating segments failed (next run retries): %s", exc)
+                return
+            for result in done:
+                if result["added"] or result["removed"]:
+                    log.info(
+                        "segment %s: %d members (+%d -%d)",
+                        result["segment_id"],
+                        result["members"],
+                        result["added"],
+                        result["removed"],
+                    )
 
         scheduler = AsyncIOScheduler(timezone=UTC, event_loop=loop)
+        scheduler.add_job(
+            segments_job,
+            "interval",
+            seconds=config.segments.recalc_interval_s,
+            id="recalculate_segments",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
         scheduler.add_job(
             expire_job,
             "interval",
@@ -154,6 +207,7 @@ def create_app(
         customers_api,
         feed_api,
         promotions_api,
+        reports_api,
         returns_api,
         segments_api,
         users_api,
@@ -169,8 +223,12 @@ def create_app(
         returns_api,
         customers_api,
         feed_api,
+        reports_api,
     ):
         module.add_routes(app)
+    from center.permissions import route_permissions
+
+    app[users_api.ROUTE_PERMISSIONS_KEY] = route_permissions(app)
     return app
 
 
@@ -227,23 +285,9 @@ async def ingest(request: web.Request) -> web.Response:
 
 
 async def master(request: web.Request) -> web.Response:
-    store_id = _own_store(request, _query_id(request, "store_id"))
-    since = _query_int(request, "since", default=0)
-    storage = request.app[STORAGE_KEY]
-    node_id = request.app[CONFIG_KEY].center.node_id
+    from center.feed_api import master_feed  # the change feed lives with its routes
 
-    def build() -> bytes | None:
-        # Runs on the database thread: a full snapshot is megabytes to read and encode.
-        snapshot = storage.master_snapshot(store_id, datetime.now(UTC), since=since)
-        if snapshot is None:
-            return None
-        version, tables = snapshot
-        return encode(MasterSnapshot(version=version, tables=tables), sender=node_id)
-
-    body = await _in_db(request, build)
-    if body is None:
-        raise UnknownObject("store_id", f"unknown store {store_id!r}")
-    return web.Response(body=body, content_type=CONTENT_TYPE)
+    return await master_feed(request)
 
 
 async def heartbeat(request: web.Request) -> web.Response:
@@ -473,17 +517,23 @@ async def _in_db(request: web.Request, fn: Callable[..., T], *args: Any) -> T:
 async def auth_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Verify the node signature of every request but /health and /v1/enrol (docs/API.md)."""
+    """Authenticate (user bearer token or node signature) and authorize every request."""
     request[IDENTITY_KEY] = None
-    if request.path in OPEN_PATHS or request.match_info.http_exception is not None:
+    if request.match_info.http_exception is not None:
         return await handler(request)
+    from center.users_api import authorize
+
+    await authorize(request, _verify_node)
+    return await handler(request)
+
+
+async def _verify_node(request: web.Request) -> NodeIdentity:
+    """The node whose signature headers this request carries (docs/API.md); Unauthorized."""
     found = signature_headers(request.headers)
     if found is None:
-        if request.app[CONFIG_KEY].security.require_signatures:
-            raise Unauthorized(
-                "headers", "this request is not signed; enrol the node and sign every request"
-            )
-        return await handler(request)
+        raise Unauthorized(
+            "headers", "this request is not signed; enrol the node and sign every request"
+        )
     app = request.app
     node_id = found.get("X-Loyalty-Node", "")
     known = app[CREDENTIALS_KEY]
@@ -504,7 +554,7 @@ async def auth_middleware(
         nonces=app[NONCES_KEY],
     )
     request[IDENTITY_KEY] = identity
-    return await handler(request)
+    return identity
 
 
 # -- errors --------------------------------------------------------------------------------------

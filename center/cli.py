@@ -1,4 +1,5 @@
-"""`loyalty-center`: serve, check-config, import-dataset, simulate, recompute, enrol-store."""
+"""`loyalty-center`: serve, check-config, import-dataset, simulate, recompute, enrol-store,
+add-user, list-users, revoke-user."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from datetime import UTC, datetime
 
 from center.config import Config, effective_config, format_toml, load_config
 from center.errors import CenterError, ConfigError
+from center.users_cli import USER_COMMANDS, add_user_commands, user_command
 from sync_protocol import Sale
 
 __all__ = ["main"]
@@ -75,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     enr.add_argument(
         "--ttl-h", type=float, default=24.0, help="hours until the token expires (default 24)"
     )
+    add_user_commands(sub, with_config)
+    rep = sub.add_parser(
+        "report", help="write report.html (KPIs, tables, SVG charts) and the SVGs of a period"
+    )
+    with_config(rep)
+    rep.add_argument("--from", dest="date_from", required=True, help="first day, YYYY-MM-DD")
+    rep.add_argument("--to", dest="date_to", required=True, help="last day (inclusive)")
+    rep.add_argument("--out", required=True, help="folder for report.html and the SVG files")
     return parser
 
 
@@ -104,6 +114,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(config)
         if args.command == "enrol-store":
             return enrol_store_command(config, args.store_id, args.ttl_h)
+        if args.command in USER_COMMANDS:
+            return user_command(config, args)
+        if args.command == "report":
+            from center.reports_sql import report_command
+
+            return report_command(config, args.date_from, args.date_to, args.out)
         if args.command == "recompute":
             return recompute_command(config, args.date_from, args.date_to)
         if args.command == "simulate":
@@ -310,6 +326,7 @@ def recompute_command(config: Config, date_from: str, date_to: str) -> int:
     try:
         master = storage.pricing_master()
         payloads = storage.sale_payloads(*period)
+        history = storage.promotion_sets_between(*period)
     finally:
         storage.close()
     settings = {str(name): str(value) for name, value in master["settings"]}
@@ -326,6 +343,7 @@ def recompute_command(config: Config, date_from: str, date_to: str) -> int:
     bar = _ProgressLine()
     differing: list[dict[str, object]] = []
     checked = 0
+    returns = 0
     for done, payload in enumerate(payloads, 1):
         bar("recompute", done, len(payloads))
         try:
@@ -333,9 +351,15 @@ def recompute_command(config: Config, date_from: str, date_to: str) -> int:
         except ProtocolError as exc:
             differing.append({"sale_id": "?", "differences": [f"payload: {exc}"]})
             continue
+        if sale.return_of is not None:
+            # A return is not priced by the engine: the Center reverses its original in proportion.
+            returns += 1
+            continue
         if sale.promo_version not in sets:
             try:
-                sets[sale.promo_version] = promotion_set_at(rows, settings, sale.promo_version)
+                sets[sale.promo_version] = promotion_set_at(
+                    rows, settings, sale.promo_version, history
+                )
             except RuleError as exc:
                 sets[sale.promo_version] = f"promotions at version {sale.promo_version}: {exc}"
         promotions = sets[sale.promo_version]
@@ -350,7 +374,13 @@ def recompute_command(config: Config, date_from: str, date_to: str) -> int:
             differing.append({"sale_id": sale.sale_id, "differences": list(result.differences)})
     print(
         json.dumps(
-            {"sales": len(payloads), "recomputed": checked, "differing": differing}, indent=2
+            {
+                "sales": len(payloads),
+                "recomputed": checked,
+                "returns_skipped": returns,
+                "differing": differing,
+            },
+            indent=2,
         )
     )
     return 0 if not differing else 1

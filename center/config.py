@@ -15,10 +15,13 @@ from center.errors import ConfigError
 
 __all__ = [
     "BACKENDS",
+    "AuthSettings",
     "CenterSettings",
     "Config",
     "LedgerSettings",
+    "MasterSettings",
     "SecuritySettings",
+    "SegmentSettings",
     "StorageSettings",
     "TlsSettings",
     "effective_config",
@@ -54,9 +57,31 @@ class SecuritySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthSettings:
+    token_ttl_days: int = 0
+    """Days a new user token stays valid unless told otherwise; 0 = until revoked."""
+
+
+@dataclass(frozen=True, slots=True)
 class LedgerSettings:
     expire_interval_s: int = 3600
     """How often the Center burns the remainder of expired lots (a scheduled job)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentSettings:
+    recalc_interval_s: int = 3600
+    """How often the Center recalculates every dynamic segment (a scheduled job)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MasterSettings:
+    card_scope_days: int = 365
+    """A store holds the cards with a sale there within this many days (plus looked-up cards)."""
+    delta_max_rows: int = 20000
+    """Rows per master-data delta page (a bigger change is served in pages)."""
+    checksum_every_s: int = 300
+    """A store's deltas carry the full replica checksum at most this often (drift detection)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +107,9 @@ class Config:
     security: SecuritySettings = SecuritySettings()
     tls: TlsSettings = TlsSettings()
     ledger: LedgerSettings = LedgerSettings()
+    auth: AuthSettings = AuthSettings()
+    segments: SegmentSettings = SegmentSettings()
+    master: MasterSettings = MasterSettings()
     source: Path | None = None
 
 
@@ -91,6 +119,9 @@ _KNOWN: dict[str, tuple[str, ...]] = {
     "security": ("require_signatures",),
     "tls": ("cert_file", "key_file"),
     "ledger": ("expire_interval_s",),
+    "auth": ("token_ttl_days",),
+    "segments": ("recalc_interval_s",),
+    "master": ("card_scope_days", "delta_max_rows", "checksum_every_s"),
 }
 
 
@@ -126,6 +157,32 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: Path | None
     tls = tls if isinstance(tls, dict) else {}
     ledger = data.get("ledger", {})
     ledger = ledger if isinstance(ledger, dict) else {}
+    auth = data.get("auth", {})
+    auth = auth if isinstance(auth, dict) else {}
+    token_ttl_days = _integer(auth, "auth", "token_ttl_days", 0, problems, low=0, high=3650)
+    for key in auth:
+        if key not in _KNOWN["auth"]:
+            problems.append(f"auth.{key}: unknown key")
+    segments = data.get("segments", {})
+    segments = segments if isinstance(segments, dict) else {}
+    recalc_interval_s = _integer(
+        segments, "segments", "recalc_interval_s", 3600, problems, low=1, high=7 * 86400
+    )
+    for key in segments:
+        if key not in _KNOWN["segments"]:
+            problems.append(f"segments.{key}: unknown key")
+    master = data.get("master", {})
+    master = master if isinstance(master, dict) else {}
+    card_scope_days = _integer(master, "master", "card_scope_days", 365, problems, low=1, high=3650)
+    delta_max_rows = _integer(
+        master, "master", "delta_max_rows", 20000, problems, low=100, high=200000
+    )
+    checksum_every_s = _integer(
+        master, "master", "checksum_every_s", 300, problems, low=0, high=86400
+    )
+    for key in master:
+        if key not in _KNOWN["master"]:
+            problems.append(f"master.{key}: unknown key")
     for section, table in (
         ("center", center),
         ("storage", storage),
@@ -191,6 +248,13 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: Path | None
         security=SecuritySettings(require_signatures=bool(require_signatures)),
         tls=TlsSettings(cert_file=tls_files["cert_file"], key_file=tls_files["key_file"]),
         ledger=LedgerSettings(expire_interval_s=expire_interval_s),
+        auth=AuthSettings(token_ttl_days=token_ttl_days),
+        segments=SegmentSettings(recalc_interval_s=recalc_interval_s),
+        master=MasterSettings(
+            card_scope_days=card_scope_days,
+            delta_max_rows=delta_max_rows,
+            checksum_every_s=checksum_every_s,
+        ),
         source=source,
     )
 
@@ -215,6 +279,13 @@ def effective_config(config: Config) -> dict[str, dict[str, Any]]:
             "key_file": str(config.tls.key_file or ""),
         },
         "ledger": {"expire_interval_s": config.ledger.expire_interval_s},
+        "auth": {"token_ttl_days": config.auth.token_ttl_days},
+        "segments": {"recalc_interval_s": config.segments.recalc_interval_s},
+        "master": {
+            "card_scope_days": config.master.card_scope_days,
+            "delta_max_rows": config.master.delta_max_rows,
+            "checksum_every_s": config.master.checksum_every_s,
+        },
     }
 
 

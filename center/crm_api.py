@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from center.app import CLOCK_KEY, IDENTITY_KEY, STORAGE_KEY, _card_no, _in_db, _query_id
+from center.app import CLOCK_KEY, STORAGE_KEY, _card_no, _in_db, _query_id
 from center.crm import (
     parse_card_issue,
     parse_customer,
@@ -17,9 +17,22 @@ from center.crm import (
 )
 from center.errors import MalformedRequest, UnknownObject, UnsupportedContentType
 
-__all__ = ["MAX_JSON_BYTES", "add_crm_routes"]
+__all__ = ["MAX_JSON_BYTES", "PERMISSIONS", "add_crm_routes"]
 
 MAX_JSON_BYTES = 64 * 1024
+
+PERMISSIONS: dict[tuple[str, str], str | tuple[str, ...]] = {
+    ("POST", "/v1/customers"): "customers.write",
+    ("GET", "/v1/customers/search"): "customers.read",
+    ("GET", "/v1/customers/{customer_id}"): "customers.read",
+    ("POST", "/v1/cards"): "cards.write",
+    ("POST", "/v1/cards/{card_no}/activate"): "cards.write",
+    ("POST", "/v1/cards/{card_no}/block"): "cards.write",
+    ("POST", "/v1/cards/{card_no}/unblock"): "cards.write",
+    ("POST", "/v1/cards/{card_no}/replace"): "cards.write",
+    ("GET", "/v1/audit"): "audit.read",
+}
+"""(method, canonical route path) -> the permission a caller needs (center/permissions.py)."""
 
 
 def add_crm_routes(app: web.Application) -> None:
@@ -36,8 +49,9 @@ def add_crm_routes(app: web.Application) -> None:
 
 
 def _actor(request: web.Request) -> str:
-    identity = request[IDENTITY_KEY]
-    return "unsigned" if identity is None else identity.node_id
+    from center.users_api import actor_of
+
+    return actor_of(request)
 
 
 async def _json_body(request: web.Request, *, optional: bool = False) -> Any:

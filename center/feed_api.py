@@ -1,16 +1,75 @@
-"""HTTP routes (docs/API.md)."""
+"""HTTP routes of the master-data feed: store deltas and the online card lookup (docs/API.md)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
 from aiohttp import web
 
-__all__ = ["PERMISSIONS", "add_routes"]
+from center.app import (
+    CONFIG_KEY,
+    STORAGE_KEY,
+    _card_no,
+    _in_db,
+    _own_store,
+    _query_id,
+    _query_int,
+)
+from center.config import Config
+from center.errors import UnknownObject
+from center.storage.feed import FeedSettings
+from sync_protocol import CONTENT_TYPE, encode
 
-PERMISSIONS: Mapping[tuple[str, str], str] = {}
+__all__ = ["PERMISSIONS", "add_routes", "feed_settings", "master_feed"]
+
+PERMISSIONS: Mapping[tuple[str, str], str] = {
+    ("GET", "/v1/cards/{card_no}/lookup"): "node",
+}
 """(method, canonical route path) -> the permission a caller needs."""
 
 
 def add_routes(app: web.Application) -> None:
-    """Register this module's routes."""
+    """Register this module's routes (GET /v1/master stays registered by center.app)."""
+    app.router.add_get("/v1/cards/{card_no}/lookup", lookup_card)
+
+
+def feed_settings(config: Config) -> FeedSettings:
+    """The feed's knobs from the [master] config section."""
+    return FeedSettings(
+        scope_days=config.master.card_scope_days,
+        max_rows=config.master.delta_max_rows,
+        checksum_every_s=config.master.checksum_every_s,
+    )
+
+
+async def master_feed(request: web.Request) -> web.Response:
+    """GET /v1/master?store_id=S&since=V: a MasterSnapshot or a MasterDelta for the store."""
+    store_id = _own_store(request, _query_id(request, "store_id"))
+    since = _query_int(request, "since", default=0)
+    storage = request.app[STORAGE_KEY]
+    config = request.app[CONFIG_KEY]
+    settings = feed_settings(config)
+
+    def build() -> bytes | None:
+        # Runs on the database thread: a snapshot is megabytes to read and encode.
+        message = storage.master_feed(store_id, since, datetime.now(UTC), settings)
+        if message is None:
+            return None
+        return encode(message, sender=config.center.node_id)
+
+    body = await _in_db(request, build)
+    if body is None:
+        raise UnknownObject("store_id", f"unknown store {store_id!r}")
+    return web.Response(body=body, content_type=CONTENT_TYPE)
+
+
+async def lookup_card(request: web.Request) -> web.Response:
+    """GET /v1/cards/{card_no}/lookup?store_id=S: the card row; the store now holds the card."""
+    card_no = _card_no(request)
+    store_id = _own_store(request, _query_id(request, "store_id"))
+    storage = request.app[STORAGE_KEY]
+    row = await _in_db(request, storage.lookup_card, store_id, card_no, datetime.now(UTC))
+    if row is None:
+        raise UnknownObject("card_no", f"unknown card {card_no!r}")
+    return web.json_response(row)

@@ -7,7 +7,7 @@ show up as differences (a discount the rules do not give, an accrual that is too
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -54,14 +54,23 @@ class Recomputation:
 
 
 def promotion_set_at(
-    rows: Iterable[Mapping[str, Any]], settings: Mapping[str, str], version: int
+    rows: Iterable[Mapping[str, Any]],
+    settings: Mapping[str, str],
+    version: int,
+    history: Mapping[int, Sequence[tuple[str, Mapping[str, Any]]]] | None = None,
 ) -> PromotionSet:
-    """The promotion set as of master ``version`` from ``promotions`` rows (``doc``, ``version``).
+    """The promotion set as of master ``version``.
 
-    Rows changed after ``version`` are left out: without a history table their earlier
-    content is unknown, so a sale priced with them is reported, not silently misjudged.
+    ``history`` (the constructor's revisions: version -> (promotion_id, doc) live then, from
+    ``Storage.promotion_sets_between``) gives the exact set when it holds the version. Otherwise
+    the current ``promotions`` rows (``doc``, ``version``) changed after ``version`` are left
+    out: their earlier content is unknown, so a sale priced with them is reported, not silently
+    misjudged.
     """
-    docs = [row["doc"] for row in rows if int(row["version"]) <= version]
+    if history is not None and version in history:
+        docs = [doc for _, doc in history[version]]
+    else:
+        docs = [row["doc"] for row in rows if int(row["version"]) <= version]
     return load_promotion_set(docs, version=version, settings=settings, strict=False)
 
 

@@ -8,23 +8,34 @@ cleared, the harness waits until the Center holds every sale the registers journ
 checks the invariants (exactly once, totals to the cent, balances, hash chains, SQLite
 integrity). A seed fixes the baskets, the schedule of kills and faults and their targets; the
 interleaving with the processes' own timing is not (and need not be) reproducible.
+
+Options: a register and its store node with skewed clocks (LOYALTY_CLOCK_SKEW_S, opposite
+ways, so their difference is the sum; both must stay inside the ±300 s signature window),
+and the Center on PostgreSQL (a throwaway cluster) instead of SQLite.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import shutil
+import socket
 import sqlite3
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import cycle, islice, pairwise
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import requests
@@ -33,12 +44,14 @@ from demo.baskets import Basket, load_baskets, to_receipt_line
 from demo.cluster import Cluster, NodeSpec
 from demo.errors import DemoError
 from demo.faultproxy import FAULTS, FaultProxy
-from sync_protocol import Sale, chain_hash, decode_sale, sale_fingerprint
+from sync_protocol import SIGNATURE_WINDOW_S, Sale, chain_hash, decode_sale, sale_fingerprint
 
-__all__ = ["ChaosOptions", "ChaosRun", "run_chaos"]
+__all__ = ["CLOCK_SKEW_ENV", "ChaosOptions", "ChaosRun", "ThrowawayPostgres", "run_chaos"]
 
 BONUS_SPEND_EVERY = 4
 BONUS_SPEND_CAP = 500
+CLOCK_SKEW_ENV = "LOYALTY_CLOCK_SKEW_S"  # read by `loyalty-pos serve` and `loyalty-store serve`
+BACKENDS = ("sqlite", "postgresql")
 _SOLD_AS = re.compile(r"confirmed as sale ([0-9a-f-]{36})")
 
 
@@ -59,6 +72,21 @@ class ChaosOptions:
     mean_event_s: float = 1.5  # mean pause between two chaos events
     throughput_baskets: int = 0  # > 0: an offline backlog this big per register, then a drain
     sync_timeout_s: float = 120.0
+    # > 0: one register runs this many seconds (or up to half less) off the true time, its store
+    # node as much the other way; their sum must stay inside the signature window.
+    clock_skew_s: float = 0.0
+    backend: str = "sqlite"  # the Center's storage; "postgresql" starts a throwaway cluster
+
+    def check(self) -> None:
+        """Refuse options that cannot make a meaningful run, naming the option."""
+        if self.backend not in BACKENDS:
+            raise DemoError(f"backend: {self.backend!r} is not one of {', '.join(BACKENDS)}")
+        if not 0 <= 2 * self.clock_skew_s < SIGNATURE_WINDOW_S:
+            raise DemoError(
+                f"clock_skew_s: {self.clock_skew_s} s would put a register and its store node up "
+                f"to {2 * self.clock_skew_s:.0f} s apart, outside the ±{SIGNATURE_WINDOW_S} s "
+                "signature window: every signed request would be refused (StaleTimestamp)"
+            )
 
 
 @dataclass(slots=True)
@@ -151,16 +179,17 @@ def ring_up(
             if response.status_code == 200:
                 answer = response.json()
                 return str(answer["sale_id"]), int(answer["total_minor"])
-            if response.status_code == 409:
-                sold = _SOLD_AS.search(response.text)
-                if sold is not None:
-                    return sold.group(1), total
-                break  # cancelled meanwhile: a new receipt
-            if response.status_code in (400, 422):
-                # E.g. the bonus was spent meanwhile at this register: sell without it.
+            sold = _SOLD_AS.search(response.text) if response.status_code == 409 else None
+            if sold is not None:
+                return sold.group(1), total
+            if response.status_code in (400, 422) or "insufficient_balance" in response.text:
+                # E.g. the bonus was spent meanwhile at this register, or is held by a receipt
+                # open at another one (the store node reserves it): sell without it.
                 spend = False
                 session.post(f"{url}/cancel", json={}, timeout=10)
                 break
+            if response.status_code == 409:
+                break  # cancelled meanwhile: a new receipt
             _wait_up(base, stop)
     raise DemoError(
         f"basket {basket.basket_id} could not be rung up at {base} in 30 attempts; last: {last}"
@@ -212,8 +241,18 @@ class Replayer:
 class ChaosCluster(Cluster):
     """The demo cluster, each register -> store node and store node -> Center hop proxied."""
 
-    def __init__(self, root: Path, stores: list[str], registers_per_store: int, seed: int) -> None:
+    def __init__(
+        self,
+        root: Path,
+        stores: list[str],
+        registers_per_store: int,
+        seed: int,
+        *,
+        postgres_dsn: str = "",
+    ) -> None:
         super().__init__(root, stores, registers_per_store, require_signatures=True)
+        self.postgres_dsn = postgres_dsn
+        self.clock_skew_s: dict[str, float] = {}
         rng = random.Random(seed)
         self.to_store = {
             s: FaultProxy(f"pos->store-{s}", n.port, seed=rng.randrange(2**32))
@@ -228,10 +267,33 @@ class ChaosCluster(Cluster):
     def proxies(self) -> list[FaultProxy]:
         return [*self.to_store.values(), *self.to_center.values()]
 
+    def skew_clocks(self, seed: int, max_s: float) -> dict[str, float]:
+        """Shift one register's clock by up to ±max_s and its store node's the other way."""
+        if max_s <= 0:
+            return {}
+        rng = random.Random(seed)
+        register_id = rng.choice(sorted(self.registers))
+        sign = rng.choice((1, -1))
+        register = self.registers[register_id]
+        store = self.store_nodes[register_id.split("-")[0]]
+        for node, skew in (
+            (register, sign * rng.uniform(max_s / 2, max_s)),
+            (store, -sign * rng.uniform(max_s / 2, max_s)),
+        ):
+            node.env[CLOCK_SKEW_ENV] = f"{skew:.3f}"
+            self.clock_skew_s[node.name] = round(skew, 3)
+        return dict(self.clock_skew_s)
+
     def write_configs(self) -> None:
         for proxy in self.proxies:
             proxy.start()
         super().write_configs()
+        if self.postgres_dsn:
+            self._rewrite(
+                self.center,
+                ('backend = "sqlite"', 'backend = "postgresql"'),
+                ('dsn = ""', f'dsn = "{self.postgres_dsn}"'),
+            )
         for store_id, node in self.store_nodes.items():
             # Short timeouts so that a blackholed Center costs seconds, not the default minutes.
             self._rewrite(
@@ -270,6 +332,109 @@ class ChaosCluster(Cluster):
         super().stop_all()
         for proxy in self.proxies:
             proxy.stop()
+
+
+class ThrowawayPostgres(AbstractContextManager["ThrowawayPostgres"]):
+    """A PostgreSQL cluster in a temporary folder (run as postgres if we are root); gone on exit."""
+
+    def __init__(self) -> None:
+        self.base = Path(tempfile.mkdtemp(prefix="chaos-pg-"))
+        self.data = self.base / "data"
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self._as: list[str] = []
+        if os.geteuid() == 0:
+            # postgres refuses to run as root; /tmp (not a 0700 tree) lets that user in.
+            self._as = ["runuser", "-u", "postgres", "--"]
+            shutil.chown(self.base, "postgres", "postgres")
+
+    @property
+    def dsn(self) -> str:
+        return f"host={self.base} port={self.port} user=postgres dbname=postgres"
+
+    def _run(self, *args: str, timeout_s: float = 120.0) -> None:
+        binary = shutil.which(args[0]) or next(
+            (str(p) for p in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{args[0]}"))), None
+        )
+        if binary is None:
+            raise DemoError(f"{args[0]}: PostgreSQL server binaries are not installed")
+        done = subprocess.run(
+            [*self._as, binary, *args[1:]], capture_output=True, timeout=timeout_s, check=False
+        )
+        if done.returncode != 0:
+            log_file = self.base / "server.log"
+            tail = log_file.read_text()[-2000:] if log_file.exists() else ""
+            raise DemoError(f"{' '.join(args[:3])} failed: {done.stderr.decode()[-2000:]}{tail}")
+
+    def __enter__(self) -> ThrowawayPostgres:
+        try:
+            self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres")
+            self._run(
+                "pg_ctl",
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.base / "server.log"),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                # The server itself is never killed, only the Center: no fsync needed.
+                f"-p {self.port} -k {self.base} -c listen_addresses='' -c fsync=off "
+                "-c synchronous_commit=off -c full_page_writes=off",
+                "start",
+            )
+        except BaseException:
+            shutil.rmtree(self.base, ignore_errors=True)
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        finally:
+            shutil.rmtree(self.base, ignore_errors=True)
+
+
+def dataset_card_number(household_id: str) -> str:
+    """The card the demo dataset import gives a household: EAN-13 of "29" + the id in 10 digits."""
+    body = f"29{int(household_id):010d}"
+    check = (10 - sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(body)) % 10) % 10
+    return f"{body}{check}"
+
+
+def household_cards(cluster: Cluster, baskets: Iterable[Basket]) -> dict[str, str]:
+    """household id -> card number for the baskets' households that have a card at the Center.
+
+    Stores hold only the cards in their scope (used there lately or looked up), so the master
+    data no longer lists them all: each card is looked up online, as a register does when a
+    card it does not hold is presented; the Center then adds it to that store's scope.
+    """
+    cards = cluster.household_cards()
+    wanted = {(b.household_id, b.store_id) for b in baskets if b.household_id not in cards}
+
+    def lookup(item: tuple[str, str]) -> tuple[str, str | None]:
+        household_id, store_id = item
+        if not household_id.isdigit():
+            return household_id, None
+        card_no = dataset_card_number(household_id)
+        answer = cluster.center_get(store_id, f"/v1/cards/{card_no}/lookup", {"store_id": store_id})
+        if answer.status_code == 404:
+            return household_id, None
+        answer.raise_for_status()
+        return household_id, str(answer.json()["card_no"])
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for household_id, card_no in pool.map(lookup, sorted(wanted)):
+            if card_no is not None:
+                cards[household_id] = card_no
+    return cards
 
 
 # -- the monkey --------------------------------------------------------------------------------
@@ -362,6 +527,71 @@ def integrity(paths: Iterable[Path]) -> dict[str, str]:
         except sqlite3.DatabaseError as exc:
             out[name] = f"cannot check: {exc}"
     return out
+
+
+_CENTER_QUERIES = (
+    "SELECT sale_id, register_id, seq, fingerprint FROM sales",
+    "SELECT COUNT(*) FROM (SELECT register_id, seq FROM sales "
+    "GROUP BY register_id, seq HAVING COUNT(*) > 1) AS d",
+    "SELECT COUNT(*) FROM (SELECT source, wallet, kind, rule_id FROM ledger "
+    "GROUP BY source, wallet, kind, rule_id HAVING COUNT(*) > 1) AS d",
+    "SELECT card_no, SUM(amount) FROM ledger WHERE rule_id = 'welcome' GROUP BY card_no",
+    "SELECT sale_id, received_at FROM sales",
+)
+
+
+def _when(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+
+
+def clock_offsets(
+    journals: dict[str, list[Sale]], store_dbs: dict[str, Path], center_received: dict[str, Any]
+) -> dict[str, float]:
+    """How far ahead of the Center each node's clock looked, from the times stamped on sales.
+
+    A register: minus the smallest (Center received_at - closed_at); a store node: the smallest
+    (its forwarded_at - Center received_at). Network and queueing delays only add to both
+    differences, and the smallest of many sales is one that went straight through.
+    """
+    out: dict[str, float] = {}
+    for register_id, sales in sorted(journals.items()):
+        gaps = [
+            (_when(center_received[s.sale_id]) - s.closed_at).total_seconds()
+            for s in sales
+            if s.sale_id in center_received
+        ]
+        if gaps:
+            out[f"pos-{register_id}"] = round(-min(gaps), 1)
+    for store_id, path in sorted(store_dbs.items()):
+        conn = _ro(path)
+        try:
+            rows = conn.execute(
+                "SELECT sale_id, forwarded_at FROM sales WHERE forwarded_at IS NOT NULL"
+            ).fetchall()
+        finally:
+            conn.close()
+        gaps = [
+            (_when(at) - _when(center_received[i])).total_seconds()
+            for i, at in rows
+            if i in center_received
+        ]
+        if gaps:
+            out[f"store-{store_id}"] = round(min(gaps), 1)
+    return out
+
+
+def center_queries(sqlite_path: Path, dsn: str) -> list[list[tuple[Any, ...]]]:
+    """The rows of each of _CENTER_QUERIES, straight from the Center's database (either backend)."""
+    if not dsn:
+        conn = _ro(sqlite_path)
+        try:
+            return [conn.execute(q).fetchall() for q in _CENTER_QUERIES]
+        finally:
+            conn.close()
+    import psycopg
+
+    with psycopg.connect(dsn) as pg:
+        return [pg.execute(q).fetchall() for q in _CENTER_QUERIES]
 
 
 def _active(move: Any, now: datetime) -> bool:
@@ -521,12 +751,26 @@ def measure_drain(
 
 def run_chaos(options: ChaosOptions, progress: Callable[[str], None] = log) -> ChaosRun:
     """Run the whole scenario and check every invariant."""
+    options.check()
+    with ExitStack() as stack:
+        dsn = ""
+        if options.backend == "postgresql":
+            dsn = stack.enter_context(ThrowawayPostgres()).dsn
+        return _run_chaos(options, progress, dsn)
+    raise AssertionError("unreachable")  # mypy: ExitStack may swallow exceptions
+
+
+def _run_chaos(options: ChaosOptions, progress: Callable[[str], None], dsn: str) -> ChaosRun:
     started = time.monotonic()
     rng = random.Random(options.seed)
     root = options.root.resolve()
     if root.exists():
         shutil.rmtree(root)
-    cluster = ChaosCluster(root, list(options.stores), options.registers, rng.randrange(2**32))
+    cluster = ChaosCluster(
+        root, list(options.stores), options.registers, rng.randrange(2**32), postgres_dsn=dsn
+    )
+    # Its own generator, so that a run with skew keeps the seed's baskets, kills and faults.
+    skews = cluster.skew_clocks(options.seed * 7919 + 1, options.clock_skew_s)
     baskets = load_baskets(list(options.stores), options.days)
     if not baskets:
         raise DemoError(f"no baskets for stores {options.stores} in {options.days} days")
@@ -540,11 +784,20 @@ def run_chaos(options: ChaosOptions, progress: Callable[[str], None] = log) -> C
             "--stores",
             ",".join(options.stores),
         )
+        progress(f"{time.monotonic() - started:.1f} s: imported; enrolling")
         cluster.enrol_all()
+        progress(f"{time.monotonic() - started:.1f} s: enrolled; starting")
         for node in [cluster.center, *cluster.store_nodes.values(), *cluster.registers.values()]:
             cluster.start(node)
         cluster.wait_for_master()
-        cards = cluster.household_cards()
+        progress(f"{time.monotonic() - started:.1f} s: every register has master data")
+        cards = household_cards(
+            cluster,
+            [
+                *baskets,
+                *(load_baskets(list(options.stores), 14) if options.throughput_baskets else []),
+            ],
+        )
         queues = _assign(baskets, cluster)
         acked = Acked()
         monkeys = [
@@ -553,7 +806,8 @@ def run_chaos(options: ChaosOptions, progress: Callable[[str], None] = log) -> C
         ]
         progress(
             f"seed {options.seed}: {len(baskets)} baskets over {len(cluster.registers)} registers"
-            f" of {len(cluster.stores)} stores; monkey every ~{options.mean_event_s} s"
+            f" of {len(cluster.stores)} stores; monkey every ~{options.mean_event_s} s; Center on"
+            f" {options.backend}; clocks skewed {skews or 'nowhere'}"
         )
         replay_started = time.monotonic()
         for monkey in monkeys:
@@ -587,7 +841,9 @@ def run_chaos(options: ChaosOptions, progress: Callable[[str], None] = log) -> C
             if options.throughput_baskets > 0 and sync_s is not None
             else None
         )
+        progress(f"{time.monotonic() - started:.1f} s: synced; checking replicas")
         behind = replicas_behind(cluster)
+        progress(f"{time.monotonic() - started:.1f} s: replicas checked")
         # Balances are compared while the Center runs, at one `now` for both sides.
         checked_at = datetime.now(UTC)
         journals = {r: journal_sales(root / f"pos-{r}" / "journal.db") for r in cluster.registers}
@@ -616,9 +872,12 @@ def run_chaos(options: ChaosOptions, progress: Callable[[str], None] = log) -> C
         reference,
         center_balances,
         health,
+        dsn,
     )
     report.update(
         {
+            "backend": options.backend,
+            "clock_skew_s": skews,
             "kills": dict(kills),
             "faults_set": dict(faults),
             "faults_applied": dict(sum((p.applied for p in cluster.proxies), Counter())),
@@ -647,31 +906,15 @@ def _verdict(
     reference: dict[str, int],
     center_balances: dict[str, int],
     health: dict[str, Any],
+    dsn: str,
 ) -> dict[str, Any]:
     root = options.root.resolve()
-    center_db = root / "center" / "center.db"
-    conn = _ro(center_db)
-    try:
-        center_sales = {
-            str(r[0]): (str(r[1]), int(r[2]), str(r[3]))
-            for r in conn.execute("SELECT sale_id, register_id, seq, fingerprint FROM sales")
-        }
-        seq_dupes = conn.execute(
-            "SELECT COUNT(*) FROM (SELECT register_id, seq FROM sales "
-            "GROUP BY register_id, seq HAVING COUNT(*) > 1) AS d"
-        ).fetchone()[0]
-        ledger_dupes = conn.execute(
-            "SELECT COUNT(*) FROM (SELECT source, wallet, kind, rule_id FROM ledger "
-            "GROUP BY source, wallet, kind, rule_id HAVING COUNT(*) > 1) AS d"
-        ).fetchone()[0]
-        welcome = {
-            str(r[0]): int(r[1])
-            for r in conn.execute(
-                "SELECT card_no, SUM(amount) FROM ledger WHERE rule_id = 'welcome' GROUP BY card_no"
-            )
-        }
-    finally:
-        conn.close()
+    sales_rows, seq_rows, ledger_rows, welcome_rows, received_rows = center_queries(
+        root / "center" / "center.db", dsn
+    )
+    center_sales = {str(r[0]): (str(r[1]), int(r[2]), str(r[3])) for r in sales_rows}
+    seq_dupes, ledger_dupes = seq_rows[0][0], ledger_rows[0][0]
+    welcome = {str(r[0]): int(r[1]) for r in welcome_rows}
     journaled = {s.sale_id: s for sales in journals.values() for s in sales}
     lost = [i for i in acked.sale_ids if i not in center_sales]
     lost_at_register = [i for i in acked.sale_ids if i not in journaled]
@@ -745,6 +988,11 @@ def _verdict(
         "cards_checked": len(reference),
         "databases_checked": len(dbs),
         "integrity": "ok" if checks["integrity_not_ok"] == 0 else dbs,
+        "clock_ahead_seen_s": clock_offsets(
+            journals,
+            {s: root / f"store-{s}" / "store.db" for s in cluster.store_nodes},
+            dict(received_rows),
+        ),
     }
     if totals_mismatch:
         report["totals_mismatch_detail"] = totals_mismatch[:5]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from demo.baskets import load_baskets
+from demo.chaos import household_cards
 from demo.cluster import Cluster
 from demo.errors import DemoError
 from demo.reconcile import Row, collect_rows, format_table, verdict
@@ -186,7 +187,8 @@ def run(args: argparse.Namespace) -> int:
         pending = cluster.wait_for_master()
         if pending:
             log(f"warning: registers {pending} still have no master data; selling anyway")
-        cards = cluster.household_cards()
+        # Stores hold only the cards in their scope: the others are looked up online first.
+        cards = household_cards(cluster, baskets)
 
         by_store = {s: [r for r in cluster.registers if r.split("-")[0] == s] for s in stores}
         queues = assign_registers(baskets, by_store)

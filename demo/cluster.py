@@ -36,6 +36,7 @@ class NodeSpec:
     config: Path
     port: int
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    env: dict[str, str] = field(default_factory=dict)  # extra environment, e.g. clock skew
 
     @property
     def url(self) -> str:
@@ -252,7 +253,7 @@ class Cluster(AbstractContextManager["Cluster"]):
             [_bin(node.command), "serve", "--config", str(node.config)],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **node.env},
         )
         log.close()
         self.wait_healthy(node)

@@ -92,8 +92,12 @@ class Audience:
         """Why this receipt's customer (or the receipt itself) is outside the audience."""
         if self.requires_card and not receipt.card_no:
             return "no card presented"
-        if self.segments and receipt.segment not in self.segments:
-            return f"segment {receipt.segment!r} not in the rule's segments"
+        if self.segments and not set(receipt.all_segments) & set(self.segments):
+            held = receipt.all_segments
+            if len(held) > 1:
+                return f"segments {', '.join(map(repr, held))} not in the rule's segments"
+            only = held[0] if held else ""
+            return f"segment {only!r} not in the rule's segments"
         customer = receipt.customer
         if self.tiers:
             tier = customer.tier if customer is not None else ""

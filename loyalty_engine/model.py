@@ -92,6 +92,14 @@ class Receipt:
     customer: CustomerState | None = None
     # The store's IANA time zone for schedules; empty: the chain's ``timezone`` setting.
     timezone: str = ""
+    # Every segment the customer belongs to (the Center's segments); ``segment`` still counts.
+    segments: tuple[str, ...] = ()
+
+    @property
+    def all_segments(self) -> tuple[str, ...]:
+        """``segment`` (when set) and ``segments``, without repeats."""
+        given = (self.segment, *self.segments) if self.segment else self.segments
+        return tuple(dict.fromkeys(given))
 
 
 @dataclass(frozen=True, slots=True)

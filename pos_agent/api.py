@@ -157,6 +157,7 @@ async def health(request: web.Request) -> web.Response:
     worker = request.app[WORKER]
     stats, master_version = await worker.run(worker.register.stats)
     link = request.app[UPLOADER].status()
+    synced_at, reservations_pending = await worker.run(worker.register.offline_state)
     return web.json_response(
         {
             "register_id": config.register.register_id,
@@ -172,6 +173,8 @@ async def health(request: web.Request) -> web.Response:
                 {"seq": r.seq, "sale_id": r.sale_id, "reason": r.reason} for r in stats.rejected
             ],
             "promotions_error": worker.register.promotions_error,
+            "master_synced_at": _at(synced_at),
+            "reservations_pending": reservations_pending,
             "devices": request.app[DEVICES].status(),
         }
     )

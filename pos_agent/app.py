@@ -24,6 +24,7 @@ from pos_agent.inputs import MAX_BODY_BYTES
 from pos_agent.journal import Journal
 from pos_agent.register import Clock, Register, utc_now
 from pos_agent.replica import Replica
+from pos_agent.storelink import StoreLink
 from pos_agent.uploader import Uploader, Uploads
 
 __all__ = ["create_app"]
@@ -73,6 +74,12 @@ def create_app(
             raise
         uploader = app[UPLOADER]
         hub.names = replica.product_names
+        # The configured store node, else the one the uploader found over zeroconf.
+        link = StoreLink(
+            config,
+            lambda: config.store_node.url or uploader.status().store_url,
+            clock=clock,
+        )
         register = Register(
             config,
             journal,
@@ -81,6 +88,7 @@ def create_app(
             on_sale=uploader.wake,
             on_lines=hub.lines_added,
             on_confirmed=hub.sale_confirmed,
+            link=link,
         )
         app[WORKER] = Worker(register, executor)
         stats = await loop.run_in_executor(executor, journal.stats)
@@ -101,6 +109,7 @@ def create_app(
         finally:
             await asyncio.to_thread(uploader.stop)
             await asyncio.to_thread(hub.stop)
+            await loop.run_in_executor(executor, link.close)
             await loop.run_in_executor(executor, replica.close)
             await loop.run_in_executor(executor, journal.close)
             executor.shutdown(wait=True)

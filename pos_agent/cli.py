@@ -10,7 +10,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from pos_agent.config import Config, PrinterConfig, load_config, redacted
 from pos_agent.errors import ConfigError
@@ -75,6 +76,28 @@ def _load(path: str) -> Config | None:
         return None
 
 
+CLOCK_SKEW_ENV = "LOYALTY_CLOCK_SKEW_S"
+MAX_CLOCK_SKEW_S = 86_400.0
+
+
+def _skewed_clock(raw: str) -> Callable[[], datetime]:
+    """The wall clock shifted by `raw` seconds (LOYALTY_CLOCK_SKEW_S, for skew tests); "" = none."""
+    from datetime import UTC, timedelta
+
+    try:
+        skew = float(raw or "0")
+    except ValueError:
+        raise ConfigError(
+            "environment", [f"{CLOCK_SKEW_ENV}: {raw!r} is not a number of seconds"]
+        ) from None
+    if not abs(skew) <= MAX_CLOCK_SKEW_S:
+        raise ConfigError(
+            "environment", [f"{CLOCK_SKEW_ENV}: {raw!r} is over {MAX_CLOCK_SKEW_S:.0f} s"]
+        )
+    shift = timedelta(seconds=skew)
+    return lambda: datetime.now(UTC) + shift
+
+
 def _serve(config: Config, log_level: str) -> int:
     from aiohttp import web
 
@@ -84,6 +107,16 @@ def _serve(config: Config, log_level: str) -> int:
         level=log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    raw_skew = os.environ.get(CLOCK_SKEW_ENV, "")
+    try:
+        clock = _skewed_clock(raw_skew)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if raw_skew:
+        logging.getLogger("pos_agent").warning(
+            "the clock is shifted by %s s (%s): for skew tests only", raw_skew, CLOCK_SKEW_ENV
+        )
     register = config.register
     logging.getLogger("pos_agent").info(
         "POS agent %s listening on http://%s:%d",
@@ -92,7 +125,7 @@ def _serve(config: Config, log_level: str) -> int:
         register.listen_port,
     )
     web.run_app(
-        create_app(config),
+        create_app(config, clock=clock),
         host=register.listen_host,
         port=register.listen_port,
         print=None,

@@ -15,6 +15,7 @@ from printers import CodePageError, DeviceUriError, codec_for, parse_uri, profil
 __all__ = [
     "Config",
     "DisplayConfig",
+    "OfflineConfig",
     "PrinterConfig",
     "RegisterConfig",
     "StoreNodeConfig",
@@ -82,6 +83,23 @@ class DisplayConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class OfflineConfig:
+    """Bonus spending when the store node cannot be asked ([offline]); accrual always works."""
+
+    max_spend_per_card_minor: int = 0
+    """Bonus one card may spend per store day at this register while the store node is
+    unreachable (0: no spending offline). Never more than the replica balance minus the
+    register's own unconfirmed spends."""
+    max_replica_age_s: float = 86400.0
+    """Offline spending needs master data synced with the store node at most this long ago."""
+    reserve_timeout_s: float = 1.0
+    """How long a receipt waits for the store node's reservation before selling offline."""
+    card_lookup_timeout_s: float = 4.0
+    """How long identifying a card the replica lacks waits for the store node (which may ask
+    the Center, up to 3 s); then the card sells as unknown, with accrual only."""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole effective configuration of one POS agent."""
 
@@ -89,6 +107,7 @@ class Config:
     store_node: StoreNodeConfig
     printer: PrinterConfig | None = None
     display: DisplayConfig | None = None
+    offline: OfflineConfig = OfflineConfig()
 
 
 _REGISTER_KEYS = {"register_id", "store_id", "listen_host", "listen_port", "data_dir"}
@@ -216,9 +235,11 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(path, [f"not valid TOML: {exc}"]) from exc
 
     c = _Collector()
-    for name in sorted(set(doc) - {"register", "store_node", "printer", "display"}):
+    known_sections = {"register", "store_node", "printer", "display", "offline"}
+    for name in sorted(set(doc) - known_sections):
         c.problems.append(
-            f"[{name}]: unknown section (known: [register], [store_node], [printer], [display])"
+            f"[{name}]: unknown section "
+            "(known: [register], [store_node], [offline], [printer], [display])"
         )
 
     reg = c.section(doc, "register", required=True)
@@ -253,6 +274,29 @@ def load_config(path: str | Path) -> Config:
         backoff_max_s=c.seconds(node, "store_node", "backoff_max_s", d.backoff_max_s),
     )
 
+    offline_table = c.section(doc, "offline", required=False)
+    o = OfflineConfig()
+    c.unknown(offline_table, "offline", set(asdict(o)))
+    offline = OfflineConfig(
+        max_spend_per_card_minor=c.integer(
+            offline_table,
+            "offline",
+            "max_spend_per_card_minor",
+            o.max_spend_per_card_minor,
+            0,
+            10**12,
+        ),
+        max_replica_age_s=c.seconds(
+            offline_table, "offline", "max_replica_age_s", o.max_replica_age_s, 30 * 86400.0
+        ),
+        reserve_timeout_s=c.seconds(
+            offline_table, "offline", "reserve_timeout_s", o.reserve_timeout_s, 10.0
+        ),
+        card_lookup_timeout_s=c.seconds(
+            offline_table, "offline", "card_lookup_timeout_s", o.card_lookup_timeout_s, 30.0
+        ),
+    )
+
     printer = _printer(c, c.section(doc, "printer", required=False), "printer" in doc)
     display = _display(c, c.section(doc, "display", required=False), "display" in doc)
 
@@ -265,7 +309,13 @@ def load_config(path: str | Path) -> Config:
         listen_host=listen_host,
         listen_port=listen_port,
     )
-    return Config(register=register, store_node=store_node, printer=printer, display=display)
+    return Config(
+        register=register,
+        store_node=store_node,
+        printer=printer,
+        display=display,
+        offline=offline,
+    )
 
 
 _LANGUAGES = ("ru", "en")
@@ -351,7 +401,11 @@ def redacted(config: Config) -> dict[str, dict[str, Any]]:
     register["data_dir"] = str(config.register.data_dir)
     store_node = asdict(config.store_node)
     store_node["url"] = redact_url(config.store_node.url)
-    out: dict[str, dict[str, Any]] = {"register": register, "store_node": store_node}
+    out: dict[str, dict[str, Any]] = {
+        "register": register,
+        "store_node": store_node,
+        "offline": asdict(config.offline),
+    }
     if config.printer is not None:
         out["printer"] = asdict(config.printer)
     if config.display is not None:

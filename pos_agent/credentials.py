@@ -28,7 +28,15 @@ class Credentials:
     register_id: str
     secret: str
 
-    def headers(self, method: str, url: str, params: Any = None, body: Any = b"") -> dict[str, str]:
+    def headers(
+        self,
+        method: str,
+        url: str,
+        params: Any = None,
+        body: Any = b"",
+        *,
+        now_s: float | None = None,
+    ) -> dict[str, str]:
         """Signature headers for one request to `url` (params and body as given to requests)."""
         data = body if isinstance(body, bytes) else b""
         return sign_headers(
@@ -38,8 +46,20 @@ class Credentials:
             path=urlsplit(url).path,
             query=canonical_query(dict(params or {})),
             body=data,
-            now_s=time.time(),
+            now_s=signing_time() if now_s is None else now_s,
         )
+
+
+def signing_time() -> float:
+    """Unix seconds for signatures: the wall clock plus LOYALTY_CLOCK_SKEW_S (skew tests only).
+
+    `loyalty-pos serve` refuses a malformed value at start and shifts its clock by the same
+    amount, so the register signs with the time it stamps its sales with.
+    """
+    try:
+        return time.time() + float(os.environ.get("LOYALTY_CLOCK_SKEW_S") or 0)
+    except ValueError:
+        return time.time()
 
 
 def load_credentials(data_dir: Path) -> Credentials | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "CouponRefused",
     "EnrolmentFailed",
     "InvalidField",
     "JournalError",
@@ -15,6 +16,7 @@ __all__ = [
     "ReplicaError",
     "RequestError",
     "RequestTooLarge",
+    "SpendRefused",
     "StoreNodeUnreachable",
     "UnsupportedMediaType",
     "UploadError",
@@ -127,3 +129,19 @@ class ReceiptClosed(RequestError):
 
 class EnrolmentFailed(PosError):
     """The store node refused the enrolment token or was unreachable; the message says which."""
+
+
+class SpendRefused(RequestError):
+    """A bonus spend the store node refused, or that exceeds an offline limit (named)."""
+
+    kind = "insufficient_balance"
+    status = 409
+    field = "bonus_to_spend"
+
+
+class CouponRefused(RequestError):
+    """A single-use coupon the store node will not let this receipt use (held or redeemed)."""
+
+    kind = "coupon_unavailable"
+    status = 409
+    field = "code"

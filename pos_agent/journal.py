@@ -7,6 +7,7 @@ synchronous=FULL, so a power cut leaves either all of it or none of it.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -14,11 +15,26 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-from pos_agent.errors import InvalidField, JournalError, ReceiptClosed, ReceiptNotFound
+from pos_agent.errors import (
+    InvalidField,
+    JournalError,
+    ReceiptClosed,
+    ReceiptNotFound,
+    SpendRefused,
+)
 from pos_agent.receipts import CouponUsed
 from sync_protocol import Sale, chain_hash, decode_sale, encode_sale
 
-__all__ = ["Journal", "JournalStats", "OutboxRow", "RejectedSale", "SalesSummary"]
+__all__ = [
+    "HeldReservation",
+    "Journal",
+    "JournalStats",
+    "OfflineSpend",
+    "OutboxRow",
+    "RejectedSale",
+    "ReservationOp",
+    "SalesSummary",
+]
 
 SCHEMA_VERSION = 1
 
@@ -69,6 +85,27 @@ CREATE TABLE IF NOT EXISTS used_coupons (
     sale_id TEXT NOT NULL REFERENCES sales (sale_id),
     used_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS receipt_reservations (
+    receipt_id TEXT PRIMARY KEY,
+    reservation_id TEXT NOT NULL,
+    card_no TEXT,
+    amount INTEGER NOT NULL,
+    codes TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reservation_ops (
+    reservation_id TEXT PRIMARY KEY,
+    op TEXT NOT NULL CHECK (op IN ('commit', 'release')),
+    sale_id TEXT,
+    queued_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS offline_spend (
+    sale_id TEXT PRIMARY KEY REFERENCES sales (sale_id),
+    card_no TEXT NOT NULL,
+    amount INTEGER NOT NULL CHECK (amount > 0),
+    day TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS offline_spend_card ON offline_spend (card_no, day);
 """
 
 
@@ -109,6 +146,35 @@ class SalesSummary:
     total_minor: int
     max_seq: int
     queued: int
+
+
+@dataclass(frozen=True, slots=True)
+class HeldReservation:
+    """The store node's hold on bonus and single-use coupons for one open receipt."""
+
+    receipt_id: str
+    reservation_id: str
+    card_no: str | None
+    amount: int
+    codes: tuple[str, ...]
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationOp:
+    """A commit or release the store node still has to hear about."""
+
+    reservation_id: str
+    op: str
+    sale_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OfflineSpend:
+    """A spend allowed without the store node: counted against the card's daily allowance."""
+
+    day: str
+    allowance: int
 
 
 def _at(value: datetime) -> str:
@@ -206,9 +272,10 @@ class Journal:
             raise ReceiptNotFound(receipt_id)
 
     def cancel_receipt(self, receipt_id: str, now: datetime) -> None:
-        """Close the open receipt as cancelled; nothing is queued."""
+        """Close the open receipt as cancelled; only the release of its hold is queued."""
         with self._transaction():
             self.load_receipt(receipt_id)
+            self._drop_reservation(receipt_id, now)
             self.conn.execute("DELETE FROM open_receipts WHERE receipt_id = ?", [receipt_id])
             self.conn.execute(
                 "INSERT INTO closed_receipts (receipt_id, outcome, sale_id, closed_at) "
@@ -220,6 +287,89 @@ class Journal:
         """Ids of every receipt still open (e.g. after a restart)."""
         rows = self.conn.execute("SELECT receipt_id FROM open_receipts ORDER BY updated_at")
         return [str(row[0]) for row in rows]
+
+    # -- reservations at the store node ----------------------------------------------------
+
+    def reservation(self, receipt_id: str) -> HeldReservation | None:
+        """The store node's hold for this open receipt, if it has one."""
+        row = self.conn.execute(
+            "SELECT reservation_id, card_no, amount, codes, expires_at FROM receipt_reservations "
+            "WHERE receipt_id = ?",
+            [receipt_id],
+        ).fetchone()
+        if row is None:
+            return None
+        return HeldReservation(
+            receipt_id=receipt_id,
+            reservation_id=str(row[0]),
+            card_no=row[1],
+            amount=int(row[2]),
+            codes=tuple(json.loads(row[3])),
+            expires_at=datetime.fromisoformat(row[4]),
+        )
+
+    def save_reservation(self, held: HeldReservation) -> None:
+        """Remember the hold granted for the receipt (the store node keeps one per receipt)."""
+        with self._transaction():
+            self.conn.execute(
+                "INSERT INTO receipt_reservations (receipt_id, reservation_id, card_no, amount, "
+                "codes, expires_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (receipt_id) DO UPDATE "
+                "SET reservation_id = excluded.reservation_id, card_no = excluded.card_no, "
+                "amount = excluded.amount, codes = excluded.codes, "
+                "expires_at = excluded.expires_at",
+                [
+                    held.receipt_id,
+                    held.reservation_id,
+                    held.card_no,
+                    held.amount,
+                    json.dumps(list(held.codes)),
+                    _at(held.expires_at),
+                ],
+            )
+            self.conn.execute(
+                "DELETE FROM reservation_ops WHERE reservation_id = ?", [held.reservation_id]
+            )
+
+    def drop_reservation(self, receipt_id: str, now: datetime) -> bool:
+        """Forget the receipt's hold and queue its release; False when it had none."""
+        with self._transaction():
+            return self._drop_reservation(receipt_id, now)
+
+    def _drop_reservation(self, receipt_id: str, now: datetime, sale_id: str | None = None) -> bool:
+        held = self.reservation(receipt_id)
+        if held is None:
+            return False
+        self.conn.execute("DELETE FROM receipt_reservations WHERE receipt_id = ?", [receipt_id])
+        self.conn.execute(
+            "INSERT INTO reservation_ops (reservation_id, op, sale_id, queued_at) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (reservation_id) DO UPDATE SET op = excluded.op, "
+            "sale_id = excluded.sale_id, queued_at = excluded.queued_at",
+            [held.reservation_id, "commit" if sale_id else "release", sale_id, _at(now)],
+        )
+        return True
+
+    def reservation_ops(self, limit: int = 100) -> list[ReservationOp]:
+        """Commits and releases not yet delivered to the store node, oldest first."""
+        rows = self.conn.execute(
+            "SELECT reservation_id, op, sale_id FROM reservation_ops ORDER BY queued_at LIMIT ?",
+            [limit],
+        )
+        return [ReservationOp(str(rid), str(op), sale_id) for rid, op, sale_id in rows]
+
+    def reservation_op_done(self, reservation_id: str) -> None:
+        """The store node has the commit or release (or no longer knows the reservation)."""
+        with self._transaction():
+            self.conn.execute(
+                "DELETE FROM reservation_ops WHERE reservation_id = ?", [reservation_id]
+            )
+
+    def offline_spent(self, card_no: str, day: str) -> int:
+        """Bonus this register let the card spend without the store node on `day`."""
+        row = self.conn.execute(
+            "SELECT COALESCE(SUM(amount), 0) FROM offline_spend WHERE card_no = ? AND day = ?",
+            [card_no, day],
+        ).fetchone()
+        return int(row[0])
 
     # -- confirmed sales -----------------------------------------------------------------
 
@@ -245,9 +395,17 @@ class Journal:
         bonus_spent: int,
         bonus_balance: int,
         coupons_used: tuple[str, ...] = (),
+        reserved: bool = False,
+        offline: OfflineSpend | None = None,
     ) -> Sale:
         """Commit the sale built for the next seq with its outbox row, bonus spend and the
-        single-use coupons it redeemed, at once (CouponUsed if one was redeemed before)."""
+        single-use coupons it redeemed, at once (CouponUsed if one was redeemed before).
+
+        ``reserved``: the store node holds the spend for this receipt; its commit is queued
+        here and the replica balance is not checked (the node is the authority). Otherwise
+        any hold of the receipt is queued for release, and a bonus spend must fit into the
+        replica balance and, with ``offline``, into the card's allowance of the day.
+        """
         with self._transaction():
             self.load_receipt(receipt_id)
             seq = int(
@@ -258,9 +416,9 @@ class Journal:
             # The link is made inside the write transaction, so two confirms can never
             # chain onto the same predecessor.
             sale = replace(build(seq), prev_hash=self._chain_head())
-            if bonus_spent:
-                if sale.card_no is None:
-                    raise InvalidField("bonus_to_spend", "bonuses can be spent only with a card")
+            if bonus_spent and sale.card_no is None:
+                raise InvalidField("bonus_to_spend", "bonuses can be spent only with a card")
+            if bonus_spent and not reserved and sale.card_no is not None:
                 # Checked inside the write transaction: nothing can spend in between.
                 available = bonus_balance - self.local_spent(sale.card_no)
                 if bonus_spent > available:
@@ -292,12 +450,27 @@ class Journal:
                 "INSERT INTO outbox (seq, sale_id, queued_at) VALUES (?, ?, ?)",
                 [seq, sale.sale_id, closed_at],
             )
+            if bonus_spent and not reserved and offline is not None and sale.card_no:
+                spent_today = self.offline_spent(sale.card_no, offline.day)
+                if spent_today + bonus_spent > offline.allowance:
+                    raise SpendRefused(
+                        f"bonus_to_spend: {bonus_spent} exceeds what card {sale.card_no} may "
+                        f"still spend offline on {offline.day}: "
+                        f"{max(0, offline.allowance - spent_today)} "
+                        f"(offline.max_spend_per_card_minor = {offline.allowance}, "
+                        f"already spent offline {spent_today})"
+                    )
+                self.conn.execute(
+                    "INSERT INTO offline_spend (sale_id, card_no, amount, day) VALUES (?, ?, ?, ?)",
+                    [sale.sale_id, sale.card_no, bonus_spent, offline.day],
+                )
             if bonus_spent and sale.card_no is not None:
                 self.conn.execute(
                     "INSERT INTO local_spend (sale_id, card_no, amount, spent_at) "
                     "VALUES (?, ?, ?, ?)",
                     [sale.sale_id, sale.card_no, bonus_spent, closed_at],
                 )
+            self._drop_reservation(receipt_id, sale.closed_at, sale.sale_id if reserved else None)
             for code in coupons_used:
                 # Checked inside the write transaction: two receipts holding the same code
                 # cannot both redeem it.

@@ -9,8 +9,8 @@ import gc
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 
 from loyalty_engine import (
     Calculation,
@@ -23,19 +23,24 @@ from loyalty_engine import (
     amount_for_quantity,
     calculate,
     load_promotion_set,
+    verify_code,
 )
 from pos_agent.config import Config
-from pos_agent.errors import InvalidField
-from pos_agent.journal import Journal, JournalStats, SalesSummary
+from pos_agent.errors import InvalidField, PosError, SpendRefused, StoreNodeUnreachable
+from pos_agent.journal import HeldReservation, Journal, JournalStats, OfflineSpend, SalesSummary
 from pos_agent.receipts import CouponUsed, LineInput, OpenLine, OpenReceipt, PaymentInput
 from pos_agent.replica import Card, Replica
+from pos_agent.storelink import StoreLink
 from sync_protocol import LineDiscount, LoyaltyMovement, Payment, Sale, SaleLine
 
-__all__ = ["CardView", "Clock", "Priced", "Register", "utc_now"]
+__all__ = ["Authorization", "CardView", "Clock", "Priced", "Register", "utc_now"]
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+# A hold this close to its expiry is renewed before the sale relies on it.
+_RENEW_BEFORE = timedelta(seconds=30)
 
 
 def utc_now() -> datetime:
@@ -64,6 +69,17 @@ class Priced:
     available_bonus: int
 
 
+@dataclass(frozen=True, slots=True)
+class Authorization:
+    """Who allowed the receipt's bonus spend and single-use coupons, and how."""
+
+    mode: str
+    """"none" (nothing to allow), "online" (the store node holds it) or "offline"."""
+    available: int | None = None
+    """What the store node says the card may spend (online only)."""
+    offline: OfflineSpend | None = None
+
+
 def _notify(hook: Callable[..., None], *args: object) -> None:
     try:
         hook(*args)
@@ -84,12 +100,15 @@ class Register:
         on_sale: Callable[[], None] = lambda: None,
         on_lines: Callable[[list[OpenLine]], None] | None = None,
         on_confirmed: Callable[[Sale, int, Calculation], None] | None = None,
+        link: StoreLink | None = None,
     ) -> None:
         self.config = config
         self.journal = journal
         self.replica = replica
         self.clock = clock
+        # Wakes the uploader: a new sale, or a reservation commit/release, is waiting.
         self.on_sale = on_sale
+        self.link = link
         # Device hooks (display, printer): they only enqueue, and never fail a sale.
         self.on_lines = on_lines
         self.on_confirmed = on_confirmed
@@ -147,16 +166,37 @@ class Register:
         self._save(self.receipt(receipt_id).without_line(line_no))
 
     def identify_card(self, receipt_id: str, card_no: str) -> CardView:
-        """Attach a card; an unknown card still earns accrual, with a balance of 0."""
+        """Attach a card; an unknown card still earns accrual, with a balance of 0.
+
+        A card the replica does not hold is looked up at the store node (online) and kept.
+        """
         receipt = self.receipt(receipt_id)
         self._save(receipt.with_card(card_no))
         card = self.replica.card(card_no)
+        if card is None and self.link is not None:
+            card = self._look_up(card_no)
         return CardView(
             card_no=card_no,
             known=card is not None,
             bonus_balance=self._available(card_no, card),
             segment=card.segment if card else "",
         )
+
+    def _look_up(self, card_no: str) -> Card | None:
+        assert self.link is not None
+        try:
+            row = self.link.card(card_no)
+        except StoreNodeUnreachable as exc:
+            log.info("card %s unknown here and not looked up (%s): accrual only", card_no, exc)
+            return None
+        if row is None:
+            return None
+        try:
+            self.replica.remember_card(row, self._now())
+        except PosError as exc:
+            log.warning("store node's row of card %s not kept: %s", card_no, exc)
+            return None
+        return self.replica.card(card_no)
 
     def add_coupon(self, receipt_id: str, code: str) -> CouponMatch:
         """Validate ``code`` offline and keep it on the open receipt for pricing.
@@ -180,6 +220,18 @@ class Register:
                 "code", f"coupon {match.code} expired on {match.expires_on.isoformat()}"
             )
         self._check_unused(match)
+        if not match.multi_use and match.code not in receipt.coupon_codes:
+            # Ask the store node now, so the cashier hears of a coupon held or redeemed at
+            # another register before going on (offline: only this register's check).
+            held = self.journal.reservation(receipt_id)
+            codes, signed = self._single_use(receipt.with_coupon(match.code))
+            self._reserve(
+                receipt,
+                held.amount if held is not None else 0,
+                codes,
+                signed,
+                self._now(),
+            )
         self._save(receipt.with_coupon(match.code))
         return match
 
@@ -194,8 +246,124 @@ class Register:
                 raise CouponUsed(match.code, used_by)
 
     def cancel(self, receipt_id: str) -> None:
-        """Close the receipt without a sale."""
+        """Close the receipt without a sale (its hold at the store node is released)."""
         self.journal.cancel_receipt(receipt_id, self._now())
+        self.on_sale()
+
+    # -- authorizing bonus spends and single-use coupons ---------------------------------
+
+    def _single_use(self, receipt: OpenReceipt) -> tuple[list[str], list[str]]:
+        """The receipt's single-use coupon codes, and those of them signed by a register."""
+        promotions = self.promotion_set()
+        codes: list[str] = []
+        signed: list[str] = []
+        for code in receipt.coupon_codes:
+            match = promotions.find_coupon(code)
+            if match is None or match.multi_use:
+                continue
+            codes.append(match.code)
+            if verify_code(promotions.settings.coupon_key, match.code) is not None:
+                signed.append(match.code)
+        return codes, signed
+
+    def _reserve(
+        self,
+        receipt: OpenReceipt,
+        amount: int,
+        codes: list[str],
+        signed: list[str],
+        now: datetime,
+    ) -> Authorization | None:
+        """Hold at the store node; None when it cannot be asked (refusals raise)."""
+        if self.link is None:
+            return None
+        try:
+            hold = self.link.reserve(
+                receipt_id=receipt.receipt_id,
+                card_no=receipt.card_no,
+                amount=amount,
+                codes=codes,
+                signed_codes=signed,
+            )
+        except StoreNodeUnreachable as exc:
+            log.info(
+                "receipt %s: store node not asked (%s); offline rules", receipt.receipt_id, exc
+            )
+            return None
+        self.journal.save_reservation(
+            HeldReservation(
+                receipt_id=receipt.receipt_id,
+                reservation_id=hold.reservation_id,
+                card_no=receipt.card_no,
+                amount=hold.amount,
+                codes=tuple(codes),
+                expires_at=hold.expires_at,
+            )
+        )
+        return Authorization("online", available=hold.available)
+
+    def authorize(self, receipt: OpenReceipt, bonus_to_spend: int, now: datetime) -> Authorization:
+        """Let the receipt spend `bonus_to_spend` and its single-use coupons, or refuse (409).
+
+        The store node decides when it answers; otherwise the offline rules apply: spending
+        needs a replica synced within `offline.max_replica_age_s` and stays within the
+        replica balance and `offline.max_spend_per_card_minor` per card and store day.
+        """
+        codes, signed = self._single_use(receipt)
+        held = self.journal.reservation(receipt.receipt_id)
+        if not bonus_to_spend and not codes:
+            if held is not None and self.journal.drop_reservation(receipt.receipt_id, now):
+                self.on_sale()
+            return Authorization("none")
+        if (
+            held is not None
+            and held.amount == bonus_to_spend
+            and held.card_no == receipt.card_no
+            and sorted(held.codes) == sorted(codes)
+            and held.expires_at - now > _RENEW_BEFORE
+        ):
+            return Authorization("online")
+        online = self._reserve(receipt, bonus_to_spend, codes, signed, now)
+        if online is not None:
+            return online
+        if held is not None and self.journal.drop_reservation(receipt.receipt_id, now):
+            self.on_sale()
+        if not bonus_to_spend:
+            return Authorization("offline")
+        assert receipt.card_no is not None
+        return Authorization(
+            "offline", offline=self._offline_spend(receipt.card_no, bonus_to_spend, now)
+        )
+
+    def _offline_spend(self, card_no: str, amount: int, now: datetime) -> OfflineSpend:
+        limits = self.config.offline
+        synced_at = self.replica.synced_at()
+        age_s = None if synced_at is None else (now - synced_at).total_seconds()
+        if age_s is None or age_s > limits.max_replica_age_s:
+            when = "never" if synced_at is None else f"at {synced_at.isoformat()}"
+            raise SpendRefused(
+                f"bonus_to_spend: the store node cannot be reached and this register's master "
+                f"data was last synced {when}, longer ago than offline.max_replica_age_s = "
+                f"{limits.max_replica_age_s:g} s: no bonus can be spent offline (the sale still "
+                "earns bonus)"
+            )
+        available = self._available(card_no, self.replica.card(card_no))
+        if amount > available:
+            raise SpendRefused(
+                f"bonus_to_spend: {amount} exceeds the {available} available offline on card "
+                f"{card_no} (replica balance minus what this register spent since)"
+            )
+        tz = self.promotion_set().settings.tz
+        day = now.astimezone(tz).date().isoformat()
+        allowance = limits.max_spend_per_card_minor
+        spent = self.journal.offline_spent(card_no, day)
+        if amount > allowance - spent:
+            raise SpendRefused(
+                f"bonus_to_spend: the store node cannot be reached and card {card_no} may spend "
+                f"at most {max(0, allowance - spent)} more offline on {day} "
+                f"(offline.max_spend_per_card_minor = {allowance}, spent offline {spent})"
+            )
+        return OfflineSpend(day=day, allowance=allowance)
 
     # -- pricing -------------------------------------------------------------------------
 
@@ -258,14 +426,8 @@ class Register:
             )
         card = self.replica.card(receipt.card_no) if receipt.card_no else None
         available = self._available(receipt.card_no, card) if receipt.card_no else 0
-        if bonus_to_spend:
-            if receipt.card_no is None:
-                raise InvalidField("bonus_to_spend", "no card on the receipt; identify one first")
-            if bonus_to_spend > available:
-                raise InvalidField(
-                    "bonus_to_spend",
-                    f"{bonus_to_spend} exceeds the {available} available on card {receipt.card_no}",
-                )
+        if bonus_to_spend and receipt.card_no is None:
+            raise InvalidField("bonus_to_spend", "no card on the receipt; identify one first")
         store_id = self.config.register.store_id
         engine_receipt = Receipt(
             lines=tuple(lines),
@@ -274,7 +436,9 @@ class Register:
             store_format=self.replica.store_format(store_id),
             card_no=receipt.card_no,
             segment=card.segment if card else "",
-            bonus_balance=available,
+            # Whether the card may spend this much is authorize()'s call (store node or the
+            # offline limits); the engine checks the receipt's own caps.
+            bonus_balance=max(available, bonus_to_spend),
             receipt_id=sale_id if sale_id is not None else receipt.receipt_id,
             coupon_codes=receipt.coupon_codes,
         )
@@ -289,8 +453,14 @@ class Register:
         return Priced(receipt, calc, known, card, available)
 
     def calculate(self, receipt_id: str, bonus_to_spend: int = 0) -> Priced:
-        """Price the open receipt (nothing is written)."""
-        return self.price(self.receipt(receipt_id), bonus_to_spend)
+        """Price the open receipt and hold its bonus spend and coupons at the store node."""
+        receipt = self.receipt(receipt_id)
+        now = self._now()
+        priced = self.price(receipt, bonus_to_spend, now)
+        granted = self.authorize(receipt, bonus_to_spend, now)
+        if granted.available is not None:
+            priced = replace(priced, available_bonus=max(0, granted.available))
+        return priced
 
     # -- confirm -------------------------------------------------------------------------
 
@@ -306,6 +476,9 @@ class Register:
         sale_id = str(uuid.uuid4())
         priced = self.price(receipt, bonus_to_spend, now=closed_at, sale_id=sale_id)
         calc = priced.calculation
+        # Any network call happens here, before the sale is journaled; after it, the commit
+        # (or release) of the hold travels with the uploader.
+        granted = self.authorize(receipt, bonus_to_spend, closed_at)
         promotions = self.promotion_set()
         single_use = []
         for code in calc.coupons_consumed:
@@ -408,6 +581,8 @@ class Register:
             bonus_spent=bonus_to_spend,
             bonus_balance=priced.card.bonus_balance if priced.card else 0,
             coupons_used=tuple(single_use),
+            reserved=granted.mode == "online",
+            offline=granted.offline,
         )
         log.info(
             "sale %s seq %d confirmed on register %s: total %d, card %s",
@@ -426,6 +601,11 @@ class Register:
 
     def summary(self) -> SalesSummary:
         return self.journal.summary()
+
+    def offline_state(self) -> tuple[datetime | None, int]:
+        """When master data was last synced with the store node, and how many reservation
+        commits/releases still wait for it (for /health)."""
+        return self.replica.synced_at(), len(self.journal.reservation_ops(10_000))
 
     def stats(self) -> tuple[JournalStats, int]:
         """Journal stats and the replica's master version."""

@@ -6,13 +6,20 @@ import json
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
 from pos_agent.errors import ReplicaError
-from sync_protocol import MasterDelta, MasterSnapshot
+from sync_protocol import (
+    MasterDelta,
+    MasterSnapshot,
+    ProtocolError,
+    canonical_row,
+    replica_checksum,
+)
 
 __all__ = ["TABLE_KEYS", "Card", "Product", "Replica"]
 
@@ -96,27 +103,60 @@ class Replica:
             "promotions": {"promotion_id": str, "version": int, "doc": str},
             "settings": {"name": str, "value": str},
             "meta": {"key": str, "value": str},
+            # Cards the store node told us about online; not master data (not checksummed).
+            "looked_up_cards": {"card_no": str, "row": str, "looked_up_at": str},
         }
         with self.db.atomic():
             for table, cols in columns.items():
-                pk = TABLE_KEYS.get(table, "key")
+                pk = TABLE_KEYS.get(table, "card_no" if table == "looked_up_cards" else "key")
                 self.db[table].create(cols, pk=pk, if_not_exists=True)  # type: ignore[union-attr]
+            # Every master row exactly as received (canonical text): the checksum is computed
+            # over these, since the typed tables above keep only what the register reads.
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS master_rows ("
+                "tbl TEXT NOT NULL, key TEXT NOT NULL, row TEXT NOT NULL, PRIMARY KEY (tbl, key))"
+            )
 
     def master_version(self) -> int:
         """The version of the master data this replica holds (0: never received any)."""
         row = self.db.execute("SELECT value FROM meta WHERE key = 'master_version'").fetchone()
         return int(row[0]) if row else 0
 
-    def _set_version(self, version: int) -> None:
+    def _meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return None if row is None else str(row[0])
+
+    def _set_meta(self, key: str, value: str) -> None:
         self.db.execute(
-            "INSERT INTO meta (key, value) VALUES ('master_version', ?) "
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            [str(version)],
+            [key, value],
         )
 
-    def apply_snapshot(self, snapshot: MasterSnapshot) -> bool:
-        """Replace every table the snapshot carries, all in one transaction; False if not newer."""
-        if snapshot.version <= self.master_version():
+    def _set_version(self, version: int) -> None:
+        self._set_meta("master_version", str(version))
+        # Any change to the rows invalidates the cached checksum.
+        self.db.execute("DELETE FROM meta WHERE key = 'checksum'")
+
+    def _keep_rows(self, table: str, rows: Iterable[Mapping[str, Any]]) -> None:
+        key = TABLE_KEYS[table]
+        try:
+            texts = [(table, str(row[key]), canonical_row(row)) for row in rows]
+        except ProtocolError as exc:
+            raise ReplicaError(f"tables.{table}: {exc}") from exc
+        self.db.conn.executemany(
+            "INSERT INTO master_rows (tbl, key, row) VALUES (?, ?, ?) "
+            "ON CONFLICT (tbl, key) DO UPDATE SET row = excluded.row",
+            texts,
+        )
+
+    def apply_snapshot(self, snapshot: MasterSnapshot, *, repair: bool = False) -> bool:
+        """Replace every table the snapshot carries, all in one transaction; False if not newer.
+
+        ``repair`` applies it even at the current version and replaces every table (a full
+        resync after a checksum mismatch).
+        """
+        if snapshot.version <= self.master_version() and not repair:
             return False
         checked = {
             table: _check_rows(table, rows)
@@ -124,10 +164,15 @@ class Replica:
             if table in TABLE_KEYS
         }
         with self.db.atomic():
-            for table, rows in checked.items():
+            replaced = TABLE_KEYS if repair else checked
+            for table in replaced:
                 self.db[table].delete_where()  # type: ignore[union-attr]
+                self.db.execute("DELETE FROM master_rows WHERE tbl = ?", [table])
+            for table, rows in checked.items():
                 if rows:
                     self.db[table].insert_all(rows, alter=True, replace=True)  # type: ignore[union-attr]
+                    # As received, not as checked: the sender's checksum covers these bytes.
+                    self._keep_rows(table, snapshot.tables[table])
             self._set_version(snapshot.version)
         return True
 
@@ -153,11 +198,50 @@ class Replica:
                     self.db[table].delete_where(  # type: ignore[union-attr]
                         f"[{TABLE_KEYS[table]}] IN ({marks})", [str(k) for k in keys]
                     )
+                    self.db.execute(
+                        f"DELETE FROM master_rows WHERE tbl = ? AND key IN ({marks})",
+                        [table, *(str(k) for k in keys)],
+                    )
             for table, rows in upserts.items():
                 if rows:
-                    self.db[table].upsert_all(rows, pk=TABLE_KEYS[table], alter=True)  # type: ignore[union-attr]
+                    # A row replaces the previous one whole (INSERT OR REPLACE), as in the
+                    # store node's cache and the checksum.
+                    self.db[table].insert_all(rows, alter=True, replace=True)  # type: ignore[union-attr]
+                    self._keep_rows(table, delta.upserts[table])
             self._set_version(delta.to_version)
         return True
+
+    def checksum(self) -> str:
+        """sync_protocol.replica_checksum of the master rows held (cached until they change)."""
+        cached = self._meta("checksum")
+        if cached is not None:
+            return cached
+        with self.db.atomic():
+            tables: dict[str, list[dict[str, Any]]] = {}
+            for table, text in self.db.execute("SELECT tbl, row FROM master_rows"):
+                tables.setdefault(str(table), []).append(json.loads(text))
+            value = replica_checksum(tables)
+            self._set_meta("checksum", value)
+        return value
+
+    def mark_synced(self, at: datetime) -> None:
+        """Remember the last time the store node answered a master-data poll."""
+        self._set_meta("synced_at", at.isoformat())
+
+    def synced_at(self) -> datetime | None:
+        """When the store node last answered a master-data poll (None: never)."""
+        value = self._meta("synced_at")
+        return None if value is None else datetime.fromisoformat(value)
+
+    def remember_card(self, row: Mapping[str, Any], at: datetime) -> None:
+        """Keep a card the store node looked up online (master data wins once it has it)."""
+        (checked,) = _check_rows("cards", [row])
+        self.db.execute(
+            "INSERT INTO looked_up_cards (card_no, row, looked_up_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (card_no) DO UPDATE SET row = excluded.row, "
+            "looked_up_at = excluded.looked_up_at",
+            [checked["card_no"], json.dumps(checked, default=str), at.isoformat()],
+        )
 
     def _row(self, table: str, key: str) -> dict[str, Any] | None:
         rows = self.db[table].rows_where(f"[{TABLE_KEYS[table]}] = ?", [key], limit=1)
@@ -192,7 +276,12 @@ class Replica:
         """The card's last known balance and segment, or None when the replica does not know it."""
         row = self._row("cards", card_no)
         if row is None:
-            return None
+            found = self.db.execute(
+                "SELECT row FROM looked_up_cards WHERE card_no = ?", [card_no]
+            ).fetchone()
+            if found is None:
+                return None
+            row = json.loads(found[0])
         balance = row.get("bonus_balance")
         return Card(
             card_no=card_no,

@@ -7,6 +7,7 @@ duplicate); a rejected sale is flagged, kept and reported, never resent.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
@@ -266,6 +267,14 @@ class _Link:
         problems: list[str] = []
         more = False
         try:
+            # Commits first: a committed hold is counted once its sale is at the store node.
+            # A refused one is reported but never holds back the sales behind it.
+            try:
+                self.send_reservation_ops(url)
+            except StoreNodeUnreachable:
+                raise
+            except UploadError as exc:
+                problems.append(str(exc))
             more = self.upload(url)
         except StoreNodeUnreachable:
             if self.discovery is not None:
@@ -317,6 +326,32 @@ class _Link:
             )
         except requests.RequestException as exc:
             raise StoreNodeUnreachable(f"{method} {url}: {exc.__class__.__name__}: {exc}") from exc
+
+    def send_reservation_ops(self, url: str) -> None:
+        """Tell the store node about holds committed by a sale or released (queued in order)."""
+        for op in self.journal.reservation_ops():
+            target = f"{url}/v1/reservations/{op.reservation_id}"
+            if op.op == "commit":
+                body = json.dumps({"sale_id": op.sale_id}).encode()
+                what = f"POST {target}/commit"
+                response = self._request(
+                    "POST",
+                    f"{target}/commit",
+                    data=body,
+                    headers={"Content-Type": "application/json"},
+                )
+            else:
+                what = f"DELETE {target}"
+                response = self._request("DELETE", target)
+            if response.status_code in (404, 409):
+                # Unknown, expired into a release, or already settled the other way: the sale
+                # (if any) still reaches the node and is counted there; nothing to retry.
+                log.warning("%s: HTTP %d %s", what, response.status_code, response.text[:200])
+            elif response.status_code != 200:
+                raise UploadError(
+                    f"{what} answered HTTP {response.status_code}: {response.text[:200]!r}"
+                )
+            self.journal.reservation_op_done(op.reservation_id)
 
     @staticmethod
     def _check(response: requests.Response, what: str) -> None:
@@ -397,37 +432,85 @@ class _Link:
         )
         self._check(response, f"POST {url}/v1/heartbeat")
 
-    def poll_master(self, url: str) -> None:
+    def poll_master(self, url: str, *, repair: bool = False) -> None:
+        """Apply what the store node has newer, check the checksum; resync fully on mismatch."""
         current = self.replica.master_version()
-        what = f"GET {url}/v1/master?since={current}"
+        since = 0 if repair else current
+        what = f"GET {url}/v1/master?since={since}"
         response = self._request(
             "GET",
             f"{url}/v1/master",
-            params={"since": str(current), "store_id": self.config.register.store_id},
+            params={"since": str(since), "store_id": self.config.register.store_id},
         )
-        if response.status_code in (304, 503):
-            # 503: the store node has no master data from the Center yet; nothing to apply.
-            log.debug("%s: HTTP %d, keeping master data v%d", what, response.status_code, current)
+        if response.status_code == 503:
+            # The store node has no master data from the Center yet; nothing to apply.
+            log.debug("%s: HTTP 503, keeping master data v%d", what, current)
+            return
+        if response.status_code == 304:
+            self.replica.mark_synced(self.owner.clock())
             return
         self._check(response, what)
         try:
             message = decode(response.content, expect=(MasterSnapshot, MasterDelta)).message
         except ProtocolError as exc:
             raise UploadError(f"{what}: the answer is not master data: {exc}") from exc
+        assert isinstance(message, MasterSnapshot | MasterDelta)
+        if (
+            isinstance(message, MasterDelta)
+            and not repair
+            and message.from_version != current
+            and message.to_version > current
+        ):
+            # The node cannot serve a delta from our version: take everything again.
+            log.warning(
+                "%s: delta %d->%d does not apply to v%d; resyncing in full (since=0)",
+                what,
+                message.from_version,
+                message.to_version,
+                current,
+            )
+            self.poll_master(url, repair=True)
+            return
         try:
-            applied = self._apply(message, current)
+            applied = self._apply(message, current, repair=repair)
         except PosError as exc:
             raise ReplicaError(
                 f"{what}: master data not applied, keeping v{current}: {exc}"
             ) from exc
+        version = self.replica.master_version()
         if applied:
-            version = self.replica.master_version()
             self.journal.forget_local_spend(version)
             self.owner._set_status(last_master_at=self.owner.clock())
             log.info("master data v%d applied: %s", version, self.replica.counts())
+        said = (
+            message.version if isinstance(message, MasterSnapshot) else message.to_version,
+            message.checksum,
+        )
+        if said[1] and said[0] == version:
+            mine = self.replica.checksum()
+            if mine != said[1]:
+                if repair:
+                    raise ReplicaError(
+                        f"{what}: checksum {mine[:12]} still differs from the store node's "
+                        f"{said[1][:12]} after a full resync at v{version}"
+                    )
+                log.warning(
+                    "replica checksum %s differs from the store node's %s at v%d: "
+                    "resyncing in full (since=0)",
+                    mine[:12],
+                    said[1][:12],
+                    version,
+                )
+                self.poll_master(url, repair=True)
+                return
+        # Only a verified (or unverifiable) replica counts as synced for offline spending.
+        self.replica.mark_synced(self.owner.clock())
 
-    def _apply(self, message: Any, current: int) -> bool:
+    def _apply(self, message: Any, current: int, *, repair: bool = False) -> bool:
         if isinstance(message, MasterSnapshot):
+            if repair:
+                self._check_promotions(message.version, message.tables)
+                return self.replica.apply_snapshot(message, repair=True)
             if message.version <= current or not message.tables:
                 return False
             self._check_promotions(message.version, message.tables)

@@ -27,7 +27,6 @@ from store_node.discovery import Advertiser
 from store_node.errors import (
     InvalidRequest,
     MalformedRequest,
-    NotReady,
     RequestError,
     UnsupportedMediaType,
 )
@@ -36,7 +35,6 @@ from store_node.salesbox import BoxWorker, SalesBox
 from sync_protocol import (
     CONTENT_TYPE,
     Heartbeat,
-    MasterSnapshot,
     PayloadTooLarge,
     ProtocolError,
     SaleBatch,
@@ -243,19 +241,10 @@ async def post_sales(request: web.Request) -> web.StreamResponse:
 
 
 async def get_master(request: web.Request) -> web.StreamResponse:
-    """Serve the cached master snapshot, or an empty one of the same version when current."""
-    raw = request.query.get("since", "0")
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
-        raise MalformedRequest(f"since: expected a non-negative integer, got {raw[:40]!r}")
-    since = int(raw)
-    app = request.app
-    cached = await app[WORKER_KEY].run(lambda box: box.master())
-    if cached is None:
-        raise NotReady("no master data yet: the store node has not reached the Center")
-    if since == cached.version:
-        current = MasterSnapshot(version=cached.version, tables={})
-        return _msgpack(encode(current, sender=app[CONFIG_KEY].store.node_id))
-    return _msgpack(cached.payload)
+    """Serve registers from the master cache (store_node/master_api.py)."""
+    from store_node.master_api import get_master as serve
+
+    return await serve(request)
 
 
 async def post_heartbeat(request: web.Request) -> web.StreamResponse:
@@ -287,7 +276,7 @@ async def post_heartbeat(request: web.Request) -> web.StreamResponse:
 def _health(box: SalesBox, config: Config, now: datetime) -> dict[str, Any]:
     outbox = box.outbox()
     center = box.center_status()
-    master = box.master()
+    master = box.master_state()
     return {
         "store_id": config.store.store_id,
         "node_id": config.store.node_id,
@@ -433,4 +422,11 @@ def create_app(
     app.router.add_get("/v1/master", get_master)
     app.router.add_post("/v1/heartbeat", post_heartbeat)
     app.router.add_get("/v1/sales/summary", get_sales_summary)
+    # Imported here: the reservation routes use this module's app keys.
+    from store_node import reservations_api
+
+    reservations_api.add_routes(app)
+    from store_node import master_api
+
+    master_api.add_routes(app)
     return app

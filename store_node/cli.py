@@ -9,8 +9,8 @@ import os
 import re
 import sqlite3
 import sys
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
@@ -74,8 +74,38 @@ def _configure_logging(level: str) -> None:
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
 
 
+CLOCK_SKEW_ENV = "LOYALTY_CLOCK_SKEW_S"
+MAX_CLOCK_SKEW_S = 86_400.0
+
+
+def _skewed_clock(raw: str) -> Callable[[], datetime]:
+    """The wall clock shifted by `raw` seconds (LOYALTY_CLOCK_SKEW_S, for skew tests); "" = none."""
+    try:
+        skew = float(raw or "0")
+    except ValueError:
+        raise ConfigError(
+            "environment", [f"{CLOCK_SKEW_ENV}: {raw!r} is not a number of seconds"]
+        ) from None
+    if not abs(skew) <= MAX_CLOCK_SKEW_S:
+        raise ConfigError(
+            "environment", [f"{CLOCK_SKEW_ENV}: {raw!r} is over {MAX_CLOCK_SKEW_S:.0f} s"]
+        )
+    shift = timedelta(seconds=skew)
+    return lambda: datetime.now(UTC) + shift
+
+
 def _serve(config: Config, log_level: str) -> int:
     _configure_logging(log_level)
+    raw_skew = os.environ.get(CLOCK_SKEW_ENV, "")
+    try:
+        clock = _skewed_clock(raw_skew)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if raw_skew:
+        log.warning(
+            "the clock is shifted by %s s (%s): for skew tests only", raw_skew, CLOCK_SKEW_ENV
+        )
     log.info(
         "starting store node %s (store %s) on %s:%d, Center %s, data in %s",
         config.store.node_id,
@@ -86,7 +116,7 @@ def _serve(config: Config, log_level: str) -> int:
         config.store.data_dir,
     )
     web.run_app(
-        create_app(config),
+        create_app(config, clock=clock),
         host=config.store.listen_host,
         port=config.store.listen_port,
         print=None,

@@ -17,6 +17,7 @@ from store_node.errors import ConfigError
 __all__ = [
     "CenterSettings",
     "Config",
+    "ReservationSettings",
     "SecuritySettings",
     "StoreSettings",
     "load_config",
@@ -75,6 +76,16 @@ class SecuritySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ReservationSettings:
+    """The `[reservations]` table: how long a register's hold on bonus and coupons lasts."""
+
+    ttl_s: float = 300.0
+    """A hold not committed or released within this many seconds gives its points back."""
+    center_timeout_s: float = 1.0
+    """How long a reservation waits for the Center's word on a single-use coupon code."""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole store node configuration; `source` is the file it came from, if any."""
 
@@ -82,6 +93,7 @@ class Config:
     center: CenterSettings
     security: SecuritySettings = SecuritySettings()
     source: Path | None = None
+    reservations: ReservationSettings = ReservationSettings()
 
     @property
     def db_path(self) -> Path:
@@ -208,8 +220,10 @@ def _listen_host(reader: _Reader, table: Mapping[str, Any]) -> str | None:
 def parse_config(doc: Mapping[str, Any], *, base_dir: Path, source: Path | None = None) -> Config:
     """Validate a parsed TOML document; raise ConfigError listing every problem."""
     reader = _Reader(doc)
-    for name in sorted(set(doc) - {"store", "center", "security"}):
-        reader.problems.append(f"[{name}]: unknown table (known: center, security, store)")
+    for name in sorted(set(doc) - {"store", "center", "security", "reservations"}):
+        reader.problems.append(
+            f"[{name}]: unknown table (known: center, reservations, security, store)"
+        )
     store = reader.section(
         "store", {"store_id", "node_id", "listen_host", "listen_port", "data_dir", "advertise"}
     )
@@ -256,6 +270,7 @@ def parse_config(doc: Mapping[str, Any], *, base_dir: Path, source: Path | None 
     for key in sorted(set(security) - {"require_signatures"}):
         reader.problems.append(f"security.{key}: unknown key (known: require_signatures)")
     require_signatures = reader.boolean(security, "security.require_signatures", True)
+    reservations = _reservations(reader, doc.get("reservations", {}))
 
     if backoff_initial_s and backoff_max_s and backoff_max_s < backoff_initial_s:
         reader.problems.append(
@@ -303,6 +318,24 @@ def parse_config(doc: Mapping[str, Any], *, base_dir: Path, source: Path | None 
         ),
         security=SecuritySettings(require_signatures=bool(require_signatures)),
         source=source,
+        reservations=reservations,
+    )
+
+
+def _reservations(reader: _Reader, table: Any) -> ReservationSettings:
+    default = ReservationSettings()
+    if not isinstance(table, Mapping):
+        reader.problems.append(f"[reservations]: expected a table, got {type(table).__name__}")
+        return default
+    for key in sorted(set(table) - {"ttl_s", "center_timeout_s"}):
+        reader.problems.append(f"reservations.{key}: unknown key (known: center_timeout_s, ttl_s)")
+    ttl_s = reader.seconds(table, "reservations.ttl_s", default.ttl_s)
+    center_timeout_s = reader.seconds(
+        table, "reservations.center_timeout_s", default.center_timeout_s
+    )
+    return ReservationSettings(
+        ttl_s=ttl_s or default.ttl_s,
+        center_timeout_s=center_timeout_s or default.center_timeout_s,
     )
 
 
@@ -368,4 +401,8 @@ def redacted(config: Config) -> dict[str, Any]:
             "ca_file": str(config.center.ca_file or ""),
         },
         "security": {"require_signatures": config.security.require_signatures},
+        "reservations": {
+            "ttl_s": config.reservations.ttl_s,
+            "center_timeout_s": config.reservations.center_timeout_s,
+        },
     }

@@ -62,3 +62,10 @@ class CenterUnavailable(StoreNodeError):
 
 class CenterTooLarge(CenterUnavailable):
     """The Center refused a request body as too large (HTTP 413)."""
+
+
+class UnknownObject(RequestError):
+    """The request names an object (e.g. a card) that neither this node nor the Center knows."""
+
+    kind = "unknown_object"
+    status = 404

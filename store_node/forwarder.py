@@ -19,12 +19,14 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from store_node.config import Config
 from store_node.credentials import Credentials, load_credentials
 from store_node.errors import CenterTooLarge, CenterUnavailable
+from store_node.master_cache import MasterGap
 from store_node.salesbox import BoxWorker, RegisterState, SalesBox
 from sync_protocol import (
     CONTENT_TYPE,
     Ack,
     Heartbeat,
     Limits,
+    MasterDelta,
     MasterSnapshot,
     ProtocolError,
     SaleBatch,
@@ -40,6 +42,10 @@ log = logging.getLogger(__name__)
 # A chain's catalogue can be far larger than one sale batch; the Center is trusted more than a
 # register, so its snapshots get a larger ceiling than the default decoding limits.
 MASTER_MAX_BYTES = 64 * 1024 * 1024
+MAX_MASTER_PAGES = 50
+"""Delta pages fetched in one poll; the rest come with the next poll."""
+MASTER_VERIFY_EVERY_S = 300.0
+"""How often an up-to-date cache is re-read in full and checked against the Center's checksum."""
 _MAX_DEVICES = 512
 
 
@@ -131,6 +137,21 @@ def _store_devices(registers: Sequence[RegisterState]) -> dict[str, str]:
         if len(devices) >= _MAX_DEVICES:
             break
     return dict(list(devices.items())[:_MAX_DEVICES])
+
+
+def _apply_master(
+    box: SalesBox, *, message: MasterSnapshot | MasterDelta, now: datetime, verify: bool
+) -> tuple[int, bool]:
+    return box.apply_master(message, now=now, verify=verify)
+
+
+def _partial(message: MasterSnapshot | MasterDelta) -> bool:
+    """A delta page with more to come (PROTOCOL.md: no checksum, version moved)."""
+    return (
+        isinstance(message, MasterDelta)
+        and not message.checksum
+        and message.to_version > message.from_version
+    )
 
 
 class Forwarder:
@@ -242,7 +263,11 @@ class Forwarder:
     ) -> dict[str, str]:
         headers = {"Content-Type": CONTENT_TYPE} if method == "POST" else {}
         if self.credentials is not None:
-            headers.update(self.credentials.headers(method, path, query, body))
+            headers.update(
+                self.credentials.headers(
+                    method, path, query, body, now_s=lambda: self.clock().timestamp()
+                )
+            )
         return headers
 
     @property
@@ -355,7 +380,7 @@ class Forwarder:
 
     def _build_heartbeat(self, box: SalesBox) -> bytes:
         outbox = box.outbox()
-        master = box.master()
+        master = box.master_state()
         now = self.clock()
         heartbeat = Heartbeat(
             node_id=self.config.store.node_id,
@@ -392,39 +417,63 @@ class Forwarder:
 
     # -- master data ----------------------------------------------------------------------
 
-    def _store_master(self, box: SalesBox, answer: bytes) -> int | None:
-        snapshot = decode(
-            answer, limits=Limits(max_bytes=MASTER_MAX_BYTES), expect=MasterSnapshot
-        ).message
-        assert isinstance(snapshot, MasterSnapshot)
-        cached = box.master()
-        if cached is not None and cached.version == snapshot.version:
-            return None
-        now = self.clock()
-        # Encoded once here so that registers are served the stored bytes as they are.
-        payload = encode(snapshot, sender=self.config.store.node_id, sent_at=now)
-        box.save_master(snapshot.version, payload, now=now)
-        return snapshot.version
-
-    async def poll_master_once(self) -> int | None:
-        """Fetch master data newer than the cached version; return the new version if any."""
-        cached = await self.worker.run(lambda b: b.master())
-        since = cached.version if cached else 0
+    async def _fetch_master(self, since: int) -> MasterSnapshot | MasterDelta:
         url = f"{self.config.center.url}/v1/master"
         params = {"store_id": self.config.store.store_id, "since": str(since)}
+        headers = self._headers("GET", "/v1/master", query=params)
+        async with self.session.get(url, params=params, headers=headers) as response:
+            answer = await response.read()
+            if response.status != 200:
+                raise CenterUnavailable(
+                    f"GET {url}: HTTP {response.status} {answer[:200].decode(errors='replace')}"
+                )
+        message = decode(
+            answer, limits=Limits(max_bytes=MASTER_MAX_BYTES), expect=(MasterSnapshot, MasterDelta)
+        ).message
+        assert isinstance(message, MasterSnapshot | MasterDelta)
+        return message
+
+    async def poll_master_once(self) -> int | None:
+        """Bring the master cache up to the Center's version (following delta pages, repairing
+        a drifted cache with a snapshot); return the new version, None if unchanged or failed."""
+        held = await self.worker.run(lambda b: b.master_state())
+        start = held.version if held else 0
+        since = start
+        verify = self._master_verify_due()
         try:
-            headers = self._headers("GET", "/v1/master", query=params)
-            async with self.session.get(url, params=params, headers=headers) as response:
-                answer = await response.read()
-                if response.status != 200:
-                    raise CenterUnavailable(
-                        f"GET {url}: HTTP {response.status} {answer[:200].decode(errors='replace')}"
+            for _ in range(MAX_MASTER_PAGES):
+                message = await self._fetch_master(since)
+                try:
+                    version, matched = await self.worker.run(
+                        partial(_apply_master, message=message, now=self.clock(), verify=verify)
                     )
-            version = await self.worker.run(lambda b: self._store_master(b, answer))
+                except MasterGap as exc:
+                    log.warning("master data: %s; asking for a snapshot", exc)
+                    since = 0
+                    continue
+                if not matched:
+                    log.warning(
+                        "master data: checksum differs at version %d; asking for a snapshot",
+                        version,
+                    )
+                    if isinstance(message, MasterSnapshot):
+                        break  # kept anyway: nothing better is to be had
+                    since = 0
+                    continue
+                since = version
+                if not _partial(message):
+                    break
         except (CenterUnavailable, aiohttp.ClientError, TimeoutError, ProtocolError) as exc:
             await self._center_failed(self._master_log, exc)
             return None
         await self._center_ok(self._master_log)
-        if version is not None:
-            log.info("master data updated from version %d to %d", since, version)
-        return version
+        if verify:
+            self._master_next_verify = time.monotonic() + MASTER_VERIFY_EVERY_S
+        if since != start:
+            log.info("master data updated from version %d to %d", start, since)
+            return since
+        return None
+
+    def _master_verify_due(self) -> bool:
+        due: float = getattr(self, "_master_next_verify", 0.0)
+        return time.monotonic() >= due

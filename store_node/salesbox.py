@@ -13,8 +13,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
+from store_node import master_cache
 from store_node.errors import StorageError
-from sync_protocol import Ack, Heartbeat, Rejection, Sale, encode_sale, sale_fingerprint
+from store_node.master_cache import MASTER_SCHEMA, MasterState
+from sync_protocol import (
+    Ack,
+    Heartbeat,
+    MasterDelta,
+    MasterSnapshot,
+    Rejection,
+    Sale,
+    decode,
+    encode,
+    encode_sale,
+    sale_fingerprint,
+)
 
 __all__ = [
     "BoxWorker",
@@ -90,6 +103,7 @@ CREATE TABLE IF NOT EXISTS center_status (
     last_error_at TEXT
 );
 """
+_SCHEMA += MASTER_SCHEMA  # the master cache's tables (store_node/master_cache.py)
 
 
 def _ts(moment: datetime) -> str:
@@ -149,7 +163,8 @@ class CenterStatus:
 
 @dataclass(frozen=True, slots=True)
 class CachedMaster:
-    """The master snapshot last fetched from the Center, already encoded for registers."""
+    """The whole master cache as one encoded snapshot (built once per version, for readers
+    that want every row; registers are served deltas by `serve_master`)."""
 
     version: int
     payload: bytes
@@ -176,6 +191,14 @@ def check_sale(sale: Sale, store_id: str) -> str | None:
     if sale.store_id != store_id:
         return f"store_id: sale belongs to store {sale.store_id!r}, this node serves {store_id!r}"
     return None
+
+
+class _Drifted(Exception):
+    """Rolls back a delta whose checksum does not match what the cache would become."""
+
+    def __init__(self, version: int) -> None:
+        super().__init__(version)
+        self.version = version
 
 
 class SalesBox:
@@ -430,25 +453,62 @@ class SalesBox:
     # -- master data ----------------------------------------------------------------------
 
     def master(self) -> CachedMaster | None:
-        """The cached master snapshot, or None before the first successful fetch."""
-        row = self._conn.execute(
-            "SELECT version, payload, fetched_at FROM master WHERE id = 1"
-        ).fetchone()
-        if row is None:
+        """The cache as one encoded snapshot, or None before the first successful fetch."""
+        held = master_cache.state(self._conn)
+        if held is None:
             return None
-        fetched_at = _dt(row[2])
-        assert fetched_at is not None
-        return CachedMaster(int(row[0]), bytes(row[1]), fetched_at)
+        built: CachedMaster | None = getattr(self, "_encoded_master", None)
+        if built is None or built.version != held.version or built.fetched_at != held.fetched_at:
+            snapshot = master_cache.serve(self._conn, 0)
+            assert snapshot is not None
+            payload = encode(snapshot, sender="store-node", sent_at=held.fetched_at)
+            built = CachedMaster(held.version, payload, held.fetched_at)
+            self._encoded_master = built
+        return built
+
+    def master_state(self) -> MasterState | None:
+        """Version and checksum of the master cache, or None before the first fetch."""
+        return master_cache.state(self._conn)
 
     def save_master(self, version: int, payload: bytes, *, now: datetime) -> None:
-        """Replace the cached master snapshot durably."""
+        """Replace the cache with an encoded MasterSnapshot (its own version wins)."""
+        snapshot = decode(payload, expect=MasterSnapshot).message
+        assert isinstance(snapshot, MasterSnapshot)
+        self.apply_master(snapshot, now=now)
+
+    def apply_master(
+        self, message: MasterSnapshot | MasterDelta, *, now: datetime, verify: bool = False
+    ) -> tuple[int, bool]:
+        """Apply a Center message in one transaction: (version, checksum matched).
+
+        On a mismatch nothing is kept (rolled back) and the caller asks for a snapshot;
+        a snapshot is kept whatever its checksum says (nothing better can be had).
+        """
+        try:
+            with self._tx() as conn:
+                version, matched = master_cache.apply_message(conn, message, now, verify=verify)
+                if not matched and isinstance(message, MasterDelta):
+                    raise _Drifted(version)
+        except _Drifted as drifted:
+            return drifted.version, False
+        return version, matched
+
+    def serve_master(
+        self, since: int, *, max_rows: int = 20_000
+    ) -> MasterSnapshot | MasterDelta | None:
+        """What a register at `since` needs (snapshot for 0), or None before the first fetch."""
+        return master_cache.serve(self._conn, since, max_rows=max_rows)
+
+    def master_card(self, card_no: str) -> dict[str, object] | None:
+        """The card as the replica holds it, else as the Center answered it online, or None."""
+        return master_cache.card_row(self._conn, card_no) or master_cache.cached_card(
+            self._conn, card_no
+        )
+
+    def remember_card(self, row: dict[str, object], *, now: datetime) -> None:
+        """Keep a card the Center answered online."""
         with self._tx() as conn:
-            conn.execute(
-                "INSERT INTO master (id, version, payload, fetched_at) VALUES (1, ?, ?, ?)"
-                " ON CONFLICT (id) DO UPDATE SET version = excluded.version,"
-                " payload = excluded.payload, fetched_at = excluded.fetched_at",
-                (version, payload, _ts(now)),
-            )
+            master_cache.remember_card(conn, row, now)
 
     # -- reporting ------------------------------------------------------------------------
 

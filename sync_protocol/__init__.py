@@ -1,5 +1,6 @@
 """sync_protocol v1: the msgpack wire format spoken between registers, store nodes and Center."""
 
+from .checksum import canonical_row, replica_checksum
 from .codec import (
     CONTENT_TYPE,
     DEFAULT_LIMITS,
@@ -105,6 +106,7 @@ __all__ = [
     "UnknownNode",
     "UnsupportedVersion",
     "canonical_query",
+    "canonical_row",
     "canonical_string",
     "chain_hash",
     "check_timestamp",
@@ -114,6 +116,7 @@ __all__ = [
     "encode_sale",
     "new_secret",
     "parse_signature_headers",
+    "replica_checksum",
     "request_signature",
     "sale_fingerprint",
     "sign_headers",

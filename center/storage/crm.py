@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
+from difflib import SequenceMatcher
 from typing import Any
 
 from center.crm import CustomerInput, SearchQuery, new_card_no, search_keys
@@ -21,8 +22,20 @@ from center.storage.hooks import Migration
 __all__ = ["CRM_SEARCH_LIMIT", "POSTGRES_MIGRATION", "SQLITE_MIGRATION", "CrmStore"]
 
 CRM_SEARCH_LIMIT = 20
+FUZZY_MIN = 4
+"""A name word this long that matches no prefix is looked up as a misspelt last name."""
+FUZZY_NAMES = 5
+"""Distinct last names a misspelling may stand for."""
+FUZZY_SIMILARITY = 0.2
+"""PostgreSQL: the least pg_trgm similarity of a misspelling to the name it stands for."""
+FUZZY_SCAN = 2000
+FUZZY_RATIO = 0.75
+"""SQLite's fallback: a difflib ratio this close to one of FUZZY_SCAN names of the same two
+first letters (PostgreSQL uses pg_trgm's similarity)."""
 RECENT_RECEIPTS = 20
 MAX_AUDIT = 1000
+AUDIT_KINDS = ("card", "customer", "promotion", "coupon_batch", "segment", "user")
+"""Every kind of object whose changes the audit table records."""
 
 
 def _json(value: Any) -> str:
@@ -33,6 +46,8 @@ class CrmStore:
     """Mixin of SqlStorage: the call-center operations (dialect hooks come from SqlStorage)."""
 
     # Supplied by SqlStorage; declared so the mixin type-checks on its own.
+    backend: str = ""
+
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         raise NotImplementedError
 
@@ -440,6 +455,7 @@ class CrmStore:
                 ids.update(r[0] for r in self._rows(sql + f" LIMIT {limit}", pattern))
                 sql = "SELECT customer_id FROM cards WHERE card_no LIKE ?"
                 ids.update(r[0] for r in self._rows(sql + f" LIMIT {limit}", [query.digits + "%"]))
+            fuzzy: list[str] = []
             if query.words:
                 where = " AND ".join(
                     "(last_name LIKE ? OR first_name LIKE ? OR middle_name LIKE ?)"
@@ -448,7 +464,10 @@ class CrmStore:
                 params = [p for w in query.words for p in (w + "%",) * 3]
                 sql = f"SELECT customer_id FROM customer_index WHERE {where} LIMIT {limit}"
                 ids.update(r[0] for r in self._rows(sql, params))
-            found = sorted(ids)[:limit]
+                if not ids and len(query.words[0]) >= FUZZY_MIN:
+                    fuzzy = self._similar_last_names(query.words, limit)
+            # Exact matches by id, then the misspelling matches best first.
+            found = (sorted(ids) + fuzzy)[:limit]
             if not found:
                 return []
             marks = ", ".join("?" for _ in found)
@@ -475,6 +494,46 @@ class CrmStore:
             for customer_id in found
         ]
 
+    def _similar_last_names(self, words: Sequence[str], limit: int) -> list[str]:
+        """Customers whose last name is like the first word (a misspelling of it), the others
+        being name prefixes; best match first."""
+        rest = " ".join(
+            "AND (last_name LIKE ? OR first_name LIKE ? OR middle_name LIKE ?)" for _ in words[1:]
+        )
+        rest_params = [p for w in words[1:] for p in (w + "%",) * 3]
+        if self.backend == "postgresql":
+            # Trigram similarity over the distinct last names (a small table, GIN-indexed),
+            # then the customers of the best few names: never a pass over every customer.
+            sql = (
+                "SELECT c.customer_id FROM (SELECT name, similarity(name, ?) AS score "
+                "FROM customer_names WHERE name %% ? ORDER BY score DESC, name "
+                f"LIMIT {FUZZY_NAMES}) AS n CROSS JOIN LATERAL (SELECT customer_id "
+                f"FROM customer_index WHERE last_name = n.name {rest} LIMIT {limit}) AS c "
+                f"ORDER BY n.score DESC, n.name, c.customer_id LIMIT {limit}"
+            )
+            # Lower than pg_trgm's default 0.3: two swapped letters of a 6-letter name score 0.27.
+            self._execute(f"SET LOCAL pg_trgm.similarity_threshold = {FUZZY_SIMILARITY}")
+            return [r[0] for r in self._rows(sql, [words[0], words[0], *rest_params])]
+        # SQLite: the distinct last names sharing the first two letters, ranked in Python.
+        names = [
+            r[0]
+            for r in self._rows(
+                "SELECT DISTINCT last_name FROM customer_index WHERE last_name LIKE ? "
+                f"LIMIT {FUZZY_SCAN}",
+                [words[0][:2] + "%"],
+            )
+        ]
+        scored = sorted((-SequenceMatcher(None, words[0], name).ratio(), name) for name in names)
+        best = [name for score, name in scored if -score >= FUZZY_RATIO][:FUZZY_NAMES]
+        found: list[str] = []
+        for name in best:
+            sql = f"SELECT customer_id FROM customer_index WHERE last_name = ? {rest} LIMIT ?"
+            rows = self._rows(sql, [name, *rest_params, limit - len(found)])
+            found.extend(sorted(r[0] for r in rows))
+            if len(found) >= limit:
+                break
+        return found
+
     def _rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
         return list(self._execute_planned(sql, params).fetchall())
 
@@ -485,8 +544,8 @@ class CrmStore:
 
     def audit_history(self, kind: str, object_id: str, *, limit: int = 100) -> list[dict[str, Any]]:
         """The audit rows of one object, oldest first."""
-        if kind not in ("card", "customer"):
-            raise InvalidRequest("kind", f"expected card or customer, got {kind!r}")
+        if kind not in AUDIT_KINDS:
+            raise InvalidRequest("kind", f"expected one of {', '.join(AUDIT_KINDS)}, got {kind!r}")
         with self._guard("read audit"):
             rows = self._rows(
                 "SELECT audit_id, action, before, after, actor, at FROM audit "
@@ -509,6 +568,24 @@ class CrmStore:
 
 
 SQLITE_MIGRATION: Migration = ()
-"""Schema version 7 (call-center search) on SQLite."""
-POSTGRES_MIGRATION: Migration = ()
-"""Schema version 7 (call-center search) on PostgreSQL."""
+"""Schema version 7 (call-center search) on SQLite: misspellings are ranked in Python."""
+POSTGRES_MIGRATION: Migration = (
+    "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+    # The distinct last names, kept by statement triggers (any writer of customer_index, bulk
+    # loads included); a name no customer bears any more only costs a row.
+    "CREATE TABLE customer_names (name TEXT PRIMARY KEY)",
+    "INSERT INTO customer_names (name) SELECT DISTINCT last_name FROM customer_index "
+    "WHERE last_name <> ''",
+    "CREATE INDEX customer_names_trgm ON customer_names USING gin (name gin_trgm_ops)",
+    """CREATE FUNCTION customer_names_add() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO customer_names (name) SELECT DISTINCT last_name FROM added
+        WHERE last_name <> '' ON CONFLICT DO NOTHING;
+        RETURN NULL;
+    END $$""",
+    "CREATE TRIGGER customer_names_insert AFTER INSERT ON customer_index "
+    "REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION customer_names_add()",
+    "CREATE TRIGGER customer_names_update AFTER UPDATE ON customer_index "
+    "REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION customer_names_add()",
+)
+"""Schema version 7 (call-center search) on PostgreSQL: pg_trgm over the distinct last names."""

@@ -1,20 +1,741 @@
-"""The master-data change feed: deltas, tombstones, checksums, card scope."""
+"""The master-data change feed: deltas, tombstones, checksums, card scope.
+
+Positions. Every replicated master row carries `version`, assigned under the `master_version`
+row lock, which is held until the writer commits (`_lock_master` at transaction start or
+`_bump_master`): versions therefore become visible in order, and a reader that saw version W has
+seen every row of version <= W. Deleting a replicated row fires a trigger (both backends) that
+bumps the version and writes a tombstone, whatever code path deleted it.
+
+Balances change with the ledger, whose writers (ingest) must not take that global lock. Ledger
+rows carry a position: the entry_id on SQLite (one writer, so ids commit in order) and the
+writing transaction's xid8 on PostgreSQL, where ids do NOT commit in order. A `feed_marks` row
+ties a master version to a ledger watermark: every ledger row below the mark was committed (or
+aborted) before the mark was taken (on PostgreSQL the xmin of a snapshot). A reader at version V
+re-reads the cards of every ledger row at or above mark(V): rows of transactions still running
+when the mark was taken are picked up later, never skipped (at worst sent twice). When the ledger
+moved past the newest mark, the feed "ticks": a tiny transaction bumps the version and records a
+new mark (skipped, not waited for, while a master writer holds the lock).
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from center.storage.hooks import Migration, SqlHooks
+from sync_protocol import MasterDelta, MasterSnapshot, replica_checksum
 
-__all__ = ["POSTGRES_MIGRATION", "SQLITE_MIGRATION", "MasterFeedOps", "MasterFeedStore"]
+__all__ = [
+    "DEFAULT_DELTA_MAX_ROWS",
+    "DEFAULT_SCOPE_DAYS",
+    "POSTGRES_MIGRATION",
+    "SQLITE_MIGRATION",
+    "TOMBSTONED",
+    "FeedSettings",
+    "MasterFeedOps",
+    "MasterFeedStore",
+]
 
-SQLITE_MIGRATION: Migration = ()
-POSTGRES_MIGRATION: Migration = ()
+DEFAULT_SCOPE_DAYS = 365
+DEFAULT_DELTA_MAX_ROWS = 20_000
+"""Rows per delta page: ~200 bytes a row keeps a page far below the 8 MiB message limit."""
+_CHUNK = 500
+FEED_RETENTION_DAYS = 7
+"""Marks and tombstones kept: a store away longer than this gets a snapshot."""
+
+TOMBSTONED: Mapping[str, tuple[str, str]] = {
+    "products": ("product_id", ""),
+    "stores": ("store_id", ""),
+    "promotions": ("promotion_id", ""),
+    "settings": ("name", ""),
+    "cards": ("card_no", ""),
+    "store_products": ("product_id", "store_id"),
+}
+"""Replicated table -> (key column, store column) of its tombstones."""
+
+
+def _sqlite_trigger(table: str, key: str, store: str) -> str:
+    store_value = f"OLD.{store}" if store else "''"
+    return (
+        f"CREATE TRIGGER {table}_tombstone AFTER DELETE ON {table} BEGIN "
+        "UPDATE master_version SET version = version + 1 WHERE id = 1; "
+        "INSERT INTO master_tombstones (table_name, row_key, store_id, version, deleted_at) "
+        f"VALUES ('{table}', OLD.{key}, {store_value}, "
+        "(SELECT version FROM master_version WHERE id = 1), "
+        "strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now')); END"
+    )
+
+
+def _pg_trigger(table: str, key: str, store: str) -> str:
+    args = f"'{key}', '{store}'" if store else f"'{key}'"
+    return (
+        f"CREATE TRIGGER {table}_tombstone AFTER DELETE ON {table} "
+        f"FOR EACH ROW EXECUTE FUNCTION feed_tombstone({args})"
+    )
+
+
+_VERSIONED = ("products", "stores", "promotions", "settings", "cards", "store_products")
+
+SQLITE_MIGRATION: Migration = (
+    """CREATE TABLE master_tombstones (
+        tomb_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        table_name TEXT NOT NULL,
+        row_key TEXT NOT NULL,
+        store_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        deleted_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX master_tombstones_version ON master_tombstones (version)",
+    *(_sqlite_trigger(t, k, s) for t, (k, s) in TOMBSTONED.items()),
+    """CREATE TABLE store_cards (
+        store_id TEXT NOT NULL,
+        card_no TEXT NOT NULL,
+        added_at TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        PRIMARY KEY (store_id, card_no)
+    )""",
+    """CREATE TABLE feed_marks (
+        version INTEGER PRIMARY KEY,
+        mark INTEGER NOT NULL,
+        marked_at TEXT NOT NULL
+    )""",
+    "INSERT INTO feed_marks (version, mark, marked_at) SELECT version, "
+    "(SELECT COALESCE(MAX(entry_id), 0) + 1 FROM ledger), "
+    "strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now') FROM master_version WHERE id = 1",
+    *(f"CREATE INDEX {t}_feed_version ON {t} (version)" for t in _VERSIONED),
+    "CREATE INDEX sales_store_card ON sales (store_id, card_no)",
+    "CREATE INDEX lots_open_activation ON lots (active_from) WHERE remaining > 0",
+)
+
+POSTGRES_MIGRATION: Migration = (
+    """CREATE TABLE master_tombstones (
+        tomb_id BIGSERIAL PRIMARY KEY,
+        table_name TEXT NOT NULL,
+        row_key TEXT NOT NULL,
+        store_id TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        deleted_at TIMESTAMPTZ NOT NULL
+    )""",
+    "CREATE INDEX master_tombstones_version ON master_tombstones (version)",
+    """CREATE FUNCTION feed_tombstone() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        v BIGINT;
+        old_row JSONB := to_jsonb(OLD);
+    BEGIN
+        UPDATE master_version SET version = version + 1 WHERE id = 1 RETURNING version INTO v;
+        INSERT INTO master_tombstones (table_name, row_key, store_id, version, deleted_at)
+        VALUES (TG_TABLE_NAME, old_row ->> TG_ARGV[0],
+                CASE WHEN TG_NARGS > 1 THEN old_row ->> TG_ARGV[1] ELSE '' END, v, now());
+        RETURN OLD;
+    END $$""",
+    *(_pg_trigger(t, k, s) for t, (k, s) in TOMBSTONED.items()),
+    """CREATE TABLE store_cards (
+        store_id TEXT NOT NULL,
+        card_no TEXT NOT NULL,
+        added_at TIMESTAMPTZ NOT NULL,
+        version BIGINT NOT NULL,
+        PRIMARY KEY (store_id, card_no)
+    )""",
+    """CREATE TABLE feed_marks (
+        version BIGINT PRIMARY KEY,
+        mark BIGINT NOT NULL,
+        marked_at TIMESTAMPTZ NOT NULL
+    )""",
+    # No table rewrite: old rows keep NULL (they are below every mark), new rows get their xid.
+    "ALTER TABLE ledger ADD COLUMN feed_xid xid8",
+    "ALTER TABLE ledger ALTER COLUMN feed_xid SET DEFAULT pg_current_xact_id()",
+    "CREATE INDEX ledger_feed_xid ON ledger (feed_xid)",
+    "INSERT INTO feed_marks (version, mark, marked_at) SELECT version, "
+    "CAST(CAST(pg_snapshot_xmin(pg_current_snapshot()) AS TEXT) AS BIGINT), now() "
+    "FROM master_version WHERE id = 1",
+    *(f"CREATE INDEX {t}_feed_version ON {t} (version)" for t in _VERSIONED),
+    "CREATE INDEX sales_store_card ON sales (store_id, card_no)",
+    "CREATE INDEX lots_open_activation ON lots (active_from) WHERE remaining > 0",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSettings:
+    """How the feed decides a store's cards and sizes its pages."""
+
+    scope_days: int = DEFAULT_SCOPE_DAYS
+    max_rows: int = DEFAULT_DELTA_MAX_ROWS
+    tick_every_s: float = 1.0
+    """At most one ledger tick per this many seconds: bounds feed_marks rows and lock traffic."""
+    checksum_every_s: float = 300.0
+    """A delta carries the full replica checksum at most this often per store ("" otherwise);
+    snapshots always, an up-to-date answer when the last checksum is of its version."""
 
 
 class MasterFeedOps(Protocol):
     """The part of the Storage interface this module implements."""
 
+    def master_feed(
+        self, store_id: str, since: int, now: datetime, settings: FeedSettings = FeedSettings()
+    ) -> MasterSnapshot | MasterDelta | None:
+        """What a store at version `since` needs: snapshot (since 0 or too old) or delta; None
+        for an unknown store. Snapshots carry the checksum of the store's replica; deltas at
+        most every settings.checksum_every_s (partial pages never)."""
+        ...
+
+    def lookup_card(self, store_id: str, card_no: str, now: datetime) -> dict[str, Any] | None:
+        """The card row of `card_no` (adding it to the store's scope), or None if unknown."""
+        ...
+
+    def master_snapshot(
+        self, store_id: str, now: datetime, *, since: int = 0
+    ) -> tuple[int, dict[str, tuple[dict[str, Any], ...]]] | None:
+        """(version, tables) for a store, with every card (no tables when `since` is current);
+        None if unknown. Kept for tools; stores use master_feed."""
+        ...
+
+
+def _product(r: Sequence[Any]) -> dict[str, Any]:
+    return {
+        "product_id": r[0],
+        "name": r[1],
+        "department": r[2],
+        "category": r[3],
+        "brand": r[4],
+        "weighed": bool(r[5]),
+        "price_minor": None if r[6] is None else int(r[6]),
+    }
+
+
+def _store(r: Sequence[Any]) -> dict[str, Any]:
+    return {"store_id": r[0], "name": r[1], "format": r[2], "timezone": r[3]}
+
+
+def _promotion(r: Sequence[Any]) -> dict[str, Any]:
+    return {"promotion_id": r[0], "version": int(r[1]), "doc": json.loads(r[2])}
+
+
+def _setting(r: Sequence[Any]) -> dict[str, Any]:
+    return {"name": r[0], "value": r[1]}
+
+
+_PRODUCT_COLUMNS = (
+    "p.product_id, p.name, p.department, p.category, p.brand, p.weighed, p.price_minor"
+)
+_ROW_KEYS = {
+    "products": "product_id",
+    "stores": "store_id",
+    "promotions": "promotion_id",
+    "settings": "name",
+    "cards": "card_no",
+}
+
 
 class MasterFeedStore(SqlHooks):
     """Mixin of SqlStorage."""
+
+    _ACTIVE = ""
+    _DEBT_SUM = ""
+
+    def _master_version(self) -> int:
+        raise NotImplementedError
+
+    def _bonus_balances(self, now: datetime) -> dict[str, int]:
+        raise NotImplementedError
+
+    # -- positions -----------------------------------------------------------------------------
+
+    def _lock_master(self) -> int:
+        """Take the master_version row lock until commit (call first in a master write)."""
+        row = self._execute(
+            f"SELECT version FROM master_version WHERE id = 1{self._FOR_UPDATE}"
+        ).fetchone()
+        return int(row[0])
+
+    def _ledger_mark_now(self) -> int:
+        if self.backend == "postgresql":
+            sql = "SELECT CAST(CAST(pg_snapshot_xmin(pg_current_snapshot()) AS TEXT) AS BIGINT)"
+        else:
+            sql = "SELECT COALESCE(MAX(entry_id), 0) + 1 FROM ledger"
+        return int(self._execute(sql).fetchone()[0])
+
+    def _ledger_since(self) -> str:
+        """WHERE condition: ledger rows at or above a mark (one `?`)."""
+        if self.backend == "postgresql":
+            return "feed_xid >= CAST(CAST(? AS TEXT) AS xid8)"
+        return "entry_id >= ?"
+
+    def _mark_at(self, version: int) -> tuple[int, int, Any] | None:
+        """(mark version, ledger mark, marked_at as stored) of the newest mark <= `version`."""
+        row = self._execute(
+            "SELECT version, mark, marked_at FROM feed_marks WHERE version <= ? "
+            "ORDER BY version DESC LIMIT 1",
+            (version,),
+        ).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]), row[2])
+
+    _TIMED = (
+        "remaining > 0 AND ((active_from > ? AND active_from <= ?) "
+        "OR (expires_at > ? AND expires_at <= ?))"
+    )
+    """Lots that became active or expired in a time window: balances moved with no ledger row."""
+
+    def _tick(self, now: datetime, every_s: float) -> None:
+        """Record a new ledger mark at a new version when the ledger moved past the newest one."""
+        last: float | None = getattr(self, "_feed_last_tick", None)
+        if last is not None and time.monotonic() - last < every_s:
+            return
+        self._feed_last_tick = time.monotonic()
+        at = self._ts(now)
+        with self._guard("tick master feed"), self._snapshot():
+            newest = self._execute(
+                "SELECT version, mark, marked_at FROM feed_marks ORDER BY version DESC LIMIT 1"
+            ).fetchone()
+            if newest is None:
+                return
+            moved = self._execute(
+                f"SELECT 1 FROM ledger WHERE {self._ledger_since()} LIMIT 1", (int(newest[1]),)
+            ).fetchone()
+            if moved is None and self._dt(newest[2]) < now:
+                moved = self._execute(
+                    f"SELECT 1 FROM lots WHERE {self._TIMED} LIMIT 1",
+                    (newest[2], at, newest[2], at),
+                ).fetchone()
+        if moved is None:
+            return
+        with self._guard("tick master feed"), self._transaction():
+            skip = " SKIP LOCKED" if self.backend == "postgresql" else ""
+            row = self._execute(
+                f"SELECT version FROM master_version WHERE id = 1{self._FOR_UPDATE}{skip}"
+            ).fetchone()
+            if row is None:
+                return  # a master writer holds the lock: its commit moves the version anyway
+            version = int(row[0]) + 1
+            self._execute("UPDATE master_version SET version = ? WHERE id = 1", (version,))
+            self._execute(
+                "INSERT INTO feed_marks (version, mark, marked_at) VALUES (?, ?, ?)",
+                (version, self._ledger_mark_now(), at),
+            )
+            # A store behind the oldest mark kept gets a snapshot; older tombstones go with it.
+            horizon = self._ts(now - timedelta(days=FEED_RETENTION_DAYS))
+            self._execute(
+                "DELETE FROM feed_marks WHERE marked_at < ? AND version < ?", (horizon, version)
+            )
+            self._execute(
+                "DELETE FROM master_tombstones WHERE version < "
+                "(SELECT MIN(version) FROM feed_marks)"
+            )
+
+    # -- scope ---------------------------------------------------------------------------------
+
+    def _scope_sql(self) -> str:
+        """WHERE condition on `c` (cards): in the store's scope (params: store, since, store)."""
+        return (
+            "(EXISTS (SELECT 1 FROM sales s WHERE s.store_id = ? AND s.card_no = c.card_no "
+            "AND s.closed_at >= ?) OR EXISTS (SELECT 1 FROM store_cards sc "
+            "WHERE sc.store_id = ? AND sc.card_no = c.card_no))"
+        )
+
+    def _has_table(self, name: str) -> bool:
+        if self.backend == "postgresql":
+            row = self._execute("SELECT to_regclass(?) IS NOT NULL", (name,)).fetchone()
+            return bool(row[0])
+        row = self._execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        ).fetchone()
+        return row is not None
+
+    def _card_rows(self, cards: Sequence[Sequence[Any]], now: datetime) -> list[dict[str, Any]]:
+        """Card rows (card_no, customer_id, status) with balance and segments."""
+        at = self._ts(now)
+        segments_table = self._has_table("segment_members")
+        out: list[dict[str, Any]] = []
+        for start in range(0, len(cards), _CHUNK):
+            chunk = cards[start : start + _CHUNK]
+            marks = ", ".join("?" for _ in chunk)
+            nos = [c[0] for c in chunk]
+            balances = {
+                r[0]: int(r[1])
+                for r in self._execute(
+                    "SELECT card_no, CAST(SUM(remaining) AS BIGINT) FROM lots "
+                    f"WHERE card_no IN ({marks}) AND wallet = 'bonus' AND remaining > 0 "
+                    f"AND {self._ACTIVE} GROUP BY card_no",
+                    (*nos, at, at),
+                ).fetchall()
+            }
+            for card_no, debt in self._execute(
+                f"SELECT card_no, {self._DEBT_SUM} FROM lot_consumptions WHERE card_no IN "
+                f"({marks}) AND wallet = 'bonus' AND kind IN ('debt', 'recover') GROUP BY card_no",
+                nos,
+            ).fetchall():
+                balances[card_no] = balances.get(card_no, 0) - int(debt or 0)
+            segments: dict[str, list[str]] = {}
+            if segments_table:
+                customers = sorted({c[1] for c in chunk})
+                cmarks = ", ".join("?" for _ in customers)
+                for customer_id, segment_id in self._execute(
+                    "SELECT customer_id, segment_id FROM segment_members "
+                    f"WHERE customer_id IN ({cmarks})",
+                    customers,
+                ).fetchall():
+                    segments.setdefault(customer_id, []).append(str(segment_id))
+            out.extend(
+                {
+                    "card_no": c[0],
+                    "customer_id": c[1],
+                    "status": c[2],
+                    "bonus_balance": balances.get(c[0], 0),
+                    "segments": sorted(segments.get(c[1], [])),
+                }
+                for c in chunk
+            )
+        return out
+
+    # -- reading a store's replica -------------------------------------------------------------
+
+    def _store_row(self, store_id: str) -> tuple[Any, ...] | None:
+        row = self._execute(
+            "SELECT store_id, name, format, timezone FROM stores WHERE store_id = ?", (store_id,)
+        ).fetchone()
+        return None if row is None else tuple(row)
+
+    def _has_assortment(self, store_id: str) -> bool:
+        row = self._execute(
+            "SELECT 1 FROM store_products WHERE store_id = ? LIMIT 1", (store_id,)
+        ).fetchone()
+        return row is not None
+
+    def _replica(
+        self, store: tuple[Any, ...], now: datetime, settings: FeedSettings
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Every table of the store's replica as the Center holds it now (inside a snapshot)."""
+        store_id = store[0]
+        if self._has_assortment(store_id):
+            products = self._execute(
+                f"SELECT {_PRODUCT_COLUMNS} FROM products p JOIN store_products s "
+                "ON s.product_id = p.product_id WHERE s.store_id = ? ORDER BY p.product_id",
+                (store_id,),
+            ).fetchall()
+        else:
+            products = self._execute(
+                f"SELECT {_PRODUCT_COLUMNS} FROM products p ORDER BY p.product_id"
+            ).fetchall()
+        cutoff = self._ts(now - timedelta(days=settings.scope_days))
+        cards = self._execute(
+            "SELECT c.card_no, c.customer_id, c.status FROM cards c WHERE c.card_no IN ("
+            "SELECT s.card_no FROM sales s WHERE s.store_id = ? AND s.card_no IS NOT NULL "
+            "AND s.closed_at >= ? UNION SELECT sc.card_no FROM store_cards sc "
+            "WHERE sc.store_id = ?) ORDER BY c.card_no",
+            (store_id, cutoff, store_id),
+        ).fetchall()
+        return {
+            "products": [_product(r) for r in products],
+            "cards": self._card_rows(cards, now),
+            "stores": [_store(store)],
+            "promotions": [
+                _promotion(r)
+                for r in self._execute(
+                    "SELECT promotion_id, version, doc FROM promotions ORDER BY promotion_id"
+                ).fetchall()
+            ],
+            "settings": [
+                _setting(r)
+                for r in self._execute("SELECT name, value FROM settings ORDER BY name").fetchall()
+            ],
+        }
+
+    def _changes(
+        self,
+        store: tuple[Any, ...],
+        since: int,
+        until: int,
+        now: datetime,
+        settings: FeedSettings,
+    ) -> tuple[int, dict[str, list[dict[str, Any]]], dict[str, set[str]]]:
+        """Rows with a version in (since, until], cut to at most max_rows at a version boundary.
+
+        Returns (to_version, upserts, deletes); to_version < until when the page was cut, and
+        since when one version alone exceeds the page (the caller then sends a snapshot).
+        """
+        store_id = store[0]
+        limit = settings.max_rows + 1
+        rng = (since, until)
+        found: list[tuple[int, str, Any]] = []  # (version, table, raw row or key)
+        if self._has_assortment(store_id):
+            both = "CASE WHEN p.version > s.version THEN p.version ELSE s.version END"
+            rows = self._execute(
+                f"SELECT {_PRODUCT_COLUMNS}, {both} FROM products p JOIN store_products s "
+                "ON s.product_id = p.product_id WHERE s.store_id = ? "
+                f"AND {both} > ? AND {both} <= ? ORDER BY 8 LIMIT {limit}",
+                (store_id, *rng),
+            ).fetchall()
+        else:
+            rows = self._execute(
+                f"SELECT {_PRODUCT_COLUMNS}, p.version FROM products p "
+                f"WHERE p.version > ? AND p.version <= ? ORDER BY p.version LIMIT {limit}",
+                rng,
+            ).fetchall()
+        found.extend((int(r[7]), "products", _product(r)) for r in rows)
+        for table, sql, build in (
+            (
+                "promotions",
+                "SELECT promotion_id, version, doc, version FROM promotions",
+                _promotion,
+            ),
+            ("settings", "SELECT name, value, version FROM settings", _setting),
+        ):
+            width = 3 if table == "promotions" else 2
+            for r in self._execute(
+                f"{sql} WHERE version > ? AND version <= ? ORDER BY version LIMIT {limit}", rng
+            ).fetchall():
+                found.append((int(r[width]), table, build(r)))
+        row = self._execute(
+            "SELECT version FROM stores WHERE store_id = ? AND version > ? AND version <= ?",
+            (store_id, *rng),
+        ).fetchone()
+        if row is not None:
+            found.append((int(row[0]), "stores", _store(store)))
+        cutoff = self._ts(now - timedelta(days=settings.scope_days))
+        in_scope = (
+            "SELECT c.card_no, c.customer_id, c.status, c.version FROM cards c "
+            f"WHERE c.version > ? AND c.version <= ? AND {self._scope_sql()} "
+            f"UNION SELECT c.card_no, c.customer_id, c.status, sc.version FROM cards c "
+            "JOIN store_cards sc ON sc.card_no = c.card_no WHERE sc.store_id = ? "
+            "AND sc.version > ? AND sc.version <= ?"
+        )
+        cards = self._execute(
+            f"SELECT * FROM ({in_scope}) AS changed ORDER BY 4 LIMIT {limit}",
+            (*rng, store_id, cutoff, store_id, store_id, *rng),
+        ).fetchall()
+        found.extend((int(r[3]), "cards", tuple(r[:3])) for r in cards)
+        for table, key, version in self._execute(
+            "SELECT table_name, row_key, version FROM master_tombstones "
+            "WHERE version > ? AND version <= ? AND (store_id = '' OR store_id = ?) "
+            f"ORDER BY version LIMIT {limit}",
+            (*rng, store_id),
+        ).fetchall():
+            name = "products" if table == "store_products" else table
+            if name in _ROW_KEYS and (name != "stores" or key == store_id):
+                found.append((int(version), "-" + name, key))
+        to_version = until
+        if len(found) > settings.max_rows:
+            found.sort(key=lambda item: item[0])
+            to_version = found[settings.max_rows - 1][0] - 1
+            if to_version <= since:
+                return since, {}, {}
+            found = [item for item in found if item[0] <= to_version]
+        upserts: dict[str, list[dict[str, Any]]] = {}
+        deletes: dict[str, set[str]] = {}
+        card_raw: dict[str, tuple[Any, ...]] = {}
+        for _, table, value in found:
+            if table.startswith("-"):
+                deletes.setdefault(table[1:], set()).add(str(value))
+            elif table == "cards":
+                card_raw[value[0]] = value
+            else:
+                upserts.setdefault(table, []).append(value)
+        if card_raw:
+            upserts["cards"] = self._card_rows(list(card_raw.values()), now)
+        return to_version, upserts, deletes
+
+    def _ledger_cards(
+        self, store_id: str, base: tuple[int, int, Any], now: datetime, settings: FeedSettings
+    ) -> list[tuple[Any, ...]]:
+        """(card_no, customer_id, status) of in-scope cards whose balance may have moved since
+        the base mark: ledger rows at/above it, lots activated or expired since it was taken."""
+        found = {
+            str(r[0])
+            for r in self._execute(
+                f"SELECT DISTINCT card_no FROM ledger WHERE {self._ledger_since()}", (base[1],)
+            ).fetchall()
+        }
+        if self._dt(base[2]) < now:
+            at = self._ts(now)
+            found.update(
+                str(r[0])
+                for r in self._execute(
+                    f"SELECT DISTINCT card_no FROM lots WHERE {self._TIMED}",
+                    (base[2], at, base[2], at),
+                ).fetchall()
+            )
+        changed = sorted(found)
+        cutoff = self._ts(now - timedelta(days=settings.scope_days))
+        out: list[tuple[Any, ...]] = []
+        for start in range(0, len(changed), _CHUNK):
+            chunk = changed[start : start + _CHUNK]
+            marks = ", ".join("?" for _ in chunk)
+            out.extend(
+                tuple(r)
+                for r in self._execute(
+                    "SELECT c.card_no, c.customer_id, c.status FROM cards c "
+                    f"WHERE c.card_no IN ({marks}) AND {self._scope_sql()}",
+                    (*chunk, store_id, cutoff, store_id),
+                ).fetchall()
+            )
+        return out
+
+    def _aged_out(
+        self, store_id: str, base: tuple[int, int, Any], now: datetime, settings: FeedSettings
+    ) -> list[str]:
+        """Cards whose last sale at the store fell out of the scope window since the base mark
+        was taken (and that the store did not look up)."""
+        since = self._dt(base[2])
+        if since >= now:
+            return []
+        days = timedelta(days=settings.scope_days)
+        low, high = self._ts(since - days), self._ts(now - days)
+        candidates = [
+            str(r[0])
+            for r in self._execute(
+                "SELECT DISTINCT card_no FROM sales WHERE store_id = ? AND card_no IS NOT NULL "
+                "AND closed_at >= ? AND closed_at < ?",
+                (store_id, low, high),
+            ).fetchall()
+        ]
+        out: list[str] = []
+        for start in range(0, len(candidates), _CHUNK):
+            chunk = candidates[start : start + _CHUNK]
+            marks = ", ".join("?" for _ in chunk)
+            kept = {
+                str(r[0])
+                for r in self._execute(
+                    f"SELECT c.card_no FROM cards c WHERE c.card_no IN ({marks}) "
+                    f"AND {self._scope_sql()}",
+                    (*chunk, store_id, high, store_id),
+                ).fetchall()
+            }
+            out.extend(c for c in chunk if c not in kept)
+        return out
+
+    def _checksums(self) -> dict[str, tuple[int, str, float]]:
+        # Per store: (version, checksum, monotonic time) of the last full computation, reused
+        # while the store stays at that version.
+        cache: dict[str, tuple[int, str, float]] | None = getattr(
+            self, "_feed_checksum_cache", None
+        )
+        if cache is None:
+            cache = {}
+            self._feed_checksum_cache = cache
+        return cache
+
+    def master_feed(
+        self, store_id: str, since: int, now: datetime, settings: FeedSettings = FeedSettings()
+    ) -> MasterSnapshot | MasterDelta | None:
+        self._tick(now, settings.tick_every_s)
+        cache = self._checksums()
+        with self._guard("read master feed"), self._snapshot():
+            store = self._store_row(store_id)
+            if store is None:
+                return None
+            current = self._master_version()
+            base = self._mark_at(since) if 0 < since <= current else None
+            if base is not None:
+                if since == current:
+                    # Up to date: the checksum last sent describes what the store holds (the
+                    # ledger may have moved since; that comes with the next tick). Unknown
+                    # after a restart: "" (no check) rather than a needless repair.
+                    cached = cache.get(store_id)
+                    checksum = cached[1] if cached is not None and cached[0] == current else ""
+                    return MasterDelta(from_version=since, to_version=since, checksum=checksum)
+                to_version, upserts, deletes = self._changes(store, since, current, now, settings)
+                if to_version > since:
+                    return self._delta(
+                        store, (since, to_version, current), upserts, deletes, base, now, settings
+                    )
+            tables = self._replica(store, now, settings)
+            checksum = replica_checksum(tables)
+            cache[store_id] = (current, checksum, time.monotonic())
+            return MasterSnapshot(
+                version=current,
+                tables={name: tuple(rows) for name, rows in tables.items()},
+                checksum=checksum,
+            )
+
+    def _delta(
+        self,
+        store: tuple[Any, ...],
+        versions: tuple[int, int, int],
+        upserts: dict[str, list[dict[str, Any]]],
+        deletes: dict[str, set[str]],
+        base: tuple[int, int, Any],
+        now: datetime,
+        settings: FeedSettings,
+    ) -> MasterDelta:
+        """The delta (since, to_version]; the last page (to_version == current) adds balances."""
+        since, to_version, current = versions
+        checksum = ""
+        if to_version == current:
+            # The last page also carries balances moved by the ledger since the base mark.
+            held = {row["card_no"] for row in upserts.get("cards", [])}
+            extra = [
+                c for c in self._ledger_cards(store[0], base, now, settings) if c[0] not in held
+            ]
+            if extra:
+                upserts.setdefault("cards", []).extend(self._card_rows(extra, now))
+            held |= {c[0] for c in extra}
+            aged = [c for c in self._aged_out(store[0], base, now, settings) if c not in held]
+            if aged:
+                deletes.setdefault("cards", set()).update(aged)
+            # A full re-read of the store's replica costs ~10 ms per 1000 rows, so it runs at
+            # most every checksum_every_s per store; other deltas carry "" (not computed).
+            cache = self._checksums()
+            last = cache.get(store[0])
+            if last is None or time.monotonic() - last[2] >= settings.checksum_every_s:
+                checksum = replica_checksum(self._replica(store, now, settings))
+                cache[store[0]] = (current, checksum, time.monotonic())
+        return MasterDelta(
+            from_version=since,
+            to_version=to_version,
+            upserts={name: tuple(rows) for name, rows in upserts.items() if rows},
+            deletes={name: tuple(sorted(keys)) for name, keys in deletes.items() if keys},
+            checksum=checksum,
+        )
+
+    # -- online lookup -------------------------------------------------------------------------
+
+    def lookup_card(self, store_id: str, card_no: str, now: datetime) -> dict[str, Any] | None:
+        with self._guard("look up card"), self._transaction():
+            card = self._execute(
+                "SELECT card_no, customer_id, status FROM cards WHERE card_no = ?", (card_no,)
+            ).fetchone()
+            if card is None:
+                return None
+            held = self._execute(
+                "SELECT 1 FROM store_cards WHERE store_id = ? AND card_no = ?",
+                (store_id, card_no),
+            ).fetchone()
+            if held is None:
+                version = self._bump_master()
+                self._execute(
+                    "INSERT INTO store_cards (store_id, card_no, added_at, version) "
+                    "VALUES (?, ?, ?, ?)",
+                    (store_id, card_no, self._ts(now), version),
+                )
+            return self._card_rows([tuple(card)], now)[0]
+
+    # -- the full snapshot (tools, tests) ------------------------------------------------------
+
+    def master_snapshot(
+        self, store_id: str, now: datetime, *, since: int = 0
+    ) -> tuple[int, dict[str, tuple[dict[str, Any], ...]]] | None:
+        with self._guard("read master snapshot"), self._snapshot():
+            # One transaction so the version matches the rows.
+            store = self._store_row(store_id)
+            if store is None:
+                return None
+            version = self._master_version()
+            if since == version:
+                return version, {}
+            tables = self._replica(store, now, FeedSettings())
+            balances = self._bonus_balances(now)
+            tables["cards"] = [
+                {
+                    "card_no": r[0],
+                    "customer_id": r[1],
+                    "status": r[2],
+                    "bonus_balance": balances.get(r[0], 0),
+                }
+                for r in self._execute(
+                    "SELECT card_no, customer_id, status FROM cards ORDER BY card_no"
+                ).fetchall()
+            ]
+        return version, {name: tuple(rows) for name, rows in tables.items()}

@@ -1,20 +1,167 @@
-"""Time partitions of receipts (PostgreSQL) and bulk ingest helpers."""
+"""Time partitions of receipts (PostgreSQL): `sales` by month of `closed_at`, plus a default.
+
+A unique constraint of a partitioned table must contain the partition key, so the uniqueness
+of `sale_id` and of `(register_id, seq)` across partitions lives in the small `sale_ids` table:
+ingest claims a sale there (INSERT ... ON CONFLICT DO NOTHING) before storing its row, in the
+same transaction, so a sale is stored once whatever partition its row lands in. SQLite keeps one
+`sales` table (its schema version 14 is empty).
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Protocol
 
 from center.storage.hooks import Migration, SqlHooks
 
-__all__ = ["POSTGRES_MIGRATION", "SQLITE_MIGRATION", "PartitionOps", "PartitionStore"]
+if TYPE_CHECKING:
+    from center.storage.sql import SqlStorage
 
-SQLITE_MIGRATION: Migration = ()
-POSTGRES_MIGRATION: Migration = ()
+__all__ = [
+    "MONTHS_AHEAD",
+    "POSTGRES_MIGRATION",
+    "SQLITE_MIGRATION",
+    "PartitionOps",
+    "PartitionStore",
+    "partition_sales",
+]
+
+MONTHS_AHEAD = 3
+"""Monthly partitions kept ready beyond the current month."""
+MONTHS_BACK = 24
+"""On conversion, older receipts than this stay in the default partition."""
+
+
+def _month(at: datetime) -> tuple[int, int]:
+    at = at.astimezone(UTC)
+    return at.year, at.month
+
+
+def _add(month: tuple[int, int], n: int) -> tuple[int, int]:
+    index = month[0] * 12 + month[1] - 1 + n
+    return index // 12, index % 12 + 1
+
+
+def _bound(month: tuple[int, int]) -> str:
+    return f"'{month[0]:04d}-{month[1]:02d}-01 00:00:00+00'"
+
+
+def _name(month: tuple[int, int]) -> str:
+    return f"sales_p{month[0]:04d}{month[1]:02d}"
 
 
 class PartitionOps(Protocol):
     """The part of the Storage interface this module implements."""
 
+    def ensure_partitions(self, now: datetime, *, months_ahead: int = MONTHS_AHEAD) -> list[str]:
+        """Create the monthly receipt partitions missing from this month to `months_ahead`
+        (and for months parked in the default partition); the names created. No-op on SQLite."""
+        ...
+
 
 class PartitionStore(SqlHooks):
     """Mixin of SqlStorage."""
+
+    def ensure_partitions(self, now: datetime, *, months_ahead: int = MONTHS_AHEAD) -> list[str]:
+        if self.backend != "postgresql":
+            return []
+        with self._guard("create partitions"), self._transaction():
+            return _create_partitions(self, now, months_ahead)
+
+
+def _create_partitions(storage: SqlHooks, now: datetime, months_ahead: int) -> list[str]:
+    # The migration lock: concurrent maintenance calls and migrations create each table once.
+    storage._execute("SELECT pg_advisory_xact_lock(1079831)")
+    if storage._execute("SELECT to_regclass('sales_default')").fetchone()[0] is None:
+        return []  # a schema older than version 14
+    existing = {
+        r[0]
+        for r in storage._execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'sales'::regclass"
+        ).fetchall()
+    }
+    current = _month(now)
+    wanted = {_add(current, n) for n in range(months_ahead + 1)}
+    # Months parked in the default partition get their own partition too (rows are moved).
+    for (start,) in storage._execute(
+        "SELECT DISTINCT date_trunc('month', closed_at AT TIME ZONE 'UTC') FROM sales_default "
+        "WHERE closed_at >= ? LIMIT 120",
+        (datetime(current[0] - MONTHS_BACK // 12, 1, 1, tzinfo=UTC),),
+    ).fetchall():
+        wanted.add((start.year, start.month))
+    created: list[str] = []
+    for month in sorted(wanted):
+        name = _name(month)
+        if name in existing:
+            continue
+        low, high = _bound(month), _bound(_add(month, 1))
+        storage._execute(f"CREATE TABLE {name} (LIKE sales INCLUDING DEFAULTS)")
+        storage._execute(
+            f"WITH moved AS (DELETE FROM sales_default WHERE closed_at >= {low} "
+            f"AND closed_at < {high} RETURNING *) INSERT INTO {name} SELECT * FROM moved"
+        )
+        storage._execute(
+            f"ALTER TABLE sales ATTACH PARTITION {name} FOR VALUES FROM ({low}) TO ({high})"
+        )
+        created.append(name)
+    return created
+
+
+def partition_sales(storage: SqlStorage) -> None:
+    """Migration step: turn a populated `sales` into a monthly-partitioned one, same rows and
+    indexes; its unique keys move to `sale_ids`."""
+    execute = storage._execute
+    execute(
+        """CREATE TABLE sale_ids (
+            sale_id TEXT PRIMARY KEY,
+            register_id TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            closed_at TIMESTAMPTZ NOT NULL,
+            UNIQUE (register_id, seq)
+        )"""
+    )
+    execute(
+        "INSERT INTO sale_ids (sale_id, register_id, seq, fingerprint, closed_at) "
+        "SELECT sale_id, register_id, seq, fingerprint, closed_at FROM sales"
+    )
+    # Non-unique indexes (any migration's) are rebuilt on the partitioned table.
+    indexes = [
+        r[0]
+        for r in execute(
+            "SELECT pg_get_indexdef(indexrelid) FROM pg_index "
+            "WHERE indrelid = 'sales'::regclass AND NOT indisunique"
+        ).fetchall()
+    ]
+    bounds = execute("SELECT MIN(closed_at), MAX(closed_at) FROM sales").fetchone()
+    execute("ALTER TABLE sales RENAME TO sales_unpartitioned")
+    execute(
+        "CREATE TABLE sales (LIKE sales_unpartitioned INCLUDING DEFAULTS INCLUDING CONSTRAINTS) "
+        "PARTITION BY RANGE (closed_at)"
+    )
+    execute("ALTER TABLE sales ADD PRIMARY KEY (sale_id, closed_at)")
+    execute("CREATE TABLE sales_default PARTITION OF sales DEFAULT")
+    now = datetime.now(UTC)
+    first = _month(now)
+    if bounds[0] is not None:
+        first = max(min(_month(bounds[0]), first), _add(_month(now), -MONTHS_BACK))
+    last = _add(_month(now), MONTHS_AHEAD)
+    if bounds[1] is not None:
+        last = max(last, min(_month(bounds[1]), _add(_month(now), MONTHS_AHEAD + 12)))
+    month = first
+    while month <= last:
+        low, high = _bound(month), _bound(_add(month, 1))
+        execute(
+            f"CREATE TABLE {_name(month)} PARTITION OF sales FOR VALUES FROM ({low}) TO ({high})"
+        )
+        month = _add(month, 1)
+    execute("INSERT INTO sales SELECT * FROM sales_unpartitioned")
+    execute("DROP TABLE sales_unpartitioned")
+    for definition in indexes:
+        execute(definition)
+
+
+SQLITE_MIGRATION: Migration = ()
+POSTGRES_MIGRATION: Migration = (partition_sales,)
+"""Schema version 14 on PostgreSQL: receipts partitioned by month."""

@@ -6,13 +6,14 @@ logic (diffing master data, classifying a sale) is in Python so it behaves the s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from center.errors import StorageError
 from center.ledger import allocate
@@ -46,14 +47,13 @@ from sync_protocol import (
     Heartbeat,
     Rejection,
     Sale,
-    chain_hash,
     encode_sale,
-    sale_fingerprint,
 )
 
 __all__ = ["Migration", "SqlStorage", "lots_from_ledger"]
 
 _CHUNK = 5000
+_T = TypeVar("_T")
 _EXPIRE_CHUNK = 500
 """Cards per expiry transaction: bounds the locks one transaction holds."""
 
@@ -174,31 +174,45 @@ class SqlStorage(
     # -- sales ---------------------------------------------------------------------------------
 
     def ingest(self, sales: Sequence[Sale], received_at: datetime) -> Ack:
+        # One order for every writer, so concurrent batches lock rows in the same order.
+        ordered = sorted(sales, key=lambda s: (s.register_id, s.seq, s.sale_id))
+        # Encoding and checks are pure: done before the transaction, not repeated on a retry.
+        prepared = [_Prepared(s, check_sale(s)) for s in ordered]
+        received = self._ts(received_at)
+        with self._guard("ingest"):
+            return self._retry_transient(lambda: self._ingest_once(prepared, received))
+
+    def _retry_transient(self, attempt: Callable[[], _T]) -> _T:
+        """Run one whole transaction, again if the database aborted it as a deadlock victim."""
+        return attempt()
+
+    _SALE_KEYS = "sales"
+    """The table holding the unique keys of stored sales: sale_id and (register_id, seq)."""
+
+    def _ingest_once(self, prepared: Sequence[_Prepared], received: Any) -> Ack:
         accepted: list[str] = []
         duplicates: list[str] = []
         rejected: list[Rejection] = []
-        # One order for every writer, so concurrent batches lock rows in the same order.
-        ordered = sorted(sales, key=lambda s: (s.register_id, s.seq, s.sale_id))
-        received = self._ts(received_at)
         new: list[Sale] = []
-        with self._guard("ingest"), self._transaction():
-            self._lock_cards(s.card_no for s in ordered if s.card_no)
-            for sale in ordered:
-                payload = encode_sale(sale)
-                fingerprint = sale_fingerprint(sale)
-                problem = check_sale(sale)
+        with self._transaction():
+            self._lock_cards(p.sale.card_no for p in prepared if p.sale.card_no)
+            claimed = self._claim_sales([p for p in prepared if p.problem is None], received)
+            for p in prepared:
+                sale, payload, fingerprint, problem = p.sale, p.payload, p.fingerprint, p.problem
                 if problem is None:
-                    problem = self._insert_sale(sale, payload, fingerprint, received)
-                    if problem is None:
+                    if sale.sale_id in claimed:
+                        claimed.discard(sale.sale_id)  # a repeat within the batch is a duplicate
                         accepted.append(sale.sale_id)
                         new.append(sale)
                         continue
+                    problem = self._conflict(sale, fingerprint)
                     if problem == "duplicate":
                         duplicates.append(sale.sale_id)
                         continue
                 self._quarantine(sale, problem, fingerprint, payload, received)
                 rejected.append(Rejection(sale_id=sale.sale_id, reason=problem))
             if new:
+                self._store_sale_details(new)
                 self._on_new_sales(new)
         return Ack(accepted=tuple(accepted), duplicates=tuple(duplicates), rejected=tuple(rejected))
 
@@ -207,93 +221,131 @@ class SqlStorage(
         self._record_coupon_redemptions(sales)
         self._apply_returns(sales)
 
-    def _insert_sale(
-        self, sale: Sale, payload: bytes, fingerprint: str, received: Any
-    ) -> str | None:
-        """Insert a checked sale; None when new, "duplicate", or a reason to reject it."""
-        row = self._execute(
-            "INSERT INTO sales (sale_id, store_id, register_id, seq, opened_at, closed_at, "
-            "card_no, subtotal_minor, discount_minor, total_minor, line_count, promo_version, "
-            "fingerprint, payload, received_at, prev_hash, chain_hash) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT DO NOTHING RETURNING sale_id",
-            (
-                sale.sale_id,
-                sale.store_id,
-                sale.register_id,
-                sale.seq,
-                self._ts(sale.opened_at),
-                self._ts(sale.closed_at),
-                sale.card_no,
-                sale.subtotal_minor,
-                sale.discount_minor,
-                sale.total_minor,
-                len(sale.lines),
-                sale.promo_version,
-                fingerprint,
-                payload,
-                received,
-                sale.prev_hash,
-                chain_hash(sale),
-            ),
+    def _sale_row(self, p: _Prepared, received: Any) -> tuple[Any, ...]:
+        sale = p.sale
+        return (
+            sale.sale_id,
+            sale.store_id,
+            sale.register_id,
+            sale.seq,
+            self._ts(sale.opened_at),
+            self._ts(sale.closed_at),
+            sale.card_no,
+            sale.subtotal_minor,
+            sale.discount_minor,
+            sale.total_minor,
+            len(sale.lines),
+            sale.promo_version,
+            p.fingerprint,
+            p.payload,
+            received,
+            sale.prev_hash,
+            p.chain_hash,
+        )
+
+    _SALE_COLUMNS = (
+        "sale_id",
+        "store_id",
+        "register_id",
+        "seq",
+        "opened_at",
+        "closed_at",
+        "card_no",
+        "subtotal_minor",
+        "discount_minor",
+        "total_minor",
+        "line_count",
+        "promo_version",
+        "fingerprint",
+        "payload",
+        "received_at",
+        "prev_hash",
+        "chain_hash",
+    )
+
+    def _claim_sales(self, checked: Sequence[_Prepared], received: Any) -> set[str]:
+        """Store the sales whose sale_id and (register_id, seq) are free; their sale_ids."""
+        claimed: set[str] = set()
+        marks = ", ".join("?" for _ in self._SALE_COLUMNS)
+        sql = (
+            f"INSERT INTO sales ({', '.join(self._SALE_COLUMNS)}) VALUES ({marks}) "
+            "ON CONFLICT DO NOTHING RETURNING sale_id"
+        )
+        for p in checked:
+            if self._execute(sql, self._sale_row(p, received)).fetchone() is not None:
+                claimed.add(p.sale.sale_id)
+        return claimed
+
+    def _conflict(self, sale: Sale, fingerprint: str) -> str:
+        """Why a checked sale was not stored: "duplicate", or the reason to quarantine it."""
+        same_id = self._execute(
+            f"SELECT fingerprint FROM {self._SALE_KEYS} WHERE sale_id = ?", (sale.sale_id,)
         ).fetchone()
-        if row is None:
-            same_id = self._execute(
-                "SELECT fingerprint FROM sales WHERE sale_id = ?", (sale.sale_id,)
-            ).fetchone()
-            if same_id is not None:
-                if same_id[0] == fingerprint:
-                    return "duplicate"
-                return (
-                    f"sale_id: {sale.sale_id} is already stored with a different payload "
-                    f"(fingerprint {same_id[0][:12]}..., this one {fingerprint[:12]}...)"
-                )
-            holder = self._execute(
-                "SELECT sale_id FROM sales WHERE register_id = ? AND seq = ?",
-                (sale.register_id, sale.seq),
-            ).fetchone()
-            holder_id = holder[0] if holder else "?"
+        if same_id is not None:
+            if same_id[0] == fingerprint:
+                return "duplicate"
             return (
-                f"seq: register {sale.register_id} seq {sale.seq} already belongs to "
-                f"sale {holder_id}"
+                f"sale_id: {sale.sale_id} is already stored with a different payload "
+                f"(fingerprint {same_id[0][:12]}..., this one {fingerprint[:12]}...)"
             )
-        if sale.lines:
-            self._executemany(
-                "INSERT INTO sale_lines (sale_id, line_no, product_id, qty_milli, "
-                "unit_price_minor, amount_minor, discount_minor, weighed, known_product) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        sale.sale_id,
-                        line.line_no,
-                        line.product_id,
-                        line.qty_milli,
-                        line.unit_price_minor,
-                        line.amount_minor,
-                        sum(d.amount_minor for d in line.discounts),
-                        int(line.weighed),
-                        int(line.known_product),
-                    )
-                    for line in sale.lines
-                ],
-            )
-        if sale.card_no:
-            entries = [
-                LedgerEntry(
-                    card_no=sale.card_no,
-                    wallet=m.wallet,
-                    kind=m.kind,
-                    amount=m.amount,
-                    rule_id=m.rule_id,
-                    source=sale.sale_id,
-                    created_at=sale.closed_at,
-                    active_from=m.active_from,
-                    expires_at=m.expires_at,
+        holder = self._execute(
+            f"SELECT sale_id FROM {self._SALE_KEYS} WHERE register_id = ? AND seq = ?",
+            (sale.register_id, sale.seq),
+        ).fetchone()
+        holder_id = holder[0] if holder else "?"
+        return (
+            f"seq: register {sale.register_id} seq {sale.seq} already belongs to sale {holder_id}"
+        )
+
+    def _store_sale_details(self, sales: Sequence[Sale]) -> None:
+        """The lines and ledger movements of newly stored sales, in bulk."""
+        self._bulk_insert(
+            "sale_lines",
+            (
+                "sale_id",
+                "line_no",
+                "product_id",
+                "qty_milli",
+                "unit_price_minor",
+                "amount_minor",
+                "discount_minor",
+                "weighed",
+                "known_product",
+            ),
+            [
+                (
+                    sale.sale_id,
+                    line.line_no,
+                    line.product_id,
+                    line.qty_milli,
+                    line.unit_price_minor,
+                    line.amount_minor,
+                    sum(d.amount_minor for d in line.discounts),
+                    int(line.weighed),
+                    int(line.known_product),
                 )
-                for m in ledger_movements(sale)
-            ]
+                for sale in sales
+                for line in sale.lines
+            ],
+        )
+        entries = [
+            LedgerEntry(
+                card_no=sale.card_no,
+                wallet=m.wallet,
+                kind=m.kind,
+                amount=m.amount,
+                rule_id=m.rule_id,
+                source=sale.sale_id,
+                created_at=sale.closed_at,
+                active_from=m.active_from,
+                expires_at=m.expires_at,
+            )
+            for sale in sales
+            if sale.card_no
+            for m in ledger_movements(sale)
+        ]
+        if entries:
             self._apply_entries(entries)
-        return None
 
     def _quarantine(
         self, sale: Sale, reason: str, fingerprint: str, payload: bytes, received: Any
@@ -411,7 +463,8 @@ class SqlStorage(
         prepared = {name: self._prepare(MASTER_TABLES[name], rows) for name, rows in tables.items()}
         changed: dict[str, int] = {}
         with self._guard("upsert master data"), self._transaction():
-            version = self._master_version() + 1
+            # The row lock, held to the commit, makes versions commit in order (feed.py).
+            version = self._lock_master() + 1
             for name, rows in prepared.items():
                 changed[name] = self._upsert_table(MASTER_TABLES[name], rows, version, progress)
             if any(changed.values()):
@@ -484,79 +537,6 @@ class SqlStorage(
             progress(spec.name, 0, 0)
         return total
 
-    def master_snapshot(
-        self, store_id: str, now: datetime, *, since: int = 0
-    ) -> tuple[int, dict[str, tuple[dict[str, Any], ...]]] | None:
-        with self._guard("read master snapshot"), self._snapshot():
-            # One transaction so the version matches the rows.
-            store = self._execute(
-                "SELECT store_id, name, format, timezone FROM stores WHERE store_id = ?",
-                (store_id,),
-            ).fetchone()
-            if store is None:
-                return None
-            version = self._master_version()
-            if since == version:
-                return version, {}
-            has_assortment = self._execute(
-                "SELECT 1 FROM store_products WHERE store_id = ? LIMIT 1", (store_id,)
-            ).fetchone()
-            product_sql = (
-                "SELECT p.product_id, p.name, p.department, p.category, p.brand, p.weighed, "
-                "p.price_minor FROM products p"
-            )
-            if has_assortment:
-                cursor = self._execute(
-                    product_sql + " JOIN store_products s ON s.product_id = p.product_id "
-                    "WHERE s.store_id = ? ORDER BY p.product_id",
-                    (store_id,),
-                )
-            else:
-                cursor = self._execute(product_sql + " ORDER BY p.product_id")
-            products = tuple(
-                {
-                    "product_id": r[0],
-                    "name": r[1],
-                    "department": r[2],
-                    "category": r[3],
-                    "brand": r[4],
-                    "weighed": bool(r[5]),
-                    "price_minor": r[6],
-                }
-                for r in cursor.fetchall()
-            )
-            balances = self._bonus_balances(now)
-            cards = tuple(
-                {
-                    "card_no": r[0],
-                    "customer_id": r[1],
-                    "status": r[2],
-                    "bonus_balance": balances.get(r[0], 0),
-                }
-                for r in self._execute(
-                    "SELECT card_no, customer_id, status FROM cards ORDER BY card_no"
-                ).fetchall()
-            )
-            promotions = tuple(
-                {"promotion_id": r[0], "version": int(r[1]), "doc": json.loads(r[2])}
-                for r in self._execute(
-                    "SELECT promotion_id, version, doc FROM promotions ORDER BY promotion_id"
-                ).fetchall()
-            )
-            settings = tuple(
-                {"name": r[0], "value": r[1]}
-                for r in self._execute("SELECT name, value FROM settings ORDER BY name").fetchall()
-            )
-        return version, {
-            "products": products,
-            "cards": cards,
-            "stores": (
-                {"store_id": store[0], "name": store[1], "format": store[2], "timezone": store[3]},
-            ),
-            "promotions": promotions,
-            "settings": settings,
-        }
-
     # -- ledger --------------------------------------------------------------------------------
     #
     # `ledger` is the append-only journal of movements, unique by (source, wallet, kind,
@@ -592,7 +572,76 @@ class SqlStorage(
 
     def _apply_entries(self, entries: Sequence[LedgerEntry]) -> int:
         """Journal the movements not yet present and apply them to the lots; count the new."""
-        new = 0
+        journaled = self._journal(entries)
+        # Per (card, wallet), the credits before its first debit in a wallet that owes nothing
+        # become plain lots in bulk; from the first debit on, or in a wallet with a debt, each
+        # movement is applied one by one and in order (FIFO debits, debt recovery), exactly as a
+        # lone movement would be. Wallets are independent, so this order is the journal's.
+        sequential = self._owing({e.card_no for _, e in journaled})
+        lots: list[tuple[Any, ...]] = []
+        ordered: list[tuple[int, LedgerEntry]] = []
+        for entry_id, e in journaled:
+            key = (e.card_no, e.wallet)
+            if e.amount < 0:
+                sequential.add(key)
+            if key in sequential:
+                ordered.append((entry_id, e))
+            elif e.amount > 0:
+                lots.append(
+                    (
+                        entry_id,
+                        e.card_no,
+                        e.wallet,
+                        e.kind,
+                        e.rule_id,
+                        e.source,
+                        e.amount,
+                        e.amount,
+                        self._ts(e.active_from),
+                        self._ts(e.expires_at),
+                        self._ts(e.created_at),
+                    )
+                )
+        if lots:
+            self._bulk_insert(
+                "lots",
+                (
+                    "entry_id",
+                    "card_no",
+                    "wallet",
+                    "kind",
+                    "rule_id",
+                    "source",
+                    "amount",
+                    "remaining",
+                    "active_from",
+                    "expires_at",
+                    "created_at",
+                ),
+                lots,
+            )
+        self._apply_in_order(ordered)
+        return len(journaled)
+
+    def _apply_in_order(self, ordered: Sequence[tuple[int, LedgerEntry]]) -> None:
+        """Apply journaled movements one by one, in order (lots, FIFO debits, debt recovery)."""
+        for entry_id, e in ordered:
+            self._apply_entry(
+                entry_id,
+                e.card_no,
+                e.wallet,
+                e.kind,
+                e.amount,
+                e.rule_id,
+                e.source,
+                self._ts(e.active_from),
+                self._ts(e.expires_at),
+                self._ts(e.created_at),
+            )
+
+    def _journal(self, entries: Sequence[LedgerEntry]) -> list[tuple[int, LedgerEntry]]:
+        """Insert the movements not yet in the journal; (entry_id, movement) of those, in order."""
+        journaled: list[tuple[int, LedgerEntry]] = []
         for e in entries:
             row = self._execute(
                 "INSERT INTO ledger (card_no, wallet, kind, amount, rule_id, source, active_from, "
@@ -610,22 +659,25 @@ class SqlStorage(
                     self._ts(e.created_at),
                 ),
             ).fetchone()
-            if row is None:
-                continue
-            new += 1
-            self._apply_entry(
-                int(row[0]),
-                e.card_no,
-                e.wallet,
-                e.kind,
-                e.amount,
-                e.rule_id,
-                e.source,
-                self._ts(e.active_from),
-                self._ts(e.expires_at),
-                self._ts(e.created_at),
-            )
-        return new
+            if row is not None:
+                journaled.append((int(row[0]), e))
+        return journaled
+
+    def _owing(self, card_nos: Iterable[str]) -> set[tuple[str, str]]:
+        """(card_no, wallet) pairs of these cards that carry a debt."""
+        cards = sorted(card_nos)
+        owing: set[tuple[str, str]] = set()
+        for start in range(0, len(cards), 500):
+            chunk = cards[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            rows = self._execute(
+                f"SELECT card_no, wallet, {self._DEBT_SUM} FROM lot_consumptions "
+                f"WHERE card_no IN ({marks}) AND kind IN ('debt', 'recover') "
+                "GROUP BY card_no, wallet",
+                chunk,
+            ).fetchall()
+            owing.update((r[0], r[1]) for r in rows if int(r[2] or 0) > 0)
+        return owing
 
     def _apply_entry(
         self,
@@ -1016,6 +1068,21 @@ class SqlStorage(
 
     def _guard(self, what: str) -> _Guard:
         return _Guard(self, what)
+
+
+class _Prepared:
+    """A sale with its canonical bytes, their two hashes, and what check_sale says of it."""
+
+    __slots__ = ("chain_hash", "fingerprint", "payload", "problem", "sale")
+
+    def __init__(self, sale: Sale, problem: str | None) -> None:
+        self.sale = sale
+        self.problem = problem
+        # Encoding is the costliest step of ingest: done once here, hashed twice exactly as
+        # sync_protocol's sale_fingerprint and chain_hash do (a test pins the equality).
+        self.payload = encode_sale(sale)
+        self.fingerprint = hashlib.sha256(self.payload).hexdigest()
+        self.chain_hash = hashlib.sha256(sale.prev_hash.encode("ascii") + self.payload).hexdigest()
 
 
 class _Guard:

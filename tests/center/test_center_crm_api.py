@@ -1,8 +1,7 @@
-"""Call-center routes through signed requests: customers, cards, search, audit."""
+"""Call-center routes called by a staff user: customers, cards, search, audit."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,11 +10,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from center.app import create_app
-from center.auth import issue_token
 from center.config import Config, load_config
 from center.storage import Storage
-from sync_protocol import canonical_query, sign_headers
 from tests.center.center_factories import CARD, T0, master_tables, write_config
+from tests.center.staff import StaffApi, staff_token
 
 
 @pytest.fixture
@@ -30,48 +28,15 @@ async def client(config: Config, storage: Storage) -> AsyncIterator[TestClient[A
         yield client
 
 
-@pytest.fixture
-async def node(client: TestClient[Any, Any], storage: Storage) -> dict[str, str]:
-    token = issue_token(storage, "367", T0, 24)
-    response = await client.post("/v1/enrol", json={"token": token})
-    assert response.status == 200
-    return dict(await response.json())
-
-
-class Api:
-    """Signs every request as the enrolled node."""
-
-    def __init__(self, client: TestClient[Any, Any], node: dict[str, str]) -> None:
-        self.client = client
-        self.node = node
-
-    async def call(
-        self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None
-    ) -> tuple[int, Any]:
-        data = b"" if body is None else json.dumps(body).encode()
-        headers = sign_headers(
-            self.node["node_id"],
-            self.node["secret"],
-            method=method,
-            path=path,
-            query=canonical_query(query or {}),
-            body=data,
-            now_s=T0.timestamp(),
-        )
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        response = await self.client.request(
-            method, path, data=data or None, params=query, headers=headers
-        )
-        return response.status, await response.json()
+MANAGER = "manager-1"
 
 
 @pytest.fixture
-def api(client: TestClient[Any, Any], node: dict[str, str]) -> Api:
-    return Api(client, node)
+def api(client: TestClient[Any, Any], storage: Storage) -> StaffApi:
+    return StaffApi(client, staff_token(storage, "loyalty_manager", username=MANAGER))
 
 
-async def test_customer_card_lifecycle_over_http(api: Api, node: dict[str, str]) -> None:
+async def test_customer_card_lifecycle_over_http(api: StaffApi) -> None:
     status, created = await api.call(
         "POST",
         "/v1/customers",
@@ -99,14 +64,14 @@ async def test_customer_card_lifecycle_over_http(api: Api, node: dict[str, str])
     status, history = await api.call("GET", "/v1/audit", query={"kind": "card", "id": card_no})
     assert status == 200
     assert [c["action"] for c in history["changes"]] == ["issue", "block", "unblock", "replace"]
-    assert {c["actor"] for c in history["changes"]} == {node["node_id"]}
+    assert {c["actor"] for c in history["changes"]} == {MANAGER}
     status, history = await api.call(
         "GET", "/v1/audit", query={"kind": "customer", "id": customer_id}
     )
     assert [c["action"] for c in history["changes"]] == ["create"]
 
 
-async def test_bad_input_is_refused_naming_the_field(api: Api, storage: Storage) -> None:
+async def test_bad_input_is_refused_naming_the_field(api: StaffApi, storage: Storage) -> None:
     version = storage.master_version()
     cases = [
         ("POST", "/v1/customers", {"first_name": "X"}, None, 400, "body.last_name"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from center.storage.postgres import PostgresStorage
@@ -27,5 +29,34 @@ def test_search_keys_are_indexed(pg_dsn: str, column: str, pattern: str) -> None
         text = "\n".join(r[0] for r in plan)
         assert f"customer_index_{column.split('_')[0]}" in text, text
         assert "Seq Scan" not in text, text
+    finally:
+        storage.close()
+
+
+def _word(rng: random.Random) -> str:
+    return "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(8))
+
+
+def test_misspelt_names_use_the_trigram_index(pg_dsn: str) -> None:
+    rng = random.Random(5)
+    storage = PostgresStorage(pg_dsn)
+    try:
+        storage.migrate()
+        storage._executemany(
+            "INSERT INTO customer_index VALUES (?, ?, ?, ?, ?, ?)",
+            [(f"c{i}", _word(rng), "", "", "", "") for i in range(5000)],
+        )
+        storage._execute("ANALYZE customer_names")
+        storage._execute("ANALYZE customer_index")
+        plan = storage._execute_planned(
+            "EXPLAIN SELECT c.customer_id FROM (SELECT name, similarity(name, ?) AS score "
+            "FROM customer_names WHERE name %% ? ORDER BY score DESC LIMIT 5) AS n "
+            "CROSS JOIN LATERAL (SELECT customer_id FROM customer_index "
+            "WHERE last_name = n.name LIMIT 20) AS c",
+            ["kuznecov", "kuznecov"],
+        ).fetchall()
+        text = "\n".join(r[0] for r in plan)
+        # The distinct-names table may be scanned while small; the customers never are.
+        assert "customer_index_last" in text and "Seq Scan on customer_index" not in text, text
     finally:
         storage.close()

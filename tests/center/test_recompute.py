@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from center.cli import main
+from center.config import load_config
 from center.recompute import ProductInfo, promotion_set_at, recompute_sale
+from center.storage import Storage, open_storage
 from loyalty_engine import (
+    PromotionSet,
     Receipt,
     ReceiptLine,
     calculate,
@@ -18,6 +24,8 @@ from loyalty_engine import (
     make_code,
 )
 from sync_protocol import LineDiscount, LoyaltyMovement, Payment, Sale, SaleLine
+from tests.center.center_factories import master_tables, write_config
+from tests.center.test_center_promotions import threshold
 
 NOW = datetime(2024, 3, 1, 18, 0, tzinfo=UTC)
 PRODUCTS = {"P1": ProductInfo(department="GROCERY"), "P2": ProductInfo(department="DELI")}
@@ -35,6 +43,7 @@ def register_sale(
     *,
     priced_at: datetime = NOW,
     coupons: tuple[str, ...] = (),
+    promotions: PromotionSet = PROMOTIONS,
 ) -> Sale:
     """A sale as the register makes it: priced by the engine at closing, seeded by its id."""
     lines = tuple(
@@ -52,7 +61,7 @@ def register_sale(
         receipt_id="s1",
         coupon_codes=coupons,
     )
-    calc = calculate(receipt, PROMOTIONS, bonus_to_spend=spend)
+    calc = calculate(receipt, promotions, bonus_to_spend=spend)
     loyalty = [
         LoyaltyMovement(a.wallet, "accrue", a.amount, a.rule_id, a.active_from, a.expires_at)
         for a in calc.accruals
@@ -187,3 +196,81 @@ def test_promotion_set_at_a_version_leaves_out_later_rows() -> None:
     at_four = promotion_set_at(rows, default_settings(), 4)
     assert [p.promotion_id for p in at_four.promotions] == ["threshold-5-10", "base-accrual-3"]
     assert at_four.version == 4
+
+
+# -- rules that changed after the sale (promotions constructor history) --------------------------
+
+
+SALE_ID = "5a1e0000-0000-4000-8000-000000000001"
+
+
+def _publish_then_change(storage: Storage) -> tuple[Sale, int]:
+    """A sale priced under T5 at 10 %, stored; then T5 is raised to 20 % and republished."""
+    storage.upsert_master({**master_tables(), "promotions": []})
+    settings = storage.promotion_settings()
+    storage.create_promotion(threshold(), "maria", NOW)
+    sold_under = storage.activate_promotion("T5", "olga", NOW)
+    docs = [doc for _, doc in storage.promotion_set(sold_under)]
+    promotions = load_promotion_set(docs, version=sold_under, settings=settings)
+    # No coupon rule here, so the id that seeds codes may become the UUID ingest wants.
+    sale = replace(register_sale((600, 500), promotions=promotions), sale_id=SALE_ID)
+    assert sale.discount_minor == 110
+    assert storage.ingest([sale], NOW).accepted == (SALE_ID,)
+    storage.update_promotion("T5", threshold(percent="20"), "maria", NOW)
+    assert storage.activate_promotion("T5", "olga", NOW) > sold_under
+    return sale, sold_under
+
+
+def test_a_sale_is_judged_by_the_rules_it_was_sold_under(storage: Storage) -> None:
+    sale, sold_under = _publish_then_change(storage)
+    settings = storage.promotion_settings()
+    master = storage.pricing_master()
+    rows = [{"doc": json.loads(doc), "version": version} for doc, version in master["promotions"]]
+    history = storage.promotion_sets_between(NOW - timedelta(days=1), NOW + timedelta(days=1))
+    assert list(history) == [sold_under]
+    judged = recompute_sale(
+        sale, promotion_set_at(rows, settings, sold_under, history), products=PRODUCTS
+    )
+    assert judged.ok, judged.differences
+    # Without the history the changed row is unknown at that version: a false difference.
+    blind = recompute_sale(sale, promotion_set_at(rows, settings, sold_under), products=PRODUCTS)
+    assert "discount_minor: sale 110, recomputed 0" in blind.differences
+
+
+def test_recompute_command_uses_the_promotion_history(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path)
+    storage = open_storage(load_config(path).storage)
+    try:
+        _publish_then_change(storage)
+    finally:
+        storage.close()
+    code = main(["recompute", "--config", str(path), "--from", "2024-03-01", "--to", "2024-03-01"])
+    out = json.loads(capsys.readouterr().out)
+    assert (code, out["recomputed"], out["differing"]) == (0, 1, [])
+
+
+def test_recompute_command_skips_returns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path)
+    storage = open_storage(load_config(path).storage)
+    try:
+        sale, _ = _publish_then_change(storage)
+        # A full return of the sale: its lines as sold, no loyalty of its own (the Center
+        # reverses the original's accrual in proportion; the engine does not price returns).
+        refund = replace(
+            sale,
+            sale_id="5a1e0000-0000-4000-8000-000000000002",
+            seq=sale.seq + 1,
+            loyalty=(),
+            coupons_issued=(),
+            return_of=SALE_ID,
+        )
+        assert storage.ingest([refund], NOW).accepted == (refund.sale_id,)
+    finally:
+        storage.close()
+    code = main(["recompute", "--config", str(path), "--from", "2024-03-01", "--to", "2024-03-01"])
+    out = json.loads(capsys.readouterr().out)
+    assert (code, out["recomputed"], out["returns_skipped"], out["differing"]) == (0, 1, 1, [])

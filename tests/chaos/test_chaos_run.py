@@ -15,15 +15,20 @@ T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 
 
 @pytest.mark.timeout(240)
-def test_a_seeded_chaos_run_loses_duplicates_and_invents_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_seeded_chaos_run_loses_duplicates_and_invents_nothing(
+    tmp_path: Path, backend: str
+) -> None:
     options = ChaosOptions(
         root=tmp_path / "chaos",
         seed=4,
         days=2,
-        minutes=0.3,
+        minutes=0.2,
         mean_event_s=0.8,
         throughput_baskets=25,
         sync_timeout_s=90.0,
+        clock_skew_s=120.0,
+        backend=backend,
     )
     run = run_chaos(options, progress=lambda message: None)
     report = run.report
@@ -51,6 +56,16 @@ def test_a_seeded_chaos_run_loses_duplicates_and_invents_nothing(tmp_path: Path)
     assert sum(report["faults_applied"].values()) >= 1, report
     assert report["drain"]["drain_sales_per_s"] > 0
     assert report["seed"] == 4
+    assert report["backend"] == backend
+    # One register and its store node ran on clocks 60..120 s off, opposite ways, and the times
+    # stamped on the sales show it; every other node kept the true time.
+    skews = report["clock_skew_s"]
+    assert len(skews) == 2 and sorted(n.split("-")[0] for n in skews) == ["pos", "store"]
+    assert (
+        all(60 <= abs(s) <= 120 for s in skews.values()) and sum(s > 0 for s in skews.values()) == 1
+    )
+    for node, seen in report["clock_ahead_seen_s"].items():
+        assert abs(seen - skews.get(node, 0.0)) < 5, (node, report["clock_ahead_seen_s"])
 
 
 def _sale(card: str, *moves: LoyaltyMovement) -> Sale:

@@ -16,7 +16,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from loyalty_engine import default_promotions, default_settings
-from pos_agent import Config, RegisterConfig, StoreNodeConfig, UploaderStatus, create_app
+from pos_agent import (
+    Config,
+    OfflineConfig,
+    RegisterConfig,
+    StoreNodeConfig,
+    UploaderStatus,
+    create_app,
+)
 from pos_agent.journal import Journal
 from pos_agent.replica import Replica
 from sync_protocol import (
@@ -56,7 +63,13 @@ class TickClock:
         return self.now
 
 
-def make_config(data_dir: Path, url: str = "", **store_node: Any) -> Config:
+# Tests written before bounded offline spending sell with bonus offline: a wide allowance.
+GENEROUS_OFFLINE = OfflineConfig(max_spend_per_card_minor=1_000_000)
+
+
+def make_config(
+    data_dir: Path, url: str = "", *, offline: OfflineConfig = GENEROUS_OFFLINE, **store_node: Any
+) -> Config:
     """A register config with fast timers for tests."""
     timers: dict[str, Any] = {
         "upload_interval_s": 0.05,
@@ -69,6 +82,7 @@ def make_config(data_dir: Path, url: str = "", **store_node: Any) -> Config:
     return Config(
         register=RegisterConfig(register_id=REGISTER_ID, store_id=STORE_ID, data_dir=data_dir),
         store_node=StoreNodeConfig(url=url, **timers),
+        offline=offline,
     )
 
 
@@ -108,6 +122,7 @@ def seed_replica(config: Config, snapshot: MasterSnapshot | None = None) -> None
     replica = Replica(config.register.replica_path)
     try:
         assert replica.apply_snapshot(snapshot or demo_snapshot())
+        replica.mark_synced(datetime.now(UTC))
     finally:
         replica.close()
 

@@ -192,14 +192,15 @@ async def test_offline_bonus_spend_cannot_exceed_the_replica_balance(config: Con
         resp = await client.post(f"/v1/receipts/{rid}/card", json={"card_no": CARD})
         assert (await resp.json())["bonus_balance"] == CARD_BALANCE - 700
         resp = await client.post(f"/v1/receipts/{rid}/calculate", json={"bonus_to_spend": 301})
-        assert resp.status == 422
+        assert resp.status == 409  # no store node: the offline limits refuse it
         assert (await resp.json())["field"] == "bonus_to_spend"
+        assert "301 exceeds the 300 available offline" in (await resp.json())["detail"]
         # The total after the 10 % threshold discount is 27000.
         resp = await client.post(
             f"/v1/receipts/{rid}/confirm",
             json={"payments": [{"method": "cash", "amount_minor": 26699}], "bonus_to_spend": 301},
         )
-        assert resp.status == 422
+        assert resp.status == 409
         assert "bonus_to_spend" in (await resp.json())["detail"]
         resp = await client.post(
             f"/v1/receipts/{rid}/confirm",
@@ -212,7 +213,7 @@ async def test_offline_bonus_spend_cannot_exceed_the_replica_balance(config: Con
         resp = await client.post(f"/v1/receipts/{rid}/card", json={"card_no": CARD})
         assert (await resp.json())["bonus_balance"] == 0
         resp = await client.post(f"/v1/receipts/{rid}/calculate", json={"bonus_to_spend": 1})
-        assert resp.status == 422
+        assert resp.status == 409
 
     spent = [m.amount for sale in outbox_sales(config) for m in sale.loyalty if m.kind == "spend"]
     assert spent == [700, 300]

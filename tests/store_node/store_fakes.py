@@ -24,6 +24,7 @@ from sync_protocol import (
     Ack,
     Heartbeat,
     LineDiscount,
+    MasterDelta,
     MasterSnapshot,
     Payment,
     Rejection,
@@ -235,9 +236,10 @@ class FakeCenter:
         if self.fail_status is not None or self.master is None:
             return web.json_response({"error": "boom"}, status=self.fail_status or 500)
         since = int(request.query.get("since", "0"))
-        snapshot = self.master
-        if since == snapshot.version:
-            snapshot = MasterSnapshot(version=snapshot.version, tables={})
+        snapshot: MasterSnapshot | MasterDelta = self.master
+        if since == self.master.version:
+            # Up to date: an empty delta (docs/API.md, master data contract).
+            snapshot = MasterDelta(from_version=since, to_version=since)
         return web.Response(body=encode(snapshot, sender="center"), content_type=CONTENT_TYPE)
 
     async def start(self) -> None:

@@ -12,7 +12,7 @@ import msgpack
 import pytest
 
 from store_node.app import WORKER_KEY
-from sync_protocol import Ack, MasterSnapshot, decode, encode
+from sync_protocol import Ack, MasterDelta, MasterSnapshot, decode, encode, replica_checksum
 from tests.store_node.store_fakes import (
     STORE_ID,
     T0,
@@ -181,12 +181,14 @@ async def test_master_is_served_from_cache_and_empty_when_current(node: RunningN
     snapshot = MasterSnapshot(version=5, tables={"settings": ({"name": "x", "value": "1"},)})
     payload = encode(snapshot, sender="store-367", sent_at=T0)
     await node.app[WORKER_KEY].run(lambda box: box.save_master(5, payload, now=T0))
-    async with node.session.get(node.url + "/v1/master?since=3") as response:
+    async with node.session.get(node.url + "/v1/master?since=0") as response:
         assert response.status == 200
-        assert await response.read() == payload
+        served = decode(await response.read(), expect=MasterSnapshot).message
+    assert isinstance(served, MasterSnapshot) and served.version == 5
+    assert served.tables == snapshot.tables and served.checksum == replica_checksum(served.tables)
     async with node.session.get(node.url + "/v1/master?since=5") as response:
-        current = decode(await response.read(), expect=MasterSnapshot).message
-    assert current == MasterSnapshot(version=5, tables={})
+        current = decode(await response.read(), expect=MasterDelta).message
+    assert current == MasterDelta(from_version=5, to_version=5, checksum=served.checksum)
 
 
 # -- heartbeat and health ------------------------------------------------------------------

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from store_node import SalesBox, StorageError, check_sale
-from sync_protocol import Heartbeat, Rejection, decode_sale
+from sync_protocol import Heartbeat, MasterSnapshot, Rejection, decode, decode_sale, encode
 from tests.store_node.store_fakes import STORE_ID, T0, make_sale
 
 
@@ -203,11 +203,14 @@ def test_summary_totals_per_register(box: SalesBox) -> None:
 
 def test_master_cache_round_trip(box: SalesBox) -> None:
     assert box.master() is None
-    box.save_master(3, b"\x81\xa1v\x01", now=T0)
-    box.save_master(4, b"snapshot-4", now=T0)
+    three = MasterSnapshot(version=3, tables={"settings": ({"name": "a", "value": "1"},)})
+    four = MasterSnapshot(version=4, tables={"settings": ({"name": "b", "value": "2"},)})
+    box.save_master(3, encode(three, sender="center"), now=T0)
+    box.save_master(4, encode(four, sender="center"), now=T0)
     cached = box.master()
-    assert cached is not None
-    assert (cached.version, cached.payload, cached.fetched_at) == (4, b"snapshot-4", T0)
+    assert cached is not None and (cached.version, cached.fetched_at) == (4, T0)
+    served = decode(cached.payload, expect=MasterSnapshot).message
+    assert isinstance(served, MasterSnapshot) and served.tables == four.tables
 
 
 def test_deduplication_outlives_forwarding_and_a_week_long_outage(box: SalesBox) -> None:

@@ -1,0 +1,297 @@
+"""The reads behind the head-office reports: aggregated in SQL, one snapshot per report.
+
+Functions take the storage (a SqlStorage) and a period [start, end) of aware datetimes and
+return plain rows for center.reports. Days are grouped in SQL as UTC calendar days: SQLite
+stores `_ts` as a UTC ISO string (its first 10 characters are the day), PostgreSQL as
+TIMESTAMPTZ (formatted at time zone UTC). A return (a sale listed in `returns`) is not a
+receipt: its count and refund are separate columns.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from center import reports
+from center.errors import MalformedRequest, StorageError
+from center.storage.hooks import SqlHooks
+
+if TYPE_CHECKING:
+    from center.config import Config
+
+__all__ = [
+    "categories",
+    "categories_report",
+    "ledger_daily",
+    "loyalty_report",
+    "report_command",
+    "sales_by_store",
+    "sales_daily",
+    "sales_report",
+    "segment_counts",
+    "segments_report",
+    "write_report",
+]
+
+
+def _sql(storage: object) -> SqlHooks:
+    if not isinstance(storage, SqlHooks):
+        raise StorageError(f"reports need an SQL storage, got {type(storage).__name__}")
+    return storage
+
+
+def _day(db: SqlHooks, column: str) -> str:
+    if db.backend == "postgresql":
+        return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+    return f"substr({column}, 1, 10)"
+
+
+def _sum(expression: str) -> str:
+    # PostgreSQL sums BIGINT to NUMERIC: cast back so both drivers return ints.
+    return f"CAST(COALESCE(SUM({expression}), 0) AS BIGINT)"
+
+
+_SALE = "r.return_id IS NULL"
+_FIGURES = ", ".join(
+    (
+        _sum(f"CASE WHEN {_SALE} THEN 1 ELSE 0 END"),
+        _sum(f"CASE WHEN {_SALE} THEN s.total_minor ELSE 0 END"),
+        _sum(f"CASE WHEN {_SALE} THEN s.discount_minor ELSE 0 END"),
+        _sum(f"CASE WHEN {_SALE} AND s.card_no IS NOT NULL AND s.card_no <> '' THEN 1 ELSE 0 END"),
+        _sum(f"CASE WHEN {_SALE} THEN 0 ELSE 1 END"),
+        _sum(f"CASE WHEN {_SALE} THEN 0 ELSE s.total_minor END"),
+    )
+)
+"""receipts, revenue, discount, receipts with a card, returns, refund."""
+
+
+def _period_where(
+    db: SqlHooks, start: datetime, end: datetime, store_id: str | None
+) -> tuple[str, list[Any]]:
+    where = "s.closed_at >= ? AND s.closed_at < ?"
+    params: list[Any] = [db._ts(start), db._ts(end)]
+    if store_id is not None:
+        where += " AND s.store_id = ?"
+        params.append(store_id)
+    return where, params
+
+
+def sales_daily(
+    storage: object, start: datetime, end: datetime, store_id: str | None = None
+) -> list[tuple[Any, ...]]:
+    """(day, receipts, revenue, discount, card receipts, returns, refund) per UTC day."""
+    db = _sql(storage)
+    where, params = _period_where(db, start, end, store_id)
+    with db._guard("report sales per day"), db._snapshot():
+        rows = db._execute(
+            f"SELECT {_day(db, 's.closed_at')}, {_FIGURES} FROM sales s "
+            f"LEFT JOIN returns r ON r.return_id = s.sale_id WHERE {where} "
+            "GROUP BY 1 ORDER BY 1",
+            params,
+        ).fetchall()
+    return [tuple(r) for r in rows]
+
+
+def sales_by_store(
+    storage: object, start: datetime, end: datetime, store_id: str | None = None
+) -> list[tuple[Any, ...]]:
+    """(store_id, name, receipts, revenue, discount, card receipts, returns, refund) per store."""
+    db = _sql(storage)
+    where, params = _period_where(db, start, end, store_id)
+    with db._guard("report sales per store"), db._snapshot():
+        rows = db._execute(
+            f"SELECT s.store_id, MAX(st.name), {_FIGURES} FROM sales s "
+            "LEFT JOIN returns r ON r.return_id = s.sale_id "
+            f"LEFT JOIN stores st ON st.store_id = s.store_id WHERE {where} "
+            "GROUP BY s.store_id ORDER BY s.store_id",
+            params,
+        ).fetchall()
+    return [tuple(r) for r in rows]
+
+
+def ledger_daily(
+    storage: object, start: datetime, end: datetime, wallet: str = "bonus"
+) -> tuple[int, list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """(opening sum, [(day, kind, signed sum)], [(rule_id, points accrued)]) of `wallet`'s
+    journal, in one snapshot."""
+    db = _sql(storage)
+    with db._guard("report ledger per day"), db._snapshot():
+        opening = db._execute(
+            f"SELECT {_sum('amount')} FROM ledger WHERE wallet = ? AND created_at < ?",
+            (wallet, db._ts(start)),
+        ).fetchone()
+        rows = db._execute(
+            f"SELECT {_day(db, 'created_at')}, kind, {_sum('amount')} FROM ledger "
+            "WHERE wallet = ? AND created_at >= ? AND created_at < ? GROUP BY 1, 2 ORDER BY 1, 2",
+            (wallet, db._ts(start), db._ts(end)),
+        ).fetchall()
+        rules = db._execute(
+            f"SELECT rule_id, {_sum('amount')} FROM ledger WHERE wallet = ? AND kind = 'accrue' "
+            "AND created_at >= ? AND created_at < ? GROUP BY rule_id ORDER BY 2 DESC, 1",
+            (wallet, db._ts(start), db._ts(end)),
+        ).fetchall()
+    return int(opening[0]), [tuple(r) for r in rows], [tuple(r) for r in rules]
+
+
+def categories(
+    storage: object, start: datetime, end: datetime, store_id: str | None = None
+) -> list[tuple[Any, ...]]:
+    """(category, net revenue, discount, receipts, lines) per product category.
+
+    The category is the product's `category`, else its `department`, else "" (unknown
+    product); net revenue = line amounts after discounts, returned lines subtracted.
+    """
+    db = _sql(storage)
+    where, params = _period_where(db, start, end, store_id)
+    net = "l.amount_minor - l.discount_minor"
+    sale = f"CASE WHEN {_SALE} THEN 1 ELSE 0 END"
+    # Per (receipt, category) first: counting receipts is then a plain SUM, where
+    # COUNT(DISTINCT sale_id) per category costs SQLite twice the time on a year of lines.
+    with db._guard("report categories"), db._snapshot():
+        rows = db._execute(
+            "SELECT cat, "
+            + ", ".join(_sum(c) for c in ("net", "disc", "is_sale", "n"))
+            + " FROM (SELECT "
+            "COALESCE(NULLIF(p.category, ''), NULLIF(p.department, ''), '') AS cat, "
+            f"SUM(CASE WHEN {_SALE} THEN {net} ELSE -({net}) END) AS net, "
+            f"SUM(CASE WHEN {_SALE} THEN l.discount_minor ELSE 0 END) AS disc, "
+            f"MAX({sale}) AS is_sale, SUM({sale}) AS n "
+            "FROM sales s JOIN sale_lines l ON l.sale_id = s.sale_id "
+            "LEFT JOIN products p ON p.product_id = l.product_id "
+            f"LEFT JOIN returns r ON r.return_id = s.sale_id WHERE {where} "
+            "GROUP BY s.sale_id, 1) AS per_receipt GROUP BY cat ORDER BY 2 DESC, 1",
+            params,
+        ).fetchall()
+    return [tuple(r) for r in rows]
+
+
+def segment_counts(
+    storage: object, start: datetime, end: datetime
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """(opening, in-period) member counts: [(segment_id, name, members)] as of before `start`,
+    and [(segment_id, name, day, members)] recorded in the period, in time order."""
+    db = _sql(storage)
+    with db._guard("report segment counts"), db._snapshot():
+        opening = db._execute(
+            "SELECT c.segment_id, g.name, c.members FROM segment_counts c "
+            "LEFT JOIN segments g ON g.segment_id = c.segment_id "
+            "WHERE c.at = (SELECT MAX(c2.at) FROM segment_counts c2 "
+            "WHERE c2.segment_id = c.segment_id AND c2.at < ?) ORDER BY c.segment_id",
+            (db._ts(start),),
+        ).fetchall()
+        rows = db._execute(
+            f"SELECT c.segment_id, g.name, {_day(db, 'c.at')}, c.members FROM segment_counts c "
+            "LEFT JOIN segments g ON g.segment_id = c.segment_id "
+            "WHERE c.at >= ? AND c.at < ? ORDER BY c.at, c.segment_id",
+            (db._ts(start), db._ts(end)),
+        ).fetchall()
+    return [tuple(r) for r in opening], [tuple(r) for r in rows]
+
+
+def _bounds(date_from: date, date_to: date) -> tuple[datetime, datetime]:
+    start = datetime(date_from.year, date_from.month, date_from.day, tzinfo=UTC)
+    return start, datetime(date_to.year, date_to.month, date_to.day, tzinfo=UTC) + timedelta(1)
+
+
+def sales_report(
+    storage: object, date_from: date, date_to: date, store_id: str | None = None
+) -> dict[str, Any]:
+    """The sales report of the UTC days [date_from, date_to] (center.reports.sales_report)."""
+    start, end = _bounds(date_from, date_to)
+    days = sales_daily(storage, start, end, store_id)
+    stores = sales_by_store(storage, start, end, store_id)
+    return reports.sales_report(days, stores, date_from, date_to, store_id)
+
+
+def loyalty_report(
+    storage: object, date_from: date, date_to: date, wallet: str = "bonus"
+) -> dict[str, Any]:
+    """The weekly loyalty report of [date_from, date_to] (center.reports.loyalty_report)."""
+    opening, rows, rules = ledger_daily(storage, *_bounds(date_from, date_to), wallet)
+    return reports.loyalty_report(opening, rows, date_from, date_to, wallet, rules)
+
+
+def categories_report(
+    storage: object,
+    date_from: date,
+    date_to: date,
+    store_id: str | None = None,
+    *,
+    limit: int = 15,
+) -> dict[str, Any]:
+    """The top categories of [date_from, date_to] (center.reports.categories_report)."""
+    rows = categories(storage, *_bounds(date_from, date_to), store_id)
+    return reports.categories_report(rows, date_from, date_to, limit=limit, store_id=store_id)
+
+
+def segments_report(storage: object, date_from: date, date_to: date) -> dict[str, Any]:
+    """Segment sizes per day of [date_from, date_to] (center.reports.segments_report)."""
+    opening, rows = segment_counts(storage, *_bounds(date_from, date_to))
+    return reports.segments_report(opening, rows, date_from, date_to)
+
+
+def write_report(
+    storage: object,
+    date_from: date,
+    date_to: date,
+    out_dir: Path,
+    *,
+    progress: Callable[[str], None] = lambda _: None,
+) -> Path:
+    """Write report.html (KPIs, tables, the charts inline), report.json and one SVG per report
+    into `out_dir`; return the HTML's path."""
+    built: dict[str, dict[str, Any]] = {}
+    steps = (
+        ("sales", lambda: sales_report(storage, date_from, date_to)),
+        ("loyalty", lambda: loyalty_report(storage, date_from, date_to)),
+        ("categories", lambda: categories_report(storage, date_from, date_to)),
+        ("segments", lambda: segments_report(storage, date_from, date_to)),
+    )
+    for number, (name, read) in enumerate(steps, 1):
+        progress(f"[{number}/{len(steps) + 1}] reading {name} {date_from}..{date_to}")
+        built[name] = read()
+    progress(f"[{len(steps) + 1}/{len(steps) + 1}] drawing charts into {out_dir}")
+    svgs = {
+        "sales": reports.sales_svg(built["sales"]),
+        "loyalty": reports.loyalty_svg(built["loyalty"]),
+        "categories": reports.categories_svg(built["categories"]),
+        "segments": reports.segments_svg(built["segments"]),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, svg in svgs.items():
+        (out_dir / f"{name}.svg").write_text(svg, encoding="utf-8")
+    (out_dir / "report.json").write_text(
+        json.dumps(built, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
+    page = out_dir / "report.html"
+    page.write_text(
+        reports.report_html(
+            built["sales"], built["loyalty"], built["categories"], list(svgs.values())
+        ),
+        encoding="utf-8",
+    )
+    return page
+
+
+def report_command(config: Config, date_from: str, date_to: str, out: str) -> int:
+    """`loyalty-center report`: write the report files, progress on stderr, the path on stdout."""
+    from center.storage import open_storage
+
+    try:
+        start, end = reports.parse_period(date_from, date_to, datetime.now(UTC).date())
+    except MalformedRequest as exc:
+        print(f"error: --{exc}", file=sys.stderr)
+        return 2
+    storage = open_storage(config.storage)
+    try:
+        page = write_report(
+            storage, start, end, Path(out), progress=lambda line: print(line, file=sys.stderr)
+        )
+    finally:
+        storage.close()
+    print(page)
+    return 0

@@ -1,0 +1,140 @@
+"""Receipts partitioned by month on PostgreSQL; a sale is stored once whatever its partition."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from center.storage import Storage
+from center.storage.postgres import POSTGRES_MIGRATIONS, PostgresStorage
+from center.storage.sql import SqlStorage
+from sync_protocol import Sale
+from tests.center.center_factories import CARD, T0, make_sale
+
+NOW = T0 + timedelta(days=1)
+APRIL = datetime(2024, 4, 10, 9, 0, tzinfo=UTC)
+
+
+def _in_april(seq: int, **kwargs: Any) -> Sale:
+    closed = APRIL + timedelta(minutes=seq)
+    return replace(
+        make_sale(seq, **kwargs), opened_at=closed - timedelta(minutes=1), closed_at=closed
+    )
+
+
+def _partition_of(storage: PostgresStorage) -> dict[str, str]:
+    rows = storage._execute("SELECT sale_id, tableoid::regclass::text FROM sales").fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
+def test_sales_are_stored_once_across_months(storage: Storage) -> None:
+    march = make_sale(1, card_no=CARD, accrue=10)
+    april = _in_april(2, card_no=CARD, accrue=7)
+    first = storage.ingest([march, april], NOW)
+    assert sorted(first.accepted) == sorted([march.sale_id, april.sale_id])
+    again = storage.ingest([april, march], NOW)
+    assert sorted(again.duplicates) == sorted(first.accepted) and not again.accepted
+    # The same id with another payload (another month) and a taken (register, seq) elsewhere.
+    moved = _in_april(1, sale_id=march.sale_id, card_no=CARD, accrue=10)
+    stolen = _in_april(2, card_no=CARD, accrue=3)
+    third = storage.ingest([moved, stolen], NOW)
+    assert not third.accepted and len(third.rejected) == 2
+    reasons = {r.sale_id: r.reason for r in third.rejected}
+    assert "different payload" in reasons[march.sale_id]
+    assert "already belongs to sale" in reasons[stolen.sale_id]
+    counts = storage.counts()
+    assert (counts.sales, counts.ledger_entries, counts.quarantined) == (2, 2, 2)
+    assert storage.load_sale(march.sale_id) is not None  # type: ignore[attr-defined]
+
+
+def test_rows_land_in_their_month(pg_dsn: str) -> None:
+    storage = PostgresStorage(pg_dsn)
+    try:
+        storage.migrate()
+        assert storage.schema_version() == len(POSTGRES_MIGRATIONS) == 14
+        kind = storage._execute("SELECT relkind FROM pg_class WHERE relname = 'sales'")
+        assert kind.fetchone()[0] == "p"
+        march, april = make_sale(1), _in_april(2)
+        storage.ingest([march, april], NOW)
+        # 2024 is long before the partitions made at migration: both wait in the default.
+        assert set(_partition_of(storage).values()) == {"sales_default"}
+        created = storage.ensure_partitions(T0, months_ahead=1)
+        assert created == ["sales_p202403", "sales_p202404"]
+        assert _partition_of(storage) == {
+            march.sale_id: "sales_p202403",
+            april.sale_id: "sales_p202404",
+        }
+        assert storage.ensure_partitions(T0, months_ahead=1) == []
+        later = make_sale(3)
+        storage.ingest([later, march], NOW)
+        assert _partition_of(storage)[later.sale_id] == "sales_p202403"
+        assert storage.counts().sales == 3
+        children = storage._execute(
+            "SELECT COUNT(*) FROM pg_inherits WHERE inhparent = 'sales'::regclass"
+        ).fetchone()[0]
+        now = datetime.now(UTC)
+        assert f"sales_p{now.year:04d}{now.month:02d}" in {
+            r[0]
+            for r in storage._execute(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            ).fetchall()
+        }
+        assert children >= 3 + 4  # default, two 2024 months, this month and 3 ahead
+    finally:
+        storage.close()
+
+
+class _Version13(PostgresStorage):
+    """The Center before partitioning: one plain `sales` table carrying its unique keys."""
+
+    migrations = POSTGRES_MIGRATIONS[:13]
+    _SALE_KEYS = "sales"
+    _claim_sales = SqlStorage._claim_sales
+
+    def ensure_partitions(self, now: datetime, *, months_ahead: int = 3) -> list[str]:
+        return []
+
+
+def test_migration_partitions_a_populated_table(pg_dsn: str) -> None:
+    old = _Version13(pg_dsn)
+    sales = [make_sale(i, card_no=CARD, accrue=5) for i in range(1, 6)] + [_in_april(9)]
+    try:
+        old.migrate()
+        old._execute("CREATE INDEX sales_promo ON sales (promo_version)")  # any migration's
+        assert len(old.ingest(sales, NOW).accepted) == 6
+        before = old._execute("SELECT sale_id, payload FROM sales ORDER BY sale_id").fetchall()
+    finally:
+        old.close()
+    storage = PostgresStorage(pg_dsn)
+    try:
+        assert storage.migrate() == 14
+        after = storage._execute("SELECT sale_id, payload FROM sales ORDER BY sale_id").fetchall()
+        assert after == before
+        keys = storage._execute("SELECT COUNT(*) FROM sale_ids").fetchone()[0]
+        assert keys == 6
+        indexes = {
+            r[0]
+            for r in storage._execute(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'sales'"
+            ).fetchall()
+        }
+        assert {"sales_card", "sales_store_register", "sales_promo"} <= indexes
+        # migrate() also gave the months found in the data their own partitions.
+        assert storage.ensure_partitions(T0, months_ahead=1) == []
+        assert set(_partition_of(storage).values()) == {"sales_p202403", "sales_p202404"}
+        replay = storage.ingest(sales, NOW)
+        assert len(replay.duplicates) == 6 and not replay.accepted
+        assert storage.counts().ledger_entries == 5
+        clash = make_sale(2)  # (register, seq) held by a sale stored before the migration
+        assert storage.ingest([clash], NOW).rejected[0].reason.startswith("seq:")
+    finally:
+        storage.close()
+
+
+def test_sqlite_has_no_partitions(storage: Storage) -> None:
+    created = storage.ensure_partitions(T0)
+    if storage.backend == "sqlite":
+        assert created == []
+    else:
+        assert "sales_p202403" in created
