@@ -6,7 +6,8 @@ as root), then:
    bonus accruals active from the next day, 10 % of card receipts spending bonuses
    out of the active balance) through `PostgresStorage.ingest` (ledger and lots
    included): receipts/s and lines/s;
-2. raw COPY of the very same rows (sale_ids, sales, sale_lines, ledger, lots) into a fresh
+2. raw binary COPY of the very same rows (sale_ids, sales, sale_lines, ledger, lots), same
+   batches of 500, one transaction each, into a fresh
    schema: receipts/s, and the ratio ingest / COPY;
 3. search: N customers (names from a Zipf-weighted generator, phones, e-mails, cards) loaded
    with COPY, then a few thousand mixed call-center queries (last name prefix, misspelt last
@@ -14,7 +15,10 @@ as root), then:
 Progress goes to stderr; one JSON object to stdout.
 
 Usage: .venv/bin/python bench/center_ingest.py [--receipts 100000] [--customers 1000000]
-       [--queries 3000] [--seed 7] [--quick]
+       [--queries 3000] [--workers 2] [--seed 7] [--quick]
+
+--workers N: the ingest is also timed with N Center worker processes (each its own connection,
+a share of the batches) on one database, as a chain would run several behind a load balancer.
 """
 
 from __future__ import annotations
@@ -890,7 +894,10 @@ def main(argv: list[str] | None = None) -> int:
         "ingest_to_copy_ratio": round(copy["seconds"] / ingest["seconds"], 3),
         "search": search,
         "targets_met": {
-            "ingest_10k_receipts_per_s": len(sales) / ingest["seconds"] >= 10_000,
+            "ingest_10k_receipts_per_s_one_worker": len(sales) / ingest["seconds"] >= 10_000,
+            "ingest_10k_receipts_per_s_n_workers": bool(
+                parallel and len(sales) / parallel["seconds"] >= 10_000
+            ),
             "ratio_0_3": copy["seconds"] / ingest["seconds"] >= 0.3,
             "search_p99_50ms": search["p99_ms"] <= 50,
         },

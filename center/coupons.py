@@ -22,7 +22,13 @@ from datetime import date
 from typing import Any
 
 from center.errors import InvalidRequest, MalformedRequest
-from loyalty_engine.coupons import luhn_digit, make_code
+from loyalty_engine.coupons import (
+    BATCH_ALPHABET,
+    BATCH_BODY_LEN,
+    batch_check_char,
+    luhn_digit,
+    make_code,
+)
 
 __all__ = [
     "ALPHABET",
@@ -40,35 +46,21 @@ __all__ = [
     "parse_issue",
 ]
 
-ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+ALPHABET = BATCH_ALPHABET
 """32 characters, none of which reads like another (no 0, 1, I, O)."""
-BODY_LEN = 10
+BODY_LEN = BATCH_BODY_LEN
 MAX_BATCH = 1_000_000
 MAX_ISSUE = 1_000_000
 _PREFIX = re.compile(r"^[A-Z0-9]{1,8}$")
 _SIGNED = re.compile(r"^([A-Z0-9]{1,8})-([0-9]{11})-[0-9A-F]{8}(?:-[0-9]{8})?$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
-_VALUE = {c: i for i, c in enumerate(ALPHABET)}
-_N = len(ALPHABET)
+_VALUE = frozenset(ALPHABET)
 # Standard base32 output mapped onto our alphabet, so bulk encoding stays in C.
 _FROM_B32 = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", ALPHABET)
 
-
-def _doubled(value: int) -> int:
-    twice = value * 2
-    return twice // _N + twice % _N
-
-
-# Luhn mod N over ten characters: positions 1, 3, 5, 7, 9 (0-based) are doubled; a table of
-# every pair of characters makes the sum five lookups.
-_PAIRS = {a + b: _VALUE[a] + _doubled(_VALUE[b]) for a in ALPHABET for b in ALPHABET}
-
-
-def check_char(body: str) -> str:
-    """The Luhn mod 32 check character of a ten-character body (alphabet characters only)."""
-    p = _PAIRS
-    total = p[body[0:2]] + p[body[2:4]] + p[body[4:6]] + p[body[6:8]] + p[body[8:10]]
-    return ALPHABET[-total % _N]
+check_char = batch_check_char
+"""The Luhn mod 32 check character of a ten-character body: the engine's, so registers accept
+the codes offline through a ``coupon`` rule with ``batch_prefix``."""
 
 
 def normalise_code(code: str) -> str:

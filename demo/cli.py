@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from demo.baskets import load_baskets
-from demo.chaos import household_cards
+from demo.chaos import household_cards, journal_sales
 from demo.cluster import Cluster
 from demo.errors import DemoError
-from demo.reconcile import Row, collect_rows, format_table, verdict
+from demo.reconcile import Row, check_balances, collect_rows, format_table, verdict
 from demo.replay import Progress, RegisterTally, assign_registers, replay_register
 
 
@@ -259,6 +259,15 @@ def run(args: argparse.Namespace) -> int:
         print(format_table(rows))
         ok, line = verdict(rows)
         differing = recompute(cluster, run_started_at)
+        journals = {r: journal_sales(root / f"pos-{r}" / "journal.db") for r in cluster.registers}
+        balances = check_balances(cluster, journals, datetime.now(UTC))
+        print(balances.line, flush=True)
+        if ok and balances.mismatched:
+            ok = False
+            line = (
+                f"NOT RECONCILED receipts={sum(t.receipts for t in tallies.values())} "
+                f"first_mismatch=balance {json.dumps(balances.mismatched[0])}"
+            )
         if ok and differing:
             ok = False
             line = (
@@ -279,6 +288,8 @@ def run(args: argparse.Namespace) -> int:
             "lines_per_s": round(progress.lines / replay_s, 1),
             "wall_s": round(total, 2),
             "reconciled": ok,
+            "balances_checked": balances.cards,
+            "balances_mismatched": len(balances.mismatched),
             "chaos": not args.no_chaos,
         }
         (root / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

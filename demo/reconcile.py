@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import requests
 
+from demo.chaos import reference_balances
 from demo.cluster import Cluster
 from demo.replay import RegisterTally
+from sync_protocol import Sale
 
 
 @dataclass(slots=True)
@@ -130,3 +133,48 @@ def verdict(rows: list[Row]) -> tuple[bool, str]:
         f"NOT RECONCILED receipts={receipts} missing={missing} duplicated={duplicated} "
         f"total_minor={total} first_mismatch={problems[0] if problems else 'none'}"
     )
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceCheck:
+    """Every card sold to: the Center's balance against a recomputation from the journals."""
+
+    cards: int
+    mismatched: tuple[dict[str, Any], ...]
+
+    @property
+    def line(self) -> str:
+        return f"BALANCES cards={self.cards} mismatched={len(self.mismatched)}"
+
+
+def check_balances(
+    cluster: Cluster, journals: dict[str, list[Sale]], now: datetime
+) -> BalanceCheck:
+    """Recompute each card's bonus balance from the registers' journals and compare.
+
+    The reference is the card's welcome credit (the Center's `welcome` movement, made at
+    import, not by a sale) plus every bonus accrual active at `now` minus every spend, read
+    from the sales exactly as the registers journaled them; the Center's figure comes from its
+    ledger of lots (`GET /v1/customers/{card}/balance`).
+    """
+    sales = [sale for register_sales in journals.values() for sale in register_sales]
+    reference = reference_balances(sales, now)
+    store_of = {sale.card_no: sale.store_id for sale in sales if sale.card_no}
+    mismatched: list[dict[str, Any]] = []
+    for card_no, from_sales in sorted(reference.items()):
+        store_id = store_of[card_no]
+        history = cluster.center_get(
+            store_id, f"/v1/customers/{card_no}/history", {"limit": "1000"}
+        )
+        history.raise_for_status()
+        welcome = sum(
+            int(m["amount"]) for m in history.json()["movements"] if m["rule_id"] == "welcome"
+        )
+        answer = cluster.center_get(store_id, f"/v1/customers/{card_no}/balance")
+        answer.raise_for_status()
+        center = int(answer.json()["wallets"].get("bonus", 0))
+        if center != welcome + from_sales:
+            mismatched.append(
+                {"card_no": card_no, "center": center, "reference": welcome + from_sales}
+            )
+    return BalanceCheck(cards=len(reference), mismatched=tuple(mismatched))

@@ -103,6 +103,46 @@ def _enter_coupon(session: requests.Session, receipt: str, code: str) -> bool:
     return True
 
 
+def _refused(response: requests.Response) -> bool:
+    """409 from the store node's balance authority: the bonus is held or spent elsewhere."""
+    return response.status_code == 409 and "insufficient_balance" in response.text
+
+
+def _reserve_bonus(session: requests.Session, receipt: str, bonus: int) -> int:
+    """Ask to spend ``bonus`` (the store node reserves it); 0 when refused, as a cashier would."""
+    if bonus <= 0:
+        return 0
+    response = session.post(f"{receipt}/calculate", json={"bonus_to_spend": bonus}, timeout=30)
+    if _refused(response):
+        _call(session, "POST", f"{receipt}/calculate", {})  # releases whatever was held
+        return 0
+    if response.status_code >= 400:
+        raise DemoError(
+            f"POST {receipt}/calculate answered {response.status_code}: {response.text}"
+        )
+    return bonus
+
+
+def _confirm(
+    session: requests.Session, receipt: str, total: int, bonus: int
+) -> dict[str, object] | None:
+    """Confirm with ``bonus`` paid in points; None when the store node refuses the spend."""
+    body = {
+        "payments": [{"method": "card", "amount_minor": total - bonus}],
+        "bonus_to_spend": bonus,
+    }
+    response = session.post(f"{receipt}/confirm", json=body, timeout=30)
+    if bonus and _refused(response):
+        return None
+    if response.status_code >= 400:
+        raise DemoError(
+            f"POST {receipt}/confirm answered {response.status_code}: {response.text[:300]}"
+        )
+    result = response.json()
+    assert isinstance(result, dict)
+    return result
+
+
 def ring_up(
     session: requests.Session,
     base: str,
@@ -132,13 +172,17 @@ def ring_up(
     if spend:
         payable = calc["bonus_payable_max"]
         assert isinstance(payable, int)
-        bonus = min(payable, BONUS_SPEND_CAP)
+        bonus = _reserve_bonus(session, receipt, min(payable, BONUS_SPEND_CAP))
     total = calc["total_minor"]
     assert isinstance(total, int)
-    payments = [{"method": "card", "amount_minor": total - bonus}]
-    confirmed = _call(
-        session, "POST", f"{receipt}/confirm", {"payments": payments, "bonus_to_spend": bonus}
-    )
+    confirmed = _confirm(session, receipt, total, bonus)
+    if confirmed is None:
+        # The hold lapsed and the store node now refuses the spend: pay it all by card.
+        bonus = 0
+        _call(session, "POST", f"{receipt}/calculate", {})
+        confirmed = _confirm(session, receipt, total, bonus)
+        if confirmed is None:
+            raise DemoError(f"basket {basket.basket_id}: confirm refused without bonus")
     if confirmed["total_minor"] != total:
         raise DemoError(
             f"basket {basket.basket_id}: confirm total {confirmed['total_minor']} "

@@ -219,7 +219,12 @@ async def identify_card(request: web.Request) -> web.Response:
     worker = request.app[WORKER]
     view = await worker.run(worker.register.identify_card, _receipt_id(request), card_no)
     return web.json_response(
-        {"card_no": view.card_no, "known": view.known, "bonus_balance": view.bonus_balance}
+        {
+            "card_no": view.card_no,
+            "known": view.known,
+            "bonus_balance": view.bonus_balance,
+            "segments": list(view.segments),
+        }
     )
 
 

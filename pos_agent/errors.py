@@ -139,6 +139,22 @@ class SpendRefused(RequestError):
     field = "bonus_to_spend"
 
 
+class CardRefused(RequestError):
+    """A card the chain blocked or deactivated: it neither earns nor spends here."""
+
+    kind = "card_refused"
+    status = 409
+    field = "card_no"
+
+    def __init__(self, card_no: str, status: str) -> None:
+        self.card_no = card_no
+        self.card_status = status
+        super().__init__(
+            f"card_no: card {card_no} is {status} at head office; it can neither earn nor "
+            "spend (ask the customer for another card, or sell without one)"
+        )
+
+
 class CouponRefused(RequestError):
     """A single-use coupon the store node will not let this receipt use (held or redeemed)."""
 

@@ -26,7 +26,13 @@ from loyalty_engine import (
     verify_code,
 )
 from pos_agent.config import Config
-from pos_agent.errors import InvalidField, PosError, SpendRefused, StoreNodeUnreachable
+from pos_agent.errors import (
+    CardRefused,
+    InvalidField,
+    PosError,
+    SpendRefused,
+    StoreNodeUnreachable,
+)
 from pos_agent.journal import HeldReservation, Journal, JournalStats, OfflineSpend, SalesSummary
 from pos_agent.receipts import CouponUsed, LineInput, OpenLine, OpenReceipt, PaymentInput
 from pos_agent.replica import Card, Replica
@@ -38,6 +44,9 @@ __all__ = ["Authorization", "CardView", "Clock", "Priced", "Register", "utc_now"
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+REFUSED_CARD_STATUSES = frozenset({"blocked", "inactive"})
+"""Card statuses the Center sets that stop a card at the register (issued cards still earn)."""
 
 # A hold this close to its expiry is renewed before the sale relies on it.
 _RENEW_BEFORE = timedelta(seconds=30)
@@ -56,6 +65,7 @@ class CardView:
     known: bool
     bonus_balance: int
     segment: str = ""
+    segments: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,15 +181,18 @@ class Register:
         A card the replica does not hold is looked up at the store node (online) and kept.
         """
         receipt = self.receipt(receipt_id)
-        self._save(receipt.with_card(card_no))
         card = self.replica.card(card_no)
         if card is None and self.link is not None:
             card = self._look_up(card_no)
+        if card is not None and card.status in REFUSED_CARD_STATUSES:
+            raise CardRefused(card_no, card.status)
+        self._save(receipt.with_card(card_no))
         return CardView(
             card_no=card_no,
             known=card is not None,
             bonus_balance=self._available(card_no, card),
             segment=card.segment if card else "",
+            segments=card.segments if card else (),
         )
 
     def _look_up(self, card_no: str) -> Card | None:
@@ -436,6 +449,7 @@ class Register:
             store_format=self.replica.store_format(store_id),
             card_no=receipt.card_no,
             segment=card.segment if card else "",
+            segments=card.segments if card else (),
             # Whether the card may spend this much is authorize()'s call (store node or the
             # offline limits); the engine checks the receipt's own caps.
             bonus_balance=max(available, bonus_to_spend),

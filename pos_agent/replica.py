@@ -51,6 +51,9 @@ class Card:
     card_no: str
     bonus_balance: int = 0
     segment: str = ""
+    segments: tuple[str, ...] = ()
+    """Every segment the Center puts the customer in (card rows carry `segments`)."""
+    status: str = "active"
 
 
 def _text(value: Any) -> str:
@@ -283,10 +286,19 @@ class Replica:
                 return None
             row = json.loads(found[0])
         balance = row.get("bonus_balance")
+        listed = row.get("segments")
+        if isinstance(listed, str):  # sqlite-utils keeps a list column as JSON text
+            try:
+                listed = json.loads(listed)
+            except ValueError:
+                listed = None
+        segments = tuple(str(s) for s in listed) if isinstance(listed, list | tuple) else ()
         return Card(
             card_no=card_no,
             bonus_balance=balance if isinstance(balance, int) else 0,
             segment=_text(row.get("segment")),
+            segments=segments,
+            status=_text(row.get("status")) or "active",
         )
 
     def store_format(self, store_id: str) -> str:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import re
+import threading
 import types
 import typing
 import uuid
@@ -26,6 +28,7 @@ from .messages import (
     Ack,
     Envelope,
     Heartbeat,
+    LineDiscount,
     LoyaltyMovement,
     MasterDelta,
     MasterSnapshot,
@@ -33,6 +36,7 @@ from .messages import (
     Payment,
     Sale,
     SaleBatch,
+    SaleLine,
 )
 
 __all__ = [
@@ -554,13 +558,20 @@ def _dataclass_encoder(cls: type) -> Encoder:
 
 def _pack(obj: Any) -> bytes:
     try:
-        data: bytes = msgpack.packb(obj, use_bin_type=True, datetime=True)
+        data: bytes = _packer().pack(obj)
     except (TypeError, ValueError, OverflowError) as exc:
         raise MalformedMessage("payload", f"cannot encode: {exc}") from exc
     return data
 
 
 def _unpack(data: Any, limits: Limits) -> Any:
+    obj = _unpack_unchecked(data, limits)
+    _check_depth(obj, 1, (), limits.max_depth)
+    return obj
+
+
+def _unpack_unchecked(data: Any, limits: Limits) -> Any:
+    """Unpack within limits, except max_depth: the caller checks it (or knows it holds)."""
     if isinstance(data, memoryview):
         size = data.nbytes
     elif isinstance(data, bytes | bytearray):
@@ -593,7 +604,6 @@ def _unpack(data: Any, limits: Limits) -> Any:
         # or its own classes; all of them mean the same thing to the caller.
         reason = str(exc) or type(exc).__name__
         raise MalformedMessage("payload", f"not valid msgpack: {reason}") from exc
-    _check_depth(obj, 1, (), limits.max_depth)
     return obj
 
 
@@ -610,6 +620,537 @@ def _check_depth(obj: Any, depth: int, path: Path, max_depth: int) -> None:
     for key, item in items:
         if type(item) is dict or type(item) is list:
             _check_depth(item, depth + 1, (*path, key), max_depth)
+
+
+# --- fast paths for sales ---------------------------------------------------------------------
+#
+# Sales are most of the traffic and all of the storage: the Center encodes every received sale
+# for its row, fingerprint and chain hash. The typed walk above pays for a field path and a
+# function call per field; these hand-written paths make the same checks inline. On anything
+# they do not handle (a wrong type, a failed check, a value msgpack refuses, a class whose
+# fields changed) they raise _Unusual and the typed walk runs from the start instead, so every
+# error, with its field path, still comes from the walk, and the bytes and objects produced are
+# the walk's (tests/sync_protocol/test_protocol_fast.py compares them on generated sales).
+
+
+class _Unusual(Exception):
+    """A fast path met input it does not handle; the typed walk decides."""
+
+
+_REQUIRED_FIELD = dataclasses.MISSING
+_FAST_LAYOUT: dict[type, tuple[tuple[str, Any], ...]] = {
+    LineDiscount: (("rule_id", _REQUIRED_FIELD), ("amount_minor", _REQUIRED_FIELD)),
+    SaleLine: (
+        ("line_no", _REQUIRED_FIELD),
+        ("product_id", _REQUIRED_FIELD),
+        ("qty_milli", _REQUIRED_FIELD),
+        ("unit_price_minor", _REQUIRED_FIELD),
+        ("amount_minor", _REQUIRED_FIELD),
+        ("discounts", ()),
+        ("weighed", False),
+        ("known_product", True),
+    ),
+    Payment: (("method", _REQUIRED_FIELD), ("amount_minor", _REQUIRED_FIELD)),
+    LoyaltyMovement: (
+        ("wallet", _REQUIRED_FIELD),
+        ("kind", _REQUIRED_FIELD),
+        ("amount", _REQUIRED_FIELD),
+        ("rule_id", ""),
+        ("active_from", None),
+        ("expires_at", None),
+    ),
+    Sale: (
+        ("sale_id", _REQUIRED_FIELD),
+        ("store_id", _REQUIRED_FIELD),
+        ("register_id", _REQUIRED_FIELD),
+        ("seq", _REQUIRED_FIELD),
+        ("opened_at", _REQUIRED_FIELD),
+        ("closed_at", _REQUIRED_FIELD),
+        ("card_no", _REQUIRED_FIELD),
+        ("lines", _REQUIRED_FIELD),
+        ("payments", _REQUIRED_FIELD),
+        ("loyalty", _REQUIRED_FIELD),
+        ("subtotal_minor", _REQUIRED_FIELD),
+        ("discount_minor", _REQUIRED_FIELD),
+        ("total_minor", _REQUIRED_FIELD),
+        ("promo_version", _REQUIRED_FIELD),
+        ("prev_hash", ""),
+        ("messages", ()),
+        ("coupons_redeemed", ()),
+        ("coupons_issued", ()),
+        ("return_of", None),
+    ),
+    SaleBatch: (("sales", _REQUIRED_FIELD),),
+}
+"""The fields (name, default) the fast paths are written for, in declaration order."""
+
+_DISCOUNT_KEYS = frozenset(name for name, _ in _FAST_LAYOUT[LineDiscount])
+_LINE_KEYS = frozenset(name for name, _ in _FAST_LAYOUT[SaleLine])
+_PAYMENT_KEYS = frozenset(name for name, _ in _FAST_LAYOUT[Payment])
+_MOVEMENT_KEYS = frozenset(name for name, _ in _FAST_LAYOUT[LoyaltyMovement])
+_SALE_KEYS = frozenset(name for name, _ in _FAST_LAYOUT[Sale])
+_BATCH_KEYS = frozenset(("sales",))
+_ENVELOPE_KEYS = frozenset(("v", "type", "sender", "sent_at", "body"))
+_SALE_DEPTH = 5  # sale map, lines, line map, discounts, discount map
+_BATCH_DEPTH = 3 + _SALE_DEPTH  # envelope, body, sales, then a sale
+_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+"""Exactly the strings s with str(uuid.UUID(s)) == s."""
+
+_THREAD = threading.local()
+
+
+@functools.cache
+def _fast_layout_ok() -> bool:
+    """True while the message classes still have the fields the fast paths were written for."""
+    for cls, layout in _FAST_LAYOUT.items():
+        fields = dataclasses.fields(cls)
+        if len(fields) != len(layout):
+            return False
+        for f, (name, default) in zip(fields, layout, strict=True):
+            if f.name != name or f.default_factory is not dataclasses.MISSING:
+                return False
+            if f.default is not default and f.default != default:
+                return False
+    return True
+
+
+def _packer() -> msgpack.Packer:
+    """This thread's Packer: building one per call costs more than packing a small sale."""
+    try:
+        packer: msgpack.Packer = _THREAD.packer
+    except AttributeError:
+        packer = _THREAD.packer = msgpack.Packer(use_bin_type=True, datetime=True, autoreset=True)
+    return packer
+
+
+def _fast_datetime(value: Any) -> datetime:
+    if type(value) is datetime:
+        tz = value.tzinfo
+        if tz is UTC:
+            return value
+        if tz is not None and value.utcoffset() is not None:
+            return value.astimezone(UTC)
+    raise _Unusual
+
+
+def _fast_strs(values: Any, nonempty: bool) -> Any:
+    """A tuple or list of str as is (msgpack packs both as an array)."""
+    if type(values) is not tuple and type(values) is not list:
+        raise _Unusual
+    for value in values:
+        if type(value) is not str or (nonempty and not value):
+            raise _Unusual
+    return values
+
+
+def _fast_lines(lines: Any, omit: bool) -> tuple[list[dict[str, Any]], int, int]:
+    """Wire maps of a sale's lines, the sum of their amounts and of their discounts."""
+    if type(lines) is not tuple and type(lines) is not list:
+        raise _Unusual
+    out = []
+    seen = set()
+    subtotal = 0
+    discount = 0
+    for line in lines:
+        if type(line) is not SaleLine:
+            raise _Unusual
+        line_no = line.line_no
+        product_id = line.product_id
+        qty = line.qty_milli
+        price = line.unit_price_minor
+        amount = line.amount_minor
+        discounts = line.discounts
+        weighed = line.weighed
+        known = line.known_product
+        if (
+            type(line_no) is not int
+            or type(product_id) is not str
+            or type(qty) is not int
+            or type(price) is not int
+            or type(amount) is not int
+            or (type(discounts) is not tuple and type(discounts) is not list)
+            or (weighed is not True and weighed is not False)
+            or (known is not True and known is not False)
+            or line_no in seen
+        ):
+            raise _Unusual
+        seen.add(line_no)
+        subtotal += amount
+        wire = {
+            "line_no": line_no,
+            "product_id": product_id,
+            "qty_milli": qty,
+            "unit_price_minor": price,
+            "amount_minor": amount,
+        }
+        if discounts or not omit:
+            items = []
+            for item in discounts:
+                if type(item) is not LineDiscount:
+                    raise _Unusual
+                rule_id = item.rule_id
+                item_amount = item.amount_minor
+                if type(rule_id) is not str or type(item_amount) is not int:
+                    raise _Unusual
+                discount += item_amount
+                items.append({"rule_id": rule_id, "amount_minor": item_amount})
+            wire["discounts"] = items
+        if weighed or not omit:
+            wire["weighed"] = weighed
+        if not known or not omit:
+            wire["known_product"] = known
+        out.append(wire)
+    return out, subtotal, discount
+
+
+def _fast_payments(payments: Any) -> tuple[list[dict[str, Any]], int]:
+    """Wire maps of a sale's payments and their sum."""
+    if type(payments) is not tuple and type(payments) is not list:
+        raise _Unusual
+    out = []
+    paid = 0
+    for payment in payments:
+        if type(payment) is not Payment:
+            raise _Unusual
+        method = payment.method
+        amount = payment.amount_minor
+        if type(method) is not str or not method or type(amount) is not int:
+            raise _Unusual
+        paid += amount
+        out.append({"method": method, "amount_minor": amount})
+    return out, paid
+
+
+def _fast_movements(movements: Any, omit: bool) -> list[dict[str, Any]]:
+    """Wire maps of a sale's loyalty movements."""
+    if type(movements) is not tuple and type(movements) is not list:
+        raise _Unusual
+    out = []
+    for movement in movements:
+        if type(movement) is not LoyaltyMovement:
+            raise _Unusual
+        wallet = movement.wallet
+        kind = movement.kind
+        amount = movement.amount
+        rule_id = movement.rule_id
+        if (
+            type(wallet) is not str
+            or not wallet
+            or type(kind) is not str
+            or kind not in _MOVEMENT_KINDS
+            or type(amount) is not int
+            or amount < 0
+            or type(rule_id) is not str
+        ):
+            raise _Unusual
+        wire: dict[str, Any] = {"wallet": wallet, "kind": kind, "amount": amount}
+        if rule_id or not omit:
+            wire["rule_id"] = rule_id
+        active_from = movement.active_from
+        if active_from is not None:
+            wire["active_from"] = _fast_datetime(active_from)
+        elif not omit:
+            wire["active_from"] = None
+        expires_at = movement.expires_at
+        if expires_at is not None:
+            wire["expires_at"] = _fast_datetime(expires_at)
+        elif not omit:
+            wire["expires_at"] = None
+        out.append(wire)
+    return out
+
+
+def _fast_sale(sale: Any, omit: bool) -> dict[str, Any]:
+    """The wire map of a well-formed sale; `omit` leaves out fields equal to their default."""
+    if type(sale) is not Sale:
+        raise _Unusual
+    sale_id = sale.sale_id
+    store_id = sale.store_id
+    register_id = sale.register_id
+    seq = sale.seq
+    card_no = sale.card_no
+    subtotal = sale.subtotal_minor
+    discount = sale.discount_minor
+    total = sale.total_minor
+    promo_version = sale.promo_version
+    prev_hash = sale.prev_hash
+    return_of = sale.return_of
+    if (
+        type(sale_id) is not str
+        or type(store_id) is not str
+        or not store_id
+        or type(register_id) is not str
+        or not register_id
+        or type(seq) is not int
+        or seq < 1
+        or (card_no is not None and type(card_no) is not str)
+        or type(subtotal) is not int
+        or type(discount) is not int
+        or type(total) is not int
+        or type(promo_version) is not int
+        or promo_version < 0
+        or type(prev_hash) is not str
+        or (prev_hash and not _HASH_RE.fullmatch(prev_hash))
+        or not _UUID_RE.fullmatch(sale_id)
+    ):
+        raise _Unusual
+    if return_of is not None and (
+        type(return_of) is not str or return_of == sale_id or not _UUID_RE.fullmatch(return_of)
+    ):
+        raise _Unusual
+    lines, line_sum, discount_sum = _fast_lines(sale.lines, omit)
+    payments, paid = _fast_payments(sale.payments)
+    if subtotal != line_sum or discount != discount_sum or total != subtotal - discount:
+        raise _Unusual
+    if paid != total:
+        raise _Unusual
+    wire = {
+        "sale_id": sale_id,
+        "store_id": store_id,
+        "register_id": register_id,
+        "seq": seq,
+        "opened_at": _fast_datetime(sale.opened_at),
+        "closed_at": _fast_datetime(sale.closed_at),
+        "card_no": card_no,
+        "lines": lines,
+        "payments": payments,
+        "loyalty": _fast_movements(sale.loyalty, omit),
+        "subtotal_minor": subtotal,
+        "discount_minor": discount,
+        "total_minor": total,
+        "promo_version": promo_version,
+    }
+    if prev_hash or not omit:
+        wire["prev_hash"] = prev_hash
+    messages = _fast_strs(sale.messages, False)
+    if messages or not omit:
+        wire["messages"] = messages
+    redeemed = _fast_strs(sale.coupons_redeemed, True)
+    if redeemed or not omit:
+        wire["coupons_redeemed"] = redeemed
+    issued = _fast_strs(sale.coupons_issued, True)
+    if issued or not omit:
+        wire["coupons_issued"] = issued
+    if return_of is not None or not omit:
+        wire["return_of"] = return_of
+    return wire
+
+
+def _fast_pack(wire: Any) -> bytes:
+    try:
+        data: bytes = _packer().pack(wire)
+    except (TypeError, ValueError, OverflowError) as exc:
+        # An int out of msgpack's range, say: the typed walk names the field.
+        raise _Unusual from exc
+    return data
+
+
+def _fast_read_datetime(value: Any) -> datetime:
+    if type(value) is not datetime or value.tzinfo is None:
+        raise _Unusual
+    return value
+
+
+def _fast_read_strs(values: Any, nonempty: bool) -> tuple[str, ...]:
+    if type(values) is not list:
+        raise _Unusual
+    for value in values:
+        if type(value) is not str or (nonempty and not value):
+            raise _Unusual
+    return tuple(values)
+
+
+def _fast_read_lines(raw: Any) -> tuple[tuple[SaleLine, ...], int, int]:
+    """Lines from their wire maps, the sum of their amounts and of their discounts."""
+    if type(raw) is not list:
+        raise _Unusual
+    out = []
+    seen = set()
+    subtotal = 0
+    discount = 0
+    for item in raw:
+        if type(item) is not dict or not item.keys() <= _LINE_KEYS:
+            raise _Unusual
+        line_no = item["line_no"]
+        product_id = item["product_id"]
+        qty = item["qty_milli"]
+        price = item["unit_price_minor"]
+        amount = item["amount_minor"]
+        weighed = item.get("weighed", False)
+        known = item.get("known_product", True)
+        if (
+            type(line_no) is not int
+            or type(product_id) is not str
+            or type(qty) is not int
+            or type(price) is not int
+            or type(amount) is not int
+            or (weighed is not True and weighed is not False)
+            or (known is not True and known is not False)
+            or line_no in seen
+        ):
+            raise _Unusual
+        seen.add(line_no)
+        subtotal += amount
+        discounts: tuple[LineDiscount, ...] = ()
+        if "discounts" in item:
+            raw_discounts = item["discounts"]
+            if type(raw_discounts) is not list:
+                raise _Unusual
+            parts = []
+            for part in raw_discounts:
+                if type(part) is not dict or not part.keys() <= _DISCOUNT_KEYS:
+                    raise _Unusual
+                rule_id = part["rule_id"]
+                part_amount = part["amount_minor"]
+                if type(rule_id) is not str or type(part_amount) is not int:
+                    raise _Unusual
+                discount += part_amount
+                parts.append(LineDiscount(rule_id, part_amount))
+            discounts = tuple(parts)
+        out.append(SaleLine(line_no, product_id, qty, price, amount, discounts, weighed, known))
+    return tuple(out), subtotal, discount
+
+
+def _fast_read_payments(raw: Any) -> tuple[tuple[Payment, ...], int]:
+    if type(raw) is not list:
+        raise _Unusual
+    out = []
+    paid = 0
+    for item in raw:
+        if type(item) is not dict or not item.keys() <= _PAYMENT_KEYS:
+            raise _Unusual
+        method = item["method"]
+        amount = item["amount_minor"]
+        if type(method) is not str or not method or type(amount) is not int:
+            raise _Unusual
+        paid += amount
+        out.append(Payment(method, amount))
+    return tuple(out), paid
+
+
+def _fast_read_movements(raw: Any) -> tuple[LoyaltyMovement, ...]:
+    if type(raw) is not list:
+        raise _Unusual
+    out = []
+    for item in raw:
+        if type(item) is not dict or not item.keys() <= _MOVEMENT_KEYS:
+            raise _Unusual
+        wallet = item["wallet"]
+        kind = item["kind"]
+        amount = item["amount"]
+        rule_id = item.get("rule_id", "")
+        active_from = item.get("active_from")
+        expires_at = item.get("expires_at")
+        if (
+            type(wallet) is not str
+            or not wallet
+            or type(kind) is not str
+            or kind not in _MOVEMENT_KINDS
+            or type(amount) is not int
+            or amount < 0
+            or type(rule_id) is not str
+        ):
+            raise _Unusual
+        if active_from is not None:
+            _fast_read_datetime(active_from)
+        if expires_at is not None:
+            _fast_read_datetime(expires_at)
+        out.append(LoyaltyMovement(wallet, kind, amount, rule_id, active_from, expires_at))
+    return tuple(out)
+
+
+def _fast_read_sale(raw: Any) -> Sale:
+    """A sale from its wire map, when every key is known and every check passes."""
+    if type(raw) is not dict or not raw.keys() <= _SALE_KEYS:
+        raise _Unusual
+    sale_id = raw["sale_id"]
+    store_id = raw["store_id"]
+    register_id = raw["register_id"]
+    seq = raw["seq"]
+    card_no = raw.get("card_no")
+    subtotal = raw["subtotal_minor"]
+    discount = raw["discount_minor"]
+    total = raw["total_minor"]
+    promo_version = raw["promo_version"]
+    prev_hash = raw.get("prev_hash", "")
+    return_of = raw.get("return_of")
+    if (
+        type(sale_id) is not str
+        or type(store_id) is not str
+        or not store_id
+        or type(register_id) is not str
+        or not register_id
+        or type(seq) is not int
+        or seq < 1
+        or (card_no is not None and type(card_no) is not str)
+        or type(subtotal) is not int
+        or type(discount) is not int
+        or type(total) is not int
+        or type(promo_version) is not int
+        or promo_version < 0
+        or type(prev_hash) is not str
+        or (prev_hash and not _HASH_RE.fullmatch(prev_hash))
+        or not _UUID_RE.fullmatch(sale_id)
+    ):
+        raise _Unusual
+    if return_of is not None and (
+        type(return_of) is not str or return_of == sale_id or not _UUID_RE.fullmatch(return_of)
+    ):
+        raise _Unusual
+    lines, line_sum, discount_sum = _fast_read_lines(raw["lines"])
+    payments, paid = _fast_read_payments(raw["payments"])
+    if subtotal != line_sum or discount != discount_sum or total != subtotal - discount:
+        raise _Unusual
+    if paid != total:
+        raise _Unusual
+    return Sale(
+        sale_id,
+        store_id,
+        register_id,
+        seq,
+        _fast_read_datetime(raw["opened_at"]),
+        _fast_read_datetime(raw["closed_at"]),
+        card_no,
+        lines,
+        payments,
+        _fast_read_movements(raw["loyalty"]),
+        subtotal,
+        discount,
+        total,
+        promo_version,
+        prev_hash,
+        _fast_read_strs(raw["messages"], False) if "messages" in raw else (),
+        _fast_read_strs(raw["coupons_redeemed"], True) if "coupons_redeemed" in raw else (),
+        _fast_read_strs(raw["coupons_issued"], True) if "coupons_issued" in raw else (),
+        return_of,
+    )
+
+
+def _fast_read_batch(raw: Any, expect: type | tuple[type, ...] | None) -> Envelope:
+    """A sale_batch envelope from its unpacked map, when every key is known and valid."""
+    if type(raw) is not dict or not raw.keys() <= _ENVELOPE_KEYS:
+        raise _Unusual
+    version = raw["v"]
+    sender = raw["sender"]
+    sent_at = raw["sent_at"]
+    body = raw["body"]
+    if (
+        raw["type"] != SaleBatch.TYPE
+        or type(version) is not int
+        or not 1 <= version <= PROTOCOL_VERSION
+        or type(sender) is not str
+        or not 1 <= len(sender) <= MAX_SENDER_LEN
+        or type(body) is not dict
+        or not body.keys() <= _BATCH_KEYS
+    ):
+        raise _Unusual
+    if expect is not None and SaleBatch not in (expect if isinstance(expect, tuple) else (expect,)):
+        raise _Unusual
+    sales = body["sales"]
+    if type(sales) is not list:
+        raise _Unusual
+    batch = SaleBatch(tuple([_fast_read_sale(item) for item in sales]))
+    return Envelope(version, SaleBatch.TYPE, sender, _fast_read_datetime(sent_at), batch)
 
 
 # --- public API --------------------------------------------------------------------------
@@ -629,16 +1170,18 @@ def encode(message: Message, *, sender: str, sent_at: datetime | None = None) ->
     if not 1 <= len(sender) <= MAX_SENDER_LEN:
         raise MalformedMessage("sender", f"must be 1..{MAX_SENDER_LEN} chars", value=sender)
     when = datetime.now(UTC) if sent_at is None else _enc_datetime(sent_at, ("sent_at",), False)
-    body = _encoder(cls)(message, ("body",), False)
-    return _pack(
-        {
-            "v": PROTOCOL_VERSION,
-            "type": _CLASS_TYPES[cls],
-            "sender": sender,
-            "sent_at": when,
-            "body": body,
-        }
-    )
+    envelope = {"v": PROTOCOL_VERSION, "type": _CLASS_TYPES[cls], "sender": sender, "sent_at": when}
+    if cls is SaleBatch and _fast_layout_ok():
+        try:
+            sales = message.sales  # type: ignore[union-attr]
+            if type(sales) is not tuple and type(sales) is not list:
+                raise _Unusual
+            envelope["body"] = {"sales": [_fast_sale(sale, False) for sale in sales]}
+            return _fast_pack(envelope)
+        except _Unusual:
+            pass
+    envelope["body"] = _encoder(cls)(message, ("body",), False)
+    return _pack(envelope)
 
 
 def decode(
@@ -648,7 +1191,13 @@ def decode(
     expect: type | tuple[type, ...] | None = None,
 ) -> Envelope:
     """Decode and validate one envelope; raise a ProtocolError naming the first problem."""
-    raw = _unpack(data, limits)
+    raw = _unpack_unchecked(data, limits)
+    if limits.max_depth >= _BATCH_DEPTH and _fast_layout_ok():
+        try:
+            return _fast_read_batch(raw, expect)
+        except (_Unusual, KeyError):
+            pass
+    _check_depth(raw, 1, (), limits.max_depth)
     if type(raw) is not dict:
         raise MalformedMessage("envelope", f"expected map, got {_got(raw)}", value=raw)
     version = _required(raw, "v")
@@ -676,12 +1225,34 @@ def decode(
 
 def encode_sale(sale: Sale) -> bytes:
     """Encode one sale canonically (field order, defaults left out) for storage and hashing."""
+    if _fast_layout_ok():
+        try:
+            return _fast_pack(_fast_sale(sale, True))
+        except _Unusual:
+            pass
+    return _encode_sale_reference(sale)
+
+
+def _encode_sale_reference(sale: Sale) -> bytes:
+    """encode_sale by the typed walk: the definition of the canonical bytes, and its errors."""
     return _pack(_encoder(Sale)(sale, ("sale",), True))
 
 
 def decode_sale(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> Sale:
     """Decode and validate a sale written by encode_sale."""
-    sale: Sale = _decoder(Sale)(_unpack(data, limits), ("sale",))
+    raw = _unpack_unchecked(data, limits)
+    if limits.max_depth >= _SALE_DEPTH and _fast_layout_ok():
+        try:
+            return _fast_read_sale(raw)
+        except (_Unusual, KeyError):
+            pass
+    return _decode_sale_reference(raw, limits)
+
+
+def _decode_sale_reference(raw: Any, limits: Limits) -> Sale:
+    """decode_sale by the typed walk, from the unpacked object: the definition, and its errors."""
+    _check_depth(raw, 1, (), limits.max_depth)
+    sale: Sale = _decoder(Sale)(raw, ("sale",))
     return sale
 
 

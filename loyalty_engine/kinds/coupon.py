@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
-from ..coupons import code_expiry, make_code, serial_for, verify_code
+from ..coupons import batch_code_prefix, code_expiry, make_code, serial_for, verify_code
 from ..fields import FieldReader
 from ..goods import ALL_GOODS, GoodsSelector, parse_goods
 from ..model import Accrual, IssuedCoupon
@@ -20,7 +20,8 @@ __all__ = ["COUPON", "ISSUE_COUPON", "Coupon", "IssueCoupon"]
 
 @dataclass(frozen=True, slots=True)
 class Coupon:
-    """A coupon accepted by listed ``codes`` or by a valid signature under ``signed_prefix``.
+    """A coupon accepted by listed ``codes``, by a valid signature under ``signed_prefix``, or
+    by a head-office batch code under ``batch_prefix`` with a right check character.
 
     Reward: ``percent`` off the goods, ``amount_minor`` off the goods, or ``bonus_points``.
     Single-use codes (``multi_use`` false) already in the customer's ``used_coupons`` are refused.
@@ -28,6 +29,7 @@ class Coupon:
 
     codes: frozenset[str] = frozenset()
     signed_prefix: str = ""
+    batch_prefix: str = ""
     multi_use: bool = False
     goods: GoodsSelector = ALL_GOODS
     percent: Decimal | None = None
@@ -40,11 +42,15 @@ class Coupon:
         keys = [("code", code) for code in sorted(self.codes)]
         if self.signed_prefix:
             keys.append(("coupon_prefix", self.signed_prefix))
+        if self.batch_prefix and self.batch_prefix != self.signed_prefix:
+            keys.append(("coupon_prefix", self.batch_prefix))
         return tuple(keys)
 
     def accepts(self, code: str, key: str) -> bool:
         """Whether normalised ``code`` is this rule's: listed, or signed under its prefix."""
         if code in self.codes:
+            return True
+        if self.batch_prefix and batch_code_prefix(code) == self.batch_prefix:
             return True
         return bool(self.signed_prefix) and verify_code(key, code) == self.signed_prefix
 
@@ -57,6 +63,8 @@ class Coupon:
             code = raw.strip().upper()
             if code in self.codes:
                 pass
+            elif self.batch_prefix and batch_code_prefix(code) == self.batch_prefix:
+                pass  # single use across the chain is the store node's and the Center's check
             elif self.signed_prefix and code.startswith(self.signed_prefix + "-"):
                 if verify_code(ctx.coupon_key, code) != self.signed_prefix:
                     why = f"coupon {code} fails its check digit or signature"
@@ -123,8 +131,11 @@ class Coupon:
 def _parse_coupon(reader: FieldReader) -> Coupon:
     codes = frozenset(code.upper() for code in reader.str_list("codes"))
     prefix = reader.str_("signed_prefix", "").upper() if reader.has("signed_prefix") else ""
-    if not codes and not prefix:
-        reader.problem("codes", "expected codes or signed_prefix, got neither")
+    batch = reader.str_("batch_prefix", "").upper() if reader.has("batch_prefix") else ""
+    if batch and (not batch.isalnum() or len(batch) > 8):
+        reader.problem("batch_prefix", f"expected 1..8 letters or digits, got {batch!r}")
+    if not codes and not prefix and not batch:
+        reader.problem("codes", "expected codes, signed_prefix or batch_prefix, got none")
     given = [k for k in ("percent", "amount_minor", "bonus_points") if reader.has(k)]
     if len(given) != 1:
         reader.problem(
@@ -136,6 +147,7 @@ def _parse_coupon(reader: FieldReader) -> Coupon:
     return Coupon(
         codes=codes,
         signed_prefix=prefix,
+        batch_prefix=batch,
         multi_use=reader.bool_("multi_use", False),
         goods=parse_goods(reader),
         percent=percent,

@@ -328,7 +328,12 @@ async def test_unknown_card_offline_sells_with_accrual_only(tmp_path: Path) -> N
     async with running_agent(config, uploader=IdleUploader()) as client:
         rid = await open_with(client, card=None)
         resp = await client.post(f"/v1/receipts/{rid}/card", json={"card_no": "5550001"})
-        assert await resp.json() == {"card_no": "5550001", "known": False, "bonus_balance": 0}
+        assert await resp.json() == {
+            "card_no": "5550001",
+            "known": False,
+            "bonus_balance": 0,
+            "segments": [],
+        }
         status, _ = await calculate(client, rid, 1)
         assert status == 409
         await confirm(client, rid, 0)
@@ -359,7 +364,12 @@ async def test_unknown_card_is_looked_up_online_and_kept(tmp_path: Path) -> None
         async with running_agent(config, uploader=IdleUploader()) as client:
             rid = await open_with(client, card=None)
             resp = await client.post(f"/v1/receipts/{rid}/card", json={"card_no": "5550002"})
-            assert await resp.json() == {"card_no": "5550002", "known": True, "bonus_balance": 70}
+            assert await resp.json() == {
+                "card_no": "5550002",
+                "known": True,
+                "bonus_balance": 70,
+                "segments": ["new"],
+            }
             resp = await client.post(f"/v1/receipts/{rid}/card", json={"card_no": "5550003"})
             assert (await resp.json())["known"] is False
     finally:

@@ -68,6 +68,7 @@ async def test_full_receipt_flow_prices_with_default_promotions_and_queues_the_s
             "card_no": CARD,
             "known": True,
             "bonus_balance": CARD_BALANCE,
+            "segments": [],
         }
 
         resp = await client.post(
@@ -224,7 +225,12 @@ async def test_an_unknown_card_earns_accrual_with_a_zero_balance(config: Config)
         rid = (await (await client.post("/v1/receipts", json={})).json())["receipt_id"]
         await client.post(f"/v1/receipts/{rid}/lines", json=BREAD)
         resp = await client.post(f"/v1/receipts/{rid}/card", json={"card_no": "7777"})
-        assert (await resp.json()) == {"card_no": "7777", "known": False, "bonus_balance": 0}
+        assert (await resp.json()) == {
+            "card_no": "7777",
+            "known": False,
+            "bonus_balance": 0,
+            "segments": [],
+        }
         calc = await (await client.post(f"/v1/receipts/{rid}/calculate", json={})).json()
     # 3 % base + 1 % small basket (total 2.50 < 20.00) of 250.
     assert {a["rule_id"]: a["amount"] for a in calc["accrual"]} == {
