@@ -483,6 +483,26 @@ async def _msgpack_body(request: web.Request) -> bytes:
     return await request.read()
 
 
+async def json_body(request: web.Request, *, max_bytes: int, optional: bool = False) -> Any:
+    """The request's JSON body: 415 for another content type, 413 above ``max_bytes``, 400 for
+    text that is not JSON; ``optional`` makes a missing or empty body ``{}``."""
+    if optional and not request.body_exists:
+        return {}
+    if request.content_type != "application/json":
+        raise UnsupportedContentType(
+            "content-type", f"expected application/json, got {request.content_type!r}"
+        )
+    data = await request.read()
+    if len(data) > max_bytes:
+        raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=len(data))
+    if optional and not data:
+        return {}
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise MalformedRequest("body", f"not JSON: {exc}") from exc
+
+
 def _query_id(request: web.Request, name: str, *, required: bool = True) -> Any:
     value = request.query.get(name)
     if value is None or value == "":

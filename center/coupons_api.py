@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
-from typing import Any
 
 from aiohttp import web
 
-from center.app import CLOCK_KEY, STORAGE_KEY, _in_db, _query_int
+from center.app import CLOCK_KEY, STORAGE_KEY, _in_db, _query_int, json_body
 from center.coupons import check_code, code_checks, parse_batch, parse_issue
-from center.errors import MalformedRequest, UnknownObject, UnsupportedContentType
+from center.errors import MalformedRequest, UnknownObject
 from center.permissions import Requirement
 from center.users_api import actor_of
 
@@ -43,20 +41,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/reports/coupon-double-redemptions", double_redemptions)
 
 
-async def _json_body(request: web.Request) -> Any:
-    if request.content_type != "application/json":
-        raise UnsupportedContentType(
-            "content-type", f"expected application/json, got {request.content_type!r}"
-        )
-    data = await request.read()
-    if len(data) > MAX_JSON_BYTES:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=len(data))
-    try:
-        return json.loads(data)
-    except ValueError as exc:
-        raise MalformedRequest("body", f"not JSON: {exc}") from exc
-
-
 def _batch_id(request: web.Request) -> str:
     batch_id = request.match_info["batch_id"]
     if not _ID.match(batch_id):
@@ -65,7 +49,7 @@ def _batch_id(request: web.Request) -> str:
 
 
 async def create_batch(request: web.Request) -> web.Response:
-    parsed = parse_batch(await _json_body(request))
+    parsed = parse_batch(await json_body(request, max_bytes=MAX_JSON_BYTES))
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
     view = await _in_db(request, storage.create_coupon_batch, parsed, actor_of(request), now)
@@ -129,7 +113,7 @@ async def export(request: web.Request) -> web.StreamResponse:
 
 async def issue(request: web.Request) -> web.Response:
     batch_id = _batch_id(request)
-    parsed = parse_issue(await _json_body(request))
+    parsed = parse_issue(await json_body(request, max_bytes=MAX_JSON_BYTES))
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
     done = await _in_db(request, storage.issue_coupons, batch_id, parsed, actor_of(request), now)

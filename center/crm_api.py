@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from aiohttp import web
 
-from center.app import CLOCK_KEY, STORAGE_KEY, _card_no, _in_db, _query_id
+from center.app import CLOCK_KEY, STORAGE_KEY, _card_no, _in_db, _query_id, json_body
 from center.crm import (
     parse_card_issue,
     parse_customer,
@@ -15,7 +12,7 @@ from center.crm import (
     parse_replace,
     parse_search,
 )
-from center.errors import MalformedRequest, UnknownObject, UnsupportedContentType
+from center.errors import UnknownObject
 
 __all__ = ["MAX_JSON_BYTES", "PERMISSIONS", "add_crm_routes"]
 
@@ -54,26 +51,8 @@ def _actor(request: web.Request) -> str:
     return actor_of(request)
 
 
-async def _json_body(request: web.Request, *, optional: bool = False) -> Any:
-    if optional and not request.body_exists:
-        return {}
-    if request.content_type != "application/json":
-        raise UnsupportedContentType(
-            "content-type", f"expected application/json, got {request.content_type!r}"
-        )
-    data = await request.read()
-    if len(data) > MAX_JSON_BYTES:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=len(data))
-    if optional and not data:
-        return {}
-    try:
-        return json.loads(data)
-    except ValueError as exc:
-        raise MalformedRequest("body", f"not JSON: {exc}") from exc
-
-
 async def create_customer(request: web.Request) -> web.Response:
-    parsed = parse_customer(await _json_body(request))
+    parsed = parse_customer(await json_body(request, max_bytes=MAX_JSON_BYTES))
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
     customer_id = await _in_db(request, storage.create_customer, parsed, _actor(request), now)
@@ -98,7 +77,9 @@ async def search(request: web.Request) -> web.Response:
 
 
 async def issue_card(request: web.Request) -> web.Response:
-    customer_id, card_no, card_type = parse_card_issue(await _json_body(request))
+    customer_id, card_no, card_type = parse_card_issue(
+        await json_body(request, max_bytes=MAX_JSON_BYTES)
+    )
     storage = request.app[STORAGE_KEY]
     card = await _in_db(
         request,
@@ -122,7 +103,7 @@ async def activate_card(request: web.Request) -> web.Response:
 
 async def block_card(request: web.Request) -> web.Response:
     card_no = _card_no(request)
-    reason = parse_reason(await _json_body(request))
+    reason = parse_reason(await json_body(request, max_bytes=MAX_JSON_BYTES))
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
     card = await _in_db(request, storage.block_card, card_no, reason, _actor(request), now)
@@ -139,7 +120,7 @@ async def unblock_card(request: web.Request) -> web.Response:
 
 async def replace_card(request: web.Request) -> web.Response:
     card_no = _card_no(request)
-    wanted = parse_replace(await _json_body(request, optional=True))
+    wanted = parse_replace(await json_body(request, max_bytes=MAX_JSON_BYTES, optional=True))
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
     done = await _in_db(request, storage.replace_card, card_no, wanted, _actor(request), now)

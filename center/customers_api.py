@@ -8,8 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
-from center.app import _ID, CLOCK_KEY, STORAGE_KEY, _card_no, _in_db
-from center.crm_api import _json_body
+from center.app import _ID, CLOCK_KEY, STORAGE_KEY, _card_no, _in_db, json_body
+from center.crm_api import MAX_JSON_BYTES
 from center.errors import MalformedRequest, UnknownObject
 from center.permissions import Requirement
 from center.users_api import actor_of
@@ -54,7 +54,7 @@ def _object(body: Any, known: tuple[str, ...]) -> Mapping[str, Any]:
 
 async def merge(request: web.Request) -> web.Response:
     survivor = _path_id(request, "customer_id")
-    body = _object(await _json_body(request), ("merged_id",))
+    body = _object(await json_body(request, max_bytes=MAX_JSON_BYTES), ("merged_id",))
     merged = body.get("merged_id")
     if not isinstance(merged, str) or not _ID.match(merged):
         raise MalformedRequest("body.merged_id", f"expected a customer id, got {merged!r}")
@@ -83,7 +83,7 @@ async def deactivate_card(request: web.Request) -> web.Response:
 async def set_answers(request: web.Request) -> web.Response:
     customer_id = _path_id(request, "customer_id")
     questionnaire_id = _path_id(request, "questionnaire_id")
-    body = _object(await _json_body(request), ("answers",))
+    body = _object(await json_body(request, max_bytes=MAX_JSON_BYTES), ("answers",))
     if "answers" not in body:
         raise MalformedRequest("body.answers", "required")
     storage = request.app[STORAGE_KEY]

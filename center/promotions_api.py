@@ -3,14 +3,12 @@ activation, archiving and history."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from typing import Any
 
 from aiohttp import web
 
-from center.app import _ID, CLOCK_KEY, STORAGE_KEY, _in_db
-from center.errors import MalformedRequest, UnknownObject, UnsupportedContentType
+from center.app import _ID, CLOCK_KEY, STORAGE_KEY, _in_db, json_body
+from center.errors import MalformedRequest, UnknownObject
 from center.promotions import LIFECYCLE, check_doc, parse_sample, prepare_doc, preview
 from center.users_api import actor_of
 
@@ -46,20 +44,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(_ONE + "/history", promotion_history)
 
 
-async def _json_body(request: web.Request) -> Any:
-    if request.content_type != "application/json":
-        raise UnsupportedContentType(
-            "content-type", f"expected application/json, got {request.content_type!r}"
-        )
-    data = await request.read()
-    if len(data) > MAX_JSON_BYTES:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=len(data))
-    try:
-        return json.loads(data)
-    except ValueError as exc:
-        raise MalformedRequest("body", f"not JSON: {exc}") from exc
-
-
 def _promotion_id(request: web.Request) -> str:
     value = request.match_info["promotion_id"]
     if not _ID.match(value):
@@ -84,7 +68,7 @@ async def list_promotions(request: web.Request) -> web.Response:
 
 
 async def create_promotion(request: web.Request) -> web.Response:
-    doc = prepare_doc(await _json_body(request))
+    doc = prepare_doc(await json_body(request, max_bytes=MAX_JSON_BYTES))
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
     created = await _in_db(request, storage.create_promotion, doc, actor_of(request), now)
@@ -92,7 +76,7 @@ async def create_promotion(request: web.Request) -> web.Response:
 
 
 async def validate_promotion(request: web.Request) -> web.Response:
-    doc = prepare_doc(await _json_body(request))
+    doc = prepare_doc(await json_body(request, max_bytes=MAX_JSON_BYTES))
     storage = request.app[STORAGE_KEY]
     settings = await _in_db(request, storage.promotion_settings)
     problems, warnings = check_doc(doc, settings)
@@ -116,7 +100,7 @@ async def get_promotion(request: web.Request) -> web.Response:
 
 async def update_promotion(request: web.Request) -> web.Response:
     promotion_id = _promotion_id(request)
-    doc = prepare_doc(await _json_body(request), promotion_id)
+    doc = prepare_doc(await json_body(request, max_bytes=MAX_JSON_BYTES), promotion_id)
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
     updated = await _in_db(
@@ -127,7 +111,7 @@ async def update_promotion(request: web.Request) -> web.Response:
 
 async def preview_promotion(request: web.Request) -> web.Response:
     promotion_id = _promotion_id(request)
-    sample = parse_sample(await _json_body(request))
+    sample = parse_sample(await json_body(request, max_bytes=MAX_JSON_BYTES))
     storage = request.app[STORAGE_KEY]
     found = await _in_db(request, storage.get_promotion, promotion_id)
     if found is None:

@@ -9,8 +9,8 @@ from typing import Any
 
 from aiohttp import web
 
-from center.app import CLOCK_KEY, STORAGE_KEY, _card_no, _in_db
-from center.crm_api import _json_body
+from center.app import CLOCK_KEY, STORAGE_KEY, _card_no, _in_db, json_body
+from center.crm_api import MAX_JSON_BYTES
 from center.errors import InvalidRequest, MalformedRequest
 from center.permissions import Requirement
 from center.users_api import actor_of
@@ -126,7 +126,7 @@ def parse_return(body: Any) -> tuple[str, dict[int, int], str]:
 
 async def adjust(request: web.Request) -> web.Response:
     card_no = _card_no(request)
-    parsed = parse_adjustment(await _json_body(request))
+    parsed = parse_adjustment(await json_body(request, max_bytes=MAX_JSON_BYTES))
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
     actor = actor_of(request)
@@ -158,7 +158,7 @@ async def returns_exceptions(request: web.Request) -> web.Response:
 
 
 async def head_office_return(request: web.Request) -> web.Response:
-    sale_id, returned, return_id = parse_return(await _json_body(request))
+    sale_id, returned, return_id = parse_return(await json_body(request, max_bytes=MAX_JSON_BYTES))
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
     done = await _in_db(

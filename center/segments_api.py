@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
-from typing import Any
 
 from aiohttp import web
 
-from center.app import CLOCK_KEY, STORAGE_KEY, _in_db, _query_int
-from center.errors import MalformedRequest, UnknownObject, UnsupportedContentType
+from center.app import CLOCK_KEY, STORAGE_KEY, _in_db, _query_int, json_body
+from center.errors import MalformedRequest, UnknownObject
 from center.permissions import Requirement
 from center.segments import parse_members, parse_segment
 from center.storage.segments import MAX_MEMBERS_PAGE
@@ -43,20 +41,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/segments/{segment_id}/recalculate", recalculate)
 
 
-async def _json_body(request: web.Request) -> Any:
-    if request.content_type != "application/json":
-        raise UnsupportedContentType(
-            "content-type", f"expected application/json, got {request.content_type!r}"
-        )
-    data = await request.read()
-    if len(data) > MAX_JSON_BYTES:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=len(data))
-    try:
-        return json.loads(data)
-    except ValueError as exc:
-        raise MalformedRequest("body", f"not JSON: {exc}") from exc
-
-
 def _segment_id(request: web.Request) -> str:
     segment_id = request.match_info["segment_id"]
     if not _ID.match(segment_id):
@@ -65,7 +49,7 @@ def _segment_id(request: web.Request) -> str:
 
 
 async def create_segment(request: web.Request) -> web.Response:
-    parsed = parse_segment(await _json_body(request))
+    parsed = parse_segment(await json_body(request, max_bytes=MAX_JSON_BYTES))
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
     view = await _in_db(request, storage.create_segment, parsed, actor_of(request), now)
@@ -87,7 +71,7 @@ async def segment(request: web.Request) -> web.Response:
 
 async def set_members(request: web.Request) -> web.Response:
     segment_id = _segment_id(request)
-    parsed = parse_members(await _json_body(request))
+    parsed = parse_members(await json_body(request, max_bytes=MAX_JSON_BYTES))
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
     done = await _in_db(

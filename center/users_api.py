@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from center.app import CLOCK_KEY, CONFIG_KEY, STORAGE_KEY, _in_db
+from center.app import CLOCK_KEY, CONFIG_KEY, STORAGE_KEY, _in_db, json_body
 from center.auth import NodeIdentity, signature_headers, token_hash
-from center.errors import Forbidden, MalformedRequest, Unauthorized, UnsupportedContentType
+from center.errors import Forbidden, MalformedRequest, Unauthorized
 from center.permissions import (
     AUTHENTICATED,
     PUBLIC,
@@ -170,18 +169,8 @@ async def _authenticate(
 # -- routes --------------------------------------------------------------------------------------
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
-    if request.content_type != "application/json":
-        raise UnsupportedContentType(
-            "content-type", f"expected application/json, got {request.content_type!r}"
-        )
-    data = await request.read()
-    if len(data) > MAX_JSON_BYTES:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=len(data))
-    try:
-        body = json.loads(data)
-    except ValueError as exc:
-        raise MalformedRequest("body", f"not JSON: {exc}") from exc
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    body = await json_body(request, max_bytes=MAX_JSON_BYTES)
     if not isinstance(body, dict):
         raise MalformedRequest("body", f"expected a JSON object, got {type(body).__name__}")
     return body
@@ -201,7 +190,7 @@ async def list_users(request: web.Request) -> web.Response:
 
 
 async def add_user(request: web.Request) -> web.Response:
-    body = await _json_body(request)
+    body = await _json_object(request)
     unknown = sorted(set(body) - {"username", "role", "ttl_days"})
     if unknown:
         raise MalformedRequest(
@@ -234,7 +223,7 @@ async def revoke_user(request: web.Request) -> web.Response:
 
 async def set_role(request: web.Request) -> web.Response:
     username = _path_username(request)
-    body = await _json_body(request)
+    body = await _json_object(request)
     role = check_role(body.get("role"), field="body.role")
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()

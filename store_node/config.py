@@ -52,7 +52,7 @@ class CenterSettings:
     backoff_initial_s: float = 1.0
     backoff_max_s: float = 60.0
     timeout_s: float = 10.0
-    master_poll_s: float = 5.0
+    master_poll_s: float = 4.0
     alert_unsynced_h: float = 24.0
     ca_file: Path | None = None
     """PEM CA bundle that signed the Center's certificate (https only); None = system CAs."""
@@ -253,7 +253,7 @@ def parse_config(doc: Mapping[str, Any], *, base_dir: Path, source: Path | None 
     backoff_initial_s = reader.seconds(center, "center.backoff_initial_s", 1.0)
     backoff_max_s = reader.seconds(center, "center.backoff_max_s", 60.0)
     timeout_s = reader.seconds(center, "center.timeout_s", 10.0)
-    master_poll_s = reader.seconds(center, "center.master_poll_s", 5.0)
+    master_poll_s = reader.seconds(center, "center.master_poll_s", 4.0)
     alert_unsynced_h = _hours(reader, center, "center.alert_unsynced_h", 24.0)
     ca_raw = reader.value(center, "center.ca_file", "")
     ca_file: Path | None = None

@@ -1197,6 +1197,11 @@ def decode(
             return _fast_read_batch(raw, expect)
         except (_Unusual, KeyError):
             pass
+    return _decode_reference(raw, limits, expect)
+
+
+def _decode_reference(raw: Any, limits: Limits, expect: type | tuple[type, ...] | None) -> Envelope:
+    """decode by the typed walk, from the unpacked object: the definition, and its errors."""
     _check_depth(raw, 1, (), limits.max_depth)
     if type(raw) is not dict:
         raise MalformedMessage("envelope", f"expected map, got {_got(raw)}", value=raw)

@@ -39,7 +39,7 @@ def test_minimal_config_gets_documented_defaults(tmp_path: Path) -> None:
     assert config.center.url == "http://center.example:8700"  # trailing slash dropped
     assert (config.center.batch_size, config.center.interval_s) == (500, 2.0)
     assert (config.center.backoff_initial_s, config.center.backoff_max_s) == (1.0, 60.0)
-    assert (config.center.timeout_s, config.center.master_poll_s) == (10.0, 5.0)
+    assert (config.center.timeout_s, config.center.master_poll_s) == (10.0, 4.0)
 
 
 def test_every_problem_is_listed_at_once(tmp_path: Path) -> None:
