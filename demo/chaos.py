@@ -529,6 +529,33 @@ def integrity(paths: Iterable[Path]) -> dict[str, str]:
     return out
 
 
+def postgres_integrity(dsn: str) -> dict[str, str]:
+    """amcheck of the Center's PostgreSQL: every B-tree index checked, with its heap.
+
+    `bt_index_check(index, heapallindexed => true)` verifies the index structure and that every
+    heap tuple is in the index, under an AccessShareLock (the Center may keep running).
+    "index name" -> "ok" or the error amcheck raised.
+    """
+    import psycopg
+
+    out: dict[str, str] = {}
+    with psycopg.connect(dsn, autocommit=True) as pg:
+        pg.execute("CREATE EXTENSION IF NOT EXISTS amcheck")
+        indexes = pg.execute(
+            "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "JOIN pg_am am ON am.oid = c.relam JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE am.amname = 'btree' AND n.nspname = 'public' AND c.relkind = 'i' "
+            "ORDER BY c.relname"
+        ).fetchall()
+        for (name,) in indexes:
+            try:
+                pg.execute("SELECT bt_index_check(%s::regclass, true)", (name,))
+                out[f"postgresql/{name}"] = "ok"
+            except psycopg.Error as exc:
+                out[f"postgresql/{name}"] = f"amcheck: {str(exc).strip()}"
+    return out
+
+
 _CENTER_QUERIES = (
     "SELECT sale_id, register_id, seq, fingerprint FROM sales",
     "SELECT COUNT(*) FROM (SELECT register_id, seq FROM sales "
@@ -960,6 +987,8 @@ def _verdict(
         if center_balances.get(c) != welcome.get(c, 0) + v
     ]
     dbs = integrity(root.rglob("*.db"))
+    if dsn:
+        dbs.update(postgres_integrity(dsn))
     checks = {
         "lost": len(lost),
         "lost_at_register": len(lost_at_register),

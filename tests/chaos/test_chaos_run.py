@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from demo.chaos import ChaosOptions, integrity, reference_balances, run_chaos
+from demo.chaos import (
+    ChaosOptions,
+    ThrowawayPostgres,
+    integrity,
+    postgres_integrity,
+    reference_balances,
+    run_chaos,
+)
 from sync_protocol import LoyaltyMovement, Payment, Sale, SaleLine
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
@@ -117,3 +124,32 @@ def test_integrity_reports_a_damaged_database(tmp_path: Path) -> None:
     result = integrity([good, bad])
     assert result["good/a.db"] == "ok"
     assert result["bad/b.db"] != "ok"
+
+
+@pytest.mark.timeout(120)
+def test_postgres_integrity_finds_an_index_that_lost_its_heap_rows() -> None:
+    import psycopg
+
+    with ThrowawayPostgres() as pg:
+        with psycopg.connect(pg.dsn, autocommit=True) as conn:
+            conn.execute("CREATE TABLE good (x INT PRIMARY KEY)")
+            conn.execute("CREATE TABLE bad (x INT)")
+            conn.execute("INSERT INTO good SELECT g FROM generate_series(1, 500) g")
+            conn.execute("INSERT INTO bad SELECT g FROM generate_series(1, 500) g")
+            # An index over a function that lies about being immutable: redefining it leaves the
+            # index keyed by values the heap no longer produces, which amcheck must notice.
+            conn.execute(
+                "CREATE FUNCTION shift(v INT) RETURNS INT IMMUTABLE LANGUAGE sql AS 'SELECT v'"
+            )
+            conn.execute("CREATE INDEX bad_shift ON bad (shift(x))")
+            assert postgres_integrity(pg.dsn) == {
+                "postgresql/bad_shift": "ok",
+                "postgresql/good_pkey": "ok",
+            }
+            conn.execute(
+                "CREATE OR REPLACE FUNCTION shift(v INT) RETURNS INT IMMUTABLE LANGUAGE sql "
+                "AS 'SELECT v + 1000'"
+            )
+        result = postgres_integrity(pg.dsn)
+    assert result["postgresql/good_pkey"] == "ok"
+    assert result["postgresql/bad_shift"].startswith("amcheck:"), result
