@@ -18,6 +18,7 @@ from center.auth import (
     NodeIdentity,
     NonceCache,
     enrol_node,
+    record_nonce,
     signature_headers,
     verify_signature,
 )
@@ -206,6 +207,7 @@ def create_app(
         coupons_api,
         customers_api,
         feed_api,
+        offers_api,
         promotions_api,
         reports_api,
         returns_api,
@@ -222,6 +224,7 @@ def create_app(
         segments_api,
         returns_api,
         customers_api,
+        offers_api,
         feed_api,
         reports_api,
     ):
@@ -563,6 +566,7 @@ async def _verify_node(request: web.Request) -> NodeIdentity:
         if credential is not None:
             known[node_id] = credential
     body = await request.read()
+    now = app[CLOCK_KEY]()
     identity = verify_signature(
         found,
         credential=credential,
@@ -570,9 +574,12 @@ async def _verify_node(request: web.Request) -> NodeIdentity:
         path=request.path,
         query=canonical_query(list(request.query.items())),
         body=body,
-        now_s=app[CLOCK_KEY]().timestamp(),
+        now_s=now.timestamp(),
         nonces=app[NONCES_KEY],
     )
+    # Memory refused a replay to this worker since its start; the database, any other.
+    nonce = found["X-Loyalty-Nonce"]
+    await _in_db(request, record_nonce, app[STORAGE_KEY], identity.node_id, nonce, now)
     request[IDENTITY_KEY] = identity
     return identity
 

@@ -1,4 +1,9 @@
-"""Store-node enrolment (one-time, expiring tokens) and request-signature verification."""
+"""Store-node enrolment (one-time, expiring tokens) and request-signature verification.
+
+A verified request's nonce is checked twice: in the worker's memory (a replay refused with no
+database round trip), then claimed in the database (`record_nonce`), so that a replay is
+refused after a restart and by another Center worker sharing the same PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,9 @@ from datetime import datetime, timedelta
 from center.errors import EnrolmentRefused, Unauthorized
 from center.storage import Storage
 from sync_protocol import (
+    NONCE_HEADER,
     SIGNATURE_WINDOW_S,
+    ReplayedNonce,
     SignatureError,
     new_secret,
     signature_headers,
@@ -24,17 +31,22 @@ from sync_protocol import (
 
 __all__ = [
     "MAX_TTL_H",
+    "NONCE_HORIZON",
     "Enrolment",
     "NodeIdentity",
     "NonceCache",
     "enrol_node",
     "issue_token",
+    "record_nonce",
     "signature_headers",
     "token_hash",
     "verify_signature",
 ]
 
 MAX_TTL_H = 24 * 30
+NONCE_HORIZON = timedelta(seconds=2 * SIGNATURE_WINDOW_S)
+"""How long a nonce is held: a timestamp may be a window ahead, so its request stays
+acceptable for up to twice the window after it arrives."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,3 +139,12 @@ def verify_signature(
         raise Unauthorized(f"header {exc.header}", exc.problem) from exc
     assert credential is not None  # verify_request refuses an unknown node
     return NodeIdentity(node_id=signed.node_id, store_id=credential[0])
+
+
+def record_nonce(storage: Storage, node_id: str, nonce: str, now: datetime) -> None:
+    """Claim a verified request's nonce in the database; Unauthorized if it was already used.
+
+    Refuses a replay sent after a restart, or to another Center worker on the same database.
+    """
+    if not storage.claim_nonce(node_id, nonce, now, NONCE_HORIZON):
+        raise Unauthorized(f"header {NONCE_HEADER}", ReplayedNonce.default_problem)

@@ -1,5 +1,5 @@
 """`loyalty-center`: serve, check-config, import-dataset, simulate, recompute, enrol-store,
-add-user, list-users, revoke-user."""
+add-user, list-users, revoke-user, report, generate-coupons."""
 
 from __future__ import annotations
 
@@ -85,6 +85,19 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--from", dest="date_from", required=True, help="first day, YYYY-MM-DD")
     rep.add_argument("--to", dest="date_to", required=True, help="last day (inclusive)")
     rep.add_argument("--out", required=True, help="folder for report.html and the SVG files")
+    gen = sub.add_parser(
+        "generate-coupons",
+        help="generate a coupon batch as a job with a progress line; print the batch as JSON",
+    )
+    with_config(gen)
+    gen.add_argument("--promotion-id", required=True, help="the coupon promotion of the batch")
+    gen.add_argument("--prefix", required=True, help="1..8 letters or digits")
+    gen.add_argument("--count", type=int, required=True, help="codes to generate (1..1000000)")
+    gen.add_argument("--name", default="", help="a name for the batch")
+    gen.add_argument("--multi-use", action="store_true", help="codes usable more than once")
+    gen.add_argument("--valid-from", default=None, help="first valid day, YYYY-MM-DD")
+    gen.add_argument("--valid-to", default=None, help="last valid day, YYYY-MM-DD")
+    gen.add_argument("--signed", action="store_true", help="registers' signed code format")
     return parser
 
 
@@ -120,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from center.reports_sql import report_command
 
             return report_command(config, args.date_from, args.date_to, args.out)
+        if args.command == "generate-coupons":
+            return generate_coupons_command(config, args)
         if args.command == "recompute":
             return recompute_command(config, args.date_from, args.date_to)
         if args.command == "simulate":
@@ -130,6 +145,64 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CenterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def _option_named(message: str) -> str:
+    """A request error's field `body.promotion_id: ...` as the option `--promotion-id: ...`."""
+    field, sep, rest = message.partition(": ")
+    if sep and field.startswith("body."):
+        return f"--{field.removeprefix('body.').replace('_', '-')}: {rest}"
+    return message
+
+
+def generate_coupons_command(config: Config, args: argparse.Namespace) -> int:
+    """Generate a coupon batch in steps (a job any Center shows at GET /v1/coupon-jobs/{id});
+    a progress line on stderr, the batch as JSON on stdout; exit 2 naming a bad option."""
+    import json
+
+    from center import coupon_jobs
+    from center.coupons import parse_batch
+    from center.errors import RequestError
+    from center.storage import open_storage
+
+    body = {
+        "promotion_id": args.promotion_id,
+        "prefix": args.prefix,
+        "count": args.count,
+        "name": args.name,
+        "single_use": not args.multi_use,
+        "valid_from": args.valid_from,
+        "valid_to": args.valid_to,
+        "signed": args.signed,
+    }
+    try:
+        request = parse_batch(body)
+    except RequestError as exc:
+        print(f"error: {_option_named(str(exc))}", file=sys.stderr)
+        return 2
+    storage = open_storage(config.storage)
+    try:
+        now = datetime.now(UTC)
+        try:
+            job = storage.start_coupon_job(request, "cli", coupon_jobs.this_owner(), now)
+        except RequestError as exc:
+            print(f"error: {_option_named(str(exc))}", file=sys.stderr)
+            return 2
+        print(f"job {job['job_id']}: batch {job['batch_id']}", file=sys.stderr, flush=True)
+
+        def progress(view: dict[str, object]) -> None:
+            print(
+                f"job {view['job_id']}: {view['generated']}/{view['total']} codes "
+                f"{'done' if view['state'] == 'done' else 'generated'}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+        done = coupon_jobs.run_job(storage, job["job_id"], lambda: datetime.now(UTC), progress)
+    finally:
+        storage.close()
+    print(json.dumps(done["batch"], sort_keys=True))
+    return 0
 
 
 def enrol_store_command(config: Config, store_id: str, ttl_h: float) -> int:

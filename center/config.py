@@ -85,6 +85,12 @@ class MasterSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ReportSettings:
+    timezone: str = "UTC"
+    """IANA zone of the chain's business day: reports group sales into days of this zone."""
+
+
+@dataclass(frozen=True, slots=True)
 class TlsSettings:
     cert_file: Path | None = None
     """PEM certificate chain; with key_file, `serve` speaks HTTPS only."""
@@ -110,6 +116,7 @@ class Config:
     auth: AuthSettings = AuthSettings()
     segments: SegmentSettings = SegmentSettings()
     master: MasterSettings = MasterSettings()
+    reports: ReportSettings = ReportSettings()
     source: Path | None = None
 
 
@@ -122,6 +129,7 @@ _KNOWN: dict[str, tuple[str, ...]] = {
     "auth": ("token_ttl_days",),
     "segments": ("recalc_interval_s",),
     "master": ("card_scope_days", "delta_max_rows", "checksum_every_s"),
+    "reports": ("timezone",),
 }
 
 
@@ -183,6 +191,16 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: Path | None
     for key in master:
         if key not in _KNOWN["master"]:
             problems.append(f"master.{key}: unknown key")
+    report_table = data.get("reports", {})
+    report_table = report_table if isinstance(report_table, dict) else {}
+    report_zone = _string(report_table, "reports", "timezone", "UTC", problems) or "UTC"
+    if "timezone" in report_table and isinstance(report_table["timezone"], str):
+        zone_problem = _zone_problem(report_zone)
+        if zone_problem:
+            problems.append(f"reports.timezone: {zone_problem}")
+    for key in report_table:
+        if key not in _KNOWN["reports"]:
+            problems.append(f"reports.{key}: unknown key")
     for section, table in (
         ("center", center),
         ("storage", storage),
@@ -255,8 +273,22 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: Path | None
             delta_max_rows=delta_max_rows,
             checksum_every_s=checksum_every_s,
         ),
+        reports=ReportSettings(timezone=report_zone),
         source=source,
     )
+
+
+def _zone_problem(name: str) -> str:
+    """Why `name` is not an IANA time zone this machine knows, or "" when it is one."""
+    import zoneinfo
+
+    if not re.fullmatch(r"[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*", name) or len(name) > 64:
+        return f"expected an IANA time zone name such as 'Europe/Moscow', got {name[:80]!r}"
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return f"unknown IANA time zone {name!r} (e.g. 'Europe/Moscow', 'America/Chicago')"
+    return ""
 
 
 def effective_config(config: Config) -> dict[str, dict[str, Any]]:
@@ -286,6 +318,7 @@ def effective_config(config: Config) -> dict[str, dict[str, Any]]:
             "delta_max_rows": config.master.delta_max_rows,
             "checksum_every_s": config.master.checksum_every_s,
         },
+        "reports": {"timezone": config.reports.timezone},
     }
 
 

@@ -2,27 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 from aiohttp import web
 
-from center.app import CLOCK_KEY, STORAGE_KEY, _in_db, _query_int, json_body
+from center import coupon_jobs
+from center.app import CLOCK_KEY, EXECUTOR_KEY, STORAGE_KEY, _in_db, _query_int, json_body
 from center.coupons import check_code, code_checks, parse_batch, parse_issue
 from center.errors import MalformedRequest, UnknownObject
 from center.permissions import Requirement
 from center.users_api import actor_of
 
-__all__ = ["EXPORT_PAGE", "MAX_JSON_BYTES", "PERMISSIONS", "add_routes"]
+__all__ = ["EXPORT_PAGE", "JOBS_KEY", "MAX_JSON_BYTES", "PERMISSIONS", "add_routes"]
+
+log = logging.getLogger(__name__)
 
 MAX_JSON_BYTES = 8 * 1024 * 1024
 """An issue request may list many customers."""
 EXPORT_PAGE = 20_000
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+JOBS_KEY: web.AppKey[dict[str, asyncio.Task[Any]]] = web.AppKey("center_coupon_jobs")
+"""The coupon jobs this process runs, by job id."""
 
 PERMISSIONS: Mapping[tuple[str, str], Requirement] = {
     ("POST", "/v1/coupon-batches"): "coupons.write",
     ("GET", "/v1/coupon-batches/{batch_id}"): "coupons.read",
+    ("GET", "/v1/coupon-jobs/{job_id}"): "coupons.read",
     ("GET", "/v1/coupon-batches/{batch_id}/export"): "coupons.read",
     ("POST", "/v1/coupon-batches/{batch_id}/issue"): "coupons.write",
     ("GET", "/v1/coupons/{code}"): ("coupons.read", "node"),
@@ -34,6 +43,11 @@ PERMISSIONS: Mapping[tuple[str, str], Requirement] = {
 def add_routes(app: web.Application) -> None:
     """Register this module's routes."""
     app.router.add_post("/v1/coupon-batches", create_batch)
+    app.router.add_get("/v1/coupon-jobs/{job_id}", job)
+    app[JOBS_KEY] = {}
+    # Appended after the app's own lifecycle: starts once the storage is open, stops (failing
+    # the jobs still running) before it closes.
+    app.cleanup_ctx.append(_jobs_lifecycle)
     app.router.add_get("/v1/coupon-batches/{batch_id}", batch)
     app.router.add_get("/v1/coupon-batches/{batch_id}/export", export)
     app.router.add_post("/v1/coupon-batches/{batch_id}/issue", issue)
@@ -48,12 +62,58 @@ def _batch_id(request: web.Request) -> str:
     return batch_id
 
 
+async def _jobs_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    """Fail the jobs of processes that died (their staged codes go), run ours, and on the way
+    out fail the ones still running."""
+    storage = app[STORAGE_KEY]
+    clock = app[CLOCK_KEY]
+    now = clock()
+
+    def dead(owner: str, updated_at: Any) -> bool:
+        return coupon_jobs.owner_dead(owner, updated_at, now)
+
+    loop = asyncio.get_running_loop()
+    failed = await loop.run_in_executor(app[EXECUTOR_KEY], storage.recover_coupon_jobs, dead, now)
+    for job_id in failed:
+        log.warning("coupon job %s: its process stopped; marked failed", job_id)
+    yield
+    tasks = list(app[JOBS_KEY].values())
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def create_batch(request: web.Request) -> web.Response:
+    """Small batches are made in the request (201); bigger ones by a job (202 + Location)."""
     parsed = parse_batch(await json_body(request, max_bytes=MAX_JSON_BYTES))
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
-    view = await _in_db(request, storage.create_coupon_batch, parsed, actor_of(request), now)
-    return web.json_response(view, status=201)
+    if parsed.count <= coupon_jobs.SYNC_MAX:
+        view = await _in_db(request, storage.create_coupon_batch, parsed, actor_of(request), now)
+        return web.json_response(view, status=201)
+    started = await _in_db(
+        request, storage.start_coupon_job, parsed, actor_of(request), coupon_jobs.this_owner(), now
+    )
+    job_id = started["job_id"]
+    app = request.app
+    task = asyncio.create_task(
+        coupon_jobs.run_job_async(storage, app[EXECUTOR_KEY], job_id, app[CLOCK_KEY])
+    )
+    app[JOBS_KEY][job_id] = task
+    task.add_done_callback(lambda _: app[JOBS_KEY].pop(job_id, None))
+    location = f"/v1/coupon-jobs/{job_id}"
+    return web.json_response(started, status=202, headers={"Location": location})
+
+
+async def job(request: web.Request) -> web.Response:
+    """A coupon job's progress and final state (with the batch once done)."""
+    job_id = request.match_info["job_id"]
+    if not _ID.match(job_id):
+        raise MalformedRequest("job_id", f"expected a job id, got {job_id[:80]!r}")
+    found = await _in_db(request, request.app[STORAGE_KEY].coupon_job, job_id)
+    if found is None:
+        raise UnknownObject("job_id", f"unknown coupon job {job_id!r}")
+    return web.json_response(found)
 
 
 async def batch(request: web.Request) -> web.Response:

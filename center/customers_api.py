@@ -8,10 +8,11 @@ from typing import Any
 
 from aiohttp import web
 
-from center.app import _ID, CLOCK_KEY, STORAGE_KEY, _card_no, _in_db, json_body
+from center.app import _ID, CLOCK_KEY, STORAGE_KEY, _card_no, _in_db, _query_int, json_body
 from center.crm_api import MAX_JSON_BYTES
 from center.errors import MalformedRequest, UnknownObject
 from center.permissions import Requirement
+from center.storage.customers import MAX_RECEIPTS_PAGE, RECEIPTS_PAGE
 from center.users_api import actor_of
 
 __all__ = ["PERMISSIONS", "add_routes"]
@@ -22,6 +23,7 @@ PERMISSIONS: Mapping[tuple[str, str], Requirement] = {
     ("POST", _ONE + "/deactivate"): "customers.write",
     ("POST", _ONE + "/questionnaires/{questionnaire_id}"): "customers.write",
     ("GET", _ONE + "/card-view"): "customers.read",
+    ("GET", _ONE + "/receipts"): "customers.read",
     ("POST", "/v1/cards/{card_no}/deactivate"): "cards.write",
 }
 """(method, canonical route path) -> the permission a caller needs."""
@@ -33,6 +35,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(_ONE + "/deactivate", deactivate_customer)
     app.router.add_post(_ONE + "/questionnaires/{questionnaire_id}", set_answers)
     app.router.add_get(_ONE + "/card-view", card_view)
+    app.router.add_get(_ONE + "/receipts", receipts)
     app.router.add_post("/v1/cards/{card_no}/deactivate", deactivate_card)
 
 
@@ -108,3 +111,23 @@ async def card_view(request: web.Request) -> web.Response:
     if view is None:
         raise UnknownObject("customer_id", f"unknown customer {customer_id!r}")
     return web.json_response(view)
+
+
+async def receipts(request: web.Request) -> web.Response:
+    """A page of the customer's receipts and returns, newest first, with its totals."""
+    customer_id = _path_id(request, "customer_id")
+    limit = _query_int(request, "limit", default=RECEIPTS_PAGE)
+    if not 1 <= limit <= MAX_RECEIPTS_PAGE:
+        raise MalformedRequest("limit", f"expected 1..{MAX_RECEIPTS_PAGE}, got {limit}")
+    cursor = request.query.get("cursor") or None
+    if cursor is not None and len(cursor) > 200:
+        raise MalformedRequest("cursor", "longer than 200 characters")
+    storage = request.app[STORAGE_KEY]
+
+    def page() -> dict[str, object] | None:
+        return storage.customer_receipts(customer_id, limit=limit, cursor=cursor)
+
+    found = await _in_db(request, page)
+    if found is None:
+        raise UnknownObject("customer_id", f"unknown customer {customer_id!r}")
+    return web.json_response(found)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import UTC, date
+from functools import partial
 from typing import Any
 
 from aiohttp import web
 
 from center import reports, reports_sql
-from center.app import CLOCK_KEY, STORAGE_KEY, _in_db, _query_id, _query_int
+from center.app import CLOCK_KEY, CONFIG_KEY, STORAGE_KEY, _in_db, _query_id, _query_int
 from center.errors import MalformedRequest
 from center.permissions import Requirement
 
@@ -35,29 +36,36 @@ def add_routes(app: web.Application) -> None:
         app.router.add_get(f"/v1/reports/{name}.svg", _handler(name, svg=True))
 
 
+def _zone(request: web.Request) -> str:
+    return request.app[CONFIG_KEY].reports.timezone
+
+
 def _period(request: web.Request) -> tuple[date, date]:
-    today = request.app[CLOCK_KEY]().astimezone(UTC).date()
+    zone = reports_sql.zone_of(_zone(request))
+    today = request.app[CLOCK_KEY]().astimezone(UTC).astimezone(zone).date()
     return reports.parse_period(request.query.get("from"), request.query.get("to"), today)
 
 
 def _build(request: web.Request, name: str) -> tuple[Callable[..., Any], tuple[Any, ...]]:
-    """The report function and its arguments for one request (query checked here)."""
+    """The report function and its arguments for one request (query checked here); days are
+    those of the `[reports] timezone` setting."""
     date_from, date_to = _period(request)
     storage = request.app[STORAGE_KEY]
+    zone = _zone(request)
     if name == "loyalty":
         wallet = _query_id(request, "wallet", required=False) or "bonus"
-        return reports_sql.loyalty_report, (storage, date_from, date_to, wallet)
+        return partial(reports_sql.loyalty_report, zone=zone), (storage, date_from, date_to, wallet)
     if name == "segments":
-        return reports_sql.segments_report, (storage, date_from, date_to)
+        return partial(reports_sql.segments_report, zone=zone), (storage, date_from, date_to)
     store_id = _query_id(request, "store_id", required=False)
     if name == "sales":
-        return reports_sql.sales_report, (storage, date_from, date_to, store_id)
+        return partial(reports_sql.sales_report, zone=zone), (storage, date_from, date_to, store_id)
     limit = _query_int(request, "limit", default=15)
     if not 1 <= limit <= MAX_CATEGORIES:
         raise MalformedRequest("limit", f"expected 1..{MAX_CATEGORIES}, got {limit}")
 
     def top(storage: Any, start: date, end: date, store: str | None) -> dict[str, Any]:
-        return reports_sql.categories_report(storage, start, end, store, limit=limit)
+        return reports_sql.categories_report(storage, start, end, store, limit=limit, zone=zone)
 
     return top, (storage, date_from, date_to, store_id)
 

@@ -1,16 +1,21 @@
 """The reads behind the head-office reports: aggregated in SQL, one snapshot per report.
 
 Functions take the storage (a SqlStorage) and a period [start, end) of aware datetimes and
-return plain rows for center.reports. Days are grouped in SQL as UTC calendar days: SQLite
-stores `_ts` as a UTC ISO string (its first 10 characters are the day), PostgreSQL as
-TIMESTAMPTZ (formatted at time zone UTC). A return (a sale listed in `returns`) is not a
-receipt: its count and refund are separate columns.
+return plain rows for center.reports. Days are the calendar days of the chain's zone
+(`[reports] timezone`, IANA, default UTC), grouped in SQL: PostgreSQL formats the TIMESTAMPTZ
+`AT TIME ZONE` the zone; SQLite stores `_ts` as a UTC ISO string, so the period is cut into
+the spans where the zone's UTC offset is constant (DST changes) and each span's rows are
+shifted by its offset before taking the first 10 characters. A period runs from local midnight
+to local midnight. A return (a sale listed in `returns`) is not a receipt: its count and refund
+are separate columns.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
+import zoneinfo
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -28,6 +33,7 @@ __all__ = [
     "categories_report",
     "ledger_daily",
     "loyalty_report",
+    "offset_spans",
     "report_command",
     "sales_by_store",
     "sales_daily",
@@ -35,6 +41,7 @@ __all__ = [
     "segment_counts",
     "segments_report",
     "write_report",
+    "zone_of",
 ]
 
 
@@ -44,10 +51,68 @@ def _sql(storage: object) -> SqlHooks:
     return storage
 
 
-def _day(db: SqlHooks, column: str) -> str:
+_ZONE_NAME = re.compile(r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$")
+_PROBE = timedelta(hours=6)
+"""Offset changes are looked for at this step (no zone changes its offset twice in 6 hours)."""
+
+
+def zone_of(name: str) -> zoneinfo.ZoneInfo:
+    """The IANA zone `name`; MalformedRequest naming `timezone` when it is not one."""
+    if not _ZONE_NAME.match(name) or len(name) > 64:
+        raise MalformedRequest("timezone", f"expected an IANA time zone name, got {name[:80]!r}")
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise MalformedRequest("timezone", f"unknown IANA time zone {name!r}") from None
+
+
+def offset_spans(
+    zone: zoneinfo.ZoneInfo, start: datetime, end: datetime
+) -> list[tuple[datetime, int]]:
+    """[(from, UTC offset in seconds)]: the zone's offset is constant from each `from` (the
+    first is `start`) to the next one, up to `end`."""
+
+    def offset(at: datetime) -> int:
+        found = at.astimezone(zone).utcoffset()
+        return 0 if found is None else int(found.total_seconds())
+
+    spans = [(start, offset(start))]
+    at = start
+    while at < end:
+        probe = min(at + _PROBE, end)
+        if offset(probe) != spans[-1][1]:
+            # Bisect to the first whole second of the new offset.
+            low, high = int(at.timestamp()), int(probe.timestamp())
+            while high - low > 1:
+                middle = (low + high) // 2
+                if offset(datetime.fromtimestamp(middle, UTC)) == spans[-1][1]:
+                    low = middle
+                else:
+                    high = middle
+            changed = datetime.fromtimestamp(high, UTC)
+            spans.append((changed, offset(changed)))
+        at = probe
+    return spans
+
+
+def _day(db: SqlHooks, column: str, zone: str, start: datetime, end: datetime) -> str:
+    """SQL of the zone's calendar day (YYYY-MM-DD) of a timestamp column in [start, end)."""
     if db.backend == "postgresql":
-        return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
-    return f"substr({column}, 1, 10)"
+        zone_of(zone)  # a checked name: safe to quote as a literal
+        return f"to_char({column} AT TIME ZONE '{zone}', 'YYYY-MM-DD')"
+    spans = offset_spans(zone_of(zone), start, end)
+    if spans == [(start, 0)]:
+        return f"substr({column}, 1, 10)"
+
+    def shifted(seconds: int) -> str:
+        return f"substr(datetime({column}, '{seconds:+d} seconds'), 1, 10)"
+
+    cases = " ".join(
+        f"WHEN {column} < '{db._ts(spans[i + 1][0])}' THEN {shifted(seconds)}"
+        for i, (_, seconds) in enumerate(spans[:-1])
+    )
+    last = shifted(spans[-1][1])
+    return f"CASE {cases} ELSE {last} END" if cases else last
 
 
 def _sum(expression: str) -> str:
@@ -81,14 +146,20 @@ def _period_where(
 
 
 def sales_daily(
-    storage: object, start: datetime, end: datetime, store_id: str | None = None
+    storage: object,
+    start: datetime,
+    end: datetime,
+    store_id: str | None = None,
+    *,
+    zone: str = "UTC",
 ) -> list[tuple[Any, ...]]:
-    """(day, receipts, revenue, discount, card receipts, returns, refund) per UTC day."""
+    """(day, receipts, revenue, discount, card receipts, returns, refund) per day of `zone`."""
     db = _sql(storage)
     where, params = _period_where(db, start, end, store_id)
+    day = _day(db, "s.closed_at", zone, start, end)
     with db._guard("report sales per day"), db._snapshot():
         rows = db._execute(
-            f"SELECT {_day(db, 's.closed_at')}, {_FIGURES} FROM sales s "
+            f"SELECT {day}, {_FIGURES} FROM sales s "
             f"LEFT JOIN returns r ON r.return_id = s.sale_id WHERE {where} "
             "GROUP BY 1 ORDER BY 1",
             params,
@@ -114,18 +185,19 @@ def sales_by_store(
 
 
 def ledger_daily(
-    storage: object, start: datetime, end: datetime, wallet: str = "bonus"
+    storage: object, start: datetime, end: datetime, wallet: str = "bonus", *, zone: str = "UTC"
 ) -> tuple[int, list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """(opening sum, [(day, kind, signed sum)], [(rule_id, points accrued)]) of `wallet`'s
-    journal, in one snapshot."""
+    journal, days of `zone`, in one snapshot."""
     db = _sql(storage)
+    day = _day(db, "created_at", zone, start, end)
     with db._guard("report ledger per day"), db._snapshot():
         opening = db._execute(
             f"SELECT {_sum('amount')} FROM ledger WHERE wallet = ? AND created_at < ?",
             (wallet, db._ts(start)),
         ).fetchone()
         rows = db._execute(
-            f"SELECT {_day(db, 'created_at')}, kind, {_sum('amount')} FROM ledger "
+            f"SELECT {day}, kind, {_sum('amount')} FROM ledger "
             "WHERE wallet = ? AND created_at >= ? AND created_at < ? GROUP BY 1, 2 ORDER BY 1, 2",
             (wallet, db._ts(start), db._ts(end)),
         ).fetchall()
@@ -170,11 +242,12 @@ def categories(
 
 
 def segment_counts(
-    storage: object, start: datetime, end: datetime
+    storage: object, start: datetime, end: datetime, *, zone: str = "UTC"
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """(opening, in-period) member counts: [(segment_id, name, members)] as of before `start`,
-    and [(segment_id, name, day, members)] recorded in the period, in time order."""
+    and [(segment_id, name, day of `zone`, members)] recorded in the period, in time order."""
     db = _sql(storage)
+    day = _day(db, "c.at", zone, start, end)
     with db._guard("report segment counts"), db._snapshot():
         opening = db._execute(
             "SELECT c.segment_id, g.name, c.members FROM segment_counts c "
@@ -184,7 +257,7 @@ def segment_counts(
             (db._ts(start),),
         ).fetchall()
         rows = db._execute(
-            f"SELECT c.segment_id, g.name, {_day(db, 'c.at')}, c.members FROM segment_counts c "
+            f"SELECT c.segment_id, g.name, {day}, c.members FROM segment_counts c "
             "LEFT JOIN segments g ON g.segment_id = c.segment_id "
             "WHERE c.at >= ? AND c.at < ? ORDER BY c.at, c.segment_id",
             (db._ts(start), db._ts(end)),
@@ -192,26 +265,36 @@ def segment_counts(
     return [tuple(r) for r in opening], [tuple(r) for r in rows]
 
 
-def _bounds(date_from: date, date_to: date) -> tuple[datetime, datetime]:
-    start = datetime(date_from.year, date_from.month, date_from.day, tzinfo=UTC)
-    return start, datetime(date_to.year, date_to.month, date_to.day, tzinfo=UTC) + timedelta(1)
+def _bounds(date_from: date, date_to: date, zone: str = "UTC") -> tuple[datetime, datetime]:
+    """[local midnight starting date_from, local midnight ending date_to) of `zone`, in UTC."""
+    tz = zone_of(zone)
+    after = date_to + timedelta(days=1)
+    start = datetime(date_from.year, date_from.month, date_from.day, tzinfo=tz)
+    end = datetime(after.year, after.month, after.day, tzinfo=tz)
+    return start.astimezone(UTC), end.astimezone(UTC)
 
 
 def sales_report(
-    storage: object, date_from: date, date_to: date, store_id: str | None = None
+    storage: object,
+    date_from: date,
+    date_to: date,
+    store_id: str | None = None,
+    *,
+    zone: str = "UTC",
 ) -> dict[str, Any]:
-    """The sales report of the UTC days [date_from, date_to] (center.reports.sales_report)."""
-    start, end = _bounds(date_from, date_to)
-    days = sales_daily(storage, start, end, store_id)
+    """The sales report of the days [date_from, date_to] of `zone` (center.reports)."""
+    start, end = _bounds(date_from, date_to, zone)
+    days = sales_daily(storage, start, end, store_id, zone=zone)
     stores = sales_by_store(storage, start, end, store_id)
     return reports.sales_report(days, stores, date_from, date_to, store_id)
 
 
 def loyalty_report(
-    storage: object, date_from: date, date_to: date, wallet: str = "bonus"
+    storage: object, date_from: date, date_to: date, wallet: str = "bonus", *, zone: str = "UTC"
 ) -> dict[str, Any]:
     """The weekly loyalty report of [date_from, date_to] (center.reports.loyalty_report)."""
-    opening, rows, rules = ledger_daily(storage, *_bounds(date_from, date_to), wallet)
+    bounds = _bounds(date_from, date_to, zone)
+    opening, rows, rules = ledger_daily(storage, *bounds, wallet, zone=zone)
     return reports.loyalty_report(opening, rows, date_from, date_to, wallet, rules)
 
 
@@ -222,15 +305,19 @@ def categories_report(
     store_id: str | None = None,
     *,
     limit: int = 15,
+    zone: str = "UTC",
 ) -> dict[str, Any]:
     """The top categories of [date_from, date_to] (center.reports.categories_report)."""
-    rows = categories(storage, *_bounds(date_from, date_to), store_id)
+    rows = categories(storage, *_bounds(date_from, date_to, zone), store_id)
     return reports.categories_report(rows, date_from, date_to, limit=limit, store_id=store_id)
 
 
-def segments_report(storage: object, date_from: date, date_to: date) -> dict[str, Any]:
+def segments_report(
+    storage: object, date_from: date, date_to: date, *, zone: str = "UTC"
+) -> dict[str, Any]:
     """Segment sizes per day of [date_from, date_to] (center.reports.segments_report)."""
-    opening, rows = segment_counts(storage, *_bounds(date_from, date_to))
+    bounds = _bounds(date_from, date_to, zone)
+    opening, rows = segment_counts(storage, *bounds, zone=zone)
     return reports.segments_report(opening, rows, date_from, date_to)
 
 
@@ -241,15 +328,16 @@ def write_report(
     out_dir: Path,
     *,
     progress: Callable[[str], None] = lambda _: None,
+    zone: str = "UTC",
 ) -> Path:
     """Write report.html (KPIs, tables, the charts inline), report.json and one SVG per report
     into `out_dir`; return the HTML's path."""
     built: dict[str, dict[str, Any]] = {}
     steps = (
-        ("sales", lambda: sales_report(storage, date_from, date_to)),
-        ("loyalty", lambda: loyalty_report(storage, date_from, date_to)),
-        ("categories", lambda: categories_report(storage, date_from, date_to)),
-        ("segments", lambda: segments_report(storage, date_from, date_to)),
+        ("sales", lambda: sales_report(storage, date_from, date_to, zone=zone)),
+        ("loyalty", lambda: loyalty_report(storage, date_from, date_to, zone=zone)),
+        ("categories", lambda: categories_report(storage, date_from, date_to, zone=zone)),
+        ("segments", lambda: segments_report(storage, date_from, date_to, zone=zone)),
     )
     for number, (name, read) in enumerate(steps, 1):
         progress(f"[{number}/{len(steps) + 1}] reading {name} {date_from}..{date_to}")
@@ -281,15 +369,22 @@ def report_command(config: Config, date_from: str, date_to: str, out: str) -> in
     """`loyalty-center report`: write the report files, progress on stderr, the path on stdout."""
     from center.storage import open_storage
 
+    zone = config.reports.timezone
     try:
-        start, end = reports.parse_period(date_from, date_to, datetime.now(UTC).date())
+        today = datetime.now(zone_of(zone)).date()
+        start, end = reports.parse_period(date_from, date_to, today)
     except MalformedRequest as exc:
         print(f"error: --{exc}", file=sys.stderr)
         return 2
     storage = open_storage(config.storage)
     try:
         page = write_report(
-            storage, start, end, Path(out), progress=lambda line: print(line, file=sys.stderr)
+            storage,
+            start,
+            end,
+            Path(out),
+            progress=lambda line: print(line, file=sys.stderr),
+            zone=zone,
         )
     finally:
         storage.close()

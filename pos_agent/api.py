@@ -224,6 +224,27 @@ async def identify_card(request: web.Request) -> web.Response:
             "known": view.known,
             "bonus_balance": view.bonus_balance,
             "segments": list(view.segments),
+            "coupons": [
+                {
+                    "code": c.code,
+                    "batch_id": c.batch_id,
+                    "promotion_id": c.promotion_id,
+                    "single_use": c.single_use,
+                    "valid_from": c.valid_from,
+                    "valid_to": c.valid_to,
+                }
+                for c in view.coupons
+            ],
+            "personal_offers": [
+                {
+                    "offer_id": o.offer_id,
+                    "product_id": o.product_id,
+                    "percent": str(o.percent),
+                    "valid_from": None if o.valid_from is None else o.valid_from.isoformat(),
+                    "valid_to": None if o.valid_to is None else o.valid_to.isoformat(),
+                }
+                for o in view.personal_offers
+            ],
         }
     )
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from loyalty_engine import (
     Calculation,
     CouponMatch,
+    CustomerState,
     EngineError,
     PromotionSet,
     Receipt,
@@ -35,7 +36,7 @@ from pos_agent.errors import (
 )
 from pos_agent.journal import HeldReservation, Journal, JournalStats, OfflineSpend, SalesSummary
 from pos_agent.receipts import CouponUsed, LineInput, OpenLine, OpenReceipt, PaymentInput
-from pos_agent.replica import Card, Replica
+from pos_agent.replica import Card, CardCoupon, CardOffer, Replica
 from pos_agent.storelink import StoreLink
 from sync_protocol import LineDiscount, LoyaltyMovement, Payment, Sale, SaleLine
 
@@ -66,6 +67,10 @@ class CardView:
     bonus_balance: int
     segment: str = ""
     segments: tuple[str, ...] = ()
+    coupons: tuple[CardCoupon, ...] = ()
+    """Coupons the Center issued to the customer, not expired (from the replica)."""
+    personal_offers: tuple[CardOffer, ...] = ()
+    """The customer's personal offers valid now (from the replica)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,12 +192,15 @@ class Register:
         if card is not None and card.status in REFUSED_CARD_STATUSES:
             raise CardRefused(card_no, card.status)
         self._save(receipt.with_card(card_no))
+        now = self._now()
         return CardView(
             card_no=card_no,
             known=card is not None,
             bonus_balance=self._available(card_no, card),
             segment=card.segment if card else "",
             segments=card.segments if card else (),
+            coupons=card.coupons_at(now) if card else (),
+            personal_offers=tuple(o for o in card.personal_offers if o.active(now)) if card else (),
         )
 
     def _look_up(self, card_no: str) -> Card | None:
@@ -442,9 +450,11 @@ class Register:
         if bonus_to_spend and receipt.card_no is None:
             raise InvalidField("bonus_to_spend", "no card on the receipt; identify one first")
         store_id = self.config.register.store_id
+        now = now if now is not None else self._now()
+        offers = card.offers_at(now) if card else ()
         engine_receipt = Receipt(
             lines=tuple(lines),
-            now=now if now is not None else self._now(),
+            now=now,
             store_id=store_id,
             store_format=self.replica.store_format(store_id),
             card_no=receipt.card_no,
@@ -455,6 +465,8 @@ class Register:
             bonus_balance=max(available, bonus_to_spend),
             receipt_id=sale_id if sale_id is not None else receipt.receipt_id,
             coupon_codes=receipt.coupon_codes,
+            # The engine's personal_offers kind reads them; no offers, no customer state.
+            customer=CustomerState(personal_offers=offers) if offers else None,
         )
         try:
             calc = calculate(engine_receipt, promotions, bonus_to_spend=bonus_to_spend)

@@ -6,12 +6,14 @@ import json
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
+from loyalty_engine import PersonalOffer
 from pos_agent.errors import ReplicaError
 from sync_protocol import (
     MasterDelta,
@@ -21,7 +23,7 @@ from sync_protocol import (
     replica_checksum,
 )
 
-__all__ = ["TABLE_KEYS", "Card", "Product", "Replica"]
+__all__ = ["TABLE_KEYS", "Card", "CardCoupon", "CardOffer", "Product", "Replica"]
 
 # Tables of master data v1 and the key column of each (docs/PROTOCOL.md); others are ignored.
 TABLE_KEYS: dict[str, str] = {
@@ -45,6 +47,42 @@ class Product:
 
 
 @dataclass(frozen=True, slots=True)
+class CardCoupon:
+    """A coupon the Center issued to the card's customer (card rows carry `coupons`)."""
+
+    code: str
+    batch_id: str = ""
+    promotion_id: str = ""
+    single_use: bool = True
+    valid_from: str | None = None
+    """First day (YYYY-MM-DD, inclusive) or None."""
+    valid_to: str | None = None
+    """Last day (YYYY-MM-DD, inclusive) or None."""
+
+    def usable(self, now: datetime) -> bool:
+        """Not expired at `now` (days are UTC days, as on the Center)."""
+        return self.valid_to is None or self.valid_to >= now.astimezone(UTC).date().isoformat()
+
+
+@dataclass(frozen=True, slots=True)
+class CardOffer:
+    """A personal offer of the card's customer (card rows carry `personal_offers`)."""
+
+    offer_id: str
+    product_id: str
+    percent: Decimal
+    valid_from: datetime | None = None
+    valid_to: datetime | None = None
+    source: str = ""
+
+    def active(self, now: datetime) -> bool:
+        """Within [valid_from, valid_to) at `now`."""
+        return (self.valid_from is None or self.valid_from <= now) and (
+            self.valid_to is None or now < self.valid_to
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Card:
     """A loyalty card as the replica knows it (the balance is the Center's last word)."""
 
@@ -54,10 +92,111 @@ class Card:
     segments: tuple[str, ...] = ()
     """Every segment the Center puts the customer in (card rows carry `segments`)."""
     status: str = "active"
+    coupons: tuple[CardCoupon, ...] = ()
+    personal_offers: tuple[CardOffer, ...] = ()
+
+    def coupons_at(self, now: datetime) -> tuple[CardCoupon, ...]:
+        """The customer's coupons not expired at `now`."""
+        return tuple(c for c in self.coupons if c.usable(now))
+
+    def offers_at(self, now: datetime) -> tuple[PersonalOffer, ...]:
+        """The engine's personal offers of the customer, those valid at `now`."""
+        return tuple(
+            PersonalOffer(o.offer_id, (o.product_id,), o.percent)
+            for o in self.personal_offers
+            if o.active(now)
+        )
 
 
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
+
+
+def _listed(value: Any) -> Any:
+    """A list column as received, or as sqlite-utils kept it (JSON text)."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return None
+    return value
+
+
+def _day(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) != 10:
+        raise ReplicaError(f"{where}: expected YYYY-MM-DD or null, got {value!r}")
+    return value
+
+
+def _instant(value: Any, where: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise ReplicaError(f"{where}: expected an ISO 8601 time with offset, got {value!r}")
+    return parsed
+
+
+def _card_coupons(value: Any, where: str) -> tuple[CardCoupon, ...]:
+    listed = _listed(value)
+    if listed is None:
+        return ()
+    if not isinstance(listed, list | tuple):
+        raise ReplicaError(f"{where}: expected a list of coupons, got {type(listed).__name__}")
+    out: list[CardCoupon] = []
+    for i, item in enumerate(listed):
+        at = f"{where}[{i}]"
+        if not isinstance(item, Mapping) or not isinstance(item.get("code"), str):
+            raise ReplicaError(f"{at}: expected a map with a string code, got {item!r}")
+        out.append(
+            CardCoupon(
+                code=item["code"],
+                batch_id=_text(item.get("batch_id")),
+                promotion_id=_text(item.get("promotion_id")),
+                single_use=bool(item.get("single_use", True)),
+                valid_from=_day(item.get("valid_from"), f"{at}.valid_from"),
+                valid_to=_day(item.get("valid_to"), f"{at}.valid_to"),
+            )
+        )
+    return tuple(out)
+
+
+def _card_offers(value: Any, where: str) -> tuple[CardOffer, ...]:
+    listed = _listed(value)
+    if listed is None:
+        return ()
+    if not isinstance(listed, list | tuple):
+        raise ReplicaError(f"{where}: expected a list of offers, got {type(listed).__name__}")
+    out: list[CardOffer] = []
+    for i, item in enumerate(listed):
+        at = f"{where}[{i}]"
+        if not isinstance(item, Mapping):
+            raise ReplicaError(f"{at}: expected a map, got {item!r}")
+        offer_id, product_id = item.get("offer_id"), item.get("product_id")
+        if not isinstance(offer_id, str) or not isinstance(product_id, str):
+            raise ReplicaError(f"{at}: expected string offer_id and product_id, got {item!r}")
+        try:
+            percent = Decimal(str(item.get("percent")))
+        except InvalidOperation:
+            percent = Decimal(-1)
+        if not percent.is_finite() or not Decimal(0) < percent <= Decimal(100):
+            raise ReplicaError(f"{at}.percent: expected 0 < percent <= 100, got {item!r}")
+        out.append(
+            CardOffer(
+                offer_id=offer_id,
+                product_id=product_id,
+                percent=percent,
+                valid_from=_instant(item.get("valid_from"), f"{at}.valid_from"),
+                valid_to=_instant(item.get("valid_to"), f"{at}.valid_to"),
+                source=_text(item.get("source")),
+            )
+        )
+    return tuple(out)
 
 
 def _check_rows(table: str, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -77,6 +216,12 @@ def _check_rows(table: str, rows: Iterable[Mapping[str, Any]]) -> list[dict[str,
             balance = row["bonus_balance"]
             if isinstance(balance, bool) or not isinstance(balance, int):
                 raise ReplicaError(f"{where}.bonus_balance: expected int, got {balance!r}")
+        if table == "cards":
+            for name, check in (("coupons", _card_coupons), ("personal_offers", _card_offers)):
+                value = row.get(name)
+                if value is not None and not isinstance(value, list | tuple):
+                    raise ReplicaError(f"{where}.{name}: expected a list, got {value!r}")
+                check(value, f"{where}.{name}")
         if table == "promotions" and not isinstance(row.get("doc"), Mapping):
             raise ReplicaError(f"{where}.doc: expected a rule document (map)")
         if table == "settings":
@@ -286,12 +431,7 @@ class Replica:
                 return None
             row = json.loads(found[0])
         balance = row.get("bonus_balance")
-        listed = row.get("segments")
-        if isinstance(listed, str):  # sqlite-utils keeps a list column as JSON text
-            try:
-                listed = json.loads(listed)
-            except ValueError:
-                listed = None
+        listed = _listed(row.get("segments"))  # sqlite-utils keeps a list column as JSON text
         segments = tuple(str(s) for s in listed) if isinstance(listed, list | tuple) else ()
         return Card(
             card_no=card_no,
@@ -299,6 +439,9 @@ class Replica:
             segment=_text(row.get("segment")),
             segments=segments,
             status=_text(row.get("status")) or "active",
+            # Checked when the row was applied.
+            coupons=_card_coupons(row.get("coupons"), "cards.coupons"),
+            personal_offers=_card_offers(row.get("personal_offers"), "cards.personal_offers"),
         )
 
     def store_format(self, store_id: str) -> str:

@@ -301,7 +301,10 @@ class _Link:
         return more
 
     def resolve(self) -> str:
-        if self.url is not None:
+        # A discovered address is checked again every few seconds (pos_agent.discovery).
+        if self.url is not None and (
+            self.discovery is None or self.discovery.still_healthy(self.url)
+        ):
             return self.url
         assert self.discovery is not None
         url = self.discovery.find(_DISCOVERY_WAIT_S, self.owner._stop)

@@ -18,7 +18,9 @@ from store_node.auth import (
     NonceCache,
     RegisterAuth,
     RegisterIdentity,
+    StoredNonces,
     Unauthorized,
+    record_nonce,
     signature_headers,
     verify_signature,
 )
@@ -68,6 +70,7 @@ _MAX_BODY_KEY = web.AppKey("max_body_bytes", int)
 _RUN_JOBS_KEY = web.AppKey("run_jobs", bool)
 AUTH_KEY = web.AppKey("register_auth", RegisterAuth)
 _NONCES_KEY = web.AppKey("nonces", NonceCache)
+_STORED_NONCES_KEY = web.AppKey("stored_nonces", StoredNonces)
 _KNOWN_KEY: web.AppKey[dict[str, tuple[str, str]]] = web.AppKey("register_credentials")
 IDENTITY_KEY: web.RequestKey[RegisterIdentity | None] = web.RequestKey("identity")
 """The enrolled register that signed the request; None for an unsigned one (when allowed)."""
@@ -144,16 +147,21 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if credential is not None:
             known[node_id] = credential
     body = await request.read()
-    request[IDENTITY_KEY] = verify_signature(
+    now = app[CLOCK_KEY]()
+    identity = verify_signature(
         found,
         credential=credential,
         method=request.method,
         path=request.path,
         query=canonical_query(list(request.query.items())),
         body=body,
-        now_s=app[CLOCK_KEY]().timestamp(),
+        now_s=now.timestamp(),
         nonces=app[_NONCES_KEY],
     )
+    # Memory refused a replay since this start; auth.db, one from before a restart.
+    nonce = found["X-Loyalty-Nonce"]
+    await asyncio.to_thread(record_nonce, app[_STORED_NONCES_KEY], identity.node_id, nonce, now)
+    request[IDENTITY_KEY] = identity
     return await handler(request)
 
 
@@ -360,6 +368,11 @@ async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
     await worker.close()
 
 
+async def _nonces_ctx(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await asyncio.to_thread(app[_STORED_NONCES_KEY].close)
+
+
 async def _forwarder_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[FORWARDER_KEY].start(schedule=app[_RUN_JOBS_KEY])
     yield
@@ -402,6 +415,7 @@ def create_app(
     app[_MAX_BODY_KEY] = max_body_bytes
     app[AUTH_KEY] = RegisterAuth(config.store.data_dir)
     app[_NONCES_KEY] = NonceCache()
+    app[_STORED_NONCES_KEY] = StoredNonces(config.store.data_dir)
     app[_KNOWN_KEY] = {}
     do_advertise = config.store.advertise if advertise is None else advertise
     app[ADVERTISER_KEY] = (
@@ -415,7 +429,7 @@ def create_app(
         else None
     )
     # Order matters: cleanup runs in reverse, so the jobs stop before the database closes.
-    app.cleanup_ctx.extend([_storage_ctx, _forwarder_ctx, _advertiser_ctx])
+    app.cleanup_ctx.extend([_storage_ctx, _nonces_ctx, _forwarder_ctx, _advertiser_ctx])
     app.router.add_get("/health", get_health)
     app.router.add_post("/v1/enrol", post_enrol)
     app.router.add_post("/v1/sales", post_sales)

@@ -2,6 +2,8 @@
 
 The same scheme as the store node -> Center hop (docs/API.md): a register redeems a token for
 a node id and secret, then signs every request with HMAC-SHA256 (sync_protocol.signing).
+A verified request's nonce is checked in memory, then claimed in auth.db (`StoredNonces`), so
+that a replay is refused after a restart of the store node too.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import sqlite3
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,7 +19,10 @@ from pathlib import Path
 
 from store_node.errors import RequestError
 from sync_protocol import (
+    NONCE_HEADER,
+    SIGNATURE_WINDOW_S,
     NonceCache,
+    ReplayedNonce,
     SignatureError,
     new_secret,
     signature_headers,
@@ -30,13 +36,19 @@ __all__ = [
     "RegisterAuth",
     "RegisterEnrolment",
     "RegisterIdentity",
+    "StoredNonces",
     "Unauthorized",
+    "record_nonce",
     "signature_headers",
     "verify_signature",
 ]
 
 MAX_TTL_H = 24 * 30
 AUTH_DB = "auth.db"
+NONCE_HORIZON = timedelta(seconds=2 * SIGNATURE_WINDOW_S)
+"""How long a nonce is held: a timestamp may be a window ahead, so its request stays
+acceptable for up to twice the window after it arrives."""
+NONCE_PURGE_EVERY = timedelta(minutes=1)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS enrolment_tokens (
     token_hash TEXT PRIMARY KEY,
@@ -52,6 +64,13 @@ CREATE TABLE IF NOT EXISTS registers (
     secret TEXT NOT NULL,
     enrolled_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS request_nonces (
+    node_id TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    seen_at TEXT NOT NULL,
+    PRIMARY KEY (node_id, nonce)
+);
+CREATE INDEX IF NOT EXISTS request_nonces_seen ON request_nonces (seen_at);
 """
 
 
@@ -182,6 +201,74 @@ class RegisterAuth:
         finally:
             conn.close()
         return None if row is None else (str(row[0]), str(row[1]))
+
+
+class StoredNonces:
+    """Nonces of verified register requests in data_dir/auth.db, held for NONCE_HORIZON.
+
+    One connection, opened on first use and shared by the threads that call `claim` (under a
+    lock); rows past the horizon are deleted at most once a minute.
+    """
+
+    def __init__(self, data_dir: Path, horizon: timedelta = NONCE_HORIZON) -> None:
+        self.path = data_dir / AUTH_DB
+        self.horizon = horizon
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+        self._purge_due: datetime | None = None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, timeout=10, check_same_thread=False
+            )
+            conn.execute("PRAGMA journal_mode = WAL")
+            # Survives the process (kill -9), which is what a replay after a restart needs;
+            # an fsync per request would cost more than the request itself.
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.executescript(_SCHEMA)
+            self._conn = conn
+        return self._conn
+
+    def claim(self, node_id: str, nonce: str, now: datetime) -> bool:
+        """Record a request's nonce; False when it is already held (a replay)."""
+        oldest = _ts(now - self.horizon)
+        with self._lock:
+            conn = self._connection()
+            # Atomic: of two requests with one nonce, exactly one inserts (or renews a row
+            # past the horizon, which the purge has not reached yet).
+            claimed = (
+                conn.execute(
+                    "INSERT INTO request_nonces (node_id, nonce, seen_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (node_id, nonce) DO UPDATE SET seen_at = excluded.seen_at "
+                    "WHERE request_nonces.seen_at < ?",
+                    (node_id, nonce, _ts(now), oldest),
+                ).rowcount
+                == 1
+            )
+            if self._purge_due is None or now >= self._purge_due:
+                self._purge_due = now + NONCE_PURGE_EVERY
+                conn.execute("DELETE FROM request_nonces WHERE seen_at < ?", (oldest,))
+        return claimed
+
+    def count(self) -> int:
+        """How many nonces are held (purged ones are gone)."""
+        with self._lock:
+            row = self._connection().execute("SELECT COUNT(*) FROM request_nonces").fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+def record_nonce(nonces: StoredNonces, node_id: str, nonce: str, now: datetime) -> None:
+    """Claim a verified request's nonce in auth.db; Unauthorized if it was already used."""
+    if not nonces.claim(node_id, nonce, now):
+        raise Unauthorized(f"header {NONCE_HEADER}: {ReplayedNonce.default_problem}")
 
 
 def verify_signature(

@@ -8,9 +8,12 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from center.crm import CustomerInput, SearchQuery
+from center.storage.coupon_jobs import CouponJobOps
 from center.storage.coupons import CouponOps
 from center.storage.customers import CustomerOps
 from center.storage.feed import MasterFeedOps
+from center.storage.nonces import NonceOps
+from center.storage.offers import OfferOps
 from center.storage.partitions import PartitionOps
 from center.storage.promotions import PromotionOps
 from center.storage.returns import ReturnsOps
@@ -184,11 +187,14 @@ class Storage(
     UserOps,
     PromotionOps,
     CouponOps,
+    CouponJobOps,
     SegmentOps,
     ReturnsOps,
     CustomerOps,
+    OfferOps,
     MasterFeedOps,
     PartitionOps,
+    NonceOps,
     Protocol,
 ):
     """Durable state of the Center; every write is one transaction, visible once it returns."""

@@ -353,6 +353,14 @@ class CouponStore(SqlHooks):
                     "UPDATE coupons SET customer_id = ?, issued_at = ? WHERE code = ?",
                     [(customer, at, code) for customer, code in pairs],
                 )
+                # Card rows carry the coupons issued to their customer (feed.py).
+                version = self._bump_master()
+                for part in _chunks(wanted):
+                    marks = ", ".join("?" for _ in part)
+                    self._execute(
+                        f"UPDATE cards SET version = ? WHERE customer_id IN ({marks})",
+                        (version, *part),
+                    )
             summary = {
                 "requested": len(customers),
                 "issued": len(pairs),
@@ -445,18 +453,19 @@ class CouponStore(SqlHooks):
         ]
         if not uses:
             return
-        known: set[str] = set()
+        known: dict[str, str | None] = {}  # code -> the customer it was issued to
         codes = sorted({code for code, _ in uses})
         for part in _chunks(codes):
             marks = ", ".join("?" for _ in part)
             known.update(
-                r[0]
+                (r[0], r[1])
                 for r in self._execute(
-                    "SELECT code FROM coupons "
+                    "SELECT code, customer_id FROM coupons "
                     f"WHERE code IN ({marks}) ORDER BY code{self._FOR_UPDATE}",
                     part,
                 ).fetchall()
             )
+        holders: set[str] = set()
         for code, sale in uses:
             if code not in known:
                 continue  # a promo code or register-signed code: no batch to track
@@ -480,3 +489,17 @@ class CouponStore(SqlHooks):
                 "THEN ? ELSE redeemed_at END WHERE code = ?",
                 (at, sale.sale_id, at, sale.store_id, at, at, code),
             )
+            holder = known[code]
+            if holder is not None:
+                holders.add(holder)
+        if holders and self.backend != "postgresql":
+            # Card rows carry their customer's coupons (feed.py). SQLite has one writer, so
+            # ingest bumps like any master write; PostgreSQL ingest takes no global lock and
+            # the feed finds redemptions by their transaction id (coupon_redemptions.feed_pos).
+            version = self._bump_master()
+            for part in _chunks(sorted(holders)):
+                marks = ", ".join("?" for _ in part)
+                self._execute(
+                    f"UPDATE cards SET version = ? WHERE customer_id IN ({marks})",
+                    (version, *part),
+                )

@@ -33,6 +33,8 @@ FUZZY_RATIO = 0.75
 """SQLite's fallback: a difflib ratio this close to one of FUZZY_SCAN names of the same two
 first letters (PostgreSQL uses pg_trgm's similarity)."""
 RECENT_RECEIPTS = 20
+MAX_MERGE_CHAIN = 10
+"""Merges followed from a merged customer to the one that survives them all."""
 MAX_AUDIT = 1000
 AUDIT_KINDS = ("card", "customer", "promotion", "coupon_batch", "segment", "user")
 """Every kind of object whose changes the audit table records."""
@@ -466,8 +468,9 @@ class CrmStore:
                 ids.update(r[0] for r in self._rows(sql, params))
                 if not ids and len(query.words[0]) >= FUZZY_MIN:
                     fuzzy = self._similar_last_names(query.words, limit)
-            # Exact matches by id, then the misspelling matches best first.
-            found = (sorted(ids) + fuzzy)[:limit]
+            # Exact matches by id, then the misspelling matches best first; a merged
+            # customer's keys find the customer it was merged into.
+            found = self._survivors([*sorted(ids), *fuzzy])[:limit]
             if not found:
                 return []
             marks = ", ".join("?" for _ in found)
@@ -493,6 +496,28 @@ class CrmStore:
             }
             for customer_id in found
         ]
+
+    def _survivors(self, ids: Sequence[str]) -> list[str]:
+        """The ids with each merged customer replaced by the one it was merged into (through
+        a chain of merges), duplicates dropped, order kept."""
+        target = {i: i for i in ids}
+        pending = set(ids)
+        for _ in range(MAX_MERGE_CHAIN):
+            if not pending:
+                break
+            marks = ", ".join("?" for _ in pending)
+            hops = dict(
+                self._rows(
+                    "SELECT customer_id, merged_into FROM customers "
+                    f"WHERE customer_id IN ({marks}) AND merged_into IS NOT NULL",
+                    sorted(pending),
+                )
+            )
+            for original, now_at in target.items():
+                if now_at in hops:
+                    target[original] = hops[now_at]
+            pending = set(hops.values())
+        return list(dict.fromkeys(target[i] for i in ids))
 
     def _similar_last_names(self, words: Sequence[str], limit: int) -> list[str]:
         """Customers whose last name is like the first word (a misspelling of it), the others

@@ -8,6 +8,8 @@ its audit rows in the same transaction.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -15,21 +17,26 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from center.crm import search_keys
-from center.errors import Conflict, InvalidRequest, UnknownObject
+from center.errors import Conflict, InvalidRequest, MalformedRequest, UnknownObject
 from center.storage.hooks import Migration, SqlHooks
 
 __all__ = [
     "FAVOURITE_DAYS",
+    "MAX_RECEIPTS_PAGE",
     "POSTGRES_MIGRATION",
+    "RECEIPTS_PAGE",
     "SQLITE_MIGRATION",
     "CustomerOps",
     "CustomerStore",
     "check_answers",
+    "index_merged_customers",
 ]
 
 FAVOURITE_DAYS = 365
 FAVOURITES = 5
 HISTORY = 50
+RECEIPTS_PAGE = 20
+MAX_RECEIPTS_PAGE = 100
 MAX_ANSWERS = 100
 MAX_ANSWER_TEXT = 1000
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
@@ -63,6 +70,42 @@ POSTGRES_MIGRATION: Migration = _migration(
     "TIMESTAMPTZ", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
 )
 """Schema version 12 (customer status, merges, questionnaires) on PostgreSQL."""
+
+
+def _cursor(closed_at: datetime, sale_id: str) -> str:
+    """An opaque cursor: the (closed_at, sale_id) of the last receipt of a page."""
+    raw = f"{closed_at.isoformat()}|{sale_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _parse_cursor(cursor: str) -> tuple[datetime, str]:
+    """(closed_at, sale_id) of a cursor made by _cursor; MalformedRequest naming `cursor`."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, sale_id = raw.split("|", 1)
+        closed_at = datetime.fromisoformat(at)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise MalformedRequest(
+            "cursor", f"not a cursor of this list: {cursor[:80]!r}; pass next_cursor as given"
+        ) from None
+    if closed_at.tzinfo is None or not sale_id or len(sale_id) > 64:
+        raise MalformedRequest("cursor", f"not a cursor of this list: {cursor[:80]!r}")
+    return closed_at, sale_id
+
+
+def index_merged_customers(storage: SqlHooks) -> None:
+    """Migration step: give merged customers their search keys back (merges used to delete
+    them), so search by an old name or phone finds the survivor."""
+    rows = storage._execute(
+        "SELECT customer_id, attributes FROM customers WHERE merged_into IS NOT NULL "
+        "AND customer_id NOT IN (SELECT customer_id FROM customer_index)"
+    ).fetchall()
+    for customer_id, attributes in rows:
+        storage._execute(
+            "INSERT INTO customer_index (customer_id, last_name, first_name, middle_name, "
+            "phone_rev, email) VALUES (?, ?, ?, ?, ?, ?)",
+            (customer_id, *search_keys(json.loads(attributes))),
+        )
 
 
 def check_answers(answers: Any) -> dict[str, Any]:
@@ -120,6 +163,13 @@ class CustomerOps(Protocol):
     ) -> dict[str, Any] | None:
         """customer_view plus status, questionnaires, ledger history, favourite categories and
         coupons; None if unknown."""
+        ...
+
+    def customer_receipts(
+        self, customer_id: str, *, limit: int = RECEIPTS_PAGE, cursor: str | None = None
+    ) -> dict[str, Any] | None:
+        """One page of the receipts and returns of all the customer's cards, newest first,
+        with the customer's totals and the cursor of the next page; None if unknown."""
         ...
 
 
@@ -206,6 +256,10 @@ class CustomerStore(SqlHooks):
                 "UPDATE cards SET customer_id = ?, version = ? WHERE customer_id = ?",
                 (survivor_id, version, merged_id),
             )
+            # The survivor's own cards now carry the merged balance, coupons and offers too.
+            self._execute(
+                "UPDATE cards SET version = ? WHERE customer_id = ?", (version, survivor_id)
+            )
             for card_no in cards:
                 self._audit(
                     "card",
@@ -226,9 +280,10 @@ class CustomerStore(SqlHooks):
                 "WHERE customer_id = ?",
                 (survivor_id, version, merged_id),
             )
-            # Search finds the survivor by the keys it now holds; the merged id stops matching.
-            self._execute("DELETE FROM customer_index WHERE customer_id IN (?, ?)",
-                          (survivor_id, merged_id))  # fmt: skip
+            # Search finds the survivor by the keys it now holds, and by the merged customer's
+            # own keys (kept: the call center hears old names and phones), which search
+            # resolves through merged_into.
+            self._execute("DELETE FROM customer_index WHERE customer_id = ?", (survivor_id,))
             self._execute(
                 "INSERT INTO customer_index (customer_id, last_name, first_name, middle_name, "
                 "phone_rev, email) VALUES (?, ?, ?, ?, ?, ?)",
@@ -430,20 +485,12 @@ class CustomerStore(SqlHooks):
                 ]
                 favourites = self._favourites(card_nos, now)
             coupons = self._customer_coupons(customer_id)
-            receipts = [dict(r, return_of=None) for r in view["receipts"]]
-            if receipts:
-                marks = ", ".join("?" for _ in receipts)
-                originals = dict(
-                    self._execute(
-                        f"SELECT return_id, original_id FROM returns WHERE return_id IN ({marks})",
-                        [r["sale_id"] for r in receipts],
-                    ).fetchall()
-                )
-                for receipt in receipts:
-                    receipt["return_of"] = originals.get(receipt["sale_id"])
+            page = self._receipts_page(card_nos, RECEIPTS_PAGE, None)
         return {
             **view,
-            "receipts": receipts,
+            "receipts": page["receipts"],
+            "receipts_next_cursor": page["next_cursor"],
+            "receipt_totals": page["totals"],
             "status": row[0],
             "merged_into": row[1],
             "questionnaires": questionnaires,
@@ -451,6 +498,142 @@ class CustomerStore(SqlHooks):
             "favourite_categories": favourites,
             "coupons": coupons,
         }
+
+    def customer_receipts(
+        self, customer_id: str, *, limit: int = RECEIPTS_PAGE, cursor: str | None = None
+    ) -> dict[str, Any] | None:
+        if not 1 <= limit <= MAX_RECEIPTS_PAGE:
+            raise MalformedRequest("limit", f"expected 1..{MAX_RECEIPTS_PAGE}, got {limit}")
+        after = None if cursor is None else _parse_cursor(cursor)
+        with self._guard("read customer receipts"), self._snapshot():
+            row = self._execute(
+                "SELECT 1 FROM customers WHERE customer_id = ?", (customer_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            card_nos = [
+                str(r[0])
+                for r in self._execute(
+                    "SELECT card_no FROM cards WHERE customer_id = ? ORDER BY card_no",
+                    (customer_id,),
+                ).fetchall()
+            ]
+            page = self._receipts_page(card_nos, limit, after)
+        return {"customer_id": customer_id, **page}
+
+    def _receipts_page(
+        self, card_nos: Sequence[str], limit: int, after: tuple[datetime, str] | None
+    ) -> dict[str, Any]:
+        """Receipts and returns of the cards, newest first, after the cursor position; each
+        with its loyalty movements (a return's: the reversal), a return with its original,
+        a receipt with the returns of it; totals over every receipt of the cards."""
+        totals = {
+            "receipts": 0,
+            "revenue_minor": 0,
+            "discount_minor": 0,
+            "returns": 0,
+            "refund_minor": 0,
+            "net_minor": 0,
+        }
+        if not card_nos:
+            return {"receipts": [], "next_cursor": None, "totals": totals}
+        marks = ", ".join("?" for _ in card_nos)
+        where = f"s.card_no IN ({marks})"
+        params: list[Any] = list(card_nos)
+        if after is not None:
+            at = self._ts(after[0])
+            where += " AND (s.closed_at < ? OR (s.closed_at = ? AND s.sale_id < ?))"
+            params += [at, at, after[1]]
+        rows = self._execute(
+            "SELECT s.sale_id, s.store_id, s.closed_at, s.card_no, s.total_minor, "
+            "s.discount_minor, s.line_count, r.original_id, r.status, r.problem "
+            f"FROM sales s LEFT JOIN returns r ON r.return_id = s.sale_id WHERE {where} "
+            f"ORDER BY s.closed_at DESC, s.sale_id DESC LIMIT {limit + 1}",
+            params,
+        ).fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        receipts: list[dict[str, Any]] = []
+        for r in rows:
+            is_return = r[7] is not None
+            total = int(r[4])
+            receipts.append(
+                {
+                    "sale_id": r[0],
+                    "kind": "return" if is_return else "sale",
+                    "store_id": r[1],
+                    "closed_at": self._dt(r[2]).isoformat(),
+                    "card_no": r[3],
+                    "total_minor": total,
+                    "discount_minor": int(r[5]),
+                    "lines": int(r[6]),
+                    # Money in (+) or back out to the customer (-): a return is a refund.
+                    "net_minor": -total if is_return else total,
+                    "return_of": r[7],
+                    "return_status": r[8],
+                    "return_problem": (r[9] or None) if is_return else None,
+                    "returned_by": [],
+                    "returned_minor": 0,
+                    "loyalty": [],
+                }
+            )
+        if receipts:
+            ids = [r["sale_id"] for r in receipts]
+            by_id = {r["sale_id"]: r for r in receipts}
+            id_marks = ", ".join("?" for _ in ids)
+            for source, card_no, wallet, kind, amount, rule_id in self._execute(
+                "SELECT source, card_no, wallet, kind, amount, rule_id FROM ledger "
+                f"WHERE source IN ({id_marks}) ORDER BY entry_id",
+                ids,
+            ).fetchall():
+                by_id[source]["loyalty"].append(
+                    {
+                        "card_no": card_no,
+                        "wallet": wallet,
+                        "kind": kind,
+                        "amount": int(amount),
+                        "rule_id": rule_id,
+                    }
+                )
+            for original_id, return_id, refund in self._execute(
+                "SELECT original_id, return_id, refund_minor FROM returns "
+                f"WHERE original_id IN ({id_marks}) ORDER BY returned_at, return_id",
+                ids,
+            ).fetchall():
+                receipt = by_id[original_id]
+                receipt["returned_by"].append(return_id)
+                receipt["returned_minor"] += int(refund)
+        sums = self._execute(
+            "SELECT "
+            + ", ".join(
+                f"CAST(COALESCE(SUM({e}), 0) AS BIGINT)"
+                for e in (
+                    "CASE WHEN r.return_id IS NULL THEN 1 ELSE 0 END",
+                    "CASE WHEN r.return_id IS NULL THEN s.total_minor ELSE 0 END",
+                    "CASE WHEN r.return_id IS NULL THEN s.discount_minor ELSE 0 END",
+                    "CASE WHEN r.return_id IS NULL THEN 0 ELSE 1 END",
+                    "CASE WHEN r.return_id IS NULL THEN 0 ELSE s.total_minor END",
+                )
+            )
+            + f" FROM sales s LEFT JOIN returns r ON r.return_id = s.sale_id "
+            f"WHERE s.card_no IN ({marks})",
+            list(card_nos),
+        ).fetchone()
+        totals = {
+            "receipts": int(sums[0]),
+            "revenue_minor": int(sums[1]),
+            "discount_minor": int(sums[2]),
+            "returns": int(sums[3]),
+            "refund_minor": int(sums[4]),
+            "net_minor": int(sums[1]) - int(sums[4]),
+        }
+        last = receipts[-1] if receipts else None
+        next_cursor = (
+            _cursor(datetime.fromisoformat(last["closed_at"]), last["sale_id"])
+            if more and last is not None
+            else None
+        )
+        return {"receipts": receipts, "next_cursor": next_cursor, "totals": totals}
 
     def _favourites(self, card_nos: Sequence[str], now: datetime) -> list[dict[str, Any]]:
         """Top categories (else departments) by net spend over the last FAVOURITE_DAYS."""

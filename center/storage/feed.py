@@ -15,6 +15,12 @@ re-reads the cards of every ledger row at or above mark(V): rows of transactions
 when the mark was taken are picked up later, never skipped (at worst sent twice). When the ledger
 moved past the newest mark, the feed "ticks": a tiny transaction bumps the version and records a
 new mark (skipped, not waited for, while a master writer holds the lock).
+
+Card rows also carry the customer's live coupons (issued to them, not yet used up, not expired)
+and personal offers (not expired), each key only when non-empty. Issuing coupons and changing
+offers bump the customer's cards; on PostgreSQL a redemption (ingest, no global lock) has a feed
+position like a ledger row, and an expiry is found by time window like a lot's, so both reach
+the store with the balances of the last delta page.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from center.storage.hooks import Migration, SqlHooks
@@ -300,6 +306,8 @@ class MasterFeedStore(SqlHooks):
                     f"SELECT 1 FROM lots WHERE {self._TIMED} LIMIT 1",
                     (newest[2], at, newest[2], at),
                 ).fetchone()
+            if moved is None and self._extras_moved(int(newest[1]), newest[2], now):
+                moved = (1,)
         if moved is None:
             return
         with self._guard("tick master feed"), self._transaction():
@@ -378,17 +386,108 @@ class MasterFeedStore(SqlHooks):
                     customers,
                 ).fetchall():
                     segments.setdefault(customer_id, []).append(str(segment_id))
-            out.extend(
-                {
+            coupons, offers = self._card_extras(sorted({c[1] for c in chunk}), now)
+            for c in chunk:
+                row: dict[str, Any] = {
                     "card_no": c[0],
                     "customer_id": c[1],
                     "status": c[2],
                     "bonus_balance": balances.get(c[0], 0),
                     "segments": sorted(segments.get(c[1], [])),
                 }
-                for c in chunk
-            )
+                # Only when there are any: rows of other cards stay as they were.
+                if c[1] in coupons:
+                    row["coupons"] = coupons[c[1]]
+                if c[1] in offers:
+                    row["personal_offers"] = offers[c[1]]
+                out.append(row)
         return out
+
+    _LIVE_COUPON = "(c.status = 'issued' OR (c.status = 'redeemed' AND b.single_use = 0))"
+    """A coupon its holder may still use (a multi-use one stays after a redemption)."""
+
+    def _card_extras(
+        self, customers: Sequence[str], now: datetime
+    ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]]]:
+        """(coupons, personal offers) of each customer that has any, live at `now`."""
+        coupons: dict[str, list[dict[str, Any]]] = {}
+        offers: dict[str, list[dict[str, Any]]] = {}
+        if not customers:
+            return coupons, offers
+        marks = ", ".join("?" for _ in customers)
+        # A batch's valid_to is a day, inclusive: the coupon goes the next UTC day.
+        today = now.astimezone(UTC).date().isoformat()
+        for r in self._execute(
+            "SELECT c.customer_id, c.code, c.batch_id, b.promotion_id, b.single_use, "
+            "b.valid_from, b.valid_to FROM coupons c JOIN coupon_batches b "
+            f"ON b.batch_id = c.batch_id WHERE c.customer_id IN ({marks}) "
+            f"AND {self._LIVE_COUPON} AND (b.valid_to IS NULL OR b.valid_to >= ?) "
+            "ORDER BY c.code",
+            (*customers, today),
+        ).fetchall():
+            coupons.setdefault(r[0], []).append(
+                {
+                    "code": r[1],
+                    "batch_id": r[2],
+                    "promotion_id": r[3],
+                    "single_use": bool(r[4]),
+                    "valid_from": r[5],
+                    "valid_to": r[6],
+                }
+            )
+        for r in self._execute(
+            "SELECT customer_id, offer_id, product_id, percent, valid_from, valid_to, source "
+            f"FROM personal_offers WHERE customer_id IN ({marks}) "
+            "AND (valid_to IS NULL OR valid_to > ?) ORDER BY offer_id",
+            (*customers, self._ts(now)),
+        ).fetchall():
+            offers.setdefault(r[0], []).append(
+                {
+                    "offer_id": r[1],
+                    "product_id": r[2],
+                    "percent": r[3],
+                    "valid_from": None if r[4] is None else self._dt(r[4]).isoformat(),
+                    "valid_to": None if r[5] is None else self._dt(r[5]).isoformat(),
+                    "source": r[6],
+                }
+            )
+        return coupons, offers
+
+    def _extras_moved(self, mark: int, marked_at: Any, now: datetime) -> set[str]:
+        """Customers whose coupons or offers changed with no card bump since a mark: coupons
+        redeemed (feed position at/above it), coupons and offers that expired since it."""
+        found: set[str] = set()
+        if self.backend == "postgresql":  # SQLite's ingest bumps the cards itself
+            found.update(
+                str(r[0])
+                for r in self._execute(
+                    "SELECT DISTINCT c.customer_id FROM coupon_redemptions r JOIN coupons c "
+                    "ON c.code = r.code WHERE r.feed_pos >= CAST(CAST(? AS TEXT) AS xid8) "
+                    "AND c.customer_id IS NOT NULL",
+                    (mark,),
+                ).fetchall()
+            )
+        base = self._dt(marked_at)
+        if base < now:
+            low, high = base.date().isoformat(), now.astimezone(UTC).date().isoformat()
+            found.update(
+                str(r[0])
+                for r in self._execute(
+                    "SELECT DISTINCT c.customer_id FROM coupon_batches b JOIN coupons c "
+                    "ON c.batch_id = b.batch_id WHERE b.valid_to >= ? AND b.valid_to < ? "
+                    f"AND c.customer_id IS NOT NULL AND {self._LIVE_COUPON}",
+                    (low, high),
+                ).fetchall()
+            )
+            found.update(
+                str(r[0])
+                for r in self._execute(
+                    "SELECT DISTINCT customer_id FROM personal_offers "
+                    "WHERE valid_to > ? AND valid_to <= ?",
+                    (marked_at, self._ts(now)),
+                ).fetchall()
+            )
+        return found
 
     # -- reading a store's replica -------------------------------------------------------------
 
@@ -540,8 +639,9 @@ class MasterFeedStore(SqlHooks):
     def _ledger_cards(
         self, store_id: str, base: tuple[int, int, Any], now: datetime, settings: FeedSettings
     ) -> list[tuple[Any, ...]]:
-        """(card_no, customer_id, status) of in-scope cards whose balance may have moved since
-        the base mark: ledger rows at/above it, lots activated or expired since it was taken."""
+        """(card_no, customer_id, status) of in-scope cards whose balance, coupons or offers may
+        have moved since the base mark: ledger rows and coupon redemptions at/above it, lots
+        activated or expired, coupons and offers expired since it was taken."""
         found = {
             str(r[0])
             for r in self._execute(
@@ -555,6 +655,16 @@ class MasterFeedStore(SqlHooks):
                 for r in self._execute(
                     f"SELECT DISTINCT card_no FROM lots WHERE {self._TIMED}",
                     (base[2], at, base[2], at),
+                ).fetchall()
+            )
+        customers = sorted(self._extras_moved(base[1], base[2], now))
+        for start in range(0, len(customers), _CHUNK):
+            chunk = customers[start : start + _CHUNK]
+            marks = ", ".join("?" for _ in chunk)
+            found.update(
+                str(r[0])
+                for r in self._execute(
+                    f"SELECT card_no FROM cards WHERE customer_id IN ({marks})", chunk
                 ).fetchall()
             )
         changed = sorted(found)

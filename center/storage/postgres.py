@@ -19,10 +19,13 @@ from center.config import redact_dsn
 from center.errors import StorageError
 from center.ledger import allocate
 from center.storage import (
+    coupon_jobs,
     coupons,
     crm,
     customers,
     feed,
+    nonces,
+    offers,
     partitions,
     promotions,
     returns,
@@ -258,6 +261,9 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
     customers.POSTGRES_MIGRATION,  # 12
     feed.POSTGRES_MIGRATION,  # 13
     partitions.POSTGRES_MIGRATION,  # 14
+    nonces.POSTGRES_MIGRATION,  # 15
+    offers.POSTGRES_MIGRATION,  # 16
+    coupon_jobs.POSTGRES_MIGRATION,  # 17
 )
 
 # Any fixed number: every Center migrating the same database takes the same lock.

@@ -32,11 +32,14 @@ from center.storage.base import (
     RegisterSummary,
     is_required,
 )
+from center.storage.coupon_jobs import CouponJobStore
 from center.storage.coupons import CouponStore
 from center.storage.crm import CrmStore
 from center.storage.customers import CustomerStore
 from center.storage.feed import MasterFeedStore
 from center.storage.hooks import Migration
+from center.storage.nonces import NonceStore
+from center.storage.offers import OfferStore
 from center.storage.partitions import PartitionStore
 from center.storage.promotions import PromotionStore
 from center.storage.returns import ReturnsStore
@@ -70,8 +73,11 @@ class SqlStorage(
     SegmentStore,
     ReturnsStore,
     CustomerStore,
+    OfferStore,
     MasterFeedStore,
     PartitionStore,
+    NonceStore,
+    CouponJobStore,
     ABC,
 ):
     """Storage over one DB-API connection; subclasses supply the dialect hooks."""

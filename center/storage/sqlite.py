@@ -11,10 +11,13 @@ from typing import Any
 
 from center.errors import StorageError
 from center.storage import (
+    coupon_jobs,
     coupons,
     crm,
     customers,
     feed,
+    nonces,
+    offers,
     partitions,
     promotions,
     returns,
@@ -249,6 +252,9 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
     customers.SQLITE_MIGRATION,  # 12
     feed.SQLITE_MIGRATION,  # 13
     partitions.SQLITE_MIGRATION,  # 14
+    nonces.SQLITE_MIGRATION,  # 15
+    offers.SQLITE_MIGRATION,  # 16
+    coupon_jobs.SQLITE_MIGRATION,  # 17
 )
 
 

@@ -246,6 +246,7 @@ class FakeStoreNode:
     batches: list[SaleBatch] = field(default_factory=list)
     heartbeats: list[Heartbeat] = field(default_factory=list)
     master_polls: list[str] = field(default_factory=list)
+    store_id: str = "367"  # what its /health names (the register checks it after discovery)
     _runner: web.AppRunner | None = None
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
@@ -309,8 +310,12 @@ class FakeStoreNode:
         await self._notify()
         return web.Response(body=encode(snap, sender="store-367"), content_type=CONTENT_TYPE)
 
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"store_id": self.store_id, "node_id": f"store-{self.store_id}"})
+
     async def start(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/health", self._health)
         app.router.add_post("/v1/sales", self._sales)
         app.router.add_post("/v1/heartbeat", self._heartbeat)
         app.router.add_get("/v1/master", self._master)

@@ -333,6 +333,8 @@ async def test_unknown_card_offline_sells_with_accrual_only(tmp_path: Path) -> N
             "known": False,
             "bonus_balance": 0,
             "segments": [],
+            "coupons": [],
+            "personal_offers": [],
         }
         status, _ = await calculate(client, rid, 1)
         assert status == 409
@@ -369,6 +371,8 @@ async def test_unknown_card_is_looked_up_online_and_kept(tmp_path: Path) -> None
                 "known": True,
                 "bonus_balance": 70,
                 "segments": ["new"],
+                "coupons": [],
+                "personal_offers": [],
             }
             resp = await client.post(f"/v1/receipts/{rid}/card", json={"card_no": "5550003"})
             assert (await resp.json())["known"] is False

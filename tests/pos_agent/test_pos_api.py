@@ -69,6 +69,8 @@ async def test_full_receipt_flow_prices_with_default_promotions_and_queues_the_s
             "known": True,
             "bonus_balance": CARD_BALANCE,
             "segments": [],
+            "coupons": [],
+            "personal_offers": [],
         }
 
         resp = await client.post(
@@ -230,6 +232,8 @@ async def test_an_unknown_card_earns_accrual_with_a_zero_balance(config: Config)
             "known": False,
             "bonus_balance": 0,
             "segments": [],
+            "coupons": [],
+            "personal_offers": [],
         }
         calc = await (await client.post(f"/v1/receipts/{rid}/calculate", json={})).json()
     # 3 % base + 1 % small basket (total 2.50 < 20.00) of 250.

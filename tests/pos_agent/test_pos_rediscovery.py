@@ -69,3 +69,42 @@ async def test_a_restarted_store_node_is_found_again_within_ten_seconds(tmp_path
             await asyncio.to_thread(after.close)
     assert found_s < 10
     assert sold["sale_id"] not in second.committed  # nothing re-sent that was acknowledged
+
+
+async def test_a_node_restarted_under_another_name_is_used_despite_the_stale_advert(
+    tmp_path: Path,
+) -> None:
+    # No goodbye after kill -9: the old advert lingers (here, kept registered) and sorts
+    # first; only the health check tells the register that its address is dead.
+    first, second = FakeStoreNode(), FakeStoreNode()
+    await first.start()
+    await second.start()
+    advertiser = Zeroconf(interfaces=["127.0.0.1"])
+    try:
+        stale = ServiceInfo(
+            SERVICE_TYPE,
+            f"store-367-a.{SERVICE_TYPE}",
+            addresses=[socket.inet_aton("127.0.0.1")],
+            port=first.port,
+            properties={"store_id": "367", "node_id": "store-367"},
+            server="store-367-a.local.",
+        )
+        await asyncio.to_thread(advertiser.register_service, stale)
+        config = make_config(tmp_path / "pos", url="")
+        seed_replica(config)
+        async with running_agent(config) as client:
+            sold = await sell(client, [BREAD])
+            await first.wait_until(lambda: sold["sale_id"] in first.committed, timeout=20)
+            await first.stop()
+            restarted = time.monotonic()  # from the kill, advert registration (~2 s) included
+            await asyncio.to_thread(advertiser.register_service, _info(second.port))
+            await health_until(client, lambda h: h["store_url"] == second.url)
+            again = await sell(client, [BREAD])
+            await second.wait_until(lambda: again["sale_id"] in second.committed, timeout=10)
+            found_s = time.monotonic() - restarted
+    finally:
+        await first.stop()
+        await second.stop()
+        await asyncio.to_thread(advertiser.unregister_all_services)
+        await asyncio.to_thread(advertiser.close)
+    assert found_s < 10
