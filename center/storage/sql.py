@@ -10,7 +10,7 @@ import hashlib
 import json
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -130,10 +130,11 @@ class SqlStorage(
         """Serialise concurrent migrations (inside the migration transaction)."""
 
     def _bulk_insert(
-        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+        self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
     ) -> None:
         marks = ", ".join("?" for _ in columns)
-        self._executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+        self._executemany(sql, rows if isinstance(rows, Sequence) else list(rows))
 
     @abstractmethod
     def _close(self) -> None:
@@ -182,11 +183,12 @@ class SqlStorage(
     def ingest(self, sales: Sequence[Sale], received_at: datetime) -> Ack:
         # One order for every writer, so concurrent batches lock rows in the same order.
         ordered = sorted(sales, key=lambda s: (s.register_id, s.seq, s.sale_id))
-        # Encoding and checks are pure: done before the transaction, not repeated on a retry.
-        prepared = [_Prepared(s, check_sale(s)) for s in ordered]
+        # Encoding and checks are pure: done once, when the transaction first needs them (a
+        # backend may send a run's claim before encoding the next), not again on a retry.
+        batch = _Batch(ordered)
         received = self._ts(received_at)
         with self._guard("ingest"):
-            return self._retry_transient(lambda: self._ingest_once(prepared, received))
+            return self._retry_transient(lambda: self._ingest_once(batch, received))
 
     def _retry_transient(self, attempt: Callable[[], _T]) -> _T:
         """Run one whole transaction, again if the database aborted it as a deadlock victim."""
@@ -195,14 +197,13 @@ class SqlStorage(
     _SALE_KEYS = "sales"
     """The table holding the unique keys of stored sales: sale_id and (register_id, seq)."""
 
-    def _ingest_once(self, prepared: Sequence[_Prepared], received: Any) -> Ack:
+    def _ingest_once(self, batch: _Batch, received: Any) -> Ack:
         accepted: list[str] = []
         duplicates: list[str] = []
         rejected: list[Rejection] = []
         new: list[Sale] = []
         with self._transaction():
-            self._lock_cards(p.sale.card_no for p in prepared if p.sale.card_no)
-            claimed = self._claim_sales([p for p in prepared if p.problem is None], received)
+            prepared, claimed = self._claim_sales(batch, received)
             for p in prepared:
                 sale, payload, fingerprint, problem = p.sale, p.payload, p.fingerprint, p.problem
                 if problem is None:
@@ -246,7 +247,7 @@ class SqlStorage(
             p.payload,
             received,
             sale.prev_hash,
-            p.chain_hash,
+            p.chain_hash(),
         )
 
     _SALE_COLUMNS = (
@@ -269,18 +270,23 @@ class SqlStorage(
         "chain_hash",
     )
 
-    def _claim_sales(self, checked: Sequence[_Prepared], received: Any) -> set[str]:
-        """Store the sales whose sale_id and (register_id, seq) are free; their sale_ids."""
+    def _claim_sales(self, batch: _Batch, received: Any) -> tuple[list[_Prepared], set[str]]:
+        """Lock the batch's cards, then store its checked sales whose sale_id and (register_id,
+        seq) are free: every _Prepared of the batch, in order, and the sale_ids stored."""
+        self._lock_cards(batch.card_nos())
+        prepared = batch.prepared(0, len(batch.sales))
         claimed: set[str] = set()
         marks = ", ".join("?" for _ in self._SALE_COLUMNS)
         sql = (
             f"INSERT INTO sales ({', '.join(self._SALE_COLUMNS)}) VALUES ({marks}) "
             "ON CONFLICT DO NOTHING RETURNING sale_id"
         )
-        for p in checked:
+        for p in prepared:
+            if p.problem is not None:
+                continue
             if self._execute(sql, self._sale_row(p, received)).fetchone() is not None:
                 claimed.add(p.sale.sale_id)
-        return claimed
+        return prepared, claimed
 
     def _conflict(self, sale: Sale, fingerprint: str) -> str:
         """Why a checked sale was not stored: "duplicate", or the reason to quarantine it."""
@@ -305,51 +311,44 @@ class SqlStorage(
 
     def _store_sale_details(self, sales: Sequence[Sale]) -> None:
         """The lines and ledger movements of newly stored sales, in bulk."""
-        self._bulk_insert(
-            "sale_lines",
-            (
-                "sale_id",
-                "line_no",
-                "product_id",
-                "qty_milli",
-                "unit_price_minor",
-                "amount_minor",
-                "discount_minor",
-                "weighed",
-                "known_product",
-            ),
-            [
-                (
-                    sale.sale_id,
-                    line.line_no,
-                    line.product_id,
-                    line.qty_milli,
-                    line.unit_price_minor,
-                    line.amount_minor,
-                    sum(d.amount_minor for d in line.discounts),
-                    int(line.weighed),
-                    int(line.known_product),
-                )
-                for sale in sales
-                for line in sale.lines
-            ],
-        )
-        entries = [
-            LedgerEntry(
-                card_no=sale.card_no,
-                wallet=m.wallet,
-                kind=m.kind,
-                amount=m.amount,
-                rule_id=m.rule_id,
-                source=sale.sale_id,
-                created_at=sale.closed_at,
-                active_from=m.active_from,
-                expires_at=m.expires_at,
-            )
-            for sale in sales
-            if sale.card_no
-            for m in ledger_movements(sale)
-        ]
+        entries: list[LedgerEntry] = []
+
+        def lines() -> Iterator[tuple[Any, ...]]:
+            # One pass that also collects the ledger movements. On PostgreSQL the COPY sends
+            # rows as they are made: the server stores the first lines while the rest, and the
+            # movements, are built.
+            for sale in sales:
+                sale_id = sale.sale_id
+                for line in sale.lines:
+                    discounts = line.discounts
+                    yield (
+                        sale_id,
+                        line.line_no,
+                        line.product_id,
+                        line.qty_milli,
+                        line.unit_price_minor,
+                        line.amount_minor,
+                        sum([d.amount_minor for d in discounts]) if discounts else 0,
+                        int(line.weighed),
+                        int(line.known_product),
+                    )
+                if sale.card_no:
+                    entries.extend(
+                        LedgerEntry(
+                            card_no=sale.card_no,
+                            wallet=m.wallet,
+                            kind=m.kind,
+                            amount=m.amount,
+                            rule_id=m.rule_id,
+                            source=sale_id,
+                            created_at=sale.closed_at,
+                            active_from=m.active_from,
+                            expires_at=m.expires_at,
+                        )
+                        for m in ledger_movements(sale)
+                    )
+
+        self._bulk_insert("sale_lines", _LINE_COLUMNS, lines())
         if entries:
             self._apply_entries(entries)
 
@@ -1076,19 +1075,55 @@ class SqlStorage(
         return _Guard(self, what)
 
 
-class _Prepared:
-    """A sale with its canonical bytes, their two hashes, and what check_sale says of it."""
+_LINE_COLUMNS = (
+    "sale_id",
+    "line_no",
+    "product_id",
+    "qty_milli",
+    "unit_price_minor",
+    "amount_minor",
+    "discount_minor",
+    "weighed",
+    "known_product",
+)
 
-    __slots__ = ("chain_hash", "fingerprint", "payload", "problem", "sale")
+
+class _Batch:
+    """A store batch in ingest order, each sale prepared on first use and only once."""
+
+    __slots__ = ("_prepared", "sales")
+
+    def __init__(self, sales: Sequence[Sale]) -> None:
+        self.sales = sales
+        self._prepared: list[_Prepared] = []
+
+    def card_nos(self) -> Iterator[str]:
+        return (s.card_no for s in self.sales if s.card_no)
+
+    def prepared(self, start: int, stop: int) -> list[_Prepared]:
+        """The _Prepared of sales[start:stop]."""
+        done = self._prepared
+        if len(done) < stop:
+            done.extend(_Prepared(s, check_sale(s)) for s in self.sales[len(done) : stop])
+        return done[start:stop]
+
+
+class _Prepared:
+    """A sale with its canonical bytes, their hashes, and what check_sale says of it."""
+
+    __slots__ = ("fingerprint", "payload", "problem", "sale")
 
     def __init__(self, sale: Sale, problem: str | None) -> None:
         self.sale = sale
         self.problem = problem
-        # Encoding is the costliest step of ingest: done once here, hashed twice exactly as
-        # sync_protocol's sale_fingerprint and chain_hash do (a test pins the equality).
+        # Encoding is the costliest step of ingest: done once here, hashed exactly as
+        # sync_protocol's sale_fingerprint and (below) chain_hash do (a test pins the equality).
         self.payload = encode_sale(sale)
         self.fingerprint = hashlib.sha256(self.payload).hexdigest()
-        self.chain_hash = hashlib.sha256(sale.prev_hash.encode("ascii") + self.payload).hexdigest()
+
+    def chain_hash(self) -> str:
+        # Only a stored sale needs it, and only once claimed: not on the claim's critical path.
+        return hashlib.sha256(self.sale.prev_hash.encode("ascii") + self.payload).hexdigest()
 
 
 class _Guard:
