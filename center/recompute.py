@@ -10,10 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from loyalty_engine import (
+    CustomerState,
     EngineError,
+    PersonalOffer,
     PromotionSet,
     Receipt,
     ReceiptLine,
@@ -78,6 +81,18 @@ def _spent(sale: Sale) -> int:
     return sum(m.amount for m in sale.loyalty if m.kind == "spend" and m.wallet == "bonus")
 
 
+def _customer(sale: Sale) -> CustomerState | None:
+    """The customer state the register priced with: its personal offers, as the sale records."""
+    if not sale.personal_offers:
+        return None  # as at the register: no offers, no customer state
+    return CustomerState(
+        personal_offers=tuple(
+            PersonalOffer(o.offer_id, tuple(o.product_ids), Decimal(o.percent))
+            for o in sale.personal_offers
+        )
+    )
+
+
 def _near(a: datetime | None, b: datetime | None) -> bool:
     if a is None or b is None:
         return a is b
@@ -92,7 +107,11 @@ def recompute_sale(
     store_format: str = "",
     segment: str = "",
 ) -> Recomputation:
-    """Price ``sale`` again at its ``closed_at`` and list every difference, naming the field."""
+    """Price ``sale`` again at its ``closed_at`` and list every difference, naming the field.
+
+    The customer context comes from the sale (its ``segments`` and ``personal_offers``, what
+    the register priced with); ``segment`` is only for sales recorded before it did.
+    """
     diffs: list[str] = []
     if promotions.version != sale.promo_version:
         diffs.append(
@@ -119,6 +138,8 @@ def recompute_sale(
         store_format=store_format,
         card_no=sale.card_no,
         segment=segment,
+        segments=sale.segments,
+        customer=_customer(sale),
         # The balance at sale time is not stored; what was spent must have been there.
         bonus_balance=spent,
         # The register seeds issued codes with the sale id and prices at closed_at, so the

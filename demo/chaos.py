@@ -186,7 +186,11 @@ def ring_up(
                 # E.g. the bonus was spent meanwhile at this register, or is held by a receipt
                 # open at another one (the store node reserves it): sell without it.
                 spend = False
-                session.post(f"{url}/cancel", json={}, timeout=10)
+                try:
+                    session.post(f"{url}/cancel", json={}, timeout=10)
+                except requests.RequestException:
+                    # Killed meanwhile: the receipt stays open there (its hold times out).
+                    _wait_up(base, stop)
                 break
             if response.status_code == 409:
                 break  # cancelled meanwhile: a new receipt

@@ -17,6 +17,7 @@ from loyalty_engine import (
     CouponMatch,
     CustomerState,
     EngineError,
+    PersonalOffer,
     PromotionSet,
     Receipt,
     ReceiptLine,
@@ -38,7 +39,7 @@ from pos_agent.journal import HeldReservation, Journal, JournalStats, OfflineSpe
 from pos_agent.receipts import CouponUsed, LineInput, OpenLine, OpenReceipt, PaymentInput
 from pos_agent.replica import Card, CardCoupon, CardOffer, Replica
 from pos_agent.storelink import StoreLink
-from sync_protocol import LineDiscount, LoyaltyMovement, Payment, Sale, SaleLine
+from sync_protocol import LineDiscount, LoyaltyMovement, Payment, Sale, SaleLine, SaleOffer
 
 __all__ = ["Authorization", "CardView", "Clock", "Priced", "Register", "utc_now"]
 
@@ -82,6 +83,8 @@ class Priced:
     known_products: dict[int, bool]
     card: Card | None
     available_bonus: int
+    engine_receipt: Receipt
+    """What the engine priced: the Sale records its segments and personal offers."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,14 @@ class Authorization:
     available: int | None = None
     """What the store node says the card may spend (online only)."""
     offline: OfflineSpend | None = None
+
+
+def _sale_offer(offer: PersonalOffer) -> SaleOffer:
+    """The offer as the sale records it: the percent as plain decimal text ("12.5")."""
+    text = format(offer.percent, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return SaleOffer(offer.offer_id, offer.product_ids, text)
 
 
 def _notify(hook: Callable[..., None], *args: object) -> None:
@@ -476,7 +487,7 @@ class Register:
             if not sep or " " in field:
                 field, problem = "", str(exc)
             raise InvalidField(field, problem) from exc
-        return Priced(receipt, calc, known, card, available)
+        return Priced(receipt, calc, known, card, available, engine_receipt)
 
     def calculate(self, receipt_id: str, bonus_to_spend: int = 0) -> Priced:
         """Price the open receipt and hold its bonus spend and coupons at the store node."""
@@ -502,6 +513,12 @@ class Register:
         sale_id = str(uuid.uuid4())
         priced = self.price(receipt, bonus_to_spend, now=closed_at, sale_id=sale_id)
         calc = priced.calculation
+        # What the engine priced with, so the Center recomputes the sale exactly.
+        priced_with = priced.engine_receipt
+        # An empty id matches no rule and would not encode: the sale must still be written.
+        segments = tuple(s for s in priced_with.all_segments if s)
+        customer = priced_with.customer
+        offers = tuple(_sale_offer(o) for o in customer.personal_offers) if customer else ()
         # Any network call happens here, before the sale is journaled; after it, the commit
         # (or release) of the hold travels with the uploader.
         granted = self.authorize(receipt, bonus_to_spend, closed_at)
@@ -599,6 +616,8 @@ class Register:
                 # ones again from sale_id and closed_at, to check both.
                 coupons_redeemed=tuple(calc.coupons_consumed),
                 coupons_issued=tuple(c.code for c in calc.coupons_issued),
+                segments=segments,
+                personal_offers=offers,
             )
 
         sale = self.journal.confirm(

@@ -43,6 +43,7 @@ from .messages import (
     Sale,
     SaleBatch,
     SaleLine,
+    SaleOffer,
 )
 from .signing import (
     NODE_HEADER,
@@ -98,6 +99,7 @@ __all__ = [
     "Sale",
     "SaleBatch",
     "SaleLine",
+    "SaleOffer",
     "SignatureError",
     "SignedHeaders",
     "StaleTimestamp",

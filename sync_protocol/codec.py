@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import msgpack
@@ -37,6 +38,7 @@ from .messages import (
     Sale,
     SaleBatch,
     SaleLine,
+    SaleOffer,
 )
 
 __all__ = [
@@ -143,6 +145,13 @@ def _check_min(value: int, minimum: int, path: Path) -> None:
 
 
 _HASH_RE = re.compile(r"[0-9a-f]{64}")
+_PERCENT_RE = re.compile(r"[0-9]{1,3}(?:\.[0-9]+)?")
+"""A plain decimal (no sign, exponent or spaces); _percent_ok also caps it at 100."""
+_HUNDRED = Decimal(100)
+
+
+def _percent_ok(value: str) -> bool:
+    return _PERCENT_RE.fullmatch(value) is not None and Decimal(value) <= _HUNDRED
 
 
 def _check_sale(sale: Sale, path: Path) -> None:
@@ -168,7 +177,7 @@ def _check_sale(sale: Sale, path: Path) -> None:
             value=sale.prev_hash[:80],
             hint="use sync_protocol.chain_hash(previous_sale)",
         )
-    for name in ("coupons_redeemed", "coupons_issued"):
+    for name in ("coupons_redeemed", "coupons_issued", "segments"):
         for i, code in enumerate(getattr(sale, name)):
             _check_nonempty(code, (*path, name, i))
     if sale.return_of is not None and (
@@ -211,6 +220,19 @@ def _check_sale(sale: Sale, path: Path) -> None:
         )
 
 
+def _check_offer(offer: SaleOffer, path: Path) -> None:
+    _check_nonempty(offer.offer_id, (*path, "offer_id"))
+    for i, product_id in enumerate(offer.product_ids):
+        _check_nonempty(product_id, (*path, "product_ids", i))
+    if not _percent_ok(offer.percent):
+        raise MalformedMessage(
+            _fmt((*path, "percent")),
+            "expected a decimal string from 0 to 100",
+            value=offer.percent[:80],
+            hint='digits with an optional fraction, e.g. "12.5" (format(Decimal, "f"))',
+        )
+
+
 def _check_payment(payment: Payment, path: Path) -> None:
     _check_nonempty(payment.method, (*path, "method"))
 
@@ -248,6 +270,7 @@ def _check_delta(delta: MasterDelta, path: Path) -> None:
 
 _CHECKS: dict[type, Callable[[Any, Path], None]] = {
     Sale: _check_sale,
+    SaleOffer: _check_offer,
     Payment: _check_payment,
     LoyaltyMovement: _check_movement,
     Heartbeat: _check_heartbeat,
@@ -524,6 +547,7 @@ def _encoder(tp: Any) -> Encoder:
 
 def _dataclass_encoder(cls: type) -> Encoder:
     specs = []
+    always = {f.name for f in dataclasses.fields(cls) if f.metadata.get("omit_empty")}
     for name, tp, kind, default in _field_specs(cls):
         field_conv = _encoder(tp)
         if kind == _DEFAULT:
@@ -532,18 +556,18 @@ def _dataclass_encoder(cls: type) -> Encoder:
             wire_default = field_conv(default(), (), False)
         else:
             wire_default = _NO_DEFAULT
-        specs.append((name, field_conv, wire_default))
+        specs.append((name, field_conv, wire_default, name in always))
     check = _CHECKS.get(cls)
 
     def conv(value: Any, path: Path, omit: bool) -> Any:
         if type(value) is not cls:
             raise _expected(path, cls.__name__, value)
         out: dict[str, Any] = {}
-        for name, field_conv, wire_default in specs:
+        for name, field_conv, wire_default, omit_empty in specs:
             wire = field_conv(getattr(value, name), (*path, name), omit)
             # Leaving out defaults keeps canonical bytes (and fingerprints) of old sales
             # unchanged when a later version adds a field with a default.
-            if omit and type(wire) is type(wire_default) and wire == wire_default:
+            if (omit or omit_empty) and type(wire) is type(wire_default) and wire == wire_default:
                 continue
             out[name] = wire
         if check is not None:
@@ -651,6 +675,11 @@ _FAST_LAYOUT: dict[type, tuple[tuple[str, Any], ...]] = {
         ("known_product", True),
     ),
     Payment: (("method", _REQUIRED_FIELD), ("amount_minor", _REQUIRED_FIELD)),
+    SaleOffer: (
+        ("offer_id", _REQUIRED_FIELD),
+        ("product_ids", _REQUIRED_FIELD),
+        ("percent", _REQUIRED_FIELD),
+    ),
     LoyaltyMovement: (
         ("wallet", _REQUIRED_FIELD),
         ("kind", _REQUIRED_FIELD),
@@ -679,6 +708,8 @@ _FAST_LAYOUT: dict[type, tuple[tuple[str, Any], ...]] = {
         ("coupons_redeemed", ()),
         ("coupons_issued", ()),
         ("return_of", None),
+        ("segments", ()),
+        ("personal_offers", ()),
     ),
     SaleBatch: (("sales", _REQUIRED_FIELD),),
 }
@@ -688,10 +719,11 @@ _DISCOUNT_KEYS = frozenset(name for name, _ in _FAST_LAYOUT[LineDiscount])
 _LINE_KEYS = frozenset(name for name, _ in _FAST_LAYOUT[SaleLine])
 _PAYMENT_KEYS = frozenset(name for name, _ in _FAST_LAYOUT[Payment])
 _MOVEMENT_KEYS = frozenset(name for name, _ in _FAST_LAYOUT[LoyaltyMovement])
+_OFFER_KEYS = frozenset(name for name, _ in _FAST_LAYOUT[SaleOffer])
 _SALE_KEYS = frozenset(name for name, _ in _FAST_LAYOUT[Sale])
 _BATCH_KEYS = frozenset(("sales",))
 _ENVELOPE_KEYS = frozenset(("v", "type", "sender", "sent_at", "body"))
-_SALE_DEPTH = 5  # sale map, lines, line map, discounts, discount map
+_SALE_DEPTH = 5  # sale map, lines, line map, discounts, discount map (offers: 4)
 _BATCH_DEPTH = 3 + _SALE_DEPTH  # envelope, body, sales, then a sale
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 """Exactly the strings s with str(uuid.UUID(s)) == s."""
@@ -860,6 +892,28 @@ def _fast_movements(movements: Any, omit: bool) -> list[dict[str, Any]]:
     return out
 
 
+def _fast_offers(offers: Any) -> Any:
+    """Wire maps of a sale's personal offers."""
+    if type(offers) is not tuple and type(offers) is not list:
+        raise _Unusual
+    out = []
+    for offer in offers:
+        if type(offer) is not SaleOffer:
+            raise _Unusual
+        offer_id = offer.offer_id
+        percent = offer.percent
+        if (
+            type(offer_id) is not str
+            or not offer_id
+            or type(percent) is not str
+            or not _percent_ok(percent)
+        ):
+            raise _Unusual
+        product_ids = _fast_strs(offer.product_ids, True)
+        out.append({"offer_id": offer_id, "product_ids": product_ids, "percent": percent})
+    return out
+
+
 def _fast_sale(sale: Any, omit: bool) -> dict[str, Any]:
     """The wire map of a well-formed sale; `omit` leaves out fields equal to their default."""
     if type(sale) is not Sale:
@@ -933,6 +987,13 @@ def _fast_sale(sale: Any, omit: bool) -> dict[str, Any]:
         wire["coupons_issued"] = issued
     if return_of is not None or not omit:
         wire["return_of"] = return_of
+    # Left out when empty even in envelopes (metadata omit_empty on the Sale fields).
+    segments = _fast_strs(sale.segments, True)
+    if segments:
+        wire["segments"] = segments
+    offers = _fast_offers(sale.personal_offers)
+    if offers:
+        wire["personal_offers"] = offers
     return wire
 
 
@@ -1059,6 +1120,26 @@ def _fast_read_movements(raw: Any) -> tuple[LoyaltyMovement, ...]:
     return tuple(out)
 
 
+def _fast_read_offers(raw: Any) -> tuple[SaleOffer, ...]:
+    if type(raw) is not list:
+        raise _Unusual
+    out = []
+    for item in raw:
+        if type(item) is not dict or not item.keys() <= _OFFER_KEYS:
+            raise _Unusual
+        offer_id = item["offer_id"]
+        percent = item["percent"]
+        if (
+            type(offer_id) is not str
+            or not offer_id
+            or type(percent) is not str
+            or not _percent_ok(percent)
+        ):
+            raise _Unusual
+        out.append(SaleOffer(offer_id, _fast_read_strs(item["product_ids"], True), percent))
+    return tuple(out)
+
+
 def _fast_read_sale(raw: Any) -> Sale:
     """A sale from its wire map, when every key is known and every check passes."""
     if type(raw) is not dict or not raw.keys() <= _SALE_KEYS:
@@ -1123,6 +1204,8 @@ def _fast_read_sale(raw: Any) -> Sale:
         _fast_read_strs(raw["coupons_redeemed"], True) if "coupons_redeemed" in raw else (),
         _fast_read_strs(raw["coupons_issued"], True) if "coupons_issued" in raw else (),
         return_of,
+        _fast_read_strs(raw["segments"], True) if "segments" in raw else (),
+        _fast_read_offers(raw["personal_offers"]) if "personal_offers" in raw else (),
     )
 
 

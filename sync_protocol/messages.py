@@ -20,6 +20,7 @@ __all__ = [
     "Sale",
     "SaleBatch",
     "SaleLine",
+    "SaleOffer",
 ]
 
 Row = dict[str, Any]
@@ -68,6 +69,21 @@ class LoyaltyMovement:
 
 
 @dataclass(frozen=True, slots=True)
+class SaleOffer:
+    """A personal offer of the card's customer that the register priced the sale with."""
+
+    offer_id: str
+    product_ids: tuple[str, ...]
+    percent: str
+    """Percent off the listed products as a plain decimal string 0..100 ("12.5"), never a float."""
+
+
+# Left out of every encoding (envelopes too) when empty: a sale without this context keeps
+# the exact bytes it had before these fields existed, and older receivers' fast paths.
+_OMIT_EMPTY = {"omit_empty": True}
+
+
+@dataclass(frozen=True, slots=True)
 class Sale:
     """A finished, confirmed receipt as made by a register."""
 
@@ -91,6 +107,10 @@ class Sale:
     coupons_issued: tuple[str, ...] = ()
     return_of: str | None = None
     """The sale_id of the original sale when this one is a return (refund) of some of its lines."""
+    segments: tuple[str, ...] = field(default=(), metadata=_OMIT_EMPTY)
+    """Every segment of the card's customer the register priced with (the Center recomputes)."""
+    personal_offers: tuple[SaleOffer, ...] = field(default=(), metadata=_OMIT_EMPTY)
+    """The customer's personal offers valid at pricing, all of them handed to the engine."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ from center.config import load_config
 from center.recompute import ProductInfo, promotion_set_at, recompute_sale
 from center.storage import Storage, open_storage
 from loyalty_engine import (
+    CustomerState,
+    PersonalOffer,
     PromotionSet,
     Receipt,
     ReceiptLine,
@@ -23,8 +26,17 @@ from loyalty_engine import (
     load_promotion_set,
     make_code,
 )
-from sync_protocol import LineDiscount, LoyaltyMovement, Payment, Sale, SaleLine
+from sync_protocol import (
+    LineDiscount,
+    LoyaltyMovement,
+    Payment,
+    Sale,
+    SaleLine,
+    SaleOffer,
+    decode_sale,
+)
 from tests.center.center_factories import master_tables, write_config
+from tests.center.conftest import BACKENDS
 from tests.center.test_center_promotions import threshold
 
 NOW = datetime(2024, 3, 1, 18, 0, tzinfo=UTC)
@@ -44,8 +56,11 @@ def register_sale(
     priced_at: datetime = NOW,
     coupons: tuple[str, ...] = (),
     promotions: PromotionSet = PROMOTIONS,
+    segments: tuple[str, ...] = (),
+    offers: tuple[SaleOffer, ...] = (),
 ) -> Sale:
-    """A sale as the register makes it: priced by the engine at closing, seeded by its id."""
+    """A sale as the register makes it: priced by the engine at closing, seeded by its id,
+    with the card's segments and personal offers, recorded as priced."""
     lines = tuple(
         ReceiptLine(i + 1, f"P{i + 1}", 1000, a, a, department=PRODUCTS[f"P{i + 1}"].department)
         for i, a in enumerate(amounts)
@@ -60,6 +75,14 @@ def register_sale(
         bonus_balance=10_000,
         receipt_id="s1",
         coupon_codes=coupons,
+        segments=segments,
+        customer=CustomerState(
+            personal_offers=tuple(
+                PersonalOffer(o.offer_id, o.product_ids, Decimal(o.percent)) for o in offers
+            )
+        )
+        if offers
+        else None,
     )
     calc = calculate(receipt, promotions, bonus_to_spend=spend)
     loyalty = [
@@ -95,6 +118,8 @@ def register_sale(
         promo_version=calc.promo_version,
         coupons_redeemed=calc.coupons_consumed,
         coupons_issued=tuple(c.code for c in calc.coupons_issued),
+        segments=segments,
+        personal_offers=offers,
     )
 
 
@@ -274,3 +299,86 @@ def test_recompute_command_skips_returns(
     code = main(["recompute", "--config", str(path), "--from", "2024-03-01", "--to", "2024-03-01"])
     out = json.loads(capsys.readouterr().out)
     assert (code, out["recomputed"], out["returns_skipped"], out["differing"]) == (0, 1, 1, [])
+
+
+# -- the customer context the register priced with (segments, personal offers) ------------------
+
+GOLD = {**threshold("GOLD10"), "segments": ["gold"]}
+PERSONAL = {"promotion_id": "PO", "kind": "personal_offers", "title": "Personal", "priority": 20}
+OFFER = SaleOffer("po-p1", ("P1",), "12.5")
+CONTEXT_SALE_ID = "5a1e0000-0000-4000-8000-0000000000c1"
+STRIPPED_SALE_ID = "5a1e0000-0000-4000-8000-0000000000c2"
+
+
+def _publish_context_rules(storage: Storage) -> PromotionSet:
+    """A gold-segment threshold and the personal-offers rule, published in the constructor."""
+    storage.upsert_master({**master_tables(), "promotions": []})
+    for doc in (GOLD, PERSONAL):
+        storage.create_promotion(doc, "maria", NOW)
+        version = storage.activate_promotion(doc["promotion_id"], "olga", NOW)
+    docs = [doc for _, doc in storage.promotion_set(version)]
+    return load_promotion_set(docs, version=version, settings=storage.promotion_settings())
+
+
+def _context_sales(promotions: PromotionSet) -> tuple[Sale, Sale]:
+    """A sale priced with the segment and the offer, and the same sale without its context."""
+    sale = replace(
+        register_sale((6000, 5000), promotions=promotions, segments=("gold",), offers=(OFFER,)),
+        sale_id=CONTEXT_SALE_ID,
+    )
+    # The context really priced it: 10 % for gold, then 12.5 % of what is left of P1.
+    assert [[(d.rule_id, d.amount_minor) for d in line.discounts] for line in sale.lines] == [
+        [("GOLD10", 600), ("PO", 675)],
+        [("GOLD10", 500)],
+    ]
+    stripped = replace(sale, sale_id=STRIPPED_SALE_ID, seq=2, segments=(), personal_offers=())
+    return sale, stripped
+
+
+def test_a_sale_priced_with_segment_and_offer_recomputes_exactly_from_storage(
+    storage: Storage,
+) -> None:
+    promotions = _publish_context_rules(storage)
+    sale, stripped = _context_sales(promotions)
+    assert storage.ingest([sale], NOW).accepted == (CONTEXT_SALE_ID,)
+    (payload,) = storage.sale_payloads(NOW - timedelta(days=1), NOW + timedelta(days=1))
+    stored = decode_sale(payload)
+    assert (stored.segments, stored.personal_offers) == (("gold",), (OFFER,))
+    result = recompute_sale(stored, promotions, products=PRODUCTS)
+    assert result.ok, result.differences
+    # Without the context the same discounts cannot be explained: the context is used.
+    blind = recompute_sale(stripped, promotions, products=PRODUCTS)
+    assert blind.differences[:3] == (
+        "lines[1].discounts: sale [('GOLD10', 600), ('PO', 675)], recomputed []",
+        "lines[2].discounts: sale [('GOLD10', 500)], recomputed []",
+        "discount_minor: sale 1775, recomputed 0",
+    )
+    # Each half of the context matters on its own.
+    no_offer = recompute_sale(replace(stored, personal_offers=()), promotions, products=PRODUCTS)
+    assert no_offer.differences[0] == (
+        "lines[1].discounts: sale [('GOLD10', 600), ('PO', 675)], recomputed [('GOLD10', 600)]"
+    )
+    no_segment = recompute_sale(replace(stored, segments=()), promotions, products=PRODUCTS)
+    assert no_segment.differences[0].startswith(
+        "lines[1].discounts: sale [('GOLD10', 600), ('PO', 675)], recomputed [('PO', 750)]"
+    )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_recompute_command_prices_with_the_recorded_context(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dsn = request.getfixturevalue("pg_dsn") if backend == "postgresql" else ""
+    path = write_config(tmp_path, backend=backend, dsn=dsn)
+    storage = open_storage(load_config(path).storage)
+    try:
+        sale, stripped = _context_sales(_publish_context_rules(storage))
+        assert storage.ingest([sale, stripped], NOW).accepted == (sale.sale_id, stripped.sale_id)
+    finally:
+        storage.close()
+    code = main(["recompute", "--config", str(path), "--from", "2024-03-01", "--to", "2024-03-01"])
+    out = json.loads(capsys.readouterr().out)
+    assert (code, out["recomputed"]) == (1, 2)
+    # Only the sale whose context was stripped differs.
+    assert [d["sale_id"] for d in out["differing"]] == [STRIPPED_SALE_ID]
+    assert "discount_minor: sale 1775, recomputed 0" in out["differing"][0]["differences"]

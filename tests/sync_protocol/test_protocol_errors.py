@@ -25,6 +25,7 @@ from sync_protocol import (
     Sale,
     SaleBatch,
     SaleLine,
+    SaleOffer,
     UnexpectedMessageType,
     UnknownMessageType,
     UnsupportedVersion,
@@ -305,6 +306,39 @@ def test_unexpected_message_type_is_refused_before_the_body_is_read() -> None:
             lambda b: b["body"]["sales"][0].update(coupons_issued="NEXT5-1"),
             "body.sales[0].coupons_issued: expected array, got str",
         ),
+        (
+            lambda b: b["body"]["sales"][0].update(segments=["gold", 5]),
+            "body.sales[0].segments[1]: expected str, got int (5)",
+        ),
+        (
+            lambda b: b["body"]["sales"][1].update(segments="gold"),
+            "body.sales[1].segments: expected array, got str ('gold')",
+        ),
+        (
+            lambda b: b["body"]["sales"][0].update(
+                personal_offers=[{"offer_id": "po-1", "product_ids": ["4600001"], "percent": 12.5}]
+            ),
+            "body.sales[0].personal_offers[0].percent: expected str, got float (12.5)",
+        ),
+        (
+            lambda b: b["body"]["sales"][2].update(
+                personal_offers=[
+                    {"offer_id": "po-1", "product_ids": ["4600001"], "percent": "10"},
+                    {"offer_id": "po-2", "product_ids": "4600001", "percent": "10"},
+                ]
+            ),
+            "body.sales[2].personal_offers[1].product_ids: expected array, got str",
+        ),
+        (
+            lambda b: b["body"]["sales"][0].update(
+                personal_offers=[{"product_ids": [], "percent": "10"}]
+            ),
+            "body.sales[0].personal_offers[0].offer_id: required field missing",
+        ),
+        (
+            lambda b: b["body"]["sales"][0].update(personal_offers={"po-1": {}}),
+            "body.sales[0].personal_offers: expected array, got map",
+        ),
         (lambda b: b["body"].pop("sales"), "body.sales: required field missing"),
     ],
 )
@@ -405,6 +439,41 @@ def _line(no: int, amount: int, discount: int = 0) -> SaleLine:
         ({"coupons_redeemed": ("",)}, "sale.coupons_redeemed[0]: must not be empty"),
         ({"coupons_issued": ("NEXT5-1", "")}, "sale.coupons_issued[1]: must not be empty"),
         ({"return_of": "R-17"}, "sale.return_of: expected the canonical lower-case UUID"),
+        ({"segments": ("gold", "")}, "sale.segments[1]: must not be empty"),
+        (
+            {"personal_offers": (SaleOffer("", ("4600001",), "10"),)},
+            "sale.personal_offers[0].offer_id: must not be empty",
+        ),
+        (
+            {"personal_offers": (SaleOffer("po-1", ("4600001", ""), "10"),)},
+            "sale.personal_offers[0].product_ids[1]: must not be empty",
+        ),
+        *(
+            (
+                {
+                    "personal_offers": (
+                        SaleOffer("po-1", ("4600001",), "5"),
+                        SaleOffer("po-2", (), bad),
+                    )
+                },
+                "sale.personal_offers[1].percent: expected a decimal string from 0 to 100 "
+                f"({bad!r})",
+            )
+            for bad in (
+                "100.01",
+                "101",
+                "1e1",
+                "-5",
+                "12,5",
+                " 12",
+                "12.",
+                ".5",
+                "",
+                "NaN",
+                "Infinity",
+                "١٢",
+            )
+        ),
     ],
 )
 def test_inconsistent_sales_are_refused_on_encode_and_decode(

@@ -24,6 +24,7 @@ from sync_protocol import (
     Sale,
     SaleBatch,
     SaleLine,
+    SaleOffer,
     codec,
     decode,
     decode_sale,
@@ -95,6 +96,16 @@ aware = st.datetimes(timezones=st.just(UTC)) | st.datetimes(
     min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=offsets
 )
 hexes = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)
+# "0".."100" as plain decimal strings, with leading and trailing zeros now and then.
+percents = st.decimals(min_value=0, max_value=100, places=3).map(
+    lambda d: format(d, "f")
+) | st.sampled_from(["0", "100", "12.5", "007", "99.999999999999999999", "100.000"])
+sale_offers = st.builds(
+    SaleOffer,
+    offer_id=nonempty,
+    product_ids=st.lists(nonempty, max_size=3).map(tuple),
+    percent=percents,
+)
 
 
 def seq_of(draw: st.DrawFn, items: list[Any]) -> Any:
@@ -163,6 +174,8 @@ def sales(draw: st.DrawFn) -> Sale:
         coupons_redeemed=seq_of(draw, draw(st.lists(nonempty, max_size=2))),
         coupons_issued=seq_of(draw, draw(st.lists(nonempty, max_size=2))),
         return_of=return_of,
+        segments=seq_of(draw, draw(st.lists(nonempty, max_size=3))),
+        personal_offers=seq_of(draw, draw(st.lists(sale_offers, max_size=3))),
     )
 
 
@@ -214,6 +227,8 @@ def test_fast_sale_batches_equal_the_reference(batch: list[Sale], sent_at: datet
         ("sale_v1_coupons.msgpack", "sale"),
         ("sale_batch_v1.msgpack", "batch"),
         ("sale_batch_v1_coupons.msgpack", "batch"),
+        ("sale_v1_context.msgpack", "sale"),
+        ("sale_batch_v1_context.msgpack", "batch"),
     ],
 )
 def test_golden_fixtures_take_the_fast_paths(fixture: str, kind: str) -> None:
@@ -262,6 +277,12 @@ BAD_VALUES = st.sampled_from(
         LineDiscount("r", 1),
         Payment("cash", 1),
         ("\ud800",),
+        "12.5",
+        "101",
+        "1e1",
+        ("gold",),
+        (SaleOffer("po-1", ("4600001",), "12.5"),),
+        SaleOffer("po-1", (), "100.01"),
     ]
 )
 
@@ -272,7 +293,7 @@ def broken_sales(draw: st.DrawFn) -> Any:
     sale = draw(sales())
     value = draw(BAD_VALUES)
     targets: list[tuple[str, int, Any]] = [("", 0, sale)]
-    for name in ("lines", "payments", "loyalty"):
+    for name in ("lines", "payments", "loyalty", "personal_offers"):
         targets += [(name, i, item) for i, item in enumerate(getattr(sale, name))]
     targets += [
         (f"lines.{i}.discounts", j, d)
@@ -310,7 +331,7 @@ WIRE_KEYS = [f.name for f in dataclasses.fields(Sale)] + ["extra"]
 PART_KEYS = sorted(
     {
         f.name
-        for cls in (SaleLine, LineDiscount, Payment, LoyaltyMovement)
+        for cls in (SaleLine, LineDiscount, Payment, LoyaltyMovement, SaleOffer)
         for f in dataclasses.fields(cls)
     }
     | {"extra"}
@@ -344,6 +365,11 @@ WIRE_VALUES = st.sampled_from(
         ["ok", 5],
         [{"rule_id": "r", "amount_minor": 1}],
         [{"method": "cash", "amount_minor": 1}],
+        ["gold"],
+        [{"offer_id": "po-1", "product_ids": ["4600001"], "percent": "12.5"}],
+        [{"offer_id": "po-1", "product_ids": [], "percent": 12.5}],
+        "12.5",
+        "100.5",
         b"bin",
         T,
         {"rule_id": "r"},
@@ -356,7 +382,7 @@ def broken_wire(draw: st.DrawFn) -> dict[str, Any]:
     """The unpacked map of a generated sale with one key, of the sale or a part, set or dropped."""
     raw: dict[str, Any] = msgpack.unpackb(encode_sale(draw(sales())), timestamp=3)
     maps: list[tuple[dict[str, Any], list[str]]] = [(raw, WIRE_KEYS)]
-    for name in ("lines", "payments", "loyalty"):
+    for name in ("lines", "payments", "loyalty", "personal_offers"):
         maps += [(item, PART_KEYS) for item in raw.get(name, [])]
     for line in raw.get("lines", []):
         maps += [(d, PART_KEYS) for d in line.get("discounts", [])]

@@ -24,8 +24,11 @@ from sync_protocol import (
     Sale,
     SaleBatch,
     SaleLine,
+    SaleOffer,
+    chain_hash,
     decode,
     decode_sale,
+    encode,
     encode_sale,
     sale_fingerprint,
 )
@@ -115,6 +118,20 @@ COUPON_SALE = dataclasses.replace(
     prev_hash="ab" * 32,
     coupons_redeemed=("NEXT5-12345678903-0A1B2C3D-20240530",),
     coupons_issued=("NEXT5-98765432106-DEADBEEF-20240531", "PROMO10"),
+)
+
+# Written by the encoder once sales carried the customer context they were priced with
+# (additive fields of v1, left out when empty).
+CONTEXT_SALE = dataclasses.replace(
+    SALE,
+    sale_id="5d1e7f20-8a3b-4c5d-9e6f-7a8b9c0d1e2f",
+    seq=1003,
+    prev_hash="cd" * 32,
+    segments=("gold", "students"),
+    personal_offers=(
+        SaleOffer(offer_id="po-4600001", product_ids=("4600001",), percent="10"),
+        SaleOffer(offer_id="po-cheese", product_ids=("2000123", "2000124"), percent="12.5"),
+    ),
 )
 
 EXPECTED: dict[str, Envelope] = {
@@ -219,6 +236,13 @@ EXPECTED: dict[str, Envelope] = {
         sent_at=SENT_AT,
         message=SaleBatch(sales=(COUPON_SALE, CASH_SALE)),
     ),
+    "sale_batch_v1_context.msgpack": Envelope(
+        v=1,
+        type="sale_batch",
+        sender="367-1",
+        sent_at=SENT_AT,
+        message=SaleBatch(sales=(CONTEXT_SALE, CASH_SALE)),
+    ),
     # Written by hand, not by encode(): unknown keys at every level (a future sender) and
     # every defaulted field left out (a minimal sender). Must decode to the same sale values.
     "sale_batch_v1_unknown_fields.msgpack": Envelope(
@@ -234,7 +258,8 @@ EXPECTED: dict[str, Envelope] = {
 # sales stored by an older version would fail.
 SALE_FINGERPRINT = "48d9e8e42dc511312541bead6ced5ab7f63adf4b8af73fb5b3a57129850dcae5"
 COUPON_SALE_FINGERPRINT = "619f9104f879f839cf2952ae2b08e43c747ce7b906032f4cf7515727f6c2ffc1"
-CANONICAL_SALES = {"sale_v1.msgpack", "sale_v1_coupons.msgpack"}
+CONTEXT_SALE_FINGERPRINT = "8c72c19a48394e4ff22dfb93e881140b5d9d219baec2fb76fc82cb258925fa2d"
+CANONICAL_SALES = {"sale_v1.msgpack", "sale_v1_coupons.msgpack", "sale_v1_context.msgpack"}
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -287,3 +312,52 @@ def test_old_canonical_sale_bytes_leave_out_the_empty_coupon_fields() -> None:
     assert (sale.coupons_redeemed, sale.coupons_issued) == ((), ())
     assert b"coupons_" not in encode_sale(sale)
     assert b"coupons_redeemed" in encode_sale(COUPON_SALE)
+
+
+def test_golden_canonical_sale_with_pricing_context_decodes_and_keeps_its_fingerprint() -> None:
+    data = (FIXTURES / "sale_v1_context.msgpack").read_bytes()
+    sale = decode_sale(data)
+    assert sale == CONTEXT_SALE
+    assert sale.segments == ("gold", "students")
+    assert sale.personal_offers[1] == SaleOffer("po-cheese", ("2000123", "2000124"), "12.5")
+    assert sale_fingerprint(sale) == CONTEXT_SALE_FINGERPRINT
+    assert encode_sale(sale) == data
+    # The context is inside the canonical bytes, so inside the link the next sale carries.
+    stripped = dataclasses.replace(sale, segments=(), personal_offers=())
+    assert chain_hash(stripped) != chain_hash(sale)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "sale_v1.msgpack",
+        "sale_v1_coupons.msgpack",
+    ],
+)
+def test_canonical_sales_older_than_the_context_fields_keep_their_bytes(name: str) -> None:
+    data = (FIXTURES / name).read_bytes()
+    sale = decode_sale(data)
+    assert (sale.segments, sale.personal_offers) == ((), ())
+    assert encode_sale(sale) == data
+    assert b"segments" not in data
+    assert b"personal_offers" not in data
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "sale_batch_v1.msgpack",
+        "sale_batch_v1_coupons.msgpack",
+        "sale_batch_v1_unknown_fields.msgpack",
+    ],
+)
+def test_batches_older_than_the_context_fields_decode_without_context(name: str) -> None:
+    batch = decode((FIXTURES / name).read_bytes()).message
+    assert isinstance(batch, SaleBatch)
+    assert all(s.segments == () and s.personal_offers == () for s in batch.sales)
+
+
+def test_context_batch_fixture_is_what_the_encoder_writes_today() -> None:
+    data = (FIXTURES / "sale_batch_v1_context.msgpack").read_bytes()
+    envelope = EXPECTED["sale_batch_v1_context.msgpack"]
+    assert encode(envelope.message, sender=envelope.sender, sent_at=envelope.sent_at) == data

@@ -24,6 +24,8 @@ from sync_protocol import (
     Sale,
     SaleBatch,
     SaleLine,
+    SaleOffer,
+    chain_hash,
     decode,
     decode_sale,
     encode,
@@ -189,6 +191,8 @@ def test_encode_sale_round_trips_and_is_canonical(make_sale: MakeSale) -> None:
         coupons_redeemed=("NEXT5-1",),
         coupons_issued=("NEXT5-2", "NEXT5-3"),
         return_of="6f1c2d3e-4b5a-4c6d-8e7f-901a2b3c4d5e",
+        segments=("gold",),
+        personal_offers=(SaleOffer("po-1", ("4600001",), "12.5"),),
     )
     data = encode_sale(sale)
     assert decode_sale(data) == sale
@@ -210,7 +214,64 @@ def test_encode_sale_round_trips_and_is_canonical(make_sale: MakeSale) -> None:
     assert raw["lines"][2]["known_product"] is False
     assert "rule_id" not in raw["loyalty"][0]
     assert raw["coupons_issued"] == ["NEXT5-2", "NEXT5-3"]
+    assert raw["personal_offers"] == [
+        {"offer_id": "po-1", "product_ids": ["4600001"], "percent": "12.5"}
+    ]
     assert "coupons_redeemed" not in msgpack.unpackb(encode_sale(make_sale()), timestamp=3)
+
+
+CONTEXT = {
+    "segments": ("gold", "students"),
+    "personal_offers": (
+        SaleOffer("po-1", ("4600001",), "12.5"),
+        SaleOffer("po-2", ("2000123", "4600003"), "100"),
+        SaleOffer("po-3", (), "0"),
+    ),
+}
+
+
+def test_pricing_context_round_trips_in_sales_and_batches(make_sale: MakeSale) -> None:
+    sale = make_sale(**CONTEXT)
+    assert decode_sale(encode_sale(sale)) == sale
+    envelope = decode(encode(SaleBatch((sale, make_sale())), sender="367-1", sent_at=T))
+    assert isinstance(envelope.message, SaleBatch)
+    assert envelope.message.sales[0].segments == ("gold", "students")
+    assert envelope.message.sales[0].personal_offers == CONTEXT["personal_offers"]
+    assert envelope.message.sales[1].personal_offers == ()
+    # Lists are accepted for tuples and come back as tuples.
+    listed = make_sale(segments=["gold"], personal_offers=[SaleOffer("po-1", ["4600001"], "12.5")])
+    assert decode_sale(encode_sale(listed)) == make_sale(
+        segments=("gold",), personal_offers=(SaleOffer("po-1", ("4600001",), "12.5"),)
+    )
+
+
+def test_empty_pricing_context_is_left_out_of_envelopes_too(make_sale: MakeSale) -> None:
+    # Envelopes send every other field with its default; these two are left out when empty,
+    # so a sale without context has the bytes it had before they existed.
+    raw = msgpack.unpackb(encode(SaleBatch((make_sale(),)), sender="s", sent_at=T), timestamp=3)
+    wire = raw["body"]["sales"][0]
+    assert "coupons_issued" in wire
+    assert "segments" not in wire
+    assert "personal_offers" not in wire
+    with_context = make_sale(**CONTEXT)
+    raw = msgpack.unpackb(encode(SaleBatch((with_context,)), sender="s", sent_at=T), timestamp=3)
+    assert raw["body"]["sales"][0]["segments"] == ["gold", "students"]
+    assert len(raw["body"]["sales"][0]["personal_offers"]) == 3
+
+
+def test_pricing_context_is_covered_by_fingerprint_and_chain_hash(make_sale: MakeSale) -> None:
+    sale = make_sale(**CONTEXT)
+    variants = [
+        make_sale(),
+        dataclasses.replace(sale, segments=("gold",)),
+        dataclasses.replace(sale, personal_offers=CONTEXT["personal_offers"][:1]),
+        dataclasses.replace(
+            sale,
+            personal_offers=(SaleOffer("po-1", ("4600001",), "12.50"), *sale.personal_offers[1:]),
+        ),
+    ]
+    assert len({sale_fingerprint(s) for s in (sale, *variants)}) == 1 + len(variants)
+    assert len({chain_hash(s) for s in (sale, *variants)}) == 1 + len(variants)
 
 
 def test_fingerprint_is_stable_and_sensitive(make_sale: MakeSale) -> None:
