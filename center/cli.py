@@ -10,11 +10,15 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from center.config import Config, effective_config, format_toml, load_config
 from center.errors import CenterError, ConfigError
 from center.users_cli import USER_COMMANDS, add_user_commands, user_command
 from sync_protocol import Sale
+
+if TYPE_CHECKING:
+    from center.storage import Storage
 
 __all__ = ["main"]
 
@@ -385,23 +389,33 @@ def _period(date_from: str, date_to: str) -> tuple[datetime, datetime] | None:
 
 def recompute_command(config: Config, date_from: str, date_to: str) -> int:
     """Recompute every stored sale of the period; exit 0 with no difference, 1 otherwise."""
-    import json
-
-    from center.recompute import ProductInfo, promotion_set_at, recompute_sale
     from center.storage import open_storage
-    from loyalty_engine import PromotionSet, RuleError
-    from sync_protocol import ProtocolError, decode_sale
 
     period = _period(date_from, date_to)
     if period is None:
         return 2
     storage = open_storage(config.storage)
     try:
-        master = storage.pricing_master()
-        payloads = storage.sale_payloads(*period)
-        history = storage.promotion_sets_between(*period)
+        return _recompute_sales(storage, period)
     finally:
         storage.close()
+
+
+def _recompute_sales(storage: Storage, period: tuple[datetime, datetime]) -> int:
+    import json
+
+    from center.recompute import (
+        OFFER_LAG_TOLERANCE,
+        ProductInfo,
+        promotion_set_at,
+        recompute_sale,
+    )
+    from loyalty_engine import PromotionSet, RuleError
+    from sync_protocol import ProtocolError, decode_sale
+
+    master = storage.pricing_master()
+    payloads = storage.sale_payloads(*period)
+    history = storage.promotion_sets_between(*period)
     settings = {str(name): str(value) for name, value in master["settings"]}
     rows = [
         {"doc": json.loads(doc) if isinstance(doc, str) else doc, "version": version}
@@ -439,8 +453,23 @@ def recompute_command(config: Config, date_from: str, date_to: str) -> int:
         if isinstance(promotions, str):
             differing.append({"sale_id": sale.sale_id, "differences": [promotions]})
             continue
+        held: list[dict[str, Any]] | None = None
+        if sale.personal_offers:
+            # Were the claimed offers the customer's? Checked against the audit trail.
+            found = (
+                storage.personal_offers_at(
+                    sale.card_no, sale.closed_at, since=sale.closed_at - OFFER_LAG_TOLERANCE
+                )
+                if sale.card_no
+                else None
+            )
+            held = [] if found is None else found["offers"]
         result = recompute_sale(
-            sale, promotions, products=products, store_format=formats.get(sale.store_id, "")
+            sale,
+            promotions,
+            products=products,
+            store_format=formats.get(sale.store_id, ""),
+            held_offers=held,
         )
         checked += 1
         if not result.ok:

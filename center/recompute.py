@@ -25,11 +25,22 @@ from loyalty_engine import (
 )
 from sync_protocol import Sale
 
-__all__ = ["ProductInfo", "Recomputation", "promotion_set_at", "recompute_sale"]
+__all__ = [
+    "OFFER_LAG_TOLERANCE",
+    "ProductInfo",
+    "Recomputation",
+    "promotion_set_at",
+    "recompute_sale",
+]
 
 # The register prices a moment before it closes the sale; dates derived from "now" (activation,
 # expiry) may differ from ones derived from closed_at by that much.
 TIME_TOLERANCE = timedelta(seconds=5)
+OFFER_LAG_TOLERANCE = timedelta(hours=1)
+"""How long before closed_at an offer the customer no longer holds still counts: the register's
+replica learns of a removal only after its store node's next master poll, and a store cut off
+from the Center for longer prices with offers it should not have. An offer set after closed_at
+never counts: no replica could have known it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +110,47 @@ def _near(a: datetime | None, b: datetime | None) -> bool:
     return abs(a - b) <= TIME_TOLERANCE
 
 
+def _offer_differences(sale: Sale, held: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One difference per offer the sale claims that no offer ``held`` explains."""
+    diffs: list[str] = []
+    at = sale.closed_at.isoformat()
+    for claimed in sale.personal_offers:
+        name = f"personal_offers[{claimed.offer_id}]"
+        same_id = [h for h in held if h.get("offer_id") == claimed.offer_id]
+        if not same_id:
+            diffs.append(f"{name}: not held by the customer at {at}")
+            continue
+        try:
+            percent = Decimal(claimed.percent)
+        except ArithmeticError:
+            diffs.append(f"{name}: percent {claimed.percent!r} is not a number")
+            continue
+        terms = [
+            h
+            for h in same_id
+            if (str(h.get("product_id")),) == tuple(claimed.product_ids)
+            and Decimal(str(h.get("percent"))) == percent
+        ]
+        if not terms:
+            shown = sorted({f"{h.get('percent')}% on {h.get('product_id')}" for h in same_id})
+            diffs.append(
+                f"{name}: sale {claimed.percent}% on {', '.join(claimed.product_ids)}, "
+                f"held {'; '.join(shown)} at {at}"
+            )
+            continue
+        if not any(_valid_at(h, sale.closed_at) for h in terms):
+            diffs.append(f"{name}: held but not valid at {at}")
+    return diffs
+
+
+def _valid_at(offer: Mapping[str, Any], at: datetime) -> bool:
+    """Within the offer's [valid_from, valid_to), give or take TIME_TOLERANCE."""
+    start, end = offer.get("valid_from"), offer.get("valid_to")
+    return (start is None or datetime.fromisoformat(start) <= at + TIME_TOLERANCE) and (
+        end is None or at - TIME_TOLERANCE < datetime.fromisoformat(end)
+    )
+
+
 def recompute_sale(
     sale: Sale,
     promotions: PromotionSet,
@@ -106,13 +158,19 @@ def recompute_sale(
     products: Mapping[str, ProductInfo],
     store_format: str = "",
     segment: str = "",
+    held_offers: Sequence[Mapping[str, Any]] | None = None,
 ) -> Recomputation:
     """Price ``sale`` again at its ``closed_at`` and list every difference, naming the field.
 
     The customer context comes from the sale (its ``segments`` and ``personal_offers``, what
     the register priced with); ``segment`` is only for sales recorded before it did.
+    ``held_offers`` (from ``Storage.personal_offers_at`` over the OFFER_LAG_TOLERANCE before
+    closed_at; None: not checked) are the offers the card's customer really had: each offer
+    the sale claims must be one of them, with the same product and percent, and valid then.
     """
     diffs: list[str] = []
+    if held_offers is not None:
+        diffs.extend(_offer_differences(sale, held_offers))
     if promotions.version != sale.promo_version:
         diffs.append(
             f"promo_version: sale used {sale.promo_version}, recomputed with {promotions.version}"

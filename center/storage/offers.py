@@ -10,7 +10,8 @@ bumps the holder's cards like any master write.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -19,6 +20,9 @@ from center.offers import OfferInput, format_percent
 from center.storage.hooks import Migration, SqlHooks
 
 __all__ = ["POSTGRES_MIGRATION", "SQLITE_MIGRATION", "OfferOps", "OfferStore"]
+
+_AUDIT_PAGE = 500
+"""Audit rows read per query when walking an offer history back in time."""
 
 _TABLE = """CREATE TABLE personal_offers (
         customer_id TEXT NOT NULL,
@@ -60,6 +64,19 @@ class OfferOps(Protocol):
 
     def personal_offers(self, customer_id: str) -> dict[str, Any] | None:
         """`{"customer_id", "offers": [...]}` by offer_id; None for an unknown customer."""
+        ...
+
+    def personal_offers_at(
+        self, card_no: str, at: datetime, *, since: datetime | None = None
+    ) -> dict[str, Any] | None:
+        """The offers the card's customer held at any moment of [since, at] (since defaults to
+        at): `{"card_no", "customer_ids", "offers": [...]}`, each version of an offer once (an
+        offer whose percent changed in the window is listed twice); None for an unknown card.
+
+        Rebuilt from the current offers and the audit trail read newest-first; the customer is
+        the one the card belonged to then (a merge moves cards: both customers count when the
+        move fell in the window).
+        """
         ...
 
     def set_personal_offers(
@@ -136,6 +153,80 @@ class OfferStore(SqlHooks):
             if known is None:
                 return None
             return {"customer_id": customer_id, "offers": self._offer_rows(customer_id)}
+
+    def _changes_since(
+        self, kind: str, object_id: str, action: str, since: datetime
+    ) -> Iterator[tuple[datetime, Any]]:
+        """(at, before) of the object's audit rows of `action` after `since`, newest first.
+
+        Paged by audit_id (one object's rows are written under its row lock, so in time order);
+        stops at the first row at or before `since`, however long the history.
+        """
+        below: int | None = None
+        while True:
+            rows = self._execute(
+                "SELECT audit_id, at, before FROM audit WHERE kind = ? AND object_id = ? "
+                f"AND action = ?{'' if below is None else ' AND audit_id < ?'} "
+                f"ORDER BY audit_id DESC LIMIT {_AUDIT_PAGE}",
+                (kind, object_id, action, *(() if below is None else (below,))),
+            ).fetchall()
+            for r in rows:
+                at = self._dt(r[1])
+                if at <= since:
+                    return
+                yield at, None if r[2] is None else json.loads(r[2])
+            if len(rows) < _AUDIT_PAGE:
+                return
+            below = int(rows[-1][0])
+
+    def _card_customers(
+        self, current: str | None, card_no: str, since: datetime, at: datetime
+    ) -> list[str]:
+        """The customers `card_no` belonged to during [since, at], from its "move" audit rows."""
+        held: list[str] = []
+        owner = current
+        for moved_at, before in self._changes_since("card", card_no, "move", since):
+            if moved_at <= at and owner is not None and owner not in held:
+                held.append(owner)
+            owner = (before or {}).get("customer_id")
+        if owner is not None and owner not in held:
+            held.append(owner)
+        return held
+
+    def _offers_held(self, customer_id: str, since: datetime, at: datetime) -> list[Any]:
+        """Every offer list the customer had during [since, at]: the state after each change
+        is walked back through the change's `before`, newest first."""
+        state: list[Any] = self._offer_rows(customer_id)
+        held: list[Any] = []
+        for changed_at, before in self._changes_since("customer", customer_id, "offers", since):
+            if changed_at <= at:
+                held.append(state)  # held from changed_at on, which is within the window
+            state = list((before or {}).get("offers") or [])
+        held.append(state)  # held at `since`
+        return held
+
+    def personal_offers_at(
+        self, card_no: str, at: datetime, *, since: datetime | None = None
+    ) -> dict[str, Any] | None:
+        start = at if since is None else min(since, at)
+        with self._guard("read personal offers at a time"), self._snapshot():
+            row = self._execute(
+                "SELECT customer_id FROM cards WHERE card_no = ?", (card_no,)
+            ).fetchone()
+            if row is None:
+                return None
+            customers = self._card_customers(row[0], card_no, start, at)
+            seen: set[str] = set()
+            offers: list[dict[str, Any]] = []
+            for customer_id in customers:
+                for state in self._offers_held(customer_id, start, at):
+                    for offer in state:
+                        key = json.dumps([customer_id, offer], sort_keys=True)
+                        if key not in seen:
+                            seen.add(key)
+                            offers.append({**offer, "customer_id": customer_id})
+        offers.sort(key=lambda o: (o["offer_id"], o["customer_id"], str(o.get("percent"))))
+        return {"card_no": card_no, "customer_ids": customers, "offers": offers}
 
     def set_personal_offers(
         self, customer_id: str, offers: Sequence[OfferInput], actor: str, now: datetime

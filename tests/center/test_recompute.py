@@ -12,6 +12,7 @@ import pytest
 
 from center.cli import main
 from center.config import load_config
+from center.offers import OfferInput
 from center.recompute import ProductInfo, promotion_set_at, recompute_sale
 from center.storage import Storage, open_storage
 from loyalty_engine import (
@@ -308,6 +309,7 @@ PERSONAL = {"promotion_id": "PO", "kind": "personal_offers", "title": "Personal"
 OFFER = SaleOffer("po-p1", ("P1",), "12.5")
 CONTEXT_SALE_ID = "5a1e0000-0000-4000-8000-0000000000c1"
 STRIPPED_SALE_ID = "5a1e0000-0000-4000-8000-0000000000c2"
+INVENTED_SALE_ID = "5a1e0000-0000-4000-8000-0000000000c3"
 
 
 def _publish_context_rules(storage: Storage) -> PromotionSet:
@@ -373,12 +375,45 @@ def test_recompute_command_prices_with_the_recorded_context(
     storage = open_storage(load_config(path).storage)
     try:
         sale, stripped = _context_sales(_publish_context_rules(storage))
-        assert storage.ingest([sale, stripped], NOW).accepted == (sale.sale_id, stripped.sale_id)
+        _give_card_the_offer(storage)
+        # The same sale claiming a 90 % offer the customer never had (it prices the same: the
+        # offer is on a product the sale does not hold).
+        invented = replace(
+            sale,
+            sale_id=INVENTED_SALE_ID,
+            seq=3,
+            personal_offers=(OFFER, SaleOffer("po-90", ("P9",), "90")),
+        )
+        assert storage.ingest([sale, stripped, invented], NOW).accepted == (
+            sale.sale_id,
+            stripped.sale_id,
+            invented.sale_id,
+        )
     finally:
         storage.close()
     code = main(["recompute", "--config", str(path), "--from", "2024-03-01", "--to", "2024-03-01"])
     out = json.loads(capsys.readouterr().out)
-    assert (code, out["recomputed"]) == (1, 2)
-    # Only the sale whose context was stripped differs.
-    assert [d["sale_id"] for d in out["differing"]] == [STRIPPED_SALE_ID]
-    assert "discount_minor: sale 1775, recomputed 0" in out["differing"][0]["differences"]
+    assert (code, out["recomputed"]) == (1, 3)
+    # The sale whose context was stripped differs, and the one claiming an invented offer.
+    differing = {d["sale_id"]: d["differences"] for d in out["differing"]}
+    assert sorted(differing) == [STRIPPED_SALE_ID, INVENTED_SALE_ID]
+    assert "discount_minor: sale 1775, recomputed 0" in differing[STRIPPED_SALE_ID]
+    assert differing[INVENTED_SALE_ID] == [
+        f"personal_offers[po-90]: not held by the customer at {NOW.isoformat()}"
+    ]
+
+
+def _give_card_the_offer(storage: Storage) -> None:
+    """Card C1 (the sales') belongs to hh-1, who was given OFFER the day before NOW."""
+    storage.upsert_master(
+        {
+            "products": [{"product_id": "P1", "name": "One", "price_minor": 6000}],
+            "cards": [{"card_no": "C1", "customer_id": "hh-1"}],
+        }
+    )
+    storage.set_personal_offers(
+        "hh-1",
+        [OfferInput(OFFER.offer_id, "P1", Decimal(OFFER.percent))],
+        "maria",
+        NOW - timedelta(days=1),
+    )
