@@ -250,11 +250,15 @@ class CrmStore:
                             "total_minor": int(r[4]),
                             "discount_minor": int(r[5]),
                             "lines": int(r[6]),
+                            "kind": "sale" if r[7] is None else "return",
+                            "return_of": r[7],
                         }
                         for r in self._execute(
-                            "SELECT sale_id, store_id, closed_at, card_no, total_minor, "
-                            f"discount_minor, line_count FROM sales WHERE card_no IN ({marks}) "
-                            f"ORDER BY closed_at DESC, sale_id DESC LIMIT {RECENT_RECEIPTS}",
+                            "SELECT s.sale_id, s.store_id, s.closed_at, s.card_no, "
+                            "s.total_minor, s.discount_minor, s.line_count, r.original_id "
+                            "FROM sales s LEFT JOIN returns r ON r.return_id = s.sale_id "
+                            f"WHERE s.card_no IN ({marks}) "
+                            f"ORDER BY s.closed_at DESC, s.sale_id DESC LIMIT {RECENT_RECEIPTS}",
                             [c["card_no"] for c in cards],
                         ).fetchall()
                     ]

@@ -72,6 +72,12 @@ def test_returns_show_as_returns_with_their_original_and_reversal(
     assert view["receipt_totals"] == page["totals"]
     assert view["receipts"][0]["kind"] == "return"  # newest first
     assert view["receipts_next_cursor"] is None
+    # The plain customer record says which of its recent receipts are returns too.
+    plain = storage.customer_view("cust-a", NOW)
+    assert plain is not None
+    kinds = {r["sale_id"]: (r["kind"], r["return_of"]) for r in plain["receipts"]}
+    assert kinds[shop["return"].sale_id] == ("return", shop["first"].sale_id)
+    assert kinds[shop["first"].sale_id] == ("sale", None)
 
 
 def test_an_operator_pages_through_the_whole_history(
