@@ -21,6 +21,7 @@ __all__ = [
     "MAX_DAYS",
     "MAX_STORE_BARS",
     "NO_CATEGORY",
+    "PROMOTION_MAX_DAYS",
     "Chart",
     "Series",
     "bar_chart",
@@ -33,6 +34,8 @@ __all__ = [
     "loyalty_report",
     "loyalty_svg",
     "parse_period",
+    "promotion_report",
+    "promotion_svg",
     "report_html",
     "sales_report",
     "sales_svg",
@@ -92,6 +95,9 @@ def _share(part: int, whole: int) -> str:
 MAX_DAYS = 732
 """Longest period of one report: two years of days."""
 
+PROMOTION_MAX_DAYS = 366
+"""Longest period of the promotion effect report (it decodes the receipts it looks at)."""
+
 
 def _day_arg(value: str, name: str) -> date:
     try:
@@ -103,7 +109,12 @@ def _day_arg(value: str, name: str) -> date:
 
 
 def parse_period(
-    date_from: str | None, date_to: str | None, today: date, *, default_days: int = 28
+    date_from: str | None,
+    date_to: str | None,
+    today: date,
+    *,
+    default_days: int = 28,
+    max_days: int = MAX_DAYS,
 ) -> tuple[date, date]:
     """The period [from, to] of a report: `to` defaults to today, `from` to `default_days` before.
 
@@ -113,8 +124,8 @@ def parse_period(
     start = _day_arg(date_from, "from") if date_from else end - timedelta(days=default_days - 1)
     if start > end:
         raise MalformedRequest("from", f"{start} is after to={end}")
-    if (end - start).days + 1 > MAX_DAYS:
-        raise MalformedRequest("from", f"at most {MAX_DAYS} days per report, got {start}..{end}")
+    if (end - start).days + 1 > max_days:
+        raise MalformedRequest("from", f"at most {max_days} days per report, got {start}..{end}")
     return start, end
 
 
@@ -242,6 +253,78 @@ def loyalty_report(
             ({"rule_id": str(r[0]), "accrued": int(r[1] or 0)} for r in rule_rows),
             key=lambda r: (-r["accrued"], r["rule_id"]),
         ),
+    }
+
+
+def _promotion_figures(values: Sequence[int]) -> dict[str, Any]:
+    receipts, with_, revenue, revenue_with, discount, accrued, reversed_ = values
+    without, revenue_without = receipts - with_, revenue - revenue_with
+    return {
+        "receipts": receipts,
+        "receipts_with": with_,
+        "receipts_without": without,
+        "revenue_minor": revenue,
+        "revenue_with_minor": revenue_with,
+        "revenue_without_minor": revenue_without,
+        "average_with_minor": _div_half_even(revenue_with, with_),
+        "average_without_minor": _div_half_even(revenue_without, without),
+        "share_with": _share(with_, receipts),
+        "discount_minor": discount,
+        "bonus_accrued": accrued,
+        "bonus_reversed": reversed_,
+    }
+
+
+def promotion_report(
+    promotion_id: str,
+    touched_rows: Iterable[Sequence[Any]],
+    all_rows: Iterable[Sequence[Any]],
+    ledger_rows: Iterable[Sequence[Any]],
+    stores: Sequence[str],
+    date_from: date,
+    date_to: date,
+    wallet: str = "bonus",
+) -> dict[str, Any]:
+    """What one promotion did, per day and in total.
+
+    `touched_rows`: (day, receipts the promotion touched, their revenue, the discount it gave);
+    `all_rows`: (day, receipts, revenue) of every sale in `stores` (the stores where it touched
+    a receipt); `ledger_rows`: (day, kind, signed sum) of its `accrue` and `return_accrual`
+    movements. Receipts without = all - with; `bonus_reversed` is positive. Missing days are 0.
+    """
+    values: dict[str, list[int]] = {}
+
+    def of(day: Any) -> list[int]:
+        return values.setdefault(str(day), [0] * 7)
+
+    for day, receipts, revenue, discount in touched_rows:
+        row = of(day)
+        row[1] += int(receipts or 0)
+        row[3] += int(revenue or 0)
+        row[4] += int(discount or 0)
+    for day, receipts, revenue in all_rows:
+        row = of(day)
+        row[0] += int(receipts or 0)
+        row[2] += int(revenue or 0)
+    for day, kind, amount in ledger_rows:
+        if kind == "accrue":
+            of(day)[5] += int(amount or 0)
+        elif kind == "return_accrual":
+            of(day)[6] -= int(amount or 0)
+    totals = [0] * 7
+    days = []
+    for day in days_between(date_from, date_to):
+        found = values.get(day.isoformat(), [0] * 7)
+        totals = [a + b for a, b in zip(totals, found, strict=True)]
+        days.append({"day": day.isoformat(), **_promotion_figures(found)})
+    return {
+        "promotion_id": promotion_id,
+        "from": date_from.isoformat(),
+        "to": date_to.isoformat(),
+        "wallet": wallet,
+        "stores": sorted(stores),
+        "total": _promotion_figures(totals),
+        "days": days,
     }
 
 
@@ -685,6 +768,46 @@ def segments_svg(report: Mapping[str, Any]) -> str:
             unit="customers",
         )
     )
+
+
+def promotion_svg(report: Mapping[str, Any]) -> str:
+    """Receipts with and without the promotion per day, the money, then its points."""
+    days = report["days"]
+    labels = [d["day"][5:] for d in days]
+    title = f"Promotion {report['promotion_id']}, {_period(report)}"
+    receipts = line_chart(
+        title,
+        labels,
+        [
+            Series("receipts with it", tuple(d["receipts_with"] for d in days)),
+            Series("receipts without it", tuple(d["receipts_without"] for d in days)),
+        ],
+        unit="receipts in the stores where it applied",
+    )
+    money = line_chart(
+        "Revenue and discount per day",
+        labels,
+        [
+            Series("revenue with it", tuple(d["revenue_with_minor"] for d in days)),
+            Series("revenue without it", tuple(d["revenue_without_minor"] for d in days)),
+            Series("average with it", tuple(d["average_with_minor"] for d in days)),
+            Series("average without it", tuple(d["average_without_minor"] for d in days)),
+            Series("discount given", tuple(d["discount_minor"] for d in days)),
+        ],
+        money=True,
+        unit="currency units",
+    )
+    points = line_chart(
+        f"Points of the promotion ({report['wallet']})",
+        labels,
+        [
+            Series("accrued", tuple(d["bonus_accrued"] for d in days)),
+            Series("reversed by returns", tuple(d["bonus_reversed"] for d in days)),
+        ],
+        unit="points",
+        height=260,
+    )
+    return svg_document(receipts, money, points)
 
 
 # -- HTML ---------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from center import reports, reports_sql
-from center.app import CLOCK_KEY, CONFIG_KEY, STORAGE_KEY, _in_db, _query_id, _query_int
+from center.app import _ID, CLOCK_KEY, CONFIG_KEY, STORAGE_KEY, _in_db, _query_id, _query_int
 from center.errors import MalformedRequest
 from center.permissions import Requirement
 
@@ -20,10 +20,11 @@ SVG_TYPE = "image/svg+xml"
 MAX_CATEGORIES = 100
 
 _REPORTS = ("sales", "loyalty", "categories", "segments")
+_PROMOTION = "/v1/reports/promotions/{promotion_id}"
 
 PERMISSIONS: Mapping[tuple[str, str], Requirement] = {
-    ("GET", f"/v1/reports/{name}{suffix}"): "reports.read"
-    for name in _REPORTS
+    ("GET", f"{path}{suffix}"): "reports.read"
+    for path in (*(f"/v1/reports/{name}" for name in _REPORTS), _PROMOTION)
     for suffix in ("", ".svg")
 }
 """(method, canonical route path) -> the permission a caller needs."""
@@ -34,16 +35,20 @@ def add_routes(app: web.Application) -> None:
     for name in _REPORTS:
         app.router.add_get(f"/v1/reports/{name}", _handler(name, svg=False))
         app.router.add_get(f"/v1/reports/{name}.svg", _handler(name, svg=True))
+    # The .svg route first: the plain one would take "X.svg" as an id.
+    app.router.add_get(_PROMOTION + ".svg", _promotion_handler(svg=True))
+    app.router.add_get(_PROMOTION, _promotion_handler(svg=False))
 
 
 def _zone(request: web.Request) -> str:
     return request.app[CONFIG_KEY].reports.timezone
 
 
-def _period(request: web.Request) -> tuple[date, date]:
+def _period(request: web.Request, max_days: int = reports.MAX_DAYS) -> tuple[date, date]:
     zone = reports_sql.zone_of(_zone(request))
     today = request.app[CLOCK_KEY]().astimezone(UTC).astimezone(zone).date()
-    return reports.parse_period(request.query.get("from"), request.query.get("to"), today)
+    query = request.query
+    return reports.parse_period(query.get("from"), query.get("to"), today, max_days=max_days)
 
 
 def _build(request: web.Request, name: str) -> tuple[Callable[..., Any], tuple[Any, ...]]:
@@ -88,3 +93,32 @@ def _handler(name: str, *, svg: bool) -> Callable[[web.Request], Any]:
 
     report.__name__ = f"{name}_{'svg' if svg else 'json'}"
     return report
+
+
+def _promotion_handler(*, svg: bool) -> Callable[[web.Request], Any]:
+    async def promotion_report(request: web.Request) -> web.Response:
+        promotion_id = request.match_info["promotion_id"]
+        if not _ID.match(promotion_id):
+            raise MalformedRequest(
+                "promotion_id",
+                f"expected 1..64 letters, digits or ._:- , got {promotion_id[:80]!r}",
+            )
+        date_from, date_to = _period(request, reports.PROMOTION_MAX_DAYS)
+        wallet = _query_id(request, "wallet", required=False) or "bonus"
+        found = await _in_db(
+            request,
+            partial(reports_sql.promotion_report, zone=_zone(request)),
+            request.app[STORAGE_KEY],
+            promotion_id,
+            date_from,
+            date_to,
+            wallet,
+        )
+        if not svg:
+            return web.json_response(found)
+        return web.Response(
+            text=reports.promotion_svg(found), content_type=SVG_TYPE, charset="utf-8"
+        )
+
+    promotion_report.__name__ = f"promotion_{'svg' if svg else 'json'}"
+    return promotion_report

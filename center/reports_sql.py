@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from center import reports
-from center.errors import MalformedRequest, StorageError
+from center.errors import MalformedRequest, StorageError, UnknownObject
 from center.storage.hooks import SqlHooks
+from sync_protocol import decode_sale
 
 if TYPE_CHECKING:
     from center.config import Config
@@ -34,6 +35,8 @@ __all__ = [
     "ledger_daily",
     "loyalty_report",
     "offset_spans",
+    "promotion_effect",
+    "promotion_report",
     "report_command",
     "sales_by_store",
     "sales_daily",
@@ -265,6 +268,101 @@ def segment_counts(
     return [tuple(r) for r in opening], [tuple(r) for r in rows]
 
 
+def promotion_effect(
+    storage: object,
+    promotion_id: str,
+    start: datetime,
+    end: datetime,
+    wallet: str = "bonus",
+    *,
+    zone: str = "UTC",
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]], list[str]]:
+    """([(day, receipts touched, their revenue, discount given)], [(day, receipts, revenue)] of
+    the stores where it touched one, [(day, kind, signed sum)] of its accruals and their
+    reversals in `wallet`, those stores), days of `zone`, in one snapshot; UnknownObject naming
+    `promotion_id` when neither published nor drafted.
+
+    A sale is touched when a line carries a discount of the rule or the ledger holds an accrual
+    of the rule from it. Per-rule discounts live only in the stored payload: the sales whose
+    payload holds the rule's id are decoded (the byte search is a prefilter, not the test).
+    """
+    db = _sql(storage)
+    day = _day(db, "s.closed_at", zone, start, end)
+    ledger_day = _day(db, "created_at", zone, start, end)
+    found = "position(? in s.payload) > 0" if db.backend == "postgresql" else "instr(s.payload, ?)"
+    period = (db._ts(start), db._ts(end))
+    with db._guard("report promotion effect"), db._snapshot():
+        known = db._execute(
+            "SELECT 1 FROM promotions WHERE promotion_id = ? "
+            "UNION ALL SELECT 1 FROM promotion_drafts WHERE promotion_id = ?",
+            (promotion_id, promotion_id),
+        ).fetchone()
+        if known is None:
+            raise UnknownObject("promotion_id", f"unknown promotion {promotion_id!r}")
+        accrued_from = {
+            str(r[0])
+            for r in db._execute(
+                "SELECT DISTINCT source FROM ledger WHERE rule_id = ? AND kind = 'accrue' "
+                "AND created_at >= ? AND created_at < ?",
+                (promotion_id, *period),
+            ).fetchall()
+        }
+        candidates = db._execute(
+            f"SELECT s.sale_id, s.store_id, {day}, s.total_minor, "
+            f"CASE WHEN {found} THEN s.payload END FROM sales s "
+            f"LEFT JOIN returns r ON r.return_id = s.sale_id "
+            f"WHERE s.closed_at >= ? AND s.closed_at < ? AND {_SALE} AND ({found} OR s.sale_id IN "
+            "(SELECT source FROM ledger WHERE rule_id = ? AND kind = 'accrue' "
+            "AND created_at >= ? AND created_at < ?))",
+            (
+                promotion_id.encode(),
+                *period,
+                promotion_id.encode(),
+                promotion_id,
+                *period,
+            ),
+        ).fetchall()
+        touched: dict[str, list[int]] = {}
+        stores: set[str] = set()
+        for sale_id, store_id, sale_day, total, payload in candidates:
+            discount = 0
+            if payload is not None:
+                sale = decode_sale(bytes(payload))
+                discount = sum(
+                    d.amount_minor
+                    for line in sale.lines
+                    for d in line.discounts
+                    if d.rule_id == promotion_id
+                )
+            if discount or str(sale_id) in accrued_from:
+                figures = touched.setdefault(str(sale_day), [0, 0, 0])
+                figures[0] += 1
+                figures[1] += int(total)
+                figures[2] += discount
+                stores.add(str(store_id))
+        all_rows: list[tuple[Any, ...]] = []
+        if stores:
+            marks = ", ".join("?" * len(stores))
+            all_rows = [
+                tuple(r)
+                for r in db._execute(
+                    f"SELECT {day}, {_sum('1')}, {_sum('s.total_minor')} FROM sales s "
+                    "LEFT JOIN returns r ON r.return_id = s.sale_id "
+                    f"WHERE s.closed_at >= ? AND s.closed_at < ? AND {_SALE} "
+                    f"AND s.store_id IN ({marks}) GROUP BY 1 ORDER BY 1",
+                    (*period, *sorted(stores)),
+                ).fetchall()
+            ]
+        ledger = db._execute(
+            f"SELECT {ledger_day}, kind, {_sum('amount')} FROM ledger WHERE rule_id = ? "
+            "AND wallet = ? AND kind IN ('accrue', 'return_accrual') "
+            "AND created_at >= ? AND created_at < ? GROUP BY 1, 2 ORDER BY 1, 2",
+            (promotion_id, wallet, *period),
+        ).fetchall()
+    touched_rows = [(d, *figures) for d, figures in sorted(touched.items())]
+    return touched_rows, all_rows, [tuple(r) for r in ledger], sorted(stores)
+
+
 def _bounds(date_from: date, date_to: date, zone: str = "UTC") -> tuple[datetime, datetime]:
     """[local midnight starting date_from, local midnight ending date_to) of `zone`, in UTC."""
     tz = zone_of(zone)
@@ -319,6 +417,25 @@ def segments_report(
     bounds = _bounds(date_from, date_to, zone)
     opening, rows = segment_counts(storage, *bounds, zone=zone)
     return reports.segments_report(opening, rows, date_from, date_to)
+
+
+def promotion_report(
+    storage: object,
+    promotion_id: str,
+    date_from: date,
+    date_to: date,
+    wallet: str = "bonus",
+    *,
+    zone: str = "UTC",
+) -> dict[str, Any]:
+    """The effect of one promotion over [date_from, date_to] (center.reports.promotion_report)."""
+    bounds = _bounds(date_from, date_to, zone)
+    touched, everything, ledger, stores = promotion_effect(
+        storage, promotion_id, *bounds, wallet, zone=zone
+    )
+    return reports.promotion_report(
+        promotion_id, touched, everything, ledger, stores, date_from, date_to, wallet
+    )
 
 
 def write_report(
