@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument(
                 "--store-url",
                 default=None,
-                help="the store node, http://host:port (default: store_node.url)",
+                help="the store node, http(s)://host:port (default: store_node.url)",
             )
     text = "print a test slip (Latin, Cyrillic, EAN-13, CODE128, QR, cut) to a printer URI"
     cmd = sub.add_parser("print-test", help=text, description=text)
@@ -230,7 +230,11 @@ def _enrol(config: Config, token: str, store_url: str | None) -> int:
         return 2
     try:
         credentials = enrol(
-            url, token, config.register.register_id, timeout_s=config.store_node.timeout_s
+            url,
+            token,
+            config.register.register_id,
+            timeout_s=config.store_node.timeout_s,
+            verify=config.store_node.verify,
         )
         path = save_credentials(config.register.data_dir, credentials)
     except PosError as exc:

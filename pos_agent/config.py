@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import ssl
 import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -55,6 +56,13 @@ class StoreNodeConfig:
     timeout_s: float = 5.0
     master_poll_s: float = 5.0
     backoff_max_s: float = 30.0
+    ca_file: Path | None = None
+    """PEM CA bundle trusted for an https store node (its `[tls]`); None = the system CAs."""
+
+    @property
+    def verify(self) -> str | bool:
+        """The requests `verify=` for every call to the store node: the CA file or True."""
+        return str(self.ca_file) if self.ca_file is not None else True
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +219,14 @@ def _check_url(url: str, problems: list[str]) -> None:
         problems.append(f"store_node.url: {redact_url(url)!r} has an invalid port")
 
 
+def _is_pem_ca(path: Path) -> bool:
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except (ssl.SSLError, OSError, ValueError):
+        return False
+    return True
+
+
 def redact_url(url: str) -> str:
     """The URL with any password replaced by ***."""
     parts = urlsplit(url)
@@ -265,6 +281,18 @@ def load_config(path: str | Path) -> Config:
     c.unknown(node, "store_node", set(asdict(d)))
     url = c.text(node, "store_node", "url", d.url).strip()
     _check_url(url, c.problems)
+    ca_file: Path | None = None
+    ca_text = c.text(node, "store_node", "ca_file", "").strip()
+    if ca_text:
+        ca_file = Path(ca_text)
+        if not ca_file.is_absolute():
+            ca_file = (path.parent / ca_file).resolve()
+        if not ca_file.is_file():
+            c.problems.append(f"store_node.ca_file: {ca_file} is not a readable file")
+        elif not _is_pem_ca(ca_file):
+            c.problems.append(
+                f"store_node.ca_file: {ca_file} holds no PEM certificate a register could trust"
+            )
     store_node = StoreNodeConfig(
         url=url.rstrip("/"),
         upload_interval_s=c.seconds(node, "store_node", "upload_interval_s", d.upload_interval_s),
@@ -272,6 +300,7 @@ def load_config(path: str | Path) -> Config:
         timeout_s=c.seconds(node, "store_node", "timeout_s", d.timeout_s, 600.0),
         master_poll_s=c.seconds(node, "store_node", "master_poll_s", d.master_poll_s),
         backoff_max_s=c.seconds(node, "store_node", "backoff_max_s", d.backoff_max_s),
+        ca_file=ca_file,
     )
 
     offline_table = c.section(doc, "offline", required=False)
@@ -401,6 +430,7 @@ def redacted(config: Config) -> dict[str, dict[str, Any]]:
     register["data_dir"] = str(config.register.data_dir)
     store_node = asdict(config.store_node)
     store_node["url"] = redact_url(config.store_node.url)
+    store_node["ca_file"] = str(config.store_node.ca_file or "")
     out: dict[str, dict[str, Any]] = {
         "register": register,
         "store_node": store_node,

@@ -104,11 +104,20 @@ def save_credentials(data_dir: Path, credentials: Credentials) -> Path:
     return path
 
 
-def enrol(store_url: str, token: str, register_id: str, *, timeout_s: float) -> Credentials:
-    """Redeem an enrolment token at the store node (POST /v1/enrol)."""
+def enrol(
+    store_url: str,
+    token: str,
+    register_id: str,
+    *,
+    timeout_s: float,
+    verify: str | bool = True,
+) -> Credentials:
+    """Redeem an enrolment token at the store node (POST /v1/enrol); an https node's
+    certificate is checked against `verify` (store_node.ca_file, or True: system CAs)."""
     url = f"{store_url.rstrip('/')}/v1/enrol"
     session = requests.Session()
     session.trust_env = False  # never through an internet proxy on the shop LAN
+    session.verify = verify
     try:
         response = session.post(
             url, json={"token": token, "register_id": register_id}, timeout=timeout_s

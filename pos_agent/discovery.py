@@ -1,5 +1,8 @@
 """Find this store's node on the LAN over zeroconf (_loyalty-store._tcp, TXT store_id).
 
+The TXT `scheme` says whether the node speaks https (its `[tls]`); then its certificate must be
+trusted by `[store_node] ca_file` (or the system CAs) and name the advertised IP address.
+
 An advert is only a hint: before the register uses an address, it asks the node there for its
 `/health` and checks that the node answering is of the expected store. A stale advert of a
 dead node (no goodbye after kill -9) or an address answering as another store is skipped in
@@ -8,6 +11,7 @@ favour of a healthy one, and the address in use is checked again every RECHECK_S
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import threading
@@ -38,10 +42,13 @@ _RETRY_S = 0.5
 Probe = Callable[[str, str], bool]
 
 
-def probe_store_node(url: str, store_id: str) -> bool:
-    """True when `GET url/health` answers 200 with JSON naming `store_id` (within a second)."""
+def probe_store_node(url: str, store_id: str, *, verify: str | bool = True) -> bool:
+    """True when `GET url/health` answers 200 with JSON naming `store_id` (within a second);
+    an https node must present a certificate `verify` (a CA file, or True: system CAs) trusts.
+    """
     session = requests.Session()
     session.trust_env = False  # never a proxy between a register and its store node
+    session.verify = verify
     try:
         response = session.get(url + "/health", timeout=_PROBE_TIMEOUT_S)
         if response.status_code != 200:
@@ -68,7 +75,8 @@ class StoreDiscovery:
         store_id: str,
         *,
         interfaces: InterfacesType = InterfaceChoice.All,
-        probe: Probe = probe_store_node,
+        probe: Probe | None = None,
+        verify: str | bool = True,
         recheck_s: float = RECHECK_S,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -76,7 +84,7 @@ class StoreDiscovery:
         # store node on the same machine is found as well as one on the shop LAN.
         self.store_id = store_id
         self.interfaces = interfaces
-        self.probe = probe
+        self.probe = probe or functools.partial(probe_store_node, verify=verify)
         self.recheck_s = recheck_s
         self.monotonic = monotonic
         self._zeroconf: Zeroconf | None = None
@@ -118,7 +126,12 @@ class StoreDiscovery:
             return None
         address = min(addresses, key=lambda a: a.version)  # IPv4 first
         host = str(address) if address.version == 4 else f"[{address}]"
-        return f"http://{host}:{info.port}"
+        # TXT `scheme` (absent from older store nodes: http); anything else is not ours to use.
+        scheme = (info.properties.get(b"scheme") or b"http").decode("utf-8", "replace")
+        if scheme not in ("http", "https"):
+            log.debug("%s advertises an unknown scheme %r; not used", name, scheme)
+            return None
+        return f"{scheme}://{host}:{info.port}"
 
     def _healthy(self, url: str) -> bool:
         if self.probe(url, self.store_id):

@@ -8,6 +8,7 @@ to its offline rules. Used from the register's worker thread only.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -37,9 +38,10 @@ class Hold:
     available: int
 
 
-def _session() -> requests.Session:
+def _session(verify: str | bool = True) -> requests.Session:
     session = requests.Session()
     session.trust_env = False  # never a proxy between a register and its store node
+    session.verify = verify  # an https store node: its CA (store_node.ca_file) or the system's
     return session
 
 
@@ -52,12 +54,14 @@ class StoreLink:
         store_url: Callable[[], str | None],
         *,
         clock: Callable[[], datetime],
-        session_factory: Callable[[], requests.Session] = _session,
+        session_factory: Callable[[], requests.Session] | None = None,
     ) -> None:
         self.config = config
         self.store_url = store_url
         self.clock = clock
-        self._session_factory = session_factory
+        self._session_factory = session_factory or functools.partial(
+            _session, config.store_node.verify
+        )
         self._session: requests.Session | None = None
         self._credentials: Credentials | None = None
 

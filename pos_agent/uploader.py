@@ -7,6 +7,7 @@ duplicate); a rejected sale is flagged, kept and reported, never resent.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
@@ -70,11 +71,14 @@ class Uploads(Protocol):
     def status(self) -> UploaderStatus: ...
 
 
-def lan_session() -> requests.Session:
-    """An HTTP session for the shop LAN: proxy settings from the environment do not apply."""
+def lan_session(verify: str | bool = True) -> requests.Session:
+    """An HTTP session for the shop LAN: proxy settings from the environment do not apply;
+    an https store node's certificate is checked against `verify` (a CA file, or True for the
+    system CAs: `StoreNodeConfig.verify`)."""
     session = requests.Session()
     # A proxy configured for the internet must never sit between a register and its store.
     session.trust_env = False
+    session.verify = verify
     return session
 
 
@@ -86,8 +90,8 @@ class Uploader:
         config: Config,
         *,
         clock: Clock = utc_now,
-        session_factory: Callable[[], requests.Session] = lan_session,
-        discovery_factory: Callable[[str], StoreDiscovery] = StoreDiscovery,
+        session_factory: Callable[[], requests.Session] | None = None,
+        discovery_factory: Callable[[str], StoreDiscovery] | None = None,
         rng: random.Random | None = None,
         devices: Callable[[], dict[str, str]] | None = None,
     ) -> None:
@@ -95,8 +99,11 @@ class Uploader:
         self.clock = clock
         # Printer/display states for Heartbeat.devices (pos_agent.devices.DeviceHub.heartbeat).
         self.devices = devices
-        self._session_factory = session_factory
-        self._discovery_factory = discovery_factory
+        verify = config.store_node.verify
+        self._session_factory = session_factory or functools.partial(lan_session, verify)
+        self._discovery_factory = discovery_factory or functools.partial(
+            StoreDiscovery, verify=verify
+        )
         self._rng = rng or random.Random()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -310,8 +317,9 @@ class _Link:
         url = self.discovery.find(_DISCOVERY_WAIT_S, self.owner._stop)
         if url is None:
             raise UploadError(
-                f"no store node advertises store_id={self.config.register.store_id!r} "
-                "over zeroconf (_loyalty-store._tcp) and store_node.url is empty"
+                f"no healthy store node advertises store_id={self.config.register.store_id!r} "
+                "over zeroconf (_loyalty-store._tcp) and store_node.url is empty "
+                "(an https node must have a certificate store_node.ca_file trusts)"
             )
         self.url = url
         self.owner._set_status(store_url=url)

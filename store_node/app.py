@@ -424,6 +424,7 @@ def create_app(
             node_id=config.store.node_id,
             listen_host=config.store.listen_host,
             port=config.store.listen_port,
+            scheme="https" if config.tls.enabled else "http",
         )
         if do_advertise
         else None

@@ -106,10 +106,12 @@ def _serve(config: Config, log_level: str) -> int:
         log.warning(
             "the clock is shifted by %s s (%s): for skew tests only", raw_skew, CLOCK_SKEW_ENV
         )
+    ssl_context = config.tls.server_context()
     log.info(
-        "starting store node %s (store %s) on %s:%d, Center %s, data in %s",
+        "starting store node %s (store %s) on %s://%s:%d, Center %s, data in %s",
         config.store.node_id,
         config.store.store_id,
+        "https" if ssl_context is not None else "http",
         config.store.listen_host,
         config.store.listen_port,
         config.center.url,
@@ -119,6 +121,7 @@ def _serve(config: Config, log_level: str) -> int:
         create_app(config, clock=clock),
         host=config.store.listen_host,
         port=config.store.listen_port,
+        ssl_context=ssl_context,
         print=None,
         access_log=logging.getLogger("aiohttp.access") if log_level == "DEBUG" else None,
     )

@@ -20,6 +20,7 @@ __all__ = [
     "ReservationSettings",
     "SecuritySettings",
     "StoreSettings",
+    "TlsSettings",
     "load_config",
     "parse_config",
     "redacted",
@@ -86,6 +87,28 @@ class ReservationSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsSettings:
+    """The `[tls]` table: the certificate registers see; both files or neither (plain HTTP)."""
+
+    cert_file: Path | None = None
+    """PEM certificate chain; with key_file, `serve` speaks HTTPS only."""
+    key_file: Path | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert_file is not None and self.key_file is not None
+
+    def server_context(self) -> ssl.SSLContext | None:
+        """The server SSL context, or None for plain HTTP."""
+        if self.cert_file is None or self.key_file is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self.cert_file, self.key_file)
+        return context
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole store node configuration; `source` is the file it came from, if any."""
 
@@ -94,6 +117,7 @@ class Config:
     security: SecuritySettings = SecuritySettings()
     source: Path | None = None
     reservations: ReservationSettings = ReservationSettings()
+    tls: TlsSettings = TlsSettings()
 
     @property
     def db_path(self) -> Path:
@@ -220,9 +244,9 @@ def _listen_host(reader: _Reader, table: Mapping[str, Any]) -> str | None:
 def parse_config(doc: Mapping[str, Any], *, base_dir: Path, source: Path | None = None) -> Config:
     """Validate a parsed TOML document; raise ConfigError listing every problem."""
     reader = _Reader(doc)
-    for name in sorted(set(doc) - {"store", "center", "security", "reservations"}):
+    for name in sorted(set(doc) - {"store", "center", "security", "reservations", "tls"}):
         reader.problems.append(
-            f"[{name}]: unknown table (known: center, reservations, security, store)"
+            f"[{name}]: unknown table (known: center, reservations, security, store, tls)"
         )
     store = reader.section(
         "store", {"store_id", "node_id", "listen_host", "listen_port", "data_dir", "advertise"}
@@ -271,6 +295,7 @@ def parse_config(doc: Mapping[str, Any], *, base_dir: Path, source: Path | None 
         reader.problems.append(f"security.{key}: unknown key (known: require_signatures)")
     require_signatures = reader.boolean(security, "security.require_signatures", True)
     reservations = _reservations(reader, doc.get("reservations", {}))
+    tls = _tls(reader, doc.get("tls", {}), base_dir)
 
     if backoff_initial_s and backoff_max_s and backoff_max_s < backoff_initial_s:
         reader.problems.append(
@@ -319,7 +344,39 @@ def parse_config(doc: Mapping[str, Any], *, base_dir: Path, source: Path | None 
         security=SecuritySettings(require_signatures=bool(require_signatures)),
         source=source,
         reservations=reservations,
+        tls=tls,
     )
+
+
+def _tls(reader: _Reader, table: Any, base_dir: Path) -> TlsSettings:
+    if not isinstance(table, Mapping):
+        reader.problems.append(f"[tls]: expected a table, got {type(table).__name__}")
+        return TlsSettings()
+    for key in sorted(set(table) - {"cert_file", "key_file"}):
+        reader.problems.append(f"tls.{key}: unknown key (known: cert_file, key_file)")
+    files: dict[str, Path | None] = {}
+    for key in ("cert_file", "key_file"):
+        raw = table.get(key, "")
+        files[key] = None
+        if not isinstance(raw, str):
+            reader.problems.append(f"tls.{key}: expected a path string, got {raw!r}")
+        elif raw:
+            found = (base_dir / raw).resolve()
+            files[key] = found
+            if not found.is_file():
+                reader.problems.append(f"tls.{key}: {found} is not a readable file")
+    if (files["cert_file"] is None) != (files["key_file"] is None):
+        reader.problems.append("tls: set both cert_file and key_file, or neither (plain HTTP)")
+    settings = TlsSettings(cert_file=files["cert_file"], key_file=files["key_file"])
+    if settings.enabled and all(path.is_file() for path in files.values() if path is not None):
+        try:
+            settings.server_context()
+        except (ssl.SSLError, OSError) as exc:
+            reader.problems.append(
+                f"tls.cert_file/tls.key_file: {settings.cert_file} and {settings.key_file} "
+                f"are not a PEM certificate chain and its private key ({exc})"
+            )
+    return settings
 
 
 def _reservations(reader: _Reader, table: Any) -> ReservationSettings:
@@ -404,5 +461,9 @@ def redacted(config: Config) -> dict[str, Any]:
         "reservations": {
             "ttl_s": config.reservations.ttl_s,
             "center_timeout_s": config.reservations.center_timeout_s,
+        },
+        "tls": {
+            "cert_file": str(config.tls.cert_file or ""),
+            "key_file": str(config.tls.key_file or ""),
         },
     }

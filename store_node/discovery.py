@@ -10,12 +10,13 @@ import ifaddr
 from zeroconf import InterfaceChoice, IPVersion, ServiceInfo
 from zeroconf.asyncio import AsyncZeroconf
 
-__all__ = ["SERVICE_TYPE", "Advertiser", "advertised_addresses", "service_name"]
+__all__ = ["SCHEMES", "SERVICE_TYPE", "Advertiser", "advertised_addresses", "service_name"]
 
 log = logging.getLogger(__name__)
 
 SERVICE_TYPE = "_loyalty-store._tcp.local."
 PROTO = "1"
+SCHEMES = ("http", "https")
 
 
 def service_name(store_id: str, node_id: str) -> str:
@@ -42,13 +43,21 @@ def advertised_addresses(listen_host: str) -> list[str]:
 class Advertiser:
     """Registers the node's service in the background and unregisters it on stop."""
 
-    def __init__(self, *, store_id: str, node_id: str, listen_host: str, port: int) -> None:
+    def __init__(
+        self, *, store_id: str, node_id: str, listen_host: str, port: int, scheme: str = "http"
+    ) -> None:
+        if scheme not in SCHEMES:
+            raise ValueError(f"scheme: {scheme!r} is not one of {', '.join(SCHEMES)}")
         addresses = advertised_addresses(listen_host)
+        properties = {"store_id": store_id, "node_id": node_id, "proto": PROTO}
+        if scheme != "http":
+            # TXT `scheme`: absent means http, as adverts from before [tls] say nothing.
+            properties["scheme"] = scheme
         self.info = ServiceInfo(
             SERVICE_TYPE,
             service_name(store_id, node_id),
             port=port,
-            properties={"store_id": store_id, "node_id": node_id, "proto": PROTO},
+            properties=properties,
             parsed_addresses=addresses,
             server=f"{node_id}.local.",
         )
