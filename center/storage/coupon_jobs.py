@@ -135,6 +135,9 @@ class CouponJobStore(SqlHooks):
     def _insert_codes(self, batch_id: str, codes: list[str]) -> int:
         raise NotImplementedError
 
+    def _insert_batch(self, batch_id: str, request: BatchRequest, actor: str, at: Any) -> None:
+        raise NotImplementedError
+
     def _batch_view(self, batch_id: str) -> dict[str, Any] | None:
         raise NotImplementedError
 
@@ -243,24 +246,7 @@ class CouponJobStore(SqlHooks):
                     "job_id",
                     f"coupon job {job_id} has {job['generated']} of {job['total']} codes",
                 )
-            self._execute(
-                "INSERT INTO coupon_batches (batch_id, promotion_id, name, prefix, count, "
-                "single_use, signed, valid_from, valid_to, created_by, at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    batch_id,
-                    request.promotion_id,
-                    request.name,
-                    request.prefix,
-                    request.count,
-                    int(request.single_use),
-                    int(request.signed),
-                    None if request.valid_from is None else request.valid_from.isoformat(),
-                    None if request.valid_to is None else request.valid_to.isoformat(),
-                    job["created_by"],
-                    at,
-                ),
-            )
+            self._insert_batch(batch_id, request, job["created_by"], at)
             before = 0 if self.backend == "postgresql" else self._job_total_changes()
             cursor = self._execute(
                 "INSERT INTO coupons (code, batch_id, status) "

@@ -112,6 +112,27 @@ def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterator[Sequence[st
 class CouponStore(SqlHooks):
     """Mixin of SqlStorage."""
 
+    def _insert_batch(self, batch_id: str, request: BatchRequest, actor: str, at: Any) -> None:
+        """The batch's row; its codes follow (issuable once this row is committed)."""
+        self._execute(
+            "INSERT INTO coupon_batches (batch_id, promotion_id, name, prefix, count, "
+            "single_use, signed, valid_from, valid_to, created_by, at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                batch_id,
+                request.promotion_id,
+                request.name,
+                request.prefix,
+                request.count,
+                int(request.single_use),
+                int(request.signed),
+                None if request.valid_from is None else request.valid_from.isoformat(),
+                None if request.valid_to is None else request.valid_to.isoformat(),
+                actor,
+                at,
+            ),
+        )
+
     def _bulk_insert(
         self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
     ) -> None:
@@ -137,24 +158,7 @@ class CouponStore(SqlHooks):
                     f"unknown promotion {request.promotion_id!r}; create it first",
                 )
             generate = self._code_maker(request)
-            self._execute(
-                "INSERT INTO coupon_batches (batch_id, promotion_id, name, prefix, count, "
-                "single_use, signed, valid_from, valid_to, created_by, at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    batch_id,
-                    request.promotion_id,
-                    request.name,
-                    request.prefix,
-                    request.count,
-                    int(request.single_use),
-                    int(request.signed),
-                    None if request.valid_from is None else request.valid_from.isoformat(),
-                    None if request.valid_to is None else request.valid_to.isoformat(),
-                    actor,
-                    at,
-                ),
-            )
+            self._insert_batch(batch_id, request, actor, at)
             # Sorted, the codes go into the indexes in order: random order costs a page
             # write per code once the index outgrows the cache (41 s instead of ~8 s for 1M).
             codes = sorted(generate(request.count))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -14,42 +13,16 @@ from center.coupons import BatchRequest, IssueRequest
 from center.errors import Conflict, InvalidRequest, UnknownObject
 from center.offers import OfferInput, parse_offers
 from center.storage import Storage
-from center.storage.feed import FeedSettings
-from sync_protocol import MasterDelta, MasterSnapshot, replica_checksum
-from tests.center.center_factories import CARD, OTHER_CARD, T0, make_sale, master_tables
-
-NOW = T0 + timedelta(days=1)
-FAST = FeedSettings(tick_every_s=0, checksum_every_s=0)
-KEYS = {
-    "products": "product_id",
-    "stores": "store_id",
-    "promotions": "promotion_id",
-    "settings": "name",
-    "cards": "card_no",
-}
-Replica = dict[str, dict[str, dict[str, Any]]]
+from sync_protocol import MasterDelta, MasterSnapshot
+from tests.center.center_factories import CARD, OTHER_CARD, make_sale, master_tables
+from tests.center.test_center_feed import FAST, NOW, Replica
+from tests.center.test_center_feed import apply as apply_as_store
 
 
 def apply(replica: Replica, message: MasterSnapshot | MasterDelta | None) -> int:
-    """Apply a message as a store does and check its checksum; the new version."""
-    assert message is not None
-    if isinstance(message, MasterSnapshot):
-        replica.clear()
-        for table, rows in message.tables.items():
-            replica[table] = {row[KEYS[table]]: copy.deepcopy(row) for row in rows}
-        version = message.version
-    else:
-        for table, keys in message.deletes.items():
-            for key in keys:
-                replica.get(table, {}).pop(key, None)
-        for table, rows in message.upserts.items():
-            for row in rows:
-                replica.setdefault(table, {})[row[KEYS[table]]] = copy.deepcopy(row)
-        version = message.to_version
-    assert message.checksum, "every message of these tests is checksummed"
-    mine = replica_checksum({t: list(r.values()) for t, r in replica.items()})
-    assert mine == message.checksum, "replica drifted from the Center"
-    return version
+    """As a store applies it; every message of these tests must carry a checksum to compare."""
+    assert message is not None and message.checksum, "every message of these tests is checksummed"
+    return apply_as_store(replica, message)
 
 
 def sync(storage: Storage, replica: Replica, since: int, now: datetime = NOW) -> int:

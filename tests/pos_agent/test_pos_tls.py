@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import shutil
 import socket
 import subprocess
 import sys
@@ -40,24 +39,7 @@ from tests.pos_agent.pos_fakes import (
     seed_replica,
     sell,
 )
-
-
-def _self_signed(folder: Path, name: str = "store") -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (its own CA) and its key."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a test certificate")
-    folder.mkdir(parents=True, exist_ok=True)
-    cert, key = folder / f"{name}-cert.pem", folder / f"{name}-key.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-            "-addext", "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
+from tests.store_node.store_fakes import self_signed_cert
 
 
 def _store_toml(folder: Path, port: int, tls: str, *, advertise: bool = False) -> Path:
@@ -81,7 +63,7 @@ class TlsStore:
 
 
 async def _serve_store(folder: Path, *, advertise: bool = False) -> AsyncIterator[TlsStore]:
-    cert, key = _self_signed(folder)
+    cert, key = self_signed_cert(folder)
     port = free_port()
     toml = _store_toml(
         folder,
@@ -174,7 +156,7 @@ async def test_a_register_trusting_the_ca_enrols_and_uploads_over_tls(
 async def test_a_register_not_trusting_the_certificate_keeps_its_sale(
     tmp_path: Path, tls_store: TlsStore, capsys: pytest.CaptureFixture[str], trust: str
 ) -> None:
-    wrong = _self_signed(tmp_path / "other", "other")[0] if trust == "another CA" else None
+    wrong = self_signed_cert(tmp_path / "other", "other")[0] if trust == "another CA" else None
     pos_toml = _pos_toml(tmp_path / "pos", tls_store.url, wrong)
     token = await _issue_token(tls_store, capsys)
     code = await asyncio.to_thread(pos_main, ["enrol", "--config", str(pos_toml), "--token", token])
@@ -194,7 +176,7 @@ async def test_a_register_not_trusting_the_certificate_keeps_its_sale(
 
 
 async def test_loyalty_store_serve_speaks_https_with_tls(tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path / "store")
+    cert, key = self_signed_cert(tmp_path / "store")
     port = free_port()
     toml = _store_toml(
         tmp_path / "store", port, f'[tls]\ncert_file = "{cert}"\nkey_file = "{key}"\n'
@@ -257,7 +239,7 @@ def test_an_advert_without_a_scheme_is_plain_http() -> None:
 
 
 def test_store_tls_config_errors_name_the_key(tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed_cert(tmp_path)
     only_cert = _store_toml(tmp_path / "a", 8710, f'[tls]\ncert_file = "{cert}"\n')
     with pytest.raises(StoreConfigError, match=r"tls: set both cert_file and key_file"):
         load_store_config(only_cert)
@@ -285,7 +267,7 @@ def test_pos_ca_file_errors_name_the_key(tmp_path: Path) -> None:
     junk.write_text("not a certificate\n")
     with pytest.raises(PosConfigError, match=r"store_node.ca_file: .*junk.pem holds no PEM"):
         load_pos_config(_pos_toml(tmp_path / "b", "https://127.0.0.1:8710", junk))
-    cert, _ = _self_signed(tmp_path)
+    cert, _ = self_signed_cert(tmp_path)
     relative = tmp_path / "c" / "pos.toml"
     relative.parent.mkdir()
     relative.write_text(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import shutil
 import socket
+import subprocess
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from store_node import Config, parse_config
@@ -301,3 +304,21 @@ async def running_node(config: Config, **options: Any) -> AsyncIterator[RunningN
             yield RunningNode(app, f"http://127.0.0.1:{port}", session)
     finally:
         await runner.cleanup()
+
+
+def self_signed_cert(folder: Path, name: str = "store") -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (its own CA) and its key."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    folder.mkdir(parents=True, exist_ok=True)
+    cert, key = folder / f"{name}-cert.pem", folder / f"{name}-key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key

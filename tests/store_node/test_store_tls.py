@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,30 +19,14 @@ from store_node.cli import main
 from store_node.config import load_config
 from tests.center.center_factories import master_tables
 from tests.center.center_factories import write_config as write_center_config
-from tests.store_node.store_fakes import free_port, make_sale, running_node
-
-
-def _self_signed(folder: Path) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a test certificate")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-            "-addext", "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
+from tests.store_node.store_fakes import free_port, make_sale, running_node, self_signed_cert
 
 
 @pytest.fixture
 async def tls_center(tmp_path: Path) -> AsyncIterator[tuple[str, SqliteStorage, Path]]:
     folder = tmp_path / "center"
     folder.mkdir()
-    cert, key = _self_signed(folder)
+    cert, key = self_signed_cert(folder)
     extra = f'\n[tls]\ncert_file = "{cert}"\nkey_file = "{key}"\n'
     config = load_center_config(write_center_config(folder, signatures=True, extra=extra))
     context = config.tls.server_context()
