@@ -914,21 +914,21 @@ def _fast_offers(offers: Any) -> Any:
     return out
 
 
-def _fast_sale(sale: Any, omit: bool) -> dict[str, Any]:
-    """The wire map of a well-formed sale; `omit` leaves out fields equal to their default."""
-    if type(sale) is not Sale:
-        raise _Unusual
-    sale_id = sale.sale_id
-    store_id = sale.store_id
-    register_id = sale.register_id
-    seq = sale.seq
-    card_no = sale.card_no
-    subtotal = sale.subtotal_minor
-    discount = sale.discount_minor
-    total = sale.total_minor
-    promo_version = sale.promo_version
-    prev_hash = sale.prev_hash
-    return_of = sale.return_of
+def _check_usual_head(
+    sale_id: Any,
+    store_id: Any,
+    register_id: Any,
+    seq: Any,
+    card_no: Any,
+    subtotal: Any,
+    discount: Any,
+    total: Any,
+    promo_version: Any,
+    prev_hash: Any,
+    return_of: Any,
+) -> None:
+    """The fast paths' check of a sale's scalar fields, both ways: _Unusual sends the sale to
+    the typed walk, which names what is wrong."""
     if (
         type(sale_id) is not str
         or type(store_id) is not str
@@ -952,6 +952,27 @@ def _fast_sale(sale: Any, omit: bool) -> dict[str, Any]:
         type(return_of) is not str or return_of == sale_id or not _UUID_RE.fullmatch(return_of)
     ):
         raise _Unusual
+
+
+def _fast_sale(sale: Any, omit: bool) -> dict[str, Any]:
+    """The wire map of a well-formed sale; `omit` leaves out fields equal to their default."""
+    if type(sale) is not Sale:
+        raise _Unusual
+    sale_id = sale.sale_id
+    store_id = sale.store_id
+    register_id = sale.register_id
+    seq = sale.seq
+    card_no = sale.card_no
+    subtotal = sale.subtotal_minor
+    discount = sale.discount_minor
+    total = sale.total_minor
+    promo_version = sale.promo_version
+    prev_hash = sale.prev_hash
+    return_of = sale.return_of
+    _check_usual_head(
+        sale_id, store_id, register_id, seq, card_no, subtotal, discount, total,
+        promo_version, prev_hash, return_of,
+    )  # fmt: skip
     lines, line_sum, discount_sum = _fast_lines(sale.lines, omit)
     payments, paid = _fast_payments(sale.payments)
     if subtotal != line_sum or discount != discount_sum or total != subtotal - discount:
@@ -1155,29 +1176,10 @@ def _fast_read_sale(raw: Any) -> Sale:
     promo_version = raw["promo_version"]
     prev_hash = raw.get("prev_hash", "")
     return_of = raw.get("return_of")
-    if (
-        type(sale_id) is not str
-        or type(store_id) is not str
-        or not store_id
-        or type(register_id) is not str
-        or not register_id
-        or type(seq) is not int
-        or seq < 1
-        or (card_no is not None and type(card_no) is not str)
-        or type(subtotal) is not int
-        or type(discount) is not int
-        or type(total) is not int
-        or type(promo_version) is not int
-        or promo_version < 0
-        or type(prev_hash) is not str
-        or (prev_hash and not _HASH_RE.fullmatch(prev_hash))
-        or not _UUID_RE.fullmatch(sale_id)
-    ):
-        raise _Unusual
-    if return_of is not None and (
-        type(return_of) is not str or return_of == sale_id or not _UUID_RE.fullmatch(return_of)
-    ):
-        raise _Unusual
+    _check_usual_head(
+        sale_id, store_id, register_id, seq, card_no, subtotal, discount, total,
+        promo_version, prev_hash, return_of,
+    )  # fmt: skip
     lines, line_sum, discount_sum = _fast_read_lines(raw["lines"])
     payments, paid = _fast_read_payments(raw["payments"])
     if subtotal != line_sum or discount != discount_sum or total != subtotal - discount:
