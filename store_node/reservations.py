@@ -13,17 +13,16 @@ registers racing for the same points are served one after the other.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
+from store_node.dbthread import DbThread
 from store_node.errors import InvalidRequest, RequestError, StorageError
 from sync_protocol import ProtocolError, decode_sale
 
@@ -42,7 +41,6 @@ __all__ = [
     "parse_request",
 ]
 
-_T = TypeVar("_T")
 
 Verdict = Literal["free", "used", "unreachable"]
 """The Center's word on a single-use coupon code this node has not seen before."""
@@ -663,32 +661,12 @@ class ReservationBook:
             self._conn.execute("DELETE FROM reservations WHERE reservation_id = ?", (rid,))
 
 
-class ReservationWorker:
+class ReservationWorker(DbThread[ReservationBook]):
     """Runs every ReservationBook call on one dedicated thread, one at a time."""
 
     def __init__(self, path: Path, *, ttl_s: float) -> None:
-        self.path = path
-        self.ttl_s = ttl_s
-        self._book: ReservationBook | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reservations")
-
-    async def open(self) -> None:
-        """Create the tables (after the sales box made store.db) on the worker thread."""
-        loop = asyncio.get_running_loop()
-        self._book = await loop.run_in_executor(
-            self._executor, lambda: ReservationBook(self.path, ttl_s=self.ttl_s)
+        # Opened after the sales box made store.db; open() creates the tables.
+        super().__init__(
+            path, lambda: ReservationBook(path, ttl_s=ttl_s), thread_name="reservations"
         )
-
-    async def run(self, call: Callable[[ReservationBook], _T]) -> _T:
-        """Run `call(book)` on the worker thread and return its result."""
-        book = self._book
-        if book is None:
-            raise RuntimeError(f"{self.path}: ReservationWorker.open() was not called")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call, book)
-
-    async def close(self) -> None:
-        """Let the call in progress finish, then close the connection and the thread."""
-        book, self._book = self._book, None
-        if book is not None:
-            await asyncio.get_running_loop().run_in_executor(self._executor, book.close)
-        self._executor.shutdown(wait=True)
+        self.ttl_s = ttl_s

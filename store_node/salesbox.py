@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
 
 from store_node import master_cache
+from store_node.dbthread import DbThread
 from store_node.errors import StorageError
 from store_node.master_cache import MASTER_SCHEMA, MasterState
 from sync_protocol import (
@@ -42,7 +40,6 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
-_T = TypeVar("_T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -570,33 +567,9 @@ class SalesBox:
         }
 
 
-class BoxWorker:
+class BoxWorker(DbThread[SalesBox]):
     """Runs every SalesBox call on one dedicated thread, so fsyncs never block the event loop."""
 
     def __init__(self, path: Path, *, store_id: str) -> None:
-        self.path = path
+        super().__init__(path, lambda: SalesBox(path, store_id=store_id), thread_name="salesbox")
         self.store_id = store_id
-        self._box: SalesBox | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="salesbox")
-
-    async def open(self) -> None:
-        """Open (and if needed create) the database on the worker thread."""
-        loop = asyncio.get_running_loop()
-        self._box = await loop.run_in_executor(
-            self._executor, lambda: SalesBox(self.path, store_id=self.store_id)
-        )
-
-    async def run(self, call: Callable[[SalesBox], _T]) -> _T:
-        """Run `call(box)` on the worker thread and return its result."""
-        box = self._box
-        if box is None:
-            raise RuntimeError(f"{self.path}: BoxWorker.open() was not called")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, call, box)
-
-    async def close(self) -> None:
-        """Let the call in progress finish, then close the database and the thread."""
-        box, self._box = self._box, None
-        if box is not None:
-            await asyncio.get_running_loop().run_in_executor(self._executor, box.close)
-        self._executor.shutdown(wait=True)
