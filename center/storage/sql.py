@@ -631,18 +631,21 @@ class SqlStorage(
     def _apply_in_order(self, ordered: Sequence[tuple[int, LedgerEntry]]) -> None:
         """Apply journaled movements one by one, in order (lots, FIFO debits, debt recovery)."""
         for entry_id, e in ordered:
-            self._apply_entry(
-                entry_id,
-                e.card_no,
-                e.wallet,
-                e.kind,
-                e.amount,
-                e.rule_id,
-                e.source,
-                self._ts(e.active_from),
-                self._ts(e.expires_at),
-                self._ts(e.created_at),
-            )
+            self._apply_entry(entry_id, *self._ledger_row(e))
+
+    def _ledger_row(self, e: LedgerEntry) -> tuple[Any, ...]:
+        """A movement as the ledger table stores it, in its column order (no entry_id)."""
+        return (
+            e.card_no,
+            e.wallet,
+            e.kind,
+            e.amount,
+            e.rule_id,
+            e.source,
+            self._ts(e.active_from),
+            self._ts(e.expires_at),
+            self._ts(e.created_at),
+        )
 
     def _journal(self, entries: Sequence[LedgerEntry]) -> list[tuple[int, LedgerEntry]]:
         """Insert the movements not yet in the journal; (entry_id, movement) of those, in order."""
@@ -652,17 +655,7 @@ class SqlStorage(
                 "INSERT INTO ledger (card_no, wallet, kind, amount, rule_id, source, active_from, "
                 "expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT DO NOTHING RETURNING entry_id",
-                (
-                    e.card_no,
-                    e.wallet,
-                    e.kind,
-                    e.amount,
-                    e.rule_id,
-                    e.source,
-                    self._ts(e.active_from),
-                    self._ts(e.expires_at),
-                    self._ts(e.created_at),
-                ),
+                self._ledger_row(e),
             ).fetchone()
             if row is not None:
                 journaled.append((int(row[0]), e))
