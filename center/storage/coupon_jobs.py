@@ -135,6 +135,9 @@ class CouponJobStore(SqlHooks):
     def _insert_codes(self, batch_id: str, codes: list[str]) -> int:
         raise NotImplementedError
 
+    def _require_promotion(self, promotion_id: str) -> None:
+        raise NotImplementedError
+
     def _insert_batch(self, batch_id: str, request: BatchRequest, actor: str, at: Any) -> None:
         raise NotImplementedError
 
@@ -191,16 +194,7 @@ class CouponJobStore(SqlHooks):
         batch_id = f"cb-{uuid.uuid4().hex[:16]}"
         at = self._ts(now)
         with self._guard("start coupon job"), self._transaction():
-            known = self._execute(
-                "SELECT 1 FROM promotions WHERE promotion_id = ? "
-                "UNION ALL SELECT 1 FROM promotion_drafts WHERE promotion_id = ?",
-                (request.promotion_id, request.promotion_id),
-            ).fetchone()
-            if known is None:
-                raise UnknownObject(
-                    "body.promotion_id",
-                    f"unknown promotion {request.promotion_id!r}; create it first",
-                )
+            self._require_promotion(request.promotion_id)
             self._code_maker(request)  # Conflict now, not later, without a coupon_key
             self._execute(
                 "INSERT INTO coupon_jobs (job_id, batch_id, request, state, total, owner, "

@@ -112,6 +112,18 @@ def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterator[Sequence[st
 class CouponStore(SqlHooks):
     """Mixin of SqlStorage."""
 
+    def _require_promotion(self, promotion_id: str) -> None:
+        """A batch belongs to a published or drafted promotion; 404 naming the field if not."""
+        known = self._execute(
+            "SELECT 1 FROM promotions WHERE promotion_id = ? "
+            "UNION ALL SELECT 1 FROM promotion_drafts WHERE promotion_id = ?",
+            (promotion_id, promotion_id),
+        ).fetchone()
+        if known is None:
+            raise UnknownObject(
+                "body.promotion_id", f"unknown promotion {promotion_id!r}; create it first"
+            )
+
     def _insert_batch(self, batch_id: str, request: BatchRequest, actor: str, at: Any) -> None:
         """The batch's row; its codes follow (issuable once this row is committed)."""
         self._execute(
@@ -147,16 +159,7 @@ class CouponStore(SqlHooks):
         batch_id = f"cb-{uuid.uuid4().hex[:16]}"
         at = self._ts(now)
         with self._guard("create coupon batch"), self._transaction():
-            known = self._execute(
-                "SELECT 1 FROM promotions WHERE promotion_id = ? "
-                "UNION ALL SELECT 1 FROM promotion_drafts WHERE promotion_id = ?",
-                (request.promotion_id, request.promotion_id),
-            ).fetchone()
-            if known is None:
-                raise UnknownObject(
-                    "body.promotion_id",
-                    f"unknown promotion {request.promotion_id!r}; create it first",
-                )
+            self._require_promotion(request.promotion_id)
             generate = self._code_maker(request)
             self._insert_batch(batch_id, request, actor, at)
             # Sorted, the codes go into the indexes in order: random order costs a page

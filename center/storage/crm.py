@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Sequence
 from datetime import datetime
 from difflib import SequenceMatcher
 from typing import Any
 
 from center.crm import CustomerInput, SearchQuery, new_card_no, search_keys
 from center.errors import Conflict, InvalidRequest, UnknownObject
-from center.storage.hooks import Migration
+from center.storage.hooks import Migration, SqlHooks
 
 __all__ = ["CRM_SEARCH_LIMIT", "POSTGRES_MIGRATION", "SQLITE_MIGRATION", "CrmStore"]
 
@@ -44,32 +43,8 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-class CrmStore:
+class CrmStore(SqlHooks):
     """Mixin of SqlStorage: the call-center operations (dialect hooks come from SqlStorage)."""
-
-    # Supplied by SqlStorage; declared so the mixin type-checks on its own.
-    backend: str = ""
-
-    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        raise NotImplementedError
-
-    def _transaction(self) -> AbstractContextManager[None]:
-        raise NotImplementedError
-
-    def _snapshot(self) -> AbstractContextManager[None]:
-        raise NotImplementedError
-
-    def _guard(self, what: str) -> AbstractContextManager[None]:
-        raise NotImplementedError
-
-    def _ts(self, value: datetime | None) -> Any:
-        raise NotImplementedError
-
-    def _dt(self, value: Any) -> datetime:
-        raise NotImplementedError
-
-    def _lock_cards(self, card_nos: Iterable[str]) -> None:
-        raise NotImplementedError
 
     def _debt(self, card_no: str, wallet: str) -> int:
         raise NotImplementedError
