@@ -45,8 +45,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from center.crm import new_card_no, parse_search, search_keys
-from center.sales import ledger_movements
+from center.crm.model import new_card_no, parse_search, search_keys
+from center.ingest.sales import ledger_movements
 from center.storage.postgres import _COPY_TYPES, PostgresStorage
 from sync_protocol import (
     LineDiscount,

@@ -1,9 +1,9 @@
 """The loyalty Center: master data, idempotent sale ingest, the ledger and reconciliation."""
 
-from center.app import create_app
 from center.config import Config, load_config
 from center.errors import CenterError, ConfigError, StorageError
 from center.storage import Storage, open_storage
+from center.web.app import create_app
 
 __all__ = [
     "CenterError",

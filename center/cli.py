@@ -12,9 +12,9 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from center.access.cli import USER_COMMANDS, add_user_commands, user_command
 from center.config import Config, effective_config, format_toml, load_config
 from center.errors import CenterError, ConfigError
-from center.users_cli import USER_COMMANDS, add_user_commands, user_command
 from sync_protocol import Sale
 
 if TYPE_CHECKING:
@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in USER_COMMANDS:
             return user_command(config, args)
         if args.command == "report":
-            from center.reports_sql import report_command
+            from center.reporting.queries import report_command
 
             return report_command(config, args.date_from, args.date_to, args.out)
         if args.command == "generate-coupons":
@@ -164,9 +164,9 @@ def generate_coupons_command(config: Config, args: argparse.Namespace) -> int:
     a progress line on stderr, the batch as JSON on stdout; exit 2 naming a bad option."""
     import json
 
-    from center import coupon_jobs
-    from center.coupons import parse_batch
     from center.errors import RequestError
+    from center.promotions import coupon_jobs
+    from center.promotions.coupons import parse_batch
     from center.storage import open_storage
 
     body = {
@@ -213,7 +213,7 @@ def enrol_store_command(config: Config, store_id: str, ttl_h: float) -> int:
     """Print a new one-time enrolment token for `store_id` on stdout."""
     import re
 
-    from center.auth import MAX_TTL_H, issue_token
+    from center.access.nodes import MAX_TTL_H, issue_token
     from center.storage import open_storage
 
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$", store_id):
@@ -239,7 +239,7 @@ def serve(config: Config) -> int:
     """Run the HTTP server until SIGINT/SIGTERM."""
     from aiohttp import web
 
-    from center.app import create_app
+    from center.web.app import create_app
 
     ssl_context = config.tls.server_context()
     log.info(
@@ -287,7 +287,7 @@ class _ProgressLine:
 
 def import_command(config: Config, stores_arg: str) -> int:
     """Import the dataset into the configured storage."""
-    from center.dataset import import_dataset
+    from center.feed.dataset import import_dataset
     from center.storage import open_storage
 
     stores = [s.strip() for s in stores_arg.split(",") if s.strip()] or None
@@ -317,8 +317,8 @@ def simulate_command(
     import json
     from pathlib import Path
 
-    from center.recompute import ProductInfo
-    from center.simulate import simulate
+    from center.promotions.recompute import ProductInfo
+    from center.promotions.simulate import simulate
     from center.storage import open_storage
     from loyalty_engine import RuleError, load_promotion_set
     from sync_protocol import ProtocolError, decode_sale
@@ -404,7 +404,7 @@ def recompute_command(config: Config, date_from: str, date_to: str) -> int:
 def _recompute_sales(storage: Storage, period: tuple[datetime, datetime]) -> int:
     import json
 
-    from center.recompute import (
+    from center.promotions.recompute import (
         OFFER_LAG_TOLERANCE,
         ProductInfo,
         promotion_set_at,

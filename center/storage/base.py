@@ -7,18 +7,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from center.crm import CustomerInput, SearchQuery
-from center.storage.coupon_jobs import CouponJobOps
-from center.storage.coupons import CouponOps
-from center.storage.customers import CustomerOps
-from center.storage.feed import MasterFeedOps
-from center.storage.nonces import NonceOps
-from center.storage.offers import OfferOps
-from center.storage.partitions import PartitionOps
-from center.storage.promotions import PromotionOps
-from center.storage.returns import ReturnsOps
-from center.storage.segments import SegmentOps
-from center.storage.users import UserOps
+from center.access.nonces_store import NonceOps
+from center.access.users_store import UserOps
+from center.crm.customers_store import CustomerOps
+from center.crm.model import CustomerInput, SearchQuery
+from center.feed.store import MasterFeedOps
+from center.ingest.partitions import PartitionOps
+from center.ledger.returns_store import ReturnsOps
+from center.promotions.coupon_jobs_store import CouponJobOps
+from center.promotions.coupons_store import CouponOps
+from center.promotions.offers_store import OfferOps
+from center.promotions.segments_store import SegmentOps
+from center.promotions.store import PromotionOps
 from sync_protocol import Ack, Heartbeat, Sale
 
 __all__ = [

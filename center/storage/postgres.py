@@ -15,23 +15,21 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import errors as pg_errors
 
+from center.access import nonces_store as nonces
+from center.access import users_store as users
 from center.config import redact_dsn
+from center.crm import customers_store as customers
+from center.crm import store as crm
 from center.errors import StorageError
-from center.ledger import allocate
-from center.storage import (
-    coupon_jobs,
-    coupons,
-    crm,
-    customers,
-    feed,
-    nonces,
-    offers,
-    partitions,
-    promotions,
-    returns,
-    segments,
-    users,
-)
+from center.feed import store as feed
+from center.ingest import partitions
+from center.ledger import returns_store as returns
+from center.ledger.lots import allocate
+from center.promotions import coupon_jobs_store as coupon_jobs
+from center.promotions import coupons_store as coupons
+from center.promotions import offers_store as offers
+from center.promotions import segments_store as segments
+from center.promotions import store as promotions
 from center.storage.base import LedgerEntry
 from center.storage.sql import Migration, SqlStorage, _Batch, _Prepared, lots_from_ledger
 

@@ -15,9 +15,21 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from center.access.nonces_store import NonceStore
+from center.access.users_store import UserStore
+from center.crm.customers_store import CustomerStore
+from center.crm.store import CrmStore
 from center.errors import StorageError
-from center.ledger import allocate
-from center.sales import check_sale, ledger_movements
+from center.feed.store import MasterFeedStore
+from center.ingest.partitions import PartitionStore
+from center.ingest.sales import check_sale, ledger_movements
+from center.ledger.lots import allocate
+from center.ledger.returns_store import ReturnsStore
+from center.promotions.coupon_jobs_store import CouponJobStore
+from center.promotions.coupons_store import CouponStore
+from center.promotions.offers_store import OfferStore
+from center.promotions.segments_store import SegmentStore
+from center.promotions.store import PromotionStore
 from center.storage.base import (
     BURNING_WITHIN,
     MASTER_TABLES,
@@ -32,19 +44,7 @@ from center.storage.base import (
     RegisterSummary,
     is_required,
 )
-from center.storage.coupon_jobs import CouponJobStore
-from center.storage.coupons import CouponStore
-from center.storage.crm import CrmStore
-from center.storage.customers import CustomerStore
-from center.storage.feed import MasterFeedStore
 from center.storage.hooks import Migration
-from center.storage.nonces import NonceStore
-from center.storage.offers import OfferStore
-from center.storage.partitions import PartitionStore
-from center.storage.promotions import PromotionStore
-from center.storage.returns import ReturnsStore
-from center.storage.segments import SegmentStore
-from center.storage.users import UserStore
 from sync_protocol import (
     Ack,
     Heartbeat,

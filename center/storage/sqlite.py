@@ -9,21 +9,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from center.access import nonces_store as nonces
+from center.access import users_store as users
+from center.crm import customers_store as customers
+from center.crm import store as crm
 from center.errors import StorageError
-from center.storage import (
-    coupon_jobs,
-    coupons,
-    crm,
-    customers,
-    feed,
-    nonces,
-    offers,
-    partitions,
-    promotions,
-    returns,
-    segments,
-    users,
-)
+from center.feed import store as feed
+from center.ingest import partitions
+from center.ledger import returns_store as returns
+from center.promotions import coupon_jobs_store as coupon_jobs
+from center.promotions import coupons_store as coupons
+from center.promotions import offers_store as offers
+from center.promotions import segments_store as segments
+from center.promotions import store as promotions
 from center.storage.sql import Migration, SqlStorage, lots_from_ledger
 
 __all__ = ["SQLITE_MIGRATIONS", "SqliteStorage"]

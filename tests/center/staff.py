@@ -9,8 +9,8 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
+from center.access.users import create_user
 from center.storage import Storage
-from center.users import create_user
 
 __all__ = ["StaffApi", "staff_token"]
 

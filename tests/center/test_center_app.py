@@ -12,9 +12,10 @@ import msgpack
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from center.app import MAX_BODY_BYTES, create_app
 from center.config import Config, load_config
 from center.storage import LedgerEntry, Storage
+from center.web.app import create_app
+from center.web.request import MAX_BODY_BYTES
 from sync_protocol import (
     CONTENT_TYPE,
     Ack,
@@ -158,7 +159,7 @@ async def test_master_snapshot_and_since(client: TestClient[Any, Any], storage: 
     assert response.status == 200 and response.content_type == CONTENT_TYPE
     snapshot = decode(await response.read(), expect=MasterSnapshot).message
     assert isinstance(snapshot, MasterSnapshot)
-    # The feed ticks the version when the ledger moved (center/storage/feed.py).
+    # The feed ticks the version when the ledger moved (center/feed/store.py).
     assert snapshot.version >= 1 and snapshot.checksum
     assert [p["product_id"] for p in snapshot.tables["products"]] == ["1000", "1002"]
     # A card with no sale at the store is outside its scope (tests/center/test_center_feed.py).

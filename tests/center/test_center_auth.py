@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from center.app import create_app
-from center.auth import NonceCache, issue_token, token_hash
+from center.access.nodes import NonceCache, issue_token, token_hash
 from center.cli import main
 from center.config import Config, load_config
 from center.storage import Storage, open_storage
+from center.web.app import create_app
 from sync_protocol import (
     CONTENT_TYPE,
     Ack,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from center.coupons import check_code, generate_codes
+from center.promotions.coupons import check_code, generate_codes
 from loyalty_engine import load_promotion_set
 
 

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from center import coupon_jobs
-from center.app import create_app
 from center.config import load_config
-from center.coupons import BatchRequest
-from center.coupons_api import JOBS_KEY
 from center.errors import Conflict, UnknownObject
+from center.promotions import coupon_jobs
+from center.promotions.coupons import BatchRequest
+from center.promotions.coupons_api import JOBS_KEY
 from center.storage import Storage, open_storage
+from center.web.app import create_app
 from tests.center.center_factories import T0, master_tables, write_config
 from tests.center.conftest import BACKENDS
 from tests.center.staff import StaffApi, staff_token

@@ -9,7 +9,8 @@ from datetime import date, timedelta
 
 import pytest
 
-from center.coupons import (
+from center.errors import Conflict, InvalidRequest, MalformedRequest, UnknownObject
+from center.promotions.coupons import (
     ALPHABET,
     BatchRequest,
     IssueRequest,
@@ -19,8 +20,7 @@ from center.coupons import (
     parse_batch,
     parse_issue,
 )
-from center.errors import Conflict, InvalidRequest, MalformedRequest, UnknownObject
-from center.segments import SegmentInput
+from center.promotions.segments import SegmentInput
 from center.storage import Storage
 from loyalty_engine import Receipt, ReceiptLine, calculate, load_promotion_set
 from loyalty_engine.coupons import code_expiry, verify_code

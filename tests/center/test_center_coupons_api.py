@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from center.app import create_app
 from center.config import Config, load_config
-from center.coupons import check_code
+from center.promotions.coupons import check_code
 from center.storage import Storage
+from center.web.app import create_app
 from tests.center.center_factories import (
     CARD,
     OTHER_CARD,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from center.crm import parse_customer, parse_search
+from center.crm.model import parse_customer, parse_search
 from center.errors import Conflict, MalformedRequest, UnknownObject
 from center.storage import LedgerEntry, Storage
 from tests.center.center_factories import CARD, T0, make_sale, master_tables

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from center.app import create_app
 from center.config import load_config
-from center.crm import CustomerInput, parse_search
+from center.crm.model import CustomerInput, parse_search
 from center.errors import MalformedRequest
 from center.storage import Storage
+from center.web.app import create_app
 from tests.center.center_factories import T0, make_sale, master_tables, write_config
 from tests.center.staff import StaffApi, staff_token
 from tests.center.test_center_returns import make_return

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from center.crm import CustomerInput, SearchQuery
+from center.crm.model import CustomerInput, SearchQuery
 from center.errors import Conflict, InvalidRequest, UnknownObject
 from center.storage import Storage
 from tests.center.center_factories import CARD, T0, make_sale, master_tables

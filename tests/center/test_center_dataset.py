@@ -10,7 +10,8 @@ import pytest
 
 from center.cli import main
 from center.config import load_config
-from center.dataset import (
+from center.errors import DatasetError
+from center.feed.dataset import (
     DEFAULT_SETTINGS,
     WELCOME_POINTS,
     card_number,
@@ -20,7 +21,6 @@ from center.dataset import (
     product_name,
     to_minor,
 )
-from center.errors import DatasetError
 from center.storage import Storage, open_storage
 from sync_protocol import Limits, MasterSnapshot, decode, encode
 from tests.center.center_factories import T0, write_config

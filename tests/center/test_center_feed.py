@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from center.feed.store import FeedSettings
 from center.storage import LedgerEntry, Storage
-from center.storage.feed import FeedSettings
 from sync_protocol import MasterDelta, MasterSnapshot, encode, replica_checksum
 from tests.center.center_factories import CARD, OTHER_CARD, T0, make_sale, master_tables
 

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from center.app import create_app
 from center.config import Config, load_config
 from center.errors import ConfigError, UnknownObject
-from center.feed_api import feed_settings
+from center.feed.api import feed_settings
 from center.storage import Storage
+from center.web.app import create_app
 from sync_protocol import MasterDelta, MasterSnapshot, decode
 from tests.center.center_factories import CARD, T0, make_sale, master_tables, write_config
 from tests.center.staff import StaffApi, staff_token

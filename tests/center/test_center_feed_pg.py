@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from center.storage.feed import FeedSettings
+from center.feed.store import FeedSettings
 from center.storage.postgres import PostgresStorage
 from sync_protocol import MasterDelta, MasterSnapshot
 from tests.center.center_factories import CARD, OTHER_CARD, T0, make_sale, master_tables

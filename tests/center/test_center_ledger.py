@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from center.ledger import allocate
+from center.ledger.lots import allocate
 from center.storage import Burning, LedgerEntry, Pending, Storage
 from center.storage.postgres import POSTGRES_MIGRATIONS, PostgresStorage
 from center.storage.sql import SqlStorage

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from center.app import STORAGE_KEY, create_app
 from center.config import Config, load_config
 from center.errors import ConfigError
 from center.storage import LedgerEntry, Storage
+from center.web.app import create_app
+from center.web.keys import STORAGE_KEY
 from tests.center.center_factories import CARD, T0, make_sale, master_tables, write_config
 
 NOW = T0 + timedelta(days=1)

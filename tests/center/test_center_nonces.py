@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from center.app import create_app
-from center.auth import NONCE_HORIZON, issue_token
+from center.access.nodes import NONCE_HORIZON, issue_token
+from center.access.nonces_store import PURGE_EVERY
 from center.config import Config, load_config
 from center.storage import Storage
-from center.storage.nonces import PURGE_EVERY
 from center.storage.sql import SqlStorage
+from center.web.app import create_app
 from tests.center.center_factories import T0, make_sale, master_tables, write_config
 from tests.center.conftest import OpenStorage
 from tests.center.test_center_auth import Clock, refusal, sales_body, signed

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from center.coupons import BatchRequest, IssueRequest
 from center.errors import Conflict, InvalidRequest, UnknownObject
-from center.offers import OfferInput, parse_offers
+from center.promotions.coupons import BatchRequest, IssueRequest
+from center.promotions.offers import OfferInput, parse_offers
 from center.storage import Storage
 from sync_protocol import MasterDelta, MasterSnapshot
 from tests.center.center_factories import CARD, OTHER_CARD, make_sale, master_tables

@@ -16,10 +16,10 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from center.app import create_app as create_center
 from center.config import load_config as load_center_config
-from center.coupons import BatchRequest, IssueRequest
+from center.promotions.coupons import BatchRequest, IssueRequest
 from center.storage import Storage
+from center.web.app import create_app as create_center
 from loyalty_engine import default_settings
 from tests.center.center_factories import CARD, make_sale, master_tables, write_config
 from tests.center.staff import staff_token

@@ -11,10 +11,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from center.app import create_app
-from center.auth import issue_token
-from center.config import Config, load_config
-from center.permissions import (
+from center.access.nodes import issue_token
+from center.access.permissions import (
     AUTHENTICATED,
     PERMISSIONS,
     PUBLIC,
@@ -23,10 +21,12 @@ from center.permissions import (
     ROLES,
     allows,
     requirement_names,
-    route_permissions,
 )
+from center.config import Config, load_config
 from center.storage import Storage
 from center.storage.sqlite import SqliteStorage
+from center.web.app import create_app
+from center.web.routes import route_permissions
 from sync_protocol import canonical_query, sign_headers
 from tests.center.center_factories import CARD, T0, master_tables, write_config
 from tests.center.staff import StaffApi, staff_token

@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from center import reports, reports_sql
-from center.app import create_app
 from center.config import Config, load_config
 from center.errors import UnknownObject
+from center.reporting import queries as reports_sql
+from center.reporting import reports
 from center.storage import Storage
+from center.web.app import create_app
 from sync_protocol import LineDiscount, LoyaltyMovement, Payment, Sale
 from tests.center.center_factories import CARD, T0, make_sale, master_tables, write_config
 from tests.center.staff import StaffApi, staff_token

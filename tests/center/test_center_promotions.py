@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from center.errors import Conflict, InvalidRequest, MalformedRequest, UnknownObject
-from center.promotions import (
+from center.promotions.constructor import (
     Sample,
     SampleLine,
     check_doc,

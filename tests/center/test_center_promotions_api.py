@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from center.app import create_app
 from center.config import Config, load_config
 from center.storage import Storage
+from center.web.app import create_app
 from loyalty_engine import Receipt, ReceiptLine, calculate, load_promotion_set
 from tests.center.center_factories import CARD, T0, master_tables, write_config
 from tests.center.staff import StaffApi, staff_token

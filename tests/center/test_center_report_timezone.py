@@ -12,11 +12,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from center import reports_sql
-from center.app import create_app
 from center.config import load_config
 from center.errors import ConfigError
+from center.reporting import queries as reports_sql
 from center.storage import Storage
+from center.web.app import create_app
 from sync_protocol import Sale
 from tests.center.center_factories import CARD, make_sale, master_tables, write_config
 from tests.center.staff import StaffApi, staff_token

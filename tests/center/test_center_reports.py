@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from center import reports, reports_sql
 from center.errors import MalformedRequest
-from center.segments import MembersInput, SegmentInput
+from center.promotions.segments import MembersInput, SegmentInput
+from center.reporting import queries as reports_sql
+from center.reporting import reports
 from center.storage import LedgerEntry, Storage
 from sync_protocol import Sale
 from tests.center.center_factories import CARD, make_sale, master_tables

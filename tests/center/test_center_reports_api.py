@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from center import reports_sql
-from center.app import create_app
 from center.cli import main
 from center.config import Config, load_config
+from center.reporting import queries as reports_sql
 from center.storage import Storage, open_storage
+from center.web.app import create_app
 from tests.center.center_factories import T0, write_config
 from tests.center.staff import StaffApi, staff_token
 from tests.center.test_center_reports import FIRST, LAST, STRANGE, SVG, sell

@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from center.returns import part, plan_return, reversals
+from center.ledger.returns import part, plan_return, reversals
 from sync_protocol import Sale
 from tests.center.center_factories import CARD, make_sale
 from tests.center.test_center_returns import make_return

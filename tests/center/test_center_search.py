@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from center.crm import parse_customer, parse_search
+from center.crm.model import parse_customer, parse_search
 from center.storage import Storage
 from center.storage.postgres import PostgresStorage
 from tests.center.center_factories import T0

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from center.errors import Conflict, InvalidRequest, UnknownObject
-from center.segments import (
+from center.promotions.segments import (
     DEFAULT_WINDOW_DAYS,
     MembersInput,
     Rule,

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from center.app import create_app
 from center.config import Config, load_config
 from center.errors import ConfigError
-from center.segments import SegmentInput, parse_rule
+from center.promotions.segments import SegmentInput, parse_rule
 from center.storage import Storage
+from center.web.app import create_app
 from tests.center.center_factories import (
     CARD,
     OTHER_CARD,

@@ -11,16 +11,16 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from center.app import create_app
-from center.auth import token_hash
+from center.access.nodes import token_hash
+from center.access.permissions import ROLE_PERMISSIONS, ROLES
+from center.access.users import authenticate, create_user
 from center.cli import main
 from center.config import Config, load_config
 from center.errors import Conflict, InvalidRequest, Unauthorized, UnknownObject
-from center.permissions import ROLE_PERMISSIONS, ROLES
 from center.storage import Storage, open_storage
 from center.storage.sql import SqlStorage
 from center.storage.sqlite import SqliteStorage
-from center.users import authenticate, create_user
+from center.web.app import create_app
 from tests.center.center_factories import T0, write_config
 from tests.center.staff import StaffApi, staff_token
 

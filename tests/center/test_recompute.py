@@ -12,8 +12,8 @@ import pytest
 
 from center.cli import main
 from center.config import load_config
-from center.offers import OfferInput
-from center.recompute import ProductInfo, promotion_set_at, recompute_sale
+from center.promotions.offers import OfferInput
+from center.promotions.recompute import ProductInfo, promotion_set_at, recompute_sale
 from center.storage import Storage, open_storage
 from loyalty_engine import (
     CustomerState,

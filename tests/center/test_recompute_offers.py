@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from center.offers import OfferInput
-from center.recompute import OFFER_LAG_TOLERANCE, recompute_sale
+from center.promotions.offers import OfferInput
+from center.promotions.recompute import OFFER_LAG_TOLERANCE, recompute_sale
 from center.storage import Storage
 from sync_protocol import Sale, SaleOffer
 from tests.center.center_factories import master_tables
@@ -113,7 +113,7 @@ def test_an_offer_held_but_expired_is_reported(loaded: Storage) -> None:
 def test_a_long_history_is_read_back_page_by_page(
     loaded: Storage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("center.storage.offers._AUDIT_PAGE", 3)
+    monkeypatch.setattr("center.promotions.offers_store._AUDIT_PAGE", 3)
     # Held at the sale, then 8 later changes: the walk back crosses several pages.
     loaded.set_personal_offers(CUSTOMER, [offer()], "maria", NOW - timedelta(days=2))
     for n in range(8):

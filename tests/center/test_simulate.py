@@ -10,8 +10,8 @@ import pytest
 
 from center.cli import main
 from center.config import load_config
-from center.recompute import ProductInfo
-from center.simulate import simulate
+from center.promotions.recompute import ProductInfo
+from center.promotions.simulate import simulate
 from center.storage import open_storage
 from loyalty_engine import load_promotion_set
 from tests.center.center_factories import CARD, T0, make_sale, master_tables, write_config

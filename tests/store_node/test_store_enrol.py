@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from center.app import create_app as create_center
-from center.auth import issue_token
+from center.access.nodes import issue_token
 from center.config import load_config as load_center_config
 from center.storage.sqlite import SqliteStorage
+from center.web.app import create_app as create_center
 from store_node.app import FORWARDER_KEY
 from store_node.cli import main
 from store_node.config import load_config

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from center.app import create_app as create_center
 from center.config import load_config as load_center_config
 from center.storage.sqlite import SqliteStorage
+from center.web.app import create_app as create_center
 from store_node.app import FORWARDER_KEY
 from sync_protocol import MasterDelta, MasterSnapshot, decode, replica_checksum
 from tests.center.center_factories import CARD, OTHER_CARD, make_sale, master_tables

@@ -1,0 +1,101 @@
+"""Roles, their permissions, and the permission every Center route needs (fail closed)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    pass
+
+__all__ = [
+    "AUTHENTICATED",
+    "PERMISSIONS",
+    "PUBLIC",
+    "READ_PERMISSIONS",
+    "ROLES",
+    "ROLE_PERMISSIONS",
+    "Requirement",
+    "allows",
+    "requirement_names",
+]
+
+PERMISSIONS: tuple[str, ...] = (
+    "node",
+    "customers.read",
+    "customers.write",
+    "cards.write",
+    "ledger.read",
+    "ledger.adjust",
+    "promotions.read",
+    "promotions.write",
+    "promotions.publish",
+    "coupons.read",
+    "coupons.write",
+    "segments.read",
+    "segments.write",
+    "reports.read",
+    "audit.read",
+    "users.admin",
+    "stores.admin",
+)
+"""Every permission a route may require."""
+
+PUBLIC = "public"
+"""The 'permission' of a route answered without any credentials (/health, /v1/enrol)."""
+
+AUTHENTICATED = "authenticated"
+"""The 'permission' of a route any authenticated caller may use (/v1/me)."""
+
+Requirement = str | tuple[str, ...]
+"""A route's permission: one permission, or a tuple meaning any one of them."""
+
+READ_PERMISSIONS: frozenset[str] = frozenset(p for p in PERMISSIONS if p.endswith(".read"))
+"""Every read-only permission."""
+
+
+def _prefix(prefix: str) -> frozenset[str]:
+    return frozenset(p for p in PERMISSIONS if p.startswith(prefix + "."))
+
+
+ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = MappingProxyType(
+    {
+        "administrator": frozenset(PERMISSIONS) - {"node"},
+        "marketer": _prefix("promotions")
+        | _prefix("coupons")
+        | _prefix("segments")
+        | {"customers.read", "reports.read"},
+        "loyalty_manager": _prefix("customers")
+        | {
+            "cards.write",
+            "ledger.read",
+            "ledger.adjust",
+            "coupons.read",
+            "coupons.write",
+            "promotions.read",
+            "segments.read",
+            "reports.read",
+            "audit.read",
+        },
+        "data_analyst": READ_PERMISSIONS,
+        "call_center": frozenset(
+            {"customers.read", "customers.write", "cards.write", "ledger.read", "coupons.read"}
+        ),
+        "sales_director": READ_PERMISSIONS,
+        "marketing_director": READ_PERMISSIONS | {"promotions.publish"},
+    }
+)
+"""What each role may do; a user has exactly one role."""
+
+ROLES: tuple[str, ...] = tuple(ROLE_PERMISSIONS)
+
+
+def requirement_names(requirement: Requirement) -> tuple[str, ...]:
+    """The permissions of a requirement, any one of which suffices."""
+    return (requirement,) if isinstance(requirement, str) else tuple(requirement)
+
+
+def allows(granted: frozenset[str], requirement: Requirement) -> bool:
+    """True when `granted` holds at least one permission of `requirement`."""
+    return any(name in granted for name in requirement_names(requirement))

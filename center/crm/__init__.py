@@ -1,0 +1,3 @@
+"""Customers and cards: records, questionnaires, search, merge, the call-center view."""
+
+__all__: list[str] = []

@@ -1,0 +1,595 @@
+"""Customers, cards, call-center search and the audit history, shared by both SQL backends.
+
+Every change is one transaction that also writes its `audit` row and bumps the master version
+(cards are in the stores' snapshot). A replacement moves the old card's lots to the new card as
+ledger movements keyed by the old card and lot, so a replay moves nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from difflib import SequenceMatcher
+from typing import Any
+
+from center.crm.model import CustomerInput, SearchQuery, new_card_no, search_keys
+from center.errors import Conflict, InvalidRequest, UnknownObject
+from center.storage.hooks import Migration, SqlHooks
+
+__all__ = ["CRM_SEARCH_LIMIT", "POSTGRES_MIGRATION", "SQLITE_MIGRATION", "CrmStore"]
+
+CRM_SEARCH_LIMIT = 20
+FUZZY_MIN = 4
+"""A name word this long that matches no prefix is looked up as a misspelt last name."""
+FUZZY_NAMES = 5
+"""Distinct last names a misspelling may stand for."""
+FUZZY_SIMILARITY = 0.2
+"""PostgreSQL: the least pg_trgm similarity of a misspelling to the name it stands for."""
+FUZZY_SCAN = 2000
+FUZZY_RATIO = 0.75
+"""SQLite's fallback: a difflib ratio this close to one of FUZZY_SCAN names of the same two
+first letters (PostgreSQL uses pg_trgm's similarity)."""
+RECENT_RECEIPTS = 20
+MAX_MERGE_CHAIN = 10
+"""Merges followed from a merged customer to the one that survives them all."""
+MAX_AUDIT = 1000
+AUDIT_KINDS = ("card", "customer", "promotion", "coupon_batch", "segment", "user")
+"""Every kind of object whose changes the audit table records."""
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class CrmStore(SqlHooks):
+    """Mixin of SqlStorage: the call-center operations (dialect hooks come from SqlStorage)."""
+
+    def _debt(self, card_no: str, wallet: str) -> int:
+        raise NotImplementedError
+
+    def _add_lot(
+        self,
+        entry_id: int,
+        card_no: str,
+        wallet: str,
+        kind: str,
+        amount: int,
+        rule_id: str,
+        source: str,
+        active_from: Any,
+        expires_at: Any,
+        created_at: Any,
+    ) -> None:
+        raise NotImplementedError
+
+    def balance(self, card_no: str, now: datetime) -> Any:
+        raise NotImplementedError
+
+    _FOR_UPDATE = ""
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _bump_master(self) -> int:
+        row = self._execute(
+            "UPDATE master_version SET version = version + 1 WHERE id = 1 RETURNING version"
+        ).fetchone()
+        return int(row[0])
+
+    def _audit(
+        self, kind: str, object_id: str, action: str, before: Any, after: Any, actor: str, at: Any
+    ) -> None:
+        self._execute(
+            "INSERT INTO audit (kind, object_id, action, before, after, actor, at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                kind,
+                object_id,
+                action,
+                None if before is None else _json(before),
+                None if after is None else _json(after),
+                actor,
+                at,
+            ),
+        )
+
+    def _card(self, card_no: str, *, lock: bool = False) -> dict[str, Any] | None:
+        row = self._execute(
+            "SELECT card_no, customer_id, status, card_type, block_reason, replaced_by "
+            f"FROM cards WHERE card_no = ?{self._FOR_UPDATE if lock else ''}",
+            (card_no,),
+        ).fetchone()
+        if row is None:
+            return None
+        return {
+            "card_no": row[0],
+            "customer_id": row[1],
+            "status": row[2],
+            "type": row[3],
+            "block_reason": row[4],
+            "replaced_by": row[5],
+        }
+
+    def _existing_card(self, card_no: str) -> dict[str, Any]:
+        card = self._card(card_no, lock=True)
+        if card is None:
+            raise UnknownObject("card_no", f"unknown card {card_no!r}")
+        return card
+
+    def _set_card(
+        self, card: dict[str, Any], action: str, actor: str, at: Any, **changes: Any
+    ) -> dict[str, Any]:
+        after = {**card, **changes}
+        version = self._bump_master()
+        self._execute(
+            "UPDATE cards SET status = ?, block_reason = ?, replaced_by = ?, version = ? "
+            "WHERE card_no = ?",
+            (
+                after["status"],
+                after["block_reason"],
+                after["replaced_by"],
+                version,
+                card["card_no"],
+            ),
+        )
+        self._audit("card", card["card_no"], action, card, after, actor, at)
+        return after
+
+    def _insert_card(
+        self, customer_id: str, card_no: str | None, card_type: str, status: str, at: Any
+    ) -> dict[str, Any]:
+        if card_no is None:
+            card_no = new_card_no()
+            while self._card(card_no) is not None:
+                card_no = new_card_no()
+        elif self._card(card_no) is not None:
+            raise Conflict("card_no", f"card {card_no!r} is already issued")
+        version = self._bump_master()
+        self._execute(
+            "INSERT INTO cards (card_no, customer_id, status, version, card_type, block_reason, "
+            "issued_at) VALUES (?, ?, ?, ?, ?, '', ?)",
+            (card_no, customer_id, status, version, card_type, at),
+        )
+        card = self._card(card_no)
+        assert card is not None
+        return card
+
+    # -- customers -----------------------------------------------------------------------------
+
+    def create_customer(self, customer: CustomerInput, actor: str, now: datetime) -> str:
+        """Create a customer with its search keys and audit row; return its id."""
+        at = self._ts(now)
+        customer_id = customer.customer_id or f"c-{uuid.uuid4().hex[:16]}"
+        attributes = dict(customer.attributes)
+        with self._guard("create customer"), self._transaction():
+            held = self._execute(
+                "SELECT 1 FROM customers WHERE customer_id = ?", (customer_id,)
+            ).fetchone()
+            if held is not None:
+                raise Conflict("body.customer_id", f"customer {customer_id!r} already exists")
+            version = self._bump_master()
+            self._execute(
+                "INSERT INTO customers (customer_id, attributes, version) VALUES (?, ?, ?)",
+                (customer_id, _json(attributes), version),
+            )
+            self._execute(
+                "INSERT INTO customer_index (customer_id, last_name, first_name, middle_name, "
+                "phone_rev, email) VALUES (?, ?, ?, ?, ?, ?)",
+                (customer_id, *search_keys(attributes)),
+            )
+            self._audit(
+                "customer",
+                customer_id,
+                "create",
+                None,
+                {"customer_id": customer_id, "attributes": attributes},
+                actor,
+                at,
+            )
+        return customer_id
+
+    def customer_view(self, customer_id: str, now: datetime) -> dict[str, Any] | None:
+        """Profile, cards, balance per wallet over all cards and the last receipts; None if
+        unknown."""
+        with self._guard("read customer"):
+            with self._snapshot():
+                row = self._execute(
+                    "SELECT attributes FROM customers WHERE customer_id = ?", (customer_id,)
+                ).fetchone()
+                if row is None:
+                    return None
+                cards = [
+                    {
+                        "card_no": r[0],
+                        "status": r[1],
+                        "type": r[2],
+                        "block_reason": r[3],
+                        "replaced_by": r[4],
+                    }
+                    for r in self._execute(
+                        "SELECT card_no, status, card_type, block_reason, replaced_by FROM cards "
+                        "WHERE customer_id = ? ORDER BY card_no",
+                        (customer_id,),
+                    ).fetchall()
+                ]
+                receipts: list[dict[str, Any]] = []
+                if cards:
+                    marks = ", ".join("?" for _ in cards)
+                    receipts = [
+                        {
+                            "sale_id": r[0],
+                            "store_id": r[1],
+                            "closed_at": self._dt(r[2]).isoformat(),
+                            "card_no": r[3],
+                            "total_minor": int(r[4]),
+                            "discount_minor": int(r[5]),
+                            "lines": int(r[6]),
+                            "kind": "sale" if r[7] is None else "return",
+                            "return_of": r[7],
+                        }
+                        for r in self._execute(
+                            "SELECT s.sale_id, s.store_id, s.closed_at, s.card_no, "
+                            "s.total_minor, s.discount_minor, s.line_count, r.original_id "
+                            "FROM sales s LEFT JOIN returns r ON r.return_id = s.sale_id "
+                            f"WHERE s.card_no IN ({marks}) "
+                            f"ORDER BY s.closed_at DESC, s.sale_id DESC LIMIT {RECENT_RECEIPTS}",
+                            [c["card_no"] for c in cards],
+                        ).fetchall()
+                    ]
+            wallets: dict[str, int] = {"bonus": 0}
+            for card in cards:
+                found = self.balance(card["card_no"], now)
+                if found is not None:
+                    for wallet, amount in found.wallets.items():
+                        wallets[wallet] = wallets.get(wallet, 0) + amount
+        return {
+            "customer_id": customer_id,
+            "attributes": json.loads(row[0]),
+            "cards": cards,
+            "wallets": dict(sorted(wallets.items())),
+            "receipts": receipts,
+        }
+
+    # -- cards ---------------------------------------------------------------------------------
+
+    def issue_card(
+        self, customer_id: str, card_no: str | None, card_type: str, actor: str, now: datetime
+    ) -> dict[str, Any]:
+        """A new card for a customer: electronic ones are active at once, physical ones once
+        activated."""
+        at = self._ts(now)
+        status = "active" if card_type == "electronic" else "issued"
+        with self._guard("issue card"), self._transaction():
+            held = self._execute(
+                "SELECT 1 FROM customers WHERE customer_id = ?", (customer_id,)
+            ).fetchone()
+            if held is None:
+                raise UnknownObject("body.customer_id", f"unknown customer {customer_id!r}")
+            card = self._insert_card(customer_id, card_no, card_type, status, at)
+            self._audit("card", card["card_no"], "issue", None, card, actor, at)
+        return card
+
+    def activate_card(self, card_no: str, actor: str, now: datetime) -> dict[str, Any]:
+        """An issued card becomes active (an active one stays so)."""
+        with self._guard("activate card"), self._transaction():
+            card = self._existing_card(card_no)
+            if card["status"] == "active":
+                return card
+            if card["status"] != "issued":
+                raise Conflict("card_no", f"card {card_no} is {card['status']}; unblock it")
+            return self._set_card(card, "activate", actor, self._ts(now), status="active")
+
+    def block_card(self, card_no: str, reason: str, actor: str, now: datetime) -> dict[str, Any]:
+        """Block a card with a reason (the stores see `blocked` in the next snapshot)."""
+        with self._guard("block card"), self._transaction():
+            card = self._existing_card(card_no)
+            if card["status"] == "blocked":
+                if card["block_reason"] == reason:
+                    return card
+                if card["block_reason"] == "replaced":
+                    raise Conflict("card_no", f"card {card_no} was replaced")
+            return self._set_card(
+                card, "block", actor, self._ts(now), status="blocked", block_reason=reason
+            )
+
+    def unblock_card(self, card_no: str, actor: str, now: datetime) -> dict[str, Any]:
+        """Lift a block; a replaced card stays blocked."""
+        with self._guard("unblock card"), self._transaction():
+            card = self._existing_card(card_no)
+            if card["status"] != "blocked":
+                return card
+            if card["replaced_by"]:
+                raise Conflict(
+                    "card_no",
+                    f"card {card_no} was replaced by {card['replaced_by']}; not unblocked",
+                )
+            return self._set_card(
+                card, "unblock", actor, self._ts(now), status="active", block_reason=""
+            )
+
+    def replace_card(
+        self, card_no: str, new_card_no_: str | None, actor: str, now: datetime
+    ) -> dict[str, Any]:
+        """Issue a replacement (active), block the old card as "replaced" and move its balance.
+
+        Replaying the same replacement answers the same new card and moves nothing.
+        """
+        at = self._ts(now)
+        with self._guard("replace card"), self._transaction():
+            old = self._existing_card(card_no)
+            if old["replaced_by"]:
+                if new_card_no_ not in (None, old["replaced_by"]):
+                    raise Conflict(
+                        "card_no", f"card {card_no} was replaced by {old['replaced_by']}"
+                    )
+                new = self._card(old["replaced_by"])
+                assert new is not None
+                return {"old": old, "new": new, "moved": {}}
+            new = self._insert_card(old["customer_id"], new_card_no_, old["type"], "active", at)
+            self._audit("card", new["card_no"], "issue", None, new, actor, at)
+            self._lock_cards(sorted([card_no, new["card_no"]]))
+            moved = self._move_balance(card_no, new["card_no"], at)
+            old = self._set_card(
+                old,
+                "replace",
+                actor,
+                at,
+                status="blocked",
+                block_reason="replaced",
+                replaced_by=new["card_no"],
+            )
+        return {"old": old, "new": new, "moved": moved}
+
+    def _move_balance(self, old: str, new: str, at: Any) -> dict[str, int]:
+        """Move the unexpired lots and the debt of `old` to `new`; amounts moved per wallet."""
+        moved: dict[str, int] = {}
+        lots = self._execute(
+            "SELECT lot_id, wallet, rule_id, remaining, active_from, expires_at FROM lots "
+            "WHERE card_no = ? AND remaining > 0 AND (expires_at IS NULL OR expires_at > ?) "
+            f"ORDER BY lot_id{self._FOR_UPDATE}",
+            (old, at),
+        ).fetchall()
+        for lot_id, wallet, rule_id, remaining, active_from, expires_at in lots:
+            source = f"replace:{old}:lot:{lot_id}"
+            out = self._ledger(old, wallet, "transfer_out", -int(remaining), rule_id, source, at)
+            if out is None:
+                continue  # already moved by an earlier run
+            self._execute(
+                "INSERT INTO lot_consumptions (entry_id, lot_id, card_no, wallet, kind, amount, "
+                "created_at) VALUES (?, ?, ?, ?, 'transfer', ?, ?)",
+                (out, lot_id, old, wallet, int(remaining), at),
+            )
+            self._execute("UPDATE lots SET remaining = 0 WHERE lot_id = ?", (lot_id,))
+            entry = self._ledger(
+                new, wallet, "transfer_in", int(remaining), rule_id, source, at,
+                active_from, expires_at,
+            )  # fmt: skip
+            assert entry is not None
+            self._add_lot(
+                entry, new, wallet, "transfer_in", int(remaining), rule_id, source,
+                active_from, expires_at, at,
+            )  # fmt: skip
+            moved[wallet] = moved.get(wallet, 0) + int(remaining)
+        wallets = self._execute(
+            "SELECT DISTINCT wallet FROM lot_consumptions WHERE card_no = ? AND kind = 'debt'",
+            (old,),
+        ).fetchall()
+        for (wallet,) in wallets:
+            debt = self._debt(old, wallet)
+            if debt <= 0:
+                continue
+            source = f"replace:{old}:debt"
+            out = self._ledger(old, wallet, "transfer_out", debt, "", source, at)
+            if out is None:
+                continue
+            entry = self._ledger(new, wallet, "transfer_in", -debt, "", source, at)
+            assert entry is not None
+            self._executemany_consumptions(
+                [(out, old, wallet, "recover", debt, at), (entry, new, wallet, "debt", debt, at)]
+            )
+            moved[wallet] = moved.get(wallet, 0) - debt
+        return moved
+
+    def _executemany_consumptions(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        for entry_id, card_no, wallet, kind, amount, at in rows:
+            self._execute(
+                "INSERT INTO lot_consumptions (entry_id, lot_id, card_no, wallet, kind, amount, "
+                "created_at) VALUES (?, NULL, ?, ?, ?, ?, ?)",
+                (entry_id, card_no, wallet, kind, amount, at),
+            )
+
+    def _ledger(
+        self,
+        card_no: str,
+        wallet: str,
+        kind: str,
+        amount: int,
+        rule_id: str,
+        source: str,
+        at: Any,
+        active_from: Any = None,
+        expires_at: Any = None,
+    ) -> int | None:
+        row = self._execute(
+            "INSERT INTO ledger (card_no, wallet, kind, amount, rule_id, source, active_from, "
+            "expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING RETURNING entry_id",
+            (card_no, wallet, kind, amount, rule_id, source, active_from, expires_at, at),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    # -- search and audit ----------------------------------------------------------------------
+
+    def search_customers(self, query: SearchQuery) -> list[dict[str, Any]]:
+        """Up to CRM_SEARCH_LIMIT customers matching by name prefixes, e-mail prefix, phone
+        suffix or card prefix, by customer_id."""
+        limit = CRM_SEARCH_LIMIT
+        ids: set[str] = set()
+        with self._guard("search customers"), self._snapshot():
+            if query.email:
+                sql = "SELECT customer_id FROM customer_index WHERE email LIKE ?"
+                ids.update(r[0] for r in self._rows(sql + f" LIMIT {limit}", [query.email + "%"]))
+            if query.digits:
+                sql = "SELECT customer_id FROM customer_index WHERE phone_rev LIKE ?"
+                pattern = [query.digits[::-1] + "%"]
+                ids.update(r[0] for r in self._rows(sql + f" LIMIT {limit}", pattern))
+                sql = "SELECT customer_id FROM cards WHERE card_no LIKE ?"
+                ids.update(r[0] for r in self._rows(sql + f" LIMIT {limit}", [query.digits + "%"]))
+            fuzzy: list[str] = []
+            if query.words:
+                where = " AND ".join(
+                    "(last_name LIKE ? OR first_name LIKE ? OR middle_name LIKE ?)"
+                    for _ in query.words
+                )
+                params = [p for w in query.words for p in (w + "%",) * 3]
+                sql = f"SELECT customer_id FROM customer_index WHERE {where} LIMIT {limit}"
+                ids.update(r[0] for r in self._rows(sql, params))
+                if not ids and len(query.words[0]) >= FUZZY_MIN:
+                    fuzzy = self._similar_last_names(query.words, limit)
+            # Exact matches by id, then the misspelling matches best first; a merged
+            # customer's keys find the customer it was merged into.
+            found = self._survivors([*sorted(ids), *fuzzy])[:limit]
+            if not found:
+                return []
+            marks = ", ".join("?" for _ in found)
+            attributes = {
+                r[0]: json.loads(r[1])
+                for r in self._rows(
+                    f"SELECT customer_id, attributes FROM customers WHERE customer_id IN ({marks})",
+                    found,
+                )
+            }
+            cards: dict[str, list[dict[str, str]]] = {}
+            for r in self._rows(
+                "SELECT customer_id, card_no, status FROM cards "
+                f"WHERE customer_id IN ({marks}) ORDER BY card_no",
+                found,
+            ):
+                cards.setdefault(r[0], []).append({"card_no": r[1], "status": r[2]})
+        return [
+            {
+                "customer_id": customer_id,
+                "attributes": attributes.get(customer_id, {}),
+                "cards": cards.get(customer_id, []),
+            }
+            for customer_id in found
+        ]
+
+    def _survivors(self, ids: Sequence[str]) -> list[str]:
+        """The ids with each merged customer replaced by the one it was merged into (through
+        a chain of merges), duplicates dropped, order kept."""
+        target = {i: i for i in ids}
+        pending = set(ids)
+        for _ in range(MAX_MERGE_CHAIN):
+            if not pending:
+                break
+            marks = ", ".join("?" for _ in pending)
+            hops = dict(
+                self._rows(
+                    "SELECT customer_id, merged_into FROM customers "
+                    f"WHERE customer_id IN ({marks}) AND merged_into IS NOT NULL",
+                    sorted(pending),
+                )
+            )
+            for original, now_at in target.items():
+                if now_at in hops:
+                    target[original] = hops[now_at]
+            pending = set(hops.values())
+        return list(dict.fromkeys(target[i] for i in ids))
+
+    def _similar_last_names(self, words: Sequence[str], limit: int) -> list[str]:
+        """Customers whose last name is like the first word (a misspelling of it), the others
+        being name prefixes; best match first."""
+        rest = " ".join(
+            "AND (last_name LIKE ? OR first_name LIKE ? OR middle_name LIKE ?)" for _ in words[1:]
+        )
+        rest_params = [p for w in words[1:] for p in (w + "%",) * 3]
+        if self.backend == "postgresql":
+            # Trigram similarity over the distinct last names (a small table, GIN-indexed),
+            # then the customers of the best few names: never a pass over every customer.
+            sql = (
+                "SELECT c.customer_id FROM (SELECT name, similarity(name, ?) AS score "
+                "FROM customer_names WHERE name %% ? ORDER BY score DESC, name "
+                f"LIMIT {FUZZY_NAMES}) AS n CROSS JOIN LATERAL (SELECT customer_id "
+                f"FROM customer_index WHERE last_name = n.name {rest} LIMIT {limit}) AS c "
+                f"ORDER BY n.score DESC, n.name, c.customer_id LIMIT {limit}"
+            )
+            # Lower than pg_trgm's default 0.3: two swapped letters of a 6-letter name score 0.27.
+            self._execute(f"SET LOCAL pg_trgm.similarity_threshold = {FUZZY_SIMILARITY}")
+            return [r[0] for r in self._rows(sql, [words[0], words[0], *rest_params])]
+        # SQLite: the distinct last names sharing the first two letters, ranked in Python.
+        names = [
+            r[0]
+            for r in self._rows(
+                "SELECT DISTINCT last_name FROM customer_index WHERE last_name LIKE ? "
+                f"LIMIT {FUZZY_SCAN}",
+                [words[0][:2] + "%"],
+            )
+        ]
+        scored = sorted((-SequenceMatcher(None, words[0], name).ratio(), name) for name in names)
+        best = [name for score, name in scored if -score >= FUZZY_RATIO][:FUZZY_NAMES]
+        found: list[str] = []
+        for name in best:
+            sql = f"SELECT customer_id FROM customer_index WHERE last_name = ? {rest} LIMIT ?"
+            rows = self._rows(sql, [name, *rest_params, limit - len(found)])
+            found.extend(sorted(r[0] for r in rows))
+            if len(found) >= limit:
+                break
+        return found
+
+    def _rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        return list(self._execute_planned(sql, params).fetchall())
+
+    def _execute_planned(self, sql: str, params: Sequence[Any]) -> Any:
+        """Run a statement planned for these values (a prefix LIKE needs its pattern to use an
+        index; PostgreSQL's generic plan of a prepared statement would scan)."""
+        return self._execute(sql, params)
+
+    def audit_history(self, kind: str, object_id: str, *, limit: int = 100) -> list[dict[str, Any]]:
+        """The audit rows of one object, oldest first."""
+        if kind not in AUDIT_KINDS:
+            raise InvalidRequest("kind", f"expected one of {', '.join(AUDIT_KINDS)}, got {kind!r}")
+        with self._guard("read audit"):
+            rows = self._rows(
+                "SELECT audit_id, action, before, after, actor, at FROM audit "
+                "WHERE kind = ? AND object_id = ? ORDER BY audit_id LIMIT ?",
+                (kind, object_id, min(limit, MAX_AUDIT)),
+            )
+        return [
+            {
+                "audit_id": int(r[0]),
+                "kind": kind,
+                "id": object_id,
+                "action": r[1],
+                "before": None if r[2] is None else json.loads(r[2]),
+                "after": None if r[3] is None else json.loads(r[3]),
+                "actor": r[4],
+                "at": self._dt(r[5]).isoformat(),
+            }
+            for r in rows
+        ]
+
+
+SQLITE_MIGRATION: Migration = ()
+"""Schema version 7 (call-center search) on SQLite: misspellings are ranked in Python."""
+POSTGRES_MIGRATION: Migration = (
+    "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+    # The distinct last names, kept by statement triggers (any writer of customer_index, bulk
+    # loads included); a name no customer bears any more only costs a row.
+    "CREATE TABLE customer_names (name TEXT PRIMARY KEY)",
+    "INSERT INTO customer_names (name) SELECT DISTINCT last_name FROM customer_index "
+    "WHERE last_name <> ''",
+    "CREATE INDEX customer_names_trgm ON customer_names USING gin (name gin_trgm_ops)",
+    """CREATE FUNCTION customer_names_add() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO customer_names (name) SELECT DISTINCT last_name FROM added
+        WHERE last_name <> '' ON CONFLICT DO NOTHING;
+        RETURN NULL;
+    END $$""",
+    "CREATE TRIGGER customer_names_insert AFTER INSERT ON customer_index "
+    "REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION customer_names_add()",
+    "CREATE TRIGGER customer_names_update AFTER UPDATE ON customer_index "
+    "REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION customer_names_add()",
+)
+"""Schema version 7 (call-center search) on PostgreSQL: pg_trgm over the distinct last names."""

@@ -1,0 +1,3 @@
+"""Sale ingest: claims, duplicates and conflicts, quarantine, reconciliation, receipt partitions."""
+
+__all__: list[str] = []

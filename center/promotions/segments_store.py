@@ -1,0 +1,409 @@
+"""Customer segments: static lists, dynamic rules, scheduled recalculation.
+
+Membership of a dynamic segment is one SQL statement: one SELECT per rule part, joined with
+INTERSECT, so the database does the work over the sales. A recalculation replaces the members
+in one transaction, records the count, writes an audit row, and when anyone joined or left
+bumps the master version and the version of their cards (card rows carry the segments).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from center.errors import Conflict, InvalidRequest, UnknownObject
+from center.promotions.segments import MembersInput, Rule, SegmentInput, parse_rule
+from center.storage.hooks import Migration, SqlHooks
+
+__all__ = ["POSTGRES_MIGRATION", "SQLITE_MIGRATION", "SegmentOps", "SegmentStore"]
+
+MAX_HISTORY = 1000
+MAX_MEMBERS_PAGE = 100_000
+_IN_CHUNK = 500
+
+_TABLES = (
+    """CREATE TABLE segments (
+            segment_id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            rule TEXT,
+            members {int} NOT NULL DEFAULT 0,
+            created_by TEXT NOT NULL,
+            created_at {ts} NOT NULL,
+            updated_at {ts} NOT NULL,
+            recalculated_at {ts}
+        )""",
+    """CREATE TABLE segment_members (
+            segment_id TEXT NOT NULL,
+            customer_id TEXT NOT NULL,
+            PRIMARY KEY (segment_id, customer_id)
+        )""",
+    """CREATE TABLE segment_counts (
+            segment_id TEXT NOT NULL,
+            at {ts} NOT NULL,
+            members {int} NOT NULL,
+            PRIMARY KEY (segment_id, at)
+        )""",
+)
+_INDEXES = ("CREATE INDEX segment_members_customer ON segment_members (customer_id)",)
+
+SQLITE_MIGRATION: Migration = (*(t.format(int="INTEGER", ts="TEXT") for t in _TABLES), *_INDEXES)
+"""Schema version 10 (segments) on SQLite."""
+POSTGRES_MIGRATION: Migration = (
+    *(t.format(int="BIGINT", ts="TIMESTAMPTZ") for t in _TABLES),
+    *_INDEXES,
+)
+"""Schema version 10 (segments) on PostgreSQL."""
+
+
+class SegmentOps(Protocol):
+    """The part of the Storage interface this module implements."""
+
+    def create_segment(self, data: SegmentInput, actor: str, now: datetime) -> dict[str, Any]: ...
+
+    def segments(self) -> list[dict[str, Any]]: ...
+
+    def segment(self, segment_id: str, *, history: int = 100) -> dict[str, Any] | None: ...
+
+    def set_segment_members(
+        self, segment_id: str, data: MembersInput, actor: str, now: datetime
+    ) -> dict[str, Any]: ...
+
+    def recalculate_segment(self, segment_id: str, actor: str, now: datetime) -> dict[str, Any]: ...
+
+    def recalculate_segments(self, actor: str, now: datetime) -> list[dict[str, Any]]: ...
+
+    def segment_members(self, segment_id: str, *, limit: int = 1000) -> list[str] | None: ...
+
+    def customer_segments(self, customer_ids: Iterable[str]) -> dict[str, list[str]]: ...
+
+
+def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ", ".join("?" for _ in values)
+
+
+class SegmentStore(SqlHooks):
+    """Mixin of SqlStorage."""
+
+    # -- membership SQL ------------------------------------------------------------------------
+
+    def _attribute_sql(self) -> str:
+        if self.backend == "postgresql":
+            return "(attributes::jsonb ->> ?)"
+        return "CAST(json_extract(attributes, ?) AS TEXT)"
+
+    def _attribute_key(self, name: str) -> str:
+        return name if self.backend == "postgresql" else f'$."{name}"'
+
+    def membership_query(self, rule: Rule, now: datetime) -> tuple[str, list[Any]]:
+        """The statement selecting the customer_ids matching ``rule`` at ``now``."""
+        parts: list[str] = []
+        params: list[Any] = []
+        buyers = "SELECT c.customer_id FROM sales s JOIN cards c ON c.card_no = s.card_no"
+
+        def since(days: int) -> Any:
+            return self._ts(now - timedelta(days=days))
+
+        if rule.attributes:
+            where = []
+            for name, values in rule.attributes:
+                where.append(f"{self._attribute_sql()} IN ({_marks(values)})")
+                params.extend((self._attribute_key(name), *values))
+            parts.append(f"SELECT customer_id FROM customers WHERE {' AND '.join(where)}")
+        if rule.recency_days is not None:
+            parts.append(f"{buyers} WHERE s.closed_at >= ?")
+            params.append(since(rule.recency_days))
+        if rule.frequency is not None:
+            parts.append(
+                f"{buyers} WHERE s.closed_at >= ? GROUP BY c.customer_id HAVING COUNT(*) >= ?"
+            )
+            params.extend((since(rule.frequency.days), rule.frequency.minimum))
+        if rule.monetary is not None:
+            having = []
+            if rule.monetary.minimum is not None:
+                having.append("SUM(s.total_minor) >= ?")
+                params_m: list[Any] = [rule.monetary.minimum]
+            else:
+                params_m = []
+            if rule.monetary.maximum is not None:
+                having.append("SUM(s.total_minor) <= ?")
+                params_m.append(rule.monetary.maximum)
+            parts.append(
+                f"{buyers} WHERE s.closed_at >= ? GROUP BY c.customer_id "
+                f"HAVING {' AND '.join(having)}"
+            )
+            params.extend((since(rule.monetary.days), *params_m))
+        if rule.categories is not None:
+            values = rule.categories.values
+            # EXISTS: only the window's receipts are probed, never every line (2x on SQLite).
+            parts.append(
+                f"{buyers} WHERE s.closed_at >= ? AND EXISTS (SELECT 1 FROM sale_lines l "
+                "JOIN products p ON p.product_id = l.product_id "
+                f"WHERE l.sale_id = s.sale_id AND p.category IN ({_marks(values)}))"
+            )
+            params.extend((since(rule.categories.days), *values))
+        if rule.stores is not None:
+            values = rule.stores.values
+            parts.append(f"{buyers} WHERE s.closed_at >= ? AND s.store_id IN ({_marks(values)})")
+            params.extend((since(rule.stores.days), *values))
+        return " INTERSECT ".join(parts), params
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _segment_row(self, segment_id: str, *, lock: bool = False) -> dict[str, Any] | None:
+        row = self._execute(
+            "SELECT segment_id, name, kind, rule, members, created_by, created_at, updated_at, "
+            f"recalculated_at FROM segments WHERE segment_id = ?{self._FOR_UPDATE if lock else ''}",
+            (segment_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return {
+            "segment_id": row[0],
+            "name": row[1],
+            "kind": row[2],
+            "rule": None if row[3] is None else json.loads(row[3]),
+            "members": int(row[4]),
+            "created_by": row[5],
+            "created_at": self._dt(row[6]).isoformat(),
+            "updated_at": self._dt(row[7]).isoformat(),
+            "recalculated_at": None if row[8] is None else self._dt(row[8]).isoformat(),
+        }
+
+    def _existing_segment(self, segment_id: str) -> dict[str, Any]:
+        found = self._segment_row(segment_id, lock=True)
+        if found is None:
+            raise UnknownObject("segment_id", f"unknown segment {segment_id!r}")
+        return found
+
+    def _resolve_customers(self, customer_ids: Sequence[str], card_nos: Sequence[str]) -> set[str]:
+        """The customers named directly or by card; InvalidRequest naming the unknown ones."""
+        found: set[str] = set()
+        for part in _chunks(customer_ids):
+            found.update(
+                r[0]
+                for r in self._execute(
+                    f"SELECT customer_id FROM customers WHERE customer_id IN ({_marks(part)})",
+                    part,
+                ).fetchall()
+            )
+        unknown = [c for c in customer_ids if c not in found]
+        if unknown:
+            raise InvalidRequest(
+                "body.customer_ids",
+                f"{len(unknown)} unknown customer(s): {', '.join(unknown[:10])}; nothing changed",
+            )
+        owners: dict[str, str] = {}
+        for part in _chunks(card_nos):
+            for card_no, customer_id in self._execute(
+                f"SELECT card_no, customer_id FROM cards WHERE card_no IN ({_marks(part)})", part
+            ).fetchall():
+                owners[card_no] = customer_id
+        unknown = [c for c in card_nos if c not in owners]
+        if unknown:
+            raise InvalidRequest(
+                "body.card_nos",
+                f"{len(unknown)} unknown card(s): {', '.join(unknown[:10])}; nothing changed",
+            )
+        return found | set(owners.values())
+
+    def _replace_members(
+        self, segment: dict[str, Any], members: set[str], action: str, actor: str, at: Any
+    ) -> dict[str, Any]:
+        """Make ``members`` the segment's members; record count, audit, bump if changed."""
+        segment_id = segment["segment_id"]
+        old = {
+            r[0]
+            for r in self._execute(
+                "SELECT customer_id FROM segment_members WHERE segment_id = ?", (segment_id,)
+            ).fetchall()
+        }
+        added = sorted(members - old)
+        removed = sorted(old - members)
+        if removed:
+            self._executemany(
+                "DELETE FROM segment_members WHERE segment_id = ? AND customer_id = ?",
+                [(segment_id, c) for c in removed],
+            )
+        if added:
+            self._executemany(
+                "INSERT INTO segment_members (segment_id, customer_id) VALUES (?, ?)",
+                [(segment_id, c) for c in added],
+            )
+        if added or removed:
+            # Card rows carry the segments: give the moved customers' cards the new version.
+            version = self._bump_master()
+            moved = added + removed
+            for part in _chunks(moved):
+                self._execute(
+                    f"UPDATE cards SET version = ? WHERE customer_id IN ({_marks(part)})",
+                    (version, *part),
+                )
+        recalculated = at if segment["kind"] == "dynamic" else None
+        self._execute(
+            "UPDATE segments SET members = ?, updated_at = ?, "
+            "recalculated_at = COALESCE(?, recalculated_at) WHERE segment_id = ?",
+            (len(members), at, recalculated, segment_id),
+        )
+        self._execute(
+            "INSERT INTO segment_counts (segment_id, at, members) VALUES (?, ?, ?) "
+            "ON CONFLICT (segment_id, at) DO UPDATE SET members = excluded.members",
+            (segment_id, at, len(members)),
+        )
+        summary = {"members": len(members), "added": len(added), "removed": len(removed)}
+        self._audit(
+            "segment",
+            segment_id,
+            action,
+            {"members": len(old)},
+            {**summary, "added_ids": added[:100], "removed_ids": removed[:100]},
+            actor,
+            at,
+        )
+        return {"segment_id": segment_id, **summary}
+
+    # -- operations ----------------------------------------------------------------------------
+
+    def create_segment(self, data: SegmentInput, actor: str, now: datetime) -> dict[str, Any]:
+        """Create a segment with its first members (the upload, or the rule evaluated now)."""
+        at = self._ts(now)
+        segment_id = data.segment_id or f"seg-{uuid.uuid4().hex[:12]}"
+        rule = None if data.rule is None else json.dumps(data.rule.to_doc(), sort_keys=True)
+        with self._guard("create segment"), self._transaction():
+            if self._segment_row(segment_id) is not None:
+                raise Conflict("body.segment_id", f"segment {segment_id!r} already exists")
+            members = (
+                self._rule_members(data.rule, now)
+                if data.rule is not None
+                else self._resolve_customers(data.customer_ids, data.card_nos)
+            )
+            self._execute(
+                "INSERT INTO segments (segment_id, name, kind, rule, members, created_by, "
+                "created_at, updated_at) VALUES (?, ?, ?, ?, 0, ?, ?, ?)",
+                (segment_id, data.name, data.kind, rule, actor, at, at),
+            )
+            segment = self._segment_row(segment_id)
+            assert segment is not None
+            self._audit("segment", segment_id, "create", None, segment, actor, at)
+            self._replace_members(segment, members, "members", actor, at)
+            view = self._segment_row(segment_id)
+        assert view is not None
+        return view
+
+    def _rule_members(self, rule: Rule, now: datetime) -> set[str]:
+        sql, params = self.membership_query(rule, now)
+        return {r[0] for r in self._execute(sql, params).fetchall()}
+
+    def segments(self) -> list[dict[str, Any]]:
+        """Every segment, by id, with its current member count."""
+        with self._guard("read segments"):
+            ids = [
+                r[0] for r in self._execute("SELECT segment_id FROM segments ORDER BY segment_id")
+            ]
+            found = [self._segment_row(i) for i in ids]
+        return [s for s in found if s is not None]
+
+    def segment(self, segment_id: str, *, history: int = 100) -> dict[str, Any] | None:
+        """One segment with its member counts over time (newest last); None if unknown."""
+        with self._guard("read segment"), self._snapshot():
+            found = self._segment_row(segment_id)
+            if found is None:
+                return None
+            rows = self._execute(
+                "SELECT at, members FROM segment_counts WHERE segment_id = ? "
+                "ORDER BY at DESC LIMIT ?",
+                (segment_id, min(history, MAX_HISTORY)),
+            ).fetchall()
+        found["history"] = [
+            {"at": self._dt(r[0]).isoformat(), "members": int(r[1])} for r in reversed(rows)
+        ]
+        return found
+
+    def set_segment_members(
+        self, segment_id: str, data: MembersInput, actor: str, now: datetime
+    ) -> dict[str, Any]:
+        """Replace (or add to) the members of a static segment."""
+        at = self._ts(now)
+        with self._guard("set segment members"), self._transaction():
+            segment = self._existing_segment(segment_id)
+            if segment["kind"] != "static":
+                raise Conflict(
+                    "segment_id",
+                    f"segment {segment_id} is dynamic: its rule decides the members",
+                )
+            members = self._resolve_customers(data.customer_ids, data.card_nos)
+            if data.mode == "add":
+                members |= {
+                    r[0]
+                    for r in self._execute(
+                        "SELECT customer_id FROM segment_members WHERE segment_id = ?",
+                        (segment_id,),
+                    ).fetchall()
+                }
+            return self._replace_members(segment, members, "members", actor, at)
+
+    def recalculate_segment(self, segment_id: str, actor: str, now: datetime) -> dict[str, Any]:
+        """Evaluate a dynamic segment's rule now and replace its members; the change counts."""
+        at = self._ts(now)
+        started = time.monotonic()
+        # Evaluated in a read snapshot: the write lock (which ingest waits for) is held only
+        # while the members are replaced. A rule never changes, so the result stays valid.
+        with self._guard("recalculate segment"), self._snapshot():
+            segment = self._segment_row(segment_id)
+            if segment is None:
+                raise UnknownObject("segment_id", f"unknown segment {segment_id!r}")
+            if segment["kind"] != "dynamic":
+                raise Conflict(
+                    "segment_id", f"segment {segment_id} is static: upload its members instead"
+                )
+            members = self._rule_members(parse_rule(segment["rule"]), now)
+        with self._guard("recalculate segment"), self._transaction():
+            segment = self._existing_segment(segment_id)
+            done = self._replace_members(segment, members, "recalculate", actor, at)
+        return {**done, "seconds": round(time.monotonic() - started, 3)}
+
+    def recalculate_segments(self, actor: str, now: datetime) -> list[dict[str, Any]]:
+        """Recalculate every dynamic segment, each in its own transaction."""
+        with self._guard("list dynamic segments"):
+            ids = [
+                r[0]
+                for r in self._execute(
+                    "SELECT segment_id FROM segments WHERE kind = 'dynamic' ORDER BY segment_id"
+                ).fetchall()
+            ]
+        return [self.recalculate_segment(i, actor, now) for i in ids]
+
+    def segment_members(self, segment_id: str, *, limit: int = 1000) -> list[str] | None:
+        """Up to ``limit`` member customer ids, in order; None if the segment is unknown."""
+        with self._guard("read segment members"), self._snapshot():
+            if self._segment_row(segment_id) is None:
+                return None
+            rows = self._execute(
+                "SELECT customer_id FROM segment_members WHERE segment_id = ? "
+                "ORDER BY customer_id LIMIT ?",
+                (segment_id, min(limit, MAX_MEMBERS_PAGE)),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def customer_segments(self, customer_ids: Iterable[str]) -> dict[str, list[str]]:
+        """The segment ids of each given customer (customers in none are left out)."""
+        wanted = sorted(set(customer_ids))
+        out: dict[str, list[str]] = {}
+        with self._guard("read customer segments"):
+            for part in _chunks(wanted):
+                for customer_id, segment_id in self._execute(
+                    "SELECT customer_id, segment_id FROM segment_members "
+                    f"WHERE customer_id IN ({_marks(part)}) ORDER BY customer_id, segment_id",
+                    part,
+                ).fetchall():
+                    out.setdefault(customer_id, []).append(segment_id)
+        return out

@@ -1,0 +1,3 @@
+"""Reports with SVG charts, on the Center's sales and ledger."""
+
+__all__: list[str] = []

@@ -1,0 +1,142 @@
+"""The Center's aiohttp app: state, lifecycle (database thread, scheduled jobs), routes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from center.access.nodes import NonceCache
+from center.config import Config
+from center.errors import RequestError, StorageError
+from center.storage import Storage, open_storage
+from center.web.keys import (
+    CLOCK_KEY,
+    CONFIG_KEY,
+    CREDENTIALS_KEY,
+    EXECUTOR_KEY,
+    NONCES_KEY,
+    ROUTE_PERMISSIONS_KEY,
+    STORAGE_KEY,
+)
+from center.web.middleware import auth_middleware, error_middleware
+from center.web.request import MAX_BODY_BYTES
+from center.web.routes import add_routes, route_permissions
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(
+    config: Config,
+    storage: Storage | None = None,
+    *,
+    clock: Callable[[], datetime] = _utcnow,
+) -> web.Application:
+    """The Center app; opens (and later closes) the configured storage unless one is given."""
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware, auth_middleware]
+    )
+    app[CONFIG_KEY] = config
+    app[CLOCK_KEY] = clock
+    app[NONCES_KEY] = NonceCache()
+    app[CREDENTIALS_KEY] = {}
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        # One database thread: SQLite and a single psycopg connection are used serially,
+        # and the event loop never waits on the disk.
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="center-db")
+        loop = asyncio.get_running_loop()
+        app[EXECUTOR_KEY] = executor
+        owned = storage is None
+        try:
+            opened = (
+                await loop.run_in_executor(executor, open_storage, config.storage)
+                if storage is None
+                else storage
+            )
+        except BaseException:
+            executor.shutdown(wait=True)
+            raise
+        app[STORAGE_KEY] = opened
+        log.info("center %s: storage %s ready", config.center.node_id, opened.backend)
+
+        async def expire_job() -> None:
+            try:
+                burnt = await loop.run_in_executor(executor, opened.expire_lots, app[CLOCK_KEY]())
+            except StorageError as exc:
+                log.warning("expiring bonus lots failed (next run retries): %s", exc)
+                return
+            if burnt:
+                log.info("expired %d bonus lots", burnt)
+            try:  # the same cadence keeps next months' receipt partitions ready (PostgreSQL)
+                made = await loop.run_in_executor(
+                    executor, opened.ensure_partitions, app[CLOCK_KEY]()
+                )
+            except StorageError as exc:
+                log.warning("creating receipt partitions failed (next run retries): %s", exc)
+                return
+            if made:
+                log.info("created receipt partitions %s", ", ".join(made))
+
+        async def segments_job() -> None:
+            now = app[CLOCK_KEY]()
+            try:
+                done = await loop.run_in_executor(
+                    executor, opened.recalculate_segments, "scheduler", now
+                )
+            except (StorageError, RequestError) as exc:
+                log.warning("recalculating segments failed (next run retries): %s", exc)
+                return
+            for result in done:
+                if result["added"] or result["removed"]:
+                    log.info(
+                        "segment %s: %d members (+%d -%d)",
+                        result["segment_id"],
+                        result["members"],
+                        result["added"],
+                        result["removed"],
+                    )
+
+        scheduler = AsyncIOScheduler(timezone=UTC, event_loop=loop)
+        scheduler.add_job(
+            segments_job,
+            "interval",
+            seconds=config.segments.recalc_interval_s,
+            id="recalculate_segments",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+        scheduler.add_job(
+            expire_job,
+            "interval",
+            seconds=config.ledger.expire_interval_s,
+            id="expire_lots",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+        scheduler.start()
+        try:
+            yield
+        finally:
+            scheduler.shutdown(wait=False)
+            if owned:
+                await loop.run_in_executor(executor, opened.close)
+            executor.shutdown(wait=True)
+
+    app.cleanup_ctx.append(lifecycle)
+    add_routes(app)
+    app[ROUTE_PERMISSIONS_KEY] = route_permissions(app)
+    return app

@@ -1,0 +1,123 @@
+"""What every route module reads from a request: bodies, query values, path ids, the DB thread."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from center.errors import Forbidden, MalformedRequest, UnsupportedContentType
+from center.web.keys import EXECUTOR_KEY, IDENTITY_KEY
+from sync_protocol import CONTENT_TYPE
+
+__all__ = [
+    "ID_PATTERN",
+    "MAX_BODY_BYTES",
+    "MAX_ID_LEN",
+    "card_no_param",
+    "in_db",
+    "iso",
+    "json_body",
+    "msgpack_body",
+    "own_store",
+    "query_id",
+    "query_int",
+]
+
+T = TypeVar("T")
+
+MAX_BODY_BYTES = 8 * 1024 * 1024
+"""Largest accepted request body; the same bound the decoder enforces on a message."""
+MAX_ID_LEN = 64
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+"""An identifier in a path or query: 1..64 letters, digits and . _ : - (first alphanumeric)."""
+
+
+async def in_db(request: web.Request, fn: Callable[..., T], *args: Any) -> T:
+    """Run `fn(*args)` on the app's database thread."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(request.app[EXECUTOR_KEY], fn, *args)
+
+
+async def msgpack_body(request: web.Request) -> bytes:
+    """The raw msgpack body; 415 for another content type."""
+    if request.content_type != CONTENT_TYPE:
+        raise UnsupportedContentType(
+            "content-type", f"expected {CONTENT_TYPE}, got {request.content_type!r}"
+        )
+    return await request.read()
+
+
+async def json_body(request: web.Request, *, max_bytes: int, optional: bool = False) -> Any:
+    """The request's JSON body: 415 for another content type, 413 above ``max_bytes``, 400 for
+    text that is not JSON; ``optional`` makes a missing or empty body ``{}``."""
+    if optional and not request.body_exists:
+        return {}
+    if request.content_type != "application/json":
+        raise UnsupportedContentType(
+            "content-type", f"expected application/json, got {request.content_type!r}"
+        )
+    data = await request.read()
+    if len(data) > max_bytes:
+        raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=len(data))
+    if optional and not data:
+        return {}
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise MalformedRequest("body", f"not JSON: {exc}") from exc
+
+
+def card_no_param(request: web.Request) -> str:
+    """The `{card_no}` of the path, checked as an identifier."""
+    card_no = request.match_info["card_no"]
+    if not ID_PATTERN.match(card_no):
+        raise MalformedRequest(
+            "card_no", f"expected 1..{MAX_ID_LEN} letters or digits, got {card_no!r}"
+        )
+    return card_no
+
+
+def query_id(request: web.Request, name: str, *, required: bool = True) -> Any:
+    """An identifier query parameter; None when absent and not required."""
+    value = request.query.get(name)
+    if value is None or value == "":
+        if required:
+            raise MalformedRequest(name, "required query parameter is missing")
+        return None
+    if not ID_PATTERN.match(value):
+        raise MalformedRequest(
+            name, f"expected 1..{MAX_ID_LEN} letters or digits, got {value[:80]!r}"
+        )
+    return value
+
+
+def query_int(request: web.Request, name: str, *, default: int) -> int:
+    """A non-negative integer query parameter, `default` when absent."""
+    value = request.query.get(name)
+    if value is None or value == "":
+        return default
+    if not value.isascii() or not value.isdigit() or len(value) > 18:
+        raise MalformedRequest(name, f"expected a non-negative integer, got {value[:80]!r}")
+    return int(value)
+
+
+def own_store(request: web.Request, store_id: Any, *, field: str = "store_id") -> Any:
+    """`store_id` if the signing node may act for it; Forbidden otherwise."""
+    identity = request[IDENTITY_KEY]
+    if identity is not None and store_id != identity.store_id:
+        raise Forbidden(
+            field,
+            f"node {identity.node_id} acts for store {identity.store_id!r} only, got {store_id!r}",
+        )
+    return store_id
+
+
+def iso(value: datetime | None) -> str | None:
+    """An aware time as ISO 8601 in UTC, or None."""
+    return None if value is None else value.astimezone(UTC).isoformat()

@@ -1,0 +1,83 @@
+"""The one list of the Center's route modules: it registers the routes and their permissions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import ModuleType
+
+from aiohttp import web
+
+from center.access import api as users_api
+from center.access import enrol_api
+from center.access.permissions import (
+    AUTHENTICATED,
+    PERMISSIONS,
+    PUBLIC,
+    Requirement,
+    requirement_names,
+)
+from center.crm import api as crm_api
+from center.crm import customers_api
+from center.feed import api as feed_api
+from center.ingest import api as ingest_api
+from center.ledger import api as ledger_api
+from center.ledger import returns_api
+from center.promotions import api as promotions_api
+from center.promotions import coupons_api, offers_api, segments_api
+from center.reporting import api as reports_api
+from center.web import health
+
+__all__ = ["ROUTE_MODULES", "add_routes", "route_permissions"]
+
+ROUTE_MODULES: tuple[ModuleType, ...] = (
+    health,
+    enrol_api,
+    ingest_api,
+    feed_api,
+    ledger_api,
+    crm_api,
+    users_api,
+    promotions_api,
+    coupons_api,
+    segments_api,
+    returns_api,
+    customers_api,
+    offers_api,
+    reports_api,
+)
+"""Every module with `add_routes(app)` and `PERMISSIONS`, in registration order (a fixed path
+such as /v1/customers/search is registered before the {customer_id} it would otherwise match)."""
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the routes of every module of ROUTE_MODULES."""
+    for module in ROUTE_MODULES:
+        module.add_routes(app)
+
+
+def route_permissions(app: web.Application | None = None) -> dict[tuple[str, str], Requirement]:
+    """(method, canonical path) -> requirement, from every route module's PERMISSIONS.
+
+    With an app, only the routes it serves are returned (HEAD counts as GET); a route missing
+    here is refused by the Center (fail closed).
+    """
+    table: dict[tuple[str, str], Requirement] = {}
+    for module in ROUTE_MODULES:
+        declared: Mapping[tuple[str, str], Requirement] = module.PERMISSIONS
+        for key, requirement in declared.items():
+            for permission in requirement_names(requirement):
+                if permission not in (PUBLIC, AUTHENTICATED) and permission not in PERMISSIONS:
+                    raise ValueError(
+                        f"{module.__name__}.PERMISSIONS[{key!r}]: unknown permission "
+                        f"{permission!r} (known: {', '.join(PERMISSIONS)})"
+                    )
+            table[key] = requirement
+    if app is None:
+        return table
+    served: dict[tuple[str, str], Requirement] = {}
+    for route in app.router.routes():
+        method = "GET" if route.method == "HEAD" else route.method
+        key = (method, route.resource.canonical if route.resource is not None else "")
+        if key in table:
+            served[key] = table[key]
+    return served
