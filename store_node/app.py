@@ -13,11 +13,11 @@ from typing import Any
 
 from aiohttp import web
 
+from store_node import master_api, reservations_api
 from store_node.auth import (
     Forbidden,
     NonceCache,
     RegisterAuth,
-    RegisterIdentity,
     StoredNonces,
     Unauthorized,
     record_nonce,
@@ -33,6 +33,15 @@ from store_node.errors import (
     UnsupportedMediaType,
 )
 from store_node.forwarder import Forwarder
+from store_node.keys import (
+    ADVERTISER_KEY,
+    AUTH_KEY,
+    CLOCK_KEY,
+    CONFIG_KEY,
+    FORWARDER_KEY,
+    IDENTITY_KEY,
+    WORKER_KEY,
+)
 from store_node.salesbox import BoxWorker, SalesBox
 from sync_protocol import (
     CONTENT_TYPE,
@@ -61,19 +70,11 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 
-CONFIG_KEY = web.AppKey("config", Config)
-WORKER_KEY = web.AppKey("worker", BoxWorker)
-FORWARDER_KEY = web.AppKey("forwarder", Forwarder)
-ADVERTISER_KEY: web.AppKey[Advertiser | None] = web.AppKey("advertiser")
-CLOCK_KEY: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
 _MAX_BODY_KEY = web.AppKey("max_body_bytes", int)
 _RUN_JOBS_KEY = web.AppKey("run_jobs", bool)
-AUTH_KEY = web.AppKey("register_auth", RegisterAuth)
 _NONCES_KEY = web.AppKey("nonces", NonceCache)
 _STORED_NONCES_KEY = web.AppKey("stored_nonces", StoredNonces)
 _KNOWN_KEY: web.AppKey[dict[str, tuple[str, str]]] = web.AppKey("register_credentials")
-IDENTITY_KEY: web.RequestKey[RegisterIdentity | None] = web.RequestKey("identity")
-"""The enrolled register that signed the request; None for an unsigned one (when allowed)."""
 
 OPEN_PATHS = frozenset({"/health", "/v1/enrol", "/v1/sales/summary"})
 """Answered without a signature: liveness, enrolment (the token is the credential), totals."""
@@ -246,13 +247,6 @@ async def post_sales(request: web.Request) -> web.StreamResponse:
             "rejected sale %s from %s: %s", rejection.sale_id, envelope.sender, rejection.reason
         )
     return _msgpack(encode(ack, sender=config.store.node_id, sent_at=now))
-
-
-async def get_master(request: web.Request) -> web.StreamResponse:
-    """Serve registers from the master cache (store_node/master_api.py)."""
-    from store_node.master_api import get_master as serve
-
-    return await serve(request)
 
 
 async def post_heartbeat(request: web.Request) -> web.StreamResponse:
@@ -434,14 +428,9 @@ def create_app(
     app.router.add_get("/health", get_health)
     app.router.add_post("/v1/enrol", post_enrol)
     app.router.add_post("/v1/sales", post_sales)
-    app.router.add_get("/v1/master", get_master)
+    app.router.add_get("/v1/master", master_api.get_master)
     app.router.add_post("/v1/heartbeat", post_heartbeat)
     app.router.add_get("/v1/sales/summary", get_sales_summary)
-    # Imported here: the reservation routes use this module's app keys.
-    from store_node import reservations_api
-
     reservations_api.add_routes(app)
-    from store_node import master_api
-
     master_api.add_routes(app)
     return app

@@ -12,8 +12,8 @@ from urllib.parse import quote
 import aiohttp
 from aiohttp import web
 
-from store_node.app import CLOCK_KEY, CONFIG_KEY, FORWARDER_KEY, WORKER_KEY
 from store_node.errors import MalformedRequest, NotReady, UnknownObject
+from store_node.keys import CLOCK_KEY, CONFIG_KEY, FORWARDER_KEY, WORKER_KEY
 from sync_protocol import CONTENT_TYPE, encode
 
 __all__ = ["CENTER_LOOKUP_TIMEOUT_S", "add_routes", "get_card", "get_master"]

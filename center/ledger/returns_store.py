@@ -13,15 +13,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from center.errors import Conflict, InvalidRequest, UnknownObject
+from center.ledger.model import LedgerEntry
 from center.ledger.returns import part, plan_return, reversals
 from center.storage.hooks import Migration, SqlHooks
 from sync_protocol import Payment, Sale, SaleLine, decode_sale
-
-if TYPE_CHECKING:
-    from center.storage.base import LedgerEntry
 
 __all__ = [
     "MAX_REASON_LEN",
@@ -206,8 +204,6 @@ class ReturnsStore(SqlHooks):
         if ret.loyalty:
             problems.append("loyalty: the return carries loyalty movements (applied as a sale's)")
         if plan is not None and card is not None:
-            from center.storage.base import LedgerEntry  # base imports this module
-
             at = self._ts(ret.closed_at)
             for move in reversals(original, plan):
                 if move.kind == "return_accrual":
@@ -450,7 +446,6 @@ class ReturnsStore(SqlHooks):
         expires_at: datetime | None = None,
         idempotency_key: str,
     ) -> dict[str, Any]:
-        from center.storage.base import LedgerEntry  # base imports this module
 
         _check_adjustment(wallet, amount, reason, idempotency_key, expires_at, now)
         at = self._ts(now)
