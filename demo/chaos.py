@@ -16,26 +16,21 @@ and the Center on PostgreSQL (a throwaway cluster) instead of SQLite.
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import shutil
-import socket
 import sqlite3
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, ExitStack
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import cycle, islice, pairwise
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import requests
@@ -44,9 +39,10 @@ from demo.baskets import Basket, load_baskets, to_receipt_line
 from demo.cluster import Cluster, NodeSpec
 from demo.errors import DemoError
 from demo.faultproxy import FAULTS, FaultProxy
+from demo.postgres import ThrowawayPostgres
 from sync_protocol import SIGNATURE_WINDOW_S, Sale, chain_hash, decode_sale, sale_fingerprint
 
-__all__ = ["CLOCK_SKEW_ENV", "ChaosOptions", "ChaosRun", "ThrowawayPostgres", "run_chaos"]
+__all__ = ["CLOCK_SKEW_ENV", "ChaosOptions", "ChaosRun", "run_chaos"]
 
 BONUS_SPEND_EVERY = 4
 BONUS_SPEND_CAP = 500
@@ -336,74 +332,6 @@ class ChaosCluster(Cluster):
         super().stop_all()
         for proxy in self.proxies:
             proxy.stop()
-
-
-class ThrowawayPostgres(AbstractContextManager["ThrowawayPostgres"]):
-    """A PostgreSQL cluster in a temporary folder (run as postgres if we are root); gone on exit."""
-
-    def __init__(self) -> None:
-        self.base = Path(tempfile.mkdtemp(prefix="chaos-pg-"))
-        self.data = self.base / "data"
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
-        self._as: list[str] = []
-        if os.geteuid() == 0:
-            # postgres refuses to run as root; /tmp (not a 0700 tree) lets that user in.
-            self._as = ["runuser", "-u", "postgres", "--"]
-            shutil.chown(self.base, "postgres", "postgres")
-
-    @property
-    def dsn(self) -> str:
-        return f"host={self.base} port={self.port} user=postgres dbname=postgres"
-
-    def _run(self, *args: str, timeout_s: float = 120.0) -> None:
-        binary = shutil.which(args[0]) or next(
-            (str(p) for p in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{args[0]}"))), None
-        )
-        if binary is None:
-            raise DemoError(f"{args[0]}: PostgreSQL server binaries are not installed")
-        done = subprocess.run(
-            [*self._as, binary, *args[1:]], capture_output=True, timeout=timeout_s, check=False
-        )
-        if done.returncode != 0:
-            log_file = self.base / "server.log"
-            tail = log_file.read_text()[-2000:] if log_file.exists() else ""
-            raise DemoError(f"{' '.join(args[:3])} failed: {done.stderr.decode()[-2000:]}{tail}")
-
-    def __enter__(self) -> ThrowawayPostgres:
-        try:
-            self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres")
-            self._run(
-                "pg_ctl",
-                "-D",
-                str(self.data),
-                "-l",
-                str(self.base / "server.log"),
-                "-w",
-                "-t",
-                "60",
-                "-o",
-                # The server itself is never killed, only the Center: no fsync needed.
-                f"-p {self.port} -k {self.base} -c listen_addresses='' -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off",
-                "start",
-            )
-        except BaseException:
-            shutil.rmtree(self.base, ignore_errors=True)
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
-        finally:
-            shutil.rmtree(self.base, ignore_errors=True)
 
 
 def dataset_card_number(household_id: str) -> str:
@@ -786,7 +714,10 @@ def run_chaos(options: ChaosOptions, progress: Callable[[str], None] = log) -> C
     with ExitStack() as stack:
         dsn = ""
         if options.backend == "postgresql":
-            dsn = stack.enter_context(ThrowawayPostgres()).dsn
+            # The Center reaches it over the Unix socket only: no TCP port to collide on.
+            settings = {"listen_addresses": "''"}
+            pg = ThrowawayPostgres(prefix="chaos-pg-", settings=settings)
+            dsn = stack.enter_context(pg).dsn()
         return _run_chaos(options, progress, dsn)
     raise AssertionError("unreachable")  # mypy: ExitStack may swallow exceptions
 
