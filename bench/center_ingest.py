@@ -30,15 +30,9 @@ import json
 import multiprocessing
 import os
 import random
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -48,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from center.crm.model import new_card_no, parse_search, search_keys
 from center.ingest.sales import ledger_movements
 from center.storage.postgres import _COPY_TYPES, PostgresStorage
+from demo.postgres import PostgresNotInstalled, ThrowawayPostgres
 from sync_protocol import (
     LineDiscount,
     LoyaltyMovement,
@@ -70,89 +65,21 @@ def _log(message: str) -> None:
 # -- cluster ---------------------------------------------------------------------------------
 
 
-def _pg_bin(name: str) -> str:
-    found = shutil.which(name)
-    if found:
-        return found
-    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
-        return str(candidate)
-    raise SystemExit(f"bench/center_ingest.py: PostgreSQL binary {name!r} not found")
+# The test fixture's settings (durability off) plus room for a bulk load.
+PG_SETTINGS = {
+    "shared_buffers": "256MB",
+    "maintenance_work_mem": "256MB",
+    "max_wal_size": "4GB",
+}
 
 
-@contextmanager
-def cluster() -> Iterator[str]:
-    """A throwaway cluster (the test fixture's settings: fsync off); yields its admin DSN."""
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-    base = Path(tempfile.mkdtemp(prefix="center-bench-pg-"))
-    as_postgres: list[str] = []
-    if os.geteuid() == 0:
-        as_postgres = ["runuser", "-u", "postgres", "--"]
-        shutil.chown(base, "postgres", "postgres")
-    data = base / "data"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    try:
-        subprocess.run(
-            [
-                *as_postgres,
-                initdb,
-                "-D",
-                str(data),
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-        options = (
-            f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c shared_buffers=256MB "
-            "-c maintenance_work_mem=256MB -c max_wal_size=4GB"
-        )
-        subprocess.run(
-            [
-                *as_postgres,
-                pg_ctl,
-                "-D",
-                str(data),
-                "-l",
-                str(base / "server.log"),
-                "-w",
-                "-t",
-                "60",
-                "-o",
-                options,
-                "start",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=90,
-        )
-        yield f"host={base} port={port} user=postgres"
-    finally:
-        subprocess.run(
-            [*as_postgres, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"],
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def _database(admin: str, name: str) -> str:
+def _database(pg: ThrowawayPostgres, name: str) -> str:
     import psycopg
 
-    with psycopg.connect(admin + " dbname=postgres", autocommit=True) as conn:
+    with psycopg.connect(pg.dsn("postgres"), autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name}")
         conn.execute(f"CREATE DATABASE {name}")
-    return f"{admin} dbname={name}"
+    return pg.dsn(name)
 
 
 # -- receipts --------------------------------------------------------------------------------
@@ -868,16 +795,21 @@ def main(argv: list[str] | None = None) -> int:
     lines = sum(len(s.lines) for s in sales)
     _log(f"generated {len(sales)} receipts, {lines} lines")
     load_before = os.getloadavg()[0]  # other work on the machine skews every figure
-    with cluster() as admin:
-        ingest = bench_ingest(_database(admin, "bench_ingest"), sales)
+    pg = ThrowawayPostgres(prefix="center-bench-pg-", settings=PG_SETTINGS)
+    try:
+        pg.start()
+    except PostgresNotInstalled as exc:
+        raise SystemExit(f"bench/center_ingest.py: {exc}") from exc
+    with pg:
+        ingest = bench_ingest(_database(pg, "bench_ingest"), sales)
         parallel = (
-            bench_ingest(_database(admin, "bench_ingest_n"), sales, args.workers)
+            bench_ingest(_database(pg, "bench_ingest_n"), sales, args.workers)
             if args.workers > 1
             else None
         )
-        copy = bench_copy(_database(admin, "bench_copy"), sales)
+        copy = bench_copy(_database(pg, "bench_copy"), sales)
         search = (
-            bench_search(_database(admin, "bench_search"), args.customers, args.queries, rng)
+            bench_search(_database(pg, "bench_search"), args.customers, args.queries, rng)
             if args.customers > 0
             else None
         )

@@ -2,5 +2,14 @@
 
 from demo.baskets import Basket, BasketLine, load_baskets, to_receipt_line
 from demo.cluster import Cluster, NodeSpec
+from demo.postgres import ThrowawayPostgres
 
-__all__ = ["Basket", "BasketLine", "Cluster", "NodeSpec", "load_baskets", "to_receipt_line"]
+__all__ = [
+    "Basket",
+    "BasketLine",
+    "Cluster",
+    "NodeSpec",
+    "ThrowawayPostgres",
+    "load_baskets",
+    "to_receipt_line",
+]

@@ -8,14 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from demo.chaos import (
-    ChaosOptions,
-    ThrowawayPostgres,
-    integrity,
-    postgres_integrity,
-    reference_balances,
-    run_chaos,
-)
+from demo.chaos import ChaosOptions, integrity, postgres_integrity, reference_balances, run_chaos
+from demo.postgres import ThrowawayPostgres
 from sync_protocol import LoyaltyMovement, Payment, Sale, SaleLine
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
@@ -131,7 +125,7 @@ def test_postgres_integrity_finds_an_index_that_lost_its_heap_rows() -> None:
     import psycopg
 
     with ThrowawayPostgres() as pg:
-        with psycopg.connect(pg.dsn, autocommit=True) as conn:
+        with psycopg.connect(pg.dsn(), autocommit=True) as conn:
             conn.execute("CREATE TABLE good (x INT PRIMARY KEY)")
             conn.execute("CREATE TABLE bad (x INT)")
             conn.execute("INSERT INTO good SELECT g FROM generate_series(1, 500) g")
@@ -142,7 +136,7 @@ def test_postgres_integrity_finds_an_index_that_lost_its_heap_rows() -> None:
                 "CREATE FUNCTION shift(v INT) RETURNS INT IMMUTABLE LANGUAGE sql AS 'SELECT v'"
             )
             conn.execute("CREATE INDEX bad_shift ON bad (shift(x))")
-            assert postgres_integrity(pg.dsn) == {
+            assert postgres_integrity(pg.dsn()) == {
                 "postgresql/bad_shift": "ok",
                 "postgresql/good_pkey": "ok",
             }
@@ -150,6 +144,6 @@ def test_postgres_integrity_finds_an_index_that_lost_its_heap_rows() -> None:
                 "CREATE OR REPLACE FUNCTION shift(v INT) RETURNS INT IMMUTABLE LANGUAGE sql "
                 "AS 'SELECT v + 1000'"
             )
-        result = postgres_integrity(pg.dsn)
+        result = postgres_integrity(pg.dsn())
     assert result["postgresql/good_pkey"] == "ok"
     assert result["postgresql/bad_shift"].startswith("amcheck:"), result
