@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from pos_agent.config import Config, PrinterConfig
+from pos_agent.errors import ReprintQueueError
+from pos_agent.migrations import Migrations
 from pos_agent.receipts import OpenLine
 from pos_agent.slips import (
     accrued_message,
@@ -91,19 +93,33 @@ def raise_device(uri: str, exc: Exception) -> None:
     raise DeviceError(f"writing to printer {uri} failed: {exc}") from exc
 
 
+REPRINT_MIGRATIONS = Migrations("reprints", error=ReprintQueueError)
+
+
+@REPRINT_MIGRATIONS
+def m001_baseline(conn: sqlite3.Connection) -> None:
+    """The table of the release before migrations; a devices.db it wrote is adopted as is."""
+    REPRINT_MIGRATIONS.create_or_adopt(
+        conn,
+        "CREATE TABLE IF NOT EXISTS reprints (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+        "created_at TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL, "
+        "payload BLOB NOT NULL, error TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 1)",
+    )
+
+
 class ReprintQueue:
     """Failed print jobs, durable in SQLite; one connection per thread that uses it."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.db = sqlite3.connect(path, isolation_level=None, timeout=10)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS reprints (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-            "created_at TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL, "
-            "payload BLOB NOT NULL, error TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 1)"
-        )
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            REPRINT_MIGRATIONS.apply(self.db)
+        except BaseException:
+            self.db.close()
+            raise
 
     def add(self, job: PrintJob, error: str, at: datetime) -> None:
         with self.db:

@@ -14,6 +14,7 @@ __all__ = [
     "ReceiptClosed",
     "ReceiptNotFound",
     "ReplicaError",
+    "ReprintQueueError",
     "RequestError",
     "RequestTooLarge",
     "SpendRefused",
@@ -39,6 +40,10 @@ class ConfigError(PosError):
 
 class ReplicaError(PosError):
     """Master data cannot be applied to the local replica; the message names table and row."""
+
+
+class ReprintQueueError(PosError):
+    """The reprint queue (devices.db) cannot be used, e.g. a newer release wrote it."""
 
 
 class JournalError(PosError):

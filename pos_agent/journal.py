@@ -22,6 +22,7 @@ from pos_agent.errors import (
     ReceiptNotFound,
     SpendRefused,
 )
+from pos_agent.migrations import Migrations, database_file
 from pos_agent.receipts import CouponUsed
 from sync_protocol import Sale, chain_hash, decode_sale, encode_sale
 
@@ -36,7 +37,9 @@ __all__ = [
     "SalesSummary",
 ]
 
-SCHEMA_VERSION = 1
+# The release before migrations refuses a journal whose user_version is above this: a migration
+# that such a release must not open raises it.
+_USER_VERSION = 1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -107,6 +110,21 @@ CREATE TABLE IF NOT EXISTS offline_spend (
 );
 CREATE INDEX IF NOT EXISTS offline_spend_card ON offline_spend (card_no, day);
 """
+
+MIGRATIONS = Migrations("journal", error=JournalError)
+
+
+@MIGRATIONS
+def m001_baseline(conn: sqlite3.Connection) -> None:
+    """The tables of the release before migrations; a journal.db it wrote is adopted as is."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > _USER_VERSION:
+        raise JournalError(
+            f"{database_file(conn)}: schema version {version} is newer than {_USER_VERSION}; "
+            "upgrade the agent"
+        )
+    MIGRATIONS.create_or_adopt(conn, _SCHEMA)
+    conn.execute(f"PRAGMA user_version = {_USER_VERSION}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,10 +213,8 @@ class Journal:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=FULL")
             self.conn.execute("PRAGMA foreign_keys=ON")
+            MIGRATIONS.apply(self.conn)
             with self._transaction():
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        self.conn.execute(statement)
                 self._bind(register_id, store_id)
         except BaseException:
             self.conn.close()
@@ -206,13 +222,6 @@ class Journal:
 
     def _bind(self, register_id: str, store_id: str) -> None:
         # A data folder copied from another register would duplicate its sequence numbers.
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise JournalError(
-                f"{self.path}: schema version {version} is newer than {SCHEMA_VERSION}; "
-                "upgrade the agent"
-            )
-        self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         for key, value in (("register_id", register_id), ("store_id", store_id)):
             row = self.conn.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
             if row is None:

@@ -15,6 +15,7 @@ import sqlite_utils
 
 from loyalty_engine import PersonalOffer
 from pos_agent.errors import ReplicaError
+from pos_agent.migrations import Migrations
 from sync_protocol import (
     MasterDelta,
     MasterSnapshot,
@@ -230,6 +231,58 @@ def _check_rows(table: str, rows: Iterable[Mapping[str, Any]]) -> list[dict[str,
     return checked
 
 
+# The typed tables as sqlite-utils 4 created them in the release before migrations (kept
+# literally, so a fresh file equals an adopted one whatever sqlite-utils does later); they gain
+# a column for every new column the master data brings (insert_all(alter=True)). Cards looked up
+# online are not master data (not checksummed); master_rows keeps every master row exactly as
+# received (canonical text): the checksum is computed over these, since the typed tables keep
+# only what the register reads.
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS "products" (
+   "product_id" TEXT PRIMARY KEY,
+   "department" TEXT,
+   "category" TEXT,
+   "brand" TEXT
+);
+CREATE TABLE IF NOT EXISTS "cards" (
+   "card_no" TEXT PRIMARY KEY,
+   "bonus_balance" INTEGER,
+   "segment" TEXT
+);
+CREATE TABLE IF NOT EXISTS "stores" (
+   "store_id" TEXT PRIMARY KEY
+);
+CREATE TABLE IF NOT EXISTS "promotions" (
+   "promotion_id" TEXT PRIMARY KEY,
+   "version" INTEGER,
+   "doc" TEXT
+);
+CREATE TABLE IF NOT EXISTS "settings" (
+   "name" TEXT PRIMARY KEY,
+   "value" TEXT
+);
+CREATE TABLE IF NOT EXISTS "meta" (
+   "key" TEXT PRIMARY KEY,
+   "value" TEXT
+);
+CREATE TABLE IF NOT EXISTS "looked_up_cards" (
+   "card_no" TEXT PRIMARY KEY,
+   "row" TEXT,
+   "looked_up_at" TEXT
+);
+CREATE TABLE IF NOT EXISTS master_rows (tbl TEXT NOT NULL, key TEXT NOT NULL, row TEXT NOT NULL, \
+PRIMARY KEY (tbl, key));
+"""
+
+MIGRATIONS = Migrations("replica", error=ReplicaError)
+
+
+@MIGRATIONS
+def m001_baseline(conn: sqlite3.Connection) -> None:
+    """The tables of the release before migrations; a replica.db it wrote is adopted as is."""
+    MIGRATIONS.create_or_adopt(conn, _SCHEMA)
+
+
 class Replica:
     """One connection to replica.db; each thread that needs it opens its own."""
 
@@ -238,32 +291,14 @@ class Replica:
         self.db = sqlite_utils.Database(conn, execute_plugins=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
-        self._create_schema()
+        try:
+            MIGRATIONS.apply(conn)
+        except BaseException:
+            conn.close()
+            raise
 
     def close(self) -> None:
         self.db.close()
-
-    def _create_schema(self) -> None:
-        columns: dict[str, dict[str, type]] = {
-            "products": {"product_id": str, "department": str, "category": str, "brand": str},
-            "cards": {"card_no": str, "bonus_balance": int, "segment": str},
-            "stores": {"store_id": str},
-            "promotions": {"promotion_id": str, "version": int, "doc": str},
-            "settings": {"name": str, "value": str},
-            "meta": {"key": str, "value": str},
-            # Cards the store node told us about online; not master data (not checksummed).
-            "looked_up_cards": {"card_no": str, "row": str, "looked_up_at": str},
-        }
-        with self.db.atomic():
-            for table, cols in columns.items():
-                pk = TABLE_KEYS.get(table, "card_no" if table == "looked_up_cards" else "key")
-                self.db[table].create(cols, pk=pk, if_not_exists=True)  # type: ignore[union-attr]
-            # Every master row exactly as received (canonical text): the checksum is computed
-            # over these, since the typed tables above keep only what the register reads.
-            self.db.execute(
-                "CREATE TABLE IF NOT EXISTS master_rows ("
-                "tbl TEXT NOT NULL, key TEXT NOT NULL, row TEXT NOT NULL, PRIMARY KEY (tbl, key))"
-            )
 
     def master_version(self) -> int:
         """The version of the master data this replica holds (0: never received any)."""

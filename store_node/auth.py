@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from store_node.errors import RequestError
+from store_node.errors import RequestError, StorageError
+from store_node.migrations import Migrations
 from sync_protocol import (
     NONCE_HEADER,
     SIGNATURE_WINDOW_S,
@@ -72,6 +73,23 @@ CREATE TABLE IF NOT EXISTS request_nonces (
 );
 CREATE INDEX IF NOT EXISTS request_nonces_seen ON request_nonces (seen_at);
 """
+
+MIGRATIONS = Migrations("auth", error=StorageError)
+
+
+@MIGRATIONS
+def m001_baseline(conn: sqlite3.Connection) -> None:
+    """The tables of the release before migrations; an auth.db it wrote is adopted as is."""
+    MIGRATIONS.create_or_adopt(conn, _SCHEMA)
+
+
+def _migrate(conn: sqlite3.Connection) -> sqlite3.Connection:
+    try:
+        MIGRATIONS.apply(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 class Unauthorized(RequestError):
@@ -134,8 +152,7 @@ class RegisterAuth:
         conn = sqlite3.connect(self.path, isolation_level=None, timeout=10)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")
-        conn.executescript(_SCHEMA)
-        return conn
+        return _migrate(conn)
 
     def issue_token(self, register_id: str, now: datetime, ttl_h: float) -> str:
         """Create a one-time enrolment token for `register_id`, valid for `ttl_h` hours."""
@@ -227,8 +244,7 @@ class StoredNonces:
             # Survives the process (kill -9), which is what a replay after a restart needs;
             # an fsync per request would cost more than the request itself.
             conn.execute("PRAGMA synchronous = NORMAL")
-            conn.executescript(_SCHEMA)
-            self._conn = conn
+            self._conn = _migrate(conn)
         return self._conn
 
     def claim(self, node_id: str, nonce: str, now: datetime) -> bool:

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from store_node.dbthread import DbThread
 from store_node.errors import InvalidRequest, RequestError, StorageError
+from store_node.migrations import Migrations
 from sync_protocol import ProtocolError, decode_sale
 
 __all__ = [
@@ -87,6 +88,15 @@ CREATE TABLE IF NOT EXISTS reservation_scan (
     received_no INTEGER NOT NULL
 );
 """
+
+# Its own set: the book opens store.db on its own thread, after (or without) the sales box.
+MIGRATIONS = Migrations("reservations", error=StorageError)
+
+
+@MIGRATIONS
+def m001_baseline(conn: sqlite3.Connection) -> None:
+    """The tables of the release before migrations; those in a store.db it wrote are adopted."""
+    MIGRATIONS.create_or_adopt(conn, _SCHEMA)
 
 
 class InsufficientBalance(RequestError):
@@ -249,13 +259,13 @@ class ReservationBook:
             self._conn.execute("PRAGMA synchronous=FULL")
             # The sales box writes the same file from its own thread.
             self._conn.execute("PRAGMA busy_timeout=5000")
-            with self._tx():
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        self._conn.execute(statement)
+            MIGRATIONS.apply(self._conn)
         except sqlite3.Error as exc:
             self._conn.close()
             raise StorageError(f"{path}: cannot set up the reservation tables: {exc}") from exc
+        except BaseException:
+            self._conn.close()
+            raise
 
     def close(self) -> None:
         self._conn.close()

@@ -14,6 +14,7 @@ from store_node import master_cache
 from store_node.dbthread import DbThread
 from store_node.errors import StorageError
 from store_node.master_cache import MASTER_SCHEMA, MasterState
+from store_node.migrations import Migrations, database_file
 from sync_protocol import (
     Ack,
     Heartbeat,
@@ -39,7 +40,8 @@ __all__ = [
     "check_sale",
 ]
 
-SCHEMA_VERSION = 1
+# Kept in meta as 'schema_version' by the release before migrations (written, never read).
+_SCHEMA_VERSION = "1"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -101,6 +103,29 @@ CREATE TABLE IF NOT EXISTS center_status (
 );
 """
 _SCHEMA += MASTER_SCHEMA  # the master cache's tables (store_node/master_cache.py)
+
+MIGRATIONS = Migrations("salesbox", error=StorageError)
+
+
+@MIGRATIONS
+def m001_baseline(conn: sqlite3.Connection) -> None:
+    """The tables of the release before migrations; a store.db it wrote is adopted as is."""
+    meta = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+    ).fetchone()
+    version = None
+    if meta is not None:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = None if row is None else str(row[0])
+    if version not in (None, _SCHEMA_VERSION):
+        raise StorageError(
+            f"{database_file(conn)}: meta schema_version {version!r} is not one this node "
+            f"knows ({_SCHEMA_VERSION!r}); upgrade the store node"
+        )
+    MIGRATIONS.create_or_adopt(conn, _SCHEMA)
+    conn.execute(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (_SCHEMA_VERSION,)
+    )
 
 
 def _ts(moment: datetime) -> str:
@@ -224,18 +249,12 @@ class SalesBox:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=5000")
+        MIGRATIONS.apply(conn)
         with self._tx():
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
             row = conn.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
             if row is None:
                 conn.execute(
                     "INSERT INTO meta (key, value) VALUES ('store_id', ?)", (self.store_id,)
-                )
-                conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
-                    (str(SCHEMA_VERSION),),
                 )
             elif row[0] != self.store_id:
                 raise StorageError(
