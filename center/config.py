@@ -240,7 +240,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: Path | None
         problems.append("tls: set both cert_file and key_file, or neither (plain HTTP)")
     if backend and backend not in BACKENDS:
         problems.append(f"storage.backend: must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if backend == "postgresql" and not dsn:
+    if backend in NEEDS_DSN and not dsn:
         problems.append("storage.dsn: required when storage.backend is 'postgresql'")
     if dsn and not _looks_like_dsn(dsn):
         problems.append(
@@ -341,6 +341,10 @@ def format_toml(tables: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 _CONNINFO_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+NEEDS_DSN = frozenset({"postgresql"})
+"""Backends that connect to a server named by storage.dsn."""
 
 
 def redact_dsn(dsn: str) -> str:

@@ -41,15 +41,10 @@ _UPSERT = (
     " ON CONFLICT (node_id, nonce) DO UPDATE SET seen_at = excluded.seen_at"
     " WHERE request_nonces.seen_at < ?"
 )
-_SQLITE_CLAIM = "INSERT INTO request_nonces (node_id, nonce, seen_at) VALUES (?, ?, ?)" + _UPSERT
 # A nonce must survive the Center process (kill -9), not necessarily a crash of the database
-# server: its commit skips the flush to disk (set_config(..., true) lasts for this statement's
-# own transaction), and the request's own ingest, committed next, flushes it anyway. One round
-# trip and no fsync: about 40 us instead of 240 us per request (docs/PROTOCOL.md).
-_POSTGRES_CLAIM = (
-    "INSERT INTO request_nonces (node_id, nonce, seen_at) SELECT ?, ?, ? "
-    "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed" + _UPSERT
-)
+# server: its commit skips the flush to disk (Dialect.relaxed_commit, nonce_claim_prefix), and
+# the request's own ingest, committed next, flushes it anyway. One round trip and no fsync:
+# about 40 us instead of 240 us per request (docs/PROTOCOL.md).
 
 PURGE_EVERY = timedelta(minutes=1)
 """How often (by the `now` the callers pass) a storage deletes nonces past the horizon."""
@@ -78,16 +73,11 @@ class NonceStore(SqlHooks):
     def claim_nonce(self, node_id: str, nonce: str, now: datetime, horizon: timedelta) -> bool:
         oldest = self._ts(now - horizon)
         with self._guard("record request nonce"):
-            if self.backend == "postgresql":
-                cursor = self._execute(_POSTGRES_CLAIM, (node_id, nonce, self._ts(now), oldest))
-            else:
-                # The same trade as on PostgreSQL: in WAL mode, NORMAL still survives the
-                # process (kill -9); only the fsync of this one commit is skipped.
-                self._execute("PRAGMA synchronous = NORMAL")
-                try:
-                    cursor = self._execute(_SQLITE_CLAIM, (node_id, nonce, self._ts(now), oldest))
-                finally:
-                    self._execute("PRAGMA synchronous = FULL")
+            with self.dialect.relaxed_commit(self._execute):
+                cursor = self._execute(
+                    self.dialect.nonce_claim_prefix + _UPSERT,
+                    (node_id, nonce, self._ts(now), oldest),
+                )
             claimed = int(cursor.rowcount) == 1
             if self._nonces_purge_due is None or now >= self._nonces_purge_due:
                 self._nonces_purge_due = now + PURGE_EVERY

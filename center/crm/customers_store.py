@@ -202,14 +202,7 @@ class CustomerStore(SqlHooks):
 
     def _columns(self, table: str) -> set[str]:
         """The columns of a table another feature may or may not have created yet."""
-        if self.backend == "sqlite":
-            return {str(r[1]) for r in self._execute(f"PRAGMA table_info({table})").fetchall()}
-        rows = self._execute(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = current_schema() AND table_name = ?",
-            (table,),
-        ).fetchall()
-        return {str(r[0]) for r in rows}
+        return self.dialect.columns_of(self._execute, table)
 
     # -- merge ---------------------------------------------------------------------------------
 

@@ -67,8 +67,6 @@ class CrmStore(SqlHooks):
     def balance(self, card_no: str, now: datetime) -> Any:
         raise NotImplementedError
 
-    _FOR_UPDATE = ""
-
     # -- helpers -------------------------------------------------------------------------------
 
     def _bump_master(self) -> int:
@@ -505,7 +503,7 @@ class CrmStore(SqlHooks):
             "AND (last_name LIKE ? OR first_name LIKE ? OR middle_name LIKE ?)" for _ in words[1:]
         )
         rest_params = [p for w in words[1:] for p in (w + "%",) * 3]
-        if self.backend == "postgresql":
+        if self.dialect.trigram_search:
             # Trigram similarity over the distinct last names (a small table, GIN-indexed),
             # then the customers of the best few names: never a pass over every customer.
             sql = (

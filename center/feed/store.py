@@ -258,17 +258,11 @@ class MasterFeedStore(SqlHooks):
         return int(row[0])
 
     def _ledger_mark_now(self) -> int:
-        if self.backend == "postgresql":
-            sql = "SELECT CAST(CAST(pg_snapshot_xmin(pg_current_snapshot()) AS TEXT) AS BIGINT)"
-        else:
-            sql = "SELECT COALESCE(MAX(entry_id), 0) + 1 FROM ledger"
-        return int(self._execute(sql).fetchone()[0])
+        return int(self._execute(self.dialect.ledger_mark_sql).fetchone()[0])
 
     def _ledger_since(self) -> str:
         """WHERE condition: ledger rows at or above a mark (one `?`)."""
-        if self.backend == "postgresql":
-            return "feed_xid >= CAST(CAST(? AS TEXT) AS xid8)"
-        return "entry_id >= ?"
+        return self.dialect.ledger_since_sql
 
     def _mark_at(self, version: int) -> tuple[int, int, Any] | None:
         """(mark version, ledger mark, marked_at as stored) of the newest mark <= `version`."""
@@ -311,9 +305,9 @@ class MasterFeedStore(SqlHooks):
         if moved is None:
             return
         with self._guard("tick master feed"), self._transaction():
-            skip = " SKIP LOCKED" if self.backend == "postgresql" else ""
             row = self._execute(
-                f"SELECT version FROM master_version WHERE id = 1{self._FOR_UPDATE}{skip}"
+                "SELECT version FROM master_version WHERE id = 1"
+                f"{self._FOR_UPDATE}{self.dialect.skip_locked}"
             ).fetchone()
             if row is None:
                 return  # a master writer holds the lock: its commit moves the version anyway
@@ -344,13 +338,7 @@ class MasterFeedStore(SqlHooks):
         )
 
     def _has_table(self, name: str) -> bool:
-        if self.backend == "postgresql":
-            row = self._execute("SELECT to_regclass(?) IS NOT NULL", (name,)).fetchone()
-            return bool(row[0])
-        row = self._execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
-        ).fetchone()
-        return row is not None
+        return self.dialect.has_table(self._execute, name)
 
     def _card_rows(self, cards: Sequence[Sequence[Any]], now: datetime) -> list[dict[str, Any]]:
         """Card rows (card_no, customer_id, status) with balance and segments."""
@@ -457,7 +445,7 @@ class MasterFeedStore(SqlHooks):
         """Customers whose coupons or offers changed with no card bump since a mark: coupons
         redeemed (feed position at/above it), coupons and offers that expired since it."""
         found: set[str] = set()
-        if self.backend == "postgresql":  # SQLite's ingest bumps the cards itself
+        if not self.dialect.single_writer:  # a single writer's ingest bumps the cards itself
             found.update(
                 str(r[0])
                 for r in self._execute(

@@ -63,7 +63,7 @@ class PartitionStore(SqlHooks):
     """Mixin of SqlStorage."""
 
     def ensure_partitions(self, now: datetime, *, months_ahead: int = MONTHS_AHEAD) -> list[str]:
-        if self.backend != "postgresql":
+        if not self.dialect.partitions:
             return []
         with self._guard("create partitions"), self._transaction():
             return _create_partitions(self, now, months_ahead)

@@ -212,14 +212,8 @@ class CouponJobStore(SqlHooks):
             if want > 0:
                 codes = self._code_maker(_request_of(job["request"]))(want)
                 codes.sort()  # staged in order: the index grows at its end
-                if self.backend == "postgresql":
-                    self._bulk_insert("coupon_job_codes", ("job_id", "code"),
-                                      [(job_id, c) for c in codes])  # fmt: skip
-                else:
-                    self._executemany(
-                        "INSERT INTO coupon_job_codes (job_id, code) VALUES (?, ?)",
-                        [(job_id, c) for c in codes],
-                    )
+                self._bulk_insert("coupon_job_codes", ("job_id", "code"),
+                                  [(job_id, c) for c in codes])  # fmt: skip
                 self._execute(
                     "UPDATE coupon_jobs SET generated = generated + ?, updated_at = ? "
                     "WHERE job_id = ?",
@@ -241,17 +235,14 @@ class CouponJobStore(SqlHooks):
                     f"coupon job {job_id} has {job['generated']} of {job['total']} codes",
                 )
             self._insert_batch(batch_id, request, job["created_by"], at)
-            before = 0 if self.backend == "postgresql" else self._job_total_changes()
-            cursor = self._execute(
-                "INSERT INTO coupons (code, batch_id, status) "
-                "SELECT DISTINCT code, ?, 'issued' FROM coupon_job_codes WHERE job_id = ? "
-                "ORDER BY code ON CONFLICT DO NOTHING",
-                (batch_id, job_id),
-            )
-            made = (
-                int(cursor.rowcount)
-                if self.backend == "postgresql"
-                else self._job_total_changes() - before
+            made = self.dialect.count_inserted(
+                self._execute,
+                lambda: self._execute(
+                    "INSERT INTO coupons (code, batch_id, status) "
+                    "SELECT DISTINCT code, ?, 'issued' FROM coupon_job_codes WHERE job_id = ? "
+                    "ORDER BY code ON CONFLICT DO NOTHING",
+                    (batch_id, job_id),
+                ),
             )
             generate = self._code_maker(request)
             while made < request.count:  # codes another batch holds (or drawn twice): again
@@ -272,9 +263,6 @@ class CouponJobStore(SqlHooks):
             found = self._job_row(job_id)
             assert found is not None
             return self._job_view(found)
-
-    def _job_total_changes(self) -> int:
-        return int(self._execute("SELECT total_changes()").fetchone()[0])
 
     def fail_coupon_job(self, job_id: str, error: str, now: datetime) -> bool:
         at = self._ts(now)

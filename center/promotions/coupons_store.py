@@ -192,7 +192,7 @@ class CouponStore(SqlHooks):
 
     def _insert_codes(self, batch_id: str, codes: list[str]) -> int:
         """Insert the codes not already held by any batch; how many were new."""
-        if self.backend == "postgresql":
+        if self.dialect.bulk_staging:
             self._execute(
                 "CREATE TEMP TABLE IF NOT EXISTS coupon_staging (code TEXT) ON COMMIT DELETE ROWS"
             )
@@ -205,13 +205,14 @@ class CouponStore(SqlHooks):
             )
             self._execute("DELETE FROM coupon_staging")
             return int(cursor.rowcount)
-        before = self._execute("SELECT total_changes()").fetchone()[0]
-        self._executemany(
-            "INSERT INTO coupons (code, batch_id, status) VALUES (?, ?, 'issued') "
-            "ON CONFLICT DO NOTHING",
-            [(c, batch_id) for c in codes],
+        return self.dialect.count_inserted(
+            self._execute,
+            lambda: self._executemany(
+                "INSERT INTO coupons (code, batch_id, status) VALUES (?, ?, 'issued') "
+                "ON CONFLICT DO NOTHING",
+                [(c, batch_id) for c in codes],
+            ),
         )
-        return int(self._execute("SELECT total_changes()").fetchone()[0]) - int(before)
 
     def _batch_view(self, batch_id: str) -> dict[str, Any] | None:
         row = self._execute(
@@ -499,7 +500,7 @@ class CouponStore(SqlHooks):
             holder = known[code]
             if holder is not None:
                 holders.add(holder)
-        if holders and self.backend != "postgresql":
+        if holders and self.dialect.single_writer:
             # Card rows carry their customer's coupons (feed.py). SQLite has one writer, so
             # ingest bumps like any master write; PostgreSQL ingest takes no global lock and
             # the feed finds redemptions by their transaction id (coupon_redemptions.feed_pos).

@@ -97,12 +97,10 @@ class SegmentStore(SqlHooks):
     # -- membership SQL ------------------------------------------------------------------------
 
     def _attribute_sql(self) -> str:
-        if self.backend == "postgresql":
-            return "(attributes::jsonb ->> ?)"
-        return "CAST(json_extract(attributes, ?) AS TEXT)"
+        return self.dialect.json_text("attributes")
 
     def _attribute_key(self, name: str) -> str:
-        return name if self.backend == "postgresql" else f'$."{name}"'
+        return self.dialect.json_key(name)
 
     def membership_query(self, rule: Rule, now: datetime) -> tuple[str, list[Any]]:
         """The statement selecting the customer_ids matching ``rule`` at ``now``."""

@@ -100,7 +100,7 @@ def offset_spans(
 
 def _day(db: SqlHooks, column: str, zone: str, start: datetime, end: datetime) -> str:
     """SQL of the zone's calendar day (YYYY-MM-DD) of a timestamp column in [start, end)."""
-    if db.backend == "postgresql":
+    if db.dialect.zone_functions:
         zone_of(zone)  # a checked name: safe to quote as a literal
         return f"to_char({column} AT TIME ZONE '{zone}', 'YYYY-MM-DD')"
     spans = offset_spans(zone_of(zone), start, end)
@@ -289,7 +289,7 @@ def promotion_effect(
     db = _sql(storage)
     day = _day(db, "s.closed_at", zone, start, end)
     ledger_day = _day(db, "created_at", zone, start, end)
-    found = "position(? in s.payload) > 0" if db.backend == "postgresql" else "instr(s.payload, ?)"
+    found = db.dialect.contains("s.payload")
     period = (db._ts(start), db._ts(end))
     with db._guard("report promotion effect"), db._snapshot():
         known = db._execute(

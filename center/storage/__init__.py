@@ -33,17 +33,25 @@ __all__ = [
 ]
 
 
+def _postgres(settings: StorageSettings) -> Storage:
+    from center.storage.postgres import PostgresStorage  # psycopg only when configured
+
+    return PostgresStorage(settings.dsn)
+
+
+def _sqlite(settings: StorageSettings) -> Storage:
+    from center.storage.sqlite import SqliteStorage
+
+    return SqliteStorage(settings.sqlite_path)
+
+
+_OPENERS = {"postgresql": _postgres, "sqlite": _sqlite}
+"""storage.backend -> how to open it (config.BACKENDS names the same keys)."""
+
+
 def open_storage(settings: StorageSettings, *, migrate: bool = True) -> Storage:
     """Open the configured backend (and bring its schema up to date)."""
-    storage: Storage
-    if settings.backend == "postgresql":
-        from center.storage.postgres import PostgresStorage
-
-        storage = PostgresStorage(settings.dsn)
-    else:
-        from center.storage.sqlite import SqliteStorage
-
-        storage = SqliteStorage(settings.sqlite_path)
+    storage = _OPENERS[settings.backend](settings)
     if migrate:
         try:
             storage.migrate()

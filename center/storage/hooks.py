@@ -7,6 +7,8 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from center.storage.dialect import Dialect
+
 if TYPE_CHECKING:
     from center.storage.sql import SqlStorage
 
@@ -20,7 +22,12 @@ class SqlHooks:
     """Declarations of SqlStorage's hooks, so each mixin type-checks on its own."""
 
     backend: str = ""
-    _FOR_UPDATE = ""
+    dialect: Dialect
+
+    @property
+    def _FOR_UPDATE(self) -> str:
+        """Suffix of a SELECT locking its rows until the commit (the dialect's)."""
+        return self.dialect.for_update
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         raise NotImplementedError

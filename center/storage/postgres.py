@@ -31,6 +31,7 @@ from center.promotions import offers_store as offers
 from center.promotions import segments_store as segments
 from center.promotions import store as promotions
 from center.storage.base import LedgerEntry
+from center.storage.dialect import POSTGRES
 from center.storage.sql import Migration, SqlStorage, _Batch, _Prepared, lots_from_ledger
 
 __all__ = ["POSTGRES_MIGRATIONS", "PostgresStorage"]
@@ -281,6 +282,7 @@ class PostgresStorage(SqlStorage):
     """The Center's state in a PostgreSQL database."""
 
     backend = "postgresql"
+    dialect = POSTGRES
     migrations = POSTGRES_MIGRATIONS
 
     def __init__(self, dsn: str) -> None:
@@ -581,8 +583,6 @@ class PostgresStorage(SqlStorage):
             if entry_id is not None:
                 journaled.append((entry_id, e))
         return journaled
-
-    _FOR_UPDATE = " FOR UPDATE"
 
     def _ts(self, value: datetime | None) -> Any:
         return value

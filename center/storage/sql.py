@@ -123,9 +123,6 @@ class SqlStorage(
     def _lock_cards(self, card_nos: Iterable[str]) -> None:
         """Serialise ledger writers per card (inside the write transaction), in one global order."""
 
-    _FOR_UPDATE = ""
-    """Suffix locking the selected lots until the commit (PostgreSQL)."""
-
     def _lock_schema(self) -> None:
         """Serialise concurrent migrations (inside the migration transaction)."""
 

@@ -22,6 +22,7 @@ from center.promotions import coupons_store as coupons
 from center.promotions import offers_store as offers
 from center.promotions import segments_store as segments
 from center.promotions import store as promotions
+from center.storage.dialect import SQLITE
 from center.storage.sql import Migration, SqlStorage, lots_from_ledger
 
 __all__ = ["SQLITE_MIGRATIONS", "SqliteStorage"]
@@ -260,6 +261,7 @@ class SqliteStorage(SqlStorage):
     """The Center's state in one SQLite file."""
 
     backend = "sqlite"
+    dialect = SQLITE
     migrations = SQLITE_MIGRATIONS
 
     def __init__(self, path: str | Path) -> None:
