@@ -31,6 +31,8 @@ from pos_agent.replica import Replica
 from sync_protocol import (
     CONTENT_TYPE,
     Ack,
+    Backoff,
+    FailureLog,
     Heartbeat,
     MasterDelta,
     MasterSnapshot,
@@ -104,14 +106,19 @@ class Uploader:
         self._discovery_factory = discovery_factory or functools.partial(
             StoreDiscovery, verify=verify
         )
-        self._rng = rng or random.Random()
+        node, register = config.store_node, config.register
+        self._backoff = Backoff(base_s=node.upload_interval_s, cap_s=node.backoff_max_s, rng=rng)
+        self._failures = FailureLog(
+            log,
+            "syncing with the store node",
+            ids={"store": register.store_id, "register": register.register_id},
+        )
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._status = UploaderStatus(store_url=config.store_node.url or None)
         self._batch_limit = config.store_node.batch_size
-        self._failing = False
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -167,25 +174,22 @@ class Uploader:
             None if self.config.store_node.url else self._discovery_factory(register.store_id)
         )
         link = _Link(self, journal, replica, session, discovery)
-        failures = 0
         try:
             while not self._stop.is_set():
                 self._wake.clear()
                 try:
                     more = link.cycle()
                 except (UploadError, ReplicaError) as exc:
-                    failures += 1
                     self._fail(str(exc), journal)
-                    self._sleep(self._backoff(failures), interruptible=False)
+                    self._sleep(self._backoff.failed(), interruptible=False)
                     continue
                 except Exception as exc:  # a bug must not kill the thread that saves sales
-                    failures += 1
                     log.exception("uploader cycle failed unexpectedly")
                     self._fail(f"internal error: {exc!r}", journal)
-                    self._sleep(self._backoff(failures), interruptible=False)
+                    self._sleep(self._backoff.failed(), interruptible=False)
                     continue
-                if failures:
-                    failures = 0
+                if self._backoff.failures:
+                    self._backoff.succeeded()
                     self._recover(journal)
                 self._sleep(0 if more else self.config.store_node.upload_interval_s)
         finally:
@@ -211,35 +215,15 @@ class Uploader:
             self._wake.wait(remaining)
             self._wake.clear()
 
-    def _backoff(self, failures: int) -> float:
-        """Capped exponential backoff with jitter (between half and all of the step)."""
-        node = self.config.store_node
-        step = min(node.backoff_max_s, node.upload_interval_s * 2 ** min(failures - 1, 30))
-        return step * (0.5 + self._rng.random() / 2)
-
     def _fail(self, message: str, journal: Journal) -> None:
         self._set_status(last_error=message)
-        if self._failing:
-            log.debug("store node still unavailable: %s", message)
-            return
-        self._failing = True
-        log.warning(
-            "register %s cannot sync with its store node (%d sales queued, selling goes on): %s",
-            self.config.register.register_id,
-            journal.stats().queue_depth,
-            message,
-        )
+        depth = journal.stats().queue_depth
+        self._failures.failed(f"{message} ({depth} sales queued, selling goes on)")
 
     def _recover(self, journal: Journal) -> None:
         self._set_status(last_error=None)
-        if self._failing:
-            self._failing = False
-            log.info(
-                "register %s synced with store node %s again (%d sales queued)",
-                self.config.register.register_id,
-                self.status().store_url,
-                journal.stats().queue_depth,
-            )
+        depth = journal.stats().queue_depth
+        self._failures.recovered(f"store node {self.status().store_url}, {depth} sales queued")
 
 
 class _Link:

@@ -14,13 +14,12 @@ from store_node.errors import (
     StoreNodeError,
     UnsupportedMediaType,
 )
-from store_node.forwarder import Backoff, Forwarder, backoff_delay
+from store_node.forwarder import Forwarder
 from store_node.salesbox import BoxWorker, SalesBox, check_sale
 
 __all__ = [
     "SERVICE_TYPE",
     "Advertiser",
-    "Backoff",
     "BoxWorker",
     "CenterSettings",
     "CenterUnavailable",
@@ -36,7 +35,6 @@ __all__ = [
     "StoreNodeError",
     "StoreSettings",
     "UnsupportedMediaType",
-    "backoff_delay",
     "check_sale",
     "create_app",
     "load_config",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -24,6 +23,8 @@ from store_node.salesbox import BoxWorker, RegisterState, SalesBox
 from sync_protocol import (
     CONTENT_TYPE,
     Ack,
+    Backoff,
+    FailureLog,
     Heartbeat,
     Limits,
     MasterDelta,
@@ -35,7 +36,7 @@ from sync_protocol import (
     encode,
 )
 
-__all__ = ["Backoff", "FailureLog", "Forwarder", "backoff_delay"]
+__all__ = ["Forwarder"]
 
 log = logging.getLogger(__name__)
 
@@ -47,75 +48,6 @@ MAX_MASTER_PAGES = 50
 MASTER_VERIFY_EVERY_S = 300.0
 """How often an up-to-date cache is re-read in full and checked against the Center's checksum."""
 _MAX_DEVICES = 512
-
-
-def backoff_delay(attempt: int, *, initial_s: float, max_s: float, rng: random.Random) -> float:
-    """Full-jitter delay for 0-based attempt n: uniform in [0, min(max_s, initial_s * 2**n)]."""
-    if attempt < 0:
-        raise ValueError(f"attempt: {attempt} must be >= 0")
-    if initial_s <= 0 or max_s < initial_s:
-        raise ValueError(f"initial_s={initial_s}, max_s={max_s}: need 0 < initial_s <= max_s")
-    # 2.0**n overflows a float past n=1023; long before that every sane cap is reached.
-    ceiling = max_s if attempt >= 1000 else min(max_s, initial_s * 2.0**attempt)
-    return rng.uniform(0.0, ceiling)
-
-
-class Backoff:
-    """Gate on a monotonic clock: after a failure, refuse attempts until a jittered delay passed."""
-
-    def __init__(
-        self,
-        *,
-        initial_s: float,
-        max_s: float,
-        rng: random.Random,
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.initial_s = initial_s
-        self.max_s = max_s
-        self.failures = 0
-        self._rng = rng
-        self._monotonic = monotonic
-        self._not_before = -math.inf
-
-    def ready(self) -> bool:
-        """True when the next attempt may be made now."""
-        return self._monotonic() >= self._not_before
-
-    def failed(self) -> float:
-        """Record a failure; return the delay chosen before the next attempt."""
-        delay = backoff_delay(
-            self.failures, initial_s=self.initial_s, max_s=self.max_s, rng=self._rng
-        )
-        self.failures += 1
-        self._not_before = self._monotonic() + delay
-        return delay
-
-    def succeeded(self) -> None:
-        """Record a success: the next failure starts again from the initial delay."""
-        self.failures = 0
-        self._not_before = -math.inf
-
-
-class FailureLog:
-    """Logs a repeating failure once at WARNING, then at DEBUG, and once more on recovery."""
-
-    def __init__(self, what: str, logger: logging.Logger = log) -> None:
-        self.what = what
-        self.failing = False
-        self._logger = logger
-
-    def failed(self, message: str) -> None:
-        """Log one failure of this kind of exchange."""
-        level = logging.DEBUG if self.failing else logging.WARNING
-        self._logger.log(level, "%s failed: %s", self.what, message)
-        self.failing = True
-
-    def recovered(self) -> None:
-        """Log the recovery once, if it was failing."""
-        if self.failing:
-            self._logger.info("%s recovered", self.what)
-        self.failing = False
 
 
 def _utcnow() -> datetime:
@@ -171,14 +103,15 @@ class Forwarder:
         self.clock = clock
         self.batch_size = config.center.batch_size
         self.backoff = Backoff(
-            initial_s=config.center.backoff_initial_s,
-            max_s=config.center.backoff_max_s,
-            rng=rng or random.Random(),
+            base_s=config.center.backoff_initial_s,
+            cap_s=config.center.backoff_max_s,
+            rng=rng,
             monotonic=monotonic,
         )
-        self._ingest_log = FailureLog("sending sales to the Center")
-        self._heartbeat_log = FailureLog("heartbeat to the Center")
-        self._master_log = FailureLog("fetching master data from the Center")
+        ids = {"store": config.store.store_id, "node": config.store.node_id}
+        self._ingest_log = FailureLog(log, "sending sales to the Center", ids=ids)
+        self._heartbeat_log = FailureLog(log, "heartbeat to the Center", ids=ids)
+        self._master_log = FailureLog(log, "fetching master data from the Center", ids=ids)
         self._session: aiohttp.ClientSession | None = None
         self._scheduler: AsyncIOScheduler | None = None
         self._running: set[asyncio.Task[Any]] = set()

@@ -17,11 +17,14 @@ from store_node.master_cache import MASTER_SCHEMA, MasterState
 from store_node.migrations import Migrations, database_file
 from sync_protocol import (
     Ack,
+    Classification,
     Heartbeat,
     MasterDelta,
     MasterSnapshot,
     Rejection,
     Sale,
+    Verdict,
+    classify_sale,
     decode,
     encode,
     encode_sale,
@@ -295,11 +298,13 @@ class SalesBox:
                 reason = check_sale(sale, self.store_id)
                 if reason is None:
                     seen.setdefault(sale.register_id, 0)
-                    reason = self._conflict(conn, sale, fingerprint)
-                    if reason == "":
+                    classified = self._classify(conn, sale, fingerprint)
+                    if classified.verdict is Verdict.DUPLICATE:
                         duplicates.append(sale.sale_id)
                         seen[sale.register_id] = max(seen[sale.register_id], sale.seq)
                         continue
+                    if classified.verdict is Verdict.CONFLICT:
+                        reason = classified.reason
                 if reason is not None:
                     rejected.append(Rejection(sale_id=sale.sale_id, reason=reason))
                     conn.execute(
@@ -348,27 +353,25 @@ class SalesBox:
                 )
         return Ack(accepted=tuple(accepted), duplicates=tuple(duplicates), rejected=tuple(rejected))
 
-    def _conflict(self, conn: sqlite3.Connection, sale: Sale, fingerprint: str) -> str | None:
-        """None: new sale; "": identical duplicate; otherwise why it conflicts."""
-        row = conn.execute(
+    def _classify(self, conn: sqlite3.Connection, sale: Sale, fingerprint: str) -> Classification:
+        """The hops' one rule (sync_protocol.classify_sale) against the sales stored here."""
+        held = conn.execute(
             "SELECT fingerprint FROM sales WHERE sale_id = ?", (sale.sale_id,)
         ).fetchone()
-        if row is not None:
-            if row[0] == fingerprint:
-                return ""
-            return (
-                f"sale_id: {sale.sale_id} was already stored with a different payload "
-                f"(fingerprint {row[0][:12]}..., got {fingerprint[:12]}...)"
-            )
-        row = conn.execute(
-            "SELECT sale_id FROM sales WHERE register_id = ? AND seq = ?",
-            (sale.register_id, sale.seq),
-        ).fetchone()
-        if row is not None:
-            return (
-                f"seq: register {sale.register_id} seq {sale.seq} is already used by sale {row[0]}"
-            )
-        return None
+        holder = None
+        if held is None:  # the rule reads the seq's holder only when the sale_id is free
+            holder = conn.execute(
+                "SELECT sale_id FROM sales WHERE register_id = ? AND seq = ?",
+                (sale.register_id, sale.seq),
+            ).fetchone()
+        return classify_sale(
+            sale_id=sale.sale_id,
+            register_id=sale.register_id,
+            seq=sale.seq,
+            fingerprint=fingerprint,
+            held_fingerprint=held[0] if held else None,
+            seq_holder=holder[0] if holder else None,
+        )
 
     def record_heartbeat(self, heartbeat: Heartbeat, *, now: datetime) -> None:
         """Remember what a register reported about itself; the node's clock sets last_seen_at."""

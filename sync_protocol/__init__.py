@@ -14,6 +14,7 @@ from .codec import (
     encode_sale,
     sale_fingerprint,
 )
+from .dedup import Classification, Verdict, classify_sale
 from .errors import (
     BadSignature,
     MalformedMessage,
@@ -45,6 +46,7 @@ from .messages import (
     SaleLine,
     SaleOffer,
 )
+from .retry import Backoff, FailureLog, backoff_delay
 from .signing import (
     NODE_HEADER,
     NONCE_HEADER,
@@ -78,8 +80,11 @@ __all__ = [
     "SIGNATURE_WINDOW_S",
     "TIMESTAMP_HEADER",
     "Ack",
+    "Backoff",
     "BadSignature",
+    "Classification",
     "Envelope",
+    "FailureLog",
     "Heartbeat",
     "Limits",
     "LineDiscount",
@@ -107,11 +112,14 @@ __all__ = [
     "UnknownMessageType",
     "UnknownNode",
     "UnsupportedVersion",
+    "Verdict",
+    "backoff_delay",
     "canonical_query",
     "canonical_row",
     "canonical_string",
     "chain_hash",
     "check_timestamp",
+    "classify_sale",
     "decode",
     "decode_sale",
     "encode",

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
+import threading
 import time
 from pathlib import Path
+
+import pytest
 
 from pos_agent import Config, Uploader
 from tests.pos_agent.pos_fakes import (
@@ -207,3 +212,60 @@ async def test_stop_is_prompt_while_backing_off(tmp_path: Path) -> None:
     started = time.monotonic()
     await asyncio.to_thread(uploader.stop)
     assert time.monotonic() - started < 1.0
+
+
+class RecordingUploader(Uploader):
+    """The real uploader, noting every wait it makes; `backed_off` is set after `enough` of
+    the uninterruptible (backoff) ones, `recovered` when it waits normally after those."""
+
+    def __init__(self, config: Config, *, enough: int, rng: random.Random) -> None:
+        super().__init__(config, rng=rng)
+        self.waits: list[tuple[float, bool]] = []
+        self.enough = enough
+        self.backed_off = threading.Event()
+        self.recovered = threading.Event()
+
+    def _sleep(self, seconds: float, *, interruptible: bool = True) -> None:
+        self.waits.append((seconds, interruptible))
+        backoffs = [w for w in self.waits if not w[1]]
+        if len(backoffs) >= self.enough:
+            self.backed_off.set()
+            if interruptible:
+                self.recovered.set()
+        super()._sleep(seconds, interruptible=interruptible)
+
+
+async def test_failures_back_off_by_the_shared_rule_and_warn_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    node = FakeStoreNode()  # not started yet: every cycle fails
+    base, cap, enough = 0.02, 0.16, 6
+    # master_poll_s tiny: every cycle reaches the node, even with no sale queued.
+    config = _config(tmp_path, node, upload_interval_s=base, backoff_max_s=cap, master_poll_s=0.001)
+    caplog.set_level(logging.DEBUG, logger="pos_agent.uploader")
+    uploader = RecordingUploader(config, enough=enough, rng=random.Random(3))
+    uploader.start()
+    try:
+        assert await asyncio.to_thread(uploader.backed_off.wait, 10)
+        await node.start()
+        assert await asyncio.to_thread(uploader.recovered.wait, 10)
+    finally:
+        await asyncio.to_thread(uploader.stop)
+        await node.stop()
+    backoffs = [seconds for seconds, interruptible in uploader.waits if not interruptible]
+    assert len(backoffs) >= enough
+    for n, delay in enumerate(backoffs):
+        # sync_protocol.backoff_delay: equal jitter in [step / 2, step].
+        step = min(cap, base * 2**n)
+        assert step / 2 <= delay <= step
+    assert len(set(backoffs)) > 1  # jittered
+    said = [
+        (r.levelname, r.getMessage())
+        for r in caplog.records
+        if "syncing with the store node" in r.getMessage()
+    ]
+    levels = [level for level, _ in said]
+    assert levels == ["WARNING"] + ["DEBUG"] * (len(backoffs) - 1) + ["INFO"]
+    assert all(text.startswith("store 367, register 367-1: ") for _, text in said)
+    assert "selling goes on" in said[0][1]
+    assert f"store node {node.url}" in said[-1][1]

@@ -9,12 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from store_node import Config
 from store_node.app import FORWARDER_KEY, WORKER_KEY
-from store_node.forwarder import Backoff, FailureLog, backoff_delay
 from sync_protocol import Heartbeat, MasterSnapshot, decode
 from tests.store_node.store_fakes import (
     Clock,
@@ -26,86 +23,12 @@ from tests.store_node.store_fakes import (
     running_node,
 )
 
-# -- the backoff function ------------------------------------------------------------------
-
 
 class TopRandom(random.Random):
-    """Always draws the top of the range, so the ceiling itself can be observed."""
+    """Always draws the top of the range, so the step itself can be observed."""
 
     def uniform(self, a: float, b: float) -> float:
         return b
-
-
-@given(
-    attempt=st.integers(min_value=0, max_value=5000),
-    initial=st.floats(min_value=0.001, max_value=10.0),
-    factor=st.floats(min_value=1.0, max_value=1000.0),
-    seed=st.integers(min_value=0, max_value=2**32),
-)
-def test_backoff_delay_stays_within_the_capped_exponential(
-    attempt: int, initial: float, factor: float, seed: int
-) -> None:
-    cap = initial * factor
-    delay = backoff_delay(attempt, initial_s=initial, max_s=cap, rng=random.Random(seed))
-    assert 0.0 <= delay <= min(cap, initial * 2.0 ** min(attempt, 1000))
-
-
-@given(attempt=st.integers(min_value=0, max_value=40))
-def test_backoff_ceiling_doubles_until_the_cap(attempt: int) -> None:
-    top = TopRandom()
-    ceiling = backoff_delay(attempt, initial_s=0.5, max_s=60.0, rng=top)
-    assert ceiling == min(60.0, 0.5 * 2**attempt)
-    following = backoff_delay(attempt + 1, initial_s=0.5, max_s=60.0, rng=top)
-    assert following == min(60.0, 2 * ceiling)
-
-
-def test_backoff_delay_is_jittered_and_reproducible() -> None:
-    draws = [backoff_delay(6, initial_s=1.0, max_s=60.0, rng=random.Random(7)) for _ in range(3)]
-    assert len(set(draws)) == 1  # same seed, same delay
-    spread = {backoff_delay(6, initial_s=1.0, max_s=60.0, rng=random.Random(s)) for s in range(50)}
-    assert len(spread) == 50 and min(spread) < 20 < max(spread)  # full jitter over [0, 60]
-
-
-def test_backoff_delay_rejects_nonsense() -> None:
-    with pytest.raises(ValueError, match="attempt"):
-        backoff_delay(-1, initial_s=1.0, max_s=2.0, rng=random.Random())
-    with pytest.raises(ValueError, match="max_s"):
-        backoff_delay(0, initial_s=3.0, max_s=2.0, rng=random.Random())
-
-
-def test_backoff_gate_uses_the_monotonic_clock() -> None:
-    now = [100.0]
-    gate = Backoff(initial_s=1.0, max_s=8.0, rng=TopRandom(), monotonic=lambda: now[0])
-    assert gate.ready()
-    assert gate.failed() == 1.0
-    assert not gate.ready()
-    now[0] += 1.0
-    assert gate.ready()
-    assert gate.failed() == 2.0  # the second failure waits longer
-    assert gate.failed() == 4.0
-    now[0] += 3.9
-    assert not gate.ready()
-    gate.succeeded()
-    assert gate.ready() and gate.failures == 0
-    assert gate.failed() == 1.0
-
-
-def test_failure_log_warns_once_then_debug_then_recovers(caplog: pytest.LogCaptureFixture) -> None:
-    logger = logging.getLogger("test.failurelog")
-    failures = FailureLog("sending sales", logger)
-    with caplog.at_level(logging.DEBUG, logger="test.failurelog"):
-        failures.failed("HTTP 500")
-        failures.failed("HTTP 500")
-        failures.failed("refused")
-        failures.recovered()
-        failures.recovered()
-    levels = [(r.levelname, r.getMessage()) for r in caplog.records]
-    assert levels == [
-        ("WARNING", "sending sales failed: HTTP 500"),
-        ("DEBUG", "sending sales failed: HTTP 500"),
-        ("DEBUG", "sending sales failed: refused"),
-        ("INFO", "sending sales recovered"),
-    ]
 
 
 # -- forwarding against a real fake Center -------------------------------------------------
@@ -175,6 +98,41 @@ async def test_center_down_is_a_retryable_failure(tmp_path: Path) -> None:
         health = await node.get_json("/health")
         assert health["pending_to_center"] == 1
         assert "ClientConnectorError" in health["last_center_error"]
+
+
+async def test_repeated_center_failures_back_off_by_the_shared_rule_and_warn_once(
+    tmp_path: Path, center: FakeCenter, caplog: pytest.LogCaptureFixture
+) -> None:
+    ticks = [0.0]
+    base, cap, failures = 0.5, 4.0, 6
+    config = _node_config(tmp_path, center, backoff_initial_s=base, backoff_max_s=cap)
+    options = {"run_jobs": False, "monotonic": lambda: ticks[0], "rng": random.Random(11)}
+    caplog.set_level(logging.DEBUG, logger="store_node.forwarder")
+    async with running_node(config, **options) as node:
+        forwarder = node.app[FORWARDER_KEY]
+        await node.send(make_sale(1))
+        center.fail_status = 503
+        for n in range(failures):
+            assert await forwarder.forward_once() == 0
+            assert center.requests == n + 1
+            # sync_protocol.backoff_delay: equal jitter in [step / 2, step].
+            step = min(cap, base * 2**n)
+            ticks[0] += step / 2 - 1e-6
+            assert not forwarder.backoff.ready()
+            assert await forwarder.forward_once() == 0  # gated: nothing sent
+            assert center.requests == n + 1
+            ticks[0] += step / 2 + 2e-6
+            assert forwarder.backoff.ready()
+        center.fail_status = None
+        assert await forwarder.forward_once() == 1
+    said = [
+        (r.levelname, r.getMessage())
+        for r in caplog.records
+        if "sending sales to the Center" in r.getMessage()
+    ]
+    assert [level for level, _ in said] == ["WARNING"] + ["DEBUG"] * (failures - 1) + ["INFO"]
+    assert all(text.startswith("store 367, node store-367: ") for _, text in said)
+    assert "HTTP 503" in said[0][1]
 
 
 async def test_center_rejection_is_flagged_and_not_resent(

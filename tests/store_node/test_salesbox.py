@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 from store_node import SalesBox, StorageError, check_sale
-from sync_protocol import Heartbeat, MasterSnapshot, Rejection, decode, decode_sale, encode
+from sync_protocol import (
+    Heartbeat,
+    MasterSnapshot,
+    Rejection,
+    decode,
+    decode_sale,
+    encode,
+    sale_fingerprint,
+)
 from tests.store_node.store_fakes import STORE_ID, T0, make_sale
 
 
@@ -20,6 +28,11 @@ def box(tmp_path: Path) -> Iterator[SalesBox]:
     sales_box = SalesBox(tmp_path / "store.db", store_id=STORE_ID)
     yield sales_box
     sales_box.close()
+
+
+def quarantine_reasons(box: SalesBox) -> dict[str, str]:
+    with sqlite3.connect(box.path) as conn:
+        return dict(conn.execute("SELECT sale_id, reason FROM quarantine").fetchall())
 
 
 def test_new_sales_are_accepted_and_stored_canonically(box: SalesBox) -> None:
@@ -49,8 +62,13 @@ def test_same_id_with_other_payload_is_rejected_and_quarantined(box: SalesBox) -
     ack = box.accept([changed], now=T0)
     assert ack.accepted == () and ack.duplicates == ()
     assert [r.sale_id for r in ack.rejected] == [original.sale_id]
-    assert "different payload" in ack.rejected[0].reason
-    assert "sale_id" in ack.rejected[0].reason
+    # The Center's wording, from the one rule every hop applies.
+    assert ack.rejected[0].reason == (
+        f"sale_id: {original.sale_id} is already stored with a different payload "
+        f"(fingerprint {sale_fingerprint(original)[:12]}..., "
+        f"this one {sale_fingerprint(changed)[:12]}...)"
+    )
+    assert ack.rejected[0].reason == quarantine_reasons(box)[original.sale_id]
     # The stored sale is untouched; the conflicting one is kept aside.
     assert decode_sale(box.pending(10)[0].payload) == original
     assert box.counts()["quarantine"] == 1
@@ -67,7 +85,7 @@ def test_register_seq_reused_by_another_sale_is_rejected(box: SalesBox) -> None:
     assert ack.rejected == (
         Rejection(
             other.sale_id,
-            f"seq: register 367-1 seq 7 is already used by sale {first.sale_id}",
+            f"seq: register 367-1 seq 7 already belongs to sale {first.sale_id}",
         ),
     )
     assert [p.sale_id for p in box.pending(10)] == [first.sale_id]
