@@ -7,12 +7,8 @@ placeholders on both backends.
 
 from __future__ import annotations
 
-import random
-import re
 import sqlite3
 import threading
-import time
-import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -21,9 +17,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from center.errors import StorageError
-from center.storage.dialect import POSTGRES, SQLITE, Dialect
+from center.storage.dialect import SQLITE, Dialect
 
-__all__ = ["Database", "PostgresDatabase", "SqliteDatabase"]
+__all__ = ["Database", "SqliteDatabase"]
 
 _T = TypeVar("_T")
 
@@ -40,7 +36,7 @@ class Database(ABC):
 
     @property
     def backend(self) -> str:
-        """"sqlite" or "postgresql"."""
+        """ "sqlite" or "postgresql"."""
         return self.dialect.name
 
     @abstractmethod
@@ -56,7 +52,9 @@ class Database(ABC):
         index; PostgreSQL's generic plan of a prepared statement would scan)."""
         return self.execute(sql, params)
 
-    def bulk_insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    def bulk_insert(
+        self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+    ) -> None:
         """Insert many rows into `table` (PostgreSQL: COPY)."""
         marks = ", ".join("?" for _ in columns)
         sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
@@ -95,9 +93,11 @@ class Database(ABC):
         """Serialise ledger writers per card (inside the write transaction), in one global order.
 
         A single-writer database needs nothing: its write transaction is the lock."""
+        return None
 
     def lock_schema(self) -> None:
         """Serialise concurrent migrations (inside the migration transaction)."""
+        return None
 
     def retry_transient(self, attempt: Callable[[], _T]) -> _T:
         """Run `attempt` (one whole transaction), again if the server aborted it as a deadlock

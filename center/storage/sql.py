@@ -50,6 +50,8 @@ from sync_protocol import (
     Heartbeat,
     Rejection,
     Sale,
+    Verdict,
+    classify_sale,
     encode_sale,
 )
 
@@ -286,25 +288,27 @@ class SqlStorage(
         return prepared, claimed
 
     def _conflict(self, sale: Sale, fingerprint: str) -> str:
-        """Why a checked sale was not stored: "duplicate", or the reason to quarantine it."""
+        """Why a checked sale was not stored: "duplicate", or the reason to quarantine it (the
+        store node classifies with the same rule: sync_protocol.classify_sale)."""
         same_id = self._execute(
             f"SELECT fingerprint FROM {self._SALE_KEYS} WHERE sale_id = ?", (sale.sale_id,)
         ).fetchone()
-        if same_id is not None:
-            if same_id[0] == fingerprint:
-                return "duplicate"
-            return (
-                f"sale_id: {sale.sale_id} is already stored with a different payload "
-                f"(fingerprint {same_id[0][:12]}..., this one {fingerprint[:12]}...)"
-            )
-        holder = self._execute(
-            f"SELECT sale_id FROM {self._SALE_KEYS} WHERE register_id = ? AND seq = ?",
-            (sale.register_id, sale.seq),
-        ).fetchone()
-        holder_id = holder[0] if holder else "?"
-        return (
-            f"seq: register {sale.register_id} seq {sale.seq} already belongs to sale {holder_id}"
+        holder = None
+        if same_id is None:
+            holder = self._execute(
+                f"SELECT sale_id FROM {self._SALE_KEYS} WHERE register_id = ? AND seq = ?",
+                (sale.register_id, sale.seq),
+            ).fetchone()
+        found = classify_sale(
+            sale_id=sale.sale_id,
+            register_id=sale.register_id,
+            seq=sale.seq,
+            fingerprint=fingerprint,
+            held_fingerprint=None if same_id is None else same_id[0],
+            # The claim failed, so one key is taken: "?" if its row is not visible (yet).
+            seq_holder="?" if holder is None else holder[0],
         )
+        return "duplicate" if found.verdict is Verdict.DUPLICATE else found.reason
 
     def _store_sale_details(self, sales: Sequence[Sale]) -> None:
         """The lines and ledger movements of newly stored sales, in bulk."""

@@ -12,7 +12,15 @@ import pytest
 from center.errors import StorageError
 from center.storage import LedgerEntry, Storage
 from center.storage.sql import SqlStorage
-from sync_protocol import Heartbeat, Sale, chain_hash, decode_sale, encode_sale
+from sync_protocol import (
+    Heartbeat,
+    Sale,
+    chain_hash,
+    classify_sale,
+    decode_sale,
+    encode_sale,
+    sale_fingerprint,
+)
 from tests.center.center_factories import CARD, OTHER_CARD, T0, make_sale, master_tables
 
 NOW = T0 + timedelta(days=1)
@@ -21,6 +29,18 @@ NOW = T0 + timedelta(days=1)
 def _sql(storage: Storage) -> SqlStorage:
     assert isinstance(storage, SqlStorage)
     return storage
+
+
+def _store_node_reason(sale: Sale, held: Sale | None, *, seq_holder: str = "?") -> str:
+    """What the store node answers for the same conflict (one rule: classify_sale)."""
+    return classify_sale(
+        sale_id=sale.sale_id,
+        register_id=sale.register_id,
+        seq=sale.seq,
+        fingerprint=sale_fingerprint(sale),
+        held_fingerprint=None if held is None else sale_fingerprint(held),
+        seq_holder=seq_holder,
+    ).reason
 
 
 def _welcome(card_no: str = CARD, amount: int = 1000) -> LedgerEntry:
@@ -103,7 +123,7 @@ def test_conflicting_payload_is_rejected_and_quarantined(storage: Storage) -> No
     ack = storage.ingest([forged, make_sale(2)], NOW)
     assert len(ack.accepted) == 1
     assert [r.sale_id for r in ack.rejected] == [original.sale_id]
-    assert "different payload" in ack.rejected[0].reason
+    assert ack.rejected[0].reason == _store_node_reason(forged, original)
     assert _sql(storage).quarantined() == [(original.sale_id, ack.rejected[0].reason)]
     kept = _sql(storage).load_sale(original.sale_id)
     assert kept is not None and decode_sale(kept).total_minor == 100  # never merged
@@ -121,7 +141,7 @@ def test_register_seq_conflict_is_rejected_and_quarantined(storage: Storage) -> 
     ack = storage.ingest([intruder], NOW)
     assert ack.accepted == ()
     assert [r.sale_id for r in ack.rejected] == [intruder.sale_id]
-    assert first.sale_id in ack.rejected[0].reason and "seq 5" in ack.rejected[0].reason
+    assert ack.rejected[0].reason == _store_node_reason(intruder, None, seq_holder=first.sale_id)
     assert storage.counts().sales == 1
     assert [q[0] for q in _sql(storage).quarantined()] == [intruder.sale_id]
     # The same seq at another register is a different receipt.
