@@ -30,6 +30,9 @@ from sync_protocol import (
     decode_sale,
     encode,
     encode_sale,
+    fast,
+    packing,
+    walk,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -42,7 +45,7 @@ T = datetime(2024, 5, 17, 12, 0, tzinfo=UTC)
 
 def reference_sale_bytes(sale: Any) -> bytes:
     """encode_sale as it was before the fast path: the typed walk, then msgpack.packb."""
-    wire = codec._encoder(Sale)(sale, ("sale",), True)
+    wire = walk.encoder(Sale)(sale, ("sale",), True)
     try:
         data: bytes = msgpack.packb(wire, use_bin_type=True, datetime=True)
     except (TypeError, ValueError, OverflowError) as exc:
@@ -57,7 +60,7 @@ def reference_batch_bytes(message: SaleBatch, sent_at: datetime, sender: str = "
         "type": "sale_batch",
         "sender": sender,
         "sent_at": sent_at.astimezone(UTC),
-        "body": codec._encoder(SaleBatch)(message, ("body",), False),
+        "body": walk.encoder(SaleBatch)(message, ("body",), False),
     }
     try:
         data: bytes = msgpack.packb(envelope, use_bin_type=True, datetime=True)
@@ -68,7 +71,7 @@ def reference_batch_bytes(message: SaleBatch, sent_at: datetime, sender: str = "
 
 def reference_decode_sale(data: bytes, limits: Limits) -> Sale:
     """decode_sale as it was before the fast path."""
-    sale: Sale = codec._decoder(Sale)(codec._unpack(data, limits), ("sale",))
+    sale: Sale = walk.decoder(Sale)(packing.unpack(data, limits), ("sale",))
     return sale
 
 
@@ -183,29 +186,29 @@ def sales(draw: st.DrawFn) -> Sale:
 
 
 def test_fast_paths_are_written_for_the_current_message_classes() -> None:
-    # Fails when a field is added to a sale part: update _FAST_LAYOUT and the fast paths.
+    # Fails when a field is added to a sale part: update _FAST_LAYOUT and the fast paths (fast.py).
     # (Until then the codec stays correct, only slower: every sale takes the typed walk.)
-    assert codec._fast_layout_ok()
+    assert fast.layout_ok()
 
 
 @SETTINGS
 @given(sales())
 def test_fast_encode_sale_is_byte_identical_to_the_reference(sale: Sale) -> None:
-    fast = codec._fast_pack(codec._fast_sale(sale, True))  # raises _Unusual if not taken
-    assert fast == reference_sale_bytes(sale)
-    assert encode_sale(sale) == fast
-    assert codec._encode_sale_reference(sale) == fast
+    quick = fast.pack_wire(fast.sale_wire(sale, True))  # raises Unusual if not taken
+    assert quick == reference_sale_bytes(sale)
+    assert encode_sale(sale) == quick
+    assert codec._encode_sale_reference(sale) == quick
 
 
 @SETTINGS
 @given(sales())
 def test_fast_decode_sale_equals_the_reference(sale: Sale) -> None:
     data = encode_sale(sale)
-    fast = codec._fast_read_sale(msgpack.unpackb(data, timestamp=3))
-    assert fast == reference_decode_sale(data, Limits())
-    assert decode_sale(data) == fast
-    assert [type(line) for line in fast.lines] == [SaleLine] * len(sale.lines)
-    assert encode_sale(fast) == data
+    quick = fast.read_sale(msgpack.unpackb(data, timestamp=3))
+    assert quick == reference_decode_sale(data, Limits())
+    assert decode_sale(data) == quick
+    assert [type(line) for line in quick.lines] == [SaleLine] * len(sale.lines)
+    assert encode_sale(quick) == data
 
 
 @SETTINGS
@@ -235,8 +238,8 @@ def test_golden_fixtures_take_the_fast_paths(fixture: str, kind: str) -> None:
     data = (FIXTURES / fixture).read_bytes()
     raw = msgpack.unpackb(data, timestamp=3)
     if kind == "sale":
-        sale = codec._fast_read_sale(raw)
-        assert codec._fast_pack(codec._fast_sale(sale, True)) == data
+        sale = fast.read_sale(raw)
+        assert fast.pack_wire(fast.sale_wire(sale, True)) == data
     else:
         envelope = codec._fast_read_batch(raw, None)
         assert isinstance(envelope.message, SaleBatch)
@@ -405,7 +408,7 @@ def test_broken_wire_sales_fail_exactly_as_in_the_reference(
     assert outcome(decode_sale, data, limits=limits) == outcome(reference_decode_sale, data, limits)
     envelope = {"v": 1, "type": "sale_batch", "sender": "s", "sent_at": T, "body": {"sales": [raw]}}
     batch = msgpack.packb(envelope, use_bin_type=True, datetime=True)
-    unpacked = codec._unpack_unchecked(batch, limits)
+    unpacked = packing.unpack_unchecked(batch, limits)
     assert outcome(decode, batch, limits=limits) == outcome(
         codec._decode_reference, unpacked, limits, None
     )
@@ -442,9 +445,9 @@ def test_without_the_fast_paths_the_codec_gives_the_same_results(
     batch = (FIXTURES / "sale_batch_v1.msgpack").read_bytes()
     sale = decode_sale(data)
     envelope = decode(batch)
-    monkeypatch.setattr(codec, "_fast_layout_ok", lambda: False)
-    monkeypatch.setattr(codec, "_fast_sale", None)  # would fail if still called
-    monkeypatch.setattr(codec, "_fast_read_sale", None)
+    monkeypatch.setattr(fast, "layout_ok", lambda: False)
+    monkeypatch.setattr(fast, "sale_wire", None)  # would fail if still called
+    monkeypatch.setattr(fast, "read_sale", None)
     assert encode_sale(sale) == data
     assert decode_sale(data) == sale
     assert decode(batch) == envelope
