@@ -16,6 +16,7 @@ from .codec import (
 )
 from .errors import (
     BadSignature,
+    InvalidIdentifier,
     MalformedMessage,
     MalformedSignatureHeader,
     MissingSignatureHeader,
@@ -29,6 +30,7 @@ from .errors import (
     UnknownNode,
     UnsupportedVersion,
 )
+from .identifiers import ID_PATTERN, MAX_ID_LEN, check_identifier
 from .messages import (
     Ack,
     Envelope,
@@ -69,6 +71,8 @@ from .signing import (
 __all__ = [
     "CONTENT_TYPE",
     "DEFAULT_LIMITS",
+    "ID_PATTERN",
+    "MAX_ID_LEN",
     "MESSAGE_TYPES",
     "NODE_HEADER",
     "NONCE_HEADER",
@@ -81,6 +85,7 @@ __all__ = [
     "BadSignature",
     "Envelope",
     "Heartbeat",
+    "InvalidIdentifier",
     "Limits",
     "LineDiscount",
     "LoyaltyMovement",
@@ -111,6 +116,7 @@ __all__ = [
     "canonical_row",
     "canonical_string",
     "chain_hash",
+    "check_identifier",
     "check_timestamp",
     "decode",
     "decode_sale",
