@@ -8,8 +8,11 @@ fast.py (fast paths for sales, checked against the walk), packing.py (msgpack by
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
+
+import msgpack
 
 from . import fast, walk
 from .checks import expected, wire_name
@@ -29,7 +32,15 @@ from .messages import (
     Sale,
     SaleBatch,
 )
-from .packing import DEFAULT_LIMITS, Limits, check_depth, pack, unpack_unchecked
+from .packing import (
+    DEFAULT_LIMITS,
+    MAX_EXT_LEN,
+    Limits,
+    check_depth,
+    pack,
+    packer,
+    unpack_unchecked,
+)
 
 __all__ = [
     "CONTENT_TYPE",
@@ -40,8 +51,12 @@ __all__ = [
     "chain_hash",
     "decode",
     "decode_sale",
+    "decode_sale_batch",
     "encode",
     "encode_sale",
+    "encode_sale_batch",
+    "payload_chain_hash",
+    "payload_fingerprint",
     "sale_fingerprint",
 ]
 
@@ -96,14 +111,7 @@ def encode(message: Message, *, sender: str, sent_at: datetime | None = None) ->
             tuple(MESSAGE_TYPES),
             hint="encode() takes SaleBatch, Ack, MasterSnapshot, MasterDelta or Heartbeat",
         )
-    if type(sender) is not str:
-        raise expected(("sender",), "str", sender)
-    if not 1 <= len(sender) <= MAX_SENDER_LEN:
-        raise MalformedMessage("sender", f"must be 1..{MAX_SENDER_LEN} chars", value=sender)
-    when = (
-        datetime.now(UTC) if sent_at is None else walk.encode_datetime(sent_at, ("sent_at",), False)
-    )
-    envelope = {"v": PROTOCOL_VERSION, "type": _CLASS_TYPES[cls], "sender": sender, "sent_at": when}
+    envelope = _envelope_head(_CLASS_TYPES[cls], sender, sent_at)
     if cls is SaleBatch and fast.layout_ok():
         try:
             sales = message.sales  # type: ignore[union-attr]
@@ -117,6 +125,18 @@ def encode(message: Message, *, sender: str, sent_at: datetime | None = None) ->
     return pack(envelope)
 
 
+def _envelope_head(type_name: str, sender: str, sent_at: datetime | None) -> dict[str, Any]:
+    """The envelope's fields before the body, checked, in wire order."""
+    if type(sender) is not str:
+        raise expected(("sender",), "str", sender)
+    if not 1 <= len(sender) <= MAX_SENDER_LEN:
+        raise MalformedMessage("sender", f"must be 1..{MAX_SENDER_LEN} chars", value=sender)
+    when = (
+        datetime.now(UTC) if sent_at is None else walk.encode_datetime(sent_at, ("sent_at",), False)
+    )
+    return {"v": PROTOCOL_VERSION, "type": type_name, "sender": sender, "sent_at": when}
+
+
 def decode(
     data: bytes,
     *,
@@ -124,7 +144,11 @@ def decode(
     expect: type | tuple[type, ...] | None = None,
 ) -> Envelope:
     """Decode and validate one envelope; raise a ProtocolError naming the first problem."""
-    raw = unpack_unchecked(data, limits)
+    return _decode_unpacked(unpack_unchecked(data, limits), limits, expect)
+
+
+def _decode_unpacked(raw: Any, limits: Limits, expect: type | tuple[type, ...] | None) -> Envelope:
+    """decode, from the unpacked object."""
     if limits.max_depth >= fast.BATCH_DEPTH and fast.layout_ok():
         try:
             return _fast_read_batch(raw, expect)
@@ -196,14 +220,138 @@ def _decode_sale_reference(raw: Any, limits: Limits) -> Sale:
 
 def sale_fingerprint(sale: Sale) -> str:
     """Return the sha256 hex digest of the sale's canonical encoding."""
-    return hashlib.sha256(encode_sale(sale)).hexdigest()
+    return payload_fingerprint(encode_sale(sale))
+
+
+def payload_fingerprint(payload: bytes) -> str:
+    """sale_fingerprint of the sale whose canonical bytes (encode_sale) are `payload`."""
+    return hashlib.sha256(payload).hexdigest()
 
 
 def chain_hash(sale: Sale) -> str:
     """Return the link the register's next sale carries as prev_hash: sha256(prev_hash + bytes)."""
+    return payload_chain_hash(sale.prev_hash, encode_sale(sale))
+
+
+def payload_chain_hash(prev_hash: str, payload: bytes) -> str:
+    """chain_hash of the sale with this prev_hash whose canonical bytes are `payload`."""
     # The sale's own prev_hash is hashed in front of (and inside) its canonical bytes, so
     # changing any earlier sale changes every later link.
-    return hashlib.sha256(sale.prev_hash.encode("ascii") + encode_sale(sale)).hexdigest()
+    return hashlib.sha256(prev_hash.encode("ascii") + payload).hexdigest()
+
+
+def encode_sale_batch(
+    payloads: Sequence[bytes], *, sender: str, sent_at: datetime | None = None
+) -> bytes:
+    """A sale_batch envelope around sales already encoded (encode_sale, or the payloads of
+    decode_sale_batch), spliced in as they are: nothing is decoded or encoded again.
+
+    The envelope is byte for byte what encode(SaleBatch(...)) writes around the same sale maps;
+    encode() writes every field of a sale, encode_sale leaves defaults out, and decoders read
+    both the same.
+    """
+    for i, payload in enumerate(payloads):
+        if type(payload) is not bytes or not payload:
+            raise MalformedMessage(
+                f"body.sales[{i}]",
+                f"expected the bytes of an encoded sale, got {wire_name(payload)}",
+                hint="pass what encode_sale wrote",
+            )
+    envelope = _envelope_head(SaleBatch.TYPE, sender, sent_at)
+    envelope["body"] = {"sales": []}
+    # The empty array that ends the envelope is one byte (0x90): replace it by the header of
+    # an array of len(payloads) and append the sales.
+    empty = pack(envelope)
+    return b"".join((empty[:-1], packer().pack_array_header(len(payloads)), *payloads))
+
+
+def decode_sale_batch(
+    data: bytes, *, limits: Limits = DEFAULT_LIMITS
+) -> tuple[Envelope, tuple[bytes, ...]]:
+    """Decode a sale_batch like decode(data, expect=SaleBatch), and return with it each sale's
+    canonical bytes (what encode_sale writes for it), in the order of envelope.message.sales.
+
+    A sale that arrived in canonical form is returned as the slice of `data` it occupies, not
+    encoded again; any other (an older sender, unknown keys, defaults written out) is encoded.
+    """
+    found = _unpack_sale_batch(data, limits)
+    if found is None:
+        # Anything unusual: decode() raises its usual error, or (never seen) accepts what the
+        # quick unpacking did not, and the sales are located again.
+        envelope = decode(data, limits=limits, expect=SaleBatch)
+        found = _unpack_sale_batch(bytes(data), limits) or (None, [], [])
+    else:
+        envelope = _decode_unpacked(found[0], limits, SaleBatch)
+    _, raws, pieces = found
+    sales = envelope.message.sales  # type: ignore[union-attr]
+    if len(pieces) != len(sales):  # cannot happen: decode read the same array
+        return envelope, tuple(encode_sale(sale) for sale in sales)
+    return envelope, tuple(
+        piece if fast.is_canonical(raw, piece) else encode_sale(sale)
+        for sale, raw, piece in zip(sales, raws, pieces, strict=True)
+    )
+
+
+def _unpack_sale_batch(data: Any, limits: Limits) -> tuple[Any, list[Any], list[bytes]] | None:
+    """Unpack an envelope as decode() does, keeping each element of body.sales both unpacked and
+    as its bytes; None on anything unusual (decode() then names the problem)."""
+    if type(data) is not bytes or not 0 < len(data) <= limits.max_bytes:
+        return None
+    unpacker = msgpack.Unpacker(
+        raw=False,
+        timestamp=3,
+        strict_map_key=True,
+        use_list=True,
+        max_buffer_size=len(data),
+        max_str_len=limits.max_str_len,
+        max_bin_len=limits.max_bin_len,
+        max_array_len=limits.max_array_len,
+        max_map_len=limits.max_map_len,
+        max_ext_len=MAX_EXT_LEN,
+    )
+    unpacker.feed(data)
+    envelope: dict[str, Any] = {}
+    raws: list[Any] = []
+    pieces: list[bytes] = []
+    try:
+        # The headers are read by hand to find the sales; the limits unpackb applies to every
+        # map and array are applied to them here, and keys must be str as strict_map_key wants.
+        size = unpacker.read_map_header()
+        if size > limits.max_map_len:
+            return None
+        for _ in range(size):
+            key = unpacker.unpack()
+            if type(key) is not str:
+                return None
+            if key != "body":
+                envelope[key] = unpacker.unpack()
+                continue
+            body: dict[str, Any] = {}
+            size = unpacker.read_map_header()
+            if size > limits.max_map_len:
+                return None
+            for _ in range(size):
+                name = unpacker.unpack()
+                if type(name) is not str:
+                    return None
+                if name != "sales":
+                    body[name] = unpacker.unpack()
+                    continue
+                count = unpacker.read_array_header()
+                if count > limits.max_array_len:
+                    return None
+                raws, pieces = [], []
+                for _ in range(count):
+                    start = unpacker.tell()
+                    raws.append(unpacker.unpack())
+                    pieces.append(data[start : unpacker.tell()])
+                body[name] = raws
+            envelope[key] = body
+    except Exception:
+        return None
+    if unpacker.tell() != len(data):
+        return None  # extra bytes after the envelope
+    return envelope, raws, pieces
 
 
 _CLASS_TYPES: dict[type, str] = {cls: name for name, cls in MESSAGE_TYPES.items()}

@@ -25,6 +25,7 @@ __all__ = [
     "BATCH_DEPTH",
     "SALE_DEPTH",
     "Unusual",
+    "is_canonical",
     "layout_ok",
     "pack_wire",
     "read_datetime",
@@ -572,3 +573,73 @@ def read_sale(raw: Any) -> Sale:
         _fast_read_strs(raw["segments"], True) if "segments" in raw else (),
         _fast_read_offers(raw["personal_offers"]) if "personal_offers" in raw else (),
     )
+
+
+# --- canonical form of an unpacked sale ------------------------------------------------------
+
+_NESTED: dict[type, tuple[tuple[str, type], ...]] = {
+    Sale: (
+        ("lines", SaleLine),
+        ("payments", Payment),
+        ("loyalty", LoyaltyMovement),
+        ("personal_offers", SaleOffer),
+    ),
+    SaleLine: (("discounts", LineDiscount),),
+    LineDiscount: (),
+    Payment: (),
+    LoyaltyMovement: (),
+    SaleOffer: (),
+}
+"""For each sale part, its fields that hold arrays of part maps, and the class of those parts."""
+_ABSENT = object()
+
+
+def _canonical_layout(cls: type) -> tuple[frozenset[tuple[str, ...]], tuple[tuple[str, Any], ...]]:
+    """Every key order encode_sale can write for `cls`, and its optional fields' wire defaults."""
+    layout = _FAST_LAYOUT[cls]
+    optional = tuple(
+        (name, [] if default == () else default)
+        for name, default in layout
+        if default is not _REQUIRED_FIELD
+    )
+    orders = set()
+    for mask in range(2 ** len(optional)):
+        left_out = {name for i, (name, _) in enumerate(optional) if mask >> i & 1}
+        orders.add(tuple(name for name, _ in layout if name not in left_out))
+    return frozenset(orders), optional
+
+
+_CANONICAL = {cls: _canonical_layout(cls) for cls in _NESTED}
+
+
+def _canonical_map(raw: Any, cls: type) -> bool:
+    # The keys, as one tuple, must be in declaration order with every required field (one set
+    # lookup), and a field present must not hold its default (encode_sale leaves those out).
+    orders, optional = _CANONICAL[cls]
+    if type(raw) is not dict or tuple(raw) not in orders:
+        return False
+    for name, default in optional:
+        value = raw.get(name, _ABSENT)
+        if type(value) is type(default) and value == default:
+            return False
+    for name, part in _NESTED[cls]:
+        for item in raw.get(name, ()):
+            if not _canonical_map(item, part):
+                return False
+    return True
+
+
+def is_canonical(raw: Any, data: bytes) -> bool:
+    """True when `data`, which unpacks to `raw` and decodes as a valid sale, is already exactly
+    what encode_sale writes for that sale (so it can be stored without encoding it again).
+
+    Canonical means: fields in declaration order, defaults left out, no unknown keys (checked
+    here, as sale_wire(sale, omit=True) builds them) and msgpack's shortest forms (checked by
+    packing `raw` again: this thread's Packer writes what encode_sale writes).
+    """
+    if not layout_ok() or type(raw) is not dict or not _canonical_map(raw, Sale):
+        return False
+    try:
+        return bool(packer().pack(raw) == data)
+    except (TypeError, ValueError, OverflowError):
+        return False

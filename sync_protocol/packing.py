@@ -14,6 +14,7 @@ from .errors import MalformedMessage, PayloadTooLarge
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "MAX_EXT_LEN",
     "Limits",
     "check_depth",
     "pack",
@@ -23,7 +24,7 @@ __all__ = [
 ]
 
 # A msgpack Timestamp (ext type -1) is at most 12 bytes; no other ext type is used.
-_MAX_EXT_LEN = 12
+MAX_EXT_LEN = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +94,7 @@ def unpack_unchecked(data: Any, limits: Limits) -> Any:
             max_bin_len=limits.max_bin_len,
             max_array_len=limits.max_array_len,
             max_map_len=limits.max_map_len,
-            max_ext_len=_MAX_EXT_LEN,
+            max_ext_len=MAX_EXT_LEN,
         )
     except msgpack.ExtraData as exc:
         raise MalformedMessage(
