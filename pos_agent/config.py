@@ -12,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pos_agent.errors import ConfigError
 from printers import CodePageError, DeviceUriError, codec_for, parse_uri, profile_names
+from sync_protocol import MAX_ID_LEN
 
 __all__ = [
     "Config",
@@ -23,8 +24,6 @@ __all__ = [
     "load_config",
     "redacted",
 ]
-
-_ID_MAX = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,9 +161,9 @@ class _Collector:
         if key in table and isinstance(table[key], str):
             if not value.strip():
                 self.problems.append(f"{section}.{key}: must not be empty")
-            elif len(value) > _ID_MAX or not value.isprintable() or value != value.strip():
+            elif len(value) > MAX_ID_LEN or not value.isprintable() or value != value.strip():
                 self.problems.append(
-                    f"{section}.{key}: {value!r} must be 1..{_ID_MAX} printable characters "
+                    f"{section}.{key}: {value!r} must be 1..{MAX_ID_LEN} printable characters "
                     "without surrounding spaces"
                 )
         return value

@@ -12,6 +12,7 @@ from typing import Any
 
 from pos_agent.errors import InvalidField, MalformedRequest, UnsupportedMediaType
 from pos_agent.receipts import MAX_LINES, LineInput, PaymentInput
+from sync_protocol import MAX_ID_LEN
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -31,7 +32,7 @@ MAX_QTY_MILLI = 1_000_000_000  # a million units: anything larger is a scanner o
 MAX_PRICE_MINOR = 10_000_000_000
 # Bounding each line keeps a full receipt's sums far inside msgpack's int64.
 MAX_LINE_AMOUNT_MINOR = 10_000_000_000_000
-MAX_ID_CHARS = 64
+MAX_ID_CHARS = MAX_ID_LEN
 MAX_PAYMENTS = 32
 
 _JSON_TYPES = ("application/json", "text/json")

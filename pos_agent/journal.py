@@ -24,7 +24,7 @@ from pos_agent.errors import (
 )
 from pos_agent.migrations import Migrations, database_file
 from pos_agent.receipts import CouponUsed
-from sync_protocol import Sale, chain_hash, decode_sale, encode_sale
+from sync_protocol import Sale, chain_hash, decode_sale, encode_sale, payload_chain_hash
 
 __all__ = [
     "HeldReservation",
@@ -438,6 +438,7 @@ class Journal:
                         f"{bonus_balance - available})",
                     )
             closed_at = _at(sale.closed_at)
+            payload = encode_sale(sale)
             self.conn.execute(
                 "INSERT INTO sales (sale_id, seq, receipt_id, payload, card_no, line_count, "
                 "subtotal_minor, discount_minor, total_minor, closed_at) "
@@ -446,7 +447,7 @@ class Journal:
                     sale.sale_id,
                     seq,
                     receipt_id,
-                    encode_sale(sale),
+                    payload,
                     sale.card_no,
                     len(sale.lines),
                     sale.subtotal_minor,
@@ -493,7 +494,7 @@ class Journal:
             self.conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('chain_head', ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                [chain_hash(sale)],
+                [payload_chain_hash(sale.prev_hash, payload)],
             )
             self.conn.execute("DELETE FROM open_receipts WHERE receipt_id = ?", [receipt_id])
             self.conn.execute(

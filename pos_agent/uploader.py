@@ -25,7 +25,7 @@ from pos_agent.config import Config
 from pos_agent.credentials import Credentials, load_credentials
 from pos_agent.discovery import StoreDiscovery
 from pos_agent.errors import PosError, ReplicaError, StoreNodeUnreachable, UploadError
-from pos_agent.journal import Journal
+from pos_agent.journal import Journal, OutboxRow
 from pos_agent.register import Clock, utc_now
 from pos_agent.replica import Replica
 from sync_protocol import (
@@ -37,11 +37,10 @@ from sync_protocol import (
     MasterDelta,
     MasterSnapshot,
     ProtocolError,
-    Sale,
-    SaleBatch,
     decode,
     decode_sale,
     encode,
+    encode_sale_batch,
 )
 
 __all__ = ["Uploader", "UploaderStatus", "Uploads"]
@@ -355,12 +354,14 @@ class _Link:
                 f"{what} answered HTTP {response.status_code}: {response.text[:200]!r}"
             )
 
-    def _decode_rows(self) -> tuple[list[Sale], int]:
+    def _decode_rows(self) -> tuple[list[OutboxRow], int]:
+        """The pending rows whose stored bytes decode (sent as they are), and the batch limit."""
         limit = self.owner._batch_limit
-        sales: list[Sale] = []
+        sales: list[OutboxRow] = []
         for row in self.journal.outbox_batch(limit):
             try:
-                sales.append(decode_sale(row.payload))
+                decode_sale(row.payload)
+                sales.append(row)
             except ProtocolError as exc:
                 # Cannot happen unless the file was damaged; flag it so the queue moves on.
                 reason = f"stored payload does not decode: {exc}"
@@ -373,8 +374,8 @@ class _Link:
         if not sales:
             return False
         register = self.config.register
-        body = encode(
-            SaleBatch(sales=tuple(sales)), sender=register.register_id, sent_at=self.owner.clock()
+        body = encode_sale_batch(
+            [row.payload for row in sales], sender=register.register_id, sent_at=self.owner.clock()
         )
         what = f"POST {url}/v1/sales"
         response = self._request(

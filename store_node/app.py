@@ -52,6 +52,7 @@ from sync_protocol import (
     UnexpectedMessageType,
     canonical_query,
     decode,
+    decode_sale_batch,
     encode,
 )
 
@@ -220,7 +221,7 @@ async def post_sales(request: web.Request) -> web.StreamResponse:
     """Store a register's sale batch and answer with an ack after the commit."""
     app = request.app
     config = app[CONFIG_KEY]
-    envelope = decode(await _msgpack_body(request), expect=SaleBatch)
+    envelope, payloads = decode_sale_batch(await _msgpack_body(request))
     batch = envelope.message
     assert isinstance(batch, SaleBatch)
     identity = request[IDENTITY_KEY]
@@ -233,7 +234,7 @@ async def post_sales(request: web.Request) -> web.StreamResponse:
                     f"register {sale.register_id!r}; nothing stored"
                 )
     now = app[CLOCK_KEY]()
-    ack = await app[WORKER_KEY].run(lambda box: box.accept(batch.sales, now=now))
+    ack = await app[WORKER_KEY].run(lambda box: box.accept(batch.sales, now=now, payloads=payloads))
     if ack.accepted:
         log.info(
             "stored %d new sales from %s (%d duplicates, %d rejected)",

@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import os
-import re
 import sqlite3
 import sys
 from collections.abc import Callable, Sequence
@@ -19,6 +18,7 @@ from store_node.auth import MAX_TTL_H, RegisterAuth
 from store_node.config import Config, load_config, redacted
 from store_node.credentials import enrol, save_credentials
 from store_node.errors import ConfigError, StoreNodeError
+from sync_protocol import InvalidIdentifier, check_identifier
 
 __all__ = ["main"]
 
@@ -152,8 +152,10 @@ def _enrol(config: Config, token: str) -> int:
 
 
 def _enrol_register(config: Config, register_id: str, ttl_h: float) -> int:
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$", register_id):
-        print(f"loyalty-store: --register-id: not an id: {register_id!r}", file=sys.stderr)
+    try:
+        check_identifier(register_id, "--register-id")
+    except InvalidIdentifier as exc:
+        print(f"loyalty-store: {exc}", file=sys.stderr)
         return 2
     if not 0 < ttl_h <= MAX_TTL_H:
         print(f"loyalty-store: --ttl-h: must be > 0 and <= {MAX_TTL_H}", file=sys.stderr)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import re
 import ssl
 import tomllib
 from collections.abc import Mapping
@@ -13,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from store_node.errors import ConfigError
+from sync_protocol import InvalidIdentifier, check_identifier
 
 __all__ = [
     "CenterSettings",
@@ -26,7 +26,6 @@ __all__ = [
     "redacted",
 ]
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _DNS_LABEL_MAX = 63
 _REQUIRED: Any = object()
 
@@ -168,13 +167,13 @@ class _Reader:
         self, table: Mapping[str, Any], where: str, default: Any = _REQUIRED
     ) -> str | None:
         value = self.string(table, where, default)
-        if value is not None and not _ID.match(value):
-            self.problems.append(
-                f"{where}: {value!r} must be 1-64 letters, digits, '.', '_' or '-' "
-                "and start with a letter or digit"
-            )
+        if value is None:
             return None
-        return value
+        try:
+            return check_identifier(value, where)
+        except InvalidIdentifier as exc:
+            self.problems.append(str(exc))
+            return None
 
     def integer(
         self, table: Mapping[str, Any], where: str, default: Any, *, low: int, high: int

@@ -30,10 +30,9 @@ from sync_protocol import (
     MasterDelta,
     MasterSnapshot,
     ProtocolError,
-    SaleBatch,
     decode,
-    decode_sale,
     encode,
+    encode_sale_batch,
 )
 
 __all__ = ["Forwarder"]
@@ -213,9 +212,10 @@ class Forwarder:
 
     def _prepare_batch(self, box: SalesBox, limit: int) -> tuple[list[str], dict[str, str], bytes]:
         pending = box.pending(limit)
-        sales = tuple(decode_sale(item.payload) for item in pending)
-        body = encode(
-            SaleBatch(sales=sales), sender=self.config.store.node_id, sent_at=self.clock()
+        body = encode_sale_batch(
+            [item.payload for item in pending],
+            sender=self.config.store.node_id,
+            sent_at=self.clock(),
         )
         return [p.sale_id for p in pending], {p.sale_id: p.register_id for p in pending}, body
 

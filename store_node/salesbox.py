@@ -28,7 +28,7 @@ from sync_protocol import (
     decode,
     encode,
     encode_sale,
-    sale_fingerprint,
+    payload_fingerprint,
 )
 
 __all__ = [
@@ -281,8 +281,14 @@ class SalesBox:
 
     # -- sales from registers -------------------------------------------------------------
 
-    def accept(self, sales: Sequence[Sale], *, now: datetime) -> Ack:
-        """Store a batch from a register in ONE transaction and say what happened to each sale."""
+    def accept(
+        self, sales: Sequence[Sale], *, now: datetime, payloads: Sequence[bytes] | None = None
+    ) -> Ack:
+        """Store a batch from a register in ONE transaction and say what happened to each sale.
+
+        ``payloads``: each sale's canonical bytes (sync_protocol.decode_sale_batch), stored as
+        they are; without them each sale is encoded here.
+        """
         accepted: list[str] = []
         duplicates: list[str] = []
         rejected: list[Rejection] = []
@@ -290,11 +296,12 @@ class SalesBox:
         seen: dict[str, int] = {}
         received_at = _ts(now)
         with self._tx() as conn:
-            for sale in sales:
+            for i, sale in enumerate(sales):
                 if sale.sale_id in answered:
                     continue
                 answered.add(sale.sale_id)
-                fingerprint = sale_fingerprint(sale)
+                payload = encode_sale(sale) if payloads is None else payloads[i]
+                fingerprint = payload_fingerprint(payload)
                 reason = check_sale(sale, self.store_id)
                 if reason is None:
                     seen.setdefault(sale.register_id, 0)
@@ -317,7 +324,7 @@ class SalesBox:
                             sale.register_id,
                             sale.seq,
                             fingerprint,
-                            encode_sale(sale),
+                            payload,
                             reason,
                             received_at,
                         ),
@@ -333,7 +340,7 @@ class SalesBox:
                         sale.register_id,
                         sale.seq,
                         fingerprint,
-                        encode_sale(sale),
+                        payload,
                         sale.total_minor,
                         len(sale.lines),
                         _ts(sale.closed_at),

@@ -10,13 +10,18 @@ from .codec import (
     chain_hash,
     decode,
     decode_sale,
+    decode_sale_batch,
     encode,
     encode_sale,
+    encode_sale_batch,
+    payload_chain_hash,
+    payload_fingerprint,
     sale_fingerprint,
 )
 from .dedup import Classification, Verdict, classify_sale
 from .errors import (
     BadSignature,
+    InvalidIdentifier,
     MalformedMessage,
     MalformedSignatureHeader,
     MissingSignatureHeader,
@@ -30,6 +35,7 @@ from .errors import (
     UnknownNode,
     UnsupportedVersion,
 )
+from .identifiers import ID_PATTERN, MAX_ID_LEN, check_identifier
 from .messages import (
     Ack,
     Envelope,
@@ -71,6 +77,8 @@ from .signing import (
 __all__ = [
     "CONTENT_TYPE",
     "DEFAULT_LIMITS",
+    "ID_PATTERN",
+    "MAX_ID_LEN",
     "MESSAGE_TYPES",
     "NODE_HEADER",
     "NONCE_HEADER",
@@ -86,6 +94,7 @@ __all__ = [
     "Envelope",
     "FailureLog",
     "Heartbeat",
+    "InvalidIdentifier",
     "Limits",
     "LineDiscount",
     "LoyaltyMovement",
@@ -118,14 +127,19 @@ __all__ = [
     "canonical_row",
     "canonical_string",
     "chain_hash",
+    "check_identifier",
     "check_timestamp",
     "classify_sale",
     "decode",
     "decode_sale",
+    "decode_sale_batch",
     "encode",
     "encode_sale",
+    "encode_sale_batch",
     "new_secret",
     "parse_signature_headers",
+    "payload_chain_hash",
+    "payload_fingerprint",
     "replica_checksum",
     "request_signature",
     "sale_fingerprint",

@@ -6,6 +6,7 @@ from typing import Any
 
 __all__ = [
     "BadSignature",
+    "InvalidIdentifier",
     "MalformedMessage",
     "MalformedSignatureHeader",
     "MissingSignatureHeader",
@@ -54,6 +55,20 @@ class MalformedMessage(ProtocolError):
             message += f" ({_short_repr(value)})"
         super().__init__(message, path=path, value=value, hint=hint)
         self.problem = problem
+
+
+class InvalidIdentifier(MalformedMessage):
+    """A store, register, node or row id that breaks sync_protocol.ID_PATTERN."""
+
+    def __init__(self, where: str, value: Any, max_len: int) -> None:
+        got = "" if type(value) is str else f"a {type(value).__name__}: "
+        super().__init__(
+            where,
+            f"expected an id of 1..{max_len} letters, digits, '.', '_', ':' or '-' starting with a "
+            f"letter or digit, got {got}{_short_repr(value)}",
+            value=value,
+            show_value=False,
+        )
 
 
 class PayloadTooLarge(ProtocolError):

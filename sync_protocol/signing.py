@@ -26,6 +26,7 @@ from .errors import (
     StaleTimestamp,
     UnknownNode,
 )
+from .identifiers import ID_PATTERN
 
 __all__ = [
     "NODE_HEADER",
@@ -57,7 +58,6 @@ SIGNATURE_WINDOW_S = 300
 SIGNATURE_HEADERS = (NODE_HEADER, TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER)
 
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-_NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 _SIGNATURE = re.compile(r"^[0-9a-f]{64}$")
 _MAX_TIMESTAMP_DIGITS = 12
 
@@ -154,7 +154,7 @@ def parse_signature_headers(found: Mapping[str, str]) -> SignedHeaders:
     timestamp = found[TIMESTAMP_HEADER]
     nonce = found[NONCE_HEADER]
     signature = found[SIGNATURE_HEADER].lower()
-    if not _NODE_ID.match(node_id):
+    if not ID_PATTERN.match(node_id):
         raise MalformedSignatureHeader(NODE_HEADER, f"not a node id: {node_id[:80]!r}")
     if not (
         timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= _MAX_TIMESTAMP_DIGITS

@@ -244,6 +244,7 @@ class FakeStoreNode:
     reject_seqs: dict[int, str] = field(default_factory=dict)
     committed: dict[str, Sale] = field(default_factory=dict)
     batches: list[SaleBatch] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)  # each POST /v1/sales as received
     heartbeats: list[Heartbeat] = field(default_factory=list)
     master_polls: list[str] = field(default_factory=list)
     store_id: str = "367"  # what its /health names (the register checks it after discovery)
@@ -268,7 +269,9 @@ class FakeStoreNode:
             await asyncio.wait_for(self._changed.wait_for(predicate), timeout)
 
     async def _sales(self, request: web.Request) -> web.Response:
-        batch = decode(await request.read(), expect=SaleBatch).message
+        body = await request.read()
+        self.bodies.append(body)
+        batch = decode(body, expect=SaleBatch).message
         assert isinstance(batch, SaleBatch)
         self.batches.append(batch)
         try:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pos_agent import Config, Uploader
+from sync_protocol import chain_hash, decode, encode_sale, encode_sale_batch
 from tests.pos_agent.pos_fakes import (
     BREAD,
     CARD,
@@ -19,6 +20,7 @@ from tests.pos_agent.pos_fakes import (
     demo_snapshot,
     health_until,
     make_config,
+    open_journal,
     outbox_sales,
     running_agent,
     seed_replica,
@@ -269,3 +271,32 @@ async def test_failures_back_off_by_the_shared_rule_and_warn_once(
     assert all(text.startswith("store 367, register 367-1: ") for _, text in said)
     assert "selling goes on" in said[0][1]
     assert f"store node {node.url}" in said[-1][1]
+
+
+async def test_the_uploader_sends_the_bytes_the_journal_committed(
+    tmp_path: Path, store_node: FakeStoreNode
+) -> None:
+    store_node.fail_sales = True  # queue both sales, then deliver them in one batch
+    config = _config(tmp_path, store_node, backoff_max_s=0.1)
+    async with running_agent(config) as client:
+        first = await sell(client, [BREAD])
+        second = await sell(client, [BREAD])
+        await store_node.wait_until(lambda: len(store_node.batches) >= 1)
+        store_node.fail_sales = False
+        await store_node.wait_until(lambda: second["sale_id"] in store_node.committed)
+    journal = open_journal(config)
+    try:
+        committed = [
+            bytes(row[0]) for row in journal.conn.execute("SELECT payload FROM sales ORDER BY seq")
+        ]
+        assert journal.verify_chain() == []
+    finally:
+        journal.close()
+    body = store_node.bodies[-1]
+    envelope = decode(body)
+    assert [s.sale_id for s in envelope.message.sales] == [first["sale_id"], second["sale_id"]]  # type: ignore[union-attr]
+    assert committed == [encode_sale(s) for s in envelope.message.sales]  # type: ignore[union-attr]
+    # The committed bytes are spliced in as they are: nothing decoded and encoded again.
+    assert body == encode_sale_batch(committed, sender=envelope.sender, sent_at=envelope.sent_at)
+    # The link written at confirm (hashed from the committed bytes) is the sale's chain_hash.
+    assert envelope.message.sales[1].prev_hash == chain_hash(envelope.message.sales[0])  # type: ignore[union-attr]

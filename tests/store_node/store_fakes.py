@@ -172,6 +172,7 @@ class FakeCenter:
     max_batch: int | None = None
     master: MasterSnapshot | None = None
     batches: list[list[str]] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)  # each POST /v1/ingest as received
     received: Counter[str] = field(default_factory=Counter)
     heartbeats: list[Heartbeat] = field(default_factory=list)
     master_queries: list[dict[str, str]] = field(default_factory=list)
@@ -202,7 +203,9 @@ class FakeCenter:
         try:
             if self.fail_status is not None:
                 return web.json_response({"error": "boom"}, status=self.fail_status)
-            batch = decode(await request.read(), expect=SaleBatch).message
+            body = await request.read()
+            self.bodies.append(body)
+            batch = decode(body, expect=SaleBatch).message
             assert isinstance(batch, SaleBatch)
             ids = [sale.sale_id for sale in batch.sales]
             if self.max_batch is not None and len(ids) > self.max_batch:

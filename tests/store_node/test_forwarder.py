@@ -12,7 +12,15 @@ import pytest
 
 from store_node import Config
 from store_node.app import FORWARDER_KEY, WORKER_KEY
-from sync_protocol import Heartbeat, MasterSnapshot, decode
+from sync_protocol import (
+    Heartbeat,
+    MasterSnapshot,
+    SaleBatch,
+    decode,
+    decode_sale_batch,
+    encode_sale,
+    encode_sale_batch,
+)
 from tests.store_node.store_fakes import (
     Clock,
     FakeCenter,
@@ -237,3 +245,27 @@ async def test_scheduled_jobs_forward_poll_and_beat(tmp_path: Path, center: Fake
             lambda: node.app[WORKER_KEY].run(lambda box: not box.pending(10)),
             what="the Center's ack to be applied",
         )
+
+
+async def test_sales_reach_the_center_as_the_canonical_bytes_the_node_stored(
+    tmp_path: Path, center: FakeCenter
+) -> None:
+    config = _node_config(tmp_path, center)
+    async with running_node(config, run_jobs=False) as node:
+        canonical = [make_sale(1), make_sale(2)]
+        spliced = encode_sale_batch([encode_sale(s) for s in canonical], sender="367-1")
+        status, _, answer = await node.post("/v1/sales", spliced)
+        assert status == 200, answer
+        # A register that sends every field (encode) gets its sale stored in canonical form.
+        late = make_sale(3)
+        await node.send(late)
+        pending = await node.app[WORKER_KEY].run(lambda box: box.pending(10))
+        stored = [p.payload for p in pending]
+        assert stored == [encode_sale(s) for s in (*canonical, late)]
+        assert await node.app[FORWARDER_KEY].forward_once() == 3
+    (body,) = center.bodies
+    envelope = decode(body)
+    assert envelope.message == SaleBatch((*canonical, late))
+    # The stored bytes themselves travel, spliced into the envelope, not re-encoded.
+    assert body == encode_sale_batch(stored, sender=envelope.sender, sent_at=envelope.sent_at)
+    assert decode_sale_batch(body)[1] == tuple(stored)

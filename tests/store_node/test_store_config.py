@@ -138,3 +138,15 @@ def test_alert_unsynced_h_defaults_to_a_day_and_is_checked(tmp_path: Path) -> No
     for bad in ("0", "721", '"soon"'):
         with pytest.raises(ConfigError, match=r"center\.alert_unsynced_h"):
             load_config(_write(tmp_path, MINIMAL + f"alert_unsynced_h = {bad}\n"))
+
+
+def test_ids_follow_the_shared_identifier_rule(tmp_path: Path) -> None:
+    # The same rule as the Center's store ids and the signature's node ids (':' allowed).
+    ok = load_config(_write(tmp_path, MINIMAL.replace('"367"', '"367:a"')))
+    assert (ok.store.store_id, ok.store.node_id) == ("367:a", "store-367:a")
+    bad = MINIMAL.replace('"367"', '"-367"').replace("[store]", '[store]\nnode_id = "n 1"')
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, bad))
+    message = str(caught.value)
+    assert "store.store_id: expected an id of 1..64 letters" in message and "'-367'" in message
+    assert "store.node_id: expected an id of 1..64 letters" in message and "'n 1'" in message

@@ -160,7 +160,10 @@ def test_enrol_register_command_prints_a_token(
     token = capsys.readouterr().out.strip()
     assert token.startswith("lr1_")
     assert (tmp_path / "data" / "auth.db").exists()
+    capsys.readouterr()
     assert main(["enrol-register", "--config", str(path), "--register-id", "bad id"]) == 2
+    assert "--register-id: expected an id of 1..64 letters" in capsys.readouterr().err
+    assert main(["enrol-register", "--config", str(path), "--register-id", "367-1\n"]) == 2
 
 
 def test_security_table_is_validated(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -25,11 +26,20 @@ from sync_protocol import (
     SaleBatch,
     SaleLine,
     SaleOffer,
+    chain_hash,
     codec,
     decode,
     decode_sale,
+    decode_sale_batch,
     encode,
     encode_sale,
+    encode_sale_batch,
+    fast,
+    packing,
+    payload_chain_hash,
+    payload_fingerprint,
+    sale_fingerprint,
+    walk,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -42,7 +52,7 @@ T = datetime(2024, 5, 17, 12, 0, tzinfo=UTC)
 
 def reference_sale_bytes(sale: Any) -> bytes:
     """encode_sale as it was before the fast path: the typed walk, then msgpack.packb."""
-    wire = codec._encoder(Sale)(sale, ("sale",), True)
+    wire = walk.encoder(Sale)(sale, ("sale",), True)
     try:
         data: bytes = msgpack.packb(wire, use_bin_type=True, datetime=True)
     except (TypeError, ValueError, OverflowError) as exc:
@@ -57,7 +67,7 @@ def reference_batch_bytes(message: SaleBatch, sent_at: datetime, sender: str = "
         "type": "sale_batch",
         "sender": sender,
         "sent_at": sent_at.astimezone(UTC),
-        "body": codec._encoder(SaleBatch)(message, ("body",), False),
+        "body": walk.encoder(SaleBatch)(message, ("body",), False),
     }
     try:
         data: bytes = msgpack.packb(envelope, use_bin_type=True, datetime=True)
@@ -68,7 +78,7 @@ def reference_batch_bytes(message: SaleBatch, sent_at: datetime, sender: str = "
 
 def reference_decode_sale(data: bytes, limits: Limits) -> Sale:
     """decode_sale as it was before the fast path."""
-    sale: Sale = codec._decoder(Sale)(codec._unpack(data, limits), ("sale",))
+    sale: Sale = walk.decoder(Sale)(packing.unpack(data, limits), ("sale",))
     return sale
 
 
@@ -183,29 +193,29 @@ def sales(draw: st.DrawFn) -> Sale:
 
 
 def test_fast_paths_are_written_for_the_current_message_classes() -> None:
-    # Fails when a field is added to a sale part: update _FAST_LAYOUT and the fast paths.
+    # Fails when a field is added to a sale part: update _FAST_LAYOUT and the fast paths (fast.py).
     # (Until then the codec stays correct, only slower: every sale takes the typed walk.)
-    assert codec._fast_layout_ok()
+    assert fast.layout_ok()
 
 
 @SETTINGS
 @given(sales())
 def test_fast_encode_sale_is_byte_identical_to_the_reference(sale: Sale) -> None:
-    fast = codec._fast_pack(codec._fast_sale(sale, True))  # raises _Unusual if not taken
-    assert fast == reference_sale_bytes(sale)
-    assert encode_sale(sale) == fast
-    assert codec._encode_sale_reference(sale) == fast
+    quick = fast.pack_wire(fast.sale_wire(sale, True))  # raises Unusual if not taken
+    assert quick == reference_sale_bytes(sale)
+    assert encode_sale(sale) == quick
+    assert codec._encode_sale_reference(sale) == quick
 
 
 @SETTINGS
 @given(sales())
 def test_fast_decode_sale_equals_the_reference(sale: Sale) -> None:
     data = encode_sale(sale)
-    fast = codec._fast_read_sale(msgpack.unpackb(data, timestamp=3))
-    assert fast == reference_decode_sale(data, Limits())
-    assert decode_sale(data) == fast
-    assert [type(line) for line in fast.lines] == [SaleLine] * len(sale.lines)
-    assert encode_sale(fast) == data
+    quick = fast.read_sale(msgpack.unpackb(data, timestamp=3))
+    assert quick == reference_decode_sale(data, Limits())
+    assert decode_sale(data) == quick
+    assert [type(line) for line in quick.lines] == [SaleLine] * len(sale.lines)
+    assert encode_sale(quick) == data
 
 
 @SETTINGS
@@ -235,8 +245,8 @@ def test_golden_fixtures_take_the_fast_paths(fixture: str, kind: str) -> None:
     data = (FIXTURES / fixture).read_bytes()
     raw = msgpack.unpackb(data, timestamp=3)
     if kind == "sale":
-        sale = codec._fast_read_sale(raw)
-        assert codec._fast_pack(codec._fast_sale(sale, True)) == data
+        sale = fast.read_sale(raw)
+        assert fast.pack_wire(fast.sale_wire(sale, True)) == data
     else:
         envelope = codec._fast_read_batch(raw, None)
         assert isinstance(envelope.message, SaleBatch)
@@ -405,7 +415,7 @@ def test_broken_wire_sales_fail_exactly_as_in_the_reference(
     assert outcome(decode_sale, data, limits=limits) == outcome(reference_decode_sale, data, limits)
     envelope = {"v": 1, "type": "sale_batch", "sender": "s", "sent_at": T, "body": {"sales": [raw]}}
     batch = msgpack.packb(envelope, use_bin_type=True, datetime=True)
-    unpacked = codec._unpack_unchecked(batch, limits)
+    unpacked = packing.unpack_unchecked(batch, limits)
     assert outcome(decode, batch, limits=limits) == outcome(
         codec._decode_reference, unpacked, limits, None
     )
@@ -442,11 +452,201 @@ def test_without_the_fast_paths_the_codec_gives_the_same_results(
     batch = (FIXTURES / "sale_batch_v1.msgpack").read_bytes()
     sale = decode_sale(data)
     envelope = decode(batch)
-    monkeypatch.setattr(codec, "_fast_layout_ok", lambda: False)
-    monkeypatch.setattr(codec, "_fast_sale", None)  # would fail if still called
-    monkeypatch.setattr(codec, "_fast_read_sale", None)
+    monkeypatch.setattr(fast, "layout_ok", lambda: False)
+    monkeypatch.setattr(fast, "sale_wire", None)  # would fail if still called
+    monkeypatch.setattr(fast, "read_sale", None)
     assert encode_sale(sale) == data
     assert decode_sale(data) == sale
     assert decode(batch) == envelope
     again = encode(envelope.message, sender=envelope.sender, sent_at=envelope.sent_at)
     assert again == reference_batch_bytes(envelope.message, envelope.sent_at, envelope.sender)
+
+
+# --- sale batches from and to stored sale bytes ----------------------------------------------
+
+
+def wire_form(sale: Sale) -> bytes:
+    """A sale as encode() writes it inside a SaleBatch: every field, defaults included."""
+    data: bytes = msgpack.packb(
+        walk.encoder(Sale)(sale, ("sale",), False), use_bin_type=True, datetime=True
+    )
+    return data
+
+
+@SETTINGS
+@given(st.lists(sales(), max_size=4), st.just(T) | aware, st.sampled_from(["367-1", "s" * 64]))
+def test_a_batch_spliced_from_sale_bytes_is_byte_identical_to_encode(
+    batch: list[Sale], sent_at: datetime, sender: str
+) -> None:
+    message = SaleBatch(tuple(batch))
+    spliced = encode_sale_batch([wire_form(s) for s in batch], sender=sender, sent_at=sent_at)
+    assert spliced == encode(message, sender=sender, sent_at=sent_at)
+
+
+@SETTINGS
+@given(st.lists(sales(), max_size=4), st.just(T) | aware)
+def test_a_batch_of_canonical_sales_decodes_to_the_same_sales_and_gives_back_their_bytes(
+    batch: list[Sale], sent_at: datetime
+) -> None:
+    stored = [encode_sale(s) for s in batch]
+    data = encode_sale_batch(stored, sender="367-1", sent_at=sent_at)
+    envelope, payloads = decode_sale_batch(data)
+    assert envelope == decode(data)
+    assert envelope == decode(encode(SaleBatch(tuple(batch)), sender="367-1", sent_at=sent_at))
+    assert payloads == tuple(stored)
+    _, raws, pieces = codec._unpack_sale_batch(data, Limits())
+    assert pieces == stored
+    assert all(fast.is_canonical(raw, piece) for raw, piece in zip(raws, pieces, strict=True))
+
+
+@SETTINGS
+@given(st.lists(sales(), min_size=1, max_size=4))
+def test_sales_sent_by_encode_are_stored_in_canonical_form(batch: list[Sale]) -> None:
+    data = encode(SaleBatch(tuple(batch)), sender="367-1", sent_at=T)
+    envelope, payloads = decode_sale_batch(data)
+    assert envelope == decode(data)
+    assert payloads == tuple(encode_sale(s) for s in envelope.message.sales)  # type: ignore[union-attr]
+    _, raws, pieces = codec._unpack_sale_batch(data, Limits())
+    for sale, raw, piece in zip(batch, raws, pieces, strict=True):
+        assert fast.is_canonical(raw, piece) == (piece == encode_sale(sale))
+
+
+BATCH_FIXTURES = [
+    "sale_batch_v1.msgpack",
+    "sale_batch_v1_coupons.msgpack",
+    "sale_batch_v1_context.msgpack",
+]
+
+
+@pytest.mark.parametrize("fixture", [*BATCH_FIXTURES, "sale_batch_v1_unknown_fields.msgpack"])
+def test_golden_batches_give_canonical_bytes_and_splice_back_byte_for_byte(fixture: str) -> None:
+    data = (FIXTURES / fixture).read_bytes()
+    envelope, payloads = decode_sale_batch(data)
+    assert envelope == decode(data)
+    sales = envelope.message.sales  # type: ignore[union-attr]
+    assert payloads == tuple(encode_sale(s) for s in sales)
+    _, _, pieces = codec._unpack_sale_batch(data, Limits())
+    spliced = encode_sale_batch(pieces, sender=envelope.sender, sent_at=envelope.sent_at)
+    if fixture in BATCH_FIXTURES:
+        assert spliced == data
+    else:  # its envelope and body carry unknown keys, which a new batch does not
+        assert decode(spliced).message == envelope.message
+    again = encode_sale_batch(payloads, sender=envelope.sender, sent_at=envelope.sent_at)
+    assert decode_sale_batch(again) == (decode(again), payloads)
+    assert decode(again).message == envelope.message
+
+
+def test_non_canonical_sales_are_encoded_again() -> None:
+    sale = decode_sale((FIXTURES / "sale_v1.msgpack").read_bytes())
+    canonical = encode_sale(sale)
+    raw = msgpack.unpackb(canonical, timestamp=3)
+    reordered = dict(reversed(list(raw.items())))
+    with_default = {**raw, "coupons_issued": []}
+    unknown = {**raw, "extra": 1}
+    line_default = {**raw, "lines": [{**raw["lines"][0], "weighed": False}, *raw["lines"][1:]]}
+    variants = [
+        msgpack.packb(v, use_bin_type=True, datetime=True)
+        for v in (reordered, with_default, unknown, line_default)
+    ]
+    # seq 1001 written as uint64 (0xcf) instead of uint16: same value, longer form.
+    packed_seq = msgpack.packb(1001)
+    longer = canonical.replace(b"\xa3seq" + packed_seq, b"\xa3seq\xcf" + (1001).to_bytes(8, "big"))
+    assert longer != canonical
+    variants.append(longer)
+    for variant in variants:
+        assert decode_sale(variant) == sale
+        assert not fast.is_canonical(msgpack.unpackb(variant, timestamp=3), variant)
+        data = encode_sale_batch([variant], sender="367-1", sent_at=T)
+        envelope, payloads = decode_sale_batch(data)
+        assert envelope.message == SaleBatch((sale,))
+        assert payloads == (canonical,)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(broken_wire(), st.sampled_from([1, 3, 4, 5, 6, 7, 8, 16]))
+def test_broken_batches_fail_in_decode_sale_batch_exactly_as_in_decode(
+    raw: dict[str, Any], max_depth: int
+) -> None:
+    limits = Limits(max_depth=max_depth)
+    envelope = {"v": 1, "type": "sale_batch", "sender": "s", "sent_at": T, "body": {"sales": [raw]}}
+    batch = msgpack.packb(envelope, use_bin_type=True, datetime=True)
+    got = outcome(decode_sale_batch, batch, limits=limits)
+    want = outcome(decode, batch, limits=limits)
+    if isinstance(want, Envelope):
+        assert got[0] == want
+        (payload,) = got[1]
+        assert payload == encode_sale(want.message.sales[0])  # type: ignore[union-attr]
+        piece = msgpack.packb(raw, use_bin_type=True, datetime=True)
+        if fast.is_canonical(raw, piece):
+            assert piece == payload
+    else:
+        assert got == want
+
+
+def _envelope(**fields: Any) -> bytes:
+    """An envelope map with these fields (a body of None is left out), packed as is."""
+    head: dict[Any, Any] = {"v": 1, "type": "sale_batch", "sender": "s", "sent_at": T}
+    head.update(fields)
+    data: bytes = msgpack.packb(head, use_bin_type=True, datetime=True)
+    return data
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\xc1",
+        b"\x93\x01\x02\x03",
+        (FIXTURES / "ack_v1.msgpack").read_bytes(),
+        (FIXTURES / "sale_batch_v1.msgpack").read_bytes()[:-3],
+        (FIXTURES / "sale_batch_v1.msgpack").read_bytes() + b"\x00",
+        _envelope(),
+        _envelope(body=[]),
+        _envelope(body={"sales": {}}),
+        _envelope(body={"sales": [1]}),
+        _envelope(body={"sales": []}, v=2),
+        _envelope(body={"sales": []}, extra={"sales": [1]}),
+        msgpack.packb({1: 2}),
+        _envelope(**{"body": {"sales": []}, "5": 1}).replace(b"\xa15", b"\x05"),  # an int key
+        _envelope(body={"sales": [], "x": 1}).replace(b"\xa1x", b"\x07"),  # an int key in body
+    ],
+)
+@pytest.mark.parametrize("limits", [Limits(), Limits(max_array_len=1, max_map_len=4)])
+def test_bad_batches_fail_in_decode_sale_batch_as_in_decode(data: bytes, limits: Limits) -> None:
+    want = outcome(decode, data, limits=limits, expect=SaleBatch)
+    got = outcome(decode_sale_batch, data, limits=limits)
+    assert got == (want if not isinstance(want, Envelope) else (want, ()))
+    assert not isinstance(want, Envelope) or want.message == SaleBatch(())
+
+
+def test_limits_apply_to_the_sales_array_and_the_maps_read_by_hand() -> None:
+    data = (FIXTURES / "sale_batch_v1.msgpack").read_bytes()  # two sales
+    for limits in (Limits(max_array_len=1), Limits(max_map_len=4), Limits(max_bytes=len(data) - 1)):
+        assert codec._unpack_sale_batch(data, limits) is None
+        with pytest.raises(ProtocolError) as want:
+            decode(data, limits=limits)
+        with pytest.raises(type(want.value), match=re.escape(str(want.value))):
+            decode_sale_batch(data, limits=limits)
+
+
+def test_encode_sale_batch_checks_what_it_does_not_decode() -> None:
+    payload = (FIXTURES / "sale_v1.msgpack").read_bytes()
+    with pytest.raises(MalformedMessage, match=r"^body\.sales\[1\]: expected the bytes"):
+        encode_sale_batch([payload, "x"], sender="s", sent_at=T)  # type: ignore[list-item]
+    with pytest.raises(MalformedMessage, match=r"^body\.sales\[0\]: expected the bytes"):
+        encode_sale_batch([b""], sender="s", sent_at=T)
+    for sender in ("", "s" * 65):
+        with pytest.raises(MalformedMessage, match=r"^sender: must be 1\.\.64 chars"):
+            encode_sale_batch([payload], sender=sender, sent_at=T)
+    with pytest.raises(MalformedMessage, match=r"^sent_at: naive datetime"):
+        encode_sale_batch([payload], sender="s", sent_at=datetime(2024, 5, 17))
+    empty = encode_sale_batch([], sender="s", sent_at=T)
+    assert empty == encode(SaleBatch(()), sender="s", sent_at=T)
+
+
+@SETTINGS
+@given(sales())
+def test_hashes_of_stored_bytes_equal_the_hashes_of_the_sale(sale: Sale) -> None:
+    payload = encode_sale(sale)
+    assert payload_fingerprint(payload) == sale_fingerprint(sale)
+    assert payload_chain_hash(sale.prev_hash, payload) == chain_hash(sale)
