@@ -328,11 +328,7 @@ class _Link:
     def _request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         if self.credentials is not None:
             signed = self.credentials.headers(
-                method,
-                url,
-                kwargs.get("params"),
-                kwargs.get("data", b""),
-                now_s=self.owner.clock().timestamp(),
+                method, url, kwargs.get("params"), kwargs.get("data", b"")
             )
             kwargs["headers"] = {**kwargs.get("headers", {}), **signed}
         try:

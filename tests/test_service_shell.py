@@ -157,9 +157,12 @@ def _top_level(module: ModuleType, names: set[str]) -> dict[str, str]:
     for node in tree.body:
         if isinstance(node, ast.ClassDef) and node.name in names:
             found[node.name] = ast.dump(node)
-        elif isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-            if node.targets[0].id in names:
-                found[node.targets[0].id] = ast.dump(node)
+        elif (
+            isinstance(node, ast.Assign)
+            and isinstance(node.targets[0], ast.Name)
+            and node.targets[0].id in names
+        ):
+            found[node.targets[0].id] = ast.dump(node)
     return found
 
 
@@ -203,3 +206,52 @@ async def test_the_db_thread_runs_calls_on_one_thread_and_closes_what_it_owns() 
     assert not given.closed
     with pytest.raises(RuntimeError, match="open"):
         await lent.run(lambda b: b)
+
+
+CONFIGS = ("center.config", "store_node.config", "pos_agent.config")
+
+
+def test_the_config_reader_is_one_copy_per_tier() -> None:
+    copies = {name: _top_level(_module(name), {"ConfigReader"}) for name in CONFIGS}
+    first = copies[CONFIGS[0]]
+    assert first, f"{CONFIGS[0]} has no ConfigReader"
+    for name in CONFIGS[1:]:
+        assert copies[name] == first, f"{name}: ConfigReader differs from {CONFIGS[0]}'s"
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_each_tier_words_every_problem_the_reader_finds(name: str) -> None:
+    module = _module(name)
+    reader_cls = module.ConfigReader
+    said = set(re.findall(r'_say\(\s*"(\w+)"', inspect.getsource(reader_cls)))
+    assert said == set(reader_cls.WORDS)
+    assert set(module._WORDING) == set(reader_cls.WORDS)
+    reader = reader_cls(module._WORDING)
+    table = {"n": "x", "s": 3, "b": "yes", "t": 0.0, "blank": " "}
+    assert reader.integer(table, "sec", "n", 1, low=0, high=9) is None
+    assert reader.string(table, "sec", "s") is None
+    assert reader.boolean(table, "sec", "b", True) is None
+    assert reader.seconds(table, "sec", "t", 1.0) is None
+    assert reader.string(table, "sec", "blank") is None
+    assert reader.string(table, "sec", "absent") is None
+    assert reader.string(table, "sec", "absent", "dflt") == "dflt"
+    reader.unknown_keys(table, "sec", ("n", "s", "b", "t"))
+    # Every problem at once, each naming its key.
+    wheres = [problem.split(":", 1)[0] for problem in reader.problems]
+    assert wheres == [
+        "sec.n",
+        "sec.s",
+        "sec.b",
+        "sec.t",
+        "sec.blank",
+        "sec.absent",
+        "sec.blank",
+    ]
+
+
+def test_a_reader_refuses_wording_that_lacks_a_message() -> None:
+    module = _module("store_node.config")
+    wording = dict(module._WORDING)
+    del wording["too_long"]
+    with pytest.raises(ValueError, match="too_long"):
+        module.ConfigReader(wording)
