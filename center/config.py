@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import ssl
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,6 +133,175 @@ _KNOWN: dict[str, tuple[str, ...]] = {
 }
 
 
+class ConfigReader:
+    """Reads typed values out of a parsed TOML document, collecting every problem at once.
+
+    The same code in every tier (tests/test_service_shell.py); `wording` is the tier's message for
+    each kind of problem, a `str.format` template over `where`, `name`, `value`, `type`, `low`,
+    `high`, `limit`, `length` and `known`. A method returns None when it recorded a problem, or when
+    the key is absent and its default is None.
+    """
+
+    REQUIRED: Any = object()
+    WORDS = (
+        "missing_table",
+        "not_table",
+        "unknown_key",
+        "required",
+        "not_string",
+        "empty",
+        "too_long",
+        "not_integer",
+        "out_of_range",
+        "not_seconds",
+        "seconds_out_of_range",
+        "not_boolean",
+    )
+
+    def __init__(self, wording: Mapping[str, str]) -> None:
+        missing = [word for word in self.WORDS if word not in wording]
+        if missing:
+            raise ValueError(f"wording: no message for {', '.join(missing)}")
+        self.wording = wording
+        self.problems: list[str] = []
+
+    def _say(self, word: str, **fields: Any) -> None:
+        self.problems.append(self.wording[word].format(**fields))
+
+    def table(
+        self, doc: Mapping[str, Any], name: str, *, required: bool = False
+    ) -> Mapping[str, Any]:
+        """The table `name` of `doc`; {} (and a problem unless optional) when absent or not one."""
+        raw = doc.get(name)
+        if raw is None:
+            if required:
+                self._say("missing_table", name=name)
+            return {}
+        if not isinstance(raw, Mapping):
+            self._say("not_table", name=name, type=type(raw).__name__)
+            return {}
+        return raw
+
+    def unknown_keys(self, table: Mapping[str, Any], section: str, known: Iterable[str]) -> None:
+        """One problem per key of `table` that is not `known`, in key order."""
+        names = sorted(known)
+        for key in sorted(set(table) - set(names)):
+            self._say("unknown_key", where=f"{section}.{key}", known=", ".join(names))
+
+    def value(
+        self, table: Mapping[str, Any], section: str, key: str, default: Any = REQUIRED
+    ) -> Any:
+        """The raw value, else `default`; a problem (and None) when required and absent."""
+        if key in table:
+            return table[key]
+        if default is ConfigReader.REQUIRED:
+            self._say("required", where=f"{section}.{key}")
+            return None
+        return default
+
+    def string(
+        self,
+        table: Mapping[str, Any],
+        section: str,
+        key: str,
+        default: Any = REQUIRED,
+        *,
+        allow_empty: bool = False,
+        max_len: int | None = None,
+    ) -> str | None:
+        """A string; blank is a problem unless `allow_empty`, longer than `max_len` too."""
+        value = self.value(table, section, key, default)
+        if value is None:
+            return None
+        where = f"{section}.{key}"
+        if not isinstance(value, str):
+            self._say("not_string", where=where, value=value, type=type(value).__name__)
+            return None
+        if not allow_empty and not value.strip():
+            self._say("empty", where=where, value=value)
+            return None
+        if max_len is not None and len(value) > max_len:
+            self._say("too_long", where=where, limit=max_len, length=len(value))
+            return None
+        return value
+
+    def integer(
+        self,
+        table: Mapping[str, Any],
+        section: str,
+        key: str,
+        default: Any = REQUIRED,
+        *,
+        low: int,
+        high: int,
+    ) -> int | None:
+        """An integer (not a bool) in low..high."""
+        value = self.value(table, section, key, default)
+        if value is None:
+            return None
+        where = f"{section}.{key}"
+        if isinstance(value, bool) or not isinstance(value, int):
+            self._say("not_integer", where=where, value=value, type=type(value).__name__)
+            return None
+        if not low <= value <= high:
+            self._say("out_of_range", where=where, value=value, low=low, high=high)
+            return None
+        return value
+
+    def seconds(
+        self,
+        table: Mapping[str, Any],
+        section: str,
+        key: str,
+        default: Any = REQUIRED,
+        *,
+        high: float = 86_400.0,
+    ) -> float | None:
+        """A number of seconds, more than 0 and at most `high`."""
+        value = self.value(table, section, key, default)
+        if value is None:
+            return None
+        where = f"{section}.{key}"
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self._say("not_seconds", where=where, value=value, type=type(value).__name__)
+            return None
+        if not 0 < value <= high:
+            self._say("seconds_out_of_range", where=where, value=value, high=high)
+            return None
+        return float(value)
+
+    def boolean(
+        self, table: Mapping[str, Any], section: str, key: str, default: Any = REQUIRED
+    ) -> bool | None:
+        """true or false."""
+        value = self.value(table, section, key, default)
+        if value is None:
+            return None
+        if not isinstance(value, bool):
+            where = f"{section}.{key}"
+            self._say("not_boolean", where=where, value=value, type=type(value).__name__)
+            return None
+        return value
+
+
+_MAX_TEXT = 4096
+_WORDING = {
+    "missing_table": "[{name}]: missing table",
+    "not_table": "{name}: expected a table, got {type}",
+    "unknown_key": "{where}: unknown key",
+    "required": "{where}: required",
+    "not_string": "{where}: expected a string, got {type}",
+    "empty": "{where}: must not be empty",
+    "too_long": "{where}: at most {limit} characters, got {length}",
+    "not_integer": "{where}: expected an integer, got {type}",
+    "out_of_range": "{where}: must be between {low} and {high}, got {value}",
+    "not_seconds": "{where}: expected a number of seconds, got {type}",
+    "seconds_out_of_range": "{where}: must be between 0 and {high:g} seconds, got {value}",
+    "not_boolean": "{where}: expected true or false, got {type}",
+}
+"""This tier's message for each kind of problem the ConfigReader finds."""
+
+
 def load_config(path: str | Path) -> Config:
     """Read and validate a center.toml; raise ConfigError listing every problem."""
     path = Path(path)
@@ -149,89 +318,61 @@ def load_config(path: str | Path) -> Config:
 
 def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: Path | None = None) -> Config:
     """Validate a parsed TOML document; relative paths are taken from `base_dir`."""
-    problems: list[str] = []
-    for section, value in data.items():
+    reader = ConfigReader(_WORDING)
+    problems = reader.problems
+    tables: dict[str, Mapping[str, Any]] = {}
+    for section in data:
         if section not in _KNOWN:
             problems.append(f"[{section}]: unknown section (known: {', '.join(_KNOWN)})")
-        elif not isinstance(value, dict):
-            problems.append(f"{section}: expected a table, got {type(value).__name__}")
-    center = data.get("center", {})
-    storage = data.get("storage", {})
-    security = data.get("security", {})
-    center = center if isinstance(center, dict) else {}
-    storage = storage if isinstance(storage, dict) else {}
-    security = security if isinstance(security, dict) else {}
-    tls = data.get("tls", {})
-    tls = tls if isinstance(tls, dict) else {}
-    ledger = data.get("ledger", {})
-    ledger = ledger if isinstance(ledger, dict) else {}
-    auth = data.get("auth", {})
-    auth = auth if isinstance(auth, dict) else {}
-    token_ttl_days = _integer(auth, "auth", "token_ttl_days", 0, problems, low=0, high=3650)
-    for key in auth:
-        if key not in _KNOWN["auth"]:
-            problems.append(f"auth.{key}: unknown key")
-    segments = data.get("segments", {})
-    segments = segments if isinstance(segments, dict) else {}
-    recalc_interval_s = _integer(
-        segments, "segments", "recalc_interval_s", 3600, problems, low=1, high=7 * 86400
+        else:
+            tables[section] = reader.table(data, section)
+    center = tables.get("center", {})
+    storage = tables.get("storage", {})
+    security = tables.get("security", {})
+    tls = tables.get("tls", {})
+    ledger = tables.get("ledger", {})
+    auth = tables.get("auth", {})
+    token_ttl_days = reader.integer(auth, "auth", "token_ttl_days", 0, low=0, high=3650)
+    reader.unknown_keys(auth, "auth", _KNOWN["auth"])
+    segments = tables.get("segments", {})
+    recalc_interval_s = reader.integer(
+        segments, "segments", "recalc_interval_s", 3600, low=1, high=7 * 86400
     )
-    for key in segments:
-        if key not in _KNOWN["segments"]:
-            problems.append(f"segments.{key}: unknown key")
-    master = data.get("master", {})
-    master = master if isinstance(master, dict) else {}
-    card_scope_days = _integer(master, "master", "card_scope_days", 365, problems, low=1, high=3650)
-    delta_max_rows = _integer(
-        master, "master", "delta_max_rows", 20000, problems, low=100, high=200000
+    reader.unknown_keys(segments, "segments", _KNOWN["segments"])
+    master = tables.get("master", {})
+    card_scope_days = reader.integer(master, "master", "card_scope_days", 365, low=1, high=3650)
+    delta_max_rows = reader.integer(master, "master", "delta_max_rows", 20000, low=100, high=200000)
+    checksum_every_s = reader.integer(master, "master", "checksum_every_s", 300, low=0, high=86400)
+    reader.unknown_keys(master, "master", _KNOWN["master"])
+    report_table = tables.get("reports", {})
+    report_zone = (
+        reader.string(report_table, "reports", "timezone", "UTC", max_len=_MAX_TEXT) or "UTC"
     )
-    checksum_every_s = _integer(
-        master, "master", "checksum_every_s", 300, problems, low=0, high=86400
-    )
-    for key in master:
-        if key not in _KNOWN["master"]:
-            problems.append(f"master.{key}: unknown key")
-    report_table = data.get("reports", {})
-    report_table = report_table if isinstance(report_table, dict) else {}
-    report_zone = _string(report_table, "reports", "timezone", "UTC", problems) or "UTC"
     if "timezone" in report_table and isinstance(report_table["timezone"], str):
         zone_problem = _zone_problem(report_zone)
         if zone_problem:
             problems.append(f"reports.timezone: {zone_problem}")
-    for key in report_table:
-        if key not in _KNOWN["reports"]:
-            problems.append(f"reports.{key}: unknown key")
-    for section, table in (
-        ("center", center),
-        ("storage", storage),
-        ("security", security),
-        ("tls", tls),
-        ("ledger", ledger),
-    ):
-        for key in table:
-            if key not in _KNOWN[section]:
-                problems.append(f"{section}.{key}: unknown key")
+    reader.unknown_keys(report_table, "reports", _KNOWN["reports"])
+    for section in ("center", "storage", "security", "tls", "ledger"):
+        reader.unknown_keys(tables.get(section, {}), section, _KNOWN[section])
 
-    node_id = _string(center, "center", "node_id", "center", problems, max_len=64)
-    listen_host = _string(center, "center", "listen_host", "127.0.0.1", problems)
-    listen_port = _integer(center, "center", "listen_port", 8700, problems, low=0, high=65535)
-    data_dir_raw = _string(center, "center", "data_dir", None, problems)
-    backend = _string(storage, "storage", "backend", "sqlite", problems)
-    sqlite_path_raw = _string(storage, "storage", "sqlite_path", "center.db", problems)
-    dsn = _string(storage, "storage", "dsn", "", problems, allow_empty=True)
-    expire_interval_s = _integer(
-        ledger, "ledger", "expire_interval_s", 3600, problems, low=1, high=7 * 86400
+    node_id = reader.string(center, "center", "node_id", "center", max_len=64)
+    listen_host = reader.string(center, "center", "listen_host", "127.0.0.1", max_len=_MAX_TEXT)
+    listen_port = reader.integer(center, "center", "listen_port", 8700, low=0, high=65535)
+    data_dir_raw = reader.string(center, "center", "data_dir", max_len=_MAX_TEXT)
+    backend = reader.string(storage, "storage", "backend", "sqlite", max_len=_MAX_TEXT)
+    sqlite_path_raw = reader.string(
+        storage, "storage", "sqlite_path", "center.db", max_len=_MAX_TEXT
     )
-    require_signatures = security.get("require_signatures", True)
-    if not isinstance(require_signatures, bool):
-        problems.append(
-            "security.require_signatures: expected true or false, "
-            f"got {type(require_signatures).__name__}"
-        )
+    dsn = reader.string(storage, "storage", "dsn", "", allow_empty=True, max_len=_MAX_TEXT)
+    expire_interval_s = reader.integer(
+        ledger, "ledger", "expire_interval_s", 3600, low=1, high=7 * 86400
+    )
+    require_signatures = reader.boolean(security, "security", "require_signatures", True)
 
     tls_files: dict[str, Path | None] = {}
     for key in ("cert_file", "key_file"):
-        raw_file = _string(tls, "tls", key, "", problems, allow_empty=True)
+        raw_file = reader.string(tls, "tls", key, "", allow_empty=True, max_len=_MAX_TEXT)
         tls_files[key] = _resolve(base_dir, raw_file) if raw_file else None
         found = tls_files[key]
         if found is not None and not found.is_file():
@@ -249,6 +390,10 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: Path | None
         )
     if problems:
         raise ConfigError(problems)
+    assert listen_port is not None and expire_interval_s is not None  # for the type checker
+    assert token_ttl_days is not None and recalc_interval_s is not None
+    assert card_scope_days is not None and delta_max_rows is not None
+    assert checksum_every_s is not None
 
     data_dir = _resolve(base_dir, data_dir_raw or ".")
     return Config(
@@ -379,52 +524,3 @@ def _looks_like_dsn(dsn: str) -> bool:
 def _resolve(base: Path, value: str) -> Path:
     path = Path(value).expanduser()
     return path if path.is_absolute() else (base / path)
-
-
-def _string(
-    table: Mapping[str, Any],
-    section: str,
-    key: str,
-    default: str | None,
-    problems: list[str],
-    *,
-    allow_empty: bool = False,
-    max_len: int = 4096,
-) -> str | None:
-    if key not in table:
-        if default is None:
-            problems.append(f"{section}.{key}: required")
-        return default
-    value = table[key]
-    if not isinstance(value, str):
-        problems.append(f"{section}.{key}: expected a string, got {type(value).__name__}")
-        return default
-    if not value and not allow_empty:
-        problems.append(f"{section}.{key}: must not be empty")
-        return default
-    if len(value) > max_len:
-        problems.append(f"{section}.{key}: at most {max_len} characters, got {len(value)}")
-        return default
-    return value
-
-
-def _integer(
-    table: Mapping[str, Any],
-    section: str,
-    key: str,
-    default: int,
-    problems: list[str],
-    *,
-    low: int,
-    high: int,
-) -> int:
-    if key not in table:
-        return default
-    value = table[key]
-    if isinstance(value, bool) or not isinstance(value, int):
-        problems.append(f"{section}.{key}: expected an integer, got {type(value).__name__}")
-        return default
-    if not low <= value <= high:
-        problems.append(f"{section}.{key}: must be between {low} and {high}, got {value}")
-        return default
-    return value

@@ -14,10 +14,12 @@ __all__ = [
     "InvalidRequest",
     "MalformedRequest",
     "RequestError",
+    "RequestTooLarge",
     "StorageError",
     "Unauthorized",
     "UnknownObject",
     "UnsupportedContentType",
+    "UnsupportedMediaType",
 ]
 
 
@@ -42,10 +44,15 @@ class DatasetError(CenterError):
 
 
 class RequestError(CenterError):
-    """A request was refused; `kind` and `status` become the JSON error answer."""
+    """A request was refused; `kind` and `status` become the JSON error answer.
 
-    kind = "bad_request"
-    status = 400
+    The kinds are the vocabulary of every tier (docs/API.md, Errors): a class of the same name
+    in store_node/errors.py and pos_agent/errors.py has the same kind and status
+    (tests/test_service_shell.py).
+    """
+
+    kind = "invalid"
+    status = 422
 
     def __init__(self, field: str, message: str) -> None:
         self.field = field
@@ -66,11 +73,22 @@ class UnknownObject(RequestError):
     status = 404
 
 
-class UnsupportedContentType(RequestError):
+class UnsupportedMediaType(RequestError):
     """The body is not in the content type the endpoint takes."""
 
     kind = "unsupported_media_type"
     status = 415
+
+
+UnsupportedContentType = UnsupportedMediaType
+"""The former name, still imported by route modules."""
+
+
+class RequestTooLarge(RequestError):
+    """The body is larger than the endpoint accepts."""
+
+    kind = "too_large"
+    status = 413
 
 
 class InvalidRequest(RequestError):

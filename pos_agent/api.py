@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
 
 from aiohttp import hdrs, web
 
 from pos_agent.config import Config
+from pos_agent.dbthread import DbThread
 from pos_agent.devices import DeviceHub
 from pos_agent.errors import RequestError, RequestTooLarge
 from pos_agent.inputs import (
@@ -30,27 +28,16 @@ from pos_agent.inputs import (
 from pos_agent.register import Priced, Register
 from pos_agent.uploader import Uploads
 
-__all__ = ["CONFIG", "DEVICES", "UPLOADER", "WORKER", "Worker", "add_routes", "error_middleware"]
+__all__ = ["CONFIG", "DEVICES", "UPLOADER", "WORKER", "add_routes", "error_middleware"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
-class Worker:
-    """Runs the Register's blocking SQLite work on one thread, one call at a time."""
-
-    def __init__(self, register: Register, executor: ThreadPoolExecutor) -> None:
-        self.register = register
-        self.executor = executor
-
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, functools.partial(fn, *args))
-
-
 CONFIG = web.AppKey("config", Config)
-WORKER = web.AppKey("worker", Worker)
+WORKER: web.AppKey[DbThread[Register]] = web.AppKey("worker")
+"""The one thread that owns the Register (its journal, replica and store link)."""
 UPLOADER: web.AppKey[Uploads] = web.AppKey("uploader")
 DEVICES = web.AppKey("devices", DeviceHub)
 
@@ -155,9 +142,10 @@ async def health(request: web.Request) -> web.Response:
     """GET /health."""
     config = request.app[CONFIG]
     worker = request.app[WORKER]
-    stats, master_version = await worker.run(worker.register.stats)
+    stats, master_version = await worker.run(Register.stats)
     link = request.app[UPLOADER].status()
-    synced_at, reservations_pending = await worker.run(worker.register.offline_state)
+    synced_at, reservations_pending = await worker.run(Register.offline_state)
+    promotions_error = await worker.run(lambda r: r.promotions_error)
     return web.json_response(
         {
             "register_id": config.register.register_id,
@@ -172,7 +160,7 @@ async def health(request: web.Request) -> web.Response:
             "rejected": [
                 {"seq": r.seq, "sale_id": r.sale_id, "reason": r.reason} for r in stats.rejected
             ],
-            "promotions_error": worker.register.promotions_error,
+            "promotions_error": promotions_error,
             "master_synced_at": _at(synced_at),
             "reservations_pending": reservations_pending,
             "devices": request.app[DEVICES].status(),
@@ -184,7 +172,7 @@ async def open_receipt(request: web.Request) -> web.Response:
     """POST /v1/receipts."""
     parse_empty(await _json_body(request))
     worker = request.app[WORKER]
-    receipt = await worker.run(worker.register.open_receipt)
+    receipt = await worker.run(Register.open_receipt)
     return web.json_response(
         {"receipt_id": receipt.receipt_id, "opened_at": _at(receipt.opened_at)}, status=201
     )
@@ -193,7 +181,8 @@ async def open_receipt(request: web.Request) -> web.Response:
 async def get_receipt(request: web.Request) -> web.Response:
     """GET /v1/receipts/{receipt_id}."""
     worker = request.app[WORKER]
-    receipt = await worker.run(worker.register.receipt, _receipt_id(request))
+    receipt_id = _receipt_id(request)
+    receipt = await worker.run(lambda r: r.receipt(receipt_id))
     return web.json_response(receipt.to_dict())
 
 
@@ -201,7 +190,8 @@ async def add_lines(request: web.Request) -> web.Response:
     """POST /v1/receipts/{receipt_id}/lines."""
     lines = parse_lines(await _json_body(request))
     worker = request.app[WORKER]
-    line_nos = await worker.run(worker.register.add_lines, _receipt_id(request), lines)
+    receipt_id = _receipt_id(request)
+    line_nos = await worker.run(lambda r: r.add_lines(receipt_id, lines))
     return web.json_response({"line_nos": line_nos})
 
 
@@ -209,7 +199,8 @@ async def remove_line(request: web.Request) -> web.Response:
     """DELETE /v1/receipts/{receipt_id}/lines/{line_no}."""
     line_no = parse_line_no(request.match_info["line_no"])
     worker = request.app[WORKER]
-    await worker.run(worker.register.remove_line, _receipt_id(request), line_no)
+    receipt_id = _receipt_id(request)
+    await worker.run(lambda r: r.remove_line(receipt_id, line_no))
     return web.json_response({"removed": line_no})
 
 
@@ -217,7 +208,8 @@ async def identify_card(request: web.Request) -> web.Response:
     """POST /v1/receipts/{receipt_id}/card."""
     card_no = parse_card(await _json_body(request))
     worker = request.app[WORKER]
-    view = await worker.run(worker.register.identify_card, _receipt_id(request), card_no)
+    receipt_id = _receipt_id(request)
+    view = await worker.run(lambda r: r.identify_card(receipt_id, card_no))
     return web.json_response(
         {
             "card_no": view.card_no,
@@ -254,7 +246,7 @@ async def add_coupon(request: web.Request) -> web.Response:
     code = parse_coupon(await _json_body(request))
     worker = request.app[WORKER]
     receipt_id = _receipt_id(request)
-    match = await worker.run(worker.register.add_coupon, receipt_id, code)
+    match = await worker.run(lambda r: r.add_coupon(receipt_id, code))
     return web.json_response(
         {
             "receipt_id": receipt_id,
@@ -270,7 +262,8 @@ async def remove_coupon(request: web.Request) -> web.Response:
     """DELETE /v1/receipts/{receipt_id}/coupons/{code}."""
     code = parse_coupon_code(request.match_info["code"])
     worker = request.app[WORKER]
-    await worker.run(worker.register.remove_coupon, _receipt_id(request), code)
+    receipt_id = _receipt_id(request)
+    await worker.run(lambda r: r.remove_coupon(receipt_id, code))
     return web.json_response({"removed": code})
 
 
@@ -278,7 +271,8 @@ async def calculate(request: web.Request) -> web.Response:
     """POST /v1/receipts/{receipt_id}/calculate."""
     bonus_to_spend = parse_calculate(await _json_body(request))
     worker = request.app[WORKER]
-    priced = await worker.run(worker.register.calculate, _receipt_id(request), bonus_to_spend)
+    receipt_id = _receipt_id(request)
+    priced = await worker.run(lambda r: r.calculate(receipt_id, bonus_to_spend))
     return web.json_response(calculation_view(priced))
 
 
@@ -286,7 +280,8 @@ async def confirm(request: web.Request) -> web.Response:
     """POST /v1/receipts/{receipt_id}/confirm: answers only after the commit."""
     payments, bonus_to_spend = parse_confirm(await _json_body(request))
     worker = request.app[WORKER]
-    sale = await worker.run(worker.register.confirm, _receipt_id(request), payments, bonus_to_spend)
+    receipt_id = _receipt_id(request)
+    sale = await worker.run(lambda r: r.confirm(receipt_id, payments, bonus_to_spend))
     return web.json_response(
         {
             "sale_id": sale.sale_id,
@@ -304,14 +299,14 @@ async def cancel(request: web.Request) -> web.Response:
     parse_empty(await _json_body(request))
     worker = request.app[WORKER]
     receipt_id = _receipt_id(request)
-    await worker.run(worker.register.cancel, receipt_id)
+    await worker.run(lambda r: r.cancel(receipt_id))
     return web.json_response({"cancelled": receipt_id})
 
 
 async def sales_summary(request: web.Request) -> web.Response:
     """GET /v1/sales/summary: totals over every confirmed sale kept at the register."""
     worker = request.app[WORKER]
-    summary = await worker.run(worker.register.summary)
+    summary = await worker.run(Register.summary)
     return web.json_response(
         {
             "register_id": request.app[CONFIG].register.register_id,

@@ -5,20 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
-from pos_agent.api import (
-    CONFIG,
-    DEVICES,
-    UPLOADER,
-    WORKER,
-    Worker,
-    add_routes,
-    error_middleware,
-)
+from pos_agent.api import CONFIG, DEVICES, UPLOADER, WORKER, add_routes, error_middleware
 from pos_agent.config import Config
+from pos_agent.dbthread import DbThread
 from pos_agent.devices import DeviceHub
 from pos_agent.inputs import MAX_BODY_BYTES
 from pos_agent.journal import Journal
@@ -42,7 +34,7 @@ def create_app(
     """The agent's app; the uploader defaults to the real one talking to the store node."""
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
     app[CONFIG] = config
-    hub = devices if devices is not None else DeviceHub(config)
+    hub = devices if devices is not None else DeviceHub(config, clock=clock)
     app[DEVICES] = hub
     app[UPLOADER] = (
         uploader if uploader is not None else Uploader(config, clock=clock, devices=hub.heartbeat)
@@ -51,47 +43,44 @@ def create_app(
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         register_cfg = config.register
         register_cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        # One thread owns the API's SQLite connections, so receipt operations never interleave.
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pos-register")
-        loop = asyncio.get_running_loop()
-
-        def open_stores() -> tuple[Journal, Replica]:
-            journal = Journal(
-                register_cfg.journal_path,
-                register_id=register_cfg.register_id,
-                store_id=register_cfg.store_id,
-            )
-            try:
-                return journal, Replica(register_cfg.replica_path)
-            except BaseException:
-                journal.close()
-                raise
-
-        try:
-            journal, replica = await loop.run_in_executor(executor, open_stores)
-        except BaseException:
-            executor.shutdown(wait=True)
-            raise
         uploader = app[UPLOADER]
-        hub.names = replica.product_names
         # The configured store node, else the one the uploader found over zeroconf.
         link = StoreLink(
             config,
             lambda: config.store_node.url or uploader.status().store_url,
             clock=clock,
         )
-        register = Register(
-            config,
-            journal,
-            replica,
-            clock=clock,
-            on_sale=uploader.wake,
-            on_lines=hub.lines_added,
-            on_confirmed=hub.sale_confirmed,
-            link=link,
+
+        def open_register() -> Register:
+            journal = Journal(
+                register_cfg.journal_path,
+                register_id=register_cfg.register_id,
+                store_id=register_cfg.store_id,
+            )
+            try:
+                replica = Replica(register_cfg.replica_path)
+            except BaseException:
+                journal.close()
+                raise
+            return Register(
+                config,
+                journal,
+                replica,
+                clock=clock,
+                on_sale=uploader.wake,
+                on_lines=hub.lines_added,
+                on_confirmed=hub.sale_confirmed,
+                link=link,
+            )
+
+        # One thread owns the API's SQLite connections, so receipt operations never interleave.
+        worker = DbThread(register_cfg.journal_path, open_register, thread_name="pos-register")
+        register = await worker.open()
+        app[WORKER] = worker
+        hub.names = register.replica.product_names
+        (stats, master_version), open_receipts = await worker.run(
+            lambda r: (r.stats(), len(r.journal.open_receipt_ids()))
         )
-        app[WORKER] = Worker(register, executor)
-        stats = await loop.run_in_executor(executor, journal.stats)
         log.info(
             "register %s of store %s: %d sales queued, last seq %d, master data v%d, "
             "%d receipts open",
@@ -99,8 +88,8 @@ def create_app(
             register_cfg.store_id,
             stats.queue_depth,
             stats.last_seq,
-            await loop.run_in_executor(executor, replica.master_version),
-            len(await loop.run_in_executor(executor, journal.open_receipt_ids)),
+            master_version,
+            open_receipts,
         )
         hub.start()
         uploader.start()
@@ -109,10 +98,7 @@ def create_app(
         finally:
             await asyncio.to_thread(uploader.stop)
             await asyncio.to_thread(hub.stop)
-            await loop.run_in_executor(executor, link.close)
-            await loop.run_in_executor(executor, replica.close)
-            await loop.run_in_executor(executor, journal.close)
-            executor.shutdown(wait=True)
+            await worker.close()
 
     app.cleanup_ctx.append(lifecycle)
     add_routes(app)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import ipaddress
 import ssl
 import tomllib
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from pos_agent.errors import ConfigError
@@ -121,76 +122,195 @@ _REGISTER_KEYS = {"register_id", "store_id", "listen_host", "listen_port", "data
 _STORE_NODE_DEFAULTS = StoreNodeConfig()
 
 
-class _Collector:
-    """Reads typed values out of a TOML table, remembering every problem instead of stopping."""
+class ConfigReader:
+    """Reads typed values out of a parsed TOML document, collecting every problem at once.
 
-    def __init__(self) -> None:
+    The same code in every tier (tests/test_service_shell.py); `wording` is the tier's message for
+    each kind of problem, a `str.format` template over `where`, `name`, `value`, `type`, `low`,
+    `high`, `limit`, `length` and `known`. A method returns None when it recorded a problem, or when
+    the key is absent and its default is None.
+    """
+
+    REQUIRED: Any = object()
+    WORDS = (
+        "missing_table",
+        "not_table",
+        "unknown_key",
+        "required",
+        "not_string",
+        "empty",
+        "too_long",
+        "not_integer",
+        "out_of_range",
+        "not_seconds",
+        "seconds_out_of_range",
+        "not_boolean",
+    )
+
+    def __init__(self, wording: Mapping[str, str]) -> None:
+        missing = [word for word in self.WORDS if word not in wording]
+        if missing:
+            raise ValueError(f"wording: no message for {', '.join(missing)}")
+        self.wording = wording
         self.problems: list[str] = []
 
-    def section(self, doc: dict[str, Any], name: str, *, required: bool) -> dict[str, Any]:
-        value = doc.get(name)
-        if value is None:
+    def _say(self, word: str, **fields: Any) -> None:
+        self.problems.append(self.wording[word].format(**fields))
+
+    def table(
+        self, doc: Mapping[str, Any], name: str, *, required: bool = False
+    ) -> Mapping[str, Any]:
+        """The table `name` of `doc`; {} (and a problem unless optional) when absent or not one."""
+        raw = doc.get(name)
+        if raw is None:
             if required:
-                self.problems.append(f"[{name}]: missing section")
+                self._say("missing_table", name=name)
             return {}
-        if not isinstance(value, dict):
-            self.problems.append(f"[{name}]: expected a table, got {type(value).__name__}")
+        if not isinstance(raw, Mapping):
+            self._say("not_table", name=name, type=type(raw).__name__)
             return {}
-        return value
+        return raw
 
-    def unknown(self, table: dict[str, Any], section: str, known: set[str]) -> None:
-        for key in sorted(set(table) - known):
-            self.problems.append(
-                f"{section}.{key}: unknown key (known: {', '.join(sorted(known))})"
-            )
+    def unknown_keys(self, table: Mapping[str, Any], section: str, known: Iterable[str]) -> None:
+        """One problem per key of `table` that is not `known`, in key order."""
+        names = sorted(known)
+        for key in sorted(set(table) - set(names)):
+            self._say("unknown_key", where=f"{section}.{key}", known=", ".join(names))
 
-    def text(
-        self, table: dict[str, Any], section: str, key: str, default: str | None = None
-    ) -> str:
-        value = table.get(key, default)
+    def value(
+        self, table: Mapping[str, Any], section: str, key: str, default: Any = REQUIRED
+    ) -> Any:
+        """The raw value, else `default`; a problem (and None) when required and absent."""
+        if key in table:
+            return table[key]
+        if default is ConfigReader.REQUIRED:
+            self._say("required", where=f"{section}.{key}")
+            return None
+        return default
+
+    def string(
+        self,
+        table: Mapping[str, Any],
+        section: str,
+        key: str,
+        default: Any = REQUIRED,
+        *,
+        allow_empty: bool = False,
+        max_len: int | None = None,
+    ) -> str | None:
+        """A string; blank is a problem unless `allow_empty`, longer than `max_len` too."""
+        value = self.value(table, section, key, default)
         if value is None:
-            self.problems.append(f"{section}.{key}: missing (a string is required)")
-            return ""
+            return None
+        where = f"{section}.{key}"
         if not isinstance(value, str):
-            self.problems.append(f"{section}.{key}: expected a string, got {value!r}")
-            return ""
-        return value
-
-    def identifier(self, table: dict[str, Any], section: str, key: str) -> str:
-        value = self.text(table, section, key)
-        if key in table and isinstance(table[key], str):
-            if not value.strip():
-                self.problems.append(f"{section}.{key}: must not be empty")
-            elif len(value) > MAX_ID_LEN or not value.isprintable() or value != value.strip():
-                self.problems.append(
-                    f"{section}.{key}: {value!r} must be 1..{MAX_ID_LEN} printable characters "
-                    "without surrounding spaces"
-                )
+            self._say("not_string", where=where, value=value, type=type(value).__name__)
+            return None
+        if not allow_empty and not value.strip():
+            self._say("empty", where=where, value=value)
+            return None
+        if max_len is not None and len(value) > max_len:
+            self._say("too_long", where=where, limit=max_len, length=len(value))
+            return None
         return value
 
     def integer(
-        self, table: dict[str, Any], section: str, key: str, default: int, lo: int, hi: int
-    ) -> int:
-        value = table.get(key, default)
+        self,
+        table: Mapping[str, Any],
+        section: str,
+        key: str,
+        default: Any = REQUIRED,
+        *,
+        low: int,
+        high: int,
+    ) -> int | None:
+        """An integer (not a bool) in low..high."""
+        value = self.value(table, section, key, default)
+        if value is None:
+            return None
+        where = f"{section}.{key}"
         if isinstance(value, bool) or not isinstance(value, int):
-            self.problems.append(f"{section}.{key}: expected an integer, got {value!r}")
-            return default
-        if not lo <= value <= hi:
-            self.problems.append(f"{section}.{key}: {value} is outside {lo}..{hi}")
-            return default
+            self._say("not_integer", where=where, value=value, type=type(value).__name__)
+            return None
+        if not low <= value <= high:
+            self._say("out_of_range", where=where, value=value, low=low, high=high)
+            return None
         return value
 
     def seconds(
-        self, table: dict[str, Any], section: str, key: str, default: float, hi: float = 86400.0
-    ) -> float:
-        value = table.get(key, default)
+        self,
+        table: Mapping[str, Any],
+        section: str,
+        key: str,
+        default: Any = REQUIRED,
+        *,
+        high: float = 86_400.0,
+    ) -> float | None:
+        """A number of seconds, more than 0 and at most `high`."""
+        value = self.value(table, section, key, default)
+        if value is None:
+            return None
+        where = f"{section}.{key}"
         if isinstance(value, bool) or not isinstance(value, int | float):
-            self.problems.append(f"{section}.{key}: expected a number of seconds, got {value!r}")
-            return default
-        if not 0 < value <= hi:
-            self.problems.append(f"{section}.{key}: {value} must be > 0 and <= {hi:g}")
-            return default
+            self._say("not_seconds", where=where, value=value, type=type(value).__name__)
+            return None
+        if not 0 < value <= high:
+            self._say("seconds_out_of_range", where=where, value=value, high=high)
+            return None
         return float(value)
+
+    def boolean(
+        self, table: Mapping[str, Any], section: str, key: str, default: Any = REQUIRED
+    ) -> bool | None:
+        """true or false."""
+        value = self.value(table, section, key, default)
+        if value is None:
+            return None
+        if not isinstance(value, bool):
+            where = f"{section}.{key}"
+            self._say("not_boolean", where=where, value=value, type=type(value).__name__)
+            return None
+        return value
+
+
+_WORDING = {
+    "missing_table": "[{name}]: missing section",
+    "not_table": "[{name}]: expected a table, got {type}",
+    "unknown_key": "{where}: unknown key (known: {known})",
+    "required": "{where}: missing (a string is required)",
+    "not_string": "{where}: expected a string, got {value!r}",
+    "empty": "{where}: must not be empty",
+    "too_long": "{where}: at most {limit} characters, got {length}",
+    "not_integer": "{where}: expected an integer, got {value!r}",
+    "out_of_range": "{where}: {value} is outside {low}..{high}",
+    "not_seconds": "{where}: expected a number of seconds, got {value!r}",
+    "seconds_out_of_range": "{where}: {value} must be > 0 and <= {high:g}",
+    "not_boolean": "{where}: expected true or false, got {value!r}",
+}
+"""This tier's message for each kind of problem the ConfigReader finds."""
+
+_T = TypeVar("_T")
+
+
+def _or(value: _T | None, default: _T) -> _T:
+    """A value the reader returned, or `default` where it found a problem (then refused)."""
+    return default if value is None else value
+
+
+def _identifier(c: ConfigReader, table: Mapping[str, Any], section: str, key: str) -> str:
+    value = c.string(table, section, key)
+    if value is not None and (
+        len(value) > MAX_ID_LEN or not value.isprintable() or value != value.strip()
+    ):
+        c.problems.append(
+            f"{section}.{key}: {value!r} must be 1..{MAX_ID_LEN} printable characters "
+            "without surrounding spaces"
+        )
+    return value or ""
+
+
+def _text(c: ConfigReader, table: Mapping[str, Any], section: str, key: str, default: str) -> str:
+    return c.string(table, section, key, default, allow_empty=True) or ""
 
 
 def _is_loopback(host: str) -> bool:
@@ -249,7 +369,7 @@ def load_config(path: str | Path) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, [f"not valid TOML: {exc}"]) from exc
 
-    c = _Collector()
+    c = ConfigReader(_WORDING)
     known_sections = {"register", "store_node", "printer", "display", "offline"}
     for name in sorted(set(doc) - known_sections):
         c.problems.append(
@@ -257,31 +377,29 @@ def load_config(path: str | Path) -> Config:
             "(known: [register], [store_node], [offline], [printer], [display])"
         )
 
-    reg = c.section(doc, "register", required=True)
-    c.unknown(reg, "register", _REGISTER_KEYS)
-    register_id = c.identifier(reg, "register", "register_id")
-    store_id = c.identifier(reg, "register", "store_id")
-    listen_host = c.text(reg, "register", "listen_host", "127.0.0.1")
+    reg = c.table(doc, "register", required=True)
+    c.unknown_keys(reg, "register", _REGISTER_KEYS)
+    register_id = _identifier(c, reg, "register", "register_id")
+    store_id = _identifier(c, reg, "register", "store_id")
+    listen_host = _text(c, reg, "register", "listen_host", "127.0.0.1")
     if isinstance(reg.get("listen_host", ""), str) and not _is_loopback(listen_host):
         c.problems.append(
             f"register.listen_host: {listen_host!r} is not a loopback address; the register API "
             "has no authentication and must listen on 127.0.0.1, ::1 or localhost only"
         )
-    listen_port = c.integer(reg, "register", "listen_port", 8720, 0, 65535)
-    data_dir_text = c.text(reg, "register", "data_dir")
-    if "data_dir" in reg and isinstance(reg["data_dir"], str) and not data_dir_text.strip():
-        c.problems.append("register.data_dir: must not be empty")
+    listen_port = _or(c.integer(reg, "register", "listen_port", 8720, low=0, high=65535), 8720)
+    data_dir_text = c.string(reg, "register", "data_dir") or ""
     data_dir = Path(data_dir_text)
     if not data_dir.is_absolute():
         data_dir = (path.parent / data_dir).resolve()
 
-    node = c.section(doc, "store_node", required=False)
+    node = c.table(doc, "store_node")
     d = _STORE_NODE_DEFAULTS
-    c.unknown(node, "store_node", set(asdict(d)))
-    url = c.text(node, "store_node", "url", d.url).strip()
+    c.unknown_keys(node, "store_node", asdict(d))
+    url = _text(c, node, "store_node", "url", d.url).strip()
     _check_url(url, c.problems)
     ca_file: Path | None = None
-    ca_text = c.text(node, "store_node", "ca_file", "").strip()
+    ca_text = _text(c, node, "store_node", "ca_file", "").strip()
     if ca_text:
         ca_file = Path(ca_text)
         if not ca_file.is_absolute():
@@ -294,39 +412,55 @@ def load_config(path: str | Path) -> Config:
             )
     store_node = StoreNodeConfig(
         url=url.rstrip("/"),
-        upload_interval_s=c.seconds(node, "store_node", "upload_interval_s", d.upload_interval_s),
-        batch_size=c.integer(node, "store_node", "batch_size", d.batch_size, 1, 10_000),
-        timeout_s=c.seconds(node, "store_node", "timeout_s", d.timeout_s, 600.0),
-        master_poll_s=c.seconds(node, "store_node", "master_poll_s", d.master_poll_s),
-        backoff_max_s=c.seconds(node, "store_node", "backoff_max_s", d.backoff_max_s),
+        upload_interval_s=_or(
+            c.seconds(node, "store_node", "upload_interval_s", d.upload_interval_s),
+            d.upload_interval_s,
+        ),
+        batch_size=_or(
+            c.integer(node, "store_node", "batch_size", d.batch_size, low=1, high=10_000),
+            d.batch_size,
+        ),
+        timeout_s=_or(
+            c.seconds(node, "store_node", "timeout_s", d.timeout_s, high=600.0), d.timeout_s
+        ),
+        master_poll_s=_or(
+            c.seconds(node, "store_node", "master_poll_s", d.master_poll_s), d.master_poll_s
+        ),
+        backoff_max_s=_or(
+            c.seconds(node, "store_node", "backoff_max_s", d.backoff_max_s), d.backoff_max_s
+        ),
         ca_file=ca_file,
     )
 
-    offline_table = c.section(doc, "offline", required=False)
+    offline_table = c.table(doc, "offline")
     o = OfflineConfig()
-    c.unknown(offline_table, "offline", set(asdict(o)))
+    c.unknown_keys(offline_table, "offline", asdict(o))
+    spend = c.integer(
+        offline_table,
+        "offline",
+        "max_spend_per_card_minor",
+        o.max_spend_per_card_minor,
+        low=0,
+        high=10**12,
+    )
+    age = c.seconds(
+        offline_table, "offline", "max_replica_age_s", o.max_replica_age_s, high=30 * 86400.0
+    )
+    reserve = c.seconds(
+        offline_table, "offline", "reserve_timeout_s", o.reserve_timeout_s, high=10.0
+    )
+    lookup = c.seconds(
+        offline_table, "offline", "card_lookup_timeout_s", o.card_lookup_timeout_s, high=30.0
+    )
     offline = OfflineConfig(
-        max_spend_per_card_minor=c.integer(
-            offline_table,
-            "offline",
-            "max_spend_per_card_minor",
-            o.max_spend_per_card_minor,
-            0,
-            10**12,
-        ),
-        max_replica_age_s=c.seconds(
-            offline_table, "offline", "max_replica_age_s", o.max_replica_age_s, 30 * 86400.0
-        ),
-        reserve_timeout_s=c.seconds(
-            offline_table, "offline", "reserve_timeout_s", o.reserve_timeout_s, 10.0
-        ),
-        card_lookup_timeout_s=c.seconds(
-            offline_table, "offline", "card_lookup_timeout_s", o.card_lookup_timeout_s, 30.0
-        ),
+        max_spend_per_card_minor=_or(spend, o.max_spend_per_card_minor),
+        max_replica_age_s=_or(age, o.max_replica_age_s),
+        reserve_timeout_s=_or(reserve, o.reserve_timeout_s),
+        card_lookup_timeout_s=_or(lookup, o.card_lookup_timeout_s),
     )
 
-    printer = _printer(c, c.section(doc, "printer", required=False), "printer" in doc)
-    display = _display(c, c.section(doc, "display", required=False), "display" in doc)
+    printer = _printer(c, c.table(doc, "printer"), "printer" in doc)
+    display = _display(c, c.table(doc, "display"), "display" in doc)
 
     if c.problems:
         raise ConfigError(path, c.problems)
@@ -349,8 +483,8 @@ def load_config(path: str | Path) -> Config:
 _LANGUAGES = ("ru", "en")
 
 
-def _device_uri(c: _Collector, table: dict[str, Any], section: str) -> str:
-    uri = c.text(table, section, "uri").strip()
+def _device_uri(c: ConfigReader, table: Mapping[str, Any], section: str) -> str:
+    uri = (c.string(table, section, "uri", allow_empty=True) or "").strip()
     if "uri" in table and isinstance(table["uri"], str):
         try:
             parse_uri(uri)
@@ -359,8 +493,8 @@ def _device_uri(c: _Collector, table: dict[str, Any], section: str) -> str:
     return uri
 
 
-def _code_page(c: _Collector, table: dict[str, Any], section: str) -> str:
-    code_page = c.text(table, section, "code_page", "CP866").strip().upper()
+def _code_page(c: ConfigReader, table: Mapping[str, Any], section: str) -> str:
+    code_page = _text(c, table, section, "code_page", "CP866").strip().upper()
     try:
         codec_for(code_page)
     except CodePageError:
@@ -369,34 +503,31 @@ def _code_page(c: _Collector, table: dict[str, Any], section: str) -> str:
 
 
 def _choice(
-    c: _Collector,
-    table: dict[str, Any],
+    c: ConfigReader,
+    table: Mapping[str, Any],
     section: str,
     key: str,
     default: str,
     choices: tuple[str, ...],
 ) -> str:
-    value = c.text(table, section, key, default)
+    value = _text(c, table, section, key, default)
     if isinstance(table.get(key, default), str) and value not in choices:
         c.problems.append(f"{section}.{key}: {value!r} must be one of {', '.join(choices)}")
     return value
 
 
-def _printer(c: _Collector, table: dict[str, Any], present: bool) -> PrinterConfig | None:
+def _printer(c: ConfigReader, table: Mapping[str, Any], present: bool) -> PrinterConfig | None:
     if not present:
         return None
     known = {f.name for f in fields(PrinterConfig)}
-    c.unknown(table, "printer", known)
+    c.unknown_keys(table, "printer", known)
     uri = _device_uri(c, table, "printer")
     profile = _choice(c, table, "printer", "profile", "default", profile_names())
     slot: int | None = None
     if "code_page_slot" in table:
-        slot = c.integer(table, "printer", "code_page_slot", 0, 0, 255)
-    columns = c.integer(table, "printer", "columns", 48, 16, 80)
-    query_status = table.get("query_status", False)
-    if not isinstance(query_status, bool):
-        c.problems.append(f"printer.query_status: expected true or false, got {query_status!r}")
-        query_status = False
+        slot = _or(c.integer(table, "printer", "code_page_slot", 0, low=0, high=255), 0)
+    columns = _or(c.integer(table, "printer", "columns", 48, low=16, high=80), 48)
+    query_status = _or(c.boolean(table, "printer", "query_status", False), False)
     return PrinterConfig(
         uri=uri,
         profile=profile,
@@ -408,17 +539,17 @@ def _printer(c: _Collector, table: dict[str, Any], present: bool) -> PrinterConf
     )
 
 
-def _display(c: _Collector, table: dict[str, Any], present: bool) -> DisplayConfig | None:
+def _display(c: ConfigReader, table: Mapping[str, Any], present: bool) -> DisplayConfig | None:
     if not present:
         return None
     known = {f.name for f in fields(DisplayConfig)}
-    c.unknown(table, "display", known)
+    c.unknown_keys(table, "display", known)
     return DisplayConfig(
         uri=_device_uri(c, table, "display"),
         protocol=_choice(c, table, "display", "protocol", "epson", ("epson", "cd5220")),
         code_page=_code_page(c, table, "display"),
-        code_table=c.integer(table, "display", "code_table", 17, 0, 255),
-        brightness=c.integer(table, "display", "brightness", 4, 1, 4),
+        code_table=_or(c.integer(table, "display", "code_table", 17, low=0, high=255), 17),
+        brightness=_or(c.integer(table, "display", "brightness", 4, low=1, high=4), 4),
         language=_choice(c, table, "display", "language", "ru", _LANGUAGES),
     )
 

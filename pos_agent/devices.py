@@ -153,9 +153,12 @@ class ReprintQueue:
 class _Device:
     """One device's worker thread and what it last did."""
 
-    def __init__(self, name: str, handle: Callable[[Any], None]) -> None:
+    def __init__(
+        self, name: str, handle: Callable[[Any], None], clock: Callable[[], datetime] = _now
+    ) -> None:
         self.name = name
         self._handle = handle
+        self._clock = clock
         self._queue: queue.Queue[Any] = queue.Queue()
         self._thread: threading.Thread | None = None
         self.lock = threading.Lock()
@@ -194,14 +197,14 @@ class _Device:
 
     def ok(self, **extra: Any) -> None:
         with self.lock:
-            self.state.update(ok=True, last_ok_at=_now().isoformat(), **extra)
+            self.state.update(ok=True, last_ok_at=self._clock().isoformat(), **extra)
         if self._failing:
             log.info("%s works again", self.name)
             self._failing = False
 
     def failed(self, error: str) -> None:
         with self.lock:
-            self.state.update(ok=False, last_error=error, last_error_at=_now().isoformat())
+            self.state.update(ok=False, last_error=error, last_error_at=self._clock().isoformat())
         # A repeating failure logs once at WARNING, then at DEBUG until it recovers.
         log.log(logging.DEBUG if self._failing else logging.WARNING, "%s: %s", self.name, error)
         self._failing = True
@@ -234,14 +237,15 @@ class _Device:
 class DeviceHub:
     """Owns the printer and display workers; every public method returns at once."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, clock: Callable[[], datetime] = _now) -> None:
         self.config = config
+        self.clock = clock
         self.printer_cfg = config.printer
         self.display_cfg = config.display
         self._reprints: ReprintQueue | None = None
         self._queued = 0
-        self._printer = _Device("printer", self._print) if self.printer_cfg else None
-        self._display = _Device("display", self._show) if self.display_cfg else None
+        self._printer = _Device("printer", self._print, clock) if self.printer_cfg else None
+        self._display = _Device("display", self._show, clock) if self.display_cfg else None
         self._screen: CustomerDisplay | None = None
         # Product id -> printable name, set by the app once the replica is open.
         self.names: Callable[[Sequence[str]], Mapping[str, str]] = lambda ids: {}
@@ -347,7 +351,7 @@ class DeviceHub:
         except PrintersError as exc:
             error = str(exc)
             if self._reprints is not None:
-                self._reprints.add(job, error, _now())
+                self._reprints.add(job, error, self.clock())
                 self._queued += 1
             self._printer.failed(f"{job.kind} of sale {job.ref} queued for reprint: {error}")
             return

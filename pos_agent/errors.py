@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 __all__ = [
+    "CardRefused",
     "ConfigError",
+    "Conflict",
     "CouponRefused",
     "EnrolmentFailed",
     "InvalidField",
+    "InvalidRequest",
     "JournalError",
     "LineNotFound",
     "MalformedRequest",
@@ -19,6 +22,7 @@ __all__ = [
     "RequestTooLarge",
     "SpendRefused",
     "StoreNodeUnreachable",
+    "UnknownObject",
     "UnsupportedMediaType",
     "UploadError",
 ]
@@ -59,7 +63,12 @@ class StoreNodeUnreachable(UploadError):
 
 
 class RequestError(PosError):
-    """A request from the register software was refused; `kind`/`status` map it to HTTP."""
+    """A request from the register software was refused; `kind`/`status` map it to HTTP.
+
+    The kinds are the vocabulary of every tier (docs/API.md, Errors): a class of the same name
+    in center/errors.py and store_node/errors.py has the same kind and status
+    (tests/test_service_shell.py).
+    """
 
     kind = "invalid"
     status = 422
@@ -86,7 +95,28 @@ class RequestTooLarge(RequestError):
     status = 413
 
 
-class InvalidField(RequestError):
+class InvalidRequest(RequestError):
+    """The request is well-formed but its values are not acceptable."""
+
+    kind = "invalid"
+    status = 422
+
+
+class UnknownObject(RequestError):
+    """The request names an object (receipt, line, coupon) the agent does not know."""
+
+    kind = "not_found"
+    status = 404
+
+
+class Conflict(RequestError):
+    """The request contradicts the object's state (e.g. a closed receipt)."""
+
+    kind = "conflict"
+    status = 409
+
+
+class InvalidField(InvalidRequest):
     """Well-formed JSON with a wrong, missing or inconsistent field; `field` is its path."""
 
     kind = "invalid"
@@ -97,7 +127,7 @@ class InvalidField(RequestError):
         super().__init__(f"{field}: {problem}" if field else problem)
 
 
-class ReceiptNotFound(RequestError):
+class ReceiptNotFound(UnknownObject):
     """No receipt (open or closed) has this id."""
 
     kind = "not_found"
@@ -108,7 +138,7 @@ class ReceiptNotFound(RequestError):
         super().__init__(f"receipt_id: no receipt {receipt_id!r}")
 
 
-class LineNotFound(RequestError):
+class LineNotFound(UnknownObject):
     """The open receipt has no line with this number."""
 
     kind = "not_found"
@@ -118,7 +148,7 @@ class LineNotFound(RequestError):
         super().__init__(f"line_no: receipt {receipt_id!r} has no line {line_no}")
 
 
-class ReceiptClosed(RequestError):
+class ReceiptClosed(Conflict):
     """The receipt was already confirmed or cancelled; nothing more can change it."""
 
     kind = "conflict"

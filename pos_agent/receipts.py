@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from pos_agent.errors import InvalidField, LineNotFound, RequestError
+from pos_agent.errors import Conflict, InvalidField, LineNotFound, UnknownObject
 
 __all__ = [
     "MAX_COUPONS",
@@ -25,7 +25,7 @@ MAX_COUPONS = 20
 
 
 # Kept here rather than in errors.py only to stay out of a file being edited concurrently.
-class CouponUsed(RequestError):
+class CouponUsed(Conflict):
     """A single-use coupon already redeemed by a sale of this register."""
 
     kind = "conflict"
@@ -37,7 +37,7 @@ class CouponUsed(RequestError):
         super().__init__(f"code: single-use coupon {code} was already redeemed by sale {sale_id}")
 
 
-class CouponNotOnReceipt(RequestError):
+class CouponNotOnReceipt(UnknownObject):
     """The open receipt does not hold this coupon code."""
 
     kind = "not_found"

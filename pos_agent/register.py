@@ -644,6 +644,15 @@ class Register:
 
     # -- reporting -----------------------------------------------------------------------
 
+    def close(self) -> None:
+        """Close the store link, the replica and the journal, on the thread that used them."""
+        try:
+            if self.link is not None:
+                self.link.close()
+            self.replica.close()
+        finally:
+            self.journal.close()
+
     def summary(self) -> SalesSummary:
         return self.journal.summary()
 

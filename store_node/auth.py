@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from store_node.errors import RequestError, StorageError
+from store_node.errors import EnrolmentRefused, Forbidden, StorageError, Unauthorized
 from store_node.migrations import Migrations
 from sync_protocol import (
     NONCE_HEADER,
@@ -90,29 +90,6 @@ def _migrate(conn: sqlite3.Connection) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
-
-
-class Unauthorized(RequestError):
-    """No valid credentials: missing, unknown, badly signed, stale or replayed (HTTP 401)."""
-
-    kind = "unauthorized"
-    status = 401
-
-
-class Forbidden(RequestError):
-    """Valid credentials that do not allow this request (HTTP 403)."""
-
-    kind = "forbidden"
-    status = 403
-
-
-class EnrolmentRefused(RequestError):
-    """An enrolment token that is unknown (401), already used or expired (403)."""
-
-    def __init__(self, kind: str, status: int, message: str) -> None:
-        self.kind = kind
-        self.status = status
-        super().__init__(f"token: {message}")
 
 
 @dataclass(frozen=True, slots=True)

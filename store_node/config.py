@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import ssl
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,6 @@ __all__ = [
 ]
 
 _DNS_LABEL_MAX = 63
-_REQUIRED: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,91 +123,193 @@ class Config:
         return self.store.data_dir / "store.db"
 
 
-class _Reader:
-    """Reads typed values out of a TOML document, collecting every problem instead of raising."""
+class ConfigReader:
+    """Reads typed values out of a parsed TOML document, collecting every problem at once.
 
-    def __init__(self, doc: Mapping[str, Any]) -> None:
-        self.doc = doc
+    The same code in every tier (tests/test_service_shell.py); `wording` is the tier's message for
+    each kind of problem, a `str.format` template over `where`, `name`, `value`, `type`, `low`,
+    `high`, `limit`, `length` and `known`. A method returns None when it recorded a problem, or when
+    the key is absent and its default is None.
+    """
+
+    REQUIRED: Any = object()
+    WORDS = (
+        "missing_table",
+        "not_table",
+        "unknown_key",
+        "required",
+        "not_string",
+        "empty",
+        "too_long",
+        "not_integer",
+        "out_of_range",
+        "not_seconds",
+        "seconds_out_of_range",
+        "not_boolean",
+    )
+
+    def __init__(self, wording: Mapping[str, str]) -> None:
+        missing = [word for word in self.WORDS if word not in wording]
+        if missing:
+            raise ValueError(f"wording: no message for {', '.join(missing)}")
+        self.wording = wording
         self.problems: list[str] = []
 
-    def section(self, name: str, keys: set[str]) -> Mapping[str, Any]:
-        raw = self.doc.get(name)
+    def _say(self, word: str, **fields: Any) -> None:
+        self.problems.append(self.wording[word].format(**fields))
+
+    def table(
+        self, doc: Mapping[str, Any], name: str, *, required: bool = False
+    ) -> Mapping[str, Any]:
+        """The table `name` of `doc`; {} (and a problem unless optional) when absent or not one."""
+        raw = doc.get(name)
         if raw is None:
-            self.problems.append(f"[{name}]: missing table")
+            if required:
+                self._say("missing_table", name=name)
             return {}
         if not isinstance(raw, Mapping):
-            self.problems.append(f"[{name}]: expected a table, got {type(raw).__name__}")
+            self._say("not_table", name=name, type=type(raw).__name__)
             return {}
-        for key in sorted(set(raw) - keys):
-            self.problems.append(f"{name}.{key}: unknown key (known: {', '.join(sorted(keys))})")
         return raw
 
-    def value(self, table: Mapping[str, Any], where: str, default: Any) -> Any:
-        key = where.rsplit(".", 1)[1]
+    def unknown_keys(self, table: Mapping[str, Any], section: str, known: Iterable[str]) -> None:
+        """One problem per key of `table` that is not `known`, in key order."""
+        names = sorted(known)
+        for key in sorted(set(table) - set(names)):
+            self._say("unknown_key", where=f"{section}.{key}", known=", ".join(names))
+
+    def value(
+        self, table: Mapping[str, Any], section: str, key: str, default: Any = REQUIRED
+    ) -> Any:
+        """The raw value, else `default`; a problem (and None) when required and absent."""
         if key in table:
             return table[key]
-        if default is _REQUIRED:
-            self.problems.append(f"{where}: missing (required)")
+        if default is ConfigReader.REQUIRED:
+            self._say("required", where=f"{section}.{key}")
+            return None
         return default
 
-    def string(self, table: Mapping[str, Any], where: str, default: Any = _REQUIRED) -> str | None:
-        value = self.value(table, where, default)
-        if value is None or value is _REQUIRED:
-            return None
-        if not isinstance(value, str):
-            self.problems.append(f"{where}: expected a string, got {value!r}")
-            return None
-        if not value.strip():
-            self.problems.append(f"{where}: must not be empty")
-            return None
-        return value
-
-    def identifier(
-        self, table: Mapping[str, Any], where: str, default: Any = _REQUIRED
+    def string(
+        self,
+        table: Mapping[str, Any],
+        section: str,
+        key: str,
+        default: Any = REQUIRED,
+        *,
+        allow_empty: bool = False,
+        max_len: int | None = None,
     ) -> str | None:
-        value = self.string(table, where, default)
+        """A string; blank is a problem unless `allow_empty`, longer than `max_len` too."""
+        value = self.value(table, section, key, default)
         if value is None:
             return None
-        try:
-            return check_identifier(value, where)
-        except InvalidIdentifier as exc:
-            self.problems.append(str(exc))
+        where = f"{section}.{key}"
+        if not isinstance(value, str):
+            self._say("not_string", where=where, value=value, type=type(value).__name__)
             return None
+        if not allow_empty and not value.strip():
+            self._say("empty", where=where, value=value)
+            return None
+        if max_len is not None and len(value) > max_len:
+            self._say("too_long", where=where, limit=max_len, length=len(value))
+            return None
+        return value
 
     def integer(
-        self, table: Mapping[str, Any], where: str, default: Any, *, low: int, high: int
+        self,
+        table: Mapping[str, Any],
+        section: str,
+        key: str,
+        default: Any = REQUIRED,
+        *,
+        low: int,
+        high: int,
     ) -> int | None:
-        value = self.value(table, where, default)
+        """An integer (not a bool) in low..high."""
+        value = self.value(table, section, key, default)
         if value is None:
             return None
+        where = f"{section}.{key}"
         if isinstance(value, bool) or not isinstance(value, int):
-            self.problems.append(f"{where}: expected an integer, got {value!r}")
+            self._say("not_integer", where=where, value=value, type=type(value).__name__)
             return None
         if not low <= value <= high:
-            self.problems.append(f"{where}: {value} is out of range {low}..{high}")
+            self._say("out_of_range", where=where, value=value, low=low, high=high)
             return None
         return value
 
-    def seconds(self, table: Mapping[str, Any], where: str, default: float) -> float | None:
-        value = self.value(table, where, default)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            self.problems.append(f"{where}: expected a number of seconds, got {value!r}")
+    def seconds(
+        self,
+        table: Mapping[str, Any],
+        section: str,
+        key: str,
+        default: Any = REQUIRED,
+        *,
+        high: float = 86_400.0,
+    ) -> float | None:
+        """A number of seconds, more than 0 and at most `high`."""
+        value = self.value(table, section, key, default)
+        if value is None:
             return None
-        if not 0 < value <= 86_400:
-            self.problems.append(f"{where}: {value} must be > 0 and at most 86400 seconds")
+        where = f"{section}.{key}"
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self._say("not_seconds", where=where, value=value, type=type(value).__name__)
+            return None
+        if not 0 < value <= high:
+            self._say("seconds_out_of_range", where=where, value=value, high=high)
             return None
         return float(value)
 
-    def boolean(self, table: Mapping[str, Any], where: str, default: bool) -> bool | None:
-        value = self.value(table, where, default)
+    def boolean(
+        self, table: Mapping[str, Any], section: str, key: str, default: Any = REQUIRED
+    ) -> bool | None:
+        """true or false."""
+        value = self.value(table, section, key, default)
+        if value is None:
+            return None
         if not isinstance(value, bool):
-            self.problems.append(f"{where}: expected true or false, got {value!r}")
+            where = f"{section}.{key}"
+            self._say("not_boolean", where=where, value=value, type=type(value).__name__)
             return None
         return value
 
 
-def _center_url(reader: _Reader, table: Mapping[str, Any]) -> str | None:
-    url = reader.string(table, "center.url")
+_WORDING = {
+    "missing_table": "[{name}]: missing table",
+    "not_table": "[{name}]: expected a table, got {type}",
+    "unknown_key": "{where}: unknown key (known: {known})",
+    "required": "{where}: missing (required)",
+    "not_string": "{where}: expected a string, got {value!r}",
+    "empty": "{where}: must not be empty",
+    "too_long": "{where}: at most {limit} characters, got {length}",
+    "not_integer": "{where}: expected an integer, got {value!r}",
+    "out_of_range": "{where}: {value} is out of range {low}..{high}",
+    "not_seconds": "{where}: expected a number of seconds, got {value!r}",
+    "seconds_out_of_range": "{where}: {value} must be > 0 and at most {high:g} seconds",
+    "not_boolean": "{where}: expected true or false, got {value!r}",
+}
+"""This tier's message for each kind of problem the ConfigReader finds."""
+
+
+def _identifier(
+    reader: ConfigReader,
+    table: Mapping[str, Any],
+    section: str,
+    key: str,
+    default: Any = ConfigReader.REQUIRED,
+) -> str | None:
+    value = reader.string(table, section, key, default)
+    if value is None:
+        return None
+    try:
+        return check_identifier(value, f"{section}.{key}")
+    except InvalidIdentifier as exc:
+        reader.problems.append(str(exc))
+        return None
+
+
+def _center_url(reader: ConfigReader, table: Mapping[str, Any]) -> str | None:
+    url = reader.string(table, "center", "url")
     if url is None:
         return None
     parts = urlsplit(url)
@@ -226,8 +327,8 @@ def _center_url(reader: _Reader, table: Mapping[str, Any]) -> str | None:
     return url.rstrip("/")
 
 
-def _listen_host(reader: _Reader, table: Mapping[str, Any]) -> str | None:
-    host = reader.string(table, "store.listen_host", "0.0.0.0")
+def _listen_host(reader: ConfigReader, table: Mapping[str, Any]) -> str | None:
+    host = reader.string(table, "store", "listen_host", "0.0.0.0")
     if host is None:
         return None
     try:
@@ -242,17 +343,22 @@ def _listen_host(reader: _Reader, table: Mapping[str, Any]) -> str | None:
 
 def parse_config(doc: Mapping[str, Any], *, base_dir: Path, source: Path | None = None) -> Config:
     """Validate a parsed TOML document; raise ConfigError listing every problem."""
-    reader = _Reader(doc)
+    reader = ConfigReader(_WORDING)
     for name in sorted(set(doc) - {"store", "center", "security", "reservations", "tls"}):
         reader.problems.append(
             f"[{name}]: unknown table (known: center, reservations, security, store, tls)"
         )
-    store = reader.section(
-        "store", {"store_id", "node_id", "listen_host", "listen_port", "data_dir", "advertise"}
+    store = reader.table(doc, "store", required=True)
+    reader.unknown_keys(
+        store,
+        "store",
+        ("store_id", "node_id", "listen_host", "listen_port", "data_dir", "advertise"),
     )
-    center = reader.section(
+    center = reader.table(doc, "center", required=True)
+    reader.unknown_keys(
+        center,
         "center",
-        {
+        (
             "url",
             "batch_size",
             "interval_s",
@@ -262,23 +368,25 @@ def parse_config(doc: Mapping[str, Any], *, base_dir: Path, source: Path | None 
             "master_poll_s",
             "alert_unsynced_h",
             "ca_file",
-        },
+        ),
     )
-    store_id = reader.identifier(store, "store.store_id")
-    node_id = reader.identifier(store, "store.node_id", f"store-{store_id}" if store_id else None)
+    store_id = _identifier(reader, store, "store", "store_id")
+    node_id = _identifier(
+        reader, store, "store", "node_id", f"store-{store_id}" if store_id else None
+    )
     listen_host = _listen_host(reader, store)
-    listen_port = reader.integer(store, "store.listen_port", 8710, low=0, high=65535)
-    data_dir_raw = reader.string(store, "store.data_dir")
-    advertise = reader.boolean(store, "store.advertise", True)
+    listen_port = reader.integer(store, "store", "listen_port", 8710, low=0, high=65535)
+    data_dir_raw = reader.string(store, "store", "data_dir")
+    advertise = reader.boolean(store, "store", "advertise", True)
     url = _center_url(reader, center)
-    batch_size = reader.integer(center, "center.batch_size", 500, low=1, high=10_000)
-    interval_s = reader.seconds(center, "center.interval_s", 2.0)
-    backoff_initial_s = reader.seconds(center, "center.backoff_initial_s", 1.0)
-    backoff_max_s = reader.seconds(center, "center.backoff_max_s", 60.0)
-    timeout_s = reader.seconds(center, "center.timeout_s", 10.0)
-    master_poll_s = reader.seconds(center, "center.master_poll_s", 4.0)
-    alert_unsynced_h = _hours(reader, center, "center.alert_unsynced_h", 24.0)
-    ca_raw = reader.value(center, "center.ca_file", "")
+    batch_size = reader.integer(center, "center", "batch_size", 500, low=1, high=10_000)
+    interval_s = reader.seconds(center, "center", "interval_s", 2.0)
+    backoff_initial_s = reader.seconds(center, "center", "backoff_initial_s", 1.0)
+    backoff_max_s = reader.seconds(center, "center", "backoff_max_s", 60.0)
+    timeout_s = reader.seconds(center, "center", "timeout_s", 10.0)
+    master_poll_s = reader.seconds(center, "center", "master_poll_s", 4.0)
+    alert_unsynced_h = _hours(reader, center, "center", "alert_unsynced_h", 24.0)
+    ca_raw = reader.value(center, "center", "ca_file", "")
     ca_file: Path | None = None
     if not isinstance(ca_raw, str):
         reader.problems.append(f"center.ca_file: expected a path string, got {ca_raw!r}")
@@ -286,15 +394,11 @@ def parse_config(doc: Mapping[str, Any], *, base_dir: Path, source: Path | None 
         ca_file = (base_dir / ca_raw).resolve()
         if not ca_file.is_file():
             reader.problems.append(f"center.ca_file: {ca_file} is not a readable file")
-    security = doc.get("security", {})
-    if not isinstance(security, Mapping):
-        reader.problems.append(f"[security]: expected a table, got {type(security).__name__}")
-        security = {}
-    for key in sorted(set(security) - {"require_signatures"}):
-        reader.problems.append(f"security.{key}: unknown key (known: require_signatures)")
-    require_signatures = reader.boolean(security, "security.require_signatures", True)
-    reservations = _reservations(reader, doc.get("reservations", {}))
-    tls = _tls(reader, doc.get("tls", {}), base_dir)
+    security = reader.table(doc, "security")
+    reader.unknown_keys(security, "security", ("require_signatures",))
+    require_signatures = reader.boolean(security, "security", "require_signatures", True)
+    reservations = _reservations(reader, reader.table(doc, "reservations"))
+    tls = _tls(reader, reader.table(doc, "tls"), base_dir)
 
     if backoff_initial_s and backoff_max_s and backoff_max_s < backoff_initial_s:
         reader.problems.append(
@@ -347,12 +451,8 @@ def parse_config(doc: Mapping[str, Any], *, base_dir: Path, source: Path | None 
     )
 
 
-def _tls(reader: _Reader, table: Any, base_dir: Path) -> TlsSettings:
-    if not isinstance(table, Mapping):
-        reader.problems.append(f"[tls]: expected a table, got {type(table).__name__}")
-        return TlsSettings()
-    for key in sorted(set(table) - {"cert_file", "key_file"}):
-        reader.problems.append(f"tls.{key}: unknown key (known: cert_file, key_file)")
+def _tls(reader: ConfigReader, table: Mapping[str, Any], base_dir: Path) -> TlsSettings:
+    reader.unknown_keys(table, "tls", ("cert_file", "key_file"))
     files: dict[str, Path | None] = {}
     for key in ("cert_file", "key_file"):
         raw = table.get(key, "")
@@ -378,16 +478,12 @@ def _tls(reader: _Reader, table: Any, base_dir: Path) -> TlsSettings:
     return settings
 
 
-def _reservations(reader: _Reader, table: Any) -> ReservationSettings:
+def _reservations(reader: ConfigReader, table: Mapping[str, Any]) -> ReservationSettings:
     default = ReservationSettings()
-    if not isinstance(table, Mapping):
-        reader.problems.append(f"[reservations]: expected a table, got {type(table).__name__}")
-        return default
-    for key in sorted(set(table) - {"ttl_s", "center_timeout_s"}):
-        reader.problems.append(f"reservations.{key}: unknown key (known: center_timeout_s, ttl_s)")
-    ttl_s = reader.seconds(table, "reservations.ttl_s", default.ttl_s)
+    reader.unknown_keys(table, "reservations", ("ttl_s", "center_timeout_s"))
+    ttl_s = reader.seconds(table, "reservations", "ttl_s", default.ttl_s)
     center_timeout_s = reader.seconds(
-        table, "reservations.center_timeout_s", default.center_timeout_s
+        table, "reservations", "center_timeout_s", default.center_timeout_s
     )
     return ReservationSettings(
         ttl_s=ttl_s or default.ttl_s,
@@ -395,8 +491,11 @@ def _reservations(reader: _Reader, table: Any) -> ReservationSettings:
     )
 
 
-def _hours(reader: _Reader, table: Mapping[str, Any], where: str, default: float) -> float | None:
-    value = reader.value(table, where, default)
+def _hours(
+    reader: ConfigReader, table: Mapping[str, Any], section: str, key: str, default: float
+) -> float | None:
+    where = f"{section}.{key}"
+    value = reader.value(table, section, key, default)
     if isinstance(value, bool) or not isinstance(value, int | float):
         reader.problems.append(f"{where}: expected a number of hours, got {value!r}")
         return None

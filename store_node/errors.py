@@ -2,6 +2,26 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "CenterTooLarge",
+    "CenterUnavailable",
+    "ConfigError",
+    "Conflict",
+    "EnrolmentRefused",
+    "Forbidden",
+    "InvalidRequest",
+    "MalformedRequest",
+    "NotReady",
+    "RequestError",
+    "RequestTooLarge",
+    "StorageError",
+    "StoreNodeError",
+    "Unauthorized",
+    "UnknownCard",
+    "UnknownObject",
+    "UnsupportedMediaType",
+]
+
 
 class StoreNodeError(Exception):
     """Base class of every error the store node raises on purpose."""
@@ -22,7 +42,12 @@ class StorageError(StoreNodeError):
 
 
 class RequestError(StoreNodeError):
-    """A request was refused; `kind` and `status` say how it maps to HTTP."""
+    """A request was refused; `kind` and `status` say how it maps to HTTP.
+
+    The kinds are the vocabulary of every tier (docs/API.md, Errors): a class of the same name
+    in center/errors.py and pos_agent/errors.py has the same kind and status
+    (tests/test_service_shell.py).
+    """
 
     kind = "invalid"
     status = 422
@@ -33,6 +58,63 @@ class MalformedRequest(RequestError):
 
     kind = "malformed"
     status = 400
+
+
+class Unauthorized(RequestError):
+    """No valid credentials: missing, unknown, badly signed, stale or replayed (HTTP 401)."""
+
+    kind = "unauthorized"
+    status = 401
+
+
+class Forbidden(RequestError):
+    """Valid credentials that do not allow this request (HTTP 403)."""
+
+    kind = "forbidden"
+    status = 403
+
+
+class EnrolmentRefused(RequestError):
+    """An enrolment token that is unknown (401), used or expired (403); `kind` says which."""
+
+    status = 401
+
+    def __init__(self, kind: str, status: int, message: str) -> None:
+        self.kind = kind
+        self.status = status
+        super().__init__(f"token: {message}")
+
+
+class UnknownObject(RequestError):
+    """The request names an object (e.g. a reservation) this node does not know."""
+
+    kind = "not_found"
+    status = 404
+
+
+class UnknownCard(UnknownObject):
+    """A card that neither this node nor the Center knows.
+
+    Its own kind, `unknown_object`, is older than the shared vocabulary: registers in the field
+    tell an unknown card from a missing route (`not_found`) by it, so it stays.
+    """
+
+    kind = "unknown_object"
+    status = 404
+
+
+class Conflict(RequestError):
+    """The request contradicts the object's state (e.g. a committed reservation)."""
+
+    kind = "conflict"
+    status = 409
+
+
+class RequestTooLarge(RequestError):
+    """The body is larger than the node accepts."""
+
+    kind = "too_large"
+    status = 413
 
 
 class UnsupportedMediaType(RequestError):
@@ -62,10 +144,3 @@ class CenterUnavailable(StoreNodeError):
 
 class CenterTooLarge(CenterUnavailable):
     """The Center refused a request body as too large (HTTP 413)."""
-
-
-class UnknownObject(RequestError):
-    """The request names an object (e.g. a card) that neither this node nor the Center knows."""
-
-    kind = "unknown_object"
-    status = 404

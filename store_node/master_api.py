@@ -12,7 +12,7 @@ from urllib.parse import quote
 import aiohttp
 from aiohttp import web
 
-from store_node.errors import MalformedRequest, NotReady, UnknownObject
+from store_node.errors import MalformedRequest, NotReady, UnknownCard
 from store_node.keys import CLOCK_KEY, CONFIG_KEY, FORWARDER_KEY, WORKER_KEY
 from sync_protocol import CONTENT_TYPE, encode
 
@@ -80,7 +80,7 @@ async def _ask_center(app: web.Application, card_no: str) -> dict[str, Any]:
             config.center.url + path, params=query, headers=headers, timeout=timeout
         ) as response:
             if response.status == 404:
-                raise UnknownObject(f"card_no: unknown card {card_no!r}")
+                raise UnknownCard(f"card_no: unknown card {card_no!r}")
             if response.status != 200:
                 text = (await response.text())[:200]
                 raise NotReady(

@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from store_node.dbthread import DbThread
-from store_node.errors import InvalidRequest, RequestError, StorageError
+from store_node.errors import (
+    Conflict,
+    InvalidRequest,
+    RequestError,
+    StorageError,
+    UnknownObject,
+)
 from store_node.migrations import Migrations
 from sync_protocol import ProtocolError, decode_sale
 
@@ -113,14 +119,14 @@ class CouponTaken(RequestError):
     status = 409
 
 
-class ReservationNotFound(RequestError):
+class ReservationNotFound(UnknownObject):
     """No reservation has this id."""
 
     kind = "not_found"
     status = 404
 
 
-class ReservationClosed(RequestError):
+class ReservationClosed(Conflict):
     """The reservation was released or committed already and cannot change that way."""
 
     kind = "conflict"

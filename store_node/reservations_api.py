@@ -14,8 +14,7 @@ from urllib.parse import quote
 import aiohttp
 from aiohttp import web
 
-from store_node.auth import Forbidden
-from store_node.errors import MalformedRequest, UnsupportedMediaType
+from store_node.errors import Forbidden, MalformedRequest, UnsupportedMediaType
 from store_node.keys import CLOCK_KEY, CONFIG_KEY, FORWARDER_KEY, IDENTITY_KEY, WORKER_KEY
 from store_node.reservations import (
     CardBalance,

@@ -7,12 +7,14 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Generic, Protocol, TypeVar
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from center.access.nodes import NonceCache
-from center.config import Config
+from center.config import Config, redact_dsn
 from center.errors import RequestError, StorageError
 from center.storage import Storage, open_storage
 from center.web.keys import (
@@ -28,9 +30,71 @@ from center.web.middleware import auth_middleware, error_middleware
 from center.web.request import MAX_BODY_BYTES
 from center.web.routes import add_routes, route_permissions
 
-__all__ = ["create_app"]
+__all__ = ["DbThread", "create_app"]
 
 log = logging.getLogger(__name__)
+
+# DbThread is the same code as store_node/dbthread.py and pos_agent/dbthread.py (the tiers never
+# import each other); tests/test_service_shell.py checks that the copies agree.
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+_O = TypeVar("_O", bound=_Closable)
+_T = TypeVar("_T")
+
+
+class DbThread(Generic[_O]):
+    """Makes the object with `make` on its thread at `open()`; `run` calls into it there.
+
+    `where` names the database in messages (a path, or a DSN without its password); `owned=False`
+    leaves the object open at `close()`, for one its caller made and will close.
+    """
+
+    def __init__(
+        self,
+        where: Path | str,
+        make: Callable[[], _O],
+        *,
+        thread_name: str,
+        owned: bool = True,
+    ) -> None:
+        self.where = where
+        self._make = make
+        self._owned = owned
+        self._obj: _O | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name)
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        """The one thread, for code that submits plain functions to it."""
+        return self._executor
+
+    async def open(self) -> _O:
+        """Make the object on the thread and return it; if that fails, the thread stops."""
+        try:
+            obj = await asyncio.get_running_loop().run_in_executor(self._executor, self._make)
+        except BaseException:
+            self._executor.shutdown(wait=True)
+            raise
+        self._obj = obj
+        return obj
+
+    async def run(self, call: Callable[[_O], _T]) -> _T:
+        """Run `call(obj)` on the thread and return its result."""
+        obj = self._obj
+        if obj is None:
+            raise RuntimeError(f"{self.where}: {type(self).__name__}.open() was not called")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call, obj)
+
+    async def close(self) -> None:
+        """Let the call in progress finish, then close the object (if owned) and the thread."""
+        obj, self._obj = self._obj, None
+        if obj is not None and self._owned:
+            await asyncio.get_running_loop().run_in_executor(self._executor, obj.close)
+        self._executor.shutdown(wait=True)
 
 
 def _utcnow() -> datetime:
@@ -55,34 +119,34 @@ def create_app(
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         # One database thread: SQLite and a single psycopg connection are used serially,
         # and the event loop never waits on the disk.
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="center-db")
-        loop = asyncio.get_running_loop()
-        app[EXECUTOR_KEY] = executor
-        owned = storage is None
-        try:
-            opened = (
-                await loop.run_in_executor(executor, open_storage, config.storage)
-                if storage is None
-                else storage
-            )
-        except BaseException:
-            executor.shutdown(wait=True)
-            raise
+        where = (
+            config.storage.sqlite_path
+            if config.storage.backend == "sqlite"
+            else redact_dsn(config.storage.dsn)
+        )
+        given = storage
+
+        def make() -> Storage:
+            return open_storage(config.storage) if given is None else given
+
+        db = DbThread(where, make, thread_name="center-db", owned=given is None)
+        app[EXECUTOR_KEY] = db.executor
+        opened = await db.open()
         app[STORAGE_KEY] = opened
         log.info("center %s: storage %s ready", config.center.node_id, opened.backend)
 
         async def expire_job() -> None:
             try:
-                burnt = await loop.run_in_executor(executor, opened.expire_lots, app[CLOCK_KEY]())
+                now = app[CLOCK_KEY]()
+                burnt = await db.run(lambda store: store.expire_lots(now))
             except StorageError as exc:
                 log.warning("expiring bonus lots failed (next run retries): %s", exc)
                 return
             if burnt:
                 log.info("expired %d bonus lots", burnt)
             try:  # the same cadence keeps next months' receipt partitions ready (PostgreSQL)
-                made = await loop.run_in_executor(
-                    executor, opened.ensure_partitions, app[CLOCK_KEY]()
-                )
+                now = app[CLOCK_KEY]()
+                made = await db.run(lambda store: store.ensure_partitions(now))
             except StorageError as exc:
                 log.warning("creating receipt partitions failed (next run retries): %s", exc)
                 return
@@ -92,9 +156,7 @@ def create_app(
         async def segments_job() -> None:
             now = app[CLOCK_KEY]()
             try:
-                done = await loop.run_in_executor(
-                    executor, opened.recalculate_segments, "scheduler", now
-                )
+                done = await db.run(lambda store: store.recalculate_segments("scheduler", now))
             except (StorageError, RequestError) as exc:
                 log.warning("recalculating segments failed (next run retries): %s", exc)
                 return
@@ -108,7 +170,7 @@ def create_app(
                         result["removed"],
                     )
 
-        scheduler = AsyncIOScheduler(timezone=UTC, event_loop=loop)
+        scheduler = AsyncIOScheduler(timezone=UTC, event_loop=asyncio.get_running_loop())
         scheduler.add_job(
             segments_job,
             "interval",
@@ -132,9 +194,7 @@ def create_app(
             yield
         finally:
             scheduler.shutdown(wait=False)
-            if owned:
-                await loop.run_in_executor(executor, opened.close)
-            executor.shutdown(wait=True)
+            await db.close()
 
     app.cleanup_ctx.append(lifecycle)
     add_routes(app)

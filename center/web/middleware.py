@@ -11,7 +11,13 @@ from aiohttp import web
 
 from center.access.api import authorize
 from center.access.nodes import NodeIdentity, record_nonce, signature_headers, verify_signature
-from center.errors import RequestError, StorageError, Unauthorized
+from center.errors import (
+    RequestError,
+    RequestTooLarge,
+    StorageError,
+    Unauthorized,
+    UnknownObject,
+)
 from center.web.keys import (
     CLOCK_KEY,
     CREDENTIALS_KEY,
@@ -89,7 +95,7 @@ async def error_middleware(
     try:
         return await handler(request)
     except PayloadTooLarge as exc:
-        return _error(413, "too_large", f"body: {exc}")
+        return _error(RequestTooLarge.status, RequestTooLarge.kind, f"body: {exc}")
     except ProtocolError as exc:
         return _error(400, _snake(type(exc).__name__), str(exc))
     except RequestError as exc:
@@ -98,9 +104,15 @@ async def error_middleware(
         log.warning("%s %s: %s", request.method, request.path, exc)
         return _error(503, "storage_unavailable", str(exc))
     except web.HTTPRequestEntityTooLarge:
-        return _error(413, "too_large", f"body: larger than {MAX_BODY_BYTES} bytes")
+        return _error(
+            RequestTooLarge.status,
+            RequestTooLarge.kind,
+            f"body: larger than {MAX_BODY_BYTES} bytes",
+        )
     except web.HTTPNotFound:
-        return _error(404, "not_found", f"path: no route for {request.path[:200]!r}")
+        return _error(
+            UnknownObject.status, UnknownObject.kind, f"path: no route for {request.path[:200]!r}"
+        )
     except web.HTTPMethodNotAllowed as exc:
         allowed = ", ".join(sorted(exc.allowed_methods))
         return _error(
