@@ -112,6 +112,11 @@ def apply_migrations(storage: SqlStorage, migrations: MigrationList) -> list[str
 
 def _adopt(storage: SqlStorage, migrations: MigrationList) -> list[str]:
     """Record the migrations a database of a release before names had applied (by number)."""
+    marked = storage._execute(
+        "SELECT COUNT(*) FROM schema_version WHERE version >= ?", (NAMED_MARK,)
+    ).fetchone()
+    if int(marked[0]):
+        return []  # adopted (or made) by a release with names: its records are all there is
     rows = storage._execute(
         "SELECT version, applied_at FROM schema_version WHERE version < ? ORDER BY version",
         (NAMED_MARK,),
