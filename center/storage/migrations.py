@@ -81,33 +81,36 @@ def recorded(storage: SqlStorage) -> list[str]:
 def apply_migrations(storage: SqlStorage, migrations: MigrationList) -> list[str]:
     """Run the migrations the database has not recorded, each in its own transaction; the
     names it ran. A database recording an unknown migration is refused before any change."""
-    with storage._guard("migrate"), storage._transaction():
-        storage._lock_schema()
-        storage._execute(_CREATE_TABLE)
-        storage._execute(_CREATE_LEGACY)
-        done = recorded(storage)
-        _refuse_unknown(storage, migrations, done)  # rolls the tables back: nothing written
-        if not done:
-            done = _adopt(storage, migrations)
-    ran: list[str] = []
-    for migration in migrations.migrations:
-        if migration.name in done:
-            continue
-        with storage._guard(f"migration {migration.name}"), storage._transaction():
+    # The connection lock throughout: no other call of this storage runs in between.
+    with storage._guard("migrate"):
+        with storage._transaction():
             storage._lock_schema()
-            done = recorded(storage)  # another worker may have run it while we waited
+            storage._execute(_CREATE_TABLE)
+            storage._execute(_CREATE_LEGACY)
+            done = recorded(storage)
+            # Refused here, the transaction rolls back: nothing is written.
             _refuse_unknown(storage, migrations, done)
+            if not done:
+                done = _adopt(storage, migrations)
+        ran: list[str] = []
+        for migration in migrations.migrations:
             if migration.name in done:
                 continue
-            for step in migration.steps:
-                if callable(step):
-                    step(storage)
-                else:
-                    storage._execute(step)
-            _record(storage, migration.name, len(done) + 1, _now())
-        ran.append(migration.name)
-        log.info("%s: applied migration %s", storage.backend, migration.name)
-    return ran
+            with storage._guard(f"migration {migration.name}"), storage._transaction():
+                storage._lock_schema()
+                done = recorded(storage)  # another worker may have run it while we waited
+                _refuse_unknown(storage, migrations, done)
+                if migration.name in done:
+                    continue
+                for step in migration.steps:
+                    if callable(step):
+                        step(storage)
+                    else:
+                        storage._execute(step)
+                _record(storage, migration.name, len(done) + 1, _now())
+            ran.append(migration.name)
+            log.info("%s: applied migration %s", storage.backend, migration.name)
+        return ran
 
 
 def _adopt(storage: SqlStorage, migrations: MigrationList) -> list[str]:
