@@ -15,27 +15,33 @@ from center.storage.hooks import Migration, SqlHooks
 
 __all__ = ["POSTGRES_MIGRATION", "PURGE_EVERY", "SQLITE_MIGRATION", "NonceOps", "NonceStore"]
 
-SQLITE_MIGRATION: Migration = (
-    """CREATE TABLE request_nonces (
+SQLITE_MIGRATION = Migration(
+    "m015_request_nonces",
+    (
+        """CREATE TABLE request_nonces (
         node_id TEXT NOT NULL,
         nonce TEXT NOT NULL,
         seen_at TEXT NOT NULL,
         PRIMARY KEY (node_id, nonce)
     )""",
-    "CREATE INDEX request_nonces_seen ON request_nonces (seen_at)",
+        "CREATE INDEX request_nonces_seen ON request_nonces (seen_at)",
+    ),
 )
-"""Schema (request nonces) on SQLite."""
+"""Request nonces, on SQLite."""
 
-POSTGRES_MIGRATION: Migration = (
-    """CREATE TABLE request_nonces (
+POSTGRES_MIGRATION = Migration(
+    "m015_request_nonces",
+    (
+        """CREATE TABLE request_nonces (
         node_id TEXT NOT NULL,
         nonce TEXT NOT NULL,
         seen_at TIMESTAMPTZ NOT NULL,
         PRIMARY KEY (node_id, nonce)
     )""",
-    "CREATE INDEX request_nonces_seen ON request_nonces (seen_at)",
+        "CREATE INDEX request_nonces_seen ON request_nonces (seen_at)",
+    ),
 )
-"""Schema (request nonces) on PostgreSQL."""
+"""Request nonces, on PostgreSQL."""
 
 _UPSERT = (
     " ON CONFLICT (node_id, nonce) DO UPDATE SET seen_at = excluded.seen_at"

@@ -15,8 +15,10 @@ from center.storage.hooks import Migration, SqlHooks
 
 __all__ = ["POSTGRES_MIGRATION", "SQLITE_MIGRATION", "UserOps", "UserRecord", "UserStore"]
 
-SQLITE_MIGRATION: Migration = (
-    """CREATE TABLE users (
+SQLITE_MIGRATION = Migration(
+    "m006_users",
+    (
+        """CREATE TABLE users (
         username TEXT PRIMARY KEY,
         role TEXT NOT NULL,
         token_hash TEXT NOT NULL UNIQUE,
@@ -25,11 +27,14 @@ SQLITE_MIGRATION: Migration = (
         revoked_at TEXT,
         created_by TEXT NOT NULL
     )""",
+    ),
 )
-"""Schema version 6 (users) on SQLite."""
+"""Users and their tokens, on SQLite."""
 
-POSTGRES_MIGRATION: Migration = (
-    """CREATE TABLE users (
+POSTGRES_MIGRATION = Migration(
+    "m006_users",
+    (
+        """CREATE TABLE users (
         username TEXT PRIMARY KEY,
         role TEXT NOT NULL,
         token_hash TEXT NOT NULL UNIQUE,
@@ -38,8 +43,9 @@ POSTGRES_MIGRATION: Migration = (
         revoked_at TIMESTAMPTZ,
         created_by TEXT NOT NULL
     )""",
+    ),
 )
-"""Schema version 6 (users) on PostgreSQL."""
+"""Users and their tokens, on PostgreSQL."""
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -47,7 +47,7 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _migration(ts: str, identity: str) -> Migration:
+def _migration(ts: str, identity: str) -> tuple[str, ...]:
     return (
         "ALTER TABLE customers ADD COLUMN status TEXT NOT NULL DEFAULT 'active'",
         "ALTER TABLE customers ADD COLUMN merged_into TEXT",
@@ -64,12 +64,16 @@ def _migration(ts: str, identity: str) -> Migration:
     )
 
 
-SQLITE_MIGRATION: Migration = _migration("TEXT", "INTEGER PRIMARY KEY AUTOINCREMENT")
-"""Schema version 12 (customer status, merges, questionnaires) on SQLite."""
-POSTGRES_MIGRATION: Migration = _migration(
-    "TIMESTAMPTZ", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+SQLITE_MIGRATION = Migration(
+    "m012_customer_merges_and_questionnaires",
+    _migration("TEXT", "INTEGER PRIMARY KEY AUTOINCREMENT"),
 )
-"""Schema version 12 (customer status, merges, questionnaires) on PostgreSQL."""
+"""Customer status, merges and questionnaires, on SQLite."""
+POSTGRES_MIGRATION = Migration(
+    "m012_customer_merges_and_questionnaires",
+    _migration("TIMESTAMPTZ", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"),
+)
+"""Customer status, merges and questionnaires, on PostgreSQL."""
 
 
 def _cursor(closed_at: datetime, sale_id: str) -> str:

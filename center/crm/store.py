@@ -569,25 +569,28 @@ class CrmStore(SqlHooks):
         ]
 
 
-SQLITE_MIGRATION: Migration = ()
-"""Schema version 7 (call-center search) on SQLite: misspellings are ranked in Python."""
-POSTGRES_MIGRATION: Migration = (
-    "CREATE EXTENSION IF NOT EXISTS pg_trgm",
-    # The distinct last names, kept by statement triggers (any writer of customer_index, bulk
-    # loads included); a name no customer bears any more only costs a row.
-    "CREATE TABLE customer_names (name TEXT PRIMARY KEY)",
-    "INSERT INTO customer_names (name) SELECT DISTINCT last_name FROM customer_index "
-    "WHERE last_name <> ''",
-    "CREATE INDEX customer_names_trgm ON customer_names USING gin (name gin_trgm_ops)",
-    """CREATE FUNCTION customer_names_add() RETURNS trigger LANGUAGE plpgsql AS $$
+SQLITE_MIGRATION = Migration("m007_customer_name_search")
+"""Call-center search on SQLite: nothing to add, misspellings are ranked in Python."""
+POSTGRES_MIGRATION = Migration(
+    "m007_customer_name_search",
+    (
+        "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+        # The distinct last names, kept by statement triggers (any writer of customer_index, bulk
+        # loads included); a name no customer bears any more only costs a row.
+        "CREATE TABLE customer_names (name TEXT PRIMARY KEY)",
+        "INSERT INTO customer_names (name) SELECT DISTINCT last_name FROM customer_index "
+        "WHERE last_name <> ''",
+        "CREATE INDEX customer_names_trgm ON customer_names USING gin (name gin_trgm_ops)",
+        """CREATE FUNCTION customer_names_add() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         INSERT INTO customer_names (name) SELECT DISTINCT last_name FROM added
         WHERE last_name <> '' ON CONFLICT DO NOTHING;
         RETURN NULL;
     END $$""",
-    "CREATE TRIGGER customer_names_insert AFTER INSERT ON customer_index "
-    "REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION customer_names_add()",
-    "CREATE TRIGGER customer_names_update AFTER UPDATE ON customer_index "
-    "REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION customer_names_add()",
+        "CREATE TRIGGER customer_names_insert AFTER INSERT ON customer_index "
+        "REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION customer_names_add()",
+        "CREATE TRIGGER customer_names_update AFTER UPDATE ON customer_index "
+        "REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION customer_names_add()",
+    ),
 )
-"""Schema version 7 (call-center search) on PostgreSQL: pg_trgm over the distinct last names."""
+"""Call-center search on PostgreSQL: pg_trgm over the distinct last names."""

@@ -86,8 +86,10 @@ def _pg_trigger(table: str, key: str, store: str) -> str:
 
 _VERSIONED = ("products", "stores", "promotions", "settings", "cards", "store_products")
 
-SQLITE_MIGRATION: Migration = (
-    """CREATE TABLE master_tombstones (
+SQLITE_MIGRATION = Migration(
+    "m013_master_feed",
+    (
+        """CREATE TABLE master_tombstones (
         tomb_id INTEGER PRIMARY KEY AUTOINCREMENT,
         table_name TEXT NOT NULL,
         row_key TEXT NOT NULL,
@@ -95,30 +97,34 @@ SQLITE_MIGRATION: Migration = (
         version INTEGER NOT NULL,
         deleted_at TEXT NOT NULL
     )""",
-    "CREATE INDEX master_tombstones_version ON master_tombstones (version)",
-    *(_sqlite_trigger(t, k, s) for t, (k, s) in TOMBSTONED.items()),
-    """CREATE TABLE store_cards (
+        "CREATE INDEX master_tombstones_version ON master_tombstones (version)",
+        *(_sqlite_trigger(t, k, s) for t, (k, s) in TOMBSTONED.items()),
+        """CREATE TABLE store_cards (
         store_id TEXT NOT NULL,
         card_no TEXT NOT NULL,
         added_at TEXT NOT NULL,
         version INTEGER NOT NULL,
         PRIMARY KEY (store_id, card_no)
     )""",
-    """CREATE TABLE feed_marks (
+        """CREATE TABLE feed_marks (
         version INTEGER PRIMARY KEY,
         mark INTEGER NOT NULL,
         marked_at TEXT NOT NULL
     )""",
-    "INSERT INTO feed_marks (version, mark, marked_at) SELECT version, "
-    "(SELECT COALESCE(MAX(entry_id), 0) + 1 FROM ledger), "
-    "strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now') FROM master_version WHERE id = 1",
-    *(f"CREATE INDEX {t}_feed_version ON {t} (version)" for t in _VERSIONED),
-    "CREATE INDEX sales_store_card ON sales (store_id, card_no)",
-    "CREATE INDEX lots_open_activation ON lots (active_from) WHERE remaining > 0",
+        "INSERT INTO feed_marks (version, mark, marked_at) SELECT version, "
+        "(SELECT COALESCE(MAX(entry_id), 0) + 1 FROM ledger), "
+        "strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now') FROM master_version WHERE id = 1",
+        *(f"CREATE INDEX {t}_feed_version ON {t} (version)" for t in _VERSIONED),
+        "CREATE INDEX sales_store_card ON sales (store_id, card_no)",
+        "CREATE INDEX lots_open_activation ON lots (active_from) WHERE remaining > 0",
+    ),
 )
+"""The master-data feed (tombstones, store card scopes, marks), on SQLite."""
 
-POSTGRES_MIGRATION: Migration = (
-    """CREATE TABLE master_tombstones (
+POSTGRES_MIGRATION = Migration(
+    "m013_master_feed",
+    (
+        """CREATE TABLE master_tombstones (
         tomb_id BIGSERIAL PRIMARY KEY,
         table_name TEXT NOT NULL,
         row_key TEXT NOT NULL,
@@ -126,8 +132,8 @@ POSTGRES_MIGRATION: Migration = (
         version BIGINT NOT NULL,
         deleted_at TIMESTAMPTZ NOT NULL
     )""",
-    "CREATE INDEX master_tombstones_version ON master_tombstones (version)",
-    """CREATE FUNCTION feed_tombstone() RETURNS trigger LANGUAGE plpgsql AS $$
+        "CREATE INDEX master_tombstones_version ON master_tombstones (version)",
+        """CREATE FUNCTION feed_tombstone() RETURNS trigger LANGUAGE plpgsql AS $$
     DECLARE
         v BIGINT;
         old_row JSONB := to_jsonb(OLD);
@@ -138,30 +144,32 @@ POSTGRES_MIGRATION: Migration = (
                 CASE WHEN TG_NARGS > 1 THEN old_row ->> TG_ARGV[1] ELSE '' END, v, now());
         RETURN OLD;
     END $$""",
-    *(_pg_trigger(t, k, s) for t, (k, s) in TOMBSTONED.items()),
-    """CREATE TABLE store_cards (
+        *(_pg_trigger(t, k, s) for t, (k, s) in TOMBSTONED.items()),
+        """CREATE TABLE store_cards (
         store_id TEXT NOT NULL,
         card_no TEXT NOT NULL,
         added_at TIMESTAMPTZ NOT NULL,
         version BIGINT NOT NULL,
         PRIMARY KEY (store_id, card_no)
     )""",
-    """CREATE TABLE feed_marks (
+        """CREATE TABLE feed_marks (
         version BIGINT PRIMARY KEY,
         mark BIGINT NOT NULL,
         marked_at TIMESTAMPTZ NOT NULL
     )""",
-    # No table rewrite: old rows keep NULL (they are below every mark), new rows get their xid.
-    "ALTER TABLE ledger ADD COLUMN feed_xid xid8",
-    "ALTER TABLE ledger ALTER COLUMN feed_xid SET DEFAULT pg_current_xact_id()",
-    "CREATE INDEX ledger_feed_xid ON ledger (feed_xid)",
-    "INSERT INTO feed_marks (version, mark, marked_at) SELECT version, "
-    "CAST(CAST(pg_snapshot_xmin(pg_current_snapshot()) AS TEXT) AS BIGINT), now() "
-    "FROM master_version WHERE id = 1",
-    *(f"CREATE INDEX {t}_feed_version ON {t} (version)" for t in _VERSIONED),
-    "CREATE INDEX sales_store_card ON sales (store_id, card_no)",
-    "CREATE INDEX lots_open_activation ON lots (active_from) WHERE remaining > 0",
+        # No table rewrite: old rows keep NULL (they are below every mark), new rows get their xid.
+        "ALTER TABLE ledger ADD COLUMN feed_xid xid8",
+        "ALTER TABLE ledger ALTER COLUMN feed_xid SET DEFAULT pg_current_xact_id()",
+        "CREATE INDEX ledger_feed_xid ON ledger (feed_xid)",
+        "INSERT INTO feed_marks (version, mark, marked_at) SELECT version, "
+        "CAST(CAST(pg_snapshot_xmin(pg_current_snapshot()) AS TEXT) AS BIGINT), now() "
+        "FROM master_version WHERE id = 1",
+        *(f"CREATE INDEX {t}_feed_version ON {t} (version)" for t in _VERSIONED),
+        "CREATE INDEX sales_store_card ON sales (store_id, card_no)",
+        "CREATE INDEX lots_open_activation ON lots (active_from) WHERE remaining > 0",
+    ),
 )
+"""The master-data feed (tombstones, store card scopes, marks), on PostgreSQL."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ A unique constraint of a partitioned table must contain the partition key, so th
 of `sale_id` and of `(register_id, seq)` across partitions lives in the small `sale_ids` table:
 ingest claims a sale there (INSERT ... ON CONFLICT DO NOTHING) before storing its row, in the
 same transaction, so a sale is stored once whatever partition its row lands in. SQLite keeps one
-`sales` table (its schema version 14 is empty).
+`sales` table (its m014_sales_partitions is empty).
 """
 
 from __future__ import annotations
@@ -162,6 +162,7 @@ def partition_sales(storage: SqlStorage) -> None:
         execute(definition)
 
 
-SQLITE_MIGRATION: Migration = ()
-POSTGRES_MIGRATION: Migration = (partition_sales,)
-"""Schema version 14 on PostgreSQL: receipts partitioned by month."""
+SQLITE_MIGRATION = Migration("m014_sales_partitions")
+"""Nothing on SQLite: one `sales` table."""
+POSTGRES_MIGRATION = Migration("m014_sales_partitions", (partition_sales,))
+"""Receipts partitioned by month, on PostgreSQL."""

@@ -36,7 +36,7 @@ _SWEEP = 200
 """Pending returns retried per ingest: originals may arrive in a batch committed concurrently."""
 
 
-def _migration(ts: str, big: str) -> Migration:
+def _migration(ts: str, big: str) -> tuple[str, ...]:
     return (
         f"""CREATE TABLE returns (
             return_id TEXT PRIMARY KEY,
@@ -66,10 +66,10 @@ def _migration(ts: str, big: str) -> Migration:
     )
 
 
-SQLITE_MIGRATION: Migration = _migration("TEXT", "INTEGER")
-"""Schema version 11 (returns and adjustments) on SQLite."""
-POSTGRES_MIGRATION: Migration = _migration("TIMESTAMPTZ", "BIGINT")
-"""Schema version 11 (returns and adjustments) on PostgreSQL."""
+SQLITE_MIGRATION = Migration("m011_returns_and_adjustments", _migration("TEXT", "INTEGER"))
+"""Returns and manual adjustments, on SQLite."""
+POSTGRES_MIGRATION = Migration("m011_returns_and_adjustments", _migration("TIMESTAMPTZ", "BIGINT"))
+"""Returns and manual adjustments, on PostgreSQL."""
 
 
 class ReturnsOps(Protocol):

@@ -25,7 +25,7 @@ __all__ = ["POSTGRES_MIGRATION", "SQLITE_MIGRATION", "CouponJobOps", "CouponJobS
 JOB_STATES = ("running", "done", "failed")
 
 
-def _migration(ts: str, big: str, unlogged: str) -> Migration:
+def _migration(ts: str, big: str, unlogged: str) -> tuple[str, ...]:
     return (
         f"""CREATE TABLE coupon_jobs (
             job_id TEXT PRIMARY KEY,
@@ -55,10 +55,14 @@ def _index_merged(storage: Any) -> None:
     index_merged_customers(storage)
 
 
-SQLITE_MIGRATION: Migration = (*_migration("TEXT", "INTEGER", ""), _index_merged)
-"""Schema version 17 (coupon batch jobs; merged customers searchable again) on SQLite."""
-POSTGRES_MIGRATION: Migration = (*_migration("TIMESTAMPTZ", "BIGINT", "UNLOGGED "), _index_merged)
-"""Schema version 17 (coupon batch jobs; merged customers searchable again) on PostgreSQL."""
+SQLITE_MIGRATION = Migration(
+    "m017_coupon_jobs", (*_migration("TEXT", "INTEGER", ""), _index_merged)
+)
+"""Coupon batch jobs (and merged customers searchable again), on SQLite."""
+POSTGRES_MIGRATION = Migration(
+    "m017_coupon_jobs", (*_migration("TIMESTAMPTZ", "BIGINT", "UNLOGGED "), _index_merged)
+)
+"""Coupon batch jobs (and merged customers searchable again), on PostgreSQL."""
 
 
 def _request_json(request: BatchRequest) -> str:

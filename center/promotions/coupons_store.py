@@ -70,16 +70,22 @@ _INDEXES = (
     "CREATE INDEX coupons_double ON coupons (redemptions) WHERE redemptions > 1",
 )
 
-SQLITE_MIGRATION: Migration = (
-    *(t.format(int="INTEGER", ts="TEXT") for t in _TABLES),
-    *_INDEXES,
+SQLITE_MIGRATION = Migration(
+    "m009_coupons",
+    (
+        *(t.format(int="INTEGER", ts="TEXT") for t in _TABLES),
+        *_INDEXES,
+    ),
 )
-"""Schema version 9 (coupons) on SQLite."""
-POSTGRES_MIGRATION: Migration = (
-    *(t.format(int="BIGINT", ts="TIMESTAMPTZ") for t in _TABLES),
-    *_INDEXES,
+"""Coupon batches, codes and redemptions, on SQLite."""
+POSTGRES_MIGRATION = Migration(
+    "m009_coupons",
+    (
+        *(t.format(int="BIGINT", ts="TIMESTAMPTZ") for t in _TABLES),
+        *_INDEXES,
+    ),
 )
-"""Schema version 9 (coupons) on PostgreSQL."""
+"""Coupon batches, codes and redemptions, on PostgreSQL."""
 
 
 class CouponOps(Protocol):

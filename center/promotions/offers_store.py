@@ -43,20 +43,26 @@ _INDEXES = (
     "CREATE INDEX coupons_customer ON coupons (customer_id) WHERE customer_id IS NOT NULL",
 )
 
-SQLITE_MIGRATION: Migration = (
-    _TABLE.format(ts="TEXT"),
-    *_INDEXES,
+SQLITE_MIGRATION = Migration(
+    "m016_personal_offers",
+    (
+        _TABLE.format(ts="TEXT"),
+        *_INDEXES,
+    ),
 )
-"""Schema version 16 (personal offers) on SQLite."""
-POSTGRES_MIGRATION: Migration = (
-    _TABLE.format(ts="TIMESTAMPTZ"),
-    *_INDEXES,
-    # Old rows keep NULL (below every mark); new rows get their transaction's id.
-    "ALTER TABLE coupon_redemptions ADD COLUMN feed_pos xid8",
-    "ALTER TABLE coupon_redemptions ALTER COLUMN feed_pos SET DEFAULT pg_current_xact_id()",
-    "CREATE INDEX coupon_redemptions_feed ON coupon_redemptions (feed_pos)",
+"""Personal offers, on SQLite."""
+POSTGRES_MIGRATION = Migration(
+    "m016_personal_offers",
+    (
+        _TABLE.format(ts="TIMESTAMPTZ"),
+        *_INDEXES,
+        # Old rows keep NULL (below every mark); new rows get their transaction's id.
+        "ALTER TABLE coupon_redemptions ADD COLUMN feed_pos xid8",
+        "ALTER TABLE coupon_redemptions ALTER COLUMN feed_pos SET DEFAULT pg_current_xact_id()",
+        "CREATE INDEX coupon_redemptions_feed ON coupon_redemptions (feed_pos)",
+    ),
 )
-"""Schema version 16 (personal offers) on PostgreSQL."""
+"""Personal offers, on PostgreSQL."""
 
 
 class OfferOps(Protocol):

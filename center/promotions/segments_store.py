@@ -51,13 +51,18 @@ _TABLES = (
 )
 _INDEXES = ("CREATE INDEX segment_members_customer ON segment_members (customer_id)",)
 
-SQLITE_MIGRATION: Migration = (*(t.format(int="INTEGER", ts="TEXT") for t in _TABLES), *_INDEXES)
-"""Schema version 10 (segments) on SQLite."""
-POSTGRES_MIGRATION: Migration = (
-    *(t.format(int="BIGINT", ts="TIMESTAMPTZ") for t in _TABLES),
-    *_INDEXES,
+SQLITE_MIGRATION = Migration(
+    "m010_segments", (*(t.format(int="INTEGER", ts="TEXT") for t in _TABLES), *_INDEXES)
 )
-"""Schema version 10 (segments) on PostgreSQL."""
+"""Customer segments, on SQLite."""
+POSTGRES_MIGRATION = Migration(
+    "m010_segments",
+    (
+        *(t.format(int="BIGINT", ts="TIMESTAMPTZ") for t in _TABLES),
+        *_INDEXES,
+    ),
+)
+"""Customer segments, on PostgreSQL."""
 
 
 class SegmentOps(Protocol):

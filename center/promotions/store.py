@@ -30,7 +30,7 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _migration(ts: str, big: str) -> Migration:
+def _migration(ts: str, big: str) -> tuple[str, ...]:
     return (
         f"""CREATE TABLE promotion_drafts (
             promotion_id TEXT PRIMARY KEY,
@@ -59,10 +59,10 @@ def _migration(ts: str, big: str) -> Migration:
     )
 
 
-SQLITE_MIGRATION: Migration = _migration("TEXT", "INTEGER")
-"""Schema version 8 (promotions constructor) on SQLite."""
-POSTGRES_MIGRATION: Migration = _migration("TIMESTAMPTZ", "BIGINT")
-"""Schema version 8 (promotions constructor) on PostgreSQL."""
+SQLITE_MIGRATION = Migration("m008_promotion_constructor", _migration("TEXT", "INTEGER"))
+"""The promotions constructor (drafts, revisions), on SQLite."""
+POSTGRES_MIGRATION = Migration("m008_promotion_constructor", _migration("TIMESTAMPTZ", "BIGINT"))
+"""The promotions constructor (drafts, revisions), on PostgreSQL."""
 
 
 class PromotionOps(Protocol):

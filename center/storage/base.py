@@ -148,8 +148,8 @@ class Storage(
 
     backend: str
 
-    def migrate(self) -> int:
-        """Bring the schema to the newest version (idempotent); return that version."""
+    def migrate(self) -> list[str]:
+        """Bring the schema up to date (idempotent); the names of the migrations this call ran."""
         ...
 
     def ingest(self, sales: Sequence[Sale], received_at: datetime) -> Ack:

@@ -4,18 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from center.storage.dialect import Dialect
 
 if TYPE_CHECKING:
     from center.storage.sql import SqlStorage
 
-__all__ = ["Migration", "SqlHooks"]
+__all__ = ["Migration", "SqlHooks", "Step"]
 
-Migration = Sequence["str | Callable[[SqlStorage], None]"]
-"""One schema version: SQL statements, and Python steps for data that SQL can't move alone."""
+Step: TypeAlias = "str | Callable[[SqlStorage], None]"
+"""A statement, or a Python step for data that SQL can't move alone (never commits)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One named change of the Center's schema: its steps run in order, in one transaction
+    with the `_migrations` row that records `name` (center/storage/migrations.py)."""
+
+    name: str
+    steps: tuple[Step, ...] = ()
 
 
 class SqlHooks:

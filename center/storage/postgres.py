@@ -32,13 +32,18 @@ from center.promotions import segments_store as segments
 from center.promotions import store as promotions
 from center.storage.base import LedgerEntry
 from center.storage.dialect import POSTGRES
+from center.storage.migrations import MigrationList
 from center.storage.sql import Migration, SqlStorage, _Batch, _Prepared, lots_from_ledger
 
 __all__ = ["POSTGRES_MIGRATIONS", "PostgresStorage"]
 
-POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
+# The order migrations run in: a new one goes at the end, with the same name on both backends.
+POSTGRES_MIGRATIONS = MigrationList(
     (
-        """CREATE TABLE sales (
+        Migration(
+            "m001_sales_ledger_and_master_data",
+            (
+                """CREATE TABLE sales (
             sale_id TEXT PRIMARY KEY,
             store_id TEXT NOT NULL,
             register_id TEXT NOT NULL,
@@ -56,9 +61,9 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
             received_at TIMESTAMPTZ NOT NULL,
             UNIQUE (register_id, seq)
         )""",
-        "CREATE INDEX sales_store_register ON sales (store_id, register_id, seq)",
-        "CREATE INDEX sales_card ON sales (card_no)",
-        """CREATE TABLE sale_lines (
+                "CREATE INDEX sales_store_register ON sales (store_id, register_id, seq)",
+                "CREATE INDEX sales_card ON sales (card_no)",
+                """CREATE TABLE sale_lines (
             sale_id TEXT NOT NULL,
             line_no INTEGER NOT NULL,
             product_id TEXT NOT NULL,
@@ -70,7 +75,7 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
             known_product INTEGER NOT NULL,
             PRIMARY KEY (sale_id, line_no)
         )""",
-        """CREATE TABLE ledger (
+                """CREATE TABLE ledger (
             entry_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
             card_no TEXT NOT NULL,
             wallet TEXT NOT NULL,
@@ -83,8 +88,8 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
             created_at TIMESTAMPTZ NOT NULL,
             UNIQUE (source, wallet, kind, rule_id)
         )""",
-        "CREATE INDEX ledger_card ON ledger (card_no, wallet)",
-        """CREATE TABLE quarantine (
+                "CREATE INDEX ledger_card ON ledger (card_no, wallet)",
+                """CREATE TABLE quarantine (
             entry_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
             sale_id TEXT NOT NULL,
             store_id TEXT NOT NULL,
@@ -96,7 +101,7 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
             received_at TIMESTAMPTZ NOT NULL,
             UNIQUE (sale_id, fingerprint)
         )""",
-        """CREATE TABLE products (
+                """CREATE TABLE products (
             product_id TEXT PRIMARY KEY,
             name TEXT NOT NULL,
             department TEXT NOT NULL,
@@ -109,47 +114,47 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
             price_minor BIGINT,
             version BIGINT NOT NULL
         )""",
-        """CREATE TABLE customers (
+                """CREATE TABLE customers (
             customer_id TEXT PRIMARY KEY,
             attributes TEXT NOT NULL,
             version BIGINT NOT NULL
         )""",
-        """CREATE TABLE cards (
+                """CREATE TABLE cards (
             card_no TEXT PRIMARY KEY,
             customer_id TEXT NOT NULL,
             status TEXT NOT NULL,
             version BIGINT NOT NULL
         )""",
-        "CREATE INDEX cards_customer ON cards (customer_id)",
-        """CREATE TABLE stores (
+                "CREATE INDEX cards_customer ON cards (customer_id)",
+                """CREATE TABLE stores (
             store_id TEXT PRIMARY KEY,
             name TEXT NOT NULL,
             format TEXT NOT NULL,
             timezone TEXT NOT NULL,
             version BIGINT NOT NULL
         )""",
-        """CREATE TABLE store_products (
+                """CREATE TABLE store_products (
             store_id TEXT NOT NULL,
             product_id TEXT NOT NULL,
             version BIGINT NOT NULL,
             PRIMARY KEY (store_id, product_id)
         )""",
-        """CREATE TABLE promotions (
+                """CREATE TABLE promotions (
             promotion_id TEXT PRIMARY KEY,
             doc TEXT NOT NULL,
             version BIGINT NOT NULL
         )""",
-        """CREATE TABLE settings (
+                """CREATE TABLE settings (
             name TEXT PRIMARY KEY,
             value TEXT NOT NULL,
             version BIGINT NOT NULL
         )""",
-        """CREATE TABLE master_version (
+                """CREATE TABLE master_version (
             id INTEGER PRIMARY KEY CHECK (id = 1),
             version BIGINT NOT NULL
         )""",
-        "INSERT INTO master_version (id, version) VALUES (1, 0)",
-        """CREATE TABLE heartbeats (
+                "INSERT INTO master_version (id, version) VALUES (1, 0)",
+                """CREATE TABLE heartbeats (
             node_id TEXT PRIMARY KEY,
             role TEXT NOT NULL,
             store_id TEXT NOT NULL,
@@ -161,14 +166,21 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
             master_version BIGINT NOT NULL,
             devices TEXT NOT NULL
         )""",
-    ),
-    # 2: the hash chain of each register's journal (PROTOCOL.md), checked by reconciliation.
-    (
-        "ALTER TABLE sales ADD COLUMN prev_hash TEXT NOT NULL DEFAULT ''",
-        "ALTER TABLE sales ADD COLUMN chain_hash TEXT NOT NULL DEFAULT ''",
-    ),  # 3: store-node enrolment: one-time tokens (only their SHA-256 kept) and node credentials.
-    (
-        """CREATE TABLE enrolment_tokens (
+            ),
+        ),
+        # the hash chain of each register's journal (PROTOCOL.md), checked by reconciliation.
+        Migration(
+            "m002_sale_hash_chain",
+            (
+                "ALTER TABLE sales ADD COLUMN prev_hash TEXT NOT NULL DEFAULT ''",
+                "ALTER TABLE sales ADD COLUMN chain_hash TEXT NOT NULL DEFAULT ''",
+            ),
+        ),
+        # store-node enrolment: one-time tokens (only their SHA-256 kept) and node credentials.
+        Migration(
+            "m003_node_enrolment",
+            (
+                """CREATE TABLE enrolment_tokens (
             token_hash TEXT PRIMARY KEY,
             store_id TEXT NOT NULL,
             created_at TIMESTAMPTZ NOT NULL,
@@ -176,17 +188,20 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
             used_at TIMESTAMPTZ,
             node_id TEXT
         )""",
-        """CREATE TABLE nodes (
+                """CREATE TABLE nodes (
             node_id TEXT PRIMARY KEY,
             store_id TEXT NOT NULL,
             secret TEXT NOT NULL,
             enrolled_at TIMESTAMPTZ NOT NULL
         )""",
-    ),
-    # 4: the ledger as lots: every accrual a lot, every debit FIFO consumptions of lots (or a
-    # debt); the journal held so far is replayed into them.
-    (
-        """CREATE TABLE lots (
+            ),
+        ),
+        # the ledger as lots: every accrual a lot, every debit FIFO consumptions of lots (or a
+        # debt); the journal held so far is replayed into them.
+        Migration(
+            "m004_ledger_lots",
+            (
+                """CREATE TABLE lots (
             lot_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
             entry_id BIGINT NOT NULL UNIQUE,
             card_no TEXT NOT NULL,
@@ -201,9 +216,9 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
             created_at TIMESTAMPTZ NOT NULL,
             UNIQUE (source, wallet, kind, rule_id)
         )""",
-        "CREATE INDEX lots_card ON lots (card_no, wallet, expires_at)",
-        "CREATE INDEX lots_open_expiry ON lots (expires_at) WHERE remaining > 0",
-        """CREATE TABLE lot_consumptions (
+                "CREATE INDEX lots_card ON lots (card_no, wallet, expires_at)",
+                "CREATE INDEX lots_open_expiry ON lots (expires_at) WHERE remaining > 0",
+                """CREATE TABLE lot_consumptions (
             consumption_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
             entry_id BIGINT NOT NULL,
             lot_id BIGINT,
@@ -214,18 +229,21 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
             created_at TIMESTAMPTZ NOT NULL,
             UNIQUE (entry_id, lot_id)
         )""",
-        "CREATE INDEX lot_consumptions_card ON lot_consumptions (card_no, wallet, kind)",
-        "CREATE INDEX ledger_card_time ON ledger (card_no, created_at)",
-        lots_from_ledger,
-    ),
-    # 5: customers and cards for the call center: card lifecycle columns, search keys
-    # (case-folded; the phone reversed so a suffix is a prefix) and the audit history.
-    (
-        "ALTER TABLE cards ADD COLUMN card_type TEXT NOT NULL DEFAULT 'physical'",
-        "ALTER TABLE cards ADD COLUMN block_reason TEXT NOT NULL DEFAULT ''",
-        "ALTER TABLE cards ADD COLUMN replaced_by TEXT",
-        "ALTER TABLE cards ADD COLUMN issued_at TIMESTAMPTZ",
-        """CREATE TABLE customer_index (
+                "CREATE INDEX lot_consumptions_card ON lot_consumptions (card_no, wallet, kind)",
+                "CREATE INDEX ledger_card_time ON ledger (card_no, created_at)",
+                lots_from_ledger,
+            ),
+        ),
+        # customers and cards for the call center: card lifecycle columns, search keys
+        # (case-folded; the phone reversed so a suffix is a prefix) and the audit history.
+        Migration(
+            "m005_card_lifecycle_search_and_audit",
+            (
+                "ALTER TABLE cards ADD COLUMN card_type TEXT NOT NULL DEFAULT 'physical'",
+                "ALTER TABLE cards ADD COLUMN block_reason TEXT NOT NULL DEFAULT ''",
+                "ALTER TABLE cards ADD COLUMN replaced_by TEXT",
+                "ALTER TABLE cards ADD COLUMN issued_at TIMESTAMPTZ",
+                """CREATE TABLE customer_index (
             customer_id TEXT PRIMARY KEY,
             last_name TEXT NOT NULL,
             first_name TEXT NOT NULL,
@@ -233,13 +251,14 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
             phone_rev TEXT NOT NULL,
             email TEXT NOT NULL
         )""",
-        "CREATE INDEX customer_index_last ON customer_index (last_name text_pattern_ops)",
-        "CREATE INDEX customer_index_first ON customer_index (first_name text_pattern_ops)",
-        "CREATE INDEX customer_index_middle ON customer_index (middle_name text_pattern_ops)",
-        "CREATE INDEX customer_index_phone ON customer_index (phone_rev text_pattern_ops)",
-        "CREATE INDEX customer_index_email ON customer_index (email text_pattern_ops)",
-        "CREATE INDEX cards_card_prefix ON cards (card_no text_pattern_ops)",
-        """CREATE TABLE audit (
+                "CREATE INDEX customer_index_last ON customer_index (last_name text_pattern_ops)",
+                "CREATE INDEX customer_index_first ON customer_index (first_name text_pattern_ops)",
+                "CREATE INDEX customer_index_middle ON customer_index "
+                "(middle_name text_pattern_ops)",
+                "CREATE INDEX customer_index_phone ON customer_index (phone_rev text_pattern_ops)",
+                "CREATE INDEX customer_index_email ON customer_index (email text_pattern_ops)",
+                "CREATE INDEX cards_card_prefix ON cards (card_no text_pattern_ops)",
+                """CREATE TABLE audit (
             audit_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
             kind TEXT NOT NULL,
             object_id TEXT NOT NULL,
@@ -249,20 +268,23 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
             actor TEXT NOT NULL,
             at TIMESTAMPTZ NOT NULL
         )""",
-        "CREATE INDEX audit_object ON audit (kind, object_id, audit_id)",
+                "CREATE INDEX audit_object ON audit (kind, object_id, audit_id)",
+            ),
+        ),
+        users.POSTGRES_MIGRATION,
+        crm.POSTGRES_MIGRATION,
+        promotions.POSTGRES_MIGRATION,
+        coupons.POSTGRES_MIGRATION,
+        segments.POSTGRES_MIGRATION,
+        returns.POSTGRES_MIGRATION,
+        customers.POSTGRES_MIGRATION,
+        feed.POSTGRES_MIGRATION,
+        partitions.POSTGRES_MIGRATION,
+        nonces.POSTGRES_MIGRATION,
+        offers.POSTGRES_MIGRATION,
+        coupon_jobs.POSTGRES_MIGRATION,
     ),
-    users.POSTGRES_MIGRATION,  # 6
-    crm.POSTGRES_MIGRATION,  # 7
-    promotions.POSTGRES_MIGRATION,  # 8
-    coupons.POSTGRES_MIGRATION,  # 9
-    segments.POSTGRES_MIGRATION,  # 10
-    returns.POSTGRES_MIGRATION,  # 11
-    customers.POSTGRES_MIGRATION,  # 12
-    feed.POSTGRES_MIGRATION,  # 13
-    partitions.POSTGRES_MIGRATION,  # 14
-    nonces.POSTGRES_MIGRATION,  # 15
-    offers.POSTGRES_MIGRATION,  # 16
-    coupon_jobs.POSTGRES_MIGRATION,  # 17
+    numbered=17,  # m001..m017 were schema versions 1..17 before names
 )
 
 # Any fixed number: every Center migrating the same database takes the same lock.
@@ -370,10 +392,10 @@ class PostgresStorage(SqlStorage):
                 (_CARD_LOCK, buckets),
             )
 
-    def migrate(self) -> int:
-        version = super().migrate()
+    def migrate(self) -> list[str]:
+        ran = super().migrate()
         self.ensure_partitions(datetime.now(UTC))
-        return version
+        return ran
 
     # -- bulk ingest: a few statements per batch, not a few per sale ---------------------------
 

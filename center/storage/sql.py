@@ -12,7 +12,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from center.access.nonces_store import NonceStore
@@ -45,6 +45,7 @@ from center.storage.base import (
     is_required,
 )
 from center.storage.hooks import Migration
+from center.storage.migrations import MigrationList, apply_migrations, recorded
 from sync_protocol import (
     Ack,
     Heartbeat,
@@ -85,7 +86,8 @@ class SqlStorage(
     """Storage over one DB-API connection; subclasses supply the dialect hooks."""
 
     backend: str = ""
-    migrations: Sequence[Migration] = ()
+    migrations = MigrationList((), numbered=0)
+    """This backend's migrations, in order (center/storage/migrations.py)."""
 
     def __init__(self) -> None:
         # One connection, used by one thread at a time: the app runs storage calls on a
@@ -145,37 +147,13 @@ class SqlStorage(
 
     # -- schema --------------------------------------------------------------------------------
 
-    def migrate(self) -> int:
-        with self._guard("migrate"), self._transaction():
-            self._lock_schema()
-            self._execute(
-                "CREATE TABLE IF NOT EXISTS schema_version "
-                "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
-            )
-            current = self._execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
-            done = int(current.fetchone()[0])
-            if done > len(self.migrations):
-                raise StorageError(
-                    f"database schema version {done} is newer than this Center "
-                    f"({len(self.migrations)}); upgrade the Center"
-                )
-            for number, statements in enumerate(self.migrations[done:], start=done + 1):
-                for statement in statements:
-                    if callable(statement):
-                        statement(self)
-                    else:
-                        self._execute(statement)
-                self._execute(
-                    "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
-                    (number, datetime.now(UTC).isoformat()),
-                )
-            return len(self.migrations)
+    def migrate(self) -> list[str]:
+        return apply_migrations(self, self.migrations)
 
-    def schema_version(self) -> int:
-        """The schema version recorded in the database."""
-        with self._guard("read schema version"):
-            row = self._execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()
-            return int(row[0])
+    def migrations_applied(self) -> list[str]:
+        """Names of the migrations recorded in the database, in the order they ran."""
+        with self._guard("read migrations"), self._snapshot():
+            return recorded(self)
 
     # -- sales ---------------------------------------------------------------------------------
 

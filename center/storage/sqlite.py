@@ -23,13 +23,18 @@ from center.promotions import offers_store as offers
 from center.promotions import segments_store as segments
 from center.promotions import store as promotions
 from center.storage.dialect import SQLITE
+from center.storage.migrations import MigrationList
 from center.storage.sql import Migration, SqlStorage, lots_from_ledger
 
 __all__ = ["SQLITE_MIGRATIONS", "SqliteStorage"]
 
-SQLITE_MIGRATIONS: tuple[Migration, ...] = (
+# The order migrations run in: a new one goes at the end, with the same name on both backends.
+SQLITE_MIGRATIONS = MigrationList(
     (
-        """CREATE TABLE sales (
+        Migration(
+            "m001_sales_ledger_and_master_data",
+            (
+                """CREATE TABLE sales (
             sale_id TEXT PRIMARY KEY,
             store_id TEXT NOT NULL,
             register_id TEXT NOT NULL,
@@ -47,9 +52,9 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             received_at TEXT NOT NULL,
             UNIQUE (register_id, seq)
         )""",
-        "CREATE INDEX sales_store_register ON sales (store_id, register_id, seq)",
-        "CREATE INDEX sales_card ON sales (card_no)",
-        """CREATE TABLE sale_lines (
+                "CREATE INDEX sales_store_register ON sales (store_id, register_id, seq)",
+                "CREATE INDEX sales_card ON sales (card_no)",
+                """CREATE TABLE sale_lines (
             sale_id TEXT NOT NULL,
             line_no INTEGER NOT NULL,
             product_id TEXT NOT NULL,
@@ -61,7 +66,7 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             known_product INTEGER NOT NULL,
             PRIMARY KEY (sale_id, line_no)
         )""",
-        """CREATE TABLE ledger (
+                """CREATE TABLE ledger (
             entry_id INTEGER PRIMARY KEY AUTOINCREMENT,
             card_no TEXT NOT NULL,
             wallet TEXT NOT NULL,
@@ -74,8 +79,8 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             created_at TEXT NOT NULL,
             UNIQUE (source, wallet, kind, rule_id)
         )""",
-        "CREATE INDEX ledger_card ON ledger (card_no, wallet)",
-        """CREATE TABLE quarantine (
+                "CREATE INDEX ledger_card ON ledger (card_no, wallet)",
+                """CREATE TABLE quarantine (
             entry_id INTEGER PRIMARY KEY AUTOINCREMENT,
             sale_id TEXT NOT NULL,
             store_id TEXT NOT NULL,
@@ -87,7 +92,7 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             received_at TEXT NOT NULL,
             UNIQUE (sale_id, fingerprint)
         )""",
-        """CREATE TABLE products (
+                """CREATE TABLE products (
             product_id TEXT PRIMARY KEY,
             name TEXT NOT NULL,
             department TEXT NOT NULL,
@@ -100,47 +105,47 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             price_minor INTEGER,
             version INTEGER NOT NULL
         )""",
-        """CREATE TABLE customers (
+                """CREATE TABLE customers (
             customer_id TEXT PRIMARY KEY,
             attributes TEXT NOT NULL,
             version INTEGER NOT NULL
         )""",
-        """CREATE TABLE cards (
+                """CREATE TABLE cards (
             card_no TEXT PRIMARY KEY,
             customer_id TEXT NOT NULL,
             status TEXT NOT NULL,
             version INTEGER NOT NULL
         )""",
-        "CREATE INDEX cards_customer ON cards (customer_id)",
-        """CREATE TABLE stores (
+                "CREATE INDEX cards_customer ON cards (customer_id)",
+                """CREATE TABLE stores (
             store_id TEXT PRIMARY KEY,
             name TEXT NOT NULL,
             format TEXT NOT NULL,
             timezone TEXT NOT NULL,
             version INTEGER NOT NULL
         )""",
-        """CREATE TABLE store_products (
+                """CREATE TABLE store_products (
             store_id TEXT NOT NULL,
             product_id TEXT NOT NULL,
             version INTEGER NOT NULL,
             PRIMARY KEY (store_id, product_id)
         )""",
-        """CREATE TABLE promotions (
+                """CREATE TABLE promotions (
             promotion_id TEXT PRIMARY KEY,
             doc TEXT NOT NULL,
             version INTEGER NOT NULL
         )""",
-        """CREATE TABLE settings (
+                """CREATE TABLE settings (
             name TEXT PRIMARY KEY,
             value TEXT NOT NULL,
             version INTEGER NOT NULL
         )""",
-        """CREATE TABLE master_version (
+                """CREATE TABLE master_version (
             id INTEGER PRIMARY KEY CHECK (id = 1),
             version INTEGER NOT NULL
         )""",
-        "INSERT INTO master_version (id, version) VALUES (1, 0)",
-        """CREATE TABLE heartbeats (
+                "INSERT INTO master_version (id, version) VALUES (1, 0)",
+                """CREATE TABLE heartbeats (
             node_id TEXT PRIMARY KEY,
             role TEXT NOT NULL,
             store_id TEXT NOT NULL,
@@ -152,14 +157,21 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             master_version INTEGER NOT NULL,
             devices TEXT NOT NULL
         )""",
-    ),
-    # 2: the hash chain of each register's journal (PROTOCOL.md), checked by reconciliation.
-    (
-        "ALTER TABLE sales ADD COLUMN prev_hash TEXT NOT NULL DEFAULT ''",
-        "ALTER TABLE sales ADD COLUMN chain_hash TEXT NOT NULL DEFAULT ''",
-    ),  # 3: store-node enrolment: one-time tokens (only their SHA-256 kept) and node credentials.
-    (
-        """CREATE TABLE enrolment_tokens (
+            ),
+        ),
+        # the hash chain of each register's journal (PROTOCOL.md), checked by reconciliation.
+        Migration(
+            "m002_sale_hash_chain",
+            (
+                "ALTER TABLE sales ADD COLUMN prev_hash TEXT NOT NULL DEFAULT ''",
+                "ALTER TABLE sales ADD COLUMN chain_hash TEXT NOT NULL DEFAULT ''",
+            ),
+        ),
+        # store-node enrolment: one-time tokens (only their SHA-256 kept) and node credentials.
+        Migration(
+            "m003_node_enrolment",
+            (
+                """CREATE TABLE enrolment_tokens (
             token_hash TEXT PRIMARY KEY,
             store_id TEXT NOT NULL,
             created_at TEXT NOT NULL,
@@ -167,17 +179,20 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             used_at TEXT,
             node_id TEXT
         )""",
-        """CREATE TABLE nodes (
+                """CREATE TABLE nodes (
             node_id TEXT PRIMARY KEY,
             store_id TEXT NOT NULL,
             secret TEXT NOT NULL,
             enrolled_at TEXT NOT NULL
         )""",
-    ),
-    # 4: the ledger as lots: every accrual a lot, every debit FIFO consumptions of lots (or a
-    # debt); the journal held so far is replayed into them.
-    (
-        """CREATE TABLE lots (
+            ),
+        ),
+        # the ledger as lots: every accrual a lot, every debit FIFO consumptions of lots (or a
+        # debt); the journal held so far is replayed into them.
+        Migration(
+            "m004_ledger_lots",
+            (
+                """CREATE TABLE lots (
             lot_id INTEGER PRIMARY KEY AUTOINCREMENT,
             entry_id INTEGER NOT NULL UNIQUE,
             card_no TEXT NOT NULL,
@@ -192,9 +207,9 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             created_at TEXT NOT NULL,
             UNIQUE (source, wallet, kind, rule_id)
         )""",
-        "CREATE INDEX lots_card ON lots (card_no, wallet, expires_at)",
-        "CREATE INDEX lots_open_expiry ON lots (expires_at) WHERE remaining > 0",
-        """CREATE TABLE lot_consumptions (
+                "CREATE INDEX lots_card ON lots (card_no, wallet, expires_at)",
+                "CREATE INDEX lots_open_expiry ON lots (expires_at) WHERE remaining > 0",
+                """CREATE TABLE lot_consumptions (
             consumption_id INTEGER PRIMARY KEY AUTOINCREMENT,
             entry_id INTEGER NOT NULL,
             lot_id INTEGER,
@@ -205,18 +220,21 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             created_at TEXT NOT NULL,
             UNIQUE (entry_id, lot_id)
         )""",
-        "CREATE INDEX lot_consumptions_card ON lot_consumptions (card_no, wallet, kind)",
-        "CREATE INDEX ledger_card_time ON ledger (card_no, created_at)",
-        lots_from_ledger,
-    ),
-    # 5: customers and cards for the call center: card lifecycle columns, search keys
-    # (case-folded; the phone reversed so a suffix is a prefix) and the audit history.
-    (
-        "ALTER TABLE cards ADD COLUMN card_type TEXT NOT NULL DEFAULT 'physical'",
-        "ALTER TABLE cards ADD COLUMN block_reason TEXT NOT NULL DEFAULT ''",
-        "ALTER TABLE cards ADD COLUMN replaced_by TEXT",
-        "ALTER TABLE cards ADD COLUMN issued_at TEXT",
-        """CREATE TABLE customer_index (
+                "CREATE INDEX lot_consumptions_card ON lot_consumptions (card_no, wallet, kind)",
+                "CREATE INDEX ledger_card_time ON ledger (card_no, created_at)",
+                lots_from_ledger,
+            ),
+        ),
+        # customers and cards for the call center: card lifecycle columns, search keys
+        # (case-folded; the phone reversed so a suffix is a prefix) and the audit history.
+        Migration(
+            "m005_card_lifecycle_search_and_audit",
+            (
+                "ALTER TABLE cards ADD COLUMN card_type TEXT NOT NULL DEFAULT 'physical'",
+                "ALTER TABLE cards ADD COLUMN block_reason TEXT NOT NULL DEFAULT ''",
+                "ALTER TABLE cards ADD COLUMN replaced_by TEXT",
+                "ALTER TABLE cards ADD COLUMN issued_at TEXT",
+                """CREATE TABLE customer_index (
             customer_id TEXT PRIMARY KEY,
             last_name TEXT NOT NULL COLLATE NOCASE,
             first_name TEXT NOT NULL COLLATE NOCASE,
@@ -224,13 +242,13 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             phone_rev TEXT NOT NULL COLLATE NOCASE,
             email TEXT NOT NULL COLLATE NOCASE
         )""",
-        "CREATE INDEX customer_index_last ON customer_index (last_name)",
-        "CREATE INDEX customer_index_first ON customer_index (first_name)",
-        "CREATE INDEX customer_index_middle ON customer_index (middle_name)",
-        "CREATE INDEX customer_index_phone ON customer_index (phone_rev)",
-        "CREATE INDEX customer_index_email ON customer_index (email)",
-        "CREATE INDEX cards_card_prefix ON cards (card_no COLLATE NOCASE)",
-        """CREATE TABLE audit (
+                "CREATE INDEX customer_index_last ON customer_index (last_name)",
+                "CREATE INDEX customer_index_first ON customer_index (first_name)",
+                "CREATE INDEX customer_index_middle ON customer_index (middle_name)",
+                "CREATE INDEX customer_index_phone ON customer_index (phone_rev)",
+                "CREATE INDEX customer_index_email ON customer_index (email)",
+                "CREATE INDEX cards_card_prefix ON cards (card_no COLLATE NOCASE)",
+                """CREATE TABLE audit (
             audit_id INTEGER PRIMARY KEY AUTOINCREMENT,
             kind TEXT NOT NULL,
             object_id TEXT NOT NULL,
@@ -240,20 +258,23 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             actor TEXT NOT NULL,
             at TEXT NOT NULL
         )""",
-        "CREATE INDEX audit_object ON audit (kind, object_id, audit_id)",
+                "CREATE INDEX audit_object ON audit (kind, object_id, audit_id)",
+            ),
+        ),
+        users.SQLITE_MIGRATION,
+        crm.SQLITE_MIGRATION,
+        promotions.SQLITE_MIGRATION,
+        coupons.SQLITE_MIGRATION,
+        segments.SQLITE_MIGRATION,
+        returns.SQLITE_MIGRATION,
+        customers.SQLITE_MIGRATION,
+        feed.SQLITE_MIGRATION,
+        partitions.SQLITE_MIGRATION,
+        nonces.SQLITE_MIGRATION,
+        offers.SQLITE_MIGRATION,
+        coupon_jobs.SQLITE_MIGRATION,
     ),
-    users.SQLITE_MIGRATION,  # 6
-    crm.SQLITE_MIGRATION,  # 7
-    promotions.SQLITE_MIGRATION,  # 8
-    coupons.SQLITE_MIGRATION,  # 9
-    segments.SQLITE_MIGRATION,  # 10
-    returns.SQLITE_MIGRATION,  # 11
-    customers.SQLITE_MIGRATION,  # 12
-    feed.SQLITE_MIGRATION,  # 13
-    partitions.SQLITE_MIGRATION,  # 14
-    nonces.SQLITE_MIGRATION,  # 15
-    offers.SQLITE_MIGRATION,  # 16
-    coupon_jobs.SQLITE_MIGRATION,  # 17
+    numbered=17,  # m001..m017 were schema versions 1..17 before names
 )
 
 

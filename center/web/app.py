@@ -14,7 +14,7 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from center.access.nodes import NonceCache
-from center.config import Config, redact_dsn
+from center.config import NEEDS_DSN, Config, redact_dsn
 from center.errors import RequestError, StorageError
 from center.storage import Storage, open_storage
 from center.web.keys import (
@@ -120,9 +120,9 @@ def create_app(
         # One database thread: SQLite and a single psycopg connection are used serially,
         # and the event loop never waits on the disk.
         where = (
-            config.storage.sqlite_path
-            if config.storage.backend == "sqlite"
-            else redact_dsn(config.storage.dsn)
+            redact_dsn(config.storage.dsn)
+            if config.storage.backend in NEEDS_DSN
+            else config.storage.sqlite_path
         )
         given = storage
 

@@ -52,7 +52,7 @@ def test_rows_land_in_their_month(pg_dsn: str) -> None:
     storage = PostgresStorage(pg_dsn)
     try:
         storage.migrate()
-        assert storage.schema_version() == len(POSTGRES_MIGRATIONS) >= 14
+        assert "m014_sales_partitions" in storage.migrations_applied()
         kind = storage._execute("SELECT relkind FROM pg_class WHERE relname = 'sales'")
         assert kind.fetchone()[0] == "p"
         march, april = make_sale(1), _in_april(2)
@@ -88,7 +88,7 @@ def test_rows_land_in_their_month(pg_dsn: str) -> None:
 class _Version13(PostgresStorage):
     """The Center before partitioning: one plain `sales` table carrying its unique keys."""
 
-    migrations = POSTGRES_MIGRATIONS[:13]
+    migrations = POSTGRES_MIGRATIONS.until("m013_master_feed")
     _SALE_KEYS = "sales"
     _claim_sales = SqlStorage._claim_sales
 
@@ -108,7 +108,7 @@ def test_migration_partitions_a_populated_table(pg_dsn: str) -> None:
         old.close()
     storage = PostgresStorage(pg_dsn)
     try:
-        assert storage.migrate() == len(POSTGRES_MIGRATIONS)
+        assert storage.migrate()[0] == "m014_sales_partitions"
         after = storage._execute("SELECT sale_id, payload FROM sales ORDER BY sale_id").fetchall()
         assert after == before
         keys = storage._execute("SELECT COUNT(*) FROM sale_ids").fetchone()[0]

@@ -56,15 +56,14 @@ def _welcome(card_no: str = CARD, amount: int = 1000) -> LedgerEntry:
 
 
 def test_migrate_is_idempotent_and_recorded(open_storage: Any) -> None:
-    first = open_storage()
-    version = first.migrate()
-    assert version >= 1
-    assert first.migrate() == version
-    assert _sql(first).schema_version() == version
-    second = open_storage()  # opening again migrates again: still one row per version
-    assert second.migrate() == version
-    rows = _sql(second)._execute("SELECT COUNT(*) FROM schema_version").fetchone()
-    assert int(rows[0]) == version
+    first = open_storage()  # opening migrates
+    names = _sql(first).migrations.names()
+    assert _sql(first).migrations_applied() == names
+    assert first.migrate() == []
+    second = open_storage()  # opening again migrates again: still one row per migration
+    assert second.migrate() == []
+    rows = _sql(second)._execute("SELECT name FROM _migrations ORDER BY seq").fetchall()
+    assert [r[0] for r in rows] == names
     assert second.counts().sales == 0
 
 
@@ -72,9 +71,10 @@ def test_database_newer_than_code_is_refused(storage: Storage) -> None:
     sql = _sql(storage)
     with sql._transaction():
         sql._execute(
-            "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", (999, "future")
+            "INSERT INTO _migrations (seq, name, applied_at) VALUES (?, ?, ?)",
+            (999, "m999_from_the_future", "2099-01-01T00:00:00+00:00"),
         )
-    with pytest.raises(StorageError, match="newer than this Center"):
+    with pytest.raises(StorageError, match="m999_from_the_future was applied by a newer release"):
         storage.migrate()
 
 
