@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from .kinds import Context, Outcome
 from .kinds.common import n
@@ -30,8 +30,12 @@ __all__ = [
 Hints = Mapping[str, Sequence[int] | None]
 
 
-@dataclass(frozen=True, slots=True)
-class Basis:
+# The per-receipt state below is NamedTuple, not a frozen dataclass: just as immutable and
+# slotted, but a frozen dataclass's __init__ pays an object.__setattr__ per field, which
+# bench/engine.py saw on every receipt.
+
+
+class Basis(NamedTuple):
     """The checked request every stage prices against: receipt, clocks, settings, amounts."""
 
     receipt: Receipt
@@ -67,8 +71,7 @@ class Basis:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Stacking:
+class Stacking(NamedTuple):
     """What the discount stage applies promotions with: floors, index hints, stacking modes."""
 
     basis: Basis
@@ -122,8 +125,7 @@ class Run:
         self.order.append(promotion)
 
 
-@dataclass(frozen=True, slots=True)
-class Discounted:
+class Discounted(NamedTuple):
     """The discount stage's result: the winning pass, the shared pass, and skip reasons."""
 
     chosen: Run
