@@ -31,8 +31,8 @@ Hints = Mapping[str, Sequence[int] | None]
 
 
 # The per-receipt state below is NamedTuple, not a frozen dataclass: just as immutable and
-# slotted, but a frozen dataclass's __init__ pays an object.__setattr__ per field, which
-# bench/engine.py saw on every receipt.
+# slot-less, without the object.__setattr__ per field a frozen dataclass's __init__ pays on
+# every receipt. Basis lives here, not in engine.py, because this stage needs it too.
 
 
 class Basis(NamedTuple):
