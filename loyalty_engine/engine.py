@@ -1,16 +1,24 @@
-"""``calculate``: price a receipt with a promotion set (pure, deterministic)."""
+"""``calculate``: price a receipt with a promotion set (pure, deterministic).
+
+The stages, each a function over explicit immutable state: check the request, choose the
+applicable promotions, apply the discounts under the stacking policy (``stacking.py``) and the
+chain-wide cap, gather what the discounts fired, bound the bonus payment, accrue, then build
+movements and messages into the ``Calculation``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, tzinfo
 from functools import lru_cache
+from types import MappingProxyType
+from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import BonusSpendError, InvalidReceipt
 from .goods import line_keys
-from .kinds import Context, Outcome
-from .kinds.goods import PriceFloor
+from .kinds import Outcome
+from .kinds.common import n
 from .model import (
     Accrual,
     Calculation,
@@ -21,14 +29,28 @@ from .model import (
     Movement,
     Receipt,
 )
-from .money import allocate, amount_for_quantity, format_minor, round_half_even, share_of
-from .rules import MessageTemplates, Promotion, PromotionSet
+from .money import format_minor, share_of
+from .rules import EngineSettings, MessageTemplates, Promotion, PromotionSet
+from .stacking import (
+    Basis,
+    Discounted,
+    Hints,
+    Run,
+    Stacking,
+    apply_discounts,
+    cap_discounts,
+    explain_discounts,
+    floors,
+    stacking_modes,
+)
 
 __all__ = ["calculate"]
 
+_NO_MESSAGES = MessageTemplates()
+_NO_EXPLANATION: Mapping[str, str] = MappingProxyType({})
 
-def _n(amount: int) -> str:
-    return f"{amount:,}".replace(",", " ")
+
+# -- check the request ------------------------------------------------------------------------
 
 
 def _check_int(field: str, value: object, minimum: int) -> int:
@@ -54,22 +76,93 @@ def _check_receipt(receipt: Receipt) -> None:
         raise InvalidReceipt(f"now: expected an aware datetime, got {receipt.now!r}")
     _check_int("bonus_balance", receipt.bonus_balance, 0)
     seen: set[int] = set()
+    # A plain int in range passes inline; anything else goes to _check_int, which accepts int
+    # subclasses and words the error. Checking every field with a call (and its name built
+    # before the call) was a tenth of a small receipt's pricing.
     for i, line in enumerate(receipt.lines):
-        where = f"lines[{i}]"
-        line_no = _check_int(f"{where}.line_no", line.line_no, 0)
+        line_no = line.line_no
+        if type(line_no) is not int or line_no < 0:
+            line_no = _check_int(f"lines[{i}].line_no", line_no, 0)
         if line_no in seen:
-            raise InvalidReceipt(f"{where}.line_no: duplicate line number {line_no}")
+            raise InvalidReceipt(f"lines[{i}].line_no: duplicate line number {line_no}")
         seen.add(line_no)
         if not isinstance(line.product_id, str):
-            raise InvalidReceipt(f"{where}.product_id: expected a string, got {line.product_id!r}")
-        _check_int(f"{where}.qty_milli", line.qty_milli, 1)
-        _check_int(f"{where}.unit_price_minor", line.unit_price_minor, 0)
-        _check_int(f"{where}.amount_minor", line.amount_minor, 0)
-        if line.cost_minor is not None:
-            _check_int(f"{where}.cost_minor", line.cost_minor, 0)
+            raise InvalidReceipt(
+                f"lines[{i}].product_id: expected a string, got {line.product_id!r}"
+            )
+        qty, price, amount, cost = (
+            line.qty_milli,
+            line.unit_price_minor,
+            line.amount_minor,
+            line.cost_minor,
+        )
+        if type(qty) is not int or qty < 1:
+            _check_int(f"lines[{i}].qty_milli", qty, 1)
+        if type(price) is not int or price < 0:
+            _check_int(f"lines[{i}].unit_price_minor", price, 0)
+        if type(amount) is not int or amount < 0:
+            _check_int(f"lines[{i}].amount_minor", amount, 0)
+        if cost is not None and (type(cost) is not int or cost < 0):
+            _check_int(f"lines[{i}].cost_minor", cost, 0)
     for i, code in enumerate(receipt.coupon_codes):
         if not isinstance(code, str):
             raise InvalidReceipt(f"coupon_codes[{i}]: expected a string, got {code!r}")
+
+
+def _check_request(
+    receipt: Receipt, bonus_to_spend: int, spend: Mapping[str, int] | None
+) -> dict[str, int]:
+    """Refuse an impossible receipt, bonus amount or wallet spend; the wallet spend to use."""
+    _check_receipt(receipt)
+    if isinstance(bonus_to_spend, bool) or not isinstance(bonus_to_spend, int):
+        raise BonusSpendError(f"bonus_to_spend: expected an integer, got {bonus_to_spend!r}")
+    if bonus_to_spend < 0:
+        raise BonusSpendError(f"bonus_to_spend: expected an integer >= 0, got {bonus_to_spend}")
+    wallet_spend = dict(spend or {})
+    for wallet, units in sorted(wallet_spend.items()):
+        have = receipt.customer.wallets.get(wallet, 0) if receipt.customer else 0
+        if isinstance(units, bool) or not isinstance(units, int) or not 0 <= units <= have:
+            raise BonusSpendError(
+                f"spend[{wallet!r}]: expected 0..{have} (wallet balance), got {units!r}"
+            )
+    return wallet_spend
+
+
+def _basis(
+    receipt: Receipt,
+    settings: EngineSettings,
+    spend: Mapping[str, int],
+    budgets_left: Mapping[str, int] | None,
+) -> Basis:
+    """Fix the clocks (UTC and store time) and the line amounts every stage prices from."""
+    now_utc = receipt.now.astimezone(UTC)
+    local_now = receipt.now.astimezone(_zone(receipt.timezone) if receipt.timezone else settings.tz)
+    amounts = tuple([line.amount_minor for line in receipt.lines])
+    return Basis(
+        receipt=receipt,
+        settings=settings,
+        now_utc=now_utc,
+        local_now=local_now,
+        amounts=amounts,
+        subtotal=sum(amounts),
+        spend=spend,
+        budgets_left=budgets_left,
+    )
+
+
+# -- choose the applicable promotions ---------------------------------------------------------
+
+
+class _Choice(NamedTuple):
+    """The promotions the index found for the receipt, and which of them may apply, by stage."""
+
+    considered: tuple[Promotion, ...]
+    hints: Hints
+    floors: tuple[Promotion, ...]
+    discounting: tuple[Promotion, ...]
+    accruing: tuple[Promotion, ...]
+    # Per excluded promotion id, its explanation line.
+    excluded: Mapping[str, str]
 
 
 def _excluded_because(
@@ -131,12 +224,55 @@ def _candidates(receipt: Receipt, promotions: PromotionSet) -> dict[int, list[in
     return dict(sorted(found.items()))
 
 
-_NO_MESSAGES = MessageTemplates()
+def _choose_promotions(basis: Basis, promotions: PromotionSet) -> _Choice:
+    """Look the candidates up and keep those whose status, conditions, limits and budget allow."""
+    receipt = basis.receipt
+    all_promotions = promotions.promotions
+    candidates = _candidates(receipt, promotions)
+    considered = tuple(all_promotions[i] for i in candidates)
+    hints = {all_promotions[i].promotion_id: hint for i, hint in candidates.items()}
+    excluded: dict[str, str] = {}
+    by_stage: dict[str, list[Promotion]] = {"floor": [], "discount": [], "accrual": []}
+    for promotion in considered:
+        reason = _excluded_because(
+            promotion, receipt, basis.local_now, basis.subtotal, basis.budgets_left
+        )
+        if reason is None:
+            by_stage[promotion.stage].append(promotion)
+        else:
+            excluded[promotion.promotion_id] = f"{promotion.promotion_id}: skipped: {reason}"
+    return _Choice(
+        considered=considered,
+        hints=hints,
+        floors=tuple(by_stage["floor"]),
+        discounting=tuple(by_stage["discount"]),
+        accruing=tuple(by_stage["accrual"]),
+        excluded=excluded,
+    )
+
+
+# -- what the fired promotions add ------------------------------------------------------------
+
+
+class _Fired(NamedTuple):
+    """What one stage's fired promotions add to the calculation, in the order they fired."""
+
+    fired: tuple[str, ...] = ()
+    accruals: tuple[Accrual, ...] = ()
+    # Wallet units the discounts spent (e.g. compliments), as movements.
+    spent: tuple[Movement, ...] = ()
+    consumed: tuple[str, ...] = ()
+    issued: tuple[IssuedCoupon, ...] = ()
+    promo_qty: tuple[tuple[str, int], ...] = ()
+    rendered: tuple[dict[str, str], ...] = ()
+    # Per promotion id, its explanation line (the accrual stage's; the discounts explain apart).
+    explanation: Mapping[str, str] = _NO_EXPLANATION
 
 
 def _render(
     promotion: Promotion, outcome: Outcome, total_minor: int, exponent: int
 ) -> dict[str, str]:
+    """The promotion's message templates filled with its outcome, per channel."""
     values = {
         "amount": format_minor(outcome.amount, exponent),
         "amount_minor": str(outcome.amount),
@@ -162,72 +298,185 @@ def _render(
     }
 
 
-def _floors(
-    receipt: Receipt,
-    promotions: PromotionSet,
-    floor_rules: list[Promotion],
-    hints: Mapping[str, list[int] | None],
-) -> list[int]:
-    """Per line, the lowest amount discounts may leave (price floors, and cost if known)."""
-    lines = receipt.lines
-    floors = [0] * len(lines)
-    if promotions.settings.never_below_cost:
-        for i, line in enumerate(lines):
-            if line.cost_minor is not None:
-                floors[i] = min(
-                    line.amount_minor, amount_for_quantity(line.qty_milli, line.cost_minor)
+def _collect_discounts(
+    basis: Basis, chosen: Run, line_discounts: Sequence[Sequence[Discount]], total: int
+) -> _Fired:
+    """What the discounts left after the cap fired: counters, coupons, wallet spends, messages."""
+    lines = basis.receipt.lines
+    exponent = basis.settings.currency_exponent
+    given_by: dict[str, int] = {}
+    qty_by: dict[str, int] = {}
+    for i, line_list in enumerate(line_discounts):
+        for d in line_list:
+            given_by[d.rule_id] = given_by.get(d.rule_id, 0) + d.amount_minor
+            qty_by[d.rule_id] = qty_by.get(d.rule_id, 0) + lines[i].qty_milli
+    fired: list[str] = []
+    promo_qty: list[tuple[str, int]] = []
+    consumed: list[str] = []
+    accruals: list[Accrual] = []
+    spent: list[Movement] = []
+    rendered: list[dict[str, str]] = []
+    for promotion in chosen.order:
+        pid = promotion.promotion_id
+        outcome = chosen.outcomes[pid]
+        amount = given_by.get(pid, 0)
+        if amount == 0 and outcome.line_discounts:
+            continue
+        fired.append(pid)
+        if outcome.line_discounts:
+            promo_qty.append((pid, qty_by.get(pid, 0)))
+        consumed.extend(outcome.consumed)
+        if outcome.accrual is not None:
+            accruals.append(outcome.accrual)
+        for wallet, units in outcome.spent:
+            spent.append(Movement(wallet, "spent", units, pid))
+        if promotion.messages != _NO_MESSAGES:
+            shown = Outcome(
+                applied=True,
+                detail=outcome.detail,
+                amount=amount or outcome.amount,
+                values=outcome.values,
+            )
+            rendered.append(_render(promotion, shown, total, exponent))
+    return _Fired(
+        fired=tuple(fired),
+        accruals=tuple(accruals),
+        spent=tuple(spent),
+        consumed=tuple(consumed),
+        promo_qty=tuple(promo_qty),
+        rendered=tuple(rendered),
+    )
+
+
+# -- pay with bonuses -------------------------------------------------------------------------
+
+
+def _bonus_payable_max(basis: Basis, total: int, bonus_to_spend: int) -> int:
+    """The most bonus the receipt may be paid with; ``bonus_to_spend`` above it is refused."""
+    receipt, settings = basis.receipt, basis.settings
+    payable_max = 0
+    if receipt.card_no:
+        payable_max = min(receipt.bonus_balance, share_of(total, settings.bonus_max_share))
+    if bonus_to_spend > payable_max:
+        if not receipt.card_no:
+            why = "no card presented"
+        elif payable_max == receipt.bonus_balance:
+            why = f"bonus balance is {n(receipt.bonus_balance)}"
+        else:
+            why = f"at most {settings.bonus_max_share} of total {n(total)} may be paid with bonus"
+        raise BonusSpendError(
+            f"bonus_to_spend: {n(bonus_to_spend)} above bonus_payable_max {n(payable_max)} ({why})"
+        )
+    return payable_max
+
+
+# -- accrue -----------------------------------------------------------------------------------
+
+
+def _accrue(
+    basis: Basis,
+    accruing: Sequence[Promotion],
+    hints: Hints,
+    remaining: Sequence[int],
+    bonus_to_spend: int,
+) -> _Fired:
+    """Run the accrual promotions on what is left to pay, within the per-rule and chain caps."""
+    settings = basis.settings
+    total = sum(remaining)
+    explanation: dict[str, str] = {}
+    fired: list[str] = []
+    accruals: list[Accrual] = []
+    issued: list[IssuedCoupon] = []
+    rendered: list[dict[str, str]] = []
+    accrued_total = 0
+    for promotion in accruing:
+        pid = promotion.promotion_id
+        ctx = basis.context(remaining, total, hints.get(pid), bonus_to_spend)
+        outcome = promotion.terms.apply(pid, ctx)
+        explanation[pid] = f"{pid}: {'applied' if outcome.applied else 'skipped'}: {outcome.detail}"
+        if not outcome.applied:
+            continue
+        accrual = outcome.accrual
+        if accrual is not None:
+            limit = promotion.limits.max_accrual_minor
+            if accrual.wallet == "bonus" and settings.max_accrual_minor is not None:
+                room = max(0, settings.max_accrual_minor - accrued_total)
+                limit = room if limit is None else min(limit, room)
+            if limit is not None and accrual.amount > limit:
+                accrual = Accrual(
+                    accrual.wallet, limit, pid, accrual.active_from, accrual.expires_at
                 )
-    for promotion in floor_rules:
-        terms = promotion.terms
-        assert isinstance(terms, PriceFloor)
-        hint = hints.get(promotion.promotion_id)
-        for i in range(len(lines)) if hint is None else hint:
-            floors[i] = max(floors[i], terms.floor_for(lines[i]))
-    return floors
+                explanation[pid] += f", capped at {n(limit)}"
+            if accrual.amount <= 0:
+                continue
+            if accrual.wallet == "bonus":
+                accrued_total += accrual.amount
+            accruals.append(accrual)
+            outcome = Outcome(
+                applied=True,
+                detail=outcome.detail,
+                amount=accrual.amount,
+                accrual=accrual,
+                values=outcome.values,
+            )
+        fired.append(pid)
+        issued.extend(outcome.issued)
+        if promotion.messages != _NO_MESSAGES:
+            rendered.append(_render(promotion, outcome, total, settings.currency_exponent))
+    return _Fired(
+        fired=tuple(fired),
+        accruals=tuple(accruals),
+        issued=tuple(issued),
+        rendered=tuple(rendered),
+        explanation=explanation,
+    )
 
 
-def _trim(shares: list[int], cap: int) -> list[int]:
-    """Scale ``shares`` down to sum to ``cap`` (largest remainder), if they exceed it."""
-    if sum(shares) <= cap:
-        return shares
-    return allocate(max(cap, 0), shares)
+# -- movements and messages -------------------------------------------------------------------
 
 
-def _limit_quantity(receipt: Receipt, promotion: Promotion, shares: list[int]) -> list[int]:
-    """Keep the discount on the first units still allowed today / this month for this customer."""
-    limits, customer = promotion.limits, receipt.customer
-    allowed: int | None = None
-    pid = promotion.promotion_id
-    for limit, used in (
-        (limits.max_qty_per_day_milli, customer.qty_day_milli if customer else {}),
-        (limits.max_qty_per_month_milli, customer.qty_month_milli if customer else {}),
-    ):
-        if limit is not None:
-            left = max(0, limit - used.get(pid, 0))
-            allowed = left if allowed is None else min(allowed, left)
-    if allowed is None:
-        return shares
-    out = []
-    for i, share in enumerate(shares):
-        qty = receipt.lines[i].qty_milli
-        take = min(qty, allowed) if share else 0
-        allowed -= take
-        out.append(round_half_even(share * take, qty) if share else 0)
-    return out
+def _movements(
+    bonus_to_spend: int, spent: Sequence[Movement], accruals: Sequence[Accrual]
+) -> tuple[Movement, ...]:
+    """The wallet movements: the bonus paid, wallets the discounts spent, then every accrual."""
+    movements: list[Movement] = []
+    if bonus_to_spend:
+        movements.append(Movement("bonus", "spent", bonus_to_spend, ""))
+    movements.extend(spent)
+    for accrual in accruals:
+        kind = "pending" if accrual.active_from is not None else "accrued"
+        movements.append(
+            Movement(
+                accrual.wallet,
+                kind,
+                accrual.amount,
+                accrual.rule_id,
+                accrual.active_from,
+                accrual.expires_at,
+            )
+        )
+    return tuple(movements)
 
 
-class _Run:
-    """The mutable state of one discount pass."""
+def _messages(rendered: Sequence[dict[str, str]]) -> Messages:
+    """Every rendered text by channel, in the order the promotions fired."""
+    return Messages(
+        slip=tuple(r["slip"] for r in rendered if "slip" in r),
+        cashier=tuple(r["cashier"] for r in rendered if "cashier" in r),
+        display=tuple(r["display"] for r in rendered if "display" in r),
+    )
 
-    def __init__(self, amounts: list[int]) -> None:
-        self.remaining = list(amounts)
-        self.discounts: list[list[Discount]] = [[] for _ in amounts]
-        self.outcomes: dict[str, Outcome] = {}
-        self.order: list[Promotion] = []
 
-    @property
-    def given(self) -> int:
-        return sum(d.amount_minor for line in self.discounts for d in line)
+def _explanation(
+    choice: _Choice, stacking: Stacking, discounted: Discounted, accrued: _Fired
+) -> tuple[str, ...]:
+    """One line per considered promotion, in priority order: applied and how, or why not."""
+    lines = dict(choice.excluded)
+    for p in choice.floors:
+        lines[p.promotion_id] = f"{p.promotion_id}: applied: price floor"
+    lines.update(explain_discounts(stacking, choice.discounting, discounted))
+    lines.update(accrued.explanation)
+    return tuple(lines[p.promotion_id] for p in choice.considered if p.promotion_id in lines)
 
 
 def calculate(
@@ -245,321 +494,48 @@ def calculate(
     Raises ``InvalidReceipt`` for impossible input and ``BonusSpendError`` when
     ``bonus_to_spend`` is negative or above ``bonus_payable_max``.
     """
-    _check_receipt(receipt)
-    if isinstance(bonus_to_spend, bool) or not isinstance(bonus_to_spend, int):
-        raise BonusSpendError(f"bonus_to_spend: expected an integer, got {bonus_to_spend!r}")
-    if bonus_to_spend < 0:
-        raise BonusSpendError(f"bonus_to_spend: expected an integer >= 0, got {bonus_to_spend}")
-    wallet_spend = dict(spend or {})
-    for wallet, units in sorted(wallet_spend.items()):
-        have = receipt.customer.wallets.get(wallet, 0) if receipt.customer else 0
-        if isinstance(units, bool) or not isinstance(units, int) or not 0 <= units <= have:
-            raise BonusSpendError(
-                f"spend[{wallet!r}]: expected 0..{have} (wallet balance), got {units!r}"
-            )
+    wallet_spend = _check_request(receipt, bonus_to_spend, spend)
     settings = promotions.settings
-    now_utc = receipt.now.astimezone(UTC)
-    local_now = receipt.now.astimezone(_zone(receipt.timezone) if receipt.timezone else settings.tz)
-    lines = receipt.lines
-    amounts = [line.amount_minor for line in lines]
-    subtotal = sum(amounts)
-    explanation: dict[str, str] = {}
-    eligible: list[Promotion] = []
-    all_promotions = promotions.promotions
-    candidates = _candidates(receipt, promotions)
-    considered = [all_promotions[i] for i in candidates]
-    hints = {all_promotions[i].promotion_id: hint for i, hint in candidates.items()}
-    for promotion in considered:
-        reason = _excluded_because(promotion, receipt, local_now, subtotal, budgets_left)
-        if reason is None:
-            eligible.append(promotion)
-        else:
-            explanation[promotion.promotion_id] = f"{promotion.promotion_id}: skipped: {reason}"
-    floors = _floors(receipt, promotions, [p for p in eligible if p.stage == "floor"], hints)
-    for promotion in eligible:
-        if promotion.stage == "floor":
-            explanation[promotion.promotion_id] = f"{promotion.promotion_id}: applied: price floor"
-
-    raw_amounts: dict[str, int] = {}
-
-    def ctx_for(
-        base: list[int], total: int, spent_bonus: int = 0, hint: list[int] | None = None
-    ) -> Context:
-        return Context(
-            receipt,
-            now_utc,
-            local_now,
-            subtotal,
-            tuple(base),
-            total,
-            spent_bonus,
-            wallet_spend,
-            settings.coupon_key,
-            None if hint is None else tuple(hint),
-        )
-
-    def give(run: _Run, promotion: Promotion, outcome: Outcome, shares: list[int]) -> None:
-        raw_amounts[promotion.promotion_id] = sum(shares)
-        shares = [
-            max(0, min(share, run.remaining[i] - floors[i])) if share else 0
-            for i, share in enumerate(shares)
-        ]
-        limits = promotion.limits
-        if limits.max_qty_per_day_milli is not None or limits.max_qty_per_month_milli is not None:
-            shares = _limit_quantity(receipt, promotion, shares)
-        cap = limits.max_discount_minor
-        if promotion.funding.budget_minor is not None:
-            left = promotion.funding.budget_minor
-            if budgets_left is not None:
-                left = budgets_left.get(promotion.promotion_id, left)
-            cap = left if cap is None else min(cap, left)
-        if cap is not None:
-            shares = _trim(shares, cap)
-        given = 0
-        for i, share in enumerate(shares):
-            if share:
-                run.remaining[i] -= share
-                given += share
-                run.discounts[i].append(Discount(promotion.promotion_id, share))
-        run.outcomes[promotion.promotion_id] = Outcome(
-            given > 0 or not outcome.line_discounts,
-            outcome.detail,
-            given,
-            tuple(shares) if outcome.line_discounts else (),
-            outcome.accrual,
-            outcome.values,
-            outcome.consumed,
-            outcome.issued,
-            outcome.spent,
-        )
-        run.order.append(promotion)
-
-    def evaluate(promotion: Promotion, base: list[int]) -> Outcome:
-        hint = hints.get(promotion.promotion_id)
-        return promotion.terms.apply(promotion.promotion_id, ctx_for(base, sum(base), 0, hint))
-
-    chain = settings.stacking
-    discounting = [p for p in eligible if p.stage == "discount"]
-    modes = {
-        p.promotion_id: ("exclusive" if chain == "exclusive" else p.stacking or chain)
-        for p in discounting
-    }
-    main = _Run(amounts)
-    skipped: dict[str, str] = {}
-    best_done = False
-    for promotion in discounting:
-        mode = modes[promotion.promotion_id]
-        if mode == "exclusive":
-            continue
-        if mode == "best":
-            if best_done:
-                continue
-            best_done = True
-            group = [p for p in discounting if modes[p.promotion_id] == "best"]
-            outcomes = [(p, evaluate(p, main.remaining)) for p in group]
-            winners: dict[str, list[int]] = {p.promotion_id: [0] * len(lines) for p in group}
-            for i in range(len(lines)):
-                top, who = 0, None
-                for p, outcome in outcomes:
-                    if (
-                        outcome.applied
-                        and outcome.line_discounts
-                        and outcome.line_discounts[i] > top
-                    ):
-                        top, who = outcome.line_discounts[i], p.promotion_id
-                if who is not None:
-                    winners[who][i] = top
-            for p, outcome in outcomes:
-                if not outcome.applied:
-                    skipped[p.promotion_id] = outcome.detail
-                elif any(winners[p.promotion_id]) or not outcome.line_discounts:
-                    give(main, p, outcome, winners[p.promotion_id])
-                else:
-                    skipped[p.promotion_id] = (
-                        f"{outcome.detail}; another offer is better on every line"
-                    )
-            continue
-        base = amounts if mode == "additive" else main.remaining
-        outcome = evaluate(promotion, list(base))
-        if not outcome.applied:
-            skipped[promotion.promotion_id] = outcome.detail
-            continue
-        give(main, promotion, outcome, list(outcome.line_discounts) or [0] * len(lines))
-    chosen = main
-    for promotion in (p for p in discounting if modes[p.promotion_id] == "exclusive"):
-        alone = _Run(amounts)
-        outcome = evaluate(promotion, amounts)
-        if not outcome.applied:
-            skipped[promotion.promotion_id] = outcome.detail
-            continue
-        give(alone, promotion, outcome, list(outcome.line_discounts) or [0] * len(lines))
-        # Exclusive promotions replace everything else only when better for the customer.
-        if alone.given > chosen.given:
-            chosen = alone
-        else:
-            skipped[promotion.promotion_id] = (
-                f"{outcome.detail}; exclusive, but the other discounts give more"
-            )
-    for promotion in discounting:
-        pid = promotion.promotion_id
-        mode = modes[pid]
-        note = "" if mode == "compound" else f" [{mode}]"
-        if pid in chosen.outcomes:
-            given = chosen.outcomes[pid]
-            if not given.applied:
-                explanation[pid] = (
-                    f"{pid}: skipped: {given.detail}; nothing left above floors and limits{note}"
-                )
-                continue
-            if given.line_discounts and raw_amounts.get(pid, given.amount) != given.amount:
-                note = f", given {_n(given.amount)} within floors and limits{note}"
-            explanation[pid] = f"{pid}: applied: {given.detail}{note}"
-        elif pid in skipped:
-            explanation[pid] = f"{pid}: skipped: {skipped[pid]}{note}"
-        else:
-            detail = (main if chosen is not main else None) and main.outcomes.get(pid)
-            why = (
-                f"{detail.detail}; replaced by an exclusive promotion"
-                if detail
-                else "replaced by an exclusive promotion"
-            )
-            explanation[pid] = f"{pid}: skipped: {why}{note}"
-
-    # The receipt-wide cap scales every discount down together (largest remainder).
-    cap = None
-    if settings.max_discount_share is not None:
-        cap = share_of(subtotal, settings.max_discount_share)
-    if settings.max_discount_minor is not None:
-        cap = settings.max_discount_minor if cap is None else min(cap, settings.max_discount_minor)
-    line_discounts = chosen.discounts
-    if cap is not None and chosen.given > cap:
-        flat = [d.amount_minor for line in line_discounts for d in line]
-        scaled = iter(allocate(cap, flat))
-        line_discounts = [
-            [Discount(d.rule_id, a) for d in line if (a := next(scaled))] for line in line_discounts
-        ]
-    remaining = [
-        amounts[i] - sum(d.amount_minor for d in line_discounts[i]) for i in range(len(lines))
-    ]
-
-    rendered: list[dict[str, str]] = []
-    accruals: list[Accrual] = []
-    consumed: list[str] = []
-    issued: list[IssuedCoupon] = []
-    movements: list[Movement] = []
-    fired: list[str] = []
-    promo_qty: list[tuple[str, int]] = []
-    given_by: dict[str, int] = {}
-    qty_by: dict[str, int] = {}
-    for i, line_list in enumerate(line_discounts):
-        for d in line_list:
-            given_by[d.rule_id] = given_by.get(d.rule_id, 0) + d.amount_minor
-            qty_by[d.rule_id] = qty_by.get(d.rule_id, 0) + lines[i].qty_milli
-    for promotion in chosen.order:
-        outcome = chosen.outcomes[promotion.promotion_id]
-        amount = given_by.get(promotion.promotion_id, 0)
-        if amount == 0 and outcome.line_discounts:
-            continue
-        fired.append(promotion.promotion_id)
-        if outcome.line_discounts:
-            promo_qty.append((promotion.promotion_id, qty_by.get(promotion.promotion_id, 0)))
-        consumed.extend(outcome.consumed)
-        if outcome.accrual is not None:
-            accruals.append(outcome.accrual)
-        for wallet, units in outcome.spent:
-            movements.append(Movement(wallet, "spent", units, promotion.promotion_id))
-        shown = Outcome(True, outcome.detail, amount or outcome.amount, (), None, outcome.values)
-        if promotion.messages != _NO_MESSAGES:
-            rendered.append(_render(promotion, shown, sum(remaining), settings.currency_exponent))
-
-    total = sum(remaining)
-    discount = subtotal - total
-    payable_max = 0
-    if receipt.card_no:
-        payable_max = min(receipt.bonus_balance, share_of(total, settings.bonus_max_share))
-    if bonus_to_spend > payable_max:
-        if not receipt.card_no:
-            why = "no card presented"
-        elif payable_max == receipt.bonus_balance:
-            why = f"bonus balance is {_n(receipt.bonus_balance)}"
-        else:
-            why = f"at most {settings.bonus_max_share} of total {_n(total)} may be paid with bonus"
-        raise BonusSpendError(
-            f"bonus_to_spend: {_n(bonus_to_spend)} above bonus_payable_max "
-            f"{_n(payable_max)} ({why})"
-        )
-
-    accrued_total = 0
-    for promotion in (p for p in eligible if p.stage == "accrual"):
-        pid = promotion.promotion_id
-        outcome = promotion.terms.apply(
-            pid, ctx_for(remaining, total, bonus_to_spend, hints.get(pid))
-        )
-        explanation[pid] = f"{pid}: {'applied' if outcome.applied else 'skipped'}: {outcome.detail}"
-        if not outcome.applied:
-            continue
-        accrual = outcome.accrual
-        if accrual is not None:
-            limit = promotion.limits.max_accrual_minor
-            if accrual.wallet == "bonus" and settings.max_accrual_minor is not None:
-                room = max(0, settings.max_accrual_minor - accrued_total)
-                limit = room if limit is None else min(limit, room)
-            if limit is not None and accrual.amount > limit:
-                accrual = Accrual(
-                    accrual.wallet, limit, pid, accrual.active_from, accrual.expires_at
-                )
-                explanation[pid] += f", capped at {_n(limit)}"
-            if accrual.amount <= 0:
-                continue
-            if accrual.wallet == "bonus":
-                accrued_total += accrual.amount
-            accruals.append(accrual)
-            outcome = Outcome(True, outcome.detail, accrual.amount, (), accrual, outcome.values)
-        fired.append(pid)
-        issued.extend(outcome.issued)
-        if promotion.messages != _NO_MESSAGES:
-            rendered.append(_render(promotion, outcome, total, settings.currency_exponent))
-
-    fired_set = set(fired)
-    if bonus_to_spend:
-        movements.insert(0, Movement("bonus", "spent", bonus_to_spend, ""))
-    for accrual in accruals:
-        kind = "pending" if accrual.active_from is not None else "accrued"
-        movements.append(
-            Movement(
-                accrual.wallet,
-                kind,
-                accrual.amount,
-                accrual.rule_id,
-                accrual.active_from,
-                accrual.expires_at,
-            )
-        )
-    messages = Messages(
-        slip=tuple(r["slip"] for r in rendered if "slip" in r),
-        cashier=tuple(r["cashier"] for r in rendered if "cashier" in r),
-        display=tuple(r["display"] for r in rendered if "display" in r),
+    basis = _basis(receipt, settings, wallet_spend, budgets_left)
+    choice = _choose_promotions(basis, promotions)
+    stacking = Stacking(
+        basis=basis,
+        floors=floors(receipt, settings, choice.floors, choice.hints),
+        hints=choice.hints,
+        modes=stacking_modes(settings, choice.discounting),
     )
+    discounted = apply_discounts(stacking, choice.discounting)
+    line_discounts = cap_discounts(settings, basis.subtotal, discounted.chosen)
+    remaining = [
+        amount - sum(d.amount_minor for d in line)
+        for amount, line in zip(basis.amounts, line_discounts, strict=True)
+    ]
+    total = sum(remaining)
+    by_discounts = _collect_discounts(basis, discounted.chosen, line_discounts, total)
+    payable_max = _bonus_payable_max(basis, total, bonus_to_spend)
+    by_accruals = _accrue(basis, choice.accruing, choice.hints, remaining, bonus_to_spend)
+
+    fired = set(by_discounts.fired).union(by_accruals.fired)
+    accruals = by_discounts.accruals + by_accruals.accruals
+    considered = choice.considered
     return Calculation(
         lines=tuple(
-            LineResult(line.line_no, line.product_id, line.amount_minor, tuple(line_discounts[i]))
-            for i, line in enumerate(lines)
+            LineResult(line.line_no, line.product_id, line.amount_minor, tuple(discounts))
+            for line, discounts in zip(receipt.lines, line_discounts, strict=True)
         ),
-        subtotal_minor=subtotal,
-        discount_minor=discount,
+        subtotal_minor=basis.subtotal,
+        discount_minor=basis.subtotal - total,
         total_minor=total,
-        accruals=tuple(accruals),
+        accruals=accruals,
         bonus_payable_max=payable_max,
         bonus_to_spend=bonus_to_spend,
         to_pay_minor=total - bonus_to_spend,
-        messages=messages,
+        messages=_messages(by_discounts.rendered + by_accruals.rendered),
         promo_version=promotions.version,
-        explanation=tuple(
-            explanation[p.promotion_id] for p in considered if p.promotion_id in explanation
-        ),
-        movements=tuple(movements),
-        coupons_consumed=tuple(consumed),
-        coupons_issued=tuple(issued),
-        fired=tuple(p.promotion_id for p in considered if p.promotion_id in fired_set),
-        promo_qty_milli=tuple(promo_qty),
+        explanation=_explanation(choice, stacking, discounted, by_accruals),
+        movements=_movements(bonus_to_spend, by_discounts.spent, accruals),
+        coupons_consumed=by_discounts.consumed,
+        coupons_issued=by_accruals.issued,
+        fired=tuple(p.promotion_id for p in considered if p.promotion_id in fired),
+        promo_qty_milli=by_discounts.promo_qty,
     )

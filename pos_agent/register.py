@@ -11,13 +11,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from loyalty_engine import (
     Calculation,
     CouponMatch,
     CustomerState,
     EngineError,
-    PersonalOffer,
     PromotionSet,
     Receipt,
     ReceiptLine,
@@ -38,8 +38,9 @@ from pos_agent.errors import (
 from pos_agent.journal import HeldReservation, Journal, JournalStats, OfflineSpend, SalesSummary
 from pos_agent.receipts import CouponUsed, LineInput, OpenLine, OpenReceipt, PaymentInput
 from pos_agent.replica import Card, CardCoupon, CardOffer, Replica
+from pos_agent.sales import numbered, unnumbered_sale
 from pos_agent.storelink import StoreLink
-from sync_protocol import LineDiscount, LoyaltyMovement, Payment, Sale, SaleLine, SaleOffer
+from sync_protocol import Sale
 
 __all__ = ["Authorization", "CardView", "Clock", "Priced", "Register", "utc_now"]
 
@@ -96,14 +97,6 @@ class Authorization:
     available: int | None = None
     """What the store node says the card may spend (online only)."""
     offline: OfflineSpend | None = None
-
-
-def _sale_offer(offer: PersonalOffer) -> SaleOffer:
-    """The offer as the sale records it: the percent as plain decimal text ("12.5")."""
-    text = format(offer.percent, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return SaleOffer(offer.offer_id, offer.product_ids, text)
 
 
 def _notify(hook: Callable[..., None], *args: object) -> None:
@@ -257,13 +250,7 @@ class Register:
             # another register before going on (offline: only this register's check).
             held = self.journal.reservation(receipt_id)
             codes, signed = self._single_use(receipt.with_coupon(match.code))
-            self._reserve(
-                receipt,
-                held.amount if held is not None else 0,
-                codes,
-                signed,
-                self._now(),
-            )
+            self._reserve(receipt, held.amount if held is not None else 0, codes, signed)
         self._save(receipt.with_coupon(match.code))
         return match
 
@@ -299,12 +286,7 @@ class Register:
         return codes, signed
 
     def _reserve(
-        self,
-        receipt: OpenReceipt,
-        amount: int,
-        codes: list[str],
-        signed: list[str],
-        now: datetime,
+        self, receipt: OpenReceipt, amount: int, codes: list[str], signed: list[str]
     ) -> Authorization | None:
         """Hold at the store node; None when it cannot be asked (refusals raise)."""
         if self.link is None:
@@ -355,7 +337,7 @@ class Register:
             and held.expires_at - now > _RENEW_BEFORE
         ):
             return Authorization("online")
-        online = self._reserve(receipt, bonus_to_spend, codes, signed, now)
+        online = self._reserve(receipt, bonus_to_spend, codes, signed)
         if online is not None:
             return online
         if held is not None and self.journal.drop_reservation(receipt.receipt_id, now):
@@ -505,142 +487,69 @@ class Register:
         self, receipt_id: str, payments: list[PaymentInput], bonus_to_spend: int = 0
     ) -> Sale:
         """Recalculate, check payments, and commit sale + outbox row in one transaction."""
-        receipt = self.receipt(receipt_id)
-        if not receipt.lines:
-            raise InvalidField("lines", f"receipt {receipt_id} has no lines to confirm")
+        receipt = self._receipt_to_close(receipt_id)
         # Priced as of the closing moment, so the Center recomputes from closed_at alone.
         closed_at = self._now()
         sale_id = str(uuid.uuid4())
         priced = self.price(receipt, bonus_to_spend, now=closed_at, sale_id=sale_id)
-        calc = priced.calculation
-        # What the engine priced with, so the Center recomputes the sale exactly.
-        priced_with = priced.engine_receipt
-        # An empty id matches no rule and would not encode: the sale must still be written.
-        segments = tuple(s for s in priced_with.all_segments if s)
-        customer = priced_with.customer
-        offers = tuple(_sale_offer(o) for o in customer.personal_offers) if customer else ()
         # Any network call happens here, before the sale is journaled; after it, the commit
         # (or release) of the hold travels with the uploader.
         granted = self.authorize(receipt, bonus_to_spend, closed_at)
+        single_use = self._single_use_redeemed(priced.calculation)
+        unnumbered = unnumbered_sale(
+            receipt,
+            priced.calculation,
+            priced.known_products,
+            priced.engine_receipt,
+            payments,
+            bonus_to_spend,
+            sale_id=sale_id,
+            closed_at=closed_at,
+            register=self.config.register,
+        )
+        sale = self.journal.confirm(
+            receipt_id,
+            partial(numbered, unnumbered),
+            bonus_spent=bonus_to_spend,
+            bonus_balance=priced.card.bonus_balance if priced.card else 0,
+            coupons_used=single_use,
+            reserved=granted.mode == "online",
+            offline=granted.offline,
+        )
+        self._announce(sale, priced)
+        return sale
+
+    def _receipt_to_close(self, receipt_id: str) -> OpenReceipt:
+        """The open receipt to confirm; InvalidField if it has no lines."""
+        receipt = self.receipt(receipt_id)
+        if not receipt.lines:
+            raise InvalidField("lines", f"receipt {receipt_id} has no lines to confirm")
+        return receipt
+
+    def _single_use_redeemed(self, calc: Calculation) -> tuple[str, ...]:
+        """The single-use coupons the sale redeems; CouponUsed if this register redeemed one."""
         promotions = self.promotion_set()
-        single_use = []
+        codes = []
         for code in calc.coupons_consumed:
             match = promotions.find_coupon(code)
             if match is not None and not match.multi_use:
                 self._check_unused(match)
-                single_use.append(match.code)
-        paid = sum(p.amount_minor for p in payments)
-        if paid + bonus_to_spend != calc.total_minor:
-            raise InvalidField(
-                "payments",
-                f"sum of amount_minor ({paid}) + bonus_to_spend ({bonus_to_spend}) = "
-                f"{paid + bonus_to_spend} does not equal total_minor ({calc.total_minor})",
-            )
-        tenders = [Payment(method=p.method, amount_minor=p.amount_minor) for p in payments]
-        if bonus_to_spend:
-            tenders.append(Payment(method="bonus", amount_minor=bonus_to_spend))
-        loyalty: list[LoyaltyMovement] = []
-        if receipt.card_no is not None:
-            loyalty.extend(
-                LoyaltyMovement(
-                    wallet=a.wallet,
-                    kind="accrue",
-                    amount=a.amount,
-                    rule_id=a.rule_id,
-                    active_from=a.active_from,
-                    expires_at=a.expires_at,
-                )
-                for a in calc.accruals
-                if a.amount > 0
-            )
-            if bonus_to_spend:
-                loyalty.append(
-                    LoyaltyMovement(
-                        wallet="bonus",
-                        kind="spend",
-                        amount=bonus_to_spend,
-                        rule_id="",
-                        active_from=None,
-                        expires_at=None,
-                    )
-                )
-        by_line = {result.line_no: result for result in calc.lines}
-        sale_lines = tuple(
-            SaleLine(
-                line_no=line.line_no,
-                product_id=line.product_id,
-                qty_milli=line.qty_milli,
-                unit_price_minor=line.unit_price_minor,
-                amount_minor=line.amount_minor,
-                discounts=tuple(
-                    LineDiscount(rule_id=d.rule_id, amount_minor=d.amount_minor)
-                    for d in (by_line[line.line_no].discounts if line.line_no in by_line else ())
-                ),
-                weighed=line.weighed,
-                known_product=priced.known_products[line.line_no],
-            )
-            for line in receipt.lines
-        )
-        subtotal = sum(line.amount_minor for line in sale_lines)
-        discount = sum(d.amount_minor for line in sale_lines for d in line.discounts)
-        if (subtotal, discount, subtotal - discount) != (
-            calc.subtotal_minor,
-            calc.discount_minor,
-            calc.total_minor,
-        ):
-            # The engine and the sale must tell the same story; refuse rather than queue a lie.
-            raise RuntimeError(
-                f"engine totals {calc.subtotal_minor}/{calc.discount_minor}/{calc.total_minor} "
-                f"disagree with its lines {subtotal}/{discount}/{subtotal - discount}"
-            )
-        register = self.config.register
+                codes.append(match.code)
+        return tuple(codes)
 
-        def build(seq: int) -> Sale:
-            return Sale(
-                sale_id=sale_id,
-                store_id=register.store_id,
-                register_id=register.register_id,
-                seq=seq,
-                opened_at=receipt.opened_at,
-                closed_at=closed_at,
-                card_no=receipt.card_no,
-                lines=sale_lines,
-                payments=tuple(tenders),
-                loyalty=tuple(loyalty),
-                subtotal_minor=subtotal,
-                discount_minor=discount,
-                total_minor=subtotal - discount,
-                promo_version=calc.promo_version,
-                messages=tuple(calc.messages.slip),
-                # The Center prices the sale again with these codes, and makes the issued
-                # ones again from sale_id and closed_at, to check both.
-                coupons_redeemed=tuple(calc.coupons_consumed),
-                coupons_issued=tuple(c.code for c in calc.coupons_issued),
-                segments=segments,
-                personal_offers=offers,
-            )
-
-        sale = self.journal.confirm(
-            receipt_id,
-            build,
-            bonus_spent=bonus_to_spend,
-            bonus_balance=priced.card.bonus_balance if priced.card else 0,
-            coupons_used=tuple(single_use),
-            reserved=granted.mode == "online",
-            offline=granted.offline,
-        )
+    def _announce(self, sale: Sale, priced: Priced) -> None:
+        """Log the sale, wake the uploader and hand the sale to the device hooks."""
         log.info(
             "sale %s seq %d confirmed on register %s: total %d, card %s",
             sale.sale_id,
             sale.seq,
-            register.register_id,
+            sale.register_id,
             sale.total_minor,
             sale.card_no or "-",
         )
         self.on_sale()
         if self.on_confirmed is not None:
-            _notify(self.on_confirmed, sale, priced.available_bonus, calc)
-        return sale
+            _notify(self.on_confirmed, sale, priced.available_bonus, priced.calculation)
 
     # -- reporting -----------------------------------------------------------------------
 

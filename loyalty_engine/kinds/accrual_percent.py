@@ -11,12 +11,9 @@ from ..goods import ALL_GOODS, GoodsSelector, parse_goods
 from ..model import Accrual
 from ..money import percent_of
 from .base import Context, Kind, Outcome
+from .common import n
 
 __all__ = ["KIND", "AccrualPercent", "parse"]
-
-
-def _n(amount: int) -> str:
-    return f"{amount:,}".replace(",", " ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +39,9 @@ class AccrualPercent:
         if not ctx.receipt.card_no:
             return Outcome.skip("no card presented to credit")
         if self.min_total_minor is not None and total < self.min_total_minor:
-            return Outcome.skip(f"total {_n(total)} below {_n(self.min_total_minor)}")
+            return Outcome.skip(f"total {n(total)} below {n(self.min_total_minor)}")
         if self.max_total_minor is not None and total >= self.max_total_minor:
-            return Outcome.skip(f"total {_n(total)} not below {_n(self.max_total_minor)}")
+            return Outcome.skip(f"total {n(total)} not below {n(self.max_total_minor)}")
         if self.goods == ALL_GOODS:
             base = total if self.accrue_on_bonus_paid else total - ctx.bonus_to_spend
         else:
@@ -54,13 +51,13 @@ class AccrualPercent:
         amount = percent_of(base, self.percent)
         pct = format(self.percent.normalize(), "f")
         if amount <= 0:
-            return Outcome.skip(f"{pct} % of base {_n(base)} rounds to 0")
+            return Outcome.skip(f"{pct} % of base {n(base)} rounds to 0")
         active_from = ctx.now_utc + timedelta(days=self.delay_days) if self.delay_days else None
         expires_at = None
         if self.lifetime_days is not None:
             expires_at = (active_from or ctx.now_utc) + timedelta(days=self.lifetime_days)
         accrual = Accrual(self.wallet, amount, promotion_id, active_from, expires_at)
-        detail = f"{pct} % of base {_n(base)} = {_n(amount)} to {self.wallet}"
+        detail = f"{pct} % of base {n(base)} = {n(amount)} to {self.wallet}"
         if active_from is not None:
             detail += f", active from {active_from.date().isoformat()}"
         return Outcome(

@@ -15,7 +15,7 @@ __all__ = ["Context", "Kind", "Outcome", "Stage", "Terms"]
 Stage = Literal["discount", "accrual", "floor"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Context:
     """The receipt as a rule sees it at its turn in the calculation."""
 
@@ -43,7 +43,7 @@ class Context:
         return [i for i in where if matches(lines[i])]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Outcome:
     """What one rule did: applied (with amounts) or skipped, and why, for the explanation."""
 

@@ -92,12 +92,11 @@ class Coupon:
             accrual = Accrual(self.wallet, self.bonus_points, promotion_id)
             detail = f"coupon {code}: {n(self.bonus_points)} to {self.wallet}"
             return Outcome(
-                True,
-                detail,
-                self.bonus_points,
-                (),
-                accrual,
-                {"wallet": self.wallet},
+                applied=True,
+                detail=detail,
+                amount=self.bonus_points,
+                accrual=accrual,
+                values={"wallet": self.wallet},
                 consumed=(code,),
             )
         lines = ctx.receipt.lines
@@ -118,12 +117,11 @@ class Coupon:
         shares = allocate(amount, weights)
         values = {"percent": pct(self.percent)} if self.percent is not None else {}
         return Outcome(
-            True,
-            f"coupon {code}: {what} = {n(amount)}",
-            amount,
-            tuple(shares),
-            None,
-            values,
+            applied=True,
+            detail=f"coupon {code}: {what} = {n(amount)}",
+            amount=amount,
+            line_discounts=tuple(shares),
+            values=values,
             consumed=(code,),
         )
 
@@ -186,7 +184,9 @@ class IssueCoupon:
             "valid_until": last_day.isoformat() if last_day is not None else "",
             "valid_days": str(self.valid_days or ""),
         }
-        return Outcome(True, f"issued coupon {code}", 0, (), None, values, issued=(issued,))
+        return Outcome(
+            applied=True, detail=f"issued coupon {code}", values=values, issued=(issued,)
+        )
 
 
 def _parse_issue(reader: FieldReader) -> IssueCoupon:

@@ -3,7 +3,7 @@ offers, compliment redemption, and price floors."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from ..fields import FieldReader
@@ -47,7 +47,13 @@ def _outcome(detail: str, shares: list[int], values: dict[str, str] | None = Non
     amount = sum(shares)
     if amount <= 0:
         return Outcome.skip(f"{detail}: nothing to discount")
-    return Outcome(True, f"{detail} = {n(amount)}", amount, tuple(shares), None, values or {})
+    return Outcome(
+        applied=True,
+        detail=f"{detail} = {n(amount)}",
+        amount=amount,
+        line_discounts=tuple(shares),
+        values=values or {},
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,15 +399,7 @@ class ComplimentRedeem:
         if not used:
             return Outcome.skip(f"no goods to spend {self.wallet} on")
         out = _outcome(f"{used} {self.wallet}(s) spent", shares, {"wallet": self.wallet})
-        return Outcome(
-            out.applied,
-            out.detail,
-            out.amount,
-            out.line_discounts,
-            None,
-            out.values,
-            spent=((self.wallet, used),),
-        )
+        return replace(out, spent=((self.wallet, used),))
 
 
 def _parse_compliment_redeem(reader: FieldReader) -> ComplimentRedeem:
@@ -447,15 +445,7 @@ class WalletExchange:
             return Outcome.skip(f"goods left {n(sum(weights))} below one {self.wallet} unit")
         shares = allocate(used * self.value_minor, weights)
         out = _outcome(f"{used} {self.wallet} x {n(self.value_minor)}", shares)
-        return Outcome(
-            out.applied,
-            out.detail,
-            out.amount,
-            out.line_discounts,
-            None,
-            {"wallet": self.wallet},
-            spent=((self.wallet, used),),
-        )
+        return replace(out, values={"wallet": self.wallet}, spent=((self.wallet, used),))
 
 
 def _parse_exchange(reader: FieldReader) -> WalletExchange:

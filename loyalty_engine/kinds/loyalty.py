@@ -64,7 +64,13 @@ def _credit(
     accrual = Accrual(wallet, amount, promotion_id, active_from, expires_at)
     if active_from is not None:
         detail += f", active from {active_from.date().isoformat()}"
-    return Outcome(True, detail, amount, (), accrual, {"wallet": wallet, **(values or {})})
+    return Outcome(
+        applied=True,
+        detail=detail,
+        amount=amount,
+        accrual=accrual,
+        values={"wallet": wallet, **(values or {})},
+    )
 
 
 def _common(reader: FieldReader) -> tuple[str, int, int | None]:
@@ -257,7 +263,13 @@ class ComplimentAccrual:
             f"{amount} {self.wallet}(s) for total {n(ctx.total_minor)} "
             f"({earned} of {self.weekly_cap} this week), credited {monday.isoformat()}"
         )
-        return Outcome(True, detail, amount, (), accrual, {"wallet": self.wallet})
+        return Outcome(
+            applied=True,
+            detail=detail,
+            amount=amount,
+            accrual=accrual,
+            values={"wallet": self.wallet},
+        )
 
 
 def _parse_compliment(reader: FieldReader) -> ComplimentAccrual:

@@ -8,12 +8,9 @@ from decimal import Decimal
 from ..fields import FieldReader
 from ..money import allocate, percent_of
 from .base import Context, Kind, Outcome
+from .common import n
 
 __all__ = ["KIND", "Step", "ThresholdDiscount", "parse"]
-
-
-def _n(amount: int) -> str:
-    return f"{amount:,}".replace(",", " ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,20 +32,20 @@ class ThresholdDiscount:
         reached = [s for s in self.steps if ctx.subtotal_minor >= s.min_total_minor]
         if not reached:
             return Outcome.skip(
-                f"subtotal {_n(ctx.subtotal_minor)} below {_n(self.steps[0].min_total_minor)}"
+                f"subtotal {n(ctx.subtotal_minor)} below {n(self.steps[0].min_total_minor)}"
             )
         step = reached[-1]
         base = sum(ctx.remaining)
         amount = percent_of(base, step.percent)
         pct = format(step.percent.normalize(), "f")
         if amount <= 0:
-            return Outcome.skip(f"{pct} % of {_n(base)} rounds to 0")
+            return Outcome.skip(f"{pct} % of {n(base)} rounds to 0")
         shares = allocate(amount, ctx.remaining)
         return Outcome(
             applied=True,
             detail=(
-                f"subtotal {_n(ctx.subtotal_minor)} reached {_n(step.min_total_minor)}: "
-                f"{pct} % of {_n(base)} = {_n(amount)}"
+                f"subtotal {n(ctx.subtotal_minor)} reached {n(step.min_total_minor)}: "
+                f"{pct} % of {n(base)} = {n(amount)}"
             ),
             amount=amount,
             line_discounts=tuple(shares),

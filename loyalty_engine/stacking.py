@@ -1,0 +1,373 @@
+"""The discount stage of ``calculate``: floors, stacking policy, per-promotion and chain caps."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import NamedTuple
+
+from .kinds import Context, Outcome
+from .kinds.common import n
+from .kinds.goods import PriceFloor
+from .model import Discount, Receipt
+from .money import allocate, amount_for_quantity, round_half_even, share_of
+from .rules import EngineSettings, Promotion
+
+__all__ = [
+    "Basis",
+    "Discounted",
+    "Hints",
+    "Run",
+    "Stacking",
+    "apply_discounts",
+    "cap_discounts",
+    "explain_discounts",
+    "floors",
+    "stacking_modes",
+]
+
+# Per promotion id, the receipt lines the index found it by (``None``: every line).
+Hints = Mapping[str, Sequence[int] | None]
+
+
+# The per-receipt state below is NamedTuple, not a frozen dataclass: just as immutable and
+# slot-less, without the object.__setattr__ per field a frozen dataclass's __init__ pays on
+# every receipt. Basis lives here, not in engine.py, because this stage needs it too.
+
+
+class Basis(NamedTuple):
+    """The checked request every stage prices against: receipt, clocks, settings, amounts."""
+
+    receipt: Receipt
+    settings: EngineSettings
+    now_utc: datetime
+    local_now: datetime
+    # Per line (receipt order), the amount before any discount.
+    amounts: tuple[int, ...]
+    subtotal: int
+    # Wallet units the customer asked to spend (checked against the customer's wallets).
+    spend: Mapping[str, int]
+    budgets_left: Mapping[str, int] | None
+
+    def context(
+        self,
+        remaining: Sequence[int],
+        total: int,
+        hint: Sequence[int] | None,
+        bonus_to_spend: int = 0,
+    ) -> Context:
+        """The receipt as a rule sees it, with ``remaining`` left per line and ``total`` in all."""
+        return Context(
+            receipt=self.receipt,
+            now_utc=self.now_utc,
+            local_now=self.local_now,
+            subtotal_minor=self.subtotal,
+            remaining=tuple(remaining),
+            total_minor=total,
+            bonus_to_spend=bonus_to_spend,
+            spend=self.spend,
+            coupon_key=self.settings.coupon_key,
+            hint=None if hint is None else tuple(hint),
+        )
+
+
+class Stacking(NamedTuple):
+    """What the discount stage applies promotions with: floors, index hints, stacking modes."""
+
+    basis: Basis
+    # Per line, the lowest amount discounts may leave.
+    floors: Sequence[int]
+    hints: Hints
+    # Per discount promotion id: compound, additive, best or exclusive.
+    modes: Mapping[str, str]
+
+
+class Run:
+    """One discount pass being built: the amount left per line and what each promotion gave."""
+
+    __slots__ = ("discounts", "order", "outcomes", "raw", "remaining")
+
+    def __init__(self, amounts: Sequence[int]) -> None:
+        self.remaining = list(amounts)
+        self.discounts: list[list[Discount]] = [[] for _ in amounts]
+        self.outcomes: dict[str, Outcome] = {}
+        # Per promotion id, what its terms asked for before floors and limits trimmed it.
+        self.raw: dict[str, int] = {}
+        self.order: list[Promotion] = []
+
+    @property
+    def given(self) -> int:
+        """The discount this pass gives in all."""
+        return sum(d.amount_minor for line in self.discounts for d in line)
+
+    def record(self, promotion: Promotion, outcome: Outcome, raw: int, shares: list[int]) -> None:
+        """Take the (already clamped) ``shares`` off the lines and keep what the promotion gave."""
+        pid = promotion.promotion_id
+        self.raw[pid] = raw
+        remaining, discounts = self.remaining, self.discounts
+        given = 0
+        for i, share in enumerate(shares):
+            if share:
+                remaining[i] -= share
+                given += share
+                discounts[i].append(Discount(pid, share))
+        self.outcomes[pid] = Outcome(
+            applied=given > 0 or not outcome.line_discounts,
+            detail=outcome.detail,
+            amount=given,
+            line_discounts=tuple(shares) if outcome.line_discounts else (),
+            accrual=outcome.accrual,
+            values=outcome.values,
+            consumed=outcome.consumed,
+            issued=outcome.issued,
+            spent=outcome.spent,
+        )
+        self.order.append(promotion)
+
+
+class Discounted(NamedTuple):
+    """The discount stage's result: the winning pass, the shared pass, and skip reasons."""
+
+    chosen: Run
+    # The compound / additive / best pass; ``chosen`` unless an exclusive promotion beat it.
+    main: Run
+    skipped: Mapping[str, str]
+
+
+def floors(
+    receipt: Receipt,
+    settings: EngineSettings,
+    floor_rules: Sequence[Promotion],
+    hints: Hints,
+) -> list[int]:
+    """Per line, the lowest amount discounts may leave (price floors, and cost if known)."""
+    lines = receipt.lines
+    out = [0] * len(lines)
+    if settings.never_below_cost:
+        for i, line in enumerate(lines):
+            if line.cost_minor is not None:
+                out[i] = min(
+                    line.amount_minor, amount_for_quantity(line.qty_milli, line.cost_minor)
+                )
+    for promotion in floor_rules:
+        terms = promotion.terms
+        assert isinstance(terms, PriceFloor)
+        hint = hints.get(promotion.promotion_id)
+        for i in range(len(lines)) if hint is None else hint:
+            out[i] = max(out[i], terms.floor_for(lines[i]))
+    return out
+
+
+def stacking_modes(settings: EngineSettings, discounting: Sequence[Promotion]) -> dict[str, str]:
+    """Each discount promotion's stacking mode (a chain-wide "exclusive" overrides them all)."""
+    chain = settings.stacking
+    return {
+        p.promotion_id: ("exclusive" if chain == "exclusive" else p.stacking or chain)
+        for p in discounting
+    }
+
+
+def _trim(shares: list[int], cap: int) -> list[int]:
+    """Scale ``shares`` down to sum to ``cap`` (largest remainder), if they exceed it."""
+    if sum(shares) <= cap:
+        return shares
+    return allocate(max(cap, 0), shares)
+
+
+def _limit_quantity(receipt: Receipt, promotion: Promotion, shares: list[int]) -> list[int]:
+    """Keep the discount on the first units still allowed today / this month for this customer."""
+    limits, customer = promotion.limits, receipt.customer
+    allowed: int | None = None
+    pid = promotion.promotion_id
+    for limit, used in (
+        (limits.max_qty_per_day_milli, customer.qty_day_milli if customer else {}),
+        (limits.max_qty_per_month_milli, customer.qty_month_milli if customer else {}),
+    ):
+        if limit is not None:
+            left = max(0, limit - used.get(pid, 0))
+            allowed = left if allowed is None else min(allowed, left)
+    if allowed is None:
+        return shares
+    out = []
+    for i, share in enumerate(shares):
+        qty = receipt.lines[i].qty_milli
+        take = min(qty, allowed) if share else 0
+        allowed -= take
+        out.append(round_half_even(share * take, qty) if share else 0)
+    return out
+
+
+def _clamp(
+    stacking: Stacking, promotion: Promotion, remaining: Sequence[int], shares: list[int]
+) -> list[int]:
+    """``shares`` within what is left above the floors, the quantity limits and the cap/budget."""
+    floor = stacking.floors
+    shares = [
+        max(0, min(share, remaining[i] - floor[i])) if share else 0
+        for i, share in enumerate(shares)
+    ]
+    limits = promotion.limits
+    if limits.max_qty_per_day_milli is not None or limits.max_qty_per_month_milli is not None:
+        shares = _limit_quantity(stacking.basis.receipt, promotion, shares)
+    cap = limits.max_discount_minor
+    budget = promotion.funding.budget_minor
+    if budget is not None:
+        budgets_left = stacking.basis.budgets_left
+        left = budget if budgets_left is None else budgets_left.get(promotion.promotion_id, budget)
+        cap = left if cap is None else min(cap, left)
+    if cap is not None:
+        shares = _trim(shares, cap)
+    return shares
+
+
+def _give(
+    stacking: Stacking, run: Run, promotion: Promotion, outcome: Outcome, shares: list[int]
+) -> None:
+    """Clamp the promotion's ``shares`` to what ``run`` still allows and record them there."""
+    run.record(promotion, outcome, sum(shares), _clamp(stacking, promotion, run.remaining, shares))
+
+
+def _evaluate(stacking: Stacking, promotion: Promotion, base: Sequence[int]) -> Outcome:
+    """The promotion's terms applied to ``base``, the amounts it discounts from."""
+    pid = promotion.promotion_id
+    ctx = stacking.basis.context(base, sum(base), stacking.hints.get(pid))
+    return promotion.terms.apply(pid, ctx)
+
+
+def _apply_best(stacking: Stacking, run: Run, group: Sequence[Promotion]) -> dict[str, str]:
+    """Per line, only the biggest of the "best" group's discounts; the losers' skip reasons."""
+    skipped: dict[str, str] = {}
+    count = len(run.remaining)
+    outcomes = [(p, _evaluate(stacking, p, run.remaining)) for p in group]
+    winners: dict[str, list[int]] = {p.promotion_id: [0] * count for p in group}
+    for i in range(count):
+        top, who = 0, None
+        for p, outcome in outcomes:
+            if outcome.applied and outcome.line_discounts and outcome.line_discounts[i] > top:
+                top, who = outcome.line_discounts[i], p.promotion_id
+        if who is not None:
+            winners[who][i] = top
+    for p, outcome in outcomes:
+        if not outcome.applied:
+            skipped[p.promotion_id] = outcome.detail
+        elif any(winners[p.promotion_id]) or not outcome.line_discounts:
+            _give(stacking, run, p, outcome, winners[p.promotion_id])
+        else:
+            skipped[p.promotion_id] = f"{outcome.detail}; another offer is better on every line"
+    return skipped
+
+
+def _apply_shared(
+    stacking: Stacking, discounting: Sequence[Promotion]
+) -> tuple[Run, dict[str, str]]:
+    """The compound, additive and best promotions in priority order, in one pass; skip reasons."""
+    modes = stacking.modes
+    amounts = stacking.basis.amounts
+    run = Run(amounts)
+    skipped: dict[str, str] = {}
+    best_done = False
+    for promotion in discounting:
+        mode = modes[promotion.promotion_id]
+        if mode == "exclusive":
+            continue
+        if mode == "best":
+            # The whole "best" group competes at the turn of its first member.
+            if not best_done:
+                best_done = True
+                group = [p for p in discounting if modes[p.promotion_id] == "best"]
+                skipped.update(_apply_best(stacking, run, group))
+            continue
+        outcome = _evaluate(stacking, promotion, amounts if mode == "additive" else run.remaining)
+        if not outcome.applied:
+            skipped[promotion.promotion_id] = outcome.detail
+            continue
+        shares = list(outcome.line_discounts) or [0] * len(amounts)
+        _give(stacking, run, promotion, outcome, shares)
+    return run, skipped
+
+
+def _apply_exclusive(
+    stacking: Stacking, main: Run, discounting: Sequence[Promotion]
+) -> tuple[Run, dict[str, str]]:
+    """Each exclusive promotion alone; the pass giving the most wins (``main`` on a tie)."""
+    amounts = stacking.basis.amounts
+    chosen = main
+    skipped: dict[str, str] = {}
+    for promotion in discounting:
+        if stacking.modes[promotion.promotion_id] != "exclusive":
+            continue
+        alone = Run(amounts)
+        outcome = _evaluate(stacking, promotion, amounts)
+        if not outcome.applied:
+            skipped[promotion.promotion_id] = outcome.detail
+            continue
+        shares = list(outcome.line_discounts) or [0] * len(amounts)
+        _give(stacking, alone, promotion, outcome, shares)
+        # Exclusive promotions replace everything else only when better for the customer.
+        if alone.given > chosen.given:
+            chosen = alone
+        else:
+            skipped[promotion.promotion_id] = (
+                f"{outcome.detail}; exclusive, but the other discounts give more"
+            )
+    return chosen, skipped
+
+
+def apply_discounts(stacking: Stacking, discounting: Sequence[Promotion]) -> Discounted:
+    """Apply the discount promotions under the stacking policy, within floors and limits."""
+    main, skipped = _apply_shared(stacking, discounting)
+    chosen, skipped_exclusive = _apply_exclusive(stacking, main, discounting)
+    skipped.update(skipped_exclusive)
+    return Discounted(chosen=chosen, main=main, skipped=skipped)
+
+
+def explain_discounts(
+    stacking: Stacking, discounting: Sequence[Promotion], discounted: Discounted
+) -> dict[str, str]:
+    """Per discount promotion, its explanation line: applied (and how much) or why not."""
+    chosen, main, skipped = discounted.chosen, discounted.main, discounted.skipped
+    out: dict[str, str] = {}
+    for promotion in discounting:
+        pid = promotion.promotion_id
+        mode = stacking.modes[pid]
+        note = "" if mode == "compound" else f" [{mode}]"
+        if pid in chosen.outcomes:
+            given = chosen.outcomes[pid]
+            if not given.applied:
+                out[pid] = (
+                    f"{pid}: skipped: {given.detail}; nothing left above floors and limits{note}"
+                )
+                continue
+            if given.line_discounts and chosen.raw.get(pid, given.amount) != given.amount:
+                note = f", given {n(given.amount)} within floors and limits{note}"
+            out[pid] = f"{pid}: applied: {given.detail}{note}"
+        elif pid in skipped:
+            out[pid] = f"{pid}: skipped: {skipped[pid]}{note}"
+        else:
+            # Only an exclusive pass can have replaced it: it gave in ``main``, or it was an
+            # exclusive promotion a later one beat.
+            detail = main.outcomes.get(pid)
+            why = (
+                f"{detail.detail}; replaced by an exclusive promotion"
+                if detail
+                else "replaced by an exclusive promotion"
+            )
+            out[pid] = f"{pid}: skipped: {why}{note}"
+    return out
+
+
+def cap_discounts(settings: EngineSettings, subtotal: int, chosen: Run) -> list[list[Discount]]:
+    """Per line, the discounts scaled down together to the chain-wide cap (largest remainder)."""
+    cap = None
+    if settings.max_discount_share is not None:
+        cap = share_of(subtotal, settings.max_discount_share)
+    if settings.max_discount_minor is not None:
+        cap = settings.max_discount_minor if cap is None else min(cap, settings.max_discount_minor)
+    line_discounts = chosen.discounts
+    if cap is None or chosen.given <= cap:
+        return line_discounts
+    flat = [d.amount_minor for line in line_discounts for d in line]
+    scaled = iter(allocate(cap, flat))
+    return [
+        [Discount(d.rule_id, a) for d in line if (a := next(scaled))] for line in line_discounts
+    ]
