@@ -11,8 +11,8 @@ plans they return.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from center.ledger.lots import allocate
@@ -23,7 +23,6 @@ __all__ = [
     "Consumption",
     "LedgerPlan",
     "Lot",
-    "NewLot",
     "WalletKey",
     "born_expired",
     "debited_wallets",
@@ -54,15 +53,6 @@ class Lot:
 
 
 @dataclass(frozen=True, slots=True)
-class NewLot:
-    """The lot a journaled credit creates; `remaining` is its amount less what the plan took."""
-
-    entry_id: int
-    entry: LedgerEntry
-    remaining: int
-
-
-@dataclass(frozen=True, slots=True)
 class Consumption:
     """Part of a movement taken from a stored lot (`lot_id`), from a lot this plan creates
     (`new_lot`, the entry_id of its credit), or from neither: a debt."""
@@ -79,10 +69,20 @@ class Consumption:
 
 @dataclass(frozen=True, slots=True)
 class LedgerPlan:
-    """What applying journaled movements writes: new lots, then consumptions, in journal order."""
+    """What applying journaled movements writes: a lot per credit, then the consumptions."""
 
-    lots: tuple[NewLot, ...] = ()
+    credits: tuple[tuple[int, LedgerEntry], ...] = ()
+    """The journaled (entry_id, credit)s, in journal order: each becomes a lot."""
+    reduced: Mapping[int, int] = field(default_factory=dict)
+    """entry_id -> what is left of its new lot, for those the plan took from (others stay whole)."""
     consumptions: tuple[Consumption, ...] = ()
+    """In journal order."""
+
+    def new_lots(self) -> Iterator[tuple[int, LedgerEntry, int]]:
+        """(entry_id, credit, remaining) of every lot to create, in journal order."""
+        reduced = self.reduced
+        for entry_id, e in self.credits:
+            yield entry_id, e, reduced.get(entry_id, e.amount)
 
     def taken(self) -> dict[int, int]:
         """Stored lot_id -> the total the plan takes from it."""
@@ -172,83 +172,76 @@ def plan_movements(
     before any other, whatever that lot's dates (a return takes back its sale's own lot).
     """
     debt = {key: owed for key, owed in debts.items() if owed > 0}
-    open_lots: dict[WalletKey, list[_Open]] = {}
-    for key, stored in lots.items():
-        open_lots[key] = [_Open(lot) for lot in stored if lot.remaining > 0]
+    # Only a debited wallet needs its lots followed; any other wallet's credits are plain lots.
+    debited = debited_wallets(movements)
+    open_lots = {
+        key: [_Open(lot) for lot in stored if lot.remaining > 0]
+        for key, stored in lots.items()
+        if key in debited
+    }
     first = first or {}
-    created: list[_Open] = []
-    new_entries: list[tuple[int, LedgerEntry]] = []
+    credits: list[tuple[int, LedgerEntry]] = []
+    reduced: dict[int, int] = {}
+    followed: list[tuple[int, _Open]] = []
     consumptions: list[Consumption] = []
-    for entry_id, e in movements:
-        key = (e.card_no, e.wallet)
-        if e.amount > 0:
-            lot = _Open(None, entry_id, e, len(created))
-            created.append(lot)
-            new_entries.append((entry_id, e))
-            open_lots.setdefault(key, []).append(lot)
+    for movement in movements:
+        entry_id, e = movement
+        amount = e.amount
+        if amount > 0:
+            credits.append(movement)
+            key = (e.card_no, e.wallet)
+            remaining = amount
             owed = debt.get(key, 0)
             if owed > 0 and not born_expired(e):
-                recovered = min(owed, e.amount)
-                lot.remaining -= recovered
+                recovered = min(owed, amount)
+                remaining -= recovered
+                reduced[entry_id] = remaining
                 debt[key] = owed - recovered
                 consumptions.append(
-                    Consumption(
-                        entry_id,
-                        e.card_no,
-                        e.wallet,
-                        "recover",
-                        recovered,
-                        e.created_at,
-                        new_lot=entry_id,
-                    )
-                )
-        elif e.amount < 0:
+                    Consumption(entry_id, e.card_no, e.wallet, "recover", recovered, e.created_at,
+                                new_lot=entry_id)
+                )  # fmt: skip
+            if key in debited:
+                lot = _Open(None, entry_id, e, len(credits))
+                lot.remaining = remaining
+                open_lots.setdefault(key, []).append(lot)
+                followed.append((amount, lot))
+        elif amount < 0:
+            key = (e.card_no, e.wallet)
             wallet_lots = open_lots.get(key, [])
-            order: list[_Open] = []
+            at = e.created_at
             preferred = first.get(entry_id)
-            if preferred is not None:
-                order.extend(lot for lot in wallet_lots if lot.lot_id == preferred)
+            order = [
+                lot for lot in wallet_lots if preferred is not None and lot.lot_id == preferred
+            ]
             order.extend(
                 sorted(
                     (
                         lot
                         for lot in wallet_lots
                         if (preferred is None or lot.lot_id != preferred)
-                        and is_active(lot.active_from, lot.expires_at, e.created_at)
+                        and is_active(lot.active_from, lot.expires_at, at)
                     ),
                     key=lambda lot: lot.key,
                 )
             )
-            taken, rest = allocate(((n, lot.remaining) for n, lot in enumerate(order)), -e.amount)
+            taken, rest = allocate(((n, lot.remaining) for n, lot in enumerate(order)), -amount)
             for n, take in taken:
                 lot = order[n]
                 lot.remaining -= take
                 consumptions.append(
-                    Consumption(
-                        entry_id,
-                        e.card_no,
-                        e.wallet,
-                        e.kind,
-                        take,
-                        e.created_at,
-                        lot_id=lot.lot_id,
-                        new_lot=lot.new_lot,
-                    )
-                )
+                    Consumption(entry_id, e.card_no, e.wallet, e.kind, take, at,
+                                lot_id=lot.lot_id, new_lot=lot.new_lot)
+                )  # fmt: skip
             if rest:
                 debt[key] = debt.get(key, 0) + rest
-                consumptions.append(
-                    Consumption(entry_id, e.card_no, e.wallet, "debt", rest, e.created_at)
-                )
+                consumptions.append(Consumption(entry_id, e.card_no, e.wallet, "debt", rest, at))
             if taken:
                 open_lots[key] = [lot for lot in wallet_lots if lot.remaining > 0]
-    return LedgerPlan(
-        lots=tuple(
-            NewLot(entry_id, e, lot.remaining)
-            for (entry_id, e), lot in zip(new_entries, created, strict=True)
-        ),
-        consumptions=tuple(consumptions),
-    )
+    for amount, lot in followed:
+        if lot.remaining != amount and lot.new_lot is not None:
+            reduced[lot.new_lot] = lot.remaining
+    return LedgerPlan(tuple(credits), reduced, tuple(consumptions))
 
 
 def plan_expiry(lots: Iterable[Lot], now: datetime) -> tuple[Burn, ...]:

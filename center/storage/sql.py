@@ -608,25 +608,26 @@ class SqlStorage(
 
     def _write_plan(self, plan: LedgerPlan) -> None:
         """Store a plan: its new lots (in journal order), its consumptions, what lots lose."""
-        if plan.lots:
+        if plan.credits:
+            ts = self._ts
             self._bulk_insert(
                 "lots",
                 _LOT_INSERT,
                 [
                     (
-                        new.entry_id,
-                        new.entry.card_no,
-                        new.entry.wallet,
-                        new.entry.kind,
-                        new.entry.rule_id,
-                        new.entry.source,
-                        new.entry.amount,
-                        new.remaining,
-                        self._ts(new.entry.active_from),
-                        self._ts(new.entry.expires_at),
-                        self._ts(new.entry.created_at),
+                        entry_id,
+                        e.card_no,
+                        e.wallet,
+                        e.kind,
+                        e.rule_id,
+                        e.source,
+                        e.amount,
+                        remaining,
+                        ts(e.active_from),
+                        ts(e.expires_at),
+                        ts(e.created_at),
                     )
-                    for new in plan.lots
+                    for entry_id, e, remaining in plan.new_lots()
                 ],
             )
         if plan.consumptions:
