@@ -197,6 +197,14 @@ def test_a_debit_in_the_same_batch_takes_the_lots_credited_before_it(ledger: Sto
     _assert_balanced(ledger)
 
 
+def test_a_lot_credited_in_the_batch_comes_after_its_stored_twin(ledger: Storage) -> None:
+    # Same expiry, same creation: the lower lot_id first, and a new lot's is above every stored.
+    ledger.add_ledger_entries([_credit("stored", 10, expires_at=T0 + 5 * DAY)])
+    ledger.add_ledger_entries([_credit("twin", 10, expires_at=T0 + 5 * DAY), _spend("s", 15)])
+    assert _consumptions(ledger) == [("s", "stored", "spend", 10), ("s", "twin", "spend", 5)]
+    assert _remaining(ledger) == {"stored": 0, "twin": 5}
+
+
 def test_an_overdraft_takes_every_active_lot_then_becomes_a_debt(ledger: Storage) -> None:
     ledger.add_ledger_entries(
         [
