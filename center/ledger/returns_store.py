@@ -123,8 +123,14 @@ class ReturnsStore(SqlHooks):
     def _apply_entries(self, entries: Sequence[LedgerEntry]) -> int:
         raise NotImplementedError
 
-    def _debit(
-        self, entry_id: int, card_no: str, wallet: str, kind: str, amount: int, at: Any
+    def _journal(self, entries: Sequence[LedgerEntry]) -> list[tuple[int, LedgerEntry]]:
+        raise NotImplementedError
+
+    def _apply_journaled(
+        self,
+        journaled: Sequence[tuple[int, LedgerEntry]],
+        *,
+        first: Mapping[int, int] | None = None,
     ) -> None:
         raise NotImplementedError
 
@@ -204,11 +210,10 @@ class ReturnsStore(SqlHooks):
         if ret.loyalty:
             problems.append("loyalty: the return carries loyalty movements (applied as a sale's)")
         if plan is not None and card is not None:
-            at = self._ts(ret.closed_at)
             for move in reversals(original, plan):
                 if move.kind == "return_accrual":
                     self._take_back(card, move.wallet, move.rule_id, -move.amount, return_id,
-                                    original_id, at)  # fmt: skip
+                                    original_id, ret.closed_at)  # fmt: skip
                 else:
                     expires = self._spent_lots_expiry(original_id, move.wallet)
                     self._apply_entries(
@@ -258,39 +263,21 @@ class ReturnsStore(SqlHooks):
         amount: int,
         return_id: str,
         original_id: str,
-        at: Any,
+        at: datetime,
     ) -> None:
         """Debit `amount` accrued points: from the original's own lot first, then FIFO, then
         debt."""
-        row = self._execute(
-            "INSERT INTO ledger (card_no, wallet, kind, amount, rule_id, source, active_from, "
-            "expires_at, created_at) VALUES (?, ?, 'return_accrual', ?, ?, ?, NULL, NULL, ?) "
-            "ON CONFLICT DO NOTHING RETURNING entry_id",
-            (card, wallet, -amount, rule_id, return_id, at),
-        ).fetchone()
-        if row is None:
+        entry = LedgerEntry(card, wallet, "return_accrual", -amount, rule_id, return_id, at)
+        journaled = self._journal([entry])
+        if not journaled:
             return  # already reversed
-        entry_id = int(row[0])
         own = self._execute(
-            "SELECT lot_id, remaining FROM lots WHERE source = ? AND wallet = ? "
-            "AND kind = 'accrue' AND rule_id = ? AND card_no = ? AND remaining > 0"
-            f"{self._FOR_UPDATE}",
+            "SELECT lot_id FROM lots WHERE source = ? AND wallet = ? "
+            "AND kind = 'accrue' AND rule_id = ? AND card_no = ? AND remaining > 0",
             (original_id, wallet, rule_id, card),
         ).fetchone()
-        rest = amount
-        if own is not None:
-            take = min(int(own[1]), amount)
-            self._execute(
-                "INSERT INTO lot_consumptions (entry_id, lot_id, card_no, wallet, kind, amount, "
-                "created_at) VALUES (?, ?, ?, ?, 'return_accrual', ?, ?)",
-                (entry_id, int(own[0]), card, wallet, take, at),
-            )
-            self._execute(
-                "UPDATE lots SET remaining = remaining - ? WHERE lot_id = ?", (take, int(own[0]))
-            )
-            rest -= take
-        if rest:
-            self._debit(entry_id, card, wallet, "return_accrual", rest, at)
+        first = {} if own is None else {journaled[0][0]: int(own[0])}
+        self._apply_journaled(journaled, first=first)
 
     def _spent_lots_expiry(self, original_id: str, wallet: str) -> datetime | None:
         """The latest expiry of the lots the original's bonus payment took (None if undated)."""

@@ -6,8 +6,7 @@ import random
 import re
 import time
 import zlib
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -24,7 +23,7 @@ from center.errors import StorageError
 from center.feed import store as feed
 from center.ingest import partitions
 from center.ledger import returns_store as returns
-from center.ledger.lots import allocate
+from center.ledger.planner import Lot, WalletKey
 from center.promotions import coupon_jobs_store as coupon_jobs
 from center.promotions import coupons_store as coupons
 from center.promotions import offers_store as offers
@@ -452,128 +451,47 @@ class PostgresStorage(SqlStorage):
         self._bulk_insert("sales", self._SALE_COLUMNS, rows())
         return prepared, claimed
 
-    def _owing(self, card_nos: Iterable[str]) -> set[tuple[str, str]]:
+    # -- ledger I/O: the rules are center/ledger/planner.py, these only read and write in bulk ---
+
+    def _debts(self, card_nos: Iterable[str]) -> dict[WalletKey, int]:
         rows = self._execute_binary(
             f"SELECT card_no, wallet, {self._DEBT_SUM} FROM lot_consumptions "
             "WHERE card_no = ANY(?::text[]) AND kind IN ('debt', 'recover') "
             "GROUP BY card_no, wallet",
             (sorted(card_nos),),
         ).fetchall()
-        return {(r[0], r[1]) for r in rows if int(r[2] or 0) > 0}
+        return {(r[0], r[1]): int(r[2]) for r in rows if int(r[2] or 0) > 0}
 
-    def _apply_in_order(self, ordered: Sequence[tuple[int, LedgerEntry]]) -> None:
-        # Rounds: each takes the next movement of every (card, wallet) and applies them all
-        # with a few set statements. Wallets are independent and each keeps its order, so the
-        # result is the one-by-one result with a few round trips per round, not per movement.
-        queues: dict[tuple[str, str], deque[tuple[int, LedgerEntry]]] = {}
-        for entry_id, e in ordered:
-            queues.setdefault((e.card_no, e.wallet), deque()).append((entry_id, e))
-        while queues:
-            this_round = [queue.popleft() for queue in queues.values()]
-            queues = {key: queue for key, queue in queues.items() if queue}
-            self._credit_round([(i, e) for i, e in this_round if e.amount > 0])
-            self._debit_round([(i, e) for i, e in this_round if e.amount < 0])
+    def _open_lots(self, keys: Iterable[WalletKey]) -> dict[WalletKey, list[Lot]]:
+        pairs = sorted(keys)
+        if not pairs:
+            return {}
+        lots: dict[WalletKey, list[Lot]] = {}
+        for row in self._execute_binary(
+            f"SELECT {self._LOT_COLUMNS} FROM lots WHERE (card_no, wallet) IN "
+            "(SELECT * FROM unnest(?::text[], ?::text[])) AND remaining > 0 "
+            "ORDER BY lot_id FOR UPDATE",
+            ([k[0] for k in pairs], [k[1] for k in pairs]),
+        ).fetchall():
+            lots.setdefault((row[1], row[2]), []).append(self._lot(row))
+        return lots
 
-    def _credit_round(self, credits: Sequence[tuple[int, LedgerEntry]]) -> None:
-        """_add_lot for movements of distinct (card, wallet)s."""
-        if not credits:
-            return
-        lot_ids = {
+    def _lot_ids(self, entry_ids: Sequence[int]) -> dict[int, int]:
+        return {
             int(r[0]): int(r[1])
             for r in self._execute_binary(
-                "INSERT INTO lots (entry_id, card_no, wallet, kind, rule_id, source, amount, "
-                "remaining, active_from, expires_at, created_at) SELECT * FROM unnest("
-                "?::bigint[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], "
-                "?::bigint[], ?::bigint[], ?::timestamptz[], ?::timestamptz[], "
-                "?::timestamptz[]) RETURNING entry_id, lot_id",
-                (
-                    [i for i, _ in credits],
-                    [e.card_no for _, e in credits],
-                    [e.wallet for _, e in credits],
-                    [e.kind for _, e in credits],
-                    [e.rule_id for _, e in credits],
-                    [e.source for _, e in credits],
-                    [e.amount for _, e in credits],
-                    [e.amount for _, e in credits],
-                    [e.active_from for _, e in credits],
-                    [e.expires_at for _, e in credits],
-                    [e.created_at for _, e in credits],
-                ),
+                "SELECT entry_id, lot_id FROM lots WHERE entry_id = ANY(?::bigint[])",
+                (list(entry_ids),),
             ).fetchall()
         }
-        # Born expired: nothing in it can pay a debt.
-        live = [(i, e) for i, e in credits if e.expires_at is None or e.expires_at > e.created_at]
-        if not live:
-            return
-        debts = {
-            (r[0], r[1]): int(r[2] or 0)
-            for r in self._execute_binary(
-                f"SELECT card_no, wallet, {self._DEBT_SUM} FROM lot_consumptions "
-                "WHERE (card_no, wallet) IN (SELECT * FROM unnest(?::text[], ?::text[])) "
-                "AND kind IN ('debt', 'recover') GROUP BY card_no, wallet",
-                ([e.card_no for _, e in live], [e.wallet for _, e in live]),
-            ).fetchall()
-        }
-        rows: list[tuple[Any, ...]] = []
-        for i, e in live:
-            debt = debts.get((e.card_no, e.wallet), 0)
-            if debt > 0:
-                recovered = min(debt, e.amount)
-                rows.append(
-                    (i, lot_ids[i], e.card_no, e.wallet, "recover", recovered, e.created_at)
-                )
-        self._consume(rows)
 
-    def _debit_round(self, debits: Sequence[tuple[int, LedgerEntry]]) -> None:
-        """_debit for movements of distinct (card, wallet)s."""
-        if not debits:
-            return
-        lots: dict[int, list[tuple[int, int]]] = {n: [] for n in range(len(debits))}
-        for n, lot_id, remaining in self._execute_binary(
-            "SELECT k.n, l.lot_id, l.remaining FROM unnest(?::int[], ?::text[], ?::text[], "
-            "?::timestamptz[]) AS k(n, card_no, wallet, at) JOIN lots AS l "
-            "ON l.card_no = k.card_no AND l.wallet = k.wallet WHERE l.remaining > 0 "
-            "AND (l.active_from IS NULL OR l.active_from <= k.at) "
-            "AND (l.expires_at IS NULL OR l.expires_at > k.at) "
-            "ORDER BY k.n, (l.expires_at IS NULL), l.expires_at, l.created_at, l.lot_id "
-            "FOR UPDATE OF l",
-            (
-                list(range(len(debits))),
-                [e.card_no for _, e in debits],
-                [e.wallet for _, e in debits],
-                [e.created_at for _, e in debits],
-            ),
-        ).fetchall():
-            lots[int(n)].append((int(lot_id), int(remaining)))
-        rows: list[tuple[Any, ...]] = []
-        for n, (entry_id, e) in enumerate(debits):
-            taken, debt = allocate(lots[n], -e.amount)
-            at = e.created_at
-            rows.extend(
-                (entry_id, lot, e.card_no, e.wallet, e.kind, take, at) for lot, take in taken
-            )
-            if debt:
-                rows.append((entry_id, None, e.card_no, e.wallet, "debt", debt, at))
-        self._consume(rows)
-
-    def _consume(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        """Record lot consumptions (entry_id, lot_id, card, wallet, kind, amount, at) and take
-        them from their lots."""
-        if not rows:
-            return
-        self._bulk_insert(
-            "lot_consumptions",
-            ("entry_id", "lot_id", "card_no", "wallet", "kind", "amount", "created_at"),
-            rows,
+    def _take_from_lots(self, taken: Mapping[int, int]) -> None:
+        self._execute_binary(
+            "UPDATE lots SET remaining = remaining - t.take "
+            "FROM unnest(?::bigint[], ?::bigint[]) AS t(lot_id, take) "
+            "WHERE lots.lot_id = t.lot_id",
+            (list(taken), list(taken.values())),
         )
-        takes = [(r[1], r[5]) for r in rows if r[1] is not None]
-        if takes:
-            self._execute_binary(
-                "UPDATE lots SET remaining = remaining - t.take "
-                "FROM unnest(?::bigint[], ?::bigint[]) AS t(lot_id, take) "
-                "WHERE lots.lot_id = t.lot_id",
-                ([t[0] for t in takes], [t[1] for t in takes]),
-            )
 
     def _journal(self, entries: Sequence[LedgerEntry]) -> list[tuple[int, LedgerEntry]]:
         if not entries:

@@ -23,7 +23,15 @@ from center.errors import StorageError
 from center.feed.store import MasterFeedStore
 from center.ingest.partitions import PartitionStore
 from center.ingest.sales import check_sale, ledger_movements
-from center.ledger.lots import allocate
+from center.ledger.planner import (
+    LedgerPlan,
+    Lot,
+    WalletKey,
+    debited_wallets,
+    derive_balance,
+    plan_expiry,
+    plan_movements,
+)
 from center.ledger.returns_store import ReturnsStore
 from center.promotions.coupon_jobs_store import CouponJobStore
 from center.promotions.coupons_store import CouponStore
@@ -34,12 +42,10 @@ from center.storage.base import (
     BURNING_WITHIN,
     MASTER_TABLES,
     Balance,
-    Burning,
     Counts,
     LedgerEntry,
     MasterChange,
     MasterTable,
-    Pending,
     Progress,
     RegisterSummary,
     is_required,
@@ -61,6 +67,8 @@ __all__ = ["Migration", "SqlStorage", "lots_from_ledger"]
 _CHUNK = 5000
 _T = TypeVar("_T")
 _EXPIRE_CHUNK = 500
+_IN_CHUNK = 500
+"""Values per `IN (...)` list: well under SQLite's limit of bound parameters."""
 """Cards per expiry transaction: bounds the locks one transaction holds."""
 
 
@@ -524,14 +532,18 @@ class SqlStorage(
     # -- ledger --------------------------------------------------------------------------------
     #
     # `ledger` is the append-only journal of movements, unique by (source, wallet, kind,
-    # rule_id): a replayed movement inserts nothing and so changes nothing else. Every accrual
-    # is also a lot (`lots.remaining` is what is left of it); every debit (spend, expiry,
-    # negative adjustment) takes from the lots earliest-expiring first, recorded as
-    # `lot_consumptions` rows keyed by the debit's ledger entry. What no lot covers is a
-    # consumption without a lot (kind "debt"); later accruals pay it back first ("recover").
+    # rule_id): a replayed movement inserts nothing and so changes nothing else. What a new
+    # movement does to the lots (a lot per credit, FIFO debits, debt and its recovery, expiry,
+    # balances) is decided once, by center/ledger/planner.py; the code here reads the state a
+    # plan needs and writes the plan: new lots, `lot_consumptions` rows keyed by the debit's
+    # ledger entry (one without a lot is a debt), and what the stored lots lose.
 
     _ACTIVE = "(active_from IS NULL OR active_from <= ?) AND (expires_at IS NULL OR expires_at > ?)"
-    _FIFO = "ORDER BY (expires_at IS NULL), expires_at, created_at, lot_id"
+    """planner.is_active as SQL, for the feed's bonus balances of many cards at once."""
+    _LOT_COLUMNS = (
+        "lot_id, card_no, wallet, remaining, created_at, active_from, expires_at, rule_id"
+    )
+    """The columns _lot reads, in its order."""
 
     def _bonus_balances(self, now: datetime) -> dict[str, int]:
         at = self._ts(now)
@@ -557,21 +569,30 @@ class SqlStorage(
     def _apply_entries(self, entries: Sequence[LedgerEntry]) -> int:
         """Journal the movements not yet present and apply them to the lots; count the new."""
         journaled = self._journal(entries)
-        # Per (card, wallet), the credits before its first debit in a wallet that owes nothing
-        # become plain lots in bulk; from the first debit on, or in a wallet with a debt, each
-        # movement is applied one by one and in order (FIFO debits, debt recovery), exactly as a
-        # lone movement would be. Wallets are independent, so this order is the journal's.
-        sequential = self._owing({e.card_no for _, e in journaled})
-        lots: list[tuple[Any, ...]] = []
-        ordered: list[tuple[int, LedgerEntry]] = []
-        for entry_id, e in journaled:
-            key = (e.card_no, e.wallet)
-            if e.amount < 0:
-                sequential.add(key)
-            if key in sequential:
-                ordered.append((entry_id, e))
-            elif e.amount > 0:
-                lots.append(
+        self._apply_journaled(journaled)
+        return len(journaled)
+
+    def _apply_journaled(
+        self,
+        journaled: Sequence[tuple[int, LedgerEntry]],
+        *,
+        first: Mapping[int, int] | None = None,
+    ) -> None:
+        """Apply journaled (entry_id, movement)s in order, as planner.plan_movements says."""
+        if not journaled:
+            return
+        debts = self._debts({e.card_no for _, e in journaled})
+        lots = self._open_lots(debited_wallets(journaled))
+        self._write_plan(plan_movements(journaled, debts, lots, first=first))
+
+    def _write_plan(self, plan: LedgerPlan) -> None:
+        """Store a plan: its new lots (in journal order), its consumptions, what lots lose."""
+        if plan.credits:
+            ts = self._ts
+            self._bulk_insert(
+                "lots",
+                _LOT_INSERT,
+                [
                     (
                         entry_id,
                         e.card_no,
@@ -580,37 +601,36 @@ class SqlStorage(
                         e.rule_id,
                         e.source,
                         e.amount,
-                        e.amount,
-                        self._ts(e.active_from),
-                        self._ts(e.expires_at),
-                        self._ts(e.created_at),
+                        remaining,
+                        ts(e.active_from),
+                        ts(e.expires_at),
+                        ts(e.created_at),
                     )
-                )
-        if lots:
-            self._bulk_insert(
-                "lots",
-                (
-                    "entry_id",
-                    "card_no",
-                    "wallet",
-                    "kind",
-                    "rule_id",
-                    "source",
-                    "amount",
-                    "remaining",
-                    "active_from",
-                    "expires_at",
-                    "created_at",
-                ),
-                lots,
+                    for entry_id, e, remaining in plan.new_lots()
+                ],
             )
-        self._apply_in_order(ordered)
-        return len(journaled)
-
-    def _apply_in_order(self, ordered: Sequence[tuple[int, LedgerEntry]]) -> None:
-        """Apply journaled movements one by one, in order (lots, FIFO debits, debt recovery)."""
-        for entry_id, e in ordered:
-            self._apply_entry(entry_id, *self._ledger_row(e))
+        if plan.consumptions:
+            consumed = plan.new_lots_consumed()
+            ids = self._lot_ids(sorted(consumed)) if consumed else {}
+            self._bulk_insert(
+                "lot_consumptions",
+                _CONSUMPTION_INSERT,
+                [
+                    (
+                        c.entry_id,
+                        c.lot_id if c.new_lot is None else ids[c.new_lot],
+                        c.card_no,
+                        c.wallet,
+                        c.kind,
+                        c.amount,
+                        self._ts(c.created_at),
+                    )
+                    for c in plan.consumptions
+                ],
+            )
+            taken = plan.taken()
+            if taken:
+                self._take_from_lots(taken)
 
     def _ledger_row(self, e: LedgerEntry) -> tuple[Any, ...]:
         """A movement as the ledger table stores it, in its column order (no entry_id)."""
@@ -640,12 +660,12 @@ class SqlStorage(
                 journaled.append((int(row[0]), e))
         return journaled
 
-    def _owing(self, card_nos: Iterable[str]) -> set[tuple[str, str]]:
-        """(card_no, wallet) pairs of these cards that carry a debt."""
+    def _debts(self, card_nos: Iterable[str]) -> dict[WalletKey, int]:
+        """The outstanding debt of every (card_no, wallet) of these cards that owes one."""
         cards = sorted(card_nos)
-        owing: set[tuple[str, str]] = set()
-        for start in range(0, len(cards), 500):
-            chunk = cards[start : start + 500]
+        debts: dict[WalletKey, int] = {}
+        for start in range(0, len(cards), _IN_CHUNK):
+            chunk = cards[start : start + _IN_CHUNK]
             marks = ", ".join("?" for _ in chunk)
             rows = self._execute(
                 f"SELECT card_no, wallet, {self._DEBT_SUM} FROM lot_consumptions "
@@ -653,8 +673,59 @@ class SqlStorage(
                 "GROUP BY card_no, wallet",
                 chunk,
             ).fetchall()
-            owing.update((r[0], r[1]) for r in rows if int(r[2] or 0) > 0)
-        return owing
+            debts.update(((r[0], r[1]), int(r[2])) for r in rows if int(r[2] or 0) > 0)
+        return debts
+
+    def _open_lots(self, keys: Iterable[WalletKey]) -> dict[WalletKey, list[Lot]]:
+        """The lots with something left of these (card_no, wallet)s, locked to the commit."""
+        wanted = set(keys)
+        cards = sorted({card_no for card_no, _ in wanted})
+        lots: dict[WalletKey, list[Lot]] = {}
+        for start in range(0, len(cards), _IN_CHUNK):
+            chunk = cards[start : start + _IN_CHUNK]
+            marks = ", ".join("?" for _ in chunk)
+            for row in self._execute(
+                f"SELECT {self._LOT_COLUMNS} FROM lots WHERE card_no IN ({marks}) "
+                f"AND remaining > 0 ORDER BY lot_id{self._FOR_UPDATE}",
+                chunk,
+            ).fetchall():
+                if (row[1], row[2]) in wanted:
+                    lots.setdefault((row[1], row[2]), []).append(self._lot(row))
+        return lots
+
+    def _lot(self, row: Sequence[Any]) -> Lot:
+        """A lot from a row of _LOT_COLUMNS."""
+        return Lot(
+            lot_id=int(row[0]),
+            card_no=row[1],
+            wallet=row[2],
+            remaining=int(row[3]),
+            created_at=self._dt(row[4]),
+            active_from=None if row[5] is None else self._dt(row[5]),
+            expires_at=None if row[6] is None else self._dt(row[6]),
+            rule_id=row[7],
+        )
+
+    def _lot_ids(self, entry_ids: Sequence[int]) -> dict[int, int]:
+        """entry_id -> lot_id of the lots these journal entries created."""
+        ids: dict[int, int] = {}
+        for start in range(0, len(entry_ids), _IN_CHUNK):
+            chunk = entry_ids[start : start + _IN_CHUNK]
+            marks = ", ".join("?" for _ in chunk)
+            ids.update(
+                (int(r[0]), int(r[1]))
+                for r in self._execute(
+                    f"SELECT entry_id, lot_id FROM lots WHERE entry_id IN ({marks})", chunk
+                ).fetchall()
+            )
+        return ids
+
+    def _take_from_lots(self, taken: Mapping[int, int]) -> None:
+        """Lower each stored lot (lot_id -> amount) by what the plan took from it."""
+        self._executemany(
+            "UPDATE lots SET remaining = remaining - ? WHERE lot_id = ?",
+            [(take, lot_id) for lot_id, take in taken.items()],
+        )
 
     def _apply_entry(
         self,
@@ -669,68 +740,22 @@ class SqlStorage(
         expires_at: Any,
         created_at: Any,
     ) -> None:
-        """Turn one new journal entry (values as stored) into a lot or a FIFO debit."""
-        if amount > 0:
-            self._add_lot(
-                entry_id,
-                card_no,
-                wallet,
-                kind,
-                amount,
-                rule_id,
-                source,
-                active_from,
-                expires_at,
-                created_at,
-            )
-        elif amount < 0:
-            self._debit(entry_id, card_no, wallet, kind, -amount, created_at)
+        """Apply one journaled movement given as stored (a lot, or a FIFO debit)."""
+        entry = LedgerEntry(
+            card_no=card_no,
+            wallet=wallet,
+            kind=kind,
+            amount=int(amount),
+            rule_id=rule_id,
+            source=source,
+            created_at=self._dt(created_at),
+            active_from=None if active_from is None else self._dt(active_from),
+            expires_at=None if expires_at is None else self._dt(expires_at),
+        )
+        self._apply_journaled([(entry_id, entry)])
 
-    def _add_lot(
-        self,
-        entry_id: int,
-        card_no: str,
-        wallet: str,
-        kind: str,
-        amount: int,
-        rule_id: str,
-        source: str,
-        active_from: Any,
-        expires_at: Any,
-        created_at: Any,
-    ) -> None:
-        lot_id = self._execute(
-            "INSERT INTO lots (entry_id, card_no, wallet, kind, rule_id, source, amount, "
-            "remaining, active_from, expires_at, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING lot_id",
-            (
-                entry_id,
-                card_no,
-                wallet,
-                kind,
-                rule_id,
-                source,
-                amount,
-                amount,
-                active_from,
-                expires_at,
-                created_at,
-            ),
-        ).fetchone()[0]
-        if expires_at is not None and expires_at <= created_at:
-            return  # born expired: nothing in it can pay a debt
-        debt = self._debt(card_no, wallet)
-        if debt <= 0:
-            return
-        recovered = min(debt, amount)
-        self._execute(
-            "INSERT INTO lot_consumptions (entry_id, lot_id, card_no, wallet, kind, amount, "
-            "created_at) VALUES (?, ?, ?, ?, 'recover', ?, ?)",
-            (entry_id, lot_id, card_no, wallet, recovered, created_at),
-        )
-        self._execute(
-            "UPDATE lots SET remaining = remaining - ? WHERE lot_id = ?", (recovered, lot_id)
-        )
+    _add_lot = _apply_entry
+    """A journaled credit given as stored: its lot, which repays the wallet's debt first."""
 
     def _debt(self, card_no: str, wallet: str) -> int:
         row = self._execute(
@@ -739,32 +764,6 @@ class SqlStorage(
             (card_no, wallet),
         ).fetchone()
         return int(row[0] or 0)
-
-    def _debit(
-        self, entry_id: int, card_no: str, wallet: str, kind: str, amount: int, at: Any
-    ) -> None:
-        """Take `amount` from the lots active at `at`, earliest-expiring first; the rest is debt."""
-        lots = self._execute(
-            "SELECT lot_id, remaining FROM lots WHERE card_no = ? AND wallet = ? "
-            f"AND remaining > 0 AND {self._ACTIVE} {self._FIFO}{self._FOR_UPDATE}",
-            (card_no, wallet, at, at),
-        ).fetchall()
-        taken, debt = allocate(((int(r[0]), int(r[1])) for r in lots), amount)
-        rows: list[tuple[Any, ...]] = [
-            (entry_id, lot_id, card_no, wallet, kind, take, at) for lot_id, take in taken
-        ]
-        if debt:
-            rows.append((entry_id, None, card_no, wallet, "debt", debt, at))
-        self._executemany(
-            "INSERT INTO lot_consumptions (entry_id, lot_id, card_no, wallet, kind, amount, "
-            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
-        if taken:
-            self._executemany(
-                "UPDATE lots SET remaining = remaining - ? WHERE lot_id = ?",
-                [(take, lot_id) for lot_id, take in taken],
-            )
 
     def add_ledger_entries(self, entries: Sequence[LedgerEntry]) -> int:
         with self._guard("add ledger entries"), self._transaction():
@@ -777,93 +776,71 @@ class SqlStorage(
     def expire_lots(self, now: datetime) -> int:
         at = self._ts(now)
         expired = 0
+        after = ""
         while True:
             # Chunks of cards, each its own transaction: a big backlog never holds every lock.
+            # Cards in order, each visited once: the run ends whatever the plans decide.
             with self._guard("expire lots"), self._transaction():
                 cards = [
                     r[0]
                     for r in self._execute(
                         "SELECT DISTINCT card_no FROM lots WHERE remaining > 0 "
-                        f"AND expires_at <= ? ORDER BY card_no LIMIT {_EXPIRE_CHUNK}",
-                        (at,),
+                        f"AND expires_at <= ? AND card_no > ? ORDER BY card_no "
+                        f"LIMIT {_EXPIRE_CHUNK}",
+                        (at, after),
                     ).fetchall()
                 ]
                 if not cards:
                     return expired
+                after = cards[-1]
                 self._lock_cards(cards)
                 marks = ", ".join("?" for _ in cards)
                 # Read again under the card locks: a concurrent spend may have taken some.
                 lots = self._execute(
-                    "SELECT lot_id, card_no, wallet, rule_id, remaining, expires_at FROM lots "
-                    f"WHERE card_no IN ({marks}) AND remaining > 0 AND expires_at <= ? "
-                    f"ORDER BY lot_id{self._FOR_UPDATE}",
+                    f"SELECT {self._LOT_COLUMNS} FROM lots WHERE card_no IN ({marks}) "
+                    f"AND remaining > 0 AND expires_at <= ? ORDER BY lot_id{self._FOR_UPDATE}",
                     (*cards, at),
                 ).fetchall()
-                for lot_id, card_no, wallet, rule_id, remaining, expires_at in lots:
-                    row = self._execute(
-                        "INSERT INTO ledger (card_no, wallet, kind, amount, rule_id, source, "
-                        "active_from, expires_at, created_at) "
-                        "VALUES (?, ?, 'expire', ?, ?, ?, NULL, NULL, ?) "
-                        "ON CONFLICT DO NOTHING RETURNING entry_id",
-                        (card_no, wallet, -int(remaining), rule_id, f"lot:{lot_id}", expires_at),
-                    ).fetchone()
-                    if row is None:
-                        continue  # already burnt: the journal keeps one expiry per lot
-                    self._execute(
-                        "INSERT INTO lot_consumptions (entry_id, lot_id, card_no, wallet, kind, "
-                        "amount, created_at) VALUES (?, ?, ?, ?, 'expire', ?, ?)",
-                        (int(row[0]), lot_id, card_no, wallet, int(remaining), expires_at),
+                burns = plan_expiry((self._lot(r) for r in lots), now)
+                # The journal keeps one expiry per lot: one already there is not burnt again.
+                journaled = {
+                    e.source: entry_id for entry_id, e in self._journal([b.entry for b in burns])
+                }
+                plan = LedgerPlan(
+                    consumptions=tuple(
+                        burn.consumed(journaled[burn.entry.source])
+                        for burn in burns
+                        if burn.entry.source in journaled
                     )
-                    self._execute("UPDATE lots SET remaining = 0 WHERE lot_id = ?", (lot_id,))
-                    expired += 1
+                )
+                self._write_plan(plan)
+                expired += len(plan.consumptions)
 
     def balance(
         self, card_no: str, now: datetime, *, burning_within: timedelta = BURNING_WITHIN
     ) -> Balance | None:
-        at = self._ts(now)
-        horizon = self._ts(now + burning_within)
         with self._guard("read balance"), self._snapshot():
             card = self._execute(
                 "SELECT customer_id FROM cards WHERE card_no = ?", (card_no,)
             ).fetchone()
             if card is None:
                 return None
-            active = self._execute(
-                "SELECT wallet, CAST(SUM(remaining) AS BIGINT) FROM lots "
-                f"WHERE card_no = ? AND remaining > 0 AND {self._ACTIVE} GROUP BY wallet",
-                (card_no, at, at),
+            lots = self._execute(
+                f"SELECT {self._LOT_COLUMNS} FROM lots WHERE card_no = ? AND remaining > 0",
+                (card_no,),
             ).fetchall()
             debts = self._execute(
                 f"SELECT wallet, {self._DEBT_SUM} FROM lot_consumptions "
                 "WHERE card_no = ? AND kind IN ('debt', 'recover') GROUP BY wallet",
                 (card_no,),
             ).fetchall()
-            pending = self._execute(
-                "SELECT wallet, active_from, CAST(SUM(remaining) AS BIGINT) FROM lots "
-                "WHERE card_no = ? AND remaining > 0 AND active_from > ? "
-                "AND (expires_at IS NULL OR expires_at > ?) "
-                "GROUP BY wallet, active_from ORDER BY active_from, wallet",
-                (card_no, at, at),
-            ).fetchall()
-            burning = self._execute(
-                "SELECT wallet, expires_at, CAST(SUM(remaining) AS BIGINT) FROM lots "
-                f"WHERE card_no = ? AND remaining > 0 AND {self._ACTIVE} AND expires_at <= ? "
-                "GROUP BY wallet, expires_at ORDER BY expires_at, wallet",
-                (card_no, at, at, horizon),
-            ).fetchall()
-        debt = {"bonus": 0}
-        debt.update({r[0]: int(r[1]) for r in debts})
-        wallets = {"bonus": 0}
-        wallets.update({r[0]: int(r[1]) for r in active})
-        for wallet, owed in debt.items():
-            wallets[wallet] = wallets.get(wallet, 0) - owed
-        return Balance(
-            card_no=card_no,
-            customer_id=card[0],
-            wallets=dict(sorted(wallets.items())),
-            pending=tuple(Pending(r[0], int(r[2]), self._dt(r[1])) for r in pending),
-            burning=tuple(Burning(r[0], int(r[2]), self._dt(r[1])) for r in burning),
-            debt=dict(sorted(debt.items())),
+        return derive_balance(
+            card_no,
+            card[0],
+            [self._lot(r) for r in lots],
+            {r[0]: int(r[1]) for r in debts},
+            now,
+            burning_within,
         )
 
     def history(self, card_no: str, *, limit: int = 100) -> list[LedgerEntry] | None:
@@ -1058,6 +1035,20 @@ _LINE_COLUMNS = (
     "weighed",
     "known_product",
 )
+_LOT_INSERT = (
+    "entry_id",
+    "card_no",
+    "wallet",
+    "kind",
+    "rule_id",
+    "source",
+    "amount",
+    "remaining",
+    "active_from",
+    "expires_at",
+    "created_at",
+)
+_CONSUMPTION_INSERT = ("entry_id", "lot_id", "card_no", "wallet", "kind", "amount", "created_at")
 
 
 class _Batch:
