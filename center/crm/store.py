@@ -542,7 +542,7 @@ class CrmStore(SqlHooks):
     def _execute_planned(self, sql: str, params: Sequence[Any]) -> Any:
         """Run a statement planned for these values (a prefix LIKE needs its pattern to use an
         index; PostgreSQL's generic plan of a prepared statement would scan)."""
-        return self._execute(sql, params)
+        raise NotImplementedError
 
     def audit_history(self, kind: str, object_id: str, *, limit: int = 100) -> list[dict[str, Any]]:
         """The audit rows of one object, oldest first."""

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from abc import ABC, abstractmethod
+from abc import ABC
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
@@ -50,6 +49,8 @@ from center.storage.base import (
     RegisterSummary,
     is_required,
 )
+from center.storage.database import Database
+from center.storage.dialect import Dialect
 from center.storage.hooks import Migration
 from center.storage.migrations import MigrationList, apply_migrations, recorded
 from sync_protocol import (
@@ -97,61 +98,56 @@ class SqlStorage(
     migrations = MigrationList((), numbered=0)
     """This backend's migrations, in order (center/storage/migrations.py)."""
 
-    def __init__(self) -> None:
-        # One connection, used by one thread at a time: the app runs storage calls on a
-        # single-thread executor, the lock keeps direct callers (importer, tests) safe too.
-        self._lock = threading.RLock()
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        """The one connection every part of the storage uses (center/storage/database.py)."""
 
-    # -- dialect hooks -------------------------------------------------------------------------
+    @property
+    def dialect(self) -> Dialect:  # type: ignore[override]
+        return self.db.dialect
 
-    @abstractmethod
+    # -- the database's helpers, for the parts not yet repositories of their own ----------------
+
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        """Run one statement, return a cursor."""
+        return self.db.execute(sql, params)
 
-    @abstractmethod
     def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        """Run one statement for many parameter rows."""
+        self.db.executemany(sql, rows)
 
-    @abstractmethod
+    def _execute_planned(self, sql: str, params: Sequence[Any]) -> Any:
+        return self.db.execute_planned(sql, params)
+
     def _transaction(self) -> AbstractContextManager[None]:
-        """A write transaction: commit on success, roll back on error."""
+        return self.db.transaction()
 
-    @abstractmethod
     def _snapshot(self) -> AbstractContextManager[None]:
-        """A read-only transaction in which every statement sees the same data."""
+        return self.db.snapshot()
 
-    @abstractmethod
     def _ts(self, value: datetime | None) -> Any:
-        """An aware datetime as the database stores it."""
+        return self.db.ts(value)
 
-    @abstractmethod
-    def _db_errors(self) -> tuple[type[BaseException], ...]:
-        """Driver exceptions to translate into StorageError."""
-
-    @abstractmethod
     def _dt(self, value: Any) -> datetime:
-        """A stored timestamp as an aware UTC datetime."""
+        return self.db.dt(value)
 
     def _lock_cards(self, card_nos: Iterable[str]) -> None:
-        """Serialise ledger writers per card (inside the write transaction), in one global order."""
+        self.db.lock_cards(card_nos)
 
     def _lock_schema(self) -> None:
-        """Serialise concurrent migrations (inside the migration transaction)."""
+        self.db.lock_schema()
 
     def _bulk_insert(
         self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
     ) -> None:
-        marks = ", ".join("?" for _ in columns)
-        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
-        self._executemany(sql, rows if isinstance(rows, Sequence) else list(rows))
+        self.db.bulk_insert(table, columns, rows)
 
-    @abstractmethod
-    def _close(self) -> None:
-        """Close the connection."""
+    def _retry_transient(self, attempt: Callable[[], _T]) -> _T:
+        return self.db.retry_transient(attempt)
+
+    def _guard(self, what: str) -> AbstractContextManager[None]:
+        return self.db.guard(what)
 
     def close(self) -> None:
-        with self._lock:
-            self._close()
+        self.db.close()
 
     # -- schema --------------------------------------------------------------------------------
 
@@ -174,10 +170,6 @@ class SqlStorage(
         received = self._ts(received_at)
         with self._guard("ingest"):
             return self._retry_transient(lambda: self._ingest_once(batch, received))
-
-    def _retry_transient(self, attempt: Callable[[], _T]) -> _T:
-        """Run one whole transaction, again if the database aborted it as a deadlock victim."""
-        return attempt()
 
     _SALE_KEYS = "sales"
     """The table holding the unique keys of stored sales: sale_id and (register_id, seq)."""
@@ -1020,9 +1012,6 @@ class SqlStorage(
                 for name, sql in queries.items()
             }
 
-    def _guard(self, what: str) -> _Guard:
-        return _Guard(self, what)
-
 
 _LINE_COLUMNS = (
     "sale_id",
@@ -1087,22 +1076,6 @@ class _Prepared:
     def chain_hash(self) -> str:
         # Only a stored sale needs it, and only once claimed: not on the claim's critical path.
         return hashlib.sha256(self.sale.prev_hash.encode("ascii") + self.payload).hexdigest()
-
-
-class _Guard:
-    """Hold the connection lock and turn driver errors into StorageError naming the operation."""
-
-    def __init__(self, storage: SqlStorage, what: str) -> None:
-        self._storage = storage
-        self._what = what
-
-    def __enter__(self) -> None:
-        self._storage._lock.acquire()
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        self._storage._lock.release()
-        if exc is not None and isinstance(exc, self._storage._db_errors()):
-            raise StorageError(f"{self._storage.backend}: {self._what} failed: {exc}") from exc
 
 
 def lots_from_ledger(storage: SqlStorage) -> None:

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from center.access import nonces_store as nonces
 from center.access import users_store as users
 from center.crm import customers_store as customers
 from center.crm import store as crm
-from center.errors import StorageError
 from center.feed import store as feed
 from center.ingest import partitions
 from center.ledger import returns_store as returns
@@ -22,7 +17,7 @@ from center.promotions import coupons_store as coupons
 from center.promotions import offers_store as offers
 from center.promotions import segments_store as segments
 from center.promotions import store as promotions
-from center.storage.dialect import SQLITE
+from center.storage.database import SqliteDatabase
 from center.storage.migrations import MigrationList
 from center.storage.sql import Migration, SqlStorage, lots_from_ledger
 
@@ -282,68 +277,15 @@ class SqliteStorage(SqlStorage):
     """The Center's state in one SQLite file."""
 
     backend = "sqlite"
-    dialect = SQLITE
     migrations = SQLITE_MIGRATIONS
 
     def __init__(self, path: str | Path) -> None:
-        super().__init__()
-        self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Autocommit mode: transactions are opened explicitly, BEGIN IMMEDIATE for writes.
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout = 10000")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
-        except (OSError, sqlite3.Error) as exc:
-            raise StorageError(f"sqlite: cannot open {self.path}: {exc}") from exc
-        self._conn: sqlite3.Connection | None = conn
+        db = SqliteDatabase(path)
+        super().__init__(db)
+        self.path = db.path
 
     @property
     def conn(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise StorageError(f"sqlite: {self.path} is closed")
-        return self._conn
-
-    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        return self.conn.execute(sql, params)
-
-    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        self.conn.executemany(sql, rows)
-
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
-    @contextmanager
-    def _snapshot(self) -> Iterator[None]:
-        conn = self.conn
-        conn.execute("BEGIN")
-        try:
-            yield
-        finally:
-            conn.execute("COMMIT")
-
-    def _ts(self, value: datetime | None) -> Any:
-        # One fixed ISO form in UTC, so text order is time order.
-        if value is None:
-            return None
-        return value.astimezone(UTC).isoformat(timespec="microseconds")
-
-    def _db_errors(self) -> tuple[type[BaseException], ...]:
-        return (sqlite3.Error,)
-
-    def _dt(self, value: Any) -> datetime:
-        return datetime.fromisoformat(value).astimezone(UTC)
-
-    def _close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        """The database's connection."""
+        assert isinstance(self.db, SqliteDatabase)
+        return self.db.conn

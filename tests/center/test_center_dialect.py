@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from center.storage.dialect import POSTGRES, SQLITE, Dialect
-from center.storage.postgres import PostgresStorage
+from center.storage.postgres_database import PostgresDatabase
 from center.storage.sqlite import SqliteStorage
 
 CENTER = Path(__file__).resolve().parents[2] / "center"
@@ -30,7 +30,7 @@ def test_each_backend_has_its_dialect(tmp_path: Path) -> None:
         assert storage._FOR_UPDATE == ""
     finally:
         storage.close()
-    assert PostgresStorage.dialect is POSTGRES
+    assert PostgresDatabase.dialect is POSTGRES
     assert POSTGRES.for_update == " FOR UPDATE"
 
 

@@ -200,7 +200,7 @@ def test_unknown_recorded_migration_is_refused_before_any_change(
             storage.migrate()
         # Refused before anything was written: m004 did not run.
         assert "m004_ledger_lots" not in storage.migrations_applied()
-        with pytest.raises(storage._db_errors()):
+        with pytest.raises(storage.db.driver_errors()):
             storage._execute("SELECT COUNT(*) FROM lots")
     finally:
         storage.close()

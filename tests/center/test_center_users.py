@@ -69,7 +69,7 @@ def test_a_token_is_returned_once_and_only_its_hash_is_stored(storage: Storage) 
 
 
 def authenticate_ok(token: str, storage: Storage) -> bool:
-    if isinstance(storage, SqliteStorage) and storage._conn is None:
+    if isinstance(storage, SqliteStorage) and storage.db._conn is None:
         reopened = SqliteStorage(storage.path)
         try:
             return authenticate(reopened, token, T0).username == "anna"
