@@ -176,7 +176,7 @@ def _ingest_slice(dsn: str, batches: list[list[Sale]], worker: int, start: Any) 
         start.wait(60)
         received = datetime.now(UTC)
         for n, batch in enumerate(batches, start=1):
-            ack = storage.ingest(batch, received)
+            ack = storage.sales.ingest(batch, received)
             assert not ack.rejected, ack.rejected[:3]
             if n % 20 == 0:
                 _log(f"ingest: worker {worker}: {n}/{len(batches)} batches")
@@ -739,12 +739,12 @@ def bench_search(dsn: str, customers_n: int, queries_n: int, rng: random.Random)
         _log(f"search: loaded (COPY, indexes kept) in {load_s:.1f}s")
         queries = make_queries(rng, customers, queries_n)
         for _, q in queries[:200]:  # warm the caches, as a running Center's are
-            storage.search_customers(parse_search(q))
+            storage.customers.search_customers(parse_search(q))
         by_kind: dict[str, list[float]] = {}
         hits = 0
         for i, (kind, q) in enumerate(queries):
             t = time.perf_counter()
-            found = storage.search_customers(parse_search(q))
+            found = storage.customers.search_customers(parse_search(q))
             by_kind.setdefault(kind, []).append((time.perf_counter() - t) * 1000)
             hits += bool(found)
             if i % 1000 == 999:

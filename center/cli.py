@@ -188,7 +188,9 @@ def generate_coupons_command(config: Config, args: argparse.Namespace) -> int:
     try:
         now = datetime.now(UTC)
         try:
-            job = storage.start_coupon_job(request, "cli", coupon_jobs.this_owner(), now)
+            job = storage.coupon_jobs.start_coupon_job(
+                request, "cli", coupon_jobs.this_owner(), now
+            )
         except RequestError as exc:
             print(f"error: {_option_named(str(exc))}", file=sys.stderr)
             return 2
@@ -333,8 +335,8 @@ def simulate_command(
         return 2
     storage = open_storage(config.storage)
     try:
-        master = storage.pricing_master()
-        payloads = storage.sale_payloads(*period)
+        master = storage.feed.pricing_master()
+        payloads = storage.sales.sale_payloads(*period)
     finally:
         storage.close()
     settings = {str(name): str(value) for name, value in master["settings"]}
@@ -413,9 +415,9 @@ def _recompute_sales(storage: Storage, period: tuple[datetime, datetime]) -> int
     from loyalty_engine import PromotionSet, RuleError
     from sync_protocol import ProtocolError, decode_sale
 
-    master = storage.pricing_master()
-    payloads = storage.sale_payloads(*period)
-    history = storage.promotion_sets_between(*period)
+    master = storage.feed.pricing_master()
+    payloads = storage.sales.sale_payloads(*period)
+    history = storage.promotions.promotion_sets_between(*period)
     settings = {str(name): str(value) for name, value in master["settings"]}
     rows = [
         {"doc": json.loads(doc) if isinstance(doc, str) else doc, "version": version}
@@ -457,7 +459,7 @@ def _recompute_sales(storage: Storage, period: tuple[datetime, datetime]) -> int
         if sale.personal_offers:
             # Were the claimed offers the customer's? Checked against the audit trail.
             found = (
-                storage.personal_offers_at(
+                storage.offers.personal_offers_at(
                     sale.card_no, sale.closed_at, since=sale.closed_at - OFFER_LAG_TOLERANCE
                 )
                 if sale.card_no

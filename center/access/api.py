@@ -182,7 +182,7 @@ def _default_ttl_days(request: web.Request) -> int | None:
 
 
 async def list_users(request: web.Request) -> web.Response:
-    users = await in_db(request, request.app[STORAGE_KEY].list_users)
+    users = await in_db(request, request.app[STORAGE_KEY].users.list_users)
     return web.json_response({"users": [u.to_json() for u in users]})
 
 
@@ -203,7 +203,7 @@ async def add_user(request: web.Request) -> web.Response:
 
     def create() -> tuple[str, UserRecord | None]:
         token = create_user(storage, username, role, actor_of(request), now, ttl_days=ttl_days)
-        return token, storage.user_by_token_hash(token_hash(token))
+        return token, storage.users.user_by_token_hash(token_hash(token))
 
     token, user = await in_db(request, create)
     assert user is not None
@@ -214,7 +214,7 @@ async def revoke_user(request: web.Request) -> web.Response:
     username = _path_username(request)
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
-    user = await in_db(request, storage.revoke_user, username, actor_of(request), now)
+    user = await in_db(request, storage.users.revoke_user, username, actor_of(request), now)
     return web.json_response(user.to_json())
 
 
@@ -224,7 +224,7 @@ async def set_role(request: web.Request) -> web.Response:
     role = check_role(body.get("role"), field="body.role")
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
-    user = await in_db(request, storage.set_role, username, role, actor_of(request), now)
+    user = await in_db(request, storage.users.set_role, username, role, actor_of(request), now)
     return web.json_response(user.to_json())
 
 

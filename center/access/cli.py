@@ -71,11 +71,11 @@ def user_command(config: Config, args: argparse.Namespace) -> int:
             )
             return 0
         if args.command == "list-users":
-            for user in storage.list_users():
+            for user in storage.users.list_users():
                 print(json.dumps(user.to_json()))
             return 0
         try:
-            user = storage.revoke_user(args.username, CLI_ACTOR, now)
+            user = storage.users.revoke_user(args.username, CLI_ACTOR, now)
         except RequestError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

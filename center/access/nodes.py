@@ -76,7 +76,9 @@ def issue_token(storage: Storage, store_id: str, now: datetime, ttl_h: float) ->
     if not 0 < ttl_h <= MAX_TTL_H:
         raise ValueError(f"ttl_h: must be > 0 and at most {MAX_TTL_H} hours, got {ttl_h}")
     token = "lt1_" + secrets.token_urlsafe(32)
-    storage.add_enrolment_token(token_hash(token), store_id, now, now + timedelta(hours=ttl_h))
+    storage.nodes.add_enrolment_token(
+        token_hash(token), store_id, now, now + timedelta(hours=ttl_h)
+    )
     return token
 
 
@@ -84,7 +86,7 @@ def enrol_node(storage: Storage, token: str, now: datetime) -> Enrolment:
     """Redeem a token; raise EnrolmentRefused for an unknown, used or expired one."""
     node_id = f"node-{secrets.token_hex(8)}"
     secret = new_secret()
-    status, store_id = storage.redeem_enrolment_token(token_hash(token), node_id, secret, now)
+    status, store_id = storage.nodes.redeem_enrolment_token(token_hash(token), node_id, secret, now)
     if status == "used":
         raise EnrolmentRefused(
             "token_used", 403, "this enrolment token was already used; issue a new one"
@@ -146,5 +148,5 @@ def record_nonce(storage: Storage, node_id: str, nonce: str, now: datetime) -> N
 
     Refuses a replay sent after a restart, or to another Center worker on the same database.
     """
-    if not storage.claim_nonce(node_id, nonce, now, NONCE_HORIZON):
+    if not storage.nodes.claim_nonce(node_id, nonce, now, NONCE_HORIZON):
         raise Unauthorized(f"header {NONCE_HEADER}", ReplayedNonce.default_problem)

@@ -73,7 +73,7 @@ def create_user(
     days = check_ttl_days(ttl_days)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     expires_at = None if days is None else now + timedelta(days=days)
-    storage.create_user(username, role, token_hash(token), actor, now, expires_at)
+    storage.users.create_user(username, role, token_hash(token), actor, now, expires_at)
     return token
 
 
@@ -86,7 +86,7 @@ def authenticate(storage: Storage, token: str, now: datetime) -> UserRecord:
     """The user holding a bearer token; Unauthorized naming why it is refused."""
     if not token or len(token) > MAX_TOKEN_LEN:
         raise Unauthorized("authorization", "the bearer token is empty or too long")
-    user = storage.user_by_token_hash(token_hash(token))
+    user = storage.users.user_by_token_hash(token_hash(token))
     if user is None:
         raise Unauthorized("authorization", "unknown bearer token")
     if user.revoked_at is not None:

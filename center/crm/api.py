@@ -56,15 +56,19 @@ async def create_customer(request: web.Request) -> web.Response:
     parsed = parse_customer(await json_body(request, max_bytes=MAX_JSON_BYTES))
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
-    customer_id = await in_db(request, storage.create_customer, parsed, _actor(request), now)
-    view = await in_db(request, storage.customer_view, customer_id, now)
+    customer_id = await in_db(
+        request, storage.customers.create_customer, parsed, _actor(request), now
+    )
+    view = await in_db(request, storage.customers.customer_view, customer_id, now)
     return web.json_response(view, status=201)
 
 
 async def customer(request: web.Request) -> web.Response:
     customer_id = request.match_info["customer_id"]
     storage = request.app[STORAGE_KEY]
-    view = await in_db(request, storage.customer_view, customer_id, request.app[CLOCK_KEY]())
+    view = await in_db(
+        request, storage.customers.customer_view, customer_id, request.app[CLOCK_KEY]()
+    )
     if view is None:
         raise UnknownObject("customer_id", f"unknown customer {customer_id[:80]!r}")
     return web.json_response(view)
@@ -73,7 +77,7 @@ async def customer(request: web.Request) -> web.Response:
 async def search(request: web.Request) -> web.Response:
     query = parse_search(request.query.get("q"))
     storage = request.app[STORAGE_KEY]
-    found = await in_db(request, storage.search_customers, query)
+    found = await in_db(request, storage.customers.search_customers, query)
     return web.json_response({"customers": found})
 
 
@@ -84,7 +88,7 @@ async def issue_card(request: web.Request) -> web.Response:
     storage = request.app[STORAGE_KEY]
     card = await in_db(
         request,
-        storage.issue_card,
+        storage.customers.issue_card,
         customer_id,
         card_no,
         card_type,
@@ -98,7 +102,7 @@ async def activate_card(request: web.Request) -> web.Response:
     card_no = card_no_param(request)
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
-    card = await in_db(request, storage.activate_card, card_no, _actor(request), now)
+    card = await in_db(request, storage.customers.activate_card, card_no, _actor(request), now)
     return web.json_response(card)
 
 
@@ -107,7 +111,7 @@ async def block_card(request: web.Request) -> web.Response:
     reason = parse_reason(await json_body(request, max_bytes=MAX_JSON_BYTES))
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
-    card = await in_db(request, storage.block_card, card_no, reason, _actor(request), now)
+    card = await in_db(request, storage.customers.block_card, card_no, reason, _actor(request), now)
     return web.json_response(card)
 
 
@@ -115,7 +119,7 @@ async def unblock_card(request: web.Request) -> web.Response:
     card_no = card_no_param(request)
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
-    card = await in_db(request, storage.unblock_card, card_no, _actor(request), now)
+    card = await in_db(request, storage.customers.unblock_card, card_no, _actor(request), now)
     return web.json_response(card)
 
 
@@ -124,7 +128,9 @@ async def replace_card(request: web.Request) -> web.Response:
     wanted = parse_replace(await json_body(request, max_bytes=MAX_JSON_BYTES, optional=True))
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
-    done = await in_db(request, storage.replace_card, card_no, wanted, _actor(request), now)
+    done = await in_db(
+        request, storage.customers.replace_card, card_no, wanted, _actor(request), now
+    )
     return web.json_response(done)
 
 
@@ -132,5 +138,5 @@ async def audit(request: web.Request) -> web.Response:
     kind = query_id(request, "kind")
     object_id = query_id(request, "id")
     storage = request.app[STORAGE_KEY]
-    rows = await in_db(request, storage.audit_history, kind, object_id)
+    rows = await in_db(request, storage.audit.audit_history, kind, object_id)
     return web.json_response({"kind": kind, "id": object_id, "changes": rows})

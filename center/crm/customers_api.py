@@ -64,7 +64,9 @@ async def merge(request: web.Request) -> web.Response:
         raise MalformedRequest("body.merged_id", f"expected a customer id, got {merged!r}")
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
-    done = await in_db(request, storage.merge_customers, survivor, merged, actor_of(request), now)
+    done = await in_db(
+        request, storage.customers.merge_customers, survivor, merged, actor_of(request), now
+    )
     return web.json_response(done)
 
 
@@ -72,7 +74,9 @@ async def deactivate_customer(request: web.Request) -> web.Response:
     customer_id = _path_id(request, "customer_id")
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
-    done = await in_db(request, storage.deactivate_customer, customer_id, actor_of(request), now)
+    done = await in_db(
+        request, storage.customers.deactivate_customer, customer_id, actor_of(request), now
+    )
     return web.json_response(done)
 
 
@@ -80,7 +84,7 @@ async def deactivate_card(request: web.Request) -> web.Response:
     card_no = card_no_param(request)
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
-    card = await in_db(request, storage.deactivate_card, card_no, actor_of(request), now)
+    card = await in_db(request, storage.customers.deactivate_card, card_no, actor_of(request), now)
     return web.json_response(card)
 
 
@@ -94,7 +98,7 @@ async def set_answers(request: web.Request) -> web.Response:
     now = request.app[CLOCK_KEY]()
     done = await in_db(
         request,
-        storage.set_answers,
+        storage.customers.set_answers,
         customer_id,
         questionnaire_id,
         body["answers"],
@@ -108,7 +112,7 @@ async def card_view(request: web.Request) -> web.Response:
     customer_id = _path_id(request, "customer_id")
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
-    view = await in_db(request, storage.customer_card_view, customer_id, now)
+    view = await in_db(request, storage.customers.customer_card_view, customer_id, now)
     if view is None:
         raise UnknownObject("customer_id", f"unknown customer {customer_id!r}")
     return web.json_response(view)
@@ -126,7 +130,7 @@ async def receipts(request: web.Request) -> web.Response:
     storage = request.app[STORAGE_KEY]
 
     def page() -> dict[str, object] | None:
-        return storage.customer_receipts(customer_id, limit=limit, cursor=cursor)
+        return storage.customers.customer_receipts(customer_id, limit=limit, cursor=cursor)
 
     found = await in_db(request, page)
     if found is None:

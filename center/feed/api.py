@@ -47,7 +47,7 @@ async def master_feed(request: web.Request) -> web.Response:
 
     def build() -> bytes | None:
         # Runs on the database thread: a snapshot is megabytes to read and encode.
-        message = storage.master_feed(store_id, since, request.app[CLOCK_KEY](), settings)
+        message = storage.feed.master_feed(store_id, since, request.app[CLOCK_KEY](), settings)
         if message is None:
             return None
         return encode(message, sender=config.center.node_id)
@@ -63,7 +63,9 @@ async def lookup_card(request: web.Request) -> web.Response:
     card_no = card_no_param(request)
     store_id = own_store(request, query_id(request, "store_id"))
     storage = request.app[STORAGE_KEY]
-    row = await in_db(request, storage.lookup_card, store_id, card_no, request.app[CLOCK_KEY]())
+    row = await in_db(
+        request, storage.feed.lookup_card, store_id, card_no, request.app[CLOCK_KEY]()
+    )
     if row is None:
         raise UnknownObject("card_no", f"unknown card {card_no!r}")
     return web.json_response(row)

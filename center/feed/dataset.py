@@ -206,7 +206,7 @@ def import_dataset(
     cards = []
     # A card already at the Center is live: it may be blocked, replaced or re-assigned, and its
     # customer edited by the call center. A re-import adds new households and leaves those alone.
-    live = storage.existing_cards()
+    live = storage.feed.existing_cards()
     for hh in households:
         if card_number(hh) in live:
             continue
@@ -225,7 +225,7 @@ def import_dataset(
     promotions = [{"promotion_id": str(d["promotion_id"]), "doc": d} for d in docs]
     settings = [{"name": k, "value": v} for k, v in DEFAULT_SETTINGS.items()]
 
-    change = storage.upsert_master(
+    change = storage.feed.upsert_master(
         {
             "products": products,
             "stores": store_rows,
@@ -250,7 +250,7 @@ def import_dataset(
         for c in cards
     ]
     report("welcome credits", 0, len(welcome))
-    credited = storage.add_ledger_entries(welcome)
+    credited = storage.ledger.add_ledger_entries(welcome)
     report("welcome credits", len(welcome), len(welcome))
     return ImportReport(
         products=len(products),

@@ -56,7 +56,7 @@ async def ingest(request: web.Request) -> web.Response:
                     f"only, got sale {sale.sale_id} of store {sale.store_id!r}; nothing stored",
                 )
     storage = request.app[STORAGE_KEY]
-    ack = await in_db(request, storage.ingest, batch.sales, request.app[CLOCK_KEY]())
+    ack = await in_db(request, storage.sales.ingest, batch.sales, request.app[CLOCK_KEY]())
     if ack.accepted or ack.rejected:
         log.info(
             "ingest from %s: %d accepted, %d duplicates, %d rejected",
@@ -89,7 +89,7 @@ async def heartbeat(request: web.Request) -> web.Response:
             )
     own_store(request, beat.store_id, field="body.store_id")
     storage = request.app[STORAGE_KEY]
-    await in_db(request, storage.record_heartbeat, beat, request.app[CLOCK_KEY]())
+    await in_db(request, storage.nodes.record_heartbeat, beat, request.app[CLOCK_KEY]())
     return web.json_response({"ok": True})
 
 
@@ -97,7 +97,7 @@ async def reconciliation(request: web.Request) -> web.Response:
     store_id = own_store(request, query_id(request, "store_id"))
     register_id = query_id(request, "register_id", required=False)
     storage = request.app[STORAGE_KEY]
-    rows = await in_db(request, storage.reconciliation, store_id, register_id)
+    rows = await in_db(request, storage.sales.reconciliation, store_id, register_id)
     return web.json_response(
         {
             "registers": [

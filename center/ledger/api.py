@@ -41,7 +41,7 @@ async def balance(request: web.Request) -> web.Response:
     storage = request.app[STORAGE_KEY]
 
     def read() -> Any:
-        return storage.balance(
+        return storage.ledger.balance(
             card_no, request.app[CLOCK_KEY](), burning_within=timedelta(days=days)
         )
 
@@ -74,7 +74,7 @@ async def history(request: web.Request) -> web.Response:
     storage = request.app[STORAGE_KEY]
 
     def read() -> list[LedgerEntry] | None:
-        return storage.history(card_no, limit=limit)
+        return storage.ledger.history(card_no, limit=limit)
 
     found = await in_db(request, read)
     if found is None:

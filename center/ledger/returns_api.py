@@ -133,7 +133,7 @@ async def adjust(request: web.Request) -> web.Response:
     actor = actor_of(request)
 
     def run() -> dict[str, Any]:
-        return storage.adjust(
+        return storage.returns.adjust(
             card_no,
             parsed["wallet"],
             parsed["amount"],
@@ -150,12 +150,12 @@ async def adjust(request: web.Request) -> web.Response:
 
 async def overdrafts(request: web.Request) -> web.Response:
     storage = request.app[STORAGE_KEY]
-    return web.json_response(await in_db(request, storage.overdrafts))
+    return web.json_response(await in_db(request, storage.returns.overdrafts))
 
 
 async def returns_exceptions(request: web.Request) -> web.Response:
     storage = request.app[STORAGE_KEY]
-    return web.json_response({"returns": await in_db(request, storage.return_exceptions)})
+    return web.json_response({"returns": await in_db(request, storage.returns.return_exceptions)})
 
 
 async def head_office_return(request: web.Request) -> web.Response:
@@ -163,6 +163,12 @@ async def head_office_return(request: web.Request) -> web.Response:
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
     done = await in_db(
-        request, storage.head_office_return, sale_id, returned, return_id, actor_of(request), now
+        request,
+        storage.returns.head_office_return,
+        sale_id,
+        returned,
+        return_id,
+        actor_of(request),
+        now,
     )
     return web.json_response(done, status=200 if done["replayed"] else 201)

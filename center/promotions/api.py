@@ -64,7 +64,7 @@ async def list_promotions(request: web.Request) -> web.Response:
         raise MalformedRequest(
             "status", f"expected one of {', '.join(LIFECYCLE)}, got {status[:80]!r}"
         )
-    found = await in_db(request, request.app[STORAGE_KEY].list_promotions, status)
+    found = await in_db(request, request.app[STORAGE_KEY].promotions.list_promotions, status)
     return web.json_response({"promotions": found})
 
 
@@ -72,14 +72,14 @@ async def create_promotion(request: web.Request) -> web.Response:
     doc = prepare_doc(await json_body(request, max_bytes=MAX_JSON_BYTES))
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
-    created = await in_db(request, storage.create_promotion, doc, actor_of(request), now)
+    created = await in_db(request, storage.promotions.create_promotion, doc, actor_of(request), now)
     return web.json_response(created, status=201)
 
 
 async def validate_promotion(request: web.Request) -> web.Response:
     doc = prepare_doc(await json_body(request, max_bytes=MAX_JSON_BYTES))
     storage = request.app[STORAGE_KEY]
-    settings = await in_db(request, storage.promotion_settings)
+    settings = await in_db(request, storage.promotions.promotion_settings)
     problems, warnings = check_doc(doc, settings)
     return web.json_response(
         {
@@ -93,7 +93,7 @@ async def validate_promotion(request: web.Request) -> web.Response:
 
 async def get_promotion(request: web.Request) -> web.Response:
     promotion_id = _promotion_id(request)
-    found = await in_db(request, request.app[STORAGE_KEY].get_promotion, promotion_id)
+    found = await in_db(request, request.app[STORAGE_KEY].promotions.get_promotion, promotion_id)
     if found is None:
         raise _unknown(promotion_id)
     return web.json_response(found)
@@ -105,7 +105,7 @@ async def update_promotion(request: web.Request) -> web.Response:
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
     updated = await in_db(
-        request, storage.update_promotion, promotion_id, doc, actor_of(request), now
+        request, storage.promotions.update_promotion, promotion_id, doc, actor_of(request), now
     )
     return web.json_response(updated)
 
@@ -114,12 +114,12 @@ async def preview_promotion(request: web.Request) -> web.Response:
     promotion_id = _promotion_id(request)
     sample = parse_sample(await json_body(request, max_bytes=MAX_JSON_BYTES))
     storage = request.app[STORAGE_KEY]
-    found = await in_db(request, storage.get_promotion, promotion_id)
+    found = await in_db(request, storage.promotions.get_promotion, promotion_id)
     if found is None:
         raise _unknown(promotion_id)
     context = await in_db(
         request,
-        storage.promotion_pricing_context,
+        storage.promotions.promotion_pricing_context,
         [line.product_id for line in sample.lines],
         sample.store_id,
     )
@@ -140,8 +140,10 @@ async def activate_promotion(request: web.Request) -> web.Response:
     promotion_id = _promotion_id(request)
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
-    version = await in_db(request, storage.activate_promotion, promotion_id, actor_of(request), now)
-    found = await in_db(request, storage.get_promotion, promotion_id)
+    version = await in_db(
+        request, storage.promotions.activate_promotion, promotion_id, actor_of(request), now
+    )
+    found = await in_db(request, storage.promotions.get_promotion, promotion_id)
     return web.json_response({"master_version": version, "promotion": found})
 
 
@@ -149,14 +151,16 @@ async def archive_promotion(request: web.Request) -> web.Response:
     promotion_id = _promotion_id(request)
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
-    version = await in_db(request, storage.archive_promotion, promotion_id, actor_of(request), now)
-    found = await in_db(request, storage.get_promotion, promotion_id)
+    version = await in_db(
+        request, storage.promotions.archive_promotion, promotion_id, actor_of(request), now
+    )
+    found = await in_db(request, storage.promotions.get_promotion, promotion_id)
     return web.json_response({"master_version": version, "promotion": found})
 
 
 async def promotion_history(request: web.Request) -> web.Response:
     promotion_id = _promotion_id(request)
-    rows = await in_db(request, request.app[STORAGE_KEY].promotion_history, promotion_id)
+    rows = await in_db(request, request.app[STORAGE_KEY].promotions.promotion_history, promotion_id)
     if rows is None:
         raise _unknown(promotion_id)
     return web.json_response({"promotion_id": promotion_id, "changes": rows})

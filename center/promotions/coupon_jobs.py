@@ -82,13 +82,13 @@ def run_job(
     job failed (its staged codes deleted) and is raised again."""
     try:
         while True:
-            view = storage.coupon_job_step(job_id, chunk, clock())
+            view = storage.coupon_jobs.coupon_job_step(job_id, chunk, clock())
             progress(view)
             if view["generated"] >= view["total"]:
                 break
-        done = storage.finish_coupon_job(job_id, clock())
+        done = storage.coupon_jobs.finish_coupon_job(job_id, clock())
     except BaseException as exc:
-        storage.fail_coupon_job(job_id, f"{type(exc).__name__}: {exc}", clock())
+        storage.coupon_jobs.fail_coupon_job(job_id, f"{type(exc).__name__}: {exc}", clock())
         raise
     progress(done)
     return done
@@ -108,20 +108,30 @@ async def run_job_async(
     try:
         while True:
             view = await loop.run_in_executor(
-                executor, storage.coupon_job_step, job_id, chunk, clock()
+                executor, storage.coupon_jobs.coupon_job_step, job_id, chunk, clock()
             )
             if view["generated"] >= view["total"]:
                 break
-        done = await loop.run_in_executor(executor, storage.finish_coupon_job, job_id, clock())
+        done = await loop.run_in_executor(
+            executor, storage.coupon_jobs.finish_coupon_job, job_id, clock()
+        )
     except asyncio.CancelledError:
         await loop.run_in_executor(
-            executor, storage.fail_coupon_job, job_id, "the Center stopped; generate again", clock()
+            executor,
+            storage.coupon_jobs.fail_coupon_job,
+            job_id,
+            "the Center stopped; generate again",
+            clock(),
         )
         raise
     except Exception as exc:
         log.warning("coupon job %s failed: %s", job_id, exc)
         await loop.run_in_executor(
-            executor, storage.fail_coupon_job, job_id, f"{type(exc).__name__}: {exc}", clock()
+            executor,
+            storage.coupon_jobs.fail_coupon_job,
+            job_id,
+            f"{type(exc).__name__}: {exc}",
+            clock(),
         )
         return None
     log.info("coupon job %s done: batch %s, %d codes", job_id, done["batch_id"], done["total"])

@@ -74,7 +74,9 @@ async def _jobs_lifecycle(app: web.Application) -> AsyncIterator[None]:
         return coupon_jobs.owner_dead(owner, updated_at, now)
 
     loop = asyncio.get_running_loop()
-    failed = await loop.run_in_executor(app[EXECUTOR_KEY], storage.recover_coupon_jobs, dead, now)
+    failed = await loop.run_in_executor(
+        app[EXECUTOR_KEY], storage.coupon_jobs.recover_coupon_jobs, dead, now
+    )
     for job_id in failed:
         log.warning("coupon job %s: its process stopped; marked failed", job_id)
     yield
@@ -90,10 +92,17 @@ async def create_batch(request: web.Request) -> web.Response:
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
     if parsed.count <= coupon_jobs.SYNC_MAX:
-        view = await in_db(request, storage.create_coupon_batch, parsed, actor_of(request), now)
+        view = await in_db(
+            request, storage.coupons.create_coupon_batch, parsed, actor_of(request), now
+        )
         return web.json_response(view, status=201)
     started = await in_db(
-        request, storage.start_coupon_job, parsed, actor_of(request), coupon_jobs.this_owner(), now
+        request,
+        storage.coupon_jobs.start_coupon_job,
+        parsed,
+        actor_of(request),
+        coupon_jobs.this_owner(),
+        now,
     )
     job_id = started["job_id"]
     app = request.app
@@ -111,7 +120,7 @@ async def job(request: web.Request) -> web.Response:
     job_id = request.match_info["job_id"]
     if not _ID.match(job_id):
         raise MalformedRequest("job_id", f"expected a job id, got {job_id[:80]!r}")
-    found = await in_db(request, request.app[STORAGE_KEY].coupon_job, job_id)
+    found = await in_db(request, request.app[STORAGE_KEY].coupon_jobs.coupon_job, job_id)
     if found is None:
         raise UnknownObject("job_id", f"unknown coupon job {job_id!r}")
     return web.json_response(found)
@@ -119,7 +128,7 @@ async def job(request: web.Request) -> web.Response:
 
 async def batch(request: web.Request) -> web.Response:
     batch_id = _batch_id(request)
-    view = await in_db(request, request.app[STORAGE_KEY].coupon_batch, batch_id)
+    view = await in_db(request, request.app[STORAGE_KEY].coupons.coupon_batch, batch_id)
     if view is None:
         raise UnknownObject("batch_id", f"unknown coupon batch {batch_id!r}")
     return web.json_response(view)
@@ -142,7 +151,7 @@ async def export(request: web.Request) -> web.StreamResponse:
     if wanted != "csv":
         raise MalformedRequest("format", f"expected csv, got {wanted[:20]!r}")
     storage = request.app[STORAGE_KEY]
-    view = await in_db(request, storage.coupon_batch, batch_id)
+    view = await in_db(request, storage.coupons.coupon_batch, batch_id)
     if view is None:
         raise UnknownObject("batch_id", f"unknown coupon batch {batch_id!r}")
     response = web.StreamResponse(
@@ -158,7 +167,9 @@ async def export(request: web.Request) -> web.StreamResponse:
     valid_to = view["valid_to"] or ""
     after = ""
     while True:
-        rows = await in_db(request, storage.coupon_export_page, batch_id, after, EXPORT_PAGE)
+        rows = await in_db(
+            request, storage.coupons.coupon_export_page, batch_id, after, EXPORT_PAGE
+        )
         if not rows:
             break
         chunk = []
@@ -177,7 +188,9 @@ async def issue(request: web.Request) -> web.Response:
     parsed = parse_issue(await json_body(request, max_bytes=MAX_JSON_BYTES))
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
-    done = await in_db(request, storage.issue_coupons, batch_id, parsed, actor_of(request), now)
+    done = await in_db(
+        request, storage.coupons.issue_coupons, batch_id, parsed, actor_of(request), now
+    )
     return web.json_response(done)
 
 
@@ -185,7 +198,7 @@ async def coupon(request: web.Request) -> web.Response:
     """A code's status, for the back office and for a store node checking a code online."""
     code = request.match_info["code"]
     check_code(code)
-    found = await in_db(request, request.app[STORAGE_KEY].coupon, code)
+    found = await in_db(request, request.app[STORAGE_KEY].coupons.coupon, code)
     if found is None:
         raise UnknownObject("code", f"no coupon batch holds code {code.strip().upper()[:40]!r}")
     return web.json_response(found)
@@ -196,5 +209,5 @@ async def double_redemptions(request: web.Request) -> web.Response:
     if not 1 <= limit <= 1000:
         raise MalformedRequest("limit", f"expected 1..1000, got {limit}")
     storage = request.app[STORAGE_KEY]
-    found = await in_db(request, storage.coupon_double_redemptions, limit)
+    found = await in_db(request, storage.coupons.coupon_double_redemptions, limit)
     return web.json_response({"coupons": found})

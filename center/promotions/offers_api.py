@@ -45,7 +45,7 @@ def _path_id(request: web.Request, name: str) -> str:
 
 async def offers(request: web.Request) -> web.Response:
     customer_id = _path_id(request, "customer_id")
-    view = await in_db(request, request.app[STORAGE_KEY].personal_offers, customer_id)
+    view = await in_db(request, request.app[STORAGE_KEY].offers.personal_offers, customer_id)
     if view is None:
         raise UnknownObject("customer_id", f"unknown customer {customer_id!r}")
     return web.json_response(view)
@@ -57,7 +57,7 @@ async def set_offers(request: web.Request) -> web.Response:
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
     done = await in_db(
-        request, storage.set_personal_offers, customer_id, parsed, actor_of(request), now
+        request, storage.offers.set_personal_offers, customer_id, parsed, actor_of(request), now
     )
     return web.json_response(done)
 
@@ -68,6 +68,6 @@ async def delete_offer(request: web.Request) -> web.Response:
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
     done = await in_db(
-        request, storage.delete_personal_offer, customer_id, offer_id, actor_of(request), now
+        request, storage.offers.delete_personal_offer, customer_id, offer_id, actor_of(request), now
     )
     return web.json_response(done)

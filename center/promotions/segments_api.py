@@ -53,18 +53,18 @@ async def create_segment(request: web.Request) -> web.Response:
     parsed = parse_segment(await json_body(request, max_bytes=MAX_JSON_BYTES))
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
-    view = await in_db(request, storage.create_segment, parsed, actor_of(request), now)
+    view = await in_db(request, storage.segments.create_segment, parsed, actor_of(request), now)
     return web.json_response(view, status=201)
 
 
 async def list_segments(request: web.Request) -> web.Response:
-    found = await in_db(request, request.app[STORAGE_KEY].segments)
+    found = await in_db(request, request.app[STORAGE_KEY].segments.list_segments)
     return web.json_response({"segments": found})
 
 
 async def segment(request: web.Request) -> web.Response:
     segment_id = _segment_id(request)
-    found = await in_db(request, request.app[STORAGE_KEY].segment, segment_id)
+    found = await in_db(request, request.app[STORAGE_KEY].segments.segment, segment_id)
     if found is None:
         raise UnknownObject("segment_id", f"unknown segment {segment_id!r}")
     return web.json_response(found)
@@ -76,7 +76,7 @@ async def set_members(request: web.Request) -> web.Response:
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
     done = await in_db(
-        request, storage.set_segment_members, segment_id, parsed, actor_of(request), now
+        request, storage.segments.set_segment_members, segment_id, parsed, actor_of(request), now
     )
     return web.json_response(done)
 
@@ -89,7 +89,7 @@ async def members(request: web.Request) -> web.Response:
     storage = request.app[STORAGE_KEY]
 
     def read() -> list[str] | None:
-        return storage.segment_members(segment_id, limit=limit)
+        return storage.segments.segment_members(segment_id, limit=limit)
 
     found = await in_db(request, read)
     if found is None:
@@ -101,5 +101,7 @@ async def recalculate(request: web.Request) -> web.Response:
     segment_id = _segment_id(request)
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
-    done = await in_db(request, storage.recalculate_segment, segment_id, actor_of(request), now)
+    done = await in_db(
+        request, storage.segments.recalculate_segment, segment_id, actor_of(request), now
+    )
     return web.json_response(done)

@@ -70,7 +70,7 @@ class SegmentOps(Protocol):
 
     def create_segment(self, data: SegmentInput, actor: str, now: datetime) -> dict[str, Any]: ...
 
-    def segments(self) -> list[dict[str, Any]]: ...
+    def list_segments(self) -> list[dict[str, Any]]: ...
 
     def segment(self, segment_id: str, *, history: int = 100) -> dict[str, Any] | None: ...
 
@@ -306,7 +306,7 @@ class SegmentStore(SqlHooks):
         sql, params = self.membership_query(rule, now)
         return {r[0] for r in self._execute(sql, params).fetchall()}
 
-    def segments(self) -> list[dict[str, Any]]:
+    def list_segments(self) -> list[dict[str, Any]]:
         """Every segment, by id, with its current member count."""
         with self._guard("read segments"):
             ids = [

@@ -20,6 +20,7 @@ from center.promotions.coupons_store import CouponOps
 from center.promotions.offers_store import OfferOps
 from center.promotions.segments_store import SegmentOps
 from center.promotions.store import PromotionOps
+from center.storage.database import Database
 from sync_protocol import Ack, Heartbeat, Sale
 
 __all__ = [
@@ -147,6 +148,20 @@ class Storage(
     """Durable state of the Center; every write is one transaction, visible once it returns."""
 
     backend: str
+    db: Database
+    sales: Storage
+    ledger: Storage
+    returns: Storage
+    customers: Storage
+    audit: Storage
+    promotions: Storage
+    coupons: Storage
+    coupon_jobs: Storage
+    segments: Storage
+    offers: Storage
+    feed: Storage
+    users: Storage
+    nodes: Storage
 
     def migrate(self) -> list[str]:
         """Bring the schema up to date (idempotent); the names of the migrations this call ran."""

@@ -101,6 +101,21 @@ class SqlStorage(
     def __init__(self, db: Database) -> None:
         self.db = db
         """The one connection every part of the storage uses (center/storage/database.py)."""
+        # One repository per aggregate; the parts not yet a repository of their own are this
+        # object's mixins.
+        self.sales: Any = self
+        self.ledger: Any = self
+        self.returns: Any = self
+        self.customers: Any = self
+        self.audit: Any = self
+        self.promotions: Any = self
+        self.coupons: Any = self
+        self.coupon_jobs: Any = self
+        self.segments: Any = self
+        self.offers: Any = self
+        self.feed: Any = self
+        self.users: Any = self
+        self.nodes: Any = self
 
     @property
     def dialect(self) -> Dialect:  # type: ignore[override]

@@ -138,7 +138,7 @@ def create_app(
         async def expire_job() -> None:
             try:
                 now = app[CLOCK_KEY]()
-                burnt = await db.run(lambda store: store.expire_lots(now))
+                burnt = await db.run(lambda store: store.ledger.expire_lots(now))
             except StorageError as exc:
                 log.warning("expiring bonus lots failed (next run retries): %s", exc)
                 return
@@ -146,7 +146,7 @@ def create_app(
                 log.info("expired %d bonus lots", burnt)
             try:  # the same cadence keeps next months' receipt partitions ready (PostgreSQL)
                 now = app[CLOCK_KEY]()
-                made = await db.run(lambda store: store.ensure_partitions(now))
+                made = await db.run(lambda store: store.sales.ensure_partitions(now))
             except StorageError as exc:
                 log.warning("creating receipt partitions failed (next run retries): %s", exc)
                 return
@@ -156,7 +156,9 @@ def create_app(
         async def segments_job() -> None:
             now = app[CLOCK_KEY]()
             try:
-                done = await db.run(lambda store: store.recalculate_segments("scheduler", now))
+                done = await db.run(
+                    lambda store: store.segments.recalculate_segments("scheduler", now)
+                )
             except (StorageError, RequestError) as exc:
                 log.warning("recalculating segments failed (next run retries): %s", exc)
                 return

@@ -57,7 +57,7 @@ async def _verify_node(request: web.Request) -> NodeIdentity:
     known = app[CREDENTIALS_KEY]
     credential = known.get(node_id)
     if credential is None and node_id:
-        credential = await in_db(request, app[STORAGE_KEY].node_credential, node_id[:64])
+        credential = await in_db(request, app[STORAGE_KEY].nodes.node_credential, node_id[:64])
         if credential is not None:
             known[node_id] = credential
     body = await request.read()

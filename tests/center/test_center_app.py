@@ -151,8 +151,8 @@ async def test_ingest_oversize_is_413(client: TestClient[Any, Any], storage: Sto
 
 
 async def test_master_snapshot_and_since(client: TestClient[Any, Any], storage: Storage) -> None:
-    storage.upsert_master(master_tables())
-    storage.add_ledger_entries(
+    storage.feed.upsert_master(master_tables())
+    storage.ledger.add_ledger_entries(
         [LedgerEntry(CARD, "bonus", "welcome", 1000, "welcome", f"welcome:{CARD}", T0)]
     )
     response = await client.get("/v1/master", params={"store_id": "367"})
@@ -185,7 +185,7 @@ async def test_master_snapshot_and_since(client: TestClient[Any, Any], storage: 
 async def test_master_bad_query(
     client: TestClient[Any, Any], storage: Storage, params: dict[str, str], status: int, field: str
 ) -> None:
-    storage.upsert_master(master_tables())
+    storage.feed.upsert_master(master_tables())
     body = await error_of(await client.get("/v1/master", params=params), status)
     assert body["detail"].startswith(f"{field}:")
 
@@ -207,7 +207,7 @@ async def test_heartbeat(client: TestClient[Any, Any], storage: Storage) -> None
     from center.storage.sql import SqlStorage
 
     assert isinstance(storage, SqlStorage)
-    assert [h["queue_depth"] for h in storage.heartbeats()] == [4]
+    assert [h["queue_depth"] for h in storage.nodes.heartbeats()] == [4]
 
 
 async def test_heartbeat_bad_input(client: TestClient[Any, Any], storage: Storage) -> None:
@@ -227,12 +227,12 @@ async def test_heartbeat_bad_input(client: TestClient[Any, Any], storage: Storag
     assert body["detail"].startswith("body.store_id:")
     from center.storage.sql import SqlStorage
 
-    assert isinstance(storage, SqlStorage) and storage.heartbeats() == []
+    assert isinstance(storage, SqlStorage) and storage.nodes.heartbeats() == []
 
 
 async def test_reconciliation(client: TestClient[Any, Any], storage: Storage) -> None:
-    storage.ingest([make_sale(s, amounts=(100,)) for s in (1, 2, 5)], T0)
-    storage.ingest([make_sale(2, register_id="367-2", amounts=(40,))], T0)
+    storage.sales.ingest([make_sale(s, amounts=(100,)) for s in (1, 2, 5)], T0)
+    storage.sales.ingest([make_sale(2, register_id="367-2", amounts=(40,))], T0)
     response = await client.get("/v1/reconciliation", params={"store_id": "367"})
     assert response.status == 200
     assert await response.json() == {
@@ -270,8 +270,8 @@ async def test_reconciliation(client: TestClient[Any, Any], storage: Storage) ->
 
 
 async def test_balance(client: TestClient[Any, Any], storage: Storage) -> None:
-    storage.upsert_master(master_tables())
-    storage.ingest([make_sale(1, card_no=CARD, accrue=42)], T0)
+    storage.feed.upsert_master(master_tables())
+    storage.sales.ingest([make_sale(1, card_no=CARD, accrue=42)], T0)
     response = await client.get(f"/v1/customers/{CARD}/balance")
     assert response.status == 200
     assert await response.json() == {

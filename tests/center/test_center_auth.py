@@ -55,7 +55,7 @@ def config(tmp_path: Path) -> Config:
 async def client(
     config: Config, storage: Storage, clock: Clock
 ) -> AsyncIterator[TestClient[Any, Any]]:
-    storage.upsert_master(master_tables())
+    storage.feed.upsert_master(master_tables())
     async with TestClient(TestServer(create_app(config, storage, clock=clock))) as client:
         yield client
 
@@ -286,10 +286,13 @@ async def test_enrol_bodies_are_bounded_and_checked(client: TestClient[Any, Any]
 
 async def test_tokens_are_stored_hashed(storage: Storage) -> None:
     token = issue_token(storage, "367", T0, 24)
-    status, store_id = storage.redeem_enrolment_token(token, "n1", "s", T0)
+    status, store_id = storage.nodes.redeem_enrolment_token(token, "n1", "s", T0)
     assert status == "unknown" and store_id is None  # the raw token is not a key
-    assert storage.redeem_enrolment_token(token_hash(token), "n1", "s", T0) == ("enrolled", "367")
-    assert storage.node_credential("n1") == ("367", "s")
+    assert storage.nodes.redeem_enrolment_token(token_hash(token), "n1", "s", T0) == (
+        "enrolled",
+        "367",
+    )
+    assert storage.nodes.node_credential("n1") == ("367", "s")
 
 
 def test_nonce_cache_forgets_after_twice_the_window() -> None:
@@ -330,7 +333,7 @@ def test_enrol_store_command_prints_a_working_token(
     assert token.startswith("lt1_")
     storage = open_storage(load_config(path).storage)
     try:
-        status, store_id = storage.redeem_enrolment_token(
+        status, store_id = storage.nodes.redeem_enrolment_token(
             token_hash(token), "n", "s", datetime.now(UTC)
         )
     finally:

@@ -49,8 +49,8 @@ def _codes_of(storage: Storage, batch_id: str) -> int:
 
 
 def test_a_job_stages_codes_in_steps_and_makes_the_batch_at_the_end(storage: Storage) -> None:
-    storage.upsert_master(master_tables())
-    job = storage.start_coupon_job(_request(3500), "marketer", "test-owner", T0)
+    storage.feed.upsert_master(master_tables())
+    job = storage.coupon_jobs.start_coupon_job(_request(3500), "marketer", "test-owner", T0)
     assert (job["state"], job["generated"], job["total"], job["batch"]) == (
         "running",
         0,
@@ -58,14 +58,14 @@ def test_a_job_stages_codes_in_steps_and_makes_the_batch_at_the_end(storage: Sto
         None,
     )
     seen: list[tuple[str, int]] = []
-    view = storage.coupon_job_step(job["job_id"], 1000, T0)
+    view = storage.coupon_jobs.coupon_job_step(job["job_id"], 1000, T0)
     seen.append((view["state"], view["generated"]))
     # Codes are staged, but no batch exists yet: nothing of it can be issued or redeemed.
-    assert storage.coupon_batch(job["batch_id"]) is None
+    assert storage.coupons.coupon_batch(job["batch_id"]) is None
     staged = storage._execute(  # type: ignore[attr-defined]
         "SELECT code FROM coupon_job_codes WHERE job_id = ? LIMIT 1", (job["job_id"],)
     ).fetchone()[0]
-    assert storage.coupon(staged) is None
+    assert storage.coupons.coupon(staged) is None
     done = coupon_jobs.run_job(
         storage,
         job["job_id"],
@@ -82,66 +82,66 @@ def test_a_job_stages_codes_in_steps_and_makes_the_batch_at_the_end(storage: Sto
     ]
     assert done["state"] == "done" and done["finished_at"] is not None
     assert done["batch"]["counts"]["codes"] == 3500 and done["batch"]["count"] == 3500
-    assert storage.coupon(staged) is not None  # issuable now
+    assert storage.coupons.coupon(staged) is not None  # issuable now
     assert _staged(storage, job["job_id"]) == 0
-    [audit] = storage.audit_history("coupon_batch", job["batch_id"])
+    [audit] = storage.audit.audit_history("coupon_batch", job["batch_id"])
     assert (audit["action"], audit["actor"], audit["after"]["job_id"]) == (
         "create",
         "marketer",
         job["job_id"],
     )
     with pytest.raises(Conflict, match=r"^job_id: "):
-        storage.coupon_job_step(job["job_id"], 1000, T0)
+        storage.coupon_jobs.coupon_job_step(job["job_id"], 1000, T0)
     with pytest.raises(UnknownObject, match=r"^body\.promotion_id: "):
-        storage.start_coupon_job(
+        storage.coupon_jobs.start_coupon_job(
             BatchRequest("nope", "", "X", 20000, True, None, None), "m", "o", T0
         )
 
 
 def test_a_failed_job_leaves_nothing_and_cannot_go_on(storage: Storage) -> None:
-    storage.upsert_master(master_tables())
-    job = storage.start_coupon_job(_request(5000), "marketer", "test-owner", T0)
-    storage.coupon_job_step(job["job_id"], 2000, T0)
+    storage.feed.upsert_master(master_tables())
+    job = storage.coupon_jobs.start_coupon_job(_request(5000), "marketer", "test-owner", T0)
+    storage.coupon_jobs.coupon_job_step(job["job_id"], 2000, T0)
     assert _staged(storage, job["job_id"]) == 2000
-    assert storage.fail_coupon_job(job["job_id"], "disk full", T0) is True
-    assert storage.fail_coupon_job(job["job_id"], "again", T0) is False
+    assert storage.coupon_jobs.fail_coupon_job(job["job_id"], "disk full", T0) is True
+    assert storage.coupon_jobs.fail_coupon_job(job["job_id"], "again", T0) is False
     assert _staged(storage, job["job_id"]) == 0
     with pytest.raises(Conflict, match="failed: disk full"):
-        storage.coupon_job_step(job["job_id"], 2000, T0)
+        storage.coupon_jobs.coupon_job_step(job["job_id"], 2000, T0)
     with pytest.raises(Conflict):
-        storage.finish_coupon_job(job["job_id"], T0)
-    view = storage.coupon_job(job["job_id"])
+        storage.coupon_jobs.finish_coupon_job(job["job_id"], T0)
+    view = storage.coupon_jobs.coupon_job(job["job_id"])
     assert view is not None and (view["state"], view["error"]) == ("failed", "disk full")
-    assert storage.coupon_batch(job["batch_id"]) is None
+    assert storage.coupons.coupon_batch(job["batch_id"]) is None
     assert _codes_of(storage, job["batch_id"]) == 0
 
 
 def test_recovery_fails_only_the_jobs_of_dead_processes(storage: Storage) -> None:
-    storage.upsert_master(master_tables())
+    storage.feed.upsert_master(master_tables())
     host = os.uname().nodename
-    gone = storage.start_coupon_job(_request(20000), "m", f"{host}:999999999:ab", T0)
-    mine = storage.start_coupon_job(_request(20000), "m", coupon_jobs.this_owner(), T0)
-    away = storage.start_coupon_job(_request(20000), "m", "elsewhere:12:cd", T0)
-    storage.coupon_job_step(gone["job_id"], 500, T0)
+    gone = storage.coupon_jobs.start_coupon_job(_request(20000), "m", f"{host}:999999999:ab", T0)
+    mine = storage.coupon_jobs.start_coupon_job(_request(20000), "m", coupon_jobs.this_owner(), T0)
+    away = storage.coupon_jobs.start_coupon_job(_request(20000), "m", "elsewhere:12:cd", T0)
+    storage.coupon_jobs.coupon_job_step(gone["job_id"], 500, T0)
 
     def dead(now: Any) -> Any:
         return lambda owner, at: coupon_jobs.owner_dead(owner, at, now)
 
-    assert storage.recover_coupon_jobs(dead(T0), T0) == [gone["job_id"]]
-    failed = storage.coupon_job(gone["job_id"])
+    assert storage.coupon_jobs.recover_coupon_jobs(dead(T0), T0) == [gone["job_id"]]
+    failed = storage.coupon_jobs.coupon_job(gone["job_id"])
     assert failed is not None and failed["state"] == "failed" and "stopped" in failed["error"]
     assert _staged(storage, gone["job_id"]) == 0
     # Another host's job is dead only once it has not moved for STALE.
     later = T0 + coupon_jobs.STALE + timedelta(seconds=1)
-    assert storage.recover_coupon_jobs(dead(later), later) == [away["job_id"]]
-    running = storage.coupon_job(mine["job_id"])
+    assert storage.coupon_jobs.recover_coupon_jobs(dead(later), later) == [away["job_id"]]
+    running = storage.coupon_jobs.coupon_job(mine["job_id"])
     assert running is not None and running["state"] == "running"
 
 
 async def test_a_big_batch_is_a_job_answered_202_with_its_location(
     tmp_path: Path, storage: Storage
 ) -> None:
-    storage.upsert_master(master_tables())
+    storage.feed.upsert_master(master_tables())
     config = load_config(write_config(tmp_path, signatures=True))
     app = create_app(config, storage, clock=lambda: T0)
     async with TestClient(TestServer(app)) as client:
@@ -185,7 +185,7 @@ async def test_a_killed_job_is_failed_on_restart_and_none_of_its_codes_exist(
     path = write_config(tmp_path, backend=backend, dsn=dsn, signatures=True)
     config = load_config(path)
     storage = open_storage(config.storage)
-    storage.upsert_master(master_tables())
+    storage.feed.upsert_master(master_tables())
     storage.close()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
@@ -207,7 +207,7 @@ async def test_a_killed_job_is_failed_on_restart_and_none_of_its_codes_exist(
         proc.stderr.close()
     storage = open_storage(config.storage)
     try:
-        job = storage.coupon_job(job_id)
+        job = storage.coupon_jobs.coupon_job(job_id)
         assert job is not None and job["state"] == "running" and job["generated"] >= 50000
         # The next start of the Center fails it.
         app = create_app(config, storage)
@@ -233,7 +233,7 @@ def test_generate_coupons_command_prints_progress_and_the_batch(
 
     path = write_config(tmp_path)
     storage = open_storage(load_config(path).storage)
-    storage.upsert_master(master_tables())
+    storage.feed.upsert_master(master_tables())
     storage.close()
     base = ["generate-coupons", "--config", str(path), "--promotion-id", PROMO]
     assert main([*base, "--prefix", "CLI", "--count", "120", "--multi-use"]) == 0

@@ -108,71 +108,75 @@ def test_parse_batch_and_issue_name_the_field() -> None:
 
 def test_batch_generation_is_whole_and_unique(storage: Storage) -> None:
     with pytest.raises(UnknownObject, match=r"^body\.promotion_id: unknown promotion"):
-        storage.create_coupon_batch(batch_request(10), "marketer-1", T0)
-    storage.upsert_master(master_tables())
-    view = storage.create_coupon_batch(batch_request(1000), "marketer-1", T0)
+        storage.coupons.create_coupon_batch(batch_request(10), "marketer-1", T0)
+    storage.feed.upsert_master(master_tables())
+    view = storage.coupons.create_coupon_batch(batch_request(1000), "marketer-1", T0)
     assert view["count"] == 1000 and view["counts"]["codes"] == 1000
     assert view["counts"]["free"] == 1000 and view["created_by"] == "marketer-1"
     assert view["valid_from"] == "2024-03-01" and view["single_use"] is True
-    rows = storage.coupon_export_page(view["batch_id"], "", 5000)
+    rows = storage.coupons.coupon_export_page(view["batch_id"], "", 5000)
     codes = [r[0] for r in rows]
     assert len(codes) == 1000 == len(set(codes)) and codes == sorted(codes)
     for code in codes:
         check_code(code)
-    again = storage.create_coupon_batch(batch_request(1000), "marketer-1", T0)
-    others = {r[0] for r in storage.coupon_export_page(again["batch_id"], "", 5000)}
+    again = storage.coupons.create_coupon_batch(batch_request(1000), "marketer-1", T0)
+    others = {r[0] for r in storage.coupons.coupon_export_page(again["batch_id"], "", 5000)}
     assert not others & set(codes)
 
 
 def test_batch_of_100k_codes(storage: Storage) -> None:
-    storage.upsert_master(master_tables())
+    storage.feed.upsert_master(master_tables())
     started = time.perf_counter()
-    view = storage.create_coupon_batch(batch_request(100_000), "marketer-1", T0)
+    view = storage.coupons.create_coupon_batch(batch_request(100_000), "marketer-1", T0)
     seconds = time.perf_counter() - started
     assert view["counts"]["codes"] == 100_000
-    distinct = storage.coupon_export_page(view["batch_id"], "", 100_000)
+    distinct = storage.coupons.coupon_export_page(view["batch_id"], "", 100_000)
     assert len({r[0] for r in distinct}) == 100_000
     # Reported, never asserted on (timings belong in bench/): `pytest -s` shows it.
     print(f"\n{storage.backend}: 100k codes in {seconds:.2f} s ({100_000 / seconds:,.0f}/s)")
 
 
 def test_issue_to_customers_cards_and_is_idempotent(storage: Storage) -> None:
-    storage.upsert_master(master_tables())
-    batch_id = storage.create_coupon_batch(batch_request(3), "m", T0)["batch_id"]
-    done = storage.issue_coupons(batch_id, IssueRequest(card_nos=(CARD,)), "m", T0)
+    storage.feed.upsert_master(master_tables())
+    batch_id = storage.coupons.create_coupon_batch(batch_request(3), "m", T0)["batch_id"]
+    done = storage.coupons.issue_coupons(batch_id, IssueRequest(card_nos=(CARD,)), "m", T0)
     assert done["issued"] == 1 and done["codes"][0]["customer_id"] == "hh-1"
     code = done["codes"][0]["code"]
-    again = storage.issue_coupons(batch_id, IssueRequest(customer_ids=("hh-1", "hh-2")), "m", T0)
+    again = storage.coupons.issue_coupons(
+        batch_id, IssueRequest(customer_ids=("hh-1", "hh-2")), "m", T0
+    )
     assert again["issued"] == 1 and again["already_held"] == 1
     assert again["codes"] == [{"customer_id": "hh-2", "code": again["codes"][0]["code"]}]
-    found = storage.coupon(code.lower())
+    found = storage.coupons.coupon(code.lower())
     assert found is not None and found["customer_id"] == "hh-1" and found["status"] == "issued"
-    rows = {r[0]: r for r in storage.coupon_export_page(batch_id, "", 10)}
+    rows = {r[0]: r for r in storage.coupons.coupon_export_page(batch_id, "", 10)}
     assert rows[code][1:] == ("hh-1", CARD, "issued")
-    assert storage.coupon_batch(batch_id)["counts"]["assigned"] == 2  # type: ignore[index]
+    assert storage.coupons.coupon_batch(batch_id)["counts"]["assigned"] == 2  # type: ignore[index]
 
 
 def test_issue_refusals_change_nothing(storage: Storage) -> None:
-    storage.upsert_master(master_tables())
-    batch_id = storage.create_coupon_batch(batch_request(1), "m", T0)["batch_id"]
+    storage.feed.upsert_master(master_tables())
+    batch_id = storage.coupons.create_coupon_batch(batch_request(1), "m", T0)["batch_id"]
     with pytest.raises(InvalidRequest, match=r"^body\.card_nos: 1 unknown card\(s\): 404404"):
-        storage.issue_coupons(batch_id, IssueRequest(card_nos=(CARD, "404404")), "m", T0)
+        storage.coupons.issue_coupons(batch_id, IssueRequest(card_nos=(CARD, "404404")), "m", T0)
     with pytest.raises(Conflict, match="has 1 free codes, 2 customers need one"):
-        storage.issue_coupons(batch_id, IssueRequest(customer_ids=("hh-1", "hh-2")), "m", T0)
+        storage.coupons.issue_coupons(
+            batch_id, IssueRequest(customer_ids=("hh-1", "hh-2")), "m", T0
+        )
     with pytest.raises(UnknownObject, match="unknown segment 'nope'"):
-        storage.issue_coupons(batch_id, IssueRequest(segment_id="nope"), "m", T0)
+        storage.coupons.issue_coupons(batch_id, IssueRequest(segment_id="nope"), "m", T0)
     with pytest.raises(UnknownObject, match="unknown coupon batch"):
-        storage.issue_coupons("cb-none", IssueRequest(customer_ids=("hh-1",)), "m", T0)
-    assert storage.coupon_batch(batch_id)["counts"]["assigned"] == 0  # type: ignore[index]
+        storage.coupons.issue_coupons("cb-none", IssueRequest(customer_ids=("hh-1",)), "m", T0)
+    assert storage.coupons.coupon_batch(batch_id)["counts"]["assigned"] == 0  # type: ignore[index]
 
 
 def test_issue_to_a_segment(storage: Storage) -> None:
-    storage.upsert_master(master_tables())
-    storage.create_segment(
+    storage.feed.upsert_master(master_tables())
+    storage.segments.create_segment(
         SegmentInput("mailing", "Mailing", "static", card_nos=(CARD, OTHER_CARD)), "m", T0
     )
-    batch_id = storage.create_coupon_batch(batch_request(5), "m", T0)["batch_id"]
-    done = storage.issue_coupons(batch_id, IssueRequest(segment_id="mailing"), "m", T0)
+    batch_id = storage.coupons.create_coupon_batch(batch_request(5), "m", T0)["batch_id"]
+    done = storage.coupons.issue_coupons(batch_id, IssueRequest(segment_id="mailing"), "m", T0)
     assert done["issued"] == 2 and done["segment_id"] == "mailing"
     assert sorted(c["customer_id"] for c in done["codes"]) == ["hh-1", "hh-2"]
     audit = storage._execute(  # type: ignore[attr-defined]
@@ -185,75 +189,77 @@ def test_issue_to_a_segment(storage: Storage) -> None:
 
 
 def test_redemption_is_recorded_once_at_ingest(storage: Storage) -> None:
-    storage.upsert_master(master_tables())
-    batch_id = storage.create_coupon_batch(batch_request(2), "m", T0)["batch_id"]
-    code = storage.coupon_export_page(batch_id, "", 10)[0][0]
+    storage.feed.upsert_master(master_tables())
+    batch_id = storage.coupons.create_coupon_batch(batch_request(2), "m", T0)["batch_id"]
+    code = storage.coupons.coupon_export_page(batch_id, "", 10)[0][0]
     sale = replace(make_sale(1, card_no=CARD), coupons_redeemed=(code.lower(), "PROMO10", code))
-    first = storage.ingest([sale], T0)
+    first = storage.sales.ingest([sale], T0)
     assert first.accepted == (sale.sale_id,)
-    again = storage.ingest([sale], T0)
+    again = storage.sales.ingest([sale], T0)
     assert again.duplicates == (sale.sale_id,)
-    found = storage.coupon(code)
+    found = storage.coupons.coupon(code)
     assert found is not None
     assert found["status"] == "redeemed" and found["redemptions"] == 1
     assert found["redeemed_sale_id"] == sale.sale_id and found["store_id"] == "367"
     assert found["redeemed_at"] == sale.closed_at.isoformat()
     assert [r["sale_id"] for r in found["redeemed_by"]] == [sale.sale_id]
-    assert storage.coupon_double_redemptions() == []
-    assert storage.coupon("PROMO10") is None
+    assert storage.coupons.coupon_double_redemptions() == []
+    assert storage.coupons.coupon("PROMO10") is None
 
 
 def test_double_redemption_from_two_stores_keeps_both_sales(storage: Storage) -> None:
-    storage.upsert_master(master_tables())
-    batch_id = storage.create_coupon_batch(batch_request(2), "m", T0)["batch_id"]
-    code = storage.coupon_export_page(batch_id, "", 10)[0][0]
+    storage.feed.upsert_master(master_tables())
+    batch_id = storage.coupons.create_coupon_batch(batch_request(2), "m", T0)["batch_id"]
+    code = storage.coupons.coupon_export_page(batch_id, "", 10)[0][0]
     later = replace(make_sale(5, register_id="367-1", card_no=CARD), coupons_redeemed=(code,))
     earlier = replace(make_sale(2, register_id="406-1", store_id="406"), coupons_redeemed=(code,))
-    assert storage.ingest([later], T0).accepted == (later.sale_id,)
-    assert storage.ingest([earlier], T0 + timedelta(hours=1)).accepted == (earlier.sale_id,)
+    assert storage.sales.ingest([later], T0).accepted == (later.sale_id,)
+    assert storage.sales.ingest([earlier], T0 + timedelta(hours=1)).accepted == (earlier.sale_id,)
     assert storage.counts().sales == 2
-    found = storage.coupon(code)
+    found = storage.coupons.coupon(code)
     assert found is not None and found["redemptions"] == 2
     # The first redemption by sale time is the coupon's, whatever order they arrived in.
     assert found["redeemed_sale_id"] == earlier.sale_id and found["store_id"] == "406"
-    report = storage.coupon_double_redemptions()
+    report = storage.coupons.coupon_double_redemptions()
     assert [r["code"] for r in report] == [code]
     assert [(s["sale_id"], s["store_id"]) for s in report[0]["sales"]] == [
         (earlier.sale_id, "406"),
         (later.sale_id, "367"),
     ]
-    assert storage.coupon_batch(batch_id)["counts"]["double_redeemed"] == 1  # type: ignore[index]
+    assert storage.coupons.coupon_batch(batch_id)["counts"]["double_redeemed"] == 1  # type: ignore[index]
 
 
 def test_multi_use_codes_are_not_double_redemptions(storage: Storage) -> None:
-    storage.upsert_master(master_tables())
-    batch_id = storage.create_coupon_batch(batch_request(1, single_use=False), "m", T0)["batch_id"]
-    code = storage.coupon_export_page(batch_id, "", 10)[0][0]
+    storage.feed.upsert_master(master_tables())
+    batch_id = storage.coupons.create_coupon_batch(batch_request(1, single_use=False), "m", T0)[
+        "batch_id"
+    ]
+    code = storage.coupons.coupon_export_page(batch_id, "", 10)[0][0]
     sales = [replace(make_sale(i, card_no=CARD), coupons_redeemed=(code,)) for i in (1, 2)]
-    storage.ingest(sales, T0)
-    found = storage.coupon(code)
+    storage.sales.ingest(sales, T0)
+    found = storage.coupons.coupon(code)
     assert found is not None and found["redemptions"] == 2
-    assert storage.coupon_double_redemptions() == []
+    assert storage.coupons.coupon_double_redemptions() == []
 
 
 def test_signed_batch_codes_are_accepted_by_a_register(storage: Storage) -> None:
     """A signed batch's codes pass the engine's offline check under the promotion's prefix."""
-    storage.upsert_master(master_tables())
+    storage.feed.upsert_master(master_tables())
     with pytest.raises(Conflict, match=r"^body\.signed: the chain settings have no coupon_key"):
-        storage.create_coupon_batch(replace(batch_request(5), signed=True), "m", T0)
+        storage.coupons.create_coupon_batch(replace(batch_request(5), signed=True), "m", T0)
     key = "test-chain-key"
     doc = {"promotion_id": "cpn-10", "kind": "coupon", "status": "active", "priority": 50,
            "signed_prefix": "SPR", "percent": "10"}  # fmt: skip
-    storage.upsert_master(
+    storage.feed.upsert_master(
         {
             "settings": [{"name": "coupon_key", "value": key}],
             "promotions": [{"promotion_id": "cpn-10", "doc": doc}],
         }
     )
     request = replace(batch_request(200), promotion_id="cpn-10", signed=True)
-    view = storage.create_coupon_batch(request, "m", T0)
+    view = storage.coupons.create_coupon_batch(request, "m", T0)
     assert view["signed"] is True and view["counts"]["codes"] == 200
-    codes = [r[0] for r in storage.coupon_export_page(view["batch_id"], "", 500)]
+    codes = [r[0] for r in storage.coupons.coupon_export_page(view["batch_id"], "", 500)]
     assert len(set(codes)) == 200
     promotions = load_promotion_set([doc], version=1, settings={"coupon_key": key})
     for code in codes[:20]:

@@ -35,7 +35,7 @@ def config(tmp_path: Path) -> Config:
 
 @pytest.fixture
 async def client(config: Config, storage: Storage) -> AsyncIterator[TestClient[Any, Any]]:
-    storage.upsert_master(master_tables())
+    storage.feed.upsert_master(master_tables())
     async with TestClient(TestServer(create_app(config, storage, clock=lambda: T0))) as client:
         yield client
 
@@ -89,7 +89,7 @@ async def test_batch_issue_export_and_lookup(
     assert response.status == 200 and (await response.json())["batch_id"] == batch_id
     sales = [replace(make_sale(i, card_no=CARD, register_id=f"R{i}"), coupons_redeemed=(code,))
              for i in (1, 2)]  # fmt: skip
-    storage.ingest(sales, T0)
+    storage.sales.ingest(sales, T0)
     status, report = await api.call("GET", "/v1/reports/coupon-double-redemptions")
     assert status == 200 and [c["code"] for c in report["coupons"]] == [code]
     assert len(report["coupons"][0]["sales"]) == 2

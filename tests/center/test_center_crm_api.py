@@ -23,7 +23,7 @@ def config(tmp_path: Path) -> Config:
 
 @pytest.fixture
 async def client(config: Config, storage: Storage) -> AsyncIterator[TestClient[Any, Any]]:
-    storage.upsert_master(master_tables())
+    storage.feed.upsert_master(master_tables())
     async with TestClient(TestServer(create_app(config, storage, clock=lambda: T0))) as client:
         yield client
 
@@ -72,7 +72,7 @@ async def test_customer_card_lifecycle_over_http(api: StaffApi) -> None:
 
 
 async def test_bad_input_is_refused_naming_the_field(api: StaffApi, storage: Storage) -> None:
-    version = storage.master_version()
+    version = storage.feed.master_version()
     cases = [
         ("POST", "/v1/customers", {"first_name": "X"}, None, 400, "body.last_name"),
         ("POST", "/v1/cards", {"customer_id": "hh-1", "type": "plastic"}, None, 400, "body.type"),
@@ -88,8 +88,8 @@ async def test_bad_input_is_refused_naming_the_field(api: StaffApi, storage: Sto
         got, answer = await api.call(method, path, body, query)
         assert got == status, (path, answer)
         assert answer["detail"].startswith(f"{field}:"), (path, answer)
-    assert storage.master_version() == version
-    assert storage.audit_history("card", CARD) == []
+    assert storage.feed.master_version() == version
+    assert storage.audit.audit_history("card", CARD) == []
 
 
 async def test_unsigned_call_center_requests_are_refused(client: TestClient[Any, Any]) -> None:

@@ -27,22 +27,22 @@ B_CARD = "2900000000602"
 @pytest.fixture
 def shop(storage: Storage) -> dict[str, Any]:
     """Customer cust-a (card A_CARD): three receipts, the first partly returned."""
-    storage.upsert_master(master_tables())
-    storage.create_customer(CustomerInput("cust-a", {"last_name": "Orlova"}), "clerk", T0)
-    storage.issue_card("cust-a", A_CARD, "electronic", "clerk", T0)
+    storage.feed.upsert_master(master_tables())
+    storage.customers.create_customer(CustomerInput("cust-a", {"last_name": "Orlova"}), "clerk", T0)
+    storage.customers.issue_card("cust-a", A_CARD, "electronic", "clerk", T0)
     first = make_sale(1, card_no=A_CARD, accrue=40)
     second = make_sale(2, card_no=A_CARD, accrue=10)
     third = make_sale(3, card_no=A_CARD, amounts=(100,))
-    storage.ingest([first, second, third], T0)
+    storage.sales.ingest([first, second, third], T0)
     back = make_return(4, first, {1: 1000})  # line 1: 250 of the 449 paid
-    storage.ingest([back], T0)
+    storage.sales.ingest([back], T0)
     return {"first": first, "second": second, "third": third, "return": back}
 
 
 def test_returns_show_as_returns_with_their_original_and_reversal(
     storage: Storage, shop: dict[str, Any]
 ) -> None:
-    page = storage.customer_receipts("cust-a", limit=10)
+    page = storage.customers.customer_receipts("cust-a", limit=10)
     assert page is not None
     by_id = {r["sale_id"]: r for r in page["receipts"]}
     back = by_id[shop["return"].sale_id]
@@ -67,13 +67,13 @@ def test_returns_show_as_returns_with_their_original_and_reversal(
         "refund_minor": 250,
         "net_minor": 449 + 449 + 100 - 250,
     }
-    view = storage.customer_card_view("cust-a", NOW)
+    view = storage.customers.customer_card_view("cust-a", NOW)
     assert view is not None
     assert view["receipt_totals"] == page["totals"]
     assert view["receipts"][0]["kind"] == "return"  # newest first
     assert view["receipts_next_cursor"] is None
     # The plain customer record says which of its recent receipts are returns too.
-    plain = storage.customer_view("cust-a", NOW)
+    plain = storage.customers.customer_view("cust-a", NOW)
     assert plain is not None
     kinds = {r["sale_id"]: (r["kind"], r["return_of"]) for r in plain["receipts"]}
     assert kinds[shop["return"].sale_id] == ("return", shop["first"].sale_id)
@@ -87,7 +87,7 @@ def test_an_operator_pages_through_the_whole_history(
     cursor = None
     pages = 0
     while True:
-        page = storage.customer_receipts("cust-a", limit=2, cursor=cursor)
+        page = storage.customers.customer_receipts("cust-a", limit=2, cursor=cursor)
         assert page is not None
         pages += 1
         seen += [r["sale_id"] for r in page["receipts"]]
@@ -103,19 +103,19 @@ def test_an_operator_pages_through_the_whole_history(
         shop["first"].sale_id,
     ]
     with pytest.raises(MalformedRequest, match=r"^cursor: "):
-        storage.customer_receipts("cust-a", cursor="not-a-cursor")
+        storage.customers.customer_receipts("cust-a", cursor="not-a-cursor")
     with pytest.raises(MalformedRequest, match=r"^limit: "):
-        storage.customer_receipts("cust-a", limit=0)
-    assert storage.customer_receipts("nobody") is None
+        storage.customers.customer_receipts("cust-a", limit=0)
+    assert storage.customers.customer_receipts("nobody") is None
 
 
 def test_search_after_a_merge_finds_the_survivor_by_the_merged_ones_keys(
     storage: Storage,
 ) -> None:
-    storage.create_customer(
+    storage.customers.create_customer(
         CustomerInput("keep", {"last_name": "Smirnova", "phone": "+7 900 555 11 22"}), "cc", T0
     )
-    storage.create_customer(
+    storage.customers.create_customer(
         CustomerInput(
             "gone",
             {"last_name": "Kuznetsova", "phone": "+7 911 777 33 44", "email": "k@example.org"},
@@ -123,12 +123,12 @@ def test_search_after_a_merge_finds_the_survivor_by_the_merged_ones_keys(
         "cc",
         T0,
     )
-    storage.create_customer(CustomerInput("third", {"last_name": "Volkova"}), "cc", T0)
-    storage.issue_card("gone", B_CARD, "electronic", "cc", T0)
-    storage.merge_customers("keep", "gone", "cc", NOW)
+    storage.customers.create_customer(CustomerInput("third", {"last_name": "Volkova"}), "cc", T0)
+    storage.customers.issue_card("gone", B_CARD, "electronic", "cc", T0)
+    storage.customers.merge_customers("keep", "gone", "cc", NOW)
 
     def ids(q: str) -> list[str]:
-        return [c["customer_id"] for c in storage.search_customers(parse_search(q))]
+        return [c["customer_id"] for c in storage.customers.search_customers(parse_search(q))]
 
     assert ids("kuznetsova") == ["keep"]  # the merged customer's old last name
     assert ids("kuzentsova") == ["keep"]  # misspelt: pg_trgm / difflib, then resolved
@@ -136,13 +136,13 @@ def test_search_after_a_merge_finds_the_survivor_by_the_merged_ones_keys(
     assert ids("k@example") == ["keep"]
     assert ids(B_CARD) == ["keep"]  # its old card, now the survivor's
     assert ids("smirnova") == ["keep"]
-    found = storage.search_customers(parse_search(B_CARD))
+    found = storage.customers.search_customers(parse_search(B_CARD))
     assert [c["card_no"] for c in found[0]["cards"]] == [B_CARD]
     # A chain of merges resolves to the last survivor.
-    storage.merge_customers("third", "keep", "cc", NOW)
+    storage.customers.merge_customers("third", "keep", "cc", NOW)
     assert ids("kuznetsova") == ["third"]
     assert ids("smirnova") == ["third"]
-    balance = storage.balance(B_CARD, NOW)
+    balance = storage.ledger.balance(B_CARD, NOW)
     assert balance is not None and balance.customer_id == "third"
 
 

@@ -20,20 +20,20 @@ B_CARD = "2900000000502"
 @pytest.fixture
 def two(storage: Storage) -> Storage:
     """Customers A (card A_CARD, 40 points) and B (card B_CARD, 25 points)."""
-    storage.upsert_master(master_tables())
-    storage.create_customer(
+    storage.feed.upsert_master(master_tables())
+    storage.customers.create_customer(
         CustomerInput("cust-a", {"last_name": "Ivanova", "phone": "+7 900 111", "city": "Kazan"}),
         "clerk",
         T0,
     )
-    storage.create_customer(
+    storage.customers.create_customer(
         CustomerInput("cust-b", {"last_name": "Ivanova", "city": "Perm", "pet": "cat"}),
         "clerk",
         T0,
     )
-    storage.issue_card("cust-a", A_CARD, "electronic", "clerk", T0)
-    storage.issue_card("cust-b", B_CARD, "electronic", "clerk", T0)
-    storage.ingest(
+    storage.customers.issue_card("cust-a", A_CARD, "electronic", "clerk", T0)
+    storage.customers.issue_card("cust-b", B_CARD, "electronic", "clerk", T0)
+    storage.sales.ingest(
         [
             make_sale(1, card_no=A_CARD, accrue=40),
             make_sale(2, card_no=B_CARD, accrue=25),
@@ -44,11 +44,11 @@ def two(storage: Storage) -> Storage:
 
 
 def test_merge_moves_cards_balances_and_attributes_and_is_audited(two: Storage) -> None:
-    version = two.master_version()
-    done = two.merge_customers("cust-a", "cust-b", "manager", NOW)
+    version = two.feed.master_version()
+    done = two.customers.merge_customers("cust-a", "cust-b", "manager", NOW)
     assert done["cards"] == [B_CARD] and done["replayed"] is False
-    assert two.master_version() > version
-    view = two.customer_view("cust-a", NOW)
+    assert two.feed.master_version() > version
+    view = two.customers.customer_view("cust-a", NOW)
     assert view is not None
     assert [c["card_no"] for c in view["cards"]] == [A_CARD, B_CARD]
     assert view["wallets"] == {"bonus": 65}
@@ -59,103 +59,114 @@ def test_merge_moves_cards_balances_and_attributes_and_is_audited(two: Storage) 
         "city": "Kazan",
         "pet": "cat",
     }
-    balance = two.balance(B_CARD, NOW)
+    balance = two.ledger.balance(B_CARD, NOW)
     assert balance is not None and balance.customer_id == "cust-a"
-    merged = two.customer_card_view("cust-b", NOW)
+    merged = two.customers.customer_card_view("cust-b", NOW)
     assert merged is not None
     assert (merged["status"], merged["merged_into"], merged["cards"]) == ("merged", "cust-a", [])
-    assert [a["action"] for a in two.audit_history("customer", "cust-a")] == ["create", "merge"]
-    assert [a["action"] for a in two.audit_history("customer", "cust-b")] == [
+    assert [a["action"] for a in two.audit.audit_history("customer", "cust-a")] == [
+        "create",
+        "merge",
+    ]
+    assert [a["action"] for a in two.audit.audit_history("customer", "cust-b")] == [
         "create",
         "merged_into",
     ]
-    moves = [a for a in two.audit_history("card", B_CARD) if a["action"] == "move"]
+    moves = [a for a in two.audit.audit_history("card", B_CARD) if a["action"] == "move"]
     assert moves[0]["after"] == {"customer_id": "cust-a"} and moves[0]["actor"] == "manager"
-    found = two.search_customers(SearchQuery(words=("ivanova",)))
+    found = two.customers.search_customers(SearchQuery(words=("ivanova",)))
     assert [c["customer_id"] for c in found] == ["cust-a"]
-    snapshot = two.master_snapshot("367", NOW)
+    snapshot = two.feed.master_snapshot("367", NOW)
     assert snapshot is not None
     [card] = [c for c in snapshot[1]["cards"] if c["card_no"] == B_CARD]
     assert card["customer_id"] == "cust-a"
 
 
 def test_merge_is_idempotent_and_refuses_nonsense(two: Storage) -> None:
-    two.merge_customers("cust-a", "cust-b", "manager", NOW)
-    audits = len(two.audit_history("customer", "cust-a"))
-    again = two.merge_customers("cust-a", "cust-b", "manager", NOW)
+    two.customers.merge_customers("cust-a", "cust-b", "manager", NOW)
+    audits = len(two.audit.audit_history("customer", "cust-a"))
+    again = two.customers.merge_customers("cust-a", "cust-b", "manager", NOW)
     assert again["replayed"] is True
-    assert len(two.audit_history("customer", "cust-a")) == audits
+    assert len(two.audit.audit_history("customer", "cust-a")) == audits
     with pytest.raises(InvalidRequest, match=r"body\.merged_id"):
-        two.merge_customers("cust-a", "cust-a", "manager", NOW)
+        two.customers.merge_customers("cust-a", "cust-a", "manager", NOW)
     with pytest.raises(Conflict, match="customer_id: customer cust-b was merged into cust-a"):
-        two.merge_customers("cust-b", "hh-1", "manager", NOW)
+        two.customers.merge_customers("cust-b", "hh-1", "manager", NOW)
     with pytest.raises(Conflict, match=r"body\.merged_id"):
-        two.merge_customers("hh-1", "cust-b", "manager", NOW)
+        two.customers.merge_customers("hh-1", "cust-b", "manager", NOW)
     with pytest.raises(UnknownObject, match=r"body\.merged_id"):
-        two.merge_customers("cust-a", "nobody", "manager", NOW)
+        two.customers.merge_customers("cust-a", "nobody", "manager", NOW)
 
 
 def test_deactivated_card_is_inactive_in_the_stores_snapshot(two: Storage) -> None:
-    version = two.master_version()
-    card = two.deactivate_card(A_CARD, "manager", NOW)
+    version = two.feed.master_version()
+    card = two.customers.deactivate_card(A_CARD, "manager", NOW)
     assert card["status"] == "inactive"
-    assert two.master_version() == version + 1
-    assert two.deactivate_card(A_CARD, "manager", NOW)["status"] == "inactive"
-    assert two.master_version() == version + 1
-    snapshot = two.master_snapshot("367", NOW)
+    assert two.feed.master_version() == version + 1
+    assert two.customers.deactivate_card(A_CARD, "manager", NOW)["status"] == "inactive"
+    assert two.feed.master_version() == version + 1
+    snapshot = two.feed.master_snapshot("367", NOW)
     assert snapshot is not None
     [row] = [c for c in snapshot[1]["cards"] if c["card_no"] == A_CARD]
     assert row["status"] == "inactive" and row["bonus_balance"] == 40
-    assert [a["action"] for a in two.audit_history("card", A_CARD)] == ["issue", "deactivate"]
+    assert [a["action"] for a in two.audit.audit_history("card", A_CARD)] == ["issue", "deactivate"]
 
 
 def test_deactivated_customer_deactivates_its_cards(two: Storage) -> None:
-    done = two.deactivate_customer("cust-b", "manager", NOW)
+    done = two.customers.deactivate_customer("cust-b", "manager", NOW)
     assert done == {"customer_id": "cust-b", "status": "inactive", "cards": [B_CARD]}
-    view = two.customer_card_view("cust-b", NOW)
+    view = two.customers.customer_card_view("cust-b", NOW)
     assert view is not None and view["status"] == "inactive"
     assert [c["status"] for c in view["cards"]] == ["inactive"]
-    assert two.audit_history("customer", "cust-b")[-1]["action"] == "deactivate"
+    assert two.audit.audit_history("customer", "cust-b")[-1]["action"] == "deactivate"
 
 
 def test_questionnaire_answers_keep_history(two: Storage) -> None:
-    first = two.set_answers("cust-a", "pets-2024", {"has_pet": True, "kinds": ["cat"]}, "cc", NOW)
+    first = two.customers.set_answers(
+        "cust-a", "pets-2024", {"has_pet": True, "kinds": ["cat"]}, "cc", NOW
+    )
     assert first["changed"] is True
-    same = two.set_answers("cust-a", "pets-2024", {"has_pet": True, "kinds": ["cat"]}, "cc", NOW)
+    same = two.customers.set_answers(
+        "cust-a", "pets-2024", {"has_pet": True, "kinds": ["cat"]}, "cc", NOW
+    )
     assert same["changed"] is False
-    two.set_answers("cust-a", "pets-2024", {"has_pet": False}, "cc2", NOW + timedelta(hours=1))
-    view = two.customer_card_view("cust-a", NOW)
+    two.customers.set_answers(
+        "cust-a", "pets-2024", {"has_pet": False}, "cc2", NOW + timedelta(hours=1)
+    )
+    view = two.customers.customer_card_view("cust-a", NOW)
     assert view is not None
     assert view["questionnaires"]["pets-2024"]["answers"] == {"has_pet": False}
     assert view["questionnaires"]["pets-2024"]["actor"] == "cc2"
-    changes = [a for a in two.audit_history("customer", "cust-a") if a["action"] == "questionnaire"]
+    changes = [
+        a for a in two.audit.audit_history("customer", "cust-a") if a["action"] == "questionnaire"
+    ]
     assert [c["after"]["answers"] for c in changes] == [
         {"has_pet": True, "kinds": ["cat"]},
         {"has_pet": False},
     ]
     with pytest.raises(InvalidRequest, match=r"body\.answers"):
-        two.set_answers("cust-a", "pets-2024", {"x": {"nested": 1}}, "cc", NOW)
+        two.customers.set_answers("cust-a", "pets-2024", {"x": {"nested": 1}}, "cc", NOW)
     with pytest.raises(UnknownObject, match="customer_id"):
-        two.set_answers("nobody", "pets-2024", {"x": 1}, "cc", NOW)
+        two.customers.set_answers("nobody", "pets-2024", {"x": 1}, "cc", NOW)
 
 
 def test_merge_brings_the_merged_customers_questionnaires(two: Storage) -> None:
-    two.set_answers("cust-a", "q1", {"a": 1}, "cc", NOW)
-    two.set_answers("cust-b", "q1", {"a": 2}, "cc", NOW)
-    two.set_answers("cust-b", "q2", {"b": 3}, "cc", NOW)
-    two.merge_customers("cust-a", "cust-b", "manager", NOW)
-    view = two.customer_card_view("cust-a", NOW)
+    two.customers.set_answers("cust-a", "q1", {"a": 1}, "cc", NOW)
+    two.customers.set_answers("cust-b", "q1", {"a": 2}, "cc", NOW)
+    two.customers.set_answers("cust-b", "q2", {"b": 3}, "cc", NOW)
+    two.customers.merge_customers("cust-a", "cust-b", "manager", NOW)
+    view = two.customers.customer_card_view("cust-a", NOW)
     assert view is not None
     answers = {k: v["answers"] for k, v in view["questionnaires"].items()}
     assert answers == {"q1": {"a": 1}, "q2": {"b": 3}}
 
 
 def test_card_view_has_history_favourites_and_returns_count_against_them(storage: Storage) -> None:
-    storage.upsert_master(master_tables())
+    storage.feed.upsert_master(master_tables())
     # Products 1000 (DAIRY) and 1001 (PASTRY): 250 and 199 a receipt.
     first = make_sale(1, card_no=CARD, accrue=10)
-    storage.ingest([first, make_sale(2, card_no=CARD, amounts=(250, 199), accrue=5)], T0)
-    view = storage.customer_card_view("hh-1", NOW)
+    storage.sales.ingest([first, make_sale(2, card_no=CARD, amounts=(250, 199), accrue=5)], T0)
+    view = storage.customers.customer_card_view("hh-1", NOW)
     assert view is not None
     assert view["favourite_categories"] == [
         {"category": "DAIRY", "spend_minor": 500, "receipts": 2},
@@ -165,17 +176,17 @@ def test_card_view_has_history_favourites_and_returns_count_against_them(storage
     assert view["wallets"] == {"bonus": 15}
     assert view["coupons"] == [] and view["status"] == "active"
     # Both dairy lines back: dairy drops below pastry.
-    storage.ingest([make_return(3, first, {1: 1000})], T0)
-    second = storage.customer_card_view("hh-1", NOW)
+    storage.sales.ingest([make_return(3, first, {1: 1000})], T0)
+    second = storage.customers.customer_card_view("hh-1", NOW)
     assert second is not None
     assert [c["category"] for c in second["favourite_categories"]] == ["PASTRY", "DAIRY"]
     assert second["favourite_categories"][1]["spend_minor"] == 250
     assert second["history"][0]["kind"] == "return_accrual"
     assert [r["return_of"] for r in second["receipts"]] == [first.sale_id, None, None]
     # Older than a year: not a favourite any more.
-    late = storage.customer_card_view("hh-1", T0 + timedelta(days=400))
+    late = storage.customers.customer_card_view("hh-1", T0 + timedelta(days=400))
     assert late is not None and late["favourite_categories"] == []
-    assert storage.customer_card_view("nobody", NOW) is None
+    assert storage.customers.customer_card_view("nobody", NOW) is None
 
 
 def _give_coupon(storage: Storage, code: str, customer_id: str) -> None:
@@ -190,12 +201,12 @@ def _give_coupon(storage: Storage, code: str, customer_id: str) -> None:
 def test_card_view_lists_coupons_and_merge_moves_them(two: Storage) -> None:
     _give_coupon(two, "SPRING-1", "cust-a")
     _give_coupon(two, "SPRING-2", "cust-b")
-    view = two.customer_card_view("cust-a", NOW)
+    view = two.customers.customer_card_view("cust-a", NOW)
     assert view is not None
     assert [(c["code"], c["batch_id"], c["status"]) for c in view["coupons"]] == [
         ("SPRING-1", "B-1", "issued")
     ]
-    two.merge_customers("cust-a", "cust-b", "manager", NOW)
-    view = two.customer_card_view("cust-a", NOW)
+    two.customers.merge_customers("cust-a", "cust-b", "manager", NOW)
+    view = two.customers.customer_card_view("cust-a", NOW)
     assert view is not None
     assert [c["code"] for c in view["coupons"]] == ["SPRING-1", "SPRING-2"]

@@ -32,8 +32,8 @@ def config(tmp_path: Path) -> Config:
 
 @pytest.fixture
 async def client(config: Config, storage: Storage) -> AsyncIterator[TestClient[Any, Any]]:
-    storage.upsert_master(master_tables())
-    storage.ingest(
+    storage.feed.upsert_master(master_tables())
+    storage.sales.ingest(
         [make_sale(1, card_no=CARD, accrue=30), make_sale(2, card_no=OTHER_CARD, accrue=12)], T0
     )
     async with TestClient(TestServer(create_app(config, storage, clock=lambda: T0))) as client:
@@ -69,7 +69,7 @@ async def test_merge_questionnaire_and_card_view_over_http(api: StaffApi) -> Non
 
 
 async def test_bad_requests_name_the_field(api: StaffApi, storage: Storage) -> None:
-    version = storage.master_version()
+    version = storage.feed.master_version()
     cases = [
         ("POST", "/v1/customers/hh-1/merge", {}, 400, "body.merged_id"),
         ("POST", "/v1/customers/hh-1/merge", {"merged_id": "hh-1"}, 422, "body.merged_id"),
@@ -84,7 +84,7 @@ async def test_bad_requests_name_the_field(api: StaffApi, storage: Storage) -> N
         got, answer = await api.call(method, path, body)
         assert got == status, (path, answer)
         assert answer["detail"].startswith(f"{field}:"), (path, answer)
-    assert storage.master_version() == version
+    assert storage.feed.master_version() == version
 
 
 async def test_roles_without_the_permission_are_refused(
@@ -97,7 +97,7 @@ async def test_roles_without_the_permission_are_refused(
     assert status == 403
     status, view = await analyst.call("GET", "/v1/customers/hh-1/card-view")
     assert status == 200 and view["customer_id"] == "hh-1"
-    view_only = storage.customer_view("hh-2", T0)
+    view_only = storage.customers.customer_view("hh-2", T0)
     assert view_only is not None and [c["card_no"] for c in view_only["cards"]] == [OTHER_CARD]
     response = await client.post("/v1/customers/hh-1/merge", json={"merged_id": "hh-2"})
     assert response.status == 401

@@ -116,7 +116,7 @@ def test_import_one_store_then_again_changes_nothing(storage: Storage, transacti
     assert report.welcome_credits == report.cards
     assert report.master_version == 1
 
-    snap = storage.master_snapshot("367", T0)
+    snap = storage.feed.master_snapshot("367", T0)
     assert snap is not None
     version, tables = snap
     assert len(tables["products"]) == report.assortment
@@ -152,7 +152,7 @@ def test_import_refuses_unknown_store_and_writes_nothing(tmp_path: Path) -> None
     try:
         with pytest.raises(DatasetError, match="'99999' does not appear in the dataset"):
             import_dataset(storage, now=T0, stores=["367", "99999"])
-        assert storage.master_version() == 0
+        assert storage.feed.master_version() == 0
     finally:
         storage.close()
 
@@ -168,11 +168,11 @@ def test_import_command_with_progress(
     storage = open_storage(load_config(path).storage)
     try:
         both = transactions[transactions.store_id.isin([367, 406])]
-        assert storage.balance(card_number(int(both.household_id.iloc[0])), T0) is not None
-        snap = storage.master_snapshot("406", T0)
+        assert storage.ledger.balance(card_number(int(both.household_id.iloc[0])), T0) is not None
+        snap = storage.feed.master_snapshot("406", T0)
         assert snap is not None
         assert len(snap[1]["cards"]) == both.household_id.nunique()
-        assert storage.master_snapshot("356", T0) is None  # not imported
+        assert storage.feed.master_snapshot("356", T0) is None  # not imported
     finally:
         storage.close()
     assert main(["import-dataset", "--config", str(path), "--stores", "abc"]) == 1
@@ -182,12 +182,12 @@ def test_import_command_with_progress(
 def test_reimport_leaves_live_cards_alone(storage: Storage, transactions: Any) -> None:
     import_dataset(storage, now=T0, stores=["367"])
     card = card_number(int(transactions[transactions.store_id == 367].household_id.iloc[0]))
-    storage.block_card(card, "lost", "call-center", T0)
+    storage.customers.block_card(card, "lost", "call-center", T0)
 
     again = import_dataset(storage, now=T0, stores=["367"])
 
     assert again.cards == 0 and again.customers == 0
-    snap = storage.master_snapshot("367", T0)
+    snap = storage.feed.master_snapshot("367", T0)
     assert snap is not None
     status = {c["card_no"]: c["status"] for c in snap[1]["cards"]}
     assert status[card] == "blocked"

@@ -54,7 +54,7 @@ def sync(storage: Storage, store: str, replica: Replica, since: int, **kw: Any) 
     """Poll until up to date (following pages); the final version."""
     settings = FeedSettings(**{"tick_every_s": 0, "checksum_every_s": 0, **kw})
     for _ in range(100):
-        message = storage.master_feed(store, since, NOW, settings)
+        message = storage.feed.master_feed(store, since, NOW, settings)
         version = apply(replica, message)
         if isinstance(message, MasterDelta) and message.from_version == message.to_version:
             return version
@@ -64,13 +64,13 @@ def sync(storage: Storage, store: str, replica: Replica, since: int, **kw: Any) 
 
 @pytest.fixture
 def loaded(storage: Storage) -> Storage:
-    storage.upsert_master(master_tables())
-    storage.ingest([make_sale(1, card_no=CARD, accrue=40)], NOW)
+    storage.feed.upsert_master(master_tables())
+    storage.sales.ingest([make_sale(1, card_no=CARD, accrue=40)], NOW)
     return storage
 
 
 def test_snapshot_holds_the_store_scope_with_checksum(loaded: Storage) -> None:
-    message = loaded.master_feed("367", 0, NOW, FAST)
+    message = loaded.feed.master_feed("367", 0, NOW, FAST)
     assert isinstance(message, MasterSnapshot)
     tables = message.tables
     assert [p["product_id"] for p in tables["products"]] == ["1000", "1002"]
@@ -87,36 +87,36 @@ def test_snapshot_holds_the_store_scope_with_checksum(loaded: Storage) -> None:
         },
     )
     assert message.checksum == replica_checksum(tables)
-    assert loaded.master_feed("999", 0, NOW, FAST) is None
+    assert loaded.feed.master_feed("999", 0, NOW, FAST) is None
 
 
 def test_delta_of_one_changed_promotion_is_small(loaded: Storage) -> None:
     replica: Replica = {}
     version = sync(loaded, "367", replica, 0)
-    snapshot = loaded.master_feed("367", 0, NOW, FAST)
+    snapshot = loaded.feed.master_feed("367", 0, NOW, FAST)
     doc = {"promotion_id": "base-accrual-3", "x": 2}
-    loaded.upsert_master({"promotions": [{"promotion_id": "base-accrual-3", "doc": doc}]})
-    delta = loaded.master_feed("367", version, NOW, FAST)
+    loaded.feed.upsert_master({"promotions": [{"promotion_id": "base-accrual-3", "doc": doc}]})
+    delta = loaded.feed.master_feed("367", version, NOW, FAST)
     assert isinstance(delta, MasterDelta)
     assert delta.from_version == version and delta.to_version > version
     assert set(delta.upserts) == {"promotions"} and not delta.deletes
     assert delta.upserts["promotions"][0]["doc"] == doc
     apply(replica, delta)
     assert len(encode(delta, sender="c")) < len(encode(snapshot, sender="c")) / 2  # type: ignore[arg-type]
-    same = loaded.master_feed("367", delta.to_version, NOW, FAST)
+    same = loaded.feed.master_feed("367", delta.to_version, NOW, FAST)
     assert same == MasterDelta(delta.to_version, delta.to_version, checksum=delta.checksum)
 
 
 def test_checksum_is_stable_and_detects_drift(loaded: Storage) -> None:
-    first = loaded.master_feed("367", 0, NOW, FAST)
-    second = loaded.master_feed("367", 0, NOW, FAST)
+    first = loaded.feed.master_feed("367", 0, NOW, FAST)
+    second = loaded.feed.master_feed("367", 0, NOW, FAST)
     assert isinstance(first, MasterSnapshot) and isinstance(second, MasterSnapshot)
     assert first.checksum == second.checksum
     replica: Replica = {}
     apply(replica, first)
     replica["products"]["1000"]["price_minor"] = 1  # a replica that drifted
-    loaded.upsert_master({"settings": [{"name": "bonus_max_share", "value": "0.4"}]})
-    delta = loaded.master_feed("367", first.version, NOW, FAST)
+    loaded.feed.upsert_master({"settings": [{"name": "bonus_max_share", "value": "0.4"}]})
+    delta = loaded.feed.master_feed("367", first.version, NOW, FAST)
     with pytest.raises(AssertionError, match="drifted"):
         apply(replica, delta)
 
@@ -129,7 +129,7 @@ def test_deletes_by_any_code_path_leave_tombstones(loaded: Storage) -> None:
         sql("DELETE FROM promotions WHERE promotion_id = ?", ("base-accrual-3",))
         sql("DELETE FROM store_products WHERE store_id = ? AND product_id = ?", ("367", "1002"))
         sql("DELETE FROM store_products WHERE store_id = ? AND product_id = ?", ("406", "1001"))
-    delta = loaded.master_feed("367", version, NOW, FAST)
+    delta = loaded.feed.master_feed("367", version, NOW, FAST)
     assert isinstance(delta, MasterDelta)
     assert delta.deletes == {"promotions": ("base-accrual-3",), "products": ("1002",)}
     apply(replica, delta)
@@ -139,11 +139,11 @@ def test_deletes_by_any_code_path_leave_tombstones(loaded: Storage) -> None:
 def test_balance_changes_reach_the_store_as_card_upserts(loaded: Storage) -> None:
     replica: Replica = {}
     version = sync(loaded, "367", replica, 0)
-    loaded.ingest([make_sale(2, card_no=CARD, accrue=25)], NOW)
+    loaded.sales.ingest([make_sale(2, card_no=CARD, accrue=25)], NOW)
     version = sync(loaded, "367", replica, version)
     assert replica["cards"][CARD]["bonus_balance"] == 65
-    loaded.add_ledger_entries([LedgerEntry(CARD, "bonus", "adjust", -15, "", "adj-1", NOW)])
-    delta = loaded.master_feed("367", version, NOW, FAST)
+    loaded.ledger.add_ledger_entries([LedgerEntry(CARD, "bonus", "adjust", -15, "", "adj-1", NOW)])
+    delta = loaded.feed.master_feed("367", version, NOW, FAST)
     assert isinstance(delta, MasterDelta)
     assert [c["bonus_balance"] for c in delta.upserts["cards"]] == [50]
     apply(replica, delta)
@@ -151,17 +151,17 @@ def test_balance_changes_reach_the_store_as_card_upserts(loaded: Storage) -> Non
 
 def test_card_scope_recent_sales_and_lookups(loaded: Storage) -> None:
     old = make_sale(3, card_no=OTHER_CARD, store_id="406", register_id="406-1")
-    loaded.ingest([old], NOW)
+    loaded.sales.ingest([old], NOW)
     late = NOW + timedelta(days=400)
-    assert _cards(loaded.master_feed("406", 0, NOW, FAST)) == {OTHER_CARD}
-    assert _cards(loaded.master_feed("406", 0, late, FAST)) == set()  # older than 365 days
+    assert _cards(loaded.feed.master_feed("406", 0, NOW, FAST)) == {OTHER_CARD}
+    assert _cards(loaded.feed.master_feed("406", 0, late, FAST)) == set()  # older than 365 days
     assert _cards(
-        loaded.master_feed("406", 0, late, FeedSettings(scope_days=500, tick_every_s=0))
+        loaded.feed.master_feed("406", 0, late, FeedSettings(scope_days=500, tick_every_s=0))
     ) == {OTHER_CARD}
     replica: Replica = {}
     version = sync(loaded, "406", replica, 0)
     assert set(replica["cards"]) == {OTHER_CARD}
-    row = loaded.lookup_card("406", CARD, NOW)
+    row = loaded.feed.lookup_card("406", CARD, NOW)
     assert row == {
         "card_no": CARD,
         "customer_id": "hh-1",
@@ -169,7 +169,7 @@ def test_card_scope_recent_sales_and_lookups(loaded: Storage) -> None:
         "bonus_balance": 40,
         "segments": [],
     }
-    assert loaded.lookup_card("406", "0000000000000", NOW) is None
+    assert loaded.feed.lookup_card("406", "0000000000000", NOW) is None
     sync(loaded, "406", replica, version)
     assert set(replica["cards"]) == {CARD, OTHER_CARD}
 
@@ -180,8 +180,8 @@ def test_unknown_card_sale_is_credited_and_enters_scope(loaded: Storage) -> None
     assert CARD not in replica.get("cards", {})
     # Sold offline at 406 to a card its registers did not hold: the Center credits it.
     sale = make_sale(7, card_no=CARD, store_id="406", register_id="406-1", accrue=30)
-    assert loaded.ingest([sale], NOW).accepted == (sale.sale_id,)
-    balance = loaded.balance(CARD, NOW)
+    assert loaded.sales.ingest([sale], NOW).accepted == (sale.sale_id,)
+    balance = loaded.ledger.balance(CARD, NOW)
     assert balance is not None and balance.wallets["bonus"] == 70
     sync(loaded, "406", replica, version)
     assert replica["cards"][CARD]["bonus_balance"] == 70
@@ -191,7 +191,7 @@ def test_big_change_is_paged_at_version_boundaries(loaded: Storage) -> None:
     replica: Replica = {}
     version = sync(loaded, "406", replica, 0)  # 406 has no assortment: every product
     for batch in range(3):
-        loaded.upsert_master(
+        loaded.feed.upsert_master(
             {
                 "products": [
                     {"product_id": f"p{batch}-{i:03d}", "name": f"P {i}", "price_minor": i}
@@ -199,7 +199,7 @@ def test_big_change_is_paged_at_version_boundaries(loaded: Storage) -> None:
                 ]
             }
         )
-    first = loaded.master_feed(
+    first = loaded.feed.master_feed(
         "406", version, NOW, FeedSettings(max_rows=100, tick_every_s=0, checksum_every_s=0)
     )
     assert isinstance(first, MasterDelta)
@@ -209,9 +209,9 @@ def test_big_change_is_paged_at_version_boundaries(loaded: Storage) -> None:
 
 
 def test_too_old_or_future_version_gets_a_snapshot(loaded: Storage) -> None:
-    current = loaded.master_version()
-    assert isinstance(loaded.master_feed("367", current + 5, NOW, FAST), MasterSnapshot)
-    assert isinstance(loaded.master_feed("367", 0, NOW, FAST), MasterSnapshot)
+    current = loaded.feed.master_version()
+    assert isinstance(loaded.feed.master_feed("367", current + 5, NOW, FAST), MasterSnapshot)
+    assert isinstance(loaded.feed.master_feed("367", 0, NOW, FAST), MasterSnapshot)
 
 
 def test_segments_come_with_cards_when_the_table_exists(loaded: Storage) -> None:
@@ -222,7 +222,7 @@ def test_segments_come_with_cards_when_the_table_exists(loaded: Storage) -> None
             sql("CREATE TABLE segment_members (segment_id TEXT, customer_id TEXT)")
         sql("INSERT INTO segment_members (segment_id, customer_id) VALUES ('vip', 'hh-1')")
         sql("INSERT INTO segment_members (segment_id, customer_id) VALUES ('aa', 'hh-1')")
-    message = loaded.master_feed("367", 0, NOW, FAST)
+    message = loaded.feed.master_feed("367", 0, NOW, FAST)
     assert isinstance(message, MasterSnapshot)
     assert message.tables["cards"][0]["segments"] == ["aa", "vip"]
 
@@ -234,25 +234,25 @@ def _cards(message: MasterSnapshot | MasterDelta | None) -> set[str]:
 
 def test_delta_checksums_are_periodic(loaded: Storage) -> None:
     hourly = FeedSettings(tick_every_s=0, checksum_every_s=3600)
-    snapshot = loaded.master_feed("367", 0, NOW, hourly)
+    snapshot = loaded.feed.master_feed("367", 0, NOW, hourly)
     assert isinstance(snapshot, MasterSnapshot) and snapshot.checksum
-    loaded.upsert_master({"settings": [{"name": "bonus_max_share", "value": "0.4"}]})
-    delta = loaded.master_feed("367", snapshot.version, NOW, hourly)
+    loaded.feed.upsert_master({"settings": [{"name": "bonus_max_share", "value": "0.4"}]})
+    delta = loaded.feed.master_feed("367", snapshot.version, NOW, hourly)
     assert isinstance(delta, MasterDelta) and delta.upserts and delta.checksum == ""
-    current = loaded.master_feed("367", delta.to_version, NOW, hourly)
+    current = loaded.feed.master_feed("367", delta.to_version, NOW, hourly)
     assert current == MasterDelta(delta.to_version, delta.to_version, checksum="")
-    due = loaded.master_feed("367", snapshot.version, NOW, FAST)
+    due = loaded.feed.master_feed("367", snapshot.version, NOW, FAST)
     assert isinstance(due, MasterDelta) and due.checksum
 
 
 def test_points_activated_by_time_alone_reach_the_store(loaded: Storage) -> None:
     replica: Replica = {}
     later = make_sale(2, card_no=CARD, accrue=25, active_from=NOW + timedelta(days=1))
-    loaded.ingest([later], NOW)
+    loaded.sales.ingest([later], NOW)
     version = sync(loaded, "367", replica, 0)
     assert replica["cards"][CARD]["bonus_balance"] == 40  # 25 still pending
     # No write at all: the lot's active_from passes. The next poll must bring the new balance.
-    message = loaded.master_feed("367", version, NOW + timedelta(days=2), FAST)
+    message = loaded.feed.master_feed("367", version, NOW + timedelta(days=2), FAST)
     assert isinstance(message, MasterDelta)
     assert [c["bonus_balance"] for c in message.upserts["cards"]] == [65]
 
@@ -261,14 +261,16 @@ def test_a_store_away_longer_than_the_retention_gets_a_snapshot(loaded: Storage)
     # Real time: the marks made by the migration carry the wall clock.
     start = datetime.now(UTC)
     replica: Replica = {}
-    first = loaded.master_feed("367", 0, start, FAST)
+    first = loaded.feed.master_feed("367", 0, start, FAST)
     version = apply(replica, first)
-    loaded.ingest([make_sale(2, card_no=CARD, accrue=5)], start)
+    loaded.sales.ingest([make_sale(2, card_no=CARD, accrue=5)], start)
     away = start + timedelta(days=8)
-    fresh = loaded.master_feed("367", 0, away, FAST)  # ticks and prunes marks older than 7 days
+    fresh = loaded.feed.master_feed(
+        "367", 0, away, FAST
+    )  # ticks and prunes marks older than 7 days
     assert isinstance(fresh, MasterSnapshot) and fresh.version > version
-    assert isinstance(loaded.master_feed("367", version, away, FAST), MasterSnapshot)
-    current = loaded.master_feed("367", fresh.version, away, FAST)
+    assert isinstance(loaded.feed.master_feed("367", version, away, FAST), MasterSnapshot)
+    current = loaded.feed.master_feed("367", fresh.version, away, FAST)
     assert isinstance(current, MasterDelta) and current.from_version == fresh.version
 
 
@@ -277,8 +279,8 @@ def test_cards_that_leave_the_scope_are_deleted(loaded: Storage) -> None:
     version = sync(loaded, "367", replica, 0)
     assert set(replica["cards"]) == {CARD}
     a_year_on = NOW + timedelta(days=365)
-    loaded.upsert_master({"settings": [{"name": "bonus_max_share", "value": "0.4"}]})
-    delta = loaded.master_feed("367", version, a_year_on, FAST)
+    loaded.feed.upsert_master({"settings": [{"name": "bonus_max_share", "value": "0.4"}]})
+    delta = loaded.feed.master_feed("367", version, a_year_on, FAST)
     assert isinstance(delta, MasterDelta)
     assert delta.deletes == {"cards": (CARD,)}
     apply(replica, delta)  # and the checksum agrees: no repair needed

@@ -30,8 +30,8 @@ def config(tmp_path: Path) -> Config:
 
 @pytest.fixture
 async def client(config: Config, storage: Storage) -> AsyncIterator[TestClient[Any, Any]]:
-    storage.upsert_master(master_tables())
-    storage.ingest([make_sale(1, card_no=CARD, accrue=40)], NOW)
+    storage.feed.upsert_master(master_tables())
+    storage.sales.ingest([make_sale(1, card_no=CARD, accrue=40)], NOW)
     clock = Clock()
     async with TestClient(TestServer(create_app(config, storage, clock=clock))) as client:
         yield client
@@ -47,7 +47,7 @@ async def test_master_snapshot_then_delta(client: TestClient[Any, Any], storage:
     assert response.status == 200
     snapshot = decode(await response.read(), expect=MasterSnapshot).message
     assert isinstance(snapshot, MasterSnapshot) and snapshot.checksum
-    storage.upsert_master({"settings": [{"name": "bonus_max_share", "value": "0.2"}]})
+    storage.feed.upsert_master({"settings": [{"name": "bonus_max_share", "value": "0.2"}]})
     since = str(snapshot.version)
     response = await _get(client, node, "/v1/master", store_id="406", since=since)
     delta = decode(await response.read(), expect=MasterDelta).message
@@ -69,7 +69,7 @@ async def test_lookup_adds_the_card_to_the_store(
         "bonus_balance": 40,
         "segments": [],
     }
-    snapshot = storage.master_feed("406", 0, NOW)
+    snapshot = storage.feed.master_feed("406", 0, NOW)
     assert isinstance(snapshot, MasterSnapshot)
     assert [c["card_no"] for c in snapshot.tables["cards"]] == [CARD]
     unknown = await _get(client, node, "/v1/cards/0000000000000/lookup", store_id="406")

@@ -23,12 +23,12 @@ FAST = FeedSettings(tick_every_s=0, checksum_every_s=0)
 def pg(pg_dsn: str) -> Iterator[PostgresStorage]:
     storage = PostgresStorage(pg_dsn)
     storage.migrate()
-    storage.upsert_master(master_tables())
+    storage.feed.upsert_master(master_tables())
     sales = [
         make_sale(1, card_no=CARD, accrue=10),
         make_sale(2, card_no=OTHER_CARD, accrue=10),
     ]
-    storage.ingest(sales, NOW)
+    storage.sales.ingest(sales, NOW)
     yield storage
     storage.close()
 
@@ -39,7 +39,7 @@ def _cards(message: MasterSnapshot | MasterDelta | None) -> dict[str, int]:
 
 
 def test_ledger_commit_out_of_order_is_not_skipped(pg: PostgresStorage, pg_dsn: str) -> None:
-    first = pg.master_feed("367", 0, NOW, FAST)
+    first = pg.feed.master_feed("367", 0, NOW, FAST)
     assert isinstance(first, MasterSnapshot)
     since = first.version
     with psycopg.connect(pg_dsn) as slow:
@@ -56,19 +56,19 @@ def test_ledger_commit_out_of_order_is_not_skipped(pg: PostgresStorage, pg_dsn: 
             (entry[0], CARD, NOW),
         )
         # T2 starts later (newer xid) and commits first: an ordinary ingest.
-        pg.ingest([make_sale(3, card_no=OTHER_CARD, accrue=7)], NOW)
-        between = pg.master_feed("367", since, NOW, FAST)
+        pg.sales.ingest([make_sale(3, card_no=OTHER_CARD, accrue=7)], NOW)
+        between = pg.feed.master_feed("367", since, NOW, FAST)
         assert _cards(between) == {OTHER_CARD: 17}  # T1 is not visible yet
         assert isinstance(between, MasterDelta)
         since = between.to_version
         slow.commit()
-    after = pg.master_feed("367", since, NOW, FAST)
+    after = pg.feed.master_feed("367", since, NOW, FAST)
     # A reader keeping "the highest position seen" would have skipped T1 for good.
     assert _cards(after).get(CARD) == 510
 
 
 def test_master_writers_commit_in_version_order(pg: PostgresStorage, pg_dsn: str) -> None:
-    first = pg.master_feed("367", 0, NOW, FAST)
+    first = pg.feed.master_feed("367", 0, NOW, FAST)
     assert isinstance(first, MasterSnapshot)
     other = PostgresStorage(pg_dsn)
     done = threading.Event()
@@ -86,7 +86,7 @@ def test_master_writers_commit_in_version_order(pg: PostgresStorage, pg_dsn: str
             )
 
             def second_writer() -> None:
-                change = other.upsert_master(
+                change = other.feed.upsert_master(
                     {"promotions": [{"promotion_id": "p-new", "doc": {"promotion_id": "p-new"}}]}
                 )
                 result["version"] = change.version
@@ -96,7 +96,7 @@ def test_master_writers_commit_in_version_order(pg: PostgresStorage, pg_dsn: str
             thread.start()
             # T2 cannot take a version while T1 holds the lock, so it cannot commit before T1.
             assert not done.wait(0.5)
-            between = pg.master_feed("367", first.version, NOW, FAST)
+            between = pg.feed.master_feed("367", first.version, NOW, FAST)
             assert isinstance(between, MasterDelta) and not between.upserts
             slow.commit()
         assert done.wait(10)
@@ -104,7 +104,7 @@ def test_master_writers_commit_in_version_order(pg: PostgresStorage, pg_dsn: str
     finally:
         other.close()
     assert result["version"] > version[0]
-    after = pg.master_feed("367", between.to_version, NOW, FAST)
+    after = pg.feed.master_feed("367", between.to_version, NOW, FAST)
     assert isinstance(after, MasterDelta)
     assert [s["value"] for s in after.upserts["settings"]] == ["0.3"]
     assert [p["promotion_id"] for p in after.upserts["promotions"]] == ["p-new"]

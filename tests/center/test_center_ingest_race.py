@@ -53,7 +53,7 @@ def _worker(dsn: str, seed: int, start: Any, done: Any) -> None:
         start.wait(30)
         accepted = 0
         for batch in _batches(_sales(), seed):
-            ack = storage.ingest(batch, NOW)
+            ack = storage.sales.ingest(batch, NOW)
             assert not ack.rejected, ack.rejected
             accepted += len(ack.accepted)
         done.put(("ok", accepted))
@@ -76,8 +76,8 @@ def _state(storage: PostgresStorage) -> dict[str, Any]:
             "ORDER BY source, wallet, kind, rule_id"
         ),
         "lots": rows("SELECT source, card_no, amount FROM lots ORDER BY source"),
-        "balances": {c: storage.balance(c, NOW) for c in CARDS},
-        "totals": storage.lot_totals(),
+        "balances": {c: storage.ledger.balance(c, NOW) for c in CARDS},
+        "totals": storage.ledger.lot_totals(),
     }
 
 
@@ -92,7 +92,7 @@ def test_two_workers_race_on_the_same_batches(pg_cluster: PgCluster, pg_dsn: str
     setup = PostgresStorage(pg_dsn)
     setup.migrate()
     cards = [{"card_no": c, "customer_id": f"c{c}"} for c in CARDS]
-    setup.upsert_master({"cards": cards})
+    setup.feed.upsert_master({"cards": cards})
     setup.close()
     # fork: the workers run this module's code without importing the tests package anew.
     context = multiprocessing.get_context("fork")
@@ -112,8 +112,8 @@ def test_two_workers_race_on_the_same_batches(pg_cluster: PgCluster, pg_dsn: str
     raced = PostgresStorage(pg_dsn)
     try:
         reference.migrate()
-        reference.upsert_master({"cards": cards})
-        assert len(reference.ingest(_sales(), NOW).accepted) == 400
+        reference.feed.upsert_master({"cards": cards})
+        assert len(reference.sales.ingest(_sales(), NOW).accepted) == 400
         mine, theirs = _state(raced), _state(reference)
         assert len(mine["sales"]) == 400 and mine["keys"] == [(400,)]
         assert len(mine["ledger"]) == len({r[:4] for r in mine["ledger"]})
@@ -128,7 +128,7 @@ def test_two_workers_race_on_the_same_batches(pg_cluster: PgCluster, pg_dsn: str
 def test_stored_hashes_are_the_protocol_ones(storage: Storage) -> None:
     sale = make_sale(1, card_no=CARDS[0], accrue=5)
     chained = replace(make_sale(2), prev_hash=chain_hash(sale))
-    storage.ingest([sale, chained], NOW)
+    storage.sales.ingest([sale, chained], NOW)
     rows = storage._execute(  # type: ignore[attr-defined]
         "SELECT sale_id, fingerprint, chain_hash, payload FROM sales"
     ).fetchall()
@@ -147,7 +147,7 @@ def _ledger_state(storage: Any) -> dict[str, Any]:
             "SELECT e.source, c.kind, c.amount, COALESCE(l.source, '-') FROM lot_consumptions c "
             "JOIN ledger e ON e.entry_id = c.entry_id LEFT JOIN lots l ON l.lot_id = c.lot_id"
         ),
-        "totals": storage.lot_totals(),
+        "totals": storage.ledger.lot_totals(),
     }
 
 
@@ -175,7 +175,7 @@ def test_batched_ledger_matches_one_by_one(pg_dsn: str, tmp_path: Any) -> None:
         for storage in (pg, lite):
             storage.migrate()
             for start in range(0, len(sales), 100):
-                storage.ingest(sales[start : start + 100], NOW)
+                storage.sales.ingest(sales[start : start + 100], NOW)
         assert _ledger_state(pg) == _ledger_state(lite)
         kinds = {r[1] for r in _ledger_state(pg)["consumptions"]}
         assert {"spend", "debt", "recover"} <= kinds  # every path was taken

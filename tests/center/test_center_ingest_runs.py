@@ -61,7 +61,7 @@ def _state(storage: Any) -> dict[str, Any]:
         "lots": rows("SELECT source, card_no, amount, remaining FROM lots"),
         "consumptions": rows("SELECT card_no, kind, amount FROM lot_consumptions"),
         "quarantine": rows("SELECT sale_id, reason, fingerprint FROM quarantine"),
-        "totals": storage.lot_totals(),
+        "totals": storage.ledger.lot_totals(),
     }
 
 
@@ -80,7 +80,7 @@ def test_claim_runs_give_the_reference_verdicts(
         acks: dict[str, list[tuple[Any, ...]]] = {}
         for name, storage in (("pg", pg), ("lite", lite)):
             storage.migrate()
-            acks[name] = [_verdicts(storage.ingest(b, NOW)) for b in (earlier, batch, batch)]
+            acks[name] = [_verdicts(storage.sales.ingest(b, NOW)) for b in (earlier, batch, batch)]
         assert acks["pg"] == acks["lite"]
         first, again = acks["pg"][1], acks["pg"][2]
         accepted, duplicates, rejected = first

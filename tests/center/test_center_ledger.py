@@ -67,13 +67,13 @@ def _consumptions(storage: Storage) -> list[tuple[Any, ...]]:
 
 
 def _assert_balanced(storage: Storage) -> None:
-    journal, remaining, debt = _sql(storage).lot_totals()
+    journal, remaining, debt = _sql(storage).ledger.lot_totals()
     assert journal == remaining - debt
 
 
 @pytest.fixture
 def ledger(storage: Storage) -> Storage:
-    storage.upsert_master(master_tables())
+    storage.feed.upsert_master(master_tables())
     return storage
 
 
@@ -87,82 +87,82 @@ def test_allocate_takes_in_order_and_reports_the_uncovered_rest() -> None:
 
 
 def test_spend_takes_the_earliest_expiring_lots_first(ledger: Storage) -> None:
-    ledger.add_ledger_entries(
+    ledger.ledger.add_ledger_entries(
         [
             _accrual("late", 100, expires_in=timedelta(days=90)),
             _accrual("never", 100),
             _accrual("soon", 100, expires_in=timedelta(days=30)),
         ]
     )
-    assert ledger.add_ledger_entries([_spend("sale-1", 150)]) == 1
+    assert ledger.ledger.add_ledger_entries([_spend("sale-1", 150)]) == 1
     assert _remaining(ledger) == {"late": 50, "never": 100, "soon": 0}
     assert _consumptions(ledger) == [("soon", "spend", 100), ("late", "spend", 50)]
     # A spend beyond the dated lots reaches the undated one last.
-    ledger.add_ledger_entries([_spend("sale-2", 70)])
+    ledger.ledger.add_ledger_entries([_spend("sale-2", 70)])
     assert _remaining(ledger) == {"late": 0, "never": 80, "soon": 0}
-    balance = ledger.balance(CARD, NOW)
+    balance = ledger.ledger.balance(CARD, NOW)
     assert balance is not None and balance.wallets == {"bonus": 80}
     assert balance.debt == {"bonus": 0}
     _assert_balanced(ledger)
 
 
 def test_a_replayed_sale_changes_nothing(ledger: Storage) -> None:
-    ledger.add_ledger_entries([_accrual("welcome", 500)])
+    ledger.ledger.add_ledger_entries([_accrual("welcome", 500)])
     sale = make_sale(1, card_no=CARD, accrue=30, spend=100)
-    ledger.ingest([sale], NOW)
+    ledger.sales.ingest([sale], NOW)
     state = (_remaining(ledger), _consumptions(ledger), ledger.counts())
-    ledger.ingest([sale], NOW + timedelta(hours=1))
+    ledger.sales.ingest([sale], NOW + timedelta(hours=1))
     # The same movements offered directly (another route to the ledger) are no-ops too.
     again = LedgerEntry(CARD, "bonus", "spend", -100, "", sale.sale_id, sale.closed_at)
-    assert ledger.add_ledger_entries([again]) == 0
+    assert ledger.ledger.add_ledger_entries([again]) == 0
     assert (_remaining(ledger), _consumptions(ledger), ledger.counts()) == state
-    balance = ledger.balance(CARD, NOW)
+    balance = ledger.ledger.balance(CARD, NOW)
     assert balance is not None and balance.wallets == {"bonus": 430}
     _assert_balanced(ledger)
 
 
 def test_expiry_burns_the_remainder_once(ledger: Storage) -> None:
-    ledger.add_ledger_entries(
+    ledger.ledger.add_ledger_entries(
         [_accrual("old", 100, expires_in=timedelta(hours=12)), _accrual("kept", 10)]
     )
-    ledger.add_ledger_entries([_spend("sale-1", 40, at=T0 + timedelta(hours=1))])
-    before = ledger.balance(CARD, NOW)
+    ledger.ledger.add_ledger_entries([_spend("sale-1", 40, at=T0 + timedelta(hours=1))])
+    before = ledger.ledger.balance(CARD, NOW)
     assert before is not None and before.wallets == {"bonus": 10}  # derived: no job needed
-    assert ledger.expire_lots(T0) == 0  # nothing expired yet
-    assert ledger.expire_lots(NOW) == 1
-    assert ledger.expire_lots(NOW) == 0
-    assert ledger.expire_lots(NOW + timedelta(days=400)) == 0
+    assert ledger.ledger.expire_lots(T0) == 0  # nothing expired yet
+    assert ledger.ledger.expire_lots(NOW) == 1
+    assert ledger.ledger.expire_lots(NOW) == 0
+    assert ledger.ledger.expire_lots(NOW + timedelta(days=400)) == 0
     assert _remaining(ledger) == {"old": 0, "kept": 10}
-    history = ledger.history(CARD)
+    history = ledger.ledger.history(CARD)
     assert history is not None
     burnt = [e for e in history if e.kind == "expire"]
     assert len(burnt) == 1 and burnt[0].amount == -60
     assert burnt[0].created_at == T0 + timedelta(hours=12)
-    after = ledger.balance(CARD, NOW)
+    after = ledger.ledger.balance(CARD, NOW)
     assert after == before
     _assert_balanced(ledger)
 
 
 def test_overdraft_is_a_debt_recovered_from_later_accruals(ledger: Storage) -> None:
-    ledger.add_ledger_entries([_accrual("first", 30)])
-    ledger.add_ledger_entries([_spend("offline", 100)])
-    balance = ledger.balance(CARD, NOW)
+    ledger.ledger.add_ledger_entries([_accrual("first", 30)])
+    ledger.ledger.add_ledger_entries([_spend("offline", 100)])
+    balance = ledger.ledger.balance(CARD, NOW)
     assert balance is not None
     assert balance.wallets == {"bonus": -70} and balance.debt == {"bonus": 70}
     assert _consumptions(ledger) == [("first", "spend", 30), (None, "debt", 70)]
-    ledger.add_ledger_entries([_accrual("second", 50, at=NOW)])
-    balance = ledger.balance(CARD, NOW)
+    ledger.ledger.add_ledger_entries([_accrual("second", 50, at=NOW)])
+    balance = ledger.ledger.balance(CARD, NOW)
     assert balance is not None
     assert balance.wallets == {"bonus": -20} and balance.debt == {"bonus": 20}
     assert _remaining(ledger)["second"] == 0
-    ledger.add_ledger_entries([_accrual("third", 40, at=NOW)])
-    balance = ledger.balance(CARD, NOW)
+    ledger.ledger.add_ledger_entries([_accrual("third", 40, at=NOW)])
+    balance = ledger.ledger.balance(CARD, NOW)
     assert balance is not None
     assert balance.wallets == {"bonus": 20} and balance.debt == {"bonus": 0}
     assert _remaining(ledger)["third"] == 20
     # The master snapshot carries the same (possibly negative) figure to the registers.
-    ledger.add_ledger_entries([_spend("offline-2", 50)])
-    snapshot = ledger.master_snapshot("367", NOW)
+    ledger.ledger.add_ledger_entries([_spend("offline-2", 50)])
+    snapshot = ledger.feed.master_snapshot("367", NOW)
     assert snapshot is not None
     cards = {c["card_no"]: c["bonus_balance"] for c in snapshot[1]["cards"]}
     assert cards[CARD] == -30
@@ -170,22 +170,22 @@ def test_overdraft_is_a_debt_recovered_from_later_accruals(ledger: Storage) -> N
 
 
 def test_pending_points_are_not_spendable_until_active(ledger: Storage) -> None:
-    ledger.add_ledger_entries(
+    ledger.ledger.add_ledger_entries(
         [
             _accrual("now", 20, expires_in=timedelta(days=10)),
             _accrual("week", 50, active_in=timedelta(days=7), expires_in=timedelta(days=100)),
             _accrual("week-2", 5, active_in=timedelta(days=7)),
         ]
     )
-    balance = ledger.balance(CARD, T0, burning_within=timedelta(days=30))
+    balance = ledger.ledger.balance(CARD, T0, burning_within=timedelta(days=30))
     assert balance is not None
     assert balance.wallets == {"bonus": 20}
     assert balance.pending == (Pending("bonus", 55, T0 + timedelta(days=7)),)
     assert balance.burning == (Burning("bonus", 20, T0 + timedelta(days=10)),)
     # A spend now may use only the active lot; the rest is a debt, not the pending points.
-    ledger.add_ledger_entries([_spend("sale-1", 30, at=T0 + timedelta(hours=1))])
+    ledger.ledger.add_ledger_entries([_spend("sale-1", 30, at=T0 + timedelta(hours=1))])
     assert _remaining(ledger) == {"now": 0, "week": 50, "week-2": 5}
-    later = ledger.balance(CARD, T0 + timedelta(days=8), burning_within=timedelta(days=100))
+    later = ledger.ledger.balance(CARD, T0 + timedelta(days=8), burning_within=timedelta(days=100))
     assert later is not None
     assert later.pending == ()
     assert later.wallets == {"bonus": 55 - 10} and later.debt == {"bonus": 10}
@@ -193,11 +193,11 @@ def test_pending_points_are_not_spendable_until_active(ledger: Storage) -> None:
 
 
 def test_history_lists_movements_newest_first(ledger: Storage) -> None:
-    ledger.add_ledger_entries([_accrual("welcome", 100, expires_in=timedelta(hours=2))])
+    ledger.ledger.add_ledger_entries([_accrual("welcome", 100, expires_in=timedelta(hours=2))])
     sale = make_sale(1, card_no=CARD, accrue=7, spend=20)
-    ledger.ingest([sale], NOW)
-    ledger.expire_lots(NOW + timedelta(days=1))
-    history = ledger.history(CARD)
+    ledger.sales.ingest([sale], NOW)
+    ledger.ledger.expire_lots(NOW + timedelta(days=1))
+    history = ledger.ledger.history(CARD)
     assert history is not None
     # The sale (closed at T0 + 1 min) spent from the welcome lot, which expired at T0 + 2 h.
     assert [(e.kind, e.amount, e.source) for e in history] == [
@@ -210,9 +210,9 @@ def test_history_lists_movements_newest_first(ledger: Storage) -> None:
     assert history[0].created_at == T0 + timedelta(hours=2)
     assert history[3].expires_at == T0 + timedelta(hours=2)
     assert history[1].created_at == sale.closed_at
-    limited = ledger.history(CARD, limit=1)
+    limited = ledger.ledger.history(CARD, limit=1)
     assert limited is not None and len(limited) == 1
-    assert ledger.history("0000000000000") is None
+    assert ledger.ledger.history("0000000000000") is None
 
 
 def test_concurrent_spends_never_share_a_lot(open_storage: Any) -> None:
@@ -227,7 +227,7 @@ def test_concurrent_spends_never_share_a_lot(open_storage: Any) -> None:
             start.wait()
             for seq in range(1, 11):
                 sale = make_sale(seq, register_id=register, card_no=CARD, spend=10)
-                storage.ingest([sale], NOW)
+                storage.sales.ingest([sale], NOW)
         except BaseException as exc:
             errors.append(exc)
 
@@ -259,7 +259,7 @@ def test_migration_turns_the_existing_journal_into_lots(
         full = old.migrations
         old.migrations = full.until("m003_node_enrolment")
         assert old.migrate() == old.migrations.names()
-        old.upsert_master(master_tables())
+        old.feed.upsert_master(master_tables())
         rows = [
             (CARD, "accrue", 100, "a", T0, T0 + timedelta(days=30)),
             (CARD, "accrue", 50, "b", T0, None),
@@ -277,7 +277,7 @@ def test_migration_turns_the_existing_journal_into_lots(
         old.migrations = full
         assert old.migrate() == full.names()[3:]
         assert _remaining(old) == {"a": 0, "b": 30, "c": 40}
-        balance = old.balance(CARD, NOW)
+        balance = old.ledger.balance(CARD, NOW)
         assert balance is not None and balance.wallets == {"bonus": 70}
         assert old.counts().ledger_entries == 4
         _assert_balanced(old)

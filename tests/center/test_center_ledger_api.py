@@ -28,7 +28,7 @@ def config(tmp_path: Path) -> Config:
 
 @pytest.fixture
 async def client(config: Config, storage: Storage) -> AsyncIterator[TestClient[Any, Any]]:
-    storage.upsert_master(master_tables())
+    storage.feed.upsert_master(master_tables())
     app = create_app(config, storage, clock=lambda: NOW)
     async with TestClient(TestServer(app)) as client:
         yield client
@@ -42,7 +42,7 @@ def _entry(source: str, amount: int, **dates: Any) -> LedgerEntry:
 async def test_balance_shows_pending_burning_and_debt(
     client: TestClient[Any, Any], storage: Storage
 ) -> None:
-    storage.add_ledger_entries(
+    storage.ledger.add_ledger_entries(
         [
             _entry("soon", 30, expires_at=NOW + timedelta(days=5)),
             _entry("later", 40, active_from=NOW + timedelta(days=3)),
@@ -64,7 +64,7 @@ async def test_balance_shows_pending_burning_and_debt(
     }
     narrow = await client.get(f"/v1/customers/{CARD}/balance", params={"burning_days": "2"})
     assert (await narrow.json())["burning"] == []
-    storage.ingest([make_sale(1, card_no=CARD, spend=50)], NOW)
+    storage.sales.ingest([make_sale(1, card_no=CARD, spend=50)], NOW)
     overdrawn = await (await client.get(f"/v1/customers/{CARD}/balance")).json()
     assert overdrawn["wallets"] == {"bonus": -20} and overdrawn["debt"] == {"bonus": 20}
     bad = await client.get(f"/v1/customers/{CARD}/balance", params={"burning_days": "9999"})
@@ -73,7 +73,7 @@ async def test_balance_shows_pending_burning_and_debt(
 
 async def test_history_route(client: TestClient[Any, Any], storage: Storage) -> None:
     sale = make_sale(1, card_no=CARD, accrue=12, expires_at=NOW + timedelta(days=90))
-    storage.ingest([sale], NOW)
+    storage.sales.ingest([sale], NOW)
     response = await client.get(f"/v1/customers/{CARD}/history")
     assert response.status == 200
     assert await response.json() == {
@@ -103,9 +103,9 @@ async def test_the_scheduled_job_burns_expired_lots(tmp_path: Path) -> None:
     assert config.ledger.expire_interval_s == 1
     async with TestClient(TestServer(create_app(config))) as client:
         storage = client.server.app[STORAGE_KEY]
-        storage.upsert_master(master_tables())
+        storage.feed.upsert_master(master_tables())
         past = datetime.now(UTC) - timedelta(days=1)
-        storage.add_ledger_entries([_entry("old", 25, expires_at=past)])
+        storage.ledger.add_ledger_entries([_entry("old", 25, expires_at=past)])
         deadline = asyncio.get_running_loop().time() + 15
         kinds: list[str] = []
         while asyncio.get_running_loop().time() < deadline:

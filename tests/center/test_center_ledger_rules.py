@@ -68,19 +68,19 @@ def _consumptions(storage: Storage) -> list[tuple[Any, ...]]:
 
 
 def _wallets(storage: Storage, now: datetime) -> tuple[dict[str, int], dict[str, int]]:
-    balance = storage.balance(CARD, now)
+    balance = storage.ledger.balance(CARD, now)
     assert balance is not None
     return dict(balance.wallets), dict(balance.debt)
 
 
 def _assert_balanced(storage: Storage) -> None:
-    journal, remaining, debt = _sql(storage).lot_totals()
+    journal, remaining, debt = _sql(storage).ledger.lot_totals()
     assert journal == remaining - debt
 
 
 @pytest.fixture
 def ledger(storage: Storage) -> Storage:
-    storage.upsert_master(master_tables())
+    storage.feed.upsert_master(master_tables())
     return storage
 
 
@@ -89,7 +89,7 @@ def ledger(storage: Storage) -> Storage:
 
 def test_an_accrual_is_a_lot_spendable_at_once(ledger: Storage) -> None:
     expires = T0 + 90 * DAY
-    assert ledger.add_ledger_entries([_credit("a", 120, expires_at=expires)]) == 1
+    assert ledger.ledger.add_ledger_entries([_credit("a", 120, expires_at=expires)]) == 1
     assert _lots(ledger) == {"a": (120, 120, None, expires)}
     assert _consumptions(ledger) == []
     assert _wallets(ledger, T0) == ({"bonus": 120}, {"bonus": 0})
@@ -98,40 +98,40 @@ def test_an_accrual_is_a_lot_spendable_at_once(ledger: Storage) -> None:
 
 def test_a_delayed_accrual_is_pending_and_not_spendable_until_active(ledger: Storage) -> None:
     active = T0 + 7 * DAY
-    ledger.add_ledger_entries([_credit("later", 50, active_from=active)])
+    ledger.ledger.add_ledger_entries([_credit("later", 50, active_from=active)])
     assert _lots(ledger) == {"later": (50, 50, active, None)}
-    balance = ledger.balance(CARD, T0)
+    balance = ledger.ledger.balance(CARD, T0)
     assert balance is not None
     assert balance.wallets == {"bonus": 0}
     assert balance.pending == (Pending("bonus", 50, active),)
     # A spend before activation cannot reach it: the whole spend is a debt.
-    ledger.add_ledger_entries([_spend("early", 20, at=active - timedelta(seconds=1))])
+    ledger.ledger.add_ledger_entries([_spend("early", 20, at=active - timedelta(seconds=1))])
     assert _remaining(ledger) == {"later": 50}
     assert _consumptions(ledger) == [("early", None, "debt", 20)]
     # From the activation instant on, it is active (active_from <= now).
     assert _wallets(ledger, active) == ({"bonus": 30}, {"bonus": 20})
-    ledger.add_ledger_entries([_spend("on-time", 10, at=active)])
+    ledger.ledger.add_ledger_entries([_spend("on-time", 10, at=active)])
     assert _remaining(ledger) == {"later": 40}
     _assert_balanced(ledger)
 
 
 def test_a_lot_lives_until_its_expiry_instant(ledger: Storage) -> None:
     expires = T0 + 10 * DAY
-    ledger.add_ledger_entries([_credit("short", 30, expires_at=expires)])
+    ledger.ledger.add_ledger_entries([_credit("short", 30, expires_at=expires)])
     assert _wallets(ledger, expires - timedelta(microseconds=1))[0] == {"bonus": 30}
     assert _wallets(ledger, expires)[0] == {"bonus": 0}  # derived: no job needed
     # A spend at the expiry instant finds nothing to take: a debt.
-    ledger.add_ledger_entries([_spend("too-late", 5, at=expires)])
+    ledger.ledger.add_ledger_entries([_spend("too-late", 5, at=expires)])
     assert _consumptions(ledger) == [("too-late", None, "debt", 5)]
     assert _remaining(ledger) == {"short": 30}
 
 
 def test_a_born_expired_credit_repays_no_debt_and_is_burnt(ledger: Storage) -> None:
-    ledger.add_ledger_entries([_spend("overdraft", 40, at=T0)])
+    ledger.ledger.add_ledger_entries([_spend("overdraft", 40, at=T0)])
     assert _wallets(ledger, T0) == ({"bonus": -40}, {"bonus": 40})
     # Credited at T0 + 1 day with an expiry already past (and one exactly at its creation).
     at = T0 + DAY
-    ledger.add_ledger_entries(
+    ledger.ledger.add_ledger_entries(
         [
             _credit("stale", 25, at=at, expires_at=at - timedelta(hours=1)),
             _credit("edge", 15, at=at, expires_at=at),
@@ -140,10 +140,10 @@ def test_a_born_expired_credit_repays_no_debt_and_is_burnt(ledger: Storage) -> N
     assert _remaining(ledger) == {"stale": 25, "edge": 15}
     assert [c for c in _consumptions(ledger) if c[2] == "recover"] == []
     assert _wallets(ledger, at) == ({"bonus": -40}, {"bonus": 40})
-    assert ledger.expire_lots(at) == 2
+    assert ledger.ledger.expire_lots(at) == 2
     assert _remaining(ledger) == {"stale": 0, "edge": 0}
     # A live credit after them does repay.
-    ledger.add_ledger_entries([_credit("fresh", 10, at=at)])
+    ledger.ledger.add_ledger_entries([_credit("fresh", 10, at=at)])
     assert _wallets(ledger, at) == ({"bonus": -30}, {"bonus": 30})
     _assert_balanced(ledger)
 
@@ -152,7 +152,7 @@ def test_a_born_expired_credit_repays_no_debt_and_is_burnt(ledger: Storage) -> N
 
 
 def test_a_debit_takes_the_earliest_expiring_lot_first_undated_last(ledger: Storage) -> None:
-    ledger.add_ledger_entries(
+    ledger.ledger.add_ledger_entries(
         [
             _credit("undated", 100),
             _credit("late", 100, expires_at=T0 + 90 * DAY),
@@ -161,14 +161,14 @@ def test_a_debit_takes_the_earliest_expiring_lot_first_undated_last(ledger: Stor
             _credit("soon-old-2", 100, expires_at=T0 + 30 * DAY),
         ]
     )
-    ledger.add_ledger_entries([_spend("s1", 250)])
+    ledger.ledger.add_ledger_entries([_spend("s1", 250)])
     # Same expiry: the older lot first, then (same creation too) the first stored.
     assert _consumptions(ledger) == [
         ("s1", "soon-old", "spend", 100),
         ("s1", "soon-old-2", "spend", 100),
         ("s1", "soon-new", "spend", 50),
     ]
-    ledger.add_ledger_entries([_spend("s2", 200)])
+    ledger.ledger.add_ledger_entries([_spend("s2", 200)])
     assert _consumptions(ledger)[3:] == [
         ("s2", "soon-new", "spend", 50),
         ("s2", "late", "spend", 100),
@@ -179,8 +179,8 @@ def test_a_debit_takes_the_earliest_expiring_lot_first_undated_last(ledger: Stor
 
 
 def test_a_debit_in_the_same_batch_takes_the_lots_credited_before_it(ledger: Storage) -> None:
-    ledger.add_ledger_entries([_credit("stored", 30, expires_at=T0 + 60 * DAY)])
-    ledger.add_ledger_entries(
+    ledger.ledger.add_ledger_entries([_credit("stored", 30, expires_at=T0 + 60 * DAY)])
+    ledger.ledger.add_ledger_entries(
         [
             _credit("new-soon", 20, at=T0 + DAY, expires_at=T0 + 5 * DAY),
             _credit("new-undated", 40, at=T0 + DAY),
@@ -199,21 +199,23 @@ def test_a_debit_in_the_same_batch_takes_the_lots_credited_before_it(ledger: Sto
 
 def test_a_lot_credited_in_the_batch_comes_after_its_stored_twin(ledger: Storage) -> None:
     # Same expiry, same creation: the lower lot_id first, and a new lot's is above every stored.
-    ledger.add_ledger_entries([_credit("stored", 10, expires_at=T0 + 5 * DAY)])
-    ledger.add_ledger_entries([_credit("twin", 10, expires_at=T0 + 5 * DAY), _spend("s", 15)])
+    ledger.ledger.add_ledger_entries([_credit("stored", 10, expires_at=T0 + 5 * DAY)])
+    ledger.ledger.add_ledger_entries(
+        [_credit("twin", 10, expires_at=T0 + 5 * DAY), _spend("s", 15)]
+    )
     assert _consumptions(ledger) == [("s", "stored", "spend", 10), ("s", "twin", "spend", 5)]
     assert _remaining(ledger) == {"stored": 0, "twin": 5}
 
 
 def test_an_overdraft_takes_every_active_lot_then_becomes_a_debt(ledger: Storage) -> None:
-    ledger.add_ledger_entries(
+    ledger.ledger.add_ledger_entries(
         [
             _credit("a", 30),
             _credit("pending", 100, active_from=T0 + 30 * DAY),
             _credit("gone", 100, expires_at=T0 + timedelta(hours=1)),
         ]
     )
-    ledger.add_ledger_entries([_spend("offline", 100)])
+    ledger.ledger.add_ledger_entries([_spend("offline", 100)])
     assert _consumptions(ledger) == [("offline", "a", "spend", 30), ("offline", None, "debt", 70)]
     assert _remaining(ledger) == {"a": 0, "pending": 100, "gone": 100}
     assert _wallets(ledger, T0 + DAY) == ({"bonus": -70}, {"bonus": 70})
@@ -221,13 +223,13 @@ def test_an_overdraft_takes_every_active_lot_then_becomes_a_debt(ledger: Storage
 
 
 def test_later_accruals_repay_the_debt_first(ledger: Storage) -> None:
-    ledger.add_ledger_entries([_spend("offline", 70, at=T0)])
-    ledger.add_ledger_entries([_credit("part", 50, at=T0 + DAY)])
+    ledger.ledger.add_ledger_entries([_spend("offline", 70, at=T0)])
+    ledger.ledger.add_ledger_entries([_credit("part", 50, at=T0 + DAY)])
     assert _remaining(ledger) == {"part": 0}
     assert _wallets(ledger, T0 + DAY) == ({"bonus": -20}, {"bonus": 20})
     # A pending accrual repays at once too; what is left of it stays pending.
     active = T0 + 9 * DAY
-    ledger.add_ledger_entries([_credit("rest", 45, at=T0 + DAY, active_from=active)])
+    ledger.ledger.add_ledger_entries([_credit("rest", 45, at=T0 + DAY, active_from=active)])
     assert _remaining(ledger) == {"part": 0, "rest": 25}
     assert _wallets(ledger, T0 + DAY) == ({"bonus": 0}, {"bonus": 0})
     assert _wallets(ledger, active) == ({"bonus": 25}, {"bonus": 0})
@@ -236,13 +238,13 @@ def test_later_accruals_repay_the_debt_first(ledger: Storage) -> None:
         ("rest", "rest", "recover", 20),
     ]
     # The debt is repaid once: the next credit stays whole.
-    ledger.add_ledger_entries([_credit("whole", 5, at=T0 + 2 * DAY)])
+    ledger.ledger.add_ledger_entries([_credit("whole", 5, at=T0 + 2 * DAY)])
     assert _remaining(ledger)["whole"] == 5
     _assert_balanced(ledger)
 
 
 def test_debt_and_its_recovery_within_one_batch(ledger: Storage) -> None:
-    ledger.add_ledger_entries(
+    ledger.ledger.add_ledger_entries(
         [
             _credit("a", 10, at=T0),
             _spend("s", 25, at=T0 + timedelta(minutes=1)),
@@ -265,18 +267,18 @@ def test_debt_and_its_recovery_within_one_batch(ledger: Storage) -> None:
 
 def test_expiry_burns_the_remainder_once_dated_at_the_expiry(ledger: Storage) -> None:
     expires = T0 + 10 * DAY
-    ledger.add_ledger_entries(
+    ledger.ledger.add_ledger_entries(
         [_credit("dated", 100, expires_at=expires), _credit("kept", 10, expires_at=expires + DAY)]
     )
-    ledger.add_ledger_entries([_spend("s", 40, at=T0 + DAY)])
-    assert ledger.expire_lots(expires - timedelta(microseconds=1)) == 0
-    assert ledger.expire_lots(expires) == 1  # expires_at <= now
+    ledger.ledger.add_ledger_entries([_spend("s", 40, at=T0 + DAY)])
+    assert ledger.ledger.expire_lots(expires - timedelta(microseconds=1)) == 0
+    assert ledger.ledger.expire_lots(expires) == 1  # expires_at <= now
     assert _remaining(ledger) == {"dated": 0, "kept": 10}
     assert _consumptions(ledger)[-1] == (_lot_source(ledger, "dated"), "dated", "expire", 60)
     # Idempotent: neither again nor later burns it twice.
-    assert ledger.expire_lots(expires) == 0
-    assert ledger.expire_lots(expires + 400 * DAY) == 1  # only "kept"
-    history = ledger.history(CARD)
+    assert ledger.ledger.expire_lots(expires) == 0
+    assert ledger.ledger.expire_lots(expires + 400 * DAY) == 1  # only "kept"
+    history = ledger.ledger.history(CARD)
     assert history is not None
     burnt = sorted((e.amount, e.created_at) for e in history if e.kind == "expire")
     assert burnt == [(-60, expires), (-10, expires + DAY)]
@@ -294,7 +296,7 @@ def _lot_source(storage: Storage, source: str) -> str:
 
 def test_balance_pending_and_burning_are_grouped_and_ordered(ledger: Storage) -> None:
     now = T0 + DAY
-    ledger.add_ledger_entries(
+    ledger.ledger.add_ledger_entries(
         [
             _credit("a", 10, expires_at=now + 5 * DAY),
             _credit("b", 20, expires_at=now + 5 * DAY),
@@ -309,7 +311,7 @@ def test_balance_pending_and_burning_are_grouped_and_ordered(ledger: Storage) ->
             _credit("gone", 11, expires_at=now),
         ]
     )
-    balance = ledger.balance(CARD, now, burning_within=30 * DAY)
+    balance = ledger.ledger.balance(CARD, now, burning_within=30 * DAY)
     assert balance is not None
     assert balance.wallets == {"bonus": 40, "promo": 4}
     assert balance.pending == (
@@ -322,13 +324,13 @@ def test_balance_pending_and_burning_are_grouped_and_ordered(ledger: Storage) ->
         Burning("bonus", 3, now + 30 * DAY),
     )
     assert balance.debt == {"bonus": 0}
-    narrow = ledger.balance(CARD, now, burning_within=3 * DAY)
+    narrow = ledger.ledger.balance(CARD, now, burning_within=3 * DAY)
     assert narrow is not None and narrow.burning == (Burning("promo", 4, now + 2 * DAY),)
 
 
 def test_balance_is_active_lots_less_the_debt(ledger: Storage) -> None:
-    ledger.add_ledger_entries([_spend("overdraft", 12, at=T0)])
-    ledger.add_ledger_entries(
+    ledger.ledger.add_ledger_entries([_spend("overdraft", 12, at=T0)])
+    ledger.ledger.add_ledger_entries(
         [LedgerEntry(CARD, "promo", "spend", -5, "", "p", T0), _credit("b", 3, at=T0)]
     )
     assert _wallets(ledger, T0) == ({"bonus": -9, "promo": -5}, {"bonus": 9, "promo": 5})
@@ -340,10 +342,10 @@ def test_balance_is_active_lots_less_the_debt(ledger: Storage) -> None:
 def test_a_return_takes_back_its_own_lot_first_then_fifo(ledger: Storage) -> None:
     # (What no lot covers becomes a debt: test_center_returns covers that on both backends.)
     original = make_sale(1, card_no=CARD, accrue=100, expires_at=T0 + 300 * DAY)
-    ledger.ingest([original], T0)
-    ledger.add_ledger_entries([_spend("s", 60, at=T0 + timedelta(minutes=2))])
+    ledger.sales.ingest([original], T0)
+    ledger.ledger.add_ledger_entries([_spend("s", 60, at=T0 + timedelta(minutes=2))])
     at = T0 + timedelta(minutes=2)
-    ledger.add_ledger_entries(
+    ledger.ledger.add_ledger_entries(
         [
             _credit("soon", 50, at=at, expires_at=T0 + 10 * DAY),
             _credit("mid", 100, at=at, expires_at=T0 + 100 * DAY),
@@ -351,7 +353,7 @@ def test_a_return_takes_back_its_own_lot_first_then_fifo(ledger: Storage) -> Non
     )
     # The sale's own lot expires last, yet the return takes back what is left of it first.
     ret = make_return(3, original, {1: 1000, 2: 1000})
-    ledger.ingest([ret], T0)
+    ledger.sales.ingest([ret], T0)
     assert [c for c in _consumptions(ledger) if c[0] == ret.sale_id] == [
         (ret.sale_id, original.sale_id, "return_accrual", 40),
         (ret.sale_id, "soon", "return_accrual", 50),
@@ -363,12 +365,12 @@ def test_a_return_takes_back_its_own_lot_first_then_fifo(ledger: Storage) -> Non
 
 
 def test_a_return_takes_its_own_lot_even_before_it_is_active(ledger: Storage) -> None:
-    ledger.add_ledger_entries([_credit("other", 500)])
+    ledger.ledger.add_ledger_entries([_credit("other", 500)])
     original = make_sale(1, card_no=CARD, accrue=40, active_from=T0 + 14 * DAY)
-    ledger.ingest([original], T0)
+    ledger.sales.ingest([original], T0)
     ret = make_return(2, original, {1: 1000, 2: 1000})
-    ledger.ingest([ret], T0)
+    ledger.sales.ingest([ret], T0)
     assert _remaining(ledger) == {"other": 500, original.sale_id: 0}
-    balance = ledger.balance(CARD, T0 + DAY)
+    balance = ledger.ledger.balance(CARD, T0 + DAY)
     assert balance is not None and balance.pending == () and balance.wallets == {"bonus": 500}
     _assert_balanced(ledger)

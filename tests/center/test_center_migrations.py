@@ -152,21 +152,21 @@ def test_previous_release_database_is_upgraded_in_place(
     # The data of the previous release are all there and keep working.
     assert storage.counts().sales == len(old.SALES)
     for sale in old.SALES:
-        stored = storage.load_sale(sale.sale_id)
+        stored = storage.sales.load_sale(sale.sale_id)
         assert stored is not None and decode_sale(stored) == sale
-    balance = storage.balance(old.CARD, NOW)
+    balance = storage.ledger.balance(old.CARD, NOW)
     assert balance is not None and balance.wallets == {"bonus": old.ACCRUED}
-    view = storage.customer_view(old.NEW_CUSTOMER_ID, NOW)
+    view = storage.customers.customer_view(old.NEW_CUSTOMER_ID, NOW)
     assert view is not None and old.NEW_CARD in {c["card_no"] for c in view["cards"]}
-    promotion = storage.get_promotion(old.PROMOTION_ID)
+    promotion = storage.promotions.get_promotion(old.PROMOTION_ID)
     assert promotion is not None and promotion["status"] == "active"
-    user = storage.user_by_token_hash(old.token_hash(old.TOKEN))
+    user = storage.users.user_by_token_hash(old.token_hash(old.TOKEN))
     assert user is not None and (user.username, user.role) == (old.USERNAME, "marketer")
-    again = storage.ingest(list(old.SALES), NOW)
+    again = storage.sales.ingest(list(old.SALES), NOW)
     assert sorted(again.duplicates) == sorted(old.SALE_IDS) and not again.accepted
     later = old.sale(3, "00000000-0000-4000-8000-0000000000c3", card_no=old.CARD, accrue=5)
-    assert storage.ingest([later], NOW).accepted == (later.sale_id,)
-    assert storage.balance(old.CARD, NOW).wallets == {"bonus": old.ACCRUED + 5}  # type: ignore[union-attr]
+    assert storage.sales.ingest([later], NOW).accepted == (later.sale_id,)
+    assert storage.ledger.balance(old.CARD, NOW).wallets == {"bonus": old.ACCRUED + 5}  # type: ignore[union-attr]
 
     reopened = open_previous()  # the next start: nothing to do, nothing recorded twice
     assert reopened.migrate() == []

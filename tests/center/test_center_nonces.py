@@ -51,7 +51,7 @@ async def test_a_replay_is_refused_after_the_center_restarts(
     config: Config, open_storage: OpenStorage
 ) -> None:
     before = open_storage()
-    before.upsert_master(master_tables())
+    before.feed.upsert_master(master_tables())
     body = sales_body(make_sale(1))
     async with center(config, before) as client:
         node = await enrolled_node(client, before)
@@ -76,7 +76,7 @@ async def test_a_replay_sent_to_another_worker_is_refused(
     config: Config, open_storage: OpenStorage
 ) -> None:
     one, two = open_storage(), open_storage()
-    one.upsert_master(master_tables())
+    one.feed.upsert_master(master_tables())
     async with center(config, one) as first, center(config, two) as second:
         node = await enrolled_node(first, one)
         body = sales_body(make_sale(1))
@@ -101,19 +101,19 @@ async def test_a_replay_sent_to_another_worker_is_refused(
 def test_a_nonce_is_claimed_once_and_old_ones_are_purged(open_storage: OpenStorage) -> None:
     storage = open_storage()
     other = open_storage()
-    assert storage.claim_nonce("node-a", "n" * 32, T0, NONCE_HORIZON)
-    assert not storage.claim_nonce("node-a", "n" * 32, T0, NONCE_HORIZON)
-    assert not other.claim_nonce("node-a", "n" * 32, T0 + timedelta(minutes=9), NONCE_HORIZON)
-    assert other.claim_nonce("node-b", "n" * 32, T0, NONCE_HORIZON)  # nonces are per node
+    assert storage.nodes.claim_nonce("node-a", "n" * 32, T0, NONCE_HORIZON)
+    assert not storage.nodes.claim_nonce("node-a", "n" * 32, T0, NONCE_HORIZON)
+    assert not other.nodes.claim_nonce("node-a", "n" * 32, T0 + timedelta(minutes=9), NONCE_HORIZON)
+    assert other.nodes.claim_nonce("node-b", "n" * 32, T0, NONCE_HORIZON)  # nonces are per node
     assert stored_nonces(storage) == 2
 
     # Past the horizon the rows go, in one delete with the next claim (at most once a minute).
     later = T0 + NONCE_HORIZON + timedelta(seconds=1)
-    assert storage.claim_nonce("node-a", "m" * 32, later, NONCE_HORIZON)
+    assert storage.nodes.claim_nonce("node-a", "m" * 32, later, NONCE_HORIZON)
     assert stored_nonces(storage) == 1
-    assert storage.claim_nonce("node-a", "o" * 32, later + PURGE_EVERY / 2, NONCE_HORIZON)
+    assert storage.nodes.claim_nonce("node-a", "o" * 32, later + PURGE_EVERY / 2, NONCE_HORIZON)
     assert stored_nonces(storage) == 2
-    assert storage.purge_nonces(later + timedelta(seconds=1)) == 1
+    assert storage.nodes.purge_nonces(later + timedelta(seconds=1)) == 1
     assert stored_nonces(storage) == 1
     # A row not purged yet but past the horizon does not hold its nonce.
-    assert other.claim_nonce("node-a", "o" * 32, later + NONCE_HORIZON * 2, NONCE_HORIZON)
+    assert other.nodes.claim_nonce("node-a", "o" * 32, later + NONCE_HORIZON * 2, NONCE_HORIZON)

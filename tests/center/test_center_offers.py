@@ -28,7 +28,7 @@ def apply(replica: Replica, message: MasterSnapshot | MasterDelta | None) -> int
 def sync(storage: Storage, replica: Replica, since: int, now: datetime = NOW) -> int:
     """Poll store 367 until up to date; the final version."""
     for _ in range(50):
-        message = storage.master_feed("367", since, now, FAST)
+        message = storage.feed.master_feed("367", since, now, FAST)
         version = apply(replica, message)
         if isinstance(message, MasterDelta) and message.from_version == message.to_version:
             return version
@@ -37,15 +37,15 @@ def sync(storage: Storage, replica: Replica, since: int, now: datetime = NOW) ->
 
 
 def delta(storage: Storage, since: int, now: datetime = NOW) -> MasterDelta:
-    message = storage.master_feed("367", since, now, FAST)
+    message = storage.feed.master_feed("367", since, now, FAST)
     assert isinstance(message, MasterDelta)
     return message
 
 
 @pytest.fixture
 def loaded(storage: Storage) -> Storage:
-    storage.upsert_master(master_tables())
-    storage.ingest([make_sale(1, card_no=CARD, accrue=40)], NOW)
+    storage.feed.upsert_master(master_tables())
+    storage.sales.ingest([make_sale(1, card_no=CARD, accrue=40)], NOW)
     return storage
 
 
@@ -58,7 +58,7 @@ def offer(product_id: str = "1000", percent: str = "15", **kw: Any) -> OfferInpu
 
 def test_offers_are_stored_replaced_and_audited(loaded: Storage) -> None:
     until = NOW + timedelta(days=7)
-    done = loaded.set_personal_offers(
+    done = loaded.offers.set_personal_offers(
         "hh-1", [offer(valid_to=until, source="model"), offer("1001", "12.50")], "ann", NOW
     )
     assert done["changed"] is True
@@ -80,33 +80,38 @@ def test_offers_are_stored_replaced_and_audited(loaded: Storage) -> None:
             "source": "manual",
         },
     ]
-    assert loaded.personal_offers("hh-1") == {"customer_id": "hh-1", "offers": done["offers"]}
-    assert loaded.personal_offers("hh-404") is None
+    assert loaded.offers.personal_offers("hh-1") == {
+        "customer_id": "hh-1",
+        "offers": done["offers"],
+    }
+    assert loaded.offers.personal_offers("hh-404") is None
     version = loaded.counts().master_version
-    again = loaded.set_personal_offers(
+    again = loaded.offers.set_personal_offers(
         "hh-1", [offer("1001", "12.5"), offer(valid_to=until, source="model")], "bob", NOW
     )
     assert again["changed"] is False
     assert loaded.counts().master_version == version  # nothing written, nothing bumped
-    (change,) = [c for c in loaded.audit_history("customer", "hh-1") if c["action"] == "offers"]
+    (change,) = [
+        c for c in loaded.audit.audit_history("customer", "hh-1") if c["action"] == "offers"
+    ]
     assert change["before"] == {"offers": []} and change["after"] == {"offers": done["offers"]}
     assert change["actor"] == "ann"
-    loaded.set_personal_offers("hh-1", [], "bob", NOW)
-    assert loaded.personal_offers("hh-1") == {"customer_id": "hh-1", "offers": []}
+    loaded.offers.set_personal_offers("hh-1", [], "bob", NOW)
+    assert loaded.offers.personal_offers("hh-1") == {"customer_id": "hh-1", "offers": []}
 
 
 def test_bad_offers_name_the_field_and_write_nothing(loaded: Storage) -> None:
     with pytest.raises(UnknownObject, match=r"body\.offers\[1\]\.product_id"):
-        loaded.set_personal_offers("hh-1", [offer(), offer("9999")], "ann", NOW)
+        loaded.offers.set_personal_offers("hh-1", [offer(), offer("9999")], "ann", NOW)
     with pytest.raises(UnknownObject, match="customer_id"):
-        loaded.set_personal_offers("hh-404", [offer()], "ann", NOW)
+        loaded.offers.set_personal_offers("hh-404", [offer()], "ann", NOW)
     with pytest.raises(UnknownObject, match="offer_id"):
-        loaded.delete_personal_offer("hh-1", "1000", "ann", NOW)
-    assert loaded.personal_offers("hh-1") == {"customer_id": "hh-1", "offers": []}
-    loaded.upsert_master({"customers": [{"customer_id": "hh-3"}]})
-    loaded.merge_customers("hh-1", "hh-3", "ann", NOW)
+        loaded.offers.delete_personal_offer("hh-1", "1000", "ann", NOW)
+    assert loaded.offers.personal_offers("hh-1") == {"customer_id": "hh-1", "offers": []}
+    loaded.feed.upsert_master({"customers": [{"customer_id": "hh-3"}]})
+    loaded.customers.merge_customers("hh-1", "hh-3", "ann", NOW)
     with pytest.raises(Conflict, match="merged into hh-1"):
-        loaded.set_personal_offers("hh-3", [offer()], "ann", NOW)
+        loaded.offers.set_personal_offers("hh-3", [offer()], "ann", NOW)
 
 
 def test_parse_offers_names_each_bad_field() -> None:
@@ -143,7 +148,7 @@ def test_an_offer_travels_with_the_card_and_leaves_when_deleted(loaded: Storage)
     replica: Replica = {}
     version = sync(loaded, replica, 0)
     assert "personal_offers" not in replica["cards"][CARD]
-    loaded.set_personal_offers("hh-1", [offer(), offer("1001", "30")], "ann", NOW)
+    loaded.offers.set_personal_offers("hh-1", [offer(), offer("1001", "30")], "ann", NOW)
     message = delta(loaded, version)
     assert message.to_version > version
     (card,) = message.upserts["cards"]
@@ -156,16 +161,16 @@ def test_an_offer_travels_with_the_card_and_leaves_when_deleted(loaded: Storage)
     version = apply(replica, message)
     assert sync(loaded, replica, version) == version
     # A snapshot says the same as the deltas.
-    snapshot = loaded.master_feed("367", 0, NOW, FAST)
+    snapshot = loaded.feed.master_feed("367", 0, NOW, FAST)
     assert isinstance(snapshot, MasterSnapshot)
     assert dict(snapshot.tables["cards"][0]) == replica["cards"][CARD]
 
-    done = loaded.delete_personal_offer("hh-1", "1000", "bob", NOW)
+    done = loaded.offers.delete_personal_offer("hh-1", "1000", "bob", NOW)
     assert [o["offer_id"] for o in done["offers"]] == ["1001"]
     message = delta(loaded, version)
     assert [o["offer_id"] for o in message.upserts["cards"][0]["personal_offers"]] == ["1001"]
     version = apply(replica, message)
-    loaded.set_personal_offers("hh-1", [], "bob", NOW)
+    loaded.offers.set_personal_offers("hh-1", [], "bob", NOW)
     message = delta(loaded, version)
     assert "personal_offers" not in message.upserts["cards"][0]
     apply(replica, message)
@@ -173,7 +178,7 @@ def test_an_offer_travels_with_the_card_and_leaves_when_deleted(loaded: Storage)
 
 def test_an_expired_offer_leaves_the_card_without_a_write(loaded: Storage) -> None:
     ends = NOW + timedelta(hours=1)
-    loaded.set_personal_offers("hh-1", [offer(valid_to=ends), offer("1001")], "ann", NOW)
+    loaded.offers.set_personal_offers("hh-1", [offer(valid_to=ends), offer("1001")], "ann", NOW)
     replica: Replica = {}
     version = sync(loaded, replica, 0)
     assert len(replica["cards"][CARD]["personal_offers"]) == 2
@@ -186,14 +191,16 @@ def test_an_expired_offer_leaves_the_card_without_a_write(loaded: Storage) -> No
 
 def _batch(storage: Storage, *, single_use: bool = True, valid_to: date | None = None) -> str:
     request = BatchRequest("base-accrual-3", "spring", "SPR", 3, single_use, None, valid_to)
-    return str(storage.create_coupon_batch(request, "ann", NOW)["batch_id"])
+    return str(storage.coupons.create_coupon_batch(request, "ann", NOW)["batch_id"])
 
 
 def test_an_issued_coupon_travels_with_the_card_until_redeemed(loaded: Storage) -> None:
     replica: Replica = {}
     version = sync(loaded, replica, 0)
     batch_id = _batch(loaded, valid_to=date(2024, 3, 31))
-    issued = loaded.issue_coupons(batch_id, IssueRequest(customer_ids=("hh-1",)), "ann", NOW)
+    issued = loaded.coupons.issue_coupons(
+        batch_id, IssueRequest(customer_ids=("hh-1",)), "ann", NOW
+    )
     (code,) = [c["code"] for c in issued["codes"]]
     message = delta(loaded, version)
     (card,) = message.upserts["cards"]
@@ -214,7 +221,7 @@ def test_an_issued_coupon_travels_with_the_card_until_redeemed(loaded: Storage) 
     sale = dataclasses.replace(
         make_sale(1, card_no=None, store_id="406", register_id="406-1"), coupons_redeemed=(code,)
     )
-    loaded.ingest([sale], NOW)
+    loaded.sales.ingest([sale], NOW)
     message = delta(loaded, version)
     assert message.to_version > version
     (card,) = message.upserts["cards"]
@@ -227,13 +234,13 @@ def test_multi_use_coupons_stay_and_expired_ones_go(loaded: Storage) -> None:
     keep = _batch(loaded, single_use=False)
     ends = _batch(loaded, valid_to=NOW.date())
     for batch_id in (keep, ends):
-        loaded.issue_coupons(batch_id, IssueRequest(card_nos=(CARD,)), "ann", NOW)
+        loaded.coupons.issue_coupons(batch_id, IssueRequest(card_nos=(CARD,)), "ann", NOW)
     replica: Replica = {}
     version = sync(loaded, replica, 0)
     assert {c["batch_id"] for c in replica["cards"][CARD]["coupons"]} == {keep, ends}
     (kept,) = [c["code"] for c in replica["cards"][CARD]["coupons"] if c["batch_id"] == keep]
     sale = dataclasses.replace(make_sale(2, card_no=CARD), coupons_redeemed=(kept,))
-    loaded.ingest([sale], NOW)
+    loaded.sales.ingest([sale], NOW)
     version = sync(loaded, replica, version)
     assert {c["batch_id"] for c in replica["cards"][CARD]["coupons"]} == {keep, ends}
     # The last day of `ends` is over the next (UTC) day.
@@ -243,10 +250,10 @@ def test_multi_use_coupons_stay_and_expired_ones_go(loaded: Storage) -> None:
 
 
 def test_lookup_answers_the_card_with_its_offers_and_coupons(loaded: Storage) -> None:
-    loaded.set_personal_offers("hh-2", [offer("1001", "20")], "ann", NOW)
+    loaded.offers.set_personal_offers("hh-2", [offer("1001", "20")], "ann", NOW)
     batch_id = _batch(loaded)
-    loaded.issue_coupons(batch_id, IssueRequest(customer_ids=("hh-2",)), "ann", NOW)
-    row = loaded.lookup_card("367", OTHER_CARD, NOW)
+    loaded.coupons.issue_coupons(batch_id, IssueRequest(customer_ids=("hh-2",)), "ann", NOW)
+    row = loaded.feed.lookup_card("367", OTHER_CARD, NOW)
     assert row is not None
     assert [o["percent"] for o in row["personal_offers"]] == ["20"]
     assert [c["batch_id"] for c in row["coupons"]] == [batch_id]
@@ -256,11 +263,13 @@ def test_a_merge_sends_the_survivors_cards_with_the_merged_coupons(loaded: Stora
     replica: Replica = {}
     version = sync(loaded, replica, 0)
     batch_id = _batch(loaded)
-    issued = loaded.issue_coupons(batch_id, IssueRequest(customer_ids=("hh-2",)), "ann", NOW)
+    issued = loaded.coupons.issue_coupons(
+        batch_id, IssueRequest(customer_ids=("hh-2",)), "ann", NOW
+    )
     (code,) = [c["code"] for c in issued["codes"]]
     version = sync(loaded, replica, version)
     assert "coupons" not in replica["cards"][CARD]
-    loaded.merge_customers("hh-1", "hh-2", "ann", NOW)
+    loaded.customers.merge_customers("hh-1", "hh-2", "ann", NOW)
     # The survivor's own card (the one this store holds) now carries the merged coupon; the
     # delta must say so, or the store's checksum would no longer match the Center's.
     message = delta(loaded, version)

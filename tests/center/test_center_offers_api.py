@@ -36,7 +36,7 @@ def config(tmp_path: Path) -> Config:
 
 @pytest.fixture
 async def client(config: Config, storage: Storage) -> AsyncIterator[TestClient[Any, Any]]:
-    storage.upsert_master(master_tables())
+    storage.feed.upsert_master(master_tables())
     async with TestClient(TestServer(create_app(config, storage, clock=lambda: T0))) as client:
         yield client
 

@@ -57,10 +57,10 @@ async def test_a_personal_offer_reaches_the_register_and_prices_offline(
     tables = master_tables()
     tables["promotions"] = [{"promotion_id": "personal", "doc": PERSONAL}]
     tables["settings"] = [{"name": k, "value": v} for k, v in default_settings().items()]
-    storage.upsert_master(tables)
+    storage.feed.upsert_master(tables)
     now = datetime.now(UTC)
     sale = make_sale(1, card_no=CARD, accrue=40)  # CARD shopped at 367: in its scope
-    storage.ingest([dataclasses.replace(sale, opened_at=now, closed_at=now)], now)
+    storage.sales.ingest([dataclasses.replace(sale, opened_at=now, closed_at=now)], now)
     (tmp_path / "center").mkdir()
     config = load_center_config(
         write_config(tmp_path / "center", extra="[master]\nchecksum_every_s = 0\n")
@@ -91,10 +91,10 @@ async def test_a_personal_offer_reaches_the_register_and_prices_offline(
                         headers={"Authorization": f"Bearer {token}"},
                     )
                     assert resp.status == 200, await resp.text()
-                batch = storage.create_coupon_batch(
+                batch = storage.coupons.create_coupon_batch(
                     BatchRequest("personal", "e2e", "E2E", 2, True, None, None), "ann", now
                 )
-                issued = storage.issue_coupons(
+                issued = storage.coupons.issue_coupons(
                     batch["batch_id"], IssueRequest(customer_ids=("hh-1",)), "ann", now
                 )
                 (code,) = [c["code"] for c in issued["codes"]]

@@ -31,21 +31,21 @@ def _partition_of(storage: PostgresStorage) -> dict[str, str]:
 def test_sales_are_stored_once_across_months(storage: Storage) -> None:
     march = make_sale(1, card_no=CARD, accrue=10)
     april = _in_april(2, card_no=CARD, accrue=7)
-    first = storage.ingest([march, april], NOW)
+    first = storage.sales.ingest([march, april], NOW)
     assert sorted(first.accepted) == sorted([march.sale_id, april.sale_id])
-    again = storage.ingest([april, march], NOW)
+    again = storage.sales.ingest([april, march], NOW)
     assert sorted(again.duplicates) == sorted(first.accepted) and not again.accepted
     # The same id with another payload (another month) and a taken (register, seq) elsewhere.
     moved = _in_april(1, sale_id=march.sale_id, card_no=CARD, accrue=10)
     stolen = _in_april(2, card_no=CARD, accrue=3)
-    third = storage.ingest([moved, stolen], NOW)
+    third = storage.sales.ingest([moved, stolen], NOW)
     assert not third.accepted and len(third.rejected) == 2
     reasons = {r.sale_id: r.reason for r in third.rejected}
     assert "different payload" in reasons[march.sale_id]
     assert "already belongs to sale" in reasons[stolen.sale_id]
     counts = storage.counts()
     assert (counts.sales, counts.ledger_entries, counts.quarantined) == (2, 2, 2)
-    assert storage.load_sale(march.sale_id) is not None  # type: ignore[attr-defined]
+    assert storage.sales.load_sale(march.sale_id) is not None  # type: ignore[attr-defined]
 
 
 def test_rows_land_in_their_month(pg_dsn: str) -> None:
@@ -56,18 +56,18 @@ def test_rows_land_in_their_month(pg_dsn: str) -> None:
         kind = storage._execute("SELECT relkind FROM pg_class WHERE relname = 'sales'")
         assert kind.fetchone()[0] == "p"
         march, april = make_sale(1), _in_april(2)
-        storage.ingest([march, april], NOW)
+        storage.sales.ingest([march, april], NOW)
         # 2024 is long before the partitions made at migration: both wait in the default.
         assert set(_partition_of(storage).values()) == {"sales_default"}
-        created = storage.ensure_partitions(T0, months_ahead=1)
+        created = storage.sales.ensure_partitions(T0, months_ahead=1)
         assert created == ["sales_p202403", "sales_p202404"]
         assert _partition_of(storage) == {
             march.sale_id: "sales_p202403",
             april.sale_id: "sales_p202404",
         }
-        assert storage.ensure_partitions(T0, months_ahead=1) == []
+        assert storage.sales.ensure_partitions(T0, months_ahead=1) == []
         later = make_sale(3)
-        storage.ingest([later, march], NOW)
+        storage.sales.ingest([later, march], NOW)
         assert _partition_of(storage)[later.sale_id] == "sales_p202403"
         assert storage.counts().sales == 3
         children = storage._execute(
@@ -102,7 +102,7 @@ def test_migration_partitions_a_populated_table(pg_dsn: str) -> None:
     try:
         old.migrate()
         old._execute("CREATE INDEX sales_promo ON sales (promo_version)")  # any migration's
-        assert len(old.ingest(sales, NOW).accepted) == 6
+        assert len(old.sales.ingest(sales, NOW).accepted) == 6
         before = old._execute("SELECT sale_id, payload FROM sales ORDER BY sale_id").fetchall()
     finally:
         old.close()
@@ -121,19 +121,19 @@ def test_migration_partitions_a_populated_table(pg_dsn: str) -> None:
         }
         assert {"sales_card", "sales_store_register", "sales_promo"} <= indexes
         # migrate() also gave the months found in the data their own partitions.
-        assert storage.ensure_partitions(T0, months_ahead=1) == []
+        assert storage.sales.ensure_partitions(T0, months_ahead=1) == []
         assert set(_partition_of(storage).values()) == {"sales_p202403", "sales_p202404"}
-        replay = storage.ingest(sales, NOW)
+        replay = storage.sales.ingest(sales, NOW)
         assert len(replay.duplicates) == 6 and not replay.accepted
         assert storage.counts().ledger_entries == 5
         clash = make_sale(2)  # (register, seq) held by a sale stored before the migration
-        assert storage.ingest([clash], NOW).rejected[0].reason.startswith("seq:")
+        assert storage.sales.ingest([clash], NOW).rejected[0].reason.startswith("seq:")
     finally:
         storage.close()
 
 
 def test_sqlite_has_no_partitions(storage: Storage) -> None:
-    created = storage.ensure_partitions(T0)
+    created = storage.sales.ensure_partitions(T0)
     if storage.backend == "sqlite":
         assert created == []
     else:

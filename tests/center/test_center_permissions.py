@@ -110,7 +110,7 @@ def test_the_role_matrix() -> None:
 def sqlite_storage(tmp_path: Path) -> AsyncIterator[Storage]:
     storage = SqliteStorage(tmp_path / "perm.db")
     storage.migrate()
-    storage.upsert_master(master_tables())
+    storage.feed.upsert_master(master_tables())
     yield storage
     storage.close()
 

@@ -73,7 +73,7 @@ def sell(storage: Storage) -> None:
     tables = master_tables()
     tables["stores"].append({"store_id": "500", "name": "Store 500"})
     tables["promotions"].append({"promotion_id": PROMO, "doc": {"promotion_id": PROMO}})
-    storage.upsert_master(tables)
+    storage.feed.upsert_master(tables)
     accrued_and_discounted = _sale(
         5, 1, discounts={1: ((PROMO, 15),), 2: ((PROMO, 5),)}, card_no=CARD, accrue=7
     )
@@ -93,7 +93,7 @@ def sell(storage: Storage) -> None:
     back = dataclasses.replace(
         back, closed_at=D0 + timedelta(days=2, minutes=30), opened_at=D0 + timedelta(days=2)
     )
-    ack = storage.ingest([*sales, back], D0)
+    ack = storage.sales.ingest([*sales, back], D0)
     assert len(ack.accepted) == len(sales) + 1, ack
 
 

@@ -52,7 +52,7 @@ def accrual(promotion_id: str = "A3") -> dict[str, Any]:
 
 
 def live_ids(storage: Storage) -> dict[str, dict[str, Any]]:
-    found = storage.master_snapshot("367", T2)
+    found = storage.feed.master_snapshot("367", T2)
     assert found is not None
     return {row["promotion_id"]: row for row in found[1]["promotions"]}
 
@@ -175,56 +175,56 @@ def test_sample_attributes_win_over_master_products() -> None:
 
 
 def test_create_and_update_make_revisions(storage: Storage) -> None:
-    created = storage.create_promotion(threshold(), "maria", T0)
+    created = storage.promotions.create_promotion(threshold(), "maria", T0)
     assert (created["status"], created["revision"], created["live_revision"]) == ("draft", 1, None)
     assert created["doc"] == threshold()
     assert created["created_by"] == "maria"
-    updated = storage.update_promotion("T5", threshold(percent="12"), "ivan", T1)
+    updated = storage.promotions.update_promotion("T5", threshold(percent="12"), "ivan", T1)
     assert updated["revision"] == 2
     assert updated["doc"]["steps"][1]["percent"] == "12"
     assert [(r["revision"], r["author"], r["status"]) for r in updated["revisions"]] == [
         (1, "maria", "draft"),
         (2, "ivan", "draft"),
     ]
-    again = storage.update_promotion("T5", threshold(percent="12"), "ivan", T2)
+    again = storage.promotions.update_promotion("T5", threshold(percent="12"), "ivan", T2)
     assert again["revision"] == 2
-    assert storage.get_promotion("nope") is None
+    assert storage.promotions.get_promotion("nope") is None
     with pytest.raises(Conflict, match=r"^promotion_id: "):
-        storage.create_promotion(threshold(), "maria", T0)
+        storage.promotions.create_promotion(threshold(), "maria", T0)
     with pytest.raises(UnknownObject):
-        storage.update_promotion("nope", threshold("nope"), "maria", T0)
+        storage.promotions.update_promotion("nope", threshold("nope"), "maria", T0)
 
 
 def test_invalid_documents_are_refused_naming_the_field(storage: Storage) -> None:
     bad = threshold()
     bad["steps"][1]["percent"] = "150"
     with pytest.raises(InvalidRequest) as caught:
-        storage.create_promotion(bad, "maria", T0)
+        storage.promotions.create_promotion(bad, "maria", T0)
     assert caught.value.field == "steps[1].percent"
     assert str(caught.value).startswith("steps[1].percent: ")
-    assert storage.get_promotion("T5") is None
-    storage.create_promotion(threshold(), "maria", T0)
+    assert storage.promotions.get_promotion("T5") is None
+    storage.promotions.create_promotion(threshold(), "maria", T0)
     with pytest.raises(InvalidRequest, match=r"^steps\[1\]\.percent: "):
-        storage.update_promotion("T5", bad, "maria", T1)
-    assert storage.get_promotion("T5")["revision"] == 1  # type: ignore[index]
+        storage.promotions.update_promotion("T5", bad, "maria", T1)
+    assert storage.promotions.get_promotion("T5")["revision"] == 1  # type: ignore[index]
 
 
 def test_activate_publishes_to_the_stores_with_a_new_master_version(storage: Storage) -> None:
-    storage.upsert_master(master_tables())
-    storage.create_promotion(threshold(), "maria", T0)
-    before = storage.master_version()
+    storage.feed.upsert_master(master_tables())
+    storage.promotions.create_promotion(threshold(), "maria", T0)
+    before = storage.feed.master_version()
     assert "T5" not in live_ids(storage)
-    version = storage.activate_promotion("T5", "director", T1)
-    assert version == before + 1 == storage.master_version()
+    version = storage.promotions.activate_promotion("T5", "director", T1)
+    assert version == before + 1 == storage.feed.master_version()
     row = live_ids(storage)["T5"]
     assert row["version"] == version
     assert row["doc"] == {**threshold(), "status": "active"}
-    assert storage.activate_promotion("T5", "director", T1) == version  # already live
-    delta = storage.master_feed("367", before, T1)
+    assert storage.promotions.activate_promotion("T5", "director", T1) == version  # already live
+    delta = storage.feed.master_feed("367", before, T1)
     assert isinstance(delta, MasterDelta)
     assert [r["promotion_id"] for r in delta.upserts["promotions"]] == ["T5"]
-    assert storage.master_version() == version
-    found = storage.get_promotion("T5")
+    assert storage.feed.master_version() == version
+    found = storage.promotions.get_promotion("T5")
     assert found is not None
     assert (found["status"], found["live_revision"], found["published_version"]) == (
         "active",
@@ -232,12 +232,12 @@ def test_activate_publishes_to_the_stores_with_a_new_master_version(storage: Sto
         version,
     )
     # A new revision stays a draft; the stores keep the live one until it is activated.
-    storage.update_promotion("T5", threshold(percent="12"), "maria", T1)
+    storage.promotions.update_promotion("T5", threshold(percent="12"), "maria", T1)
     assert live_ids(storage)["T5"]["doc"]["steps"][1]["percent"] == "10"
-    second = storage.activate_promotion("T5", "director", T2)
+    second = storage.promotions.activate_promotion("T5", "director", T2)
     assert second == version + 1
     assert live_ids(storage)["T5"]["doc"]["steps"][1]["percent"] == "12"
-    found = storage.get_promotion("T5")
+    found = storage.promotions.get_promotion("T5")
     assert found is not None
     assert [
         (r["status"], r["published_version"], r["archived_version"]) for r in found["revisions"]
@@ -245,44 +245,47 @@ def test_activate_publishes_to_the_stores_with_a_new_master_version(storage: Sto
         ("archived", version, second),
         ("active", second, None),
     ]
-    assert [p["promotion_id"] for p in storage.list_promotions("active")] == ["T5"]
-    assert storage.list_promotions("draft") == []
+    assert [p["promotion_id"] for p in storage.promotions.list_promotions("active")] == ["T5"]
+    assert storage.promotions.list_promotions("draft") == []
 
 
 def test_archive_removes_the_promotion_from_the_stores(storage: Storage) -> None:
-    storage.upsert_master(master_tables())
-    storage.create_promotion(threshold(), "maria", T0)
-    published = storage.activate_promotion("T5", "director", T1)
-    archived = storage.archive_promotion("T5", "director", T2)
-    assert archived == published + 1 == storage.master_version()
+    storage.feed.upsert_master(master_tables())
+    storage.promotions.create_promotion(threshold(), "maria", T0)
+    published = storage.promotions.activate_promotion("T5", "director", T1)
+    archived = storage.promotions.archive_promotion("T5", "director", T2)
+    assert archived == published + 1 == storage.feed.master_version()
     assert "T5" not in live_ids(storage)
     # A store that saw the activation gets the removal as a delta tombstone.
-    delta = storage.master_feed("367", published, T2)
+    delta = storage.feed.master_feed("367", published, T2)
     assert isinstance(delta, MasterDelta)
     assert (delta.from_version, delta.to_version) == (published, archived)
     assert tuple(delta.deletes.get("promotions", ())) == ("T5",)
-    assert storage.archive_promotion("T5", "director", T2) == archived  # idempotent
-    found = storage.get_promotion("T5")
+    assert storage.promotions.archive_promotion("T5", "director", T2) == archived  # idempotent
+    found = storage.promotions.get_promotion("T5")
     assert found is not None
     assert (found["status"], found["live_revision"]) == ("archived", None)
     assert found["revisions"][0]["archived_version"] == archived
     with pytest.raises(Conflict, match="archived"):
-        storage.update_promotion("T5", threshold(percent="12"), "maria", T2)
+        storage.promotions.update_promotion("T5", threshold(percent="12"), "maria", T2)
     with pytest.raises(Conflict, match="archived"):
-        storage.activate_promotion("T5", "director", T2)
+        storage.promotions.activate_promotion("T5", "director", T2)
     # A draft never published is archived without touching master data.
-    storage.create_promotion(accrual(), "maria", T0)
-    assert storage.archive_promotion("A3", "director", T2) == archived
-    assert storage.master_version() == archived
-    assert [p["promotion_id"] for p in storage.list_promotions("archived")] == ["A3", "T5"]
+    storage.promotions.create_promotion(accrual(), "maria", T0)
+    assert storage.promotions.archive_promotion("A3", "director", T2) == archived
+    assert storage.feed.master_version() == archived
+    assert [p["promotion_id"] for p in storage.promotions.list_promotions("archived")] == [
+        "A3",
+        "T5",
+    ]
 
 
 def test_history_shows_who_when_and_what_changed(storage: Storage) -> None:
-    storage.create_promotion(threshold(), "maria", T0)
-    storage.update_promotion("T5", threshold(percent="12"), "ivan", T1)
-    version = storage.activate_promotion("T5", "director", T2)
-    storage.archive_promotion("T5", "director", T2)
-    history = storage.promotion_history("T5")
+    storage.promotions.create_promotion(threshold(), "maria", T0)
+    storage.promotions.update_promotion("T5", threshold(percent="12"), "ivan", T1)
+    version = storage.promotions.activate_promotion("T5", "director", T2)
+    storage.promotions.archive_promotion("T5", "director", T2)
+    history = storage.promotions.promotion_history("T5")
     assert history is not None
     assert [(h["action"], h["actor"], h["at"]) for h in history] == [
         ("create", "maria", T0.isoformat()),
@@ -295,60 +298,62 @@ def test_history_shows_who_when_and_what_changed(storage: Storage) -> None:
     assert history[2]["changes"] == [{"field": "status", "old": "draft", "new": "active"}]
     assert history[2]["master_version"] == version
     assert history[3]["changes"] == [{"field": "status", "old": "active", "new": "archived"}]
-    assert storage.promotion_history("nope") is None
+    assert storage.promotions.promotion_history("nope") is None
 
 
 def test_promotion_set_is_the_set_live_at_a_master_version(storage: Storage) -> None:
-    storage.upsert_master(
+    storage.feed.upsert_master(
         {"promotions": [{"promotion_id": "imported", "doc": published_doc(accrual("imported"))}]}
     )
-    imported_at = storage.master_version()
-    storage.create_promotion(threshold(), "maria", T0)
-    v1 = storage.activate_promotion("T5", "director", T0)
-    storage.update_promotion("T5", threshold(percent="12"), "maria", T1)
-    v2 = storage.activate_promotion("T5", "director", T1)
-    v3 = storage.archive_promotion("T5", "director", T2)
+    imported_at = storage.feed.master_version()
+    storage.promotions.create_promotion(threshold(), "maria", T0)
+    v1 = storage.promotions.activate_promotion("T5", "director", T0)
+    storage.promotions.update_promotion("T5", threshold(percent="12"), "maria", T1)
+    v2 = storage.promotions.activate_promotion("T5", "director", T1)
+    v3 = storage.promotions.archive_promotion("T5", "director", T2)
 
     def percent_at(version: int) -> str | None:
-        found = dict(storage.promotion_set(version))
+        found = dict(storage.promotions.promotion_set(version))
         return found["T5"]["steps"][1]["percent"] if "T5" in found else None
 
     assert [percent_at(v) for v in (imported_at, v1, v2, v3)] == [None, "10", "12", None]
-    assert [pid for pid, _ in storage.promotion_set(v1)] == ["T5", "imported"]
-    assert dict(storage.promotion_set(v1))["T5"]["status"] == "active"
-    assert storage.promotion_set(imported_at - 1) == []
-    assert storage.has_promotion_revisions()
+    assert [pid for pid, _ in storage.promotions.promotion_set(v1)] == ["T5", "imported"]
+    assert dict(storage.promotions.promotion_set(v1))["T5"]["status"] == "active"
+    assert storage.promotions.promotion_set(imported_at - 1) == []
+    assert storage.promotions.has_promotion_revisions()
 
 
 def test_creating_a_live_imported_promotion_takes_it_over(storage: Storage) -> None:
-    storage.upsert_master(
+    storage.feed.upsert_master(
         {"promotions": [{"promotion_id": "T5", "doc": published_doc(threshold())}]}
     )
-    imported_at = storage.master_version()
-    assert not storage.has_promotion_revisions()
-    created = storage.create_promotion(threshold(percent="12"), "maria", T0)
+    imported_at = storage.feed.master_version()
+    assert not storage.promotions.has_promotion_revisions()
+    created = storage.promotions.create_promotion(threshold(percent="12"), "maria", T0)
     assert (created["status"], created["revision"], created["live_revision"]) == ("active", 2, 1)
     assert created["revisions"][0]["published_version"] == imported_at
     assert created["revisions"][0]["author"] == "master-import"
     assert live_ids_any(storage)["T5"]["steps"][1]["percent"] == "10"
-    version = storage.activate_promotion("T5", "director", T1)
-    assert dict(storage.promotion_set(imported_at))["T5"]["steps"][1]["percent"] == "10"
-    assert dict(storage.promotion_set(version))["T5"]["steps"][1]["percent"] == "12"
+    version = storage.promotions.activate_promotion("T5", "director", T1)
+    assert dict(storage.promotions.promotion_set(imported_at))["T5"]["steps"][1]["percent"] == "10"
+    assert dict(storage.promotions.promotion_set(version))["T5"]["steps"][1]["percent"] == "12"
 
 
 def live_ids_any(storage: Storage) -> dict[str, dict[str, Any]]:
-    return {pid: doc for pid, doc in storage.promotion_set(storage.master_version())}
+    return {
+        pid: doc for pid, doc in storage.promotions.promotion_set(storage.feed.master_version())
+    }
 
 
 def test_pricing_context_reads_products_store_settings_and_live_set(storage: Storage) -> None:
-    storage.upsert_master(master_tables())
-    storage.create_promotion(threshold(), "maria", T0)
-    version = storage.activate_promotion("T5", "director", T0)
-    context = storage.promotion_pricing_context(["1000", "unknown"], "367")
+    storage.feed.upsert_master(master_tables())
+    storage.promotions.create_promotion(threshold(), "maria", T0)
+    version = storage.promotions.activate_promotion("T5", "director", T0)
+    context = storage.promotions.promotion_pricing_context(["1000", "unknown"], "367")
     assert context["products"] == {
         "1000": {"department": "DAIRY", "category": "", "brand": "", "type": ""}
     }
     assert context["settings"] == {"bonus_max_share": "0.5"}
     assert context["version"] == version
     assert [pid for pid, _ in context["live"]] == ["T5", "base-accrual-3"]
-    assert storage.promotion_settings() == {"bonus_max_share": "0.5"}
+    assert storage.promotions.promotion_settings() == {"bonus_max_share": "0.5"}

@@ -25,7 +25,7 @@ def config(tmp_path: Path) -> Config:
 
 @pytest.fixture
 async def client(config: Config, storage: Storage) -> AsyncIterator[TestClient[Any, Any]]:
-    storage.upsert_master(master_tables())
+    storage.feed.upsert_master(master_tables())
     async with TestClient(TestServer(create_app(config, storage, clock=lambda: T0))) as client:
         yield client
 
@@ -54,19 +54,19 @@ async def test_constructor_lifecycle_over_http(
     assert status == 200
     assert [(p["promotion_id"], p["revision"]) for p in listed["promotions"]] == [("T5", 2)]
 
-    before = storage.master_version()
+    before = storage.feed.master_version()
     status, activated = await director.call("POST", "/v1/promotions/T5/activate")
     assert status == 200, activated
-    assert activated["master_version"] == before + 1 == storage.master_version()
+    assert activated["master_version"] == before + 1 == storage.feed.master_version()
     assert activated["promotion"]["status"] == "active"
-    snapshot = storage.master_snapshot("367", T0)
+    snapshot = storage.feed.master_snapshot("367", T0)
     assert snapshot is not None
     docs = {row["promotion_id"]: row["doc"] for row in snapshot[1]["promotions"]}
     assert docs["T5"]["steps"][1]["percent"] == "12"
 
     status, archived = await director.call("POST", "/v1/promotions/T5/archive")
     assert (status, archived["master_version"]) == (200, before + 2)
-    snapshot = storage.master_snapshot("367", T0)
+    snapshot = storage.feed.master_snapshot("367", T0)
     assert snapshot is not None
     assert "T5" not in {row["promotion_id"] for row in snapshot[1]["promotions"]}
 
@@ -175,4 +175,4 @@ async def test_roles_and_tokens_are_checked(
     call_center = StaffApi(client, staff_token(storage, "call_center"))
     status, _ = await call_center.call("POST", "/v1/promotions/T5/activate")
     assert status == 403
-    assert storage.get_promotion("T5")["status"] == "draft"  # type: ignore[index]
+    assert storage.promotions.get_promotion("T5")["status"] == "draft"  # type: ignore[index]

@@ -34,14 +34,14 @@ def _local(sale: Sale, *args: int) -> Sale:
 def late_sales(storage: Storage) -> list[Sale]:
     """Sales at 23:30 local: next day in UTC. One on Sunday 3 March (Monday in UTC), one each
     side of the DST change, and one at 00:30 local on 5 March (still 5 March in UTC)."""
-    storage.upsert_master(master_tables())
+    storage.feed.upsert_master(master_tables())
     sales = [
         _local(make_sale(1, card_no=CARD, accrue=7), 2024, 3, 3, 23, 30),
         _local(make_sale(2, amounts=(100,)), 2024, 3, 5, 0, 30),
         _local(make_sale(3, amounts=(300,)), 2024, 3, 9, 23, 30),
         _local(make_sale(4, amounts=(500,)), 2024, 3, 10, 23, 30),
     ]
-    storage.ingest(sales, datetime(2024, 3, 12, tzinfo=UTC))
+    storage.sales.ingest(sales, datetime(2024, 3, 12, tzinfo=UTC))
     return sales
 
 

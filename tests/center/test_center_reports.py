@@ -41,8 +41,8 @@ class Sold:
 def sell(storage: Storage) -> Sold:
     """Sales over two weeks in two stores, a return, a welcome credit, an adjustment and an
     expiry; one sale before and one after the period [FIRST, LAST]."""
-    storage.upsert_master(master_tables())
-    storage.upsert_master({"stores": [{"store_id": "406", "name": STRANGE}]})
+    storage.feed.upsert_master(master_tables())
+    storage.feed.upsert_master({"stores": [{"store_id": "406", "name": STRANGE}]})
     expiring = D0 + timedelta(days=1) - timedelta(hours=10)  # 2024-03-05 00:00
     sales = [
         _at(make_sale(1, card_no=CARD, accrue=11), -3),
@@ -55,15 +55,15 @@ def sell(storage: Storage) -> Sold:
         _at(make_sale(3, register_id="406-1", store_id="406", card_no=CARD, accrue=50), 12),
     ]
     returns = [_at(make_return(9, sales[1], {2: 1000}), 8)]
-    ack = storage.ingest([*sales, *returns], D0)
+    ack = storage.sales.ingest([*sales, *returns], D0)
     assert len(ack.accepted) == len(sales) + 1, ack
-    storage.add_ledger_entries(
+    storage.ledger.add_ledger_entries(
         [LedgerEntry(CARD, "bonus", "welcome", 100, "welcome", f"welcome:{CARD}", D0)]
     )
-    storage.adjust(
+    storage.returns.adjust(
         CARD, "bonus", -2, "goodwill", "tester", D0 + timedelta(days=3), idempotency_key="k1"
     )
-    assert storage.expire_lots(D0 + timedelta(days=9)) == 1
+    assert storage.ledger.expire_lots(D0 + timedelta(days=9)) == 1
     movements = [
         (s.closed_at, m.kind, m.amount if m.kind == "accrue" else -m.amount)
         for s in sales
@@ -151,7 +151,7 @@ def test_loyalty_report_sums_the_ledger_per_week(storage: Storage) -> None:
         liability += sum(a for _, a in inside)
         assert week["liability"] == liability
     assert report["weeks"][0]["expired"] == 7 and report["weeks"][0]["other"] == 100
-    assert report["closing_liability"] == liability == storage.lot_totals()[0] - 50
+    assert report["closing_liability"] == liability == storage.ledger.lot_totals()[0] - 50
     assert report["total"]["accrued"] == 13 + 7 + 3
     accrued = sum(a for at, k, a in sold.movements if k == "accrue" and _in_period(at))
     assert report["rules"] == [{"rule_id": "base-accrual-3", "accrued": accrued}]
@@ -193,12 +193,14 @@ def test_categories_report_nets_returns_and_ranks_by_revenue(storage: Storage) -
 
 
 def test_segment_sizes_per_day_carry_the_last_count(storage: Storage) -> None:
-    storage.upsert_master(master_tables())
+    storage.feed.upsert_master(master_tables())
     segment = SegmentInput("vip", "V.I.P. <gold>", "static")
-    assert storage.create_segment(segment, "tester", D0 - timedelta(days=2))["members"] == 0
+    assert (
+        storage.segments.create_segment(segment, "tester", D0 - timedelta(days=2))["members"] == 0
+    )
     for customer, day in (("hh-1", -1), ("hh-2", 2)):
         members = MembersInput(customer_ids=(customer,), mode="add")
-        storage.set_segment_members("vip", members, "tester", D0 + timedelta(days=day))
+        storage.segments.set_segment_members("vip", members, "tester", D0 + timedelta(days=day))
     report = reports_sql.segments_report(storage, FIRST, date(2024, 3, 7))
     assert report["days"] == ["2024-03-04", "2024-03-05", "2024-03-06", "2024-03-07"]
     assert report["segments"] == [

@@ -71,13 +71,13 @@ def make_return(
 
 
 def bonus(storage: Storage, now: datetime = LATER) -> int:
-    found = storage.balance(CARD, now)
+    found = storage.ledger.balance(CARD, now)
     assert found is not None
     return found.wallets["bonus"]
 
 
 def kinds(storage: Storage, source: str) -> dict[str, int]:
-    history = storage.history(CARD, limit=1000) or []
+    history = storage.ledger.history(CARD, limit=1000) or []
     out: dict[str, int] = {}
     for entry in history:
         if entry.source == source:
@@ -86,42 +86,42 @@ def kinds(storage: Storage, source: str) -> dict[str, int]:
 
 
 def check_invariant(storage: Storage) -> None:
-    journal, remaining, debt = storage.lot_totals()  # type: ignore[attr-defined]
+    journal, remaining, debt = storage.ledger.lot_totals()  # type: ignore[attr-defined]
     assert journal == remaining - debt
 
 
 @pytest.fixture
 def loaded(storage: Storage) -> Storage:
-    storage.upsert_master(master_tables())
+    storage.feed.upsert_master(master_tables())
     return storage
 
 
 def test_full_return_reverses_accrual_and_spend_exactly(loaded: Storage) -> None:
-    loaded.ingest([make_sale(1, card_no=CARD, accrue=100)], T0)
+    loaded.sales.ingest([make_sale(1, card_no=CARD, accrue=100)], T0)
     original = make_sale(2, card_no=CARD, accrue=20, spend=50)
-    loaded.ingest([original], T0)
+    loaded.sales.ingest([original], T0)
     assert bonus(loaded) == 70
     ret = make_return(3, original, {1: 1000, 2: 1000})
-    ack = loaded.ingest([ret], T0)
+    ack = loaded.sales.ingest([ret], T0)
     assert ack.accepted == (ret.sale_id,)
     assert kinds(loaded, ret.sale_id) == {"return_accrual": -20, "return_spend": 50}
     assert bonus(loaded) == 100
-    status = loaded.return_status(ret.sale_id)
+    status = loaded.returns.return_status(ret.sale_id)
     assert status is not None
     assert status["status"] == "applied"
     assert status["refund_minor"] == original.total_minor
     assert status["problem"] == ""
-    assert loaded.return_exceptions() == []
+    assert loaded.returns.return_exceptions() == []
     check_invariant(loaded)
 
 
 def test_three_partial_returns_sum_to_the_full_reversal(loaded: Storage) -> None:
-    loaded.ingest([make_sale(1, card_no=CARD, accrue=1000)], T0)
+    loaded.sales.ingest([make_sale(1, card_no=CARD, accrue=1000)], T0)
     original = make_sale(2, card_no=CARD, amounts=(301, 302, 397), accrue=7, spend=333)
-    loaded.ingest([original], T0)
+    loaded.sales.ingest([original], T0)
     returns = [make_return(3 + i, original, {i + 1: 1000}) for i in range(3)]
     for ret in returns:
-        loaded.ingest([ret], T0)
+        loaded.sales.ingest([ret], T0)
     accrual = sum(kinds(loaded, r.sale_id).get("return_accrual", 0) for r in returns)
     spend = sum(kinds(loaded, r.sale_id).get("return_spend", 0) for r in returns)
     assert (accrual, spend) == (-7, 333)
@@ -133,13 +133,21 @@ def test_three_partial_returns_sum_to_the_full_reversal(loaded: Storage) -> None
 
 def test_a_replayed_return_changes_nothing(loaded: Storage) -> None:
     original = make_sale(1, card_no=CARD, accrue=40)
-    loaded.ingest([original], T0)
+    loaded.sales.ingest([original], T0)
     ret = make_return(2, original, {1: 1000})
-    loaded.ingest([ret], T0)
-    before = (bonus(loaded), loaded.counts().ledger_entries, loaded.return_status(ret.sale_id))
-    ack = loaded.ingest([ret], T0)
+    loaded.sales.ingest([ret], T0)
+    before = (
+        bonus(loaded),
+        loaded.counts().ledger_entries,
+        loaded.returns.return_status(ret.sale_id),
+    )
+    ack = loaded.sales.ingest([ret], T0)
     assert ack.duplicates == (ret.sale_id,)
-    after = (bonus(loaded), loaded.counts().ledger_entries, loaded.return_status(ret.sale_id))
+    after = (
+        bonus(loaded),
+        loaded.counts().ledger_entries,
+        loaded.returns.return_status(ret.sale_id),
+    )
     assert after == before
     assert kinds(loaded, ret.sale_id) == {"return_accrual": -22}  # 40 * 250 / 449
 
@@ -149,34 +157,34 @@ def test_a_return_before_its_original_waits_and_applies_when_it_arrives(
 ) -> None:
     original = make_sale(1, card_no=CARD, accrue=30)
     ret = make_return(2, original, {1: 1000, 2: 1000})
-    loaded.ingest([ret], T0)
-    status = loaded.return_status(ret.sale_id)
+    loaded.sales.ingest([ret], T0)
+    status = loaded.returns.return_status(ret.sale_id)
     assert status is not None and status["status"] == "pending"
-    assert [r["return_id"] for r in loaded.return_exceptions()] == [ret.sale_id]
+    assert [r["return_id"] for r in loaded.returns.return_exceptions()] == [ret.sale_id]
     assert bonus(loaded) == 0
-    loaded.ingest([make_sale(5, register_id="406-1", store_id="406")], T0)  # unrelated
-    assert loaded.return_status(ret.sale_id)["status"] == "pending"  # type: ignore[index]
-    loaded.ingest([original], T0)
-    assert loaded.return_status(ret.sale_id)["status"] == "applied"  # type: ignore[index]
+    loaded.sales.ingest([make_sale(5, register_id="406-1", store_id="406")], T0)  # unrelated
+    assert loaded.returns.return_status(ret.sale_id)["status"] == "pending"  # type: ignore[index]
+    loaded.sales.ingest([original], T0)
+    assert loaded.returns.return_status(ret.sale_id)["status"] == "applied"  # type: ignore[index]
     assert bonus(loaded) == 0
     assert kinds(loaded, ret.sale_id) == {"return_accrual": -30}
-    assert loaded.return_exceptions() == []
+    assert loaded.returns.return_exceptions() == []
 
 
 def test_original_and_return_in_one_batch(loaded: Storage) -> None:
     original = make_sale(1, card_no=CARD, accrue=30)
     ret = make_return(2, original, {1: 1000, 2: 1000}, register_id="300-1")
-    loaded.ingest([ret, original], T0)
+    loaded.sales.ingest([ret, original], T0)
     assert kinds(loaded, ret.sale_id) == {"return_accrual": -30}
 
 
 def test_return_after_spending_makes_a_debt_reported_and_recovered(loaded: Storage) -> None:
     original = make_sale(1, card_no=CARD, accrue=100)
-    loaded.ingest([original, make_sale(2, card_no=CARD, spend=100)], T0)
+    loaded.sales.ingest([original, make_sale(2, card_no=CARD, spend=100)], T0)
     assert bonus(loaded) == 0
-    loaded.ingest([make_return(3, original, {1: 1000, 2: 1000})], T0)
+    loaded.sales.ingest([make_return(3, original, {1: 1000, 2: 1000})], T0)
     assert bonus(loaded) == -100
-    report = loaded.overdrafts()
+    report = loaded.returns.overdrafts()
     assert report["total"] == {"bonus": 100}
     [row] = report["cards"]
     assert (row["card_no"], row["customer_id"], row["wallet"], row["debt"]) == (
@@ -186,12 +194,12 @@ def test_return_after_spending_makes_a_debt_reported_and_recovered(loaded: Stora
         100,
     )
     assert row["since"] == (T0 + timedelta(minutes=3)).isoformat()
-    loaded.ingest([make_sale(4, card_no=CARD, accrue=30)], T0)
+    loaded.sales.ingest([make_sale(4, card_no=CARD, accrue=30)], T0)
     assert bonus(loaded) == -70
-    assert loaded.overdrafts()["cards"][0]["debt"] == 70
-    loaded.ingest([make_sale(5, card_no=CARD, accrue=80)], T0)
+    assert loaded.returns.overdrafts()["cards"][0]["debt"] == 70
+    loaded.sales.ingest([make_sale(5, card_no=CARD, accrue=80)], T0)
     assert bonus(loaded) == 10
-    assert loaded.overdrafts() == {"cards": [], "total": {}}
+    assert loaded.returns.overdrafts() == {"cards": [], "total": {}}
     check_invariant(loaded)
 
 
@@ -199,15 +207,15 @@ def test_a_return_of_more_than_was_sold_is_reported_never_over_reversed(
     loaded: Storage,
 ) -> None:
     original = make_sale(1, card_no=CARD, accrue=45, amounts=(300,))
-    loaded.ingest([original], T0)
+    loaded.sales.ingest([original], T0)
     first = make_return(2, original, {1: 1000})
-    loaded.ingest([first], T0)
+    loaded.sales.ingest([first], T0)
     again = make_return(3, original, {1: 1000})
-    ack = loaded.ingest([again], T0)
+    ack = loaded.sales.ingest([again], T0)
     assert ack.accepted == (again.sale_id,)
     assert kinds(loaded, first.sale_id) == {"return_accrual": -45}
     assert kinds(loaded, again.sale_id) == {}
-    [problem] = loaded.return_exceptions()
+    [problem] = loaded.returns.return_exceptions()
     assert problem["return_id"] == again.sale_id
     assert "not left to return" in problem["problem"]
     assert bonus(loaded) == 0
@@ -215,22 +223,22 @@ def test_a_return_of_more_than_was_sold_is_reported_never_over_reversed(
 
 def test_over_quantity_in_one_return_is_capped_and_reported(loaded: Storage) -> None:
     original = make_sale(1, card_no=CARD, accrue=45, amounts=(300,))
-    loaded.ingest([original], T0)
+    loaded.sales.ingest([original], T0)
     ret = make_return(2, original, {1: 3000}, refund={1: 900})
-    loaded.ingest([ret], T0)
+    loaded.sales.ingest([ret], T0)
     assert kinds(loaded, ret.sale_id) == {"return_accrual": -45}
-    [problem] = loaded.return_exceptions()
+    [problem] = loaded.returns.return_exceptions()
     assert "qty_milli: 3000 exceeds" in problem["problem"]
     assert "total_minor" in problem["problem"]
 
 
 def test_return_follows_a_replaced_card(loaded: Storage) -> None:
     original = make_sale(1, card_no=CARD, accrue=60)
-    loaded.ingest([original], T0)
-    done = loaded.replace_card(CARD, "2900000000099", "tester", T0 + timedelta(minutes=2))
+    loaded.sales.ingest([original], T0)
+    done = loaded.customers.replace_card(CARD, "2900000000099", "tester", T0 + timedelta(minutes=2))
     assert done["moved"] == {"bonus": 60}
-    loaded.ingest([make_return(3, original, {1: 1000, 2: 1000})], T0)
-    new = loaded.balance("2900000000099", LATER)
+    loaded.sales.ingest([make_return(3, original, {1: 1000, 2: 1000})], T0)
+    new = loaded.ledger.balance("2900000000099", LATER)
     assert new is not None and new.wallets["bonus"] == 0
     assert bonus(loaded) == 0
 
@@ -240,78 +248,84 @@ def test_return_follows_a_replaced_card(loaded: Storage) -> None:
 
 def test_adjustment_credits_with_reason_and_author_once(loaded: Storage) -> None:
     now = T0 + timedelta(hours=1)
-    done = loaded.adjust(
+    done = loaded.returns.adjust(
         CARD, "bonus", 250, "goodwill: late delivery", "alice", now, idempotency_key="k-1"
     )
     assert done["replayed"] is False
     assert done["balance"] == {"bonus": 250}
-    again = loaded.adjust(
+    again = loaded.returns.adjust(
         CARD, "bonus", 250, "goodwill: late delivery", "alice", now, idempotency_key="k-1"
     )
     assert again["replayed"] is True
     assert bonus(loaded) == 250
-    [entry] = [e for e in loaded.history(CARD) or [] if e.kind == "adjustment"]
+    [entry] = [e for e in loaded.ledger.history(CARD) or [] if e.kind == "adjustment"]
     assert (entry.amount, entry.source) == (250, "adjust:k-1")
-    [audit] = [a for a in loaded.audit_history("card", CARD) if a["action"] == "adjust"]
+    [audit] = [a for a in loaded.audit.audit_history("card", CARD) if a["action"] == "adjust"]
     assert audit["actor"] == "alice"
     assert audit["after"]["reason"] == "goodwill: late delivery"
     assert audit["after"]["amount"] == 250
 
 
 def test_adjustment_key_reused_for_another_adjustment_conflicts(loaded: Storage) -> None:
-    loaded.adjust(CARD, "bonus", 10, "fix", "alice", T0, idempotency_key="k-2")
+    loaded.returns.adjust(CARD, "bonus", 10, "fix", "alice", T0, idempotency_key="k-2")
     with pytest.raises(Conflict, match="idempotency_key"):
-        loaded.adjust(CARD, "bonus", 11, "fix", "alice", T0, idempotency_key="k-2")
+        loaded.returns.adjust(CARD, "bonus", 11, "fix", "alice", T0, idempotency_key="k-2")
     assert bonus(loaded) == 10
 
 
 @pytest.mark.parametrize("reason", ["", "   "])
 def test_adjustment_without_reason_is_refused(loaded: Storage, reason: str) -> None:
     with pytest.raises(InvalidRequest, match=r"^reason: "):
-        loaded.adjust(CARD, "bonus", 10, reason, "alice", T0, idempotency_key="k-3")
+        loaded.returns.adjust(CARD, "bonus", 10, reason, "alice", T0, idempotency_key="k-3")
     assert bonus(loaded) == 0
-    assert loaded.audit_history("card", CARD) == []
+    assert loaded.audit.audit_history("card", CARD) == []
 
 
 def test_adjustment_of_unknown_card_and_zero_amount(loaded: Storage) -> None:
     with pytest.raises(UnknownObject, match="card_no"):
-        loaded.adjust("nope", "bonus", 10, "why", "alice", T0, idempotency_key="k-4")
+        loaded.returns.adjust("nope", "bonus", 10, "why", "alice", T0, idempotency_key="k-4")
     with pytest.raises(InvalidRequest, match=r"^amount: "):
-        loaded.adjust(CARD, "bonus", 0, "why", "alice", T0, idempotency_key="k-5")
+        loaded.returns.adjust(CARD, "bonus", 0, "why", "alice", T0, idempotency_key="k-5")
 
 
 def test_negative_adjustment_takes_fifo_and_may_go_into_debt(loaded: Storage) -> None:
-    loaded.ingest([make_sale(1, card_no=CARD, accrue=40)], T0)
+    loaded.sales.ingest([make_sale(1, card_no=CARD, accrue=40)], T0)
     now = T0 + timedelta(hours=1)
-    done = loaded.adjust(CARD, "bonus", -100, "fraud claw-back", "bob", now, idempotency_key="n")
+    done = loaded.returns.adjust(
+        CARD, "bonus", -100, "fraud claw-back", "bob", now, idempotency_key="n"
+    )
     assert done["balance"] == {"bonus": -60}
-    assert loaded.overdrafts()["total"] == {"bonus": 60}
+    assert loaded.returns.overdrafts()["total"] == {"bonus": 60}
     check_invariant(loaded)
 
 
 def test_positive_adjustment_with_expiry_expires(loaded: Storage) -> None:
     expires = T0 + timedelta(days=10)
-    loaded.adjust(CARD, "bonus", 70, "promo", "alice", T0, expires_at=expires, idempotency_key="e")
+    loaded.returns.adjust(
+        CARD, "bonus", 70, "promo", "alice", T0, expires_at=expires, idempotency_key="e"
+    )
     assert bonus(loaded, T0 + timedelta(days=9)) == 70
     assert bonus(loaded, T0 + timedelta(days=11)) == 0
     # The same instant written with another offset is the same adjustment.
     moscow = expires.astimezone(timezone(timedelta(hours=3)))
-    again = loaded.adjust(
+    again = loaded.returns.adjust(
         CARD, "bonus", 70, "promo", "alice", T0, expires_at=moscow, idempotency_key="e"
     )
     assert again["replayed"] is True and again["expires_at"] == expires.isoformat()
     with pytest.raises(InvalidRequest, match=r"^expires_at: "):
-        loaded.adjust(CARD, "bonus", 70, "promo", "alice", T0, expires_at=T0, idempotency_key="e2")
+        loaded.returns.adjust(
+            CARD, "bonus", 70, "promo", "alice", T0, expires_at=T0, idempotency_key="e2"
+        )
 
 
 def test_a_return_of_a_return_is_reported_and_reverses_nothing(loaded: Storage) -> None:
     original = make_sale(1, card_no=CARD, accrue=45)
     ret = make_return(2, original, {1: 1000})
-    loaded.ingest([original, ret], T0)
+    loaded.sales.ingest([original, ret], T0)
     twice = make_return(3, ret, {1: 1000}, register_id="367-8")
-    loaded.ingest([twice], T0)
+    loaded.sales.ingest([twice], T0)
     assert kinds(loaded, twice.sale_id) == {}
-    [problem] = loaded.return_exceptions()
+    [problem] = loaded.returns.return_exceptions()
     assert problem["return_id"] == twice.sale_id
     assert "is itself a return" in problem["problem"]
 
@@ -334,14 +348,14 @@ def test_partial_returns_in_any_order_restore_the_balance_exactly(
     spend_share: int,
     data: st.DataObject,
 ) -> None:
-    card = loaded.issue_card("hh-1", None, "electronic", "test", T0)["card_no"]
+    card = loaded.customers.issue_card("hh-1", None, "electronic", "test", T0)["card_no"]
     register = f"P-{card}"
     spend = sum(amounts) * spend_share // 100
-    loaded.ingest([make_sale(1, register_id=register, card_no=card, accrue=spend)], T0)
+    loaded.sales.ingest([make_sale(1, register_id=register, card_no=card, accrue=spend)], T0)
     original = make_sale(
         2, register_id=register, card_no=card, amounts=tuple(amounts), accrue=accrue, spend=spend
     )
-    loaded.ingest([original], T0)
+    loaded.sales.ingest([original], T0)
     pieces: list[tuple[int, int]] = []
     for line in original.lines:
         cuts = sorted(data.draw(st.sets(st.integers(1, 999), max_size=2)))
@@ -353,28 +367,28 @@ def test_partial_returns_in_any_order_restore_the_balance_exactly(
         for i, (no, qty) in enumerate(order)
     ]
     for ret in returns:
-        loaded.ingest([ret], T0)
-    history = loaded.history(card, limit=1000) or []
+        loaded.sales.ingest([ret], T0)
+    history = loaded.ledger.history(card, limit=1000) or []
     moved = {"return_accrual": 0, "return_spend": 0}
     for entry in history:
         if entry.kind in moved:
             moved[entry.kind] += entry.amount
     assert moved == {"return_accrual": -accrue, "return_spend": spend}
-    found = loaded.balance(card, LATER)
+    found = loaded.ledger.balance(card, LATER)
     assert found is not None and found.wallets["bonus"] == spend
-    assert loaded.return_exceptions() == []
+    assert loaded.returns.return_exceptions() == []
 
 
 def test_concurrent_returns_and_adjustment_retries_on_two_connections(
     open_storage: OpenStorage,
 ) -> None:
     first, second = open_storage(), open_storage()
-    first.upsert_master(master_tables())
+    first.feed.upsert_master(master_tables())
     for round_no in range(4):
         original = make_sale(
             1, register_id=f"C-{round_no}", card_no=CARD, amounts=(301, 302, 397), accrue=7
         )
-        first.ingest([original], T0)
+        first.sales.ingest([original], T0)
         returns = [
             make_return(1, original, {1: 1000}, register_id=f"CA-{round_no}"),
             make_return(1, original, {2: 1000, 3: 1000}, register_id=f"CB-{round_no}"),
@@ -384,13 +398,15 @@ def test_concurrent_returns_and_adjustment_retries_on_two_connections(
 
         def ingest(storage: Storage, sale: Sale, barrier: threading.Barrier = barrier) -> None:
             barrier.wait()
-            storage.ingest([sale], T0)
+            storage.sales.ingest([sale], T0)
 
         def adjust(
             storage: Storage, barrier: threading.Barrier = barrier, key: str = key
         ) -> dict[str, Any]:
             barrier.wait()
-            return storage.adjust(CARD, "bonus", 5, "retry", "alice", T0, idempotency_key=key)
+            return storage.returns.adjust(
+                CARD, "bonus", 5, "retry", "alice", T0, idempotency_key=key
+            )
 
         with ThreadPoolExecutor(2) as pool:
             list(pool.map(ingest, (first, second), returns))

@@ -27,7 +27,7 @@ def config(tmp_path: Path) -> Config:
 
 @pytest.fixture
 async def client(config: Config, storage: Storage) -> AsyncIterator[TestClient[Any, Any]]:
-    storage.upsert_master(master_tables())
+    storage.feed.upsert_master(master_tables())
     async with TestClient(TestServer(create_app(config, storage, clock=lambda: T0))) as client:
         yield client
 
@@ -84,14 +84,14 @@ async def test_bad_adjustments_name_the_field(api: StaffApi, storage: Storage) -
         "POST", "/v1/cards/2999/adjustments", {"amount": 5, "reason": "r", "idempotency_key": "y"}
     )
     assert got == 404 and answer["detail"].startswith("card_no:")
-    assert storage.audit_history("card", CARD) == []
+    assert storage.audit.audit_history("card", CARD) == []
 
 
 async def test_head_office_return_reverses_like_a_register_return(
     api: StaffApi, storage: Storage
 ) -> None:
     original = make_sale(1, card_no=CARD, amounts=(300, 700), accrue=50)
-    storage.ingest([original], T0)
+    storage.sales.ingest([original], T0)
     return_id = str(uuid.uuid4())
     body = {
         "sale_id": original.sale_id,
@@ -101,11 +101,11 @@ async def test_head_office_return_reverses_like_a_register_return(
     status, done = await api.call("POST", "/v1/returns", body)
     assert status == 201, done
     assert done["status"] == "applied" and done["refund_minor"] == 700
-    balance = storage.balance(CARD, T0)
+    balance = storage.ledger.balance(CARD, T0)
     assert balance is not None and balance.wallets["bonus"] == 15
     status, again = await api.call("POST", "/v1/returns", body)
     assert status == 200 and again["replayed"] is True
-    balance = storage.balance(CARD, T0)
+    balance = storage.ledger.balance(CARD, T0)
     assert balance is not None and balance.wallets["bonus"] == 15
     status, answer = await api.call(
         "POST",
@@ -124,7 +124,7 @@ async def test_head_office_return_reverses_like_a_register_return(
 async def test_returns_exceptions_report(api: StaffApi, storage: Storage) -> None:
     original = make_sale(1, card_no=CARD, accrue=10)
     waiting = make_return(2, original, {1: 1000})
-    storage.ingest([waiting], T0)
+    storage.sales.ingest([waiting], T0)
     status, report = await api.call("GET", "/v1/reports/returns-exceptions")
     assert status == 200
     assert [(r["return_id"], r["status"]) for r in report["returns"]] == [
@@ -147,7 +147,7 @@ async def test_roles_without_the_permission_are_refused(
     assert status == 403
     status, _ = await call_center.call("GET", "/v1/reports/overdrafts")
     assert status == 200  # ledger.read is enough
-    assert storage.audit_history("card", CARD) == []
+    assert storage.audit.audit_history("card", CARD) == []
     response = await client.post(
         f"/v1/cards/{CARD}/adjustments", json={"amount": 5, "reason": "r", "idempotency_key": "z"}
     )

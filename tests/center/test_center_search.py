@@ -14,11 +14,11 @@ NOW = T0 + timedelta(days=1)
 
 
 def _customer(storage: Storage, **fields: Any) -> str:
-    return storage.create_customer(parse_customer(fields), "tester", NOW)
+    return storage.customers.create_customer(parse_customer(fields), "tester", NOW)
 
 
 def _ids(storage: Storage, q: str) -> list[str]:
-    return [c["customer_id"] for c in storage.search_customers(parse_search(q))]
+    return [c["customer_id"] for c in storage.customers.search_customers(parse_search(q))]
 
 
 def test_a_misspelt_last_name_finds_the_customer(storage: Storage) -> None:

@@ -64,7 +64,7 @@ def master() -> dict[str, list[dict[str, Any]]]:
 def shop(storage: Storage) -> Storage:
     """c1: two cards, recent milk and older bread; c2: three small bread receipts;
     c3: one big recent milk receipt in store 406; c4: never bought."""
-    storage.upsert_master(master())
+    storage.feed.upsert_master(master())
     sales = [
         sale("K1", 5, 500, "milk-1"),
         sale("K1B", 40, 300, "bread-1", store_id="406"),
@@ -74,13 +74,13 @@ def shop(storage: Storage) -> Storage:
         sale("K2", 29, 100, "bread-1"),
         sale("K3", 2, 5000, "milk-1", store_id="406"),
     ]
-    ack = storage.ingest(sales, NOW)
+    ack = storage.sales.ingest(sales, NOW)
     assert len(ack.accepted) == len(sales), ack
     return storage
 
 
 def members(storage: Storage, rule: dict[str, Any], at: datetime = NOW) -> set[str]:
-    sql, params = storage.membership_query(parse_rule(rule), at)  # type: ignore[attr-defined]
+    sql, params = storage.segments.membership_query(parse_rule(rule), at)  # type: ignore[attr-defined]
     return {r[0] for r in storage._execute(sql, params).fetchall()}  # type: ignore[attr-defined]
 
 
@@ -182,28 +182,30 @@ def test_dynamic_membership(shop: Storage, rule: dict[str, Any], expected: set[s
 
 def test_recalculation_history_and_master_version(shop: Storage) -> None:
     rule = parse_rule({"recency_days": 10})
-    view = shop.create_segment(SegmentInput("recent", "Recent", "dynamic", rule=rule), "m", NOW)
+    view = shop.segments.create_segment(
+        SegmentInput("recent", "Recent", "dynamic", rule=rule), "m", NOW
+    )
     assert view["members"] == 2 and view["kind"] == "dynamic"
-    assert shop.segment_members("recent") == ["c1", "c3"]
-    assert shop.customer_segments(["c1", "c2"]) == {"c1": ["recent"]}
+    assert shop.segments.segment_members("recent") == ["c1", "c3"]
+    assert shop.segments.customer_segments(["c1", "c2"]) == {"c1": ["recent"]}
     later = NOW + timedelta(days=1)
-    assert shop.ingest([sale("K2", -1, 100, "bread-1")], later).accepted
-    version = shop.master_version()
-    done = shop.recalculate_segment("recent", "m", later)
+    assert shop.sales.ingest([sale("K2", -1, 100, "bread-1")], later).accepted
+    version = shop.feed.master_version()
+    done = shop.segments.recalculate_segment("recent", "m", later)
     assert (done["members"], done["added"], done["removed"]) == (3, 1, 0)
-    assert shop.master_version() == version + 1
+    assert shop.feed.master_version() == version + 1
     card_version = shop._execute(  # type: ignore[attr-defined]
         "SELECT version FROM cards WHERE card_no = 'K2'"
     ).fetchone()[0]
     assert int(card_version) == version + 1
-    same = shop.recalculate_segment("recent", "m", later + timedelta(minutes=1))
+    same = shop.segments.recalculate_segment("recent", "m", later + timedelta(minutes=1))
     assert (same["added"], same["removed"]) == (0, 0)
-    assert shop.master_version() == version + 1
+    assert shop.feed.master_version() == version + 1
     week = NOW + timedelta(days=7)
-    done = shop.recalculate_segments("scheduler", week)
+    done = shop.segments.recalculate_segments("scheduler", week)
     assert [(d["segment_id"], d["members"], d["removed"]) for d in done] == [("recent", 2, 1)]
-    assert shop.segment_members("recent") == ["c2", "c3"]
-    found = shop.segment("recent")
+    assert shop.segments.segment_members("recent") == ["c2", "c3"]
+    found = shop.segments.segment("recent")
     assert found is not None
     assert [h["members"] for h in found["history"]] == [2, 3, 3, 2]
     assert found["history"][-1]["at"] == week.isoformat()
@@ -223,36 +225,40 @@ def test_recalculation_history_and_master_version(shop: Storage) -> None:
 
 
 def test_static_segment_upload(shop: Storage) -> None:
-    view = shop.create_segment(
+    view = shop.segments.create_segment(
         SegmentInput(None, "Mail", "static", customer_ids=("c4",), card_nos=("K1B",)), "m", NOW
     )
     segment_id = view["segment_id"]
     assert segment_id.startswith("seg-") and view["members"] == 2
-    assert shop.segment_members(segment_id) == ["c1", "c4"]
+    assert shop.segments.segment_members(segment_id) == ["c1", "c4"]
     with pytest.raises(InvalidRequest, match=r"^body\.card_nos: 2 unknown card\(s\): X9, X8;"):
-        shop.set_segment_members(segment_id, MembersInput(card_nos=("K2", "X9", "X8")), "m", NOW)
+        shop.segments.set_segment_members(
+            segment_id, MembersInput(card_nos=("K2", "X9", "X8")), "m", NOW
+        )
     with pytest.raises(InvalidRequest, match=r"^body\.customer_ids: 1 unknown customer\(s\): c9"):
-        shop.set_segment_members(segment_id, MembersInput(customer_ids=("c9",)), "m", NOW)
-    assert shop.segment_members(segment_id) == ["c1", "c4"]
-    added = shop.set_segment_members(
+        shop.segments.set_segment_members(segment_id, MembersInput(customer_ids=("c9",)), "m", NOW)
+    assert shop.segments.segment_members(segment_id) == ["c1", "c4"]
+    added = shop.segments.set_segment_members(
         segment_id, MembersInput(card_nos=("K2",), mode="add"), "m", NOW
     )
     assert added["members"] == 3 and added["added"] == 1
-    replaced = shop.set_segment_members(segment_id, MembersInput(customer_ids=("c3",)), "m", NOW)
+    replaced = shop.segments.set_segment_members(
+        segment_id, MembersInput(customer_ids=("c3",)), "m", NOW
+    )
     assert (replaced["members"], replaced["removed"]) == (1, 3)
-    assert shop.segment_members(segment_id) == ["c3"]
+    assert shop.segments.segment_members(segment_id) == ["c3"]
     with pytest.raises(Conflict, match="is static"):
-        shop.recalculate_segment(segment_id, "m", NOW)
+        shop.segments.recalculate_segment(segment_id, "m", NOW)
     with pytest.raises(UnknownObject):
-        shop.recalculate_segment("nope", "m", NOW)
+        shop.segments.recalculate_segment("nope", "m", NOW)
     with pytest.raises(Conflict, match="already exists"):
-        shop.create_segment(SegmentInput(segment_id, "Again", "static"), "m", NOW)
-    assert [s["segment_id"] for s in shop.segments()] == [segment_id]
-    assert shop.segment("nope") is None and shop.segment_members("nope") is None
+        shop.segments.create_segment(SegmentInput(segment_id, "Again", "static"), "m", NOW)
+    assert [s["segment_id"] for s in shop.segments.list_segments()] == [segment_id]
+    assert shop.segments.segment("nope") is None and shop.segments.segment_members("nope") is None
 
 
 def test_dynamic_segment_refuses_uploads(shop: Storage) -> None:
     rule = parse_rule({"stores": {"any": ["406"]}})
-    shop.create_segment(SegmentInput("s406", "Store 406", "dynamic", rule=rule), "m", NOW)
+    shop.segments.create_segment(SegmentInput("s406", "Store 406", "dynamic", rule=rule), "m", NOW)
     with pytest.raises(Conflict, match="is dynamic"):
-        shop.set_segment_members("s406", MembersInput(customer_ids=("c1",)), "m", NOW)
+        shop.segments.set_segment_members("s406", MembersInput(customer_ids=("c1",)), "m", NOW)

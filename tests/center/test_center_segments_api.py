@@ -37,8 +37,8 @@ def config(tmp_path: Path) -> Config:
 
 @pytest.fixture
 async def client(config: Config, storage: Storage) -> AsyncIterator[TestClient[Any, Any]]:
-    storage.upsert_master(master_tables())
-    storage.ingest([make_sale(1, card_no=CARD)], T0)
+    storage.feed.upsert_master(master_tables())
+    storage.sales.ingest([make_sale(1, card_no=CARD)], T0)
     async with TestClient(TestServer(create_app(config, storage, clock=lambda: NOW))) as client:
         yield client
 
@@ -116,19 +116,19 @@ def test_segments_config(tmp_path: Path) -> None:
 
 
 async def test_scheduled_recalculation(tmp_path: Path, storage: Storage) -> None:
-    storage.upsert_master(master_tables())
-    storage.ingest([make_sale(1, card_no=CARD)], T0)
+    storage.feed.upsert_master(master_tables())
+    storage.sales.ingest([make_sale(1, card_no=CARD)], T0)
     rule = parse_rule({"recency_days": 7})
     # Created a month later, nobody is recent; the job runs at the app's clock (NOW).
-    storage.create_segment(
+    storage.segments.create_segment(
         SegmentInput("recent", "Recent", "dynamic", rule=rule), "m", NOW + timedelta(days=30)
     )
-    assert storage.segment_members("recent") == []
+    assert storage.segments.segment_members("recent") == []
     config = load_config(write_config(tmp_path, extra="\n[segments]\nrecalc_interval_s = 1\n"))
     async with TestClient(TestServer(create_app(config, storage, clock=lambda: NOW))):
         deadline = time.monotonic() + 15
-        while storage.segment_members("recent") != ["hh-1"]:
+        while storage.segments.segment_members("recent") != ["hh-1"]:
             assert time.monotonic() < deadline, "the scheduled recalculation never ran"
             await asyncio.sleep(0.05)
-    found = storage.segment("recent")
+    found = storage.segments.segment("recent")
     assert found is not None and found["recalculated_at"] == NOW.isoformat()

@@ -50,14 +50,14 @@ def every_stored_text(storage: Storage) -> str:
 def test_a_token_is_returned_once_and_only_its_hash_is_stored(storage: Storage) -> None:
     token = create_user(storage, "anna", "marketer", "admin", T0, ttl_days=30)
     assert token.startswith("lu1_") and len(token) > 40
-    user = storage.user_by_token_hash(token_hash(token))
+    user = storage.users.user_by_token_hash(token_hash(token))
     assert user is not None and (user.username, user.role, user.created_by) == (
         "anna",
         "marketer",
         "admin",
     )
     assert user.created_at == T0 and user.expires_at == T0 + timedelta(days=30)
-    assert storage.user_by_token_hash(token) is None  # the raw token is no key
+    assert storage.users.user_by_token_hash(token) is None  # the raw token is no key
     stored = every_stored_text(storage)
     assert "anna" in stored and token not in stored and token[4:] not in stored
     assert token_hash(token) not in "\n".join(repr(r) for r in audit_rows(storage, "anna"))
@@ -80,10 +80,12 @@ def authenticate_ok(token: str, storage: Storage) -> bool:
 
 def test_user_changes_are_audited_with_their_actor(storage: Storage) -> None:
     create_user(storage, "boris", "call_center", "root", T0)
-    storage.set_role("boris", "loyalty_manager", "root", T0 + timedelta(minutes=1))
-    storage.set_role("boris", "loyalty_manager", "root", T0 + timedelta(minutes=2))  # no change
-    storage.revoke_user("boris", "auditor", T0 + timedelta(minutes=3))
-    again = storage.revoke_user("boris", "auditor", T0 + timedelta(minutes=4))  # idempotent
+    storage.users.set_role("boris", "loyalty_manager", "root", T0 + timedelta(minutes=1))
+    storage.users.set_role(
+        "boris", "loyalty_manager", "root", T0 + timedelta(minutes=2)
+    )  # no change
+    storage.users.revoke_user("boris", "auditor", T0 + timedelta(minutes=3))
+    again = storage.users.revoke_user("boris", "auditor", T0 + timedelta(minutes=4))  # idempotent
     assert again.revoked_at == T0 + timedelta(minutes=3)
     rows = audit_rows(storage, "boris")
     assert [(r[0], r[3]) for r in rows] == [
@@ -97,7 +99,7 @@ def test_user_changes_are_audited_with_their_actor(storage: Storage) -> None:
     assert json.loads(role[2])["role"] == "loyalty_manager"
     assert json.loads(revoke[1])["revoked_at"] is None
     assert json.loads(revoke[2])["revoked_at"] is not None
-    assert [u.username for u in storage.list_users()] == ["boris"]
+    assert [u.username for u in storage.users.list_users()] == ["boris"]
 
 
 def test_bad_users_are_refused_naming_the_field(storage: Storage) -> None:
@@ -114,10 +116,10 @@ def test_bad_users_are_refused_naming_the_field(storage: Storage) -> None:
     with pytest.raises(Conflict, match=r"^username: user 'x' already exists"):
         create_user(storage, "x", "administrator", "root", T0)
     with pytest.raises(UnknownObject, match=r"^username: unknown user 'ghost'"):
-        storage.revoke_user("ghost", "root", T0)
+        storage.users.revoke_user("ghost", "root", T0)
     with pytest.raises(UnknownObject, match=r"^username: "):
-        storage.set_role("ghost", "marketer", "root", T0)
-    assert [(u.username, u.role) for u in storage.list_users()] == [("x", "marketer")]
+        storage.users.set_role("ghost", "marketer", "root", T0)
+    assert [(u.username, u.role) for u in storage.users.list_users()] == [("x", "marketer")]
     assert len(audit_rows(storage, "x")) == 1
 
 
@@ -130,7 +132,7 @@ def test_authentication_refuses_unknown_revoked_and_expired_tokens(storage: Stor
         authenticate(storage, token + "x", T0)
     forever = create_user(storage, "dan", "administrator", "root", T0)
     assert authenticate(storage, forever, T0 + timedelta(days=9000)).username == "dan"
-    storage.revoke_user("dan", "root", T0)
+    storage.users.revoke_user("dan", "root", T0)
     with pytest.raises(Unauthorized, match="'dan' was revoked"):
         authenticate(storage, forever, T0)
 
@@ -259,7 +261,7 @@ async def test_only_users_admin_manages_users(
             assert "needs users.admin" in body["detail"] and repr(role) in body["detail"]
             assert (await api.call("GET", "/v1/users"))[0] == 403
             assert (await api.call("GET", "/v1/me"))[0] == 200
-    assert [u.username for u in storage.list_users() if u.username == "h"] == ["h"]
+    assert [u.username for u in storage.users.list_users() if u.username == "h"] == ["h"]
 
 
 async def test_default_token_ttl_comes_from_the_config(tmp_path: Path, storage: Storage) -> None:
@@ -313,10 +315,10 @@ def test_user_commands_add_list_and_revoke(
     assert "unknown user 'nobody'" in capsys.readouterr().err
     storage = open_storage(load_config(path).storage)
     try:
-        jo = storage.user_by_token_hash(token_hash(token))
+        jo = storage.users.user_by_token_hash(token_hash(token))
         assert jo is not None and jo.revoked_at is not None and jo.expires_at is not None
         assert (jo.expires_at - jo.created_at) == timedelta(days=30)
-        kim = next(u for u in storage.list_users() if u.username == "kim")
+        kim = next(u for u in storage.users.list_users() if u.username == "kim")
         assert kim.expires_at is not None
         assert kim.expires_at - kim.created_at == timedelta(days=2)
         with pytest.raises(Unauthorized, match="revoked"):

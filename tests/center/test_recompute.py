@@ -232,27 +232,29 @@ SALE_ID = "5a1e0000-0000-4000-8000-000000000001"
 
 def _publish_then_change(storage: Storage) -> tuple[Sale, int]:
     """A sale priced under T5 at 10 %, stored; then T5 is raised to 20 % and republished."""
-    storage.upsert_master({**master_tables(), "promotions": []})
-    settings = storage.promotion_settings()
-    storage.create_promotion(threshold(), "maria", NOW)
-    sold_under = storage.activate_promotion("T5", "olga", NOW)
-    docs = [doc for _, doc in storage.promotion_set(sold_under)]
+    storage.feed.upsert_master({**master_tables(), "promotions": []})
+    settings = storage.promotions.promotion_settings()
+    storage.promotions.create_promotion(threshold(), "maria", NOW)
+    sold_under = storage.promotions.activate_promotion("T5", "olga", NOW)
+    docs = [doc for _, doc in storage.promotions.promotion_set(sold_under)]
     promotions = load_promotion_set(docs, version=sold_under, settings=settings)
     # No coupon rule here, so the id that seeds codes may become the UUID ingest wants.
     sale = replace(register_sale((600, 500), promotions=promotions), sale_id=SALE_ID)
     assert sale.discount_minor == 110
-    assert storage.ingest([sale], NOW).accepted == (SALE_ID,)
-    storage.update_promotion("T5", threshold(percent="20"), "maria", NOW)
-    assert storage.activate_promotion("T5", "olga", NOW) > sold_under
+    assert storage.sales.ingest([sale], NOW).accepted == (SALE_ID,)
+    storage.promotions.update_promotion("T5", threshold(percent="20"), "maria", NOW)
+    assert storage.promotions.activate_promotion("T5", "olga", NOW) > sold_under
     return sale, sold_under
 
 
 def test_a_sale_is_judged_by_the_rules_it_was_sold_under(storage: Storage) -> None:
     sale, sold_under = _publish_then_change(storage)
-    settings = storage.promotion_settings()
-    master = storage.pricing_master()
+    settings = storage.promotions.promotion_settings()
+    master = storage.feed.pricing_master()
     rows = [{"doc": json.loads(doc), "version": version} for doc, version in master["promotions"]]
-    history = storage.promotion_sets_between(NOW - timedelta(days=1), NOW + timedelta(days=1))
+    history = storage.promotions.promotion_sets_between(
+        NOW - timedelta(days=1), NOW + timedelta(days=1)
+    )
     assert list(history) == [sold_under]
     judged = recompute_sale(
         sale, promotion_set_at(rows, settings, sold_under, history), products=PRODUCTS
@@ -294,7 +296,7 @@ def test_recompute_command_skips_returns(
             coupons_issued=(),
             return_of=SALE_ID,
         )
-        assert storage.ingest([refund], NOW).accepted == (refund.sale_id,)
+        assert storage.sales.ingest([refund], NOW).accepted == (refund.sale_id,)
     finally:
         storage.close()
     code = main(["recompute", "--config", str(path), "--from", "2024-03-01", "--to", "2024-03-01"])
@@ -314,12 +316,14 @@ INVENTED_SALE_ID = "5a1e0000-0000-4000-8000-0000000000c3"
 
 def _publish_context_rules(storage: Storage) -> PromotionSet:
     """A gold-segment threshold and the personal-offers rule, published in the constructor."""
-    storage.upsert_master({**master_tables(), "promotions": []})
+    storage.feed.upsert_master({**master_tables(), "promotions": []})
     for doc in (GOLD, PERSONAL):
-        storage.create_promotion(doc, "maria", NOW)
-        version = storage.activate_promotion(doc["promotion_id"], "olga", NOW)
-    docs = [doc for _, doc in storage.promotion_set(version)]
-    return load_promotion_set(docs, version=version, settings=storage.promotion_settings())
+        storage.promotions.create_promotion(doc, "maria", NOW)
+        version = storage.promotions.activate_promotion(doc["promotion_id"], "olga", NOW)
+    docs = [doc for _, doc in storage.promotions.promotion_set(version)]
+    return load_promotion_set(
+        docs, version=version, settings=storage.promotions.promotion_settings()
+    )
 
 
 def _context_sales(promotions: PromotionSet) -> tuple[Sale, Sale]:
@@ -342,8 +346,8 @@ def test_a_sale_priced_with_segment_and_offer_recomputes_exactly_from_storage(
 ) -> None:
     promotions = _publish_context_rules(storage)
     sale, stripped = _context_sales(promotions)
-    assert storage.ingest([sale], NOW).accepted == (CONTEXT_SALE_ID,)
-    (payload,) = storage.sale_payloads(NOW - timedelta(days=1), NOW + timedelta(days=1))
+    assert storage.sales.ingest([sale], NOW).accepted == (CONTEXT_SALE_ID,)
+    (payload,) = storage.sales.sale_payloads(NOW - timedelta(days=1), NOW + timedelta(days=1))
     stored = decode_sale(payload)
     assert (stored.segments, stored.personal_offers) == (("gold",), (OFFER,))
     result = recompute_sale(stored, promotions, products=PRODUCTS)
@@ -384,7 +388,7 @@ def test_recompute_command_prices_with_the_recorded_context(
             seq=3,
             personal_offers=(OFFER, SaleOffer("po-90", ("P9",), "90")),
         )
-        assert storage.ingest([sale, stripped, invented], NOW).accepted == (
+        assert storage.sales.ingest([sale, stripped, invented], NOW).accepted == (
             sale.sale_id,
             stripped.sale_id,
             invented.sale_id,
@@ -405,13 +409,13 @@ def test_recompute_command_prices_with_the_recorded_context(
 
 def _give_card_the_offer(storage: Storage) -> None:
     """Card C1 (the sales') belongs to hh-1, who was given OFFER the day before NOW."""
-    storage.upsert_master(
+    storage.feed.upsert_master(
         {
             "products": [{"product_id": "P1", "name": "One", "price_minor": 6000}],
             "cards": [{"card_no": "C1", "customer_id": "hh-1"}],
         }
     )
-    storage.set_personal_offers(
+    storage.offers.set_personal_offers(
         "hh-1",
         [OfferInput(OFFER.offer_id, "P1", Decimal(OFFER.percent))],
         "maria",

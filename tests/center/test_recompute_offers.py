@@ -37,14 +37,14 @@ def loaded(storage: Storage) -> Storage:
         {"product_id": "P2", "name": "Two", "department": "DELI", "price_minor": 100},
     ]
     tables["cards"] += [{"card_no": "C1", "customer_id": CUSTOMER}]
-    storage.upsert_master(tables)
+    storage.feed.upsert_master(tables)
     return storage
 
 
 def judge(storage: Storage, *claimed: SaleOffer) -> tuple[str, ...]:
     """The differences recompute reports for a sale at NOW on C1 claiming these offers."""
     sale = register_sale((6000, 5000), offers=claimed)
-    held = storage.personal_offers_at("C1", NOW, since=NOW - OFFER_LAG_TOLERANCE)
+    held = storage.offers.personal_offers_at("C1", NOW, since=NOW - OFFER_LAG_TOLERANCE)
     assert held is not None
     return recompute_sale(
         sale, PROMOTIONS, products=PRODUCTS, held_offers=held["offers"]
@@ -52,13 +52,13 @@ def judge(storage: Storage, *claimed: SaleOffer) -> tuple[str, ...]:
 
 
 def test_a_held_offer_has_no_difference(loaded: Storage) -> None:
-    loaded.set_personal_offers(CUSTOMER, [offer()], "maria", NOW - timedelta(days=2))
+    loaded.offers.set_personal_offers(CUSTOMER, [offer()], "maria", NOW - timedelta(days=2))
     # Changed again later (another offer added): the first one was still held at the sale.
-    loaded.set_personal_offers(
+    loaded.offers.set_personal_offers(
         CUSTOMER, [offer(), offer("po-p2", "P2", "5")], "maria", NOW + timedelta(days=1)
     )
     assert judge(loaded, HELD) == ()
-    held = loaded.personal_offers_at("C1", NOW)
+    held = loaded.offers.personal_offers_at("C1", NOW)
     assert held is not None
     assert (held["customer_ids"], [o["offer_id"] for o in held["offers"]]) == (
         [CUSTOMER],
@@ -67,7 +67,7 @@ def test_a_held_offer_has_no_difference(loaded: Storage) -> None:
 
 
 def test_an_invented_offer_is_reported(loaded: Storage) -> None:
-    loaded.set_personal_offers(CUSTOMER, [offer()], "maria", NOW - timedelta(days=2))
+    loaded.offers.set_personal_offers(CUSTOMER, [offer()], "maria", NOW - timedelta(days=2))
     invented = SaleOffer("po-90", ("P2",), "90")
     assert judge(loaded, HELD, invented) == (
         f"personal_offers[po-90]: not held by the customer at {AT}",
@@ -75,7 +75,7 @@ def test_an_invented_offer_is_reported(loaded: Storage) -> None:
 
 
 def test_a_wrong_percent_or_product_is_reported(loaded: Storage) -> None:
-    loaded.set_personal_offers(CUSTOMER, [offer()], "maria", NOW - timedelta(days=2))
+    loaded.offers.set_personal_offers(CUSTOMER, [offer()], "maria", NOW - timedelta(days=2))
     assert judge(loaded, SaleOffer("po-p1", ("P1",), "50")) == (
         f"personal_offers[po-p1]: sale 50% on P1, held 12.5% on P1 at {AT}",
     )
@@ -85,28 +85,28 @@ def test_a_wrong_percent_or_product_is_reported(loaded: Storage) -> None:
 
 
 def test_an_offer_removed_a_day_before_is_reported(loaded: Storage) -> None:
-    loaded.set_personal_offers(CUSTOMER, [offer()], "maria", NOW - timedelta(days=3))
-    loaded.delete_personal_offer(CUSTOMER, "po-p1", "maria", NOW - timedelta(days=1))
+    loaded.offers.set_personal_offers(CUSTOMER, [offer()], "maria", NOW - timedelta(days=3))
+    loaded.offers.delete_personal_offer(CUSTOMER, "po-p1", "maria", NOW - timedelta(days=1))
     assert judge(loaded, HELD) == (f"personal_offers[po-p1]: not held by the customer at {AT}",)
 
 
 def test_an_offer_removed_within_the_replica_lag_still_counts(loaded: Storage) -> None:
-    loaded.set_personal_offers(CUSTOMER, [offer()], "maria", NOW - timedelta(days=3))
-    loaded.set_personal_offers(CUSTOMER, [], "maria", NOW - OFFER_LAG_TOLERANCE / 2)
+    loaded.offers.set_personal_offers(CUSTOMER, [offer()], "maria", NOW - timedelta(days=3))
+    loaded.offers.set_personal_offers(CUSTOMER, [], "maria", NOW - OFFER_LAG_TOLERANCE / 2)
     assert judge(loaded, HELD) == ()
     # Without the tolerance it was not held at closed_at.
-    held = loaded.personal_offers_at("C1", NOW)
+    held = loaded.offers.personal_offers_at("C1", NOW)
     assert held is not None and held["offers"] == []
 
 
 def test_an_offer_set_after_the_sale_is_reported(loaded: Storage) -> None:
-    loaded.set_personal_offers(CUSTOMER, [offer()], "maria", NOW + timedelta(minutes=1))
+    loaded.offers.set_personal_offers(CUSTOMER, [offer()], "maria", NOW + timedelta(minutes=1))
     assert judge(loaded, HELD) == (f"personal_offers[po-p1]: not held by the customer at {AT}",)
 
 
 def test_an_offer_held_but_expired_is_reported(loaded: Storage) -> None:
     ended = offer(valid_to=NOW - timedelta(days=1))
-    loaded.set_personal_offers(CUSTOMER, [ended], "maria", NOW - timedelta(days=2))
+    loaded.offers.set_personal_offers(CUSTOMER, [ended], "maria", NOW - timedelta(days=2))
     assert judge(loaded, HELD) == (f"personal_offers[po-p1]: held but not valid at {AT}",)
 
 
@@ -115,9 +115,9 @@ def test_a_long_history_is_read_back_page_by_page(
 ) -> None:
     monkeypatch.setattr("center.promotions.offers_store._AUDIT_PAGE", 3)
     # Held at the sale, then 8 later changes: the walk back crosses several pages.
-    loaded.set_personal_offers(CUSTOMER, [offer()], "maria", NOW - timedelta(days=2))
+    loaded.offers.set_personal_offers(CUSTOMER, [offer()], "maria", NOW - timedelta(days=2))
     for n in range(8):
-        loaded.set_personal_offers(
+        loaded.offers.set_personal_offers(
             CUSTOMER, [offer(percent=str(20 + n))], "maria", NOW + timedelta(hours=n + 1)
         )
     assert judge(loaded, HELD) == ()
@@ -128,20 +128,20 @@ def test_a_long_history_is_read_back_page_by_page(
 
 def test_a_merged_customer_is_the_one_the_card_had_at_the_sale(loaded: Storage) -> None:
     """A card moved by a merge after the sale is judged by the offers of its old customer."""
-    loaded.set_personal_offers(CUSTOMER, [offer()], "maria", NOW - timedelta(days=2))
-    loaded.set_personal_offers("hh-2", [offer("po-other", "P2", "30")], "maria", NOW)
-    loaded.merge_customers("hh-2", CUSTOMER, "maria", NOW + timedelta(days=1))
+    loaded.offers.set_personal_offers(CUSTOMER, [offer()], "maria", NOW - timedelta(days=2))
+    loaded.offers.set_personal_offers("hh-2", [offer("po-other", "P2", "30")], "maria", NOW)
+    loaded.customers.merge_customers("hh-2", CUSTOMER, "maria", NOW + timedelta(days=1))
     assert judge(loaded, HELD) == ()
     assert judge(loaded, SaleOffer("po-other", ("P2",), "30")) == (
         f"personal_offers[po-other]: not held by the customer at {AT}",
     )
-    later = loaded.personal_offers_at("C1", NOW + timedelta(days=2))
+    later = loaded.offers.personal_offers_at("C1", NOW + timedelta(days=2))
     assert later is not None and later["customer_ids"] == ["hh-2"]
 
 
 def test_an_unknown_card_is_none_and_a_sale_without_offers_is_not_checked(
     loaded: Storage,
 ) -> None:
-    assert loaded.personal_offers_at("NO-SUCH-CARD", NOW) is None
+    assert loaded.offers.personal_offers_at("NO-SUCH-CARD", NOW) is None
     sale: Sale = replace(register_sale((6000, 5000)), personal_offers=())
     assert recompute_sale(sale, PROMOTIONS, products=PRODUCTS, held_offers=[]).ok

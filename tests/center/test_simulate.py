@@ -79,8 +79,8 @@ def test_simulate_command_reads_the_period_from_storage(
     path = write_config(tmp_path)
     storage = open_storage(load_config(path).storage)
     try:
-        storage.upsert_master(master_tables())
-        ack = storage.ingest([make_sale(1, card_no=CARD), make_sale(2)], T0)
+        storage.feed.upsert_master(master_tables())
+        ack = storage.sales.ingest([make_sale(1, card_no=CARD), make_sale(2)], T0)
         assert len(ack.accepted) == 2
     finally:
         storage.close()
@@ -126,11 +126,11 @@ def test_recompute_command_flags_only_the_dishonest_sale(
     tables["promotions"] = [{"promotion_id": threshold["promotion_id"], "doc": threshold}]
     storage = open_storage(load_config(path).storage)
     try:
-        assert storage.upsert_master(tables).version == 1  # the version make_sale names
+        assert storage.feed.upsert_master(tables).version == 1  # the version make_sale names
         honest = make_sale(1, amounts=(250, 199))
         # 60.00 reaches the 5 % step: 300, not 100.
         greedy = make_sale(2, amounts=(6000,), discount=100)
-        assert len(storage.ingest([honest, greedy], T0).accepted) == 2
+        assert len(storage.sales.ingest([honest, greedy], T0).accepted) == 2
     finally:
         storage.close()
     code = main(["recompute", "--config", str(path), "--from", "2024-03-01", "--to", "2024-03-01"])

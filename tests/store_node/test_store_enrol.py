@@ -38,7 +38,7 @@ async def center(tmp_path: Path) -> AsyncIterator[Center]:
     config = load_center_config(write_center_config(tmp_path / "center", signatures=True))
     storage = SqliteStorage(tmp_path / "center" / "center.db")
     storage.migrate()
-    storage.upsert_master(master_tables())
+    storage.feed.upsert_master(master_tables())
     runner = web.AppRunner(create_center(config, storage))
     await runner.setup()
     port = free_port()

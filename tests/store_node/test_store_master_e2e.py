@@ -62,12 +62,12 @@ async def center(tmp_path: Path) -> AsyncIterator[Center]:
     (tmp_path / "center").mkdir()
     storage = SqliteStorage(tmp_path / "center" / "center.db")
     storage.migrate()
-    storage.upsert_master(master_tables())
+    storage.feed.upsert_master(master_tables())
     # CARD shopped at 367 lately: it is in the store's scope; OTHER_CARD is not.
     now = datetime.now(UTC)
     sale = make_sale(1, card_no=CARD, accrue=40)
     recent = dataclasses.replace(sale, opened_at=now - timedelta(minutes=1), closed_at=now)
-    storage.ingest([recent], now)
+    storage.sales.ingest([recent], now)
     running = await _start_center(storage, tmp_path / "center", free_port())
     try:
         yield running

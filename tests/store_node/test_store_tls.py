@@ -33,7 +33,7 @@ async def tls_center(tmp_path: Path) -> AsyncIterator[tuple[str, SqliteStorage, 
     assert context is not None
     storage = SqliteStorage(folder / "center.db")
     storage.migrate()
-    storage.upsert_master(master_tables())
+    storage.feed.upsert_master(master_tables())
     runner = web.AppRunner(create_center(config, storage))
     await runner.setup()
     port = free_port()
