@@ -15,7 +15,7 @@ from difflib import SequenceMatcher
 from typing import Any
 
 from center.crm.model import CustomerInput, SearchQuery, new_card_no, search_keys
-from center.errors import Conflict, InvalidRequest, UnknownObject
+from center.errors import Conflict, UnknownObject
 from center.storage.hooks import Migration, SqlHooks
 
 __all__ = ["CRM_SEARCH_LIMIT", "POSTGRES_MIGRATION", "SQLITE_MIGRATION", "CrmStore"]
@@ -34,8 +34,6 @@ first letters (PostgreSQL uses pg_trgm's similarity)."""
 RECENT_RECEIPTS = 20
 MAX_MERGE_CHAIN = 10
 """Merges followed from a merged customer to the one that survives them all."""
-MAX_AUDIT = 1000
-AUDIT_KINDS = ("card", "customer", "promotion", "coupon_batch", "segment", "user")
 """Every kind of object whose changes the audit table records."""
 
 
@@ -68,29 +66,6 @@ class CrmStore(SqlHooks):
         raise NotImplementedError
 
     # -- helpers -------------------------------------------------------------------------------
-
-    def _bump_master(self) -> int:
-        row = self._execute(
-            "UPDATE master_version SET version = version + 1 WHERE id = 1 RETURNING version"
-        ).fetchone()
-        return int(row[0])
-
-    def _audit(
-        self, kind: str, object_id: str, action: str, before: Any, after: Any, actor: str, at: Any
-    ) -> None:
-        self._execute(
-            "INSERT INTO audit (kind, object_id, action, before, after, actor, at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                kind,
-                object_id,
-                action,
-                None if before is None else _json(before),
-                None if after is None else _json(after),
-                actor,
-                at,
-            ),
-        )
 
     def _card(self, card_no: str, *, lock: bool = False) -> dict[str, Any] | None:
         row = self._execute(
@@ -543,30 +518,6 @@ class CrmStore(SqlHooks):
         """Run a statement planned for these values (a prefix LIKE needs its pattern to use an
         index; PostgreSQL's generic plan of a prepared statement would scan)."""
         raise NotImplementedError
-
-    def audit_history(self, kind: str, object_id: str, *, limit: int = 100) -> list[dict[str, Any]]:
-        """The audit rows of one object, oldest first."""
-        if kind not in AUDIT_KINDS:
-            raise InvalidRequest("kind", f"expected one of {', '.join(AUDIT_KINDS)}, got {kind!r}")
-        with self._guard("read audit"):
-            rows = self._rows(
-                "SELECT audit_id, action, before, after, actor, at FROM audit "
-                "WHERE kind = ? AND object_id = ? ORDER BY audit_id LIMIT ?",
-                (kind, object_id, min(limit, MAX_AUDIT)),
-            )
-        return [
-            {
-                "audit_id": int(r[0]),
-                "kind": kind,
-                "id": object_id,
-                "action": r[1],
-                "before": None if r[2] is None else json.loads(r[2]),
-                "after": None if r[3] is None else json.loads(r[3]),
-                "actor": r[4],
-                "at": self._dt(r[5]).isoformat(),
-            }
-            for r in rows
-        ]
 
 
 SQLITE_MIGRATION = Migration("m007_customer_name_search")

@@ -258,13 +258,6 @@ class MasterFeedStore(SqlHooks):
 
     # -- positions -----------------------------------------------------------------------------
 
-    def _lock_master(self) -> int:
-        """Take the master_version row lock until commit (call first in a master write)."""
-        row = self._execute(
-            f"SELECT version FROM master_version WHERE id = 1{self._FOR_UPDATE}"
-        ).fetchone()
-        return int(row[0])
-
     def _ledger_mark_now(self) -> int:
         return int(self._execute(self.dialect.ledger_mark_sql).fetchone()[0])
 

@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from center.access.audit import AuditLog
 from center.access.nonces_store import NonceOps
 from center.access.users_store import UserOps
 from center.crm.customers_store import CustomerOps
 from center.crm.model import CustomerInput, SearchQuery
 from center.feed.store import MasterFeedOps
+from center.feed.versions import MasterVersions
 from center.ingest.partitions import PartitionOps
 from center.ledger.model import BURNING_WITHIN, Balance, Burning, LedgerEntry, Pending
 from center.ledger.returns_store import ReturnsOps
@@ -153,7 +155,8 @@ class Storage(
     ledger: Storage
     returns: Storage
     customers: Storage
-    audit: Storage
+    audit: AuditLog
+    versions: MasterVersions
     promotions: Storage
     coupons: Storage
     coupon_jobs: Storage
@@ -288,10 +291,6 @@ class Storage(
         self, card_no: str, new_card_no_: str | None, actor: str, now: datetime
     ) -> dict[str, Any]:
         """Replace a card, moving its balance once; {"old", "new", "moved"}."""
-        ...
-
-    def audit_history(self, kind: str, object_id: str, *, limit: int = 100) -> list[dict[str, Any]]:
-        """Audit rows of one object, oldest first."""
         ...
 
     def close(self) -> None:

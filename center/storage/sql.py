@@ -14,12 +14,14 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from center.access.audit import AuditLog
 from center.access.nonces_store import NonceStore
 from center.access.users_store import UserStore
 from center.crm.customers_store import CustomerStore
 from center.crm.store import CrmStore
 from center.errors import StorageError
 from center.feed.store import MasterFeedStore
+from center.feed.versions import MasterVersions
 from center.ingest.partitions import PartitionStore
 from center.ingest.sales import check_sale, ledger_movements
 from center.ledger.planner import (
@@ -103,11 +105,12 @@ class SqlStorage(
         """The one connection every part of the storage uses (center/storage/database.py)."""
         # One repository per aggregate; the parts not yet a repository of their own are this
         # object's mixins.
+        self.versions = MasterVersions(db)
         self.sales: Any = self
         self.ledger: Any = self
         self.returns: Any = self
         self.customers: Any = self
-        self.audit: Any = self
+        self.audit = AuditLog(db)
         self.promotions: Any = self
         self.coupons: Any = self
         self.coupon_jobs: Any = self
@@ -442,11 +445,21 @@ class SqlStorage(
 
     def master_version(self) -> int:
         with self._guard("read master version"):
-            return self._master_version()
+            return self.versions.current()
 
     def _master_version(self) -> int:
-        row = self._execute("SELECT version FROM master_version WHERE id = 1").fetchone()
-        return int(row[0]) if row else 0
+        return self.versions.current()
+
+    def _bump_master(self) -> int:
+        return self.versions.bump()
+
+    def _lock_master(self) -> int:
+        return self.versions.lock()
+
+    def _audit(
+        self, kind: str, object_id: str, action: str, before: Any, after: Any, actor: str, at: Any
+    ) -> None:
+        self.audit.record(kind, object_id, action, before, after, actor, at)
 
     def upsert_master(
         self,

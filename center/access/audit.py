@@ -1,0 +1,70 @@
+"""The history of every object: who changed it, when, from what to what (one audit row per change,
+written in the change's own transaction)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from center.errors import InvalidRequest
+from center.storage.database import Database
+
+__all__ = ["AUDIT_KINDS", "MAX_AUDIT", "AuditLog"]
+
+AUDIT_KINDS = ("card", "customer", "promotion", "coupon_batch", "segment", "user")
+"""Kinds of object with a history."""
+MAX_AUDIT = 1000
+"""Most rows one history read returns."""
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class AuditLog:
+    """The audit rows of every object kind, over the shared Database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def record(
+        self, kind: str, object_id: str, action: str, before: Any, after: Any, actor: str, at: Any
+    ) -> None:
+        """Write one audit row inside the caller's transaction (`at` as the database stores it)."""
+        self.db.execute(
+            "INSERT INTO audit (kind, object_id, action, before, after, actor, at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                kind,
+                object_id,
+                action,
+                None if before is None else _json(before),
+                None if after is None else _json(after),
+                actor,
+                at,
+            ),
+        )
+
+    def audit_history(self, kind: str, object_id: str, *, limit: int = 100) -> list[dict[str, Any]]:
+        """The audit rows of one object, oldest first."""
+        if kind not in AUDIT_KINDS:
+            raise InvalidRequest("kind", f"expected one of {', '.join(AUDIT_KINDS)}, got {kind!r}")
+        with self.db.guard("read audit"):
+            rows = self.db.execute_planned(
+                "SELECT audit_id, action, before, after, actor, at FROM audit "
+                "WHERE kind = ? AND object_id = ? ORDER BY audit_id LIMIT ?",
+                (kind, object_id, min(limit, MAX_AUDIT)),
+            ).fetchall()
+        return [
+            {
+                "audit_id": int(r[0]),
+                "kind": kind,
+                "id": object_id,
+                "action": r[1],
+                "before": None if r[2] is None else json.loads(r[2]),
+                "after": None if r[3] is None else json.loads(r[3]),
+                "actor": r[4],
+                "at": self.db.dt(r[5]).isoformat(),
+            }
+            for r in rows
+        ]
