@@ -16,6 +16,7 @@ from typing import Any
 
 from center.crm.model import CustomerInput, SearchQuery, new_card_no, search_keys
 from center.errors import Conflict, UnknownObject
+from center.ledger.store import LedgerRepository
 from center.storage.hooks import Migration, SqlHooks
 
 __all__ = ["CRM_SEARCH_LIMIT", "POSTGRES_MIGRATION", "SQLITE_MIGRATION", "CrmStore"]
@@ -44,26 +45,7 @@ def _json(value: Any) -> str:
 class CrmStore(SqlHooks):
     """Mixin of SqlStorage: the call-center operations (dialect hooks come from SqlStorage)."""
 
-    def _debt(self, card_no: str, wallet: str) -> int:
-        raise NotImplementedError
-
-    def _add_lot(
-        self,
-        entry_id: int,
-        card_no: str,
-        wallet: str,
-        kind: str,
-        amount: int,
-        rule_id: str,
-        source: str,
-        active_from: Any,
-        expires_at: Any,
-        created_at: Any,
-    ) -> None:
-        raise NotImplementedError
-
-    def balance(self, card_no: str, now: datetime) -> Any:
-        raise NotImplementedError
+    ledger: LedgerRepository
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -212,7 +194,7 @@ class CrmStore(SqlHooks):
                     ]
             wallets: dict[str, int] = {"bonus": 0}
             for card in cards:
-                found = self.balance(card["card_no"], now)
+                found = self.ledger.balance(card["card_no"], now)
                 if found is not None:
                     for wallet, amount in found.wallets.items():
                         wallets[wallet] = wallets.get(wallet, 0) + amount
@@ -339,7 +321,7 @@ class CrmStore(SqlHooks):
                 active_from, expires_at,
             )  # fmt: skip
             assert entry is not None
-            self._add_lot(
+            self.ledger.apply_entry(
                 entry, new, wallet, "transfer_in", int(remaining), rule_id, source,
                 active_from, expires_at, at,
             )  # fmt: skip
@@ -349,7 +331,7 @@ class CrmStore(SqlHooks):
             (old,),
         ).fetchall()
         for (wallet,) in wallets:
-            debt = self._debt(old, wallet)
+            debt = self.ledger.debt(old, wallet)
             if debt <= 0:
                 continue
             source = f"replace:{old}:debt"

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from center.ledger.store import ACTIVE_SQL, DEBT_SUM_SQL, LedgerRepository
 from center.storage.hooks import Migration, SqlHooks
 from sync_protocol import MasterDelta, MasterSnapshot, replica_checksum
 
@@ -247,13 +248,9 @@ _ROW_KEYS = {
 class MasterFeedStore(SqlHooks):
     """Mixin of SqlStorage."""
 
-    _ACTIVE = ""
-    _DEBT_SUM = ""
+    ledger: LedgerRepository
 
     def _master_version(self) -> int:
-        raise NotImplementedError
-
-    def _bonus_balances(self, now: datetime) -> dict[str, int]:
         raise NotImplementedError
 
     # -- positions -----------------------------------------------------------------------------
@@ -355,12 +352,12 @@ class MasterFeedStore(SqlHooks):
                 for r in self._execute(
                     "SELECT card_no, CAST(SUM(remaining) AS BIGINT) FROM lots "
                     f"WHERE card_no IN ({marks}) AND wallet = 'bonus' AND remaining > 0 "
-                    f"AND {self._ACTIVE} GROUP BY card_no",
+                    f"AND {ACTIVE_SQL} GROUP BY card_no",
                     (*nos, at, at),
                 ).fetchall()
             }
             for card_no, debt in self._execute(
-                f"SELECT card_no, {self._DEBT_SUM} FROM lot_consumptions WHERE card_no IN "
+                f"SELECT card_no, {DEBT_SUM_SQL} FROM lot_consumptions WHERE card_no IN "
                 f"({marks}) AND wallet = 'bonus' AND kind IN ('debt', 'recover') GROUP BY card_no",
                 nos,
             ).fetchall():
@@ -825,7 +822,7 @@ class MasterFeedStore(SqlHooks):
             if since == version:
                 return version, {}
             tables = self._replica(store, now, FeedSettings())
-            balances = self._bonus_balances(now)
+            balances = self.ledger.bonus_balances(now)
             tables["cards"] = [
                 {
                     "card_no": r[0],

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from center.errors import Conflict, InvalidRequest, UnknownObject
 from center.ledger.model import LedgerEntry
 from center.ledger.returns import part, plan_return, reversals
+from center.ledger.store import LedgerRepository
 from center.storage.hooks import Migration, SqlHooks
 from sync_protocol import Payment, Sale, SaleLine, decode_sale
 
@@ -119,23 +120,7 @@ class ReturnsOps(Protocol):
 class ReturnsStore(SqlHooks):
     """Mixin of SqlStorage."""
 
-    # Supplied by SqlStorage (the ledger); declared so the mixin type-checks on its own.
-    def _apply_entries(self, entries: Sequence[LedgerEntry]) -> int:
-        raise NotImplementedError
-
-    def _journal(self, entries: Sequence[LedgerEntry]) -> list[tuple[int, LedgerEntry]]:
-        raise NotImplementedError
-
-    def _apply_journaled(
-        self,
-        journaled: Sequence[tuple[int, LedgerEntry]],
-        *,
-        first: Mapping[int, int] | None = None,
-    ) -> None:
-        raise NotImplementedError
-
-    def balance(self, card_no: str, now: datetime) -> Any:
-        raise NotImplementedError
+    ledger: LedgerRepository
 
     def ingest(self, sales: Sequence[Sale], received_at: datetime) -> Any:
         raise NotImplementedError
@@ -216,7 +201,7 @@ class ReturnsStore(SqlHooks):
                                     original_id, ret.closed_at)  # fmt: skip
                 else:
                     expires = self._spent_lots_expiry(original_id, move.wallet)
-                    self._apply_entries(
+                    self.ledger.apply_entries(
                         [
                             LedgerEntry(
                                 card_no=card,
@@ -268,7 +253,7 @@ class ReturnsStore(SqlHooks):
         """Debit `amount` accrued points: from the original's own lot first, then FIFO, then
         debt."""
         entry = LedgerEntry(card, wallet, "return_accrual", -amount, rule_id, return_id, at)
-        journaled = self._journal([entry])
+        journaled = self.ledger.journal([entry])
         if not journaled:
             return  # already reversed
         own = self._execute(
@@ -277,7 +262,7 @@ class ReturnsStore(SqlHooks):
             (original_id, wallet, rule_id, card),
         ).fetchone()
         first = {} if own is None else {journaled[0][0]: int(own[0])}
-        self._apply_journaled(journaled, first=first)
+        self.ledger.apply_journaled(journaled, first=first)
 
     def _spent_lots_expiry(self, original_id: str, wallet: str) -> datetime | None:
         """The latest expiry of the lots the original's bonus payment took (None if undated)."""
@@ -473,7 +458,7 @@ class ReturnsStore(SqlHooks):
                     )
                 result = {**done, "replayed": True}
             else:
-                self._apply_entries(
+                self.ledger.apply_entries(
                     [
                         LedgerEntry(
                             card_no=card_no,
@@ -503,7 +488,7 @@ class ReturnsStore(SqlHooks):
                     actor,
                     at,
                 )
-        found = self.balance(card_no, now)
+        found = self.ledger.balance(card_no, now)
         result["balance"] = None if found is None else dict(found.wallets)
         return result
 

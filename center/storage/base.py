@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 
 from center.access.audit import AuditLog
@@ -17,6 +17,7 @@ from center.feed.versions import MasterVersions
 from center.ingest.partitions import PartitionOps
 from center.ledger.model import BURNING_WITHIN, Balance, Burning, LedgerEntry, Pending
 from center.ledger.returns_store import ReturnsOps
+from center.ledger.store import LedgerRepository
 from center.promotions.coupon_jobs_store import CouponJobOps
 from center.promotions.coupons_store import CouponOps
 from center.promotions.offers_store import OfferOps
@@ -152,7 +153,7 @@ class Storage(
     backend: str
     db: Database
     sales: Storage
-    ledger: Storage
+    ledger: LedgerRepository
     returns: Storage
     customers: Storage
     audit: AuditLog
@@ -199,10 +200,6 @@ class Storage(
         """Insert or update master rows in one transaction; bump the version only on change."""
         ...
 
-    def add_ledger_entries(self, entries: Sequence[LedgerEntry]) -> int:
-        """Insert ledger movements not yet present; return how many were new."""
-        ...
-
     def add_enrolment_token(
         self, token_hash: str, store_id: str, created_at: datetime, expires_at: datetime
     ) -> None:
@@ -228,21 +225,6 @@ class Storage(
 
     def record_heartbeat(self, heartbeat: Heartbeat, received_at: datetime) -> None:
         """Keep the latest heartbeat of a node."""
-        ...
-
-    def balance(
-        self, card_no: str, now: datetime, *, burning_within: timedelta = BURNING_WITHIN
-    ) -> Balance | None:
-        """Wallet balances, pending, burning (expiring before now + burning_within) and debt of
-        a card at `now`, or None for an unknown card."""
-        ...
-
-    def history(self, card_no: str, *, limit: int = 100) -> list[LedgerEntry] | None:
-        """The card's ledger movements, newest first, or None for an unknown card."""
-        ...
-
-    def expire_lots(self, now: datetime) -> int:
-        """Burn the remainder of every lot expired at `now` (idempotent); return lots burnt."""
         ...
 
     def counts(self) -> Counts:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,13 +15,12 @@ from center.crm import store as crm
 from center.feed import store as feed
 from center.ingest import partitions
 from center.ledger import returns_store as returns
-from center.ledger.planner import Lot, WalletKey
+from center.ledger.store_postgres import PostgresLedgerRepository
 from center.promotions import coupon_jobs_store as coupon_jobs
 from center.promotions import coupons_store as coupons
 from center.promotions import offers_store as offers
 from center.promotions import segments_store as segments
 from center.promotions import store as promotions
-from center.storage.base import LedgerEntry
 from center.storage.migrations import MigrationList
 from center.storage.postgres_database import PostgresDatabase
 from center.storage.sql import Migration, SqlStorage, _Batch, _Prepared, lots_from_ledger
@@ -287,6 +286,7 @@ class PostgresStorage(SqlStorage):
 
     backend = "postgresql"
     migrations = POSTGRES_MIGRATIONS
+    ledger_repository = PostgresLedgerRepository
 
     def __init__(self, dsn: str) -> None:
         super().__init__(PostgresDatabase(dsn))
@@ -350,76 +350,3 @@ class PostgresStorage(SqlStorage):
 
         self._bulk_insert("sales", self._SALE_COLUMNS, rows())
         return prepared, claimed
-
-    # -- ledger I/O: the rules are center/ledger/planner.py, these only read and write in bulk ---
-
-    def _debts(self, card_nos: Iterable[str]) -> dict[WalletKey, int]:
-        rows = self._execute_binary(
-            f"SELECT card_no, wallet, {self._DEBT_SUM} FROM lot_consumptions "
-            "WHERE card_no = ANY(?::text[]) AND kind IN ('debt', 'recover') "
-            "GROUP BY card_no, wallet",
-            (sorted(card_nos),),
-        ).fetchall()
-        return {(r[0], r[1]): int(r[2]) for r in rows if int(r[2] or 0) > 0}
-
-    def _open_lots(self, keys: Iterable[WalletKey]) -> dict[WalletKey, list[Lot]]:
-        pairs = sorted(keys)
-        if not pairs:
-            return {}
-        lots: dict[WalletKey, list[Lot]] = {}
-        for row in self._execute_binary(
-            f"SELECT {self._LOT_COLUMNS} FROM lots WHERE (card_no, wallet) IN "
-            "(SELECT * FROM unnest(?::text[], ?::text[])) AND remaining > 0 "
-            "ORDER BY lot_id FOR UPDATE",
-            ([k[0] for k in pairs], [k[1] for k in pairs]),
-        ).fetchall():
-            lots.setdefault((row[1], row[2]), []).append(self._lot(row))
-        return lots
-
-    def _lot_ids(self, entry_ids: Sequence[int]) -> dict[int, int]:
-        return {
-            int(r[0]): int(r[1])
-            for r in self._execute_binary(
-                "SELECT entry_id, lot_id FROM lots WHERE entry_id = ANY(?::bigint[])",
-                (list(entry_ids),),
-            ).fetchall()
-        }
-
-    def _take_from_lots(self, taken: Mapping[int, int]) -> None:
-        self._execute_binary(
-            "UPDATE lots SET remaining = remaining - t.take "
-            "FROM unnest(?::bigint[], ?::bigint[]) AS t(lot_id, take) "
-            "WHERE lots.lot_id = t.lot_id",
-            (list(taken), list(taken.values())),
-        )
-
-    def _journal(self, entries: Sequence[LedgerEntry]) -> list[tuple[int, LedgerEntry]]:
-        if not entries:
-            return []
-        ids = {
-            (r[1], r[2], r[3], r[4]): int(r[0])
-            for r in self._execute_binary(
-                "INSERT INTO ledger (card_no, wallet, kind, amount, rule_id, source, active_from, "
-                "expires_at, created_at) SELECT * FROM unnest(?::text[], ?::text[], ?::text[], "
-                "?::bigint[], ?::text[], ?::text[], ?::timestamptz[], ?::timestamptz[], "
-                "?::timestamptz[]) ON CONFLICT DO NOTHING "
-                "RETURNING entry_id, source, wallet, kind, rule_id",
-                (
-                    [e.card_no for e in entries],
-                    [e.wallet for e in entries],
-                    [e.kind for e in entries],
-                    [e.amount for e in entries],
-                    [e.rule_id for e in entries],
-                    [e.source for e in entries],
-                    [e.active_from for e in entries],
-                    [e.expires_at for e in entries],
-                    [e.created_at for e in entries],
-                ),
-            ).fetchall()
-        }
-        journaled: list[tuple[int, LedgerEntry]] = []
-        for e in entries:
-            entry_id = ids.pop((e.source, e.wallet, e.kind, e.rule_id), None)
-            if entry_id is not None:
-                journaled.append((entry_id, e))
-        return journaled

@@ -11,7 +11,7 @@ import json
 from abc import ABC
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar
 
 from center.access.audit import AuditLog
@@ -24,25 +24,15 @@ from center.feed.store import MasterFeedStore
 from center.feed.versions import MasterVersions
 from center.ingest.partitions import PartitionStore
 from center.ingest.sales import check_sale, ledger_movements
-from center.ledger.planner import (
-    LedgerPlan,
-    Lot,
-    WalletKey,
-    debited_wallets,
-    derive_balance,
-    plan_expiry,
-    plan_movements,
-)
 from center.ledger.returns_store import ReturnsStore
+from center.ledger.store import LedgerRepository
 from center.promotions.coupon_jobs_store import CouponJobStore
 from center.promotions.coupons_store import CouponStore
 from center.promotions.offers_store import OfferStore
 from center.promotions.segments_store import SegmentStore
 from center.promotions.store import PromotionStore
 from center.storage.base import (
-    BURNING_WITHIN,
     MASTER_TABLES,
-    Balance,
     Counts,
     LedgerEntry,
     MasterChange,
@@ -69,10 +59,6 @@ __all__ = ["Migration", "SqlStorage", "lots_from_ledger"]
 
 _CHUNK = 5000
 _T = TypeVar("_T")
-_EXPIRE_CHUNK = 500
-_IN_CHUNK = 500
-"""Values per `IN (...)` list: well under SQLite's limit of bound parameters."""
-"""Cards per expiry transaction: bounds the locks one transaction holds."""
 
 
 def _json(value: Any) -> str:
@@ -99,6 +85,8 @@ class SqlStorage(
     backend: str = ""
     migrations = MigrationList((), numbered=0)
     """This backend's migrations, in order (center/storage/migrations.py)."""
+    ledger_repository: type[LedgerRepository] = LedgerRepository
+    """The ledger's repository class for this backend's Database."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -107,7 +95,7 @@ class SqlStorage(
         # object's mixins.
         self.versions = MasterVersions(db)
         self.sales: Any = self
-        self.ledger: Any = self
+        self.ledger = self.ledger_repository(db)
         self.returns: Any = self
         self.customers: Any = self
         self.audit = AuditLog(db)
@@ -347,7 +335,7 @@ class SqlStorage(
 
         self._bulk_insert("sale_lines", _LINE_COLUMNS, lines())
         if entries:
-            self._apply_entries(entries)
+            self.ledger.apply_entries(entries)
 
     def _quarantine(
         self, sale: Sale, reason: str, fingerprint: str, payload: bytes, received: Any
@@ -549,362 +537,6 @@ class SqlStorage(
             progress(spec.name, 0, 0)
         return total
 
-    # -- ledger --------------------------------------------------------------------------------
-    #
-    # `ledger` is the append-only journal of movements, unique by (source, wallet, kind,
-    # rule_id): a replayed movement inserts nothing and so changes nothing else. What a new
-    # movement does to the lots (a lot per credit, FIFO debits, debt and its recovery, expiry,
-    # balances) is decided once, by center/ledger/planner.py; the code here reads the state a
-    # plan needs and writes the plan: new lots, `lot_consumptions` rows keyed by the debit's
-    # ledger entry (one without a lot is a debt), and what the stored lots lose.
-
-    _ACTIVE = "(active_from IS NULL OR active_from <= ?) AND (expires_at IS NULL OR expires_at > ?)"
-    """planner.is_active as SQL, for the feed's bonus balances of many cards at once."""
-    _LOT_COLUMNS = (
-        "lot_id, card_no, wallet, remaining, created_at, active_from, expires_at, rule_id"
-    )
-    """The columns _lot reads, in its order."""
-
-    def _bonus_balances(self, now: datetime) -> dict[str, int]:
-        at = self._ts(now)
-        rows = self._execute(
-            "SELECT card_no, CAST(SUM(remaining) AS BIGINT) FROM lots "
-            f"WHERE wallet = 'bonus' AND remaining > 0 AND {self._ACTIVE} GROUP BY card_no",
-            (at, at),
-        ).fetchall()
-        balances = {r[0]: int(r[1]) for r in rows}
-        for card_no, debt in self._execute(
-            f"SELECT card_no, {self._DEBT_SUM} FROM lot_consumptions "
-            "WHERE wallet = 'bonus' AND kind IN ('debt', 'recover') GROUP BY card_no"
-        ).fetchall():
-            if int(debt):
-                balances[card_no] = balances.get(card_no, 0) - int(debt)
-        return balances
-
-    _DEBT_SUM = "CAST(SUM(CASE WHEN kind = 'debt' THEN amount ELSE -amount END) AS BIGINT)"
-
-    def _insert_ledger(self, entries: Sequence[LedgerEntry]) -> int:
-        return self._apply_entries(entries)
-
-    def _apply_entries(self, entries: Sequence[LedgerEntry]) -> int:
-        """Journal the movements not yet present and apply them to the lots; count the new."""
-        journaled = self._journal(entries)
-        self._apply_journaled(journaled)
-        return len(journaled)
-
-    def _apply_journaled(
-        self,
-        journaled: Sequence[tuple[int, LedgerEntry]],
-        *,
-        first: Mapping[int, int] | None = None,
-    ) -> None:
-        """Apply journaled (entry_id, movement)s in order, as planner.plan_movements says."""
-        if not journaled:
-            return
-        debts = self._debts({e.card_no for _, e in journaled})
-        lots = self._open_lots(debited_wallets(journaled))
-        self._write_plan(plan_movements(journaled, debts, lots, first=first))
-
-    def _write_plan(self, plan: LedgerPlan) -> None:
-        """Store a plan: its new lots (in journal order), its consumptions, what lots lose."""
-        if plan.credits:
-            ts = self._ts
-            self._bulk_insert(
-                "lots",
-                _LOT_INSERT,
-                [
-                    (
-                        entry_id,
-                        e.card_no,
-                        e.wallet,
-                        e.kind,
-                        e.rule_id,
-                        e.source,
-                        e.amount,
-                        remaining,
-                        ts(e.active_from),
-                        ts(e.expires_at),
-                        ts(e.created_at),
-                    )
-                    for entry_id, e, remaining in plan.new_lots()
-                ],
-            )
-        if plan.consumptions:
-            consumed = plan.new_lots_consumed()
-            ids = self._lot_ids(sorted(consumed)) if consumed else {}
-            self._bulk_insert(
-                "lot_consumptions",
-                _CONSUMPTION_INSERT,
-                [
-                    (
-                        c.entry_id,
-                        c.lot_id if c.new_lot is None else ids[c.new_lot],
-                        c.card_no,
-                        c.wallet,
-                        c.kind,
-                        c.amount,
-                        self._ts(c.created_at),
-                    )
-                    for c in plan.consumptions
-                ],
-            )
-            taken = plan.taken()
-            if taken:
-                self._take_from_lots(taken)
-
-    def _ledger_row(self, e: LedgerEntry) -> tuple[Any, ...]:
-        """A movement as the ledger table stores it, in its column order (no entry_id)."""
-        return (
-            e.card_no,
-            e.wallet,
-            e.kind,
-            e.amount,
-            e.rule_id,
-            e.source,
-            self._ts(e.active_from),
-            self._ts(e.expires_at),
-            self._ts(e.created_at),
-        )
-
-    def _journal(self, entries: Sequence[LedgerEntry]) -> list[tuple[int, LedgerEntry]]:
-        """Insert the movements not yet in the journal; (entry_id, movement) of those, in order."""
-        journaled: list[tuple[int, LedgerEntry]] = []
-        for e in entries:
-            row = self._execute(
-                "INSERT INTO ledger (card_no, wallet, kind, amount, rule_id, source, active_from, "
-                "expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT DO NOTHING RETURNING entry_id",
-                self._ledger_row(e),
-            ).fetchone()
-            if row is not None:
-                journaled.append((int(row[0]), e))
-        return journaled
-
-    def _debts(self, card_nos: Iterable[str]) -> dict[WalletKey, int]:
-        """The outstanding debt of every (card_no, wallet) of these cards that owes one."""
-        cards = sorted(card_nos)
-        debts: dict[WalletKey, int] = {}
-        for start in range(0, len(cards), _IN_CHUNK):
-            chunk = cards[start : start + _IN_CHUNK]
-            marks = ", ".join("?" for _ in chunk)
-            rows = self._execute(
-                f"SELECT card_no, wallet, {self._DEBT_SUM} FROM lot_consumptions "
-                f"WHERE card_no IN ({marks}) AND kind IN ('debt', 'recover') "
-                "GROUP BY card_no, wallet",
-                chunk,
-            ).fetchall()
-            debts.update(((r[0], r[1]), int(r[2])) for r in rows if int(r[2] or 0) > 0)
-        return debts
-
-    def _open_lots(self, keys: Iterable[WalletKey]) -> dict[WalletKey, list[Lot]]:
-        """The lots with something left of these (card_no, wallet)s, locked to the commit."""
-        wanted = set(keys)
-        cards = sorted({card_no for card_no, _ in wanted})
-        lots: dict[WalletKey, list[Lot]] = {}
-        for start in range(0, len(cards), _IN_CHUNK):
-            chunk = cards[start : start + _IN_CHUNK]
-            marks = ", ".join("?" for _ in chunk)
-            for row in self._execute(
-                f"SELECT {self._LOT_COLUMNS} FROM lots WHERE card_no IN ({marks}) "
-                f"AND remaining > 0 ORDER BY lot_id{self._FOR_UPDATE}",
-                chunk,
-            ).fetchall():
-                if (row[1], row[2]) in wanted:
-                    lots.setdefault((row[1], row[2]), []).append(self._lot(row))
-        return lots
-
-    def _lot(self, row: Sequence[Any]) -> Lot:
-        """A lot from a row of _LOT_COLUMNS."""
-        return Lot(
-            lot_id=int(row[0]),
-            card_no=row[1],
-            wallet=row[2],
-            remaining=int(row[3]),
-            created_at=self._dt(row[4]),
-            active_from=None if row[5] is None else self._dt(row[5]),
-            expires_at=None if row[6] is None else self._dt(row[6]),
-            rule_id=row[7],
-        )
-
-    def _lot_ids(self, entry_ids: Sequence[int]) -> dict[int, int]:
-        """entry_id -> lot_id of the lots these journal entries created."""
-        ids: dict[int, int] = {}
-        for start in range(0, len(entry_ids), _IN_CHUNK):
-            chunk = entry_ids[start : start + _IN_CHUNK]
-            marks = ", ".join("?" for _ in chunk)
-            ids.update(
-                (int(r[0]), int(r[1]))
-                for r in self._execute(
-                    f"SELECT entry_id, lot_id FROM lots WHERE entry_id IN ({marks})", chunk
-                ).fetchall()
-            )
-        return ids
-
-    def _take_from_lots(self, taken: Mapping[int, int]) -> None:
-        """Lower each stored lot (lot_id -> amount) by what the plan took from it."""
-        self._executemany(
-            "UPDATE lots SET remaining = remaining - ? WHERE lot_id = ?",
-            [(take, lot_id) for lot_id, take in taken.items()],
-        )
-
-    def _apply_entry(
-        self,
-        entry_id: int,
-        card_no: str,
-        wallet: str,
-        kind: str,
-        amount: int,
-        rule_id: str,
-        source: str,
-        active_from: Any,
-        expires_at: Any,
-        created_at: Any,
-    ) -> None:
-        """Apply one journaled movement given as stored (a lot, or a FIFO debit)."""
-        entry = LedgerEntry(
-            card_no=card_no,
-            wallet=wallet,
-            kind=kind,
-            amount=int(amount),
-            rule_id=rule_id,
-            source=source,
-            created_at=self._dt(created_at),
-            active_from=None if active_from is None else self._dt(active_from),
-            expires_at=None if expires_at is None else self._dt(expires_at),
-        )
-        self._apply_journaled([(entry_id, entry)])
-
-    _add_lot = _apply_entry
-    """A journaled credit given as stored: its lot, which repays the wallet's debt first."""
-
-    def _debt(self, card_no: str, wallet: str) -> int:
-        row = self._execute(
-            f"SELECT {self._DEBT_SUM} FROM lot_consumptions "
-            "WHERE card_no = ? AND wallet = ? AND kind IN ('debt', 'recover')",
-            (card_no, wallet),
-        ).fetchone()
-        return int(row[0] or 0)
-
-    def add_ledger_entries(self, entries: Sequence[LedgerEntry]) -> int:
-        with self._guard("add ledger entries"), self._transaction():
-            self._lock_cards(e.card_no for e in entries)
-            new = 0
-            for start in range(0, len(entries), _CHUNK):
-                new += self._apply_entries(entries[start : start + _CHUNK])
-        return new
-
-    def expire_lots(self, now: datetime) -> int:
-        at = self._ts(now)
-        expired = 0
-        after = ""
-        while True:
-            # Chunks of cards, each its own transaction: a big backlog never holds every lock.
-            # Cards in order, each visited once: the run ends whatever the plans decide.
-            with self._guard("expire lots"), self._transaction():
-                cards = [
-                    r[0]
-                    for r in self._execute(
-                        "SELECT DISTINCT card_no FROM lots WHERE remaining > 0 "
-                        f"AND expires_at <= ? AND card_no > ? ORDER BY card_no "
-                        f"LIMIT {_EXPIRE_CHUNK}",
-                        (at, after),
-                    ).fetchall()
-                ]
-                if not cards:
-                    return expired
-                after = cards[-1]
-                self._lock_cards(cards)
-                marks = ", ".join("?" for _ in cards)
-                # Read again under the card locks: a concurrent spend may have taken some.
-                lots = self._execute(
-                    f"SELECT {self._LOT_COLUMNS} FROM lots WHERE card_no IN ({marks}) "
-                    f"AND remaining > 0 AND expires_at <= ? ORDER BY lot_id{self._FOR_UPDATE}",
-                    (*cards, at),
-                ).fetchall()
-                burns = plan_expiry((self._lot(r) for r in lots), now)
-                # The journal keeps one expiry per lot: one already there is not burnt again.
-                journaled = {
-                    e.source: entry_id for entry_id, e in self._journal([b.entry for b in burns])
-                }
-                plan = LedgerPlan(
-                    consumptions=tuple(
-                        burn.consumed(journaled[burn.entry.source])
-                        for burn in burns
-                        if burn.entry.source in journaled
-                    )
-                )
-                self._write_plan(plan)
-                expired += len(plan.consumptions)
-
-    def balance(
-        self, card_no: str, now: datetime, *, burning_within: timedelta = BURNING_WITHIN
-    ) -> Balance | None:
-        with self._guard("read balance"), self._snapshot():
-            card = self._execute(
-                "SELECT customer_id FROM cards WHERE card_no = ?", (card_no,)
-            ).fetchone()
-            if card is None:
-                return None
-            lots = self._execute(
-                f"SELECT {self._LOT_COLUMNS} FROM lots WHERE card_no = ? AND remaining > 0",
-                (card_no,),
-            ).fetchall()
-            debts = self._execute(
-                f"SELECT wallet, {self._DEBT_SUM} FROM lot_consumptions "
-                "WHERE card_no = ? AND kind IN ('debt', 'recover') GROUP BY wallet",
-                (card_no,),
-            ).fetchall()
-        return derive_balance(
-            card_no,
-            card[0],
-            [self._lot(r) for r in lots],
-            {r[0]: int(r[1]) for r in debts},
-            now,
-            burning_within,
-        )
-
-    def history(self, card_no: str, *, limit: int = 100) -> list[LedgerEntry] | None:
-        with self._guard("read history"), self._snapshot():
-            if (
-                self._execute("SELECT 1 FROM cards WHERE card_no = ?", (card_no,)).fetchone()
-                is None
-            ):
-                return None
-            rows = self._execute(
-                "SELECT wallet, kind, amount, rule_id, source, created_at, active_from, "
-                "expires_at FROM ledger WHERE card_no = ? "
-                "ORDER BY created_at DESC, entry_id DESC LIMIT ?",
-                (card_no, limit),
-            ).fetchall()
-        return [
-            LedgerEntry(
-                card_no=card_no,
-                wallet=r[0],
-                kind=r[1],
-                amount=int(r[2]),
-                rule_id=r[3],
-                source=r[4],
-                created_at=self._dt(r[5]),
-                active_from=None if r[6] is None else self._dt(r[6]),
-                expires_at=None if r[7] is None else self._dt(r[7]),
-            )
-            for r in rows
-        ]
-
-    def lot_totals(self) -> tuple[int, int, int]:
-        """(journal sum, lots remaining, outstanding debt) over every card and wallet.
-
-        The ledger's invariant: journal sum == lots remaining - debt.
-        """
-        with self._guard("read lot totals"), self._snapshot():
-            row = self._execute(
-                "SELECT (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM ledger), "
-                "(SELECT CAST(COALESCE(SUM(remaining), 0) AS BIGINT) FROM lots), "
-                f"(SELECT COALESCE({self._DEBT_SUM}, 0) FROM lot_consumptions "
-                "WHERE kind IN ('debt', 'recover'))"
-            ).fetchone()
-        return int(row[0]), int(row[1]), int(row[2])
-
     # -- enrolment and node credentials --------------------------------------------------------
 
     def add_enrolment_token(
@@ -1052,20 +684,6 @@ _LINE_COLUMNS = (
     "weighed",
     "known_product",
 )
-_LOT_INSERT = (
-    "entry_id",
-    "card_no",
-    "wallet",
-    "kind",
-    "rule_id",
-    "source",
-    "amount",
-    "remaining",
-    "active_from",
-    "expires_at",
-    "created_at",
-)
-_CONSUMPTION_INSERT = ("entry_id", "lot_id", "card_no", "wallet", "kind", "amount", "created_at")
 
 
 class _Batch:
@@ -1108,9 +726,9 @@ class _Prepared:
 
 def lots_from_ledger(storage: SqlStorage) -> None:
     """Migration step: replay the journal held before lots existed into lots and consumptions."""
-    rows = storage._execute(
+    rows = storage.db.execute(
         "SELECT entry_id, card_no, wallet, kind, amount, rule_id, source, active_from, "
         "expires_at, created_at FROM ledger ORDER BY entry_id"
     ).fetchall()
     for row in rows:
-        storage._apply_entry(int(row[0]), *row[1:])
+        storage.ledger.apply_entry(int(row[0]), *row[1:])

@@ -217,8 +217,8 @@ def test_history_lists_movements_newest_first(ledger: Storage) -> None:
 
 def test_concurrent_spends_never_share_a_lot(open_storage: Any) -> None:
     writers = [open_storage(), open_storage()]
-    writers[0].upsert_master(master_tables())
-    writers[0].add_ledger_entries([_accrual("welcome", 100)])
+    writers[0].feed.upsert_master(master_tables())
+    writers[0].ledger.add_ledger_entries([_accrual("welcome", 100)])
     errors: list[BaseException] = []
     start = threading.Barrier(2)
 
@@ -237,7 +237,7 @@ def test_concurrent_spends_never_share_a_lot(open_storage: Any) -> None:
     for t in threads:
         t.join(timeout=60)
     assert not errors
-    balance = writers[0].balance(CARD, NOW)
+    balance = writers[0].ledger.balance(CARD, NOW)
     assert balance is not None
     assert balance.wallets == {"bonus": -100} and balance.debt == {"bonus": 100}
     taken = sum(c[2] for c in _consumptions(writers[0]) if c[0] == "welcome")

@@ -171,7 +171,7 @@ def test_ledger_is_not_double_credited(storage: Storage) -> None:
     storage.sales.ingest([sale], NOW)
     sql = _sql(storage)
     with sql._transaction():
-        sql._insert_ledger(
+        sql.ledger.apply_entries(
             [
                 LedgerEntry(CARD, "bonus", "accrue", 30, "base-accrual-3", sale.sale_id, T0),
             ]
