@@ -10,9 +10,10 @@ same transaction, so a sale is stored once whatever partition its row lands in. 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
-from center.storage.hooks import Migration, SqlHooks
+from center.storage.database import Database
+from center.storage.hooks import Migration
 
 if TYPE_CHECKING:
     from center.storage.sql import SqlStorage
@@ -21,8 +22,7 @@ __all__ = [
     "MONTHS_AHEAD",
     "POSTGRES_MIGRATION",
     "SQLITE_MIGRATION",
-    "PartitionOps",
-    "PartitionStore",
+    "create_partitions",
     "partition_sales",
 ]
 
@@ -50,33 +50,15 @@ def _name(month: tuple[int, int]) -> str:
     return f"sales_p{month[0]:04d}{month[1]:02d}"
 
 
-class PartitionOps(Protocol):
-    """The part of the Storage interface this module implements."""
-
-    def ensure_partitions(self, now: datetime, *, months_ahead: int = MONTHS_AHEAD) -> list[str]:
-        """Create the monthly receipt partitions missing from this month to `months_ahead`
-        (and for months parked in the default partition); the names created. No-op on SQLite."""
-        ...
-
-
-class PartitionStore(SqlHooks):
-    """Mixin of SqlStorage."""
-
-    def ensure_partitions(self, now: datetime, *, months_ahead: int = MONTHS_AHEAD) -> list[str]:
-        if not self.dialect.partitions:
-            return []
-        with self._guard("create partitions"), self._transaction():
-            return _create_partitions(self, now, months_ahead)
-
-
-def _create_partitions(storage: SqlHooks, now: datetime, months_ahead: int) -> list[str]:
+def create_partitions(db: Database, now: datetime, months_ahead: int) -> list[str]:
+    """Create the missing monthly partitions (in the caller's transaction); the names created."""
     # The migration lock: concurrent maintenance calls and migrations create each table once.
-    storage._execute("SELECT pg_advisory_xact_lock(1079831)")
-    if storage._execute("SELECT to_regclass('sales_default')").fetchone()[0] is None:
+    db.execute("SELECT pg_advisory_xact_lock(1079831)")
+    if db.execute("SELECT to_regclass('sales_default')").fetchone()[0] is None:
         return []  # a schema older than version 14
     existing = {
         r[0]
-        for r in storage._execute(
+        for r in db.execute(
             "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
             "WHERE i.inhparent = 'sales'::regclass"
         ).fetchall()
@@ -84,7 +66,7 @@ def _create_partitions(storage: SqlHooks, now: datetime, months_ahead: int) -> l
     current = _month(now)
     wanted = {_add(current, n) for n in range(months_ahead + 1)}
     # Months parked in the default partition get their own partition too (rows are moved).
-    for (start,) in storage._execute(
+    for (start,) in db.execute(
         "SELECT DISTINCT date_trunc('month', closed_at AT TIME ZONE 'UTC') FROM sales_default "
         "WHERE closed_at >= ? LIMIT 120",
         (datetime(current[0] - MONTHS_BACK // 12, 1, 1, tzinfo=UTC),),
@@ -96,14 +78,12 @@ def _create_partitions(storage: SqlHooks, now: datetime, months_ahead: int) -> l
         if name in existing:
             continue
         low, high = _bound(month), _bound(_add(month, 1))
-        storage._execute(f"CREATE TABLE {name} (LIKE sales INCLUDING DEFAULTS)")
-        storage._execute(
+        db.execute(f"CREATE TABLE {name} (LIKE sales INCLUDING DEFAULTS)")
+        db.execute(
             f"WITH moved AS (DELETE FROM sales_default WHERE closed_at >= {low} "
             f"AND closed_at < {high} RETURNING *) INSERT INTO {name} SELECT * FROM moved"
         )
-        storage._execute(
-            f"ALTER TABLE sales ATTACH PARTITION {name} FOR VALUES FROM ({low}) TO ({high})"
-        )
+        db.execute(f"ALTER TABLE sales ATTACH PARTITION {name} FOR VALUES FROM ({low}) TO ({high})")
         created.append(name)
     return created
 
@@ -111,7 +91,7 @@ def _create_partitions(storage: SqlHooks, now: datetime, months_ahead: int) -> l
 def partition_sales(storage: SqlStorage) -> None:
     """Migration step: turn a populated `sales` into a monthly-partitioned one, same rows and
     indexes; its unique keys move to `sale_ids`."""
-    execute = storage._execute
+    execute = storage.db.execute
     execute(
         """CREATE TABLE sale_ids (
             sale_id TEXT PRIMARY KEY,

@@ -1,6 +1,6 @@
 """Returns, manual adjustments and overdraft reports on the ledger.
 
-A return is a stored sale with `return_of`; ingest hands every new sale to `_apply_returns`
+A return is a stored sale with `return_of`; ingest hands every new sale to `apply_returns`
 in its transaction. Each return gets a `returns` row (pending until its original is at the
 Center) and, once applied, ledger movements keyed by (return sale id, wallet, kind, rule):
 "return_accrual" takes back accrued points (the original's own lot first, then FIFO, the rest
@@ -20,7 +20,7 @@ from center.ledger.model import LedgerEntry
 from center.ledger.returns import part, plan_return, reversals
 from center.ledger.store import LedgerRepository
 from center.storage.hooks import Migration, SqlHooks
-from sync_protocol import Payment, Sale, SaleLine, decode_sale
+from sync_protocol import Ack, Payment, Sale, SaleLine, decode_sale
 
 __all__ = [
     "MAX_REASON_LEN",
@@ -117,17 +117,21 @@ class ReturnsOps(Protocol):
         ...
 
 
+class ReturnSales(Protocol):
+    """What a head-office return needs of the sales: the return sale ingested like any."""
+
+    def ingest(self, sales: Sequence[Sale], received_at: datetime) -> Ack: ...
+
+
 class ReturnsStore(SqlHooks):
     """Mixin of SqlStorage."""
 
     ledger: LedgerRepository
-
-    def ingest(self, sales: Sequence[Sale], received_at: datetime) -> Any:
-        raise NotImplementedError
+    sales: ReturnSales
 
     # -- returns -------------------------------------------------------------------------------
 
-    def _apply_returns(self, sales: Sequence[Sale]) -> None:
+    def apply_returns(self, sales: Sequence[Sale]) -> None:
         """Called by ingest inside its transaction with the sales it newly stored."""
         for sale in sales:
             if sale.return_of is None:
@@ -397,7 +401,7 @@ class ReturnsStore(SqlHooks):
                 messages=(f"head-office return by {actor}"[:200],),
                 return_of=original_id,
             )
-            ack = self.ingest([sale], now)
+            ack = self.sales.ingest([sale], now)
             if ack.rejected:
                 raise Conflict("body.return_id", ack.rejected[0].reason)
             done = self.return_status(return_id)

@@ -458,7 +458,7 @@ class CouponStore(SqlHooks):
 
     # -- ingest --------------------------------------------------------------------------------
 
-    def _record_coupon_redemptions(self, sales: Sequence[Sale]) -> None:
+    def record_coupon_redemptions(self, sales: Sequence[Sale]) -> None:
         """Called by ingest inside its transaction with the sales it newly stored."""
         uses = [
             (normalise_code(code), sale)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from center.access.audit import AuditLog
 from center.access.nonces_store import NonceOps
@@ -14,7 +14,6 @@ from center.crm.customers_store import CustomerOps
 from center.crm.model import CustomerInput, SearchQuery
 from center.feed.store import MasterFeedOps
 from center.feed.versions import MasterVersions
-from center.ingest.partitions import PartitionOps
 from center.ledger.model import BURNING_WITHIN, Balance, Burning, LedgerEntry, Pending
 from center.ledger.returns_store import ReturnsOps
 from center.ledger.store import LedgerRepository
@@ -24,7 +23,10 @@ from center.promotions.offers_store import OfferOps
 from center.promotions.segments_store import SegmentOps
 from center.promotions.store import PromotionOps
 from center.storage.database import Database
-from sync_protocol import Ack, Heartbeat, Sale
+from sync_protocol import Heartbeat
+
+if TYPE_CHECKING:  # the repositories import this module's records
+    from center.ingest.store import SalesRepository
 
 __all__ = [
     "BURNING_WITHIN",
@@ -144,7 +146,6 @@ class Storage(
     CustomerOps,
     OfferOps,
     MasterFeedOps,
-    PartitionOps,
     NonceOps,
     Protocol,
 ):
@@ -152,7 +153,7 @@ class Storage(
 
     backend: str
     db: Database
-    sales: Storage
+    sales: SalesRepository
     ledger: LedgerRepository
     returns: Storage
     customers: Storage
@@ -169,16 +170,6 @@ class Storage(
 
     def migrate(self) -> list[str]:
         """Bring the schema up to date (idempotent); the names of the migrations this call ran."""
-        ...
-
-    def ingest(self, sales: Sequence[Sale], received_at: datetime) -> Ack:
-        """Store a batch of sales in one transaction and say what happened to each."""
-        ...
-
-    def reconciliation(
-        self, store_id: str, register_id: str | None = None
-    ) -> list[RegisterSummary]:
-        """Per-register figures of one store, with gaps in seq and breaks in the hash chain."""
         ...
 
     def master_version(self) -> int:
@@ -229,10 +220,6 @@ class Storage(
 
     def counts(self) -> Counts:
         """Row counts for /health."""
-        ...
-
-    def sale_payloads(self, date_from: datetime, date_to: datetime) -> list[bytes]:
-        """Stored sale payloads closed in [date_from, date_to), in (closed_at, sale_id) order."""
         ...
 
     def pricing_master(self) -> dict[str, list[tuple[Any, ...]]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +13,7 @@ from center.crm import customers_store as customers
 from center.crm import store as crm
 from center.feed import store as feed
 from center.ingest import partitions
+from center.ingest.store_postgres import PostgresSalesRepository
 from center.ledger import returns_store as returns
 from center.ledger.store_postgres import PostgresLedgerRepository
 from center.promotions import coupon_jobs_store as coupon_jobs
@@ -23,7 +23,7 @@ from center.promotions import segments_store as segments
 from center.promotions import store as promotions
 from center.storage.migrations import MigrationList
 from center.storage.postgres_database import PostgresDatabase
-from center.storage.sql import Migration, SqlStorage, _Batch, _Prepared, lots_from_ledger
+from center.storage.sql import Migration, SqlStorage, lots_from_ledger
 
 __all__ = ["POSTGRES_MIGRATIONS", "PostgresStorage"]
 
@@ -277,9 +277,6 @@ POSTGRES_MIGRATIONS = MigrationList(
     numbered=17,  # m001..m017 were schema versions 1..17 before names
 )
 
-_CLAIM_RUN = 100
-"""Sales per claim statement: the server claims one run while the next is encoded."""
-
 
 class PostgresStorage(SqlStorage):
     """The Center's state in a PostgreSQL database."""
@@ -287,6 +284,7 @@ class PostgresStorage(SqlStorage):
     backend = "postgresql"
     migrations = POSTGRES_MIGRATIONS
     ledger_repository = PostgresLedgerRepository
+    sales_repository = PostgresSalesRepository
 
     def __init__(self, dsn: str) -> None:
         super().__init__(PostgresDatabase(dsn))
@@ -297,56 +295,7 @@ class PostgresStorage(SqlStorage):
         assert isinstance(self.db, PostgresDatabase)
         return self.db.conn
 
-    def _execute_binary(self, sql: str, params: Sequence[Any]) -> Any:
-        assert isinstance(self.db, PostgresDatabase)
-        return self.db.execute_binary(sql, params)
-
     def migrate(self) -> list[str]:
         ran = super().migrate()
-        self.ensure_partitions(datetime.now(UTC))
+        self.sales.ensure_partitions(datetime.now(UTC))
         return ran
-
-    # -- bulk ingest: a few statements per batch, not a few per sale ---------------------------
-
-    _SALE_KEYS = "sale_ids"
-
-    def _claim_sales(self, batch: _Batch, received: Any) -> tuple[list[_Prepared], set[str]]:
-        # The claim in sale_ids is what makes a sale unique across partitions; rows go in the
-        # batch's (register_id, seq) order, the same for every writer, so they never deadlock.
-        # Card locks first, then run by run, in one pipeline: the server claims a run while this
-        # process encodes the next, and nobody waits for a round trip in between.
-        prepared: list[_Prepared] = []
-        cursors = []
-        with self.conn.pipeline():
-            self._lock_cards(batch.card_nos())
-            for start in range(0, len(batch.sales), _CLAIM_RUN):
-                run = batch.prepared(start, start + _CLAIM_RUN)
-                prepared.extend(run)
-                checked = [p for p in run if p.problem is None]
-                if not checked:
-                    continue
-                cursors.append(
-                    self._execute_binary(
-                        "INSERT INTO sale_ids (sale_id, register_id, seq, fingerprint, "
-                        "closed_at) SELECT * FROM unnest(?::text[], ?::text[], ?::bigint[], "
-                        "?::text[], ?::timestamptz[]) ON CONFLICT DO NOTHING RETURNING sale_id",
-                        (
-                            [p.sale.sale_id for p in checked],
-                            [p.sale.register_id for p in checked],
-                            [p.sale.seq for p in checked],
-                            [p.fingerprint for p in checked],
-                            [p.sale.closed_at for p in checked],
-                        ),
-                    )
-                )
-            claimed = {r[0] for cursor in cursors for r in cursor.fetchall()}
-
-        def rows() -> Iterator[tuple[Any, ...]]:  # made while COPY sends the ones before
-            pending = set(claimed)
-            for p in prepared:
-                if p.sale.sale_id in pending:
-                    pending.discard(p.sale.sale_id)  # a repeat within the batch is a duplicate
-                    yield self._sale_row(p, received)
-
-        self._bulk_insert("sales", self._SALE_COLUMNS, rows())
-        return prepared, claimed

@@ -6,10 +6,9 @@ logic (diffing master data, classifying a sale) is in Python so it behaves the s
 
 from __future__ import annotations
 
-import hashlib
 import json
 from abc import ABC
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, TypeVar
@@ -22,8 +21,7 @@ from center.crm.store import CrmStore
 from center.errors import StorageError
 from center.feed.store import MasterFeedStore
 from center.feed.versions import MasterVersions
-from center.ingest.partitions import PartitionStore
-from center.ingest.sales import check_sale, ledger_movements
+from center.ingest.store import SalesRepository
 from center.ledger.returns_store import ReturnsStore
 from center.ledger.store import LedgerRepository
 from center.promotions.coupon_jobs_store import CouponJobStore
@@ -34,11 +32,9 @@ from center.promotions.store import PromotionStore
 from center.storage.base import (
     MASTER_TABLES,
     Counts,
-    LedgerEntry,
     MasterChange,
     MasterTable,
     Progress,
-    RegisterSummary,
     is_required,
 )
 from center.storage.database import Database
@@ -46,13 +42,7 @@ from center.storage.dialect import Dialect
 from center.storage.hooks import Migration
 from center.storage.migrations import MigrationList, apply_migrations, recorded
 from sync_protocol import (
-    Ack,
     Heartbeat,
-    Rejection,
-    Sale,
-    Verdict,
-    classify_sale,
-    encode_sale,
 )
 
 __all__ = ["Migration", "SqlStorage", "lots_from_ledger"]
@@ -75,7 +65,6 @@ class SqlStorage(
     CustomerStore,
     OfferStore,
     MasterFeedStore,
-    PartitionStore,
     NonceStore,
     CouponJobStore,
     ABC,
@@ -87,6 +76,9 @@ class SqlStorage(
     """This backend's migrations, in order (center/storage/migrations.py)."""
     ledger_repository: type[LedgerRepository] = LedgerRepository
     """The ledger's repository class for this backend's Database."""
+    sales_repository: type[SalesRepository] = SalesRepository
+    """The sales' repository class for this backend's Database."""
+    sales: SalesRepository
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -94,7 +86,6 @@ class SqlStorage(
         # One repository per aggregate; the parts not yet a repository of their own are this
         # object's mixins.
         self.versions = MasterVersions(db)
-        self.sales: Any = self
         self.ledger = self.ledger_repository(db)
         self.returns: Any = self
         self.customers: Any = self
@@ -107,6 +98,10 @@ class SqlStorage(
         self.feed: Any = self
         self.users: Any = self
         self.nodes: Any = self
+        # Built last: they depend on the repositories above.
+        self.sales = self.sales_repository(
+            db, ledger=self.ledger, coupons=self.coupons, returns=self.returns
+        )
 
     @property
     def dialect(self) -> Dialect:  # type: ignore[override]
@@ -164,270 +159,6 @@ class SqlStorage(
         """Names of the migrations recorded in the database, in the order they ran."""
         with self._guard("read migrations"), self._snapshot():
             return recorded(self)
-
-    # -- sales ---------------------------------------------------------------------------------
-
-    def ingest(self, sales: Sequence[Sale], received_at: datetime) -> Ack:
-        # One order for every writer, so concurrent batches lock rows in the same order.
-        ordered = sorted(sales, key=lambda s: (s.register_id, s.seq, s.sale_id))
-        # Encoding and checks are pure: done once, when the transaction first needs them (a
-        # backend may send a run's claim before encoding the next), not again on a retry.
-        batch = _Batch(ordered)
-        received = self._ts(received_at)
-        with self._guard("ingest"):
-            return self._retry_transient(lambda: self._ingest_once(batch, received))
-
-    _SALE_KEYS = "sales"
-    """The table holding the unique keys of stored sales: sale_id and (register_id, seq)."""
-
-    def _ingest_once(self, batch: _Batch, received: Any) -> Ack:
-        accepted: list[str] = []
-        duplicates: list[str] = []
-        rejected: list[Rejection] = []
-        new: list[Sale] = []
-        with self._transaction():
-            prepared, claimed = self._claim_sales(batch, received)
-            for p in prepared:
-                sale, payload, fingerprint, problem = p.sale, p.payload, p.fingerprint, p.problem
-                if problem is None:
-                    if sale.sale_id in claimed:
-                        claimed.discard(sale.sale_id)  # a repeat within the batch is a duplicate
-                        accepted.append(sale.sale_id)
-                        new.append(sale)
-                        continue
-                    problem = self._conflict(sale, fingerprint)
-                    if problem == "duplicate":
-                        duplicates.append(sale.sale_id)
-                        continue
-                self._quarantine(sale, problem, fingerprint, payload, received)
-                rejected.append(Rejection(sale_id=sale.sale_id, reason=problem))
-            if new:
-                self._store_sale_details(new)
-                self._on_new_sales(new)
-        return Ack(accepted=tuple(accepted), duplicates=tuple(duplicates), rejected=tuple(rejected))
-
-    def _on_new_sales(self, sales: Sequence[Sale]) -> None:
-        """What else a newly stored sale changes, in the ingest transaction: coupons, returns."""
-        self._record_coupon_redemptions(sales)
-        self._apply_returns(sales)
-
-    def _sale_row(self, p: _Prepared, received: Any) -> tuple[Any, ...]:
-        sale = p.sale
-        return (
-            sale.sale_id,
-            sale.store_id,
-            sale.register_id,
-            sale.seq,
-            self._ts(sale.opened_at),
-            self._ts(sale.closed_at),
-            sale.card_no,
-            sale.subtotal_minor,
-            sale.discount_minor,
-            sale.total_minor,
-            len(sale.lines),
-            sale.promo_version,
-            p.fingerprint,
-            p.payload,
-            received,
-            sale.prev_hash,
-            p.chain_hash(),
-        )
-
-    _SALE_COLUMNS = (
-        "sale_id",
-        "store_id",
-        "register_id",
-        "seq",
-        "opened_at",
-        "closed_at",
-        "card_no",
-        "subtotal_minor",
-        "discount_minor",
-        "total_minor",
-        "line_count",
-        "promo_version",
-        "fingerprint",
-        "payload",
-        "received_at",
-        "prev_hash",
-        "chain_hash",
-    )
-
-    def _claim_sales(self, batch: _Batch, received: Any) -> tuple[list[_Prepared], set[str]]:
-        """Lock the batch's cards, then store its checked sales whose sale_id and (register_id,
-        seq) are free: every _Prepared of the batch, in order, and the sale_ids stored."""
-        self._lock_cards(batch.card_nos())
-        prepared = batch.prepared(0, len(batch.sales))
-        claimed: set[str] = set()
-        marks = ", ".join("?" for _ in self._SALE_COLUMNS)
-        sql = (
-            f"INSERT INTO sales ({', '.join(self._SALE_COLUMNS)}) VALUES ({marks}) "
-            "ON CONFLICT DO NOTHING RETURNING sale_id"
-        )
-        for p in prepared:
-            if p.problem is not None:
-                continue
-            if self._execute(sql, self._sale_row(p, received)).fetchone() is not None:
-                claimed.add(p.sale.sale_id)
-        return prepared, claimed
-
-    def _conflict(self, sale: Sale, fingerprint: str) -> str:
-        """Why a checked sale was not stored: "duplicate", or the reason to quarantine it (the
-        store node classifies with the same rule: sync_protocol.classify_sale)."""
-        same_id = self._execute(
-            f"SELECT fingerprint FROM {self._SALE_KEYS} WHERE sale_id = ?", (sale.sale_id,)
-        ).fetchone()
-        holder = None
-        if same_id is None:
-            holder = self._execute(
-                f"SELECT sale_id FROM {self._SALE_KEYS} WHERE register_id = ? AND seq = ?",
-                (sale.register_id, sale.seq),
-            ).fetchone()
-        found = classify_sale(
-            sale_id=sale.sale_id,
-            register_id=sale.register_id,
-            seq=sale.seq,
-            fingerprint=fingerprint,
-            held_fingerprint=None if same_id is None else same_id[0],
-            # The claim failed, so one key is taken: "?" if its row is not visible (yet).
-            seq_holder="?" if holder is None else holder[0],
-        )
-        return "duplicate" if found.verdict is Verdict.DUPLICATE else found.reason
-
-    def _store_sale_details(self, sales: Sequence[Sale]) -> None:
-        """The lines and ledger movements of newly stored sales, in bulk."""
-        entries: list[LedgerEntry] = []
-
-        def lines() -> Iterator[tuple[Any, ...]]:
-            # One pass that also collects the ledger movements. On PostgreSQL the COPY sends
-            # rows as they are made: the server stores the first lines while the rest, and the
-            # movements, are built.
-            for sale in sales:
-                sale_id = sale.sale_id
-                for line in sale.lines:
-                    discounts = line.discounts
-                    yield (
-                        sale_id,
-                        line.line_no,
-                        line.product_id,
-                        line.qty_milli,
-                        line.unit_price_minor,
-                        line.amount_minor,
-                        sum([d.amount_minor for d in discounts]) if discounts else 0,
-                        int(line.weighed),
-                        int(line.known_product),
-                    )
-                if sale.card_no:
-                    entries.extend(
-                        LedgerEntry(
-                            card_no=sale.card_no,
-                            wallet=m.wallet,
-                            kind=m.kind,
-                            amount=m.amount,
-                            rule_id=m.rule_id,
-                            source=sale_id,
-                            created_at=sale.closed_at,
-                            active_from=m.active_from,
-                            expires_at=m.expires_at,
-                        )
-                        for m in ledger_movements(sale)
-                    )
-
-        self._bulk_insert("sale_lines", _LINE_COLUMNS, lines())
-        if entries:
-            self.ledger.apply_entries(entries)
-
-    def _quarantine(
-        self, sale: Sale, reason: str, fingerprint: str, payload: bytes, received: Any
-    ) -> None:
-        self._execute(
-            "INSERT INTO quarantine (sale_id, store_id, register_id, seq, reason, fingerprint, "
-            "payload, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (
-                sale.sale_id,
-                sale.store_id,
-                sale.register_id,
-                sale.seq,
-                reason,
-                fingerprint,
-                payload,
-                received,
-            ),
-        )
-
-    def quarantined(self) -> list[tuple[str, str]]:
-        """(sale_id, reason) of every quarantined payload, oldest first."""
-        with self._guard("read quarantine"):
-            rows = self._execute("SELECT sale_id, reason FROM quarantine ORDER BY entry_id")
-            return [(r[0], r[1]) for r in rows.fetchall()]
-
-    def load_sale(self, sale_id: str) -> bytes | None:
-        """The stored canonical payload of a sale."""
-        with self._guard("read sale"):
-            row = self._execute(
-                "SELECT payload FROM sales WHERE sale_id = ?", (sale_id,)
-            ).fetchone()
-            return bytes(row[0]) if row else None
-
-    # -- reconciliation ------------------------------------------------------------------------
-
-    def reconciliation(
-        self, store_id: str, register_id: str | None = None
-    ) -> list[RegisterSummary]:
-        where = "store_id = ?" + (" AND register_id = ?" if register_id is not None else "")
-        params: tuple[Any, ...] = (store_id,) if register_id is None else (store_id, register_id)
-        with self._guard("reconciliation"):
-            totals = self._execute(
-                "SELECT register_id, COUNT(*), CAST(SUM(line_count) AS BIGINT), "
-                "CAST(SUM(total_minor) AS BIGINT), CAST(SUM(discount_minor) AS BIGINT), "
-                f"MIN(seq), MAX(seq) FROM sales WHERE {where} "
-                "GROUP BY register_id ORDER BY register_id",
-                params,
-            ).fetchall()
-            # LAG's default 0 makes a missing start (seq 1..) a gap too.
-            gap_rows = self._execute(
-                "SELECT register_id, prev + 1, seq - 1 FROM ("
-                "SELECT register_id, seq, LAG(seq, 1, 0) OVER "
-                f"(PARTITION BY register_id ORDER BY seq) AS prev FROM sales WHERE {where}"
-                ") AS ordered WHERE seq - prev > 1 ORDER BY register_id, seq",
-                params,
-            ).fetchall()
-            # A sale whose predecessor (seq - 1) is held must carry that sale's chain_hash.
-            # Rows stored before the chain columns existed have chain_hash "" and are skipped;
-            # runs of "" prev_hash are journals written before the chain (PROTOCOL.md).
-            break_rows = self._execute(
-                "SELECT register_id, seq FROM ("
-                "SELECT register_id, seq, prev_hash, "
-                "LAG(seq, 1, 0) OVER (PARTITION BY register_id ORDER BY seq) AS prev_seq, "
-                "LAG(chain_hash, 1, '') OVER (PARTITION BY register_id ORDER BY seq) AS link, "
-                "LAG(prev_hash, 1, '') OVER (PARTITION BY register_id ORDER BY seq) AS prev_prev "
-                f"FROM sales WHERE {where}"
-                ") AS ordered WHERE (seq = 1 AND prev_hash <> '') OR (seq - prev_seq = 1 "
-                "AND link <> '' AND prev_hash <> link AND NOT (prev_hash = '' AND prev_prev = ''))"
-                " ORDER BY register_id, seq",
-                params,
-            ).fetchall()
-        gaps: dict[str, list[tuple[int, int]]] = {}
-        for reg, start, end in gap_rows:
-            gaps.setdefault(reg, []).append((int(start), int(end)))
-        breaks: dict[str, list[int]] = {}
-        for reg, seq in break_rows:
-            breaks.setdefault(reg, []).append(int(seq))
-        return [
-            RegisterSummary(
-                store_id=store_id,
-                register_id=reg,
-                receipts=int(receipts),
-                lines=int(lines or 0),
-                total_minor=int(total or 0),
-                discount_minor=int(discount or 0),
-                min_seq=int(min_seq),
-                max_seq=int(max_seq),
-                gaps=tuple(gaps.get(reg, ())),
-                chain_breaks=tuple(breaks.get(reg, ())),
-            )
-            for reg, receipts, lines, total, discount, min_seq, max_seq in totals
-        ]
 
     # -- master data ---------------------------------------------------------------------------
 
@@ -645,16 +376,6 @@ class SqlStorage(
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    def sale_payloads(self, date_from: datetime, date_to: datetime) -> list[bytes]:
-        """Stored sale payloads closed in [date_from, date_to), in (closed_at, sale_id) order."""
-        with self._guard("read sales"):
-            rows = self._execute(
-                "SELECT payload FROM sales WHERE closed_at >= ? AND closed_at < ? "
-                "ORDER BY closed_at, sale_id",
-                (self._ts(date_from), self._ts(date_to)),
-            ).fetchall()
-        return [bytes(r[0]) for r in rows]
-
     def pricing_master(self) -> dict[str, list[tuple[Any, ...]]]:
         """What pricing needs: products (id, department, category, brand, product_type),
         stores (id, format), promotions (doc, version), settings (name, value)."""
@@ -671,57 +392,6 @@ class SqlStorage(
                 name: [tuple(r) for r in self._execute(sql).fetchall()]
                 for name, sql in queries.items()
             }
-
-
-_LINE_COLUMNS = (
-    "sale_id",
-    "line_no",
-    "product_id",
-    "qty_milli",
-    "unit_price_minor",
-    "amount_minor",
-    "discount_minor",
-    "weighed",
-    "known_product",
-)
-
-
-class _Batch:
-    """A store batch in ingest order, each sale prepared on first use and only once."""
-
-    __slots__ = ("_prepared", "sales")
-
-    def __init__(self, sales: Sequence[Sale]) -> None:
-        self.sales = sales
-        self._prepared: list[_Prepared] = []
-
-    def card_nos(self) -> Iterator[str]:
-        return (s.card_no for s in self.sales if s.card_no)
-
-    def prepared(self, start: int, stop: int) -> list[_Prepared]:
-        """The _Prepared of sales[start:stop]."""
-        done = self._prepared
-        if len(done) < stop:
-            done.extend(_Prepared(s, check_sale(s)) for s in self.sales[len(done) : stop])
-        return done[start:stop]
-
-
-class _Prepared:
-    """A sale with its canonical bytes, their hashes, and what check_sale says of it."""
-
-    __slots__ = ("fingerprint", "payload", "problem", "sale")
-
-    def __init__(self, sale: Sale, problem: str | None) -> None:
-        self.sale = sale
-        self.problem = problem
-        # Encoding is the costliest step of ingest: done once here, hashed exactly as
-        # sync_protocol's sale_fingerprint and (below) chain_hash do (a test pins the equality).
-        self.payload = encode_sale(sale)
-        self.fingerprint = hashlib.sha256(self.payload).hexdigest()
-
-    def chain_hash(self) -> str:
-        # Only a stored sale needs it, and only once claimed: not on the claim's critical path.
-        return hashlib.sha256(self.sale.prev_hash.encode("ascii") + self.payload).hexdigest()
 
 
 def lots_from_ledger(storage: SqlStorage) -> None:

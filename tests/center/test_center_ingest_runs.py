@@ -1,4 +1,4 @@
-"""PostgreSQL claims a batch run by run in one pipeline (center/storage/postgres.py): every
+"""PostgreSQL claims a batch run by run in one pipeline (center/ingest/store_postgres.py): every
 verdict, row and ledger movement is still the one SQLite's sale-by-sale reference gives, even
 when a duplicate, a changed payload or a (register, seq) clash straddles two runs."""
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from center.storage import postgres
+from center.ingest import store_postgres
 from center.storage.postgres import PostgresStorage
 from center.storage.sqlite import SqliteStorage
 from sync_protocol import Ack, Sale
@@ -73,7 +73,7 @@ def _verdicts(ack: Ack) -> tuple[Any, ...]:
 def test_claim_runs_give_the_reference_verdicts(
     pg_dsn: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, run: int
 ) -> None:
-    monkeypatch.setattr(postgres, "_CLAIM_RUN", run)
+    monkeypatch.setattr(store_postgres, "_CLAIM_RUN", run)
     earlier, batch = _batches()
     pg, lite = PostgresStorage(pg_dsn), SqliteStorage(tmp_path / "c.db")
     try:
@@ -109,5 +109,5 @@ def test_two_workers_race_with_many_claim_runs(
     pg_cluster: PgCluster, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The race test's workers (forked, so they inherit it) claim their batches 5 at a time."""
-    monkeypatch.setattr(postgres, "_CLAIM_RUN", 5)
+    monkeypatch.setattr(store_postgres, "_CLAIM_RUN", 5)
     race.test_two_workers_race_on_the_same_batches(pg_cluster, pg_dsn)

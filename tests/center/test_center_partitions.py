@@ -6,9 +6,9 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from center.ingest.store import SalesRepository
 from center.storage import Storage
 from center.storage.postgres import POSTGRES_MIGRATIONS, PostgresStorage
-from center.storage.sql import SqlStorage
 from sync_protocol import Sale
 from tests.center.center_factories import CARD, T0, make_sale
 
@@ -85,15 +85,18 @@ def test_rows_land_in_their_month(pg_dsn: str) -> None:
         storage.close()
 
 
+class _Version13Sales(SalesRepository):
+    """Ingest before partitioning: claims by the unique keys of the plain `sales` table."""
+
+    def ensure_partitions(self, now: datetime, *, months_ahead: int = 3) -> list[str]:
+        return []
+
+
 class _Version13(PostgresStorage):
     """The Center before partitioning: one plain `sales` table carrying its unique keys."""
 
     migrations = POSTGRES_MIGRATIONS.until("m013_master_feed")
-    _SALE_KEYS = "sales"
-    _claim_sales = SqlStorage._claim_sales
-
-    def ensure_partitions(self, now: datetime, *, months_ahead: int = 3) -> list[str]:
-        return []
+    sales_repository = _Version13Sales
 
 
 def test_migration_partitions_a_populated_table(pg_dsn: str) -> None:

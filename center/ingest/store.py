@@ -1,0 +1,404 @@
+"""The receipts' storage: ingest (claims, conflicts, quarantine), reconciliation, stored sales.
+
+A store batch is one transaction: the batch's cards are locked, each checked sale is claimed by
+its unique keys (sale_id, and (register_id, seq)), a claimed sale's lines and ledger movements
+are stored in bulk, and a sale that lost its claim is a duplicate or is quarantined with the
+reason (sync_protocol.classify_sale, the rule the store node uses too). PostgreSQL claims in
+pipelined runs and stores rows with COPY (center/ingest/store_postgres.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from center.ingest.partitions import MONTHS_AHEAD, create_partitions
+from center.ingest.sales import check_sale, ledger_movements
+from center.ledger.model import LedgerEntry
+from center.storage.base import RegisterSummary
+from center.storage.database import Database
+from sync_protocol import (
+    Ack,
+    Rejection,
+    Sale,
+    Verdict,
+    classify_sale,
+    encode_sale,
+)
+
+__all__ = ["IngestBatch", "PreparedSale", "SalesRepository"]
+
+
+class SaleLedger(Protocol):
+    """What ingest needs of the ledger: the movements of new sales applied in its transaction."""
+
+    def apply_entries(self, entries: Sequence[LedgerEntry]) -> int: ...
+
+
+class SaleCoupons(Protocol):
+    """What ingest needs of the coupons: the redemptions of new sales, in its transaction."""
+
+    def record_coupon_redemptions(self, sales: Sequence[Sale]) -> None: ...
+
+
+class SaleReturns(Protocol):
+    """What ingest needs of the returns: new return sales (and pending ones now ready) applied,
+    in its transaction."""
+
+    def apply_returns(self, sales: Sequence[Sale]) -> None: ...
+
+
+class SalesRepository:
+    """Stored sales over the Database: ingest, quarantine, reconciliation and payloads."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        ledger: SaleLedger,
+        coupons: SaleCoupons,
+        returns: SaleReturns,
+    ) -> None:
+        self.db = db
+        self.ledger = ledger
+        self.coupons = coupons
+        self.returns = returns
+
+    def ingest(self, sales: Sequence[Sale], received_at: datetime) -> Ack:
+        """Store a batch of sales in one transaction and say what happened to each."""
+        # One order for every writer, so concurrent batches lock rows in the same order.
+        ordered = sorted(sales, key=lambda s: (s.register_id, s.seq, s.sale_id))
+        # Encoding and checks are pure: done once, when the transaction first needs them (a
+        # backend may send a run's claim before encoding the next), not again on a retry.
+        batch = IngestBatch(ordered)
+        received = self.db.ts(received_at)
+        with self.db.guard("ingest"):
+            return self.db.retry_transient(lambda: self._ingest_once(batch, received))
+
+    _SALE_KEYS = "sales"
+    """The table holding the unique keys of stored sales: sale_id and (register_id, seq)."""
+
+    def _ingest_once(self, batch: IngestBatch, received: Any) -> Ack:
+        accepted: list[str] = []
+        duplicates: list[str] = []
+        rejected: list[Rejection] = []
+        new: list[Sale] = []
+        with self.db.transaction():
+            prepared, claimed = self._claim_sales(batch, received)
+            for p in prepared:
+                sale, payload, fingerprint, problem = p.sale, p.payload, p.fingerprint, p.problem
+                if problem is None:
+                    if sale.sale_id in claimed:
+                        claimed.discard(sale.sale_id)  # a repeat within the batch is a duplicate
+                        accepted.append(sale.sale_id)
+                        new.append(sale)
+                        continue
+                    problem = self._conflict(sale, fingerprint)
+                    if problem == "duplicate":
+                        duplicates.append(sale.sale_id)
+                        continue
+                self._quarantine(sale, problem, fingerprint, payload, received)
+                rejected.append(Rejection(sale_id=sale.sale_id, reason=problem))
+            if new:
+                self._store_sale_details(new)
+                self._on_new_sales(new)
+        return Ack(accepted=tuple(accepted), duplicates=tuple(duplicates), rejected=tuple(rejected))
+
+    def _on_new_sales(self, sales: Sequence[Sale]) -> None:
+        """What else a newly stored sale changes, in the ingest transaction: coupons, returns."""
+        self.coupons.record_coupon_redemptions(sales)
+        self.returns.apply_returns(sales)
+
+    def _sale_row(self, p: PreparedSale, received: Any) -> tuple[Any, ...]:
+        sale = p.sale
+        return (
+            sale.sale_id,
+            sale.store_id,
+            sale.register_id,
+            sale.seq,
+            self.db.ts(sale.opened_at),
+            self.db.ts(sale.closed_at),
+            sale.card_no,
+            sale.subtotal_minor,
+            sale.discount_minor,
+            sale.total_minor,
+            len(sale.lines),
+            sale.promo_version,
+            p.fingerprint,
+            p.payload,
+            received,
+            sale.prev_hash,
+            p.chain_hash(),
+        )
+
+    _SALE_COLUMNS = (
+        "sale_id",
+        "store_id",
+        "register_id",
+        "seq",
+        "opened_at",
+        "closed_at",
+        "card_no",
+        "subtotal_minor",
+        "discount_minor",
+        "total_minor",
+        "line_count",
+        "promo_version",
+        "fingerprint",
+        "payload",
+        "received_at",
+        "prev_hash",
+        "chain_hash",
+    )
+
+    def _claim_sales(
+        self, batch: IngestBatch, received: Any
+    ) -> tuple[list[PreparedSale], set[str]]:
+        """Lock the batch's cards, then store its checked sales whose sale_id and (register_id,
+        seq) are free: every PreparedSale of the batch, in order, and the sale_ids stored."""
+        self.db.lock_cards(batch.card_nos())
+        prepared = batch.prepared(0, len(batch.sales))
+        claimed: set[str] = set()
+        marks = ", ".join("?" for _ in self._SALE_COLUMNS)
+        sql = (
+            f"INSERT INTO sales ({', '.join(self._SALE_COLUMNS)}) VALUES ({marks}) "
+            "ON CONFLICT DO NOTHING RETURNING sale_id"
+        )
+        for p in prepared:
+            if p.problem is not None:
+                continue
+            if self.db.execute(sql, self._sale_row(p, received)).fetchone() is not None:
+                claimed.add(p.sale.sale_id)
+        return prepared, claimed
+
+    def _conflict(self, sale: Sale, fingerprint: str) -> str:
+        """Why a checked sale was not stored: "duplicate", or the reason to quarantine it (the
+        store node classifies with the same rule: sync_protocol.classify_sale)."""
+        same_id = self.db.execute(
+            f"SELECT fingerprint FROM {self._SALE_KEYS} WHERE sale_id = ?", (sale.sale_id,)
+        ).fetchone()
+        holder = None
+        if same_id is None:
+            holder = self.db.execute(
+                f"SELECT sale_id FROM {self._SALE_KEYS} WHERE register_id = ? AND seq = ?",
+                (sale.register_id, sale.seq),
+            ).fetchone()
+        found = classify_sale(
+            sale_id=sale.sale_id,
+            register_id=sale.register_id,
+            seq=sale.seq,
+            fingerprint=fingerprint,
+            held_fingerprint=None if same_id is None else same_id[0],
+            # The claim failed, so one key is taken: "?" if its row is not visible (yet).
+            seq_holder="?" if holder is None else holder[0],
+        )
+        return "duplicate" if found.verdict is Verdict.DUPLICATE else found.reason
+
+    def _store_sale_details(self, sales: Sequence[Sale]) -> None:
+        """The lines and ledger movements of newly stored sales, in bulk."""
+        entries: list[LedgerEntry] = []
+
+        def lines() -> Iterator[tuple[Any, ...]]:
+            # One pass that also collects the ledger movements. On PostgreSQL the COPY sends
+            # rows as they are made: the server stores the first lines while the rest, and the
+            # movements, are built.
+            for sale in sales:
+                sale_id = sale.sale_id
+                for line in sale.lines:
+                    discounts = line.discounts
+                    yield (
+                        sale_id,
+                        line.line_no,
+                        line.product_id,
+                        line.qty_milli,
+                        line.unit_price_minor,
+                        line.amount_minor,
+                        sum([d.amount_minor for d in discounts]) if discounts else 0,
+                        int(line.weighed),
+                        int(line.known_product),
+                    )
+                if sale.card_no:
+                    entries.extend(
+                        LedgerEntry(
+                            card_no=sale.card_no,
+                            wallet=m.wallet,
+                            kind=m.kind,
+                            amount=m.amount,
+                            rule_id=m.rule_id,
+                            source=sale_id,
+                            created_at=sale.closed_at,
+                            active_from=m.active_from,
+                            expires_at=m.expires_at,
+                        )
+                        for m in ledger_movements(sale)
+                    )
+
+        self.db.bulk_insert("sale_lines", _LINE_COLUMNS, lines())
+        if entries:
+            self.ledger.apply_entries(entries)
+
+    def _quarantine(
+        self, sale: Sale, reason: str, fingerprint: str, payload: bytes, received: Any
+    ) -> None:
+        self.db.execute(
+            "INSERT INTO quarantine (sale_id, store_id, register_id, seq, reason, fingerprint, "
+            "payload, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (
+                sale.sale_id,
+                sale.store_id,
+                sale.register_id,
+                sale.seq,
+                reason,
+                fingerprint,
+                payload,
+                received,
+            ),
+        )
+
+    def quarantined(self) -> list[tuple[str, str]]:
+        """(sale_id, reason) of every quarantined payload, oldest first."""
+        with self.db.guard("read quarantine"):
+            rows = self.db.execute("SELECT sale_id, reason FROM quarantine ORDER BY entry_id")
+            return [(r[0], r[1]) for r in rows.fetchall()]
+
+    def load_sale(self, sale_id: str) -> bytes | None:
+        """The stored canonical payload of a sale."""
+        with self.db.guard("read sale"):
+            row = self.db.execute(
+                "SELECT payload FROM sales WHERE sale_id = ?", (sale_id,)
+            ).fetchone()
+            return bytes(row[0]) if row else None
+
+    # -- reconciliation ------------------------------------------------------------------------
+
+    def reconciliation(
+        self, store_id: str, register_id: str | None = None
+    ) -> list[RegisterSummary]:
+        """Per-register figures of one store, with gaps in seq and breaks in the hash chain."""
+        where = "store_id = ?" + (" AND register_id = ?" if register_id is not None else "")
+        params: tuple[Any, ...] = (store_id,) if register_id is None else (store_id, register_id)
+        with self.db.guard("reconciliation"):
+            totals = self.db.execute(
+                "SELECT register_id, COUNT(*), CAST(SUM(line_count) AS BIGINT), "
+                "CAST(SUM(total_minor) AS BIGINT), CAST(SUM(discount_minor) AS BIGINT), "
+                f"MIN(seq), MAX(seq) FROM sales WHERE {where} "
+                "GROUP BY register_id ORDER BY register_id",
+                params,
+            ).fetchall()
+            # LAG's default 0 makes a missing start (seq 1..) a gap too.
+            gap_rows = self.db.execute(
+                "SELECT register_id, prev + 1, seq - 1 FROM ("
+                "SELECT register_id, seq, LAG(seq, 1, 0) OVER "
+                f"(PARTITION BY register_id ORDER BY seq) AS prev FROM sales WHERE {where}"
+                ") AS ordered WHERE seq - prev > 1 ORDER BY register_id, seq",
+                params,
+            ).fetchall()
+            # A sale whose predecessor (seq - 1) is held must carry that sale's chain_hash.
+            # Rows stored before the chain columns existed have chain_hash "" and are skipped;
+            # runs of "" prev_hash are journals written before the chain (PROTOCOL.md).
+            break_rows = self.db.execute(
+                "SELECT register_id, seq FROM ("
+                "SELECT register_id, seq, prev_hash, "
+                "LAG(seq, 1, 0) OVER (PARTITION BY register_id ORDER BY seq) AS prev_seq, "
+                "LAG(chain_hash, 1, '') OVER (PARTITION BY register_id ORDER BY seq) AS link, "
+                "LAG(prev_hash, 1, '') OVER (PARTITION BY register_id ORDER BY seq) AS prev_prev "
+                f"FROM sales WHERE {where}"
+                ") AS ordered WHERE (seq = 1 AND prev_hash <> '') OR (seq - prev_seq = 1 "
+                "AND link <> '' AND prev_hash <> link AND NOT (prev_hash = '' AND prev_prev = ''))"
+                " ORDER BY register_id, seq",
+                params,
+            ).fetchall()
+        gaps: dict[str, list[tuple[int, int]]] = {}
+        for reg, start, end in gap_rows:
+            gaps.setdefault(reg, []).append((int(start), int(end)))
+        breaks: dict[str, list[int]] = {}
+        for reg, seq in break_rows:
+            breaks.setdefault(reg, []).append(int(seq))
+        return [
+            RegisterSummary(
+                store_id=store_id,
+                register_id=reg,
+                receipts=int(receipts),
+                lines=int(lines or 0),
+                total_minor=int(total or 0),
+                discount_minor=int(discount or 0),
+                min_seq=int(min_seq),
+                max_seq=int(max_seq),
+                gaps=tuple(gaps.get(reg, ())),
+                chain_breaks=tuple(breaks.get(reg, ())),
+            )
+            for reg, receipts, lines, total, discount, min_seq, max_seq in totals
+        ]
+
+    def sale_payloads(self, date_from: datetime, date_to: datetime) -> list[bytes]:
+        """Stored sale payloads closed in [date_from, date_to), in (closed_at, sale_id) order."""
+        with self.db.guard("read sales"):
+            rows = self.db.execute(
+                "SELECT payload FROM sales WHERE closed_at >= ? AND closed_at < ? "
+                "ORDER BY closed_at, sale_id",
+                (self.db.ts(date_from), self.db.ts(date_to)),
+            ).fetchall()
+        return [bytes(r[0]) for r in rows]
+
+    # -- receipt partitions (PostgreSQL) -------------------------------------------------------
+
+    def ensure_partitions(self, now: datetime, *, months_ahead: int = MONTHS_AHEAD) -> list[str]:
+        """Create the monthly receipt partitions missing from this month to `months_ahead`
+        (and for months parked in the default partition); the names created. No-op on SQLite."""
+        if not self.db.dialect.partitions:
+            return []
+        with self.db.guard("create partitions"), self.db.transaction():
+            return create_partitions(self.db, now, months_ahead)
+
+
+_LINE_COLUMNS = (
+    "sale_id",
+    "line_no",
+    "product_id",
+    "qty_milli",
+    "unit_price_minor",
+    "amount_minor",
+    "discount_minor",
+    "weighed",
+    "known_product",
+)
+
+
+class IngestBatch:
+    """A store batch in ingest order, each sale prepared on first use and only once."""
+
+    __slots__ = ("_prepared", "sales")
+
+    def __init__(self, sales: Sequence[Sale]) -> None:
+        self.sales = sales
+        self._prepared: list[PreparedSale] = []
+
+    def card_nos(self) -> Iterator[str]:
+        return (s.card_no for s in self.sales if s.card_no)
+
+    def prepared(self, start: int, stop: int) -> list[PreparedSale]:
+        """The PreparedSale of sales[start:stop]."""
+        done = self._prepared
+        if len(done) < stop:
+            done.extend(PreparedSale(s, check_sale(s)) for s in self.sales[len(done) : stop])
+        return done[start:stop]
+
+
+class PreparedSale:
+    """A sale with its canonical bytes, their hashes, and what check_sale says of it."""
+
+    __slots__ = ("fingerprint", "payload", "problem", "sale")
+
+    def __init__(self, sale: Sale, problem: str | None) -> None:
+        self.sale = sale
+        self.problem = problem
+        # Encoding is the costliest step of ingest: done once here, hashed exactly as
+        # sync_protocol's sale_fingerprint and (below) chain_hash do (a test pins the equality).
+        self.payload = encode_sale(sale)
+        self.fingerprint = hashlib.sha256(self.payload).hexdigest()
+
+    def chain_hash(self) -> str:
+        # Only a stored sale needs it, and only once claimed: not on the claim's critical path.
+        return hashlib.sha256(self.sale.prev_hash.encode("ascii") + self.payload).hexdigest()
