@@ -27,13 +27,23 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from center.ledger.store import ACTIVE_SQL, DEBT_SUM_SQL, LedgerRepository
-from center.storage.hooks import Migration, SqlHooks
+from center.errors import StorageError
+from center.feed.versions import MasterVersions
+from center.ledger.store import ACTIVE_SQL, DEBT_SUM_SQL
+from center.storage.base import (
+    MASTER_TABLES,
+    MasterChange,
+    MasterTable,
+    Progress,
+    is_required,
+)
+from center.storage.database import Database
+from center.storage.hooks import Migration
 from sync_protocol import MasterDelta, MasterSnapshot, replica_checksum
 
 __all__ = [
@@ -42,15 +52,16 @@ __all__ = [
     "POSTGRES_MIGRATION",
     "SQLITE_MIGRATION",
     "TOMBSTONED",
+    "FeedRepository",
     "FeedSettings",
-    "MasterFeedOps",
-    "MasterFeedStore",
 ]
 
 DEFAULT_SCOPE_DAYS = 365
 DEFAULT_DELTA_MAX_ROWS = 20_000
 """Rows per delta page: ~200 bytes a row keeps a page far below the 8 MiB message limit."""
 _CHUNK = 500
+_UPSERT_CHUNK = 5000
+"""Master rows per insert or update statement."""
 FEED_RETENTION_DAYS = 7
 """Marks and tombstones kept: a store away longer than this gets a snapshot."""
 
@@ -186,27 +197,8 @@ class FeedSettings:
     snapshots always, an up-to-date answer when the last checksum is of its version."""
 
 
-class MasterFeedOps(Protocol):
-    """The part of the Storage interface this module implements."""
-
-    def master_feed(
-        self, store_id: str, since: int, now: datetime, settings: FeedSettings = FeedSettings()
-    ) -> MasterSnapshot | MasterDelta | None:
-        """What a store at version `since` needs: snapshot (since 0 or too old) or delta; None
-        for an unknown store. Snapshots carry the checksum of the store's replica; deltas at
-        most every settings.checksum_every_s (partial pages never)."""
-        ...
-
-    def lookup_card(self, store_id: str, card_no: str, now: datetime) -> dict[str, Any] | None:
-        """The card row of `card_no` (adding it to the store's scope), or None if unknown."""
-        ...
-
-    def master_snapshot(
-        self, store_id: str, now: datetime, *, since: int = 0
-    ) -> tuple[int, dict[str, tuple[dict[str, Any], ...]]] | None:
-        """(version, tables) for a store, with every card (no tables when `since` is current);
-        None if unknown. Kept for tools; stores use master_feed."""
-        ...
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _product(r: Sequence[Any]) -> dict[str, Any]:
@@ -245,26 +237,156 @@ _ROW_KEYS = {
 }
 
 
-class MasterFeedStore(SqlHooks):
-    """Mixin of SqlStorage."""
+class FeedLedger(Protocol):
+    """What the feed needs of the ledger: every card's bonus balance at a moment."""
 
-    ledger: LedgerRepository
+    def bonus_balances(self, now: datetime) -> dict[str, int]: ...
 
-    def _master_version(self) -> int:
-        raise NotImplementedError
+
+class FeedRepository:
+    """Master data and the change feed of each store's replica, over the Database."""
+
+    def __init__(self, db: Database, *, versions: MasterVersions, ledger: FeedLedger) -> None:
+        self.db = db
+        self.versions = versions
+        self.ledger = ledger
+        self._feed_last_tick: float | None = None
+        # Per store: (version, checksum, monotonic time) of the last full computation, reused
+        # while the store stays at that version.
+        self._checksum_cache: dict[str, tuple[int, str, float]] = {}
+
+    # -- master data ---------------------------------------------------------------------------
+
+    def master_version(self) -> int:
+        """The current master-data version (0 before any import)."""
+        with self.db.guard("read master version"):
+            return self.versions.current()
+
+    def upsert_master(
+        self,
+        tables: Mapping[str, Iterable[Mapping[str, Any]]],
+        *,
+        progress: Progress | None = None,
+    ) -> MasterChange:
+        """Insert or update master rows in one transaction; bump the version only on change."""
+        for name in tables:
+            if name not in MASTER_TABLES:
+                raise StorageError(
+                    f"{name}: not a master table (known: {', '.join(MASTER_TABLES)})"
+                )
+        prepared = {name: self._prepare(MASTER_TABLES[name], rows) for name, rows in tables.items()}
+        changed: dict[str, int] = {}
+        with self.db.guard("upsert master data"), self.db.transaction():
+            # The row lock, held to the commit, makes versions commit in order (feed.py).
+            version = self.versions.lock() + 1
+            for name, rows in prepared.items():
+                changed[name] = self._upsert_table(MASTER_TABLES[name], rows, version, progress)
+            if any(changed.values()):
+                self.db.execute("UPDATE master_version SET version = ? WHERE id = 1", (version,))
+            else:
+                version -= 1
+        return MasterChange(version=version, changed=changed)
+
+    def _prepare(self, spec: MasterTable, rows: Iterable[Mapping[str, Any]]) -> dict[tuple, tuple]:
+        out: dict[tuple, tuple] = {}
+        known = set(spec.columns)
+        for i, row in enumerate(rows):
+            unknown = set(row) - known
+            if unknown:
+                raise StorageError(f"{spec.name}[{i}]: unknown columns {sorted(unknown)}")
+            values: list[Any] = []
+            for column in spec.keys:
+                key = row.get(column)
+                if not isinstance(key, str) or not key:
+                    raise StorageError(f"{spec.name}[{i}].{column}: expected a non-empty string")
+                values.append(key)
+            for column, default in spec.values:
+                if column not in row and is_required(default):
+                    raise StorageError(f"{spec.name}[{i}].{column}: required")
+                value = row.get(column, default)
+                if column in spec.json_columns:
+                    value = _json(value)
+                elif column in spec.bool_columns:
+                    value = int(bool(value))
+                values.append(value)
+            out[tuple(values[: len(spec.keys)])] = tuple(values)
+        return out
+
+    def _upsert_table(
+        self,
+        spec: MasterTable,
+        rows: dict[tuple, tuple],
+        version: int,
+        progress: Progress | None,
+    ) -> int:
+        nkeys = len(spec.keys)
+        existing = {
+            tuple(r[:nkeys]): tuple(r)
+            for r in self.db.execute(
+                f"SELECT {', '.join(spec.columns)} FROM {spec.name}"
+            ).fetchall()
+        }
+        new = [(*values, version) for key, values in rows.items() if key not in existing]
+        changed = [
+            (*values[nkeys:], version, *key)
+            for key, values in rows.items()
+            if key in existing and existing[key] != values
+        ]
+        total = len(new) + len(changed)
+        done = 0
+        for start in range(0, len(new), _UPSERT_CHUNK):
+            chunk = new[start : start + _UPSERT_CHUNK]
+            self.db.bulk_insert(spec.name, (*spec.columns, "version"), chunk)
+            done += len(chunk)
+            if progress:
+                progress(spec.name, done, total)
+        if changed:
+            sets = ", ".join(f"{c} = ?" for c in (*spec.columns[nkeys:], "version"))
+            keys = " AND ".join(f"{c} = ?" for c in spec.keys)
+            for start in range(0, len(changed), _UPSERT_CHUNK):
+                chunk = changed[start : start + _UPSERT_CHUNK]
+                self.db.executemany(f"UPDATE {spec.name} SET {sets} WHERE {keys}", chunk)
+                done += len(chunk)
+                if progress:
+                    progress(spec.name, done, total)
+        if progress and not total:
+            progress(spec.name, 0, 0)
+        return total
+
+    def existing_cards(self) -> set[str]:
+        """Every card number the Center holds (the importer never overwrites a live card)."""
+        with self.db.guard("read card numbers"):
+            return {str(row[0]) for row in self.db.execute("SELECT card_no FROM cards").fetchall()}
+
+    def pricing_master(self) -> dict[str, list[tuple[Any, ...]]]:
+        """What pricing needs: products (id, department, category, brand, product_type),
+        stores (id, format), promotions (doc, version), settings (name, value)."""
+        queries = {
+            "products": (
+                "SELECT product_id, department, category, brand, product_type FROM products"
+            ),
+            "stores": "SELECT store_id, format FROM stores",
+            "promotions": "SELECT doc, version FROM promotions ORDER BY promotion_id",
+            "settings": "SELECT name, value FROM settings ORDER BY name",
+        }
+        with self.db.guard("read pricing master"), self.db.snapshot():
+            return {
+                name: [tuple(r) for r in self.db.execute(sql).fetchall()]
+                for name, sql in queries.items()
+            }
 
     # -- positions -----------------------------------------------------------------------------
 
     def _ledger_mark_now(self) -> int:
-        return int(self._execute(self.dialect.ledger_mark_sql).fetchone()[0])
+        return int(self.db.execute(self.db.dialect.ledger_mark_sql).fetchone()[0])
 
     def _ledger_since(self) -> str:
         """WHERE condition: ledger rows at or above a mark (one `?`)."""
-        return self.dialect.ledger_since_sql
+        return self.db.dialect.ledger_since_sql
 
     def _mark_at(self, version: int) -> tuple[int, int, Any] | None:
         """(mark version, ledger mark, marked_at as stored) of the newest mark <= `version`."""
-        row = self._execute(
+        row = self.db.execute(
             "SELECT version, mark, marked_at FROM feed_marks WHERE version <= ? "
             "ORDER BY version DESC LIMIT 1",
             (version,),
@@ -279,22 +401,22 @@ class MasterFeedStore(SqlHooks):
 
     def _tick(self, now: datetime, every_s: float) -> None:
         """Record a new ledger mark at a new version when the ledger moved past the newest one."""
-        last: float | None = getattr(self, "_feed_last_tick", None)
+        last = self._feed_last_tick
         if last is not None and time.monotonic() - last < every_s:
             return
         self._feed_last_tick = time.monotonic()
-        at = self._ts(now)
-        with self._guard("tick master feed"), self._snapshot():
-            newest = self._execute(
+        at = self.db.ts(now)
+        with self.db.guard("tick master feed"), self.db.snapshot():
+            newest = self.db.execute(
                 "SELECT version, mark, marked_at FROM feed_marks ORDER BY version DESC LIMIT 1"
             ).fetchone()
             if newest is None:
                 return
-            moved = self._execute(
+            moved = self.db.execute(
                 f"SELECT 1 FROM ledger WHERE {self._ledger_since()} LIMIT 1", (int(newest[1]),)
             ).fetchone()
-            if moved is None and self._dt(newest[2]) < now:
-                moved = self._execute(
+            if moved is None and self.db.dt(newest[2]) < now:
+                moved = self.db.execute(
                     f"SELECT 1 FROM lots WHERE {self._TIMED} LIMIT 1",
                     (newest[2], at, newest[2], at),
                 ).fetchone()
@@ -302,25 +424,25 @@ class MasterFeedStore(SqlHooks):
                 moved = (1,)
         if moved is None:
             return
-        with self._guard("tick master feed"), self._transaction():
-            row = self._execute(
+        with self.db.guard("tick master feed"), self.db.transaction():
+            row = self.db.execute(
                 "SELECT version FROM master_version WHERE id = 1"
-                f"{self._FOR_UPDATE}{self.dialect.skip_locked}"
+                f"{self.db.dialect.for_update}{self.db.dialect.skip_locked}"
             ).fetchone()
             if row is None:
                 return  # a master writer holds the lock: its commit moves the version anyway
             version = int(row[0]) + 1
-            self._execute("UPDATE master_version SET version = ? WHERE id = 1", (version,))
-            self._execute(
+            self.db.execute("UPDATE master_version SET version = ? WHERE id = 1", (version,))
+            self.db.execute(
                 "INSERT INTO feed_marks (version, mark, marked_at) VALUES (?, ?, ?)",
                 (version, self._ledger_mark_now(), at),
             )
             # A store behind the oldest mark kept gets a snapshot; older tombstones go with it.
-            horizon = self._ts(now - timedelta(days=FEED_RETENTION_DAYS))
-            self._execute(
+            horizon = self.db.ts(now - timedelta(days=FEED_RETENTION_DAYS))
+            self.db.execute(
                 "DELETE FROM feed_marks WHERE marked_at < ? AND version < ?", (horizon, version)
             )
-            self._execute(
+            self.db.execute(
                 "DELETE FROM master_tombstones WHERE version < "
                 "(SELECT MIN(version) FROM feed_marks)"
             )
@@ -336,11 +458,11 @@ class MasterFeedStore(SqlHooks):
         )
 
     def _has_table(self, name: str) -> bool:
-        return self.dialect.has_table(self._execute, name)
+        return self.db.dialect.has_table(self.db.execute, name)
 
     def _card_rows(self, cards: Sequence[Sequence[Any]], now: datetime) -> list[dict[str, Any]]:
         """Card rows (card_no, customer_id, status) with balance and segments."""
-        at = self._ts(now)
+        at = self.db.ts(now)
         segments_table = self._has_table("segment_members")
         out: list[dict[str, Any]] = []
         for start in range(0, len(cards), _CHUNK):
@@ -349,14 +471,14 @@ class MasterFeedStore(SqlHooks):
             nos = [c[0] for c in chunk]
             balances = {
                 r[0]: int(r[1])
-                for r in self._execute(
+                for r in self.db.execute(
                     "SELECT card_no, CAST(SUM(remaining) AS BIGINT) FROM lots "
                     f"WHERE card_no IN ({marks}) AND wallet = 'bonus' AND remaining > 0 "
                     f"AND {ACTIVE_SQL} GROUP BY card_no",
                     (*nos, at, at),
                 ).fetchall()
             }
-            for card_no, debt in self._execute(
+            for card_no, debt in self.db.execute(
                 f"SELECT card_no, {DEBT_SUM_SQL} FROM lot_consumptions WHERE card_no IN "
                 f"({marks}) AND wallet = 'bonus' AND kind IN ('debt', 'recover') GROUP BY card_no",
                 nos,
@@ -366,7 +488,7 @@ class MasterFeedStore(SqlHooks):
             if segments_table:
                 customers = sorted({c[1] for c in chunk})
                 cmarks = ", ".join("?" for _ in customers)
-                for customer_id, segment_id in self._execute(
+                for customer_id, segment_id in self.db.execute(
                     "SELECT customer_id, segment_id FROM segment_members "
                     f"WHERE customer_id IN ({cmarks})",
                     customers,
@@ -403,7 +525,7 @@ class MasterFeedStore(SqlHooks):
         marks = ", ".join("?" for _ in customers)
         # A batch's valid_to is a day, inclusive: the coupon goes the next UTC day.
         today = now.astimezone(UTC).date().isoformat()
-        for r in self._execute(
+        for r in self.db.execute(
             "SELECT c.customer_id, c.code, c.batch_id, b.promotion_id, b.single_use, "
             "b.valid_from, b.valid_to FROM coupons c JOIN coupon_batches b "
             f"ON b.batch_id = c.batch_id WHERE c.customer_id IN ({marks}) "
@@ -421,19 +543,19 @@ class MasterFeedStore(SqlHooks):
                     "valid_to": r[6],
                 }
             )
-        for r in self._execute(
+        for r in self.db.execute(
             "SELECT customer_id, offer_id, product_id, percent, valid_from, valid_to, source "
             f"FROM personal_offers WHERE customer_id IN ({marks}) "
             "AND (valid_to IS NULL OR valid_to > ?) ORDER BY offer_id",
-            (*customers, self._ts(now)),
+            (*customers, self.db.ts(now)),
         ).fetchall():
             offers.setdefault(r[0], []).append(
                 {
                     "offer_id": r[1],
                     "product_id": r[2],
                     "percent": r[3],
-                    "valid_from": None if r[4] is None else self._dt(r[4]).isoformat(),
-                    "valid_to": None if r[5] is None else self._dt(r[5]).isoformat(),
+                    "valid_from": None if r[4] is None else self.db.dt(r[4]).isoformat(),
+                    "valid_to": None if r[5] is None else self.db.dt(r[5]).isoformat(),
                     "source": r[6],
                 }
             )
@@ -443,22 +565,22 @@ class MasterFeedStore(SqlHooks):
         """Customers whose coupons or offers changed with no card bump since a mark: coupons
         redeemed (feed position at/above it), coupons and offers that expired since it."""
         found: set[str] = set()
-        if not self.dialect.single_writer:  # a single writer's ingest bumps the cards itself
+        if not self.db.dialect.single_writer:  # a single writer's ingest bumps the cards itself
             found.update(
                 str(r[0])
-                for r in self._execute(
+                for r in self.db.execute(
                     "SELECT DISTINCT c.customer_id FROM coupon_redemptions r JOIN coupons c "
                     "ON c.code = r.code WHERE r.feed_pos >= CAST(CAST(? AS TEXT) AS xid8) "
                     "AND c.customer_id IS NOT NULL",
                     (mark,),
                 ).fetchall()
             )
-        base = self._dt(marked_at)
+        base = self.db.dt(marked_at)
         if base < now:
             low, high = base.date().isoformat(), now.astimezone(UTC).date().isoformat()
             found.update(
                 str(r[0])
-                for r in self._execute(
+                for r in self.db.execute(
                     "SELECT DISTINCT c.customer_id FROM coupon_batches b JOIN coupons c "
                     "ON c.batch_id = b.batch_id WHERE b.valid_to >= ? AND b.valid_to < ? "
                     f"AND c.customer_id IS NOT NULL AND {self._LIVE_COUPON}",
@@ -467,10 +589,10 @@ class MasterFeedStore(SqlHooks):
             )
             found.update(
                 str(r[0])
-                for r in self._execute(
+                for r in self.db.execute(
                     "SELECT DISTINCT customer_id FROM personal_offers "
                     "WHERE valid_to > ? AND valid_to <= ?",
-                    (marked_at, self._ts(now)),
+                    (marked_at, self.db.ts(now)),
                 ).fetchall()
             )
         return found
@@ -478,13 +600,13 @@ class MasterFeedStore(SqlHooks):
     # -- reading a store's replica -------------------------------------------------------------
 
     def _store_row(self, store_id: str) -> tuple[Any, ...] | None:
-        row = self._execute(
+        row = self.db.execute(
             "SELECT store_id, name, format, timezone FROM stores WHERE store_id = ?", (store_id,)
         ).fetchone()
         return None if row is None else tuple(row)
 
     def _has_assortment(self, store_id: str) -> bool:
-        row = self._execute(
+        row = self.db.execute(
             "SELECT 1 FROM store_products WHERE store_id = ? LIMIT 1", (store_id,)
         ).fetchone()
         return row is not None
@@ -495,17 +617,17 @@ class MasterFeedStore(SqlHooks):
         """Every table of the store's replica as the Center holds it now (inside a snapshot)."""
         store_id = store[0]
         if self._has_assortment(store_id):
-            products = self._execute(
+            products = self.db.execute(
                 f"SELECT {_PRODUCT_COLUMNS} FROM products p JOIN store_products s "
                 "ON s.product_id = p.product_id WHERE s.store_id = ? ORDER BY p.product_id",
                 (store_id,),
             ).fetchall()
         else:
-            products = self._execute(
+            products = self.db.execute(
                 f"SELECT {_PRODUCT_COLUMNS} FROM products p ORDER BY p.product_id"
             ).fetchall()
-        cutoff = self._ts(now - timedelta(days=settings.scope_days))
-        cards = self._execute(
+        cutoff = self.db.ts(now - timedelta(days=settings.scope_days))
+        cards = self.db.execute(
             "SELECT c.card_no, c.customer_id, c.status FROM cards c WHERE c.card_no IN ("
             "SELECT s.card_no FROM sales s WHERE s.store_id = ? AND s.card_no IS NOT NULL "
             "AND s.closed_at >= ? UNION SELECT sc.card_no FROM store_cards sc "
@@ -518,13 +640,15 @@ class MasterFeedStore(SqlHooks):
             "stores": [_store(store)],
             "promotions": [
                 _promotion(r)
-                for r in self._execute(
+                for r in self.db.execute(
                     "SELECT promotion_id, version, doc FROM promotions ORDER BY promotion_id"
                 ).fetchall()
             ],
             "settings": [
                 _setting(r)
-                for r in self._execute("SELECT name, value FROM settings ORDER BY name").fetchall()
+                for r in self.db.execute(
+                    "SELECT name, value FROM settings ORDER BY name"
+                ).fetchall()
             ],
         }
 
@@ -547,14 +671,14 @@ class MasterFeedStore(SqlHooks):
         found: list[tuple[int, str, Any]] = []  # (version, table, raw row or key)
         if self._has_assortment(store_id):
             both = "CASE WHEN p.version > s.version THEN p.version ELSE s.version END"
-            rows = self._execute(
+            rows = self.db.execute(
                 f"SELECT {_PRODUCT_COLUMNS}, {both} FROM products p JOIN store_products s "
                 "ON s.product_id = p.product_id WHERE s.store_id = ? "
                 f"AND {both} > ? AND {both} <= ? ORDER BY 8 LIMIT {limit}",
                 (store_id, *rng),
             ).fetchall()
         else:
-            rows = self._execute(
+            rows = self.db.execute(
                 f"SELECT {_PRODUCT_COLUMNS}, p.version FROM products p "
                 f"WHERE p.version > ? AND p.version <= ? ORDER BY p.version LIMIT {limit}",
                 rng,
@@ -569,17 +693,17 @@ class MasterFeedStore(SqlHooks):
             ("settings", "SELECT name, value, version FROM settings", _setting),
         ):
             width = 3 if table == "promotions" else 2
-            for r in self._execute(
+            for r in self.db.execute(
                 f"{sql} WHERE version > ? AND version <= ? ORDER BY version LIMIT {limit}", rng
             ).fetchall():
                 found.append((int(r[width]), table, build(r)))
-        row = self._execute(
+        row = self.db.execute(
             "SELECT version FROM stores WHERE store_id = ? AND version > ? AND version <= ?",
             (store_id, *rng),
         ).fetchone()
         if row is not None:
             found.append((int(row[0]), "stores", _store(store)))
-        cutoff = self._ts(now - timedelta(days=settings.scope_days))
+        cutoff = self.db.ts(now - timedelta(days=settings.scope_days))
         in_scope = (
             "SELECT c.card_no, c.customer_id, c.status, c.version FROM cards c "
             f"WHERE c.version > ? AND c.version <= ? AND {self._scope_sql()} "
@@ -587,12 +711,12 @@ class MasterFeedStore(SqlHooks):
             "JOIN store_cards sc ON sc.card_no = c.card_no WHERE sc.store_id = ? "
             "AND sc.version > ? AND sc.version <= ?"
         )
-        cards = self._execute(
+        cards = self.db.execute(
             f"SELECT * FROM ({in_scope}) AS changed ORDER BY 4 LIMIT {limit}",
             (*rng, store_id, cutoff, store_id, store_id, *rng),
         ).fetchall()
         found.extend((int(r[3]), "cards", tuple(r[:3])) for r in cards)
-        for table, key, version in self._execute(
+        for table, key, version in self.db.execute(
             "SELECT table_name, row_key, version FROM master_tombstones "
             "WHERE version > ? AND version <= ? AND (store_id = '' OR store_id = ?) "
             f"ORDER BY version LIMIT {limit}",
@@ -630,15 +754,15 @@ class MasterFeedStore(SqlHooks):
         activated or expired, coupons and offers expired since it was taken."""
         found = {
             str(r[0])
-            for r in self._execute(
+            for r in self.db.execute(
                 f"SELECT DISTINCT card_no FROM ledger WHERE {self._ledger_since()}", (base[1],)
             ).fetchall()
         }
-        if self._dt(base[2]) < now:
-            at = self._ts(now)
+        if self.db.dt(base[2]) < now:
+            at = self.db.ts(now)
             found.update(
                 str(r[0])
-                for r in self._execute(
+                for r in self.db.execute(
                     f"SELECT DISTINCT card_no FROM lots WHERE {self._TIMED}",
                     (base[2], at, base[2], at),
                 ).fetchall()
@@ -649,19 +773,19 @@ class MasterFeedStore(SqlHooks):
             marks = ", ".join("?" for _ in chunk)
             found.update(
                 str(r[0])
-                for r in self._execute(
+                for r in self.db.execute(
                     f"SELECT card_no FROM cards WHERE customer_id IN ({marks})", chunk
                 ).fetchall()
             )
         changed = sorted(found)
-        cutoff = self._ts(now - timedelta(days=settings.scope_days))
+        cutoff = self.db.ts(now - timedelta(days=settings.scope_days))
         out: list[tuple[Any, ...]] = []
         for start in range(0, len(changed), _CHUNK):
             chunk = changed[start : start + _CHUNK]
             marks = ", ".join("?" for _ in chunk)
             out.extend(
                 tuple(r)
-                for r in self._execute(
+                for r in self.db.execute(
                     "SELECT c.card_no, c.customer_id, c.status FROM cards c "
                     f"WHERE c.card_no IN ({marks}) AND {self._scope_sql()}",
                     (*chunk, store_id, cutoff, store_id),
@@ -674,14 +798,14 @@ class MasterFeedStore(SqlHooks):
     ) -> list[str]:
         """Cards whose last sale at the store fell out of the scope window since the base mark
         was taken (and that the store did not look up)."""
-        since = self._dt(base[2])
+        since = self.db.dt(base[2])
         if since >= now:
             return []
         days = timedelta(days=settings.scope_days)
-        low, high = self._ts(since - days), self._ts(now - days)
+        low, high = self.db.ts(since - days), self.db.ts(now - days)
         candidates = [
             str(r[0])
-            for r in self._execute(
+            for r in self.db.execute(
                 "SELECT DISTINCT card_no FROM sales WHERE store_id = ? AND card_no IS NOT NULL "
                 "AND closed_at >= ? AND closed_at < ?",
                 (store_id, low, high),
@@ -693,7 +817,7 @@ class MasterFeedStore(SqlHooks):
             marks = ", ".join("?" for _ in chunk)
             kept = {
                 str(r[0])
-                for r in self._execute(
+                for r in self.db.execute(
                     f"SELECT c.card_no FROM cards c WHERE c.card_no IN ({marks}) "
                     f"AND {self._scope_sql()}",
                     (*chunk, store_id, high, store_id),
@@ -702,27 +826,19 @@ class MasterFeedStore(SqlHooks):
             out.extend(c for c in chunk if c not in kept)
         return out
 
-    def _checksums(self) -> dict[str, tuple[int, str, float]]:
-        # Per store: (version, checksum, monotonic time) of the last full computation, reused
-        # while the store stays at that version.
-        cache: dict[str, tuple[int, str, float]] | None = getattr(
-            self, "_feed_checksum_cache", None
-        )
-        if cache is None:
-            cache = {}
-            self._feed_checksum_cache = cache
-        return cache
-
     def master_feed(
         self, store_id: str, since: int, now: datetime, settings: FeedSettings = FeedSettings()
     ) -> MasterSnapshot | MasterDelta | None:
+        """What a store at version `since` needs: snapshot (since 0 or too old) or delta; None
+        for an unknown store. Snapshots carry the checksum of the store's replica; deltas at
+        most every settings.checksum_every_s (partial pages never)."""
         self._tick(now, settings.tick_every_s)
-        cache = self._checksums()
-        with self._guard("read master feed"), self._snapshot():
+        cache = self._checksum_cache
+        with self.db.guard("read master feed"), self.db.snapshot():
             store = self._store_row(store_id)
             if store is None:
                 return None
-            current = self._master_version()
+            current = self.versions.current()
             base = self._mark_at(since) if 0 < since <= current else None
             if base is not None:
                 if since == current:
@@ -773,7 +889,7 @@ class MasterFeedStore(SqlHooks):
                 deletes.setdefault("cards", set()).update(aged)
             # A full re-read of the store's replica costs ~10 ms per 1000 rows, so it runs at
             # most every checksum_every_s per store; other deltas carry "" (not computed).
-            cache = self._checksums()
+            cache = self._checksum_cache
             last = cache.get(store[0])
             if last is None or time.monotonic() - last[2] >= settings.checksum_every_s:
                 checksum = replica_checksum(self._replica(store, now, settings))
@@ -789,22 +905,23 @@ class MasterFeedStore(SqlHooks):
     # -- online lookup -------------------------------------------------------------------------
 
     def lookup_card(self, store_id: str, card_no: str, now: datetime) -> dict[str, Any] | None:
-        with self._guard("look up card"), self._transaction():
-            card = self._execute(
+        """The card row of `card_no` (adding it to the store's scope), or None if unknown."""
+        with self.db.guard("look up card"), self.db.transaction():
+            card = self.db.execute(
                 "SELECT card_no, customer_id, status FROM cards WHERE card_no = ?", (card_no,)
             ).fetchone()
             if card is None:
                 return None
-            held = self._execute(
+            held = self.db.execute(
                 "SELECT 1 FROM store_cards WHERE store_id = ? AND card_no = ?",
                 (store_id, card_no),
             ).fetchone()
             if held is None:
-                version = self._bump_master()
-                self._execute(
+                version = self.versions.bump()
+                self.db.execute(
                     "INSERT INTO store_cards (store_id, card_no, added_at, version) "
                     "VALUES (?, ?, ?, ?)",
-                    (store_id, card_no, self._ts(now), version),
+                    (store_id, card_no, self.db.ts(now), version),
                 )
             return self._card_rows([tuple(card)], now)[0]
 
@@ -813,12 +930,14 @@ class MasterFeedStore(SqlHooks):
     def master_snapshot(
         self, store_id: str, now: datetime, *, since: int = 0
     ) -> tuple[int, dict[str, tuple[dict[str, Any], ...]]] | None:
-        with self._guard("read master snapshot"), self._snapshot():
+        """(version, tables) for a store, with every card (no tables when `since` is current);
+        None if unknown. Kept for tools; stores use master_feed."""
+        with self.db.guard("read master snapshot"), self.db.snapshot():
             # One transaction so the version matches the rows.
             store = self._store_row(store_id)
             if store is None:
                 return None
-            version = self._master_version()
+            version = self.versions.current()
             if since == version:
                 return version, {}
             tables = self._replica(store, now, FeedSettings())
@@ -830,7 +949,7 @@ class MasterFeedStore(SqlHooks):
                     "status": r[2],
                     "bonus_balance": balances.get(r[0], 0),
                 }
-                for r in self._execute(
+                for r in self.db.execute(
                     "SELECT card_no, customer_id, status FROM cards ORDER BY card_no"
                 ).fetchall()
             ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -12,7 +12,6 @@ from center.access.nonces_store import NonceOps
 from center.access.users_store import UserOps
 from center.crm.customers_store import CustomerOps
 from center.crm.model import CustomerInput, SearchQuery
-from center.feed.store import MasterFeedOps
 from center.feed.versions import MasterVersions
 from center.ledger.model import BURNING_WITHIN, Balance, Burning, LedgerEntry, Pending
 from center.ledger.returns_store import ReturnsOps
@@ -26,6 +25,7 @@ from center.storage.database import Database
 from sync_protocol import Heartbeat
 
 if TYPE_CHECKING:  # the repositories import this module's records
+    from center.feed.store import FeedRepository
     from center.ingest.store import SalesRepository
 
 __all__ = [
@@ -145,7 +145,6 @@ class Storage(
     ReturnsOps,
     CustomerOps,
     OfferOps,
-    MasterFeedOps,
     NonceOps,
     Protocol,
 ):
@@ -164,31 +163,12 @@ class Storage(
     coupon_jobs: Storage
     segments: Storage
     offers: Storage
-    feed: Storage
+    feed: FeedRepository
     users: Storage
     nodes: Storage
 
     def migrate(self) -> list[str]:
         """Bring the schema up to date (idempotent); the names of the migrations this call ran."""
-        ...
-
-    def master_version(self) -> int:
-        """The current master-data version (0 before any import)."""
-        ...
-
-    def master_snapshot(
-        self, store_id: str, now: datetime, *, since: int = 0
-    ) -> tuple[int, dict[str, tuple[dict[str, Any], ...]]] | None:
-        """(version, tables) for a store (no tables when `since` is current); None if unknown."""
-        ...
-
-    def upsert_master(
-        self,
-        tables: Mapping[str, Iterable[Mapping[str, Any]]],
-        *,
-        progress: Progress | None = None,
-    ) -> MasterChange:
-        """Insert or update master rows in one transaction; bump the version only on change."""
         ...
 
     def add_enrolment_token(
@@ -206,10 +186,6 @@ class Storage(
         """
         ...
 
-    def existing_cards(self) -> set[str]:
-        """Every card number the Center holds (the importer never overwrites a live card)."""
-        ...
-
     def node_credential(self, node_id: str) -> tuple[str, str] | None:
         """(store_id, secret) of an enrolled node, or None."""
         ...
@@ -220,10 +196,6 @@ class Storage(
 
     def counts(self) -> Counts:
         """Row counts for /health."""
-        ...
-
-    def pricing_master(self) -> dict[str, list[tuple[Any, ...]]]:
-        """Products, stores, promotions (doc, version) and settings rows for pricing."""
         ...
 
     def create_customer(self, customer: CustomerInput, actor: str, now: datetime) -> str:

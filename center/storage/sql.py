@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, TypeVar
@@ -18,8 +18,7 @@ from center.access.nonces_store import NonceStore
 from center.access.users_store import UserStore
 from center.crm.customers_store import CustomerStore
 from center.crm.store import CrmStore
-from center.errors import StorageError
-from center.feed.store import MasterFeedStore
+from center.feed.store import FeedRepository
 from center.feed.versions import MasterVersions
 from center.ingest.store import SalesRepository
 from center.ledger.returns_store import ReturnsStore
@@ -30,12 +29,7 @@ from center.promotions.offers_store import OfferStore
 from center.promotions.segments_store import SegmentStore
 from center.promotions.store import PromotionStore
 from center.storage.base import (
-    MASTER_TABLES,
     Counts,
-    MasterChange,
-    MasterTable,
-    Progress,
-    is_required,
 )
 from center.storage.database import Database
 from center.storage.dialect import Dialect
@@ -64,7 +58,6 @@ class SqlStorage(
     ReturnsStore,
     CustomerStore,
     OfferStore,
-    MasterFeedStore,
     NonceStore,
     CouponJobStore,
     ABC,
@@ -95,10 +88,10 @@ class SqlStorage(
         self.coupon_jobs: Any = self
         self.segments: Any = self
         self.offers: Any = self
-        self.feed: Any = self
         self.users: Any = self
         self.nodes: Any = self
         # Built last: they depend on the repositories above.
+        self.feed = FeedRepository(db, versions=self.versions, ledger=self.ledger)
         self.sales = self.sales_repository(
             db, ledger=self.ledger, coupons=self.coupons, returns=self.returns
         )
@@ -160,113 +153,15 @@ class SqlStorage(
         with self._guard("read migrations"), self._snapshot():
             return recorded(self)
 
-    # -- master data ---------------------------------------------------------------------------
-
-    def master_version(self) -> int:
-        with self._guard("read master version"):
-            return self.versions.current()
-
-    def _master_version(self) -> int:
-        return self.versions.current()
+    # -- for the parts not yet repositories of their own ---------------------------------------
 
     def _bump_master(self) -> int:
         return self.versions.bump()
-
-    def _lock_master(self) -> int:
-        return self.versions.lock()
 
     def _audit(
         self, kind: str, object_id: str, action: str, before: Any, after: Any, actor: str, at: Any
     ) -> None:
         self.audit.record(kind, object_id, action, before, after, actor, at)
-
-    def upsert_master(
-        self,
-        tables: Mapping[str, Iterable[Mapping[str, Any]]],
-        *,
-        progress: Progress | None = None,
-    ) -> MasterChange:
-        for name in tables:
-            if name not in MASTER_TABLES:
-                raise StorageError(
-                    f"{name}: not a master table (known: {', '.join(MASTER_TABLES)})"
-                )
-        prepared = {name: self._prepare(MASTER_TABLES[name], rows) for name, rows in tables.items()}
-        changed: dict[str, int] = {}
-        with self._guard("upsert master data"), self._transaction():
-            # The row lock, held to the commit, makes versions commit in order (feed.py).
-            version = self._lock_master() + 1
-            for name, rows in prepared.items():
-                changed[name] = self._upsert_table(MASTER_TABLES[name], rows, version, progress)
-            if any(changed.values()):
-                self._execute("UPDATE master_version SET version = ? WHERE id = 1", (version,))
-            else:
-                version -= 1
-        return MasterChange(version=version, changed=changed)
-
-    def _prepare(self, spec: MasterTable, rows: Iterable[Mapping[str, Any]]) -> dict[tuple, tuple]:
-        out: dict[tuple, tuple] = {}
-        known = set(spec.columns)
-        for i, row in enumerate(rows):
-            unknown = set(row) - known
-            if unknown:
-                raise StorageError(f"{spec.name}[{i}]: unknown columns {sorted(unknown)}")
-            values: list[Any] = []
-            for column in spec.keys:
-                key = row.get(column)
-                if not isinstance(key, str) or not key:
-                    raise StorageError(f"{spec.name}[{i}].{column}: expected a non-empty string")
-                values.append(key)
-            for column, default in spec.values:
-                if column not in row and is_required(default):
-                    raise StorageError(f"{spec.name}[{i}].{column}: required")
-                value = row.get(column, default)
-                if column in spec.json_columns:
-                    value = _json(value)
-                elif column in spec.bool_columns:
-                    value = int(bool(value))
-                values.append(value)
-            out[tuple(values[: len(spec.keys)])] = tuple(values)
-        return out
-
-    def _upsert_table(
-        self,
-        spec: MasterTable,
-        rows: dict[tuple, tuple],
-        version: int,
-        progress: Progress | None,
-    ) -> int:
-        nkeys = len(spec.keys)
-        existing = {
-            tuple(r[:nkeys]): tuple(r)
-            for r in self._execute(f"SELECT {', '.join(spec.columns)} FROM {spec.name}").fetchall()
-        }
-        new = [(*values, version) for key, values in rows.items() if key not in existing]
-        changed = [
-            (*values[nkeys:], version, *key)
-            for key, values in rows.items()
-            if key in existing and existing[key] != values
-        ]
-        total = len(new) + len(changed)
-        done = 0
-        for start in range(0, len(new), _CHUNK):
-            chunk = new[start : start + _CHUNK]
-            self._bulk_insert(spec.name, (*spec.columns, "version"), chunk)
-            done += len(chunk)
-            if progress:
-                progress(spec.name, done, total)
-        if changed:
-            sets = ", ".join(f"{c} = ?" for c in (*spec.columns[nkeys:], "version"))
-            keys = " AND ".join(f"{c} = ?" for c in spec.keys)
-            for start in range(0, len(changed), _CHUNK):
-                chunk = changed[start : start + _CHUNK]
-                self._executemany(f"UPDATE {spec.name} SET {sets} WHERE {keys}", chunk)
-                done += len(chunk)
-                if progress:
-                    progress(spec.name, done, total)
-        if progress and not total:
-            progress(spec.name, 0, 0)
-        return total
 
     # -- enrolment and node credentials --------------------------------------------------------
 
@@ -303,10 +198,6 @@ class SqlStorage(
                 (node_id, row[0], secret, at),
             )
             return "enrolled", str(row[0])
-
-    def existing_cards(self) -> set[str]:
-        with self._guard("read card numbers"):
-            return {str(row[0]) for row in self._execute("SELECT card_no FROM cards").fetchall()}
 
     def node_credential(self, node_id: str) -> tuple[str, str] | None:
         with self._guard("read node credential"):
@@ -373,25 +264,6 @@ class SqlStorage(
             ledger_entries=int(row[2]),
             master_version=int(row[3] or 0),
         )
-
-    # -- plumbing ------------------------------------------------------------------------------
-
-    def pricing_master(self) -> dict[str, list[tuple[Any, ...]]]:
-        """What pricing needs: products (id, department, category, brand, product_type),
-        stores (id, format), promotions (doc, version), settings (name, value)."""
-        queries = {
-            "products": (
-                "SELECT product_id, department, category, brand, product_type FROM products"
-            ),
-            "stores": "SELECT store_id, format FROM stores",
-            "promotions": "SELECT doc, version FROM promotions ORDER BY promotion_id",
-            "settings": "SELECT name, value FROM settings ORDER BY name",
-        }
-        with self._guard("read pricing master"), self._snapshot():
-            return {
-                name: [tuple(r) for r in self._execute(sql).fetchall()]
-                for name, sql in queries.items()
-            }
 
 
 def lots_from_ledger(storage: SqlStorage) -> None:

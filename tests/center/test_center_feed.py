@@ -217,7 +217,7 @@ def test_too_old_or_future_version_gets_a_snapshot(loaded: Storage) -> None:
 def test_segments_come_with_cards_when_the_table_exists(loaded: Storage) -> None:
     sql = loaded._execute  # type: ignore[attr-defined]
     with loaded._transaction():  # type: ignore[attr-defined]
-        exists = loaded._has_table("segment_members")  # type: ignore[attr-defined]
+        exists = loaded.db.dialect.has_table(loaded.db.execute, "segment_members")
         if not exists:
             sql("CREATE TABLE segment_members (segment_id TEXT, customer_id TEXT)")
         sql("INSERT INTO segment_members (segment_id, customer_id) VALUES ('vip', 'hh-1')")

@@ -97,7 +97,7 @@ async def test_enrol_then_every_exchange_is_signed_and_accepted(
         assert forwarder.credentials == load_credentials(config.store.data_dir)
         assert await forwarder.forward_once() == 1
         assert await forwarder.heartbeat_once()
-        assert await forwarder.poll_master_once() == center.storage.master_version()
+        assert await forwarder.poll_master_once() == center.storage.feed.master_version()
     assert center.storage.counts().sales == 1
     assert [h["store_id"] for h in center.storage.heartbeats()] == ["367"]
 

@@ -139,7 +139,7 @@ async def test_a_promotion_change_reaches_a_register_within_10_s(
             await asyncio.sleep(1.3)  # any phase: the change lands between polls
             changed_at = time.monotonic()
             doc = {"promotion_id": "base-accrual-3", "x": 2}
-            center.storage.upsert_master(
+            center.storage.feed.upsert_master(
                 {"promotions": [{"promotion_id": "base-accrual-3", "doc": doc}]}
             )
             while register.tables["promotions"]["base-accrual-3"]["doc"]["x"] != 2:
@@ -159,7 +159,7 @@ async def test_card_lookup_and_serving_while_the_center_is_away(
     config = make_config(tmp_path, center_url=center.url)
     async with running_node(config, run_jobs=False) as node:
         forwarder = node.app[FORWARDER_KEY]
-        assert await forwarder.poll_master_once() == center.storage.master_version()
+        assert await forwarder.poll_master_once() == center.storage.feed.master_version()
         register = Register(node)
         await register.poll()
         assert set(register.tables["cards"]) == {CARD}
@@ -207,7 +207,9 @@ async def test_a_drifted_store_cache_is_repaired(tmp_path: Path, center: Center)
                 )
 
         await asyncio.to_thread(corrupt)
-        center.storage.upsert_master({"settings": [{"name": "bonus_max_share", "value": "0.3"}]})
+        center.storage.feed.upsert_master(
+            {"settings": [{"name": "bonus_max_share", "value": "0.3"}]}
+        )
         assert await forwarder.poll_master_once() is not None
         register = Register(node)
         await register.poll()
@@ -229,7 +231,7 @@ async def test_a_big_change_travels_in_pages(tmp_path: Path, center: Center) -> 
             await register.poll()
             for batch in range(3):
                 rows = [{"product_id": f"n{batch}-{i:02d}", "name": f"New {i}"} for i in range(60)]
-                paged.storage.upsert_master(
+                paged.storage.feed.upsert_master(
                     {
                         "products": rows,
                         "store_products": [
@@ -238,7 +240,7 @@ async def test_a_big_change_travels_in_pages(tmp_path: Path, center: Center) -> 
                     }
                 )
             # One poll follows every page up to the Center's version.
-            assert await forwarder.poll_master_once() == paged.storage.master_version()
+            assert await forwarder.poll_master_once() == paged.storage.feed.master_version()
             while True:
                 before = register.version
                 await register.poll()
