@@ -11,23 +11,23 @@ repays any debt first). Manual adjustments are keyed by the caller's idempotency
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from center.access.audit import AuditLog
 from center.errors import Conflict, InvalidRequest, UnknownObject
-from center.ledger.model import LedgerEntry
+from center.ledger.model import Balance, LedgerEntry
 from center.ledger.returns import part, plan_return, reversals
-from center.ledger.store import LedgerRepository
-from center.storage.hooks import Migration, SqlHooks
+from center.storage.database import Database
+from center.storage.hooks import Migration
 from sync_protocol import Ack, Payment, Sale, SaleLine, decode_sale
 
 __all__ = [
     "MAX_REASON_LEN",
     "POSTGRES_MIGRATION",
     "SQLITE_MIGRATION",
-    "ReturnsOps",
-    "ReturnsStore",
+    "ReturnsRepository",
 ]
 
 MAX_REASON_LEN = 500
@@ -73,61 +73,38 @@ POSTGRES_MIGRATION = Migration("m011_returns_and_adjustments", _migration("TIMES
 """Returns and manual adjustments, on PostgreSQL."""
 
 
-class ReturnsOps(Protocol):
-    """The part of the Storage interface this module implements."""
+Ingest = Callable[[Sequence[Sale], datetime], Ack]
+"""ingest(sales, received_at): how a head-office return sale is stored, like a register's."""
 
-    def adjust(
+
+class ReturnsLedger(Protocol):
+    """What returns and adjustments need of the ledger: movements applied in the caller's
+    transaction, and a card's balance."""
+
+    def apply_entries(self, entries: Sequence[LedgerEntry]) -> int: ...
+
+    def journal(self, entries: Sequence[LedgerEntry]) -> list[tuple[int, LedgerEntry]]: ...
+
+    def apply_journaled(
         self,
-        card_no: str,
-        wallet: str,
-        amount: int,
-        reason: str,
-        actor: str,
-        now: datetime,
+        journaled: Sequence[tuple[int, LedgerEntry]],
         *,
-        expires_at: datetime | None = None,
-        idempotency_key: str,
-    ) -> dict[str, Any]:
-        """A manual ledger movement with reason and author; a repeated key changes nothing."""
-        ...
+        first: Mapping[int, int] | None = None,
+    ) -> None: ...
 
-    def overdrafts(self) -> dict[str, Any]:
-        """Cards whose balance is negative (debt > 0) per wallet, with the total per wallet."""
-        ...
-
-    def return_exceptions(self) -> list[dict[str, Any]]:
-        """Returns still waiting for their original, and returns with problems."""
-        ...
-
-    def return_status(self, return_id: str) -> dict[str, Any] | None:
-        """The returns row of one return sale; None if unknown."""
-        ...
-
-    def head_office_return(
-        self,
-        original_id: str,
-        returned: Mapping[int, int],
-        return_id: str,
-        actor: str,
-        now: datetime,
-    ) -> dict[str, Any]:
-        """Build a return sale of `returned` (line_no -> qty_milli) of a stored sale on the
-        head-office register of its store and ingest it like a register's; a repeated
-        return_id answers the stored return."""
-        ...
+    def balance(self, card_no: str, now: datetime) -> Balance | None: ...
 
 
-class ReturnSales(Protocol):
-    """What a head-office return needs of the sales: the return sale ingested like any."""
+class ReturnsRepository:
+    """Returns, manual adjustments and overdraft reports, over the Database."""
 
-    def ingest(self, sales: Sequence[Sale], received_at: datetime) -> Ack: ...
-
-
-class ReturnsStore(SqlHooks):
-    """Mixin of SqlStorage."""
-
-    ledger: LedgerRepository
-    sales: ReturnSales
+    def __init__(
+        self, db: Database, *, ledger: ReturnsLedger, audit: AuditLog, ingest: Ingest
+    ) -> None:
+        self.db = db
+        self.ledger = ledger
+        self.audit = audit
+        self._ingest = ingest
 
     # -- returns -------------------------------------------------------------------------------
 
@@ -136,7 +113,7 @@ class ReturnsStore(SqlHooks):
         for sale in sales:
             if sale.return_of is None:
                 continue
-            self._execute(
+            self.db.execute(
                 "INSERT INTO returns (return_id, original_id, store_id, card_no, status, "
                 "returned_at) VALUES (?, ?, ?, ?, 'pending', ?) ON CONFLICT DO NOTHING",
                 (
@@ -144,14 +121,14 @@ class ReturnsStore(SqlHooks):
                     sale.return_of,
                     sale.store_id,
                     sale.card_no,
-                    self._ts(sale.closed_at),
+                    self.db.ts(sale.closed_at),
                 ),
             )
         if not any(s.return_of for s in sales) and not self._has_pending():
             return
         # Every pending return whose original is now stored: this batch's originals, and any
         # a concurrent batch committed after that return's own ingest looked.
-        ready = self._execute(
+        ready = self.db.execute(
             "SELECT r.return_id, r.original_id FROM returns r JOIN sales s "
             "ON s.sale_id = r.original_id WHERE r.status = 'pending' "
             f"ORDER BY r.returned_at, r.return_id LIMIT {_SWEEP}"
@@ -160,17 +137,18 @@ class ReturnsStore(SqlHooks):
             self._apply_return(str(return_id), str(original_id))
 
     def _has_pending(self) -> bool:
-        row = self._execute("SELECT 1 FROM returns WHERE status = 'pending' LIMIT 1").fetchone()
+        row = self.db.execute("SELECT 1 FROM returns WHERE status = 'pending' LIMIT 1").fetchone()
         return row is not None
 
     def _stored_sale(self, sale_id: str) -> Sale:
-        row = self._execute("SELECT payload FROM sales WHERE sale_id = ?", (sale_id,)).fetchone()
+        row = self.db.execute("SELECT payload FROM sales WHERE sale_id = ?", (sale_id,)).fetchone()
         return decode_sale(bytes(row[0]))
 
     def _apply_return(self, return_id: str, original_id: str) -> None:
         """Reverse the original's part for one pending return (in the caller's transaction)."""
-        held = self._execute(
-            f"SELECT status FROM returns WHERE return_id = ?{self._FOR_UPDATE}", (return_id,)
+        held = self.db.execute(
+            f"SELECT status FROM returns WHERE return_id = ?{self.db.dialect.for_update}",
+            (return_id,),
         ).fetchone()
         if held is None or held[0] != "pending":
             return
@@ -179,10 +157,10 @@ class ReturnsStore(SqlHooks):
         card = self._current_card(original.card_no) if original.card_no else None
         # Before reading the earlier returns: two returns of one sale applied concurrently
         # (two Center workers) must see each other's progress.
-        self._lock_cards([card or original_id])
+        self.db.lock_cards([card or original_id])
         returned_before: dict[int, int] = {}
         refunded_before = 0
-        for lines, refund in self._execute(
+        for lines, refund in self.db.execute(
             "SELECT lines, refund_minor FROM returns WHERE original_id = ? AND status = 'applied'",
             (original_id,),
         ).fetchall():
@@ -219,7 +197,7 @@ class ReturnsStore(SqlHooks):
                             )
                         ]
                     )
-        self._execute(
+        self.db.execute(
             "UPDATE returns SET status = 'applied', card_no = ?, refund_minor = ?, lines = ?, "
             "problem = ?, applied_at = ? WHERE return_id = ?",
             (
@@ -227,7 +205,7 @@ class ReturnsStore(SqlHooks):
                 0 if plan is None else plan.now,
                 json.dumps({str(k): v for k, v in (plan.lines if plan else {}).items()}),
                 "; ".join(problems),
-                self._ts(ret.closed_at),
+                self.db.ts(ret.closed_at),
                 return_id,
             ),
         )
@@ -236,7 +214,7 @@ class ReturnsStore(SqlHooks):
         """The card now holding `card_no`'s balance: follow replacements (bounded)."""
         current = card_no
         for _ in range(16):
-            row = self._execute(
+            row = self.db.execute(
                 "SELECT replaced_by FROM cards WHERE card_no = ?", (current,)
             ).fetchone()
             if row is None or not row[0]:
@@ -260,7 +238,7 @@ class ReturnsStore(SqlHooks):
         journaled = self.ledger.journal([entry])
         if not journaled:
             return  # already reversed
-        own = self._execute(
+        own = self.db.execute(
             "SELECT lot_id FROM lots WHERE source = ? AND wallet = ? "
             "AND kind = 'accrue' AND rule_id = ? AND card_no = ? AND remaining > 0",
             (original_id, wallet, rule_id, card),
@@ -270,7 +248,7 @@ class ReturnsStore(SqlHooks):
 
     def _spent_lots_expiry(self, original_id: str, wallet: str) -> datetime | None:
         """The latest expiry of the lots the original's bonus payment took (None if undated)."""
-        rows = self._execute(
+        rows = self.db.execute(
             "SELECT c.lot_id, l.expires_at FROM ledger e "
             "JOIN lot_consumptions c ON c.entry_id = e.entry_id "
             "LEFT JOIN lots l ON l.lot_id = c.lot_id "
@@ -279,11 +257,12 @@ class ReturnsStore(SqlHooks):
         ).fetchall()
         if not rows or any(r[0] is None or r[1] is None for r in rows):
             return None
-        return max(self._dt(r[1]) for r in rows)
+        return max(self.db.dt(r[1]) for r in rows)
 
     def return_status(self, return_id: str) -> dict[str, Any] | None:
-        with self._guard("read return"):
-            row = self._execute(
+        """The returns row of one return sale; None if unknown."""
+        with self.db.guard("read return"):
+            row = self.db.execute(
                 "SELECT return_id, original_id, store_id, card_no, status, refund_minor, lines, "
                 "problem, returned_at, applied_at FROM returns WHERE return_id = ?",
                 (return_id,),
@@ -300,13 +279,14 @@ class ReturnsStore(SqlHooks):
             "refund_minor": int(r[5]),
             "lines": {int(k): int(v) for k, v in json.loads(r[6]).items()},
             "problem": r[7],
-            "returned_at": self._dt(r[8]).isoformat(),
-            "applied_at": None if r[9] is None else self._dt(r[9]).isoformat(),
+            "returned_at": self.db.dt(r[8]).isoformat(),
+            "applied_at": None if r[9] is None else self.db.dt(r[9]).isoformat(),
         }
 
     def return_exceptions(self) -> list[dict[str, Any]]:
-        with self._guard("read return exceptions"):
-            rows = self._execute(
+        """Returns still waiting for their original, and returns with problems."""
+        with self.db.guard("read return exceptions"):
+            rows = self.db.execute(
                 "SELECT return_id, original_id, store_id, card_no, status, refund_minor, lines, "
                 "problem, returned_at, applied_at FROM returns "
                 "WHERE status = 'pending' OR problem <> '' "
@@ -322,9 +302,12 @@ class ReturnsStore(SqlHooks):
         actor: str,
         now: datetime,
     ) -> dict[str, Any]:
+        """Build a return sale of `returned` (line_no -> qty_milli) of a stored sale on the
+        head-office register of its store and ingest it like a register's; a repeated
+        return_id answers the stored return."""
         # The connection lock (re-entrant) is held from the reads to the ingest, so two
         # head-office returns of this process never take the same seq.
-        with self._guard("head-office return"):
+        with self.db.guard("head-office return"):
             done = self.return_status(return_id)
             if done is not None:
                 if done["original_id"] != original_id:
@@ -333,11 +316,11 @@ class ReturnsStore(SqlHooks):
                         f"{return_id} is a return of sale {done['original_id']}",
                     )
                 return {**done, "replayed": True}
-            if self._execute(
+            if self.db.execute(
                 "SELECT 1 FROM sales WHERE sale_id = ?", (return_id,)
             ).fetchone() is not None:  # fmt: skip
                 raise Conflict("body.return_id", f"{return_id} is the id of a stored sale")
-            row = self._execute(
+            row = self.db.execute(
                 "SELECT payload FROM sales WHERE sale_id = ?", (original_id,)
             ).fetchone()
             if row is None:
@@ -346,7 +329,7 @@ class ReturnsStore(SqlHooks):
             if original.return_of is not None:
                 raise InvalidRequest("body.sale_id", f"sale {original_id} is itself a return")
             before: dict[int, int] = {}
-            for (lines,) in self._execute(
+            for (lines,) in self.db.execute(
                 "SELECT lines FROM returns WHERE original_id = ?", (original_id,)
             ).fetchall():
                 for line_no, qty in json.loads(lines).items():
@@ -379,7 +362,7 @@ class ReturnsStore(SqlHooks):
                     )
                 )
             register_id = f"{original.store_id}-HO"[:64]
-            last = self._execute(
+            last = self.db.execute(
                 "SELECT MAX(seq) FROM sales WHERE register_id = ?", (register_id,)
             ).fetchone()
             total = sum(line.amount_minor for line in lines_out)
@@ -401,7 +384,7 @@ class ReturnsStore(SqlHooks):
                 messages=(f"head-office return by {actor}"[:200],),
                 return_of=original_id,
             )
-            ack = self.sales.ingest([sale], now)
+            ack = self._ingest([sale], now)
             if ack.rejected:
                 raise Conflict("body.return_id", ack.rejected[0].reason)
             done = self.return_status(return_id)
@@ -422,9 +405,9 @@ class ReturnsStore(SqlHooks):
         expires_at: datetime | None = None,
         idempotency_key: str,
     ) -> dict[str, Any]:
-
+        """A manual ledger movement with reason and author; a repeated key changes nothing."""
         _check_adjustment(wallet, amount, reason, idempotency_key, expires_at, now)
-        at = self._ts(now)
+        at = self.db.ts(now)
         asked = {
             "card_no": card_no,
             "wallet": wallet,
@@ -432,23 +415,23 @@ class ReturnsStore(SqlHooks):
             "reason": reason,
             "expires_at": None if expires_at is None else expires_at.astimezone(UTC).isoformat(),
         }
-        with self._guard("adjust"), self._transaction():
-            if self._execute(
+        with self.db.guard("adjust"), self.db.transaction():
+            if self.db.execute(
                 "SELECT 1 FROM cards WHERE card_no = ?", (card_no,)
             ).fetchone() is None:  # fmt: skip
                 raise UnknownObject("card_no", f"unknown card {card_no!r}")
-            self._lock_cards([card_no])
+            self.db.lock_cards([card_no])
             # ON CONFLICT: a concurrent retry of the same key waits for the first and then
             # answers what it stored, instead of failing on the key.
-            fresh = self._execute(
+            fresh = self.db.execute(
                 "INSERT INTO adjustments (idempotency_key, card_no, wallet, amount, reason, "
                 "actor, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT DO NOTHING RETURNING idempotency_key",
                 (idempotency_key, card_no, wallet, amount, reason, actor,
-                 self._ts(expires_at), at),
+                 self.db.ts(expires_at), at),
             ).fetchone()  # fmt: skip
             if fresh is None:
-                held = self._execute(
+                held = self.db.execute(
                     "SELECT card_no, wallet, amount, reason, actor, expires_at, created_at "
                     "FROM adjustments WHERE idempotency_key = ?",
                     (idempotency_key,),
@@ -483,7 +466,7 @@ class ReturnsStore(SqlHooks):
                     "created_at": now.astimezone(UTC).isoformat(),
                     "replayed": False,
                 }
-                self._audit(
+                self.audit.record(
                     "card",
                     card_no,
                     "adjust",
@@ -502,17 +485,18 @@ class ReturnsStore(SqlHooks):
             "wallet": row[1],
             "amount": int(row[2]),
             "reason": row[3],
-            "expires_at": None if row[5] is None else self._dt(row[5]).isoformat(),
+            "expires_at": None if row[5] is None else self.db.dt(row[5]).isoformat(),
             "idempotency_key": key,
             "actor": row[4],
-            "created_at": self._dt(row[6]).isoformat(),
+            "created_at": self.db.dt(row[6]).isoformat(),
         }
 
     # -- overdrafts ----------------------------------------------------------------------------
 
     def overdrafts(self) -> dict[str, Any]:
-        with self._guard("read overdrafts"), self._snapshot():
-            owing = self._execute(
+        """Cards whose balance is negative (debt > 0) per wallet, with the total per wallet."""
+        with self.db.guard("read overdrafts"), self.db.snapshot():
+            owing = self.db.execute(
                 "SELECT card_no, wallet FROM lot_consumptions WHERE kind IN ('debt', 'recover') "
                 "GROUP BY card_no, wallet HAVING "
                 "SUM(CASE WHEN kind = 'debt' THEN amount ELSE -amount END) > 0 "
@@ -527,12 +511,12 @@ class ReturnsStore(SqlHooks):
         return {"cards": cards, "total": dict(sorted(totals.items()))}
 
     def _overdraft(self, card_no: str, wallet: str) -> dict[str, Any]:
-        customer = self._execute(
+        customer = self.db.execute(
             "SELECT customer_id FROM cards WHERE card_no = ?", (card_no,)
         ).fetchone()
         running = 0
         since: Any = None
-        for kind, amount, created_at in self._execute(
+        for kind, amount, created_at in self.db.execute(
             "SELECT kind, amount, created_at FROM lot_consumptions WHERE card_no = ? "
             "AND wallet = ? AND kind IN ('debt', 'recover') ORDER BY consumption_id",
             (card_no, wallet),
@@ -546,7 +530,7 @@ class ReturnsStore(SqlHooks):
             "customer_id": None if customer is None else customer[0],
             "wallet": wallet,
             "debt": running,
-            "since": None if since is None else self._dt(since).isoformat(),
+            "since": None if since is None else self.db.dt(since).isoformat(),
         }
 
 

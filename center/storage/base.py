@@ -14,7 +14,7 @@ from center.crm.customers_store import CustomerOps
 from center.crm.model import CustomerInput, SearchQuery
 from center.feed.versions import MasterVersions
 from center.ledger.model import BURNING_WITHIN, Balance, Burning, LedgerEntry, Pending
-from center.ledger.returns_store import ReturnsOps
+from center.ledger.returns_store import ReturnsRepository
 from center.ledger.store import LedgerRepository
 from center.promotions.coupon_jobs_store import CouponJobOps
 from center.promotions.coupons_store import CouponOps
@@ -142,7 +142,6 @@ class Storage(
     CouponOps,
     CouponJobOps,
     SegmentOps,
-    ReturnsOps,
     CustomerOps,
     OfferOps,
     NonceOps,
@@ -154,7 +153,7 @@ class Storage(
     db: Database
     sales: SalesRepository
     ledger: LedgerRepository
-    returns: Storage
+    returns: ReturnsRepository
     customers: Storage
     audit: AuditLog
     versions: MasterVersions

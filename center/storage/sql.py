@@ -1,7 +1,8 @@
-"""The SQL both adapters share: one transaction per write, written once for SQLite and PostgreSQL.
+"""The Center's storage: one repository per aggregate over one shared Database, and the schema.
 
-Statements use `?` placeholders; the PostgreSQL adapter turns them into `%s`. Row-level
-logic (diffing master data, classifying a sale) is in Python so it behaves the same on both.
+The repositories (ledger, sales, returns, feed...) live with their domains and are built here in
+dependency order; SqliteStorage and PostgresStorage pick the Database and the backend's
+repository classes. Statements use `?` placeholders on both backends.
 """
 
 from __future__ import annotations
@@ -21,27 +22,22 @@ from center.crm.store import CrmStore
 from center.feed.store import FeedRepository
 from center.feed.versions import MasterVersions
 from center.ingest.store import SalesRepository
-from center.ledger.returns_store import ReturnsStore
+from center.ledger.returns_store import ReturnsRepository
 from center.ledger.store import LedgerRepository
 from center.promotions.coupon_jobs_store import CouponJobStore
 from center.promotions.coupons_store import CouponStore
 from center.promotions.offers_store import OfferStore
 from center.promotions.segments_store import SegmentStore
 from center.promotions.store import PromotionStore
-from center.storage.base import (
-    Counts,
-)
+from center.storage.base import Counts
 from center.storage.database import Database
 from center.storage.dialect import Dialect
 from center.storage.hooks import Migration
 from center.storage.migrations import MigrationList, apply_migrations, recorded
-from sync_protocol import (
-    Heartbeat,
-)
+from sync_protocol import Heartbeat
 
 __all__ = ["Migration", "SqlStorage", "lots_from_ledger"]
 
-_CHUNK = 5000
 _T = TypeVar("_T")
 
 
@@ -55,7 +51,6 @@ class SqlStorage(
     PromotionStore,
     CouponStore,
     SegmentStore,
-    ReturnsStore,
     CustomerStore,
     OfferStore,
     NonceStore,
@@ -71,7 +66,6 @@ class SqlStorage(
     """The ledger's repository class for this backend's Database."""
     sales_repository: type[SalesRepository] = SalesRepository
     """The sales' repository class for this backend's Database."""
-    sales: SalesRepository
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -80,7 +74,6 @@ class SqlStorage(
         # object's mixins.
         self.versions = MasterVersions(db)
         self.ledger = self.ledger_repository(db)
-        self.returns: Any = self
         self.customers: Any = self
         self.audit = AuditLog(db)
         self.promotions: Any = self
@@ -92,6 +85,14 @@ class SqlStorage(
         self.nodes: Any = self
         # Built last: they depend on the repositories above.
         self.feed = FeedRepository(db, versions=self.versions, ledger=self.ledger)
+        # Ingest applies returns, and a head-office return is ingested: the returns reach the
+        # sales by name, once both exist.
+        self.returns = ReturnsRepository(
+            db,
+            ledger=self.ledger,
+            audit=self.audit,
+            ingest=lambda sales, received_at: self.sales.ingest(sales, received_at),
+        )
         self.sales = self.sales_repository(
             db, ledger=self.ledger, coupons=self.coupons, returns=self.returns
         )
