@@ -17,8 +17,8 @@ from center.feed.versions import MasterVersions
 from center.ingest.partitions import PartitionOps
 from center.ledger.model import BURNING_WITHIN, Balance, Burning, LedgerEntry, Pending
 from center.ledger.returns_store import ReturnsOps
-from center.promotions.coupon_jobs_store import CouponJobOps
-from center.promotions.coupons_store import CouponOps
+from center.promotions.coupon_jobs_store import CouponJobRepository
+from center.promotions.coupons_store import CouponRepository
 from center.promotions.offers_store import OfferOps
 from center.promotions.segments_store import SegmentOps
 from center.promotions.store import PromotionOps
@@ -136,8 +136,6 @@ class Counts:
 class Storage(
     UserOps,
     PromotionOps,
-    CouponOps,
-    CouponJobOps,
     SegmentOps,
     ReturnsOps,
     CustomerOps,
@@ -158,8 +156,8 @@ class Storage(
     audit: AuditLog
     versions: MasterVersions
     promotions: Storage
-    coupons: Storage
-    coupon_jobs: Storage
+    coupons: CouponRepository
+    coupon_jobs: CouponJobRepository
     segments: Storage
     offers: Storage
     feed: Storage

@@ -34,8 +34,8 @@ from center.ledger.planner import (
     plan_movements,
 )
 from center.ledger.returns_store import ReturnsStore
-from center.promotions.coupon_jobs_store import CouponJobStore
-from center.promotions.coupons_store import CouponStore
+from center.promotions.coupon_jobs_store import CouponJobRepository
+from center.promotions.coupons_store import CouponRepository
 from center.promotions.offers_store import OfferStore
 from center.promotions.segments_store import SegmentStore
 from center.promotions.store import PromotionStore
@@ -83,7 +83,6 @@ class SqlStorage(
     CrmStore,
     UserStore,
     PromotionStore,
-    CouponStore,
     SegmentStore,
     ReturnsStore,
     CustomerStore,
@@ -91,7 +90,6 @@ class SqlStorage(
     MasterFeedStore,
     PartitionStore,
     NonceStore,
-    CouponJobStore,
     ABC,
 ):
     """Storage over one DB-API connection; subclasses supply the dialect hooks."""
@@ -112,8 +110,8 @@ class SqlStorage(
         self.customers: Any = self
         self.audit = AuditLog(db)
         self.promotions: Any = self
-        self.coupons: Any = self
-        self.coupon_jobs: Any = self
+        self.coupons = CouponRepository(db, audit=self.audit, versions=self.versions)
+        self.coupon_jobs = CouponJobRepository(db, audit=self.audit, coupons=self.coupons)
         self.segments: Any = self
         self.offers: Any = self
         self.feed: Any = self
@@ -220,7 +218,7 @@ class SqlStorage(
 
     def _on_new_sales(self, sales: Sequence[Sale]) -> None:
         """What else a newly stored sale changes, in the ingest transaction: coupons, returns."""
-        self._record_coupon_redemptions(sales)
+        self.coupons.record_coupon_redemptions(sales)
         self._apply_returns(sales)
 
     def _sale_row(self, p: _Prepared, received: Any) -> tuple[Any, ...]:
