@@ -36,9 +36,9 @@ from center.ledger.planner import (
 from center.ledger.returns_store import ReturnsStore
 from center.promotions.coupon_jobs_store import CouponJobStore
 from center.promotions.coupons_store import CouponStore
-from center.promotions.offers_store import OfferStore
-from center.promotions.segments_store import SegmentStore
-from center.promotions.store import PromotionStore
+from center.promotions.offers_store import OfferRepository
+from center.promotions.segments_store import SegmentRepository
+from center.promotions.store import PromotionRepository
 from center.storage.base import (
     BURNING_WITHIN,
     MASTER_TABLES,
@@ -82,12 +82,9 @@ def _json(value: Any) -> str:
 class SqlStorage(
     CrmStore,
     UserStore,
-    PromotionStore,
     CouponStore,
-    SegmentStore,
     ReturnsStore,
     CustomerStore,
-    OfferStore,
     MasterFeedStore,
     PartitionStore,
     NonceStore,
@@ -111,11 +108,11 @@ class SqlStorage(
         self.returns: Any = self
         self.customers: Any = self
         self.audit = AuditLog(db)
-        self.promotions: Any = self
+        self.promotions = PromotionRepository(db, audit=self.audit, versions=self.versions)
         self.coupons: Any = self
         self.coupon_jobs: Any = self
-        self.segments: Any = self
-        self.offers: Any = self
+        self.segments = SegmentRepository(db, audit=self.audit, versions=self.versions)
+        self.offers = OfferRepository(db, audit=self.audit, versions=self.versions)
         self.feed: Any = self
         self.users: Any = self
         self.nodes: Any = self
