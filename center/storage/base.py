@@ -19,9 +19,9 @@ from center.ledger.model import BURNING_WITHIN, Balance, Burning, LedgerEntry, P
 from center.ledger.returns_store import ReturnsOps
 from center.promotions.coupon_jobs_store import CouponJobRepository
 from center.promotions.coupons_store import CouponRepository
-from center.promotions.offers_store import OfferOps
-from center.promotions.segments_store import SegmentOps
-from center.promotions.store import PromotionOps
+from center.promotions.offers_store import OfferRepository
+from center.promotions.segments_store import SegmentRepository
+from center.promotions.store import PromotionRepository
 from center.storage.database import Database
 from sync_protocol import Ack, Heartbeat, Sale
 
@@ -135,11 +135,8 @@ class Counts:
 
 class Storage(
     UserOps,
-    PromotionOps,
-    SegmentOps,
     ReturnsOps,
     CustomerOps,
-    OfferOps,
     MasterFeedOps,
     PartitionOps,
     NonceOps,
@@ -155,11 +152,11 @@ class Storage(
     customers: Storage
     audit: AuditLog
     versions: MasterVersions
-    promotions: Storage
+    promotions: PromotionRepository
     coupons: CouponRepository
     coupon_jobs: CouponJobRepository
-    segments: Storage
-    offers: Storage
+    segments: SegmentRepository
+    offers: OfferRepository
     feed: Storage
     users: Storage
     nodes: Storage

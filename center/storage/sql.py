@@ -36,9 +36,9 @@ from center.ledger.planner import (
 from center.ledger.returns_store import ReturnsStore
 from center.promotions.coupon_jobs_store import CouponJobRepository
 from center.promotions.coupons_store import CouponRepository
-from center.promotions.offers_store import OfferStore
-from center.promotions.segments_store import SegmentStore
-from center.promotions.store import PromotionStore
+from center.promotions.offers_store import OfferRepository
+from center.promotions.segments_store import SegmentRepository
+from center.promotions.store import PromotionRepository
 from center.storage.base import (
     BURNING_WITHIN,
     MASTER_TABLES,
@@ -82,11 +82,8 @@ def _json(value: Any) -> str:
 class SqlStorage(
     CrmStore,
     UserStore,
-    PromotionStore,
-    SegmentStore,
     ReturnsStore,
     CustomerStore,
-    OfferStore,
     MasterFeedStore,
     PartitionStore,
     NonceStore,
@@ -109,11 +106,11 @@ class SqlStorage(
         self.returns: Any = self
         self.customers: Any = self
         self.audit = AuditLog(db)
-        self.promotions: Any = self
+        self.promotions = PromotionRepository(db, audit=self.audit, versions=self.versions)
         self.coupons = CouponRepository(db, audit=self.audit, versions=self.versions)
         self.coupon_jobs = CouponJobRepository(db, audit=self.audit, coupons=self.coupons)
-        self.segments: Any = self
-        self.offers: Any = self
+        self.segments = SegmentRepository(db, audit=self.audit, versions=self.versions)
+        self.offers = OfferRepository(db, audit=self.audit, versions=self.versions)
         self.feed: Any = self
         self.users: Any = self
         self.nodes: Any = self
