@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from center.access.audit import AuditLog
-from center.access.nonces_store import NonceOps
-from center.access.users_store import UserOps
+from center.access.nodes_store import NodeRepository
+from center.access.users_store import UserRepository
 from center.crm.customers_store import CustomerOps
 from center.crm.model import CustomerInput, SearchQuery
 from center.feed.store import MasterFeedOps
@@ -23,7 +23,7 @@ from center.promotions.offers_store import OfferRepository
 from center.promotions.segments_store import SegmentRepository
 from center.promotions.store import PromotionRepository
 from center.storage.database import Database
-from sync_protocol import Ack, Heartbeat, Sale
+from sync_protocol import Ack, Sale
 
 __all__ = [
     "BURNING_WITHIN",
@@ -134,12 +134,10 @@ class Counts:
 
 
 class Storage(
-    UserOps,
     ReturnsOps,
     CustomerOps,
     MasterFeedOps,
     PartitionOps,
-    NonceOps,
     Protocol,
 ):
     """Durable state of the Center; every write is one transaction, visible once it returns."""
@@ -158,8 +156,8 @@ class Storage(
     segments: SegmentRepository
     offers: OfferRepository
     feed: Storage
-    users: Storage
-    nodes: Storage
+    users: UserRepository
+    nodes: NodeRepository
 
     def migrate(self) -> list[str]:
         """Bring the schema up to date (idempotent); the names of the migrations this call ran."""
@@ -198,31 +196,8 @@ class Storage(
         """Insert ledger movements not yet present; return how many were new."""
         ...
 
-    def add_enrolment_token(
-        self, token_hash: str, store_id: str, created_at: datetime, expires_at: datetime
-    ) -> None:
-        """Keep the SHA-256 of a new one-time enrolment token for a store."""
-        ...
-
-    def redeem_enrolment_token(
-        self, token_hash: str, node_id: str, secret: str, now: datetime
-    ) -> tuple[str, str | None]:
-        """Use a token once and create the node in one transaction.
-
-        Returns ("enrolled", store_id), or ("unknown" | "used" | "expired", None).
-        """
-        ...
-
     def existing_cards(self) -> set[str]:
         """Every card number the Center holds (the importer never overwrites a live card)."""
-        ...
-
-    def node_credential(self, node_id: str) -> tuple[str, str] | None:
-        """(store_id, secret) of an enrolled node, or None."""
-        ...
-
-    def record_heartbeat(self, heartbeat: Heartbeat, received_at: datetime) -> None:
-        """Keep the latest heartbeat of a node."""
         ...
 
     def balance(

@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from center.access.audit import AuditLog
-from center.access.nonces_store import NonceStore
-from center.access.users_store import UserStore
+from center.access.nodes_store import NodeRepository
+from center.access.users_store import UserRepository
 from center.crm.customers_store import CustomerStore
 from center.crm.store import CrmStore
 from center.errors import StorageError
@@ -57,7 +57,6 @@ from center.storage.hooks import Migration
 from center.storage.migrations import MigrationList, apply_migrations, recorded
 from sync_protocol import (
     Ack,
-    Heartbeat,
     Rejection,
     Sale,
     Verdict,
@@ -81,12 +80,10 @@ def _json(value: Any) -> str:
 
 class SqlStorage(
     CrmStore,
-    UserStore,
     ReturnsStore,
     CustomerStore,
     MasterFeedStore,
     PartitionStore,
-    NonceStore,
     ABC,
 ):
     """Storage over one DB-API connection; subclasses supply the dialect hooks."""
@@ -112,8 +109,8 @@ class SqlStorage(
         self.segments = SegmentRepository(db, audit=self.audit, versions=self.versions)
         self.offers = OfferRepository(db, audit=self.audit, versions=self.versions)
         self.feed: Any = self
-        self.users: Any = self
-        self.nodes: Any = self
+        self.users = UserRepository(db, audit=self.audit)
+        self.nodes = NodeRepository(db)
 
     @property
     def dialect(self) -> Dialect:  # type: ignore[override]
@@ -900,98 +897,11 @@ class SqlStorage(
             ).fetchone()
         return int(row[0]), int(row[1]), int(row[2])
 
-    # -- enrolment and node credentials --------------------------------------------------------
-
-    def add_enrolment_token(
-        self, token_hash: str, store_id: str, created_at: datetime, expires_at: datetime
-    ) -> None:
-        with self._guard("add enrolment token"), self._transaction():
-            self._execute(
-                "INSERT INTO enrolment_tokens (token_hash, store_id, created_at, expires_at) "
-                "VALUES (?, ?, ?, ?)",
-                (token_hash, store_id, self._ts(created_at), self._ts(expires_at)),
-            )
-
-    def redeem_enrolment_token(
-        self, token_hash: str, node_id: str, secret: str, now: datetime
-    ) -> tuple[str, str | None]:
-        at = self._ts(now)
-        with self._guard("redeem enrolment token"), self._transaction():
-            # The conditional UPDATE is the single-use guarantee, even for concurrent redeems.
-            row = self._execute(
-                "UPDATE enrolment_tokens SET used_at = ?, node_id = ? "
-                "WHERE token_hash = ? AND used_at IS NULL AND expires_at > ? RETURNING store_id",
-                (at, node_id, token_hash, at),
-            ).fetchone()
-            if row is None:
-                held = self._execute(
-                    "SELECT used_at FROM enrolment_tokens WHERE token_hash = ?", (token_hash,)
-                ).fetchone()
-                if held is None:
-                    return "unknown", None
-                return ("used" if held[0] is not None else "expired"), None
-            self._execute(
-                "INSERT INTO nodes (node_id, store_id, secret, enrolled_at) VALUES (?, ?, ?, ?)",
-                (node_id, row[0], secret, at),
-            )
-            return "enrolled", str(row[0])
-
     def existing_cards(self) -> set[str]:
         with self._guard("read card numbers"):
             return {str(row[0]) for row in self._execute("SELECT card_no FROM cards").fetchall()}
 
-    def node_credential(self, node_id: str) -> tuple[str, str] | None:
-        with self._guard("read node credential"):
-            row = self._execute(
-                "SELECT store_id, secret FROM nodes WHERE node_id = ?", (node_id,)
-            ).fetchone()
-        return None if row is None else (str(row[0]), str(row[1]))
-
-    # -- heartbeats and health -----------------------------------------------------------------
-
-    def record_heartbeat(self, heartbeat: Heartbeat, received_at: datetime) -> None:
-        with self._guard("record heartbeat"), self._transaction():
-            self._execute(
-                "INSERT INTO heartbeats (node_id, role, store_id, sent_at, received_at, last_seq, "
-                "queue_depth, oldest_queued_at, master_version, devices) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (node_id) DO UPDATE SET "
-                "role = excluded.role, store_id = excluded.store_id, sent_at = excluded.sent_at, "
-                "received_at = excluded.received_at, last_seq = excluded.last_seq, "
-                "queue_depth = excluded.queue_depth, oldest_queued_at = excluded.oldest_queued_at, "
-                "master_version = excluded.master_version, devices = excluded.devices",
-                (
-                    heartbeat.node_id,
-                    heartbeat.role,
-                    heartbeat.store_id,
-                    self._ts(heartbeat.sent_at),
-                    self._ts(received_at),
-                    heartbeat.last_seq,
-                    heartbeat.queue_depth,
-                    self._ts(heartbeat.oldest_queued_at),
-                    heartbeat.master_version,
-                    _json(dict(heartbeat.devices)),
-                ),
-            )
-
-    def heartbeats(self) -> list[dict[str, Any]]:
-        """The latest heartbeat of every node, by node_id."""
-        with self._guard("read heartbeats"):
-            rows = self._execute(
-                "SELECT node_id, role, store_id, last_seq, queue_depth, master_version, devices "
-                "FROM heartbeats ORDER BY node_id"
-            ).fetchall()
-        return [
-            {
-                "node_id": r[0],
-                "role": r[1],
-                "store_id": r[2],
-                "last_seq": int(r[3]),
-                "queue_depth": int(r[4]),
-                "master_version": int(r[5]),
-                "devices": json.loads(r[6]),
-            }
-            for r in rows
-        ]
+    # -- health ------------------------------------------------------------------------------------
 
     def counts(self) -> Counts:
         with self._guard("count rows"):
