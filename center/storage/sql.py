@@ -17,8 +17,7 @@ from typing import Any, TypeVar
 from center.access.audit import AuditLog
 from center.access.nonces_store import NonceStore
 from center.access.users_store import UserStore
-from center.crm.customers_store import CustomerStore
-from center.crm.store import CrmStore
+from center.crm.store import CustomerRepository
 from center.errors import StorageError
 from center.feed.store import MasterFeedStore
 from center.feed.versions import MasterVersions
@@ -80,13 +79,11 @@ def _json(value: Any) -> str:
 
 
 class SqlStorage(
-    CrmStore,
     UserStore,
     PromotionStore,
     CouponStore,
     SegmentStore,
     ReturnsStore,
-    CustomerStore,
     OfferStore,
     MasterFeedStore,
     PartitionStore,
@@ -109,7 +106,6 @@ class SqlStorage(
         self.sales: Any = self
         self.ledger: Any = self
         self.returns: Any = self
-        self.customers: Any = self
         self.audit = AuditLog(db)
         self.promotions: Any = self
         self.coupons: Any = self
@@ -119,6 +115,11 @@ class SqlStorage(
         self.feed: Any = self
         self.users: Any = self
         self.nodes: Any = self
+
+        # Last: built from the parts above.
+        self.customers = CustomerRepository(
+            db, audit=self.audit, versions=self.versions, ledger=self.ledger
+        )
 
     @property
     def dialect(self) -> Dialect:  # type: ignore[override]
