@@ -10,8 +10,7 @@ from typing import Any, Protocol
 from center.access.audit import AuditLog
 from center.access.nodes_store import NodeRepository
 from center.access.users_store import UserRepository
-from center.crm.customers_store import CustomerOps
-from center.crm.model import CustomerInput, SearchQuery
+from center.crm.store import CustomerRepository
 from center.feed.store import MasterFeedOps
 from center.feed.versions import MasterVersions
 from center.ingest.partitions import PartitionOps
@@ -135,7 +134,6 @@ class Counts:
 
 class Storage(
     ReturnsOps,
-    CustomerOps,
     MasterFeedOps,
     PartitionOps,
     Protocol,
@@ -147,7 +145,7 @@ class Storage(
     sales: Storage
     ledger: Storage
     returns: Storage
-    customers: Storage
+    customers: CustomerRepository
     audit: AuditLog
     versions: MasterVersions
     promotions: PromotionRepository
@@ -225,42 +223,6 @@ class Storage(
 
     def pricing_master(self) -> dict[str, list[tuple[Any, ...]]]:
         """Products, stores, promotions (doc, version) and settings rows for pricing."""
-        ...
-
-    def create_customer(self, customer: CustomerInput, actor: str, now: datetime) -> str:
-        """Create a customer (with search keys and an audit row); return its id."""
-        ...
-
-    def customer_view(self, customer_id: str, now: datetime) -> dict[str, Any] | None:
-        """Profile, cards, balance per wallet and the last receipts; None if unknown."""
-        ...
-
-    def search_customers(self, query: SearchQuery) -> list[dict[str, Any]]:
-        """Up to 20 customers matching a call-center query."""
-        ...
-
-    def issue_card(
-        self, customer_id: str, card_no: str | None, card_type: str, actor: str, now: datetime
-    ) -> dict[str, Any]:
-        """Issue a card to a customer."""
-        ...
-
-    def activate_card(self, card_no: str, actor: str, now: datetime) -> dict[str, Any]:
-        """Activate an issued card."""
-        ...
-
-    def block_card(self, card_no: str, reason: str, actor: str, now: datetime) -> dict[str, Any]:
-        """Block a card with a reason."""
-        ...
-
-    def unblock_card(self, card_no: str, actor: str, now: datetime) -> dict[str, Any]:
-        """Lift a card's block (not of a replaced card)."""
-        ...
-
-    def replace_card(
-        self, card_no: str, new_card_no_: str | None, actor: str, now: datetime
-    ) -> dict[str, Any]:
-        """Replace a card, moving its balance once; {"old", "new", "moved"}."""
         ...
 
     def close(self) -> None:

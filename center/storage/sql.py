@@ -17,8 +17,7 @@ from typing import Any, TypeVar
 from center.access.audit import AuditLog
 from center.access.nodes_store import NodeRepository
 from center.access.users_store import UserRepository
-from center.crm.customers_store import CustomerStore
-from center.crm.store import CrmStore
+from center.crm.store import CustomerRepository
 from center.errors import StorageError
 from center.feed.store import MasterFeedStore
 from center.feed.versions import MasterVersions
@@ -79,9 +78,7 @@ def _json(value: Any) -> str:
 
 
 class SqlStorage(
-    CrmStore,
     ReturnsStore,
-    CustomerStore,
     MasterFeedStore,
     PartitionStore,
     ABC,
@@ -101,7 +98,6 @@ class SqlStorage(
         self.sales: Any = self
         self.ledger: Any = self
         self.returns: Any = self
-        self.customers: Any = self
         self.audit = AuditLog(db)
         self.promotions = PromotionRepository(db, audit=self.audit, versions=self.versions)
         self.coupons = CouponRepository(db, audit=self.audit, versions=self.versions)
@@ -111,6 +107,11 @@ class SqlStorage(
         self.feed: Any = self
         self.users = UserRepository(db, audit=self.audit)
         self.nodes = NodeRepository(db)
+
+        # Last: built from the parts above.
+        self.customers = CustomerRepository(
+            db, audit=self.audit, versions=self.versions, ledger=self.ledger
+        )
 
     @property
     def dialect(self) -> Dialect:  # type: ignore[override]
