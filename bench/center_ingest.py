@@ -41,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from center.crm.model import new_card_no, parse_search, search_keys
 from center.ingest.sales import ledger_movements
-from center.storage.postgres import _COPY_TYPES, PostgresStorage
+from center.storage.postgres import PostgresStorage
+from center.storage.postgres_database import COPY_TYPES
 from demo.postgres import PostgresNotInstalled, ThrowawayPostgres
 from sync_protocol import (
     LineDiscount,
@@ -338,7 +339,7 @@ def bench_copy(dsn: str, sales: list[Sale]) -> dict[str, Any]:
                 for (name, columns), rows in zip(tables, batch, strict=True):
                     if not rows:
                         continue
-                    known = {**_COPY_TYPES.get(name, {}), **_MORE_TYPES}
+                    known = {**COPY_TYPES.get(name, {}), **_MORE_TYPES}
                     with cur.copy(f"COPY {name} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
                         copy.set_types([known[c.strip()] for c in columns.split(",")])
                         for row in rows:
@@ -671,17 +672,17 @@ def load_customers(
     storage: PostgresStorage, customers: list[tuple[str, dict[str, str], str]]
 ) -> None:
     now = datetime.now(UTC)
-    storage._bulk_insert(
+    storage.db.bulk_insert(
         "customers",
         ("customer_id", "attributes", "version"),
         [(cid, json.dumps(p, ensure_ascii=False), 1) for cid, p, _ in customers],
     )
-    storage._bulk_insert(
+    storage.db.bulk_insert(
         "customer_index",
         ("customer_id", "last_name", "first_name", "middle_name", "phone_rev", "email"),
         [(cid, *search_keys(p)) for cid, p, _ in customers],
     )
-    storage._bulk_insert(
+    storage.db.bulk_insert(
         "cards",
         ("card_no", "customer_id", "status", "version", "issued_at"),
         [(card, cid, "active", 1, now) for cid, _, card in customers],
@@ -730,11 +731,11 @@ def bench_search(dsn: str, customers_n: int, queries_n: int, rng: random.Random)
         customers = make_customers(customers_n, rng)
         _log(f"search: generated {customers_n} customers in {time.perf_counter() - started:.1f}s")
         started = time.perf_counter()
-        with storage._transaction():
+        with storage.db.transaction():
             load_customers(storage, customers)
-        storage._execute("VACUUM ANALYZE customers")
-        storage._execute("VACUUM ANALYZE customer_index")
-        storage._execute("VACUUM ANALYZE cards")
+        storage.db.execute("VACUUM ANALYZE customers")
+        storage.db.execute("VACUUM ANALYZE customer_index")
+        storage.db.execute("VACUUM ANALYZE cards")
         load_s = time.perf_counter() - started
         _log(f"search: loaded (COPY, indexes kept) in {load_s:.1f}s")
         queries = make_queries(rng, customers, queries_n)

@@ -26,7 +26,8 @@ MAX_CARD_NO = 64
 
 
 def add_routes(app: web.Application) -> None:
-    """Register the card lookup route (GET /v1/master is registered by app.py)."""
+    """Register this module's routes."""
+    app.router.add_get("/v1/master", get_master)
     app.router.add_get("/v1/cards/{card_no}", get_card)
 
 

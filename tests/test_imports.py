@@ -152,3 +152,21 @@ def test_every_module_imports_alone_in_a_fresh_interpreter() -> None:
         timeout=280,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+
+
+BENCHMARKS = sorted((REPO / "bench").glob("*.py"))
+
+
+@pytest.mark.parametrize("script", BENCHMARKS, ids=lambda p: p.name)
+def test_every_benchmark_starts(script: Path) -> None:
+    """Benchmarks run outside the suite: a refactor must not leave one that cannot start."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, str(script), "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]

@@ -9,11 +9,11 @@ horizon (twice the signature window) are purged in one statement at most once a 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Protocol
 
-from center.storage.hooks import Migration, SqlHooks
+from center.storage.database import Database
+from center.storage.hooks import Migration
 
-__all__ = ["POSTGRES_MIGRATION", "PURGE_EVERY", "SQLITE_MIGRATION", "NonceOps", "NonceStore"]
+__all__ = ["POSTGRES_MIGRATION", "PURGE_EVERY", "SQLITE_MIGRATION", "NonceRepository"]
 
 SQLITE_MIGRATION = Migration(
     "m015_request_nonces",
@@ -56,43 +56,36 @@ PURGE_EVERY = timedelta(minutes=1)
 """How often (by the `now` the callers pass) a storage deletes nonces past the horizon."""
 
 
-class NonceOps(Protocol):
-    """The part of the Storage interface this module implements."""
+class NonceRepository:
+    """The request nonces of every node over the shared Database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._purge_due: datetime | None = None
 
     def claim_nonce(self, node_id: str, nonce: str, now: datetime, horizon: timedelta) -> bool:
         """Record a request's nonce; False when it is already held (a replay).
 
         A row older than `horizon` counts as free (it would have been purged).
         """
-        ...
-
-    def purge_nonces(self, before: datetime) -> int:
-        """Delete the nonces seen before `before`; how many were deleted."""
-        ...
-
-
-class NonceStore(SqlHooks):
-    """Mixin of SqlStorage."""
-
-    _nonces_purge_due: datetime | None = None
-
-    def claim_nonce(self, node_id: str, nonce: str, now: datetime, horizon: timedelta) -> bool:
-        oldest = self._ts(now - horizon)
-        with self._guard("record request nonce"):
-            with self.dialect.relaxed_commit(self._execute):
-                cursor = self._execute(
-                    self.dialect.nonce_claim_prefix + _UPSERT,
-                    (node_id, nonce, self._ts(now), oldest),
+        db = self.db
+        oldest = db.ts(now - horizon)
+        with db.guard("record request nonce"):
+            with db.dialect.relaxed_commit(db.execute):
+                cursor = db.execute(
+                    db.dialect.nonce_claim_prefix + _UPSERT,
+                    (node_id, nonce, db.ts(now), oldest),
                 )
             claimed = int(cursor.rowcount) == 1
-            if self._nonces_purge_due is None or now >= self._nonces_purge_due:
-                self._nonces_purge_due = now + PURGE_EVERY
-                self._execute("DELETE FROM request_nonces WHERE seen_at < ?", (oldest,))
+            if self._purge_due is None or now >= self._purge_due:
+                self._purge_due = now + PURGE_EVERY
+                db.execute("DELETE FROM request_nonces WHERE seen_at < ?", (oldest,))
         return claimed
 
     def purge_nonces(self, before: datetime) -> int:
-        with self._guard("purge request nonces"):
-            cursor = self._execute(
-                "DELETE FROM request_nonces WHERE seen_at < ?", (self._ts(before),)
+        """Delete the nonces seen before `before`; how many were deleted."""
+        with self.db.guard("purge request nonces"):
+            cursor = self.db.execute(
+                "DELETE FROM request_nonces WHERE seen_at < ?", (self.db.ts(before),)
             )
             return int(cursor.rowcount)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
+from center.access.audit import AuditLog
 from center.errors import Conflict, UnknownObject
-from center.storage.hooks import Migration, SqlHooks
+from center.storage.database import Database
+from center.storage.hooks import Migration
 
-__all__ = ["POSTGRES_MIGRATION", "SQLITE_MIGRATION", "UserOps", "UserRecord", "UserStore"]
+__all__ = ["POSTGRES_MIGRATION", "SQLITE_MIGRATION", "UserRecord", "UserRepository"]
 
 SQLITE_MIGRATION = Migration(
     "m006_users",
@@ -75,58 +77,30 @@ class UserRecord:
         }
 
 
-class UserOps(Protocol):
-    """The part of the Storage interface this module implements."""
-
-    def create_user(
-        self,
-        username: str,
-        role: str,
-        token_hash: str,
-        actor: str,
-        now: datetime,
-        expires_at: datetime | None = None,
-    ) -> UserRecord:
-        """Add a user with the SHA-256 of its token; Conflict if the name is taken."""
-        ...
-
-    def user_by_token_hash(self, token_hash: str) -> UserRecord | None:
-        """The user holding this token hash (revoked and expired ones too), or None."""
-        ...
-
-    def list_users(self) -> list[UserRecord]:
-        """Every user, by username."""
-        ...
-
-    def revoke_user(self, username: str, actor: str, now: datetime) -> UserRecord:
-        """Revoke a user's token (idempotent); UnknownObject if there is no such user."""
-        ...
-
-    def set_role(self, username: str, role: str, actor: str, now: datetime) -> UserRecord:
-        """Change a user's role (no-op when unchanged); UnknownObject if there is none."""
-        ...
-
-
 _COLUMNS = "username, role, created_at, created_by, expires_at, revoked_at"
 
 
-class UserStore(SqlHooks):
-    """Mixin of SqlStorage."""
+class UserRepository:
+    """The Center's users over the shared Database; every change also writes its audit row."""
+
+    def __init__(self, db: Database, *, audit: AuditLog) -> None:
+        self.db = db
+        self.audit = audit
 
     def _user_row(self, row: Any) -> UserRecord:
         return UserRecord(
             username=row[0],
             role=row[1],
-            created_at=self._dt(row[2]),
+            created_at=self.db.dt(row[2]),
             created_by=row[3],
-            expires_at=None if row[4] is None else self._dt(row[4]),
-            revoked_at=None if row[5] is None else self._dt(row[5]),
+            expires_at=None if row[4] is None else self.db.dt(row[4]),
+            revoked_at=None if row[5] is None else self.db.dt(row[5]),
         )
 
     def _user(self, username: str, *, lock: bool = False) -> UserRecord | None:
-        row = self._execute(
-            f"SELECT {_COLUMNS} FROM users WHERE username = ?{self._FOR_UPDATE if lock else ''}",
-            (username,),
+        suffix = self.db.dialect.for_update if lock else ""
+        row = self.db.execute(
+            f"SELECT {_COLUMNS} FROM users WHERE username = ?{suffix}", (username,)
         ).fetchone()
         return None if row is None else self._user_row(row)
 
@@ -145,52 +119,61 @@ class UserStore(SqlHooks):
         now: datetime,
         expires_at: datetime | None = None,
     ) -> UserRecord:
-        at = self._ts(now)
-        with self._guard("create user"), self._transaction():
+        """Add a user with the SHA-256 of its token; Conflict if the name is taken."""
+        at = self.db.ts(now)
+        with self.db.guard("create user"), self.db.transaction():
             if self._user(username) is not None:
                 raise Conflict("username", f"user {username!r} already exists")
-            self._execute(
+            self.db.execute(
                 "INSERT INTO users (username, role, token_hash, created_at, expires_at, "
                 "revoked_at, created_by) VALUES (?, ?, ?, ?, ?, NULL, ?)",
-                (username, role, token_hash, at, self._ts(expires_at), actor),
+                (username, role, token_hash, at, self.db.ts(expires_at), actor),
             )
             user = self._user(username)
             assert user is not None
-            self._audit("user", username, "create", None, user.to_json(), actor, at)
+            self.audit.record("user", username, "create", None, user.to_json(), actor, at)
         return user
 
     def user_by_token_hash(self, token_hash: str) -> UserRecord | None:
-        with self._guard("read user"):
-            row = self._execute(
+        """The user holding this token hash (revoked and expired ones too), or None."""
+        with self.db.guard("read user"):
+            row = self.db.execute(
                 f"SELECT {_COLUMNS} FROM users WHERE token_hash = ?", (token_hash,)
             ).fetchone()
             return None if row is None else self._user_row(row)
 
     def list_users(self) -> list[UserRecord]:
-        with self._guard("list users"):
-            rows = self._execute(f"SELECT {_COLUMNS} FROM users ORDER BY username").fetchall()
+        """Every user, by username."""
+        with self.db.guard("list users"):
+            rows = self.db.execute(f"SELECT {_COLUMNS} FROM users ORDER BY username").fetchall()
             return [self._user_row(r) for r in rows]
 
     def revoke_user(self, username: str, actor: str, now: datetime) -> UserRecord:
-        at = self._ts(now)
-        with self._guard("revoke user"), self._transaction():
+        """Revoke a user's token (idempotent); UnknownObject if there is no such user."""
+        at = self.db.ts(now)
+        with self.db.guard("revoke user"), self.db.transaction():
             user = self._existing_user(username)
             if user.revoked_at is not None:
                 return user
-            self._execute("UPDATE users SET revoked_at = ? WHERE username = ?", (at, username))
+            self.db.execute("UPDATE users SET revoked_at = ? WHERE username = ?", (at, username))
             after = self._user(username)
             assert after is not None
-            self._audit("user", username, "revoke", user.to_json(), after.to_json(), actor, at)
+            self.audit.record(
+                "user", username, "revoke", user.to_json(), after.to_json(), actor, at
+            )
         return after
 
     def set_role(self, username: str, role: str, actor: str, now: datetime) -> UserRecord:
-        at = self._ts(now)
-        with self._guard("set user role"), self._transaction():
+        """Change a user's role (no-op when unchanged); UnknownObject if there is none."""
+        at = self.db.ts(now)
+        with self.db.guard("set user role"), self.db.transaction():
             user = self._existing_user(username)
             if user.role == role:
                 return user
-            self._execute("UPDATE users SET role = ? WHERE username = ?", (role, username))
+            self.db.execute("UPDATE users SET role = ? WHERE username = ?", (role, username))
             after = self._user(username)
             assert after is not None
-            self._audit("user", username, "set_role", user.to_json(), after.to_json(), actor, at)
+            self.audit.record(
+                "user", username, "set_role", user.to_json(), after.to_json(), actor, at
+            )
         return after

@@ -1,25 +1,48 @@
-"""Customers, cards, call-center search and the audit history, shared by both SQL backends.
+"""Customers and cards: records, cards' life, call-center search, merges, deactivation,
+questionnaires and the customer card, over the shared Database (one repository).
 
 Every change is one transaction that also writes its `audit` row and bumps the master version
-(cards are in the stores' snapshot). A replacement moves the old card's lots to the new card as
-ledger movements keyed by the old card and lot, so a replay moves nothing twice.
+(customers and cards are in the stores' snapshot). A replacement moves the old card's lots to the
+new card as ledger movements keyed by the old card and lot, so a replay moves nothing twice. A
+merge moves the merged customer's cards to the survivor; balances follow because lots belong to
+cards. The merged customer stays, marked `merged_into`, so its id keeps resolving.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from difflib import SequenceMatcher
-from typing import Any
+from typing import Any, Protocol
 
+from center.access.audit import AuditLog
+from center.crm.customers_store import (
+    HISTORY,
+    MAX_RECEIPTS_PAGE,
+    RECEIPTS_PAGE,
+    check_answers,
+    customer_coupons,
+    favourite_categories,
+    parse_cursor,
+    receipts_page,
+)
 from center.crm.model import CustomerInput, SearchQuery, new_card_no, search_keys
-from center.errors import Conflict, UnknownObject
-from center.ledger.store import LedgerRepository
-from center.storage.hooks import Migration, SqlHooks
+from center.errors import Conflict, InvalidRequest, MalformedRequest, UnknownObject
+from center.feed.versions import MasterVersions
+from center.ledger.model import Balance
+from center.storage.database import Database
+from center.storage.hooks import Migration
 
-__all__ = ["CRM_SEARCH_LIMIT", "POSTGRES_MIGRATION", "SQLITE_MIGRATION", "CrmStore"]
+__all__ = [
+    "CRM_SEARCH_LIMIT",
+    "POSTGRES_MIGRATION",
+    "SQLITE_MIGRATION",
+    "CardLedger",
+    "CustomerRepository",
+]
 
 CRM_SEARCH_LIMIT = 20
 FUZZY_MIN = 4
@@ -35,24 +58,60 @@ first letters (PostgreSQL uses pg_trgm's similarity)."""
 RECENT_RECEIPTS = 20
 MAX_MERGE_CHAIN = 10
 """Merges followed from a merged customer to the one that survives them all."""
-"""Every kind of object whose changes the audit table records."""
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+"""A questionnaire id."""
 
 
 def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-class CrmStore(SqlHooks):
-    """Mixin of SqlStorage: the call-center operations (dialect hooks come from SqlStorage)."""
+class CardLedger(Protocol):
+    """What the customers need of the ledger: a card's balance, and the two steps a card
+    replacement takes to move a balance (the journal rows themselves it writes alone)."""
 
-    ledger: LedgerRepository
+    def balance(self, card_no: str, now: datetime) -> Balance | None:
+        """Balances of a card at `now`, or None for an unknown card."""
+        ...
+
+    def debt(self, card_no: str, wallet: str) -> int:
+        """The outstanding debt of one wallet of a card."""
+        ...
+
+    def apply_entry(
+        self,
+        entry_id: int,
+        card_no: str,
+        wallet: str,
+        kind: str,
+        amount: int,
+        rule_id: str,
+        source: str,
+        active_from: Any,
+        expires_at: Any,
+        created_at: Any,
+    ) -> None:
+        """The lot of a journaled credit given as stored (it repays the wallet's debt first)."""
+        ...
+
+
+class CustomerRepository:
+    """Customers, their cards, search, merges and views, over the shared Database."""
+
+    def __init__(
+        self, db: Database, *, audit: AuditLog, versions: MasterVersions, ledger: CardLedger
+    ) -> None:
+        self.db = db
+        self.audit = audit
+        self.versions = versions
+        self.ledger = ledger
 
     # -- helpers -------------------------------------------------------------------------------
 
     def _card(self, card_no: str, *, lock: bool = False) -> dict[str, Any] | None:
-        row = self._execute(
+        row = self.db.execute(
             "SELECT card_no, customer_id, status, card_type, block_reason, replaced_by "
-            f"FROM cards WHERE card_no = ?{self._FOR_UPDATE if lock else ''}",
+            f"FROM cards WHERE card_no = ?{self.db.dialect.for_update if lock else ''}",
             (card_no,),
         ).fetchone()
         if row is None:
@@ -76,8 +135,8 @@ class CrmStore(SqlHooks):
         self, card: dict[str, Any], action: str, actor: str, at: Any, **changes: Any
     ) -> dict[str, Any]:
         after = {**card, **changes}
-        version = self._bump_master()
-        self._execute(
+        version = self.versions.bump()
+        self.db.execute(
             "UPDATE cards SET status = ?, block_reason = ?, replaced_by = ?, version = ? "
             "WHERE card_no = ?",
             (
@@ -88,7 +147,7 @@ class CrmStore(SqlHooks):
                 card["card_no"],
             ),
         )
-        self._audit("card", card["card_no"], action, card, after, actor, at)
+        self.audit.record("card", card["card_no"], action, card, after, actor, at)
         return after
 
     def _insert_card(
@@ -100,8 +159,8 @@ class CrmStore(SqlHooks):
                 card_no = new_card_no()
         elif self._card(card_no) is not None:
             raise Conflict("card_no", f"card {card_no!r} is already issued")
-        version = self._bump_master()
-        self._execute(
+        version = self.versions.bump()
+        self.db.execute(
             "INSERT INTO cards (card_no, customer_id, status, version, card_type, block_reason, "
             "issued_at) VALUES (?, ?, ?, ?, ?, '', ?)",
             (card_no, customer_id, status, version, card_type, at),
@@ -110,30 +169,44 @@ class CrmStore(SqlHooks):
         assert card is not None
         return card
 
+    def _customer_row(self, customer_id: str, field: str) -> dict[str, Any]:
+        row = self.db.execute(
+            "SELECT attributes, status, merged_into FROM customers WHERE customer_id = ?"
+            f"{self.db.dialect.for_update}",
+            (customer_id,),
+        ).fetchone()
+        if row is None:
+            raise UnknownObject(field, f"unknown customer {customer_id!r}")
+        return {"attributes": json.loads(row[0]), "status": row[1], "merged_into": row[2]}
+
+    def _columns(self, table: str) -> set[str]:
+        """The columns of a table another feature may or may not have created yet."""
+        return self.db.dialect.columns_of(self.db.execute, table)
+
     # -- customers -----------------------------------------------------------------------------
 
     def create_customer(self, customer: CustomerInput, actor: str, now: datetime) -> str:
         """Create a customer with its search keys and audit row; return its id."""
-        at = self._ts(now)
+        at = self.db.ts(now)
         customer_id = customer.customer_id or f"c-{uuid.uuid4().hex[:16]}"
         attributes = dict(customer.attributes)
-        with self._guard("create customer"), self._transaction():
-            held = self._execute(
+        with self.db.guard("create customer"), self.db.transaction():
+            held = self.db.execute(
                 "SELECT 1 FROM customers WHERE customer_id = ?", (customer_id,)
             ).fetchone()
             if held is not None:
                 raise Conflict("body.customer_id", f"customer {customer_id!r} already exists")
-            version = self._bump_master()
-            self._execute(
+            version = self.versions.bump()
+            self.db.execute(
                 "INSERT INTO customers (customer_id, attributes, version) VALUES (?, ?, ?)",
                 (customer_id, _json(attributes), version),
             )
-            self._execute(
+            self.db.execute(
                 "INSERT INTO customer_index (customer_id, last_name, first_name, middle_name, "
                 "phone_rev, email) VALUES (?, ?, ?, ?, ?, ?)",
                 (customer_id, *search_keys(attributes)),
             )
-            self._audit(
+            self.audit.record(
                 "customer",
                 customer_id,
                 "create",
@@ -147,9 +220,9 @@ class CrmStore(SqlHooks):
     def customer_view(self, customer_id: str, now: datetime) -> dict[str, Any] | None:
         """Profile, cards, balance per wallet over all cards and the last receipts; None if
         unknown."""
-        with self._guard("read customer"):
-            with self._snapshot():
-                row = self._execute(
+        with self.db.guard("read customer"):
+            with self.db.snapshot():
+                row = self.db.execute(
                     "SELECT attributes FROM customers WHERE customer_id = ?", (customer_id,)
                 ).fetchone()
                 if row is None:
@@ -162,7 +235,7 @@ class CrmStore(SqlHooks):
                         "block_reason": r[3],
                         "replaced_by": r[4],
                     }
-                    for r in self._execute(
+                    for r in self.db.execute(
                         "SELECT card_no, status, card_type, block_reason, replaced_by FROM cards "
                         "WHERE customer_id = ? ORDER BY card_no",
                         (customer_id,),
@@ -175,7 +248,7 @@ class CrmStore(SqlHooks):
                         {
                             "sale_id": r[0],
                             "store_id": r[1],
-                            "closed_at": self._dt(r[2]).isoformat(),
+                            "closed_at": self.db.dt(r[2]).isoformat(),
                             "card_no": r[3],
                             "total_minor": int(r[4]),
                             "discount_minor": int(r[5]),
@@ -183,7 +256,7 @@ class CrmStore(SqlHooks):
                             "kind": "sale" if r[7] is None else "return",
                             "return_of": r[7],
                         }
-                        for r in self._execute(
+                        for r in self.db.execute(
                             "SELECT s.sale_id, s.store_id, s.closed_at, s.card_no, "
                             "s.total_minor, s.discount_minor, s.line_count, r.original_id "
                             "FROM sales s LEFT JOIN returns r ON r.return_id = s.sale_id "
@@ -213,31 +286,31 @@ class CrmStore(SqlHooks):
     ) -> dict[str, Any]:
         """A new card for a customer: electronic ones are active at once, physical ones once
         activated."""
-        at = self._ts(now)
+        at = self.db.ts(now)
         status = "active" if card_type == "electronic" else "issued"
-        with self._guard("issue card"), self._transaction():
-            held = self._execute(
+        with self.db.guard("issue card"), self.db.transaction():
+            held = self.db.execute(
                 "SELECT 1 FROM customers WHERE customer_id = ?", (customer_id,)
             ).fetchone()
             if held is None:
                 raise UnknownObject("body.customer_id", f"unknown customer {customer_id!r}")
             card = self._insert_card(customer_id, card_no, card_type, status, at)
-            self._audit("card", card["card_no"], "issue", None, card, actor, at)
+            self.audit.record("card", card["card_no"], "issue", None, card, actor, at)
         return card
 
     def activate_card(self, card_no: str, actor: str, now: datetime) -> dict[str, Any]:
         """An issued card becomes active (an active one stays so)."""
-        with self._guard("activate card"), self._transaction():
+        with self.db.guard("activate card"), self.db.transaction():
             card = self._existing_card(card_no)
             if card["status"] == "active":
                 return card
             if card["status"] != "issued":
                 raise Conflict("card_no", f"card {card_no} is {card['status']}; unblock it")
-            return self._set_card(card, "activate", actor, self._ts(now), status="active")
+            return self._set_card(card, "activate", actor, self.db.ts(now), status="active")
 
     def block_card(self, card_no: str, reason: str, actor: str, now: datetime) -> dict[str, Any]:
         """Block a card with a reason (the stores see `blocked` in the next snapshot)."""
-        with self._guard("block card"), self._transaction():
+        with self.db.guard("block card"), self.db.transaction():
             card = self._existing_card(card_no)
             if card["status"] == "blocked":
                 if card["block_reason"] == reason:
@@ -245,12 +318,12 @@ class CrmStore(SqlHooks):
                 if card["block_reason"] == "replaced":
                     raise Conflict("card_no", f"card {card_no} was replaced")
             return self._set_card(
-                card, "block", actor, self._ts(now), status="blocked", block_reason=reason
+                card, "block", actor, self.db.ts(now), status="blocked", block_reason=reason
             )
 
     def unblock_card(self, card_no: str, actor: str, now: datetime) -> dict[str, Any]:
         """Lift a block; a replaced card stays blocked."""
-        with self._guard("unblock card"), self._transaction():
+        with self.db.guard("unblock card"), self.db.transaction():
             card = self._existing_card(card_no)
             if card["status"] != "blocked":
                 return card
@@ -260,7 +333,7 @@ class CrmStore(SqlHooks):
                     f"card {card_no} was replaced by {card['replaced_by']}; not unblocked",
                 )
             return self._set_card(
-                card, "unblock", actor, self._ts(now), status="active", block_reason=""
+                card, "unblock", actor, self.db.ts(now), status="active", block_reason=""
             )
 
     def replace_card(
@@ -270,8 +343,8 @@ class CrmStore(SqlHooks):
 
         Replaying the same replacement answers the same new card and moves nothing.
         """
-        at = self._ts(now)
-        with self._guard("replace card"), self._transaction():
+        at = self.db.ts(now)
+        with self.db.guard("replace card"), self.db.transaction():
             old = self._existing_card(card_no)
             if old["replaced_by"]:
                 if new_card_no_ not in (None, old["replaced_by"]):
@@ -282,8 +355,8 @@ class CrmStore(SqlHooks):
                 assert new is not None
                 return {"old": old, "new": new, "moved": {}}
             new = self._insert_card(old["customer_id"], new_card_no_, old["type"], "active", at)
-            self._audit("card", new["card_no"], "issue", None, new, actor, at)
-            self._lock_cards(sorted([card_no, new["card_no"]]))
+            self.audit.record("card", new["card_no"], "issue", None, new, actor, at)
+            self.db.lock_cards(sorted([card_no, new["card_no"]]))
             moved = self._move_balance(card_no, new["card_no"], at)
             old = self._set_card(
                 old,
@@ -299,10 +372,10 @@ class CrmStore(SqlHooks):
     def _move_balance(self, old: str, new: str, at: Any) -> dict[str, int]:
         """Move the unexpired lots and the debt of `old` to `new`; amounts moved per wallet."""
         moved: dict[str, int] = {}
-        lots = self._execute(
+        lots = self.db.execute(
             "SELECT lot_id, wallet, rule_id, remaining, active_from, expires_at FROM lots "
             "WHERE card_no = ? AND remaining > 0 AND (expires_at IS NULL OR expires_at > ?) "
-            f"ORDER BY lot_id{self._FOR_UPDATE}",
+            f"ORDER BY lot_id{self.db.dialect.for_update}",
             (old, at),
         ).fetchall()
         for lot_id, wallet, rule_id, remaining, active_from, expires_at in lots:
@@ -310,12 +383,12 @@ class CrmStore(SqlHooks):
             out = self._ledger(old, wallet, "transfer_out", -int(remaining), rule_id, source, at)
             if out is None:
                 continue  # already moved by an earlier run
-            self._execute(
+            self.db.execute(
                 "INSERT INTO lot_consumptions (entry_id, lot_id, card_no, wallet, kind, amount, "
                 "created_at) VALUES (?, ?, ?, ?, 'transfer', ?, ?)",
                 (out, lot_id, old, wallet, int(remaining), at),
             )
-            self._execute("UPDATE lots SET remaining = 0 WHERE lot_id = ?", (lot_id,))
+            self.db.execute("UPDATE lots SET remaining = 0 WHERE lot_id = ?", (lot_id,))
             entry = self._ledger(
                 new, wallet, "transfer_in", int(remaining), rule_id, source, at,
                 active_from, expires_at,
@@ -326,7 +399,7 @@ class CrmStore(SqlHooks):
                 active_from, expires_at, at,
             )  # fmt: skip
             moved[wallet] = moved.get(wallet, 0) + int(remaining)
-        wallets = self._execute(
+        wallets = self.db.execute(
             "SELECT DISTINCT wallet FROM lot_consumptions WHERE card_no = ? AND kind = 'debt'",
             (old,),
         ).fetchall()
@@ -348,7 +421,7 @@ class CrmStore(SqlHooks):
 
     def _executemany_consumptions(self, rows: Sequence[tuple[Any, ...]]) -> None:
         for entry_id, card_no, wallet, kind, amount, at in rows:
-            self._execute(
+            self.db.execute(
                 "INSERT INTO lot_consumptions (entry_id, lot_id, card_no, wallet, kind, amount, "
                 "created_at) VALUES (?, NULL, ?, ?, ?, ?, ?)",
                 (entry_id, card_no, wallet, kind, amount, at),
@@ -366,7 +439,7 @@ class CrmStore(SqlHooks):
         active_from: Any = None,
         expires_at: Any = None,
     ) -> int | None:
-        row = self._execute(
+        row = self.db.execute(
             "INSERT INTO ledger (card_no, wallet, kind, amount, rule_id, source, active_from, "
             "expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT DO NOTHING RETURNING entry_id",
@@ -381,7 +454,7 @@ class CrmStore(SqlHooks):
         suffix or card prefix, by customer_id."""
         limit = CRM_SEARCH_LIMIT
         ids: set[str] = set()
-        with self._guard("search customers"), self._snapshot():
+        with self.db.guard("search customers"), self.db.snapshot():
             if query.email:
                 sql = "SELECT customer_id FROM customer_index WHERE email LIKE ?"
                 ids.update(r[0] for r in self._rows(sql + f" LIMIT {limit}", [query.email + "%"]))
@@ -460,7 +533,7 @@ class CrmStore(SqlHooks):
             "AND (last_name LIKE ? OR first_name LIKE ? OR middle_name LIKE ?)" for _ in words[1:]
         )
         rest_params = [p for w in words[1:] for p in (w + "%",) * 3]
-        if self.dialect.trigram_search:
+        if self.db.dialect.trigram_search:
             # Trigram similarity over the distinct last names (a small table, GIN-indexed),
             # then the customers of the best few names: never a pass over every customer.
             sql = (
@@ -471,7 +544,7 @@ class CrmStore(SqlHooks):
                 f"ORDER BY n.score DESC, n.name, c.customer_id LIMIT {limit}"
             )
             # Lower than pg_trgm's default 0.3: two swapped letters of a 6-letter name score 0.27.
-            self._execute(f"SET LOCAL pg_trgm.similarity_threshold = {FUZZY_SIMILARITY}")
+            self.db.execute(f"SET LOCAL pg_trgm.similarity_threshold = {FUZZY_SIMILARITY}")
             return [r[0] for r in self._rows(sql, [words[0], words[0], *rest_params])]
         # SQLite: the distinct last names sharing the first two letters, ranked in Python.
         names = [
@@ -494,12 +567,327 @@ class CrmStore(SqlHooks):
         return found
 
     def _rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        return list(self._execute_planned(sql, params).fetchall())
+        # Planned for these values: a prefix LIKE needs its pattern to use an index, and
+        # PostgreSQL's generic plan of a prepared statement would scan.
+        return list(self.db.execute_planned(sql, params).fetchall())
 
-    def _execute_planned(self, sql: str, params: Sequence[Any]) -> Any:
-        """Run a statement planned for these values (a prefix LIKE needs its pattern to use an
-        index; PostgreSQL's generic plan of a prepared statement would scan)."""
-        raise NotImplementedError
+    # -- merge ---------------------------------------------------------------------------------
+
+    def merge_customers(
+        self, survivor_id: str, merged_id: str, actor: str, now: datetime
+    ) -> dict[str, Any]:
+        """Move the merged customer's cards (and so balances) and attributes to the survivor."""
+        if survivor_id == merged_id:
+            raise InvalidRequest(
+                "body.merged_id", f"a customer can't merge into itself: {merged_id}"
+            )
+        at = self.db.ts(now)
+        with self.db.guard("merge customers"), self.db.transaction():
+            survivor = self._customer_row(survivor_id, "customer_id")
+            merged = self._customer_row(merged_id, "body.merged_id")
+            if merged["merged_into"] == survivor_id:
+                return {
+                    "survivor_id": survivor_id,
+                    "merged_id": merged_id,
+                    "cards": [],
+                    "attributes": survivor["attributes"],
+                    "replayed": True,
+                }
+            if merged["merged_into"]:
+                raise Conflict(
+                    "body.merged_id",
+                    f"customer {merged_id} was already merged into {merged['merged_into']}",
+                )
+            if survivor["merged_into"]:
+                raise Conflict(
+                    "customer_id",
+                    f"customer {survivor_id} was merged into {survivor['merged_into']}; "
+                    "merge into that one",
+                )
+            cards = [
+                str(r[0])
+                for r in self.db.execute(
+                    f"SELECT card_no FROM cards WHERE customer_id = ? ORDER BY card_no"
+                    f"{self.db.dialect.for_update}",
+                    (merged_id,),
+                ).fetchall()
+            ]
+            version = self.versions.bump()
+            self.db.execute(
+                "UPDATE cards SET customer_id = ?, version = ? WHERE customer_id = ?",
+                (survivor_id, version, merged_id),
+            )
+            # The survivor's own cards now carry the merged balance, coupons and offers too.
+            self.db.execute(
+                "UPDATE cards SET version = ? WHERE customer_id = ?", (version, survivor_id)
+            )
+            for card_no in cards:
+                self.audit.record(
+                    "card",
+                    card_no,
+                    "move",
+                    {"customer_id": merged_id},
+                    {"customer_id": survivor_id},
+                    actor,
+                    at,
+                )
+            attributes = {**merged["attributes"], **survivor["attributes"]}
+            self.db.execute(
+                "UPDATE customers SET attributes = ?, version = ? WHERE customer_id = ?",
+                (_json(attributes), version, survivor_id),
+            )
+            self.db.execute(
+                "UPDATE customers SET status = 'merged', merged_into = ?, version = ? "
+                "WHERE customer_id = ?",
+                (survivor_id, version, merged_id),
+            )
+            # Search finds the survivor by the keys it now holds, and by the merged customer's
+            # own keys (kept: the call center hears old names and phones), which search
+            # resolves through merged_into.
+            self.db.execute("DELETE FROM customer_index WHERE customer_id = ?", (survivor_id,))
+            self.db.execute(
+                "INSERT INTO customer_index (customer_id, last_name, first_name, middle_name, "
+                "phone_rev, email) VALUES (?, ?, ?, ?, ?, ?)",
+                (survivor_id, *search_keys(attributes)),
+            )
+            # Questionnaires the survivor never answered come along (with their history).
+            self.db.execute(
+                "UPDATE questionnaire_answers SET customer_id = ? WHERE customer_id = ? "
+                "AND questionnaire_id NOT IN (SELECT questionnaire_id FROM "
+                "questionnaire_answers WHERE customer_id = ?)",
+                (survivor_id, merged_id, survivor_id),
+            )
+            if "customer_id" in self._columns("coupons"):
+                self.db.execute(
+                    "UPDATE coupons SET customer_id = ? WHERE customer_id = ?",
+                    (survivor_id, merged_id),
+                )
+            self.audit.record(
+                "customer",
+                survivor_id,
+                "merge",
+                {"attributes": survivor["attributes"]},
+                {"attributes": attributes, "merged_id": merged_id, "cards": cards},
+                actor,
+                at,
+            )
+            self.audit.record(
+                "customer",
+                merged_id,
+                "merged_into",
+                {"status": merged["status"], "merged_into": None},
+                {"status": "merged", "merged_into": survivor_id, "cards": cards},
+                actor,
+                at,
+            )
+        return {
+            "survivor_id": survivor_id,
+            "merged_id": merged_id,
+            "cards": cards,
+            "attributes": attributes,
+            "replayed": False,
+        }
+
+    # -- deactivation --------------------------------------------------------------------------
+
+    def deactivate_card(self, card_no: str, actor: str, now: datetime) -> dict[str, Any]:
+        """Card status "inactive": registers stop accepting it; its balance stays."""
+        with self.db.guard("deactivate card"), self.db.transaction():
+            card = self._existing_card(card_no)
+            if card["status"] == "inactive":
+                return card
+            return self._set_card(card, "deactivate", actor, self.db.ts(now), status="inactive")
+
+    def deactivate_customer(self, customer_id: str, actor: str, now: datetime) -> dict[str, Any]:
+        """Customer status "inactive" and every card of it "inactive"."""
+        at = self.db.ts(now)
+        with self.db.guard("deactivate customer"), self.db.transaction():
+            customer = self._customer_row(customer_id, "customer_id")
+            if customer["merged_into"]:
+                raise Conflict(
+                    "customer_id",
+                    f"customer {customer_id} was merged into {customer['merged_into']}",
+                )
+            cards = [
+                str(r[0])
+                for r in self.db.execute(
+                    "SELECT card_no FROM cards WHERE customer_id = ? AND status <> 'inactive' "
+                    "ORDER BY card_no",
+                    (customer_id,),
+                ).fetchall()
+            ]
+            for card_no in cards:
+                card = self._existing_card(card_no)
+                self._set_card(card, "deactivate", actor, at, status="inactive")
+            if customer["status"] != "inactive":
+                version = self.versions.bump()
+                self.db.execute(
+                    "UPDATE customers SET status = 'inactive', version = ? WHERE customer_id = ?",
+                    (version, customer_id),
+                )
+                self.audit.record(
+                    "customer",
+                    customer_id,
+                    "deactivate",
+                    {"status": customer["status"]},
+                    {"status": "inactive", "cards": cards},
+                    actor,
+                    at,
+                )
+        return {"customer_id": customer_id, "status": "inactive", "cards": cards}
+
+    # -- questionnaires ------------------------------------------------------------------------
+
+    def set_answers(
+        self,
+        customer_id: str,
+        questionnaire_id: str,
+        answers: Mapping[str, Any],
+        actor: str,
+        now: datetime,
+    ) -> dict[str, Any]:
+        """Record a customer's answers to a questionnaire (history kept, audited)."""
+        if not isinstance(questionnaire_id, str) or not _ID.match(questionnaire_id):
+            raise InvalidRequest(
+                "questionnaire_id",
+                f"expected 1..64 letters, digits or ._:-, got {str(questionnaire_id)[:80]!r}",
+            )
+        checked = check_answers(answers)
+        at = self.db.ts(now)
+        with self.db.guard("set answers"), self.db.transaction():
+            customer = self._customer_row(customer_id, "customer_id")
+            if customer["merged_into"]:
+                raise Conflict(
+                    "customer_id",
+                    f"customer {customer_id} was merged into {customer['merged_into']}",
+                )
+            last = self.db.execute(
+                "SELECT answers, actor, answered_at FROM questionnaire_answers "
+                "WHERE customer_id = ? AND questionnaire_id = ? ORDER BY answer_id DESC LIMIT 1",
+                (customer_id, questionnaire_id),
+            ).fetchone()
+            before = None if last is None else json.loads(last[0])
+            if before == checked:
+                assert last is not None
+                return {
+                    "customer_id": customer_id,
+                    "questionnaire_id": questionnaire_id,
+                    "answers": before,
+                    "actor": last[1],
+                    "answered_at": self.db.dt(last[2]).isoformat(),
+                    "changed": False,
+                }
+            self.db.execute(
+                "INSERT INTO questionnaire_answers (customer_id, questionnaire_id, answers, "
+                "actor, answered_at) VALUES (?, ?, ?, ?, ?)",
+                (customer_id, questionnaire_id, _json(checked), actor, at),
+            )
+            self.audit.record(
+                "customer",
+                customer_id,
+                "questionnaire",
+                None if before is None else {"questionnaire_id": questionnaire_id,
+                                             "answers": before},
+                {"questionnaire_id": questionnaire_id, "answers": checked},
+                actor,
+                at,
+            )  # fmt: skip
+        return {
+            "customer_id": customer_id,
+            "questionnaire_id": questionnaire_id,
+            "answers": checked,
+            "actor": actor,
+            "answered_at": now.isoformat(),
+            "changed": True,
+        }
+
+    # -- the customer card ---------------------------------------------------------------------
+
+    def customer_card_view(
+        self, customer_id: str, now: datetime, *, history_limit: int = HISTORY
+    ) -> dict[str, Any] | None:
+        """customer_view plus status, questionnaires, ledger history, favourite categories and
+        coupons; None if unknown."""
+        view = self.customer_view(customer_id, now)
+        if view is None:
+            return None
+        card_nos = [c["card_no"] for c in view["cards"]]
+        with self.db.guard("read customer card"), self.db.snapshot():
+            row = self.db.execute(
+                "SELECT status, merged_into FROM customers WHERE customer_id = ?", (customer_id,)
+            ).fetchone()
+            questionnaires: dict[str, Any] = {}
+            for qid, answers, actor, answered_at in self.db.execute(
+                "SELECT questionnaire_id, answers, actor, answered_at FROM questionnaire_answers "
+                "WHERE customer_id = ? ORDER BY questionnaire_id, answer_id",
+                (customer_id,),
+            ).fetchall():
+                questionnaires[qid] = {
+                    "answers": json.loads(answers),
+                    "actor": actor,
+                    "answered_at": self.db.dt(answered_at).isoformat(),
+                }
+            history: list[dict[str, Any]] = []
+            favourites: list[dict[str, Any]] = []
+            if card_nos:
+                marks = ", ".join("?" for _ in card_nos)
+                history = [
+                    {
+                        "card_no": r[0],
+                        "wallet": r[1],
+                        "kind": r[2],
+                        "amount": int(r[3]),
+                        "rule_id": r[4],
+                        "source": r[5],
+                        "created_at": self.db.dt(r[6]).isoformat(),
+                        "expires_at": None if r[7] is None else self.db.dt(r[7]).isoformat(),
+                    }
+                    for r in self.db.execute(
+                        "SELECT card_no, wallet, kind, amount, rule_id, source, created_at, "
+                        f"expires_at FROM ledger WHERE card_no IN ({marks}) "
+                        "ORDER BY created_at DESC, entry_id DESC LIMIT ?",
+                        (*card_nos, history_limit),
+                    ).fetchall()
+                ]
+                favourites = favourite_categories(self.db, card_nos, now)
+            coupons = customer_coupons(self.db, customer_id)
+            page = receipts_page(self.db, card_nos, RECEIPTS_PAGE, None)
+        return {
+            **view,
+            "receipts": page["receipts"],
+            "receipts_next_cursor": page["next_cursor"],
+            "receipt_totals": page["totals"],
+            "status": row[0],
+            "merged_into": row[1],
+            "questionnaires": questionnaires,
+            "history": history,
+            "favourite_categories": favourites,
+            "coupons": coupons,
+        }
+
+    def customer_receipts(
+        self, customer_id: str, *, limit: int = RECEIPTS_PAGE, cursor: str | None = None
+    ) -> dict[str, Any] | None:
+        """One page of the receipts and returns of all the customer's cards, newest first,
+        with the customer's totals and the cursor of the next page; None if unknown."""
+        if not 1 <= limit <= MAX_RECEIPTS_PAGE:
+            raise MalformedRequest("limit", f"expected 1..{MAX_RECEIPTS_PAGE}, got {limit}")
+        after = None if cursor is None else parse_cursor(cursor)
+        with self.db.guard("read customer receipts"), self.db.snapshot():
+            row = self.db.execute(
+                "SELECT 1 FROM customers WHERE customer_id = ?", (customer_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            card_nos = [
+                str(r[0])
+                for r in self.db.execute(
+                    "SELECT card_no FROM cards WHERE customer_id = ? ORDER BY card_no",
+                    (customer_id,),
+                ).fetchall()
+            ]
+            page = receipts_page(self.db, card_nos, limit, after)
+        return {"customer_id": customer_id, **page}
 
 
 SQLITE_MIGRATION = Migration("m007_customer_name_search")

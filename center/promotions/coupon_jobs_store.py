@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
+from center.access.audit import AuditLog
 from center.errors import Conflict, UnknownObject
 from center.promotions.coupons import BatchRequest
-from center.storage.hooks import Migration, SqlHooks
+from center.storage.database import Database
+from center.storage.hooks import Migration
 
-__all__ = ["POSTGRES_MIGRATION", "SQLITE_MIGRATION", "CouponJobOps", "CouponJobStore"]
+__all__ = ["POSTGRES_MIGRATION", "SQLITE_MIGRATION", "CouponBatches", "CouponJobRepository"]
 
 JOB_STATES = ("running", "done", "failed")
 
@@ -97,67 +99,34 @@ def _request_of(text: str) -> BatchRequest:
     )
 
 
-class CouponJobOps(Protocol):
-    """The part of the Storage interface this module implements."""
+class CouponBatches(Protocol):
+    """What a job needs of the coupon repository: the batch code it shares with it."""
 
-    def start_coupon_job(
-        self, request: BatchRequest, actor: str, owner: str, now: datetime
-    ) -> dict[str, Any]:
-        """Check the request (promotion, coupon_key) and record a running job; its view."""
-        ...
+    def require_promotion(self, promotion_id: str) -> None: ...
 
-    def coupon_job_step(self, job_id: str, chunk: int, now: datetime) -> dict[str, Any]:
-        """Stage up to `chunk` more codes (one transaction); the job's view. Conflict when
-        the job is not running (failed meanwhile)."""
-        ...
+    def code_maker(self, request: BatchRequest) -> Callable[[int], list[str]]: ...
 
-    def finish_coupon_job(self, job_id: str, now: datetime) -> dict[str, Any]:
-        """Create the batch from the staged codes in one transaction; the job's view."""
-        ...
+    def insert_batch(self, batch_id: str, request: BatchRequest, actor: str, at: Any) -> None: ...
 
-    def fail_coupon_job(self, job_id: str, error: str, now: datetime) -> bool:
-        """Mark a running job failed and delete its staged codes; whether it was running."""
-        ...
+    def insert_codes(self, batch_id: str, codes: list[str]) -> int: ...
 
-    def coupon_job(self, job_id: str) -> dict[str, Any] | None:
-        """A job's view (with its batch once done); None if unknown."""
-        ...
-
-    def recover_coupon_jobs(
-        self, dead: Callable[[str, datetime], bool], now: datetime
-    ) -> list[str]:
-        """Fail every running job whose owner `dead(owner, updated_at)` says is gone."""
-        ...
+    def batch_view(self, batch_id: str) -> dict[str, Any] | None: ...
 
 
-class CouponJobStore(SqlHooks):
-    """Mixin of SqlStorage (after CouponStore, whose helpers it uses)."""
+class CouponJobRepository:
+    """Coupon batch jobs and their staged codes, over the shared Database; a finished job's
+    batch is made by the coupon repository's batch code."""
 
-    def _code_maker(self, request: BatchRequest) -> Callable[[int], list[str]]:
-        raise NotImplementedError
-
-    def _insert_codes(self, batch_id: str, codes: list[str]) -> int:
-        raise NotImplementedError
-
-    def _require_promotion(self, promotion_id: str) -> None:
-        raise NotImplementedError
-
-    def _insert_batch(self, batch_id: str, request: BatchRequest, actor: str, at: Any) -> None:
-        raise NotImplementedError
-
-    def _batch_view(self, batch_id: str) -> dict[str, Any] | None:
-        raise NotImplementedError
-
-    def _bulk_insert(
-        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
-    ) -> None:
-        raise NotImplementedError
+    def __init__(self, db: Database, *, audit: AuditLog, coupons: CouponBatches) -> None:
+        self.db = db
+        self.audit = audit
+        self.coupons = coupons
 
     def _job_row(self, job_id: str, *, lock: bool = False) -> dict[str, Any] | None:
-        row = self._execute(
+        row = self.db.execute(
             "SELECT job_id, batch_id, request, state, total, generated, error, owner, "
             "created_by, created_at, updated_at, finished_at FROM coupon_jobs WHERE job_id = ?"
-            f"{self._FOR_UPDATE if lock else ''}",
+            f"{self.db.dialect.for_update if lock else ''}",
             (job_id,),
         ).fetchone()
         if row is None:
@@ -172,15 +141,15 @@ class CouponJobStore(SqlHooks):
             "error": row[6],
             "owner": row[7],
             "created_by": row[8],
-            "created_at": self._dt(row[9]).isoformat(),
-            "updated_at": self._dt(row[10]).isoformat(),
-            "finished_at": None if row[11] is None else self._dt(row[11]).isoformat(),
+            "created_at": self.db.dt(row[9]).isoformat(),
+            "updated_at": self.db.dt(row[10]).isoformat(),
+            "finished_at": None if row[11] is None else self.db.dt(row[11]).isoformat(),
         }
 
     def _job_view(self, job: dict[str, Any]) -> dict[str, Any]:
         view = {k: v for k, v in job.items() if k not in ("request", "owner")}
         view["request"] = json.loads(job["request"])
-        view["batch"] = self._batch_view(job["batch_id"]) if job["state"] == "done" else None
+        view["batch"] = self.coupons.batch_view(job["batch_id"]) if job["state"] == "done" else None
         return view
 
     def _running(self, job_id: str) -> dict[str, Any]:
@@ -194,13 +163,14 @@ class CouponJobStore(SqlHooks):
     def start_coupon_job(
         self, request: BatchRequest, actor: str, owner: str, now: datetime
     ) -> dict[str, Any]:
+        """Check the request (promotion, coupon_key) and record a running job; its view."""
         job_id = f"cj-{uuid.uuid4().hex[:16]}"
         batch_id = f"cb-{uuid.uuid4().hex[:16]}"
-        at = self._ts(now)
-        with self._guard("start coupon job"), self._transaction():
-            self._require_promotion(request.promotion_id)
-            self._code_maker(request)  # Conflict now, not later, without a coupon_key
-            self._execute(
+        at = self.db.ts(now)
+        with self.db.guard("start coupon job"), self.db.transaction():
+            self.coupons.require_promotion(request.promotion_id)
+            self.coupons.code_maker(request)  # Conflict now, not later, without a coupon_key
+            self.db.execute(
                 "INSERT INTO coupon_jobs (job_id, batch_id, request, state, total, owner, "
                 "created_by, created_at, updated_at) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)",
                 (job_id, batch_id, _request_json(request), request.count, owner, actor, at, at),
@@ -210,26 +180,30 @@ class CouponJobStore(SqlHooks):
             return self._job_view(job)
 
     def coupon_job_step(self, job_id: str, chunk: int, now: datetime) -> dict[str, Any]:
-        with self._guard("generate coupon codes"), self._transaction():
+        """Stage up to `chunk` more codes (one transaction); the job's view. Conflict when
+        the job is not running (failed meanwhile)."""
+        with self.db.guard("generate coupon codes"), self.db.transaction():
             job = self._running(job_id)
             want = min(chunk, job["total"] - job["generated"])
             if want > 0:
-                codes = self._code_maker(_request_of(job["request"]))(want)
+                codes = self.coupons.code_maker(_request_of(job["request"]))(want)
                 codes.sort()  # staged in order: the index grows at its end
-                self._bulk_insert("coupon_job_codes", ("job_id", "code"),
-                                  [(job_id, c) for c in codes])  # fmt: skip
-                self._execute(
+                self.db.bulk_insert(
+                    "coupon_job_codes", ("job_id", "code"), [(job_id, c) for c in codes]
+                )
+                self.db.execute(
                     "UPDATE coupon_jobs SET generated = generated + ?, updated_at = ? "
                     "WHERE job_id = ?",
-                    (len(codes), self._ts(now), job_id),
+                    (len(codes), self.db.ts(now), job_id),
                 )
             found = self._job_row(job_id)
             assert found is not None
             return self._job_view(found)
 
     def finish_coupon_job(self, job_id: str, now: datetime) -> dict[str, Any]:
-        at = self._ts(now)
-        with self._guard("finish coupon job"), self._transaction():
+        """Create the batch from the staged codes in one transaction; the job's view."""
+        at = self.db.ts(now)
+        with self.db.guard("finish coupon job"), self.db.transaction():
             job = self._running(job_id)
             request = _request_of(job["request"])
             batch_id = job["batch_id"]
@@ -238,29 +212,29 @@ class CouponJobStore(SqlHooks):
                     "job_id",
                     f"coupon job {job_id} has {job['generated']} of {job['total']} codes",
                 )
-            self._insert_batch(batch_id, request, job["created_by"], at)
-            made = self.dialect.count_inserted(
-                self._execute,
-                lambda: self._execute(
+            self.coupons.insert_batch(batch_id, request, job["created_by"], at)
+            made = self.db.dialect.count_inserted(
+                self.db.execute,
+                lambda: self.db.execute(
                     "INSERT INTO coupons (code, batch_id, status) "
                     "SELECT DISTINCT code, ?, 'issued' FROM coupon_job_codes WHERE job_id = ? "
                     "ORDER BY code ON CONFLICT DO NOTHING",
                     (batch_id, job_id),
                 ),
             )
-            generate = self._code_maker(request)
+            generate = self.coupons.code_maker(request)
             while made < request.count:  # codes another batch holds (or drawn twice): again
-                made += self._insert_codes(batch_id, generate(request.count - made))
-            self._execute("DELETE FROM coupon_job_codes WHERE job_id = ?", (job_id,))
-            self._execute(
+                made += self.coupons.insert_codes(batch_id, generate(request.count - made))
+            self.db.execute("DELETE FROM coupon_job_codes WHERE job_id = ?", (job_id,))
+            self.db.execute(
                 "UPDATE coupon_jobs SET state = 'done', updated_at = ?, finished_at = ? "
                 "WHERE job_id = ?",
                 (at, at, job_id),
             )
-            view = self._batch_view(batch_id)
+            view = self.coupons.batch_view(batch_id)
             assert view is not None
             after = {k: v for k, v in view.items() if k != "counts"}
-            self._audit(
+            self.audit.record(
                 "coupon_batch", batch_id, "create", None, {**after, "job_id": job_id},
                 job["created_by"], at,
             )  # fmt: skip
@@ -269,13 +243,14 @@ class CouponJobStore(SqlHooks):
             return self._job_view(found)
 
     def fail_coupon_job(self, job_id: str, error: str, now: datetime) -> bool:
-        at = self._ts(now)
-        with self._guard("fail coupon job"), self._transaction():
+        """Mark a running job failed and delete its staged codes; whether it was running."""
+        at = self.db.ts(now)
+        with self.db.guard("fail coupon job"), self.db.transaction():
             job = self._job_row(job_id, lock=True)
             if job is None or job["state"] != "running":
                 return False
-            self._execute("DELETE FROM coupon_job_codes WHERE job_id = ?", (job_id,))
-            self._execute(
+            self.db.execute("DELETE FROM coupon_job_codes WHERE job_id = ?", (job_id,))
+            self.db.execute(
                 "UPDATE coupon_jobs SET state = 'failed', error = ?, updated_at = ?, "
                 "finished_at = ? WHERE job_id = ?",
                 (error[:500], at, at, job_id),
@@ -283,21 +258,23 @@ class CouponJobStore(SqlHooks):
         return True
 
     def coupon_job(self, job_id: str) -> dict[str, Any] | None:
-        with self._guard("read coupon job"), self._snapshot():
+        """A job's view (with its batch once done); None if unknown."""
+        with self.db.guard("read coupon job"), self.db.snapshot():
             job = self._job_row(job_id)
             return None if job is None else self._job_view(job)
 
     def recover_coupon_jobs(
         self, dead: Callable[[str, datetime], bool], now: datetime
     ) -> list[str]:
-        with self._guard("read coupon jobs"):
-            rows = self._execute(
+        """Fail every running job whose owner `dead(owner, updated_at)` says is gone."""
+        with self.db.guard("read coupon jobs"):
+            rows = self.db.execute(
                 "SELECT job_id, owner, updated_at FROM coupon_jobs WHERE state = 'running' "
                 "ORDER BY job_id"
             ).fetchall()
         failed = []
         for job_id, owner, updated_at in rows:
-            if dead(str(owner), self._dt(updated_at)):
+            if dead(str(owner), self.db.dt(updated_at)):
                 error = f"the process generating it ({owner}) stopped; generate the batch again"
                 if self.fail_coupon_job(str(job_id), error, now):
                     failed.append(str(job_id))

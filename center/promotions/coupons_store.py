@@ -11,9 +11,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
+from center.access.audit import AuditLog
 from center.errors import Conflict, InvalidRequest, UnknownObject
+from center.feed.versions import MasterVersions
 from center.promotions.coupons import (
     BatchRequest,
     IssueRequest,
@@ -21,10 +23,11 @@ from center.promotions.coupons import (
     generate_signed_codes,
     normalise_code,
 )
-from center.storage.hooks import Migration, SqlHooks
+from center.storage.database import Database
+from center.storage.hooks import Migration
 from sync_protocol import Sale
 
-__all__ = ["POSTGRES_MIGRATION", "SQLITE_MIGRATION", "CouponOps", "CouponStore"]
+__all__ = ["POSTGRES_MIGRATION", "SQLITE_MIGRATION", "CouponRepository"]
 
 GENERATE_CHUNK = 50_000
 """Codes inserted per statement."""
@@ -88,39 +91,22 @@ POSTGRES_MIGRATION = Migration(
 """Coupon batches, codes and redemptions, on PostgreSQL."""
 
 
-class CouponOps(Protocol):
-    """The part of the Storage interface this module implements."""
-
-    def create_coupon_batch(
-        self, request: BatchRequest, actor: str, now: datetime
-    ) -> dict[str, Any]: ...
-
-    def coupon_batch(self, batch_id: str) -> dict[str, Any] | None: ...
-
-    def coupon_export_page(
-        self, batch_id: str, after: str, limit: int
-    ) -> list[tuple[str, str, str, str]]: ...
-
-    def issue_coupons(
-        self, batch_id: str, request: IssueRequest, actor: str, now: datetime
-    ) -> dict[str, Any]: ...
-
-    def coupon(self, code: str) -> dict[str, Any] | None: ...
-
-    def coupon_double_redemptions(self, limit: int = MAX_DOUBLE_REPORT) -> list[dict[str, Any]]: ...
-
-
 def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
 
-class CouponStore(SqlHooks):
-    """Mixin of SqlStorage."""
+class CouponRepository:
+    """Coupon batches, their codes and redemptions, over the shared Database."""
 
-    def _require_promotion(self, promotion_id: str) -> None:
+    def __init__(self, db: Database, *, audit: AuditLog, versions: MasterVersions) -> None:
+        self.db = db
+        self.audit = audit
+        self.versions = versions
+
+    def require_promotion(self, promotion_id: str) -> None:
         """A batch belongs to a published or drafted promotion; 404 naming the field if not."""
-        known = self._execute(
+        known = self.db.execute(
             "SELECT 1 FROM promotions WHERE promotion_id = ? "
             "UNION ALL SELECT 1 FROM promotion_drafts WHERE promotion_id = ?",
             (promotion_id, promotion_id),
@@ -130,9 +116,9 @@ class CouponStore(SqlHooks):
                 "body.promotion_id", f"unknown promotion {promotion_id!r}; create it first"
             )
 
-    def _insert_batch(self, batch_id: str, request: BatchRequest, actor: str, at: Any) -> None:
+    def insert_batch(self, batch_id: str, request: BatchRequest, actor: str, at: Any) -> None:
         """The batch's row; its codes follow (issuable once this row is committed)."""
-        self._execute(
+        self.db.execute(
             "INSERT INTO coupon_batches (batch_id, promotion_id, name, prefix, count, "
             "single_use, signed, valid_from, valid_to, created_by, at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -151,11 +137,6 @@ class CouponStore(SqlHooks):
             ),
         )
 
-    def _bulk_insert(
-        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
-    ) -> None:
-        raise NotImplementedError
-
     # -- batches -------------------------------------------------------------------------------
 
     def create_coupon_batch(
@@ -163,31 +144,31 @@ class CouponStore(SqlHooks):
     ) -> dict[str, Any]:
         """Generate ``request.count`` new unique codes as one batch; its view."""
         batch_id = f"cb-{uuid.uuid4().hex[:16]}"
-        at = self._ts(now)
-        with self._guard("create coupon batch"), self._transaction():
-            self._require_promotion(request.promotion_id)
-            generate = self._code_maker(request)
-            self._insert_batch(batch_id, request, actor, at)
+        at = self.db.ts(now)
+        with self.db.guard("create coupon batch"), self.db.transaction():
+            self.require_promotion(request.promotion_id)
+            generate = self.code_maker(request)
+            self.insert_batch(batch_id, request, actor, at)
             # Sorted, the codes go into the indexes in order: random order costs a page
             # write per code once the index outgrows the cache (41 s instead of ~8 s for 1M).
             codes = sorted(generate(request.count))
             made = 0
             for start in range(0, len(codes), GENERATE_CHUNK):
-                made += self._insert_codes(batch_id, codes[start : start + GENERATE_CHUNK])
+                made += self.insert_codes(batch_id, codes[start : start + GENERATE_CHUNK])
             del codes
             while made < request.count:  # a clash with an older batch's code: draw again
-                made += self._insert_codes(batch_id, generate(request.count - made))
-            view = self._batch_view(batch_id)
+                made += self.insert_codes(batch_id, generate(request.count - made))
+            view = self.batch_view(batch_id)
             assert view is not None
             after = {k: v for k, v in view.items() if k != "counts"}
-            self._audit("coupon_batch", batch_id, "create", None, after, actor, at)
+            self.audit.record("coupon_batch", batch_id, "create", None, after, actor, at)
         return view
 
-    def _code_maker(self, request: BatchRequest) -> Callable[[int], list[str]]:
+    def code_maker(self, request: BatchRequest) -> Callable[[int], list[str]]:
         """How this batch's codes are made: random, or signed with the chain's coupon_key."""
         if not request.signed:
             return lambda count: generate_codes(request.prefix, count)
-        row = self._execute("SELECT value FROM settings WHERE name = 'coupon_key'").fetchone()
+        row = self.db.execute("SELECT value FROM settings WHERE name = 'coupon_key'").fetchone()
         if row is None or not row[0]:
             raise Conflict(
                 "body.signed",
@@ -196,39 +177,40 @@ class CouponStore(SqlHooks):
         key = str(row[0])
         return lambda count: generate_signed_codes(key, request.prefix, count, request.valid_to)
 
-    def _insert_codes(self, batch_id: str, codes: list[str]) -> int:
+    def insert_codes(self, batch_id: str, codes: list[str]) -> int:
         """Insert the codes not already held by any batch; how many were new."""
-        if self.dialect.bulk_staging:
-            self._execute(
+        if self.db.dialect.bulk_staging:
+            self.db.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS coupon_staging (code TEXT) ON COMMIT DELETE ROWS"
             )
-            self._bulk_insert("coupon_staging", ("code",), [(c,) for c in codes])
-            cursor = self._execute(
+            self.db.bulk_insert("coupon_staging", ("code",), [(c,) for c in codes])
+            cursor = self.db.execute(
                 "INSERT INTO coupons (code, batch_id, status) "
                 "SELECT code, ?, 'issued' FROM coupon_staging ORDER BY code "
                 "ON CONFLICT DO NOTHING",
                 (batch_id,),
             )
-            self._execute("DELETE FROM coupon_staging")
+            self.db.execute("DELETE FROM coupon_staging")
             return int(cursor.rowcount)
-        return self.dialect.count_inserted(
-            self._execute,
-            lambda: self._executemany(
+        return self.db.dialect.count_inserted(
+            self.db.execute,
+            lambda: self.db.executemany(
                 "INSERT INTO coupons (code, batch_id, status) VALUES (?, ?, 'issued') "
                 "ON CONFLICT DO NOTHING",
                 [(c, batch_id) for c in codes],
             ),
         )
 
-    def _batch_view(self, batch_id: str) -> dict[str, Any] | None:
-        row = self._execute(
+    def batch_view(self, batch_id: str) -> dict[str, Any] | None:
+        """A batch with its code counts, in the caller's transaction; None if unknown."""
+        row = self.db.execute(
             "SELECT batch_id, promotion_id, name, prefix, count, single_use, valid_from, "
             "valid_to, created_by, at, signed FROM coupon_batches WHERE batch_id = ?",
             (batch_id,),
         ).fetchone()
         if row is None:
             return None
-        counts = self._execute(
+        counts = self.db.execute(
             "SELECT COUNT(*), COUNT(customer_id), "
             "COALESCE(SUM(CASE WHEN status = 'redeemed' THEN 1 ELSE 0 END), 0), "
             "COALESCE(SUM(CASE WHEN status = 'void' THEN 1 ELSE 0 END), 0), "
@@ -247,7 +229,7 @@ class CouponStore(SqlHooks):
             "valid_from": row[6],
             "valid_to": row[7],
             "created_by": row[8],
-            "at": self._dt(row[9]).isoformat(),
+            "at": self.db.dt(row[9]).isoformat(),
             "counts": {
                 "codes": int(counts[0]),
                 "assigned": int(counts[1]),
@@ -260,15 +242,15 @@ class CouponStore(SqlHooks):
 
     def coupon_batch(self, batch_id: str) -> dict[str, Any] | None:
         """A batch with its code counts; None if unknown."""
-        with self._guard("read coupon batch"), self._snapshot():
-            return self._batch_view(batch_id)
+        with self.db.guard("read coupon batch"), self.db.snapshot():
+            return self.batch_view(batch_id)
 
     def coupon_export_page(
         self, batch_id: str, after: str, limit: int
     ) -> list[tuple[str, str, str, str]]:
         """(code, customer_id, a card of the customer, status) after ``after``, by code."""
-        with self._guard("export coupons"):
-            rows = self._execute(
+        with self.db.guard("export coupons"):
+            rows = self.db.execute(
                 "SELECT code, customer_id, status, "
                 "(SELECT MIN(card_no) FROM cards WHERE cards.customer_id = coupons.customer_id "
                 "AND cards.status = 'active') "
@@ -281,12 +263,12 @@ class CouponStore(SqlHooks):
 
     def _customers_of(self, request: IssueRequest) -> list[str]:
         if request.segment_id is not None:
-            known = self._execute(
+            known = self.db.execute(
                 "SELECT 1 FROM segments WHERE segment_id = ?", (request.segment_id,)
             ).fetchone()
             if known is None:
                 raise UnknownObject("body.segment_id", f"unknown segment {request.segment_id!r}")
-            rows = self._execute(
+            rows = self.db.execute(
                 "SELECT customer_id FROM segment_members WHERE segment_id = ? ORDER BY customer_id",
                 (request.segment_id,),
             ).fetchall()
@@ -295,7 +277,7 @@ class CouponStore(SqlHooks):
             owners: dict[str, str] = {}
             for part in _chunks(request.card_nos):
                 marks = ", ".join("?" for _ in part)
-                for card_no, customer_id in self._execute(
+                for card_no, customer_id in self.db.execute(
                     f"SELECT card_no, customer_id FROM cards WHERE card_no IN ({marks})", part
                 ).fetchall():
                     owners[card_no] = customer_id
@@ -311,7 +293,7 @@ class CouponStore(SqlHooks):
             marks = ", ".join("?" for _ in part)
             held.update(
                 r[0]
-                for r in self._execute(
+                for r in self.db.execute(
                     f"SELECT customer_id FROM customers WHERE customer_id IN ({marks})", part
                 ).fetchall()
             )
@@ -327,11 +309,11 @@ class CouponStore(SqlHooks):
         self, batch_id: str, request: IssueRequest, actor: str, now: datetime
     ) -> dict[str, Any]:
         """Give one free code of the batch to each customer who has none of it yet."""
-        at = self._ts(now)
-        with self._guard("issue coupons"), self._transaction():
+        at = self.db.ts(now)
+        with self.db.guard("issue coupons"), self.db.transaction():
             if (
-                self._execute(
-                    f"SELECT 1 FROM coupon_batches WHERE batch_id = ?{self._FOR_UPDATE}",
+                self.db.execute(
+                    f"SELECT 1 FROM coupon_batches WHERE batch_id = ?{self.db.dialect.for_update}",
                     (batch_id,),
                 ).fetchone()
                 is None
@@ -340,7 +322,7 @@ class CouponStore(SqlHooks):
             customers = self._customers_of(request)
             holding = {
                 r[0]
-                for r in self._execute(
+                for r in self.db.execute(
                     "SELECT DISTINCT customer_id FROM coupons "
                     "WHERE batch_id = ? AND customer_id IS NOT NULL",
                     (batch_id,),
@@ -349,7 +331,7 @@ class CouponStore(SqlHooks):
             wanted = [c for c in customers if c not in holding]
             free = [
                 r[0]
-                for r in self._execute(
+                for r in self.db.execute(
                     "SELECT code FROM coupons WHERE batch_id = ? AND customer_id IS NULL "
                     "AND status = 'issued' ORDER BY code LIMIT ?",
                     (batch_id, len(wanted)),
@@ -363,15 +345,15 @@ class CouponStore(SqlHooks):
                 )
             pairs = list(zip(wanted, free, strict=True))
             if pairs:
-                self._executemany(
+                self.db.executemany(
                     "UPDATE coupons SET customer_id = ?, issued_at = ? WHERE code = ?",
                     [(customer, at, code) for customer, code in pairs],
                 )
                 # Card rows carry the coupons issued to their customer (feed.py).
-                version = self._bump_master()
+                version = self.versions.bump()
                 for part in _chunks(wanted):
                     marks = ", ".join("?" for _ in part)
-                    self._execute(
+                    self.db.execute(
                         f"UPDATE cards SET version = ? WHERE customer_id IN ({marks})",
                         (version, *part),
                     )
@@ -381,7 +363,7 @@ class CouponStore(SqlHooks):
                 "already_held": len(customers) - len(wanted),
                 "segment_id": request.segment_id,
             }
-            self._audit("coupon_batch", batch_id, "issue", None, summary, actor, at)
+            self.audit.record("coupon_batch", batch_id, "issue", None, summary, actor, at)
         return {
             **summary,
             "batch_id": batch_id,
@@ -393,8 +375,8 @@ class CouponStore(SqlHooks):
     def coupon(self, code: str) -> dict[str, Any] | None:
         """One code's batch, holder, validity and redemptions; None if no batch holds it."""
         normal = normalise_code(code)
-        with self._guard("read coupon"), self._snapshot():
-            row = self._execute(
+        with self.db.guard("read coupon"), self.db.snapshot():
+            row = self.db.execute(
                 "SELECT c.code, c.batch_id, b.promotion_id, c.customer_id, c.status, "
                 "b.single_use, b.valid_from, b.valid_to, c.redemptions, c.redeemed_sale_id, "
                 "c.redeemed_at, c.store_id FROM coupons c "
@@ -415,7 +397,7 @@ class CouponStore(SqlHooks):
             "valid_to": row[7],
             "redemptions": int(row[8]),
             "redeemed_sale_id": row[9],
-            "redeemed_at": None if row[10] is None else self._dt(row[10]).isoformat(),
+            "redeemed_at": None if row[10] is None else self.db.dt(row[10]).isoformat(),
             "store_id": row[11],
             "redeemed_by": redemptions,
         }
@@ -424,20 +406,20 @@ class CouponStore(SqlHooks):
         out: dict[str, list[dict[str, Any]]] = {}
         for part in _chunks(codes):
             marks = ", ".join("?" for _ in part)
-            for code, sale_id, store_id, at in self._execute(
+            for code, sale_id, store_id, at in self.db.execute(
                 "SELECT code, sale_id, store_id, at FROM coupon_redemptions "
                 f"WHERE code IN ({marks}) ORDER BY code, at, sale_id",
                 part,
             ).fetchall():
                 out.setdefault(code, []).append(
-                    {"sale_id": sale_id, "store_id": store_id, "at": self._dt(at).isoformat()}
+                    {"sale_id": sale_id, "store_id": store_id, "at": self.db.dt(at).isoformat()}
                 )
         return out
 
     def coupon_double_redemptions(self, limit: int = MAX_DOUBLE_REPORT) -> list[dict[str, Any]]:
         """Single-use codes redeemed by more than one sale, with every redemption."""
-        with self._guard("read double redemptions"), self._snapshot():
-            rows = self._execute(
+        with self.db.guard("read double redemptions"), self.db.snapshot():
+            rows = self.db.execute(
                 "SELECT c.code, c.batch_id, b.promotion_id, c.customer_id, c.redemptions "
                 "FROM coupons c JOIN coupon_batches b ON b.batch_id = c.batch_id "
                 "WHERE c.redemptions > 1 AND b.single_use = 1 ORDER BY c.code LIMIT ?",
@@ -473,9 +455,9 @@ class CouponStore(SqlHooks):
             marks = ", ".join("?" for _ in part)
             known.update(
                 (r[0], r[1])
-                for r in self._execute(
+                for r in self.db.execute(
                     "SELECT code, customer_id FROM coupons "
-                    f"WHERE code IN ({marks}) ORDER BY code{self._FOR_UPDATE}",
+                    f"WHERE code IN ({marks}) ORDER BY code{self.db.dialect.for_update}",
                     part,
                 ).fetchall()
             )
@@ -483,8 +465,8 @@ class CouponStore(SqlHooks):
         for code, sale in uses:
             if code not in known:
                 continue  # a promo code or register-signed code: no batch to track
-            at = self._ts(sale.closed_at)
-            new = self._execute(
+            at = self.db.ts(sale.closed_at)
+            new = self.db.execute(
                 "INSERT INTO coupon_redemptions (code, sale_id, store_id, at) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING code",
                 (code, sale.sale_id, sale.store_id, at),
@@ -492,7 +474,7 @@ class CouponStore(SqlHooks):
             if new is None:
                 continue
             # The first redemption (by sale time) stays the coupon's; a later one only counts.
-            self._execute(
+            self.db.execute(
                 "UPDATE coupons SET redemptions = redemptions + 1, "
                 "status = CASE WHEN status = 'void' THEN status ELSE 'redeemed' END, "
                 "redeemed_sale_id = CASE WHEN redeemed_at IS NULL OR redeemed_at > ? "
@@ -506,14 +488,14 @@ class CouponStore(SqlHooks):
             holder = known[code]
             if holder is not None:
                 holders.add(holder)
-        if holders and self.dialect.single_writer:
+        if holders and self.db.dialect.single_writer:
             # Card rows carry their customer's coupons (feed.py). SQLite has one writer, so
             # ingest bumps like any master write; PostgreSQL ingest takes no global lock and
             # the feed finds redemptions by their transaction id (coupon_redemptions.feed_pos).
-            version = self._bump_master()
+            version = self.versions.bump()
             for part in _chunks(sorted(holders)):
                 marks = ", ".join("?" for _ in part)
-                self._execute(
+                self.db.execute(
                     f"UPDATE cards SET version = ? WHERE customer_id IN ({marks})",
                     (version, *part),
                 )

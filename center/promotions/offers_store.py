@@ -13,13 +13,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
+from center.access.audit import AuditLog
 from center.errors import Conflict, UnknownObject
+from center.feed.versions import MasterVersions
 from center.promotions.offers import OfferInput, format_percent
-from center.storage.hooks import Migration, SqlHooks
+from center.storage.database import Database
+from center.storage.hooks import Migration
 
-__all__ = ["POSTGRES_MIGRATION", "SQLITE_MIGRATION", "OfferOps", "OfferStore"]
+__all__ = ["POSTGRES_MIGRATION", "SQLITE_MIGRATION", "OfferRepository"]
 
 _AUDIT_PAGE = 500
 """Audit rows read per query when walking an offer history back in time."""
@@ -65,41 +68,13 @@ POSTGRES_MIGRATION = Migration(
 """Personal offers, on PostgreSQL."""
 
 
-class OfferOps(Protocol):
-    """The part of the Storage interface this module implements."""
+class OfferRepository:
+    """Personal offers per customer, now and as held at a past time."""
 
-    def personal_offers(self, customer_id: str) -> dict[str, Any] | None:
-        """`{"customer_id", "offers": [...]}` by offer_id; None for an unknown customer."""
-        ...
-
-    def personal_offers_at(
-        self, card_no: str, at: datetime, *, since: datetime | None = None
-    ) -> dict[str, Any] | None:
-        """The offers the card's customer held at any moment of [since, at] (since defaults to
-        at): `{"card_no", "customer_ids", "offers": [...]}`, each version of an offer once (an
-        offer whose percent changed in the window is listed twice); None for an unknown card.
-
-        Rebuilt from the current offers and the audit trail read newest-first; the customer is
-        the one the card belonged to then (a merge moves cards: both customers count when the
-        move fell in the window).
-        """
-        ...
-
-    def set_personal_offers(
-        self, customer_id: str, offers: Sequence[OfferInput], actor: str, now: datetime
-    ) -> dict[str, Any]:
-        """Replace the customer's offers; the view plus `changed` (False: nothing written)."""
-        ...
-
-    def delete_personal_offer(
-        self, customer_id: str, offer_id: str, actor: str, now: datetime
-    ) -> dict[str, Any]:
-        """Remove one offer (UnknownObject when the customer has no such offer); the view."""
-        ...
-
-
-class OfferStore(SqlHooks):
-    """Mixin of SqlStorage."""
+    def __init__(self, db: Database, *, audit: AuditLog, versions: MasterVersions) -> None:
+        self.db = db
+        self.audit = audit
+        self.versions = versions
 
     def _offer_rows(self, customer_id: str) -> list[dict[str, Any]]:
         return [
@@ -107,11 +82,11 @@ class OfferStore(SqlHooks):
                 "offer_id": r[0],
                 "product_id": r[1],
                 "percent": r[2],
-                "valid_from": None if r[3] is None else self._dt(r[3]).isoformat(),
-                "valid_to": None if r[4] is None else self._dt(r[4]).isoformat(),
+                "valid_from": None if r[3] is None else self.db.dt(r[3]).isoformat(),
+                "valid_to": None if r[4] is None else self.db.dt(r[4]).isoformat(),
                 "source": r[5],
             }
-            for r in self._execute(
+            for r in self.db.execute(
                 "SELECT offer_id, product_id, percent, valid_from, valid_to, source "
                 "FROM personal_offers WHERE customer_id = ? ORDER BY offer_id",
                 (customer_id,),
@@ -122,7 +97,7 @@ class OfferStore(SqlHooks):
         """An offer as _offer_rows reads it back (times through the backend's own format)."""
 
         def shown(value: datetime | None) -> str | None:
-            return None if value is None else self._dt(self._ts(value)).isoformat()
+            return None if value is None else self.db.dt(self.db.ts(value)).isoformat()
 
         return {
             "offer_id": offer.offer_id,
@@ -134,8 +109,9 @@ class OfferStore(SqlHooks):
         }
 
     def _offer_customer(self, customer_id: str) -> None:
-        row = self._execute(
-            f"SELECT status, merged_into FROM customers WHERE customer_id = ?{self._FOR_UPDATE}",
+        row = self.db.execute(
+            "SELECT status, merged_into FROM customers "
+            f"WHERE customer_id = ?{self.db.dialect.for_update}",
             (customer_id,),
         ).fetchone()
         if row is None:
@@ -148,12 +124,15 @@ class OfferStore(SqlHooks):
 
     def _touch_cards(self, customer_id: str) -> None:
         """Card rows carry the offers: give the customer's cards a new master version."""
-        version = self._bump_master()
-        self._execute("UPDATE cards SET version = ? WHERE customer_id = ?", (version, customer_id))
+        version = self.versions.bump()
+        self.db.execute(
+            "UPDATE cards SET version = ? WHERE customer_id = ?", (version, customer_id)
+        )
 
     def personal_offers(self, customer_id: str) -> dict[str, Any] | None:
-        with self._guard("read personal offers"), self._snapshot():
-            known = self._execute(
+        """`{"customer_id", "offers": [...]}` by offer_id; None for an unknown customer."""
+        with self.db.guard("read personal offers"), self.db.snapshot():
+            known = self.db.execute(
                 "SELECT 1 FROM customers WHERE customer_id = ?", (customer_id,)
             ).fetchone()
             if known is None:
@@ -170,14 +149,14 @@ class OfferStore(SqlHooks):
         """
         below: int | None = None
         while True:
-            rows = self._execute(
+            rows = self.db.execute(
                 "SELECT audit_id, at, before FROM audit WHERE kind = ? AND object_id = ? "
                 f"AND action = ?{'' if below is None else ' AND audit_id < ?'} "
                 f"ORDER BY audit_id DESC LIMIT {_AUDIT_PAGE}",
                 (kind, object_id, action, *(() if below is None else (below,))),
             ).fetchall()
             for r in rows:
-                at = self._dt(r[1])
+                at = self.db.dt(r[1])
                 if at <= since:
                     return
                 yield at, None if r[2] is None else json.loads(r[2])
@@ -214,9 +193,17 @@ class OfferStore(SqlHooks):
     def personal_offers_at(
         self, card_no: str, at: datetime, *, since: datetime | None = None
     ) -> dict[str, Any] | None:
+        """The offers the card's customer held at any moment of [since, at] (since defaults to
+        at): `{"card_no", "customer_ids", "offers": [...]}`, each version of an offer once (an
+        offer whose percent changed in the window is listed twice); None for an unknown card.
+
+        Rebuilt from the current offers and the audit trail read newest-first; the customer is
+        the one the card belonged to then (a merge moves cards: both customers count when the
+        move fell in the window).
+        """
         start = at if since is None else min(since, at)
-        with self._guard("read personal offers at a time"), self._snapshot():
-            row = self._execute(
+        with self.db.guard("read personal offers at a time"), self.db.snapshot():
+            row = self.db.execute(
                 "SELECT customer_id FROM cards WHERE card_no = ?", (card_no,)
             ).fetchone()
             if row is None:
@@ -237,15 +224,16 @@ class OfferStore(SqlHooks):
     def set_personal_offers(
         self, customer_id: str, offers: Sequence[OfferInput], actor: str, now: datetime
     ) -> dict[str, Any]:
-        at = self._ts(now)
-        with self._guard("set personal offers"), self._transaction():
+        """Replace the customer's offers; the view plus `changed` (False: nothing written)."""
+        at = self.db.ts(now)
+        with self.db.guard("set personal offers"), self.db.transaction():
             self._offer_customer(customer_id)
             products = sorted({o.product_id for o in offers})
             if products:
                 marks = ", ".join("?" for _ in products)
                 held = {
                     str(r[0])
-                    for r in self._execute(
+                    for r in self.db.execute(
                         f"SELECT product_id FROM products WHERE product_id IN ({marks})", products
                     ).fetchall()
                 }
@@ -260,9 +248,9 @@ class OfferStore(SqlHooks):
             after = sorted((self._offer_view(o) for o in offers), key=lambda o: o["offer_id"])
             if after == before:
                 return {"customer_id": customer_id, "offers": before, "changed": False}
-            self._execute("DELETE FROM personal_offers WHERE customer_id = ?", (customer_id,))
+            self.db.execute("DELETE FROM personal_offers WHERE customer_id = ?", (customer_id,))
             if offers:
-                self._executemany(
+                self.db.executemany(
                     "INSERT INTO personal_offers (customer_id, offer_id, product_id, percent, "
                     "valid_from, valid_to, source, updated_by, updated_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -272,8 +260,8 @@ class OfferStore(SqlHooks):
                             o.offer_id,
                             o.product_id,
                             format_percent(o.percent),
-                            self._ts(o.valid_from),
-                            self._ts(o.valid_to),
+                            self.db.ts(o.valid_from),
+                            self.db.ts(o.valid_to),
                             o.source,
                             actor,
                             at,
@@ -282,7 +270,7 @@ class OfferStore(SqlHooks):
                     ],
                 )
             self._touch_cards(customer_id)
-            self._audit(
+            self.audit.record(
                 "customer", customer_id, "offers", {"offers": before}, {"offers": after}, actor, at
             )
         return {"customer_id": customer_id, "offers": after, "changed": True}
@@ -290,20 +278,21 @@ class OfferStore(SqlHooks):
     def delete_personal_offer(
         self, customer_id: str, offer_id: str, actor: str, now: datetime
     ) -> dict[str, Any]:
-        at = self._ts(now)
-        with self._guard("delete personal offer"), self._transaction():
+        """Remove one offer (UnknownObject when the customer has no such offer); the view."""
+        at = self.db.ts(now)
+        with self.db.guard("delete personal offer"), self.db.transaction():
             self._offer_customer(customer_id)
             before = self._offer_rows(customer_id)
             gone = [o for o in before if o["offer_id"] == offer_id]
             if not gone:
                 raise UnknownObject("offer_id", f"customer {customer_id} has no offer {offer_id!r}")
-            self._execute(
+            self.db.execute(
                 "DELETE FROM personal_offers WHERE customer_id = ? AND offer_id = ?",
                 (customer_id, offer_id),
             )
             self._touch_cards(customer_id)
             after = [o for o in before if o["offer_id"] != offer_id]
-            self._audit(
+            self.audit.record(
                 "customer",
                 customer_id,
                 "offers",

@@ -13,13 +13,16 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
+from center.access.audit import AuditLog
 from center.errors import Conflict, InvalidRequest, UnknownObject
+from center.feed.versions import MasterVersions
 from center.promotions.segments import MembersInput, Rule, SegmentInput, parse_rule
-from center.storage.hooks import Migration, SqlHooks
+from center.storage.database import Database
+from center.storage.hooks import Migration
 
-__all__ = ["POSTGRES_MIGRATION", "SQLITE_MIGRATION", "SegmentOps", "SegmentStore"]
+__all__ = ["POSTGRES_MIGRATION", "SQLITE_MIGRATION", "SegmentRepository"]
 
 MAX_HISTORY = 1000
 MAX_MEMBERS_PAGE = 100_000
@@ -65,28 +68,6 @@ POSTGRES_MIGRATION = Migration(
 """Customer segments, on PostgreSQL."""
 
 
-class SegmentOps(Protocol):
-    """The part of the Storage interface this module implements."""
-
-    def create_segment(self, data: SegmentInput, actor: str, now: datetime) -> dict[str, Any]: ...
-
-    def list_segments(self) -> list[dict[str, Any]]: ...
-
-    def segment(self, segment_id: str, *, history: int = 100) -> dict[str, Any] | None: ...
-
-    def set_segment_members(
-        self, segment_id: str, data: MembersInput, actor: str, now: datetime
-    ) -> dict[str, Any]: ...
-
-    def recalculate_segment(self, segment_id: str, actor: str, now: datetime) -> dict[str, Any]: ...
-
-    def recalculate_segments(self, actor: str, now: datetime) -> list[dict[str, Any]]: ...
-
-    def segment_members(self, segment_id: str, *, limit: int = 1000) -> list[str] | None: ...
-
-    def customer_segments(self, customer_ids: Iterable[str]) -> dict[str, list[str]]: ...
-
-
 def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -96,16 +77,21 @@ def _marks(values: Sequence[Any]) -> str:
     return ", ".join("?" for _ in values)
 
 
-class SegmentStore(SqlHooks):
-    """Mixin of SqlStorage."""
+class SegmentRepository:
+    """Customer segments, their members and their recalculation."""
+
+    def __init__(self, db: Database, *, audit: AuditLog, versions: MasterVersions) -> None:
+        self.db = db
+        self.audit = audit
+        self.versions = versions
 
     # -- membership SQL ------------------------------------------------------------------------
 
     def _attribute_sql(self) -> str:
-        return self.dialect.json_text("attributes")
+        return self.db.dialect.json_text("attributes")
 
     def _attribute_key(self, name: str) -> str:
-        return self.dialect.json_key(name)
+        return self.db.dialect.json_key(name)
 
     def membership_query(self, rule: Rule, now: datetime) -> tuple[str, list[Any]]:
         """The statement selecting the customer_ids matching ``rule`` at ``now``."""
@@ -114,7 +100,7 @@ class SegmentStore(SqlHooks):
         buyers = "SELECT c.customer_id FROM sales s JOIN cards c ON c.card_no = s.card_no"
 
         def since(days: int) -> Any:
-            return self._ts(now - timedelta(days=days))
+            return self.db.ts(now - timedelta(days=days))
 
         if rule.attributes:
             where = []
@@ -163,9 +149,10 @@ class SegmentStore(SqlHooks):
     # -- helpers -------------------------------------------------------------------------------
 
     def _segment_row(self, segment_id: str, *, lock: bool = False) -> dict[str, Any] | None:
-        row = self._execute(
+        row = self.db.execute(
             "SELECT segment_id, name, kind, rule, members, created_by, created_at, updated_at, "
-            f"recalculated_at FROM segments WHERE segment_id = ?{self._FOR_UPDATE if lock else ''}",
+            "recalculated_at FROM segments "
+            f"WHERE segment_id = ?{self.db.dialect.for_update if lock else ''}",
             (segment_id,),
         ).fetchone()
         if row is None:
@@ -177,9 +164,9 @@ class SegmentStore(SqlHooks):
             "rule": None if row[3] is None else json.loads(row[3]),
             "members": int(row[4]),
             "created_by": row[5],
-            "created_at": self._dt(row[6]).isoformat(),
-            "updated_at": self._dt(row[7]).isoformat(),
-            "recalculated_at": None if row[8] is None else self._dt(row[8]).isoformat(),
+            "created_at": self.db.dt(row[6]).isoformat(),
+            "updated_at": self.db.dt(row[7]).isoformat(),
+            "recalculated_at": None if row[8] is None else self.db.dt(row[8]).isoformat(),
         }
 
     def _existing_segment(self, segment_id: str) -> dict[str, Any]:
@@ -194,7 +181,7 @@ class SegmentStore(SqlHooks):
         for part in _chunks(customer_ids):
             found.update(
                 r[0]
-                for r in self._execute(
+                for r in self.db.execute(
                     f"SELECT customer_id FROM customers WHERE customer_id IN ({_marks(part)})",
                     part,
                 ).fetchall()
@@ -207,7 +194,7 @@ class SegmentStore(SqlHooks):
             )
         owners: dict[str, str] = {}
         for part in _chunks(card_nos):
-            for card_no, customer_id in self._execute(
+            for card_no, customer_id in self.db.execute(
                 f"SELECT card_no, customer_id FROM cards WHERE card_no IN ({_marks(part)})", part
             ).fetchall():
                 owners[card_no] = customer_id
@@ -226,44 +213,44 @@ class SegmentStore(SqlHooks):
         segment_id = segment["segment_id"]
         old = {
             r[0]
-            for r in self._execute(
+            for r in self.db.execute(
                 "SELECT customer_id FROM segment_members WHERE segment_id = ?", (segment_id,)
             ).fetchall()
         }
         added = sorted(members - old)
         removed = sorted(old - members)
         if removed:
-            self._executemany(
+            self.db.executemany(
                 "DELETE FROM segment_members WHERE segment_id = ? AND customer_id = ?",
                 [(segment_id, c) for c in removed],
             )
         if added:
-            self._executemany(
+            self.db.executemany(
                 "INSERT INTO segment_members (segment_id, customer_id) VALUES (?, ?)",
                 [(segment_id, c) for c in added],
             )
         if added or removed:
             # Card rows carry the segments: give the moved customers' cards the new version.
-            version = self._bump_master()
+            version = self.versions.bump()
             moved = added + removed
             for part in _chunks(moved):
-                self._execute(
+                self.db.execute(
                     f"UPDATE cards SET version = ? WHERE customer_id IN ({_marks(part)})",
                     (version, *part),
                 )
         recalculated = at if segment["kind"] == "dynamic" else None
-        self._execute(
+        self.db.execute(
             "UPDATE segments SET members = ?, updated_at = ?, "
             "recalculated_at = COALESCE(?, recalculated_at) WHERE segment_id = ?",
             (len(members), at, recalculated, segment_id),
         )
-        self._execute(
+        self.db.execute(
             "INSERT INTO segment_counts (segment_id, at, members) VALUES (?, ?, ?) "
             "ON CONFLICT (segment_id, at) DO UPDATE SET members = excluded.members",
             (segment_id, at, len(members)),
         )
         summary = {"members": len(members), "added": len(added), "removed": len(removed)}
-        self._audit(
+        self.audit.record(
             "segment",
             segment_id,
             action,
@@ -278,10 +265,10 @@ class SegmentStore(SqlHooks):
 
     def create_segment(self, data: SegmentInput, actor: str, now: datetime) -> dict[str, Any]:
         """Create a segment with its first members (the upload, or the rule evaluated now)."""
-        at = self._ts(now)
+        at = self.db.ts(now)
         segment_id = data.segment_id or f"seg-{uuid.uuid4().hex[:12]}"
         rule = None if data.rule is None else json.dumps(data.rule.to_doc(), sort_keys=True)
-        with self._guard("create segment"), self._transaction():
+        with self.db.guard("create segment"), self.db.transaction():
             if self._segment_row(segment_id) is not None:
                 raise Conflict("body.segment_id", f"segment {segment_id!r} already exists")
             members = (
@@ -289,14 +276,14 @@ class SegmentStore(SqlHooks):
                 if data.rule is not None
                 else self._resolve_customers(data.customer_ids, data.card_nos)
             )
-            self._execute(
+            self.db.execute(
                 "INSERT INTO segments (segment_id, name, kind, rule, members, created_by, "
                 "created_at, updated_at) VALUES (?, ?, ?, ?, 0, ?, ?, ?)",
                 (segment_id, data.name, data.kind, rule, actor, at, at),
             )
             segment = self._segment_row(segment_id)
             assert segment is not None
-            self._audit("segment", segment_id, "create", None, segment, actor, at)
+            self.audit.record("segment", segment_id, "create", None, segment, actor, at)
             self._replace_members(segment, members, "members", actor, at)
             view = self._segment_row(segment_id)
         assert view is not None
@@ -304,30 +291,30 @@ class SegmentStore(SqlHooks):
 
     def _rule_members(self, rule: Rule, now: datetime) -> set[str]:
         sql, params = self.membership_query(rule, now)
-        return {r[0] for r in self._execute(sql, params).fetchall()}
+        return {r[0] for r in self.db.execute(sql, params).fetchall()}
 
     def list_segments(self) -> list[dict[str, Any]]:
         """Every segment, by id, with its current member count."""
-        with self._guard("read segments"):
+        with self.db.guard("read segments"):
             ids = [
-                r[0] for r in self._execute("SELECT segment_id FROM segments ORDER BY segment_id")
+                r[0] for r in self.db.execute("SELECT segment_id FROM segments ORDER BY segment_id")
             ]
             found = [self._segment_row(i) for i in ids]
         return [s for s in found if s is not None]
 
     def segment(self, segment_id: str, *, history: int = 100) -> dict[str, Any] | None:
         """One segment with its member counts over time (newest last); None if unknown."""
-        with self._guard("read segment"), self._snapshot():
+        with self.db.guard("read segment"), self.db.snapshot():
             found = self._segment_row(segment_id)
             if found is None:
                 return None
-            rows = self._execute(
+            rows = self.db.execute(
                 "SELECT at, members FROM segment_counts WHERE segment_id = ? "
                 "ORDER BY at DESC LIMIT ?",
                 (segment_id, min(history, MAX_HISTORY)),
             ).fetchall()
         found["history"] = [
-            {"at": self._dt(r[0]).isoformat(), "members": int(r[1])} for r in reversed(rows)
+            {"at": self.db.dt(r[0]).isoformat(), "members": int(r[1])} for r in reversed(rows)
         ]
         return found
 
@@ -335,8 +322,8 @@ class SegmentStore(SqlHooks):
         self, segment_id: str, data: MembersInput, actor: str, now: datetime
     ) -> dict[str, Any]:
         """Replace (or add to) the members of a static segment."""
-        at = self._ts(now)
-        with self._guard("set segment members"), self._transaction():
+        at = self.db.ts(now)
+        with self.db.guard("set segment members"), self.db.transaction():
             segment = self._existing_segment(segment_id)
             if segment["kind"] != "static":
                 raise Conflict(
@@ -347,7 +334,7 @@ class SegmentStore(SqlHooks):
             if data.mode == "add":
                 members |= {
                     r[0]
-                    for r in self._execute(
+                    for r in self.db.execute(
                         "SELECT customer_id FROM segment_members WHERE segment_id = ?",
                         (segment_id,),
                     ).fetchall()
@@ -356,11 +343,11 @@ class SegmentStore(SqlHooks):
 
     def recalculate_segment(self, segment_id: str, actor: str, now: datetime) -> dict[str, Any]:
         """Evaluate a dynamic segment's rule now and replace its members; the change counts."""
-        at = self._ts(now)
+        at = self.db.ts(now)
         started = time.monotonic()
         # Evaluated in a read snapshot: the write lock (which ingest waits for) is held only
         # while the members are replaced. A rule never changes, so the result stays valid.
-        with self._guard("recalculate segment"), self._snapshot():
+        with self.db.guard("recalculate segment"), self.db.snapshot():
             segment = self._segment_row(segment_id)
             if segment is None:
                 raise UnknownObject("segment_id", f"unknown segment {segment_id!r}")
@@ -369,17 +356,17 @@ class SegmentStore(SqlHooks):
                     "segment_id", f"segment {segment_id} is static: upload its members instead"
                 )
             members = self._rule_members(parse_rule(segment["rule"]), now)
-        with self._guard("recalculate segment"), self._transaction():
+        with self.db.guard("recalculate segment"), self.db.transaction():
             segment = self._existing_segment(segment_id)
             done = self._replace_members(segment, members, "recalculate", actor, at)
         return {**done, "seconds": round(time.monotonic() - started, 3)}
 
     def recalculate_segments(self, actor: str, now: datetime) -> list[dict[str, Any]]:
         """Recalculate every dynamic segment, each in its own transaction."""
-        with self._guard("list dynamic segments"):
+        with self.db.guard("list dynamic segments"):
             ids = [
                 r[0]
-                for r in self._execute(
+                for r in self.db.execute(
                     "SELECT segment_id FROM segments WHERE kind = 'dynamic' ORDER BY segment_id"
                 ).fetchall()
             ]
@@ -387,10 +374,10 @@ class SegmentStore(SqlHooks):
 
     def segment_members(self, segment_id: str, *, limit: int = 1000) -> list[str] | None:
         """Up to ``limit`` member customer ids, in order; None if the segment is unknown."""
-        with self._guard("read segment members"), self._snapshot():
+        with self.db.guard("read segment members"), self.db.snapshot():
             if self._segment_row(segment_id) is None:
                 return None
-            rows = self._execute(
+            rows = self.db.execute(
                 "SELECT customer_id FROM segment_members WHERE segment_id = ? "
                 "ORDER BY customer_id LIMIT ?",
                 (segment_id, min(limit, MAX_MEMBERS_PAGE)),
@@ -401,9 +388,9 @@ class SegmentStore(SqlHooks):
         """The segment ids of each given customer (customers in none are left out)."""
         wanted = sorted(set(customer_ids))
         out: dict[str, list[str]] = {}
-        with self._guard("read customer segments"):
+        with self.db.guard("read customer segments"):
             for part in _chunks(wanted):
-                for customer_id, segment_id in self._execute(
+                for customer_id, segment_id in self.db.execute(
                     "SELECT customer_id, segment_id FROM segment_members "
                     f"WHERE customer_id IN ({_marks(part)}) ORDER BY customer_id, segment_id",
                     part,

@@ -13,13 +13,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
+from center.access.audit import AuditLog
 from center.errors import Conflict, InvalidRequest, UnknownObject
+from center.feed.versions import MasterVersions
 from center.promotions.constructor import LIFECYCLE, diff_docs, published_doc, require_valid
-from center.storage.hooks import Migration, SqlHooks
+from center.storage.database import Database
+from center.storage.hooks import Migration
 
-__all__ = ["POSTGRES_MIGRATION", "SQLITE_MIGRATION", "PromotionOps", "PromotionStore"]
+__all__ = ["POSTGRES_MIGRATION", "SQLITE_MIGRATION", "PromotionRepository"]
 
 MAX_HISTORY = 1000
 _IMPORTED = "master-import"
@@ -65,61 +68,24 @@ POSTGRES_MIGRATION = Migration("m008_promotion_constructor", _migration("TIMESTA
 """The promotions constructor (drafts, revisions), on PostgreSQL."""
 
 
-class PromotionOps(Protocol):
-    """The part of the Storage interface this module implements."""
+class PromotionRepository:
+    """Constructor-managed promotions (drafts, revisions, history) and the live promotion sets."""
 
-    def create_promotion(
-        self, doc: Mapping[str, Any], actor: str, now: datetime
-    ) -> dict[str, Any]: ...
-
-    def update_promotion(
-        self, promotion_id: str, doc: Mapping[str, Any], actor: str, now: datetime
-    ) -> dict[str, Any]: ...
-
-    def get_promotion(self, promotion_id: str) -> dict[str, Any] | None: ...
-
-    def list_promotions(self, status: str | None = None) -> list[dict[str, Any]]: ...
-
-    def activate_promotion(self, promotion_id: str, actor: str, now: datetime) -> int: ...
-
-    def archive_promotion(self, promotion_id: str, actor: str, now: datetime) -> int: ...
-
-    def promotion_history(self, promotion_id: str) -> list[dict[str, Any]] | None: ...
-
-    def promotion_set(self, version: int) -> list[tuple[str, dict[str, Any]]]: ...
-
-    def has_promotion_revisions(self) -> bool: ...
-
-    def promotion_settings(self) -> dict[str, str]: ...
-
-    def promotion_sets_between(
-        self, date_from: datetime, date_to: datetime
-    ) -> dict[int, list[tuple[str, dict[str, Any]]]]: ...
-
-    def promotion_pricing_context(
-        self, product_ids: Iterable[str], store_id: str
-    ) -> dict[str, Any]: ...
-
-
-class PromotionStore(SqlHooks):
-    """Mixin of SqlStorage."""
+    def __init__(self, db: Database, *, audit: AuditLog, versions: MasterVersions) -> None:
+        self.db = db
+        self.audit = audit
+        self.versions = versions
 
     # -- helpers -------------------------------------------------------------------------------
 
     def _chain_settings(self) -> dict[str, str]:
-        rows = self._execute("SELECT name, value FROM settings ORDER BY name").fetchall()
+        rows = self.db.execute("SELECT name, value FROM settings ORDER BY name").fetchall()
         return {str(r[0]): str(r[1]) for r in rows}
 
-    def _current_master(self, *, lock: bool = False) -> int:
-        row = self._execute(
-            f"SELECT version FROM master_version WHERE id = 1{self._FOR_UPDATE if lock else ''}"
-        ).fetchone()
-        return int(row[0])
-
     def _draft_row(self, promotion_id: str, *, lock: bool = False) -> dict[str, Any] | None:
-        row = self._execute(
+        row = self.db.execute(
             "SELECT status, revision, live_revision FROM promotion_drafts "
-            f"WHERE promotion_id = ?{self._FOR_UPDATE if lock else ''}",
+            f"WHERE promotion_id = ?{self.db.dialect.for_update if lock else ''}",
             (promotion_id,),
         ).fetchone()
         if row is None:
@@ -139,7 +105,7 @@ class PromotionStore(SqlHooks):
     def _revision_doc(self, promotion_id: str, revision: int | None) -> dict[str, Any] | None:
         if revision is None:
             return None
-        row = self._execute(
+        row = self.db.execute(
             "SELECT doc FROM promotion_revisions WHERE promotion_id = ? AND revision = ?",
             (promotion_id, revision),
         ).fetchone()
@@ -155,7 +121,7 @@ class PromotionStore(SqlHooks):
         at: Any,
         published: int | None = None,
     ) -> None:
-        self._execute(
+        self.db.execute(
             "INSERT INTO promotion_revisions (promotion_id, revision, doc, status, author, at, "
             "published_version, archived_version) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
             (promotion_id, revision, _json(doc), status, actor, at, published),
@@ -163,7 +129,7 @@ class PromotionStore(SqlHooks):
 
     def _touch(self, promotion_id: str, actor: str, at: Any, **changes: Any) -> None:
         sets = ", ".join(f"{name} = ?" for name in changes)
-        self._execute(
+        self.db.execute(
             f"UPDATE promotion_drafts SET {sets}, updated_by = ?, updated_at = ? "
             "WHERE promotion_id = ?",
             (*changes.values(), actor, at, promotion_id),
@@ -182,10 +148,10 @@ class PromotionStore(SqlHooks):
         dataset) is taken over: its live row becomes a revision published at its version.
         """
         promotion_id = str(doc["promotion_id"])
-        at = self._ts(now)
-        with self._guard("create promotion"), self._transaction():
+        at = self.db.ts(now)
+        with self.db.guard("create promotion"), self.db.transaction():
             require_valid(doc, self._chain_settings())
-            row = self._execute(
+            row = self.db.execute(
                 "INSERT INTO promotion_drafts (promotion_id, status, revision, live_revision, "
                 "created_by, created_at, updated_by, updated_at) "
                 "VALUES (?, 'draft', 1, NULL, ?, ?, ?, ?) "
@@ -194,8 +160,9 @@ class PromotionStore(SqlHooks):
             ).fetchone()
             if row is None:
                 raise Conflict("promotion_id", f"promotion {promotion_id!r} already exists")
-            live = self._execute(
-                f"SELECT doc, version FROM promotions WHERE promotion_id = ?{self._FOR_UPDATE}",
+            live = self.db.execute(
+                "SELECT doc, version FROM promotions "
+                f"WHERE promotion_id = ?{self.db.dialect.for_update}",
                 (promotion_id,),
             ).fetchone()
             revision = 1
@@ -206,7 +173,7 @@ class PromotionStore(SqlHooks):
                 revision = 2
                 self._touch(promotion_id, actor, at, status="active", revision=2, live_revision=1)
             self._add_revision(promotion_id, revision, doc, "draft", actor, at)
-            self._audit(
+            self.audit.record(
                 "promotion",
                 promotion_id,
                 "create",
@@ -226,8 +193,8 @@ class PromotionStore(SqlHooks):
 
         An unchanged document saves nothing; an archived promotion is refused.
         """
-        at = self._ts(now)
-        with self._guard("update promotion"), self._transaction():
+        at = self.db.ts(now)
+        with self.db.guard("update promotion"), self.db.transaction():
             draft = self._existing_draft(promotion_id)
             if draft["status"] == "archived":
                 raise Conflict(
@@ -239,7 +206,7 @@ class PromotionStore(SqlHooks):
                 revision = draft["revision"] + 1
                 self._add_revision(promotion_id, revision, doc, "draft", actor, at)
                 self._touch(promotion_id, actor, at, revision=revision)
-                self._audit(
+                self.audit.record(
                     "promotion",
                     promotion_id,
                     "update",
@@ -255,8 +222,8 @@ class PromotionStore(SqlHooks):
     def activate_promotion(self, promotion_id: str, actor: str, now: datetime) -> int:
         """Publish the latest revision: validated by the engine, written to the master table
         with a new master version (returned); the revision it replaces is retired."""
-        at = self._ts(now)
-        with self._guard("activate promotion"), self._transaction():
+        at = self.db.ts(now)
+        with self.db.guard("activate promotion"), self.db.transaction():
             draft = self._existing_draft(promotion_id)
             if draft["status"] == "archived":
                 raise Conflict(
@@ -264,7 +231,7 @@ class PromotionStore(SqlHooks):
                 )
             revision, live = draft["revision"], draft["live_revision"]
             if live == revision:
-                row = self._execute(
+                row = self.db.execute(
                     "SELECT published_version FROM promotion_revisions "
                     "WHERE promotion_id = ? AND revision = ?",
                     (promotion_id, revision),
@@ -282,26 +249,26 @@ class PromotionStore(SqlHooks):
             before = self._state(revision, "draft", doc)
             if live is not None:
                 before = self._state(live, "active", self._revision_doc(promotion_id, live))
-            version = self._bump_master()
-            self._execute(
+            version = self.versions.bump()
+            self.db.execute(
                 "INSERT INTO promotions (promotion_id, doc, version) VALUES (?, ?, ?) "
                 "ON CONFLICT (promotion_id) DO UPDATE SET doc = excluded.doc, "
                 "version = excluded.version",
                 (promotion_id, _json(published_doc(doc)), version),
             )
             if live is not None:
-                self._execute(
+                self.db.execute(
                     "UPDATE promotion_revisions SET status = 'archived', archived_version = ? "
                     "WHERE promotion_id = ? AND revision = ?",
                     (version, promotion_id, live),
                 )
-            self._execute(
+            self.db.execute(
                 "UPDATE promotion_revisions SET status = 'active', published_version = ? "
                 "WHERE promotion_id = ? AND revision = ?",
                 (version, promotion_id, revision),
             )
             self._touch(promotion_id, actor, at, status="active", live_revision=revision)
-            self._audit(
+            self.audit.record(
                 "promotion",
                 promotion_id,
                 "activate",
@@ -315,37 +282,37 @@ class PromotionStore(SqlHooks):
     def archive_promotion(self, promotion_id: str, actor: str, now: datetime) -> int:
         """Withdraw a promotion: its master row is deleted with a new master version (returned);
         one never published changes no master data (the current version is returned)."""
-        at = self._ts(now)
-        with self._guard("archive promotion"), self._transaction():
+        at = self.db.ts(now)
+        with self.db.guard("archive promotion"), self.db.transaction():
             draft = self._existing_draft(promotion_id)
             if draft["status"] == "archived":
-                return self._current_master()
+                return self.versions.current()
             live = draft["live_revision"]
             before = self._revision_doc(
                 promotion_id, live if live is not None else draft["revision"]
             )
             if live is not None:
                 # The feed's delete trigger bumps the version and writes the stores' tombstone.
-                held = self._current_master(lock=True)
-                self._execute("DELETE FROM promotions WHERE promotion_id = ?", (promotion_id,))
-                version = self._current_master()
+                held = self.versions.lock()
+                self.db.execute("DELETE FROM promotions WHERE promotion_id = ?", (promotion_id,))
+                version = self.versions.current()
                 if version == held:
-                    version = self._bump_master()
-                self._execute(
+                    version = self.versions.bump()
+                self.db.execute(
                     "UPDATE promotion_revisions SET status = 'archived', archived_version = ? "
                     "WHERE promotion_id = ? AND revision = ?",
                     (version, promotion_id, live),
                 )
             else:
-                version = self._current_master()
-            self._execute(
+                version = self.versions.current()
+            self.db.execute(
                 "UPDATE promotion_revisions SET status = 'archived' "
                 "WHERE promotion_id = ? AND status = 'draft'",
                 (promotion_id,),
             )
             self._touch(promotion_id, actor, at, status="archived", live_revision=None)
             revision = live if live is not None else draft["revision"]
-            self._audit(
+            self.audit.record(
                 "promotion",
                 promotion_id,
                 "archive",
@@ -360,15 +327,15 @@ class PromotionStore(SqlHooks):
 
     def get_promotion(self, promotion_id: str) -> dict[str, Any] | None:
         """The promotion's state, its latest document and every revision (oldest first)."""
-        with self._guard("read promotion"), self._snapshot():
-            head = self._execute(
+        with self.db.guard("read promotion"), self.db.snapshot():
+            head = self.db.execute(
                 "SELECT status, revision, live_revision, created_by, created_at, updated_by, "
                 "updated_at FROM promotion_drafts WHERE promotion_id = ?",
                 (promotion_id,),
             ).fetchone()
             if head is None:
                 return None
-            rows = self._execute(
+            rows = self.db.execute(
                 "SELECT revision, doc, status, author, at, published_version, archived_version "
                 "FROM promotion_revisions WHERE promotion_id = ? ORDER BY revision",
                 (promotion_id,),
@@ -378,7 +345,7 @@ class PromotionStore(SqlHooks):
                 "revision": int(r[0]),
                 "status": r[2],
                 "author": r[3],
-                "at": self._dt(r[4]).isoformat(),
+                "at": self.db.dt(r[4]).isoformat(),
                 "published_version": None if r[5] is None else int(r[5]),
                 "archived_version": None if r[6] is None else int(r[6]),
                 "doc": json.loads(r[1]),
@@ -397,9 +364,9 @@ class PromotionStore(SqlHooks):
             ),
             "doc": latest["doc"],
             "created_by": head[3],
-            "created_at": self._dt(head[4]).isoformat(),
+            "created_at": self.db.dt(head[4]).isoformat(),
             "updated_by": head[5],
-            "updated_at": self._dt(head[6]).isoformat(),
+            "updated_at": self.db.dt(head[6]).isoformat(),
             "revisions": revisions,
         }
 
@@ -410,8 +377,8 @@ class PromotionStore(SqlHooks):
                 "status", f"expected one of {', '.join(LIFECYCLE)}, got {status!r:.80}"
             )
         where, params = ("WHERE d.status = ? ", (status,)) if status else ("", ())
-        with self._guard("list promotions"):
-            rows = self._execute(
+        with self.db.guard("list promotions"):
+            rows = self.db.execute(
                 "SELECT d.promotion_id, d.status, d.revision, d.live_revision, d.updated_by, "
                 "d.updated_at, r.doc FROM promotion_drafts d JOIN promotion_revisions r "
                 "ON r.promotion_id = d.promotion_id AND r.revision = d.revision "
@@ -430,7 +397,7 @@ class PromotionStore(SqlHooks):
                     "title": doc.get("title", ""),
                     "kind": doc.get("kind", ""),
                     "updated_by": r[4],
-                    "updated_at": self._dt(r[5]).isoformat(),
+                    "updated_at": self.db.dt(r[5]).isoformat(),
                 }
             )
         # Code-point order on both backends (PostgreSQL's collation may differ).
@@ -439,13 +406,13 @@ class PromotionStore(SqlHooks):
     def promotion_history(self, promotion_id: str) -> list[dict[str, Any]] | None:
         """Who changed what and when, oldest first: the audit rows with a field-level diff of
         the document (`status` included); None for an unknown promotion."""
-        with self._guard("read promotion history"), self._snapshot():
-            known = self._execute(
+        with self.db.guard("read promotion history"), self.db.snapshot():
+            known = self.db.execute(
                 "SELECT 1 FROM promotion_drafts WHERE promotion_id = ?", (promotion_id,)
             ).fetchone()
             if known is None:
                 return None
-            rows = self._execute(
+            rows = self.db.execute(
                 "SELECT audit_id, action, before, after, actor, at FROM audit "
                 "WHERE kind = 'promotion' AND object_id = ? ORDER BY audit_id LIMIT ?",
                 (promotion_id, MAX_HISTORY),
@@ -463,7 +430,7 @@ class PromotionStore(SqlHooks):
                     "audit_id": int(r[0]),
                     "action": r[1],
                     "actor": r[4],
-                    "at": self._dt(r[5]).isoformat(),
+                    "at": self.db.dt(r[5]).isoformat(),
                     "revision": None if after is None else after.get("revision"),
                     "master_version": None if after is None else after.get("master_version"),
                     "changes": diff_docs(old, new),
@@ -473,13 +440,13 @@ class PromotionStore(SqlHooks):
 
     def promotion_settings(self) -> dict[str, str]:
         """The chain settings the engine validates and prices with."""
-        with self._guard("read settings"):
+        with self.db.guard("read settings"):
             return self._chain_settings()
 
     def has_promotion_revisions(self) -> bool:
         """Whether any promotion was ever published through the constructor."""
-        with self._guard("read promotion revisions"):
-            row = self._execute(
+        with self.db.guard("read promotion revisions"):
+            row = self.db.execute(
                 "SELECT 1 FROM promotion_revisions WHERE published_version IS NOT NULL LIMIT 1"
             ).fetchone()
         return row is not None
@@ -490,14 +457,14 @@ class PromotionStore(SqlHooks):
         Managed promotions come from their revisions (published at or before `version`, not
         retired by then); unmanaged master rows count when last changed at or before it.
         """
-        with self._guard("read promotion set"), self._snapshot():
-            managed = self._execute(
+        with self.db.guard("read promotion set"), self.db.snapshot():
+            managed = self.db.execute(
                 "SELECT promotion_id, doc FROM promotion_revisions "
                 "WHERE published_version IS NOT NULL AND published_version <= ? "
                 "AND (archived_version IS NULL OR archived_version > ?)",
                 (version, version),
             ).fetchall()
-            unmanaged = self._execute(
+            unmanaged = self.db.execute(
                 "SELECT p.promotion_id, p.doc FROM promotions p WHERE p.version <= ? "
                 "AND NOT EXISTS (SELECT 1 FROM promotion_drafts d "
                 "WHERE d.promotion_id = p.promotion_id)",
@@ -517,13 +484,13 @@ class PromotionStore(SqlHooks):
         empty when nothing was ever published through the constructor (no history to use)."""
         if not self.has_promotion_revisions():
             return {}
-        with self._guard("read sale promotion versions"):
+        with self.db.guard("read sale promotion versions"):
             versions = [
                 int(r[0])
-                for r in self._execute(
+                for r in self.db.execute(
                     "SELECT DISTINCT promo_version FROM sales WHERE closed_at >= ? "
                     "AND closed_at < ?",
-                    (self._ts(date_from), self._ts(date_to)),
+                    (self.db.ts(date_from), self.db.ts(date_to)),
                 ).fetchall()
             ]
         return {version: self.promotion_set(version) for version in sorted(versions)}
@@ -534,12 +501,12 @@ class PromotionStore(SqlHooks):
         """What a preview prices with: product attributes, the store's format, the chain
         settings, the live promotions and the master version, read at one moment."""
         wanted = sorted(set(product_ids))
-        with self._guard("read pricing context"), self._snapshot():
+        with self.db.guard("read pricing context"), self.db.snapshot():
             products: dict[str, dict[str, str]] = {}
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start : start + 500]
                 marks = ", ".join("?" for _ in chunk)
-                for r in self._execute(
+                for r in self.db.execute(
                     "SELECT product_id, department, category, brand, product_type FROM products "
                     f"WHERE product_id IN ({marks})",
                     chunk,
@@ -550,15 +517,15 @@ class PromotionStore(SqlHooks):
                         "brand": r[3] or "",
                         "type": r[4] or "",
                     }
-            store = self._execute(
+            store = self.db.execute(
                 "SELECT format FROM stores WHERE store_id = ?", (store_id,)
             ).fetchone()
             settings = self._chain_settings()
             live = sorted(
                 (str(r[0]), json.loads(r[1]))
-                for r in self._execute("SELECT promotion_id, doc FROM promotions").fetchall()
+                for r in self.db.execute("SELECT promotion_id, doc FROM promotions").fetchall()
             )
-            version = self._current_master()
+            version = self.versions.current()
         return {
             "products": products,
             "store_format": "" if store is None else str(store[0] or ""),

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from center.errors import MalformedRequest, StorageError, UnknownObject
 from center.reporting import reports
-from center.storage.hooks import SqlHooks
+from center.storage.database import Database
 from sync_protocol import decode_sale
 
 if TYPE_CHECKING:
@@ -48,10 +48,12 @@ __all__ = [
 ]
 
 
-def _sql(storage: object) -> SqlHooks:
-    if not isinstance(storage, SqlHooks):
-        raise StorageError(f"reports need an SQL storage, got {type(storage).__name__}")
-    return storage
+def _sql(storage: Any) -> Database:
+    """The Database the reports read (they never write)."""
+    db = getattr(storage, "db", None)
+    if not isinstance(db, Database):
+        raise StorageError(f"reports need a SQL storage, got {type(storage).__name__}")
+    return db
 
 
 _ZONE_NAME = re.compile(r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$")
@@ -98,7 +100,7 @@ def offset_spans(
     return spans
 
 
-def _day(db: SqlHooks, column: str, zone: str, start: datetime, end: datetime) -> str:
+def _day(db: Database, column: str, zone: str, start: datetime, end: datetime) -> str:
     """SQL of the zone's calendar day (YYYY-MM-DD) of a timestamp column in [start, end)."""
     if db.dialect.zone_functions:
         zone_of(zone)  # a checked name: safe to quote as a literal
@@ -111,7 +113,7 @@ def _day(db: SqlHooks, column: str, zone: str, start: datetime, end: datetime) -
         return f"substr(datetime({column}, '{seconds:+d} seconds'), 1, 10)"
 
     cases = " ".join(
-        f"WHEN {column} < '{db._ts(spans[i + 1][0])}' THEN {shifted(seconds)}"
+        f"WHEN {column} < '{db.ts(spans[i + 1][0])}' THEN {shifted(seconds)}"
         for i, (_, seconds) in enumerate(spans[:-1])
     )
     last = shifted(spans[-1][1])
@@ -138,10 +140,10 @@ _FIGURES = ", ".join(
 
 
 def _period_where(
-    db: SqlHooks, start: datetime, end: datetime, store_id: str | None
+    db: Database, start: datetime, end: datetime, store_id: str | None
 ) -> tuple[str, list[Any]]:
     where = "s.closed_at >= ? AND s.closed_at < ?"
-    params: list[Any] = [db._ts(start), db._ts(end)]
+    params: list[Any] = [db.ts(start), db.ts(end)]
     if store_id is not None:
         where += " AND s.store_id = ?"
         params.append(store_id)
@@ -160,8 +162,8 @@ def sales_daily(
     db = _sql(storage)
     where, params = _period_where(db, start, end, store_id)
     day = _day(db, "s.closed_at", zone, start, end)
-    with db._guard("report sales per day"), db._snapshot():
-        rows = db._execute(
+    with db.guard("report sales per day"), db.snapshot():
+        rows = db.execute(
             f"SELECT {day}, {_FIGURES} FROM sales s "
             f"LEFT JOIN returns r ON r.return_id = s.sale_id WHERE {where} "
             "GROUP BY 1 ORDER BY 1",
@@ -176,8 +178,8 @@ def sales_by_store(
     """(store_id, name, receipts, revenue, discount, card receipts, returns, refund) per store."""
     db = _sql(storage)
     where, params = _period_where(db, start, end, store_id)
-    with db._guard("report sales per store"), db._snapshot():
-        rows = db._execute(
+    with db.guard("report sales per store"), db.snapshot():
+        rows = db.execute(
             f"SELECT s.store_id, MAX(st.name), {_FIGURES} FROM sales s "
             "LEFT JOIN returns r ON r.return_id = s.sale_id "
             f"LEFT JOIN stores st ON st.store_id = s.store_id WHERE {where} "
@@ -194,20 +196,20 @@ def ledger_daily(
     journal, days of `zone`, in one snapshot."""
     db = _sql(storage)
     day = _day(db, "created_at", zone, start, end)
-    with db._guard("report ledger per day"), db._snapshot():
-        opening = db._execute(
+    with db.guard("report ledger per day"), db.snapshot():
+        opening = db.execute(
             f"SELECT {_sum('amount')} FROM ledger WHERE wallet = ? AND created_at < ?",
-            (wallet, db._ts(start)),
+            (wallet, db.ts(start)),
         ).fetchone()
-        rows = db._execute(
+        rows = db.execute(
             f"SELECT {day}, kind, {_sum('amount')} FROM ledger "
             "WHERE wallet = ? AND created_at >= ? AND created_at < ? GROUP BY 1, 2 ORDER BY 1, 2",
-            (wallet, db._ts(start), db._ts(end)),
+            (wallet, db.ts(start), db.ts(end)),
         ).fetchall()
-        rules = db._execute(
+        rules = db.execute(
             f"SELECT rule_id, {_sum('amount')} FROM ledger WHERE wallet = ? AND kind = 'accrue' "
             "AND created_at >= ? AND created_at < ? GROUP BY rule_id ORDER BY 2 DESC, 1",
-            (wallet, db._ts(start), db._ts(end)),
+            (wallet, db.ts(start), db.ts(end)),
         ).fetchall()
     return int(opening[0]), [tuple(r) for r in rows], [tuple(r) for r in rules]
 
@@ -226,8 +228,8 @@ def categories(
     sale = f"CASE WHEN {_SALE} THEN 1 ELSE 0 END"
     # Per (receipt, category) first: counting receipts is then a plain SUM, where
     # COUNT(DISTINCT sale_id) per category costs SQLite twice the time on a year of lines.
-    with db._guard("report categories"), db._snapshot():
-        rows = db._execute(
+    with db.guard("report categories"), db.snapshot():
+        rows = db.execute(
             "SELECT cat, "
             + ", ".join(_sum(c) for c in ("net", "disc", "is_sale", "n"))
             + " FROM (SELECT "
@@ -251,19 +253,19 @@ def segment_counts(
     and [(segment_id, name, day of `zone`, members)] recorded in the period, in time order."""
     db = _sql(storage)
     day = _day(db, "c.at", zone, start, end)
-    with db._guard("report segment counts"), db._snapshot():
-        opening = db._execute(
+    with db.guard("report segment counts"), db.snapshot():
+        opening = db.execute(
             "SELECT c.segment_id, g.name, c.members FROM segment_counts c "
             "LEFT JOIN segments g ON g.segment_id = c.segment_id "
             "WHERE c.at = (SELECT MAX(c2.at) FROM segment_counts c2 "
             "WHERE c2.segment_id = c.segment_id AND c2.at < ?) ORDER BY c.segment_id",
-            (db._ts(start),),
+            (db.ts(start),),
         ).fetchall()
-        rows = db._execute(
+        rows = db.execute(
             f"SELECT c.segment_id, g.name, {day}, c.members FROM segment_counts c "
             "LEFT JOIN segments g ON g.segment_id = c.segment_id "
             "WHERE c.at >= ? AND c.at < ? ORDER BY c.at, c.segment_id",
-            (db._ts(start), db._ts(end)),
+            (db.ts(start), db.ts(end)),
         ).fetchall()
     return [tuple(r) for r in opening], [tuple(r) for r in rows]
 
@@ -290,9 +292,9 @@ def promotion_effect(
     day = _day(db, "s.closed_at", zone, start, end)
     ledger_day = _day(db, "created_at", zone, start, end)
     found = db.dialect.contains("s.payload")
-    period = (db._ts(start), db._ts(end))
-    with db._guard("report promotion effect"), db._snapshot():
-        known = db._execute(
+    period = (db.ts(start), db.ts(end))
+    with db.guard("report promotion effect"), db.snapshot():
+        known = db.execute(
             "SELECT 1 FROM promotions WHERE promotion_id = ? "
             "UNION ALL SELECT 1 FROM promotion_drafts WHERE promotion_id = ?",
             (promotion_id, promotion_id),
@@ -301,13 +303,13 @@ def promotion_effect(
             raise UnknownObject("promotion_id", f"unknown promotion {promotion_id!r}")
         accrued_from = {
             str(r[0])
-            for r in db._execute(
+            for r in db.execute(
                 "SELECT DISTINCT source FROM ledger WHERE rule_id = ? AND kind = 'accrue' "
                 "AND created_at >= ? AND created_at < ?",
                 (promotion_id, *period),
             ).fetchall()
         }
-        candidates = db._execute(
+        candidates = db.execute(
             f"SELECT s.sale_id, s.store_id, {day}, s.total_minor, "
             f"CASE WHEN {found} THEN s.payload END FROM sales s "
             f"LEFT JOIN returns r ON r.return_id = s.sale_id "
@@ -345,7 +347,7 @@ def promotion_effect(
             marks = ", ".join("?" * len(stores))
             all_rows = [
                 tuple(r)
-                for r in db._execute(
+                for r in db.execute(
                     f"SELECT {day}, {_sum('1')}, {_sum('s.total_minor')} FROM sales s "
                     "LEFT JOIN returns r ON r.return_id = s.sale_id "
                     f"WHERE s.closed_at >= ? AND s.closed_at < ? AND {_SALE} "
@@ -353,7 +355,7 @@ def promotion_effect(
                     (*period, *sorted(stores)),
                 ).fetchall()
             ]
-        ledger = db._execute(
+        ledger = db.execute(
             f"SELECT {ledger_day}, kind, {_sum('amount')} FROM ledger WHERE rule_id = ? "
             "AND wallet = ? AND kind IN ('accrue', 'return_accrual') "
             "AND created_at >= ? AND created_at < ? GROUP BY 1, 2 ORDER BY 1, 2",

@@ -4,25 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from center.access.audit import AuditLog
-from center.access.nonces_store import NonceOps
-from center.access.users_store import UserOps
-from center.crm.customers_store import CustomerOps
-from center.crm.model import CustomerInput, SearchQuery
+from center.access.nodes_store import NodeRepository
+from center.access.users_store import UserRepository
+from center.crm.store import CustomerRepository
 from center.feed.versions import MasterVersions
 from center.ledger.model import BURNING_WITHIN, Balance, Burning, LedgerEntry, Pending
 from center.ledger.returns_store import ReturnsRepository
 from center.ledger.store import LedgerRepository
-from center.promotions.coupon_jobs_store import CouponJobOps
-from center.promotions.coupons_store import CouponOps
-from center.promotions.offers_store import OfferOps
-from center.promotions.segments_store import SegmentOps
-from center.promotions.store import PromotionOps
+from center.promotions.coupon_jobs_store import CouponJobRepository
+from center.promotions.coupons_store import CouponRepository
+from center.promotions.offers_store import OfferRepository
+from center.promotions.segments_store import SegmentRepository
+from center.promotions.store import PromotionRepository
 from center.storage.database import Database
-from sync_protocol import Heartbeat
 
 if TYPE_CHECKING:  # the repositories import this module's records
     from center.feed.store import FeedRepository
@@ -136,17 +133,7 @@ class Counts:
     master_version: int
 
 
-class Storage(
-    UserOps,
-    PromotionOps,
-    CouponOps,
-    CouponJobOps,
-    SegmentOps,
-    CustomerOps,
-    OfferOps,
-    NonceOps,
-    Protocol,
-):
+class Storage(Protocol):
     """Durable state of the Center; every write is one transaction, visible once it returns."""
 
     backend: str
@@ -154,83 +141,24 @@ class Storage(
     sales: SalesRepository
     ledger: LedgerRepository
     returns: ReturnsRepository
-    customers: Storage
+    customers: CustomerRepository
     audit: AuditLog
     versions: MasterVersions
-    promotions: Storage
-    coupons: Storage
-    coupon_jobs: Storage
-    segments: Storage
-    offers: Storage
+    promotions: PromotionRepository
+    coupons: CouponRepository
+    coupon_jobs: CouponJobRepository
+    segments: SegmentRepository
+    offers: OfferRepository
     feed: FeedRepository
-    users: Storage
-    nodes: Storage
+    users: UserRepository
+    nodes: NodeRepository
 
     def migrate(self) -> list[str]:
         """Bring the schema up to date (idempotent); the names of the migrations this call ran."""
         ...
 
-    def add_enrolment_token(
-        self, token_hash: str, store_id: str, created_at: datetime, expires_at: datetime
-    ) -> None:
-        """Keep the SHA-256 of a new one-time enrolment token for a store."""
-        ...
-
-    def redeem_enrolment_token(
-        self, token_hash: str, node_id: str, secret: str, now: datetime
-    ) -> tuple[str, str | None]:
-        """Use a token once and create the node in one transaction.
-
-        Returns ("enrolled", store_id), or ("unknown" | "used" | "expired", None).
-        """
-        ...
-
-    def node_credential(self, node_id: str) -> tuple[str, str] | None:
-        """(store_id, secret) of an enrolled node, or None."""
-        ...
-
-    def record_heartbeat(self, heartbeat: Heartbeat, received_at: datetime) -> None:
-        """Keep the latest heartbeat of a node."""
-        ...
-
     def counts(self) -> Counts:
         """Row counts for /health."""
-        ...
-
-    def create_customer(self, customer: CustomerInput, actor: str, now: datetime) -> str:
-        """Create a customer (with search keys and an audit row); return its id."""
-        ...
-
-    def customer_view(self, customer_id: str, now: datetime) -> dict[str, Any] | None:
-        """Profile, cards, balance per wallet and the last receipts; None if unknown."""
-        ...
-
-    def search_customers(self, query: SearchQuery) -> list[dict[str, Any]]:
-        """Up to 20 customers matching a call-center query."""
-        ...
-
-    def issue_card(
-        self, customer_id: str, card_no: str | None, card_type: str, actor: str, now: datetime
-    ) -> dict[str, Any]:
-        """Issue a card to a customer."""
-        ...
-
-    def activate_card(self, card_no: str, actor: str, now: datetime) -> dict[str, Any]:
-        """Activate an issued card."""
-        ...
-
-    def block_card(self, card_no: str, reason: str, actor: str, now: datetime) -> dict[str, Any]:
-        """Block a card with a reason."""
-        ...
-
-    def unblock_card(self, card_no: str, actor: str, now: datetime) -> dict[str, Any]:
-        """Lift a card's block (not of a replaced card)."""
-        ...
-
-    def replace_card(
-        self, card_no: str, new_card_no_: str | None, actor: str, now: datetime
-    ) -> dict[str, Any]:
-        """Replace a card, moving its balance once; {"old", "new", "moved"}."""
         ...
 
     def close(self) -> None:

@@ -35,14 +35,14 @@ def _request(count: int, prefix: str = "SPRING") -> BatchRequest:
 
 
 def _staged(storage: Storage, job_id: str) -> int:
-    row = storage._execute(  # type: ignore[attr-defined]
+    row = storage.db.execute(
         "SELECT COUNT(*) FROM coupon_job_codes WHERE job_id = ?", (job_id,)
     ).fetchone()
     return int(row[0])
 
 
 def _codes_of(storage: Storage, batch_id: str) -> int:
-    row = storage._execute(  # type: ignore[attr-defined]
+    row = storage.db.execute(
         "SELECT COUNT(*) FROM coupons WHERE batch_id = ?", (batch_id,)
     ).fetchone()
     return int(row[0])
@@ -62,7 +62,7 @@ def test_a_job_stages_codes_in_steps_and_makes_the_batch_at_the_end(storage: Sto
     seen.append((view["state"], view["generated"]))
     # Codes are staged, but no batch exists yet: nothing of it can be issued or redeemed.
     assert storage.coupons.coupon_batch(job["batch_id"]) is None
-    staged = storage._execute(  # type: ignore[attr-defined]
+    staged = storage.db.execute(
         "SELECT code FROM coupon_job_codes WHERE job_id = ? LIMIT 1", (job["job_id"],)
     ).fetchone()[0]
     assert storage.coupons.coupon(staged) is None

@@ -179,7 +179,7 @@ def test_issue_to_a_segment(storage: Storage) -> None:
     done = storage.coupons.issue_coupons(batch_id, IssueRequest(segment_id="mailing"), "m", T0)
     assert done["issued"] == 2 and done["segment_id"] == "mailing"
     assert sorted(c["customer_id"] for c in done["codes"]) == ["hh-1", "hh-2"]
-    audit = storage._execute(  # type: ignore[attr-defined]
+    audit = storage.db.execute(
         "SELECT action, after FROM audit WHERE kind = 'coupon_batch' AND object_id = ? "
         "ORDER BY audit_id",
         (batch_id,),

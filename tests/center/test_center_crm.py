@@ -95,7 +95,7 @@ def test_replace_moves_the_balance_exactly_once(seeded: Storage) -> None:
     again = seeded.customers.replace_card(CARD, None, ACTOR, NOW)
     assert again["new"]["card_no"] == "2900000000105" and again["moved"] == {}
     # A re-run of the move itself (e.g. a retried transaction) finds nothing left to move.
-    assert seeded._move_balance(CARD, "2900000000105", seeded._ts(NOW)) == {}  # type: ignore[attr-defined]
+    assert seeded.customers._move_balance(CARD, "2900000000105", seeded.db.ts(NOW)) == {}
     old = seeded.ledger.balance(CARD, NOW)
     new = seeded.ledger.balance("2900000000105", NOW)
     assert old is not None and new is not None

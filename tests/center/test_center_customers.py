@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 
 from center.crm.model import CustomerInput, SearchQuery
+from center.crm.store import CustomerRepository
 from center.errors import Conflict, InvalidRequest, UnknownObject
+from center.ledger.model import Balance
 from center.storage import Storage
 from tests.center.center_factories import CARD, T0, make_sale, master_tables
 from tests.center.test_center_returns import make_return
@@ -191,8 +194,8 @@ def test_card_view_has_history_favourites_and_returns_count_against_them(storage
 
 def _give_coupon(storage: Storage, code: str, customer_id: str) -> None:
     """A coupon row as the coupons feature stores it (its own API is not needed here)."""
-    with storage._guard("test coupon"), storage._transaction():  # type: ignore[attr-defined]
-        storage._execute(  # type: ignore[attr-defined]
+    with storage.db.guard("test coupon"), storage.db.transaction():
+        storage.db.execute(
             "INSERT INTO coupons (code, batch_id, customer_id, status) VALUES (?, ?, ?, ?)",
             (code, "B-1", customer_id, "issued"),
         )
@@ -210,3 +213,31 @@ def test_card_view_lists_coupons_and_merge_moves_them(two: Storage) -> None:
     view = two.customers.customer_card_view("cust-a", NOW)
     assert view is not None
     assert [c["code"] for c in view["coupons"]] == ["SPRING-1", "SPRING-2"]
+
+
+class _FixedLedger:
+    """A ledger double: every card holds the same wallets; moving a balance is not expected."""
+
+    def __init__(self, wallets: dict[str, int]) -> None:
+        self.wallets = wallets
+        self.asked: list[str] = []
+
+    def balance(self, card_no: str, now: datetime) -> Balance | None:
+        self.asked.append(card_no)
+        return Balance(card_no, "", dict(self.wallets))
+
+    def debt(self, card_no: str, wallet: str) -> int:
+        raise AssertionError("not called by a view")
+
+    def apply_entry(self, *args: Any) -> None:
+        raise AssertionError("not called by a view")
+
+
+def test_customer_view_sums_the_balances_of_the_ledger_it_is_given(two: Storage) -> None:
+    two.customers.issue_card("cust-a", "2900000000599", "electronic", "clerk", T0)
+    ledger = _FixedLedger({"bonus": 7, "cash": 3})
+    customers = CustomerRepository(two.db, audit=two.audit, versions=two.versions, ledger=ledger)
+    view = customers.customer_view("cust-a", NOW)
+    assert view is not None
+    assert sorted(ledger.asked) == [A_CARD, "2900000000599"]
+    assert view["wallets"] == {"bonus": 14, "cash": 6}

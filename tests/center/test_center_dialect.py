@@ -27,7 +27,7 @@ def test_each_backend_has_its_dialect(tmp_path: Path) -> None:
     storage = SqliteStorage(tmp_path / "c.db")
     try:
         assert storage.dialect is SQLITE
-        assert storage._FOR_UPDATE == ""
+        assert storage.db.dialect.for_update == ""
     finally:
         storage.close()
     assert PostgresDatabase.dialect is POSTGRES

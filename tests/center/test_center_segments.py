@@ -80,8 +80,8 @@ def shop(storage: Storage) -> Storage:
 
 
 def members(storage: Storage, rule: dict[str, Any], at: datetime = NOW) -> set[str]:
-    sql, params = storage.segments.membership_query(parse_rule(rule), at)  # type: ignore[attr-defined]
-    return {r[0] for r in storage._execute(sql, params).fetchall()}  # type: ignore[attr-defined]
+    sql, params = storage.segments.membership_query(parse_rule(rule), at)
+    return {r[0] for r in storage.db.execute(sql, params).fetchall()}
 
 
 # -- pure ----------------------------------------------------------------------------------------

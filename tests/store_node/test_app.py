@@ -297,8 +297,8 @@ async def test_accepts_while_center_is_down_then_forwards_each_sale_once(
             await center.wait_until(lambda: len(center.received) == len(sales))
             await eventually(lambda: _drained(node), what="every ack to be applied")
             # A few more cycles must not resend anything.
-            beats = len(center.nodes.heartbeats)
-            await center.wait_until(lambda: len(center.nodes.heartbeats) >= beats + 2)
+            beats = len(center.heartbeats)
+            await center.wait_until(lambda: len(center.heartbeats) >= beats + 2)
         finally:
             await center.stop()
     assert center.received == {sale.sale_id: 1 for sale in sales}

@@ -221,7 +221,7 @@ async def test_heartbeat_reports_the_store_queue(tmp_path: Path, center: FakeCen
     async with running_node(config, run_jobs=False, clock=clock) as node:
         await node.send(make_sale(1), make_sale(2))
         assert await node.app[FORWARDER_KEY].heartbeat_once()
-        (beat,) = center.nodes.heartbeats
+        (beat,) = center.heartbeats
         assert isinstance(beat, Heartbeat)
         assert (beat.node_id, beat.role, beat.store_id) == ("store-367", "store", "367")
         assert (beat.queue_depth, beat.oldest_queued_at) == (2, clock.now)
@@ -237,7 +237,7 @@ async def test_scheduled_jobs_forward_poll_and_beat(tmp_path: Path, center: Fake
         await center.wait_until(
             lambda: (
                 sale.sale_id in center.received
-                and bool(center.nodes.heartbeats)
+                and bool(center.heartbeats)
                 and bool(center.master_queries)
             )
         )

@@ -86,7 +86,7 @@ async def test_enrol_then_every_exchange_is_signed_and_accepted(
     assert stat.S_IMODE(file.stat().st_mode) == 0o600
     saved = json.loads(file.read_text())
     assert saved["store_id"] == "367" and saved["node_id"].startswith("node-")
-    assert center.storage.node_credential(saved["node_id"]) == ("367", saved["secret"])
+    assert center.storage.nodes.node_credential(saved["node_id"]) == ("367", saved["secret"])
 
     assert await run_cli("enrol", "--config", str(path), "--token", token) == 1
     assert "token_used" in capsys.readouterr().err
@@ -99,7 +99,7 @@ async def test_enrol_then_every_exchange_is_signed_and_accepted(
         assert await forwarder.heartbeat_once()
         assert await forwarder.poll_master_once() == center.storage.feed.master_version()
     assert center.storage.counts().sales == 1
-    assert [h["store_id"] for h in center.storage.heartbeats()] == ["367"]
+    assert [h["store_id"] for h in center.storage.nodes.heartbeats()] == ["367"]
 
 
 async def test_an_unenrolled_node_is_refused_and_keeps_its_sales(

@@ -1,0 +1,114 @@
+"""How the Center's tables spread over a Citus cluster (ARCHITECTURE.md, "Past one database").
+
+Pure data, read by a test against the real PostgreSQL schema: a distributed table must carry its
+distribution column in its primary key and in every unique key (Citus enforces uniqueness only
+within one shard). `PENDING` names the tables whose keys do not yet: each needs the migration it
+names before the cluster can take it; the test fails both when a table regresses and when a
+pending one is fixed without being taken off the list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+__all__ = ["PENDING", "PLAN", "Placement"]
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where one table lives on a Citus cluster."""
+
+    kind: str
+    """"distributed" (sharded by `column`), "reference" (a copy on every node, small master
+    data written rarely) or "local" (kept on the coordinator: operational, not customer-owned)."""
+    column: str = ""
+    """The distribution column of a distributed table."""
+    group: str = ""
+    """Tables of one group are co-located: rows with the same column value share a shard, so
+    joins and transactions on one customer stay on one node."""
+
+
+def _by(column: str, group: str) -> Placement:
+    return Placement("distributed", column, group)
+
+
+REFERENCE = Placement("reference")
+LOCAL = Placement("local")
+
+PLAN: Mapping[str, Placement] = MappingProxyType(
+    {
+        # Customer-owned: everything about one customer on the shard of its customer_id. A sale
+        # without a card belongs to its store: its owner is "store:<store_id>", so card-less
+        # receipts (about 40 %) spread by store instead of piling on one shard.
+        "customers": _by("customer_id", "customer"),
+        "customer_index": _by("customer_id", "customer"),
+        "questionnaire_answers": _by("customer_id", "customer"),
+        "personal_offers": _by("customer_id", "customer"),
+        "segment_members": _by("customer_id", "customer"),
+        "cards": _by("customer_id", "customer"),
+        "lots": _by("customer_id", "customer"),
+        "ledger": _by("customer_id", "customer"),
+        "lot_consumptions": _by("customer_id", "customer"),
+        "sales": _by("owner_id", "customer"),
+        "sale_lines": _by("owner_id", "customer"),
+        "coupon_redemptions": _by("owner_id", "customer"),
+        "returns": _by("owner_id", "customer"),
+        "adjustments": _by("customer_id", "customer"),
+        # Idempotency: one claim per sale_id, whichever shard its receipt lives on.
+        "sale_ids": _by("sale_id", "sale_claims"),
+        # Single-use codes: one row per code, looked up by code at every redemption.
+        "coupons": _by("code", "coupons"),
+        # Master data and configuration: small, read everywhere, written by head office.
+        "products": REFERENCE,
+        "stores": REFERENCE,
+        "store_products": REFERENCE,
+        "promotions": REFERENCE,
+        "promotion_revisions": REFERENCE,
+        "promotion_drafts": REFERENCE,
+        "settings": REFERENCE,
+        "segments": REFERENCE,
+        "segment_counts": REFERENCE,
+        "coupon_batches": REFERENCE,
+        "master_version": REFERENCE,
+        "master_tombstones": REFERENCE,
+        "feed_marks": REFERENCE,
+        "customer_names": REFERENCE,
+        "users": REFERENCE,
+        "nodes": REFERENCE,
+        "enrolment_tokens": REFERENCE,
+        "_migrations": REFERENCE,
+        "schema_version": REFERENCE,
+        # Operational state of the coordinator.
+        "request_nonces": LOCAL,
+        "heartbeats": LOCAL,
+        "audit": LOCAL,
+        "quarantine": LOCAL,
+        "coupon_jobs": LOCAL,
+        "coupon_job_codes": LOCAL,
+        "store_cards": LOCAL,
+    }
+)
+"""Every table of the Center's PostgreSQL schema and its placement."""
+
+PENDING: Mapping[str, str] = MappingProxyType(
+    {
+        "cards": "key (customer_id, card_no); card_no stays unique through a card directory "
+        "distributed by card_no",
+        "lots": "add customer_id (copied from the card at credit) and key (customer_id, lot_id)",
+        "ledger": "add customer_id; key (customer_id, entry_id), unique "
+        "(customer_id, source, wallet, kind, rule_id)",
+        "lot_consumptions": "add customer_id; key (customer_id, consumption_id)",
+        "sales": "add owner_id (customer_id, or store:<store_id> without a card); key "
+        "(owner_id, sale_id, closed_at)",
+        "sale_lines": "add owner_id; key (owner_id, sale_id, line_no)",
+        "coupon_redemptions": "add owner_id; key (owner_id, code, sale_id)",
+        "returns": "add owner_id; key (owner_id, return_id)",
+        "adjustments": "add customer_id; key (customer_id, idempotency_key)",
+        "questionnaire_answers": "add customer_id to the key (customer_id, answer_id)",
+        "sale_ids": "move UNIQUE (register_id, seq) to its own table distributed by register_id",
+    }
+)
+"""Distributed tables whose keys do not carry their distribution column yet, and the migration
+each needs."""

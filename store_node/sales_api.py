@@ -1,0 +1,208 @@
+"""The registers' sales and heartbeats, the node's health and its sales summary."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from store_node.auth import (
+    Forbidden,
+)
+from store_node.config import Config
+from store_node.errors import (
+    InvalidRequest,
+    MalformedRequest,
+    UnsupportedMediaType,
+)
+from store_node.keys import (
+    CLOCK_KEY,
+    CONFIG_KEY,
+    IDENTITY_KEY,
+    WORKER_KEY,
+)
+from store_node.salesbox import SalesBox
+from sync_protocol import (
+    CONTENT_TYPE,
+    Heartbeat,
+    SaleBatch,
+    decode,
+    decode_sale_batch,
+    encode,
+)
+
+__all__ = ["add_routes"]
+
+log = logging.getLogger(__name__)
+
+
+def add_routes(app: web.Application) -> None:
+    """Register this module's routes."""
+    app.router.add_get("/health", get_health)
+    app.router.add_post("/v1/sales", post_sales)
+    app.router.add_post("/v1/heartbeat", post_heartbeat)
+    app.router.add_get("/v1/sales/summary", get_sales_summary)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).isoformat()
+
+
+def _lag_s(now: datetime, since: datetime | None) -> float:
+    return 0.0 if since is None else round(max(0.0, (now - since).total_seconds()), 3)
+
+
+async def _msgpack_body(request: web.Request) -> bytes:
+    if request.content_type != CONTENT_TYPE:
+        raise UnsupportedMediaType(
+            f"Content-Type: expected {CONTENT_TYPE}, got {request.content_type or 'nothing'!r}"
+        )
+    body = await request.read()
+    if not body:
+        raise MalformedRequest("body: empty; expected a msgpack envelope")
+    return body
+
+
+def _msgpack(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type=CONTENT_TYPE)
+
+
+async def post_sales(request: web.Request) -> web.StreamResponse:
+    """Store a register's sale batch and answer with an ack after the commit."""
+    app = request.app
+    config = app[CONFIG_KEY]
+    envelope, payloads = decode_sale_batch(await _msgpack_body(request))
+    batch = envelope.message
+    assert isinstance(batch, SaleBatch)
+    identity = request[IDENTITY_KEY]
+    if identity is not None:
+        for sale in batch.sales:
+            if sale.register_id != identity.register_id:
+                raise Forbidden(
+                    f"body.sales.register_id: node {identity.node_id} may submit sales of "
+                    f"register {identity.register_id!r} only, got sale {sale.sale_id} of "
+                    f"register {sale.register_id!r}; nothing stored"
+                )
+    now = app[CLOCK_KEY]()
+    ack = await app[WORKER_KEY].run(lambda box: box.accept(batch.sales, now=now, payloads=payloads))
+    if ack.accepted:
+        log.info(
+            "stored %d new sales from %s (%d duplicates, %d rejected)",
+            len(ack.accepted),
+            envelope.sender,
+            len(ack.duplicates),
+            len(ack.rejected),
+        )
+    for rejection in ack.rejected:
+        log.warning(
+            "rejected sale %s from %s: %s", rejection.sale_id, envelope.sender, rejection.reason
+        )
+    return _msgpack(encode(ack, sender=config.store.node_id, sent_at=now))
+
+
+async def post_heartbeat(request: web.Request) -> web.StreamResponse:
+    """Record a register's heartbeat (queue depth, devices, master version)."""
+    app = request.app
+    config = app[CONFIG_KEY]
+    heartbeat = decode(await _msgpack_body(request), expect=Heartbeat).message
+    assert isinstance(heartbeat, Heartbeat)
+    if heartbeat.role != "register":
+        raise InvalidRequest(f"body.role: expected 'register', got {heartbeat.role!r}")
+    if heartbeat.store_id != config.store.store_id:
+        raise InvalidRequest(
+            f"body.store_id: this node serves store {config.store.store_id!r}, "
+            f"got {heartbeat.store_id!r}"
+        )
+    if not heartbeat.node_id:
+        raise InvalidRequest("body.node_id: must name the register")
+    identity = request[IDENTITY_KEY]
+    if identity is not None and heartbeat.node_id != identity.register_id:
+        raise Forbidden(
+            f"body.node_id: node {identity.node_id} acts for register "
+            f"{identity.register_id!r} only, got {heartbeat.node_id!r}"
+        )
+    now = app[CLOCK_KEY]()
+    await app[WORKER_KEY].run(lambda box: box.record_heartbeat(heartbeat, now=now))
+    return web.json_response({"ok": True})
+
+
+def _health(box: SalesBox, config: Config, now: datetime) -> dict[str, Any]:
+    outbox = box.outbox()
+    center = box.center_status()
+    master = box.master_state()
+    return {
+        "store_id": config.store.store_id,
+        "node_id": config.store.node_id,
+        "registers": [
+            {
+                "register_id": state.register_id,
+                "last_seen_at": _iso(state.last_seen_at),
+                "queue_depth": state.queue_depth,
+                "oldest_queued_at": _iso(state.oldest_queued_at),
+                "last_seq": state.last_seq,
+                "pending_to_center": state.pending,
+                "sync_lag_s": _lag_s(now, state.oldest_pending_at),
+                "master_version": state.master_version,
+                "devices": state.devices,
+            }
+            for state in box.registers()
+        ],
+        "pending_to_center": outbox.pending,
+        "oldest_pending_at": _iso(outbox.oldest_pending_at),
+        "center_lag_s": _lag_s(now, outbox.oldest_pending_at),
+        "rejected_by_center": outbox.rejected_by_center,
+        "quarantined": outbox.quarantined,
+        "last_center_ok_at": _iso(center.last_ok_at),
+        "last_center_error": center.last_error,
+        "last_center_error_at": _iso(center.last_error_at),
+        "master_version": master.version if master else 0,
+        "alerts": _alerts(config, now, outbox.pending, outbox.oldest_pending_at),
+    }
+
+
+def _alerts(
+    config: Config, now: datetime, pending: int, oldest_pending_at: datetime | None
+) -> list[str]:
+    """Conditions an operator must act on; empty when the node is healthy."""
+    alerts = []
+    limit_h = config.center.alert_unsynced_h
+    if pending and oldest_pending_at is not None:
+        age_h = (now - oldest_pending_at).total_seconds() / 3600
+        if age_h >= limit_h:
+            alerts.append(
+                f"center_unsynced: {pending} sales have waited for the Center for "
+                f"{age_h:.1f} h (center.alert_unsynced_h = {limit_h:g}); they are kept"
+            )
+    return alerts
+
+
+async def get_health(request: web.Request) -> web.StreamResponse:
+    """Registers seen, their queues and lag, and this node's own lag to the Center (JSON)."""
+    app = request.app
+    now = app[CLOCK_KEY]()
+    config = app[CONFIG_KEY]
+    return web.json_response(await app[WORKER_KEY].run(lambda box: _health(box, config, now)))
+
+
+async def get_sales_summary(request: web.Request) -> web.StreamResponse:
+    """Per-register reconciliation totals of the sales held by this node (JSON)."""
+    app = request.app
+    rows = await app[WORKER_KEY].run(lambda box: box.summary())
+    return web.json_response(
+        {
+            "store_id": app[CONFIG_KEY].store.store_id,
+            "registers": [
+                {
+                    "register_id": row.register_id,
+                    "receipts": row.receipts,
+                    "lines": row.lines,
+                    "total_minor": row.total_minor,
+                    "max_seq": row.max_seq,
+                    "pending_to_center": row.pending,
+                }
+                for row in rows
+            ],
+        }
+    )
