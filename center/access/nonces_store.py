@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from center.storage.database import Database
-from center.storage.hooks import Migration
+from center.storage.migrations import Migration
 
 __all__ = ["POSTGRES_MIGRATION", "PURGE_EVERY", "SQLITE_MIGRATION", "NonceRepository"]
 

@@ -13,7 +13,7 @@ from typing import Any
 from center.access.audit import AuditLog
 from center.errors import Conflict, UnknownObject
 from center.storage.database import Database
-from center.storage.hooks import Migration
+from center.storage.migrations import Migration
 
 __all__ = ["POSTGRES_MIGRATION", "SQLITE_MIGRATION", "UserRecord", "UserRepository"]
 

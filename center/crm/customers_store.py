@@ -12,12 +12,15 @@ import binascii
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from center.crm.model import search_keys
 from center.errors import InvalidRequest, MalformedRequest
 from center.storage.database import Database
-from center.storage.hooks import Migration, SqlHooks
+from center.storage.migrations import Migration
+
+if TYPE_CHECKING:
+    from center.storage.sql import SqlStorage
 
 __all__ = [
     "FAVOURITE_DAYS",
@@ -98,15 +101,15 @@ def parse_cursor(cursor: str) -> tuple[datetime, str]:
     return closed_at, sale_id
 
 
-def index_merged_customers(storage: SqlHooks) -> None:
+def index_merged_customers(storage: SqlStorage) -> None:
     """Migration step: give merged customers their search keys back (merges used to delete
     them), so search by an old name or phone finds the survivor."""
-    rows = storage._execute(
+    rows = storage.db.execute(
         "SELECT customer_id, attributes FROM customers WHERE merged_into IS NOT NULL "
         "AND customer_id NOT IN (SELECT customer_id FROM customer_index)"
     ).fetchall()
     for customer_id, attributes in rows:
-        storage._execute(
+        storage.db.execute(
             "INSERT INTO customer_index (customer_id, last_name, first_name, middle_name, "
             "phone_rev, email) VALUES (?, ?, ?, ?, ?, ?)",
             (customer_id, *search_keys(json.loads(attributes))),

@@ -34,7 +34,7 @@ from center.errors import Conflict, InvalidRequest, MalformedRequest, UnknownObj
 from center.feed.versions import MasterVersions
 from center.ledger.model import Balance
 from center.storage.database import Database
-from center.storage.hooks import Migration
+from center.storage.migrations import Migration
 
 __all__ = [
     "CRM_SEARCH_LIMIT",

@@ -43,7 +43,7 @@ from center.storage.base import (
     is_required,
 )
 from center.storage.database import Database
-from center.storage.hooks import Migration
+from center.storage.migrations import Migration
 from sync_protocol import MasterDelta, MasterSnapshot, replica_checksum
 
 __all__ = [

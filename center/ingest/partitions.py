@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from center.storage.database import Database
-from center.storage.hooks import Migration
+from center.storage.migrations import Migration
 
 if TYPE_CHECKING:
     from center.storage.sql import SqlStorage

@@ -20,7 +20,7 @@ from center.errors import Conflict, InvalidRequest, UnknownObject
 from center.ledger.model import Balance, LedgerEntry
 from center.ledger.returns import part, plan_return, reversals
 from center.storage.database import Database
-from center.storage.hooks import Migration
+from center.storage.migrations import Migration
 from sync_protocol import Ack, Payment, Sale, SaleLine, decode_sale
 
 __all__ = [

@@ -20,7 +20,7 @@ from center.access.audit import AuditLog
 from center.errors import Conflict, UnknownObject
 from center.promotions.coupons import BatchRequest
 from center.storage.database import Database
-from center.storage.hooks import Migration
+from center.storage.migrations import Migration
 
 __all__ = ["POSTGRES_MIGRATION", "SQLITE_MIGRATION", "CouponBatches", "CouponJobRepository"]
 

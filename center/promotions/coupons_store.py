@@ -24,7 +24,7 @@ from center.promotions.coupons import (
     normalise_code,
 )
 from center.storage.database import Database
-from center.storage.hooks import Migration
+from center.storage.migrations import Migration
 from sync_protocol import Sale
 
 __all__ = ["POSTGRES_MIGRATION", "SQLITE_MIGRATION", "CouponRepository"]

@@ -20,7 +20,7 @@ from center.errors import Conflict, UnknownObject
 from center.feed.versions import MasterVersions
 from center.promotions.offers import OfferInput, format_percent
 from center.storage.database import Database
-from center.storage.hooks import Migration
+from center.storage.migrations import Migration
 
 __all__ = ["POSTGRES_MIGRATION", "SQLITE_MIGRATION", "OfferRepository"]
 

@@ -20,7 +20,7 @@ from center.errors import Conflict, InvalidRequest, UnknownObject
 from center.feed.versions import MasterVersions
 from center.promotions.constructor import LIFECYCLE, diff_docs, published_doc, require_valid
 from center.storage.database import Database
-from center.storage.hooks import Migration
+from center.storage.migrations import Migration
 
 __all__ = ["POSTGRES_MIGRATION", "SQLITE_MIGRATION", "PromotionRepository"]
 

@@ -14,17 +14,38 @@ recording a name this release does not know was migrated by a newer release and 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from center.errors import StorageError
-from center.storage.hooks import Migration
 
 if TYPE_CHECKING:
     from center.storage.sql import SqlStorage
 
-__all__ = ["MIGRATIONS_TABLE", "NAMED_MARK", "MigrationList", "apply_migrations", "recorded"]
+Step: TypeAlias = "str | Callable[[SqlStorage], None]"
+"""A statement, or a Python step for data that SQL can't move alone (never commits)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One named change of the Center's schema: its steps run in order, in one transaction
+    with the `_migrations` row that records `name` (center/storage/migrations.py)."""
+
+    name: str
+    steps: tuple[Step, ...] = ()
+
+
+__all__ = [
+    "MIGRATIONS_TABLE",
+    "NAMED_MARK",
+    "Migration",
+    "MigrationList",
+    "Step",
+    "apply_migrations",
+    "recorded",
+]
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +95,7 @@ class MigrationList:
 
 def recorded(storage: SqlStorage) -> list[str]:
     """Names of the migrations recorded in the database, in the order they ran."""
-    rows = storage._execute(f"SELECT name FROM {MIGRATIONS_TABLE} ORDER BY seq").fetchall()
+    rows = storage.db.execute(f"SELECT name FROM {MIGRATIONS_TABLE} ORDER BY seq").fetchall()
     return [str(row[0]) for row in rows]
 
 
@@ -82,11 +103,11 @@ def apply_migrations(storage: SqlStorage, migrations: MigrationList) -> list[str
     """Run the migrations the database has not recorded, each in its own transaction; the
     names it ran. A database recording an unknown migration is refused before any change."""
     # The connection lock throughout: no other call of this storage runs in between.
-    with storage._guard("migrate"):
-        with storage._transaction():
-            storage._lock_schema()
-            storage._execute(_CREATE_TABLE)
-            storage._execute(_CREATE_LEGACY)
+    with storage.db.guard("migrate"):
+        with storage.db.transaction():
+            storage.db.lock_schema()
+            storage.db.execute(_CREATE_TABLE)
+            storage.db.execute(_CREATE_LEGACY)
             done = recorded(storage)
             # Refused here, the transaction rolls back: nothing is written.
             _refuse_unknown(storage, migrations, done)
@@ -96,8 +117,8 @@ def apply_migrations(storage: SqlStorage, migrations: MigrationList) -> list[str
         for migration in migrations.migrations:
             if migration.name in done:
                 continue
-            with storage._guard(f"migration {migration.name}"), storage._transaction():
-                storage._lock_schema()
+            with storage.db.guard(f"migration {migration.name}"), storage.db.transaction():
+                storage.db.lock_schema()
                 done = recorded(storage)  # another worker may have run it while we waited
                 _refuse_unknown(storage, migrations, done)
                 if migration.name in done:
@@ -106,7 +127,7 @@ def apply_migrations(storage: SqlStorage, migrations: MigrationList) -> list[str
                     if callable(step):
                         step(storage)
                     else:
-                        storage._execute(step)
+                        storage.db.execute(step)
                 _record(storage, migration.name, len(done) + 1, _now())
             ran.append(migration.name)
             log.info("%s: applied migration %s", storage.backend, migration.name)
@@ -115,12 +136,12 @@ def apply_migrations(storage: SqlStorage, migrations: MigrationList) -> list[str
 
 def _adopt(storage: SqlStorage, migrations: MigrationList) -> list[str]:
     """Record the migrations a database of a release before names had applied (by number)."""
-    marked = storage._execute(
+    marked = storage.db.execute(
         "SELECT COUNT(*) FROM schema_version WHERE version >= ?", (NAMED_MARK,)
     ).fetchone()
     if int(marked[0]):
         return []  # adopted (or made) by a release with names: its records are all there is
-    rows = storage._execute(
+    rows = storage.db.execute(
         "SELECT version, applied_at FROM schema_version WHERE version < ? ORDER BY version",
         (NAMED_MARK,),
     ).fetchall()
@@ -143,14 +164,14 @@ def _adopt(storage: SqlStorage, migrations: MigrationList) -> list[str]:
             adopted[0],
             adopted[-1],
         )
-    storage._execute(
+    storage.db.execute(
         "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", (NAMED_MARK, _now())
     )
     return adopted
 
 
 def _record(storage: SqlStorage, name: str, seq: int, applied_at: str) -> None:
-    storage._execute(
+    storage.db.execute(
         f"INSERT INTO {MIGRATIONS_TABLE} (seq, name, applied_at) VALUES (?, ?, ?)",
         (seq, name, applied_at),
     )

@@ -7,10 +7,7 @@ repository classes. Statements use `?` placeholders on both backends.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager
-from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from center.access.audit import AuditLog
 from center.access.nodes_store import NodeRepository
@@ -29,8 +26,7 @@ from center.promotions.store import PromotionRepository
 from center.storage.base import Counts
 from center.storage.database import Database
 from center.storage.dialect import Dialect
-from center.storage.hooks import Migration
-from center.storage.migrations import MigrationList, apply_migrations, recorded
+from center.storage.migrations import Migration, MigrationList, apply_migrations, recorded
 
 __all__ = ["Migration", "SqlStorage", "lots_from_ledger"]
 
@@ -85,44 +81,6 @@ class SqlStorage:
 
     # -- the database's helpers, for the migration runner and the tests --------------------------
 
-    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        return self.db.execute(sql, params)
-
-    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        self.db.executemany(sql, rows)
-
-    def _execute_planned(self, sql: str, params: Sequence[Any]) -> Any:
-        return self.db.execute_planned(sql, params)
-
-    def _transaction(self) -> AbstractContextManager[None]:
-        return self.db.transaction()
-
-    def _snapshot(self) -> AbstractContextManager[None]:
-        return self.db.snapshot()
-
-    def _ts(self, value: datetime | None) -> Any:
-        return self.db.ts(value)
-
-    def _dt(self, value: Any) -> datetime:
-        return self.db.dt(value)
-
-    def _lock_cards(self, card_nos: Iterable[str]) -> None:
-        self.db.lock_cards(card_nos)
-
-    def _lock_schema(self) -> None:
-        self.db.lock_schema()
-
-    def _bulk_insert(
-        self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
-    ) -> None:
-        self.db.bulk_insert(table, columns, rows)
-
-    def _retry_transient(self, attempt: Callable[[], _T]) -> _T:
-        return self.db.retry_transient(attempt)
-
-    def _guard(self, what: str) -> AbstractContextManager[None]:
-        return self.db.guard(what)
-
     def close(self) -> None:
         self.db.close()
 
@@ -133,14 +91,14 @@ class SqlStorage:
 
     def migrations_applied(self) -> list[str]:
         """Names of the migrations recorded in the database, in the order they ran."""
-        with self._guard("read migrations"), self._snapshot():
+        with self.db.guard("read migrations"), self.db.snapshot():
             return recorded(self)
 
     # -- health ------------------------------------------------------------------------------
 
     def counts(self) -> Counts:
-        with self._guard("count rows"):
-            row = self._execute(
+        with self.db.guard("count rows"):
+            row = self.db.execute(
                 "SELECT (SELECT COUNT(*) FROM sales), (SELECT COUNT(*) FROM quarantine), "
                 "(SELECT COUNT(*) FROM ledger), (SELECT version FROM master_version WHERE id = 1)"
             ).fetchone()

@@ -32,7 +32,7 @@ def _counts(storage: Storage) -> tuple[int, ...]:
     sql = storage  # the shared SQL class has the plain helpers
     rows = []
     for table in ("customers", "cards", "audit", "customer_index", "ledger"):
-        rows.append(sql._execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])  # type: ignore[attr-defined]
+        rows.append(sql.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])  # type: ignore[attr-defined]
     rows.append(storage.feed.master_version())
     return tuple(int(r) for r in rows)
 

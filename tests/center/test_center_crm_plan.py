@@ -17,12 +17,12 @@ def test_search_keys_are_indexed(pg_dsn: str, column: str, pattern: str) -> None
     storage = PostgresStorage(pg_dsn)
     try:
         storage.migrate()
-        storage._executemany(
+        storage.db.executemany(
             "INSERT INTO customer_index VALUES (?, ?, ?, ?, ?, ?)",
             [(f"c{i}", f"n{i}", f"f{i}", "", f"{i:09d}", f"e{i}@x") for i in range(5000)],
         )
-        storage._execute("ANALYZE customer_index")
-        plan = storage._execute_planned(
+        storage.db.execute("ANALYZE customer_index")
+        plan = storage.db.execute_planned(
             f"EXPLAIN SELECT customer_id FROM customer_index WHERE {column} LIKE ? LIMIT 20",
             [pattern],
         ).fetchall()
@@ -42,13 +42,13 @@ def test_misspelt_names_use_the_trigram_index(pg_dsn: str) -> None:
     storage = PostgresStorage(pg_dsn)
     try:
         storage.migrate()
-        storage._executemany(
+        storage.db.executemany(
             "INSERT INTO customer_index VALUES (?, ?, ?, ?, ?, ?)",
             [(f"c{i}", _word(rng), "", "", "", "") for i in range(5000)],
         )
-        storage._execute("ANALYZE customer_names")
-        storage._execute("ANALYZE customer_index")
-        plan = storage._execute_planned(
+        storage.db.execute("ANALYZE customer_names")
+        storage.db.execute("ANALYZE customer_index")
+        plan = storage.db.execute_planned(
             "EXPLAIN SELECT c.customer_id FROM (SELECT name, similarity(name, ?) AS score "
             "FROM customer_names WHERE name %% ? ORDER BY score DESC LIMIT 5) AS n "
             "CROSS JOIN LATERAL (SELECT customer_id FROM customer_index "

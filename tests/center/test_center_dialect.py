@@ -49,16 +49,18 @@ def test_sqlite_dialect_reads_the_schema_and_counts_inserts(tmp_path: Path) -> N
     storage = SqliteStorage(tmp_path / "c.db")
     try:
         storage.migrate()
-        run = storage._execute
+        run = storage.db.execute
         assert SQLITE.has_table(run, "sales") and not SQLITE.has_table(run, "nope")
         assert {"sale_id", "store_id"} <= SQLITE.columns_of(run, "sales")
-        storage._execute("CREATE TABLE t (k TEXT PRIMARY KEY)")
+        storage.db.execute("CREATE TABLE t (k TEXT PRIMARY KEY)")
         insert = "INSERT INTO t (k) VALUES (?) ON CONFLICT DO NOTHING"
         assert (
-            SQLITE.count_inserted(run, lambda: storage._executemany(insert, [("a",), ("b",)])) == 2
+            SQLITE.count_inserted(run, lambda: storage.db.executemany(insert, [("a",), ("b",)]))
+            == 2
         )
         assert (
-            SQLITE.count_inserted(run, lambda: storage._executemany(insert, [("a",), ("c",)])) == 1
+            SQLITE.count_inserted(run, lambda: storage.db.executemany(insert, [("a",), ("c",)]))
+            == 1
         )
     finally:
         storage.close()

@@ -124,8 +124,8 @@ def test_checksum_is_stable_and_detects_drift(loaded: Storage) -> None:
 def test_deletes_by_any_code_path_leave_tombstones(loaded: Storage) -> None:
     replica: Replica = {}
     version = sync(loaded, "367", replica, 0)
-    sql = loaded._execute  # type: ignore[attr-defined]
-    with loaded._transaction():  # type: ignore[attr-defined]
+    sql = loaded.db.execute
+    with loaded.db.transaction():  # type: ignore[attr-defined]
         sql("DELETE FROM promotions WHERE promotion_id = ?", ("base-accrual-3",))
         sql("DELETE FROM store_products WHERE store_id = ? AND product_id = ?", ("367", "1002"))
         sql("DELETE FROM store_products WHERE store_id = ? AND product_id = ?", ("406", "1001"))
@@ -215,8 +215,8 @@ def test_too_old_or_future_version_gets_a_snapshot(loaded: Storage) -> None:
 
 
 def test_segments_come_with_cards_when_the_table_exists(loaded: Storage) -> None:
-    sql = loaded._execute  # type: ignore[attr-defined]
-    with loaded._transaction():  # type: ignore[attr-defined]
+    sql = loaded.db.execute
+    with loaded.db.transaction():  # type: ignore[attr-defined]
         exists = loaded.db.dialect.has_table(loaded.db.execute, "segment_members")
         if not exists:
             sql("CREATE TABLE segment_members (segment_id TEXT, customer_id TEXT)")

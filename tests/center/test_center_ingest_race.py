@@ -65,7 +65,7 @@ def _worker(dsn: str, seed: int, start: Any, done: Any) -> None:
 
 def _state(storage: PostgresStorage) -> dict[str, Any]:
     def rows(sql: str) -> list[tuple[Any, ...]]:
-        return [tuple(r) for r in storage._execute(sql).fetchall()]
+        return [tuple(r) for r in storage.db.execute(sql).fetchall()]
 
     return {
         "sales": rows("SELECT sale_id, fingerprint FROM sales ORDER BY sale_id"),
@@ -129,7 +129,7 @@ def test_stored_hashes_are_the_protocol_ones(storage: Storage) -> None:
     sale = make_sale(1, card_no=CARDS[0], accrue=5)
     chained = replace(make_sale(2), prev_hash=chain_hash(sale))
     storage.sales.ingest([sale, chained], NOW)
-    rows = storage._execute(  # type: ignore[attr-defined]
+    rows = storage.db.execute(  # type: ignore[attr-defined]
         "SELECT sale_id, fingerprint, chain_hash, payload FROM sales"
     ).fetchall()
     stored = {r[0]: (r[1], r[2], bytes(r[3])) for r in rows}
@@ -139,7 +139,7 @@ def test_stored_hashes_are_the_protocol_ones(storage: Storage) -> None:
 
 def _ledger_state(storage: Any) -> dict[str, Any]:
     def rows(sql: str) -> list[tuple[Any, ...]]:
-        return sorted(tuple(r) for r in storage._execute(sql).fetchall())
+        return sorted(tuple(r) for r in storage.db.execute(sql).fetchall())
 
     return {
         "lots": rows("SELECT source, card_no, amount, remaining FROM lots"),

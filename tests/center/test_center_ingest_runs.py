@@ -47,7 +47,7 @@ def _batches() -> tuple[list[Sale], list[Sale]]:
 
 def _state(storage: Any) -> dict[str, Any]:
     def rows(sql: str) -> list[tuple[Any, ...]]:
-        return sorted(tuple(r) for r in storage._execute(sql).fetchall())
+        return sorted(tuple(r) for r in storage.db.execute(sql).fetchall())
 
     return {
         "sales": rows(

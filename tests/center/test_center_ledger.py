@@ -50,7 +50,7 @@ def _spend(source: str, amount: int, *, at: Any = NOW) -> LedgerEntry:
 
 
 def _remaining(storage: Storage) -> dict[str, int]:
-    rows = _sql(storage)._execute("SELECT source, remaining FROM lots ORDER BY lot_id").fetchall()
+    rows = _sql(storage).db.execute("SELECT source, remaining FROM lots ORDER BY lot_id").fetchall()
     return {r[0]: int(r[1]) for r in rows}
 
 
@@ -58,7 +58,7 @@ def _consumptions(storage: Storage) -> list[tuple[Any, ...]]:
     return [
         tuple(r)
         for r in _sql(storage)
-        ._execute(
+        .db.execute(
             "SELECT l.source, c.kind, c.amount FROM lot_consumptions c "
             "LEFT JOIN lots l ON l.lot_id = c.lot_id ORDER BY c.consumption_id"
         )
@@ -266,13 +266,13 @@ def test_migration_turns_the_existing_journal_into_lots(
             (CARD, "spend", -120, "s", T0 + timedelta(hours=1), None),
             (CARD, "accrue", 40, "c", T0 + timedelta(hours=2), None),
         ]
-        with old._transaction():
+        with old.db.transaction():
             for card, kind, amount, source, at, expires in rows:
-                old._execute(
+                old.db.execute(
                     "INSERT INTO ledger (card_no, wallet, kind, amount, rule_id, source, "
                     "active_from, expires_at, created_at) VALUES (?, 'bonus', ?, ?, '', ?, "
                     "NULL, ?, ?)",
-                    (card, kind, amount, source, old._ts(expires), old._ts(at)),
+                    (card, kind, amount, source, old.db.ts(expires), old.db.ts(at)),
                 )
         old.migrations = full
         assert old.migrate() == full.names()[3:]

@@ -39,12 +39,12 @@ def _spend(source: str, amount: int, *, at: datetime = T0 + DAY) -> LedgerEntry:
 def _lots(storage: Storage) -> dict[str, tuple[Any, ...]]:
     """source -> (amount, remaining, active_from, expires_at) of every lot."""
     sql = _sql(storage)
-    rows = sql._execute(
+    rows = sql.db.execute(
         "SELECT source, amount, remaining, active_from, expires_at FROM lots ORDER BY lot_id"
     ).fetchall()
 
     def dt(value: Any) -> datetime | None:
-        return None if value is None else sql._dt(value)
+        return None if value is None else sql.db.dt(value)
 
     return {r[0]: (int(r[1]), int(r[2]), dt(r[3]), dt(r[4])) for r in rows}
 
@@ -57,7 +57,7 @@ def _consumptions(storage: Storage) -> list[tuple[Any, ...]]:
     """(movement source, lot source or None, kind, amount) in the order they were written."""
     rows = (
         _sql(storage)
-        ._execute(
+        .db.execute(
             "SELECT e.source, l.source, c.kind, c.amount FROM lot_consumptions c "
             "JOIN ledger e ON e.entry_id = c.entry_id "
             "LEFT JOIN lots l ON l.lot_id = c.lot_id ORDER BY c.consumption_id"
@@ -287,7 +287,7 @@ def test_expiry_burns_the_remainder_once_dated_at_the_expiry(ledger: Storage) ->
 
 
 def _lot_source(storage: Storage, source: str) -> str:
-    row = _sql(storage)._execute("SELECT lot_id FROM lots WHERE source = ?", (source,)).fetchone()
+    row = _sql(storage).db.execute("SELECT lot_id FROM lots WHERE source = ?", (source,)).fetchone()
     return f"lot:{row[0]}"
 
 

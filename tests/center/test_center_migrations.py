@@ -94,8 +94,8 @@ def openers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[st
 
 
 def _rows(storage: SqlStorage, sql: str) -> list[tuple[Any, ...]]:
-    with storage._snapshot():
-        return sorted(tuple(r) for r in storage._execute(sql).fetchall())
+    with storage.db.snapshot():
+        return sorted(tuple(r) for r in storage.db.execute(sql).fetchall())
 
 
 # Monthly partitions depend on the day the database was made: left out of the comparison.
@@ -188,8 +188,8 @@ def test_unknown_recorded_migration_is_refused_before_any_change(
     try:
         storage.migrations = storage.migrations.until("m003_node_enrolment")
         storage.migrate()
-        with storage._transaction():
-            storage._execute(
+        with storage.db.transaction():
+            storage.db.execute(
                 "INSERT INTO _migrations (seq, name, applied_at) VALUES (?, ?, ?)",
                 (4, "m004_from_a_newer_release", "2099-01-01T00:00:00+00:00"),
             )
@@ -201,18 +201,18 @@ def test_unknown_recorded_migration_is_refused_before_any_change(
         # Refused before anything was written: m004 did not run.
         assert "m004_ledger_lots" not in storage.migrations_applied()
         with pytest.raises(storage.db.driver_errors()):
-            storage._execute("SELECT COUNT(*) FROM lots")
+            storage.db.execute("SELECT COUNT(*) FROM lots")
     finally:
         storage.close()
 
 
 def _as_previous_release(storage: SqlStorage, version: int) -> None:
     """Turn the records of a database into the bookkeeping of the release before names."""
-    with storage._transaction():
-        storage._execute("DROP TABLE _migrations")
-        storage._execute("DELETE FROM schema_version")
+    with storage.db.transaction():
+        storage.db.execute("DROP TABLE _migrations")
+        storage.db.execute("DELETE FROM schema_version")
         for number in range(1, version + 1):
-            storage._execute(
+            storage.db.execute(
                 "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
                 (number, f"2024-01-{number:02d}T00:00:00+00:00"),
             )

@@ -44,7 +44,7 @@ async def enrolled_node(client: TestClient[Any, Any], storage: Storage) -> dict[
 
 def stored_nonces(storage: Storage) -> int:
     assert isinstance(storage, SqlStorage)
-    return int(storage._execute("SELECT COUNT(*) FROM request_nonces").fetchone()[0])
+    return int(storage.db.execute("SELECT COUNT(*) FROM request_nonces").fetchone()[0])
 
 
 async def test_a_replay_is_refused_after_the_center_restarts(

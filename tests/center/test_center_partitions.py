@@ -24,7 +24,7 @@ def _in_april(seq: int, **kwargs: Any) -> Sale:
 
 
 def _partition_of(storage: PostgresStorage) -> dict[str, str]:
-    rows = storage._execute("SELECT sale_id, tableoid::regclass::text FROM sales").fetchall()
+    rows = storage.db.execute("SELECT sale_id, tableoid::regclass::text FROM sales").fetchall()
     return {r[0]: r[1] for r in rows}
 
 
@@ -53,7 +53,7 @@ def test_rows_land_in_their_month(pg_dsn: str) -> None:
     try:
         storage.migrate()
         assert "m014_sales_partitions" in storage.migrations_applied()
-        kind = storage._execute("SELECT relkind FROM pg_class WHERE relname = 'sales'")
+        kind = storage.db.execute("SELECT relkind FROM pg_class WHERE relname = 'sales'")
         assert kind.fetchone()[0] == "p"
         march, april = make_sale(1), _in_april(2)
         storage.sales.ingest([march, april], NOW)
@@ -70,13 +70,13 @@ def test_rows_land_in_their_month(pg_dsn: str) -> None:
         storage.sales.ingest([later, march], NOW)
         assert _partition_of(storage)[later.sale_id] == "sales_p202403"
         assert storage.counts().sales == 3
-        children = storage._execute(
+        children = storage.db.execute(
             "SELECT COUNT(*) FROM pg_inherits WHERE inhparent = 'sales'::regclass"
         ).fetchone()[0]
         now = datetime.now(UTC)
         assert f"sales_p{now.year:04d}{now.month:02d}" in {
             r[0]
-            for r in storage._execute(
+            for r in storage.db.execute(
                 "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
             ).fetchall()
         }
@@ -104,21 +104,21 @@ def test_migration_partitions_a_populated_table(pg_dsn: str) -> None:
     sales = [make_sale(i, card_no=CARD, accrue=5) for i in range(1, 6)] + [_in_april(9)]
     try:
         old.migrate()
-        old._execute("CREATE INDEX sales_promo ON sales (promo_version)")  # any migration's
+        old.db.execute("CREATE INDEX sales_promo ON sales (promo_version)")  # any migration's
         assert len(old.sales.ingest(sales, NOW).accepted) == 6
-        before = old._execute("SELECT sale_id, payload FROM sales ORDER BY sale_id").fetchall()
+        before = old.db.execute("SELECT sale_id, payload FROM sales ORDER BY sale_id").fetchall()
     finally:
         old.close()
     storage = PostgresStorage(pg_dsn)
     try:
         assert storage.migrate()[0] == "m014_sales_partitions"
-        after = storage._execute("SELECT sale_id, payload FROM sales ORDER BY sale_id").fetchall()
+        after = storage.db.execute("SELECT sale_id, payload FROM sales ORDER BY sale_id").fetchall()
         assert after == before
-        keys = storage._execute("SELECT COUNT(*) FROM sale_ids").fetchone()[0]
+        keys = storage.db.execute("SELECT COUNT(*) FROM sale_ids").fetchone()[0]
         assert keys == 6
         indexes = {
             r[0]
-            for r in storage._execute(
+            for r in storage.db.execute(
                 "SELECT indexname FROM pg_indexes WHERE tablename = 'sales'"
             ).fetchall()
         }

@@ -56,14 +56,14 @@ def test_names_table_follows_every_writer(pg_dsn: str) -> None:
     storage = PostgresStorage(pg_dsn)
     try:
         storage.migrate()
-        storage._executemany(
+        storage.db.executemany(
             "INSERT INTO customer_index VALUES (?, ?, ?, ?, ?, ?)",
             [("c1", "kuznetsov", "", "", "", ""), ("c2", "kuznetsov", "", "", "", "")],
         )
-        storage._execute(
+        storage.db.execute(
             "UPDATE customer_index SET last_name = 'kuznetsova' WHERE customer_id = 'c2'"
         )
-        names = storage._execute("SELECT name FROM customer_names ORDER BY name").fetchall()
+        names = storage.db.execute("SELECT name FROM customer_names ORDER BY name").fetchall()
         assert [r[0] for r in names] == ["kuznetsov", "kuznetsova"]
         assert _ids(storage, "kuznecov") == ["c1", "c2"]
     finally:

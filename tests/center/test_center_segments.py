@@ -194,7 +194,7 @@ def test_recalculation_history_and_master_version(shop: Storage) -> None:
     done = shop.segments.recalculate_segment("recent", "m", later)
     assert (done["members"], done["added"], done["removed"]) == (3, 1, 0)
     assert shop.feed.master_version() == version + 1
-    card_version = shop._execute(  # type: ignore[attr-defined]
+    card_version = shop.db.execute(  # type: ignore[attr-defined]
         "SELECT version FROM cards WHERE card_no = 'K2'"
     ).fetchone()[0]
     assert int(card_version) == version + 1
@@ -210,7 +210,7 @@ def test_recalculation_history_and_master_version(shop: Storage) -> None:
     assert [h["members"] for h in found["history"]] == [2, 3, 3, 2]
     assert found["history"][-1]["at"] == week.isoformat()
     assert found["recalculated_at"] == week.isoformat()
-    actions = shop._execute(  # type: ignore[attr-defined]
+    actions = shop.db.execute(  # type: ignore[attr-defined]
         "SELECT action, actor, after FROM audit WHERE kind = 'segment' AND object_id = 'recent' "
         "ORDER BY audit_id"
     ).fetchall()

@@ -62,15 +62,15 @@ def test_migrate_is_idempotent_and_recorded(open_storage: Any) -> None:
     assert first.migrate() == []
     second = open_storage()  # opening again migrates again: still one row per migration
     assert second.migrate() == []
-    rows = _sql(second)._execute("SELECT name FROM _migrations ORDER BY seq").fetchall()
+    rows = _sql(second).db.execute("SELECT name FROM _migrations ORDER BY seq").fetchall()
     assert [r[0] for r in rows] == names
     assert second.counts().sales == 0
 
 
 def test_database_newer_than_code_is_refused(storage: Storage) -> None:
     sql = _sql(storage)
-    with sql._transaction():
-        sql._execute(
+    with sql.db.transaction():
+        sql.db.execute(
             "INSERT INTO _migrations (seq, name, applied_at) VALUES (?, ?, ?)",
             (999, "m999_from_the_future", "2099-01-01T00:00:00+00:00"),
         )
@@ -89,7 +89,7 @@ def test_new_batch_is_accepted_and_stored_whole(storage: Storage) -> None:
     assert stored is not None and decode_sale(stored) == sales[1]
     lines = (
         _sql(storage)
-        ._execute(
+        .db.execute(
             "SELECT line_no, amount_minor, discount_minor FROM sale_lines WHERE sale_id = ? "
             "ORDER BY line_no",
             (sales[1].sale_id,),
@@ -170,7 +170,7 @@ def test_ledger_is_not_double_credited(storage: Storage) -> None:
     # Replays through another route (the same sale's movements) never credit twice.
     storage.sales.ingest([sale], NOW)
     sql = _sql(storage)
-    with sql._transaction():
+    with sql.db.transaction():
         sql.ledger.apply_entries(
             [
                 LedgerEntry(CARD, "bonus", "accrue", 30, "base-accrual-3", sale.sale_id, T0),

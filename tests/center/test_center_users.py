@@ -27,7 +27,7 @@ from tests.center.staff import StaffApi, staff_token
 
 def audit_rows(storage: Storage, username: str) -> list[tuple[Any, ...]]:
     assert isinstance(storage, SqlStorage)
-    rows = storage._execute(
+    rows = storage.db.execute(
         "SELECT action, before, after, actor FROM audit WHERE kind = 'user' AND object_id = ? "
         "ORDER BY audit_id",
         (username,),
@@ -40,7 +40,9 @@ def every_stored_text(storage: Storage) -> str:
     assert isinstance(storage, SqlStorage)
     parts = []
     for table in ("users", "audit"):
-        parts.extend(repr(tuple(r)) for r in storage._execute(f"SELECT * FROM {table}").fetchall())
+        parts.extend(
+            repr(tuple(r)) for r in storage.db.execute(f"SELECT * FROM {table}").fetchall()
+        )
     return "\n".join(parts)
 
 
