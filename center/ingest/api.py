@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from functools import partial
 
 from aiohttp import web
 
@@ -18,7 +19,15 @@ from center.web.request import (
     own_store,
     query_id,
 )
-from sync_protocol import CONTENT_TYPE, Heartbeat, Limits, SaleBatch, decode, encode
+from sync_protocol import (
+    CONTENT_TYPE,
+    Heartbeat,
+    Limits,
+    SaleBatch,
+    decode,
+    decode_sale_batch,
+    encode,
+)
 
 __all__ = ["PERMISSIONS", "add_routes"]
 
@@ -43,7 +52,8 @@ def add_routes(app: web.Application) -> None:
 
 async def ingest(request: web.Request) -> web.Response:
     data = await msgpack_body(request)
-    envelope = decode(data, limits=LIMITS, expect=SaleBatch)
+    # One decode; each sale's canonical bytes are kept as they arrived and stored as they are.
+    envelope, payloads = decode_sale_batch(data, limits=LIMITS)
     batch = envelope.message
     assert isinstance(batch, SaleBatch)
     identity = request[IDENTITY_KEY]
@@ -56,7 +66,12 @@ async def ingest(request: web.Request) -> web.Response:
                     f"only, got sale {sale.sale_id} of store {sale.store_id!r}; nothing stored",
                 )
     storage = request.app[STORAGE_KEY]
-    ack = await in_db(request, storage.sales.ingest, batch.sales, request.app[CLOCK_KEY]())
+    ack = await in_db(
+        request,
+        partial(storage.sales.ingest, payloads=payloads),
+        batch.sales,
+        request.app[CLOCK_KEY](),
+    )
     if ack.accepted or ack.rejected:
         log.info(
             "ingest from %s: %d accepted, %d duplicates, %d rejected",

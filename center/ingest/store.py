@@ -9,7 +9,6 @@ pipelined runs and stores rows with COPY (center/ingest/store_postgres.py).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, Protocol
@@ -26,6 +25,8 @@ from sync_protocol import (
     Verdict,
     classify_sale,
     encode_sale,
+    payload_chain_hash,
+    payload_fingerprint,
 )
 
 __all__ = ["IngestBatch", "PreparedSale", "SalesRepository"]
@@ -66,13 +67,27 @@ class SalesRepository:
         self.coupons = coupons
         self.returns = returns
 
-    def ingest(self, sales: Sequence[Sale], received_at: datetime) -> Ack:
-        """Store a batch of sales in one transaction and say what happened to each."""
+    def ingest(
+        self,
+        sales: Sequence[Sale],
+        received_at: datetime,
+        *,
+        payloads: Sequence[bytes] | None = None,
+    ) -> Ack:
+        """Store a batch of sales in one transaction and say what happened to each.
+
+        `payloads` are the sales' canonical bytes as they arrived (sync_protocol's
+        decode_sale_batch): stored as they are, never encoded again."""
+        if payloads is not None and len(payloads) != len(sales):
+            raise ValueError(f"{len(sales)} sales but {len(payloads)} payloads")
+        held: Sequence[bytes | None] = [None] * len(sales) if payloads is None else payloads
         # One order for every writer, so concurrent batches lock rows in the same order.
-        ordered = sorted(sales, key=lambda s: (s.register_id, s.seq, s.sale_id))
+        ordered = sorted(
+            zip(sales, held, strict=True), key=lambda p: (p[0].register_id, p[0].seq, p[0].sale_id)
+        )
         # Encoding and checks are pure: done once, when the transaction first needs them (a
         # backend may send a run's claim before encoding the next), not again on a retry.
-        batch = IngestBatch(ordered)
+        batch = IngestBatch([s for s, _ in ordered], [b for _, b in ordered])
         received = self.db.ts(received_at)
         with self.db.guard("ingest"):
             return self.db.retry_transient(lambda: self._ingest_once(batch, received))
@@ -369,10 +384,11 @@ _LINE_COLUMNS = (
 class IngestBatch:
     """A store batch in ingest order, each sale prepared on first use and only once."""
 
-    __slots__ = ("_prepared", "sales")
+    __slots__ = ("_prepared", "payloads", "sales")
 
-    def __init__(self, sales: Sequence[Sale]) -> None:
+    def __init__(self, sales: Sequence[Sale], payloads: Sequence[bytes | None] = ()) -> None:
         self.sales = sales
+        self.payloads = payloads or [None] * len(sales)
         self._prepared: list[PreparedSale] = []
 
     def card_nos(self) -> Iterator[str]:
@@ -382,7 +398,12 @@ class IngestBatch:
         """The PreparedSale of sales[start:stop]."""
         done = self._prepared
         if len(done) < stop:
-            done.extend(PreparedSale(s, check_sale(s)) for s in self.sales[len(done) : stop])
+            done.extend(
+                PreparedSale(s, check_sale(s), b)
+                for s, b in zip(
+                    self.sales[len(done) : stop], self.payloads[len(done) : stop], strict=True
+                )
+            )
         return done[start:stop]
 
 
@@ -391,14 +412,14 @@ class PreparedSale:
 
     __slots__ = ("fingerprint", "payload", "problem", "sale")
 
-    def __init__(self, sale: Sale, problem: str | None) -> None:
+    def __init__(self, sale: Sale, problem: str | None, payload: bytes | None = None) -> None:
         self.sale = sale
         self.problem = problem
-        # Encoding is the costliest step of ingest: done once here, hashed exactly as
-        # sync_protocol's sale_fingerprint and (below) chain_hash do (a test pins the equality).
-        self.payload = encode_sale(sale)
-        self.fingerprint = hashlib.sha256(self.payload).hexdigest()
+        # The bytes the sale arrived in, when the caller kept them; encoding (the costliest step
+        # of ingest) only for a sale handed over decoded.
+        self.payload = encode_sale(sale) if payload is None else payload
+        self.fingerprint = payload_fingerprint(self.payload)
 
     def chain_hash(self) -> str:
         # Only a stored sale needs it, and only once claimed: not on the claim's critical path.
-        return hashlib.sha256(self.sale.prev_hash.encode("ascii") + self.payload).hexdigest()
+        return payload_chain_hash(self.sale.prev_hash, self.payload)

@@ -25,6 +25,8 @@ from sync_protocol import (
     SaleBatch,
     decode,
     encode,
+    encode_sale,
+    encode_sale_batch,
 )
 from tests.center.center_factories import CARD, T0, make_sale, master_tables, write_config
 
@@ -314,3 +316,23 @@ async def test_app_opens_and_closes_configured_storage(tmp_path: Path) -> None:
     async with TestClient(TestServer(create_app(config))) as client:
         health = await (await client.get("/health")).json()
         assert health["sales"] == 1
+
+
+async def test_ingest_stores_the_bytes_it_received_without_encoding_again(
+    client: TestClient[Any, Any], storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One sale path: the Center decodes a batch once and keeps each sale's canonical bytes."""
+    sales = [make_sale(1, card_no=CARD, accrue=10), make_sale(2)]
+
+    def no_second_encoding(sale: Any) -> bytes:
+        raise AssertionError(f"sale {sale.sale_id} encoded again at the Center")
+
+    # As a store node sends them: the stored canonical bytes spliced into the envelope.
+    body = encode_sale_batch([encode_sale(s) for s in sales], sender="store-367")
+    monkeypatch.setattr("center.ingest.store.encode_sale", no_second_encoding)
+    response = await client.post("/v1/ingest", data=body, headers=MSGPACK)
+    assert response.status == 200
+    ack = decode(await response.read(), expect=Ack).message
+    assert isinstance(ack, Ack) and len(ack.accepted) == 2
+    for sale in sales:
+        assert storage.sales.load_sale(sale.sale_id) == encode_sale(sale)
