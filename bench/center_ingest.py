@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from center.crm.model import new_card_no, parse_search, search_keys
 from center.ingest.sales import ledger_movements
+from center.ingest.store import SalesRepository
 from center.storage.postgres import PostgresStorage
 from center.storage.postgres_database import COPY_TYPES
 from demo.postgres import PostgresNotInstalled, ThrowawayPostgres
@@ -316,7 +317,7 @@ def bench_copy(dsn: str, sales: list[Sale]) -> dict[str, Any]:
                     )
     tables = [
         ("sale_ids", "sale_id, register_id, seq, fingerprint, closed_at"),
-        ("sales", ", ".join(PostgresStorage._SALE_COLUMNS)),
+        ("sales", ", ".join(SalesRepository.SALE_COLUMNS)),
         (
             "sale_lines",
             "sale_id, line_no, product_id, qty_milli, unit_price_minor, amount_minor, "

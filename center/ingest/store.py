@@ -148,7 +148,7 @@ class SalesRepository:
             p.chain_hash(),
         )
 
-    _SALE_COLUMNS = (
+    SALE_COLUMNS = (
         "sale_id",
         "store_id",
         "register_id",
@@ -176,9 +176,9 @@ class SalesRepository:
         self.db.lock_cards(batch.card_nos())
         prepared = batch.prepared(0, len(batch.sales))
         claimed: set[str] = set()
-        marks = ", ".join("?" for _ in self._SALE_COLUMNS)
+        marks = ", ".join("?" for _ in self.SALE_COLUMNS)
         sql = (
-            f"INSERT INTO sales ({', '.join(self._SALE_COLUMNS)}) VALUES ({marks}) "
+            f"INSERT INTO sales ({', '.join(self.SALE_COLUMNS)}) VALUES ({marks}) "
             "ON CONFLICT DO NOTHING RETURNING sale_id"
         )
         for p in prepared:

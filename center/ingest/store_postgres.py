@@ -84,5 +84,5 @@ class PostgresSalesRepository(SalesRepository):
                     pending.discard(p.sale.sale_id)  # a repeat within the batch is a duplicate
                     yield self._sale_row(p, received)
 
-        pg.bulk_insert("sales", self._SALE_COLUMNS, rows())
+        pg.bulk_insert("sales", self.SALE_COLUMNS, rows())
         return prepared, claimed
