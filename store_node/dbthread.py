@@ -2,7 +2,7 @@
 
 SQLite connections belong to the thread that made them, a commit's fsync must not block the
 event loop, and a single PostgreSQL connection is used serially. Each tier keeps a copy of
-`DbThread` (store_node/dbthread.py, pos_agent/dbthread.py, center/web/app.py);
+`DbThread` (store_node/dbthread.py, pos_agent/dbthread.py, center/web/dbthread.py);
 tests/test_service_shell.py checks that the copies are the same code.
 """
 

@@ -166,7 +166,7 @@ def _top_level(module: ModuleType, names: set[str]) -> dict[str, str]:
     return found
 
 
-DB_THREADS = ("center.web.app", "store_node.dbthread", "pos_agent.dbthread")
+DB_THREADS = ("center.web.dbthread", "store_node.dbthread", "pos_agent.dbthread")
 
 
 def test_the_db_thread_is_one_copy_per_tier() -> None:

@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Generic, Protocol, TypeVar
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -17,6 +14,7 @@ from center.access.nodes import NonceCache
 from center.config import NEEDS_DSN, Config, redact_dsn
 from center.errors import RequestError, StorageError
 from center.storage import Storage, open_storage
+from center.web.dbthread import DbThread
 from center.web.keys import (
     CLOCK_KEY,
     CONFIG_KEY,
@@ -30,71 +28,9 @@ from center.web.middleware import auth_middleware, error_middleware
 from center.web.request import MAX_BODY_BYTES
 from center.web.routes import add_routes, route_permissions
 
-__all__ = ["DbThread", "create_app"]
+__all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
-
-# DbThread is the same code as store_node/dbthread.py and pos_agent/dbthread.py (the tiers never
-# import each other); tests/test_service_shell.py checks that the copies agree.
-
-
-class _Closable(Protocol):
-    def close(self) -> None: ...
-
-
-_O = TypeVar("_O", bound=_Closable)
-_T = TypeVar("_T")
-
-
-class DbThread(Generic[_O]):
-    """Makes the object with `make` on its thread at `open()`; `run` calls into it there.
-
-    `where` names the database in messages (a path, or a DSN without its password); `owned=False`
-    leaves the object open at `close()`, for one its caller made and will close.
-    """
-
-    def __init__(
-        self,
-        where: Path | str,
-        make: Callable[[], _O],
-        *,
-        thread_name: str,
-        owned: bool = True,
-    ) -> None:
-        self.where = where
-        self._make = make
-        self._owned = owned
-        self._obj: _O | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name)
-
-    @property
-    def executor(self) -> ThreadPoolExecutor:
-        """The one thread, for code that submits plain functions to it."""
-        return self._executor
-
-    async def open(self) -> _O:
-        """Make the object on the thread and return it; if that fails, the thread stops."""
-        try:
-            obj = await asyncio.get_running_loop().run_in_executor(self._executor, self._make)
-        except BaseException:
-            self._executor.shutdown(wait=True)
-            raise
-        self._obj = obj
-        return obj
-
-    async def run(self, call: Callable[[_O], _T]) -> _T:
-        """Run `call(obj)` on the thread and return its result."""
-        obj = self._obj
-        if obj is None:
-            raise RuntimeError(f"{self.where}: {type(self).__name__}.open() was not called")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call, obj)
-
-    async def close(self) -> None:
-        """Let the call in progress finish, then close the object (if owned) and the thread."""
-        obj, self._obj = self._obj, None
-        if obj is not None and self._owned:
-            await asyncio.get_running_loop().run_in_executor(self._executor, obj.close)
-        self._executor.shutdown(wait=True)
 
 
 def _utcnow() -> datetime:
