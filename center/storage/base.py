@@ -136,7 +136,6 @@ class Counts:
 class Storage(Protocol):
     """Durable state of the Center; every write is one transaction, visible once it returns."""
 
-    backend: str
     db: Database
     sales: SalesRepository
     ledger: LedgerRepository
@@ -152,6 +151,11 @@ class Storage(Protocol):
     feed: FeedRepository
     users: UserRepository
     nodes: NodeRepository
+
+    @property
+    def backend(self) -> str:
+        """ "sqlite" or "postgresql"."""
+        ...
 
     def migrate(self) -> list[str]:
         """Bring the schema up to date (idempotent); the names of the migrations this call ran."""

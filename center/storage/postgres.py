@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
-
-import psycopg
-
 from center.access import nonces_store as nonces
 from center.access import users_store as users
 from center.crm import customers_store as customers
@@ -281,21 +276,9 @@ POSTGRES_MIGRATIONS = MigrationList(
 class PostgresStorage(SqlStorage):
     """The Center's state in a PostgreSQL database."""
 
-    backend = "postgresql"
     migrations = POSTGRES_MIGRATIONS
     ledger_repository = PostgresLedgerRepository
     sales_repository = PostgresSalesRepository
 
     def __init__(self, dsn: str) -> None:
         super().__init__(PostgresDatabase(dsn))
-
-    @property
-    def conn(self) -> psycopg.Connection[Any]:
-        """The database's connection (pipelines of the claim and ledger statements)."""
-        assert isinstance(self.db, PostgresDatabase)
-        return self.db.conn
-
-    def migrate(self) -> list[str]:
-        ran = super().migrate()
-        self.sales.ensure_partitions(datetime.now(UTC))
-        return ran

@@ -7,7 +7,7 @@ repository classes. Statements use `?` placeholders on both backends.
 
 from __future__ import annotations
 
-from typing import TypeVar
+from datetime import UTC, datetime
 
 from center.access.audit import AuditLog
 from center.access.nodes_store import NodeRepository
@@ -30,14 +30,11 @@ from center.storage.migrations import Migration, MigrationList, apply_migrations
 
 __all__ = ["Migration", "SqlStorage", "lots_from_ledger"]
 
-_T = TypeVar("_T")
-
 
 class SqlStorage:
     """The Center's repositories over one Database; SqliteStorage and PostgresStorage choose the
     Database and the backend's repository classes."""
 
-    backend: str = ""
     migrations = MigrationList((), numbered=0)
     """This backend's migrations, in order (center/storage/migrations.py)."""
     ledger_repository: type[LedgerRepository] = LedgerRepository
@@ -76,10 +73,13 @@ class SqlStorage:
         )
 
     @property
+    def backend(self) -> str:
+        """ "sqlite" or "postgresql"."""
+        return self.db.backend
+
+    @property
     def dialect(self) -> Dialect:
         return self.db.dialect
-
-    # -- the database's helpers, for the migration runner and the tests --------------------------
 
     def close(self) -> None:
         self.db.close()
@@ -87,7 +87,9 @@ class SqlStorage:
     # -- schema --------------------------------------------------------------------------------
 
     def migrate(self) -> list[str]:
-        return apply_migrations(self, self.migrations)
+        ran = apply_migrations(self, self.migrations)
+        self.sales.ensure_partitions(datetime.now(UTC))  # a no-op without partitions
+        return ran
 
     def migrations_applied(self) -> list[str]:
         """Names of the migrations recorded in the database, in the order they ran."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from center.access import nonces_store as nonces
@@ -276,16 +275,9 @@ SQLITE_MIGRATIONS = MigrationList(
 class SqliteStorage(SqlStorage):
     """The Center's state in one SQLite file."""
 
-    backend = "sqlite"
     migrations = SQLITE_MIGRATIONS
 
     def __init__(self, path: str | Path) -> None:
         db = SqliteDatabase(path)
         super().__init__(db)
         self.path = db.path
-
-    @property
-    def conn(self) -> sqlite3.Connection:
-        """The database's connection."""
-        assert isinstance(self.db, SqliteDatabase)
-        return self.db.conn
