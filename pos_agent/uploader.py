@@ -490,7 +490,9 @@ class _Link:
             raise UploadError(f"{what}: the answer is not an ack: {exc}") from exc
         assert isinstance(ack, Ack)
         for rejection in ack.rejected:
-            log.error("store node rejected re-sent sale %s: %s", rejection.sale_id, rejection.reason)
+            log.error(
+                "store node rejected re-sent sale %s: %s", rejection.sale_id, rejection.reason
+            )
         return len(ack.accepted) + len(ack.duplicates)
 
     def poll_master(self, url: str, *, repair: bool = False) -> None:

@@ -15,7 +15,7 @@ from store_node.errors import (
     UnsupportedMediaType,
 )
 from store_node.forwarder import Forwarder
-from store_node.salesbox import BoxWorker, SalesBox, check_sale
+from store_node.salesbox import BoxWorker, SalesBox, check_sale, missing_seqs
 
 __all__ = [
     "SERVICE_TYPE",
@@ -38,6 +38,7 @@ __all__ = [
     "check_sale",
     "create_app",
     "load_config",
+    "missing_seqs",
     "parse_config",
     "service_name",
 ]

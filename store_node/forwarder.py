@@ -351,9 +351,7 @@ class Forwarder:
                 return False
             self._recovery_log.recovered()
             now = self.clock()
-            await self.worker.run(
-                partial(SalesBox.save_center_coverage, registers=rows, now=now)
-            )
+            await self.worker.run(partial(SalesBox.save_center_coverage, registers=rows, now=now))
             log.info(
                 "store.db recovery: the Center holds sales of %d registers up to seqs %s",
                 len(rows),

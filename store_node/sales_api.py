@@ -260,9 +260,7 @@ async def post_recovery(request: web.Request) -> web.StreamResponse:
         )
     now = app[CLOCK_KEY]()
     answer = await app[WORKER_KEY].run(
-        lambda box: box.report_journal(
-            register_id, last_seq=last_seq, acked_seq=acked_seq, now=now
-        )
+        lambda box: box.report_journal(register_id, last_seq=last_seq, acked_seq=acked_seq, now=now)
     )
     if answer.started is not None:
         log.warning("%s; recovering from the registers' journals", answer.started)

@@ -327,7 +327,9 @@ class Recovery:
         if not self.center_checked:
             parts.append("asking the Center what it holds")
         if self.missing:
-            lost = sum(last - first + 1 for ranges in self.missing.values() for first, last in ranges)
+            lost = sum(
+                last - first + 1 for ranges in self.missing.values() for first, last in ranges
+            )
             parts.append(f"{lost} acknowledged sales to re-send from {', '.join(self.missing)}")
         if self.waiting_for:
             parts.append(f"waiting for {', '.join(self.waiting_for)} to report its journal")

@@ -63,12 +63,10 @@ def test_sales_acknowledged_then_lost_with_store_db_reach_the_center_once(
         cluster.run_tool(
             "loyalty-center", "import-dataset", "--config", str(center.config), "--stores", "367"
         )
+        center_cli = str(Path(sys.executable).with_name("loyalty-center"))
+        add_user = [center_cli, "add-user", "--config", str(center.config), "ops"]
         token = subprocess.run(
-            [str(Path(sys.executable).with_name("loyalty-center")), "add-user", "--config", str(center.config), "ops"]
-            + ["--role", "administrator"],
-            check=True,
-            stdout=subprocess.PIPE,
-            text=True,
+            [*add_user, "--role", "administrator"], check=True, stdout=subprocess.PIPE, text=True
         ).stdout.strip()
         cluster.enrol_all()
         for service in (center, node, register):
