@@ -357,13 +357,17 @@ class Forwarder:
                 len(rows),
                 {register_id: max_seq for register_id, max_seq, _ in rows},
             )
-        state, ended = await self.worker.run(lambda b: b.settle_recovery())
+        now = self.clock()
+        state, ended = await self.worker.run(lambda b: b.settle_recovery(now))
         if ended and state is not None:
             log.warning(
-                "store.db recovery finished: every acknowledged sale of the registers is here or "
-                "at the Center (it began %s: %s)",
+                "store.db recovery finished: every acknowledged sale of the registers that "
+                "reported is here or at the Center (it began %s: %s)%s",
                 state.since.isoformat(),
                 state.reason,
+                f"; never reported: {', '.join(state.unreported)} (checked when they do)"
+                if state.unreported
+                else "",
             )
         return ended
 
@@ -372,9 +376,9 @@ class Forwarder:
     def _build_heartbeat(self, box: SalesBox) -> bytes:
         outbox = box.outbox()
         master = box.master_state()
-        recovery = box.recovery()
-        devices = {} if recovery is None else {"alert:store_db_recovery": recovery.alert()[:500]}
         now = self.clock()
+        recovery = box.recovery(now)
+        devices = {} if recovery is None else {"alert:store_db_recovery": recovery.alert()[:500]}
         heartbeat = Heartbeat(
             node_id=self.config.store.node_id,
             role="store",

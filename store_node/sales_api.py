@@ -145,7 +145,7 @@ def _health(box: SalesBox, config: Config, now: datetime) -> dict[str, Any]:
     outbox = box.outbox()
     center = box.center_status()
     master = box.master_state()
-    recovery = box.recovery()
+    recovery = box.recovery(now)
     alerts = _alerts(config, now, outbox.pending, outbox.oldest_pending_at)
     if recovery is not None:
         alerts.append(recovery.alert())

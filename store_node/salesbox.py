@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from store_node import master_cache
@@ -162,6 +162,9 @@ Ranges = tuple[tuple[int, int], ...]
 """Inclusive (first, last) seq ranges, ascending and disjoint."""
 
 _MAX_RESEND_RANGES = 200
+RECOVERY_WAIT = timedelta(hours=24)
+"""How long a recovery waits for a register that does not report (switched off, retired, an
+older release); if it comes back later, its report finds what is missing and starts another."""
 
 
 def _holes(low: int, high: int, points: Iterable[int]) -> list[tuple[int, int]]:
@@ -320,6 +323,8 @@ class Recovery:
     """Registers that have not reported their journal since the recovery began."""
     missing: dict[str, Ranges]
     """Acknowledged seqs neither this node nor the Center holds, per register."""
+    unreported: tuple[str, ...] = ()
+    """Registers no longer waited for (RECOVERY_WAIT passed) that never reported."""
 
     def alert(self) -> str:
         """The /health alert line (also sent to the Center in the heartbeat)."""
@@ -798,7 +803,7 @@ class SalesBox:
             resend = missing if recovering and not self.center_check_due() else ()
         return JournalAnswer(self.db_id, recovering, resend[:_MAX_RESEND_RANGES], started)
 
-    def recovery(self, *, advance: bool = False) -> Recovery | None:
+    def recovery(self, now: datetime, *, advance: bool = False) -> Recovery | None:
         """The recovery under way, or None; `advance` keeps what was found verified."""
         since = self._meta("recovery_since")
         if since is None:
@@ -810,28 +815,32 @@ class SalesBox:
             " ORDER BY register_id"
         ).fetchall()
         waiting = tuple(str(r[0]) for r in rows if r[2] is None or r[2] < since)
+        started = _dt(since)
+        assert started is not None
+        unreported: tuple[str, ...] = ()
+        if now - started >= RECOVERY_WAIT:
+            waiting, unreported = (), waiting
         missing = {}
         for register_id, acked_seq, _ in rows:
             ranges = self._missing(str(register_id), int(acked_seq), advance=advance)
             if ranges:
                 missing[str(register_id)] = ranges
-        started = _dt(since)
-        assert started is not None
         return Recovery(
             since=started,
             reason=self._meta("recovery_reason") or "",
             center_checked=not self.center_check_due(),
             waiting_for=waiting,
             missing=missing,
+            unreported=unreported,
         )
 
-    def settle_recovery(self) -> tuple[Recovery | None, bool]:
+    def settle_recovery(self, now: datetime) -> tuple[Recovery | None, bool]:
         """End the recovery once the Center was asked, every register reported and nothing
         acknowledged is missing; (the recovery as it stands, whether it ended now)."""
         if self._meta("recovery_since") is None:
             return None, False
         with self._tx() as conn:
-            state = self.recovery(advance=True)
+            state = self.recovery(now, advance=True)
             if state is None or not state.center_checked or state.waiting_for or state.missing:
                 return state, False
             conn.execute("DELETE FROM meta WHERE key IN ('recovery_since', 'recovery_reason')")
