@@ -15,7 +15,8 @@ from store_node.errors import (
     UnsupportedMediaType,
 )
 from store_node.forwarder import Forwarder
-from store_node.salesbox import BoxWorker, SalesBox, check_sale, missing_seqs
+from store_node.recovery import missing_seqs
+from store_node.salesbox import BoxWorker, SalesBox, check_sale
 
 __all__ = [
     "SERVICE_TYPE",

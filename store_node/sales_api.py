@@ -23,7 +23,8 @@ from store_node.keys import (
     IDENTITY_KEY,
     WORKER_KEY,
 )
-from store_node.salesbox import Recovery, SalesBox
+from store_node.recovery import Recovery
+from store_node.salesbox import SalesBox
 from sync_protocol import (
     CONTENT_TYPE,
     Heartbeat,

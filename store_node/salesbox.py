@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from store_node import master_cache
@@ -16,6 +16,16 @@ from store_node.dbthread import DbThread
 from store_node.errors import StorageError
 from store_node.master_cache import MASTER_SCHEMA, MasterState
 from store_node.migrations import Migrations, database_file
+from store_node.recovery import (
+    MAX_RESEND_RANGES,
+    RECOVERY_WAIT,
+    JournalAnswer,
+    Ranges,
+    Recovery,
+    describe_ranges,
+    missing_seqs,
+    present_ranges,
+)
 from sync_protocol import (
     Ack,
     Classification,
@@ -36,15 +46,12 @@ __all__ = [
     "BoxWorker",
     "CachedMaster",
     "CenterStatus",
-    "JournalAnswer",
     "OutboxStatus",
     "PendingSale",
-    "Recovery",
     "RegisterState",
     "RegisterSummary",
     "SalesBox",
     "check_sale",
-    "missing_seqs",
 ]
 
 # Kept in meta as 'schema_version' by the release before migrations (written, never read).
@@ -158,72 +165,6 @@ def m002_recovery(conn: sqlite3.Connection) -> None:
     MIGRATIONS.create_or_adopt(conn, _RECOVERY_SCHEMA)
 
 
-Ranges = tuple[tuple[int, int], ...]
-"""Inclusive (first, last) seq ranges, ascending and disjoint."""
-
-_MAX_RESEND_RANGES = 200
-RECOVERY_WAIT = timedelta(hours=24)
-"""How long a recovery waits for a register that does not report (switched off, retired, an
-older release); if it comes back later, its report finds what is missing and starts another."""
-
-
-def _holes(low: int, high: int, points: Iterable[int]) -> list[tuple[int, int]]:
-    """Ranges of (low, high] not in `points` (ascending, distinct)."""
-    out: list[tuple[int, int]] = []
-    nxt = low + 1
-    for point in points:
-        if point > high:
-            break
-        if point < nxt:
-            continue
-        if point > nxt:
-            out.append((nxt, point - 1))
-        nxt = point + 1
-    if nxt <= high:
-        out.append((nxt, high))
-    return out
-
-
-def _present(max_seq: int, gaps: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
-    """The Center's seqs of one register as ranges: 1..max_seq without its gaps."""
-    out: list[tuple[int, int]] = []
-    cur = 1
-    for first, last in sorted(gaps):
-        if first > cur:
-            out.append((cur, min(first - 1, max_seq)))
-        cur = max(cur, last + 1)
-    if cur <= max_seq:
-        out.append((cur, max_seq))
-    return out
-
-
-def missing_seqs(
-    low: int, high: int, held: Iterable[int], present: Sequence[tuple[int, int]]
-) -> Ranges:
-    """Seqs in (low, high] neither in `held` (ascending) nor inside a `present` range."""
-    out: list[tuple[int, int]] = []
-    for first, last in _holes(low, high, held):
-        cur = first
-        for p_first, p_last in present:
-            if p_last < cur:
-                continue
-            if p_first > last:
-                break
-            if p_first > cur:
-                out.append((cur, p_first - 1))
-            cur = max(cur, p_last + 1)
-            if cur > last:
-                break
-        if cur <= last:
-            out.append((cur, last))
-    return tuple(out)
-
-
-def _describe_ranges(ranges: Ranges) -> str:
-    shown = [f"{a}" if a == b else f"{a}-{b}" for a, b in ranges[:5]]
-    return ", ".join(shown) + (", ..." if len(ranges) > 5 else "")
-
-
 def _ts(moment: datetime) -> str:
     # One fixed-width UTC form so that text order is time order in SQL.
     if moment.tzinfo is None:
@@ -299,46 +240,6 @@ class RegisterSummary:
     total_minor: int
     max_seq: int
     pending: int
-
-
-@dataclass(frozen=True, slots=True)
-class JournalAnswer:
-    """What a register is told after reporting its journal: re-send these seqs (if any)."""
-
-    db_id: str
-    recovering: bool
-    resend: Ranges
-    started: str | None = None
-    """The reason, when this report started the recovery."""
-
-
-@dataclass(frozen=True, slots=True)
-class Recovery:
-    """A lost or older store.db being refilled from the registers' journals."""
-
-    since: datetime
-    reason: str
-    center_checked: bool
-    waiting_for: tuple[str, ...]
-    """Registers that have not reported their journal since the recovery began."""
-    missing: dict[str, Ranges]
-    """Acknowledged seqs neither this node nor the Center holds, per register."""
-    unreported: tuple[str, ...] = ()
-    """Registers no longer waited for (RECOVERY_WAIT passed) that never reported."""
-
-    def alert(self) -> str:
-        """The /health alert line (also sent to the Center in the heartbeat)."""
-        parts = [f"store_db_recovery: {self.reason}"]
-        if not self.center_checked:
-            parts.append("asking the Center what it holds")
-        if self.missing:
-            lost = sum(
-                last - first + 1 for ranges in self.missing.values() for first, last in ranges
-            )
-            parts.append(f"{lost} acknowledged sales to re-send from {', '.join(self.missing)}")
-        if self.waiting_for:
-            parts.append(f"waiting for {', '.join(self.waiting_for)} to report its journal")
-        return "; ".join(parts)
 
 
 def check_sale(sale: Sale, store_id: str) -> str | None:
@@ -758,7 +659,7 @@ class SalesBox:
             "SELECT max_seq, gaps FROM center_coverage WHERE register_id = ?", (register_id,)
         ).fetchone()
         present = (
-            _present(int(coverage[0]), [tuple(g) for g in json.loads(coverage[1])])
+            present_ranges(int(coverage[0]), [tuple(g) for g in json.loads(coverage[1])])
             if coverage is not None
             else []
         )
@@ -794,14 +695,14 @@ class SalesBox:
             if missing:
                 started = (
                     f"register {register_id} had sales up to seq {acked_seq} acknowledged "
-                    f"that this store.db lacks (seqs {_describe_ranges(missing)}): "
+                    f"that this store.db lacks (seqs {describe_ranges(missing)}): "
                     "it is older than the one that acknowledged them"
                 )
                 if not self._begin_recovery(conn, started, now):
                     started = None
             recovering = self._meta("recovery_since") is not None
             resend = missing if recovering and not self.center_check_due() else ()
-        return JournalAnswer(self.db_id, recovering, resend[:_MAX_RESEND_RANGES], started)
+        return JournalAnswer(self.db_id, recovering, resend[:MAX_RESEND_RANGES], started)
 
     def recovery(self, now: datetime, *, advance: bool = False) -> Recovery | None:
         """The recovery under way, or None; `advance` keeps what was found verified."""

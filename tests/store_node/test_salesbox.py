@@ -312,7 +312,7 @@ def test_a_recovery_waits_for_every_expected_register(box: SalesBox) -> None:
     assert not ended and state is not None and state.waiting_for == ("367-2",)
     assert "waiting for 367-2 to report its journal" in state.alert()
     # A register that never reports is waited for a day, then checked when it comes back.
-    from store_node.salesbox import RECOVERY_WAIT
+    from store_node.recovery import RECOVERY_WAIT
 
     state = box.recovery(T0 + RECOVERY_WAIT)
     assert state is not None and (state.waiting_for, state.unreported) == ((), ("367-2",))
