@@ -156,6 +156,14 @@ class StoreLink:
             f"POST /v1/reservations: HTTP {response.status_code}: {self._detail(response)}"
         )
 
+    def release(self, reservation_id: str) -> None:
+        """Release a hold now; StoreNodeUnreachable when the node does not confirm it."""
+        response = self._call("DELETE", f"/v1/reservations/{quote(reservation_id, safe='')}")
+        if response.status_code not in (200, 404, 409):
+            raise StoreNodeUnreachable(
+                f"DELETE /v1/reservations/{reservation_id}: HTTP {response.status_code}"
+            )
+
     def card(self, card_no: str) -> dict[str, Any] | None:
         """The card row the store node (or the Center behind it) knows; None: unknown card."""
         response = self._call(
