@@ -416,9 +416,7 @@ async def test_an_older_registers_commit_frees_the_unused_code_once_its_sale_is_
     )
     assert status == 409 and unused.sale_id in refused["detail"]
     await node.send(unused)  # the sale arrives: it did not redeem C-1
-    status, second = await _call(
-        node, "POST", "/v1/reservations", _reserve("r2", 0, codes=["C-1"])
-    )
+    status, second = await _call(node, "POST", "/v1/reservations", _reserve("r2", 0, codes=["C-1"]))
     assert status == 201, second
 
 
