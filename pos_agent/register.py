@@ -292,6 +292,8 @@ class Register:
         if self.link is None:
             return None
         try:
+            if codes:
+                self._send_settled()
             hold = self.link.reserve(
                 receipt_id=receipt.receipt_id,
                 card_no=receipt.card_no,
@@ -315,6 +317,15 @@ class Register:
             )
         )
         return Authorization("online", available=hold.available)
+
+    def _send_settled(self) -> None:
+        """Deliver this register's queued commits and releases before holding codes again, so
+        the node never refuses a code for a receipt this register already closed."""
+        assert self.link is not None
+        for op in self.journal.reservation_ops(20):
+            codes = self.journal.coupons_of_sale(op.sale_id) if op.sale_id else ()
+            self.link.settle(op.reservation_id, op.op, op.sale_id, codes)
+            self.journal.reservation_op_done(op.reservation_id)
 
     def _release_now(self, reservation_id: str) -> None:
         """Give held codes back at once (the queued release stays: it is idempotent), so the

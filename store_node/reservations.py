@@ -517,8 +517,17 @@ class ReservationBook:
         self._check_local(code, reservation_id, now)
         if verdict == "used":
             raise CouponTaken(f"coupon_codes: the Center says {code} was already redeemed")
-        if verdict == "unreachable":
+        if verdict == "unreachable" and not self._holds(reservation_id, code):
+            # A code the receipt already holds stays its own while the Center is away.
             self._check_offline(code, signed)
+
+    def _holds(self, reservation_id: str | None, code: str) -> bool:
+        row = self._conn.execute(
+            "SELECT 1 FROM reservation_coupons WHERE code = ? AND reservation_id = ?"
+            " AND state = 'held'",
+            (code, reservation_id),
+        ).fetchone()
+        return row is not None
 
     def policy(self, code: str, *, signed: bool) -> tuple[str, OfflinePolicy]:
         """(origin, offline policy) of a code's type: the Center's word for its prefix, else

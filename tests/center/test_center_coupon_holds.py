@@ -191,7 +191,7 @@ def test_offline_policies_per_prefix_and_their_changes(storage: Storage) -> None
     ).fetchone()[0]
     done = storage.coupon_holds.set_offline(flyer, "never", "ann", T0)
     assert done == {"batch_id": flyer, "origin": "head_office", "offline": "never"}
-    with pytest.raises(InvalidRequest, match="^body.offline: a head_office batch takes one of"):
+    with pytest.raises(InvalidRequest, match=r"^body\.offline: a head_office batch takes one of"):
         storage.coupon_holds.set_offline(flyer, "issuing_store", "ann", T0)
     with pytest.raises(UnknownObject):
         storage.coupon_holds.set_offline("cb-none", "never", "ann", T0)
@@ -215,7 +215,7 @@ def test_bad_hold_bodies_name_the_field() -> None:
         with pytest.raises((InvalidRequest, MalformedRequest)) as caught:
             parse_hold(body)
         assert caught.value.field == field, body
-    with pytest.raises(InvalidRequest, match="^body.offline"):
+    with pytest.raises(InvalidRequest, match=r"^body\.offline"):
         parse_batch_update({"offline": "sometimes"})
 
 

@@ -127,14 +127,16 @@ class Chain:
 
     async def staff(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         token = staff_token(self.storage, "marketer")
-        async with aiohttp.ClientSession() as http:
-            async with http.request(
+        async with (
+            aiohttp.ClientSession() as http,
+            http.request(
                 method,
                 self.center + path,
                 json=body,
                 headers={"Authorization": f"Bearer {token}"},
-            ) as resp:
-                return resp.status, await resp.json()
+            ) as resp,
+        ):
+            return resp.status, await resp.json()
 
     async def synced(self) -> None:
         """Every register's sales are at the Center."""

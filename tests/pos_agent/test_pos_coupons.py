@@ -27,6 +27,7 @@ from tests.pos_agent.pos_fakes import (
     IdleUploader,
     TickClock,
     demo_snapshot,
+    free_port,
     make_config,
     open_journal,
     outbox_sales,
@@ -263,12 +264,12 @@ async def test_a_coupon_held_by_a_receipt_under_its_minimum_is_free_for_the_next
             assert resp.status == 200, await resp.text()
             redeemed_by = (await resp.json())["sale_id"]
             assert (await resp.json())["coupons_redeemed"] == [CODE]
-            # Receipt 1's release is still queued too (idempotent), receipt 2's commit carries
-            # only the code its sale redeemed.
+            # Receipt 1's queued release went with receipt 2's hold; receipt 2's commit, still
+            # queued, carries only the code its sale redeemed.
             journal = open_journal(config)
             try:
                 ops = journal.reservation_ops()
-                assert [op.op for op in ops] == ["release", "commit"]
+                assert [op.op for op in ops] == ["commit"]
                 assert journal.coupons_of_sale(redeemed_by) == (CODE,)
             finally:
                 journal.close()
@@ -280,3 +281,31 @@ async def test_a_coupon_held_by_a_receipt_under_its_minimum_is_free_for_the_next
             resp = await client.post(f"/v1/receipts/{receipt}/coupons", json={"code": CODE})
             assert resp.status == 409, await resp.text()
             assert "held by register 367-1" in (await resp.json())["detail"]
+
+
+async def test_a_release_queued_while_the_node_was_away_goes_before_the_next_hold(
+    tmp_path: Path,
+) -> None:
+    """Receipt 1 holds the code, then the store node goes away and receipt 1 is sold without
+    it (the release is only queued; no uploader runs). The node comes back still holding the
+    code for receipt 1: the register delivers its queued release before asking again."""
+    port = free_port()
+    node_config = store_config(tmp_path / "store", port=port)
+    config = make_config(tmp_path / "pos", f"http://127.0.0.1:{port}")
+    seed_replica(config)
+    policies = [("NEXT5", "register", "any_store")]
+    async with running_agent(config, uploader=IdleUploader()) as client:
+        async with running_node(node_config, run_jobs=False, clock=Clock()) as node:
+            await node.app[RESERVATIONS_KEY].run(lambda b: b.save_policies(policies, now=T0))
+            small = await _open(client, BASKET[1:])
+            resp = await client.post(f"/v1/receipts/{small}/coupons", json={"code": CODE})
+            assert resp.status == 200, await resp.text()
+        resp = await _confirm(client, small)  # the node is away: sold offline, release queued
+        assert resp.status == 200, await resp.text()
+        assert (await resp.json())["coupons_redeemed"] == []
+        async with running_node(node_config, run_jobs=False, clock=Clock()) as node:
+            other = await _open(client, BASKET)
+            resp = await client.post(f"/v1/receipts/{other}/coupons", json={"code": CODE})
+            assert resp.status == 200, await resp.text()
+            health = await (await client.get("/health")).json()
+            assert health["reservations_pending"] == 0
