@@ -136,8 +136,22 @@ def m002_single_use_codes(conn: sqlite3.Connection) -> None:
         "CREATE TABLE coupon_policies (prefix TEXT PRIMARY KEY, origin TEXT NOT NULL,"
         " offline TEXT NOT NULL, fetched_at TEXT NOT NULL)"
     )
-    # Scan every held sale again: the issued codes of the sales scanned before are wanted too.
-    conn.execute("DELETE FROM reservation_scan")
+    # The codes issued by the sales scanned before (later ones come with the scan).
+    if conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sales'"
+    ).fetchone():
+        for sale_id, payload in conn.execute(
+            "SELECT sale_id, payload FROM sales WHERE received_no <= COALESCE("
+            "(SELECT received_no FROM reservation_scan WHERE id = 1), 0)"
+        ).fetchall():
+            try:
+                issued = decode_sale(bytes(payload)).coupons_issued
+            except ProtocolError:
+                continue
+            conn.executemany(
+                "INSERT OR IGNORE INTO reservation_issued_codes (code, sale_id) VALUES (?, ?)",
+                [(normalize_code(code), sale_id) for code in issued],
+            )
 
 
 class InsufficientBalance(RequestError):
