@@ -38,6 +38,7 @@ from store_node.reservations import (
     Grant,
     Reservation,
     ReservationBook,
+    ReservationRequest,
     ReservationWorker,
     Verdict,
     normalize_code,
@@ -46,6 +47,7 @@ from store_node.reservations import (
 from store_node.salesbox import SalesBox
 
 __all__ = [
+    "COUPONS_LOCK_KEY",
     "RESERVATIONS_KEY",
     "add_routes",
     "center_hold",
@@ -57,6 +59,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RESERVATIONS_KEY = web.AppKey("reservations", ReservationWorker)
+COUPONS_LOCK_KEY = web.AppKey("coupon_reservations_lock", asyncio.Lock)
+"""One reservation with coupon codes at a time: the Center lets this store take over its own
+holds, which is safe only while this node's check and the Center's hold happen together."""
 MAX_RESERVATION_BYTES = 16 * 1024
 RETRY_CENTER_S = 5.0
 """How often undelivered commits/releases of Center holds are sent again."""
@@ -321,6 +326,25 @@ async def post_reservation(request: web.Request) -> web.StreamResponse:
     card_no = wanted.card_no
     if card_no is not None:
         card = await app[WORKER_KEY].run(lambda box: _card_balance(box, card_no))
+    if not wanted.coupon_codes:
+        grant = await _reserve(app, wanted, card)
+    else:
+        async with app[COUPONS_LOCK_KEY]:
+            grant = await _reserve(app, wanted, card)
+    log.info(
+        "reservation %s: register %s receipt %s card %s amount %d codes %s",
+        grant.reservation_id,
+        wanted.register_id,
+        wanted.receipt_id,
+        card_no or "-",
+        grant.amount,
+        ",".join(grant.coupon_codes) or "-",
+    )
+    return web.json_response(_grant_view(grant), status=201)
+
+
+async def _reserve(app: web.Application, wanted: ReservationRequest, card: CardBalance) -> Grant:
+    """The node's checks, the Center's hold on the codes, then the node's hold."""
     book = app[RESERVATIONS_KEY]
     now = app[CLOCK_KEY]()
     rid, held_before = await book.run(lambda b: b.prepare(wanted, now=now))
@@ -345,16 +369,7 @@ async def post_reservation(request: web.Request) -> web.StreamResponse:
         if center and not held_before:
             await _deliver(app, CenterOp(rid, "release", None, ()))
         raise
-    log.info(
-        "reservation %s: register %s receipt %s card %s amount %d codes %s",
-        grant.reservation_id,
-        wanted.register_id,
-        wanted.receipt_id,
-        card_no or "-",
-        grant.amount,
-        ",".join(grant.coupon_codes) or "-",
-    )
-    return web.json_response(_grant_view(grant), status=201)
+    return grant
 
 
 async def get_reservation(request: web.Request) -> web.StreamResponse:
@@ -431,6 +446,7 @@ def add_routes(app: web.Application) -> None:
     """Register the reservation routes and the lifecycle of their tables (after the sales box)."""
     config = app[CONFIG_KEY]
     app[RESERVATIONS_KEY] = ReservationWorker(config.db_path, ttl_s=config.reservations.ttl_s)
+    app[COUPONS_LOCK_KEY] = asyncio.Lock()
     app.cleanup_ctx.append(_reservations_ctx)
     app.router.add_post("/v1/reservations", post_reservation)
     app.router.add_get("/v1/reservations/{reservation_id}", get_reservation)

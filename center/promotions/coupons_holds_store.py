@@ -106,10 +106,11 @@ class CouponHoldRepository:
                     "ON CONFLICT (code) DO UPDATE SET hold_id = excluded.hold_id, "
                     "store_id = excluded.store_id, state = 'held', sale_id = NULL, "
                     "held_at = excluded.held_at, expires_at = excluded.expires_at "
-                    "WHERE (coupon_holds.hold_id = excluded.hold_id "
-                    "AND coupon_holds.store_id = excluded.store_id "
-                    "AND coupon_holds.state = 'held') "
-                    "OR (coupon_holds.state = 'held' AND coupon_holds.expires_at <= ?) "
+                    # The same store may take over its own held code: its node checked its
+                    # own holds first (one at a time), so another hold of it is a stale one
+                    # whose release has not arrived.
+                    "WHERE coupon_holds.state = 'held' AND ("
+                    "coupon_holds.store_id = excluded.store_id OR coupon_holds.expires_at <= ?) "
                     "RETURNING code",
                     (code, request.hold_id, request.store_id, at, until, at),
                 ).fetchone()

@@ -56,6 +56,10 @@ def test_one_store_holds_a_code_the_other_is_refused_naming_it(storage: Storage)
     # Another store cannot take over a hold by naming its id.
     with pytest.raises(CouponTaken):
         storage.coupon_holds.hold(_hold("406", "h1", other), T0 + timedelta(seconds=5))
+    # The same store takes over its own stale hold (its node checked its own holds first).
+    storage.coupon_holds.hold(_hold("367", "h9", other), T0 + timedelta(seconds=6))
+    assert storage.coupon_holds.release("h1", "367")["released"] == []
+    assert storage.coupon_holds.release("h9", "367")["released"] == [other]
 
 
 def test_release_and_expiry_free_the_code(storage: Storage) -> None:
