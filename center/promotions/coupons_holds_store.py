@@ -80,6 +80,13 @@ class CouponHoldRepository:
     def __init__(self, db: Database, *, audit: AuditLog) -> None:
         self.db = db
         self.audit = audit
+        self._has_holds = False
+
+    def _holds_exist(self) -> bool:
+        """Whether m021 ran (a storage of an older schema still ingests); once seen, kept."""
+        if not self._has_holds:
+            self._has_holds = self.db.dialect.has_table(self.db.execute, "coupon_holds")
+        return self._has_holds
 
     # -- holds --------------------------------------------------------------------------------
 
@@ -318,7 +325,7 @@ class CouponHoldRepository:
         redeemed = sorted(
             {normalise_code(code) for sale in sales for code in sale.coupons_redeemed}
         )
-        if not issued and not redeemed:
+        if (not issued and not redeemed) or not self._holds_exist():
             return
         key_row = self.db.execute("SELECT value FROM settings WHERE name = 'coupon_key'").fetchone()
         key = "" if key_row is None else str(key_row[0])
@@ -429,6 +436,8 @@ class CouponHoldRepository:
 
     def settle_sales(self, sales: Sequence[Sale]) -> None:
         """Drop the committed holds of newly stored sales (after their redemptions)."""
+        if not self._holds_exist():
+            return
         by_sale = {sale.sale_id: sale for sale in sales}
         ids = sorted(by_sale)
         holds: list[tuple[str, str]] = []
