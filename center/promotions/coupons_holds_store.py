@@ -211,7 +211,11 @@ class CouponHoldRepository:
                     "AND (state = 'held' OR sale_id = ?) RETURNING code",
                     (request.sale_id, at, code, hold_id, request.store_id, request.sale_id),
                 ).fetchone()
-                (committed if row is not None else lost).append(code)
+                if row is None and not self._recorded(code, request.sale_id):
+                    lost.append(code)
+                else:
+                    # Recorded already: an earlier delivery of this commit, then the sale.
+                    committed.append(code)
             self._drop_others(request.store_id, hold_id, request.codes)
             # The sale may be here already (ingest came first): nothing left to hold for it.
             self._settle(
@@ -219,6 +223,12 @@ class CouponHoldRepository:
                 self._redeemed_here(request.sale_id),
             )
         return {"hold_id": hold_id, "committed": committed, "lost": lost}
+
+    def _recorded(self, code: str, sale_id: str) -> bool:
+        found = self.db.execute(
+            "SELECT 1 FROM coupon_redemptions WHERE code = ? AND sale_id = ?", (code, sale_id)
+        ).fetchone()
+        return found is not None
 
     def _redeemed_here(self, sale_id: str) -> set[str] | None:
         """The codes a stored sale redeemed; None when the sale is not here yet."""

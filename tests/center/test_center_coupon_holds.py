@@ -100,6 +100,9 @@ def test_a_commit_after_its_sale_and_one_that_redeemed_nothing(storage: Storage)
     storage.sales.ingest([sale], T0)  # the sale overtook the commit
     storage.coupon_holds.commit("h1", CommitRequest("367", sale.sale_id, (code,)), T0)
     assert storage.coupon_holds.hold_of(code) is None
+    # Delivered again (the node timed out waiting for the first answer): nothing is lost.
+    again = storage.coupon_holds.commit("h1", CommitRequest("367", sale.sale_id, (code,)), T0)
+    assert again == {"hold_id": "h1", "committed": [code], "lost": []}
     # A register of the release before commits every held code: its sale frees what it did
     # not redeem.
     empty = make_sale(2)
