@@ -396,6 +396,13 @@ class Journal:
         ).fetchone()
         return None if row is None else str(row[0])
 
+    def coupons_of_sale(self, sale_id: str) -> tuple[str, ...]:
+        """The single-use coupon codes sale ``sale_id`` redeemed (its reservation commit)."""
+        rows = self.conn.execute(
+            "SELECT code FROM used_coupons WHERE sale_id = ? ORDER BY code", [sale_id]
+        )
+        return tuple(str(row[0]) for row in rows)
+
     def confirm(
         self,
         receipt_id: str,

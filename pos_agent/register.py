@@ -292,6 +292,8 @@ class Register:
         if self.link is None:
             return None
         try:
+            if codes:
+                self._send_settled()
             hold = self.link.reserve(
                 receipt_id=receipt.receipt_id,
                 card_no=receipt.card_no,
@@ -316,17 +318,50 @@ class Register:
         )
         return Authorization("online", available=hold.available)
 
-    def authorize(self, receipt: OpenReceipt, bonus_to_spend: int, now: datetime) -> Authorization:
+    def _send_settled(self) -> None:
+        """Deliver this register's queued commits and releases before holding codes again, so
+        the node never refuses a code for a receipt this register already closed."""
+        assert self.link is not None
+        for op in self.journal.reservation_ops(20):
+            codes = self.journal.coupons_of_sale(op.sale_id) if op.sale_id else ()
+            self.link.settle(op.reservation_id, op.op, op.sale_id, codes)
+            self.journal.reservation_op_done(op.reservation_id)
+
+    def _release_now(self, reservation_id: str) -> None:
+        """Give held codes back at once (the queued release stays: it is idempotent), so the
+        next receipt presenting them is not refused while the uploader catches up."""
+        if self.link is None:
+            return
+        try:
+            self.link.release(reservation_id)
+        except StoreNodeUnreachable as exc:
+            log.info("reservation %s: release queued (%s)", reservation_id, exc)
+
+    def authorize(
+        self,
+        receipt: OpenReceipt,
+        bonus_to_spend: int,
+        now: datetime,
+        *,
+        redeemed: tuple[str, ...] | None = None,
+    ) -> Authorization:
         """Let the receipt spend `bonus_to_spend` and its single-use coupons, or refuse (409).
 
         The store node decides when it answers; otherwise the offline rules apply: spending
         needs a replica synced within `offline.max_replica_age_s` and stays within the
         replica balance and `offline.max_spend_per_card_minor` per card and store day.
+        ``redeemed`` (at confirm): the single-use codes the sale consumes; the hold keeps only
+        those, so a code the receipt held but did not use is free again before the sale exists.
         """
         codes, signed = self._single_use(receipt)
+        if redeemed is not None:
+            codes = [code for code in codes if code in redeemed]
+            signed = [code for code in signed if code in redeemed]
         held = self.journal.reservation(receipt.receipt_id)
         if not bonus_to_spend and not codes:
             if held is not None and self.journal.drop_reservation(receipt.receipt_id, now):
+                if held.codes:
+                    self._release_now(held.reservation_id)
                 self.on_sale()
             return Authorization("none")
         if (
@@ -492,10 +527,11 @@ class Register:
         closed_at = self._now()
         sale_id = str(uuid.uuid4())
         priced = self.price(receipt, bonus_to_spend, now=closed_at, sale_id=sale_id)
-        # Any network call happens here, before the sale is journaled; after it, the commit
-        # (or release) of the hold travels with the uploader.
-        granted = self.authorize(receipt, bonus_to_spend, closed_at)
         single_use = self._single_use_redeemed(priced.calculation)
+        # Any network call happens here, before the sale is journaled; after it, the commit
+        # (or release) of the hold travels with the uploader. Only the codes the sale redeems
+        # stay held: one under its coupon's minimum is released now, not consumed.
+        granted = self.authorize(receipt, bonus_to_spend, closed_at, redeemed=single_use)
         unnumbered = unnumbered_sale(
             receipt,
             priced.calculation,

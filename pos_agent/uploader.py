@@ -327,7 +327,10 @@ class _Link:
         for op in self.journal.reservation_ops():
             target = f"{url}/v1/reservations/{op.reservation_id}"
             if op.op == "commit":
-                body = json.dumps({"sale_id": op.sale_id}).encode()
+                # The codes the sale redeemed: any other code of the hold goes back (an
+                # older store node ignores the key and waits for the sale instead).
+                codes = self.journal.coupons_of_sale(op.sale_id) if op.sale_id else ()
+                body = json.dumps({"sale_id": op.sale_id, "coupon_codes": list(codes)}).encode()
                 what = f"POST {target}/commit"
                 response = self._request(
                     "POST",

@@ -15,6 +15,7 @@ from center.ledger.model import BURNING_WITHIN, Balance, Burning, LedgerEntry, P
 from center.ledger.returns_store import ReturnsRepository
 from center.ledger.store import LedgerRepository
 from center.promotions.coupon_jobs_store import CouponJobRepository
+from center.promotions.coupons_holds_store import CouponHoldRepository
 from center.promotions.coupons_store import CouponRepository
 from center.promotions.offers_store import OfferRepository
 from center.promotions.segments_store import SegmentRepository
@@ -145,6 +146,7 @@ class Storage(Protocol):
     versions: MasterVersions
     promotions: PromotionRepository
     coupons: CouponRepository
+    coupon_holds: CouponHoldRepository
     coupon_jobs: CouponJobRepository
     segments: SegmentRepository
     offers: OfferRepository

@@ -19,6 +19,7 @@ from center.ingest.store import SalesRepository
 from center.ledger.returns_store import ReturnsRepository
 from center.ledger.store import LedgerRepository
 from center.promotions.coupon_jobs_store import CouponJobRepository
+from center.promotions.coupons_holds_store import CouponHoldRepository
 from center.promotions.coupons_store import CouponRepository
 from center.promotions.offers_store import OfferRepository
 from center.promotions.segments_store import SegmentRepository
@@ -50,7 +51,10 @@ class SqlStorage:
         self.audit = AuditLog(db)
         self.ledger = self.ledger_repository(db)
         self.promotions = PromotionRepository(db, audit=self.audit, versions=self.versions)
-        self.coupons = CouponRepository(db, audit=self.audit, versions=self.versions)
+        self.coupon_holds = CouponHoldRepository(db, audit=self.audit)
+        self.coupons = CouponRepository(
+            db, audit=self.audit, versions=self.versions, holds=self.coupon_holds
+        )
         self.coupon_jobs = CouponJobRepository(db, audit=self.audit, coupons=self.coupons)
         self.segments = SegmentRepository(db, audit=self.audit, versions=self.versions)
         self.offers = OfferRepository(db, audit=self.audit, versions=self.versions)

@@ -12,6 +12,7 @@ from center.feed import store as feed
 from center.ingest import partitions
 from center.ledger import returns_store as returns
 from center.promotions import coupon_jobs_store as coupon_jobs
+from center.promotions import coupons_holds_store as coupon_holds
 from center.promotions import coupons_store as coupons
 from center.promotions import offers_store as offers
 from center.promotions import segments_store as segments
@@ -267,6 +268,7 @@ SQLITE_MIGRATIONS = MigrationList(
         nonces.SQLITE_MIGRATION,
         offers.SQLITE_MIGRATION,
         coupon_jobs.SQLITE_MIGRATION,
+        coupon_holds.SQLITE_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names
 )

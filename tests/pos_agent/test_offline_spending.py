@@ -256,6 +256,9 @@ async def test_single_use_coupon_held_by_one_register_is_refused_to_another(
 ) -> None:
     code = make_code(DEMO_COUPON_KEY, "NEXT5", "0000000042")
     async with store(tmp_path) as node:
+        # No Center here: let the node take NEXT5 codes offline wherever they were issued.
+        policy = [("NEXT5", "register", "any_store")]
+        await node.app[RESERVATIONS_KEY].run(lambda b: b.save_policies(policy, now=NOW))
         one = register(tmp_path, "367-1", node.url)
         two = register(tmp_path, "367-2", node.url)
         async with (
