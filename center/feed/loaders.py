@@ -25,7 +25,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, tzinfo
 from decimal import Decimal, InvalidOperation
@@ -39,6 +39,7 @@ __all__ = [
     "KINDS",
     "LEVEL_SEPARATOR",
     "MAX_MINOR",
+    "PROGRESS_LINES",
     "SETTINGS",
     "Problem",
     "Record",
@@ -55,6 +56,8 @@ LEVEL_SEPARATOR = " > "
 """How category_path levels are joined (the dataset's names contain '/', never '>')."""
 MAX_MINOR = 10**12
 """Largest amount in minor units a price, cost or limit may have."""
+PROGRESS_LINES = 50_000
+"""Lines between two progress reports of a big file."""
 _MAX_TEXT = 200
 _MAX_PATH = 500
 _TRUE = {"true", "1", "yes", "y"}
@@ -409,13 +412,16 @@ def parse_csv(
     zone: tzinfo = UTC,
     formats: Mapping[str, str] | None = None,
     regions: Mapping[str, str] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> tuple[list[Record], list[Problem]]:
-    """A CSV file of a kind: (records, every problem found, each with its line and field)."""
+    """A CSV file of a kind: (records, every problem found, each with its line and field);
+    `progress("read KIND", line, lines)` every PROGRESS_LINES lines."""
     if kind not in KINDS:
         raise ValueError(f"kind: expected one of {', '.join(KINDS)}, got {kind!r}")
     rows, problems = _csv_rows(kind, data)
     if problems:
         return [], problems
+    total = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
     good: list[tuple[int, dict[str, str]]] = []
     for line, row in rows:
         broken = row.get("\0csv") or row.get("\0cells")
@@ -423,6 +429,10 @@ def parse_csv(
             problems.append(Problem(line, "row", broken))
         else:
             good.append((line, row))
+        if progress is not None and line % PROGRESS_LINES == 0:
+            progress(f"read {kind}", line, total)
+    if progress is not None:
+        progress(f"read {kind}", total, total)
     records, found = check_rows(
         kind, good, text=True, exponent=exponent, zone=zone, formats=formats, regions=regions
     )

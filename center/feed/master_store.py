@@ -202,13 +202,15 @@ class MasterDataRepository:
             self.versions.lock()
             exponent, zone = self._money_and_zone()
             formats, regions = self._lists()
-            if progress:
-                progress(f"check {kind}", 0, 1)
             records, problems = parse_csv(
-                kind, data, exponent=exponent, zone=zone, formats=formats, regions=regions
+                kind,
+                data,
+                exponent=exponent,
+                zone=zone,
+                formats=formats,
+                regions=regions,
+                progress=progress,
             )
-            if progress:
-                progress(f"check {kind}", 1, 1)
             if problems:
                 raise _problems_error(problems, rows=False)
             return self._write(
