@@ -35,6 +35,7 @@ from pos_agent.errors import (
     SpendRefused,
     StoreNodeUnreachable,
 )
+from pos_agent.inputs import check_line_amount
 from pos_agent.journal import HeldReservation, Journal, JournalStats, OfflineSpend, SalesSummary
 from pos_agent.receipts import CouponUsed, LineInput, OpenLine, OpenReceipt, PaymentInput
 from pos_agent.replica import Card, CardCoupon, CardOffer, Replica
@@ -157,20 +158,36 @@ class Register:
     def _save(self, receipt: OpenReceipt) -> None:
         self.journal.save_receipt(receipt.receipt_id, receipt.to_json(), self._now())
 
+    def _shelf_price(self, product_id: str, qty_milli: int, offset: int) -> int:
+        """The replica's price of a line sent without one; InvalidField when it has none."""
+        field = f"lines[{offset}].unit_price_minor"
+        product = self.replica.product(product_id)
+        if product is None or product.price_minor is None:
+            raise InvalidField(
+                field,
+                f"no shelf price for product {product_id!r} in the master data "
+                f"(version {self.replica.master_version()}); send unit_price_minor",
+            )
+        check_line_amount(qty_milli, product.price_minor, f"lines[{offset}].qty_milli")
+        return product.price_minor
+
     def add_lines(self, receipt_id: str, inputs: list[LineInput]) -> list[int]:
         """Append the lines (all or none); their line numbers."""
         receipt = self.receipt(receipt_id)
         lines = []
         for offset, item in enumerate(inputs):
+            price = item.unit_price_minor
+            if price is None:
+                price = self._shelf_price(item.product_id, item.qty_milli, offset)
             amount = item.amount_minor
             if amount is None:
-                amount = amount_for_quantity(item.qty_milli, item.unit_price_minor)
+                amount = amount_for_quantity(item.qty_milli, price)
             lines.append(
                 OpenLine(
                     line_no=receipt.next_line_no + offset,
                     product_id=item.product_id,
                     qty_milli=item.qty_milli,
-                    unit_price_minor=item.unit_price_minor,
+                    unit_price_minor=price,
                     amount_minor=amount,
                     weighed=item.weighed,
                 )
