@@ -151,7 +151,9 @@ class _Row:
                     self.problem(key, "required")
                 return None
             if type(value) is not int or not 0 <= value <= MAX_MINOR:
-                self.problem(key, f"expected an integer of minor units 0..{MAX_MINOR}, got {value!r}")
+                self.problem(
+                    key, f"expected an integer of minor units 0..{MAX_MINOR}, got {value!r}"
+                )
                 return None
             return value
         value = self.raw.get(name)
@@ -183,7 +185,7 @@ class _Row:
 
 
 def major_to_minor(text: str, exponent: int) -> int:
-    """"12.50" -> 1250 at exponent 2; ValueError naming the rule for anything else."""
+    """ "12.50" -> 1250 at exponent 2; ValueError naming the rule for anything else."""
     cleaned = text.strip()
     try:
         value = Decimal(cleaned)
@@ -344,9 +346,7 @@ def check_rows(
             continue
         key = _key(kind, values)
         if key in seen:
-            row.problem(
-                COLUMNS[kind][0][0], f"{key[0]!r} already given on line {seen[key]}"
-            )
+            row.problem(COLUMNS[kind][0][0], f"{key[0]!r} already given on line {seen[key]}")
             continue
         seen[key] = line
         records.append(Record(line, values))
@@ -377,7 +377,11 @@ def _csv_rows(kind: str, data: bytes) -> tuple[Iterator[tuple[int, dict[str, str
     for name in names:
         if name not in required and name not in optional:
             problems.append(
-                Problem(1, name or "header", f"unknown column (known: {', '.join((*required, *optional))})")
+                Problem(
+                    1,
+                    name or "header",
+                    f"unknown column (known: {', '.join((*required, *optional))})",
+                )
             )
     if len(set(names)) != len(names):
         problems.append(Problem(1, "header", "a column is named twice"))
@@ -483,7 +487,9 @@ def _timezone(value: Any) -> str:
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"expected an IANA time zone such as Europe/Moscow, got {value!r}") from exc
+            raise ValueError(
+                f"expected an IANA time zone such as Europe/Moscow, got {value!r}"
+            ) from exc
     return value
 
 

@@ -104,7 +104,5 @@ async def patch_settings(request: web.Request) -> web.Response:
     body = await json_body(request, max_bytes=64 * 1024)
     storage = request.app[STORAGE_KEY]
     actor, now = actor_of(request), request.app[CLOCK_KEY]()
-    done = await in_db(
-        request, lambda: storage.master.set_settings(body, actor=actor, now=now)
-    )
+    done = await in_db(request, lambda: storage.master.set_settings(body, actor=actor, now=now))
     return web.json_response(done)

@@ -1,4 +1,4 @@
-"""`loyalty-center load-master | settings | set-settings`: the chain's master data from the shell."""
+"""`loyalty-center load-master | settings | set-settings`: the chain's master data, by shell."""
 
 from __future__ import annotations
 
@@ -34,7 +34,9 @@ def add_master_commands(
     load.add_argument("kind", choices=KINDS, help="what the file holds")
     load.add_argument("file", help="CSV, UTF-8, with a header row (docs/API.md lists columns)")
     with_config(sub.add_parser("settings", help="print the chain settings as JSON"))
-    put = sub.add_parser("set-settings", help="change chain settings: NAME=VALUE ... (NAME= removes)")
+    put = sub.add_parser(
+        "set-settings", help="change chain settings: NAME=VALUE ... (NAME= removes)"
+    )
     with_config(put)
     put.add_argument("assignments", nargs="+", help=f"names: {', '.join(sorted(SETTINGS))}")
 
@@ -82,9 +84,7 @@ def master_command(config: Config, args: argparse.Namespace, progress: Progress)
             for problem in exc.problems:
                 line = f"{problem['line']}: " if where else ""
                 print(f"{where}{line}{problem['field']}: {problem['message']}", file=sys.stderr)
-            print(
-                f"error: {len(exc.problems)} problems; nothing was changed", file=sys.stderr
-            )
+            print(f"error: {len(exc.problems)} problems; nothing was changed", file=sys.stderr)
             return 1
     finally:
         storage.close()

@@ -10,6 +10,7 @@ A load with any problem raises InvalidLines listing every one, and writes nothin
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -300,9 +301,11 @@ class MasterDataRepository:
             tables.setdefault(name, []).extend(dict(r) for r in extra_rows)
         prepared = self.feed.prepare_master(tables)
         audited = sum(len(r) for r in prepared.values()) <= PER_ROW_AUDIT
-        before = {name: self._rows(name, list(rows_)) for name, rows_ in prepared.items()} if (
-            audited
-        ) else {}
+        before = (
+            {name: self._rows(name, list(rows_)) for name, rows_ in prepared.items()}
+            if (audited)
+            else {}
+        )
         version = self.versions.current() + 1
         changed = self.feed.write_master(prepared, version, progress)
         changed_prices = self._write_prices(records.get("prices", ()), version)
@@ -488,10 +491,8 @@ class MasterDataRepository:
         settings = self._settings()
         exponent = settings.get("currency_exponent", "2")
         zone: tzinfo = UTC
-        try:
+        with contextlib.suppress(ZoneInfoNotFoundError, ValueError):  # checked when set
             zone = ZoneInfo(settings.get("timezone", "UTC"))
-        except (ZoneInfoNotFoundError, ValueError):
-            pass
         return (int(exponent) if exponent in ("0", "1", "2", "3") else 2), zone
 
     def _lists(self) -> tuple[dict[str, str], dict[str, str]]:
@@ -625,4 +626,3 @@ def _shown(table: str, values: tuple) -> dict[str, Any]:
         if isinstance(out[name], str):
             out[name] = json.loads(out[name])
     return out
-

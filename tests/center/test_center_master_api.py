@@ -34,9 +34,7 @@ async def client(config: Config, storage: Storage) -> AsyncIterator[TestClient[A
         yield client
 
 
-async def _csv(
-    client: TestClient[Any, Any], token: str, kind: str, data: bytes
-) -> tuple[int, Any]:
+async def _csv(client: TestClient[Any, Any], token: str, kind: str, data: bytes) -> tuple[int, Any]:
     response = await client.post(
         f"/v1/master/{kind}/import",
         data=data,
@@ -121,9 +119,7 @@ async def test_bad_lines_are_all_listed_and_nothing_is_written(
     assert response.status == 415
 
 
-async def test_json_rows_and_price_changes(
-    client: TestClient[Any, Any], storage: Storage
-) -> None:
+async def test_json_rows_and_price_changes(client: TestClient[Any, Any], storage: Storage) -> None:
     api = StaffApi(client, staff_token(storage, "administrator"))
     rows = [
         {
@@ -177,7 +173,11 @@ async def test_settings_are_validated_naming_the_key(
     status, shown = await api.call("GET", "/v1/settings")
     assert status == 200 and "bonus_max_share" not in shown["settings"]
     # The stores get the settings in their feed.
-    await api.call("POST", "/v1/master/stores", {"rows": [{"store_id": "S1", "name": "One", "timezone": "UTC"}]})
+    await api.call(
+        "POST",
+        "/v1/master/stores",
+        {"rows": [{"store_id": "S1", "name": "One", "timezone": "UTC"}]},
+    )
     snapshot = storage.feed.master_feed("S1", 0, T0)
     assert snapshot is not None
     settings = {s["name"]: s["value"] for s in snapshot.tables["settings"]}  # type: ignore[union-attr]

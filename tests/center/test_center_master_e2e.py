@@ -4,6 +4,7 @@ with the new shelf price and store format; the sales come back to the Center."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -42,8 +43,6 @@ def _load(cluster: Cluster, kind: str, text: str) -> dict[str, Any]:
     path.write_text(text, encoding="utf-8")
     done = _center("load-master", "--config", str(cluster.center.config), kind, str(path))
     assert done.returncode == 0, done.stderr
-    import json
-
     return dict(json.loads(done.stdout))
 
 
@@ -95,7 +94,10 @@ def test_csv_master_data_reaches_the_register_and_prices_its_receipts(tmp_path: 
         config = str(cluster.center.config)
         _load(cluster, "formats", "name\nDiscounter\nHypermarket\n")
         _load(cluster, "regions", "name\nMoscow\n")
-        stores = "store_id,name,format,region,timezone,address\n{0},Tverskaya,{1},moscow,Europe/Moscow,Tverskaya 1\n"
+        stores = (
+            "store_id,name,format,region,timezone,address\n"
+            "{0},Tverskaya,{1},moscow,Europe/Moscow,Tverskaya 1\n"
+        )
         first = _load(cluster, "stores", stores.format(STORE, "discounter"))
         assert first["changed"] == 1
         _load(cluster, "registers", f"register_id,store_id\n{REGISTER},{STORE}\n")
@@ -118,7 +120,9 @@ def test_csv_master_data_reaches_the_register_and_prices_its_receipts(tmp_path: 
         auth = {"Authorization": f"Bearer {token.stdout.strip()}"}
         cluster.start(cluster.center)
         center = cluster.center.url
-        created = requests.post(f"{center}/v1/promotions", json=DISCOUNTER_ONLY, headers=auth, timeout=10)
+        created = requests.post(
+            f"{center}/v1/promotions", json=DISCOUNTER_ONLY, headers=auth, timeout=10
+        )
         assert created.status_code == 201, created.text
         activated = requests.post(
             f"{center}/v1/promotions/discounter-10/activate", headers=auth, timeout=10
@@ -145,7 +149,9 @@ def test_csv_master_data_reaches_the_register_and_prices_its_receipts(tmp_path: 
         def repriced() -> dict[str, Any] | None:
             found = _ring(pos, expect_price=7990)
             if found is not None and found["discount_minor"] != 0:
-                requests.post(f"{pos}/v1/receipts/{found['receipt_id']}/cancel", json={}, timeout=10)
+                requests.post(
+                    f"{pos}/v1/receipts/{found['receipt_id']}/cancel", json={}, timeout=10
+                )
                 return None  # the price arrived before the format: ask again
             return found
 

@@ -27,7 +27,7 @@ PRODUCTS = (
 
 
 def _problems(data: bytes, kind: str, **kw: object) -> list[tuple[int, str]]:
-    records, problems = parse_csv(kind, data, **kw)  # type: ignore[arg-type]
+    _, problems = parse_csv(kind, data, **kw)  # type: ignore[arg-type]
     return [(p.line, p.field) for p in problems]
 
 
@@ -91,7 +91,11 @@ def test_products_money_paths_and_flags() -> None:
     milk, apples = (r.values for r in records)
     assert milk["name"] == "Молоко 3.2%"
     assert (milk["price_minor"], milk["cost_minor"], milk["weighed"]) == (8990, 6150, False)
-    assert (milk["department"], milk["category"], milk["product_type"]) == ("Dairy", "Milk", "Whole")
+    assert (milk["department"], milk["category"], milk["product_type"]) == (
+        "Dairy",
+        "Milk",
+        "Whole",
+    )
     assert milk["category_path"] == "Dairy > Milk > Whole"
     assert (apples["price_minor"], apples["cost_minor"], apples["weighed"]) == (12900, None, True)
     bad = (
@@ -142,7 +146,11 @@ def test_settings_name_the_unknown_key_and_the_value_out_of_range() -> None:
     values, problems = check_settings(
         {"max_discount_shares": "0.3", "bonus_max_share": "1.5", "max_accrual_minor": -1}
     )
-    assert [p.field for p in problems] == ["max_discount_shares", "bonus_max_share", "max_accrual_minor"]
+    assert [p.field for p in problems] == [
+        "max_discount_shares",
+        "bonus_max_share",
+        "max_accrual_minor",
+    ]
     values, problems = check_settings({"currency": "JPY", "max_discount_share": 0.25})
     assert problems == []
     assert values == {"currency": "JPY", "currency_exponent": "0", "max_discount_share": "0.25"}
@@ -180,7 +188,10 @@ def test_a_file_with_one_bad_line_writes_nothing(storage: Storage) -> None:
         storage.master.load_csv(
             "registers", b"register_id,store_id\nR1,S1\nR2,S1\n", actor="t", now=NOW
         )
-    assert [(p["line"], p["field"]) for p in caught.value.problems] == [(2, "store_id"), (3, "store_id")]
+    assert [(p["line"], p["field"]) for p in caught.value.problems] == [
+        (2, "store_id"),
+        (3, "store_id"),
+    ]
     assert _counts(storage) == before
 
 

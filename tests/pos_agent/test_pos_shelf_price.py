@@ -35,8 +35,12 @@ async def test_a_line_without_a_price_takes_the_shelf_price(tmp_path: Path) -> N
         for product_id in ("bread", "nope"):
             resp = await client.post(
                 lines,
-                json={"lines": [{"product_id": "gum", "qty_milli": 1000, "unit_price_minor": 5},
-                                {"product_id": product_id, "qty_milli": 1000}]},
+                json={
+                    "lines": [
+                        {"product_id": "gum", "qty_milli": 1000, "unit_price_minor": 5},
+                        {"product_id": product_id, "qty_milli": 1000},
+                    ]
+                },
             )
             assert resp.status == 422
             error = await resp.json()
