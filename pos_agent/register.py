@@ -366,16 +366,31 @@ class Register:
             "offline", offline=self._offline_spend(receipt.card_no, bonus_to_spend, now)
         )
 
-    def _offline_spend(self, card_no: str, amount: int, now: datetime) -> OfflineSpend:
+    def _offline_limits(self) -> tuple[tuple[str, int], tuple[str, float]]:
+        """((name, max spend per card and day), (name, max replica age s)): this register's
+        [offline] config, lowered by the chain settings the Center publishes, if any."""
         limits = self.config.offline
+        spend = ("offline.max_spend_per_card_minor", limits.max_spend_per_card_minor)
+        age = ("offline.max_replica_age_s", limits.max_replica_age_s)
+        _, _, settings = self.replica.promotion_source()
+        chain_spend = settings.get("offline_max_spend_per_card_minor", "")
+        if chain_spend.isdigit() and int(chain_spend) < spend[1]:
+            spend = ("chain setting offline_max_spend_per_card_minor", int(chain_spend))
+        chain_age = settings.get("offline_max_replica_age_s", "")
+        if chain_age.isdigit() and int(chain_age) < age[1]:
+            age = ("chain setting offline_max_replica_age_s", float(chain_age))
+        return spend, age
+
+    def _offline_spend(self, card_no: str, amount: int, now: datetime) -> OfflineSpend:
+        (spend_name, allowance), (age_name, max_age_s) = self._offline_limits()
         synced_at = self.replica.synced_at()
         age_s = None if synced_at is None else (now - synced_at).total_seconds()
-        if age_s is None or age_s > limits.max_replica_age_s:
+        if age_s is None or age_s > max_age_s:
             when = "never" if synced_at is None else f"at {synced_at.isoformat()}"
             raise SpendRefused(
                 f"bonus_to_spend: the store node cannot be reached and this register's master "
-                f"data was last synced {when}, longer ago than offline.max_replica_age_s = "
-                f"{limits.max_replica_age_s:g} s: no bonus can be spent offline (the sale still "
+                f"data was last synced {when}, longer ago than {age_name} = "
+                f"{max_age_s:g} s: no bonus can be spent offline (the sale still "
                 "earns bonus)"
             )
         available = self._available(card_no, self.replica.card(card_no))
@@ -386,13 +401,12 @@ class Register:
             )
         tz = self.promotion_set().settings.tz
         day = now.astimezone(tz).date().isoformat()
-        allowance = limits.max_spend_per_card_minor
         spent = self.journal.offline_spent(card_no, day)
         if amount > allowance - spent:
             raise SpendRefused(
                 f"bonus_to_spend: the store node cannot be reached and card {card_no} may spend "
                 f"at most {max(0, allowance - spent)} more offline on {day} "
-                f"(offline.max_spend_per_card_minor = {allowance}, spent offline {spent})"
+                f"({spend_name} = {allowance}, spent offline {spent})"
             )
         return OfflineSpend(day=day, allowance=allowance)
 
