@@ -301,11 +301,11 @@ class MasterDataRepository:
             tables.setdefault(name, []).extend(dict(r) for r in extra_rows)
         prepared = self.feed.prepare_master(tables)
         audited = sum(len(r) for r in prepared.values()) <= PER_ROW_AUDIT
-        before = (
-            {name: self._rows(name, list(rows_)) for name, rows_ in prepared.items()}
-            if (audited)
-            else {}
-        )
+        before = {
+            name: self._rows(name, list(rows_))
+            for name, rows_ in prepared.items()
+            if audited and name in AUDIT_KIND
+        }
         version = self.versions.current() + 1
         changed = self.feed.write_master(prepared, version, progress)
         changed_prices = self._write_prices(records.get("prices", ()), version)
