@@ -374,10 +374,10 @@ class Register:
         age = ("offline.max_replica_age_s", limits.max_replica_age_s)
         _, _, settings = self.replica.promotion_source()
         chain_spend = settings.get("offline_max_spend_per_card_minor", "")
-        if chain_spend.isdigit() and int(chain_spend) < spend[1]:
+        if chain_spend.isascii() and chain_spend.isdigit() and int(chain_spend) < spend[1]:
             spend = ("chain setting offline_max_spend_per_card_minor", int(chain_spend))
         chain_age = settings.get("offline_max_replica_age_s", "")
-        if chain_age.isdigit() and int(chain_age) < age[1]:
+        if chain_age.isascii() and chain_age.isdigit() and int(chain_age) < age[1]:
             age = ("chain setting offline_max_replica_age_s", float(chain_age))
         return spend, age
 

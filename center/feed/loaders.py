@@ -191,7 +191,7 @@ def major_to_minor(text: str, exponent: int) -> int:
         value = Decimal(cleaned)
     except InvalidOperation:
         value = Decimal("NaN")
-    if not value.is_finite() or not re.fullmatch(r"\d+(\.\d*)?", cleaned):
+    if not value.is_finite() or not re.fullmatch(r"[0-9]+(\.[0-9]*)?", cleaned):
         raise ValueError(f"expected an amount in major units such as 12.50, got {text!r}")
     minor = value.scaleb(exponent)
     if minor != minor.to_integral_value():
@@ -464,17 +464,22 @@ def _share(value: Any) -> str:
     return str(number.normalize()) if number else "0"
 
 
+def _digits(value: Any) -> Any:
+    """An integer given as ASCII digits in text, as an int; anything else unchanged."""
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return int(value.strip())
+    return value
+
+
 def _minor(value: Any) -> str:
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
+    value = _digits(value)
     if type(value) is not int or not 0 <= value <= MAX_MINOR:
         raise ValueError(f"expected an integer of minor units 0..{MAX_MINOR}, got {value!r}")
     return str(value)
 
 
 def _seconds(value: Any) -> str:
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
+    value = _digits(value)
     if type(value) is not int or not 0 <= value <= 30 * 86400:
         raise ValueError(f"expected whole seconds 0..{30 * 86400}, got {value!r}")
     return str(value)
