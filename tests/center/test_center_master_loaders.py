@@ -3,14 +3,18 @@ by a file with a bad line, idempotent re-loads, managed lists, price changes, se
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from center.cli import main
 from center.errors import InvalidLines
 from center.feed.loaders import check_settings, major_to_minor, parse_csv, split_path
 from center.storage import Storage
+from tests.center.center_factories import write_config
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -254,3 +258,29 @@ def test_settings_changes_are_checked_versioned_and_audited(storage: Storage) ->
         (None, {"max_accrual_minor": "50000"}),
         ({"max_accrual_minor": "50000"}, None),
     ]
+
+
+# -- the console script ------------------------------------------------------------------------
+
+
+def test_cli_loads_a_big_file_with_progress_and_refuses_bad_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(write_config(tmp_path))
+    rows = "".join(
+        f"P{n},Product {n},Grocery > Dry,,{n % 500}.{n % 100:02d},,no\n" for n in range(60_001)
+    )
+    big = tmp_path / "products.csv"
+    big.write_text("product_id,name,category_path,brand,price,cost,weighed\n" + rows)
+    assert main(["load-master", "--config", config, "products", str(big)]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["changed"] == 60_001
+    assert "read products: 50000/60002" in err and "products: 60001/60001 (100%)" in err
+    assert main(["load-master", "--config", config, "products", str(big)]) == 0
+    assert json.loads(capsys.readouterr().out)["changed"] == 0
+    assert main(["set-settings", "--config", config, "max_discount_shares=0.5"]) == 1
+    assert "max_discount_shares: unknown setting" in capsys.readouterr().err
+    assert main(["set-settings", "--config", config, "max_discount_share=0.5"]) == 0
+    capsys.readouterr()
+    assert main(["settings", "--config", config]) == 0
+    assert json.loads(capsys.readouterr().out)["settings"] == {"max_discount_share": "0.5"}
