@@ -330,17 +330,18 @@ def check_rows(
     records: list[Record] = []
     problems: list[Problem] = []
     seen: dict[tuple[Any, ...], int] = {}
+    allowed = set(COLUMNS[kind][0]) | set(COLUMNS[kind][1])
+    if not text:
+        allowed = {f"{c}_minor" if c in ("price", "cost") else c for c in allowed}
     for line, raw in rows:
         if not isinstance(raw, Mapping):
             problems.append(Problem(line, "row", f"expected an object, got {raw!r}"[:200]))
             continue
         row = _Row(line, raw, problems)
-        allowed = set(COLUMNS[kind][0]) | set(COLUMNS[kind][1])
-        if not text:
-            allowed = {f"{c}_minor" if c in ("price", "cost") else c for c in allowed}
-        for name in raw:
-            if name not in allowed:
-                row.problem(str(name), f"unknown field (known: {', '.join(sorted(allowed))})")
+        if not allowed.issuperset(raw):
+            for name in raw:
+                if name not in allowed:
+                    row.problem(str(name), f"unknown field (known: {', '.join(sorted(allowed))})")
         values = _record(kind, row, text, ctx)
         if row.bad:
             continue
