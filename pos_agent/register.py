@@ -35,6 +35,7 @@ from pos_agent.errors import (
     SpendRefused,
     StoreNodeUnreachable,
 )
+from pos_agent.inputs import check_line_amount
 from pos_agent.journal import HeldReservation, Journal, JournalStats, OfflineSpend, SalesSummary
 from pos_agent.receipts import CouponUsed, LineInput, OpenLine, OpenReceipt, PaymentInput
 from pos_agent.replica import Card, CardCoupon, CardOffer, Replica
@@ -157,20 +158,36 @@ class Register:
     def _save(self, receipt: OpenReceipt) -> None:
         self.journal.save_receipt(receipt.receipt_id, receipt.to_json(), self._now())
 
+    def _shelf_price(self, product_id: str, qty_milli: int, offset: int) -> int:
+        """The replica's price of a line sent without one; InvalidField when it has none."""
+        field = f"lines[{offset}].unit_price_minor"
+        product = self.replica.product(product_id)
+        if product is None or product.price_minor is None:
+            raise InvalidField(
+                field,
+                f"no shelf price for product {product_id!r} in the master data "
+                f"(version {self.replica.master_version()}); send unit_price_minor",
+            )
+        check_line_amount(qty_milli, product.price_minor, f"lines[{offset}].qty_milli")
+        return product.price_minor
+
     def add_lines(self, receipt_id: str, inputs: list[LineInput]) -> list[int]:
         """Append the lines (all or none); their line numbers."""
         receipt = self.receipt(receipt_id)
         lines = []
         for offset, item in enumerate(inputs):
+            price = item.unit_price_minor
+            if price is None:
+                price = self._shelf_price(item.product_id, item.qty_milli, offset)
             amount = item.amount_minor
             if amount is None:
-                amount = amount_for_quantity(item.qty_milli, item.unit_price_minor)
+                amount = amount_for_quantity(item.qty_milli, price)
             lines.append(
                 OpenLine(
                     line_no=receipt.next_line_no + offset,
                     product_id=item.product_id,
                     qty_milli=item.qty_milli,
-                    unit_price_minor=item.unit_price_minor,
+                    unit_price_minor=price,
                     amount_minor=amount,
                     weighed=item.weighed,
                 )
@@ -384,16 +401,31 @@ class Register:
             "offline", offline=self._offline_spend(receipt.card_no, bonus_to_spend, now)
         )
 
-    def _offline_spend(self, card_no: str, amount: int, now: datetime) -> OfflineSpend:
+    def _offline_limits(self) -> tuple[tuple[str, int], tuple[str, float]]:
+        """((name, max spend per card and day), (name, max replica age s)): this register's
+        [offline] config, lowered by the chain settings the Center publishes, if any."""
         limits = self.config.offline
+        spend = ("offline.max_spend_per_card_minor", limits.max_spend_per_card_minor)
+        age = ("offline.max_replica_age_s", limits.max_replica_age_s)
+        _, _, settings = self.replica.promotion_source()
+        chain_spend = settings.get("offline_max_spend_per_card_minor", "")
+        if chain_spend.isascii() and chain_spend.isdigit() and int(chain_spend) < spend[1]:
+            spend = ("chain setting offline_max_spend_per_card_minor", int(chain_spend))
+        chain_age = settings.get("offline_max_replica_age_s", "")
+        if chain_age.isascii() and chain_age.isdigit() and int(chain_age) < age[1]:
+            age = ("chain setting offline_max_replica_age_s", float(chain_age))
+        return spend, age
+
+    def _offline_spend(self, card_no: str, amount: int, now: datetime) -> OfflineSpend:
+        (spend_name, allowance), (age_name, max_age_s) = self._offline_limits()
         synced_at = self.replica.synced_at()
         age_s = None if synced_at is None else (now - synced_at).total_seconds()
-        if age_s is None or age_s > limits.max_replica_age_s:
+        if age_s is None or age_s > max_age_s:
             when = "never" if synced_at is None else f"at {synced_at.isoformat()}"
             raise SpendRefused(
                 f"bonus_to_spend: the store node cannot be reached and this register's master "
-                f"data was last synced {when}, longer ago than offline.max_replica_age_s = "
-                f"{limits.max_replica_age_s:g} s: no bonus can be spent offline (the sale still "
+                f"data was last synced {when}, longer ago than {age_name} = "
+                f"{max_age_s:g} s: no bonus can be spent offline (the sale still "
                 "earns bonus)"
             )
         available = self._available(card_no, self.replica.card(card_no))
@@ -404,13 +436,12 @@ class Register:
             )
         tz = self.promotion_set().settings.tz
         day = now.astimezone(tz).date().isoformat()
-        allowance = limits.max_spend_per_card_minor
         spent = self.journal.offline_spent(card_no, day)
         if amount > allowance - spent:
             raise SpendRefused(
                 f"bonus_to_spend: the store node cannot be reached and card {card_no} may spend "
                 f"at most {max(0, allowance - spent)} more offline on {day} "
-                f"(offline.max_spend_per_card_minor = {allowance}, spent offline {spent})"
+                f"({spend_name} = {allowance}, spent offline {spent})"
             )
         return OfflineSpend(day=day, allowance=allowance)
 

@@ -6,6 +6,7 @@ from center.access import nonces_store as nonces
 from center.access import users_store as users
 from center.crm import customers_store as customers
 from center.crm import store as crm
+from center.feed import master_store
 from center.feed import store as feed
 from center.ingest import partitions
 from center.ingest.store_postgres import PostgresSalesRepository
@@ -269,6 +270,7 @@ POSTGRES_MIGRATIONS = MigrationList(
         nonces.POSTGRES_MIGRATION,
         offers.POSTGRES_MIGRATION,
         coupon_jobs.POSTGRES_MIGRATION,
+        master_store.POSTGRES_MIGRATION,
         coupon_holds.POSTGRES_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names

@@ -13,6 +13,7 @@ from center.access.audit import AuditLog
 from center.access.nodes_store import NodeRepository
 from center.access.users_store import UserRepository
 from center.crm.store import CustomerRepository
+from center.feed.master_store import MasterDataRepository
 from center.feed.store import FeedRepository
 from center.feed.versions import MasterVersions
 from center.ingest.store import SalesRepository
@@ -64,6 +65,9 @@ class SqlStorage:
             db, audit=self.audit, versions=self.versions, ledger=self.ledger
         )
         self.feed = FeedRepository(db, versions=self.versions, ledger=self.ledger)
+        self.master = MasterDataRepository(
+            db, versions=self.versions, feed=self.feed, audit=self.audit
+        )
         # Ingest applies returns, and a head-office return is ingested: the returns reach the
         # sales by name, once both exist.
         self.returns = ReturnsRepository(

@@ -8,6 +8,7 @@ from center.access import nonces_store as nonces
 from center.access import users_store as users
 from center.crm import customers_store as customers
 from center.crm import store as crm
+from center.feed import master_store
 from center.feed import store as feed
 from center.ingest import partitions
 from center.ledger import returns_store as returns
@@ -268,6 +269,7 @@ SQLITE_MIGRATIONS = MigrationList(
         nonces.SQLITE_MIGRATION,
         offers.SQLITE_MIGRATION,
         coupon_jobs.SQLITE_MIGRATION,
+        master_store.SQLITE_MIGRATION,
         coupon_holds.SQLITE_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names

@@ -19,6 +19,7 @@ from center.access.permissions import (
 from center.crm import api as crm_api
 from center.crm import customers_api
 from center.feed import api as feed_api
+from center.feed import master_api
 from center.ingest import api as ingest_api
 from center.ledger import api as ledger_api
 from center.ledger import returns_api
@@ -44,6 +45,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     customers_api,
     offers_api,
     reports_api,
+    master_api,
 )
 """Every module with `add_routes(app)` and `PERMISSIONS`, in registration order (a fixed path
 such as /v1/customers/search is registered before the {customer_id} it would otherwise match)."""

@@ -288,14 +288,13 @@ def test_the_backends_list_the_same_migrations_in_the_same_order() -> None:
     names = SQLITE_MIGRATIONS.names()
     assert POSTGRES_MIGRATIONS.names() == names
     assert SQLITE_MIGRATIONS.numbered == POSTGRES_MIGRATIONS.numbered == 17
-    # Numbers only grow: migrations of parallel branches are named ahead of their merge.
+    # Numbers increase; parallel branches reserve theirs (m020 may land before m018 merges).
     numbers = []
-    for position, name in enumerate(names, start=1):
-        match = re.fullmatch(r"m(\d{3})_[a-z0-9_]+", name)
-        assert match, name
-        if position <= SQLITE_MIGRATIONS.numbered:
-            assert int(match.group(1)) == position, name
-        numbers.append(int(match.group(1)))
+    for name in names:
+        found = re.fullmatch(r"m(\d{3})_[a-z0-9_]+", name)
+        assert found, name
+        numbers.append(int(found.group(1)))
+    assert numbers[:17] == list(range(1, 18))
     assert numbers == sorted(set(numbers)), names
 
 

@@ -299,6 +299,23 @@ async def test_offline_register_spends_within_its_allowance_only(tmp_path: Path)
     assert spends(config) == [400, 100]
 
 
+async def test_the_chain_setting_lowers_the_registers_allowance(tmp_path: Path) -> None:
+    config = register(tmp_path, REGISTER_ID, f"http://127.0.0.1:{free_port()}", allowance=500)
+    base = demo_snapshot(version=4)
+    settings = (
+        *base.tables["settings"],
+        {"name": "offline_max_spend_per_card_minor", "value": "150"},
+    )
+    seed_replica(config, replace(base, tables={**base.tables, "settings": settings}))
+    async with running_agent(config, uploader=IdleUploader()) as client:
+        rid = await open_with(client)
+        status, body = await calculate(client, rid, 151)
+        assert status == 409 and "at most 150 more offline" in body["detail"]
+        assert "chain setting offline_max_spend_per_card_minor = 150" in body["detail"]
+        await confirm(client, rid, 150)
+    assert spends(config) == [150]
+
+
 async def test_default_allowance_is_zero(tmp_path: Path) -> None:
     config = make_config(
         tmp_path / "pos", url=f"http://127.0.0.1:{free_port()}", offline=OfflineConfig()
