@@ -51,6 +51,7 @@ from .messages import (
     SaleBatch,
     SaleLine,
     SaleOffer,
+    SalePromotion,
 )
 from .retry import Backoff, FailureLog, backoff_delay
 from .signing import (
@@ -114,6 +115,7 @@ __all__ = [
     "SaleBatch",
     "SaleLine",
     "SaleOffer",
+    "SalePromotion",
     "SignatureError",
     "SignedHeaders",
     "StaleTimestamp",
