@@ -7,6 +7,7 @@ from pathlib import Path
 from center.access import nonces_store as nonces
 from center.access import users_store as users
 from center.crm import customers_store as customers
+from center.crm import state_store as customer_states
 from center.crm import store as crm
 from center.feed import store as feed
 from center.ingest import partitions
@@ -267,6 +268,7 @@ SQLITE_MIGRATIONS = MigrationList(
         nonces.SQLITE_MIGRATION,
         offers.SQLITE_MIGRATION,
         coupon_jobs.SQLITE_MIGRATION,
+        customer_states.SQLITE_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names
 )

@@ -117,9 +117,7 @@ sale_offers = st.builds(
     product_ids=st.lists(nonempty, max_size=3).map(tuple),
     percent=percents,
 )
-sale_promotions = st.builds(
-    SalePromotion, promotion_id=nonempty, qty_milli=st.integers(0, 2**40)
-)
+sale_promotions = st.builds(SalePromotion, promotion_id=nonempty, qty_milli=st.integers(0, 2**40))
 
 
 def seq_of(draw: st.DrawFn, items: list[Any]) -> Any:
