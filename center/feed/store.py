@@ -18,11 +18,11 @@ new mark (skipped, not waited for, while a master writer holds the lock).
 
 Card rows also carry ``state``, the customer state (center/crm/state_store.py): it moves with
 the card's ledger rows (every sale with an accrual or a spend makes one), so it reaches the
-store with the balances. Card rows also carry the customer's live coupons (issued to them, not yet used up, not expired)
-and personal offers (not expired), each key only when non-empty. Issuing coupons and changing
-offers bump the customer's cards; on PostgreSQL a redemption (ingest, no global lock) has a feed
-position like a ledger row, and an expiry is found by time window like a lot's, so both reach
-the store with the balances of the last delta page.
+store with the balances. Card rows also carry the customer's live coupons (issued to them, not
+yet used up, not expired) and personal offers (not expired), each key only when non-empty.
+Issuing coupons and changing offers bump the customer's cards; on PostgreSQL a redemption
+(ingest, no global lock) has a feed position like a ledger row, and an expiry is found by time
+window like a lot's, so both reach the store with the balances of the last delta page.
 """
 
 from __future__ import annotations

@@ -26,7 +26,6 @@ from sync_protocol import (
     SaleLine,
     SaleOffer,
     SalePromotion,
-    SalePromotion,
     chain_hash,
     decode,
     decode_sale,
