@@ -26,6 +26,7 @@ from sync_protocol import (
     Verdict,
     classify_sale,
     decode,
+    decode_sale,
     encode,
     encode_sale,
     payload_fingerprint,
@@ -129,6 +130,20 @@ def m001_baseline(conn: sqlite3.Connection) -> None:
     conn.execute(
         "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (_SCHEMA_VERSION,)
     )
+
+
+@MIGRATIONS
+def m003_sales_card_no(conn: sqlite3.Connection) -> None:
+    """Sales name their card, so the customer state can count the store's own sales."""
+    conn.execute("ALTER TABLE sales ADD COLUMN card_no TEXT")
+    rows = conn.execute("SELECT received_no, payload FROM sales").fetchall()
+    for received_no, payload in rows:
+        card_no = decode_sale(bytes(payload)).card_no
+        if card_no is not None:
+            conn.execute(
+                "UPDATE sales SET card_no = ? WHERE received_no = ?", (card_no, received_no)
+            )
+    conn.execute("CREATE INDEX sales_card ON sales (card_no) WHERE card_no IS NOT NULL")
 
 
 def _ts(moment: datetime) -> str:
@@ -332,8 +347,8 @@ class SalesBox:
                     continue
                 conn.execute(
                     "INSERT INTO sales (sale_id, store_id, register_id, seq, fingerprint, payload,"
-                    " total_minor, line_count, closed_at, received_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " total_minor, line_count, closed_at, received_at, card_no)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         sale.sale_id,
                         sale.store_id,
@@ -345,6 +360,7 @@ class SalesBox:
                         len(sale.lines),
                         _ts(sale.closed_at),
                         received_at,
+                        sale.card_no,
                     ),
                 )
                 accepted.append(sale.sale_id)
@@ -526,10 +542,12 @@ class SalesBox:
         return master_cache.serve(self._conn, since, max_rows=max_rows)
 
     def master_card(self, card_no: str) -> dict[str, object] | None:
-        """The card as the replica holds it, else as the Center answered it online, or None."""
-        return master_cache.card_row(self._conn, card_no) or master_cache.cached_card(
+        """The card as the replica holds it, else as the Center answered it online, or None;
+        its customer state counts this store's sales the Center's state does not cover yet."""
+        row = master_cache.card_row(self._conn, card_no) or master_cache.cached_card(
             self._conn, card_no
         )
+        return None if row is None else master_cache.with_store_sales(self._conn, row)
 
     def remember_card(self, row: dict[str, object], *, now: datetime) -> None:
         """Keep a card the Center answered online."""
