@@ -156,12 +156,12 @@ class StoreLink:
             f"POST /v1/reservations: HTTP {response.status_code}: {self._detail(response)}"
         )
 
-    def card(self, card_no: str) -> dict[str, Any] | None:
+    def card(self, card_no: str, *, timeout_s: float | None = None) -> dict[str, Any] | None:
         """The card row the store node (or the Center behind it) knows; None: unknown card."""
         response = self._call(
             "GET",
             f"/v1/cards/{quote(card_no, safe='')}",
-            timeout_s=self.config.offline.card_lookup_timeout_s,
+            timeout_s=timeout_s or self.config.offline.card_lookup_timeout_s,
         )
         if response.status_code == 404:
             try:
