@@ -537,12 +537,12 @@ class Journal:
         row = self.conn.execute("SELECT payload FROM sales WHERE sale_id = ?", [sale_id]).fetchone()
         return None if row is None else decode_sale(bytes(row[0]))
 
-    def card_sales(self, card_no: str, limit: int = 500) -> list[Sale]:
-        """The newest sales of this register with the card (its customer state counts those
-        the store node's answer does not cover yet)."""
+    def card_sales(self, card_no: str, after_seq: int = 0, limit: int = 500) -> list[Sale]:
+        """This register's newest sales with the card after seq `after_seq` (the customer
+        state counts those the store node's answer does not cover yet)."""
         rows = self.conn.execute(
-            "SELECT payload FROM sales WHERE card_no = ? ORDER BY seq DESC LIMIT ?",
-            [card_no, limit],
+            "SELECT payload FROM sales WHERE card_no = ? AND seq > ? ORDER BY seq DESC LIMIT ?",
+            [card_no, after_seq, limit],
         )
         return [decode_sale(bytes(row[0])) for row in rows]
 

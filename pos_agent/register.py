@@ -431,7 +431,8 @@ class Register:
         the store node's sales) plus this register's own sales it does not cover yet."""
         tz = self.promotion_set().settings.tz
         base = card.state if card is not None else CardState()
-        state = fold_sales(base, self.journal.card_sales(card_no), tz)
+        own = self.journal.card_sales(card_no, base.seen.get(self.config.register.register_id, 0))
+        state = fold_sales(base, own, tz)
         counts = state_view(state, now.astimezone(tz).date())
         wallets = {name: max(0, units) for name, units in state.wallets.items()}
         # The bonus wallet has its own authority (store node holds, offline allowance).

@@ -307,11 +307,13 @@ def with_store_sales(conn: sqlite3.Connection, row: Mapping[str, Any]) -> dict[s
         )
         return dict(row)
     sales = []
-    for (payload,) in conn.execute(
-        "SELECT payload FROM sales WHERE card_no = ? AND center_rejected_at IS NULL "
-        "ORDER BY received_no DESC LIMIT ?",
+    for register_id, seq, payload in conn.execute(
+        "SELECT register_id, seq, payload FROM sales WHERE card_no = ? "
+        "AND center_rejected_at IS NULL ORDER BY received_no DESC LIMIT ?",
         (card_no, STORE_SALES_PER_CARD),
     ):
+        if seq <= held.seen.get(register_id, 0):
+            continue  # counted already: no need to decode it
         try:
             sales.append(decode_sale(bytes(payload)))
         except ProtocolError:
