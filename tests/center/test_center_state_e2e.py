@@ -266,3 +266,103 @@ async def test_welcome_once_daily_cap_cash_and_attribute_rules_across_receipts_a
     ]
     balance = storage.ledger.balance(CARD, datetime.now(UTC))
     assert balance is not None and balance.wallets["bonus"] == 10_000
+
+
+STICKERS: list[dict[str, Any]] = [
+    {
+        "promotion_id": "stickers",
+        "kind": "accrual_per_amount",
+        "status": "active",
+        "per_amount_minor": 100,
+        "points": 1,
+        "wallet": "stickers",
+    },
+    {
+        "promotion_id": "swap",
+        "kind": "wallet_exchange",
+        "status": "active",
+        "goods": {"products": ["1001"]},
+        "wallet": "stickers",
+        "value_minor": 10,
+    },
+]
+
+
+async def test_stickers_earned_at_one_store_are_spent_at_another_and_debited_at_the_center(
+    tmp_path: Path, storage: Storage
+) -> None:
+    tables = master_tables()
+    tables["promotions"] = [{"promotion_id": d["promotion_id"], "doc": d} for d in STICKERS]
+    storage.feed.upsert_master(tables)
+    clock = lambda: datetime.now(UTC)  # noqa: E731
+    async with _center(tmp_path, storage) as center:
+        node_port = free_port()
+        node_config = make_node_config(tmp_path / "n367", center_url=center, port=node_port)
+        pos_config = make_pos_config(tmp_path / "pos", f"http://127.0.0.1:{node_port}")
+        async with running_node(node_config), running_agent(pos_config, clock=clock) as pos:
+
+            async def ready() -> bool:
+                return bool((await (await pos.get("/health")).json())["master_version"])
+
+            await _until(ready, "master data at register 367-1")
+            earned = await _ring(pos, [_line("1000", 1000)], "card")  # 10.00: 10 stickers
+            await _uploaded(pos)
+
+            async def at_center() -> bool:
+                balance = storage.ledger.balance(CARD, datetime.now(UTC))
+                return balance is not None and balance.wallets.get("stickers") == 10
+
+            await _until(at_center, "10 stickers at the Center")
+
+        other_port = free_port()
+        other_node = make_node_config(tmp_path / "n406", center_url=center, port=other_port)
+        other_node = dataclasses.replace(
+            other_node,
+            store=dataclasses.replace(other_node.store, store_id="406", node_id="store-406"),
+        )
+        other_pos = make_pos_config(tmp_path / "pos406", f"http://127.0.0.1:{other_port}")
+        other_pos = dataclasses.replace(
+            other_pos,
+            register=dataclasses.replace(other_pos.register, register_id="406-1", store_id="406"),
+        )
+        async with running_node(other_node), running_agent(other_pos, clock=clock) as pos:
+
+            async def ready_406() -> bool:
+                return bool((await (await pos.get("/health")).json())["master_version"])
+
+            await _until(ready_406, "master data at register 406-1")
+            rid = (await (await pos.post("/v1/receipts", json={})).json())["receipt_id"]
+            await pos.post(f"/v1/receipts/{rid}/lines", json={"lines": [BREAD]})
+            await pos.post(f"/v1/receipts/{rid}/card", json={"card_no": CARD})
+            too_many = await pos.post(
+                f"/v1/receipts/{rid}/calculate", json={"spend": {"stickers": 11}}
+            )
+            assert too_many.status == 422
+            assert (await too_many.json())["field"] == "spend.stickers"
+            spend = {"spend": {"stickers": 10}}
+            calc = await (await pos.post(f"/v1/receipts/{rid}/calculate", json=spend)).json()
+            resp = await pos.post(
+                f"/v1/receipts/{rid}/confirm",
+                json={**spend, "payments": [{"method": "cash", "amount_minor": 100}]},
+            )
+            assert resp.status == 200, await resp.text()
+            await _uploaded(pos)
+
+            async def spent_at_center() -> bool:
+                return len(_card_sales(storage)) == 2
+
+            await _until(spent_at_center, "the spend at the Center")
+
+    assert _accrued(earned) == {"stickers": 10}
+    assert _discounts(calc) == {"swap": 100}  # 10 stickers x 0.10 off bread (2.00)
+    assert _accrued(calc) == {"stickers": 1}  # 1.00 paid: 1 sticker
+    assert _card_sales(storage) == [("367", 1000, 0), ("406", 100, 100)]
+    history = storage.ledger.history(CARD)
+    assert history is not None
+    assert sorted((e.wallet, e.kind, e.amount, e.rule_id) for e in history) == [
+        ("stickers", "accrue", 1, "stickers"),
+        ("stickers", "accrue", 10, "stickers"),
+        ("stickers", "spend", -10, "swap"),
+    ]
+    balance = storage.ledger.balance(CARD, datetime.now(UTC))
+    assert balance is not None and balance.wallets.get("stickers") == 1
