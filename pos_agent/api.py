@@ -215,6 +215,8 @@ async def identify_card(request: web.Request) -> web.Response:
             "card_no": view.card_no,
             "known": view.known,
             "bonus_balance": view.bonus_balance,
+            "wallets": dict(view.wallets),
+            "tier": view.tier,
             "segments": list(view.segments),
             "coupons": [
                 {

@@ -9,7 +9,7 @@ import gc
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
@@ -74,6 +74,9 @@ class CardView:
     """Coupons the Center issued to the customer, not expired (from the replica)."""
     personal_offers: tuple[CardOffer, ...] = ()
     """The customer's personal offers valid now (from the replica)."""
+    wallets: Mapping[str, int] = field(default_factory=dict)
+    """Units the card may spend per wallet (bonus included), as calculate will see them."""
+    tier: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,10 +203,14 @@ class Register:
             raise CardRefused(card_no, card.status)
         self._save(receipt.with_card(card_no))
         now = self._now()
+        available = self._available(card_no, card)
+        customer = self.customer_state(card_no, card, (), available, now)
         return CardView(
             card_no=card_no,
             known=card is not None,
-            bonus_balance=self._available(card_no, card),
+            bonus_balance=available,
+            wallets={k: v for k, v in sorted(customer.wallets.items()) if v},
+            tier=customer.tier,
             segment=card.segment if card else "",
             segments=card.segments if card else (),
             coupons=card.coupons_at(now) if card else (),

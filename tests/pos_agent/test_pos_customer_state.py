@@ -12,6 +12,7 @@ from pos_agent import Config
 from sync_protocol import LoyaltyMovement, SalePromotion
 from tests.pos_agent.pos_fakes import (
     CARD,
+    CARD_BALANCE,
     IdleUploader,
     demo_snapshot,
     make_config,
@@ -135,6 +136,15 @@ async def test_wallets_tenders_tier_and_attributes_reach_the_engine(config: Conf
         ).json()
         assert _by_rule(calc) == {"swap": 70}
         assert calc["accrual"] == []
+
+
+async def test_the_card_answer_shows_the_wallets_and_tier(config: Config) -> None:
+    async with running_agent(config, uploader=IdleUploader()) as client:
+        rid = (await (await client.post("/v1/receipts", json={})).json())["receipt_id"]
+        resp = await client.post(f"/v1/receipts/{rid}/card", json={"card_no": CARD})
+        answer = await resp.json()
+    assert answer["wallets"] == {"bonus": CARD_BALANCE, "stickers": 12}
+    assert answer["tier"] == "gold"
 
 
 async def test_bonus_is_spent_through_spend_or_bonus_to_spend(config: Config) -> None:
