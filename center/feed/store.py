@@ -373,12 +373,12 @@ class FeedRepository:
 
     def pricing_master(self) -> dict[str, list[tuple[Any, ...]]]:
         """What pricing needs: products (id, department, category, brand, product_type),
-        stores (id, format), promotions (doc, version), settings (name, value)."""
+        stores (id, format, timezone), promotions (doc, version), settings (name, value)."""
         queries = {
             "products": (
                 "SELECT product_id, department, category, brand, product_type FROM products"
             ),
-            "stores": "SELECT store_id, format FROM stores",
+            "stores": "SELECT store_id, format, timezone FROM stores",
             "promotions": "SELECT doc, version FROM promotions ORDER BY promotion_id",
             "settings": "SELECT name, value FROM settings ORDER BY name",
         }

@@ -25,8 +25,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from center.config import load_config as load_center_config
+from center.promotions.recompute import ProductInfo, promotion_set_at, recompute_sale
 from center.storage import Storage
 from center.web.app import create_app as create_center
+from sync_protocol import decode_sale
 from tests.center.center_factories import CARD, master_tables, write_config
 from tests.pos_agent.pos_fakes import make_config as make_pos_config
 from tests.pos_agent.pos_fakes import running_agent
@@ -162,6 +164,20 @@ def _card_sales(storage: Storage) -> list[tuple[str, int, int]]:
         (CARD,),
     ).fetchall()
     return [(str(r[0]), int(r[1]), int(r[2])) for r in rows]
+
+
+def _recomputed(storage: Storage, docs: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    """The differences of each of CARD's sales at the Center when priced again there."""
+    out = []
+    for (payload,) in storage.db.execute(
+        "SELECT payload FROM sales WHERE card_no = ? ORDER BY closed_at", (CARD,)
+    ).fetchall():
+        sale = decode_sale(bytes(payload))
+        rows = [{"doc": d, "version": sale.promo_version} for d in docs]
+        promotions = promotion_set_at(rows, {}, sale.promo_version)
+        products = {p: ProductInfo() for p in ("1000", "1001", "2000", "3000")}
+        out.append(recompute_sale(sale, promotions, products=products).differences)
+    return out
 
 
 def _rule_discounts(storage: Storage) -> dict[str, list[int]]:
@@ -366,3 +382,5 @@ async def test_stickers_earned_at_one_store_are_spent_at_another_and_debited_at_
     ]
     balance = storage.ledger.balance(CARD, datetime.now(UTC))
     assert balance is not None and balance.wallets.get("stickers") == 1
+    # The Center prices both again as the registers did: the cash tender, the stickers spent.
+    assert _recomputed(storage, STICKERS) == [(), ()]
