@@ -433,6 +433,7 @@ def _recompute_sales(storage: Storage, period: tuple[datetime, datetime]) -> int
         for r in master["products"]
     }
     formats = {str(r[0]): str(r[1] or "") for r in master["stores"]}
+    zones = {str(r[0]): str(r[2] or "") for r in master["stores"]}
     sets: dict[int, PromotionSet | str] = {}
     bar = _ProgressLine()
     differing: list[dict[str, object]] = []
@@ -476,6 +477,7 @@ def _recompute_sales(storage: Storage, period: tuple[datetime, datetime]) -> int
             promotions,
             products=products,
             store_format=formats.get(sale.store_id, ""),
+            store_timezone=zones.get(sale.store_id, ""),
             held_offers=held,
         )
         checked += 1

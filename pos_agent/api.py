@@ -215,6 +215,8 @@ async def identify_card(request: web.Request) -> web.Response:
             "card_no": view.card_no,
             "known": view.known,
             "bonus_balance": view.bonus_balance,
+            "wallets": dict(view.wallets),
+            "tier": view.tier,
             "segments": list(view.segments),
             "coupons": [
                 {
@@ -269,19 +271,25 @@ async def remove_coupon(request: web.Request) -> web.Response:
 
 async def calculate(request: web.Request) -> web.Response:
     """POST /v1/receipts/{receipt_id}/calculate."""
-    bonus_to_spend = parse_calculate(await _json_body(request))
+    asked = parse_calculate(await _json_body(request))
     worker = request.app[WORKER]
     receipt_id = _receipt_id(request)
-    priced = await worker.run(lambda r: r.calculate(receipt_id, bonus_to_spend))
+    priced = await worker.run(
+        lambda r: r.calculate(
+            receipt_id, asked.bonus_to_spend, spend=asked.spend, payments=asked.payments
+        )
+    )
     return web.json_response(calculation_view(priced))
 
 
 async def confirm(request: web.Request) -> web.Response:
     """POST /v1/receipts/{receipt_id}/confirm: answers only after the commit."""
-    payments, bonus_to_spend = parse_confirm(await _json_body(request))
+    asked = parse_confirm(await _json_body(request))
     worker = request.app[WORKER]
     receipt_id = _receipt_id(request)
-    sale = await worker.run(lambda r: r.confirm(receipt_id, payments, bonus_to_spend))
+    sale = await worker.run(
+        lambda r: r.confirm(receipt_id, asked.payments, asked.bonus_to_spend, spend=asked.spend)
+    )
     return web.json_response(
         {
             "sale_id": sale.sale_id,

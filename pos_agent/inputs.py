@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from pos_agent.errors import InvalidField, MalformedRequest, UnsupportedMediaType
@@ -16,6 +17,7 @@ from sync_protocol import MAX_ID_LEN
 
 __all__ = [
     "MAX_BODY_BYTES",
+    "Pricing",
     "parse_body",
     "parse_calculate",
     "parse_card",
@@ -34,6 +36,8 @@ MAX_PRICE_MINOR = 10_000_000_000
 MAX_LINE_AMOUNT_MINOR = 10_000_000_000_000
 MAX_ID_CHARS = MAX_ID_LEN
 MAX_PAYMENTS = 32
+MAX_WALLETS = 16
+MAX_WALLET_CHARS = 32
 
 _JSON_TYPES = ("application/json", "text/json")
 
@@ -186,15 +190,41 @@ def _bonus(doc: Mapping[str, Any]) -> int:
     return _int(doc.get("bonus_to_spend", 0), "bonus_to_spend", lo=0, hi=MAX_LINE_AMOUNT_MINOR)
 
 
-def parse_calculate(body: Any) -> int:
-    """{"bonus_to_spend"?: int} -> bonus_to_spend."""
-    return _bonus(_object(body, "", {"bonus_to_spend"}, set()))
+@dataclass(frozen=True, slots=True)
+class Pricing:
+    """What a calculate or confirm asks besides the receipt: wallet spends and tenders."""
+
+    bonus_to_spend: int = 0
+    spend: Mapping[str, int] = field(default_factory=dict)
+    """Units to spend from wallets other than bonus (stickers, compliments...), none zero."""
+    payments: list[PaymentInput] = field(default_factory=list)
 
 
-def parse_confirm(body: Any) -> tuple[list[PaymentInput], int]:
-    """{"payments": [{"method", "amount_minor"}], "bonus_to_spend"?: int}."""
-    doc = _object(body, "", {"payments", "bonus_to_spend"}, {"payments"})
-    items = doc["payments"]
+def _spend(doc: Mapping[str, Any]) -> tuple[int, dict[str, int]]:
+    """(bonus_to_spend, other wallets) of `bonus_to_spend` and `spend` {wallet: units}."""
+    bonus = _bonus(doc)
+    raw = doc.get("spend", {})
+    if not isinstance(raw, dict):
+        raise InvalidField("spend", f"expected an object of wallet: units, got {_show(raw)}")
+    if len(raw) > MAX_WALLETS:
+        raise InvalidField("spend", f"{len(raw)} wallets is more than {MAX_WALLETS}")
+    wallets: dict[str, int] = {}
+    for wallet, units in raw.items():
+        name = _text(wallet, "spend", max_chars=MAX_WALLET_CHARS)
+        path = f"spend.{name}"
+        amount = _int(units, path, lo=0, hi=MAX_LINE_AMOUNT_MINOR)
+        if name == "bonus":
+            if "bonus_to_spend" in doc and amount != bonus:
+                raise InvalidField(
+                    path, f"{amount} differs from bonus_to_spend {bonus}: send the bonus once"
+                )
+            bonus = amount
+        elif amount:
+            wallets[name] = amount
+    return bonus, wallets
+
+
+def _payments(items: Any) -> list[PaymentInput]:
     if not isinstance(items, list):
         raise InvalidField("payments", f"expected a list of payments, got {_show(items)}")
     if len(items) > MAX_PAYMENTS:
@@ -212,7 +242,21 @@ def parse_confirm(body: Any) -> tuple[list[PaymentInput], int]:
             pay["amount_minor"], f"{path}.amount_minor", lo=0, hi=MAX_LINE_AMOUNT_MINOR * 1000
         )
         payments.append(PaymentInput(method=method, amount_minor=amount))
-    return payments, _bonus(doc)
+    return payments
+
+
+def parse_calculate(body: Any) -> Pricing:
+    """{"bonus_to_spend"?: int, "spend"?: {wallet: int}, "payments"?: [tenders so far]}."""
+    doc = _object(body, "", {"bonus_to_spend", "spend", "payments"}, set())
+    bonus, wallets = _spend(doc)
+    return Pricing(bonus, wallets, _payments(doc.get("payments", [])))
+
+
+def parse_confirm(body: Any) -> Pricing:
+    """{"payments": [{"method", "amount_minor"}], "bonus_to_spend"?: int, "spend"?: {...}}."""
+    doc = _object(body, "", {"payments", "bonus_to_spend", "spend"}, {"payments"})
+    bonus, wallets = _spend(doc)
+    return Pricing(bonus, wallets, _payments(doc["payments"]))
 
 
 def parse_empty(body: Any) -> None:

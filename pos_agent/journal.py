@@ -127,6 +127,12 @@ def m001_baseline(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA user_version = {_USER_VERSION}")
 
 
+@MIGRATIONS
+def m002_sales_card_index(conn: sqlite3.Connection) -> None:
+    """A card's own sales are read at every pricing (its customer state counts them)."""
+    conn.execute("CREATE INDEX sales_card ON sales (card_no) WHERE card_no IS NOT NULL")
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxRow:
     """One queued sale, in the encoding it was committed with."""
@@ -537,6 +543,15 @@ class Journal:
         """A confirmed sale, decoded from the bytes that were committed."""
         row = self.conn.execute("SELECT payload FROM sales WHERE sale_id = ?", [sale_id]).fetchone()
         return None if row is None else decode_sale(bytes(row[0]))
+
+    def card_sales(self, card_no: str, after_seq: int = 0, limit: int = 500) -> list[Sale]:
+        """This register's newest sales with the card after seq `after_seq` (the customer
+        state counts those the store node's answer does not cover yet)."""
+        rows = self.conn.execute(
+            "SELECT payload FROM sales WHERE card_no = ? AND seq > ? ORDER BY seq DESC LIMIT ?",
+            [card_no, after_seq, limit],
+        )
+        return [decode_sale(bytes(row[0])) for row in rows]
 
     def sales(self) -> list[Sale]:
         """Every confirmed sale kept at the register, in seq order."""

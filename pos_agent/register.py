@@ -8,8 +8,8 @@ from __future__ import annotations
 import gc
 import logging
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
@@ -18,6 +18,7 @@ from loyalty_engine import (
     CouponMatch,
     CustomerState,
     EngineError,
+    PersonalOffer,
     PromotionSet,
     Receipt,
     ReceiptLine,
@@ -41,7 +42,7 @@ from pos_agent.receipts import CouponUsed, LineInput, OpenLine, OpenReceipt, Pay
 from pos_agent.replica import Card, CardCoupon, CardOffer, Replica
 from pos_agent.sales import numbered, unnumbered_sale
 from pos_agent.storelink import StoreLink
-from sync_protocol import Sale
+from sync_protocol import CardState, Sale, fold_sales, state_view
 
 __all__ = ["Authorization", "CardView", "Clock", "Priced", "Register", "utc_now"]
 
@@ -74,6 +75,9 @@ class CardView:
     """Coupons the Center issued to the customer, not expired (from the replica)."""
     personal_offers: tuple[CardOffer, ...] = ()
     """The customer's personal offers valid now (from the replica)."""
+    wallets: Mapping[str, int] = field(default_factory=dict)
+    """Units the card may spend per wallet (bonus included), as calculate will see them."""
+    tier: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,33 +212,48 @@ class Register:
         """
         receipt = self.receipt(receipt_id)
         card = self.replica.card(card_no)
-        if card is None and self.link is not None:
-            card = self._look_up(card_no)
+        if self.link is not None:
+            # Also for a card the replica holds: the store node's answer counts the sales of
+            # the store's other registers that the replica's customer state does not yet.
+            card = self._look_up(card_no, known=card is not None) or card
         if card is not None and card.status in REFUSED_CARD_STATUSES:
             raise CardRefused(card_no, card.status)
         self._save(receipt.with_card(card_no))
         now = self._now()
+        available = self._available(card_no, card)
+        customer = self.customer_state(card_no, card, (), available, now)
         return CardView(
             card_no=card_no,
             known=card is not None,
-            bonus_balance=self._available(card_no, card),
+            bonus_balance=available,
+            wallets={k: v for k, v in sorted(customer.wallets.items()) if v},
+            tier=customer.tier,
             segment=card.segment if card else "",
             segments=card.segments if card else (),
             coupons=card.coupons_at(now) if card else (),
             personal_offers=tuple(o for o in card.personal_offers if o.active(now)) if card else (),
         )
 
-    def _look_up(self, card_no: str) -> Card | None:
+    def _look_up(self, card_no: str, *, known: bool = False) -> Card | None:
+        """The store node's row of the card, kept (None: unknown there, or not answered).
+
+        A card the replica holds waits only `offline.reserve_timeout_s`: the replica's row
+        sells it anyway, with a customer state that may miss the store's latest sales.
+        """
         assert self.link is not None
+        timeout = self.config.offline.reserve_timeout_s if known else None
         try:
-            row = self.link.card(card_no)
+            row = self.link.card(card_no, timeout_s=timeout)
         except StoreNodeUnreachable as exc:
-            log.info("card %s unknown here and not looked up (%s): accrual only", card_no, exc)
+            what = "state not refreshed" if known else "unknown here and not looked up"
+            log.info("card %s %s (%s)", card_no, what, exc)
             return None
         if row is None:
             return None
         try:
-            self.replica.remember_card(row, self._now())
+            if not known:
+                self.replica.remember_card(row, self._now())
+            self.replica.remember_state(row, self._now())
         except PosError as exc:
             log.warning("store node's row of card %s not kept: %s", card_no, exc)
             return None
@@ -473,6 +492,51 @@ class Register:
         balance = card.bonus_balance if card else 0
         return max(0, balance - self.journal.local_spent(card_no))
 
+    def customer_state(
+        self,
+        card_no: str,
+        card: Card | None,
+        offers: tuple[PersonalOffer, ...],
+        bonus_available: int,
+        now: datetime,
+    ) -> CustomerState:
+        """What the engine reads of the card holder: the replica's state (the Center's, with
+        the store node's sales) plus this register's own sales it does not cover yet."""
+        tz = self.promotion_set().settings.tz
+        base = card.state if card is not None else CardState()
+        own = self.journal.card_sales(card_no, base.seen.get(self.config.register.register_id, 0))
+        state = fold_sales(base, own, tz)
+        counts = state_view(state, now.astimezone(tz).date())
+        wallets = {name: max(0, units) for name, units in state.wallets.items()}
+        # The bonus wallet has its own authority (store node holds, offline allowance).
+        wallets["bonus"] = bonus_available
+        return CustomerState(
+            tier=state.tier,
+            attributes=dict(state.attributes),
+            favourite_categories=state.favourite_categories,
+            personal_offers=offers,
+            wallets=wallets,
+            counters=dict(counts.counters),
+            fired_day=dict(counts.fired_day),
+            fired_month=dict(counts.fired_month),
+            fired_total=dict(counts.fired_total),
+            qty_day_milli=dict(counts.qty_day_milli),
+            qty_month_milli=dict(counts.qty_month_milli),
+            referrer=state.referrer,
+        )
+
+    def _check_spend(self, spend: Mapping[str, int], customer: CustomerState | None) -> None:
+        """InvalidField naming ``spend.<wallet>`` when the card cannot spend that much."""
+        for wallet, units in sorted(spend.items()):
+            if customer is None:
+                raise InvalidField(f"spend.{wallet}", "no card on the receipt; identify one first")
+            have = customer.wallets.get(wallet, 0)
+            if units > have:
+                raise InvalidField(
+                    f"spend.{wallet}",
+                    f"{units} exceeds the {have} the card holds in wallet {wallet!r}",
+                )
+
     def price(
         self,
         receipt: OpenReceipt,
@@ -480,11 +544,15 @@ class Register:
         now: datetime | None = None,
         *,
         sale_id: str | None = None,
+        spend: Mapping[str, int] | None = None,
+        payments: Sequence[PaymentInput] = (),
     ) -> Priced:
         """Run the engine over the receipt with the replica's current data, as of `now`.
 
         ``sale_id`` seeds the codes of coupons issued (the Center can make them again from
         the sale); a preview uses the receipt id, so its codes are not the final ones.
+        ``spend`` spends wallets other than bonus (stickers, compliments...); ``payments``
+        are the tenders known so far (payment-type rules read their methods).
         """
         promotions = self.promotion_set()
         lines = []
@@ -511,11 +579,23 @@ class Register:
         store_id = self.config.register.store_id
         now = now if now is not None else self._now()
         offers = card.offers_at(now) if card else ()
+        customer = (
+            self.customer_state(receipt.card_no, card, offers, available, now)
+            if receipt.card_no
+            else None
+        )
+        wallet_spend = {w: units for w, units in (spend or {}).items() if units}
+        self._check_spend(wallet_spend, customer)
+        methods = [p.method for p in payments] + (["bonus"] if bonus_to_spend else [])
+        store = self.replica.store_info(store_id)
         engine_receipt = Receipt(
             lines=tuple(lines),
             now=now,
             store_id=store_id,
-            store_format=self.replica.store_format(store_id),
+            store_format=store.format,
+            region=store.region,
+            timezone=store.timezone,
+            payment_types=tuple(dict.fromkeys(methods)),
             card_no=receipt.card_no,
             segment=card.segment if card else "",
             segments=card.segments if card else (),
@@ -524,11 +604,12 @@ class Register:
             bonus_balance=max(available, bonus_to_spend),
             receipt_id=sale_id if sale_id is not None else receipt.receipt_id,
             coupon_codes=receipt.coupon_codes,
-            # The engine's personal_offers kind reads them; no offers, no customer state.
-            customer=CustomerState(personal_offers=offers) if offers else None,
+            customer=customer,
         )
         try:
-            calc = calculate(engine_receipt, promotions, bonus_to_spend=bonus_to_spend)
+            calc = calculate(
+                engine_receipt, promotions, bonus_to_spend=bonus_to_spend, spend=wallet_spend
+            )
         except EngineError as exc:
             # The engine's messages start with the field path ("bonus_to_spend: ...").
             field, sep, problem = str(exc).partition(": ")
@@ -537,11 +618,18 @@ class Register:
             raise InvalidField(field, problem) from exc
         return Priced(receipt, calc, known, card, available, engine_receipt)
 
-    def calculate(self, receipt_id: str, bonus_to_spend: int = 0) -> Priced:
+    def calculate(
+        self,
+        receipt_id: str,
+        bonus_to_spend: int = 0,
+        *,
+        spend: Mapping[str, int] | None = None,
+        payments: Sequence[PaymentInput] = (),
+    ) -> Priced:
         """Price the open receipt and hold its bonus spend and coupons at the store node."""
         receipt = self.receipt(receipt_id)
         now = self._now()
-        priced = self.price(receipt, bonus_to_spend, now)
+        priced = self.price(receipt, bonus_to_spend, now, spend=spend, payments=payments)
         granted = self.authorize(receipt, bonus_to_spend, now)
         if granted.available is not None:
             priced = replace(priced, available_bonus=max(0, granted.available))
@@ -550,14 +638,26 @@ class Register:
     # -- confirm -------------------------------------------------------------------------
 
     def confirm(
-        self, receipt_id: str, payments: list[PaymentInput], bonus_to_spend: int = 0
+        self,
+        receipt_id: str,
+        payments: list[PaymentInput],
+        bonus_to_spend: int = 0,
+        *,
+        spend: Mapping[str, int] | None = None,
     ) -> Sale:
         """Recalculate, check payments, and commit sale + outbox row in one transaction."""
         receipt = self._receipt_to_close(receipt_id)
         # Priced as of the closing moment, so the Center recomputes from closed_at alone.
         closed_at = self._now()
         sale_id = str(uuid.uuid4())
-        priced = self.price(receipt, bonus_to_spend, now=closed_at, sale_id=sale_id)
+        priced = self.price(
+            receipt,
+            bonus_to_spend,
+            now=closed_at,
+            sale_id=sale_id,
+            spend=spend,
+            payments=payments,
+        )
         single_use = self._single_use_redeemed(priced.calculation)
         # Any network call happens here, before the sale is journaled; after it, the commit
         # (or release) of the hold travels with the uploader. Only the codes the sale redeems

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -17,14 +17,17 @@ from loyalty_engine import PersonalOffer
 from pos_agent.errors import ReplicaError
 from pos_agent.migrations import Migrations
 from sync_protocol import (
+    CardState,
     MasterDelta,
     MasterSnapshot,
     ProtocolError,
     canonical_row,
+    read_state,
     replica_checksum,
+    state_row,
 )
 
-__all__ = ["TABLE_KEYS", "Card", "CardCoupon", "CardOffer", "Product", "Replica"]
+__all__ = ["TABLE_KEYS", "Card", "CardCoupon", "CardOffer", "Product", "Replica", "StoreInfo"]
 
 # Tables of master data v1 and the key column of each (docs/PROTOCOL.md); others are ignored.
 TABLE_KEYS: dict[str, str] = {
@@ -47,6 +50,16 @@ class Product:
     brand: str = ""
     price_minor: int | None = None
     """The shelf price the Center publishes (None: unknown; the register software sends it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreInfo:
+    """What rules read of the register's own store (master data ``stores``)."""
+
+    format: str = ""
+    region: str = ""
+    timezone: str = ""
+    """The store's IANA time zone; "" means the chain's ``timezone`` setting."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +110,8 @@ class Card:
     status: str = "active"
     coupons: tuple[CardCoupon, ...] = ()
     personal_offers: tuple[CardOffer, ...] = ()
+    state: CardState = field(default_factory=CardState)
+    """The customer state the row carries (the Center's, with its store node's sales)."""
 
     def coupons_at(self, now: datetime) -> tuple[CardCoupon, ...]:
         """The customer's coupons not expired at `now`."""
@@ -202,6 +217,13 @@ def _card_offers(value: Any, where: str) -> tuple[CardOffer, ...]:
     return tuple(out)
 
 
+def _card_state(value: Any, where: str) -> CardState:
+    try:
+        return read_state(_listed(value), where)
+    except ProtocolError as exc:
+        raise ReplicaError(str(exc)) from exc
+
+
 def _check_rows(table: str, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     key = TABLE_KEYS[table]
     checked: list[dict[str, Any]] = []
@@ -225,6 +247,8 @@ def _check_rows(table: str, rows: Iterable[Mapping[str, Any]]) -> list[dict[str,
                 if value is not None and not isinstance(value, list | tuple):
                     raise ReplicaError(f"{where}.{name}: expected a list, got {value!r}")
                 check(value, f"{where}.{name}")
+        if table == "cards":
+            _card_state(row.get("state"), f"{where}.state")
         if table == "promotions" and not isinstance(row.get("doc"), Mapping):
             raise ReplicaError(f"{where}.doc: expected a rule document (map)")
         if table == "settings":
@@ -283,6 +307,16 @@ MIGRATIONS = Migrations("replica", error=ReplicaError)
 def m001_baseline(conn: sqlite3.Connection) -> None:
     """The tables of the release before migrations; a replica.db it wrote is adopted as is."""
     MIGRATIONS.create_or_adopt(conn, _SCHEMA)
+
+
+@MIGRATIONS
+def m002_card_states(conn: sqlite3.Connection) -> None:
+    """Customer states the store node answered when a card was identified (fresher than the
+    master rows between two polls); not master data, so outside the checksum."""
+    conn.execute(
+        "CREATE TABLE card_states (card_no TEXT PRIMARY KEY, state TEXT NOT NULL, "
+        "fetched_at TEXT NOT NULL)"
+    )
 
 
 class Replica:
@@ -428,6 +462,31 @@ class Replica:
             [checked["card_no"], json.dumps(checked, default=str), at.isoformat()],
         )
 
+    def remember_state(self, row: Mapping[str, Any], at: datetime) -> None:
+        """Keep the customer state of a card row the store node answered (ReplicaError if
+        malformed); the card's state is then the one of the two that counted more sales."""
+        card_no = row.get("card_no")
+        if not isinstance(card_no, str) or not card_no or "state" not in row:
+            return
+        state = _card_state(row.get("state"), "card.state")
+        self.db.execute(
+            "INSERT INTO card_states (card_no, state, fetched_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (card_no) DO UPDATE SET state = excluded.state, "
+            "fetched_at = excluded.fetched_at",
+            [card_no, json.dumps(state_row(state), sort_keys=True), at.isoformat()],
+        )
+
+    def _fetched_state(self, card_no: str) -> CardState | None:
+        found = self.db.execute(
+            "SELECT state FROM card_states WHERE card_no = ?", [card_no]
+        ).fetchone()
+        if found is None:
+            return None
+        try:
+            return read_state(json.loads(found[0]))
+        except (ValueError, ProtocolError):
+            return None
+
     def _row(self, table: str, key: str) -> dict[str, Any] | None:
         rows = self.db[table].rows_where(f"[{TABLE_KEYS[table]}] = ?", [key], limit=1)
         return next(iter(rows), None)
@@ -481,6 +540,30 @@ class Replica:
             # Checked when the row was applied.
             coupons=_card_coupons(row.get("coupons"), "cards.coupons"),
             personal_offers=_card_offers(row.get("personal_offers"), "cards.personal_offers"),
+            state=self._best_state(card_no, row),
+        )
+
+    def _best_state(self, card_no: str, row: Mapping[str, Any]) -> CardState:
+        """The row's state or the one the store node answered, whichever counted more sales
+        (the store node's on a tie: it adds the store's sales the Center has not seen)."""
+        try:
+            held = _card_state(row.get("state"), "cards.state")
+        except ReplicaError:
+            held = CardState()
+        fetched = self._fetched_state(card_no)
+        if fetched is not None and fetched.folded >= held.folded:
+            return fetched
+        return held
+
+    def store_info(self, store_id: str) -> StoreInfo:
+        """The store's format, region and time zone from master data ("" when unknown)."""
+        row = self._row("stores", store_id)
+        if row is None:
+            return StoreInfo()
+        return StoreInfo(
+            format=_text(row.get("format") or row.get("store_format")),
+            region=_text(row.get("region")),
+            timezone=_text(row.get("timezone")),
         )
 
     def store_format(self, store_id: str) -> str:

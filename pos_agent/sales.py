@@ -10,7 +10,15 @@ from loyalty_engine import Calculation, PersonalOffer, Receipt
 from pos_agent.config import RegisterConfig
 from pos_agent.errors import InvalidField
 from pos_agent.receipts import OpenReceipt, PaymentInput
-from sync_protocol import LineDiscount, LoyaltyMovement, Payment, Sale, SaleLine, SaleOffer
+from sync_protocol import (
+    LineDiscount,
+    LoyaltyMovement,
+    Payment,
+    Sale,
+    SaleLine,
+    SaleOffer,
+    SalePromotion,
+)
 
 __all__ = [
     "check_payments",
@@ -18,6 +26,7 @@ __all__ = [
     "numbered",
     "sale_lines",
     "sale_offer",
+    "sale_promotions",
     "tenders",
     "unnumbered_sale",
 ]
@@ -29,6 +38,12 @@ def sale_offer(offer: PersonalOffer) -> SaleOffer:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return SaleOffer(offer.offer_id, offer.product_ids, text)
+
+
+def sale_promotions(calc: Calculation) -> tuple[SalePromotion, ...]:
+    """Every promotion that fired, with the units it discounted (the customer's counters)."""
+    qty = dict(calc.promo_qty_milli)
+    return tuple(SalePromotion(pid, max(0, qty.get(pid, 0))) for pid in calc.fired)
 
 
 def check_payments(payments: Sequence[PaymentInput], bonus_to_spend: int, total_minor: int) -> None:
@@ -79,6 +94,13 @@ def loyalty_movements(
                 expires_at=None,
             )
         )
+    # Wallet units the rules spent (stickers exchanged, compliments redeemed...): the ledger
+    # debits them like the bonus.
+    out.extend(
+        LoyaltyMovement(wallet=m.wallet, kind="spend", amount=m.amount, rule_id=m.rule_id)
+        for m in calc.movements
+        if m.kind == "spent" and m.rule_id and m.amount > 0
+    )
     return tuple(out)
 
 
@@ -169,6 +191,7 @@ def unnumbered_sale(
         # An empty id matches no rule and would not encode: the sale must still be written.
         segments=tuple(s for s in priced_with.all_segments if s),
         personal_offers=tuple(sale_offer(o) for o in customer.personal_offers) if customer else (),
+        promotions=sale_promotions(calc),
     )
 
 

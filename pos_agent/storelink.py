@@ -176,12 +176,12 @@ class StoreLink:
                 f"DELETE /v1/reservations/{reservation_id}: HTTP {response.status_code}"
             )
 
-    def card(self, card_no: str) -> dict[str, Any] | None:
+    def card(self, card_no: str, *, timeout_s: float | None = None) -> dict[str, Any] | None:
         """The card row the store node (or the Center behind it) knows; None: unknown card."""
         response = self._call(
             "GET",
             f"/v1/cards/{quote(card_no, safe='')}",
-            timeout_s=self.config.offline.card_lookup_timeout_s,
+            timeout_s=timeout_s or self.config.offline.card_lookup_timeout_s,
         )
         if response.status_code == 404:
             try:

@@ -10,14 +10,26 @@ repair costs registers only a delta. Functions here run inside the caller's tran
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from store_node.errors import StoreNodeError
-from sync_protocol import MasterDelta, MasterSnapshot, canonical_row, replica_checksum
+from sync_protocol import (
+    MasterDelta,
+    MasterSnapshot,
+    ProtocolError,
+    canonical_row,
+    decode_sale,
+    fold_sales,
+    read_state,
+    replica_checksum,
+    state_row,
+)
 
 __all__ = [
     "KEYS",
@@ -30,7 +42,14 @@ __all__ = [
     "remember_card",
     "serve",
     "state",
+    "with_store_sales",
 ]
+
+STORE_SALES_PER_CARD = 500
+"""The newest sales of one card at this store folded into its state; older ones reached the
+Center long ago and are in its state already."""
+
+log = logging.getLogger(__name__)
 
 KEYS: Mapping[str, str] = {
     "products": "product_id",
@@ -261,6 +280,48 @@ def remember_card(conn: sqlite3.Connection, row: Mapping[str, Any], now: datetim
         "ON CONFLICT (card_no) DO UPDATE SET row = excluded.row, fetched_at = excluded.fetched_at",
         (str(row["card_no"]), canonical_row(row), now.astimezone(UTC).isoformat()),
     )
+
+
+def chain_zone(conn: sqlite3.Connection) -> tzinfo:
+    """The chain's time zone from the cached settings (the days of the customer state)."""
+    row = conn.execute(
+        "SELECT row FROM master_rows WHERE table_name = 'settings' AND row_key = 'timezone' "
+        "AND row IS NOT NULL"
+    ).fetchone()
+    name = str(json.loads(row[0]).get("value") or "UTC") if row is not None else "UTC"
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
+
+
+def with_store_sales(conn: sqlite3.Connection, row: Mapping[str, Any]) -> dict[str, Any]:
+    """The card row with this store's sales of the card that its ``state`` does not cover
+    (its ``seen``) counted in: the Center's state, current for the store's registers."""
+    card_no = str(row.get("card_no", ""))
+    try:
+        held = read_state(row.get("state"))
+    except ProtocolError as exc:
+        log.warning(
+            "card %s: customer state from the Center unreadable (%s); not served", card_no, exc
+        )
+        return dict(row)
+    sales = []
+    for register_id, seq, payload in conn.execute(
+        "SELECT register_id, seq, payload FROM sales WHERE card_no = ? "
+        "AND center_rejected_at IS NULL ORDER BY received_no DESC LIMIT ?",
+        (card_no, STORE_SALES_PER_CARD),
+    ):
+        if seq <= held.seen.get(register_id, 0):
+            continue  # counted already: no need to decode it
+        try:
+            sales.append(decode_sale(bytes(payload)))
+        except ProtocolError:
+            continue
+    current = fold_sales(held, sales, chain_zone(conn))
+    if current is held:
+        return dict(row)  # nothing of this store's to add: the row as the Center sent it
+    return {**row, "state": state_row(current)}
 
 
 def live_rows(conn: sqlite3.Connection) -> Sequence[tuple[str, dict[str, Any]]]:

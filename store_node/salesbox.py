@@ -37,6 +37,7 @@ from sync_protocol import (
     Verdict,
     classify_sale,
     decode,
+    decode_sale,
     encode,
     encode_sale,
     payload_fingerprint,
@@ -163,6 +164,20 @@ CREATE TABLE IF NOT EXISTS center_coverage (
 def m002_recovery(conn: sqlite3.Connection) -> None:
     """What the registers say they had acknowledged, and what the Center holds (recovery)."""
     MIGRATIONS.create_or_adopt(conn, _RECOVERY_SCHEMA)
+
+
+@MIGRATIONS
+def m003_sales_card_no(conn: sqlite3.Connection) -> None:
+    """Sales name their card, so the customer state can count the store's own sales."""
+    conn.execute("ALTER TABLE sales ADD COLUMN card_no TEXT")
+    rows = conn.execute("SELECT received_no, payload FROM sales").fetchall()
+    for received_no, payload in rows:
+        card_no = decode_sale(bytes(payload)).card_no
+        if card_no is not None:
+            conn.execute(
+                "UPDATE sales SET card_no = ? WHERE received_no = ?", (card_no, received_no)
+            )
+    conn.execute("CREATE INDEX sales_card ON sales (card_no) WHERE card_no IS NOT NULL")
 
 
 def _ts(moment: datetime) -> str:
@@ -374,8 +389,8 @@ class SalesBox:
                     continue
                 conn.execute(
                     "INSERT INTO sales (sale_id, store_id, register_id, seq, fingerprint, payload,"
-                    " total_minor, line_count, closed_at, received_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " total_minor, line_count, closed_at, received_at, card_no)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         sale.sale_id,
                         sale.store_id,
@@ -387,6 +402,7 @@ class SalesBox:
                         len(sale.lines),
                         _ts(sale.closed_at),
                         received_at,
+                        sale.card_no,
                     ),
                 )
                 accepted.append(sale.sale_id)
@@ -568,10 +584,12 @@ class SalesBox:
         return master_cache.serve(self._conn, since, max_rows=max_rows)
 
     def master_card(self, card_no: str) -> dict[str, object] | None:
-        """The card as the replica holds it, else as the Center answered it online, or None."""
-        return master_cache.card_row(self._conn, card_no) or master_cache.cached_card(
+        """The card as the replica holds it, else as the Center answered it online, or None;
+        its customer state counts this store's sales the Center's state does not cover yet."""
+        row = master_cache.card_row(self._conn, card_no) or master_cache.cached_card(
             self._conn, card_no
         )
+        return None if row is None else master_cache.with_store_sales(self._conn, row)
 
     def remember_card(self, row: dict[str, object], *, now: datetime) -> None:
         """Keep a card the Center answered online."""

@@ -18,6 +18,17 @@ from .codec import (
     payload_fingerprint,
     sale_fingerprint,
 )
+from .customer_state import (
+    CardState,
+    DayCounts,
+    StateView,
+    fold_sale,
+    fold_sales,
+    read_state,
+    sale_promotions,
+    state_row,
+    state_view,
+)
 from .dedup import Classification, Verdict, classify_sale
 from .errors import (
     BadSignature,
@@ -51,6 +62,7 @@ from .messages import (
     SaleBatch,
     SaleLine,
     SaleOffer,
+    SalePromotion,
 )
 from .retry import Backoff, FailureLog, backoff_delay
 from .signing import (
@@ -90,7 +102,9 @@ __all__ = [
     "Ack",
     "Backoff",
     "BadSignature",
+    "CardState",
     "Classification",
+    "DayCounts",
     "Envelope",
     "FailureLog",
     "Heartbeat",
@@ -114,9 +128,11 @@ __all__ = [
     "SaleBatch",
     "SaleLine",
     "SaleOffer",
+    "SalePromotion",
     "SignatureError",
     "SignedHeaders",
     "StaleTimestamp",
+    "StateView",
     "UnexpectedMessageType",
     "UnknownMessageType",
     "UnknownNode",
@@ -136,15 +152,21 @@ __all__ = [
     "encode",
     "encode_sale",
     "encode_sale_batch",
+    "fold_sale",
+    "fold_sales",
     "new_secret",
     "parse_signature_headers",
     "payload_chain_hash",
     "payload_fingerprint",
+    "read_state",
     "replica_checksum",
     "request_signature",
     "sale_fingerprint",
+    "sale_promotions",
     "sign_headers",
     "signature_headers",
     "signature_matches",
+    "state_row",
+    "state_view",
     "verify_request",
 ]

@@ -20,6 +20,7 @@ from .messages import (
     Payment,
     Sale,
     SaleOffer,
+    SalePromotion,
 )
 
 __all__ = [
@@ -174,6 +175,11 @@ def _check_offer(offer: SaleOffer, path: Path) -> None:
         )
 
 
+def _check_promotion(promotion: SalePromotion, path: Path) -> None:
+    _check_nonempty(promotion.promotion_id, (*path, "promotion_id"))
+    _check_min(promotion.qty_milli, 0, (*path, "qty_milli"))
+
+
 def _check_payment(payment: Payment, path: Path) -> None:
     _check_nonempty(payment.method, (*path, "method"))
 
@@ -214,6 +220,7 @@ def _check_delta(delta: MasterDelta, path: Path) -> None:
 CHECKS: dict[type, Callable[[Any, Path], None]] = {
     Sale: _check_sale,
     SaleOffer: _check_offer,
+    SalePromotion: _check_promotion,
     Payment: _check_payment,
     LoyaltyMovement: _check_movement,
     Heartbeat: _check_heartbeat,

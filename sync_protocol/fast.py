@@ -18,7 +18,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .checks import HASH_RE, MOVEMENT_KINDS, percent_ok
-from .messages import LineDiscount, LoyaltyMovement, Payment, Sale, SaleBatch, SaleLine, SaleOffer
+from .messages import (
+    LineDiscount,
+    LoyaltyMovement,
+    Payment,
+    Sale,
+    SaleBatch,
+    SaleLine,
+    SaleOffer,
+    SalePromotion,
+)
 from .packing import packer
 
 __all__ = [
@@ -57,6 +66,7 @@ _FAST_LAYOUT: dict[type, tuple[tuple[str, Any], ...]] = {
         ("product_ids", _REQUIRED_FIELD),
         ("percent", _REQUIRED_FIELD),
     ),
+    SalePromotion: (("promotion_id", _REQUIRED_FIELD), ("qty_milli", 0)),
     LoyaltyMovement: (
         ("wallet", _REQUIRED_FIELD),
         ("kind", _REQUIRED_FIELD),
@@ -87,6 +97,7 @@ _FAST_LAYOUT: dict[type, tuple[tuple[str, Any], ...]] = {
         ("return_of", None),
         ("segments", ()),
         ("personal_offers", ()),
+        ("promotions", ()),
     ),
     SaleBatch: (("sales", _REQUIRED_FIELD),),
 }
@@ -97,6 +108,7 @@ _LINE_KEYS = frozenset(name for name, _ in _FAST_LAYOUT[SaleLine])
 _PAYMENT_KEYS = frozenset(name for name, _ in _FAST_LAYOUT[Payment])
 _MOVEMENT_KEYS = frozenset(name for name, _ in _FAST_LAYOUT[LoyaltyMovement])
 _OFFER_KEYS = frozenset(name for name, _ in _FAST_LAYOUT[SaleOffer])
+_PROMOTION_KEYS = frozenset(name for name, _ in _FAST_LAYOUT[SalePromotion])
 _SALE_KEYS = frozenset(name for name, _ in _FAST_LAYOUT[Sale])
 SALE_DEPTH = 5  # sale map, lines, line map, discounts, discount map (offers: 4)
 BATCH_DEPTH = 3 + SALE_DEPTH  # envelope, body, sales, then a sale
@@ -278,6 +290,25 @@ def _fast_offers(offers: Any) -> Any:
     return out
 
 
+def _fast_promotions(promotions: Any, omit: bool) -> Any:
+    """Wire maps of the promotions a sale fired (qty_milli 0 left out when omitting)."""
+    if type(promotions) is not tuple and type(promotions) is not list:
+        raise Unusual
+    out = []
+    for item in promotions:
+        if type(item) is not SalePromotion:
+            raise Unusual
+        promotion_id = item.promotion_id
+        qty = item.qty_milli
+        if type(promotion_id) is not str or not promotion_id or type(qty) is not int or qty < 0:
+            raise Unusual
+        wire: dict[str, Any] = {"promotion_id": promotion_id}
+        if qty or not omit:
+            wire["qty_milli"] = qty
+        out.append(wire)
+    return out
+
+
 def _check_usual_head(
     sale_id: Any,
     store_id: Any,
@@ -379,6 +410,9 @@ def sale_wire(sale: Any, omit: bool) -> dict[str, Any]:
     offers = _fast_offers(sale.personal_offers)
     if offers:
         wire["personal_offers"] = offers
+    promotions = _fast_promotions(sale.promotions, omit)
+    if promotions:
+        wire["promotions"] = promotions
     return wire
 
 
@@ -525,6 +559,21 @@ def _fast_read_offers(raw: Any) -> tuple[SaleOffer, ...]:
     return tuple(out)
 
 
+def _fast_read_promotions(raw: Any) -> tuple[SalePromotion, ...]:
+    if type(raw) is not list:
+        raise Unusual
+    out = []
+    for item in raw:
+        if type(item) is not dict or not item.keys() <= _PROMOTION_KEYS:
+            raise Unusual
+        promotion_id = item["promotion_id"]
+        qty = item.get("qty_milli", 0)
+        if type(promotion_id) is not str or not promotion_id or type(qty) is not int or qty < 0:
+            raise Unusual
+        out.append(SalePromotion(promotion_id, qty))
+    return tuple(out)
+
+
 def read_sale(raw: Any) -> Sale:
     """A sale from its wire map, when every key is known and every check passes."""
     if type(raw) is not dict or not raw.keys() <= _SALE_KEYS:
@@ -572,6 +621,7 @@ def read_sale(raw: Any) -> Sale:
         return_of,
         _fast_read_strs(raw["segments"], True) if "segments" in raw else (),
         _fast_read_offers(raw["personal_offers"]) if "personal_offers" in raw else (),
+        _fast_read_promotions(raw["promotions"]) if "promotions" in raw else (),
     )
 
 
@@ -583,12 +633,14 @@ _NESTED: dict[type, tuple[tuple[str, type], ...]] = {
         ("payments", Payment),
         ("loyalty", LoyaltyMovement),
         ("personal_offers", SaleOffer),
+        ("promotions", SalePromotion),
     ),
     SaleLine: (("discounts", LineDiscount),),
     LineDiscount: (),
     Payment: (),
     LoyaltyMovement: (),
     SaleOffer: (),
+    SalePromotion: (),
 }
 """For each sale part, its fields that hold arrays of part maps, and the class of those parts."""
 _ABSENT = object()

@@ -21,6 +21,7 @@ __all__ = [
     "SaleBatch",
     "SaleLine",
     "SaleOffer",
+    "SalePromotion",
 ]
 
 Row = dict[str, Any]
@@ -78,6 +79,16 @@ class SaleOffer:
     """Percent off the listed products as a plain decimal string 0..100 ("12.5"), never a float."""
 
 
+@dataclass(frozen=True, slots=True)
+class SalePromotion:
+    """A promotion that gave something on the sale, and the units it discounted."""
+
+    promotion_id: str
+    qty_milli: int = 0
+    """Milli-units the promotion discounted (0 for accruals): per-customer quantity caps count
+    these at every tier."""
+
+
 # Left out of every encoding (envelopes too) when empty: a sale without this context keeps
 # the exact bytes it had before these fields existed, and older receivers' fast paths.
 _OMIT_EMPTY = {"omit_empty": True}
@@ -111,6 +122,9 @@ class Sale:
     """Every segment of the card's customer the register priced with (the Center recomputes)."""
     personal_offers: tuple[SaleOffer, ...] = field(default=(), metadata=_OMIT_EMPTY)
     """The customer's personal offers valid at pricing, all of them handed to the engine."""
+    promotions: tuple[SalePromotion, ...] = field(default=(), metadata=_OMIT_EMPTY)
+    """Every promotion that fired, in priority order, with the units it discounted: the
+    customer's per-promotion counters (fires, promo quantities) at every tier count these."""
 
 
 @dataclass(frozen=True, slots=True)

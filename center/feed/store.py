@@ -16,11 +16,13 @@ when the mark was taken are picked up later, never skipped (at worst sent twice)
 moved past the newest mark, the feed "ticks": a tiny transaction bumps the version and records a
 new mark (skipped, not waited for, while a master writer holds the lock).
 
-Card rows also carry the customer's live coupons (issued to them, not yet used up, not expired)
-and personal offers (not expired), each key only when non-empty. Issuing coupons and changing
-offers bump the customer's cards; on PostgreSQL a redemption (ingest, no global lock) has a feed
-position like a ledger row, and an expiry is found by time window like a lot's, so both reach
-the store with the balances of the last delta page.
+Card rows also carry ``state``, the customer state (center/crm/state_store.py): it moves with
+the card's ledger rows (every sale with an accrual or a spend makes one), so it reaches the
+store with the balances. Card rows also carry the customer's live coupons (issued to them, not
+yet used up, not expired) and personal offers (not expired), each key only when non-empty.
+Issuing coupons and changing offers bump the customer's cards; on PostgreSQL a redemption
+(ingest, no global lock) has a feed position like a ledger row, and an expiry is found by time
+window like a lot's, so both reach the store with the balances of the last delta page.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from center.crm.state_store import CustomerStateRepository, Derived
 from center.errors import StorageError
 from center.feed.versions import MasterVersions
 from center.ledger.store import ACTIVE_SQL, DEBT_SUM_SQL
@@ -44,7 +47,7 @@ from center.storage.base import (
 )
 from center.storage.database import Database
 from center.storage.migrations import Migration
-from sync_protocol import MasterDelta, MasterSnapshot, replica_checksum
+from sync_protocol import MasterDelta, MasterSnapshot, replica_checksum, state_row
 
 __all__ = [
     "DEFAULT_DELTA_MAX_ROWS",
@@ -253,10 +256,20 @@ class FeedLedger(Protocol):
 class FeedRepository:
     """Master data and the change feed of each store's replica, over the Database."""
 
-    def __init__(self, db: Database, *, versions: MasterVersions, ledger: FeedLedger) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        versions: MasterVersions,
+        ledger: FeedLedger,
+        states: CustomerStateRepository | None = None,
+    ) -> None:
         self.db = db
         self.versions = versions
         self.ledger = ledger
+        self.states = states if states is not None else CustomerStateRepository(db)
+        # States derived inside a read snapshot, checkpointed after it (one thread: DbThread).
+        self._derived: dict[str, Derived] = {}
         self._feed_last_tick: float | None = None
         # Per store: (version, checksum, monotonic time) of the last full computation, reused
         # while the store stays at that version.
@@ -381,12 +394,12 @@ class FeedRepository:
 
     def pricing_master(self) -> dict[str, list[tuple[Any, ...]]]:
         """What pricing needs: products (id, department, category, brand, product_type),
-        stores (id, format), promotions (doc, version), settings (name, value)."""
+        stores (id, format, timezone), promotions (doc, version), settings (name, value)."""
         queries = {
             "products": (
                 "SELECT product_id, department, category, brand, product_type FROM products"
             ),
-            "stores": "SELECT store_id, format FROM stores",
+            "stores": "SELECT store_id, format, timezone FROM stores",
             "promotions": "SELECT doc, version FROM promotions ORDER BY promotion_id",
             "settings": "SELECT name, value FROM settings ORDER BY name",
         }
@@ -516,6 +529,8 @@ class FeedRepository:
                 ).fetchall():
                     segments.setdefault(customer_id, []).append(str(segment_id))
             coupons, offers = self._card_extras(sorted({c[1] for c in chunk}), now)
+            derived = self.states.derive([(str(c[0]), str(c[1])) for c in chunk], now)
+            self._derived.update(derived)
             for c in chunk:
                 row: dict[str, Any] = {
                     "card_no": c[0],
@@ -523,6 +538,7 @@ class FeedRepository:
                     "status": c[2],
                     "bonus_balance": balances.get(c[0], 0),
                     "segments": sorted(segments.get(c[1], [])),
+                    "state": state_row(derived[str(c[0])].state),
                 }
                 # Only when there are any: rows of other cards stay as they were.
                 if c[1] in coupons:
@@ -852,6 +868,21 @@ class FeedRepository:
     def master_feed(
         self, store_id: str, since: int, now: datetime, settings: FeedSettings = FeedSettings()
     ) -> MasterSnapshot | MasterDelta | None:
+        """What a store at `since` needs (see _master_feed); the customer states derived for it
+        are checkpointed afterwards, outside the read snapshot."""
+        try:
+            return self._master_feed(store_id, since, now, settings)
+        finally:
+            self._save_states()
+
+    def _save_states(self) -> None:
+        derived, self._derived = self._derived, {}
+        if derived:
+            self.states.save(derived)
+
+    def _master_feed(
+        self, store_id: str, since: int, now: datetime, settings: FeedSettings
+    ) -> MasterSnapshot | MasterDelta | None:
         """What a store at version `since` needs: snapshot (since 0 or too old) or delta; None
         for an unknown store. Snapshots carry the checksum of the store's replica; deltas at
         most every settings.checksum_every_s (partial pages never)."""
@@ -929,6 +960,12 @@ class FeedRepository:
 
     def lookup_card(self, store_id: str, card_no: str, now: datetime) -> dict[str, Any] | None:
         """The card row of `card_no` (adding it to the store's scope), or None if unknown."""
+        try:
+            return self._lookup_card(store_id, card_no, now)
+        finally:
+            self._save_states()
+
+    def _lookup_card(self, store_id: str, card_no: str, now: datetime) -> dict[str, Any] | None:
         with self.db.guard("look up card"), self.db.transaction():
             card = self.db.execute(
                 "SELECT card_no, customer_id, status FROM cards WHERE card_no = ?", (card_no,)

@@ -92,15 +92,27 @@ def _spent(sale: Sale) -> int:
     return sum(m.amount for m in sale.loyalty if m.kind == "spend" and m.wallet == "bonus")
 
 
+def _wallet_spend(sale: Sale) -> dict[str, int]:
+    """The wallet units the sale's rules spent (stickers exchanged...), by wallet."""
+    out: dict[str, int] = {}
+    for m in sale.loyalty:
+        if m.kind == "spend" and m.rule_id:
+            out[m.wallet] = out.get(m.wallet, 0) + m.amount
+    return out
+
+
 def _customer(sale: Sale) -> CustomerState | None:
-    """The customer state the register priced with: its personal offers, as the sale records."""
-    if not sale.personal_offers:
-        return None  # as at the register: no offers, no customer state
+    """The customer state the register priced with, as far as the sale records it: its
+    personal offers, and in its wallets what the sale spent (it must have been there)."""
+    spend = _wallet_spend(sale)
+    if not sale.personal_offers and not spend and not sale.card_no:
+        return None
     return CustomerState(
         personal_offers=tuple(
             PersonalOffer(o.offer_id, tuple(o.product_ids), Decimal(o.percent))
             for o in sale.personal_offers
-        )
+        ),
+        wallets=spend,
     )
 
 
@@ -157,6 +169,7 @@ def recompute_sale(
     *,
     products: Mapping[str, ProductInfo],
     store_format: str = "",
+    store_timezone: str = "",
     segment: str = "",
     held_offers: Sequence[Mapping[str, Any]] | None = None,
 ) -> Recomputation:
@@ -194,6 +207,9 @@ def recompute_sale(
         now=sale.closed_at,
         store_id=sale.store_id,
         store_format=store_format,
+        timezone=store_timezone,
+        # The register hands the engine its tenders' methods (the bonus one included).
+        payment_types=tuple(dict.fromkeys(p.method for p in sale.payments)),
         card_no=sale.card_no,
         segment=segment,
         segments=sale.segments,
@@ -206,7 +222,7 @@ def recompute_sale(
         coupon_codes=sale.coupons_redeemed,
     )
     try:
-        calc = calculate(receipt, promotions, bonus_to_spend=spent)
+        calc = calculate(receipt, promotions, bonus_to_spend=spent, spend=_wallet_spend(sale))
     except EngineError as exc:
         return Recomputation(sale.sale_id, sale.promo_version, (*diffs, f"engine: {exc}"))
     by_line = {r.line_no: r for r in calc.lines}

@@ -56,6 +56,7 @@ PLAN: Mapping[str, Placement] = MappingProxyType(
         "coupon_redemptions": _by("owner_id", "customer"),
         "returns": _by("owner_id", "customer"),
         "adjustments": _by("customer_id", "customer"),
+        "customer_states": _by("customer_id", "customer"),
         # Idempotency: one claim per sale_id, whichever shard its receipt lives on.
         "sale_ids": _by("sale_id", "sale_claims"),
         # Single-use codes: one row per code, looked up by code at every redemption.
@@ -112,6 +113,7 @@ PENDING: Mapping[str, str] = MappingProxyType(
         "adjustments": "add customer_id; key (customer_id, idempotency_key)",
         "questionnaire_answers": "add customer_id to the key (customer_id, answer_id)",
         "sale_ids": "move UNIQUE (register_id, seq) to its own table distributed by register_id",
+        "customer_states": "add customer_id (copied from the card); key (customer_id, card_no)",
     }
 )
 """Distributed tables whose keys do not carry their distribution column yet, and the migration

@@ -5,6 +5,7 @@ from __future__ import annotations
 from center.access import nonces_store as nonces
 from center.access import users_store as users
 from center.crm import customers_store as customers
+from center.crm import state_store as customer_states
 from center.crm import store as crm
 from center.feed import master_store
 from center.feed import store as feed
@@ -270,6 +271,7 @@ POSTGRES_MIGRATIONS = MigrationList(
         nonces.POSTGRES_MIGRATION,
         offers.POSTGRES_MIGRATION,
         coupon_jobs.POSTGRES_MIGRATION,
+        customer_states.POSTGRES_MIGRATION,
         master_store.POSTGRES_MIGRATION,
         coupon_holds.POSTGRES_MIGRATION,
     ),

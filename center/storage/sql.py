@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from center.access.audit import AuditLog
 from center.access.nodes_store import NodeRepository
 from center.access.users_store import UserRepository
+from center.crm.state_store import CustomerStateRepository
 from center.crm.store import CustomerRepository
 from center.feed.master_store import MasterDataRepository
 from center.feed.store import FeedRepository
@@ -64,7 +65,10 @@ class SqlStorage:
         self.customers = CustomerRepository(
             db, audit=self.audit, versions=self.versions, ledger=self.ledger
         )
-        self.feed = FeedRepository(db, versions=self.versions, ledger=self.ledger)
+        self.states = CustomerStateRepository(db)
+        self.feed = FeedRepository(
+            db, versions=self.versions, ledger=self.ledger, states=self.states
+        )
         self.master = MasterDataRepository(
             db, versions=self.versions, feed=self.feed, audit=self.audit
         )

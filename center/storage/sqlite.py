@@ -7,6 +7,7 @@ from pathlib import Path
 from center.access import nonces_store as nonces
 from center.access import users_store as users
 from center.crm import customers_store as customers
+from center.crm import state_store as customer_states
 from center.crm import store as crm
 from center.feed import master_store
 from center.feed import store as feed
@@ -269,6 +270,7 @@ SQLITE_MIGRATIONS = MigrationList(
         nonces.SQLITE_MIGRATION,
         offers.SQLITE_MIGRATION,
         coupon_jobs.SQLITE_MIGRATION,
+        customer_states.SQLITE_MIGRATION,
         master_store.SQLITE_MIGRATION,
         coupon_holds.SQLITE_MIGRATION,
     ),

@@ -25,6 +25,27 @@ KEYS = {
 
 Replica = dict[str, dict[str, dict[str, Any]]]
 
+# The customer state the Center derives for CARD from its one sale at 367 (4.49, 40 accrued by
+# base-accrual-3 on 2024-03-01) and the customer's attributes (center/crm/state.py).
+CARD_STATE = {
+    "v": 1,
+    "attributes": {"age": "65+"},
+    "purchases": 1,
+    "visits": 1,
+    "spend_minor": 449,
+    "wallets": {"bonus": 40},
+    "fired_total": {"base-accrual-3": 1},
+    "seen": {"367-1": 1},
+    "days": {
+        "2024-03-01": {
+            "purchases": 1,
+            "spend_minor": 449,
+            "fired": {"base-accrual-3": 1},
+            "accrued": {"bonus": 40},
+        }
+    },
+}
+
 
 def apply(replica: Replica, message: MasterSnapshot | MasterDelta | None) -> int:
     """Apply a message as a store would; check its checksum; return the new version."""
@@ -84,6 +105,7 @@ def test_snapshot_holds_the_store_scope_with_checksum(loaded: Storage) -> None:
             "status": "active",
             "bonus_balance": 40,
             "segments": [],
+            "state": CARD_STATE,
         },
     )
     assert message.checksum == replica_checksum(tables)
@@ -168,6 +190,7 @@ def test_card_scope_recent_sales_and_lookups(loaded: Storage) -> None:
         "status": "active",
         "bonus_balance": 40,
         "segments": [],
+        "state": CARD_STATE,
     }
     assert loaded.feed.lookup_card("406", "0000000000000", NOW) is None
     sync(loaded, "406", replica, version)

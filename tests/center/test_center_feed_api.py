@@ -22,6 +22,27 @@ from tests.center.test_center_auth import Clock, enrol, refusal, signed
 
 NOW = T0 + timedelta(days=1)
 
+# The customer state the Center derives for CARD from its one sale at 367 (4.49, 40 accrued by
+# base-accrual-3 on 2024-03-01) and the customer's attributes (center/crm/state.py).
+CARD_STATE = {
+    "v": 1,
+    "attributes": {"age": "65+"},
+    "purchases": 1,
+    "visits": 1,
+    "spend_minor": 449,
+    "wallets": {"bonus": 40},
+    "fired_total": {"base-accrual-3": 1},
+    "seen": {"367-1": 1},
+    "days": {
+        "2024-03-01": {
+            "purchases": 1,
+            "spend_minor": 449,
+            "fired": {"base-accrual-3": 1},
+            "accrued": {"bonus": 40},
+        }
+    },
+}
+
 
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
@@ -68,6 +89,7 @@ async def test_lookup_adds_the_card_to_the_store(
         "status": "active",
         "bonus_balance": 40,
         "segments": [],
+        "state": CARD_STATE,
     }
     snapshot = storage.feed.master_feed("406", 0, NOW)
     assert isinstance(snapshot, MasterSnapshot)

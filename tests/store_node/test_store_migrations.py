@@ -91,16 +91,21 @@ def test_a_store_db_of_the_previous_release_is_upgraded_in_place(
     assert after.pop("reservations") == [(*row, 0) for row in before.pop("reservations")]
     for table in ("reservation_issued_codes", "center_coupon_ops", "coupon_policies"):
         assert after.pop(table) == []
+    # m003 of the sales box only gave each sale its card (read from its payload).
+    assert [row[:-1] for row in after.pop("sales")] == before.pop("sales")
     assert after == before
+    cards = _query(upgraded, "SELECT DISTINCT card_no FROM sales")
+    assert set(cards) <= {(CARD,), (None,)} and (CARD,) in cards
     assert sorted(_query(upgraded, "SELECT migration_set, name FROM _migrations")) == [
         ("reservations", "m001_baseline"),
         ("reservations", "m002_single_use_codes"),
         ("salesbox", "m001_baseline"),
         ("salesbox", "m002_recovery"),
+        ("salesbox", "m003_sales_card_no"),
     ]
     fresh = tmp_path / "fresh" / "store.db"
     fresh.parent.mkdir()
-    old.build_store(fresh)
+    _open_store(fresh)
     assert _schema(upgraded) == _schema(fresh)  # the same as a file this release creates
     assert _query(upgraded, "PRAGMA journal_mode") == [("wal",)]
 
@@ -172,11 +177,20 @@ def test_an_upgraded_sales_box_keeps_its_sales_cache_and_holds(tmp_path: Path) -
         assert (register.register_id, register.last_seq, register.master_version) == ("367-1", 3, 8)
         state = box.master_state()
         assert state is not None and state.version == 8
-        assert box.master_card(CARD) == {
-            "card_no": CARD,
-            "customer_id": "c1",
-            "bonus_balance": 1000,
+        card = box.master_card(CARD)
+        assert card is not None
+        # The old Center sent no state: the store's own sale of the card (seq 2, 5.00, pending)
+        # is all it counts, with the 1.00 bonus it spent; seq 3 was refused by the Center.
+        assert card.pop("state") == {
+            "v": 1,
+            "wallets": {"bonus": -100},
+            "purchases": 1,
+            "visits": 1,
+            "spend_minor": 500,
+            "seen": {"367-1": 2},
+            "days": {"2024-05-17": {"purchases": 1, "spend_minor": 500}},
         }
+        assert card == {"card_no": CARD, "customer_id": "c1", "bonus_balance": 1000}
         assert box.center_status().last_error == "center: timeout"
         ack = box.accept([old._sale(4, "00000000-0000-4000-8000-000000000005")], now=T0)
         assert ack.accepted == ("00000000-0000-4000-8000-000000000005",)

@@ -26,6 +26,7 @@ from sync_protocol import (
     SaleBatch,
     SaleLine,
     SaleOffer,
+    SalePromotion,
     chain_hash,
     codec,
     decode,
@@ -116,6 +117,7 @@ sale_offers = st.builds(
     product_ids=st.lists(nonempty, max_size=3).map(tuple),
     percent=percents,
 )
+sale_promotions = st.builds(SalePromotion, promotion_id=nonempty, qty_milli=st.integers(0, 2**40))
 
 
 def seq_of(draw: st.DrawFn, items: list[Any]) -> Any:
@@ -186,6 +188,7 @@ def sales(draw: st.DrawFn) -> Sale:
         return_of=return_of,
         segments=seq_of(draw, draw(st.lists(nonempty, max_size=3))),
         personal_offers=seq_of(draw, draw(st.lists(sale_offers, max_size=3))),
+        promotions=seq_of(draw, draw(st.lists(sale_promotions, max_size=3))),
     )
 
 
@@ -303,7 +306,7 @@ def broken_sales(draw: st.DrawFn) -> Any:
     sale = draw(sales())
     value = draw(BAD_VALUES)
     targets: list[tuple[str, int, Any]] = [("", 0, sale)]
-    for name in ("lines", "payments", "loyalty", "personal_offers"):
+    for name in ("lines", "payments", "loyalty", "personal_offers", "promotions"):
         targets += [(name, i, item) for i, item in enumerate(getattr(sale, name))]
     targets += [
         (f"lines.{i}.discounts", j, d)
@@ -341,7 +344,7 @@ WIRE_KEYS = [f.name for f in dataclasses.fields(Sale)] + ["extra"]
 PART_KEYS = sorted(
     {
         f.name
-        for cls in (SaleLine, LineDiscount, Payment, LoyaltyMovement, SaleOffer)
+        for cls in (SaleLine, LineDiscount, Payment, LoyaltyMovement, SaleOffer, SalePromotion)
         for f in dataclasses.fields(cls)
     }
     | {"extra"}
@@ -392,7 +395,7 @@ def broken_wire(draw: st.DrawFn) -> dict[str, Any]:
     """The unpacked map of a generated sale with one key, of the sale or a part, set or dropped."""
     raw: dict[str, Any] = msgpack.unpackb(encode_sale(draw(sales())), timestamp=3)
     maps: list[tuple[dict[str, Any], list[str]]] = [(raw, WIRE_KEYS)]
-    for name in ("lines", "payments", "loyalty", "personal_offers"):
+    for name in ("lines", "payments", "loyalty", "personal_offers", "promotions"):
         maps += [(item, PART_KEYS) for item in raw.get(name, [])]
     for line in raw.get("lines", []):
         maps += [(d, PART_KEYS) for d in line.get("discounts", [])]

@@ -25,6 +25,7 @@ from sync_protocol import (
     SaleBatch,
     SaleLine,
     SaleOffer,
+    SalePromotion,
     chain_hash,
     decode,
     decode_sale,
@@ -132,6 +133,16 @@ CONTEXT_SALE = dataclasses.replace(
         SaleOffer(offer_id="po-4600001", product_ids=("4600001",), percent="10"),
         SaleOffer(offer_id="po-cheese", product_ids=("2000123", "2000124"), percent="12.5"),
     ),
+)
+
+# Written by the encoder once sales recorded the promotions that fired (additive, left out when
+# empty): the customer state at every tier counts fires and promo quantities from them.
+PROMOTIONS_SALE = dataclasses.replace(
+    SALE,
+    sale_id="7e2f8a31-9b4c-4d6e-8f70-8b9cad0e1f23",
+    seq=1004,
+    prev_hash="ef" * 32,
+    promotions=(SalePromotion("welcome"), SalePromotion("milk-cap", 2000)),
 )
 
 EXPECTED: dict[str, Envelope] = {
@@ -259,7 +270,13 @@ EXPECTED: dict[str, Envelope] = {
 SALE_FINGERPRINT = "48d9e8e42dc511312541bead6ced5ab7f63adf4b8af73fb5b3a57129850dcae5"
 COUPON_SALE_FINGERPRINT = "619f9104f879f839cf2952ae2b08e43c747ce7b906032f4cf7515727f6c2ffc1"
 CONTEXT_SALE_FINGERPRINT = "8c72c19a48394e4ff22dfb93e881140b5d9d219baec2fb76fc82cb258925fa2d"
-CANONICAL_SALES = {"sale_v1.msgpack", "sale_v1_coupons.msgpack", "sale_v1_context.msgpack"}
+PROMOTIONS_SALE_FINGERPRINT = "d0cbb2269410bfc25d63eac7e106c23bf9187b30ac277e32316417232c3d64a8"
+CANONICAL_SALES = {
+    "sale_v1.msgpack",
+    "sale_v1_coupons.msgpack",
+    "sale_v1_context.msgpack",
+    "sale_v1_promotions.msgpack",
+}
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -361,3 +378,23 @@ def test_context_batch_fixture_is_what_the_encoder_writes_today() -> None:
     data = (FIXTURES / "sale_batch_v1_context.msgpack").read_bytes()
     envelope = EXPECTED["sale_batch_v1_context.msgpack"]
     assert encode(envelope.message, sender=envelope.sender, sent_at=envelope.sent_at) == data
+
+
+def test_golden_canonical_sale_with_promotions_decodes_and_keeps_its_fingerprint() -> None:
+    data = (FIXTURES / "sale_v1_promotions.msgpack").read_bytes()
+    sale = decode_sale(data)
+    assert sale == PROMOTIONS_SALE
+    assert sale.promotions == (SalePromotion("welcome", 0), SalePromotion("milk-cap", 2000))
+    assert sale_fingerprint(sale) == PROMOTIONS_SALE_FINGERPRINT
+    assert encode_sale(sale) == data
+
+
+@pytest.mark.parametrize(
+    "name", ["sale_v1.msgpack", "sale_v1_coupons.msgpack", "sale_v1_context.msgpack"]
+)
+def test_canonical_sales_older_than_promotions_keep_their_bytes(name: str) -> None:
+    data = (FIXTURES / name).read_bytes()
+    sale = decode_sale(data)
+    assert sale.promotions == ()
+    assert encode_sale(sale) == data
+    assert b"promotions" not in data

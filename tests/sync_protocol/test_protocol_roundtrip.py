@@ -25,6 +25,7 @@ from sync_protocol import (
     SaleBatch,
     SaleLine,
     SaleOffer,
+    SalePromotion,
     chain_hash,
     decode,
     decode_sale,
@@ -193,6 +194,7 @@ def test_encode_sale_round_trips_and_is_canonical(make_sale: MakeSale) -> None:
         return_of="6f1c2d3e-4b5a-4c6d-8e7f-901a2b3c4d5e",
         segments=("gold",),
         personal_offers=(SaleOffer("po-1", ("4600001",), "12.5"),),
+        promotions=(SalePromotion("welcome", 0), SalePromotion("milk-2for1", 2000)),
     )
     data = encode_sale(sale)
     assert decode_sale(data) == sale
