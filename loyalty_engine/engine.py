@@ -302,14 +302,16 @@ def _collect_discounts(
     basis: Basis, chosen: Run, line_discounts: Sequence[Sequence[Discount]], total: int
 ) -> _Fired:
     """What the discounts left after the cap fired: counters, coupons, wallet spends, messages."""
-    lines = basis.receipt.lines
     exponent = basis.settings.currency_exponent
     given_by: dict[str, int] = {}
     qty_by: dict[str, int] = {}
+    units = chosen.qty
     for i, line_list in enumerate(line_discounts):
         for d in line_list:
             given_by[d.rule_id] = given_by.get(d.rule_id, 0) + d.amount_minor
-            qty_by[d.rule_id] = qty_by.get(d.rule_id, 0) + lines[i].qty_milli
+            # The units the discount was given on, not the whole line (a ladder's first unit,
+            # a buy-get's paid units do not use up the customer's promo quantity).
+            qty_by[d.rule_id] = qty_by.get(d.rule_id, 0) + units[d.rule_id][i]
     fired: list[str] = []
     promo_qty: list[tuple[str, int]] = []
     consumed: list[str] = []

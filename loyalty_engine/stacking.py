@@ -85,7 +85,7 @@ class Stacking(NamedTuple):
 class Run:
     """One discount pass being built: the amount left per line and what each promotion gave."""
 
-    __slots__ = ("discounts", "order", "outcomes", "raw", "remaining")
+    __slots__ = ("discounts", "order", "outcomes", "qty", "raw", "remaining")
 
     def __init__(self, amounts: Sequence[int]) -> None:
         self.remaining = list(amounts)
@@ -93,6 +93,8 @@ class Run:
         self.outcomes: dict[str, Outcome] = {}
         # Per promotion id, what its terms asked for before floors and limits trimmed it.
         self.raw: dict[str, int] = {}
+        # Per promotion id, per line, the milli-units its discount was given on.
+        self.qty: dict[str, list[int]] = {}
         self.order: list[Promotion] = []
 
     @property
@@ -100,10 +102,19 @@ class Run:
         """The discount this pass gives in all."""
         return sum(d.amount_minor for line in self.discounts for d in line)
 
-    def record(self, promotion: Promotion, outcome: Outcome, raw: int, shares: list[int]) -> None:
-        """Take the (already clamped) ``shares`` off the lines and keep what the promotion gave."""
+    def record(
+        self,
+        promotion: Promotion,
+        outcome: Outcome,
+        raw: int,
+        shares: list[int],
+        qty: list[int],
+    ) -> None:
+        """Take the (already clamped) ``shares`` off the lines and keep what the promotion gave
+        (``qty``: per line, the milli-units the discount is on)."""
         pid = promotion.promotion_id
         self.raw[pid] = raw
+        self.qty[pid] = qty
         remaining, discounts = self.remaining, self.discounts
         given = 0
         for i, share in enumerate(shares):
@@ -174,8 +185,11 @@ def _trim(shares: list[int], cap: int) -> list[int]:
     return allocate(max(cap, 0), shares)
 
 
-def _limit_quantity(receipt: Receipt, promotion: Promotion, shares: list[int]) -> list[int]:
-    """Keep the discount on the first units still allowed today / this month for this customer."""
+def _limit_quantity(
+    receipt: Receipt, promotion: Promotion, shares: list[int], qty: list[int]
+) -> tuple[list[int], list[int]]:
+    """Keep the discount on the first discounted units still allowed today / this month for this
+    customer (a line's share in proportion to its units kept)."""
     limits, customer = promotion.limits, receipt.customer
     allowed: int | None = None
     pid = promotion.promotion_id
@@ -187,28 +201,38 @@ def _limit_quantity(receipt: Receipt, promotion: Promotion, shares: list[int]) -
             left = max(0, limit - used.get(pid, 0))
             allowed = left if allowed is None else min(allowed, left)
     if allowed is None:
-        return shares
-    out = []
-    for i, share in enumerate(shares):
-        qty = receipt.lines[i].qty_milli
-        take = min(qty, allowed) if share else 0
+        return shares, qty
+    out, kept = [], []
+    for share, units in zip(shares, qty, strict=True):
+        take = min(units, allowed) if share and units else 0
         allowed -= take
-        out.append(round_half_even(share * take, qty) if share else 0)
-    return out
+        out.append(round_half_even(share * take, units) if take else 0)
+        kept.append(take)
+    return out, kept
 
 
 def _clamp(
-    stacking: Stacking, promotion: Promotion, remaining: Sequence[int], shares: list[int]
-) -> list[int]:
-    """``shares`` within what is left above the floors, the quantity limits and the cap/budget."""
+    stacking: Stacking,
+    promotion: Promotion,
+    remaining: Sequence[int],
+    shares: list[int],
+    units: Sequence[int],
+) -> tuple[list[int], list[int]]:
+    """``shares`` within what is left above the floors, the quantity limits and the cap/budget,
+    and per line the milli-units the discount stays on."""
     floor = stacking.floors
     shares = [
         max(0, min(share, remaining[i] - floor[i])) if share else 0
         for i, share in enumerate(shares)
     ]
+    lines = stacking.basis.receipt.lines
+    if units:
+        qty = [u if share else 0 for u, share in zip(units, shares, strict=True)]
+    else:
+        qty = [lines[i].qty_milli if share else 0 for i, share in enumerate(shares)]
     limits = promotion.limits
     if limits.max_qty_per_day_milli is not None or limits.max_qty_per_month_milli is not None:
-        shares = _limit_quantity(stacking.basis.receipt, promotion, shares)
+        shares, qty = _limit_quantity(stacking.basis.receipt, promotion, shares, qty)
     cap = limits.max_discount_minor
     budget = promotion.funding.budget_minor
     if budget is not None:
@@ -217,14 +241,16 @@ def _clamp(
         cap = left if cap is None else min(cap, left)
     if cap is not None:
         shares = _trim(shares, cap)
-    return shares
+        qty = [q if share else 0 for q, share in zip(qty, shares, strict=True)]
+    return shares, qty
 
 
 def _give(
     stacking: Stacking, run: Run, promotion: Promotion, outcome: Outcome, shares: list[int]
 ) -> None:
     """Clamp the promotion's ``shares`` to what ``run`` still allows and record them there."""
-    run.record(promotion, outcome, sum(shares), _clamp(stacking, promotion, run.remaining, shares))
+    kept, qty = _clamp(stacking, promotion, run.remaining, shares, outcome.qty_milli)
+    run.record(promotion, outcome, sum(shares), kept, qty)
 
 
 def _evaluate(stacking: Stacking, promotion: Promotion, base: Sequence[int]) -> Outcome:

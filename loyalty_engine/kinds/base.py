@@ -57,6 +57,9 @@ class Outcome:
     issued: tuple[IssuedCoupon, ...] = ()
     # (wallet, units) the rule spent from the customer's wallets, e.g. compliments.
     spent: tuple[tuple[str, int], ...] = ()
+    # Per line, the milli-units the discount was given on (empty: the whole of every line
+    # with a share); what the per-customer promo quantity counters count.
+    qty_milli: tuple[int, ...] = ()
 
     @classmethod
     def skip(cls, reason: str) -> Outcome:

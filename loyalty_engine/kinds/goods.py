@@ -43,7 +43,15 @@ def _all_lines(ctx: Context, goods: GoodsSelector) -> list[int]:
     return [i for i, line in enumerate(ctx.receipt.lines) if goods.matches(line)]
 
 
-def _outcome(detail: str, shares: list[int], values: dict[str, str] | None = None) -> Outcome:
+def _outcome(
+    detail: str,
+    shares: list[int],
+    values: dict[str, str] | None = None,
+    *,
+    qty: list[int] | None = None,
+) -> Outcome:
+    """Applied with ``shares`` per line; ``qty``: per line the milli-units discounted (default:
+    the whole line wherever a share is given)."""
     amount = sum(shares)
     if amount <= 0:
         return Outcome.skip(f"{detail}: nothing to discount")
@@ -53,6 +61,7 @@ def _outcome(detail: str, shares: list[int], values: dict[str, str] | None = Non
         amount=amount,
         line_discounts=tuple(shares),
         values=values or {},
+        qty_milli=tuple(qty) if qty is not None else (),
     )
 
 
@@ -138,13 +147,26 @@ class Ladder:
         for i in _matching(ctx, self.goods):
             by_product.setdefault(lines[i].product_id, []).append(i)
         shares = [0] * len(ctx.remaining)
+        qty = [0] * len(ctx.remaining)
+        last = len(self.steps) - 1
         for indexes in by_product.values():
-            for k, (price, i) in enumerate(units(lines, indexes)):
-                if k >= len(self.steps) and not self.repeat_last:
-                    break
-                shares[i] += percent_of(price, self.steps[min(k, len(self.steps) - 1)])
+            k = 0
+            for i in indexes:
+                # The line's units take the next steps; their rates add up and the line's
+                # discount is rounded once (a per-unit rounding drifts a kopeck per few units).
+                rate = Decimal(0)
+                for _ in range(lines[i].qty_milli // 1000):
+                    if k > last and not self.repeat_last:
+                        break
+                    step = self.steps[min(k, last)]
+                    rate += step
+                    if step:
+                        qty[i] += 1000
+                    k += 1
+                if rate:
+                    shares[i] = percent_of(lines[i].unit_price_minor, rate)
         steps = "/".join(pct(s) for s in self.steps)
-        return _outcome(f"ladder {steps} % on {len(by_product)} product(s)", shares)
+        return _outcome(f"ladder {steps} % on {len(by_product)} product(s)", shares, qty=qty)
 
 
 def _parse_ladder(reader: FieldReader) -> Ladder:
@@ -181,17 +203,26 @@ class BuyGet:
         for i in _matching(ctx, self.goods):
             groups.setdefault(lines[i].product_id if self.per_product else "", []).append(i)
         shares = [0] * len(ctx.remaining)
+        qty = [0] * len(ctx.remaining)
+        prices = [0] * len(ctx.remaining)
         fires = 0
         for indexes in groups.values():
             pool = sorted(units(lines, indexes), key=lambda u: (-u[0], u[1]))
             times = len(pool) // (self.buy + self.get)
             fires += times
             for price, i in pool[len(pool) - times * self.get :] if times else ():
-                shares[i] += percent_of(price, self.percent)
+                qty[i] += 1000
+                prices[i] = price
+        # Rounded once per line: the line's rewarded units together.
+        for i, units_milli in enumerate(qty):
+            if units_milli:
+                shares[i] = percent_of(prices[i] * (units_milli // 1000), self.percent)
         if not fires:
             return Outcome.skip(f"fewer than {self.buy + self.get} matching units")
         return _outcome(
-            f"buy {self.buy} get {self.get} at {pct(self.percent)} % off, {fires} time(s)", shares
+            f"buy {self.buy} get {self.get} at {pct(self.percent)} % off, {fires} time(s)",
+            shares,
+            qty=qty,
         )
 
 
@@ -256,10 +287,14 @@ class SetPrice:
         regular = sum(price for price, _ in chosen)
         discount = regular - sets * self.price_minor
         weights = [0] * len(ctx.remaining)
+        qty = [0] * len(ctx.remaining)
         for price, i in chosen:
             weights[i] += price
+            qty[i] += 1000
         shares = allocate(discount, weights)
-        return _outcome(f"{sets} set(s) at {n(self.price_minor)} instead of {n(regular)}", shares)
+        return _outcome(
+            f"{sets} set(s) at {n(self.price_minor)} instead of {n(regular)}", shares, qty=qty
+        )
 
 
 def _parse_set_price(reader: FieldReader) -> SetPrice:
