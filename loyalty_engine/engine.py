@@ -18,7 +18,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from .errors import BonusSpendError, InvalidReceipt
 from .goods import line_keys
 from .kinds import Outcome
-from .kinds.common import n
 from .model import (
     Accrual,
     Calculation,
@@ -30,6 +29,7 @@ from .model import (
     Receipt,
 )
 from .money import format_minor, share_of
+from .restrict import restrict_discounts
 from .rules import EngineSettings, MessageTemplates, Promotion, PromotionSet
 from .stacking import (
     Basis,
@@ -161,23 +161,30 @@ class _Choice(NamedTuple):
     floors: tuple[Promotion, ...]
     discounting: tuple[Promotion, ...]
     accruing: tuple[Promotion, ...]
+    restricting: tuple[Promotion, ...]
     # Per excluded promotion id, its explanation line.
     excluded: Mapping[str, str]
 
 
+def _money(settings: EngineSettings, amount: int) -> str:
+    """An amount for people: major units and the currency (``638.99 RUB``)."""
+    return f"{format_minor(amount, settings.currency_exponent)} {settings.currency}"
+
+
 def _excluded_because(
     promotion: Promotion,
-    receipt: Receipt,
-    local_now: datetime,
-    subtotal: int,
-    budgets_left: Mapping[str, int] | None,
+    basis: Basis,
 ) -> str | None:
     if promotion.status != "active":
         return f"status {promotion.status}"
+    receipt, settings = basis.receipt, basis.settings
+    budgets_left = basis.budgets_left
     reason = (
-        promotion.schedule.excluded_because(local_now)
+        promotion.schedule.excluded_because(basis.local_now)
         or promotion.place.excluded_because(receipt.store_id, receipt.store_format, receipt.region)
-        or promotion.audience.excluded_because(receipt, subtotal)
+        or promotion.audience.excluded_because(
+            receipt, basis.subtotal, lambda amount: _money(settings, amount)
+        )
     )
     if reason is not None:
         return reason
@@ -194,9 +201,14 @@ def _excluded_because(
         fired = customer.fired_total.get(pid, 0)
         if limits.max_fires_total is not None and fired >= limits.max_fires_total:
             return f"fired {fired} time(s) for this customer, limit {limits.max_fires_total}"
-    budget = promotion.funding.budget_minor
-    if budget is not None and budgets_left is not None and budgets_left.get(pid, budget) <= 0:
-        return f"budget of {promotion.funding.by} spent"
+    if promotion.funding.budget_minor is not None:
+        # A funded campaign is capped by what is left of its budget across every receipt and
+        # store: without that state it cannot know, so it does not fire at all.
+        left = budgets_left.get(pid) if budgets_left is not None else None
+        if left is None:
+            return f"no budget state given for the budget of {promotion.funding.by}"
+        if left <= 0:
+            return f"budget of {promotion.funding.by} spent"
     return None
 
 
@@ -232,11 +244,14 @@ def _choose_promotions(basis: Basis, promotions: PromotionSet) -> _Choice:
     considered = tuple(all_promotions[i] for i in candidates)
     hints = {all_promotions[i].promotion_id: hint for i, hint in candidates.items()}
     excluded: dict[str, str] = {}
-    by_stage: dict[str, list[Promotion]] = {"floor": [], "discount": [], "accrual": []}
+    by_stage: dict[str, list[Promotion]] = {
+        "floor": [],
+        "discount": [],
+        "accrual": [],
+        "restriction": [],
+    }
     for promotion in considered:
-        reason = _excluded_because(
-            promotion, receipt, basis.local_now, basis.subtotal, basis.budgets_left
-        )
+        reason = _excluded_because(promotion, basis)
         if reason is None:
             by_stage[promotion.stage].append(promotion)
         else:
@@ -247,6 +262,7 @@ def _choose_promotions(basis: Basis, promotions: PromotionSet) -> _Choice:
         floors=tuple(by_stage["floor"]),
         discounting=tuple(by_stage["discount"]),
         accruing=tuple(by_stage["accrual"]),
+        restricting=tuple(by_stage["restriction"]),
         excluded=excluded,
     )
 
@@ -305,13 +321,13 @@ def _collect_discounts(
     exponent = basis.settings.currency_exponent
     given_by: dict[str, int] = {}
     qty_by: dict[str, int] = {}
-    units = chosen.qty
+    units_by = chosen.qty
     for i, line_list in enumerate(line_discounts):
         for d in line_list:
             given_by[d.rule_id] = given_by.get(d.rule_id, 0) + d.amount_minor
             # The units the discount was given on, not the whole line (a ladder's first unit,
             # a buy-get's paid units do not use up the customer's promo quantity).
-            qty_by[d.rule_id] = qty_by.get(d.rule_id, 0) + units[d.rule_id][i]
+            qty_by[d.rule_id] = qty_by.get(d.rule_id, 0) + units_by[d.rule_id][i]
     fired: list[str] = []
     promo_qty: list[tuple[str, int]] = []
     consumed: list[str] = []
@@ -363,11 +379,15 @@ def _bonus_payable_max(basis: Basis, total: int, bonus_to_spend: int) -> int:
         if not receipt.card_no:
             why = "no card presented"
         elif payable_max == receipt.bonus_balance:
-            why = f"bonus balance is {n(receipt.bonus_balance)}"
+            why = f"bonus balance is {_money(settings, receipt.bonus_balance)}"
         else:
-            why = f"at most {settings.bonus_max_share} of total {n(total)} may be paid with bonus"
+            why = (
+                f"at most {settings.bonus_max_share} of total {_money(settings, total)} "
+                "may be paid with bonus"
+            )
         raise BonusSpendError(
-            f"bonus_to_spend: {n(bonus_to_spend)} above bonus_payable_max {n(payable_max)} ({why})"
+            f"bonus_to_spend: {_money(settings, bonus_to_spend)} above bonus_payable_max "
+            f"{_money(settings, payable_max)} ({why})"
         )
     return payable_max
 
@@ -393,6 +413,12 @@ def _accrue(
     accrued_total = 0
     for promotion in accruing:
         pid = promotion.promotion_id
+        if bonus_to_spend and not promotion.accrue_after_bonus_payment:
+            explanation[pid] = (
+                f"{pid}: skipped: receipt paid with {_money(settings, bonus_to_spend)} of bonus "
+                "(this rule does not accrue after a bonus payment)"
+            )
+            continue
         ctx = basis.context(remaining, total, hints.get(pid), bonus_to_spend)
         outcome = promotion.terms.apply(pid, ctx)
         explanation[pid] = f"{pid}: {'applied' if outcome.applied else 'skipped'}: {outcome.detail}"
@@ -401,6 +427,9 @@ def _accrue(
         accrual = outcome.accrual
         if accrual is not None:
             limit = promotion.limits.max_accrual_minor
+            if promotion.funding.budget_minor is not None and basis.budgets_left is not None:
+                left = max(0, basis.budgets_left.get(pid, 0))
+                limit = left if limit is None else min(limit, left)
             if accrual.wallet == "bonus" and settings.max_accrual_minor is not None:
                 room = max(0, settings.max_accrual_minor - accrued_total)
                 limit = room if limit is None else min(limit, room)
@@ -408,7 +437,7 @@ def _accrue(
                 accrual = Accrual(
                     accrual.wallet, limit, pid, accrual.active_from, accrual.expires_at
                 )
-                explanation[pid] += f", capped at {n(limit)}"
+                explanation[pid] += f", capped at {_money(settings, limit)}"
             if accrual.amount <= 0:
                 continue
             if accrual.wallet == "bonus":
@@ -470,10 +499,15 @@ def _messages(rendered: Sequence[dict[str, str]]) -> Messages:
 
 
 def _explanation(
-    choice: _Choice, stacking: Stacking, discounted: Discounted, accrued: _Fired
+    choice: _Choice,
+    stacking: Stacking,
+    discounted: Discounted,
+    accrued: _Fired,
+    restricted: Mapping[str, str],
 ) -> tuple[str, ...]:
     """One line per considered promotion, in priority order: applied and how, or why not."""
     lines = dict(choice.excluded)
+    lines.update(restricted)
     for p in choice.floors:
         lines[p.promotion_id] = f"{p.promotion_id}: applied: price floor"
     lines.update(explain_discounts(stacking, choice.discounting, discounted))
@@ -507,7 +541,14 @@ def calculate(
         modes=stacking_modes(settings, choice.discounting),
     )
     discounted = apply_discounts(stacking, choice.discounting)
-    line_discounts = cap_discounts(settings, basis.subtotal, discounted.chosen)
+    line_discounts = discounted.chosen.discounts
+    restricted = restrict_discounts(
+        basis,
+        choice.restricting,
+        line_discounts,
+        lambda amount: _money(settings, amount),
+    )
+    line_discounts = cap_discounts(settings, basis.subtotal, restricted.discounts)
     remaining = [
         amount - sum(d.amount_minor for d in line)
         for amount, line in zip(basis.amounts, line_discounts, strict=True)
@@ -517,7 +558,7 @@ def calculate(
     payable_max = _bonus_payable_max(basis, total, bonus_to_spend)
     by_accruals = _accrue(basis, choice.accruing, choice.hints, remaining, bonus_to_spend)
 
-    fired = set(by_discounts.fired).union(by_accruals.fired)
+    fired = set(by_discounts.fired).union(by_accruals.fired, restricted.granted)
     accruals = by_discounts.accruals + by_accruals.accruals
     considered = choice.considered
     return Calculation(
@@ -534,7 +575,7 @@ def calculate(
         to_pay_minor=total - bonus_to_spend,
         messages=_messages(by_discounts.rendered + by_accruals.rendered),
         promo_version=promotions.version,
-        explanation=_explanation(choice, stacking, discounted, by_accruals),
+        explanation=_explanation(choice, stacking, discounted, by_accruals, restricted.explanation),
         movements=_movements(bonus_to_spend, by_discounts.spent, accruals),
         coupons_consumed=by_discounts.consumed,
         coupons_issued=by_accruals.issued,

@@ -7,10 +7,9 @@ from datetime import datetime
 from typing import NamedTuple
 
 from .kinds import Context, Outcome
-from .kinds.common import n
 from .kinds.goods import PriceFloor
 from .model import Discount, Receipt
-from .money import allocate, amount_for_quantity, round_half_even, share_of
+from .money import allocate, amount_for_quantity, format_minor, round_half_even, share_of
 from .rules import EngineSettings, Promotion
 
 __all__ = [
@@ -68,6 +67,8 @@ class Basis(NamedTuple):
             spend=self.spend,
             coupon_key=self.settings.coupon_key,
             hint=None if hint is None else tuple(hint),
+            currency=self.settings.currency,
+            exponent=self.settings.currency_exponent,
         )
 
 
@@ -132,6 +133,8 @@ class Run:
             consumed=outcome.consumed,
             issued=outcome.issued,
             spent=outcome.spent,
+            qty_milli=outcome.qty_milli,
+            passes=outcome.passes,
         )
         self.order.append(promotion)
 
@@ -237,7 +240,8 @@ def _clamp(
     budget = promotion.funding.budget_minor
     if budget is not None:
         budgets_left = stacking.basis.budgets_left
-        left = budget if budgets_left is None else budgets_left.get(promotion.promotion_id, budget)
+        # Chosen only with budget state (engine._excluded_because); what is left caps it.
+        left = 0 if budgets_left is None else budgets_left.get(promotion.promotion_id, 0)
         cap = left if cap is None else min(cap, left)
     if cap is not None:
         shares = _trim(shares, cap)
@@ -365,7 +369,9 @@ def explain_discounts(
                 )
                 continue
             if given.line_discounts and chosen.raw.get(pid, given.amount) != given.amount:
-                note = f", given {n(given.amount)} within floors and limits{note}"
+                settings = stacking.basis.settings
+                shown = format_minor(given.amount, settings.currency_exponent)
+                note = f", given {shown} {settings.currency} within floors and limits{note}"
             out[pid] = f"{pid}: applied: {given.detail}{note}"
         elif pid in skipped:
             out[pid] = f"{pid}: skipped: {skipped[pid]}{note}"
@@ -382,15 +388,16 @@ def explain_discounts(
     return out
 
 
-def cap_discounts(settings: EngineSettings, subtotal: int, chosen: Run) -> list[list[Discount]]:
+def cap_discounts(
+    settings: EngineSettings, subtotal: int, line_discounts: list[list[Discount]]
+) -> list[list[Discount]]:
     """Per line, the discounts scaled down together to the chain-wide cap (largest remainder)."""
     cap = None
     if settings.max_discount_share is not None:
         cap = share_of(subtotal, settings.max_discount_share)
     if settings.max_discount_minor is not None:
         cap = settings.max_discount_minor if cap is None else min(cap, settings.max_discount_minor)
-    line_discounts = chosen.discounts
-    if cap is None or chosen.given <= cap:
+    if cap is None or sum(d.amount_minor for line in line_discounts for d in line) <= cap:
         return line_discounts
     flat = [d.amount_minor for line in line_discounts for d in line]
     scaled = iter(allocate(cap, flat))

@@ -8,11 +8,12 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from ..fields import FieldReader
-from ..model import Accrual, IssuedCoupon, Receipt
+from ..model import Accrual, ComplimentPass, IssuedCoupon, Receipt
+from ..money import format_minor
 
 __all__ = ["Context", "Kind", "Outcome", "Stage", "Terms"]
 
-Stage = Literal["discount", "accrual", "floor"]
+Stage = Literal["discount", "accrual", "floor", "restriction"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,6 +35,19 @@ class Context:
     # Lines the promotion index found this rule by (``None``: any line may match); a goods
     # rule only needs to look at these.
     hint: tuple[int, ...] | None = None
+    # The chain's currency (``currency`` setting) and its minor-unit exponent, for messages.
+    currency: str = "RUB"
+    exponent: int = 2
+
+    def money(self, amount_minor: int) -> str:
+        """An amount for people: major units and the currency, e.g. ``638.99 RUB``."""
+        return f"{format_minor(amount_minor, self.exponent)} {self.currency}"
+
+    def points(self, wallet: str, amount: int) -> str:
+        """Wallet units for people: the bonus wallet in major units, other wallets counted."""
+        if wallet == "bonus":
+            return f"{format_minor(amount, self.exponent)} {wallet}"
+        return f"{amount} {wallet}"
 
     def lines_of(self, goods: object) -> list[int]:
         """Indexes of the receipt lines ``goods`` (a GoodsSelector) matches."""
@@ -60,6 +74,8 @@ class Outcome:
     # Per line, the milli-units the discount was given on (empty: the whole of every line
     # with a share); what the per-customer promo quantity counters count.
     qty_milli: tuple[int, ...] = ()
+    # Compliment passes opened or used by this rule, as they stand after this receipt.
+    passes: tuple[ComplimentPass, ...] = ()
 
     @classmethod
     def skip(cls, reason: str) -> Outcome:

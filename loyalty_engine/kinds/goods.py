@@ -44,6 +44,7 @@ def _all_lines(ctx: Context, goods: GoodsSelector) -> list[int]:
 
 
 def _outcome(
+    ctx: Context,
     detail: str,
     shares: list[int],
     values: dict[str, str] | None = None,
@@ -57,7 +58,7 @@ def _outcome(
         return Outcome.skip(f"{detail}: nothing to discount")
     return Outcome(
         applied=True,
-        detail=f"{detail} = {n(amount)}",
+        detail=f"{detail} = {ctx.money(amount)}",
         amount=amount,
         line_discounts=tuple(shares),
         values=values or {},
@@ -101,11 +102,11 @@ class GoodsDiscount:
         if self.percent is not None:
             what = f"{pct(self.percent)} % off {len(hits)} line(s)"
         elif self.amount_off_minor is not None:
-            what = f"{n(self.amount_off_minor)} off per unit on {len(hits)} line(s)"
+            what = f"{ctx.money(self.amount_off_minor)} off per unit on {len(hits)} line(s)"
         else:
-            what = f"price {n(self.fixed_price_minor or 0)} per unit on {len(hits)} line(s)"
+            what = f"price {ctx.money(self.fixed_price_minor or 0)} per unit on {len(hits)} line(s)"
         values = {"percent": pct(self.percent)} if self.percent is not None else {}
-        return _outcome(what, shares, values)
+        return _outcome(ctx, what, shares, values)
 
 
 def _parse_goods_discount(reader: FieldReader) -> GoodsDiscount:
@@ -166,7 +167,7 @@ class Ladder:
                 if rate:
                     shares[i] = percent_of(lines[i].unit_price_minor, rate)
         steps = "/".join(pct(s) for s in self.steps)
-        return _outcome(f"ladder {steps} % on {len(by_product)} product(s)", shares, qty=qty)
+        return _outcome(ctx, f"ladder {steps} % on {len(by_product)} product(s)", shares, qty=qty)
 
 
 def _parse_ladder(reader: FieldReader) -> Ladder:
@@ -220,6 +221,7 @@ class BuyGet:
         if not fires:
             return Outcome.skip(f"fewer than {self.buy + self.get} matching units")
         return _outcome(
+            ctx,
             f"buy {self.buy} get {self.get} at {pct(self.percent)} % off, {fires} time(s)",
             shares,
             qty=qty,
@@ -287,13 +289,16 @@ class SetPrice:
         regular = sum(price for price, _ in chosen)
         discount = regular - sets * self.price_minor
         weights = [0] * len(ctx.remaining)
-        qty = [0] * len(ctx.remaining)
+        in_sets = [0] * len(ctx.remaining)
         for price, i in chosen:
             weights[i] += price
-            qty[i] += 1000
+            in_sets[i] += 1000
         shares = allocate(discount, weights)
         return _outcome(
-            f"{sets} set(s) at {n(self.price_minor)} instead of {n(regular)}", shares, qty=qty
+            ctx,
+            f"{sets} set(s) at {ctx.money(self.price_minor)} instead of {ctx.money(regular)}",
+            shares,
+            qty=in_sets,
         )
 
 
@@ -335,7 +340,7 @@ class PersonalOffers:
             rate = best.get(line.product_id)
             if rate is not None and self.goods.matches(line):
                 shares[i] = percent_of(ctx.remaining[i], min(rate, self.max_percent))
-        return _outcome(f"personal offers on {sum(1 for s in shares if s)} line(s)", shares)
+        return _outcome(ctx, f"personal offers on {sum(1 for s in shares if s)} line(s)", shares)
 
 
 def _parse_personal(reader: FieldReader) -> PersonalOffers:
@@ -433,7 +438,7 @@ class ComplimentRedeem:
             used += 1
         if not used:
             return Outcome.skip(f"no goods to spend {self.wallet} on")
-        out = _outcome(f"{used} {self.wallet}(s) spent", shares, {"wallet": self.wallet})
+        out = _outcome(ctx, f"{used} {self.wallet}(s) spent", shares, {"wallet": self.wallet})
         return replace(out, spent=((self.wallet, used),))
 
 
@@ -477,9 +482,11 @@ class WalletExchange:
             weights[i] = ctx.remaining[i]
         used = min(wanted, sum(weights) // self.value_minor)
         if used <= 0:
-            return Outcome.skip(f"goods left {n(sum(weights))} below one {self.wallet} unit")
+            return Outcome.skip(
+                f"goods left {ctx.money(sum(weights))} below one {self.wallet} unit"
+            )
         shares = allocate(used * self.value_minor, weights)
-        out = _outcome(f"{used} {self.wallet} x {n(self.value_minor)}", shares)
+        out = _outcome(ctx, f"{used} {self.wallet} x {ctx.money(self.value_minor)}", shares)
         return replace(out, values={"wallet": self.wallet}, spent=((self.wallet, used),))
 
 
