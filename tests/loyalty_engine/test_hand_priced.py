@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
+
+import pytest
 
 from loyalty_engine import (
     Calculation,
     CustomerState,
     Receipt,
     ReceiptLine,
+    RuleError,
     calculate,
     load_promotion_set,
 )
@@ -78,3 +82,189 @@ def test_quantity_limit_counts_discounted_units_only() -> None:
     # line's discount stays, 600 * 1/2 = 300, and the counter grows by 1 unit, not by 6.
     assert calc.discount_minor == 300
     assert calc.promo_qty_milli == (("B", 1000),)
+
+
+# -- supplier budgets need budget state ------------------------------------------------------
+
+
+def test_budget_funded_rule_needs_budget_state() -> None:
+    doc = promo(
+        "SUP",
+        "goods_discount",
+        goods={"products": ["A"]},
+        percent="10",
+        funding={"by": "supplier:acme", "budget_minor": 150},
+    )
+    r = receipt(line(1, "A", 1, 5000))
+    without = run(r, doc)
+    assert without.discount_minor == 0
+    assert without.explanation == (
+        "SUP: skipped: no budget state given for the budget of supplier:acme",
+    )
+    # 10 % of 50.00 = 5.00, but only 1.20 of the campaign's budget is left.
+    assert run(r, doc, budgets_left={"SUP": 120}).discount_minor == 120
+    assert run(r, doc, budgets_left={"SUP": 900}).discount_minor == 500
+
+
+# -- the two accrual switches ----------------------------------------------------------------
+
+
+def test_accrual_switches_after_bonus_payment_and_bonus_paid_part() -> None:
+    base = promo("A", "accrual_percent", percent="10")
+    r = receipt(line(1, "A", 1, 10_000), card_no="C1", bonus_balance=5000)
+    # Default: accrue, without the bonus-paid part: 10 % of (100.00 - 20.00) = 8.00.
+    assert run(r, base, bonus_to_spend=2000).accruals[0].amount == 800
+    # accrue_on_bonus_paid: the whole total is the base: 10 % of 100.00 = 10.00.
+    whole = {**base, "accrue_on_bonus_paid": True}
+    assert run(r, whole, bonus_to_spend=2000).accruals[0].amount == 1000
+    # accrue_after_bonus_payment off: nothing at all on a receipt paid with bonus ...
+    never = {**base, "accrue_after_bonus_payment": False}
+    paid = run(r, never, bonus_to_spend=2000)
+    assert paid.accruals == ()
+    assert paid.explanation == (
+        "A: skipped: receipt paid with 20.00 RUB of bonus "
+        "(this rule does not accrue after a bonus payment)",
+    )
+    # ... and 10 % of 100.00 on a receipt paid without bonus.
+    assert run(r, never).accruals[0].amount == 1000
+
+
+# -- bonus lifetime in calendar months -------------------------------------------------------
+
+
+def test_lifetime_in_calendar_months() -> None:
+    doc = promo("A", "accrual_percent", percent="1", lifetime_months=1)
+    jan31 = datetime(2024, 1, 31, 12, 0, tzinfo=UTC)
+    calc = run(receipt(line(1, "A", 1, 10_000), card_no="C1", now=jan31), doc)
+    # 31 January + 1 month: February 2024 has 29 days.
+    assert calc.accruals[0].expires_at == datetime(2024, 2, 29, 12, 0, tzinfo=UTC)
+    # In Moscow time (UTC+3) 31 March 23:00 local is 20:00 UTC: + 1 month = 30 April 23:00 local.
+    late = datetime(2024, 3, 31, 20, 0, tzinfo=UTC)
+    moscow = run(
+        receipt(line(1, "A", 1, 10_000), card_no="C1", now=late, timezone="Europe/Moscow"),
+        {**doc, "lifetime_months": 1},
+    )
+    assert moscow.accruals[0].expires_at == datetime(2024, 4, 30, 20, 0, tzinfo=UTC)
+    twelve = run(receipt(line(1, "A", 1, 10_000), card_no="C1"), {**doc, "lifetime_months": 12})
+    assert twelve.accruals[0].expires_at == datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def test_lifetime_days_and_months_exclude_each_other() -> None:
+    doc = promo("A", "accrual_percent", percent="1", lifetime_days=30, lifetime_months=1)
+    with pytest.raises(RuleError, match="lifetime_months: expected only one of"):
+        load_promotion_set([doc], version=1)
+
+
+# -- restrictions as rules of their own ------------------------------------------------------
+
+
+def _two_discounts() -> list[dict[str, Any]]:
+    return [
+        promo("G", "goods_discount", 10, goods={"products": ["A"]}, percent="30"),
+        promo("H", "goods_discount", 11, goods={"products": ["B"]}, percent="20"),
+    ]
+
+
+def test_restriction_caps_share_of_receipt_with_its_own_place_and_segment() -> None:
+    cap = promo(
+        "R",
+        "restriction",
+        50,
+        max_discount_percent="15",
+        place={"formats": ["Discounter"]},
+        segments=["students"],
+    )
+    r = receipt(line(1, "A", 1, 6000), line(2, "B", 1, 4000), store_format="discounter")
+    # 30 % of 60.00 = 18.00 and 20 % of 40.00 = 8.00: 26.00 of 100.00.
+    free = run(r, *_two_discounts(), cap)
+    assert free.discount_minor == 2600
+    assert free.explanation[-1] == "R: skipped: segment '' not in the rule's segments"
+    # A student in a discounter ("discounter" matches "Discounter"): at most 15 % of 100.00
+    # = 15.00, split 18 : 8 by largest remainder -> 10.38 + 4.62.
+    capped = run(replace_receipt(r, segment="students"), *_two_discounts(), cap)
+    assert capped.discount_minor == 1500
+    assert [x.discount_minor for x in capped.lines] == [1038, 462]
+    assert capped.explanation[-1] == ("R: applied: covered discounts 26.00 RUB capped at 15.00 RUB")
+    assert "R" in capped.fired
+
+
+def test_restriction_grants_per_day_from_state_and_its_covered_rules() -> None:
+    limit = promo("R", "restriction", 50, promotions=["G"], max_grants_per_day=1)
+    r = receipt(line(1, "A", 1, 6000), line(2, "B", 1, 4000), card_no="C1")
+    first = run(r, *_two_discounts(), limit)
+    # Nothing given today yet: both discounts stay and the grant is counted (fired).
+    assert first.discount_minor == 1800 + 800
+    assert first.fired == ("G", "H", "R")
+    again = run(
+        replace_receipt(r, customer=CustomerState(fired_day={"R": 1})), *_two_discounts(), limit
+    )
+    # One grant today already: G's 18.00 is removed, H (not covered) keeps its 8.00.
+    assert again.discount_minor == 800
+    assert again.fired == ("H",)
+    assert again.explanation[-1] == (
+        "R: applied: given 1 time(s) today, limit 1: covered discounts of 18.00 RUB removed"
+    )
+    amount = promo("R2", "restriction", 60, max_discount_minor=1000)
+    assert run(r, *_two_discounts(), amount).discount_minor == 1000
+
+
+def replace_receipt(r: Receipt, **fields: Any) -> Receipt:
+    return replace(r, **fields)
+
+
+# -- fixed amount off the receipt, spend thresholds, matched goods' value, stickers ----------
+
+
+def test_fixed_amount_off_the_whole_receipt_without_a_code() -> None:
+    doc = promo("F", "threshold_discount", steps=[{"min_total_minor": 0, "amount_minor": 300}])
+    calc = run(receipt(line(1, "A", 1, 1000), line(2, "B", 1, 2000)), doc)
+    # 3.00 off 30.00, split 1 : 2 -> 1.00 + 2.00.
+    assert [x.discount_minor for x in calc.lines] == [100, 200]
+    assert calc.explanation == ("F: applied: 3.00 RUB off 30.00 RUB = 3.00 RUB",)
+    small = run(receipt(line(1, "A", 1, 200)), doc)
+    assert small.discount_minor == 200
+
+
+def test_threshold_on_spend_over_a_period_from_a_state_counter() -> None:
+    doc = promo("V", "goods_discount", percent="5", counters_at_least={"spend_30d_minor": 500_000})
+    r = receipt(line(1, "A", 1, 10_000), card_no="C1")
+    below = run(
+        replace_receipt(r, customer=CustomerState(counters={"spend_30d_minor": 499_999})), doc
+    )
+    assert below.discount_minor == 0
+    assert below.explanation == ("V: skipped: spend_30d_minor 4999.99 RUB below 5000.00 RUB",)
+    at = run(replace_receipt(r, customer=CustomerState(counters={"spend_30d_minor": 500_000})), doc)
+    assert at.discount_minor == 500
+
+
+def test_condition_on_the_value_of_the_matched_goods() -> None:
+    dairy = {"categories": ["dairy"]}
+    doc = promo(
+        "D",
+        "goods_discount",
+        goods=dairy,
+        percent="10",
+        contains=dairy,
+        contains_amount_minor=50_000,
+    )
+    milk = line(1, "M", 4, 10_000, category="dairy")
+    bread = line(2, "B", 1, 30_000, category="bakery")
+    # 400.00 of dairy (the bread does not count) is below 500.00.
+    short = run(receipt(milk, bread), doc)
+    assert short.explanation == (
+        "D: skipped: the required goods are worth 400.00 RUB, below 500.00 RUB",
+    )
+    # 500.00 of dairy: 10 % of it = 50.00 off the dairy only.
+    enough = run(receipt(line(1, "M", 5, 10_000, category="dairy"), bread), doc)
+    assert [x.discount_minor for x in enough.lines] == [5000, 0]
+
+
+def test_stickers_per_unit_of_a_given_product() -> None:
+    doc = promo("S", "accrual_per_unit", goods={"products": ["CHOC"]}, points=2, max_points=7)
+    r = receipt(line(1, "CHOC", 3, 100), line(2, "A", 5, 100), card_no="C1")
+    calc = run(r, doc)
+    # 3 bars x 2 stickers = 6 (the 5 units of A earn none).
+    assert [(a.wallet, a.amount) for a in calc.accruals] == [("stickers", 6)]
+    more = run(replace_receipt(r, lines=(line(1, "CHOC", 4, 100),)), doc)
+    # 4 x 2 = 8, at most 7 a receipt.
+    assert more.accruals[0].amount == 7
