@@ -21,6 +21,7 @@ from .kinds import Outcome
 from .model import (
     Accrual,
     Calculation,
+    ComplimentPass,
     Discount,
     IssuedCoupon,
     LineResult,
@@ -133,6 +134,7 @@ def _basis(
     settings: EngineSettings,
     spend: Mapping[str, int],
     budgets_left: Mapping[str, int] | None,
+    pass_products: tuple[str, ...] = (),
 ) -> Basis:
     """Fix the clocks (UTC and store time) and the line amounts every stage prices from."""
     now_utc = receipt.now.astimezone(UTC)
@@ -147,6 +149,7 @@ def _basis(
         subtotal=sum(amounts),
         spend=spend,
         budgets_left=budgets_left,
+        pass_products=pass_products,
     )
 
 
@@ -280,6 +283,7 @@ class _Fired(NamedTuple):
     consumed: tuple[str, ...] = ()
     issued: tuple[IssuedCoupon, ...] = ()
     promo_qty: tuple[tuple[str, int], ...] = ()
+    passes: tuple[ComplimentPass, ...] = ()
     rendered: tuple[dict[str, str], ...] = ()
     # Per promotion id, its explanation line (the accrual stage's; the discounts explain apart).
     explanation: Mapping[str, str] = _NO_EXPLANATION
@@ -333,14 +337,16 @@ def _collect_discounts(
     consumed: list[str] = []
     accruals: list[Accrual] = []
     spent: list[Movement] = []
+    passes: list[ComplimentPass] = []
     rendered: list[dict[str, str]] = []
     for promotion in chosen.order:
         pid = promotion.promotion_id
         outcome = chosen.outcomes[pid]
         amount = given_by.get(pid, 0)
-        if amount == 0 and outcome.line_discounts:
+        if amount == 0 and outcome.line_discounts and not outcome.spent:
             continue
         fired.append(pid)
+        passes.extend(outcome.passes)
         if outcome.line_discounts:
             promo_qty.append((pid, qty_by.get(pid, 0)))
         consumed.extend(outcome.consumed)
@@ -362,6 +368,7 @@ def _collect_discounts(
         spent=tuple(spent),
         consumed=tuple(consumed),
         promo_qty=tuple(promo_qty),
+        passes=tuple(passes),
         rendered=tuple(rendered),
     )
 
@@ -522,17 +529,20 @@ def calculate(
     bonus_to_spend: int = 0,
     spend: Mapping[str, int] | None = None,
     budgets_left: Mapping[str, int] | None = None,
+    pass_products: Sequence[str] = (),
 ) -> Calculation:
     """Price ``receipt``: discounts (stacking policy), bonus payment limit, accruals, messages.
 
     ``spend`` asks to spend other wallets (e.g. ``{"compliment": 2}``) within the customer's
-    ``wallets``; ``budgets_left`` maps supplier-funded promotion ids to the budget left.
+    ``wallets``; ``budgets_left`` maps supplier-funded promotion ids to the budget left (a
+    funded promotion without it does not fire); ``pass_products`` names the products the
+    customer spends compliments on (passes), in order.
     Raises ``InvalidReceipt`` for impossible input and ``BonusSpendError`` when
     ``bonus_to_spend`` is negative or above ``bonus_payable_max``.
     """
     wallet_spend = _check_request(receipt, bonus_to_spend, spend)
     settings = promotions.settings
-    basis = _basis(receipt, settings, wallet_spend, budgets_left)
+    basis = _basis(receipt, settings, wallet_spend, budgets_left, tuple(pass_products))
     choice = _choose_promotions(basis, promotions)
     stacking = Stacking(
         basis=basis,
@@ -581,4 +591,5 @@ def calculate(
         coupons_issued=by_accruals.issued,
         fired=tuple(p.promotion_id for p in considered if p.promotion_id in fired),
         promo_qty_milli=by_discounts.promo_qty,
+        passes=by_discounts.passes,
     )

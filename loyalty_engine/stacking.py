@@ -47,6 +47,8 @@ class Basis(NamedTuple):
     # Wallet units the customer asked to spend (checked against the customer's wallets).
     spend: Mapping[str, int]
     budgets_left: Mapping[str, int] | None
+    # Products chosen for compliment passes (``calculate(..., pass_products=...)``).
+    pass_products: tuple[str, ...] = ()
 
     def context(
         self,
@@ -69,6 +71,7 @@ class Basis(NamedTuple):
             hint=None if hint is None else tuple(hint),
             currency=self.settings.currency,
             exponent=self.settings.currency_exponent,
+            pass_products=self.pass_products,
         )
 
 

@@ -38,6 +38,8 @@ class Context:
     # The chain's currency (``currency`` setting) and its minor-unit exponent, for messages.
     currency: str = "RUB"
     exponent: int = 2
+    # Products the customer chose to spend compliments on, in order (``calculate``'s).
+    pass_products: tuple[str, ...] = ()
 
     def money(self, amount_minor: int) -> str:
         """An amount for people: major units and the currency, e.g. ``638.99 RUB``."""

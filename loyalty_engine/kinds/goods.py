@@ -4,11 +4,12 @@ offers, compliment redemption, and price floors."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from decimal import Decimal
 
 from ..fields import FieldReader
 from ..goods import GoodsSelector, parse_goods
-from ..model import ReceiptLine
+from ..model import ComplimentPass, ReceiptLine
 from ..money import allocate, amount_for_quantity, percent_of
 from .base import Context, Kind, Outcome
 from .common import n, pct, units
@@ -391,7 +392,9 @@ def _parse_floor(reader: FieldReader) -> PriceFloor:
 
 @dataclass(frozen=True, slots=True)
 class ComplimentRedeem:
-    """Each compliment spent makes one unit cost its floor, within per-product caps."""
+    """A compliment spent on a product buys a pass: for ``pass_days`` (a week) the product's
+    units cost their floor, up to the product's cap (``product_caps``, else ``default_cap``:
+    e.g. 10 bottles of milk, 1 whisky), counted across receipts by the pass in the state."""
 
     goods: GoodsSelector
     wallet: str = "compliment"
@@ -399,47 +402,92 @@ class ComplimentRedeem:
     product_caps: tuple[tuple[str, int], ...] = ()
     min_unit_price_minor: int = 0
     max_discount_percent: Decimal = _HUNDRED
+    pass_days: int = 7
 
     def index_keys(self) -> tuple[tuple[str, str], ...] | None:
         """Index keys of the goods."""
         return self.goods.index_keys()
 
+    def _saving(self, line: ReceiptLine, units: int) -> int:
+        """What ``units`` whole units of ``line`` save at their floor (rounded once)."""
+        regular = line.unit_price_minor * units
+        floor = max(
+            self.min_unit_price_minor * units,
+            regular - percent_of(regular, self.max_discount_percent),
+            (line.cost_minor or 0) * units,
+        )
+        return max(0, regular - floor)
+
     def apply(self, promotion_id: str, ctx: Context) -> Outcome:
-        """Spend the requested compliments on matching units, dearest saving first."""
-        wanted = ctx.spend.get(self.wallet, 0)
-        if wanted <= 0:
-            return Outcome.skip(f"no {self.wallet} to spend")
-        caps = dict(self.product_caps)
+        """Use the customer's passes still running, then open passes with the compliments
+        spent: on the products chosen (``pass_products``), else the biggest saving first."""
         lines = ctx.receipt.lines
-        candidates: list[tuple[int, int]] = []
+        by_product: dict[str, list[int]] = {}
         for i in _matching(ctx, self.goods):
-            line = lines[i]
-            unit_floor = max(
-                self.min_unit_price_minor,
-                line.unit_price_minor
-                - percent_of(line.unit_price_minor, self.max_discount_percent),
-                line.cost_minor or 0,
-            )
-            saving = max(0, line.unit_price_minor - unit_floor)
-            if saving:
-                candidates.extend((saving, i) for _ in range(line.qty_milli // 1000))
-        candidates.sort(key=lambda c: (-c[0], c[1]))
-        used_per_product: dict[str, int] = {}
+            by_product.setdefault(lines[i].product_id, []).append(i)
+        customer = ctx.receipt.customer
+        running = {
+            p.product_id: p
+            for p in (customer.compliment_passes if customer is not None else ())
+            if p.promotion_id == promotion_id and p.active_at(ctx.now_utc)
+        }
         shares = [0] * len(ctx.remaining)
-        used = 0
-        for saving, i in candidates:
-            if used == wanted:
-                break
-            product_id = lines[i].product_id
-            if used_per_product.get(product_id, 0) >= caps.get(product_id, self.default_cap):
-                continue
-            used_per_product[product_id] = used_per_product.get(product_id, 0) + 1
-            shares[i] += saving
-            used += 1
-        if not used:
+        qty = [0] * len(ctx.remaining)
+        touched: list[ComplimentPass] = []
+
+        def use(product_id: str, left: int) -> int:
+            taken = 0
+            for i in by_product[product_id]:
+                units = min(left - taken, lines[i].qty_milli // 1000)
+                if units > 0:
+                    shares[i] += self._saving(lines[i], units)
+                    qty[i] += units * 1000
+                    taken += units
+            return taken
+
+        for product_id, running_pass in sorted(running.items()):
+            if product_id in by_product:
+                taken = use(product_id, running_pass.units - running_pass.used)
+                if taken:
+                    touched.append(replace(running_pass, used=running_pass.used + taken))
+        wanted = ctx.spend.get(self.wallet, 0)
+        caps = dict(self.product_caps)
+        candidates = [
+            (product_id, indexes)
+            for product_id, indexes in by_product.items()
+            if product_id not in running
+            and caps.get(product_id, self.default_cap) > 0
+            and self._saving(lines[indexes[0]], 1) > 0
+        ]
+        chosen = {product_id: k for k, product_id in enumerate(ctx.pass_products)}
+        candidates.sort(
+            key=lambda c: (
+                chosen.get(c[0], len(chosen)),
+                -self._saving(lines[c[1][0]], 1),
+                c[1][0],
+            )
+        )
+        opened = 0
+        until = ctx.now_utc + timedelta(days=self.pass_days)
+        for product_id, _ in candidates[:wanted]:
+            cap = caps.get(product_id, self.default_cap)
+            taken = use(product_id, cap)
+            touched.append(ComplimentPass(promotion_id, product_id, ctx.now_utc, until, cap, taken))
+            opened += 1
+        if not touched:
+            if wanted <= 0:
+                return Outcome.skip(f"no {self.wallet} to spend and no pass running")
             return Outcome.skip(f"no goods to spend {self.wallet} on")
-        out = _outcome(ctx, f"{used} {self.wallet}(s) spent", shares, {"wallet": self.wallet})
-        return replace(out, spent=((self.wallet, used),))
+        detail = f"{opened} {self.wallet}(s) spent on passes, {len(touched)} pass(es) used"
+        out = _outcome(ctx, detail, shares, {"wallet": self.wallet}, qty=qty)
+        if not out.applied and not opened:
+            return out
+        return replace(
+            out,
+            applied=True,
+            spent=((self.wallet, opened),) if opened else (),
+            passes=tuple(touched),
+        )
 
 
 def _parse_compliment_redeem(reader: FieldReader) -> ComplimentRedeem:
@@ -457,6 +505,7 @@ def _parse_compliment_redeem(reader: FieldReader) -> ComplimentRedeem:
         max_discount_percent=reader.decimal(
             "max_discount_percent", low=Decimal(0), high=_HUNDRED, default=_HUNDRED
         ),
+        pass_days=reader.int_("pass_days", 7, min_value=1, max_value=366) or 7,
     )
 
 

@@ -268,3 +268,70 @@ def test_stickers_per_unit_of_a_given_product() -> None:
     more = run(replace_receipt(r, lines=(line(1, "CHOC", 4, 100),)), doc)
     # 4 x 2 = 8, at most 7 a receipt.
     assert more.accruals[0].amount == 7
+
+
+# -- compliments as weekly passes ------------------------------------------------------------
+
+
+def _compliment_redeem() -> dict[str, Any]:
+    return promo(
+        "PASS",
+        "compliment_redeem",
+        goods={"categories": ["milk", "whisky"]},
+        default_cap=10,
+        product_caps={"WHISKY": 1},
+        max_discount_percent="50",
+    )
+
+
+def test_a_compliment_buys_a_weekly_pass_capped_per_product_across_receipts() -> None:
+    doc = _compliment_redeem()
+    milk = line(1, "MILK", 4, 90, category="milk")
+    whisky = line(2, "WHISKY", 1, 200_000, category="whisky")
+    customer = CustomerState(wallets={"compliment": 3})
+    monday = receipt(milk, whisky, card_no="C1", customer=customer)
+    # The customer picks milk: 50 % off 4 bottles of 0.90 = 3.60 * 0.5 = 1.80, one compliment.
+    first = run(monday, doc, spend={"compliment": 1}, pass_products=["MILK"])
+    assert [x.discount_minor for x in first.lines] == [180, 0]
+    (opened,) = first.passes
+    assert (opened.product_id, opened.units, opened.used) == ("MILK", 10, 4)
+    assert opened.valid_until == datetime(2025, 3, 8, 12, 0, tzinfo=UTC)
+    assert first.promo_qty_milli == (("PASS", 4000),)
+    assert [(m.wallet, m.kind, m.amount) for m in first.movements] == [("compliment", "spent", 1)]
+    # Three days later, no compliment spent: the pass still covers 10 - 4 = 6 bottles, of 7.
+    later = replace_receipt(
+        monday,
+        now=datetime(2025, 3, 4, 9, 0, tzinfo=UTC),
+        lines=(line(1, "MILK", 7, 90, category="milk"),),
+        customer=CustomerState(wallets={"compliment": 2}, compliment_passes=first.passes),
+    )
+    second = run(later, doc)
+    # 6 bottles * 0.90 * 50 % = 2.70.
+    assert second.discount_minor == 270
+    assert second.passes[0].used == 10
+    assert [m.kind for m in second.movements] == []
+    # The week is over on 8 March 12:00: the pass gives nothing after it.
+    expired = replace_receipt(
+        later,
+        now=datetime(2025, 3, 8, 12, 0, tzinfo=UTC),
+        customer=CustomerState(compliment_passes=(replace(opened, used=5),)),
+    )
+    assert run(expired, doc).discount_minor == 0
+
+
+def test_whisky_pass_is_one_unit_and_compliment_credit_day_is_configurable() -> None:
+    doc = _compliment_redeem()
+    r = receipt(
+        line(1, "WHISKY", 2, 200_001, category="whisky"),
+        card_no="C1",
+        customer=CustomerState(wallets={"compliment": 1}),
+    )
+    calc = run(r, doc, spend={"compliment": 1})
+    # One whisky of 2 000.01 at 50 %: 1 000.005 -> 1 000.00 (half to even); the second is full.
+    assert calc.discount_minor == 100_000
+    assert (calc.passes[0].units, calc.passes[0].used) == (1, 1)
+    accrual = promo("EARN", "compliment_accrual", per_amount_minor=100_000, credit_weekday=5)
+    earned = run(receipt(line(1, "A", 1, 250_000), card_no="C1"), accrual)
+    # Saturday 1 March 2025: the next Friday is 7 March, 00:00 store time (UTC here).
+    assert earned.accruals[0].active_from == datetime(2025, 3, 7, tzinfo=UTC)
+    assert earned.accruals[0].amount == 2

@@ -403,9 +403,11 @@ def test_compliments_spent_with_product_caps_and_floor_at_cost() -> None:
         customer=customer,
     )
     calc = run(r, doc, spend={"compliment": 3})
-    # One whisky down to its cost (saving 2 000; cap 1), then two free milks.
-    assert per_line(calc) == [200, 2000]
-    assert [(m.wallet, m.kind, m.amount) for m in calc.movements] == [("compliment", "spent", 3)]
+    # A compliment buys a weekly pass on one product: whisky (biggest saving first) down to its
+    # cost on 1 unit (cap 1, saving 20.00), then milk free on all 3 units (cap 10, 3.00). The
+    # third compliment finds no other product: 2 are spent.
+    assert per_line(calc) == [300, 2000]
+    assert [(m.wallet, m.kind, m.amount) for m in calc.movements] == [("compliment", "spent", 2)]
     with pytest.raises(BonusSpendError, match=r"spend\['compliment'\]"):
         run(r, doc, spend={"compliment": 6})
 
