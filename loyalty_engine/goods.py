@@ -66,6 +66,28 @@ class GoodsSelector:
             or line.brand in self.brands
         )
 
+    def excludes(self, line: ReceiptLine) -> bool:
+        """Whether an exclusion list names ``line`` (a line the index found by an include-list
+        key matches unless this says so)."""
+        return bool(
+            (self.exclude_products and line.product_id in self.exclude_products)
+            or (self.exclude_categories and line.category in self.exclude_categories)
+            or (self.exclude_departments and line.department in self.exclude_departments)
+            or (self.exclude_types and line.type in self.exclude_types)
+            or (self.exclude_brands and line.brand in self.exclude_brands)
+        )
+
+    @property
+    def has_exclusions(self) -> bool:
+        """Whether any exclusion list is set."""
+        return bool(
+            self.exclude_products
+            or self.exclude_categories
+            or self.exclude_departments
+            or self.exclude_types
+            or self.exclude_brands
+        )
+
     def index_keys(self) -> tuple[tuple[str, str], ...] | None:
         """Keys a line must share for this selector to match it; ``None``: any line may match."""
         if self.is_all:

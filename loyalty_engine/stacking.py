@@ -121,11 +121,11 @@ class Run:
         self.qty[pid] = qty
         remaining, discounts = self.remaining, self.discounts
         given = 0
-        for i, share in enumerate(shares):
-            if share:
-                remaining[i] -= share
-                given += share
-                discounts[i].append(Discount(pid, share))
+        for i in [i for i, share in enumerate(shares) if share]:
+            share = shares[i]
+            remaining[i] -= share
+            given += share
+            discounts[i].append(Discount(pid, share))
         self.outcomes[pid] = Outcome(
             applied=given > 0 or not outcome.line_discounts,
             detail=outcome.detail,
@@ -221,21 +221,22 @@ def _clamp(
     stacking: Stacking,
     promotion: Promotion,
     remaining: Sequence[int],
-    shares: list[int],
+    given: Sequence[int],
     units: Sequence[int],
 ) -> tuple[list[int], list[int]]:
-    """``shares`` within what is left above the floors, the quantity limits and the cap/budget,
-    and per line the milli-units the discount stays on."""
+    """``given`` shares within what is left above the floors, the quantity limits and the
+    cap/budget, and per line the milli-units the discount stays on."""
     floor = stacking.floors
-    shares = [
-        max(0, min(share, remaining[i] - floor[i])) if share else 0
-        for i, share in enumerate(shares)
-    ]
     lines = stacking.basis.receipt.lines
-    if units:
-        qty = [u if share else 0 for u, share in zip(units, shares, strict=True)]
-    else:
-        qty = [lines[i].qty_milli if share else 0 for i, share in enumerate(shares)]
+    # Most rules touch a few lines of the receipt: work on those only.
+    touched = [i for i, share in enumerate(given) if share]
+    shares = [0] * len(given)
+    qty = [0] * len(given)
+    for i in touched:
+        share = max(0, min(given[i], remaining[i] - floor[i]))
+        if share:
+            shares[i] = share
+            qty[i] = units[i] if units else lines[i].qty_milli
     limits = promotion.limits
     if limits.max_qty_per_day_milli is not None or limits.max_qty_per_month_milli is not None:
         shares, qty = _limit_quantity(stacking.basis.receipt, promotion, shares, qty)

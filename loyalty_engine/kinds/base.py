@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from ..fields import FieldReader
+from ..goods import GoodsSelector
 from ..model import Accrual, ComplimentPass, IssuedCoupon, Receipt
 from ..money import format_minor
 
@@ -16,9 +17,11 @@ __all__ = ["Context", "Kind", "Outcome", "Stage", "Terms"]
 Stage = Literal["discount", "accrual", "floor", "restriction"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+# Not frozen: one is built per rule per receipt, and a frozen dataclass pays an
+# object.__setattr__ per field in __init__ (a tenth of a dense receipt). Rules never assign.
+@dataclass(slots=True, kw_only=True)
 class Context:
-    """The receipt as a rule sees it at its turn in the calculation."""
+    """The receipt as a rule sees it at its turn in the calculation (read-only by contract)."""
 
     receipt: Receipt
     now_utc: datetime
@@ -51,12 +54,19 @@ class Context:
             return f"{format_minor(amount, self.exponent)} {wallet}"
         return f"{amount} {wallet}"
 
-    def lines_of(self, goods: object) -> list[int]:
-        """Indexes of the receipt lines ``goods`` (a GoodsSelector) matches."""
+    def lines_of(self, goods: GoodsSelector) -> list[int]:
+        """Indexes of the receipt lines ``goods`` matches."""
         lines = self.receipt.lines
-        matches = goods.matches  # type: ignore[attr-defined]
-        where = range(len(lines)) if self.hint is None else self.hint
-        return [i for i in where if matches(lines[i])]
+        hint = self.hint
+        if hint is None or goods.is_all:
+            matches = goods.matches
+            return [i for i in range(len(lines)) if matches(lines[i])]
+        # The index found these lines by one of the selector's include keys: only the
+        # exclusions are left to check (most selectors have none).
+        if not goods.has_exclusions:
+            return list(hint)
+        excludes = goods.excludes
+        return [i for i in hint if not excludes(lines[i])]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
