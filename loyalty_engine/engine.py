@@ -254,7 +254,7 @@ def _choose_promotions(basis: Basis, promotions: PromotionSet) -> _Choice:
         "restriction": [],
     }
     for promotion in considered:
-        reason = _excluded_because(promotion, basis)
+        reason = None if promotion.unconditional else _excluded_because(promotion, basis)
         if reason is None:
             by_stage[promotion.stage].append(promotion)
         else:
@@ -331,7 +331,7 @@ def _collect_discounts(
             given_by[d.rule_id] = given_by.get(d.rule_id, 0) + d.amount_minor
             # The units the discount was given on, not the whole line (a ladder's first unit,
             # a buy-get's paid units do not use up the customer's promo quantity).
-            qty_by[d.rule_id] = qty_by.get(d.rule_id, 0) + units_by[d.rule_id][i]
+            qty_by[d.rule_id] = qty_by.get(d.rule_id, 0) + units_by[d.rule_id].get(i, 0)
     fired: list[str] = []
     promo_qty: list[tuple[str, int]] = []
     consumed: list[str] = []

@@ -33,7 +33,7 @@ _RATIOS: dict[Decimal, tuple[int, int]] = {}
 
 def _ratio(name: str, rate: object) -> tuple[int, int]:
     # Rules hold a few distinct rates: their exact ratios are computed once.
-    found = _RATIOS.get(rate) if type(rate) is Decimal else None  # type: ignore[call-overload]
+    found = _RATIOS.get(rate) if type(rate) is Decimal else None
     if found is not None:
         return found
     if not isinstance(rate, Decimal):
@@ -51,9 +51,8 @@ def round_half_even(numerator: int, denominator: int) -> int:
     # Plain ints pass inline; anything else goes to _int, which words the error.
     if type(numerator) is not int:
         _int("numerator", numerator)
-    if type(denominator) is not int or denominator <= 0:
-        if _int("denominator", denominator) <= 0:
-            raise InvalidAmount(f"denominator: expected an int > 0, got {denominator!r}")
+    if (type(denominator) is not int or denominator <= 0) and _int("denominator", denominator) <= 0:
+        raise InvalidAmount(f"denominator: expected an int > 0, got {denominator!r}")
     quotient, remainder = divmod(numerator, denominator)
     twice = 2 * remainder
     if twice > denominator or (twice == denominator and quotient % 2 == 1):

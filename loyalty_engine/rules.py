@@ -123,6 +123,8 @@ class Promotion:
     funding: Funding = field(default_factory=Funding)
     # Accrual rules: false means no accrual at all on a receipt paid (partly) with bonus.
     accrue_after_bonus_payment: bool = True
+    # Active with no schedule, place, audience, limits or budget: nothing to check per receipt.
+    unconditional: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,7 +300,21 @@ def _promotion(
         limits=limits,
         funding=funding,
         accrue_after_bonus_payment=after_bonus,
+        unconditional=(
+            status == "active"
+            and schedule == _ALWAYS
+            and place == _EVERYWHERE
+            and audience == _EVERYONE
+            and limits == _NO_LIMITS
+            and funding.budget_minor is None
+        ),
     )
+
+
+_ALWAYS = Schedule()
+_EVERYWHERE = Place()
+_EVERYONE = Audience()
+_NO_LIMITS = Limits()
 
 
 def _limits(reader: FieldReader) -> Limits:

@@ -63,12 +63,13 @@ class Basis(NamedTuple):
             now_utc=self.now_utc,
             local_now=self.local_now,
             subtotal_minor=self.subtotal,
-            remaining=tuple(remaining),
+            # Not copied: a rule only reads it, within its own apply().
+            remaining=remaining,
             total_minor=total,
             bonus_to_spend=bonus_to_spend,
             spend=self.spend,
             coupon_key=self.settings.coupon_key,
-            hint=None if hint is None else tuple(hint),
+            hint=hint,
             currency=self.settings.currency,
             exponent=self.settings.currency_exponent,
             pass_products=self.pass_products,
@@ -97,8 +98,8 @@ class Run:
         self.outcomes: dict[str, Outcome] = {}
         # Per promotion id, what its terms asked for before floors and limits trimmed it.
         self.raw: dict[str, int] = {}
-        # Per promotion id, per line, the milli-units its discount was given on.
-        self.qty: dict[str, list[int]] = {}
+        # Per promotion id, by line index, the milli-units its discount was given on.
+        self.qty: dict[str, Mapping[int, int]] = {}
         self.order: list[Promotion] = []
 
     @property
@@ -111,34 +112,25 @@ class Run:
         promotion: Promotion,
         outcome: Outcome,
         raw: int,
-        shares: list[int],
-        qty: list[int],
+        shares: Mapping[int, int],
+        qty: Mapping[int, int],
     ) -> None:
-        """Take the (already clamped) ``shares`` off the lines and keep what the promotion gave
-        (``qty``: per line, the milli-units the discount is on)."""
+        """Take the (already clamped) ``shares`` (by line index) off the lines and keep what
+        the promotion gave (``qty``: by line, the milli-units the discount is on)."""
         pid = promotion.promotion_id
         self.raw[pid] = raw
         self.qty[pid] = qty
         remaining, discounts = self.remaining, self.discounts
         given = 0
-        for i in [i for i, share in enumerate(shares) if share]:
-            share = shares[i]
+        for i, share in shares.items():
             remaining[i] -= share
             given += share
             discounts[i].append(Discount(pid, share))
-        self.outcomes[pid] = Outcome(
-            applied=given > 0 or not outcome.line_discounts,
-            detail=outcome.detail,
-            amount=given,
-            line_discounts=tuple(shares) if outcome.line_discounts else (),
-            accrual=outcome.accrual,
-            values=outcome.values,
-            consumed=outcome.consumed,
-            issued=outcome.issued,
-            spent=outcome.spent,
-            qty_milli=outcome.qty_milli,
-            passes=outcome.passes,
-        )
+        # The outcome is this promotion's alone (built by its apply()): it now says what was
+        # given after floors and limits.
+        outcome.applied = given > 0 or not outcome.line_discounts
+        outcome.amount = given
+        self.outcomes[pid] = outcome
         self.order.append(promotion)
 
 
@@ -221,25 +213,29 @@ def _clamp(
     stacking: Stacking,
     promotion: Promotion,
     remaining: Sequence[int],
+    outcome: Outcome,
     given: Sequence[int],
-    units: Sequence[int],
-) -> tuple[list[int], list[int]]:
+) -> tuple[dict[int, int], dict[int, int]]:
     """``given`` shares within what is left above the floors, the quantity limits and the
-    cap/budget, and per line the milli-units the discount stays on."""
+    cap/budget, by line index, and the milli-units the discount stays on."""
     floor = stacking.floors
     lines = stacking.basis.receipt.lines
+    units = outcome.qty_milli
     # Most rules touch a few lines of the receipt: work on those only.
-    touched = [i for i, share in enumerate(given) if share]
-    shares = [0] * len(given)
-    qty = [0] * len(given)
+    touched = outcome.touched
+    if touched is None or given is not outcome.line_discounts:
+        touched = [i for i, share in enumerate(given) if share]
+    shares: dict[int, int] = {}
+    qty: dict[int, int] = {}
     for i in touched:
-        share = max(0, min(given[i], remaining[i] - floor[i]))
-        if share:
+        share = given[i]
+        room = remaining[i] - floor[i]
+        if share > room:
+            share = room
+        if share > 0:
             shares[i] = share
             qty[i] = units[i] if units else lines[i].qty_milli
     limits = promotion.limits
-    if limits.max_qty_per_day_milli is not None or limits.max_qty_per_month_milli is not None:
-        shares, qty = _limit_quantity(stacking.basis.receipt, promotion, shares, qty)
     cap = limits.max_discount_minor
     budget = promotion.funding.budget_minor
     if budget is not None:
@@ -247,17 +243,30 @@ def _clamp(
         # Chosen only with budget state (engine._excluded_because); what is left caps it.
         left = 0 if budgets_left is None else budgets_left.get(promotion.promotion_id, 0)
         cap = left if cap is None else min(cap, left)
+    if (
+        cap is None
+        and limits.max_qty_per_day_milli is None
+        and limits.max_qty_per_month_milli is None
+    ):
+        return shares, qty
+    count = len(given)
+    full = [shares.get(i, 0) for i in range(count)]
+    full_qty = [qty.get(i, 0) for i in range(count)]
+    if limits.max_qty_per_day_milli is not None or limits.max_qty_per_month_milli is not None:
+        full, full_qty = _limit_quantity(stacking.basis.receipt, promotion, full, full_qty)
     if cap is not None:
-        shares = _trim(shares, cap)
-        qty = [q if share else 0 for q, share in zip(qty, shares, strict=True)]
-    return shares, qty
+        full = _trim(full, cap)
+    return (
+        {i: share for i, share in enumerate(full) if share},
+        {i: full_qty[i] for i, share in enumerate(full) if share},
+    )
 
 
 def _give(
-    stacking: Stacking, run: Run, promotion: Promotion, outcome: Outcome, shares: list[int]
+    stacking: Stacking, run: Run, promotion: Promotion, outcome: Outcome, shares: Sequence[int]
 ) -> None:
     """Clamp the promotion's ``shares`` to what ``run`` still allows and record them there."""
-    kept, qty = _clamp(stacking, promotion, run.remaining, shares, outcome.qty_milli)
+    kept, qty = _clamp(stacking, promotion, run.remaining, outcome, shares)
     run.record(promotion, outcome, sum(shares), kept, qty)
 
 
@@ -274,13 +283,19 @@ def _apply_best(stacking: Stacking, run: Run, group: Sequence[Promotion]) -> dic
     count = len(run.remaining)
     outcomes = [(p, _evaluate(stacking, p, run.remaining)) for p in group]
     winners: dict[str, list[int]] = {p.promotion_id: [0] * count for p in group}
-    for i in range(count):
-        top, who = 0, None
-        for p, outcome in outcomes:
-            if outcome.applied and outcome.line_discounts and outcome.line_discounts[i] > top:
-                top, who = outcome.line_discounts[i], p.promotion_id
-        if who is not None:
-            winners[who][i] = top
+    # Per line, the biggest discount and whose (the first in priority order on a tie); only
+    # the lines each promotion discounts are visited.
+    best: dict[int, tuple[int, str]] = {}
+    for p, outcome in outcomes:
+        if not (outcome.applied and outcome.line_discounts):
+            continue
+        shares = outcome.line_discounts
+        for i in [i for i, share in enumerate(shares) if share]:
+            held = best.get(i)
+            if held is None or shares[i] > held[0]:
+                best[i] = (shares[i], p.promotion_id)
+    for i, (top, who) in best.items():
+        winners[who][i] = top
     for p, outcome in outcomes:
         if not outcome.applied:
             skipped[p.promotion_id] = outcome.detail
@@ -315,8 +330,7 @@ def _apply_shared(
         if not outcome.applied:
             skipped[promotion.promotion_id] = outcome.detail
             continue
-        shares = list(outcome.line_discounts) or [0] * len(amounts)
-        _give(stacking, run, promotion, outcome, shares)
+        _give(stacking, run, promotion, outcome, outcome.line_discounts or (0,) * len(amounts))
     return run, skipped
 
 
@@ -335,8 +349,7 @@ def _apply_exclusive(
         if not outcome.applied:
             skipped[promotion.promotion_id] = outcome.detail
             continue
-        shares = list(outcome.line_discounts) or [0] * len(amounts)
-        _give(stacking, alone, promotion, outcome, shares)
+        _give(stacking, alone, promotion, outcome, outcome.line_discounts or (0,) * len(amounts))
         # Exclusive promotions replace everything else only when better for the customer.
         if alone.given > chosen.given:
             chosen = alone

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
@@ -28,7 +28,7 @@ class Context:
     local_now: datetime
     subtotal_minor: int
     # Per line (receipt order), the amount left after the discounts applied so far.
-    remaining: tuple[int, ...]
+    remaining: Sequence[int]
     # Receipt total after the discounts applied so far (after all of them in the accrual stage).
     total_minor: int
     bonus_to_spend: int = 0
@@ -37,7 +37,7 @@ class Context:
     coupon_key: str = ""
     # Lines the promotion index found this rule by (``None``: any line may match); a goods
     # rule only needs to look at these.
-    hint: tuple[int, ...] | None = None
+    hint: Sequence[int] | None = None
     # The chain's currency (``currency`` setting) and its minor-unit exponent, for messages.
     currency: str = "RUB"
     exponent: int = 2
@@ -69,7 +69,8 @@ class Context:
         return [i for i in hint if not excludes(lines[i])]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+# Not frozen, like Context: one or two per rule per receipt; nothing assigns after building.
+@dataclass(slots=True, kw_only=True)
 class Outcome:
     """What one rule did: applied (with amounts) or skipped, and why, for the explanation."""
 
@@ -88,6 +89,9 @@ class Outcome:
     qty_milli: tuple[int, ...] = ()
     # Compliment passes opened or used by this rule, as they stand after this receipt.
     passes: tuple[ComplimentPass, ...] = ()
+    # The line indexes with a share in ``line_discounts``, when the rule knows them (saves the
+    # engine a pass over every line of the receipt per rule).
+    touched: Sequence[int] | None = None
 
     @classmethod
     def skip(cls, reason: str) -> Outcome:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from calendar import monthrange
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from functools import lru_cache
 
 from ..fields import FieldReader
 from ..model import ReceiptLine
@@ -50,11 +52,9 @@ def n(amount: int) -> str:
     return f"{amount:,}".replace(",", " ")
 
 
-def pct(value: object) -> str:
-    """A Decimal percent as plain text: Decimal('5.0') -> '5'."""
-    from decimal import Decimal
-
-    assert isinstance(value, Decimal)
+@lru_cache(maxsize=1024)
+def pct(value: Decimal) -> str:
+    """A Decimal percent as plain text: Decimal('5.0') -> '5' (rules hold few distinct rates)."""
     return format(value.normalize(), "f")
 
 

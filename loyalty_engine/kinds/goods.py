@@ -51,6 +51,7 @@ def _outcome(
     values: dict[str, str] | None = None,
     *,
     qty: list[int] | None = None,
+    touched: list[int] | None = None,
 ) -> Outcome:
     """Applied with ``shares`` per line; ``qty``: per line the milli-units discounted (default:
     the whole line wherever a share is given)."""
@@ -64,6 +65,7 @@ def _outcome(
         line_discounts=tuple(shares),
         values=values or {},
         qty_milli=tuple(qty) if qty is not None else (),
+        touched=touched,
     )
 
 
@@ -86,28 +88,34 @@ class GoodsDiscount:
         hits = _matching(ctx, self.goods)
         if not hits:
             return Outcome.skip("no matching goods")
-        qty = sum(ctx.receipt.lines[i].qty_milli for i in hits)
-        if qty < self.min_qty_milli:
-            return Outcome.skip(f"quantity {n(qty)} below {n(self.min_qty_milli)} milli-units")
-        shares = [0] * len(ctx.remaining)
+        lines = ctx.receipt.lines
+        if self.min_qty_milli:
+            qty = sum(lines[i].qty_milli for i in hits)
+            if qty < self.min_qty_milli:
+                return Outcome.skip(f"quantity {n(qty)} below {n(self.min_qty_milli)} milli-units")
+        remaining = ctx.remaining
+        shares = [0] * len(remaining)
+        touched = []
+        percent, off, fixed = self.percent, self.amount_off_minor, self.fixed_price_minor
         for i in hits:
-            line, base = ctx.receipt.lines[i], ctx.remaining[i]
-            if self.percent is not None:
-                shares[i] = percent_of(base, self.percent)
-            elif self.amount_off_minor is not None:
-                shares[i] = min(base, amount_for_quantity(line.qty_milli, self.amount_off_minor))
-            elif self.fixed_price_minor is not None:
-                shares[i] = max(
-                    0, base - amount_for_quantity(line.qty_milli, self.fixed_price_minor)
-                )
-        if self.percent is not None:
-            what = f"{pct(self.percent)} % off {len(hits)} line(s)"
-        elif self.amount_off_minor is not None:
-            what = f"{ctx.money(self.amount_off_minor)} off per unit on {len(hits)} line(s)"
+            base = remaining[i]
+            if percent is not None:
+                share = percent_of(base, percent)
+            elif off is not None:
+                share = min(base, amount_for_quantity(lines[i].qty_milli, off))
+            else:
+                share = max(0, base - amount_for_quantity(lines[i].qty_milli, fixed or 0))
+            if share:
+                shares[i] = share
+                touched.append(i)
+        if percent is not None:
+            what = f"{pct(percent)} % off {len(hits)} line(s)"
+        elif off is not None:
+            what = f"{ctx.money(off)} off per unit on {len(hits)} line(s)"
         else:
-            what = f"price {ctx.money(self.fixed_price_minor or 0)} per unit on {len(hits)} line(s)"
-        values = {"percent": pct(self.percent)} if self.percent is not None else {}
-        return _outcome(ctx, what, shares, values)
+            what = f"price {ctx.money(fixed or 0)} per unit on {len(hits)} line(s)"
+        values = {"percent": pct(percent)} if percent is not None else {}
+        return _outcome(ctx, what, shares, values, touched=touched)
 
 
 def _parse_goods_discount(reader: FieldReader) -> GoodsDiscount:
