@@ -215,6 +215,9 @@ def _excluded_because(
     return None
 
 
+_NOT_FOUND: list[int] = []
+
+
 def _candidates(receipt: Receipt, promotions: PromotionSet) -> dict[int, list[int] | None]:
     """Promotions that can touch this receipt (index look-ups, no scan), each with the lines
     it was found by (``None``: every line)."""
@@ -223,13 +226,16 @@ def _candidates(receipt: Receipt, promotions: PromotionSet) -> dict[int, list[in
     index = promotions.index
     found: dict[int, list[int] | None] = dict.fromkeys(promotions.always)
     if index:
+        get = index.get
         for i, line in enumerate(receipt.lines):
             for key in line_keys(line):
-                hit = index.get(key)
+                hit = get(key)
                 if hit:
                     for position in hit:
-                        hint = found.setdefault(position, [])
-                        if hint is not None and (not hint or hint[-1] != i):
+                        hint = found.get(position, _NOT_FOUND)
+                        if hint is _NOT_FOUND:
+                            found[position] = [i]
+                        elif hint is not None and hint[-1] != i:
                             hint.append(i)
         for raw in receipt.coupon_codes:
             code = raw.strip().upper()
@@ -418,6 +424,8 @@ def _accrue(
     issued: list[IssuedCoupon] = []
     rendered: list[dict[str, str]] = []
     accrued_total = 0
+    # One context for the stage: the amounts are the same for every accrual rule.
+    ctx = basis.context(remaining, total, None, bonus_to_spend)
     for promotion in accruing:
         pid = promotion.promotion_id
         if bonus_to_spend and not promotion.accrue_after_bonus_payment:
@@ -426,7 +434,7 @@ def _accrue(
                 "(this rule does not accrue after a bonus payment)"
             )
             continue
-        ctx = basis.context(remaining, total, hints.get(pid), bonus_to_spend)
+        ctx.hint = hints.get(pid)
         outcome = promotion.terms.apply(pid, ctx)
         explanation[pid] = f"{pid}: {'applied' if outcome.applied else 'skipped'}: {outcome.detail}"
         if not outcome.applied:
@@ -444,19 +452,13 @@ def _accrue(
                 accrual = Accrual(
                     accrual.wallet, limit, pid, accrual.active_from, accrual.expires_at
                 )
-                explanation[pid] += f", capped at {_money(settings, limit)}"
+                explanation[pid] += f", capped at {ctx.points(accrual.wallet, limit)}"
             if accrual.amount <= 0:
                 continue
             if accrual.wallet == "bonus":
                 accrued_total += accrual.amount
             accruals.append(accrual)
-            outcome = Outcome(
-                applied=True,
-                detail=outcome.detail,
-                amount=accrual.amount,
-                accrual=accrual,
-                values=outcome.values,
-            )
+            outcome.amount, outcome.accrual = accrual.amount, accrual
         fired.append(pid)
         issued.extend(outcome.issued)
         if promotion.messages != _NO_MESSAGES:

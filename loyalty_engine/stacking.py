@@ -162,8 +162,17 @@ def floors(
         terms = promotion.terms
         assert isinstance(terms, PriceFloor)
         hint = hints.get(promotion.promotion_id)
-        for i in range(len(lines)) if hint is None else hint:
-            out[i] = max(out[i], terms.floor_for(lines[i]))
+        goods = terms.goods
+        if hint is None or goods.is_all:
+            found = [i for i, line in enumerate(lines) if goods.matches(line)]
+        elif goods.has_exclusions:
+            found = [i for i in hint if not goods.excludes(lines[i])]
+        else:
+            found = list(hint)
+        for i in found:
+            floor = terms.floor_of(lines[i])
+            if floor > out[i]:
+                out[i] = floor
     return out
 
 

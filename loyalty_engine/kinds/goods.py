@@ -36,10 +36,6 @@ __all__ = [
 _HUNDRED = Decimal(100)
 
 
-def _matching(ctx: Context, goods: GoodsSelector) -> list[int]:
-    return ctx.lines_of(goods)
-
-
 def _all_lines(ctx: Context, goods: GoodsSelector) -> list[int]:
     return [i for i, line in enumerate(ctx.receipt.lines) if goods.matches(line)]
 
@@ -85,7 +81,7 @@ class GoodsDiscount:
 
     def apply(self, promotion_id: str, ctx: Context) -> Outcome:
         """Discount every matching line."""
-        hits = _matching(ctx, self.goods)
+        hits = ctx.lines_of(self.goods)
         if not hits:
             return Outcome.skip("no matching goods")
         lines = ctx.receipt.lines
@@ -154,7 +150,7 @@ class Ladder:
         """Walk the units of each product in receipt order, each getting its step."""
         lines = ctx.receipt.lines
         by_product: dict[str, list[int]] = {}
-        for i in _matching(ctx, self.goods):
+        for i in ctx.lines_of(self.goods):
             by_product.setdefault(lines[i].product_id, []).append(i)
         shares = [0] * len(ctx.remaining)
         qty = [0] * len(ctx.remaining)
@@ -210,7 +206,7 @@ class BuyGet:
         """The cheapest ``fires * get`` units are rewarded, ``fires = units // (buy + get)``."""
         lines = ctx.receipt.lines
         groups: dict[str, list[int]] = {}
-        for i in _matching(ctx, self.goods):
+        for i in ctx.lines_of(self.goods):
             groups.setdefault(lines[i].product_id if self.per_product else "", []).append(i)
         shares = [0] * len(ctx.remaining)
         qty = [0] * len(ctx.remaining)
@@ -375,9 +371,15 @@ class PriceFloor:
         """The lowest amount ``line`` may be discounted to under this floor (0: no floor)."""
         if not self.goods.matches(line):
             return 0
-        floor = min(
-            line.amount_minor, amount_for_quantity(line.qty_milli, self.min_unit_price_minor)
-        )
+        return self.floor_of(line)
+
+    def floor_of(self, line: ReceiptLine) -> int:
+        """The floor of a line known to be among the goods."""
+        floor = 0
+        if self.min_unit_price_minor:
+            floor = min(
+                line.amount_minor, amount_for_quantity(line.qty_milli, self.min_unit_price_minor)
+            )
         if self.max_discount_percent is not None:
             floor = max(
                 floor, line.amount_minor - percent_of(line.amount_minor, self.max_discount_percent)
@@ -431,7 +433,7 @@ class ComplimentRedeem:
         spent: on the products chosen (``pass_products``), else the biggest saving first."""
         lines = ctx.receipt.lines
         by_product: dict[str, list[int]] = {}
-        for i in _matching(ctx, self.goods):
+        for i in ctx.lines_of(self.goods):
             by_product.setdefault(lines[i].product_id, []).append(i)
         customer = ctx.receipt.customer
         running = {
@@ -535,7 +537,7 @@ class WalletExchange:
         if wanted <= 0:
             return Outcome.skip(f"no {self.wallet} to spend")
         weights = [0] * len(ctx.remaining)
-        for i in _matching(ctx, self.goods):
+        for i in ctx.lines_of(self.goods):
             weights[i] = ctx.remaining[i]
         used = min(wanted, sum(weights) // self.value_minor)
         if used <= 0:
