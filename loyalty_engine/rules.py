@@ -125,6 +125,8 @@ class Promotion:
     accrue_after_bonus_payment: bool = True
     # Active with no schedule, place, audience, limits or budget: nothing to check per receipt.
     unconditional: bool = field(default=False, compare=False)
+    # Per-promotion limits or a budget trim what it gives (the discount stage's slow path).
+    bounded: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,6 +310,7 @@ def _promotion(
             and limits == _NO_LIMITS
             and funding.budget_minor is None
         ),
+        bounded=limits != _NO_LIMITS or funding.budget_minor is not None,
     )
 
 

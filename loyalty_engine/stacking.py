@@ -90,10 +90,12 @@ class Stacking(NamedTuple):
 class Run:
     """One discount pass being built: the amount left per line and what each promotion gave."""
 
-    __slots__ = ("discounts", "order", "outcomes", "qty", "raw", "remaining")
+    __slots__ = ("discounts", "order", "outcomes", "qty", "raw", "remaining", "total")
 
     def __init__(self, amounts: Sequence[int]) -> None:
         self.remaining = list(amounts)
+        # sum(remaining), kept up to date by record().
+        self.total = sum(amounts)
         self.discounts: list[list[Discount]] = [[] for _ in amounts]
         self.outcomes: dict[str, Outcome] = {}
         # Per promotion id, what its terms asked for before floors and limits trimmed it.
@@ -126,6 +128,7 @@ class Run:
             remaining[i] -= share
             given += share
             discounts[i].append(Discount(pid, share))
+        self.total -= given
         # The outcome is this promotion's alone (built by its apply()): it now says what was
         # given after floors and limits.
         outcome.applied = given > 0 or not outcome.line_discounts
@@ -275,14 +278,46 @@ def _give(
     stacking: Stacking, run: Run, promotion: Promotion, outcome: Outcome, shares: Sequence[int]
 ) -> None:
     """Clamp the promotion's ``shares`` to what ``run`` still allows and record them there."""
-    kept, qty = _clamp(stacking, promotion, run.remaining, outcome, shares)
-    run.record(promotion, outcome, sum(shares), kept, qty)
+    remaining = run.remaining
+    if promotion.bounded or outcome.touched is None or shares is not outcome.line_discounts:
+        kept, qty = _clamp(stacking, promotion, remaining, outcome, shares)
+        run.record(promotion, outcome, sum(shares), kept, qty)
+        return
+    # The common case inline: no limits, the rule said which lines it discounted.
+    floor, units = stacking.floors, outcome.qty_milli
+    lines = stacking.basis.receipt.lines
+    kept = {}
+    qty = {}
+    raw = 0
+    for i in outcome.touched:
+        share = shares[i]
+        raw += share
+        room = remaining[i] - floor[i]
+        if share > room:
+            share = room
+        if share > 0:
+            kept[i] = share
+            qty[i] = units[i] if units else lines[i].qty_milli
+    run.record(promotion, outcome, raw, kept, qty)
 
 
-def _evaluate(stacking: Stacking, promotion: Promotion, base: Sequence[int]) -> Outcome:
-    """The promotion's terms applied to ``base``, the amounts it discounts from."""
+def _evaluate(
+    stacking: Stacking,
+    promotion: Promotion,
+    base: Sequence[int],
+    total: int | None = None,
+    ctx: Context | None = None,
+) -> Outcome:
+    """The promotion's terms applied to ``base``, the amounts it discounts from (``total``:
+    their sum when known); ``ctx``, when given, is reused for it."""
     pid = promotion.promotion_id
-    ctx = stacking.basis.context(base, sum(base), stacking.hints.get(pid))
+    hint = stacking.hints.get(pid)
+    if total is None:
+        total = sum(base)
+    if ctx is None:
+        ctx = stacking.basis.context(base, total, hint)
+    else:
+        ctx.remaining, ctx.total_minor, ctx.hint = base, total, hint
     return promotion.terms.apply(pid, ctx)
 
 
@@ -321,9 +356,12 @@ def _apply_shared(
     """The compound, additive and best promotions in priority order, in one pass; skip reasons."""
     modes = stacking.modes
     amounts = stacking.basis.amounts
+    subtotal = stacking.basis.subtotal
     run = Run(amounts)
     skipped: dict[str, str] = {}
     best_done = False
+    # One context for the pass, pointed at each promotion's lines and base in turn.
+    ctx = stacking.basis.context(run.remaining, run.total, None)
     for promotion in discounting:
         mode = modes[promotion.promotion_id]
         if mode == "exclusive":
@@ -335,7 +373,10 @@ def _apply_shared(
                 group = [p for p in discounting if modes[p.promotion_id] == "best"]
                 skipped.update(_apply_best(stacking, run, group))
             continue
-        outcome = _evaluate(stacking, promotion, amounts if mode == "additive" else run.remaining)
+        if mode == "additive":
+            outcome = _evaluate(stacking, promotion, amounts, subtotal, ctx)
+        else:
+            outcome = _evaluate(stacking, promotion, run.remaining, run.total, ctx)
         if not outcome.applied:
             skipped[promotion.promotion_id] = outcome.detail
             continue
