@@ -335,3 +335,22 @@ def test_whisky_pass_is_one_unit_and_compliment_credit_day_is_configurable() -> 
     # Saturday 1 March 2025: the next Friday is 7 March, 00:00 store time (UTC here).
     assert earned.accruals[0].active_from == datetime(2025, 3, 7, tzinfo=UTC)
     assert earned.accruals[0].amount == 2
+
+
+# -- exact validation at the Center, tolerance at the register -------------------------------
+
+
+def test_exact_mode_names_unknown_fields_and_settings_the_register_tolerates_them() -> None:
+    doc = promo("T", "threshold_discount", steps=[{"min_total_minor": 0, "percent": "5"}])
+    typo = {**doc, "max_discount_shares": "0.2"}
+    with pytest.raises(RuleError) as exact:
+        load_promotion_set([typo], version=1, settings={"max_discount_shares": "0.2"}, exact=True)
+    assert exact.value.problems[0].startswith("settings: max_discount_shares: unknown setting")
+    assert exact.value.problems[1] == (
+        "promotion 'T': max_discount_shares: unknown field for a threshold_discount rule"
+    )
+    # A register parsing a newer Center's rules keeps going, and says what it ignored.
+    tolerant = load_promotion_set([typo], version=1, settings={"max_discount_shares": "0.2"})
+    assert tolerant.warnings == ("promotion 'T': unknown field 'max_discount_shares' ignored",)
+    # Dotted settings belong to other components.
+    load_promotion_set([doc], version=1, settings={"offline.max_receipts": "9"}, exact=True)
