@@ -31,7 +31,7 @@ from .model import (
 )
 from .money import format_minor, share_of
 from .restrict import restrict_discounts
-from .rules import EngineSettings, MessageTemplates, Promotion, PromotionSet
+from .rules import EngineSettings, Promotion, PromotionSet
 from .stacking import (
     Basis,
     Discounted,
@@ -47,7 +47,6 @@ from .stacking import (
 
 __all__ = ["calculate"]
 
-_NO_MESSAGES = MessageTemplates()
 _NO_EXPLANATION: Mapping[str, str] = MappingProxyType({})
 
 
@@ -295,6 +294,11 @@ class _Fired(NamedTuple):
     explanation: Mapping[str, str] = _NO_EXPLANATION
 
 
+def _has_messages(promotion: Promotion) -> bool:
+    templates = promotion.messages
+    return bool(templates.slip or templates.cashier or templates.display)
+
+
 def _render(
     promotion: Promotion, outcome: Outcome, total_minor: int, exponent: int
 ) -> dict[str, str]:
@@ -352,15 +356,17 @@ def _collect_discounts(
         if amount == 0 and outcome.line_discounts and not outcome.spent:
             continue
         fired.append(pid)
-        passes.extend(outcome.passes)
+        if outcome.passes:
+            passes.extend(outcome.passes)
         if outcome.line_discounts:
             promo_qty.append((pid, qty_by.get(pid, 0)))
-        consumed.extend(outcome.consumed)
+        if outcome.consumed:
+            consumed.extend(outcome.consumed)
         if outcome.accrual is not None:
             accruals.append(outcome.accrual)
         for wallet, units in outcome.spent:
             spent.append(Movement(wallet, "spent", units, pid))
-        if promotion.messages != _NO_MESSAGES:
+        if _has_messages(promotion):
             shown = Outcome(
                 applied=True,
                 detail=outcome.detail,
@@ -461,7 +467,7 @@ def _accrue(
             outcome.amount, outcome.accrual = accrual.amount, accrual
         fired.append(pid)
         issued.extend(outcome.issued)
-        if promotion.messages != _NO_MESSAGES:
+        if _has_messages(promotion):
             rendered.append(_render(promotion, outcome, total, settings.currency_exponent))
     return _Fired(
         fired=tuple(fired),

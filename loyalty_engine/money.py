@@ -62,10 +62,17 @@ def round_half_even(numerator: int, denominator: int) -> int:
 
 def percent_of(amount_minor: int, percent: Decimal) -> int:
     """Return ``percent`` % of ``amount_minor``, rounded half-even to the minor unit."""
-    numerator, denominator = _ratio("percent", percent)
+    # The engine's hottest call: the ratio from the cache, the rounding inline.
+    ratio = _RATIOS.get(percent) if type(percent) is Decimal else None
+    numerator, denominator = ratio if ratio is not None else _ratio("percent", percent)
     if type(amount_minor) is not int:
         _int("amount_minor", amount_minor)
-    return round_half_even(amount_minor * numerator, denominator * 100)
+    denominator *= 100
+    quotient, remainder = divmod(amount_minor * numerator, denominator)
+    twice = 2 * remainder
+    if twice > denominator or (twice == denominator and quotient % 2 == 1):
+        quotient += 1
+    return quotient
 
 
 def share_of(amount_minor: int, share: Decimal) -> int:

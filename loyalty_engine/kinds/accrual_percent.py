@@ -12,6 +12,8 @@ from ..model import Accrual
 from ..money import percent_of
 from .base import Context, Kind, Outcome
 from .common import expiry, parse_lifetime
+from .common import pct as percent_text
+from .loyalty import accrual_base
 
 __all__ = ["KIND", "AccrualPercent", "parse"]
 
@@ -45,14 +47,13 @@ class AccrualPercent:
             return Outcome.skip(
                 f"total {ctx.money(total)} not below {ctx.money(self.max_total_minor)}"
             )
-        if self.goods == ALL_GOODS:
+        goods = self.goods
+        if goods.is_all and not goods.has_exclusions:
             base = total if self.accrue_on_bonus_paid else total - ctx.bonus_to_spend
         else:
-            from .loyalty import accrual_base
-
-            base = accrual_base(ctx, self.goods, self.accrue_on_bonus_paid)
+            base = accrual_base(ctx, goods, self.accrue_on_bonus_paid)
         amount = percent_of(base, self.percent)
-        pct = format(self.percent.normalize(), "f")
+        pct = percent_text(self.percent)
         if amount <= 0:
             return Outcome.skip(f"{pct} % of base {ctx.money(base)} rounds to 0")
         active_from = ctx.now_utc + timedelta(days=self.delay_days) if self.delay_days else None

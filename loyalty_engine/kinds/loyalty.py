@@ -37,7 +37,7 @@ __all__ = [
 
 def accrual_base(ctx: Context, goods: GoodsSelector, accrue_on_bonus_paid: bool) -> int:
     """Amount left on the matching lines, less their share of the bonus paid unless configured."""
-    if goods.is_all and not goods.exclude_products and goods == ALL_GOODS:
+    if goods.is_all and not goods.has_exclusions:
         matched = ctx.total_minor
     else:
         matched = sum(ctx.remaining[i] for i in ctx.lines_of(goods))

@@ -9,6 +9,7 @@ from decimal import Decimal
 from ..fields import FieldReader
 from ..money import allocate, percent_of
 from .base import Context, Kind, Outcome
+from .common import pct as percent_text
 
 __all__ = ["KIND", "Step", "ThresholdDiscount", "parse"]
 
@@ -44,7 +45,7 @@ class ThresholdDiscount:
             what = f"{ctx.money(step.amount_minor)} off {ctx.money(base)}"
         else:
             amount = percent_of(base, step.percent)
-            pct = format(step.percent.normalize(), "f")
+            pct = percent_text(step.percent)
             what = f"{pct} % of {ctx.money(base)}"
             values["percent"] = pct
         if amount <= 0:
