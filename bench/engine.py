@@ -4,9 +4,12 @@ For baskets of 10, 50 and 200 lines and 10, 100, 1 000 and 10 000 active promoti
 seeded realistic mix of every kind over the real catalogue): p50 / p99 microseconds per
 receipt and receipts per second on one core; peak memory (tracemalloc) of loading the largest
 set and pricing with it; then the real year's baskets replayed through the engine with the
-demo chain's rules plus 1 000 promotions of the mix.
+demo chain's rules plus 1 000 promotions of the mix; then the dense cell: 1 000 promotions over
+40 categories of 2 000 products (25 of them over every category), 50-line baskets. Every
+receipt carries a full customer state (``full_state``).
 
 Usage: .venv/bin/python bench/engine.py [--receipts 300] [--replay-limit 0 (all)] [--seed 7]
+       [--dense-only]
 """
 
 from __future__ import annotations
@@ -407,7 +410,9 @@ def _time(receipts: list[Receipt], promotions: Any) -> dict[str, float]:
     }
 
 
-def _replay(tx: Any, products: list[dict[str, Any]], promotions: Any, limit: int) -> dict[str, Any]:
+def _replay(
+    tx: Any, products: list[dict[str, Any]], promotions: Any, limit: int, state: CustomerState
+) -> dict[str, Any]:
     by_id = {p["product_id"]: p for p in products}
     order = tx.sort_by("basket_id")
     cols = [
@@ -430,7 +435,14 @@ def _replay(tx: Any, products: list[dict[str, Any]], promotions: Any, limit: int
             if current:
                 receipts.append(
                     Receipt(
-                        tuple(current), meta[1].replace(tzinfo=UTC), str(meta[0]), "", "C1", "", 0
+                        tuple(current),
+                        meta[1].replace(tzinfo=UTC),
+                        str(meta[0]),
+                        "",
+                        "C1",
+                        "",
+                        0,
+                        customer=state,
                     )
                 )
                 if limit and len(receipts) >= limit:
@@ -455,7 +467,16 @@ def _replay(tx: Any, products: list[dict[str, Any]], promotions: Any, limit: int
         current.append(_line(len(current) + 1, product, price, units))
     if current:
         receipts.append(
-            Receipt(tuple(current), meta[1].replace(tzinfo=UTC), str(meta[0]), "", "C1", "", 0)
+            Receipt(
+                tuple(current),
+                meta[1].replace(tzinfo=UTC),
+                str(meta[0]),
+                "",
+                "C1",
+                "",
+                0,
+                customer=state,
+            )
         )
     start = time.perf_counter()
     discount = 0
@@ -549,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     result["peak_memory_bytes_10000_promotions"] = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     result["dense"] = _dense_cell(args)
-    result["replay"] = _replay(tx, products, sets[1000], args.replay_limit)
+    result["replay"] = _replay(tx, products, sets[1000], args.replay_limit, state)
     result["loadavg_1m_end"] = round(os.getloadavg()[0], 2)
     result["loadavg_1m_end"] = round(os.getloadavg()[0], 2)
     print(json.dumps(result))
