@@ -14,8 +14,8 @@
 - ``next-visit-redeem`` (priority 20, everyone): such a coupon takes 5 % off a later receipt
   whose subtotal reaches 30.00, on what the threshold discount left; single use.
 - settings: at most half of a receipt may be paid with bonus; amounts are US dollars; the demo
-  stores keep US Central time; ``coupon_key`` signs and verifies coupons (the demo's key is public: a
-  production chain MUST set its own secret in its ``settings`` table).
+  stores keep US Central time; ``coupon_key`` signs and verifies coupons (the demo's key is
+  public: a production chain MUST set its own secret in its ``settings`` table).
 """
 
 from __future__ import annotations
