@@ -77,7 +77,8 @@ class Outcome:
     applied: bool
     detail: str
     amount: int = 0
-    line_discounts: tuple[int, ...] = ()
+    # Per line (receipt order), the discount asked for; empty for a rule giving no discount.
+    line_discounts: Sequence[int] = ()
     accrual: Accrual | None = None
     values: Mapping[str, str] = field(default_factory=dict)
     consumed: tuple[str, ...] = ()

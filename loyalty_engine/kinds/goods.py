@@ -51,14 +51,15 @@ def _outcome(
 ) -> Outcome:
     """Applied with ``shares`` per line; ``qty``: per line the milli-units discounted (default:
     the whole line wherever a share is given)."""
-    amount = sum(shares)
+    amount = sum(shares) if touched is None else sum([shares[i] for i in touched])
     if amount <= 0:
         return Outcome.skip(f"{detail}: nothing to discount")
     return Outcome(
         applied=True,
         detail=f"{detail} = {ctx.money(amount)}",
         amount=amount,
-        line_discounts=tuple(shares),
+        # The rule's own list, never changed after (no copy per rule per receipt).
+        line_discounts=shares,
         values=values or {},
         qty_milli=tuple(qty) if qty is not None else (),
         touched=touched,
