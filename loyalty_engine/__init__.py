@@ -8,6 +8,7 @@ from .goods import GoodsSelector
 from .model import (
     Accrual,
     Calculation,
+    ComplimentPass,
     CustomerState,
     Discount,
     IssuedCoupon,
@@ -20,12 +21,21 @@ from .model import (
 )
 from .money import allocate, amount_for_quantity, format_minor, percent_of, share_of
 from .returns import ReturnCalculation, ReturnLine, calculate_return
-from .rules import CouponMatch, EngineSettings, Promotion, PromotionSet, load_promotion_set
+from .rules import (
+    SETTINGS,
+    CouponMatch,
+    EngineSettings,
+    Promotion,
+    PromotionSet,
+    load_promotion_set,
+)
 
 __all__ = [
+    "SETTINGS",
     "Accrual",
     "BonusSpendError",
     "Calculation",
+    "ComplimentPass",
     "CouponMatch",
     "CustomerState",
     "Discount",

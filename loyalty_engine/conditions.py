@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 
 from .fields import FieldReader
 from .goods import GoodsSelector, parse_goods
 from .model import Receipt
+from .money import format_minor
 
 __all__ = ["Audience", "Place", "Schedule", "parse_audience", "parse_place", "parse_schedule"]
 
@@ -48,7 +50,10 @@ class Schedule:
 
 @dataclass(frozen=True, slots=True)
 class Place:
-    """Which stores a rule applies in; empty include-lists mean "every store"."""
+    """Which stores a rule applies in; empty include-lists mean "every store".
+
+    Formats and regions are compared case-insensitively (kept casefolded): "Discounter" and
+    "discounter" are one format."""
 
     stores: tuple[str, ...] = ()
     formats: tuple[str, ...] = ()
@@ -59,18 +64,20 @@ class Place:
 
     def excluded_because(self, store_id: str, store_format: str, region: str = "") -> str | None:
         """Why this store is outside the rule's place, or ``None``."""
+        shown_format, shown_region = store_format, region
+        store_format, region = store_format.casefold(), region.casefold()
         if region and region in self.exclude_regions:
-            return f"region {region!r} excluded"
+            return f"region {shown_region!r} excluded"
         if self.regions and region not in self.regions:
-            return f"region {region!r} not in the rule's regions"
+            return f"region {shown_region!r} not in the rule's regions"
         if store_id in self.exclude_stores:
             return f"store {store_id!r} excluded"
         if store_format and store_format in self.exclude_formats:
-            return f"store format {store_format!r} excluded"
+            return f"store format {shown_format!r} excluded"
         if self.stores and store_id not in self.stores:
             return f"store {store_id!r} not in the rule's stores"
         if self.formats and store_format not in self.formats:
-            return f"store format {store_format!r} not in the rule's formats"
+            return f"store format {shown_format!r} not in the rule's formats"
         return None
 
 
@@ -87,9 +94,19 @@ class Audience:
     # Receipt contents: at least ``contains_qty_milli`` of these goods must be in the receipt.
     contains: GoodsSelector | None = None
     contains_qty_milli: int = 1
+    # ... and those goods must be worth at least this much (before discounts).
+    contains_amount_minor: int | None = None
+    # The customer's state counters (e.g. spend over a period) must be at least these values.
+    counters_at_least: tuple[tuple[str, int], ...] = ()
 
-    def excluded_because(self, receipt: Receipt, subtotal_minor: int = 0) -> str | None:
-        """Why this receipt's customer (or the receipt itself) is outside the audience."""
+    def excluded_because(
+        self,
+        receipt: Receipt,
+        subtotal_minor: int = 0,
+        money: Callable[[int], str] = format_minor,
+    ) -> str | None:
+        """Why this receipt's customer (or the receipt itself) is outside the audience;
+        ``money`` shows amounts to people."""
         if self.requires_card and not receipt.card_no:
             return "no card presented"
         if self.segments and not set(receipt.all_segments) & set(self.segments):
@@ -107,15 +124,28 @@ class Audience:
             value = customer.attributes.get(name, "") if customer is not None else ""
             if value != wanted:
                 return f"attribute {name}={value!r}, rule wants {wanted!r}"
+        for name, least in self.counters_at_least:
+            have = customer.counters.get(name, 0) if customer is not None else 0
+            if have < least:
+                # A counter of money (``spend_30d_minor``) is shown as money.
+                shown = (money(have), money(least)) if name.endswith("_minor") else (have, least)
+                return f"{name} {shown[0]} below {shown[1]}"
         if self.min_subtotal_minor is not None and subtotal_minor < self.min_subtotal_minor:
-            return f"subtotal {subtotal_minor} below {self.min_subtotal_minor}"
+            return f"subtotal {money(subtotal_minor)} below {money(self.min_subtotal_minor)}"
         if self.payment_types and not set(self.payment_types) & set(receipt.payment_types):
             return f"no payment of type {', '.join(self.payment_types)}"
         if self.contains is not None:
             goods = self.contains
-            qty = sum(line.qty_milli for line in receipt.lines if goods.matches(line))
+            qty = amount = 0
+            for line in receipt.lines:
+                if goods.matches(line):
+                    qty += line.qty_milli
+                    amount += line.amount_minor
             if qty < self.contains_qty_milli:
                 return f"receipt holds {qty} of the required goods, needs {self.contains_qty_milli}"
+            worth = self.contains_amount_minor
+            if worth is not None and amount < worth:
+                return f"the required goods are worth {money(amount)}, below {money(worth)}"
         return None
 
 
@@ -159,12 +189,16 @@ def parse_place(reader: FieldReader) -> Place:
         return Place()
     return Place(
         stores=sub.str_list("stores"),
-        formats=sub.str_list("formats"),
+        formats=_folded(sub.str_list("formats")),
         exclude_stores=sub.str_list("exclude_stores"),
-        exclude_formats=sub.str_list("exclude_formats"),
-        regions=sub.str_list("regions"),
-        exclude_regions=sub.str_list("exclude_regions"),
+        exclude_formats=_folded(sub.str_list("exclude_formats")),
+        regions=_folded(sub.str_list("regions")),
+        exclude_regions=_folded(sub.str_list("exclude_regions")),
     )
+
+
+def _folded(names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(sorted({name.casefold() for name in names}))
 
 
 def parse_audience(reader: FieldReader) -> Audience:
@@ -174,6 +208,15 @@ def parse_audience(reader: FieldReader) -> Audience:
     if sub is not None:
         for name in sorted(sub.doc):
             attributes.append((name, sub.str_(name)))
+    counters: list[tuple[str, int]] = []
+    sub = reader.child("counters_at_least")
+    if sub is not None:
+        for name in sorted(sub.doc):
+            counters.append((name, sub.int_(name, min_value=0) or 0))
+    contains = parse_goods(reader, "contains") if reader.has("contains") else None
+    contains_amount = reader.int_("contains_amount_minor", None, min_value=1)
+    if contains_amount is not None and contains is None:
+        reader.problem("contains_amount_minor", "needs 'contains' (the goods it sums)")
     return Audience(
         requires_card=reader.bool_("requires_card", False),
         segments=reader.str_list("segments"),
@@ -181,6 +224,8 @@ def parse_audience(reader: FieldReader) -> Audience:
         attributes=tuple(attributes),
         min_subtotal_minor=reader.int_("min_subtotal_minor", None, min_value=0),
         payment_types=reader.str_list("payment_types"),
-        contains=parse_goods(reader, "contains") if reader.has("contains") else None,
+        contains=contains,
         contains_qty_milli=reader.int_("contains_qty_milli", 1, min_value=1) or 1,
+        contains_amount_minor=contains_amount,
+        counters_at_least=tuple(counters),
     )

@@ -13,9 +13,9 @@
   issues the same code, so the Center can recompute it.
 - ``next-visit-redeem`` (priority 20, everyone): such a coupon takes 5 % off a later receipt
   whose subtotal reaches 30.00, on what the threshold discount left; single use.
-- settings: at most half of a receipt may be paid with bonus; the demo stores keep US
-  Central time; ``coupon_key`` signs and verifies coupons (the demo's key is public: a
-  production chain MUST set its own secret in its ``settings`` table).
+- settings: at most half of a receipt may be paid with bonus; amounts are US dollars; the demo
+  stores keep US Central time; ``coupon_key`` signs and verifies coupons (the demo's key is
+  public: a production chain MUST set its own secret in its ``settings`` table).
 """
 
 from __future__ import annotations
@@ -125,6 +125,8 @@ def default_settings() -> dict[str, str]:
     return {
         "bonus_max_share": "0.5",
         "timezone": "America/Chicago",
+        # The demo chain's amounts are cents of a dollar (Complete Journey).
+        "currency": "USD",
         # Issuing coupons needs a signing key (the engine skips issue_coupon without one).
         "coupon_key": DEMO_COUPON_KEY,
     }

@@ -18,10 +18,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from .errors import BonusSpendError, InvalidReceipt
 from .goods import line_keys
 from .kinds import Outcome
-from .kinds.common import n
 from .model import (
     Accrual,
     Calculation,
+    ComplimentPass,
     Discount,
     IssuedCoupon,
     LineResult,
@@ -30,7 +30,8 @@ from .model import (
     Receipt,
 )
 from .money import format_minor, share_of
-from .rules import EngineSettings, MessageTemplates, Promotion, PromotionSet
+from .restrict import restrict_discounts
+from .rules import EngineSettings, Promotion, PromotionSet
 from .stacking import (
     Basis,
     Discounted,
@@ -46,7 +47,6 @@ from .stacking import (
 
 __all__ = ["calculate"]
 
-_NO_MESSAGES = MessageTemplates()
 _NO_EXPLANATION: Mapping[str, str] = MappingProxyType({})
 
 
@@ -133,6 +133,7 @@ def _basis(
     settings: EngineSettings,
     spend: Mapping[str, int],
     budgets_left: Mapping[str, int] | None,
+    pass_products: tuple[str, ...] = (),
 ) -> Basis:
     """Fix the clocks (UTC and store time) and the line amounts every stage prices from."""
     now_utc = receipt.now.astimezone(UTC)
@@ -147,6 +148,7 @@ def _basis(
         subtotal=sum(amounts),
         spend=spend,
         budgets_left=budgets_left,
+        pass_products=pass_products,
     )
 
 
@@ -161,23 +163,30 @@ class _Choice(NamedTuple):
     floors: tuple[Promotion, ...]
     discounting: tuple[Promotion, ...]
     accruing: tuple[Promotion, ...]
+    restricting: tuple[Promotion, ...]
     # Per excluded promotion id, its explanation line.
     excluded: Mapping[str, str]
 
 
+def _money(settings: EngineSettings, amount: int) -> str:
+    """An amount for people: major units and the currency (``638.99 RUB``)."""
+    return f"{format_minor(amount, settings.currency_exponent)} {settings.currency}"
+
+
 def _excluded_because(
     promotion: Promotion,
-    receipt: Receipt,
-    local_now: datetime,
-    subtotal: int,
-    budgets_left: Mapping[str, int] | None,
+    basis: Basis,
 ) -> str | None:
     if promotion.status != "active":
         return f"status {promotion.status}"
+    receipt, settings = basis.receipt, basis.settings
+    budgets_left = basis.budgets_left
     reason = (
-        promotion.schedule.excluded_because(local_now)
+        promotion.schedule.excluded_because(basis.local_now)
         or promotion.place.excluded_because(receipt.store_id, receipt.store_format, receipt.region)
-        or promotion.audience.excluded_because(receipt, subtotal)
+        or promotion.audience.excluded_because(
+            receipt, basis.subtotal, lambda amount: _money(settings, amount)
+        )
     )
     if reason is not None:
         return reason
@@ -194,10 +203,18 @@ def _excluded_because(
         fired = customer.fired_total.get(pid, 0)
         if limits.max_fires_total is not None and fired >= limits.max_fires_total:
             return f"fired {fired} time(s) for this customer, limit {limits.max_fires_total}"
-    budget = promotion.funding.budget_minor
-    if budget is not None and budgets_left is not None and budgets_left.get(pid, budget) <= 0:
-        return f"budget of {promotion.funding.by} spent"
+    if promotion.funding.budget_minor is not None:
+        # A funded campaign is capped by what is left of its budget across every receipt and
+        # store: without that state it cannot know, so it does not fire at all.
+        left = budgets_left.get(pid) if budgets_left is not None else None
+        if left is None:
+            return f"no budget state given for the budget of {promotion.funding.by}"
+        if left <= 0:
+            return f"budget of {promotion.funding.by} spent"
     return None
+
+
+_NOT_FOUND: list[int] = []
 
 
 def _candidates(receipt: Receipt, promotions: PromotionSet) -> dict[int, list[int] | None]:
@@ -208,13 +225,16 @@ def _candidates(receipt: Receipt, promotions: PromotionSet) -> dict[int, list[in
     index = promotions.index
     found: dict[int, list[int] | None] = dict.fromkeys(promotions.always)
     if index:
+        get = index.get
         for i, line in enumerate(receipt.lines):
             for key in line_keys(line):
-                hit = index.get(key)
+                hit = get(key)
                 if hit:
                     for position in hit:
-                        hint = found.setdefault(position, [])
-                        if hint is not None and (not hint or hint[-1] != i):
+                        hint = found.get(position, _NOT_FOUND)
+                        if hint is _NOT_FOUND:
+                            found[position] = [i]
+                        elif hint is not None and hint[-1] != i:
                             hint.append(i)
         for raw in receipt.coupon_codes:
             code = raw.strip().upper()
@@ -232,11 +252,14 @@ def _choose_promotions(basis: Basis, promotions: PromotionSet) -> _Choice:
     considered = tuple(all_promotions[i] for i in candidates)
     hints = {all_promotions[i].promotion_id: hint for i, hint in candidates.items()}
     excluded: dict[str, str] = {}
-    by_stage: dict[str, list[Promotion]] = {"floor": [], "discount": [], "accrual": []}
+    by_stage: dict[str, list[Promotion]] = {
+        "floor": [],
+        "discount": [],
+        "accrual": [],
+        "restriction": [],
+    }
     for promotion in considered:
-        reason = _excluded_because(
-            promotion, receipt, basis.local_now, basis.subtotal, basis.budgets_left
-        )
+        reason = None if promotion.unconditional else _excluded_because(promotion, basis)
         if reason is None:
             by_stage[promotion.stage].append(promotion)
         else:
@@ -247,6 +270,7 @@ def _choose_promotions(basis: Basis, promotions: PromotionSet) -> _Choice:
         floors=tuple(by_stage["floor"]),
         discounting=tuple(by_stage["discount"]),
         accruing=tuple(by_stage["accrual"]),
+        restricting=tuple(by_stage["restriction"]),
         excluded=excluded,
     )
 
@@ -264,9 +288,15 @@ class _Fired(NamedTuple):
     consumed: tuple[str, ...] = ()
     issued: tuple[IssuedCoupon, ...] = ()
     promo_qty: tuple[tuple[str, int], ...] = ()
+    passes: tuple[ComplimentPass, ...] = ()
     rendered: tuple[dict[str, str], ...] = ()
     # Per promotion id, its explanation line (the accrual stage's; the discounts explain apart).
     explanation: Mapping[str, str] = _NO_EXPLANATION
+
+
+def _has_messages(promotion: Promotion) -> bool:
+    templates = promotion.messages
+    return bool(templates.slip or templates.cashier or templates.display)
 
 
 def _render(
@@ -302,35 +332,41 @@ def _collect_discounts(
     basis: Basis, chosen: Run, line_discounts: Sequence[Sequence[Discount]], total: int
 ) -> _Fired:
     """What the discounts left after the cap fired: counters, coupons, wallet spends, messages."""
-    lines = basis.receipt.lines
     exponent = basis.settings.currency_exponent
     given_by: dict[str, int] = {}
     qty_by: dict[str, int] = {}
+    units_by = chosen.qty
     for i, line_list in enumerate(line_discounts):
         for d in line_list:
             given_by[d.rule_id] = given_by.get(d.rule_id, 0) + d.amount_minor
-            qty_by[d.rule_id] = qty_by.get(d.rule_id, 0) + lines[i].qty_milli
+            # The units the discount was given on, not the whole line (a ladder's first unit,
+            # a buy-get's paid units do not use up the customer's promo quantity).
+            qty_by[d.rule_id] = qty_by.get(d.rule_id, 0) + units_by[d.rule_id].get(i, 0)
     fired: list[str] = []
     promo_qty: list[tuple[str, int]] = []
     consumed: list[str] = []
     accruals: list[Accrual] = []
     spent: list[Movement] = []
+    passes: list[ComplimentPass] = []
     rendered: list[dict[str, str]] = []
     for promotion in chosen.order:
         pid = promotion.promotion_id
         outcome = chosen.outcomes[pid]
         amount = given_by.get(pid, 0)
-        if amount == 0 and outcome.line_discounts:
+        if amount == 0 and outcome.line_discounts and not outcome.spent:
             continue
         fired.append(pid)
+        if outcome.passes:
+            passes.extend(outcome.passes)
         if outcome.line_discounts:
             promo_qty.append((pid, qty_by.get(pid, 0)))
-        consumed.extend(outcome.consumed)
+        if outcome.consumed:
+            consumed.extend(outcome.consumed)
         if outcome.accrual is not None:
             accruals.append(outcome.accrual)
         for wallet, units in outcome.spent:
             spent.append(Movement(wallet, "spent", units, pid))
-        if promotion.messages != _NO_MESSAGES:
+        if _has_messages(promotion):
             shown = Outcome(
                 applied=True,
                 detail=outcome.detail,
@@ -344,6 +380,7 @@ def _collect_discounts(
         spent=tuple(spent),
         consumed=tuple(consumed),
         promo_qty=tuple(promo_qty),
+        passes=tuple(passes),
         rendered=tuple(rendered),
     )
 
@@ -361,11 +398,15 @@ def _bonus_payable_max(basis: Basis, total: int, bonus_to_spend: int) -> int:
         if not receipt.card_no:
             why = "no card presented"
         elif payable_max == receipt.bonus_balance:
-            why = f"bonus balance is {n(receipt.bonus_balance)}"
+            why = f"bonus balance is {_money(settings, receipt.bonus_balance)}"
         else:
-            why = f"at most {settings.bonus_max_share} of total {n(total)} may be paid with bonus"
+            why = (
+                f"at most {settings.bonus_max_share} of total {_money(settings, total)} "
+                "may be paid with bonus"
+            )
         raise BonusSpendError(
-            f"bonus_to_spend: {n(bonus_to_spend)} above bonus_payable_max {n(payable_max)} ({why})"
+            f"bonus_to_spend: {_money(settings, bonus_to_spend)} above bonus_payable_max "
+            f"{_money(settings, payable_max)} ({why})"
         )
     return payable_max
 
@@ -389,9 +430,17 @@ def _accrue(
     issued: list[IssuedCoupon] = []
     rendered: list[dict[str, str]] = []
     accrued_total = 0
+    # One context for the stage: the amounts are the same for every accrual rule.
+    ctx = basis.context(remaining, total, None, bonus_to_spend)
     for promotion in accruing:
         pid = promotion.promotion_id
-        ctx = basis.context(remaining, total, hints.get(pid), bonus_to_spend)
+        if bonus_to_spend and not promotion.accrue_after_bonus_payment:
+            explanation[pid] = (
+                f"{pid}: skipped: receipt paid with {_money(settings, bonus_to_spend)} of bonus "
+                "(this rule does not accrue after a bonus payment)"
+            )
+            continue
+        ctx.hint = hints.get(pid)
         outcome = promotion.terms.apply(pid, ctx)
         explanation[pid] = f"{pid}: {'applied' if outcome.applied else 'skipped'}: {outcome.detail}"
         if not outcome.applied:
@@ -399,6 +448,9 @@ def _accrue(
         accrual = outcome.accrual
         if accrual is not None:
             limit = promotion.limits.max_accrual_minor
+            if promotion.funding.budget_minor is not None and basis.budgets_left is not None:
+                left = max(0, basis.budgets_left.get(pid, 0))
+                limit = left if limit is None else min(limit, left)
             if accrual.wallet == "bonus" and settings.max_accrual_minor is not None:
                 room = max(0, settings.max_accrual_minor - accrued_total)
                 limit = room if limit is None else min(limit, room)
@@ -406,22 +458,16 @@ def _accrue(
                 accrual = Accrual(
                     accrual.wallet, limit, pid, accrual.active_from, accrual.expires_at
                 )
-                explanation[pid] += f", capped at {n(limit)}"
+                explanation[pid] += f", capped at {ctx.points(accrual.wallet, limit)}"
             if accrual.amount <= 0:
                 continue
             if accrual.wallet == "bonus":
                 accrued_total += accrual.amount
             accruals.append(accrual)
-            outcome = Outcome(
-                applied=True,
-                detail=outcome.detail,
-                amount=accrual.amount,
-                accrual=accrual,
-                values=outcome.values,
-            )
+            outcome.amount, outcome.accrual = accrual.amount, accrual
         fired.append(pid)
         issued.extend(outcome.issued)
-        if promotion.messages != _NO_MESSAGES:
+        if _has_messages(promotion):
             rendered.append(_render(promotion, outcome, total, settings.currency_exponent))
     return _Fired(
         fired=tuple(fired),
@@ -468,10 +514,15 @@ def _messages(rendered: Sequence[dict[str, str]]) -> Messages:
 
 
 def _explanation(
-    choice: _Choice, stacking: Stacking, discounted: Discounted, accrued: _Fired
+    choice: _Choice,
+    stacking: Stacking,
+    discounted: Discounted,
+    accrued: _Fired,
+    restricted: Mapping[str, str],
 ) -> tuple[str, ...]:
     """One line per considered promotion, in priority order: applied and how, or why not."""
     lines = dict(choice.excluded)
+    lines.update(restricted)
     for p in choice.floors:
         lines[p.promotion_id] = f"{p.promotion_id}: applied: price floor"
     lines.update(explain_discounts(stacking, choice.discounting, discounted))
@@ -486,17 +537,20 @@ def calculate(
     bonus_to_spend: int = 0,
     spend: Mapping[str, int] | None = None,
     budgets_left: Mapping[str, int] | None = None,
+    pass_products: Sequence[str] = (),
 ) -> Calculation:
     """Price ``receipt``: discounts (stacking policy), bonus payment limit, accruals, messages.
 
     ``spend`` asks to spend other wallets (e.g. ``{"compliment": 2}``) within the customer's
-    ``wallets``; ``budgets_left`` maps supplier-funded promotion ids to the budget left.
+    ``wallets``; ``budgets_left`` maps supplier-funded promotion ids to the budget left (a
+    funded promotion without it does not fire); ``pass_products`` names the products the
+    customer spends compliments on (passes), in order.
     Raises ``InvalidReceipt`` for impossible input and ``BonusSpendError`` when
     ``bonus_to_spend`` is negative or above ``bonus_payable_max``.
     """
     wallet_spend = _check_request(receipt, bonus_to_spend, spend)
     settings = promotions.settings
-    basis = _basis(receipt, settings, wallet_spend, budgets_left)
+    basis = _basis(receipt, settings, wallet_spend, budgets_left, tuple(pass_products))
     choice = _choose_promotions(basis, promotions)
     stacking = Stacking(
         basis=basis,
@@ -505,7 +559,14 @@ def calculate(
         modes=stacking_modes(settings, choice.discounting),
     )
     discounted = apply_discounts(stacking, choice.discounting)
-    line_discounts = cap_discounts(settings, basis.subtotal, discounted.chosen)
+    line_discounts = discounted.chosen.discounts
+    restricted = restrict_discounts(
+        basis,
+        choice.restricting,
+        line_discounts,
+        lambda amount: _money(settings, amount),
+    )
+    line_discounts = cap_discounts(settings, basis.subtotal, restricted.discounts)
     remaining = [
         amount - sum(d.amount_minor for d in line)
         for amount, line in zip(basis.amounts, line_discounts, strict=True)
@@ -515,7 +576,7 @@ def calculate(
     payable_max = _bonus_payable_max(basis, total, bonus_to_spend)
     by_accruals = _accrue(basis, choice.accruing, choice.hints, remaining, bonus_to_spend)
 
-    fired = set(by_discounts.fired).union(by_accruals.fired)
+    fired = set(by_discounts.fired).union(by_accruals.fired, restricted.granted)
     accruals = by_discounts.accruals + by_accruals.accruals
     considered = choice.considered
     return Calculation(
@@ -532,10 +593,11 @@ def calculate(
         to_pay_minor=total - bonus_to_spend,
         messages=_messages(by_discounts.rendered + by_accruals.rendered),
         promo_version=promotions.version,
-        explanation=_explanation(choice, stacking, discounted, by_accruals),
+        explanation=_explanation(choice, stacking, discounted, by_accruals, restricted.explanation),
         movements=_movements(bonus_to_spend, by_discounts.spent, accruals),
         coupons_consumed=by_discounts.consumed,
         coupons_issued=by_accruals.issued,
         fired=tuple(p.promotion_id for p in considered if p.promotion_id in fired),
         promo_qty_milli=by_discounts.promo_qty,
+        passes=by_discounts.passes,
     )

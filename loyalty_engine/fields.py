@@ -22,12 +22,19 @@ class FieldReader:
     """
 
     def __init__(
-        self, doc: Mapping[str, Any], owner: str, problems: list[str], path: str = ""
+        self,
+        doc: Mapping[str, Any],
+        owner: str,
+        problems: list[str],
+        path: str = "",
+        exponent: int = 2,
     ) -> None:
         self.doc = doc
         self.owner = owner
         self.problems = problems
         self.path = path
+        # The currency's minor-unit exponent: amounts entered in major units are read with it.
+        self.exponent = exponent
         self.seen: set[str] = set()
         self.children: list[FieldReader] = []
 
@@ -134,6 +141,29 @@ class FieldReader:
             return low
         return parsed
 
+    def major(self, key: str) -> int | None:
+        """An amount in major units as a decimal string ("200.00"), returned in minor units;
+        ``None`` if absent. At most ``exponent`` decimal places, never negative, never a float."""
+        value = self._get(key, None)
+        if value is _MISSING:
+            return None
+        parsed: Decimal | None = None
+        if isinstance(value, str) and len(value) <= _MAX_DECIMAL_CHARS:
+            try:
+                parsed = Decimal(value.strip())
+            except InvalidOperation:
+                parsed = None
+        elif isinstance(value, int) and not isinstance(value, bool):
+            parsed = Decimal(value)
+        if parsed is None or not parsed.is_finite() or parsed < 0:
+            self.problem(key, f"expected an amount in major units like '200.00', got {value!r}")
+            return None
+        scaled = parsed.scaleb(self.exponent)
+        if scaled != scaled.to_integral_value():
+            self.problem(key, f"expected at most {self.exponent} decimal places, got {value!r}")
+            return None
+        return int(scaled)
+
     def bool_(self, key: str, default: bool) -> bool:
         """A JSON boolean."""
         value = self._get(key, default)
@@ -191,7 +221,7 @@ class FieldReader:
         if not isinstance(value, Mapping):
             self.problem(key, f"expected an object, got {value!r}")
             return None
-        reader = FieldReader(value, self.owner, self.problems, self.where(key))
+        reader = FieldReader(value, self.owner, self.problems, self.where(key), self.exponent)
         self.children.append(reader)
         return reader
 

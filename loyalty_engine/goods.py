@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .fields import FieldReader
 from .model import ReceiptLine
@@ -39,12 +39,23 @@ class GoodsSelector:
     exclude_types: frozenset[str] = frozenset()
     exclude_brands: frozenset[str] = frozenset()
 
-    @property
-    def is_all(self) -> bool:
-        """Whether no include-list narrows the goods."""
-        return not (self.products or self.departments or self.categories or self.types) and not (
-            self.brands
+    # Computed once (``__post_init__``): asked for every line of every rule of every receipt.
+    is_all: bool = field(init=False, repr=False, compare=False, default=True)
+    has_exclusions: bool = field(init=False, repr=False, compare=False, default=False)
+
+    def __post_init__(self) -> None:
+        everything = not (
+            self.products or self.departments or self.categories or self.types or self.brands
         )
+        excluding = bool(
+            self.exclude_products
+            or self.exclude_categories
+            or self.exclude_departments
+            or self.exclude_types
+            or self.exclude_brands
+        )
+        object.__setattr__(self, "is_all", everything)
+        object.__setattr__(self, "has_exclusions", excluding)
 
     def matches(self, line: ReceiptLine) -> bool:
         """Whether ``line`` is among these goods."""
@@ -64,6 +75,17 @@ class GoodsSelector:
             or line.category in self.categories
             or line.type in self.types
             or line.brand in self.brands
+        )
+
+    def excludes(self, line: ReceiptLine) -> bool:
+        """Whether an exclusion list names ``line`` (a line the index found by an include-list
+        key matches unless this says so)."""
+        return bool(
+            (self.exclude_products and line.product_id in self.exclude_products)
+            or (self.exclude_categories and line.category in self.exclude_categories)
+            or (self.exclude_departments and line.department in self.exclude_departments)
+            or (self.exclude_types and line.type in self.exclude_types)
+            or (self.exclude_brands and line.brand in self.exclude_brands)
         )
 
     def index_keys(self) -> tuple[tuple[str, str], ...] | None:

@@ -11,6 +11,7 @@ from typing import Any
 __all__ = [
     "Accrual",
     "Calculation",
+    "ComplimentPass",
     "CustomerState",
     "Discount",
     "IssuedCoupon",
@@ -50,6 +51,28 @@ class PersonalOffer:
 
 
 @dataclass(frozen=True, slots=True)
+class ComplimentPass:
+    """A compliment spent on ``product_id``: its discount on up to ``units`` whole units bought
+    from ``valid_from`` until ``valid_until`` (a week), ``used`` of them already."""
+
+    promotion_id: str
+    product_id: str
+    valid_from: datetime
+    valid_until: datetime
+    units: int
+    used: int = 0
+
+    @property
+    def key(self) -> tuple[str, str, datetime]:
+        """What identifies the pass in the customer's state (upsert by it)."""
+        return (self.promotion_id, self.product_id, self.valid_from)
+
+    def active_at(self, now: datetime) -> bool:
+        """Whether the pass gives its discount at ``now`` (an aware time) on a unit left."""
+        return self.valid_from <= now < self.valid_until and self.used < self.units
+
+
+@dataclass(frozen=True, slots=True)
 class CustomerState:
     """What the engine knows of the card holder; the caller loads it, the engine never does I/O.
 
@@ -72,6 +95,8 @@ class CustomerState:
     used_coupons: frozenset[str] = frozenset()
     # The card number of the customer who referred this one ("" if nobody did).
     referrer: str = ""
+    # Compliment passes bought with compliments (active or not; the engine checks the dates).
+    compliment_passes: tuple[ComplimentPass, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +223,9 @@ class Calculation:
     # Per discount promotion that fired, the quantity of the lines it discounted (the caller
     # adds it to the customer's per-day / per-month quantity counters).
     promo_qty_milli: tuple[tuple[str, int], ...] = ()
+    # Compliment passes opened or used on this receipt, as they stand after it (the caller
+    # upserts them into the customer's state by ``ComplimentPass.key``).
+    passes: tuple[ComplimentPass, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, the calculation shape of docs/API.md (plus ``explanation``)."""
@@ -255,4 +283,15 @@ class Calculation:
             ],
             "fired": list(self.fired),
             "promo_qty_milli": dict(self.promo_qty_milli),
+            "passes": [
+                {
+                    "promotion_id": p.promotion_id,
+                    "product_id": p.product_id,
+                    "valid_from": p.valid_from.isoformat(),
+                    "valid_until": p.valid_until.isoformat(),
+                    "units": p.units,
+                    "used": p.used,
+                }
+                for p in self.passes
+            ],
         }

@@ -28,18 +28,30 @@ def _int(name: str, value: object) -> int:
     return value
 
 
+_RATIOS: dict[Decimal, tuple[int, int]] = {}
+
+
 def _ratio(name: str, rate: object) -> tuple[int, int]:
+    # Rules hold a few distinct rates: their exact ratios are computed once.
+    found = _RATIOS.get(rate) if type(rate) is Decimal else None
+    if found is not None:
+        return found
     if not isinstance(rate, Decimal):
         raise InvalidAmount(f"{name}: expected a Decimal, got {type(rate).__name__} {rate!r}")
     if not rate.is_finite():
         raise InvalidAmount(f"{name}: expected a finite Decimal, got {rate!r}")
-    return rate.as_integer_ratio()
+    ratio = rate.as_integer_ratio()
+    if len(_RATIOS) < 4096:
+        _RATIOS[rate] = ratio
+    return ratio
 
 
 def round_half_even(numerator: int, denominator: int) -> int:
     """Return numerator / denominator rounded half to even (exact integer arithmetic)."""
-    _int("numerator", numerator)
-    if _int("denominator", denominator) <= 0:
+    # Plain ints pass inline; anything else goes to _int, which words the error.
+    if type(numerator) is not int:
+        _int("numerator", numerator)
+    if (type(denominator) is not int or denominator <= 0) and _int("denominator", denominator) <= 0:
         raise InvalidAmount(f"denominator: expected an int > 0, got {denominator!r}")
     quotient, remainder = divmod(numerator, denominator)
     twice = 2 * remainder
@@ -50,8 +62,17 @@ def round_half_even(numerator: int, denominator: int) -> int:
 
 def percent_of(amount_minor: int, percent: Decimal) -> int:
     """Return ``percent`` % of ``amount_minor``, rounded half-even to the minor unit."""
-    numerator, denominator = _ratio("percent", percent)
-    return round_half_even(_int("amount_minor", amount_minor) * numerator, denominator * 100)
+    # The engine's hottest call: the ratio from the cache, the rounding inline.
+    ratio = _RATIOS.get(percent) if type(percent) is Decimal else None
+    numerator, denominator = ratio if ratio is not None else _ratio("percent", percent)
+    if type(amount_minor) is not int:
+        _int("amount_minor", amount_minor)
+    denominator *= 100
+    quotient, remainder = divmod(amount_minor * numerator, denominator)
+    twice = 2 * remainder
+    if twice > denominator or (twice == denominator and quotient % 2 == 1):
+        quotient += 1
+    return quotient
 
 
 def share_of(amount_minor: int, share: Decimal) -> int:
@@ -62,8 +83,12 @@ def share_of(amount_minor: int, share: Decimal) -> int:
 
 def amount_for_quantity(qty_milli: int, unit_price_minor: int) -> int:
     """Return the line amount for ``qty_milli`` thousandths of a unit, rounded half-even."""
-    qty = _int("qty_milli", qty_milli)
-    price = _int("unit_price_minor", unit_price_minor)
+    qty = qty_milli if type(qty_milli) is int else _int("qty_milli", qty_milli)
+    price = (
+        unit_price_minor
+        if type(unit_price_minor) is int
+        else _int("unit_price_minor", unit_price_minor)
+    )
     return round_half_even(qty * price, 1000)
 
 
@@ -102,7 +127,7 @@ def allocate(total_minor: int, weights: Sequence[int]) -> list[int]:
 
 def format_minor(amount_minor: int, exponent: int = 2) -> str:
     """Render minor units as a plain major-unit string: 123456 -> '1234.56' (exponent 2)."""
-    amount = _int("amount_minor", amount_minor)
+    amount = amount_minor if type(amount_minor) is int else _int("amount_minor", amount_minor)
     if exponent == 0:
         return str(amount)
     sign = "-" if amount < 0 else ""

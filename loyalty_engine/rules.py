@@ -19,6 +19,7 @@ from .kinds import KINDS, Stage, Terms
 
 __all__ = [
     "PLACEHOLDERS",
+    "SETTINGS",
     "STACKING",
     "STATUSES",
     "CouponMatch",
@@ -53,6 +54,22 @@ PLACEHOLDERS = frozenset(
     }
 )
 _CHANNELS = ("slip", "cashier", "display")
+# The settings the engine reads. The ``settings`` table may also hold other components'
+# settings: they are named with a dot (``offline.max_spend_per_card_minor``) and ignored here.
+SETTINGS = frozenset(
+    {
+        "bonus_max_share",
+        "timezone",
+        "currency",
+        "currency_exponent",
+        "stacking",
+        "max_discount_share",
+        "max_discount_minor",
+        "max_accrual_minor",
+        "never_below_cost",
+        "coupon_key",
+    }
+)
 _FORMATTER = string.Formatter()
 
 
@@ -104,6 +121,12 @@ class Promotion:
     stacking: str | None = None
     limits: Limits = field(default_factory=Limits)
     funding: Funding = field(default_factory=Funding)
+    # Accrual rules: false means no accrual at all on a receipt paid (partly) with bonus.
+    accrue_after_bonus_payment: bool = True
+    # Active with no schedule, place, audience, limits or budget: nothing to check per receipt.
+    unconditional: bool = field(default=False, compare=False)
+    # Per-promotion limits or a budget trim what it gives (the discount stage's slow path).
+    bounded: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +143,7 @@ class EngineSettings:
     max_accrual_minor: int | None = None
     never_below_cost: bool = True
     coupon_key: str = ""
+    currency: str = "RUB"
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +240,13 @@ def _templates(reader: FieldReader) -> MessageTemplates:
 
 
 def _promotion(
-    doc: object, index: int, problems: list[str], warnings: list[str], strict: bool
+    doc: object,
+    index: int,
+    problems: list[str],
+    warnings: list[str],
+    strict: bool,
+    exact: bool = False,
+    exponent: int = 2,
 ) -> Promotion | None:
     if not isinstance(doc, Mapping):
         problems.append(f"promotion #{index}: expected an object, got {doc!r}")
@@ -224,7 +254,7 @@ def _promotion(
     raw_id = doc.get("promotion_id")
     owner = f"promotion {raw_id!r}" if isinstance(raw_id, str) and raw_id else f"promotion #{index}"
     before = len(problems)
-    reader = FieldReader(doc, owner, problems)
+    reader = FieldReader(doc, owner, problems, exponent=exponent)
     promotion_id = reader.str_("promotion_id")
     kind_name = reader.str_("kind")
     kind = KINDS.get(kind_name)
@@ -244,11 +274,18 @@ def _promotion(
     limits = _limits(reader)
     funding = _funding(reader)
     terms = kind.parse(reader) if kind is not None else None
+    after_bonus = True
+    if kind is not None and kind.stage == "accrual":
+        after_bonus = reader.bool_("accrue_after_bonus_payment", True)
+    unknown = reader.unknown_fields() if kind is not None else []
+    if exact:
+        # The Center's check: an unknown field is a typo or a field this engine cannot honour.
+        for path in unknown:
+            problems.append(f"{owner}: {path}: unknown field for a {kind_name} rule")
     if terms is None or kind is None or len(problems) > before:
         return None
-    # Unknown keys are tolerated (newer documents add fields with defaults) but reported,
-    # because they are as likely to be typos.
-    warnings.extend(f"{owner}: unknown field {path!r} ignored" for path in reader.unknown_fields())
+    # An older register tolerates fields a newer Center added (they have defaults), and says so.
+    warnings.extend(f"{owner}: unknown field {path!r} ignored" for path in unknown)
     return Promotion(
         promotion_id=promotion_id,
         kind=kind.name,
@@ -264,7 +301,23 @@ def _promotion(
         stacking=stacking or None,
         limits=limits,
         funding=funding,
+        accrue_after_bonus_payment=after_bonus,
+        unconditional=(
+            status == "active"
+            and schedule == _ALWAYS
+            and place == _EVERYWHERE
+            and audience == _EVERYONE
+            and limits == _NO_LIMITS
+            and funding.budget_minor is None
+        ),
+        bounded=limits != _NO_LIMITS or funding.budget_minor is not None,
     )
+
+
+_ALWAYS = Schedule()
+_EVERYWHERE = Place()
+_EVERYONE = Audience()
+_NO_LIMITS = Limits()
 
 
 def _limits(reader: FieldReader) -> Limits:
@@ -293,9 +346,23 @@ def _funding(reader: FieldReader) -> Funding:
     return Funding(by, sub.int_("budget_minor", None, min_value=0))
 
 
-def load_settings(settings: Mapping[str, Any] | None, problems: list[str]) -> EngineSettings:
-    """Validate chain settings (unknown names are ignored: the table is shared)."""
+def load_settings(
+    settings: Mapping[str, Any] | None, problems: list[str], *, exact: bool = False
+) -> EngineSettings:
+    """Validate chain settings. ``exact``: a name the engine does not know is a problem (a typo
+    such as ``max_discount_shares`` would otherwise silently leave the cap off), except dotted
+    names, which belong to other components; otherwise unknown names are ignored."""
     reader = FieldReader(settings or {}, "settings", problems)
+    if exact:
+        for name in sorted(settings or {}, key=str):
+            if isinstance(name, str) and "." in name:
+                continue
+            if name not in SETTINGS:
+                reader.problem(
+                    str(name),
+                    f"unknown setting (known: {', '.join(sorted(SETTINGS))}; "
+                    "other components' settings are named 'component.name')",
+                )
     share = reader.decimal(
         "bonus_max_share", low=Decimal(0), high=Decimal(1), default=Decimal("0.5")
     )
@@ -331,6 +398,7 @@ def load_settings(settings: Mapping[str, Any] | None, problems: list[str]) -> En
         reader.problem("never_below_cost", f"expected true or false, got {below!r}")
     key = reader.doc.get("coupon_key", "")
     reader.seen.add("coupon_key")
+    currency = reader.str_("currency", "RUB")
     return EngineSettings(
         bonus_max_share=share,
         timezone=name,
@@ -342,6 +410,7 @@ def load_settings(settings: Mapping[str, Any] | None, problems: list[str]) -> En
         max_accrual_minor=ints["max_accrual_minor"],
         never_below_cost=str(below).lower() in ("true", "1"),
         coupon_key=key if isinstance(key, str) else "",
+        currency=currency or "RUB",
     )
 
 
@@ -351,17 +420,20 @@ def load_promotion_set(
     version: int,
     settings: Mapping[str, Any] | None = None,
     strict: bool = True,
+    exact: bool = False,
 ) -> PromotionSet:
     """Validate rule documents and settings; raise ``RuleError`` listing every problem.
 
     ``strict=False`` skips documents of kinds this engine does not know (an older register
     receiving a newer Center's rules) instead of failing; they are listed in ``warnings``.
+    Unknown fields and settings are tolerated and listed in ``warnings`` (a register parsing
+    a newer Center's rules); ``exact=True`` (the Center's check) makes each a problem.
     """
     problems: list[str] = []
     warnings: list[str] = []
     if isinstance(version, bool) or not isinstance(version, int) or version < 0:
         problems.append(f"version: expected an integer >= 0, got {version!r}")
-    engine_settings = load_settings(settings, problems)
+    engine_settings = load_settings(settings, problems, exact=exact)
     promotions: list[Promotion] = []
     seen: dict[str, int] = {}
     for index, doc in enumerate(docs):
@@ -373,7 +445,9 @@ def load_promotion_set(
                         f"promotion {raw_id!r}: promotion_id: duplicate of document #{seen[raw_id]}"
                     )
                 seen.setdefault(raw_id, index)
-        promotion = _promotion(doc, index, problems, warnings, strict)
+        promotion = _promotion(
+            doc, index, problems, warnings, strict, exact, engine_settings.currency_exponent
+        )
         if promotion is not None:
             promotions.append(promotion)
     if problems:

@@ -7,10 +7,9 @@ from datetime import datetime
 from typing import NamedTuple
 
 from .kinds import Context, Outcome
-from .kinds.common import n
 from .kinds.goods import PriceFloor
 from .model import Discount, Receipt
-from .money import allocate, amount_for_quantity, round_half_even, share_of
+from .money import allocate, amount_for_quantity, format_minor, round_half_even, share_of
 from .rules import EngineSettings, Promotion
 
 __all__ = [
@@ -48,6 +47,8 @@ class Basis(NamedTuple):
     # Wallet units the customer asked to spend (checked against the customer's wallets).
     spend: Mapping[str, int]
     budgets_left: Mapping[str, int] | None
+    # Products chosen for compliment passes (``calculate(..., pass_products=...)``).
+    pass_products: tuple[str, ...] = ()
 
     def context(
         self,
@@ -62,12 +63,16 @@ class Basis(NamedTuple):
             now_utc=self.now_utc,
             local_now=self.local_now,
             subtotal_minor=self.subtotal,
-            remaining=tuple(remaining),
+            # Not copied: a rule only reads it, within its own apply().
+            remaining=remaining,
             total_minor=total,
             bonus_to_spend=bonus_to_spend,
             spend=self.spend,
             coupon_key=self.settings.coupon_key,
-            hint=None if hint is None else tuple(hint),
+            hint=hint,
+            currency=self.settings.currency,
+            exponent=self.settings.currency_exponent,
+            pass_products=self.pass_products,
         )
 
 
@@ -85,14 +90,18 @@ class Stacking(NamedTuple):
 class Run:
     """One discount pass being built: the amount left per line and what each promotion gave."""
 
-    __slots__ = ("discounts", "order", "outcomes", "raw", "remaining")
+    __slots__ = ("discounts", "order", "outcomes", "qty", "raw", "remaining", "total")
 
     def __init__(self, amounts: Sequence[int]) -> None:
         self.remaining = list(amounts)
+        # sum(remaining), kept up to date by record().
+        self.total = sum(amounts)
         self.discounts: list[list[Discount]] = [[] for _ in amounts]
         self.outcomes: dict[str, Outcome] = {}
         # Per promotion id, what its terms asked for before floors and limits trimmed it.
         self.raw: dict[str, int] = {}
+        # Per promotion id, by line index, the milli-units its discount was given on.
+        self.qty: dict[str, Mapping[int, int]] = {}
         self.order: list[Promotion] = []
 
     @property
@@ -100,28 +109,31 @@ class Run:
         """The discount this pass gives in all."""
         return sum(d.amount_minor for line in self.discounts for d in line)
 
-    def record(self, promotion: Promotion, outcome: Outcome, raw: int, shares: list[int]) -> None:
-        """Take the (already clamped) ``shares`` off the lines and keep what the promotion gave."""
+    def record(
+        self,
+        promotion: Promotion,
+        outcome: Outcome,
+        raw: int,
+        shares: Mapping[int, int],
+        qty: Mapping[int, int],
+    ) -> None:
+        """Take the (already clamped) ``shares`` (by line index) off the lines and keep what
+        the promotion gave (``qty``: by line, the milli-units the discount is on)."""
         pid = promotion.promotion_id
         self.raw[pid] = raw
+        self.qty[pid] = qty
         remaining, discounts = self.remaining, self.discounts
         given = 0
-        for i, share in enumerate(shares):
-            if share:
-                remaining[i] -= share
-                given += share
-                discounts[i].append(Discount(pid, share))
-        self.outcomes[pid] = Outcome(
-            applied=given > 0 or not outcome.line_discounts,
-            detail=outcome.detail,
-            amount=given,
-            line_discounts=tuple(shares) if outcome.line_discounts else (),
-            accrual=outcome.accrual,
-            values=outcome.values,
-            consumed=outcome.consumed,
-            issued=outcome.issued,
-            spent=outcome.spent,
-        )
+        for i, share in shares.items():
+            remaining[i] -= share
+            given += share
+            discounts[i].append(Discount(pid, share))
+        self.total -= given
+        # The outcome is this promotion's alone (built by its apply()): it now says what was
+        # given after floors and limits.
+        outcome.applied = given > 0 or not outcome.line_discounts
+        outcome.amount = given
+        self.outcomes[pid] = outcome
         self.order.append(promotion)
 
 
@@ -153,8 +165,17 @@ def floors(
         terms = promotion.terms
         assert isinstance(terms, PriceFloor)
         hint = hints.get(promotion.promotion_id)
-        for i in range(len(lines)) if hint is None else hint:
-            out[i] = max(out[i], terms.floor_for(lines[i]))
+        goods = terms.goods
+        if hint is None or goods.is_all:
+            found = [i for i, line in enumerate(lines) if goods.matches(line)]
+        elif goods.has_exclusions:
+            found = [i for i in hint if not goods.excludes(lines[i])]
+        else:
+            found = list(hint)
+        for i in found:
+            floor = terms.floor_of(lines[i])
+            if floor > out[i]:
+                out[i] = floor
     return out
 
 
@@ -174,8 +195,11 @@ def _trim(shares: list[int], cap: int) -> list[int]:
     return allocate(max(cap, 0), shares)
 
 
-def _limit_quantity(receipt: Receipt, promotion: Promotion, shares: list[int]) -> list[int]:
-    """Keep the discount on the first units still allowed today / this month for this customer."""
+def _limit_quantity(
+    receipt: Receipt, promotion: Promotion, shares: list[int], qty: list[int]
+) -> tuple[list[int], list[int]]:
+    """Keep the discount on the first discounted units still allowed today / this month for this
+    customer (a line's share in proportion to its units kept)."""
     limits, customer = promotion.limits, receipt.customer
     allowed: int | None = None
     pid = promotion.promotion_id
@@ -187,50 +211,113 @@ def _limit_quantity(receipt: Receipt, promotion: Promotion, shares: list[int]) -
             left = max(0, limit - used.get(pid, 0))
             allowed = left if allowed is None else min(allowed, left)
     if allowed is None:
-        return shares
-    out = []
-    for i, share in enumerate(shares):
-        qty = receipt.lines[i].qty_milli
-        take = min(qty, allowed) if share else 0
+        return shares, qty
+    out, kept = [], []
+    for share, units in zip(shares, qty, strict=True):
+        take = min(units, allowed) if share and units else 0
         allowed -= take
-        out.append(round_half_even(share * take, qty) if share else 0)
-    return out
+        out.append(round_half_even(share * take, units) if take else 0)
+        kept.append(take)
+    return out, kept
 
 
 def _clamp(
-    stacking: Stacking, promotion: Promotion, remaining: Sequence[int], shares: list[int]
-) -> list[int]:
-    """``shares`` within what is left above the floors, the quantity limits and the cap/budget."""
+    stacking: Stacking,
+    promotion: Promotion,
+    remaining: Sequence[int],
+    outcome: Outcome,
+    given: Sequence[int],
+) -> tuple[dict[int, int], dict[int, int]]:
+    """``given`` shares within what is left above the floors, the quantity limits and the
+    cap/budget, by line index, and the milli-units the discount stays on."""
     floor = stacking.floors
-    shares = [
-        max(0, min(share, remaining[i] - floor[i])) if share else 0
-        for i, share in enumerate(shares)
-    ]
+    lines = stacking.basis.receipt.lines
+    units = outcome.qty_milli
+    # Most rules touch a few lines of the receipt: work on those only.
+    touched = outcome.touched
+    if touched is None or given is not outcome.line_discounts:
+        touched = [i for i, share in enumerate(given) if share]
+    shares: dict[int, int] = {}
+    qty: dict[int, int] = {}
+    for i in touched:
+        share = given[i]
+        room = remaining[i] - floor[i]
+        if share > room:
+            share = room
+        if share > 0:
+            shares[i] = share
+            qty[i] = units[i] if units else lines[i].qty_milli
     limits = promotion.limits
-    if limits.max_qty_per_day_milli is not None or limits.max_qty_per_month_milli is not None:
-        shares = _limit_quantity(stacking.basis.receipt, promotion, shares)
     cap = limits.max_discount_minor
     budget = promotion.funding.budget_minor
     if budget is not None:
         budgets_left = stacking.basis.budgets_left
-        left = budget if budgets_left is None else budgets_left.get(promotion.promotion_id, budget)
+        # Chosen only with budget state (engine._excluded_because); what is left caps it.
+        left = 0 if budgets_left is None else budgets_left.get(promotion.promotion_id, 0)
         cap = left if cap is None else min(cap, left)
+    if (
+        cap is None
+        and limits.max_qty_per_day_milli is None
+        and limits.max_qty_per_month_milli is None
+    ):
+        return shares, qty
+    count = len(given)
+    full = [shares.get(i, 0) for i in range(count)]
+    full_qty = [qty.get(i, 0) for i in range(count)]
+    if limits.max_qty_per_day_milli is not None or limits.max_qty_per_month_milli is not None:
+        full, full_qty = _limit_quantity(stacking.basis.receipt, promotion, full, full_qty)
     if cap is not None:
-        shares = _trim(shares, cap)
-    return shares
+        full = _trim(full, cap)
+    return (
+        {i: share for i, share in enumerate(full) if share},
+        {i: full_qty[i] for i, share in enumerate(full) if share},
+    )
 
 
 def _give(
-    stacking: Stacking, run: Run, promotion: Promotion, outcome: Outcome, shares: list[int]
+    stacking: Stacking, run: Run, promotion: Promotion, outcome: Outcome, shares: Sequence[int]
 ) -> None:
     """Clamp the promotion's ``shares`` to what ``run`` still allows and record them there."""
-    run.record(promotion, outcome, sum(shares), _clamp(stacking, promotion, run.remaining, shares))
+    remaining = run.remaining
+    if promotion.bounded or outcome.touched is None or shares is not outcome.line_discounts:
+        kept, qty = _clamp(stacking, promotion, remaining, outcome, shares)
+        run.record(promotion, outcome, sum(shares), kept, qty)
+        return
+    # The common case inline: no limits, the rule said which lines it discounted.
+    floor, units = stacking.floors, outcome.qty_milli
+    lines = stacking.basis.receipt.lines
+    kept = {}
+    qty = {}
+    raw = 0
+    for i in outcome.touched:
+        share = shares[i]
+        raw += share
+        room = remaining[i] - floor[i]
+        if share > room:
+            share = room
+        if share > 0:
+            kept[i] = share
+            qty[i] = units[i] if units else lines[i].qty_milli
+    run.record(promotion, outcome, raw, kept, qty)
 
 
-def _evaluate(stacking: Stacking, promotion: Promotion, base: Sequence[int]) -> Outcome:
-    """The promotion's terms applied to ``base``, the amounts it discounts from."""
+def _evaluate(
+    stacking: Stacking,
+    promotion: Promotion,
+    base: Sequence[int],
+    total: int | None = None,
+    ctx: Context | None = None,
+) -> Outcome:
+    """The promotion's terms applied to ``base``, the amounts it discounts from (``total``:
+    their sum when known); ``ctx``, when given, is reused for it."""
     pid = promotion.promotion_id
-    ctx = stacking.basis.context(base, sum(base), stacking.hints.get(pid))
+    hint = stacking.hints.get(pid)
+    if total is None:
+        total = sum(base)
+    if ctx is None:
+        ctx = stacking.basis.context(base, total, hint)
+    else:
+        ctx.remaining, ctx.total_minor, ctx.hint = base, total, hint
     return promotion.terms.apply(pid, ctx)
 
 
@@ -240,13 +327,19 @@ def _apply_best(stacking: Stacking, run: Run, group: Sequence[Promotion]) -> dic
     count = len(run.remaining)
     outcomes = [(p, _evaluate(stacking, p, run.remaining)) for p in group]
     winners: dict[str, list[int]] = {p.promotion_id: [0] * count for p in group}
-    for i in range(count):
-        top, who = 0, None
-        for p, outcome in outcomes:
-            if outcome.applied and outcome.line_discounts and outcome.line_discounts[i] > top:
-                top, who = outcome.line_discounts[i], p.promotion_id
-        if who is not None:
-            winners[who][i] = top
+    # Per line, the biggest discount and whose (the first in priority order on a tie); only
+    # the lines each promotion discounts are visited.
+    best: dict[int, tuple[int, str]] = {}
+    for p, outcome in outcomes:
+        if not (outcome.applied and outcome.line_discounts):
+            continue
+        shares = outcome.line_discounts
+        for i in [i for i, share in enumerate(shares) if share]:
+            held = best.get(i)
+            if held is None or shares[i] > held[0]:
+                best[i] = (shares[i], p.promotion_id)
+    for i, (top, who) in best.items():
+        winners[who][i] = top
     for p, outcome in outcomes:
         if not outcome.applied:
             skipped[p.promotion_id] = outcome.detail
@@ -263,9 +356,12 @@ def _apply_shared(
     """The compound, additive and best promotions in priority order, in one pass; skip reasons."""
     modes = stacking.modes
     amounts = stacking.basis.amounts
+    subtotal = stacking.basis.subtotal
     run = Run(amounts)
     skipped: dict[str, str] = {}
     best_done = False
+    # One context for the pass, pointed at each promotion's lines and base in turn.
+    ctx = stacking.basis.context(run.remaining, run.total, None)
     for promotion in discounting:
         mode = modes[promotion.promotion_id]
         if mode == "exclusive":
@@ -277,12 +373,14 @@ def _apply_shared(
                 group = [p for p in discounting if modes[p.promotion_id] == "best"]
                 skipped.update(_apply_best(stacking, run, group))
             continue
-        outcome = _evaluate(stacking, promotion, amounts if mode == "additive" else run.remaining)
+        if mode == "additive":
+            outcome = _evaluate(stacking, promotion, amounts, subtotal, ctx)
+        else:
+            outcome = _evaluate(stacking, promotion, run.remaining, run.total, ctx)
         if not outcome.applied:
             skipped[promotion.promotion_id] = outcome.detail
             continue
-        shares = list(outcome.line_discounts) or [0] * len(amounts)
-        _give(stacking, run, promotion, outcome, shares)
+        _give(stacking, run, promotion, outcome, outcome.line_discounts or (0,) * len(amounts))
     return run, skipped
 
 
@@ -301,8 +399,7 @@ def _apply_exclusive(
         if not outcome.applied:
             skipped[promotion.promotion_id] = outcome.detail
             continue
-        shares = list(outcome.line_discounts) or [0] * len(amounts)
-        _give(stacking, alone, promotion, outcome, shares)
+        _give(stacking, alone, promotion, outcome, outcome.line_discounts or (0,) * len(amounts))
         # Exclusive promotions replace everything else only when better for the customer.
         if alone.given > chosen.given:
             chosen = alone
@@ -339,7 +436,9 @@ def explain_discounts(
                 )
                 continue
             if given.line_discounts and chosen.raw.get(pid, given.amount) != given.amount:
-                note = f", given {n(given.amount)} within floors and limits{note}"
+                settings = stacking.basis.settings
+                shown = format_minor(given.amount, settings.currency_exponent)
+                note = f", given {shown} {settings.currency} within floors and limits{note}"
             out[pid] = f"{pid}: applied: {given.detail}{note}"
         elif pid in skipped:
             out[pid] = f"{pid}: skipped: {skipped[pid]}{note}"
@@ -356,15 +455,16 @@ def explain_discounts(
     return out
 
 
-def cap_discounts(settings: EngineSettings, subtotal: int, chosen: Run) -> list[list[Discount]]:
+def cap_discounts(
+    settings: EngineSettings, subtotal: int, line_discounts: list[list[Discount]]
+) -> list[list[Discount]]:
     """Per line, the discounts scaled down together to the chain-wide cap (largest remainder)."""
     cap = None
     if settings.max_discount_share is not None:
         cap = share_of(subtotal, settings.max_discount_share)
     if settings.max_discount_minor is not None:
         cap = settings.max_discount_minor if cap is None else min(cap, settings.max_discount_minor)
-    line_discounts = chosen.discounts
-    if cap is None or chosen.given <= cap:
+    if cap is None or sum(d.amount_minor for line in line_discounts for d in line) <= cap:
         return line_discounts
     flat = [d.amount_minor for line in line_discounts for d in line]
     scaled = iter(allocate(cap, flat))

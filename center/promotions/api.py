@@ -80,7 +80,8 @@ async def validate_promotion(request: web.Request) -> web.Response:
     doc = prepare_doc(await json_body(request, max_bytes=MAX_JSON_BYTES))
     storage = request.app[STORAGE_KEY]
     settings = await in_db(request, storage.promotions.promotion_settings)
-    problems, warnings = check_doc(doc, settings)
+    known = await in_db(request, storage.promotions.validation_context)
+    problems, warnings = check_doc(doc, settings, known)
     return web.json_response(
         {
             "valid": not problems,

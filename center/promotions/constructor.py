@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from center.errors import InvalidRequest, MalformedRequest
+from center.promotions.validation import Known, check_known
 from loyalty_engine import (
     EngineError,
     Receipt,
@@ -80,24 +81,40 @@ def _problem(text: str) -> Problem:
     field, sep, message = rest.partition(": ")
     if not sep or " " in field:
         return Problem("", rest)
+    if field == "settings":
+        # "settings: max_discount_shares: unknown setting": the field is the setting.
+        name, sep, why = message.partition(": ")
+        if sep and " " not in name:
+            return Problem(f"settings.{name}", why)
     return Problem(field, message)
 
 
 def check_doc(
-    doc: Mapping[str, Any], settings: Mapping[str, Any] | None = None
+    doc: Mapping[str, Any],
+    settings: Mapping[str, Any] | None = None,
+    known: Known | None = None,
 ) -> tuple[list[Problem], list[str]]:
-    """Every problem the engine finds in one document (with the chain settings), and its
-    warnings (unknown fields), each naming the field."""
+    """Every problem the engine finds in one document with the chain settings (an unknown
+    field or setting is one), and against the managed lists in ``known``; and warnings, e.g.
+    a rule that can never fire. Each names the field."""
     try:
-        found = load_promotion_set([published_doc(doc)], version=0, settings=settings)
+        found = load_promotion_set([published_doc(doc)], version=0, settings=settings, exact=True)
     except RuleError as exc:
         return [_problem(p) for p in exc.problems], []
-    return [], [str(_problem(w)) for w in found.warnings]
+    warnings = [str(_problem(w)) for w in found.warnings]
+    if not found.promotions:
+        return [], warnings
+    problems, more = check_known(found.promotions[0], doc, known or Known())
+    return [Problem(field, why) for field, why in problems], warnings + more
 
 
-def require_valid(doc: Mapping[str, Any], settings: Mapping[str, Any] | None = None) -> None:
+def require_valid(
+    doc: Mapping[str, Any],
+    settings: Mapping[str, Any] | None = None,
+    known: Known | None = None,
+) -> None:
     """Raise InvalidRequest naming the first bad field and listing every problem."""
-    problems, _ = check_doc(doc, settings)
+    problems, _ = check_doc(doc, settings, known)
     if problems:
         first, rest = problems[0], problems[1:]
         message = "; ".join([first.message, *(str(p) for p in rest)])

@@ -19,6 +19,7 @@ from center.access.audit import AuditLog
 from center.errors import Conflict, InvalidRequest, UnknownObject
 from center.feed.versions import MasterVersions
 from center.promotions.constructor import LIFECYCLE, diff_docs, published_doc, require_valid
+from center.promotions.validation import Known, accrued_wallets
 from center.storage.database import Database
 from center.storage.migrations import Migration
 
@@ -81,6 +82,45 @@ class PromotionRepository:
     def _chain_settings(self) -> dict[str, str]:
         rows = self.db.execute("SELECT name, value FROM settings ORDER BY name").fetchall()
         return {str(r[0]): str(r[1]) for r in rows}
+
+    def _managed_list(self, table: str) -> frozenset[str] | None:
+        """A managed list of names (table ``table``, column ``name``), casefolded; ``None``
+        while the chain manages none (then any name is accepted)."""
+        if not self.db.dialect.has_table(self.db.execute, table):
+            return None
+        rows = self.db.execute(f"SELECT name FROM {table}").fetchall()
+        return frozenset(str(r[0]).casefold() for r in rows if r[0])
+
+    def _known(self) -> Known:
+        stores = self.db.dialect.columns_of(self.db.execute, "stores")
+        formats = frozenset(
+            str(r[0]).casefold()
+            for r in self.db.execute("SELECT DISTINCT format FROM stores").fetchall()
+            if r[0]
+        )
+        regions = None
+        if "region" in stores:
+            regions = frozenset(
+                str(r[0]).casefold()
+                for r in self.db.execute("SELECT DISTINCT region FROM stores").fetchall()
+                if r[0]
+            )
+        live = [json.loads(r[0]) for r in self.db.execute("SELECT doc FROM promotions").fetchall()]
+        return Known(
+            formats=self._managed_list("store_formats"),
+            regions=self._managed_list("regions"),
+            store_formats=formats,
+            store_regions=regions,
+            # No tier definitions and no supplier budget ledger exist at the Center yet.
+            tiers=frozenset(),
+            accrued_wallets=accrued_wallets(d for d in live if isinstance(d, dict)),
+            budgets=None,
+        )
+
+    def validation_context(self) -> Known:
+        """What a rule is checked against: managed lists, the stores' formats, live wallets."""
+        with self.db.guard("read validation context"), self.db.snapshot():
+            return self._known()
 
     def _draft_row(self, promotion_id: str, *, lock: bool = False) -> dict[str, Any] | None:
         row = self.db.execute(
@@ -150,7 +190,7 @@ class PromotionRepository:
         promotion_id = str(doc["promotion_id"])
         at = self.db.ts(now)
         with self.db.guard("create promotion"), self.db.transaction():
-            require_valid(doc, self._chain_settings())
+            require_valid(doc, self._chain_settings(), self._known())
             row = self.db.execute(
                 "INSERT INTO promotion_drafts (promotion_id, status, revision, live_revision, "
                 "created_by, created_at, updated_by, updated_at) "
@@ -200,7 +240,7 @@ class PromotionRepository:
                 raise Conflict(
                     "promotion_id", f"promotion {promotion_id!r} is archived; create a new one"
                 )
-            require_valid(doc, self._chain_settings())
+            require_valid(doc, self._chain_settings(), self._known())
             latest = self._revision_doc(promotion_id, draft["revision"])
             if latest != dict(doc):
                 revision = draft["revision"] + 1
@@ -240,7 +280,7 @@ class PromotionRepository:
             doc = self._revision_doc(promotion_id, revision)
             assert doc is not None
             try:
-                require_valid(doc, self._chain_settings())
+                require_valid(doc, self._chain_settings(), self._known())
             except InvalidRequest as exc:
                 raise InvalidRequest(
                     exc.field, f"revision {revision} cannot be activated: {exc}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from . import accrual_percent, coupon, goods, loyalty, referral, threshold_discount
+from . import accrual_percent, coupon, goods, loyalty, referral, restriction, threshold_discount
 from .base import Context, Kind, Outcome, Stage, Terms
 
 __all__ = ["KINDS", "Context", "Kind", "Outcome", "Stage", "Terms"]
@@ -27,11 +27,13 @@ KINDS: Mapping[str, Kind] = MappingProxyType(
             coupon.COUPON,
             coupon.ISSUE_COUPON,
             loyalty.ACCRUAL_PER_AMOUNT,
+            loyalty.ACCRUAL_PER_UNIT,
             loyalty.FAVOURITE_CATEGORIES,
             loyalty.COUNTER_REWARD,
             loyalty.COMPLIMENT_ACCRUAL,
             referral.REFERRAL_REWARD,
             referral.PRIZE_DRAW,
+            restriction.RESTRICTION,
         )
     }
 )

@@ -11,7 +11,9 @@ from ..goods import ALL_GOODS, GoodsSelector, parse_goods
 from ..model import Accrual
 from ..money import percent_of
 from .base import Context, Kind, Outcome
-from .common import n
+from .common import expiry, parse_lifetime
+from .common import pct as percent_text
+from .loyalty import accrual_base
 
 __all__ = ["KIND", "AccrualPercent", "parse"]
 
@@ -28,6 +30,7 @@ class AccrualPercent:
     lifetime_days: int | None = None
     accrue_on_bonus_paid: bool = False
     goods: GoodsSelector = ALL_GOODS
+    lifetime_months: int | None = None
 
     def index_keys(self) -> tuple[tuple[str, str], ...] | None:
         """Index keys of the goods (``None``: the whole receipt)."""
@@ -39,25 +42,26 @@ class AccrualPercent:
         if not ctx.receipt.card_no:
             return Outcome.skip("no card presented to credit")
         if self.min_total_minor is not None and total < self.min_total_minor:
-            return Outcome.skip(f"total {n(total)} below {n(self.min_total_minor)}")
+            return Outcome.skip(f"total {ctx.money(total)} below {ctx.money(self.min_total_minor)}")
         if self.max_total_minor is not None and total >= self.max_total_minor:
-            return Outcome.skip(f"total {n(total)} not below {n(self.max_total_minor)}")
-        if self.goods == ALL_GOODS:
+            return Outcome.skip(
+                f"total {ctx.money(total)} not below {ctx.money(self.max_total_minor)}"
+            )
+        goods = self.goods
+        if goods.is_all and not goods.has_exclusions:
             base = total if self.accrue_on_bonus_paid else total - ctx.bonus_to_spend
         else:
-            from .loyalty import accrual_base
-
-            base = accrual_base(ctx, self.goods, self.accrue_on_bonus_paid)
+            base = accrual_base(ctx, goods, self.accrue_on_bonus_paid)
         amount = percent_of(base, self.percent)
-        pct = format(self.percent.normalize(), "f")
+        pct = percent_text(self.percent)
         if amount <= 0:
-            return Outcome.skip(f"{pct} % of base {n(base)} rounds to 0")
+            return Outcome.skip(f"{pct} % of base {ctx.money(base)} rounds to 0")
         active_from = ctx.now_utc + timedelta(days=self.delay_days) if self.delay_days else None
-        expires_at = None
-        if self.lifetime_days is not None:
-            expires_at = (active_from or ctx.now_utc) + timedelta(days=self.lifetime_days)
+        expires_at = expiry(
+            active_from or ctx.now_utc, ctx.local_now, self.lifetime_days, self.lifetime_months
+        )
         accrual = Accrual(self.wallet, amount, promotion_id, active_from, expires_at)
-        detail = f"{pct} % of base {n(base)} = {n(amount)} to {self.wallet}"
+        detail = f"{pct} % of base {ctx.money(base)} = {ctx.points(self.wallet, amount)}"
         if active_from is not None:
             detail += f", active from {active_from.date().isoformat()}"
         return Outcome(
@@ -81,7 +85,7 @@ def parse(reader: FieldReader) -> AccrualPercent:
             f"expected an integer above min_total_minor {min_total}, got {max_total!r}",
         )
     delay_days = reader.int_("delay_days", 0, min_value=0, max_value=3660) or 0
-    lifetime_days = reader.int_("lifetime_days", None, min_value=1, max_value=36600)
+    lifetime_days, lifetime_months = parse_lifetime(reader)
     return AccrualPercent(
         percent=percent,
         wallet=wallet,
@@ -91,6 +95,7 @@ def parse(reader: FieldReader) -> AccrualPercent:
         lifetime_days=lifetime_days,
         accrue_on_bonus_paid=reader.bool_("accrue_on_bonus_paid", False),
         goods=parse_goods(reader),
+        lifetime_months=lifetime_months,
     )
 
 

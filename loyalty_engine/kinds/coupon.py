@@ -13,7 +13,7 @@ from ..goods import ALL_GOODS, GoodsSelector, parse_goods
 from ..model import Accrual, IssuedCoupon
 from ..money import allocate, percent_of
 from .base import Context, Kind, Outcome
-from .common import n, pct
+from .common import pct
 
 __all__ = ["COUPON", "ISSUE_COUPON", "Coupon", "IssueCoupon"]
 
@@ -90,7 +90,7 @@ class Coupon:
             if not ctx.receipt.card_no:
                 return Outcome.skip("no card presented to credit the coupon's bonus")
             accrual = Accrual(self.wallet, self.bonus_points, promotion_id)
-            detail = f"coupon {code}: {n(self.bonus_points)} to {self.wallet}"
+            detail = f"coupon {code}: {ctx.points(self.wallet, self.bonus_points)}"
             return Outcome(
                 applied=True,
                 detail=detail,
@@ -108,17 +108,17 @@ class Coupon:
             return Outcome.skip(f"coupon {code}: no goods it applies to")
         if self.percent is not None:
             amount = percent_of(base, self.percent)
-            what = f"{pct(self.percent)} % of {n(base)}"
+            what = f"{pct(self.percent)} % of {ctx.money(base)}"
         else:
             amount = min(base, self.amount_minor or 0)
-            what = f"{n(self.amount_minor or 0)} off {n(base)}"
+            what = f"{ctx.money(self.amount_minor or 0)} off {ctx.money(base)}"
         if amount <= 0:
             return Outcome.skip(f"coupon {code}: {what} rounds to 0")
         shares = allocate(amount, weights)
         values = {"percent": pct(self.percent)} if self.percent is not None else {}
         return Outcome(
             applied=True,
-            detail=f"coupon {code}: {what} = {n(amount)}",
+            detail=f"coupon {code}: {what} = {ctx.money(amount)}",
             amount=amount,
             line_discounts=tuple(shares),
             values=values,
@@ -134,11 +134,19 @@ def _parse_coupon(reader: FieldReader) -> Coupon:
         reader.problem("batch_prefix", f"expected 1..8 letters or digits, got {batch!r}")
     if not codes and not prefix and not batch:
         reader.problem("codes", "expected codes, signed_prefix or batch_prefix, got none")
-    given = [k for k in ("percent", "amount_minor", "bonus_points") if reader.has(k)]
+    # ``bonus`` (major units, "200.00") is what the constructor takes; ``bonus_points`` (minor
+    # units) is still read from promotions stored before, so they need no migration.
+    given = [k for k in ("percent", "amount_minor", "bonus", "bonus_points") if reader.has(k)]
     if len(given) != 1:
         reader.problem(
-            "percent", f"expected exactly one of percent, amount_minor, bonus_points, got {given}"
+            "percent",
+            f"expected exactly one of percent, amount_minor, bonus, bonus_points, got {given}",
         )
+    bonus_points = reader.int_("bonus_points", None, min_value=1)
+    if "bonus" in given:
+        bonus_points = reader.major("bonus")
+        if bonus_points is not None and bonus_points < 1:
+            reader.problem("bonus", "expected an amount above 0")
     percent = (
         reader.decimal("percent", low=Decimal(0), high=Decimal(100)) if "percent" in given else None
     )
@@ -150,7 +158,7 @@ def _parse_coupon(reader: FieldReader) -> Coupon:
         goods=parse_goods(reader),
         percent=percent,
         amount_minor=reader.int_("amount_minor", None, min_value=1),
-        bonus_points=reader.int_("bonus_points", None, min_value=1),
+        bonus_points=bonus_points,
         wallet=reader.str_("wallet", "bonus"),
     )
 
@@ -168,7 +176,9 @@ class IssueCoupon:
         if not ctx.coupon_key:
             return Outcome.skip("no coupon_key in the settings to sign coupons with")
         if ctx.total_minor < self.min_total_minor:
-            return Outcome.skip(f"total {n(ctx.total_minor)} below {n(self.min_total_minor)}")
+            return Outcome.skip(
+                f"total {ctx.money(ctx.total_minor)} below {ctx.money(self.min_total_minor)}"
+            )
         receipt = ctx.receipt
         serial = serial_for(
             receipt.store_id, receipt.receipt_id, promotion_id, ctx.now_utc.isoformat()

@@ -4,11 +4,12 @@ offers, compliment redemption, and price floors."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from decimal import Decimal
 
 from ..fields import FieldReader
 from ..goods import GoodsSelector, parse_goods
-from ..model import ReceiptLine
+from ..model import ComplimentPass, ReceiptLine
 from ..money import allocate, amount_for_quantity, percent_of
 from .base import Context, Kind, Outcome
 from .common import n, pct, units
@@ -35,24 +36,33 @@ __all__ = [
 _HUNDRED = Decimal(100)
 
 
-def _matching(ctx: Context, goods: GoodsSelector) -> list[int]:
-    return ctx.lines_of(goods)
-
-
 def _all_lines(ctx: Context, goods: GoodsSelector) -> list[int]:
     return [i for i, line in enumerate(ctx.receipt.lines) if goods.matches(line)]
 
 
-def _outcome(detail: str, shares: list[int], values: dict[str, str] | None = None) -> Outcome:
-    amount = sum(shares)
+def _outcome(
+    ctx: Context,
+    detail: str,
+    shares: list[int],
+    values: dict[str, str] | None = None,
+    *,
+    qty: list[int] | None = None,
+    touched: list[int] | None = None,
+) -> Outcome:
+    """Applied with ``shares`` per line; ``qty``: per line the milli-units discounted (default:
+    the whole line wherever a share is given)."""
+    amount = sum(shares) if touched is None else sum([shares[i] for i in touched])
     if amount <= 0:
         return Outcome.skip(f"{detail}: nothing to discount")
     return Outcome(
         applied=True,
-        detail=f"{detail} = {n(amount)}",
+        detail=f"{detail} = {ctx.money(amount)}",
         amount=amount,
-        line_discounts=tuple(shares),
+        # The rule's own list, never changed after (no copy per rule per receipt).
+        line_discounts=shares,
         values=values or {},
+        qty_milli=tuple(qty) if qty is not None else (),
+        touched=touched,
     )
 
 
@@ -72,31 +82,37 @@ class GoodsDiscount:
 
     def apply(self, promotion_id: str, ctx: Context) -> Outcome:
         """Discount every matching line."""
-        hits = _matching(ctx, self.goods)
+        hits = ctx.lines_of(self.goods)
         if not hits:
             return Outcome.skip("no matching goods")
-        qty = sum(ctx.receipt.lines[i].qty_milli for i in hits)
-        if qty < self.min_qty_milli:
-            return Outcome.skip(f"quantity {n(qty)} below {n(self.min_qty_milli)} milli-units")
-        shares = [0] * len(ctx.remaining)
+        lines = ctx.receipt.lines
+        if self.min_qty_milli:
+            qty = sum(lines[i].qty_milli for i in hits)
+            if qty < self.min_qty_milli:
+                return Outcome.skip(f"quantity {n(qty)} below {n(self.min_qty_milli)} milli-units")
+        remaining = ctx.remaining
+        shares = [0] * len(remaining)
+        touched = []
+        percent, off, fixed = self.percent, self.amount_off_minor, self.fixed_price_minor
         for i in hits:
-            line, base = ctx.receipt.lines[i], ctx.remaining[i]
-            if self.percent is not None:
-                shares[i] = percent_of(base, self.percent)
-            elif self.amount_off_minor is not None:
-                shares[i] = min(base, amount_for_quantity(line.qty_milli, self.amount_off_minor))
-            elif self.fixed_price_minor is not None:
-                shares[i] = max(
-                    0, base - amount_for_quantity(line.qty_milli, self.fixed_price_minor)
-                )
-        if self.percent is not None:
-            what = f"{pct(self.percent)} % off {len(hits)} line(s)"
-        elif self.amount_off_minor is not None:
-            what = f"{n(self.amount_off_minor)} off per unit on {len(hits)} line(s)"
+            base = remaining[i]
+            if percent is not None:
+                share = percent_of(base, percent)
+            elif off is not None:
+                share = min(base, amount_for_quantity(lines[i].qty_milli, off))
+            else:
+                share = max(0, base - amount_for_quantity(lines[i].qty_milli, fixed or 0))
+            if share:
+                shares[i] = share
+                touched.append(i)
+        if percent is not None:
+            what = f"{pct(percent)} % off {len(hits)} line(s)"
+        elif off is not None:
+            what = f"{ctx.money(off)} off per unit on {len(hits)} line(s)"
         else:
-            what = f"price {n(self.fixed_price_minor or 0)} per unit on {len(hits)} line(s)"
-        values = {"percent": pct(self.percent)} if self.percent is not None else {}
-        return _outcome(what, shares, values)
+            what = f"price {ctx.money(fixed or 0)} per unit on {len(hits)} line(s)"
+        values = {"percent": pct(percent)} if percent is not None else {}
+        return _outcome(ctx, what, shares, values, touched=touched)
 
 
 def _parse_goods_discount(reader: FieldReader) -> GoodsDiscount:
@@ -135,16 +151,29 @@ class Ladder:
         """Walk the units of each product in receipt order, each getting its step."""
         lines = ctx.receipt.lines
         by_product: dict[str, list[int]] = {}
-        for i in _matching(ctx, self.goods):
+        for i in ctx.lines_of(self.goods):
             by_product.setdefault(lines[i].product_id, []).append(i)
         shares = [0] * len(ctx.remaining)
+        qty = [0] * len(ctx.remaining)
+        last = len(self.steps) - 1
         for indexes in by_product.values():
-            for k, (price, i) in enumerate(units(lines, indexes)):
-                if k >= len(self.steps) and not self.repeat_last:
-                    break
-                shares[i] += percent_of(price, self.steps[min(k, len(self.steps) - 1)])
+            k = 0
+            for i in indexes:
+                # The line's units take the next steps; their rates add up and the line's
+                # discount is rounded once (a per-unit rounding drifts a kopeck per few units).
+                rate = Decimal(0)
+                for _ in range(lines[i].qty_milli // 1000):
+                    if k > last and not self.repeat_last:
+                        break
+                    step = self.steps[min(k, last)]
+                    rate += step
+                    if step:
+                        qty[i] += 1000
+                    k += 1
+                if rate:
+                    shares[i] = percent_of(lines[i].unit_price_minor, rate)
         steps = "/".join(pct(s) for s in self.steps)
-        return _outcome(f"ladder {steps} % on {len(by_product)} product(s)", shares)
+        return _outcome(ctx, f"ladder {steps} % on {len(by_product)} product(s)", shares, qty=qty)
 
 
 def _parse_ladder(reader: FieldReader) -> Ladder:
@@ -178,20 +207,30 @@ class BuyGet:
         """The cheapest ``fires * get`` units are rewarded, ``fires = units // (buy + get)``."""
         lines = ctx.receipt.lines
         groups: dict[str, list[int]] = {}
-        for i in _matching(ctx, self.goods):
+        for i in ctx.lines_of(self.goods):
             groups.setdefault(lines[i].product_id if self.per_product else "", []).append(i)
         shares = [0] * len(ctx.remaining)
+        qty = [0] * len(ctx.remaining)
+        prices = [0] * len(ctx.remaining)
         fires = 0
         for indexes in groups.values():
             pool = sorted(units(lines, indexes), key=lambda u: (-u[0], u[1]))
             times = len(pool) // (self.buy + self.get)
             fires += times
             for price, i in pool[len(pool) - times * self.get :] if times else ():
-                shares[i] += percent_of(price, self.percent)
+                qty[i] += 1000
+                prices[i] = price
+        # Rounded once per line: the line's rewarded units together.
+        for i, units_milli in enumerate(qty):
+            if units_milli:
+                shares[i] = percent_of(prices[i] * (units_milli // 1000), self.percent)
         if not fires:
             return Outcome.skip(f"fewer than {self.buy + self.get} matching units")
         return _outcome(
-            f"buy {self.buy} get {self.get} at {pct(self.percent)} % off, {fires} time(s)", shares
+            ctx,
+            f"buy {self.buy} get {self.get} at {pct(self.percent)} % off, {fires} time(s)",
+            shares,
+            qty=qty,
         )
 
 
@@ -256,10 +295,17 @@ class SetPrice:
         regular = sum(price for price, _ in chosen)
         discount = regular - sets * self.price_minor
         weights = [0] * len(ctx.remaining)
+        in_sets = [0] * len(ctx.remaining)
         for price, i in chosen:
             weights[i] += price
+            in_sets[i] += 1000
         shares = allocate(discount, weights)
-        return _outcome(f"{sets} set(s) at {n(self.price_minor)} instead of {n(regular)}", shares)
+        return _outcome(
+            ctx,
+            f"{sets} set(s) at {ctx.money(self.price_minor)} instead of {ctx.money(regular)}",
+            shares,
+            qty=in_sets,
+        )
 
 
 def _parse_set_price(reader: FieldReader) -> SetPrice:
@@ -300,7 +346,7 @@ class PersonalOffers:
             rate = best.get(line.product_id)
             if rate is not None and self.goods.matches(line):
                 shares[i] = percent_of(ctx.remaining[i], min(rate, self.max_percent))
-        return _outcome(f"personal offers on {sum(1 for s in shares if s)} line(s)", shares)
+        return _outcome(ctx, f"personal offers on {sum(1 for s in shares if s)} line(s)", shares)
 
 
 def _parse_personal(reader: FieldReader) -> PersonalOffers:
@@ -326,9 +372,15 @@ class PriceFloor:
         """The lowest amount ``line`` may be discounted to under this floor (0: no floor)."""
         if not self.goods.matches(line):
             return 0
-        floor = min(
-            line.amount_minor, amount_for_quantity(line.qty_milli, self.min_unit_price_minor)
-        )
+        return self.floor_of(line)
+
+    def floor_of(self, line: ReceiptLine) -> int:
+        """The floor of a line known to be among the goods."""
+        floor = 0
+        if self.min_unit_price_minor:
+            floor = min(
+                line.amount_minor, amount_for_quantity(line.qty_milli, self.min_unit_price_minor)
+            )
         if self.max_discount_percent is not None:
             floor = max(
                 floor, line.amount_minor - percent_of(line.amount_minor, self.max_discount_percent)
@@ -351,7 +403,9 @@ def _parse_floor(reader: FieldReader) -> PriceFloor:
 
 @dataclass(frozen=True, slots=True)
 class ComplimentRedeem:
-    """Each compliment spent makes one unit cost its floor, within per-product caps."""
+    """A compliment spent on a product buys a pass: for ``pass_days`` (a week) the product's
+    units cost their floor, up to the product's cap (``product_caps``, else ``default_cap``:
+    e.g. 10 bottles of milk, 1 whisky), counted across receipts by the pass in the state."""
 
     goods: GoodsSelector
     wallet: str = "compliment"
@@ -359,47 +413,92 @@ class ComplimentRedeem:
     product_caps: tuple[tuple[str, int], ...] = ()
     min_unit_price_minor: int = 0
     max_discount_percent: Decimal = _HUNDRED
+    pass_days: int = 7
 
     def index_keys(self) -> tuple[tuple[str, str], ...] | None:
         """Index keys of the goods."""
         return self.goods.index_keys()
 
+    def _saving(self, line: ReceiptLine, units: int) -> int:
+        """What ``units`` whole units of ``line`` save at their floor (rounded once)."""
+        regular = line.unit_price_minor * units
+        floor = max(
+            self.min_unit_price_minor * units,
+            regular - percent_of(regular, self.max_discount_percent),
+            (line.cost_minor or 0) * units,
+        )
+        return max(0, regular - floor)
+
     def apply(self, promotion_id: str, ctx: Context) -> Outcome:
-        """Spend the requested compliments on matching units, dearest saving first."""
-        wanted = ctx.spend.get(self.wallet, 0)
-        if wanted <= 0:
-            return Outcome.skip(f"no {self.wallet} to spend")
-        caps = dict(self.product_caps)
+        """Use the customer's passes still running, then open passes with the compliments
+        spent: on the products chosen (``pass_products``), else the biggest saving first."""
         lines = ctx.receipt.lines
-        candidates: list[tuple[int, int]] = []
-        for i in _matching(ctx, self.goods):
-            line = lines[i]
-            unit_floor = max(
-                self.min_unit_price_minor,
-                line.unit_price_minor
-                - percent_of(line.unit_price_minor, self.max_discount_percent),
-                line.cost_minor or 0,
-            )
-            saving = max(0, line.unit_price_minor - unit_floor)
-            if saving:
-                candidates.extend((saving, i) for _ in range(line.qty_milli // 1000))
-        candidates.sort(key=lambda c: (-c[0], c[1]))
-        used_per_product: dict[str, int] = {}
+        by_product: dict[str, list[int]] = {}
+        for i in ctx.lines_of(self.goods):
+            by_product.setdefault(lines[i].product_id, []).append(i)
+        customer = ctx.receipt.customer
+        running = {
+            p.product_id: p
+            for p in (customer.compliment_passes if customer is not None else ())
+            if p.promotion_id == promotion_id and p.active_at(ctx.now_utc)
+        }
         shares = [0] * len(ctx.remaining)
-        used = 0
-        for saving, i in candidates:
-            if used == wanted:
-                break
-            product_id = lines[i].product_id
-            if used_per_product.get(product_id, 0) >= caps.get(product_id, self.default_cap):
-                continue
-            used_per_product[product_id] = used_per_product.get(product_id, 0) + 1
-            shares[i] += saving
-            used += 1
-        if not used:
+        qty = [0] * len(ctx.remaining)
+        touched: list[ComplimentPass] = []
+
+        def use(product_id: str, left: int) -> int:
+            taken = 0
+            for i in by_product[product_id]:
+                units = min(left - taken, lines[i].qty_milli // 1000)
+                if units > 0:
+                    shares[i] += self._saving(lines[i], units)
+                    qty[i] += units * 1000
+                    taken += units
+            return taken
+
+        for product_id, running_pass in sorted(running.items()):
+            if product_id in by_product:
+                taken = use(product_id, running_pass.units - running_pass.used)
+                if taken:
+                    touched.append(replace(running_pass, used=running_pass.used + taken))
+        wanted = ctx.spend.get(self.wallet, 0)
+        caps = dict(self.product_caps)
+        candidates = [
+            (product_id, indexes)
+            for product_id, indexes in by_product.items()
+            if product_id not in running
+            and caps.get(product_id, self.default_cap) > 0
+            and self._saving(lines[indexes[0]], 1) > 0
+        ]
+        chosen = {product_id: k for k, product_id in enumerate(ctx.pass_products)}
+        candidates.sort(
+            key=lambda c: (
+                chosen.get(c[0], len(chosen)),
+                -self._saving(lines[c[1][0]], 1),
+                c[1][0],
+            )
+        )
+        opened = 0
+        until = ctx.now_utc + timedelta(days=self.pass_days)
+        for product_id, _ in candidates[:wanted]:
+            cap = caps.get(product_id, self.default_cap)
+            taken = use(product_id, cap)
+            touched.append(ComplimentPass(promotion_id, product_id, ctx.now_utc, until, cap, taken))
+            opened += 1
+        if not touched:
+            if wanted <= 0:
+                return Outcome.skip(f"no {self.wallet} to spend and no pass running")
             return Outcome.skip(f"no goods to spend {self.wallet} on")
-        out = _outcome(f"{used} {self.wallet}(s) spent", shares, {"wallet": self.wallet})
-        return replace(out, spent=((self.wallet, used),))
+        detail = f"{opened} {self.wallet}(s) spent on passes, {len(touched)} pass(es) used"
+        out = _outcome(ctx, detail, shares, {"wallet": self.wallet}, qty=qty)
+        if not out.applied and not opened:
+            return out
+        return replace(
+            out,
+            applied=True,
+            spent=((self.wallet, opened),) if opened else (),
+            passes=tuple(touched),
+        )
 
 
 def _parse_compliment_redeem(reader: FieldReader) -> ComplimentRedeem:
@@ -417,6 +516,7 @@ def _parse_compliment_redeem(reader: FieldReader) -> ComplimentRedeem:
         max_discount_percent=reader.decimal(
             "max_discount_percent", low=Decimal(0), high=_HUNDRED, default=_HUNDRED
         ),
+        pass_days=reader.int_("pass_days", 7, min_value=1, max_value=366) or 7,
     )
 
 
@@ -438,13 +538,15 @@ class WalletExchange:
         if wanted <= 0:
             return Outcome.skip(f"no {self.wallet} to spend")
         weights = [0] * len(ctx.remaining)
-        for i in _matching(ctx, self.goods):
+        for i in ctx.lines_of(self.goods):
             weights[i] = ctx.remaining[i]
         used = min(wanted, sum(weights) // self.value_minor)
         if used <= 0:
-            return Outcome.skip(f"goods left {n(sum(weights))} below one {self.wallet} unit")
+            return Outcome.skip(
+                f"goods left {ctx.money(sum(weights))} below one {self.wallet} unit"
+            )
         shares = allocate(used * self.value_minor, weights)
-        out = _outcome(f"{used} {self.wallet} x {n(self.value_minor)}", shares)
+        out = _outcome(ctx, f"{used} {self.wallet} x {ctx.money(self.value_minor)}", shares)
         return replace(out, values={"wallet": self.wallet}, spent=((self.wallet, used),))
 
 

@@ -1,10 +1,11 @@
-"""Loyalty rewards: points per amount spent (bonuses, chips, stickers), favourite categories,
-counter rewards (N-th purchase, welcome reward) and the compliment scheme's weekly accrual."""
+"""Loyalty rewards: points per amount spent (bonuses, chips, stickers), points per unit of given
+goods (stickers), favourite categories, counter rewards (N-th purchase, welcome reward) and the
+compliment scheme's weekly accrual."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
 from ..fields import FieldReader
@@ -12,25 +13,31 @@ from ..goods import ALL_GOODS, GoodsSelector, parse_goods
 from ..model import Accrual
 from ..money import percent_of, round_half_even
 from .base import Context, Kind, Outcome
-from .common import n, pct
+from .common import expiry, parse_lifetime, pct
 
 __all__ = [
     "ACCRUAL_PER_AMOUNT",
+    "ACCRUAL_PER_UNIT",
+    "BONUS",
     "COMPLIMENT_ACCRUAL",
     "COUNTER_REWARD",
     "FAVOURITE_CATEGORIES",
     "AccrualPerAmount",
+    "AccrualPerUnit",
     "ComplimentAccrual",
     "CounterReward",
+    "Credit",
     "FavouriteCategories",
     "accrual_base",
+    "parse_credit",
+    "parse_points",
     "timing",
 ]
 
 
 def accrual_base(ctx: Context, goods: GoodsSelector, accrue_on_bonus_paid: bool) -> int:
     """Amount left on the matching lines, less their share of the bonus paid unless configured."""
-    if goods.is_all and not goods.exclude_products and goods == ALL_GOODS:
+    if goods.is_all and not goods.has_exclusions:
         matched = ctx.total_minor
     else:
         matched = sum(ctx.remaining[i] for i in ctx.lines_of(goods))
@@ -40,44 +47,74 @@ def accrual_base(ctx: Context, goods: GoodsSelector, accrue_on_bonus_paid: bool)
 
 
 def timing(
-    ctx: Context, delay_days: int, lifetime_days: int | None
+    ctx: Context, delay_days: int, lifetime_days: int | None, lifetime_months: int | None = None
 ) -> tuple[datetime | None, datetime | None]:
-    """(active_from, expires_at) for a delay and a lifetime in days."""
+    """(active_from, expires_at) for a delay and a lifetime in days or calendar months."""
     active_from = ctx.now_utc + timedelta(days=delay_days) if delay_days else None
-    expires_at = None
-    if lifetime_days is not None:
-        expires_at = (active_from or ctx.now_utc) + timedelta(days=lifetime_days)
+    expires_at = expiry(active_from or ctx.now_utc, ctx.local_now, lifetime_days, lifetime_months)
     return active_from, expires_at
 
 
-def _credit(
-    promotion_id: str,
-    ctx: Context,
-    wallet: str,
-    amount: int,
-    detail: str,
-    delay_days: int,
-    lifetime_days: int | None,
-    values: dict[str, str] | None = None,
-) -> Outcome:
-    active_from, expires_at = timing(ctx, delay_days, lifetime_days)
-    accrual = Accrual(wallet, amount, promotion_id, active_from, expires_at)
-    if active_from is not None:
-        detail += f", active from {active_from.date().isoformat()}"
-    return Outcome(
-        applied=True,
-        detail=detail,
-        amount=amount,
-        accrual=accrual,
-        values={"wallet": wallet, **(values or {})},
-    )
+@dataclass(frozen=True, slots=True)
+class Credit:
+    """Where and when a reward is credited: wallet, delay, lifetime (days or months)."""
+
+    wallet: str = "bonus"
+    delay_days: int = 0
+    lifetime_days: int | None = None
+    lifetime_months: int | None = None
+
+    def outcome(
+        self,
+        promotion_id: str,
+        ctx: Context,
+        amount: int,
+        detail: str,
+        values: dict[str, str] | None = None,
+    ) -> Outcome:
+        """The applied outcome crediting ``amount`` to the wallet."""
+        active_from, expires_at = timing(
+            ctx, self.delay_days, self.lifetime_days, self.lifetime_months
+        )
+        accrual = Accrual(self.wallet, amount, promotion_id, active_from, expires_at)
+        if active_from is not None:
+            detail += f", active from {active_from.date().isoformat()}"
+        return Outcome(
+            applied=True,
+            detail=detail,
+            amount=amount,
+            accrual=accrual,
+            values={"wallet": self.wallet, **(values or {})},
+        )
 
 
-def _common(reader: FieldReader) -> tuple[str, int, int | None]:
-    wallet = reader.str_("wallet", "bonus")
+BONUS = Credit()
+"""Credited to the bonus wallet at once, never burning."""
+
+
+def parse_credit(reader: FieldReader, wallet: str = "bonus") -> Credit:
+    """``wallet``, ``delay_days`` and ``lifetime_days`` or ``lifetime_months``."""
+    name = reader.str_("wallet", wallet)
     delay_days = reader.int_("delay_days", 0, min_value=0, max_value=3660) or 0
-    lifetime_days = reader.int_("lifetime_days", None, min_value=1, max_value=36600)
-    return wallet, delay_days, lifetime_days
+    days, months = parse_lifetime(reader)
+    return Credit(name, delay_days, days, months)
+
+
+def parse_points(reader: FieldReader, wallet: str, *, default: int | None = None) -> int:
+    """``points`` (wallet units; bonus points are minor units, as stored before), or for the
+    bonus wallet ``bonus`` in major units (``"200.00"``, what the constructor takes)."""
+    if reader.has("bonus"):
+        if wallet != "bonus":
+            reader.problem("bonus", f"only for the bonus wallet, this rule credits {wallet!r}")
+        if reader.has("points"):
+            reader.problem("bonus", "expected only one of bonus, points")
+        amount = reader.major("bonus")
+        if amount is not None and amount < 1:
+            reader.problem("bonus", "expected an amount above 0")
+        return amount or 1
+    if default is None:
+        return reader.int_("points", min_value=1) or 1
+    return reader.int_("points", default, min_value=1) or 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +124,7 @@ class AccrualPerAmount:
     per_amount_minor: int
     points: int
     goods: GoodsSelector = ALL_GOODS
-    wallet: str = "bonus"
-    delay_days: int = 0
-    lifetime_days: int | None = None
+    credit: Credit = Credit()
     accrue_on_bonus_paid: bool = False
 
     def index_keys(self) -> tuple[tuple[str, str], ...] | None:
@@ -103,23 +138,65 @@ class AccrualPerAmount:
         base = accrual_base(ctx, self.goods, self.accrue_on_bonus_paid)
         amount = base // self.per_amount_minor * self.points
         if amount <= 0:
-            return Outcome.skip(f"base {n(base)} below {n(self.per_amount_minor)}")
+            return Outcome.skip(f"base {ctx.money(base)} below {ctx.money(self.per_amount_minor)}")
+        wallet = self.credit.wallet
         detail = (
-            f"{self.points} per {n(self.per_amount_minor)} of base {n(base)} = {n(amount)} "
-            f"to {self.wallet}"
+            f"{ctx.points(wallet, self.points)} per {ctx.money(self.per_amount_minor)} "
+            f"of base {ctx.money(base)} = {ctx.points(wallet, amount)}"
         )
-        return _credit(
-            promotion_id, ctx, self.wallet, amount, detail, self.delay_days, self.lifetime_days
-        )
+        return self.credit.outcome(promotion_id, ctx, amount, detail)
 
 
 def _parse_per_amount(reader: FieldReader) -> AccrualPerAmount:
     per = reader.int_("per_amount_minor", min_value=1) or 1
-    points = reader.int_("points", 1, min_value=1) or 1
+    credit = parse_credit(reader)
+    points = parse_points(reader, credit.wallet, default=1)
     goods = parse_goods(reader)
-    wallet, delay, lifetime = _common(reader)
-    return AccrualPerAmount(
-        per, points, goods, wallet, delay, lifetime, reader.bool_("accrue_on_bonus_paid", False)
+    return AccrualPerAmount(per, points, goods, credit, reader.bool_("accrue_on_bonus_paid", False))
+
+
+@dataclass(frozen=True, slots=True)
+class AccrualPerUnit:
+    """``points`` to ``wallet`` (e.g. stickers) for every whole unit of the goods bought."""
+
+    goods: GoodsSelector
+    points: int = 1
+    credit: Credit = Credit("stickers")
+    max_points: int | None = None
+
+    def index_keys(self) -> tuple[tuple[str, str], ...] | None:
+        """Index keys of the goods."""
+        return self.goods.index_keys()
+
+    def apply(self, promotion_id: str, ctx: Context) -> Outcome:
+        """Count whole units of the matching lines (a weighed line counts its whole units)."""
+        if not ctx.receipt.card_no:
+            return Outcome.skip("no card presented to credit")
+        lines = ctx.receipt.lines
+        units = sum(lines[i].qty_milli // 1000 for i in ctx.lines_of(self.goods))
+        amount = units * self.points
+        wallet = self.credit.wallet
+        detail = f"{ctx.points(wallet, self.points)} per unit x {units} unit(s)"
+        if self.max_points is not None and amount > self.max_points:
+            amount = self.max_points
+            detail += f", at most {ctx.points(wallet, self.max_points)}"
+        if amount <= 0:
+            return Outcome.skip("no whole unit of the goods bought")
+        return self.credit.outcome(
+            promotion_id, ctx, amount, f"{detail} = {ctx.points(wallet, amount)}"
+        )
+
+
+def _parse_per_unit(reader: FieldReader) -> AccrualPerUnit:
+    goods = parse_goods(reader)
+    if goods.is_all:
+        reader.problem("goods", "expected a selector naming the goods, got none")
+    credit = parse_credit(reader, "stickers")
+    return AccrualPerUnit(
+        goods,
+        parse_points(reader, credit.wallet, default=1),
+        credit,
+        reader.int_("max_points", None, min_value=1),
     )
 
 
@@ -130,9 +207,7 @@ class FavouriteCategories:
     percent: Decimal
     choices: tuple[tuple[str, tuple[str, ...]], ...]
     max_categories: int = 3
-    wallet: str = "bonus"
-    delay_days: int = 0
-    lifetime_days: int | None = None
+    credit: Credit = Credit()
 
     def apply(self, promotion_id: str, ctx: Context) -> Outcome:
         """Accrue on lines of the customer's favourite categories allowed for their segment."""
@@ -152,21 +227,14 @@ class FavouriteCategories:
         amount = percent_of(base, self.percent)
         if amount <= 0:
             return Outcome.skip(
-                f"{pct(self.percent)} % of favourite-category base {n(base)} rounds to 0"
+                f"{pct(self.percent)} % of favourite-category base {ctx.money(base)} rounds to 0"
             )
         detail = (
             f"{pct(self.percent)} % of favourite categories {', '.join(chosen)} "
-            f"base {n(base)} = {n(amount)}"
+            f"base {ctx.money(base)} = {ctx.points(self.credit.wallet, amount)}"
         )
-        return _credit(
-            promotion_id,
-            ctx,
-            self.wallet,
-            amount,
-            detail,
-            self.delay_days,
-            self.lifetime_days,
-            {"percent": pct(self.percent)},
+        return self.credit.outcome(
+            promotion_id, ctx, amount, detail, {"percent": pct(self.percent)}
         )
 
 
@@ -180,8 +248,7 @@ def _parse_favourites(reader: FieldReader) -> FavouriteCategories:
         for segment in sorted(sub.doc):
             choices.append((segment, sub.str_list(segment)))
     max_categories = reader.int_("max_categories", 3, min_value=1, max_value=100) or 1
-    wallet, delay, lifetime = _common(reader)
-    return FavouriteCategories(percent, tuple(choices), max_categories, wallet, delay, lifetime)
+    return FavouriteCategories(percent, tuple(choices), max_categories, parse_credit(reader))
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,9 +259,7 @@ class CounterReward:
     points: int
     at: int | None = None
     every: int | None = None
-    wallet: str = "bonus"
-    delay_days: int = 0
-    lifetime_days: int | None = None
+    credit: Credit = Credit()
 
     def apply(self, promotion_id: str, ctx: Context) -> Outcome:
         """This receipt counts as one more; reward on the configured value."""
@@ -205,29 +270,28 @@ class CounterReward:
             return Outcome.skip(f"{self.counter} becomes {value}, reward at {self.at}")
         if self.every is not None and value % self.every:
             return Outcome.skip(f"{self.counter} becomes {value}, reward every {self.every}")
-        detail = f"{self.counter} reaches {value}: {n(self.points)} to {self.wallet}"
-        return _credit(
-            promotion_id, ctx, self.wallet, self.points, detail, self.delay_days, self.lifetime_days
-        )
+        detail = f"{self.counter} reaches {value}: {ctx.points(self.credit.wallet, self.points)}"
+        return self.credit.outcome(promotion_id, ctx, self.points, detail)
 
 
 def _parse_counter(reader: FieldReader) -> CounterReward:
     counter = reader.str_("counter", "purchases")
-    points = reader.int_("points", min_value=1) or 1
+    credit = parse_credit(reader)
+    points = parse_points(reader, credit.wallet)
     at = reader.int_("at", None, min_value=1)
     every = reader.int_("every", None, min_value=1)
     if (at is None) == (every is None):
         reader.problem("at", "expected exactly one of at, every")
-    wallet, delay, lifetime = _common(reader)
-    return CounterReward(counter, points, at, every, wallet, delay, lifetime)
+    return CounterReward(counter, points, at, every, credit)
 
 
 @dataclass(frozen=True, slots=True)
 class ComplimentAccrual:
     """One compliment per ``per_amount_minor`` spent, ``weekly_cap`` a week, credited weekly.
 
-    The compliments earned are pending until next Monday 00:00 store time; the customer's
-    ``counters[week_counter]`` says how many were already earned this week.
+    The compliments earned are pending until the next ``credit_weekday`` (ISO, 1 = Monday)
+    00:00 store time; the customer's ``counters[week_counter]`` says how many were already
+    earned this week (the caller adds this receipt's to it).
     """
 
     per_amount_minor: int = 100_000
@@ -235,9 +299,11 @@ class ComplimentAccrual:
     wallet: str = "compliment"
     week_counter: str = "compliment_week"
     lifetime_days: int | None = None
+    credit_weekday: int = 1
+    lifetime_months: int | None = None
 
     def apply(self, promotion_id: str, ctx: Context) -> Outcome:
-        """Earn within the weekly cap; activate at the start of next week."""
+        """Earn within the weekly cap; activate on the next crediting day."""
         if not ctx.receipt.card_no:
             return Outcome.skip("no card presented to credit")
         customer = ctx.receipt.customer
@@ -246,22 +312,20 @@ class ComplimentAccrual:
         amount = min(room, ctx.total_minor // self.per_amount_minor)
         if amount <= 0:
             why = (
-                f"weekly cap {self.weekly_cap} reached"
+                f"weekly cap {self.weekly_cap} reached ({earned} earned this week)"
                 if not room
-                else (f"total {n(ctx.total_minor)} below {n(self.per_amount_minor)}")
+                else f"total {ctx.money(ctx.total_minor)} below {ctx.money(self.per_amount_minor)}"
             )
             return Outcome.skip(why)
         local = ctx.local_now
-        monday = local.date() + timedelta(days=7 - local.weekday())
-        active_from = datetime.combine(monday, time(0), tzinfo=local.tzinfo)
-        from datetime import UTC
-
-        active_utc = active_from.astimezone(UTC)
-        expires = active_utc + timedelta(days=self.lifetime_days) if self.lifetime_days else None
+        ahead = (self.credit_weekday - local.isoweekday()) % 7 or 7
+        day = local.date() + timedelta(days=ahead)
+        active_utc = datetime.combine(day, time(0), tzinfo=local.tzinfo).astimezone(UTC)
+        expires = expiry(active_utc, local, self.lifetime_days, self.lifetime_months)
         accrual = Accrual(self.wallet, amount, promotion_id, active_utc, expires)
         detail = (
-            f"{amount} {self.wallet}(s) for total {n(ctx.total_minor)} "
-            f"({earned} of {self.weekly_cap} this week), credited {monday.isoformat()}"
+            f"{amount} {self.wallet}(s) for total {ctx.money(ctx.total_minor)} "
+            f"({earned} of {self.weekly_cap} this week), credited {day.isoformat()}"
         )
         return Outcome(
             applied=True,
@@ -273,16 +337,20 @@ class ComplimentAccrual:
 
 
 def _parse_compliment(reader: FieldReader) -> ComplimentAccrual:
+    days, months = parse_lifetime(reader)
     return ComplimentAccrual(
         per_amount_minor=reader.int_("per_amount_minor", 100_000, min_value=1) or 1,
         weekly_cap=reader.int_("weekly_cap", 3, min_value=0, max_value=1000) or 0,
         wallet=reader.str_("wallet", "compliment"),
         week_counter=reader.str_("week_counter", "compliment_week"),
-        lifetime_days=reader.int_("lifetime_days", None, min_value=1, max_value=36600),
+        lifetime_days=days,
+        credit_weekday=reader.int_("credit_weekday", 1, min_value=1, max_value=7) or 1,
+        lifetime_months=months,
     )
 
 
 ACCRUAL_PER_AMOUNT = Kind("accrual_per_amount", "accrual", _parse_per_amount)
+ACCRUAL_PER_UNIT = Kind("accrual_per_unit", "accrual", _parse_per_unit)
 FAVOURITE_CATEGORIES = Kind("favourite_categories", "accrual", _parse_favourites)
 COUNTER_REWARD = Kind("counter_reward", "accrual", _parse_counter)
 COMPLIMENT_ACCRUAL = Kind("compliment_accrual", "accrual", _parse_compliment)

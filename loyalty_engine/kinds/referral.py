@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from ..fields import FieldReader
 from ..goods import ALL_GOODS, GoodsSelector, parse_goods
 from .base import Context, Kind, Outcome
-from .common import n
-from .loyalty import _common, _credit, accrual_base
+from .loyalty import BONUS, Credit, accrual_base, parse_credit, parse_points
 
 __all__ = ["PRIZE_DRAW", "REFERRAL_REWARD", "PrizeDraw", "ReferralReward"]
+
+
+_DRAW = Credit("draw_entries")
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,9 +26,7 @@ class ReferralReward:
     points: int
     counter: str = "purchases"
     min_total_minor: int = 0
-    wallet: str = "bonus"
-    delay_days: int = 0
-    lifetime_days: int | None = None
+    credit: Credit = BONUS
 
     def apply(self, promotion_id: str, ctx: Context) -> Outcome:
         """Credit once, on the first purchase of a customer who came with a referrer."""
@@ -39,21 +39,22 @@ class ReferralReward:
         if done:
             return Outcome.skip(f"{self.counter} is {done}: not the first purchase")
         if ctx.total_minor < self.min_total_minor:
-            return Outcome.skip(f"total {n(ctx.total_minor)} below {n(self.min_total_minor)}")
+            return Outcome.skip(
+                f"total {ctx.money(ctx.total_minor)} below {ctx.money(self.min_total_minor)}"
+            )
         detail = (
-            f"first purchase referred by {customer.referrer}: {n(self.points)} to {self.wallet}"
+            f"first purchase referred by {customer.referrer}: "
+            f"{ctx.points(self.credit.wallet, self.points)}"
         )
-        return _credit(
-            promotion_id, ctx, self.wallet, self.points, detail, self.delay_days, self.lifetime_days
-        )
+        return self.credit.outcome(promotion_id, ctx, self.points, detail)
 
 
 def _parse_referral(reader: FieldReader) -> ReferralReward:
-    points = reader.int_("points", min_value=1) or 1
+    credit = parse_credit(reader)
+    points = parse_points(reader, credit.wallet)
     counter = reader.str_("counter", "purchases")
     min_total = reader.int_("min_total_minor", 0, min_value=0) or 0
-    wallet, delay, lifetime = _common(reader)
-    return ReferralReward(points, counter, min_total, wallet, delay, lifetime)
+    return ReferralReward(points, counter, min_total, credit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +70,7 @@ class PrizeDraw:
     entries: int = 1
     max_entries: int | None = None
     goods: GoodsSelector = ALL_GOODS
-    wallet: str = "draw_entries"
-    delay_days: int = 0
-    lifetime_days: int | None = None
+    credit: Credit = _DRAW
     accrue_on_bonus_paid: bool = False
 
     def index_keys(self) -> tuple[tuple[str, str], ...] | None:
@@ -84,22 +83,20 @@ class PrizeDraw:
             return Outcome.skip("no card presented to credit draw entries")
         base = accrual_base(ctx, self.goods, self.accrue_on_bonus_paid)
         amount = base // self.per_amount_minor * self.entries
-        detail = f"draw {self.draw_id}: {self.entries} per {n(self.per_amount_minor)} of {n(base)}"
+        detail = (
+            f"draw {self.draw_id}: {self.entries} per {ctx.money(self.per_amount_minor)} "
+            f"of {ctx.money(base)}"
+        )
         if self.max_entries is not None and amount > self.max_entries:
             amount = self.max_entries
             detail += f", at most {self.max_entries}"
         if amount <= 0:
             return Outcome.skip(
-                f"draw {self.draw_id}: base {n(base)} below {n(self.per_amount_minor)}"
+                f"draw {self.draw_id}: base {ctx.money(base)} "
+                f"below {ctx.money(self.per_amount_minor)}"
             )
-        return _credit(
-            promotion_id,
-            ctx,
-            self.wallet,
-            amount,
-            f"{detail} = {amount} to {self.wallet}",
-            self.delay_days,
-            self.lifetime_days,
+        return self.credit.outcome(
+            promotion_id, ctx, amount, f"{detail} = {amount} to {self.credit.wallet}"
         )
 
 
@@ -109,18 +106,13 @@ def _parse_draw(reader: FieldReader) -> PrizeDraw:
     entries = reader.int_("entries", 1, min_value=1) or 1
     cap = reader.int_("max_entries", None, min_value=1)
     goods = parse_goods(reader)
-    wallet = reader.str_("wallet", "draw_entries")
-    delay = reader.int_("delay_days", 0, min_value=0, max_value=3660) or 0
-    lifetime = reader.int_("lifetime_days", None, min_value=1, max_value=36600)
     return PrizeDraw(
         draw_id,
         per,
         entries,
         cap,
         goods,
-        wallet,
-        delay,
-        lifetime,
+        parse_credit(reader, "draw_entries"),
         reader.bool_("accrue_on_bonus_paid", False),
     )
 

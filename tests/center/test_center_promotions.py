@@ -19,6 +19,7 @@ from center.promotions.constructor import (
     published_doc,
     sample_receipt,
 )
+from center.promotions.validation import Known
 from center.storage import Storage
 from loyalty_engine import Receipt, ReceiptLine, calculate, default_settings, load_promotion_set
 from sync_protocol import MasterDelta
@@ -70,10 +71,84 @@ def test_check_doc_names_every_bad_field() -> None:
     assert check_doc(threshold()) == ([], [])
 
 
-def test_check_doc_reports_unknown_fields_as_warnings() -> None:
-    problems, warnings = check_doc({**threshold(), "colour": "red"})
+def test_check_doc_refuses_unknown_fields_and_settings() -> None:
+    # At the Center an unknown field is an error naming it (it used to be a warning, and a
+    # typo went live); only an older register's parsing tolerates newer fields.
+    problems, _ = check_doc({**threshold(), "colour": "red"})
+    assert [(p.field, p.message) for p in problems] == [
+        ("colour", "unknown field for a threshold_discount rule")
+    ]
+    problems, _ = check_doc(threshold(), {"max_discount_shares": "0.2"})
+    assert [p.field for p in problems] == ["settings.max_discount_shares"]
+    assert problems[0].message.startswith("unknown setting (known: ")
+    # Other components' settings are dotted and none of the engine's business.
+    assert check_doc(threshold(), {"offline.max_spend_per_card_minor": "500"}) == ([], [])
+    tolerant = load_promotion_set(
+        [{**published_doc(threshold()), "colour": "red"}], version=1, settings={"x": "1"}
+    )
+    assert tolerant.warnings == ("promotion 'T5': unknown field 'colour' ignored",)
+
+
+def test_check_doc_against_managed_lists_and_rules_that_can_never_fire() -> None:
+    doc = {**threshold(), "place": {"formats": ["Discounter"], "regions": ["North"]}}
+    managed = Known(formats=frozenset({"discounter", "hyper"}), regions=frozenset({"south"}))
+    problems, _ = check_doc(doc, known=managed)
+    # "Discounter" is the managed "discounter" (case-insensitive); "North" is not a region.
+    assert [(p.field, p.message) for p in problems] == [
+        ("place.regions", "unknown region 'north' (managed list: south)")
+    ]
+    problems, warnings = check_doc(doc, known=Known(store_formats=frozenset({"hyper"})))
     assert problems == []
-    assert warnings == ["unknown field 'colour' ignored"]
+    assert warnings == [
+        "place.formats: no store has store format 'discounter': the rule can never fire in "
+        "such a store"
+    ]
+    tiered = {**threshold(), "tiers": ["gold"]}
+    assert check_doc(tiered)[1] == ["tiers: no tiers are defined: this rule can never fire"]
+    exchange = {
+        "promotion_id": "X",
+        "kind": "wallet_exchange",
+        "wallet": "stickers",
+        "value_minor": 100,
+    }
+    assert check_doc(exchange)[1] == [
+        "wallet: no live rule accrues 'stickers': nobody can have any to spend, "
+        "the rule can never fire"
+    ]
+    assert check_doc(exchange, known=Known(accrued_wallets=frozenset({"stickers"}))) == ([], [])
+    funded = {**threshold(), "funding": {"by": "supplier:acme", "budget_minor": 10_000}}
+    assert check_doc(funded)[1] == [
+        "funding.budget_minor: no budget state is kept for this campaign: a budget-funded "
+        "rule does not fire without it"
+    ]
+
+
+def test_bonus_amounts_in_major_units_and_the_old_minor_field() -> None:
+    coupon = {"promotion_id": "C", "kind": "coupon", "codes": ["GIFT"], "bonus": "200.00"}
+    assert check_doc(coupon) == ([], [])
+    old = {"promotion_id": "C", "kind": "coupon", "codes": ["GIFT"], "bonus_points": 20000}
+    # Stored before: still read (no migration needed), with a hint for the next edit.
+    assert check_doc(old)[0] == []
+    assert check_doc(old)[1] == [
+        "bonus_points: minor units (20000 = 200.00); the constructor takes bonus: '200.00'"
+    ]
+    both = [
+        load_promotion_set([published_doc(d)], version=1).promotions[0].terms for d in (coupon, old)
+    ]
+    assert [getattr(t, "bonus_points", None) for t in both] == [20000, 20000]
+    problems, _ = check_doc({**coupon, "bonus": "200.001"})
+    assert [(p.field, p.message) for p in problems] == [
+        ("bonus", "expected at most 2 decimal places, got '200.001'")
+    ]
+    welcome = {
+        "promotion_id": "W",
+        "kind": "counter_reward",
+        "counter": "purchases",
+        "at": 1,
+        "bonus": "100.00",
+    }
+    (promotion,) = load_promotion_set([published_doc(welcome)], version=1).promotions
+    assert getattr(promotion.terms, "points", None) == 10000
 
 
 def test_prepare_doc_owns_the_id_and_status() -> None:

@@ -176,3 +176,27 @@ async def test_roles_and_tokens_are_checked(
     status, _ = await call_center.call("POST", "/v1/promotions/T5/activate")
     assert status == 403
     assert storage.promotions.get_promotion("T5")["status"] == "draft"  # type: ignore[index]
+
+
+async def test_validate_refuses_a_mistyped_setting_and_warns_on_formats(
+    marketer: StaffApi, storage: Storage
+) -> None:
+    tables = master_tables()
+    tables["stores"][0]["format"] = "Discounter"
+    storage.feed.upsert_master(tables)
+    doc = {**threshold(), "place": {"formats": ["discounter", "hypermarket"]}}
+    status, body = await marketer.call("POST", "/v1/promotions/validate", doc)
+    assert (status, body["valid"]) == (200, True), body
+    # "discounter" is store 367's "Discounter"; no store is a hypermarket.
+    assert body["warnings"] == [
+        "place.formats: no store has store format 'hypermarket': the rule can never fire in "
+        "such a store"
+    ]
+    tables["settings"] = [{"name": "max_discount_shares", "value": "0.2"}]
+    storage.feed.upsert_master(tables)
+    status, body = await marketer.call("POST", "/v1/promotions/validate", doc)
+    assert (status, body["valid"]) == (200, False)
+    assert [p["field"] for p in body["problems"]] == ["settings.max_discount_shares"]
+    status, body = await marketer.call("POST", "/v1/promotions", doc)
+    assert status == 422
+    assert body["detail"].startswith("settings.max_discount_shares: unknown setting")

@@ -75,7 +75,7 @@ def test_schedule(
     )
     assert amount == (30 if applies else 0)
     assert line == (
-        "A3: applied: 3 % of base 1 000 = 30 to bonus" if applies else f"A3: skipped: {why}"
+        "A3: applied: 3 % of base 10.00 RUB = 0.30 bonus" if applies else f"A3: skipped: {why}"
     )
 
 

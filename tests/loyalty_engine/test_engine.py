@@ -29,13 +29,21 @@ NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 @pytest.mark.parametrize(
     ("amounts", "discount", "why"),
     [
-        ((4200,), 0, "T5: skipped: subtotal 4 200 below 5 000"),
-        ((4999, 1), 250, "T5: applied: subtotal 5 000 reached 5 000: 5 % of 5 000 = 250"),
-        ((9999,), 500, "T5: applied: subtotal 9 999 reached 5 000: 5 % of 9 999 = 500"),
+        ((4200,), 0, "T5: skipped: subtotal 42.00 RUB below 50.00 RUB"),
+        (
+            (4999, 1),
+            250,
+            "T5: applied: subtotal 50.00 RUB reached 50.00 RUB: 5 % of 50.00 RUB = 2.50 RUB",
+        ),
+        (
+            (9999,),
+            500,
+            "T5: applied: subtotal 99.99 RUB reached 50.00 RUB: 5 % of 99.99 RUB = 5.00 RUB",
+        ),
         (
             (3333, 2500, 5001),
             1083,
-            "T5: applied: subtotal 10 834 reached 10 000: 10 % of 10 834 = 1 083",
+            "T5: applied: subtotal 108.34 RUB reached 100.00 RUB: 10 % of 108.34 RUB = 10.83 RUB",
         ),
     ],
 )
@@ -96,7 +104,7 @@ def test_full_discount_never_goes_below_zero(
     calc = calculate(make_receipt(700, 300), load_promotion_set(docs, version=1))
     assert calc.total_minor == 0
     assert [line.discount_minor for line in calc.lines] == [700, 300]
-    assert calc.explanation[1] == "Y: skipped: 100 % of 0 rounds to 0"
+    assert calc.explanation[1] == "Y: skipped: 100 % of 0.00 RUB rounds to 0"
 
 
 def test_accrual_percent_basic(make_receipt: MakeReceipt, accrual_doc: MakeDoc) -> None:
@@ -143,9 +151,9 @@ def test_accrual_total_bounds(make_receipt: MakeReceipt, accrual_doc: MakeDoc) -
     assert calculate(make_receipt(999, card_no="C1"), promotions).accruals[0].amount == 5
     at_max = calculate(make_receipt(1000, card_no="C1"), promotions)
     assert at_max.accruals == ()
-    assert at_max.explanation == ("A3: skipped: total 1 000 not below 1 000",)
+    assert at_max.explanation == ("A3: skipped: total 10.00 RUB not below 10.00 RUB",)
     below = calculate(make_receipt(99, card_no="C1"), promotions)
-    assert below.explanation == ("A3: skipped: total 99 below 100",)
+    assert below.explanation == ("A3: skipped: total 0.99 RUB below 1.00 RUB",)
 
 
 def test_accrual_bounds_use_the_total_after_discounts(
@@ -177,15 +185,15 @@ def test_bonus_payable_max_is_capped_by_share_and_balance(make_receipt: MakeRece
         (
             {"card_no": "C1", "bonus_balance": 99999},
             5001,
-            "bonus_to_spend: 5 001 above bonus_payable_max 5 000 (at most 0.5 of total 10 000 "
-            "may be paid with bonus)",
+            "bonus_to_spend: 50.01 RUB above bonus_payable_max 50.00 RUB "
+            "(at most 0.5 of total 100.00 RUB may be paid with bonus)",
         ),
         (
             {"card_no": "C1", "bonus_balance": 100},
             101,
-            "bonus_to_spend: 101 above bonus_payable_max 100 (bonus balance is 100)",
+            "bonus_to_spend: 1.01 RUB above bonus_payable_max 1.00 RUB (bonus balance is 1.00 RUB)",
         ),
-        ({}, 1, "bonus_to_spend: 1 above bonus_payable_max 0 (no card presented)"),
+        ({}, 1, "bonus_to_spend: 0.01 RUB above bonus_payable_max 0.00 RUB (no card presented)"),
         (
             {"card_no": "C1", "bonus_balance": 100},
             -1,
@@ -313,6 +321,7 @@ def test_to_dict_matches_the_api_shape(make_receipt: MakeReceipt) -> None:
         "coupons_issued",
         "fired",
         "promo_qty_milli",
+        "passes",
     }
     assert data["lines"] == [
         {

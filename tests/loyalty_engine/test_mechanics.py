@@ -78,7 +78,7 @@ def test_goods_percent_with_selector_and_exclusion() -> None:
     )
     assert per_line(calc) == [20, 0, 0]
     assert calc.lines[0].discounts == (Discount("D10", 20),)
-    assert calc.explanation == ("D10: applied: 10 % off 1 line(s) = 20",)
+    assert calc.explanation == ("D10: applied: 10 % off 1 line(s) = 0.20 RUB",)
     check_sums(calc)
 
 
@@ -384,7 +384,7 @@ def test_compliments_one_per_1000_at_most_three_a_week_credited_weekly() -> None
     full = CustomerState(counters={"compliment_week": 3})
     capped = run(receipt(line(1, "A", 1, 500_000), card_no="C1", customer=full), doc)
     assert capped.accruals == ()
-    assert capped.explanation == ("COMP: skipped: weekly cap 3 reached",)
+    assert capped.explanation == ("COMP: skipped: weekly cap 3 reached (3 earned this week)",)
 
 
 def test_compliments_spent_with_product_caps_and_floor_at_cost() -> None:
@@ -403,9 +403,11 @@ def test_compliments_spent_with_product_caps_and_floor_at_cost() -> None:
         customer=customer,
     )
     calc = run(r, doc, spend={"compliment": 3})
-    # One whisky down to its cost (saving 2 000; cap 1), then two free milks.
-    assert per_line(calc) == [200, 2000]
-    assert [(m.wallet, m.kind, m.amount) for m in calc.movements] == [("compliment", "spent", 3)]
+    # A compliment buys a weekly pass on one product: whisky (biggest saving first) down to its
+    # cost on 1 unit (cap 1, saving 20.00), then milk free on all 3 units (cap 10, 3.00). The
+    # third compliment finds no other product: 2 are spent.
+    assert per_line(calc) == [300, 2000]
+    assert [(m.wallet, m.kind, m.amount) for m in calc.movements] == [("compliment", "spent", 2)]
     with pytest.raises(BonusSpendError, match=r"spend\['compliment'\]"):
         run(r, doc, spend={"compliment": 6})
 
@@ -526,11 +528,11 @@ def test_price_floor_and_never_below_cost() -> None:
     calc = run(r, disc, floor)
     assert per_line(calc) == [100, 50]
     assert calc.explanation[-1] == (
-        "D: applied: 20 % off 2 line(s) = 400, given 150 within floors and limits"
+        "D: applied: 20 % off 2 line(s) = 4.00 RUB, given 1.50 RUB within floors and limits"
     )
     blocked = run(receipt(line(1, "A", 1, 1000, cost_minor=1000)), disc)
     assert blocked.explanation == (
-        "D: skipped: 20 % off 1 line(s) = 200; nothing left above floors and limits",
+        "D: skipped: 20 % off 1 line(s) = 2.00 RUB; nothing left above floors and limits",
     )
     assert blocked.fired == ()
     pct_floor = promo("FL", "price_floor", 0, goods={"products": ["A"]}, max_discount_percent="5")

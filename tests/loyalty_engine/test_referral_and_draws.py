@@ -21,7 +21,7 @@ def test_a_referred_customers_first_purchase_earns_the_referral_bonus() -> None:
     assert calc.accruals[0].expires_at == NOW + timedelta(days=90)
     assert calc.fired == ("REF",)  # the caller credits the referrer from this
     assert calc.explanation == (
-        "REF: applied: first purchase referred by 2000000000011: 500 to bonus",
+        "REF: applied: first purchase referred by 2000000000011: 5.00 bonus",
     )
 
 
@@ -35,7 +35,7 @@ def test_a_referred_customers_first_purchase_earns_the_referral_bonus() -> None:
             1200,
             "purchases is 1: not the first purchase",
         ),
-        (CustomerState(referrer="R1"), "C9", 999, "total 999 below 1 000"),
+        (CustomerState(referrer="R1"), "C9", 999, "total 9.99 RUB below 10.00 RUB"),
         (CustomerState(referrer="R1"), None, 1200, "no card presented"),
     ],
 )
@@ -66,7 +66,7 @@ def test_prize_draw_entries_per_amount_spent_within_the_period() -> None:
     )
     assert [(a.wallet, a.amount) for a in calc.accruals] == [("draw_entries", 3)]
     assert calc.explanation == (
-        "DRAW: applied: draw spring-2025: 1 per 1 000 of 3 250 = 3 to draw_entries",
+        "DRAW: applied: draw spring-2025: 1 per 10.00 RUB of 32.50 RUB = 3 to draw_entries",
     )
     # 80.00: 8 entries capped at 5.
     big = run(receipt(line(1, "A", 8, 1000), card_no="C1"), DRAW)

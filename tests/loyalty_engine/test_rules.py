@@ -110,7 +110,8 @@ def test_every_problem_of_every_document_is_listed(
         "promotion 'A3': accrue_on_bonus_paid: expected true or false, got 'yes'",
         "promotion 'T5': steps: expected at least one step, got []",
         "promotion #2: promotion_id: required",
-        "promotion #2: kind: expected one of accrual_per_amount, accrual_percent, buy_get, ",
+        "promotion #2: kind: expected one of accrual_per_amount, accrual_per_unit, "
+        "accrual_percent, ",
         "promotion #2: priority: expected an integer between -1000000 and 1000000, got 'high'",
         "promotion #3: expected an object, got 'not a document'",
         "promotion 'A9': status: expected one of draft, active, archived, got 'live'",
