@@ -83,13 +83,13 @@ class PromotionRepository:
         rows = self.db.execute("SELECT name, value FROM settings ORDER BY name").fetchall()
         return {str(r[0]): str(r[1]) for r in rows}
 
-    def _managed_list(self, table: str) -> frozenset[str] | None:
-        """A managed list of names (table ``table``, column ``name``), casefolded; ``None``
-        while the chain manages none (then any name is accepted)."""
-        if not self.db.dialect.has_table(self.db.execute, table):
-            return None
-        rows = self.db.execute(f"SELECT name FROM {table}").fetchall()
-        return frozenset(str(r[0]).casefold() for r in rows if r[0])
+    def _managed_list(self, list_name: str) -> frozenset[str] | None:
+        """A managed list of names (`master_lists`, loaded with the master data), casefolded;
+        ``None`` while the chain manages none (then any name is accepted)."""
+        rows = self.db.execute(
+            "SELECT name FROM master_lists WHERE list_name = ?", (list_name,)
+        ).fetchall()
+        return frozenset(str(r[0]).casefold() for r in rows if r[0]) or None
 
     def _known(self) -> Known:
         stores = self.db.dialect.columns_of(self.db.execute, "stores")
@@ -107,8 +107,8 @@ class PromotionRepository:
             )
         live = [json.loads(r[0]) for r in self.db.execute("SELECT doc FROM promotions").fetchall()]
         return Known(
-            formats=self._managed_list("store_formats"),
-            regions=self._managed_list("regions"),
+            formats=self._managed_list("format"),
+            regions=self._managed_list("region"),
             store_formats=formats,
             store_regions=regions,
             # No tier definitions and no supplier budget ledger exist at the Center yet.

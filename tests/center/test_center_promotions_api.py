@@ -200,3 +200,18 @@ async def test_validate_refuses_a_mistyped_setting_and_warns_on_formats(
     status, body = await marketer.call("POST", "/v1/promotions", doc)
     assert status == 422
     assert body["detail"].startswith("settings.max_discount_shares: unknown setting")
+
+
+async def test_a_format_outside_the_chains_managed_list_is_an_error(
+    marketer: StaffApi, storage: Storage
+) -> None:
+    doc = {**threshold(), "place": {"formats": ["DISCOUNTER", "Hypermarket"]}}
+    # No managed list yet: any format is accepted (with a warning, no store has it).
+    status, body = await marketer.call("POST", "/v1/promotions/validate", doc)
+    assert (status, body["valid"]) == (200, True), body
+    storage.master.load_csv("formats", b"name\nDiscounter\n", actor="t", now=T0)
+    status, body = await marketer.call("POST", "/v1/promotions/validate", doc)
+    assert (status, body["valid"]) == (200, False), body
+    # "DISCOUNTER" is the list's "Discounter" (case-insensitive); "Hypermarket" is not listed.
+    assert [p["field"] for p in body["problems"]] == ["place.formats"]
+    assert "'hypermarket'" in body["problems"][0]["message"]
