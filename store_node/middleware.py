@@ -102,7 +102,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         found,
         credential=credential,
         method=request.method,
-        path=request.path,
+        # As sent (percent-encoded), like the signer: a decoded `%2F` would be a `/`.
+        path=request.rel_url.raw_path,
         query=canonical_query(list(request.query.items())),
         body=body,
         now_s=now.timestamp(),

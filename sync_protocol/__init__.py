@@ -1,5 +1,16 @@
 """sync_protocol v1: the msgpack wire format spoken between registers, store nodes and Center."""
 
+from .cards import (
+    CARD_RULE_SETTING,
+    DEFAULT_CARD_RULE,
+    CardRule,
+    InvalidCardNumber,
+    check_card_no,
+    ean13_check_digit,
+    luhn_check_digit,
+    normalise_card_no,
+    parse_card_rule,
+)
 from .checksum import canonical_row, replica_checksum
 from .codec import (
     CONTENT_TYPE,
@@ -36,6 +47,7 @@ from .errors import (
     UnsupportedVersion,
 )
 from .identifiers import ID_PATTERN, MAX_ID_LEN, check_identifier
+from .json_input import INT64_MAX, INT64_MIN, MAX_JSON_DEPTH, check_json_value, load_json
 from .messages import (
     Ack,
     Envelope,
@@ -62,6 +74,7 @@ from .signing import (
     TIMESTAMP_HEADER,
     NonceCache,
     SignedHeaders,
+    canonical_path,
     canonical_query,
     canonical_string,
     check_timestamp,
@@ -75,10 +88,15 @@ from .signing import (
 )
 
 __all__ = [
+    "CARD_RULE_SETTING",
     "CONTENT_TYPE",
+    "DEFAULT_CARD_RULE",
     "DEFAULT_LIMITS",
     "ID_PATTERN",
+    "INT64_MAX",
+    "INT64_MIN",
     "MAX_ID_LEN",
+    "MAX_JSON_DEPTH",
     "MESSAGE_TYPES",
     "NODE_HEADER",
     "NONCE_HEADER",
@@ -90,10 +108,12 @@ __all__ = [
     "Ack",
     "Backoff",
     "BadSignature",
+    "CardRule",
     "Classification",
     "Envelope",
     "FailureLog",
     "Heartbeat",
+    "InvalidCardNumber",
     "InvalidIdentifier",
     "Limits",
     "LineDiscount",
@@ -123,20 +143,28 @@ __all__ = [
     "UnsupportedVersion",
     "Verdict",
     "backoff_delay",
+    "canonical_path",
     "canonical_query",
     "canonical_row",
     "canonical_string",
     "chain_hash",
+    "check_card_no",
     "check_identifier",
+    "check_json_value",
     "check_timestamp",
     "classify_sale",
     "decode",
     "decode_sale",
     "decode_sale_batch",
+    "ean13_check_digit",
     "encode",
     "encode_sale",
     "encode_sale_batch",
+    "load_json",
+    "luhn_check_digit",
     "new_secret",
+    "normalise_card_no",
+    "parse_card_rule",
     "parse_signature_headers",
     "payload_chain_hash",
     "payload_fingerprint",

@@ -100,6 +100,9 @@ _OFFER_KEYS = frozenset(name for name, _ in _FAST_LAYOUT[SaleOffer])
 _SALE_KEYS = frozenset(name for name, _ in _FAST_LAYOUT[Sale])
 SALE_DEPTH = 5  # sale map, lines, line map, discounts, discount map (offers: 4)
 BATCH_DEPTH = 3 + SALE_DEPTH  # envelope, body, sales, then a sale
+_LO = -(2**63)
+_HI = 2**63 - 1
+"""Every integer of a sale fits a signed 64-bit column; beyond it the typed walk names it."""
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 """Exactly the strings s with str(uuid.UUID(s)) == s."""
 
@@ -168,6 +171,10 @@ def _fast_lines(lines: Any, omit: bool) -> tuple[list[dict[str, Any]], int, int]
             or (weighed is not True and weighed is not False)
             or (known is not True and known is not False)
             or line_no in seen
+            or not _LO <= line_no <= _HI
+            or not _LO <= qty <= _HI
+            or not _LO <= price <= _HI
+            or not _LO <= amount <= _HI
         ):
             raise Unusual
         seen.add(line_no)
@@ -186,7 +193,11 @@ def _fast_lines(lines: Any, omit: bool) -> tuple[list[dict[str, Any]], int, int]
                     raise Unusual
                 rule_id = item.rule_id
                 item_amount = item.amount_minor
-                if type(rule_id) is not str or type(item_amount) is not int:
+                if (
+                    type(rule_id) is not str
+                    or type(item_amount) is not int
+                    or not _LO <= item_amount <= _HI
+                ):
                     raise Unusual
                 discount += item_amount
                 items.append({"rule_id": rule_id, "amount_minor": item_amount})
@@ -210,7 +221,12 @@ def _fast_payments(payments: Any) -> tuple[list[dict[str, Any]], int]:
             raise Unusual
         method = payment.method
         amount = payment.amount_minor
-        if type(method) is not str or not method or type(amount) is not int:
+        if (
+            type(method) is not str
+            or not method
+            or type(amount) is not int
+            or not _LO <= amount <= _HI
+        ):
             raise Unusual
         paid += amount
         out.append({"method": method, "amount_minor": amount})
@@ -235,7 +251,7 @@ def _fast_movements(movements: Any, omit: bool) -> list[dict[str, Any]]:
             or type(kind) is not str
             or kind not in MOVEMENT_KINDS
             or type(amount) is not int
-            or amount < 0
+            or not 0 <= amount <= _HI
             or type(rule_id) is not str
         ):
             raise Unusual
@@ -300,13 +316,16 @@ def _check_usual_head(
         or type(register_id) is not str
         or not register_id
         or type(seq) is not int
-        or seq < 1
+        or not 1 <= seq <= _HI
         or (card_no is not None and type(card_no) is not str)
         or type(subtotal) is not int
         or type(discount) is not int
         or type(total) is not int
         or type(promo_version) is not int
-        or promo_version < 0
+        or not 0 <= promo_version <= _HI
+        or not _LO <= subtotal <= _HI
+        or not _LO <= discount <= _HI
+        or not _LO <= total <= _HI
         or type(prev_hash) is not str
         or (prev_hash and not HASH_RE.fullmatch(prev_hash))
         or not _UUID_RE.fullmatch(sale_id)
@@ -433,6 +452,10 @@ def _fast_read_lines(raw: Any) -> tuple[tuple[SaleLine, ...], int, int]:
             or (weighed is not True and weighed is not False)
             or (known is not True and known is not False)
             or line_no in seen
+            or not _LO <= line_no <= _HI
+            or not _LO <= qty <= _HI
+            or not _LO <= price <= _HI
+            or not _LO <= amount <= _HI
         ):
             raise Unusual
         seen.add(line_no)
@@ -448,7 +471,11 @@ def _fast_read_lines(raw: Any) -> tuple[tuple[SaleLine, ...], int, int]:
                     raise Unusual
                 rule_id = part["rule_id"]
                 part_amount = part["amount_minor"]
-                if type(rule_id) is not str or type(part_amount) is not int:
+                if (
+                    type(rule_id) is not str
+                    or type(part_amount) is not int
+                    or not _LO <= part_amount <= _HI
+                ):
                     raise Unusual
                 discount += part_amount
                 parts.append(LineDiscount(rule_id, part_amount))
@@ -467,7 +494,12 @@ def _fast_read_payments(raw: Any) -> tuple[tuple[Payment, ...], int]:
             raise Unusual
         method = item["method"]
         amount = item["amount_minor"]
-        if type(method) is not str or not method or type(amount) is not int:
+        if (
+            type(method) is not str
+            or not method
+            or type(amount) is not int
+            or not _LO <= amount <= _HI
+        ):
             raise Unusual
         paid += amount
         out.append(Payment(method, amount))
@@ -493,7 +525,7 @@ def _fast_read_movements(raw: Any) -> tuple[LoyaltyMovement, ...]:
             or type(kind) is not str
             or kind not in MOVEMENT_KINDS
             or type(amount) is not int
-            or amount < 0
+            or not 0 <= amount <= _HI
             or type(rule_id) is not str
         ):
             raise Unusual

@@ -66,7 +66,8 @@ async def _verify_node(request: web.Request) -> NodeIdentity:
         found,
         credential=credential,
         method=request.method,
-        path=request.path,
+        # As sent (percent-encoded), like the signer: a decoded `%2F` would be a `/`.
+        path=request.rel_url.raw_path,
         query=canonical_query(list(request.query.items())),
         body=body,
         now_s=now.timestamp(),

@@ -533,7 +533,7 @@ def _plain(value: Any) -> Any:
         ),
         (
             MasterSnapshot(1, {"products": ({"n": 2**64},)}),
-            "body.tables.products[0].n: integer out of msgpack range",
+            "body.tables.products[0].n: integer out of the signed 64-bit range",
         ),
         (Ack(accepted=(1,)), "body.accepted[0]: expected str, got int (1)"),  # type: ignore[arg-type]
         (Ack(accepted="abc"), "body.accepted: expected tuple, got str ('abc')"),  # type: ignore[arg-type]

@@ -179,7 +179,7 @@ def test_mutated_valid_messages_raise_only_protocol_errors(
 msgpack_values = st.recursive(
     st.none()
     | st.booleans()
-    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
     | st.floats()
     | st.text(max_size=10)
     | st.binary(max_size=10)
