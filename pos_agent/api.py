@@ -27,6 +27,7 @@ from pos_agent.inputs import (
 )
 from pos_agent.register import Priced, Register
 from pos_agent.uploader import Uploads
+from sync_protocol import ProtocolError
 
 __all__ = ["CONFIG", "DEVICES", "UPLOADER", "WORKER", "add_routes", "error_middleware"]
 
@@ -61,6 +62,10 @@ async def error_middleware(
         return response
     except RequestError as exc:
         return _error(exc.status, exc.kind, str(exc), getattr(exc, "field", None))
+    except ProtocolError as exc:
+        # A sale the wire cannot carry (an integer beyond 64 bits, say): encoding it failed
+        # inside the journal's transaction, so nothing was journaled.
+        return _error(422, "invalid", f"sale not recorded: {exc}", exc.path or None)
     except web.HTTPRequestEntityTooLarge:
         return _error(413, "too_large", f"body: larger than the {MAX_BODY_BYTES} bytes accepted")
     except web.HTTPException as exc:

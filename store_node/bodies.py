@@ -8,9 +8,18 @@ from typing import Any
 from aiohttp import web
 
 from store_node.errors import MalformedRequest, RequestTooLarge, UnsupportedMediaType
-from sync_protocol import MalformedMessage, load_json
+from sync_protocol import MalformedMessage, check_card_no, load_json
 
-__all__ = ["json_body"]
+__all__ = ["card_no_value", "json_body"]
+
+
+def card_no_value(value: Any, field: str = "card_no") -> str:
+    """A card number from a path or body by the one card-number rule (trimmed, digits);
+    400 naming `field` otherwise."""
+    try:
+        return check_card_no(value, where=field)
+    except MalformedMessage as exc:
+        raise MalformedRequest(f"{field}: {exc.problem}") from exc
 
 
 async def json_body(request: web.Request, *, max_bytes: int, empty: Any = None) -> Any:

@@ -10,6 +10,7 @@ from .cards import (
     luhn_check_digit,
     normalise_card_no,
     parse_card_rule,
+    sale_card_problem,
 )
 from .checksum import canonical_row, replica_checksum
 from .codec import (
@@ -170,6 +171,7 @@ __all__ = [
     "payload_fingerprint",
     "replica_checksum",
     "request_signature",
+    "sale_card_problem",
     "sale_fingerprint",
     "sign_headers",
     "signature_headers",

@@ -26,6 +26,7 @@ __all__ = [
     "luhn_check_digit",
     "normalise_card_no",
     "parse_card_rule",
+    "sale_card_problem",
 ]
 
 CARD_RULE_SETTING = "card_number_rule"
@@ -120,9 +121,7 @@ def normalise_card_no(value: Any, where: str = "card_no") -> str:
     return text
 
 
-def check_card_no(
-    value: Any, rule: CardRule = DEFAULT_CARD_RULE, where: str = "card_no"
-) -> str:
+def check_card_no(value: Any, rule: CardRule = DEFAULT_CARD_RULE, where: str = "card_no") -> str:
     """normalise_card_no, then the chain's format: the card number, or InvalidCardNumber."""
     text = normalise_card_no(value, where)
     if not rule.min_len <= len(text) <= rule.max_len:
@@ -132,3 +131,20 @@ def check_card_no(
         if len(text) < 2 or int(text[-1]) != digit:
             raise InvalidCardNumber(where, value, f"check digit wrong for {rule.describe()}")
     return text
+
+
+def sale_card_problem(card_no: str | None) -> str | None:
+    """Why a sale's card number cannot be booked as sent (naming card_no), or None.
+
+    A sale is stored and hashed as the register wrote it, so a receiver refuses a number that
+    is not already normal ("123 ") rather than booking it to a card that does not exist.
+    """
+    if card_no is None:
+        return None
+    try:
+        normal = normalise_card_no(card_no)
+    except InvalidCardNumber as exc:
+        return str(exc)
+    if normal != card_no:
+        return f"card_no: not normalised (surrounding whitespace), got {card_no[:40]!r}"
+    return None

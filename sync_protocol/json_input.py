@@ -84,9 +84,7 @@ def check_json_value(value: Any, *, root: str = "body", max_depth: int = MAX_JSO
                 for key, sub in item.items():
                     why = _bad_text(key)
                     if why is not None:
-                        raise MalformedMessage(
-                            _fmt(path, root), f"a key {why}", show_value=False
-                        )
+                        raise MalformedMessage(_fmt(path, root), f"a key {why}", show_value=False)
                     stack.append((sub, (*path, key)))
             else:
                 stack.extend((sub, (*path, i)) for i, sub in enumerate(item))

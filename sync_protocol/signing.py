@@ -106,7 +106,11 @@ def request_signature(
     canonical_path is applied here, on both sides)."""
     text = canonical_string(
         method=method,
-        path=canonical_path(path), query=query, timestamp=timestamp, nonce=nonce, body=body
+        path=canonical_path(path),
+        query=query,
+        timestamp=timestamp,
+        nonce=nonce,
+        body=body,
     )
     return hmac.new(secret.encode(), text.encode(), hashlib.sha256).hexdigest()
 

@@ -12,13 +12,21 @@ from aiohttp import web
 
 from center.errors import Forbidden, MalformedRequest, UnsupportedContentType
 from center.web.keys import EXECUTOR_KEY, IDENTITY_KEY
-from sync_protocol import CONTENT_TYPE, MalformedMessage, load_json
+from sync_protocol import (
+    CONTENT_TYPE,
+    DEFAULT_CARD_RULE,
+    CardRule,
+    MalformedMessage,
+    check_card_no,
+    load_json,
+)
 
 __all__ = [
     "ID_PATTERN",
     "MAX_BODY_BYTES",
     "MAX_ID_LEN",
     "card_no_param",
+    "card_no_value",
     "in_db",
     "iso",
     "json_body",
@@ -81,13 +89,18 @@ def parse_json(data: bytes) -> Any:
 
 
 def card_no_param(request: web.Request) -> str:
-    """The `{card_no}` of the path, checked as an identifier."""
-    card_no = request.match_info["card_no"]
-    if not ID_PATTERN.match(card_no):
-        raise MalformedRequest(
-            "card_no", f"expected 1..{MAX_ID_LEN} letters or digits, got {card_no!r}"
-        )
-    return card_no
+    """The `{card_no}` of the path, trimmed and checked by the one card-number rule
+    (sync_protocol.check_card_no); 400 naming card_no otherwise."""
+    return card_no_value(request.match_info["card_no"], "card_no")
+
+
+def card_no_value(value: Any, field: str, rule: CardRule = DEFAULT_CARD_RULE) -> str:
+    """A card number from a path or body, normalised and in `rule`'s format; 400 naming
+    `field` otherwise."""
+    try:
+        return check_card_no(value, rule, where=field)
+    except MalformedMessage as exc:
+        raise MalformedRequest(field, exc.problem) from exc
 
 
 def query_id(request: web.Request, name: str, *, required: bool = True) -> Any:

@@ -424,7 +424,9 @@ def test_broken_wire_sales_fail_exactly_as_in_the_reference(
 def test_an_int_msgpack_refuses_takes_the_walk_and_leaves_the_packer_usable() -> None:
     data = (FIXTURES / "sale_v1.msgpack").read_bytes()
     sale = decode_sale(data)
-    with pytest.raises(MalformedMessage, match=r"^sale\.seq: integer out of the signed 64-bit range"):
+    with pytest.raises(
+        MalformedMessage, match=r"^sale\.seq: integer out of the signed 64-bit range"
+    ):
         encode_sale(dataclasses.replace(sale, seq=2**64))
     assert encode_sale(sale) == data
 
