@@ -103,7 +103,9 @@ def load_json(
     if max_bytes is not None and len(data) > max_bytes:
         raise PayloadTooLarge(len(data), max_bytes)
     try:
-        value = json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
+        # UTF-8 only (RFC 8259): json.loads would guess UTF-16 from a stray \xff\xfe.
+        text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except MalformedMessage as exc:
         raise MalformedMessage(root, exc.problem) from None
     except RecursionError:
@@ -112,9 +114,9 @@ def load_json(
         raise MalformedMessage(root, f"not UTF-8 at byte {exc.start}") from None
     except json.JSONDecodeError as exc:
         raise MalformedMessage(
-            root, f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+            root, f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
         ) from None
     except ValueError as exc:
         # int() of more than sys.get_int_max_str_digits() digits, say.
-        raise MalformedMessage(root, f"not JSON: {str(exc)[:120]}") from None
+        raise MalformedMessage(root, f"not valid JSON ({str(exc)[:120]})") from None
     return check_json_value(value, root=root, max_depth=max_depth)
