@@ -8,9 +8,18 @@ from typing import Any
 from aiohttp import web
 
 from store_node.errors import MalformedRequest, RequestTooLarge, UnsupportedMediaType
-from sync_protocol import MalformedMessage, check_card_no, load_json
+from sync_protocol import MalformedMessage, check_card_no, check_json_value, load_json
 
-__all__ = ["card_no_value", "json_body"]
+__all__ = ["card_no_value", "check_path_and_query", "json_body"]
+
+
+def check_path_and_query(request: web.Request) -> None:
+    """400 naming the path part or query parameter that holds a NUL or a lone surrogate."""
+    try:
+        check_json_value(dict(request.match_info), root="path")
+        check_json_value(dict(request.query), root="query")
+    except MalformedMessage as exc:
+        raise MalformedRequest(str(exc)) from exc
 
 
 def card_no_value(value: Any, field: str = "card_no") -> str:

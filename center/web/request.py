@@ -18,6 +18,7 @@ from sync_protocol import (
     CardRule,
     MalformedMessage,
     check_card_no,
+    check_json_value,
     load_json,
 )
 
@@ -27,6 +28,7 @@ __all__ = [
     "MAX_ID_LEN",
     "card_no_param",
     "card_no_value",
+    "check_path_and_query",
     "in_db",
     "iso",
     "json_body",
@@ -86,6 +88,16 @@ def parse_json(data: bytes) -> Any:
         return load_json(data)
     except MalformedMessage as exc:
         raise MalformedRequest(exc.path or "body", exc.problem) from exc
+
+
+def check_path_and_query(request: web.Request) -> None:
+    """400 naming the path part or query parameter that holds a NUL or a lone surrogate: no
+    database stores them, and every handler reads these values."""
+    try:
+        check_json_value(dict(request.match_info), root="path")
+        check_json_value(dict(request.query), root="query")
+    except MalformedMessage as exc:
+        raise MalformedRequest(exc.path, exc.problem) from exc
 
 
 def card_no_param(request: web.Request) -> str:
