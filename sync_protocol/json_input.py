@@ -47,6 +47,34 @@ def _fmt(path: tuple[str | int, ...], root: str) -> str:
     return out
 
 
+def _deep_path(text: str, max_depth: int) -> tuple[str | int, ...]:
+    """The path of the first container nested deeper than `max_depth` in JSON text too deep
+    for json to parse (only called then: a plain scan of the characters)."""
+    frames: list[list[Any]] = []  # [kind, the key or index being read in it]
+    last = ""
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == '"':
+            end = i + 1
+            while end < len(text) and text[end] != '"':
+                end += 2 if text[end] == "\\" else 1
+            last = text[i + 1 : end]
+            i = end
+        elif ch == ":" and frames and frames[-1][0] == "{":
+            frames[-1][1] = last
+        elif ch == "," and frames and frames[-1][0] == "[":
+            frames[-1][1] += 1
+        elif ch in "[{":
+            if len(frames) >= max_depth:
+                break
+            frames.append([ch, 0 if ch == "[" else ""])
+        elif ch in "]}" and frames:
+            frames.pop()
+        i += 1
+    return tuple(frame[1] for frame in frames)
+
+
 def _bad_text(text: str) -> str | None:
     """Why a string cannot be stored, or None."""
     if "\x00" in text:
@@ -109,7 +137,8 @@ def load_json(
     except MalformedMessage as exc:
         raise MalformedMessage(root, exc.problem) from None
     except RecursionError:
-        raise MalformedMessage(root, f"nesting deeper than {max_depth}") from None
+        where = _deep_path(text, max_depth)
+        raise MalformedMessage(_fmt(where, root), f"nesting deeper than {max_depth}") from None
     except UnicodeDecodeError as exc:
         raise MalformedMessage(root, f"not UTF-8 at byte {exc.start}") from None
     except json.JSONDecodeError as exc:
