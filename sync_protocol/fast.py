@@ -137,7 +137,7 @@ def _fast_strs(values: Any, nonempty: bool) -> Any:
     if type(values) is not tuple and type(values) is not list:
         raise Unusual
     for value in values:
-        if type(value) is not str or (nonempty and not value):
+        if type(value) is not str or (nonempty and not value) or "\x00" in value:
             raise Unusual
     return values
 
@@ -164,6 +164,7 @@ def _fast_lines(lines: Any, omit: bool) -> tuple[list[dict[str, Any]], int, int]
         if (
             type(line_no) is not int
             or type(product_id) is not str
+            or "\x00" in product_id
             or type(qty) is not int
             or type(price) is not int
             or type(amount) is not int
@@ -195,6 +196,7 @@ def _fast_lines(lines: Any, omit: bool) -> tuple[list[dict[str, Any]], int, int]
                 item_amount = item.amount_minor
                 if (
                     type(rule_id) is not str
+                    or "\x00" in rule_id
                     or type(item_amount) is not int
                     or not _LO <= item_amount <= _HI
                 ):
@@ -224,6 +226,7 @@ def _fast_payments(payments: Any) -> tuple[list[dict[str, Any]], int]:
         if (
             type(method) is not str
             or not method
+            or "\x00" in method
             or type(amount) is not int
             or not _LO <= amount <= _HI
         ):
@@ -248,11 +251,13 @@ def _fast_movements(movements: Any, omit: bool) -> list[dict[str, Any]]:
         if (
             type(wallet) is not str
             or not wallet
+            or "\x00" in wallet
             or type(kind) is not str
             or kind not in MOVEMENT_KINDS
             or type(amount) is not int
             or not 0 <= amount <= _HI
             or type(rule_id) is not str
+            or "\x00" in rule_id
         ):
             raise Unusual
         wire: dict[str, Any] = {"wallet": wallet, "kind": kind, "amount": amount}
@@ -285,6 +290,7 @@ def _fast_offers(offers: Any) -> Any:
         if (
             type(offer_id) is not str
             or not offer_id
+            or "\x00" in offer_id
             or type(percent) is not str
             or not percent_ok(percent)
         ):
@@ -313,11 +319,13 @@ def _check_usual_head(
         type(sale_id) is not str
         or type(store_id) is not str
         or not store_id
+        or "\x00" in store_id
         or type(register_id) is not str
         or not register_id
+        or "\x00" in register_id
         or type(seq) is not int
         or not 1 <= seq <= _HI
-        or (card_no is not None and type(card_no) is not str)
+        or (card_no is not None and (type(card_no) is not str or "\x00" in card_no))
         or type(subtotal) is not int
         or type(discount) is not int
         or type(total) is not int
@@ -420,7 +428,7 @@ def _fast_read_strs(values: Any, nonempty: bool) -> tuple[str, ...]:
     if type(values) is not list:
         raise Unusual
     for value in values:
-        if type(value) is not str or (nonempty and not value):
+        if type(value) is not str or (nonempty and not value) or "\x00" in value:
             raise Unusual
     return tuple(values)
 
@@ -446,6 +454,7 @@ def _fast_read_lines(raw: Any) -> tuple[tuple[SaleLine, ...], int, int]:
         if (
             type(line_no) is not int
             or type(product_id) is not str
+            or "\x00" in product_id
             or type(qty) is not int
             or type(price) is not int
             or type(amount) is not int
@@ -473,6 +482,7 @@ def _fast_read_lines(raw: Any) -> tuple[tuple[SaleLine, ...], int, int]:
                 part_amount = part["amount_minor"]
                 if (
                     type(rule_id) is not str
+                    or "\x00" in rule_id
                     or type(part_amount) is not int
                     or not _LO <= part_amount <= _HI
                 ):
@@ -497,6 +507,7 @@ def _fast_read_payments(raw: Any) -> tuple[tuple[Payment, ...], int]:
         if (
             type(method) is not str
             or not method
+            or "\x00" in method
             or type(amount) is not int
             or not _LO <= amount <= _HI
         ):
@@ -522,11 +533,13 @@ def _fast_read_movements(raw: Any) -> tuple[LoyaltyMovement, ...]:
         if (
             type(wallet) is not str
             or not wallet
+            or "\x00" in wallet
             or type(kind) is not str
             or kind not in MOVEMENT_KINDS
             or type(amount) is not int
             or not 0 <= amount <= _HI
             or type(rule_id) is not str
+            or "\x00" in rule_id
         ):
             raise Unusual
         if active_from is not None:
@@ -549,6 +562,7 @@ def _fast_read_offers(raw: Any) -> tuple[SaleOffer, ...]:
         if (
             type(offer_id) is not str
             or not offer_id
+            or "\x00" in offer_id
             or type(percent) is not str
             or not percent_ok(percent)
         ):

@@ -23,6 +23,8 @@ _INT_MAX = 2**63 - 1
 """Every integer on the wire fits a signed 64-bit column (SQLite, PostgreSQL BIGINT): a value
 beyond it is refused here, naming its field, rather than failing in a database later."""
 
+_NUL = "contains a NUL character (no database stores it)"
+
 Decoder = Callable[[Any, Path], Any]
 Encoder = Callable[[Any, Path, bool], Any]
 
@@ -70,6 +72,8 @@ def _dec_int(value: Any, path: Path) -> int:
 def decode_str(value: Any, path: Path) -> str:
     if type(value) is not str:
         raise expected(path, "str", value)
+    if "\x00" in value:
+        raise MalformedMessage(fmt_path(path), _NUL)
     return value
 
 
@@ -99,7 +103,9 @@ def _dec_any(value: Any, path: Path) -> Any:
             _dec_any(item, (*path, key))
     elif kind is int:
         _dec_int(value, path)
-    elif kind not in (str, bool, float, bytes, type(None), datetime):
+    elif kind is str:
+        decode_str(value, path)
+    elif kind not in (bool, float, bytes, type(None), datetime):
         raise MalformedMessage(fmt_path(path), f"unsupported value of type {wire_name(value)}")
     return value
 
@@ -195,6 +201,8 @@ def _enc_int(value: Any, path: Path, omit: bool) -> int:
 def _enc_str(value: Any, path: Path, omit: bool) -> str:
     if type(value) is not str:
         raise expected(path, "str", value)
+    if "\x00" in value:
+        raise MalformedMessage(fmt_path(path), _NUL)
     return value
 
 
@@ -234,7 +242,9 @@ def _enc_any(value: Any, path: Path, omit: bool) -> Any:
         return _enc_int(value, path, omit)
     if isinstance(value, datetime):
         return encode_datetime(value, path, omit)
-    if kind in (str, bool, float, bytes, type(None)):
+    if kind is str:
+        return _enc_str(value, path, omit)
+    if kind in (bool, float, bytes, type(None)):
         return value
     raise MalformedMessage(fmt_path(path), f"cannot encode a value of type {wire_name(value)}")
 

@@ -136,3 +136,28 @@ def test_a_sale_beyond_64_bits_never_reaches_the_database(storage: Storage) -> N
     raw["loyalty"][0]["amount"] = 2**63
     with pytest.raises(MalformedMessage, match=r"^sale\.loyalty\[0\]\.amount: integer out"):
         decode_sale(msgpack.packb(raw, datetime=True))
+
+
+async def test_a_sale_with_a_nul_in_a_string_is_refused_on_both_backends(
+    tmp_path: Path, storage: Storage
+) -> None:
+    """PostgreSQL text cannot hold NUL: the wire decoder refuses it, naming the field."""
+    from sync_protocol import SaleBatch, encode
+
+    storage.feed.upsert_master(master_tables())
+    import msgpack
+
+    sale = make_sale(7, card_no=CARD, accrue=3)
+    raw = msgpack.unpackb(encode(SaleBatch((sale,)), sender="367", sent_at=T0), timestamp=3)
+    raw["body"]["sales"][0]["lines"][0]["product_id"] = "10\x0000"  # as an older sender could
+    body = msgpack.packb(raw, datetime=True)
+    (tmp_path / "open").mkdir()
+    config = load_config(write_config(tmp_path / "open", signatures=False))
+    async with TestClient(TestServer(create_app(config, storage, clock=lambda: T0))) as client:
+        response = await client.post(
+            "/v1/ingest", data=body, headers={"Content-Type": "application/x-msgpack"}
+        )
+        answer = await response.json()
+    assert response.status == 400, answer
+    assert answer["detail"].startswith("body.sales[0].lines[0].product_id: contains a NUL")
+    assert storage.sales.load_sale(sale.sale_id) is None
