@@ -27,6 +27,7 @@ from pos_agent.inputs import (
 )
 from pos_agent.register import Priced, Register
 from pos_agent.uploader import Uploads
+from sync_protocol import MalformedMessage, ProtocolError, check_json_value
 
 __all__ = ["CONFIG", "DEVICES", "UPLOADER", "WORKER", "add_routes", "error_middleware"]
 
@@ -57,10 +58,21 @@ async def error_middleware(
 ) -> web.StreamResponse:
     """Every refusal becomes {"error": kind, "detail": message naming the field} with a 4xx."""
     try:
+        if request.match_info.http_exception is None:
+            check_json_value(dict(request.match_info), root="path")
+            check_json_value(dict(request.query), root="query")
         response: web.StreamResponse = await handler(request)
         return response
     except RequestError as exc:
         return _error(exc.status, exc.kind, str(exc), getattr(exc, "field", None))
+    except MalformedMessage as exc:
+        if exc.path.startswith(("path", "query")):
+            return _error(400, "malformed", str(exc), exc.path)
+        return _error(422, "invalid", f"sale not recorded: {exc}", exc.path or None)
+    except ProtocolError as exc:
+        # A sale the wire cannot carry (an integer beyond 64 bits, say): encoding it failed
+        # inside the journal's transaction, so nothing was journaled.
+        return _error(422, "invalid", f"sale not recorded: {exc}", exc.path or None)
     except web.HTTPRequestEntityTooLarge:
         return _error(413, "too_large", f"body: larger than the {MAX_BODY_BYTES} bytes accepted")
     except web.HTTPException as exc:

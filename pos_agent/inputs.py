@@ -13,11 +13,12 @@ from typing import Any
 
 from pos_agent.errors import InvalidField, MalformedRequest, UnsupportedMediaType
 from pos_agent.receipts import MAX_LINES, LineInput, PaymentInput
-from sync_protocol import MAX_ID_LEN
+from sync_protocol import MAX_ID_LEN, MalformedMessage, check_card_no, load_json
 
 __all__ = [
     "MAX_BODY_BYTES",
     "Pricing",
+    "card_no_of",
     "parse_body",
     "parse_calculate",
     "parse_card",
@@ -50,10 +51,6 @@ def _show(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def parse_body(body: bytes, content_type: str | None) -> Any:
     """Decode a JSON body (an empty body counts as {}); MalformedRequest if it is not JSON."""
     if content_type is not None:
@@ -65,17 +62,9 @@ def parse_body(body: bytes, content_type: str | None) -> Any:
     if not body.strip():
         return {}
     try:
-        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
-    except UnicodeDecodeError as exc:
-        raise MalformedRequest(f"body: not UTF-8 at byte {exc.start}") from exc
-    except json.JSONDecodeError as exc:
-        raise MalformedRequest(
-            f"body: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
-        ) from exc
-    except ValueError as exc:
-        raise MalformedRequest(f"body: {exc}") from exc
-    except RecursionError as exc:
-        raise MalformedRequest("body: JSON nested too deeply") from exc
+        return load_json(body, root="body")
+    except MalformedMessage as exc:
+        raise MalformedRequest(str(exc)) from exc
 
 
 def _join(path: str, key: str) -> str:
@@ -167,9 +156,17 @@ def parse_lines(body: Any) -> list[LineInput]:
 
 
 def parse_card(body: Any) -> str:
-    """{"card_no": str} -> the card number."""
+    """{"card_no": str} -> the card number, trimmed and checked (sync_protocol.check_card_no)."""
     doc = _object(body, "", {"card_no"}, {"card_no"})
-    return _text(doc["card_no"], "card_no")
+    return card_no_of(doc["card_no"])
+
+
+def card_no_of(value: Any, field: str = "card_no") -> str:
+    """The one card-number rule at the register: trimmed, digits, the chain's format."""
+    try:
+        return check_card_no(value, where=field)
+    except MalformedMessage as exc:
+        raise InvalidField(field, exc.problem) from exc
 
 
 MAX_COUPON_CHARS = 64

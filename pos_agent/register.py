@@ -42,7 +42,17 @@ from pos_agent.receipts import CouponUsed, LineInput, OpenLine, OpenReceipt, Pay
 from pos_agent.replica import Card, CardCoupon, CardOffer, Replica
 from pos_agent.sales import numbered, unnumbered_sale
 from pos_agent.storelink import StoreLink
-from sync_protocol import CardState, Sale, fold_sales, state_view
+from sync_protocol import (
+    CARD_RULE_SETTING,
+    DEFAULT_CARD_RULE,
+    CardState,
+    MalformedMessage,
+    Sale,
+    check_card_no,
+    fold_sales,
+    parse_card_rule,
+    state_view,
+)
 
 __all__ = ["Authorization", "CardView", "Clock", "Priced", "Register", "utc_now"]
 
@@ -211,6 +221,7 @@ class Register:
         A card the replica does not hold is looked up at the store node (online) and kept.
         """
         receipt = self.receipt(receipt_id)
+        card_no = self.check_card_no(card_no)
         card = self.replica.card(card_no)
         if self.link is not None:
             # Also for a card the replica holds: the store node's answer counts the sales of
@@ -233,6 +244,19 @@ class Register:
             coupons=card.coupons_at(now) if card else (),
             personal_offers=tuple(o for o in card.personal_offers if o.active(now)) if card else (),
         )
+
+    def check_card_no(self, card_no: str) -> str:
+        """The card number trimmed and in the chain's format (setting card_number_rule);
+        InvalidField naming card_no otherwise, before anything is looked up or kept."""
+        try:
+            rule = parse_card_rule(self.replica.setting(CARD_RULE_SETTING))
+        except ValueError as exc:
+            log.warning("chain setting %s ignored: %s", CARD_RULE_SETTING, exc)
+            rule = DEFAULT_CARD_RULE
+        try:
+            return check_card_no(card_no, rule)
+        except MalformedMessage as exc:
+            raise InvalidField("card_no", exc.problem) from exc
 
     def _look_up(self, card_no: str, *, known: bool = False) -> Card | None:
         """The store node's row of the card, kept (None: unknown there, or not answered).

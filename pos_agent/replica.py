@@ -573,6 +573,11 @@ class Replica:
             return ""
         return _text(row.get("format") or row.get("store_format"))
 
+    def setting(self, name: str) -> str | None:
+        """One chain setting's value, or None when the chain has not set it."""
+        row = self._row("settings", name)
+        return None if row is None else _text(row.get("value"))
+
     def promotion_source(self) -> tuple[int, list[dict[str, Any]], dict[str, str]]:
         """(master_version, rule documents, chain settings), read as one consistent snapshot."""
         with self.db.atomic():

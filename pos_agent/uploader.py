@@ -47,6 +47,9 @@ __all__ = ["Uploader", "UploaderStatus", "Uploads"]
 
 log = logging.getLogger(__name__)
 
+PERMANENT_REFUSALS = (400, 422)
+"""Answers of POST /v1/sales that refuse the sale's bytes for good (malformed, wrong type)."""
+
 _DISCOVERY_WAIT_S = 3.0
 
 
@@ -388,6 +391,21 @@ class _Link:
         if response.status_code == 413 and limit > 1:
             self.owner._batch_limit = max(1, limit // 2)
             raise UploadError(f"{what}: batch of {len(sales)} too large; halving it")
+        if response.status_code in PERMANENT_REFUSALS:
+            # The node says the bytes themselves are wrong: resending cannot help. Halve the
+            # batch until the refused sale is alone, then flag it (kept, never resent).
+            if len(sales) > 1:
+                self.owner._batch_limit = max(1, min(limit, len(sales)) // 2)
+                raise UploadError(
+                    f"{what}: batch of {len(sales)} refused with HTTP {response.status_code}; "
+                    "halving it to find the sale"
+                )
+            reason = f"store node refused it: HTTP {response.status_code} {response.text[:300]}"
+            log.error(
+                "sale %s seq %d: %s (kept, not resent)", sales[0].sale_id, sales[0].seq, reason
+            )
+            self.journal.settle((), [(sales[0].sale_id, reason)], master_version=0)
+            return True
         self._check(response, what)
         try:
             ack = decode(response.content, expect=Ack).message

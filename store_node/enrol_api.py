@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 
 from aiohttp import web
@@ -11,10 +10,8 @@ from aiohttp import web
 from store_node.auth import (
     Forbidden,
 )
-from store_node.errors import (
-    MalformedRequest,
-    UnsupportedMediaType,
-)
+from store_node.bodies import json_body
+from store_node.errors import MalformedRequest
 from store_node.keys import (
     AUTH_KEY,
     CLOCK_KEY,
@@ -35,17 +32,7 @@ def add_routes(app: web.Application) -> None:
 
 async def post_enrol(request: web.Request) -> web.StreamResponse:
     """Exchange a one-time register enrolment token for a node id and secret (shown once)."""
-    if request.content_type != "application/json":
-        raise UnsupportedMediaType(
-            f"Content-Type: expected application/json, got {request.content_type or 'nothing'!r}"
-        )
-    data = await request.read()
-    if len(data) > MAX_ENROL_BYTES:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_ENROL_BYTES, actual_size=len(data))
-    try:
-        body = json.loads(data)
-    except ValueError as exc:
-        raise MalformedRequest(f"body: not JSON: {exc}") from exc
+    body = await json_body(request, max_bytes=MAX_ENROL_BYTES)
     token = body.get("token") if isinstance(body, dict) else None
     if not isinstance(token, str) or not 1 <= len(token) <= 256:
         raise MalformedRequest("body.token: expected the enrolment token string")

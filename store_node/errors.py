@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "CenterRefused",
     "CenterTooLarge",
     "CenterUnavailable",
     "ConfigError",
@@ -144,3 +145,7 @@ class CenterUnavailable(StoreNodeError):
 
 class CenterTooLarge(CenterUnavailable):
     """The Center refused a request body as too large (HTTP 413)."""
+
+
+class CenterRefused(CenterUnavailable):
+    """The Center refused a batch's bytes for good (HTTP 400 or 422): resending cannot help."""

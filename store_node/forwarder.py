@@ -18,7 +18,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from store_node.config import Config
 from store_node.credentials import Credentials, load_credentials
-from store_node.errors import CenterTooLarge, CenterUnavailable
+from store_node.errors import CenterRefused, CenterTooLarge, CenterUnavailable
 from store_node.master_cache import MasterGap
 from store_node.salesbox import BoxWorker, RegisterState, SalesBox
 from sync_protocol import (
@@ -31,6 +31,7 @@ from sync_protocol import (
     MasterDelta,
     MasterSnapshot,
     ProtocolError,
+    Rejection,
     decode,
     encode,
     encode_sale_batch,
@@ -236,6 +237,28 @@ class Forwarder:
                 return settled
             try:
                 ack = await self._post_batch(body)
+            except CenterRefused as exc:
+                # Halve until the refused sale is alone, then reject it (kept, reported,
+                # never resent) so that the sales behind it move on.
+                if len(ids) > 1:
+                    self.batch_size = max(1, len(ids) // 2)
+                    log.warning("%s; sending at most %d sales per batch", exc, self.batch_size)
+                    continue
+                reason = f"the Center refused it: {exc}"[:500]
+                log.error("sale %s of register %s: %s", ids[0], registers[ids[0]], reason)
+                changed = await self.worker.run(
+                    partial(
+                        SalesBox.settle,
+                        forwarded=[],
+                        rejected=[Rejection(ids[0], reason)],
+                        now=self.clock(),
+                    )
+                )
+                if not changed:
+                    return settled
+                settled += changed
+                self.batch_size = self.config.center.batch_size
+                continue
             except CenterTooLarge as exc:
                 if self.batch_size > 1:
                     self.batch_size = max(1, self.batch_size // 2)
@@ -291,6 +314,10 @@ class Forwarder:
             answer = await response.read()
             if response.status == 413:
                 raise CenterTooLarge(f"POST {url}: HTTP 413 for a batch of {len(body)} bytes")
+            if response.status in (400, 422):
+                raise CenterRefused(
+                    f"POST {url}: HTTP {response.status} {answer[:300].decode(errors='replace')}"
+                )
             if response.status != 200:
                 raise CenterUnavailable(
                     f"POST {url}: HTTP {response.status} {answer[:200].decode(errors='replace')}"

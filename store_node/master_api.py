@@ -12,6 +12,7 @@ from urllib.parse import quote
 import aiohttp
 from aiohttp import web
 
+from store_node.bodies import card_no_value
 from store_node.errors import MalformedRequest, NotReady, UnknownCard
 from store_node.keys import CLOCK_KEY, CONFIG_KEY, FORWARDER_KEY, WORKER_KEY
 from sync_protocol import CONTENT_TYPE, encode
@@ -22,7 +23,6 @@ log = logging.getLogger(__name__)
 
 CENTER_LOOKUP_TIMEOUT_S = 3.0
 """A register waits on a card lookup with a customer at the till: fail fast to offline."""
-MAX_CARD_NO = 64
 
 
 def add_routes(app: web.Application) -> None:
@@ -53,9 +53,7 @@ async def get_master(request: web.Request) -> web.StreamResponse:
 
 async def get_card(request: web.Request) -> web.StreamResponse:
     """GET /v1/cards/{card_no}: the replica's card, else the Center's answer (cached)."""
-    card_no = request.match_info["card_no"]
-    if not card_no or len(card_no) > MAX_CARD_NO or not card_no.isprintable():
-        raise MalformedRequest(f"card_no: expected 1..{MAX_CARD_NO} characters, got {card_no!r}")
+    card_no = card_no_value(request.match_info["card_no"])
     app = request.app
     worker = app[WORKER_KEY]
     held = await worker.run(lambda box: box.master_card(card_no))
@@ -82,6 +80,10 @@ async def _ask_center(app: web.Application, card_no: str) -> dict[str, Any]:
         ) as response:
             if response.status == 404:
                 raise UnknownCard(f"card_no: unknown card {card_no!r}")
+            if response.status == 400:
+                # The Center's card rule refused it: the same answer for every register.
+                detail = (await response.text())[:200]
+                raise MalformedRequest(f"card_no: refused by the Center: {detail}")
             if response.status != 200:
                 text = (await response.text())[:200]
                 raise NotReady(
@@ -89,6 +91,8 @@ async def _ask_center(app: web.Application, card_no: str) -> dict[str, Any]:
                     f"HTTP {response.status}: {text}"
                 )
             body = await response.json(content_type=None)
+    except MalformedRequest:
+        raise
     except (aiohttp.ClientError, TimeoutError, ValueError, RuntimeError) as exc:
         log.info("cannot ask the Center about card %s: %r", card_no, exc)
         raise NotReady(

@@ -14,6 +14,7 @@ from store_node.auth import (
     signature_headers,
     verify_signature,
 )
+from store_node.bodies import check_path_and_query
 from store_node.errors import (
     RequestError,
 )
@@ -78,6 +79,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Verify the register signature of every route but OPEN_PATHS (docs/API.md)."""
     request[IDENTITY_KEY] = None
+    if request.match_info.http_exception is None:
+        check_path_and_query(request)
     if request.path in OPEN_PATHS or request.match_info.http_exception is not None:
         return await handler(request)
     app = request.app
@@ -102,7 +105,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         found,
         credential=credential,
         method=request.method,
-        path=request.path,
+        # As sent (percent-encoded), like the signer: a decoded `%2F` would be a `/`.
+        path=request.rel_url.raw_path,
         query=canonical_query(list(request.query.items())),
         body=body,
         now_s=now.timestamp(),

@@ -34,12 +34,13 @@ from store_node.dbthread import DbThread
 from store_node.errors import (
     Conflict,
     InvalidRequest,
+    MalformedRequest,
     RequestError,
     StorageError,
     UnknownObject,
 )
 from store_node.migrations import Migrations
-from sync_protocol import ProtocolError, decode_sale
+from sync_protocol import MalformedMessage, ProtocolError, check_card_no, decode_sale
 
 __all__ = [
     "OFFLINE_POLICIES",
@@ -285,7 +286,12 @@ def parse_request(body: Any) -> ReservationRequest:
         raise InvalidRequest(f"body.{key}: unknown field (known: {', '.join(sorted(known))})")
     receipt_id = _text(body, "receipt_id")
     register_id = _text(body, "register_id")
-    card_no = _text(body, "card_no", required=False)
+    card_no = body.get("card_no")
+    if card_no is not None:
+        try:
+            card_no = check_card_no(card_no, where="body.card_no")
+        except MalformedMessage as exc:
+            raise MalformedRequest(str(exc)) from exc
     wallet = body.get("wallet", "bonus")
     if wallet != "bonus":
         raise InvalidRequest(f"body.wallet: only the 'bonus' wallet can be spent, got {wallet!r}")

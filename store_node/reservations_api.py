@@ -21,7 +21,8 @@ from urllib.parse import quote
 import aiohttp
 from aiohttp import web
 
-from store_node.errors import Forbidden, MalformedRequest, UnsupportedMediaType
+from store_node.bodies import json_body
+from store_node.errors import Forbidden, MalformedRequest
 from store_node.keys import (
     CLOCK_KEY,
     CONFIG_KEY,
@@ -73,17 +74,7 @@ _USED_STATES = frozenset({"redeemed", "void", "used", "revoked", "cancelled", "b
 
 
 async def _json(request: web.Request) -> Any:
-    if request.content_type != "application/json":
-        raise UnsupportedMediaType(
-            f"Content-Type: expected application/json, got {request.content_type or 'nothing'!r}"
-        )
-    data = await request.read()
-    if len(data) > MAX_RESERVATION_BYTES:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_RESERVATION_BYTES, actual_size=len(data))
-    try:
-        return json.loads(data) if data else {}
-    except ValueError as exc:
-        raise MalformedRequest(f"body: not JSON: {exc}") from exc
+    return await json_body(request, max_bytes=MAX_RESERVATION_BYTES, empty={})
 
 
 def _register_of(request: web.Request) -> str | None:

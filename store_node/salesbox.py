@@ -41,6 +41,7 @@ from sync_protocol import (
     encode,
     encode_sale,
     payload_fingerprint,
+    sale_card_problem,
 )
 
 __all__ = [
@@ -264,6 +265,9 @@ def check_sale(sale: Sale, store_id: str) -> str | None:
     """
     if sale.store_id != store_id:
         return f"store_id: sale belongs to store {sale.store_id!r}, this node serves {store_id!r}"
+    card_problem = sale_card_problem(sale.card_no)
+    if card_problem is not None:
+        return card_problem
     return None
 
 

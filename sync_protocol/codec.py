@@ -86,6 +86,7 @@ def _fast_read_batch(raw: Any, expect: type | tuple[type, ...] | None) -> Envelo
         or not 1 <= version <= PROTOCOL_VERSION
         or type(sender) is not str
         or not 1 <= len(sender) <= MAX_SENDER_LEN
+        or "\x00" in sender
         or type(body) is not dict
         or not body.keys() <= _BATCH_KEYS
     ):

@@ -112,6 +112,9 @@ _PROMOTION_KEYS = frozenset(name for name, _ in _FAST_LAYOUT[SalePromotion])
 _SALE_KEYS = frozenset(name for name, _ in _FAST_LAYOUT[Sale])
 SALE_DEPTH = 5  # sale map, lines, line map, discounts, discount map (offers: 4)
 BATCH_DEPTH = 3 + SALE_DEPTH  # envelope, body, sales, then a sale
+_LO = -(2**63)
+_HI = 2**63 - 1
+"""Every integer of a sale fits a signed 64-bit column; beyond it the typed walk names it."""
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 """Exactly the strings s with str(uuid.UUID(s)) == s."""
 
@@ -146,7 +149,7 @@ def _fast_strs(values: Any, nonempty: bool) -> Any:
     if type(values) is not tuple and type(values) is not list:
         raise Unusual
     for value in values:
-        if type(value) is not str or (nonempty and not value):
+        if type(value) is not str or (nonempty and not value) or "\x00" in value:
             raise Unusual
     return values
 
@@ -173,6 +176,7 @@ def _fast_lines(lines: Any, omit: bool) -> tuple[list[dict[str, Any]], int, int]
         if (
             type(line_no) is not int
             or type(product_id) is not str
+            or "\x00" in product_id
             or type(qty) is not int
             or type(price) is not int
             or type(amount) is not int
@@ -180,6 +184,10 @@ def _fast_lines(lines: Any, omit: bool) -> tuple[list[dict[str, Any]], int, int]
             or (weighed is not True and weighed is not False)
             or (known is not True and known is not False)
             or line_no in seen
+            or not _LO <= line_no <= _HI
+            or not _LO <= qty <= _HI
+            or not _LO <= price <= _HI
+            or not _LO <= amount <= _HI
         ):
             raise Unusual
         seen.add(line_no)
@@ -198,7 +206,12 @@ def _fast_lines(lines: Any, omit: bool) -> tuple[list[dict[str, Any]], int, int]
                     raise Unusual
                 rule_id = item.rule_id
                 item_amount = item.amount_minor
-                if type(rule_id) is not str or type(item_amount) is not int:
+                if (
+                    type(rule_id) is not str
+                    or "\x00" in rule_id
+                    or type(item_amount) is not int
+                    or not _LO <= item_amount <= _HI
+                ):
                     raise Unusual
                 discount += item_amount
                 items.append({"rule_id": rule_id, "amount_minor": item_amount})
@@ -222,7 +235,13 @@ def _fast_payments(payments: Any) -> tuple[list[dict[str, Any]], int]:
             raise Unusual
         method = payment.method
         amount = payment.amount_minor
-        if type(method) is not str or not method or type(amount) is not int:
+        if (
+            type(method) is not str
+            or not method
+            or "\x00" in method
+            or type(amount) is not int
+            or not _LO <= amount <= _HI
+        ):
             raise Unusual
         paid += amount
         out.append({"method": method, "amount_minor": amount})
@@ -244,11 +263,13 @@ def _fast_movements(movements: Any, omit: bool) -> list[dict[str, Any]]:
         if (
             type(wallet) is not str
             or not wallet
+            or "\x00" in wallet
             or type(kind) is not str
             or kind not in MOVEMENT_KINDS
             or type(amount) is not int
-            or amount < 0
+            or not 0 <= amount <= _HI
             or type(rule_id) is not str
+            or "\x00" in rule_id
         ):
             raise Unusual
         wire: dict[str, Any] = {"wallet": wallet, "kind": kind, "amount": amount}
@@ -281,6 +302,7 @@ def _fast_offers(offers: Any) -> Any:
         if (
             type(offer_id) is not str
             or not offer_id
+            or "\x00" in offer_id
             or type(percent) is not str
             or not percent_ok(percent)
         ):
@@ -328,16 +350,21 @@ def _check_usual_head(
         type(sale_id) is not str
         or type(store_id) is not str
         or not store_id
+        or "\x00" in store_id
         or type(register_id) is not str
         or not register_id
+        or "\x00" in register_id
         or type(seq) is not int
-        or seq < 1
-        or (card_no is not None and type(card_no) is not str)
+        or not 1 <= seq <= _HI
+        or (card_no is not None and (type(card_no) is not str or "\x00" in card_no))
         or type(subtotal) is not int
         or type(discount) is not int
         or type(total) is not int
         or type(promo_version) is not int
-        or promo_version < 0
+        or not 0 <= promo_version <= _HI
+        or not _LO <= subtotal <= _HI
+        or not _LO <= discount <= _HI
+        or not _LO <= total <= _HI
         or type(prev_hash) is not str
         or (prev_hash and not HASH_RE.fullmatch(prev_hash))
         or not _UUID_RE.fullmatch(sale_id)
@@ -435,7 +462,7 @@ def _fast_read_strs(values: Any, nonempty: bool) -> tuple[str, ...]:
     if type(values) is not list:
         raise Unusual
     for value in values:
-        if type(value) is not str or (nonempty and not value):
+        if type(value) is not str or (nonempty and not value) or "\x00" in value:
             raise Unusual
     return tuple(values)
 
@@ -461,12 +488,17 @@ def _fast_read_lines(raw: Any) -> tuple[tuple[SaleLine, ...], int, int]:
         if (
             type(line_no) is not int
             or type(product_id) is not str
+            or "\x00" in product_id
             or type(qty) is not int
             or type(price) is not int
             or type(amount) is not int
             or (weighed is not True and weighed is not False)
             or (known is not True and known is not False)
             or line_no in seen
+            or not _LO <= line_no <= _HI
+            or not _LO <= qty <= _HI
+            or not _LO <= price <= _HI
+            or not _LO <= amount <= _HI
         ):
             raise Unusual
         seen.add(line_no)
@@ -482,7 +514,12 @@ def _fast_read_lines(raw: Any) -> tuple[tuple[SaleLine, ...], int, int]:
                     raise Unusual
                 rule_id = part["rule_id"]
                 part_amount = part["amount_minor"]
-                if type(rule_id) is not str or type(part_amount) is not int:
+                if (
+                    type(rule_id) is not str
+                    or "\x00" in rule_id
+                    or type(part_amount) is not int
+                    or not _LO <= part_amount <= _HI
+                ):
                     raise Unusual
                 discount += part_amount
                 parts.append(LineDiscount(rule_id, part_amount))
@@ -501,7 +538,13 @@ def _fast_read_payments(raw: Any) -> tuple[tuple[Payment, ...], int]:
             raise Unusual
         method = item["method"]
         amount = item["amount_minor"]
-        if type(method) is not str or not method or type(amount) is not int:
+        if (
+            type(method) is not str
+            or not method
+            or "\x00" in method
+            or type(amount) is not int
+            or not _LO <= amount <= _HI
+        ):
             raise Unusual
         paid += amount
         out.append(Payment(method, amount))
@@ -524,11 +567,13 @@ def _fast_read_movements(raw: Any) -> tuple[LoyaltyMovement, ...]:
         if (
             type(wallet) is not str
             or not wallet
+            or "\x00" in wallet
             or type(kind) is not str
             or kind not in MOVEMENT_KINDS
             or type(amount) is not int
-            or amount < 0
+            or not 0 <= amount <= _HI
             or type(rule_id) is not str
+            or "\x00" in rule_id
         ):
             raise Unusual
         if active_from is not None:
@@ -551,6 +596,7 @@ def _fast_read_offers(raw: Any) -> tuple[SaleOffer, ...]:
         if (
             type(offer_id) is not str
             or not offer_id
+            or "\x00" in offer_id
             or type(percent) is not str
             or not percent_ok(percent)
         ):

@@ -1,9 +1,10 @@
 """Request signatures between nodes: HMAC-SHA256 over method, path, query, time, nonce and body.
 
-The string signed is the lines `METHOD`, `path`, canonical query, timestamp (Unix seconds),
-nonce and the hex SHA-256 of the body, joined by "\\n". The canonical query is the decoded
-(name, value) pairs sorted and percent-encoded again, so that a client library's own
-encoding of the query does not change what is signed.
+The string signed is the lines `METHOD`, canonical path, canonical query, timestamp (Unix
+seconds), nonce and the hex SHA-256 of the body, joined by "\\n". The canonical query is the
+decoded (name, value) pairs sorted and percent-encoded again, and the canonical path is each
+segment of the path as sent decoded and percent-encoded again (canonical_path), so that a client
+library's own encoding of the URL does not change what is signed, and `a%2Fb` stays one segment.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, unquote_to_bytes
 
 from .errors import (
     BadSignature,
@@ -37,6 +38,7 @@ __all__ = [
     "TIMESTAMP_HEADER",
     "NonceCache",
     "SignedHeaders",
+    "canonical_path",
     "canonical_query",
     "canonical_string",
     "check_timestamp",
@@ -73,6 +75,23 @@ def canonical_query(pairs: Iterable[tuple[str, str]] | Mapping[str, str]) -> str
     return "&".join(f"{quote(str(k), safe='')}={quote(str(v), safe='')}" for k, v in sorted(items))
 
 
+_PATH_SAFE = "!$&'()*+,;=:@"
+"""RFC 3986 pchar besides unreserved letters, digits and -._~: kept as they are in a segment."""
+
+
+def canonical_path(path: str) -> str:
+    """The path as signed: each `/`-separated segment percent-decoded (UTF-8) and encoded again
+    the one way, whether `path` is raw (as sent on the wire) or as a client was given it.
+
+    Sender and receiver both sign this of the raw path (the receiver: request.raw_path without
+    the query), so a card number with a space, quote, non-ASCII character or `/` signs the same
+    on both sides; an identifier path (letters, digits, . _ : -) is its own canonical form.
+    """
+    return "/".join(
+        quote(unquote_to_bytes(segment), safe=_PATH_SAFE) for segment in path.split("/")
+    )
+
+
 def request_signature(
     secret: str,
     *,
@@ -83,9 +102,15 @@ def request_signature(
     nonce: str,
     body: bytes,
 ) -> str:
-    """Hex HMAC-SHA256 of the request's canonical string under `secret`."""
+    """Hex HMAC-SHA256 of the request's canonical string under `secret` (`path` raw or not:
+    canonical_path is applied here, on both sides)."""
     text = canonical_string(
-        method=method, path=path, query=query, timestamp=timestamp, nonce=nonce, body=body
+        method=method,
+        path=canonical_path(path),
+        query=query,
+        timestamp=timestamp,
+        nonce=nonce,
+        body=body,
     )
     return hmac.new(secret.encode(), text.encode(), hashlib.sha256).hexdigest()
 

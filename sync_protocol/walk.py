@@ -19,7 +19,11 @@ from .errors import MalformedMessage
 __all__ = ["decode_datetime", "decode_str", "decoder", "encode_datetime", "encoder"]
 
 _INT_MIN = -(2**63)
-_INT_MAX = 2**64 - 1
+_INT_MAX = 2**63 - 1
+"""Every integer on the wire fits a signed 64-bit column (SQLite, PostgreSQL BIGINT): a value
+beyond it is refused here, naming its field, rather than failing in a database later."""
+
+_NUL = "contains a NUL character (no database stores it)"
 
 Decoder = Callable[[Any, Path], Any]
 Encoder = Callable[[Any, Path, bool], Any]
@@ -60,12 +64,16 @@ def _field_specs(cls: type) -> list[tuple[str, Any, int, Any]]:
 def _dec_int(value: Any, path: Path) -> int:
     if type(value) is not int:
         raise expected(path, "int", value)
+    if not _INT_MIN <= value <= _INT_MAX:
+        raise MalformedMessage(fmt_path(path), "integer out of the signed 64-bit range")
     return value
 
 
 def decode_str(value: Any, path: Path) -> str:
     if type(value) is not str:
         raise expected(path, "str", value)
+    if "\x00" in value:
+        raise MalformedMessage(fmt_path(path), _NUL)
     return value
 
 
@@ -93,7 +101,11 @@ def _dec_any(value: Any, path: Path) -> Any:
                     fmt_path(path), f"map keys must be str, got {wire_name(key)}", value=key
                 )
             _dec_any(item, (*path, key))
-    elif kind not in (str, int, bool, float, bytes, type(None), datetime):
+    elif kind is int:
+        _dec_int(value, path)
+    elif kind is str:
+        decode_str(value, path)
+    elif kind not in (bool, float, bytes, type(None), datetime):
         raise MalformedMessage(fmt_path(path), f"unsupported value of type {wire_name(value)}")
     return value
 
@@ -182,13 +194,15 @@ def _enc_int(value: Any, path: Path, omit: bool) -> int:
     if type(value) is not int:
         raise expected(path, "int", value)
     if not _INT_MIN <= value <= _INT_MAX:
-        raise MalformedMessage(fmt_path(path), "integer out of msgpack range", value=value)
+        raise MalformedMessage(fmt_path(path), "integer out of the signed 64-bit range")
     return value
 
 
 def _enc_str(value: Any, path: Path, omit: bool) -> str:
     if type(value) is not str:
         raise expected(path, "str", value)
+    if "\x00" in value:
+        raise MalformedMessage(fmt_path(path), _NUL)
     return value
 
 
@@ -228,7 +242,9 @@ def _enc_any(value: Any, path: Path, omit: bool) -> Any:
         return _enc_int(value, path, omit)
     if isinstance(value, datetime):
         return encode_datetime(value, path, omit)
-    if kind in (str, bool, float, bytes, type(None)):
+    if kind is str:
+        return _enc_str(value, path, omit)
+    if kind in (bool, float, bytes, type(None)):
         return value
     raise MalformedMessage(fmt_path(path), f"cannot encode a value of type {wire_name(value)}")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 
@@ -12,7 +11,7 @@ from center.access.nodes import enrol_node
 from center.access.permissions import Requirement
 from center.errors import Forbidden, MalformedRequest, UnsupportedContentType
 from center.web.keys import CLOCK_KEY, STORAGE_KEY
-from center.web.request import in_db
+from center.web.request import in_db, parse_json
 
 __all__ = ["PERMISSIONS", "add_routes"]
 
@@ -45,10 +44,7 @@ async def enrol(request: web.Request) -> web.Response:
     data = await request.read()
     if len(data) > MAX_ENROL_BYTES:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_ENROL_BYTES, actual_size=len(data))
-    try:
-        body = json.loads(data)
-    except ValueError as exc:
-        raise MalformedRequest("body", f"not JSON: {exc}") from exc
+    body = parse_json(data)
     token = body.get("token") if isinstance(body, dict) else None
     if not isinstance(token, str) or not 1 <= len(token) <= 256:
         raise MalformedRequest("body.token", "expected the enrolment token string")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from aiohttp import web
 
 from center.crm.model import (
@@ -14,8 +16,11 @@ from center.crm.model import (
 from center.errors import UnknownObject
 from center.web.keys import CLOCK_KEY, STORAGE_KEY
 from center.web.request import card_no_param, in_db, json_body, query_id
+from sync_protocol import CARD_RULE_SETTING, DEFAULT_CARD_RULE, CardRule, parse_card_rule
 
 __all__ = ["MAX_JSON_BYTES", "PERMISSIONS", "add_routes"]
+
+log = logging.getLogger(__name__)
 
 MAX_JSON_BYTES = 64 * 1024
 
@@ -52,6 +57,16 @@ def _actor(request: web.Request) -> str:
     return actor_of(request)
 
 
+async def _card_rule(request: web.Request) -> CardRule:
+    """The chain's card format (setting card_number_rule) a new card number must have."""
+    settings = await in_db(request, request.app[STORAGE_KEY].promotions.promotion_settings)
+    try:
+        return parse_card_rule(settings.get(CARD_RULE_SETTING))
+    except ValueError as exc:
+        log.warning("chain setting %s ignored: %s", CARD_RULE_SETTING, exc)
+        return DEFAULT_CARD_RULE
+
+
 async def create_customer(request: web.Request) -> web.Response:
     parsed = parse_customer(await json_body(request, max_bytes=MAX_JSON_BYTES))
     storage = request.app[STORAGE_KEY]
@@ -82,10 +97,10 @@ async def search(request: web.Request) -> web.Response:
 
 
 async def issue_card(request: web.Request) -> web.Response:
-    customer_id, card_no, card_type = parse_card_issue(
-        await json_body(request, max_bytes=MAX_JSON_BYTES)
-    )
     storage = request.app[STORAGE_KEY]
+    customer_id, card_no, card_type = parse_card_issue(
+        await json_body(request, max_bytes=MAX_JSON_BYTES), await _card_rule(request)
+    )
     card = await in_db(
         request,
         storage.customers.issue_card,
@@ -125,7 +140,10 @@ async def unblock_card(request: web.Request) -> web.Response:
 
 async def replace_card(request: web.Request) -> web.Response:
     card_no = card_no_param(request)
-    wanted = parse_replace(await json_body(request, max_bytes=MAX_JSON_BYTES, optional=True))
+    wanted = parse_replace(
+        await json_body(request, max_bytes=MAX_JSON_BYTES, optional=True),
+        await _card_rule(request),
+    )
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
     done = await in_db(

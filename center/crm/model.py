@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from center.errors import MalformedRequest
+from sync_protocol import DEFAULT_CARD_RULE, CardRule, MalformedMessage, check_card_no
 
 __all__ = [
     "CARD_TYPES",
@@ -115,8 +116,9 @@ def parse_customer(body: Any) -> CustomerInput:
     return CustomerInput(customer_id=customer_id, attributes=attributes)
 
 
-def parse_card_issue(body: Any) -> tuple[str, str | None, str]:
-    """(customer_id, card_no or None, card type) of a card to issue."""
+def parse_card_issue(body: Any, rule: CardRule = DEFAULT_CARD_RULE) -> tuple[str, str | None, str]:
+    """(customer_id, card_no or None, card type) of a card to issue; the card number
+    normalised and in the chain's format `rule`."""
     body = _object(body)
     _unknown(body, ("customer_id", "card_no", "type"))
     customer_id = _id(body, "customer_id", required=True)
@@ -124,7 +126,7 @@ def parse_card_issue(body: Any) -> tuple[str, str | None, str]:
     card_type = body.get("type", "physical")
     if card_type not in CARD_TYPES:
         raise MalformedRequest("body.type", f"expected one of {CARD_TYPES}, got {card_type!r}")
-    return customer_id, _id(body, "card_no"), card_type
+    return customer_id, _card_no(body, "card_no", rule), card_type
 
 
 def parse_reason(body: Any) -> str:
@@ -137,11 +139,22 @@ def parse_reason(body: Any) -> str:
     return reason
 
 
-def parse_replace(body: Any) -> str | None:
-    """The wanted replacement card number, or None for a generated one."""
+def parse_replace(body: Any, rule: CardRule = DEFAULT_CARD_RULE) -> str | None:
+    """The wanted replacement card number (normalised, in the format `rule`), or None for a
+    generated one."""
     body = _object(body)
     _unknown(body, ("new_card_no",))
-    return _id(body, "new_card_no")
+    return _card_no(body, "new_card_no", rule)
+
+
+def _card_no(body: Mapping[str, Any], name: str, rule: CardRule) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    try:
+        return check_card_no(value, rule, where=f"body.{name}")
+    except MalformedMessage as exc:
+        raise MalformedRequest(f"body.{name}", exc.problem) from exc
 
 
 def new_card_no() -> str:

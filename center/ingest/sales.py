@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sync_protocol import Sale
+from sync_protocol import Sale, sale_card_problem
 
 __all__ = ["LOYALTY_KINDS", "Movement", "check_sale", "ledger_movements"]
 
@@ -37,8 +37,9 @@ def check_sale(sale: Sale) -> str | None:
             return f"{name}: must be 1..{MAX_ID_LEN} characters, got {value[:80]!r}"
     if sale.seq < 1:
         return f"seq: must be >= 1, got {sale.seq}"
-    if sale.card_no is not None and not 1 <= len(sale.card_no) <= MAX_ID_LEN:
-        return f"card_no: must be 1..{MAX_ID_LEN} characters, got {sale.card_no[:80]!r}"
+    card_problem = sale_card_problem(sale.card_no)
+    if card_problem is not None:
+        return card_problem
     for i, move in enumerate(sale.loyalty):
         if move.kind not in LOYALTY_KINDS:
             return (

@@ -26,7 +26,7 @@ from center.web.keys import (
     NONCES_KEY,
     STORAGE_KEY,
 )
-from center.web.request import MAX_BODY_BYTES, in_db
+from center.web.request import MAX_BODY_BYTES, check_path_and_query, in_db
 from sync_protocol import PayloadTooLarge, ProtocolError, canonical_query
 
 __all__ = ["auth_middleware", "error_middleware"]
@@ -42,6 +42,7 @@ async def auth_middleware(
     request[IDENTITY_KEY] = None
     if request.match_info.http_exception is not None:
         return await handler(request)
+    check_path_and_query(request)
     await authorize(request, _verify_node)
     return await handler(request)
 
@@ -67,7 +68,8 @@ async def _verify_node(request: web.Request) -> NodeIdentity:
         found,
         credential=credential,
         method=request.method,
-        path=request.path,
+        # As sent (percent-encoded), like the signer: a decoded `%2F` would be a `/`.
+        path=request.rel_url.raw_path,
         query=canonical_query(list(request.query.items())),
         body=body,
         now_s=now.timestamp(),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -13,18 +12,29 @@ from aiohttp import web
 
 from center.errors import Forbidden, MalformedRequest, UnsupportedContentType
 from center.web.keys import EXECUTOR_KEY, IDENTITY_KEY
-from sync_protocol import CONTENT_TYPE
+from sync_protocol import (
+    CONTENT_TYPE,
+    DEFAULT_CARD_RULE,
+    CardRule,
+    MalformedMessage,
+    check_card_no,
+    check_json_value,
+    load_json,
+)
 
 __all__ = [
     "ID_PATTERN",
     "MAX_BODY_BYTES",
     "MAX_ID_LEN",
     "card_no_param",
+    "card_no_value",
+    "check_path_and_query",
     "in_db",
     "iso",
     "json_body",
     "msgpack_body",
     "own_store",
+    "parse_json",
     "query_id",
     "query_int",
 ]
@@ -67,20 +77,42 @@ async def json_body(request: web.Request, *, max_bytes: int, optional: bool = Fa
         raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=len(data))
     if optional and not data:
         return {}
+    return parse_json(data)
+
+
+def parse_json(data: bytes) -> Any:
+    """The Center's one JSON reader of request bodies (sync_protocol.load_json): 400 naming the
+    field for text that is not JSON, nested too deep, a lone surrogate or NUL in a string, an
+    integer beyond 64 bits or a number JSON does not allow."""
     try:
-        return json.loads(data)
-    except ValueError as exc:
-        raise MalformedRequest("body", f"not JSON: {exc}") from exc
+        return load_json(data)
+    except MalformedMessage as exc:
+        raise MalformedRequest(exc.path or "body", exc.problem) from exc
+
+
+def check_path_and_query(request: web.Request) -> None:
+    """400 naming the path part or query parameter that holds a NUL or a lone surrogate: no
+    database stores them, and every handler reads these values."""
+    try:
+        check_json_value(dict(request.match_info), root="path")
+        check_json_value(dict(request.query), root="query")
+    except MalformedMessage as exc:
+        raise MalformedRequest(exc.path, exc.problem) from exc
 
 
 def card_no_param(request: web.Request) -> str:
-    """The `{card_no}` of the path, checked as an identifier."""
-    card_no = request.match_info["card_no"]
-    if not ID_PATTERN.match(card_no):
-        raise MalformedRequest(
-            "card_no", f"expected 1..{MAX_ID_LEN} letters or digits, got {card_no!r}"
-        )
-    return card_no
+    """The `{card_no}` of the path, trimmed and checked by the one card-number rule
+    (sync_protocol.check_card_no); 400 naming card_no otherwise."""
+    return card_no_value(request.match_info["card_no"], "card_no")
+
+
+def card_no_value(value: Any, field: str, rule: CardRule = DEFAULT_CARD_RULE) -> str:
+    """A card number from a path or body, normalised and in `rule`'s format; 400 naming
+    `field` otherwise."""
+    try:
+        return check_card_no(value, rule, where=field)
+    except MalformedMessage as exc:
+        raise MalformedRequest(field, exc.problem) from exc
 
 
 def query_id(request: web.Request, name: str, *, required: bool = True) -> Any:

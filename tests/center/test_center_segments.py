@@ -51,11 +51,11 @@ def master() -> dict[str, list[dict[str, Any]]]:
             {"customer_id": "c4", "attributes": {"city": "Kazan"}},
         ],
         "cards": [
-            {"card_no": "K1", "customer_id": "c1"},
-            {"card_no": "K1B", "customer_id": "c1"},
-            {"card_no": "K2", "customer_id": "c2"},
-            {"card_no": "K3", "customer_id": "c3"},
-            {"card_no": "K4", "customer_id": "c4"},
+            {"card_no": "1001", "customer_id": "c1"},
+            {"card_no": "1012", "customer_id": "c1"},
+            {"card_no": "1002", "customer_id": "c2"},
+            {"card_no": "1003", "customer_id": "c3"},
+            {"card_no": "1004", "customer_id": "c4"},
         ],
     }
 
@@ -66,13 +66,13 @@ def shop(storage: Storage) -> Storage:
     c3: one big recent milk receipt in store 406; c4: never bought."""
     storage.feed.upsert_master(master())
     sales = [
-        sale("K1", 5, 500, "milk-1"),
-        sale("K1B", 40, 300, "bread-1", store_id="406"),
-        sale("K1", 200, 1000, "bread-1"),
-        sale("K2", 20, 100, "bread-1"),
-        sale("K2", 25, 100, "bread-1"),
-        sale("K2", 29, 100, "bread-1"),
-        sale("K3", 2, 5000, "milk-1", store_id="406"),
+        sale("1001", 5, 500, "milk-1"),
+        sale("1012", 40, 300, "bread-1", store_id="406"),
+        sale("1001", 200, 1000, "bread-1"),
+        sale("1002", 20, 100, "bread-1"),
+        sale("1002", 25, 100, "bread-1"),
+        sale("1002", 29, 100, "bread-1"),
+        sale("1003", 2, 5000, "milk-1", store_id="406"),
     ]
     ack = storage.sales.ingest(sales, NOW)
     assert len(ack.accepted) == len(sales), ack
@@ -131,8 +131,8 @@ def test_parse_rule_names_the_bad_field(doc: dict[str, Any], field: str) -> None
 
 
 def test_parse_segment_and_members() -> None:
-    static = parse_segment({"name": "Mail", "kind": "static", "card_nos": ["K1", "K1"]})
-    assert static == SegmentInput(None, "Mail", "static", card_nos=("K1",))
+    static = parse_segment({"name": "Mail", "kind": "static", "card_nos": ["1001", "1001"]})
+    assert static == SegmentInput(None, "Mail", "static", card_nos=("1001",))
     dynamic = parse_segment({"segment_id": "vip", "name": "VIP", "kind": "dynamic",
                              "rule": {"recency_days": 3}})  # fmt: skip
     assert dynamic.rule == Rule(recency_days=3)
@@ -189,13 +189,13 @@ def test_recalculation_history_and_master_version(shop: Storage) -> None:
     assert shop.segments.segment_members("recent") == ["c1", "c3"]
     assert shop.segments.customer_segments(["c1", "c2"]) == {"c1": ["recent"]}
     later = NOW + timedelta(days=1)
-    assert shop.sales.ingest([sale("K2", -1, 100, "bread-1")], later).accepted
+    assert shop.sales.ingest([sale("1002", -1, 100, "bread-1")], later).accepted
     version = shop.feed.master_version()
     done = shop.segments.recalculate_segment("recent", "m", later)
     assert (done["members"], done["added"], done["removed"]) == (3, 1, 0)
     assert shop.feed.master_version() == version + 1
     card_version = shop.db.execute(  # type: ignore[attr-defined]
-        "SELECT version FROM cards WHERE card_no = 'K2'"
+        "SELECT version FROM cards WHERE card_no = '1002'"
     ).fetchone()[0]
     assert int(card_version) == version + 1
     same = shop.segments.recalculate_segment("recent", "m", later + timedelta(minutes=1))
@@ -226,20 +226,20 @@ def test_recalculation_history_and_master_version(shop: Storage) -> None:
 
 def test_static_segment_upload(shop: Storage) -> None:
     view = shop.segments.create_segment(
-        SegmentInput(None, "Mail", "static", customer_ids=("c4",), card_nos=("K1B",)), "m", NOW
+        SegmentInput(None, "Mail", "static", customer_ids=("c4",), card_nos=("1012",)), "m", NOW
     )
     segment_id = view["segment_id"]
     assert segment_id.startswith("seg-") and view["members"] == 2
     assert shop.segments.segment_members(segment_id) == ["c1", "c4"]
-    with pytest.raises(InvalidRequest, match=r"^body\.card_nos: 2 unknown card\(s\): X9, X8;"):
+    with pytest.raises(InvalidRequest, match=r"^body\.card_nos: 2 unknown card\(s\): 9009, 9008;"):
         shop.segments.set_segment_members(
-            segment_id, MembersInput(card_nos=("K2", "X9", "X8")), "m", NOW
+            segment_id, MembersInput(card_nos=("1002", "9009", "9008")), "m", NOW
         )
     with pytest.raises(InvalidRequest, match=r"^body\.customer_ids: 1 unknown customer\(s\): c9"):
         shop.segments.set_segment_members(segment_id, MembersInput(customer_ids=("c9",)), "m", NOW)
     assert shop.segments.segment_members(segment_id) == ["c1", "c4"]
     added = shop.segments.set_segment_members(
-        segment_id, MembersInput(card_nos=("K2",), mode="add"), "m", NOW
+        segment_id, MembersInput(card_nos=("1002",), mode="add"), "m", NOW
     )
     assert added["members"] == 3 and added["added"] == 1
     replaced = shop.segments.set_segment_members(

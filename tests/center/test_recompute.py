@@ -71,7 +71,7 @@ def register_sale(
         priced_at,
         "367",
         "",
-        "C1",
+        "1001",
         "",
         bonus_balance=10_000,
         receipt_id="s1",
@@ -99,7 +99,7 @@ def register_sale(
         seq=1,
         opened_at=NOW - timedelta(minutes=2),
         closed_at=NOW,
-        card_no="C1",
+        card_no="1001",
         lines=tuple(
             SaleLine(
                 r.line_no,
@@ -412,7 +412,7 @@ def _give_card_the_offer(storage: Storage) -> None:
     storage.feed.upsert_master(
         {
             "products": [{"product_id": "P1", "name": "One", "price_minor": 6000}],
-            "cards": [{"card_no": "C1", "customer_id": "hh-1"}],
+            "cards": [{"card_no": "1001", "customer_id": "hh-1"}],
         }
     )
     storage.offers.set_personal_offers(

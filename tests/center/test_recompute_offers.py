@@ -36,7 +36,7 @@ def loaded(storage: Storage) -> Storage:
         {"product_id": "P1", "name": "One", "department": "GROCERY", "price_minor": 100},
         {"product_id": "P2", "name": "Two", "department": "DELI", "price_minor": 100},
     ]
-    tables["cards"] += [{"card_no": "C1", "customer_id": CUSTOMER}]
+    tables["cards"] += [{"card_no": "1001", "customer_id": CUSTOMER}]
     storage.feed.upsert_master(tables)
     return storage
 
@@ -44,7 +44,7 @@ def loaded(storage: Storage) -> Storage:
 def judge(storage: Storage, *claimed: SaleOffer) -> tuple[str, ...]:
     """The differences recompute reports for a sale at NOW on C1 claiming these offers."""
     sale = register_sale((6000, 5000), offers=claimed)
-    held = storage.offers.personal_offers_at("C1", NOW, since=NOW - OFFER_LAG_TOLERANCE)
+    held = storage.offers.personal_offers_at("1001", NOW, since=NOW - OFFER_LAG_TOLERANCE)
     assert held is not None
     return recompute_sale(
         sale, PROMOTIONS, products=PRODUCTS, held_offers=held["offers"]
@@ -58,7 +58,7 @@ def test_a_held_offer_has_no_difference(loaded: Storage) -> None:
         CUSTOMER, [offer(), offer("po-p2", "P2", "5")], "maria", NOW + timedelta(days=1)
     )
     assert judge(loaded, HELD) == ()
-    held = loaded.offers.personal_offers_at("C1", NOW)
+    held = loaded.offers.personal_offers_at("1001", NOW)
     assert held is not None
     assert (held["customer_ids"], [o["offer_id"] for o in held["offers"]]) == (
         [CUSTOMER],
@@ -95,7 +95,7 @@ def test_an_offer_removed_within_the_replica_lag_still_counts(loaded: Storage) -
     loaded.offers.set_personal_offers(CUSTOMER, [], "maria", NOW - OFFER_LAG_TOLERANCE / 2)
     assert judge(loaded, HELD) == ()
     # Without the tolerance it was not held at closed_at.
-    held = loaded.offers.personal_offers_at("C1", NOW)
+    held = loaded.offers.personal_offers_at("1001", NOW)
     assert held is not None and held["offers"] == []
 
 
@@ -135,7 +135,7 @@ def test_a_merged_customer_is_the_one_the_card_had_at_the_sale(loaded: Storage) 
     assert judge(loaded, SaleOffer("po-other", ("P2",), "30")) == (
         f"personal_offers[po-other]: not held by the customer at {AT}",
     )
-    later = loaded.offers.personal_offers_at("C1", NOW + timedelta(days=2))
+    later = loaded.offers.personal_offers_at("1001", NOW + timedelta(days=2))
     assert later is not None and later["customer_ids"] == ["hh-2"]
 
 

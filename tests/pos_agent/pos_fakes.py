@@ -242,6 +242,9 @@ class FakeStoreNode:
     fail_sales: bool = False  # answer 500 after receiving (and recording) the batch
     lose_acks: int = 0  # commit the next N batches, then answer 500 as if the ack got lost
     reject_seqs: dict[int, str] = field(default_factory=dict)
+    refuse_seqs: dict[int, int] = field(default_factory=dict)
+    """A batch holding one of these seqs is refused whole with that HTTP status (400: bytes the
+    node cannot store, e.g. an integer beyond 64 bits), nothing committed."""
     committed: dict[str, Sale] = field(default_factory=dict)
     batches: list[SaleBatch] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)  # each POST /v1/sales as received
@@ -281,6 +284,12 @@ class FakeStoreNode:
         try:
             if self.fail_sales:
                 return web.Response(status=500, text="disk full (test)")
+            for sale in batch.sales:
+                if sale.seq in self.refuse_seqs:
+                    return web.json_response(
+                        {"error": "malformed", "detail": f"body.sales[0].seq: {sale.seq} (test)"},
+                        status=self.refuse_seqs[sale.seq],
+                    )
             accepted: list[str] = []
             duplicates: list[str] = []
             rejected: list[Rejection] = []

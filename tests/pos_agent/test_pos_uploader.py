@@ -135,6 +135,29 @@ async def test_a_rejected_sale_is_kept_reported_and_not_resent(
     assert outbox_sales(config) == []  # pending rows only; the rejected one stays in journal.db
 
 
+async def test_a_sale_the_store_node_refuses_as_malformed_is_isolated_flagged_and_not_resent(
+    tmp_path: Path,
+) -> None:
+    node = FakeStoreNode(refuse_seqs={3: 400})  # not started yet: the sales queue up
+    config = _config(tmp_path, node, upload_interval_s=30, backoff_max_s=0.05, batch_size=4)
+    try:
+        async with running_agent(config) as client:
+            answers = [await sell(client, [BREAD]) for _ in range(5)]
+            await node.start()
+            health = await health_until(client, lambda h: h["queue_depth"] == 0, timeout=20)
+    finally:
+        await node.stop()
+    refused = answers[2]["sale_id"]
+    assert [r["sale_id"] for r in health["rejected"]] == [refused]
+    assert health["rejected"][0]["reason"].startswith("store node refused it: HTTP 400")
+    assert set(node.committed) == {a["sale_id"] for a in answers} - {refused}
+    # Halved until the refused sale went alone, then never sent again.
+    seqs = [[sale.seq for sale in batch.sales] for batch in node.batches]
+    assert seqs[0] == [1, 2, 3, 4] and seqs.count([3]) == 1, seqs
+    assert all(3 not in batch for batch in seqs[seqs.index([3]) + 1 :]), seqs
+    assert outbox_sales(config) == []
+
+
 async def test_master_data_is_polled_applied_and_used_for_pricing(
     tmp_path: Path, store_node: FakeStoreNode
 ) -> None:

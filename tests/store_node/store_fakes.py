@@ -169,6 +169,9 @@ class FakeCenter:
     fail_status: int | None = None
     reject: dict[str, str] = field(default_factory=dict)
     ignore: set[str] = field(default_factory=set)
+    refuse: set[str] = field(default_factory=set)
+    """A batch holding one of these sale ids is refused whole with 400 (bytes the Center will
+    never take), as a Center refuses what an older store node accepted."""
     max_batch: int | None = None
     master: MasterSnapshot | None = None
     batches: list[list[str]] = field(default_factory=list)
@@ -213,6 +216,11 @@ class FakeCenter:
             ids = [sale.sale_id for sale in batch.sales]
             if self.max_batch is not None and len(ids) > self.max_batch:
                 return web.json_response({"error": "too_large"}, status=413)
+            if self.refuse & set(ids):
+                self.batches.append(ids)
+                return web.json_response(
+                    {"error": "malformed", "detail": "body.sales[0]: refused (test)"}, status=400
+                )
             self.batches.append(ids)
             accepted: list[str] = []
             duplicates: list[str] = []

@@ -160,6 +160,27 @@ async def test_center_rejection_is_flagged_and_not_resent(
         assert health["pending_to_center"] == 0
 
 
+async def test_a_batch_the_center_refuses_as_malformed_is_split_until_the_sale_is_rejected(
+    tmp_path: Path, center: FakeCenter
+) -> None:
+    config = _node_config(tmp_path, center, batch_size=4)
+    async with running_node(config, run_jobs=False) as node:
+        sales = [make_sale(n) for n in range(1, 7)]
+        bad = sales[2]
+        center.refuse.add(bad.sale_id)
+        await node.send(*sales)
+        assert await node.app[FORWARDER_KEY].forward_once() == 6
+        assert center.stored == {s.sale_id for s in sales} - {bad.sale_id}
+        alone = [batch for batch in center.batches if batch == [bad.sale_id]]
+        assert len(alone) == 1  # isolated once, then never sent again
+        assert node.app[FORWARDER_KEY].batch_size == 4  # back to full batches
+        await node.send(make_sale(7))
+        await node.app[FORWARDER_KEY].forward_once()
+        assert bad.sale_id not in center.batches[-1]
+        health = await node.get_json("/health")
+        assert (health["rejected_by_center"], health["pending_to_center"]) == (1, 0)
+
+
 async def test_unacknowledged_sales_are_resent_later_not_in_a_loop(
     tmp_path: Path, center: FakeCenter
 ) -> None:

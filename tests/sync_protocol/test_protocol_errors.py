@@ -31,6 +31,7 @@ from sync_protocol import (
     UnsupportedVersion,
     decode,
     decode_sale,
+    decode_sale_batch,
     encode,
     encode_sale,
 )
@@ -533,8 +534,13 @@ def _plain(value: Any) -> Any:
         ),
         (
             MasterSnapshot(1, {"products": ({"n": 2**64},)}),
-            "body.tables.products[0].n: integer out of msgpack range",
+            "body.tables.products[0].n: integer out of the signed 64-bit range",
         ),
+        (
+            MasterSnapshot(1, {"products": ({"name": "a\x00b"},)}),
+            "body.tables.products[0].name: contains a NUL character",
+        ),
+        (Heartbeat("n\x00", "store", "1", T), "body.node_id: contains a NUL character"),
         (Ack(accepted=(1,)), "body.accepted[0]: expected str, got int (1)"),  # type: ignore[arg-type]
         (Ack(accepted="abc"), "body.accepted: expected tuple, got str ('abc')"),  # type: ignore[arg-type]
     ],
@@ -542,6 +548,34 @@ def _plain(value: Any) -> Any:
 def test_bad_messages_are_refused_on_encode(message: Any, error: str) -> None:
     with pytest.raises(MalformedMessage, match=re.escape(error)):
         encode(message, sender="s", sent_at=T)
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        (lambda s: s.update(store_id="3\x0067"), "body.sales[0].store_id"),
+        (lambda s: s.update(card_no="29\x00"), "body.sales[0].card_no"),
+        (lambda s: s["lines"][0].update(product_id="p\x00"), "body.sales[0].lines[0].product_id"),
+        (lambda s: s["payments"][0].update(method="ca\x00sh"), "body.sales[0].payments[0].method"),
+        (lambda s: s.update(messages=["hi\x00"]), "body.sales[0].messages[0]"),
+        (lambda s: s.update(seq=2**63), "body.sales[0].seq"),
+        (
+            lambda s: s["lines"][0].update(amount_minor=2**64 - 1),
+            "body.sales[0].lines[0].amount_minor",
+        ),
+    ],
+)
+def test_a_nul_or_a_64_bit_overflow_is_refused_by_both_decoders(
+    make_sale: MakeSale, change: Any, where: str
+) -> None:
+    raw = msgpack.unpackb(encode(SaleBatch((make_sale(),)), sender="s", sent_at=T), timestamp=3)
+    change(raw["body"]["sales"][0])
+    data = msgpack.packb(raw, datetime=True)
+    for decoder in (decode, decode_sale_batch):
+        with pytest.raises(MalformedMessage, match="^" + re.escape(where) + ": "):
+            decoder(data)
+    with pytest.raises(MalformedMessage, match=r"^sale\."):
+        decode_sale(msgpack.packb(raw["body"]["sales"][0], datetime=True))
 
 
 def test_naive_datetimes_are_refused_on_encode_with_a_hint(make_sale: MakeSale) -> None:

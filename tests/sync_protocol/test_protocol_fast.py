@@ -98,8 +98,11 @@ def outcome(call: Any, *args: Any, **kwargs: Any) -> Any:
 # --- generated sales ---------------------------------------------------------------------------
 
 money = st.integers(min_value=-(10**12), max_value=10**12)
-text = st.text(max_size=12)
-nonempty = st.text(min_size=1, max_size=12)
+# NUL is refused on the wire (no database stores it): tests/sync_protocol/test_protocol_errors.py
+text = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=12)
+nonempty = st.text(
+    st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), min_size=1, max_size=12
+)
 offsets = st.builds(
     timezone, st.timedeltas(min_value=timedelta(hours=-23), max_value=timedelta(hours=23))
 )
@@ -156,7 +159,7 @@ def sales(draw: st.DrawFn) -> Sale:
                 LoyaltyMovement,
                 wallet=nonempty,
                 kind=st.sampled_from(["accrue", "spend"]),
-                amount=st.integers(min_value=0, max_value=2**63),
+                amount=st.integers(min_value=0, max_value=2**63 - 1),
                 rule_id=text,
                 active_from=st.none() | aware,
                 expires_at=st.none() | aware,
@@ -170,7 +173,7 @@ def sales(draw: st.DrawFn) -> Sale:
         sale_id=sale_id,
         store_id=draw(nonempty),
         register_id=draw(nonempty),
-        seq=draw(st.integers(min_value=1, max_value=2**64 - 1)),
+        seq=draw(st.integers(min_value=1, max_value=2**63 - 1)),
         opened_at=draw(aware),
         closed_at=draw(aware),
         card_no=draw(st.none() | text),
@@ -427,7 +430,9 @@ def test_broken_wire_sales_fail_exactly_as_in_the_reference(
 def test_an_int_msgpack_refuses_takes_the_walk_and_leaves_the_packer_usable() -> None:
     data = (FIXTURES / "sale_v1.msgpack").read_bytes()
     sale = decode_sale(data)
-    with pytest.raises(MalformedMessage, match=r"^sale\.seq: integer out of msgpack range"):
+    with pytest.raises(
+        MalformedMessage, match=r"^sale\.seq: integer out of the signed 64-bit range"
+    ):
         encode_sale(dataclasses.replace(sale, seq=2**64))
     assert encode_sale(sale) == data
 

@@ -26,6 +26,7 @@ from sync_protocol import (
     SignedHeaders,
     StaleTimestamp,
     UnknownNode,
+    canonical_path,
     canonical_query,
     canonical_string,
     check_timestamp,
@@ -82,6 +83,36 @@ def test_canonical_string_is_the_documented_lines() -> None:
 def test_canonical_query_sorts_and_percent_encodes() -> None:
     assert canonical_query({"b": "2 3", "a": "x/y"}) == "a=x%2Fy&b=2%203"
     assert canonical_query([("z", "1"), ("a", "&")]) == "a=%26&z=1"
+
+
+@pytest.mark.parametrize(
+    ("as_given", "as_received"),
+    [
+        ("/v1/cards/12%2034/lookup", "/v1/cards/12%2034/lookup"),
+        ("/v1/cards/12 34/lookup", "/v1/cards/12%2034/lookup"),  # a client that quotes later
+        ("/v1/cards/1%272/lookup", "/v1/cards/1'2/lookup"),  # a client that unquotes a '
+        ("/v1/cards/%C3%A9/lookup", "/v1/cards/%c3%a9/lookup"),  # hex case
+        ("/v1/cards/a%2Fb/lookup", "/v1/cards/a%2fb/lookup"),
+        ("/v1/cards/50%25/lookup", "/v1/cards/50%25/lookup"),
+        ("/v1/cards/%32%39/lookup", "/v1/cards/29/lookup"),  # an unreserved char quoted
+    ],
+)
+def test_a_path_signs_the_same_however_its_client_encoded_it(
+    as_given: str, as_received: str
+) -> None:
+    assert canonical_path(as_given) == canonical_path(as_received)
+    verify(headers_for(path=as_given), path=as_received)
+
+
+def test_canonical_path_keeps_a_quoted_slash_apart_from_a_slash() -> None:
+    assert canonical_path("/v1/cards/a%2Fb/lookup") == "/v1/cards/a%2Fb/lookup"
+    assert canonical_path("/v1/cards/a/b/lookup") == "/v1/cards/a/b/lookup"
+    with pytest.raises(BadSignature):
+        verify(headers_for(path="/v1/cards/a%2Fb/lookup"), path="/v1/cards/a/b/lookup")
+    # Identifier paths (what every older node signs) are their own canonical form.
+    for path in ("/v1/ingest", "/v1/customers/2900000000013/balance", "/v1/a:b/c_d-e.f~g"):
+        assert canonical_path(path) == path
+    assert canonical_path("/v1/%FF/%00") == "/v1/%FF/%00"  # not UTF-8: still one form
 
 
 def test_signature_matches_compares_exactly() -> None:
