@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from center.access.audit import AuditLog
 from center.access.nodes_store import NodeRepository
+from center.access.people_store import PeopleRepository
 from center.access.users_store import UserRepository
 from center.crm.store import CustomerRepository
 from center.feed.versions import MasterVersions
@@ -150,6 +151,7 @@ class Storage(Protocol):
     offers: OfferRepository
     feed: FeedRepository
     users: UserRepository
+    people: PeopleRepository
     nodes: NodeRepository
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from center.access import nonces_store as nonces
+from center.access import people_store as people
 from center.access import users_store as users
 from center.crm import customers_store as customers
 from center.crm import store as crm
@@ -267,6 +268,7 @@ SQLITE_MIGRATIONS = MigrationList(
         nonces.SQLITE_MIGRATION,
         offers.SQLITE_MIGRATION,
         coupon_jobs.SQLITE_MIGRATION,
+        people.SQLITE_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names
 )

@@ -25,6 +25,7 @@ from center.web.keys import (
     NONCES_KEY,
     STORAGE_KEY,
 )
+from center.web.pages import is_page, page_error
 from center.web.request import MAX_BODY_BYTES, in_db
 from sync_protocol import PayloadTooLarge, ProtocolError, canonical_query
 
@@ -99,6 +100,8 @@ async def error_middleware(
     except ProtocolError as exc:
         return _error(400, _snake(type(exc).__name__), str(exc))
     except RequestError as exc:
+        if is_page(request):
+            return page_error(request, exc)
         return _error(exc.status, exc.kind, str(exc))
     except StorageError as exc:
         log.warning("%s %s: %s", request.method, request.path, exc)

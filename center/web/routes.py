@@ -9,6 +9,7 @@ from aiohttp import web
 
 from center.access import api as users_api
 from center.access import enrol_api
+from center.access import pages as access_pages
 from center.access.permissions import (
     AUTHENTICATED,
     PERMISSIONS,
@@ -26,6 +27,7 @@ from center.promotions import api as promotions_api
 from center.promotions import coupons_api, offers_api, segments_api
 from center.reporting import api as reports_api
 from center.web import health
+from center.web import pages as web_pages
 
 __all__ = ["ROUTE_MODULES", "add_routes", "route_permissions"]
 
@@ -44,6 +46,8 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     customers_api,
     offers_api,
     reports_api,
+    web_pages,
+    access_pages,
 )
 """Every module with `add_routes(app)` and `PERMISSIONS`, in registration order (a fixed path
 such as /v1/customers/search is registered before the {customer_id} it would otherwise match)."""
