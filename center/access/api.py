@@ -123,7 +123,11 @@ async def authorize(
     else:
         caller = await _authenticate(request, requirement, verify_node)
         if requirement != AUTHENTICATED and not allows(caller.permissions, requirement):
-            who = f"role {caller.role!r}" if caller.kind in ("user", "person") else f"{caller.kind} callers"
+            who = (
+                f"role {caller.role!r}"
+                if caller.kind in ("user", "person")
+                else f"{caller.kind} callers"
+            )
             raise Forbidden(
                 "permission",
                 f"{method} {canonical} needs {_describe(requirement)}, which {who} "

@@ -25,8 +25,7 @@ from center.access.people_session import (
 from center.access.permissions import AUTHENTICATED, PUBLIC, Requirement
 from center.errors import Forbidden, InvalidRequest, Unauthorized
 from center.web.keys import CLOCK_KEY, STORAGE_KEY
-from center.web.i18n import translator
-from center.web.pages import TRANSLATIONS_KEY, form_of, language_of, render
+from center.web.pages import form_of, render, translate_for
 from center.web.request import in_db
 
 __all__ = ["PERMISSIONS", "add_routes"]
@@ -107,7 +106,7 @@ async def post_sign_in(request: web.Request) -> web.StreamResponse:
         )
     except Unauthorized as exc:
         locked = exc.field == "username"
-        _ = translator(request.app[TRANSLATIONS_KEY], language_of(request))
+        _ = translate_for(request)
         message = (
             _("Too many failed attempts: the account is locked for a while.")
             if locked

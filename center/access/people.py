@@ -77,9 +77,7 @@ class SignIn:
 def check_password_text(password: object, *, field: str = "password") -> str:
     """`password` if it is MIN_PASSWORD_LEN..MAX_PASSWORD_LEN characters; InvalidRequest."""
     if not isinstance(password, str) or not MIN_PASSWORD_LEN <= len(password) <= MAX_PASSWORD_LEN:
-        raise InvalidRequest(
-            field, f"expected {MIN_PASSWORD_LEN}..{MAX_PASSWORD_LEN} characters"
-        )
+        raise InvalidRequest(field, f"expected {MIN_PASSWORD_LEN}..{MAX_PASSWORD_LEN} characters")
     return password
 
 

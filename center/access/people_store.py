@@ -207,7 +207,9 @@ class PeopleRepository:
                 (session_hash,),
             ).fetchone()
             if row is not None:
-                self.audit.record("user", row[0], "sign_out", None, None, f"{row[0]} via {page}", at)
+                self.audit.record(
+                    "user", row[0], "sign_out", None, None, f"{row[0]} via {page}", at
+                )
 
     def set_language(self, username: str, language: str, now: datetime, *, page: str) -> None:
         """A person's console language ('' = the browser's); audited."""

@@ -9,7 +9,7 @@ get `can(permission)` so that the same role is never shown it either.
 from __future__ import annotations
 
 import gettext
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ __all__ = [
     "page_error",
     "render",
     "setup_pages",
+    "translate_for",
 ]
 
 _CENTER = Path(__file__).resolve().parent.parent
@@ -58,7 +59,7 @@ def setup_pages(app: web.Application) -> None:
     loader = jinja2.PrefixLoader(
         {name: jinja2.FileSystemLoader(_CENTER / name / "templates") for name in TEMPLATE_DOMAINS}
     )
-    aiohttp_jinja2.setup(app, loader=loader, autoescape=True, undefined=jinja2.StrictUndefined)
+    aiohttp_jinja2.setup(app, loader=loader, autoescape=True)
     app[TRANSLATIONS_KEY] = i18n.load_translations()
 
 
@@ -76,6 +77,12 @@ def language_of(request: web.Request) -> str:
     """The language of this request: the person's setting, `?lang=`, Accept-Language."""
     setting = caller_of(request).language or request.query.get("lang", "")
     return i18n.choose_language(setting, request.headers.get("Accept-Language"))
+
+
+def translate_for(request: web.Request) -> Callable[..., str]:
+    """`_(text, **values)` in the request's language, for text made outside a template."""
+    translations: dict[str, gettext.NullTranslations] = request.app[TRANSLATIONS_KEY]
+    return i18n.translator(translations, language_of(request))
 
 
 def page_actor(request: web.Request) -> str:
@@ -105,7 +112,6 @@ def render(
     """A page in the request's language, with the person, `can`, `_` and the formatters."""
     caller = caller_of(request)
     language = language_of(request)
-    translations = request.app[TRANSLATIONS_KEY]
     base: dict[str, Any] = {
         "caller": caller,
         "signed_in": caller.kind == "person",
@@ -113,7 +119,7 @@ def render(
         "csrf_field": CSRF_FIELD,
         "csrf_token": caller.csrf_token,
         "lang": language,
-        "_": i18n.translator(translations, language),
+        "_": translate_for(request),
         "money": lambda minor: i18n.money(int(minor), language),
         "number": lambda value: i18n.number(int(value), language),
         "when": lambda value: i18n.when(value, language),
