@@ -137,6 +137,9 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
         try:
             for name, role in PEOPLE.items():
                 add_person(storage, name, role, PASSWORD, "test", datetime.now(UTC))
+            storage.feed.upsert_master(
+                {"stores": [{"store_id": STORE, "name": "Tverskaya 1", "format": "hypermarket"}]}
+            )
         finally:
             storage.close()
         console = Console(
