@@ -69,8 +69,11 @@ def add_routes(app: web.Application) -> None:
 
 
 def is_page(request: web.Request) -> bool:
-    """True for the console's pages (errors become pages, not JSON)."""
-    return request.path == "/" or request.path.startswith(PAGE_PREFIXES)
+    """True for the console's pages asked by a browser (errors become pages, not JSON); a
+    program (no text/html in Accept, or a bearer token) gets the JSON errors of the API."""
+    page = request.path == "/" or request.path.startswith(PAGE_PREFIXES)
+    browser = "text/html" in request.headers.get("Accept", "") or "HX-Request" in request.headers
+    return page and browser and "Authorization" not in request.headers
 
 
 def language_of(request: web.Request) -> str:

@@ -70,11 +70,10 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def client(
-    config: Config, db: Storage, clock: Clock
-) -> AsyncIterator[TestClient[Any, Any]]:
+async def client(config: Config, db: Storage, clock: Clock) -> AsyncIterator[TestClient[Any, Any]]:
     app = create_app(config, db, clock=clock)
-    async with TestClient(TestServer(app), headers={"Accept-Language": "en"}) as client:
+    browser = {"Accept-Language": "en", "Accept": "text/html,*/*;q=0.8"}
+    async with TestClient(TestServer(app), headers=browser) as client:
         yield client
     db.close()
 
@@ -274,7 +273,7 @@ async def test_language_is_the_persons_setting_then_the_browsers(
     response = await client.get("/", headers={"Accept-Language": "en-GB,en;q=0.9"})
     assert "Sign in" in await response.text()
     await _sign_in(client, "olga")
-    status, html = await _page(client, "/console")
+    _, html = await _page(client, "/console")
     await client.post("/console/language", data={"csrf_token": _token(html), "language": "ru"})
     response = await client.get("/console", headers={"Accept-Language": "en"})
     assert "Найти клиента" in await response.text()
@@ -297,7 +296,7 @@ async def test_the_json_api_with_a_session_cookie_still_needs_the_csrf_header(
     client: TestClient[Any, Any], db: Storage
 ) -> None:
     await _sign_in(client, "olga")
-    status, html = await _page(client, "/console")
+    _, html = await _page(client, "/console")
     refused = await client.post(f"/v1/cards/{CARD}/block", json={"reason": "lost"})
     assert refused.status == 403
     done = await client.post(
@@ -322,3 +321,14 @@ async def test_nodes_page_shows_the_silent_store_first(
     assert status == 200
     rows = re.findall(r'id="node-([^"]+)" data-status="([a-z]+)"', html)
     assert rows == [("store-2", "silent"), ("store-1", "ok")]
+
+
+async def test_a_program_gets_json_errors_from_a_page_and_a_browser_gets_pages(
+    client: TestClient[Any, Any],
+) -> None:
+    program = await client.get(
+        "/console/customers", headers={"Accept": "application/json"}, allow_redirects=False
+    )
+    assert program.status == 401 and (await program.json())["error"] == "unauthorized"
+    browser = await client.get("/console/customers", allow_redirects=False)
+    assert browser.status == 303 and browser.headers["Location"] == "/"

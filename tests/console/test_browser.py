@@ -145,7 +145,10 @@ def test_administrator_signs_in_with_a_code_and_sees_every_node(
     assert page.get_attribute(f"#node-{STORE}-1", "data-status") == "ok"
     page.click("#sign-out")
     page.wait_for_selector("#sign-in")
-    assert page.request.get(console.url + "/console/nodes", max_redirects=0).status == 303
+    after = page.request.get(
+        console.url + "/console/nodes", max_redirects=0, headers={"Accept": "text/html"}
+    )
+    assert after.status == 303 and after.headers["location"] == "/"
 
 
 @pytest.mark.locale("ru-RU")
