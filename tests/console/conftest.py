@@ -101,7 +101,7 @@ def _tool(command: str, *args: str, stdin: str = "") -> str:
     return done.stdout.strip()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     from center.access.people import add_person
     from center.config import load_config
@@ -168,8 +168,10 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
         yield console
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    # Module scope: Playwright's sync API keeps an event loop running while it is open, which
+    # the asyncio tests of other modules must not meet.
     if not CHROMIUM.exists():
         message = f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)"
         if os.environ.get("CI"):
