@@ -332,3 +332,35 @@ async def test_a_program_gets_json_errors_from_a_page_and_a_browser_gets_pages(
     assert program.status == 401 and (await program.json())["error"] == "unauthorized"
     browser = await client.get("/console/customers", allow_redirects=False)
     assert browser.status == 303 and browser.headers["Location"] == "/"
+
+
+async def test_search_as_you_type_answers_only_the_results_to_htmx(
+    client: TestClient[Any, Any],
+) -> None:
+    await _sign_in(client, "olga")
+    headers = {"HX-Request": "true", "HX-Target": "results"}
+    response = await client.get("/console/customers?q=ivan", headers=headers)
+    html = await response.text()
+    assert response.status == 200 and "<html" not in html
+    assert 'href="/console/customers/c-1"' in html
+    short = await client.get("/console/customers?q=12", headers=headers)
+    assert 'id="q-error"' in await short.text()  # fewer than 3 digits: said by the field
+    full = await client.get("/console/customers?q=ivan")
+    assert "<html" in await full.text()
+
+
+async def test_a_blocked_card_is_unblocked_from_the_page(
+    client: TestClient[Any, Any], db: Storage
+) -> None:
+    db.customers.block_card(CARD, "lost", "test", T0)
+    await _sign_in(client, "olga")
+    _, html = await _page(client, "/console/customers/c-1")
+    assert "/unblock" in html and 'class="block-card"' not in html
+    response = await client.post(
+        f"/console/cards/{CARD}/unblock",
+        data={"csrf_token": _token(html), "customer_id": "c-1"},
+        allow_redirects=False,
+    )
+    assert response.status == 303
+    view = db.customers.customer_view("c-1", T0)
+    assert view is not None and view["cards"][0]["status"] == "active"
