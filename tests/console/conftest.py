@@ -110,8 +110,8 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     root = tmp_path_factory.mktemp("console")
     with Cluster(root / "cluster", [STORE], 1) as cluster:
         cluster.write_configs()
+        cluster.start(cluster.center)  # started first, enrolment leaves it running
         cluster.enrol_all()
-        cluster.start(cluster.center)
         cluster.start(cluster.store_nodes[STORE])
         cluster.start(cluster.registers[f"{STORE}-1"])
         config = str(cluster.center.config)
