@@ -127,3 +127,20 @@ def test_node_contacts_put_the_silent_first_and_list_each_register() -> None:
         ("1-2", "ok"),
     ]
     assert found[-1].devices == (("printer", "error"),) and found[1].sync_lag_s == 30 * 3600
+
+
+def test_the_session_cookie_is_secure_under_tls_only() -> None:
+    import ssl
+
+    from aiohttp import web
+    from aiohttp.test_utils import make_mocked_request
+
+    from center.access.people_session import SESSION_COOKIE, set_session_cookie
+
+    for context, secure in ((ssl.create_default_context(), True), (None, False)):
+        request = make_mocked_request("POST", "/sign-in", sslcontext=context)
+        response = web.Response()
+        set_session_cookie(response, request, "value")
+        cookie = response.cookies[SESSION_COOKIE]
+        assert bool(cookie["secure"]) is secure
+        assert cookie["httponly"] and cookie["samesite"] == "Strict"
