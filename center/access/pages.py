@@ -156,6 +156,8 @@ async def post_language(request: web.Request) -> web.StreamResponse:
             caller.name, language, request.app[CLOCK_KEY](), page=request.path
         ),
     )
+    if request.headers.get("HX-Request"):
+        return web.Response(status=204, headers={"HX-Refresh": "true"})  # htmx reloads the page
     # Back to the page the person was on (only a page of this console, never another site).
     back = URL(request.headers.get("Referer", "")).path_qs
     return _see(back if back.startswith("/console") else "/console")

@@ -105,6 +105,7 @@ async def test_root_is_the_sign_in_page_not_404(client: TestClient[Any, Any]) ->
     html = await response.text()
     assert response.status == 200 and response.content_type == "text/html"
     assert 'action="/sign-in' in html and 'name="password"' in html
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
     assert "loyalty_signin" in response.cookies
 
 

@@ -23,8 +23,15 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     locale = marker.args[0] if marker else "en-GB"
     context = browser.new_context(locale=locale, viewport={"width": 1280, "height": 900})
     context.set_default_timeout(15_000)
-    yield context.new_page()
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    yield page
     context.close()
+    # The pages run under a strict Content-Security-Policy: nothing of ours may break it, and
+    # no script may fail (the browser's own lines for answers such as 403 or 422 aside).
+    assert [e for e in errors if not e.startswith("Failed to load resource")] == []
 
 
 def _sign_in(
