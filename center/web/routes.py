@@ -29,6 +29,7 @@ from center.promotions import api as promotions_api
 from center.promotions import coupons_api, offers_api, segments_api
 from center.promotions import pages as promotions_pages
 from center.reporting import api as reports_api
+from center.reporting import pages as reporting_pages
 from center.web import health
 from center.web import pages as web_pages
 
@@ -55,6 +56,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     ledger_pages,
     nodes_pages,
     promotions_pages,
+    reporting_pages,
 )
 """Every module with `add_routes(app)` and `PERMISSIONS`, in registration order (a fixed path
 such as /v1/customers/search is registered before the {customer_id} it would otherwise match)."""

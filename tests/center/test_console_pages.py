@@ -365,3 +365,27 @@ async def test_a_blocked_card_is_unblocked_from_the_page(
     assert response.status == 303
     view = db.customers.customer_view("c-1", T0)
     assert view is not None and view["cards"][0]["status"] == "active"
+
+
+async def test_reports_dashboard_shows_the_periods_figures_and_its_charts(
+    client: TestClient[Any, Any], db: Storage
+) -> None:
+    from tests.center.center_factories import make_sale
+
+    db.sales.ingest([make_sale(1, card_no=CARD, amounts=(123456,))], T0)
+    await _sign_in(client, "ann")  # data analyst
+    status, html = await _page(client, "/console/reports?from=2024-02-20&to=2024-03-05")
+    assert status == 200
+    assert re.search(r'id="receipts">1<', html) and "1,234.56" in html
+    charts = re.findall(r'<img class="chart" id="chart-\w+" src="([^"]+)"', html)
+    assert len(charts) == 3
+    for src in charts:  # the API's own SVG routes, reached with the session cookie
+        response = await client.get(src.replace("&amp;", "&"))
+        assert response.status == 200 and response.content_type == "image/svg+xml"
+    status, html = await _page(client, "/console/reports?from=2024-03-05&to=2024-02-20")
+    assert status == 200 and 'id="from-error"' in html  # a reversed period, said by the field
+    client.session.cookie_jar.clear()
+    await _sign_in(client, "olga")  # call center: no reports
+    status, html = await _page(client, "/console")
+    assert "/console/reports" not in html
+    assert (await _page(client, "/console/reports"))[0] == 403
