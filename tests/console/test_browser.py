@@ -184,3 +184,14 @@ def test_store_admin_page_shows_the_register_and_the_link_to_the_center(
     row = page.inner_text(f"#register-{STORE}-1")
     assert re.search(r"printer: (ok|error|unknown)", row), row
     assert page.inner_text("#pending").strip() == "0"
+
+
+def test_analyst_sees_the_reports_with_their_charts(page: Any, console: Console) -> None:
+    _sign_in(page, console, "ann")
+    page.click("#nav-reports")
+    page.wait_for_selector("#figures")
+    page.wait_for_function(
+        "[...document.querySelectorAll('img.chart')].every(i => i.complete && i.naturalWidth > 0)"
+    )
+    assert page.locator("img.chart").count() == 3
+    console.shot(page, "analyst-reports")
