@@ -1,5 +1,6 @@
 """`loyalty-center`: serve, check-config, import-dataset, simulate, recompute, enrol-store,
-add-user, list-users, revoke-user, report, generate-coupons."""
+add-user, list-users, revoke-user, report, generate-coupons, load-master, settings,
+set-settings."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from center.access.cli import USER_COMMANDS, add_user_commands, user_command
 from center.config import Config, effective_config, format_toml, load_config
 from center.errors import CenterError, ConfigError
+from center.feed.master_cli import MASTER_COMMANDS, add_master_commands, master_command
 from sync_protocol import Sale
 
 if TYPE_CHECKING:
@@ -82,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--ttl-h", type=float, default=24.0, help="hours until the token expires (default 24)"
     )
     add_user_commands(sub, with_config)
+    add_master_commands(sub, with_config)
     rep = sub.add_parser(
         "report", help="write report.html (KPIs, tables, SVG charts) and the SVGs of a period"
     )
@@ -133,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return enrol_store_command(config, args.store_id, args.ttl_h)
         if args.command in USER_COMMANDS:
             return user_command(config, args)
+        if args.command in MASTER_COMMANDS:
+            return master_command(config, args, _ProgressLine())
         if args.command == "report":
             from center.reporting.queries import report_command
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 __all__ = [
     "CenterError",
@@ -11,6 +12,7 @@ __all__ = [
     "DatasetError",
     "EnrolmentRefused",
     "Forbidden",
+    "InvalidLines",
     "InvalidRequest",
     "MalformedRequest",
     "RequestError",
@@ -96,6 +98,16 @@ class InvalidRequest(RequestError):
 
     kind = "invalid"
     status = 422
+
+
+class InvalidLines(InvalidRequest):
+    """Lines of a file or rows of a batch that cannot be loaded: `problems` lists every one
+    ({"line", "field", "message"}); the first names the field of the error."""
+
+    def __init__(self, field: str, message: str, problems: Sequence[Mapping[str, Any]]) -> None:
+        self.problems = tuple(dict(p) for p in problems)
+        more = len(self.problems) - 1
+        super().__init__(field, message + (f" (and {more} more problems)" if more > 0 else ""))
 
 
 class Conflict(RequestError):

@@ -103,6 +103,11 @@ def _enter_coupon(session: requests.Session, receipt: str, code: str) -> bool:
     return True
 
 
+def _coupon_refused(response: requests.Response) -> bool:
+    """409 from the store node: the single-use coupon is held or redeemed elsewhere."""
+    return response.status_code == 409 and "coupon_unavailable" in response.text
+
+
 def _refused(response: requests.Response) -> bool:
     """409 from the store node's balance authority: the bonus is held or spent elsewhere."""
     return response.status_code == 409 and "insufficient_balance" in response.text
@@ -167,7 +172,18 @@ def ring_up(
     presented = coupons.take_coupon(household) if coupons is not None and household else None
     if presented is not None and not _enter_coupon(session, receipt, presented):
         presented = None
-    calc = _call(session, "POST", f"{receipt}/calculate", {})
+    response = session.post(f"{receipt}/calculate", json={}, timeout=30)
+    if presented is not None and _coupon_refused(response):
+        # Taken offline with nobody to ask, refused now that the store node can ask: a
+        # cashier takes the coupon off and sells on.
+        session.delete(f"{receipt}/coupons/{presented}", timeout=30)
+        presented = None
+        response = session.post(f"{receipt}/calculate", json={}, timeout=30)
+    if response.status_code >= 400:
+        raise DemoError(
+            f"POST {receipt}/calculate answered {response.status_code}: {response.text[:300]}"
+        )
+    calc = response.json()
     bonus = 0
     if spend:
         payable = calc["bonus_payable_max"]

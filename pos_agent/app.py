@@ -78,6 +78,12 @@ def create_app(
         register = await worker.open()
         app[WORKER] = worker
         hub.names = register.replica.product_names
+        # Called on the register's thread (on_confirmed), which owns the replica connection.
+        hub.titles = lambda: {
+            promotion.promotion_id: promotion.title
+            for promotion in register.promotion_set().promotions
+            if promotion.title
+        }
         (stats, master_version), open_receipts = await worker.run(
             lambda r: (r.stats(), len(r.journal.open_receipt_ids()))
         )

@@ -249,6 +249,8 @@ class DeviceHub:
         self._screen: CustomerDisplay | None = None
         # Product id -> printable name, set by the app once the replica is open.
         self.names: Callable[[Sequence[str]], Mapping[str, str]] = lambda ids: {}
+        # Promotion id -> title from the promotion set the register prices with (app sets it).
+        self.titles: Callable[[], Mapping[str, str]] = dict
 
     @property
     def reprint_path(self) -> Path:
@@ -304,6 +306,13 @@ class DeviceHub:
             log.debug("product names unavailable", exc_info=True)
             return {}
 
+    def _titles(self) -> Mapping[str, str]:
+        try:
+            return self.titles()
+        except Exception:  # without titles a discount is named by its promotion id
+            log.debug("promotion titles unavailable", exc_info=True)
+            return {}
+
     def sale_confirmed(self, sale: Sale, balance_before: int, calculation: Any) -> None:
         """Queue the receipt (+ coupons) and show the total and loyalty messages."""
         loyalty = loyalty_summary(sale, balance_before)
@@ -311,11 +320,14 @@ class DeviceHub:
             lang = self.printer_cfg.language
             try:
                 names = self._names([line.product_id for line in sale.lines])
-                slips = [
-                    ("receipt", receipt_slip(sale, loyalty=loyalty, language=lang, names=names))
-                ]
+                titles = self._titles()
+                receipt = receipt_slip(
+                    sale, loyalty=loyalty, language=lang, names=names, titles=titles
+                )
+                slips = [("receipt", receipt)]
                 slips += [
-                    ("coupon", coupon_slip(c, language=lang)) for c in coupons_of(calculation)
+                    ("coupon", coupon_slip(c, language=lang, titles=titles))
+                    for c in coupons_of(calculation)
                 ]
             except Exception as exc:  # a layout bug must not fail a committed sale
                 self._printer.failed(f"cannot lay out the receipt of {sale.sale_id}: {exc}")

@@ -122,21 +122,31 @@ _LINE_KEYS = {"product_id", "qty_milli", "unit_price_minor", "amount_minor", "we
 
 
 def _line(value: Any, path: str) -> LineInput:
-    doc = _object(value, path, _LINE_KEYS, {"product_id", "qty_milli", "unit_price_minor"})
+    doc = _object(value, path, _LINE_KEYS, {"product_id", "qty_milli"})
     product_id = _text(doc["product_id"], _join(path, "product_id"))
     qty = _int(doc["qty_milli"], _join(path, "qty_milli"), lo=1, hi=MAX_QTY_MILLI)
-    price = _int(doc["unit_price_minor"], _join(path, "unit_price_minor"), lo=0, hi=MAX_PRICE_MINOR)
+    price: int | None = None
+    if doc.get("unit_price_minor") is not None:  # absent: the shelf price from master data
+        price = _int(
+            doc["unit_price_minor"], _join(path, "unit_price_minor"), lo=0, hi=MAX_PRICE_MINOR
+        )
     amount = doc.get("amount_minor")
     if amount is not None:
         amount = _int(amount, _join(path, "amount_minor"), lo=0, hi=MAX_LINE_AMOUNT_MINOR)
-    elif qty * price // 1000 > MAX_LINE_AMOUNT_MINOR:
-        raise InvalidField(
-            _join(path, "qty_milli"),
-            f"{qty} milli-units at {price} make a line larger than the maximum "
-            f"{MAX_LINE_AMOUNT_MINOR}",
-        )
+    elif price is not None:
+        check_line_amount(qty, price, _join(path, "qty_milli"))
     weighed = _bool(doc.get("weighed", False), _join(path, "weighed"))
     return LineInput(product_id, qty, price, amount, weighed)
+
+
+def check_line_amount(qty_milli: int, price: int, field: str) -> None:
+    """InvalidField naming `field` when the line's amount would pass the maximum."""
+    if qty_milli * price // 1000 > MAX_LINE_AMOUNT_MINOR:
+        raise InvalidField(
+            field,
+            f"{qty_milli} milli-units at {price} make a line larger than the maximum "
+            f"{MAX_LINE_AMOUNT_MINOR}",
+        )
 
 
 def parse_lines(body: Any) -> list[LineInput]:

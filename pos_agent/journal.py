@@ -396,6 +396,13 @@ class Journal:
         ).fetchone()
         return None if row is None else str(row[0])
 
+    def coupons_of_sale(self, sale_id: str) -> tuple[str, ...]:
+        """The single-use coupon codes sale ``sale_id`` redeemed (its reservation commit)."""
+        rows = self.conn.execute(
+            "SELECT code FROM used_coupons WHERE sale_id = ? ORDER BY code", [sale_id]
+        )
+        return tuple(str(row[0]) for row in rows)
+
     def confirm(
         self,
         receipt_id: str,
@@ -564,6 +571,30 @@ class Journal:
         )
         return [OutboxRow(int(seq), str(sale_id), bytes(payload)) for seq, sale_id, payload in rows]
 
+    def acked_seq(self) -> int:
+        """The highest seq the store node acknowledged (its outbox row is gone; 0 for none)."""
+        # Walks down the seq index from the top and stops at the first acknowledged sale.
+        row = self.conn.execute(
+            "SELECT s.seq FROM sales AS s WHERE NOT EXISTS "
+            "(SELECT 1 FROM outbox AS o WHERE o.sale_id = s.sale_id) ORDER BY s.seq DESC LIMIT 1"
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def sales_in(self, ranges: Iterable[tuple[int, int]], limit: int) -> list[OutboxRow]:
+        """Up to `limit` kept sales whose seq lies in the inclusive ranges, in seq order, as
+        committed: what a store node that lost its database asks to be sent again."""
+        rows: list[OutboxRow] = []
+        for first, last in sorted(ranges):
+            if len(rows) >= limit:
+                break
+            found = self.conn.execute(
+                "SELECT seq, sale_id, payload FROM sales WHERE seq BETWEEN ? AND ? "
+                "ORDER BY seq LIMIT ?",
+                [first, last, limit - len(rows)],
+            )
+            rows += [OutboxRow(int(seq), str(sid), bytes(payload)) for seq, sid, payload in found]
+        return rows
+
     def settle(
         self,
         delivered: Iterable[str],
@@ -571,7 +602,9 @@ class Journal:
         *,
         master_version: int,
     ) -> tuple[int, int]:
-        """Drop acknowledged rows and flag rejected ones in one transaction; (dropped, flagged)."""
+        """Drop acknowledged outbox rows and flag rejected ones in one transaction;
+        (dropped, flagged). The sales themselves stay in the journal: a store node that loses
+        its database asks for them again (`sales_in`)."""
         dropped = flagged = 0
         with self._transaction():
             for sale_id in delivered:

@@ -56,7 +56,8 @@ class LineInput:
 
     product_id: str
     qty_milli: int
-    unit_price_minor: int
+    unit_price_minor: int | None
+    """None: the product's shelf price in the master data (the Center's `price_minor`)."""
     amount_minor: int | None = None
     weighed: bool = False
 

@@ -35,6 +35,7 @@ from pos_agent.errors import (
     SpendRefused,
     StoreNodeUnreachable,
 )
+from pos_agent.inputs import check_line_amount
 from pos_agent.journal import HeldReservation, Journal, JournalStats, OfflineSpend, SalesSummary
 from pos_agent.receipts import CouponUsed, LineInput, OpenLine, OpenReceipt, PaymentInput
 from pos_agent.replica import Card, CardCoupon, CardOffer, Replica
@@ -157,20 +158,36 @@ class Register:
     def _save(self, receipt: OpenReceipt) -> None:
         self.journal.save_receipt(receipt.receipt_id, receipt.to_json(), self._now())
 
+    def _shelf_price(self, product_id: str, qty_milli: int, offset: int) -> int:
+        """The replica's price of a line sent without one; InvalidField when it has none."""
+        field = f"lines[{offset}].unit_price_minor"
+        product = self.replica.product(product_id)
+        if product is None or product.price_minor is None:
+            raise InvalidField(
+                field,
+                f"no shelf price for product {product_id!r} in the master data "
+                f"(version {self.replica.master_version()}); send unit_price_minor",
+            )
+        check_line_amount(qty_milli, product.price_minor, f"lines[{offset}].qty_milli")
+        return product.price_minor
+
     def add_lines(self, receipt_id: str, inputs: list[LineInput]) -> list[int]:
         """Append the lines (all or none); their line numbers."""
         receipt = self.receipt(receipt_id)
         lines = []
         for offset, item in enumerate(inputs):
+            price = item.unit_price_minor
+            if price is None:
+                price = self._shelf_price(item.product_id, item.qty_milli, offset)
             amount = item.amount_minor
             if amount is None:
-                amount = amount_for_quantity(item.qty_milli, item.unit_price_minor)
+                amount = amount_for_quantity(item.qty_milli, price)
             lines.append(
                 OpenLine(
                     line_no=receipt.next_line_no + offset,
                     product_id=item.product_id,
                     qty_milli=item.qty_milli,
-                    unit_price_minor=item.unit_price_minor,
+                    unit_price_minor=price,
                     amount_minor=amount,
                     weighed=item.weighed,
                 )
@@ -292,6 +309,8 @@ class Register:
         if self.link is None:
             return None
         try:
+            if codes:
+                self._send_settled()
             hold = self.link.reserve(
                 receipt_id=receipt.receipt_id,
                 card_no=receipt.card_no,
@@ -316,17 +335,50 @@ class Register:
         )
         return Authorization("online", available=hold.available)
 
-    def authorize(self, receipt: OpenReceipt, bonus_to_spend: int, now: datetime) -> Authorization:
+    def _send_settled(self) -> None:
+        """Deliver this register's queued commits and releases before holding codes again, so
+        the node never refuses a code for a receipt this register already closed."""
+        assert self.link is not None
+        for op in self.journal.reservation_ops(20):
+            codes = self.journal.coupons_of_sale(op.sale_id) if op.sale_id else ()
+            self.link.settle(op.reservation_id, op.op, op.sale_id, codes)
+            self.journal.reservation_op_done(op.reservation_id)
+
+    def _release_now(self, reservation_id: str) -> None:
+        """Give held codes back at once (the queued release stays: it is idempotent), so the
+        next receipt presenting them is not refused while the uploader catches up."""
+        if self.link is None:
+            return
+        try:
+            self.link.release(reservation_id)
+        except StoreNodeUnreachable as exc:
+            log.info("reservation %s: release queued (%s)", reservation_id, exc)
+
+    def authorize(
+        self,
+        receipt: OpenReceipt,
+        bonus_to_spend: int,
+        now: datetime,
+        *,
+        redeemed: tuple[str, ...] | None = None,
+    ) -> Authorization:
         """Let the receipt spend `bonus_to_spend` and its single-use coupons, or refuse (409).
 
         The store node decides when it answers; otherwise the offline rules apply: spending
         needs a replica synced within `offline.max_replica_age_s` and stays within the
         replica balance and `offline.max_spend_per_card_minor` per card and store day.
+        ``redeemed`` (at confirm): the single-use codes the sale consumes; the hold keeps only
+        those, so a code the receipt held but did not use is free again before the sale exists.
         """
         codes, signed = self._single_use(receipt)
+        if redeemed is not None:
+            codes = [code for code in codes if code in redeemed]
+            signed = [code for code in signed if code in redeemed]
         held = self.journal.reservation(receipt.receipt_id)
         if not bonus_to_spend and not codes:
             if held is not None and self.journal.drop_reservation(receipt.receipt_id, now):
+                if held.codes:
+                    self._release_now(held.reservation_id)
                 self.on_sale()
             return Authorization("none")
         if (
@@ -349,16 +401,31 @@ class Register:
             "offline", offline=self._offline_spend(receipt.card_no, bonus_to_spend, now)
         )
 
-    def _offline_spend(self, card_no: str, amount: int, now: datetime) -> OfflineSpend:
+    def _offline_limits(self) -> tuple[tuple[str, int], tuple[str, float]]:
+        """((name, max spend per card and day), (name, max replica age s)): this register's
+        [offline] config, lowered by the chain settings the Center publishes, if any."""
         limits = self.config.offline
+        spend = ("offline.max_spend_per_card_minor", limits.max_spend_per_card_minor)
+        age = ("offline.max_replica_age_s", limits.max_replica_age_s)
+        _, _, settings = self.replica.promotion_source()
+        chain_spend = settings.get("offline_max_spend_per_card_minor", "")
+        if chain_spend.isascii() and chain_spend.isdigit() and int(chain_spend) < spend[1]:
+            spend = ("chain setting offline_max_spend_per_card_minor", int(chain_spend))
+        chain_age = settings.get("offline_max_replica_age_s", "")
+        if chain_age.isascii() and chain_age.isdigit() and int(chain_age) < age[1]:
+            age = ("chain setting offline_max_replica_age_s", float(chain_age))
+        return spend, age
+
+    def _offline_spend(self, card_no: str, amount: int, now: datetime) -> OfflineSpend:
+        (spend_name, allowance), (age_name, max_age_s) = self._offline_limits()
         synced_at = self.replica.synced_at()
         age_s = None if synced_at is None else (now - synced_at).total_seconds()
-        if age_s is None or age_s > limits.max_replica_age_s:
+        if age_s is None or age_s > max_age_s:
             when = "never" if synced_at is None else f"at {synced_at.isoformat()}"
             raise SpendRefused(
                 f"bonus_to_spend: the store node cannot be reached and this register's master "
-                f"data was last synced {when}, longer ago than offline.max_replica_age_s = "
-                f"{limits.max_replica_age_s:g} s: no bonus can be spent offline (the sale still "
+                f"data was last synced {when}, longer ago than {age_name} = "
+                f"{max_age_s:g} s: no bonus can be spent offline (the sale still "
                 "earns bonus)"
             )
         available = self._available(card_no, self.replica.card(card_no))
@@ -369,13 +436,12 @@ class Register:
             )
         tz = self.promotion_set().settings.tz
         day = now.astimezone(tz).date().isoformat()
-        allowance = limits.max_spend_per_card_minor
         spent = self.journal.offline_spent(card_no, day)
         if amount > allowance - spent:
             raise SpendRefused(
                 f"bonus_to_spend: the store node cannot be reached and card {card_no} may spend "
                 f"at most {max(0, allowance - spent)} more offline on {day} "
-                f"(offline.max_spend_per_card_minor = {allowance}, spent offline {spent})"
+                f"({spend_name} = {allowance}, spent offline {spent})"
             )
         return OfflineSpend(day=day, allowance=allowance)
 
@@ -492,10 +558,11 @@ class Register:
         closed_at = self._now()
         sale_id = str(uuid.uuid4())
         priced = self.price(receipt, bonus_to_spend, now=closed_at, sale_id=sale_id)
-        # Any network call happens here, before the sale is journaled; after it, the commit
-        # (or release) of the hold travels with the uploader.
-        granted = self.authorize(receipt, bonus_to_spend, closed_at)
         single_use = self._single_use_redeemed(priced.calculation)
+        # Any network call happens here, before the sale is journaled; after it, the commit
+        # (or release) of the hold travels with the uploader. Only the codes the sale redeems
+        # stay held: one under its coupon's minimum is released now, not consumed.
+        granted = self.authorize(receipt, bonus_to_spend, closed_at, redeemed=single_use)
         unnumbered = unnumbered_sale(
             receipt,
             priced.calculation,

@@ -45,6 +45,8 @@ class Product:
     department: str = ""
     category: str = ""
     brand: str = ""
+    price_minor: int | None = None
+    """The shelf price the Center publishes (None: unknown; the register software sends it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,11 +437,13 @@ class Replica:
         row = self._row("products", product_id)
         if row is None:
             return None
+        price = row.get("price_minor")
         return Product(
             product_id=product_id,
             department=_text(row.get("department")),
             category=_text(row.get("category")),
             brand=_text(row.get("brand")),
+            price_minor=price if type(price) is int and price >= 0 else None,
         )
 
     def product_names(self, product_ids: Sequence[str]) -> dict[str, str]:

@@ -6,7 +6,7 @@ Pure: sale + what the register knew -> printers.Slip / display lines, in Russian
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from loyalty_engine import Calculation
@@ -15,8 +15,10 @@ from sync_protocol import Sale
 
 __all__ = [
     "LABELS",
+    "WALLET_LABELS",
     "Coupon",
     "LoyaltySummary",
+    "WalletMoves",
     "accrued_message",
     "coupon_slip",
     "coupons_of",
@@ -77,6 +79,30 @@ LABELS: dict[str, dict[str, str]] = {
 }
 
 
+WALLET_LABELS: dict[str, dict[str, str]] = {
+    "ru": {
+        "stickers": "Наклейки",
+        "chips": "Фишки",
+        "compliments": "Комплименты",
+        "draw": "Участия в розыгрыше",
+        "draw_entries": "Участия в розыгрыше",
+        "entries": "Участия в розыгрыше",
+    },
+    "en": {
+        "stickers": "Stickers",
+        "chips": "Chips",
+        "compliments": "Compliments",
+        "draw": "Draw entries",
+        "draw_entries": "Draw entries",
+        "entries": "Draw entries",
+    },
+}
+"""How a wallet other than bonus is named on the slip (an unknown one by its own name)."""
+
+BONUS_WALLETS = frozenset({"bonus", ""})
+"""The money-like wallet (minor units, shown as 200.77); every other one counts units."""
+
+
 def money(minor: int) -> str:
     """Minor units as '1234.50' (sign kept)."""
     sign = "-" if minor < 0 else ""
@@ -103,8 +129,18 @@ class Coupon:
 
 
 @dataclass(frozen=True, slots=True)
+class WalletMoves:
+    """What a sale added to and took from one wallet other than bonus, in its own units."""
+
+    wallet: str
+    accrued: int = 0
+    spent: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class LoyaltySummary:
-    """The loyalty section of one receipt (bonus amounts in minor units, like money)."""
+    """The loyalty section of one receipt: the bonus wallet in minor units, like money, and
+    every other wallet (stickers, draw entries, ...) on its own, never added into bonus."""
 
     card_no: str
     balance_before: int
@@ -112,6 +148,7 @@ class LoyaltySummary:
     spent: int
     pending: tuple[tuple[int, datetime], ...] = ()
     expiring: tuple[tuple[int, datetime], ...] = ()
+    wallets: tuple[WalletMoves, ...] = ()
 
     @property
     def balance_after(self) -> int:
@@ -119,13 +156,23 @@ class LoyaltySummary:
 
 
 def loyalty_summary(sale: Sale, balance_before: int) -> LoyaltySummary | None:
-    """The loyalty section from the sale's movements; accruals active later are 'pending'."""
+    """The loyalty section from the sale's movements; bonus accruals active later are
+    'pending'; other wallets are summed each on its own."""
     if sale.card_no is None:
         return None
     accrued = spent = 0
     pending: list[tuple[int, datetime]] = []
     expiring: list[tuple[int, datetime]] = []
+    others: dict[str, WalletMoves] = {}
     for move in sale.loyalty:
+        if move.wallet not in BONUS_WALLETS:
+            held = others.get(move.wallet, WalletMoves(move.wallet))
+            if move.kind == "spend":
+                held = replace(held, spent=held.spent + move.amount)
+            elif move.kind == "accrue":
+                held = replace(held, accrued=held.accrued + move.amount)
+            others[move.wallet] = held
+            continue
         if move.kind == "spend":
             spent += move.amount
         elif move.kind == "accrue":
@@ -136,7 +183,13 @@ def loyalty_summary(sale: Sale, balance_before: int) -> LoyaltySummary | None:
             if move.expires_at is not None:
                 expiring.append((move.amount, move.expires_at))
     return LoyaltySummary(
-        sale.card_no, balance_before, accrued, spent, tuple(pending), tuple(expiring)
+        sale.card_no,
+        balance_before,
+        accrued,
+        spent,
+        tuple(pending),
+        tuple(expiring),
+        tuple(others[wallet] for wallet in sorted(others)),
     )
 
 
@@ -151,10 +204,14 @@ def receipt_slip(
     loyalty: LoyaltySummary | None = None,
     language: str = "ru",
     names: Mapping[str, str] | None = None,
+    titles: Mapping[str, str] | None = None,
 ) -> Slip:
-    """The receipt: lines with discounts, totals, payments, loyalty section, slip messages."""
+    """The receipt: lines with discounts (named by the promotion's title, from ``titles``:
+    promotion id -> title), totals, payments, loyalty section with each wallet on its own
+    lines, slip messages."""
     t = LABELS[language]
     names = names or {}
+    titles = titles or {}
     blocks: list[Text | Row | Rule | Feed] = [
         Text(f"{t['store']} {sale.store_id}", align="center", bold=True),
         Text(f"{t['register']} {sale.register_id}  {t['receipt']} {sale.seq}", align="center"),
@@ -175,9 +232,9 @@ def receipt_slip(
                 Row(names.get(line.product_id, line.product_id), money(line.amount_minor))
             )
         for discount in line.discounts:
-            blocks.append(
-                Row(f"  {t['discount']} {discount.rule_id}", money(-discount.amount_minor))
-            )
+            title = titles.get(discount.rule_id, "").strip()
+            label = title or f"{t['discount']} {discount.rule_id}"
+            blocks.append(Row(f"  {label}", money(-discount.amount_minor)))
     blocks += [
         Rule(),
         Text(f"{t['total']} {money(sale.total_minor)}", align="right", bold=True, double=True),
@@ -196,6 +253,13 @@ def receipt_slip(
         ]
         blocks += [Row(f"{t['pending']} {_date(at)}", money(n)) for n, at in loyalty.pending]
         blocks += [Row(f"{t['expires']} {_date(at)}", money(n)) for n, at in loyalty.expiring]
+        labels = WALLET_LABELS[language]
+        for moves in loyalty.wallets:
+            label = labels.get(moves.wallet, moves.wallet)
+            if moves.accrued:
+                blocks.append(Row(f"{label}: {t['accrued'].lower()}", f"+{moves.accrued}"))
+            if moves.spent:
+                blocks.append(Row(f"{label}: {t['spent'].lower()}", f"-{moves.spent}"))
         earned = loyalty.accrued + sum(n for n, _ in loyalty.pending)
         if earned:
             blocks.append(Text(t["accrued_msg"].format(n=money(earned))))
@@ -206,14 +270,18 @@ def receipt_slip(
     return Slip(tuple(blocks))
 
 
-def coupon_slip(coupon: Coupon, *, language: str = "ru") -> Slip:
-    """A coupon for the next visit: text, validity, EAN-13 when the code is 12-13 digits
-    (CODE128 otherwise, when printable ASCII), and a QR code of the code."""
+def coupon_slip(
+    coupon: Coupon, *, language: str = "ru", titles: Mapping[str, str] | None = None
+) -> Slip:
+    """A coupon for the next visit: text, the issuing promotion's title (its id without one),
+    validity, EAN-13 when the code is 12-13 digits (CODE128 otherwise, when printable ASCII),
+    and a QR code of the code; the printer sizes the codes to its paper."""
     t = LABELS[language]
+    title = (titles or {}).get(coupon.rule_id, "").strip()
     blocks: list[Text | Row | Barcode | QRCode | Feed] = [
         Text(t["coupon"], align="center", bold=True, double=True),
         Text(t["coupon_text"], align="center"),
-        Text(coupon.rule_id, align="center"),
+        Text(title or coupon.rule_id, align="center"),
     ]
     if coupon.valid_until is not None:
         blocks.append(Row(t["valid_until"], _date(coupon.valid_until)))

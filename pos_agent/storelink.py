@@ -156,6 +156,26 @@ class StoreLink:
             f"POST /v1/reservations: HTTP {response.status_code}: {self._detail(response)}"
         )
 
+    def settle(
+        self, reservation_id: str, op: str, sale_id: str | None, codes: Sequence[str]
+    ) -> None:
+        """Deliver a queued commit (with the codes its sale redeemed) or release now."""
+        if op != "commit":
+            self.release(reservation_id)
+            return
+        path = f"/v1/reservations/{quote(reservation_id, safe='')}/commit"
+        response = self._call("POST", path, {"sale_id": sale_id, "coupon_codes": list(codes)})
+        if response.status_code not in (200, 404, 409):
+            raise StoreNodeUnreachable(f"POST {path}: HTTP {response.status_code}")
+
+    def release(self, reservation_id: str) -> None:
+        """Release a hold now; StoreNodeUnreachable when the node does not confirm it."""
+        response = self._call("DELETE", f"/v1/reservations/{quote(reservation_id, safe='')}")
+        if response.status_code not in (200, 404, 409):
+            raise StoreNodeUnreachable(
+                f"DELETE /v1/reservations/{reservation_id}: HTTP {response.status_code}"
+            )
+
     def card(self, card_no: str) -> dict[str, Any] | None:
         """The card row the store node (or the Center behind it) knows; None: unknown card."""
         response = self._call(

@@ -243,6 +243,7 @@ class _Link:
         self.session = session
         self.discovery = discovery
         self.url: str | None = self.config.store_node.url or None
+        self.store_db_id: str | None = None  # the store node's database last reported to
         self.next_poll = 0.0  # monotonic; 0 = poll master data and heartbeat at once
         self.credentials: Credentials | None = load_credentials(self.config.register.data_dir)
         if self.credentials is None:
@@ -274,7 +275,7 @@ class _Link:
             # The node answered, so it still gets our heartbeat: its admin sees the queue grow.
             problems.append(str(exc))
         if time.monotonic() >= self.next_poll:
-            for step in (self.heartbeat, self.poll_master):
+            for step in (self.heartbeat, self.report_journal, self.poll_master):
                 try:
                     step(url)
                 except StoreNodeUnreachable as exc:
@@ -326,7 +327,10 @@ class _Link:
         for op in self.journal.reservation_ops():
             target = f"{url}/v1/reservations/{op.reservation_id}"
             if op.op == "commit":
-                body = json.dumps({"sale_id": op.sale_id}).encode()
+                # The codes the sale redeemed: any other code of the hold goes back (an
+                # older store node ignores the key and waits for the sale instead).
+                codes = self.journal.coupons_of_sale(op.sale_id) if op.sale_id else ()
+                body = json.dumps({"sale_id": op.sale_id, "coupon_codes": list(codes)}).encode()
                 what = f"POST {target}/commit"
                 response = self._request(
                     "POST",
@@ -427,6 +431,72 @@ class _Link:
             headers={"Content-Type": CONTENT_TYPE},
         )
         self._check(response, f"POST {url}/v1/heartbeat")
+
+    def report_journal(self, url: str) -> int:
+        """Tell the store node how far our sales were acknowledged; re-send from the journal
+        what it says it lost (ARCHITECTURE.md "A lost store database"); how many were sent."""
+        register = self.config.register
+        body = json.dumps(
+            {
+                "register_id": register.register_id,
+                "last_seq": self.journal.stats().last_seq,
+                "acked_seq": self.journal.acked_seq(),
+            }
+        ).encode()
+        what = f"POST {url}/v1/recovery"
+        response = self._request(
+            "POST", f"{url}/v1/recovery", data=body, headers={"Content-Type": "application/json"}
+        )
+        if response.status_code == 404:
+            log.debug("%s: HTTP 404 (a store node without recovery); not reported", what)
+            return 0
+        self._check(response, what)
+        try:
+            answer = response.json()
+            db_id = str(answer["db_id"])
+            ranges = [(int(first), int(last)) for first, last in answer["resend"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UploadError(f"{what}: not a recovery answer: {exc!r}") from exc
+        if self.store_db_id not in (None, db_id):
+            log.warning(
+                "the store node's database changed (%s -> %s); it will ask for what it lost",
+                self.store_db_id,
+                db_id,
+            )
+        self.store_db_id = db_id
+        sent = 0
+        while ranges:
+            rows = self.journal.sales_in(ranges, self.owner._batch_limit)
+            if not rows:
+                break
+            sent += self._resend(url, rows)
+            after = rows[-1].seq
+            ranges = [(max(first, after + 1), last) for first, last in ranges if last > after]
+        if sent:
+            log.warning("re-sent %d acknowledged sales the store node lost (%s)", sent, what)
+        return sent
+
+    def _resend(self, url: str, rows: list[OutboxRow]) -> int:
+        """Send kept sales again (the outbox is untouched: they were acknowledged before)."""
+        register = self.config.register
+        body = encode_sale_batch(
+            [row.payload for row in rows], sender=register.register_id, sent_at=self.owner.clock()
+        )
+        what = f"POST {url}/v1/sales (re-send)"
+        response = self._request(
+            "POST", f"{url}/v1/sales", data=body, headers={"Content-Type": CONTENT_TYPE}
+        )
+        self._check(response, what)
+        try:
+            ack = decode(response.content, expect=Ack).message
+        except ProtocolError as exc:
+            raise UploadError(f"{what}: the answer is not an ack: {exc}") from exc
+        assert isinstance(ack, Ack)
+        for rejection in ack.rejected:
+            log.error(
+                "store node rejected re-sent sale %s: %s", rejection.sale_id, rejection.reason
+            )
+        return len(ack.accepted) + len(ack.duplicates)
 
     def poll_master(self, url: str, *, repair: bool = False) -> None:
         """Apply what the store node has newer, check the checksum; resync fully on mismatch."""

@@ -12,6 +12,7 @@ from escpos.escpos import Escpos
 from escpos.printer import Dummy, Network, Serial
 
 from printers.codepages import codec_for, encode_text, resolve_slot
+from printers.fit import code128_payload, fit_barcode, fit_qr, paper_dots
 from printers.layout import Line, layout
 from printers.model import Barcode, QRCode, Slip
 
@@ -47,6 +48,7 @@ class EscposPrinter:
         code_page: str = "CP866",
         code_page_slot: int | None = None,
         columns: int = 48,
+        dots: int | None = None,
     ) -> None:
         codec_for(code_page)
         self.device = device
@@ -59,6 +61,9 @@ class EscposPrinter:
         if not 0 <= self.slot <= 255:
             raise ValueError(f"code_page_slot must be 0..255, got {self.slot}")
         self.columns = columns
+        media = device.profile.profile_data.get("media") or {}
+        self.dots = dots or paper_dots((media.get("width") or {}).get("pixels"), columns)
+        """Printable width in dots: barcodes and QR codes are sized to fit it."""
 
     def reset(self) -> None:
         """ESC @ then ESC t: a reset alone would leave the printer on its default page."""
@@ -84,36 +89,52 @@ class EscposPrinter:
         # python-escpos prints "Using hardware barcode renderer" on stdout; keep CLIs clean.
         return contextlib.redirect_stdout(io.StringIO())
 
+    def _as_text(self, text: str) -> None:
+        self.device._raw(_LEFT + self._select())
+        self._line(Line(text.center(self.columns).rstrip()))
+
     def _barcode(self, code: Barcode) -> None:
         data = code.full_data
         profile = self.device.profile
-        hardware = profile.supports("barcodeB") or profile.supports("barcodeA")
+        if code.symbology == "CODE128":
+            hardware = profile.supports("barcodeB")
+        else:
+            hardware = profile.supports("barcodeB") or profile.supports("barcodeA")
+        fit = fit_barcode(code, self.dots)
+        if fit is None:  # narrower than any scanner reads: the digits beat a cut-off code
+            self._as_text(data)
+            return
         try:
             with self._quiet():
-                if code.symbology == "CODE128":
-                    # Function B (GS k 73) needs the code set selector; a raster image does not.
+                if code.symbology == "CODE128" and hardware:
+                    # Function B (GS k 73) with code set selectors: set C packs digit pairs.
+                    payload = code128_payload(data).decode("ascii")
                     self.device.barcode(
-                        "{B" + data if hardware else data, "CODE128", function_type="B"
+                        payload, "CODE128", width=fit.module_dots, function_type="B", check=False
                     )
-                else:
-                    self.device.barcode(data, "EAN13")
+                else:  # EAN-13 (function A), or an image the library renders
+                    self.device.barcode(data, code.symbology, width=fit.module_dots)
         except Exception:  # a profile that cannot render it still gets the digits
-            self.device._raw(_LEFT + self._select())
-            self._line(Line(data.center(self.columns).rstrip()))
+            self._as_text(data)
             return
         self.device._raw(_LEFT + self._select())
 
     def _qr(self, code: QRCode) -> None:
         native = self.device.profile.supports("qrCode")
+        fit = fit_qr(code, self.dots)
+        if fit is None:
+            self.device._raw(_LEFT + self._select())
+            self._line(Line(code.data[: self.columns]))
+            return
         try:
             with self._quiet():
                 if native:
                     # python-escpos refuses center=True for native codes; ESC a 1 does it.
                     self.device._raw(ESC + b"a\x01")
-                    self.device.qr(code.data, ec=QR_ECLEVEL_M, size=code.size, native=True)
+                    self.device.qr(code.data, ec=QR_ECLEVEL_M, size=fit.module_dots, native=True)
                 else:
                     self.device.qr(
-                        code.data, ec=QR_ECLEVEL_M, size=code.size, native=False, center=True
+                        code.data, ec=QR_ECLEVEL_M, size=fit.module_dots, native=False, center=True
                     )
         except Exception:  # the code's text is better than no slip
             self.device._raw(_LEFT + self._select())
@@ -144,11 +165,12 @@ def render_slip(
     code_page: str = "CP866",
     code_page_slot: int | None = None,
     columns: int = 48,
+    dots: int | None = None,
 ) -> bytes:
     """The exact bytes a printer with this profile receives for the slip (no I/O)."""
     device = Dummy(profile=profile)
     EscposPrinter(
-        device, code_page=code_page, code_page_slot=code_page_slot, columns=columns
+        device, code_page=code_page, code_page_slot=code_page_slot, columns=columns, dots=dots
     ).print_slip(slip)
     return bytes(device.output)
 

@@ -30,7 +30,16 @@ def clean(text: str) -> str:
 
 
 def _wrap(text: str, width: int) -> list[str]:
-    wrapped = textwrap.wrap(clean(text), width=width, break_long_words=True, break_on_hyphens=False)
+    text = clean(text)
+    # A leading indent (a discount under its line) carries on to the wrapped lines.
+    indent = " " * min(len(text) - len(text.lstrip(" ")), width // 4)
+    wrapped = textwrap.wrap(
+        text,
+        width=width,
+        break_long_words=True,
+        break_on_hyphens=False,
+        subsequent_indent=indent,
+    )
     return wrapped or [""]
 
 

@@ -7,7 +7,8 @@ from printers.model import Barcode, Feed, QRCode, Row, Rule, Slip, Text
 __all__ = ["TEST_CODE128", "TEST_EAN13", "TEST_QR", "self_test_slip"]
 
 TEST_EAN13 = "4607001771005"
-TEST_CODE128 = "LOYALTY-TEST-128"
+TEST_CODE128 = "LOYAL-12345678"
+"""Short enough (set B, then set C for the digits) to fit 58 mm paper at 2 dots a module."""
 TEST_QR = "https://loyalty.example/test?slip=1"
 
 

@@ -15,6 +15,7 @@ from store_node.errors import (
     UnsupportedMediaType,
 )
 from store_node.forwarder import Forwarder
+from store_node.recovery import missing_seqs
 from store_node.salesbox import BoxWorker, SalesBox, check_sale
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "check_sale",
     "create_app",
     "load_config",
+    "missing_seqs",
     "parse_config",
     "service_name",
 ]

@@ -35,7 +35,7 @@ from store_node.keys import (
     WORKER_KEY,
 )
 from store_node.middleware import auth_middleware, error_middleware
-from store_node.salesbox import BoxWorker
+from store_node.salesbox import BoxWorker, SalesBox
 
 __all__ = [
     "ADVERTISER_KEY",
@@ -64,6 +64,23 @@ def _utcnow() -> datetime:
 async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
     worker = app[WORKER_KEY]
     await worker.open()
+    enrolled = await asyncio.to_thread(app[AUTH_KEY].register_ids)
+    now = app[CLOCK_KEY]()
+
+    def check(box: SalesBox) -> str | None:
+        box.expect_registers(enrolled)
+        if not (box.created and enrolled):
+            return None
+        # Registers were enrolled here before, so they may hold sales this file never saw.
+        reason = (
+            f"store.db was created at this start although {len(enrolled)} registers are "
+            "enrolled here: an emptied or replaced database"
+        )
+        return reason if box.begin_recovery(reason, now=now) else None
+
+    reason = await worker.run(check)
+    if reason is not None:
+        log.warning("%s; recovering acknowledged sales from the registers' journals", reason)
     yield
     await worker.close()
 

@@ -185,6 +185,17 @@ class RegisterAuth:
             "token_expired", 403, "this enrolment token has expired; issue a new one"
         )
 
+    def register_ids(self) -> list[str]:
+        """Every register enrolled at this node (none before auth.db exists)."""
+        if not self.path.exists():
+            return []
+        conn = self._connect()
+        try:
+            rows = conn.execute("SELECT DISTINCT register_id FROM registers ORDER BY 1").fetchall()
+        finally:
+            conn.close()
+        return [str(row[0]) for row in rows]
+
     def credential(self, node_id: str) -> tuple[str, str] | None:
         """(register_id, secret) of an enrolled register, or None."""
         conn = self._connect()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 import random
 import time
@@ -111,6 +112,9 @@ class Forwarder:
         self._ingest_log = FailureLog(log, "sending sales to the Center", ids=ids)
         self._heartbeat_log = FailureLog(log, "heartbeat to the Center", ids=ids)
         self._master_log = FailureLog(log, "fetching master data from the Center", ids=ids)
+        self._recovery_log = FailureLog(
+            log, "asking the Center which sales it holds (store.db recovery)", ids=ids
+        )
         self._session: aiohttp.ClientSession | None = None
         self._scheduler: AsyncIOScheduler | None = None
         self._running: set[asyncio.Task[Any]] = set()
@@ -183,6 +187,7 @@ class Forwarder:
 
     async def _forward_job(self) -> None:
         await self._guarded("forward", self.forward_once)
+        await self._guarded("recovery", self.recover_once)
 
     async def _master_job(self) -> None:
         await self._guarded("master poll", self.poll_master_once)
@@ -309,12 +314,71 @@ class Forwarder:
         now = self.clock()
         await self.worker.run(lambda b: b.record_center_ok(now=now))
 
+    # -- recovery of a lost store.db --------------------------------------------------------
+
+    async def _fetch_coverage(self) -> list[tuple[str, int, list[tuple[int, int]]]]:
+        """What the Center holds per register of this store: (register_id, max_seq, gaps)."""
+        url = f"{self.config.center.url}/v1/reconciliation"
+        params = {"store_id": self.config.store.store_id}
+        headers = self._headers("GET", "/v1/reconciliation", query=params)
+        async with self.session.get(url, params=params, headers=headers) as response:
+            answer = await response.read()
+            if response.status != 200:
+                raise CenterUnavailable(
+                    f"GET {url}: HTTP {response.status} {answer[:200].decode(errors='replace')}"
+                )
+        try:
+            rows = json.loads(answer)["registers"]
+            return [
+                (
+                    str(row["register_id"]),
+                    int(row["max_seq"]),
+                    [(int(first), int(last)) for first, last in row["gaps"]],
+                )
+                for row in rows
+            ]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CenterUnavailable(f"GET {url}: not a reconciliation answer: {exc!r}") from exc
+
+    async def recover_once(self) -> bool:
+        """While store.db is being recovered: ask the Center what it holds (once per recovery),
+        then end the recovery once caught up; True when it ended now."""
+        if await self.worker.run(lambda b: b.center_check_due()):
+            try:
+                rows = await self._fetch_coverage()
+            except (CenterUnavailable, aiohttp.ClientError, TimeoutError) as exc:
+                await self._center_failed(self._recovery_log, exc)
+                return False
+            self._recovery_log.recovered()
+            now = self.clock()
+            await self.worker.run(partial(SalesBox.save_center_coverage, registers=rows, now=now))
+            log.info(
+                "store.db recovery: the Center holds sales of %d registers up to seqs %s",
+                len(rows),
+                {register_id: max_seq for register_id, max_seq, _ in rows},
+            )
+        now = self.clock()
+        state, ended = await self.worker.run(lambda b: b.settle_recovery(now))
+        if ended and state is not None:
+            log.warning(
+                "store.db recovery finished: every acknowledged sale of the registers that "
+                "reported is here or at the Center (it began %s: %s)%s",
+                state.since.isoformat(),
+                state.reason,
+                f"; never reported: {', '.join(state.unreported)} (checked when they do)"
+                if state.unreported
+                else "",
+            )
+        return ended
+
     # -- heartbeat ------------------------------------------------------------------------
 
     def _build_heartbeat(self, box: SalesBox) -> bytes:
         outbox = box.outbox()
         master = box.master_state()
         now = self.clock()
+        recovery = box.recovery(now)
+        devices = {} if recovery is None else {"alert:store_db_recovery": recovery.alert()[:500]}
         heartbeat = Heartbeat(
             node_id=self.config.store.node_id,
             role="store",
@@ -324,7 +388,7 @@ class Forwarder:
             queue_depth=outbox.pending,
             oldest_queued_at=outbox.oldest_pending_at,
             master_version=master.version if master else 0,
-            devices=_store_devices(box.registers()),
+            devices={**devices, **_store_devices(box.registers())},
         )
         return encode(heartbeat, sender=self.config.store.node_id, sent_at=now)
 

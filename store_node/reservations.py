@@ -9,10 +9,18 @@ fetch) minus the bonus spent in sales this node holds that the Center's balance 
 yet, minus the other live holds. The tables live in the node's store.db, next to the sales they
 read; every check and its write happen in one `BEGIN IMMEDIATE` transaction on one thread, so two
 registers racing for the same points are served one after the other.
+
+Single-use coupon codes have one authority for the whole chain, the Center: online, a code is
+held at the Center for the reservation (its id is the Center's hold id) before it is held here,
+and the Center hears of the commit (only the codes the sale redeemed) or the release through
+`center_coupon_ops`, a queue retried until delivered. With the Center unreachable, the coupon
+type's offline policy decides (`coupon_policies`, fetched from the Center): `never`,
+`issuing_store` (a code issued by a sale of this store) or `any_store`.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -34,10 +42,13 @@ from store_node.migrations import Migrations
 from sync_protocol import ProtocolError, decode_sale
 
 __all__ = [
+    "OFFLINE_POLICIES",
     "CardBalance",
+    "CenterOp",
     "CouponTaken",
     "Grant",
     "InsufficientBalance",
+    "OfflinePolicy",
     "Reservation",
     "ReservationBook",
     "ReservationClosed",
@@ -49,8 +60,12 @@ __all__ = [
 ]
 
 
-Verdict = Literal["free", "used", "unreachable"]
-"""The Center's word on a single-use coupon code this node has not seen before."""
+Verdict = Literal["held", "free", "used", "unreachable"]
+"""The Center's word on a single-use coupon code: held for this reservation (or, from a Center
+of an older release, free / used), or no word at all (the offline policy decides)."""
+
+OfflinePolicy = Literal["never", "issuing_store", "any_store"]
+OFFLINE_POLICIES: tuple[OfflinePolicy, ...] = ("never", "issuing_store", "any_store")
 
 MAX_CODES = 20
 _ID_MAX = 128
@@ -103,6 +118,40 @@ MIGRATIONS = Migrations("reservations", error=StorageError)
 def m001_baseline(conn: sqlite3.Connection) -> None:
     """The tables of the release before migrations; those in a store.db it wrote are adopted."""
     MIGRATIONS.create_or_adopt(conn, _SCHEMA)
+
+
+@MIGRATIONS
+def m002_single_use_codes(conn: sqlite3.Connection) -> None:
+    """Codes issued by this store's sales, the Center's holds and their queue, the policies."""
+    conn.execute("ALTER TABLE reservations ADD COLUMN center_codes INTEGER NOT NULL DEFAULT 0")
+    conn.execute(
+        "CREATE TABLE reservation_issued_codes (code TEXT PRIMARY KEY, sale_id TEXT NOT NULL)"
+    )
+    conn.execute(
+        "CREATE TABLE center_coupon_ops (reservation_id TEXT PRIMARY KEY,"
+        " op TEXT NOT NULL CHECK (op IN ('commit', 'release')), sale_id TEXT,"
+        " codes TEXT NOT NULL, queued_at TEXT NOT NULL)"
+    )
+    conn.execute(
+        "CREATE TABLE coupon_policies (prefix TEXT PRIMARY KEY, origin TEXT NOT NULL,"
+        " offline TEXT NOT NULL, fetched_at TEXT NOT NULL)"
+    )
+    # The codes issued by the sales scanned before (later ones come with the scan).
+    if conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sales'"
+    ).fetchone():
+        for sale_id, payload in conn.execute(
+            "SELECT sale_id, payload FROM sales WHERE received_no <= COALESCE("
+            "(SELECT received_no FROM reservation_scan WHERE id = 1), 0)"
+        ).fetchall():
+            try:
+                issued = decode_sale(bytes(payload)).coupons_issued
+            except ProtocolError:
+                continue
+            conn.executemany(
+                "INSERT OR IGNORE INTO reservation_issued_codes (code, sale_id) VALUES (?, ?)",
+                [(normalize_code(code), sale_id) for code in issued],
+            )
 
 
 class InsufficientBalance(RequestError):
@@ -176,6 +225,16 @@ class Grant:
     amount: int
     available: int
     coupon_codes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CenterOp:
+    """A commit or release of the Center's hold on a reservation's codes, not yet delivered."""
+
+    reservation_id: str
+    op: str
+    sale_id: str | None
+    codes: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,6 +388,12 @@ class ReservationBook:
                         " VALUES (?, ?)",
                         (normalize_code(code), sale_id),
                     )
+                for code in sale.coupons_issued:
+                    conn.execute(
+                        "INSERT OR IGNORE INTO reservation_issued_codes (code, sale_id)"
+                        " VALUES (?, ?)",
+                        (normalize_code(code), sale_id),
+                    )
             conn.execute(
                 "INSERT INTO reservation_scan (id, received_no) VALUES (1, ?)"
                 " ON CONFLICT (id) DO UPDATE SET received_no = excluded.received_no",
@@ -370,7 +435,8 @@ class ReservationBook:
     # -- coupons --------------------------------------------------------------------------
 
     def unseen_codes(self, codes: Sequence[str]) -> list[str]:
-        """The codes this store has never held nor seen redeemed (the Center must be asked)."""
+        """The codes this store has never held nor seen redeemed (a Center of an older
+        release, which keeps no holds, is asked about these only)."""
         self._scan_sales_tx()
         unseen = []
         for code in codes:
@@ -388,14 +454,31 @@ class ReservationBook:
         with self._tx():
             self._scan_sales()
 
-    def _check_code(
-        self,
-        code: str,
-        reservation_id: str | None,
-        now: datetime,
-        verdict: Verdict | None,
-        signed: bool,
-    ) -> None:
+    def prepare(self, request: ReservationRequest, *, now: datetime) -> tuple[str, bool]:
+        """(the receipt's reservation id, whether the Center holds codes for it); a new id for
+        a new receipt. Refuses a code taken here before the Center is asked (CouponTaken)."""
+        with self._tx():
+            self._scan_sales()
+            self._expire(now)
+            row = self._conn.execute(
+                "SELECT reservation_id, state, sale_id, center_codes FROM reservations"
+                " WHERE register_id = ? AND receipt_id = ?",
+                (request.register_id, request.receipt_id),
+            ).fetchone()
+            if row is not None and row[1] == "committed":
+                raise ReservationClosed(
+                    f"receipt_id: receipt {request.receipt_id} of register "
+                    f"{request.register_id} was already sold as sale {row[2]} "
+                    f"(reservation {row[0]})"
+                )
+            reservation_id = str(uuid.uuid4()) if row is None else str(row[0])
+            existing = None if row is None else reservation_id
+            for code in request.coupon_codes:
+                self._check_local(code, existing, now)
+        return reservation_id, bool(row is not None and row[3] and row[1] == "held")
+
+    def _check_local(self, code: str, reservation_id: str | None, now: datetime) -> None:
+        """CouponTaken if a sale held here redeemed ``code`` or another receipt holds it."""
         conn = self._conn
         sold = conn.execute(
             "SELECT sale_id FROM reservation_sale_coupons WHERE code = ? LIMIT 1", (code,)
@@ -408,24 +491,129 @@ class ReservationBook:
             " JOIN reservations r ON r.reservation_id = c.reservation_id WHERE c.code = ?",
             (code,),
         ).fetchone()
-        if row is not None and row[1] != reservation_id:
-            code_state, _, register_id, receipt_id, state, expires_at, sale_id = row
-            if code_state == "used" or state == "committed":
-                raise CouponTaken(
-                    f"coupon_codes: {code} was already redeemed by sale {sale_id} "
-                    f"(register {register_id})"
-                )
-            if state == "held" and expires_at > _ts(now):
-                raise CouponTaken(
-                    f"coupon_codes: {code} is held by register {register_id} for receipt "
-                    f"{receipt_id} until {expires_at}"
-                )
+        if row is None or row[1] == reservation_id:
+            return
+        code_state, _, register_id, receipt_id, state, expires_at, sale_id = row
+        if code_state == "used" or state == "committed":
+            if self._sale_here_without(sale_id, code):
+                return  # an older register's commit: its sale, now here, did not redeem it
+            raise CouponTaken(
+                f"coupon_codes: {code} was already redeemed by sale {sale_id} "
+                f"(register {register_id})"
+            )
+        if state == "held" and expires_at > _ts(now):
+            raise CouponTaken(
+                f"coupon_codes: {code} is held by register {register_id} for receipt "
+                f"{receipt_id} until {expires_at}"
+            )
+
+    def _sale_here_without(self, sale_id: str | None, code: str) -> bool:
+        """Whether sale ``sale_id`` is held here and did not redeem ``code``."""
+        if sale_id is None or not self._has_sales_table():
+            return False
+        here = self._conn.execute("SELECT 1 FROM sales WHERE sale_id = ?", (sale_id,)).fetchone()
+        if here is None:
+            return False
+        redeemed = self._conn.execute(
+            "SELECT 1 FROM reservation_sale_coupons WHERE code = ? AND sale_id = ?",
+            (code, sale_id),
+        ).fetchone()
+        return redeemed is None
+
+    def _check_code(
+        self,
+        code: str,
+        reservation_id: str | None,
+        now: datetime,
+        verdict: Verdict | None,
+        signed: bool,
+    ) -> None:
+        self._check_local(code, reservation_id, now)
         if verdict == "used":
             raise CouponTaken(f"coupon_codes: the Center says {code} was already redeemed")
-        if verdict == "unreachable" and not signed:
+        if verdict == "unreachable" and not self._holds(reservation_id, code):
+            # A code the receipt already holds stays its own while the Center is away.
+            self._check_offline(code, signed)
+
+    def _holds(self, reservation_id: str | None, code: str) -> bool:
+        row = self._conn.execute(
+            "SELECT 1 FROM reservation_coupons WHERE code = ? AND reservation_id = ?"
+            " AND state = 'held'",
+            (code, reservation_id),
+        ).fetchone()
+        return row is not None
+
+    def policy(self, code: str, *, signed: bool) -> tuple[str, OfflinePolicy]:
+        """(origin, offline policy) of a code's type: the Center's word for its prefix, else
+        register-issued (signed) codes only in the issuing store, head-office codes never."""
+        prefix = code.split("-", 1)[0]
+        row = self._conn.execute(
+            "SELECT origin, offline FROM coupon_policies WHERE prefix = ?", (prefix,)
+        ).fetchone()
+        if row is not None and row[1] in OFFLINE_POLICIES:
+            return str(row[0]), row[1]
+        return ("register", "issuing_store") if signed else ("head_office", "never")
+
+    def _check_offline(self, code: str, signed: bool) -> None:
+        origin, offline = self.policy(code, signed=signed)
+        if offline == "any_store":
+            return
+        if offline == "issuing_store":
+            issued = self._conn.execute(
+                "SELECT sale_id FROM reservation_issued_codes WHERE code = ?", (code,)
+            ).fetchone()
+            if issued is not None:
+                return
             raise CouponTaken(
-                f"coupon_codes: {code} was never seen in this store and the Center cannot be "
-                "asked now; offline only register-issued (signed) codes are accepted"
+                f"coupon_codes: the Center cannot be asked now and {code} ({origin} coupon) "
+                "is redeemable offline only in the store that issued it; no sale of this "
+                "store issued it"
+            )
+        raise CouponTaken(
+            f"coupon_codes: the Center cannot be asked now and {code} ({origin} coupon) is "
+            "not redeemable offline (its batch's offline policy is 'never')"
+        )
+
+    def save_policies(self, policies: Sequence[tuple[str, str, str]], *, now: datetime) -> int:
+        """Replace the coupon types' offline policies with the Center's (prefix, origin,
+        offline); how many were kept (unknown policies are dropped)."""
+        kept = [p for p in policies if p[2] in OFFLINE_POLICIES]
+        with self._tx():
+            self._conn.execute("DELETE FROM coupon_policies")
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO coupon_policies (prefix, origin, offline, fetched_at)"
+                " VALUES (?, ?, ?, ?)",
+                [(prefix, origin, offline, _ts(now)) for prefix, origin, offline in kept],
+            )
+        return len(kept)
+
+    # -- what the Center still has to hear ----------------------------------------------
+
+    def _queue_center(
+        self, reservation_id: str, op: str, sale_id: str | None, codes: Sequence[str], now: datetime
+    ) -> None:
+        self._conn.execute(
+            "INSERT INTO center_coupon_ops (reservation_id, op, sale_id, codes, queued_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (reservation_id) DO UPDATE SET op = excluded.op,"
+            " sale_id = excluded.sale_id, codes = excluded.codes, queued_at = excluded.queued_at",
+            (reservation_id, op, sale_id, json.dumps(list(codes)), _ts(now)),
+        )
+
+    def center_ops(self, limit: int = 100) -> list[CenterOp]:
+        """Commits and releases of Center holds not yet delivered, oldest first."""
+        rows = self._conn.execute(
+            "SELECT reservation_id, op, sale_id, codes FROM center_coupon_ops"
+            " ORDER BY queued_at LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [CenterOp(str(r[0]), str(r[1]), r[2], tuple(json.loads(r[3]))) for r in rows]
+
+    def center_op_done(self, reservation_id: str, op: str) -> None:
+        """The Center has it (a newer op queued meanwhile for the same hold stays)."""
+        with self._tx():
+            self._conn.execute(
+                "DELETE FROM center_coupon_ops WHERE reservation_id = ? AND op = ?",
+                (reservation_id, op),
             )
 
     # -- reservations ---------------------------------------------------------------------
@@ -437,14 +625,20 @@ class ReservationBook:
         verdicts: Mapping[str, Verdict],
         *,
         now: datetime,
+        new_id: str | None = None,
+        center: bool | None = None,
     ) -> Grant:
-        """Hold the points and codes for the receipt (replacing its earlier hold), or refuse."""
+        """Hold the points and codes for the receipt (replacing its earlier hold), or refuse.
+
+        ``new_id``: the id a new reservation takes (the one the Center's hold was asked under);
+        ``center``: whether the Center now holds the codes (None: it was not asked).
+        """
         conn = self._conn
         with self._tx():
             self._scan_sales()
             self._expire(now)
             row = conn.execute(
-                "SELECT reservation_id, state, sale_id FROM reservations"
+                "SELECT reservation_id, state, sale_id, center_codes FROM reservations"
                 " WHERE register_id = ? AND receipt_id = ?",
                 (request.register_id, request.receipt_id),
             ).fetchone()
@@ -468,12 +662,15 @@ class ReservationBook:
                     code in request.signed_codes,
                 )
             expires_at = now + self.ttl
+            held_at_center = bool(row[3]) if row is not None else False
+            if center is not None:
+                held_at_center = center
             if reservation_id is None:
-                reservation_id = str(uuid.uuid4())
+                reservation_id = new_id or str(uuid.uuid4())
                 conn.execute(
                     "INSERT INTO reservations (reservation_id, register_id, receipt_id, card_no,"
-                    " wallet, amount, state, created_at, expires_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, 'held', ?, ?)",
+                    " wallet, amount, state, created_at, expires_at, center_codes)"
+                    " VALUES (?, ?, ?, ?, ?, ?, 'held', ?, ?, ?)",
                     (
                         reservation_id,
                         request.register_id,
@@ -483,17 +680,20 @@ class ReservationBook:
                         request.amount,
                         _ts(now),
                         _ts(expires_at),
+                        int(held_at_center),
                     ),
                 )
             else:
                 conn.execute(
                     "UPDATE reservations SET card_no = ?, wallet = ?, amount = ?, state = 'held',"
-                    " expires_at = ?, closed_at = NULL WHERE reservation_id = ?",
+                    " expires_at = ?, closed_at = NULL, center_codes = ?"
+                    " WHERE reservation_id = ?",
                     (
                         request.card_no,
                         request.wallet,
                         request.amount,
                         _ts(expires_at),
+                        int(held_at_center),
                         reservation_id,
                     ),
                 )
@@ -587,9 +787,19 @@ class ReservationBook:
         )
 
     def commit(
-        self, reservation_id: str, sale_id: str, *, now: datetime, register_id: str | None
+        self,
+        reservation_id: str,
+        sale_id: str,
+        *,
+        now: datetime,
+        register_id: str | None,
+        codes: Sequence[str] | None = None,
     ) -> Reservation:
-        """Turn the hold into a spend of sale `sale_id` (idempotent for the same sale)."""
+        """Turn the hold into a spend of sale `sale_id` (idempotent for the same sale).
+
+        ``codes``: the single-use codes the sale redeemed; the hold's others are released. An
+        older register sends none: all stay used until its sale arrives (`_check_local`).
+        """
         with self._tx():
             row = self._owned(reservation_id, register_id)
             state, committed_sale = row[6], row[7]
@@ -611,11 +821,37 @@ class ReservationBook:
                     " WHERE reservation_id = ?",
                     (sale_id, _ts(now), reservation_id),
                 )
+                if codes is not None:
+                    used = {normalize_code(code) for code in codes}
+                    for (code,) in self._conn.execute(
+                        "SELECT code FROM reservation_coupons WHERE reservation_id = ?",
+                        (reservation_id,),
+                    ).fetchall():
+                        if code not in used:
+                            self._conn.execute(
+                                "DELETE FROM reservation_coupons WHERE code = ?", (code,)
+                            )
                 self._conn.execute(
                     "UPDATE reservation_coupons SET state = 'used' WHERE reservation_id = ?",
                     (reservation_id,),
                 )
+                if self._center_codes(reservation_id):
+                    kept = [
+                        str(code)
+                        for (code,) in self._conn.execute(
+                            "SELECT code FROM reservation_coupons WHERE reservation_id = ?"
+                            " ORDER BY code",
+                            (reservation_id,),
+                        )
+                    ]
+                    self._queue_center(reservation_id, "commit", sale_id, kept, now)
         return self.get(reservation_id, now=now, register_id=register_id)
+
+    def _center_codes(self, reservation_id: str) -> bool:
+        row = self._conn.execute(
+            "SELECT center_codes FROM reservations WHERE reservation_id = ?", (reservation_id,)
+        ).fetchone()
+        return bool(row and row[0])
 
     def release(self, reservation_id: str, *, now: datetime, register_id: str | None) -> None:
         """Give the points and codes back (idempotent; a committed one cannot be released)."""
@@ -633,6 +869,8 @@ class ReservationBook:
             self._conn.execute(
                 "DELETE FROM reservation_coupons WHERE reservation_id = ?", (reservation_id,)
             )
+            if row[6] == "held" and self._center_codes(reservation_id):
+                self._queue_center(reservation_id, "release", None, (), now)
 
     def expire(self, *, now: datetime) -> int:
         """Release every hold past its expiry (their codes become free); how many."""

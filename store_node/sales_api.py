@@ -23,6 +23,7 @@ from store_node.keys import (
     IDENTITY_KEY,
     WORKER_KEY,
 )
+from store_node.recovery import Recovery
 from store_node.salesbox import SalesBox
 from sync_protocol import (
     CONTENT_TYPE,
@@ -44,6 +45,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/sales", post_sales)
     app.router.add_post("/v1/heartbeat", post_heartbeat)
     app.router.add_get("/v1/sales/summary", get_sales_summary)
+    app.router.add_post("/v1/recovery", post_recovery)
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -128,11 +130,27 @@ async def post_heartbeat(request: web.Request) -> web.StreamResponse:
     return web.json_response({"ok": True})
 
 
+def _recovery_json(state: Recovery | None) -> dict[str, Any] | None:
+    if state is None:
+        return None
+    return {
+        "since": _iso(state.since),
+        "reason": state.reason,
+        "center_checked": state.center_checked,
+        "waiting_for": list(state.waiting_for),
+        "missing": {r: [list(pair) for pair in ranges] for r, ranges in state.missing.items()},
+    }
+
+
 def health_of(box: SalesBox, config: Config, now: datetime) -> dict[str, Any]:
     """What GET /health answers (and the admin page shows)."""
     outbox = box.outbox()
     center = box.center_status()
     master = box.master_state()
+    recovery = box.recovery(now)
+    alerts = _alerts(config, now, outbox.pending, outbox.oldest_pending_at)
+    if recovery is not None:
+        alerts.append(recovery.alert())
     return {
         "store_id": config.store.store_id,
         "node_id": config.store.node_id,
@@ -159,7 +177,9 @@ def health_of(box: SalesBox, config: Config, now: datetime) -> dict[str, Any]:
         "last_center_error": center.last_error,
         "last_center_error_at": _iso(center.last_error_at),
         "master_version": master.version if master else 0,
-        "alerts": _alerts(config, now, outbox.pending, outbox.oldest_pending_at),
+        "db_id": box.db_id,
+        "recovery": _recovery_json(recovery),
+        "alerts": alerts,
     }
 
 
@@ -205,5 +225,58 @@ async def get_sales_summary(request: web.Request) -> web.StreamResponse:
                 }
                 for row in rows
             ],
+        }
+    )
+
+
+def _count(body: dict[str, Any], name: str, *, required: bool = True) -> int:
+    value = body.get(name, None if required else 0)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**53:
+        raise InvalidRequest(f"body.{name}: expected an integer 0..2^53, got {value!r}")
+    return value
+
+
+async def post_recovery(request: web.Request) -> web.StreamResponse:
+    """A register reports how far its sales were acknowledged; answer what to re-send (JSON)."""
+    app = request.app
+    try:
+        body = await request.json()
+    except (ValueError, RecursionError) as exc:
+        raise MalformedRequest(f"body: not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise InvalidRequest("body: expected a JSON object")
+    register_id = body.get("register_id")
+    if not isinstance(register_id, str) or not 0 < len(register_id) <= 64:
+        raise InvalidRequest(f"body.register_id: expected 1..64 characters, got {register_id!r}")
+    last_seq = _count(body, "last_seq")
+    acked_seq = _count(body, "acked_seq")
+    if acked_seq > last_seq:
+        raise InvalidRequest(
+            f"body.acked_seq: {acked_seq} is above the register's last_seq {last_seq}"
+        )
+    identity = request[IDENTITY_KEY]
+    if identity is not None and register_id != identity.register_id:
+        raise Forbidden(
+            f"body.register_id: node {identity.node_id} acts for register "
+            f"{identity.register_id!r} only, got {register_id!r}"
+        )
+    now = app[CLOCK_KEY]()
+    answer = await app[WORKER_KEY].run(
+        lambda box: box.report_journal(register_id, last_seq=last_seq, acked_seq=acked_seq, now=now)
+    )
+    if answer.started is not None:
+        log.warning("%s; recovering from the registers' journals", answer.started)
+    if answer.resend:
+        log.warning(
+            "asking register %s to re-send %d acknowledged sales this node lost: seqs %s",
+            register_id,
+            sum(last - first + 1 for first, last in answer.resend),
+            answer.resend[:5],
+        )
+    return web.json_response(
+        {
+            "db_id": answer.db_id,
+            "recovering": answer.recovering,
+            "resend": [list(pair) for pair in answer.resend],
         }
     )

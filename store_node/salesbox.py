@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,6 +16,16 @@ from store_node.dbthread import DbThread
 from store_node.errors import StorageError
 from store_node.master_cache import MASTER_SCHEMA, MasterState
 from store_node.migrations import Migrations, database_file
+from store_node.recovery import (
+    MAX_RESEND_RANGES,
+    RECOVERY_WAIT,
+    JournalAnswer,
+    Ranges,
+    Recovery,
+    describe_ranges,
+    missing_seqs,
+    present_ranges,
+)
 from sync_protocol import (
     Ack,
     Classification,
@@ -131,6 +142,29 @@ def m001_baseline(conn: sqlite3.Connection) -> None:
     )
 
 
+_RECOVERY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS register_journals (
+    register_id TEXT PRIMARY KEY,
+    last_seq INTEGER NOT NULL DEFAULT 0,
+    acked_seq INTEGER NOT NULL DEFAULT 0,
+    verified_through INTEGER NOT NULL DEFAULT 0,
+    reported_at TEXT
+);
+CREATE TABLE IF NOT EXISTS center_coverage (
+    register_id TEXT PRIMARY KEY,
+    max_seq INTEGER NOT NULL,
+    gaps TEXT NOT NULL,
+    fetched_at TEXT NOT NULL
+);
+"""
+
+
+@MIGRATIONS
+def m002_recovery(conn: sqlite3.Connection) -> None:
+    """What the registers say they had acknowledged, and what the Center holds (recovery)."""
+    MIGRATIONS.create_or_adopt(conn, _RECOVERY_SCHEMA)
+
+
 def _ts(moment: datetime) -> str:
     # One fixed-width UTC form so that text order is time order in SQL.
     if moment.tzinfo is None:
@@ -232,6 +266,8 @@ class SalesBox:
     def __init__(self, path: Path, *, store_id: str) -> None:
         self.path = path
         self.store_id = store_id
+        self.created = False
+        """True when this start created the file (new, emptied or replaced)."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # check_same_thread=False: BoxWorker runs every call on its single worker thread.
@@ -255,6 +291,12 @@ class SalesBox:
         MIGRATIONS.apply(conn)
         with self._tx():
             row = conn.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
+            # A file without our store_id was created just now: new, emptied or replaced.
+            self.created = row is None
+            # The database's identity: a new file gets a new one (registers log the change).
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('db_id', ?)", (uuid.uuid4().hex,)
+            )
             if row is None:
                 conn.execute(
                     "INSERT INTO meta (key, value) VALUES ('store_id', ?)", (self.store_id,)
@@ -535,6 +577,175 @@ class SalesBox:
         """Keep a card the Center answered online."""
         with self._tx() as conn:
             master_cache.remember_card(conn, row, now)
+
+    # -- recovery of a lost or older database (ARCHITECTURE.md "A lost store database") ----
+
+    def _meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    @property
+    def db_id(self) -> str:
+        """This database file's identity (a new file gets a new one)."""
+        return self._meta("db_id") or ""
+
+    def begin_recovery(self, reason: str, *, now: datetime) -> bool:
+        """Start recovering sales from the registers' journals; False when already at it."""
+        with self._tx() as conn:
+            return self._begin_recovery(conn, reason, now)
+
+    def _begin_recovery(self, conn: sqlite3.Connection, reason: str, now: datetime) -> bool:
+        if self._meta("recovery_since") is not None:
+            return False
+        conn.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?)",
+            (("recovery_since", _ts(now)), ("recovery_reason", reason[:300])),
+        )
+        return True
+
+    def expect_registers(self, register_ids: Iterable[str]) -> None:
+        """Registers whose journals a recovery waits for (those enrolled at this node)."""
+        with self._tx() as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO register_journals (register_id) VALUES (?)",
+                [(register_id,) for register_id in register_ids],
+            )
+
+    def save_center_coverage(
+        self, registers: Sequence[tuple[str, int, Sequence[tuple[int, int]]]], *, now: datetime
+    ) -> None:
+        """Keep what the Center holds per register: (register_id, max_seq, gaps)."""
+        with self._tx() as conn:
+            conn.execute("DELETE FROM center_coverage")
+            conn.executemany(
+                "INSERT INTO center_coverage (register_id, max_seq, gaps, fetched_at)"
+                " VALUES (?, ?, ?, ?)",
+                [
+                    (register_id, max_seq, json.dumps([list(g) for g in gaps]), _ts(now))
+                    for register_id, max_seq, gaps in registers
+                ],
+            )
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('center_checked_at', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (_ts(now),),
+            )
+
+    def center_check_due(self) -> bool:
+        """True while recovering without having asked the Center since the recovery began."""
+        since = self._meta("recovery_since")
+        checked = self._meta("center_checked_at")
+        return since is not None and (checked is None or checked < since)
+
+    def _missing(self, register_id: str, acked_seq: int, *, advance: bool) -> Ranges:
+        """Seqs up to `acked_seq` of the register that neither this node nor the Center holds."""
+        row = self._conn.execute(
+            "SELECT verified_through FROM register_journals WHERE register_id = ?",
+            (register_id,),
+        ).fetchone()
+        low = int(row[0]) if row is not None else 0
+        if acked_seq <= low:
+            return ()
+        held = (
+            int(r[0])
+            for r in self._conn.execute(
+                "SELECT seq FROM sales WHERE register_id = ? AND seq > ? AND seq <= ?"
+                " UNION SELECT seq FROM quarantine WHERE register_id = ? AND seq > ? AND seq <= ?"
+                " ORDER BY seq",
+                (register_id, low, acked_seq) * 2,
+            )
+        )
+        coverage = self._conn.execute(
+            "SELECT max_seq, gaps FROM center_coverage WHERE register_id = ?", (register_id,)
+        ).fetchone()
+        present = (
+            present_ranges(int(coverage[0]), [tuple(g) for g in json.loads(coverage[1])])
+            if coverage is not None
+            else []
+        )
+        missing = missing_seqs(low, acked_seq, held, present)
+        if advance:
+            # Everything below the first missing seq is held or at the Center: never re-read.
+            through = missing[0][0] - 1 if missing else acked_seq
+            self._conn.execute(
+                "UPDATE register_journals SET verified_through = MAX(verified_through, ?)"
+                " WHERE register_id = ?",
+                (through, register_id),
+            )
+        return missing
+
+    def report_journal(
+        self, register_id: str, *, last_seq: int, acked_seq: int, now: datetime
+    ) -> JournalAnswer:
+        """Record how far a register's sales were acknowledged and say what it must re-send.
+
+        Acknowledged seqs that this database lacks start a recovery; they are asked for only
+        once the Center has said what it holds, so nothing it has is sent again.
+        """
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO register_journals (register_id, last_seq, acked_seq, reported_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (register_id) DO UPDATE SET"
+                " last_seq = excluded.last_seq, acked_seq = excluded.acked_seq,"
+                " reported_at = excluded.reported_at",
+                (register_id, last_seq, acked_seq, _ts(now)),
+            )
+            missing = self._missing(register_id, acked_seq, advance=True)
+            started = None
+            if missing:
+                started = (
+                    f"register {register_id} had sales up to seq {acked_seq} acknowledged "
+                    f"that this store.db lacks (seqs {describe_ranges(missing)}): "
+                    "it is older than the one that acknowledged them"
+                )
+                if not self._begin_recovery(conn, started, now):
+                    started = None
+            recovering = self._meta("recovery_since") is not None
+            resend = missing if recovering and not self.center_check_due() else ()
+        return JournalAnswer(self.db_id, recovering, resend[:MAX_RESEND_RANGES], started)
+
+    def recovery(self, now: datetime, *, advance: bool = False) -> Recovery | None:
+        """The recovery under way, or None; `advance` keeps what was found verified."""
+        since = self._meta("recovery_since")
+        if since is None:
+            return None
+        rows = self._conn.execute(
+            "SELECT register_id, acked_seq, reported_at FROM register_journals"
+            " UNION SELECT register_id, 0, NULL FROM registers"
+            " WHERE register_id NOT IN (SELECT register_id FROM register_journals)"
+            " ORDER BY register_id"
+        ).fetchall()
+        waiting = tuple(str(r[0]) for r in rows if r[2] is None or r[2] < since)
+        started = _dt(since)
+        assert started is not None
+        unreported: tuple[str, ...] = ()
+        if now - started >= RECOVERY_WAIT:
+            waiting, unreported = (), waiting
+        missing = {}
+        for register_id, acked_seq, _ in rows:
+            ranges = self._missing(str(register_id), int(acked_seq), advance=advance)
+            if ranges:
+                missing[str(register_id)] = ranges
+        return Recovery(
+            since=started,
+            reason=self._meta("recovery_reason") or "",
+            center_checked=not self.center_check_due(),
+            waiting_for=waiting,
+            missing=missing,
+            unreported=unreported,
+        )
+
+    def settle_recovery(self, now: datetime) -> tuple[Recovery | None, bool]:
+        """End the recovery once the Center was asked, every register reported and nothing
+        acknowledged is missing; (the recovery as it stands, whether it ended now)."""
+        if self._meta("recovery_since") is None:
+            return None, False
+        with self._tx() as conn:
+            state = self.recovery(now, advance=True)
+            if state is None or not state.center_checked or state.waiting_for or state.missing:
+                return state, False
+            conn.execute("DELETE FROM meta WHERE key IN ('recovery_since', 'recovery_reason')")
+        return state, True
 
     # -- reporting ------------------------------------------------------------------------
 

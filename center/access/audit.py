@@ -11,7 +11,21 @@ from center.storage.database import Database
 
 __all__ = ["AUDIT_KINDS", "MAX_AUDIT", "AuditLog"]
 
-AUDIT_KINDS = ("card", "customer", "promotion", "coupon_batch", "segment", "user")
+AUDIT_KINDS = (
+    "card",
+    "customer",
+    "promotion",
+    "coupon_batch",
+    "segment",
+    "user",
+    # the chain's master data (center/feed/master_store.py)
+    "store",
+    "product",
+    "register",
+    "master_list",
+    "setting",
+    "master_load",
+)
 """Kinds of object with a history."""
 MAX_AUDIT = 1000
 """Most rows one history read returns."""

@@ -39,6 +39,8 @@ PERMISSIONS: tuple[str, ...] = (
     "audit.read",
     "users.admin",
     "stores.admin",
+    "master.read",
+    "master.write",
 )
 """Every permission a route may require."""
 

@@ -35,6 +35,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
 from center.errors import DatasetError
+from center.feed.loaders import LEVEL_SEPARATOR, check_rows, check_settings
 from center.storage import LedgerEntry, Progress, Storage
 from loyalty_engine import default_settings
 
@@ -173,6 +174,7 @@ def import_dataset(
     products = []
     for row in products_tbl.to_pylist():
         pid = str(row["product_id"])
+        levels = (row.get(k) or "" for k in ("department", "product_category", "product_type"))
         products.append(
             {
                 "product_id": pid,
@@ -183,9 +185,8 @@ def import_dataset(
                     row.get("product_category"),
                     row.get("department"),
                 ),
-                "department": row.get("department") or "",
-                "category": row.get("product_category") or "",
-                "product_type": row.get("product_type") or "",
+                # department > category > type, as a chain's file gives it (loaders.py)
+                "category_path": LEVEL_SEPARATOR.join(levels),
                 "brand": row.get("brand") or "",
                 "manufacturer_id": str(row.get("manufacturer_id") or ""),
                 "package_size": row.get("package_size") or "",
@@ -216,25 +217,40 @@ def import_dataset(
         customers.append({"customer_id": customer_id, "attributes": attributes})
         cards.append({"card_no": card_number(hh), "customer_id": customer_id, "status": "active"})
     store_rows = [
-        {"store_id": str(s), "name": f"Store {s}", "format": "", "timezone": STORE_TIMEZONE}
-        for s in store_ids
+        {"store_id": str(s), "name": f"Store {s}", "timezone": STORE_TIMEZONE} for s in store_ids
     ]
     docs = default_promotions()
     # Refuse to publish rules the engine would reject at the registers.
     load_promotion_set(docs, version=1, settings=DEFAULT_SETTINGS)
     promotions = [{"promotion_id": str(d["promotion_id"]), "doc": d} for d in docs]
-    settings = [{"name": k, "value": v} for k, v in DEFAULT_SETTINGS.items()]
+    defaults, problems = check_settings(DEFAULT_SETTINGS)
+    if problems:
+        raise DatasetError(f"settings: {problems[0]}")
+    # The chain's own settings win: a re-import only adds the ones never set.
+    held = storage.master.settings()["settings"]
+    settings = [{"name": k, "value": v} for k, v in defaults.items() if k not in held]
 
-    change = storage.feed.upsert_master(
-        {
-            "products": products,
-            "stores": store_rows,
+    # The same path as a chain's own files: records checked by the loader, one load.
+    records = {}
+    for kind, rows in (("stores", store_rows), ("products", products)):
+        report("check " + kind, 0, len(rows))
+        checked, problems = check_rows(kind, enumerate(rows), text=False)
+        if problems:
+            raise DatasetError(f"{kind}: {problems[0]} ({len(problems)} problems)")
+        records[kind] = checked
+        report("check " + kind, len(rows), len(rows))
+    change = storage.master.load_records(
+        records,
+        actor="import-dataset",
+        now=now,
+        extra={
             "store_products": assortment,
             "customers": customers,
             "cards": cards,
             "promotions": promotions,
             "settings": settings,
         },
+        source="completejourney",
         progress=progress,
     )
     welcome = [
@@ -261,8 +277,8 @@ def import_dataset(
         promotions=len(promotions),
         settings=len(settings),
         welcome_credits=credited,
-        master_version=change.version,
-        changed=dict(change.changed),
+        master_version=change.master_version,
+        changed=dict(change.tables),
     )
 
 

@@ -202,7 +202,7 @@ def _json(value: Any) -> str:
 
 
 def _product(r: Sequence[Any]) -> dict[str, Any]:
-    return {
+    row = {
         "product_id": r[0],
         "name": r[1],
         "department": r[2],
@@ -211,10 +211,16 @@ def _product(r: Sequence[Any]) -> dict[str, Any]:
         "weighed": bool(r[5]),
         "price_minor": None if r[6] is None else int(r[6]),
     }
+    if r[7]:  # only when set: rows loaded before master data had paths stay as they were
+        row["category_path"] = r[7]
+    return row
 
 
 def _store(r: Sequence[Any]) -> dict[str, Any]:
-    return {"store_id": r[0], "name": r[1], "format": r[2], "timezone": r[3]}
+    row = {"store_id": r[0], "name": r[1], "format": r[2], "timezone": r[3]}
+    # Only when set, as above (older replicas ignore the new keys: PROTOCOL.md).
+    row.update({name: value for name, value in (("region", r[4]), ("address", r[5])) if value})
+    return row
 
 
 def _promotion(r: Sequence[Any]) -> dict[str, Any]:
@@ -226,7 +232,8 @@ def _setting(r: Sequence[Any]) -> dict[str, Any]:
 
 
 _PRODUCT_COLUMNS = (
-    "p.product_id, p.name, p.department, p.category, p.brand, p.weighed, p.price_minor"
+    "p.product_id, p.name, p.department, p.category, p.brand, p.weighed, p.price_minor, "
+    "p.category_path"
 )
 _ROW_KEYS = {
     "products": "product_id",
@@ -269,23 +276,37 @@ class FeedRepository:
         progress: Progress | None = None,
     ) -> MasterChange:
         """Insert or update master rows in one transaction; bump the version only on change."""
-        for name in tables:
-            if name not in MASTER_TABLES:
-                raise StorageError(
-                    f"{name}: not a master table (known: {', '.join(MASTER_TABLES)})"
-                )
-        prepared = {name: self._prepare(MASTER_TABLES[name], rows) for name, rows in tables.items()}
-        changed: dict[str, int] = {}
+        prepared = self.prepare_master(tables)
         with self.db.guard("upsert master data"), self.db.transaction():
             # The row lock, held to the commit, makes versions commit in order (feed.py).
             version = self.versions.lock() + 1
-            for name, rows in prepared.items():
-                changed[name] = self._upsert_table(MASTER_TABLES[name], rows, version, progress)
+            changed = self.write_master(prepared, version, progress)
             if any(changed.values()):
                 self.db.execute("UPDATE master_version SET version = ? WHERE id = 1", (version,))
             else:
                 version -= 1
         return MasterChange(version=version, changed=changed)
+
+    def prepare_master(
+        self, tables: Mapping[str, Iterable[Mapping[str, Any]]]
+    ) -> dict[str, dict[tuple, tuple]]:
+        """Master rows checked against MASTER_TABLES, as write_master takes them."""
+        for name in tables:
+            if name not in MASTER_TABLES:
+                raise StorageError(
+                    f"{name}: not a master table (known: {', '.join(MASTER_TABLES)})"
+                )
+        return {name: self._prepare(MASTER_TABLES[name], rows) for name, rows in tables.items()}
+
+    def write_master(
+        self, prepared: Mapping[str, dict[tuple, tuple]], version: int, progress: Progress | None
+    ) -> dict[str, int]:
+        """Upsert prepared rows at `version` inside the caller's transaction (which holds the
+        master_version lock and moves the version when a row changed); rows changed per table."""
+        return {
+            name: self._upsert_table(MASTER_TABLES[name], rows, version, progress)
+            for name, rows in prepared.items()
+        }
 
     def _prepare(self, spec: MasterTable, rows: Iterable[Mapping[str, Any]]) -> dict[tuple, tuple]:
         out: dict[tuple, tuple] = {}
@@ -601,7 +622,9 @@ class FeedRepository:
 
     def _store_row(self, store_id: str) -> tuple[Any, ...] | None:
         row = self.db.execute(
-            "SELECT store_id, name, format, timezone FROM stores WHERE store_id = ?", (store_id,)
+            "SELECT store_id, name, format, timezone, region, address FROM stores "
+            "WHERE store_id = ?",
+            (store_id,),
         ).fetchone()
         return None if row is None else tuple(row)
 
@@ -674,7 +697,7 @@ class FeedRepository:
             rows = self.db.execute(
                 f"SELECT {_PRODUCT_COLUMNS}, {both} FROM products p JOIN store_products s "
                 "ON s.product_id = p.product_id WHERE s.store_id = ? "
-                f"AND {both} > ? AND {both} <= ? ORDER BY 8 LIMIT {limit}",
+                f"AND {both} > ? AND {both} <= ? ORDER BY 9 LIMIT {limit}",
                 (store_id, *rng),
             ).fetchall()
         else:
@@ -683,7 +706,7 @@ class FeedRepository:
                 f"WHERE p.version > ? AND p.version <= ? ORDER BY p.version LIMIT {limit}",
                 rng,
             ).fetchall()
-        found.extend((int(r[7]), "products", _product(r)) for r in rows)
+        found.extend((int(r[8]), "products", _product(r)) for r in rows)
         for table, sql, build in (
             (
                 "promotions",

@@ -39,6 +39,7 @@ PERMISSIONS: Mapping[tuple[str, str], Requirement] = {
     ("POST", "/v1/ingest"): "node",
     ("POST", "/v1/heartbeat"): "node",
     ("GET", "/v1/reconciliation"): ("node", "reports.read"),
+    ("GET", "/v1/nodes/health"): ("reports.read", "stores.admin"),
 }
 """(method, canonical route path) -> the permission a caller needs."""
 
@@ -48,6 +49,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/ingest", ingest)
     app.router.add_post("/v1/heartbeat", heartbeat)
     app.router.add_get("/v1/reconciliation", reconciliation)
+    app.router.add_get("/v1/nodes/health", nodes_health)
 
 
 async def ingest(request: web.Request) -> web.Response:
@@ -132,3 +134,27 @@ async def reconciliation(request: web.Request) -> web.Response:
             ]
         }
     )
+
+
+ALERT_PREFIX = "alert:"
+"""Heartbeat `devices` keys that carry a store node's alerts (e.g. alert:store_db_recovery)."""
+
+
+async def nodes_health(request: web.Request) -> web.Response:
+    storage = request.app[STORAGE_KEY]
+    beats = await in_db(request, storage.nodes.heartbeats)
+    nodes = []
+    for beat in beats:
+        devices = dict(beat["devices"])
+        alerts = [v for k, v in sorted(devices.items()) if k.startswith(ALERT_PREFIX)]
+        nodes.append(
+            {
+                **{
+                    k: beat[k]
+                    for k in ("node_id", "role", "store_id", "queue_depth", "master_version")
+                },
+                "alerts": alerts,
+                "devices": {k: v for k, v in devices.items() if not k.startswith(ALERT_PREFIX)},
+            }
+        )
+    return web.json_response({"nodes": nodes})

@@ -150,6 +150,9 @@ class BatchRequest:
     valid_to: date | None
     signed: bool = False
     """Codes in the registers' signed format (needs the chain's coupon_key)."""
+    offline: str | None = None
+    """Where a store may accept a code while the Center is unreachable: "never" or
+    "any_store"; None: the default (signed: any_store, else never)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +202,7 @@ def parse_batch(body: Any) -> BatchRequest:
             "valid_from",
             "valid_to",
             "signed",
+            "offline",
         ),
     )
     promotion_id = doc.get("promotion_id")
@@ -227,8 +231,13 @@ def parse_batch(body: Any) -> BatchRequest:
         raise InvalidRequest(
             "body.valid_to", f"{valid_to.isoformat()} is before valid_from {valid_from.isoformat()}"
         )
+    offline = doc.get("offline")
+    if offline is not None and offline not in ("never", "any_store"):
+        raise InvalidRequest(
+            "body.offline", f"expected 'never' or 'any_store', got {str(offline)[:40]!r}"
+        )
     return BatchRequest(
-        promotion_id, name, prefix.upper(), count, single_use, valid_from, valid_to, signed
+        promotion_id, name, prefix.upper(), count, single_use, valid_from, valid_to, signed, offline
     )
 
 

@@ -1,4 +1,5 @@
-"""HTTP routes of coupon batches: generate, issue, export, look up, double redemptions."""
+"""HTTP routes of coupon batches: generate, issue, export, look up, double redemptions; the
+holds store nodes take on single-use codes and the offline policies (coupons_holds.py)."""
 
 from __future__ import annotations
 
@@ -15,16 +16,31 @@ from center.access.permissions import Requirement
 from center.errors import MalformedRequest, UnknownObject
 from center.promotions import coupon_jobs
 from center.promotions.coupons import check_code, code_checks, parse_batch, parse_issue
+from center.promotions.coupons_holds import (
+    hold_id_of,
+    parse_batch_update,
+    parse_commit,
+    parse_hold,
+    parse_release,
+)
 from center.web.keys import CLOCK_KEY, EXECUTOR_KEY, STORAGE_KEY
-from center.web.request import in_db, json_body, query_int
+from center.web.request import in_db, json_body, own_store, query_int
 
-__all__ = ["EXPORT_PAGE", "JOBS_KEY", "MAX_JSON_BYTES", "PERMISSIONS", "add_routes"]
+__all__ = [
+    "EXPORT_PAGE",
+    "JOBS_KEY",
+    "MAX_HOLD_BYTES",
+    "MAX_JSON_BYTES",
+    "PERMISSIONS",
+    "add_routes",
+]
 
 log = logging.getLogger(__name__)
 
 MAX_JSON_BYTES = 8 * 1024 * 1024
 """An issue request may list many customers."""
 EXPORT_PAGE = 20_000
+MAX_HOLD_BYTES = 16 * 1024
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 JOBS_KEY: web.AppKey[dict[str, asyncio.Task[Any]]] = web.AppKey("center_coupon_jobs")
 """The coupon jobs this process runs, by job id."""
@@ -37,6 +53,11 @@ PERMISSIONS: Mapping[tuple[str, str], Requirement] = {
     ("POST", "/v1/coupon-batches/{batch_id}/issue"): "coupons.write",
     ("GET", "/v1/coupons/{code}"): ("coupons.read", "node"),
     ("GET", "/v1/reports/coupon-double-redemptions"): "reports.read",
+    ("PATCH", "/v1/coupon-batches/{batch_id}"): "coupons.write",
+    ("POST", "/v1/coupon-holds"): "node",
+    ("POST", "/v1/coupon-holds/{hold_id}/commit"): "node",
+    ("POST", "/v1/coupon-holds/{hold_id}/release"): "node",
+    ("GET", "/v1/coupon-policies"): ("coupons.read", "node"),
 }
 """(method, canonical route path) -> the permission a caller needs."""
 
@@ -54,6 +75,11 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/coupon-batches/{batch_id}/issue", issue)
     app.router.add_get("/v1/coupons/{code}", coupon)
     app.router.add_get("/v1/reports/coupon-double-redemptions", double_redemptions)
+    app.router.add_patch("/v1/coupon-batches/{batch_id}", update_batch)
+    app.router.add_post("/v1/coupon-holds", hold)
+    app.router.add_post("/v1/coupon-holds/{hold_id}/commit", commit_hold)
+    app.router.add_post("/v1/coupon-holds/{hold_id}/release", release_hold)
+    app.router.add_get("/v1/coupon-policies", policies)
 
 
 def _batch_id(request: web.Request) -> str:
@@ -197,9 +223,11 @@ async def issue(request: web.Request) -> web.Response:
 async def coupon(request: web.Request) -> web.Response:
     """A code's status, for the back office and for a store node checking a code online."""
     code = request.match_info["code"]
-    check_code(code)
+    if len(code) > 128:
+        raise MalformedRequest("code", f"expected a coupon code, got {code[:40]!r}...")
     found = await in_db(request, request.app[STORAGE_KEY].coupons.coupon, code)
     if found is None:
+        check_code(code)  # a malformed code is named as such (a held one is answered anyway)
         raise UnknownObject("code", f"no coupon batch holds code {code.strip().upper()[:40]!r}")
     return web.json_response(found)
 
@@ -211,3 +239,65 @@ async def double_redemptions(request: web.Request) -> web.Response:
     storage = request.app[STORAGE_KEY]
     found = await in_db(request, storage.coupons.coupon_double_redemptions, limit)
     return web.json_response({"coupons": found})
+
+
+async def update_batch(request: web.Request) -> web.Response:
+    """Change a batch's offline policy (where a store may take its codes without the Center)."""
+    batch_id = _batch_id(request)
+    offline = parse_batch_update(await json_body(request, max_bytes=MAX_HOLD_BYTES))
+    storage = request.app[STORAGE_KEY]
+    now = request.app[CLOCK_KEY]()
+    done = await in_db(
+        request, storage.coupon_holds.set_offline, batch_id, offline, actor_of(request), now
+    )
+    return web.json_response(done)
+
+
+async def hold(request: web.Request) -> web.Response:
+    """A store node holds single-use codes for a receipt (all or none; 409 naming the code)."""
+    parsed = parse_hold(await json_body(request, max_bytes=MAX_HOLD_BYTES))
+    own_store(request, parsed.store_id, field="body.store_id")
+    storage = request.app[STORAGE_KEY]
+    held = await in_db(request, storage.coupon_holds.hold, parsed, request.app[CLOCK_KEY]())
+    return web.json_response(held)
+
+
+async def commit_hold(request: web.Request) -> web.Response:
+    """The hold's sale redeemed these codes; the others go."""
+    hold_id = hold_id_of(request.match_info["hold_id"])
+    parsed = parse_commit(await json_body(request, max_bytes=MAX_HOLD_BYTES))
+    own_store(request, parsed.store_id, field="body.store_id")
+    storage = request.app[STORAGE_KEY]
+    done = await in_db(
+        request, storage.coupon_holds.commit, hold_id, parsed, request.app[CLOCK_KEY]()
+    )
+    if done["lost"]:
+        log.warning(
+            "hold %s of store %s committed by sale %s had lost %s (expired and taken)",
+            hold_id,
+            parsed.store_id,
+            parsed.sale_id,
+            ",".join(done["lost"]),
+        )
+    return web.json_response(done)
+
+
+async def release_hold(request: web.Request) -> web.Response:
+    """Free the codes the hold still holds (idempotent)."""
+    hold_id = hold_id_of(request.match_info["hold_id"])
+    store_id = parse_release(await json_body(request, max_bytes=MAX_HOLD_BYTES))
+    own_store(request, store_id, field="body.store_id")
+    storage = request.app[STORAGE_KEY]
+    done = await in_db(request, storage.coupon_holds.release, hold_id, store_id)
+    return web.json_response(done)
+
+
+async def policies(request: web.Request) -> web.Response:
+    """Each coupon prefix's origin and offline policy, for store nodes to follow offline."""
+    found = await in_db(request, request.app[STORAGE_KEY].coupon_holds.policies)
+    return web.json_response(
+        {
+            "policies": found,
+            "defaults": {"register": "issuing_store", "head_office": "never"},
+        }
+    )

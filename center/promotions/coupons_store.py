@@ -23,6 +23,8 @@ from center.promotions.coupons import (
     generate_signed_codes,
     normalise_code,
 )
+from center.promotions.coupons_holds import default_offline
+from center.promotions.coupons_holds_store import CouponHoldRepository
 from center.storage.database import Database
 from center.storage.migrations import Migration
 from sync_protocol import Sale
@@ -33,6 +35,11 @@ GENERATE_CHUNK = 50_000
 """Codes inserted per statement."""
 _IN_CHUNK = 500
 MAX_DOUBLE_REPORT = 1000
+# The coupon's customer: the one it was issued to, else the owner of the card that got it.
+_CUSTOMER = (
+    "COALESCE(c.customer_id, (SELECT k.customer_id FROM cards k WHERE k.card_no = "
+    "c.issued_card_no))"
+)
 
 _TABLES = (
     """CREATE TABLE coupon_batches (
@@ -99,10 +106,18 @@ def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterator[Sequence[st
 class CouponRepository:
     """Coupon batches, their codes and redemptions, over the shared Database."""
 
-    def __init__(self, db: Database, *, audit: AuditLog, versions: MasterVersions) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        audit: AuditLog,
+        versions: MasterVersions,
+        holds: CouponHoldRepository | None = None,
+    ) -> None:
         self.db = db
         self.audit = audit
         self.versions = versions
+        self.holds = holds if holds is not None else CouponHoldRepository(db, audit=audit)
 
     def require_promotion(self, promotion_id: str) -> None:
         """A batch belongs to a published or drafted promotion; 404 naming the field if not."""
@@ -120,8 +135,8 @@ class CouponRepository:
         """The batch's row; its codes follow (issuable once this row is committed)."""
         self.db.execute(
             "INSERT INTO coupon_batches (batch_id, promotion_id, name, prefix, count, "
-            "single_use, signed, valid_from, valid_to, created_by, at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "single_use, signed, valid_from, valid_to, created_by, at, origin, offline) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'head_office', ?)",
             (
                 batch_id,
                 request.promotion_id,
@@ -134,6 +149,7 @@ class CouponRepository:
                 None if request.valid_to is None else request.valid_to.isoformat(),
                 actor,
                 at,
+                request.offline or default_offline(origin="head_office", signed=request.signed),
             ),
         )
 
@@ -205,7 +221,8 @@ class CouponRepository:
         """A batch with its code counts, in the caller's transaction; None if unknown."""
         row = self.db.execute(
             "SELECT batch_id, promotion_id, name, prefix, count, single_use, valid_from, "
-            "valid_to, created_by, at, signed FROM coupon_batches WHERE batch_id = ?",
+            "valid_to, created_by, at, signed, origin, offline FROM coupon_batches "
+            "WHERE batch_id = ?",
             (batch_id,),
         ).fetchone()
         if row is None:
@@ -226,6 +243,8 @@ class CouponRepository:
             "count": int(row[4]),
             "single_use": bool(row[5]),
             "signed": bool(row[10]),
+            "origin": row[11],
+            "offline": row[12],
             "valid_from": row[6],
             "valid_to": row[7],
             "created_by": row[8],
@@ -311,14 +330,17 @@ class CouponRepository:
         """Give one free code of the batch to each customer who has none of it yet."""
         at = self.db.ts(now)
         with self.db.guard("issue coupons"), self.db.transaction():
-            if (
-                self.db.execute(
-                    f"SELECT 1 FROM coupon_batches WHERE batch_id = ?{self.db.dialect.for_update}",
-                    (batch_id,),
-                ).fetchone()
-                is None
-            ):
+            found = self.db.execute(
+                f"SELECT origin FROM coupon_batches WHERE batch_id = ?{self.db.dialect.for_update}",
+                (batch_id,),
+            ).fetchone()
+            if found is None:
                 raise UnknownObject("batch_id", f"unknown coupon batch {batch_id!r}")
+            if found[0] == "register":
+                raise Conflict(
+                    "batch_id",
+                    f"batch {batch_id} holds the codes registers issued; it has none to issue",
+                )
             customers = self._customers_of(request)
             holding = {
                 r[0]
@@ -377,14 +399,20 @@ class CouponRepository:
         normal = normalise_code(code)
         with self.db.guard("read coupon"), self.db.snapshot():
             row = self.db.execute(
-                "SELECT c.code, c.batch_id, b.promotion_id, c.customer_id, c.status, "
+                "SELECT c.code, c.batch_id, b.promotion_id, "
+                f"{_CUSTOMER}, c.status, "
                 "b.single_use, b.valid_from, b.valid_to, c.redemptions, c.redeemed_sale_id, "
-                "c.redeemed_at, c.store_id FROM coupons c "
+                "c.redeemed_at, c.store_id, b.origin, b.offline, c.issued_store_id, "
+                "c.issued_sale_id, c.issued_card_no FROM coupons c "
                 "JOIN coupon_batches b ON b.batch_id = c.batch_id WHERE c.code = ?",
                 (normal,),
             ).fetchone()
+            hold = self.holds.hold_of(normal)
             if row is None:
-                return None
+                if hold is None:
+                    return None
+                # Held or taken by a sale not here yet, and in no batch (yet): say so.
+                return {"code": normal, "status": "held", "single_use": True, "hold": hold}
             redemptions = self._redemptions([normal]).get(normal, [])
         return {
             "code": row[0],
@@ -399,20 +427,35 @@ class CouponRepository:
             "redeemed_sale_id": row[9],
             "redeemed_at": None if row[10] is None else self.db.dt(row[10]).isoformat(),
             "store_id": row[11],
+            "origin": row[12],
+            "offline": row[13],
+            "issued_store_id": row[14],
+            "issued_sale_id": row[15],
+            "issued_card_no": row[16],
             "redeemed_by": redemptions,
+            "hold": hold,
         }
 
     def _redemptions(self, codes: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         out: dict[str, list[dict[str, Any]]] = {}
         for part in _chunks(codes):
             marks = ", ".join("?" for _ in part)
-            for code, sale_id, store_id, at in self.db.execute(
-                "SELECT code, sale_id, store_id, at FROM coupon_redemptions "
-                f"WHERE code IN ({marks}) ORDER BY code, at, sale_id",
+            for code, sale_id, store_id, at, register_id, card_no, customer_id in self.db.execute(
+                "SELECT r.code, r.sale_id, r.store_id, r.at, s.register_id, s.card_no, "
+                "(SELECT k.customer_id FROM cards k WHERE k.card_no = s.card_no) "
+                "FROM coupon_redemptions r LEFT JOIN sales s ON s.sale_id = r.sale_id "
+                f"WHERE r.code IN ({marks}) ORDER BY r.code, r.at, r.sale_id",
                 part,
             ).fetchall():
                 out.setdefault(code, []).append(
-                    {"sale_id": sale_id, "store_id": store_id, "at": self.db.dt(at).isoformat()}
+                    {
+                        "sale_id": sale_id,
+                        "store_id": store_id,
+                        "register_id": register_id,
+                        "card_no": card_no,
+                        "customer_id": customer_id,
+                        "at": self.db.dt(at).isoformat(),
+                    }
                 )
         return out
 
@@ -420,28 +463,42 @@ class CouponRepository:
         """Single-use codes redeemed by more than one sale, with every redemption."""
         with self.db.guard("read double redemptions"), self.db.snapshot():
             rows = self.db.execute(
-                "SELECT c.code, c.batch_id, b.promotion_id, c.customer_id, c.redemptions "
+                f"SELECT c.code, c.batch_id, b.promotion_id, {_CUSTOMER}, c.redemptions, "
+                "b.origin, c.issued_store_id, c.issued_sale_id "
                 "FROM coupons c JOIN coupon_batches b ON b.batch_id = c.batch_id "
                 "WHERE c.redemptions > 1 AND b.single_use = 1 ORDER BY c.code LIMIT ?",
                 (limit,),
             ).fetchall()
             redemptions = self._redemptions([r[0] for r in rows])
-        return [
-            {
-                "code": r[0],
-                "batch_id": r[1],
-                "promotion_id": r[2],
-                "customer_id": r[3],
-                "redemptions": int(r[4]),
-                "sales": redemptions.get(r[0], []),
-            }
-            for r in rows
-        ]
+        out = []
+        for r in rows:
+            sales = redemptions.get(r[0], [])
+            out.append(
+                {
+                    "code": r[0],
+                    "batch_id": r[1],
+                    "promotion_id": r[2],
+                    "customer_id": r[3],
+                    "redemptions": int(r[4]),
+                    "origin": r[5],
+                    "issued_store_id": r[6],
+                    "issued_sale_id": r[7],
+                    "stores": sorted({s["store_id"] for s in sales}),
+                    "sales": sales,
+                }
+            )
+        return out
 
     # -- ingest --------------------------------------------------------------------------------
 
     def record_coupon_redemptions(self, sales: Sequence[Sale]) -> None:
-        """Called by ingest inside its transaction with the sales it newly stored."""
+        """Called by ingest inside its transaction with the sales it newly stored: codes
+        registers issued, redemptions, then the holds those sales settle."""
+        self.holds.record_register_codes(sales)
+        self._record_redemptions(sales)
+        self.holds.settle_sales(sales)
+
+    def _record_redemptions(self, sales: Sequence[Sale]) -> None:
         uses = [
             (normalise_code(code), sale)
             for sale in sales

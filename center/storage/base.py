@@ -16,6 +16,7 @@ from center.ledger.model import BURNING_WITHIN, Balance, Burning, LedgerEntry, P
 from center.ledger.returns_store import ReturnsRepository
 from center.ledger.store import LedgerRepository
 from center.promotions.coupon_jobs_store import CouponJobRepository
+from center.promotions.coupons_holds_store import CouponHoldRepository
 from center.promotions.coupons_store import CouponRepository
 from center.promotions.offers_store import OfferRepository
 from center.promotions.segments_store import SegmentRepository
@@ -23,6 +24,7 @@ from center.promotions.store import PromotionRepository
 from center.storage.database import Database
 
 if TYPE_CHECKING:  # the repositories import this module's records
+    from center.feed.master_store import MasterDataRepository
     from center.feed.store import FeedRepository
     from center.ingest.store import SalesRepository
 
@@ -78,6 +80,8 @@ MASTER_TABLES: Mapping[str, MasterTable] = {
                 ("package_size", ""),
                 ("weighed", False),
                 ("price_minor", None),
+                ("category_path", ""),
+                ("cost_minor", None),
             ),
             bool_columns=frozenset({"weighed"}),
         ),
@@ -85,7 +89,13 @@ MASTER_TABLES: Mapping[str, MasterTable] = {
             "customers", ("customer_id",), (("attributes", {}),), frozenset({"attributes"})
         ),
         MasterTable("cards", ("card_no",), (("customer_id", _REQUIRED), ("status", "active"))),
-        MasterTable("stores", ("store_id",), (("name", ""), ("format", ""), ("timezone", ""))),
+        MasterTable(
+            "stores",
+            ("store_id",),
+            (("name", ""), ("format", ""), ("timezone", ""), ("region", ""), ("address", "")),
+        ),
+        MasterTable("registers", ("register_id",), (("store_id", _REQUIRED),)),
+        MasterTable("master_lists", ("list_name", "name_key"), (("name", _REQUIRED),)),
         MasterTable("store_products", ("store_id", "product_id"), ()),
         MasterTable("promotions", ("promotion_id",), (("doc", _REQUIRED),), frozenset({"doc"})),
         MasterTable("settings", ("name",), (("value", _REQUIRED),)),
@@ -146,10 +156,12 @@ class Storage(Protocol):
     versions: MasterVersions
     promotions: PromotionRepository
     coupons: CouponRepository
+    coupon_holds: CouponHoldRepository
     coupon_jobs: CouponJobRepository
     segments: SegmentRepository
     offers: OfferRepository
     feed: FeedRepository
+    master: MasterDataRepository
     users: UserRepository
     people: PeopleRepository
     nodes: NodeRepository

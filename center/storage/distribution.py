@@ -60,10 +60,14 @@ PLAN: Mapping[str, Placement] = MappingProxyType(
         "sale_ids": _by("sale_id", "sale_claims"),
         # Single-use codes: one row per code, looked up by code at every redemption.
         "coupons": _by("code", "coupons"),
+        "coupon_holds": _by("code", "coupons"),
         # Master data and configuration: small, read everywhere, written by head office.
         "products": REFERENCE,
         "stores": REFERENCE,
         "store_products": REFERENCE,
+        "registers": REFERENCE,
+        "master_lists": REFERENCE,
+        "price_changes": REFERENCE,
         "promotions": REFERENCE,
         "promotion_revisions": REFERENCE,
         "promotion_drafts": REFERENCE,

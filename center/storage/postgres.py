@@ -7,12 +7,14 @@ from center.access import people_store as people
 from center.access import users_store as users
 from center.crm import customers_store as customers
 from center.crm import store as crm
+from center.feed import master_store
 from center.feed import store as feed
 from center.ingest import partitions
 from center.ingest.store_postgres import PostgresSalesRepository
 from center.ledger import returns_store as returns
 from center.ledger.store_postgres import PostgresLedgerRepository
 from center.promotions import coupon_jobs_store as coupon_jobs
+from center.promotions import coupons_holds_store as coupon_holds
 from center.promotions import coupons_store as coupons
 from center.promotions import offers_store as offers
 from center.promotions import segments_store as segments
@@ -269,6 +271,8 @@ POSTGRES_MIGRATIONS = MigrationList(
         nonces.POSTGRES_MIGRATION,
         offers.POSTGRES_MIGRATION,
         coupon_jobs.POSTGRES_MIGRATION,
+        master_store.POSTGRES_MIGRATION,
+        coupon_holds.POSTGRES_MIGRATION,
         people.POSTGRES_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names

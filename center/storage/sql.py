@@ -14,12 +14,14 @@ from center.access.nodes_store import NodeRepository
 from center.access.people_store import PeopleRepository
 from center.access.users_store import UserRepository
 from center.crm.store import CustomerRepository
+from center.feed.master_store import MasterDataRepository
 from center.feed.store import FeedRepository
 from center.feed.versions import MasterVersions
 from center.ingest.store import SalesRepository
 from center.ledger.returns_store import ReturnsRepository
 from center.ledger.store import LedgerRepository
 from center.promotions.coupon_jobs_store import CouponJobRepository
+from center.promotions.coupons_holds_store import CouponHoldRepository
 from center.promotions.coupons_store import CouponRepository
 from center.promotions.offers_store import OfferRepository
 from center.promotions.segments_store import SegmentRepository
@@ -51,7 +53,10 @@ class SqlStorage:
         self.audit = AuditLog(db)
         self.ledger = self.ledger_repository(db)
         self.promotions = PromotionRepository(db, audit=self.audit, versions=self.versions)
-        self.coupons = CouponRepository(db, audit=self.audit, versions=self.versions)
+        self.coupon_holds = CouponHoldRepository(db, audit=self.audit)
+        self.coupons = CouponRepository(
+            db, audit=self.audit, versions=self.versions, holds=self.coupon_holds
+        )
         self.coupon_jobs = CouponJobRepository(db, audit=self.audit, coupons=self.coupons)
         self.segments = SegmentRepository(db, audit=self.audit, versions=self.versions)
         self.offers = OfferRepository(db, audit=self.audit, versions=self.versions)
@@ -62,6 +67,9 @@ class SqlStorage:
             db, audit=self.audit, versions=self.versions, ledger=self.ledger
         )
         self.feed = FeedRepository(db, versions=self.versions, ledger=self.ledger)
+        self.master = MasterDataRepository(
+            db, versions=self.versions, feed=self.feed, audit=self.audit
+        )
         # Ingest applies returns, and a head-office return is ingested: the returns reach the
         # sales by name, once both exist.
         self.returns = ReturnsRepository(

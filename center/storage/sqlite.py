@@ -9,10 +9,12 @@ from center.access import people_store as people
 from center.access import users_store as users
 from center.crm import customers_store as customers
 from center.crm import store as crm
+from center.feed import master_store
 from center.feed import store as feed
 from center.ingest import partitions
 from center.ledger import returns_store as returns
 from center.promotions import coupon_jobs_store as coupon_jobs
+from center.promotions import coupons_holds_store as coupon_holds
 from center.promotions import coupons_store as coupons
 from center.promotions import offers_store as offers
 from center.promotions import segments_store as segments
@@ -268,6 +270,8 @@ SQLITE_MIGRATIONS = MigrationList(
         nonces.SQLITE_MIGRATION,
         offers.SQLITE_MIGRATION,
         coupon_jobs.SQLITE_MIGRATION,
+        master_store.SQLITE_MIGRATION,
+        coupon_holds.SQLITE_MIGRATION,
         people.SQLITE_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names

@@ -32,6 +32,8 @@ from center.web.routes import add_routes, route_permissions
 __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
+PRICE_CHANGES_EVERY_S = 60.0
+"""How often price changes that came due are applied (center/feed/master_store.py)."""
 
 
 def _utcnow() -> datetime:
@@ -109,7 +111,26 @@ def create_app(
                         result["removed"],
                     )
 
+        async def prices_job() -> None:
+            now = app[CLOCK_KEY]()
+            try:
+                changed = await db.run(lambda store: store.master.apply_due_prices(now))
+            except StorageError as exc:
+                log.warning("applying price changes failed (next run retries): %s", exc)
+                return
+            if changed:
+                log.info("price changes applied to %d products", changed)
+
         scheduler = AsyncIOScheduler(timezone=UTC, event_loop=asyncio.get_running_loop())
+        scheduler.add_job(
+            prices_job,
+            "interval",
+            seconds=PRICE_CHANGES_EVERY_S,
+            id="apply_price_changes",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
         scheduler.add_job(
             segments_job,
             "interval",

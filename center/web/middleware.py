@@ -6,6 +6,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -80,8 +81,11 @@ async def _verify_node(request: web.Request) -> NodeIdentity:
     return identity
 
 
-def _error(status: int, kind: str, detail: str) -> web.Response:
-    return web.json_response({"error": kind, "detail": detail}, status=status)
+def _error(status: int, kind: str, detail: str, problems: Any = None) -> web.Response:
+    body: dict[str, Any] = {"error": kind, "detail": detail}
+    if problems:
+        body["problems"] = list(problems)
+    return web.json_response(body, status=status)
 
 
 def _snake(name: str) -> str:
@@ -102,7 +106,8 @@ async def error_middleware(
     except RequestError as exc:
         if is_page(request):
             return page_error(request, exc)
-        return _error(exc.status, exc.kind, str(exc))
+        # A file or batch refused for many lines lists them all (center/feed/loaders.py).
+        return _error(exc.status, exc.kind, str(exc), getattr(exc, "problems", None))
     except StorageError as exc:
         log.warning("%s %s: %s", request.method, request.path, exc)
         return _error(503, "storage_unavailable", str(exc))

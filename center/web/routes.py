@@ -21,6 +21,7 @@ from center.crm import api as crm_api
 from center.crm import customers_api
 from center.crm import pages as crm_pages
 from center.feed import api as feed_api
+from center.feed import master_api
 from center.ingest import api as ingest_api
 from center.ledger import api as ledger_api
 from center.ledger import pages as ledger_pages
@@ -50,6 +51,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     customers_api,
     offers_api,
     reports_api,
+    master_api,
     web_pages,
     access_pages,
     crm_pages,

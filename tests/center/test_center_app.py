@@ -212,6 +212,35 @@ async def test_heartbeat(client: TestClient[Any, Any], storage: Storage) -> None
     assert [h["queue_depth"] for h in storage.nodes.heartbeats()] == [4]
 
 
+async def test_nodes_health_shows_a_store_nodes_alerts(
+    client: TestClient[Any, Any], storage: Storage
+) -> None:
+    from tests.center.staff import StaffApi, staff_token
+
+    alert = "store_db_recovery: store.db was created at this start; waiting for 367-1"
+    beat = Heartbeat(
+        node_id="store-367",
+        role="store",
+        store_id="367",
+        sent_at=datetime.now(UTC),
+        devices={"alert:store_db_recovery": alert, "register:367-1": "2024-05-17T09:30:00"},
+    )
+    response = await client.post(
+        "/v1/heartbeat", data=encode(beat, sender="store-367"), headers=MSGPACK
+    )
+    assert response.status == 200
+    status, answer = await StaffApi(client, staff_token(storage, "administrator")).call(
+        "GET", "/v1/nodes/health"
+    )
+    assert status == 200, answer
+    (node,) = answer["nodes"]
+    assert node["alerts"] == [alert]
+    assert node["devices"] == {"register:367-1": "2024-05-17T09:30:00"}
+    assert (node["node_id"], node["role"], node["store_id"]) == ("store-367", "store", "367")
+    # A store node reads no other node's health.
+    await error_of(await client.get("/v1/nodes/health"), 401)
+
+
 async def test_heartbeat_bad_input(client: TestClient[Any, Any], storage: Storage) -> None:
     raw = msgpack.unpackb(
         encode(Heartbeat(node_id="n", role="store", store_id="367", sent_at=T0), sender="n"),

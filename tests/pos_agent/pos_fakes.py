@@ -248,6 +248,10 @@ class FakeStoreNode:
     heartbeats: list[Heartbeat] = field(default_factory=list)
     master_polls: list[str] = field(default_factory=list)
     store_id: str = "367"  # what its /health names (the register checks it after discovery)
+    recovery: bool = True  # False: a store node older than POST /v1/recovery (404)
+    resend: list[list[int]] = field(default_factory=list)  # asked for once, at the next report
+    reports: list[dict[str, Any]] = field(default_factory=list)  # POST /v1/recovery bodies
+    db_id: str = "db-1"
     _runner: web.AppRunner | None = None
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
@@ -304,6 +308,14 @@ class FakeStoreNode:
         await self._notify()
         return web.json_response({"ok": True})
 
+    async def _recovery(self, request: web.Request) -> web.Response:
+        self.reports.append(await request.json())
+        resend, self.resend = self.resend, []
+        await self._notify()
+        return web.json_response(
+            {"db_id": self.db_id, "recovering": bool(resend), "resend": resend}
+        )
+
     async def _master(self, request: web.Request) -> web.Response:
         since = request.query.get("since", "0")
         self.master_polls.append(since)
@@ -322,6 +334,8 @@ class FakeStoreNode:
         app.router.add_post("/v1/sales", self._sales)
         app.router.add_post("/v1/heartbeat", self._heartbeat)
         app.router.add_get("/v1/master", self._master)
+        if self.recovery:
+            app.router.add_post("/v1/recovery", self._recovery)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()

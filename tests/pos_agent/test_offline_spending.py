@@ -256,6 +256,9 @@ async def test_single_use_coupon_held_by_one_register_is_refused_to_another(
 ) -> None:
     code = make_code(DEMO_COUPON_KEY, "NEXT5", "0000000042")
     async with store(tmp_path) as node:
+        # No Center here: let the node take NEXT5 codes offline wherever they were issued.
+        policy = [("NEXT5", "register", "any_store")]
+        await node.app[RESERVATIONS_KEY].run(lambda b: b.save_policies(policy, now=NOW))
         one = register(tmp_path, "367-1", node.url)
         two = register(tmp_path, "367-2", node.url)
         async with (
@@ -294,6 +297,23 @@ async def test_offline_register_spends_within_its_allowance_only(tmp_path: Path)
         assert "offline.max_spend_per_card_minor = 500" in body["detail"]
         await confirm(client, rid, 100)
     assert spends(config) == [400, 100]
+
+
+async def test_the_chain_setting_lowers_the_registers_allowance(tmp_path: Path) -> None:
+    config = register(tmp_path, REGISTER_ID, f"http://127.0.0.1:{free_port()}", allowance=500)
+    base = demo_snapshot(version=4)
+    settings = (
+        *base.tables["settings"],
+        {"name": "offline_max_spend_per_card_minor", "value": "150"},
+    )
+    seed_replica(config, replace(base, tables={**base.tables, "settings": settings}))
+    async with running_agent(config, uploader=IdleUploader()) as client:
+        rid = await open_with(client)
+        status, body = await calculate(client, rid, 151)
+        assert status == 409 and "at most 150 more offline" in body["detail"]
+        assert "chain setting offline_max_spend_per_card_minor = 150" in body["detail"]
+        await confirm(client, rid, 150)
+    assert spends(config) == [150]
 
 
 async def test_default_allowance_is_zero(tmp_path: Path) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gc
+from dataclasses import replace
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -16,6 +18,7 @@ from pos_agent.journal import Journal
 from pos_agent.receipts import LineInput, PaymentInput
 from pos_agent.register import Register
 from pos_agent.replica import Replica
+from store_node.reservations_api import RESERVATIONS_KEY
 from sync_protocol import Sale
 from tests.pos_agent.pos_fakes import (
     REGISTER_ID,
@@ -24,10 +27,15 @@ from tests.pos_agent.pos_fakes import (
     IdleUploader,
     TickClock,
     demo_snapshot,
+    free_port,
+    make_config,
+    open_journal,
     outbox_sales,
     running_agent,
     seed_replica,
 )
+from tests.store_node.store_fakes import Clock, running_node
+from tests.store_node.store_fakes import make_config as store_config
 
 KEY = default_settings()["coupon_key"]
 CODE = make_code(KEY, "NEXT5", "0123456789")  # as another register of the chain issued it
@@ -220,3 +228,84 @@ def test_an_issued_coupon_is_made_from_the_sale_so_the_center_can_make_it_again(
     assert sale.coupons_issued == (make_code(KEY, "NEXT5", serial, last_day),)
     assert sale.coupons_redeemed == ()
     assert any(m.startswith("Купон: 5 % на следующую покупку") for m in sale.messages)
+
+
+async def test_a_coupon_held_by_a_receipt_under_its_minimum_is_free_for_the_next(
+    tmp_path: Path,
+) -> None:
+    """The hold / unused / release race, driven step by step (issue 12: the demo once stopped
+    with coupon_unavailable). Receipt 1 holds the code at the real store node but is under
+    the coupon's 30.00 minimum, so its sale does not redeem it; the uploader is idle, so no
+    commit or release reaches the node in between. Receipt 2 must still get the code."""
+    node_config = store_config(tmp_path / "store")
+    async with running_node(node_config, run_jobs=False, clock=Clock()) as node:
+        # The Center is away in this test: NEXT5 codes may be redeemed offline anywhere.
+        await node.app[RESERVATIONS_KEY].run(
+            lambda b: b.save_policies([("NEXT5", "register", "any_store")], now=T0)
+        )
+        config = make_config(tmp_path / "pos", node.url)
+        seed_replica(config)
+        async with running_agent(config, uploader=IdleUploader()) as client:
+            small = await _open(client, BASKET[1:])  # 25.00: under the coupon's minimum
+            resp = await client.post(f"/v1/receipts/{small}/coupons", json={"code": CODE})
+            assert resp.status == 200, await resp.text()
+            # Held at the node now: another receipt is refused while receipt 1 is open.
+            other = await _open(client, BASKET)
+            resp = await client.post(f"/v1/receipts/{other}/coupons", json={"code": CODE})
+            assert resp.status == 409
+            assert (await resp.json())["error"] == "coupon_unavailable"
+            resp = await _confirm(client, small)
+            assert resp.status == 200, await resp.text()
+            assert (await resp.json())["coupons_redeemed"] == []
+            # No uploader ran: the code is free because confirm released it, not consumed.
+            resp = await client.post(f"/v1/receipts/{other}/coupons", json={"code": CODE})
+            assert resp.status == 200, await resp.text()
+            resp = await _confirm(client, other)
+            assert resp.status == 200, await resp.text()
+            redeemed_by = (await resp.json())["sale_id"]
+            assert (await resp.json())["coupons_redeemed"] == [CODE]
+            # Receipt 1's queued release went with receipt 2's hold; receipt 2's commit, still
+            # queued, carries only the code its sale redeemed.
+            journal = open_journal(config)
+            try:
+                ops = journal.reservation_ops()
+                assert [op.op for op in ops] == ["commit"]
+                assert journal.coupons_of_sale(redeemed_by) == (CODE,)
+            finally:
+                journal.close()
+        third = make_config(tmp_path / "pos3", node.url)
+        third = replace(third, register=replace(third.register, register_id="367-3"))
+        seed_replica(third)
+        async with running_agent(third, uploader=IdleUploader()) as client:
+            receipt = await _open(client, BASKET)
+            resp = await client.post(f"/v1/receipts/{receipt}/coupons", json={"code": CODE})
+            assert resp.status == 409, await resp.text()
+            assert "held by register 367-1" in (await resp.json())["detail"]
+
+
+async def test_a_release_queued_while_the_node_was_away_goes_before_the_next_hold(
+    tmp_path: Path,
+) -> None:
+    """Receipt 1 holds the code, then the store node goes away and receipt 1 is sold without
+    it (the release is only queued; no uploader runs). The node comes back still holding the
+    code for receipt 1: the register delivers its queued release before asking again."""
+    port = free_port()
+    node_config = store_config(tmp_path / "store", port=port)
+    config = make_config(tmp_path / "pos", f"http://127.0.0.1:{port}")
+    seed_replica(config)
+    policies = [("NEXT5", "register", "any_store")]
+    async with running_agent(config, uploader=IdleUploader()) as client:
+        async with running_node(node_config, run_jobs=False, clock=Clock()) as node:
+            await node.app[RESERVATIONS_KEY].run(lambda b: b.save_policies(policies, now=T0))
+            small = await _open(client, BASKET[1:])
+            resp = await client.post(f"/v1/receipts/{small}/coupons", json={"code": CODE})
+            assert resp.status == 200, await resp.text()
+        resp = await _confirm(client, small)  # the node is away: sold offline, release queued
+        assert resp.status == 200, await resp.text()
+        assert (await resp.json())["coupons_redeemed"] == []
+        async with running_node(node_config, run_jobs=False, clock=Clock()) as node:
+            other = await _open(client, BASKET)
+            resp = await client.post(f"/v1/receipts/{other}/coupons", json={"code": CODE})
+            assert resp.status == 200, await resp.text()
+            health = await (await client.get("/health")).json()
+            assert health["reservations_pending"] == 0

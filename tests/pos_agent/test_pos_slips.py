@@ -132,3 +132,66 @@ def test_display_item_shows_the_label_it_is_given() -> None:
 
     assert first == "Молоко 3,2% 1 л паст"
     assert second == "89.90".rjust(20)
+
+
+def test_each_wallet_is_printed_on_its_own_line_never_added_into_bonus() -> None:
+    moves = (
+        LoyaltyMovement("bonus", "accrue", 20077, "acc-1", None, None),
+        LoyaltyMovement("stickers", "accrue", 2, "stick", None, None),
+        LoyaltyMovement("draw", "accrue", 1, "lottery", None, None),
+        LoyaltyMovement("stickers", "spend", 5, "", None, None),
+    )
+    sale = _sale(loyalty=moves)
+    summary = loyalty_summary(sale, balance_before=1000)
+    assert summary is not None
+    assert (summary.accrued, summary.spent, summary.balance_after) == (20077, 0, 21077)
+    lines = _text(layout(receipt_slip(sale, loyalty=summary), 42))
+
+    def row(label: str) -> str:
+        (found,) = [line for line in lines if line.startswith(label)]
+        return found.split()[-1]
+
+    assert row("Начислено  ") == "200.77"  # was 200.80: 2 stickers and 1 entry added in
+    assert row("Наклейки: начислено") == "+2"
+    assert row("Наклейки: списано") == "-5"
+    assert row("Участия в розыгрыше: начислено") == "+1"
+    assert row("Баланс после") == "210.77"
+    assert "Начислено 200.77 бонусов" in lines
+    english = _text(layout(receipt_slip(sale, loyalty=summary, language="en"), 42))
+    assert any(line.startswith("Stickers: earned") and line.endswith("+2") for line in english)
+
+
+def test_a_discount_is_named_by_its_promotions_title() -> None:
+    titles = {"milk-10": "Молоко: 10 % по четвергам"}
+    lines = _text(layout(receipt_slip(_sale(), titles=titles), 42))
+
+    assert any(
+        line.startswith("  Молоко: 10 % по четвергам") and line.endswith("-8.99") for line in lines
+    )
+    assert not any("milk-10" in line for line in lines)
+    # Without a title the rule id still says which promotion it was.
+    assert any(
+        line.startswith("  Скидка milk-10") for line in _text(layout(receipt_slip(_sale()), 42))
+    )
+
+
+def test_a_coupon_names_the_promotion_that_issued_it() -> None:
+    coupon = Coupon("NEXT5-2026120712", "next-visit", LATER)
+    lines = _text(layout(coupon_slip(coupon, titles={"next-visit": "5 % в следующий раз"}), 32))
+    assert "5 % в следующий раз" in [line.strip() for line in lines]
+
+
+@pytest.mark.parametrize(
+    ("profile", "columns", "dots"), [("Sunmi-V2", 32, 384), ("TM-T20II", 48, 576)]
+)
+def test_a_register_issued_coupon_fits_58_and_80_mm(profile: str, columns: int, dots: int) -> None:
+    from tests.printers.escpos_decoder import code128_text
+
+    coupon = Coupon("NEXT5-2026120712", "next-visit", LATER)
+    decoded = decode(render_slip(coupon_slip(coupon), profile=profile, columns=columns))
+    (barcode,) = decoded.of("barcode")
+    payload = barcode.args["data"].encode("latin-1")
+    assert code128_text(payload) == "NEXT5-2026120712"
+    (module,) = [e.args["n"] for e in decoded.of("GS w")]
+    symbols = len(payload) - payload.count(b"{") + 1  # selectors count once, plus the check
+    assert (symbols * 11 + 13 + 2 * 10) * module <= dots

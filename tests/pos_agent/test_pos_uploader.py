@@ -300,3 +300,48 @@ async def test_the_uploader_sends_the_bytes_the_journal_committed(
     assert body == encode_sale_batch(committed, sender=envelope.sender, sent_at=envelope.sent_at)
     # The link written at confirm (hashed from the committed bytes) is the sale's chain_hash.
     assert envelope.message.sales[1].prev_hash == chain_hash(envelope.message.sales[0])  # type: ignore[union-attr]
+
+
+async def test_acknowledged_sales_stay_in_the_journal_and_are_resent_when_the_node_asks(
+    tmp_path: Path, store_node: FakeStoreNode
+) -> None:
+    config = _config(tmp_path, store_node, master_poll_s=0.1)
+    async with running_agent(config) as client:
+        answers = [await sell(client, [BREAD]) for _ in range(4)]
+        await store_node.wait_until(lambda: len(store_node.committed) == 4)
+        await health_until(client, lambda h: h["queue_depth"] == 0)
+        await store_node.wait_until(
+            lambda: bool(store_node.reports) and store_node.reports[-1]["acked_seq"] == 4
+        )
+        assert outbox_sales(config) == []
+        # The node lost seqs 2..3 with its database and asks for them at the next report.
+        lost = {answers[1]["sale_id"], answers[2]["sale_id"]}
+        for sale_id in lost:
+            del store_node.committed[sale_id]
+        store_node.resend = [[2, 3]]
+        await store_node.wait_until(lambda: lost <= set(store_node.committed))
+    assert store_node.reports[-1] == {"register_id": "367-1", "last_seq": 4, "acked_seq": 4}
+    sends = store_node.sends()
+    assert [sends[a["sale_id"]] for a in answers] == [1, 2, 2, 1]
+    assert outbox_sales(config) == []  # a re-send never touches the outbox
+    journal = open_journal(config)
+    try:
+        assert [sale.seq for sale in journal.sales()] == [1, 2, 3, 4]
+    finally:
+        journal.close()
+
+
+async def test_a_store_node_without_recovery_still_gets_every_sale(tmp_path: Path) -> None:
+    node = FakeStoreNode(recovery=False)
+    config = _config(tmp_path, node, master_poll_s=0.1)
+    await node.start()
+    try:
+        async with running_agent(config) as client:
+            answer = await sell(client, [BREAD])
+            await node.wait_until(lambda: answer["sale_id"] in node.committed)
+            await node.wait_until(lambda: len(node.master_polls) >= 3)
+            health = await health_until(client, lambda h: h["queue_depth"] == 0)
+    finally:
+        await node.stop()
+    assert health["last_error"] is None
+    assert node.reports == []

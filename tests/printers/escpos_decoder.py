@@ -174,3 +174,28 @@ def raster_images(decoded: Decoded) -> list[Any]:
         # In ESC/POS raster a 1 bit is a black dot; in PIL mode "1" a 1 is white: invert.
         images.append(Image.eval(img.convert("L"), lambda v: 255 - v))
     return images
+
+
+def code128_text(payload: bytes) -> str:
+    """The text a GS k 73 (CODE128, function B) payload encodes: {A/{B/{C select a code set,
+    {{ is a literal {, in set C each byte is a pair of digits (Epson GS k reference)."""
+    out: list[str] = []
+    code_set = ""
+    i = 0
+    while i < len(payload):
+        if payload[i : i + 1] == b"{" and payload[i + 1 : i + 2] in (b"A", b"B", b"C"):
+            code_set = payload[i + 1 : i + 2].decode()
+            i += 2
+            continue
+        if payload[i : i + 2] == b"{{":
+            out.append("{")
+            i += 2
+            continue
+        if code_set == "C":
+            if payload[i] > 99:
+                raise DecodeError(f"code set C byte {payload[i]} is not a digit pair")
+            out.append(f"{payload[i]:02d}")
+        else:
+            out.append(chr(payload[i]))
+        i += 1
+    return "".join(out)

@@ -44,8 +44,11 @@ def test_coupon_golden_42_columns() -> None:
 
     decoded = decode(data)
     codes = [(e.args["m"], e.args["data"]) for e in decoded.of("barcode")]
-    # GS k m: m=2 is EAN-13 (function A, NUL-terminated), m=73 CODE128 (function B, "{B" set).
-    assert codes == [(EAN13_A, "4607001771005"), (CODE128_B, "{BCPN-7F3A-2026")]
+    # GS k m: m=2 is EAN-13 (function A, NUL-terminated), m=73 CODE128 (function B, "{B" set,
+    # then "{C" and the digits 2026 as the pairs 20, 26).
+    assert codes == [(EAN13_A, "4607001771005"), (CODE128_B, "{BCPN-7F3A-{C\x14\x1a")]
+    # 42 columns are 504 dots: EAN-13 keeps 3 dots a module, CODE128 needs 2 to fit.
+    assert [e.args["n"] for e in decoded.of("GS w")] == [3, 2]
     assert [e.args["data"] for e in decoded.of("qr_store")] == [
         "https://loyalty.example/c/CPN-7F3A-2026"
     ]

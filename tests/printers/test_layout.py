@@ -77,3 +77,10 @@ def test_rules_fill_the_width_and_codes_pass_through() -> None:
 def test_too_narrow_is_refused() -> None:
     with pytest.raises(ValueError, match="columns"):
         layout(Slip(()), 10)
+
+
+def test_an_indented_row_keeps_its_indent_when_it_wraps() -> None:
+    row = Row("  5 % off from 50.00, 10 % off from 100.00", "-3.00")
+    lines = [item.text for item in layout(Slip((row,)), 32) if isinstance(item, Line)]
+
+    assert lines == ["  5 % off from 50.00, 10 %", "  off from 100.00          -3.00"]

@@ -176,6 +176,9 @@ class FakeCenter:
     received: Counter[str] = field(default_factory=Counter)
     heartbeats: list[Heartbeat] = field(default_factory=list)
     master_queries: list[dict[str, str]] = field(default_factory=list)
+    # register_id -> (max_seq, gaps): what GET /v1/reconciliation says the Center holds.
+    coverage: dict[str, tuple[int, list[list[int]]]] = field(default_factory=dict)
+    reconciliations: list[dict[str, str]] = field(default_factory=list)
     requests: int = 0
     _runner: web.AppRunner | None = None
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
@@ -248,9 +251,22 @@ class FakeCenter:
             snapshot = MasterDelta(from_version=since, to_version=since)
         return web.Response(body=encode(snapshot, sender="center"), content_type=CONTENT_TYPE)
 
+    async def _reconciliation(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        self.reconciliations.append(dict(request.query))
+        await self._notify()
+        if self.fail_status is not None:
+            return web.json_response({"error": "boom"}, status=self.fail_status)
+        registers = [
+            {"register_id": register_id, "max_seq": max_seq, "gaps": gaps}
+            for register_id, (max_seq, gaps) in sorted(self.coverage.items())
+        ]
+        return web.json_response({"registers": registers})
+
     async def start(self) -> None:
         """Listen on self.port (the same port again after stop())."""
         app = web.Application()
+        app.router.add_get("/v1/reconciliation", self._reconciliation)
         app.router.add_post("/v1/ingest", self._ingest)
         app.router.add_post("/v1/heartbeat", self._heartbeat)
         app.router.add_get("/v1/master", self._master)

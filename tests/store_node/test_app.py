@@ -333,3 +333,66 @@ async def test_restart_loses_no_acknowledged_sale(tmp_path: Path) -> None:
     finally:
         await center.stop()
     assert set(center.received.values()) == {1}
+
+
+# -- POST /v1/recovery ------------------------------------------------------------------------
+
+
+async def _report(node: RunningNode, body: object) -> tuple[int, Any]:
+    status, _, answer = await node.post(
+        "/v1/recovery", json.dumps(body).encode(), "application/json"
+    )
+    return status, json.loads(answer)
+
+
+async def test_a_register_report_of_lost_sales_raises_the_recovery_alert(
+    node: RunningNode,
+) -> None:
+    await node.send(make_sale(1), make_sale(2))
+    healthy = await node.get_json("/health")
+    assert healthy["recovery"] is None and healthy["alerts"] == []
+    status, answer = await _report(node, {"register_id": "367-1", "last_seq": 2, "acked_seq": 2})
+    assert (status, answer) == (200, {"db_id": healthy["db_id"], "recovering": False, "resend": []})
+    status, answer = await _report(node, {"register_id": "367-1", "last_seq": 5, "acked_seq": 4})
+    assert (status, answer["recovering"], answer["resend"]) == (200, True, [])
+    health = await node.get_json("/health")
+    assert health["recovery"]["missing"] == {"367-1": [[3, 4]]}
+    assert health["recovery"]["center_checked"] is False
+    (alert,) = health["alerts"]
+    assert alert.startswith("store_db_recovery: register 367-1 had sales up to seq 4")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ([], "body"),
+        ({"last_seq": 1, "acked_seq": 1}, "body.register_id"),
+        ({"register_id": "367-1", "acked_seq": 1}, "body.last_seq"),
+        ({"register_id": "367-1", "last_seq": 1, "acked_seq": -1}, "body.acked_seq"),
+        ({"register_id": "367-1", "last_seq": 1, "acked_seq": True}, "body.acked_seq"),
+        ({"register_id": "367-1", "last_seq": 1, "acked_seq": 2}, "body.acked_seq"),
+    ],
+)
+async def test_a_bad_recovery_report_is_a_4xx_naming_the_field(
+    node: RunningNode, body: object, field: str
+) -> None:
+    status, answer = await _report(node, body)
+    assert status == 422 and answer["detail"].startswith(field + ":"), answer
+    assert (await node.get_json("/health"))["recovery"] is None
+
+
+async def test_an_emptied_store_db_with_enrolled_registers_starts_a_recovery(
+    tmp_path: Path,
+) -> None:
+    from store_node.auth import RegisterAuth
+
+    config = make_config(tmp_path)
+    auth = RegisterAuth(config.store.data_dir)
+    auth.enrol(auth.issue_token("367-1", T0, 1), T0)
+    async with running_node(config, run_jobs=False, clock=Clock()) as node:
+        health = await node.get_json("/health")
+    assert health["recovery"]["waiting_for"] == ["367-1"]
+    assert "store.db was created at this start although 1 registers" in health["alerts"][0]
+    async with running_node(config, run_jobs=False, clock=Clock()) as node:
+        again = await node.get_json("/health")
+    assert again["recovery"]["since"] == health["recovery"]["since"]  # kept, not restarted

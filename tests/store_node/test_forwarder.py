@@ -269,3 +269,51 @@ async def test_sales_reach_the_center_as_the_canonical_bytes_the_node_stored(
     # The stored bytes themselves travel, spliced into the envelope, not re-encoded.
     assert body == encode_sale_batch(stored, sender=envelope.sender, sent_at=envelope.sent_at)
     assert decode_sale_batch(body)[1] == tuple(stored)
+
+
+# -- recovering a lost store.db -------------------------------------------------------------
+
+
+async def test_a_recovery_asks_the_center_once_and_ends_when_caught_up(
+    tmp_path: Path, center: FakeCenter
+) -> None:
+    import json
+
+    config = _node_config(tmp_path, center)
+    async with running_node(config, run_jobs=False) as node:
+        forwarder = node.app[FORWARDER_KEY]
+        await node.send(make_sale(1), make_sale(2))
+        assert await forwarder.recover_once() is False  # nothing to recover: no Center call
+        assert center.reconciliations == []
+        report = json.dumps({"register_id": "367-1", "last_seq": 6, "acked_seq": 5}).encode()
+        status, _, body = await node.post("/v1/recovery", report, "application/json")
+        assert (status, json.loads(body)["resend"]) == (200, [])  # the Center was not asked yet
+
+        center.fail_status = 503
+        assert await forwarder.recover_once() is False
+        health = await node.get_json("/health")
+        assert health["recovery"]["center_checked"] is False
+        assert "HTTP 503" in health["last_center_error"]
+
+        center.fail_status = None
+        center.coverage = {"367-1": (3, [[2, 2]])}  # it has 1 and 3; 2 is held here
+        assert await forwarder.recover_once() is False  # 4..5 are nowhere yet
+        assert center.reconciliations[-1] == {"store_id": "367"}
+        assert await forwarder.heartbeat_once() is True
+        (alert,) = [v for k, v in center.heartbeats[-1].devices.items() if k.startswith("alert:")]
+        assert alert.startswith("store_db_recovery: register 367-1 had sales up to seq 5")
+        status, _, body = await node.post("/v1/recovery", report, "application/json")
+        assert json.loads(body) == {
+            "db_id": health["db_id"],
+            "recovering": True,
+            "resend": [[4, 5]],
+        }
+
+        await node.send(make_sale(4), make_sale(5))
+        asked = len(center.reconciliations)
+        assert await forwarder.recover_once() is True
+        assert len(center.reconciliations) == asked  # asked once per recovery
+        health = await node.get_json("/health")
+        assert health["recovery"] is None and health["alerts"] == []
+        assert await forwarder.heartbeat_once() is True
+        assert not [k for k in center.heartbeats[-1].devices if k.startswith("alert:")]

@@ -15,6 +15,7 @@ from aiohttp import web
 from store_node.app import WORKER_KEY
 from store_node.config import parse_config
 from store_node.errors import ConfigError
+from store_node.reservations_api import RESERVATIONS_KEY
 from sync_protocol import LoyaltyMovement, MasterSnapshot, Payment, encode
 from tests.store_node.store_fakes import (
     T0,
@@ -224,6 +225,62 @@ class CouponCenter:
             await self.runner.cleanup()
 
 
+class HoldingCenter(CouponCenter):
+    """A fake Center that holds codes (POST /v1/coupon-holds) and records commits/releases."""
+
+    def __init__(self) -> None:
+        super().__init__(set())
+        self.holds: dict[str, str] = {}
+        self.ops: list[tuple[str, str, list[str]]] = []
+
+    async def _hold(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        for code in body["codes"]:
+            if self.holds.get(code, body["hold_id"]) != body["hold_id"]:
+                return web.json_response(
+                    {"error": "coupon_unavailable", "detail": f"codes: {code} is held"},
+                    status=409,
+                )
+        for code, hold in list(self.holds.items()):
+            if hold == body["hold_id"]:
+                del self.holds[code]
+        self.holds.update(dict.fromkeys(body["codes"], body["hold_id"]))
+        return web.json_response({"hold_id": body["hold_id"]})
+
+    async def _op(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        hold_id, op = request.match_info["hold_id"], request.match_info["op"]
+        self.ops.append((hold_id, op, body.get("codes", [])))
+        for code, hold in list(self.holds.items()):
+            if hold == hold_id and code not in body.get("codes", []):
+                del self.holds[code]
+        return web.json_response({"hold_id": hold_id})
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/coupon-holds", self._hold)
+        app.router.add_post("/v1/coupon-holds/{hold_id}/{op}", self._op)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+
+@pytest.fixture
+async def holding() -> AsyncIterator[HoldingCenter]:
+    center = HoldingCenter()
+    await center.start()
+    yield center
+    await center.stop()
+
+
+@pytest.fixture
+async def online(tmp_path: Path, holding: HoldingCenter) -> AsyncIterator[RunningNode]:
+    config = make_config(tmp_path, center_url=f"http://127.0.0.1:{holding.port}")
+    async with running_node(config, run_jobs=False, clock=Clock()) as running:
+        await _seed_master(running, 1000)
+        yield running
+
+
 async def test_single_use_coupon_is_held_for_one_receipt_only(tmp_path: Path) -> None:
     center = CouponCenter(redeemed={"PAPER-USED"})
     await center.start()
@@ -263,11 +320,22 @@ async def test_single_use_coupon_is_held_for_one_receipt_only(tmp_path: Path) ->
         await center.stop()
 
 
-async def test_center_unreachable_allows_only_signed_codes(node: RunningNode) -> None:
+async def test_center_unreachable_the_offline_policy_decides(node: RunningNode) -> None:
     signed = "GIFT-12345678903-ABCDEF12"
-    body = _reserve("r1", 0, codes=["PAPER-2", signed])
+    body = _reserve("r1", 0, codes=["PAPER-2"])
     status, refused = await _call(node, "POST", "/v1/reservations", body)
     assert status == 409 and "PAPER-2" in refused["detail"]
+    assert "not redeemable offline" in refused["detail"]
+    # A register-issued code is redeemable offline only where a sale of this store issued it.
+    status, refused = await _call(
+        node,
+        "POST",
+        "/v1/reservations",
+        _reserve("r1", 0, codes=[signed]) | {"signed_codes": [signed]},
+    )
+    assert status == 409 and signed in refused["detail"]
+    assert "only in the store that issued it" in refused["detail"]
+    await node.send(make_sale(1, coupons_issued=(signed,)))
     status, held = await _call(
         node,
         "POST",
@@ -275,6 +343,81 @@ async def test_center_unreachable_allows_only_signed_codes(node: RunningNode) ->
         _reserve("r1", 0, codes=[signed]) | {"signed_codes": [signed]},
     )
     assert status == 201 and held["coupon_codes"] == [signed]
+    # A head-office batch whose policy (fetched from the Center) is any_store goes offline too.
+    await node.app[RESERVATIONS_KEY].run(
+        lambda b: b.save_policies([("PAPER", "head_office", "any_store")], now=T0)
+    )
+    status, held = await _call(node, "POST", "/v1/reservations", body)
+    assert status == 201 and held["coupon_codes"] == ["PAPER-2"]
+
+
+async def test_a_code_held_but_not_redeemed_is_free_after_the_commit(
+    online: RunningNode, holding: HoldingCenter
+) -> None:
+    """The demo's race: a receipt under the coupon's minimum holds the code, the sale does not
+    redeem it; the commit (with the codes the sale redeemed) frees it for the next receipt."""
+    status, first = await _call(
+        online, "POST", "/v1/reservations", _reserve("r1", 0, codes=["NEXT5-1"])
+    )
+    assert status == 201
+    # Meanwhile another receipt is refused: the code is held.
+    status, refused = await _call(
+        online, "POST", "/v1/reservations", _reserve("r2", 0, codes=["NEXT5-1"])
+    )
+    assert status == 409 and "held by register 367-1 for receipt r1" in refused["detail"]
+    unused = make_sale(1)  # below the minimum: coupons_redeemed is empty
+    status, done = await _call(
+        online,
+        "POST",
+        f"/v1/reservations/{first['reservation_id']}/commit",
+        {"sale_id": unused.sale_id, "coupon_codes": []},
+    )
+    assert status == 200 and done["coupon_codes"] == []
+    # The Center heard at once: the hold of r1 is gone there as well.
+    assert holding.ops == [(first["reservation_id"], "commit", [])]
+    assert "NEXT5-1" not in holding.holds
+    status, second = await _call(
+        online, "POST", "/v1/reservations", _reserve("r2", 0, codes=["NEXT5-1"])
+    )
+    assert status == 201, second
+    redeeming = make_sale(2, coupons_redeemed=("NEXT5-1",))
+    status, done = await _call(
+        online,
+        "POST",
+        f"/v1/reservations/{second['reservation_id']}/commit",
+        {"sale_id": redeeming.sale_id, "coupon_codes": ["next5-1"]},
+    )
+    assert status == 200 and done["coupon_codes"] == ["NEXT5-1"]
+    assert holding.ops[-1] == (second["reservation_id"], "commit", ["NEXT5-1"])
+    status, refused = await _call(
+        online, "POST", "/v1/reservations", _reserve("r3", 0, codes=["NEXT5-1"])
+    )
+    assert status == 409 and f"redeemed by sale {redeeming.sale_id}" in refused["detail"]
+
+
+async def test_an_older_registers_commit_frees_the_unused_code_once_its_sale_is_here(
+    node: RunningNode,
+) -> None:
+    # The Center is away and C- codes may go offline: only this store's own records decide.
+    await node.app[RESERVATIONS_KEY].run(
+        lambda b: b.save_policies([("C", "head_office", "any_store")], now=T0)
+    )
+    _, first = await _call(node, "POST", "/v1/reservations", _reserve("r1", 0, codes=["C-1"]))
+    unused = make_sale(1)
+    status, _ = await _call(
+        node,
+        "POST",
+        f"/v1/reservations/{first['reservation_id']}/commit",
+        {"sale_id": unused.sale_id},  # no coupon_codes: a register of the release before
+    )
+    assert status == 200
+    status, refused = await _call(
+        node, "POST", "/v1/reservations", _reserve("r2", 0, codes=["C-1"])
+    )
+    assert status == 409 and unused.sale_id in refused["detail"]
+    await node.send(unused)  # the sale arrives: it did not redeem C-1
+    status, second = await _call(node, "POST", "/v1/reservations", _reserve("r2", 0, codes=["C-1"]))
+    assert status == 201, second
 
 
 async def test_coupon_redeemed_in_a_sale_held_here_is_refused(node: RunningNode) -> None:

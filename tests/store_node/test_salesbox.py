@@ -247,3 +247,79 @@ def test_deduplication_outlives_forwarding_and_a_week_long_outage(box: SalesBox)
     forged = dataclasses.replace(week[0], card_no="2770000099999")
     assert [r.sale_id for r in box.accept([forged], now=later).rejected] == [week[0].sale_id]
     assert box.counts()["sales"] == 5
+
+
+# -- recovery of a lost or older store.db ----------------------------------------------------
+
+
+def test_missing_seqs_are_what_neither_the_node_nor_the_center_holds() -> None:
+    from store_node import missing_seqs
+
+    assert missing_seqs(0, 10, [1, 2, 5], [(1, 3), (9, 9)]) == ((4, 4), (6, 8), (10, 10))
+    assert missing_seqs(3, 8, [], []) == ((4, 8),)
+    assert missing_seqs(0, 5, [1, 2, 3, 4, 5], []) == ()
+    assert missing_seqs(0, 5, [], [(1, 100)]) == ()
+    assert missing_seqs(5, 5, [], []) == ()
+
+
+def test_a_new_file_says_so_and_an_older_one_is_found_by_a_register_report(
+    tmp_path: Path,
+) -> None:
+    first = SalesBox(tmp_path / "store.db", store_id=STORE_ID)
+    db_id = first.db_id
+    assert first.created and len(db_id) == 32
+    first.accept([make_sale(seq) for seq in (1, 2, 3)], now=T0)
+    first.close()
+    box = SalesBox(tmp_path / "store.db", store_id=STORE_ID)
+    try:
+        assert not box.created and box.db_id == db_id
+        # Acknowledged through 3, all held: nothing to do.
+        answer = box.report_journal("367-1", last_seq=4, acked_seq=3, now=T0)
+        assert (answer.recovering, answer.resend, answer.started) == (False, (), None)
+        assert box.recovery(T0) is None
+        # The register says 5 were acknowledged: this file is older than the one that did.
+        later = T0 + timedelta(minutes=1)
+        answer = box.report_journal("367-1", last_seq=6, acked_seq=5, now=later)
+        assert answer.recovering and answer.started is not None
+        assert "seqs 4-5" in answer.started
+        assert answer.resend == ()  # not before the Center said what it holds
+        state = box.recovery(later)
+        assert state is not None and not state.center_checked
+        assert state.missing == {"367-1": ((4, 5),)}
+        assert "asking the Center" in state.alert()
+        assert box.settle_recovery(later) == (state, False)
+
+        # The Center holds seq 4 (forwarded before the file was restored): only 5 is asked.
+        box.save_center_coverage([("367-1", 4, [])], now=later)
+        answer = box.report_journal("367-1", last_seq=6, acked_seq=5, now=later)
+        assert (answer.recovering, answer.resend, answer.started) == (True, ((5, 5),), None)
+        box.accept([make_sale(5)], now=later)
+        state, ended = box.settle_recovery(later)
+        assert ended and state is not None and state.missing == {}
+        assert box.recovery(later) is None
+    finally:
+        box.close()
+
+
+def test_a_recovery_waits_for_every_expected_register(box: SalesBox) -> None:
+    box.expect_registers(["367-1", "367-2"])
+    assert box.begin_recovery("emptied", now=T0)
+    assert not box.begin_recovery("again", now=T0)
+    box.save_center_coverage([("367-1", 2, []), ("367-2", 7, [(3, 4)])], now=T0)
+    answer = box.report_journal("367-1", last_seq=2, acked_seq=2, now=T0)
+    assert answer.resend == ()  # the Center has both
+    state, ended = box.settle_recovery(T0)
+    assert not ended and state is not None and state.waiting_for == ("367-2",)
+    assert "waiting for 367-2 to report its journal" in state.alert()
+    # A register that never reports is waited for a day, then checked when it comes back.
+    from store_node.recovery import RECOVERY_WAIT
+
+    state = box.recovery(T0 + RECOVERY_WAIT)
+    assert state is not None and (state.waiting_for, state.unreported) == ((), ("367-2",))
+    # 367-2: the Center lacks 3..4 and 8..9; quarantined seq 8 counts as held here.
+    box.accept([make_sale(8, register_id="367-2", store_id="406")], now=T0)
+    answer = box.report_journal("367-2", last_seq=9, acked_seq=9, now=T0)
+    assert answer.resend == ((3, 4), (9, 9))
+    assert not box.settle_recovery(T0)[1]
+    box.accept([make_sale(s, register_id="367-2") for s in (3, 4, 9)], now=T0)
+    assert box.settle_recovery(T0)[1]
