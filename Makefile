@@ -20,6 +20,7 @@ demo: $(STAMP)
 	$(BIN)/loyalty-demo $(ARGS)
 
 test: $(STAMP)
+	./scripts/install-chromium
 	PATH="$(CURDIR)/$(BIN):$$PATH" ./scripts/check
 
 clean:

@@ -39,8 +39,9 @@ __all__ = ["OPEN_PATHS", "auth_middleware", "error_middleware"]
 
 log = logging.getLogger(__name__)
 
-OPEN_PATHS = frozenset({"/health", "/v1/enrol", "/v1/sales/summary"})
-"""Answered without a signature: liveness, enrolment (the token is the credential), totals."""
+OPEN_PATHS = frozenset({"/", "/health", "/v1/enrol", "/v1/sales/summary"})
+"""Answered without a signature: the admin page and liveness (the same figures), enrolment (the
+token is the credential), totals."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

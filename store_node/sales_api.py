@@ -34,7 +34,7 @@ from sync_protocol import (
     encode,
 )
 
-__all__ = ["add_routes"]
+__all__ = ["add_routes", "health_of"]
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,8 @@ def _recovery_json(state: Recovery | None) -> dict[str, Any] | None:
     }
 
 
-def _health(box: SalesBox, config: Config, now: datetime) -> dict[str, Any]:
+def health_of(box: SalesBox, config: Config, now: datetime) -> dict[str, Any]:
+    """What GET /health answers (and the admin page shows)."""
     outbox = box.outbox()
     center = box.center_status()
     master = box.master_state()
@@ -203,7 +204,7 @@ async def get_health(request: web.Request) -> web.StreamResponse:
     app = request.app
     now = app[CLOCK_KEY]()
     config = app[CONFIG_KEY]
-    return web.json_response(await app[WORKER_KEY].run(lambda box: _health(box, config, now)))
+    return web.json_response(await app[WORKER_KEY].run(lambda box: health_of(box, config, now)))
 
 
 async def get_sales_summary(request: web.Request) -> web.StreamResponse:

@@ -811,6 +811,19 @@ class SalesBox:
         (quarantined,) = self._conn.execute("SELECT COUNT(*) FROM quarantine").fetchone()
         return OutboxStatus(pending, _dt(oldest), rejected, quarantined)
 
+    def last_sale(self, register_id: str) -> tuple[int, datetime, int] | None:
+        """(seq, closed_at, total_minor) of a register's latest sale held here, or None."""
+        row = self._conn.execute(
+            "SELECT seq, closed_at, total_minor FROM sales WHERE register_id = ? "
+            "ORDER BY seq DESC LIMIT 1",
+            (register_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        closed_at = _dt(row[1])
+        assert closed_at is not None
+        return int(row[0]), closed_at, int(row[2])
+
     def summary(self) -> list[RegisterSummary]:
         """Per-register totals of the sales held here (quarantined ones excluded)."""
         rows = self._conn.execute(

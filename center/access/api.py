@@ -9,6 +9,12 @@ from typing import Any
 from aiohttp import web
 
 from center.access.nodes import NodeIdentity, signature_headers, token_hash
+from center.access.people_session import (
+    SAFE_METHODS,
+    SESSION_COOKIE,
+    check_csrf,
+    session_of,
+)
 from center.access.permissions import (
     AUTHENTICATED,
     PUBLIC,
@@ -37,6 +43,7 @@ __all__ = [
     "add_routes",
     "authorize",
     "caller_of",
+    "session_caller",
 ]
 
 MAX_JSON_BYTES = 16 * 1024
@@ -57,9 +64,14 @@ class Caller:
 
     name: str
     kind: str
-    """"user", "node", "unsigned" (a node route while signatures are optional) or "anonymous"."""
+    """"user" (bearer token), "person" (console session), "node", "unsigned" (a node route while
+    signatures are optional) or "anonymous"."""
     role: str
     permissions: frozenset[str]
+    csrf_token: str = ""
+    """The session's CSRF token (a person signed in to the console); empty otherwise."""
+    language: str = ""
+    """The person's console language setting ('' = the browser's)."""
 
 
 CALLER_KEY: web.RequestKey[Caller] = web.RequestKey("center_caller")
@@ -111,12 +123,18 @@ async def authorize(
     else:
         caller = await _authenticate(request, requirement, verify_node)
         if requirement != AUTHENTICATED and not allows(caller.permissions, requirement):
-            who = f"role {caller.role!r}" if caller.kind == "user" else f"{caller.kind} callers"
+            who = (
+                f"role {caller.role!r}"
+                if caller.kind in ("user", "person")
+                else f"{caller.kind} callers"
+            )
             raise Forbidden(
                 "permission",
                 f"{method} {canonical} needs {_describe(requirement)}, which {who} "
                 f"({caller.name}) lacks",
             )
+        if caller.kind == "person" and method not in SAFE_METHODS:
+            await check_csrf(request, caller.csrf_token)
     request[CALLER_KEY] = caller
     return caller
 
@@ -143,6 +161,8 @@ async def _authenticate(
             role=user.role,
             permissions=permissions_of(user.role),
         )
+    if SESSION_COOKIE in request.cookies and signature_headers(request.headers) is None:
+        return await session_caller(request)
     if signature_headers(request.headers) is not None:
         identity = await verify_node(request)
         return Caller(
@@ -160,6 +180,21 @@ async def _authenticate(
         "authorization",
         "missing credentials: send 'Authorization: Bearer <token>' "
         "(`loyalty-center add-user` makes one)",
+    )
+
+
+async def session_caller(request: web.Request) -> Caller:
+    """The person whose console session cookie this request carries; Unauthorized."""
+    found = await session_of(request)
+    if found is None:
+        raise Unauthorized("session", "not signed in, or the session ended: sign in again")
+    return Caller(
+        name=found.username,
+        kind="person",
+        role=found.role,
+        permissions=permissions_of(found.role),
+        csrf_token=found.csrf_token,
+        language=found.language,
     )
 
 

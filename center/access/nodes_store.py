@@ -124,6 +124,28 @@ class NodeRepository:
             for r in rows
         ]
 
+    def contacts(self) -> list[dict[str, Any]]:
+        """The latest heartbeat of every node with its times (received, sent, oldest queued)."""
+        with self.db.guard("read heartbeats"):
+            rows = self.db.execute(
+                "SELECT node_id, role, store_id, received_at, sent_at, queue_depth, "
+                "oldest_queued_at, master_version, devices FROM heartbeats ORDER BY node_id"
+            ).fetchall()
+        return [
+            {
+                "node_id": r[0],
+                "role": r[1],
+                "store_id": r[2],
+                "received_at": self.db.dt(r[3]),
+                "sent_at": self.db.dt(r[4]),
+                "queue_depth": int(r[5]),
+                "oldest_queued_at": None if r[6] is None else self.db.dt(r[6]),
+                "master_version": int(r[7]),
+                "devices": json.loads(r[8]),
+            }
+            for r in rows
+        ]
+
     # -- request nonces ------------------------------------------------------------------------
 
     def claim_nonce(self, node_id: str, nonce: str, now: datetime, horizon: timedelta) -> bool:

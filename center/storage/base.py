@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from center.access.audit import AuditLog
 from center.access.nodes_store import NodeRepository
+from center.access.people_store import PeopleRepository
 from center.access.users_store import UserRepository
 from center.crm.store import CustomerRepository
 from center.feed.versions import MasterVersions
@@ -162,6 +163,7 @@ class Storage(Protocol):
     feed: FeedRepository
     master: MasterDataRepository
     users: UserRepository
+    people: PeopleRepository
     nodes: NodeRepository
 
     @property

@@ -93,6 +93,7 @@ PLAN: Mapping[str, Placement] = MappingProxyType(
         "coupon_jobs": LOCAL,
         "coupon_job_codes": LOCAL,
         "store_cards": LOCAL,
+        "people_sessions": LOCAL,
     }
 )
 """Every table of the Center's PostgreSQL schema and its placement."""

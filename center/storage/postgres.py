@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from center.access import nonces_store as nonces
+from center.access import people_store as people
 from center.access import users_store as users
 from center.crm import customers_store as customers
 from center.crm import state_store as customer_states
@@ -274,6 +275,7 @@ POSTGRES_MIGRATIONS = MigrationList(
         customer_states.POSTGRES_MIGRATION,
         master_store.POSTGRES_MIGRATION,
         coupon_holds.POSTGRES_MIGRATION,
+        people.POSTGRES_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names
 )

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from center.access.audit import AuditLog
 from center.access.nodes_store import NodeRepository
+from center.access.people_store import PeopleRepository
 from center.access.users_store import UserRepository
 from center.crm.state_store import CustomerStateRepository
 from center.crm.store import CustomerRepository
@@ -61,6 +62,7 @@ class SqlStorage:
         self.segments = SegmentRepository(db, audit=self.audit, versions=self.versions)
         self.offers = OfferRepository(db, audit=self.audit, versions=self.versions)
         self.users = UserRepository(db, audit=self.audit)
+        self.people = PeopleRepository(db, audit=self.audit)
         self.nodes = NodeRepository(db)
         self.customers = CustomerRepository(
             db, audit=self.audit, versions=self.versions, ledger=self.ledger

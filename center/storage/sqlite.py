@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from center.access import nonces_store as nonces
+from center.access import people_store as people
 from center.access import users_store as users
 from center.crm import customers_store as customers
 from center.crm import state_store as customer_states
@@ -273,6 +274,7 @@ SQLITE_MIGRATIONS = MigrationList(
         customer_states.SQLITE_MIGRATION,
         master_store.SQLITE_MIGRATION,
         coupon_holds.SQLITE_MIGRATION,
+        people.SQLITE_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names
 )

@@ -25,6 +25,7 @@ from center.web.keys import (
     STORAGE_KEY,
 )
 from center.web.middleware import auth_middleware, error_middleware
+from center.web.pages import setup_pages
 from center.web.request import MAX_BODY_BYTES
 from center.web.routes import add_routes, route_permissions
 
@@ -156,6 +157,7 @@ def create_app(
             await db.close()
 
     app.cleanup_ctx.append(lifecycle)
+    setup_pages(app)
     add_routes(app)
     app[ROUTE_PERMISSIONS_KEY] = route_permissions(app)
     return app

@@ -26,6 +26,7 @@ from center.web.keys import (
     NONCES_KEY,
     STORAGE_KEY,
 )
+from center.web.pages import is_page, page_error
 from center.web.request import MAX_BODY_BYTES, check_path_and_query, in_db
 from sync_protocol import PayloadTooLarge, ProtocolError, canonical_query
 
@@ -105,6 +106,8 @@ async def error_middleware(
     except ProtocolError as exc:
         return _error(400, _snake(type(exc).__name__), str(exc))
     except RequestError as exc:
+        if is_page(request):
+            return page_error(request, exc)
         # A file or batch refused for many lines lists them all (center/feed/loaders.py).
         return _error(exc.status, exc.kind, str(exc), getattr(exc, "problems", None))
     except StorageError as exc:

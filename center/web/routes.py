@@ -8,7 +8,8 @@ from types import ModuleType
 from aiohttp import web
 
 from center.access import api as users_api
-from center.access import enrol_api
+from center.access import enrol_api, nodes_pages
+from center.access import pages as access_pages
 from center.access.permissions import (
     AUTHENTICATED,
     PERMISSIONS,
@@ -18,15 +19,20 @@ from center.access.permissions import (
 )
 from center.crm import api as crm_api
 from center.crm import customers_api
+from center.crm import pages as crm_pages
 from center.feed import api as feed_api
 from center.feed import master_api
 from center.ingest import api as ingest_api
 from center.ledger import api as ledger_api
+from center.ledger import pages as ledger_pages
 from center.ledger import returns_api
 from center.promotions import api as promotions_api
 from center.promotions import coupons_api, offers_api, segments_api
+from center.promotions import pages as promotions_pages
 from center.reporting import api as reports_api
+from center.reporting import pages as reporting_pages
 from center.web import health
+from center.web import pages as web_pages
 
 __all__ = ["ROUTE_MODULES", "add_routes", "route_permissions"]
 
@@ -46,6 +52,13 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     offers_api,
     reports_api,
     master_api,
+    web_pages,
+    access_pages,
+    crm_pages,
+    ledger_pages,
+    nodes_pages,
+    promotions_pages,
+    reporting_pages,
 )
 """Every module with `add_routes(app)` and `PERMISSIONS`, in registration order (a fixed path
 such as /v1/customers/search is registered before the {customer_id} it would otherwise match)."""

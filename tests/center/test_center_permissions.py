@@ -56,7 +56,14 @@ def test_every_route_of_the_center_has_a_permission(config: Config) -> None:
         for name in requirement_names(requirement):
             assert name in PERMISSIONS or name in (PUBLIC, AUTHENTICATED), (key, name)
     public = sorted(key for key, requirement in table.items() if requirement == PUBLIC)
-    assert public == [("GET", "/health"), ("POST", "/v1/enrol")]
+    # The console's sign-in form and its static files are public too (tests/center/test_console*).
+    assert public == [
+        ("GET", "/"),
+        ("GET", "/health"),
+        ("GET", "/static"),
+        ("POST", "/sign-in"),
+        ("POST", "/v1/enrol"),
+    ]
     assert table[("POST", "/v1/ingest")] == "node"
     assert table[("GET", "/v1/master")] == "node"
     assert table[("POST", "/v1/heartbeat")] == "node"
