@@ -25,6 +25,8 @@ from aiohttp.test_utils import TestServer
 from yarl import URL
 
 from center.access.nodes import issue_token
+from center.access.people import add_person
+from center.access.people_session import CSRF_HEADER, SESSION_COOKIE
 from center.access.permissions import AUTHENTICATED, PUBLIC, requirement_names
 from center.config import load_config
 from center.storage.sqlite import SqliteStorage
@@ -441,6 +443,27 @@ async def center(tmp_path: Path) -> AsyncIterator[tuple[str, web.Application, Sq
         storage.close()
 
 
+async def _console_session(base: str, storage: SqliteStorage) -> dict[str, str]:
+    """Cookie and CSRF headers of an administrator signed in through the sign-in form."""
+    add_person(storage, "fuzz-root", "administrator", "correct horse battery", "test", T0)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        async with session.get(base + "/", headers={"Accept": "text/html"}) as page:
+            token = re.search(r'name="csrf_token" value="([^"]+)"', await page.text())
+        assert token, "no CSRF token on the sign-in page"
+        form = {
+            "csrf_token": token.group(1),
+            "username": "fuzz-root",
+            "password": "correct horse battery",
+        }
+        async with session.post(base + "/sign-in", data=form, allow_redirects=False) as answer:
+            assert answer.status == 303, await answer.text()
+            cookie = answer.cookies[SESSION_COOKIE].value
+        async with session.get(base + "/console", headers={"Accept": "text/html"}) as page:
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', await page.text())
+        assert csrf, "no CSRF token on the console page"
+    return {"Cookie": f"{SESSION_COOKIE}={cookie}", CSRF_HEADER: csrf.group(1)}
+
+
 @pytest.mark.timeout(120)
 async def test_no_center_route_answers_5xx_to_any_input(
     center: tuple[str, web.Application, SqliteStorage],
@@ -468,16 +491,29 @@ async def test_no_center_route_answers_5xx_to_any_input(
             CENTER_QUERIES.get((method, template), {}),
         )
 
+    person = await _console_session(base, storage)
+
     def headers_for(case: Case) -> dict[str, str]:
-        # Signatures are optional in this config: node routes run unsigned, every other
-        # route as the administrator (who holds every permission but `node`).
+        # Signatures are optional in this config: node routes run unsigned, API routes with
+        # the administrator's token (every permission but `node`), console pages as a signed-in
+        # administrator with the session's CSRF token (sign-out excepted: it would end the
+        # session for the cases after it).
         names = requirement_names(requirements[(case.method, case.template)])
-        if names == ("node",) or PUBLIC in names:
+        if names == ("node",) or PUBLIC in names or case.template == "/sign-out":
             return {}
         assert AUTHENTICATED in names or names
+        if not case.template.startswith("/v1/"):
+            return dict(person)
         return {"Authorization": f"Bearer {admin}"}
 
     tally = await run_cases(base, cases, headers_for)
+    # The gates themselves refuse a fuzzed "valid" case: sign-in without the sign-in form's
+    # CSRF token, sign-out without a session, the static folder's own listing.
+    tally.refused_auth = [
+        line
+        for line in tally.refused_auth
+        if not line.startswith(("POST /sign-in ", "POST /sign-out ", "GET /static "))
+    ]
     assert_no_5xx("center", tally, cases)
     assert tally.valid_ok >= 40, tally.statuses  # the handlers really ran
     assert len(cases) > 1500
