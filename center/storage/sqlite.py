@@ -17,6 +17,7 @@ from center.promotions import offers_store as offers
 from center.promotions import segments_store as segments
 from center.promotions import store as promotions
 from center.storage.database import SqliteDatabase
+from center.storage import owners
 from center.storage.migrations import MigrationList
 from center.storage.sql import Migration, SqlStorage, lots_from_ledger
 
@@ -267,6 +268,7 @@ SQLITE_MIGRATIONS = MigrationList(
         nonces.SQLITE_MIGRATION,
         offers.SQLITE_MIGRATION,
         coupon_jobs.SQLITE_MIGRATION,
+        owners.SQLITE_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names
 )
