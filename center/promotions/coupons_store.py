@@ -9,7 +9,7 @@ double-redemption report.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +25,7 @@ from center.promotions.coupons import (
 )
 from center.storage.database import Database
 from center.storage.migrations import Migration
+from center.storage.owners import sale_owner
 from sync_protocol import Sale
 
 __all__ = ["POSTGRES_MIGRATION", "SQLITE_MIGRATION", "CouponRepository"]
@@ -440,8 +441,9 @@ class CouponRepository:
 
     # -- ingest --------------------------------------------------------------------------------
 
-    def record_coupon_redemptions(self, sales: Sequence[Sale]) -> None:
-        """Called by ingest inside its transaction with the sales it newly stored."""
+    def record_coupon_redemptions(self, sales: Sequence[Sale], owners: Mapping[str, str]) -> None:
+        """Called by ingest inside its transaction with the sales it newly stored; `owners`
+        holds the owner of each of their cards (a redemption lives with its receipt)."""
         uses = [
             (normalise_code(code), sale)
             for sale in sales
@@ -466,10 +468,11 @@ class CouponRepository:
             if code not in known:
                 continue  # a promo code or register-signed code: no batch to track
             at = self.db.ts(sale.closed_at)
+            owner = sale_owner(sale.card_no, sale.store_id, owners)
             new = self.db.execute(
-                "INSERT INTO coupon_redemptions (code, sale_id, store_id, at) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING code",
-                (code, sale.sale_id, sale.store_id, at),
+                "INSERT INTO coupon_redemptions (code, sale_id, store_id, at, owner_id) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING code",
+                (code, sale.sale_id, sale.store_id, at, owner),
             ).fetchone()
             if new is None:
                 continue

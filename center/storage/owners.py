@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 __all__ = [
     "CARD_OWNED",
     "POSTGRES_MIGRATION",
-    "SQLITE_MIGRATION",
     "RECEIPT_OWNED",
+    "SQLITE_MIGRATION",
     "card_owner",
     "lookup_card_owners",
     "move_cards",
@@ -215,18 +215,21 @@ def _rekey(storage: SqlStorage) -> None:
 
 SQLITE_MIGRATION = Migration("m018_distribution_keys", _BACKFILL)
 """m018 on SQLite: the same columns, filled the same; its keys stay (one database, no shards)."""
-POSTGRES_MIGRATION = Migration("m018_distribution_keys", (
-    *_BACKFILL,
-    *(f"ALTER TABLE {t} ALTER COLUMN customer_id DROP DEFAULT" for t in CARD_OWNED),
-    *(f"ALTER TABLE {t} ALTER COLUMN owner_id DROP DEFAULT" for t in ("sales", *RECEIPT_OWNED)),
-    """CREATE TABLE register_seqs (
+POSTGRES_MIGRATION = Migration(
+    "m018_distribution_keys",
+    (
+        *_BACKFILL,
+        *(f"ALTER TABLE {t} ALTER COLUMN customer_id DROP DEFAULT" for t in CARD_OWNED),
+        *(f"ALTER TABLE {t} ALTER COLUMN owner_id DROP DEFAULT" for t in ("sales", *RECEIPT_OWNED)),
+        """CREATE TABLE register_seqs (
             register_id TEXT NOT NULL,
             seq BIGINT NOT NULL,
             sale_id TEXT NOT NULL,
             PRIMARY KEY (register_id, seq)
         )""",
-    "INSERT INTO register_seqs (register_id, seq, sale_id) "
-    "SELECT register_id, seq, sale_id FROM sale_ids",
-    _rekey,
-))
+        "INSERT INTO register_seqs (register_id, seq, sale_id) "
+        "SELECT register_id, seq, sale_id FROM sale_ids",
+        _rekey,
+    ),
+)
 """m018 on PostgreSQL: the columns, and every distributed table keyed by its column."""

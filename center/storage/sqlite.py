@@ -16,8 +16,8 @@ from center.promotions import coupons_store as coupons
 from center.promotions import offers_store as offers
 from center.promotions import segments_store as segments
 from center.promotions import store as promotions
-from center.storage.database import SqliteDatabase
 from center.storage import owners
+from center.storage.database import SqliteDatabase
 from center.storage.migrations import MigrationList
 from center.storage.sql import Migration, SqlStorage, lots_from_ledger
 
