@@ -78,6 +78,10 @@ class LedgerRepository:
     already know the owners pass them (`owners`, card_no -> owner), the rest are looked up.
     """
 
+    owner_columns = True
+    """False only to replay the journal into lots in m004, whose schema predates the owner
+    columns (m018_distribution_keys fills them for the rows replayed)."""
+
     def __init__(self, db: Database) -> None:
         self.db = db
 
@@ -248,6 +252,8 @@ class LedgerRepository:
         cards = set(card_nos)
         if given is not None and cards.issubset(given):
             return given
+        if not self.owner_columns:
+            return dict.fromkeys(cards, "")
         return self.card_owners(cards)
 
     def apply_entries(
@@ -350,10 +356,11 @@ class LedgerRepository:
         """Store a plan: its new lots (in journal order), its consumptions, what lots lose;
         `owners` holds the owner of every card of the plan."""
         ts = self.db.ts
+        skip = 0 if self.owner_columns else 1  # the owner is the first column
         if plan.credits:
             self.db.bulk_insert(
                 "lots",
-                _LOT_INSERT,
+                _LOT_INSERT[skip:],
                 [
                     (
                         owners[e.card_no],
@@ -368,7 +375,7 @@ class LedgerRepository:
                         ts(e.active_from),
                         ts(e.expires_at),
                         ts(e.created_at),
-                    )
+                    )[skip:]
                     for entry_id, e, remaining in plan.new_lots()
                 ],
             )
@@ -377,7 +384,7 @@ class LedgerRepository:
             ids = self._lot_ids(sorted(consumed)) if consumed else {}
             self.db.bulk_insert(
                 "lot_consumptions",
-                _CONSUMPTION_INSERT,
+                _CONSUMPTION_INSERT[skip:],
                 [
                     (
                         owners[c.card_no],
@@ -388,7 +395,7 @@ class LedgerRepository:
                         c.kind,
                         c.amount,
                         ts(c.created_at),
-                    )
+                    )[skip:]
                     for c in plan.consumptions
                 ],
             )
