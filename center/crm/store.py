@@ -360,7 +360,7 @@ class CustomerRepository:
             new = self._insert_card(old["customer_id"], new_card_no_, old["type"], "active", at)
             self.audit.record("card", new["card_no"], "issue", None, new, actor, at)
             self.db.lock_cards(sorted([card_no, new["card_no"]]))
-            moved = self._move_balance(card_no, new["card_no"], old["customer_id"], at)
+            moved = self._move_balance(card_no, new["card_no"], at)
             old = self._set_card(
                 old,
                 "replace",
@@ -372,9 +372,12 @@ class CustomerRepository:
             )
         return {"old": old, "new": new, "moved": moved}
 
-    def _move_balance(self, old: str, new: str, owner: str, at: Any) -> dict[str, int]:
-        """Move the unexpired lots and the debt of `old` to `new` (both cards of the customer
-        `owner`); amounts moved per wallet."""
+    def _move_balance(self, old: str, new: str, at: Any) -> dict[str, int]:
+        """Move the unexpired lots and the debt of `old` to `new` (cards of one customer, the
+        owner of the rows written); amounts moved per wallet."""
+        card = self._card(old)
+        assert card is not None
+        owner = str(card["customer_id"])
         moved: dict[str, int] = {}
         lots = self.db.execute(
             "SELECT lot_id, wallet, rule_id, remaining, active_from, expires_at FROM lots "
