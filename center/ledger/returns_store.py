@@ -261,8 +261,8 @@ class ReturnsRepository:
         """The latest expiry of the lots the original's bonus payment took (None if undated)."""
         rows = self.db.execute(
             "SELECT c.lot_id, l.expires_at FROM ledger e "
-            "JOIN lot_consumptions c ON c.entry_id = e.entry_id "
-            "LEFT JOIN lots l ON l.lot_id = c.lot_id "
+            "JOIN lot_consumptions c ON c.entry_id = e.entry_id AND c.customer_id = e.customer_id "
+            "LEFT JOIN lots l ON l.lot_id = c.lot_id AND l.customer_id = c.customer_id "
             "WHERE e.source = ? AND e.wallet = ? AND e.kind = 'spend'",
             (original_id, wallet),
         ).fetchall()
