@@ -198,19 +198,29 @@ _KEYS: Mapping[str, tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]] = {
 
 
 def _rekey(storage: SqlStorage) -> None:
-    """Migration step (PostgreSQL): every table of _KEYS gets the keys it names, in place of
-    the primary and unique keys it had."""
+    """Migration step (PostgreSQL): every table of _KEYS gets exactly the keys it names; a
+    key it already has is kept (no index rebuilt for nothing)."""
     execute = storage.db.execute
     for table, (primary, uniques) in _KEYS.items():
-        held = execute(
-            "SELECT conname FROM pg_constraint WHERE conrelid = CAST(? AS regclass) "
-            "AND contype IN ('p', 'u') ORDER BY conname",
-            (table,),
-        ).fetchall()
-        changes = [f"DROP CONSTRAINT {r[0]}" for r in held]
-        changes.append(f"ADD PRIMARY KEY ({', '.join(primary)})")
-        changes.extend(f"ADD UNIQUE ({', '.join(u)})" for u in uniques)
-        execute(f"ALTER TABLE {table} {', '.join(changes)}")
+        wanted = {("p", primary), *(("u", u) for u in uniques)}
+        held = {
+            (str(r[1]), tuple(str(c) for c in r[2])): str(r[0])
+            for r in execute(
+                "SELECT c.conname, c.contype, ARRAY(SELECT a.attname::text FROM "
+                "unnest(c.conkey) WITH ORDINALITY AS k(attnum, i) JOIN pg_attribute a "
+                "ON a.attrelid = c.conrelid AND a.attnum = k.attnum ORDER BY k.i) "
+                "FROM pg_constraint c WHERE c.conrelid = CAST(? AS regclass) "
+                "AND c.contype IN ('p', 'u')",
+                (table,),
+            ).fetchall()
+        }
+        changes = [f"DROP CONSTRAINT {name}" for key, name in held.items() if key not in wanted]
+        changes.extend(
+            f"ADD {'PRIMARY KEY' if kind == 'p' else 'UNIQUE'} ({', '.join(columns)})"
+            for kind, columns in sorted(wanted - set(held))
+        )
+        if changes:
+            execute(f"ALTER TABLE {table} {', '.join(changes)}")
 
 
 SQLITE_MIGRATION = Migration("m018_distribution_keys", _BACKFILL)
