@@ -32,7 +32,8 @@ _CLAIM_RUN = 100
 
 
 class PostgresSalesRepository(SalesRepository):
-    """Stored sales over a PostgreSQL database: claims in `sale_ids`, pipelined, rows by COPY."""
+    """Stored sales over a PostgreSQL database: claims in `sale_ids` and `register_seqs`,
+    pipelined, rows by COPY."""
 
     _SALE_KEYS = "sale_ids"
     _SEQ_KEYS = "register_seqs"
@@ -52,7 +53,7 @@ class PostgresSalesRepository(SalesRepository):
     def _claim_sales(
         self, batch: IngestBatch, received: Any
     ) -> tuple[list[PreparedSale], set[str], dict[str, str]]:
-        # The claim in sale_ids is what makes a sale unique across partitions; rows go in the
+        # The claims are what make a sale unique across partitions; rows go in the
         # batch's (register_id, seq) order, the same for every writer, so they never deadlock.
         # Card locks first, then run by run, in one pipeline: the server claims a run while this
         # process encodes the next, and nobody waits for a round trip in between.
