@@ -160,6 +160,9 @@ _BACKFILL: tuple[str, ...] = (
         )
     ),
     f"UPDATE sales SET owner_id = {STORE_OWNER_SQL} WHERE card_no IS NULL",
+    # Pays for the wider keys at ingest: ledger_card_time (card_no, created_at) serves every
+    # read of a card's journal; no query filters the journal by (card_no, wallet).
+    "DROP INDEX ledger_card",
     "UPDATE sales SET owner_id = d.customer_id FROM card_directory AS d "
     "WHERE d.card_no = sales.card_no",
     f"UPDATE sales SET owner_id = {CARD_SELF_SQL} WHERE owner_id = ''",
