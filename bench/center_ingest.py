@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from center.crm.model import new_card_no, parse_search, search_keys
 from center.ingest.sales import ledger_movements
 from center.ingest.store import SalesRepository
+from center.storage.owners import sale_owner
 from center.storage.postgres import PostgresStorage
 from center.storage.postgres_database import COPY_TYPES
 from demo.postgres import PostgresNotInstalled, ThrowawayPostgres
@@ -224,8 +225,9 @@ class _Go:
         return True
 
 
-_MORE_TYPES = {  # sale_ids and ledger, which ingest fills with INSERT ... ON CONFLICT
+_MORE_TYPES = {  # sale_ids, register_seqs and ledger, which ingest fills with INSERT
     **dict.fromkeys(("sale_id", "register_id", "fingerprint", "card_no", "wallet"), "text"),
+    "customer_id": "text",
     **dict.fromkeys(("kind", "rule_id", "source"), "text"),
     **dict.fromkeys(("seq", "amount"), "int8"),
     **dict.fromkeys(("closed_at", "active_from", "expires_at", "created_at"), "timestamptz"),
@@ -244,10 +246,12 @@ def bench_copy(dsn: str, sales: list[Sale]) -> dict[str, Any]:
     entry_id = 0
     for index, sale in enumerate(sales):
         if index % BATCH == 0:
-            batches.append(([], [], [], [], []))
-        keys, sale_rows, line_rows, ledger_rows, lot_rows = batches[-1]
+            batches.append(([], [], [], [], [], []))
+        keys, seqs, sale_rows, line_rows, ledger_rows, lot_rows = batches[-1]
         payload, fingerprint = encode_sale(sale), sale_fingerprint(sale)
+        owner = sale_owner(sale.card_no, sale.store_id, {})  # the bench's cards are unknown
         keys.append((sale.sale_id, sale.register_id, sale.seq, fingerprint, sale.closed_at))
+        seqs.append((sale.register_id, sale.seq, sale.sale_id))
         sale_rows.append(
             (
                 sale.sale_id,
@@ -267,6 +271,7 @@ def bench_copy(dsn: str, sales: list[Sale]) -> dict[str, Any]:
                 received,
                 sale.prev_hash,
                 chain_hash(sale),
+                owner,
             )
         )
         for line in sale.lines:
@@ -281,6 +286,7 @@ def bench_copy(dsn: str, sales: list[Sale]) -> dict[str, Any]:
                     sum(d.amount_minor for d in line.discounts),
                     int(line.weighed),
                     1,
+                    owner,
                 )
             )
         if sale.card_no:
@@ -288,6 +294,7 @@ def bench_copy(dsn: str, sales: list[Sale]) -> dict[str, Any]:
                 entry_id += 1
                 ledger_rows.append(
                     (
+                        owner,
                         sale.card_no,
                         m.wallet,
                         m.kind,
@@ -302,6 +309,7 @@ def bench_copy(dsn: str, sales: list[Sale]) -> dict[str, Any]:
                 if m.amount > 0:
                     lot_rows.append(
                         (
+                            owner,
                             entry_id,
                             sale.card_no,
                             m.wallet,
@@ -317,20 +325,22 @@ def bench_copy(dsn: str, sales: list[Sale]) -> dict[str, Any]:
                     )
     tables = [
         ("sale_ids", "sale_id, register_id, seq, fingerprint, closed_at"),
+        ("register_seqs", "register_id, seq, sale_id"),
         ("sales", ", ".join(SalesRepository.SALE_COLUMNS)),
         (
             "sale_lines",
             "sale_id, line_no, product_id, qty_milli, unit_price_minor, amount_minor, "
-            "discount_minor, weighed, known_product",
+            "discount_minor, weighed, known_product, owner_id",
         ),
         (
             "ledger",
-            "card_no, wallet, kind, amount, rule_id, source, active_from, expires_at, created_at",
+            "customer_id, card_no, wallet, kind, amount, rule_id, source, active_from, "
+            "expires_at, created_at",
         ),
         (
             "lots",
-            "entry_id, card_no, wallet, kind, rule_id, source, amount, remaining, active_from, "
-            "expires_at, created_at",
+            "customer_id, entry_id, card_no, wallet, kind, rule_id, source, amount, remaining, "
+            "active_from, expires_at, created_at",
         ),
     ]
     with psycopg.connect(dsn) as conn:
@@ -687,6 +697,9 @@ def load_customers(
         "cards",
         ("card_no", "customer_id", "status", "version", "issued_at"),
         [(card, cid, "active", 1, now) for cid, _, card in customers],
+    )
+    storage.db.bulk_insert(
+        "card_directory", ("card_no", "customer_id"), [(card, cid) for cid, _, card in customers]
     )
 
 

@@ -164,7 +164,8 @@ def receipts_page(
     rows = db.execute(
         "SELECT s.sale_id, s.store_id, s.closed_at, s.card_no, s.total_minor, "
         "s.discount_minor, s.line_count, r.original_id, r.status, r.problem "
-        f"FROM sales s LEFT JOIN returns r ON r.return_id = s.sale_id WHERE {where} "
+        "FROM sales s LEFT JOIN returns r ON r.return_id = s.sale_id AND r.owner_id = s.owner_id "
+        f"WHERE {where} "
         f"ORDER BY s.closed_at DESC, s.sale_id DESC LIMIT {limit + 1}",
         params,
     ).fetchall()
@@ -232,8 +233,8 @@ def receipts_page(
                 "CASE WHEN r.return_id IS NULL THEN 0 ELSE s.total_minor END",
             )
         )
-        + f" FROM sales s LEFT JOIN returns r ON r.return_id = s.sale_id "
-        f"WHERE s.card_no IN ({marks})",
+        + " FROM sales s LEFT JOIN returns r ON r.return_id = s.sale_id "
+        f"AND r.owner_id = s.owner_id WHERE s.card_no IN ({marks})",
         list(card_nos),
     ).fetchone()
     totals = {
@@ -262,9 +263,9 @@ def favourite_categories(
         "SELECT COALESCE(NULLIF(p.category, ''), NULLIF(p.department, ''), ''), "
         "CAST(SUM(CASE WHEN r.return_id IS NULL THEN l.amount_minor - l.discount_minor "
         "ELSE l.discount_minor - l.amount_minor END) AS BIGINT), COUNT(DISTINCT s.sale_id) "
-        "FROM sales s JOIN sale_lines l ON l.sale_id = s.sale_id "
+        "FROM sales s JOIN sale_lines l ON l.sale_id = s.sale_id AND l.owner_id = s.owner_id "
         "LEFT JOIN products p ON p.product_id = l.product_id "
-        "LEFT JOIN returns r ON r.return_id = s.sale_id "
+        "LEFT JOIN returns r ON r.return_id = s.sale_id AND r.owner_id = s.owner_id "
         f"WHERE s.card_no IN ({marks}) AND s.closed_at >= ? GROUP BY 1",
         (*card_nos, db.ts(now - timedelta(days=FAVOURITE_DAYS))),
     ).fetchall()

@@ -35,6 +35,7 @@ from center.feed.versions import MasterVersions
 from center.ledger.model import Balance
 from center.storage.database import Database
 from center.storage.migrations import Migration
+from center.storage.owners import move_cards, register_cards
 
 __all__ = [
     "CRM_SEARCH_LIMIT",
@@ -165,6 +166,7 @@ class CustomerRepository:
             "issued_at) VALUES (?, ?, ?, ?, ?, '', ?)",
             (card_no, customer_id, status, version, card_type, at),
         )
+        register_cards(self.db, [(card_no, customer_id)])
         card = self._card(card_no)
         assert card is not None
         return card
@@ -260,6 +262,7 @@ class CustomerRepository:
                             "SELECT s.sale_id, s.store_id, s.closed_at, s.card_no, "
                             "s.total_minor, s.discount_minor, s.line_count, r.original_id "
                             "FROM sales s LEFT JOIN returns r ON r.return_id = s.sale_id "
+                            "AND r.owner_id = s.owner_id "
                             f"WHERE s.card_no IN ({marks}) "
                             f"ORDER BY s.closed_at DESC, s.sale_id DESC LIMIT {RECENT_RECEIPTS}",
                             [c["card_no"] for c in cards],
@@ -370,7 +373,11 @@ class CustomerRepository:
         return {"old": old, "new": new, "moved": moved}
 
     def _move_balance(self, old: str, new: str, at: Any) -> dict[str, int]:
-        """Move the unexpired lots and the debt of `old` to `new`; amounts moved per wallet."""
+        """Move the unexpired lots and the debt of `old` to `new` (cards of one customer, the
+        owner of the rows written); amounts moved per wallet."""
+        card = self._card(old)
+        assert card is not None
+        owner = str(card["customer_id"])
         moved: dict[str, int] = {}
         lots = self.db.execute(
             "SELECT lot_id, wallet, rule_id, remaining, active_from, expires_at FROM lots "
@@ -380,17 +387,19 @@ class CustomerRepository:
         ).fetchall()
         for lot_id, wallet, rule_id, remaining, active_from, expires_at in lots:
             source = f"replace:{old}:lot:{lot_id}"
-            out = self._ledger(old, wallet, "transfer_out", -int(remaining), rule_id, source, at)
+            out = self._ledger(
+                owner, old, wallet, "transfer_out", -int(remaining), rule_id, source, at
+            )
             if out is None:
                 continue  # already moved by an earlier run
             self.db.execute(
                 "INSERT INTO lot_consumptions (entry_id, lot_id, card_no, wallet, kind, amount, "
-                "created_at) VALUES (?, ?, ?, ?, 'transfer', ?, ?)",
-                (out, lot_id, old, wallet, int(remaining), at),
+                "created_at, customer_id) VALUES (?, ?, ?, ?, 'transfer', ?, ?, ?)",
+                (out, lot_id, old, wallet, int(remaining), at, owner),
             )
             self.db.execute("UPDATE lots SET remaining = 0 WHERE lot_id = ?", (lot_id,))
             entry = self._ledger(
-                new, wallet, "transfer_in", int(remaining), rule_id, source, at,
+                owner, new, wallet, "transfer_in", int(remaining), rule_id, source, at,
                 active_from, expires_at,
             )  # fmt: skip
             assert entry is not None
@@ -408,27 +417,29 @@ class CustomerRepository:
             if debt <= 0:
                 continue
             source = f"replace:{old}:debt"
-            out = self._ledger(old, wallet, "transfer_out", debt, "", source, at)
+            out = self._ledger(owner, old, wallet, "transfer_out", debt, "", source, at)
             if out is None:
                 continue
-            entry = self._ledger(new, wallet, "transfer_in", -debt, "", source, at)
+            entry = self._ledger(owner, new, wallet, "transfer_in", -debt, "", source, at)
             assert entry is not None
             self._executemany_consumptions(
-                [(out, old, wallet, "recover", debt, at), (entry, new, wallet, "debt", debt, at)]
+                owner,
+                [(out, old, wallet, "recover", debt, at), (entry, new, wallet, "debt", debt, at)],
             )
             moved[wallet] = moved.get(wallet, 0) - debt
         return moved
 
-    def _executemany_consumptions(self, rows: Sequence[tuple[Any, ...]]) -> None:
+    def _executemany_consumptions(self, owner: str, rows: Sequence[tuple[Any, ...]]) -> None:
         for entry_id, card_no, wallet, kind, amount, at in rows:
             self.db.execute(
                 "INSERT INTO lot_consumptions (entry_id, lot_id, card_no, wallet, kind, amount, "
-                "created_at) VALUES (?, NULL, ?, ?, ?, ?, ?)",
-                (entry_id, card_no, wallet, kind, amount, at),
+                "created_at, customer_id) VALUES (?, NULL, ?, ?, ?, ?, ?, ?)",
+                (entry_id, card_no, wallet, kind, amount, at, owner),
             )
 
     def _ledger(
         self,
+        owner: str,
         card_no: str,
         wallet: str,
         kind: str,
@@ -441,9 +452,9 @@ class CustomerRepository:
     ) -> int | None:
         row = self.db.execute(
             "INSERT INTO ledger (card_no, wallet, kind, amount, rule_id, source, active_from, "
-            "expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "expires_at, created_at, customer_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT DO NOTHING RETURNING entry_id",
-            (card_no, wallet, kind, amount, rule_id, source, active_from, expires_at, at),
+            (card_no, wallet, kind, amount, rule_id, source, active_from, expires_at, at, owner),
         ).fetchone()
         return None if row is None else int(row[0])
 
@@ -617,6 +628,8 @@ class CustomerRepository:
                 "UPDATE cards SET customer_id = ?, version = ? WHERE customer_id = ?",
                 (survivor_id, version, merged_id),
             )
+            # Their rows (ledger, lots, receipts...) follow: one customer, one shard.
+            move_cards(self.db, dict.fromkeys(cards, survivor_id))
             # The survivor's own cards now carry the merged balance, coupons and offers too.
             self.db.execute(
                 "UPDATE cards SET version = ? WHERE customer_id = ?", (version, survivor_id)

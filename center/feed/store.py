@@ -47,6 +47,7 @@ from center.storage.base import (
 )
 from center.storage.database import Database
 from center.storage.migrations import Migration
+from center.storage.owners import move_cards, register_cards
 from sync_protocol import MasterDelta, MasterSnapshot, replica_checksum, state_row
 
 __all__ = [
@@ -383,6 +384,21 @@ class FeedRepository:
                 done += len(chunk)
                 if progress:
                     progress(spec.name, done, total)
+        if spec.name == "cards":
+            # A card's rows belong to its customer (center/storage/owners.py): new cards enter
+            # the directory, a card given to another customer moves its rows there.
+            register_cards(
+                self.db,
+                [(key[0], values[1]) for key, values in rows.items() if key not in existing],
+            )
+            move_cards(
+                self.db,
+                {
+                    key[0]: values[1]
+                    for key, values in rows.items()
+                    if key in existing and existing[key][1] != values[1]
+                },
+            )
         if progress and not total:
             progress(spec.name, 0, 0)
         return total

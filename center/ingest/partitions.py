@@ -1,9 +1,10 @@
 """Time partitions of receipts (PostgreSQL): `sales` by month of `closed_at`, plus a default.
 
 A unique constraint of a partitioned table must contain the partition key, so the uniqueness
-of `sale_id` and of `(register_id, seq)` across partitions lives in the small `sale_ids` table:
-ingest claims a sale there (INSERT ... ON CONFLICT DO NOTHING) before storing its row, in the
-same transaction, so a sale is stored once whatever partition its row lands in. SQLite keeps one
+of `sale_id` and of `(register_id, seq)` across partitions lives in small tables of their own
+(`sale_ids`; since m018 the seq in `register_seqs`): ingest claims a sale there (INSERT ... ON
+CONFLICT DO NOTHING) before storing its row, in the same transaction, so a sale is stored once
+whatever partition its row lands in. SQLite keeps one
 `sales` table (its m014_sales_partitions is empty).
 """
 

@@ -9,7 +9,7 @@ pipelined runs and stores rows with COPY (center/ingest/store_postgres.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -18,6 +18,7 @@ from center.ingest.sales import check_sale, ledger_movements
 from center.ledger.model import LedgerEntry
 from center.storage.base import RegisterSummary
 from center.storage.database import Database
+from center.storage.owners import sale_owner
 from sync_protocol import (
     Ack,
     Rejection,
@@ -33,22 +34,29 @@ __all__ = ["IngestBatch", "PreparedSale", "SalesRepository"]
 
 
 class SaleLedger(Protocol):
-    """What ingest needs of the ledger: the movements of new sales applied in its transaction."""
+    """What ingest needs of the ledger: the owners of the batch's cards, and the movements of
+    new sales applied in its transaction."""
 
-    def apply_entries(self, entries: Sequence[LedgerEntry]) -> int: ...
+    def card_owners(self, card_nos: Iterable[str]) -> dict[str, str]: ...
+
+    def apply_entries(
+        self, entries: Sequence[LedgerEntry], *, owners: Mapping[str, str] | None = None
+    ) -> int: ...
 
 
 class SaleCoupons(Protocol):
     """What ingest needs of the coupons: the redemptions of new sales, in its transaction."""
 
-    def record_coupon_redemptions(self, sales: Sequence[Sale]) -> None: ...
+    def record_coupon_redemptions(self, sales: Sequence[Sale], owners: Mapping[str, str]) -> None:
+        """`owners`: card_no -> owner of every card of `sales` (center/storage/owners.py)."""
 
 
 class SaleReturns(Protocol):
     """What ingest needs of the returns: new return sales (and pending ones now ready) applied,
     in its transaction."""
 
-    def apply_returns(self, sales: Sequence[Sale]) -> None: ...
+    def apply_returns(self, sales: Sequence[Sale], owners: Mapping[str, str]) -> None:
+        """`owners`: card_no -> owner of every card of `sales` (center/storage/owners.py)."""
 
 
 class SalesRepository:
@@ -93,7 +101,9 @@ class SalesRepository:
             return self.db.retry_transient(lambda: self._ingest_once(batch, received))
 
     _SALE_KEYS = "sales"
-    """The table holding the unique keys of stored sales: sale_id and (register_id, seq)."""
+    """The table holding the unique sale_id of stored sales (with its fingerprint)."""
+    _SEQ_KEYS = "sales"
+    """The table holding the unique (register_id, seq) of stored sales (with its sale_id)."""
 
     def _ingest_once(self, batch: IngestBatch, received: Any) -> Ack:
         accepted: list[str] = []
@@ -101,7 +111,7 @@ class SalesRepository:
         rejected: list[Rejection] = []
         new: list[Sale] = []
         with self.db.transaction():
-            prepared, claimed = self._claim_sales(batch, received)
+            prepared, claimed, owners = self._claim_sales(batch, received)
             for p in prepared:
                 sale, payload, fingerprint, problem = p.sale, p.payload, p.fingerprint, p.problem
                 if problem is None:
@@ -117,16 +127,18 @@ class SalesRepository:
                 self._quarantine(sale, problem, fingerprint, payload, received)
                 rejected.append(Rejection(sale_id=sale.sale_id, reason=problem))
             if new:
-                self._store_sale_details(new)
-                self._on_new_sales(new)
+                self._store_sale_details(new, owners)
+                self._on_new_sales(new, owners)
         return Ack(accepted=tuple(accepted), duplicates=tuple(duplicates), rejected=tuple(rejected))
 
-    def _on_new_sales(self, sales: Sequence[Sale]) -> None:
+    def _on_new_sales(self, sales: Sequence[Sale], owners: Mapping[str, str]) -> None:
         """What else a newly stored sale changes, in the ingest transaction: coupons, returns."""
-        self.coupons.record_coupon_redemptions(sales)
-        self.returns.apply_returns(sales)
+        self.coupons.record_coupon_redemptions(sales, owners)
+        self.returns.apply_returns(sales, owners)
 
-    def _sale_row(self, p: PreparedSale, received: Any) -> tuple[Any, ...]:
+    def _sale_row(
+        self, p: PreparedSale, received: Any, owners: Mapping[str, str]
+    ) -> tuple[Any, ...]:
         sale = p.sale
         return (
             sale.sale_id,
@@ -146,6 +158,7 @@ class SalesRepository:
             received,
             sale.prev_hash,
             p.chain_hash(),
+            sale_owner(sale.card_no, sale.store_id, owners),
         )
 
     SALE_COLUMNS = (
@@ -166,14 +179,18 @@ class SalesRepository:
         "received_at",
         "prev_hash",
         "chain_hash",
+        "owner_id",
     )
 
     def _claim_sales(
         self, batch: IngestBatch, received: Any
-    ) -> tuple[list[PreparedSale], set[str]]:
+    ) -> tuple[list[PreparedSale], set[str], dict[str, str]]:
         """Lock the batch's cards, then store its checked sales whose sale_id and (register_id,
-        seq) are free: every PreparedSale of the batch, in order, and the sale_ids stored."""
+        seq) are free: every PreparedSale of the batch, in order, the sale_ids stored, and the
+        owner of every card of the batch."""
         self.db.lock_cards(batch.card_nos())
+        # Under the card locks: a card issued or moved meanwhile has moved its rows already.
+        owners = self.ledger.card_owners(batch.card_nos())
         prepared = batch.prepared(0, len(batch.sales))
         claimed: set[str] = set()
         marks = ", ".join("?" for _ in self.SALE_COLUMNS)
@@ -184,9 +201,9 @@ class SalesRepository:
         for p in prepared:
             if p.problem is not None:
                 continue
-            if self.db.execute(sql, self._sale_row(p, received)).fetchone() is not None:
+            if self.db.execute(sql, self._sale_row(p, received, owners)).fetchone() is not None:
                 claimed.add(p.sale.sale_id)
-        return prepared, claimed
+        return prepared, claimed, owners
 
     def _conflict(self, sale: Sale, fingerprint: str) -> str:
         """Why a checked sale was not stored: "duplicate", or the reason to quarantine it (the
@@ -197,7 +214,7 @@ class SalesRepository:
         holder = None
         if same_id is None:
             holder = self.db.execute(
-                f"SELECT sale_id FROM {self._SALE_KEYS} WHERE register_id = ? AND seq = ?",
+                f"SELECT sale_id FROM {self._SEQ_KEYS} WHERE register_id = ? AND seq = ?",
                 (sale.register_id, sale.seq),
             ).fetchone()
         found = classify_sale(
@@ -211,8 +228,9 @@ class SalesRepository:
         )
         return "duplicate" if found.verdict is Verdict.DUPLICATE else found.reason
 
-    def _store_sale_details(self, sales: Sequence[Sale]) -> None:
-        """The lines and ledger movements of newly stored sales, in bulk."""
+    def _store_sale_details(self, sales: Sequence[Sale], owners: Mapping[str, str]) -> None:
+        """The lines and ledger movements of newly stored sales, in bulk; `owners` holds the
+        owner of every card of `sales`."""
         entries: list[LedgerEntry] = []
 
         def lines() -> Iterator[tuple[Any, ...]]:
@@ -221,6 +239,7 @@ class SalesRepository:
             # movements, are built.
             for sale in sales:
                 sale_id = sale.sale_id
+                owner = sale_owner(sale.card_no, sale.store_id, owners)
                 for line in sale.lines:
                     discounts = line.discounts
                     yield (
@@ -233,6 +252,7 @@ class SalesRepository:
                         sum([d.amount_minor for d in discounts]) if discounts else 0,
                         int(line.weighed),
                         int(line.known_product),
+                        owner,
                     )
                 if sale.card_no:
                     entries.extend(
@@ -252,7 +272,7 @@ class SalesRepository:
 
         self.db.bulk_insert("sale_lines", _LINE_COLUMNS, lines())
         if entries:
-            self.ledger.apply_entries(entries)
+            self.ledger.apply_entries(entries, owners=owners)
 
     def _quarantine(
         self, sale: Sale, reason: str, fingerprint: str, payload: bytes, received: Any
@@ -378,6 +398,7 @@ _LINE_COLUMNS = (
     "discount_minor",
     "weighed",
     "known_product",
+    "owner_id",
 )
 
 

@@ -11,7 +11,7 @@ repays any debt first). Manual adjustments are keyed by the caller's idempotency
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -21,6 +21,7 @@ from center.ledger.model import Balance, LedgerEntry
 from center.ledger.returns import part, plan_return, reversals
 from center.storage.database import Database
 from center.storage.migrations import Migration
+from center.storage.owners import sale_owner
 from sync_protocol import Ack, Payment, Sale, SaleLine, decode_sale
 
 __all__ = [
@@ -81,15 +82,22 @@ class ReturnsLedger(Protocol):
     """What returns and adjustments need of the ledger: movements applied in the caller's
     transaction, and a card's balance."""
 
-    def apply_entries(self, entries: Sequence[LedgerEntry]) -> int: ...
+    def card_owners(self, card_nos: Iterable[str]) -> dict[str, str]: ...
 
-    def journal(self, entries: Sequence[LedgerEntry]) -> list[tuple[int, LedgerEntry]]: ...
+    def apply_entries(
+        self, entries: Sequence[LedgerEntry], *, owners: Mapping[str, str] | None = None
+    ) -> int: ...
+
+    def journal(
+        self, entries: Sequence[LedgerEntry], *, owners: Mapping[str, str] | None = None
+    ) -> list[tuple[int, LedgerEntry]]: ...
 
     def apply_journaled(
         self,
         journaled: Sequence[tuple[int, LedgerEntry]],
         *,
         first: Mapping[int, int] | None = None,
+        owners: Mapping[str, str] | None = None,
     ) -> None: ...
 
     def balance(self, card_no: str, now: datetime) -> Balance | None: ...
@@ -108,20 +116,23 @@ class ReturnsRepository:
 
     # -- returns -------------------------------------------------------------------------------
 
-    def apply_returns(self, sales: Sequence[Sale]) -> None:
-        """Called by ingest inside its transaction with the sales it newly stored."""
+    def apply_returns(self, sales: Sequence[Sale], owners: Mapping[str, str]) -> None:
+        """Called by ingest inside its transaction with the sales it newly stored; `owners`
+        holds the owner of each of their cards (a return lives with its return sale)."""
         for sale in sales:
             if sale.return_of is None:
                 continue
             self.db.execute(
                 "INSERT INTO returns (return_id, original_id, store_id, card_no, status, "
-                "returned_at) VALUES (?, ?, ?, ?, 'pending', ?) ON CONFLICT DO NOTHING",
+                "returned_at, owner_id) VALUES (?, ?, ?, ?, 'pending', ?, ?) "
+                "ON CONFLICT DO NOTHING",
                 (
                     sale.sale_id,
                     sale.return_of,
                     sale.store_id,
                     sale.card_no,
                     self.db.ts(sale.closed_at),
+                    sale_owner(sale.card_no, sale.store_id, owners),
                 ),
             )
         if not any(s.return_of for s in sales) and not self._has_pending():
@@ -250,8 +261,8 @@ class ReturnsRepository:
         """The latest expiry of the lots the original's bonus payment took (None if undated)."""
         rows = self.db.execute(
             "SELECT c.lot_id, l.expires_at FROM ledger e "
-            "JOIN lot_consumptions c ON c.entry_id = e.entry_id "
-            "LEFT JOIN lots l ON l.lot_id = c.lot_id "
+            "JOIN lot_consumptions c ON c.entry_id = e.entry_id AND c.customer_id = e.customer_id "
+            "LEFT JOIN lots l ON l.lot_id = c.lot_id AND l.customer_id = c.customer_id "
             "WHERE e.source = ? AND e.wallet = ? AND e.kind = 'spend'",
             (original_id, wallet),
         ).fetchall()
@@ -421,21 +432,24 @@ class ReturnsRepository:
             ).fetchone() is None:  # fmt: skip
                 raise UnknownObject("card_no", f"unknown card {card_no!r}")
             self.db.lock_cards([card_no])
-            # ON CONFLICT: a concurrent retry of the same key waits for the first and then
-            # answers what it stored, instead of failing on the key.
-            fresh = self.db.execute(
-                "INSERT INTO adjustments (idempotency_key, card_no, wallet, amount, reason, "
-                "actor, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT DO NOTHING RETURNING idempotency_key",
-                (idempotency_key, card_no, wallet, amount, reason, actor,
-                 self.db.ts(expires_at), at),
-            ).fetchone()  # fmt: skip
-            if fresh is None:
-                held = self.db.execute(
-                    "SELECT card_no, wallet, amount, reason, actor, expires_at, created_at "
-                    "FROM adjustments WHERE idempotency_key = ?",
-                    (idempotency_key,),
-                ).fetchone()
+            owner = self.ledger.card_owners([card_no])[card_no]
+            # The key is unique per owner (the distribution column): a key used on another
+            # customer's card is found by this read, not by the insert.
+            held = self._held_adjustment(idempotency_key)
+            if held is None:
+                # ON CONFLICT: a concurrent retry of the same key waits for the first and then
+                # answers what it stored, instead of failing on the key.
+                fresh = self.db.execute(
+                    "INSERT INTO adjustments (idempotency_key, card_no, wallet, amount, reason, "
+                    "actor, expires_at, created_at, customer_id) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT DO NOTHING RETURNING idempotency_key",
+                    (idempotency_key, card_no, wallet, amount, reason, actor,
+                     self.db.ts(expires_at), at, owner),
+                ).fetchone()  # fmt: skip
+                if fresh is None:
+                    held = self._held_adjustment(idempotency_key)
+            if held is not None:
                 done = self._adjustment(idempotency_key, held)
                 if any(done[k] != v for k, v in asked.items()):
                     raise Conflict(
@@ -478,6 +492,13 @@ class ReturnsRepository:
         found = self.ledger.balance(card_no, now)
         result["balance"] = None if found is None else dict(found.wallets)
         return result
+
+    def _held_adjustment(self, key: str) -> Sequence[Any] | None:
+        return self.db.execute(
+            "SELECT card_no, wallet, amount, reason, actor, expires_at, created_at "
+            "FROM adjustments WHERE idempotency_key = ?",
+            (key,),
+        ).fetchone()
 
     def _adjustment(self, key: str, row: Sequence[Any]) -> dict[str, Any]:
         return {

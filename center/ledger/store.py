@@ -26,6 +26,7 @@ from center.ledger.planner import (
     plan_movements,
 )
 from center.storage.database import Database
+from center.storage.owners import card_owner, lookup_card_owners
 
 __all__ = ["ACTIVE_SQL", "DEBT_SUM_SQL", "LOT_COLUMNS", "LedgerRepository"]
 
@@ -43,6 +44,7 @@ LOT_COLUMNS = "lot_id, card_no, wallet, remaining, created_at, active_from, expi
 """The columns LedgerRepository.lot reads, in its order."""
 
 _LOT_INSERT = (
+    "customer_id",
     "entry_id",
     "card_no",
     "wallet",
@@ -55,7 +57,16 @@ _LOT_INSERT = (
     "expires_at",
     "created_at",
 )
-_CONSUMPTION_INSERT = ("entry_id", "lot_id", "card_no", "wallet", "kind", "amount", "created_at")
+_CONSUMPTION_INSERT = (
+    "customer_id",
+    "entry_id",
+    "lot_id",
+    "card_no",
+    "wallet",
+    "kind",
+    "amount",
+    "created_at",
+)
 
 
 class LedgerRepository:
@@ -63,7 +74,13 @@ class LedgerRepository:
 
     The methods without a transaction of their own (apply_entries, journal, apply_journaled,
     apply_entry, debt) run in the caller's, which holds the cards' locks (Database.lock_cards).
+    Every row they write carries its card's owner (center/storage/owners.py): callers that
+    already know the owners pass them (`owners`, card_no -> owner), the rest are looked up.
     """
+
+    owner_columns = True
+    """False only to replay the journal into lots in m004, whose schema predates the owner
+    columns (m018_distribution_keys fills them for the rows replayed)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -110,9 +127,11 @@ class LedgerRepository:
                     (*cards, at),
                 ).fetchall()
                 burns = plan_expiry((self.lot(r) for r in lots), now)
+                owners = self.card_owners(cards)
                 # The journal keeps one expiry per lot: one already there is not burnt again.
                 journaled = {
-                    e.source: entry_id for entry_id, e in self.journal([b.entry for b in burns])
+                    e.source: entry_id
+                    for entry_id, e in self.journal([b.entry for b in burns], owners=owners)
                 }
                 plan = LedgerPlan(
                     consumptions=tuple(
@@ -121,7 +140,7 @@ class LedgerRepository:
                         if burn.entry.source in journaled
                     )
                 )
-                self._write_plan(plan)
+                self._write_plan(plan, owners)
                 expired += len(plan.consumptions)
 
     def balance(
@@ -217,10 +236,33 @@ class LedgerRepository:
 
     # -- in the caller's transaction -----------------------------------------------------------
 
-    def apply_entries(self, entries: Sequence[LedgerEntry]) -> int:
+    def card_owners(self, card_nos: Iterable[str]) -> dict[str, str]:
+        """card_no -> the owner of its rows: its customer, or the card itself while unknown."""
+        cards = set(card_nos)
+        known = self._known_owners(sorted(cards)) if cards else {}
+        return {card_no: card_owner(card_no, known) for card_no in cards}
+
+    def _known_owners(self, card_nos: Sequence[str]) -> dict[str, str]:
+        """card_no -> customer_id of the known cards among `card_nos`."""
+        return lookup_card_owners(self.db, card_nos)
+
+    def _owners(
+        self, card_nos: Iterable[str], given: Mapping[str, str] | None
+    ) -> Mapping[str, str]:
+        cards = set(card_nos)
+        if given is not None and cards.issubset(given):
+            return given
+        if not self.owner_columns:
+            return dict.fromkeys(cards, "")
+        return self.card_owners(cards)
+
+    def apply_entries(
+        self, entries: Sequence[LedgerEntry], *, owners: Mapping[str, str] | None = None
+    ) -> int:
         """Journal the movements not yet present and apply them to the lots; count the new."""
-        journaled = self.journal(entries)
-        self.apply_journaled(journaled)
+        owners = self._owners((e.card_no for e in entries), owners)
+        journaled = self.journal(entries, owners=owners)
+        self.apply_journaled(journaled, owners=owners)
         return len(journaled)
 
     def apply_journaled(
@@ -228,13 +270,16 @@ class LedgerRepository:
         journaled: Sequence[tuple[int, LedgerEntry]],
         *,
         first: Mapping[int, int] | None = None,
+        owners: Mapping[str, str] | None = None,
     ) -> None:
         """Apply journaled (entry_id, movement)s in order, as planner.plan_movements says."""
         if not journaled:
             return
-        debts = self._debts({e.card_no for _, e in journaled})
+        cards = {e.card_no for _, e in journaled}
+        debts = self._debts(cards)
         lots = self._open_lots(debited_wallets(journaled))
-        self._write_plan(plan_movements(journaled, debts, lots, first=first))
+        plan = plan_movements(journaled, debts, lots, first=first)
+        self._write_plan(plan, self._owners(cards, owners))
 
     def apply_entry(
         self,
@@ -274,15 +319,18 @@ class LedgerRepository:
         ).fetchone()
         return int(row[0] or 0)
 
-    def journal(self, entries: Sequence[LedgerEntry]) -> list[tuple[int, LedgerEntry]]:
+    def journal(
+        self, entries: Sequence[LedgerEntry], *, owners: Mapping[str, str] | None = None
+    ) -> list[tuple[int, LedgerEntry]]:
         """Insert the movements not yet in the journal; (entry_id, movement) of those, in order."""
         journaled: list[tuple[int, LedgerEntry]] = []
+        owners = self._owners((e.card_no for e in entries), owners)
         for e in entries:
             row = self.db.execute(
-                "INSERT INTO ledger (card_no, wallet, kind, amount, rule_id, source, active_from, "
-                "expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "INSERT INTO ledger (customer_id, card_no, wallet, kind, amount, rule_id, source, "
+                "active_from, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT DO NOTHING RETURNING entry_id",
-                self._ledger_row(e),
+                (owners[e.card_no], *self._ledger_row(e)),
             ).fetchone()
             if row is not None:
                 journaled.append((int(row[0]), e))
@@ -304,15 +352,18 @@ class LedgerRepository:
 
     # -- reading the state a plan needs, and writing the plan ----------------------------------
 
-    def _write_plan(self, plan: LedgerPlan) -> None:
-        """Store a plan: its new lots (in journal order), its consumptions, what lots lose."""
+    def _write_plan(self, plan: LedgerPlan, owners: Mapping[str, str]) -> None:
+        """Store a plan: its new lots (in journal order), its consumptions, what lots lose;
+        `owners` holds the owner of every card of the plan."""
         ts = self.db.ts
+        skip = 0 if self.owner_columns else 1  # the owner is the first column
         if plan.credits:
             self.db.bulk_insert(
                 "lots",
-                _LOT_INSERT,
+                _LOT_INSERT[skip:],
                 [
                     (
+                        owners[e.card_no],
                         entry_id,
                         e.card_no,
                         e.wallet,
@@ -324,7 +375,7 @@ class LedgerRepository:
                         ts(e.active_from),
                         ts(e.expires_at),
                         ts(e.created_at),
-                    )
+                    )[skip:]
                     for entry_id, e, remaining in plan.new_lots()
                 ],
             )
@@ -333,9 +384,10 @@ class LedgerRepository:
             ids = self._lot_ids(sorted(consumed)) if consumed else {}
             self.db.bulk_insert(
                 "lot_consumptions",
-                _CONSUMPTION_INSERT,
+                _CONSUMPTION_INSERT[skip:],
                 [
                     (
+                        owners[c.card_no],
                         c.entry_id,
                         c.lot_id if c.new_lot is None else ids[c.new_lot],
                         c.card_no,
@@ -343,7 +395,7 @@ class LedgerRepository:
                         c.kind,
                         c.amount,
                         ts(c.created_at),
-                    )
+                    )[skip:]
                     for c in plan.consumptions
                 ],
             )

@@ -20,6 +20,13 @@ class PostgresLedgerRepository(LedgerRepository):
         super().__init__(db)
         self._execute_binary = db.execute_binary
 
+    def _known_owners(self, card_nos: Sequence[str]) -> dict[str, str]:
+        rows = self._execute_binary(
+            "SELECT card_no, customer_id FROM card_directory WHERE card_no = ANY(?::text[])",
+            (list(card_nos),),
+        ).fetchall()
+        return {str(r[0]): str(r[1]) for r in rows}
+
     def _debts(self, card_nos: Iterable[str]) -> dict[WalletKey, int]:
         rows = self._execute_binary(
             f"SELECT card_no, wallet, {DEBT_SUM_SQL} FROM lot_consumptions "
@@ -60,18 +67,22 @@ class PostgresLedgerRepository(LedgerRepository):
             (list(taken), list(taken.values())),
         )
 
-    def journal(self, entries: Sequence[LedgerEntry]) -> list[tuple[int, LedgerEntry]]:
+    def journal(
+        self, entries: Sequence[LedgerEntry], *, owners: Mapping[str, str] | None = None
+    ) -> list[tuple[int, LedgerEntry]]:
         if not entries:
             return []
+        owners = self._owners((e.card_no for e in entries), owners)
         ids = {
             (r[1], r[2], r[3], r[4]): int(r[0])
             for r in self._execute_binary(
-                "INSERT INTO ledger (card_no, wallet, kind, amount, rule_id, source, active_from, "
-                "expires_at, created_at) SELECT * FROM unnest(?::text[], ?::text[], ?::text[], "
-                "?::bigint[], ?::text[], ?::text[], ?::timestamptz[], ?::timestamptz[], "
-                "?::timestamptz[]) ON CONFLICT DO NOTHING "
+                "INSERT INTO ledger (customer_id, card_no, wallet, kind, amount, rule_id, source, "
+                "active_from, expires_at, created_at) SELECT * FROM unnest(?::text[], ?::text[], "
+                "?::text[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::timestamptz[], "
+                "?::timestamptz[], ?::timestamptz[]) ON CONFLICT DO NOTHING "
                 "RETURNING entry_id, source, wallet, kind, rule_id",
                 (
+                    [owners[e.card_no] for e in entries],
                     [e.card_no for e in entries],
                     [e.wallet for e in entries],
                     [e.kind for e in entries],

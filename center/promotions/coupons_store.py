@@ -9,7 +9,7 @@ double-redemption report.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ from center.promotions.coupons_holds import default_offline
 from center.promotions.coupons_holds_store import CouponHoldRepository
 from center.storage.database import Database
 from center.storage.migrations import Migration
+from center.storage.owners import sale_owner
 from sync_protocol import Sale
 
 __all__ = ["POSTGRES_MIGRATION", "SQLITE_MIGRATION", "CouponRepository"]
@@ -491,14 +492,15 @@ class CouponRepository:
 
     # -- ingest --------------------------------------------------------------------------------
 
-    def record_coupon_redemptions(self, sales: Sequence[Sale]) -> None:
+    def record_coupon_redemptions(self, sales: Sequence[Sale], owners: Mapping[str, str]) -> None:
         """Called by ingest inside its transaction with the sales it newly stored: codes
-        registers issued, redemptions, then the holds those sales settle."""
+        registers issued, redemptions, then the holds those sales settle; `owners` holds the
+        owner of each of their cards (a redemption lives with its receipt)."""
         self.holds.record_register_codes(sales)
-        self._record_redemptions(sales)
+        self._record_redemptions(sales, owners)
         self.holds.settle_sales(sales)
 
-    def _record_redemptions(self, sales: Sequence[Sale]) -> None:
+    def _record_redemptions(self, sales: Sequence[Sale], owners: Mapping[str, str]) -> None:
         uses = [
             (normalise_code(code), sale)
             for sale in sales
@@ -523,10 +525,11 @@ class CouponRepository:
             if code not in known:
                 continue  # a promo code or register-signed code: no batch to track
             at = self.db.ts(sale.closed_at)
+            owner = sale_owner(sale.card_no, sale.store_id, owners)
             new = self.db.execute(
-                "INSERT INTO coupon_redemptions (code, sale_id, store_id, at) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING code",
-                (code, sale.sale_id, sale.store_id, at),
+                "INSERT INTO coupon_redemptions (code, sale_id, store_id, at, owner_id) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING code",
+                (code, sale.sale_id, sale.store_id, at, owner),
             ).fetchone()
             if new is None:
                 continue

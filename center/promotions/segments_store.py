@@ -97,7 +97,11 @@ class SegmentRepository:
         """The statement selecting the customer_ids matching ``rule`` at ``now``."""
         parts: list[str] = []
         params: list[Any] = []
-        buyers = "SELECT c.customer_id FROM sales s JOIN cards c ON c.card_no = s.card_no"
+        # A card's receipts live with its customer (owner_id): a co-located join on a cluster.
+        buyers = (
+            "SELECT c.customer_id FROM sales s "
+            "JOIN cards c ON c.card_no = s.card_no AND c.customer_id = s.owner_id"
+        )
 
         def since(days: int) -> Any:
             return self.db.ts(now - timedelta(days=days))

@@ -48,6 +48,10 @@ __all__ = [
 ]
 
 
+_RETURNS_JOIN = "LEFT JOIN returns r ON r.return_id = s.sale_id AND r.owner_id = s.owner_id"
+"""A receipt's returns row, if it is a return: a return lives with its sale (same owner)."""
+
+
 def _sql(storage: Any) -> Database:
     """The Database the reports read (they never write)."""
     db = getattr(storage, "db", None)
@@ -165,7 +169,7 @@ def sales_daily(
     with db.guard("report sales per day"), db.snapshot():
         rows = db.execute(
             f"SELECT {day}, {_FIGURES} FROM sales s "
-            f"LEFT JOIN returns r ON r.return_id = s.sale_id WHERE {where} "
+            f"{_RETURNS_JOIN} WHERE {where} "
             "GROUP BY 1 ORDER BY 1",
             params,
         ).fetchall()
@@ -181,7 +185,7 @@ def sales_by_store(
     with db.guard("report sales per store"), db.snapshot():
         rows = db.execute(
             f"SELECT s.store_id, MAX(st.name), {_FIGURES} FROM sales s "
-            "LEFT JOIN returns r ON r.return_id = s.sale_id "
+            f"{_RETURNS_JOIN} "
             f"LEFT JOIN stores st ON st.store_id = s.store_id WHERE {where} "
             "GROUP BY s.store_id ORDER BY s.store_id",
             params,
@@ -237,9 +241,9 @@ def categories(
             f"SUM(CASE WHEN {_SALE} THEN {net} ELSE -({net}) END) AS net, "
             f"SUM(CASE WHEN {_SALE} THEN l.discount_minor ELSE 0 END) AS disc, "
             f"MAX({sale}) AS is_sale, SUM({sale}) AS n "
-            "FROM sales s JOIN sale_lines l ON l.sale_id = s.sale_id "
+            "FROM sales s JOIN sale_lines l ON l.sale_id = s.sale_id AND l.owner_id = s.owner_id "
             "LEFT JOIN products p ON p.product_id = l.product_id "
-            f"LEFT JOIN returns r ON r.return_id = s.sale_id WHERE {where} "
+            f"{_RETURNS_JOIN} WHERE {where} "
             "GROUP BY s.sale_id, 1) AS per_receipt GROUP BY cat ORDER BY 2 DESC, 1",
             params,
         ).fetchall()
@@ -312,7 +316,7 @@ def promotion_effect(
         candidates = db.execute(
             f"SELECT s.sale_id, s.store_id, {day}, s.total_minor, "
             f"CASE WHEN {found} THEN s.payload END FROM sales s "
-            f"LEFT JOIN returns r ON r.return_id = s.sale_id "
+            f"{_RETURNS_JOIN} "
             f"WHERE s.closed_at >= ? AND s.closed_at < ? AND {_SALE} AND ({found} OR s.sale_id IN "
             "(SELECT source FROM ledger WHERE rule_id = ? AND kind = 'accrue' "
             "AND created_at >= ? AND created_at < ?))",
@@ -349,7 +353,7 @@ def promotion_effect(
                 tuple(r)
                 for r in db.execute(
                     f"SELECT {day}, {_sum('1')}, {_sum('s.total_minor')} FROM sales s "
-                    "LEFT JOIN returns r ON r.return_id = s.sale_id "
+                    f"{_RETURNS_JOIN} "
                     f"WHERE s.closed_at >= ? AND s.closed_at < ? AND {_SALE} "
                     f"AND s.store_id IN ({marks}) GROUP BY 1 ORDER BY 1",
                     (*period, *sorted(stores)),

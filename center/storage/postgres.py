@@ -20,6 +20,7 @@ from center.promotions import coupons_store as coupons
 from center.promotions import offers_store as offers
 from center.promotions import segments_store as segments
 from center.promotions import store as promotions
+from center.storage import owners
 from center.storage.migrations import MigrationList
 from center.storage.postgres_database import PostgresDatabase
 from center.storage.sql import Migration, SqlStorage, lots_from_ledger
@@ -272,6 +273,7 @@ POSTGRES_MIGRATIONS = MigrationList(
         nonces.POSTGRES_MIGRATION,
         offers.POSTGRES_MIGRATION,
         coupon_jobs.POSTGRES_MIGRATION,
+        owners.POSTGRES_MIGRATION,
         customer_states.POSTGRES_MIGRATION,
         master_store.POSTGRES_MIGRATION,
         coupon_holds.POSTGRES_MIGRATION,

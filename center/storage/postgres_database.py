@@ -153,6 +153,7 @@ _T8, _T4, _TS = "int8", "int4", "timestamptz"
 COPY_TYPES: dict[str, dict[str, str]] = {
     "sales": {
         **dict.fromkeys(("sale_id", "store_id", "register_id", "card_no", "fingerprint"), "text"),
+        "owner_id": "text",
         **dict.fromkeys(("prev_hash", "chain_hash"), "text"),
         **dict.fromkeys(("seq", "subtotal_minor", "discount_minor", "total_minor"), _T8),
         "promo_version": _T8,
@@ -161,17 +162,17 @@ COPY_TYPES: dict[str, dict[str, str]] = {
         "payload": "bytea",
     },
     "sale_lines": {
-        **dict.fromkeys(("sale_id", "product_id"), "text"),
+        **dict.fromkeys(("sale_id", "product_id", "owner_id"), "text"),
         **dict.fromkeys(("line_no", "weighed", "known_product"), _T4),
         **dict.fromkeys(("qty_milli", "unit_price_minor", "amount_minor", "discount_minor"), _T8),
     },
     "lots": {
-        **dict.fromkeys(("card_no", "wallet", "kind", "rule_id", "source"), "text"),
+        **dict.fromkeys(("customer_id", "card_no", "wallet", "kind", "rule_id", "source"), "text"),
         **dict.fromkeys(("entry_id", "amount", "remaining"), _T8),
         **dict.fromkeys(("active_from", "expires_at", "created_at"), _TS),
     },
     "lot_consumptions": {
-        **dict.fromkeys(("card_no", "wallet", "kind"), "text"),
+        **dict.fromkeys(("customer_id", "card_no", "wallet", "kind"), "text"),
         **dict.fromkeys(("entry_id", "lot_id", "amount"), _T8),
         "created_at": _TS,
     },

@@ -128,9 +128,12 @@ class SqlStorage:
 
 def lots_from_ledger(storage: SqlStorage) -> None:
     """Migration step: replay the journal held before lots existed into lots and consumptions."""
+    # The ledger code of this release, on the schema of m004: no owner columns yet.
+    ledger = type(storage.ledger)(storage.db)
+    ledger.owner_columns = False
     rows = storage.db.execute(
         "SELECT entry_id, card_no, wallet, kind, amount, rule_id, source, active_from, "
         "expires_at, created_at FROM ledger ORDER BY entry_id"
     ).fetchall()
     for row in rows:
-        storage.ledger.apply_entry(int(row[0]), *row[1:])
+        ledger.apply_entry(int(row[0]), *row[1:])

@@ -20,6 +20,7 @@ from center.promotions import coupons_store as coupons
 from center.promotions import offers_store as offers
 from center.promotions import segments_store as segments
 from center.promotions import store as promotions
+from center.storage import owners
 from center.storage.database import SqliteDatabase
 from center.storage.migrations import MigrationList
 from center.storage.sql import Migration, SqlStorage, lots_from_ledger
@@ -271,6 +272,7 @@ SQLITE_MIGRATIONS = MigrationList(
         nonces.SQLITE_MIGRATION,
         offers.SQLITE_MIGRATION,
         coupon_jobs.SQLITE_MIGRATION,
+        owners.SQLITE_MIGRATION,
         customer_states.SQLITE_MIGRATION,
         master_store.SQLITE_MIGRATION,
         coupon_holds.SQLITE_MIGRATION,

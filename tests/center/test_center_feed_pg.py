@@ -45,15 +45,17 @@ def test_ledger_commit_out_of_order_is_not_skipped(pg: PostgresStorage, pg_dsn: 
     with psycopg.connect(pg_dsn) as slow:
         # T1 starts first (older xid) and writes a balance change of CARD, but commits last.
         entry = slow.execute(
-            "INSERT INTO ledger (card_no, wallet, kind, amount, rule_id, source, created_at) "
-            "VALUES (%s, 'bonus', 'adjust', 500, '', 'slow-1', %s) RETURNING entry_id",
-            (CARD, NOW),
+            "INSERT INTO ledger (card_no, wallet, kind, amount, rule_id, source, created_at, "
+            "customer_id) VALUES (%s, 'bonus', 'adjust', 500, '', 'slow-1', %s, "
+            "(SELECT customer_id FROM card_directory WHERE card_no = %s)) RETURNING entry_id",
+            (CARD, NOW, CARD),
         ).fetchone()
         assert entry is not None
         slow.execute(
             "INSERT INTO lots (entry_id, card_no, wallet, kind, rule_id, source, amount, "
-            "remaining, created_at) VALUES (%s, %s, 'bonus', 'adjust', '', 'slow-1', 500, 500, %s)",
-            (entry[0], CARD, NOW),
+            "remaining, created_at, customer_id) VALUES (%s, %s, 'bonus', 'adjust', '', "
+            "'slow-1', 500, 500, %s, (SELECT customer_id FROM card_directory WHERE card_no = %s))",
+            (entry[0], CARD, NOW, CARD),
         )
         # T2 starts later (newer xid) and commits first: an ordinary ingest.
         pg.sales.ingest([make_sale(3, card_no=OTHER_CARD, accrue=7)], NOW)
