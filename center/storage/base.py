@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from center.access.audit import AuditLog
 from center.access.nodes_store import NodeRepository
 from center.access.users_store import UserRepository
+from center.communications.store import CommunicationsRepository
 from center.crm.store import CustomerRepository
 from center.feed.versions import MasterVersions
 from center.ledger.model import BURNING_WITHIN, Balance, Burning, LedgerEntry, Pending
@@ -153,6 +154,7 @@ class Storage(Protocol):
     feed: FeedRepository
     users: UserRepository
     nodes: NodeRepository
+    communications: CommunicationsRepository
 
     @property
     def backend(self) -> str:

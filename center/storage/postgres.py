@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from center.access import nonces_store as nonces
 from center.access import users_store as users
+from center.communications import store as communications
 from center.crm import customers_store as customers
 from center.crm import store as crm
 from center.feed import store as feed
@@ -270,6 +271,7 @@ POSTGRES_MIGRATIONS = MigrationList(
         offers.POSTGRES_MIGRATION,
         coupon_jobs.POSTGRES_MIGRATION,
         coupon_holds.POSTGRES_MIGRATION,
+        communications.POSTGRES_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names
 )

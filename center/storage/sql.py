@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from center.access.audit import AuditLog
 from center.access.nodes_store import NodeRepository
 from center.access.users_store import UserRepository
+from center.communications.store import CommunicationsRepository
 from center.crm.store import CustomerRepository
 from center.feed.store import FeedRepository
 from center.feed.versions import MasterVersions
@@ -60,6 +61,7 @@ class SqlStorage:
         self.offers = OfferRepository(db, audit=self.audit, versions=self.versions)
         self.users = UserRepository(db, audit=self.audit)
         self.nodes = NodeRepository(db)
+        self.communications = CommunicationsRepository(db)
         self.customers = CustomerRepository(
             db, audit=self.audit, versions=self.versions, ledger=self.ledger
         )

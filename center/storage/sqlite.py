@@ -6,6 +6,7 @@ from pathlib import Path
 
 from center.access import nonces_store as nonces
 from center.access import users_store as users
+from center.communications import store as communications
 from center.crm import customers_store as customers
 from center.crm import store as crm
 from center.feed import store as feed
@@ -269,6 +270,7 @@ SQLITE_MIGRATIONS = MigrationList(
         offers.SQLITE_MIGRATION,
         coupon_jobs.SQLITE_MIGRATION,
         coupon_holds.SQLITE_MIGRATION,
+        communications.SQLITE_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names
 )
