@@ -258,9 +258,9 @@ class CommunicationsRepository:
 
     def contacts(self, customer_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """customer_id -> its attributes plus `zone` (its store's time zone, or the default)."""
-        zones = {
-            r[0]: _zone(r[1] or DEFAULT_ZONE)
-            for r in self.db.execute("SELECT store_id, timezone FROM stores").fetchall()
+        stores = {
+            r[0]: (_zone(r[2] or DEFAULT_ZONE), r[1] or r[0])
+            for r in self.db.execute("SELECT store_id, name, timezone FROM stores").fetchall()
         }
         found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(customer_ids), 500):
@@ -274,8 +274,8 @@ class CommunicationsRepository:
                 store_id = str(attrs.get("store_id", ""))
                 found[customer_id] = {
                     **attrs,
-                    "zone": zones.get(store_id, DEFAULT_ZONE),
-                    "store_name": store_id,
+                    "zone": stores.get(store_id, (DEFAULT_ZONE, ""))[0],
+                    "store_name": stores.get(store_id, ("", ""))[1],
                 }
         return found
 
