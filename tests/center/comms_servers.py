@@ -43,6 +43,11 @@ class _Handler:
             # The mailbox keeps one copy per Message-ID, as a receiving server that drops
             # duplicates does (the dedup the outbox relies on after a crash).
             self.sink.mailbox.setdefault(message_id, parsed)  # type: ignore[arg-type]
+            stall = len(self.sink.raw) == self.sink.stall_at
+        if stall:  # hold the final reply: the sender has handed the message over, not heard back
+            self.sink.stalled.set()
+            while not self.sink.release.is_set():
+                await asyncio.sleep(0.02)
         return "250 2.0.0 queued"
 
 
@@ -55,6 +60,10 @@ class SmtpSink:
     raw: list[bytes] = field(default_factory=list)
     mailbox: dict[str, EmailMessage] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    stall_at: int | None = None
+    """Hold the reply to this transmission (1-based) until `release` is set."""
+    stalled: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
     _controller: Controller | None = None
 
     def start(self) -> SmtpSink:
@@ -64,6 +73,7 @@ class SmtpSink:
         return self
 
     def stop(self) -> None:
+        self.release.set()
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
