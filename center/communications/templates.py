@@ -26,9 +26,9 @@ class Template:
     body: Mapping[str, str]
 
     def render(self, lang: str, values: Mapping[str, str]) -> tuple[str, str]:
-        """(subject, body) in `lang` (English when the template lacks it)."""
-        use = lang if lang in self.body else "en"
-        return self.subject[use].format_map(values), self.body[use].format_map(values)
+        """(subject, body) in `lang` (each in English when the template lacks it)."""
+        subject = self.subject.get(lang, self.subject["en"])
+        return subject.format_map(values), self.body.get(lang, self.body["en"]).format_map(values)
 
 
 def _fields(text: str, where: str) -> None:
