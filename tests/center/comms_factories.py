@@ -42,7 +42,9 @@ def seed(storage: Storage) -> None:
     some burn within a week."""
     storage.feed.upsert_master(
         {
-            "stores": [{"store_id": "367", "name": "Ромашка на Ленина", "timezone": "America/Chicago"}],
+            "stores": [
+                {"store_id": "367", "name": "Ромашка на Ленина", "timezone": "America/Chicago"}
+            ],
             "customers": [{"customer_id": c, "attributes": a} for c, a in CUSTOMERS.items()],
             "cards": [{"card_no": f"K{c}", "customer_id": c} for c in CUSTOMERS],
         }
@@ -60,7 +62,11 @@ def seed(storage: Storage) -> None:
         )  # fmt: skip
     storage.ledger.add_ledger_entries(entries)
     consents = []
-    for customer_id, channels in (("c1", ("email", "sms")), ("c2", ("email", "sms")), ("c4", ("sms",))):
+    for customer_id, channels in (
+        ("c1", ("email", "sms")),
+        ("c2", ("email", "sms")),
+        ("c4", ("sms",)),
+    ):
         for channel in channels:
             for purpose in ("advertising", "personal_data"):
                 consents.append(

@@ -28,7 +28,9 @@ class _Handler:
     def __init__(self, sink: SmtpSink) -> None:
         self.sink = sink
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
         if address.endswith("@refused.example"):
             return "550 5.1.1 no such user"
         envelope.rcpt_tos.append(address)
@@ -103,7 +105,9 @@ class SmppSink:
     """An SMSC on 127.0.0.1: each submit_sm is answered with a message id, then a deliver_sm
     receipt follows (stat:DELIVRD, or UNDELIV for a number in `undeliverable`)."""
 
-    def __init__(self, *, undeliverable: frozenset[str] = frozenset(), receipts: bool = True) -> None:
+    def __init__(
+        self, *, undeliverable: frozenset[str] = frozenset(), receipts: bool = True
+    ) -> None:
         self.undeliverable = undeliverable
         self.receipts = receipts
         self.submitted: list[Submitted] = []
@@ -195,7 +199,9 @@ class SmppSink:
         sm_length = body[at]
         short_message = body[at + 1 : at + 1 + sm_length]
         self._next_id += 1
-        found = Submitted(f"M{self._next_id:08d}", destination, data_coding, esm_class, short_message)
+        found = Submitted(
+            f"M{self._next_id:08d}", destination, data_coding, esm_class, short_message
+        )
         self.submitted.append(found)
         return found
 
@@ -206,10 +212,17 @@ class SmppSink:
             f"done date:2612071201 stat:{stat} err:000 text:"
         ).encode()
         return (
-            b"\0" + b"\x01\x01" + submitted.destination.encode() + b"\0"
-            + b"\x05\x00" + b"SMSC\0"
-            + bytes([0x04, 0, 0]) + b"\0\0" + bytes([0, 0, 0, 0])
-            + bytes([len(text)]) + text
+            b"\0"
+            + b"\x01\x01"
+            + submitted.destination.encode()
+            + b"\0"
+            + b"\x05\x00"
+            + b"SMSC\0"
+            + bytes([0x04, 0, 0])
+            + b"\0\0"
+            + bytes([0, 0, 0, 0])
+            + bytes([len(text)])
+            + text
         )
 
     def texts(self) -> list[tuple[str, str]]:
@@ -221,7 +234,9 @@ class SmppSink:
             if s.esm_class & 0x40:
                 udh_len = payload[0]
                 udh = payload[1 : 1 + udh_len]
-                assert udh[0] == 0x00 and udh[1] == 3, f"expected an 8-bit concatenation IE: {udh!r}"
+                assert udh[0] == 0x00 and udh[1] == 3, (
+                    f"expected an 8-bit concatenation IE: {udh!r}"
+                )
                 ref, total, number = udh[2], udh[3], udh[4]
                 parts = pending.setdefault((s.destination, ref), {})
                 parts[number] = payload[1 + udh_len :]

@@ -12,12 +12,18 @@ from center.communications.model import OutMessage, Receipt
 from tests.center.comms_servers import SmppSink, SmtpSink
 
 SUBJECT = "Ваши 350,00 ₽ бонусов сгорят в воскресенье"
-BODY = "Здравствуйте, Анна!\n\nНа вашей карте сгорает 350,00\u00a0₽ 13.12.2026. Ждём вас в «Ромашке»."
+BODY = (
+    "Здравствуйте, Анна!\n\nНа вашей карте сгорает 350,00\u00a0₽ 13.12.2026. Ждём вас в «Ромашке»."
+)
 LONG = "Сгорают бонусы: " + "успейте потратить их в любимом магазине, " * 6
 
 
-def message(address: str, *, body: str = BODY, key: str = "camp1:C1:email", kind: str = "marketing") -> OutMessage:
-    return OutMessage("m1", key, "C1", "email", kind, address, SUBJECT, body, "tok_abcdefghijklmnopqrstuvwx")
+def message(
+    address: str, *, body: str = BODY, key: str = "camp1:C1:email", kind: str = "marketing"
+) -> OutMessage:
+    return OutMessage(
+        "m1", key, "C1", "email", kind, address, SUBJECT, body, "tok_abcdefghijklmnopqrstuvwx"
+    )
 
 
 @pytest.fixture
@@ -34,9 +40,14 @@ def smsc() -> Iterator[SmppSink]:
     sink.stop()
 
 
-async def test_email_reaches_the_server_with_unsubscribe_text_part_and_cyrillic(smtp: SmtpSink) -> None:
+async def test_email_reaches_the_server_with_unsubscribe_text_part_and_cyrillic(
+    smtp: SmtpSink,
+) -> None:
     channel = EmailChannel(
-        "127.0.0.1", smtp.port, sender="bonus@shop.example", sender_name="Ромашка",
+        "127.0.0.1",
+        smtp.port,
+        sender="bonus@shop.example",
+        sender_name="Ромашка",
         public_url="https://loyalty.shop.example",
     )
     outcome = await channel.send(message("anna@example.org"))
@@ -49,7 +60,9 @@ async def test_email_reaches_the_server_with_unsubscribe_text_part_and_cyrillic(
     assert mail["Subject"] == SUBJECT
     assert "Ромашка" in str(mail["From"])
     unsubscribe = str(mail["List-Unsubscribe"])
-    assert unsubscribe.startswith("<https://loyalty.shop.example/v1/communications/unsubscribe/tok_")
+    assert unsubscribe.startswith(
+        "<https://loyalty.shop.example/v1/communications/unsubscribe/tok_"
+    )
     assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     plain = mail.get_body(preferencelist=("plain",))
     assert plain is not None and plain.get_content().replace("\r\n", "\n").rstrip("\n") == BODY
@@ -58,8 +71,12 @@ async def test_email_reaches_the_server_with_unsubscribe_text_part_and_cyrillic(
     assert str(mail["Message-ID"]).endswith("@shop.example>")
 
 
-async def test_transactional_email_has_no_unsubscribe_and_refusal_is_permanent(smtp: SmtpSink) -> None:
-    channel = EmailChannel("127.0.0.1", smtp.port, sender="bonus@shop.example", public_url="http://x")
+async def test_transactional_email_has_no_unsubscribe_and_refusal_is_permanent(
+    smtp: SmtpSink,
+) -> None:
+    channel = EmailChannel(
+        "127.0.0.1", smtp.port, sender="bonus@shop.example", public_url="http://x"
+    )
     sent = await channel.send(message("anna@example.org", kind="transactional"))
     refused = await channel.send(message("nobody@refused.example", key="k2"))
     await channel.close()
@@ -72,7 +89,9 @@ async def test_transactional_email_has_no_unsubscribe_and_refusal_is_permanent(s
 async def test_email_to_a_closed_port_is_a_temporary_failure() -> None:
     from tests.center.comms_servers import free_port
 
-    channel = EmailChannel("127.0.0.1", free_port(), sender="b@shop.example", public_url="http://x", timeout_s=2)
+    channel = EmailChannel(
+        "127.0.0.1", free_port(), sender="b@shop.example", public_url="http://x", timeout_s=2
+    )
     outcome = await channel.send(message("anna@example.org"))
     assert not outcome.accepted and not outcome.permanent
 
@@ -89,7 +108,9 @@ def test_long_cyrillic_sms_splits_in_ucs2_with_udh() -> None:
 
 
 async def test_sms_over_smpp_splits_and_receipts_mark_delivery(smsc: SmppSink) -> None:
-    channel = SmsChannel("127.0.0.1", smsc.port, system_id="shop", password="secret", source_addr="Romashka")
+    channel = SmsChannel(
+        "127.0.0.1", smsc.port, system_id="shop", password="secret", source_addr="Romashka"
+    )
     outcome = await channel.send(
         OutMessage("m1", "k1", "C1", "sms", "marketing", "79161234567", "", LONG, "t" * 20)
     )

@@ -69,7 +69,9 @@ async def test_sigkill_mid_batch_sends_nothing_twice(tmp_path: Path) -> None:
         ).fetchone()
         sink.release.set()
         # The restarted sender takes over the dead one's claim (its lease is over) and the rest.
-        channel = EmailChannel("127.0.0.1", sink.port, sender="otp@shop.example", public_url="http://c")
+        channel = EmailChannel(
+            "127.0.0.1", sink.port, sender="otp@shop.example", public_url="http://c"
+        )
         report = await send_due(
             storage.communications, {"email": channel}, clock=lambda: datetime.now(UTC),
             lease=timedelta(0),

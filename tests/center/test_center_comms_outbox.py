@@ -33,7 +33,9 @@ def shop(storage: Storage) -> Storage:
     return storage
 
 
-def mail(key: str, customer_id: str, address: str, kind: str = "marketing", **kw: object) -> NewMessage:
+def mail(
+    key: str, customer_id: str, address: str, kind: str = "marketing", **kw: object
+) -> NewMessage:
     return NewMessage(key, customer_id, "email", kind, address, "Тема", "Текст", **kw)  # type: ignore[arg-type]
 
 
@@ -86,20 +88,32 @@ def test_daily_cap_retry_backoff_and_receipts(shop: Storage) -> None:
     for key in ("m0", "m1"):
         claimed = claim(shop, key, cap=2)
         assert claimed is not None
-        assert repo.record_outcome(claimed.message_id, SendOutcome(True, ("r-" + key,)), NOW) == "sent"
+        assert (
+            repo.record_outcome(claimed.message_id, SendOutcome(True, ("r-" + key,)), NOW) == "sent"
+        )
     assert claim(shop, "m2", cap=2) is None
     assert state(shop, "m2") == ("queued", "daily cap of 2 on email")
     # a temporary failure is retried after backoff, a permanent one fails at once
     repo.enqueue([mail("t", "c1", "anna@example.org", kind="transactional")], NOW)
     claimed = claim(shop, "t")
     assert claimed is not None
-    assert repo.record_outcome(claimed.message_id, SendOutcome(False, reason="421 busy"), NOW) == "queued"
+    assert (
+        repo.record_outcome(claimed.message_id, SendOutcome(False, reason="421 busy"), NOW)
+        == "queued"
+    )
     assert claim(shop, "t", now=NOW + timedelta(seconds=10)) is None, "not before its backoff"
     again = claim(shop, "t", now=NOW + timedelta(seconds=31))
     assert again is not None
-    assert repo.record_outcome(again.message_id, SendOutcome(False, permanent=True, reason="550 no"), NOW) == "failed"
+    assert (
+        repo.record_outcome(
+            again.message_id, SendOutcome(False, permanent=True, reason="550 no"), NOW
+        )
+        == "failed"
+    )
     # receipts: delivered once every part is, a duplicate receipt changes nothing
-    assert repo.apply_receipts([Receipt("r-m0", "delivered"), Receipt("r-m0", "delivered")], NOW) == 1
+    assert (
+        repo.apply_receipts([Receipt("r-m0", "delivered"), Receipt("r-m0", "delivered")], NOW) == 1
+    )
     assert repo.apply_receipts([Receipt("r-m1", "failed", "UNDELIV")], NOW) == 1
     assert state(shop, "m0")[0] == "delivered" and state(shop, "m1")[0] == "failed"
     assert repo.apply_receipts([Receipt("unknown", "delivered")], NOW) == 0
@@ -108,10 +122,15 @@ def test_daily_cap_retry_backoff_and_receipts(shop: Storage) -> None:
 def test_withdrawal_skips_queued_marketing_at_once_and_history_keeps_both(shop: Storage) -> None:
     repo = shop.communications
     repo.enqueue(
-        [mail("promo", "c1", "anna@example.org"), mail("otp", "c1", "anna@example.org", kind="transactional")],
+        [
+            mail("promo", "c1", "anna@example.org"),
+            mail("otp", "c1", "anna@example.org", kind="transactional"),
+        ],
         NOW,
     )
-    repo.record_consents([Consent("c1", "email", "advertising", False, "call center", "call 17", NOW)])
+    repo.record_consents(
+        [Consent("c1", "email", "advertising", False, "call center", "call 17", NOW)]
+    )
     assert state(shop, "promo") == ("skipped", "advertising consent withdrawn")
     assert state(shop, "otp")[0] == "queued"
     history = repo.consent_history("c1")
@@ -141,8 +160,12 @@ async def test_burning_chain_sends_email_then_sms_fallback(
     assert launched["customers"] == 4 and launched["enqueued"] == 4
     assert launch_burning(repo, campaign, NOW)["enqueued"] == 0, "a relaunch sends nothing twice"
     channels = {
-        "email": EmailChannel("127.0.0.1", smtp.port, sender="bonus@shop.example", public_url="http://c"),
-        "sms": SmsChannel("127.0.0.1", smsc.port, system_id="shop", password="pw", source_addr="Shop"),
+        "email": EmailChannel(
+            "127.0.0.1", smtp.port, sender="bonus@shop.example", public_url="http://c"
+        ),
+        "sms": SmsChannel(
+            "127.0.0.1", smsc.port, system_id="shop", password="pw", source_addr="Shop"
+        ),
     }
     try:
         first = await send_due(repo, channels, clock=at(NOW))
@@ -152,7 +175,10 @@ async def test_burning_chain_sends_email_then_sms_fallback(
         second = await send_due(repo, channels, clock=at(NOW))
         assert second.by_channel == {"sms": 2}  # c3 has no SMS consent either
         for _ in range(40):
-            if await collect_receipts(repo, channels, clock=at(NOW)) == 0 and len(smsc.submitted) >= 2:
+            if (
+                await collect_receipts(repo, channels, clock=at(NOW)) == 0
+                and len(smsc.submitted) >= 2
+            ):
                 counts = repo.state_counts("burn-1")["A"]
                 if counts["sms"].get("sent", 0) == 0:
                     break
@@ -170,5 +196,9 @@ async def test_burning_chain_sends_email_then_sms_fallback(
     texts = dict(smsc.texts())
     assert texts["79160000004"].startswith("Hello Gleb! RUB 350.00 of your RUB 450.00 expire on")
     assert "79990000000" in texts  # c2's 8 999... normalised, sent, reported undelivered
-    reasons = {m["customer_id"]: m["reason"] for m in repo.messages(campaign_id="burn-1") if m["channel"] == "sms"}
+    reasons = {
+        m["customer_id"]: m["reason"]
+        for m in repo.messages(campaign_id="burn-1")
+        if m["channel"] == "sms"
+    }
     assert reasons["c3"] == "no advertising consent on sms"

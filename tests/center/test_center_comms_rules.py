@@ -45,7 +45,9 @@ def test_abx_is_deterministic_balanced_and_stratified() -> None:
     shares = Counter(first)
     assert abs(shares["X"] - 2000) < 200 and abs(shares["A"] - 9000) < 400
     other = [abx_group(f"c{i}", "camp-2", "small", SPLIT) for i in range(20_000)]
-    assert sum(a != b for a, b in zip(first, other, strict=True)) > 8000, "campaigns are independent"
+    assert sum(a != b for a, b in zip(first, other, strict=True)) > 8000, (
+        "campaigns are independent"
+    )
     large = [abx_group(f"c{i}", "camp", "large", SPLIT) for i in range(20_000)]
     assert sum(a != b for a, b in zip(first, large, strict=True)) > 8000, "so are strata"
     assert [stratum_of(x) for x in (100, 60_000, 600_000)] == ["small", "medium", "large"]
