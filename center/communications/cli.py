@@ -83,7 +83,7 @@ def send_command(config: Config, args: argparse.Namespace) -> int:
             )
             loop = asyncio.get_running_loop()
             deadline = loop.time() + args.receipts_wait_s
-            while "sms" in channels and report.by_channel.get("sms") and loop.time() < deadline:
+            while report.receipts < report.by_channel.get("sms", 0) and loop.time() < deadline:
                 report.receipts += await collect_receipts(
                     storage.communications, channels, clock=clock
                 )

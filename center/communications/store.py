@@ -18,7 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from center.communications.model import Consent, OutMessage, Receipt, SendOutcome
-from center.communications.rules import decide, retry_after
+from center.communications.rules import decide, normal_email, normal_phone, retry_after
 from center.communications.templates import Template, parse_template
 from center.errors import UnknownObject
 from center.storage.database import Database
@@ -402,8 +402,9 @@ class CommunicationsRepository:
                 "attempts = attempts + 1, updated_at = ? WHERE message_id = ?",
                 (at, at, message_id),
             )
+        usable = (normal_email if channel == "email" else normal_phone)(address) or address
         return OutMessage(
-            message_id, key, customer_id, channel, kind, address, subject, body, row[12]
+            message_id, key, customer_id, channel, kind, usable, subject, body, row[12]
         )
 
     def record_outcome(self, message_id: str, outcome: SendOutcome, now: datetime) -> str:
