@@ -4,6 +4,7 @@ SMSC that answers bind / submit_sm and sends deliver_sm delivery receipts."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import email.policy
 import socket
@@ -146,9 +147,16 @@ class SmppSink:
 
     def stop(self) -> None:
         loop, server = self._loop, self._server
+
+        def shut() -> None:
+            assert server is not None
+            server.close()
+            for task in asyncio.all_tasks(loop):
+                task.cancel()
+
         if loop is not None and server is not None:
-            loop.call_soon_threadsafe(server.close)
-            loop.call_soon_threadsafe(lambda: [t.cancel() for t in asyncio.all_tasks(loop)])
+            with contextlib.suppress(RuntimeError):  # the loop already ended
+                loop.call_soon_threadsafe(shut)
         if self._thread is not None:
             self._thread.join(10)
 
