@@ -73,3 +73,26 @@ def test_money_in_major_units_with_currency() -> None:
     assert format_money(123_450, "RUB", "en") == "RUB 1,234.50"
     assert format_money(-5, "EUR", "ru") == "-0,05\u00a0€"
     assert format_date(date(2026, 12, 13), "ru") == "13.12.2026"
+
+
+def test_burning_plan_splits_groups_and_leaves_the_control_group_alone() -> None:
+    from center.communications.chains import BurningCampaign, Candidate, plan_burning
+
+    expires = datetime(2026, 12, 13, 20, 0, tzinfo=UTC)  # 23:00 in Moscow, the 13th
+    a = parse_template("a", {"subject": {"en": "A"}, "body": {"en": "A {burning_date}"}})
+    b = parse_template("b", {"subject": {"en": "B"}, "body": {"en": "B {burning_amount}"}})
+    campaign = BurningCampaign("c1", {"A": a, "B": b}, SPLIT)
+    candidates = [Candidate(f"c{i}", 100 * i, expires, 200 * i) for i in range(1, 601)]
+    contacts = {f"c{i}": {"email": f"u{i}@example.org", "lang": "en"} for i in range(1, 601)}
+    assignments, messages = plan_burning(campaign, candidates, contacts)
+    assert plan_burning(campaign, candidates, contacts) == (assignments, messages)
+    groups = {customer: group for customer, group, _ in assignments}
+    assert len(groups) == 600 and 30 < list(groups.values()).count("X") < 100
+    assert {m.customer_id for m in messages} == {c for c, g in groups.items() if g != "X"}
+    for m in messages:
+        assert m.idempotency_key == f"c1:{m.customer_id}:email" and m.expires_at == expires
+        assert m.body.startswith(groups[m.customer_id])
+    first_a = next(m for m in messages if m.group == "A")
+    assert first_a.body == "A 2026-12-13"
+    with pytest.raises(InvalidRequest, match="sum to 10000"):
+        BurningCampaign("c2", {"A": a}, (("A", 5000),))
