@@ -117,6 +117,12 @@ def test_daily_cap_retry_backoff_and_receipts(shop: Storage) -> None:
     assert repo.apply_receipts([Receipt("r-m1", "failed", "UNDELIV")], NOW) == 1
     assert state(shop, "m0")[0] == "delivered" and state(shop, "m1")[0] == "failed"
     assert repo.apply_receipts([Receipt("unknown", "delivered")], NOW) == 0
+    (token,) = shop.db.execute(
+        "SELECT unsubscribe_token FROM comm_messages WHERE idempotency_key = 'm0'"
+    ).fetchone()
+    assert repo.mark_engaged(token, "opened", NOW) and state(shop, "m0")[0] == "opened"
+    assert not repo.mark_engaged(token, "opened", NOW), "an open is recorded once"
+    assert repo.mark_engaged(token, "clicked", NOW) and state(shop, "m0")[0] == "clicked"
 
 
 def test_withdrawal_skips_queued_marketing_at_once_and_history_keeps_both(shop: Storage) -> None:
