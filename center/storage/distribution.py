@@ -56,6 +56,8 @@ PLAN: Mapping[str, Placement] = MappingProxyType(
         "coupon_redemptions": _by("owner_id", "customer"),
         "returns": _by("owner_id", "customer"),
         "adjustments": _by("customer_id", "customer"),
+        "comm_consents": _by("customer_id", "customer"),
+        "comm_assignments": _by("customer_id", "customer"),
         # Idempotency: one claim per sale_id, whichever shard its receipt lives on.
         "sale_ids": _by("sale_id", "sale_claims"),
         # Single-use codes: one row per code, looked up by code at every redemption.
@@ -89,6 +91,11 @@ PLAN: Mapping[str, Placement] = MappingProxyType(
         "coupon_jobs": LOCAL,
         "coupon_job_codes": LOCAL,
         "store_cards": LOCAL,
+        # The outbox: looked up by message, idempotency key, unsubscribe token and provider
+        # reference, and worked by the sender on the coordinator.
+        "comm_messages": LOCAL,
+        "comm_parts": LOCAL,
+        "comm_templates": REFERENCE,
     }
 )
 """Every table of the Center's PostgreSQL schema and its placement."""
