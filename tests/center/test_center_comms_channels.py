@@ -68,6 +68,7 @@ async def test_email_reaches_the_server_with_unsubscribe_text_part_and_cyrillic(
     assert plain is not None and plain.get_content().replace("\r\n", "\n").rstrip("\n") == BODY
     html = mail.get_body(preferencelist=("html",))
     assert html is not None and "Ромашке" in html.get_content()
+    assert "https://loyalty.shop.example/v1/communications/opened/tok_" in html.get_content()
     assert str(mail["Message-ID"]).endswith("@shop.example>")
 
 

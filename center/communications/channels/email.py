@@ -25,13 +25,17 @@ def build_email(message: OutMessage, *, sender: str, sender_name: str, public_ur
     domain = sender.rpartition("@")[2] or "localhost"
     mail["Message-ID"] = message_id_header(message.idempotency_key, domain)
     mail["X-Idempotency-Key"] = message.idempotency_key
+    base = f"{public_url.rstrip('/')}/v1/communications"
+    pixel = ""
     if message.kind == "marketing":
-        url = f"{public_url.rstrip('/')}/v1/communications/unsubscribe/{message.unsubscribe_token}"
-        mail["List-Unsubscribe"] = f"<{url}>"
+        mail["List-Unsubscribe"] = f"<{base}/unsubscribe/{message.unsubscribe_token}>"
         mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        # Opens are counted where images load; the plain-text part has no pixel.
+        url = html.escape(f"{base}/opened/{message.unsubscribe_token}")
+        pixel = f'<img src="{url}" width="1" height="1" alt="">'
     mail.set_content(message.body, charset="utf-8")
     paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in message.body.split("\n\n"))
-    mail.add_alternative(f"<html><body>{paragraphs}</body></html>", subtype="html")
+    mail.add_alternative(f"<html><body>{paragraphs}{pixel}</body></html>", subtype="html")
     return mail.as_bytes()
 
 

@@ -139,6 +139,7 @@ class SmsChannel:
     def _drain(self, wait_s: float) -> list[Receipt]:
         with self._lock:
             if self._client is not None:
+                # smpplib has no poll: a short socket timeout drains what already arrived.
                 sock = self._client._socket
                 sock.settimeout(wait_s)
                 try:
