@@ -1,6 +1,6 @@
 """`loyalty-center`: serve, check-config, import-dataset, simulate, recompute, enrol-store,
 add-user, list-users, revoke-user, report, generate-coupons, load-master, settings,
-set-settings."""
+set-settings, send-messages."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from center.access.cli import USER_COMMANDS, add_user_commands, user_command
+from center.communications.cli import SEND_COMMAND, add_send_command, send_command
 from center.config import Config, effective_config, format_toml, load_config
 from center.errors import CenterError, ConfigError
 from center.feed.master_cli import MASTER_COMMANDS, add_master_commands, master_command
@@ -105,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--valid-from", default=None, help="first valid day, YYYY-MM-DD")
     gen.add_argument("--valid-to", default=None, help="last valid day, YYYY-MM-DD")
     gen.add_argument("--signed", action="store_true", help="registers' signed code format")
+    add_send_command(sub, with_config)
     return parser
 
 
@@ -144,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return report_command(config, args.date_from, args.date_to, args.out)
         if args.command == "generate-coupons":
             return generate_coupons_command(config, args)
+        if args.command == SEND_COMMAND:
+            return send_command(config, args)
         if args.command == "recompute":
             return recompute_command(config, args.date_from, args.date_to)
         if args.command == "simulate":

@@ -36,6 +36,9 @@ PERMISSIONS: tuple[str, ...] = (
     "segments.read",
     "segments.write",
     "reports.read",
+    "communications.read",
+    "communications.write",
+    "consents.write",
     "audit.read",
     "users.admin",
     "stores.admin",
@@ -67,6 +70,7 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = MappingProxyType(
         "marketer": _prefix("promotions")
         | _prefix("coupons")
         | _prefix("segments")
+        | _prefix("communications")
         | {"customers.read", "reports.read"},
         "loyalty_manager": _prefix("customers")
         | {
@@ -79,10 +83,18 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = MappingProxyType(
             "segments.read",
             "reports.read",
             "audit.read",
+            "consents.write",
         },
         "data_analyst": READ_PERMISSIONS,
         "call_center": frozenset(
-            {"customers.read", "customers.write", "cards.write", "ledger.read", "coupons.read"}
+            {
+                "customers.read",
+                "customers.write",
+                "cards.write",
+                "ledger.read",
+                "coupons.read",
+                "consents.write",
+            }
         ),
         "sales_director": READ_PERMISSIONS,
         "marketing_director": READ_PERMISSIONS | {"promotions.publish"},

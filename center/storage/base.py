@@ -10,6 +10,7 @@ from center.access.audit import AuditLog
 from center.access.nodes_store import NodeRepository
 from center.access.people_store import PeopleRepository
 from center.access.users_store import UserRepository
+from center.communications.store import CommunicationsRepository
 from center.crm.store import CustomerRepository
 from center.feed.versions import MasterVersions
 from center.ledger.model import BURNING_WITHIN, Balance, Burning, LedgerEntry, Pending
@@ -165,6 +166,7 @@ class Storage(Protocol):
     users: UserRepository
     people: PeopleRepository
     nodes: NodeRepository
+    communications: CommunicationsRepository
 
     @property
     def backend(self) -> str:

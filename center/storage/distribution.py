@@ -58,6 +58,8 @@ PLAN: Mapping[str, Placement] = MappingProxyType(
         "coupon_redemptions": _by("owner_id", "customer"),
         "returns": _by("owner_id", "customer"),
         "adjustments": _by("customer_id", "customer"),
+        "comm_consents": _by("customer_id", "customer"),
+        "comm_assignments": _by("customer_id", "customer"),
         # Idempotency: one claim per sale_id, whichever shard its receipt lives on, and one per
         # (register_id, seq), claimed in the same statement (center/ingest/store_postgres.py).
         # A card's state checkpoint is a cache folded from its sales and rebuilt from them: it
@@ -100,6 +102,11 @@ PLAN: Mapping[str, Placement] = MappingProxyType(
         "coupon_job_codes": LOCAL,
         "store_cards": LOCAL,
         "people_sessions": LOCAL,
+        # The outbox: looked up by message, idempotency key, unsubscribe token and provider
+        # reference, and worked by the sender on the coordinator.
+        "comm_messages": LOCAL,
+        "comm_parts": LOCAL,
+        "comm_templates": REFERENCE,
     }
 )
 """Every table of the Center's PostgreSQL schema and its placement."""

@@ -13,6 +13,7 @@ from center.access.audit import AuditLog
 from center.access.nodes_store import NodeRepository
 from center.access.people_store import PeopleRepository
 from center.access.users_store import UserRepository
+from center.communications.store import CommunicationsRepository
 from center.crm.state_store import CustomerStateRepository
 from center.crm.store import CustomerRepository
 from center.feed.master_store import MasterDataRepository
@@ -64,6 +65,7 @@ class SqlStorage:
         self.users = UserRepository(db, audit=self.audit)
         self.people = PeopleRepository(db, audit=self.audit)
         self.nodes = NodeRepository(db)
+        self.communications = CommunicationsRepository(db)
         self.customers = CustomerRepository(
             db, audit=self.audit, versions=self.versions, ledger=self.ledger
         )

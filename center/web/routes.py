@@ -17,6 +17,7 @@ from center.access.permissions import (
     Requirement,
     requirement_names,
 )
+from center.communications import api as communications_api
 from center.crm import api as crm_api
 from center.crm import customers_api
 from center.crm import pages as crm_pages
@@ -52,6 +53,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     offers_api,
     reports_api,
     master_api,
+    communications_api,
     web_pages,
     access_pages,
     crm_pages,

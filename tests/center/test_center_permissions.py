@@ -56,12 +56,17 @@ def test_every_route_of_the_center_has_a_permission(config: Config) -> None:
         for name in requirement_names(requirement):
             assert name in PERMISSIONS or name in (PUBLIC, AUTHENTICATED), (key, name)
     public = sorted(key for key, requirement in table.items() if requirement == PUBLIC)
-    # The console's sign-in form and its static files are public too (tests/center/test_console*).
+    # The console's sign-in form and its static files are public too (tests/center/test_console*);
+    # so are RFC 8058 one-click unsubscribe and the open pixel: the message's token is the
+    # credential.
     assert public == [
         ("GET", "/"),
         ("GET", "/health"),
         ("GET", "/static"),
+        ("GET", "/v1/communications/opened/{token}"),
+        ("GET", "/v1/communications/unsubscribe/{token}"),
         ("POST", "/sign-in"),
+        ("POST", "/v1/communications/unsubscribe/{token}"),
         ("POST", "/v1/enrol"),
     ]
     assert table[("POST", "/v1/ingest")] == "node"
@@ -99,6 +104,7 @@ def test_the_role_matrix() -> None:
         "cards.write",
         "ledger.read",
         "coupons.read",
+        "consents.write",  # a caller's consent or withdrawal, with the call as evidence
     }
     marketer = ROLE_PERMISSIONS["marketer"]
     assert {"promotions.write", "promotions.publish", "coupons.write", "segments.write"} <= marketer

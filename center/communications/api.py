@@ -1,0 +1,295 @@
+"""HTTP routes of communications: consent, templates, the burning chain, messages, one-click
+unsubscribe (RFC 8058) and open tracking."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from center.access.api import actor_of
+from center.access.permissions import PUBLIC, Requirement
+from center.communications.campaigns import launch_burning, run_fallback
+from center.communications.chains import BurningCampaign
+from center.communications.model import CHANNELS, PURPOSES, Consent
+from center.communications.templates import LANGUAGES, VARIABLES, Template
+from center.errors import InvalidRequest, MalformedRequest, UnknownObject
+from center.web.keys import CLOCK_KEY, STORAGE_KEY
+from center.web.request import ID_PATTERN, in_db, json_body, query_id
+
+__all__ = ["PERMISSIONS", "add_routes"]
+
+MAX_JSON_BYTES = 256 * 1024
+_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+_PIXEL = bytes.fromhex(
+    "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
+)
+
+PERMISSIONS: Mapping[tuple[str, str], Requirement] = {
+    ("POST", "/v1/communications/consents"): "consents.write",
+    ("GET", "/v1/communications/consents/{customer_id}"): ("customers.read", "consents.write"),
+    ("PUT", "/v1/communications/templates/{template_id}"): "communications.write",
+    ("POST", "/v1/communications/templates/{template_id}/preview"): "communications.read",
+    ("POST", "/v1/communications/campaigns/burning"): "communications.write",
+    ("POST", "/v1/communications/campaigns/{campaign_id}/fallback"): "communications.write",
+    ("GET", "/v1/communications/campaigns/{campaign_id}"): "communications.read",
+    ("GET", "/v1/communications/messages"): "communications.read",
+    ("GET", "/v1/communications/unsubscribe/{token}"): PUBLIC,
+    ("POST", "/v1/communications/unsubscribe/{token}"): PUBLIC,
+    ("GET", "/v1/communications/opened/{token}"): PUBLIC,
+}
+"""(method, canonical route path) -> the permission a caller needs."""
+
+
+def add_routes(app: web.Application) -> None:
+    """Register this module's routes."""
+    app.router.add_post("/v1/communications/consents", record_consents)
+    app.router.add_get("/v1/communications/consents/{customer_id}", consents)
+    app.router.add_put("/v1/communications/templates/{template_id}", put_template)
+    app.router.add_post("/v1/communications/templates/{template_id}/preview", preview)
+    app.router.add_post("/v1/communications/campaigns/burning", launch)
+    app.router.add_post("/v1/communications/campaigns/{campaign_id}/fallback", fallback)
+    app.router.add_get("/v1/communications/campaigns/{campaign_id}", campaign)
+    app.router.add_get("/v1/communications/messages", messages)
+    app.router.add_get("/v1/communications/unsubscribe/{token}", unsubscribe_page)
+    app.router.add_post("/v1/communications/unsubscribe/{token}", unsubscribe)
+    app.router.add_get("/v1/communications/opened/{token}", opened)
+
+
+def _path_id(request: web.Request, name: str) -> str:
+    value = request.match_info[name]
+    if not ID_PATTERN.match(value):
+        raise MalformedRequest(name, f"expected an id, got {value[:80]!r}")
+    return value
+
+
+def _token(request: web.Request) -> str:
+    token = request.match_info["token"]
+    if not 16 <= len(token) <= 64 or not set(token) <= _TOKEN_CHARS:
+        raise MalformedRequest("token", "not an unsubscribe token")
+    return token
+
+
+def _text(body: Mapping[str, Any], name: str, where: str, *, limit: int = 500) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not 0 < len(value) <= limit:
+        raise MalformedRequest(f"{where}.{name}", f"expected 1..{limit} characters")
+    return value
+
+
+def parse_consents(body: Any, now: datetime) -> list[Consent]:
+    """Consent records from {"consents": [{customer_id, channel, purpose, granted, source,
+    evidence}]}; the time is the Center's."""
+    items = body.get("consents") if isinstance(body, Mapping) else None
+    if not isinstance(items, list) or not 0 < len(items) <= 1000:
+        raise MalformedRequest("body.consents", "expected a list of 1..1000 records")
+    found = []
+    for i, item in enumerate(items):
+        where = f"body.consents[{i}]"
+        if not isinstance(item, Mapping):
+            raise MalformedRequest(where, "expected an object")
+        customer_id = _text(item, "customer_id", where, limit=64)
+        if not ID_PATTERN.match(customer_id):
+            raise MalformedRequest(f"{where}.customer_id", "expected an id")
+        if item.get("channel") not in CHANNELS:
+            raise InvalidRequest(f"{where}.channel", f"expected one of {', '.join(CHANNELS)}")
+        if item.get("purpose") not in PURPOSES:
+            raise InvalidRequest(f"{where}.purpose", f"expected one of {', '.join(PURPOSES)}")
+        if not isinstance(item.get("granted"), bool):
+            raise MalformedRequest(f"{where}.granted", "expected true or false")
+        found.append(
+            Consent(
+                customer_id,
+                item["channel"],
+                item["purpose"],
+                item["granted"],
+                _text(item, "source", where, limit=100),
+                _text(item, "evidence", where),
+                now,
+            )
+        )
+    return found
+
+
+async def record_consents(request: web.Request) -> web.Response:
+    now = request.app[CLOCK_KEY]()
+    parsed = parse_consents(await json_body(request, max_bytes=MAX_JSON_BYTES), now)
+    storage = request.app[STORAGE_KEY]
+
+    def record() -> None:
+        known = storage.communications.contacts(sorted({c.customer_id for c in parsed}))
+        unknown = sorted({c.customer_id for c in parsed} - set(known))
+        if unknown:
+            raise UnknownObject("body.consents.customer_id", f"unknown customer(s): {unknown[:10]}")
+        storage.communications.record_consents(parsed)
+
+    await in_db(request, record)
+    return web.json_response({"recorded": len(parsed), "actor": actor_of(request)}, status=201)
+
+
+async def consents(request: web.Request) -> web.Response:
+    customer_id = _path_id(request, "customer_id")
+    storage = request.app[STORAGE_KEY]
+    history = await in_db(request, storage.communications.consent_history, customer_id)
+    current: dict[str, dict[str, bool]] = {}
+    for record in history:
+        current.setdefault(record["channel"], {})[record["purpose"]] = record["granted"]
+    return web.json_response({"customer_id": customer_id, "current": current, "history": history})
+
+
+async def put_template(request: web.Request) -> web.Response:
+    template_id = _path_id(request, "template_id")
+    body = await json_body(request, max_bytes=MAX_JSON_BYTES)
+    storage = request.app[STORAGE_KEY]
+    now = request.app[CLOCK_KEY]()
+    template = await in_db(request, storage.communications.put_template, template_id, body, now)
+    return web.json_response(
+        {"template_id": template_id, "subject": template.subject, "body": template.body}
+    )
+
+
+async def _template(request: web.Request, template_id: str) -> Template:
+    found = await in_db(request, request.app[STORAGE_KEY].communications.template, template_id)
+    if found is None:
+        raise UnknownObject("template_id", f"unknown template {template_id!r}")
+    return found
+
+
+async def preview(request: web.Request) -> web.Response:
+    template = await _template(request, _path_id(request, "template_id"))
+    body = await json_body(request, max_bytes=MAX_JSON_BYTES, optional=True)
+    lang = body.get("lang", "ru") if isinstance(body, Mapping) else "ru"
+    if lang not in LANGUAGES:
+        raise InvalidRequest("body.lang", f"expected one of {', '.join(LANGUAGES)}")
+    values = body.get("values", {}) if isinstance(body, Mapping) else {}
+    if not isinstance(values, Mapping):
+        raise MalformedRequest("body.values", "expected an object")
+    for name in values:
+        if name not in VARIABLES:
+            raise InvalidRequest(f"body.values.{name}", f"unknown variable {name!r}")
+    filled = {name: str(values.get(name, f"[{name}]")) for name in VARIABLES}
+    subject, text = template.render(lang, filled)
+    return web.json_response({"lang": lang, "subject": subject, "body": text})
+
+
+async def _campaign(request: web.Request, body: Any) -> BurningCampaign:
+    if not isinstance(body, Mapping):
+        raise MalformedRequest("body", "expected a JSON object")
+    campaign_id = body.get("campaign_id")
+    if not isinstance(campaign_id, str) or not ID_PATTERN.match(campaign_id):
+        raise MalformedRequest("body.campaign_id", "expected an id")
+    templates = body.get("templates")
+    if not isinstance(templates, Mapping) or not templates:
+        raise MalformedRequest("body.templates", "expected {group: template_id}")
+    resolved = {}
+    for group, template_id in templates.items():
+        if not isinstance(template_id, str) or not ID_PATTERN.match(template_id):
+            raise MalformedRequest(f"body.templates.{group}", "expected a template id")
+        resolved[str(group)] = await _template(request, template_id)
+    raw_split = body.get("split", {"A": 9000, "X": 1000})
+    if not isinstance(raw_split, Mapping) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in raw_split.values()
+    ):
+        raise MalformedRequest("body.split", "expected {group: share per 10000}")
+    for group in resolved:
+        if group not in raw_split:
+            raise InvalidRequest(f"body.templates.{group}", "a group with a template needs a share")
+    within = body.get("within_days", 7)
+    if not isinstance(within, int) or isinstance(within, bool):
+        raise MalformedRequest("body.within_days", "expected an integer")
+    currency = body.get("currency", "RUB")
+    if not isinstance(currency, str) or len(currency) != 3:
+        raise MalformedRequest("body.currency", "expected an ISO 4217 code")
+    return BurningCampaign(
+        campaign_id,
+        resolved,
+        tuple((str(g), int(s)) for g, s in raw_split.items()),
+        within,
+        currency,
+    )
+
+
+async def launch(request: web.Request) -> web.Response:
+    campaign = await _campaign(request, await json_body(request, max_bytes=MAX_JSON_BYTES))
+    storage = request.app[STORAGE_KEY]
+    now = request.app[CLOCK_KEY]()
+    done = await in_db(request, launch_burning, storage.communications, campaign, now)
+    return web.json_response(done, status=201)
+
+
+async def fallback(request: web.Request) -> web.Response:
+    body = await json_body(request, max_bytes=MAX_JSON_BYTES)
+    if isinstance(body, Mapping):
+        body = {**body, "campaign_id": _path_id(request, "campaign_id")}
+    campaign = await _campaign(request, body)
+    storage = request.app[STORAGE_KEY]
+    now = request.app[CLOCK_KEY]()
+    added = await in_db(request, run_fallback, storage.communications, campaign, now)
+    return web.json_response({"campaign_id": campaign.campaign_id, "enqueued": added})
+
+
+async def campaign(request: web.Request) -> web.Response:
+    campaign_id = _path_id(request, "campaign_id")
+    storage = request.app[STORAGE_KEY]
+    now = request.app[CLOCK_KEY]()
+    states = await in_db(request, storage.communications.state_counts, campaign_id)
+    results = await in_db(request, storage.communications.results, campaign_id, now)
+    if not results and not states:
+        raise UnknownObject("campaign_id", f"unknown campaign {campaign_id!r}")
+    return web.json_response({"campaign_id": campaign_id, "states": states, "groups": results})
+
+
+async def messages(request: web.Request) -> web.Response:
+    customer_id = query_id(request, "customer_id", required=False)
+    campaign_id = query_id(request, "campaign_id", required=False)
+    if customer_id is None and campaign_id is None:
+        raise MalformedRequest("customer_id", "give customer_id or campaign_id")
+    storage = request.app[STORAGE_KEY]
+
+    def read() -> list[dict[str, Any]]:
+        return storage.communications.messages(customer_id=customer_id, campaign_id=campaign_id)
+
+    return web.json_response({"messages": await in_db(request, read)})
+
+
+async def unsubscribe_page(request: web.Request) -> web.Response:
+    """A GET never unsubscribes (link scanners follow links): it shows a one-button form."""
+    token = html.escape(_token(request))
+    return web.Response(
+        text=(
+            "<!doctype html><meta charset=utf-8><title>Unsubscribe</title>"
+            f'<form method=post action="/v1/communications/unsubscribe/{token}">'
+            '<input type=hidden name="List-Unsubscribe" value="One-Click">'
+            "<button>Отписаться / Unsubscribe</button></form>"
+        ),
+        content_type="text/html",
+    )
+
+
+async def unsubscribe(request: web.Request) -> web.Response:
+    """RFC 8058 one-click: a POST of List-Unsubscribe=One-Click withdraws advertising consent
+    on the message's channel, and its queued marketing there is skipped, in one transaction."""
+    token = _token(request)
+    form = await request.post()
+    if form.get("List-Unsubscribe") != "One-Click":
+        raise MalformedRequest("List-Unsubscribe", "expected List-Unsubscribe=One-Click")
+    storage = request.app[STORAGE_KEY]
+    now = request.app[CLOCK_KEY]()
+    evidence = f"POST from {request.remote}; User-Agent {request.headers.get('User-Agent', '')!r}"
+    done = await in_db(request, storage.communications.unsubscribe, token, now, evidence)
+    if done is None:
+        raise UnknownObject("token", "unknown unsubscribe token")
+    return web.json_response(done)
+
+
+async def opened(request: web.Request) -> web.Response:
+    token = _token(request)
+    storage = request.app[STORAGE_KEY]
+    now = request.app[CLOCK_KEY]()
+    await in_db(request, storage.communications.mark_engaged, token, "opened", now)
+    return web.Response(
+        body=_PIXEL, content_type="image/gif", headers={"Cache-Control": "no-store"}
+    )

@@ -1,0 +1,108 @@
+"""E-mail over SMTP (aiosmtplib): a text part, an HTML part, RFC 8058 one-click unsubscribe."""
+
+from __future__ import annotations
+
+import html
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import formataddr
+
+import aiosmtplib
+
+from center.communications.model import OutMessage, Receipt, SendOutcome
+from center.communications.rules import message_id_header
+
+__all__ = ["EmailChannel", "build_email"]
+
+
+def build_email(message: OutMessage, *, sender: str, sender_name: str, public_url: str) -> bytes:
+    """The RFC 5322 bytes of one message: UTF-8 text and HTML parts, encoded headers, a
+    Message-ID derived from the idempotency key, List-Unsubscribe with One-Click (RFC 8058)."""
+    mail = EmailMessage(policy=SMTP)
+    mail["From"] = formataddr((sender_name, sender))
+    mail["To"] = message.address
+    mail["Subject"] = message.subject
+    domain = sender.rpartition("@")[2] or "localhost"
+    mail["Message-ID"] = message_id_header(message.idempotency_key, domain)
+    mail["X-Idempotency-Key"] = message.idempotency_key
+    base = f"{public_url.rstrip('/')}/v1/communications"
+    pixel = ""
+    if message.kind == "marketing":
+        mail["List-Unsubscribe"] = f"<{base}/unsubscribe/{message.unsubscribe_token}>"
+        mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        # Opens are counted where images load; the plain-text part has no pixel.
+        url = html.escape(f"{base}/opened/{message.unsubscribe_token}")
+        pixel = f'<img src="{url}" width="1" height="1" alt="">'
+    mail.set_content(message.body, charset="utf-8")
+    paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in message.body.split("\n\n"))
+    mail.add_alternative(f"<html><body>{paragraphs}{pixel}</body></html>", subtype="html")
+    return mail.as_bytes()
+
+
+class EmailChannel:
+    """Sends through one SMTP server, over one connection kept open between messages."""
+
+    name = "email"
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        sender: str,
+        public_url: str,
+        sender_name: str = "",
+        username: str | None = None,
+        password: str | None = None,
+        start_tls: bool | None = None,
+        rate_per_s: float = 50.0,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self.host, self.port = host, port
+        self.sender, self.sender_name, self.public_url = sender, sender_name, public_url
+        self.username, self.password, self.start_tls = username, password, start_tls
+        self.rate_per_s = rate_per_s
+        self.timeout_s = timeout_s
+        self._smtp: aiosmtplib.SMTP | None = None
+
+    async def open(self) -> None:
+        if self._smtp is not None and self._smtp.is_connected:
+            return
+        smtp = aiosmtplib.SMTP(
+            hostname=self.host, port=self.port, timeout=self.timeout_s, start_tls=self.start_tls
+        )
+        await smtp.connect()
+        if self.username:
+            await smtp.login(self.username, self.password or "")
+        self._smtp = smtp
+
+    async def send(self, message: OutMessage) -> SendOutcome:
+        raw = build_email(
+            message, sender=self.sender, sender_name=self.sender_name, public_url=self.public_url
+        )
+        try:
+            await self.open()
+            assert self._smtp is not None
+            refused, _reply = await self._smtp.sendmail(self.sender, [message.address], raw)
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [r.code for r in exc.recipients]
+            return SendOutcome(False, permanent=all(500 <= c < 600 for c in codes), reason=str(exc))
+        except aiosmtplib.SMTPResponseException as exc:
+            return SendOutcome(False, permanent=500 <= exc.code < 600, reason=f"{exc.code} {exc}")
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            await self.close()
+            return SendOutcome(False, reason=f"smtp: {exc}")
+        if refused:
+            return SendOutcome(False, permanent=True, reason=str(refused))
+        return SendOutcome(True)
+
+    async def receipts(self) -> list[Receipt]:
+        return []  # SMTP reports acceptance only; bounces arrive later as mail (not read here)
+
+    async def close(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None and smtp.is_connected:
+            try:
+                await smtp.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                smtp.close()

@@ -1,0 +1,100 @@
+"""`loyalty-center send-messages`: one pass of the outbox sender over the configured channels."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
+
+from center.communications.channels import Channel, EmailChannel, SmsChannel
+from center.communications.sender import DEFAULT_DAILY_CAP, collect_receipts, send_due
+from center.config import Config
+
+__all__ = ["SEND_COMMAND", "add_send_command", "send_command"]
+
+SEND_COMMAND = "send-messages"
+
+
+def add_send_command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    with_config: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    """Add `send-messages` to the Center's subcommands."""
+    p = sub.add_parser(SEND_COMMAND, help="send the outbox's due messages (one pass) and receipts")
+    with_config(p)
+    p.add_argument("--smtp", default="", help="HOST:PORT of the SMTP server (e-mail channel)")
+    p.add_argument("--sender", default="", help="the From address of e-mails")
+    p.add_argument("--sender-name", default="", help="the From display name")
+    p.add_argument("--public-url", default="", help="the Center's public URL (unsubscribe links)")
+    p.add_argument("--smpp", default="", help="HOST:PORT of the SMSC (SMS channel)")
+    p.add_argument("--smpp-system-id", default="", help="SMPP system_id")
+    p.add_argument(
+        "--smpp-password-env", default="SMPP_PASSWORD", help="variable holding the SMPP password"
+    )
+    p.add_argument("--sms-source", default="", help="the SMS sender name or number")
+    p.add_argument("--daily-cap", type=int, default=DEFAULT_DAILY_CAP, help="marketing per day")
+    p.add_argument("--receipts-wait-s", type=float, default=5.0, help="wait for SMS receipts")
+
+
+def _host_port(value: str, option: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise SystemExit(f"error: {option}: expected HOST:PORT, got {value!r}")
+    return host, int(port)
+
+
+def send_command(config: Config, args: argparse.Namespace) -> int:
+    """Send what is due on the channels given on the command line; print the report as JSON."""
+    from center.storage import open_storage
+
+    channels: dict[str, Channel] = {}
+    if args.smtp:
+        if not args.sender or not args.public_url:
+            print("error: --smtp needs --sender and --public-url", file=sys.stderr)
+            return 2
+        host, port = _host_port(args.smtp, "--smtp")
+        channels["email"] = EmailChannel(
+            host, port, sender=args.sender, sender_name=args.sender_name,
+            public_url=args.public_url,
+        )  # fmt: skip
+    if args.smpp:
+        host, port = _host_port(args.smpp, "--smpp")
+        channels["sms"] = SmsChannel(
+            host, port, system_id=args.smpp_system_id,
+            password=os.environ.get(args.smpp_password_env, ""), source_addr=args.sms_source,
+        )  # fmt: skip
+    if not channels:
+        print("error: give --smtp and/or --smpp", file=sys.stderr)
+        return 2
+    storage = open_storage(config.storage)
+
+    def clock() -> datetime:
+        return datetime.now(UTC)
+
+    async def run() -> dict[str, object]:
+        try:
+            report = await send_due(
+                storage.communications, channels, clock=clock, daily_cap=args.daily_cap
+            )
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + args.receipts_wait_s
+            while report.receipts < report.by_channel.get("sms", 0) and loop.time() < deadline:
+                report.receipts += await collect_receipts(
+                    storage.communications, channels, clock=clock
+                )
+                await asyncio.sleep(0.2)
+            return asdict(report)
+        finally:
+            for channel in channels.values():
+                await channel.close()
+
+    try:
+        print(json.dumps(asyncio.run(run()), sort_keys=True))
+    finally:
+        storage.close()
+    return 0
