@@ -1,6 +1,6 @@
 """`loyalty-center`: serve, check-config, import-dataset, simulate, recompute, enrol-store,
 add-user, list-users, revoke-user, report, generate-coupons, load-master, settings,
-set-settings."""
+set-settings, fraud scan."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from center.access.cli import USER_COMMANDS, add_user_commands, user_command
 from center.config import Config, effective_config, format_toml, load_config
 from center.errors import CenterError, ConfigError
 from center.feed.master_cli import MASTER_COMMANDS, add_master_commands, master_command
+from center.fraud.cli import add_fraud_commands, fraud_command
 from sync_protocol import Sale
 
 if TYPE_CHECKING:
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_user_commands(sub, with_config)
     add_master_commands(sub, with_config)
+    add_fraud_commands(sub, with_config)
     rep = sub.add_parser(
         "report", help="write report.html (KPIs, tables, SVG charts) and the SVGs of a period"
     )
@@ -138,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return user_command(config, args)
         if args.command in MASTER_COMMANDS:
             return master_command(config, args, _ProgressLine())
+        if args.command == "fraud":
+            return fraud_command(config, args, _ProgressLine())
         if args.command == "report":
             from center.reporting.queries import report_command
 

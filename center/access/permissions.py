@@ -41,6 +41,8 @@ PERMISSIONS: tuple[str, ...] = (
     "stores.admin",
     "master.read",
     "master.write",
+    "fraud.read",
+    "fraud.review",
 )
 """Every permission a route may require."""
 
@@ -79,6 +81,8 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = MappingProxyType(
             "segments.read",
             "reports.read",
             "audit.read",
+            "fraud.read",
+            "fraud.review",
         },
         "data_analyst": READ_PERMISSIONS,
         "call_center": frozenset(

@@ -11,6 +11,7 @@ from center.access.nodes_store import NodeRepository
 from center.access.users_store import UserRepository
 from center.crm.store import CustomerRepository
 from center.feed.versions import MasterVersions
+from center.fraud.store import FraudRepository
 from center.ledger.model import BURNING_WITHIN, Balance, Burning, LedgerEntry, Pending
 from center.ledger.returns_store import ReturnsRepository
 from center.ledger.store import LedgerRepository
@@ -163,6 +164,7 @@ class Storage(Protocol):
     master: MasterDataRepository
     users: UserRepository
     nodes: NodeRepository
+    fraud: FraudRepository
 
     @property
     def backend(self) -> str:

@@ -8,6 +8,7 @@ from center.crm import customers_store as customers
 from center.crm import store as crm
 from center.feed import master_store
 from center.feed import store as feed
+from center.fraud import store as fraud
 from center.ingest import partitions
 from center.ingest.store_postgres import PostgresSalesRepository
 from center.ledger import returns_store as returns
@@ -272,6 +273,7 @@ POSTGRES_MIGRATIONS = MigrationList(
         coupon_jobs.POSTGRES_MIGRATION,
         master_store.POSTGRES_MIGRATION,
         coupon_holds.POSTGRES_MIGRATION,
+        fraud.POSTGRES_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names
 )

@@ -20,6 +20,7 @@ from center.crm import api as crm_api
 from center.crm import customers_api
 from center.feed import api as feed_api
 from center.feed import master_api
+from center.fraud import api as fraud_api
 from center.ingest import api as ingest_api
 from center.ledger import api as ledger_api
 from center.ledger import returns_api
@@ -46,6 +47,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     offers_api,
     reports_api,
     master_api,
+    fraud_api,
 )
 """Every module with `add_routes(app)` and `PERMISSIONS`, in registration order (a fixed path
 such as /v1/customers/search is registered before the {customer_id} it would otherwise match)."""
