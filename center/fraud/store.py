@@ -10,7 +10,7 @@ writes an `audit` row (kind `fraud_signal`) in its own transaction.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,13 +32,14 @@ from center.fraud.model import (
     ScanInput,
     Signal,
 )
-from center.storage.base import Progress
 from center.storage.database import Database
 from center.storage.migrations import Migration
 from sync_protocol import ProtocolError, decode_sale
 
 __all__ = ["MAX_LIST", "POSTGRES_MIGRATION", "SQLITE_MIGRATION", "FraudRepository"]
 
+Progress = Callable[[str, int, int], None]
+"""progress(stage, done, total), as center.storage.base.Progress (which imports this module)."""
 MAX_LIST = 1000
 """Most signals one list returns."""
 MAX_NOTE_LEN = 500
