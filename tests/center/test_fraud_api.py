@@ -5,8 +5,9 @@ routes, sales sent through the real ingest route, the scan, the signal, its revi
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +144,7 @@ async def test_a_revision_that_makes_grants_jump_is_a_signal_with_its_sales(
     assert [(h["action"], h["actor"]) for h in reviewed["history"]] == [("review", "lena")]
 
 
+@pytest.mark.parametrize("open_storage", ["sqlite"], indirect=True)  # no backend SQL to test
 @pytest.mark.parametrize(
     ("method", "path", "body", "query", "field"),
     [
@@ -168,3 +170,33 @@ async def test_bad_input_is_a_4xx_naming_the_field(
     status, answer = await lena.call(method, path, body, query)
     assert 400 <= status < 500, answer
     assert answer["detail"].startswith(f"{field}: ") or field in answer["detail"], answer
+
+
+def test_fraud_scan_command_prints_counts_and_progress(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from center.cli import main
+    from center.storage.sqlite import SqliteStorage
+
+    path = write_config(tmp_path)
+    storage = SqliteStorage(tmp_path / "data" / "center.db")
+    storage.migrate()
+    storage.feed.upsert_master(master_tables())
+    now = datetime.now(UTC)
+    for i in range(5):
+        storage.returns.adjust(
+            CARD,
+            "bonus",
+            100,
+            "goodwill",
+            "mallory",
+            now - timedelta(minutes=i),
+            idempotency_key=f"k{i}",
+        )
+    storage.close()
+    assert main(["fraud", "scan", "--config", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["new"] == 2  # mallory's burst, and the card's
+    assert "read: 1/1" in err and "record: 2/2" in err
+    assert main(["fraud", "scan", "--config", str(path), "--hours", "0"]) == 2
+    assert "--hours" in capsys.readouterr().err

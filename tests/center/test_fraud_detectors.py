@@ -115,9 +115,7 @@ def test_adjustment_burst_names_the_person_and_keeps_the_keys() -> None:
 
 
 def test_shared_coupon_fires_above_the_card_count_only() -> None:
-    uses = [
-        CouponUse("FRIENDS10", f"C{i}", f"s{i}", NOW - timedelta(hours=i)) for i in range(8)
-    ]
+    uses = [CouponUse("FRIENDS10", f"C{i}", f"s{i}", NOW - timedelta(hours=i)) for i in range(8)]
     found = shared_coupons(uses, S, NOW)
     assert len(found) == 1 and found[0].subject == "FRIENDS10"
     assert "8 different cards" in found[0].reason
@@ -139,9 +137,7 @@ def test_revision_at_is_the_last_published_at_or_before() -> None:
 
 
 def test_revision_jump_names_the_promotion_revision_and_sales() -> None:
-    before = [
-        Grant("A3", f"b{i}", 5, NOW - timedelta(days=3, minutes=i), 300) for i in range(20)
-    ]
+    before = [Grant("A3", f"b{i}", 5, NOW - timedelta(days=3, minutes=i), 300) for i in range(20)]
     after = [Grant("A3", f"a{i}", 9, NOW - timedelta(hours=i), 10_000) for i in range(6)]
     found = revision_jumps([*before, *after], revisions(), S, NOW, RUB)
     assert len(found) == 1
