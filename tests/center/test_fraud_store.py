@@ -12,6 +12,7 @@ from center.errors import InvalidRequest, UnknownObject
 from center.storage import Storage
 from sync_protocol import LoyaltyMovement, Sale
 from tests.center.center_factories import CARD, T0, make_sale, master_tables
+from tests.center.test_center_returns import make_return
 
 NOW = T0 + timedelta(days=30)
 
@@ -129,3 +130,34 @@ def test_adjustment_bursts_and_shared_codes_come_from_the_stored_rows(storage: S
     code = storage.fraud.list_signals(detector="shared_coupon")
     assert len(code) == 1 and code[0]["subject"] == "FRIENDS10"
     assert set(code[0]["sale_ids"]) == {s.sale_id for s in shared}
+
+
+def test_return_bursts_and_fast_travel_come_from_the_stored_sales(storage: Storage) -> None:
+    storage.feed.upsert_master(master_tables())
+    originals = [
+        dataclasses.replace(
+            make_sale(300 + i, register_id="367-2", card_no=f"29000000002{i:02d}"),
+            closed_at=NOW - timedelta(days=2),
+            opened_at=NOW - timedelta(days=2, minutes=1),
+        )
+        for i in range(5)
+    ]
+    returns = [
+        dataclasses.replace(
+            make_return(400 + i, original, {1: 1000}, register_id="367-9"),
+            closed_at=NOW - timedelta(minutes=50 - 5 * i),
+            opened_at=NOW - timedelta(minutes=51 - 5 * i),
+        )
+        for i, original in enumerate(originals)
+    ]
+    here = sale_at(500, NOW - timedelta(minutes=40))
+    there = dataclasses.replace(
+        sale_at(501, NOW - timedelta(minutes=36), register_id="406-1"), store_id="406"
+    )
+    storage.sales.ingest([*originals, *returns, here, there], NOW)
+    storage.fraud.scan(NOW)
+    [burst] = storage.fraud.list_signals(detector="return_burst")
+    assert (burst["subject_kind"], burst["subject"]) == ("register", "367-9")
+    assert burst["sale_ids"] == [r.sale_id for r in returns]
+    [travel] = storage.fraud.list_signals(detector="fast_travel")
+    assert travel["subject"] == CARD and travel["sale_ids"] == [here.sale_id, there.sale_id]
