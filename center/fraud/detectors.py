@@ -29,6 +29,7 @@ __all__ = [
     "return_bursts",
     "revision_at",
     "revision_jumps",
+    "revision_versions",
     "shared_coupons",
 ]
 
@@ -344,44 +345,61 @@ def revision_at(revisions: Sequence[Revision], promo_version: int) -> Revision |
     return live
 
 
+def revision_versions(
+    revisions: Sequence[Revision], promotion_id: str, revision: int
+) -> tuple[int, int | None]:
+    """The master versions [low, high) at which a revision was the live one (high None: still
+    live)."""
+    ordered = sorted(
+        (r for r in revisions if r.promotion_id == promotion_id), key=lambda r: r.published_version
+    )
+    for this, following in zip(ordered, [*ordered[1:], None], strict=True):
+        if this.revision == revision:
+            return (
+                this.published_version,
+                None if following is None else following.published_version,
+            )
+    raise ValueError(f"promotion {promotion_id!r} has no published revision {revision}")
+
+
 def revision_jumps(
     grants: Sequence[Grant],
     revisions: Sequence[Revision],
     settings: FraudSettings,
-    now: datetime,
     money: Money = PLAIN,
 ) -> list[Signal]:
     """A promotion revision whose grants per receipt are `revision_jump_ratio` times those of
     the revision live before it (and `revision_min_increase_minor` more), both with enough
-    receipts within the history window."""
-    oldest = now - timedelta(days=settings.history_days)
+    receipts; the grants are those of the history window. The sales behind a signal are the
+    revision's receipts (`revision_versions`), which the caller looks up."""
     per_promotion: dict[str, list[Revision]] = defaultdict(list)
     for r in revisions:
         per_promotion[r.promotion_id].append(r)
-    # (promotion, revision) -> {sale_id: granted}
-    granted: dict[tuple[str, int], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    # (promotion, revision) -> [receipts, granted]
+    granted: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0, 0])
     for g in grants:
-        if not oldest <= g.closed_at <= now or g.promotion_id not in per_promotion:
+        if g.promotion_id not in per_promotion:
             continue
         live = revision_at(per_promotion[g.promotion_id], g.promo_version)
         if live is not None:
-            granted[(g.promotion_id, live.revision)][g.sale_id] += g.amount_minor
+            totals = granted[(g.promotion_id, live.revision)]
+            totals[0] += g.receipts
+            totals[1] += g.amount_minor
     signals: list[Signal] = []
     for promotion_id, known in sorted(per_promotion.items()):
         ordered = sorted(known, key=lambda r: r.published_version)
         for before, after in pairwise(ordered):
-            old = granted.get((promotion_id, before.revision), {})
-            new = granted.get((promotion_id, after.revision), {})
-            if min(len(old), len(new)) < settings.revision_min_receipts:
+            old_n, old_total = granted.get((promotion_id, before.revision), [0, 0])
+            new_n, new_total = granted.get((promotion_id, after.revision), [0, 0])
+            if min(old_n, new_n) < settings.revision_min_receipts:
                 continue
-            old_total, new_total = sum(old.values()), sum(new.values())
-            # Compare per-receipt means without division: new/len(new) vs old/len(old).
-            if new_total * len(old) < settings.revision_jump_ratio * old_total * len(new):
+            # Compare per-receipt means without division: new/new_n vs old/old_n.
+            if new_total * old_n < settings.revision_jump_ratio * old_total * new_n:
                 continue
-            old_each, new_each = old_total // len(old), new_total // len(new)
+            old_each, new_each = old_total // old_n, new_total // new_n
             if new_each - old_each < settings.revision_min_increase_minor:
                 continue
-            times = "many" if old_total == 0 else f"{new_each / max(old_each, 1):.0f}"
+            times = "many" if old_each <= 0 else f"{new_each / old_each:.0f}"
             signals.append(
                 Signal(
                     detector="revision_jump",
@@ -392,14 +410,14 @@ def revision_jumps(
                     reason=(
                         f"promotion {promotion_id} revision {after.revision} (published at "
                         f"master version {after.published_version} by {after.author}) granted "
-                        f"{money.show(new_total)} over {len(new)} receipts, "
+                        f"{money.show(new_total)} over {new_n} receipts, "
                         f"{money.show(new_each)} per receipt, against {money.show(old_each)} "
-                        f"per receipt over {len(old)} receipts under revision {before.revision}: "
-                        f"{times} times as much; {settings.revision_jump_ratio} times and "
+                        f"per receipt over {old_n} receipts under revision {before.revision} "
+                        f"(the last {settings.history_days} days): {times} times as much; "
+                        f"{settings.revision_jump_ratio} times and "
                         f"{money.show(settings.revision_min_increase_minor)} more per receipt "
                         f"is a jump"
                     ),
-                    sale_ids=_capped(sorted(new), settings),
                 )
             )
     return signals
@@ -414,5 +432,5 @@ def detect_all(rows: ScanInput, settings: FraudSettings, now: datetime) -> list[
         *return_bursts(rows.returns, settings, now, money),
         *adjustment_bursts(rows.adjustments, settings, now, money),
         *shared_coupons(rows.coupon_uses, settings, now),
-        *revision_jumps(rows.grants, rows.revisions, settings, now, money),
+        *revision_jumps(rows.grants, rows.revisions, settings, money),
     ]

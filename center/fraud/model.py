@@ -46,6 +46,8 @@ class FraudSettings:
     recent_hours: int = 24
     """Events this recent are judged; older ones are history (a scan every few minutes
     overlaps the last one, and the signal key makes that harmless)."""
+    register_history: int = 1000
+    """A register's most recent receipts its normal is measured over (a median needs no more)."""
     min_history: int = 8
     """Receipts with an accrual a card or register needs before its own history is trusted."""
     outlier_k: int = 8
@@ -99,12 +101,12 @@ class Receipt:
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """What one rule (promotion) accrued on one sale, and the master version it was priced at."""
+    """What one rule (promotion) accrued on the receipts priced at one master version within
+    the history window (the database sums them: a rule may grant on millions of receipts)."""
 
     promotion_id: str
-    sale_id: str
     promo_version: int
-    closed_at: datetime
+    receipts: int
     amount_minor: int
 
 

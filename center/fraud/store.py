@@ -9,6 +9,7 @@ writes an `audit` row (kind `fraud_signal`) in its own transaction.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -16,7 +17,7 @@ from typing import Any
 
 from center.access.audit import AuditLog
 from center.errors import InvalidRequest, UnknownObject
-from center.fraud.detectors import detect_all
+from center.fraud.detectors import detect_all, revision_versions
 from center.fraud.model import (
     DETECTORS,
     REVIEW_STATUSES,
@@ -107,26 +108,7 @@ class FraudRepository:
         coupon_since = ts(now - timedelta(days=settings.coupon_window_days))
         until = ts(now)
         with self.db.guard("read fraud scan input"), self.db.snapshot():
-            receipts = tuple(
-                Receipt(r[0], r[1], r[2], r[3], dt(r[4]), int(r[5]))
-                for r in self.db.execute(
-                    "SELECT s.sale_id, s.store_id, s.register_id, s.card_no, s.closed_at, "
-                    "COALESCE((SELECT SUM(l.amount) FROM ledger l WHERE l.source = s.sale_id "
-                    "AND l.kind = 'accrue'), 0) FROM sales s "
-                    "WHERE s.card_no IS NOT NULL AND s.closed_at >= ? AND s.closed_at <= ?",
-                    (since, until),
-                ).fetchall()
-            )
-            grants = tuple(
-                Grant(r[0], r[1], int(r[2]), dt(r[3]), int(r[4]))
-                for r in self.db.execute(
-                    "SELECT l.rule_id, s.sale_id, s.promo_version, s.closed_at, SUM(l.amount) "
-                    "FROM ledger l JOIN sales s ON s.sale_id = l.source "
-                    "WHERE l.kind = 'accrue' AND s.closed_at >= ? AND s.closed_at <= ? "
-                    "GROUP BY l.rule_id, s.sale_id, s.promo_version, s.closed_at",
-                    (since, until),
-                ).fetchall()
-            )
+            receipts = self._receipts(now, settings)
             revisions = tuple(
                 Revision(r[0], int(r[1]), int(r[2]), r[3])
                 for r in self.db.execute(
@@ -134,6 +116,7 @@ class FraudRepository:
                     "FROM promotion_revisions WHERE published_version IS NOT NULL"
                 ).fetchall()
             )
+            grants = self._grants(revisions, since, until)
             returns = tuple(
                 ReturnEvent(r[0], r[1], r[2], r[3], dt(r[4]), int(r[5]))
                 for r in self.db.execute(
@@ -187,6 +170,108 @@ class FraudRepository:
             ),
         )
 
+    def _receipts(self, now: datetime, settings: FraudSettings) -> tuple[Receipt, ...]:
+        """Card sales of the recent window, and the history of the cards and registers in it:
+        a card's sales of the history window, a register's last `register_history` sales in it
+        (enough for a median; a busy register has thousands)."""
+        ts, dt = self.db.ts, self.db.dt
+        oldest = ts(now - timedelta(days=settings.history_days))
+        lower = ts(
+            now
+            - timedelta(hours=settings.recent_hours)
+            - timedelta(minutes=settings.min_minutes_between_stores)
+        )
+        select = (
+            "SELECT s.sale_id, s.store_id, s.register_id, s.card_no, s.closed_at, "
+            "COALESCE((SELECT SUM(l.amount) FROM ledger l WHERE l.source = s.sale_id "
+            "AND l.kind = 'accrue'), 0) FROM sales s WHERE s.card_no IS NOT NULL AND "
+        )
+        found: dict[str, Receipt] = {}
+
+        def keep(rows: Sequence[Sequence[Any]]) -> None:
+            for r in rows:
+                found[r[0]] = Receipt(r[0], r[1], r[2], r[3], dt(r[4]), int(r[5]))
+
+        keep(
+            self.db.execute(
+                select + "s.closed_at >= ? AND s.closed_at <= ?", (lower, ts(now))
+            ).fetchall()
+        )
+        recent = list(found.values())
+        cards = sorted({r.card_no for r in recent if r.accrued_minor > 0})
+        for start in range(0, len(cards), 500):
+            part = cards[start : start + 500]
+            marks = ", ".join("?" for _ in part)
+            keep(
+                self.db.execute(
+                    select + f"s.card_no IN ({marks}) AND s.closed_at >= ? AND s.closed_at < ?",
+                    (*part, oldest, lower),
+                ).fetchall()
+            )
+        for store_id, register_id in sorted(
+            {(r.store_id, r.register_id) for r in recent if r.accrued_minor > 0}
+        ):
+            keep(
+                self.db.execute(
+                    select + "s.store_id = ? AND s.register_id = ? AND s.closed_at >= ? "
+                    "AND s.closed_at < ? ORDER BY s.seq DESC LIMIT ?",
+                    (store_id, register_id, oldest, lower, settings.register_history),
+                ).fetchall()
+            )
+        return tuple(found.values())
+
+    def _grants(self, revisions: Sequence[Revision], since: Any, until: Any) -> tuple[Grant, ...]:
+        """Accruals per (rule, master version) of promotions with two published revisions or
+        more, summed by the database."""
+        counts: dict[str, int] = {}
+        for r in revisions:
+            counts[r.promotion_id] = counts.get(r.promotion_id, 0) + 1
+        revised = sorted(p for p, n in counts.items() if n > 1)
+        grants: list[Grant] = []
+        for start in range(0, len(revised), 500):
+            part = revised[start : start + 500]
+            marks = ", ".join("?" for _ in part)
+            grants.extend(
+                Grant(r[0], int(r[1]), int(r[2]), int(r[3]))
+                for r in self.db.execute(
+                    "SELECT l.rule_id, s.promo_version, COUNT(DISTINCT s.sale_id), "
+                    "CAST(SUM(l.amount) AS BIGINT) "
+                    "FROM ledger l JOIN sales s ON s.sale_id = l.source "
+                    f"WHERE l.kind = 'accrue' AND l.rule_id IN ({marks}) "
+                    "AND s.closed_at >= ? AND s.closed_at <= ? "
+                    "GROUP BY l.rule_id, s.promo_version",
+                    (*part, since, until),
+                ).fetchall()
+            )
+        return tuple(grants)
+
+    def _revision_sales(
+        self, signal: Signal, rows: ScanInput, now: datetime, settings: FraudSettings
+    ) -> Signal:
+        """A revision_jump signal with the receipts its revision granted on (oldest first)."""
+        revision = int(signal.window.removeprefix("revision "))
+        low, high = revision_versions(rows.revisions, signal.subject, revision)
+        params: list[Any] = [
+            signal.subject,
+            low,
+            self.db.ts(now - timedelta(days=settings.history_days)),
+            self.db.ts(now),
+        ]
+        bound = ""
+        if high is not None:
+            bound = " AND s.promo_version < ?"
+            params.append(high)
+        params.append(settings.max_sale_ids)
+        with self.db.guard("read fraud signal sales"):
+            ids = self.db.execute(
+                "SELECT s.sale_id FROM ledger l JOIN sales s ON s.sale_id = l.source "
+                "WHERE l.kind = 'accrue' AND l.rule_id = ? AND s.promo_version >= ? "
+                f"AND s.closed_at >= ? AND s.closed_at <= ?{bound} "
+                "GROUP BY s.sale_id, s.closed_at ORDER BY s.closed_at, s.sale_id LIMIT ?",
+                params,
+            ).fetchall()
+        return dataclasses.replace(signal, sale_ids=tuple(r[0] for r in ids))
+
     # -- a scan --------------------------------------------------------------------------------
 
     def scan(
@@ -203,7 +288,10 @@ class FraudRepository:
         if progress is not None:
             progress("read", 1, 1)
             progress("detect", 0, 1)
-        found = detect_all(rows, settings, now)
+        found = [
+            self._revision_sales(s, rows, now, settings) if s.detector == "revision_jump" else s
+            for s in detect_all(rows, settings, now)
+        ]
         if progress is not None:
             progress("detect", 1, 1)
         new, updated = self.record_signals(found, now, progress)

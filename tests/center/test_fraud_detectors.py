@@ -12,6 +12,7 @@ from center.fraud.detectors import (
     return_bursts,
     revision_at,
     revision_jumps,
+    revision_versions,
     shared_coupons,
 )
 from center.fraud.model import (
@@ -136,21 +137,24 @@ def test_revision_at_is_the_last_published_at_or_before() -> None:
     assert revision_at(revisions(), 12) == revisions()[1]
 
 
-def test_revision_jump_names_the_promotion_revision_and_sales() -> None:
-    before = [Grant("A3", f"b{i}", 5, NOW - timedelta(days=3, minutes=i), 300) for i in range(20)]
-    after = [Grant("A3", f"a{i}", 9, NOW - timedelta(hours=i), 10_000) for i in range(6)]
-    found = revision_jumps([*before, *after], revisions(), S, NOW, RUB)
+def test_revision_jump_names_the_promotion_revision_and_its_versions() -> None:
+    # Revision 1 live at versions 5..8 (two master versions), revision 2 from 9: 6 receipts
+    # granted 60,000.
+    grants = [Grant("A3", 5, 12, 3600), Grant("A3", 7, 8, 2400), Grant("A3", 9, 6, 60_000)]
+    found = revision_jumps(grants, revisions(), S, RUB)
     assert len(found) == 1
     signal = found[0]
     assert (signal.subject, signal.window) == ("A3", "revision 2")
-    assert set(signal.sale_ids) == {f"a{i}" for i in range(6)}
-    assert "600.00 RUB over 6 receipts" in signal.reason
-    assert "by maria" in signal.reason and "revision 1" in signal.reason
+    assert "600.00 RUB over 6 receipts, 100.00 RUB per receipt" in signal.reason
+    assert "3.00 RUB per receipt over 20 receipts under revision 1" in signal.reason
+    assert "by maria" in signal.reason
+    assert revision_versions(revisions(), "A3", 1) == (5, 9)
+    assert revision_versions(revisions(), "A3", 2) == (9, None)
 
 
 def test_revision_jump_is_quiet_for_a_modest_change_or_few_receipts() -> None:
-    before = [Grant("A3", f"b{i}", 5, NOW - timedelta(days=3), 300) for i in range(20)]
-    doubled = [Grant("A3", f"a{i}", 9, NOW - timedelta(hours=i), 600) for i in range(20)]
-    assert revision_jumps([*before, *doubled], revisions(), S, NOW) == []
-    two = [Grant("A3", f"a{i}", 9, NOW - timedelta(hours=i), 10_000) for i in range(2)]
-    assert revision_jumps([*before, *two], revisions(), S, NOW) == []
+    before = Grant("A3", 5, 20, 6000)
+    assert revision_jumps([before, Grant("A3", 9, 20, 12_000)], revisions(), S) == []  # doubled
+    assert revision_jumps([before, Grant("A3", 9, 2, 20_000)], revisions(), S) == []  # 2 receipts
+    # A promotion with a single revision has no "before" to jump from.
+    assert revision_jumps([Grant("B1", 5, 50, 10**6)], [Revision("B1", 1, 5, "x")], S) == []
