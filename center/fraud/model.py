@@ -46,7 +46,7 @@ class FraudSettings:
     recent_hours: int = 24
     """Events this recent are judged; older ones are history (a scan every few minutes
     overlaps the last one, and the signal key makes that harmless)."""
-    register_history: int = 1000
+    register_history: int = 300
     """A register's most recent receipts its normal is measured over (a median needs no more)."""
     min_history: int = 8
     """Receipts with an accrual a card or register needs before its own history is trusted."""

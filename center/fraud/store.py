@@ -136,11 +136,12 @@ class FraudRepository:
                 ).fetchall()
             )
             # Promo codes are in no batch table: the sales themselves say what they redeemed.
+            # The encoder omits an empty list, so only payloads naming the field are decoded.
             uses: list[CouponUse] = []
             for sale_id, card_no, payload in self.db.execute(
-                "SELECT sale_id, card_no, payload FROM sales "
-                "WHERE card_no IS NOT NULL AND closed_at >= ? AND closed_at <= ?",
-                (coupon_since, until),
+                "SELECT sale_id, card_no, payload FROM sales WHERE card_no IS NOT NULL "
+                f"AND closed_at >= ? AND closed_at <= ? AND {self.db.dialect.contains('payload')}",
+                (coupon_since, until, b"coupons_redeemed"),
             ).fetchall():
                 try:
                     sale = decode_sale(bytes(payload))
