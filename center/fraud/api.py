@@ -42,6 +42,18 @@ def _signal_id(request: web.Request) -> int:
     return int(raw)
 
 
+def _subject(request: web.Request) -> str | None:
+    # A subject is a card, register, person (may hold '@'), code or promotion id.
+    value = request.query.get("subject")
+    if value is None or value == "":
+        return None
+    if len(value) > 64 or not value.isprintable():
+        raise MalformedRequest(
+            "subject", f"expected 1..64 printable characters, got {value[:80]!r}"
+        )
+    return value
+
+
 def parse_review(body: Any) -> tuple[str, str]:
     """(status, note) of POST .../review: {"status": "confirmed"|"dismissed"|"open", "note"?}."""
     if not isinstance(body, Mapping):
@@ -64,7 +76,7 @@ async def list_signals(request: web.Request) -> web.Response:
         "status": query_id(request, "status", required=False),
         "detector": query_id(request, "detector", required=False),
         "severity": query_id(request, "severity", required=False),
-        "subject": query_id(request, "subject", required=False),
+        "subject": _subject(request),
         "before": None if before in (None, "") else query_int(request, "before", default=0),
         "limit": query_int(request, "limit", default=100),
     }

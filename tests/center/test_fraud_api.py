@@ -150,6 +150,7 @@ async def test_a_revision_that_makes_grants_jump_is_a_signal_with_its_sales(
     [
         ("GET", "/v1/fraud/signals", None, {"status": "maybe"}, "status"),
         ("GET", "/v1/fraud/signals", None, {"limit": "-1"}, "limit"),
+        ("GET", "/v1/fraud/signals", None, {"subject": "x" * 65}, "subject"),
         ("GET", "/v1/fraud/signals/abc", None, None, "signal_id"),
         ("POST", "/v1/fraud/signals/1/review", {"status": 1}, None, "body.status"),
         ("POST", "/v1/fraud/signals/1/review", {"status": "x", "why": 1}, None, "body.why"),
