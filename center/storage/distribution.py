@@ -92,6 +92,7 @@ PLAN: Mapping[str, Placement] = MappingProxyType(
         "coupon_jobs": LOCAL,
         "coupon_job_codes": LOCAL,
         "store_cards": LOCAL,
+        "fraud_signals": LOCAL,
     }
 )
 """Every table of the Center's PostgreSQL schema and its placement."""
