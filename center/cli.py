@@ -1,6 +1,6 @@
 """`loyalty-center`: serve, check-config, import-dataset, simulate, recompute, enrol-store,
 add-user, list-users, revoke-user, report, generate-coupons, load-master, settings,
-set-settings, send-messages."""
+set-settings, send-messages, fraud scan."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from center.communications.cli import SEND_COMMAND, add_send_command, send_comma
 from center.config import Config, effective_config, format_toml, load_config
 from center.errors import CenterError, ConfigError
 from center.feed.master_cli import MASTER_COMMANDS, add_master_commands, master_command
+from center.fraud.cli import add_fraud_commands, fraud_command
 from sync_protocol import Sale
 
 if TYPE_CHECKING:
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_user_commands(sub, with_config)
     add_master_commands(sub, with_config)
+    add_fraud_commands(sub, with_config)
     rep = sub.add_parser(
         "report", help="write report.html (KPIs, tables, SVG charts) and the SVGs of a period"
     )
@@ -140,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return user_command(config, args)
         if args.command in MASTER_COMMANDS:
             return master_command(config, args, _ProgressLine())
+        if args.command == "fraud":
+            return fraud_command(config, args, _ProgressLine())
         if args.command == "report":
             from center.reporting.queries import report_command
 

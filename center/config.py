@@ -75,6 +75,14 @@ class SegmentSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class FraudScanSettings:
+    scan_interval_s: int = 900
+    """How often the Center runs the fraud detectors (a scheduled job; docs/FRAUD.md)."""
+    min_minutes_between_stores: int = 30
+    """One card at two different stores closer than this is a fraud signal."""
+
+
+@dataclass(frozen=True, slots=True)
 class MasterSettings:
     card_scope_days: int = 365
     """A store holds the cards with a sale there within this many days (plus looked-up cards)."""
@@ -117,6 +125,7 @@ class Config:
     segments: SegmentSettings = SegmentSettings()
     master: MasterSettings = MasterSettings()
     reports: ReportSettings = ReportSettings()
+    fraud: FraudScanSettings = FraudScanSettings()
     source: Path | None = None
 
 
@@ -130,6 +139,7 @@ _KNOWN: dict[str, tuple[str, ...]] = {
     "segments": ("recalc_interval_s",),
     "master": ("card_scope_days", "delta_max_rows", "checksum_every_s"),
     "reports": ("timezone",),
+    "fraud": ("scan_interval_s", "min_minutes_between_stores"),
 }
 
 
@@ -339,6 +349,12 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: Path | None
         segments, "segments", "recalc_interval_s", 3600, low=1, high=7 * 86400
     )
     reader.unknown_keys(segments, "segments", _KNOWN["segments"])
+    fraud = tables.get("fraud", {})
+    scan_interval_s = reader.integer(fraud, "fraud", "scan_interval_s", 900, low=10, high=86400)
+    min_minutes = reader.integer(
+        fraud, "fraud", "min_minutes_between_stores", 30, low=1, high=24 * 60
+    )
+    reader.unknown_keys(fraud, "fraud", _KNOWN["fraud"])
     master = tables.get("master", {})
     card_scope_days = reader.integer(master, "master", "card_scope_days", 365, low=1, high=3650)
     delta_max_rows = reader.integer(master, "master", "delta_max_rows", 20000, low=100, high=200000)
@@ -419,6 +435,10 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: Path | None
             checksum_every_s=checksum_every_s,
         ),
         reports=ReportSettings(timezone=report_zone),
+        fraud=FraudScanSettings(
+            scan_interval_s=scan_interval_s or 900,
+            min_minutes_between_stores=min_minutes or 30,
+        ),
         source=source,
     )
 
@@ -464,6 +484,10 @@ def effective_config(config: Config) -> dict[str, dict[str, Any]]:
             "checksum_every_s": config.master.checksum_every_s,
         },
         "reports": {"timezone": config.reports.timezone},
+        "fraud": {
+            "scan_interval_s": config.fraud.scan_interval_s,
+            "min_minutes_between_stores": config.fraud.min_minutes_between_stores,
+        },
     }
 
 

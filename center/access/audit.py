@@ -25,6 +25,8 @@ AUDIT_KINDS = (
     "master_list",
     "setting",
     "master_load",
+    # fraud signals reviewed (center/fraud/store.py)
+    "fraud_signal",
 )
 """Kinds of object with a history."""
 MAX_AUDIT = 1000

@@ -44,6 +44,8 @@ PERMISSIONS: tuple[str, ...] = (
     "stores.admin",
     "master.read",
     "master.write",
+    "fraud.read",
+    "fraud.review",
 )
 """Every permission a route may require."""
 
@@ -84,6 +86,8 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = MappingProxyType(
             "reports.read",
             "audit.read",
             "consents.write",
+            "fraud.read",
+            "fraud.review",
         },
         "data_analyst": READ_PERMISSIONS,
         "call_center": frozenset(

@@ -13,6 +13,7 @@ from center.access.users_store import UserRepository
 from center.communications.store import CommunicationsRepository
 from center.crm.store import CustomerRepository
 from center.feed.versions import MasterVersions
+from center.fraud.store import FraudRepository
 from center.ledger.model import BURNING_WITHIN, Balance, Burning, LedgerEntry, Pending
 from center.ledger.returns_store import ReturnsRepository
 from center.ledger.store import LedgerRepository
@@ -167,6 +168,7 @@ class Storage(Protocol):
     people: PeopleRepository
     nodes: NodeRepository
     communications: CommunicationsRepository
+    fraud: FraudRepository
 
     @property
     def backend(self) -> str:

@@ -107,6 +107,7 @@ PLAN: Mapping[str, Placement] = MappingProxyType(
         "comm_messages": LOCAL,
         "comm_parts": LOCAL,
         "comm_templates": REFERENCE,
+        "fraud_signals": LOCAL,
     }
 )
 """Every table of the Center's PostgreSQL schema and its placement."""

@@ -11,6 +11,7 @@ from center.crm import state_store as customer_states
 from center.crm import store as crm
 from center.feed import master_store
 from center.feed import store as feed
+from center.fraud import store as fraud
 from center.ingest import partitions
 from center.ingest.store_postgres import PostgresSalesRepository
 from center.ledger import returns_store as returns
@@ -280,6 +281,7 @@ POSTGRES_MIGRATIONS = MigrationList(
         coupon_holds.POSTGRES_MIGRATION,
         people.POSTGRES_MIGRATION,
         communications.POSTGRES_MIGRATION,
+        fraud.POSTGRES_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names
 )

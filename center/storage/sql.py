@@ -19,6 +19,7 @@ from center.crm.store import CustomerRepository
 from center.feed.master_store import MasterDataRepository
 from center.feed.store import FeedRepository
 from center.feed.versions import MasterVersions
+from center.fraud.store import FraudRepository
 from center.ingest.store import SalesRepository
 from center.ledger.returns_store import ReturnsRepository
 from center.ledger.store import LedgerRepository
@@ -87,6 +88,7 @@ class SqlStorage:
         self.sales = self.sales_repository(
             db, ledger=self.ledger, coupons=self.coupons, returns=self.returns
         )
+        self.fraud = FraudRepository(db, audit=self.audit)
 
     @property
     def backend(self) -> str:

@@ -13,6 +13,7 @@ from center.crm import state_store as customer_states
 from center.crm import store as crm
 from center.feed import master_store
 from center.feed import store as feed
+from center.fraud import store as fraud
 from center.ingest import partitions
 from center.ledger import returns_store as returns
 from center.promotions import coupon_jobs_store as coupon_jobs
@@ -279,6 +280,7 @@ SQLITE_MIGRATIONS = MigrationList(
         coupon_holds.SQLITE_MIGRATION,
         people.SQLITE_MIGRATION,
         communications.SQLITE_MIGRATION,
+        fraud.SQLITE_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names
 )

@@ -13,6 +13,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from center.access.nodes import NonceCache
 from center.config import NEEDS_DSN, Config, redact_dsn
 from center.errors import RequestError, StorageError
+from center.fraud.model import FraudSettings
 from center.storage import Storage, open_storage
 from center.web.dbthread import DbThread
 from center.web.keys import (
@@ -121,6 +122,20 @@ def create_app(
             if changed:
                 log.info("price changes applied to %d products", changed)
 
+        fraud_settings = FraudSettings(
+            min_minutes_between_stores=config.fraud.min_minutes_between_stores
+        )
+
+        async def fraud_job() -> None:
+            now = app[CLOCK_KEY]()
+            try:
+                done = await db.run(lambda store: store.fraud.scan(now, fraud_settings))
+            except StorageError as exc:
+                log.warning("fraud scan failed (next run retries): %s", exc)
+                return
+            if done["new"] or done["updated"]:
+                log.info("fraud scan: %d new signals, %d updated", done["new"], done["updated"])
+
         scheduler = AsyncIOScheduler(timezone=UTC, event_loop=asyncio.get_running_loop())
         scheduler.add_job(
             prices_job,
@@ -145,6 +160,15 @@ def create_app(
             "interval",
             seconds=config.ledger.expire_interval_s,
             id="expire_lots",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+        scheduler.add_job(
+            fraud_job,
+            "interval",
+            seconds=config.fraud.scan_interval_s,
+            id="fraud_scan",
             max_instances=1,
             coalesce=True,
             misfire_grace_time=None,

@@ -23,6 +23,7 @@ from center.crm import customers_api
 from center.crm import pages as crm_pages
 from center.feed import api as feed_api
 from center.feed import master_api
+from center.fraud import api as fraud_api
 from center.ingest import api as ingest_api
 from center.ledger import api as ledger_api
 from center.ledger import pages as ledger_pages
@@ -54,6 +55,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     reports_api,
     master_api,
     communications_api,
+    fraud_api,
     web_pages,
     access_pages,
     crm_pages,
