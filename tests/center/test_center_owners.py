@@ -304,7 +304,9 @@ def test_m018_fills_the_owners_of_a_m017_database(
             for t in _TABLES
         }
         storage.migrations = full
-        assert storage.migrate() == ["m018_distribution_keys"]
+        applied = storage.migrate()
+        # m018 first; the later migrations add tables of their own and touch none of these rows.
+        assert applied == full.names()[17:] and applied[0] == "m018_distribution_keys"
 
         for table, rows in before.items():  # every row kept, every old column as it was
             width = len(rows[0])
