@@ -384,9 +384,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: Path | None
         problems.append(f"analytics.database: expected letters, digits and _, got {an_db!r}")
     if an_engine == "clickhouse" and not an_url:
         problems.append("analytics.url: required when analytics.engine is 'clickhouse'")
-    an_interval = reader.integer(
-        an_table, "analytics", "feed_interval_s", 30, low=0, high=86400
-    )
+    an_interval = reader.integer(an_table, "analytics", "feed_interval_s", 30, low=0, high=86400)
     reader.unknown_keys(an_table, "analytics", _KNOWN["analytics"])
     for section in ("center", "storage", "security", "tls", "ledger"):
         reader.unknown_keys(tables.get(section, {}), section, _KNOWN[section])

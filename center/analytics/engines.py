@@ -158,7 +158,9 @@ class ServerEngine(Engine):
         with self.lock:
             try:
                 self._client.insert(
-                    table, [list(r) for r in rows], column_names=list(columns),
+                    table,
+                    [list(r) for r in rows],
+                    column_names=list(columns),
                     database=self.database,
                 )
             except Exception as exc:

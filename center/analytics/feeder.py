@@ -52,7 +52,9 @@ MOVEMENT_COLUMNS = (
 def _db(storage: Any) -> Database:
     db = getattr(storage, "db", None)
     if not isinstance(db, Database):
-        raise StorageError(f"the analytics feeder needs a SQL storage, got {type(storage).__name__}")
+        raise StorageError(
+            f"the analytics feeder needs a SQL storage, got {type(storage).__name__}"
+        )
     return db
 
 
@@ -228,9 +230,7 @@ def read_batch(
                  _dt(db, m[8]), _dt(db, m[9]), db.dt(m[10]))
             )  # fmt: skip
         if moves:
-            batch.cursor = replace(
-                batch.cursor, ledger_id=max(cursor.ledger_id, int(moves[-1][0]))
-            )
+            batch.cursor = replace(batch.cursor, ledger_id=max(cursor.ledger_id, int(moves[-1][0])))
 
         # Customers and cards changed since their last version fed (master versions).
         for table, key, cols, name in (
@@ -248,7 +248,12 @@ def read_batch(
             target = batch.customers if name == "customers" else batch.cards
             target.extend(tuple(r) for r in rows)
             if rows:
-                batch.cursor = replace(batch.cursor, **{name: f"{rows[-1][-1]}|{rows[-1][0]}"})
+                mark = f"{rows[-1][-1]}|{rows[-1][0]}"
+                batch.cursor = (
+                    replace(batch.cursor, customers=mark)
+                    if name == "customers"
+                    else replace(batch.cursor, cards=mark)
+                )
     return batch
 
 
@@ -338,9 +343,9 @@ def status(storage: Any, store: AnalyticsStore, engine: str) -> AnalyticsStatus:
     if newest is not None and cursor.sales_at:
         behind = db.dt(newest) - datetime.fromisoformat(cursor.sales_at)
         lag = round(max(0.0, behind.total_seconds()), 3)
-    fed_at = store.rows(
-        f"SELECT toString(max(updated_at)) AS at FROM {store.table('feed_state')}"
-    )[0]["at"]
+    fed_at = store.rows(f"SELECT toString(max(updated_at)) AS at FROM {store.table('feed_state')}")[
+        0
+    ]["at"]
     return AnalyticsStatus(
         engine=engine,
         sales_watermark=cursor.sales_at,

@@ -70,14 +70,15 @@ def receipt_sizes_report(
         "GROUP BY lines ORDER BY lines"
     )
     total = store.rows(
-        f"SELECT count() AS receipts, sum(total_minor) AS revenue_minor FROM {sales} "
-        f"WHERE {where}"
+        f"SELECT count() AS receipts, sum(total_minor) AS revenue_minor FROM {sales} WHERE {where}"
     )[0]
     receipts = int(total["receipts"])
     rows = [
         {
             "from_minor": int(b["band"]) * bin_minor,
-            "to_minor": None if int(b["band"]) == MAX_BINS - 1 else (int(b["band"]) + 1) * bin_minor,
+            "to_minor": None
+            if int(b["band"]) == MAX_BINS - 1
+            else (int(b["band"]) + 1) * bin_minor,
             "receipts": int(b["receipts"]),
             "revenue_minor": int(b["revenue_minor"]),
         }

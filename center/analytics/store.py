@@ -5,6 +5,7 @@ Apart from the ingest database: reports and models read only this.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +17,7 @@ from center.analytics.model import TABLES, table_ddl
 if TYPE_CHECKING:
     from center.config import AnalyticsSettings
 
-__all__ = ["AnalyticsStore", "open_analytics"]
+__all__ = ["AnalyticsStore", "LazyAnalytics", "open_analytics"]
 
 _IN_CHUNK = 2000
 
@@ -107,3 +108,27 @@ def open_analytics(settings: AnalyticsSettings) -> AnalyticsStore:
     store = AnalyticsStore(engine)
     store.migrate()
     return store
+
+
+class LazyAnalytics:
+    """The app's analytics store, opened on first use (loading chDB takes seconds, and a Center
+    that never asks for analytics never pays it); one owner closes it."""
+
+    def __init__(self, settings: AnalyticsSettings) -> None:
+        self.settings = settings
+        self._store: AnalyticsStore | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> AnalyticsStore:
+        """The open store (opened and migrated now if it is not yet)."""
+        with self._lock:
+            if self._store is None:
+                self._store = open_analytics(self.settings)
+            return self._store
+
+    def close(self) -> None:
+        """Close the store if it was opened."""
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None

@@ -16,6 +16,7 @@ from center.access.permissions import (
     Requirement,
     requirement_names,
 )
+from center.analytics import api as analytics_api
 from center.crm import api as crm_api
 from center.crm import customers_api
 from center.feed import api as feed_api
@@ -44,6 +45,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     customers_api,
     offers_api,
     reports_api,
+    analytics_api,
 )
 """Every module with `add_routes(app)` and `PERMISSIONS`, in registration order (a fixed path
 such as /v1/customers/search is registered before the {customer_id} it would otherwise match)."""

@@ -52,7 +52,9 @@ def _sales(n: int, seed: int = 7) -> list[Sale]:
             discount=rnd.choice((0, 0, 10)) if amounts[0] > 10 else 0,
         )
         closed = D0 + timedelta(days=rnd.randrange(0, 120), minutes=seq)
-        out.append(dataclasses.replace(sale, opened_at=closed - timedelta(minutes=1), closed_at=closed))
+        out.append(
+            dataclasses.replace(sale, opened_at=closed - timedelta(minutes=1), closed_at=closed)
+        )
     return out
 
 
@@ -92,7 +94,9 @@ def test_feeds_each_sale_once_and_reaggregates_a_late_day(
     assert done.sales == 40
     assert _feed(storage, analytics).sales == 0  # the look-back re-reads, but stores nothing
     # A late sale for an old day arrives: its day is re-aggregated.
-    late = dataclasses.replace(sales[40], closed_at=sales[0].closed_at, opened_at=sales[0].opened_at)
+    late = dataclasses.replace(
+        sales[40], closed_at=sales[0].closed_at, opened_at=sales[0].opened_at
+    )
     storage.sales.ingest([late, *sales[41:]], D0 + timedelta(seconds=1))
     storage.sales.ingest(sales[:3], D0 + timedelta(seconds=2))  # re-sent: already held
     assert _feed(storage, analytics).sales == 20
@@ -152,7 +156,10 @@ def test_reports_match_plain_python(storage: Storage, analytics: AnalyticsStore)
 
     def score(values: dict[str, int], better_low: bool) -> dict[str, int]:
         worse = (lambda a, b: b > a) if better_low else (lambda a, b: b < a)
-        return {c: 1 + 5 * sum(1 for o in values.values() if worse(v, o)) // n for c, v in values.items()}
+        return {
+            c: 1 + 5 * sum(1 for o in values.values() if worse(v, o)) // n
+            for c, v in values.items()
+        }
 
     r, f = score(rec, True), score(frq, False)
 
@@ -166,7 +173,11 @@ def test_reports_match_plain_python(storage: Storage, analytics: AnalyticsStore)
         return "new" if r[c] >= 4 else "hibernating" if r[c] <= 2 else "needs_attention"
 
     rfm = queries.rfm_report(analytics, start, end)
-    got = {row["segment"]: (row["customers"], row["revenue_minor"]) for row in rfm["rows"] if row["customers"]}
+    got = {
+        row["segment"]: (row["customers"], row["revenue_minor"])
+        for row in rfm["rows"]
+        if row["customers"]
+    }
     want: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for c in per:
         want[name(c)][0] += 1
