@@ -4,6 +4,7 @@ report's figures checked against plain Python over the same sales."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
@@ -17,9 +18,13 @@ from center.analytics import queries
 from center.analytics.engines import ChdbEngine
 from center.analytics.feeder import Cursor, feed, read_batch, status
 from center.analytics.store import AnalyticsStore
+from center.cli import main
+from center.config import effective_config, load_config
+from center.errors import ConfigError
 from center.storage import Storage
+from center.storage.sqlite import SqliteStorage
 from sync_protocol import Sale
-from tests.center.center_factories import make_sale, master_tables
+from tests.center.center_factories import make_sale, master_tables, write_config
 
 D0 = datetime(2024, 1, 3, 10, 0, tzinfo=UTC)
 CARDS = [f"29000000001{i:02d}" for i in range(12)]
@@ -237,3 +242,43 @@ def test_reports_match_plain_python(storage: Storage, analytics: AnalyticsStore)
         assert row["lift"] == pytest.approx(lift, abs=1e-5)
     assert len(assoc["rows"]) == len(pair)
     assert queries.report_csv(abc).splitlines()[0] == ",".join(abc["columns"])
+
+
+def test_config_places_the_store_beside_the_database_and_checks_the_switch(
+    tmp_path: Path,
+) -> None:
+    config = load_config(write_config(tmp_path))
+    assert config.analytics.engine == "chdb"
+    assert config.analytics.path == config.storage.sqlite_path.parent / "analytics"
+    bad = '\n[analytics]\nengine = "duckdb"\n'
+    with pytest.raises(ConfigError) as caught:
+        load_config(write_config(tmp_path, extra=bad))
+    assert "analytics.engine" in str(caught.value.problems)
+    with pytest.raises(ConfigError) as caught:
+        load_config(write_config(tmp_path, extra='\n[analytics]\nengine = "clickhouse"\n'))
+    assert "analytics.url" in str(caught.value.problems)
+    server = '\n[analytics]\nengine = "clickhouse"\nurl = "http://u:secret@ch:8123"\n'
+    shown = effective_config(load_config(write_config(tmp_path, extra=server)))["analytics"]
+    assert shown["engine"] == "clickhouse" and "secret" not in shown["url"]
+
+
+def test_rebuild_command_refeeds_from_scratch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path)
+    config = load_config(path)
+    storage = SqliteStorage(config.storage.sqlite_path)
+    storage.migrate()
+    storage.feed.upsert_master(_master())
+    storage.sales.ingest(_sales(30), D0)
+    storage.close()
+    assert main(["analytics", "feed", "--config", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out)["sales"] == 30
+    assert main(["analytics", "feed", "--config", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out)["sales"] == 0
+    assert main(["analytics", "rebuild", "--config", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["sales"] == 30 and "fed 30 sales" in captured.err
+    assert main(["analytics", "status", "--config", str(path)]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["rows"]["sales"] == 30 and found["pending_sales"] == 0
