@@ -76,6 +76,8 @@ def _build(request: web.Request, name: str) -> Callable[[AnalyticsStore], dict[s
         return lambda s: queries.rfm_report(s, start, end, store_id)
     if name == "cohorts":
         return lambda s: queries.cohorts_report(s, start, end, store_id)
+    if name == "lifecycle":
+        return lambda s: queries.lifecycle_report(s, start, end, store_id)
     limit = query_int(request, "limit", default=50 if name == "associations" else 0)
     if limit > MAX_ROWS:
         raise MalformedRequest("limit", f"expected 0..{MAX_ROWS}, got {limit}")

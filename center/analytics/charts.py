@@ -93,11 +93,27 @@ def associations_svg(report: Mapping[str, Any]) -> str:
     )
 
 
+def lifecycle_svg(report: Mapping[str, Any]) -> str:
+    """One line per lifecycle stage over the months."""
+    rows = report["rows"]
+    stages = [c for c in report["columns"] if c != "month"]
+    series = [Series(stage, tuple(r[stage] for r in rows)) for stage in stages]
+    return svg_document(
+        line_chart(
+            f"Customers by lifecycle stage, {_period(report)}",
+            [r["month"] for r in rows],
+            series,
+            unit="customers",
+        )
+    )
+
+
 ANALYTICS_SVG: Mapping[str, Callable[[Mapping[str, Any]], str]] = {
     "receipt-sizes": receipt_sizes_svg,
     "rfm": rfm_svg,
     "cohorts": cohorts_svg,
     "abc": abc_svg,
     "associations": associations_svg,
+    "lifecycle": lifecycle_svg,
 }
 """Report name -> its chart."""

@@ -20,11 +20,13 @@ from center.errors import MalformedRequest
 
 __all__ = [
     "ABC_LEVELS",
+    "LIFECYCLE_STAGES",
     "REPORTS",
     "RFM_SEGMENTS",
     "abc_report",
     "associations_report",
     "cohorts_report",
+    "lifecycle_report",
     "receipt_sizes_report",
     "report_csv",
     "rfm_report",
@@ -295,7 +297,49 @@ def associations_report(
     }
 
 
-REPORTS = ("receipt-sizes", "rfm", "cohorts", "abc", "associations")
+LIFECYCLE_STAGES = ("new", "active", "returned", "sleeping", "churned")
+CHURN_MONTHS = 3
+"""A customer with no receipt in this many months is churned (before: sleeping)."""
+
+
+def lifecycle_report(
+    store: AnalyticsStore, start: date, end: date, store_id: str | None = None
+) -> dict[str, Any]:
+    """Customers per lifecycle stage in each month of the period (docs/ANALYTICS.md): new (first
+    receipt this month), active (a receipt this month and in one of the 3 before), returned (a
+    receipt this month, none in the 3 before), sleeping (none this month, the last 1..2 months
+    before), churned (the last 3 or more months before)."""
+    base = f"is_return = 0 AND customer_id != '' AND day <= {sql_literal(end)}"
+    if store_id:
+        base += f" AND store_id = {sql_literal(store_id)}"
+    lo = start.year * 12 + start.month - 1
+    hi = end.year * 12 + end.month - 1
+    found = store.rows(
+        f"""
+        SELECT m, multiIf(first = m, 'new',
+            here AND m - prev <= {CHURN_MONTHS}, 'active', here, 'returned',
+            m - prev < {CHURN_MONTHS}, 'sleeping', 'churned') AS stage, count() AS customers
+        FROM (
+          SELECT arrayJoin(range({lo}, {hi + 1})) AS m, arrayMin(months) AS first,
+            has(months, m) AS here, arrayMax(arrayFilter(x -> x < m, months)) AS prev
+          FROM (SELECT customer_id, groupUniqArray(toYear(day) * 12 + toMonth(day) - 1) AS months
+                FROM {store.table("sales")} WHERE {base} GROUP BY customer_id)
+        ) WHERE first <= m GROUP BY m, stage ORDER BY m, stage"""
+    )
+    months: dict[int, dict[str, int]] = {
+        m: dict.fromkeys(LIFECYCLE_STAGES, 0) for m in range(lo, hi + 1)
+    }
+    for row in found:
+        months[int(row["m"])][row["stage"]] = int(row["customers"])
+    rows = [{"month": f"{m // 12:04d}-{m % 12 + 1:02d}", **stages} for m, stages in months.items()]
+    return {
+        **_head(start, end, store_id),
+        "columns": ["month", *LIFECYCLE_STAGES],
+        "rows": rows,
+    }
+
+
+REPORTS = ("receipt-sizes", "rfm", "cohorts", "abc", "associations", "lifecycle")
 """The analytics reports served under /v1/analytics/<name>."""
 
 

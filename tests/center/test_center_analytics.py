@@ -211,6 +211,29 @@ def test_reports_match_plain_python(storage: Storage, analytics: AnalyticsStore)
         k: v[: cohorts["months"]] for k, v in expected_rows.items()
     }
 
+    # Lifecycle stages per month
+    months_of: dict[str, set[int]] = defaultdict(set)
+    for s in sales:
+        if s.card_no and _day(s) <= end:
+            months_of[_customer(s)].add(_day(s).year * 12 + _day(s).month - 1)
+    lifecycle = queries.lifecycle_report(analytics, start, end)
+    for row in lifecycle["rows"]:
+        y, mo = map(int, row["month"].split("-"))
+        m = y * 12 + mo - 1
+        want_stages = Counter()
+        for ms in months_of.values():
+            if min(ms) > m:
+                continue
+            before = [x for x in ms if x < m]
+            if min(ms) == m:
+                want_stages["new"] += 1
+            elif m in ms:
+                want_stages["active" if m - max(before) <= 3 else "returned"] += 1
+            else:
+                want_stages["sleeping" if m - max(before) < 3 else "churned"] += 1
+        assert {k: row[k] for k in queries.LIFECYCLE_STAGES if row[k]} == dict(want_stages)
+    assert sum(lifecycle["rows"][-1][k] for k in queries.LIFECYCLE_STAGES) == len(months_of)
+
     # ABC of categories and products
     for level in queries.ABC_LEVELS:
         revenue: Counter[str] = Counter()
