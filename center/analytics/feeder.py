@@ -314,6 +314,9 @@ def feed(
     while True:
         batch = read(cursor, already, first)
         first = False
+        empty = not (batch.sales or batch.movements or batch.customers or batch.cards)
+        if empty and batch.cursor == cursor and not batch.more:
+            return FeedResult(*totals)  # nothing new: no write at all
         done = apply_batch(store, batch, now())
         for i, n in enumerate((done.sales, done.lines, done.movements, done.customers,
                                done.cards, done.days)):  # fmt: skip

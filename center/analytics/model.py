@@ -86,7 +86,7 @@ class AnalyticsStatus:
     ledger_watermark: int
     """entry_id of the newest ledger movement fed."""
     fed_at: str
-    """When the feeder last finished a pass (ISO UTC), "" before the first."""
+    """When the feeder last stored rows (ISO UTC), "" before the first."""
     lag_s: float | None
     """Seconds between the newest sale the Center holds and the newest one fed; None when the
     Center holds none."""
