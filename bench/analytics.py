@@ -100,6 +100,8 @@ def _sale(rows: list[dict[str, Any]], seqs: dict[str, int]) -> Sale | None:
     register = f"{store}-1"
     seqs[register] = seqs.get(register, 0) + 1
     closed = rows[0]["transaction_timestamp"]
+    if hasattr(closed, "to_pydatetime"):  # nanosecond timestamps come as pandas Timestamps
+        closed = closed.to_pydatetime()
     closed = closed.replace(tzinfo=UTC) if closed.tzinfo is None else closed.astimezone(UTC)
     total = sum(line.amount_minor for line in lines)
     return Sale(

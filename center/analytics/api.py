@@ -76,6 +76,9 @@ def _build(request: web.Request, name: str) -> Callable[[AnalyticsStore], dict[s
         return lambda s: queries.rfm_report(s, start, end, store_id)
     if name == "cohorts":
         return lambda s: queries.cohorts_report(s, start, end, store_id)
+    if name == "balances":
+        wallet = query_id(request, "wallet", required=False) or "bonus"
+        return lambda s: queries.balances_report(s, start, end, wallet)
     if name == "lifecycle":
         return lambda s: queries.lifecycle_report(s, start, end, store_id)
     limit = query_int(request, "limit", default=50 if name == "associations" else 0)

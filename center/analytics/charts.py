@@ -108,6 +108,21 @@ def lifecycle_svg(report: Mapping[str, Any]) -> str:
     )
 
 
+def balances_svg(report: Mapping[str, Any]) -> str:
+    """Balance and pending at each week's end; credited, debited and burnt per week."""
+    rows = report["rows"]
+    weeks = [r["week"][5:] for r in rows]
+
+    def series(*names: str) -> list[Series]:
+        return [Series(n, tuple(r[n] for r in rows)) for n in names]
+
+    title = f"{report['wallet']} wallet, {_period(report)}"
+    return svg_document(
+        line_chart(f"Balance at week end, {title}", weeks, series("balance", "pending")),
+        line_chart("Per week", weeks, series("credited", "debited", "burnt")),
+    )
+
+
 ANALYTICS_SVG: Mapping[str, Callable[[Mapping[str, Any]], str]] = {
     "receipt-sizes": receipt_sizes_svg,
     "rfm": rfm_svg,
@@ -115,5 +130,6 @@ ANALYTICS_SVG: Mapping[str, Callable[[Mapping[str, Any]], str]] = {
     "abc": abc_svg,
     "associations": associations_svg,
     "lifecycle": lifecycle_svg,
+    "balances": balances_svg,
 }
 """Report name -> its chart."""

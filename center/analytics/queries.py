@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from center.analytics.engines import sql_literal
@@ -25,6 +25,7 @@ __all__ = [
     "RFM_SEGMENTS",
     "abc_report",
     "associations_report",
+    "balances_report",
     "cohorts_report",
     "lifecycle_report",
     "receipt_sizes_report",
@@ -339,7 +340,47 @@ def lifecycle_report(
     }
 
 
-REPORTS = ("receipt-sizes", "rfm", "cohorts", "abc", "associations", "lifecycle")
+def balances_report(
+    store: AnalyticsStore, start: date, end: date, wallet: str = "bonus"
+) -> dict[str, Any]:
+    """Chain-wide ledger by week (Monday to Monday, UTC) of one wallet: credited and debited
+    in the week, burnt (expiry movements) in it, and at the week's end the available balance
+    (every movement before it, less accruals not yet active) and the pending accruals."""
+    first = start - timedelta(days=start.weekday())
+    weeks = [first + timedelta(weeks=i) for i in range((end - first).days // 7 + 1)]
+    listed = ", ".join(sql_literal(w) for w in weeks)
+    found = store.rows(
+        f"""
+        SELECT toString(w) AS week,
+          sumIf(amount, created_at < e AND (active_from IS NULL OR active_from < e)) AS balance,
+          sumIf(amount, created_at < e AND active_from >= e) AS pending,
+          sumIf(amount, amount > 0 AND created_at >= s AND created_at < e) AS credited,
+          -sumIf(amount, amount < 0 AND kind != 'expire' AND created_at >= s AND created_at < e)
+            AS debited,
+          -sumIf(amount, kind = 'expire' AND created_at >= s AND created_at < e) AS burnt
+        FROM (SELECT amount, kind, created_at, active_from, w,
+                toDateTime64(w, 3, 'UTC') AS s, toDateTime64(w + 7, 3, 'UTC') AS e
+              FROM {store.table("movements")} ARRAY JOIN [{listed}] AS w
+              WHERE wallet = {sql_literal(wallet)})
+        GROUP BY w ORDER BY w"""
+    )
+    by_week = {r["week"]: r for r in found}
+    columns = ["week", "credited", "debited", "burnt", "balance", "pending"]
+    rows = []
+    for w in weeks:
+        r = by_week.get(w.isoformat(), {})
+        rows.append({"week": w.isoformat(), **{c: int(r.get(c, 0)) for c in columns[1:]}})
+    return {
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "store_id": None,
+        "wallet": wallet,
+        "columns": columns,
+        "rows": rows,
+    }
+
+
+REPORTS = ("receipt-sizes", "rfm", "cohorts", "abc", "associations", "lifecycle", "balances")
 """The analytics reports served under /v1/analytics/<name>."""
 
 

@@ -305,3 +305,48 @@ def test_rebuild_command_refeeds_from_scratch(
     assert main(["analytics", "status", "--config", str(path)]) == 0
     found = json.loads(capsys.readouterr().out)
     assert found["rows"]["sales"] == 30 and found["pending_sales"] == 0
+
+
+def test_balances_by_week_match_the_ledger(storage: Storage, analytics: AnalyticsStore) -> None:
+    storage.feed.upsert_master(_master())
+    rnd = random.Random(3)
+    sales = []
+    for seq in range(1, 60):
+        closed = D0 + timedelta(days=rnd.randrange(0, 40), hours=rnd.randrange(0, 24))
+        sale = make_sale(
+            seq,
+            card_no=rnd.choice(CARDS),
+            amounts=(rnd.randrange(100, 900),),
+            accrue=rnd.randrange(1, 60),
+            spend=rnd.choice((0, 0, 5)),
+            active_from=closed + timedelta(days=rnd.choice((0, 3, 10))),
+            expires_at=closed + timedelta(days=rnd.choice((7, 20, 90))),
+        )
+        sales.append(
+            dataclasses.replace(sale, opened_at=closed - timedelta(minutes=1), closed_at=closed)
+        )
+    storage.sales.ingest(sales, D0)
+    storage.ledger.expire_lots(D0 + timedelta(days=45))
+    _feed(storage, analytics)
+    db = storage.db  # type: ignore[attr-defined]
+    moves = [
+        (int(amount), kind, db.dt(created), None if active is None else db.dt(active))
+        for amount, kind, created, active in db.execute(
+            "SELECT amount, kind, created_at, active_from FROM ledger WHERE wallet = 'bonus'"
+        ).fetchall()
+    ]
+    assert any(kind == "expire" for _, kind, _, _ in moves)
+    start, end = date(2024, 1, 3), date(2024, 2, 20)
+    report = queries.balances_report(analytics, start, end)
+    assert report["rows"][0]["week"] == "2024-01-01"
+    for row in report["rows"]:
+        s = datetime.fromisoformat(row["week"]).replace(tzinfo=UTC)
+        e = s + timedelta(days=7)
+        week = [m for m in moves if s <= m[2] < e]
+        assert row["credited"] == sum(a for a, _, _, _ in week if a > 0)
+        assert row["debited"] == -sum(a for a, k, _, _ in week if a < 0 and k != "expire")
+        assert row["burnt"] == -sum(a for a, k, _, _ in week if k == "expire")
+        before = [m for m in moves if m[2] < e]
+        assert row["pending"] == sum(a for a, _, _, act in before if act is not None and act >= e)
+        assert row["balance"] == sum(a for a, _, _, act in before if act is None or act < e)
+    assert sum(r["burnt"] for r in report["rows"]) > 0
