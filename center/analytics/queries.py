@@ -268,27 +268,29 @@ def associations_report(
             f"SELECT arrayJoin(items) AS item, count() AS n FROM ({baskets}) GROUP BY item"
         )
     }
+    # Each unordered pair once (a < b), then both directions: half the pairs to count.
     pairs = store.rows(
         f"""
         SELECT p.1 AS a, p.2 AS b, count() AS n FROM (
           SELECT arrayJoin(arrayFlatten(arrayMap(x -> arrayMap(y -> (x, y),
-            arrayFilter(y -> y != x, items)), items))) AS p FROM ({baskets}))
+            arrayFilter(y -> y > x, items)), items))) AS p FROM ({baskets}))
         GROUP BY a, b HAVING n >= {int(min_receipts)}"""
     )
     rows = []
     for p in pairs:
-        both, first, second = int(p["n"]), singles[p["a"]], singles[p["b"]]
-        confidence = both / first
-        rows.append(
-            {
-                "antecedent": p["a"],
-                "consequent": p["b"],
-                "receipts": both,
-                "support": round(both / total, 6),
-                "confidence": round(confidence, 6),
-                "lift": round(confidence / (second / total), 6),
-            }
-        )
+        both = int(p["n"])
+        for first, second in ((p["a"], p["b"]), (p["b"], p["a"])):
+            confidence = both / singles[first]
+            rows.append(
+                {
+                    "antecedent": first,
+                    "consequent": second,
+                    "receipts": both,
+                    "support": round(both / total, 6),
+                    "confidence": round(confidence, 6),
+                    "lift": round(confidence / (singles[second] / total), 6),
+                }
+            )
     rows.sort(key=lambda r: (-r["lift"], -r["receipts"], r["antecedent"], r["consequent"]))
     return {
         **_head(start, end, store_id),
