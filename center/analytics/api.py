@@ -91,9 +91,9 @@ def _build(request: web.Request, name: str) -> Callable[[AnalyticsStore], dict[s
                 "level", f"expected one of {', '.join(queries.ABC_LEVELS)}, got {level[:40]!r}"
             )
         return partial(_abc, start=start, end=end, store_id=store_id, level=level, limit=limit)
-    min_receipts = query_int(request, "min_receipts", default=2)
+    min_receipts = query_int(request, "min_receipts", default=0) or None
     return lambda s: queries.associations_report(
-        s, start, end, store_id, min_receipts=max(1, min_receipts), limit=limit or 50
+        s, start, end, store_id, min_receipts=min_receipts, limit=limit or 50
     )
 
 

@@ -250,18 +250,21 @@ def associations_report(
     end: date,
     store_id: str | None = None,
     *,
-    min_receipts: int = 2,
+    min_receipts: int | None = None,
     limit: int = 50,
 ) -> dict[str, Any]:
     """Category pairs bought in the same receipt: support (share of receipts with both),
     confidence (of those with the first, the share with the second) and lift (confidence over
-    the second's support); pairs in at least `min_receipts` receipts, by lift."""
+    the second's support); pairs in at least `min_receipts` receipts (default: 2, or 0.1 % of
+    the receipts when more), by lift."""
     baskets = (
         f"SELECT sale_id, groupUniqArray(if(category != '', category, "
         f"if(department != '', department, '(none)'))) AS items "
         f"FROM {store.table('sale_lines')} WHERE {_where(start, end, store_id)} GROUP BY sale_id"
     )
     total = int(store.rows(f"SELECT count() AS n FROM ({baskets})")[0]["n"])
+    if min_receipts is None:
+        min_receipts = max(2, -(-total // 1000))
     singles = {
         r["item"]: int(r["n"])
         for r in store.rows(
@@ -295,6 +298,7 @@ def associations_report(
     return {
         **_head(start, end, store_id),
         "receipts": total,
+        "min_receipts": min_receipts,
         "columns": ["antecedent", "consequent", "receipts", "support", "confidence", "lift"],
         "rows": rows[:limit],
     }
