@@ -88,7 +88,7 @@ class AnalyticsStatus:
     fed_at: str
     """When the feeder last stored rows (ISO UTC), "" before the first."""
     lag_s: float | None
-    """Seconds between the newest sale the Center holds and the newest one fed; None when the
-    Center holds none."""
+    """Seconds between the received_at of the newest sale the Center holds and of the newest
+    one fed (0 when caught up); None before the first feed or when the Center holds none."""
     pending_sales: int
     rows: dict[str, int]
