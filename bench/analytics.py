@@ -67,7 +67,8 @@ def baskets(weeks: int) -> Iterator[Sale]:
     )
     seqs: dict[str, int] = {}
     current: list[dict[str, Any]] = []
-    for row in tx.to_pylist():
+    rows = (row for chunk in tx.to_batches(max_chunksize=50_000) for row in chunk.to_pylist())
+    for row in rows:  # in chunks: the whole year as Python dicts would be gigabytes
         if current and row["basket_id"] != current[0]["basket_id"]:
             sale = _sale(current, seqs)
             if sale is not None:
