@@ -95,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--from", dest="date_from", required=True, help="first day, YYYY-MM-DD")
     rep.add_argument("--to", dest="date_to", required=True, help="last day (inclusive)")
     rep.add_argument("--out", required=True, help="folder for report.html and the SVG files")
+    ana = sub.add_parser(
+        "analytics", help="feed the analytics store, rebuild it from scratch, or show its status"
+    )
+    with_config(ana)
+    ana.add_argument("action", choices=("feed", "rebuild", "status"))
     gen = sub.add_parser(
         "generate-coupons",
         help="generate a coupon batch as a job with a progress line; print the batch as JSON",
@@ -152,6 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return generate_coupons_command(config, args)
         if args.command == SEND_COMMAND:
             return send_command(config, args)
+        if args.command == "analytics":
+            from center.analytics.cli import analytics_command
+
+            return analytics_command(config, args.action)
         if args.command == "recompute":
             return recompute_command(config, args.date_from, args.date_to)
         if args.command == "simulate":

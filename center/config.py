@@ -14,7 +14,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from center.errors import ConfigError
 
 __all__ = [
+    "ANALYTICS_ENGINES",
     "BACKENDS",
+    "AnalyticsSettings",
     "AuthSettings",
     "CenterSettings",
     "Config",
@@ -32,6 +34,7 @@ __all__ = [
 ]
 
 BACKENDS = ("sqlite", "postgresql")
+ANALYTICS_ENGINES = ("chdb", "clickhouse")
 REDACTED = "***"
 
 
@@ -99,6 +102,19 @@ class ReportSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AnalyticsSettings:
+    engine: str = "chdb"
+    """chdb (embedded, a data folder) or clickhouse (a server or cluster at `url`)."""
+    path: Path = Path("analytics")
+    """chDB's data folder (relative paths from center.data_dir, beside the Center's database)."""
+    url: str = ""
+    """clickhouse-connect DSN, e.g. http://user:password@host:8123 (engine = clickhouse)."""
+    database: str = "loyalty_analytics"
+    feed_interval_s: int = 30
+    """How often the Center feeds new sales, movements and customers; 0 = not in the app."""
+
+
+@dataclass(frozen=True, slots=True)
 class TlsSettings:
     cert_file: Path | None = None
     """PEM certificate chain; with key_file, `serve` speaks HTTPS only."""
@@ -126,6 +142,7 @@ class Config:
     master: MasterSettings = MasterSettings()
     reports: ReportSettings = ReportSettings()
     fraud: FraudScanSettings = FraudScanSettings()
+    analytics: AnalyticsSettings = AnalyticsSettings()
     source: Path | None = None
 
 
@@ -140,6 +157,7 @@ _KNOWN: dict[str, tuple[str, ...]] = {
     "master": ("card_scope_days", "delta_max_rows", "checksum_every_s"),
     "reports": ("timezone",),
     "fraud": ("scan_interval_s", "min_minutes_between_stores"),
+    "analytics": ("engine", "path", "url", "database", "feed_interval_s"),
 }
 
 
@@ -369,6 +387,21 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: Path | None
         if zone_problem:
             problems.append(f"reports.timezone: {zone_problem}")
     reader.unknown_keys(report_table, "reports", _KNOWN["reports"])
+    an_table = tables.get("analytics", {})
+    an_engine = reader.string(an_table, "analytics", "engine", "chdb", max_len=32) or "chdb"
+    if an_engine not in ANALYTICS_ENGINES:
+        problems.append(
+            f"analytics.engine: must be one of {', '.join(ANALYTICS_ENGINES)}, got {an_engine!r}"
+        )
+    an_path = reader.string(an_table, "analytics", "path", "analytics", max_len=_MAX_TEXT)
+    an_url = reader.string(an_table, "analytics", "url", "", allow_empty=True, max_len=_MAX_TEXT)
+    an_db = reader.string(an_table, "analytics", "database", "loyalty_analytics", max_len=64)
+    if an_db and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", an_db):
+        problems.append(f"analytics.database: expected letters, digits and _, got {an_db!r}")
+    if an_engine == "clickhouse" and not an_url:
+        problems.append("analytics.url: required when analytics.engine is 'clickhouse'")
+    an_interval = reader.integer(an_table, "analytics", "feed_interval_s", 30, low=0, high=86400)
+    reader.unknown_keys(an_table, "analytics", _KNOWN["analytics"])
     for section in ("center", "storage", "security", "tls", "ledger"):
         reader.unknown_keys(tables.get(section, {}), section, _KNOWN[section])
 
@@ -439,6 +472,13 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: Path | None
             scan_interval_s=scan_interval_s or 900,
             min_minutes_between_stores=min_minutes or 30,
         ),
+        analytics=AnalyticsSettings(
+            engine=an_engine,
+            path=_resolve(data_dir, an_path or "analytics"),
+            url=an_url or "",
+            database=an_db or "loyalty_analytics",
+            feed_interval_s=30 if an_interval is None else an_interval,
+        ),
         source=source,
     )
 
@@ -487,6 +527,13 @@ def effective_config(config: Config) -> dict[str, dict[str, Any]]:
         "fraud": {
             "scan_interval_s": config.fraud.scan_interval_s,
             "min_minutes_between_stores": config.fraud.min_minutes_between_stores,
+        },
+        "analytics": {
+            "engine": config.analytics.engine,
+            "path": str(config.analytics.path),
+            "url": redact_dsn(config.analytics.url),
+            "database": config.analytics.database,
+            "feed_interval_s": config.analytics.feed_interval_s,
         },
     }
 

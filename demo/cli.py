@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from demo.baskets import load_baskets
 from demo.chaos import household_cards, journal_sales
 from demo.cluster import Cluster
@@ -143,6 +145,43 @@ def recompute(cluster: Cluster, since: datetime) -> list[Any]:
     return differing
 
 
+def analytics_line(cluster: Cluster, since: datetime, timeout_s: float = 90.0) -> str:
+    """Wait until the Center's analytics feeder has caught up, then one line with figures read
+    from the analytics store: receipts and average receipt, RFM champions, the lag."""
+    token = cluster.staff_token("demo-analyst", "data_analyst")
+    headers = {"Authorization": f"Bearer {token}"}
+    waited = time.monotonic()
+    found: dict[str, Any] = {}
+    while time.monotonic() - waited < timeout_s:
+        found = requests.get(
+            cluster.center.url + "/v1/analytics/status", headers=headers, timeout=60
+        ).json()
+        if found.get("pending_sales") == 0 and found.get("sales_watermark"):
+            break
+        time.sleep(0.5)
+    else:
+        return f"ANALYTICS not caught up after {timeout_s:.0f} s: {json.dumps(found)[:300]}"
+    caught_up_s = time.monotonic() - waited
+    period = {"from": since.date().isoformat(), "to": datetime.now(UTC).date().isoformat()}
+    sizes = requests.get(
+        cluster.center.url + "/v1/analytics/receipt-sizes",
+        params=period,
+        headers=headers,
+        timeout=60,
+    ).json()
+    rfm = requests.get(
+        cluster.center.url + "/v1/analytics/rfm", params=period, headers=headers, timeout=60
+    ).json()
+    champions = next(
+        (r["customers"] for r in rfm.get("rows", []) if r["segment"] == "champions"), 0
+    )
+    return (
+        f"ANALYTICS sales={found['rows'].get('sales')} receipts={sizes.get('receipts')} "
+        f"average_receipt_minor={sizes.get('average_minor')} customers={rfm.get('customers')} "
+        f"champions={champions} caught_up_in_s={caught_up_s:.1f}"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     run_started_at = datetime.now(UTC)
@@ -259,6 +298,10 @@ def run(args: argparse.Namespace) -> int:
         print(format_table(rows))
         ok, line = verdict(rows)
         differing = recompute(cluster, run_started_at)
+        try:
+            print(analytics_line(cluster, run_started_at), flush=True)
+        except (requests.RequestException, KeyError, ValueError, DemoError) as exc:
+            print(f"ANALYTICS failed: {exc}", flush=True)
         journals = {r: journal_sales(root / f"pos-{r}" / "journal.db") for r in cluster.registers}
         balances = check_balances(cluster, journals, datetime.now(UTC))
         print(balances.line, flush=True)

@@ -97,7 +97,10 @@ class Cluster(AbstractContextManager["Cluster"]):
             'sqlite_path = "center.db"\n'
             'dsn = ""\n\n'
             "[security]\n"
-            f"require_signatures = {'true' if self.require_signatures else 'false'}\n"
+            f"require_signatures = {'true' if self.require_signatures else 'false'}\n\n"
+            # The Center feeds its analytics store (chDB under center/analytics) every 5 s.
+            "[analytics]\n"
+            "feed_interval_s = 5\n"
         )
         for store_id, node in self.store_nodes.items():
             node.config.write_text(
@@ -210,6 +213,12 @@ class Cluster(AbstractContextManager["Cluster"]):
         if done.returncode != 0 or not token:
             raise DemoError(f"{command} {subcommand} {' '.join(args)} failed")
         return token
+
+    def staff_token(self, username: str, role: str) -> str:
+        """A new Center user's bearer token (`loyalty-center add-user`)."""
+        return self._token(
+            "loyalty-center", "add-user", self.center.config, username, "--role", role
+        )
 
     def credentials(self, store_id: str) -> dict[str, str]:
         """The node id and secret a store node received at enrolment."""

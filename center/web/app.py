@@ -11,12 +11,15 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from center.access.nodes import NonceCache
+from center.analytics.cli import feed_from
+from center.analytics.store import LazyAnalytics
 from center.config import NEEDS_DSN, Config, redact_dsn
 from center.errors import RequestError, StorageError
 from center.fraud.model import FraudSettings
 from center.storage import Storage, open_storage
 from center.web.dbthread import DbThread
 from center.web.keys import (
+    ANALYTICS_KEY,
     CLOCK_KEY,
     CONFIG_KEY,
     CREDENTIALS_KEY,
@@ -55,6 +58,7 @@ def create_app(
     app[CLOCK_KEY] = clock
     app[NONCES_KEY] = NonceCache()
     app[CREDENTIALS_KEY] = {}
+    app[ANALYTICS_KEY] = LazyAnalytics(config.analytics)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         # One database thread: SQLite and a single psycopg connection are used serially,
@@ -136,6 +140,20 @@ def create_app(
             if done["new"] or done["updated"]:
                 log.info("fraud scan: %d new signals, %d updated", done["new"], done["updated"])
 
+        async def analytics_job() -> None:
+            def run() -> None:
+                store = app[ANALYTICS_KEY].get()
+                done = feed_from(
+                    app[STORAGE_KEY], store, config.reports.timezone, db_executor=db.executor
+                )
+                if done.sales or done.movements:
+                    log.info("analytics: fed %d sales, %d movements", done.sales, done.movements)
+
+            try:
+                await asyncio.to_thread(run)
+            except StorageError as exc:
+                log.warning("feeding the analytics store failed (next run retries): %s", exc)
+
         scheduler = AsyncIOScheduler(timezone=UTC, event_loop=asyncio.get_running_loop())
         scheduler.add_job(
             prices_job,
@@ -173,11 +191,22 @@ def create_app(
             coalesce=True,
             misfire_grace_time=None,
         )
+        if config.analytics.feed_interval_s:
+            scheduler.add_job(
+                analytics_job,
+                "interval",
+                seconds=config.analytics.feed_interval_s,
+                id="feed_analytics",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
         scheduler.start()
         try:
             yield
         finally:
             scheduler.shutdown(wait=False)
+            await asyncio.to_thread(app[ANALYTICS_KEY].close)
             await db.close()
 
     app.cleanup_ctx.append(lifecycle)

@@ -10,10 +10,12 @@ from aiohttp import web
 
 from center.access.nodes import NodeIdentity, NonceCache
 from center.access.permissions import Requirement
+from center.analytics.store import LazyAnalytics
 from center.config import Config
 from center.storage import Storage
 
 __all__ = [
+    "ANALYTICS_KEY",
     "CLOCK_KEY",
     "CONFIG_KEY",
     "CREDENTIALS_KEY",
@@ -28,6 +30,8 @@ CONFIG_KEY = web.AppKey("center_config", Config)
 STORAGE_KEY = web.AppKey("center_storage", Storage)
 EXECUTOR_KEY = web.AppKey("center_executor", ThreadPoolExecutor)
 """The one database thread: SQLite and a single psycopg connection are used serially."""
+ANALYTICS_KEY = web.AppKey("center_analytics", LazyAnalytics)
+"""The analytics store, opened on first use."""
 CLOCK_KEY: web.AppKey[Callable[[], datetime]] = web.AppKey("center_clock")
 NONCES_KEY = web.AppKey("center_nonces", NonceCache)
 CREDENTIALS_KEY: web.AppKey[dict[str, tuple[str, str]]] = web.AppKey("center_credentials")

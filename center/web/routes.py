@@ -17,6 +17,7 @@ from center.access.permissions import (
     Requirement,
     requirement_names,
 )
+from center.analytics import api as analytics_api
 from center.communications import api as communications_api
 from center.crm import api as crm_api
 from center.crm import customers_api
@@ -56,6 +57,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     master_api,
     communications_api,
     fraud_api,
+    analytics_api,
     web_pages,
     access_pages,
     crm_pages,
