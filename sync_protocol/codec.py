@@ -17,7 +17,6 @@ import msgpack
 
 from . import fast, walk
 from .checks import expected, is_canonical_uuid, wire_name
-from .identifiers import MAX_ID_LEN
 from .errors import (
     MalformedMessage,
     ProtocolError,
@@ -25,6 +24,7 @@ from .errors import (
     UnknownMessageType,
     UnsupportedVersion,
 )
+from .identifiers import MAX_ID_LEN
 from .messages import (
     Ack,
     Envelope,
@@ -368,8 +368,9 @@ def split_sale_batch(
 def _refused(index: int, item: dict[str, Any], piece: bytes, reason: str) -> RefusedSale:
     def text(name: str) -> str:
         value = item.get(name)
-        ok = type(value) is str and 0 < len(value) <= MAX_ID_LEN and "\x00" not in value
-        return value if ok else ""  # type: ignore[return-value]
+        if type(value) is str and 0 < len(value) <= MAX_ID_LEN and "\x00" not in value:
+            return value
+        return ""
 
     seq = item.get("seq")
     return RefusedSale(

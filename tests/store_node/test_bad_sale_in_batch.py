@@ -38,7 +38,9 @@ class PreviousReleaseRegister:
     async def upload(self) -> None:
         envelope = msgpack.unpackb(batch_body(), timestamp=3)
         envelope["body"]["sales"] = list(self.pending.values())
-        status, _, answer = await self.node.post("/v1/sales", msgpack.packb(envelope, datetime=True))
+        status, _, answer = await self.node.post(
+            "/v1/sales", msgpack.packb(envelope, datetime=True)
+        )
         if status != 200:
             self.refusals.append(status)
             return
