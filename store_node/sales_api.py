@@ -84,7 +84,9 @@ async def post_sales(request: web.Request) -> web.StreamResponse:
     identity = request[IDENTITY_KEY]
     if identity is not None:
         named = [(s.sale_id, s.register_id) for s in batch.sales]
-        for sale_id, register_id in [*named, *((r.sale_id, r.register_id) for r in refused)]:
+        # A refused sale whose register_id is unreadable ("") came from this register all the same.
+        named += [(r.sale_id, r.register_id or identity.register_id) for r in refused]
+        for sale_id, register_id in named:
             if register_id != identity.register_id:
                 raise Forbidden(
                     f"body.sales.register_id: node {identity.node_id} may submit sales of "
