@@ -30,8 +30,8 @@ from sync_protocol import (
     Heartbeat,
     SaleBatch,
     decode,
-    decode_sale_batch,
     encode,
+    split_sale_batch,
 )
 
 __all__ = ["add_routes", "health_of"]
@@ -75,20 +75,28 @@ async def post_sales(request: web.Request) -> web.StreamResponse:
     """Store a register's sale batch and answer with an ack after the commit."""
     app = request.app
     config = app[CONFIG_KEY]
-    envelope, payloads = decode_sale_batch(await _msgpack_body(request))
+    # A sale that does not decode but names its sale_id is refused in the ack (and quarantined)
+    # instead of failing the batch: a register of an older release resends a refused batch
+    # forever, and the good sales behind the bad one would never arrive.
+    envelope, payloads, refused = split_sale_batch(await _msgpack_body(request))
     batch = envelope.message
     assert isinstance(batch, SaleBatch)
     identity = request[IDENTITY_KEY]
     if identity is not None:
-        for sale in batch.sales:
-            if sale.register_id != identity.register_id:
+        named = [(s.sale_id, s.register_id) for s in batch.sales]
+        # A refused sale whose register_id is unreadable ("") came from this register all the same.
+        named += [(r.sale_id, r.register_id or identity.register_id) for r in refused]
+        for sale_id, register_id in named:
+            if register_id != identity.register_id:
                 raise Forbidden(
                     f"body.sales.register_id: node {identity.node_id} may submit sales of "
-                    f"register {identity.register_id!r} only, got sale {sale.sale_id} of "
-                    f"register {sale.register_id!r}; nothing stored"
+                    f"register {identity.register_id!r} only, got sale {sale_id} of "
+                    f"register {register_id!r}; nothing stored"
                 )
     now = app[CLOCK_KEY]()
-    ack = await app[WORKER_KEY].run(lambda box: box.accept(batch.sales, now=now, payloads=payloads))
+    ack = await app[WORKER_KEY].run(
+        lambda box: box.accept(batch.sales, now=now, payloads=payloads, refused=refused)
+    )
     if ack.accepted:
         log.info(
             "stored %d new sales from %s (%d duplicates, %d rejected)",
@@ -173,6 +181,7 @@ def health_of(box: SalesBox, config: Config, now: datetime) -> dict[str, Any]:
         "center_lag_s": _lag_s(now, outbox.oldest_pending_at),
         "rejected_by_center": outbox.rejected_by_center,
         "quarantined": outbox.quarantined,
+        "quarantined_sales": box.quarantined(),
         "last_center_ok_at": _iso(center.last_ok_at),
         "last_center_error": center.last_error,
         "last_center_error_at": _iso(center.last_error_at),

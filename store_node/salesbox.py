@@ -32,6 +32,7 @@ from sync_protocol import (
     Heartbeat,
     MasterDelta,
     MasterSnapshot,
+    RefusedSale,
     Rejection,
     Sale,
     Verdict,
@@ -343,12 +344,18 @@ class SalesBox:
     # -- sales from registers -------------------------------------------------------------
 
     def accept(
-        self, sales: Sequence[Sale], *, now: datetime, payloads: Sequence[bytes] | None = None
+        self,
+        sales: Sequence[Sale],
+        *,
+        now: datetime,
+        payloads: Sequence[bytes] | None = None,
+        refused: Sequence[RefusedSale] = (),
     ) -> Ack:
         """Store a batch from a register in ONE transaction and say what happened to each sale.
 
         ``payloads``: each sale's canonical bytes (sync_protocol.decode_sale_batch), stored as
-        they are; without them each sale is encoded here.
+        they are; without them each sale is encoded here. ``refused``: the batch's sales that
+        did not decode (sync_protocol.split_sale_batch), quarantined and rejected in the ack.
         """
         accepted: list[str] = []
         duplicates: list[str] = []
@@ -411,6 +418,27 @@ class SalesBox:
                 )
                 accepted.append(sale.sale_id)
                 seen[sale.register_id] = max(seen[sale.register_id], sale.seq)
+            for bad in refused:
+                if bad.sale_id in answered:
+                    continue
+                answered.add(bad.sale_id)
+                reason = f"does not decode: {bad.reason}".replace("\x00", "\\x00")[:500]
+                rejected.append(Rejection(sale_id=bad.sale_id, reason=reason))
+                conn.execute(
+                    "INSERT OR IGNORE INTO quarantine (sale_id, store_id, register_id, seq,"
+                    " fingerprint, payload, reason, received_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        bad.sale_id,
+                        bad.store_id,
+                        bad.register_id,
+                        bad.seq,
+                        payload_fingerprint(bad.payload),
+                        bad.payload,
+                        reason,
+                        received_at,
+                    ),
+                )
             for register_id, max_seq in seen.items():
                 conn.execute(
                     "INSERT INTO registers (register_id, first_seen_at, last_seen_at, last_seq)"
@@ -810,6 +838,16 @@ class SalesBox:
         ).fetchone()
         (quarantined,) = self._conn.execute("SELECT COUNT(*) FROM quarantine").fetchone()
         return OutboxStatus(pending, _dt(oldest), rejected, quarantined)
+
+    def quarantined(self, limit: int = 20) -> list[dict[str, object]]:
+        """The latest sales this node refused (newest first): who sent them and why."""
+        rows = self._conn.execute(
+            "SELECT sale_id, register_id, seq, reason, received_at FROM quarantine"
+            " ORDER BY id DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        keys = ("sale_id", "register_id", "seq", "reason", "received_at")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
 
     def last_sale(self, register_id: str) -> tuple[int, datetime, int] | None:
         """(seq, closed_at, total_minor) of a register's latest sale held here, or None."""

@@ -19,6 +19,7 @@ from .codec import (
     MESSAGE_TYPES,
     PROTOCOL_VERSION,
     Limits,
+    RefusedSale,
     chain_hash,
     decode,
     decode_sale,
@@ -29,6 +30,7 @@ from .codec import (
     payload_chain_hash,
     payload_fingerprint,
     sale_fingerprint,
+    split_sale_batch,
 )
 from .customer_state import (
     CardState,
@@ -143,6 +145,7 @@ __all__ = [
     "PayloadTooLarge",
     "Payment",
     "ProtocolError",
+    "RefusedSale",
     "Rejection",
     "ReplayedNonce",
     "Sale",
@@ -196,6 +199,7 @@ __all__ = [
     "sign_headers",
     "signature_headers",
     "signature_matches",
+    "split_sale_batch",
     "state_row",
     "state_view",
     "verify_request",

@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import msgpack
 
 from . import fast, walk
-from .checks import expected, wire_name
+from .checks import expected, is_canonical_uuid, wire_name
 from .errors import (
     MalformedMessage,
+    ProtocolError,
     UnexpectedMessageType,
     UnknownMessageType,
     UnsupportedVersion,
 )
+from .identifiers import MAX_ID_LEN
 from .messages import (
     Ack,
     Envelope,
@@ -48,6 +51,7 @@ __all__ = [
     "MESSAGE_TYPES",
     "PROTOCOL_VERSION",
     "Limits",
+    "RefusedSale",
     "chain_hash",
     "decode",
     "decode_sale",
@@ -58,6 +62,7 @@ __all__ = [
     "payload_chain_hash",
     "payload_fingerprint",
     "sale_fingerprint",
+    "split_sale_batch",
 ]
 
 PROTOCOL_VERSION = 1
@@ -290,6 +295,92 @@ def decode_sale_batch(
     return envelope, tuple(
         piece if fast.is_canonical(raw, piece) else encode_sale(sale)
         for sale, raw, piece in zip(sales, raws, pieces, strict=True)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RefusedSale:
+    """A sale of a batch that does not decode but names its sale_id: the decoder's reason, the
+    fields that could be read ("" or 0 otherwise) and the bytes as they arrived."""
+
+    index: int
+    sale_id: str
+    store_id: str
+    register_id: str
+    seq: int
+    payload: bytes
+    reason: str
+
+
+# A sale map sits in body.sales of the envelope: envelope 1, body 2, sales 3, the sale 4.
+_SALE_DEPTH_IN_BATCH = 4
+
+
+def split_sale_batch(
+    data: bytes, *, limits: Limits = DEFAULT_LIMITS
+) -> tuple[Envelope, tuple[bytes, ...], tuple[RefusedSale, ...]]:
+    """decode_sale_batch, except that each sale that does not decode yet names a canonical
+    sale_id is set aside as a RefusedSale: the envelope then carries the other sales only.
+
+    Anything else wrong (the envelope, a sale without a readable sale_id) raises the error
+    decode_sale_batch raises; a batch that decodes costs nothing more than decode_sale_batch.
+    """
+    try:
+        envelope, payloads = decode_sale_batch(data, limits=limits)
+    except ProtocolError as exc:
+        first = exc
+    else:
+        return envelope, payloads, ()
+    found = _unpack_sale_batch(data, limits)
+    if found is None:
+        raise first
+    raw, raws, pieces = found
+    kept: list[int] = []
+    refused: list[RefusedSale] = []
+    for i, item in enumerate(raws):
+        path = ("body", "sales", i)
+        try:
+            check_depth(item, _SALE_DEPTH_IN_BATCH, path, limits.max_depth)
+            walk.decoder(Sale)(item, path)
+        except ProtocolError as exc:
+            sale_id = item.get("sale_id") if type(item) is dict else None
+            if type(sale_id) is not str or not is_canonical_uuid(sale_id):
+                raise first from None
+            refused.append(_refused(i, item, pieces[i], str(exc)))
+        else:
+            kept.append(i)
+    if not refused:
+        raise first
+    # The rest is decoded the usual way, so that a problem outside the sales still raises.
+    body = raw.get("body")
+    if type(body) is not dict:
+        raise first
+    stripped = {**raw, "body": {**body, "sales": [raws[i] for i in kept]}}
+    envelope = _decode_unpacked(stripped, limits, SaleBatch)
+    sales = envelope.message.sales  # type: ignore[union-attr]
+    payloads = tuple(
+        pieces[i] if fast.is_canonical(raws[i], pieces[i]) else encode_sale(sale)
+        for i, sale in zip(kept, sales, strict=True)
+    )
+    return envelope, payloads, tuple(refused)
+
+
+def _refused(index: int, item: dict[str, Any], piece: bytes, reason: str) -> RefusedSale:
+    def text(name: str) -> str:
+        value = item.get(name)
+        if type(value) is str and 0 < len(value) <= MAX_ID_LEN and "\x00" not in value:
+            return value
+        return ""
+
+    seq = item.get("seq")
+    return RefusedSale(
+        index=index,
+        sale_id=item["sale_id"],
+        store_id=text("store_id"),
+        register_id=text("register_id"),
+        seq=seq if type(seq) is int and 0 < seq < 2**63 else 0,
+        payload=piece,
+        reason=reason,
     )
 
 

@@ -107,13 +107,20 @@ async def test_garbage_is_400_and_writes_nothing(
 
 
 async def test_wrongly_typed_field_is_named(node: RunningNode) -> None:
-    good = make_sale(1)
-    raw = msgpack.unpackb(batch_body(good, make_sale(2)), timestamp=3)
+    good, bad = make_sale(1), make_sale(2)
+    raw = msgpack.unpackb(batch_body(good, bad), timestamp=3)
     raw["body"]["sales"][1]["seq"] = "2"
     status, _, answer = await node.post("/v1/sales", msgpack.packb(raw, datetime=True))
+    assert status == 200  # the sale names its sale_id: refused alone, in the ack
+    ack = decode(answer, expect=Ack).message
+    assert isinstance(ack, Ack) and ack.accepted == (good.sale_id,)
+    [rejection] = ack.rejected
+    assert rejection.sale_id == bad.sale_id and "body.sales[1].seq" in rejection.reason
+    assert (await _counts(node))["quarantine"] == 1
+    raw["body"]["sales"][1]["sale_id"] = 2  # unnamed: the whole batch is refused
+    status, _, answer = await node.post("/v1/sales", msgpack.packb(raw, datetime=True))
     assert status == 400
-    assert "body.sales[1].seq" in _error(answer)["detail"]
-    assert (await _counts(node))["sales"] == 0  # the good sale of the batch is not written either
+    assert "body.sales[1]" in _error(answer)["detail"]
 
 
 async def test_wrong_message_type_is_422(node: RunningNode) -> None:

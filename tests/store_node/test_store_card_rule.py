@@ -13,7 +13,7 @@ import msgpack
 import pytest
 
 from store_node.app import WORKER_KEY
-from sync_protocol import MasterSnapshot, encode
+from sync_protocol import Ack, MasterSnapshot, decode, encode
 from tests.store_node.store_fakes import (
     T0,
     Clock,
@@ -109,15 +109,16 @@ async def test_a_sale_with_a_card_not_normalised_is_rejected_and_quarantined(
     assert (counts["sales"], counts["quarantine"]) == (1, 1)
 
 
-async def test_a_sale_beyond_64_bits_is_400_naming_it_and_nothing_is_stored(
-    node: RunningNode,
-) -> None:
-    raw = msgpack.unpackb(batch_body(make_sale(1), make_sale(2)), timestamp=3)
+async def test_a_sale_beyond_64_bits_is_refused_alone_naming_it(node: RunningNode) -> None:
+    good, bad = make_sale(1), make_sale(2)
+    raw = msgpack.unpackb(batch_body(good, bad), timestamp=3)
     raw["body"]["sales"][1]["seq"] = 2**63
     status, _, answer = await node.post("/v1/sales", msgpack.packb(raw, datetime=True))
-    assert status == 400, answer
-    assert json.loads(answer)["detail"].startswith(
-        "body.sales[1].seq: integer out of the signed 64-bit range"
-    )
+    assert status == 200, answer  # named by its sale_id: refused in the ack, the rest stored
+    ack = decode(answer, expect=Ack).message
+    assert isinstance(ack, Ack) and ack.accepted == (good.sale_id,)
+    assert [(r.sale_id, r.reason) for r in ack.rejected] == [
+        (bad.sale_id, "does not decode: body.sales[1].seq: integer out of the signed 64-bit range")
+    ]
     counts = await node.app[WORKER_KEY].run(lambda box: box.counts())
-    assert counts["sales"] == 0
+    assert (counts["sales"], counts["quarantine"]) == (1, 1)

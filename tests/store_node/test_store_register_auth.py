@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 
 from store_node.app import AUTH_KEY
@@ -182,3 +183,24 @@ def test_security_table_is_validated(tmp_path: Path) -> None:
     assert "security.other: unknown key" in text
     del doc["security"]
     assert parse_config(doc, base_dir=tmp_path).security.require_signatures is True
+
+
+async def test_a_sale_that_does_not_decode_is_forbidden_only_when_it_names_another_register(
+    node: RunningNode,
+) -> None:
+    creds = await enrol(node, "367-1")
+
+    def spoilt(register_id: object) -> bytes:
+        raw = msgpack.unpackb(batch_body(make_sale(1), make_sale(2)), timestamp=3)
+        raw["body"]["sales"][1].update(card_no="26\x00", register_id=register_id)
+        return bytes(msgpack.packb(raw, datetime=True))
+
+    body = spoilt("367-2")
+    status, answer = await post(node, "/v1/sales", body, signed(creds, "POST", "/v1/sales", body))
+    assert status == 403 and answer["error"] == "forbidden"
+    body = spoilt(7)  # unreadable: it came from this register all the same
+    status, _ = await post(node, "/v1/sales", body, signed(creds, "POST", "/v1/sales", body))
+    assert status == 200
+    health = await node.get_json("/health")
+    assert [s["register_id"] for s in health["quarantined_sales"]] == [""]
+    assert (await node.get_json("/v1/sales/summary"))["registers"][0]["receipts"] == 1
