@@ -165,7 +165,9 @@ def read_batch(
                 ).fetchall()
                 held = already("sales", "sale_id", [r[0] for r in old]) if old else set()
                 fresh = [r for r in old if r[0] not in held]
-            where = "s.received_at > ? OR (s.received_at = ? AND s.sale_id > ?)"
+            # (received_at, sale_id) after the mark, written so the sales_received_at index
+            # gives a range search rather than a walk over every sale before the mark.
+            where = "s.received_at >= ? AND (s.received_at > ? OR s.sale_id > ?)"
             params: list[Any] = [mark, mark, cursor.sales_id]
         else:
             where, params = "1 = 1", []

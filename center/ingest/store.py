@@ -18,6 +18,7 @@ from center.ingest.sales import check_sale, ledger_movements
 from center.ledger.model import LedgerEntry
 from center.storage.base import RegisterSummary
 from center.storage.database import Database
+from center.storage.migrations import Migration
 from center.storage.owners import sale_owner
 from sync_protocol import (
     Ack,
@@ -30,7 +31,26 @@ from sync_protocol import (
     payload_fingerprint,
 )
 
-__all__ = ["IngestBatch", "PreparedSale", "SalesRepository"]
+__all__ = [
+    "POSTGRES_TIME_INDEXES",
+    "SQLITE_TIME_INDEXES",
+    "IngestBatch",
+    "PreparedSale",
+    "SalesRepository",
+]
+
+# The fraud scan, `sale_payloads` and the reports filter sales on closed_at; the analytics feeder
+# reads them in (received_at, sale_id) order from a watermark. Without these, every such query
+# reads the whole table. On PostgreSQL the month partitions only narrow closed_at to a month; an
+# index on the partitioned table is built on every partition, present and future.
+_TIME_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS sales_closed_at ON sales (closed_at)",
+    "CREATE INDEX IF NOT EXISTS sales_received_at ON sales (received_at, sale_id)",
+)
+SQLITE_TIME_INDEXES = Migration("m025_sales_time_indexes", _TIME_INDEXES)
+"""Indexes on the sales' closed_at and received_at, on SQLite."""
+POSTGRES_TIME_INDEXES = Migration("m025_sales_time_indexes", _TIME_INDEXES)
+"""Indexes on the sales' closed_at and received_at, on PostgreSQL (every partition)."""
 
 
 class SaleLedger(Protocol):

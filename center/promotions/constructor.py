@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from center.errors import InvalidRequest, MalformedRequest
@@ -50,6 +51,15 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 _OWNER = re.compile(r"^promotion (?:'[^']*'|\"[^\"]*\"|#\d+): ")
 _MAX_QTY_MILLI = 10**9
 _MAX_PRICE_MINOR = 10**12
+# The minor-unit field the previous release's engine reads for a `bonus` in major units, by kind
+# (its registers skip `bonus` as an unknown field, then refuse the rule or credit 1 point).
+_LEGACY_BONUS = {
+    "coupon": "bonus_points",
+    "accrual_per_amount": "points",
+    "accrual_per_unit": "points",
+    "counter_reward": "points",
+    "referral_reward": "points",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +81,32 @@ def new_promotion_id() -> str:
     return f"promo-{uuid.uuid4().hex[:12]}"
 
 
-def published_doc(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """The copy of a document written to the master `promotions` table (status `active`)."""
-    return {**doc, "status": "active"}
+def published_doc(
+    doc: Mapping[str, Any], settings: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The copy of a document written to the master `promotions` table (status `active`), with
+    the minor-unit twin of a `bonus` in major units that registers of the previous release read."""
+    out = {**doc, "status": "active"}
+    legacy = _LEGACY_BONUS.get(str(doc.get("kind", "")))
+    minor = _minor_units(doc.get("bonus"), settings)
+    if legacy and minor is not None and legacy not in doc:
+        out[legacy] = minor
+    return out
+
+
+def _minor_units(value: Any, settings: Mapping[str, Any] | None) -> int | None:
+    """'200.00' as 20000 with the chain's currency exponent; None unless a whole minor amount
+    above 0 (the engine reports anything else when it checks the document)."""
+    if isinstance(value, bool) or not isinstance(value, str | int) or len(str(value)) > 40:
+        return None
+    try:
+        exponent = int(str((settings or {}).get("currency_exponent", "2")))
+        amount = Decimal(str(value).strip()).scaleb(exponent)
+    except (InvalidOperation, ValueError):
+        return None
+    if not amount.is_finite() or amount < 1 or amount != amount.to_integral_value():
+        return None
+    return int(amount)
 
 
 def _problem(text: str) -> Problem:
@@ -98,7 +131,9 @@ def check_doc(
     field or setting is one), and against the managed lists in ``known``; and warnings, e.g.
     a rule that can never fire. Each names the field."""
     try:
-        found = load_promotion_set([published_doc(doc)], version=0, settings=settings, exact=True)
+        found = load_promotion_set(
+            [published_doc(doc, settings)], version=0, settings=settings, exact=True
+        )
     except RuleError as exc:
         return [_problem(p) for p in exc.problems], []
     warnings = [str(_problem(w)) for w in found.warnings]
@@ -358,7 +393,7 @@ def preview(
     """Price the sample with the draft (as if active), alone or instead of its live version
     among the live set; the engine's calculation plus the draft's own share of it."""
     require_valid(doc, settings)
-    docs: list[Mapping[str, Any]] = [published_doc(doc)]
+    docs: list[Mapping[str, Any]] = [published_doc(doc, settings)]
     skipped: list[str] = []
     if sample.with_live:
         for promotion_id, live_doc in live:

@@ -294,7 +294,7 @@ class PromotionRepository:
                 "INSERT INTO promotions (promotion_id, doc, version) VALUES (?, ?, ?) "
                 "ON CONFLICT (promotion_id) DO UPDATE SET doc = excluded.doc, "
                 "version = excluded.version",
-                (promotion_id, _json(published_doc(doc)), version),
+                (promotion_id, _json(published_doc(doc, self._chain_settings())), version),
             )
             if live is not None:
                 self.db.execute(
@@ -510,9 +510,10 @@ class PromotionRepository:
                 "WHERE d.promotion_id = p.promotion_id)",
                 (version,),
             ).fetchall()
+            settings = self._chain_settings()
         found: dict[str, dict[str, Any]] = {}
         for promotion_id, doc in managed:
-            found[str(promotion_id)] = published_doc(json.loads(doc))
+            found[str(promotion_id)] = published_doc(json.loads(doc), settings)
         for promotion_id, doc in unmanaged:
             found[str(promotion_id)] = json.loads(doc)
         return sorted(found.items())

@@ -13,6 +13,7 @@ from center.feed import master_store
 from center.feed import store as feed
 from center.fraud import store as fraud
 from center.ingest import partitions
+from center.ingest import store as ingest
 from center.ingest.store_postgres import PostgresSalesRepository
 from center.ledger import returns_store as returns
 from center.ledger.store_postgres import PostgresLedgerRepository
@@ -282,6 +283,7 @@ POSTGRES_MIGRATIONS = MigrationList(
         people.POSTGRES_MIGRATION,
         communications.POSTGRES_MIGRATION,
         fraud.POSTGRES_MIGRATION,
+        ingest.POSTGRES_TIME_INDEXES,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names
 )

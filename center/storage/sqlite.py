@@ -15,6 +15,7 @@ from center.feed import master_store
 from center.feed import store as feed
 from center.fraud import store as fraud
 from center.ingest import partitions
+from center.ingest import store as ingest
 from center.ledger import returns_store as returns
 from center.promotions import coupon_jobs_store as coupon_jobs
 from center.promotions import coupons_holds_store as coupon_holds
@@ -281,6 +282,7 @@ SQLITE_MIGRATIONS = MigrationList(
         people.SQLITE_MIGRATION,
         communications.SQLITE_MIGRATION,
         fraud.SQLITE_MIGRATION,
+        ingest.SQLITE_TIME_INDEXES,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names
 )

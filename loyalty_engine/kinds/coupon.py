@@ -135,8 +135,11 @@ def _parse_coupon(reader: FieldReader) -> Coupon:
     if not codes and not prefix and not batch:
         reader.problem("codes", "expected codes, signed_prefix or batch_prefix, got none")
     # ``bonus`` (major units, "200.00") is what the constructor takes; ``bonus_points`` (minor
-    # units) is still read from promotions stored before, so they need no migration.
+    # units) is still read from promotions stored before, so they need no migration. The
+    # Center publishes both (older registers read only ``bonus_points``): they must agree.
     given = [k for k in ("percent", "amount_minor", "bonus", "bonus_points") if reader.has(k)]
+    if "bonus" in given and "bonus_points" in given:
+        given.remove("bonus_points")
     if len(given) != 1:
         reader.problem(
             "percent",
@@ -144,9 +147,13 @@ def _parse_coupon(reader: FieldReader) -> Coupon:
         )
     bonus_points = reader.int_("bonus_points", None, min_value=1)
     if "bonus" in given:
-        bonus_points = reader.major("bonus")
+        legacy, bonus_points = bonus_points, reader.major("bonus")
         if bonus_points is not None and bonus_points < 1:
             reader.problem("bonus", "expected an amount above 0")
+        elif legacy is not None and bonus_points is not None and legacy != bonus_points:
+            reader.problem(
+                "bonus_points", f"expected {bonus_points} (bonus in minor units), got {legacy}"
+            )
     percent = (
         reader.decimal("percent", low=Decimal(0), high=Decimal(100)) if "percent" in given else None
     )

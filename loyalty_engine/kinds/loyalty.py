@@ -102,15 +102,17 @@ def parse_credit(reader: FieldReader, wallet: str = "bonus") -> Credit:
 
 def parse_points(reader: FieldReader, wallet: str, *, default: int | None = None) -> int:
     """``points`` (wallet units; bonus points are minor units, as stored before), or for the
-    bonus wallet ``bonus`` in major units (``"200.00"``, what the constructor takes)."""
+    bonus wallet ``bonus`` in major units (``"200.00"``, what the constructor takes); both when
+    they agree (the Center publishes both: older registers read only ``points``)."""
     if reader.has("bonus"):
         if wallet != "bonus":
             reader.problem("bonus", f"only for the bonus wallet, this rule credits {wallet!r}")
-        if reader.has("points"):
-            reader.problem("bonus", "expected only one of bonus, points")
+        legacy = reader.int_("points", min_value=1) if reader.has("points") else None
         amount = reader.major("bonus")
         if amount is not None and amount < 1:
             reader.problem("bonus", "expected an amount above 0")
+        elif amount is not None and legacy is not None and legacy != amount:
+            reader.problem("points", f"expected {amount} (bonus in minor units), got {legacy}")
         return amount or 1
     if default is None:
         return reader.int_("points", min_value=1) or 1
