@@ -105,11 +105,12 @@ async def post_sign_in(request: web.Request) -> web.StreamResponse:
             request, lambda: sign_in(storage, username, password, code, now, page=request.path)
         )
     except Unauthorized as exc:
-        locked = exc.field == "username"
+        # One answer for an unknown name, a locked account and a wrong password or code; only a
+        # right password with an already used code is told so (it can then wait for the next).
         _ = translate_for(request)
         message = (
-            _("Too many failed attempts: the account is locked for a while.")
-            if locked
+            _("This code was already used: wait for the next code from your app.")
+            if exc.field == "code"
             else _("Wrong user name, password or code.")
         )
         return _sign_in_page(request, status=401, error=message, username=username)

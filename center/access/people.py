@@ -57,6 +57,9 @@ _HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 # Verified against when the name is unknown, so that an unknown name costs the same time; made
 # on first use (nothing happens at import time).
 _DUMMY_HASH: list[str] = []
+# A code is good once: someone who watched it typed cannot sign in with it in its 30 s window.
+# Only shown after the right password, so it tells nothing a guesser lacks.
+_REPLAYED_TEXT = "this code was already used: wait for the next code"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +112,18 @@ def totp_uri(secret: str, username: str) -> str:
     return pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name="Loyalty Center")
 
 
-def _code_ok(secret: str, code: str, now: datetime) -> bool:
+def _code_step(secret: str, code: str, now: datetime) -> int | None:
+    """The TOTP time step `code` belongs to, or None when it is not a current code."""
     code = code.strip().replace(" ", "")
+    if not (code.isdigit() and len(code) == 6):
+        return None
+    totp = pyotp.TOTP(secret)
+    step = totp.timecode(now)
     # One step either side: a phone's clock may be up to 30 s off.
-    return code.isdigit() and pyotp.TOTP(secret).verify(code, for_time=now, valid_window=1)
+    for candidate in (step - 1, step, step + 1):
+        if hmac.compare_digest(totp.generate_otp(candidate), code):
+            return candidate
+    return None
 
 
 def new_session_secret() -> str:
@@ -150,33 +161,46 @@ def add_person(
     return secret
 
 
+def _replayed() -> Unauthorized:
+    return Unauthorized("code", _REPLAYED_TEXT)
+
+
 def sign_in(
     storage: Storage, username: str, password: str, code: str, now: datetime, *, page: str
 ) -> SignIn:
     """Check a name, password and (when the person has one) TOTP code; open a session.
 
-    Unauthorized, naming no detail that would tell a guesser which part was wrong; a locked
-    account is refused until its lockout ends, and each failure counts towards one.
+    Unauthorized, naming no detail that would tell a guesser which part was wrong or that the
+    account exists or is locked (field "code" only for a right password with an already used
+    code); a locked account is refused until its lockout ends, and each failure counts.
     """
     held = storage.people.credentials(username[:64])
     refused = Unauthorized("password", "wrong user name, password or code")
+    # An unknown name, a locked account and a wrong password get the same answer after the
+    # same one argon2 verification, so the answer tells a guesser nothing about the account.
+    good = verify_password(None if held is None else held.password_hash, password)
     if held is None:
-        verify_password(None, password)
         raise refused
     if held.locked_until is not None and held.locked_until > now:
-        raise Unauthorized(
-            "username",
-            f"too many failed attempts: locked until {held.locked_until.isoformat()}",
-        )
-    good = verify_password(held.password_hash, password) and held.revoked_at is None
-    if good and held.totp_secret and not _code_ok(held.totp_secret, code, now):
-        good = False
+        raise refused
+    good = good and held.revoked_at is None
+    step: int | None = None
+    if good and held.totp_secret:
+        step = _code_step(held.totp_secret, code, now)
+        good = step is not None
+    if good and step is not None and held.totp_last_step is not None:
+        if step <= held.totp_last_step:
+            storage.people.record_failure(username, MAX_FAILURES, now + LOCKOUT, now, page=page)
+            raise _replayed()
     if not good:
         storage.people.record_failure(username, MAX_FAILURES, now + LOCKOUT, now, page=page)
         raise refused
     session = new_session_secret()
     csrf = new_session_secret()
-    storage.people.open_session(
-        session_hash(session), username, csrf, now, now + SESSION_TTL, page=page
+    opened = storage.people.open_session(
+        session_hash(session), username, csrf, now, now + SESSION_TTL, page=page, totp_step=step
     )
+    if not opened:  # another sign-in used this code's step in between
+        storage.people.record_failure(username, MAX_FAILURES, now + LOCKOUT, now, page=page)
+        raise _replayed()
     return SignIn(session, Person(username, held.role, held.language, csrf))

@@ -15,7 +15,9 @@ from center.storage.database import Database
 from center.storage.migrations import Migration
 
 __all__ = [
+    "POSTGRES_HARDENING_MIGRATION",
     "POSTGRES_MIGRATION",
+    "SQLITE_HARDENING_MIGRATION",
     "SQLITE_MIGRATION",
     "Credentials",
     "PeopleRepository",
@@ -46,6 +48,12 @@ SQLITE_MIGRATION = Migration("m022_people_sign_in", _steps("TEXT"))
 POSTGRES_MIGRATION = Migration("m022_people_sign_in", _steps("TIMESTAMPTZ"))
 """The same on PostgreSQL."""
 
+_HARDENING = ("ALTER TABLE users ADD COLUMN totp_last_step BIGINT",)
+SQLITE_HARDENING_MIGRATION = Migration("m026_people_sign_in_hardening", _HARDENING)
+"""The last accepted TOTP time step of each person (a code is good once), on SQLite."""
+POSTGRES_HARDENING_MIGRATION = Migration("m026_people_sign_in_hardening", _HARDENING)
+"""The same on PostgreSQL."""
+
 
 @dataclass(frozen=True, slots=True)
 class Credentials:
@@ -59,6 +67,7 @@ class Credentials:
     locked_until: datetime | None
     revoked_at: datetime | None
     language: str
+    totp_last_step: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +93,7 @@ class PeopleRepository:
         with self.db.guard("read credentials"):
             row = self.db.execute(
                 "SELECT username, role, password_hash, totp_secret, failed_attempts, "
-                "locked_until, revoked_at, language FROM users WHERE username = ?",
+                "locked_until, revoked_at, language, totp_last_step FROM users WHERE username = ?",
                 (username,),
             ).fetchone()
         if row is None:
@@ -98,6 +107,7 @@ class PeopleRepository:
             locked_until=None if row[5] is None else self.db.dt(row[5]),
             revoked_at=None if row[6] is None else self.db.dt(row[6]),
             language=row[7],
+            totp_last_step=None if row[8] is None else int(row[8]),
         )
 
     def set_password(
@@ -157,19 +167,32 @@ class PeopleRepository:
         expires_at: datetime,
         *,
         page: str,
-    ) -> None:
-        """Keep a new session (its hash) and reset the user's failure count; audited."""
+        totp_step: int | None = None,
+    ) -> bool:
+        """Keep a new session (its hash) and reset the user's failure count; audited.
+
+        With `totp_step`, only when it is newer than the person's last accepted step (which it
+        becomes); False, and nothing written, when the code's step was already used.
+        """
         at = self.db.ts(now)
         with self.db.guard("open session"), self.db.transaction():
+            if totp_step is not None:
+                # Checked again in the same statement that records it: two sign-ins racing
+                # with one code (several Center workers) cannot both win.
+                fresh = self.db.execute(
+                    "UPDATE users SET totp_last_step = ? WHERE username = ? "
+                    "AND (totp_last_step IS NULL OR totp_last_step < ?) RETURNING username",
+                    (totp_step, username, totp_step),
+                ).fetchone()
+                if fresh is None:
+                    return False
             self.db.execute(
                 "UPDATE users SET failed_attempts = 0, locked_until = NULL WHERE username = ?",
                 (username,),
             )
-            # Sessions of this person that ended are dropped here, so the table stays small.
-            self.db.execute(
-                "DELETE FROM people_sessions WHERE username = ? AND expires_at <= ?",
-                (username, at),
-            )
+            # Every session that ended is dropped at any sign-in (and by the Center's periodic
+            # job), so the table keeps only live sessions.
+            self._purge(at)
             self.db.execute(
                 "INSERT INTO people_sessions (session_hash, username, csrf_token, created_at, "
                 "expires_at) VALUES (?, ?, ?, ?, ?)",
@@ -184,6 +207,18 @@ class PeopleRepository:
                 f"{username} via {page}",
                 at,
             )
+        return True
+
+    def purge_sessions(self, now: datetime) -> int:
+        """Delete every session that ended by `now`; how many."""
+        with self.db.guard("purge sessions"), self.db.transaction():
+            return self._purge(self.db.ts(now))
+
+    def _purge(self, at: object) -> int:
+        gone = self.db.execute(
+            "DELETE FROM people_sessions WHERE expires_at <= ? RETURNING session_hash", (at,)
+        ).fetchall()
+        return len(gone)
 
     def session(self, session_hash: str, now: datetime) -> SessionRecord | None:
         """The open session with this hash, of a user not revoked; None otherwise."""

@@ -284,6 +284,7 @@ POSTGRES_MIGRATIONS = MigrationList(
         communications.POSTGRES_MIGRATION,
         fraud.POSTGRES_MIGRATION,
         ingest.POSTGRES_TIME_INDEXES,
+        people.POSTGRES_HARDENING_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names
 )

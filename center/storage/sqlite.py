@@ -283,6 +283,7 @@ SQLITE_MIGRATIONS = MigrationList(
         communications.SQLITE_MIGRATION,
         fraud.SQLITE_MIGRATION,
         ingest.SQLITE_TIME_INDEXES,
+        people.SQLITE_HARDENING_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names
 )

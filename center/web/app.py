@@ -38,6 +38,8 @@ __all__ = ["create_app"]
 log = logging.getLogger(__name__)
 PRICE_CHANGES_EVERY_S = 60.0
 """How often price changes that came due are applied (center/feed/master_store.py)."""
+SESSIONS_PURGE_EVERY_S = 600.0
+"""How often console sessions that ended are deleted (center/access/people_store.py)."""
 
 
 def _utcnow() -> datetime:
@@ -126,6 +128,16 @@ def create_app(
             if changed:
                 log.info("price changes applied to %d products", changed)
 
+        async def sessions_job() -> None:
+            now = app[CLOCK_KEY]()
+            try:
+                gone = await db.run(lambda store: store.people.purge_sessions(now))
+            except StorageError as exc:
+                log.warning("purging ended console sessions failed (next run retries): %s", exc)
+                return
+            if gone:
+                log.info("purged %d ended console sessions", gone)
+
         fraud_settings = FraudSettings(
             min_minutes_between_stores=config.fraud.min_minutes_between_stores
         )
@@ -160,6 +172,15 @@ def create_app(
             "interval",
             seconds=PRICE_CHANGES_EVERY_S,
             id="apply_price_changes",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+        scheduler.add_job(
+            sessions_job,
+            "interval",
+            seconds=SESSIONS_PURGE_EVERY_S,
+            id="purge_people_sessions",
             max_instances=1,
             coalesce=True,
             misfire_grace_time=None,

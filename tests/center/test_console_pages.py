@@ -3,6 +3,7 @@ permissions on pages, the call-center and loyalty-manager tasks, languages, esca
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -13,12 +14,14 @@ import pyotp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from center.access.people import LOCKOUT, MAX_FAILURES, add_person, session_hash
+from center.access import people
+from center.access.people import LOCKOUT, MAX_FAILURES, SESSION_TTL, add_person, session_hash
 from center.access.people_session import SESSION_COOKIE
 from center.config import Config, load_config
 from center.crm.model import CustomerInput
 from center.storage import Storage
 from center.storage.sqlite import SqliteStorage
+from center.web import app as center_app
 from center.web.app import create_app
 from tests.center.center_factories import T0, write_config
 
@@ -149,7 +152,7 @@ async def test_wrong_passwords_lock_the_account_until_the_lockout_ends(
         status, html = await _sign_in(client, "olga", "wrong password!")
         assert status == 401 and "Wrong user name" in html
     status, html = await _sign_in(client, "olga")  # the right password, but locked
-    assert status == 401 and "locked" in html
+    assert status == 401 and "Wrong user name" in html and "locked" not in html
     assert [r["action"] for r in db.audit.audit_history("user", "olga")][-1] == "lock"
     clock.now = T0 + LOCKOUT + timedelta(seconds=1)
     status, _ = await _sign_in(client, "olga")
@@ -175,6 +178,98 @@ async def test_a_person_with_totp_needs_the_current_code(
     code = pyotp.TOTP(secret).at(clock.now)
     status, _ = await _sign_in(client, "admin2", code=code)
     assert status == 303
+
+
+def _error(html: str) -> str:
+    found = re.search(r'<p class="error" id="signin-error"[^>]*>([^<]*)</p>', html)
+    assert found, html[:500]
+    return found.group(1)
+
+
+async def test_a_totp_code_signs_in_once_and_a_replay_is_refused_and_counted(
+    client: TestClient[Any, Any], db: Storage, clock: Clock
+) -> None:
+    secret = add_person(db, "admin2", "administrator", PASSWORD, "test", T0, totp=True)
+    assert secret is not None
+    totp = pyotp.TOTP(secret)
+    code = totp.at(clock.now)
+    status, _ = await _sign_in(client, "admin2", code=code)
+    assert status == 303
+    client.session.cookie_jar.clear()  # another browser, watching the code typed
+    clock.now = T0 + timedelta(seconds=10)  # the same 30 s window
+    status, html = await _sign_in(client, "admin2", code=code)
+    assert status == 401 and "already used" in _error(html)
+    assert SESSION_COOKIE not in client.session.cookie_jar.filter_cookies(client.make_url("/"))
+    history = db.audit.audit_history("user", "admin2")
+    assert history[-1]["action"] == "sign_in_failed"
+    # An older code still inside the ±1 step window is refused too.
+    status, _ = await _sign_in(client, "admin2", code=totp.at(T0 - timedelta(seconds=30)))
+    assert status == 401
+    assert db.people.credentials("admin2").failed_attempts == 2  # type: ignore[union-attr]
+    clock.now = T0 + timedelta(seconds=30)  # the next code is good, once
+    status, _ = await _sign_in(client, "admin2", code=totp.at(clock.now))
+    assert status == 303
+
+
+async def test_unknown_name_locked_account_and_wrong_password_get_one_answer(
+    client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for _ in range(MAX_FAILURES):
+        await _sign_in(client, "max", "wrong password!")  # locks max
+    spent: list[str | None] = []
+    verify = people.verify_password
+
+    def counting(password_hash: str | None, password: str) -> bool:
+        spent.append(password_hash)
+        return verify(password_hash, password)
+
+    monkeypatch.setattr(people, "verify_password", counting)
+    answers = []
+    for username, password in (
+        ("olga", "wrong password!"),
+        ("nobody", PASSWORD),
+        ("max", PASSWORD),  # the right password of a locked account
+    ):
+        status, html = await _sign_in(client, username, password)
+        answers.append((status, _error(html)))
+    assert answers == [(401, "Wrong user name, password or code.")] * 3
+    # Each answer cost one argon2 verification: the same timing class.
+    assert len(spent) == 3
+
+
+def _session_users(db: Storage) -> list[str]:
+    with db.people.db.guard("test"):
+        rows = db.people.db.execute("SELECT username FROM people_sessions").fetchall()
+    return sorted(row[0] for row in rows)
+
+
+async def test_anyones_sign_in_purges_every_ended_session(
+    client: TestClient[Any, Any], db: Storage, clock: Clock
+) -> None:
+    assert (await _sign_in(client, "olga"))[0] == 303
+    assert _session_users(db) == ["olga"]
+    client.session.cookie_jar.clear()
+    clock.now = T0 + SESSION_TTL + timedelta(seconds=1)
+    assert (await _sign_in(client, "max"))[0] == 303
+    assert _session_users(db) == ["max"]
+
+
+async def test_the_centers_periodic_job_purges_ended_sessions_by_the_apps_clock(
+    config: Config, db: Storage, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(center_app, "SESSIONS_PURGE_EVERY_S", 0.05)
+    app = create_app(config, db, clock=clock)
+    async with TestClient(TestServer(app), headers={"Accept-Language": "en"}) as client:
+        assert (await _sign_in(client, "olga"))[0] == 303
+        await asyncio.sleep(0.3)  # several runs: the session is still live by the app's clock
+        assert _session_users(db) == ["olga"]
+        clock.now = T0 + SESSION_TTL + timedelta(seconds=1)
+        for _ in range(100):
+            if not _session_users(db):
+                break
+            await asyncio.sleep(0.05)
+        assert _session_users(db) == []
+    db.close()
 
 
 async def test_call_center_blocks_a_card_through_the_page_audited_with_person_and_page(
