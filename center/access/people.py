@@ -188,10 +188,6 @@ def sign_in(
     if good and held.totp_secret:
         step = _code_step(held.totp_secret, code, now)
         good = step is not None
-    if good and step is not None and held.totp_last_step is not None:
-        if step <= held.totp_last_step:
-            storage.people.record_failure(username, MAX_FAILURES, now + LOCKOUT, now, page=page)
-            raise _replayed()
     if not good:
         storage.people.record_failure(username, MAX_FAILURES, now + LOCKOUT, now, page=page)
         raise refused
@@ -200,7 +196,7 @@ def sign_in(
     opened = storage.people.open_session(
         session_hash(session), username, csrf, now, now + SESSION_TTL, page=page, totp_step=step
     )
-    if not opened:  # another sign-in used this code's step in between
+    if not opened:  # the code's step is not newer than the last accepted one: a replay
         storage.people.record_failure(username, MAX_FAILURES, now + LOCKOUT, now, page=page)
         raise _replayed()
     return SignIn(session, Person(username, held.role, held.language, csrf))

@@ -42,7 +42,9 @@ def test_sign_in_state_on_both_backends(storage: Storage) -> None:
     for _ in range(MAX_FAILURES):
         with pytest.raises(Unauthorized):
             sign_in(storage, "olga", "wrong", "", T0, page="/sign-in")
-    with pytest.raises(Unauthorized, match="locked until"):
+    # Locked: the right password is refused with the answer of a wrong one.
+    assert storage.people.credentials("olga").locked_until is not None  # type: ignore[union-attr]
+    with pytest.raises(Unauthorized, match=r"^password: wrong user name, password or code$"):
         sign_in(storage, "olga", PASSWORD, "", T0 + timedelta(minutes=1), page="/sign-in")
     # The session ends at its expiry, and at sign-out.
     assert storage.people.session(session_hash(done.session), T0 + timedelta(days=1)) is None
@@ -53,6 +55,18 @@ def test_sign_in_state_on_both_backends(storage: Storage) -> None:
     actions = [row["action"] for row in storage.audit.audit_history("user", "olga")]
     assert actions[:3] == ["create", "set_password", "sign_in_failed"]
     assert "lock" in actions and actions[-2:] == ["sign_out", "set_language"]
+
+
+def test_a_totp_code_is_good_once_on_both_backends(storage: Storage) -> None:
+    secret = add_person(storage, "root", "administrator", PASSWORD, "test", T0, totp=True)
+    assert secret is not None
+    code = pyotp.TOTP(secret).at(T0)
+    sign_in(storage, "root", PASSWORD, code, T0, page="/sign-in")
+    with pytest.raises(Unauthorized, match="already used"):
+        sign_in(storage, "root", PASSWORD, code, T0 + timedelta(seconds=20), page="/sign-in")
+    assert storage.people.credentials("root").failed_attempts == 1  # type: ignore[union-attr]
+    later = T0 + timedelta(seconds=30)
+    sign_in(storage, "root", PASSWORD, pyotp.TOTP(secret).at(later), later, page="/sign-in")
 
 
 def test_a_revoked_user_cannot_sign_in_nor_keep_a_session(storage: Storage) -> None:
