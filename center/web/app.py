@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -167,61 +167,26 @@ def create_app(
                 log.warning("feeding the analytics store failed (next run retries): %s", exc)
 
         scheduler = AsyncIOScheduler(timezone=UTC, event_loop=asyncio.get_running_loop())
-        scheduler.add_job(
-            prices_job,
-            "interval",
-            seconds=PRICE_CHANGES_EVERY_S,
-            id="apply_price_changes",
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=None,
-        )
-        scheduler.add_job(
-            sessions_job,
-            "interval",
-            seconds=SESSIONS_PURGE_EVERY_S,
-            id="purge_people_sessions",
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=None,
-        )
-        scheduler.add_job(
-            segments_job,
-            "interval",
-            seconds=config.segments.recalc_interval_s,
-            id="recalculate_segments",
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=None,
-        )
-        scheduler.add_job(
-            expire_job,
-            "interval",
-            seconds=config.ledger.expire_interval_s,
-            id="expire_lots",
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=None,
-        )
-        scheduler.add_job(
-            fraud_job,
-            "interval",
-            seconds=config.fraud.scan_interval_s,
-            id="fraud_scan",
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=None,
-        )
-        if config.analytics.feed_interval_s:
+
+        def every(seconds: float, job: Callable[[], Awaitable[None]], job_id: str) -> None:
+            # One run at a time; a run missed while the previous one was busy is dropped.
             scheduler.add_job(
-                analytics_job,
+                job,
                 "interval",
-                seconds=config.analytics.feed_interval_s,
-                id="feed_analytics",
+                seconds=seconds,
+                id=job_id,
                 max_instances=1,
                 coalesce=True,
                 misfire_grace_time=None,
             )
+
+        every(PRICE_CHANGES_EVERY_S, prices_job, "apply_price_changes")
+        every(SESSIONS_PURGE_EVERY_S, sessions_job, "purge_people_sessions")
+        every(config.segments.recalc_interval_s, segments_job, "recalculate_segments")
+        every(config.ledger.expire_interval_s, expire_job, "expire_lots")
+        every(config.fraud.scan_interval_s, fraud_job, "fraud_scan")
+        if config.analytics.feed_interval_s:
+            every(config.analytics.feed_interval_s, analytics_job, "feed_analytics")
         scheduler.start()
         try:
             yield
