@@ -78,6 +78,7 @@ from .messages import (
     SaleLine,
     SaleOffer,
     SalePromotion,
+    SeenSeq,
 )
 from .retry import Backoff, FailureLog, backoff_delay
 from .signing import (
@@ -153,6 +154,7 @@ __all__ = [
     "SaleLine",
     "SaleOffer",
     "SalePromotion",
+    "SeenSeq",
     "SignatureError",
     "SignedHeaders",
     "StaleTimestamp",

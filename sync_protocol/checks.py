@@ -21,6 +21,7 @@ from .messages import (
     Sale,
     SaleOffer,
     SalePromotion,
+    SeenSeq,
 )
 
 __all__ = [
@@ -180,6 +181,11 @@ def _check_promotion(promotion: SalePromotion, path: Path) -> None:
     _check_min(promotion.qty_milli, 0, (*path, "qty_milli"))
 
 
+def _check_seen(seen: SeenSeq, path: Path) -> None:
+    _check_nonempty(seen.register_id, (*path, "register_id"))
+    _check_min(seen.seq, 1, (*path, "seq"))
+
+
 def _check_payment(payment: Payment, path: Path) -> None:
     _check_nonempty(payment.method, (*path, "method"))
 
@@ -221,6 +227,7 @@ CHECKS: dict[type, Callable[[Any, Path], None]] = {
     Sale: _check_sale,
     SaleOffer: _check_offer,
     SalePromotion: _check_promotion,
+    SeenSeq: _check_seen,
     Payment: _check_payment,
     LoyaltyMovement: _check_movement,
     Heartbeat: _check_heartbeat,

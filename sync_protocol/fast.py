@@ -27,6 +27,7 @@ from .messages import (
     SaleLine,
     SaleOffer,
     SalePromotion,
+    SeenSeq,
 )
 from .packing import packer
 
@@ -67,6 +68,7 @@ _FAST_LAYOUT: dict[type, tuple[tuple[str, Any], ...]] = {
         ("percent", _REQUIRED_FIELD),
     ),
     SalePromotion: (("promotion_id", _REQUIRED_FIELD), ("qty_milli", 0)),
+    SeenSeq: (("register_id", _REQUIRED_FIELD), ("seq", _REQUIRED_FIELD)),
     LoyaltyMovement: (
         ("wallet", _REQUIRED_FIELD),
         ("kind", _REQUIRED_FIELD),
@@ -98,6 +100,7 @@ _FAST_LAYOUT: dict[type, tuple[tuple[str, Any], ...]] = {
         ("segments", ()),
         ("personal_offers", ()),
         ("promotions", ()),
+        ("state_seen", ()),
     ),
     SaleBatch: (("sales", _REQUIRED_FIELD),),
 }
@@ -109,6 +112,7 @@ _PAYMENT_KEYS = frozenset(name for name, _ in _FAST_LAYOUT[Payment])
 _MOVEMENT_KEYS = frozenset(name for name, _ in _FAST_LAYOUT[LoyaltyMovement])
 _OFFER_KEYS = frozenset(name for name, _ in _FAST_LAYOUT[SaleOffer])
 _PROMOTION_KEYS = frozenset(name for name, _ in _FAST_LAYOUT[SalePromotion])
+_SEEN_KEYS = frozenset(name for name, _ in _FAST_LAYOUT[SeenSeq])
 _SALE_KEYS = frozenset(name for name, _ in _FAST_LAYOUT[Sale])
 SALE_DEPTH = 5  # sale map, lines, line map, discounts, discount map (offers: 4)
 BATCH_DEPTH = 3 + SALE_DEPTH  # envelope, body, sales, then a sale
@@ -331,6 +335,24 @@ def _fast_promotions(promotions: Any, omit: bool) -> Any:
     return out
 
 
+def _fast_seen(seen: Any) -> Any:
+    """Wire maps of a sale's state basis (register_id, seq)."""
+    if type(seen) is not tuple and type(seen) is not list:
+        raise Unusual
+    out = []
+    for item in seen:
+        if type(item) is not SeenSeq:
+            raise Unusual
+        register_id = item.register_id
+        seq = item.seq
+        if type(register_id) is not str or not register_id or "\x00" in register_id:
+            raise Unusual
+        if type(seq) is not int or not 1 <= seq <= _HI:
+            raise Unusual
+        out.append({"register_id": register_id, "seq": seq})
+    return out
+
+
 def _check_usual_head(
     sale_id: Any,
     store_id: Any,
@@ -440,6 +462,9 @@ def sale_wire(sale: Any, omit: bool) -> dict[str, Any]:
     promotions = _fast_promotions(sale.promotions, omit)
     if promotions:
         wire["promotions"] = promotions
+    seen = _fast_seen(sale.state_seen)
+    if seen:
+        wire["state_seen"] = seen
     return wire
 
 
@@ -620,6 +645,23 @@ def _fast_read_promotions(raw: Any) -> tuple[SalePromotion, ...]:
     return tuple(out)
 
 
+def _fast_read_seen(raw: Any) -> tuple[SeenSeq, ...]:
+    if type(raw) is not list:
+        raise Unusual
+    out = []
+    for item in raw:
+        if type(item) is not dict or item.keys() != _SEEN_KEYS:
+            raise Unusual
+        register_id = item["register_id"]
+        seq = item["seq"]
+        if type(register_id) is not str or not register_id or "\x00" in register_id:
+            raise Unusual
+        if type(seq) is not int or not 1 <= seq <= _HI:
+            raise Unusual
+        out.append(SeenSeq(register_id, seq))
+    return tuple(out)
+
+
 def read_sale(raw: Any) -> Sale:
     """A sale from its wire map, when every key is known and every check passes."""
     if type(raw) is not dict or not raw.keys() <= _SALE_KEYS:
@@ -668,6 +710,7 @@ def read_sale(raw: Any) -> Sale:
         _fast_read_strs(raw["segments"], True) if "segments" in raw else (),
         _fast_read_offers(raw["personal_offers"]) if "personal_offers" in raw else (),
         _fast_read_promotions(raw["promotions"]) if "promotions" in raw else (),
+        _fast_read_seen(raw["state_seen"]) if "state_seen" in raw else (),
     )
 
 
@@ -680,6 +723,7 @@ _NESTED: dict[type, tuple[tuple[str, type], ...]] = {
         ("loyalty", LoyaltyMovement),
         ("personal_offers", SaleOffer),
         ("promotions", SalePromotion),
+        ("state_seen", SeenSeq),
     ),
     SaleLine: (("discounts", LineDiscount),),
     LineDiscount: (),
@@ -687,6 +731,7 @@ _NESTED: dict[type, tuple[tuple[str, type], ...]] = {
     LoyaltyMovement: (),
     SaleOffer: (),
     SalePromotion: (),
+    SeenSeq: (),
 }
 """For each sale part, its fields that hold arrays of part maps, and the class of those parts."""
 _ABSENT = object()

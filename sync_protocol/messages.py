@@ -22,6 +22,7 @@ __all__ = [
     "SaleLine",
     "SaleOffer",
     "SalePromotion",
+    "SeenSeq",
 ]
 
 Row = dict[str, Any]
@@ -89,6 +90,14 @@ class SalePromotion:
     these at every tier."""
 
 
+@dataclass(frozen=True, slots=True)
+class SeenSeq:
+    """One register's highest sequence number folded into a customer state."""
+
+    register_id: str
+    seq: int
+
+
 # Left out of every encoding (envelopes too) when empty: a sale without this context keeps
 # the exact bytes it had before these fields existed, and older receivers' fast paths.
 _OMIT_EMPTY = {"omit_empty": True}
@@ -125,6 +134,9 @@ class Sale:
     promotions: tuple[SalePromotion, ...] = field(default=(), metadata=_OMIT_EMPTY)
     """Every promotion that fired, in priority order, with the units it discounted: the
     customer's per-promotion counters (fires, promo quantities) at every tier count these."""
+    state_seen: tuple[SeenSeq, ...] = field(default=(), metadata=_OMIT_EMPTY)
+    """The basis of the customer state the register priced with (its ``seen``: register ->
+    highest seq folded, by register_id): the Center rebuilds that state to verify the sale."""
 
 
 @dataclass(frozen=True, slots=True)

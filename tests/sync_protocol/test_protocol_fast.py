@@ -27,6 +27,7 @@ from sync_protocol import (
     SaleLine,
     SaleOffer,
     SalePromotion,
+    SeenSeq,
     chain_hash,
     codec,
     decode,
@@ -192,6 +193,19 @@ def sales(draw: st.DrawFn) -> Sale:
         segments=seq_of(draw, draw(st.lists(nonempty, max_size=3))),
         personal_offers=seq_of(draw, draw(st.lists(sale_offers, max_size=3))),
         promotions=seq_of(draw, draw(st.lists(sale_promotions, max_size=3))),
+        state_seen=seq_of(
+            draw,
+            draw(
+                st.lists(
+                    st.builds(
+                        SeenSeq,
+                        register_id=nonempty,
+                        seq=st.integers(min_value=1, max_value=2**63 - 1),
+                    ),
+                    max_size=3,
+                )
+            ),
+        ),
     )
 
 

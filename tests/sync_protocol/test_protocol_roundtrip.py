@@ -26,6 +26,7 @@ from sync_protocol import (
     SaleLine,
     SaleOffer,
     SalePromotion,
+    SeenSeq,
     chain_hash,
     decode,
     decode_sale,
@@ -195,6 +196,7 @@ def test_encode_sale_round_trips_and_is_canonical(make_sale: MakeSale) -> None:
         segments=("gold",),
         personal_offers=(SaleOffer("po-1", ("4600001",), "12.5"),),
         promotions=(SalePromotion("welcome", 0), SalePromotion("milk-2for1", 2000)),
+        state_seen=(SeenSeq("reg-1", 4), SeenSeq("reg-9", 17)),
     )
     data = encode_sale(sale)
     assert decode_sale(data) == sale
