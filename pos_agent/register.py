@@ -48,6 +48,7 @@ from sync_protocol import (
     CardState,
     MalformedMessage,
     Sale,
+    SeenSeq,
     check_card_no,
     fold_sales,
     parse_card_rule,
@@ -101,6 +102,8 @@ class Priced:
     available_bonus: int
     engine_receipt: Receipt
     """What the engine priced: the Sale records its segments and personal offers."""
+    state_seen: tuple[SeenSeq, ...] = ()
+    """The basis of the customer state the engine priced with (the Center rebuilds it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -516,6 +519,13 @@ class Register:
         balance = card.bonus_balance if card else 0
         return max(0, balance - self.journal.local_spent(card_no))
 
+    def folded_state(self, card_no: str, card: Card | None) -> CardState:
+        """The replica's state of the card with this register's own sales it misses folded in."""
+        tz = self.promotion_set().settings.tz
+        base = card.state if card is not None else CardState()
+        own = self.journal.card_sales(card_no, base.seen.get(self.config.register.register_id, 0))
+        return fold_sales(base, own, tz)
+
     def customer_state(
         self,
         card_no: str,
@@ -527,9 +537,7 @@ class Register:
         """What the engine reads of the card holder: the replica's state (the Center's, with
         the store node's sales) plus this register's own sales it does not cover yet."""
         tz = self.promotion_set().settings.tz
-        base = card.state if card is not None else CardState()
-        own = self.journal.card_sales(card_no, base.seen.get(self.config.register.register_id, 0))
-        state = fold_sales(base, own, tz)
+        state = self.folded_state(card_no, card)
         counts = state_view(state, now.astimezone(tz).date())
         wallets = {name: max(0, units) for name, units in state.wallets.items()}
         # The bonus wallet has its own authority (store node holds, offline allowance).
@@ -640,7 +648,18 @@ class Register:
             if not sep or " " in field:
                 field, problem = "", str(exc)
             raise InvalidField(field, problem) from exc
-        return Priced(receipt, calc, known, card, available, engine_receipt)
+        seen = (
+            tuple(
+                SeenSeq(register_id, seq)
+                for register_id, seq in sorted(
+                    self.folded_state(receipt.card_no, card).seen.items()
+                )
+                if seq > 0
+            )
+            if receipt.card_no
+            else ()
+        )
+        return Priced(receipt, calc, known, card, available, engine_receipt, seen)
 
     def calculate(
         self,
@@ -697,6 +716,7 @@ class Register:
             sale_id=sale_id,
             closed_at=closed_at,
             register=self.config.register,
+            state_seen=priced.state_seen,
         )
         sale = self.journal.confirm(
             receipt_id,

@@ -18,6 +18,7 @@ from sync_protocol import (
     SaleLine,
     SaleOffer,
     SalePromotion,
+    SeenSeq,
 )
 
 __all__ = [
@@ -155,6 +156,7 @@ def unnumbered_sale(
     sale_id: str,
     closed_at: datetime,
     register: RegisterConfig,
+    state_seen: tuple[SeenSeq, ...] = (),
 ) -> Sale:
     """The sale of a priced receipt, seq 0 until the journal numbers it (see ``numbered``).
 
@@ -192,6 +194,7 @@ def unnumbered_sale(
         segments=tuple(s for s in priced_with.all_segments if s),
         personal_offers=tuple(sale_offer(o) for o in customer.personal_offers) if customer else (),
         promotions=sale_promotions(calc),
+        state_seen=state_seen,
     )
 
 
