@@ -86,6 +86,20 @@ class FraudScanSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class VerifySettings:
+    enabled: bool = True
+    """Verify every sale at ingest (center/ingest/verify.py); off only for a benchmark."""
+    feed_lag_s: int = 600
+    """A card's sale the Center held this long before another sale's closed_at must be in
+    that sale's state basis (the register's store node had it by then)."""
+    future_skew_s: int = 300
+    """A sale closed later than the Center's now plus this is quarantined."""
+    max_age_days: int = 400
+    """A sale closed this long before the Center received it is quarantined when its store
+    has no enrolled node to date it by (signatures off)."""
+
+
+@dataclass(frozen=True, slots=True)
 class MasterSettings:
     card_scope_days: int = 365
     """A store holds the cards with a sale there within this many days (plus looked-up cards)."""
@@ -142,6 +156,7 @@ class Config:
     master: MasterSettings = MasterSettings()
     reports: ReportSettings = ReportSettings()
     fraud: FraudScanSettings = FraudScanSettings()
+    verify: VerifySettings = VerifySettings()
     analytics: AnalyticsSettings = AnalyticsSettings()
     source: Path | None = None
 
@@ -157,6 +172,7 @@ _KNOWN: dict[str, tuple[str, ...]] = {
     "master": ("card_scope_days", "delta_max_rows", "checksum_every_s"),
     "reports": ("timezone",),
     "fraud": ("scan_interval_s", "min_minutes_between_stores"),
+    "verify": ("enabled", "feed_lag_s", "future_skew_s", "max_age_days"),
     "analytics": ("engine", "path", "url", "database", "feed_interval_s"),
 }
 
@@ -373,6 +389,12 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: Path | None
         fraud, "fraud", "min_minutes_between_stores", 30, low=1, high=24 * 60
     )
     reader.unknown_keys(fraud, "fraud", _KNOWN["fraud"])
+    verify = tables.get("verify", {})
+    verify_enabled = reader.boolean(verify, "verify", "enabled", True)
+    feed_lag_s = reader.integer(verify, "verify", "feed_lag_s", 600, low=0, high=7 * 86400)
+    future_skew_s = reader.integer(verify, "verify", "future_skew_s", 300, low=0, high=86400)
+    max_age_days = reader.integer(verify, "verify", "max_age_days", 400, low=1, high=3650)
+    reader.unknown_keys(verify, "verify", _KNOWN["verify"])
     master = tables.get("master", {})
     card_scope_days = reader.integer(master, "master", "card_scope_days", 365, low=1, high=3650)
     delta_max_rows = reader.integer(master, "master", "delta_max_rows", 20000, low=100, high=200000)
@@ -472,6 +494,12 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: Path | None
             scan_interval_s=scan_interval_s or 900,
             min_minutes_between_stores=min_minutes or 30,
         ),
+        verify=VerifySettings(
+            enabled=bool(verify_enabled),
+            feed_lag_s=600 if feed_lag_s is None else feed_lag_s,
+            future_skew_s=300 if future_skew_s is None else future_skew_s,
+            max_age_days=max_age_days or 400,
+        ),
         analytics=AnalyticsSettings(
             engine=an_engine,
             path=_resolve(data_dir, an_path or "analytics"),
@@ -527,6 +555,12 @@ def effective_config(config: Config) -> dict[str, dict[str, Any]]:
         "fraud": {
             "scan_interval_s": config.fraud.scan_interval_s,
             "min_minutes_between_stores": config.fraud.min_minutes_between_stores,
+        },
+        "verify": {
+            "enabled": config.verify.enabled,
+            "feed_lag_s": config.verify.feed_lag_s,
+            "future_skew_s": config.verify.future_skew_s,
+            "max_age_days": config.verify.max_age_days,
         },
         "analytics": {
             "engine": config.analytics.engine,

@@ -46,6 +46,7 @@ PERMISSIONS: tuple[str, ...] = (
     "master.write",
     "fraud.read",
     "fraud.review",
+    "loyalty.review",
 )
 """Every permission a route may require."""
 
@@ -88,6 +89,7 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = MappingProxyType(
             "consents.write",
             "fraud.read",
             "fraud.review",
+            "loyalty.review",
         },
         "data_analyst": READ_PERMISSIONS,
         "call_center": frozenset(

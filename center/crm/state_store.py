@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from center.crm.state import checkpoint_part, derive_state
+from center.ingest.review_store import QUARANTINED_SQL
 from center.ledger.store import ACTIVE_SQL, DEBT_SUM_SQL
 from center.storage.database import Database
 from center.storage.migrations import Migration
@@ -119,7 +120,11 @@ class CustomerStateRepository:
             if not group:
                 continue
             gmarks = ", ".join("?" for _ in group)
-            sql = f"SELECT card_no, payload, received_at FROM sales WHERE card_no IN ({gmarks})"
+            # A quarantined sale (dated where no register could sell) counts in no state.
+            sql = (
+                f"SELECT card_no, payload, received_at FROM sales WHERE card_no IN ({gmarks}) "
+                f"AND sale_id NOT IN ({QUARANTINED_SQL})"
+            )
             params: list[Any] = list(group)
             if since is not None:
                 sql += " AND received_at >= ?"
@@ -134,7 +139,7 @@ class CustomerStateRepository:
                 last = through[no]
                 through[no] = at if last is None or at > last else last
         attributes = self._attributes(sorted({c[1] for c in cards}))
-        wallets = self._wallets(nos, now)
+        wallets = self.wallets(nos, now)
         return {
             card_no: Derived(
                 derive_state(
@@ -165,8 +170,10 @@ class CustomerStateRepository:
             out[str(customer_id)] = doc if isinstance(doc, Mapping) else {}
         return out
 
-    def _wallets(self, nos: Sequence[str], now: datetime) -> dict[str, dict[str, int]]:
+    def wallets(self, nos: Sequence[str], now: datetime) -> dict[str, dict[str, int]]:
         """Every wallet's spendable balance per card: active lots less outstanding debt."""
+        if not nos:
+            return {}
         at = self.db.ts(now)
         marks = ", ".join("?" for _ in nos)
         out: dict[str, dict[str, int]] = {}

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from center.ingest.partitions import MONTHS_AHEAD, create_partitions
 from center.ingest.sales import check_sale, ledger_movements
+from center.ingest.verify import Verification, VerifyContext
 from center.ledger.model import LedgerEntry
 from center.storage.base import RegisterSummary
 from center.storage.database import Database
@@ -79,6 +80,17 @@ class SaleReturns(Protocol):
         """`owners`: card_no -> owner of every card of `sales` (center/storage/owners.py)."""
 
 
+class SaleVerification(Protocol):
+    """What ingest needs of verification (center/ingest/verify_store.py): a context read
+    before the transaction (None: off), the verdicts of the new sales inside it."""
+
+    def prepare(self, sales: Sequence[Sale], now: datetime) -> VerifyContext | None: ...
+
+    def verify(
+        self, sales: Sequence[Sale], ctx: VerifyContext, received: Any
+    ) -> dict[str, Verification]: ...
+
+
 class SalesRepository:
     """Stored sales over the Database: ingest, quarantine, reconciliation and payloads."""
 
@@ -89,11 +101,13 @@ class SalesRepository:
         ledger: SaleLedger,
         coupons: SaleCoupons,
         returns: SaleReturns,
+        verifier: SaleVerification | None = None,
     ) -> None:
         self.db = db
         self.ledger = ledger
         self.coupons = coupons
         self.returns = returns
+        self.verifier = verifier
 
     def ingest(
         self,
@@ -118,14 +132,16 @@ class SalesRepository:
         batch = IngestBatch([s for s, _ in ordered], [b for _, b in ordered])
         received = self.db.ts(received_at)
         with self.db.guard("ingest"):
-            return self.db.retry_transient(lambda: self._ingest_once(batch, received))
+            # What verification needs that no card lock guards is read before the transaction.
+            ctx = None if self.verifier is None else self.verifier.prepare(sales, received_at)
+            return self.db.retry_transient(lambda: self._ingest_once(batch, received, ctx))
 
     _SALE_KEYS = "sales"
     """The table holding the unique sale_id of stored sales (with its fingerprint)."""
     _SEQ_KEYS = "sales"
     """The table holding the unique (register_id, seq) of stored sales (with its sale_id)."""
 
-    def _ingest_once(self, batch: IngestBatch, received: Any) -> Ack:
+    def _ingest_once(self, batch: IngestBatch, received: Any, ctx: VerifyContext | None) -> Ack:
         accepted: list[str] = []
         duplicates: list[str] = []
         rejected: list[Rejection] = []
@@ -147,7 +163,15 @@ class SalesRepository:
                 self._quarantine(sale, problem, fingerprint, payload, received)
                 rejected.append(Rejection(sale_id=sale.sale_id, reason=problem))
             if new:
-                self._store_sale_details(new, owners)
+                verdicts = (
+                    None
+                    if ctx is None or self.verifier is None
+                    else self.verifier.verify(new, ctx, received)
+                )
+                self._store_sale_details(new, owners, verdicts)
+                if verdicts is not None:
+                    # A quarantined sale is kept (and acknowledged) but changes nothing.
+                    new = [s for s in new if not verdicts[s.sale_id].quarantined]
                 self._on_new_sales(new, owners)
         return Ack(accepted=tuple(accepted), duplicates=tuple(duplicates), rejected=tuple(rejected))
 
@@ -248,9 +272,15 @@ class SalesRepository:
         )
         return "duplicate" if found.verdict is Verdict.DUPLICATE else found.reason
 
-    def _store_sale_details(self, sales: Sequence[Sale], owners: Mapping[str, str]) -> None:
+    def _store_sale_details(
+        self,
+        sales: Sequence[Sale],
+        owners: Mapping[str, str],
+        verdicts: Mapping[str, Verification] | None = None,
+    ) -> None:
         """The lines and ledger movements of newly stored sales, in bulk; `owners` holds the
-        owner of every card of `sales`."""
+        owner of every card of `sales`; with `verdicts`, the Center's movements are booked,
+        never the claimed ones."""
         entries: list[LedgerEntry] = []
 
         def lines() -> Iterator[tuple[Any, ...]]:
@@ -287,7 +317,11 @@ class SalesRepository:
                             active_from=m.active_from,
                             expires_at=m.expires_at,
                         )
-                        for m in ledger_movements(sale)
+                        for m in (
+                            ledger_movements(sale)
+                            if verdicts is None
+                            else verdicts[sale_id].verified
+                        )
                     )
 
         self.db.bulk_insert("sale_lines", _LINE_COLUMNS, lines())

@@ -20,6 +20,7 @@ from center.ingest.store import (
     SaleLedger,
     SaleReturns,
     SalesRepository,
+    SaleVerification,
 )
 from center.storage.database import Database
 from center.storage.owners import card_owner
@@ -45,9 +46,10 @@ class PostgresSalesRepository(SalesRepository):
         ledger: SaleLedger,
         coupons: SaleCoupons,
         returns: SaleReturns,
+        verifier: SaleVerification | None = None,
     ) -> None:
         assert isinstance(db, PostgresDatabase)
-        super().__init__(db, ledger=ledger, coupons=coupons, returns=returns)
+        super().__init__(db, ledger=ledger, coupons=coupons, returns=returns, verifier=verifier)
         self._pg = db
 
     def _claim_sales(

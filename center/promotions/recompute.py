@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from loyalty_engine import (
+    Calculation,
     CustomerState,
     EngineError,
     PersonalOffer,
@@ -31,6 +32,8 @@ __all__ = [
     "Recomputation",
     "promotion_set_at",
     "recompute_sale",
+    "reprice_sale",
+    "sale_differences",
 ]
 
 # The register prices a moment before it closes the sale; dates derived from "now" (activation,
@@ -163,7 +166,7 @@ def _valid_at(offer: Mapping[str, Any], at: datetime) -> bool:
     )
 
 
-def recompute_sale(
+def reprice_sale(
     sale: Sale,
     promotions: PromotionSet,
     *,
@@ -171,23 +174,12 @@ def recompute_sale(
     store_format: str = "",
     store_timezone: str = "",
     segment: str = "",
-    held_offers: Sequence[Mapping[str, Any]] | None = None,
-) -> Recomputation:
-    """Price ``sale`` again at its ``closed_at`` and list every difference, naming the field.
+    customer: CustomerState | None = None,
+) -> Calculation:
+    """The engine's calculation of ``sale`` at its ``closed_at`` (EngineError if it refuses).
 
-    The customer context comes from the sale (its ``segments`` and ``personal_offers``, what
-    the register priced with); ``segment`` is only for sales recorded before it did.
-    ``held_offers`` (from ``Storage.personal_offers_at`` over the OFFER_LAG_TOLERANCE before
-    closed_at; None: not checked) are the offers the card's customer really had: each offer
-    the sale claims must be one of them, with the same product and percent, and valid then.
-    """
-    diffs: list[str] = []
-    if held_offers is not None:
-        diffs.extend(_offer_differences(sale, held_offers))
-    if promotions.version != sale.promo_version:
-        diffs.append(
-            f"promo_version: sale used {sale.promo_version}, recomputed with {promotions.version}"
-        )
+    ``customer`` is the state to price with; None: what the sale itself records (its personal
+    offers, and the wallet units it spent)."""
     spent = _spent(sale)
     lines = tuple(
         ReceiptLine(
@@ -213,7 +205,7 @@ def recompute_sale(
         card_no=sale.card_no,
         segment=segment,
         segments=sale.segments,
-        customer=_customer(sale),
+        customer=_customer(sale) if customer is None else customer,
         # The balance at sale time is not stored; what was spent must have been there.
         bonus_balance=spent,
         # The register seeds issued codes with the sale id and prices at closed_at, so the
@@ -221,10 +213,52 @@ def recompute_sale(
         receipt_id=sale.sale_id,
         coupon_codes=sale.coupons_redeemed,
     )
+    return calculate(receipt, promotions, bonus_to_spend=spent, spend=_wallet_spend(sale))
+
+
+def recompute_sale(
+    sale: Sale,
+    promotions: PromotionSet,
+    *,
+    products: Mapping[str, ProductInfo],
+    store_format: str = "",
+    store_timezone: str = "",
+    segment: str = "",
+    held_offers: Sequence[Mapping[str, Any]] | None = None,
+) -> Recomputation:
+    """Price ``sale`` again at its ``closed_at`` and list every difference, naming the field.
+
+    The customer context comes from the sale (its ``segments`` and ``personal_offers``, what
+    the register priced with); ``segment`` is only for sales recorded before it did.
+    ``held_offers`` (from ``Storage.personal_offers_at`` over the OFFER_LAG_TOLERANCE before
+    closed_at; None: not checked) are the offers the card's customer really had: each offer
+    the sale claims must be one of them, with the same product and percent, and valid then.
+    """
+    diffs: list[str] = []
+    if held_offers is not None:
+        diffs.extend(_offer_differences(sale, held_offers))
+    if promotions.version != sale.promo_version:
+        diffs.append(
+            f"promo_version: sale used {sale.promo_version}, recomputed with {promotions.version}"
+        )
     try:
-        calc = calculate(receipt, promotions, bonus_to_spend=spent, spend=_wallet_spend(sale))
+        calc = reprice_sale(
+            sale,
+            promotions,
+            products=products,
+            store_format=store_format,
+            store_timezone=store_timezone,
+            segment=segment,
+        )
     except EngineError as exc:
         return Recomputation(sale.sale_id, sale.promo_version, (*diffs, f"engine: {exc}"))
+    diffs.extend(sale_differences(sale, calc))
+    return Recomputation(sale.sale_id, sale.promo_version, tuple(diffs))
+
+
+def sale_differences(sale: Sale, calc: Calculation) -> list[str]:
+    """Every difference between the stored ``sale`` and the engine's ``calc``, by field."""
+    diffs: list[str] = []
     by_line = {r.line_no: r for r in calc.lines}
     for line in sale.lines:
         want = sorted((d.rule_id, d.amount_minor) for d in by_line[line.line_no].discounts)
@@ -265,4 +299,4 @@ def recompute_sale(
     reissued = sorted(c.code for c in calc.coupons_issued)
     if issued != reissued:
         diffs.append(f"coupons_issued: sale {issued}, recomputed {reissued}")
-    return Recomputation(sale.sale_id, sale.promo_version, tuple(diffs))
+    return diffs

@@ -28,7 +28,9 @@ from center.storage.database import Database
 if TYPE_CHECKING:  # the repositories import this module's records
     from center.feed.master_store import MasterDataRepository
     from center.feed.store import FeedRepository
+    from center.ingest.review_store import ReviewRepository
     from center.ingest.store import SalesRepository
+    from center.ingest.verify_store import SaleVerifier
 
 __all__ = [
     "BURNING_WITHIN",
@@ -169,6 +171,8 @@ class Storage(Protocol):
     nodes: NodeRepository
     communications: CommunicationsRepository
     fraud: FraudRepository
+    reviews: ReviewRepository
+    verifier: SaleVerifier
 
     @property
     def backend(self) -> str:

@@ -20,7 +20,9 @@ from center.feed.master_store import MasterDataRepository
 from center.feed.store import FeedRepository
 from center.feed.versions import MasterVersions
 from center.fraud.store import FraudRepository
+from center.ingest.review_store import ReviewRepository
 from center.ingest.store import SalesRepository
+from center.ingest.verify_store import SaleVerifier
 from center.ledger.returns_store import ReturnsRepository
 from center.ledger.store import LedgerRepository
 from center.promotions.coupon_jobs_store import CouponJobRepository
@@ -85,8 +87,16 @@ class SqlStorage:
             audit=self.audit,
             ingest=lambda sales, received_at: self.sales.ingest(sales, received_at),
         )
+        self.reviews = ReviewRepository(db, audit=self.audit, adjust=self.returns.adjust)
+        self.verifier = SaleVerifier(
+            db, promotions=self.promotions, states=self.states, reviews=self.reviews
+        )
         self.sales = self.sales_repository(
-            db, ledger=self.ledger, coupons=self.coupons, returns=self.returns
+            db,
+            ledger=self.ledger,
+            coupons=self.coupons,
+            returns=self.returns,
+            verifier=self.verifier,
         )
         self.fraud = FraudRepository(db, audit=self.audit)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -16,6 +16,7 @@ from center.analytics.store import LazyAnalytics
 from center.config import NEEDS_DSN, Config, redact_dsn
 from center.errors import RequestError, StorageError
 from center.fraud.model import FraudSettings
+from center.ingest.verify import VerifyPolicy
 from center.storage import Storage, open_storage
 from center.web.dbthread import DbThread
 from center.web.keys import (
@@ -79,6 +80,17 @@ def create_app(
         app[EXECUTOR_KEY] = db.executor
         opened = await db.open()
         app[STORAGE_KEY] = opened
+        checks = config.verify
+        # Every sale is verified before its loyalty counts (center/ingest/verify.py).
+        opened.verifier.configure(
+            VerifyPolicy(
+                feed_lag=timedelta(seconds=checks.feed_lag_s),
+                future_skew=timedelta(seconds=checks.future_skew_s),
+                max_age=timedelta(days=checks.max_age_days),
+            )
+            if checks.enabled
+            else None
+        )
         log.info("center %s: storage %s ready", config.center.node_id, opened.backend)
 
         async def expire_job() -> None:

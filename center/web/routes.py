@@ -26,6 +26,7 @@ from center.feed import api as feed_api
 from center.feed import master_api
 from center.fraud import api as fraud_api
 from center.ingest import api as ingest_api
+from center.ingest import review_api
 from center.ledger import api as ledger_api
 from center.ledger import pages as ledger_pages
 from center.ledger import returns_api
@@ -57,6 +58,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     master_api,
     communications_api,
     fraud_api,
+    review_api,
     analytics_api,
     web_pages,
     access_pages,

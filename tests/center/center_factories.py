@@ -109,8 +109,12 @@ def write_config(
     port: int = 0,
     extra: str = "",
     signatures: bool = False,
+    verify: bool = False,
 ) -> Path:
-    """A center.toml in `folder` with data under folder/data (signatures off unless asked)."""
+    """A center.toml in `folder` with data under folder/data (signatures off unless asked).
+
+    Sale verification is off unless asked: most tests ingest hand-made sales whose loyalty no
+    promotion gives, to test what the ledger does with it."""
     path = folder / "center.toml"
     path.write_text(
         "[center]\n"
@@ -123,6 +127,8 @@ def write_config(
         'sqlite_path = "center.db"\n'
         f'dsn = "{dsn}"\n'
         "\n[security]\n"
-        f"require_signatures = {'true' if signatures else 'false'}\n" + extra
+        f"require_signatures = {'true' if signatures else 'false'}\n"
+        + ("" if verify else "\n[verify]\nenabled = false\n")
+        + extra
     )
     return path

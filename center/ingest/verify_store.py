@@ -1,0 +1,197 @@
+"""What verification reads and writes around ingest: the batch's context, its cases.
+
+Before the ingest transaction (`prepare`): the promotion set of each version the batch names
+(kept per version while the master version stands), its products, stores and their nodes'
+enrolment. Inside it, under the card locks (`verify`): each card's sales the Center holds (the
+batch's own included, quarantined ones left out), its wallets and CRM attributes; then the pure
+verdicts (center/ingest/verify.py), and a review case for every doubted sale.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from center.crm.state_store import CustomerStateRepository
+from center.ingest.review_store import QUARANTINED_SQL, ReviewRepository
+from center.ingest.verify import (
+    HeldSale,
+    Verification,
+    VerifyContext,
+    VerifyPolicy,
+    quarantine_reason,
+    verify_sale,
+)
+from center.promotions.recompute import ProductInfo
+from center.promotions.store import PromotionRepository
+from center.storage.database import Database
+from loyalty_engine import PromotionSet, RuleError, load_promotion_set
+from sync_protocol import ProtocolError, Sale, decode_sale
+
+__all__ = ["SaleVerifier"]
+
+_CHUNK = 500
+
+
+class SaleVerifier:
+    """Verifies each new sale of an ingest batch; off (claims booked as they are) until
+    `configure` gives it a policy."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        promotions: PromotionRepository,
+        states: CustomerStateRepository,
+        reviews: ReviewRepository,
+    ) -> None:
+        self.db = db
+        self.promotions = promotions
+        self.states = states
+        self.reviews = reviews
+        self.policy: VerifyPolicy | None = None
+        self._sets: dict[int, PromotionSet | str] = {}
+        self._sets_at = -1
+
+    def configure(self, policy: VerifyPolicy | None) -> None:
+        """Verify with `policy` from now on; None: book claims unverified (benchmarks only)."""
+        self.policy = policy
+
+    # -- before the transaction ----------------------------------------------------------------
+
+    def prepare(self, sales: Sequence[Sale], now: datetime) -> VerifyContext | None:
+        """What the batch is verified against that no card lock guards; None when off."""
+        if self.policy is None or not sales:
+            return None
+        db = self.db
+        current = self.promotions.versions.current()
+        if current != self._sets_at:
+            self._sets, self._sets_at = {}, current  # a new master version: sets may differ
+        settings = self.promotions.promotion_settings()
+        for version in sorted({s.promo_version for s in sales if s.return_of is None}):
+            if version in self._sets or version > current:
+                continue
+            try:
+                docs = [doc for _, doc in self.promotions.promotion_set(version)]
+                self._sets[version] = load_promotion_set(
+                    docs, version=version, settings=settings, strict=False
+                )
+            except RuleError as exc:
+                self._sets[version] = f"promotions: the set of version {version}: {exc}"
+        products: dict[str, ProductInfo] = {}
+        wanted = sorted({line.product_id for s in sales for line in s.lines})
+        stores = sorted({s.store_id for s in sales})
+        with self.db.guard("read verification context"):
+            for start in range(0, len(wanted), _CHUNK):
+                chunk = wanted[start : start + _CHUNK]
+                marks = ", ".join("?" for _ in chunk)
+                for r in db.execute(
+                    "SELECT product_id, department, category, brand, product_type FROM products "
+                    f"WHERE product_id IN ({marks})",
+                    chunk,
+                ).fetchall():
+                    products[str(r[0])] = ProductInfo(
+                        r[1] or "", r[2] or "", r[3] or "", r[4] or ""
+                    )
+            marks = ", ".join("?" for _ in stores)
+            formats: dict[str, str] = {}
+            zones: dict[str, str] = {}
+            for store_id, fmt, zone in db.execute(
+                f"SELECT store_id, format, timezone FROM stores WHERE store_id IN ({marks})",
+                stores,
+            ).fetchall():
+                formats[str(store_id)] = str(fmt or "")
+                zones[str(store_id)] = str(zone or "")
+            enrolled = {
+                str(store_id): db.dt(at)
+                for store_id, at in db.execute(
+                    f"SELECT store_id, MIN(enrolled_at) FROM nodes WHERE store_id IN ({marks}) "
+                    "GROUP BY store_id",
+                    stores,
+                ).fetchall()
+            }
+            tz = self.states.chain_zone()
+        return VerifyContext(
+            now=now,
+            published_version=current,
+            promotions=dict(self._sets),
+            products=products,
+            store_formats=formats,
+            store_zones=zones,
+            enrolled_at=enrolled,
+            tz=tz,
+        )
+
+    # -- inside the ingest transaction ---------------------------------------------------------
+
+    def verify(
+        self, sales: Sequence[Sale], ctx: VerifyContext, received: Any
+    ) -> dict[str, Verification]:
+        """sale_id -> verdict of each new sale (in the batch's order), cases recorded."""
+        policy = self.policy
+        assert policy is not None
+        verdicts: dict[str, Verification] = {}
+        # Decided first: a quarantined sale of the batch counts in no state.
+        quarantined = {s.sale_id for s in sales if quarantine_reason(s, ctx, policy) is not None}
+        cards = sorted({s.card_no for s in sales if s.card_no})
+        full = replace(
+            ctx,
+            history=self._history(cards, quarantined),
+            wallets=self.states.wallets(cards, ctx.now) if cards else {},
+            attributes=self._attributes(cards),
+        )
+        booked: dict[str, dict[str, int]] = {}
+        doubted: list[tuple[Sale, Verification]] = []
+        for sale in sales:
+            before = booked.get(sale.card_no or "", {})
+            verdict = verify_sale(sale, full, policy, booked_before=before)
+            verdicts[sale.sale_id] = verdict
+            if sale.card_no:
+                mine = booked.setdefault(sale.card_no, {})
+                for m in verdict.verified:
+                    mine[m.wallet] = mine.get(m.wallet, 0) + m.amount
+            if not verdict.clean:
+                doubted.append((sale, verdict))
+        if doubted:
+            self.reviews.record(doubted, received)
+        return verdicts
+
+    def _history(self, cards: Sequence[str], quarantined: set[str]) -> dict[str, list[HeldSale]]:
+        out: dict[str, list[HeldSale]] = {c: [] for c in cards}
+        db = self.db
+        for start in range(0, len(cards), _CHUNK):
+            chunk = cards[start : start + _CHUNK]
+            marks = ", ".join("?" for _ in chunk)
+            for card_no, payload, received_at, sale_id in db.execute(
+                f"SELECT card_no, payload, received_at, sale_id FROM sales "
+                f"WHERE card_no IN ({marks}) AND sale_id NOT IN ({QUARANTINED_SQL})",
+                chunk,
+            ).fetchall():
+                if str(sale_id) in quarantined:
+                    continue
+                try:
+                    sale = decode_sale(bytes(payload))
+                except ProtocolError:
+                    continue  # ingest stored it, so it decodes; a damaged row counts as nothing
+                out[str(card_no)].append(HeldSale(sale, db.dt(received_at)))
+        return out
+
+    def _attributes(self, cards: Sequence[str]) -> dict[str, Mapping[str, Any]]:
+        out: dict[str, Mapping[str, Any]] = {}
+        if not cards:
+            return out
+        marks = ", ".join("?" for _ in cards)
+        for card_no, text in self.db.execute(
+            "SELECT c.card_no, u.attributes FROM cards c JOIN customers u "
+            f"ON u.customer_id = c.customer_id WHERE c.card_no IN ({marks})",
+            list(cards),
+        ).fetchall():
+            try:
+                doc = json.loads(text) if isinstance(text, str) else text
+            except ValueError:
+                doc = {}
+            out[str(card_no)] = doc if isinstance(doc, Mapping) else {}
+        return out
