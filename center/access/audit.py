@@ -27,6 +27,7 @@ AUDIT_KINDS = (
     "master_load",
     # fraud signals reviewed (center/fraud/store.py)
     "fraud_signal",
+    "review_case",
 )
 """Kinds of object with a history."""
 MAX_AUDIT = 1000

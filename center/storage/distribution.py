@@ -108,6 +108,9 @@ PLAN: Mapping[str, Placement] = MappingProxyType(
         "comm_parts": LOCAL,
         "comm_templates": REFERENCE,
         "fraud_signals": LOCAL,
+        # Read beside the distributed sales (quarantined sales leave every customer state):
+        # a copy on every node; written rarely (a doubted sale).
+        "review_cases": REFERENCE,
     }
 )
 """Every table of the Center's PostgreSQL schema and its placement."""
