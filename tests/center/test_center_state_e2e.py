@@ -144,7 +144,7 @@ def _accrued(calc: dict[str, Any]) -> dict[str, int]:
 async def _center(tmp_path: Path, storage: Storage) -> AsyncIterator[str]:
     (tmp_path / "center").mkdir()
     config = load_center_config(
-        write_config(tmp_path / "center", extra="[master]\nchecksum_every_s = 0\n")
+        write_config(tmp_path / "center", verify=True, extra="[master]\nchecksum_every_s = 0\n")
     )
     runner = web.AppRunner(create_center(config, storage))
     await runner.setup()
