@@ -145,6 +145,20 @@ def recompute(cluster: Cluster, since: datetime) -> list[Any]:
     return differing
 
 
+def review_cases(cluster: Cluster) -> list[Any]:
+    """The Center's review queue (sales it did not book as claimed): empty for honest registers."""
+    token = cluster.staff_token("demo-reviewer", "loyalty_manager")
+    found = requests.get(
+        cluster.center.url + "/v1/review/cases",
+        params={"limit": "1000"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    ).json()
+    cases = list(found.get("cases", []))
+    print(f"REVIEWED cases={len(cases)}", flush=True)
+    return cases
+
+
 def analytics_line(cluster: Cluster, since: datetime, timeout_s: float = 90.0) -> str:
     """Wait until the Center's analytics feeder has caught up, then one line with figures read
     from the analytics store: receipts and average receipt, RFM champions, the lag."""
@@ -298,6 +312,7 @@ def run(args: argparse.Namespace) -> int:
         print(format_table(rows))
         ok, line = verdict(rows)
         differing = recompute(cluster, run_started_at)
+        cases = review_cases(cluster)
         try:
             print(analytics_line(cluster, run_started_at), flush=True)
         except (requests.RequestException, KeyError, ValueError, DemoError) as exc:
@@ -317,6 +332,13 @@ def run(args: argparse.Namespace) -> int:
                 f"NOT RECONCILED receipts={sum(t.receipts for t in tallies.values())} "
                 f"first_mismatch=center recompute differs on {len(differing)} sales: "
                 f"{json.dumps(differing[0])[:300]}"
+            )
+        if ok and cases:
+            ok = False
+            line = (
+                f"NOT RECONCILED receipts={sum(t.receipts for t in tallies.values())} "
+                f"first_mismatch=the Center doubted {len(cases)} sales: "
+                f"{json.dumps(cases[0])[:300]}"
             )
         total = time.monotonic() - started
         log(f"demo wall time {total:.1f} s; replay {progress.done / replay_s:.1f} receipts/s")
