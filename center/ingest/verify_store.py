@@ -145,7 +145,8 @@ class SaleVerifier:
         )
         booked: dict[str, dict[str, int]] = {}
         doubted: list[tuple[Sale, Verification]] = []
-        for sale in sales:
+        # In closing order: a spend may use what the card's earlier sales of the batch accrued.
+        for sale in sorted(sales, key=lambda s: s.closed_at):
             before = booked.get(sale.card_no or "", {})
             verdict = verify_sale(sale, full, policy, booked_before=before)
             verdicts[sale.sale_id] = verdict
