@@ -55,6 +55,9 @@ class SaleVerifier:
         self.policy: VerifyPolicy | None = None
         self._sets: dict[int, PromotionSet | str] = {}
         self._sets_at = -1
+        self._settings: dict[str, str] = {}
+        self._products: dict[str, ProductInfo] = {}
+        self._asked: set[str] = set()
 
     def configure(self, policy: VerifyPolicy | None) -> None:
         """Verify with `policy` from now on; None: book claims unverified (benchmarks only)."""
@@ -69,8 +72,11 @@ class SaleVerifier:
         db = self.db
         current = self.promotions.versions.current()
         if current != self._sets_at:
-            self._sets, self._sets_at = {}, current  # a new master version: sets may differ
-        settings = self.promotions.promotion_settings()
+            # A new master version: sets, settings and products may differ.
+            self._sets, self._sets_at = {}, current
+            self._products, self._asked = {}, set()
+            self._settings = self.promotions.promotion_settings()
+        settings = self._settings
         for version in sorted({s.promo_version for s in sales if s.return_of is None}):
             if version in self._sets or version > current:
                 continue
@@ -81,8 +87,8 @@ class SaleVerifier:
                 )
             except RuleError as exc:
                 self._sets[version] = f"promotions: the set of version {version}: {exc}"
-        products: dict[str, ProductInfo] = {}
-        wanted = sorted({line.product_id for s in sales for line in s.lines})
+        known = self._products
+        wanted = sorted({line.product_id for s in sales for line in s.lines} - self._asked)
         stores = sorted({s.store_id for s in sales})
         with self.db.guard("read verification context"):
             for start in range(0, len(wanted), _CHUNK):
@@ -93,9 +99,8 @@ class SaleVerifier:
                     f"WHERE product_id IN ({marks})",
                     chunk,
                 ).fetchall():
-                    products[str(r[0])] = ProductInfo(
-                        r[1] or "", r[2] or "", r[3] or "", r[4] or ""
-                    )
+                    known[str(r[0])] = ProductInfo(r[1] or "", r[2] or "", r[3] or "", r[4] or "")
+            self._asked.update(wanted)  # one question per product and master version
             marks = ", ".join("?" for _ in stores)
             formats: dict[str, str] = {}
             zones: dict[str, str] = {}
@@ -118,7 +123,7 @@ class SaleVerifier:
             now=now,
             published_version=current,
             promotions=dict(self._sets),
-            products=products,
+            products=known,
             store_formats=formats,
             store_zones=zones,
             enrolled_at=enrolled,
