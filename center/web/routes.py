@@ -26,6 +26,7 @@ from center.feed import api as feed_api
 from center.feed import master_api
 from center.fraud import api as fraud_api
 from center.ingest import api as ingest_api
+from center.ingest import pages as ingest_pages
 from center.ingest import review_api
 from center.ledger import api as ledger_api
 from center.ledger import pages as ledger_pages
@@ -64,6 +65,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     access_pages,
     crm_pages,
     ledger_pages,
+    ingest_pages,
     nodes_pages,
     promotions_pages,
     reporting_pages,

@@ -196,3 +196,78 @@ def test_analyst_sees_the_reports_with_their_charts(page: Any, console: Console)
     )
     assert page.locator("img.chart").count() == 3
     console.shot(page, "analyst-reports")
+
+
+def _forged_sale_at_the_center(console: Console) -> str:
+    """A sale claiming 1,000,000 points, sent to the Center signed as the store node; its id."""
+    import time
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    import requests
+
+    from sync_protocol import (
+        CONTENT_TYPE,
+        LoyaltyMovement,
+        Payment,
+        Sale,
+        SaleBatch,
+        SaleLine,
+        encode,
+        sign_headers,
+    )
+
+    now = datetime.now(UTC)
+    sale = Sale(
+        sale_id=str(uuid.uuid4()),
+        store_id=STORE,
+        register_id=f"{STORE}-9",
+        seq=1,
+        opened_at=now - timedelta(minutes=1),
+        closed_at=now,
+        card_no=CARDS[0],
+        lines=(SaleLine(1, "1000", 1000, 299, 299),),
+        payments=(Payment("cash", 299),),
+        loyalty=(LoyaltyMovement("bonus", "accrue", 1_000_000, "forged"),),
+        subtotal_minor=299,
+        discount_minor=0,
+        total_minor=299,
+        promo_version=1,
+    )
+    node = console.cluster.credentials(STORE)
+    body = encode(SaleBatch(sales=(sale,)), sender=node["node_id"])
+    headers = sign_headers(
+        node["node_id"],
+        node["secret"],
+        method="POST",
+        path="/v1/ingest",
+        query="",
+        body=body,
+        now_s=time.time(),
+    )
+    headers["Content-Type"] = CONTENT_TYPE
+    answer = requests.post(console.url + "/v1/ingest", data=body, headers=headers, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return sale.sale_id
+
+
+def test_loyalty_manager_rejects_a_forged_accrual_in_the_review_queue(
+    page: Any, console: Console
+) -> None:
+    before = _customer(console)["wallets"].get("bonus", 0)
+    sale_id = _forged_sale_at_the_center(console)
+    assert _customer(console)["wallets"].get("bonus", 0) == before  # never booked
+    [case] = [c for c in console.api("GET", "/v1/review/cases")["cases"] if c["sale_id"] == sale_id]
+    _sign_in(page, console, "max")
+    page.click("#nav-review")
+    row = page.wait_for_selector(f"#case-{case['case_id']}")
+    assert "1,000,000" in row.inner_text().replace("\u00a0", ",").replace(" ", ",")
+    console.shot(page, "loyalty-manager-review-queue")
+    page.click(f"#case-{case['case_id']} button.reject")
+    page.wait_for_selector("#notice")
+    decided = console.api("GET", f"/v1/review/cases/{case['case_id']}")
+    assert decided["state"] == "rejected"
+    assert decided["reviewed_by"] == f"max via /console/review/{case['case_id']}/reject"
+    assert _customer(console)["wallets"].get("bonus", 0) == before
+    audit = console.api("GET", f"/v1/audit?kind=review_case&id={case['case_id']}")["changes"]
+    assert [a["action"] for a in audit] == ["reject"]
