@@ -56,6 +56,9 @@ class ProductInfo:
     type: str = ""
 
 
+_NO_INFO = ProductInfo()
+
+
 @dataclass(frozen=True, slots=True)
 class Recomputation:
     """The outcome for one sale: ``differences`` is empty when the register was right."""
@@ -181,21 +184,24 @@ def reprice_sale(
     ``customer`` is the state to price with; None: what the sale itself records (its personal
     offers, and the wallet units it spent)."""
     spent = _spent(sale)
-    lines = tuple(
-        ReceiptLine(
-            line_no=line.line_no,
-            product_id=line.product_id,
-            qty_milli=line.qty_milli,
-            unit_price_minor=line.unit_price_minor,
-            amount_minor=line.amount_minor,
-            department=products.get(line.product_id, ProductInfo()).department,
-            category=products.get(line.product_id, ProductInfo()).category,
-            brand=products.get(line.product_id, ProductInfo()).brand,
+    none = _NO_INFO
+    lines = []
+    for line in sale.lines:
+        info = products.get(line.product_id, none)
+        lines.append(
+            ReceiptLine(
+                line_no=line.line_no,
+                product_id=line.product_id,
+                qty_milli=line.qty_milli,
+                unit_price_minor=line.unit_price_minor,
+                amount_minor=line.amount_minor,
+                department=info.department,
+                category=info.category,
+                brand=info.brand,
+            )
         )
-        for line in sale.lines
-    )
     receipt = Receipt(
-        lines=lines,
+        lines=tuple(lines),
         now=sale.closed_at,
         store_id=sale.store_id,
         store_format=store_format,
