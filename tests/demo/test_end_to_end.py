@@ -30,6 +30,8 @@ def test_two_days_of_two_stores_reconcile_after_killing_a_store_node_and_the_cen
     assert "chaos: SIGKILL store-367" in done.stderr
     # The Center re-priced every sale with the same engine and found no difference.
     assert f"RECOMPUTED sales={match.group(1)} differing=0" in done.stdout
+    # Every sale was verified at ingest, and an honest register's sales raise no case.
+    assert "REVIEWED cases=0" in done.stdout
     # The Center fed its analytics store with every sale; the figures come from it.
     assert f"ANALYTICS sales={match.group(1)} receipts=" in done.stdout, done.stdout[-2000:]
     # The table shows every register at every tier, and every register printed real slips.
