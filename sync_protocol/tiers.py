@@ -8,11 +8,11 @@ before it) or ``period_months`` (the current calendar month and the N-1 before i
 
 - **Upgrade at once**: on any day whose window qualifies for a higher rank (the register and the
   Center both apply it: ``upgraded_tier``).
-- **Downgrade at the period's end, after a grace period** (the Center only: ``advance_tier``): a level
-  reached on day S is reviewed on ``R`` = S + one period; the decision falls on ``R + grace_days``
-  (the level is kept through the day before, ``kept_until``): if the window ending the day
-  before still qualifies for the level, it is renewed for one more period from R; otherwise the
-  customer moves to the highest level that window qualifies for (or none).
+- **Downgrade at the period's end, after a grace period** (the Center only: ``advance_tier``):
+  a level reached on day S is reviewed on ``R`` = S + one period; the decision falls on
+  ``R + grace_days`` (the level is kept through the day before, ``kept_until``): if the window
+  ending the day before still qualifies for the level, it is renewed for one more period from
+  R; otherwise the customer moves to the highest level that window qualifies for (or none).
 """
 
 from __future__ import annotations
