@@ -48,10 +48,13 @@ from sync_protocol import (
     CardState,
     MalformedMessage,
     Sale,
+    TierProgramme,
     check_card_no,
     fold_sales,
     parse_card_rule,
+    read_programme,
     state_view,
+    upgraded_tier,
 )
 
 __all__ = ["Authorization", "CardView", "Clock", "Priced", "Register", "utc_now"]
@@ -148,6 +151,8 @@ class Register:
         self.on_confirmed = on_confirmed
         self._promotions: PromotionSet | None = None
         self._promotions_version = -1
+        self._tiers: TierProgramme | None = None
+        """The chain's tier programme (setting ``tiers.programme``), read with the promotions."""
         self.promotions_error: str | None = None
 
     def _now(self) -> datetime:
@@ -505,6 +510,7 @@ class Register:
             log.error("promotions unusable, selling without them: %s", self.promotions_error)
             promotions = load_promotion_set([], version=version)
         self._promotions, self._promotions_version = promotions, version
+        self._tiers = read_programme(settings)
         # The set lives until the next master version: move it (and everything else alive) out
         # of the cyclic GC's reach, or a full collection over tens of thousands of rule objects
         # (~200 ms at 10 000 promotions, measured by bench/engine.py) lands inside a receipt.
@@ -530,6 +536,11 @@ class Register:
         base = card.state if card is not None else CardState()
         own = self.journal.card_sales(card_no, base.seen.get(self.config.register.register_id, 0))
         state = fold_sales(base, own, tz)
+        if self._tiers is not None:
+            # Upgrade at once: the window's spend and visits with this register's sales may
+            # reach a higher level before the Center hears of them (downgrades are its own).
+            tier = upgraded_tier(self._tiers, state.tier, state.tier_spend_minor, state.tier_visits)
+            state = replace(state, tier=tier)
         counts = state_view(state, now.astimezone(tz).date())
         wallets = {name: max(0, units) for name, units in state.wallets.items()}
         # The bonus wallet has its own authority (store node holds, offline allowance).
