@@ -163,8 +163,8 @@ class TierRepository:
                 self.publish({"settings": [{"name": TIERS_SETTING, "value": text}]}, version)
                 self.db.execute("UPDATE master_version SET version = ? WHERE id = 1", (version,))
                 self.audit.record(
-                    "tiers",
-                    "programme",
+                    "setting",
+                    TIERS_SETTING,
                     "set",
                     json.loads(held) if held else None,
                     programme_doc(programme),
