@@ -5,6 +5,7 @@ and progress in the customer's view; the card state carrying the level; validate
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from center.access.people import add_person
 from center.config import Config, load_config
 from center.storage import Storage
 from center.web.app import create_app
@@ -193,3 +195,31 @@ async def test_validate_warns_of_a_tier_no_level_defines(api: StaffApi) -> None:
         "POST", "/v1/promotions/validate", {**rule, "tiers": ["platinum"]}
     )
     assert any("tier 'platinum' is not defined" in w for w in body["warnings"]), body
+
+
+async def test_the_console_customer_page_shows_the_level_and_progress(
+    config: Config, storage: Storage, clock: Clock
+) -> None:
+    storage.feed.upsert_master(master_tables())
+    add_person(storage, "root", "administrator", "correct horse battery", "test", NOW)
+    storage.tiers.set_programme(PROGRAMME, actor="test", now=NOW)
+    _buy(storage, 1, "2026-01-05", 11_000)
+    browser = {"Accept-Language": "en", "Accept": "text/html,*/*;q=0.8"}
+    app = create_app(config, storage, clock=clock)
+    async with TestClient(TestServer(app), headers=browser) as client:
+        page = await (await client.get("/")).text()
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert token
+        form = {
+            "csrf_token": token.group(1),
+            "username": "root",
+            "password": "correct horse battery",
+        }
+        signed = await client.post("/sign-in", data=form, allow_redirects=False)
+        assert signed.status == 303
+        response = await client.get("/console/customers/hh-1")
+        html = await response.text()
+    assert response.status == 200, html[:500]
+    assert re.search(r'id="tier-level">Серебро / Silver \(silver\)<', html), html
+    assert re.search(r'id="tier-until">2026-02-13<', html)  # 01-05 + 30 + 10 - 1
+    assert 'id="tier-next"' in html  # gold: 190.00 and 2 visits to go
