@@ -229,6 +229,7 @@ async def identify_card(request: web.Request) -> web.Response:
             "bonus_balance": view.bonus_balance,
             "wallets": dict(view.wallets),
             "tier": view.tier,
+            "tier_progress": dict(view.tier_progress) if view.tier_progress else None,
             "segments": list(view.segments),
             "coupons": [
                 {

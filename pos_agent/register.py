@@ -10,8 +10,9 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
+from typing import Any
 
 from loyalty_engine import (
     Calculation,
@@ -49,11 +50,14 @@ from sync_protocol import (
     MalformedMessage,
     Sale,
     TierProgramme,
+    TierStatus,
     check_card_no,
     fold_sales,
+    kept_until,
     parse_card_rule,
     read_programme,
     state_view,
+    tier_progress,
     upgraded_tier,
 )
 
@@ -91,6 +95,9 @@ class CardView:
     wallets: Mapping[str, int] = field(default_factory=dict)
     """Units the card may spend per wallet (bonus included), as calculate will see them."""
     tier: str = ""
+    tier_progress: Mapping[str, Any] | None = None
+    """The level's titles, kept-until day and what the next level still needs (None: no
+    tier programme)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,12 +245,14 @@ class Register:
         now = self._now()
         available = self._available(card_no, card)
         customer = self.customer_state(card_no, card, (), available, now)
+        progress = self.card_tier_progress(self.card_state(card_no, card), now)
         return CardView(
             card_no=card_no,
             known=card is not None,
             bonus_balance=available,
             wallets={k: v for k, v in sorted(customer.wallets.items()) if v},
             tier=customer.tier,
+            tier_progress=progress,
             segment=card.segment if card else "",
             segments=card.segments if card else (),
             coupons=card.coupons_at(now) if card else (),
@@ -522,6 +531,35 @@ class Register:
         balance = card.bonus_balance if card else 0
         return max(0, balance - self.journal.local_spent(card_no))
 
+    def card_state(self, card_no: str, card: Card | None) -> CardState:
+        """The replica's state of the card (the Center's, with the store node's sales) plus this
+        register's own sales it does not cover yet, its tier upgraded at once when they reach a
+        higher level (downgrades are the Center's alone)."""
+        tz = self.promotion_set().settings.tz
+        base = card.state if card is not None else CardState()
+        own = self.journal.card_sales(card_no, base.seen.get(self.config.register.register_id, 0))
+        state = fold_sales(base, own, tz)
+        if self._tiers is None:
+            return state
+        tier = upgraded_tier(self._tiers, state.tier, state.tier_spend_minor, state.tier_visits)
+        return replace(state, tier=tier, tier_until=state.tier_until if tier == state.tier else "")
+
+    def card_tier_progress(self, state: CardState, now: datetime) -> dict[str, Any] | None:
+        """The card's level and progress to the next one, as the cashier may tell the customer
+        (None without a tier programme)."""
+        programme = self._tiers
+        if programme is None:
+            return None
+        today = now.astimezone(self.promotion_set().settings.tz).date()
+        until = date.fromisoformat(state.tier_until) if state.tier_until else None
+        if until is None and state.tier:  # upgraded here today: kept a period from today
+            until = kept_until(
+                programme, TierStatus(state.tier, today, programme.next_review(today))
+            )
+        return tier_progress(
+            programme, state.tier, state.tier_spend_minor, state.tier_visits, today, until=until
+        )
+
     def customer_state(
         self,
         card_no: str,
@@ -533,14 +571,7 @@ class Register:
         """What the engine reads of the card holder: the replica's state (the Center's, with
         the store node's sales) plus this register's own sales it does not cover yet."""
         tz = self.promotion_set().settings.tz
-        base = card.state if card is not None else CardState()
-        own = self.journal.card_sales(card_no, base.seen.get(self.config.register.register_id, 0))
-        state = fold_sales(base, own, tz)
-        if self._tiers is not None:
-            # Upgrade at once: the window's spend and visits with this register's sales may
-            # reach a higher level before the Center hears of them (downgrades are its own).
-            tier = upgraded_tier(self._tiers, state.tier, state.tier_spend_minor, state.tier_visits)
-            state = replace(state, tier=tier)
+        state = self.card_state(card_no, card)
         counts = state_view(state, now.astimezone(tz).date())
         wallets = {name: max(0, units) for name, units in state.wallets.items()}
         # The bonus wallet has its own authority (store node holds, offline allowance).

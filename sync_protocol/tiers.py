@@ -212,16 +212,23 @@ def upgraded_tier(programme: TierProgramme, tier: str, spend_minor: int, visits:
 
 
 def tier_progress(
-    programme: TierProgramme, status: TierStatus, spend_minor: int, visits: int, today: date
+    programme: TierProgramme,
+    tier: str,
+    spend_minor: int,
+    visits: int,
+    today: date,
+    *,
+    since: date | None = None,
+    until: date | None = None,
 ) -> dict[str, Any]:
-    """What a customer (or a cashier) is shown: the level, until when it is kept, the window's
-    spend and visits, and what is still needed for the next level and to keep this one."""
-    level = programme.level(status.tier)
-    until = kept_until(programme, status)
+    """What a customer (or a cashier) is shown: the level, since and until when it is kept
+    (``kept_until``), the window's spend and visits, and what is still needed for the next
+    level and to keep this one."""
+    level = programme.level(tier)
     out: dict[str, Any] = {
-        "tier": status.tier,
+        "tier": tier,
         "title": {"ru": level.title_ru, "en": level.title_en} if level else None,
-        "since": status.since.isoformat() if status.since else None,
+        "since": since.isoformat() if since else None,
         "kept_until": until.isoformat() if until else None,
         "window_from": programme.window_start(today).isoformat(),
         "spend_minor": spend_minor,
@@ -229,7 +236,7 @@ def tier_progress(
         "next": None,
         "keep": None,
     }
-    rank = programme.rank(status.tier)
+    rank = programme.rank(tier)
     above = [lv for lv in programme.levels if lv.rank > rank]
     if above:
         nxt = above[0]

@@ -363,7 +363,15 @@ class TierRepository:
                 ).fetchall()
             ]
         spend, visits = window_totals(programme, days, today)
-        out = tier_progress(programme, status, spend, visits, today)
+        out = tier_progress(
+            programme,
+            status.tier,
+            spend,
+            visits,
+            today,
+            since=status.since,
+            until=kept_until(programme, status),
+        )
         history += [
             {"on": c.on.isoformat(), "from": c.from_tier, "to": c.to_tier, "reason": c.reason}
             for c in pending

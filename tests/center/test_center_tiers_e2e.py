@@ -16,7 +16,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -76,20 +76,23 @@ async def _until(check: Callable[[], Awaitable[Any]], what: str, timeout: float 
         await asyncio.sleep(0.1)
 
 
-async def _ring(pos: TestClient[Any, Any], lines: list[dict[str, Any]]) -> dict[str, Any]:
-    """One receipt with CARD paid by card; the calculation."""
+async def _ring(
+    pos: TestClient[Any, Any], lines: list[dict[str, Any]]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One receipt with CARD paid by card; (what identifying the card answered, the calculation)."""
     receipt_id = (await (await pos.post("/v1/receipts", json={})).json())["receipt_id"]
     resp = await pos.post(f"/v1/receipts/{receipt_id}/lines", json={"lines": lines})
     assert resp.status == 200, await resp.text()
     resp = await pos.post(f"/v1/receipts/{receipt_id}/card", json={"card_no": CARD})
-    assert resp.status == 200 and (await resp.json())["known"] is True
+    card = await resp.json()
+    assert resp.status == 200 and card["known"] is True
     resp = await pos.post(f"/v1/receipts/{receipt_id}/calculate", json={})
     assert resp.status == 200, await resp.text()
     calc: dict[str, Any] = await resp.json()
     paid = [{"method": "card", "amount_minor": calc["total_minor"]}]
     resp = await pos.post(f"/v1/receipts/{receipt_id}/confirm", json={"payments": paid})
     assert resp.status == 200, await resp.text()
-    return calc
+    return card, calc
 
 
 @asynccontextmanager
@@ -134,8 +137,8 @@ async def test_tier_upgrade_on_the_qualifying_receipt_privilege_on_the_next(
                 return bool((await (await pos.get("/health")).json())["master_version"])
 
             await _until(ready, "master data at register 367-1")
-            first = await _ring(pos, [MILK, JUICE])
-            second = await _ring(pos, [MILK])
+            card_first, first = await _ring(pos, [MILK, JUICE])
+            card_second, second = await _ring(pos, [MILK])
 
             async def at_center() -> bool:
                 (count,) = storage.db.execute(
@@ -146,6 +149,16 @@ async def test_tier_upgrade_on_the_qualifying_receipt_privilege_on_the_next(
             await _until(at_center, "both sales at the Center")
 
     # At the register: no level on the first receipt, silver's privileges on the second.
+    assert card_first["tier"] == "" and card_first["tier_progress"]["next"]["tier"] == "silver"
+    assert card_first["tier_progress"]["next"]["spend_minor_needed"] == 1_000
+    assert card_second["tier"] == "silver"
+    progress = card_second["tier_progress"]
+    assert (progress["spend_minor"], progress["next"]) == (1_250, None)
+    today = datetime.now(UTC).date()  # the chain's zone is UTC; kept 30 days from today
+    assert progress["kept_until"] in {
+        (today + timedelta(days=29)).isoformat(),
+        (today + timedelta(days=28)).isoformat(),  # upgraded just before midnight
+    }
     assert (_discounts(first), first["accrual"]) == ({}, [])
     assert _discounts(second) == {"silver-milk": 25}  # 10 % of 2.50
     assert [(a["rule_id"], a["amount"]) for a in second["accrual"]] == [("silver-points", 100)]

@@ -158,7 +158,15 @@ def test_late_sales_upgrade_on_the_review_day() -> None:
 
 def test_progress_to_the_next_level() -> None:
     status = TierStatus("silver", D("2026-01-05"), D("2026-02-04"), D("2026-01-20"))
-    shown = tier_progress(DAYS, status, 11_000, 2, D("2026-01-20"))
+    shown = tier_progress(
+        DAYS,
+        "silver",
+        11_000,
+        2,
+        D("2026-01-20"),
+        since=status.since,
+        until=kept_until(DAYS, status),
+    )
     assert shown["tier"] == "silver" and shown["kept_until"] == "2026-02-13"
     assert shown["window_from"] == "2025-12-22"
     assert shown["next"]["tier"] == "gold"
