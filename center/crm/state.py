@@ -106,8 +106,8 @@ def derive_state(
         referrer=crm.referrer,
         wallets={k: v for k, v in sorted(wallets.items()) if v},
     )
-    if tier is None:
-        return state
+    if tier is None:  # no tier programme: the fold's window counters mean nothing here
+        return replace(state, tier_spend_minor=0, tier_visits=0, tier_until="")
     return replace(
         state,
         tier=tier.tier,
