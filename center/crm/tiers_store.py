@@ -185,9 +185,12 @@ class TierRepository:
         for start in range(0, len(customer_ids), _CHUNK):
             chunk = list(customer_ids[start : start + _CHUNK])
             marks = ", ".join("?" for _ in chunk)
+            # Through the customer's cards (indexed by customer and card), so a merged
+            # customer's sales count for the survivor.
             sql = (
-                "SELECT s.owner_id, s.closed_at, s.total_minor FROM sales s "
-                f"WHERE s.owner_id IN ({marks}) AND s.card_no IS NOT NULL "
+                "SELECT c.customer_id, s.closed_at, s.total_minor FROM cards c "
+                "JOIN sales s ON s.card_no = c.card_no "
+                f"WHERE c.customer_id IN ({marks}) "
                 "AND NOT EXISTS (SELECT 1 FROM returns r WHERE r.return_id = s.sale_id)"
             )
             params: list[Any] = chunk
@@ -285,10 +288,10 @@ class TierRepository:
         return {"reviewed": len(ids), "changed": changed}
 
     def _due(self, through: Any, programme: TierProgramme, today: date) -> list[str]:
-        sql = "SELECT DISTINCT owner_id FROM sales WHERE card_no IS NOT NULL"
+        sql = "SELECT DISTINCT c.customer_id FROM sales s JOIN cards c ON c.card_no = s.card_no"
         params: list[Any] = []
         if through is not None:
-            sql += " AND received_at >= ?"
+            sql += " WHERE s.received_at >= ?"
             params.append(self.db.ts(self.db.dt(through) - _RECEIVED_SLACK))
         found = {str(r[0]) for r in self.db.execute(sql, params).fetchall()}
         # A decision falls on review_on + grace: due when review_on <= today - grace.
@@ -299,17 +302,7 @@ class TierRepository:
                 "SELECT customer_id FROM customer_tiers WHERE review_on <= ?", (decided,)
             ).fetchall()
         )
-        known: set[str] = set()
-        for start in range(0, len(found), _CHUNK):
-            chunk = sorted(found)[start : start + _CHUNK]
-            marks = ", ".join("?" for _ in chunk)
-            known.update(
-                str(r[0])
-                for r in self.db.execute(
-                    f"SELECT customer_id FROM customers WHERE customer_id IN ({marks})", chunk
-                ).fetchall()
-            )
-        return sorted(known)
+        return sorted(found)
 
     def _write(
         self, cid: str, held: TierStatus, status: TierStatus, changes: list[TierChange]
