@@ -277,7 +277,7 @@ class TierRepository:
             if customer_ids is None:
                 ids = self._due(through, programme, today)
             else:
-                ids = sorted(set(customer_ids))
+                ids = self._known(sorted(set(customer_ids)))
             changed = 0
             for cid, (held, status, changes) in self._advance(programme, ids, today, tz).items():
                 changed += self._write(cid, held, status, changes)
@@ -286,6 +286,20 @@ class TierRepository:
                     "UPDATE tier_reviews SET through = ? WHERE id = 1", (self.db.ts(now),)
                 )
         return {"reviewed": len(ids), "changed": changed}
+
+    def _known(self, customer_ids: Sequence[str]) -> list[str]:
+        """Those of the ids that name a customer (a review writes nothing for the others)."""
+        known: list[str] = []
+        for start in range(0, len(customer_ids), _CHUNK):
+            chunk = list(customer_ids[start : start + _CHUNK])
+            marks = ", ".join("?" for _ in chunk)
+            known.extend(
+                str(r[0])
+                for r in self.db.execute(
+                    f"SELECT customer_id FROM customers WHERE customer_id IN ({marks})", chunk
+                ).fetchall()
+            )
+        return sorted(known)
 
     def _due(self, through: Any, programme: TierProgramme, today: date) -> list[str]:
         sql = "SELECT DISTINCT c.customer_id FROM sales s JOIN cards c ON c.card_no = s.card_no"

@@ -139,6 +139,8 @@ async def test_levels_reviewed_with_history_progress_and_card_state(
         "reviewed": 1,
         "changed": 0,
     }
+    unknown = await api.call("POST", "/v1/tiers/review", {"customer_ids": ["nobody"]})
+    assert unknown[1] == {"reviewed": 0, "changed": 0}
     # Kept through 02-13; on 02-14 the window 01-15..02-13 holds nothing: member again.
     clock.now = datetime(2026, 2, 13, 23, tzinfo=UTC)
     assert (await api.call("POST", "/v1/tiers/review", {}))[1]["changed"] == 0
