@@ -278,9 +278,21 @@ class TierRepository:
                 ids = self._due(through, programme, today)
             else:
                 ids = self._known(sorted(set(customer_ids)))
-            changed = 0
+            moved: list[str] = []
             for cid, (held, status, changes) in self._advance(programme, ids, today, tz).items():
-                changed += self._write(cid, held, status, changes)
+                if self._write(cid, held, status, changes):
+                    moved.append(cid)
+            if moved:
+                # Card rows carry the level: a new master version sends them down again.
+                version = self.versions.bump()
+                for start in range(0, len(moved), _CHUNK):
+                    chunk = moved[start : start + _CHUNK]
+                    marks = ", ".join("?" for _ in chunk)
+                    self.db.execute(
+                        f"UPDATE cards SET version = ? WHERE customer_id IN ({marks})",
+                        (version, *chunk),
+                    )
+            changed = len(moved)
             if customer_ids is None:
                 self.db.execute(
                     "UPDATE tier_reviews SET through = ? WHERE id = 1", (self.db.ts(now),)

@@ -145,7 +145,13 @@ async def test_levels_reviewed_with_history_progress_and_card_state(
     clock.now = datetime(2026, 2, 13, 23, tzinfo=UTC)
     assert (await api.call("POST", "/v1/tiers/review", {}))[1]["changed"] == 0
     clock.now = datetime(2026, 2, 14, 1, tzinfo=UTC)
+    before = storage.versions.current()
     assert (await api.call("POST", "/v1/tiers/review", {}))[1] == {"reviewed": 1, "changed": 1}
+    # The card row goes down the feed again with the new level.
+    delta = storage.feed.master_feed("367", before, clock.now)
+    assert delta is not None
+    rows = [r for r in delta.upserts.get("cards", []) if r["card_no"] == CARD]  # type: ignore[union-attr]
+    assert rows and rows[0]["state"]["tier"] == "member"
     view = (await api.call("GET", "/v1/customers/hh-1/tier"))[1]
     assert view["tier"] == "member" and view["history"][-1] == {
         "on": "2026-02-14",
