@@ -195,6 +195,8 @@ def advance_tier(
             changes.append(TierChange(decided, tier, to, "downgrade"))
             tier, since = to, decided
             review = programme.next_review(decided) if to else None
+        if day not in days and not window_totals(programme, days, day)[1]:
+            continue  # no purchase: nothing to upgrade on (so the review's cadence never matters)
         spend, visits = window_totals(programme, days, day)
         reached = programme.qualifying(spend, visits)
         if reached is not None and reached.rank > programme.rank(tier):

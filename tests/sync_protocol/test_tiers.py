@@ -3,8 +3,11 @@ at the period's end after the grace period, rolling-window edges, calendar month
 
 from __future__ import annotations
 
-from datetime import UTC, date
+from datetime import UTC, date, timedelta
 from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sync_protocol import (
     CardState,
@@ -217,3 +220,30 @@ def test_folding_a_sale_adds_to_the_tier_window() -> None:
     row = state_row(again)
     assert row["tier_until"] == "2026-02-01" and read_state(row) == again
     assert read_state({"v": 1}).tier_spend_minor == 0  # an older Center's row
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    purchases=st.dictionaries(
+        st.integers(min_value=0, max_value=150), st.integers(min_value=1, max_value=8_000)
+    ),
+    months=st.booleans(),
+    grace=st.integers(min_value=0, max_value=20),
+)
+def test_reviewing_every_day_equals_one_review_at_the_end(
+    purchases: dict[int, int], months: bool, grace: int
+) -> None:
+    """The Center may review at any cadence: day by day or once, the same levels and changes."""
+    doc = {**(MONTHS_DOC if months else DAYS_DOC), "grace_days": grace}
+    programme = _programme(doc)
+    start = D("2026-01-01")
+    history = {start + timedelta(days=n): amount for n, amount in purchases.items()}
+    end = start + timedelta(days=160)
+    once, all_changes = advance_tier(programme, TierStatus(), history, end)
+    status, changes = TierStatus(), []
+    day = start
+    while day <= end:
+        status, more = advance_tier(programme, status, history, day)
+        changes += more
+        day += timedelta(days=1)
+    assert (status, changes) == (once, all_changes)
