@@ -282,11 +282,16 @@ class TierRepository:
             for cid, (held, status, changes) in self._advance(programme, ids, today, tz).items():
                 if self._write(cid, held, status, changes):
                     moved.append(cid)
-            if moved:
-                # Card rows carry the level: a new master version sends them down again.
+            resend = set(moved)
+            if customer_ids is None and through is not None:
+                resend.update(self._slid(programme, self.db.dt(through), today, tz))
+            if resend:
+                resent = sorted(resend)
+                # Card rows carry the level and the window's counters: a new master version
+                # sends them down again (and keeps the stores' replica checksums equal).
                 version = self.versions.bump()
-                for start in range(0, len(moved), _CHUNK):
-                    chunk = moved[start : start + _CHUNK]
+                for start in range(0, len(resent), _CHUNK):
+                    chunk = resent[start : start + _CHUNK]
                     marks = ", ".join("?" for _ in chunk)
                     self.db.execute(
                         f"UPDATE cards SET version = ? WHERE customer_id IN ({marks})",
@@ -298,6 +303,23 @@ class TierRepository:
                     "UPDATE tier_reviews SET through = ? WHERE id = 1", (self.db.ts(now),)
                 )
         return {"reviewed": len(ids), "changed": changed}
+
+    def _slid(self, programme: TierProgramme, last: datetime, today: date, tz: tzinfo) -> set[str]:
+        """Customers with a sale on a day that left the window since the last review: their
+        card rows' window counters changed with the calendar alone."""
+        old = programme.window_start(last.astimezone(tz).date())
+        new = programme.window_start(today)
+        if new <= old:
+            return set()
+        rows = self.db.execute(
+            "SELECT DISTINCT c.customer_id FROM sales s JOIN cards c ON c.card_no = s.card_no "
+            "WHERE s.closed_at >= ? AND s.closed_at < ?",
+            (
+                self.db.ts(datetime.combine(old, datetime.min.time(), tz)),
+                self.db.ts(datetime.combine(new, datetime.min.time(), tz)),
+            ),
+        ).fetchall()
+        return {str(r[0]) for r in rows}
 
     def _known(self, customer_ids: Sequence[str]) -> list[str]:
         """Those of the ids that name a customer (a review writes nothing for the others)."""

@@ -143,7 +143,15 @@ async def test_levels_reviewed_with_history_progress_and_card_state(
     assert unknown[1] == {"reviewed": 0, "changed": 0}
     # Kept through 02-13; on 02-14 the window 01-15..02-13 holds nothing: member again.
     clock.now = datetime(2026, 2, 13, 23, tzinfo=UTC)
+    before = storage.versions.current()
     assert (await api.call("POST", "/v1/tiers/review", {}))[1]["changed"] == 0
+    # Both sales left the window (now 01-15..02-13) with the calendar alone: the card row is
+    # sent again with the window's new counters, the level still kept.
+    delta = storage.feed.master_feed("367", before, clock.now)
+    assert delta is not None
+    rows = [r for r in delta.upserts.get("cards", []) if r["card_no"] == CARD]  # type: ignore[union-attr]
+    assert rows and rows[0]["state"]["tier"] == "silver"
+    assert "tier_spend_minor" not in rows[0]["state"]  # 0: left out of the row
     clock.now = datetime(2026, 2, 14, 1, tzinfo=UTC)
     before = storage.versions.current()
     assert (await api.call("POST", "/v1/tiers/review", {}))[1] == {"reviewed": 1, "changed": 1}
