@@ -222,37 +222,38 @@ async def identify_card(request: web.Request) -> web.Response:
     worker = request.app[WORKER]
     receipt_id = _receipt_id(request)
     view = await worker.run(lambda r: r.identify_card(receipt_id, card_no))
-    return web.json_response(
-        {
-            "card_no": view.card_no,
-            "known": view.known,
-            "bonus_balance": view.bonus_balance,
-            "wallets": dict(view.wallets),
-            "tier": view.tier,
-            "segments": list(view.segments),
-            "coupons": [
-                {
-                    "code": c.code,
-                    "batch_id": c.batch_id,
-                    "promotion_id": c.promotion_id,
-                    "single_use": c.single_use,
-                    "valid_from": c.valid_from,
-                    "valid_to": c.valid_to,
-                }
-                for c in view.coupons
-            ],
-            "personal_offers": [
-                {
-                    "offer_id": o.offer_id,
-                    "product_id": o.product_id,
-                    "percent": str(o.percent),
-                    "valid_from": None if o.valid_from is None else o.valid_from.isoformat(),
-                    "valid_to": None if o.valid_to is None else o.valid_to.isoformat(),
-                }
-                for o in view.personal_offers
-            ],
-        }
-    )
+    answer = {
+        "card_no": view.card_no,
+        "known": view.known,
+        "bonus_balance": view.bonus_balance,
+        "wallets": dict(view.wallets),
+        "tier": view.tier,
+        "segments": list(view.segments),
+        "coupons": [
+            {
+                "code": c.code,
+                "batch_id": c.batch_id,
+                "promotion_id": c.promotion_id,
+                "single_use": c.single_use,
+                "valid_from": c.valid_from,
+                "valid_to": c.valid_to,
+            }
+            for c in view.coupons
+        ],
+        "personal_offers": [
+            {
+                "offer_id": o.offer_id,
+                "product_id": o.product_id,
+                "percent": str(o.percent),
+                "valid_from": None if o.valid_from is None else o.valid_from.isoformat(),
+                "valid_to": None if o.valid_to is None else o.valid_to.isoformat(),
+            }
+            for o in view.personal_offers
+        ],
+    }
+    if view.tier_progress is not None:  # a tier programme is defined
+        answer["tier_progress"] = dict(view.tier_progress)
+    return web.json_response(answer)
 
 
 async def add_coupon(request: web.Request) -> web.Response:

@@ -10,8 +10,9 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
+from typing import Any
 
 from loyalty_engine import (
     Calculation,
@@ -49,10 +50,16 @@ from sync_protocol import (
     MalformedMessage,
     Sale,
     SeenSeq,
+    TierProgramme,
+    TierStatus,
     check_card_no,
     fold_sales,
+    kept_until,
     parse_card_rule,
+    read_programme,
     state_view,
+    tier_progress,
+    upgraded_tier,
 )
 
 __all__ = ["Authorization", "CardView", "Clock", "Priced", "Register", "utc_now"]
@@ -89,6 +96,9 @@ class CardView:
     wallets: Mapping[str, int] = field(default_factory=dict)
     """Units the card may spend per wallet (bonus included), as calculate will see them."""
     tier: str = ""
+    tier_progress: Mapping[str, Any] | None = None
+    """The level's titles, kept-until day and what the next level still needs (None: no
+    tier programme)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +161,8 @@ class Register:
         self.on_confirmed = on_confirmed
         self._promotions: PromotionSet | None = None
         self._promotions_version = -1
+        self._tiers: TierProgramme | None = None
+        """The chain's tier programme (setting ``tiers.programme``), read with the promotions."""
         self.promotions_error: str | None = None
 
     def _now(self) -> datetime:
@@ -236,12 +248,14 @@ class Register:
         now = self._now()
         available = self._available(card_no, card)
         customer = self.customer_state(card_no, card, (), available, now)
+        progress = self.card_tier_progress(self.card_state(card_no, card), now)
         return CardView(
             card_no=card_no,
             known=card is not None,
             bonus_balance=available,
             wallets={k: v for k, v in sorted(customer.wallets.items()) if v},
             tier=customer.tier,
+            tier_progress=progress,
             segment=card.segment if card else "",
             segments=card.segments if card else (),
             coupons=card.coupons_at(now) if card else (),
@@ -508,6 +522,7 @@ class Register:
             log.error("promotions unusable, selling without them: %s", self.promotions_error)
             promotions = load_promotion_set([], version=version)
         self._promotions, self._promotions_version = promotions, version
+        self._tiers = read_programme(settings)
         # The set lives until the next master version: move it (and everything else alive) out
         # of the cyclic GC's reach, or a full collection over tens of thousands of rule objects
         # (~200 ms at 10 000 promotions, measured by bench/engine.py) lands inside a receipt.
@@ -526,6 +541,35 @@ class Register:
         own = self.journal.card_sales(card_no, base.seen.get(self.config.register.register_id, 0))
         return fold_sales(base, own, tz)
 
+    def card_state(self, card_no: str, card: Card | None) -> CardState:
+        """The replica's state of the card (the Center's, with the store node's sales) plus this
+        register's own sales it does not cover yet, its tier upgraded at once when they reach a
+        higher level (downgrades are the Center's alone)."""
+        tz = self.promotion_set().settings.tz
+        base = card.state if card is not None else CardState()
+        own = self.journal.card_sales(card_no, base.seen.get(self.config.register.register_id, 0))
+        state = fold_sales(base, own, tz)
+        if self._tiers is None:
+            return state
+        tier = upgraded_tier(self._tiers, state.tier, state.tier_spend_minor, state.tier_visits)
+        return replace(state, tier=tier, tier_until=state.tier_until if tier == state.tier else "")
+
+    def card_tier_progress(self, state: CardState, now: datetime) -> dict[str, Any] | None:
+        """The card's level and progress to the next one, as the cashier may tell the customer
+        (None without a tier programme)."""
+        programme = self._tiers
+        if programme is None:
+            return None
+        today = now.astimezone(self.promotion_set().settings.tz).date()
+        until = date.fromisoformat(state.tier_until) if state.tier_until else None
+        if until is None and state.tier:  # upgraded here today: kept a period from today
+            until = kept_until(
+                programme, TierStatus(state.tier, today, programme.next_review(today))
+            )
+        return tier_progress(
+            programme, state.tier, state.tier_spend_minor, state.tier_visits, today, until=until
+        )
+
     def customer_state(
         self,
         card_no: str,
@@ -538,6 +582,7 @@ class Register:
         the store node's sales) plus this register's own sales it does not cover yet."""
         tz = self.promotion_set().settings.tz
         state = self.folded_state(card_no, card)
+        state = self.card_state(card_no, card)
         counts = state_view(state, now.astimezone(tz).date())
         wallets = {name: max(0, units) for name, units in state.wallets.items()}
         # The bonus wallet has its own authority (store node holds, offline allowance).

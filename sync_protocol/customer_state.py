@@ -68,6 +68,13 @@ class CardState:
     days: Mapping[str, DayCounts] = field(default_factory=dict)
     seen: Mapping[str, int] = field(default_factory=dict)
     """register_id -> the highest seq of that register's sales of this card already counted."""
+    tier_spend_minor: int = 0
+    """The customer's spend in the tier qualification window (the Center's, plus sales folded
+    since): a register upgrades the tier at once when it reaches a higher level."""
+    tier_visits: int = 0
+    """Days with a purchase in the tier qualification window, counted the same way."""
+    tier_until: str = ""
+    """The last day the Center keeps ``tier`` unless renewed (YYYY-MM-DD; empty: no level)."""
 
     @property
     def folded(self) -> int:
@@ -155,6 +162,8 @@ def fold_sale(state: CardState, sale: Sale, tz: tzinfo) -> CardState:
         purchases=state.purchases + 1,
         visits=state.visits + (0 if bucket.purchases else 1),
         spend_minor=state.spend_minor + sale.total_minor,
+        tier_spend_minor=state.tier_spend_minor + sale.total_minor,
+        tier_visits=state.tier_visits + (0 if bucket.purchases else 1),
         fired_total=fired_total,
         days=_prune({**state.days, day: new_day}),
         seen=seen,
@@ -227,14 +236,14 @@ def _nonzero(values: Mapping[str, int]) -> dict[str, int]:
 def state_row(state: CardState) -> dict[str, Any]:
     """The JSON-ready form carried by card rows (empty parts left out, keys sorted)."""
     row: dict[str, Any] = {"v": STATE_VERSION}
-    for name in ("tier", "referrer"):
+    for name in ("tier", "referrer", "tier_until"):
         if getattr(state, name):
             row[name] = getattr(state, name)
     if state.attributes:
         row["attributes"] = dict(sorted(state.attributes.items()))
     if state.favourite_categories:
         row["favourite_categories"] = list(state.favourite_categories)
-    for name in ("purchases", "visits", "spend_minor"):
+    for name in ("purchases", "visits", "spend_minor", "tier_spend_minor", "tier_visits"):
         if getattr(state, name):
             row[name] = getattr(state, name)
     for name in ("wallets", "fired_total", "seen"):
@@ -311,7 +320,8 @@ def read_state(row: Any, path: str = "state") -> CardState:
             qty_milli=_ints(counted.get("qty_milli"), f"{at}.qty_milli"),
             accrued=_ints(counted.get("accrued"), f"{at}.accrued"),
         )
-    totals = _ints({k: doc[k] for k in ("purchases", "visits", "spend_minor") if k in doc}, path)
+    names = ("purchases", "visits", "spend_minor", "tier_spend_minor", "tier_visits")
+    totals = _ints({k: doc[k] for k in names if k in doc}, path)
     return CardState(
         tier=_str(doc.get("tier"), f"{path}.tier"),
         attributes=attributes,
@@ -326,4 +336,7 @@ def read_state(row: Any, path: str = "state") -> CardState:
         fired_total=_ints(doc.get("fired_total"), f"{path}.fired_total"),
         days=days,
         seen=_ints(doc.get("seen"), f"{path}.seen"),
+        tier_spend_minor=totals.get("tier_spend_minor", 0),
+        tier_visits=totals.get("tier_visits", 0),
+        tier_until=_str(doc.get("tier_until"), f"{path}.tier_until"),
     )

@@ -409,6 +409,22 @@ CENTER_BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/segments/{segment_id}/members"): {"add": ["hh-1"], "remove": []},
     ("POST", "/v1/users"): {"username": "fuzz-target", "role": "data_analyst"},
     ("POST", "/v1/users/{username}/role"): {"role": "marketer"},
+    ("PUT", "/v1/tiers"): {
+        "period_days": 365,
+        "grace_days": 30,
+        "levels": [
+            {"code": "silver", "title": {"ru": "Серебро", "en": "Silver"}, "rank": 1},
+            {
+                "code": "gold",
+                "title": {"ru": "Золото", "en": "Gold"},
+                "rank": 2,
+                "spend_minor": 3_000_000,
+                "visits": 12,
+                "require": "any",
+            },
+        ],
+    },
+    ("POST", "/v1/tiers/review"): {"customer_ids": ["hh-1"]},
 }
 CENTER_QUERIES: dict[tuple[str, str], dict[str, str]] = {
     ("GET", "/v1/master"): {"store_id": "367", "since": "0"},

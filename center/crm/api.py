@@ -81,11 +81,13 @@ async def create_customer(request: web.Request) -> web.Response:
 async def customer(request: web.Request) -> web.Response:
     customer_id = request.match_info["customer_id"]
     storage = request.app[STORAGE_KEY]
-    view = await in_db(
-        request, storage.customers.customer_view, customer_id, request.app[CLOCK_KEY]()
-    )
+    now = request.app[CLOCK_KEY]()
+    view = await in_db(request, storage.customers.customer_view, customer_id, now)
     if view is None:
         raise UnknownObject("customer_id", f"unknown customer {customer_id[:80]!r}")
+    tier = await in_db(request, storage.tiers.customer_tier, customer_id, now)
+    if tier is not None:  # a tier programme is defined: level, progress, history
+        view["tier"] = tier
     return web.json_response(view)
 
 

@@ -78,6 +78,7 @@ async def customer_page(
     view = await in_db(request, storage.customers.customer_card_view, customer_id[:64], now)
     if view is None:
         raise UnknownObject("customer_id", f"unknown customer {customer_id[:80]!r}")
+    tier = await in_db(request, storage.tiers.customer_tier, customer_id[:64], now)
     profile = [(k, view["attributes"][k]) for k in PROFILE_FIELDS if view["attributes"].get(k)]
     other = sorted(
         (k, v) for k, v in view["attributes"].items() if k not in PROFILE_FIELDS and v is not None
@@ -90,6 +91,7 @@ async def customer_page(
             "name": _name(view["attributes"]) or view["customer_id"],
             "profile": profile,
             "other": other,
+            "tier": tier,
             "errors": dict(errors or {}),
             "values": dict(values or {}),
             "notice": notice,

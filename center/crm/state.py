@@ -9,7 +9,7 @@ Center alone knows is added: the customer's tier, attributes, favourite categori
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import tzinfo
 from typing import Any
 
@@ -18,6 +18,7 @@ from sync_protocol import CardState, Sale, fold_sales
 
 __all__ = [
     "CRM_KEYS",
+    "CardTier",
     "checkpoint_part",
     "crm_part",
     "derive_state",
@@ -26,6 +27,16 @@ __all__ = [
 CRM_KEYS = ("tier", "favourite_categories", "referrer")
 """Attributes with a meaning of their own in the state; every other attribute (but the personal
 data of PROFILE_FIELDS, which never leaves the Center) goes to ``attributes`` as text."""
+
+
+@dataclass(frozen=True, slots=True)
+class CardTier:
+    """What a card row's state carries of its customer's level (center/crm/tiers_store.py)."""
+
+    tier: str
+    spend_minor: int
+    visits: int
+    until: str
 
 
 def _text(value: Any) -> str | None:
@@ -59,7 +70,17 @@ def crm_part(attributes: Mapping[str, Any]) -> CardState:
 
 def checkpoint_part(state: CardState) -> CardState:
     """Only what is folded from sales (the checkpoint kept in ``customer_states``)."""
-    return replace(state, tier="", attributes={}, favourite_categories=(), referrer="", wallets={})
+    return replace(
+        state,
+        tier="",
+        attributes={},
+        favourite_categories=(),
+        referrer="",
+        wallets={},
+        tier_spend_minor=0,
+        tier_visits=0,
+        tier_until="",
+    )
 
 
 def derive_state(
@@ -69,16 +90,28 @@ def derive_state(
     attributes: Mapping[str, Any],
     wallets: Mapping[str, int],
     tz: tzinfo,
+    tier: CardTier | None = None,
 ) -> CardState:
     """The card's state: the checkpoint with the sales it does not cover folded in, the CRM's
-    fields and the ledger's wallets (sales never move wallets here: the ledger already has)."""
+    fields and the ledger's wallets (sales never move wallets here: the ledger already has).
+    ``tier``: the customer's level and window counters when a tier programme is defined (the
+    CRM attribute ``tier`` is used only without one)."""
     folded = fold_sales(checkpoint_part(checkpoint), sales, tz)
     crm = crm_part(attributes)
-    return replace(
+    state = replace(
         folded,
         tier=crm.tier,
         attributes=crm.attributes,
         favourite_categories=crm.favourite_categories,
         referrer=crm.referrer,
         wallets={k: v for k, v in sorted(wallets.items()) if v},
+    )
+    if tier is None:  # no tier programme: the fold's window counters mean nothing here
+        return replace(state, tier_spend_minor=0, tier_visits=0, tier_until="")
+    return replace(
+        state,
+        tier=tier.tier,
+        tier_spend_minor=tier.spend_minor,
+        tier_visits=tier.visits,
+        tier_until=tier.until,
     )

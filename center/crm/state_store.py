@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from center.crm.state import checkpoint_part, derive_state
+from center.crm.tiers_store import TierRepository
 from center.ingest.review_store import QUARANTINED_SQL
 from center.ledger.store import ACTIVE_SQL, DEBT_SUM_SQL
 from center.storage.database import Database
@@ -74,8 +75,9 @@ class Derived(NamedTuple):
 class CustomerStateRepository:
     """Derives card states (inside the caller's snapshot) and keeps their checkpoints."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, tiers: TierRepository | None = None) -> None:
         self.db = db
+        self.tiers = tiers
 
     def chain_zone(self) -> tzinfo:
         """The chain's time zone (setting ``timezone``): the days of the state's day buckets."""
@@ -139,6 +141,7 @@ class CustomerStateRepository:
                 last = through[no]
                 through[no] = at if last is None or at > last else last
         attributes = self._attributes(sorted({c[1] for c in cards}))
+        tiers = self.tiers.card_tiers([c[1] for c in cards], now) if self.tiers else {}
         wallets = self.wallets(nos, now)
         return {
             card_no: Derived(
@@ -148,6 +151,7 @@ class CustomerStateRepository:
                     attributes=attributes.get(customer_id, {}),
                     wallets=wallets.get(card_no, {}),
                     tz=tz,
+                    tier=tiers.get(customer_id),
                 ),
                 through[card_no],
             )

@@ -22,6 +22,7 @@ from center.promotions.constructor import LIFECYCLE, diff_docs, published_doc, r
 from center.promotions.validation import Known, accrued_wallets
 from center.storage.database import Database
 from center.storage.migrations import Migration
+from sync_protocol import TIERS_SETTING, read_programme
 
 __all__ = ["POSTGRES_MIGRATION", "SQLITE_MIGRATION", "PromotionRepository"]
 
@@ -111,11 +112,19 @@ class PromotionRepository:
             regions=self._managed_list("region"),
             store_formats=formats,
             store_regions=regions,
-            # No tier definitions and no supplier budget ledger exist at the Center yet.
-            tiers=frozenset(),
+            tiers=self._tier_codes(),
+            # No supplier budget ledger exists at the Center yet.
             accrued_wallets=accrued_wallets(d for d in live if isinstance(d, dict)),
             budgets=None,
         )
+
+    def _tier_codes(self) -> frozenset[str]:
+        """The level codes of the tier programme (the chain setting ``tiers.programme``)."""
+        row = self.db.execute(
+            "SELECT value FROM settings WHERE name = ?", (TIERS_SETTING,)
+        ).fetchone()
+        programme = read_programme({TIERS_SETTING: row[0]}) if row is not None else None
+        return frozenset(lv.code for lv in programme.levels) if programme else frozenset()
 
     def validation_context(self) -> Known:
         """What a rule is checked against: managed lists, the stores' formats, live wallets."""

@@ -25,7 +25,7 @@ class Known:
     # What the stores actually have (casefolded): a rule limited to others never fires.
     store_formats: frozenset[str] = frozenset()
     store_regions: frozenset[str] | None = None
-    # Tier names defined at the Center (none yet: a tier condition never matches).
+    # Level codes of the tier programme (none defined: a tier condition never matches).
     tiers: frozenset[str] = frozenset()
     # Wallets some live rule accrues.
     accrued_wallets: frozenset[str] = frozenset()

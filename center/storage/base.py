@@ -12,6 +12,7 @@ from center.access.people_store import PeopleRepository
 from center.access.users_store import UserRepository
 from center.communications.store import CommunicationsRepository
 from center.crm.store import CustomerRepository
+from center.crm.tiers_store import TierRepository
 from center.feed.versions import MasterVersions
 from center.fraud.store import FraudRepository
 from center.ledger.model import BURNING_WITHIN, Balance, Burning, LedgerEntry, Pending
@@ -173,6 +174,7 @@ class Storage(Protocol):
     fraud: FraudRepository
     reviews: ReviewRepository
     verifier: SaleVerifier
+    tiers: TierRepository
 
     @property
     def backend(self) -> str:

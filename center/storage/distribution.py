@@ -60,6 +60,8 @@ PLAN: Mapping[str, Placement] = MappingProxyType(
         "adjustments": _by("customer_id", "customer"),
         "comm_consents": _by("customer_id", "customer"),
         "comm_assignments": _by("customer_id", "customer"),
+        "customer_tiers": _by("customer_id", "customer"),
+        "tier_changes": _by("customer_id", "customer"),
         # Idempotency: one claim per sale_id, whichever shard its receipt lives on, and one per
         # (register_id, seq), claimed in the same statement (center/ingest/store_postgres.py).
         # A card's state checkpoint is a cache folded from its sales and rebuilt from them: it
@@ -111,6 +113,7 @@ PLAN: Mapping[str, Placement] = MappingProxyType(
         # Read beside the distributed sales (quarantined sales leave every customer state):
         # a copy on every node; written rarely (a doubted sale).
         "review_cases": REFERENCE,
+        "tier_reviews": LOCAL,
     }
 )
 """Every table of the Center's PostgreSQL schema and its placement."""

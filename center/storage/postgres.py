@@ -9,6 +9,7 @@ from center.communications import store as communications
 from center.crm import customers_store as customers
 from center.crm import state_store as customer_states
 from center.crm import store as crm
+from center.crm import tiers_store as tiers
 from center.feed import master_store
 from center.feed import store as feed
 from center.fraud import store as fraud
@@ -287,6 +288,7 @@ POSTGRES_MIGRATIONS = MigrationList(
         ingest.POSTGRES_TIME_INDEXES,
         people.POSTGRES_HARDENING_MIGRATION,
         review.POSTGRES_MIGRATION,
+        tiers.POSTGRES_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names
 )

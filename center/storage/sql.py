@@ -16,6 +16,7 @@ from center.access.users_store import UserRepository
 from center.communications.store import CommunicationsRepository
 from center.crm.state_store import CustomerStateRepository
 from center.crm.store import CustomerRepository
+from center.crm.tiers_store import TierRepository
 from center.feed.master_store import MasterDataRepository
 from center.feed.store import FeedRepository
 from center.feed.versions import MasterVersions
@@ -72,7 +73,17 @@ class SqlStorage:
         self.customers = CustomerRepository(
             db, audit=self.audit, versions=self.versions, ledger=self.ledger
         )
-        self.states = CustomerStateRepository(db)
+        # The tier programme is published as a master row; the feed reads the tiers (card
+        # states): the tiers reach the feed by name, once both exist.
+        self.tiers = TierRepository(
+            db,
+            versions=self.versions,
+            audit=self.audit,
+            publish=lambda rows, version: self.feed.write_master(
+                self.feed.prepare_master(rows), version, None
+            ),
+        )
+        self.states = CustomerStateRepository(db, tiers=self.tiers)
         self.feed = FeedRepository(
             db, versions=self.versions, ledger=self.ledger, states=self.states
         )

@@ -11,6 +11,7 @@ from center.communications import store as communications
 from center.crm import customers_store as customers
 from center.crm import state_store as customer_states
 from center.crm import store as crm
+from center.crm import tiers_store as tiers
 from center.feed import master_store
 from center.feed import store as feed
 from center.fraud import store as fraud
@@ -286,6 +287,7 @@ SQLITE_MIGRATIONS = MigrationList(
         ingest.SQLITE_TIME_INDEXES,
         people.SQLITE_HARDENING_MIGRATION,
         review.SQLITE_MIGRATION,
+        tiers.SQLITE_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names
 )

@@ -14,6 +14,7 @@ from center.access.nodes import NonceCache
 from center.analytics.cli import feed_from
 from center.analytics.store import LazyAnalytics
 from center.config import NEEDS_DSN, Config, redact_dsn
+from center.crm.tiers_store import REVIEW_EVERY_S as TIER_REVIEW_EVERY_S
 from center.errors import RequestError, StorageError
 from center.fraud.model import FraudSettings
 from center.ingest.verify import VerifyPolicy
@@ -164,6 +165,16 @@ def create_app(
             if done["new"] or done["updated"]:
                 log.info("fraud scan: %d new signals, %d updated", done["new"], done["updated"])
 
+        async def tiers_job() -> None:
+            now = app[CLOCK_KEY]()
+            try:
+                done = await db.run(lambda store: store.tiers.review(now))
+            except StorageError as exc:
+                log.warning("reviewing customer tiers failed (next run retries): %s", exc)
+                return
+            if done["changed"]:
+                log.info("tiers: %d of %d customers changed", done["changed"], done["reviewed"])
+
         async def analytics_job() -> None:
             def run() -> None:
                 store = app[ANALYTICS_KEY].get()
@@ -197,6 +208,7 @@ def create_app(
         every(config.segments.recalc_interval_s, segments_job, "recalculate_segments")
         every(config.ledger.expire_interval_s, expire_job, "expire_lots")
         every(config.fraud.scan_interval_s, fraud_job, "fraud_scan")
+        every(TIER_REVIEW_EVERY_S, tiers_job, "review_tiers")
         if config.analytics.feed_interval_s:
             every(config.analytics.feed_interval_s, analytics_job, "feed_analytics")
         scheduler.start()

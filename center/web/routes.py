@@ -20,7 +20,7 @@ from center.access.permissions import (
 from center.analytics import api as analytics_api
 from center.communications import api as communications_api
 from center.crm import api as crm_api
-from center.crm import customers_api
+from center.crm import customers_api, tiers_api
 from center.crm import pages as crm_pages
 from center.feed import api as feed_api
 from center.feed import master_api
@@ -54,6 +54,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     segments_api,
     returns_api,
     customers_api,
+    tiers_api,
     offers_api,
     reports_api,
     master_api,
