@@ -17,6 +17,7 @@ from center.ingest.store import (
     IngestBatch,
     PreparedSale,
     SaleCoupons,
+    SaleLeases,
     SaleLedger,
     SaleReturns,
     SalesRepository,
@@ -45,9 +46,10 @@ class PostgresSalesRepository(SalesRepository):
         ledger: SaleLedger,
         coupons: SaleCoupons,
         returns: SaleReturns,
+        leases: SaleLeases | None = None,
     ) -> None:
         assert isinstance(db, PostgresDatabase)
-        super().__init__(db, ledger=ledger, coupons=coupons, returns=returns)
+        super().__init__(db, ledger=ledger, coupons=coupons, returns=returns, leases=leases)
         self._pg = db
 
     def _claim_sales(

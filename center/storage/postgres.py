@@ -15,6 +15,7 @@ from center.fraud import store as fraud
 from center.ingest import partitions
 from center.ingest import store as ingest
 from center.ingest.store_postgres import PostgresSalesRepository
+from center.ledger import leases_store as leases
 from center.ledger import returns_store as returns
 from center.ledger.store_postgres import PostgresLedgerRepository
 from center.promotions import coupon_jobs_store as coupon_jobs
@@ -285,6 +286,7 @@ POSTGRES_MIGRATIONS = MigrationList(
         fraud.POSTGRES_MIGRATION,
         ingest.POSTGRES_TIME_INDEXES,
         people.POSTGRES_HARDENING_MIGRATION,
+        leases.POSTGRES_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names
 )

@@ -21,6 +21,7 @@ from center.feed.store import FeedRepository
 from center.feed.versions import MasterVersions
 from center.fraud.store import FraudRepository
 from center.ingest.store import SalesRepository
+from center.ledger.leases_store import LeaseRepository
 from center.ledger.returns_store import ReturnsRepository
 from center.ledger.store import LedgerRepository
 from center.promotions.coupon_jobs_store import CouponJobRepository
@@ -85,8 +86,9 @@ class SqlStorage:
             audit=self.audit,
             ingest=lambda sales, received_at: self.sales.ingest(sales, received_at),
         )
+        self.leases = LeaseRepository(db, ledger=self.ledger)
         self.sales = self.sales_repository(
-            db, ledger=self.ledger, coupons=self.coupons, returns=self.returns
+            db, ledger=self.ledger, coupons=self.coupons, returns=self.returns, leases=self.leases
         )
         self.fraud = FraudRepository(db, audit=self.audit)
 

@@ -16,6 +16,7 @@ from center.feed import store as feed
 from center.fraud import store as fraud
 from center.ingest import partitions
 from center.ingest import store as ingest
+from center.ledger import leases_store as leases
 from center.ledger import returns_store as returns
 from center.promotions import coupon_jobs_store as coupon_jobs
 from center.promotions import coupons_holds_store as coupon_holds
@@ -284,6 +285,7 @@ SQLITE_MIGRATIONS = MigrationList(
         fraud.SQLITE_MIGRATION,
         ingest.SQLITE_TIME_INDEXES,
         people.SQLITE_HARDENING_MIGRATION,
+        leases.SQLITE_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names
 )

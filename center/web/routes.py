@@ -27,8 +27,8 @@ from center.feed import master_api
 from center.fraud import api as fraud_api
 from center.ingest import api as ingest_api
 from center.ledger import api as ledger_api
+from center.ledger import leases_api, returns_api
 from center.ledger import pages as ledger_pages
-from center.ledger import returns_api
 from center.promotions import api as promotions_api
 from center.promotions import coupons_api, offers_api, segments_api
 from center.promotions import pages as promotions_pages
@@ -51,6 +51,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     coupons_api,
     segments_api,
     returns_api,
+    leases_api,
     customers_api,
     offers_api,
     reports_api,
