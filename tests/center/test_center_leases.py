@@ -173,11 +173,11 @@ def test_settings_and_bodies_are_checked_naming_the_field() -> None:
     assert parse_lease_request({"store_id": "367", "card_no": CARD, "need_minor": 5}) == (
         LeaseRequest("367", CARD, "bonus", 0, 5)
     )
-    with pytest.raises(MalformedRequest, match="body.need_minor"):
+    with pytest.raises(MalformedRequest, match=r"body\.need_minor"):
         parse_lease_request({"store_id": "367", "card_no": CARD, "need_minor": -1})
-    with pytest.raises(MalformedRequest, match="body.amount"):
+    with pytest.raises(MalformedRequest, match=r"body\.amount"):
         parse_lease_request({"store_id": "367", "card_no": CARD, "amount": 1})
-    with pytest.raises(MalformedRequest, match=r"body.leases\[0\].lease_id"):
+    with pytest.raises(MalformedRequest, match=r"body\.leases\[0\]\.lease_id"):
         parse_lease_returns({"store_id": "367", "leases": [{"card_no": CARD}]})
 
 
