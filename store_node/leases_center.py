@@ -46,9 +46,12 @@ class LeaseClient:
         self.tasks: set[asyncio.Task[Any]] = set()
         self._quiet_until = 0.0
 
-    async def _post(self, path: str, payload: dict[str, Any]) -> tuple[int, Any]:
-        """(status, JSON answer); status 0 when the Center cannot be reached."""
-        if time.monotonic() < self._quiet_until:
+    async def _post(
+        self, path: str, payload: dict[str, Any], *, waits: bool = False
+    ) -> tuple[int, Any]:
+        """(status, JSON answer); status 0 when the Center cannot be reached. ``waits``: a
+        register waits on this call, so it is not made shortly after a failure."""
+        if waits and time.monotonic() < self._quiet_until:
             return 0, None
         config = self.app[CONFIG_KEY]
         forwarder = self.app[FORWARDER_KEY]
@@ -90,6 +93,7 @@ class LeaseClient:
                 "unsent_minor": min(_MAX_INT, max(0, unsent)),
                 "need_minor": min(_MAX_INT, max(0, need + amount)),
             },
+            waits=receipt is not None,
         )
         if status != 200 or not isinstance(answer, dict):
             if status not in (0, 404, 405):
