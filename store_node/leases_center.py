@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 RETURN_EVERY_S = 5.0
 """How often leases that ended here are given back."""
+RENEW_AFTER_S = 30.0
+"""A card identified again within this long of its last lease request is not asked for again
+(a spend it does not cover still is)."""
 QUIET_AFTER_FAILURE_S = 5.0
 """After the Center could not be reached, reservations do not wait on it again for this long:
 a register at the till gets the lease the node has at once."""
@@ -45,6 +48,7 @@ class LeaseClient:
         self.worker = worker
         self.tasks: set[asyncio.Task[Any]] = set()
         self._quiet_until = 0.0
+        self._asked: dict[str, float] = {}
 
     async def _post(
         self, path: str, payload: dict[str, Any], *, waits: bool = False
@@ -95,6 +99,9 @@ class LeaseClient:
             },
             waits=receipt is not None,
         )
+        if status in (404, 405):
+            # A Center of an older release: not asked again for a while.
+            self._quiet_until = time.monotonic() + RENEW_AFTER_S
         if status != 200 or not isinstance(answer, dict):
             if status not in (0, 404, 405):
                 log.warning("POST /v1/leases for card %s: HTTP %d %s", card_no, status, answer)
@@ -110,8 +117,22 @@ class LeaseClient:
         )
         return grant
 
+    async def cover(self, card_no: str, amount: int, receipt: tuple[str, str]) -> None:
+        """Before a bonus hold: ask for the lease to be raised unless it covers `amount`."""
+        now = self.app[CLOCK_KEY]()
+        if not await self.worker.run(
+            lambda b: b.lease_covers(card_no, amount, now=now, exclude=receipt)
+        ):
+            await self.renew(card_no, amount, receipt)
+
     def renew_soon(self, card_no: str) -> None:
         """Renew the card's lease in the background (the register is not kept waiting)."""
+        last = self._asked.get(card_no)
+        if last is not None and time.monotonic() - last < RENEW_AFTER_S:
+            return
+        if len(self._asked) > 10_000:
+            self._asked.clear()
+        self._asked[card_no] = time.monotonic()
         self._spawn(lambda: self.renew(card_no))
 
     def _spawn(self, make: Callable[[], Coroutine[Any, Any, Any]]) -> None:

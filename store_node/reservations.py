@@ -768,6 +768,20 @@ class ReservationBook:
                 rid = None if row is None else str(row[0])
             return self._unsent_spends(card_no, now), self._held(card_no, now, rid)
 
+    def lease_covers(
+        self, card_no: str, amount: int, *, now: datetime, exclude: tuple[str, str]
+    ) -> bool:
+        """Whether the card's live lease here already covers `amount` more for receipt
+        `exclude` = (register_id, receipt_id) (False too before any lease was granted)."""
+        with self._tx():
+            self._scan_sales()
+            row = self._conn.execute(
+                "SELECT reservation_id FROM reservations WHERE register_id = ? AND receipt_id = ?",
+                exclude,
+            ).fetchone()
+            left = self._lease_left(card_no, now, None if row is None else str(row[0]))
+            return left is not None and left >= amount
+
     def save_lease(
         self, card_no: str, grant: leases.LeaseGrant, *, requested_at: datetime
     ) -> leases.NodeLease:

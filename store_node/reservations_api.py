@@ -355,7 +355,7 @@ async def _reserve(app: web.Application, wanted: ReservationRequest, card: CardB
     if wanted.amount and wanted.card_no is not None:
         # Spend only within this store's lease: raised first while the Center answers.
         receipt = (wanted.register_id, wanted.receipt_id)
-        await app[leases_center.LEASES_KEY].renew(wanted.card_no, wanted.amount, receipt)
+        await app[leases_center.LEASES_KEY].cover(wanted.card_no, wanted.amount, receipt)
     now = app[CLOCK_KEY]()
     try:
         grant = await book.run(
