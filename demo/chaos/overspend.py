@@ -26,6 +26,8 @@ __all__ = ["Overspend", "offline_overspend", "overspend_report"]
 
 SPEND_MINOR = 100
 """What each receipt of the scenario tries to pay with bonus."""
+REFUSED_ENOUGH = 5
+"""A register stops once refused this many times in a row: its store's lease is spent."""
 
 
 @dataclass(slots=True)
@@ -190,8 +192,11 @@ def offline_overspend(
     def register(register_id: str, node: NodeSpec) -> None:
         line = lines[register_id.split("-")[0]]
         stop_at = time.monotonic() + spend_s
-        while time.monotonic() < stop_at:
+        refused_in_a_row = 0
+        # Until the store's lease is spent (refused again and again) or the time is up.
+        while time.monotonic() < stop_at and refused_in_a_row < REFUSED_ENOUGH:
             got, sale_id, total = _try_spend(node.url, line, card_no)
+            refused_in_a_row = refused_in_a_row + 1 if got == 0 else 0
             if sale_id:
                 acked.add(register_id, sale_id, total)  # the harness's "never lost" covers it
             with result.lock:
@@ -200,7 +205,7 @@ def offline_overspend(
                 elif got == 0:
                     result.refused += 1
             if not got:
-                time.sleep(0.1)
+                time.sleep(0.5)  # a killed store node or register needs a moment
 
     killer = threading.Thread(target=monkey, name="overspend-monkey", daemon=True)
     workers = [
