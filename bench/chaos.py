@@ -11,7 +11,8 @@ Usage: .venv/bin/python bench/chaos.py [--seed 1] [--minutes 30] [--stores 367,4
 node as much the other way (their sum must stay under the 300 s signature window).
 --backend postgresql: the Center stores in a throwaway PostgreSQL 15 cluster (initdb/pg_ctl).
 --overspend-s: then the Center goes down and one card is spent at every register of every store
-until each store's lease is spent (at most this long), registers and store nodes killed meanwhile; `overspend_beyond_bound` must be 0.
+until each store's lease is spent (at most this long), registers and store nodes killed
+meanwhile; `overspend_beyond_bound` must be 0.
 """
 
 from __future__ import annotations
