@@ -5,11 +5,14 @@ exit 0 when every invariant holds, 1 otherwise.
 
 Usage: .venv/bin/python bench/chaos.py [--seed 1] [--minutes 30] [--stores 367,406]
        [--registers 2] [--days 3] [--throughput-baskets 150] [--data DIR]
-       [--clock-skew [SECONDS]] [--backend sqlite|postgresql]
+       [--clock-skew [SECONDS]] [--backend sqlite|postgresql] [--overspend-s 60]
 
 --clock-skew: one register runs up to SECONDS (default 120) off the true time and its store
 node as much the other way (their sum must stay under the 300 s signature window).
 --backend postgresql: the Center stores in a throwaway PostgreSQL 15 cluster (initdb/pg_ctl).
+--overspend-s: then the Center goes down and one card is spent at every register of every store
+until each store's lease is spent (at most this long), registers and store nodes killed
+meanwhile; `overspend_beyond_bound` must be 0.
 """
 
 from __future__ import annotations
@@ -61,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         default="sqlite",
         help="the Center's storage (postgresql: a throwaway cluster)",
     )
+    parser.add_argument(
+        "--overspend-s",
+        type=float,
+        default=60.0,
+        help="at most this long, the offline overspend scenario (0: skip)",
+    )
     args = parser.parse_args(argv)
     # The CLIs the harness runs (enrol...) print to stdout: send theirs to stderr, keep ours JSON.
     sys.stdout.flush()
@@ -88,6 +97,7 @@ def _run(args: argparse.Namespace) -> dict[str, object]:
             throughput_baskets=args.throughput_baskets,
             clock_skew_s=args.clock_skew,
             backend=args.backend,
+            overspend_s=args.overspend_s,
         )
         try:
             return run_chaos(options).report

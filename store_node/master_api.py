@@ -15,6 +15,7 @@ from aiohttp import web
 from store_node.bodies import card_no_value
 from store_node.errors import MalformedRequest, NotReady, UnknownCard
 from store_node.keys import CLOCK_KEY, CONFIG_KEY, FORWARDER_KEY, WORKER_KEY
+from store_node.leases_center import renew_soon
 from sync_protocol import CONTENT_TYPE, encode
 
 __all__ = ["CENTER_LOOKUP_TIMEOUT_S", "add_routes", "get_card", "get_master"]
@@ -57,6 +58,7 @@ async def get_card(request: web.Request) -> web.StreamResponse:
     app = request.app
     worker = app[WORKER_KEY]
     held = await worker.run(lambda box: box.master_card(card_no))
+    renew_soon(app, card_no)  # a card identified here: renewal follows use
     if held is not None:
         return web.json_response(held)
     row = await _ask_center(app, card_no)

@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from store_node import leases
 from store_node.dbthread import DbThread
 from store_node.errors import (
     Conflict,
@@ -153,6 +154,13 @@ def m002_single_use_codes(conn: sqlite3.Connection) -> None:
                 "INSERT OR IGNORE INTO reservation_issued_codes (code, sale_id) VALUES (?, ?)",
                 [(normalize_code(code), sale_id) for code in issued],
             )
+
+
+@MIGRATIONS
+def m003_spending_leases(conn: sqlite3.Connection) -> None:
+    """The Center's spending leases on cards (store_node/leases.py)."""
+    for statement in leases.SCHEMA:
+        conn.execute(statement)
 
 
 class InsufficientBalance(RequestError):
@@ -720,11 +728,83 @@ class ReservationBook:
     ) -> int:
         if card.balance is None:
             return 0
-        return (
+        available = (
             card.balance
             - self._unsent_spends(card_no, card.synced_at)
             - self._held(card_no, now, exclude)
         )
+        lease_left = self._lease_left(card_no, now, exclude)
+        return available if lease_left is None else min(available, lease_left)
+
+    def _lease_left(self, card_no: str, now: datetime, exclude: str | None) -> int | None:
+        """What the card's spending lease still lets this store spend (None: no leases yet)."""
+        if not leases.supported(self._conn):
+            return None
+        lease = leases.lease_of(self._conn, card_no, "bonus")
+        if lease is None or lease.expires_at <= now:
+            return 0
+        return (
+            lease.amount
+            - self._unsent_spends(card_no, lease.requested_at)
+            - self._held(card_no, now, exclude)
+        )
+
+    # -- spending leases (store_node/leases.py) -------------------------------------------
+
+    def lease_need(
+        self, card_no: str, *, now: datetime, exclude: tuple[str, str] | None
+    ) -> tuple[int, int]:
+        """(bonus of the card spent in sales the Center has not acknowledged, bonus held here
+        leaving out the hold of receipt `exclude` = (register_id, receipt_id))."""
+        with self._tx():
+            self._scan_sales()
+            rid = None
+            if exclude is not None:
+                row = self._conn.execute(
+                    "SELECT reservation_id FROM reservations WHERE register_id = ?"
+                    " AND receipt_id = ?",
+                    exclude,
+                ).fetchone()
+                rid = None if row is None else str(row[0])
+            return self._unsent_spends(card_no, now), self._held(card_no, now, rid)
+
+    def lease_covers(
+        self, card_no: str, amount: int, *, now: datetime, exclude: tuple[str, str]
+    ) -> bool:
+        """Whether the card's live lease here already covers `amount` more for receipt
+        `exclude` = (register_id, receipt_id) (False too before any lease was granted)."""
+        with self._tx():
+            self._scan_sales()
+            row = self._conn.execute(
+                "SELECT reservation_id FROM reservations WHERE register_id = ? AND receipt_id = ?",
+                exclude,
+            ).fetchone()
+            left = self._lease_left(card_no, now, None if row is None else str(row[0]))
+            return left is not None and left >= amount
+
+    def save_lease(
+        self, card_no: str, grant: leases.LeaseGrant, *, requested_at: datetime
+    ) -> leases.NodeLease:
+        """Keep the Center's lease on the card's bonus, asked for at `requested_at`."""
+        with self._tx():
+            return leases.save(self._conn, card_no, "bonus", grant, requested_at)
+
+    def leases_due(self, *, now: datetime) -> list[tuple[leases.NodeLease, int]]:
+        """Leases that ended here, each with what sales not at the Center spend of it."""
+        with self._tx():
+            self._scan_sales()
+            return [
+                (
+                    lease,
+                    self._unsent_spends(lease.card_no, now) + self._held(lease.card_no, now, None),
+                )
+                for lease in leases.due(self._conn, now)
+            ]
+
+    def leases_returned(self, done: list[leases.NodeLease]) -> None:
+        """The Center took these leases back."""
+        with self._tx():
+            leases.forget(self._conn, done)
 
     def _shortfall(
         self, request: ReservationRequest, card: CardBalance, now: datetime, exclude: str | None
@@ -740,6 +820,17 @@ class ReservationBook:
         unsent = self._unsent_spends(card_no, card.synced_at)
         held = self._held(card_no, now, exclude)
         available = max(0, card.balance - unsent - held)
+        lease_left = self._lease_left(card_no, now, exclude)
+        if lease_left is not None and lease_left < available:
+            lease = leases.lease_of(self._conn, card_no, "bonus")
+            granted = 0 if lease is None or lease.expires_at <= now else lease.amount
+            left = max(0, lease_left)
+            return (
+                f"amount: {request.amount} exceeds the {left} this store may spend of card "
+                f"{card_no} now: its spending lease from the Center is {granted} (none live "
+                "when 0: the Center could not be asked), less this store's spends and holds "
+                f"under it; short by {request.amount - left}"
+            )
         return (
             f"amount: {request.amount} exceeds the {available} available on card {card_no} "
             f"(balance {card.balance} - {unsent} spent in sales not yet at the Center - "

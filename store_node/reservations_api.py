@@ -21,6 +21,7 @@ from urllib.parse import quote
 import aiohttp
 from aiohttp import web
 
+from store_node import leases_center
 from store_node.bodies import json_body
 from store_node.errors import Forbidden, MalformedRequest
 from store_node.keys import (
@@ -351,6 +352,10 @@ async def _reserve(app: web.Application, wanted: ReservationRequest, card: CardB
             center = bool(wanted.coupon_codes)
     assert verdicts is not None
     chosen = verdicts
+    if wanted.amount and wanted.card_no is not None:
+        # Spend only within this store's lease: raised first while the Center answers.
+        receipt = (wanted.register_id, wanted.receipt_id)
+        await app[leases_center.LEASES_KEY].cover(wanted.card_no, wanted.amount, receipt)
     now = app[CLOCK_KEY]()
     try:
         grant = await book.run(
@@ -439,6 +444,7 @@ def add_routes(app: web.Application) -> None:
     app[RESERVATIONS_KEY] = ReservationWorker(config.db_path, ttl_s=config.reservations.ttl_s)
     app[COUPONS_LOCK_KEY] = asyncio.Lock()
     app.cleanup_ctx.append(_reservations_ctx)
+    leases_center.add_lifecycle(app, app[RESERVATIONS_KEY])
     app.router.add_post("/v1/reservations", post_reservation)
     app.router.add_get("/v1/reservations/{reservation_id}", get_reservation)
     app.router.add_post("/v1/reservations/{reservation_id}/commit", commit_reservation)

@@ -406,6 +406,16 @@ CENTER_BODIES: dict[tuple[str, str], Any] = {
         "lines": [{"line_no": 1, "qty_milli": 1000}],
     },
     ("POST", "/v1/segments"): {"segment_id": "fuzzers", "name": "Fuzzers", "rule": None},
+    ("POST", "/v1/leases"): {
+        "store_id": "367",
+        "card_no": CARD,
+        "unsent_minor": 0,
+        "need_minor": 9,
+    },
+    ("POST", "/v1/leases/return"): {
+        "store_id": "367",
+        "leases": [{"lease_id": "l-1", "card_no": CARD, "wallet": "bonus", "unsent_minor": 0}],
+    },
     ("POST", "/v1/segments/{segment_id}/members"): {"add": ["hh-1"], "remove": []},
     ("POST", "/v1/users"): {"username": "fuzz-target", "role": "data_analyst"},
     ("POST", "/v1/users/{username}/role"): {"role": "marketer"},

@@ -91,6 +91,13 @@ class SaleVerification(Protocol):
     ) -> dict[str, Verification]: ...
 
 
+class SaleLeases(Protocol):
+    """What ingest needs of the spending leases: new sales' spends taken off their store's
+    lease, in its transaction."""
+
+    def settle_sales(self, sales: Sequence[Sale]) -> None: ...
+
+
 class SalesRepository:
     """Stored sales over the Database: ingest, quarantine, reconciliation and payloads."""
 
@@ -102,12 +109,14 @@ class SalesRepository:
         coupons: SaleCoupons,
         returns: SaleReturns,
         verifier: SaleVerification | None = None,
+        leases: SaleLeases | None = None,
     ) -> None:
         self.db = db
         self.ledger = ledger
         self.coupons = coupons
         self.returns = returns
         self.verifier = verifier
+        self.leases = leases
 
     def ingest(
         self,
@@ -179,6 +188,8 @@ class SalesRepository:
         """What else a newly stored sale changes, in the ingest transaction: coupons, returns."""
         self.coupons.record_coupon_redemptions(sales, owners)
         self.returns.apply_returns(sales, owners)
+        if self.leases is not None:
+            self.leases.settle_sales(sales)
 
     def _sale_row(
         self, p: PreparedSale, received: Any, owners: Mapping[str, str]

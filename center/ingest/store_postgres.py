@@ -17,6 +17,7 @@ from center.ingest.store import (
     IngestBatch,
     PreparedSale,
     SaleCoupons,
+    SaleLeases,
     SaleLedger,
     SaleReturns,
     SalesRepository,
@@ -47,9 +48,12 @@ class PostgresSalesRepository(SalesRepository):
         coupons: SaleCoupons,
         returns: SaleReturns,
         verifier: SaleVerification | None = None,
+        leases: SaleLeases | None = None,
     ) -> None:
         assert isinstance(db, PostgresDatabase)
-        super().__init__(db, ledger=ledger, coupons=coupons, returns=returns, verifier=verifier)
+        super().__init__(
+            db, ledger=ledger, coupons=coupons, returns=returns, verifier=verifier, leases=leases
+        )
         self._pg = db
 
     def _claim_sales(

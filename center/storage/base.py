@@ -15,6 +15,7 @@ from center.crm.store import CustomerRepository
 from center.crm.tiers_store import TierRepository
 from center.feed.versions import MasterVersions
 from center.fraud.store import FraudRepository
+from center.ledger.leases_store import LeaseRepository
 from center.ledger.model import BURNING_WITHIN, Balance, Burning, LedgerEntry, Pending
 from center.ledger.returns_store import ReturnsRepository
 from center.ledger.store import LedgerRepository
@@ -175,6 +176,7 @@ class Storage(Protocol):
     reviews: ReviewRepository
     verifier: SaleVerifier
     tiers: TierRepository
+    leases: LeaseRepository
 
     @property
     def backend(self) -> str:

@@ -72,6 +72,8 @@ PLAN: Mapping[str, Placement] = MappingProxyType(
         # Single-use codes: one row per code, looked up by code at every redemption.
         "coupons": _by("code", "coupons"),
         "coupon_holds": _by("code", "coupons"),
+        # A card's leases with its card number: one shard answers "what may this card spend".
+        "spending_leases": _by("card_no", "card_directory"),
         # Master data and configuration: small, read everywhere, written by head office.
         "products": REFERENCE,
         "stores": REFERENCE,

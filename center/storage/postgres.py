@@ -17,6 +17,7 @@ from center.ingest import partitions
 from center.ingest import review_store as review
 from center.ingest import store as ingest
 from center.ingest.store_postgres import PostgresSalesRepository
+from center.ledger import leases_store as leases
 from center.ledger import returns_store as returns
 from center.ledger.store_postgres import PostgresLedgerRepository
 from center.promotions import coupon_jobs_store as coupon_jobs
@@ -289,6 +290,7 @@ POSTGRES_MIGRATIONS = MigrationList(
         people.POSTGRES_HARDENING_MIGRATION,
         review.POSTGRES_MIGRATION,
         tiers.POSTGRES_MIGRATION,
+        leases.POSTGRES_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names
 )

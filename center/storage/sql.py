@@ -24,6 +24,7 @@ from center.fraud.store import FraudRepository
 from center.ingest.review_store import ReviewRepository
 from center.ingest.store import SalesRepository
 from center.ingest.verify_store import SaleVerifier
+from center.ledger.leases_store import LeaseRepository
 from center.ledger.returns_store import ReturnsRepository
 from center.ledger.store import LedgerRepository
 from center.promotions.coupon_jobs_store import CouponJobRepository
@@ -98,6 +99,7 @@ class SqlStorage:
             audit=self.audit,
             ingest=lambda sales, received_at: self.sales.ingest(sales, received_at),
         )
+        self.leases = LeaseRepository(db, ledger=self.ledger)
         self.reviews = ReviewRepository(db, audit=self.audit, adjust=self.returns.adjust)
         self.verifier = SaleVerifier(
             db, promotions=self.promotions, states=self.states, reviews=self.reviews
@@ -108,6 +110,7 @@ class SqlStorage:
             coupons=self.coupons,
             returns=self.returns,
             verifier=self.verifier,
+            leases=self.leases,
         )
         self.fraud = FraudRepository(db, audit=self.audit)
 

@@ -18,6 +18,7 @@ from center.fraud import store as fraud
 from center.ingest import partitions
 from center.ingest import review_store as review
 from center.ingest import store as ingest
+from center.ledger import leases_store as leases
 from center.ledger import returns_store as returns
 from center.promotions import coupon_jobs_store as coupon_jobs
 from center.promotions import coupons_holds_store as coupon_holds
@@ -288,6 +289,7 @@ SQLITE_MIGRATIONS = MigrationList(
         people.SQLITE_HARDENING_MIGRATION,
         review.SQLITE_MIGRATION,
         tiers.SQLITE_MIGRATION,
+        leases.SQLITE_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names
 )

@@ -29,8 +29,8 @@ from center.ingest import api as ingest_api
 from center.ingest import pages as ingest_pages
 from center.ingest import review_api
 from center.ledger import api as ledger_api
+from center.ledger import leases_api, returns_api
 from center.ledger import pages as ledger_pages
-from center.ledger import returns_api
 from center.promotions import api as promotions_api
 from center.promotions import coupons_api, offers_api, segments_api
 from center.promotions import pages as promotions_pages
@@ -53,6 +53,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     coupons_api,
     segments_api,
     returns_api,
+    leases_api,
     customers_api,
     tiers_api,
     offers_api,

@@ -28,6 +28,8 @@ class ChaosOptions:
     # node as much the other way; their sum must stay inside the signature window.
     clock_skew_s: float = 0.0
     backend: str = "sqlite"  # the Center's storage; "postgresql" starts a throwaway cluster
+    # > 0: then the offline overspend scenario (demo/chaos/overspend.py) for this many seconds
+    overspend_s: float = 0.0
 
     def check(self) -> None:
         """Refuse options that cannot make a meaningful run, naming the option."""

@@ -22,6 +22,7 @@ from demo.chaos.convergence import center_figures, replicas_behind, wait_synced
 from demo.chaos.drain import measure_drain
 from demo.chaos.monkey import Monkey
 from demo.chaos.options import ChaosOptions
+from demo.chaos.overspend import Overspend, offline_overspend, overspend_report
 from demo.chaos.readback import journal_sales
 from demo.chaos.replayer import Acked, assign, replay
 from demo.chaos.verdict import reference_balances, verdict
@@ -136,6 +137,19 @@ def _run_chaos(options: ChaosOptions, progress: Callable[[str], None], dsn: str)
             if options.throughput_baskets > 0 and sync_s is not None
             else None
         )
+        overspend: Overspend | None = None
+        if options.overspend_s > 0 and sync_s is not None:
+            overspend = offline_overspend(
+                cluster,
+                baskets,
+                cards.values(),
+                acked,
+                rng.randrange(2**32),
+                spend_s=options.overspend_s,
+                progress=progress,
+            )
+            if wait_synced(cluster, options.sync_timeout_s) is None:
+                sync_s = None
         progress(f"{time.monotonic() - started:.1f} s: synced; checking replicas")
         behind = replicas_behind(cluster)
         progress(f"{time.monotonic() - started:.1f} s: replicas checked")
@@ -149,6 +163,11 @@ def _run_chaos(options: ChaosOptions, progress: Callable[[str], None], dsn: str)
             store_rows.update({str(r["register_id"]): r for r in summary["registers"]})
         all_sales = [s for sales in journals.values() for s in sales]
         reference = reference_balances(all_sales, checked_at)
+        overspent: dict[str, Any] = {}
+        if overspend is not None:
+            overspent = overspend_report(overspend, journals, cluster)
+            # Its balance was set by an adjustment, which a reference from sales cannot know.
+            reference.pop(overspend.card_no, None)
         center_balances: dict[str, int] = {}
         for card_no in sorted(reference):
             answer = cluster.center_get(cluster.stores[0], f"/v1/customers/{card_no}/balance")
@@ -183,9 +202,11 @@ def _run_chaos(options: ChaosOptions, progress: Callable[[str], None], dsn: str)
             "wall_s": round(time.monotonic() - started, 1),
         }
     )
+    report.update(overspent)
     report["replicas_not_converged"] = len(behind)
     if behind:
         report["replicas_not_converged_detail"] = behind
     ok = bool(report.pop("_ok")) and sync_s is not None and not behind
+    ok = ok and not overspent.get("overspend_beyond_bound", 0)
     report["ok"] = ok
     return ChaosRun(report=report, ok=ok)

@@ -30,6 +30,7 @@ def test_a_seeded_chaos_run_loses_duplicates_and_invents_nothing(
         sync_timeout_s=90.0,
         clock_skew_s=120.0,
         backend=backend,
+        overspend_s=20.0,  # at most: each register stops once its store's lease is spent
     )
     run = run_chaos(options, progress=lambda message: None)
     report = run.report
@@ -46,6 +47,7 @@ def test_a_seeded_chaos_run_loses_duplicates_and_invents_nothing(
         "balance_mismatch",
         "integrity_not_ok",
         "replicas_not_converged",
+        "overspend_beyond_bound",
     ):
         assert report[invariant] == 0, (invariant, report)
     assert report["acked_sales"] > 100
@@ -57,6 +59,9 @@ def test_a_seeded_chaos_run_loses_duplicates_and_invents_nothing(
     assert sum(report["faults_applied"].values()) >= 1, report
     assert report["drain"]["drain_sales_per_s"] > 0
     assert report["seed"] == 4
+    # The Center down, the card at every register: spent, within balance + ceiling, no more.
+    assert 0 < report["overspend_spent_minor"] <= 1024 + report["overspend_ceiling_minor"]
+    assert set(report["overspend_leases_before"]) == {"367", "406"}, report
     assert report["backend"] == backend
     # One register and its store node ran on clocks 60..120 s off, opposite ways, and the times
     # stamped on the sales show it; every other node kept the true time.

@@ -89,7 +89,9 @@ def test_a_store_db_of_the_previous_release_is_upgraded_in_place(
     assert after.pop("register_journals") == [] and after.pop("center_coverage") == []
     # m002 of the reservations adds a column (0: no Center hold) and new tables.
     assert after.pop("reservations") == [(*row, 0) for row in before.pop("reservations")]
-    for table in ("reservation_issued_codes", "center_coupon_ops", "coupon_policies"):
+    tables = ("reservation_issued_codes", "center_coupon_ops", "coupon_policies")
+    # m003 of the reservations adds the spending leases, empty.
+    for table in (*tables, "spending_leases", "lease_support"):
         assert after.pop(table) == []
     # m003 of the sales box only gave each sale its card (read from its payload).
     assert [row[:-1] for row in after.pop("sales")] == before.pop("sales")
@@ -99,6 +101,7 @@ def test_a_store_db_of_the_previous_release_is_upgraded_in_place(
     assert sorted(_query(upgraded, "SELECT migration_set, name FROM _migrations")) == [
         ("reservations", "m001_baseline"),
         ("reservations", "m002_single_use_codes"),
+        ("reservations", "m003_spending_leases"),
         ("salesbox", "m001_baseline"),
         ("salesbox", "m002_recovery"),
         ("salesbox", "m003_sales_card_no"),
