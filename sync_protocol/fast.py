@@ -541,7 +541,9 @@ def _fast_read_lines(raw: Any) -> tuple[tuple[SaleLine, ...], int, int]:
                 parts.append(LineDiscount(rule_id, part_amount))
             discounts = tuple(parts)
         out.append(
-            SaleLine(line_no, product_id, qty, price, amount, discounts, weighed, known, certificate)
+            SaleLine(
+                line_no, product_id, qty, price, amount, discounts, weighed, known, certificate
+            )
         )
     return tuple(out), subtotal, discount
 

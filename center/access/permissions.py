@@ -46,6 +46,8 @@ PERMISSIONS: tuple[str, ...] = (
     "master.write",
     "fraud.read",
     "fraud.review",
+    "certificates.read",
+    "certificates.write",
 )
 """Every permission a route may require."""
 
@@ -88,6 +90,8 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = MappingProxyType(
             "consents.write",
             "fraud.read",
             "fraud.review",
+            "certificates.read",
+            "certificates.write",
         },
         "data_analyst": READ_PERMISSIONS,
         "call_center": frozenset(
@@ -98,6 +102,7 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "ledger.read",
                 "coupons.read",
                 "consents.write",
+                "certificates.read",
             }
         ),
         "sales_director": READ_PERMISSIONS,

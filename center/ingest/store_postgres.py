@@ -16,6 +16,7 @@ from typing import Any
 from center.ingest.store import (
     IngestBatch,
     PreparedSale,
+    SaleCertificates,
     SaleCoupons,
     SaleLedger,
     SaleReturns,
@@ -45,9 +46,12 @@ class PostgresSalesRepository(SalesRepository):
         ledger: SaleLedger,
         coupons: SaleCoupons,
         returns: SaleReturns,
+        certificates: SaleCertificates | None = None,
     ) -> None:
         assert isinstance(db, PostgresDatabase)
-        super().__init__(db, ledger=ledger, coupons=coupons, returns=returns)
+        super().__init__(
+            db, ledger=ledger, coupons=coupons, returns=returns, certificates=certificates
+        )
         self._pg = db
 
     def _claim_sales(

@@ -70,6 +70,11 @@ PLAN: Mapping[str, Placement] = MappingProxyType(
         # Single-use codes: one row per code, looked up by code at every redemption.
         "coupons": _by("code", "coupons"),
         "coupon_holds": _by("code", "coupons"),
+        # Gift certificates: one row per code, its holds and movements beside it.
+        "certificates": _by("code", "certificates"),
+        "certificate_holds": _by("code", "certificates"),
+        "certificate_movements": _by("code", "certificates"),
+        "certificate_batches": REFERENCE,
         # Master data and configuration: small, read everywhere, written by head office.
         "products": REFERENCE,
         "stores": REFERENCE,

@@ -13,6 +13,7 @@ from center.access.audit import AuditLog
 from center.access.nodes_store import NodeRepository
 from center.access.people_store import PeopleRepository
 from center.access.users_store import UserRepository
+from center.certificates.store import CertificateRepository
 from center.communications.store import CommunicationsRepository
 from center.crm.state_store import CustomerStateRepository
 from center.crm.store import CustomerRepository
@@ -85,8 +86,13 @@ class SqlStorage:
             audit=self.audit,
             ingest=lambda sales, received_at: self.sales.ingest(sales, received_at),
         )
+        self.certificates = CertificateRepository(db, audit=self.audit)
         self.sales = self.sales_repository(
-            db, ledger=self.ledger, coupons=self.coupons, returns=self.returns
+            db,
+            ledger=self.ledger,
+            coupons=self.coupons,
+            returns=self.returns,
+            certificates=self.certificates,
         )
         self.fraud = FraudRepository(db, audit=self.audit)
 
