@@ -347,7 +347,8 @@ class CertificateRepository:
                 if row is None:
                     raise UnknownObject(f"amounts.{code}", f"no certificate {code}")
                 cert = self._cert(row)
-                check_redeemable(cert, amount, self._held(code, request.hold_id, now), now)
+                elsewhere = self._held(code, request.hold_id, now)
+                check_redeemable(cert, amount, elsewhere, now)
                 self.db.execute(
                     "INSERT INTO certificate_holds (hold_id, code, store_id, amount_minor, state, "
                     "sale_id, expires_at) VALUES (?, ?, ?, ?, 'held', NULL, ?)",
@@ -358,6 +359,7 @@ class CertificateRepository:
                         "code": code,
                         "amount_minor": amount,
                         "balance_minor": cert.balance_minor,
+                        "available_minor": cert.balance_minor - elsewhere,
                         "expires_at": None
                         if cert.expires_at is None
                         else cert.expires_at.isoformat(),

@@ -99,13 +99,13 @@ def test_hold_commit_redeem_partial_then_refused_then_used_up(storage: Storage) 
     held = _hold(storage, "406", "h1", code, 30_000)
     assert held["certificates"][0]["balance_minor"] == 100_000
     # Another receipt cannot take what the first holds.
-    with pytest.raises(CertificateRefused, match="700.00 available"):
+    with pytest.raises(CertificateRefused, match=r"700\.00 available"):
         _hold(storage, "367", "h2", code, 80_000)
     sale = _pay(code, 1, 30_000)
     storage.certificates.commit("h1", "406", sale.sale_id, T0)
     assert storage.certificates.certificate(code, T0)["holder_store_id"] == "406"
     # Committed: held long after the TTL until the sale arrives.
-    with pytest.raises(CertificateRefused, match="700.00 available"):
+    with pytest.raises(CertificateRefused, match=r"700\.00 available"):
         _hold(storage, "367", "h2", code, 80_000, T0 + timedelta(days=1))
     storage.sales.ingest([sale], T0)
     view = storage.certificates.certificate(code, T0)
