@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 
 CERTIFICATES_KEY = web.AppKey("certificates", CertificateWorker)
 MAX_BYTES = 4 * 1024
-RETRY_CENTER_S = 5.0
+RETRY_CENTER_S = 1.0
+"""How often arriving sales commit their holds and the queue is sent to the Center."""
 
 
 def _signed(app: web.Application, method: str, path: str, body: bytes = b"") -> dict[str, str]:
