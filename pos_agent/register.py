@@ -344,12 +344,14 @@ class Register:
         if any(line.certificate_code == code for line in receipt.lines):
             raise InvalidField("code", f"certificate {code} is sold on this receipt")
         if self.link is None:
-            raise CertificateRefused("code: no store node configured; certificates need one")
+            raise CertificateRefused(
+                "no store node configured; certificates are redeemed through it"
+            )
         try:
             answer = self.link.hold_certificate(receipt_id, code, amount)
         except StoreNodeUnreachable as exc:
             raise CertificateRefused(
-                f"code: the store node cannot be asked now ({exc}); certificates are redeemed "
+                f"the store node cannot be asked now ({exc}); certificates are redeemed "
                 "only through it"
             ) from exc
         held = HeldCertificate(

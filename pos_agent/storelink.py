@@ -191,7 +191,7 @@ class StoreLink:
             answer: dict[str, Any] = response.json()
             return answer
         if 400 <= response.status_code < 500 and response.status_code not in (401, 403, 404, 405):
-            raise CertificateRefused(f"code: store node: {self._detail(response)}")
+            raise CertificateRefused(f"store node: {self._detail(response)}")
         raise StoreNodeUnreachable(
             f"POST /v1/certificate-holds: HTTP {response.status_code}: {self._detail(response)}"
         )

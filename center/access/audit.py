@@ -27,6 +27,9 @@ AUDIT_KINDS = (
     "master_load",
     # fraud signals reviewed (center/fraud/store.py)
     "fraud_signal",
+    # gift certificates (center/certificates/store.py)
+    "certificate_batch",
+    "certificate",
 )
 """Kinds of object with a history."""
 MAX_AUDIT = 1000
