@@ -393,6 +393,25 @@ class CertificateBook:
                     (payment.amount_minor, at, code),
                 )
 
+    def refresh_holders(self, rows: list[tuple[str, int, str | None]], now: datetime) -> int:
+        """Take the Center's list of the certificates this store holds, (code, available,
+        expires_at): every other one loses its offline right here (another store redeemed it
+        online). A balance never goes up this way (sales made here may not be at the Center
+        yet); how many this store holds."""
+        at = _ts(now)
+        with self._tx() as conn:
+            self._scan(conn, now)
+            conn.execute("UPDATE certificate_known SET holder = 0 WHERE holder = 1")
+            for code, available, expires_at in rows:
+                conn.execute(
+                    "INSERT INTO certificate_known (code, balance, holder, expires_at, updated_at)"
+                    " VALUES (?, ?, 1, ?, ?) ON CONFLICT (code) DO UPDATE SET holder = 1,"
+                    " balance = MIN(certificate_known.balance, excluded.balance),"
+                    " expires_at = excluded.expires_at, updated_at = excluded.updated_at",
+                    (code, available, expires_at, at),
+                )
+        return len(rows)
+
     # -- the Center's queue ----------------------------------------------------------------
 
     def center_ops(self, limit: int = 100) -> list[tuple[str, str, str | None]]:

@@ -34,7 +34,7 @@ from store_node.certificates import (
 from store_node.errors import Forbidden
 from store_node.keys import CLOCK_KEY, CONFIG_KEY, FORWARDER_KEY, IDENTITY_KEY, RUN_JOBS_KEY
 
-__all__ = ["CERTIFICATES_KEY", "add_routes", "send_center_ops"]
+__all__ = ["CERTIFICATES_KEY", "add_routes", "refresh_holders", "send_center_ops"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ CERTIFICATES_KEY = web.AppKey("certificates", CertificateWorker)
 MAX_BYTES = 4 * 1024
 RETRY_CENTER_S = 1.0
 """How often arriving sales commit their holds and the queue is sent to the Center."""
+HOLDERS_EVERY = 5
+"""The certificates this store holds are asked again every this many rounds (5 s)."""
 
 
 def _signed(app: web.Application, method: str, path: str, body: bytes = b"") -> dict[str, str]:
@@ -181,12 +183,54 @@ def _op_done(hold_id: str, op: str, book: CertificateBook) -> None:
     book.center_op_done(hold_id, op)
 
 
+async def refresh_holders(app: web.Application) -> int | None:
+    """Ask the Center which certificates this store holds (its offline rights); how many
+    (None: the Center cannot be asked now, the rights stay as they were)."""
+    config = app[CONFIG_KEY]
+    store_id = config.store.store_id
+    path = "/v1/certificate-holders"
+    query = {"store_id": store_id}
+    forwarder = app[FORWARDER_KEY]
+    headers = {}
+    if forwarder.credentials is not None:
+        headers = forwarder.credentials.headers("GET", path, query)
+    timeout = aiohttp.ClientTimeout(total=config.center.timeout_s)
+    try:
+        async with forwarder.session.get(
+            config.center.url + path, params=query, headers=headers, timeout=timeout
+        ) as response:
+            if response.status != 200:
+                log.info("GET %s: HTTP %d; certificate rights kept", path, response.status)
+                return None
+            answer = await response.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError, RuntimeError) as exc:
+        log.info("certificate rights not refreshed: %r", exc)
+        return None
+    items = answer.get("certificates") if isinstance(answer, dict) else None
+    if not isinstance(items, list):
+        return None
+    rows = [
+        (str(i["code"]), int(i["available_minor"]), i.get("expires_at"))
+        for i in items
+        if isinstance(i, dict)
+        and isinstance(i.get("code"), str)
+        and type(i.get("available_minor")) is int
+        and (i.get("expires_at") is None or isinstance(i.get("expires_at"), str))
+    ]
+    now = app[CLOCK_KEY]()
+    return await app[CERTIFICATES_KEY].run(lambda b: b.refresh_holders(rows, now))
+
+
 async def _center_loop(app: web.Application) -> None:
+    rounds = 0
     while True:
         try:
             await send_center_ops(app)
+            if rounds % HOLDERS_EVERY == 0:
+                await refresh_holders(app)
         except Exception:
             log.exception("certificate hold sync with the Center failed; retried")
+        rounds += 1
         await asyncio.sleep(RETRY_CENTER_S)
 
 

@@ -21,7 +21,7 @@ from center.certificates.model import (
 )
 from center.errors import MalformedRequest, UnknownObject
 from center.web.keys import CLOCK_KEY, STORAGE_KEY
-from center.web.request import in_db, json_body, own_store
+from center.web.request import in_db, json_body, own_store, query_id
 
 __all__ = ["MAX_JSON_BYTES", "PERMISSIONS", "add_routes"]
 
@@ -34,6 +34,7 @@ PERMISSIONS: Mapping[tuple[str, str], Requirement] = {
     ("GET", "/v1/certificate-batches/{batch_id}"): "certificates.read",
     ("GET", "/v1/certificates/{code}"): ("certificates.read", "node"),
     ("POST", "/v1/certificates/{code}/block"): "certificates.write",
+    ("GET", "/v1/certificate-holders"): "node",
     ("POST", "/v1/certificate-holds"): "node",
     ("POST", "/v1/certificate-holds/{hold_id}/commit"): "node",
     ("POST", "/v1/certificate-holds/{hold_id}/release"): "node",
@@ -48,6 +49,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/certificate-batches/{batch_id}", batch)
     app.router.add_get("/v1/certificates/{code}", certificate)
     app.router.add_post("/v1/certificates/{code}/block", block)
+    app.router.add_get("/v1/certificate-holders", holders)
     app.router.add_post("/v1/certificate-holds", hold)
     app.router.add_post("/v1/certificate-holds/{hold_id}/commit", commit_hold)
     app.router.add_post("/v1/certificate-holds/{hold_id}/release", release_hold)
@@ -98,6 +100,15 @@ async def block(request: web.Request) -> web.Response:
     now = request.app[CLOCK_KEY]()
     view = await in_db(request, storage.certificates.block, code, reason, actor_of(request), now)
     return web.json_response(view)
+
+
+async def holders(request: web.Request) -> web.Response:
+    """The certificates a store holds: it refreshes its offline rights from this."""
+    store_id = query_id(request, "store_id")
+    own_store(request, store_id)
+    storage = request.app[STORAGE_KEY]
+    found = await in_db(request, storage.certificates.held_by, store_id, request.app[CLOCK_KEY]())
+    return web.json_response({"store_id": store_id, "certificates": found})
 
 
 async def hold(request: web.Request) -> web.Response:

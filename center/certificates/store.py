@@ -60,6 +60,7 @@ def _steps(ts: str, big: str) -> tuple[str, ...]:
             note TEXT
         )""",
         "CREATE INDEX certificates_batch ON certificates (batch_id, code)",
+        "CREATE INDEX certificates_holder ON certificates (holder_store_id)",
         f"""CREATE TABLE certificate_holds (
             hold_id TEXT NOT NULL,
             code TEXT NOT NULL,
@@ -412,6 +413,29 @@ class CertificateRepository:
                 (hold_id, store_id),
             )
         return {"hold_id": hold_id, "released": True}
+
+    def held_by(self, store_id: str, now: datetime) -> list[dict[str, Any]]:
+        """The active certificates `store_id` holds (the one store that may redeem them
+        offline), each with what is available after every live and committed hold."""
+        at = self.db.ts(now)
+        with self.db.guard("read certificate holders"):
+            rows = self.db.execute(
+                "SELECT c.code, c.balance_minor - COALESCE(("
+                "SELECT SUM(h.amount_minor) FROM certificate_holds h WHERE h.code = c.code "
+                "AND (h.state = 'committed' OR h.expires_at > ?)), 0), c.expires_at "
+                "FROM certificates c WHERE c.holder_store_id = ? AND c.status = 'active' "
+                "AND c.balance_minor > 0 AND (c.expires_at IS NULL OR c.expires_at > ?) "
+                "ORDER BY c.code",
+                (at, store_id, at),
+            ).fetchall()
+        return [
+            {
+                "code": r[0],
+                "available_minor": int(r[1]),
+                "expires_at": None if r[2] is None else self.db.dt(r[2]).isoformat(),
+            }
+            for r in rows
+        ]
 
     # -- ingest ----------------------------------------------------------------------------------
 

@@ -127,6 +127,23 @@ def test_hold_commit_redeem_partial_then_refused_then_used_up(storage: Storage) 
         _hold(storage, "367", "h4", code, 1)
 
 
+def test_the_holder_list_follows_online_redemptions(storage: Storage) -> None:
+    (code,) = _batch(storage, count=1)
+    storage.sales.ingest([_sell(code, 1)], T0)
+    assert storage.certificates.held_by("367", T0) == [
+        {
+            "code": code,
+            "available_minor": 100_000,
+            "expires_at": (T0 + timedelta(minutes=1, days=365)).isoformat(),
+        }
+    ]
+    _hold(storage, "406", "h1", code, 30_000)
+    assert storage.certificates.held_by("367", T0)[0]["available_minor"] == 70_000
+    storage.certificates.commit("h1", "406", _pay(code, 1, 30_000).sale_id, T0)
+    assert storage.certificates.held_by("367", T0) == []
+    assert [c["code"] for c in storage.certificates.held_by("406", T0)] == [code]
+
+
 def test_release_frees_the_amount_and_unknown_or_blocked_codes_are_refused(
     storage: Storage,
 ) -> None:

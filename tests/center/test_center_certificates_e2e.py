@@ -26,12 +26,13 @@ from center.config import load_config as load_center_config
 from center.storage import Storage
 from center.web.app import create_app as create_center
 from loyalty_engine import default_promotions, default_settings
+from store_node.certificates_api import refresh_holders
 from store_node.config import parse_config as parse_node_config
 from tests.center.center_factories import master_tables, write_config
 from tests.center.staff import staff_token
 from tests.pos_agent.pos_fakes import make_config as make_pos_config
 from tests.pos_agent.pos_fakes import running_agent
-from tests.store_node.store_fakes import free_port, running_node
+from tests.store_node.store_fakes import RunningNode, free_port, running_node
 
 Pos = TestClient[Any, Any]
 NOMINAL = "GIFT-1000"
@@ -51,6 +52,7 @@ async def until(check: Callable[[], Awaitable[Any]], what: str, timeout: float =
 class Chain:
     storage: Storage
     center: str
+    nodes: dict[str, RunningNode]
     pos: dict[str, Pos]
     start_center: Callable[[], Awaitable[None]]
     stop_center: Callable[[], Awaitable[None]]
@@ -143,10 +145,12 @@ async def running_chain(tmp_path: Path, storage: Storage) -> AsyncIterator[Chain
     try:
         async with AsyncExitStack() as stack:
             pos: dict[str, Pos] = {}
+            nodes: dict[str, RunningNode] = {}
             for store_id in ("367", "406"):
                 node = await stack.enter_async_context(
                     running_node(_node_config(tmp_path, store_id, center))
                 )
+                nodes[store_id] = node
                 pos_config = make_pos_config(tmp_path / f"pos-{store_id}", node.url)
                 register = dataclasses.replace(
                     pos_config.register, register_id=f"{store_id}-1", store_id=store_id
@@ -167,7 +171,7 @@ async def running_chain(tmp_path: Path, storage: Storage) -> AsyncIterator[Chain
                 return True
 
             await until(ready, "master data at every register")
-            yield Chain(storage, center, pos, start_center, stop_center)
+            yield Chain(storage, center, nodes, pos, start_center, stop_center)
     finally:
         while runners:
             await runners.pop().cleanup()
@@ -232,11 +236,11 @@ async def test_sell_activate_redeem_across_stores_and_offline_single_holder(
                 "title": "Gift 1000.00",
                 "product_id": NOMINAL,
                 "nominal_minor": 100_000,
-                "count": 3,
+                "count": 4,
             },
         )
         assert status == 201, batch
-        code, second, cancelled = (c["code"] for c in batch["certificates"])
+        code, second, cancelled, moved = (c["code"] for c in batch["certificates"])
 
         # Not sold: no register can pay with it.
         early = await _goods(pos406, 10_000)
@@ -302,10 +306,29 @@ async def test_sell_activate_redeem_across_stores_and_offline_single_holder(
         ]
         assert view["holder_store_id"] == "367"
 
-        # Offline: a second certificate sold at 367 (its holder); the Center stops.
+        # Offline: two more certificates sold at 367 (their holder); one of them then pays
+        # 100.00 online at 406, which becomes its holder; the store nodes refresh their rights
+        # (every 5 s on their own); the Center stops.
         await _sell(pos367, second)
+        await _sell(pos367, moved)
         await chain.synced()
+        receipt = await _goods(pos406, 10_000)
+        assert (await _pay(pos406, receipt, moved, 10_000))[0] == 200
+        await _confirm(pos406, receipt)
+        await chain.synced()
+
+        async def moved_to_406() -> bool:
+            found = await chain.certificate(moved)
+            return found["holder_store_id"] == "406" and not found["holds"]
+
+        await until(moved_to_406, "the holder of the moved certificate")
+        for node in chain.nodes.values():
+            assert await refresh_holders(node.app) is not None
         await chain.stop_center()
+        status, refused = await _pay(pos367, await _goods(pos367, 10_000), moved, 10_000)
+        assert status == 409 and "held by another store" in refused["detail"], refused
+        status, held = await _pay(pos406, await _goods(pos406, 90_000), moved, 90_000)
+        assert status == 200 and held["mode"] == "offline", held
         other = await _goods(pos406, 10_000)
         status, refused = await _pay(pos406, other, second, 10_000)
         assert status == 409, refused

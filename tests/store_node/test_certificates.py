@@ -140,3 +140,21 @@ def test_release_body() -> None:
     assert parse_release({"register_id": "367-1", "receipt_id": "r1", "code": "gc-1234"})[2] == (
         "GC-1234"
     )
+
+
+def test_the_centers_list_of_holders_takes_rights_away_and_never_raises_a_balance(
+    stores: tuple[SalesBox, CertificateBook],
+) -> None:
+    box, book = stores
+    box.accept([_sold(1)], now=T0)
+    book.grant_offline(_want(100), T0)  # sold here: this store holds it
+    book.release("367-1", "r1", None)
+    # Another store redeemed it online: the Center no longer lists it for this store.
+    assert book.refresh_holders([], T0) == 0
+    with pytest.raises(CertificateRefused, match="held by another store"):
+        book.grant_offline(_want(100, receipt="r2"), T0)
+    # Listed again with more than this store knows: the right comes back, the balance stays.
+    book.refresh_holders([(CODE, 200_000, None)], T0)
+    assert book.known(CODE) == {"balance_minor": 100_000, "holder": True, "expires_at": None}
+    book.refresh_holders([(CODE, 40_000, "2099-01-01T00:00:00+00:00")], T0)
+    assert book.known(CODE)["balance_minor"] == 40_000  # type: ignore[index]
