@@ -432,6 +432,7 @@ CENTER_QUERIES: dict[tuple[str, str], dict[str, str]] = {
     ("GET", "/v1/master"): {"store_id": "367", "since": "0"},
     ("GET", "/v1/cards/{card_no}/lookup"): {"store_id": "367"},
     ("GET", "/v1/reconciliation"): {"store_id": "367"},
+    ("GET", "/v1/certificate-holders"): {"store_id": "367"},
     ("GET", "/v1/audit"): {"kind": "card", "id": CARD},
     ("GET", "/v1/customers/search"): {"q": "fuzz"},
 }
