@@ -477,13 +477,16 @@ class CertificateRepository:
             return
         assert row is not None
         expires = sale.closed_at + timedelta(days=int(row[12]))
+        # A redemption that overtook its activation (offline at the selling store) already
+        # debited the balance: it stays debited.
+        balance = amount + int(row[4])
         self.db.execute(
             "UPDATE certificates SET status = 'active', initial_minor = ?, balance_minor = ?, "
             "activated_at = ?, expires_at = ?, sold_sale_id = ?, holder_store_id = ? "
             "WHERE code = ?",
-            (amount, amount, at, self.db.ts(expires), sale.sale_id, sale.store_id, code),
+            (amount, balance, at, self.db.ts(expires), sale.sale_id, sale.store_id, code),
         )
-        self._move(code, "activate", amount, amount, sale, at, None)
+        self._move(code, "activate", amount, balance, sale, at, None)
 
     def _redeem(self, sale: Sale, code: str, amount: int, at: Any) -> None:
         row = self._row(code, lock=True)

@@ -171,6 +171,19 @@ def test_expired_certificate_is_refused(storage: Storage) -> None:
     assert storage.certificates.certificate(code, later)["state"] == "expired"
 
 
+def test_a_redemption_that_overtook_its_activation_stays_debited(storage: Storage) -> None:
+    (code,) = _batch(storage, count=1)
+    storage.sales.ingest([_pay(code, 2, 25_000, store="367")], T0)
+    early = storage.certificates.certificate(code, T0)
+    assert (
+        early["balance_minor"] == -25_000
+        and "redeemed while issued" in early["movements"][0]["note"]
+    )
+    storage.sales.ingest([_sell(code, 1)], T0)
+    view = storage.certificates.certificate(code, T0)
+    assert (view["state"], view["balance_minor"]) == ("partially_used", 75_000)
+
+
 def test_free_amount_certificate_takes_the_line_amount(storage: Storage) -> None:
     (code,) = _batch(storage, count=1, nominal=None)
     storage.sales.ingest([_sell(code, 1, amount=2_550)], T0)
