@@ -335,7 +335,12 @@ def _fast_promotions(promotions: Any, omit: bool) -> Any:
             raise Unusual
         promotion_id = item.promotion_id
         qty = item.qty_milli
-        if type(promotion_id) is not str or not promotion_id or type(qty) is not int or qty < 0:
+        if (
+            type(promotion_id) is not str
+            or not promotion_id
+            or type(qty) is not int
+            or not 0 <= qty <= _HI
+        ):
             raise Unusual
         wire: dict[str, Any] = {"promotion_id": promotion_id}
         if qty or not omit:
@@ -637,7 +642,12 @@ def _fast_read_promotions(raw: Any) -> tuple[SalePromotion, ...]:
             raise Unusual
         promotion_id = item["promotion_id"]
         qty = item.get("qty_milli", 0)
-        if type(promotion_id) is not str or not promotion_id or type(qty) is not int or qty < 0:
+        if (
+            type(promotion_id) is not str
+            or not promotion_id
+            or type(qty) is not int
+            or not 0 <= qty <= _HI
+        ):
             raise Unusual
         out.append(SalePromotion(promotion_id, qty))
     return tuple(out)
