@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from aiohttp import hdrs, web
 
+from pos_agent.certificates import certificate_code
 from pos_agent.config import Config
 from pos_agent.dbthread import DbThread
 from pos_agent.devices import DeviceHub
@@ -18,6 +19,7 @@ from pos_agent.inputs import (
     parse_body,
     parse_calculate,
     parse_card,
+    parse_certificate,
     parse_confirm,
     parse_coupon,
     parse_coupon_code,
@@ -282,6 +284,25 @@ async def remove_coupon(request: web.Request) -> web.Response:
     return web.json_response({"removed": code})
 
 
+async def add_certificate(request: web.Request) -> web.Response:
+    """POST /v1/receipts/{receipt_id}/certificates: pay part or all with a gift certificate
+    (held at the store node now, redeemed at confirm, released at cancel)."""
+    code, amount = parse_certificate(await _json_body(request))
+    worker = request.app[WORKER]
+    receipt_id = _receipt_id(request)
+    held = await worker.run(lambda r: r.add_certificate(receipt_id, code, amount))
+    return web.json_response({"receipt_id": receipt_id, **held.to_dict()})
+
+
+async def remove_certificate(request: web.Request) -> web.Response:
+    """DELETE /v1/receipts/{receipt_id}/certificates/{code}."""
+    code = certificate_code(request.match_info["code"], "code")
+    worker = request.app[WORKER]
+    receipt_id = _receipt_id(request)
+    await worker.run(lambda r: r.remove_certificate(receipt_id, code))
+    return web.json_response({"removed": code})
+
+
 async def calculate(request: web.Request) -> web.Response:
     """POST /v1/receipts/{receipt_id}/calculate."""
     asked = parse_calculate(await _json_body(request))
@@ -350,6 +371,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/receipts/{receipt_id}/card", identify_card)
     app.router.add_post("/v1/receipts/{receipt_id}/coupons", add_coupon)
     app.router.add_delete("/v1/receipts/{receipt_id}/coupons/{code}", remove_coupon)
+    app.router.add_post("/v1/receipts/{receipt_id}/certificates", add_certificate)
+    app.router.add_delete("/v1/receipts/{receipt_id}/certificates/{code}", remove_certificate)
     app.router.add_post("/v1/receipts/{receipt_id}/calculate", calculate)
     app.router.add_post("/v1/receipts/{receipt_id}/confirm", confirm)
     app.router.add_post("/v1/receipts/{receipt_id}/cancel", cancel)

@@ -313,8 +313,16 @@ class DeviceHub:
             log.debug("promotion titles unavailable", exc_info=True)
             return {}
 
-    def sale_confirmed(self, sale: Sale, balance_before: int, calculation: Any) -> None:
-        """Queue the receipt (+ coupons) and show the total and loyalty messages."""
+    def sale_confirmed(
+        self,
+        sale: Sale,
+        balance_before: int,
+        calculation: Any,
+        *,
+        certificates: Mapping[str, int] | None = None,
+    ) -> None:
+        """Queue the receipt (+ coupons) and show the total and loyalty messages;
+        ``certificates``: code -> balance left, printed under each certificate payment."""
         loyalty = loyalty_summary(sale, balance_before)
         if self._printer is not None and self.printer_cfg is not None:
             lang = self.printer_cfg.language
@@ -322,7 +330,12 @@ class DeviceHub:
                 names = self._names([line.product_id for line in sale.lines])
                 titles = self._titles()
                 receipt = receipt_slip(
-                    sale, loyalty=loyalty, language=lang, names=names, titles=titles
+                    sale,
+                    loyalty=loyalty,
+                    language=lang,
+                    names=names,
+                    titles=titles,
+                    certificates=certificates,
                 )
                 slips = [("receipt", receipt)]
                 slips += [

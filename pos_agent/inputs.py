@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pos_agent.certificates import CERTIFICATE_METHOD, certificate_code
 from pos_agent.errors import InvalidField, MalformedRequest, UnsupportedMediaType
 from pos_agent.receipts import MAX_LINES, LineInput, PaymentInput
 from sync_protocol import MAX_ID_LEN, MalformedMessage, check_card_no, load_json
@@ -22,6 +23,7 @@ __all__ = [
     "parse_body",
     "parse_calculate",
     "parse_card",
+    "parse_certificate",
     "parse_confirm",
     "parse_coupon",
     "parse_coupon_code",
@@ -111,7 +113,14 @@ def _bool(value: Any, path: str) -> bool:
     return value
 
 
-_LINE_KEYS = {"product_id", "qty_milli", "unit_price_minor", "amount_minor", "weighed"}
+_LINE_KEYS = {
+    "product_id",
+    "qty_milli",
+    "unit_price_minor",
+    "amount_minor",
+    "weighed",
+    "certificate_code",
+}
 
 
 def _line(value: Any, path: str) -> LineInput:
@@ -129,7 +138,14 @@ def _line(value: Any, path: str) -> LineInput:
     elif price is not None:
         check_line_amount(qty, price, _join(path, "qty_milli"))
     weighed = _bool(doc.get("weighed", False), _join(path, "weighed"))
-    return LineInput(product_id, qty, price, amount, weighed)
+    certificate = ""
+    if doc.get("certificate_code") is not None:
+        certificate = certificate_code(doc["certificate_code"], _join(path, "certificate_code"))
+        if qty != 1000 or weighed:
+            raise InvalidField(
+                _join(path, "qty_milli"), "a certificate line sells exactly one certificate (1000)"
+            )
+    return LineInput(product_id, qty, price, amount, weighed, certificate)
 
 
 def check_line_amount(qty_milli: int, price: int, field: str) -> None:
@@ -235,6 +251,12 @@ def _payments(items: Any) -> list[PaymentInput]:
             raise InvalidField(
                 f"{path}.method", '"bonus" is not a tender here; send bonus_to_spend instead'
             )
+        if method == CERTIFICATE_METHOD:
+            raise InvalidField(
+                f"{path}.method",
+                '"certificate" is not a tender here; add it with POST '
+                "/v1/receipts/{receipt_id}/certificates",
+            )
         amount = _int(
             pay["amount_minor"], f"{path}.amount_minor", lo=0, hi=MAX_LINE_AMOUNT_MINOR * 1000
         )
@@ -254,6 +276,13 @@ def parse_confirm(body: Any) -> Pricing:
     doc = _object(body, "", {"payments", "bonus_to_spend", "spend"}, {"payments"})
     bonus, wallets = _spend(doc)
     return Pricing(bonus, wallets, _payments(doc["payments"]))
+
+
+def parse_certificate(body: Any) -> tuple[str, int]:
+    """{"code": str, "amount_minor": int > 0} -> (code, amount) of a certificate tender."""
+    doc = _object(body, "", {"code", "amount_minor"}, {"code", "amount_minor"})
+    amount = _int(doc["amount_minor"], "amount_minor", lo=1, hi=MAX_LINE_AMOUNT_MINOR * 1000)
+    return certificate_code(doc["code"], "code"), amount
 
 
 def parse_empty(body: Any) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from pos_agent.certificates import MAX_CERTIFICATES, HeldCertificate
 from pos_agent.errors import Conflict, InvalidField, LineNotFound, UnknownObject
 
 __all__ = [
@@ -60,6 +61,8 @@ class LineInput:
     """None: the product's shelf price in the master data (the Center's `price_minor`)."""
     amount_minor: int | None = None
     weighed: bool = False
+    certificate_code: str = ""
+    """The gift certificate this line sells (scanned); activated when the sale is confirmed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,8 @@ class PaymentInput:
 
     method: str
     amount_minor: int
+    code: str = ""
+    """The certificate of a `certificate` tender (the register adds those itself)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +85,10 @@ class OpenLine:
     unit_price_minor: int
     amount_minor: int
     weighed: bool = False
+    certificate_code: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "line_no": self.line_no,
             "product_id": self.product_id,
             "qty_milli": self.qty_milli,
@@ -90,6 +96,9 @@ class OpenLine:
             "amount_minor": self.amount_minor,
             "weighed": self.weighed,
         }
+        if self.certificate_code:
+            out["certificate_code"] = self.certificate_code
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +112,20 @@ class OpenReceipt:
     next_line_no: int = 1
     # Normalised (upper-case) codes the cashier entered, validated when entered.
     coupon_codes: tuple[str, ...] = ()
+    certificates: tuple[HeldCertificate, ...] = ()
+    """Certificate tenders held at the store node, paid with at confirm."""
+
+    def with_certificate(self, held: HeldCertificate) -> OpenReceipt:
+        """The receipt paying `held` (the same code again replaces its amount)."""
+        others = tuple(c for c in self.certificates if c.code != held.code)
+        if len(others) >= MAX_CERTIFICATES:
+            raise InvalidField("code", f"a receipt takes at most {MAX_CERTIFICATES} certificates")
+        return replace(self, certificates=(*others, held))
+
+    def without_certificate(self, code: str) -> OpenReceipt:
+        if all(c.code != code for c in self.certificates):
+            raise UnknownObject(f"code: receipt {self.receipt_id!r} has no certificate {code!r}")
+        return replace(self, certificates=tuple(c for c in self.certificates if c.code != code))
 
     def with_lines(self, lines: list[OpenLine]) -> OpenReceipt:
         if len(self.lines) + len(lines) > MAX_LINES:
@@ -147,6 +170,7 @@ class OpenReceipt:
             "card_no": self.card_no,
             "lines": [line.to_dict() for line in self.lines],
             "coupon_codes": list(self.coupon_codes),
+            "certificates": [c.to_dict() for c in self.certificates],
         }
 
     def to_json(self) -> str:
@@ -170,10 +194,12 @@ class OpenReceipt:
                     unit_price_minor=line["unit_price_minor"],
                     amount_minor=line["amount_minor"],
                     weighed=line.get("weighed", False),
+                    certificate_code=line.get("certificate_code", ""),
                 )
                 for line in doc["lines"]
             ),
             card_no=doc.get("card_no"),
             next_line_no=doc["next_line_no"],
             coupon_codes=tuple(doc.get("coupon_codes", ())),
+            certificates=tuple(HeldCertificate.from_dict(c) for c in doc.get("certificates", ())),
         )

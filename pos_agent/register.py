@@ -29,6 +29,7 @@ from loyalty_engine import (
     load_promotion_set,
     verify_code,
 )
+from pos_agent.certificates import CERTIFICATE_METHOD, CertificateRefused, HeldCertificate
 from pos_agent.config import Config
 from pos_agent.errors import (
     CardRefused,
@@ -146,7 +147,7 @@ class Register:
         clock: Clock = utc_now,
         on_sale: Callable[[], None] = lambda: None,
         on_lines: Callable[[list[OpenLine]], None] | None = None,
-        on_confirmed: Callable[[Sale, int, Calculation], None] | None = None,
+        on_confirmed: Callable[..., None] | None = None,
         link: StoreLink | None = None,
     ) -> None:
         self.config = config
@@ -219,6 +220,7 @@ class Register:
                     unit_price_minor=price,
                     amount_minor=amount,
                     weighed=item.weighed,
+                    certificate_code=item.certificate_code,
                 )
             )
         self._save(receipt.with_lines(lines))
@@ -343,8 +345,64 @@ class Register:
 
     def cancel(self, receipt_id: str) -> None:
         """Close the receipt without a sale (its hold at the store node is released)."""
+        receipt = self.receipt(receipt_id)
         self.journal.cancel_receipt(receipt_id, self._now())
+        if receipt.certificates:
+            self._release_certificates(receipt_id, None)
         self.on_sale()
+
+    # -- gift certificates as a tender ---------------------------------------------------
+
+    def add_certificate(self, receipt_id: str, code: str, amount: int) -> HeldCertificate:
+        """Hold `amount` of certificate `code` at the store node for this receipt; paid with
+        at confirm. Refused (409) when the store node or the Center says no, and when the
+        store node cannot be asked (a register never redeems a certificate on its own)."""
+        receipt = self.receipt(receipt_id)
+        if any(line.certificate_code == code for line in receipt.lines):
+            raise InvalidField("code", f"certificate {code} is sold on this receipt")
+        if self.link is None:
+            raise CertificateRefused(
+                "no store node configured; certificates are redeemed through it"
+            )
+        try:
+            answer = self.link.hold_certificate(receipt_id, code, amount)
+        except StoreNodeUnreachable as exc:
+            raise CertificateRefused(
+                f"the store node cannot be asked now ({exc}); certificates are redeemed "
+                "only through it"
+            ) from exc
+        held = HeldCertificate(
+            code, amount, int(answer.get("balance_minor", amount)), str(answer.get("mode", ""))
+        )
+        self._save(receipt.with_certificate(held))
+        return held
+
+    def remove_certificate(self, receipt_id: str, code: str) -> None:
+        """Take a certificate tender off the open receipt and release its hold."""
+        receipt = self.receipt(receipt_id)
+        self._save(receipt.without_certificate(code))
+        self._release_certificates(receipt_id, code)
+
+    def _release_certificates(self, receipt_id: str, code: str | None) -> None:
+        # Best effort: a hold not released expires at the store node and at the Center.
+        if self.link is None:
+            return
+        try:
+            self.link.release_certificates(receipt_id, code)
+        except StoreNodeUnreachable as exc:
+            log.info("receipt %s: certificate release not delivered (%s)", receipt_id, exc)
+
+    @staticmethod
+    def _with_certificates(
+        receipt: OpenReceipt, payments: Sequence[PaymentInput]
+    ) -> list[PaymentInput]:
+        return [
+            *payments,
+            *(
+                PaymentInput(CERTIFICATE_METHOD, c.amount_minor, c.code)
+                for c in receipt.certificates
+            ),
+        ]
 
     # -- authorizing bonus spends and single-use coupons ---------------------------------
 
@@ -717,6 +775,7 @@ class Register:
         """Price the open receipt and hold its bonus spend and coupons at the store node."""
         receipt = self.receipt(receipt_id)
         now = self._now()
+        payments = self._with_certificates(receipt, payments)
         priced = self.price(receipt, bonus_to_spend, now, spend=spend, payments=payments)
         granted = self.authorize(receipt, bonus_to_spend, now)
         if granted.available is not None:
@@ -735,6 +794,9 @@ class Register:
     ) -> Sale:
         """Recalculate, check payments, and commit sale + outbox row in one transaction."""
         receipt = self._receipt_to_close(receipt_id)
+        # Certificate tenders held at the store node; the store node commits their holds
+        # when this sale reaches it (a cancelled receipt never sends one).
+        payments = self._with_certificates(receipt, payments)
         # Priced as of the closing moment, so the Center recomputes from closed_at alone.
         closed_at = self._now()
         sale_id = str(uuid.uuid4())
@@ -772,7 +834,7 @@ class Register:
             reserved=granted.mode == "online",
             offline=granted.offline,
         )
-        self._announce(sale, priced)
+        self._announce(sale, priced, receipt.certificates)
         return sale
 
     def _receipt_to_close(self, receipt_id: str) -> OpenReceipt:
@@ -793,7 +855,9 @@ class Register:
                 codes.append(match.code)
         return tuple(codes)
 
-    def _announce(self, sale: Sale, priced: Priced) -> None:
+    def _announce(
+        self, sale: Sale, priced: Priced, certificates: Sequence[HeldCertificate] = ()
+    ) -> None:
         """Log the sale, wake the uploader and hand the sale to the device hooks."""
         log.info(
             "sale %s seq %d confirmed on register %s: total %d, card %s",
@@ -805,7 +869,12 @@ class Register:
         )
         self.on_sale()
         if self.on_confirmed is not None:
-            _notify(self.on_confirmed, sale, priced.available_bonus, priced.calculation)
+            hook = self.on_confirmed
+            if certificates:
+                # The slip prints each certificate's remaining balance.
+                left = {c.code: c.remaining_minor for c in certificates}
+                hook = partial(hook, certificates=left)
+            _notify(hook, sale, priced.available_bonus, priced.calculation)
 
     # -- reporting -----------------------------------------------------------------------
 

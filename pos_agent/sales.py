@@ -60,7 +60,7 @@ def check_payments(payments: Sequence[PaymentInput], bonus_to_spend: int, total_
 
 def tenders(payments: Sequence[PaymentInput], bonus_to_spend: int) -> tuple[Payment, ...]:
     """The sale's payments: the register software's tenders, then the bonus spent, if any."""
-    out = [Payment(method=p.method, amount_minor=p.amount_minor) for p in payments]
+    out = [Payment(method=p.method, amount_minor=p.amount_minor, code=p.code) for p in payments]
     if bonus_to_spend:
         out.append(Payment(method="bonus", amount_minor=bonus_to_spend))
     return tuple(out)
@@ -123,6 +123,7 @@ def sale_lines(
             ),
             weighed=line.weighed,
             known_product=known_products[line.line_no],
+            certificate_code=line.certificate_code,
         )
         for line in receipt.lines
     )

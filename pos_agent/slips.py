@@ -52,6 +52,8 @@ LABELS: dict[str, dict[str, str]] = {
         "cash": "Наличные",
         "card_payment": "Банковская карта",
         "welcome": "Добро пожаловать",
+        "certificate": "Сертификат",
+        "certificate_left": "Остаток на сертификате",
     },
     "en": {
         "store": "Store",
@@ -75,6 +77,8 @@ LABELS: dict[str, dict[str, str]] = {
         "cash": "Cash",
         "card_payment": "Bank card",
         "welcome": "Welcome",
+        "certificate": "Gift certificate",
+        "certificate_left": "Left on the certificate",
     },
 }
 
@@ -205,10 +209,12 @@ def receipt_slip(
     language: str = "ru",
     names: Mapping[str, str] | None = None,
     titles: Mapping[str, str] | None = None,
+    certificates: Mapping[str, int] | None = None,
 ) -> Slip:
     """The receipt: lines with discounts (named by the promotion's title, from ``titles``:
     promotion id -> title), totals, payments, loyalty section with each wallet on its own
-    lines, slip messages."""
+    lines, slip messages. A certificate payment is its own line with its code, and the balance
+    left on it (``certificates``: code -> minor units) below."""
     t = LABELS[language]
     names = names or {}
     titles = titles or {}
@@ -240,7 +246,14 @@ def receipt_slip(
         Text(f"{t['total']} {money(sale.total_minor)}", align="right", bold=True, double=True),
     ]
     names = {"cash": t["cash"], "card": t["card_payment"], "bonus": t["bonus"]}
-    blocks += [Row(names.get(p.method, p.method), money(p.amount_minor)) for p in sale.payments]
+    for p in sale.payments:
+        if p.method == "certificate" and p.code:
+            blocks.append(Row(f"{t['certificate']} {p.code}", money(p.amount_minor)))
+            left = (certificates or {}).get(p.code)
+            if left is not None:
+                blocks.append(Row(f"  {t['certificate_left']}", money(left)))
+        else:
+            blocks.append(Row(names.get(p.method, p.method), money(p.amount_minor)))
     if loyalty is not None:
         blocks += [
             Rule("="),

@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 import requests
 
+from pos_agent.certificates import CertificateRefused
 from pos_agent.config import Config
 from pos_agent.credentials import Credentials, load_credentials
 from pos_agent.errors import CouponRefused, SpendRefused, StoreNodeUnreachable
@@ -174,6 +175,39 @@ class StoreLink:
         if response.status_code not in (200, 404, 409):
             raise StoreNodeUnreachable(
                 f"DELETE /v1/reservations/{reservation_id}: HTTP {response.status_code}"
+            )
+
+    def hold_certificate(self, receipt_id: str, code: str, amount: int) -> dict[str, Any]:
+        """Hold `amount` of certificate `code` for the receipt at the store node: its answer
+        (balance_minor before, mode); CertificateRefused naming why, StoreNodeUnreachable."""
+        body = {
+            "register_id": self.config.register.register_id,
+            "receipt_id": receipt_id,
+            "code": code,
+            "amount_minor": amount,
+        }
+        response = self._call("POST", "/v1/certificate-holds", body)
+        if response.status_code == 201:
+            answer: dict[str, Any] = response.json()
+            return answer
+        if 400 <= response.status_code < 500 and response.status_code not in (401, 403, 404, 405):
+            raise CertificateRefused(f"store node: {self._detail(response)}")
+        raise StoreNodeUnreachable(
+            f"POST /v1/certificate-holds: HTTP {response.status_code}: {self._detail(response)}"
+        )
+
+    def release_certificates(self, receipt_id: str, code: str | None = None) -> None:
+        """Release the receipt's certificate holds (one code or all) at the store node."""
+        body: dict[str, Any] = {
+            "register_id": self.config.register.register_id,
+            "receipt_id": receipt_id,
+        }
+        if code is not None:
+            body["code"] = code
+        response = self._call("POST", "/v1/certificate-holds/release", body)
+        if response.status_code != 200:
+            raise StoreNodeUnreachable(
+                f"POST /v1/certificate-holds/release: HTTP {response.status_code}"
             )
 
     def card(self, card_no: str, *, timeout_s: float | None = None) -> dict[str, Any] | None:

@@ -11,7 +11,14 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from store_node import admin_page, enrol_api, master_api, reservations_api, sales_api
+from store_node import (
+    admin_page,
+    certificates_api,
+    enrol_api,
+    master_api,
+    reservations_api,
+    sales_api,
+)
 from store_node.auth import (
     NonceCache,
     RegisterAuth,
@@ -52,7 +59,7 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 
-ROUTE_MODULES = (sales_api, enrol_api, master_api, reservations_api, admin_page)
+ROUTE_MODULES = (sales_api, enrol_api, master_api, reservations_api, certificates_api, admin_page)
 """Every module with `add_routes(app)`, in registration order (reservations also own their
 database lifecycle, after the sales box's)."""
 

@@ -60,8 +60,9 @@ _FAST_LAYOUT: dict[type, tuple[tuple[str, Any], ...]] = {
         ("discounts", ()),
         ("weighed", False),
         ("known_product", True),
+        ("certificate_code", ""),
     ),
-    Payment: (("method", _REQUIRED_FIELD), ("amount_minor", _REQUIRED_FIELD)),
+    Payment: (("method", _REQUIRED_FIELD), ("amount_minor", _REQUIRED_FIELD), ("code", "")),
     SaleOffer: (
         ("offer_id", _REQUIRED_FIELD),
         ("product_ids", _REQUIRED_FIELD),
@@ -177,8 +178,11 @@ def _fast_lines(lines: Any, omit: bool) -> tuple[list[dict[str, Any]], int, int]
         discounts = line.discounts
         weighed = line.weighed
         known = line.known_product
+        certificate = line.certificate_code
         if (
-            type(line_no) is not int
+            type(certificate) is not str
+            or "\x00" in certificate
+            or type(line_no) is not int
             or type(product_id) is not str
             or "\x00" in product_id
             or type(qty) is not int
@@ -224,6 +228,9 @@ def _fast_lines(lines: Any, omit: bool) -> tuple[list[dict[str, Any]], int, int]
             wire["weighed"] = weighed
         if not known or not omit:
             wire["known_product"] = known
+        # Left out when empty even in envelopes (metadata omit_empty).
+        if certificate:
+            wire["certificate_code"] = certificate
         out.append(wire)
     return out, subtotal, discount
 
@@ -239,8 +246,11 @@ def _fast_payments(payments: Any) -> tuple[list[dict[str, Any]], int]:
             raise Unusual
         method = payment.method
         amount = payment.amount_minor
+        code = payment.code
         if (
-            type(method) is not str
+            type(code) is not str
+            or "\x00" in code
+            or type(method) is not str
             or not method
             or "\x00" in method
             or type(amount) is not int
@@ -248,7 +258,10 @@ def _fast_payments(payments: Any) -> tuple[list[dict[str, Any]], int]:
         ):
             raise Unusual
         paid += amount
-        out.append({"method": method, "amount_minor": amount})
+        wire = {"method": method, "amount_minor": amount}
+        if code:
+            wire["code"] = code
+        out.append(wire)
     return out, paid
 
 
@@ -326,7 +339,12 @@ def _fast_promotions(promotions: Any, omit: bool) -> Any:
             raise Unusual
         promotion_id = item.promotion_id
         qty = item.qty_milli
-        if type(promotion_id) is not str or not promotion_id or type(qty) is not int or qty < 0:
+        if (
+            type(promotion_id) is not str
+            or not promotion_id
+            or type(qty) is not int
+            or not 0 <= qty <= _HI
+        ):
             raise Unusual
         wire: dict[str, Any] = {"promotion_id": promotion_id}
         if qty or not omit:
@@ -510,8 +528,11 @@ def _fast_read_lines(raw: Any) -> tuple[tuple[SaleLine, ...], int, int]:
         amount = item["amount_minor"]
         weighed = item.get("weighed", False)
         known = item.get("known_product", True)
+        certificate = item.get("certificate_code", "")
         if (
-            type(line_no) is not int
+            type(certificate) is not str
+            or "\x00" in certificate
+            or type(line_no) is not int
             or type(product_id) is not str
             or "\x00" in product_id
             or type(qty) is not int
@@ -549,7 +570,11 @@ def _fast_read_lines(raw: Any) -> tuple[tuple[SaleLine, ...], int, int]:
                 discount += part_amount
                 parts.append(LineDiscount(rule_id, part_amount))
             discounts = tuple(parts)
-        out.append(SaleLine(line_no, product_id, qty, price, amount, discounts, weighed, known))
+        out.append(
+            SaleLine(
+                line_no, product_id, qty, price, amount, discounts, weighed, known, certificate
+            )
+        )
     return tuple(out), subtotal, discount
 
 
@@ -563,8 +588,11 @@ def _fast_read_payments(raw: Any) -> tuple[tuple[Payment, ...], int]:
             raise Unusual
         method = item["method"]
         amount = item["amount_minor"]
+        code = item.get("code", "")
         if (
-            type(method) is not str
+            type(code) is not str
+            or "\x00" in code
+            or type(method) is not str
             or not method
             or "\x00" in method
             or type(amount) is not int
@@ -572,7 +600,7 @@ def _fast_read_payments(raw: Any) -> tuple[tuple[Payment, ...], int]:
         ):
             raise Unusual
         paid += amount
-        out.append(Payment(method, amount))
+        out.append(Payment(method, amount, code))
     return tuple(out), paid
 
 
@@ -639,7 +667,12 @@ def _fast_read_promotions(raw: Any) -> tuple[SalePromotion, ...]:
             raise Unusual
         promotion_id = item["promotion_id"]
         qty = item.get("qty_milli", 0)
-        if type(promotion_id) is not str or not promotion_id or type(qty) is not int or qty < 0:
+        if (
+            type(promotion_id) is not str
+            or not promotion_id
+            or type(qty) is not int
+            or not 0 <= qty <= _HI
+        ):
             raise Unusual
         out.append(SalePromotion(promotion_id, qty))
     return tuple(out)

@@ -48,14 +48,19 @@ class SaleLine:
     discounts: tuple[LineDiscount, ...] = ()
     weighed: bool = False
     known_product: bool = True
+    certificate_code: str = field(default="", metadata={"omit_empty": True})
+    """The gift certificate this line sold (its product is a certificate nominal); activated
+    when the sale reaches the Center."""
 
 
 @dataclass(frozen=True, slots=True)
 class Payment:
-    """One tender of a sale (`cash`, `card`, `bonus`, ...)."""
+    """One tender of a sale (`cash`, `card`, `bonus`, `certificate`, ...)."""
 
     method: str
     amount_minor: int
+    code: str = field(default="", metadata={"omit_empty": True})
+    """The gift certificate a `certificate` tender was paid from (empty for other tenders)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -390,6 +390,24 @@ CENTER_BODIES: dict[tuple[str, str], Any] = {
         "valid_to": "2024-04-30",
     },
     ("POST", "/v1/coupon-batches/{batch_id}/issue"): {"customer_ids": ["hh-1"]},
+    ("POST", "/v1/certificate-batches"): {
+        "batch_id": "gift-fuzz",
+        "title": "Gift 1000",
+        "product_id": "GIFT-1000",
+        "nominal_minor": 100000,
+        "count": 2,
+    },
+    ("POST", "/v1/certificates/{code}/block"): {"reason": "stolen"},
+    ("POST", "/v1/certificate-holds"): {
+        "store_id": "367",
+        "hold_id": "h1",
+        "amounts": {"GC-123456789012": 100},
+    },
+    ("POST", "/v1/certificate-holds/{hold_id}/commit"): {
+        "store_id": "367",
+        "sale_id": "00000000-0000-4000-8000-000000000001",
+    },
+    ("POST", "/v1/certificate-holds/{hold_id}/release"): {"store_id": "367"},
     ("POST", "/v1/promotions"): threshold(),
     ("POST", "/v1/promotions/validate"): threshold(),
     ("PUT", "/v1/promotions/{promotion_id}"): threshold(),
@@ -440,6 +458,7 @@ CENTER_QUERIES: dict[tuple[str, str], dict[str, str]] = {
     ("GET", "/v1/master"): {"store_id": "367", "since": "0"},
     ("GET", "/v1/cards/{card_no}/lookup"): {"store_id": "367"},
     ("GET", "/v1/reconciliation"): {"store_id": "367"},
+    ("GET", "/v1/certificate-holders"): {"store_id": "367"},
     ("GET", "/v1/audit"): {"kind": "card", "id": CARD},
     ("GET", "/v1/customers/search"): {"q": "fuzz"},
 }
@@ -584,6 +603,13 @@ async def test_no_store_node_route_answers_5xx_to_any_input(tmp_path: Path) -> N
             ("POST", "/v1/reservations/{reservation_id}/commit"): {
                 "sale_id": "00000000-0000-4000-8000-000000000001"
             },
+            ("POST", "/v1/certificate-holds"): {
+                "register_id": "367-1",
+                "receipt_id": "r1",
+                "code": "GC-123456789012",
+                "amount_minor": 100,
+            },
+            ("POST", "/v1/certificate-holds/release"): {"register_id": "367-1", "receipt_id": "r1"},
             ("POST", "/v1/enrol"): {
                 "token": app[AUTH_KEY].issue_token("367-1", STORE_T0, 24),
                 "register_id": "367-1",

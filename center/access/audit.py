@@ -28,6 +28,9 @@ AUDIT_KINDS = (
     # fraud signals reviewed (center/fraud/store.py)
     "fraud_signal",
     "review_case",
+    # gift certificates (center/certificates/store.py)
+    "certificate_batch",
+    "certificate",
 )
 """Kinds of object with a history."""
 MAX_AUDIT = 1000

@@ -47,6 +47,8 @@ PERMISSIONS: tuple[str, ...] = (
     "fraud.read",
     "fraud.review",
     "loyalty.review",
+    "certificates.read",
+    "certificates.write",
 )
 """Every permission a route may require."""
 
@@ -90,6 +92,8 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = MappingProxyType(
             "fraud.read",
             "fraud.review",
             "loyalty.review",
+            "certificates.read",
+            "certificates.write",
         },
         "data_analyst": READ_PERMISSIONS,
         "call_center": frozenset(
@@ -100,6 +104,7 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "ledger.read",
                 "coupons.read",
                 "consents.write",
+                "certificates.read",
             }
         ),
         "sales_director": READ_PERMISSIONS,

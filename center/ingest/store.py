@@ -72,6 +72,12 @@ class SaleCoupons(Protocol):
         """`owners`: card_no -> owner of every card of `sales` (center/storage/owners.py)."""
 
 
+class SaleCertificates(Protocol):
+    """What ingest needs of gift certificates: activations and redemptions of new sales."""
+
+    def apply_sales(self, sales: Sequence[Sale]) -> None: ...
+
+
 class SaleReturns(Protocol):
     """What ingest needs of the returns: new return sales (and pending ones now ready) applied,
     in its transaction."""
@@ -110,6 +116,7 @@ class SalesRepository:
         returns: SaleReturns,
         verifier: SaleVerification | None = None,
         leases: SaleLeases | None = None,
+        certificates: SaleCertificates | None = None,
     ) -> None:
         self.db = db
         self.ledger = ledger
@@ -117,6 +124,7 @@ class SalesRepository:
         self.returns = returns
         self.verifier = verifier
         self.leases = leases
+        self.certificates = certificates
 
     def ingest(
         self,
@@ -187,6 +195,8 @@ class SalesRepository:
     def _on_new_sales(self, sales: Sequence[Sale], owners: Mapping[str, str]) -> None:
         """What else a newly stored sale changes, in the ingest transaction: coupons, returns."""
         self.coupons.record_coupon_redemptions(sales, owners)
+        if self.certificates is not None:
+            self.certificates.apply_sales(sales)
         self.returns.apply_returns(sales, owners)
         if self.leases is not None:
             self.leases.settle_sales(sales)

@@ -16,6 +16,7 @@ from typing import Any
 from center.ingest.store import (
     IngestBatch,
     PreparedSale,
+    SaleCertificates,
     SaleCoupons,
     SaleLeases,
     SaleLedger,
@@ -49,10 +50,17 @@ class PostgresSalesRepository(SalesRepository):
         returns: SaleReturns,
         verifier: SaleVerification | None = None,
         leases: SaleLeases | None = None,
+        certificates: SaleCertificates | None = None,
     ) -> None:
         assert isinstance(db, PostgresDatabase)
         super().__init__(
-            db, ledger=ledger, coupons=coupons, returns=returns, verifier=verifier, leases=leases
+            db,
+            ledger=ledger,
+            coupons=coupons,
+            returns=returns,
+            verifier=verifier,
+            leases=leases,
+            certificates=certificates,
         )
         self._pg = db
 

@@ -16,13 +16,14 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from center.access.audit import AuditLog
+from center.certificates.model import certificate_payments, return_payments
 from center.errors import Conflict, InvalidRequest, UnknownObject
 from center.ledger.model import Balance, LedgerEntry
 from center.ledger.returns import part, plan_return, reversals
 from center.storage.database import Database
 from center.storage.migrations import Migration
 from center.storage.owners import sale_owner
-from sync_protocol import Ack, Payment, Sale, SaleLine, decode_sale
+from sync_protocol import Ack, Sale, SaleLine, decode_sale
 
 __all__ = [
     "MAX_REASON_LEN",
@@ -221,6 +222,18 @@ class ReturnsRepository:
             ),
         )
 
+    def _credited_back(self, original_id: str) -> dict[str, int]:
+        """code -> what earlier returns of the sale paid back to its gift certificates."""
+        out: dict[str, int] = {}
+        for (payload,) in self.db.execute(
+            "SELECT s.payload FROM returns r JOIN sales s ON s.sale_id = r.return_id "
+            "WHERE r.original_id = ?",
+            (original_id,),
+        ).fetchall():
+            for code, amount in certificate_payments(decode_sale(bytes(payload))).items():
+                out[code] = out.get(code, 0) + amount
+        return out
+
     def _current_card(self, card_no: str) -> str:
         """The card now holding `card_no`'s balance: follow replacements (bounded)."""
         current = card_no
@@ -370,6 +383,7 @@ class ReturnsRepository:
                         amount_minor=refund,
                         weighed=line.weighed,
                         known_product=line.known_product,
+                        certificate_code=line.certificate_code,
                     )
                 )
             register_id = f"{original.store_id}-HO"[:64]
@@ -386,7 +400,7 @@ class ReturnsRepository:
                 closed_at=now,
                 card_no=original.card_no,
                 lines=tuple(lines_out),
-                payments=(Payment("head_office", total),),
+                payments=return_payments(original, total, self._credited_back(original_id)),
                 loyalty=(),
                 subtotal_minor=total,
                 discount_minor=0,

@@ -10,6 +10,7 @@ from center.access.audit import AuditLog
 from center.access.nodes_store import NodeRepository
 from center.access.people_store import PeopleRepository
 from center.access.users_store import UserRepository
+from center.certificates.store import CertificateRepository
 from center.communications.store import CommunicationsRepository
 from center.crm.store import CustomerRepository
 from center.crm.tiers_store import TierRepository
@@ -177,6 +178,7 @@ class Storage(Protocol):
     verifier: SaleVerifier
     tiers: TierRepository
     leases: LeaseRepository
+    certificates: CertificateRepository
 
     @property
     def backend(self) -> str:

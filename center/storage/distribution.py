@@ -74,6 +74,11 @@ PLAN: Mapping[str, Placement] = MappingProxyType(
         "coupon_holds": _by("code", "coupons"),
         # A card's leases with its card number: one shard answers "what may this card spend".
         "spending_leases": _by("card_no", "card_directory"),
+        # Gift certificates: one row per code, its holds and movements beside it.
+        "certificates": _by("code", "certificates"),
+        "certificate_holds": _by("code", "certificates"),
+        "certificate_movements": _by("code", "certificates"),
+        "certificate_batches": REFERENCE,
         # Master data and configuration: small, read everywhere, written by head office.
         "products": REFERENCE,
         "stores": REFERENCE,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from center.access import nonces_store as nonces
 from center.access import people_store as people
 from center.access import users_store as users
+from center.certificates import store as certificates
 from center.communications import store as communications
 from center.crm import customers_store as customers
 from center.crm import state_store as customer_states
@@ -291,6 +292,7 @@ POSTGRES_MIGRATIONS = MigrationList(
         review.POSTGRES_MIGRATION,
         tiers.POSTGRES_MIGRATION,
         leases.POSTGRES_MIGRATION,
+        certificates.POSTGRES_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names
 )

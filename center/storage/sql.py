@@ -13,6 +13,7 @@ from center.access.audit import AuditLog
 from center.access.nodes_store import NodeRepository
 from center.access.people_store import PeopleRepository
 from center.access.users_store import UserRepository
+from center.certificates.store import CertificateRepository
 from center.communications.store import CommunicationsRepository
 from center.crm.state_store import CustomerStateRepository
 from center.crm.store import CustomerRepository
@@ -104,6 +105,7 @@ class SqlStorage:
         self.verifier = SaleVerifier(
             db, promotions=self.promotions, states=self.states, reviews=self.reviews
         )
+        self.certificates = CertificateRepository(db, audit=self.audit)
         self.sales = self.sales_repository(
             db,
             ledger=self.ledger,
@@ -111,6 +113,7 @@ class SqlStorage:
             returns=self.returns,
             verifier=self.verifier,
             leases=self.leases,
+            certificates=self.certificates,
         )
         self.fraud = FraudRepository(db, audit=self.audit)
 

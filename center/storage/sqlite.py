@@ -7,6 +7,7 @@ from pathlib import Path
 from center.access import nonces_store as nonces
 from center.access import people_store as people
 from center.access import users_store as users
+from center.certificates import store as certificates
 from center.communications import store as communications
 from center.crm import customers_store as customers
 from center.crm import state_store as customer_states
@@ -290,6 +291,7 @@ SQLITE_MIGRATIONS = MigrationList(
         review.SQLITE_MIGRATION,
         tiers.SQLITE_MIGRATION,
         leases.SQLITE_MIGRATION,
+        certificates.SQLITE_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names
 )

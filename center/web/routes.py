@@ -18,6 +18,7 @@ from center.access.permissions import (
     requirement_names,
 )
 from center.analytics import api as analytics_api
+from center.certificates import api as certificates_api
 from center.communications import api as communications_api
 from center.crm import api as crm_api
 from center.crm import customers_api, tiers_api
@@ -63,6 +64,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     fraud_api,
     review_api,
     analytics_api,
+    certificates_api,
     web_pages,
     access_pages,
     crm_pages,

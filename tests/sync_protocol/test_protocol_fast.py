@@ -145,6 +145,7 @@ def sales(draw: st.DrawFn) -> Sale:
                 seq_of(draw, discounts),
                 weighed=draw(st.booleans()),
                 known_product=draw(st.booleans()),
+                certificate_code=draw(st.sampled_from(["", "", "GC-1234"]) | text),
             )
         )
     subtotal = sum(line.amount_minor for line in lines)
@@ -152,8 +153,9 @@ def sales(draw: st.DrawFn) -> Sale:
     total = subtotal - discount
     parts = draw(st.lists(money, max_size=3))
     methods = st.sampled_from(["cash", "card", "bonus", "gift-card"])
-    payments = [Payment(draw(methods), amount) for amount in parts]
-    payments.append(Payment(draw(methods), total - sum(parts)))
+    codes = st.sampled_from(["", "", "GC-0042"]) | text
+    payments = [Payment(draw(methods), amount, draw(codes)) for amount in parts]
+    payments.append(Payment(draw(methods), total - sum(parts), draw(codes)))
     movements = draw(
         st.lists(
             st.builds(
@@ -259,6 +261,7 @@ def test_fast_sale_batches_equal_the_reference(batch: list[Sale], sent_at: datet
         ("sale_batch_v1_coupons.msgpack", "batch"),
         ("sale_v1_context.msgpack", "sale"),
         ("sale_batch_v1_context.msgpack", "batch"),
+        ("sale_v1_certificates.msgpack", "sale"),
     ],
 )
 def test_golden_fixtures_take_the_fast_paths(fixture: str, kind: str) -> None:

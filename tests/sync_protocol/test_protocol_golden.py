@@ -145,6 +145,22 @@ PROMOTIONS_SALE = dataclasses.replace(
     promotions=(SalePromotion("welcome"), SalePromotion("milk-cap", 2000)),
 )
 
+# Written by the encoder once gift certificates travelled with sales (additive, left out when
+# empty): a line sold a certificate, a tender was paid from another.
+CERTIFICATE_SALE = dataclasses.replace(
+    CASH_SALE,
+    sale_id="3b6f1c2d-4e5a-4b7c-8d9e-0f1a2b3c4d5e",
+    seq=2,
+    prev_hash="12" * 32,
+    lines=(
+        SaleLine(1, "GIFT-1000", 1000, 100000, 100000, certificate_code="GC-123456789012"),
+        SaleLine(2, "4600002", 1000, 4500, 4500),
+    ),
+    payments=(Payment("cash", 74500), Payment("certificate", 30000, code="GC-000000000042")),
+    subtotal_minor=104500,
+    total_minor=104500,
+)
+
 EXPECTED: dict[str, Envelope] = {
     "sale_batch_v1.msgpack": Envelope(
         v=1,
@@ -271,7 +287,9 @@ SALE_FINGERPRINT = "48d9e8e42dc511312541bead6ced5ab7f63adf4b8af73fb5b3a57129850d
 COUPON_SALE_FINGERPRINT = "619f9104f879f839cf2952ae2b08e43c747ce7b906032f4cf7515727f6c2ffc1"
 CONTEXT_SALE_FINGERPRINT = "8c72c19a48394e4ff22dfb93e881140b5d9d219baec2fb76fc82cb258925fa2d"
 PROMOTIONS_SALE_FINGERPRINT = "d0cbb2269410bfc25d63eac7e106c23bf9187b30ac277e32316417232c3d64a8"
+CERTIFICATE_SALE_FINGERPRINT = "4dc8a356865ce471f048c0af0862ce564216b51f6eb0f97b5ead549cb51e670a"
 CANONICAL_SALES = {
+    "sale_v1_certificates.msgpack",
     "sale_v1.msgpack",
     "sale_v1_coupons.msgpack",
     "sale_v1_context.msgpack",
@@ -398,3 +416,31 @@ def test_canonical_sales_older_than_promotions_keep_their_bytes(name: str) -> No
     assert sale.promotions == ()
     assert encode_sale(sale) == data
     assert b"promotions" not in data
+
+
+def test_golden_canonical_sale_with_certificates_decodes_and_keeps_its_fingerprint() -> None:
+    data = (FIXTURES / "sale_v1_certificates.msgpack").read_bytes()
+    sale = decode_sale(data)
+    assert sale == CERTIFICATE_SALE
+    assert sale.lines[0].certificate_code == "GC-123456789012"
+    assert sale.payments[1] == Payment("certificate", 30000, code="GC-000000000042")
+    assert sale_fingerprint(sale) == CERTIFICATE_SALE_FINGERPRINT
+    assert encode_sale(sale) == data
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "sale_v1.msgpack",
+        "sale_v1_coupons.msgpack",
+        "sale_v1_context.msgpack",
+        "sale_v1_promotions.msgpack",
+    ],
+)
+def test_canonical_sales_older_than_certificates_keep_their_bytes(name: str) -> None:
+    data = (FIXTURES / name).read_bytes()
+    sale = decode_sale(data)
+    assert all(line.certificate_code == "" for line in sale.lines)
+    assert all(payment.code == "" for payment in sale.payments)
+    assert encode_sale(sale) == data
+    assert b"certificate_code" not in data
