@@ -128,6 +128,10 @@ def allocate(total_minor: int, weights: Sequence[int]) -> list[int]:
 def format_minor(amount_minor: int, exponent: int = 2) -> str:
     """Render minor units as a plain major-unit string: 123456 -> '1234.56' (exponent 2)."""
     amount = amount_minor if type(amount_minor) is int else _int("amount_minor", amount_minor)
+    if exponent == 2 and amount >= 0:
+        # Every explanation line shows an amount or two: the usual case without the general path.
+        major, minor = divmod(amount, 100)
+        return f"{major}.{minor:02d}"
     if exponent == 0:
         return str(amount)
     sign = "-" if amount < 0 else ""

@@ -357,30 +357,65 @@ def _apply_shared(
     modes = stacking.modes
     amounts = stacking.basis.amounts
     subtotal = stacking.basis.subtotal
+    hint_of = stacking.hints.get
+    floor = stacking.floors
+    lines = stacking.basis.receipt.lines
     run = Run(amounts)
+    remaining, discounts = run.remaining, run.discounts
     skipped: dict[str, str] = {}
     best_done = False
     # One context for the pass, pointed at each promotion's lines and base in turn.
-    ctx = stacking.basis.context(run.remaining, run.total, None)
+    ctx = stacking.basis.context(remaining, run.total, None)
     for promotion in discounting:
-        mode = modes[promotion.promotion_id]
-        if mode == "exclusive":
-            continue
-        if mode == "best":
+        pid = promotion.promotion_id
+        mode = modes[pid]
+        if mode == "compound":
+            ctx.remaining, ctx.total_minor = remaining, run.total
+        elif mode == "additive":
+            ctx.remaining, ctx.total_minor = amounts, subtotal
+        elif mode == "best":
             # The whole "best" group competes at the turn of its first member.
             if not best_done:
                 best_done = True
                 group = [p for p in discounting if modes[p.promotion_id] == "best"]
                 skipped.update(_apply_best(stacking, run, group))
             continue
-        if mode == "additive":
-            outcome = _evaluate(stacking, promotion, amounts, subtotal, ctx)
         else:
-            outcome = _evaluate(stacking, promotion, run.remaining, run.total, ctx)
-        if not outcome.applied:
-            skipped[promotion.promotion_id] = outcome.detail
             continue
-        _give(stacking, run, promotion, outcome, outcome.line_discounts or (0,) * len(amounts))
+        ctx.hint = hint_of(pid)
+        outcome = promotion.terms.apply(pid, ctx)
+        if not outcome.applied:
+            skipped[pid] = outcome.detail
+            continue
+        shares = outcome.line_discounts
+        touched = outcome.touched
+        if promotion.bounded or touched is None or not shares:
+            _give(stacking, run, promotion, outcome, shares or (0,) * len(amounts))
+            continue
+        # The common case inline (_give and Run.record): no limits, the rule said which
+        # lines it discounted; a dense receipt has a few hundred of these.
+        units = outcome.qty_milli
+        kept = 0
+        raw = 0
+        qty: dict[int, int] = {}
+        for i in touched:
+            share = shares[i]
+            raw += share
+            room = remaining[i] - floor[i]
+            if share > room:
+                share = room
+            if share > 0:
+                remaining[i] -= share
+                kept += share
+                discounts[i].append(Discount(pid, share))
+                qty[i] = units[i] if units else lines[i].qty_milli
+        run.total -= kept
+        run.raw[pid] = raw
+        run.qty[pid] = qty
+        outcome.applied = kept > 0
+        outcome.amount = kept
+        run.outcomes[pid] = outcome
+        run.order.append(promotion)
     return run, skipped
 
 

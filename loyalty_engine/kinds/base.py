@@ -46,6 +46,9 @@ class Context:
 
     def money(self, amount_minor: int) -> str:
         """An amount for people: major units and the currency, e.g. ``638.99 RUB``."""
+        if self.exponent == 2 and type(amount_minor) is int and amount_minor >= 0:
+            major, minor = divmod(amount_minor, 100)
+            return f"{major}.{minor:02d} {self.currency}"
         return f"{format_minor(amount_minor, self.exponent)} {self.currency}"
 
     def points(self, wallet: str, amount: int) -> str:
