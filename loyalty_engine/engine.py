@@ -16,7 +16,6 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import BonusSpendError, InvalidReceipt
-from .goods import line_keys
 from .kinds import Outcome
 from .model import (
     Accrual,
@@ -31,7 +30,7 @@ from .model import (
 )
 from .money import format_minor, share_of
 from .restrict import restrict_discounts
-from .rules import EngineSettings, Promotion, PromotionSet
+from .rules import EngineSettings, Promotion, PromotionSet, split_index
 from .stacking import (
     Basis,
     Discounted,
@@ -179,21 +178,29 @@ def _excluded_because(
 ) -> str | None:
     if promotion.status != "active":
         return f"status {promotion.status}"
-    receipt, settings = basis.receipt, basis.settings
-    budgets_left = basis.budgets_left
-    reason = (
-        promotion.schedule.excluded_because(basis.local_now)
-        or promotion.place.excluded_because(receipt.store_id, receipt.store_format, receipt.region)
-        or promotion.audience.excluded_because(
+    receipt = basis.receipt
+    # Only the checks the loader could not rule out (Promotion.timed, placed, ...).
+    if promotion.timed:
+        reason = promotion.schedule.excluded_because(basis.local_now)
+        if reason is not None:
+            return reason
+    if promotion.placed:
+        reason = promotion.place.excluded_because(
+            receipt.store_id, receipt.store_format, receipt.region
+        )
+        if reason is not None:
+            return reason
+    if promotion.targeted:
+        settings = basis.settings
+        reason = promotion.audience.excluded_because(
             receipt, basis.subtotal, lambda amount: _money(settings, amount)
         )
-    )
-    if reason is not None:
-        return reason
-    limits = promotion.limits
+        if reason is not None:
+            return reason
     customer = receipt.customer
     pid = promotion.promotion_id
-    if customer is not None:
+    if customer is not None and promotion.fire_limited:
+        limits = promotion.limits
         fired = customer.fired_day.get(pid, 0)
         if limits.max_fires_per_day is not None and fired >= limits.max_fires_per_day:
             return f"fired {fired} time(s) today, limit {limits.max_fires_per_day}"
@@ -206,6 +213,7 @@ def _excluded_because(
     if promotion.funding.budget_minor is not None:
         # A funded campaign is capped by what is left of its budget across every receipt and
         # store: without that state it cannot know, so it does not fire at all.
+        budgets_left = basis.budgets_left
         left = budgets_left.get(pid) if budgets_left is not None else None
         if left is None:
             return f"no budget state given for the budget of {promotion.funding.by}"
@@ -215,27 +223,60 @@ def _excluded_because(
 
 
 _NOT_FOUND: list[int] = []
+# The receipt-line attribute each field of a split index is looked up by.
+_LINE_FIELDS = (
+    ("products", "product_id"),
+    ("departments", "department"),
+    ("categories", "category"),
+    ("types", "type"),
+    ("brands", "brand"),
+)
 
 
-def _candidates(receipt: Receipt, promotions: PromotionSet) -> dict[int, list[int] | None]:
+def _candidates(receipt: Receipt, promotions: PromotionSet) -> dict[int, Sequence[int] | None]:
     """Promotions that can touch this receipt (index look-ups, no scan), each with the lines
     it was found by (``None``: every line)."""
     if promotions.always is None:
         return dict.fromkeys(range(len(promotions.promotions)))
     index = promotions.index
-    found: dict[int, list[int] | None] = dict.fromkeys(promotions.always)
+    found: dict[int, Sequence[int] | None] = dict.fromkeys(promotions.always)
     if index:
-        get = index.get
-        for i, line in enumerate(receipt.lines):
-            for key in line_keys(line):
-                hit = get(key)
+        split = promotions.by_field
+        if split is None or split.source is not index:
+            split = split_index(index)
+        lines = receipt.lines
+        # Per position found by several keys, the line groups to merge.
+        parts: dict[int, list[Sequence[int]]] = {}
+        for name, attribute in _LINE_FIELDS:
+            table = getattr(split, name)
+            if not table:
+                continue
+            # The lines sharing a value are looked up once (a dense receipt has ten lines of a
+            # category that fifty promotions name); the group is every such promotion's hint.
+            groups: dict[str, list[int]] = {}
+            for i, line in enumerate(lines):
+                value = getattr(line, attribute)
+                group = groups.get(value)
+                if group is None:
+                    groups[value] = [i]
+                else:
+                    group.append(i)
+            get = table.get
+            for value, group in groups.items():
+                hit = get(value)
                 if hit:
                     for position in hit:
                         hint = found.get(position, _NOT_FOUND)
                         if hint is _NOT_FOUND:
-                            found[position] = [i]
-                        elif hint is not None and hint[-1] != i:
-                            hint.append(i)
+                            found[position] = group
+                        elif hint is not None:
+                            merging = parts.get(position)
+                            if merging is None:
+                                parts[position] = [hint, group]
+                            else:
+                                merging.append(group)
+        for position, groups_of in parts.items():
+            found[position] = sorted(set().union(*groups_of))
         for raw in receipt.coupon_codes:
             code = raw.strip().upper()
             for key in (("code", code), ("coupon_prefix", code.split("-", 1)[0])):

@@ -127,6 +127,12 @@ class Promotion:
     unconditional: bool = field(default=False, compare=False)
     # Per-promotion limits or a budget trim what it gives (the discount stage's slow path).
     bounded: bool = field(default=False, compare=False)
+    # Which per-receipt checks can exclude it (each true unless the loader knows it is the
+    # default): a dense receipt checks a few hundred promotions, most of them on one thing.
+    timed: bool = field(default=True, compare=False)
+    placed: bool = field(default=True, compare=False)
+    targeted: bool = field(default=True, compare=False)
+    fire_limited: bool = field(default=True, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +165,31 @@ class CouponMatch:
 
 
 @dataclass(frozen=True, slots=True)
+class IndexByField:
+    """A promotion index split by line field, so a line's keys are looked up without building
+    a key per line and field; ``source`` is the index it was split from."""
+
+    source: Mapping[tuple[str, str], tuple[int, ...]]
+    products: Mapping[str, tuple[int, ...]]
+    departments: Mapping[str, tuple[int, ...]]
+    categories: Mapping[str, tuple[int, ...]]
+    types: Mapping[str, tuple[int, ...]]
+    brands: Mapping[str, tuple[int, ...]]
+
+
+def split_index(index: Mapping[tuple[str, str], tuple[int, ...]]) -> IndexByField:
+    """``index``'s goods keys by line field (coupon keys stay in ``index``)."""
+    tables: dict[str, dict[str, tuple[int, ...]]] = {
+        name: {} for name in ("products", "departments", "categories", "types", "brands")
+    }
+    for (name, value), positions in index.items():
+        table = tables.get(name)
+        if table is not None:
+            table[value] = positions
+    return IndexByField(source=index, **tables)
+
+
+@dataclass(frozen=True, slots=True)
 class PromotionSet:
     """The rules a receipt is priced with, ordered by (priority, promotion_id), and a version."""
 
@@ -173,6 +204,9 @@ class PromotionSet:
         default_factory=dict, compare=False, repr=False
     )
     always: tuple[int, ...] | None = field(default=None, compare=False, repr=False)
+    # ``index`` split by line field (``products`` -> product id -> positions), built once at
+    # load; ``calculate`` uses it only while it is the split of this set's ``index``.
+    by_field: IndexByField | None = field(default=None, compare=False, repr=False)
 
     def get(self, promotion_id: str) -> Promotion | None:
         """The promotion with this id, or ``None``."""
@@ -311,6 +345,14 @@ def _promotion(
             and funding.budget_minor is None
         ),
         bounded=limits != _NO_LIMITS or funding.budget_minor is not None,
+        timed=schedule != _ALWAYS,
+        placed=place != _EVERYWHERE,
+        targeted=audience != _EVERYONE,
+        fire_limited=(
+            limits.max_fires_per_day is not None
+            or limits.max_fires_per_month is not None
+            or limits.max_fires_total is not None
+        ),
     )
 
 
@@ -463,11 +505,13 @@ def load_promotion_set(
         else:
             for key in keys:
                 by_key.setdefault(key, []).append(position)
+    index = MappingProxyType({key: tuple(value) for key, value in by_key.items()})
     return PromotionSet(
         version,
         tuple(promotions),
         engine_settings,
         tuple(warnings),
-        MappingProxyType({key: tuple(value) for key, value in by_key.items()}),
+        index,
         tuple(always),
+        split_index(index),
     )
