@@ -10,7 +10,7 @@ from typing import Literal, Protocol
 from ..fields import FieldReader
 from ..goods import GoodsSelector
 from ..model import Accrual, ComplimentPass, IssuedCoupon, Receipt
-from ..money import format_minor
+from ..money import CENTS, format_minor
 
 __all__ = ["Context", "Kind", "Outcome", "Stage", "Terms"]
 
@@ -47,13 +47,14 @@ class Context:
     def money(self, amount_minor: int) -> str:
         """An amount for people: major units and the currency, e.g. ``638.99 RUB``."""
         if self.exponent == 2 and type(amount_minor) is int and amount_minor >= 0:
-            major, minor = divmod(amount_minor, 100)
-            return f"{major}.{minor:02d} {self.currency}"
+            return f"{amount_minor // 100}.{CENTS[amount_minor % 100]} {self.currency}"
         return f"{format_minor(amount_minor, self.exponent)} {self.currency}"
 
     def points(self, wallet: str, amount: int) -> str:
         """Wallet units for people: the bonus wallet in major units, other wallets counted."""
         if wallet == "bonus":
+            if self.exponent == 2 and type(amount) is int and amount >= 0:
+                return f"{amount // 100}.{CENTS[amount % 100]} bonus"
             return f"{format_minor(amount, self.exponent)} {wallet}"
         return f"{amount} {wallet}"
 
