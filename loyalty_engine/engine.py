@@ -374,15 +374,19 @@ def _collect_discounts(
 ) -> _Fired:
     """What the discounts left after the cap fired: counters, coupons, wallet spends, messages."""
     exponent = basis.settings.currency_exponent
+    units_by = chosen.qty
+    # Unless a restriction or the chain cap changed the pass's discounts, each promotion gave
+    # what the pass recorded (its outcome's amount, on the units in ``chosen.qty``).
+    unchanged = line_discounts is chosen.discounts
     given_by: dict[str, int] = {}
     qty_by: dict[str, int] = {}
-    units_by = chosen.qty
-    for i, line_list in enumerate(line_discounts):
-        for d in line_list:
-            given_by[d.rule_id] = given_by.get(d.rule_id, 0) + d.amount_minor
-            # The units the discount was given on, not the whole line (a ladder's first unit,
-            # a buy-get's paid units do not use up the customer's promo quantity).
-            qty_by[d.rule_id] = qty_by.get(d.rule_id, 0) + units_by[d.rule_id].get(i, 0)
+    if not unchanged:
+        for i, line_list in enumerate(line_discounts):
+            for d in line_list:
+                given_by[d.rule_id] = given_by.get(d.rule_id, 0) + d.amount_minor
+                # The units the discount was given on, not the whole line (a ladder's first
+                # unit, a buy-get's paid units do not use up the customer's promo quantity).
+                qty_by[d.rule_id] = qty_by.get(d.rule_id, 0) + units_by[d.rule_id].get(i, 0)
     fired: list[str] = []
     promo_qty: list[tuple[str, int]] = []
     consumed: list[str] = []
@@ -393,14 +397,15 @@ def _collect_discounts(
     for promotion in chosen.order:
         pid = promotion.promotion_id
         outcome = chosen.outcomes[pid]
-        amount = given_by.get(pid, 0)
+        amount = outcome.amount if unchanged else given_by.get(pid, 0)
         if amount == 0 and outcome.line_discounts and not outcome.spent:
             continue
         fired.append(pid)
         if outcome.passes:
             passes.extend(outcome.passes)
         if outcome.line_discounts:
-            promo_qty.append((pid, qty_by.get(pid, 0)))
+            units = sum(units_by[pid].values()) if unchanged else qty_by.get(pid, 0)
+            promo_qty.append((pid, units))
         if outcome.consumed:
             consumed.extend(outcome.consumed)
         if outcome.accrual is not None:

@@ -169,7 +169,7 @@ def floors(
         if hint is None or goods.is_all:
             found = [i for i, line in enumerate(lines) if goods.matches(line)]
         elif goods.has_exclusions:
-            found = [i for i in hint if not goods.excludes(lines[i])]
+            found = goods.not_excluded(lines, hint)
         else:
             found = list(hint)
         for i in found:

@@ -69,8 +69,7 @@ class Context:
         # exclusions are left to check (most selectors have none).
         if not goods.has_exclusions:
             return list(hint)
-        excludes = goods.excludes
-        return [i for i in hint if not excludes(lines[i])]
+        return goods.not_excluded(lines, hint)
 
 
 # Not frozen, like Context: one or two per rule per receipt; nothing assigns after building.

@@ -136,6 +136,22 @@ class GoodsDiscount:
                     shares[i] = share
                     touched.append(i)
                     amount += share
+        elif percent is None and type(off if off is not None else fixed) is int:
+            # amount_for_quantity, inline: per unit times milli-units, rounded half to even.
+            per_unit = off if off is not None else fixed or 0
+            for i in hits:
+                base = remaining[i]
+                line_amount, remainder = divmod(lines[i].qty_milli * per_unit, 1000)
+                if remainder > 500 or (remainder == 500 and line_amount % 2 == 1):
+                    line_amount += 1
+                if off is not None:
+                    share = min(base, line_amount)
+                else:
+                    share = max(0, base - line_amount)
+                if share:
+                    shares[i] = share
+                    touched.append(i)
+                    amount += share
         else:
             for i in hits:
                 base = remaining[i]
@@ -417,6 +433,13 @@ class PriceFloor:
     min_unit_price_minor: int = 0
     max_discount_percent: Decimal | None = None
 
+    # The percent's exact ratio, computed once (``__post_init__``): a category-wide floor is
+    # asked for every line of every receipt.
+    rate: tuple[int, int] | None = field(init=False, repr=False, compare=False, default=None)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rate", _exact_rate(self.max_discount_percent))
+
     def index_keys(self) -> tuple[tuple[str, str], ...] | None:
         """Index keys of the goods."""
         return self.goods.index_keys()
@@ -434,7 +457,16 @@ class PriceFloor:
             floor = min(
                 line.amount_minor, amount_for_quantity(line.qty_milli, self.min_unit_price_minor)
             )
-        if self.max_discount_percent is not None:
+        rate = self.rate
+        if rate is not None and type(line.amount_minor) is int:
+            # percent_of, inline.
+            numerator, denominator = rate
+            most, remainder = divmod(line.amount_minor * numerator, denominator)
+            twice = 2 * remainder
+            if twice > denominator or (twice == denominator and most % 2 == 1):
+                most += 1
+            floor = max(floor, line.amount_minor - most)
+        elif self.max_discount_percent is not None:
             floor = max(
                 floor, line.amount_minor - percent_of(line.amount_minor, self.max_discount_percent)
             )
