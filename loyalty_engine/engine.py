@@ -30,7 +30,7 @@ from .model import (
 )
 from .money import format_minor, share_of
 from .restrict import restrict_discounts
-from .rules import EngineSettings, Promotion, PromotionSet, split_index
+from .rules import EngineSettings, Lookup, Promotion, PromotionSet, prepare
 from .stacking import (
     Basis,
     Discounted,
@@ -41,7 +41,6 @@ from .stacking import (
     cap_discounts,
     explain_discounts,
     floors,
-    stacking_modes,
 )
 
 __all__ = ["calculate"]
@@ -233,7 +232,9 @@ _LINE_FIELDS = (
 )
 
 
-def _candidates(receipt: Receipt, promotions: PromotionSet) -> dict[int, Sequence[int] | None]:
+def _candidates(
+    receipt: Receipt, promotions: PromotionSet, split: Lookup
+) -> dict[int, Sequence[int] | None]:
     """Promotions that can touch this receipt (index look-ups, no scan), each with the lines
     it was found by (``None``: every line)."""
     if promotions.always is None:
@@ -241,9 +242,6 @@ def _candidates(receipt: Receipt, promotions: PromotionSet) -> dict[int, Sequenc
     index = promotions.index
     found: dict[int, Sequence[int] | None] = dict.fromkeys(promotions.always)
     if index:
-        split = promotions.by_field
-        if split is None or split.source is not index:
-            split = split_index(index)
         lines = receipt.lines
         # Per position found by several keys, the line groups to merge.
         parts: dict[int, list[Sequence[int]]] = {}
@@ -285,13 +283,12 @@ def _candidates(receipt: Receipt, promotions: PromotionSet) -> dict[int, Sequenc
     return dict(sorted(found.items()))
 
 
-def _choose_promotions(basis: Basis, promotions: PromotionSet) -> _Choice:
+def _choose_promotions(basis: Basis, promotions: PromotionSet, lookup: Lookup) -> _Choice:
     """Look the candidates up and keep those whose status, conditions, limits and budget allow."""
-    receipt = basis.receipt
     all_promotions = promotions.promotions
-    candidates = _candidates(receipt, promotions)
-    considered = tuple(all_promotions[i] for i in candidates)
-    hints = {all_promotions[i].promotion_id: hint for i, hint in candidates.items()}
+    candidates = _candidates(basis.receipt, promotions, lookup)
+    considered = []
+    hints: dict[str, Sequence[int] | None] = {}
     excluded: dict[str, str] = {}
     by_stage: dict[str, list[Promotion]] = {
         "floor": [],
@@ -299,14 +296,17 @@ def _choose_promotions(basis: Basis, promotions: PromotionSet) -> _Choice:
         "accrual": [],
         "restriction": [],
     }
-    for promotion in considered:
+    for position, hint in candidates.items():
+        promotion = all_promotions[position]
+        considered.append(promotion)
+        hints[promotion.promotion_id] = hint
         reason = None if promotion.unconditional else _excluded_because(promotion, basis)
         if reason is None:
             by_stage[promotion.stage].append(promotion)
         else:
             excluded[promotion.promotion_id] = f"{promotion.promotion_id}: skipped: {reason}"
     return _Choice(
-        considered=considered,
+        considered=tuple(considered),
         hints=hints,
         floors=tuple(by_stage["floor"]),
         discounting=tuple(by_stage["discount"]),
@@ -597,12 +597,13 @@ def calculate(
     wallet_spend = _check_request(receipt, bonus_to_spend, spend)
     settings = promotions.settings
     basis = _basis(receipt, settings, wallet_spend, budgets_left, tuple(pass_products))
-    choice = _choose_promotions(basis, promotions)
+    lookup = prepare(promotions)
+    choice = _choose_promotions(basis, promotions, lookup)
     stacking = Stacking(
         basis=basis,
         floors=floors(receipt, settings, choice.floors, choice.hints),
         hints=choice.hints,
-        modes=stacking_modes(settings, choice.discounting),
+        modes=lookup.modes,
     )
     discounted = apply_discounts(stacking, choice.discounting)
     line_discounts = discounted.chosen.discounts

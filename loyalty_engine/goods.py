@@ -89,9 +89,7 @@ class GoodsSelector:
             or (self.exclude_brands and line.brand in self.exclude_brands)
         )
 
-    def not_excluded(
-        self, lines: Sequence[ReceiptLine], indexes: Iterable[int]
-    ) -> list[int]:
+    def not_excluded(self, lines: Sequence[ReceiptLine], indexes: Iterable[int]) -> list[int]:
         """Those of ``indexes`` whose line no exclusion list names (``excludes``, one pass per
         exclusion list instead of a call per line: a category-wide rule minus one product is
         asked this for every line of every receipt)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import string
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, tzinfo
 from decimal import Decimal
 from types import MappingProxyType
@@ -165,28 +165,50 @@ class CouponMatch:
 
 
 @dataclass(frozen=True, slots=True)
-class IndexByField:
-    """A promotion index split by line field, so a line's keys are looked up without building
-    a key per line and field; ``source`` is the index it was split from."""
+class Lookup:
+    """What ``calculate`` looks up per receipt, prepared once per set: the index split by line
+    field (a line's keys are looked up without building a key per line and field) and each
+    promotion's stacking mode under the chain's policy. Valid only for the very ``index``,
+    ``promotions`` and ``settings`` it was made from (``prepare`` checks)."""
 
-    source: Mapping[tuple[str, str], tuple[int, ...]]
+    index: Mapping[tuple[str, str], tuple[int, ...]]
+    promotions: tuple[Promotion, ...]
+    settings: EngineSettings
     products: Mapping[str, tuple[int, ...]]
     departments: Mapping[str, tuple[int, ...]]
     categories: Mapping[str, tuple[int, ...]]
     types: Mapping[str, tuple[int, ...]]
     brands: Mapping[str, tuple[int, ...]]
+    # Per promotion id: compound, additive, best or exclusive (a chain-wide "exclusive"
+    # overrides them all).
+    modes: Mapping[str, str]
 
 
-def split_index(index: Mapping[tuple[str, str], tuple[int, ...]]) -> IndexByField:
-    """``index``'s goods keys by line field (coupon keys stay in ``index``)."""
+def prepare(promotions: PromotionSet) -> Lookup:
+    """The set's ``Lookup``: the one made at load, or a new one if the set was rebuilt since."""
+    found = promotions.lookup
+    if (
+        found is not None
+        and found.index is promotions.index
+        and found.promotions is promotions.promotions
+        and found.settings is promotions.settings
+    ):
+        return found
     tables: dict[str, dict[str, tuple[int, ...]]] = {
         name: {} for name in ("products", "departments", "categories", "types", "brands")
     }
-    for (name, value), positions in index.items():
+    for (name, value), positions in promotions.index.items():
         table = tables.get(name)
         if table is not None:
             table[value] = positions
-    return IndexByField(source=index, **tables)
+    chain = promotions.settings.stacking
+    modes = {
+        p.promotion_id: ("exclusive" if chain == "exclusive" else p.stacking or chain)
+        for p in promotions.promotions
+    }
+    return Lookup(
+        promotions.index, promotions.promotions, promotions.settings, modes=modes, **tables
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,9 +226,8 @@ class PromotionSet:
         default_factory=dict, compare=False, repr=False
     )
     always: tuple[int, ...] | None = field(default=None, compare=False, repr=False)
-    # ``index`` split by line field (``products`` -> product id -> positions), built once at
-    # load; ``calculate`` uses it only while it is the split of this set's ``index``.
-    by_field: IndexByField | None = field(default=None, compare=False, repr=False)
+    # Prepared at load for ``calculate`` (``prepare``).
+    lookup: Lookup | None = field(default=None, compare=False, repr=False)
 
     def get(self, promotion_id: str) -> Promotion | None:
         """The promotion with this id, or ``None``."""
@@ -505,13 +526,12 @@ def load_promotion_set(
         else:
             for key in keys:
                 by_key.setdefault(key, []).append(position)
-    index = MappingProxyType({key: tuple(value) for key, value in by_key.items()})
-    return PromotionSet(
+    loaded = PromotionSet(
         version,
         tuple(promotions),
         engine_settings,
         tuple(warnings),
-        index,
+        MappingProxyType({key: tuple(value) for key, value in by_key.items()}),
         tuple(always),
-        split_index(index),
     )
+    return replace(loaded, lookup=prepare(loaded))

@@ -22,7 +22,6 @@ __all__ = [
     "cap_discounts",
     "explain_discounts",
     "floors",
-    "stacking_modes",
 ]
 
 # Per promotion id, the receipt lines the index found it by (``None``: every line).
@@ -179,15 +178,6 @@ def floors(
     return out
 
 
-def stacking_modes(settings: EngineSettings, discounting: Sequence[Promotion]) -> dict[str, str]:
-    """Each discount promotion's stacking mode (a chain-wide "exclusive" overrides them all)."""
-    chain = settings.stacking
-    return {
-        p.promotion_id: ("exclusive" if chain == "exclusive" else p.stacking or chain)
-        for p in discounting
-    }
-
-
 def _trim(shares: list[int], cap: int) -> list[int]:
     """Scale ``shares`` down to sum to ``cap`` (largest remainder), if they exceed it."""
     if sum(shares) <= cap:
@@ -325,8 +315,16 @@ def _apply_best(stacking: Stacking, run: Run, group: Sequence[Promotion]) -> dic
     """Per line, only the biggest of the "best" group's discounts; the losers' skip reasons."""
     skipped: dict[str, str] = {}
     count = len(run.remaining)
-    outcomes = [(p, _evaluate(stacking, p, run.remaining)) for p in group]
-    winners: dict[str, list[int]] = {p.promotion_id: [0] * count for p in group}
+    hint_of = stacking.hints.get
+    # Every member is evaluated on the same amounts (nothing is given before all are): one
+    # context for the group.
+    ctx = stacking.basis.context(run.remaining, run.total, None)
+    outcomes = []
+    for p in group:
+        ctx.hint = hint_of(p.promotion_id)
+        outcomes.append((p, p.terms.apply(p.promotion_id, ctx)))
+    # Per promotion id, by line, the discount it keeps (its share where it is the biggest).
+    won: dict[str, dict[int, int]] = {p.promotion_id: {} for p in group}
     # Per line, the biggest discount and whose (the first in priority order on a tie); only
     # the lines each promotion discounts are visited.
     best: dict[int, tuple[int, str]] = {}
@@ -334,19 +332,52 @@ def _apply_best(stacking: Stacking, run: Run, group: Sequence[Promotion]) -> dic
         if not (outcome.applied and outcome.line_discounts):
             continue
         shares = outcome.line_discounts
-        for i in [i for i, share in enumerate(shares) if share]:
+        touched = outcome.touched
+        if touched is None:
+            touched = [i for i, share in enumerate(shares) if share]
+        for i in touched:
             held = best.get(i)
             if held is None or shares[i] > held[0]:
                 best[i] = (shares[i], p.promotion_id)
     for i, (top, who) in best.items():
-        winners[who][i] = top
+        won[who][i] = top
+    floor = stacking.floors
+    lines = stacking.basis.receipt.lines
+    remaining, discounts = run.remaining, run.discounts
     for p, outcome in outcomes:
+        pid = p.promotion_id
+        kept_shares = won[pid]
         if not outcome.applied:
-            skipped[p.promotion_id] = outcome.detail
-        elif any(winners[p.promotion_id]) or not outcome.line_discounts:
-            _give(stacking, run, p, outcome, winners[p.promotion_id])
+            skipped[pid] = outcome.detail
+        elif kept_shares and not p.bounded:
+            # _give's unbounded path over the lines it won, and Run.record, inline.
+            units = outcome.qty_milli
+            kept = 0
+            qty: dict[int, int] = {}
+            for i in sorted(kept_shares):
+                share = kept_shares[i]
+                room = remaining[i] - floor[i]
+                if share > room:
+                    share = room
+                if share > 0:
+                    remaining[i] -= share
+                    kept += share
+                    discounts[i].append(Discount(pid, share))
+                    qty[i] = units[i] if units else lines[i].qty_milli
+            run.total -= kept
+            run.raw[pid] = sum(kept_shares.values())
+            run.qty[pid] = qty
+            outcome.applied = kept > 0
+            outcome.amount = kept
+            run.outcomes[pid] = outcome
+            run.order.append(p)
+        elif kept_shares or not outcome.line_discounts:
+            winners = [0] * count
+            for i, share in kept_shares.items():
+                winners[i] = share
+            _give(stacking, run, p, outcome, winners)
         else:
-            skipped[p.promotion_id] = f"{outcome.detail}; another offer is better on every line"
+            skipped[pid] = f"{outcome.detail}; another offer is better on every line"
     return skipped
 
 

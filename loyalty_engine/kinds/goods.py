@@ -144,10 +144,7 @@ class GoodsDiscount:
                 line_amount, remainder = divmod(lines[i].qty_milli * per_unit, 1000)
                 if remainder > 500 or (remainder == 500 and line_amount % 2 == 1):
                     line_amount += 1
-                if off is not None:
-                    share = min(base, line_amount)
-                else:
-                    share = max(0, base - line_amount)
+                share = min(base, line_amount) if off is not None else max(0, base - line_amount)
                 if share:
                     shares[i] = share
                     touched.append(i)
