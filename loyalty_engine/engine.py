@@ -30,7 +30,7 @@ from .model import (
 )
 from .money import format_minor, share_of
 from .restrict import restrict_discounts
-from .rules import EngineSettings, Lookup, Promotion, PromotionSet, prepare
+from .rules import GOODS_FIELDS, EngineSettings, Lookup, Promotion, PromotionSet, prepare
 from .stacking import (
     Basis,
     Discounted,
@@ -221,19 +221,8 @@ def _excluded_because(
     return None
 
 
-_NOT_FOUND: list[int] = []
-# The receipt-line attribute each field of a split index is looked up by.
-_LINE_FIELDS = (
-    ("products", "product_id"),
-    ("departments", "department"),
-    ("categories", "category"),
-    ("types", "type"),
-    ("brands", "brand"),
-)
-
-
 def _candidates(
-    receipt: Receipt, promotions: PromotionSet, split: Lookup
+    receipt: Receipt, promotions: PromotionSet, lookup: Lookup
 ) -> dict[int, Sequence[int] | None]:
     """Promotions that can touch this receipt (index look-ups, no scan), each with the lines
     it was found by (``None``: every line)."""
@@ -243,38 +232,41 @@ def _candidates(
     found: dict[int, Sequence[int] | None] = dict.fromkeys(promotions.always)
     if index:
         lines = receipt.lines
-        # Per position found by several keys, the line groups to merge.
-        parts: dict[int, list[Sequence[int]]] = {}
-        for name, attribute in _LINE_FIELDS:
-            table = getattr(split, name)
-            if not table:
+        single, multi = lookup.single, lookup.multi
+        # Per key group found, the line groups it was found by.
+        parts: dict[int, list[list[int]]] = {}
+        for name, attribute in GOODS_FIELDS:
+            singles = single.get(name)
+            multis = multi.get(name)
+            if singles is None and multis is None:
                 continue
             # The lines sharing a value are looked up once (a dense receipt has ten lines of a
-            # category that fifty promotions name); the group is every such promotion's hint.
-            groups: dict[str, list[int]] = {}
+            # category that fifty promotions name); the group is every such promotion's hint,
+            # read-only.
+            by_value: dict[str, list[int]] = {}
             for i, line in enumerate(lines):
                 value = getattr(line, attribute)
-                group = groups.get(value)
+                group = by_value.get(value)
                 if group is None:
-                    groups[value] = [i]
+                    by_value[value] = [i]
                 else:
                     group.append(i)
-            get = table.get
-            for value, group in groups.items():
-                hit = get(value)
-                if hit:
-                    for position in hit:
-                        hint = found.get(position, _NOT_FOUND)
-                        if hint is _NOT_FOUND:
-                            found[position] = group
-                        elif hint is not None:
-                            merging = parts.get(position)
-                            if merging is None:
-                                parts[position] = [hint, group]
-                            else:
-                                merging.append(group)
-        for position, groups_of in parts.items():
-            found[position] = sorted(set().union(*groups_of))
+            for value, group in by_value.items():
+                if singles is not None:
+                    hit = singles.get(value)
+                    if hit:
+                        found.update(dict.fromkeys(hit, group))
+                if multis is not None:
+                    for key_group in multis.get(value, ()):
+                        merging = parts.get(key_group)
+                        if merging is None:
+                            parts[key_group] = [group]
+                        else:
+                            merging.append(group)
+        groups = lookup.groups
+        for key_group, found_by in parts.items():
+            hint = found_by[0] if len(found_by) == 1 else sorted(set().union(*found_by))
+            found.update(dict.fromkeys(groups[key_group], hint))
         for raw in receipt.coupon_codes:
             code = raw.strip().upper()
             for key in (("code", code), ("coupon_prefix", code.split("-", 1)[0])):

@@ -164,21 +164,35 @@ class CouponMatch:
     expires_on: date | None = None
 
 
+# The goods fields of the index, with the receipt-line attribute each is looked up by.
+GOODS_FIELDS = (
+    ("products", "product_id"),
+    ("departments", "department"),
+    ("categories", "category"),
+    ("types", "type"),
+    ("brands", "brand"),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Lookup:
-    """What ``calculate`` looks up per receipt, prepared once per set: the index split by line
-    field (a line's keys are looked up without building a key per line and field) and each
-    promotion's stacking mode under the chain's policy. Valid only for the very ``index``,
-    ``promotions`` and ``settings`` it was made from (``prepare`` checks)."""
+    """What ``calculate`` looks up per receipt, prepared once per set: the goods index by line
+    field, and each promotion's stacking mode under the chain's policy. Valid only for the
+    very ``index``, ``promotions`` and ``settings`` it was made from (``prepare`` checks).
+
+    A promotion with one goods key (one category, one product) is found by it alone: its
+    lines are the lines with that value (``single``). Promotions with several keys are found
+    through a key group (``multi``), one per distinct key set, shared: the 25 rules over every
+    category of a dense chain merge their lines once, not 25 times (``groups``: the positions
+    of each group)."""
 
     index: Mapping[tuple[str, str], tuple[int, ...]]
     promotions: tuple[Promotion, ...]
     settings: EngineSettings
-    products: Mapping[str, tuple[int, ...]]
-    departments: Mapping[str, tuple[int, ...]]
-    categories: Mapping[str, tuple[int, ...]]
-    types: Mapping[str, tuple[int, ...]]
-    brands: Mapping[str, tuple[int, ...]]
+    # Per goods field (``products``...), per value: single-key positions / key-group ids.
+    single: Mapping[str, Mapping[str, tuple[int, ...]]]
+    multi: Mapping[str, Mapping[str, tuple[int, ...]]]
+    groups: tuple[tuple[int, ...], ...]
     # Per promotion id: compound, additive, best or exclusive (a chain-wide "exclusive"
     # overrides them all).
     modes: Mapping[str, str]
@@ -194,21 +208,47 @@ def prepare(promotions: PromotionSet) -> Lookup:
         and found.settings is promotions.settings
     ):
         return found
-    tables: dict[str, dict[str, tuple[int, ...]]] = {
-        name: {} for name in ("products", "departments", "categories", "types", "brands")
-    }
-    for (name, value), positions in promotions.index.items():
-        table = tables.get(name)
-        if table is not None:
-            table[value] = positions
+    names = {name for name, _ in GOODS_FIELDS}
+    keys_of: dict[int, list[tuple[str, str]]] = {}
+    for key, positions in promotions.index.items():
+        if key[0] in names:
+            for position in positions:
+                keys_of.setdefault(position, []).append(key)
+    single: dict[str, dict[str, list[int]]] = {name: {} for name in names}
+    multi: dict[str, dict[str, list[int]]] = {name: {} for name in names}
+    group_of: dict[tuple[tuple[str, str], ...], int] = {}
+    groups: list[list[int]] = []
+    for position in sorted(keys_of):
+        keys = tuple(sorted(set(keys_of[position])))
+        if len(keys) == 1:
+            name, value = keys[0]
+            single[name].setdefault(value, []).append(position)
+            continue
+        group = group_of.get(keys)
+        if group is None:
+            group = group_of[keys] = len(groups)
+            groups.append([])
+            for name, value in keys:
+                multi[name].setdefault(value, []).append(group)
+        groups[group].append(position)
     chain = promotions.settings.stacking
     modes = {
         p.promotion_id: ("exclusive" if chain == "exclusive" else p.stacking or chain)
         for p in promotions.promotions
     }
     return Lookup(
-        promotions.index, promotions.promotions, promotions.settings, modes=modes, **tables
+        index=promotions.index,
+        promotions=promotions.promotions,
+        settings=promotions.settings,
+        single={name: _tuples(table) for name, table in single.items() if table},
+        multi={name: _tuples(table) for name, table in multi.items() if table},
+        groups=tuple(tuple(group) for group in groups),
+        modes=modes,
     )
+
+
+def _tuples(table: Mapping[str, list[int]]) -> dict[str, tuple[int, ...]]:
+    return {value: tuple(items) for value, items in table.items()}
 
 
 @dataclass(frozen=True, slots=True)
