@@ -328,6 +328,8 @@ class _Fired(NamedTuple):
 
 
 def _has_messages(promotion: Promotion) -> bool:
+    if not promotion.may_message:
+        return False
     templates = promotion.messages
     return bool(templates.slip or templates.cashier or templates.display)
 
@@ -606,10 +608,14 @@ def calculate(
         lambda amount: _money(settings, amount),
     )
     line_discounts = cap_discounts(settings, basis.subtotal, restricted.discounts)
-    remaining = [
-        amount - sum(d.amount_minor for d in line)
-        for amount, line in zip(basis.amounts, line_discounts, strict=True)
-    ]
+    if line_discounts is discounted.chosen.discounts:
+        # No restriction or cap changed the pass: it kept what is left per line.
+        remaining = list(discounted.chosen.remaining)
+    else:
+        remaining = [
+            amount - sum([d.amount_minor for d in line])
+            for amount, line in zip(basis.amounts, line_discounts, strict=True)
+        ]
     total = sum(remaining)
     by_discounts = _collect_discounts(basis, discounted.chosen, line_discounts, total)
     payable_max = _bonus_payable_max(basis, total, bonus_to_spend)
@@ -620,8 +626,10 @@ def calculate(
     considered = choice.considered
     return Calculation(
         lines=tuple(
-            LineResult(line.line_no, line.product_id, line.amount_minor, tuple(discounts))
-            for line, discounts in zip(receipt.lines, line_discounts, strict=True)
+            [
+                LineResult(line.line_no, line.product_id, line.amount_minor, tuple(discounts))
+                for line, discounts in zip(receipt.lines, line_discounts, strict=True)
+            ]
         ),
         subtotal_minor=basis.subtotal,
         discount_minor=basis.subtotal - total,
@@ -636,7 +644,7 @@ def calculate(
         movements=_movements(bonus_to_spend, by_discounts.spent, accruals),
         coupons_consumed=by_discounts.consumed,
         coupons_issued=by_accruals.issued,
-        fired=tuple(p.promotion_id for p in considered if p.promotion_id in fired),
+        fired=tuple([p.promotion_id for p in considered if p.promotion_id in fired]),
         promo_qty_milli=by_discounts.promo_qty,
         passes=by_discounts.passes,
     )

@@ -89,6 +89,30 @@ class GoodsSelector:
             or (self.exclude_brands and line.brand in self.exclude_brands)
         )
 
+    def matching(self, lines: Sequence[ReceiptLine]) -> list[int]:
+        """Indexes of the ``lines`` this selector matches (``matches``, one pass without a
+        call per line)."""
+        if self.is_all:
+            found = list(range(len(lines)))
+        else:
+            products, departments, categories, types, brands = (
+                self.products,
+                self.departments,
+                self.categories,
+                self.types,
+                self.brands,
+            )
+            found = [
+                i
+                for i, line in enumerate(lines)
+                if line.product_id in products
+                or line.department in departments
+                or line.category in categories
+                or line.type in types
+                or line.brand in brands
+            ]
+        return self.not_excluded(lines, found) if self.has_exclusions else found
+
     def not_excluded(self, lines: Sequence[ReceiptLine], indexes: Iterable[int]) -> list[int]:
         """Those of ``indexes`` whose line no exclusion list names (``excludes``, one pass per
         exclusion list instead of a call per line: a category-wide rule minus one product is

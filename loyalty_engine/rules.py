@@ -126,13 +126,15 @@ class Promotion:
     # Active with no schedule, place, audience, limits or budget: nothing to check per receipt.
     unconditional: bool = field(default=False, compare=False)
     # Per-promotion limits or a budget trim what it gives (the discount stage's slow path).
-    bounded: bool = field(default=False, compare=False)
+    bounded: bool = field(default=True, compare=False)
     # Which per-receipt checks can exclude it (each true unless the loader knows it is the
     # default): a dense receipt checks a few hundred promotions, most of them on one thing.
     timed: bool = field(default=True, compare=False)
     placed: bool = field(default=True, compare=False)
     targeted: bool = field(default=True, compare=False)
     fire_limited: bool = field(default=True, compare=False)
+    # Whether it has a message template to fill when it applies.
+    may_message: bool = field(default=True, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,7 +407,14 @@ def _promotion(
             and limits == _NO_LIMITS
             and funding.budget_minor is None
         ),
-        bounded=limits != _NO_LIMITS or funding.budget_minor is not None,
+        # Fire limits exclude a promotion before it runs; these trim what it gives.
+        bounded=(
+            limits.max_discount_minor is not None
+            or limits.max_qty_per_day_milli is not None
+            or limits.max_qty_per_month_milli is not None
+            or funding.budget_minor is not None
+        ),
+        may_message=messages != MessageTemplates(),
         timed=schedule != _ALWAYS,
         placed=place != _EVERYWHERE,
         targeted=audience != _EVERYONE,

@@ -166,7 +166,7 @@ def floors(
         hint = hints.get(promotion.promotion_id)
         goods = terms.goods
         if hint is None or goods.is_all:
-            found = [i for i, line in enumerate(lines) if goods.matches(line)]
+            found = goods.matching(lines)
         elif goods.has_exclusions:
             found = goods.not_excluded(lines, hint)
         else:

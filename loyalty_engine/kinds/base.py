@@ -63,8 +63,7 @@ class Context:
         lines = self.receipt.lines
         hint = self.hint
         if hint is None or goods.is_all:
-            matches = goods.matches
-            return [i for i in range(len(lines)) if matches(lines[i])]
+            return goods.matching(lines)
         # The index found these lines by one of the selector's include keys: only the
         # exclusions are left to check (most selectors have none).
         if not goods.has_exclusions:

@@ -39,7 +39,7 @@ _HUNDRED = Decimal(100)
 
 
 def _all_lines(ctx: Context, goods: GoodsSelector) -> list[int]:
-    return [i for i, line in enumerate(ctx.receipt.lines) if goods.matches(line)]
+    return goods.matching(ctx.receipt.lines)
 
 
 def _outcome(
