@@ -406,7 +406,7 @@ def _collect_discounts(
             accruals.append(outcome.accrual)
         for wallet, units in outcome.spent:
             spent.append(Movement(wallet, "spent", units, pid))
-        if _has_messages(promotion):
+        if promotion.may_message and _has_messages(promotion):
             shown = Outcome(
                 applied=True,
                 detail=outcome.detail,
@@ -507,7 +507,7 @@ def _accrue(
             outcome.amount, outcome.accrual = accrual.amount, accrual
         fired.append(pid)
         issued.extend(outcome.issued)
-        if _has_messages(promotion):
+        if promotion.may_message and _has_messages(promotion):
             rendered.append(_render(promotion, outcome, total, settings.currency_exponent))
     return _Fired(
         fired=tuple(fired),
@@ -567,7 +567,7 @@ def _explanation(
         lines[p.promotion_id] = f"{p.promotion_id}: applied: price floor"
     lines.update(explain_discounts(stacking, choice.discounting, discounted))
     lines.update(accrued.explanation)
-    return tuple(lines[p.promotion_id] for p in choice.considered if p.promotion_id in lines)
+    return tuple([lines[p.promotion_id] for p in choice.considered if p.promotion_id in lines])
 
 
 def calculate(

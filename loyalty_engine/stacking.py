@@ -171,6 +171,20 @@ def floors(
             found = goods.not_excluded(lines, hint)
         else:
             found = list(hint)
+        rate = terms.rate
+        if rate is not None and not terms.min_unit_price_minor:
+            # floor_of, inline: the most a line may lose is its rate of the line amount.
+            numerator, denominator = rate
+            for i in found:
+                amount = lines[i].amount_minor
+                most, remainder = divmod(amount * numerator, denominator)
+                twice = 2 * remainder
+                if twice > denominator or (twice == denominator and most % 2 == 1):
+                    most += 1
+                floor = amount - most
+                if floor > out[i]:
+                    out[i] = floor
+            continue
         for i in found:
             floor = terms.floor_of(lines[i])
             if floor > out[i]:
@@ -489,19 +503,20 @@ def explain_discounts(
 ) -> dict[str, str]:
     """Per discount promotion, its explanation line: applied (and how much) or why not."""
     chosen, main, skipped = discounted.chosen, discounted.main, discounted.skipped
+    modes, outcomes, raw = stacking.modes, chosen.outcomes, chosen.raw
     out: dict[str, str] = {}
     for promotion in discounting:
         pid = promotion.promotion_id
-        mode = stacking.modes[pid]
+        mode = modes[pid]
         note = "" if mode == "compound" else f" [{mode}]"
-        if pid in chosen.outcomes:
-            given = chosen.outcomes[pid]
+        given = outcomes.get(pid)
+        if given is not None:
             if not given.applied:
                 out[pid] = (
                     f"{pid}: skipped: {given.detail}; nothing left above floors and limits{note}"
                 )
                 continue
-            if given.line_discounts and chosen.raw.get(pid, given.amount) != given.amount:
+            if given.line_discounts and raw.get(pid, given.amount) != given.amount:
                 settings = stacking.basis.settings
                 shown = format_minor(given.amount, settings.currency_exponent)
                 note = f", given {shown} {settings.currency} within floors and limits{note}"
