@@ -171,31 +171,52 @@ def _money(settings: EngineSettings, amount: int) -> str:
     return f"{format_minor(amount, settings.currency_exponent)} {settings.currency}"
 
 
+_PASSES = ""
+
+
 def _excluded_because(
     promotion: Promotion,
     basis: Basis,
+    checked: dict[int, str] | None = None,
 ) -> str | None:
+    """Why ``promotion`` cannot apply to the receipt, or ``None``; ``checked`` keeps, per
+    condition object (by id), what it said for this receipt (the loader shares equal ones)."""
     if promotion.status != "active":
         return f"status {promotion.status}"
+    if checked is None:
+        checked = {}
     receipt = basis.receipt
     # Only the checks the loader could not rule out (Promotion.timed, placed, ...).
     if promotion.timed:
-        reason = promotion.schedule.excluded_because(basis.local_now)
-        if reason is not None:
-            return reason
+        schedule = promotion.schedule
+        said = checked.get(id(schedule))
+        if said is None:
+            said = checked[id(schedule)] = schedule.excluded_because(basis.local_now) or _PASSES
+        if said:
+            return said
     if promotion.placed:
-        reason = promotion.place.excluded_because(
-            receipt.store_id, receipt.store_format, receipt.region
-        )
-        if reason is not None:
-            return reason
+        place = promotion.place
+        said = checked.get(id(place))
+        if said is None:
+            said = checked[id(place)] = (
+                place.excluded_because(receipt.store_id, receipt.store_format, receipt.region)
+                or _PASSES
+            )
+        if said:
+            return said
     if promotion.targeted:
-        settings = basis.settings
-        reason = promotion.audience.excluded_because(
-            receipt, basis.subtotal, lambda amount: _money(settings, amount)
-        )
-        if reason is not None:
-            return reason
+        audience = promotion.audience
+        said = checked.get(id(audience))
+        if said is None:
+            settings = basis.settings
+            said = checked[id(audience)] = (
+                audience.excluded_because(
+                    receipt, basis.subtotal, lambda amount: _money(settings, amount)
+                )
+                or _PASSES
+            )
+        if said:
+            return said
     customer = receipt.customer
     pid = promotion.promotion_id
     if customer is not None and promotion.fire_limited:
@@ -288,11 +309,12 @@ def _choose_promotions(basis: Basis, promotions: PromotionSet, lookup: Lookup) -
         "accrual": [],
         "restriction": [],
     }
+    checked: dict[int, str] = {}
     for position, hint in candidates.items():
         promotion = all_promotions[position]
         considered.append(promotion)
         hints[promotion.promotion_id] = hint
-        reason = None if promotion.unconditional else _excluded_because(promotion, basis)
+        reason = None if promotion.unconditional else _excluded_because(promotion, basis, checked)
         if reason is None:
             by_stage[promotion.stage].append(promotion)
         else:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, tzinfo
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .conditions import Audience, Place, Schedule, parse_audience, parse_place, parse_schedule
@@ -71,6 +71,7 @@ SETTINGS = frozenset(
     }
 )
 _FORMATTER = string.Formatter()
+_Condition = TypeVar("_Condition", Schedule, Place, Audience)
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,6 +345,7 @@ def _promotion(
     strict: bool,
     exact: bool = False,
     exponent: int = 2,
+    shared: dict[object, object] | None = None,
 ) -> Promotion | None:
     if not isinstance(doc, Mapping):
         problems.append(f"promotion #{index}: expected an object, got {doc!r}")
@@ -366,6 +368,12 @@ def _promotion(
     schedule = parse_schedule(reader)
     place = parse_place(reader)
     audience = parse_audience(reader)
+    if shared is not None:
+        # Equal conditions become one object: ``calculate`` checks each object once per
+        # receipt (a dense calendar has hundreds of rules over a few dozen schedules).
+        schedule = _one_of(shared, schedule)
+        place = _one_of(shared, place)
+        audience = _one_of(shared, audience)
     messages = _templates(reader)
     stacking = reader.str_("stacking", "", choices=STACKING) if reader.has("stacking") else None
     limits = _limits(reader)
@@ -424,6 +432,11 @@ def _promotion(
             or limits.max_fires_total is not None
         ),
     )
+
+
+def _one_of(shared: dict[object, object], condition: _Condition) -> _Condition:
+    """The object equal to ``condition`` seen first in this load (``condition`` if none)."""
+    return cast(_Condition, shared.setdefault(condition, condition))
 
 
 _ALWAYS = Schedule()
@@ -548,6 +561,7 @@ def load_promotion_set(
     engine_settings = load_settings(settings, problems, exact=exact)
     promotions: list[Promotion] = []
     seen: dict[str, int] = {}
+    shared: dict[object, object] = {}
     for index, doc in enumerate(docs):
         if isinstance(doc, Mapping):
             raw_id = doc.get("promotion_id")
@@ -558,7 +572,7 @@ def load_promotion_set(
                     )
                 seen.setdefault(raw_id, index)
         promotion = _promotion(
-            doc, index, problems, warnings, strict, exact, engine_settings.currency_exponent
+            doc, index, problems, warnings, strict, exact, engine_settings.currency_exponent, shared
         )
         if promotion is not None:
             promotions.append(promotion)
