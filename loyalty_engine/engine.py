@@ -16,7 +16,6 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import BonusSpendError, InvalidReceipt
-from .goods import line_keys
 from .kinds import Outcome
 from .model import (
     Accrual,
@@ -31,7 +30,7 @@ from .model import (
 )
 from .money import format_minor, share_of
 from .restrict import restrict_discounts
-from .rules import EngineSettings, Promotion, PromotionSet
+from .rules import GOODS_FIELDS, EngineSettings, Lookup, Promotion, PromotionSet, prepare
 from .stacking import (
     Basis,
     Discounted,
@@ -42,7 +41,6 @@ from .stacking import (
     cap_discounts,
     explain_discounts,
     floors,
-    stacking_modes,
 )
 
 __all__ = ["calculate"]
@@ -173,27 +171,56 @@ def _money(settings: EngineSettings, amount: int) -> str:
     return f"{format_minor(amount, settings.currency_exponent)} {settings.currency}"
 
 
+_PASSES = ""
+
+
 def _excluded_because(
     promotion: Promotion,
     basis: Basis,
+    checked: dict[int, str] | None = None,
 ) -> str | None:
+    """Why ``promotion`` cannot apply to the receipt, or ``None``; ``checked`` keeps, per
+    condition object (by id), what it said for this receipt (the loader shares equal ones)."""
     if promotion.status != "active":
         return f"status {promotion.status}"
-    receipt, settings = basis.receipt, basis.settings
-    budgets_left = basis.budgets_left
-    reason = (
-        promotion.schedule.excluded_because(basis.local_now)
-        or promotion.place.excluded_because(receipt.store_id, receipt.store_format, receipt.region)
-        or promotion.audience.excluded_because(
-            receipt, basis.subtotal, lambda amount: _money(settings, amount)
-        )
-    )
-    if reason is not None:
-        return reason
-    limits = promotion.limits
+    if checked is None:
+        checked = {}
+    receipt = basis.receipt
+    # Only the checks the loader could not rule out (Promotion.timed, placed, ...).
+    if promotion.timed:
+        schedule = promotion.schedule
+        said = checked.get(id(schedule))
+        if said is None:
+            said = checked[id(schedule)] = schedule.excluded_because(basis.local_now) or _PASSES
+        if said:
+            return said
+    if promotion.placed:
+        place = promotion.place
+        said = checked.get(id(place))
+        if said is None:
+            said = checked[id(place)] = (
+                place.excluded_because(receipt.store_id, receipt.store_format, receipt.region)
+                or _PASSES
+            )
+        if said:
+            return said
+    if promotion.targeted:
+        audience = promotion.audience
+        said = checked.get(id(audience))
+        if said is None:
+            settings = basis.settings
+            said = checked[id(audience)] = (
+                audience.excluded_because(
+                    receipt, basis.subtotal, lambda amount: _money(settings, amount)
+                )
+                or _PASSES
+            )
+        if said:
+            return said
     customer = receipt.customer
     pid = promotion.promotion_id
-    if customer is not None:
+    if customer is not None and promotion.fire_limited:
+        limits = promotion.limits
         fired = customer.fired_day.get(pid, 0)
         if limits.max_fires_per_day is not None and fired >= limits.max_fires_per_day:
             return f"fired {fired} time(s) today, limit {limits.max_fires_per_day}"
@@ -206,6 +233,7 @@ def _excluded_because(
     if promotion.funding.budget_minor is not None:
         # A funded campaign is capped by what is left of its budget across every receipt and
         # store: without that state it cannot know, so it does not fire at all.
+        budgets_left = basis.budgets_left
         left = budgets_left.get(pid) if budgets_left is not None else None
         if left is None:
             return f"no budget state given for the budget of {promotion.funding.by}"
@@ -214,28 +242,52 @@ def _excluded_because(
     return None
 
 
-_NOT_FOUND: list[int] = []
-
-
-def _candidates(receipt: Receipt, promotions: PromotionSet) -> dict[int, list[int] | None]:
+def _candidates(
+    receipt: Receipt, promotions: PromotionSet, lookup: Lookup
+) -> dict[int, Sequence[int] | None]:
     """Promotions that can touch this receipt (index look-ups, no scan), each with the lines
     it was found by (``None``: every line)."""
     if promotions.always is None:
         return dict.fromkeys(range(len(promotions.promotions)))
     index = promotions.index
-    found: dict[int, list[int] | None] = dict.fromkeys(promotions.always)
+    found: dict[int, Sequence[int] | None] = dict.fromkeys(promotions.always)
     if index:
-        get = index.get
-        for i, line in enumerate(receipt.lines):
-            for key in line_keys(line):
-                hit = get(key)
-                if hit:
-                    for position in hit:
-                        hint = found.get(position, _NOT_FOUND)
-                        if hint is _NOT_FOUND:
-                            found[position] = [i]
-                        elif hint is not None and hint[-1] != i:
-                            hint.append(i)
+        lines = receipt.lines
+        single, multi = lookup.single, lookup.multi
+        # Per key group found, the line groups it was found by.
+        parts: dict[int, list[list[int]]] = {}
+        for name, attribute in GOODS_FIELDS:
+            singles = single.get(name)
+            multis = multi.get(name)
+            if singles is None and multis is None:
+                continue
+            # The lines sharing a value are looked up once (a dense receipt has ten lines of a
+            # category that fifty promotions name); the group is every such promotion's hint,
+            # read-only.
+            by_value: dict[str, list[int]] = {}
+            for i, line in enumerate(lines):
+                value = getattr(line, attribute)
+                group = by_value.get(value)
+                if group is None:
+                    by_value[value] = [i]
+                else:
+                    group.append(i)
+            for value, group in by_value.items():
+                if singles is not None:
+                    hit = singles.get(value)
+                    if hit:
+                        found.update(dict.fromkeys(hit, group))
+                if multis is not None:
+                    for key_group in multis.get(value, ()):
+                        merging = parts.get(key_group)
+                        if merging is None:
+                            parts[key_group] = [group]
+                        else:
+                            merging.append(group)
+        groups = lookup.groups
+        for key_group, found_by in parts.items():
+            hint = found_by[0] if len(found_by) == 1 else sorted(set().union(*found_by))
+            found.update(dict.fromkeys(groups[key_group], hint))
         for raw in receipt.coupon_codes:
             code = raw.strip().upper()
             for key in (("code", code), ("coupon_prefix", code.split("-", 1)[0])):
@@ -244,13 +296,12 @@ def _candidates(receipt: Receipt, promotions: PromotionSet) -> dict[int, list[in
     return dict(sorted(found.items()))
 
 
-def _choose_promotions(basis: Basis, promotions: PromotionSet) -> _Choice:
+def _choose_promotions(basis: Basis, promotions: PromotionSet, lookup: Lookup) -> _Choice:
     """Look the candidates up and keep those whose status, conditions, limits and budget allow."""
-    receipt = basis.receipt
     all_promotions = promotions.promotions
-    candidates = _candidates(receipt, promotions)
-    considered = tuple(all_promotions[i] for i in candidates)
-    hints = {all_promotions[i].promotion_id: hint for i, hint in candidates.items()}
+    candidates = _candidates(basis.receipt, promotions, lookup)
+    considered = []
+    hints: dict[str, Sequence[int] | None] = {}
     excluded: dict[str, str] = {}
     by_stage: dict[str, list[Promotion]] = {
         "floor": [],
@@ -258,14 +309,18 @@ def _choose_promotions(basis: Basis, promotions: PromotionSet) -> _Choice:
         "accrual": [],
         "restriction": [],
     }
-    for promotion in considered:
-        reason = None if promotion.unconditional else _excluded_because(promotion, basis)
+    checked: dict[int, str] = {}
+    for position, hint in candidates.items():
+        promotion = all_promotions[position]
+        considered.append(promotion)
+        hints[promotion.promotion_id] = hint
+        reason = None if promotion.unconditional else _excluded_because(promotion, basis, checked)
         if reason is None:
             by_stage[promotion.stage].append(promotion)
         else:
             excluded[promotion.promotion_id] = f"{promotion.promotion_id}: skipped: {reason}"
     return _Choice(
-        considered=considered,
+        considered=tuple(considered),
         hints=hints,
         floors=tuple(by_stage["floor"]),
         discounting=tuple(by_stage["discount"]),
@@ -295,6 +350,8 @@ class _Fired(NamedTuple):
 
 
 def _has_messages(promotion: Promotion) -> bool:
+    if not promotion.may_message:
+        return False
     templates = promotion.messages
     return bool(templates.slip or templates.cashier or templates.display)
 
@@ -333,15 +390,19 @@ def _collect_discounts(
 ) -> _Fired:
     """What the discounts left after the cap fired: counters, coupons, wallet spends, messages."""
     exponent = basis.settings.currency_exponent
+    units_by = chosen.qty
+    # Unless a restriction or the chain cap changed the pass's discounts, each promotion gave
+    # what the pass recorded (its outcome's amount, on the units in ``chosen.qty``).
+    unchanged = line_discounts is chosen.discounts
     given_by: dict[str, int] = {}
     qty_by: dict[str, int] = {}
-    units_by = chosen.qty
-    for i, line_list in enumerate(line_discounts):
-        for d in line_list:
-            given_by[d.rule_id] = given_by.get(d.rule_id, 0) + d.amount_minor
-            # The units the discount was given on, not the whole line (a ladder's first unit,
-            # a buy-get's paid units do not use up the customer's promo quantity).
-            qty_by[d.rule_id] = qty_by.get(d.rule_id, 0) + units_by[d.rule_id].get(i, 0)
+    if not unchanged:
+        for i, line_list in enumerate(line_discounts):
+            for d in line_list:
+                given_by[d.rule_id] = given_by.get(d.rule_id, 0) + d.amount_minor
+                # The units the discount was given on, not the whole line (a ladder's first
+                # unit, a buy-get's paid units do not use up the customer's promo quantity).
+                qty_by[d.rule_id] = qty_by.get(d.rule_id, 0) + units_by[d.rule_id].get(i, 0)
     fired: list[str] = []
     promo_qty: list[tuple[str, int]] = []
     consumed: list[str] = []
@@ -352,21 +413,22 @@ def _collect_discounts(
     for promotion in chosen.order:
         pid = promotion.promotion_id
         outcome = chosen.outcomes[pid]
-        amount = given_by.get(pid, 0)
+        amount = outcome.amount if unchanged else given_by.get(pid, 0)
         if amount == 0 and outcome.line_discounts and not outcome.spent:
             continue
         fired.append(pid)
         if outcome.passes:
             passes.extend(outcome.passes)
         if outcome.line_discounts:
-            promo_qty.append((pid, qty_by.get(pid, 0)))
+            units = sum(units_by[pid].values()) if unchanged else qty_by.get(pid, 0)
+            promo_qty.append((pid, units))
         if outcome.consumed:
             consumed.extend(outcome.consumed)
         if outcome.accrual is not None:
             accruals.append(outcome.accrual)
         for wallet, units in outcome.spent:
             spent.append(Movement(wallet, "spent", units, pid))
-        if _has_messages(promotion):
+        if promotion.may_message and _has_messages(promotion):
             shown = Outcome(
                 applied=True,
                 detail=outcome.detail,
@@ -467,7 +529,7 @@ def _accrue(
             outcome.amount, outcome.accrual = accrual.amount, accrual
         fired.append(pid)
         issued.extend(outcome.issued)
-        if _has_messages(promotion):
+        if promotion.may_message and _has_messages(promotion):
             rendered.append(_render(promotion, outcome, total, settings.currency_exponent))
     return _Fired(
         fired=tuple(fired),
@@ -527,7 +589,7 @@ def _explanation(
         lines[p.promotion_id] = f"{p.promotion_id}: applied: price floor"
     lines.update(explain_discounts(stacking, choice.discounting, discounted))
     lines.update(accrued.explanation)
-    return tuple(lines[p.promotion_id] for p in choice.considered if p.promotion_id in lines)
+    return tuple([lines[p.promotion_id] for p in choice.considered if p.promotion_id in lines])
 
 
 def calculate(
@@ -551,12 +613,13 @@ def calculate(
     wallet_spend = _check_request(receipt, bonus_to_spend, spend)
     settings = promotions.settings
     basis = _basis(receipt, settings, wallet_spend, budgets_left, tuple(pass_products))
-    choice = _choose_promotions(basis, promotions)
+    lookup = prepare(promotions)
+    choice = _choose_promotions(basis, promotions, lookup)
     stacking = Stacking(
         basis=basis,
         floors=floors(receipt, settings, choice.floors, choice.hints),
         hints=choice.hints,
-        modes=stacking_modes(settings, choice.discounting),
+        modes=lookup.modes,
     )
     discounted = apply_discounts(stacking, choice.discounting)
     line_discounts = discounted.chosen.discounts
@@ -567,10 +630,14 @@ def calculate(
         lambda amount: _money(settings, amount),
     )
     line_discounts = cap_discounts(settings, basis.subtotal, restricted.discounts)
-    remaining = [
-        amount - sum(d.amount_minor for d in line)
-        for amount, line in zip(basis.amounts, line_discounts, strict=True)
-    ]
+    if line_discounts is discounted.chosen.discounts:
+        # No restriction or cap changed the pass: it kept what is left per line.
+        remaining = list(discounted.chosen.remaining)
+    else:
+        remaining = [
+            amount - sum([d.amount_minor for d in line])
+            for amount, line in zip(basis.amounts, line_discounts, strict=True)
+        ]
     total = sum(remaining)
     by_discounts = _collect_discounts(basis, discounted.chosen, line_discounts, total)
     payable_max = _bonus_payable_max(basis, total, bonus_to_spend)
@@ -581,8 +648,10 @@ def calculate(
     considered = choice.considered
     return Calculation(
         lines=tuple(
-            LineResult(line.line_no, line.product_id, line.amount_minor, tuple(discounts))
-            for line, discounts in zip(receipt.lines, line_discounts, strict=True)
+            [
+                LineResult(line.line_no, line.product_id, line.amount_minor, tuple(discounts))
+                for line, discounts in zip(receipt.lines, line_discounts, strict=True)
+            ]
         ),
         subtotal_minor=basis.subtotal,
         discount_minor=basis.subtotal - total,
@@ -597,7 +666,7 @@ def calculate(
         movements=_movements(bonus_to_spend, by_discounts.spent, accruals),
         coupons_consumed=by_discounts.consumed,
         coupons_issued=by_accruals.issued,
-        fired=tuple(p.promotion_id for p in considered if p.promotion_id in fired),
+        fired=tuple([p.promotion_id for p in considered if p.promotion_id in fired]),
         promo_qty_milli=by_discounts.promo_qty,
         passes=by_discounts.passes,
     )

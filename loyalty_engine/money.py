@@ -125,9 +125,17 @@ def allocate(total_minor: int, weights: Sequence[int]) -> list[int]:
     return shares
 
 
+# "00".."99": the minor part of an amount with exponent 2.
+CENTS = tuple(f"{cents:02d}" for cents in range(100))
+
+
 def format_minor(amount_minor: int, exponent: int = 2) -> str:
     """Render minor units as a plain major-unit string: 123456 -> '1234.56' (exponent 2)."""
     amount = amount_minor if type(amount_minor) is int else _int("amount_minor", amount_minor)
+    if exponent == 2 and amount >= 0:
+        # Every explanation line shows an amount or two: the usual case without the general
+        # path (a format spec costs more than the rest of the call).
+        return f"{amount // 100}.{CENTS[amount % 100]}"
     if exponent == 0:
         return str(amount)
     sign = "-" if amount < 0 else ""

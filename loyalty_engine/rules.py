@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import string
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, tzinfo
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .conditions import Audience, Place, Schedule, parse_audience, parse_place, parse_schedule
@@ -71,6 +71,7 @@ SETTINGS = frozenset(
     }
 )
 _FORMATTER = string.Formatter()
+_Condition = TypeVar("_Condition", Schedule, Place, Audience)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +127,15 @@ class Promotion:
     # Active with no schedule, place, audience, limits or budget: nothing to check per receipt.
     unconditional: bool = field(default=False, compare=False)
     # Per-promotion limits or a budget trim what it gives (the discount stage's slow path).
-    bounded: bool = field(default=False, compare=False)
+    bounded: bool = field(default=True, compare=False)
+    # Which per-receipt checks can exclude it (each true unless the loader knows it is the
+    # default): a dense receipt checks a few hundred promotions, most of them on one thing.
+    timed: bool = field(default=True, compare=False)
+    placed: bool = field(default=True, compare=False)
+    targeted: bool = field(default=True, compare=False)
+    fire_limited: bool = field(default=True, compare=False)
+    # Whether it has a message template to fill when it applies.
+    may_message: bool = field(default=True, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +167,93 @@ class CouponMatch:
     expires_on: date | None = None
 
 
+# The goods fields of the index, with the receipt-line attribute each is looked up by.
+GOODS_FIELDS = (
+    ("products", "product_id"),
+    ("departments", "department"),
+    ("categories", "category"),
+    ("types", "type"),
+    ("brands", "brand"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What ``calculate`` looks up per receipt, prepared once per set: the goods index by line
+    field, and each promotion's stacking mode under the chain's policy. Valid only for the
+    very ``index``, ``promotions`` and ``settings`` it was made from (``prepare`` checks).
+
+    A promotion with one goods key (one category, one product) is found by it alone: its
+    lines are the lines with that value (``single``). Promotions with several keys are found
+    through a key group (``multi``), one per distinct key set, shared: the 25 rules over every
+    category of a dense chain merge their lines once, not 25 times (``groups``: the positions
+    of each group)."""
+
+    index: Mapping[tuple[str, str], tuple[int, ...]]
+    promotions: tuple[Promotion, ...]
+    settings: EngineSettings
+    # Per goods field (``products``...), per value: single-key positions / key-group ids.
+    single: Mapping[str, Mapping[str, tuple[int, ...]]]
+    multi: Mapping[str, Mapping[str, tuple[int, ...]]]
+    groups: tuple[tuple[int, ...], ...]
+    # Per promotion id: compound, additive, best or exclusive (a chain-wide "exclusive"
+    # overrides them all).
+    modes: Mapping[str, str]
+
+
+def prepare(promotions: PromotionSet) -> Lookup:
+    """The set's ``Lookup``: the one made at load, or a new one if the set was rebuilt since."""
+    found = promotions.lookup
+    if (
+        found is not None
+        and found.index is promotions.index
+        and found.promotions is promotions.promotions
+        and found.settings is promotions.settings
+    ):
+        return found
+    names = {name for name, _ in GOODS_FIELDS}
+    keys_of: dict[int, list[tuple[str, str]]] = {}
+    for key, positions in promotions.index.items():
+        if key[0] in names:
+            for position in positions:
+                keys_of.setdefault(position, []).append(key)
+    single: dict[str, dict[str, list[int]]] = {name: {} for name in names}
+    multi: dict[str, dict[str, list[int]]] = {name: {} for name in names}
+    group_of: dict[tuple[tuple[str, str], ...], int] = {}
+    groups: list[list[int]] = []
+    for position in sorted(keys_of):
+        keys = tuple(sorted(set(keys_of[position])))
+        if len(keys) == 1:
+            name, value = keys[0]
+            single[name].setdefault(value, []).append(position)
+            continue
+        group = group_of.get(keys)
+        if group is None:
+            group = group_of[keys] = len(groups)
+            groups.append([])
+            for name, value in keys:
+                multi[name].setdefault(value, []).append(group)
+        groups[group].append(position)
+    chain = promotions.settings.stacking
+    modes = {
+        p.promotion_id: ("exclusive" if chain == "exclusive" else p.stacking or chain)
+        for p in promotions.promotions
+    }
+    return Lookup(
+        index=promotions.index,
+        promotions=promotions.promotions,
+        settings=promotions.settings,
+        single={name: _tuples(table) for name, table in single.items() if table},
+        multi={name: _tuples(table) for name, table in multi.items() if table},
+        groups=tuple(tuple(group) for group in groups),
+        modes=modes,
+    )
+
+
+def _tuples(table: Mapping[str, list[int]]) -> dict[str, tuple[int, ...]]:
+    return {value: tuple(items) for value, items in table.items()}
+
+
 @dataclass(frozen=True, slots=True)
 class PromotionSet:
     """The rules a receipt is priced with, ordered by (priority, promotion_id), and a version."""
@@ -173,6 +269,8 @@ class PromotionSet:
         default_factory=dict, compare=False, repr=False
     )
     always: tuple[int, ...] | None = field(default=None, compare=False, repr=False)
+    # Prepared at load for ``calculate`` (``prepare``).
+    lookup: Lookup | None = field(default=None, compare=False, repr=False)
 
     def get(self, promotion_id: str) -> Promotion | None:
         """The promotion with this id, or ``None``."""
@@ -247,6 +345,7 @@ def _promotion(
     strict: bool,
     exact: bool = False,
     exponent: int = 2,
+    shared: dict[object, object] | None = None,
 ) -> Promotion | None:
     if not isinstance(doc, Mapping):
         problems.append(f"promotion #{index}: expected an object, got {doc!r}")
@@ -269,6 +368,12 @@ def _promotion(
     schedule = parse_schedule(reader)
     place = parse_place(reader)
     audience = parse_audience(reader)
+    if shared is not None:
+        # Equal conditions become one object: ``calculate`` checks each object once per
+        # receipt (a dense calendar has hundreds of rules over a few dozen schedules).
+        schedule = _one_of(shared, schedule)
+        place = _one_of(shared, place)
+        audience = _one_of(shared, audience)
     messages = _templates(reader)
     stacking = reader.str_("stacking", "", choices=STACKING) if reader.has("stacking") else None
     limits = _limits(reader)
@@ -310,8 +415,28 @@ def _promotion(
             and limits == _NO_LIMITS
             and funding.budget_minor is None
         ),
-        bounded=limits != _NO_LIMITS or funding.budget_minor is not None,
+        # Fire limits exclude a promotion before it runs; these trim what it gives.
+        bounded=(
+            limits.max_discount_minor is not None
+            or limits.max_qty_per_day_milli is not None
+            or limits.max_qty_per_month_milli is not None
+            or funding.budget_minor is not None
+        ),
+        may_message=messages != MessageTemplates(),
+        timed=schedule != _ALWAYS,
+        placed=place != _EVERYWHERE,
+        targeted=audience != _EVERYONE,
+        fire_limited=(
+            limits.max_fires_per_day is not None
+            or limits.max_fires_per_month is not None
+            or limits.max_fires_total is not None
+        ),
     )
+
+
+def _one_of(shared: dict[object, object], condition: _Condition) -> _Condition:
+    """The object equal to ``condition`` seen first in this load (``condition`` if none)."""
+    return cast(_Condition, shared.setdefault(condition, condition))
 
 
 _ALWAYS = Schedule()
@@ -436,6 +561,7 @@ def load_promotion_set(
     engine_settings = load_settings(settings, problems, exact=exact)
     promotions: list[Promotion] = []
     seen: dict[str, int] = {}
+    shared: dict[object, object] = {}
     for index, doc in enumerate(docs):
         if isinstance(doc, Mapping):
             raw_id = doc.get("promotion_id")
@@ -446,7 +572,7 @@ def load_promotion_set(
                     )
                 seen.setdefault(raw_id, index)
         promotion = _promotion(
-            doc, index, problems, warnings, strict, exact, engine_settings.currency_exponent
+            doc, index, problems, warnings, strict, exact, engine_settings.currency_exponent, shared
         )
         if promotion is not None:
             promotions.append(promotion)
@@ -463,7 +589,7 @@ def load_promotion_set(
         else:
             for key in keys:
                 by_key.setdefault(key, []).append(position)
-    return PromotionSet(
+    loaded = PromotionSet(
         version,
         tuple(promotions),
         engine_settings,
@@ -471,3 +597,4 @@ def load_promotion_set(
         MappingProxyType({key: tuple(value) for key, value in by_key.items()}),
         tuple(always),
     )
+    return replace(loaded, lookup=prepare(loaded))

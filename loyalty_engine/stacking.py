@@ -22,7 +22,6 @@ __all__ = [
     "cap_discounts",
     "explain_discounts",
     "floors",
-    "stacking_modes",
 ]
 
 # Per promotion id, the receipt lines the index found it by (``None``: every line).
@@ -167,25 +166,30 @@ def floors(
         hint = hints.get(promotion.promotion_id)
         goods = terms.goods
         if hint is None or goods.is_all:
-            found = [i for i, line in enumerate(lines) if goods.matches(line)]
+            found = goods.matching(lines)
         elif goods.has_exclusions:
-            found = [i for i in hint if not goods.excludes(lines[i])]
+            found = goods.not_excluded(lines, hint)
         else:
             found = list(hint)
+        rate = terms.rate
+        if rate is not None and not terms.min_unit_price_minor:
+            # floor_of, inline: the most a line may lose is its rate of the line amount.
+            numerator, denominator = rate
+            for i in found:
+                amount = lines[i].amount_minor
+                most, remainder = divmod(amount * numerator, denominator)
+                twice = 2 * remainder
+                if twice > denominator or (twice == denominator and most % 2 == 1):
+                    most += 1
+                floor = amount - most
+                if floor > out[i]:
+                    out[i] = floor
+            continue
         for i in found:
             floor = terms.floor_of(lines[i])
             if floor > out[i]:
                 out[i] = floor
     return out
-
-
-def stacking_modes(settings: EngineSettings, discounting: Sequence[Promotion]) -> dict[str, str]:
-    """Each discount promotion's stacking mode (a chain-wide "exclusive" overrides them all)."""
-    chain = settings.stacking
-    return {
-        p.promotion_id: ("exclusive" if chain == "exclusive" else p.stacking or chain)
-        for p in discounting
-    }
 
 
 def _trim(shares: list[int], cap: int) -> list[int]:
@@ -325,8 +329,16 @@ def _apply_best(stacking: Stacking, run: Run, group: Sequence[Promotion]) -> dic
     """Per line, only the biggest of the "best" group's discounts; the losers' skip reasons."""
     skipped: dict[str, str] = {}
     count = len(run.remaining)
-    outcomes = [(p, _evaluate(stacking, p, run.remaining)) for p in group]
-    winners: dict[str, list[int]] = {p.promotion_id: [0] * count for p in group}
+    hint_of = stacking.hints.get
+    # Every member is evaluated on the same amounts (nothing is given before all are): one
+    # context for the group.
+    ctx = stacking.basis.context(run.remaining, run.total, None)
+    outcomes = []
+    for p in group:
+        ctx.hint = hint_of(p.promotion_id)
+        outcomes.append((p, p.terms.apply(p.promotion_id, ctx)))
+    # Per promotion id, by line, the discount it keeps (its share where it is the biggest).
+    won: dict[str, dict[int, int]] = {p.promotion_id: {} for p in group}
     # Per line, the biggest discount and whose (the first in priority order on a tie); only
     # the lines each promotion discounts are visited.
     best: dict[int, tuple[int, str]] = {}
@@ -334,19 +346,52 @@ def _apply_best(stacking: Stacking, run: Run, group: Sequence[Promotion]) -> dic
         if not (outcome.applied and outcome.line_discounts):
             continue
         shares = outcome.line_discounts
-        for i in [i for i, share in enumerate(shares) if share]:
+        touched = outcome.touched
+        if touched is None:
+            touched = [i for i, share in enumerate(shares) if share]
+        for i in touched:
             held = best.get(i)
             if held is None or shares[i] > held[0]:
                 best[i] = (shares[i], p.promotion_id)
     for i, (top, who) in best.items():
-        winners[who][i] = top
+        won[who][i] = top
+    floor = stacking.floors
+    lines = stacking.basis.receipt.lines
+    remaining, discounts = run.remaining, run.discounts
     for p, outcome in outcomes:
+        pid = p.promotion_id
+        kept_shares = won[pid]
         if not outcome.applied:
-            skipped[p.promotion_id] = outcome.detail
-        elif any(winners[p.promotion_id]) or not outcome.line_discounts:
-            _give(stacking, run, p, outcome, winners[p.promotion_id])
+            skipped[pid] = outcome.detail
+        elif kept_shares and not p.bounded:
+            # _give's unbounded path over the lines it won, and Run.record, inline.
+            units = outcome.qty_milli
+            kept = 0
+            qty: dict[int, int] = {}
+            for i in sorted(kept_shares):
+                share = kept_shares[i]
+                room = remaining[i] - floor[i]
+                if share > room:
+                    share = room
+                if share > 0:
+                    remaining[i] -= share
+                    kept += share
+                    discounts[i].append(Discount(pid, share))
+                    qty[i] = units[i] if units else lines[i].qty_milli
+            run.total -= kept
+            run.raw[pid] = sum(kept_shares.values())
+            run.qty[pid] = qty
+            outcome.applied = kept > 0
+            outcome.amount = kept
+            run.outcomes[pid] = outcome
+            run.order.append(p)
+        elif kept_shares or not outcome.line_discounts:
+            winners = [0] * count
+            for i, share in kept_shares.items():
+                winners[i] = share
+            _give(stacking, run, p, outcome, winners)
         else:
-            skipped[p.promotion_id] = f"{outcome.detail}; another offer is better on every line"
+            skipped[pid] = f"{outcome.detail}; another offer is better on every line"
     return skipped
 
 
@@ -357,30 +402,65 @@ def _apply_shared(
     modes = stacking.modes
     amounts = stacking.basis.amounts
     subtotal = stacking.basis.subtotal
+    hint_of = stacking.hints.get
+    floor = stacking.floors
+    lines = stacking.basis.receipt.lines
     run = Run(amounts)
+    remaining, discounts = run.remaining, run.discounts
     skipped: dict[str, str] = {}
     best_done = False
     # One context for the pass, pointed at each promotion's lines and base in turn.
-    ctx = stacking.basis.context(run.remaining, run.total, None)
+    ctx = stacking.basis.context(remaining, run.total, None)
     for promotion in discounting:
-        mode = modes[promotion.promotion_id]
-        if mode == "exclusive":
-            continue
-        if mode == "best":
+        pid = promotion.promotion_id
+        mode = modes[pid]
+        if mode == "compound":
+            ctx.remaining, ctx.total_minor = remaining, run.total
+        elif mode == "additive":
+            ctx.remaining, ctx.total_minor = amounts, subtotal
+        elif mode == "best":
             # The whole "best" group competes at the turn of its first member.
             if not best_done:
                 best_done = True
                 group = [p for p in discounting if modes[p.promotion_id] == "best"]
                 skipped.update(_apply_best(stacking, run, group))
             continue
-        if mode == "additive":
-            outcome = _evaluate(stacking, promotion, amounts, subtotal, ctx)
         else:
-            outcome = _evaluate(stacking, promotion, run.remaining, run.total, ctx)
-        if not outcome.applied:
-            skipped[promotion.promotion_id] = outcome.detail
             continue
-        _give(stacking, run, promotion, outcome, outcome.line_discounts or (0,) * len(amounts))
+        ctx.hint = hint_of(pid)
+        outcome = promotion.terms.apply(pid, ctx)
+        if not outcome.applied:
+            skipped[pid] = outcome.detail
+            continue
+        shares = outcome.line_discounts
+        touched = outcome.touched
+        if promotion.bounded or touched is None or not shares:
+            _give(stacking, run, promotion, outcome, shares or (0,) * len(amounts))
+            continue
+        # The common case inline (_give and Run.record): no limits, the rule said which
+        # lines it discounted; a dense receipt has a few hundred of these.
+        units = outcome.qty_milli
+        kept = 0
+        raw = 0
+        qty: dict[int, int] = {}
+        for i in touched:
+            share = shares[i]
+            raw += share
+            room = remaining[i] - floor[i]
+            if share > room:
+                share = room
+            if share > 0:
+                remaining[i] -= share
+                kept += share
+                discounts[i].append(Discount(pid, share))
+                qty[i] = units[i] if units else lines[i].qty_milli
+        run.total -= kept
+        run.raw[pid] = raw
+        run.qty[pid] = qty
+        outcome.applied = kept > 0
+        outcome.amount = kept
+        run.outcomes[pid] = outcome
+        run.order.append(promotion)
     return run, skipped
 
 
@@ -423,19 +503,20 @@ def explain_discounts(
 ) -> dict[str, str]:
     """Per discount promotion, its explanation line: applied (and how much) or why not."""
     chosen, main, skipped = discounted.chosen, discounted.main, discounted.skipped
+    modes, outcomes, raw = stacking.modes, chosen.outcomes, chosen.raw
     out: dict[str, str] = {}
     for promotion in discounting:
         pid = promotion.promotion_id
-        mode = stacking.modes[pid]
+        mode = modes[pid]
         note = "" if mode == "compound" else f" [{mode}]"
-        if pid in chosen.outcomes:
-            given = chosen.outcomes[pid]
+        given = outcomes.get(pid)
+        if given is not None:
             if not given.applied:
                 out[pid] = (
                     f"{pid}: skipped: {given.detail}; nothing left above floors and limits{note}"
                 )
                 continue
-            if given.line_discounts and chosen.raw.get(pid, given.amount) != given.amount:
+            if given.line_discounts and raw.get(pid, given.amount) != given.amount:
                 settings = stacking.basis.settings
                 shown = format_minor(given.amount, settings.currency_exponent)
                 note = f", given {shown} {settings.currency} within floors and limits{note}"

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
+from types import MappingProxyType
 
 from ..fields import FieldReader
 from ..goods import ALL_GOODS, GoodsSelector, parse_goods
 from ..model import Accrual
-from ..money import percent_of
+from ..money import percent_of, round_half_even
 from .base import Context, Kind, Outcome
 from .common import expiry, parse_lifetime
 from .common import pct as percent_text
@@ -32,6 +34,24 @@ class AccrualPercent:
     goods: GoodsSelector = ALL_GOODS
     lifetime_months: int | None = None
 
+    # Computed once (``__post_init__``): the rate's exact ratio, its text and the message
+    # values, asked for by every card holder's receipt.
+    rate: tuple[int, int] | None = field(init=False, repr=False, compare=False, default=None)
+    text: str = field(init=False, repr=False, compare=False, default="")
+    values: Mapping[str, str] | None = field(init=False, repr=False, compare=False, default=None)
+
+    def __post_init__(self) -> None:
+        rate = None
+        if type(self.percent) is Decimal and self.percent.is_finite():
+            numerator, denominator = self.percent.as_integer_ratio()
+            rate = (numerator, denominator * 100)
+            text = percent_text(self.percent)
+            object.__setattr__(self, "text", text)
+            object.__setattr__(
+                self, "values", MappingProxyType({"percent": text, "wallet": self.wallet})
+            )
+        object.__setattr__(self, "rate", rate)
+
     def index_keys(self) -> tuple[tuple[str, str], ...] | None:
         """Index keys of the goods (``None``: the whole receipt)."""
         return self.goods.index_keys()
@@ -50,16 +70,36 @@ class AccrualPercent:
         goods = self.goods
         if goods.is_all and not goods.has_exclusions:
             base = total if self.accrue_on_bonus_paid else total - ctx.bonus_to_spend
+        elif ctx.hint is not None and not goods.is_all and not goods.has_exclusions:
+            # The lines the index found (accrual_base's sum, without the copy of the hint).
+            remaining = ctx.remaining
+            base = 0
+            for i in ctx.hint:
+                base += remaining[i]
+            if not self.accrue_on_bonus_paid and ctx.bonus_to_spend and total > 0:
+                base -= round_half_even(ctx.bonus_to_spend * base, total)
         else:
             base = accrual_base(ctx, goods, self.accrue_on_bonus_paid)
-        amount = percent_of(base, self.percent)
-        pct = percent_text(self.percent)
+        rate = self.rate
+        if rate is not None and type(base) is int:
+            # percent_of, inline.
+            numerator, denominator = rate
+            amount, remainder = divmod(base * numerator, denominator)
+            twice = 2 * remainder
+            if twice > denominator or (twice == denominator and amount % 2 == 1):
+                amount += 1
+            pct = self.text
+        else:
+            amount = percent_of(base, self.percent)
+            pct = percent_text(self.percent)
         if amount <= 0:
             return Outcome.skip(f"{pct} % of base {ctx.money(base)} rounds to 0")
         active_from = ctx.now_utc + timedelta(days=self.delay_days) if self.delay_days else None
-        expires_at = expiry(
-            active_from or ctx.now_utc, ctx.local_now, self.lifetime_days, self.lifetime_months
-        )
+        expires_at = None
+        if self.lifetime_days is not None or self.lifetime_months is not None:
+            expires_at = expiry(
+                active_from or ctx.now_utc, ctx.local_now, self.lifetime_days, self.lifetime_months
+            )
         accrual = Accrual(self.wallet, amount, promotion_id, active_from, expires_at)
         detail = f"{pct} % of base {ctx.money(base)} = {ctx.points(self.wallet, amount)}"
         if active_from is not None:
@@ -69,7 +109,7 @@ class AccrualPercent:
             detail=detail,
             amount=amount,
             accrual=accrual,
-            values={"percent": pct, "wallet": self.wallet},
+            values=self.values or {"percent": pct, "wallet": self.wallet},
         )
 
 

@@ -10,7 +10,7 @@ from typing import Literal, Protocol
 from ..fields import FieldReader
 from ..goods import GoodsSelector
 from ..model import Accrual, ComplimentPass, IssuedCoupon, Receipt
-from ..money import format_minor
+from ..money import CENTS, format_minor
 
 __all__ = ["Context", "Kind", "Outcome", "Stage", "Terms"]
 
@@ -46,11 +46,15 @@ class Context:
 
     def money(self, amount_minor: int) -> str:
         """An amount for people: major units and the currency, e.g. ``638.99 RUB``."""
+        if self.exponent == 2 and type(amount_minor) is int and amount_minor >= 0:
+            return f"{amount_minor // 100}.{CENTS[amount_minor % 100]} {self.currency}"
         return f"{format_minor(amount_minor, self.exponent)} {self.currency}"
 
     def points(self, wallet: str, amount: int) -> str:
         """Wallet units for people: the bonus wallet in major units, other wallets counted."""
         if wallet == "bonus":
+            if self.exponent == 2 and type(amount) is int and amount >= 0:
+                return f"{amount // 100}.{CENTS[amount % 100]} bonus"
             return f"{format_minor(amount, self.exponent)} {wallet}"
         return f"{amount} {wallet}"
 
@@ -59,14 +63,12 @@ class Context:
         lines = self.receipt.lines
         hint = self.hint
         if hint is None or goods.is_all:
-            matches = goods.matches
-            return [i for i in range(len(lines)) if matches(lines[i])]
+            return goods.matching(lines)
         # The index found these lines by one of the selector's include keys: only the
         # exclusions are left to check (most selectors have none).
         if not goods.has_exclusions:
             return list(hint)
-        excludes = goods.excludes
-        return [i for i in hint if not excludes(lines[i])]
+        return goods.not_excluded(lines, hint)
 
 
 # Not frozen, like Context: one or two per rule per receipt; nothing assigns after building.

@@ -3,9 +3,11 @@ offers, compliment redemption, and price floors."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from decimal import Decimal
+from types import MappingProxyType
 
 from ..fields import FieldReader
 from ..goods import GoodsSelector, parse_goods
@@ -37,7 +39,7 @@ _HUNDRED = Decimal(100)
 
 
 def _all_lines(ctx: Context, goods: GoodsSelector) -> list[int]:
-    return [i for i, line in enumerate(ctx.receipt.lines) if goods.matches(line)]
+    return goods.matching(ctx.receipt.lines)
 
 
 def _outcome(
@@ -66,6 +68,18 @@ def _outcome(
     )
 
 
+_NO_VALUES: Mapping[str, str] = MappingProxyType({})
+
+
+def _exact_rate(percent: Decimal | None) -> tuple[int, int] | None:
+    """``percent`` % as an exact ratio (numerator, denominator), or ``None`` for the checked
+    path of ``percent_of`` (no percent, or not a finite Decimal)."""
+    if type(percent) is not Decimal or not percent.is_finite():
+        return None
+    numerator, denominator = percent.as_integer_ratio()
+    return numerator, denominator * 100
+
+
 @dataclass(frozen=True, slots=True)
 class GoodsDiscount:
     """``percent`` off, ``amount_off_minor`` off per unit, or a ``fixed_price_minor`` per unit."""
@@ -75,6 +89,16 @@ class GoodsDiscount:
     amount_off_minor: int | None = None
     fixed_price_minor: int | None = None
     min_qty_milli: int = 0
+
+    # Computed once (``__post_init__``): the most frequent rule of a dense receipt pays for its
+    # rate's ratio, percent text and message values at load, not per line per receipt.
+    rate: tuple[int, int] | None = field(init=False, repr=False, compare=False, default=None)
+    values: Mapping[str, str] | None = field(init=False, repr=False, compare=False, default=None)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rate", _exact_rate(self.percent))
+        if self.percent is not None:
+            object.__setattr__(self, "values", MappingProxyType({"percent": pct(self.percent)}))
 
     def index_keys(self) -> tuple[tuple[str, str], ...] | None:
         """Index keys of the goods."""
@@ -93,26 +117,68 @@ class GoodsDiscount:
         remaining = ctx.remaining
         shares = [0] * len(remaining)
         touched = []
-        percent, off, fixed = self.percent, self.amount_off_minor, self.fixed_price_minor
-        for i in hits:
-            base = remaining[i]
-            if percent is not None:
-                share = percent_of(base, percent)
-            elif off is not None:
-                share = min(base, amount_for_quantity(lines[i].qty_milli, off))
-            else:
-                share = max(0, base - amount_for_quantity(lines[i].qty_milli, fixed or 0))
-            if share:
-                shares[i] = share
-                touched.append(i)
+        amount = 0
+        percent, off, fixed, rate = (
+            self.percent,
+            self.amount_off_minor,
+            self.fixed_price_minor,
+            self.rate,
+        )
+        if rate is not None:
+            # percent_of, inline: exact ratio, rounded half to even once per line.
+            numerator, denominator = rate
+            for i in hits:
+                share, remainder = divmod(remaining[i] * numerator, denominator)
+                twice = 2 * remainder
+                if twice > denominator or (twice == denominator and share % 2 == 1):
+                    share += 1
+                if share:
+                    shares[i] = share
+                    touched.append(i)
+                    amount += share
+        elif percent is None and type(off if off is not None else fixed) is int:
+            # amount_for_quantity, inline: per unit times milli-units, rounded half to even.
+            per_unit = off if off is not None else fixed or 0
+            for i in hits:
+                base = remaining[i]
+                line_amount, remainder = divmod(lines[i].qty_milli * per_unit, 1000)
+                if remainder > 500 or (remainder == 500 and line_amount % 2 == 1):
+                    line_amount += 1
+                share = min(base, line_amount) if off is not None else max(0, base - line_amount)
+                if share:
+                    shares[i] = share
+                    touched.append(i)
+                    amount += share
+        else:
+            for i in hits:
+                base = remaining[i]
+                if percent is not None:
+                    share = percent_of(base, percent)
+                elif off is not None:
+                    share = min(base, amount_for_quantity(lines[i].qty_milli, off))
+                else:
+                    share = max(0, base - amount_for_quantity(lines[i].qty_milli, fixed or 0))
+                if share:
+                    shares[i] = share
+                    touched.append(i)
+                    amount += share
         if percent is not None:
             what = f"{pct(percent)} % off {len(hits)} line(s)"
         elif off is not None:
             what = f"{ctx.money(off)} off per unit on {len(hits)} line(s)"
         else:
             what = f"price {ctx.money(fixed or 0)} per unit on {len(hits)} line(s)"
-        values = {"percent": pct(percent)} if percent is not None else {}
-        return _outcome(ctx, what, shares, values, touched=touched)
+        if amount <= 0:
+            return Outcome.skip(f"{what}: nothing to discount")
+        return Outcome(
+            applied=True,
+            detail=f"{what} = {ctx.money(amount)}",
+            amount=amount,
+            # The rule's own list, never changed after (no copy per rule per receipt).
+            line_discounts=shares,
+            values=self.values or _NO_VALUES,
+            touched=touched,
+        )
 
 
 def _parse_goods_discount(reader: FieldReader) -> GoodsDiscount:
@@ -364,6 +430,13 @@ class PriceFloor:
     min_unit_price_minor: int = 0
     max_discount_percent: Decimal | None = None
 
+    # The percent's exact ratio, computed once (``__post_init__``): a category-wide floor is
+    # asked for every line of every receipt.
+    rate: tuple[int, int] | None = field(init=False, repr=False, compare=False, default=None)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rate", _exact_rate(self.max_discount_percent))
+
     def index_keys(self) -> tuple[tuple[str, str], ...] | None:
         """Index keys of the goods."""
         return self.goods.index_keys()
@@ -381,7 +454,16 @@ class PriceFloor:
             floor = min(
                 line.amount_minor, amount_for_quantity(line.qty_milli, self.min_unit_price_minor)
             )
-        if self.max_discount_percent is not None:
+        rate = self.rate
+        if rate is not None and type(line.amount_minor) is int:
+            # percent_of, inline.
+            numerator, denominator = rate
+            most, remainder = divmod(line.amount_minor * numerator, denominator)
+            twice = 2 * remainder
+            if twice > denominator or (twice == denominator and most % 2 == 1):
+                most += 1
+            floor = max(floor, line.amount_minor - most)
+        elif self.max_discount_percent is not None:
             floor = max(
                 floor, line.amount_minor - percent_of(line.amount_minor, self.max_discount_percent)
             )

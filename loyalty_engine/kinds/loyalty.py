@@ -40,7 +40,8 @@ def accrual_base(ctx: Context, goods: GoodsSelector, accrue_on_bonus_paid: bool)
     if goods.is_all and not goods.has_exclusions:
         matched = ctx.total_minor
     else:
-        matched = sum(ctx.remaining[i] for i in ctx.lines_of(goods))
+        remaining = ctx.remaining
+        matched = sum([remaining[i] for i in ctx.lines_of(goods)])
     if accrue_on_bonus_paid or not ctx.bonus_to_spend or ctx.total_minor <= 0:
         return matched
     return matched - round_half_even(ctx.bonus_to_spend * matched, ctx.total_minor)
