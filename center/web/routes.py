@@ -31,6 +31,7 @@ from center.ledger import pages as ledger_pages
 from center.ledger import returns_api
 from center.promotions import api as promotions_api
 from center.promotions import coupons_api, offers_api, segments_api
+from center.promotions import constructor_pages
 from center.promotions import pages as promotions_pages
 from center.reporting import api as reports_api
 from center.reporting import pages as reporting_pages
@@ -64,6 +65,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     ledger_pages,
     nodes_pages,
     promotions_pages,
+    constructor_pages,
     reporting_pages,
 )
 """Every module with `add_routes(app)` and `PERMISSIONS`, in registration order (a fixed path
