@@ -135,7 +135,11 @@ def check_doc(
     a rule that can never fire. Each names the field."""
     description = doc.get("description")
     if description is not None and (not isinstance(description, str) or len(description) > 4000):
-        return [Problem("description", f"expected text of at most 4000 characters, got {description!r:.80}")], []
+        return [
+            Problem(
+                "description", f"expected text of at most 4000 characters, got {description!r:.80}"
+            )
+        ], []
     try:
         found = load_promotion_set(
             [published_doc(doc, settings)], version=0, settings=settings, exact=True

@@ -80,9 +80,11 @@ def _goods(prefix: str, what: str) -> tuple[Field, ...]:
         "types": N_("except types"),
         "brands": N_("except brands"),
     }
-    return tuple(Field(f"{prefix}.{k}", "list", include[k], what) for k in _GOODS_KEYS) + tuple(
-        Field(f"{prefix}.exclude_{k}", "list", exclude[k], what) for k in _GOODS_KEYS
-    )
+    # The hint once, on the first of the group: the rest read as its continuation.
+    return tuple(
+        Field(f"{prefix}.{k}", "list", include[k], what if k == "products" else "")
+        for k in _GOODS_KEYS
+    ) + tuple(Field(f"{prefix}.exclude_{k}", "list", exclude[k]) for k in _GOODS_KEYS)
 
 
 _GOODS_HINT = N_("Goods the reward applies to (empty: every line)")
@@ -168,7 +170,9 @@ SECTIONS: tuple[Section, ...] = (
         "messages",
         N_("Messages"),
         (
-            Field("messages.slip", "text", N_("On the slip"), N_("placeholders: {amount}, {percent}")),
+            Field(
+                "messages.slip", "text", N_("On the slip"), N_("placeholders: {amount}, {percent}")
+            ),
             Field("messages.cashier", "text", N_("To the cashier")),
             Field("messages.display", "text", N_("On the customer display")),
         ),
@@ -558,7 +562,7 @@ def doc_from_form(
 
 def _major(minor: int, exponent: int, comma: bool) -> str:
     text = format(Decimal(minor).scaleb(-exponent), "f")
-    whole, dot, frac = text.partition(".")
+    whole, _, frac = text.partition(".")
     sign = "-" if whole.startswith("-") else ""
     digits = whole.lstrip("-")
     grouped = f"{int(digits):,}".replace(",", " ") if digits else "0"

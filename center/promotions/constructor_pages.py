@@ -7,10 +7,12 @@ Every step calls what POST /v1/promotions and its siblings call (`prepare_doc`, 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
+from babel.numbers import format_decimal
 
 from center.access.permissions import Requirement
 from center.errors import InvalidRequest, RequestError, UnknownObject
@@ -76,6 +78,19 @@ def _promotion_id(request: web.Request) -> str:
 def _exponent(settings: Mapping[str, Any]) -> int:
     text = str(settings.get("currency_exponent", "2"))
     return int(text) if text in ("0", "1", "2", "3") else 2
+
+
+def _points(request: web.Request) -> Callable[[int, str], str]:
+    """How many units of a wallet, as the locale writes them: the `bonus` wallet counts in
+    minor units (shown as 0.90), the others in whole units (3 stickers)."""
+    language = language_of(request)
+
+    def points(amount: int, wallet: str) -> str:
+        if wallet == "bonus":
+            return str(format_decimal(Decimal(amount).scaleb(-2), "#,##0.00", locale=language))
+        return str(format_decimal(amount, locale=language))
+
+    return points
 
 
 def _base(kind: str) -> dict[str, Any]:
@@ -188,12 +203,13 @@ async def _page(
         **_base(kind),
         "promotion": found,
         "history": list(reversed(history)),
-        "values": values if values is not None else form_values(
-            doc, _exponent(settings), language_of(request)
-        ),
+        "values": values
+        if values is not None
+        else form_values(doc, _exponent(settings), language_of(request)),
         "errors": errors or {},
         "warnings": warnings,
         "done": done if done in ("saved", "activated", "archived", "unchanged") else "",
+        "points": _points(request),
         **(extra or {}),
     }
     return render(request, "promotions/constructor.html", context, status=status)
@@ -207,14 +223,14 @@ async def promotion_page(request: web.Request) -> web.StreamResponse:
 async def update(request: web.Request) -> web.StreamResponse:
     """Save a new revision of the draft; the form again with the errors next to the fields."""
     promotion_id = _promotion_id(request)
-    doc, values, errors, _, kind = await _checked(request, promotion_id)
     storage = request.app[STORAGE_KEY]
-    if not errors:
-        before = await in_db(request, storage.promotions.get_promotion, promotion_id)
-        if before is None:
-            raise UnknownObject("promotion_id", f"unknown promotion {promotion_id!r}")
-        if str(before["doc"].get("kind", "")) != kind:
-            errors = {"kind": f"expected {before['doc'].get('kind')!r} (the promotion's kind)"}
+    before = await in_db(request, storage.promotions.get_promotion, promotion_id)
+    if before is None:
+        raise UnknownObject("promotion_id", f"unknown promotion {promotion_id!r}")
+    doc, values, errors, _, kind = await _checked(request, promotion_id)
+    if not errors and str(before["doc"].get("kind", "")) != kind:
+        errors = {"kind": f"expected {before['doc'].get('kind')!r} (the promotion's kind)"}
+    after = before
     if not errors:
         try:
             after = await in_db(
@@ -280,7 +296,14 @@ async def preview_sample(request: web.Request) -> web.StreamResponse:
             )
         except InvalidRequest as exc:
             problem = str(exc)
+    own = [
+        a["wallet"]
+        for a in (result or {}).get("calculation", {}).get("accrual", [])
+        if a["rule_id"] == promotion_id
+    ]
     extra = {
+        "own_wallet": own[0] if own else "bonus",
+        "points": _points(request),
         "result": result,
         "sample_error": problem,
         "sample": text,

@@ -30,8 +30,7 @@ from center.ledger import api as ledger_api
 from center.ledger import pages as ledger_pages
 from center.ledger import returns_api
 from center.promotions import api as promotions_api
-from center.promotions import coupons_api, offers_api, segments_api
-from center.promotions import constructor_pages
+from center.promotions import constructor_pages, coupons_api, offers_api, segments_api
 from center.promotions import pages as promotions_pages
 from center.reporting import api as reports_api
 from center.reporting import pages as reporting_pages

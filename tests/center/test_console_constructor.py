@@ -159,7 +159,7 @@ async def test_preview_activate_archive_and_the_revisions_with_their_diffs(
     fragment = await response.text()
     assert response.status == 200 and fragment.startswith('<div id="preview-result">')
     # 0.5 % of 179.80 = 0.899, rounded half to even to 0.90: 90 bonus minor units.
-    assert re.search(r'id="preview-own-accrual">90<', fragment), fragment
+    assert re.search(r'id="preview-own-accrual">0.90<', fragment), fragment
     assert "small-basket-half: applied" in fragment
     # At the Discounter store it does not apply, and the explanation says why.
     response = await client.post(
@@ -167,7 +167,7 @@ async def test_preview_activate_archive_and_the_revisions_with_their_diffs(
         data={**sample, "sample_store": "s2", "csrf_token": token},
         headers={"HX-Request": "true"},
     )
-    assert re.search(r'id="preview-own-accrual">0<', await response.text())
+    assert re.search(r'id="preview-own-accrual">0.00<', await response.text())
 
     status, _, location = await _post(client, one, {**HALF_PERCENT, "percent": "0,7"}, token)
     assert (status, location) == (303, one + "?done=saved")
@@ -179,8 +179,13 @@ async def test_preview_activate_archive_and_the_revisions_with_their_diffs(
     assert live["percent"] == "0.7" and "description" not in live
     page = await (await client.get(one)).text()
     assert 'data-status="active"' in page and 'id="revision-2"' in page
-    diff = re.search(r"<code>percent</code></td><td class=\"old\">(.*?)</td><td class=\"new\">(.*?)<", page)
-    assert diff and (html.unescape(diff.group(1)), html.unescape(diff.group(2))) == ('"0.5"', '"0.7"')
+    diff = re.search(
+        r"<code>percent</code></td><td class=\"old\">(.*?)</td><td class=\"new\">(.*?)<", page
+    )
+    assert diff and (html.unescape(diff.group(1)), html.unescape(diff.group(2))) == (
+        '"0.5"',
+        '"0.7"',
+    )
     status, _, location = await _post(client, one + "/archive", {}, token)
     assert (status, location) == (303, one + "?done=archived")
     assert dict(db.promotions.promotion_set(db.versions.current())).get("small-basket-half") is None
@@ -234,7 +239,7 @@ async def test_an_analyst_reads_but_is_shown_and_allowed_no_change(
     one = "/console/promotions/small-basket-half"
     page = await (await client.get(one)).text()
     assert 'id="save"' not in page and 'id="activate"' not in page and 'id="preview"' not in page
-    assert "<fieldset class=\"plain\" disabled>" in page
+    assert '<fieldset class="plain" disabled>' in page
     for path, form in (
         ("/console/promotions/new", HALF_PERCENT),
         (one, {**HALF_PERCENT, "percent": "9"}),
