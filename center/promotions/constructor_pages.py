@@ -7,7 +7,9 @@ Every step calls what POST /v1/promotions and its siblings call (`prepare_doc`, 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -35,9 +37,20 @@ from center.promotions.constructor_form import (
     kind_fields,
     sample_lines,
 )
-from center.web.keys import CLOCK_KEY, STORAGE_KEY
+from center.promotions.constructor_jobs import (
+    MAX_DAYS,
+    Run,
+    Runs,
+    days_of,
+    draft_set,
+    merge_report,
+)
+from center.promotions.recompute import ProductInfo
+from center.promotions.simulate import SimulationReport, simulate
+from center.web.keys import CLOCK_KEY, EXECUTOR_KEY, STORAGE_KEY
 from center.web.pages import form_of, language_of, page_actor, render
 from center.web.request import ID_PATTERN, in_db
+from sync_protocol import ProtocolError, Sale, decode_sale
 
 __all__ = ["PERMISSIONS", "add_routes"]
 
@@ -50,9 +63,13 @@ PERMISSIONS: Mapping[tuple[str, str], Requirement] = {
     ("POST", _ONE + "/preview"): "promotions.write",
     ("POST", _ONE + "/activate"): "promotions.publish",
     ("POST", _ONE + "/archive"): "promotions.publish",
+    ("POST", _ONE + "/simulations"): "promotions.write",
+    ("GET", _ONE + "/simulations/{run_id}"): "promotions.write",
 }
 """(method, canonical route path) -> the permission a caller needs."""
 
+RUNS_KEY: web.AppKey[Runs] = web.AppKey("constructor_runs", Runs)
+"""The what-if runs this Center process started."""
 _MAX_TEXT = 4000
 _SAMPLE = "MILK ; 2 ; 89,90\nBREAD ; 1 ; 45,00"
 
@@ -66,6 +83,10 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(_ONE + "/preview", preview_sample)
     app.router.add_post(_ONE + "/activate", activate)
     app.router.add_post(_ONE + "/archive", archive)
+    app.router.add_post(_ONE + "/simulations", start_simulation)
+    app.router.add_get(_ONE + "/simulations/{run_id}", simulation)
+    app[RUNS_KEY] = Runs()
+    app.on_cleanup.append(_stop_runs)
 
 
 def _promotion_id(request: web.Request) -> str:
@@ -210,6 +231,7 @@ async def _page(
         "warnings": warnings,
         "done": done if done in ("saved", "activated", "archived", "unchanged") else "",
         "points": _points(request),
+        **_period_defaults(request),
         **(extra or {}),
     }
     return render(request, "promotions/constructor.html", context, status=status)
@@ -342,3 +364,127 @@ async def activate(request: web.Request) -> web.StreamResponse:
 async def archive(request: web.Request) -> web.StreamResponse:
     """Withdraw the promotion from every store."""
     return await _lifecycle(request, "archived")
+
+
+# -- what-if ---------------------------------------------------------------------------------------
+
+
+def _period_defaults(request: web.Request) -> dict[str, str]:
+    today = request.app[CLOCK_KEY]().date()
+    return {"sim_from": (today - timedelta(days=30)).isoformat(), "sim_to": today.isoformat()}
+
+
+def _period(form: Mapping[str, Any]) -> tuple[date, date]:
+    found = []
+    for name in ("sim_from", "sim_to"):
+        text = str(form.get(name, ""))[:40].strip()
+        try:
+            found.append(date.fromisoformat(text))
+        except ValueError:
+            raise InvalidRequest(name, f"expected a date YYYY-MM-DD, got {text!r}") from None
+    date_from, date_to = found
+    if date_to < date_from:
+        raise InvalidRequest("sim_to", "expected a day on or after the first")
+    if (date_to - date_from).days + 1 > MAX_DAYS:
+        raise InvalidRequest("sim_to", f"expected at most {MAX_DAYS} days")
+    return date_from, date_to
+
+
+def _price(
+    payloads: list[bytes],
+    draft: Any,
+    products: Mapping[str, ProductInfo],
+    formats: Mapping[str, str],
+) -> SimulationReport:
+    def sales() -> Any:
+        for payload in payloads:
+            try:
+                sale: Sale = decode_sale(payload)
+            except ProtocolError:
+                continue
+            yield sale
+
+    return simulate(sales(), draft, products=products, store_formats=formats)
+
+
+async def _run(app: web.Application, run: Run, doc: Mapping[str, Any]) -> None:
+    """Price the run's days one after the other, off the event loop; the result on the run."""
+    storage = app[STORAGE_KEY]
+    db = app[EXECUTOR_KEY]
+    loop = asyncio.get_running_loop()
+    try:
+        master = await loop.run_in_executor(db, storage.feed.pricing_master)
+        context = await loop.run_in_executor(
+            db, storage.promotions.promotion_pricing_context, [], ""
+        )
+        draft = draft_set(doc, context["live"], context["settings"], context["version"])
+        products = {
+            str(r[0]): ProductInfo(r[1] or "", r[2] or "", r[3] or "", r[4] or "")
+            for r in master["products"]
+        }
+        formats = {str(r[0]): str(r[1] or "") for r in master["stores"]}
+        report = SimulationReport(draft.version)
+        for start, end in days_of(run.date_from, run.date_to):
+            payloads = await loop.run_in_executor(db, storage.sales.sale_payloads, start, end)
+            part = await loop.run_in_executor(None, _price, payloads, draft, products, formats)
+            merge_report(report, part)
+            run.days_done += 1
+            run.receipts = report.sales
+        run.report = report
+        run.state = "done"
+    except Exception as exc:  # whatever stops a run is shown on its page
+        run.state = "failed"
+        run.error = str(exc)[:500] or type(exc).__name__
+
+
+async def _stop_runs(app: web.Application) -> None:
+    for task in list(app[RUNS_KEY].tasks):
+        task.cancel()
+
+
+def _run_context(request: web.Request, run: Run | None, error: str = "") -> dict[str, Any]:
+    return {
+        "run": run,
+        "own": run.own() if run is not None else {},
+        "report": run.report.to_dict() if run is not None and run.report is not None else None,
+        "sim_error": error,
+        "points": _points(request),
+    }
+
+
+async def start_simulation(request: web.Request) -> web.StreamResponse:
+    """Start a what-if run of the latest revision over a period (a fragment that polls)."""
+    promotion_id = _promotion_id(request)
+    form = await form_of(request)
+    storage = request.app[STORAGE_KEY]
+    found = await in_db(request, storage.promotions.get_promotion, promotion_id)
+    if found is None:
+        raise UnknownObject("promotion_id", f"unknown promotion {promotion_id!r}")
+    run: Run | None = None
+    error = ""
+    try:
+        date_from, date_to = _period(form)
+    except InvalidRequest as exc:
+        error = str(exc)
+    else:
+        runs = request.app[RUNS_KEY]
+        run = runs.start(promotion_id, found["revision"], date_from, date_to)
+        task = asyncio.create_task(_run(request.app, run, found["doc"]))
+        runs.tasks.add(task)
+        task.add_done_callback(runs.tasks.discard)
+    context = _run_context(request, run, error)
+    if request.headers.get("HX-Request"):
+        return render(request, "promotions/constructor_simulation.html", context)
+    return await _page(request, promotion_id, extra=context)
+
+
+async def simulation(request: web.Request) -> web.StreamResponse:
+    """A what-if run's progress, then its result."""
+    promotion_id = _promotion_id(request)
+    run = request.app[RUNS_KEY].get(request.match_info["run_id"])
+    if run is None or run.promotion_id != promotion_id:
+        raise UnknownObject("run_id", "unknown what-if run (a restart of the Center forgets them)")
+    context = _run_context(request, run)
+    if request.headers.get("HX-Request"):
+        return render(request, "promotions/constructor_simulation.html", context)
+    return await _page(request, promotion_id, extra=context)

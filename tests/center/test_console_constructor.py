@@ -4,6 +4,7 @@ preview, activate / archive, revisions with diffs, rights, CSRF and escaping."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 from collections.abc import AsyncIterator
@@ -18,7 +19,7 @@ from center.config import Config, load_config
 from center.storage import Storage
 from center.storage.sqlite import SqliteStorage
 from center.web.app import create_app
-from tests.center.center_factories import T0, write_config
+from tests.center.center_factories import CARD, OTHER_CARD, T0, make_sale, write_config
 
 PASSWORD = "correct horse battery"
 
@@ -262,3 +263,46 @@ async def test_a_form_without_its_csrf_token_changes_nothing(
     )
     assert response.status == 403
     assert db.promotions.get_promotion("small-basket-half") is None
+
+
+async def test_what_if_prices_the_stored_sales_of_a_period_with_a_progress_bar(
+    client: TestClient[Any, Any], db: Storage
+) -> None:
+    small = make_sale(1, store_id="s1", register_id="s1-1", card_no=CARD, amounts=(25000, 19900))
+    discounter = make_sale(1, store_id="s2", register_id="s2-1", card_no=OTHER_CARD)
+    cardless = make_sale(2, store_id="s1", register_id="s1-1", amounts=(25000,))
+    big = make_sale(3, store_id="s1", register_id="s1-1", card_no=OTHER_CARD, amounts=(150000,))
+    assert len(db.sales.ingest([small, discounter, cardless, big], T0).accepted) == 4
+    token = await _signed_in(client, "mark")
+    await _post(client, "/console/promotions/new", HALF_PERCENT, token)
+    one = "/console/promotions/small-basket-half"
+    htmx = {"HX-Request": "true"}
+    bad = await client.post(
+        one + "/simulations",
+        data={"sim_from": "2024-03-02", "sim_to": "2024-03-01", "csrf_token": token},
+        headers=htmx,
+    )
+    assert 'id="simulation-error"' in await bad.text()
+    started = await client.post(
+        one + "/simulations",
+        data={"sim_from": "2024-02-29", "sim_to": "2024-03-01", "csrf_token": token},
+        headers=htmx,
+    )
+    fragment = await started.text()
+    assert 'id="simulation-progress"' in fragment
+    poll = re.search(r'hx-get="([^"]+)"', fragment)
+    assert poll, fragment
+    for _ in range(400):
+        fragment = await (await client.get(poll.group(1), headers=htmx)).text()
+        if 'data-state="running"' not in fragment:
+            break
+        await asyncio.sleep(0.025)
+    assert 'data-state="done"' in fragment and 'value="100"' in fragment, fragment
+    assert "hx-get" not in fragment  # done: the page stops polling
+    # Only the small receipt of a card holder outside the Discounter: 0.5 % of 449.00.
+    assert re.search(r'id="simulation-accrued-bonus">2.24<', fragment), fragment
+    assert re.search(r'id="simulation-receipts">1<', fragment)
+    assert re.search(r'id="simulation-customers">1<', fragment)
+    assert "2 of 2 days, 4 receipts" in fragment
+    gone = await client.get(one + "/simulations/sim-unknown", headers=htmx)
+    assert gone.status == 404
