@@ -134,7 +134,12 @@ def test_marketer_builds_previews_and_activates_a_promotion_a_register_applies(
     )
     assert not [a for a in big["accrual"] if a["rule_id"] == PROMOTION], big
 
+    # What-if over the last month: a progress bar polled by htmx until the run is done.
     page.reload()
+    page.click("#simulate-submit")
+    page.wait_for_selector("#simulation-state[data-state=done]")
+    assert page.get_attribute("#simulation-progress", "value") == "100"
+    console.shot(page, "marketer-constructor-what-if")
     page.wait_for_selector("#history .change")
     assert page.locator("#revisions tbody tr").count() == 1
     console.shot(page, "marketer-constructor-revisions")
