@@ -142,7 +142,6 @@ def test_marketer_builds_previews_and_activates_a_promotion_a_register_applies(
     console.shot(page, "marketer-constructor-what-if")
     page.wait_for_selector("#history .change")
     assert page.locator("#revisions tbody tr").count() == 1
-    console.shot(page, "marketer-constructor-revisions")
     audit = console.api("GET", f"/v1/promotions/{PROMOTION}/history")["changes"]
     assert [(c["action"], c["actor"]) for c in audit] == [
         ("create", "mark via /console/promotions/new"),
