@@ -1,6 +1,7 @@
 """The marketer's promotion constructor through aiohttp's test client: the form becomes the
 rule document the API would store, errors stay next to their fields with what was typed,
-preview, activate / archive, revisions with diffs, rights, CSRF and escaping."""
+preview, what-if, activate / archive, revisions with diffs, rights, CSRF and escaping; and
+the pages around it: segments with live member counts, coupon batches."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from center.access.people import add_person
 from center.config import Config, load_config
+from center.crm.model import CustomerInput
+from center.promotions.segments import parse_segment
 from center.storage import Storage
 from center.storage.sqlite import SqliteStorage
 from center.web.app import create_app
@@ -306,3 +309,94 @@ async def test_what_if_prices_the_stored_sales_of_a_period_with_a_progress_bar(
     assert "2 of 2 days, 4 receipts" in fragment
     gone = await client.get(one + "/simulations/sim-unknown", headers=htmx)
     assert gone.status == 404
+
+
+# -- segments and coupon batches ---------------------------------------------------------------
+
+COUPON = {
+    "kind": "coupon",
+    "promotion_id": "spring-10",
+    "title": "Spring <b>10 %</b>",
+    "batch_prefix": "SPR",
+    "percent": "10",
+}
+
+
+def _segment(db: Storage) -> None:
+    customer_id = db.customers.create_customer(
+        CustomerInput(customer_id="c-1", attributes={"last_name": "Ivanova"}), "test", T0
+    )
+    db.customers.issue_card(customer_id, CARD, "electronic", "test", T0)
+    db.segments.create_segment(
+        parse_segment(
+            {
+                "segment_id": "vip",
+                "name": "VIP <i>club</i>",
+                "kind": "static",
+                "customer_ids": ["c-1"],
+            }
+        ),
+        "test",
+        T0,
+    )
+
+
+async def test_segments_show_their_member_count_and_poll_it(
+    client: TestClient[Any, Any], db: Storage
+) -> None:
+    _segment(db)
+    await _signed_in(client, "mark")
+    page = await (await client.get("/console/segments")).text()
+    assert re.search(r'id="count-vip"[^>]*hx-trigger="every 10s"[^>]*>1<', page), page
+    assert "VIP &lt;i&gt;club&lt;/i&gt;" in page
+    cell = await client.get("/console/segments/vip/count", headers={"HX-Request": "true"})
+    assert cell.status == 200 and ">1<" in await cell.text()
+    assert (await client.get("/console/segments/nope/count")).status == 404
+
+
+async def test_a_batch_is_generated_issued_to_a_segment_and_exported(
+    client: TestClient[Any, Any], db: Storage
+) -> None:
+    _segment(db)
+    token = await _signed_in(client, "mark")
+    status, _, _ = await _post(client, "/console/promotions/new", COUPON, token)
+    assert status == 303
+    await _post(client, "/console/promotions/spring-10/activate", {}, token)
+    form = {"promotion_id": "spring-10", "name": "Spring", "prefix": "SPR", "count": "0"}
+    status, page, _ = await _post(client, "/console/coupon-batches", form, token)
+    assert status == 422 and 'id="err-count"' in page and 'value="Spring"' in page
+    form["count"] = "5"
+    status, page, _ = await _post(
+        client, "/console/coupon-batches", {**form, "single_use": "yes"}, token
+    )
+    assert status == 200 and 'id="notice"' in page, page
+    batch = db.coupons.list_coupon_batches()[0]
+    assert (batch["promotion_id"], batch["count"], batch["single_use"]) == ("spring-10", 5, True)
+    assert f'id="batch-{batch["batch_id"]}"' in page
+    status, page, _ = await _post(
+        client, f"/console/coupon-batches/{batch['batch_id']}/issue", {"segment_id": "vip"}, token
+    )
+    assert status == 200 and "Issued 1 codes" in page, page
+    view = db.coupons.coupon_batch(batch["batch_id"])
+    assert view is not None and view["counts"]["assigned"] == 1
+    export = await client.get(f"/v1/coupon-batches/{batch['batch_id']}/export")
+    text = await export.text()
+    assert export.status == 200 and text.startswith("code,check,customer_id")
+    assert len(text.strip().splitlines()) == 6 and ",c-1," in text
+
+
+async def test_an_analyst_sees_batches_and_segments_but_no_form(
+    client: TestClient[Any, Any], db: Storage
+) -> None:
+    _segment(db)
+    token = await _signed_in(client, "ann")
+    page = await (await client.get("/console/coupon-batches")).text()
+    assert 'id="new-batch"' not in page
+    segments = await (await client.get("/console/segments")).text()
+    assert "recount" not in segments
+    form = {"promotion_id": "spring-10", "name": "x", "prefix": "SPR", "count": "5"}
+    status, _, _ = await _post(client, "/console/coupon-batches", form, token)
+    assert status == 403
+    status, _, _ = await _post(client, "/console/segments/vip/recalculate", {}, token)
+    assert status == 403
+    assert db.coupons.list_coupon_batches() == []
