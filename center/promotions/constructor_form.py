@@ -548,7 +548,7 @@ def doc_from_form(
         text = values.get(field.name, "")
         if field.type not in ("area", "text"):
             text = text.strip()
-        if text == "":
+        if text.strip() == "":
             continue
         try:
             _put(doc, field.name, _value(field, text, exponent))

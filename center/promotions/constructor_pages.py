@@ -134,7 +134,21 @@ async def new_form(request: web.Request) -> web.StreamResponse:
     kind = request.query.get("kind", "")
     if kind not in KINDS:
         return render(request, "promotions/constructor_kinds.html", {"kinds": KINDS})
-    return render(request, "promotions/constructor.html", {**_base(kind), "promotion": None})
+    settings = await in_db(request, request.app[STORAGE_KEY].promotions.promotion_settings)
+    context = {**_base(kind), "promotion": None, "chain": _chain_caps(settings)}
+    return render(request, "promotions/constructor.html", context)
+
+
+def _chain_caps(settings: Mapping[str, Any]) -> dict[str, str]:
+    """The chain-wide caps every rule runs under (settings, not part of a rule), as percents."""
+    out = {}
+    for name, default in (("bonus_max_share", "0.5"), ("max_discount_share", "")):
+        text = str(settings.get(name, default))
+        try:
+            out[name] = format((Decimal(text) * 100).normalize(), "f") if text else ""
+        except ArithmeticError:
+            out[name] = text
+    return out
 
 
 async def _checked(
@@ -192,7 +206,14 @@ async def create(request: web.Request) -> web.StreamResponse:
         except RequestError as exc:
             errors = {field_for(exc.field, kind) or "form": _message(exc)}
     if errors:
-        context = {**_base(kind), "promotion": None, "values": values, "errors": errors}
+        settings = await in_db(request, request.app[STORAGE_KEY].promotions.promotion_settings)
+        context = {
+            **_base(kind),
+            "promotion": None,
+            "values": values,
+            "errors": errors,
+            "chain": _chain_caps(settings),
+        }
         return render(request, "promotions/constructor.html", context, status=422)
     del warnings  # shown on the promotion's page, which checks the saved document again
     return web.Response(
@@ -231,6 +252,7 @@ async def _page(
         "warnings": warnings,
         "done": done if done in ("saved", "activated", "archived", "unchanged") else "",
         "points": _points(request),
+        "chain": _chain_caps(settings),
         **_period_defaults(request),
         **(extra or {}),
     }

@@ -400,3 +400,19 @@ async def test_an_analyst_sees_batches_and_segments_but_no_form(
     status, _, _ = await _post(client, "/console/segments/vip/recalculate", {}, token)
     assert status == 403
     assert db.coupons.list_coupon_batches() == []
+
+
+async def test_the_constructor_speaks_russian_with_amounts_as_russians_write_them(
+    client: TestClient[Any, Any], db: Storage
+) -> None:
+    token = await _signed_in(client, "mark")
+    await _post(client, "/console/promotions/new", HALF_PERCENT, token)
+    ru = {"Accept-Language": "ru"}
+    page = await (await client.get("/console/promotions/small-basket-half", headers=ru)).text()
+    assert "Сохранить новую редакцию" in page and "Процент бонусами от чека" in page
+    assert _value(page, "max_total_minor") == "1 000,00" and _value(page, "percent") == "0,5"
+    assert "бонусами оплачивается не больше 50 % чека" in page
+    fresh = await (
+        await client.get("/console/promotions/new?kind=threshold_discount", headers=ru)
+    ).text()
+    assert "Скидка от суммы чека" in fresh and 'name="steps"' in fresh
