@@ -1,6 +1,7 @@
 """The promotions constructor's pure part: checking documents, diffing them, previewing them.
 
-A document is a loyalty_engine rule document without its `status`: the constructor owns the
+A document is a loyalty_engine rule document (plus a `description` for people, never
+published) without its `status`: the constructor owns the
 lifecycle (draft, active, archived) and writes `"status": "active"` into the copy it publishes.
 Every problem is reported with the path of its field inside the document (`steps[1].percent`).
 """
@@ -86,7 +87,9 @@ def published_doc(
 ) -> dict[str, Any]:
     """The copy of a document written to the master `promotions` table (status `active`), with
     the minor-unit twin of a `bonus` in major units that registers of the previous release read."""
-    out = {**doc, "status": "active"}
+    # The description is for people at head office: registers never see it.
+    out = {k: v for k, v in doc.items() if k != "description"}
+    out["status"] = "active"
     legacy = _LEGACY_BONUS.get(str(doc.get("kind", "")))
     minor = _minor_units(doc.get("bonus"), settings)
     if legacy and minor is not None and legacy not in doc:
@@ -130,6 +133,13 @@ def check_doc(
     """Every problem the engine finds in one document with the chain settings (an unknown
     field or setting is one), and against the managed lists in ``known``; and warnings, e.g.
     a rule that can never fire. Each names the field."""
+    description = doc.get("description")
+    if description is not None and (not isinstance(description, str) or len(description) > 4000):
+        return [
+            Problem(
+                "description", f"expected text of at most 4000 characters, got {description!r:.80}"
+            )
+        ], []
     try:
         found = load_promotion_set(
             [published_doc(doc, settings)], version=0, settings=settings, exact=True

@@ -260,6 +260,32 @@ class CouponRepository:
             },
         }
 
+    def list_coupon_batches(self, limit: int = 200) -> list[dict[str, Any]]:
+        """The newest batches (no code counts: those are read per batch), newest first."""
+        with self.db.guard("list coupon batches"):
+            rows = self.db.execute(
+                "SELECT batch_id, promotion_id, name, prefix, count, single_use, valid_from, "
+                "valid_to, created_by, at, origin FROM coupon_batches "
+                "ORDER BY at DESC, batch_id LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [
+            {
+                "batch_id": r[0],
+                "promotion_id": r[1],
+                "name": r[2],
+                "prefix": r[3],
+                "count": int(r[4]),
+                "single_use": bool(r[5]),
+                "valid_from": r[6],
+                "valid_to": r[7],
+                "created_by": r[8],
+                "at": self.db.dt(r[9]).isoformat(),
+                "origin": r[10],
+            }
+            for r in rows
+        ]
+
     def coupon_batch(self, batch_id: str) -> dict[str, Any] | None:
         """A batch with its code counts; None if unknown."""
         with self.db.guard("read coupon batch"), self.db.snapshot():

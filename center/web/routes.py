@@ -33,7 +33,13 @@ from center.ledger import api as ledger_api
 from center.ledger import leases_api, returns_api
 from center.ledger import pages as ledger_pages
 from center.promotions import api as promotions_api
-from center.promotions import coupons_api, offers_api, segments_api
+from center.promotions import (
+    constructor_audience,
+    constructor_pages,
+    coupons_api,
+    offers_api,
+    segments_api,
+)
 from center.promotions import pages as promotions_pages
 from center.reporting import api as reports_api
 from center.reporting import pages as reporting_pages
@@ -72,6 +78,8 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     ingest_pages,
     nodes_pages,
     promotions_pages,
+    constructor_pages,
+    constructor_audience,
     reporting_pages,
 )
 """Every module with `add_routes(app)` and `PERMISSIONS`, in registration order (a fixed path

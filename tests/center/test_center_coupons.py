@@ -275,3 +275,21 @@ def test_signed_batch_codes_are_accepted_by_a_register(storage: Storage) -> None
     typo = codes[0][:5] + str((int(codes[0][5]) + 1) % 10) + codes[0][6:]
     with pytest.raises(InvalidRequest, match="check digit"):
         check_code(typo)
+
+
+def test_batches_are_listed_newest_first_on_both_backends(storage: Storage) -> None:
+    storage.feed.upsert_master(master_tables())
+    assert storage.coupons.list_coupon_batches() == []
+    first = storage.coupons.create_coupon_batch(batch_request(2), "m", T0)
+    later = storage.coupons.create_coupon_batch(
+        replace(batch_request(3), name="Summer"), "m", T0 + timedelta(days=1)
+    )
+    found = storage.coupons.list_coupon_batches()
+    assert [b["batch_id"] for b in found] == [later["batch_id"], first["batch_id"]]
+    assert (found[0]["name"], found[0]["count"], found[0]["valid_to"]) == (
+        "Summer",
+        3,
+        "2024-04-30",
+    )
+    assert found[0]["at"] == later["at"] and found[0]["origin"] == later["origin"]
+    assert len(storage.coupons.list_coupon_batches(limit=1)) == 1
