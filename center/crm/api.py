@@ -86,6 +86,8 @@ async def customer(request: web.Request) -> web.Response:
     )
     if view is None:
         raise UnknownObject("customer_id", f"unknown customer {customer_id[:80]!r}")
+    # The churn model's latest score (center/models), None until a training has scored them.
+    view["churn"] = await in_db(request, storage.models.churn_risk, customer_id)
     return web.json_response(view)
 
 

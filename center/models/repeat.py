@@ -197,6 +197,8 @@ class RepeatRanker:
             frame["_cut"] = week
             parts.append(frame[active])
         data = pd.concat(parts, ignore_index=True)
+        if data.empty or data["y"].nunique() < 2:
+            raise ValueError("no repurchase to learn from in the training windows")
         groups = data.groupby(["household", "_cut"], sort=False).size().to_numpy()
         ranker = lgb.LGBMRanker(
             objective="lambdarank",

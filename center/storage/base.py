@@ -14,6 +14,7 @@ from center.communications.store import CommunicationsRepository
 from center.crm.store import CustomerRepository
 from center.feed.versions import MasterVersions
 from center.fraud.store import FraudRepository
+from center.models.models_store import ModelRepository
 from center.ledger.model import BURNING_WITHIN, Balance, Burning, LedgerEntry, Pending
 from center.ledger.returns_store import ReturnsRepository
 from center.ledger.store import LedgerRepository
@@ -169,6 +170,7 @@ class Storage(Protocol):
     nodes: NodeRepository
     communications: CommunicationsRepository
     fraud: FraudRepository
+    models: ModelRepository
 
     @property
     def backend(self) -> str:

@@ -12,6 +12,7 @@ from center.crm import store as crm
 from center.feed import master_store
 from center.feed import store as feed
 from center.fraud import store as fraud
+from center.models import models_store
 from center.ingest import partitions
 from center.ingest import store as ingest
 from center.ingest.store_postgres import PostgresSalesRepository
@@ -285,6 +286,7 @@ POSTGRES_MIGRATIONS = MigrationList(
         fraud.POSTGRES_MIGRATION,
         ingest.POSTGRES_TIME_INDEXES,
         people.POSTGRES_HARDENING_MIGRATION,
+        models_store.POSTGRES_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names
 )

@@ -20,6 +20,7 @@ from center.feed.master_store import MasterDataRepository
 from center.feed.store import FeedRepository
 from center.feed.versions import MasterVersions
 from center.fraud.store import FraudRepository
+from center.models.models_store import ModelRepository
 from center.ingest.store import SalesRepository
 from center.ledger.returns_store import ReturnsRepository
 from center.ledger.store import LedgerRepository
@@ -89,6 +90,7 @@ class SqlStorage:
             db, ledger=self.ledger, coupons=self.coupons, returns=self.returns
         )
         self.fraud = FraudRepository(db, audit=self.audit)
+        self.models = ModelRepository(db)
 
     @property
     def backend(self) -> str:

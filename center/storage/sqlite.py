@@ -14,6 +14,7 @@ from center.crm import store as crm
 from center.feed import master_store
 from center.feed import store as feed
 from center.fraud import store as fraud
+from center.models import models_store
 from center.ingest import partitions
 from center.ingest import store as ingest
 from center.ledger import returns_store as returns
@@ -284,6 +285,7 @@ SQLITE_MIGRATIONS = MigrationList(
         fraud.SQLITE_MIGRATION,
         ingest.SQLITE_TIME_INDEXES,
         people.SQLITE_HARDENING_MIGRATION,
+        models_store.SQLITE_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names
 )

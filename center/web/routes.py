@@ -29,6 +29,7 @@ from center.ingest import api as ingest_api
 from center.ledger import api as ledger_api
 from center.ledger import pages as ledger_pages
 from center.ledger import returns_api
+from center.models import api as models_api
 from center.promotions import api as promotions_api
 from center.promotions import coupons_api, offers_api, segments_api
 from center.promotions import pages as promotions_pages
@@ -58,6 +59,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     communications_api,
     fraud_api,
     analytics_api,
+    models_api,
     web_pages,
     access_pages,
     crm_pages,
