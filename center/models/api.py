@@ -52,7 +52,7 @@ def parse_template(body: Any) -> Any:
                 0
             ].percent
         except InvalidRequest as exc:
-            raise InvalidRequest("body.percent", str(exc)) from None
+            raise InvalidRequest("body.percent", str(exc).split(": ", 1)[-1]) from None
     counts = {}
     for name, default, top in (("per_customer", 5, 100), ("valid_days", 28, 366)):
         value = body.get(name, default)

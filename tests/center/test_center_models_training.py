@@ -120,7 +120,7 @@ async def test_train_route_publishes_and_the_card_shows_churn(
     assert code == 403
     marketer = StaffApi(client, staff_token(storage, "marketer"))
     code, bad = await marketer.call("POST", "/v1/models/train", {"percent": 150})
-    assert code == 400 and bad["field"] == "body.percent", bad
+    assert code == 422 and bad["detail"].startswith("body.percent: expected 0 < percent"), bad
     code, done = await marketer.call("POST", "/v1/models/train", {"percent": 15})
     assert code == 200, done
     assert done["offers_published"] > 0
