@@ -43,7 +43,9 @@ def parse_template(body: Any) -> Any:
         raise InvalidRequest("body", f"expected a JSON object, got {type(body).__name__}")
     extra = sorted(set(body) - _TEMPLATE_FIELDS)
     if extra:
-        raise InvalidRequest(f"body.{extra[0]}", f"unknown field; expected {sorted(_TEMPLATE_FIELDS)}")
+        raise InvalidRequest(
+            f"body.{extra[0]}", f"unknown field; expected {sorted(_TEMPLATE_FIELDS)}"
+        )
     percent = Decimal("10")
     if "percent" in body:
         # the personal offers' own rule for a percent (0 < p <= 100, two decimals)

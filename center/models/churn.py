@@ -16,8 +16,8 @@ from center.models.repeat import cutoff_day
 
 __all__ = [
     "FEATURES",
-    "ChurnModel",
     "RFM_FEATURES",
+    "ChurnModel",
     "churn_snapshot",
     "rfm_logistic",
     "rfm_scores",

@@ -37,7 +37,9 @@ def add_models_commands(sub: Any) -> None:
 
 def _week(value: int) -> int:
     if not 14 <= value <= 53:
-        raise SystemExit(f"error: week must be 14..53 (three earlier windows to learn from): {value}")
+        raise SystemExit(
+            f"error: week must be 14..53 (three earlier windows to learn from): {value}"
+        )
     return value
 
 
@@ -61,9 +63,9 @@ def models_command(args: argparse.Namespace) -> int:
         rows = [(h, rank, p) for h, top in sorted(offers.items()) for rank, p in enumerate(top, 1)]
         _write(args.out, ("household_id", "rank", "product_id"), rows)
         return 0
-    from center.models.churn import ChurnModel, churn_snapshot, training_weeks
-
     import pandas as pd
+
+    from center.models.churn import ChurnModel, churn_snapshot, training_weeks
 
     train = pd.concat(
         [churn_snapshot(year.lines, w) for w in training_weeks(week)], ignore_index=True

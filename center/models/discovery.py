@@ -44,7 +44,7 @@ def popular_unseen(
     ranking = (
         recent.drop_duplicates(["household", "product"]).groupby("product").size()
     ).sort_values(ascending=False, kind="stable")
-    head = ranking.index[: 2000].tolist()
+    head = ranking.index[:2000].tolist()
     offers = {}
     for household, seen in _history(lines, week).items():
         offers[household] = [p for p in head if p not in seen][:k]
@@ -73,9 +73,7 @@ class Ease:
         households, rows = np.unique(past["household"].to_numpy(), return_inverse=True)
         cols = np.searchsorted(products, past["product"].to_numpy())
         weight = np.exp2(-(now - past["day"].to_numpy()) / self.half_life_days)
-        matrix = sparse.csr_matrix(
-            (weight, (rows, cols)), shape=(len(households), len(products))
-        )
+        matrix = sparse.csr_matrix((weight, (rows, cols)), shape=(len(households), len(products)))
         matrix.data = np.log1p(matrix.data)
         return households, matrix
 
@@ -100,8 +98,10 @@ class Ease:
         if self.popularity_weight:
             recent = lines[(lines["week"] < week) & (lines["week"] >= week - self.recent_weeks)]
             counts = (
-                recent.drop_duplicates(["household", "product"]).groupby("product").size()
-            ).reindex(self.products, fill_value=0).to_numpy(np.float64)
+                (recent.drop_duplicates(["household", "product"]).groupby("product").size())
+                .reindex(self.products, fill_value=0)
+                .to_numpy(np.float64)
+            )
             scores = scores + self.popularity_weight * counts / max(counts.max(), 1.0)
         past = lines[(lines["week"] < week) & lines["product"].isin(self.products)]
         rows = np.searchsorted(households, past["household"].to_numpy())
@@ -132,7 +132,9 @@ NEW_FEATURES = [
 ]
 
 
-def new_candidates(lines: pd.DataFrame, week: int, ease: Ease, per_household: int = 40) -> pd.DataFrame:
+def new_candidates(
+    lines: pd.DataFrame, week: int, ease: Ease, per_household: int = 40
+) -> pd.DataFrame:
     """Per household, its `per_household` best unseen products by EASE, with NEW_FEATURES."""
     now = cutoff_day(lines, week)
     households, matrix = ease._matrix(lines, week, ease.products)

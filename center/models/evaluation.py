@@ -27,7 +27,7 @@ from center.models.discovery import Ease, NewItemRanker, new_truth, popular_unse
 from center.models.metrics import bootstrap_ci, hit_rate_at_k, pr_auc, precision_at_k, roc_auc
 from center.models.repeat import RepeatRanker, own_most_bought, window_truth
 
-__all__ = ["OFFER_WEEKS", "TARGETS", "evaluate", "repeat_ranker", "new_item_ranker"]
+__all__ = ["OFFER_WEEKS", "TARGETS", "evaluate", "new_item_ranker", "repeat_ranker"]
 
 OFFER_WEEKS = 4
 TARGETS = {
@@ -41,10 +41,15 @@ TARGETS = {
 T = TypeVar("T")
 
 
-def _timed(run: Callable[[], T]) -> tuple[T, float]:
-    started = time.perf_counter()
+def _timed(run: Callable[[], T]) -> tuple[T, dict[str, float]]:
+    """The result and its seconds: wall clock and this process's CPU (the machine may be
+    shared, so CPU seconds are the figure to compare with the 60 s goal on 2 cores)."""
+    started, cpu = time.perf_counter(), time.process_time()
     result = run()
-    return result, round(time.perf_counter() - started, 1)
+    return result, {
+        "wall": round(time.perf_counter() - started, 1),
+        "cpu": round(time.process_time() - cpu, 1),
+    }
 
 
 def repeat_ranker(week: int, threads: int = 1) -> RepeatRanker:
@@ -80,9 +85,7 @@ def evaluate(year: Year, *, week: int = 42, k: int = 10, rounds: int = 500) -> d
             "own_most_bought_decayed": _round(
                 precision_at_k(own_most_bought(lines, week, k=k), truth, k)
             ),
-            "global_popularity": _round(
-                precision_at_k(_popular(lines, week, truth, k), truth, k)
-            ),
+            "global_popularity": _round(precision_at_k(_popular(lines, week, truth, k), truth, k)),
         },
         "train_s": fit_s,
         "score_s": serve_s,
@@ -119,9 +122,7 @@ def evaluate(year: Year, *, week: int = 42, k: int = 10, rounds: int = 500) -> d
     return result
 
 
-def _popular(
-    lines: Any, week: int, truth: dict[int, set[int]], k: int
-) -> dict[int, list[int]]:
+def _popular(lines: Any, week: int, truth: dict[int, set[int]], k: int) -> dict[int, list[int]]:
     recent = lines[lines["week"] < week].drop_duplicates(["household", "product"])
     top = recent.groupby("product").size().sort_values(ascending=False, kind="stable")
     head = top.index[:k].tolist()

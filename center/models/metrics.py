@@ -37,7 +37,9 @@ def hit_rate_at_k(
     household whose truth is empty counts as a miss)."""
     if not truth:
         return 0.0
-    hits = sum(1 for h, bought in truth.items() if any(p in bought for p in list(offers.get(h, ()))[:k]))
+    hits = sum(
+        1 for h, bought in truth.items() if any(p in bought for p in list(offers.get(h, ()))[:k])
+    )
     return hits / len(truth)
 
 

@@ -127,9 +127,7 @@ def repeat_features(lines: pd.DataFrame, week: int) -> pd.DataFrame:
     frame["mean_gap"] = np.where(frame["baskets"] > 1, gaps, np.nan)
     frame["due"] = frame["since_last"] / frame["mean_gap"]
     visits = past.drop_duplicates("basket")
-    household = visits.groupby("household").agg(
-        h_baskets=("basket", "size"), h_last=("day", "max")
-    )
+    household = visits.groupby("household").agg(h_baskets=("basket", "size"), h_last=("day", "max"))
     household["h_baskets_8w"] = (
         visits[visits["day"] >= now - 56].groupby("household").size()
     ).reindex(household.index, fill_value=0)
@@ -155,7 +153,9 @@ def repeat_features(lines: pd.DataFrame, week: int) -> pd.DataFrame:
     kinds = (
         pairs.drop_duplicates(["household", "category", "basket"])
         .groupby(["household", "category"], sort=False)
-        .agg(c_baskets=("basket", "size"), c_decayed_56=("decayed_56", "sum"), c_last=("day", "max"))
+        .agg(
+            c_baskets=("basket", "size"), c_decayed_56=("decayed_56", "sum"), c_last=("day", "max")
+        )
     )
     kinds["c_products"] = frame.groupby(["household", "category"], sort=False).size()
     frame = frame.join(kinds, on=["household", "category"])

@@ -27,8 +27,8 @@ from center.models.repeat import RepeatRanker, own_most_bought, window_truth
 from center.promotions.offers import MAX_OFFERS, OfferInput
 
 __all__ = [
-    "OfferTemplate",
     "RANKER_WEEKS",
+    "OfferTemplate",
     "TrainedModels",
     "pack_offers",
     "publish",
@@ -198,7 +198,9 @@ def publish(
         kind: storage.models.record_version(kind, v["metrics"], v["params"], now)
         for kind, v in trained.versions.items()
     }
-    known = _known_products(storage, {p for ranked in trained.offers.values() for p, _, _ in ranked})
+    known = _known_products(
+        storage, {p for ranked in trained.offers.values() for p, _, _ in ranked}
+    )
     published = 0
     for customer, ranked in sorted(trained.offers.items()):
         current = storage.offers.personal_offers(customer)

@@ -14,10 +14,10 @@ from center.communications.store import CommunicationsRepository
 from center.crm.store import CustomerRepository
 from center.feed.versions import MasterVersions
 from center.fraud.store import FraudRepository
-from center.models.models_store import ModelRepository
 from center.ledger.model import BURNING_WITHIN, Balance, Burning, LedgerEntry, Pending
 from center.ledger.returns_store import ReturnsRepository
 from center.ledger.store import LedgerRepository
+from center.models.models_store import ModelRepository
 from center.promotions.coupon_jobs_store import CouponJobRepository
 from center.promotions.coupons_holds_store import CouponHoldRepository
 from center.promotions.coupons_store import CouponRepository

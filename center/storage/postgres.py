@@ -12,12 +12,12 @@ from center.crm import store as crm
 from center.feed import master_store
 from center.feed import store as feed
 from center.fraud import store as fraud
-from center.models import models_store
 from center.ingest import partitions
 from center.ingest import store as ingest
 from center.ingest.store_postgres import PostgresSalesRepository
 from center.ledger import returns_store as returns
 from center.ledger.store_postgres import PostgresLedgerRepository
+from center.models import models_store
 from center.promotions import coupon_jobs_store as coupon_jobs
 from center.promotions import coupons_holds_store as coupon_holds
 from center.promotions import coupons_store as coupons

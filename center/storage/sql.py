@@ -20,10 +20,10 @@ from center.feed.master_store import MasterDataRepository
 from center.feed.store import FeedRepository
 from center.feed.versions import MasterVersions
 from center.fraud.store import FraudRepository
-from center.models.models_store import ModelRepository
 from center.ingest.store import SalesRepository
 from center.ledger.returns_store import ReturnsRepository
 from center.ledger.store import LedgerRepository
+from center.models.models_store import ModelRepository
 from center.promotions.coupon_jobs_store import CouponJobRepository
 from center.promotions.coupons_holds_store import CouponHoldRepository
 from center.promotions.coupons_store import CouponRepository

@@ -15,10 +15,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from center.analytics import AnalyticsStore
 from center.config import Config, load_config
+from center.errors import InvalidRequest
 from center.models.api import parse_template
 from center.models.dataset import analytics_purchases
 from center.models.training import OfferTemplate, publish, train
-from center.errors import InvalidRequest
 from center.promotions.offers import OfferInput
 from center.storage import Storage
 from center.web.app import create_app
