@@ -167,7 +167,7 @@ def pack_offers(
     the top model products at the template's percent, valid from `now` for its days."""
     held = {o.product_id for o in kept}
     room = max(0, min(template.per_customer, MAX_OFFERS - len(kept)))
-    fresh = []
+    fresh: list[OfferInput] = []
     for product, _strategy, _score in ranked:
         if len(fresh) >= room:
             break
