@@ -47,13 +47,13 @@ def models_command(args: argparse.Namespace) -> int:
     """Run one `models` action; return the exit code."""
     from center.models.dataset import load_complete_journey
 
+    week = _week(args.week if args.action == "evaluate" else args.as_of_week)
     year = load_complete_journey()
     if args.action == "evaluate":
         from center.models.evaluation import evaluate
 
-        print(json.dumps(evaluate(year, week=_week(args.week)), indent=2))
+        print(json.dumps(evaluate(year, week=week), indent=2))
         return 0
-    week = _week(args.as_of_week)
     if args.action == "export-offers":
         from center.models.evaluation import new_item_ranker, repeat_ranker
 

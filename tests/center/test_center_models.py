@@ -172,3 +172,20 @@ def test_churn_snapshot_population_and_label() -> None:
     assert snap.loc[4, "label"] == 0
     later = churn_snapshot(lines, 11).set_index("household")
     assert later.loc[1, "label"] == 1  # no basket in weeks 11..18
+
+
+def test_models_commands_parse_and_refuse_a_week_without_history() -> None:
+    from center.cli import build_parser
+    from center.models.cli import models_command
+
+    parser = build_parser()
+    args = parser.parse_args(
+        ["models", "export-offers", "--as-of-week", "42", "--strategy", "new", "--out", "x.csv"]
+    )
+    assert (args.action, args.as_of_week, args.strategy) == ("export-offers", 42, "new")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["models", "export-offers", "--strategy", "other", "--out", "x"])
+    with pytest.raises(SystemExit, match="week must be 14..53"):
+        models_command(
+            parser.parse_args(["models", "export-churn", "--as-of-week", "5", "--out", "x"])
+        )
