@@ -19,6 +19,7 @@ from center.config import Config, effective_config, format_toml, load_config
 from center.errors import CenterError, ConfigError
 from center.feed.master_cli import MASTER_COMMANDS, add_master_commands, master_command
 from center.fraud.cli import add_fraud_commands, fraud_command
+from center.models import MODELS_COMMAND, add_models_commands, models_command
 from sync_protocol import Sale
 
 if TYPE_CHECKING:
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--valid-to", default=None, help="last valid day, YYYY-MM-DD")
     gen.add_argument("--signed", action="store_true", help="registers' signed code format")
     add_send_command(sub, with_config)
+    add_models_commands(sub)
     return parser
 
 
@@ -125,6 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if args.command == MODELS_COMMAND:
+        return models_command(args)
     if not args.config:
         print("error: --config is required (or set LOYALTY_CONFIG)", file=sys.stderr)
         return 2

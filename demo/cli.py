@@ -196,6 +196,34 @@ def analytics_line(cluster: Cluster, since: datetime, timeout_s: float = 90.0) -
     )
 
 
+def model_lines(cluster: Cluster) -> list[str]:
+    """Train the Center's models on the demo's sales (from its analytics store) and publish
+    the offers; one line per model with its metric or why it was skipped."""
+    token = cluster.staff_token("demo-marketer", "marketer")
+    response = requests.post(
+        cluster.center.url + "/v1/models/train",
+        json={"percent": 10, "per_customer": 3},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=120,
+    )
+    if response.status_code != 200:
+        return [f"MODELS failed: {response.status_code} {response.text[:300]}"]
+    done = response.json()
+    lines = []
+    for kind, version in sorted(done["versions"].items()):
+        metrics = done["metrics"][kind]
+        shown = {
+            key: value
+            for key, value in metrics.items()
+            if key in ("strategy", "customers", "holdout", "skipped", "churn_rate", "train_s")
+        }
+        lines.append(f"MODEL {kind} v{version} {json.dumps(shown, sort_keys=True)}")
+    lines.append(
+        f"MODELS offers_published={done['offers_published']} churn_scored={done['churn_scored']}"
+    )
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     run_started_at = datetime.now(UTC)
@@ -317,6 +345,10 @@ def run(args: argparse.Namespace) -> int:
             print(analytics_line(cluster, run_started_at), flush=True)
         except (requests.RequestException, KeyError, ValueError, DemoError) as exc:
             print(f"ANALYTICS failed: {exc}", flush=True)
+        try:
+            print("\n".join(model_lines(cluster)), flush=True)
+        except (requests.RequestException, KeyError, ValueError) as exc:
+            print(f"MODELS failed: {exc}", flush=True)
         journals = {r: journal_sales(root / f"pos-{r}" / "journal.db") for r in cluster.registers}
         balances = check_balances(cluster, journals, datetime.now(UTC))
         print(balances.line, flush=True)

@@ -88,6 +88,8 @@ async def customer(request: web.Request) -> web.Response:
     tier = await in_db(request, storage.tiers.customer_tier, customer_id, now)
     if tier is not None:  # a tier programme is defined: level, progress, history
         view["tier"] = tier
+    # The churn model's latest score (center/models), None until a training has scored them.
+    view["churn"] = await in_db(request, storage.models.churn_risk, customer_id)
     return web.json_response(view)
 
 

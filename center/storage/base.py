@@ -20,6 +20,7 @@ from center.ledger.leases_store import LeaseRepository
 from center.ledger.model import BURNING_WITHIN, Balance, Burning, LedgerEntry, Pending
 from center.ledger.returns_store import ReturnsRepository
 from center.ledger.store import LedgerRepository
+from center.models.models_store import ModelRepository
 from center.promotions.coupon_jobs_store import CouponJobRepository
 from center.promotions.coupons_holds_store import CouponHoldRepository
 from center.promotions.coupons_store import CouponRepository
@@ -179,6 +180,7 @@ class Storage(Protocol):
     tiers: TierRepository
     leases: LeaseRepository
     certificates: CertificateRepository
+    models: ModelRepository
 
     @property
     def backend(self) -> str:

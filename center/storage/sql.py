@@ -28,6 +28,7 @@ from center.ingest.verify_store import SaleVerifier
 from center.ledger.leases_store import LeaseRepository
 from center.ledger.returns_store import ReturnsRepository
 from center.ledger.store import LedgerRepository
+from center.models.models_store import ModelRepository
 from center.promotions.coupon_jobs_store import CouponJobRepository
 from center.promotions.coupons_holds_store import CouponHoldRepository
 from center.promotions.coupons_store import CouponRepository
@@ -116,6 +117,7 @@ class SqlStorage:
             certificates=self.certificates,
         )
         self.fraud = FraudRepository(db, audit=self.audit)
+        self.models = ModelRepository(db)
 
     @property
     def backend(self) -> str:

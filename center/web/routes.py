@@ -32,6 +32,7 @@ from center.ingest import review_api
 from center.ledger import api as ledger_api
 from center.ledger import leases_api, returns_api
 from center.ledger import pages as ledger_pages
+from center.models import api as models_api
 from center.promotions import api as promotions_api
 from center.promotions import (
     constructor_audience,
@@ -71,6 +72,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     review_api,
     analytics_api,
     certificates_api,
+    models_api,
     web_pages,
     access_pages,
     crm_pages,

@@ -1,0 +1,83 @@
+"""HTTP routes of the models: their versions with metrics, and a training run on demand."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from aiohttp import web
+
+from center.access.permissions import Requirement
+from center.errors import InvalidRequest
+from center.web.keys import ANALYTICS_KEY, CLOCK_KEY, STORAGE_KEY
+from center.web.request import in_db, json_body
+
+__all__ = ["PERMISSIONS", "add_routes", "parse_template"]
+
+PERMISSIONS: Mapping[tuple[str, str], Requirement] = {
+    ("GET", "/v1/models"): "reports.read",
+    # Training publishes personal offers: the roles that may set offers may train.
+    ("POST", "/v1/models/train"): "coupons.write",
+}
+"""(method, canonical route path) -> the permission a caller needs."""
+
+_TEMPLATE_FIELDS = {"percent", "per_customer", "valid_days"}
+
+
+def add_routes(app: web.Application) -> None:
+    """Register this module's routes."""
+    app.router.add_get("/v1/models", _versions)
+    app.router.add_post("/v1/models/train", _train)
+
+
+def parse_template(body: Any) -> Any:
+    """The offer template of a train request (every field optional); InvalidRequest naming the
+    first bad field."""
+    from center.models.training import OfferTemplate
+    from center.promotions.offers import parse_offers
+
+    body = {} if body is None else body
+    if not isinstance(body, Mapping):
+        raise InvalidRequest("body", f"expected a JSON object, got {type(body).__name__}")
+    extra = sorted(set(body) - _TEMPLATE_FIELDS)
+    if extra:
+        raise InvalidRequest(
+            f"body.{extra[0]}", f"unknown field; expected {sorted(_TEMPLATE_FIELDS)}"
+        )
+    percent = Decimal("10")
+    if "percent" in body:
+        # the personal offers' own rule for a percent (0 < p <= 100, two decimals)
+        try:
+            percent = parse_offers({"offers": [{"product_id": "x", "percent": body["percent"]}]})[
+                0
+            ].percent
+        except InvalidRequest as exc:
+            raise InvalidRequest("body.percent", str(exc).split(": ", 1)[-1]) from None
+    counts = {}
+    for name, default, top in (("per_customer", 5, 100), ("valid_days", 28, 366)):
+        value = body.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
+            raise InvalidRequest(f"body.{name}", f"expected an integer 1..{top}, got {value!r}")
+        counts[name] = value
+    return OfferTemplate(percent=percent, **counts)
+
+
+async def _versions(request: web.Request) -> web.Response:
+    storage = request.app[STORAGE_KEY]
+    return web.json_response({"versions": await in_db(request, storage.models.versions)})
+
+
+async def _train(request: web.Request) -> web.Response:
+    from center.models.dataset import analytics_purchases
+    from center.models.training import publish, train
+
+    template = parse_template(await json_body(request, max_bytes=4096, optional=True))
+    store = await asyncio.to_thread(request.app[ANALYTICS_KEY].get)
+    year = await asyncio.to_thread(analytics_purchases, store)
+    trained = await asyncio.to_thread(train, year)
+    storage = request.app[STORAGE_KEY]
+    now = request.app[CLOCK_KEY]()
+    summary = await in_db(request, publish, storage, trained, template, "model", now)
+    return web.json_response(summary)
