@@ -390,6 +390,17 @@ CENTER_BODIES: dict[tuple[str, str], Any] = {
         "valid_to": "2024-04-30",
     },
     ("POST", "/v1/coupon-batches/{batch_id}/issue"): {"customer_ids": ["hh-1"]},
+    ("POST", "/v1/communications/contacts"): {
+        "rows": [
+            {
+                "customer_id": "hh-1",
+                "email": "hh1@example.org",
+                "phone": "+7 916 123-45-67",
+                "consents": {"email": {"advertising": True, "personal_data": True}},
+            }
+        ],
+        "source": "fuzz",
+    },
     ("POST", "/v1/promotions"): threshold(),
     ("POST", "/v1/promotions/validate"): threshold(),
     ("PUT", "/v1/promotions/{promotion_id}"): threshold(),

@@ -14,15 +14,17 @@ from center.access.api import actor_of
 from center.access.permissions import PUBLIC, Requirement
 from center.communications.campaigns import launch_burning, run_fallback
 from center.communications.chains import BurningCampaign
+from center.communications.contacts import parse_contacts, read_csv
 from center.communications.model import CHANNELS, PURPOSES, Consent
 from center.communications.templates import LANGUAGES, VARIABLES, Template
-from center.errors import InvalidRequest, MalformedRequest, UnknownObject
+from center.errors import InvalidRequest, MalformedRequest, UnknownObject, UnsupportedMediaType
 from center.web.keys import CLOCK_KEY, STORAGE_KEY
 from center.web.request import ID_PATTERN, in_db, json_body, query_id
 
 __all__ = ["PERMISSIONS", "add_routes"]
 
 MAX_JSON_BYTES = 256 * 1024
+MAX_CONTACTS_BYTES = 4 * 1024 * 1024
 _TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 _PIXEL = bytes.fromhex(
     "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
@@ -31,6 +33,7 @@ _PIXEL = bytes.fromhex(
 PERMISSIONS: Mapping[tuple[str, str], Requirement] = {
     ("POST", "/v1/communications/consents"): "consents.write",
     ("GET", "/v1/communications/consents/{customer_id}"): ("customers.read", "consents.write"),
+    ("POST", "/v1/communications/contacts"): "customers.write",
     ("PUT", "/v1/communications/templates/{template_id}"): "communications.write",
     ("POST", "/v1/communications/templates/{template_id}/preview"): "communications.read",
     ("POST", "/v1/communications/campaigns/burning"): "communications.write",
@@ -48,6 +51,7 @@ def add_routes(app: web.Application) -> None:
     """Register this module's routes."""
     app.router.add_post("/v1/communications/consents", record_consents)
     app.router.add_get("/v1/communications/consents/{customer_id}", consents)
+    app.router.add_post("/v1/communications/contacts", load_contacts)
     app.router.add_put("/v1/communications/templates/{template_id}", put_template)
     app.router.add_post("/v1/communications/templates/{template_id}/preview", preview)
     app.router.add_post("/v1/communications/campaigns/burning", launch)
@@ -128,6 +132,38 @@ async def record_consents(request: web.Request) -> web.Response:
 
     await in_db(request, record)
     return web.json_response({"recorded": len(parsed), "actor": actor_of(request)}, status=201)
+
+
+async def load_contacts(request: web.Request) -> web.Response:
+    """Contacts and consents of many customers, JSON {"rows": [...], "source"} or a text/csv
+    file (?source=): every bad line named, nothing loaded unless every line is good."""
+    if request.content_type == "text/csv":
+        data = await request.read()
+        if len(data) > MAX_CONTACTS_BYTES:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_CONTACTS_BYTES, actual_size=len(data))
+        raw_rows: Any = read_csv(data)
+        source, csv_lines = request.query.get("source", "csv file"), True
+    elif request.content_type == "application/json":
+        body = await json_body(request, max_bytes=MAX_CONTACTS_BYTES)
+        if not isinstance(body, Mapping) or not isinstance(body.get("rows"), list):
+            raise MalformedRequest("body.rows", 'expected {"rows": [...]}')
+        raw_rows, source, csv_lines = body["rows"], body.get("source", "api"), False
+    else:
+        raise UnsupportedMediaType(
+            "content-type", f"expected application/json or text/csv, got {request.content_type!r}"
+        )
+    if not isinstance(source, str) or not 0 < len(source) <= 100:
+        raise MalformedRequest("source", "expected 1..100 characters")
+    rows = parse_contacts(raw_rows, csv_lines=csv_lines)
+    storage = request.app[STORAGE_KEY]
+    actor, now = actor_of(request), request.app[CLOCK_KEY]()
+    done = await in_db(
+        request,
+        lambda: storage.communications.load_contacts(
+            rows, csv_lines=csv_lines, source=source, actor=actor, now=now
+        ),
+    )
+    return web.json_response(done)
 
 
 async def consents(request: web.Request) -> web.Response:
@@ -239,7 +275,10 @@ async def campaign(request: web.Request) -> web.Response:
     results = await in_db(request, storage.communications.results, campaign_id, now)
     if not results and not states:
         raise UnknownObject("campaign_id", f"unknown campaign {campaign_id!r}")
-    return web.json_response({"campaign_id": campaign_id, "states": states, "groups": results})
+    reasons = await in_db(request, storage.communications.reasons, campaign_id)
+    return web.json_response(
+        {"campaign_id": campaign_id, "states": states, "groups": results, "reasons": reasons}
+    )
 
 
 async def messages(request: web.Request) -> web.Response:

@@ -17,10 +17,14 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from center.access.audit import AuditLog
+from center.communications.contacts import ContactRow, consents_of, unknown_customers
 from center.communications.model import Consent, OutMessage, Receipt, SendOutcome
 from center.communications.rules import decide, normal_email, normal_phone, retry_after
 from center.communications.templates import Template, parse_template
+from center.crm.model import search_keys
 from center.errors import UnknownObject
+from center.feed.versions import MasterVersions
 from center.storage.database import Database
 from center.storage.migrations import Migration
 
@@ -145,8 +149,16 @@ def _zone(name: str) -> str:
 class CommunicationsRepository:
     """Consent history, the outbox and its states, templates, campaign assignment."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        audit: AuditLog | None = None,
+        versions: MasterVersions | None = None,
+    ) -> None:
         self.db = db
+        self.audit = audit or AuditLog(db)
+        self.versions = versions or MasterVersions(db)
 
     # -- consent -------------------------------------------------------------------------------
 
@@ -256,6 +268,59 @@ class CommunicationsRepository:
 
     # -- contacts ------------------------------------------------------------------------------
 
+    def load_contacts(
+        self,
+        rows: Sequence[ContactRow],
+        *,
+        csv_lines: bool,
+        source: str,
+        actor: str,
+        now: datetime,
+    ) -> dict[str, int]:
+        """Set customers' contact attributes and record their consents, all in one transaction
+        (InvalidLines naming every unknown customer, nothing written); the customers get one
+        new master version, so store nodes receive the change."""
+        at = self.db.ts(now)
+        with self.db.guard("load contacts"), self.db.transaction():
+            held: dict[str, dict[str, Any]] = {}
+            ids = [r.customer_id for r in rows]
+            for start in range(0, len(ids), 500):
+                part = ids[start : start + 500]
+                marks = ", ".join("?" for _ in part)
+                for customer_id, attributes in self.db.execute(
+                    f"SELECT customer_id, attributes FROM customers WHERE customer_id IN ({marks})",
+                    part,
+                ).fetchall():
+                    held[customer_id] = (
+                        json.loads(attributes) if isinstance(attributes, str) else dict(attributes)
+                    )
+            unknown_customers(rows, held, csv_lines=csv_lines)
+            changed = 0
+            version = self.versions.bump()
+            for row in rows:
+                before = held[row.customer_id]
+                after = {k: v for k, v in {**before, **row.attributes}.items() if v != ""}
+                if after == before:
+                    continue
+                changed += 1
+                self.db.execute(
+                    "UPDATE customers SET attributes = ?, version = ? WHERE customer_id = ?",
+                    (json.dumps(after, ensure_ascii=False), version, row.customer_id),
+                )
+                self.db.execute(
+                    "DELETE FROM customer_index WHERE customer_id = ?", (row.customer_id,)
+                )
+                self.db.execute(
+                    "INSERT INTO customer_index (customer_id, last_name, first_name, "
+                    "middle_name, phone_rev, email) VALUES (?, ?, ?, ?, ?, ?)",
+                    (row.customer_id, *search_keys(after)),
+                )
+                self.audit.record("customer", row.customer_id, "contacts", before, after, actor, at)
+            evidence = f"bulk load by {actor} from {source}"
+            consents = consents_of(rows, source, evidence, now)
+            self._record(consents)
+        return {"customers": len(rows), "changed": changed, "consents": len(consents)}
+
     def contacts(self, customer_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """customer_id -> its attributes plus `zone` (its store's time zone, or the default)."""
         stores = {
@@ -272,9 +337,13 @@ class CommunicationsRepository:
             ).fetchall():
                 attrs = json.loads(attributes) if isinstance(attributes, str) else attributes
                 store_id = str(attrs.get("store_id", ""))
+                own = attrs.get("timezone")
                 found[customer_id] = {
                     **attrs,
-                    "zone": stores.get(store_id, (DEFAULT_ZONE, ""))[0],
+                    # Quiet hours follow the customer's own time zone, else their store's.
+                    "zone": _zone(own)
+                    if isinstance(own, str) and own
+                    else stores.get(store_id, (DEFAULT_ZONE, ""))[0],
                     "store_name": stores.get(store_id, ("", ""))[1],
                 }
         return found
@@ -549,6 +618,19 @@ class CommunicationsRepository:
             item["group"] = item.pop("grp")
             del item["unsubscribe_token"]
             found.append(item)
+        return found
+
+    def reasons(self, campaign_id: str) -> dict[str, dict[str, int]]:
+        """channel -> reason -> messages, of a campaign's messages that ended unsent or failed."""
+        with self.db.guard("count campaign reasons"), self.db.snapshot():
+            rows = self.db.execute(
+                "SELECT channel, reason, COUNT(*) FROM comm_messages WHERE campaign_id = ? "
+                "AND state IN ('skipped', 'failed', 'expired') GROUP BY channel, reason",
+                (campaign_id,),
+            ).fetchall()
+        found: dict[str, dict[str, int]] = {}
+        for channel, reason, count in rows:
+            found.setdefault(channel, {})[reason or ""] = int(count)
         return found
 
     def state_counts(self, campaign_id: str) -> dict[str, dict[str, dict[str, int]]]:

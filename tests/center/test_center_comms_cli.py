@@ -11,8 +11,8 @@ import pytest
 from center.cli import main
 from center.communications import NewMessage
 from center.storage.sqlite import SqliteStorage
+from demo.message_sinks import SmppSink, SmtpSink
 from tests.center.center_factories import write_config
-from tests.center.comms_servers import SmppSink, SmtpSink
 
 
 def test_send_messages_sends_both_channels_and_collects_receipts(

@@ -1,5 +1,5 @@
-"""Local servers the communications tests talk to: an SMTP sink (aiosmtpd) and a small SMPP 3.4
-SMSC that answers bind / submit_sm and sends deliver_sm delivery receipts."""
+"""Local servers the demo and the communications tests talk to: an SMTP sink (aiosmtpd) and a
+small SMPP 3.4 SMSC that answers bind / submit_sm and sends deliver_sm delivery receipts."""
 
 from __future__ import annotations
 
