@@ -4,6 +4,7 @@ unsubscribe (RFC 8058) and open tracking."""
 from __future__ import annotations
 
 import html
+import os
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -14,17 +15,26 @@ from center.access.api import actor_of
 from center.access.permissions import PUBLIC, Requirement
 from center.communications.campaigns import launch_burning, run_fallback
 from center.communications.chains import BurningCampaign
+from center.communications.channels.vonage import WebhookRefused, receipt_of, verify_webhook
 from center.communications.contacts import parse_contacts, read_csv
 from center.communications.model import CHANNELS, PURPOSES, Consent
 from center.communications.templates import LANGUAGES, VARIABLES, Template
-from center.errors import InvalidRequest, MalformedRequest, UnknownObject, UnsupportedMediaType
+from center.errors import (
+    InvalidRequest,
+    MalformedRequest,
+    Unauthorized,
+    UnknownObject,
+    UnsupportedMediaType,
+)
 from center.web.keys import CLOCK_KEY, STORAGE_KEY
-from center.web.request import ID_PATTERN, in_db, json_body, query_id
+from center.web.request import ID_PATTERN, in_db, json_body, parse_json, query_id
 
 __all__ = ["PERMISSIONS", "add_routes"]
 
 MAX_JSON_BYTES = 256 * 1024
 MAX_CONTACTS_BYTES = 4 * 1024 * 1024
+VONAGE_SECRET_ENV = "VONAGE_SIGNATURE_SECRET"
+"""The variable holding the Vonage account's signature secret (webhooks are refused without)."""
 _TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 _PIXEL = bytes.fromhex(
     "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
@@ -43,6 +53,8 @@ PERMISSIONS: Mapping[tuple[str, str], Requirement] = {
     ("GET", "/v1/communications/unsubscribe/{token}"): PUBLIC,
     ("POST", "/v1/communications/unsubscribe/{token}"): PUBLIC,
     ("GET", "/v1/communications/opened/{token}"): PUBLIC,
+    # Authenticated as Vonage signs its webhooks (a JWT over the body), not by a Center user.
+    ("POST", "/v1/communications/callbacks/vonage"): PUBLIC,
 }
 """(method, canonical route path) -> the permission a caller needs."""
 
@@ -61,6 +73,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/communications/unsubscribe/{token}", unsubscribe_page)
     app.router.add_post("/v1/communications/unsubscribe/{token}", unsubscribe)
     app.router.add_get("/v1/communications/opened/{token}", opened)
+    app.router.add_post("/v1/communications/callbacks/vonage", vonage_status)
 
 
 def _path_id(request: web.Request, name: str) -> str:
@@ -332,3 +345,30 @@ async def opened(request: web.Request) -> web.Response:
     return web.Response(
         body=_PIXEL, content_type="image/gif", headers={"Cache-Control": "no-store"}
     )
+
+
+async def vonage_status(request: web.Request) -> web.Response:
+    """A Vonage Messages API status webhook: checked against the signature secret, then
+    applied to the outbox as a delivery receipt (a final status only)."""
+    data = await request.read()
+    if len(data) > MAX_JSON_BYTES:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=len(data))
+    now = request.app[CLOCK_KEY]()
+    try:
+        verify_webhook(
+            request.headers.get("Authorization", ""),
+            data,
+            os.environ.get(VONAGE_SECRET_ENV, ""),
+            now_s=now.timestamp(),
+        )
+    except WebhookRefused as exc:
+        raise Unauthorized("Authorization", str(exc)) from exc
+    status = parse_json(data)
+    if not isinstance(status, Mapping):
+        raise MalformedRequest("body", "expected a status object")
+    receipt = receipt_of(status)
+    changed = 0
+    if receipt is not None:
+        storage = request.app[STORAGE_KEY]
+        changed = await in_db(request, storage.communications.apply_receipts, [receipt], now)
+    return web.json_response({"applied": changed})

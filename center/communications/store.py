@@ -472,9 +472,14 @@ class CommunicationsRepository:
                 (at, at, message_id),
             )
         usable = (normal_email if channel == "email" else normal_phone)(address) or address
-        return OutMessage(
-            message_id, key, customer_id, channel, kind, usable, subject, body, row[12]
+        sms_failover = channel == "viber" and (
+            kind == "transactional"
+            or all(consents.get(("sms", p), False) for p in ("advertising", "personal_data"))
         )
+        return OutMessage(
+            message_id, key, customer_id, channel, kind, usable, subject, body, row[12],
+            sms_failover,
+        )  # fmt: skip
 
     def record_outcome(self, message_id: str, outcome: SendOutcome, now: datetime) -> str:
         """Store what the server said: sent, a retry after backoff, or failed. The new state."""

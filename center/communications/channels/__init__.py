@@ -1,9 +1,21 @@
-"""Channel adapters behind one interface (base.Channel): e-mail over SMTP, SMS over SMPP."""
+"""Channel adapters behind one interface (base.Channel): e-mail over SMTP, SMS over SMPP,
+Viber with SMS failover over the Vonage Messages API."""
 
 from __future__ import annotations
 
 from center.communications.channels.base import Channel
 from center.communications.channels.email import EmailChannel, build_email
 from center.communications.channels.sms import SmsChannel, parse_receipt, split_sms
+from center.communications.channels.vonage import VonageChannel, receipt_of, verify_webhook
 
-__all__ = ["Channel", "EmailChannel", "SmsChannel", "build_email", "parse_receipt", "split_sms"]
+__all__ = [
+    "Channel",
+    "EmailChannel",
+    "SmsChannel",
+    "VonageChannel",
+    "build_email",
+    "parse_receipt",
+    "receipt_of",
+    "split_sms",
+    "verify_webhook",
+]
