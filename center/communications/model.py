@@ -17,7 +17,7 @@ __all__ = [
     "SendOutcome",
 ]
 
-CHANNELS = ("email", "sms", "viber")
+CHANNELS = ("email", "sms", "viber", "webpush", "fcm")
 """Channels with an adapter (center/communications/channels/)."""
 PURPOSES = ("advertising", "personal_data")
 """Consent purposes: advertising messages (38-FZ art. 18), personal data processing (152-FZ)."""

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from center.access.audit import AuditLog
 from center.communications.contacts import ContactRow, consents_of, unknown_customers
 from center.communications.model import Consent, OutMessage, Receipt, SendOutcome
-from center.communications.rules import decide, normal_email, normal_phone, retry_after
+from center.communications.rules import decide, normal_address, retry_after
 from center.communications.templates import Template, parse_template
 from center.crm.model import search_keys
 from center.errors import UnknownObject
@@ -471,7 +471,7 @@ class CommunicationsRepository:
                 "attempts = attempts + 1, updated_at = ? WHERE message_id = ?",
                 (at, at, message_id),
             )
-        usable = (normal_email if channel == "email" else normal_phone)(address) or address
+        usable = normal_address(channel, address) or address
         sms_failover = channel == "viber" and (
             kind == "transactional"
             or all(consents.get(("sms", p), False) for p in ("advertising", "personal_data"))
