@@ -13,6 +13,7 @@ from aiohttp import web
 
 from center.access.api import actor_of
 from center.access.permissions import PUBLIC, Requirement
+from center.communications.abx import compare_groups
 from center.communications.campaigns import launch_burning, run_fallback
 from center.communications.chains import BurningCampaign
 from center.communications.channels.vonage import WebhookRefused, receipt_of, verify_webhook
@@ -27,7 +28,7 @@ from center.errors import (
     UnsupportedMediaType,
 )
 from center.web.keys import CLOCK_KEY, STORAGE_KEY
-from center.web.request import ID_PATTERN, in_db, json_body, parse_json, query_id
+from center.web.request import ID_PATTERN, in_db, json_body, parse_json, query_id, query_int
 
 __all__ = ["PERMISSIONS", "add_routes"]
 
@@ -282,6 +283,12 @@ async def fallback(request: web.Request) -> web.Response:
 
 async def campaign(request: web.Request) -> web.Response:
     campaign_id = _path_id(request, "campaign_id")
+    pre_days = query_int(request, "pre_days", default=90)
+    window_days = query_int(request, "window_days", default=30)
+    if not 1 <= pre_days <= 730:
+        raise InvalidRequest("pre_days", f"expected 1..730, got {pre_days}")
+    if not 1 <= window_days <= 365:
+        raise InvalidRequest("window_days", f"expected 1..365, got {window_days}")
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
     states = await in_db(request, storage.communications.state_counts, campaign_id)
@@ -289,8 +296,24 @@ async def campaign(request: web.Request) -> web.Response:
     if not results and not states:
         raise UnknownObject("campaign_id", f"unknown campaign {campaign_id!r}")
     reasons = await in_db(request, storage.communications.reasons, campaign_id)
+    outcomes = await in_db(
+        request,
+        lambda: storage.communications.abx_outcomes(
+            campaign_id, now, pre_days=pre_days, window_days=window_days
+        ),
+    )
     return web.json_response(
-        {"campaign_id": campaign_id, "states": states, "groups": results, "reasons": reasons}
+        {
+            "campaign_id": campaign_id,
+            "states": states,
+            "groups": results,
+            "reasons": reasons,
+            # each variant against X: conversion, revenue per customer, incremental revenue,
+            # 95 % intervals with CUPED on the pre-period spend
+            "abx": compare_groups(outcomes),
+            "pre_days": pre_days,
+            "window_days": window_days,
+        }
     )
 
 

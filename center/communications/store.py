@@ -18,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from center.access.audit import AuditLog
+from center.communications.abx import CustomerOutcome
 from center.communications.contacts import ContactRow, consents_of, unknown_customers
 from center.communications.model import Consent, OutMessage, Receipt, SendOutcome
 from center.communications.rules import decide, normal_address, retry_after
@@ -732,6 +733,41 @@ class CommunicationsRepository:
             }
             for r in rows
         ]
+
+    def abx_outcomes(
+        self, campaign_id: str, now: datetime, *, pre_days: int = 90, window_days: int = 30
+    ) -> list[CustomerOutcome]:
+        """Each assigned customer's revenue from assignment to the end of the window (or now),
+        and spend in the `pre_days` before the campaign's first assignment (the CUPED
+        covariate)."""
+        with self.db.guard("campaign outcomes"), self.db.snapshot():
+            first = self.db.execute(
+                "SELECT MIN(assigned_at) FROM comm_assignments WHERE campaign_id = ?",
+                (campaign_id,),
+            ).fetchone()[0]
+            if first is None:
+                return []
+            start = self.db.dt(first)
+            until = min(now, start + timedelta(days=window_days))
+            rows = self.db.execute(
+                "SELECT a.customer_id, a.grp, "
+                "CAST(COALESCE(SUM(CASE WHEN s.closed_at > a.assigned_at AND s.closed_at <= ? "
+                "THEN s.total_minor END), 0) AS BIGINT), "
+                "CAST(COALESCE(SUM(CASE WHEN s.closed_at > ? AND s.closed_at <= ? "
+                "THEN s.total_minor END), 0) AS BIGINT), "
+                "COUNT(CASE WHEN s.closed_at > a.assigned_at AND s.closed_at <= ? THEN 1 END) "
+                "FROM comm_assignments a LEFT JOIN cards c ON c.customer_id = a.customer_id "
+                "LEFT JOIN sales s ON s.card_no = c.card_no WHERE a.campaign_id = ? "
+                "GROUP BY a.customer_id, a.grp",
+                (
+                    self.db.ts(until),
+                    self.db.ts(start - timedelta(days=pre_days)),
+                    self.db.ts(start),
+                    self.db.ts(until),
+                    campaign_id,
+                ),
+            ).fetchall()
+        return [CustomerOutcome(r[1], int(r[2]), int(r[3]), int(r[4]) > 0) for r in rows]
 
     def results(self, campaign_id: str, now: datetime) -> dict[str, dict[str, int]]:
         """group -> customers, buyers (a sale after assignment, up to `now`) and their revenue
