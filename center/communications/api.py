@@ -14,12 +14,13 @@ from aiohttp import web
 from center.access.api import actor_of
 from center.access.permissions import PUBLIC, Requirement
 from center.communications.abx import compare_groups
-from center.communications.campaigns import launch_burning, run_fallback
+from center.communications.campaigns import launch_burning, launch_trigger, run_fallback
 from center.communications.chains import BurningCampaign
 from center.communications.channels.vonage import WebhookRefused, receipt_of, verify_webhook
 from center.communications.contacts import parse_contacts, read_csv
 from center.communications.model import CHANNELS, PURPOSES, Consent
 from center.communications.templates import LANGUAGES, VARIABLES, Template
+from center.communications.triggers import TRIGGERS, TriggerCampaign
 from center.errors import (
     InvalidRequest,
     MalformedRequest,
@@ -49,6 +50,7 @@ PERMISSIONS: Mapping[tuple[str, str], Requirement] = {
     ("POST", "/v1/communications/templates/{template_id}/preview"): "communications.read",
     ("POST", "/v1/communications/campaigns/burning"): "communications.write",
     ("POST", "/v1/communications/campaigns/{campaign_id}/fallback"): "communications.write",
+    ("POST", "/v1/communications/campaigns/trigger"): "communications.write",
     ("GET", "/v1/communications/campaigns/{campaign_id}"): "communications.read",
     ("GET", "/v1/communications/messages"): "communications.read",
     ("GET", "/v1/communications/unsubscribe/{token}"): PUBLIC,
@@ -69,6 +71,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/communications/templates/{template_id}/preview", preview)
     app.router.add_post("/v1/communications/campaigns/burning", launch)
     app.router.add_post("/v1/communications/campaigns/{campaign_id}/fallback", fallback)
+    app.router.add_post("/v1/communications/campaigns/trigger", launch_triggered)
     app.router.add_get("/v1/communications/campaigns/{campaign_id}", campaign)
     app.router.add_get("/v1/communications/messages", messages)
     app.router.add_get("/v1/communications/unsubscribe/{token}", unsubscribe_page)
@@ -260,6 +263,45 @@ async def _campaign(request: web.Request, body: Any) -> BurningCampaign:
         within,
         currency,
     )
+
+
+async def launch_triggered(request: web.Request) -> web.Response:
+    """Launch (or run again) a triggered chain: welcome, inactivity, birthday, purchase or a
+    manual launch to a segment; each customer on their preferred channel where reachable."""
+    body = await json_body(request, max_bytes=MAX_JSON_BYTES)
+    burning = await _campaign(
+        request, {**body, "within_days": 7} if isinstance(body, Mapping) else body
+    )
+    trigger = body.get("trigger")
+    if trigger not in TRIGGERS:
+        raise InvalidRequest("body.trigger", f"expected one of {', '.join(TRIGGERS)}")
+    days = body.get("days", 30)
+    if not isinstance(days, int) or isinstance(days, bool):
+        raise MalformedRequest("body.days", "expected an integer")
+    channels = body.get("channels", ["email", "sms"])
+    if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+        raise MalformedRequest("body.channels", "expected a list of channel names")
+    segment_id = body.get("segment_id", "")
+    if not isinstance(segment_id, str) or (segment_id and not ID_PATTERN.match(segment_id)):
+        raise MalformedRequest("body.segment_id", "expected a segment id")
+    kind = body.get("kind", "marketing")
+    if kind not in ("marketing", "transactional"):
+        raise InvalidRequest("body.kind", "expected marketing or transactional")
+    campaign = TriggerCampaign(
+        burning.campaign_id,
+        trigger,
+        burning.templates,
+        burning.split,
+        tuple(channels),
+        days,
+        segment_id,
+        burning.currency,
+        kind,
+    )
+    storage = request.app[STORAGE_KEY]
+    now = request.app[CLOCK_KEY]()
+    done = await in_db(request, launch_trigger, storage.communications, campaign, now)
+    return web.json_response(done, status=201)
 
 
 async def launch(request: web.Request) -> web.Response:

@@ -8,19 +8,29 @@ import io
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from center.communications.model import CHANNELS, PURPOSES, Consent
-from center.communications.rules import normal_email, normal_phone
+from center.communications.rules import normal_address, normal_email, normal_phone
 from center.communications.templates import LANGUAGES
 from center.errors import InvalidLines, MalformedRequest
 
 __all__ = ["CONTACT_FIELDS", "MAX_CONTACT_ROWS", "ContactRow", "parse_contacts", "read_csv"]
 
 MAX_CONTACT_ROWS = 10_000
-CONTACT_FIELDS = ("email", "phone", "lang", "first_name", "timezone")
+CONTACT_FIELDS = (
+    "email",
+    "phone",
+    "lang",
+    "first_name",
+    "timezone",
+    "birth_date",
+    "preferred_channel",
+    "webpush",
+    "fcm_token",
+)
 """Contact attributes a load may set; an empty value clears the attribute."""
 _CONSENT_COLUMNS = tuple(f"{c}_{p}" for c in CHANNELS for p in PURPOSES)
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
@@ -112,6 +122,15 @@ def _attribute(name: str, value: Any) -> str | None:
         return normal_phone(value) and value
     if name == "lang":
         return value if value in LANGUAGES else None
+    if name == "birth_date":
+        try:
+            return date.fromisoformat(value).isoformat()
+        except ValueError:
+            return None
+    if name == "preferred_channel":
+        return value if value in CHANNELS else None
+    if name in ("webpush", "fcm_token"):
+        return normal_address("webpush" if name == "webpush" else "fcm", value)
     if name == "timezone":
         try:
             ZoneInfo(value)
@@ -127,6 +146,10 @@ _EXPECTED = {
     "lang": f"one of {', '.join(LANGUAGES)}",
     "first_name": "up to 100 characters",
     "timezone": "an IANA time zone such as Europe/Moscow",
+    "birth_date": "a date YYYY-MM-DD",
+    "preferred_channel": f"one of {', '.join(CHANNELS)}",
+    "webpush": "a push subscription: {endpoint, keys: {p256dh, auth}} as JSON",
+    "fcm_token": "an FCM registration token",
 }
 
 

@@ -714,6 +714,71 @@ class CommunicationsRepository:
             }
         return [(r[0], int(r[1]), self.db.dt(r[2]), balances.get(r[0], 0)) for r in rows]
 
+    def balances(self, customer_ids: Sequence[str], now: datetime) -> dict[str, int]:
+        """customer_id -> spendable bonus balance now (active, unexpired lots of every card)."""
+        at = self.db.ts(now)
+        found: dict[str, int] = {}
+        for start in range(0, len(customer_ids), 500):
+            part = list(customer_ids[start : start + 500])
+            marks = ", ".join("?" for _ in part)
+            for customer_id, balance in self.db.execute(
+                "SELECT c.customer_id, CAST(SUM(l.remaining) AS BIGINT) FROM lots l "
+                "JOIN cards c ON c.card_no = l.card_no WHERE l.wallet = 'bonus' "
+                "AND l.remaining > 0 AND (l.expires_at IS NULL OR l.expires_at > ?) "
+                "AND (l.active_from IS NULL OR l.active_from <= ?) "
+                f"AND c.customer_id IN ({marks}) GROUP BY c.customer_id",
+                (at, at, *part),
+            ).fetchall():
+                found[customer_id] = int(balance)
+        return found
+
+    def trigger_candidates(
+        self, trigger: str, now: datetime, *, days: int, segment_id: str = ""
+    ) -> list[tuple[str, str]]:
+        """(customer_id, occasion) of every customer a trigger finds now (triggers.TRIGGERS)."""
+        since = self.db.ts(now - timedelta(days=days))
+        with self.db.guard(f"find {trigger} customers"), self.db.snapshot():
+            if trigger == "welcome":
+                rows = self.db.execute(
+                    "SELECT object_id, 'welcome' FROM audit WHERE kind = 'customer' "
+                    "AND action = 'create' AND at > ? ORDER BY object_id",
+                    (since,),
+                ).fetchall()
+            elif trigger == "inactivity":
+                rows = self.db.execute(
+                    "SELECT c.customer_id, MAX(s.closed_at) FROM sales s "
+                    "JOIN cards c ON c.card_no = s.card_no GROUP BY c.customer_id "
+                    "HAVING MAX(s.closed_at) <= ? ORDER BY c.customer_id",
+                    (since,),
+                ).fetchall()
+                rows = [(r[0], "quiet-since-" + self.db.dt(r[1]).date().isoformat()) for r in rows]
+            elif trigger == "purchase":
+                rows = self.db.execute(
+                    "SELECT c.customer_id, MAX(s.sale_id) FROM sales s "
+                    "JOIN cards c ON c.card_no = s.card_no WHERE s.closed_at > ? "
+                    "AND s.closed_at <= ? GROUP BY c.customer_id ORDER BY c.customer_id",
+                    (since, self.db.ts(now)),
+                ).fetchall()
+                rows = [(r[0], "sale-" + str(r[1])) for r in rows]
+            elif trigger == "segment":
+                rows = self.db.execute(
+                    "SELECT customer_id, 'segment' FROM segment_members WHERE segment_id = ? "
+                    "ORDER BY customer_id",
+                    (segment_id,),
+                ).fetchall()
+            elif trigger == "birthday":
+                rows = []
+                for customer_id, attributes in self.db.execute(
+                    "SELECT customer_id, attributes FROM customers WHERE status = 'active' "
+                    "AND attributes LIKE ? ORDER BY customer_id",
+                    ('%"birth_date"%',),
+                ).fetchall():
+                    attrs = json.loads(attributes) if isinstance(attributes, str) else attributes
+                    rows.append((customer_id, str(attrs.get("birth_date"))))
+            else:
+                raise UnknownObject("body.trigger", f"unknown trigger {trigger!r}")
+        return [(str(r[0]), str(r[1])) for r in rows]
+
     def failed_without_fallback(self, campaign_id: str, channel: str) -> list[dict[str, Any]]:
         """Messages of a campaign on `channel` that ended undelivered and have no fallback yet."""
         with self.db.guard("find fallbacks"), self.db.snapshot():
