@@ -414,64 +414,77 @@ class CommunicationsRepository:
         """Check the message against expiry, address, consent, quiet hours and the daily cap,
         and either mark it `sending` (committed, returned) or record why not (None)."""
         with self.db.guard("claim message"), self.db.transaction():
-            row = self.db.execute(
-                "SELECT idempotency_key, customer_id, channel, kind, address, subject, body, "
-                "state, not_before, claimed_at, expires_at, zone, unsubscribe_token, attempts "
-                f"FROM comm_messages WHERE message_id = ?{self.db.dialect.for_update}",
-                (message_id,),
-            ).fetchone()
-            if row is None:
+            return self._claim(message_id, now, daily_cap=daily_cap, lease=lease)
+
+    def claim_many(
+        self, message_ids: Sequence[str], now: datetime, *, daily_cap: int, lease: timedelta
+    ) -> list[OutMessage | None]:
+        """claim() of several messages in one transaction (one commit for the batch): all of
+        them are `sending` before the first leaves."""
+        with self.db.guard("claim messages"), self.db.transaction():
+            return [self._claim(m, now, daily_cap=daily_cap, lease=lease) for m in message_ids]
+
+    def _claim(
+        self, message_id: str, now: datetime, *, daily_cap: int, lease: timedelta
+    ) -> OutMessage | None:
+        row = self.db.execute(
+            "SELECT idempotency_key, customer_id, channel, kind, address, subject, body, "
+            "state, not_before, claimed_at, expires_at, zone, unsubscribe_token, attempts "
+            f"FROM comm_messages WHERE message_id = ?{self.db.dialect.for_update}",
+            (message_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        key, customer_id, channel, kind, address, subject, body, state = row[:8]
+        if state == "queued":
+            if self.db.dt(row[8]) > now:
                 return None
-            key, customer_id, channel, kind, address, subject, body, state = row[:8]
-            if state == "queued":
-                if self.db.dt(row[8]) > now:
-                    return None
-            elif state != "sending" or self.db.dt(row[9]) > now - lease:
-                return None  # another sender has it, or it is done
-            zone = row[11]
-            day_start = now.astimezone(ZoneInfo(zone)).replace(
-                hour=0, minute=0, second=0, microsecond=0
-            )
-            sent_today = int(
-                self.db.execute(
-                    "SELECT COUNT(*) FROM comm_messages WHERE customer_id = ? AND channel = ? "
-                    "AND kind = 'marketing' AND sent_at >= ? AND message_id <> ?",
-                    (customer_id, channel, self.db.ts(day_start), message_id),
-                ).fetchone()[0]
-            )
-            consents = self.current_consents([customer_id]).get(customer_id, {})
-            decision = decide(
-                kind=kind,
-                channel=channel,
-                address=address,
-                consents=consents,
-                sent_today=sent_today,
-                daily_cap=daily_cap,
-                now=now,
-                zone=zone,
-                expires_at=None if row[10] is None else self.db.dt(row[10]),
-            )
-            at = self.db.ts(now)
-            if decision.action in ("skip", "expire"):
-                new_state = "skipped" if decision.action == "skip" else "expired"
-                self.db.execute(
-                    "UPDATE comm_messages SET state = ?, reason = ?, updated_at = ? "
-                    "WHERE message_id = ?",
-                    (new_state, decision.reason, at, message_id),
-                )
-                return None
-            if decision.action == "defer":
-                self.db.execute(
-                    "UPDATE comm_messages SET state = 'queued', reason = ?, not_before = ?, "
-                    "updated_at = ? WHERE message_id = ?",
-                    (decision.reason, self.db.ts(decision.until), at, message_id),
-                )
-                return None
+        elif state != "sending" or self.db.dt(row[9]) > now - lease:
+            return None  # another sender has it, or it is done
+        zone = row[11]
+        day_start = now.astimezone(ZoneInfo(zone)).replace(
+            hour=0, minute=0, second=0, microsecond=0
+        )
+        sent_today = int(
             self.db.execute(
-                "UPDATE comm_messages SET state = 'sending', claimed_at = ?, "
-                "attempts = attempts + 1, updated_at = ? WHERE message_id = ?",
-                (at, at, message_id),
+                "SELECT COUNT(*) FROM comm_messages WHERE customer_id = ? AND channel = ? "
+                "AND kind = 'marketing' AND sent_at >= ? AND message_id <> ?",
+                (customer_id, channel, self.db.ts(day_start), message_id),
+            ).fetchone()[0]
+        )
+        consents = self.current_consents([customer_id]).get(customer_id, {})
+        decision = decide(
+            kind=kind,
+            channel=channel,
+            address=address,
+            consents=consents,
+            sent_today=sent_today,
+            daily_cap=daily_cap,
+            now=now,
+            zone=zone,
+            expires_at=None if row[10] is None else self.db.dt(row[10]),
+        )
+        at = self.db.ts(now)
+        if decision.action in ("skip", "expire"):
+            new_state = "skipped" if decision.action == "skip" else "expired"
+            self.db.execute(
+                "UPDATE comm_messages SET state = ?, reason = ?, updated_at = ? "
+                "WHERE message_id = ?",
+                (new_state, decision.reason, at, message_id),
             )
+            return None
+        if decision.action == "defer":
+            self.db.execute(
+                "UPDATE comm_messages SET state = 'queued', reason = ?, not_before = ?, "
+                "updated_at = ? WHERE message_id = ?",
+                (decision.reason, self.db.ts(decision.until), at, message_id),
+            )
+            return None
+        self.db.execute(
+            "UPDATE comm_messages SET state = 'sending', claimed_at = ?, "
+            "attempts = attempts + 1, updated_at = ? WHERE message_id = ?",
+            (at, at, message_id),
+        )
         usable = normal_address(channel, address) or address
         sms_failover = channel == "viber" and (
             kind == "transactional"
@@ -486,40 +499,50 @@ class CommunicationsRepository:
         """Store what the server said: sent, a retry after backoff, or failed. The new state."""
         at = self.db.ts(now)
         with self.db.guard("record send outcome"), self.db.transaction():
-            row = self.db.execute(
-                "SELECT attempts FROM comm_messages WHERE message_id = ?"
-                + self.db.dialect.for_update,
-                (message_id,),
-            ).fetchone()
-            if row is None:
-                raise UnknownObject("message_id", f"unknown message {message_id!r}")
-            attempts = int(row[0])
-            if outcome.accepted:
-                for ref in outcome.provider_refs:
-                    self.db.execute(
-                        "INSERT INTO comm_parts (provider_ref, message_id, state) "
-                        "VALUES (?, ?, 'sent') ON CONFLICT (provider_ref) DO NOTHING",
-                        (ref, message_id),
-                    )
+            return self._record_outcome(message_id, outcome, now, at)
+
+    def record_outcomes(
+        self, outcomes: Sequence[tuple[str, SendOutcome]], now: datetime
+    ) -> list[str]:
+        """record_outcome() of a batch in one transaction; the new states in order."""
+        at = self.db.ts(now)
+        with self.db.guard("record send outcomes"), self.db.transaction():
+            return [self._record_outcome(m, o, now, at) for m, o in outcomes]
+
+    def _record_outcome(self, message_id: str, outcome: SendOutcome, now: datetime, at: Any) -> str:
+        row = self.db.execute(
+            "SELECT attempts FROM comm_messages WHERE message_id = ?" + self.db.dialect.for_update,
+            (message_id,),
+        ).fetchone()
+        if row is None:
+            raise UnknownObject("message_id", f"unknown message {message_id!r}")
+        attempts = int(row[0])
+        if outcome.accepted:
+            for ref in outcome.provider_refs:
                 self.db.execute(
-                    "UPDATE comm_messages SET state = 'sent', sent_at = ?, parts = ?, reason = '', "
-                    "updated_at = ? WHERE message_id = ?",
-                    (at, len(outcome.provider_refs), at, message_id),
+                    "INSERT INTO comm_parts (provider_ref, message_id, state) "
+                    "VALUES (?, ?, 'sent') ON CONFLICT (provider_ref) DO NOTHING",
+                    (ref, message_id),
                 )
-                return "sent"
-            if outcome.permanent or attempts >= MAX_ATTEMPTS:
-                self.db.execute(
-                    "UPDATE comm_messages SET state = 'failed', reason = ?, updated_at = ? "
-                    "WHERE message_id = ?",
-                    (outcome.reason[:500], at, message_id),
-                )
-                return "failed"
             self.db.execute(
-                "UPDATE comm_messages SET state = 'queued', reason = ?, not_before = ?, "
+                "UPDATE comm_messages SET state = 'sent', sent_at = ?, parts = ?, reason = '', "
                 "updated_at = ? WHERE message_id = ?",
-                (outcome.reason[:500], self.db.ts(now + retry_after(attempts)), at, message_id),
+                (at, len(outcome.provider_refs), at, message_id),
             )
-            return "queued"
+            return "sent"
+        if outcome.permanent or attempts >= MAX_ATTEMPTS:
+            self.db.execute(
+                "UPDATE comm_messages SET state = 'failed', reason = ?, updated_at = ? "
+                "WHERE message_id = ?",
+                (outcome.reason[:500], at, message_id),
+            )
+            return "failed"
+        self.db.execute(
+            "UPDATE comm_messages SET state = 'queued', reason = ?, not_before = ?, "
+            "updated_at = ? WHERE message_id = ?",
+            (outcome.reason[:500], self.db.ts(now + retry_after(attempts)), at, message_id),
+        )
+        return "queued"
 
     def apply_receipts(self, receipts: Sequence[Receipt], now: datetime) -> int:
         """Apply delivery reports: a message is delivered once every part is; failed or expired

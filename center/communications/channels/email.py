@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -40,7 +41,8 @@ def build_email(message: OutMessage, *, sender: str, sender_name: str, public_ur
 
 
 class EmailChannel:
-    """Sends through one SMTP server, over one connection kept open between messages."""
+    """Sends through one SMTP server, over `connections` connections kept open between
+    messages (one message at a time on each)."""
 
     name = "email"
 
@@ -57,41 +59,67 @@ class EmailChannel:
         start_tls: bool | None = None,
         rate_per_s: float = 50.0,
         timeout_s: float = 30.0,
+        connections: int = 1,
     ) -> None:
         self.host, self.port = host, port
         self.sender, self.sender_name, self.public_url = sender, sender_name, public_url
         self.username, self.password, self.start_tls = username, password, start_tls
         self.rate_per_s = rate_per_s
         self.timeout_s = timeout_s
-        self._smtp: aiosmtplib.SMTP | None = None
+        self.concurrency = max(1, connections)
+        self._idle: list[aiosmtplib.SMTP] = []
+        self._all: list[aiosmtplib.SMTP] = []
+        self._free: asyncio.Semaphore | None = None
 
-    async def open(self) -> None:
-        if self._smtp is not None and self._smtp.is_connected:
-            return
+    async def _connect(self) -> aiosmtplib.SMTP:
         smtp = aiosmtplib.SMTP(
             hostname=self.host, port=self.port, timeout=self.timeout_s, start_tls=self.start_tls
         )
         await smtp.connect()
         if self.username:
             await smtp.login(self.username, self.password or "")
-        self._smtp = smtp
+        self._all.append(smtp)
+        return smtp
+
+    async def open(self) -> None:
+        if self._free is None:
+            self._free = asyncio.Semaphore(self.concurrency)
+        if not self._all:
+            self._idle.append(await self._connect())
 
     async def send(self, message: OutMessage) -> SendOutcome:
         raw = build_email(
             message, sender=self.sender, sender_name=self.sender_name, public_url=self.public_url
         )
-        try:
-            await self.open()
-            assert self._smtp is not None
-            refused, _reply = await self._smtp.sendmail(self.sender, [message.address], raw)
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            codes = [r.code for r in exc.recipients]
-            return SendOutcome(False, permanent=all(500 <= c < 600 for c in codes), reason=str(exc))
-        except aiosmtplib.SMTPResponseException as exc:
-            return SendOutcome(False, permanent=500 <= exc.code < 600, reason=f"{exc.code} {exc}")
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            await self.close()
-            return SendOutcome(False, reason=f"smtp: {exc}")
+        if self._free is None:
+            self._free = asyncio.Semaphore(self.concurrency)
+        async with self._free:
+            smtp = self._idle.pop() if self._idle else None
+            try:
+                if smtp is None or not smtp.is_connected:
+                    if smtp is not None:
+                        self._all.remove(smtp)
+                    smtp = await self._connect()
+                refused, _reply = await smtp.sendmail(self.sender, [message.address], raw)
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                codes = [r.code for r in exc.recipients]
+                return SendOutcome(
+                    False, permanent=all(500 <= c < 600 for c in codes), reason=str(exc)
+                )
+            except aiosmtplib.SMTPResponseException as exc:
+                return SendOutcome(
+                    False, permanent=500 <= exc.code < 600, reason=f"{exc.code} {exc}"
+                )
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                if smtp is not None:
+                    smtp.close()
+                    if smtp in self._all:
+                        self._all.remove(smtp)
+                    smtp = None
+                return SendOutcome(False, reason=f"smtp: {exc}")
+            finally:
+                if smtp is not None:
+                    self._idle.append(smtp)
         if refused:
             return SendOutcome(False, permanent=True, reason=str(refused))
         return SendOutcome(True)
@@ -100,9 +128,10 @@ class EmailChannel:
         return []  # SMTP reports acceptance only; bounces arrive later as mail (not read here)
 
     async def close(self) -> None:
-        smtp, self._smtp = self._smtp, None
-        if smtp is not None and smtp.is_connected:
-            try:
-                await smtp.quit()
-            except (aiosmtplib.SMTPException, OSError):
-                smtp.close()
+        every, self._all, self._idle = self._all, [], []
+        for smtp in every:
+            if smtp.is_connected:
+                try:
+                    await smtp.quit()
+                except (aiosmtplib.SMTPException, OSError):
+                    smtp.close()
