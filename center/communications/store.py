@@ -9,8 +9,8 @@ same idempotency key and Message-ID (see ARCHITECTURE.md, "The outbox").
 from __future__ import annotations
 
 import json
+import os
 import secrets
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -353,16 +353,32 @@ class CommunicationsRepository:
 
     def enqueue(self, messages: Sequence[NewMessage], now: datetime) -> int:
         """Put messages in the outbox; one whose idempotency key is known is left as it is.
-        Returns how many were new."""
+        Returns how many were new. Rows go in batches of one statement each."""
+        at = self.db.ts(now)
+        sql = (
+            f"INSERT INTO comm_messages ({_MESSAGE_COLUMNS}) VALUES "
+            f"({', '.join('?' for _ in range(25))}) "
+            "ON CONFLICT (idempotency_key) DO NOTHING"
+        )
         added = 0
         with self.db.guard("enqueue messages"), self.db.transaction():
-            for m in messages:
-                cursor = self.db.execute(
-                    f"INSERT INTO comm_messages ({_MESSAGE_COLUMNS}) VALUES "
-                    f"({', '.join('?' for _ in range(25))}) "
-                    "ON CONFLICT (idempotency_key) DO NOTHING",
+            for start in range(0, len(messages), 5000):
+                part = messages[start : start + 5000]
+                known: set[str] = set()
+                for at_key in range(0, len(part), 500):
+                    keys = [m.idempotency_key for m in part[at_key : at_key + 500]]
+                    marks = ", ".join("?" for _ in keys)
+                    known.update(
+                        r[0]
+                        for r in self.db.execute(
+                            "SELECT idempotency_key FROM comm_messages "
+                            f"WHERE idempotency_key IN ({marks})",
+                            keys,
+                        ).fetchall()
+                    )
+                rows = [
                     (
-                        uuid.uuid4().hex,
+                        os.urandom(16).hex(),
                         m.idempotency_key,
                         m.customer_id,
                         m.channel,
@@ -376,8 +392,8 @@ class CommunicationsRepository:
                         m.state,
                         m.reason,
                         0,
-                        self.db.ts(m.not_before or now),
-                        self.db.ts(m.expires_at),
+                        at if m.not_before is None else self.db.ts(m.not_before),
+                        None if m.expires_at is None else self.db.ts(m.expires_at),
                         None,
                         None,
                         None,
@@ -385,11 +401,16 @@ class CommunicationsRepository:
                         0,
                         secrets.token_urlsafe(24),
                         m.fallback_of,
-                        self.db.ts(now),
-                        self.db.ts(now),
-                    ),
-                )
-                added += max(int(cursor.rowcount or 0), 0)
+                        at,
+                        at,
+                    )
+                    for m in part
+                    if m.idempotency_key not in known
+                ]
+                # A key twice in one call goes in once (ON CONFLICT), counted once.
+                added += len({r[1] for r in rows})
+                if rows:
+                    self.db.executemany(sql, rows)
         return added
 
     def due(
@@ -703,13 +724,14 @@ class CommunicationsRepository:
 
     def assign(self, campaign_id: str, rows: Sequence[tuple[str, str, str]], now: datetime) -> None:
         """Record (customer_id, group, stratum) of a campaign; a known customer keeps its group."""
+        at = self.db.ts(now)
         with self.db.guard("assign campaign groups"), self.db.transaction():
-            for customer_id, group, stratum in rows:
-                self.db.execute(
+            for start in range(0, len(rows), 5000):
+                self.db.executemany(
                     "INSERT INTO comm_assignments (campaign_id, customer_id, grp, stratum, "
                     "assigned_at) VALUES (?, ?, ?, ?, ?) "
                     "ON CONFLICT (campaign_id, customer_id) DO NOTHING",
-                    (campaign_id, customer_id, group, stratum, self.db.ts(now)),
+                    [(campaign_id, c, g, s, at) for c, g, s in rows[start : start + 5000]],
                 )
 
     def burning(self, now: datetime, within: timedelta) -> list[tuple[str, int, datetime, int]]:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import html
-from email.message import EmailMessage
-from email.policy import SMTP
+from email.header import Header
 from email.utils import formataddr
 
 import aiosmtplib
@@ -16,28 +17,60 @@ from center.communications.rules import message_id_header
 __all__ = ["EmailChannel", "build_email"]
 
 
+def _header(value: str) -> str:
+    """A header value: as is in ASCII, else RFC 2047 encoded words in UTF-8."""
+    if value.isascii():
+        return value
+    return Header(value, "utf-8", maxlinelen=76).encode(linesep="\r\n")
+
+
+def _part(content_type: str, text: str) -> bytes:
+    body = base64.encodebytes(text.encode("utf-8")).replace(b"\n", b"\r\n")
+    return (
+        f'Content-Type: {content_type}; charset="utf-8"\r\n'
+        "Content-Transfer-Encoding: base64\r\n\r\n"
+    ).encode() + body
+
+
 def build_email(message: OutMessage, *, sender: str, sender_name: str, public_url: str) -> bytes:
-    """The RFC 5322 bytes of one message: UTF-8 text and HTML parts, encoded headers, a
-    Message-ID derived from the idempotency key, List-Unsubscribe with One-Click (RFC 8058)."""
-    mail = EmailMessage(policy=SMTP)
-    mail["From"] = formataddr((sender_name, sender))
-    mail["To"] = message.address
-    mail["Subject"] = message.subject
+    """The RFC 5322 bytes of one message: UTF-8 text and HTML parts (base64), encoded headers
+    (RFC 2047), a Message-ID derived from the idempotency key, List-Unsubscribe with One-Click
+    (RFC 8058). Written out directly: the email package's generator costs milliseconds a message,
+    the sender's whole budget at 500 messages a second."""
     domain = sender.rpartition("@")[2] or "localhost"
-    mail["Message-ID"] = message_id_header(message.idempotency_key, domain)
-    mail["X-Idempotency-Key"] = message.idempotency_key
     base = f"{public_url.rstrip('/')}/v1/communications"
+    headers = [
+        ("From", formataddr((sender_name, sender), charset="utf-8")),
+        ("To", message.address),
+        ("Subject", _header(message.subject)),
+        ("Message-ID", message_id_header(message.idempotency_key, domain)),
+        ("X-Idempotency-Key", message.idempotency_key),
+    ]
     pixel = ""
     if message.kind == "marketing":
-        mail["List-Unsubscribe"] = f"<{base}/unsubscribe/{message.unsubscribe_token}>"
-        mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        headers.append(("List-Unsubscribe", f"<{base}/unsubscribe/{message.unsubscribe_token}>"))
+        headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
         # Opens are counted where images load; the plain-text part has no pixel.
         url = html.escape(f"{base}/opened/{message.unsubscribe_token}")
         pixel = f'<img src="{url}" width="1" height="1" alt="">'
-    mail.set_content(message.body, charset="utf-8")
     paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in message.body.split("\n\n"))
-    mail.add_alternative(f"<html><body>{paragraphs}{pixel}</body></html>", subtype="html")
-    return mail.as_bytes()
+    boundary = "=_" + hashlib.sha256(message.idempotency_key.encode()).hexdigest()[:32]
+    headers += [
+        ("MIME-Version", "1.0"),
+        ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
+    ]
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers).encode()
+    text = message.body.replace("\r\n", "\n").replace("\n", "\r\n") + "\r\n"
+    return b"".join(
+        (
+            head,
+            f"\r\n--{boundary}\r\n".encode(),
+            _part("text/plain", text),
+            f"\r\n--{boundary}\r\n".encode(),
+            _part("text/html", f"<html><body>{paragraphs}{pixel}</body></html>\r\n"),
+            f"\r\n--{boundary}--\r\n".encode(),
+        )
+    )
 
 
 class EmailChannel:
