@@ -40,13 +40,24 @@ from center.storage.sqlite import SqliteStorage
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 SINK = """
-import sys, time
-from demo.message_sinks import SmtpSink
-sink = SmtpSink().start()
-print(sink.port, flush=True)
+import sys
+from aiosmtpd.controller import Controller
+from demo.message_sinks import free_port
+
+class Count:
+    received = 0
+
+    async def handle_DATA(self, server, session, envelope):
+        Count.received += 1  # a sink: counts, keeps nothing (parsing is the tests' business)
+        return "250 2.0.0 queued"
+
+port = free_port()
+controller = Controller(Count(), hostname="127.0.0.1", port=port)
+controller.start()
+print(port, flush=True)
 sys.stdin.read()
-print(len(sink.raw), flush=True)
-sink.stop()
+print(Count.received, flush=True)
+controller.stop()
 """
 TEMPLATE = {
     "subject": {"ru": "{name}, для вас скидка", "en": "{name}, a discount for you"},
