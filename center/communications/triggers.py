@@ -105,7 +105,7 @@ def choose_channel(contact: Mapping[str, Any], order: Sequence[str]) -> tuple[st
     customer has an address there; else the first channel of `order` with an address; else the
     first channel, whose message is then skipped with its reason."""
     preferred = contact.get("preferred_channel")
-    ordered = [preferred, *order] if preferred in order else list(order)
+    ordered = [str(preferred), *order] if preferred in order else list(order)
     for channel in ordered:
         raw = contact.get(ADDRESS_FIELDS[channel])
         if normal_address(channel, raw) is not None:
