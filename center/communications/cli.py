@@ -12,14 +12,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from center.communications.channels import (
-    Channel,
-    EmailChannel,
-    FcmChannel,
-    SmsChannel,
-    VonageChannel,
-    WebPushChannel,
-)
+from center.communications.channels import Channel, EmailChannel, SmsChannel, VonageChannel
 from center.communications.sender import DEFAULT_DAILY_CAP, collect_receipts, send_due
 from center.config import Config
 
@@ -80,9 +73,13 @@ def _http_channels(args: argparse.Namespace) -> dict[str, Channel]:
             viber_service_id=args.viber_service_id, sms_sender=args.sms_source or "Shop",
         )  # fmt: skip
     if args.vapid_key_file:
+        from center.communications.channels import WebPushChannel
+
         key = Path(args.vapid_key_file).read_text()
         found["webpush"] = WebPushChannel(vapid_private_key=key, subject=args.vapid_subject)
     if args.fcm_service_account:
+        from center.communications.channels import FcmChannel
+
         account = json.loads(Path(args.fcm_service_account).read_text())
         found["fcm"] = FcmChannel(account, base_url=args.fcm_url)
     return found
