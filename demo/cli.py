@@ -19,6 +19,7 @@ from demo.baskets import load_baskets
 from demo.chaos import household_cards, journal_sales
 from demo.cluster import Cluster
 from demo.errors import DemoError
+from demo.messaging import messages_line
 from demo.reconcile import Row, check_balances, collect_rows, format_table, verdict
 from demo.replay import Progress, RegisterTally, assign_registers, replay_register
 
@@ -349,6 +350,10 @@ def run(args: argparse.Namespace) -> int:
             print("\n".join(model_lines(cluster)), flush=True)
         except (requests.RequestException, KeyError, ValueError) as exc:
             print(f"MODELS failed: {exc}", flush=True)
+        try:
+            print(messages_line(cluster, [f"hh-{h}" for h in cards]), flush=True)
+        except (requests.RequestException, KeyError, ValueError, DemoError) as exc:
+            print(f"MESSAGES failed: {exc}", flush=True)
         journals = {r: journal_sales(root / f"pos-{r}" / "journal.db") for r in cluster.registers}
         balances = check_balances(cluster, journals, datetime.now(UTC))
         print(balances.line, flush=True)

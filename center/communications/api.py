@@ -4,6 +4,7 @@ unsubscribe (RFC 8058) and open tracking."""
 from __future__ import annotations
 
 import html
+import os
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -12,17 +13,30 @@ from aiohttp import web
 
 from center.access.api import actor_of
 from center.access.permissions import PUBLIC, Requirement
-from center.communications.campaigns import launch_burning, run_fallback
+from center.communications.abx import compare_groups
+from center.communications.campaigns import launch_burning, launch_trigger, run_fallback
 from center.communications.chains import BurningCampaign
+from center.communications.channels.vonage import WebhookRefused, receipt_of, verify_webhook
+from center.communications.contacts import parse_contacts, read_csv
 from center.communications.model import CHANNELS, PURPOSES, Consent
 from center.communications.templates import LANGUAGES, VARIABLES, Template
-from center.errors import InvalidRequest, MalformedRequest, UnknownObject
+from center.communications.triggers import TRIGGERS, TriggerCampaign
+from center.errors import (
+    InvalidRequest,
+    MalformedRequest,
+    Unauthorized,
+    UnknownObject,
+    UnsupportedMediaType,
+)
 from center.web.keys import CLOCK_KEY, STORAGE_KEY
-from center.web.request import ID_PATTERN, in_db, json_body, query_id
+from center.web.request import ID_PATTERN, in_db, json_body, parse_json, query_id, query_int
 
 __all__ = ["PERMISSIONS", "add_routes"]
 
 MAX_JSON_BYTES = 256 * 1024
+MAX_CONTACTS_BYTES = 4 * 1024 * 1024
+VONAGE_SECRET_ENV = "VONAGE_SIGNATURE_SECRET"
+"""The variable holding the Vonage account's signature secret (webhooks are refused without)."""
 _TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 _PIXEL = bytes.fromhex(
     "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
@@ -31,15 +45,19 @@ _PIXEL = bytes.fromhex(
 PERMISSIONS: Mapping[tuple[str, str], Requirement] = {
     ("POST", "/v1/communications/consents"): "consents.write",
     ("GET", "/v1/communications/consents/{customer_id}"): ("customers.read", "consents.write"),
+    ("POST", "/v1/communications/contacts"): "customers.write",
     ("PUT", "/v1/communications/templates/{template_id}"): "communications.write",
     ("POST", "/v1/communications/templates/{template_id}/preview"): "communications.read",
     ("POST", "/v1/communications/campaigns/burning"): "communications.write",
     ("POST", "/v1/communications/campaigns/{campaign_id}/fallback"): "communications.write",
+    ("POST", "/v1/communications/campaigns/trigger"): "communications.write",
     ("GET", "/v1/communications/campaigns/{campaign_id}"): "communications.read",
     ("GET", "/v1/communications/messages"): "communications.read",
     ("GET", "/v1/communications/unsubscribe/{token}"): PUBLIC,
     ("POST", "/v1/communications/unsubscribe/{token}"): PUBLIC,
     ("GET", "/v1/communications/opened/{token}"): PUBLIC,
+    # Authenticated as Vonage signs its webhooks (a JWT over the body), not by a Center user.
+    ("POST", "/v1/communications/callbacks/vonage"): PUBLIC,
 }
 """(method, canonical route path) -> the permission a caller needs."""
 
@@ -48,15 +66,18 @@ def add_routes(app: web.Application) -> None:
     """Register this module's routes."""
     app.router.add_post("/v1/communications/consents", record_consents)
     app.router.add_get("/v1/communications/consents/{customer_id}", consents)
+    app.router.add_post("/v1/communications/contacts", load_contacts)
     app.router.add_put("/v1/communications/templates/{template_id}", put_template)
     app.router.add_post("/v1/communications/templates/{template_id}/preview", preview)
     app.router.add_post("/v1/communications/campaigns/burning", launch)
     app.router.add_post("/v1/communications/campaigns/{campaign_id}/fallback", fallback)
+    app.router.add_post("/v1/communications/campaigns/trigger", launch_triggered)
     app.router.add_get("/v1/communications/campaigns/{campaign_id}", campaign)
     app.router.add_get("/v1/communications/messages", messages)
     app.router.add_get("/v1/communications/unsubscribe/{token}", unsubscribe_page)
     app.router.add_post("/v1/communications/unsubscribe/{token}", unsubscribe)
     app.router.add_get("/v1/communications/opened/{token}", opened)
+    app.router.add_post("/v1/communications/callbacks/vonage", vonage_status)
 
 
 def _path_id(request: web.Request, name: str) -> str:
@@ -128,6 +149,38 @@ async def record_consents(request: web.Request) -> web.Response:
 
     await in_db(request, record)
     return web.json_response({"recorded": len(parsed), "actor": actor_of(request)}, status=201)
+
+
+async def load_contacts(request: web.Request) -> web.Response:
+    """Contacts and consents of many customers, JSON {"rows": [...], "source"} or a text/csv
+    file (?source=): every bad line named, nothing loaded unless every line is good."""
+    if request.content_type == "text/csv":
+        data = await request.read()
+        if len(data) > MAX_CONTACTS_BYTES:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_CONTACTS_BYTES, actual_size=len(data))
+        raw_rows: Any = read_csv(data)
+        source, csv_lines = request.query.get("source", "csv file"), True
+    elif request.content_type == "application/json":
+        body = await json_body(request, max_bytes=MAX_CONTACTS_BYTES)
+        if not isinstance(body, Mapping) or not isinstance(body.get("rows"), list):
+            raise MalformedRequest("body.rows", 'expected {"rows": [...]}')
+        raw_rows, source, csv_lines = body["rows"], body.get("source", "api"), False
+    else:
+        raise UnsupportedMediaType(
+            "content-type", f"expected application/json or text/csv, got {request.content_type!r}"
+        )
+    if not isinstance(source, str) or not 0 < len(source) <= 100:
+        raise MalformedRequest("source", "expected 1..100 characters")
+    rows = parse_contacts(raw_rows, csv_lines=csv_lines)
+    storage = request.app[STORAGE_KEY]
+    actor, now = actor_of(request), request.app[CLOCK_KEY]()
+    done = await in_db(
+        request,
+        lambda: storage.communications.load_contacts(
+            rows, csv_lines=csv_lines, source=source, actor=actor, now=now
+        ),
+    )
+    return web.json_response(done)
 
 
 async def consents(request: web.Request) -> web.Response:
@@ -212,6 +265,45 @@ async def _campaign(request: web.Request, body: Any) -> BurningCampaign:
     )
 
 
+async def launch_triggered(request: web.Request) -> web.Response:
+    """Launch (or run again) a triggered chain: welcome, inactivity, birthday, purchase or a
+    manual launch to a segment; each customer on their preferred channel where reachable."""
+    body = await json_body(request, max_bytes=MAX_JSON_BYTES)
+    burning = await _campaign(
+        request, {**body, "within_days": 7} if isinstance(body, Mapping) else body
+    )
+    trigger = body.get("trigger")
+    if trigger not in TRIGGERS:
+        raise InvalidRequest("body.trigger", f"expected one of {', '.join(TRIGGERS)}")
+    days = body.get("days", 30)
+    if not isinstance(days, int) or isinstance(days, bool):
+        raise MalformedRequest("body.days", "expected an integer")
+    channels = body.get("channels", ["email", "sms"])
+    if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+        raise MalformedRequest("body.channels", "expected a list of channel names")
+    segment_id = body.get("segment_id", "")
+    if not isinstance(segment_id, str) or (segment_id and not ID_PATTERN.match(segment_id)):
+        raise MalformedRequest("body.segment_id", "expected a segment id")
+    kind = body.get("kind", "marketing")
+    if kind not in ("marketing", "transactional"):
+        raise InvalidRequest("body.kind", "expected marketing or transactional")
+    campaign = TriggerCampaign(
+        burning.campaign_id,
+        trigger,
+        burning.templates,
+        burning.split,
+        tuple(channels),
+        days,
+        segment_id,
+        burning.currency,
+        kind,
+    )
+    storage = request.app[STORAGE_KEY]
+    now = request.app[CLOCK_KEY]()
+    done = await in_db(request, launch_trigger, storage.communications, campaign, now)
+    return web.json_response(done, status=201)
+
+
 async def launch(request: web.Request) -> web.Response:
     campaign = await _campaign(request, await json_body(request, max_bytes=MAX_JSON_BYTES))
     storage = request.app[STORAGE_KEY]
@@ -233,13 +325,38 @@ async def fallback(request: web.Request) -> web.Response:
 
 async def campaign(request: web.Request) -> web.Response:
     campaign_id = _path_id(request, "campaign_id")
+    pre_days = query_int(request, "pre_days", default=90)
+    window_days = query_int(request, "window_days", default=30)
+    if not 1 <= pre_days <= 730:
+        raise InvalidRequest("pre_days", f"expected 1..730, got {pre_days}")
+    if not 1 <= window_days <= 365:
+        raise InvalidRequest("window_days", f"expected 1..365, got {window_days}")
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
     states = await in_db(request, storage.communications.state_counts, campaign_id)
     results = await in_db(request, storage.communications.results, campaign_id, now)
     if not results and not states:
         raise UnknownObject("campaign_id", f"unknown campaign {campaign_id!r}")
-    return web.json_response({"campaign_id": campaign_id, "states": states, "groups": results})
+    reasons = await in_db(request, storage.communications.reasons, campaign_id)
+    outcomes = await in_db(
+        request,
+        lambda: storage.communications.abx_outcomes(
+            campaign_id, now, pre_days=pre_days, window_days=window_days
+        ),
+    )
+    return web.json_response(
+        {
+            "campaign_id": campaign_id,
+            "states": states,
+            "groups": results,
+            "reasons": reasons,
+            # each variant against X: conversion, revenue per customer, incremental revenue,
+            # 95 % intervals with CUPED on the pre-period spend
+            "abx": compare_groups(outcomes),
+            "pre_days": pre_days,
+            "window_days": window_days,
+        }
+    )
 
 
 async def messages(request: web.Request) -> web.Response:
@@ -293,3 +410,30 @@ async def opened(request: web.Request) -> web.Response:
     return web.Response(
         body=_PIXEL, content_type="image/gif", headers={"Cache-Control": "no-store"}
     )
+
+
+async def vonage_status(request: web.Request) -> web.Response:
+    """A Vonage Messages API status webhook: checked against the signature secret, then
+    applied to the outbox as a delivery receipt (a final status only)."""
+    data = await request.read()
+    if len(data) > MAX_JSON_BYTES:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=len(data))
+    now = request.app[CLOCK_KEY]()
+    try:
+        verify_webhook(
+            request.headers.get("Authorization", ""),
+            data,
+            os.environ.get(VONAGE_SECRET_ENV, ""),
+            now_s=now.timestamp(),
+        )
+    except WebhookRefused as exc:
+        raise Unauthorized("Authorization", str(exc)) from exc
+    status = parse_json(data)
+    if not isinstance(status, Mapping):
+        raise MalformedRequest("body", "expected a status object")
+    receipt = receipt_of(status)
+    changed = 0
+    if receipt is not None:
+        storage = request.app[STORAGE_KEY]
+        changed = await in_db(request, storage.communications.apply_receipts, [receipt], now)
+    return web.json_response({"applied": changed})

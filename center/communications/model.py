@@ -17,7 +17,7 @@ __all__ = [
     "SendOutcome",
 ]
 
-CHANNELS = ("email", "sms")
+CHANNELS = ("email", "sms", "viber", "webpush", "fcm")
 """Channels with an adapter (center/communications/channels/)."""
 PURPOSES = ("advertising", "personal_data")
 """Consent purposes: advertising messages (38-FZ art. 18), personal data processing (152-FZ)."""
@@ -66,6 +66,9 @@ class OutMessage:
     subject: str
     body: str
     unsubscribe_token: str
+    sms_failover: bool = False
+    """A Viber message may fall back to SMS: the customer also agreed to SMS (or it is
+    transactional)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ __all__ = [
     "abx_group",
     "decide",
     "message_id_header",
+    "normal_address",
     "normal_email",
     "normal_phone",
     "quiet_until",
@@ -44,6 +46,43 @@ def normal_phone(value: object) -> str | None:
     elif len(digits) == 10 and digits.startswith("9"):
         digits = "7" + digits
     return digits if 11 <= len(digits) <= 15 else None
+
+
+def normal_push_subscription(value: object) -> str | None:
+    """A Web Push subscription (the browser's PushSubscription.toJSON(): an http(s) endpoint and
+    the p256dh and auth keys, base64url) as canonical JSON, else None."""
+    try:
+        doc = json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        return None
+    if not isinstance(doc, Mapping):
+        return None
+    endpoint, keys = doc.get("endpoint"), doc.get("keys")
+    if not isinstance(endpoint, str) or not re.match(r"^https?://[^\s]{1,2000}$", endpoint):
+        return None
+    if not isinstance(keys, Mapping):
+        return None
+    b64url = re.compile(r"^[A-Za-z0-9_-]{16,200}=*$")
+    if not all(isinstance(keys.get(k), str) and b64url.match(keys[k]) for k in ("p256dh", "auth")):
+        return None
+    found = {"endpoint": endpoint, "keys": {"p256dh": keys["p256dh"], "auth": keys["auth"]}}
+    return json.dumps(found, sort_keys=True)
+
+
+def normal_address(channel: str, value: object) -> str | None:
+    """The address of `channel` in the form its adapter sends to, or None when it is not one:
+    e-mail; a phone for SMS and Viber; a subscription for Web Push; a registration token for
+    FCM."""
+    if channel == "email":
+        return normal_email(value)
+    if channel in ("sms", "viber"):
+        return normal_phone(value)
+    if channel == "webpush":
+        return normal_push_subscription(value)
+    if channel == "fcm":
+        ok = isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9_:\-.]{20,4096}", value)
+        return value if ok and isinstance(value, str) else None
+    return None
 
 
 def quiet_until(now: datetime, zone: str) -> datetime | None:
@@ -80,7 +119,7 @@ def decide(
     """Whether a claimed message may leave now: expiry, address, consent, quiet hours, cap."""
     if expires_at is not None and now >= expires_at:
         return Decision("expire", "expired before it could be sent")
-    valid = normal_email(address) if channel == "email" else normal_phone(address)
+    valid = normal_address(channel, address)
     if valid is None:
         return Decision("skip", f"invalid {channel} address {address[:80]!r}")
     if kind == "transactional":

@@ -9,18 +9,23 @@ same idempotency key and Message-ID (see ARCHITECTURE.md, "The outbox").
 from __future__ import annotations
 
 import json
+import os
 import secrets
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from center.access.audit import AuditLog
+from center.communications.abx import CustomerOutcome
+from center.communications.contacts import ContactRow, consents_of, unknown_customers
 from center.communications.model import Consent, OutMessage, Receipt, SendOutcome
-from center.communications.rules import decide, normal_email, normal_phone, retry_after
+from center.communications.rules import decide, normal_address, retry_after
 from center.communications.templates import Template, parse_template
+from center.crm.model import search_keys
 from center.errors import UnknownObject
+from center.feed.versions import MasterVersions
 from center.storage.database import Database
 from center.storage.migrations import Migration
 
@@ -145,8 +150,16 @@ def _zone(name: str) -> str:
 class CommunicationsRepository:
     """Consent history, the outbox and its states, templates, campaign assignment."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        audit: AuditLog | None = None,
+        versions: MasterVersions | None = None,
+    ) -> None:
         self.db = db
+        self.audit = audit or AuditLog(db)
+        self.versions = versions or MasterVersions(db)
 
     # -- consent -------------------------------------------------------------------------------
 
@@ -256,6 +269,59 @@ class CommunicationsRepository:
 
     # -- contacts ------------------------------------------------------------------------------
 
+    def load_contacts(
+        self,
+        rows: Sequence[ContactRow],
+        *,
+        csv_lines: bool,
+        source: str,
+        actor: str,
+        now: datetime,
+    ) -> dict[str, int]:
+        """Set customers' contact attributes and record their consents, all in one transaction
+        (InvalidLines naming every unknown customer, nothing written); the customers get one
+        new master version, so store nodes receive the change."""
+        at = self.db.ts(now)
+        with self.db.guard("load contacts"), self.db.transaction():
+            held: dict[str, dict[str, Any]] = {}
+            ids = [r.customer_id for r in rows]
+            for start in range(0, len(ids), 500):
+                part = ids[start : start + 500]
+                marks = ", ".join("?" for _ in part)
+                for customer_id, attributes in self.db.execute(
+                    f"SELECT customer_id, attributes FROM customers WHERE customer_id IN ({marks})",
+                    part,
+                ).fetchall():
+                    held[customer_id] = (
+                        json.loads(attributes) if isinstance(attributes, str) else dict(attributes)
+                    )
+            unknown_customers(rows, held, csv_lines=csv_lines)
+            changed = 0
+            version = self.versions.bump()
+            for row in rows:
+                before = held[row.customer_id]
+                after = {k: v for k, v in {**before, **row.attributes}.items() if v != ""}
+                if after == before:
+                    continue
+                changed += 1
+                self.db.execute(
+                    "UPDATE customers SET attributes = ?, version = ? WHERE customer_id = ?",
+                    (json.dumps(after, ensure_ascii=False), version, row.customer_id),
+                )
+                self.db.execute(
+                    "DELETE FROM customer_index WHERE customer_id = ?", (row.customer_id,)
+                )
+                self.db.execute(
+                    "INSERT INTO customer_index (customer_id, last_name, first_name, "
+                    "middle_name, phone_rev, email) VALUES (?, ?, ?, ?, ?, ?)",
+                    (row.customer_id, *search_keys(after)),
+                )
+                self.audit.record("customer", row.customer_id, "contacts", before, after, actor, at)
+            evidence = f"bulk load by {actor} from {source}"
+            consents = consents_of(rows, source, evidence, now)
+            self._record(consents)
+        return {"customers": len(rows), "changed": changed, "consents": len(consents)}
+
     def contacts(self, customer_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """customer_id -> its attributes plus `zone` (its store's time zone, or the default)."""
         stores = {
@@ -272,9 +338,13 @@ class CommunicationsRepository:
             ).fetchall():
                 attrs = json.loads(attributes) if isinstance(attributes, str) else attributes
                 store_id = str(attrs.get("store_id", ""))
+                own = attrs.get("timezone")
                 found[customer_id] = {
                     **attrs,
-                    "zone": stores.get(store_id, (DEFAULT_ZONE, ""))[0],
+                    # Quiet hours follow the customer's own time zone, else their store's.
+                    "zone": _zone(own)
+                    if isinstance(own, str) and own
+                    else stores.get(store_id, (DEFAULT_ZONE, ""))[0],
                     "store_name": stores.get(store_id, ("", ""))[1],
                 }
         return found
@@ -283,16 +353,32 @@ class CommunicationsRepository:
 
     def enqueue(self, messages: Sequence[NewMessage], now: datetime) -> int:
         """Put messages in the outbox; one whose idempotency key is known is left as it is.
-        Returns how many were new."""
+        Returns how many were new. Rows go in batches of one statement each."""
+        at = self.db.ts(now)
+        sql = (
+            f"INSERT INTO comm_messages ({_MESSAGE_COLUMNS}) VALUES "
+            f"({', '.join('?' for _ in range(25))}) "
+            "ON CONFLICT (idempotency_key) DO NOTHING"
+        )
         added = 0
         with self.db.guard("enqueue messages"), self.db.transaction():
-            for m in messages:
-                cursor = self.db.execute(
-                    f"INSERT INTO comm_messages ({_MESSAGE_COLUMNS}) VALUES "
-                    f"({', '.join('?' for _ in range(25))}) "
-                    "ON CONFLICT (idempotency_key) DO NOTHING",
+            for start in range(0, len(messages), 5000):
+                part = messages[start : start + 5000]
+                known: set[str] = set()
+                for at_key in range(0, len(part), 500):
+                    keys = [m.idempotency_key for m in part[at_key : at_key + 500]]
+                    marks = ", ".join("?" for _ in keys)
+                    known.update(
+                        r[0]
+                        for r in self.db.execute(
+                            "SELECT idempotency_key FROM comm_messages "
+                            f"WHERE idempotency_key IN ({marks})",
+                            keys,
+                        ).fetchall()
+                    )
+                rows = [
                     (
-                        uuid.uuid4().hex,
+                        os.urandom(16).hex(),
                         m.idempotency_key,
                         m.customer_id,
                         m.channel,
@@ -306,8 +392,8 @@ class CommunicationsRepository:
                         m.state,
                         m.reason,
                         0,
-                        self.db.ts(m.not_before or now),
-                        self.db.ts(m.expires_at),
+                        at if m.not_before is None else self.db.ts(m.not_before),
+                        None if m.expires_at is None else self.db.ts(m.expires_at),
                         None,
                         None,
                         None,
@@ -315,11 +401,16 @@ class CommunicationsRepository:
                         0,
                         secrets.token_urlsafe(24),
                         m.fallback_of,
-                        self.db.ts(now),
-                        self.db.ts(now),
-                    ),
-                )
-                added += max(int(cursor.rowcount or 0), 0)
+                        at,
+                        at,
+                    )
+                    for m in part
+                    if m.idempotency_key not in known
+                ]
+                # A key twice in one call goes in once (ON CONFLICT), counted once.
+                added += len({r[1] for r in rows})
+                if rows:
+                    self.db.executemany(sql, rows)
         return added
 
     def due(
@@ -344,107 +435,135 @@ class CommunicationsRepository:
         """Check the message against expiry, address, consent, quiet hours and the daily cap,
         and either mark it `sending` (committed, returned) or record why not (None)."""
         with self.db.guard("claim message"), self.db.transaction():
-            row = self.db.execute(
-                "SELECT idempotency_key, customer_id, channel, kind, address, subject, body, "
-                "state, not_before, claimed_at, expires_at, zone, unsubscribe_token, attempts "
-                f"FROM comm_messages WHERE message_id = ?{self.db.dialect.for_update}",
-                (message_id,),
-            ).fetchone()
-            if row is None:
+            return self._claim(message_id, now, daily_cap=daily_cap, lease=lease)
+
+    def claim_many(
+        self, message_ids: Sequence[str], now: datetime, *, daily_cap: int, lease: timedelta
+    ) -> list[OutMessage | None]:
+        """claim() of several messages in one transaction (one commit for the batch): all of
+        them are `sending` before the first leaves."""
+        with self.db.guard("claim messages"), self.db.transaction():
+            return [self._claim(m, now, daily_cap=daily_cap, lease=lease) for m in message_ids]
+
+    def _claim(
+        self, message_id: str, now: datetime, *, daily_cap: int, lease: timedelta
+    ) -> OutMessage | None:
+        row = self.db.execute(
+            "SELECT idempotency_key, customer_id, channel, kind, address, subject, body, "
+            "state, not_before, claimed_at, expires_at, zone, unsubscribe_token, attempts "
+            f"FROM comm_messages WHERE message_id = ?{self.db.dialect.for_update}",
+            (message_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        key, customer_id, channel, kind, address, subject, body, state = row[:8]
+        if state == "queued":
+            if self.db.dt(row[8]) > now:
                 return None
-            key, customer_id, channel, kind, address, subject, body, state = row[:8]
-            if state == "queued":
-                if self.db.dt(row[8]) > now:
-                    return None
-            elif state != "sending" or self.db.dt(row[9]) > now - lease:
-                return None  # another sender has it, or it is done
-            zone = row[11]
-            day_start = now.astimezone(ZoneInfo(zone)).replace(
-                hour=0, minute=0, second=0, microsecond=0
-            )
-            sent_today = int(
-                self.db.execute(
-                    "SELECT COUNT(*) FROM comm_messages WHERE customer_id = ? AND channel = ? "
-                    "AND kind = 'marketing' AND sent_at >= ? AND message_id <> ?",
-                    (customer_id, channel, self.db.ts(day_start), message_id),
-                ).fetchone()[0]
-            )
-            consents = self.current_consents([customer_id]).get(customer_id, {})
-            decision = decide(
-                kind=kind,
-                channel=channel,
-                address=address,
-                consents=consents,
-                sent_today=sent_today,
-                daily_cap=daily_cap,
-                now=now,
-                zone=zone,
-                expires_at=None if row[10] is None else self.db.dt(row[10]),
-            )
-            at = self.db.ts(now)
-            if decision.action in ("skip", "expire"):
-                new_state = "skipped" if decision.action == "skip" else "expired"
-                self.db.execute(
-                    "UPDATE comm_messages SET state = ?, reason = ?, updated_at = ? "
-                    "WHERE message_id = ?",
-                    (new_state, decision.reason, at, message_id),
-                )
-                return None
-            if decision.action == "defer":
-                self.db.execute(
-                    "UPDATE comm_messages SET state = 'queued', reason = ?, not_before = ?, "
-                    "updated_at = ? WHERE message_id = ?",
-                    (decision.reason, self.db.ts(decision.until), at, message_id),
-                )
-                return None
-            self.db.execute(
-                "UPDATE comm_messages SET state = 'sending', claimed_at = ?, "
-                "attempts = attempts + 1, updated_at = ? WHERE message_id = ?",
-                (at, at, message_id),
-            )
-        usable = (normal_email if channel == "email" else normal_phone)(address) or address
-        return OutMessage(
-            message_id, key, customer_id, channel, kind, usable, subject, body, row[12]
+        elif state != "sending" or self.db.dt(row[9]) > now - lease:
+            return None  # another sender has it, or it is done
+        zone = row[11]
+        day_start = now.astimezone(ZoneInfo(zone)).replace(
+            hour=0, minute=0, second=0, microsecond=0
         )
+        sent_today = int(
+            self.db.execute(
+                "SELECT COUNT(*) FROM comm_messages WHERE customer_id = ? AND channel = ? "
+                "AND kind = 'marketing' AND sent_at >= ? AND message_id <> ?",
+                (customer_id, channel, self.db.ts(day_start), message_id),
+            ).fetchone()[0]
+        )
+        consents = self.current_consents([customer_id]).get(customer_id, {})
+        decision = decide(
+            kind=kind,
+            channel=channel,
+            address=address,
+            consents=consents,
+            sent_today=sent_today,
+            daily_cap=daily_cap,
+            now=now,
+            zone=zone,
+            expires_at=None if row[10] is None else self.db.dt(row[10]),
+        )
+        at = self.db.ts(now)
+        if decision.action in ("skip", "expire"):
+            new_state = "skipped" if decision.action == "skip" else "expired"
+            self.db.execute(
+                "UPDATE comm_messages SET state = ?, reason = ?, updated_at = ? "
+                "WHERE message_id = ?",
+                (new_state, decision.reason, at, message_id),
+            )
+            return None
+        if decision.action == "defer":
+            self.db.execute(
+                "UPDATE comm_messages SET state = 'queued', reason = ?, not_before = ?, "
+                "updated_at = ? WHERE message_id = ?",
+                (decision.reason, self.db.ts(decision.until), at, message_id),
+            )
+            return None
+        self.db.execute(
+            "UPDATE comm_messages SET state = 'sending', claimed_at = ?, "
+            "attempts = attempts + 1, updated_at = ? WHERE message_id = ?",
+            (at, at, message_id),
+        )
+        usable = normal_address(channel, address) or address
+        sms_failover = channel == "viber" and (
+            kind == "transactional"
+            or all(consents.get(("sms", p), False) for p in ("advertising", "personal_data"))
+        )
+        return OutMessage(
+            message_id, key, customer_id, channel, kind, usable, subject, body, row[12],
+            sms_failover,
+        )  # fmt: skip
 
     def record_outcome(self, message_id: str, outcome: SendOutcome, now: datetime) -> str:
         """Store what the server said: sent, a retry after backoff, or failed. The new state."""
         at = self.db.ts(now)
         with self.db.guard("record send outcome"), self.db.transaction():
-            row = self.db.execute(
-                "SELECT attempts FROM comm_messages WHERE message_id = ?"
-                + self.db.dialect.for_update,
-                (message_id,),
-            ).fetchone()
-            if row is None:
-                raise UnknownObject("message_id", f"unknown message {message_id!r}")
-            attempts = int(row[0])
-            if outcome.accepted:
-                for ref in outcome.provider_refs:
-                    self.db.execute(
-                        "INSERT INTO comm_parts (provider_ref, message_id, state) "
-                        "VALUES (?, ?, 'sent') ON CONFLICT (provider_ref) DO NOTHING",
-                        (ref, message_id),
-                    )
+            return self._record_outcome(message_id, outcome, now, at)
+
+    def record_outcomes(
+        self, outcomes: Sequence[tuple[str, SendOutcome]], now: datetime
+    ) -> list[str]:
+        """record_outcome() of a batch in one transaction; the new states in order."""
+        at = self.db.ts(now)
+        with self.db.guard("record send outcomes"), self.db.transaction():
+            return [self._record_outcome(m, o, now, at) for m, o in outcomes]
+
+    def _record_outcome(self, message_id: str, outcome: SendOutcome, now: datetime, at: Any) -> str:
+        row = self.db.execute(
+            "SELECT attempts FROM comm_messages WHERE message_id = ?" + self.db.dialect.for_update,
+            (message_id,),
+        ).fetchone()
+        if row is None:
+            raise UnknownObject("message_id", f"unknown message {message_id!r}")
+        attempts = int(row[0])
+        if outcome.accepted:
+            for ref in outcome.provider_refs:
                 self.db.execute(
-                    "UPDATE comm_messages SET state = 'sent', sent_at = ?, parts = ?, reason = '', "
-                    "updated_at = ? WHERE message_id = ?",
-                    (at, len(outcome.provider_refs), at, message_id),
+                    "INSERT INTO comm_parts (provider_ref, message_id, state) "
+                    "VALUES (?, ?, 'sent') ON CONFLICT (provider_ref) DO NOTHING",
+                    (ref, message_id),
                 )
-                return "sent"
-            if outcome.permanent or attempts >= MAX_ATTEMPTS:
-                self.db.execute(
-                    "UPDATE comm_messages SET state = 'failed', reason = ?, updated_at = ? "
-                    "WHERE message_id = ?",
-                    (outcome.reason[:500], at, message_id),
-                )
-                return "failed"
             self.db.execute(
-                "UPDATE comm_messages SET state = 'queued', reason = ?, not_before = ?, "
+                "UPDATE comm_messages SET state = 'sent', sent_at = ?, parts = ?, reason = '', "
                 "updated_at = ? WHERE message_id = ?",
-                (outcome.reason[:500], self.db.ts(now + retry_after(attempts)), at, message_id),
+                (at, len(outcome.provider_refs), at, message_id),
             )
-            return "queued"
+            return "sent"
+        if outcome.permanent or attempts >= MAX_ATTEMPTS:
+            self.db.execute(
+                "UPDATE comm_messages SET state = 'failed', reason = ?, updated_at = ? "
+                "WHERE message_id = ?",
+                (outcome.reason[:500], at, message_id),
+            )
+            return "failed"
+        self.db.execute(
+            "UPDATE comm_messages SET state = 'queued', reason = ?, not_before = ?, "
+            "updated_at = ? WHERE message_id = ?",
+            (outcome.reason[:500], self.db.ts(now + retry_after(attempts)), at, message_id),
+        )
+        return "queued"
 
     def apply_receipts(self, receipts: Sequence[Receipt], now: datetime) -> int:
         """Apply delivery reports: a message is delivered once every part is; failed or expired
@@ -551,6 +670,19 @@ class CommunicationsRepository:
             found.append(item)
         return found
 
+    def reasons(self, campaign_id: str) -> dict[str, dict[str, int]]:
+        """channel -> reason -> messages, of a campaign's messages that ended unsent or failed."""
+        with self.db.guard("count campaign reasons"), self.db.snapshot():
+            rows = self.db.execute(
+                "SELECT channel, reason, COUNT(*) FROM comm_messages WHERE campaign_id = ? "
+                "AND state IN ('skipped', 'failed', 'expired') GROUP BY channel, reason",
+                (campaign_id,),
+            ).fetchall()
+        found: dict[str, dict[str, int]] = {}
+        for channel, reason, count in rows:
+            found.setdefault(channel, {})[reason or ""] = int(count)
+        return found
+
     def state_counts(self, campaign_id: str) -> dict[str, dict[str, dict[str, int]]]:
         """group -> channel -> state -> messages, for one campaign."""
         with self.db.guard("count campaign states"), self.db.snapshot():
@@ -592,13 +724,14 @@ class CommunicationsRepository:
 
     def assign(self, campaign_id: str, rows: Sequence[tuple[str, str, str]], now: datetime) -> None:
         """Record (customer_id, group, stratum) of a campaign; a known customer keeps its group."""
+        at = self.db.ts(now)
         with self.db.guard("assign campaign groups"), self.db.transaction():
-            for customer_id, group, stratum in rows:
-                self.db.execute(
+            for start in range(0, len(rows), 5000):
+                self.db.executemany(
                     "INSERT INTO comm_assignments (campaign_id, customer_id, grp, stratum, "
                     "assigned_at) VALUES (?, ?, ?, ?, ?) "
                     "ON CONFLICT (campaign_id, customer_id) DO NOTHING",
-                    (campaign_id, customer_id, group, stratum, self.db.ts(now)),
+                    [(campaign_id, c, g, s, at) for c, g, s in rows[start : start + 5000]],
                 )
 
     def burning(self, now: datetime, within: timedelta) -> list[tuple[str, int, datetime, int]]:
@@ -626,6 +759,71 @@ class CommunicationsRepository:
             }
         return [(r[0], int(r[1]), self.db.dt(r[2]), balances.get(r[0], 0)) for r in rows]
 
+    def balances(self, customer_ids: Sequence[str], now: datetime) -> dict[str, int]:
+        """customer_id -> spendable bonus balance now (active, unexpired lots of every card)."""
+        at = self.db.ts(now)
+        found: dict[str, int] = {}
+        for start in range(0, len(customer_ids), 500):
+            part = list(customer_ids[start : start + 500])
+            marks = ", ".join("?" for _ in part)
+            for customer_id, balance in self.db.execute(
+                "SELECT c.customer_id, CAST(SUM(l.remaining) AS BIGINT) FROM lots l "
+                "JOIN cards c ON c.card_no = l.card_no WHERE l.wallet = 'bonus' "
+                "AND l.remaining > 0 AND (l.expires_at IS NULL OR l.expires_at > ?) "
+                "AND (l.active_from IS NULL OR l.active_from <= ?) "
+                f"AND c.customer_id IN ({marks}) GROUP BY c.customer_id",
+                (at, at, *part),
+            ).fetchall():
+                found[customer_id] = int(balance)
+        return found
+
+    def trigger_candidates(
+        self, trigger: str, now: datetime, *, days: int, segment_id: str = ""
+    ) -> list[tuple[str, str]]:
+        """(customer_id, occasion) of every customer a trigger finds now (triggers.TRIGGERS)."""
+        since = self.db.ts(now - timedelta(days=days))
+        with self.db.guard(f"find {trigger} customers"), self.db.snapshot():
+            if trigger == "welcome":
+                rows = self.db.execute(
+                    "SELECT object_id, 'welcome' FROM audit WHERE kind = 'customer' "
+                    "AND action = 'create' AND at > ? ORDER BY object_id",
+                    (since,),
+                ).fetchall()
+            elif trigger == "inactivity":
+                rows = self.db.execute(
+                    "SELECT c.customer_id, MAX(s.closed_at) FROM sales s "
+                    "JOIN cards c ON c.card_no = s.card_no GROUP BY c.customer_id "
+                    "HAVING MAX(s.closed_at) <= ? ORDER BY c.customer_id",
+                    (since,),
+                ).fetchall()
+                rows = [(r[0], "quiet-since-" + self.db.dt(r[1]).date().isoformat()) for r in rows]
+            elif trigger == "purchase":
+                rows = self.db.execute(
+                    "SELECT c.customer_id, MAX(s.sale_id) FROM sales s "
+                    "JOIN cards c ON c.card_no = s.card_no WHERE s.closed_at > ? "
+                    "AND s.closed_at <= ? GROUP BY c.customer_id ORDER BY c.customer_id",
+                    (since, self.db.ts(now)),
+                ).fetchall()
+                rows = [(r[0], "sale-" + str(r[1])) for r in rows]
+            elif trigger == "segment":
+                rows = self.db.execute(
+                    "SELECT customer_id, 'segment' FROM segment_members WHERE segment_id = ? "
+                    "ORDER BY customer_id",
+                    (segment_id,),
+                ).fetchall()
+            elif trigger == "birthday":
+                rows = []
+                for customer_id, attributes in self.db.execute(
+                    "SELECT customer_id, attributes FROM customers WHERE status = 'active' "
+                    "AND attributes LIKE ? ORDER BY customer_id",
+                    ('%"birth_date"%',),
+                ).fetchall():
+                    attrs = json.loads(attributes) if isinstance(attributes, str) else attributes
+                    rows.append((customer_id, str(attrs.get("birth_date"))))
+            else:
+                raise UnknownObject("body.trigger", f"unknown trigger {trigger!r}")
+        return [(str(r[0]), str(r[1])) for r in rows]
+
     def failed_without_fallback(self, campaign_id: str, channel: str) -> list[dict[str, Any]]:
         """Messages of a campaign on `channel` that ended undelivered and have no fallback yet."""
         with self.db.guard("find fallbacks"), self.db.snapshot():
@@ -645,6 +843,41 @@ class CommunicationsRepository:
             }
             for r in rows
         ]
+
+    def abx_outcomes(
+        self, campaign_id: str, now: datetime, *, pre_days: int = 90, window_days: int = 30
+    ) -> list[CustomerOutcome]:
+        """Each assigned customer's revenue from assignment to the end of the window (or now),
+        and spend in the `pre_days` before the campaign's first assignment (the CUPED
+        covariate)."""
+        with self.db.guard("campaign outcomes"), self.db.snapshot():
+            first = self.db.execute(
+                "SELECT MIN(assigned_at) FROM comm_assignments WHERE campaign_id = ?",
+                (campaign_id,),
+            ).fetchone()[0]
+            if first is None:
+                return []
+            start = self.db.dt(first)
+            until = min(now, start + timedelta(days=window_days))
+            rows = self.db.execute(
+                "SELECT a.customer_id, a.grp, "
+                "CAST(COALESCE(SUM(CASE WHEN s.closed_at > a.assigned_at AND s.closed_at <= ? "
+                "THEN s.total_minor END), 0) AS BIGINT), "
+                "CAST(COALESCE(SUM(CASE WHEN s.closed_at > ? AND s.closed_at <= ? "
+                "THEN s.total_minor END), 0) AS BIGINT), "
+                "COUNT(CASE WHEN s.closed_at > a.assigned_at AND s.closed_at <= ? THEN 1 END) "
+                "FROM comm_assignments a LEFT JOIN cards c ON c.customer_id = a.customer_id "
+                "LEFT JOIN sales s ON s.card_no = c.card_no WHERE a.campaign_id = ? "
+                "GROUP BY a.customer_id, a.grp",
+                (
+                    self.db.ts(until),
+                    self.db.ts(start - timedelta(days=pre_days)),
+                    self.db.ts(start),
+                    self.db.ts(until),
+                    campaign_id,
+                ),
+            ).fetchall()
+        return [CustomerOutcome(r[1], int(r[2]), int(r[3]), int(r[4]) > 0) for r in rows]
 
     def results(self, campaign_id: str, now: datetime) -> dict[str, dict[str, int]]:
         """group -> customers, buyers (a sale after assignment, up to `now`) and their revenue

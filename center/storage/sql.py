@@ -72,7 +72,7 @@ class SqlStorage:
         self.users = UserRepository(db, audit=self.audit)
         self.people = PeopleRepository(db, audit=self.audit)
         self.nodes = NodeRepository(db)
-        self.communications = CommunicationsRepository(db)
+        self.communications = CommunicationsRepository(db, audit=self.audit, versions=self.versions)
         self.customers = CustomerRepository(
             db, audit=self.audit, versions=self.versions, ledger=self.ledger
         )

@@ -9,7 +9,7 @@ import pytest
 
 from center.communications.channels import EmailChannel, SmsChannel, split_sms
 from center.communications.model import OutMessage, Receipt
-from tests.center.comms_servers import SmppSink, SmtpSink
+from demo.message_sinks import SmppSink, SmtpSink
 
 SUBJECT = "Ваши 350,00 ₽ бонусов сгорят в воскресенье"
 BODY = (
@@ -88,7 +88,7 @@ async def test_transactional_email_has_no_unsubscribe_and_refusal_is_permanent(
 
 
 async def test_email_to_a_closed_port_is_a_temporary_failure() -> None:
-    from tests.center.comms_servers import free_port
+    from demo.message_sinks import free_port
 
     channel = EmailChannel(
         "127.0.0.1", free_port(), sender="b@shop.example", public_url="http://x", timeout_s=2

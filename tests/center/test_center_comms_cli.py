@@ -11,8 +11,8 @@ import pytest
 from center.cli import main
 from center.communications import NewMessage
 from center.storage.sqlite import SqliteStorage
+from demo.message_sinks import SmppSink, SmtpSink
 from tests.center.center_factories import write_config
-from tests.center.comms_servers import SmppSink, SmtpSink
 
 
 def test_send_messages_sends_both_channels_and_collects_receipts(
@@ -53,3 +53,18 @@ def test_send_messages_sends_both_channels_and_collects_receipts(
     storage.close()
     assert states == {"email": "sent", "sms": "delivered"}
     assert main(["send-messages", "--config", str(config)]) == 2
+
+
+def test_send_messages_names_an_incomplete_http_channel(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path)
+    assert main(["send-messages", "--config", str(config), "--vonage", "http://v"]) == 2
+    assert "--vonage needs --vonage-key" in capsys.readouterr().err
+    missing = str(tmp_path / "nowhere.json")
+    assert main(["send-messages", "--config", str(config), "--fcm-service-account", missing]) == 2
+    assert "nowhere.json" in capsys.readouterr().err
+    (tmp_path / "sa.json").write_text(json.dumps({"project_id": "p"}))
+    args = ["send-messages", "--config", str(config), "--fcm-service-account"]
+    assert main([*args, str(tmp_path / "sa.json")]) == 2
+    assert "service account: missing client_email" in capsys.readouterr().err

@@ -17,7 +17,7 @@ from pathlib import Path
 from center.communications import NewMessage, send_due
 from center.communications.channels import EmailChannel
 from center.storage.sqlite import SqliteStorage
-from tests.center.comms_servers import SmtpSink
+from demo.message_sinks import SmtpSink
 
 COUNT = 30
 SENDER = """

@@ -23,8 +23,8 @@ from center.communications.channels import EmailChannel, SmsChannel
 from center.communications.model import Receipt, SendOutcome
 from center.communications.sender import collect_receipts
 from center.storage import Storage
+from demo.message_sinks import SmppSink, SmtpSink
 from tests.center.comms_factories import NOW, TEMPLATE, at, seed
-from tests.center.comms_servers import SmppSink, SmtpSink
 
 
 @pytest.fixture

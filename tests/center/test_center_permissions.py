@@ -58,7 +58,7 @@ def test_every_route_of_the_center_has_a_permission(config: Config) -> None:
     public = sorted(key for key, requirement in table.items() if requirement == PUBLIC)
     # The console's sign-in form and its static files are public too (tests/center/test_console*);
     # so are RFC 8058 one-click unsubscribe and the open pixel: the message's token is the
-    # credential.
+    # credential; and the aggregator's status webhooks, signed with its own secret.
     assert public == [
         ("GET", "/"),
         ("GET", "/health"),
@@ -66,6 +66,7 @@ def test_every_route_of_the_center_has_a_permission(config: Config) -> None:
         ("GET", "/v1/communications/opened/{token}"),
         ("GET", "/v1/communications/unsubscribe/{token}"),
         ("POST", "/sign-in"),
+        ("POST", "/v1/communications/callbacks/vonage"),
         ("POST", "/v1/communications/unsubscribe/{token}"),
         ("POST", "/v1/enrol"),
     ]

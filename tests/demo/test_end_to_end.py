@@ -34,6 +34,17 @@ def test_two_days_of_two_stores_reconcile_after_killing_a_store_node_and_the_cen
     assert "REVIEWED cases=0" in done.stdout
     # The Center fed its analytics store with every sale; the figures come from it.
     assert f"ANALYTICS sales={match.group(1)} receipts=" in done.stdout, done.stdout[-2000:]
+    # The "bonuses burning" chain went out through the demo's own SMTP server and SMSC: e-mails
+    # to those who consented, SMS to those the e-mail could not reach (checked against the sinks).
+    messages = re.search(
+        r"^MESSAGES chain=burning email_delivered=(\d+) sms_delivered=(\d+) "
+        r"skipped_no_consent=(\d+) customers=(\d+) ",
+        done.stdout,
+        re.M,
+    )
+    assert messages, done.stdout[-2000:]
+    assert int(messages.group(1)) > 0 and int(messages.group(2)) > 0
+    assert int(messages.group(4)) > 0
     # The table shows every register at every tier, and every register printed real slips.
     for register in ("367-1", "367-2", "406-1", "406-2"):
         assert register in done.stdout

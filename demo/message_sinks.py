@@ -1,5 +1,5 @@
-"""Local servers the communications tests talk to: an SMTP sink (aiosmtpd) and a small SMPP 3.4
-SMSC that answers bind / submit_sm and sends deliver_sm delivery receipts."""
+"""Local servers the demo and the communications tests talk to: an SMTP sink (aiosmtpd) and a
+small SMPP 3.4 SMSC that answers bind / submit_sm and sends deliver_sm delivery receipts."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ class _Handler:
             message_id = str(parsed["Message-ID"])
             # The mailbox keeps one copy per Message-ID, as a receiving server that drops
             # duplicates does (the dedup the outbox relies on after a crash).
-            self.sink.mailbox.setdefault(message_id, parsed)  # type: ignore[arg-type]
+            self.sink.mailbox.setdefault(message_id, parsed)
             stall = len(self.sink.raw) == self.sink.stall_at
         if stall:  # hold the final reply: the sender has handed the message over, not heard back
             self.sink.stalled.set()
