@@ -37,11 +37,14 @@ from sync_protocol import (
 
 __all__ = [
     "POSTGRES_MIGRATION",
+    "REVIEW_BATCH",
     "REVIEW_EVERY_S",
     "SQLITE_MIGRATION",
     "TierRepository",
 ]
 
+REVIEW_BATCH = 2000
+"""Most customers one scheduled review takes (one transaction); the rest wait for the next."""
 REVIEW_EVERY_S = 300.0
 """How often the scheduler reviews customers with new sales or a decision due."""
 _RECEIVED_SLACK = timedelta(hours=1)
@@ -72,7 +75,8 @@ SQLITE_MIGRATION = Migration(
     "m029_tiers",
     (
         *_TABLES,
-        "CREATE TABLE tier_reviews (id INTEGER PRIMARY KEY CHECK (id = 1), through TEXT)",
+        "CREATE TABLE tier_reviews (id INTEGER PRIMARY KEY CHECK (id = 1), through TEXT, "
+        "cursor TEXT, pass_started TEXT)",
         "INSERT INTO tier_reviews (id, through) VALUES (1, NULL)",
     ),
 )
@@ -81,7 +85,8 @@ POSTGRES_MIGRATION = Migration(
     "m029_tiers",
     (
         *_TABLES,
-        "CREATE TABLE tier_reviews (id INTEGER PRIMARY KEY CHECK (id = 1), through TIMESTAMPTZ)",
+        "CREATE TABLE tier_reviews (id INTEGER PRIMARY KEY CHECK (id = 1), through TIMESTAMPTZ, "
+        "cursor TEXT, pass_started TIMESTAMPTZ)",
         "INSERT INTO tier_reviews (id, through) VALUES (1, NULL)",
     ),
 )
@@ -111,6 +116,7 @@ class TierRepository:
         self.versions = versions
         self.audit = audit
         self.publish = publish
+        self.review_batch = REVIEW_BATCH
         """Writes master rows at a version inside the caller's transaction (the feed's)."""
 
     # -- the programme -------------------------------------------------------------------------
@@ -266,16 +272,21 @@ class TierRepository:
         a sale received since the last review or a decision due; {"reviewed", "changed"}."""
         with self.db.guard("review tiers"), self.db.transaction():
             # One review at a time: the mark row's lock orders concurrent reviewers.
-            (through,) = self.db.execute(
-                f"SELECT through FROM tier_reviews WHERE id = 1{self.db.dialect.for_update}"
+            through, cursor, started = self.db.execute(
+                "SELECT through, cursor, pass_started FROM tier_reviews "
+                f"WHERE id = 1{self.db.dialect.for_update}"
             ).fetchone()
             programme = self._programme()
             if programme is None:
                 return {"reviewed": 0, "changed": 0}
             tz = self._zone()
             today = now.astimezone(tz).date()
+            more = False
             if customer_ids is None:
-                ids = self._due(through, programme, today)
+                # A pass over everyone due goes in batches (the first pass after a programme is
+                # defined covers every customer with a sale): the mark moves when it ends.
+                due = [c for c in self._due(through, programme, today) if c > (cursor or "")]
+                ids, more = due[: self.review_batch], len(due) > self.review_batch
             else:
                 ids = self._known(sorted(set(customer_ids)))
             moved: list[str] = []
@@ -283,7 +294,7 @@ class TierRepository:
                 if self._write(cid, held, status, changes):
                     moved.append(cid)
             resend = set(moved)
-            if customer_ids is None and through is not None:
+            if customer_ids is None and through is not None and not more:
                 resend.update(self._slid(programme, self.db.dt(through), today, tz))
             if resend:
                 resent = sorted(resend)
@@ -299,9 +310,19 @@ class TierRepository:
                     )
             changed = len(moved)
             if customer_ids is None:
-                self.db.execute(
-                    "UPDATE tier_reviews SET through = ? WHERE id = 1", (self.db.ts(now),)
-                )
+                begun = self.db.dt(started) if started is not None else now
+                if more:
+                    self.db.execute(
+                        "UPDATE tier_reviews SET cursor = ?, pass_started = ? WHERE id = 1",
+                        (ids[-1], self.db.ts(begun)),
+                    )
+                else:
+                    # Sales received while the pass ran are looked at again by the next one.
+                    self.db.execute(
+                        "UPDATE tier_reviews SET through = ?, cursor = NULL, pass_started = NULL "
+                        "WHERE id = 1",
+                        (self.db.ts(begun),),
+                    )
         return {"reviewed": len(ids), "changed": changed}
 
     def _slid(self, programme: TierProgramme, last: datetime, today: date, tz: tzinfo) -> set[str]:

@@ -19,7 +19,7 @@ from center.config import Config, load_config
 from center.storage import Storage
 from center.web.app import create_app
 from sync_protocol import read_programme
-from tests.center.center_factories import CARD, make_sale, master_tables, write_config
+from tests.center.center_factories import CARD, OTHER_CARD, make_sale, master_tables, write_config
 from tests.center.staff import StaffApi, staff_token
 
 NOW = datetime(2026, 1, 20, 12, tzinfo=UTC)
@@ -239,3 +239,22 @@ async def test_the_console_customer_page_shows_the_level_and_progress(
     assert re.search(r'id="tier-level">Серебро / Silver \(silver\)<', html), html
     assert re.search(r'id="tier-until">2026-02-13<', html)  # 01-05 + 30 + 10 - 1
     assert 'id="tier-next"' in html  # gold: 190.00 and 2 visits to go
+
+
+async def test_a_scheduled_review_goes_in_batches_and_moves_its_mark_at_the_end(
+    api: StaffApi, storage: Storage
+) -> None:
+    assert (await api.call("PUT", "/v1/tiers", PROGRAMME))[0] == 200
+    _buy(storage, 1, "2026-01-05", 11_000)  # hh-1
+    other = dataclasses.replace(
+        make_sale(2, card_no=OTHER_CARD, amounts=(500,)),
+        opened_at=NOW - timedelta(days=2, minutes=1),
+        closed_at=NOW - timedelta(days=2),
+    )
+    storage.sales.ingest([other], NOW - timedelta(days=2))  # hh-2
+    storage.tiers.review_batch = 1
+    assert storage.tiers.review(NOW) == {"reviewed": 1, "changed": 1}  # hh-1
+    assert storage.tiers.review(NOW) == {"reviewed": 1, "changed": 1}  # hh-2, the pass ends
+    assert storage.tiers.review(NOW) == {"reviewed": 0, "changed": 0}  # nothing new since
+    tiers = dict(storage.db.execute("SELECT customer_id, tier FROM customer_tiers").fetchall())
+    assert tiers == {"hh-1": "silver", "hh-2": "member"}
