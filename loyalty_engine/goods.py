@@ -8,21 +8,10 @@ from dataclasses import dataclass, field
 from .fields import FieldReader
 from .model import ReceiptLine
 
-__all__ = ["ALL_GOODS", "GoodsSelector", "line_keys", "parse_goods"]
+__all__ = ["ALL_GOODS", "GoodsSelector", "parse_goods"]
 
 # The receipt-line attributes a selector filters on, in the order index keys are listed.
 _FIELDS = ("products", "departments", "categories", "types", "brands")
-
-
-def line_keys(line: ReceiptLine) -> tuple[tuple[str, str], ...]:
-    """The index keys of one receipt line (a promotion is a candidate if it shares one)."""
-    return (
-        ("products", line.product_id),
-        ("departments", line.department),
-        ("categories", line.category),
-        ("types", line.type),
-        ("brands", line.brand),
-    )
 
 
 @dataclass(frozen=True, slots=True)
