@@ -106,12 +106,14 @@ def test_the_role_matrix() -> None:
         "ledger.read",
         "coupons.read",
         "consents.write",  # a caller's consent or withdrawal, with the call as evidence
+        "certificates.read",  # a customer asking what is left on a gift certificate
     }
     marketer = ROLE_PERMISSIONS["marketer"]
     assert {"promotions.write", "promotions.publish", "coupons.write", "segments.write"} <= marketer
     assert not marketer & {"cards.write", "customers.write", "ledger.adjust", "users.admin"}
     manager = ROLE_PERMISSIONS["loyalty_manager"]
     assert {"cards.write", "ledger.adjust", "audit.read", "coupons.write"} <= manager
+    assert {"certificates.read", "certificates.write"} <= manager
     assert not manager & {"promotions.write", "promotions.publish", "users.admin"}
     assert allows(frozenset({"ledger.read"}), ("node", "ledger.read"))
     assert not allows(frozenset({"reports.read"}), "node")
