@@ -144,6 +144,25 @@ class TierRepository:
         except (ZoneInfoNotFoundError, ValueError):
             return ZoneInfo("UTC")
 
+    def current_programme(self) -> TierProgramme | None:
+        """The programme in force (None: no levels), read inside the caller's guard."""
+        return self._programme()
+
+    def card_levels(self, card_nos: Sequence[str]) -> dict[str, str]:
+        """card_no -> the level the Center keeps for the card's customer (no row: none), read
+        inside the caller's transaction."""
+        out: dict[str, str] = {}
+        for start in range(0, len(card_nos), _CHUNK):
+            chunk = list(card_nos[start : start + _CHUNK])
+            marks = ", ".join("?" for _ in chunk)
+            for card_no, tier in self.db.execute(
+                "SELECT c.card_no, t.tier FROM cards c JOIN customer_tiers t "
+                f"ON t.customer_id = c.customer_id WHERE c.card_no IN ({marks})",
+                chunk,
+            ).fetchall():
+                out[str(card_no)] = str(tier or "")
+        return out
+
     def programme(self) -> dict[str, Any]:
         """{"version", "programme": the document, or None when no levels are defined}."""
         with self.db.guard("read tiers"), self.db.snapshot():

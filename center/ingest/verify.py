@@ -22,7 +22,15 @@ from center.crm.state import crm_part
 from center.ingest.sales import Movement, ledger_movements
 from center.promotions.recompute import ProductInfo, reprice_sale, sale_differences
 from loyalty_engine import CustomerState, EngineError, PersonalOffer, PromotionSet
-from sync_protocol import CardState, Sale, fold_sales, state_view
+from sync_protocol import (
+    CardState,
+    Sale,
+    TierProgramme,
+    fold_sales,
+    state_view,
+    upgraded_tier,
+    window_totals,
+)
 
 __all__ = [
     "HeldSale",
@@ -74,6 +82,10 @@ class VerifyContext:
     """card_no -> spendable units per wallet at the Center before the batch."""
     attributes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """card_no -> the CRM attributes of its customer."""
+    tiers: TierProgramme | None = None
+    """The tier programme in force (None: the CRM attribute `tier` rules, as at the register)."""
+    levels: Mapping[str, str] = field(default_factory=dict)
+    """card_no -> the level the Center keeps for its customer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +212,7 @@ def _customer_state(sale: Sale, ctx: VerifyContext, entitled: Sequence[Sale]) ->
         if m.kind == "spend" and m.rule_id:
             spend[m.wallet] = spend.get(m.wallet, 0) + m.amount
     return CustomerState(
-        tier=state.tier,
+        tier=_tier(sale, ctx, entitled) if ctx.tiers is not None else state.tier,
         attributes=dict(state.attributes),
         favourite_categories=state.favourite_categories,
         personal_offers=tuple(
@@ -217,6 +229,24 @@ def _customer_state(sale: Sale, ctx: VerifyContext, entitled: Sequence[Sale]) ->
         qty_month_milli=dict(counts.qty_month_milli),
         referrer=state.referrer,
     )
+
+
+def _tier(sale: Sale, ctx: VerifyContext, entitled: Sequence[Sale]) -> str:
+    """The level the register was entitled to price with: the Center's kept level, upgraded at
+    once when the entitled sales in the window ending on the sale's day reach a higher one (as
+    the register does from its card row; returns left out, as the Center counts)."""
+    programme = ctx.tiers
+    assert programme is not None
+    today = sale.closed_at.astimezone(ctx.tz).date()
+    days: dict[Any, int] = {}
+    for other in entitled:
+        if other.return_of is None:
+            day = other.closed_at.astimezone(ctx.tz).date()
+            days[day] = days.get(day, 0) + other.total_minor
+    kept = ctx.levels.get(sale.card_no or "", "")
+    base = kept if programme.level(kept) is not None else ""
+    spend, visits = window_totals(programme, days, today)
+    return upgraded_tier(programme, base, spend, visits)
 
 
 def verify_sale(

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from center.crm.state_store import CustomerStateRepository
+from center.crm.tiers_store import TierRepository
 from center.ingest.review_store import QUARANTINED_SQL, ReviewRepository
 from center.ingest.verify import (
     HeldSale,
@@ -47,11 +48,13 @@ class SaleVerifier:
         promotions: PromotionRepository,
         states: CustomerStateRepository,
         reviews: ReviewRepository,
+        tiers: TierRepository | None = None,
     ) -> None:
         self.db = db
         self.promotions = promotions
         self.states = states
         self.reviews = reviews
+        self.tiers = tiers
         self.policy: VerifyPolicy | None = None
         self._sets: dict[int, PromotionSet | str] = {}
         self._sets_at = -1
@@ -119,6 +122,7 @@ class SaleVerifier:
                 ).fetchall()
             }
             tz = self.states.chain_zone()
+            programme = None if self.tiers is None else self.tiers.current_programme()
         return VerifyContext(
             now=now,
             published_version=current,
@@ -128,6 +132,7 @@ class SaleVerifier:
             store_zones=zones,
             enrolled_at=enrolled,
             tz=tz,
+            tiers=programme,
         )
 
     # -- inside the ingest transaction ---------------------------------------------------------
@@ -147,6 +152,11 @@ class SaleVerifier:
             history=self._history(cards, quarantined),
             wallets=self.states.wallets(cards, ctx.now) if cards else {},
             attributes=self._attributes(cards),
+            levels=(
+                self.tiers.card_levels(cards)
+                if cards and ctx.tiers is not None and self.tiers is not None
+                else {}
+            ),
         )
         booked: dict[str, dict[str, int]] = {}
         doubted: list[tuple[Sale, Verification]] = []

@@ -104,7 +104,11 @@ class SqlStorage:
         self.leases = LeaseRepository(db, ledger=self.ledger)
         self.reviews = ReviewRepository(db, audit=self.audit, adjust=self.returns.adjust)
         self.verifier = SaleVerifier(
-            db, promotions=self.promotions, states=self.states, reviews=self.reviews
+            db,
+            promotions=self.promotions,
+            states=self.states,
+            reviews=self.reviews,
+            tiers=self.tiers,
         )
         self.certificates = CertificateRepository(db, audit=self.audit)
         self.sales = self.sales_repository(

@@ -126,7 +126,7 @@ async def running_chain(tmp_path: Path, storage: Storage) -> AsyncIterator[Chain
     storage.feed.upsert_master(tables)
     (tmp_path / "center").mkdir()
     config = load_center_config(
-        write_config(tmp_path / "center", extra="[master]\nchecksum_every_s = 0\n")
+        write_config(tmp_path / "center", verify=True, extra="[master]\nchecksum_every_s = 0\n")
     )
     port = free_port()
     center = f"http://127.0.0.1:{port}"

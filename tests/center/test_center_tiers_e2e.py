@@ -99,7 +99,7 @@ async def _ring(
 async def _center(tmp_path: Path, storage: Storage) -> AsyncIterator[str]:
     (tmp_path / "center").mkdir()
     config = load_config(
-        write_config(tmp_path / "center", extra="[master]\nchecksum_every_s = 0\n")
+        write_config(tmp_path / "center", verify=True, extra="[master]\nchecksum_every_s = 0\n")
     )
     runner = web.AppRunner(create_center(config, storage))
     await runner.setup()
@@ -168,6 +168,8 @@ async def test_tier_upgrade_on_the_qualifying_receipt_privilege_on_the_next(
         (CARD,),
     ).fetchall()
     assert [(int(t), int(d)) for t, d in totals] == [(1_250, 0), (225, 25)]
+    # Verified at ingest with the tier the register was entitled to: no case, the claim booked.
+    assert storage.db.execute("SELECT COUNT(*) FROM review_cases").fetchone()[0] == 0
     history = storage.ledger.history(CARD)
     assert history is not None
     assert [(e.wallet, e.kind, e.amount, e.rule_id) for e in history] == [
