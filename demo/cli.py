@@ -205,8 +205,7 @@ def model_lines(cluster: Cluster) -> list[str]:
         }
         lines.append(f"MODEL {kind} v{version} {json.dumps(shown, sort_keys=True)}")
     lines.append(
-        f"MODELS offers_published={done['offers_published']} "
-        f"churn_scored={done['churn_scored']}"
+        f"MODELS offers_published={done['offers_published']} churn_scored={done['churn_scored']}"
     )
     return lines
 
