@@ -5,10 +5,10 @@ baseline with the household's own history left out."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
 
 from center.models.repeat import cutoff_day
 
@@ -66,7 +66,9 @@ class Ease:
 
     def _matrix(
         self, lines: pd.DataFrame, week: int, products: np.ndarray
-    ) -> tuple[np.ndarray, sparse.csr_matrix]:
+    ) -> tuple[np.ndarray, Any]:
+        from scipy import sparse
+
         now = cutoff_day(lines, week)
         past = lines[(lines["week"] < week) & lines["product"].isin(products)]
         past = past.drop_duplicates(["household", "product", "basket"])

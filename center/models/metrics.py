@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 __all__ = [
     "bootstrap_ci",
@@ -45,11 +44,15 @@ def hit_rate_at_k(
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     """Area under the ROC curve."""
+    from sklearn.metrics import roc_auc_score
+
     return float(roc_auc_score(labels, scores))
 
 
 def pr_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     """Area under the precision-recall curve (average precision)."""
+    from sklearn.metrics import average_precision_score
+
     return float(average_precision_score(labels, scores))
 
 

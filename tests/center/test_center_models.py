@@ -185,7 +185,7 @@ def test_models_commands_parse_and_refuse_a_week_without_history() -> None:
     assert (args.action, args.as_of_week, args.strategy) == ("export-offers", 42, "new")
     with pytest.raises(SystemExit):
         parser.parse_args(["models", "export-offers", "--strategy", "other", "--out", "x"])
-    with pytest.raises(SystemExit, match="week must be 14..53"):
+    with pytest.raises(SystemExit, match=r"week must be 14\.\.53"):
         models_command(
             parser.parse_args(["models", "export-churn", "--as-of-week", "5", "--out", "x"])
         )

@@ -63,6 +63,16 @@ def test_training_reads_the_analytics_store_and_publishes_model_offers(
     assert storage.models.versions("offers")[0]["version"] == 2
 
 
+def test_training_an_empty_store_records_why_and_publishes_nothing(
+    storage: Storage, analytics: AnalyticsStore
+) -> None:
+    trained = train(analytics_purchases(analytics))
+    assert trained.offers == {} and trained.churn == []
+    summary = publish(storage, trained, OfferTemplate(), "model", D0)
+    assert summary["offers_published"] == 0
+    assert summary["metrics"]["offers"]["skipped"].startswith("no sales")
+
+
 def test_churn_risk_is_stored_per_customer(storage: Storage) -> None:
     storage.models.replace_churn_risk([("hh-1", 0.81234), ("hh-2", 0.1)], 3, D0)
     assert storage.models.churn_risk("hh-1") == {
