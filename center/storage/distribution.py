@@ -62,6 +62,7 @@ PLAN: Mapping[str, Placement] = MappingProxyType(
         "comm_assignments": _by("customer_id", "customer"),
         "customer_tiers": _by("customer_id", "customer"),
         "tier_changes": _by("customer_id", "customer"),
+        "churn_risk": _by("customer_id", "customer"),
         # Idempotency: one claim per sale_id, whichever shard its receipt lives on, and one per
         # (register_id, seq), claimed in the same statement (center/ingest/store_postgres.py).
         # A card's state checkpoint is a cache folded from its sales and rebuilt from them: it
@@ -121,6 +122,8 @@ PLAN: Mapping[str, Placement] = MappingProxyType(
         # a copy on every node; written rarely (a doubted sale).
         "review_cases": REFERENCE,
         "tier_reviews": LOCAL,
+        # Trained model versions and their metrics: few rows, read with any customer.
+        "model_versions": REFERENCE,
     }
 )
 """Every table of the Center's PostgreSQL schema and its placement."""
