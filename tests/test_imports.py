@@ -135,6 +135,7 @@ THIRD_PARTY = (
     "serial",
     "escpos.printer",
     "requests",
+    "aiosmtpd.controller",
 )
 
 
