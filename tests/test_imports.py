@@ -136,6 +136,7 @@ THIRD_PARTY = (
     "escpos.printer",
     "requests",
     "pandas",
+    "aiosmtpd.controller",
 )
 
 
