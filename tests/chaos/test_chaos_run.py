@@ -30,7 +30,7 @@ def test_a_seeded_chaos_run_loses_duplicates_and_invents_nothing(
         sync_timeout_s=90.0,
         clock_skew_s=120.0,
         backend=backend,
-        overspend_s=20.0,  # at most: each register stops once its store's lease is spent
+        overspend_s=10.0,  # at most: each register stops once its store's lease is spent
     )
     run = run_chaos(options, progress=lambda message: None)
     report = run.report
