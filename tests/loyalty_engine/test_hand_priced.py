@@ -17,6 +17,7 @@ from loyalty_engine import (
     ReceiptLine,
     RuleError,
     calculate,
+    calculate_return,
     load_promotion_set,
 )
 
@@ -420,3 +421,22 @@ def test_a_goods_rule_naming_the_certificate_still_does_not_touch_it() -> None:
     assert calc.accruals == ()
     assert calc.fired == ()
     assert calc.bonus_payable_max == 0
+
+
+def test_returning_goods_next_to_a_certificate_reverses_the_whole_accrual() -> None:
+    goods = line(1, "MILK", 3, 10000)
+    cert = line(2, "CERT-1000", 1, 100000, type=CERTIFICATE_TYPE)
+    r = receipt(goods, cert, card_no="C1", bonus_balance=100000)
+    sale = run(r, *_certificate_rules(), bonus_to_spend=2000)
+    # Accrual: 1 % of the goods left to pay in money, 270.00 - 20.00 of bonus = 2.50.
+    assert [a.amount for a in sale.accruals] == [250]
+    back = calculate_return(r, sale, {1: 3000})
+    # All the goods back: 270.00 refunded, the 20.00 of bonus and the 2.50 accrued in full
+    # (shares of 1,270.00 would have given back 2000 * 27000 / 127000 = 425 and 53).
+    assert back.refund_minor == 27000
+    assert back.bonus_refund == 2000
+    assert [a.amount for a in back.accrual_reversals] == [250]
+    # The certificate back alone: its 1,000.00, no bonus and no accrual.
+    cert_back = calculate_return(r, sale, {2: 1000})
+    assert (cert_back.refund_minor, cert_back.bonus_refund) == (100000, 0)
+    assert cert_back.accrual_reversals == ()
