@@ -4,7 +4,7 @@ from .coupons import make_code, verify_code
 from .defaults import default_promotions, default_settings
 from .engine import calculate
 from .errors import BonusSpendError, EngineError, InvalidAmount, InvalidReceipt, RuleError
-from .goods import GoodsSelector
+from .goods import CERTIFICATE_TYPE, GoodsSelector
 from .model import (
     Accrual,
     Calculation,
@@ -31,6 +31,7 @@ from .rules import (
 )
 
 __all__ = [
+    "CERTIFICATE_TYPE",
     "SETTINGS",
     "Accrual",
     "BonusSpendError",

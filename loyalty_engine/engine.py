@@ -9,6 +9,7 @@ movements and messages into the ``Calculation``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, tzinfo
 from functools import lru_cache
 from types import MappingProxyType
@@ -16,6 +17,7 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import BonusSpendError, InvalidReceipt
+from .goods import CERTIFICATE_TYPE
 from .kinds import Outcome
 from .model import (
     Accrual,
@@ -611,6 +613,61 @@ def calculate(
     ``bonus_to_spend`` is negative or above ``bonus_payable_max``.
     """
     wallet_spend = _check_request(receipt, bonus_to_spend, spend)
+    for line in receipt.lines:
+        if line.type == CERTIFICATE_TYPE:
+            return _with_certificates(
+                receipt, promotions, bonus_to_spend, wallet_spend, budgets_left, pass_products
+            )
+    return _calculate(
+        receipt, promotions, bonus_to_spend, wallet_spend, budgets_left, pass_products
+    )
+
+
+def _with_certificates(
+    receipt: Receipt,
+    promotions: PromotionSet,
+    bonus_to_spend: int,
+    wallet_spend: Mapping[str, int],
+    budgets_left: Mapping[str, int] | None,
+    pass_products: Sequence[str],
+) -> Calculation:
+    """Price the goods alone, then add the certificate lines at their full amount (money sold:
+    no rule sees them, so no discount, accrual, total condition or bonus payment share)."""
+    goods = tuple([line for line in receipt.lines if line.type != CERTIFICATE_TYPE])
+    calc = _calculate(
+        replace(receipt, lines=goods),
+        promotions,
+        bonus_to_spend,
+        wallet_spend,
+        budgets_left,
+        pass_products,
+    )
+    priced = {result.line_no: result for result in calc.lines}
+    lines = tuple(
+        [
+            priced.get(line.line_no) or LineResult(line.line_no, line.product_id, line.amount_minor)
+            for line in receipt.lines
+        ]
+    )
+    money = sum([line.amount_minor for line in receipt.lines if line.type == CERTIFICATE_TYPE])
+    return replace(
+        calc,
+        lines=lines,
+        subtotal_minor=calc.subtotal_minor + money,
+        total_minor=calc.total_minor + money,
+        to_pay_minor=calc.to_pay_minor + money,
+    )
+
+
+def _calculate(
+    receipt: Receipt,
+    promotions: PromotionSet,
+    bonus_to_spend: int,
+    wallet_spend: Mapping[str, int],
+    budgets_left: Mapping[str, int] | None,
+    pass_products: Sequence[str],
+) -> Calculation:
+    """``calculate`` of a checked receipt."""
     settings = promotions.settings
     basis = _basis(receipt, settings, wallet_spend, budgets_left, tuple(pass_products))
     lookup = prepare(promotions)

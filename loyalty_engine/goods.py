@@ -8,7 +8,12 @@ from dataclasses import dataclass, field
 from .fields import FieldReader
 from .model import ReceiptLine
 
-__all__ = ["ALL_GOODS", "GoodsSelector", "parse_goods"]
+__all__ = ["ALL_GOODS", "CERTIFICATE_TYPE", "GoodsSelector", "parse_goods"]
+
+# The product type of a gift certificate line: money sold, not goods. ``calculate`` keeps such
+# lines away from every rule (no goods match, discount, accrual base, total condition or bonus
+# payment share); they only add their amount to what the customer pays.
+CERTIFICATE_TYPE = "gift_certificate"
 
 # The receipt-line attributes a selector filters on, in the order index keys are listed.
 _FIELDS = ("products", "departments", "categories", "types", "brands")

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .errors import InvalidReceipt
+from .goods import CERTIFICATE_TYPE
 from .model import Accrual, Calculation, Discount, Receipt
 from .money import round_half_even
 
@@ -57,8 +58,11 @@ def calculate_return(
     by_no = {line.line_no: line for line in receipt.lines}
     results = {r.line_no: r for r in sale.lines}
     out: list[ReturnLine] = []
+    # The bonus paid and the accruals were shares of the goods only (certificate lines are
+    # money): they are reversed in proportion to the goods returned.
     done_total = 0
     now_total = 0
+    refund_total = 0
     for line_no in sorted(returned):
         qty = returned[line_no]
         line = by_no.get(line_no)
@@ -82,17 +86,24 @@ def calculate_return(
         )
         refund = amount - sum(d.amount_minor for d in discounts)
         out.append(ReturnLine(line_no, qty, amount, discounts, refund))
-        now_total += refund
+        refund_total += refund
+        if line.type != CERTIFICATE_TYPE:
+            now_total += refund
     for line_no, done in before.items():
         result = results.get(line_no)
         line = by_no.get(line_no)
-        if result is not None and line is not None and done:
+        if result is not None and line is not None and done and line.type != CERTIFICATE_TYPE:
             # Exactly what the earlier returns refunded, so the receipt-level shares chain up.
             whole = line.qty_milli
             done_total += _part(result.amount_minor, 0, done, whole) - sum(
                 _part(d.amount_minor, 0, done, whole) for d in result.discounts
             )
-    total = sale.total_minor
+    money = sum(
+        results[line.line_no].total_minor
+        for line in receipt.lines
+        if line.type == CERTIFICATE_TYPE and line.line_no in results
+    )
+    total = sale.total_minor - money
     bonus_refund = _part(sale.bonus_to_spend, done_total, now_total, total)
     reversals = tuple(
         Accrual(
@@ -106,8 +117,8 @@ def calculate_return(
     )
     return ReturnCalculation(
         lines=tuple(out),
-        refund_minor=now_total,
+        refund_minor=refund_total,
         bonus_refund=bonus_refund,
-        cash_refund_minor=now_total - bonus_refund,
+        cash_refund_minor=refund_total - bonus_refund,
         accrual_reversals=tuple(r for r in reversals if r.amount),
     )

@@ -15,6 +15,7 @@ from functools import partial
 from typing import Any
 
 from loyalty_engine import (
+    CERTIFICATE_TYPE,
     Calculation,
     CouponMatch,
     CustomerState,
@@ -705,6 +706,8 @@ class Register:
                     department=product.department if product else "",
                     category=product.category if product else "",
                     brand=product.brand if product else "",
+                    # A sold certificate is money: the engine keeps it away from every rule.
+                    type=CERTIFICATE_TYPE if line.certificate_code else "",
                 )
             )
         card = self.replica.card(receipt.card_no) if receipt.card_no else None

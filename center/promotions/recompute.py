@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from loyalty_engine import (
+    CERTIFICATE_TYPE,
     Calculation,
     CustomerState,
     EngineError,
@@ -198,6 +199,8 @@ def reprice_sale(
                 department=info.department,
                 category=info.category,
                 brand=info.brand,
+                # As the register marks it: a sold certificate is money, not goods.
+                type=CERTIFICATE_TYPE if line.certificate_code else "",
             )
         )
     receipt = Receipt(

@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from center.promotions.recompute import ProductInfo
-from loyalty_engine import EngineError, PromotionSet, Receipt, ReceiptLine, calculate
+from loyalty_engine import (
+    CERTIFICATE_TYPE,
+    EngineError,
+    PromotionSet,
+    Receipt,
+    ReceiptLine,
+    calculate,
+)
 from sync_protocol import Sale
 
 __all__ = ["PromotionImpact", "SimulationReport", "simulate"]
@@ -86,7 +93,9 @@ def _receipt(
             department=products.get(line.product_id, none).department,
             category=products.get(line.product_id, none).category,
             brand=products.get(line.product_id, none).brand,
-            type=products.get(line.product_id, none).type,
+            type=CERTIFICATE_TYPE
+            if line.certificate_code
+            else products.get(line.product_id, none).type,
         )
         for line in sale.lines
     )

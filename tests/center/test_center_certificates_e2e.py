@@ -28,7 +28,7 @@ from center.web.app import create_app as create_center
 from loyalty_engine import default_promotions, default_settings
 from store_node.certificates_api import refresh_holders
 from store_node.config import parse_config as parse_node_config
-from tests.center.center_factories import master_tables, write_config
+from tests.center.center_factories import CARD, master_tables, write_config
 from tests.center.staff import staff_token
 from tests.pos_agent.pos_fakes import make_config as make_pos_config
 from tests.pos_agent.pos_fakes import running_agent
@@ -114,14 +114,13 @@ def _node_config(tmp_path: Path, store_id: str, center: str) -> Any:
 
 
 @asynccontextmanager
-async def running_chain(tmp_path: Path, storage: Storage) -> AsyncIterator[Chain]:
+async def running_chain(
+    tmp_path: Path, storage: Storage, promotions: list[dict[str, Any]] | None = None
+) -> AsyncIterator[Chain]:
     tables = master_tables()
-    # No discount rule: a certificate is sold at its nominal and goods at their price.
-    tables["promotions"] = [
-        {"promotion_id": doc["promotion_id"], "doc": doc}
-        for doc in default_promotions()
-        if doc["promotion_id"] == "base-accrual-3"
-    ]
+    # No discount rule unless given: goods are sold at their price.
+    docs = promotions or [d for d in default_promotions() if d["promotion_id"] == "base-accrual-3"]
+    tables["promotions"] = [{"promotion_id": doc["promotion_id"], "doc": doc} for doc in docs]
     tables["settings"] = [{"name": k, "value": v} for k, v in default_settings().items()]
     storage.feed.upsert_master(tables)
     (tmp_path / "center").mkdir()
@@ -348,3 +347,80 @@ async def test_sell_activate_redeem_across_stores_and_offline_single_holder(
         view = await chain.certificate(second)
         assert view["balance_minor"] == 90_000
         assert view["movements"][-1]["sale_id"] == offline_sale
+
+
+async def test_a_certificate_line_is_money_under_a_discount_rule_and_verifies_clean(
+    tmp_path: Path, storage: Storage
+) -> None:
+    rules = [
+        {"promotion_id": "all-10", "kind": "goods_discount", "percent": "10"},
+        {
+            "promotion_id": "from-1000",
+            "kind": "threshold_discount",
+            "steps": [{"min_total_minor": 100_000, "amount_minor": 5_000}],
+        },
+        {"promotion_id": "acc-1", "kind": "accrual_percent", "percent": "1"},
+    ]
+    docs = [{"status": "active", "priority": 10 * i, **doc} for i, doc in enumerate(rules, 1)]
+    async with running_chain(tmp_path, storage, docs) as chain:
+        pos = chain.pos["367"]
+        status, batch = await chain.staff(
+            "POST",
+            "/v1/certificate-batches",
+            {
+                "batch_id": "gift-1000",
+                "title": "Gift 1000.00",
+                "product_id": NOMINAL,
+                "nominal_minor": 100_000,
+                "count": 1,
+            },
+        )
+        assert status == 201, batch
+        code = batch["certificates"][0]["code"]
+
+        # 300.00 of milk and a 1,000.00 certificate, with a card.
+        receipt_id = await _goods(pos, 30_000)
+        line = {"product_id": NOMINAL, "qty_milli": 1000, "unit_price_minor": 100_000}
+        resp = await pos.post(
+            f"/v1/receipts/{receipt_id}/lines", json={**line, "certificate_code": code}
+        )
+        assert resp.status == 200, await resp.text()
+        resp = await pos.post(f"/v1/receipts/{receipt_id}/card", json={"card_no": CARD})
+        assert resp.status == 200, await resp.text()
+        resp = await pos.post(f"/v1/receipts/{receipt_id}/calculate", json={})
+        assert resp.status == 200, await resp.text()
+        calc = await resp.json()
+        discounts = {
+            line["line_no"]: sum(d["amount_minor"] for d in line["discounts"])
+            for line in calc["lines"]
+        }
+        # 10 % off the milk only (30.00); the certificate is not discounted, and the receipt
+        # does not reach the 1,000.00 threshold by buying it (goods: 300.00).
+        assert sorted(discounts.values()) == [0, 3_000], calc
+        assert (calc["total_minor"], calc["to_pay_minor"]) == (127_000, 127_000)
+        # 1 % of the goods after discount (270.00), not of the certificate.
+        assert [(a["rule_id"], a["amount"]) for a in calc["accrual"]] == [("acc-1", 270)]
+        resp = await pos.post(
+            f"/v1/receipts/{receipt_id}/confirm",
+            json={"payments": [{"method": "cash", "amount_minor": 127_000}]},
+        )
+        assert resp.status == 200, await resp.text()
+        await chain.synced()
+
+        # Activated at its nominal, not at a discounted price.
+        async def active() -> dict[str, Any] | None:
+            found = await chain.certificate(code)
+            return found if found["state"] == "active" else None
+
+        view = await until(active, "the certificate activated")
+        assert view["balance_minor"] == 100_000
+        assert [m["kind"] for m in view["movements"]] == ["activate"]
+        # The Center re-priced the sale alike: no review case, the accrual booked as claimed.
+        sales = storage.db.execute("SELECT total_minor, discount_minor FROM sales").fetchall()
+        assert [(int(t), int(d)) for t, d in sales] == [(127_000, 3_000)]
+        assert storage.db.execute("SELECT COUNT(*) FROM review_cases").fetchone()[0] == 0
+        history = storage.ledger.history(CARD)
+        assert history is not None
+        assert [(e.wallet, e.kind, e.amount, e.rule_id) for e in history] == [
+            ("bonus", "accrue", 270, "acc-1")
+        ]

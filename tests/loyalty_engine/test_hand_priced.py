@@ -9,12 +9,15 @@ from typing import Any
 import pytest
 
 from loyalty_engine import (
+    CERTIFICATE_TYPE,
+    BonusSpendError,
     Calculation,
     CustomerState,
     Receipt,
     ReceiptLine,
     RuleError,
     calculate,
+    calculate_return,
     load_promotion_set,
 )
 
@@ -354,3 +357,86 @@ def test_exact_mode_names_unknown_fields_and_settings_the_register_tolerates_the
     assert tolerant.warnings == ("promotion 'T': unknown field 'max_discount_shares' ignored",)
     # Dotted settings belong to other components.
     load_promotion_set([doc], version=1, settings={"offline.max_receipts": "9"}, exact=True)
+
+
+# -- gift certificate lines are money, not goods ----------------------------------------------
+
+
+def _certificate_rules() -> list[dict[str, Any]]:
+    return [
+        promo("ALL10", "goods_discount", priority=10, percent="10"),
+        promo(
+            "T1000",
+            "threshold_discount",
+            priority=20,
+            steps=[{"min_total_minor": 100000, "amount_minor": 5000}],
+        ),
+        promo("ACC1", "accrual_percent", priority=30, percent="1"),
+    ]
+
+
+def test_certificate_line_is_not_discounted_accrued_or_counted_in_totals() -> None:
+    goods = line(1, "MILK", 3, 10000)
+    cert = line(2, "CERT-1000", 1, 100000, type=CERTIFICATE_TYPE)
+    r = receipt(goods, cert, card_no="C1", bonus_balance=100000)
+    calc = run(r, *_certificate_rules(), settings={"bonus_max_share": "0.5"})
+    # Goods 300.00: 10 % off = 30.00; the certificate (1,000.00) takes no discount.
+    assert [(x.line_no, x.discount_minor) for x in calc.lines] == [(1, 3000), (2, 0)]
+    assert calc.lines[1].total_minor == 100000
+    # The threshold reads the goods subtotal 300.00, below 1,000.00: it does not fire
+    # (with the certificate the subtotal would be 1,300.00 and give 50.00 off).
+    assert "T1000" not in calc.fired
+    assert calc.discount_minor == 3000
+    # The customer pays the goods after discount and the certificate in full.
+    assert calc.subtotal_minor == 130000
+    assert calc.total_minor == 27000 + 100000
+    assert calc.to_pay_minor == 127000
+    # 1 % of the goods after discount, 270.00 -> 2.70; not of 1,270.00.
+    assert [(a.rule_id, a.amount) for a in calc.accruals] == [("ACC1", 270)]
+    # Bonus pays at most half of the goods (135.00), never the certificate.
+    assert calc.bonus_payable_max == 13500
+    with pytest.raises(BonusSpendError):
+        run(r, *_certificate_rules(), settings={"bonus_max_share": "0.5"}, bonus_to_spend=13501)
+
+
+def test_the_same_receipt_without_the_type_prices_the_certificate_as_goods() -> None:
+    # The control: without the type the old pricing discounted and counted the certificate.
+    goods = line(1, "MILK", 3, 10000)
+    cert = line(2, "CERT-1000", 1, 100000)
+    calc = run(receipt(goods, cert, card_no="C1"), *_certificate_rules())
+    assert calc.lines[1].discount_minor > 0
+    assert "T1000" in calc.fired
+
+
+def test_a_goods_rule_naming_the_certificate_still_does_not_touch_it() -> None:
+    cert = line(1, "CERT-1000", 1, 100000, type=CERTIFICATE_TYPE)
+    docs = [
+        promo("P", "goods_discount", goods={"products": ["CERT-1000"]}, percent="50"),
+        promo("T", "goods_discount", goods={"types": [CERTIFICATE_TYPE]}, percent="50"),
+        promo("ACC1", "accrual_percent", priority=30, percent="1"),
+    ]
+    calc = run(receipt(cert, card_no="C1", bonus_balance=5000), *docs)
+    assert calc.discount_minor == 0
+    assert calc.total_minor == calc.to_pay_minor == 100000
+    assert calc.accruals == ()
+    assert calc.fired == ()
+    assert calc.bonus_payable_max == 0
+
+
+def test_returning_goods_next_to_a_certificate_reverses_the_whole_accrual() -> None:
+    goods = line(1, "MILK", 3, 10000)
+    cert = line(2, "CERT-1000", 1, 100000, type=CERTIFICATE_TYPE)
+    r = receipt(goods, cert, card_no="C1", bonus_balance=100000)
+    sale = run(r, *_certificate_rules(), bonus_to_spend=2000)
+    # Accrual: 1 % of the goods left to pay in money, 270.00 - 20.00 of bonus = 2.50.
+    assert [a.amount for a in sale.accruals] == [250]
+    back = calculate_return(r, sale, {1: 3000})
+    # All the goods back: 270.00 refunded, the 20.00 of bonus and the 2.50 accrued in full
+    # (shares of 1,270.00 would have given back 2000 * 27000 / 127000 = 425 and 53).
+    assert back.refund_minor == 27000
+    assert back.bonus_refund == 2000
+    assert [a.amount for a in back.accrual_reversals] == [250]
+    # The certificate back alone: its 1,000.00, no bonus and no accrual.
+    cert_back = calculate_return(r, sale, {2: 1000})
+    assert (cert_back.refund_minor, cert_back.bonus_refund) == (100000, 0)
+    assert cert_back.accrual_reversals == ()
