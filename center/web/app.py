@@ -189,6 +189,32 @@ def create_app(
             except StorageError as exc:
                 log.warning("feeding the analytics store failed (next run retries): %s", exc)
 
+        async def models_job() -> None:
+            from center.models.dataset import analytics_purchases
+            from center.models.training import (
+                OfferTemplate,
+                TrainedModels,
+                publish,
+                train_with_history,
+            )
+
+            def fit() -> TrainedModels | str:
+                return train_with_history(analytics_purchases(app[ANALYTICS_KEY].get()))
+
+            try:
+                trained = await asyncio.to_thread(fit)
+                if isinstance(trained, str):
+                    log.info("models: retraining skipped: %s", trained)
+                    return
+                now = app[CLOCK_KEY]()
+                done = await db.run(
+                    lambda store: publish(store, trained, OfferTemplate(), "model", now)
+                )
+            except (StorageError, RequestError) as exc:
+                log.warning("retraining the models failed (next run retries): %s", exc)
+                return
+            log.info("models: retrained, %d offers published", done["offers_published"])
+
         scheduler = AsyncIOScheduler(timezone=UTC, event_loop=asyncio.get_running_loop())
 
         def every(seconds: float, job: Callable[[], Awaitable[None]], job_id: str) -> None:
@@ -211,6 +237,8 @@ def create_app(
         every(TIER_REVIEW_EVERY_S, tiers_job, "review_tiers")
         if config.analytics.feed_interval_s:
             every(config.analytics.feed_interval_s, analytics_job, "feed_analytics")
+        if config.models.retrain_every_s:
+            every(config.models.retrain_every_s, models_job, "retrain_models")
         scheduler.start()
         try:
             yield
