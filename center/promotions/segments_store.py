@@ -150,7 +150,10 @@ class SegmentRepository:
             params.extend((since(rule.stores.days), *values))
         if rule.churn_risk is not None:
             # The churn model's latest scores (center/models); an unscored customer has no risk.
-            bounds = [("risk >= ?", rule.churn_risk.minimum), ("risk <= ?", rule.churn_risk.maximum)]
+            bounds = [
+                ("risk >= ?", rule.churn_risk.minimum),
+                ("risk <= ?", rule.churn_risk.maximum),
+            ]
             given = [(sql, value) for sql, value in bounds if value is not None]
             parts.append(
                 "SELECT customer_id FROM churn_risk WHERE " + " AND ".join(s for s, _ in given)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -23,6 +24,7 @@ from center.models.training import (
 from center.storage import Storage
 from center.web.app import create_app
 from tests.center.center_factories import write_config
+from tests.center.staff import StaffApi, staff_token
 from tests.center.test_center_analytics import D0, _feed, _master, _sales, analytics
 
 __all__ = ["analytics"]
@@ -59,7 +61,9 @@ def test_retraining_waits_for_enough_history(storage: Storage, analytics: Analyt
 async def test_the_center_job_skips_an_empty_store_and_says_why(
     tmp_path: Path, storage: Storage, caplog: pytest.LogCaptureFixture
 ) -> None:
-    extra = '\n[models]\nretrain_every_s = 1\n[analytics]\nfeed_interval_s = 0\ndatabase = "sched"\n'
+    extra = (
+        '\n[models]\nretrain_every_s = 1\n[analytics]\nfeed_interval_s = 0\ndatabase = "sched"\n'
+    )
     config = load_config(write_config(tmp_path, extra=extra))
     caplog.set_level(logging.INFO, logger="center")
     async with TestClient(TestServer(create_app(config, storage, clock=lambda: D0))):
@@ -74,9 +78,38 @@ async def test_the_center_job_skips_an_empty_store_and_says_why(
 async def test_no_job_when_retraining_is_off(
     tmp_path: Path, storage: Storage, caplog: pytest.LogCaptureFixture
 ) -> None:
-    extra = '\n[models]\nretrain_every_s = 0\n[analytics]\nfeed_interval_s = 0\ndatabase = "sched"\n'
+    extra = (
+        '\n[models]\nretrain_every_s = 0\n[analytics]\nfeed_interval_s = 0\ndatabase = "sched"\n'
+    )
     config = load_config(write_config(tmp_path, extra=extra))
     caplog.set_level(logging.INFO, logger="center")
     async with TestClient(TestServer(create_app(config, storage, clock=lambda: D0))):
         await asyncio.sleep(1.5)
     assert "retraining" not in caplog.text
+
+
+async def test_the_center_job_retrains_from_the_store_it_feeds(
+    tmp_path: Path, storage: Storage
+) -> None:
+    # about 17 weeks of sales: enough for the learned models, so the job trains and publishes
+    storage.feed.upsert_master(_master())
+    storage.sales.ingest(_sales(400), D0)
+    extra = (
+        '\n[models]\nretrain_every_s = 2\n[analytics]\nfeed_interval_s = 1\ndatabase = "sched"\n'
+    )
+    config = load_config(write_config(tmp_path, extra=extra))
+    async with TestClient(TestServer(create_app(config, storage, clock=lambda: D0))) as client:
+        analyst = StaffApi(client, staff_token(storage, "data_analyst"))
+        versions: list[dict[str, Any]] = []
+        for _ in range(300):
+            code, listed = await analyst.call("GET", "/v1/models")
+            versions = listed["versions"]
+            if {v["kind"] for v in versions} >= {"offers", "churn"}:
+                break
+            await asyncio.sleep(0.2)
+        assert code == 200 and {v["kind"] for v in versions} == {"offers", "churn"}, versions
+        code, offers = await analyst.call("GET", "/v1/customers/hh-1/offers")
+    # the job trained once the fed store held enough history, and published offers
+    made = next(v for v in versions if v["kind"] == "offers")["metrics"]
+    assert made["weeks"] >= RANKER_WEEKS and made["customers"] > 0, made
+    assert code == 200 and any(o["source"] == "model" for o in offers["offers"]), offers

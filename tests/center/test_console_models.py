@@ -1,5 +1,5 @@
-"""The models' console page and the churn risk on the customer card, through the HTTP app with a
-signed-in person and CSRF: versions newest first with metrics, "train now" only for those allowed."""
+"""The models' console page and the churn risk on the customer card, through the HTTP app with
+a signed-in person and CSRF: versions newest first with metrics, "train now" only if allowed."""
 
 from __future__ import annotations
 
@@ -27,7 +27,11 @@ PASSWORD = "correct horse battery"
 def db(tmp_path: Path) -> Storage:
     storage = SqliteStorage(tmp_path / "console.db")
     storage.migrate()
-    for name, role in (("ann", "data_analyst"), ("max", "loyalty_manager"), ("olga", "call_center")):
+    for name, role in (
+        ("ann", "data_analyst"),
+        ("max", "loyalty_manager"),
+        ("olga", "call_center"),
+    ):
         add_person(storage, name, role, PASSWORD, "test", T0)
     storage.customers.create_customer(
         CustomerInput(customer_id="c-1", attributes={"last_name": "Ivanova"}), "test", T0
@@ -107,7 +111,9 @@ async def test_customer_card_shows_the_churn_risk_and_russian_labels(
     assert re.search(r'id="churn-risk">81 %<', html), html
     assert "model version 2" in html
     assert 'id="nav-models"' not in html  # the call center has no reports.read
-    ru = await (await client.get("/console/customers/c-1", headers={"Accept-Language": "ru"})).text()
+    ru = await (
+        await client.get("/console/customers/c-1", headers={"Accept-Language": "ru"})
+    ).text()
     assert "Риск оттока" in ru
 
 
