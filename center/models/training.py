@@ -33,6 +33,7 @@ __all__ = [
     "history_weeks",
     "pack_offers",
     "publish",
+    "retrain_due",
     "train",
     "train_with_history",
 ]
@@ -66,6 +67,14 @@ def history_weeks(year: Year) -> int:
     """How many weeks of merchandise history `year` holds (0 when none)."""
     lines = year.merchandise
     return int(lines["week"].max()) if len(lines) else 0
+
+
+def retrain_due(versions: Sequence[Mapping[str, Any]], now: datetime, every_s: int) -> bool:
+    """True when the newest of `versions` (GET /v1/models rows) is `every_s` old, or none is."""
+    if not versions:
+        return True
+    newest = max(datetime.fromisoformat(str(v["trained_at"])) for v in versions)
+    return now - newest >= timedelta(seconds=every_s)
 
 
 def train_with_history(year: Year, min_weeks: int = RANKER_WEEKS) -> TrainedModels | str:

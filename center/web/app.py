@@ -195,13 +195,19 @@ def create_app(
                 OfferTemplate,
                 TrainedModels,
                 publish,
+                retrain_due,
                 train_with_history,
             )
+
+            every_s = config.models.retrain_every_s
 
             def fit() -> TrainedModels | str:
                 return train_with_history(analytics_purchases(app[ANALYTICS_KEY].get()))
 
             try:
+                latest = await db.run(lambda store: store.models.versions(None, 1))
+                if not retrain_due(latest, app[CLOCK_KEY](), every_s):
+                    return
                 trained = await asyncio.to_thread(fit)
                 if isinstance(trained, str):
                     log.info("models: retraining skipped: %s", trained)
@@ -238,7 +244,8 @@ def create_app(
         if config.analytics.feed_interval_s:
             every(config.analytics.feed_interval_s, analytics_job, "feed_analytics")
         if config.models.retrain_every_s:
-            every(config.models.retrain_every_s, models_job, "retrain_models")
+            # Checked hourly against the newest version: a restart does not restart the week.
+            every(min(config.models.retrain_every_s, 3600), models_job, "retrain_models")
         scheduler.start()
         try:
             yield

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from center.models.training import (
     RANKER_WEEKS,
     TrainedModels,
     history_weeks,
+    retrain_due,
     train_with_history,
 )
 from center.storage import Storage
@@ -113,3 +115,29 @@ async def test_the_center_job_retrains_from_the_store_it_feeds(
     made = next(v for v in versions if v["kind"] == "offers")["metrics"]
     assert made["weeks"] >= RANKER_WEEKS and made["customers"] > 0, made
     assert code == 200 and any(o["source"] == "model" for o in offers["offers"]), offers
+
+
+def test_retraining_is_due_an_interval_after_the_newest_version() -> None:
+    week = 7 * 86400
+    assert retrain_due([], D0, week)
+    versions = [
+        {"trained_at": (D0 - timedelta(days=9)).isoformat()},
+        {"trained_at": (D0 - timedelta(days=2)).isoformat()},
+    ]
+    assert not retrain_due(versions, D0, week)
+    assert retrain_due(versions, D0 + timedelta(days=5), week)
+
+
+async def test_the_job_leaves_a_recent_version_alone(
+    tmp_path: Path, storage: Storage, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a version trained "now": the job runs every second but finds nothing due, even after a
+    # restart (the interval counts from the newest version, not from the Center's start)
+    storage.models.record_version("offers", {"customers": 1}, {}, D0)
+    extra = '\n[models]\nretrain_every_s = 2\n[analytics]\nfeed_interval_s = 0\ndatabase = "s"\n'
+    config = load_config(write_config(tmp_path, extra=extra))
+    caplog.set_level(logging.INFO, logger="center")
+    async with TestClient(TestServer(create_app(config, storage, clock=lambda: D0))):
+        await asyncio.sleep(3)
+    assert "retrain" not in caplog.text
+    assert [v["version"] for v in storage.models.versions()] == [1]
