@@ -22,6 +22,7 @@ __all__ = [
     "Config",
     "LedgerSettings",
     "MasterSettings",
+    "ModelSettings",
     "SecuritySettings",
     "SegmentSettings",
     "StorageSettings",
@@ -129,6 +130,13 @@ class AnalyticsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelSettings:
+    retrain_every_s: int = 7 * 86400
+    """How often the Center retrains the models on the analytics store (a scheduled job,
+    skipped while the store has too little history); 0 = never on a schedule."""
+
+
+@dataclass(frozen=True, slots=True)
 class TlsSettings:
     cert_file: Path | None = None
     """PEM certificate chain; with key_file, `serve` speaks HTTPS only."""
@@ -158,6 +166,7 @@ class Config:
     fraud: FraudScanSettings = FraudScanSettings()
     verify: VerifySettings = VerifySettings()
     analytics: AnalyticsSettings = AnalyticsSettings()
+    models: ModelSettings = ModelSettings()
     source: Path | None = None
 
 
@@ -174,6 +183,7 @@ _KNOWN: dict[str, tuple[str, ...]] = {
     "fraud": ("scan_interval_s", "min_minutes_between_stores"),
     "verify": ("enabled", "feed_lag_s", "future_skew_s", "max_age_days"),
     "analytics": ("engine", "path", "url", "database", "feed_interval_s"),
+    "models": ("retrain_every_s",),
 }
 
 
@@ -424,6 +434,11 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: Path | None
         problems.append("analytics.url: required when analytics.engine is 'clickhouse'")
     an_interval = reader.integer(an_table, "analytics", "feed_interval_s", 30, low=0, high=86400)
     reader.unknown_keys(an_table, "analytics", _KNOWN["analytics"])
+    models_table = tables.get("models", {})
+    retrain_every_s = reader.integer(
+        models_table, "models", "retrain_every_s", 7 * 86400, low=0, high=366 * 86400
+    )
+    reader.unknown_keys(models_table, "models", _KNOWN["models"])
     for section in ("center", "storage", "security", "tls", "ledger"):
         reader.unknown_keys(tables.get(section, {}), section, _KNOWN[section])
 
@@ -507,6 +522,9 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: Path | None
             database=an_db or "loyalty_analytics",
             feed_interval_s=30 if an_interval is None else an_interval,
         ),
+        models=ModelSettings(
+            retrain_every_s=7 * 86400 if retrain_every_s is None else retrain_every_s
+        ),
         source=source,
     )
 
@@ -569,6 +587,7 @@ def effective_config(config: Config) -> dict[str, dict[str, Any]]:
             "database": config.analytics.database,
             "feed_interval_s": config.analytics.feed_interval_s,
         },
+        "models": {"retrain_every_s": config.models.retrain_every_s},
     }
 
 

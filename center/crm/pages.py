@@ -79,6 +79,7 @@ async def customer_page(
     if view is None:
         raise UnknownObject("customer_id", f"unknown customer {customer_id[:80]!r}")
     tier = await in_db(request, storage.tiers.customer_tier, customer_id[:64], now)
+    churn = await in_db(request, storage.models.churn_risk, customer_id[:64])
     profile = [(k, view["attributes"][k]) for k in PROFILE_FIELDS if view["attributes"].get(k)]
     other = sorted(
         (k, v) for k, v in view["attributes"].items() if k not in PROFILE_FIELDS and v is not None
@@ -92,6 +93,7 @@ async def customer_page(
             "profile": profile,
             "other": other,
             "tier": tier,
+            "churn": churn,
             "errors": dict(errors or {}),
             "values": dict(values or {}),
             "notice": notice,

@@ -14,7 +14,7 @@ from center.errors import InvalidRequest
 from center.web.keys import ANALYTICS_KEY, CLOCK_KEY, STORAGE_KEY
 from center.web.request import in_db, json_body
 
-__all__ = ["PERMISSIONS", "add_routes", "parse_template"]
+__all__ = ["PERMISSIONS", "add_routes", "parse_template", "train_now"]
 
 PERMISSIONS: Mapping[tuple[str, str], Requirement] = {
     ("GET", "/v1/models"): "reports.read",
@@ -70,14 +70,21 @@ async def _versions(request: web.Request) -> web.Response:
 
 
 async def _train(request: web.Request) -> web.Response:
+    template = parse_template(await json_body(request, max_bytes=4096, optional=True))
+    return web.json_response(await train_now(request, template))
+
+
+async def train_now(request: web.Request, template: Any) -> dict[str, Any]:
+    """Train every model on the analytics store and publish them; the summary of the run."""
     from center.models.dataset import analytics_purchases
     from center.models.training import publish, train
 
-    template = parse_template(await json_body(request, max_bytes=4096, optional=True))
     store = await asyncio.to_thread(request.app[ANALYTICS_KEY].get)
     year = await asyncio.to_thread(analytics_purchases, store)
     trained = await asyncio.to_thread(train, year)
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
-    summary = await in_db(request, publish, storage, trained, template, "model", now)
-    return web.json_response(summary)
+    summary: dict[str, Any] = await in_db(
+        request, publish, storage, trained, template, "model", now
+    )
+    return summary

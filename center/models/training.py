@@ -30,9 +30,12 @@ __all__ = [
     "RANKER_WEEKS",
     "OfferTemplate",
     "TrainedModels",
+    "history_weeks",
     "pack_offers",
     "publish",
+    "retrain_due",
     "train",
+    "train_with_history",
 ]
 
 RANKER_WEEKS = 17
@@ -60,14 +63,32 @@ class TrainedModels:
     """kind -> {"metrics": ..., "params": ...} to record."""
 
 
-def _weeks(year: Year) -> int:
+def history_weeks(year: Year) -> int:
+    """How many weeks of merchandise history `year` holds (0 when none)."""
     lines = year.merchandise
     return int(lines["week"].max()) if len(lines) else 0
 
 
+def retrain_due(versions: Sequence[Mapping[str, Any]], now: datetime, every_s: int) -> bool:
+    """True when the newest of `versions` (GET /v1/models rows) is `every_s` old, or none is."""
+    if not versions:
+        return True
+    newest = max(datetime.fromisoformat(str(v["trained_at"])) for v in versions)
+    return now - newest >= timedelta(seconds=every_s)
+
+
+def train_with_history(year: Year, min_weeks: int = RANKER_WEEKS) -> TrainedModels | str:
+    """The scheduled retraining: every model trained on `year`, or why not (too little
+    history: a fallback version would only replace the learned ones)."""
+    weeks = history_weeks(year)
+    if weeks < min_weeks:
+        return f"{min_weeks} weeks of history needed, the analytics store has {weeks}"
+    return train(year)
+
+
 def train(year: Year, k: int = 10) -> TrainedModels:
     """Train every model the history allows on `year` (households are customers)."""
-    weeks = _weeks(year)
+    weeks = history_weeks(year)
     if weeks == 0:
         empty = {"metrics": {"skipped": "no sales with a customer in the analytics store"}}
         return TrainedModels(

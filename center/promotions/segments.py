@@ -8,7 +8,9 @@ A dynamic rule is a JSON object; every part given must hold (all of):
 - ``monetary``: ``{"min_minor": A, "max_minor": B, "window_days": W}``, the receipts' total in
   W days is within [A, B] (either bound optional; customers without receipts have no total);
 - ``categories``: ``{"any": [..], "window_days": W}``, bought a product of any of them;
-- ``stores``: ``{"any": [..], "window_days": W}``, bought in any of these stores.
+- ``stores``: ``{"any": [..], "window_days": W}``, bought in any of these stores;
+- ``churn_risk``: ``{"min": 0.5, "max": 1}``, the churn model's latest risk (0..1) is within
+  the bounds (either optional; customers the model has not scored have no risk).
 
 ``window_days`` defaults to DEFAULT_WINDOW_DAYS. Purchases are the receipts of the customer's
 cards as the Center holds them.
@@ -27,6 +29,7 @@ __all__ = [
     "DEFAULT_WINDOW_DAYS",
     "KINDS",
     "MAX_LIST",
+    "Bounds",
     "MembersInput",
     "Rule",
     "SegmentInput",
@@ -56,6 +59,14 @@ class Window:
 
 
 @dataclass(frozen=True, slots=True)
+class Bounds:
+    """A probability's range, both ends included; None is no bound on that side."""
+
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
     """A validated dynamic rule (see the module docstring); None / empty parts are absent."""
 
@@ -65,6 +76,7 @@ class Rule:
     monetary: Window | None = None
     categories: Window | None = None
     stores: Window | None = None
+    churn_risk: Bounds | None = None
 
     def to_doc(self) -> dict[str, Any]:
         """The canonical JSON form (what parse_rule reads back to an equal Rule)."""
@@ -91,6 +103,9 @@ class Rule:
             part: Window | None = getattr(self, name)
             if part is not None:
                 doc[name] = {"any": list(part.values), "window_days": part.days}
+        if self.churn_risk is not None:
+            bounds = {"min": self.churn_risk.minimum, "max": self.churn_risk.maximum}
+            doc["churn_risk"] = {k: v for k, v in bounds.items() if v is not None}
         return doc
 
 
@@ -158,7 +173,15 @@ def _window(doc: Any, field: str, known: tuple[str, ...]) -> Mapping[str, Any]:
 def parse_rule(doc: Any, field: str = "rule") -> Rule:
     """Validate a dynamic rule document; InvalidRequest naming the offending field."""
     rule = _object(doc, field)
-    parts = ("attributes", "recency_days", "frequency", "monetary", "categories", "stores")
+    parts = (
+        "attributes",
+        "recency_days",
+        "frequency",
+        "monetary",
+        "categories",
+        "stores",
+        "churn_risk",
+    )
     _no_extra(rule, field, parts)
     if not any(rule.get(p) is not None for p in parts):
         raise InvalidRequest(field, f"expected at least one of {list(parts)}, got none")
@@ -210,7 +233,29 @@ def parse_rule(doc: Any, field: str = "rule") -> Rule:
                 categories = window
             else:
                 stores = window
-    return Rule(tuple(attributes), recency, frequency, monetary, categories, stores)
+    churn = None if rule.get("churn_risk") is None else _bounds(rule["churn_risk"], field)
+    return Rule(tuple(attributes), recency, frequency, monetary, categories, stores, churn)
+
+
+def _probability(part: Mapping[str, Any], name: str, where: str) -> float | None:
+    value = part.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise InvalidRequest(f"{where}.{name}", f"expected a number 0..1, got {value!r:.80}")
+    return float(value)
+
+
+def _bounds(doc: Any, field: str) -> Bounds:
+    where = f"{field}.churn_risk"
+    part = _object(doc, where)
+    _no_extra(part, where, ("min", "max"))
+    low, high = _probability(part, "min", where), _probability(part, "max", where)
+    if low is None and high is None:
+        raise InvalidRequest(where, "expected min, max or both")
+    if low is not None and high is not None and high < low:
+        raise InvalidRequest(f"{where}.max", f"{high} is below min {low}")
+    return Bounds(low, high)
 
 
 def _ids(doc: Mapping[str, Any], name: str) -> tuple[str, ...]:

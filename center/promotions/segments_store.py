@@ -148,6 +148,17 @@ class SegmentRepository:
             values = rule.stores.values
             parts.append(f"{buyers} WHERE s.closed_at >= ? AND s.store_id IN ({_marks(values)})")
             params.extend((since(rule.stores.days), *values))
+        if rule.churn_risk is not None:
+            # The churn model's latest scores (center/models); an unscored customer has no risk.
+            bounds = [
+                ("risk >= ?", rule.churn_risk.minimum),
+                ("risk <= ?", rule.churn_risk.maximum),
+            ]
+            given = [(sql, value) for sql, value in bounds if value is not None]
+            parts.append(
+                "SELECT customer_id FROM churn_risk WHERE " + " AND ".join(s for s, _ in given)
+            )
+            params.extend(value for _, value in given)
         return " INTERSECT ".join(parts), params
 
     # -- helpers -------------------------------------------------------------------------------

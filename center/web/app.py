@@ -189,6 +189,38 @@ def create_app(
             except StorageError as exc:
                 log.warning("feeding the analytics store failed (next run retries): %s", exc)
 
+        async def models_job() -> None:
+            from center.models.dataset import analytics_purchases
+            from center.models.training import (
+                OfferTemplate,
+                TrainedModels,
+                publish,
+                retrain_due,
+                train_with_history,
+            )
+
+            every_s = config.models.retrain_every_s
+
+            def fit() -> TrainedModels | str:
+                return train_with_history(analytics_purchases(app[ANALYTICS_KEY].get()))
+
+            try:
+                latest = await db.run(lambda store: store.models.versions(None, 1))
+                if not retrain_due(latest, app[CLOCK_KEY](), every_s):
+                    return
+                trained = await asyncio.to_thread(fit)
+                if isinstance(trained, str):
+                    log.info("models: retraining skipped: %s", trained)
+                    return
+                now = app[CLOCK_KEY]()
+                done = await db.run(
+                    lambda store: publish(store, trained, OfferTemplate(), "model", now)
+                )
+            except (StorageError, RequestError) as exc:
+                log.warning("retraining the models failed (next run retries): %s", exc)
+                return
+            log.info("models: retrained, %d offers published", done["offers_published"])
+
         scheduler = AsyncIOScheduler(timezone=UTC, event_loop=asyncio.get_running_loop())
 
         def every(seconds: float, job: Callable[[], Awaitable[None]], job_id: str) -> None:
@@ -211,6 +243,9 @@ def create_app(
         every(TIER_REVIEW_EVERY_S, tiers_job, "review_tiers")
         if config.analytics.feed_interval_s:
             every(config.analytics.feed_interval_s, analytics_job, "feed_analytics")
+        if config.models.retrain_every_s:
+            # Checked hourly against the newest version: a restart does not restart the week.
+            every(min(config.models.retrain_every_s, 3600), models_job, "retrain_models")
         scheduler.start()
         try:
             yield

@@ -33,6 +33,7 @@ from center.ledger import api as ledger_api
 from center.ledger import leases_api, returns_api
 from center.ledger import pages as ledger_pages
 from center.models import api as models_api
+from center.models import pages as models_pages
 from center.promotions import api as promotions_api
 from center.promotions import (
     constructor_audience,
@@ -83,6 +84,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     constructor_pages,
     constructor_audience,
     reporting_pages,
+    models_pages,
 )
 """Every module with `add_routes(app)` and `PERMISSIONS`, in registration order (a fixed path
 such as /v1/customers/search is registered before the {customer_id} it would otherwise match)."""

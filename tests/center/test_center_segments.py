@@ -262,3 +262,42 @@ def test_dynamic_segment_refuses_uploads(shop: Storage) -> None:
     shop.segments.create_segment(SegmentInput("s406", "Store 406", "dynamic", rule=rule), "m", NOW)
     with pytest.raises(Conflict, match="is dynamic"):
         shop.segments.set_segment_members("s406", MembersInput(customer_ids=("c1",)), "m", NOW)
+
+
+# -- churn risk ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        ({"churn_risk": {"min": 0.5}}, {"c1", "c3"}),
+        ({"churn_risk": {"min": 0.5, "max": 0.7}}, {"c1"}),
+        ({"churn_risk": {"max": 0.5}}, {"c2"}),
+        ({"churn_risk": {"min": 0, "max": 1}}, {"c1", "c2", "c3"}),
+        ({"churn_risk": {"min": 0.5}, "categories": {"any": ["MILK"]}}, {"c1", "c3"}),
+        ({"churn_risk": {"min": 0.5}, "stores": {"any": ["406"]}, "recency_days": 3}, {"c3"}),
+    ],
+)
+def test_churn_risk_condition_on_the_models_scores(
+    shop: Storage, rule: dict[str, Any], expected: set[str]
+) -> None:
+    # c4 was never scored: no risk, so no churn condition ever matches them
+    shop.models.replace_churn_risk([("c1", 0.6), ("c2", 0.3), ("c3", 0.91)], 1, NOW)
+    assert members(shop, rule) == expected
+
+
+def test_churn_risk_rule_round_trips_and_names_bad_fields() -> None:
+    rule = parse_rule({"churn_risk": {"min": 0.5}})
+    assert parse_rule(rule.to_doc()) == rule and rule.to_doc() == {"churn_risk": {"min": 0.5}}
+    for doc, field in (
+        ({"churn_risk": {}}, "rule.churn_risk"),
+        ({"churn_risk": {"min": 1.5}}, "rule.churn_risk.min"),
+        ({"churn_risk": {"min": True}}, "rule.churn_risk.min"),
+        ({"churn_risk": {"max": "0.5"}}, "rule.churn_risk.max"),
+        ({"churn_risk": {"min": 0.8, "max": 0.2}}, "rule.churn_risk.max"),
+        ({"churn_risk": {"min": 0.5, "above": 1}}, "rule.churn_risk.above"),
+        ({"churn_risk": 0.5}, "rule.churn_risk"),
+    ):
+        with pytest.raises(InvalidRequest) as caught:
+            parse_rule(doc)
+        assert caught.value.field == field, doc
