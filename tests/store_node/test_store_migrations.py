@@ -190,6 +190,8 @@ def test_an_upgraded_sales_box_keeps_its_sales_cache_and_holds(tmp_path: Path) -
             "purchases": 1,
             "visits": 1,
             "spend_minor": 500,
+            "tier_spend_minor": 500,
+            "tier_visits": 1,
             "seen": {"367-1": 2},
             "days": {"2024-05-17": {"purchases": 1, "spend_minor": 500}},
         }
