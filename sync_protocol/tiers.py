@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -161,6 +162,23 @@ def window_totals(programme: TierProgramme, days: Mapping[date, int], day: date)
     return spend, visits
 
 
+class _Windows:
+    """``window_totals`` over one customer's purchase days in O(log n) per window: the days
+    sorted once with running sums (a review replays a whole history, window after window)."""
+
+    def __init__(self, programme: TierProgramme, days: Mapping[date, int]) -> None:
+        self.programme = programme
+        self.ordered = sorted(days)
+        self.sums = [0]
+        for on in self.ordered:
+            self.sums.append(self.sums[-1] + days[on])
+
+    def totals(self, day: date) -> tuple[int, int]:
+        lo = bisect_left(self.ordered, self.programme.window_start(day))
+        hi = bisect_right(self.ordered, day)
+        return (self.sums[hi] - self.sums[lo], hi - lo) if hi > lo else (0, 0)
+
+
 def advance_tier(
     programme: TierProgramme, status: TierStatus, days: Mapping[date, int], today: date
 ) -> tuple[TierStatus, list[TierChange]]:
@@ -177,12 +195,13 @@ def advance_tier(
     begin = status.as_of or min(days, default=today)
     purchases = sorted({d for d in days if begin <= d <= today} | {today})
     grace = timedelta(days=programme.grace_days)
+    windows = _Windows(programme, days)
     for day in purchases:
         # Decisions due up to this day come first (a decision on day G reads the window
         # ending the day before, so this day's purchases count for the next one).
         while tier and review is not None and review + grace <= day:
             decided = review + grace
-            spend, visits = window_totals(programme, days, decided - timedelta(days=1))
+            spend, visits = windows.totals(decided - timedelta(days=1))
             reached = programme.qualifying(spend, visits)
             if reached is not None and reached.rank >= programme.rank(tier):
                 if reached.code != tier:
@@ -195,9 +214,9 @@ def advance_tier(
             changes.append(TierChange(decided, tier, to, "downgrade"))
             tier, since = to, decided
             review = programme.next_review(decided) if to else None
-        if day not in days and not window_totals(programme, days, day)[1]:
+        if day not in days and not windows.totals(day)[1]:
             continue  # no purchase: nothing to upgrade on (so the review's cadence never matters)
-        spend, visits = window_totals(programme, days, day)
+        spend, visits = windows.totals(day)
         reached = programme.qualifying(spend, visits)
         if reached is not None and reached.rank > programme.rank(tier):
             changes.append(TierChange(day, tier, reached.code, "upgrade"))

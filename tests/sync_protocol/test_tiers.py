@@ -23,7 +23,9 @@ from sync_protocol import (
     state_row,
     tier_progress,
     upgraded_tier,
+    window_totals,
 )
+from sync_protocol.tiers import _Windows
 from tests.center.center_factories import make_sale
 
 
@@ -247,3 +249,24 @@ def test_reviewing_every_day_equals_one_review_at_the_end(
         changes += more
         day += timedelta(days=1)
     assert (status, changes) == (once, all_changes)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    purchases=st.dictionaries(
+        st.integers(min_value=0, max_value=120), st.integers(min_value=1, max_value=8_000)
+    ),
+    months=st.booleans(),
+)
+def test_the_reviews_indexed_windows_equal_the_plain_window_sums(
+    purchases: dict[int, int], months: bool
+) -> None:
+    """advance_tier sums its windows from sorted running totals: the same (spend, visits) as
+    window_totals for every day, edges of days and calendar months included."""
+    programme = _programme(MONTHS_DOC if months else DAYS_DOC)
+    start = D("2026-01-01")
+    history = {start + timedelta(days=n): amount for n, amount in purchases.items()}
+    windows = _Windows(programme, history)
+    for n in range(-5, 160):
+        day = start + timedelta(days=n)
+        assert windows.totals(day) == window_totals(programme, history, day), day
