@@ -4,6 +4,7 @@ activation, archiving and history."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from aiohttp import web
 
@@ -114,6 +115,15 @@ async def update_promotion(request: web.Request) -> web.Response:
 async def preview_promotion(request: web.Request) -> web.Response:
     promotion_id = _promotion_id(request)
     sample = parse_sample(await json_body(request, max_bytes=MAX_JSON_BYTES))
+    result, found = await preview_stored(request, promotion_id, sample)
+    return web.json_response({**result, "revision": found["revision"]})
+
+
+async def preview_stored(
+    request: web.Request, promotion_id: str, sample: Any
+) -> tuple[dict[str, Any], Mapping[str, Any]]:
+    """(the preview, the stored promotion): ``promotion_id`` as stored, priced on ``sample``
+    with the chain's products, store and live set, as the API and the constructor show it."""
     storage = request.app[STORAGE_KEY]
     found = await in_db(request, storage.promotions.get_promotion, promotion_id)
     if found is None:
@@ -134,7 +144,7 @@ async def preview_promotion(request: web.Request) -> web.Response:
         version=context["version"],
         now=request.app[CLOCK_KEY](),
     )
-    return web.json_response({**result, "revision": found["revision"]})
+    return result, found
 
 
 async def activate_promotion(request: web.Request) -> web.Response:

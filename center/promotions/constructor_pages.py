@@ -18,12 +18,12 @@ from babel.numbers import format_decimal
 
 from center.access.permissions import Requirement
 from center.errors import InvalidRequest, RequestError, UnknownObject
+from center.promotions.api import preview_stored
 from center.promotions.constructor import (
     LIFECYCLE,
     check_doc,
     parse_sample,
     prepare_doc,
-    preview,
 )
 from center.promotions.constructor_form import (
     BOOL_CHOICES,
@@ -318,26 +318,7 @@ async def preview_sample(request: web.Request) -> web.StreamResponse:
             }
         }
         try:
-            sample = parse_sample(body)
-            found = await in_db(request, storage.promotions.get_promotion, promotion_id)
-            if found is None:
-                raise UnknownObject("promotion_id", f"unknown promotion {promotion_id!r}")
-            context = await in_db(
-                request,
-                storage.promotions.promotion_pricing_context,
-                [line.product_id for line in sample.lines],
-                sample.store_id,
-            )
-            result = preview(
-                found["doc"],
-                sample,
-                products=context["products"],
-                store_format=context["store_format"],
-                settings=context["settings"],
-                live=context["live"],
-                version=context["version"],
-                now=request.app[CLOCK_KEY](),
-            )
+            result, _ = await preview_stored(request, promotion_id, parse_sample(body))
         except InvalidRequest as exc:
             problem = str(exc)
     own = [
