@@ -43,7 +43,7 @@ from pos_agent.inputs import check_line_amount
 from pos_agent.journal import HeldReservation, Journal, JournalStats, OfflineSpend, SalesSummary
 from pos_agent.receipts import CouponUsed, LineInput, OpenLine, OpenReceipt, PaymentInput
 from pos_agent.replica import Card, CardCoupon, CardOffer, Replica
-from pos_agent.sales import numbered, unnumbered_sale
+from pos_agent.sales import numbered, state_passes, unnumbered_sale
 from pos_agent.storelink import StoreLink
 from sync_protocol import (
     CARD_RULE_SETTING,
@@ -659,6 +659,7 @@ class Register:
             qty_day_milli=dict(counts.qty_day_milli),
             qty_month_milli=dict(counts.qty_month_milli),
             referrer=state.referrer,
+            compliment_passes=state_passes(state.passes),
         )
 
     def _check_spend(self, spend: Mapping[str, int], customer: CustomerState | None) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from loyalty_engine import Calculation, PersonalOffer, Receipt
+from loyalty_engine import Calculation, ComplimentPass, CustomerState, PersonalOffer, Receipt
 from pos_agent.config import RegisterConfig
 from pos_agent.errors import InvalidField
 from pos_agent.receipts import OpenReceipt, PaymentInput
@@ -17,6 +17,7 @@ from sync_protocol import (
     Sale,
     SaleLine,
     SaleOffer,
+    SalePass,
     SalePromotion,
     SeenSeq,
 )
@@ -27,7 +28,9 @@ __all__ = [
     "numbered",
     "sale_lines",
     "sale_offer",
+    "sale_passes",
     "sale_promotions",
+    "state_passes",
     "tenders",
     "unnumbered_sale",
 ]
@@ -45,6 +48,37 @@ def sale_promotions(calc: Calculation) -> tuple[SalePromotion, ...]:
     """Every promotion that fired, with the units it discounted (the customer's counters)."""
     qty = dict(calc.promo_qty_milli)
     return tuple(SalePromotion(pid, max(0, qty.get(pid, 0))) for pid in calc.fired)
+
+
+def sale_passes(calc: Calculation, customer: CustomerState | None) -> tuple[SalePass, ...]:
+    """The compliment passes the receipt opened or used, each with the units used here (the
+    customer states at every tier add these up) and what the state said before."""
+    before = {p.key: p for p in customer.compliment_passes} if customer is not None else {}
+    out = []
+    for p in calc.passes:
+        was = before.get(p.key)
+        used_before = was.used if was is not None else 0
+        out.append(
+            SalePass(
+                promotion_id=p.promotion_id,
+                product_id=p.product_id,
+                valid_from=p.valid_from,
+                valid_until=p.valid_until,
+                units=p.units,
+                used=p.used - used_before,
+                used_before=used_before,
+                opened=was is None,
+            )
+        )
+    return tuple(out)
+
+
+def state_passes(passes: Sequence[SalePass]) -> tuple[ComplimentPass, ...]:
+    """The engine's passes of a customer state's ``passes``."""
+    return tuple(
+        ComplimentPass(p.promotion_id, p.product_id, p.valid_from, p.valid_until, p.units, p.used)
+        for p in passes
+    )
 
 
 def check_payments(payments: Sequence[PaymentInput], bonus_to_spend: int, total_minor: int) -> None:
@@ -196,6 +230,7 @@ def unnumbered_sale(
         personal_offers=tuple(sale_offer(o) for o in customer.personal_offers) if customer else (),
         promotions=sale_promotions(calc),
         state_seen=state_seen,
+        passes=sale_passes(calc, customer),
     )
 
 

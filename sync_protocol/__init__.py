@@ -77,6 +77,7 @@ from .messages import (
     SaleBatch,
     SaleLine,
     SaleOffer,
+    SalePass,
     SalePromotion,
     SeenSeq,
 )
@@ -170,6 +171,7 @@ __all__ = [
     "SaleBatch",
     "SaleLine",
     "SaleOffer",
+    "SalePass",
     "SalePromotion",
     "SeenSeq",
     "SignatureError",

@@ -20,6 +20,7 @@ from .messages import (
     Payment,
     Sale,
     SaleOffer,
+    SalePass,
     SalePromotion,
     SeenSeq,
 )
@@ -181,6 +182,20 @@ def _check_promotion(promotion: SalePromotion, path: Path) -> None:
     _check_min(promotion.qty_milli, 0, (*path, "qty_milli"))
 
 
+def _check_pass(sale_pass: SalePass, path: Path) -> None:
+    _check_nonempty(sale_pass.promotion_id, (*path, "promotion_id"))
+    _check_nonempty(sale_pass.product_id, (*path, "product_id"))
+    _check_min(sale_pass.units, 0, (*path, "units"))
+    _check_min(sale_pass.used, 0, (*path, "used"))
+    _check_min(sale_pass.used_before, 0, (*path, "used_before"))
+    if sale_pass.valid_until <= sale_pass.valid_from:
+        raise MalformedMessage(
+            fmt_path((*path, "valid_until")),
+            "expected a time after valid_from",
+            value=sale_pass.valid_until.isoformat(),
+        )
+
+
 def _check_seen(seen: SeenSeq, path: Path) -> None:
     _check_nonempty(seen.register_id, (*path, "register_id"))
     _check_min(seen.seq, 1, (*path, "seq"))
@@ -227,6 +242,7 @@ CHECKS: dict[type, Callable[[Any, Path], None]] = {
     Sale: _check_sale,
     SaleOffer: _check_offer,
     SalePromotion: _check_promotion,
+    SalePass: _check_pass,
     SeenSeq: _check_seen,
     Payment: _check_payment,
     LoyaltyMovement: _check_movement,

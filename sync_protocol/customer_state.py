@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 from .errors import MalformedMessage
-from .messages import Sale, SalePromotion
+from .messages import Sale, SalePass, SalePromotion
 
 __all__ = [
     "DAYS_KEPT",
@@ -75,6 +75,9 @@ class CardState:
     """Days with a purchase in the tier qualification window, counted the same way."""
     tier_until: str = ""
     """The last day the Center keeps ``tier`` unless renewed (YYYY-MM-DD; empty: no level)."""
+    passes: tuple[SalePass, ...] = ()
+    """Compliment passes by (promotion, product, valid_from), ``used`` summed over the sales
+    that used them; kept while they run and ``DAYS_KEPT`` days after."""
 
     @property
     def folded(self) -> int:
@@ -121,6 +124,34 @@ def _prune(days: dict[str, DayCounts]) -> dict[str, DayCounts]:
     return {day: counts for day, counts in days.items() if day >= horizon}
 
 
+def _pass_key(p: SalePass) -> tuple[str, str, datetime]:
+    return (p.promotion_id, p.product_id, p.valid_from)
+
+
+def _fold_passes(held: tuple[SalePass, ...], sale: Sale) -> tuple[SalePass, ...]:
+    """``held`` with the sale's pass use added (a pass first seen is taken as the sale has it)."""
+    if not sale.passes:
+        return held
+    by_key = {_pass_key(p): p for p in held}
+    for p in sale.passes:
+        key = _pass_key(p)
+        was = by_key.get(key)
+        used = (was.used if was is not None else 0) + p.used
+        by_key[key] = SalePass(
+            p.promotion_id, p.product_id, p.valid_from, p.valid_until, p.units, used
+        )
+    return tuple(by_key[k] for k in sorted(by_key))
+
+
+def _prune_passes(
+    passes: tuple[SalePass, ...], days: Mapping[str, DayCounts]
+) -> tuple[SalePass, ...]:
+    if not passes or not days:
+        return passes
+    horizon = date.fromisoformat(max(days)) - timedelta(days=DAYS_KEPT - 1)
+    return tuple(p for p in passes if p.valid_until.date() >= horizon)
+
+
 def fold_sale(state: CardState, sale: Sale, tz: tzinfo) -> CardState:
     """``state`` with ``sale`` counted (unchanged when ``seen`` already covers it)."""
     if sale.seq <= state.seen.get(sale.register_id, 0):
@@ -137,10 +168,12 @@ def fold_sale(state: CardState, sale: Sale, tz: tzinfo) -> CardState:
         if move.kind == "accrue":
             _add(accrued, move.wallet, move.amount)
     seen = {**state.seen, sale.register_id: sale.seq}
+    passes = _fold_passes(state.passes, sale)
     if sale.return_of is not None:
         # A return gives points back or takes them; it is no purchase and fires nothing.
         days = _prune({**state.days, day: replace(bucket, accrued=accrued)})
-        return replace(state, wallets=wallets, seen=seen, days=days)
+        passes = _prune_passes(passes, days)
+        return replace(state, wallets=wallets, seen=seen, days=days, passes=passes)
     fired_total = dict(state.fired_total)
     fired = dict(bucket.fired)
     qty = dict(bucket.qty_milli)
@@ -156,6 +189,7 @@ def fold_sale(state: CardState, sale: Sale, tz: tzinfo) -> CardState:
         qty_milli=qty,
         accrued=accrued,
     )
+    days = _prune({**state.days, day: new_day})
     return replace(
         state,
         wallets=wallets,
@@ -165,8 +199,9 @@ def fold_sale(state: CardState, sale: Sale, tz: tzinfo) -> CardState:
         tier_spend_minor=state.tier_spend_minor + sale.total_minor,
         tier_visits=state.tier_visits + (0 if bucket.purchases else 1),
         fired_total=fired_total,
-        days=_prune({**state.days, day: new_day}),
+        days=days,
         seen=seen,
+        passes=_prune_passes(passes, days),
     )
 
 
@@ -265,6 +300,18 @@ def state_row(state: CardState) -> dict[str, Any]:
             days[day] = doc
     if days:
         row["days"] = days
+    if state.passes:
+        row["passes"] = [
+            {
+                "promotion_id": p.promotion_id,
+                "product_id": p.product_id,
+                "valid_from": p.valid_from.isoformat(),
+                "valid_until": p.valid_until.isoformat(),
+                "units": p.units,
+                "used": p.used,
+            }
+            for p in state.passes
+        ]
     return row
 
 
@@ -291,6 +338,39 @@ def _str(value: Any, path: str) -> str:
     if not isinstance(value, str):
         raise MalformedMessage(path, "expected a string", value=value)
     return value
+
+
+def _time(value: Any, path: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(_str(value, path))
+    except ValueError as exc:
+        raise MalformedMessage(path, "expected an ISO 8601 time", value=value) from exc
+    if at.tzinfo is None:
+        raise MalformedMessage(path, "expected a time with its UTC offset", value=value)
+    return at
+
+
+def _read_passes(value: Any, path: str) -> tuple[SalePass, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list | tuple):
+        raise MalformedMessage(path, "expected a list", value=value)
+    out = []
+    for i, item in enumerate(value):
+        at = f"{path}[{i}]"
+        doc = _map(item, at)
+        numbers = _ints({k: doc.get(k, 0) for k in ("units", "used")}, at)
+        out.append(
+            SalePass(
+                promotion_id=_str(doc.get("promotion_id"), f"{at}.promotion_id"),
+                product_id=_str(doc.get("product_id"), f"{at}.product_id"),
+                valid_from=_time(doc.get("valid_from"), f"{at}.valid_from"),
+                valid_until=_time(doc.get("valid_until"), f"{at}.valid_until"),
+                units=numbers["units"],
+                used=numbers["used"],
+            )
+        )
+    return tuple(sorted(out, key=_pass_key))
 
 
 def read_state(row: Any, path: str = "state") -> CardState:
@@ -339,4 +419,5 @@ def read_state(row: Any, path: str = "state") -> CardState:
         tier_spend_minor=totals.get("tier_spend_minor", 0),
         tier_visits=totals.get("tier_visits", 0),
         tier_until=_str(doc.get("tier_until"), f"{path}.tier_until"),
+        passes=_read_passes(doc.get("passes"), f"{path}.passes"),
     )

@@ -26,6 +26,7 @@ from .messages import (
     SaleBatch,
     SaleLine,
     SaleOffer,
+    SalePass,
     SalePromotion,
     SeenSeq,
 )
@@ -69,6 +70,16 @@ _FAST_LAYOUT: dict[type, tuple[tuple[str, Any], ...]] = {
         ("percent", _REQUIRED_FIELD),
     ),
     SalePromotion: (("promotion_id", _REQUIRED_FIELD), ("qty_milli", 0)),
+    SalePass: (
+        ("promotion_id", _REQUIRED_FIELD),
+        ("product_id", _REQUIRED_FIELD),
+        ("valid_from", _REQUIRED_FIELD),
+        ("valid_until", _REQUIRED_FIELD),
+        ("units", _REQUIRED_FIELD),
+        ("used", 0),
+        ("used_before", 0),
+        ("opened", False),
+    ),
     SeenSeq: (("register_id", _REQUIRED_FIELD), ("seq", _REQUIRED_FIELD)),
     LoyaltyMovement: (
         ("wallet", _REQUIRED_FIELD),
@@ -102,6 +113,7 @@ _FAST_LAYOUT: dict[type, tuple[tuple[str, Any], ...]] = {
         ("personal_offers", ()),
         ("promotions", ()),
         ("state_seen", ()),
+        ("passes", ()),
     ),
     SaleBatch: (("sales", _REQUIRED_FIELD),),
 }
@@ -483,6 +495,8 @@ def sale_wire(sale: Any, omit: bool) -> dict[str, Any]:
     seen = _fast_seen(sale.state_seen)
     if seen:
         wire["state_seen"] = seen
+    if sale.passes:
+        raise Unusual  # rare (compliment passes): the typed walk writes them
     return wire
 
 
@@ -697,8 +711,8 @@ def _fast_read_seen(raw: Any) -> tuple[SeenSeq, ...]:
 
 def read_sale(raw: Any) -> Sale:
     """A sale from its wire map, when every key is known and every check passes."""
-    if type(raw) is not dict or not raw.keys() <= _SALE_KEYS:
-        raise Unusual
+    if type(raw) is not dict or not raw.keys() <= _SALE_KEYS or "passes" in raw:
+        raise Unusual  # compliment passes are rare: the typed walk reads them
     sale_id = raw["sale_id"]
     store_id = raw["store_id"]
     register_id = raw["register_id"]
@@ -757,6 +771,7 @@ _NESTED: dict[type, tuple[tuple[str, type], ...]] = {
         ("personal_offers", SaleOffer),
         ("promotions", SalePromotion),
         ("state_seen", SeenSeq),
+        ("passes", SalePass),
     ),
     SaleLine: (("discounts", LineDiscount),),
     LineDiscount: (),
@@ -764,6 +779,7 @@ _NESTED: dict[type, tuple[tuple[str, type], ...]] = {
     LoyaltyMovement: (),
     SaleOffer: (),
     SalePromotion: (),
+    SalePass: (),
     SeenSeq: (),
 }
 """For each sale part, its fields that hold arrays of part maps, and the class of those parts."""

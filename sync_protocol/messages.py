@@ -21,6 +21,7 @@ __all__ = [
     "SaleBatch",
     "SaleLine",
     "SaleOffer",
+    "SalePass",
     "SalePromotion",
     "SeenSeq",
 ]
@@ -96,6 +97,24 @@ class SalePromotion:
 
 
 @dataclass(frozen=True, slots=True)
+class SalePass:
+    """A compliment pass the sale opened or used: a compliment spent on ``product_id`` gives
+    its discount on up to ``units`` whole units from ``valid_from`` until ``valid_until``."""
+
+    promotion_id: str
+    product_id: str
+    valid_from: datetime
+    valid_until: datetime
+    units: int
+    used: int = 0
+    """Units of the pass this sale used: a customer state adds these up."""
+    used_before: int = 0
+    """Units the state the register priced with said were used already (0 when opened here)."""
+    opened: bool = False
+    """Whether this sale opened the pass (spent the compliment)."""
+
+
+@dataclass(frozen=True, slots=True)
 class SeenSeq:
     """One register's highest sequence number folded into a customer state."""
 
@@ -142,6 +161,9 @@ class Sale:
     state_seen: tuple[SeenSeq, ...] = field(default=(), metadata=_OMIT_EMPTY)
     """The basis of the customer state the register priced with (its ``seen``: register ->
     highest seq folded, by register_id): the Center rebuilds that state to verify the sale."""
+    passes: tuple[SalePass, ...] = field(default=(), metadata=_OMIT_EMPTY)
+    """The compliment passes the sale opened or used (every tier's customer state counts
+    their use; the Center prices the sale again with them)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,12 @@ from typing import Any
 
 from center.crm.state import crm_part
 from center.ingest.sales import Movement, ledger_movements
-from center.promotions.recompute import ProductInfo, reprice_sale, sale_differences
+from center.promotions.recompute import (
+    ProductInfo,
+    engine_passes,
+    reprice_sale,
+    sale_differences,
+)
 from loyalty_engine import CustomerState, EngineError, PersonalOffer, PromotionSet
 from sync_protocol import (
     CardState,
@@ -228,6 +233,7 @@ def _customer_state(sale: Sale, ctx: VerifyContext, entitled: Sequence[Sale]) ->
         qty_day_milli=dict(counts.qty_day_milli),
         qty_month_milli=dict(counts.qty_month_milli),
         referrer=state.referrer,
+        compliment_passes=engine_passes(state.passes),
     )
 
 

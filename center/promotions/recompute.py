@@ -16,6 +16,7 @@ from typing import Any
 from loyalty_engine import (
     CERTIFICATE_TYPE,
     Calculation,
+    ComplimentPass,
     CustomerState,
     EngineError,
     PersonalOffer,
@@ -25,12 +26,13 @@ from loyalty_engine import (
     calculate,
     load_promotion_set,
 )
-from sync_protocol import Sale
+from sync_protocol import Sale, SalePass
 
 __all__ = [
     "OFFER_LAG_TOLERANCE",
     "ProductInfo",
     "Recomputation",
+    "engine_passes",
     "promotion_set_at",
     "recompute_sale",
     "reprice_sale",
@@ -108,9 +110,29 @@ def _wallet_spend(sale: Sale) -> dict[str, int]:
     return out
 
 
+def engine_passes(
+    passes: Iterable[SalePass], *, before: bool = False
+) -> tuple[ComplimentPass, ...]:
+    """The engine's compliment passes of a customer state's ``passes``; ``before``: of a sale's,
+    as they stood before it (those it opened left out, ``used`` what the register saw)."""
+    return tuple(
+        ComplimentPass(
+            p.promotion_id,
+            p.product_id,
+            p.valid_from,
+            p.valid_until,
+            p.units,
+            p.used_before if before else p.used,
+        )
+        for p in passes
+        if not (before and p.opened)
+    )
+
+
 def _customer(sale: Sale) -> CustomerState | None:
     """The customer state the register priced with, as far as the sale records it: its
-    personal offers, and in its wallets what the sale spent (it must have been there)."""
+    personal offers, in its wallets what the sale spent (it must have been there), and the
+    compliment passes it used as they stood before it."""
     spend = _wallet_spend(sale)
     if not sale.personal_offers and not spend and not sale.card_no:
         return None
@@ -120,6 +142,7 @@ def _customer(sale: Sale) -> CustomerState | None:
             for o in sale.personal_offers
         ),
         wallets=spend,
+        compliment_passes=engine_passes(sale.passes, before=True),
     )
 
 
@@ -308,4 +331,22 @@ def sale_differences(sale: Sale, calc: Calculation) -> list[str]:
     reissued = sorted(c.code for c in calc.coupons_issued)
     if issued != reissued:
         diffs.append(f"coupons_issued: sale {issued}, recomputed {reissued}")
+    diffs.extend(_pass_differences(sale.passes, calc.passes))
     return diffs
+
+
+def _pass_differences(claimed: Sequence[SalePass], passes: Sequence[ComplimentPass]) -> list[str]:
+    """The sale's compliment passes against the engine's (units used after the sale; the
+    times within TIME_TOLERANCE: the register priced a moment before closing)."""
+    got = sorted((p.promotion_id, p.product_id, p.units, p.used_before + p.used) for p in claimed)
+    want = sorted((p.promotion_id, p.product_id, p.units, p.used) for p in passes)
+    if got != want:
+        return [f"passes: sale {got}, recomputed {want}"]
+    by_key = {(p.promotion_id, p.product_id): p for p in passes}
+    for p in claimed:
+        engine = by_key.get((p.promotion_id, p.product_id))
+        if engine is None or not (
+            _near(p.valid_from, engine.valid_from) and _near(p.valid_until, engine.valid_until)
+        ):
+            return [f"passes[{p.product_id}]: dates {p.valid_from}/{p.valid_until} differ"]
+    return []

@@ -17,6 +17,7 @@ from sync_protocol import (
     Payment,
     Sale,
     SaleLine,
+    SalePass,
     SalePromotion,
     canonical_row,
     fold_sale,
@@ -41,6 +42,7 @@ def _sale(
     promotions: tuple[SalePromotion, ...] = (),
     loyalty: tuple[LoyaltyMovement, ...] = (),
     return_of: str | None = None,
+    passes: tuple[SalePass, ...] = (),
 ) -> Sale:
     line = SaleLine(
         1,
@@ -67,6 +69,7 @@ def _sale(
         promo_version=1,
         return_of=return_of,
         promotions=promotions,
+        passes=passes,
     )
 
 
@@ -165,11 +168,36 @@ def test_a_sale_recorded_before_promotions_counts_its_discounts_and_movements() 
     assert sale_promotions(old) == (SalePromotion("cap", 2000), SalePromotion("base", 0))
 
 
+def _pass(used: int, *, opened: bool = False, product: str = "milk") -> SalePass:
+    return SalePass("compl", product, T, T + timedelta(days=7), 10, used, opened=opened)
+
+
+def test_compliment_pass_use_adds_up_whatever_the_order_and_leaves_after_the_days_kept() -> None:
+    sales = [
+        _sale(1, passes=(_pass(2, opened=True),)),
+        _sale(1, register="367-2", passes=(_pass(3), _pass(1, opened=True, product="tea"))),
+        _sale(2, passes=(_pass(1),)),
+    ]
+    forward = fold_sales(CardState(), sales, UTC)
+    backward = CardState()
+    for sale in reversed(sales + sales[:1]):  # a repeat changes nothing
+        backward = fold_sale(backward, sale, UTC)
+    assert forward == backward
+    assert [(p.product_id, p.units, p.used) for p in forward.passes] == [
+        ("milk", 10, 6),
+        ("tea", 10, 1),
+    ]
+    # Kept while the days are: a sale DAYS_KEPT days after the pass ended drops it.
+    later = _sale(3, at=T + timedelta(days=7 + 35))
+    assert fold_sale(forward, later, UTC).passes == ()
+    assert fold_sale(forward, _sale(3, at=T + timedelta(days=7 + 34)), UTC).passes
+
+
 def test_the_row_round_trips_and_is_canonical_json() -> None:
     state = dataclasses.replace(
         fold_sales(
             CardState(wallets={"bonus": 5}),
-            [_sale(1, promotions=(SalePromotion("cap", 1000),))],
+            [_sale(1, promotions=(SalePromotion("cap", 1000),), passes=(_pass(2, opened=True),))],
             UTC,
         ),
         tier="gold",
@@ -192,6 +220,9 @@ def test_the_row_round_trips_and_is_canonical_json() -> None:
         ({"days": {"yesterday": {}}}, "state.days.yesterday"),
         ({"days": {"2024-05-17": {"fired": {"p": True}}}}, "state.days.2024-05-17.fired.p"),
         ({"attributes": {"city": 1}}, "state.attributes.city"),
+        ({"passes": {"a": 1}}, "state.passes"),
+        ({"passes": [{"valid_from": "soon"}]}, "state.passes[0].valid_from"),
+        ({"passes": [{"units": "3"}]}, "state.passes[0].units"),
         ([1], "state"),
     ],
 )

@@ -25,6 +25,7 @@ from sync_protocol import (
     SaleBatch,
     SaleLine,
     SaleOffer,
+    SalePass,
     SalePromotion,
     SeenSeq,
     chain_hash,
@@ -197,6 +198,10 @@ def test_encode_sale_round_trips_and_is_canonical(make_sale: MakeSale) -> None:
         personal_offers=(SaleOffer("po-1", ("4600001",), "12.5"),),
         promotions=(SalePromotion("welcome", 0), SalePromotion("milk-2for1", 2000)),
         state_seen=(SeenSeq("reg-1", 4), SeenSeq("reg-9", 17)),
+        passes=(
+            SalePass("compl", "milk", T, T + timedelta(days=7), 10, 2, opened=True),
+            SalePass("compl", "whisky", T - timedelta(days=1), T + timedelta(days=6), 1, 1, 0),
+        ),
     )
     data = encode_sale(sale)
     assert decode_sale(data) == sale
