@@ -252,6 +252,10 @@ async def identify_card(request: web.Request) -> web.Response:
             }
             for o in view.personal_offers
         ],
+        "personal_messages": [
+            {"message_id": m.message_id, "cashier": m.cashier, "display": m.display}
+            for m in view.messages
+        ],
     }
     if view.tier_progress is not None:  # a tier programme is defined
         answer["tier_progress"] = dict(view.tier_progress)

@@ -70,6 +70,7 @@ def create_app(
                 on_sale=uploader.wake,
                 on_lines=hub.lines_added,
                 on_confirmed=hub.sale_confirmed,
+                on_message=hub.show_message,
                 link=link,
             )
 

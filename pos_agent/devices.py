@@ -313,6 +313,11 @@ class DeviceHub:
             log.debug("promotion titles unavailable", exc_info=True)
             return {}
 
+    def show_message(self, text: str) -> None:
+        """Show a personal message for the customer on the display (scrolled when long)."""
+        if self._display is not None:
+            self._display.submit(("scroll", text))
+
     def sale_confirmed(
         self,
         sale: Sale,

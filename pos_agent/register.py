@@ -54,6 +54,7 @@ from sync_protocol import (
     SeenSeq,
     TierProgramme,
     TierStatus,
+    TillMessage,
     check_card_no,
     fold_sales,
     kept_until,
@@ -101,6 +102,9 @@ class CardView:
     tier_progress: Mapping[str, Any] | None = None
     """The level's titles, kept-until day and what the next level still needs (None: no
     tier programme)."""
+    messages: tuple[TillMessage, ...] = ()
+    """Personal messages for this purchase (to the cashier, on the display; the slip prints
+    them at confirm)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +153,7 @@ class Register:
         on_sale: Callable[[], None] = lambda: None,
         on_lines: Callable[[list[OpenLine]], None] | None = None,
         on_confirmed: Callable[..., None] | None = None,
+        on_message: Callable[[str], None] | None = None,
         link: StoreLink | None = None,
     ) -> None:
         self.config = config
@@ -161,6 +166,7 @@ class Register:
         # Device hooks (display, printer): they only enqueue, and never fail a sale.
         self.on_lines = on_lines
         self.on_confirmed = on_confirmed
+        self.on_message = on_message
         self._promotions: PromotionSet | None = None
         self._promotions_version = -1
         self._tiers: TierProgramme | None = None
@@ -251,7 +257,12 @@ class Register:
         now = self._now()
         available = self._available(card_no, card)
         customer = self.customer_state(card_no, card, (), available, now)
-        progress = self.card_tier_progress(self.card_state(card_no, card), now)
+        state = self.card_state(card_no, card)
+        progress = self.card_tier_progress(state, now)
+        if state.messages and self.on_message is not None:
+            for message in state.messages:
+                if message.display:
+                    _notify(self.on_message, message.display)
         return CardView(
             card_no=card_no,
             known=card is not None,
@@ -263,6 +274,7 @@ class Register:
             segments=card.segments if card else (),
             coupons=card.coupons_at(now) if card else (),
             personal_offers=tuple(o for o in card.personal_offers if o.active(now)) if card else (),
+            messages=state.messages,
         )
 
     def check_card_no(self, card_no: str) -> str:
@@ -829,6 +841,16 @@ class Register:
             register=self.config.register,
             state_seen=priced.state_seen,
         )
+        if receipt.card_no:
+            # The personal messages for this purchase: printed on the slip, and the Center told
+            # they were shown (every tier's state drops them with this sale).
+            personal = self.card_state(receipt.card_no, priced.card).messages
+            if personal:
+                unnumbered = replace(
+                    unnumbered,
+                    messages=(*unnumbered.messages, *(m.slip for m in personal if m.slip)),
+                    shown_messages=tuple(m.message_id for m in personal),
+                )
         sale = self.journal.confirm(
             receipt_id,
             partial(numbered, unnumbered),

@@ -121,7 +121,7 @@ def _check_sale(sale: Sale, path: Path) -> None:
             value=sale.prev_hash[:80],
             hint="use sync_protocol.chain_hash(previous_sale)",
         )
-    for name in ("coupons_redeemed", "coupons_issued", "segments"):
+    for name in ("coupons_redeemed", "coupons_issued", "segments", "shown_messages"):
         for i, code in enumerate(getattr(sale, name)):
             _check_nonempty(code, (*path, name, i))
     if sale.return_of is not None and (

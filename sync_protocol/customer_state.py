@@ -26,6 +26,7 @@ __all__ = [
     "CardState",
     "DayCounts",
     "StateView",
+    "TillMessage",
     "fold_sale",
     "fold_sales",
     "read_state",
@@ -50,6 +51,17 @@ class DayCounts:
     qty_milli: Mapping[str, int] = field(default_factory=dict)
     accrued: Mapping[str, int] = field(default_factory=dict)
     """Units accrued to each wallet that day (weekly caps such as compliments read these)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TillMessage:
+    """A personal message for the customer's next purchase: to the cashier, on the customer
+    display and on the slip (any may be empty)."""
+
+    message_id: str
+    slip: str = ""
+    display: str = ""
+    cashier: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +90,9 @@ class CardState:
     passes: tuple[SalePass, ...] = ()
     """Compliment passes by (promotion, product, valid_from), ``used`` summed over the sales
     that used them; kept while they run and ``DAYS_KEPT`` days after."""
+    messages: tuple[TillMessage, ...] = ()
+    """Personal messages for the next purchase (the Center's), less those a sale folded here
+    already showed."""
 
     @property
     def folded(self) -> int:
@@ -169,6 +184,11 @@ def fold_sale(state: CardState, sale: Sale, tz: tzinfo) -> CardState:
             _add(accrued, move.wallet, move.amount)
     seen = {**state.seen, sale.register_id: sale.seq}
     passes = _fold_passes(state.passes, sale)
+    if sale.shown_messages and state.messages:
+        shown = set(sale.shown_messages)
+        state = replace(
+            state, messages=tuple(m for m in state.messages if m.message_id not in shown)
+        )
     if sale.return_of is not None:
         # A return gives points back or takes them; it is no purchase and fires nothing.
         days = _prune({**state.days, day: replace(bucket, accrued=accrued)})
@@ -300,6 +320,20 @@ def state_row(state: CardState) -> dict[str, Any]:
             days[day] = doc
     if days:
         row["days"] = days
+    if state.messages:
+        row["messages"] = [
+            {
+                k: v
+                for k, v in (
+                    ("message_id", m.message_id),
+                    ("slip", m.slip),
+                    ("display", m.display),
+                    ("cashier", m.cashier),
+                )
+                if v
+            }
+            for m in state.messages
+        ]
     if state.passes:
         row["passes"] = [
             {
@@ -373,6 +407,27 @@ def _read_passes(value: Any, path: str) -> tuple[SalePass, ...]:
     return tuple(sorted(out, key=_pass_key))
 
 
+def _read_messages(value: Any, path: str) -> tuple[TillMessage, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list | tuple):
+        raise MalformedMessage(path, "expected a list", value=value)
+    out = []
+    for i, item in enumerate(value):
+        at = f"{path}[{i}]"
+        doc = _map(item, at)
+        message_id = _str(doc.get("message_id"), f"{at}.message_id")
+        if not message_id:
+            raise MalformedMessage(f"{at}.message_id", "expected a non-empty string", value=None)
+        out.append(
+            TillMessage(
+                message_id,
+                *(_str(doc.get(k), f"{at}.{k}") for k in ("slip", "display", "cashier")),
+            )
+        )
+    return tuple(out)
+
+
 def read_state(row: Any, path: str = "state") -> CardState:
     """The state of a card row's ``state`` (None or absent: the empty state); unknown keys are
     ignored (a newer Center may add some), wrong types raise MalformedMessage naming the path."""
@@ -420,4 +475,5 @@ def read_state(row: Any, path: str = "state") -> CardState:
         tier_visits=totals.get("tier_visits", 0),
         tier_until=_str(doc.get("tier_until"), f"{path}.tier_until"),
         passes=_read_passes(doc.get("passes"), f"{path}.passes"),
+        messages=_read_messages(doc.get("messages"), f"{path}.messages"),
     )

@@ -114,6 +114,7 @@ _FAST_LAYOUT: dict[type, tuple[tuple[str, Any], ...]] = {
         ("promotions", ()),
         ("state_seen", ()),
         ("passes", ()),
+        ("shown_messages", ()),
     ),
     SaleBatch: (("sales", _REQUIRED_FIELD),),
 }
@@ -127,6 +128,7 @@ _OFFER_KEYS = frozenset(name for name, _ in _FAST_LAYOUT[SaleOffer])
 _PROMOTION_KEYS = frozenset(name for name, _ in _FAST_LAYOUT[SalePromotion])
 _SEEN_KEYS = frozenset(name for name, _ in _FAST_LAYOUT[SeenSeq])
 _SALE_KEYS = frozenset(name for name, _ in _FAST_LAYOUT[Sale])
+_RARE_KEYS = frozenset({"passes", "shown_messages"})
 SALE_DEPTH = 5  # sale map, lines, line map, discounts, discount map (offers: 4)
 BATCH_DEPTH = 3 + SALE_DEPTH  # envelope, body, sales, then a sale
 _LO = -(2**63)
@@ -495,8 +497,8 @@ def sale_wire(sale: Any, omit: bool) -> dict[str, Any]:
     seen = _fast_seen(sale.state_seen)
     if seen:
         wire["state_seen"] = seen
-    if sale.passes:
-        raise Unusual  # rare (compliment passes): the typed walk writes them
+    if sale.passes or sale.shown_messages:
+        raise Unusual  # rare (compliment passes, personal messages): the typed walk writes them
     return wire
 
 
@@ -711,8 +713,8 @@ def _fast_read_seen(raw: Any) -> tuple[SeenSeq, ...]:
 
 def read_sale(raw: Any) -> Sale:
     """A sale from its wire map, when every key is known and every check passes."""
-    if type(raw) is not dict or not raw.keys() <= _SALE_KEYS or "passes" in raw:
-        raise Unusual  # compliment passes are rare: the typed walk reads them
+    if type(raw) is not dict or not raw.keys() <= _SALE_KEYS or raw.keys() & _RARE_KEYS:
+        raise Unusual  # compliment passes, personal messages: rare, the typed walk reads them
     sale_id = raw["sale_id"]
     store_id = raw["store_id"]
     register_id = raw["register_id"]

@@ -164,6 +164,9 @@ class Sale:
     passes: tuple[SalePass, ...] = field(default=(), metadata=_OMIT_EMPTY)
     """The compliment passes the sale opened or used (every tier's customer state counts
     their use; the Center prices the sale again with them)."""
+    shown_messages: tuple[str, ...] = field(default=(), metadata=_OMIT_EMPTY)
+    """The personal messages for the card's customer this receipt showed (cashier, display,
+    slip): the Center marks them delivered and no tier shows them again."""
 
 
 @dataclass(frozen=True, slots=True)

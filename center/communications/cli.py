@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from center.communications.channels import Channel, EmailChannel, SmsChannel, VonageChannel
+from center.communications.channels.till import TillChannel
 from center.communications.sender import DEFAULT_DAILY_CAP, collect_receipts, send_due
 from center.config import Config
 
@@ -49,6 +50,9 @@ def add_send_command(
     p.add_argument("--vapid-subject", default="", help="mailto: or https: contact for VAPID")
     p.add_argument("--fcm-service-account", default="", help="service account JSON file (FCM)")
     p.add_argument("--fcm-url", default="https://fcm.googleapis.com", help="FCM API base URL")
+    p.add_argument(
+        "--till", action="store_true", help="publish till messages (shown at the next purchase)"
+    )
     p.add_argument("--daily-cap", type=int, default=DEFAULT_DAILY_CAP, help="marketing per day")
     p.add_argument("--receipts-wait-s", type=float, default=5.0, help="wait for SMS receipts")
 
@@ -110,13 +114,16 @@ def send_command(config: Config, args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if not channels:
+    if not channels and not args.till:
         print(
-            "error: give --smtp, --smpp, --vonage, --vapid-key-file or --fcm-service-account",
+            "error: give --smtp, --smpp, --vonage, --vapid-key-file, --fcm-service-account "
+            "or --till",
             file=sys.stderr,
         )
         return 2
     storage = open_storage(config.storage)
+    if args.till:
+        channels["till"] = TillChannel(storage.till)
 
     def clock() -> datetime:
         return datetime.now(UTC)

@@ -10,7 +10,9 @@ __all__ = [
     "FINAL_STATES",
     "KINDS",
     "PURPOSES",
+    "SEND_CHANNELS",
     "STATES",
+    "TILL",
     "Consent",
     "OutMessage",
     "Receipt",
@@ -18,7 +20,12 @@ __all__ = [
 ]
 
 CHANNELS = ("email", "sms", "viber", "webpush", "fcm")
-"""Channels with an adapter (center/communications/channels/)."""
+"""Channels with an adapter (center/communications/channels/) and consents of their own."""
+TILL = "till"
+"""A message for the next purchase, shown by the register (center/communications/till_store.py):
+addressed to the customer id, under the customer's personal data consent."""
+SEND_CHANNELS = (*CHANNELS, TILL)
+"""Every channel a campaign may send on."""
 PURPOSES = ("advertising", "personal_data")
 """Consent purposes: advertising messages (38-FZ art. 18), personal data processing (152-FZ)."""
 KINDS = ("marketing", "transactional")

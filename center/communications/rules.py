@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from center.communications.model import TILL
+
 __all__ = [
     "Decision",
     "abx_group",
@@ -82,6 +84,10 @@ def normal_address(channel: str, value: object) -> str | None:
     if channel == "fcm":
         ok = isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9_:\-.]{20,4096}", value)
         return value if ok and isinstance(value, str) else None
+    if channel == TILL:
+        # The till reaches the customer through their cards: the address is the customer id.
+        ok = isinstance(value, str) and re.fullmatch(r"[^\x00-\x1f]{1,64}", value)
+        return value if ok and isinstance(value, str) else None
     return None
 
 
@@ -124,6 +130,13 @@ def decide(
         return Decision("skip", f"invalid {channel} address {address[:80]!r}")
     if kind == "transactional":
         return Decision("send")
+    if channel == TILL:
+        # Shown in the shop at the next purchase, not sent over a telecom network (38-FZ
+        # art. 18 does not apply): the customer's personal data consent on any channel is
+        # enough; no quiet hours, no daily cap (one visit shows it once).
+        if any(granted for (_, purpose), granted in consents.items() if purpose == "personal_data"):
+            return Decision("send")
+        return Decision("skip", "no personal_data consent on any channel")
     for purpose in ("advertising", "personal_data"):
         if not consents.get((channel, purpose), False):
             return Decision("skip", f"no {purpose} consent on {channel}")

@@ -11,7 +11,7 @@ from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from center.communications.model import CHANNELS
+from center.communications.model import SEND_CHANNELS
 from center.communications.rules import abx_group, normal_address
 from center.communications.store import NewMessage
 from center.communications.templates import Template, format_money
@@ -37,6 +37,7 @@ ADDRESS_FIELDS: Mapping[str, str] = {
     "viber": "phone",
     "webpush": "webpush",
     "fcm": "fcm_token",
+    "till": "customer_id",
 }
 """The customer attribute that holds each channel's address."""
 _GREETING = {"ru": "покупатель", "en": "customer"}
@@ -74,8 +75,8 @@ class TriggerCampaign:
             raise InvalidRequest("body.split", f"shares must sum to 10000, got {self.split!r}")
         if not 1 <= self.days <= 3650:
             raise InvalidRequest("body.days", f"expected 1..3650, got {self.days}")
-        if not self.channels or any(c not in CHANNELS for c in self.channels):
-            raise InvalidRequest("body.channels", f"expected some of {', '.join(CHANNELS)}")
+        if not self.channels or any(c not in SEND_CHANNELS for c in self.channels):
+            raise InvalidRequest("body.channels", f"expected some of {', '.join(SEND_CHANNELS)}")
         if len(set(self.channels)) != len(self.channels):
             raise InvalidRequest("body.channels", "a channel is named twice")
         if self.trigger == "segment" and not self.segment_id:
@@ -128,7 +129,7 @@ def plan_trigger(
         template = campaign.templates.get(group)
         if template is None:
             continue  # the control group hears nothing
-        contact = contacts.get(c.customer_id, {})
+        contact = {**contacts.get(c.customer_id, {}), "customer_id": c.customer_id}
         lang = "en" if contact.get("lang") == "en" else "ru"
         zone = str(contact.get("zone", "Europe/Moscow"))
         ZoneInfo(zone)

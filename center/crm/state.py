@@ -14,7 +14,7 @@ from datetime import tzinfo
 from typing import Any
 
 from center.crm.model import PROFILE_FIELDS
-from sync_protocol import CardState, Sale, fold_sales
+from sync_protocol import CardState, Sale, TillMessage, fold_sales
 
 __all__ = [
     "CRM_KEYS",
@@ -80,6 +80,7 @@ def checkpoint_part(state: CardState) -> CardState:
         tier_spend_minor=0,
         tier_visits=0,
         tier_until="",
+        messages=(),
     )
 
 
@@ -91,6 +92,7 @@ def derive_state(
     wallets: Mapping[str, int],
     tz: tzinfo,
     tier: CardTier | None = None,
+    messages: tuple[TillMessage, ...] = (),
 ) -> CardState:
     """The card's state: the checkpoint with the sales it does not cover folded in, the CRM's
     fields and the ledger's wallets (sales never move wallets here: the ledger already has).
@@ -105,6 +107,7 @@ def derive_state(
         favourite_categories=crm.favourite_categories,
         referrer=crm.referrer,
         wallets={k: v for k, v in sorted(wallets.items()) if v},
+        messages=messages,
     )
     if tier is None:  # no tier programme: the fold's window counters mean nothing here
         return replace(state, tier_spend_minor=0, tier_visits=0, tier_until="")

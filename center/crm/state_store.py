@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, tzinfo
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from center.crm.state import checkpoint_part, derive_state
@@ -21,7 +21,15 @@ from center.ingest.review_store import QUARANTINED_SQL
 from center.ledger.store import ACTIVE_SQL, DEBT_SUM_SQL
 from center.storage.database import Database
 from center.storage.migrations import Migration
-from sync_protocol import CardState, ProtocolError, Sale, decode_sale, read_state, state_row
+from sync_protocol import (
+    CardState,
+    ProtocolError,
+    Sale,
+    TillMessage,
+    decode_sale,
+    read_state,
+    state_row,
+)
 
 __all__ = ["POSTGRES_MIGRATION", "SQLITE_MIGRATION", "CustomerStateRepository", "Derived"]
 
@@ -72,12 +80,24 @@ class Derived(NamedTuple):
     through: datetime | None
 
 
+class PendingMessages(Protocol):
+    """The personal messages for the next purchase not shown yet (the communications' till)."""
+
+    def pending(self, customer_ids: Sequence[str]) -> dict[str, tuple[TillMessage, ...]]: ...
+
+
 class CustomerStateRepository:
     """Derives card states (inside the caller's snapshot) and keeps their checkpoints."""
 
-    def __init__(self, db: Database, tiers: TierRepository | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        tiers: TierRepository | None = None,
+        messages: PendingMessages | None = None,
+    ) -> None:
         self.db = db
         self.tiers = tiers
+        self.messages = messages
 
     def chain_zone(self) -> tzinfo:
         """The chain's time zone (setting ``timezone``): the days of the state's day buckets."""
@@ -143,6 +163,8 @@ class CustomerStateRepository:
         attributes = self._attributes(sorted({c[1] for c in cards}))
         tiers = self.tiers.card_tiers([c[1] for c in cards], now) if self.tiers else {}
         wallets = self.wallets(nos, now)
+        customer_ids = sorted({c[1] for c in cards})
+        messages = self.messages.pending(customer_ids) if self.messages is not None else {}
         return {
             card_no: Derived(
                 derive_state(
@@ -152,6 +174,7 @@ class CustomerStateRepository:
                     wallets=wallets.get(card_no, {}),
                     tz=tz,
                     tier=tiers.get(customer_id),
+                    messages=messages.get(customer_id, ()),
                 ),
                 through[card_no],
             )

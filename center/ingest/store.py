@@ -78,6 +78,12 @@ class SaleCertificates(Protocol):
     def apply_sales(self, sales: Sequence[Sale]) -> None: ...
 
 
+class SaleTill(Protocol):
+    """What ingest needs of the till messages: the ones new sales showed, marked shown."""
+
+    def record_shown(self, sales: Sequence[Sale]) -> None: ...
+
+
 class SaleReturns(Protocol):
     """What ingest needs of the returns: new return sales (and pending ones now ready) applied,
     in its transaction."""
@@ -117,6 +123,7 @@ class SalesRepository:
         verifier: SaleVerification | None = None,
         leases: SaleLeases | None = None,
         certificates: SaleCertificates | None = None,
+        till: SaleTill | None = None,
     ) -> None:
         self.db = db
         self.ledger = ledger
@@ -125,6 +132,7 @@ class SalesRepository:
         self.verifier = verifier
         self.leases = leases
         self.certificates = certificates
+        self.till = till
 
     def ingest(
         self,
@@ -200,6 +208,8 @@ class SalesRepository:
         self.returns.apply_returns(sales, owners)
         if self.leases is not None:
             self.leases.settle_sales(sales)
+        if self.till is not None:
+            self.till.record_shown(sales)
 
     def _sale_row(
         self, p: PreparedSale, received: Any, owners: Mapping[str, str]

@@ -22,6 +22,7 @@ from center.ingest.store import (
     SaleLedger,
     SaleReturns,
     SalesRepository,
+    SaleTill,
     SaleVerification,
 )
 from center.storage.database import Database
@@ -51,6 +52,7 @@ class PostgresSalesRepository(SalesRepository):
         verifier: SaleVerification | None = None,
         leases: SaleLeases | None = None,
         certificates: SaleCertificates | None = None,
+        till: SaleTill | None = None,
     ) -> None:
         assert isinstance(db, PostgresDatabase)
         super().__init__(
@@ -61,6 +63,7 @@ class PostgresSalesRepository(SalesRepository):
             verifier=verifier,
             leases=leases,
             certificates=certificates,
+            till=till,
         )
         self._pg = db
 

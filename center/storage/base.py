@@ -12,6 +12,7 @@ from center.access.people_store import PeopleRepository
 from center.access.users_store import UserRepository
 from center.certificates.store import CertificateRepository
 from center.communications.store import CommunicationsRepository
+from center.communications.till_store import TillMessages
 from center.crm.store import CustomerRepository
 from center.crm.tiers_store import TierRepository
 from center.feed.versions import MasterVersions
@@ -181,6 +182,7 @@ class Storage(Protocol):
     leases: LeaseRepository
     certificates: CertificateRepository
     models: ModelRepository
+    till: TillMessages
 
     @property
     def backend(self) -> str:

@@ -7,6 +7,7 @@ from center.access import people_store as people
 from center.access import users_store as users
 from center.certificates import store as certificates
 from center.communications import store as communications
+from center.communications import till_store
 from center.crm import customers_store as customers
 from center.crm import state_store as customer_states
 from center.crm import store as crm
@@ -295,6 +296,7 @@ POSTGRES_MIGRATIONS = MigrationList(
         tiers.POSTGRES_MIGRATION,
         certificates.POSTGRES_MIGRATION,
         models_store.POSTGRES_MIGRATION,
+        till_store.POSTGRES_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names
 )

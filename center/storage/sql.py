@@ -15,6 +15,7 @@ from center.access.people_store import PeopleRepository
 from center.access.users_store import UserRepository
 from center.certificates.store import CertificateRepository
 from center.communications.store import CommunicationsRepository
+from center.communications.till_store import TillMessages
 from center.crm.state_store import CustomerStateRepository
 from center.crm.store import CustomerRepository
 from center.crm.tiers_store import TierRepository
@@ -86,7 +87,8 @@ class SqlStorage:
                 self.feed.prepare_master(rows), version, None
             ),
         )
-        self.states = CustomerStateRepository(db, tiers=self.tiers)
+        self.till = TillMessages(db, versions=self.versions)
+        self.states = CustomerStateRepository(db, tiers=self.tiers, messages=self.till)
         self.feed = FeedRepository(
             db, versions=self.versions, ledger=self.ledger, states=self.states
         )
@@ -119,6 +121,7 @@ class SqlStorage:
             verifier=self.verifier,
             leases=self.leases,
             certificates=self.certificates,
+            till=self.till,
         )
         self.fraud = FraudRepository(db, audit=self.audit)
         self.models = ModelRepository(db)

@@ -357,6 +357,7 @@ async def test_unknown_card_offline_sells_with_accrual_only(tmp_path: Path) -> N
             "segments": [],
             "coupons": [],
             "personal_offers": [],
+            "personal_messages": [],
         }
         status, _ = await calculate(client, rid, 1)
         assert status == 409
@@ -397,6 +398,7 @@ async def test_unknown_card_is_looked_up_online_and_kept(tmp_path: Path) -> None
                 "segments": ["new"],
                 "coupons": [],
                 "personal_offers": [],
+                "personal_messages": [],
             }
             resp = await client.post(f"/v1/receipts/{rid}/card", json={"card_no": "5550003"})
             assert (await resp.json())["known"] is False

@@ -73,6 +73,7 @@ async def test_full_receipt_flow_prices_with_default_promotions_and_queues_the_s
             "segments": [],
             "coupons": [],
             "personal_offers": [],
+            "personal_messages": [],
         }
 
         resp = await client.post(
@@ -238,6 +239,7 @@ async def test_an_unknown_card_earns_accrual_with_a_zero_balance(config: Config)
             "segments": [],
             "coupons": [],
             "personal_offers": [],
+            "personal_messages": [],
         }
         calc = await (await client.post(f"/v1/receipts/{rid}/calculate", json={})).json()
     # 3 % base + 1 % small basket (total 2.50 < 20.00) of 250.

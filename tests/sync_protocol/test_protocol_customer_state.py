@@ -19,6 +19,7 @@ from sync_protocol import (
     SaleLine,
     SalePass,
     SalePromotion,
+    TillMessage,
     canonical_row,
     fold_sale,
     fold_sales,
@@ -193,6 +194,13 @@ def test_compliment_pass_use_adds_up_whatever_the_order_and_leaves_after_the_day
     assert fold_sale(forward, _sale(3, at=T + timedelta(days=7 + 34)), UTC).passes
 
 
+def test_a_sale_that_showed_a_personal_message_drops_it_at_every_tier() -> None:
+    held = CardState(messages=(TillMessage("m1", slip="Hi"), TillMessage("m2", cashier="Ask")))
+    shown = dataclasses.replace(_sale(1), shown_messages=("m1", "m-unknown"))
+    assert fold_sale(held, shown, UTC).messages == (TillMessage("m2", cashier="Ask"),)
+    assert fold_sale(held, _sale(1), UTC).messages == held.messages
+
+
 def test_the_row_round_trips_and_is_canonical_json() -> None:
     state = dataclasses.replace(
         fold_sales(
@@ -204,6 +212,7 @@ def test_the_row_round_trips_and_is_canonical_json() -> None:
         attributes={"city": "Moscow"},
         favourite_categories=("MILK",),
         referrer="2900000000020",
+        messages=(TillMessage("m1", slip="Coffee -20 %", display="Coffee", cashier="Tell"),),
     )
     row = state_row(state)
     assert read_state(json.loads(canonical_row({"state": row}))["state"]) == state
@@ -221,6 +230,8 @@ def test_the_row_round_trips_and_is_canonical_json() -> None:
         ({"days": {"2024-05-17": {"fired": {"p": True}}}}, "state.days.2024-05-17.fired.p"),
         ({"attributes": {"city": 1}}, "state.attributes.city"),
         ({"passes": {"a": 1}}, "state.passes"),
+        ({"messages": [{"slip": "x"}]}, "state.messages[0].message_id"),
+        ({"messages": [{"message_id": "m", "slip": 3}]}, "state.messages[0].slip"),
         ({"passes": [{"valid_from": "soon"}]}, "state.passes[0].valid_from"),
         ({"passes": [{"units": "3"}]}, "state.passes[0].units"),
         ([1], "state"),

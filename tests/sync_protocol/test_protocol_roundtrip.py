@@ -202,6 +202,7 @@ def test_encode_sale_round_trips_and_is_canonical(make_sale: MakeSale) -> None:
             SalePass("compl", "milk", T, T + timedelta(days=7), 10, 2, opened=True),
             SalePass("compl", "whisky", T - timedelta(days=1), T + timedelta(days=6), 1, 1, 0),
         ),
+        shown_messages=("m-1",),
     )
     data = encode_sale(sale)
     assert decode_sale(data) == sale
