@@ -2,9 +2,11 @@
 
 Before the ingest transaction (`prepare`): the promotion set of each version the batch names
 (kept per version while the master version stands), its products, stores and their nodes'
-enrolment. Inside it, under the card locks (`verify`): each card's sales the Center holds (the
-batch's own included, quarantined ones left out), its wallets and CRM attributes; then the pure
-verdicts (center/ingest/verify.py), and a review case for every doubted sale.
+enrolment. Inside it, under the card locks (`verify`): each card's checkpoint
+(center/ingest/checkpoint.py) and the sales the Center holds that it does not cover (the batch's
+own included, quarantined ones left out; all of them when no checkpoint serves), its wallets and
+CRM attributes; then the pure verdicts (center/ingest/verify.py), a review case for every
+doubted sale, and the checkpoints advanced.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from center.crm.state_store import CustomerStateRepository
 from center.crm.tiers_store import TierRepository
+from center.ingest.checkpoint import EMPTY, Checkpoint, advance, load_doc, usable
 from center.ingest.review_store import QUARANTINED_SQL, ReviewRepository
 from center.ingest.verify import (
     HeldSale,
@@ -29,12 +32,49 @@ from center.ingest.verify import (
 from center.promotions.recompute import ProductInfo
 from center.promotions.store import PromotionRepository
 from center.storage.database import Database
+from center.storage.migrations import Migration
 from loyalty_engine import PromotionSet, RuleError, load_promotion_set
 from sync_protocol import ProtocolError, Sale, decode_sale
 
-__all__ = ["SaleVerifier"]
+__all__ = ["POSTGRES_MIGRATION", "SQLITE_MIGRATION", "SaleVerifier"]
 
 _CHUNK = 500
+
+_CHECKPOINT_TABLES = (
+    """CREATE TABLE verify_checkpoints (
+        card_no TEXT PRIMARY KEY,
+        doc TEXT NOT NULL,
+        folded BIGINT NOT NULL
+    )""",
+    """CREATE TABLE verify_checkpoint_covers (
+        card_no TEXT NOT NULL,
+        register_id TEXT NOT NULL,
+        store_id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        PRIMARY KEY (card_no, register_id, store_id)
+    )""",
+)
+SQLITE_MIGRATION = Migration("m039_verify_checkpoints", _CHECKPOINT_TABLES)
+"""Each card's verification checkpoint and the seqs it covers, on SQLite."""
+POSTGRES_MIGRATION = Migration("m039_verify_checkpoints", _CHECKPOINT_TABLES)
+"""Each card's verification checkpoint and the seqs it covers, on PostgreSQL."""
+
+# The held sales a card's checkpoint does not cover (a sale covers nothing it is not under).
+_UNCOVERED_SQL = (
+    "SELECT s.card_no, s.payload, s.received_at, s.sale_id FROM sales s "
+    "LEFT JOIN verify_checkpoint_covers c ON c.card_no = s.card_no "
+    "AND c.register_id = s.register_id AND c.store_id = s.store_id "
+    "WHERE s.card_no IN ({marks}) AND (c.seq IS NULL OR s.seq > c.seq) "
+    f"AND s.sale_id NOT IN ({QUARANTINED_SQL})"
+)
+# How many held sales each checkpoint covers now: a sale that arrived late under it, or left
+# quarantine, makes it differ from the checkpoint's own count.
+_COVERED_SQL = (
+    "SELECT s.card_no, COUNT(*) FROM sales s JOIN verify_checkpoint_covers c "
+    "ON c.card_no = s.card_no AND c.register_id = s.register_id AND c.store_id = s.store_id "
+    "AND s.seq <= c.seq WHERE s.card_no IN ({marks}) "
+    f"AND s.sale_id NOT IN ({QUARANTINED_SQL}) GROUP BY s.card_no"
+)
 
 
 class SaleVerifier:
@@ -147,9 +187,16 @@ class SaleVerifier:
         # Decided first: a quarantined sale of the batch counts in no state.
         quarantined = {s.sale_id for s in sales if quarantine_reason(s, ctx, policy) is not None}
         cards = sorted({s.card_no for s in sales if s.card_no})
+        live = [s for s in sales if s.sale_id not in quarantined]
+        checkpoints = self._serving(cards, live)
+        fresh = [c for c in cards if c not in checkpoints]
+        batch = {s.sale_id: s for s in sales}
+        history = self._history(fresh, quarantined, batch, full=True)
+        history.update(self._history(sorted(checkpoints), quarantined, batch, full=False))
         full = replace(
             ctx,
-            history=self._history(cards, quarantined),
+            history=history,
+            checkpoints=checkpoints,
             wallets=self.states.wallets(cards, ctx.now) if cards else {},
             attributes=self._attributes(cards),
             levels=(
@@ -173,25 +220,128 @@ class SaleVerifier:
                 doubted.append((sale, verdict))
         if doubted:
             self.reviews.record(doubted, received)
+        self._advance(live, full)
         return verdicts
 
-    def _history(self, cards: Sequence[str], quarantined: set[str]) -> dict[str, list[HeldSale]]:
+    # -- checkpoints -----------------------------------------------------------------------------
+
+    def _serving(self, cards: Sequence[str], live: Sequence[Sale]) -> dict[str, Checkpoint]:
+        """card_no -> its stored checkpoint, where it still covers what it says and every
+        priced sale of the batch may stand on it."""
+        stored = self._checkpoints(cards)
+        for sale in live:
+            cp = stored.get(sale.card_no or "")
+            if cp is not None and sale.return_of is None and not usable(cp, sale):
+                del stored[sale.card_no or ""]
+        return stored
+
+    def _checkpoints(self, cards: Sequence[str]) -> dict[str, Checkpoint]:
+        db = self.db
+        out: dict[str, Checkpoint] = {}
+        for start in range(0, len(cards), _CHUNK):
+            chunk = cards[start : start + _CHUNK]
+            marks = ", ".join("?" for _ in chunk)
+            docs = {
+                str(card_no): (str(doc), int(folded))
+                for card_no, doc, folded in db.execute(
+                    "SELECT card_no, doc, folded FROM verify_checkpoints "
+                    f"WHERE card_no IN ({marks})",
+                    chunk,
+                ).fetchall()
+            }
+            if not docs:
+                continue
+            held = list(docs)
+            hmarks = ", ".join("?" for _ in held)
+            covers: dict[str, dict[tuple[str, str], int]] = {c: {} for c in held}
+            for card_no, register_id, store_id, seq in db.execute(
+                "SELECT card_no, register_id, store_id, seq FROM verify_checkpoint_covers "
+                f"WHERE card_no IN ({hmarks})",
+                held,
+            ).fetchall():
+                covers[str(card_no)][(str(register_id), str(store_id))] = int(seq)
+            counted = {
+                str(card_no): int(n)
+                for card_no, n in db.execute(_COVERED_SQL.format(marks=hmarks), held).fetchall()
+            }
+            for card_no, (doc, folded) in docs.items():
+                if counted.get(card_no, 0) != folded:
+                    continue  # a sale arrived under it since: verify from the whole history
+                try:
+                    out[card_no] = load_doc(doc, covers[card_no], folded)
+                except (ValueError, TypeError, AttributeError, ProtocolError):
+                    continue  # a checkpoint this code cannot read: the whole history
+        return out
+
+    def _advance(self, live: Sequence[Sale], ctx: VerifyContext) -> None:
+        """Each card's checkpoint moved up to what its newest priced sale of the batch named."""
+        latest: dict[str, Sale] = {}
+        for sale in live:
+            if sale.card_no and sale.return_of is None:
+                held = latest.get(sale.card_no)
+                if held is None or (sale.closed_at, sale.seq) > (held.closed_at, held.seq):
+                    latest[sale.card_no] = sale
+        docs: list[tuple[str, str, int]] = []
+        covers: list[tuple[str, str, str, int]] = []
+        for card_no, sale in sorted(latest.items()):
+            old = ctx.checkpoints.get(card_no, EMPTY)
+            rest = [h.sale for h in ctx.history.get(card_no, ())]
+            new = advance(old, rest, sale, ctx.tz)
+            if new is old and card_no in ctx.checkpoints:
+                continue
+            docs.append((card_no, new.doc(), new.folded))
+            covers.extend((card_no, r, st, seq) for (r, st), seq in sorted(new.covers.items()))
+        if not docs:
+            return
+        db = self.db
+        nos = [d[0] for d in docs]
+        for start in range(0, len(nos), _CHUNK):
+            chunk = nos[start : start + _CHUNK]
+            marks = ", ".join("?" for _ in chunk)
+            db.execute(f"DELETE FROM verify_checkpoint_covers WHERE card_no IN ({marks})", chunk)
+        db.executemany(
+            "INSERT INTO verify_checkpoints (card_no, doc, folded) VALUES (?, ?, ?) "
+            "ON CONFLICT (card_no) DO UPDATE SET doc = excluded.doc, folded = excluded.folded",
+            docs,
+        )
+        if covers:
+            db.executemany(
+                "INSERT INTO verify_checkpoint_covers (card_no, register_id, store_id, seq) "
+                "VALUES (?, ?, ?, ?)",
+                covers,
+            )
+
+    def _history(
+        self,
+        cards: Sequence[str],
+        quarantined: set[str],
+        batch: Mapping[str, Sale],
+        *,
+        full: bool,
+    ) -> dict[str, list[HeldSale]]:
+        """card_no -> its held sales (``full``) or those its checkpoint does not cover; the
+        batch's own taken as they are, not decoded again."""
         out: dict[str, list[HeldSale]] = {c: [] for c in cards}
         db = self.db
         for start in range(0, len(cards), _CHUNK):
             chunk = cards[start : start + _CHUNK]
             marks = ", ".join("?" for _ in chunk)
-            for card_no, payload, received_at, sale_id in db.execute(
-                f"SELECT card_no, payload, received_at, sale_id FROM sales "
-                f"WHERE card_no IN ({marks}) AND sale_id NOT IN ({QUARANTINED_SQL})",
-                chunk,
-            ).fetchall():
-                if str(sale_id) in quarantined:
+            sql = (
+                "SELECT card_no, payload, received_at, sale_id FROM sales "
+                f"WHERE card_no IN ({marks}) AND sale_id NOT IN ({QUARANTINED_SQL})"
+                if full
+                else _UNCOVERED_SQL.format(marks=marks)
+            )
+            for card_no, payload, received_at, sale_id in db.execute(sql, chunk).fetchall():
+                sale_id = str(sale_id)
+                if sale_id in quarantined:
                     continue
-                try:
-                    sale = decode_sale(bytes(payload))
-                except ProtocolError:
-                    continue  # ingest stored it, so it decodes; a damaged row counts as nothing
+                sale = batch.get(sale_id)
+                if sale is None:
+                    try:
+                        sale = decode_sale(bytes(payload))
+                    except ProtocolError:
+                        continue  # ingest stored it, so it decodes; a damaged row counts nothing
                 out[str(card_no)].append(HeldSale(sale, db.dt(received_at)))
         return out
 
