@@ -36,6 +36,7 @@ __all__ = [
     "Verification",
     "VerifyContext",
     "VerifyPolicy",
+    "entitled_state",
     "movement_doc",
     "quarantine_reason",
     "verify_sale",
@@ -204,6 +205,17 @@ def _entitled(
     return out, missed
 
 
+def entitled_state(
+    sale: Sale, ctx: VerifyContext, policy: VerifyPolicy
+) -> tuple[CustomerState, list[str]]:
+    """The customer state the register was entitled to price ``sale`` (which has a card) with,
+    and the card's sales (``register#seq``) its basis left out although it must have known them:
+    from the card's checkpoint and history in ``ctx``."""
+    card_no = sale.card_no or ""
+    entitled, missed = _entitled(sale, ctx.history.get(card_no, ()), policy)
+    return _customer_state(sale, ctx, entitled, ctx.checkpoints.get(card_no, EMPTY)), missed
+
+
 def _customer_state(
     sale: Sale, ctx: VerifyContext, entitled: Sequence[Sale], checkpoint: Checkpoint = EMPTY
 ) -> CustomerState:
@@ -283,14 +295,13 @@ def verify_sale(
         return Verification(sale.sale_id, claimed, spends, tuple(dict.fromkeys(reasons)))
     customer = None
     if sale.card_no:
-        entitled, missed = _entitled(sale, ctx.history.get(sale.card_no, ()), policy)
+        customer, missed = entitled_state(sale, ctx, policy)
         if missed:
             reasons.append(
                 "state_seen: leaves out sales of the card the register must have known: "
                 + ", ".join(missed[:10])
                 + (f" and {len(missed) - 10} more" if len(missed) > 10 else "")
             )
-        customer = _customer_state(sale, ctx, entitled, ctx.checkpoints.get(sale.card_no, EMPTY))
     try:
         calc = reprice_sale(
             sale,
