@@ -38,7 +38,9 @@ from sync_protocol import ProtocolError, Sale, decode_sale
 
 __all__ = ["POSTGRES_MIGRATION", "SQLITE_MIGRATION", "SaleVerifier"]
 
-_CHUNK = 500
+_ADVANCE_AFTER = 4
+"""Uncovered sales a checkpoint folds in before it is written again: fewer writes, and at most
+a few sales per card decoded per batch."""
 
 _CHECKPOINT_TABLES = (
     """CREATE TABLE verify_checkpoints (
@@ -64,7 +66,7 @@ _UNCOVERED_SQL = (
     "SELECT s.card_no, s.payload, s.received_at, s.sale_id FROM sales s "
     "LEFT JOIN verify_checkpoint_covers c ON c.card_no = s.card_no "
     "AND c.register_id = s.register_id AND c.store_id = s.store_id "
-    "WHERE s.card_no IN ({marks}) AND (c.seq IS NULL OR s.seq > c.seq) "
+    "WHERE {cards} AND (c.seq IS NULL OR s.seq > c.seq) "
     f"AND s.sale_id NOT IN ({QUARANTINED_SQL})"
 )
 # How many held sales each checkpoint covers now: a sale that arrived late under it, or left
@@ -72,7 +74,7 @@ _UNCOVERED_SQL = (
 _COVERED_SQL = (
     "SELECT s.card_no, COUNT(*) FROM sales s JOIN verify_checkpoint_covers c "
     "ON c.card_no = s.card_no AND c.register_id = s.register_id AND c.store_id = s.store_id "
-    "AND s.seq <= c.seq WHERE s.card_no IN ({marks}) "
+    "AND s.seq <= c.seq WHERE {cards} "
     f"AND s.sale_id NOT IN ({QUARANTINED_SQL}) GROUP BY s.card_no"
 )
 
@@ -134,31 +136,28 @@ class SaleVerifier:
         wanted = sorted({line.product_id for s in sales for line in s.lines} - self._asked)
         stores = sorted({s.store_id for s in sales})
         with self.db.guard("read verification context"):
-            for start in range(0, len(wanted), _CHUNK):
-                chunk = wanted[start : start + _CHUNK]
-                marks = ", ".join("?" for _ in chunk)
+            if wanted:
+                where, param = db.dialect.any_of("product_id", wanted)
                 for r in db.execute(
                     "SELECT product_id, department, category, brand, product_type FROM products "
-                    f"WHERE product_id IN ({marks})",
-                    chunk,
+                    f"WHERE {where}",
+                    (param,),
                 ).fetchall():
                     known[str(r[0])] = ProductInfo(r[1] or "", r[2] or "", r[3] or "", r[4] or "")
             self._asked.update(wanted)  # one question per product and master version
-            marks = ", ".join("?" for _ in stores)
+            where, param = db.dialect.any_of("store_id", stores)
             formats: dict[str, str] = {}
             zones: dict[str, str] = {}
             for store_id, fmt, zone in db.execute(
-                f"SELECT store_id, format, timezone FROM stores WHERE store_id IN ({marks})",
-                stores,
+                f"SELECT store_id, format, timezone FROM stores WHERE {where}", (param,)
             ).fetchall():
                 formats[str(store_id)] = str(fmt or "")
                 zones[str(store_id)] = str(zone or "")
             enrolled = {
                 str(store_id): db.dt(at)
                 for store_id, at in db.execute(
-                    f"SELECT store_id, MIN(enrolled_at) FROM nodes WHERE store_id IN ({marks}) "
-                    "GROUP BY store_id",
-                    stores,
+                    f"SELECT store_id, MIN(enrolled_at) FROM nodes WHERE {where} GROUP BY store_id",
+                    (param,),
                 ).fetchall()
             }
             tz = self.states.chain_zone()
@@ -188,7 +187,7 @@ class SaleVerifier:
         quarantined = {s.sale_id for s in sales if quarantine_reason(s, ctx, policy) is not None}
         cards = sorted({s.card_no for s in sales if s.card_no})
         live = [s for s in sales if s.sale_id not in quarantined]
-        checkpoints = self._serving(cards, live)
+        checkpoints, stored = self._serving(cards, live)
         fresh = [c for c in cards if c not in checkpoints]
         batch = {s.sale_id: s for s in sales}
         history = self._history(fresh, quarantined, batch, full=True)
@@ -220,61 +219,65 @@ class SaleVerifier:
                 doubted.append((sale, verdict))
         if doubted:
             self.reviews.record(doubted, received)
-        self._advance(live, full)
+        self._advance(live, full, stored)
         return verdicts
 
     # -- checkpoints -----------------------------------------------------------------------------
 
-    def _serving(self, cards: Sequence[str], live: Sequence[Sale]) -> dict[str, Checkpoint]:
-        """card_no -> its stored checkpoint, where it still covers what it says and every
-        priced sale of the batch may stand on it."""
-        stored = self._checkpoints(cards)
+    def _serving(
+        self, cards: Sequence[str], live: Sequence[Sale]
+    ) -> tuple[dict[str, Checkpoint], set[str]]:
+        """(card_no -> its stored checkpoint, where it still covers what it says and every
+        priced sale of the batch may stand on it; the cards with a stored one)."""
+        valid, stored = self._checkpoints(cards)
         for sale in live:
-            cp = stored.get(sale.card_no or "")
+            cp = valid.get(sale.card_no or "")
             if cp is not None and sale.return_of is None and not usable(cp, sale):
-                del stored[sale.card_no or ""]
-        return stored
+                del valid[sale.card_no or ""]
+        return valid, stored
 
-    def _checkpoints(self, cards: Sequence[str]) -> dict[str, Checkpoint]:
+    def _checkpoints(self, cards: Sequence[str]) -> tuple[dict[str, Checkpoint], set[str]]:
+        """(card_no -> its stored checkpoint where it still covers what it says, the cards
+        with a stored one, readable or not)."""
         db = self.db
         out: dict[str, Checkpoint] = {}
-        for start in range(0, len(cards), _CHUNK):
-            chunk = cards[start : start + _CHUNK]
-            marks = ", ".join("?" for _ in chunk)
-            docs = {
-                str(card_no): (str(doc), int(folded))
-                for card_no, doc, folded in db.execute(
-                    "SELECT card_no, doc, folded FROM verify_checkpoints "
-                    f"WHERE card_no IN ({marks})",
-                    chunk,
-                ).fetchall()
-            }
-            if not docs:
-                continue
-            held = list(docs)
-            hmarks = ", ".join("?" for _ in held)
-            covers: dict[str, dict[tuple[str, str], int]] = {c: {} for c in held}
-            for card_no, register_id, store_id, seq in db.execute(
-                "SELECT card_no, register_id, store_id, seq FROM verify_checkpoint_covers "
-                f"WHERE card_no IN ({hmarks})",
-                held,
-            ).fetchall():
-                covers[str(card_no)][(str(register_id), str(store_id))] = int(seq)
-            counted = {
-                str(card_no): int(n)
-                for card_no, n in db.execute(_COVERED_SQL.format(marks=hmarks), held).fetchall()
-            }
-            for card_no, (doc, folded) in docs.items():
-                if counted.get(card_no, 0) != folded:
-                    continue  # a sale arrived under it since: verify from the whole history
-                try:
-                    out[card_no] = load_doc(doc, covers[card_no], folded)
-                except (ValueError, TypeError, AttributeError, ProtocolError):
-                    continue  # a checkpoint this code cannot read: the whole history
-        return out
+        if not cards:
+            return out, set()
+        where, param = db.dialect.any_of("card_no", cards)
+        docs = {
+            str(card_no): (str(doc), int(folded))
+            for card_no, doc, folded in db.execute(
+                f"SELECT card_no, doc, folded FROM verify_checkpoints WHERE {where}", (param,)
+            ).fetchall()
+        }
+        if not docs:
+            return out, set()
+        held = sorted(docs)
+        where, param = db.dialect.any_of("card_no", held)
+        s_where, _ = db.dialect.any_of("s.card_no", held)
+        covers: dict[str, dict[tuple[str, str], int]] = {c: {} for c in docs}
+        for card_no, register_id, store_id, seq in db.execute(
+            "SELECT card_no, register_id, store_id, seq FROM verify_checkpoint_covers "
+            f"WHERE {where}",
+            (param,),
+        ).fetchall():
+            covers[str(card_no)][(str(register_id), str(store_id))] = int(seq)
+        counted = {
+            str(card_no): int(n)
+            for card_no, n in db.execute(_COVERED_SQL.format(cards=s_where), (param,)).fetchall()
+        }
+        for card_no, (doc, folded) in docs.items():
+            if counted.get(card_no, 0) != folded:
+                continue  # a sale arrived under it since: verify from the whole history
+            try:
+                out[card_no] = load_doc(doc, covers[card_no], folded)
+            except (ValueError, TypeError, AttributeError, ProtocolError):
+                continue  # a checkpoint this code cannot read: the whole history
+        return out, set(docs)
 
-    def _advance(self, live: Sequence[Sale], ctx: VerifyContext) -> None:
-        """Each card's checkpoint moved up to what its newest priced sale of the batch named."""
+    def _advance(self, live: Sequence[Sale], ctx: VerifyContext, stored: set[str]) -> None:
+        """Each card's checkpoint moved up to what its newest priced sale of the batch named
+        (``stored``: the cards with a stored checkpoint)."""
         latest: dict[str, Sale] = {}
         for sale in live:
             if sale.card_no and sale.return_of is None:
@@ -287,18 +290,16 @@ class SaleVerifier:
             old = ctx.checkpoints.get(card_no, EMPTY)
             rest = [h.sale for h in ctx.history.get(card_no, ())]
             new = advance(old, rest, sale, ctx.tz)
-            if new is old and card_no in ctx.checkpoints:
-                continue
+            grown = new.folded - old.folded
+            if grown < _ADVANCE_AFTER and (card_no in ctx.checkpoints or card_no not in stored):
+                continue  # (a stale or unusable one is replaced at once)
             docs.append((card_no, new.doc(), new.folded))
             covers.extend((card_no, r, st, seq) for (r, st), seq in sorted(new.covers.items()))
         if not docs:
             return
         db = self.db
-        nos = [d[0] for d in docs]
-        for start in range(0, len(nos), _CHUNK):
-            chunk = nos[start : start + _CHUNK]
-            marks = ", ".join("?" for _ in chunk)
-            db.execute(f"DELETE FROM verify_checkpoint_covers WHERE card_no IN ({marks})", chunk)
+        where, param = db.dialect.any_of("card_no", [d[0] for d in docs])
+        db.execute(f"DELETE FROM verify_checkpoint_covers WHERE {where}", (param,))
         db.executemany(
             "INSERT INTO verify_checkpoints (card_no, doc, folded) VALUES (?, ?, ?) "
             "ON CONFLICT (card_no) DO UPDATE SET doc = excluded.doc, folded = excluded.folded",
@@ -322,38 +323,38 @@ class SaleVerifier:
         """card_no -> its held sales (``full``) or those its checkpoint does not cover; the
         batch's own taken as they are, not decoded again."""
         out: dict[str, list[HeldSale]] = {c: [] for c in cards}
+        if not cards:
+            return out
         db = self.db
-        for start in range(0, len(cards), _CHUNK):
-            chunk = cards[start : start + _CHUNK]
-            marks = ", ".join("?" for _ in chunk)
-            sql = (
-                "SELECT card_no, payload, received_at, sale_id FROM sales "
-                f"WHERE card_no IN ({marks}) AND sale_id NOT IN ({QUARANTINED_SQL})"
-                if full
-                else _UNCOVERED_SQL.format(marks=marks)
-            )
-            for card_no, payload, received_at, sale_id in db.execute(sql, chunk).fetchall():
-                sale_id = str(sale_id)
-                if sale_id in quarantined:
-                    continue
-                sale = batch.get(sale_id)
-                if sale is None:
-                    try:
-                        sale = decode_sale(bytes(payload))
-                    except ProtocolError:
-                        continue  # ingest stored it, so it decodes; a damaged row counts nothing
-                out[str(card_no)].append(HeldSale(sale, db.dt(received_at)))
+        where, param = db.dialect.any_of("s.card_no", cards)
+        sql = (
+            "SELECT s.card_no, s.payload, s.received_at, s.sale_id FROM sales s "
+            f"WHERE {where} AND s.sale_id NOT IN ({QUARANTINED_SQL})"
+            if full
+            else _UNCOVERED_SQL.format(cards=where)
+        )
+        for card_no, payload, received_at, sale_id in db.execute(sql, (param,)).fetchall():
+            sale_id = str(sale_id)
+            if sale_id in quarantined:
+                continue
+            sale = batch.get(sale_id)
+            if sale is None:
+                try:
+                    sale = decode_sale(bytes(payload))
+                except ProtocolError:
+                    continue  # ingest stored it, so it decodes; a damaged row counts nothing
+            out[str(card_no)].append(HeldSale(sale, db.dt(received_at)))
         return out
 
     def _attributes(self, cards: Sequence[str]) -> dict[str, Mapping[str, Any]]:
         out: dict[str, Mapping[str, Any]] = {}
         if not cards:
             return out
-        marks = ", ".join("?" for _ in cards)
+        where, param = self.db.dialect.any_of("c.card_no", cards)
         for card_no, text in self.db.execute(
             "SELECT c.card_no, u.attributes FROM cards c JOIN customers u "
-            f"ON u.customer_id = c.customer_id WHERE c.card_no IN ({marks})",
-            list(cards),
+            f"ON u.customer_id = c.customer_id WHERE {where}",
+            (param,),
         ).fetchall():
             try:
                 doc = json.loads(text) if isinstance(text, str) else text
