@@ -369,10 +369,10 @@ async def test_a_checkpoint_serves_a_long_history_a_late_sale_repairs_it_forgery
         assert ack.accepted == (made[seq - 1].sale_id,)
         folded.append(_checkpoint(storage))
     assert await cases(storage, client) == []  # every state rebuilt right: welcome only once
-    # Written once 4 sales more are named: seqs 1-4 at 5, 1-9 (8 held) at 10; the late 7 is
-    # under it, so its count no longer matches: 7 is verified from the whole history and the
-    # checkpoint rebuilt from what 7 named (1-6); 11 folds 7-10 into it.
-    assert folded == [None, None, None, None, 4, 4, 4, 4, 8, 6, 10]
+    # Each sale's checkpoint folds what it named (8 names 1-7, but 7 is not held: 1-6, 8 at 9);
+    # the late 7 is under it, so its count no longer matches: 7 is verified from the whole
+    # history and the checkpoint rebuilt from what 7 named (1-6); 11 folds 7-10 into it.
+    assert folded == [None, 1, 2, 3, 4, 5, 6, 7, 8, 6, 10]
 
     # A forged welcome on top of the checkpoint: the state it rebuilds has 11 purchases.
     forged = honest(storage, at(make_sale(12, card_no=CARD), NOW + timedelta(minutes=12)), made)
