@@ -298,18 +298,14 @@ class SaleVerifier:
         if not docs:
             return
         db = self.db
+        # Replaced rather than upserted (the card locks are held): COPY on PostgreSQL.
         where, param = db.dialect.any_of("card_no", [d[0] for d in docs])
+        db.execute(f"DELETE FROM verify_checkpoints WHERE {where}", (param,))
         db.execute(f"DELETE FROM verify_checkpoint_covers WHERE {where}", (param,))
-        db.executemany(
-            "INSERT INTO verify_checkpoints (card_no, doc, folded) VALUES (?, ?, ?) "
-            "ON CONFLICT (card_no) DO UPDATE SET doc = excluded.doc, folded = excluded.folded",
-            docs,
-        )
+        db.bulk_insert("verify_checkpoints", ("card_no", "doc", "folded"), docs)
         if covers:
-            db.executemany(
-                "INSERT INTO verify_checkpoint_covers (card_no, register_id, store_id, seq) "
-                "VALUES (?, ?, ?, ?)",
-                covers,
+            db.bulk_insert(
+                "verify_checkpoint_covers", ("card_no", "register_id", "store_id", "seq"), covers
             )
 
     def _history(
