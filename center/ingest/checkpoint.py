@@ -47,8 +47,14 @@ class Checkpoint:
         return json.dumps(
             {
                 "state": row,
-                # state_row leaves out empty day buckets; the pruning horizon reads their dates.
+                # state_row leaves out empty day buckets (the pruning horizon reads their dates)
+                # and zero sums (a week's accrual of 0 is still a counter the engine is given).
                 "days": sorted(self.state.days),
+                "zero_accrued": {
+                    day: sorted(w for w, n in counts.accrued.items() if not n)
+                    for day, counts in sorted(self.state.days.items())
+                    if not all(counts.accrued.values())
+                },
                 "tier_days": {d.isoformat(): n for d, n in sorted(self.tier_days.items())},
             },
             separators=(",", ":"),
@@ -66,6 +72,10 @@ def load_doc(doc: str, covers: Mapping[tuple[str, str], int], folded: int) -> Ch
     days = dict(state.days)
     for day in raw.get("days", ()):
         days.setdefault(str(day), DayCounts())
+    for day, wallets in raw.get("zero_accrued", {}).items():
+        bucket = days.get(str(day), DayCounts())
+        zeros = {str(w): 0 for w in wallets}
+        days[str(day)] = replace(bucket, accrued={**zeros, **bucket.accrued})
     return Checkpoint(
         state=replace(state, days=days),
         tier_days={date.fromisoformat(k): int(v) for k, v in raw.get("tier_days", {}).items()},
