@@ -20,7 +20,7 @@ as root), then:
 Progress goes to stderr; one JSON object to stdout.
 
 Usage: .venv/bin/python bench/center_ingest.py [--receipts 100000] [--customers 1000000]
-       [--queries 3000] [--workers 2] [--seed 7] [--quick] [--no-verify] [--no-copy]
+       [--queries 3000] [--workers 2] [--seed 7] [--cards N] [--quick] [--no-verify] [--no-copy]
 
 --customers 0 skips the search part; --workers 1 times only the single-worker ingest.
 
@@ -1023,6 +1023,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=3000, help="search queries to time")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
+        "--cards",
+        type=int,
+        default=0,
+        help="loyalty cards the receipts use (0: receipts / 5; fewer: longer card histories)",
+    )
+    parser.add_argument(
         "--workers", type=int, default=2, help="also ingest with this many worker processes"
     )
     parser.add_argument("--quick", action="store_true", help="5 000 receipts, 50 000 customers")
@@ -1034,7 +1040,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.receipts, args.customers, args.queries = 5000, 50_000, 1000
     rng = random.Random(args.seed)
-    cards = [new_card_no() for _ in range(max(100, args.receipts // 5))]
+    cards = [new_card_no() for _ in range(args.cards or max(100, args.receipts // 5))]
     sales = make_sales(args.receipts, rng, cards)
     lines = sum(len(s.lines) for s in sales)
     _log(f"generated {len(sales)} receipts, {lines} lines")
@@ -1084,6 +1090,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "receipts": len(sales),
+        "cards": len(cards),
         "lines": lines,
         "batch": BATCH,
         "ledger_entries": ingest["ledger_entries"],

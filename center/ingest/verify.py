@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
 
 from center.crm.state import crm_part
+from center.ingest.checkpoint import EMPTY, Checkpoint, plus
 from center.ingest.sales import Movement, ledger_movements
 from center.promotions.recompute import (
     ProductInfo,
@@ -28,10 +29,8 @@ from center.promotions.recompute import (
 )
 from loyalty_engine import CustomerState, EngineError, PersonalOffer, PromotionSet
 from sync_protocol import (
-    CardState,
     Sale,
     TierProgramme,
-    fold_sales,
     state_view,
     upgraded_tier,
     window_totals,
@@ -42,6 +41,7 @@ __all__ = [
     "Verification",
     "VerifyContext",
     "VerifyPolicy",
+    "entitled_state",
     "movement_doc",
     "quarantine_reason",
     "verify_sale",
@@ -82,7 +82,10 @@ class VerifyContext:
     tz: tzinfo
     history: Mapping[str, Sequence[HeldSale]] = field(default_factory=dict)
     """card_no -> every sale of the card the Center holds (the batch's included), quarantined
-    ones left out."""
+    ones left out; with a checkpoint, only those it does not cover."""
+    checkpoints: Mapping[str, Checkpoint] = field(default_factory=dict)
+    """card_no -> the checkpoint standing in for the sales ``history`` leaves out (usable for
+    every sale of the card in the batch: center/ingest/checkpoint.py)."""
     wallets: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     """card_no -> spendable units per wallet at the Center before the batch."""
     attributes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -207,19 +210,33 @@ def _entitled(
     return out, missed
 
 
-def _customer_state(sale: Sale, ctx: VerifyContext, entitled: Sequence[Sale]) -> CustomerState:
+def entitled_state(
+    sale: Sale, ctx: VerifyContext, policy: VerifyPolicy
+) -> tuple[CustomerState, list[str]]:
+    """The customer state the register was entitled to price ``sale`` (which has a card) with,
+    and the card's sales (``register#seq``) its basis left out although it must have known them:
+    from the card's checkpoint and history in ``ctx``."""
     card_no = sale.card_no or ""
-    base = crm_part(ctx.attributes.get(card_no, {}))
-    state: CardState = fold_sales(base, entitled, ctx.tz)
+    entitled, missed = _entitled(sale, ctx.history.get(card_no, ()), policy)
+    return _customer_state(sale, ctx, entitled, ctx.checkpoints.get(card_no, EMPTY)), missed
+
+
+def _customer_state(
+    sale: Sale, ctx: VerifyContext, entitled: Sequence[Sale], checkpoint: Checkpoint = EMPTY
+) -> CustomerState:
+    """The state the register was entitled to: the checkpoint's sales plus ``entitled``."""
+    card_no = sale.card_no or ""
+    crm = crm_part(ctx.attributes.get(card_no, {}))
+    state, days = plus(checkpoint, entitled, ctx.tz)
     counts = state_view(state, sale.closed_at.astimezone(ctx.tz).date())
     spend: dict[str, int] = {}
     for m in sale.loyalty:
         if m.kind == "spend" and m.rule_id:
             spend[m.wallet] = spend.get(m.wallet, 0) + m.amount
     return CustomerState(
-        tier=_tier(sale, ctx, entitled) if ctx.tiers is not None else state.tier,
-        attributes=dict(state.attributes),
-        favourite_categories=state.favourite_categories,
+        tier=_tier(sale, ctx, days) if ctx.tiers is not None else crm.tier,
+        attributes=dict(crm.attributes),
+        favourite_categories=crm.favourite_categories,
         personal_offers=tuple(
             PersonalOffer(o.offer_id, tuple(o.product_ids), Decimal(o.percent))
             for o in sale.personal_offers
@@ -232,23 +249,19 @@ def _customer_state(sale: Sale, ctx: VerifyContext, entitled: Sequence[Sale]) ->
         fired_total=dict(counts.fired_total),
         qty_day_milli=dict(counts.qty_day_milli),
         qty_month_milli=dict(counts.qty_month_milli),
-        referrer=state.referrer,
+        referrer=crm.referrer,
         compliment_passes=engine_passes(state.passes),
     )
 
 
-def _tier(sale: Sale, ctx: VerifyContext, entitled: Sequence[Sale]) -> str:
+def _tier(sale: Sale, ctx: VerifyContext, days: Mapping[date, int]) -> str:
     """The level the register was entitled to price with: the Center's kept level, upgraded at
-    once when the entitled sales in the window ending on the sale's day reach a higher one (as
-    the register does from its card row; returns left out, as the Center counts)."""
+    once when the entitled sales (``days``: their spend per day, returns left out, as the
+    Center counts) in the window ending on the sale's day reach a higher one (as the register
+    does from its card row)."""
     programme = ctx.tiers
     assert programme is not None
     today = sale.closed_at.astimezone(ctx.tz).date()
-    days: dict[Any, int] = {}
-    for other in entitled:
-        if other.return_of is None:
-            day = other.closed_at.astimezone(ctx.tz).date()
-            days[day] = days.get(day, 0) + other.total_minor
     kept = ctx.levels.get(sale.card_no or "", "")
     base = kept if programme.level(kept) is not None else ""
     spend, visits = window_totals(programme, days, today)
@@ -288,14 +301,13 @@ def verify_sale(
         return Verification(sale.sale_id, claimed, spends, tuple(dict.fromkeys(reasons)))
     customer = None
     if sale.card_no:
-        entitled, missed = _entitled(sale, ctx.history.get(sale.card_no, ()), policy)
+        customer, missed = entitled_state(sale, ctx, policy)
         if missed:
             reasons.append(
                 "state_seen: leaves out sales of the card the register must have known: "
                 + ", ".join(missed[:10])
                 + (f" and {len(missed) - 10} more" if len(missed) > 10 else "")
             )
-        customer = _customer_state(sale, ctx, entitled)
     try:
         calc = reprice_sale(
             sale,

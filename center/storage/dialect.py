@@ -7,6 +7,7 @@ attribute or method, decided once per backend (as apscheduler detects features o
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -63,6 +64,12 @@ class Dialect(ABC):
         """The parameter that names the top-level key `name` for `json_text`."""
 
     @abstractmethod
+    def any_of(self, column: str, values: Sequence[str]) -> tuple[str, Any]:
+        """(SQL true when `column` is one of `values`, its one `?` parameter): the same text
+        whatever their number, so the driver parses it once (an `IN (?, ?...)` list of a new
+        length is parsed again every time)."""
+
+    @abstractmethod
     def columns_of(self, execute: Execute, table: str) -> set[str]:
         """The column names of a table (empty when it does not exist)."""
 
@@ -86,6 +93,9 @@ class SqliteDialect(Dialect):
 
     def json_key(self, name: str) -> str:
         return f'$."{name}"'
+
+    def any_of(self, column: str, values: Sequence[str]) -> tuple[str, Any]:
+        return f"{column} IN (SELECT value FROM json_each(?))", json.dumps(list(values))
 
     def columns_of(self, execute: Execute, table: str) -> set[str]:
         return {str(r[1]) for r in execute(f"PRAGMA table_info({table})", ()).fetchall()}
@@ -115,6 +125,9 @@ class PostgresDialect(Dialect):
 
     def json_key(self, name: str) -> str:
         return name
+
+    def any_of(self, column: str, values: Sequence[str]) -> tuple[str, Any]:
+        return f"{column} = ANY(?)", list(values)
 
     def columns_of(self, execute: Execute, table: str) -> set[str]:
         rows = execute(

@@ -18,6 +18,7 @@ from center.fraud import store as fraud
 from center.ingest import partitions
 from center.ingest import review_store as review
 from center.ingest import store as ingest
+from center.ingest import verify_store as verify_checkpoints
 from center.ingest.store_postgres import PostgresSalesRepository
 from center.ledger import leases_store as leases
 from center.ledger import returns_store as returns
@@ -296,6 +297,7 @@ POSTGRES_MIGRATIONS = MigrationList(
         tiers.POSTGRES_MIGRATION,
         certificates.POSTGRES_MIGRATION,
         models_store.POSTGRES_MIGRATION,
+        verify_checkpoints.POSTGRES_MIGRATION,
         till_store.POSTGRES_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names

@@ -20,6 +20,7 @@ from center.fraud import store as fraud
 from center.ingest import partitions
 from center.ingest import review_store as review
 from center.ingest import store as ingest
+from center.ingest import verify_store as verify_checkpoints
 from center.ledger import leases_store as leases
 from center.ledger import returns_store as returns
 from center.models import models_store
@@ -295,6 +296,7 @@ SQLITE_MIGRATIONS = MigrationList(
         tiers.SQLITE_MIGRATION,
         certificates.SQLITE_MIGRATION,
         models_store.SQLITE_MIGRATION,
+        verify_checkpoints.SQLITE_MIGRATION,
         till_store.SQLITE_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from center.storage import Storage
 from center.storage.dialect import POSTGRES, SQLITE, Dialect
 from center.storage.postgres_database import PostgresDatabase
 from center.storage.sqlite import SqliteStorage
@@ -64,3 +65,16 @@ def test_sqlite_dialect_reads_the_schema_and_counts_inserts(tmp_path: Path) -> N
         )
     finally:
         storage.close()
+
+
+def test_any_of_selects_the_listed_values_with_one_statement_text(storage: Storage) -> None:
+    db = storage.db  # type: ignore[attr-defined]
+    db.execute("CREATE TABLE any_of_t (k TEXT PRIMARY KEY)")
+    db.executemany("INSERT INTO any_of_t (k) VALUES (?)", [(f"k{i}",) for i in range(700)])
+    texts = set()
+    for wanted in ([], ["k3"], ["k1", "nope", "k'2", "k699"], [f"k{i}" for i in range(0, 700, 2)]):
+        where, param = db.dialect.any_of("k", wanted)
+        texts.add(where)
+        found = {r[0] for r in db.execute(f"SELECT k FROM any_of_t WHERE {where}", (param,))}
+        assert found == {w for w in wanted if w in {f"k{i}" for i in range(700)}}
+    assert len(texts) == 1  # whatever the number of values

@@ -345,3 +345,43 @@ async def test_approve_books_the_claim_and_reject_keeps_the_verified_result_audi
     assert status == 404
     status, body = await manager.call("POST", f"/v1/review/cases/{reject_id}/reject", {"why": 1})
     assert status == 400 and "body.why" in str(body)
+
+
+def _checkpoint(storage: Storage) -> int | None:
+    """How many sales the card's verification checkpoint folds (None: it has none)."""
+    db = storage.db  # type: ignore[attr-defined]
+    row = db.execute("SELECT folded FROM verify_checkpoints WHERE card_no = ?", (CARD,)).fetchone()
+    return None if row is None else int(row[0])
+
+
+async def test_a_checkpoint_serves_a_long_history_a_late_sale_repairs_it_forgery_is_cut(
+    client: TestClient[Any, Any], storage: Storage
+) -> None:
+    # A register's sales 1..11 of one card, each naming every earlier one; the store node sends
+    # seq 7 only after 10 (it lost and re-sent it).
+    made: list[Sale] = []
+    for seq in range(1, 12):
+        when = NOW + timedelta(minutes=seq)
+        made.append(honest(storage, at(make_sale(seq, card_no=CARD), when), list(made)))
+    folded = []
+    for seq in (1, 2, 3, 4, 5, 6, 8, 9, 10, 7, 11):
+        ack = await ingest(client, [made[seq - 1]])
+        assert ack.accepted == (made[seq - 1].sale_id,)
+        folded.append(_checkpoint(storage))
+    assert await cases(storage, client) == []  # every state rebuilt right: welcome only once
+    # Each sale's checkpoint folds what it named (8 names 1-7, but 7 is not held: 1-6, 8 at 9);
+    # the late 7 is under it, so its count no longer matches: 7 is verified from the whole
+    # history and the checkpoint rebuilt from what 7 named (1-6); 11 folds 7-10 into it.
+    assert folded == [None, 1, 2, 3, 4, 5, 6, 7, 8, 6, 10]
+
+    # A forged welcome on top of the checkpoint: the state it rebuilds has 11 purchases.
+    forged = honest(storage, at(make_sale(12, card_no=CARD), NOW + timedelta(minutes=12)), made)
+    forged = dataclasses.replace(
+        forged, loyalty=(*forged.loyalty, LoyaltyMovement("bonus", "accrue", 500, "welcome"))
+    )
+    before = bonus(storage)
+    await ingest(client, [forged])
+    [case] = await cases(storage, client)
+    assert case["sale_id"] == forged.sale_id
+    assert case["difference"] == {"bonus": 500}
+    assert bonus(storage) == before + sum(m.amount for m in forged.loyalty) - 500
