@@ -21,7 +21,7 @@ from center.analytics import api as analytics_api
 from center.certificates import api as certificates_api
 from center.communications import api as communications_api
 from center.crm import api as crm_api
-from center.crm import customers_api, tiers_api
+from center.crm import customers_api, registration_pages, tiers_api
 from center.crm import pages as crm_pages
 from center.feed import api as feed_api
 from center.feed import master_api
@@ -76,6 +76,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     models_api,
     web_pages,
     access_pages,
+    registration_pages,
     crm_pages,
     ledger_pages,
     ingest_pages,

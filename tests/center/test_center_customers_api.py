@@ -76,7 +76,13 @@ async def test_bad_requests_name_the_field(api: StaffApi, storage: Storage) -> N
     cases = [
         ("POST", "/v1/customers/hh-1/merge", {}, 400, "body.merged_id"),
         ("POST", "/v1/customers/hh-1/merge", {"merged_id": "hh-1"}, 422, "body.merged_id"),
-        ("POST", "/v1/customers/hh-1/merge", {"merged_id": "hh-2", "reason": 7}, 400, "body.reason"),
+        (
+            "POST",
+            "/v1/customers/hh-1/merge",
+            {"merged_id": "hh-2", "reason": 7},
+            400,
+            "body.reason",
+        ),
         ("POST", "/v1/customers/hh-1/merge", {"merged_id": "hh-9"}, 404, "body.merged_id"),
         ("POST", "/v1/customers/hh-9/merge", {"merged_id": "hh-1"}, 404, "customer_id"),
         ("POST", "/v1/customers/hh-1/questionnaires/q", {"answers": [1]}, 422, "body.answers"),
