@@ -30,7 +30,7 @@ from center.ingest import api as ingest_api
 from center.ingest import pages as ingest_pages
 from center.ingest import review_api
 from center.ledger import api as ledger_api
-from center.ledger import leases_api, returns_api
+from center.ledger import leases_api, receipt_pages, returns_api
 from center.ledger import pages as ledger_pages
 from center.models import api as models_api
 from center.models import pages as models_pages
@@ -79,6 +79,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     registration_pages,
     crm_pages,
     ledger_pages,
+    receipt_pages,
     ingest_pages,
     nodes_pages,
     promotions_pages,
