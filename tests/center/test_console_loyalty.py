@@ -83,3 +83,141 @@ async def test_the_call_center_sees_a_receipt_but_not_the_return_form(
     )
     assert status == 403 and db.returns.returned_qty(sale.sale_id) == {}
     assert (await _page(client, "/console/receipts/nope"))[0] == 404
+
+
+async def test_overdrafts_list_the_card_that_owes_points(
+    client: TestClient[Any, Any], db: Storage
+) -> None:
+    db.sales.ingest([make_sale(1, card_no=CARD, spend=75)], T0)  # spent offline, nothing held
+    await _sign_in(client, "max")
+    status, html = await _page(client, "/console/loyalty")
+    assert status == 200 and 'href="/console/overdrafts"' in html and 'id="go-fraud"' in html
+    status, html = await _page(client, "/console/overdrafts")
+    row = re.search(rf'id="overdraft-{CARD}-bonus">(.*?)</tr>', html, re.S)
+    assert status == 200 and row and 'class="num debt">75<' in row.group(1)
+    assert 'href="/console/customers/c-1"' in row.group(1)
+    status, html = await _page(client, "/console/double-redemptions")
+    assert status == 200 and 'id="no-doubles"' in html
+    status, html = await _page(client, f"/console/cards/{CARD}/leases")
+    assert status == 200 and 'id="no-leases"' in html
+    assert (await _page(client, "/console/cards/2999999999999/leases"))[0] == 404
+
+
+async def test_loyalty_manager_reviews_a_fraud_signal_with_a_note(
+    client: TestClient[Any, Any], db: Storage
+) -> None:
+    from center.fraud.model import DETECTORS, Signal
+
+    sale = make_sale(1, card_no=CARD, accrue=500)
+    db.sales.ingest([sale], T0)
+    db.fraud.record_signals(
+        [
+            Signal(
+                DETECTORS[0], "card", CARD, "2024-03-01", "high", f"too fast {SCRIPT}",
+                (sale.sale_id,),
+            )
+        ],
+        T0,
+    )  # fmt: skip
+    await _sign_in(client, "max")
+    status, html = await _page(client, "/console/fraud")
+    assert status == 200 and SCRIPT not in html and "too fast &lt;script&gt;" in html
+    link = re.search(r'class="signal-link" href="(/console/fraud/(\d+))"', html)
+    assert link
+    status, html = await _page(client, link.group(1))
+    assert status == 200 and f'href="/console/receipts/{sale.sale_id}"' in html
+    path = link.group(1) + "/review"
+    status, text, _ = await _post(client, path, html, {"status": "maybe", "note": "x"})
+    assert status == 422 and 'id="status-error"' in text and 'value="x"' in text
+    status, _, location = await _post(
+        client, path, html, {"status": "dismissed", "note": f"a family card {SCRIPT}"}
+    )
+    assert status == 303 and location.endswith("?done=dismissed")
+    found = db.fraud.signal(int(link.group(2)))
+    assert found["status"] == "dismissed" and found["reviewed_by"] == f"max via {path}"
+    _, html = await _page(client, location)
+    assert 'id="notice"' in html and SCRIPT not in html
+    client.session.cookie_jar.clear()
+    await _sign_in(client, "olga")  # call center: no fraud.read
+    assert (await _page(client, "/console/fraud"))[0] == 403
+    status, _, _ = await _post(client, path, html, {"status": "open"})
+    assert status == 403 and db.fraud.signal(int(link.group(2)))["status"] == "dismissed"
+
+
+async def test_gift_certificates_batches_a_codes_movements_and_block(
+    client: TestClient[Any, Any], db: Storage
+) -> None:
+    from center.certificates.model import parse_batch
+
+    batch = db.certificates.create_batch(
+        parse_batch(
+            {"batch_id": "gift-1", "title": "Gift 1000", "product_id": "GIFT-1000",
+             "nominal_minor": 100000, "count": 2}
+        ),
+        "test",
+        T0,
+    )  # fmt: skip
+    code = db.certificates.batch("gift-1", T0)["certificates"][0]["code"]  # type: ignore[index]
+    assert batch
+    await _sign_in(client, "max")
+    status, html = await _page(client, "/console/certificates")
+    assert status == 200 and 'href="/console/certificates/batches/gift-1"' in html
+    assert "1,000.00" in html  # the nominal, money in the locale
+    status, html = await _page(client, "/console/certificates?code=%3Cb%3E")
+    assert status == 422 and 'id="code-error"' in html and "<b>" not in html
+    response = await client.get(f"/console/certificates?code={code.lower()}", allow_redirects=False)
+    assert response.headers["Location"] == f"/console/certificates/codes/{code}"
+    status, html = await _page(client, "/console/certificates/batches/gift-1")
+    assert status == 200 and f'href="/console/certificates/codes/{code}"' in html
+    status, html = await _page(client, f"/console/certificates/codes/{code}")
+    assert status == 200 and 'id="block"' in html
+    path = f"/console/certificates/codes/{code}/block"
+    status, text, _ = await _post(client, path, html, {"reason": ""})
+    assert status in (400, 422) and 'id="reason-error"' in text
+    status, _, location = await _post(client, path, html, {"reason": f"stolen {SCRIPT}"})
+    assert status == 303
+    _, html = await _page(client, location)
+    assert 'id="notice"' in html and SCRIPT not in html and "stolen &lt;script&gt;" in html
+    assert db.certificates.certificate(code, T0)["state"] == "blocked"  # type: ignore[index]
+    assert db.audit.audit_history("certificate", code)[-1]["actor"] == f"max via {path}"
+
+
+async def test_tiers_are_edited_with_the_apis_check_and_money_in_major_units(
+    client: TestClient[Any, Any], db: Storage
+) -> None:
+    await _sign_in(client, "root")  # the tiers need promotions.write, as PUT /v1/tiers
+    status, html = await _page(client, "/console/tiers")
+    assert status == 200 and 'id="tiers"' in html
+    form = {
+        "period_kind": "days", "period": "365", "grace_days": "30",
+        "levels[0].code": "silver", "levels[0].title.ru": "Серебро",
+        "levels[0].title.en": "Silver", "levels[0].rank": "1",
+        "levels[1].code": "gold", "levels[1].title.ru": "Золото",
+        "levels[1].title.en": SCRIPT, "levels[1].rank": "2",
+        "levels[1].spend": "30 000,50", "levels[1].visits": "12", "levels[1].require": "any",
+    }  # fmt: skip
+    bad = {**form, "levels[1].rank": "1", "levels[1].spend": "12x", "grace_days": "-1"}
+    status, text, _ = await _post(client, "/console/tiers", html, bad)
+    assert status == 422 and 'id="levels[1].spend-error"' in text
+    assert 'id="grace_days-error"' in text and SCRIPT not in text
+    assert db.tiers.programme()["programme"] is None  # nothing written
+    status, text, _ = await _post(client, "/console/tiers", html, {**form, "levels[1].rank": "1"})
+    assert status == 422 and 'id="levels[1].rank-error"' in text  # the API's own check
+    status, _, location = await _post(client, "/console/tiers", html, form)
+    assert status == 303 and location == "/console/tiers?done=saved"
+    levels = db.tiers.programme()["programme"]["levels"]
+    assert [(lv["code"], lv["spend_minor"], lv["require"]) for lv in levels] == [
+        ("silver", 0, "all"),
+        ("gold", 3_000_050, "any"),
+    ]
+    _, html = await _page(client, location)
+    assert 'value="30000,50"' in html and "&lt;script&gt;" in html
+    assert db.audit.audit_history("setting", "tiers.programme")[-1]["actor"] == (
+        "root via /console/tiers"
+    )
+    client.session.cookie_jar.clear()
+    await _sign_in(client, "max")  # loyalty manager: reads the programme, may not change it
+    status, html = await _page(client, "/console/tiers")
+    assert status == 200 and 'id="tiers-submit"' not in html and "disabled" in html
+    status, _, _ = await _post(client, "/console/tiers", html, form)
+    assert status == 403
