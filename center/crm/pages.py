@@ -94,6 +94,8 @@ async def customer_page(
         if found is not None:
             balances.append(found)
     offers = await in_db(request, storage.offers.personal_offers, customer_id[:64])
+    sale_ids = [r["sale_id"] for r in view["receipts"]]
+    certificates = await in_db(request, storage.certificates.of_sales, sale_ids, now)
     profile = [(k, view["attributes"][k]) for k in PROFILE_FIELDS if view["attributes"].get(k)]
     other = sorted(
         (k, v) for k, v in view["attributes"].items() if k not in PROFILE_FIELDS and v is not None
@@ -110,6 +112,7 @@ async def customer_page(
             "churn": churn,
             "balances": balances,
             "offers": [] if offers is None else offers["offers"],
+            "certificates": certificates,
             "errors": dict(errors or {}),
             "values": dict(values or {}),
             "notice": notice,

@@ -239,3 +239,29 @@ async def test_script_typed_into_every_text_field_comes_back_escaped(
     ):
         status, text, _ = await _post(client, path, card, form)
         assert 400 <= status < 500 and SCRIPT not in text and "&lt;script&gt;" in text, path
+
+
+async def test_the_card_lists_the_gift_certificates_its_receipts_sold(
+    client: TestClient[Any, Any], db: Storage
+) -> None:
+    from dataclasses import replace
+
+    from center.certificates.model import parse_batch
+
+    view = db.certificates.create_batch(
+        parse_batch(
+            {"batch_id": "g1", "title": "Gift", "product_id": "GIFT-1000",
+             "nominal_minor": 100000, "count": 1}
+        ),
+        "test",
+        T0,
+    )  # fmt: skip
+    code = view["certificates"][0]["code"]
+    base = make_sale(1, card_no=CARD, amounts=(100000,))
+    line = replace(base.lines[0], product_id="GIFT-1000", certificate_code=code)
+    db.sales.ingest([replace(base, lines=(line,))], T0)
+    await _sign_in(client, "olga")
+    _, html = await _page(client, "/console/customers/c-1")
+    row = re.search(r'<tr class="certificate">(.*?)</tr>', html, re.S)
+    assert row and f'href="/console/certificates/codes/{code}"' in row.group(1)
+    assert "activate" in row.group(1) and "1,000.00" in row.group(1)
