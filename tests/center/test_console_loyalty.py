@@ -221,3 +221,28 @@ async def test_tiers_are_edited_with_the_apis_check_and_money_in_major_units(
     assert status == 200 and 'id="tiers-submit"' not in html and "disabled" in html
     status, _, _ = await _post(client, "/console/tiers", html, form)
     assert status == 403
+
+
+async def test_every_new_page_speaks_russian(client: TestClient[Any, Any], db: Storage) -> None:
+    sale = make_sale(1, card_no=CARD, spend=10)
+    db.sales.ingest([sale], T0)
+    await _sign_in(client, "root")
+    ru = {"Accept-Language": "ru"}
+    for path, word in (
+        ("/console/loyalty", "Перерасходы"),
+        ("/console/overdrafts", "Долг"),
+        ("/console/double-redemptions", "Ни один купон"),
+        (f"/console/cards/{CARD}/leases", "Аренды списания"),
+        ("/console/fraud", "Сигналы о мошенничестве"),
+        ("/console/certificates", "Подарочные сертификаты"),
+        ("/console/tiers", "Льготные дни"),
+        (f"/console/receipts/{sale.sale_id}", "Вернуть выбранное количество"),
+        ("/console/customers/new", "Зарегистрировать клиента"),
+        ("/console/customers/c-1", "Присоединить другого клиента"),
+    ):
+        response = await client.get(path, headers=ru)
+        text = await response.text()
+        assert response.status == 200 and word in text, path
+    response = await client.get(f"/console/receipts/{sale.sale_id}", headers=ru)
+    # Money in the Russian locale: a comma and the rouble sign (total 2,50 + 1,99).
+    assert re.search(r'id="total">4,49\s₽<', await response.text())
