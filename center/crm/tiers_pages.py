@@ -89,6 +89,7 @@ async def _page(
     *,
     errors: Mapping[str, str] | None = None,
     notice: str = "",
+    defined: bool = True,
     status: int = 200,
 ) -> web.Response:
     return render(
@@ -99,6 +100,7 @@ async def _page(
             "errors": dict(errors or {}),
             "rows": range(_rows(values)),
             "notice": notice,
+            "defined": defined,
         },
         status=status,
     )
@@ -108,7 +110,8 @@ async def tiers(request: web.Request) -> web.StreamResponse:
     """The programme's levels as a form (read-only without promotions.write)."""
     found = await in_db(request, request.app[STORAGE_KEY].tiers.programme)
     notice = "saved" if request.query.get("done") == "saved" else ""
-    return await _page(request, _values_of(found["programme"]), notice=notice)
+    programme = found["programme"]
+    return await _page(request, _values_of(programme), notice=notice, defined=programme is not None)
 
 
 def _document(form: MultiDictProxy[Any]) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:

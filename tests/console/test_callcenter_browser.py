@@ -135,7 +135,14 @@ def test_loyalty_manager_walks_the_workstation(page: Any, console: Console) -> N
     assert console.api("GET", f"/v1/certificates/{code}")["state"] == "blocked"
     page.goto(console.url + "/console/fraud")
     page.wait_for_selector("#no-signals, #signals")
+    levels = [
+        {"code": "silver", "title": {"ru": "Серебро", "en": "Silver"}, "rank": 1},
+        {"code": "gold", "title": {"ru": "Золото", "en": "Gold"}, "rank": 2,
+         "spend_minor": 3_000_000, "visits": 12, "require": "any"},
+    ]  # fmt: skip
+    console.api("PUT", "/v1/tiers", {"period_days": 365, "grace_days": 30, "levels": levels})
     page.goto(console.url + "/console/tiers")
     page.wait_for_selector("#tiers")
+    assert page.input_value("[name='levels[1].spend']") == "30000"
     assert page.locator("#tiers-submit").count() == 0  # tiers are the marketer's to change
     console.shot(page, "loyalty-manager-tiers")
