@@ -363,6 +363,8 @@ CENTER_PARAMS = {
     "promotion_id": "T5",
     "segment_id": "recent",
     "username": "fuzz-target",
+    "sale_id": "00000000-0000-4000-8000-000000000001",
+    "signal_id": "1",
 }
 CENTER_BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/customers"): {"last_name": "Fuzz", "phone": "+1 555 0100"},

@@ -29,7 +29,12 @@ from center.storage.database import Database
 from center.storage.migrations import Migration
 from sync_protocol import Sale
 
-__all__ = ["POSTGRES_MIGRATION", "SQLITE_MIGRATION", "CertificateRepository"]
+__all__ = [
+    "POSTGRES_MIGRATION",
+    "SALE_INDEX_MIGRATION",
+    "SQLITE_MIGRATION",
+    "CertificateRepository",
+]
 
 
 def _steps(ts: str, big: str) -> tuple[str, ...]:
@@ -91,6 +96,12 @@ def _steps(ts: str, big: str) -> tuple[str, ...]:
 SQLITE_MIGRATION = Migration("m030_gift_certificates", _steps("TEXT", "INTEGER"))
 """Gift certificate batches, codes, holds and movements, on SQLite."""
 POSTGRES_MIGRATION = Migration("m030_gift_certificates", _steps("TIMESTAMPTZ", "BIGINT"))
+SALE_INDEX_MIGRATION = Migration(
+    "m037_callcenter",
+    ("CREATE INDEX certificate_movements_sale ON certificate_movements (sale_id)",),
+)
+"""The customer card lists the certificates its receipts sold or were paid with (both
+backends: the same statement)."""
 """Gift certificate batches, codes, holds and movements, on PostgreSQL."""
 
 _COLUMNS = (
@@ -298,6 +309,38 @@ class CertificateRepository:
                 for h in holds
             ],
         }
+
+    def of_sales(self, sale_ids: Sequence[str], now: datetime) -> list[dict[str, Any]]:
+        """The certificates these sales activated, redeemed, refunded or credited back: each
+        movement with the code's state and balance now, oldest first."""
+        if not sale_ids:
+            return []
+        marks = ", ".join("?" for _ in sale_ids)
+        with self.db.guard("read certificates of sales"):
+            if not self._tables_exist():
+                return []
+            moves = self.db.execute(
+                "SELECT code, kind, amount_minor, sale_id, at FROM certificate_movements "
+                f"WHERE sale_id IN ({marks}) ORDER BY at, code, movement_id",
+                list(sale_ids),
+            ).fetchall()
+            views: dict[str, dict[str, Any]] = {}
+            for code in sorted({str(m[0]) for m in moves}):
+                row = self._row(code)
+                if row is not None:
+                    views[code] = self._view(row, now)
+        return [
+            {
+                "code": m[0],
+                "kind": m[1],
+                "amount_minor": int(m[2]),
+                "sale_id": m[3],
+                "at": self.db.dt(m[4]).isoformat(),
+                "state": views[m[0]]["state"] if m[0] in views else "",
+                "balance_minor": views[m[0]]["balance_minor"] if m[0] in views else 0,
+            }
+            for m in moves
+        ]
 
     def block(self, code: str, reason: str, actor: str, now: datetime) -> dict[str, Any]:
         """Block a code (no further redemption anywhere online); audited."""

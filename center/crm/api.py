@@ -18,7 +18,7 @@ from center.web.keys import CLOCK_KEY, STORAGE_KEY
 from center.web.request import card_no_param, in_db, json_body, query_id
 from sync_protocol import CARD_RULE_SETTING, DEFAULT_CARD_RULE, CardRule, parse_card_rule
 
-__all__ = ["MAX_JSON_BYTES", "PERMISSIONS", "add_routes"]
+__all__ = ["MAX_JSON_BYTES", "PERMISSIONS", "add_routes", "card_rule_of"]
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def _actor(request: web.Request) -> str:
     return actor_of(request)
 
 
-async def _card_rule(request: web.Request) -> CardRule:
+async def card_rule_of(request: web.Request) -> CardRule:
     """The chain's card format (setting card_number_rule) a new card number must have."""
     settings = await in_db(request, request.app[STORAGE_KEY].promotions.promotion_settings)
     try:
@@ -103,7 +103,7 @@ async def search(request: web.Request) -> web.Response:
 async def issue_card(request: web.Request) -> web.Response:
     storage = request.app[STORAGE_KEY]
     customer_id, card_no, card_type = parse_card_issue(
-        await json_body(request, max_bytes=MAX_JSON_BYTES), await _card_rule(request)
+        await json_body(request, max_bytes=MAX_JSON_BYTES), await card_rule_of(request)
     )
     card = await in_db(
         request,
@@ -146,7 +146,7 @@ async def replace_card(request: web.Request) -> web.Response:
     card_no = card_no_param(request)
     wanted = parse_replace(
         await json_body(request, max_bytes=MAX_JSON_BYTES, optional=True),
-        await _card_rule(request),
+        await card_rule_of(request),
     )
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()

@@ -12,6 +12,7 @@ from center.access.api import actor_of
 from center.access.permissions import Requirement
 from center.crm.api import MAX_JSON_BYTES
 from center.crm.customers_store import MAX_RECEIPTS_PAGE, RECEIPTS_PAGE
+from center.crm.model import parse_merge
 from center.errors import MalformedRequest, UnknownObject
 from center.web.keys import CLOCK_KEY, STORAGE_KEY
 from center.web.request import ID_PATTERN, card_no_param, in_db, json_body, query_int
@@ -58,14 +59,13 @@ def _object(body: Any, known: tuple[str, ...]) -> Mapping[str, Any]:
 
 async def merge(request: web.Request) -> web.Response:
     survivor = _path_id(request, "customer_id")
-    body = _object(await json_body(request, max_bytes=MAX_JSON_BYTES), ("merged_id",))
-    merged = body.get("merged_id")
-    if not isinstance(merged, str) or not ID_PATTERN.match(merged):
-        raise MalformedRequest("body.merged_id", f"expected a customer id, got {merged!r}")
+    merged, reason = parse_merge(await json_body(request, max_bytes=MAX_JSON_BYTES))
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
+    actor = actor_of(request)
     done = await in_db(
-        request, storage.customers.merge_customers, survivor, merged, actor_of(request), now
+        request,
+        lambda: storage.customers.merge_customers(survivor, merged, actor, now, reason=reason),
     )
     return web.json_response(done)
 

@@ -19,6 +19,7 @@ __all__ = [
     "new_card_no",
     "parse_card_issue",
     "parse_customer",
+    "parse_merge",
     "parse_reason",
     "parse_replace",
     "parse_search",
@@ -137,6 +138,15 @@ def parse_reason(body: Any) -> str:
     if reason == "replaced":
         raise MalformedRequest("body.reason", "'replaced' is set only by a replacement")
     return reason
+
+
+def parse_merge(body: Any) -> tuple[str, str]:
+    """(merged_id, reason or "") of a merge into the customer of the path."""
+    body = _object(body)
+    _unknown(body, ("merged_id", "reason"))
+    merged_id = _id(body, "merged_id", required=True)
+    assert merged_id is not None
+    return merged_id, _text(body, "reason")
 
 
 def parse_replace(body: Any, rule: CardRule = DEFAULT_CARD_RULE) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -12,11 +13,12 @@ from aiohttp import web
 from center.access.permissions import Requirement
 from center.crm.model import PROFILE_FIELDS, parse_reason, parse_search
 from center.errors import RequestError, UnknownObject
+from center.ledger.model import Balance
 from center.web.keys import CLOCK_KEY, STORAGE_KEY
 from center.web.pages import field_errors, form_of, page_actor, render
 from center.web.request import card_no_param, in_db
 
-__all__ = ["PERMISSIONS", "add_routes", "customer_page"]
+__all__ = ["NOTICES", "PERMISSIONS", "add_routes", "customer_page", "display_name"]
 
 PERMISSIONS: Mapping[tuple[str, str], Requirement] = {
     ("GET", "/console/customers"): "customers.read",
@@ -25,6 +27,11 @@ PERMISSIONS: Mapping[tuple[str, str], Requirement] = {
     ("POST", "/console/cards/{card_no}/unblock"): "cards.write",
 }
 """(method, canonical route path) -> the permission a caller needs."""
+
+NOTICES = ("blocked", "unblocked", "adjusted", "created", "bound", "replaced", "merged")
+"""The `?done=` outcomes the customer card announces."""
+BURNING_SHOWN = timedelta(days=30)
+"""How far ahead the card shows points that will burn (as GET .../balance's default)."""
 
 
 def add_routes(app: web.Application) -> None:
@@ -35,7 +42,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/console/cards/{card_no}/unblock", unblock_card)
 
 
-def _name(attributes: Mapping[str, Any]) -> str:
+def display_name(attributes: Mapping[str, Any]) -> str:
+    """Last, first and middle name, as far as known."""
     return " ".join(
         str(attributes[k]) for k in ("last_name", "first_name", "middle_name") if attributes.get(k)
     )
@@ -55,7 +63,7 @@ async def search_page(request: web.Request) -> web.StreamResponse:
             found = await in_db(request, request.app[STORAGE_KEY].customers.search_customers, query)
     context = {
         "q": q,
-        "found": [{**c, "name": _name(c["attributes"])} for c in found],
+        "found": [{**c, "name": display_name(c["attributes"])} for c in found],
         "errors": {"q": error} if error else {},
         "searched": bool(q.strip()),
     }
@@ -80,6 +88,14 @@ async def customer_page(
         raise UnknownObject("customer_id", f"unknown customer {customer_id[:80]!r}")
     tier = await in_db(request, storage.tiers.customer_tier, customer_id[:64], now)
     churn = await in_db(request, storage.models.churn_risk, customer_id[:64])
+    balances = []
+    for card in view["cards"]:
+        found = await in_db(request, _card_balance, storage, card["card_no"], now)
+        if found is not None:
+            balances.append(found)
+    offers = await in_db(request, storage.offers.personal_offers, customer_id[:64])
+    sale_ids = [r["sale_id"] for r in view["receipts"]]
+    certificates = await in_db(request, storage.certificates.of_sales, sale_ids, now)
     profile = [(k, view["attributes"][k]) for k in PROFILE_FIELDS if view["attributes"].get(k)]
     other = sorted(
         (k, v) for k, v in view["attributes"].items() if k not in PROFILE_FIELDS and v is not None
@@ -89,11 +105,14 @@ async def customer_page(
         "crm/customer.html",
         {
             "view": view,
-            "name": _name(view["attributes"]) or view["customer_id"],
+            "name": display_name(view["attributes"]) or view["customer_id"],
             "profile": profile,
             "other": other,
             "tier": tier,
             "churn": churn,
+            "balances": balances,
+            "offers": [] if offers is None else offers["offers"],
+            "certificates": certificates,
             "errors": dict(errors or {}),
             "values": dict(values or {}),
             "notice": notice,
@@ -104,11 +123,15 @@ async def customer_page(
     )
 
 
+def _card_balance(storage: Any, card_no: str, now: datetime) -> Balance | None:
+    found: Balance | None = storage.ledger.balance(card_no, now, burning_within=BURNING_SHOWN)
+    return found
+
+
 async def customer(request: web.Request) -> web.StreamResponse:
     """The customer card: profile, cards, balances, history, receipts, coupons."""
-    notice = {"blocked": "blocked", "unblocked": "unblocked", "adjusted": "adjusted"}.get(
-        request.query.get("done", ""), ""
-    )
+    done = request.query.get("done", "")
+    notice = done if done in NOTICES else ""
     return await customer_page(request, request.match_info["customer_id"], notice=notice)
 
 

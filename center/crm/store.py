@@ -585,9 +585,10 @@ class CustomerRepository:
     # -- merge ---------------------------------------------------------------------------------
 
     def merge_customers(
-        self, survivor_id: str, merged_id: str, actor: str, now: datetime
+        self, survivor_id: str, merged_id: str, actor: str, now: datetime, *, reason: str = ""
     ) -> dict[str, Any]:
-        """Move the merged customer's cards (and so balances) and attributes to the survivor."""
+        """Move the merged customer's cards (and so balances) and attributes to the survivor;
+        the reason, if given, is kept in both customers' audit rows."""
         if survivor_id == merged_id:
             raise InvalidRequest(
                 "body.merged_id", f"a customer can't merge into itself: {merged_id}"
@@ -680,7 +681,8 @@ class CustomerRepository:
                 survivor_id,
                 "merge",
                 {"attributes": survivor["attributes"]},
-                {"attributes": attributes, "merged_id": merged_id, "cards": cards},
+                {"attributes": attributes, "merged_id": merged_id, "cards": cards}
+                | ({"reason": reason} if reason else {}),
                 actor,
                 at,
             )
@@ -689,7 +691,8 @@ class CustomerRepository:
                 merged_id,
                 "merged_into",
                 {"status": merged["status"], "merged_into": None},
-                {"status": "merged", "merged_into": survivor_id, "cards": cards},
+                {"status": "merged", "merged_into": survivor_id, "cards": cards}
+                | ({"reason": reason} if reason else {}),
                 actor,
                 at,
             )

@@ -1,5 +1,7 @@
 """Console pages of the loyalty manager: a manual balance adjustment with its reason, through
-the same parser and ledger call as POST /v1/cards/{card_no}/adjustments."""
+the same parser and ledger call as POST /v1/cards/{card_no}/adjustments; the workstation's
+index, overdrafts, double redemptions of coupons and a card's spending leases (the reads of
+the JSON reports)."""
 
 from __future__ import annotations
 
@@ -13,22 +15,66 @@ from center.crm.pages import customer_page
 from center.errors import InvalidRequest, RequestError, UnknownObject
 from center.ledger.returns_api import parse_adjustment
 from center.web.keys import CLOCK_KEY, STORAGE_KEY
-from center.web.pages import field_errors, form_of, page_actor
-from center.web.request import ID_PATTERN, in_db
+from center.web.pages import field_errors, form_of, page_actor, render
+from center.web.request import ID_PATTERN, card_no_param, in_db
 
 __all__ = ["PERMISSIONS", "add_routes"]
 
 PERMISSIONS: Mapping[tuple[str, str], Requirement] = {
     ("POST", "/console/adjustments"): "ledger.adjust",
+    ("GET", "/console/loyalty"): "ledger.read",
+    ("GET", "/console/overdrafts"): "ledger.read",
+    ("GET", "/console/double-redemptions"): "reports.read",
+    ("GET", "/console/cards/{card_no}/leases"): "ledger.read",
 }
 """(method, canonical route path) -> the permission a caller needs."""
 
 FIELDS = ("card_no", "amount", "reason", "idempotency_key")
+DOUBLE_SHOWN = 200
+"""Most double-redeemed codes one page lists."""
 
 
 def add_routes(app: web.Application) -> None:
     """Register this module's routes."""
     app.router.add_post("/console/adjustments", adjust)
+    app.router.add_get("/console/loyalty", loyalty)
+    app.router.add_get("/console/overdrafts", overdrafts)
+    app.router.add_get("/console/double-redemptions", double_redemptions)
+    app.router.add_get("/console/cards/{card_no}/leases", leases)
+
+
+async def loyalty(request: web.Request) -> web.StreamResponse:
+    """The loyalty manager's workstation: where each of its screens is."""
+    return render(request, "ledger/loyalty.html")
+
+
+async def overdrafts(request: web.Request) -> web.StreamResponse:
+    """Cards whose balance is negative (a debt), per wallet (GET /v1/reports/overdrafts)."""
+    found = await in_db(request, request.app[STORAGE_KEY].returns.overdrafts)
+    return render(request, "ledger/overdrafts.html", {"found": found})
+
+
+async def double_redemptions(request: web.Request) -> web.StreamResponse:
+    """Single-use coupons redeemed more than once (GET /v1/reports/coupon-double-redemptions)."""
+    storage = request.app[STORAGE_KEY]
+    found = await in_db(request, storage.coupons.coupon_double_redemptions, DOUBLE_SHOWN)
+    return render(request, "ledger/double_redemptions.html", {"coupons": found})
+
+
+async def leases(request: web.Request) -> web.StreamResponse:
+    """A card's offline spending leases per store (GET /v1/cards/{card_no}/leases)."""
+    card_no = card_no_param(request)
+    storage = request.app[STORAGE_KEY]
+    now = request.app[CLOCK_KEY]()
+    balance = await in_db(request, storage.ledger.balance, card_no, now)
+    if balance is None:
+        raise UnknownObject("card_no", f"unknown card {card_no!r}")
+    found = await in_db(request, storage.leases.of_card, card_no, now)
+    return render(
+        request,
+        "ledger/leases.html",
+        {"found": found, "customer_id": balance.customer_id, "wallets": balance.wallets},
+    )
 
 
 def _amount(text: str) -> int:

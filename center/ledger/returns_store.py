@@ -283,6 +283,17 @@ class ReturnsRepository:
             return None
         return max(self.db.dt(r[1]) for r in rows)
 
+    def returned_qty(self, original_id: str) -> dict[int, int]:
+        """line_no -> qty_milli already returned of a sale, over every return of it."""
+        before: dict[int, int] = {}
+        with self.db.guard("read returned lines"):
+            for (lines,) in self.db.execute(
+                "SELECT lines FROM returns WHERE original_id = ?", (original_id,)
+            ).fetchall():
+                for line_no, qty in json.loads(lines).items():
+                    before[int(line_no)] = before.get(int(line_no), 0) + int(qty)
+        return before
+
     def return_status(self, return_id: str) -> dict[str, Any] | None:
         """The returns row of one return sale; None if unknown."""
         with self.db.guard("read return"):
@@ -352,12 +363,7 @@ class ReturnsRepository:
             original = decode_sale(bytes(row[0]))
             if original.return_of is not None:
                 raise InvalidRequest("body.sale_id", f"sale {original_id} is itself a return")
-            before: dict[int, int] = {}
-            for (lines,) in self.db.execute(
-                "SELECT lines FROM returns WHERE original_id = ?", (original_id,)
-            ).fetchall():
-                for line_no, qty in json.loads(lines).items():
-                    before[int(line_no)] = before.get(int(line_no), 0) + int(qty)
+            before = self.returned_qty(original_id)
             by_no = {line.line_no: line for line in original.lines}
             lines_out: list[SaleLine] = []
             for line_no, qty in sorted(returned.items()):

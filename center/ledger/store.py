@@ -202,6 +202,30 @@ class LedgerRepository:
             for r in rows
         ]
 
+    def movements_of(self, source: str) -> list[LedgerEntry]:
+        """Every ledger movement one sale, return or adjustment (`source`) made, oldest first."""
+        dt = self.db.dt
+        with self.db.guard("read movements of a source"):
+            rows = self.db.execute(
+                "SELECT card_no, wallet, kind, amount, rule_id, source, created_at, active_from, "
+                "expires_at FROM ledger WHERE source = ? ORDER BY entry_id",
+                (source,),
+            ).fetchall()
+        return [
+            LedgerEntry(
+                card_no=r[0],
+                wallet=r[1],
+                kind=r[2],
+                amount=int(r[3]),
+                rule_id=r[4],
+                source=r[5],
+                created_at=dt(r[6]),
+                active_from=None if r[7] is None else dt(r[7]),
+                expires_at=None if r[8] is None else dt(r[8]),
+            )
+            for r in rows
+        ]
+
     def lot_totals(self) -> tuple[int, int, int]:
         """(journal sum, lots remaining, outstanding debt) over every card and wallet.
 

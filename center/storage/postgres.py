@@ -297,6 +297,7 @@ POSTGRES_MIGRATIONS = MigrationList(
         tiers.POSTGRES_MIGRATION,
         certificates.POSTGRES_MIGRATION,
         models_store.POSTGRES_MIGRATION,
+        certificates.SALE_INDEX_MIGRATION,
         verify_checkpoints.POSTGRES_MIGRATION,
         till_store.POSTGRES_MIGRATION,
     ),

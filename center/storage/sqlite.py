@@ -296,6 +296,7 @@ SQLITE_MIGRATIONS = MigrationList(
         tiers.SQLITE_MIGRATION,
         certificates.SQLITE_MIGRATION,
         models_store.SQLITE_MIGRATION,
+        certificates.SALE_INDEX_MIGRATION,
         verify_checkpoints.SQLITE_MIGRATION,
         till_store.SQLITE_MIGRATION,
     ),

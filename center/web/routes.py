@@ -19,18 +19,20 @@ from center.access.permissions import (
 )
 from center.analytics import api as analytics_api
 from center.certificates import api as certificates_api
+from center.certificates import pages as certificates_pages
 from center.communications import api as communications_api
 from center.crm import api as crm_api
-from center.crm import customers_api, tiers_api
+from center.crm import customers_api, registration_pages, tiers_api, tiers_pages
 from center.crm import pages as crm_pages
 from center.feed import api as feed_api
 from center.feed import master_api
 from center.fraud import api as fraud_api
+from center.fraud import pages as fraud_pages
 from center.ingest import api as ingest_api
 from center.ingest import pages as ingest_pages
 from center.ingest import review_api
 from center.ledger import api as ledger_api
-from center.ledger import leases_api, returns_api
+from center.ledger import leases_api, receipt_pages, returns_api
 from center.ledger import pages as ledger_pages
 from center.models import api as models_api
 from center.models import pages as models_pages
@@ -76,8 +78,13 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     models_api,
     web_pages,
     access_pages,
+    registration_pages,
     crm_pages,
     ledger_pages,
+    receipt_pages,
+    fraud_pages,
+    certificates_pages,
+    tiers_pages,
     ingest_pages,
     nodes_pages,
     promotions_pages,

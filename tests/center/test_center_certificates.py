@@ -292,3 +292,18 @@ def test_line_and_payment_codes_round_trip_the_wire() -> None:
     plain = make_sale(1)
     assert b"certificate_code" not in encode_sale(plain)
     assert isinstance(back.lines[0], SaleLine)
+
+
+def test_the_certificates_of_sales_are_read_by_sale(storage: Storage) -> None:
+    code, other = _batch(storage)
+    sold = _sell(code, 1)
+    paid = _pay(code, 2, 25_000)
+    storage.sales.ingest([sold, paid, _sell(other, 3)], T0)
+    found = storage.certificates.of_sales([sold.sale_id, paid.sale_id], T0)
+    assert [(f["code"], f["kind"], f["amount_minor"], f["sale_id"]) for f in found] == [
+        (code, "activate", 100_000, sold.sale_id),
+        (code, "redeem", -25_000, paid.sale_id),
+    ]
+    assert {(f["state"], f["balance_minor"]) for f in found} == {("partially_used", 75_000)}
+    assert storage.certificates.of_sales([], T0) == []
+    assert storage.certificates.of_sales(["no-such-sale"], T0) == []

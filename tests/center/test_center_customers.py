@@ -241,3 +241,13 @@ def test_customer_view_sums_the_balances_of_the_ledger_it_is_given(two: Storage)
     assert view is not None
     assert sorted(ledger.asked) == [A_CARD, "2900000000599"]
     assert view["wallets"] == {"bonus": 14, "cash": 6}
+
+
+def test_a_merge_keeps_its_reason_in_both_customers_audit(two: Storage) -> None:
+    two.customers.merge_customers("cust-a", "cust-b", "operator", NOW, reason="same person")
+    [survivor] = [
+        a for a in two.audit.audit_history("customer", "cust-a") if a["action"] == "merge"
+    ]
+    [merged] = two.audit.audit_history("customer", "cust-b")[-1:]
+    assert survivor["after"]["reason"] == merged["after"]["reason"] == "same person"
+    assert merged["action"] == "merged_into"

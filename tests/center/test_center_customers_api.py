@@ -46,7 +46,9 @@ def api(client: TestClient[Any, Any], storage: Storage) -> StaffApi:
 
 
 async def test_merge_questionnaire_and_card_view_over_http(api: StaffApi) -> None:
-    status, done = await api.call("POST", "/v1/customers/hh-1/merge", {"merged_id": "hh-2"})
+    status, done = await api.call(
+        "POST", "/v1/customers/hh-1/merge", {"merged_id": "hh-2", "reason": "one family"}
+    )
     assert status == 200, done
     assert done["cards"] == [OTHER_CARD]
     status, answered = await api.call(
@@ -62,6 +64,7 @@ async def test_merge_questionnaire_and_card_view_over_http(api: StaffApi) -> Non
     assert [f["category"] for f in view["favourite_categories"]] == ["DAIRY", "PASTRY"]
     status, history = await api.call("GET", "/v1/audit", query={"kind": "customer", "id": "hh-2"})
     assert [(c["action"], c["actor"]) for c in history["changes"]] == [("merged_into", MANAGER)]
+    assert history["changes"][0]["after"]["reason"] == "one family"
     status, card = await api.call("POST", f"/v1/cards/{CARD}/deactivate")
     assert status == 200 and card["status"] == "inactive"
     status, gone = await api.call("POST", "/v1/customers/hh-1/deactivate")
@@ -73,6 +76,13 @@ async def test_bad_requests_name_the_field(api: StaffApi, storage: Storage) -> N
     cases = [
         ("POST", "/v1/customers/hh-1/merge", {}, 400, "body.merged_id"),
         ("POST", "/v1/customers/hh-1/merge", {"merged_id": "hh-1"}, 422, "body.merged_id"),
+        (
+            "POST",
+            "/v1/customers/hh-1/merge",
+            {"merged_id": "hh-2", "reason": 7},
+            400,
+            "body.reason",
+        ),
         ("POST", "/v1/customers/hh-1/merge", {"merged_id": "hh-9"}, 404, "body.merged_id"),
         ("POST", "/v1/customers/hh-9/merge", {"merged_id": "hh-1"}, 404, "customer_id"),
         ("POST", "/v1/customers/hh-1/questionnaires/q", {"answers": [1]}, 422, "body.answers"),

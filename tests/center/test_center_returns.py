@@ -417,3 +417,22 @@ def test_concurrent_returns_and_adjustment_retries_on_two_connections(
         assert sorted(a["replayed"] for a in answers) == [False, True]
     assert bonus(first) == 4 * 5
     check_invariant(first)
+
+
+def test_the_returned_quantities_and_a_sources_movements_read_back(loaded: Storage) -> None:
+    original = make_sale(1, card_no=CARD, amounts=(300, 700), accrue=50)
+    loaded.sales.ingest([original], T0)
+    assert loaded.returns.returned_qty(original.sale_id) == {}
+    first = make_return(2, original, {1: 1000})
+    second = make_return(3, original, {2: 400})
+    loaded.sales.ingest([first, second], T0)
+    assert loaded.returns.returned_qty(original.sale_id) == {1: 1000, 2: 400}
+    [accrued] = loaded.ledger.movements_of(original.sale_id)
+    assert (accrued.card_no, accrued.kind, accrued.amount) == (CARD, "accrue", 50)
+    reversed_ = loaded.ledger.movements_of(first.sale_id) + loaded.ledger.movements_of(
+        second.sale_id
+    )
+    assert {m.kind for m in reversed_} == {"return_accrual"}
+    assert sum(m.amount for m in reversed_) == sum(kinds(loaded, r.sale_id).get(
+        "return_accrual", 0) for r in (first, second))  # fmt: skip
+    assert loaded.ledger.movements_of("no-such-source") == []
