@@ -30,6 +30,7 @@ __all__ = [
     "lifecycle_report",
     "receipt_sizes_report",
     "report_csv",
+    "report_table",
     "rfm_report",
 ]
 
@@ -454,18 +455,22 @@ REPORTS = (
 """The analytics reports served under /v1/analytics/<name>."""
 
 
+def report_table(report: Mapping[str, Any]) -> list[list[Any]]:
+    """The report's rows as lists under its `columns` (list values spread over their columns,
+    None as "")."""
+    table: list[list[Any]] = []
+    for row in report["rows"]:
+        if "retained" in row:
+            table.append([row["cohort"], row["customers"], *row["retained"]])
+            continue
+        table.append(["" if row.get(c) is None else row[c] for c in report["columns"]])
+    return table
+
+
 def report_csv(report: Mapping[str, Any]) -> str:
-    """The report's rows as CSV under its `columns` (list values spread over their columns)."""
+    """The report's rows as CSV under its `columns`."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    columns = list(report["columns"])
-    writer.writerow(columns)
-    for row in report["rows"]:
-        values: list[Any] = []
-        for column in columns:
-            if column in row:
-                values.append("" if row[column] is None else row[column])
-        if "retained" in row:
-            values = [row["cohort"], row["customers"], *row["retained"]]
-        writer.writerow(values)
+    writer.writerow(list(report["columns"]))
+    writer.writerows(report_table(report))
     return out.getvalue()
