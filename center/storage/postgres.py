@@ -295,6 +295,7 @@ POSTGRES_MIGRATIONS = MigrationList(
         tiers.POSTGRES_MIGRATION,
         certificates.POSTGRES_MIGRATION,
         models_store.POSTGRES_MIGRATION,
+        models_store.POSTGRES_PREFERENCES_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names
 )

@@ -294,6 +294,7 @@ SQLITE_MIGRATIONS = MigrationList(
         tiers.SQLITE_MIGRATION,
         certificates.SQLITE_MIGRATION,
         models_store.SQLITE_MIGRATION,
+        models_store.SQLITE_PREFERENCES_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names
 )
