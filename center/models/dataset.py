@@ -175,7 +175,11 @@ def analytics_purchases(store: AnalyticsStore, *, first_day: str | None = None) 
     products, product_ids = pd.factorize(frame["product_id"])
     baskets, _ = pd.factorize(frame["sale_id"])
     stores, store_ids = pd.factorize(frame["store_id"])
-    categories, category_names = pd.factorize(frame["category"].fillna(""))
+    # A product without a category is known by its department (as the reports do).
+    named = frame["category"].fillna("").where(
+        frame["category"].fillna("") != "", frame["department"].fillna("")
+    )
+    categories, category_names = pd.factorize(named)
     brands, brand_names = pd.factorize(frame["brand"].fillna(""))
     day = frame["dayno"].to_numpy(np.int64)
     day = day - day.min()

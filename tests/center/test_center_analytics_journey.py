@@ -429,7 +429,8 @@ def _goods(lines: Any) -> Any:
         lines["department"].str.upper().isin(NOT_GOODS_DEPARTMENTS)
         | lines["raw_category"].str.upper().isin(NOT_GOODS_CATEGORIES)
     )
-    return lines[keep].assign(net=lines["amount"] - lines["discount"])
+    named = lines["raw_category"].where(lines["raw_category"] != "", lines["department"])
+    return lines[keep].assign(net=lines["amount"] - lines["discount"], named=named[keep])
 
 
 def test_preferred_store_and_generations(sample: Sample, trained: Any) -> None:
@@ -476,9 +477,9 @@ def test_category_affinity_matches_pandas(sample: Sample, trained: Any) -> None:
     _year, prefs = trained
     goods = _goods(sample.lines)
     goods = goods[goods["net"] != 0]
-    spend = goods.groupby(["household", "raw_category"])["net"].sum()
+    spend = goods.groupby(["household", "named"])["net"].sum()
     spend = spend[spend > 0]
-    chain = spend.groupby(level="raw_category").sum() / spend.sum()
+    chain = spend.groupby(level="named").sum() / spend.sum()
     checked = 0
     for customer in prefs.customers[:40]:
         household = int(customer["customer_id"][3:])
@@ -513,7 +514,7 @@ def test_associations_per_segment_match_pandas(sample: Sample, trained: Any) -> 
         rows_of.setdefault(row["segment"], []).append(row)
     assert len(rows_of) >= 3
     for segment, group in goods.groupby("segment"):
-        baskets = group.groupby("basket")["raw_category"].apply(lambda c: sorted(set(c)))
+        baskets = group.groupby("basket")["named"].apply(lambda c: sorted(set(c)))
         n = len(baskets)
         single: dict[str, int] = {}
         pair: dict[tuple[str, str], int] = {}
