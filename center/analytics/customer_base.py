@@ -162,8 +162,7 @@ def churn_report(
     found = store.rows(
         f"""
         SELECT p.segment AS segment, count() AS customers,
-          countIf(a.customer_id = '') AS churned,
-          avg(p.recency) AS recency_days
+          countIf(a.customer_id = '') AS churned
         FROM (SELECT customer_id, segment, recency FROM ({scored})
               WHERE recency < {CHURN_DAYS}) AS p
         LEFT JOIN (SELECT DISTINCT customer_id FROM {sales} WHERE {base}
@@ -172,7 +171,7 @@ def churn_report(
         GROUP BY segment"""
     )
     by = {r["segment"]: r for r in found}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in RFM_SEGMENTS:
         r = by.get(name)
         customers = int(r["customers"]) if r else 0

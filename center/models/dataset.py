@@ -176,8 +176,10 @@ def analytics_purchases(store: AnalyticsStore, *, first_day: str | None = None) 
     baskets, _ = pd.factorize(frame["sale_id"])
     stores, store_ids = pd.factorize(frame["store_id"])
     # A product without a category is known by its department (as the reports do).
-    named = frame["category"].fillna("").where(
-        frame["category"].fillna("") != "", frame["department"].fillna("")
+    named = (
+        frame["category"]
+        .fillna("")
+        .where(frame["category"].fillna("") != "", frame["department"].fillna(""))
     )
     categories, category_names = pd.factorize(named)
     brands, brand_names = pd.factorize(frame["brand"].fillna(""))

@@ -220,7 +220,7 @@ def train_preferences(year: Year) -> Preferences:
     customers = []
     store_ids = year.store_ids
     for household, row in stores.iterrows():
-        h = int(household)  # type: ignore[call-overload]
+        h = int(household)
         customers.append(
             {
                 "customer_id": year.household_ids[h] if year.household_ids else str(h),

@@ -147,3 +147,60 @@ async def test_the_call_center_reads_preferences_but_not_segments(
     missing = await client.get("/console/models/preferences?customer_id=nobody")
     assert 'id="not-scored"' in await missing.text()
     assert (await client.get("/console/models/associations")).status == 403
+
+
+def _pref(customer: str, store: str, segment: str) -> dict[str, Any]:
+    return {
+        "customer_id": customer,
+        "preferred_store": store,
+        "store_share": 0.75,
+        "segment": segment,
+        "categories": [],
+        "brands": [],
+    }
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        ({"preferred_store": ["367"]}, {"hh-0", "hh-2"}),
+        ({"preferred_store": ["406", "367"]}, {"hh-0", "hh-1", "hh-2"}),
+        ({"model_segment": ["gen_x/high"]}, {"hh-1", "hh-2"}),
+        ({"preferred_store": ["367"], "model_segment": ["gen_x/high"]}, {"hh-2"}),
+        ({"preferred_store": ["999"]}, set()),
+    ],
+)
+def test_segment_conditions_on_preferred_store_and_model_segment(
+    storage: Storage, rule: dict[str, Any], expected: set[str]
+) -> None:
+    from center.promotions.segments import parse_rule
+
+    storage.feed.upsert_master(_master())
+    storage.models.replace_preferences(
+        [
+            _pref("hh-0", "367", "boomers/low"),
+            _pref("hh-1", "406", "gen_x/high"),
+            _pref("hh-2", "367", "gen_x/high"),
+        ],
+        [],
+        1,
+        D0,
+    )
+    parsed = parse_rule(rule)
+    assert parse_rule(parsed.to_doc()) == parsed and parsed.to_doc() == rule
+    sql, params = storage.segments.membership_query(parsed, D0)
+    assert {r[0] for r in storage.db.execute(sql, params).fetchall()} == expected  # type: ignore[attr-defined]
+
+
+def test_preference_conditions_name_bad_fields() -> None:
+    from center.errors import InvalidRequest
+    from center.promotions.segments import parse_rule
+
+    for doc, field in (
+        ({"preferred_store": "367"}, "rule.preferred_store"),
+        ({"preferred_store": []}, "rule.preferred_store"),
+        ({"model_segment": [""]}, "rule.model_segment[0]"),
+    ):
+        with pytest.raises(InvalidRequest) as caught:
+            parse_rule(doc)
+        assert caught.value.field == field, (doc, caught.value)
