@@ -34,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from center.analytics import customer_base, queries
+from center.analytics import customer_base, effect, queries
 from center.analytics.cli import feed_from
 from center.analytics.engines import ChdbEngine
 from center.analytics.store import AnalyticsStore
@@ -202,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         "margin-brand": lambda: customer_base.margin_report(store, start, end, level="brand"),
         "abc-brand": lambda: queries.abc_report(store, start, end, level="brand"),
         "abc-customer": lambda: queries.abc_report(store, start, end, level="customer"),
+        "effect": lambda: effect.effect_report(store, mid, end, rule_id="base-accrual"),
         "associations-champions": lambda: queries.associations_report(
             store, start, end, segment="champions"
         ),

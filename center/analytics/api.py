@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from center.access.permissions import Requirement
-from center.analytics import customer_base, queries
+from center.analytics import customer_base, effect, queries
 from center.analytics.charts import ANALYTICS_SVG
 from center.analytics.feeder import status
 from center.analytics.store import AnalyticsStore
@@ -111,6 +111,11 @@ def build_report(
         return _bind(queries.balances_report, start, end, wallet)
     if name == "cards":
         return _bind(customer_base.cards_report, start, end, segment=segment, **scope)
+    if name == "effect":
+        rule_id = query.get("rule_id") or ""
+        if not ID_PATTERN.match(rule_id):
+            raise MalformedRequest("rule_id", f"expected a rule id, got {rule_id[:40]!r}")
+        return _bind(effect.effect_report, start, end, rule_id=rule_id, **scope)
     if name == "churn":
         return _bind(customer_base.churn_report, start, end, **scope)
     if name == "rfm-movement":

@@ -179,6 +179,19 @@ def margin_svg(report: Mapping[str, Any]) -> str:
     )
 
 
+def effect_svg(report: Mapping[str, Any]) -> str:
+    """Incremental revenue per stratum (strata with participants and controls)."""
+    rows = [r for r in report["rows"] if r["incremental_minor"] is not None]
+    return svg_document(
+        bar_chart(
+            f"Incremental revenue of {report['rule_id']}, {_period(report)}",
+            [f"{r['stratum']} ({r['participants']}/{r['controls']})" for r in rows],
+            [r["incremental_minor"] for r in rows],
+            money=True,
+        )
+    )
+
+
 ANALYTICS_SVG: Mapping[str, Callable[[Mapping[str, Any]], str]] = {
     "receipt-sizes": receipt_sizes_svg,
     "rfm": rfm_svg,
@@ -191,5 +204,6 @@ ANALYTICS_SVG: Mapping[str, Callable[[Mapping[str, Any]], str]] = {
     "rfm-movement": rfm_movement_svg,
     "churn": churn_svg,
     "margin": margin_svg,
+    "effect": effect_svg,
 }
 """Report name -> its chart."""

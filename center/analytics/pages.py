@@ -5,7 +5,7 @@ export; the same calls and permission as GET /v1/analytics/<name>."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC
 from typing import Any
 from urllib.parse import urlencode
@@ -43,11 +43,12 @@ FILTERS: Mapping[str, tuple[str, ...]] = {
     "cards": (*_COMMON, "segment"),
     "churn": _COMMON,
     "balances": ("from", "to", "wallet"),
+    "effect": (*_COMMON, "rule_id"),
 }
 """The filters each report's page offers (every one a query parameter of its route)."""
 _ORDER = (
     "lifecycle", "rfm", "rfm-movement", "churn", "cohorts", "cards", "margin", "abc",
-    "receipt-sizes", "associations", "balances",
+    "receipt-sizes", "associations", "effect", "balances",
 )  # fmt: skip
 """What a director opens first, first."""
 _MAX_TABLE = 500
@@ -88,15 +89,20 @@ async def report_page(request: web.Request) -> web.StreamResponse:
         given.pop("store_id")
         store_id = None
     report: dict[str, Any] | None = None
+    build: Callable[[Any], dict[str, Any]] | None = None
     try:
         build = build_report(name, given, today, store_id)
     except RequestError as exc:  # shown by its field; the report runs with the defaults
         errors.update(field_errors(exc))
         given = {}
-        build = build_report(name, given, today, None)
+        try:
+            build = build_report(name, given, today, None)
+        except RequestError:
+            build = None  # a filter without a default (the reward scheme's rule id)
     try:
-        store = await asyncio.to_thread(request.app[ANALYTICS_KEY].get)
-        report = await asyncio.to_thread(build, store)
+        if build is not None:
+            store = await asyncio.to_thread(request.app[ANALYTICS_KEY].get)
+            report = await asyncio.to_thread(build, store)
     except RequestError as exc:  # a rule only the report knows (churn needs 16 weeks)
         errors.update(field_errors(exc))
     except StorageError as exc:

@@ -450,7 +450,7 @@ def balances_report(
 
 REPORTS = (
     "receipt-sizes", "rfm", "cohorts", "abc", "associations", "lifecycle", "balances", "cards",
-    "rfm-movement", "churn", "margin",
+    "rfm-movement", "churn", "margin", "effect",
 )  # fmt: skip
 """The analytics reports served under /v1/analytics/<name>."""
 

@@ -89,14 +89,15 @@ async def test_every_report_has_a_page_whose_table_is_the_json_rows(
     assert 'id="lag"' in text and "lag, s" in text
     assert set(re.findall(r'id="report-([a-z-]+)"', text)) == set(queries.REPORTS) == set(FILTERS)
     for name in queries.REPORTS:
-        page = await client.get(f"/console/analytics/{name}?{PERIOD}")
+        query = PERIOD + ("&rule_id=base-accrual-3" if name == "effect" else "")
+        page = await client.get(f"/console/analytics/{name}?{query}")
         html = await page.text()
         assert page.status == 200, (name, html[:300])
-        json_route = await client.get(f"/v1/analytics/{name}?{PERIOD}")
+        json_route = await client.get(f"/v1/analytics/{name}?{query}")
         assert json_route.status == 200, name  # the person's session opens the API too
         report = await json_route.json()
-        assert f'src="/v1/analytics/{name}.svg?{PERIOD.replace("&", "&amp;")}"' in html
-        assert f'href="/v1/analytics/{name}.csv?{PERIOD.replace("&", "&amp;")}"' in html
+        assert f'src="/v1/analytics/{name}.svg?{query.replace("&", "&amp;")}"' in html
+        assert f'href="/v1/analytics/{name}.csv?{query.replace("&", "&amp;")}"' in html
         cells = _cells(html)
         assert len(cells) == len(report["rows"]), name
         # the plain (not money) cells equal the JSON's values, row by row
@@ -121,6 +122,8 @@ async def test_filters_select_and_bad_ones_are_named(client: TestClient[Any, Any
     assert bad.status == 200 and 'id="segment-error"' in text and "whales" in text
     short = await client.get("/console/analytics/churn?from=2024-03-01&to=2024-04-30")
     assert 'id="from-error"' in await short.text()
+    unnamed = await client.get("/console/analytics/effect")
+    assert unnamed.status == 200 and 'id="rule_id-error"' in await unnamed.text()
     missing = await client.get("/console/analytics/nothing")
     assert missing.status == 404
     ru = await client.get("/console/analytics/churn", headers={"Accept-Language": "ru"})
