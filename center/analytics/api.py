@@ -97,8 +97,9 @@ def build_report(
     scope: dict[str, Any] = {"store_id": store_id}
     if name == "receipt-sizes":
         bin_minor = number("bin_minor", 500, 1, 10**9)
-        return _bind(queries.receipt_sizes_report, start, end, bin_minor=bin_minor,
-                       segment=segment, **scope)  # fmt: skip
+        return _bind(
+            queries.receipt_sizes_report, start, end, bin_minor=bin_minor, segment=segment, **scope
+        )
     if name == "rfm":
         return _bind(queries.rfm_report, start, end, **scope)
     if name in ("cohorts", "lifecycle"):
@@ -130,20 +131,39 @@ def build_report(
                     max_days=MAX_DAYS,
                 )
             except MalformedRequest as exc:
-                raise MalformedRequest("compare_from", str(exc)) from None  # fmt: skip
-        return _bind(customer_base.rfm_movement_report, start, end, previous=previous,
-                       **scope)  # fmt: skip
+                raise MalformedRequest("compare_from", str(exc)) from None
+        return _bind(customer_base.rfm_movement_report, start, end, previous=previous, **scope)
     limit = number("limit", 50 if name == "associations" else 0, 0, MAX_ROWS)
     if name == "abc":
-        return _bind(queries.abc_report, start, end, level=level(queries.ABC_LEVELS),
-                       limit=limit, segment=segment, **scope)  # fmt: skip
+        return _bind(
+            queries.abc_report,
+            start,
+            end,
+            level=level(queries.ABC_LEVELS),
+            limit=limit,
+            segment=segment,
+            **scope,
+        )
     if name == "margin":
-        return _bind(customer_base.margin_report, start, end,
-                       level=level(customer_base.MARGIN_LEVELS), limit=limit, segment=segment,
-                       **scope)  # fmt: skip
+        return _bind(
+            customer_base.margin_report,
+            start,
+            end,
+            level=level(customer_base.MARGIN_LEVELS),
+            limit=limit,
+            segment=segment,
+            **scope,
+        )
     min_receipts = number("min_receipts", 0, 0, 10**9) or None
-    return _bind(queries.associations_report, start, end, min_receipts=min_receipts,
-                   limit=limit or 50, segment=segment, **scope)  # fmt: skip
+    return _bind(
+        queries.associations_report,
+        start,
+        end,
+        min_receipts=min_receipts,
+        limit=limit or 50,
+        segment=segment,
+        **scope,
+    )
 
 
 def _bind(
