@@ -51,6 +51,10 @@ class AnalyticsStore:
         """Rows of a SELECT written against `table(...)` names."""
         return self.engine.rows(sql)
 
+    def frame(self, sql: str) -> Any:
+        """The rows of a SELECT as a pandas DataFrame (for the models: large reads)."""
+        return self.engine.frame(sql)
+
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """Insert rows into one table."""
         self.engine.insert(table, columns, rows)

@@ -160,17 +160,16 @@ def analytics_purchases(store: AnalyticsStore, *, first_day: str | None = None) 
     """The Center's own sales, read from the analytics store (never the ingest database):
     customers are households, weeks count from the first day fed (week 1)."""
     where = f"AND day >= toDate('{first_day}')" if first_day else ""
-    rows: list[dict[str, Any]] = store.rows(
+    frame = store.frame(
         "SELECT customer_id, product_id, sale_id, store_id, toString(day) AS date, "
         "toUInt32(toRelativeDayNum(day)) AS dayno, intDiv(qty_milli, 1000) AS qty, "
         "amount_minor - discount_minor AS value, discount_minor, department, "
         f"category, brand FROM {store.table('sale_lines')} "
         f"WHERE customer_id != '' AND is_return = 0 {where}"
     )
-    if not rows:
+    if not len(frame):
         empty = pd.DataFrame({c: pd.Series(dtype=np.int64) for c in COLUMNS})
         return Year(lines=empty, merchandise=empty)
-    frame = pd.DataFrame(rows)
     households, customer_ids = pd.factorize(frame["customer_id"])
     products, product_ids = pd.factorize(frame["product_id"])
     baskets, _ = pd.factorize(frame["sale_id"])
