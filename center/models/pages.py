@@ -1,5 +1,6 @@
-"""Console page of the models: each model's versions with their metrics, newest first, and a
-training run on demand (the same training and permission as POST /v1/models/train)."""
+"""Console pages of the models: each model's versions with their metrics, newest first, a
+training run on demand (the same training and permission as POST /v1/models/train), the
+customer segments with their associations, and a customer's preferences."""
 
 from __future__ import annotations
 
