@@ -365,6 +365,7 @@ CENTER_PARAMS = {
     "username": "fuzz-target",
     "sale_id": "00000000-0000-4000-8000-000000000001",
     "signal_id": "1",
+    "name": "churn",
 }
 CENTER_BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/customers"): {"last_name": "Fuzz", "phone": "+1 555 0100"},
@@ -482,6 +483,18 @@ CENTER_QUERIES: dict[tuple[str, str], dict[str, str]] = {
     ("GET", "/v1/certificate-holders"): {"store_id": "367"},
     ("GET", "/v1/audit"): {"kind": "card", "id": CARD},
     ("GET", "/v1/customers/search"): {"q": "fuzz"},
+    ("GET", "/console/analytics/{name}"): {"from": "2024-01-01", "segment": "champions"},
+    ("GET", "/v1/analytics/rfm-movement"): {
+        "compare_from": "2023-01-01",
+        "compare_to": "2023-06-30",
+    },
+    ("GET", "/v1/analytics/effect"): {"rule_id": "base-accrual-3"},
+    ("GET", "/v1/analytics/effect.csv"): {"rule_id": "base-accrual-3"},
+    ("GET", "/v1/analytics/effect.svg"): {"rule_id": "base-accrual-3"},
+    ("GET", "/v1/analytics/margin"): {"level": "brand", "segment": "loyal", "limit": "5"},
+    ("GET", "/v1/models/associations"): {"segment": "gen_x/high", "limit": "5"},
+    ("GET", "/console/models/associations"): {"segment": "gen_x/high"},
+    ("GET", "/console/models/preferences"): {"customer_id": "hh-2"},
 }
 
 

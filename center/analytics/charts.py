@@ -123,6 +123,75 @@ def balances_svg(report: Mapping[str, Any]) -> str:
     )
 
 
+def cards_svg(report: Mapping[str, Any]) -> str:
+    """Cards per type and status, and how many of them were used in the period."""
+    rows = report["rows"]
+    labels = [f"{r['card_type']} {r['status']}" for r in rows]
+    return svg_document(
+        bar_chart(f"Cards, {_period(report)}", labels, [r["cards"] for r in rows], unit="cards"),
+        bar_chart("Used in the period", labels, [r["used"] for r in rows], unit="cards"),
+    )
+
+
+def rfm_movement_svg(report: Mapping[str, Any]) -> str:
+    """The largest flows between segments."""
+    rows = sorted(report["rows"], key=lambda r: -r["customers"])[:_MAX_BARS]
+    return svg_document(
+        bar_chart(
+            f"RFM movement from {report['compare_from']}..{report['compare_to']} "
+            f"to {_period(report)}",
+            [f"{r['from_segment']} → {r['to_segment']}" for r in rows],
+            [r["customers"] for r in rows],
+            unit="customers",
+        )
+    )
+
+
+def churn_svg(report: Mapping[str, Any]) -> str:
+    """Churn rate (per mille) per RFM segment."""
+    rows = report["rows"]
+    return svg_document(
+        bar_chart(
+            f"Churn by segment at {report['snapshot']}, {_period(report)}",
+            [r["segment"].replace("_", " ") for r in rows],
+            [round(r["churn_pct"] * 10) for r in rows],
+            unit="‰ churned",
+        ),
+        bar_chart(
+            "Customers per segment",
+            [r["segment"].replace("_", " ") for r in rows],
+            [r["customers"] for r in rows],
+            unit="customers",
+        ),
+    )
+
+
+def margin_svg(report: Mapping[str, Any]) -> str:
+    """The items with the largest margin."""
+    rows = report["rows"][:_MAX_BARS]
+    return svg_document(
+        bar_chart(
+            f"Margin by {report['level']}, {_period(report)}",
+            [r["item"] for r in rows],
+            [r["margin_minor"] for r in rows],
+            money=True,
+        )
+    )
+
+
+def effect_svg(report: Mapping[str, Any]) -> str:
+    """Incremental revenue per stratum (strata with participants and controls)."""
+    rows = [r for r in report["rows"] if r["incremental_minor"] is not None]
+    return svg_document(
+        bar_chart(
+            f"Incremental revenue of {report['rule_id']}, {_period(report)}",
+            [f"{r['stratum']} ({r['participants']}/{r['controls']})" for r in rows],
+            [r["incremental_minor"] for r in rows],
+            money=True,
+        )
+    )
+
+
 ANALYTICS_SVG: Mapping[str, Callable[[Mapping[str, Any]], str]] = {
     "receipt-sizes": receipt_sizes_svg,
     "rfm": rfm_svg,
@@ -131,5 +200,10 @@ ANALYTICS_SVG: Mapping[str, Callable[[Mapping[str, Any]], str]] = {
     "associations": associations_svg,
     "lifecycle": lifecycle_svg,
     "balances": balances_svg,
+    "cards": cards_svg,
+    "rfm-movement": rfm_movement_svg,
+    "churn": churn_svg,
+    "margin": margin_svg,
+    "effect": effect_svg,
 }
 """Report name -> its chart."""

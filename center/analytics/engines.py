@@ -61,6 +61,10 @@ class Engine(ABC):
         """The rows of a SELECT as dicts, in the query's column order."""
 
     @abstractmethod
+    def frame(self, sql: str) -> Any:
+        """The rows of a SELECT as a pandas DataFrame (columnar: no Python object per row)."""
+
+    @abstractmethod
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """Insert rows of plain Python values into `table` of this engine's database."""
 
@@ -100,6 +104,9 @@ class ChdbEngine(Engine):
     def rows(self, sql: str) -> list[dict[str, Any]]:
         text = self._query(sql, "JSONEachRow").data()
         return [json.loads(line) for line in text.splitlines() if line]
+
+    def frame(self, sql: str) -> Any:
+        return self._query(sql, "DataFrame")
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
@@ -151,6 +158,13 @@ class ServerEngine(Engine):
             except Exception as exc:
                 raise StorageError(f"clickhouse: {exc}"[:2000]) from exc
         return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
+
+    def frame(self, sql: str) -> Any:
+        with self.lock:
+            try:
+                return self._client.query_df(sql)
+            except Exception as exc:
+                raise StorageError(f"clickhouse: {exc}"[:2000]) from exc
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         if not rows:

@@ -41,7 +41,8 @@ SALE_COLUMNS = (
 )  # fmt: skip
 LINE_COLUMNS = (
     "sale_id", "line_no", "store_id", "customer_id", "day", "product_id", "category",
-    "department", "qty_milli", "amount_minor", "discount_minor", "is_return", "version",
+    "department", "qty_milli", "amount_minor", "discount_minor", "is_return", "brand",
+    "unit_cost_minor", "version",
 )  # fmt: skip
 MOVEMENT_COLUMNS = (
     "entry_id", "card_no", "customer_id", "wallet", "kind", "amount", "rule_id", "source",
@@ -189,7 +190,8 @@ def read_batch(
             marks = ", ".join("?" for _ in chunk)
             for line in db.execute(
                 "SELECT l.sale_id, l.line_no, l.product_id, l.qty_milli, l.amount_minor, "
-                "l.discount_minor, COALESCE(p.category, ''), COALESCE(p.department, '') "
+                "l.discount_minor, COALESCE(p.category, ''), COALESCE(p.department, ''), "
+                "COALESCE(p.brand, ''), p.cost_minor "
                 "FROM sale_lines l LEFT JOIN products p ON p.product_id = l.product_id "
                 f"WHERE l.sale_id IN ({marks})",
                 chunk,
@@ -208,7 +210,8 @@ def read_batch(
             for x in lines:
                 batch.lines.append(
                     (x[0], int(x[1]), r[1], customer, day, x[2], x[6] or "", x[7] or "",
-                     int(x[3]), int(x[4]), int(x[5]), int(r[11]))
+                     int(x[3]), int(x[4]), int(x[5]), int(r[11]), x[8] or "",
+                     None if x[9] is None else int(x[9]))
                 )  # fmt: skip
 
         # Ledger movements after (watermark - look-back), in entry_id order.

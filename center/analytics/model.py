@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["TABLES", "AnalyticsStatus", "table_ddl"]
+__all__ = ["ADDED_COLUMNS", "TABLES", "AnalyticsStatus", "table_ddl"]
 
 _ENGINE = "ReplacingMergeTree(version)"
 
@@ -28,7 +28,8 @@ TABLES: dict[str, tuple[str, str, str]] = {
     "sale_lines": (
         """sale_id String, line_no UInt32, store_id String, customer_id String, day Date,
         product_id String, category String, department String, qty_milli Int64,
-        amount_minor Int64, discount_minor Int64, is_return UInt8, version UInt64""",
+        amount_minor Int64, discount_minor Int64, is_return UInt8, version UInt64,
+        brand String DEFAULT '', unit_cost_minor Nullable(Int64)""",
         "(sale_id, line_no)",
         "toYYYYMM(day)",
     ),
@@ -63,6 +64,14 @@ TABLES: dict[str, tuple[str, str, str]] = {
     ),
 }
 """Every table of the analytics store."""
+
+
+ADDED_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("sale_lines", "brand String DEFAULT ''"),
+    ("sale_lines", "unit_cost_minor Nullable(Int64)"),
+)
+"""Columns added after a table's first release (a store made before gets them empty: lines fed
+earlier have no brand and no cost until `analytics rebuild`)."""
 
 
 def table_ddl(database: str, name: str) -> str:

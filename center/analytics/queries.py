@@ -30,11 +30,14 @@ __all__ = [
     "lifecycle_report",
     "receipt_sizes_report",
     "report_csv",
+    "report_table",
     "rfm_report",
 ]
 
 MAX_BINS = 40
-ABC_LEVELS = ("category", "product")
+CATEGORY_SQL = "if(category != '', category, if(department != '', department, '(none)'))"
+"""A line's category: the product's category, else its department."""
+ABC_LEVELS = ("category", "product", "brand", "customer")
 RFM_SEGMENTS = ("champions", "at_risk", "loyal", "new", "hibernating", "needs_attention")
 """In the order they are tried (docs/ANALYTICS.md): the first whose rule holds names it."""
 
@@ -46,8 +49,11 @@ def _where(start: date, end: date, store_id: str | None) -> str:
     return where
 
 
-def _head(start: date, end: date, store_id: str | None) -> dict[str, Any]:
-    return {"from": start.isoformat(), "to": end.isoformat(), "store_id": store_id}
+def _head(
+    start: date, end: date, store_id: str | None, segment: str | None = None
+) -> dict[str, Any]:
+    head = {"from": start.isoformat(), "to": end.isoformat(), "store_id": store_id}
+    return {**head, "segment": segment} if segment else head
 
 
 def receipt_sizes_report(
@@ -57,11 +63,13 @@ def receipt_sizes_report(
     store_id: str | None = None,
     *,
     bin_minor: int = 500,
+    segment: str | None = None,
 ) -> dict[str, Any]:
-    """Receipts per total band of `bin_minor` (the last band open-ended) and per line count."""
+    """Receipts per total band of `bin_minor` (the last band open-ended) and per line count
+    (of the customers of an RFM `segment` when given)."""
     if not 1 <= bin_minor <= 10**9:
         raise MalformedRequest("bin_minor", f"expected 1..1000000000, got {bin_minor}")
-    where = _where(start, end, store_id)
+    where = _where(start, end, store_id) + segment_filter(store, start, end, store_id, segment)
     sales = store.table("sales")
     bands = store.rows(
         f"SELECT least(intDiv(greatest(total_minor, 0), {bin_minor}), {MAX_BINS - 1}) AS band, "
@@ -88,7 +96,7 @@ def receipt_sizes_report(
         for b in bands
     ]
     return {
-        **_head(start, end, store_id),
+        **_head(start, end, store_id, segment),
         "bin_minor": bin_minor,
         "receipts": receipts,
         "average_minor": int(total["revenue_minor"]) // receipts if receipts else 0,
@@ -98,13 +106,19 @@ def receipt_sizes_report(
     }
 
 
-def rfm_report(
-    store: AnalyticsStore, start: date, end: date, store_id: str | None = None
-) -> dict[str, Any]:
-    """Customers with a receipt in the period scored 1..5 on recency, frequency and money
-    (1 + 5 × share of customers strictly worse), grouped into named segments and R×F cells."""
+RFM_SEGMENT_SQL = (
+    "multiIf(r >= 4 AND f >= 4, 'champions', r <= 2 AND f >= 3, 'at_risk', f >= 3, 'loyal', "
+    "r >= 4, 'new', r <= 2, 'hibernating', 'needs_attention')"
+)
+"""The segment of an RFM-scored row (docs/ANALYTICS.md), the first rule that holds."""
+
+
+def rfm_scored_sql(store: AnalyticsStore, start: date, end: date, store_id: str | None) -> str:
+    """A SELECT of customer_id, recency, frequency, monetary, r, f, m and segment over the
+    customers with a receipt in the period."""
     where = _where(start, end, store_id) + " AND customer_id != ''"
-    scored = f"""
+    return f"""
+        SELECT *, {RFM_SEGMENT_SQL} AS segment FROM (
         SELECT customer_id, recency, frequency, monetary,
           1 + intDiv(5 * (rank() OVER (ORDER BY recency DESC) - 1), n) AS r,
           1 + intDiv(5 * (rank() OVER (ORDER BY frequency) - 1), n) AS f,
@@ -113,13 +127,42 @@ def rfm_report(
           SELECT customer_id, dateDiff('day', max(day), {sql_literal(end)}) AS recency,
             count() AS frequency, sum(total_minor) AS monetary, count() OVER () AS n
           FROM {store.table("sales")} WHERE {where} GROUP BY customer_id
-        )"""
-    segment = (
-        "multiIf(r >= 4 AND f >= 4, 'champions', r <= 2 AND f >= 3, 'at_risk', f >= 3, 'loyal', "
-        "r >= 4, 'new', r <= 2, 'hibernating', 'needs_attention')"
+        ))"""
+
+
+def check_segment(segment: str | None) -> str | None:
+    """`segment` when it names an RFM segment (or is empty: None); MalformedRequest otherwise."""
+    if not segment:
+        return None
+    if segment not in RFM_SEGMENTS:
+        raise MalformedRequest(
+            "segment", f"expected one of {', '.join(RFM_SEGMENTS)}, got {segment[:40]!r}"
+        )
+    return segment
+
+
+def segment_filter(
+    store: AnalyticsStore, start: date, end: date, store_id: str | None, segment: str | None
+) -> str:
+    """ " AND customer_id IN (the customers of `segment` over the period)", or "" without one."""
+    if not check_segment(segment):
+        return ""
+    scored = rfm_scored_sql(store, start, end, store_id)
+    return (
+        f" AND customer_id IN (SELECT customer_id FROM ({scored}) "
+        f"WHERE segment = {sql_literal(segment)})"
     )
+
+
+def rfm_report(
+    store: AnalyticsStore, start: date, end: date, store_id: str | None = None
+) -> dict[str, Any]:
+    """Customers with a receipt in the period scored 1..5 on recency, frequency and money
+    (1 + 5 × share of customers strictly worse), grouped into named segments and R×F cells."""
+    scored = rfm_scored_sql(store, start, end, store_id)
     cells = store.rows(
-        f"SELECT r, f, {segment} AS segment, count() AS customers, sum(monetary) AS revenue_minor, "
+        f"SELECT r, f, any(segment) AS segment, count() AS customers, "
+        f"sum(monetary) AS revenue_minor, "
         f"sum(frequency) AS receipts FROM ({scored}) GROUP BY r, f ORDER BY r, f"
     )
     segments: dict[str, dict[str, int]] = {
@@ -148,13 +191,19 @@ def rfm_report(
 
 
 def cohorts_report(
-    store: AnalyticsStore, start: date, end: date, store_id: str | None = None
+    store: AnalyticsStore,
+    start: date,
+    end: date,
+    store_id: str | None = None,
+    *,
+    segment: str | None = None,
 ) -> dict[str, Any]:
     """Customers by the month of their first receipt (in [start, end]) and the share of them
-    with a receipt in each later month up to `end`."""
+    with a receipt in each later month up to `end` (of an RFM `segment` of the period)."""
     base = f"is_return = 0 AND customer_id != '' AND day <= {sql_literal(end)}"
     if store_id:
         base += f" AND store_id = {sql_literal(store_id)}"
+    base += segment_filter(store, start, end, store_id, segment)
     sales = store.table("sales")
     found = store.rows(
         f"""
@@ -184,7 +233,7 @@ def cohorts_report(
             }
         )
     return {
-        **_head(start, end, store_id),
+        **_head(start, end, store_id, segment),
         "months": width,
         "columns": ["cohort", "customers", *(f"m{m}" for m in range(width))],
         "rows": rows,
@@ -199,20 +248,25 @@ def abc_report(
     *,
     level: str = "category",
     limit: int = 0,
+    segment: str | None = None,
 ) -> dict[str, Any]:
-    """Categories or products by revenue (line amount less its discounts), descending: class A
-    while the revenue before an item is under 80 % of the total, B under 95 %, C the rest."""
+    """Categories, products, brands or customers by revenue (line amount less its discounts),
+    descending: class A while the revenue before an item is under 80 % of the total, B under
+    95 %, C the rest. Customers: lines without a customer are left out."""
     if level not in ABC_LEVELS:
         raise MalformedRequest("level", f"expected one of {', '.join(ABC_LEVELS)}, got {level!r}")
-    key = (
-        "product_id"
-        if level == "product"
-        else "if(category != '', category, if(department != '', department, '(none)'))"
-    )
+    key = {
+        "product": "product_id",
+        "brand": "if(brand != '', brand, '(none)')",
+        "customer": "customer_id",
+    }.get(level, CATEGORY_SQL)
+    where = _where(start, end, store_id) + segment_filter(store, start, end, store_id, segment)
+    if level == "customer":
+        where += " AND customer_id != ''"
     found = store.rows(
         f"SELECT {key} AS item, sum(amount_minor - discount_minor) AS revenue_minor, "
         f"sum(qty_milli) AS qty_milli, uniqExact(sale_id) AS receipts "
-        f"FROM {store.table('sale_lines')} WHERE {_where(start, end, store_id)} "
+        f"FROM {store.table('sale_lines')} WHERE {where} "
         "GROUP BY item ORDER BY revenue_minor DESC, item"
     )
     total = sum(int(r["revenue_minor"]) for r in found)
@@ -235,7 +289,7 @@ def abc_report(
             }
         )
     return {
-        **_head(start, end, store_id),
+        **_head(start, end, store_id, segment),
         "level": level,
         "revenue_minor": total,
         "classes": classes,
@@ -252,15 +306,16 @@ def associations_report(
     *,
     min_receipts: int | None = None,
     limit: int = 50,
+    segment: str | None = None,
 ) -> dict[str, Any]:
     """Category pairs bought in the same receipt: support (share of receipts with both),
     confidence (of those with the first, the share with the second) and lift (confidence over
     the second's support); pairs in at least `min_receipts` receipts (default: 2, or 0.1 % of
-    the receipts when more), by lift."""
+    the receipts when more), by lift. With an RFM `segment`: the receipts of its customers."""
+    where = _where(start, end, store_id) + segment_filter(store, start, end, store_id, segment)
     baskets = (
-        f"SELECT sale_id, groupUniqArray(if(category != '', category, "
-        f"if(department != '', department, '(none)'))) AS items "
-        f"FROM {store.table('sale_lines')} WHERE {_where(start, end, store_id)} GROUP BY sale_id"
+        f"SELECT sale_id, groupUniqArray({CATEGORY_SQL}) AS items "
+        f"FROM {store.table('sale_lines')} WHERE {where} GROUP BY sale_id"
     )
     total = int(store.rows(f"SELECT count() AS n FROM ({baskets})")[0]["n"])
     if min_receipts is None:
@@ -296,7 +351,7 @@ def associations_report(
             )
     rows.sort(key=lambda r: (-r["lift"], -r["receipts"], r["antecedent"], r["consequent"]))
     return {
-        **_head(start, end, store_id),
+        **_head(start, end, store_id, segment),
         "receipts": total,
         "min_receipts": min_receipts,
         "columns": ["antecedent", "consequent", "receipts", "support", "confidence", "lift"],
@@ -310,15 +365,22 @@ CHURN_MONTHS = 3
 
 
 def lifecycle_report(
-    store: AnalyticsStore, start: date, end: date, store_id: str | None = None
+    store: AnalyticsStore,
+    start: date,
+    end: date,
+    store_id: str | None = None,
+    *,
+    segment: str | None = None,
 ) -> dict[str, Any]:
     """Customers per lifecycle stage in each month of the period (docs/ANALYTICS.md): new (first
     receipt this month), active (a receipt this month and in one of the 3 before), returned (a
     receipt this month, none in the 3 before), sleeping (none this month, the last 1..2 months
-    before), churned (the last 3 or more months before)."""
+    before), churned (the last 3 or more months before). With an RFM `segment` of the period:
+    its customers only."""
     base = f"is_return = 0 AND customer_id != '' AND day <= {sql_literal(end)}"
     if store_id:
         base += f" AND store_id = {sql_literal(store_id)}"
+    base += segment_filter(store, start, end, store_id, segment)
     lo = start.year * 12 + start.month - 1
     hi = end.year * 12 + end.month - 1
     found = store.rows(
@@ -340,7 +402,7 @@ def lifecycle_report(
         months[int(row["m"])][row["stage"]] = int(row["customers"])
     rows = [{"month": f"{m // 12:04d}-{m % 12 + 1:02d}", **stages} for m, stages in months.items()]
     return {
-        **_head(start, end, store_id),
+        **_head(start, end, store_id, segment),
         "columns": ["month", *LIFECYCLE_STAGES],
         "rows": rows,
     }
@@ -386,22 +448,29 @@ def balances_report(
     }
 
 
-REPORTS = ("receipt-sizes", "rfm", "cohorts", "abc", "associations", "lifecycle", "balances")
+REPORTS = (
+    "receipt-sizes", "rfm", "cohorts", "abc", "associations", "lifecycle", "balances", "cards",
+    "rfm-movement", "churn", "margin", "effect",
+)  # fmt: skip
 """The analytics reports served under /v1/analytics/<name>."""
 
 
+def report_table(report: Mapping[str, Any]) -> list[list[Any]]:
+    """The report's rows as lists under its `columns` (list values spread over their columns,
+    None as "")."""
+    table: list[list[Any]] = []
+    for row in report["rows"]:
+        if "retained" in row:
+            table.append([row["cohort"], row["customers"], *row["retained"]])
+            continue
+        table.append(["" if row.get(c) is None else row[c] for c in report["columns"]])
+    return table
+
+
 def report_csv(report: Mapping[str, Any]) -> str:
-    """The report's rows as CSV under its `columns` (list values spread over their columns)."""
+    """The report's rows as CSV under its `columns`."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    columns = list(report["columns"])
-    writer.writerow(columns)
-    for row in report["rows"]:
-        values: list[Any] = []
-        for column in columns:
-            if column in row:
-                values.append("" if row[column] is None else row[column])
-        if "retained" in row:
-            values = [row["cohort"], row["customers"], *row["retained"]]
-        writer.writerow(values)
+    writer.writerow(list(report["columns"]))
+    writer.writerows(report_table(report))
     return out.getvalue()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from center.analytics.engines import ChdbEngine, Engine, ServerEngine, sql_literal
-from center.analytics.model import TABLES, table_ddl
+from center.analytics.model import ADDED_COLUMNS, TABLES, table_ddl
 
 if TYPE_CHECKING:
     from center.config import AnalyticsSettings
@@ -34,6 +34,8 @@ class AnalyticsStore:
         self.engine.command(f"CREATE DATABASE IF NOT EXISTS {self.db}")
         for name in TABLES:
             self.engine.command(table_ddl(self.db, name))
+        for name, column in ADDED_COLUMNS:
+            self.engine.command(f"ALTER TABLE {self.db}.{name} ADD COLUMN IF NOT EXISTS {column}")
 
     def close(self) -> None:
         """Release the engine."""
@@ -48,6 +50,10 @@ class AnalyticsStore:
     def rows(self, sql: str) -> list[dict[str, Any]]:
         """Rows of a SELECT written against `table(...)` names."""
         return self.engine.rows(sql)
+
+    def frame(self, sql: str) -> Any:
+        """The rows of a SELECT as a pandas DataFrame (for the models: large reads)."""
+        return self.engine.frame(sql)
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """Insert rows into one table."""

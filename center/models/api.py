@@ -10,14 +10,18 @@ from typing import Any
 from aiohttp import web
 
 from center.access.permissions import Requirement
-from center.errors import InvalidRequest
+from center.errors import InvalidRequest, MalformedRequest, UnknownObject
 from center.web.keys import ANALYTICS_KEY, CLOCK_KEY, STORAGE_KEY
-from center.web.request import in_db, json_body
+from center.web.request import ID_PATTERN, in_db, json_body
 
-__all__ = ["PERMISSIONS", "add_routes", "parse_template", "train_now"]
+__all__ = ["PERMISSIONS", "add_routes", "association_query", "parse_template", "train_now"]
 
 PERMISSIONS: Mapping[tuple[str, str], Requirement] = {
     ("GET", "/v1/models"): "reports.read",
+    ("GET", "/v1/models/segments"): "reports.read",
+    ("GET", "/v1/models/associations"): "reports.read",
+    # What the call center sees on the card: the preferred store and favourite categories.
+    ("GET", "/v1/models/preferences/{customer_id}"): "customers.read",
     # Training publishes personal offers: the roles that may set offers may train.
     ("POST", "/v1/models/train"): "coupons.write",
 }
@@ -29,6 +33,9 @@ _TEMPLATE_FIELDS = {"percent", "per_customer", "valid_days"}
 def add_routes(app: web.Application) -> None:
     """Register this module's routes."""
     app.router.add_get("/v1/models", _versions)
+    app.router.add_get("/v1/models/segments", _segments)
+    app.router.add_get("/v1/models/associations", _associations)
+    app.router.add_get("/v1/models/preferences/{customer_id}", _preferences)
     app.router.add_post("/v1/models/train", _train)
 
 
@@ -67,6 +74,41 @@ def parse_template(body: Any) -> Any:
 async def _versions(request: web.Request) -> web.Response:
     storage = request.app[STORAGE_KEY]
     return web.json_response({"versions": await in_db(request, storage.models.versions)})
+
+
+async def _segments(request: web.Request) -> web.Response:
+    storage = request.app[STORAGE_KEY]
+    return web.json_response({"segments": await in_db(request, storage.models.segments)})
+
+
+def association_query(query: Mapping[str, str]) -> tuple[str | None, int]:
+    """The segment (any text up to 64 characters, or none) and limit (1..1000, default 50) of
+    an associations request; MalformedRequest naming the bad one."""
+    segment = query.get("segment") or None
+    if segment is not None and (len(segment) > 64 or not segment.isprintable()):
+        raise MalformedRequest("segment", f"expected a segment name, got {segment[:40]!r}")
+    raw = query.get("limit") or "50"
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        raise MalformedRequest("limit", f"expected an integer 1..1000, got {raw[:40]!r}")
+    return segment, int(raw)
+
+
+async def _associations(request: web.Request) -> web.Response:
+    segment, limit = association_query(request.query)
+    storage = request.app[STORAGE_KEY]
+    found = await in_db(request, storage.models.associations, segment, limit)
+    return web.json_response({"segment": segment, "associations": found})
+
+
+async def _preferences(request: web.Request) -> web.Response:
+    customer_id = request.match_info["customer_id"]
+    if not ID_PATTERN.match(customer_id):
+        raise MalformedRequest("customer_id", f"expected a customer id, got {customer_id[:40]!r}")
+    storage = request.app[STORAGE_KEY]
+    found = await in_db(request, storage.models.preferences, customer_id)
+    if found is None:
+        raise UnknownObject("customer_id", f"no preferences scored for {customer_id!r}")
+    return web.json_response(found)
 
 
 async def _train(request: web.Request) -> web.Response:

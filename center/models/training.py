@@ -23,6 +23,7 @@ from center.errors import Conflict, UnknownObject
 from center.models.churn import ChurnModel, churn_snapshot, training_weeks
 from center.models.dataset import Year
 from center.models.metrics import precision_at_k
+from center.models.preferences import Preferences, train_preferences
 from center.models.repeat import RepeatRanker, own_most_bought, window_truth
 from center.promotions.offers import MAX_OFFERS, OfferInput
 
@@ -61,6 +62,9 @@ class TrainedModels:
     churn: Sequence[tuple[str, float]]
     versions: Mapping[str, dict[str, Any]]
     """kind -> {"metrics": ..., "params": ...} to record."""
+    preferences: Preferences | None = None
+    """Segments, associations per segment, preferred stores and affinities (kind
+    `preferences`)."""
 
 
 def history_weeks(year: Year) -> int:
@@ -159,7 +163,12 @@ def train(year: Year, k: int = 10) -> TrainedModels:
             },
             "params": {"snapshots": model.snapshots, "c": model.c},
         }
-    return TrainedModels(offers=offers, churn=churn, versions=versions)
+    preferences = train_preferences(year)
+    versions["preferences"] = {
+        "metrics": preferences.metrics,
+        "params": {"top_items": 5, "clusters": 3},
+    }
+    return TrainedModels(offers=offers, churn=churn, versions=versions, preferences=preferences)
 
 
 def _own_scores(lines: pd.DataFrame, week: int) -> pd.DataFrame:
@@ -252,11 +261,17 @@ def publish(
         published += len(offers) - len(kept)
     if trained.churn:
         storage.models.replace_churn_risk(trained.churn, versions["churn"], now)
+    preferences = trained.preferences
+    if preferences is not None and preferences.customers:
+        storage.models.replace_preferences(
+            preferences.customers, preferences.associations, versions["preferences"], now
+        )
     return {
         "versions": versions,
         "offers_published": published,
         "customers_with_offers": len(trained.offers),
         "churn_scored": len(trained.churn),
+        "preferences_scored": len(preferences.customers) if preferences is not None else 0,
         "metrics": {kind: v["metrics"] for kind, v in trained.versions.items()},
     }
 

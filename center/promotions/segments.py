@@ -10,7 +10,10 @@ A dynamic rule is a JSON object; every part given must hold (all of):
 - ``categories``: ``{"any": [..], "window_days": W}``, bought a product of any of them;
 - ``stores``: ``{"any": [..], "window_days": W}``, bought in any of these stores;
 - ``churn_risk``: ``{"min": 0.5, "max": 1}``, the churn model's latest risk (0..1) is within
-  the bounds (either optional; customers the model has not scored have no risk).
+  the bounds (either optional; customers the model has not scored have no risk);
+- ``preferred_store``: ``["367", ...]``, the preference model's preferred store is one of;
+- ``model_segment``: ``["gen_x/high", ...]``, the preference model's segment (generation ×
+  frequency-monetary cluster) is one of.
 
 ``window_days`` defaults to DEFAULT_WINDOW_DAYS. Purchases are the receipts of the customer's
 cards as the Center holds them.
@@ -77,6 +80,8 @@ class Rule:
     categories: Window | None = None
     stores: Window | None = None
     churn_risk: Bounds | None = None
+    preferred_store: tuple[str, ...] = ()
+    model_segment: tuple[str, ...] = ()
 
     def to_doc(self) -> dict[str, Any]:
         """The canonical JSON form (what parse_rule reads back to an equal Rule)."""
@@ -106,6 +111,9 @@ class Rule:
         if self.churn_risk is not None:
             bounds = {"min": self.churn_risk.minimum, "max": self.churn_risk.maximum}
             doc["churn_risk"] = {k: v for k, v in bounds.items() if v is not None}
+        for name in ("preferred_store", "model_segment"):
+            if getattr(self, name):
+                doc[name] = list(getattr(self, name))
         return doc
 
 
@@ -181,6 +189,8 @@ def parse_rule(doc: Any, field: str = "rule") -> Rule:
         "categories",
         "stores",
         "churn_risk",
+        "preferred_store",
+        "model_segment",
     )
     _no_extra(rule, field, parts)
     if not any(rule.get(p) is not None for p in parts):
@@ -234,7 +244,14 @@ def parse_rule(doc: Any, field: str = "rule") -> Rule:
             else:
                 stores = window
     churn = None if rule.get("churn_risk") is None else _bounds(rule["churn_risk"], field)
-    return Rule(tuple(attributes), recency, frequency, monetary, categories, stores, churn)
+    preferred, segment = (
+        () if rule.get(name) is None else _strings(rule[name], f"{field}.{name}")
+        for name in ("preferred_store", "model_segment")
+    )
+    return Rule(
+        tuple(attributes), recency, frequency, monetary, categories, stores, churn,
+        preferred_store=preferred, model_segment=segment,
+    )  # fmt: skip
 
 
 def _probability(part: Mapping[str, Any], name: str, where: str) -> float | None:

@@ -159,6 +159,17 @@ class SegmentRepository:
                 "SELECT customer_id FROM churn_risk WHERE " + " AND ".join(s for s, _ in given)
             )
             params.extend(value for _, value in given)
+        for column, values in (
+            ("preferred_store", rule.preferred_store),
+            ("segment", rule.model_segment),
+        ):
+            if values:
+                # The preference model's latest results (center/models, m038_analytics_models).
+                parts.append(
+                    "SELECT customer_id FROM customer_preferences "
+                    f"WHERE {column} IN ({_marks(values)})"
+                )
+                params.extend(values)
         return " INTERSECT ".join(parts), params
 
     # -- helpers -------------------------------------------------------------------------------

@@ -64,6 +64,7 @@ PLAN: Mapping[str, Placement] = MappingProxyType(
         "tier_changes": _by("customer_id", "customer"),
         "churn_risk": _by("customer_id", "customer"),
         "till_messages": _by("customer_id", "customer"),
+        "customer_preferences": _by("customer_id", "customer"),
         # Idempotency: one claim per sale_id, whichever shard its receipt lives on, and one per
         # (register_id, seq), claimed in the same statement (center/ingest/store_postgres.py).
         # A card's state checkpoint is a cache folded from its sales and rebuilt from them: it
@@ -94,6 +95,7 @@ PLAN: Mapping[str, Placement] = MappingProxyType(
         "settings": REFERENCE,
         "segments": REFERENCE,
         "segment_counts": REFERENCE,
+        "segment_associations": REFERENCE,
         "coupon_batches": REFERENCE,
         "master_version": REFERENCE,
         "master_tombstones": REFERENCE,

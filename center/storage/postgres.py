@@ -298,6 +298,7 @@ POSTGRES_MIGRATIONS = MigrationList(
         certificates.POSTGRES_MIGRATION,
         models_store.POSTGRES_MIGRATION,
         certificates.SALE_INDEX_MIGRATION,
+        models_store.POSTGRES_PREFERENCES_MIGRATION,
         verify_checkpoints.POSTGRES_MIGRATION,
         till_store.POSTGRES_MIGRATION,
     ),

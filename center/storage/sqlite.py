@@ -297,6 +297,7 @@ SQLITE_MIGRATIONS = MigrationList(
         certificates.SQLITE_MIGRATION,
         models_store.SQLITE_MIGRATION,
         certificates.SALE_INDEX_MIGRATION,
+        models_store.SQLITE_PREFERENCES_MIGRATION,
         verify_checkpoints.SQLITE_MIGRATION,
         till_store.SQLITE_MIGRATION,
     ),

@@ -18,6 +18,7 @@ from center.access.permissions import (
     requirement_names,
 )
 from center.analytics import api as analytics_api
+from center.analytics import pages as analytics_pages
 from center.certificates import api as certificates_api
 from center.certificates import pages as certificates_pages
 from center.communications import api as communications_api
@@ -92,6 +93,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     constructor_audience,
     reporting_pages,
     models_pages,
+    analytics_pages,
 )
 """Every module with `add_routes(app)` and `PERMISSIONS`, in registration order (a fixed path
 such as /v1/customers/search is registered before the {customer_id} it would otherwise match)."""

@@ -235,7 +235,7 @@ def test_reports_match_plain_python(storage: Storage, analytics: AnalyticsStore)
     assert sum(lifecycle["rows"][-1][k] for k in queries.LIFECYCLE_STAGES) == len(months_of)
 
     # ABC of categories and products
-    for level in queries.ABC_LEVELS:
+    for level in ("category", "product"):
         revenue: Counter[str] = Counter()
         for s in in_period:
             for line in s.lines:

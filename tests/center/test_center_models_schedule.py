@@ -106,15 +106,19 @@ async def test_the_center_job_retrains_from_the_store_it_feeds(
         for _ in range(300):
             code, listed = await analyst.call("GET", "/v1/models")
             versions = listed["versions"]
-            if {v["kind"] for v in versions} >= {"offers", "churn"}:
+            if {v["kind"] for v in versions} >= {"offers", "churn", "preferences"}:
                 break
             await asyncio.sleep(0.2)
-        assert code == 200 and {v["kind"] for v in versions} == {"offers", "churn"}, versions
+        kinds = {v["kind"] for v in versions}
+        assert code == 200 and kinds == {"offers", "churn", "preferences"}, versions
         code, offers = await analyst.call("GET", "/v1/customers/hh-1/offers")
     # the job trained once the fed store held enough history, and published offers
     made = next(v for v in versions if v["kind"] == "offers")["metrics"]
     assert made["weeks"] >= RANKER_WEEKS and made["customers"] > 0, made
     assert code == 200 and any(o["source"] == "model" for o in offers["offers"]), offers
+    # and stored each customer's preferred store and segment
+    preferred = storage.models.preferences("hh-1")
+    assert preferred is not None and preferred["preferred_store"] in ("367", "406")
 
 
 def test_retraining_is_due_an_interval_after_the_newest_version() -> None:

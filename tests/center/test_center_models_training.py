@@ -135,7 +135,11 @@ async def test_train_route_publishes_and_the_card_shows_churn(
     assert code == 200, done
     assert done["offers_published"] > 0
     code, listed = await analyst.call("GET", "/v1/models")
-    assert code == 200 and {v["kind"] for v in listed["versions"]} == {"offers", "churn"}
+    assert code == 200 and {v["kind"] for v in listed["versions"]} == {
+        "offers",
+        "churn",
+        "preferences",
+    }
     code, card = await marketer.call("GET", "/v1/customers/hh-1")
     assert code == 200 and "churn" in card
     code, offers = await marketer.call("GET", "/v1/customers/hh-1/offers")
