@@ -28,6 +28,7 @@ from center.promotions.offers_store import OfferRepository
 from center.promotions.segments_store import SegmentRepository
 from center.promotions.store import PromotionRepository
 from center.storage.database import Database
+from center.suppliers.suppliers_store import SupplierRepository
 
 if TYPE_CHECKING:  # the repositories import this module's records
     from center.feed.master_store import MasterDataRepository
@@ -181,6 +182,7 @@ class Storage(Protocol):
     leases: LeaseRepository
     certificates: CertificateRepository
     models: ModelRepository
+    suppliers: SupplierRepository
 
     @property
     def backend(self) -> str:

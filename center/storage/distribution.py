@@ -124,6 +124,13 @@ PLAN: Mapping[str, Placement] = MappingProxyType(
         "tier_reviews": LOCAL,
         # Trained model versions and their metrics: few rows, read with any customer.
         "model_versions": REFERENCE,
+        # The supplier cabinet: few organisations and campaigns, read by head office and the
+        # suppliers' people on the coordinator; a campaign's audience split by campaign.
+        "suppliers": LOCAL,
+        "supplier_people": LOCAL,
+        "supplier_campaigns": LOCAL,
+        "supplier_campaign_members": LOCAL,
+        "supplier_account": LOCAL,
     }
 )
 """Every table of the Center's PostgreSQL schema and its placement."""

@@ -32,6 +32,7 @@ from center.storage import owners
 from center.storage.migrations import MigrationList
 from center.storage.postgres_database import PostgresDatabase
 from center.storage.sql import Migration, SqlStorage, lots_from_ledger
+from center.suppliers import suppliers_store
 
 __all__ = ["POSTGRES_MIGRATIONS", "PostgresStorage"]
 
@@ -295,6 +296,7 @@ POSTGRES_MIGRATIONS = MigrationList(
         tiers.POSTGRES_MIGRATION,
         certificates.POSTGRES_MIGRATION,
         models_store.POSTGRES_MIGRATION,
+        suppliers_store.POSTGRES_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names
 )

@@ -39,6 +39,7 @@ from center.storage.base import Counts
 from center.storage.database import Database
 from center.storage.dialect import Dialect
 from center.storage.migrations import Migration, MigrationList, apply_migrations, recorded
+from center.suppliers.suppliers_store import SupplierRepository
 
 __all__ = ["Migration", "SqlStorage", "lots_from_ledger"]
 
@@ -122,6 +123,7 @@ class SqlStorage:
         )
         self.fraud = FraudRepository(db, audit=self.audit)
         self.models = ModelRepository(db)
+        self.suppliers = SupplierRepository(db, audit=self.audit, segments=self.segments)
 
     @property
     def backend(self) -> str:

@@ -32,6 +32,7 @@ from center.storage import owners
 from center.storage.database import SqliteDatabase
 from center.storage.migrations import MigrationList
 from center.storage.sql import Migration, SqlStorage, lots_from_ledger
+from center.suppliers import suppliers_store
 
 __all__ = ["SQLITE_MIGRATIONS", "SqliteStorage"]
 
@@ -294,6 +295,7 @@ SQLITE_MIGRATIONS = MigrationList(
         tiers.SQLITE_MIGRATION,
         certificates.SQLITE_MIGRATION,
         models_store.SQLITE_MIGRATION,
+        suppliers_store.SQLITE_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names
 )

@@ -45,6 +45,8 @@ from center.promotions import (
 from center.promotions import pages as promotions_pages
 from center.reporting import api as reports_api
 from center.reporting import pages as reporting_pages
+from center.suppliers import api as suppliers_api
+from center.suppliers import pages as suppliers_pages
 from center.web import health
 from center.web import pages as web_pages
 
@@ -74,6 +76,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     analytics_api,
     certificates_api,
     models_api,
+    suppliers_api,
     web_pages,
     access_pages,
     crm_pages,
@@ -85,6 +88,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     constructor_audience,
     reporting_pages,
     models_pages,
+    suppliers_pages,
 )
 """Every module with `add_routes(app)` and `PERMISSIONS`, in registration order (a fixed path
 such as /v1/customers/search is registered before the {customer_id} it would otherwise match)."""
