@@ -10,14 +10,13 @@ import contextlib
 from collections.abc import Iterator
 from concurrent.futures import Executor
 from datetime import UTC, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from center.communications.abx import CustomerOutcome, compare_groups
 from center.errors import Conflict, RequestError, UnknownObject
 from center.promotions.constructor import prepare_doc
 from center.promotions.constructor_jobs import price_period
 from center.promotions.segments import SegmentInput
-from center.storage import Storage
 from center.suppliers.model import (
     MIN_GROUP_SIZE,
     campaign_figures,
@@ -29,6 +28,9 @@ from center.suppliers.model import (
     split_control,
 )
 from sync_protocol import ProtocolError, Sale, decode_sale
+
+if TYPE_CHECKING:
+    from center.storage import Storage
 
 __all__ = [
     "estimate",

@@ -375,7 +375,7 @@ def simulation_doc(campaign_id: str, campaign: CampaignInput) -> dict[str, Any]:
     cost uncapped), no schedule (history lies outside the period)."""
     return {
         "promotion_id": promotion_id_of(campaign_id),
-        "name": campaign.name,
+        "title": f"{campaign.name} (скидка от поставщика)",
         "kind": "goods_discount",
         "goods": _goods(campaign),
         "percent": campaign.percent,

@@ -19,7 +19,7 @@ from center.errors import RequestError, StorageError
 from center.fraud.model import FraudSettings
 from center.ingest.verify import VerifyPolicy
 from center.storage import Storage, open_storage
-from center.suppliers import follow_live_campaigns
+from center.suppliers.cabinet import follow_live_campaigns
 from center.web.dbthread import DbThread
 from center.web.keys import (
     ANALYTICS_KEY,
