@@ -25,8 +25,16 @@ from center.suppliers.model import (
     parse_supplier,
     parse_top_up,
 )
+from center.web import i18n
 from center.web.keys import CLOCK_KEY, EXECUTOR_KEY, STORAGE_KEY
-from center.web.pages import field_errors, form_of, page_actor, render
+from center.web.pages import (
+    field_errors,
+    form_of,
+    language_of,
+    page_actor,
+    render,
+    translate_for,
+)
 from center.web.request import ID_PATTERN, in_db
 
 __all__ = ["PERMISSIONS", "add_routes"]
@@ -252,7 +260,18 @@ async def launch(request: web.Request) -> web.StreamResponse:
             request.app[CLOCK_KEY](),
         )
     except Conflict as exc:
-        return await _campaign(request, status=exc.status, error=str(exc))
+        error = str(exc)
+        if exc.field == "budget":
+            # Told in money as people read it: the API's message counts minor units.
+            found = await in_db(request, cabinet.own_campaign, storage, supplier_id, campaign_id)
+            account = await in_db(request, lambda: storage.suppliers.account(supplier_id, limit=0))
+            short = int(found["estimate_minor"] or 0) - int((account or {})["available_minor"])
+            _ = translate_for(request)
+            error = _(
+                "The account does not cover the budget: ask the chain to top it up by %(amount)s.",
+                amount=i18n.money(short, language_of(request)),
+            )
+        return await _campaign(request, status=exc.status, error=error)
     return _see(f"{_HOME}/campaigns/{campaign_id}")
 
 
