@@ -145,12 +145,12 @@ def test_a_supplier_builds_an_audience_estimates_is_funded_and_launches(
     # 20 x 240.00 at 10 %: 480.00 on the history; the treated 90 %: 432.00.
     expect(page.locator("#estimate-amount")).to_contain_text("432.00")
     _shot(console, page, "2-estimate")
+    campaign_url = page.url
     page.click("#launch-button")
     expect(page.locator("#campaign-error")).to_contain_text("top it up by")
     expect(page.locator("#campaign-error")).to_contain_text("432.00")
     expect(page.locator("#state")).to_have_text("draft")
     _shot(console, page, "3-unfunded")
-    campaign_url = page.url
     page.click("#sign-out")
 
     # The chain's person enters the supplier's payment.
