@@ -838,6 +838,15 @@ class Register:
             return None
         return {pid: max(0, took.get(pid, 0)) for pid in funded}
 
+    def _release_budgets(self, sale_id: str) -> None:
+        """Best effort: give back what the store node holds of the budgets for `sale_id`."""
+        if self.link is None:
+            return
+        try:
+            self.link.budget_hold(hold_id=sale_id, want={}, hold=True)
+        except StoreNodeUnreachable as exc:
+            log.info("sale %s not made: budget hold left to expire (%s)", sale_id, exc)
+
     def calculate(
         self,
         receipt_id: str,
@@ -899,41 +908,47 @@ class Register:
             payments=payments,
             sale_id=sale_id,
         )
-        priced = self.price(
-            receipt,
-            bonus_to_spend,
-            now=closed_at,
-            sale_id=sale_id,
-            spend=spend,
-            payments=payments,
-            budgets_left=budgets_left,
-        )
-        single_use = self._single_use_redeemed(priced.calculation)
-        # Any network call happens here, before the sale is journaled; after it, the commit
-        # (or release) of the hold travels with the uploader. Only the codes the sale redeems
-        # stay held: one under its coupon's minimum is released now, not consumed.
-        granted = self.authorize(receipt, bonus_to_spend, closed_at, redeemed=single_use)
-        unnumbered = unnumbered_sale(
-            receipt,
-            priced.calculation,
-            priced.known_products,
-            priced.engine_receipt,
-            payments,
-            bonus_to_spend,
-            sale_id=sale_id,
-            closed_at=closed_at,
-            register=self.config.register,
-            state_seen=priced.state_seen,
-        )
-        sale = self.journal.confirm(
-            receipt_id,
-            partial(numbered, unnumbered),
-            bonus_spent=bonus_to_spend,
-            bonus_balance=priced.card.bonus_balance if priced.card else 0,
-            coupons_used=single_use,
-            reserved=granted.mode == "online",
-            offline=granted.offline,
-        )
+        try:
+            priced = self.price(
+                receipt,
+                bonus_to_spend,
+                now=closed_at,
+                sale_id=sale_id,
+                spend=spend,
+                payments=payments,
+                budgets_left=budgets_left,
+            )
+            single_use = self._single_use_redeemed(priced.calculation)
+            # Any network call happens here, before the sale is journaled; after it, the commit
+            # (or release) of the hold travels with the uploader. Only the codes the sale redeems
+            # stay held: one under its coupon's minimum is released now, not consumed.
+            granted = self.authorize(receipt, bonus_to_spend, closed_at, redeemed=single_use)
+            unnumbered = unnumbered_sale(
+                receipt,
+                priced.calculation,
+                priced.known_products,
+                priced.engine_receipt,
+                payments,
+                bonus_to_spend,
+                sale_id=sale_id,
+                closed_at=closed_at,
+                register=self.config.register,
+                state_seen=priced.state_seen,
+            )
+            sale = self.journal.confirm(
+                receipt_id,
+                partial(numbered, unnumbered),
+                bonus_spent=bonus_to_spend,
+                bonus_balance=priced.card.bonus_balance if priced.card else 0,
+                coupons_used=single_use,
+                reserved=granted.mode == "online",
+                offline=granted.offline,
+            )
+        except BaseException:
+            if budgets_left and any(budgets_left.values()):
+                # No sale: what was held of the budgets for it is free again now, not in 24 h.
+                self._release_budgets(sale_id)
+            raise
         self._announce(sale, priced, receipt.certificates)
         return sale
 
