@@ -111,3 +111,21 @@ async def test_a_register_cut_off_from_its_node_gives_nothing_of_a_budget(tmp_pa
         "acme: skipped: no budget state given for the budget of supplier:acme"
         in (calc["explanation"])
     )
+
+
+async def test_a_confirm_that_fails_gives_its_budget_hold_back(
+    tmp_path: Path, node: BudgetNode
+) -> None:
+    config = make_config(tmp_path / "pos", f"http://127.0.0.1:{node.port}")
+    seed_replica(config, demo_snapshot(promotions=[ACME]))
+    async with running_agent(config, uploader=IdleUploader()) as client:
+        receipt_id = (await (await client.post("/v1/receipts", json={})).json())["receipt_id"]
+        await client.post(f"/v1/receipts/{receipt_id}/lines", json={"lines": [BREAD]})
+        resp = await client.post(
+            f"/v1/receipts/{receipt_id}/confirm",
+            json={"payments": [{"method": "cash", "amount_minor": 1}]},  # short of the total
+        )
+        assert resp.status == 422, await resp.text()
+    held, released = node.asked
+    assert held["hold"] is True and held["want"] == {"acme": 25}
+    assert released == {"hold_id": held["hold_id"], "want": {}, "hold": True}
