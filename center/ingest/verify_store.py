@@ -60,6 +60,7 @@ class SaleVerifier:
         self.tiers = tiers
         self.policy: VerifyPolicy | None = None
         self._sets: dict[int, PromotionSet | str] = {}
+        self._funded: dict[int, tuple[str, ...]] = {}
         self._sets_at = -1
         self._settings: dict[str, str] = {}
         self._products: dict[str, ProductInfo] = {}
@@ -80,6 +81,7 @@ class SaleVerifier:
         if current != self._sets_at:
             # A new master version: sets, settings and products may differ.
             self._sets, self._sets_at = {}, current
+            self._funded = {}
             self._products, self._asked = {}, set()
             self._settings = self.promotions.promotion_settings()
         settings = self._settings
@@ -136,14 +138,18 @@ class SaleVerifier:
             enrolled_at=enrolled,
             tz=tz,
             tiers=programme,
-            funded={
-                version: tuple(
+            funded=self._funded_of_sets(),
+        )
+
+    def _funded_of_sets(self) -> dict[int, tuple[str, ...]]:
+        """promo_version -> its supplier-budgeted promotions (worked out once per set)."""
+        funded = self._funded
+        for version, found in self._sets.items():
+            if version not in funded and not isinstance(found, str):
+                funded[version] = tuple(
                     p.promotion_id for p in found.promotions if p.funding.budget_minor is not None
                 )
-                for version, found in self._sets.items()
-                if not isinstance(found, str)
-            },
-        )
+        return dict(funded)
 
     # -- inside the ingest transaction ---------------------------------------------------------
 
