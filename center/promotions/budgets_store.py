@@ -97,8 +97,9 @@ class BudgetRepository:
     # -- what a promotion's budget is -------------------------------------------------------
 
     def fundings(self, promotion_ids: Iterable[str]) -> dict[str, tuple[str, int | None]]:
-        """promotion_id -> (funded_by, budget_minor) of its newest published revision (or its
-        master row); promotions the Center does not know are left out."""
+        """promotion_id -> (funded_by, budget_minor) of its newest published revision (else its
+        latest revision, else its master row); promotions the Center does not know are left
+        out."""
         wanted = sorted(set(promotion_ids))
         out: dict[str, tuple[str, int | None]] = {}
         if not wanted:
@@ -108,14 +109,17 @@ class BudgetRepository:
             f"SELECT promotion_id, doc FROM promotions WHERE promotion_id IN ({marks})", wanted
         ).fetchall():
             out[str(pid)] = funding_of(_doc(doc))
-        newest: dict[str, int] = {}
-        for pid, doc, version in self.db.execute(
-            "SELECT promotion_id, doc, published_version FROM promotion_revisions "
-            f"WHERE promotion_id IN ({marks}) AND published_version IS NOT NULL",
+        newest: dict[str, tuple[int, int]] = {}
+        for pid, doc, version, revision in self.db.execute(
+            "SELECT promotion_id, doc, published_version, revision FROM promotion_revisions "
+            f"WHERE promotion_id IN ({marks})",
             wanted,
         ).fetchall():
-            if int(version) >= newest.get(str(pid), -1):
-                newest[str(pid)] = int(version)
+            # The newest published revision rules; a promotion never published (a draft of the
+            # supplier cabinet) shows its latest revision's budget.
+            rank = (0 if version is None else 1, int(revision))
+            if rank > newest.get(str(pid), (-1, -1)):
+                newest[str(pid)] = rank
                 out[str(pid)] = funding_of(_doc(doc))
         return out
 

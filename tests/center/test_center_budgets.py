@@ -279,3 +279,30 @@ def test_unbudgeted_and_unknown_promotions(storage: Storage) -> None:
     # A sale of an unbudgeted rule books nothing.
     storage.sales.ingest([make_sale(1, card_no=None, accrue=0)], T0)
     assert storage.budgets.budget("base-accrual-3", T0)["sales_count"] == 0  # type: ignore[index]
+
+
+def test_a_published_revision_may_raise_the_budget(storage: Storage) -> None:
+    _budgeted(storage, 1000)  # the master data the constructor validates against
+    doc = {
+        "promotion_id": "acme-milk",
+        "title": "Acme milk -10 %",
+        "kind": "goods_discount",
+        "priority": 90,
+        "goods": {"products": ["1000"]},
+        "percent": "10",
+        "funding": {"by": "supplier:acme", "budget_minor": 500},
+    }
+    storage.promotions.create_promotion(doc, "ann", T0)
+    draft = storage.budgets.budget("acme-milk", T0)
+    assert draft is not None and draft["budget_minor"] == 500  # a draft shows its budget
+    storage.promotions.activate_promotion("acme-milk", "ann", T0)
+    raised = {**doc, "funding": {"by": "supplier:acme", "budget_minor": 800}}
+    storage.promotions.update_promotion("acme-milk", raised, "ann", T0)
+    # A newer draft does not count until it is published ...
+    assert (
+        storage.budgets.grant(BudgetLeaseRequest("367", "acme-milk", 0, 5000), T0)["amount"] == 500
+    )
+    storage.promotions.activate_promotion("acme-milk", "ann", T0)
+    # ... then the raised budget is lent.
+    grant = storage.budgets.grant(BudgetLeaseRequest("367", "acme-milk", 0, 5000), T0)
+    assert grant["amount"] == 800 and grant["budget_minor"] == 800
