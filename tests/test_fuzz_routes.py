@@ -455,6 +455,16 @@ CENTER_BODIES: dict[tuple[str, str], Any] = {
         "store_id": "367",
         "leases": [{"lease_id": "l-1", "card_no": CARD, "wallet": "bonus", "unsent_minor": 0}],
     },
+    ("POST", "/v1/budget-leases"): {
+        "store_id": "367",
+        "promotion_id": "threshold-5-10",
+        "unsent_minor": 0,
+        "need_minor": 9,
+    },
+    ("POST", "/v1/budget-leases/return"): {
+        "store_id": "367",
+        "leases": [{"lease_id": "l-1", "promotion_id": "threshold-5-10", "unsent_minor": 0}],
+    },
     ("POST", "/v1/segments/{segment_id}/members"): {"add": ["hh-1"], "remove": []},
     ("POST", "/v1/users"): {"username": "fuzz-target", "role": "data_analyst"},
     ("POST", "/v1/users/{username}/role"): {"role": "marketer"},
@@ -654,6 +664,11 @@ async def test_no_store_node_route_answers_5xx_to_any_input(tmp_path: Path) -> N
             },
             ("POST", "/v1/reservations/{reservation_id}/commit"): {
                 "sale_id": "00000000-0000-4000-8000-000000000001"
+            },
+            ("POST", "/v1/budget-holds"): {
+                "hold_id": "00000000-0000-4000-8000-000000000001",
+                "want": {"acme": 50},
+                "hold": True,
             },
             ("POST", "/v1/certificate-holds"): {
                 "register_id": "367-1",

@@ -16,6 +16,7 @@ from typing import Any
 from center.ingest.store import (
     IngestBatch,
     PreparedSale,
+    SaleBudgets,
     SaleCertificates,
     SaleCoupons,
     SaleLeases,
@@ -51,6 +52,7 @@ class PostgresSalesRepository(SalesRepository):
         verifier: SaleVerification | None = None,
         leases: SaleLeases | None = None,
         certificates: SaleCertificates | None = None,
+        budgets: SaleBudgets | None = None,
     ) -> None:
         assert isinstance(db, PostgresDatabase)
         super().__init__(
@@ -61,6 +63,7 @@ class PostgresSalesRepository(SalesRepository):
             verifier=verifier,
             leases=leases,
             certificates=certificates,
+            budgets=budgets,
         )
         self._pg = db
 

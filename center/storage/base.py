@@ -21,6 +21,7 @@ from center.ledger.model import BURNING_WITHIN, Balance, Burning, LedgerEntry, P
 from center.ledger.returns_store import ReturnsRepository
 from center.ledger.store import LedgerRepository
 from center.models.models_store import ModelRepository
+from center.promotions.budgets_store import BudgetRepository
 from center.promotions.coupon_jobs_store import CouponJobRepository
 from center.promotions.coupons_holds_store import CouponHoldRepository
 from center.promotions.coupons_store import CouponRepository
@@ -180,6 +181,7 @@ class Storage(Protocol):
     verifier: SaleVerifier
     tiers: TierRepository
     leases: LeaseRepository
+    budgets: BudgetRepository
     certificates: CertificateRepository
     models: ModelRepository
     suppliers: SupplierRepository

@@ -29,6 +29,7 @@ from center.ledger.leases_store import LeaseRepository
 from center.ledger.returns_store import ReturnsRepository
 from center.ledger.store import LedgerRepository
 from center.models.models_store import ModelRepository
+from center.promotions.budgets_store import BudgetRepository
 from center.promotions.coupon_jobs_store import CouponJobRepository
 from center.promotions.coupons_holds_store import CouponHoldRepository
 from center.promotions.coupons_store import CouponRepository
@@ -104,12 +105,14 @@ class SqlStorage:
         )
         self.leases = LeaseRepository(db, ledger=self.ledger)
         self.reviews = ReviewRepository(db, audit=self.audit, adjust=self.returns.adjust)
+        self.budgets = BudgetRepository(db)
         self.verifier = SaleVerifier(
             db,
             promotions=self.promotions,
             states=self.states,
             reviews=self.reviews,
             tiers=self.tiers,
+            budgets=self.budgets,
         )
         self.certificates = CertificateRepository(db, audit=self.audit)
         self.sales = self.sales_repository(
@@ -120,6 +123,7 @@ class SqlStorage:
             verifier=self.verifier,
             leases=self.leases,
             certificates=self.certificates,
+            budgets=self.budgets,
         )
         self.fraud = FraudRepository(db, audit=self.audit)
         self.models = ModelRepository(db)

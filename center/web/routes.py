@@ -36,6 +36,7 @@ from center.models import api as models_api
 from center.models import pages as models_pages
 from center.promotions import api as promotions_api
 from center.promotions import (
+    budgets_api,
     constructor_audience,
     constructor_pages,
     coupons_api,
@@ -65,6 +66,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     segments_api,
     returns_api,
     leases_api,
+    budgets_api,
     customers_api,
     tiers_api,
     offers_api,
