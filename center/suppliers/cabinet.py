@@ -40,6 +40,7 @@ __all__ = [
     "launch",
     "own_campaign",
     "report",
+    "spent_of",
 ]
 
 
@@ -156,16 +157,24 @@ def _period_sales(storage: Storage, view: dict[str, Any], now: datetime) -> Iter
             continue
 
 
+def spent_of(storage: Storage, view: dict[str, Any], now: datetime) -> int:
+    """What the campaign's promotion spent of its budget: the promotion's budget account
+    (`storage.budgets`, booked at ingest, returns given back), the one figure every tier
+    enforces; the discounts on its booked sales when the Center keeps no account for it."""
+    account = storage.budgets.budget(view["promotion_id"], now)
+    if account is not None and account["budget_minor"] is not None:
+        return int(account["spent_minor"])
+    return campaign_figures(_period_sales(storage, view, now), view["promotion_id"]).spend_minor
+
+
 def follow_campaign(storage: Storage, view: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """Book on the supplier's account what a live campaign spent (the discounts its promotion
-    gave on booked sales); finish it once its budget is spent or its period is a day past."""
-    figures = campaign_figures(_period_sales(storage, view, now), view["promotion_id"])
-    last_day = datetime.fromisoformat(view["date_to"]).date()
-    ended = figures.spend_minor >= int(
-        view["budget_minor"] or 0
-    ) or now.date() > last_day + timedelta(days=1)
+    """Book on the supplier's account what a live campaign spent (`spent_of`); finish it once
+    its budget is spent or its period is a day past."""
+    spent = spent_of(storage, view, now)
+    over = now.date() > datetime.fromisoformat(view["date_to"]).date() + timedelta(days=1)
+    ended = spent >= int(view["budget_minor"] or 0) or over
     return storage.suppliers.follow_spend(
-        view["supplier_id"], view["campaign_id"], figures.spend_minor, ended, now
+        view["supplier_id"], view["campaign_id"], spent, ended, now
     )
 
 
