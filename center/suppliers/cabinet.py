@@ -146,15 +146,25 @@ def launch(
         raise
 
 
-def _period_sales(storage: Storage, view: dict[str, Any], now: datetime) -> Iterator[Sale]:
+def _period(view: dict[str, Any], now: datetime) -> tuple[datetime, datetime]:
+    """[launch, end) of a launched campaign as far as `now`: its last day and one more (a
+    store's day may end after UTC's), never before the launch."""
     start = datetime.fromisoformat(view["launched_at"])
-    end_day = datetime.fromisoformat(view["date_to"]).date() + timedelta(days=1)
-    end = min(now, datetime.combine(end_day, time(), tzinfo=UTC) + timedelta(days=1))
-    for payload in storage.sales.sale_payloads(start, max(start, end)):
+    end_day = datetime.fromisoformat(view["date_to"]).date() + timedelta(days=2)
+    return start, max(start, min(now, datetime.combine(end_day, time(), tzinfo=UTC)))
+
+
+def _decoded(payloads: list[bytes]) -> Iterator[Sale]:
+    for payload in payloads:
         try:
             yield decode_sale(payload)
         except ProtocolError:
             continue
+
+
+def _period_sales(storage: Storage, view: dict[str, Any], now: datetime) -> Iterator[Sale]:
+    start, end = _period(view, now)
+    return _decoded(storage.sales.sale_payloads(start, end))
 
 
 def spent_of(storage: Storage, view: dict[str, Any], now: datetime) -> int:
@@ -212,14 +222,11 @@ def report(
     figures = campaign_figures(_period_sales(storage, view, now), view["promotion_id"])
     groups = storage.suppliers.members(campaign_id)
     owners = storage.suppliers.cards_of(sorted(groups))
-    launched = datetime.fromisoformat(view["launched_at"])
-    span = max(now - launched, timedelta(days=1))
+    # The spend before the launch over as many days as the campaign has run: CUPED's covariate.
+    launched, end = _period(view, now)
+    span = max(end - launched, timedelta(days=1))
     before: dict[str, int] = {}
-    for payload in storage.sales.sale_payloads(launched - span, launched):
-        try:
-            sale = decode_sale(payload)
-        except ProtocolError:
-            continue
+    for sale in _decoded(storage.sales.sale_payloads(launched - span, launched)):
         if sale.card_no in owners:
             customer = owners[sale.card_no]
             before[customer] = before.get(customer, 0) + sale.total_minor
