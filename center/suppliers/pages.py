@@ -87,8 +87,11 @@ def _audience_doc(form: Mapping[str, Any]) -> dict[str, Any]:
     """The API's audience document from the builder's fields (empty fields left out)."""
     doc: dict[str, Any] = {}
     for name in AUDIENCE_FIELDS:
-        # The audience's brands sit beside the campaign's goods brands on one form.
-        text = str(form.get(AUDIENCE_FORM_NAMES.get(name, name), ""))[:2000].strip()
+        # The audience's brands sit beside the campaign's goods brands on one form; segments
+        # are ticked (one field per box).
+        key = AUDIENCE_FORM_NAMES.get(name, name)
+        values = form.getall(key, []) if hasattr(form, "getall") else [form.get(key, "")]
+        text = ",".join(str(v)[:2000].strip() for v in values if str(v).strip())[:4000]
         if text:
             doc[name] = text
     for name in MONEY_FIELDS:
@@ -119,15 +122,16 @@ async def _home(
     storage = request.app[STORAGE_KEY]
     now = request.app[CLOCK_KEY]()
 
-    def read() -> tuple[Any, Any, Any]:
+    def read() -> tuple[Any, Any, Any, Any]:
         cabinet.follow_live_campaigns_of(storage, supplier_id, now)
         return (
             storage.suppliers.supplier(supplier_id),
             storage.suppliers.campaigns(supplier_id),
             storage.suppliers.account(supplier_id, limit=20),
+            storage.segments.list_segments(),
         )
 
-    supplier, campaigns, account = await in_db(request, read)
+    supplier, campaigns, account, segments = await in_db(request, read)
     return render(
         request,
         "suppliers/cabinet.html",
@@ -135,6 +139,12 @@ async def _home(
             "supplier": supplier,
             "campaigns": campaigns,
             "account": account,
+            # The chain's segments by name, never their members (campaign segments left out).
+            "segments": [
+                {"segment_id": s["segment_id"], "name": s["name"]}
+                for s in segments
+                if not str(s["segment_id"]).startswith("sup-")
+            ],
             "errors": errors or {},
             "values": dict(values or {}),
             "today": now.date().isoformat(),

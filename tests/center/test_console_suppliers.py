@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from center.access.people import add_person
 from center.config import Config, load_config
+from center.promotions.segments import SegmentInput
 from center.storage import Storage
 from center.storage.sqlite import SqliteStorage
 from center.web.app import create_app
@@ -28,6 +29,7 @@ def db(tmp_path: Path) -> Storage:
     storage = SqliteStorage(tmp_path / "cabinet.db")
     storage.migrate()
     storage.suppliers.create_supplier("acme", "Acme Dairy", "test", T0)
+    storage.segments.create_segment(SegmentInput("pets", "Pet owners", "static"), "test", T0)
     storage.suppliers.create_supplier("beta", "Beta Foods", "test", T0)
     for name, role, supplier in (
         ("vera", "supplier", "acme"),
@@ -83,10 +85,12 @@ async def test_a_supplier_creates_a_campaign_escaped_and_only_with_the_csrf_toke
     html = await _sign_in(client, "vera")
     assert "Supplier cabinet: Acme Dairy" in html and 'id="nav-customers"' not in html
     name = '<script>alert("x")</script> yoghurt'
-    form = _campaign_form(_token(html), name)
-    refused = await client.post(
-        "/console/supplier/campaigns", data={**form, "csrf_token": "forged"}
-    )
+    # The chain's segments are offered by name, to tick.
+    assert 'name="segments" value="pets"> Pet owners' in html
+    form: Any = [*_campaign_form(_token(html), name).items(), ("segments", "pets")]
+    form += [("segments", "vip")]
+    forged = [(k, "forged" if k == "csrf_token" else v) for k, v in form]
+    refused = await client.post("/console/supplier/campaigns", data=forged)
     assert refused.status == 403 and db.suppliers.campaigns("acme") == []
     created = await client.post("/console/supplier/campaigns", data=form, allow_redirects=False)
     assert created.status == 303, await created.text()
@@ -95,12 +99,15 @@ async def test_a_supplier_creates_a_campaign_escaped_and_only_with_the_csrf_toke
     assert campaign["audience"] == {
         "brands": ["Acme"],
         "min_avg_receipt_minor": 123450,
+        "segments": ["pets", "vip"],
         "window_days": 90,
     }
     page = await (await client.get(created.headers["Location"])).text()
     assert "<script>alert" not in page and "&lt;script&gt;alert(&#34;x&#34;)" in page
     bad = await client.post(
-        "/console/supplier/campaigns", data={**form, "percent": "200"}, allow_redirects=False
+        "/console/supplier/campaigns",
+        data=[(k, "200" if k == "percent" else v) for k, v in form],
+        allow_redirects=False,
     )
     assert bad.status == 422 and "percent" in await bad.text()
     # The audience size fragment, masked below 10.
