@@ -264,8 +264,11 @@ def offline_overspend(
     kills: dict[str, int] = {"register": 0, "store": 0}
 
     def monkey() -> None:
+        first = True
         while not halt.wait(rng.uniform(0.4, 1.2)):
-            role = rng.choice(("register", "store"))
+            # The first kill is always a store node: the scenario must survive losing one.
+            role = "store" if first else rng.choice(("register", "store"))
+            first = False
             node: NodeSpec
             if role == "register":
                 node = cluster.registers[rng.choice(sorted(cluster.registers))]
