@@ -44,7 +44,8 @@ MAX_RETURNS = 500
 
 @dataclass(frozen=True, slots=True)
 class BudgetSettings:
-    """The chain settings of budget leases (`budget_lease_*`)."""
+    """The chain settings of budget leases (`budgets.lease_*`: dotted, so the engine's strict
+    settings check leaves them to their component)."""
 
     ttl_s: int = 86_400
     """How long a grant lasts; a store cut off longer gives nothing more of the promotion."""
@@ -56,9 +57,9 @@ class BudgetSettings:
 
 
 BUDGET_SETTINGS: Mapping[str, str] = {
-    "budget_lease_ttl_s": "ttl_s",
-    "budget_lease_share_percent": "share_percent",
-    "budget_lease_grace_s": "grace_s",
+    "budgets.lease_ttl_s": "ttl_s",
+    "budgets.lease_share_percent": "share_percent",
+    "budgets.lease_grace_s": "grace_s",
 }
 """Chain setting name -> BudgetSettings field."""
 

@@ -106,7 +106,7 @@ def _campaign(
         token,
         "PATCH",
         "/v1/settings",
-        {"budget_lease_share_percent": BUDGET_SHARE_PERCENT},
+        {"budgets.lease_share_percent": BUDGET_SHARE_PERCENT},
     )
     doc = {
         "promotion_id": BUDGET_PROMOTION,
@@ -205,6 +205,10 @@ def offline_overspend(
     rng = random.Random(seed)
     token = cluster.staff_token("chaos-leases", "administrator")
     card_no = _spare_card(cluster, used_cards)
+    lines = {s: _line(baskets, s) for s in cluster.stores}
+    # Published before the offline_* settings are set: the constructor checks a new rule
+    # against every chain setting, and refuses names the engine does not know (a known issue).
+    budget_leases = _campaign(cluster, token, lines)
     per_store = balance_minor * 2 // 3  # the first store may take most: the bound must hold
     _staff(
         cluster,
@@ -231,9 +235,8 @@ def offline_overspend(
             },
         )
     result = Overspend(card_no, balance_minor, ceiling_minor, per_store)
-    lines = {s: _line(baskets, s) for s in cluster.stores}
     result.budget_minor = BUDGET_MINOR
-    result.budget_leases_before = _campaign(cluster, token, lines)
+    result.budget_leases_before = budget_leases
     # The card is identified at every register while the Center is up: each store gets a lease.
     for register_id, node in sorted(cluster.registers.items()):
         try:
@@ -261,8 +264,11 @@ def offline_overspend(
     kills: dict[str, int] = {"register": 0, "store": 0}
 
     def monkey() -> None:
+        first = True
         while not halt.wait(rng.uniform(0.4, 1.2)):
-            role = rng.choice(("register", "store"))
+            # The first kill is always a store node: the scenario must survive losing one.
+            role = "store" if first else rng.choice(("register", "store"))
+            first = False
             node: NodeSpec
             if role == "register":
                 node = cluster.registers[rng.choice(sorted(cluster.registers))]

@@ -182,7 +182,7 @@ def test_a_return_gives_back_in_proportion_and_never_twice() -> None:
 
 
 def test_settings_and_bodies_are_checked_naming_the_field() -> None:
-    assert read_settings({"budget_lease_share_percent": "250", "budget_lease_ttl_s": "x"}) == (
+    assert read_settings({"budgets.lease_share_percent": "250", "budgets.lease_ttl_s": "x"}) == (
         BudgetSettings(share_percent=100)
     )
     assert parse_budget_lease_request(
@@ -217,7 +217,7 @@ def _budgeted(storage: Storage, budget: int, settings: dict[str, str] | None = N
 
 
 def test_leases_carve_the_budget_and_sales_book_once(storage: Storage) -> None:
-    _budgeted(storage, 1000, {"budget_lease_share_percent": "30"})
+    _budgeted(storage, 1000, {"budgets.lease_share_percent": "30"})
     a = storage.budgets.grant(BudgetLeaseRequest("367", PROMO, 0, 0), T0)
     b = storage.budgets.grant(BudgetLeaseRequest("406", PROMO, 0, 900), T0)
     assert (a["amount"], b["amount"]) == (300, 700)

@@ -110,7 +110,7 @@ async def test_with_the_center_down_each_store_gives_at_most_its_lease(
     async with running_chain(tmp_path, storage) as chain:
         # Each store's lease: what it needs or a fifth of the budget, whichever is more.
         await _publish(
-            chain, _supplier("acme-1000", 1000), settings={"budget_lease_share_percent": "20"}
+            chain, _supplier("acme-1000", 1000), settings={"budgets.lease_share_percent": "20"}
         )
         for pos in chain.pos.values():
             assert (await _sell(pos, "acme-1000"))[0] == 50  # online: the lease is granted
