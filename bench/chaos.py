@@ -12,7 +12,9 @@ node as much the other way (their sum must stay under the 300 s signature window
 --backend postgresql: the Center stores in a throwaway PostgreSQL 15 cluster (initdb/pg_ctl).
 --overspend-s: then the Center goes down and one card is spent at every register of every store
 until each store's lease is spent (at most this long), registers and store nodes killed
-meanwhile; `overspend_beyond_bound` must be 0.
+meanwhile; `overspend_beyond_bound` must be 0. Every such receipt also qualifies for one
+supplier campaign (budget 15.00): `budget_overspend_beyond_bound` (what the tills gave of it
+beyond its budget) must be 0 too.
 """
 
 from __future__ import annotations

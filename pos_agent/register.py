@@ -78,6 +78,20 @@ REFUSED_CARD_STATUSES = frozenset({"blocked", "inactive"})
 _RENEW_BEFORE = timedelta(seconds=30)
 
 
+def given_by(calc: Calculation) -> dict[str, int]:
+    """promotion_id -> what the calculation gives by it (line discounts plus accruals): the
+    measure of a supplier budget's use (sync_protocol.promotion_amounts on the sale)."""
+    out: dict[str, int] = {}
+    for line in calc.lines:
+        for discount in line.discounts:
+            if discount.amount_minor:
+                out[discount.rule_id] = out.get(discount.rule_id, 0) + discount.amount_minor
+    for accrual in calc.accruals:
+        if accrual.amount > 0:
+            out[accrual.rule_id] = out.get(accrual.rule_id, 0) + accrual.amount
+    return out
+
+
 def utc_now() -> datetime:
     """The wall clock as an aware UTC datetime."""
     return datetime.now(UTC)
@@ -120,6 +134,8 @@ class Priced:
     """What the engine priced: the Sale records its segments and personal offers."""
     state_seen: tuple[SeenSeq, ...] = ()
     """The basis of the customer state the engine priced with (the Center rebuilds it)."""
+    messages: tuple[TillMessage, ...] = ()
+    """The personal messages for this purchase in that state (the slip prints them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +188,7 @@ class Register:
         self._tiers: TierProgramme | None = None
         """The chain's tier programme (setting ``tiers.programme``), read with the promotions."""
         self.promotions_error: str | None = None
+        self._funded_cache: tuple[PromotionSet, dict[str, int]] | None = None
 
     def _now(self) -> datetime:
         now = self.clock()
@@ -256,8 +273,8 @@ class Register:
         self._save(receipt.with_card(card_no))
         now = self._now()
         available = self._available(card_no, card)
-        customer = self.customer_state(card_no, card, (), available, now)
         state = self.card_state(card_no, card)
+        customer = self.customer_state(card_no, card, (), available, now, state)
         progress = self.card_tier_progress(state, now)
         if state.messages and self.on_message is not None:
             for message in state.messages:
@@ -605,13 +622,6 @@ class Register:
         balance = card.bonus_balance if card else 0
         return max(0, balance - self.journal.local_spent(card_no))
 
-    def folded_state(self, card_no: str, card: Card | None) -> CardState:
-        """The replica's state of the card with this register's own sales it misses folded in."""
-        tz = self.promotion_set().settings.tz
-        base = card.state if card is not None else CardState()
-        own = self.journal.card_sales(card_no, base.seen.get(self.config.register.register_id, 0))
-        return fold_sales(base, own, tz)
-
     def card_state(self, card_no: str, card: Card | None) -> CardState:
         """The replica's state of the card (the Center's, with the store node's sales) plus this
         register's own sales it does not cover yet, its tier upgraded at once when they reach a
@@ -648,12 +658,14 @@ class Register:
         offers: tuple[PersonalOffer, ...],
         bonus_available: int,
         now: datetime,
+        state: CardState | None = None,
     ) -> CustomerState:
         """What the engine reads of the card holder: the replica's state (the Center's, with
-        the store node's sales) plus this register's own sales it does not cover yet."""
+        the store node's sales) plus this register's own sales it does not cover yet (``state``:
+        that ``card_state``, when the caller has it)."""
         tz = self.promotion_set().settings.tz
-        state = self.folded_state(card_no, card)
-        state = self.card_state(card_no, card)
+        if state is None:
+            state = self.card_state(card_no, card)
         counts = state_view(state, now.astimezone(tz).date())
         wallets = {name: max(0, units) for name, units in state.wallets.items()}
         # The bonus wallet has its own authority (store node holds, offline allowance).
@@ -695,13 +707,15 @@ class Register:
         sale_id: str | None = None,
         spend: Mapping[str, int] | None = None,
         payments: Sequence[PaymentInput] = (),
+        budgets_left: Mapping[str, int] | None = None,
     ) -> Priced:
         """Run the engine over the receipt with the replica's current data, as of `now`.
 
         ``sale_id`` seeds the codes of coupons issued (the Center can make them again from
         the sale); a preview uses the receipt id, so its codes are not the final ones.
         ``spend`` spends wallets other than bonus (stickers, compliments...); ``payments``
-        are the tenders known so far (payment-type rules read their methods).
+        are the tenders known so far (payment-type rules read their methods);
+        ``budgets_left``: what the receipt may give of each supplier budget (None: nothing).
         """
         promotions = self.promotion_set()
         lines = []
@@ -730,8 +744,10 @@ class Register:
         store_id = self.config.register.store_id
         now = now if now is not None else self._now()
         offers = card.offers_at(now) if card else ()
+        # Folded once: the engine's customer, the basis the sale names, the messages it shows.
+        state = self.card_state(receipt.card_no, card) if receipt.card_no else None
         customer = (
-            self.customer_state(receipt.card_no, card, offers, available, now)
+            self.customer_state(receipt.card_no, card, offers, available, now, state)
             if receipt.card_no
             else None
         )
@@ -759,7 +775,11 @@ class Register:
         )
         try:
             calc = calculate(
-                engine_receipt, promotions, bonus_to_spend=bonus_to_spend, spend=wallet_spend
+                engine_receipt,
+                promotions,
+                bonus_to_spend=bonus_to_spend,
+                spend=wallet_spend,
+                budgets_left=budgets_left,
             )
         except EngineError as exc:
             # The engine's messages start with the field path ("bonus_to_spend: ...").
@@ -770,15 +790,73 @@ class Register:
         seen = (
             tuple(
                 SeenSeq(register_id, seq)
-                for register_id, seq in sorted(
-                    self.folded_state(receipt.card_no, card).seen.items()
-                )
+                for register_id, seq in sorted(state.seen.items())
                 if seq > 0
             )
-            if receipt.card_no
+            if state is not None
             else ()
         )
-        return Priced(receipt, calc, known, card, available, engine_receipt, seen)
+        messages = state.messages if state is not None else ()
+        return Priced(receipt, calc, known, card, available, engine_receipt, seen, messages)
+
+    def _funded(self, promotions: PromotionSet) -> dict[str, int]:
+        """promotion_id -> budget of the set's supplier-funded promotions (cached per set)."""
+        cached = self._funded_cache
+        if cached is not None and cached[0] is promotions:
+            return cached[1]
+        funded = {
+            p.promotion_id: p.funding.budget_minor
+            for p in promotions.promotions
+            if p.funding.budget_minor is not None
+        }
+        self._funded_cache = (promotions, funded)
+        return funded
+
+    def _budgets(
+        self,
+        receipt: OpenReceipt,
+        bonus_to_spend: int,
+        now: datetime,
+        *,
+        hold_id: str,
+        spend: Mapping[str, int] | None,
+        payments: Sequence[PaymentInput],
+        sale_id: str | None = None,
+    ) -> dict[str, int] | None:
+        """What the receipt may give of each supplier budget: priced first as if every budget
+        were whole, the store node then says how much of that its lease allows (and holds it
+        for the sale at confirm). None when the node cannot answer: a register cut off from
+        its node gives nothing of any budget (ARCHITECTURE.md "Supplier budget leases")."""
+        funded = self._funded(self.promotion_set())
+        if not funded:
+            return None
+        full = self.price(
+            receipt,
+            bonus_to_spend,
+            now,
+            sale_id=sale_id,
+            spend=spend,
+            payments=payments,
+            budgets_left=funded,
+        ).calculation
+        want = {pid: amount for pid, amount in given_by(full).items() if pid in funded}
+        if not want or self.link is None:
+            return dict.fromkeys(funded, 0) if not want else None
+        try:
+            took = self.link.budget_hold(hold_id=hold_id, want=want, hold=sale_id is not None)
+        except StoreNodeUnreachable as exc:
+            log.info("receipt %s: budgets not asked (%s); none given", receipt.receipt_id, exc)
+            return None
+        return {pid: max(0, took.get(pid, 0)) for pid in funded}
+
+    def _release_budgets(self, sale_id: str) -> None:
+        """Best effort: give back what the store node holds of the budgets for `sale_id`."""
+        if self.link is None:
+            return
+        try:
+            self.link.budget_hold(hold_id=sale_id, want={}, hold=True)
+        except StoreNodeUnreachable as exc:
+            log.info("sale %s not made: budget hold left to expire (%s)", sale_id, exc)
 
     def calculate(
         self,
@@ -792,7 +870,22 @@ class Register:
         receipt = self.receipt(receipt_id)
         now = self._now()
         payments = self._with_certificates(receipt, payments)
-        priced = self.price(receipt, bonus_to_spend, now, spend=spend, payments=payments)
+        budgets_left = self._budgets(
+            receipt,
+            bonus_to_spend,
+            now,
+            hold_id=receipt.receipt_id,
+            spend=spend,
+            payments=payments,
+        )
+        priced = self.price(
+            receipt,
+            bonus_to_spend,
+            now,
+            spend=spend,
+            payments=payments,
+            budgets_left=budgets_left,
+        )
         granted = self.authorize(receipt, bonus_to_spend, now)
         if granted.available is not None:
             priced = replace(priced, available_bonus=max(0, granted.available))
@@ -816,50 +909,66 @@ class Register:
         # Priced as of the closing moment, so the Center recomputes from closed_at alone.
         closed_at = self._now()
         sale_id = str(uuid.uuid4())
-        priced = self.price(
+        # What the sale may give of each supplier budget, held at the store node for this sale.
+        budgets_left = self._budgets(
             receipt,
             bonus_to_spend,
-            now=closed_at,
-            sale_id=sale_id,
+            closed_at,
+            hold_id=sale_id,
             spend=spend,
             payments=payments,
-        )
-        single_use = self._single_use_redeemed(priced.calculation)
-        # Any network call happens here, before the sale is journaled; after it, the commit
-        # (or release) of the hold travels with the uploader. Only the codes the sale redeems
-        # stay held: one under its coupon's minimum is released now, not consumed.
-        granted = self.authorize(receipt, bonus_to_spend, closed_at, redeemed=single_use)
-        unnumbered = unnumbered_sale(
-            receipt,
-            priced.calculation,
-            priced.known_products,
-            priced.engine_receipt,
-            payments,
-            bonus_to_spend,
             sale_id=sale_id,
-            closed_at=closed_at,
-            register=self.config.register,
-            state_seen=priced.state_seen,
         )
-        if receipt.card_no:
-            # The personal messages for this purchase: printed on the slip, and the Center told
-            # they were shown (every tier's state drops them with this sale).
-            personal = self.card_state(receipt.card_no, priced.card).messages
+        try:
+            priced = self.price(
+                receipt,
+                bonus_to_spend,
+                now=closed_at,
+                sale_id=sale_id,
+                spend=spend,
+                payments=payments,
+                budgets_left=budgets_left,
+            )
+            single_use = self._single_use_redeemed(priced.calculation)
+            # Any network call happens here, before the sale is journaled; after it, the commit
+            # (or release) of the hold travels with the uploader. Only the codes the sale redeems
+            # stay held: one under its coupon's minimum is released now, not consumed.
+            granted = self.authorize(receipt, bonus_to_spend, closed_at, redeemed=single_use)
+            unnumbered = unnumbered_sale(
+                receipt,
+                priced.calculation,
+                priced.known_products,
+                priced.engine_receipt,
+                payments,
+                bonus_to_spend,
+                sale_id=sale_id,
+                closed_at=closed_at,
+                register=self.config.register,
+                state_seen=priced.state_seen,
+            )
+            personal = priced.messages
             if personal:
+                # The personal messages for this purchase: printed on the slip, and the Center
+                # told they were shown (every tier's state drops them with this sale).
                 unnumbered = replace(
                     unnumbered,
                     messages=(*unnumbered.messages, *(m.slip for m in personal if m.slip)),
                     shown_messages=tuple(m.message_id for m in personal),
                 )
-        sale = self.journal.confirm(
-            receipt_id,
-            partial(numbered, unnumbered),
-            bonus_spent=bonus_to_spend,
-            bonus_balance=priced.card.bonus_balance if priced.card else 0,
-            coupons_used=single_use,
-            reserved=granted.mode == "online",
-            offline=granted.offline,
-        )
+            sale = self.journal.confirm(
+                receipt_id,
+                partial(numbered, unnumbered),
+                bonus_spent=bonus_to_spend,
+                bonus_balance=priced.card.bonus_balance if priced.card else 0,
+                coupons_used=single_use,
+                reserved=granted.mode == "online",
+                offline=granted.offline,
+            )
+        except BaseException:
+            if budgets_left and any(budgets_left.values()):
+                # No sale: what was held of the budgets for it is free again now, not in 24 h.
+                self._release_budgets(sale_id)
+            raise
         self._announce(sale, priced, receipt.certificates)
         return sale
 

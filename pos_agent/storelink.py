@@ -11,7 +11,7 @@ import contextlib
 import functools
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -155,6 +155,23 @@ class StoreLink:
         )
         raise StoreNodeUnreachable(
             f"POST /v1/reservations: HTTP {response.status_code}: {self._detail(response)}"
+        )
+
+    def budget_hold(self, *, hold_id: str, want: Mapping[str, int], hold: bool) -> dict[str, int]:
+        """promotion_id -> what the store node lets the receipt give of each supplier budget
+        in `want` (held for sale `hold_id` when `hold`); StoreNodeUnreachable when it cannot
+        answer (an old node too: the register then gives nothing of any budget)."""
+        body = {"hold_id": hold_id, "want": dict(want), "hold": hold}
+        response = self._call("POST", "/v1/budget-holds", body)
+        if response.status_code == 200:
+            answer = response.json().get("budgets_left", {})
+            return {
+                str(pid): int(amount)
+                for pid, amount in answer.items()
+                if isinstance(amount, int) and not isinstance(amount, bool)
+            }
+        raise StoreNodeUnreachable(
+            f"POST /v1/budget-holds: HTTP {response.status_code}: {self._detail(response)}"
         )
 
     def settle(

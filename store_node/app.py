@@ -13,6 +13,7 @@ from aiohttp import web
 
 from store_node import (
     admin_page,
+    budgets_api,
     certificates_api,
     enrol_api,
     master_api,
@@ -59,7 +60,15 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 
-ROUTE_MODULES = (sales_api, enrol_api, master_api, reservations_api, certificates_api, admin_page)
+ROUTE_MODULES = (
+    sales_api,
+    enrol_api,
+    master_api,
+    reservations_api,
+    budgets_api,
+    certificates_api,
+    admin_page,
+)
 """Every module with `add_routes(app)`, in registration order (reservations also own their
 database lifecycle, after the sales box's)."""
 

@@ -78,6 +78,13 @@ class LeaseClient:
             self._quiet_until = time.monotonic() + QUIET_AFTER_FAILURE_S
             return 0, None
 
+    async def post(
+        self, path: str, payload: dict[str, Any], *, waits: bool = False
+    ) -> tuple[int, Any]:
+        """A signed JSON POST to the Center: (status, answer), status 0 when unreachable;
+        ``waits``: a register waits on it (not made shortly after a failure)."""
+        return await self._post(path, payload, waits=waits)
+
     async def renew(
         self, card_no: str, amount: int = 0, receipt: tuple[str, str] | None = None
     ) -> LeaseGrant | None:

@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from store_node import leases
+from store_node import budgets, leases
 from store_node.dbthread import DbThread
 from store_node.errors import (
     Conflict,
@@ -160,6 +160,14 @@ def m002_single_use_codes(conn: sqlite3.Connection) -> None:
 def m003_spending_leases(conn: sqlite3.Connection) -> None:
     """The Center's spending leases on cards (store_node/leases.py)."""
     for statement in leases.SCHEMA:
+        conn.execute(statement)
+
+
+@MIGRATIONS
+def m005_budget_leases(conn: sqlite3.Connection) -> None:
+    """The Center's supplier budget leases, the registers' holds on them and what the sales
+    held here gave of each (store_node/budgets.py)."""
+    for statement in budgets.SCHEMA:
         conn.execute(statement)
 
 
@@ -396,6 +404,7 @@ class ReservationBook:
                         " VALUES (?, ?, ?)",
                         (sale_id, sale.card_no, spent),
                     )
+                budgets.index_sale(conn, sale)
                 for code in sale.coupons_redeemed:
                     conn.execute(
                         "INSERT OR IGNORE INTO reservation_sale_coupons (code, sale_id)"
@@ -805,6 +814,65 @@ class ReservationBook:
         """The Center took these leases back."""
         with self._tx():
             leases.forget(self._conn, done)
+
+    # -- supplier budget leases (store_node/budgets.py) --------------------------------------
+
+    def budget_take(
+        self,
+        want: Mapping[str, int],
+        *,
+        hold_id: str,
+        register_id: str,
+        now: datetime,
+        hold: bool,
+    ) -> dict[str, int]:
+        """promotion_id -> what the receipt may give of it now (`min(want, left)`); with
+        `hold`, that much is held for the sale `hold_id` until it reaches this node."""
+        with self._tx():
+            self._scan_sales()
+            took = {
+                pid: min(amount, budgets.left(self._conn, pid, now, hold_id))
+                for pid, amount in want.items()
+            }
+            if hold:
+                budgets.hold(self._conn, hold_id, register_id, took, now)
+            return took
+
+    def budget_need(self, promotion_id: str, *, now: datetime, exclude: str) -> tuple[int, int]:
+        """(what this store's sales the Center has not acknowledged gave of the promotion,
+        what other confirms hold of it)."""
+        with self._tx():
+            self._scan_sales()
+            return (
+                budgets.unsent(self._conn, promotion_id, None),
+                budgets.held(self._conn, promotion_id, now, exclude),
+            )
+
+    def save_budget_lease(
+        self, promotion_id: str, grant: budgets.BudgetGrant, *, requested_at: datetime
+    ) -> budgets.NodeBudgetLease:
+        """Keep the Center's lease on the promotion's budget, asked for at `requested_at`."""
+        with self._tx():
+            return budgets.save(self._conn, promotion_id, grant, requested_at)
+
+    def budget_leases_due(self, *, now: datetime) -> list[tuple[budgets.NodeBudgetLease, int]]:
+        """Budget leases that ended here, each with what sales not at the Center (and holds of
+        sales not here yet) give of it."""
+        with self._tx():
+            self._scan_sales()
+            return [
+                (
+                    lease,
+                    budgets.unsent(self._conn, lease.promotion_id, None)
+                    + budgets.held(self._conn, lease.promotion_id, now),
+                )
+                for lease in budgets.due(self._conn, now)
+            ]
+
+    def budget_leases_returned(self, done: list[budgets.NodeBudgetLease]) -> None:
+        """The Center took these budget leases back."""
+        with self._tx():
+            budgets.forget(self._conn, done)
 
     def _shortfall(
         self, request: ReservationRequest, card: CardBalance, now: datetime, exclude: str | None

@@ -1,5 +1,6 @@
 """sync_protocol v1: the msgpack wire format spoken between registers, store nodes and Center."""
 
+from .budgets import promotion_amounts
 from .cards import (
     CARD_RULE_SETTING,
     DEFAULT_CARD_RULE,
@@ -222,6 +223,7 @@ __all__ = [
     "payload_fingerprint",
     "programme_doc",
     "programme_text",
+    "promotion_amounts",
     "read_programme",
     "read_state",
     "replica_checksum",

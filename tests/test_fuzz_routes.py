@@ -366,6 +366,8 @@ CENTER_PARAMS = {
     "sale_id": "00000000-0000-4000-8000-000000000001",
     "signal_id": "1",
     "name": "churn",
+    "supplier_id": "fuzz-supplier",
+    "campaign_id": "c000000000000",
 }
 CENTER_BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/customers"): {"last_name": "Fuzz", "phone": "+1 555 0100"},
@@ -456,6 +458,16 @@ CENTER_BODIES: dict[tuple[str, str], Any] = {
         "store_id": "367",
         "leases": [{"lease_id": "l-1", "card_no": CARD, "wallet": "bonus", "unsent_minor": 0}],
     },
+    ("POST", "/v1/budget-leases"): {
+        "store_id": "367",
+        "promotion_id": "threshold-5-10",
+        "unsent_minor": 0,
+        "need_minor": 9,
+    },
+    ("POST", "/v1/budget-leases/return"): {
+        "store_id": "367",
+        "leases": [{"lease_id": "l-1", "promotion_id": "threshold-5-10", "unsent_minor": 0}],
+    },
     ("POST", "/v1/segments/{segment_id}/members"): {"add": ["hh-1"], "remove": []},
     ("POST", "/v1/users"): {"username": "fuzz-target", "role": "data_analyst"},
     ("POST", "/v1/users/{username}/role"): {"role": "marketer"},
@@ -475,6 +487,25 @@ CENTER_BODIES: dict[tuple[str, str], Any] = {
         ],
     },
     ("POST", "/v1/tiers/review"): {"customer_ids": ["hh-1"]},
+    ("POST", "/v1/suppliers"): {"supplier_id": "fuzz-2", "name": "Fuzz 2"},
+    ("POST", "/v1/suppliers/{supplier_id}/people"): {
+        "username": "fuzz-supplier-person",
+        "password": "correct horse battery",
+        "totp": False,
+    },
+    ("POST", "/v1/suppliers/{supplier_id}/top-ups"): {"amount_minor": 100, "note": "fuzz"},
+    ("POST", "/v1/supplier/audience/size"): {
+        "audience": {"stores": ["367"], "min_avg_receipt_minor": 100, "churn_max": 0.5}
+    },
+    ("POST", "/v1/supplier/campaigns"): {
+        "name": "Fuzz",
+        "product_ids": ["1000"],
+        "percent": "10",
+        "date_from": "2024-03-01",
+        "date_to": "2024-03-10",
+        "audience": {"brands": ["Acme"]},
+        "control_percent": 10,
+    },
 }
 CENTER_QUERIES: dict[tuple[str, str], dict[str, str]] = {
     ("GET", "/v1/master"): {"store_id": "367", "since": "0"},
@@ -549,6 +580,10 @@ async def test_no_center_route_answers_5xx_to_any_input(
 ) -> None:
     base, app, storage = center
     admin = staff_token(storage, "administrator", username="fuzz-admin")
+    # The supplier routes act for the caller's supplier: the fuzzing callers are bound to one.
+    storage.suppliers.create_supplier("fuzz-supplier", "Fuzz", "test", T0)
+    storage.suppliers.bind_person("fuzz-admin", "fuzz-supplier", "test", T0)
+    storage.suppliers.bind_person("fuzz-root", "fuzz-supplier", "test", T0)
     requirements = route_permissions(app)
     msgpack_seeds = center_msgpack_seeds()
     bodies = {
@@ -644,6 +679,11 @@ async def test_no_store_node_route_answers_5xx_to_any_input(tmp_path: Path) -> N
             },
             ("POST", "/v1/reservations/{reservation_id}/commit"): {
                 "sale_id": "00000000-0000-4000-8000-000000000001"
+            },
+            ("POST", "/v1/budget-holds"): {
+                "hold_id": "00000000-0000-4000-8000-000000000001",
+                "want": {"acme": 50},
+                "hold": True,
             },
             ("POST", "/v1/certificate-holds"): {
                 "register_id": "367-1",

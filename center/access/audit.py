@@ -31,6 +31,8 @@ AUDIT_KINDS = (
     # gift certificates (center/certificates/store.py)
     "certificate_batch",
     "certificate",
+    # supplier organisations, their campaigns and accounts (center/suppliers/)
+    "supplier",
 )
 """Kinds of object with a history."""
 MAX_AUDIT = 1000

@@ -49,6 +49,8 @@ PERMISSIONS: tuple[str, ...] = (
     "loyalty.review",
     "certificates.read",
     "certificates.write",
+    "suppliers.cabinet",
+    "suppliers.admin",
 )
 """Every permission a route may require."""
 
@@ -109,6 +111,11 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = MappingProxyType(
         ),
         "sales_director": READ_PERMISSIONS,
         "marketing_director": READ_PERMISSIONS | {"promotions.publish"},
+        # A supplier's person: its own campaigns, audience sizes and aggregates, never a
+        # customer (center/suppliers/); bound to one supplier organisation.
+        "supplier": frozenset({"suppliers.cabinet"}),
+        # The chain's person responsible for suppliers: organisations, their people, top-ups.
+        "supplier_manager": frozenset({"suppliers.admin", "reports.read"}),
     }
 )
 """What each role may do; a user has exactly one role."""

@@ -486,6 +486,13 @@ def _seconds(value: Any) -> str:
     return str(value)
 
 
+def _percent(value: Any) -> str:
+    value = _digits(value)
+    if type(value) is not int or not 0 <= value <= 100:
+        raise ValueError(f"expected a whole percent 0..100, got {value!r}")
+    return str(value)
+
+
 def _timezone(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError(f"expected an IANA time zone such as Europe/Moscow, got {value!r}")
@@ -545,6 +552,9 @@ SETTINGS: Mapping[str, Any] = {
     "offline_lease_per_store_minor": _minor,
     "offline_lease_ttl_s": _seconds,
     "offline_lease_grace_s": _seconds,
+    "budgets.lease_share_percent": _percent,
+    "budgets.lease_ttl_s": _seconds,
+    "budgets.lease_grace_s": _seconds,
     "currency": _currency,
     "currency_exponent": _exponent,
     "timezone": _timezone,

@@ -110,6 +110,28 @@ class SaleLeases(Protocol):
     def settle_sales(self, sales: Sequence[Sale]) -> None: ...
 
 
+class SaleBudgets(Protocol):
+    """What ingest needs of supplier budgets: what new sales gave of a budgeted promotion
+    booked (returns give back), in its transaction."""
+
+    def book_sales(
+        self,
+        sales: Sequence[Sale],
+        received: Any,
+        accruals: Mapping[str, Mapping[str, int]] | None = None,
+    ) -> None:
+        """`accruals`: sale_id -> rule -> the verified accrual (None: verification off)."""
+
+
+def _accrued(verdict: Verification) -> dict[str, int]:
+    """rule -> what the Center's verified movements of a sale accrue by it."""
+    out: dict[str, int] = {}
+    for m in verdict.verified:
+        if m.kind == "accrue" and m.rule_id:
+            out[m.rule_id] = out.get(m.rule_id, 0) + m.amount
+    return out
+
+
 class SalesRepository:
     """Stored sales over the Database: ingest, quarantine, reconciliation and payloads."""
 
@@ -124,8 +146,10 @@ class SalesRepository:
         leases: SaleLeases | None = None,
         certificates: SaleCertificates | None = None,
         till: SaleTill | None = None,
+        budgets: SaleBudgets | None = None,
     ) -> None:
         self.db = db
+        self.budgets = budgets
         self.ledger = ledger
         self.coupons = coupons
         self.returns = returns
@@ -194,13 +218,21 @@ class SalesRepository:
                     else self.verifier.verify(new, ctx, received)
                 )
                 self._store_sale_details(new, owners, verdicts)
+                accruals = None
                 if verdicts is not None:
                     # A quarantined sale is kept (and acknowledged) but changes nothing.
                     new = [s for s in new if not verdicts[s.sale_id].quarantined]
-                self._on_new_sales(new, owners)
+                    accruals = {s.sale_id: _accrued(verdicts[s.sale_id]) for s in new}
+                self._on_new_sales(new, owners, received, accruals)
         return Ack(accepted=tuple(accepted), duplicates=tuple(duplicates), rejected=tuple(rejected))
 
-    def _on_new_sales(self, sales: Sequence[Sale], owners: Mapping[str, str]) -> None:
+    def _on_new_sales(
+        self,
+        sales: Sequence[Sale],
+        owners: Mapping[str, str],
+        received: Any,
+        accruals: Mapping[str, Mapping[str, int]] | None = None,
+    ) -> None:
         """What else a newly stored sale changes, in the ingest transaction: coupons, returns."""
         self.coupons.record_coupon_redemptions(sales, owners)
         if self.certificates is not None:
@@ -210,6 +242,8 @@ class SalesRepository:
             self.leases.settle_sales(sales)
         if self.till is not None:
             self.till.record_shown(sales)
+        if self.budgets is not None:
+            self.budgets.book_sales(sales, received, accruals)
 
     def _sale_row(
         self, p: PreparedSale, received: Any, owners: Mapping[str, str]

@@ -16,6 +16,7 @@ from typing import Any
 from center.ingest.store import (
     IngestBatch,
     PreparedSale,
+    SaleBudgets,
     SaleCertificates,
     SaleCoupons,
     SaleLeases,
@@ -53,6 +54,7 @@ class PostgresSalesRepository(SalesRepository):
         leases: SaleLeases | None = None,
         certificates: SaleCertificates | None = None,
         till: SaleTill | None = None,
+        budgets: SaleBudgets | None = None,
     ) -> None:
         assert isinstance(db, PostgresDatabase)
         super().__init__(
@@ -64,6 +66,7 @@ class PostgresSalesRepository(SalesRepository):
             leases=leases,
             certificates=certificates,
             till=till,
+            budgets=budgets,
         )
         self._pg = db
 

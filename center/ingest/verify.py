@@ -31,6 +31,7 @@ from loyalty_engine import CustomerState, EngineError, PersonalOffer, PromotionS
 from sync_protocol import (
     Sale,
     TierProgramme,
+    promotion_amounts,
     state_view,
     upgraded_tier,
     window_totals,
@@ -94,6 +95,8 @@ class VerifyContext:
     """The tier programme in force (None: the CRM attribute `tier` rules, as at the register)."""
     levels: Mapping[str, str] = field(default_factory=dict)
     """card_no -> the level the Center keeps for its customer."""
+    funded: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
+    """promo_version -> the ids of its promotions with a supplier budget."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +257,17 @@ def _customer_state(
     )
 
 
+def _budgets_left(
+    sale: Sale, funded: Sequence[str], entitled: Mapping[str, int]
+) -> dict[str, tuple[int, int]]:
+    """promotion_id -> (what the sale gave by it, what its store's lease still held), for
+    every budgeted promotion of the sale's set."""
+    if not funded:
+        return {}
+    gave = promotion_amounts(sale)
+    return {pid: (gave.get(pid, 0), max(0, entitled.get(pid, 0))) for pid in funded}
+
+
 def _tier(sale: Sale, ctx: VerifyContext, days: Mapping[date, int]) -> str:
     """The level the register was entitled to price with: the Center's kept level, upgraded at
     once when the entitled sales (``days``: their spend per day, returns left out, as the
@@ -274,11 +288,14 @@ def verify_sale(
     policy: VerifyPolicy,
     *,
     booked_before: Mapping[str, int] | None = None,
+    leased: Mapping[str, int] | None = None,
 ) -> Verification:
     """The Center's verdict on one new sale: the movements to book and the reasons to doubt.
 
     ``booked_before``: wallet -> units the batch's earlier sales of the card book (a spend may
-    use what an earlier sale of the same batch accrued)."""
+    use what an earlier sale of the same batch accrued). ``leased``: promotion_id -> what
+    the sale's store still held of each supplier budget (its budget lease at the Center, less
+    the batch's earlier sales of the store)."""
     claimed = tuple(ledger_movements(sale))
     quarantine = quarantine_reason(sale, ctx, policy)
     if quarantine is not None:
@@ -308,6 +325,13 @@ def verify_sale(
                 + ", ".join(missed[:10])
                 + (f" and {len(missed) - 10} more" if len(missed) > 10 else "")
             )
+    budgets_left = _budgets_left(sale, ctx.funded.get(sale.promo_version, ()), leased or {})
+    for pid, (gave, lease_left) in sorted(budgets_left.items()):
+        if gave > lease_left:
+            reasons.append(
+                f"budget: promotion {pid} gave {gave}, more than the {lease_left} left of "
+                f"store {sale.store_id}'s budget lease"
+            )
     try:
         calc = reprice_sale(
             sale,
@@ -316,6 +340,10 @@ def verify_sale(
             store_format=ctx.store_formats.get(sale.store_id, ""),
             store_timezone=ctx.store_zones.get(sale.store_id, ""),
             customer=customer,
+            # The register priced with no more than its store's lease let it give: re-priced
+            # with what the sale gave (when the lease covered it), an honest sale comes out
+            # the same; one claiming beyond the lease is priced with the lease and differs.
+            budgets_left={pid: min(gave, left) for pid, (gave, left) in budgets_left.items()},
         )
     except EngineError as exc:
         reasons.append(f"engine: {exc}")

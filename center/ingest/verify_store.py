@@ -29,12 +29,13 @@ from center.ingest.verify import (
     quarantine_reason,
     verify_sale,
 )
+from center.promotions.budgets_store import BudgetRepository
 from center.promotions.recompute import ProductInfo
 from center.promotions.store import PromotionRepository
 from center.storage.database import Database
 from center.storage.migrations import Migration
 from loyalty_engine import PromotionSet, RuleError, load_promotion_set
-from sync_protocol import ProtocolError, Sale, decode_sale
+from sync_protocol import ProtocolError, Sale, decode_sale, promotion_amounts
 
 __all__ = ["POSTGRES_MIGRATION", "SQLITE_MIGRATION", "SaleVerifier"]
 
@@ -91,14 +92,17 @@ class SaleVerifier:
         states: CustomerStateRepository,
         reviews: ReviewRepository,
         tiers: TierRepository | None = None,
+        budgets: BudgetRepository | None = None,
     ) -> None:
         self.db = db
+        self.budgets = budgets
         self.promotions = promotions
         self.states = states
         self.reviews = reviews
         self.tiers = tiers
         self.policy: VerifyPolicy | None = None
         self._sets: dict[int, PromotionSet | str] = {}
+        self._funded: dict[int, tuple[str, ...]] = {}
         self._sets_at = -1
         self._settings: dict[str, str] = {}
         self._products: dict[str, ProductInfo] = {}
@@ -119,6 +123,7 @@ class SaleVerifier:
         if current != self._sets_at:
             # A new master version: sets, settings and products may differ.
             self._sets, self._sets_at = {}, current
+            self._funded = {}
             self._products, self._asked = {}, set()
             self._settings = self.promotions.promotion_settings()
         settings = self._settings
@@ -172,7 +177,18 @@ class SaleVerifier:
             enrolled_at=enrolled,
             tz=tz,
             tiers=programme,
+            funded=self._funded_of_sets(),
         )
+
+    def _funded_of_sets(self) -> dict[int, tuple[str, ...]]:
+        """promo_version -> its supplier-budgeted promotions (worked out once per set)."""
+        funded = self._funded
+        for version, found in self._sets.items():
+            if version not in funded and not isinstance(found, str):
+                funded[version] = tuple(
+                    p.promotion_id for p in found.promotions if p.funding.budget_minor is not None
+                )
+        return dict(funded)
 
     # -- inside the ingest transaction ---------------------------------------------------------
 
@@ -206,10 +222,24 @@ class SaleVerifier:
         )
         booked: dict[str, dict[str, int]] = {}
         doubted: list[tuple[Sale, Verification]] = []
+        # What each store still held of each budget: its lease, less the batch's earlier sales.
+        leased = (
+            self.budgets.entitlements(sales)
+            if self.budgets is not None and any(full.funded.values())
+            else {}
+        )
         # In closing order: a spend may use what the card's earlier sales of the batch accrued.
         for sale in sorted(sales, key=lambda s: s.closed_at):
             before = booked.get(sale.card_no or "", {})
-            verdict = verify_sale(sale, full, policy, booked_before=before)
+            funded = full.funded.get(sale.promo_version, ())
+            entitled = {pid: leased.get((pid, sale.store_id), 0) for pid in funded}
+            verdict = verify_sale(sale, full, policy, booked_before=before, leased=entitled)
+            if funded:
+                gave = promotion_amounts(sale)
+                for pid in funded:
+                    if gave.get(pid):
+                        key = (pid, sale.store_id)
+                        leased[key] = max(0, leased.get(key, 0) - gave[pid])
             verdicts[sale.sale_id] = verdict
             if sale.card_no:
                 mine = booked.setdefault(sale.card_no, {})

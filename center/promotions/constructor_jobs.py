@@ -8,17 +8,33 @@ forgets them (the person starts another), and at most `MAX_RUNS` are kept.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from center.promotions.constructor import published_doc
-from center.promotions.simulate import PromotionImpact, SimulationReport
+from center.promotions.recompute import ProductInfo
+from center.promotions.simulate import PromotionImpact, SimulationReport, simulate
 from loyalty_engine import PromotionSet, RuleError, load_promotion_set
+from sync_protocol import ProtocolError, Sale, decode_sale
 
-__all__ = ["MAX_DAYS", "MAX_RUNS", "Run", "Runs", "days_of", "draft_set", "merge_report"]
+if TYPE_CHECKING:
+    from center.storage import Storage
+
+__all__ = [
+    "MAX_DAYS",
+    "MAX_RUNS",
+    "Run",
+    "Runs",
+    "days_of",
+    "draft_set",
+    "merge_report",
+    "price_period",
+]
 
 MAX_DAYS = 92
 """The longest period one run prices (a quarter)."""
@@ -131,3 +147,54 @@ def merge_report(total: SimulationReport, part: SimulationReport) -> None:
         into.customers |= impact.customers
         for wallet, amount in impact.accrued.items():
             into.accrued[wallet] = into.accrued.get(wallet, 0) + amount
+
+
+def _price(
+    payloads: list[bytes],
+    draft: PromotionSet,
+    products: Mapping[str, ProductInfo],
+    formats: Mapping[str, str],
+    cards: frozenset[str] | None,
+) -> SimulationReport:
+    def sales() -> Iterator[Sale]:
+        for payload in payloads:
+            try:
+                sale: Sale = decode_sale(payload)
+            except ProtocolError:
+                continue
+            if cards is None or (sale.card_no is not None and sale.card_no in cards):
+                yield sale
+
+    return simulate(sales(), draft, products=products, store_formats=formats)
+
+
+async def price_period(
+    storage: Storage,
+    db: Executor,
+    doc: Mapping[str, Any],
+    date_from: date,
+    date_to: date,
+    *,
+    cards: frozenset[str] | None = None,
+    on_day: Callable[[SimulationReport], None] | None = None,
+) -> SimulationReport:
+    """Price the stored sales of [date_from, date_to] (only those of `cards` when given) with
+    the live promotions and `doc` in place of its live version, one day at a time: database
+    reads on `db`, pricing off the event loop; `on_day` sees the total after each day."""
+    loop = asyncio.get_running_loop()
+    master = await loop.run_in_executor(db, storage.feed.pricing_master)
+    context = await loop.run_in_executor(db, storage.promotions.promotion_pricing_context, [], "")
+    draft = draft_set(doc, context["live"], context["settings"], context["version"])
+    products = {
+        str(r[0]): ProductInfo(r[1] or "", r[2] or "", r[3] or "", r[4] or "")
+        for r in master["products"]
+    }
+    formats = {str(r[0]): str(r[1] or "") for r in master["stores"]}
+    report = SimulationReport(draft.version)
+    for start, end in days_of(date_from, date_to):
+        payloads = await loop.run_in_executor(db, storage.sales.sale_payloads, start, end)
+        part = await loop.run_in_executor(None, _price, payloads, draft, products, formats, cards)
+        merge_report(report, part)
+        if on_day is not None:
+            on_day(report)
+    return report

@@ -37,20 +37,11 @@ from center.promotions.constructor_form import (
     kind_fields,
     sample_lines,
 )
-from center.promotions.constructor_jobs import (
-    MAX_DAYS,
-    Run,
-    Runs,
-    days_of,
-    draft_set,
-    merge_report,
-)
-from center.promotions.recompute import ProductInfo
-from center.promotions.simulate import SimulationReport, simulate
+from center.promotions.constructor_jobs import MAX_DAYS, Run, Runs, price_period
+from center.promotions.simulate import SimulationReport
 from center.web.keys import CLOCK_KEY, EXECUTOR_KEY, STORAGE_KEY
 from center.web.pages import form_of, language_of, page_actor, render
 from center.web.request import ID_PATTERN, in_db
-from sync_protocol import ProtocolError, Sale, decode_sale
 
 __all__ = ["PERMISSIONS", "add_routes"]
 
@@ -393,47 +384,17 @@ def _period(form: Mapping[str, Any]) -> tuple[date, date]:
     return date_from, date_to
 
 
-def _price(
-    payloads: list[bytes],
-    draft: Any,
-    products: Mapping[str, ProductInfo],
-    formats: Mapping[str, str],
-) -> SimulationReport:
-    def sales() -> Any:
-        for payload in payloads:
-            try:
-                sale: Sale = decode_sale(payload)
-            except ProtocolError:
-                continue
-            yield sale
-
-    return simulate(sales(), draft, products=products, store_formats=formats)
-
-
 async def _run(app: web.Application, run: Run, doc: Mapping[str, Any]) -> None:
     """Price the run's days one after the other, off the event loop; the result on the run."""
-    storage = app[STORAGE_KEY]
-    db = app[EXECUTOR_KEY]
-    loop = asyncio.get_running_loop()
+
+    def day_done(report: SimulationReport) -> None:
+        run.days_done += 1
+        run.receipts = report.sales
+
     try:
-        master = await loop.run_in_executor(db, storage.feed.pricing_master)
-        context = await loop.run_in_executor(
-            db, storage.promotions.promotion_pricing_context, [], ""
+        run.report = await price_period(
+            app[STORAGE_KEY], app[EXECUTOR_KEY], doc, run.date_from, run.date_to, on_day=day_done
         )
-        draft = draft_set(doc, context["live"], context["settings"], context["version"])
-        products = {
-            str(r[0]): ProductInfo(r[1] or "", r[2] or "", r[3] or "", r[4] or "")
-            for r in master["products"]
-        }
-        formats = {str(r[0]): str(r[1] or "") for r in master["stores"]}
-        report = SimulationReport(draft.version)
-        for start, end in days_of(run.date_from, run.date_to):
-            payloads = await loop.run_in_executor(db, storage.sales.sale_payloads, start, end)
-            part = await loop.run_in_executor(None, _price, payloads, draft, products, formats)
-            merge_report(report, part)
-            run.days_done += 1
-            run.receipts = report.sales
-        run.report = report
         run.state = "done"
     except Exception as exc:  # whatever stops a run is shown on its page
         run.state = "failed"

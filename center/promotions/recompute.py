@@ -202,11 +202,13 @@ def reprice_sale(
     store_timezone: str = "",
     segment: str = "",
     customer: CustomerState | None = None,
+    budgets_left: Mapping[str, int] | None = None,
 ) -> Calculation:
     """The engine's calculation of ``sale`` at its ``closed_at`` (EngineError if it refuses).
 
     ``customer`` is the state to price with; None: what the sale itself records (its personal
-    offers, and the wallet units it spent)."""
+    offers, and the wallet units it spent). ``budgets_left``: supplier budgets the sale could
+    use (None: budgeted promotions do not fire)."""
     spent = _spent(sale)
     none = _NO_INFO
     lines = []
@@ -245,7 +247,13 @@ def reprice_sale(
         receipt_id=sale.sale_id,
         coupon_codes=sale.coupons_redeemed,
     )
-    return calculate(receipt, promotions, bonus_to_spend=spent, spend=_wallet_spend(sale))
+    return calculate(
+        receipt,
+        promotions,
+        bonus_to_spend=spent,
+        spend=_wallet_spend(sale),
+        budgets_left=budgets_left,
+    )
 
 
 def recompute_sale(

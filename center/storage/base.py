@@ -22,6 +22,7 @@ from center.ledger.model import BURNING_WITHIN, Balance, Burning, LedgerEntry, P
 from center.ledger.returns_store import ReturnsRepository
 from center.ledger.store import LedgerRepository
 from center.models.models_store import ModelRepository
+from center.promotions.budgets_store import BudgetRepository
 from center.promotions.coupon_jobs_store import CouponJobRepository
 from center.promotions.coupons_holds_store import CouponHoldRepository
 from center.promotions.coupons_store import CouponRepository
@@ -29,6 +30,7 @@ from center.promotions.offers_store import OfferRepository
 from center.promotions.segments_store import SegmentRepository
 from center.promotions.store import PromotionRepository
 from center.storage.database import Database
+from center.suppliers.suppliers_store import SupplierRepository
 
 if TYPE_CHECKING:  # the repositories import this module's records
     from center.feed.master_store import MasterDataRepository
@@ -180,9 +182,11 @@ class Storage(Protocol):
     verifier: SaleVerifier
     tiers: TierRepository
     leases: LeaseRepository
+    budgets: BudgetRepository
     certificates: CertificateRepository
     models: ModelRepository
     till: TillMessages
+    suppliers: SupplierRepository
 
     @property
     def backend(self) -> str:

@@ -77,6 +77,11 @@ PLAN: Mapping[str, Placement] = MappingProxyType(
         "coupon_holds": _by("code", "coupons"),
         # A card's leases with its card number: one shard answers "what may this card spend".
         "spending_leases": _by("card_no", "card_directory"),
+        # A supplier budget's account, its store leases and the sales behind it: one shard
+        # answers "what is left of this promotion's budget".
+        "budget_accounts": _by("promotion_id", "budgets"),
+        "budget_leases": _by("promotion_id", "budgets"),
+        "budget_sales": _by("promotion_id", "budgets"),
         # Gift certificates: one row per code, its holds and movements beside it.
         "certificates": _by("code", "certificates"),
         "certificate_holds": _by("code", "certificates"),
@@ -127,6 +132,13 @@ PLAN: Mapping[str, Placement] = MappingProxyType(
         "tier_reviews": LOCAL,
         # Trained model versions and their metrics: few rows, read with any customer.
         "model_versions": REFERENCE,
+        # The supplier cabinet: few organisations and campaigns, read by head office and the
+        # suppliers' people on the coordinator; a campaign's audience split by campaign.
+        "suppliers": LOCAL,
+        "supplier_people": LOCAL,
+        "supplier_campaigns": LOCAL,
+        "supplier_campaign_members": LOCAL,
+        "supplier_account": LOCAL,
     }
 )
 """Every table of the Center's PostgreSQL schema and its placement."""

@@ -24,6 +24,7 @@ from center.ledger import leases_store as leases
 from center.ledger import returns_store as returns
 from center.ledger.store_postgres import PostgresLedgerRepository
 from center.models import models_store
+from center.promotions import budgets_store
 from center.promotions import coupon_jobs_store as coupon_jobs
 from center.promotions import coupons_holds_store as coupon_holds
 from center.promotions import coupons_store as coupons
@@ -34,6 +35,7 @@ from center.storage import owners
 from center.storage.migrations import MigrationList
 from center.storage.postgres_database import PostgresDatabase
 from center.storage.sql import Migration, SqlStorage, lots_from_ledger
+from center.suppliers import suppliers_store
 
 __all__ = ["POSTGRES_MIGRATIONS", "PostgresStorage"]
 
@@ -297,6 +299,8 @@ POSTGRES_MIGRATIONS = MigrationList(
         tiers.POSTGRES_MIGRATION,
         certificates.POSTGRES_MIGRATION,
         models_store.POSTGRES_MIGRATION,
+        budgets_store.POSTGRES_MIGRATION,
+        suppliers_store.POSTGRES_MIGRATION,
         certificates.SALE_INDEX_MIGRATION,
         models_store.POSTGRES_PREFERENCES_MIGRATION,
         verify_checkpoints.POSTGRES_MIGRATION,

@@ -30,6 +30,7 @@ from center.ledger.leases_store import LeaseRepository
 from center.ledger.returns_store import ReturnsRepository
 from center.ledger.store import LedgerRepository
 from center.models.models_store import ModelRepository
+from center.promotions.budgets_store import BudgetRepository
 from center.promotions.coupon_jobs_store import CouponJobRepository
 from center.promotions.coupons_holds_store import CouponHoldRepository
 from center.promotions.coupons_store import CouponRepository
@@ -40,6 +41,7 @@ from center.storage.base import Counts
 from center.storage.database import Database
 from center.storage.dialect import Dialect
 from center.storage.migrations import Migration, MigrationList, apply_migrations, recorded
+from center.suppliers.suppliers_store import SupplierRepository
 
 __all__ = ["Migration", "SqlStorage", "lots_from_ledger"]
 
@@ -105,12 +107,14 @@ class SqlStorage:
         )
         self.leases = LeaseRepository(db, ledger=self.ledger)
         self.reviews = ReviewRepository(db, audit=self.audit, adjust=self.returns.adjust)
+        self.budgets = BudgetRepository(db)
         self.verifier = SaleVerifier(
             db,
             promotions=self.promotions,
             states=self.states,
             reviews=self.reviews,
             tiers=self.tiers,
+            budgets=self.budgets,
         )
         self.certificates = CertificateRepository(db, audit=self.audit)
         self.sales = self.sales_repository(
@@ -122,9 +126,11 @@ class SqlStorage:
             leases=self.leases,
             certificates=self.certificates,
             till=self.till,
+            budgets=self.budgets,
         )
         self.fraud = FraudRepository(db, audit=self.audit)
         self.models = ModelRepository(db)
+        self.suppliers = SupplierRepository(db, audit=self.audit, segments=self.segments)
 
     @property
     def backend(self) -> str:

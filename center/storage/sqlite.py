@@ -24,6 +24,7 @@ from center.ingest import verify_store as verify_checkpoints
 from center.ledger import leases_store as leases
 from center.ledger import returns_store as returns
 from center.models import models_store
+from center.promotions import budgets_store
 from center.promotions import coupon_jobs_store as coupon_jobs
 from center.promotions import coupons_holds_store as coupon_holds
 from center.promotions import coupons_store as coupons
@@ -34,6 +35,7 @@ from center.storage import owners
 from center.storage.database import SqliteDatabase
 from center.storage.migrations import MigrationList
 from center.storage.sql import Migration, SqlStorage, lots_from_ledger
+from center.suppliers import suppliers_store
 
 __all__ = ["SQLITE_MIGRATIONS", "SqliteStorage"]
 
@@ -296,6 +298,8 @@ SQLITE_MIGRATIONS = MigrationList(
         tiers.SQLITE_MIGRATION,
         certificates.SQLITE_MIGRATION,
         models_store.SQLITE_MIGRATION,
+        budgets_store.SQLITE_MIGRATION,
+        suppliers_store.SQLITE_MIGRATION,
         certificates.SALE_INDEX_MIGRATION,
         models_store.SQLITE_PREFERENCES_MIGRATION,
         verify_checkpoints.SQLITE_MIGRATION,

@@ -19,6 +19,7 @@ from center.errors import RequestError, StorageError
 from center.fraud.model import FraudSettings
 from center.ingest.verify import VerifyPolicy
 from center.storage import Storage, open_storage
+from center.suppliers.cabinet import follow_live_campaigns
 from center.web.dbthread import DbThread
 from center.web.keys import (
     ANALYTICS_KEY,
@@ -42,6 +43,8 @@ PRICE_CHANGES_EVERY_S = 60.0
 """How often price changes that came due are applied (center/feed/master_store.py)."""
 SESSIONS_PURGE_EVERY_S = 600.0
 """How often console sessions that ended are deleted (center/access/people_store.py)."""
+SUPPLIER_SPEND_EVERY_S = 60.0
+"""How often the spend of live supplier campaigns is booked on their accounts."""
 
 
 def _utcnow() -> datetime:
@@ -221,6 +224,13 @@ def create_app(
                 return
             log.info("models: retrained, %d offers published", done["offers_published"])
 
+        async def suppliers_job() -> None:
+            now = app[CLOCK_KEY]()
+            try:
+                await db.run(lambda store: follow_live_campaigns(store, now))
+            except (StorageError, RequestError) as exc:
+                log.warning("following supplier campaigns failed (next run retries): %s", exc)
+
         scheduler = AsyncIOScheduler(timezone=UTC, event_loop=asyncio.get_running_loop())
 
         def every(seconds: float, job: Callable[[], Awaitable[None]], job_id: str) -> None:
@@ -241,6 +251,7 @@ def create_app(
         every(config.ledger.expire_interval_s, expire_job, "expire_lots")
         every(config.fraud.scan_interval_s, fraud_job, "fraud_scan")
         every(TIER_REVIEW_EVERY_S, tiers_job, "review_tiers")
+        every(SUPPLIER_SPEND_EVERY_S, suppliers_job, "follow_supplier_campaigns")
         if config.analytics.feed_interval_s:
             every(config.analytics.feed_interval_s, analytics_job, "feed_analytics")
         if config.models.retrain_every_s:

@@ -39,6 +39,7 @@ from center.models import api as models_api
 from center.models import pages as models_pages
 from center.promotions import api as promotions_api
 from center.promotions import (
+    budgets_api,
     constructor_audience,
     constructor_pages,
     coupons_api,
@@ -48,6 +49,8 @@ from center.promotions import (
 from center.promotions import pages as promotions_pages
 from center.reporting import api as reports_api
 from center.reporting import pages as reporting_pages
+from center.suppliers import api as suppliers_api
+from center.suppliers import pages as suppliers_pages
 from center.web import health
 from center.web import pages as web_pages
 
@@ -66,6 +69,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     segments_api,
     returns_api,
     leases_api,
+    budgets_api,
     customers_api,
     tiers_api,
     offers_api,
@@ -77,6 +81,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     analytics_api,
     certificates_api,
     models_api,
+    suppliers_api,
     web_pages,
     access_pages,
     registration_pages,
@@ -94,6 +99,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     reporting_pages,
     models_pages,
     analytics_pages,
+    suppliers_pages,
 )
 """Every module with `add_routes(app)` and `PERMISSIONS`, in registration order (a fixed path
 such as /v1/customers/search is registered before the {customer_id} it would otherwise match)."""

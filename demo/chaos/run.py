@@ -208,5 +208,6 @@ def _run_chaos(options: ChaosOptions, progress: Callable[[str], None], dsn: str)
         report["replicas_not_converged_detail"] = behind
     ok = bool(report.pop("_ok")) and sync_s is not None and not behind
     ok = ok and not overspent.get("overspend_beyond_bound", 0)
+    ok = ok and not overspent.get("budget_overspend_beyond_bound", 0)
     report["ok"] = ok
     return ChaosRun(report=report, ok=ok)

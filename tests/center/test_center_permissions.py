@@ -90,7 +90,12 @@ def test_the_role_matrix() -> None:
         "call_center",
         "sales_director",
         "marketing_director",
+        "supplier",
+        "supplier_manager",
     }
+    # A supplier's person reads nothing of a customer: only its own cabinet.
+    assert ROLE_PERMISSIONS["supplier"] == {"suppliers.cabinet"}
+    assert ROLE_PERMISSIONS["supplier_manager"] == {"suppliers.admin", "reports.read"}
     assert ROLE_PERMISSIONS["administrator"] == frozenset(PERMISSIONS) - {"node"}
     for role, granted in ROLE_PERMISSIONS.items():
         assert "node" not in granted, role

@@ -48,6 +48,7 @@ def test_a_seeded_chaos_run_loses_duplicates_and_invents_nothing(
         "integrity_not_ok",
         "replicas_not_converged",
         "overspend_beyond_bound",
+        "budget_overspend_beyond_bound",
     ):
         assert report[invariant] == 0, (invariant, report)
     assert report["acked_sales"] > 100
@@ -62,6 +63,10 @@ def test_a_seeded_chaos_run_loses_duplicates_and_invents_nothing(
     # The Center down, the card at every register: spent, within balance + ceiling, no more.
     assert 0 < report["overspend_spent_minor"] <= 1024 + report["overspend_ceiling_minor"]
     assert set(report["overspend_leases_before"]) == {"367", "406"}, report
+    # The same receipts gave of one supplier campaign: within its budget, each store within
+    # the lease it held when the Center went down.
+    assert 0 < report["budget_given_minor"] <= report["budget_minor"], report
+    assert report["budget_stores_beyond_lease"] == {}, report
     assert report["backend"] == backend
     # One register and its store node ran on clocks 60..120 s off, opposite ways, and the times
     # stamped on the sales show it; every other node kept the true time.

@@ -93,6 +93,10 @@ def test_a_store_db_of_the_previous_release_is_upgraded_in_place(
     # m003 of the reservations adds the spending leases, empty.
     for table in (*tables, "spending_leases", "lease_support"):
         assert after.pop(table) == []
+    # m005 of the reservations adds the supplier budget leases, empty.
+    budget_tables = ("budget_leases", "budget_promotions", "budget_holds")
+    for table in (*budget_tables, "reservation_sale_budgets"):
+        assert after.pop(table) == []
     # m003 of the sales box only gave each sale its card (read from its payload).
     assert [row[:-1] for row in after.pop("sales")] == before.pop("sales")
     assert after == before
@@ -102,6 +106,7 @@ def test_a_store_db_of_the_previous_release_is_upgraded_in_place(
         ("reservations", "m001_baseline"),
         ("reservations", "m002_single_use_codes"),
         ("reservations", "m003_spending_leases"),
+        ("reservations", "m005_budget_leases"),
         ("salesbox", "m001_baseline"),
         ("salesbox", "m002_recovery"),
         ("salesbox", "m003_sales_card_no"),
