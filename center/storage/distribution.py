@@ -70,6 +70,9 @@ PLAN: Mapping[str, Placement] = MappingProxyType(
         # A card's state checkpoint is a cache folded from its sales and rebuilt from them: it
         # is read by card number at every feed, so it lives by card in a group of its own.
         "customer_states": _by("card_no", "card_states"),
+        # Verification's checkpoint of a card (center/ingest/checkpoint.py): beside its state.
+        "verify_checkpoints": _by("card_no", "card_states"),
+        "verify_checkpoint_covers": _by("card_no", "card_states"),
         "sale_ids": _by("sale_id", "sale_claims"),
         "register_seqs": _by("register_id", "register_claims"),
         # Single-use codes: one row per code, looked up by code at every redemption.
