@@ -234,6 +234,8 @@ class AdminAuth:
         """End the session of this cookie (if any)."""
         conn = self._connect()
         try:
-            conn.execute("DELETE FROM store_admin_sessions WHERE session_hash = ?", (_hash(cookie),))
+            conn.execute(
+                "DELETE FROM store_admin_sessions WHERE session_hash = ?", (_hash(cookie),)
+            )
         finally:
             conn.close()

@@ -158,7 +158,11 @@ def _sign_in_page(
     )
     response = _html(request, language, html, status)
     response.set_cookie(
-        SIGNIN_COOKIE, token, path="/sign-in", httponly=True, samesite="Strict",
+        SIGNIN_COOKIE,
+        token,
+        path="/sign-in",
+        httponly=True,
+        samesite="Strict",
         secure=request.secure,
     )
     return response
@@ -222,9 +226,7 @@ async def post_sign_in(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     _ = _translator(request, _language(request))
     if not csrf_matches(request.cookies.get(SIGNIN_COOKIE, ""), form.get(CSRF_FIELD)):
-        return _sign_in_page(
-            request, status=403, error=_("The form expired: sign in again.")
-        )
+        return _sign_in_page(request, status=403, error=_("The form expired: sign in again."))
     username = str(form.get("username", ""))[:64]
     password = str(form.get("password", ""))[:256]
     auth = request.app[ADMIN_AUTH_KEY]

@@ -7,7 +7,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-__all__ = ["LIMITS", "SORTS", "STATUS_ORDER", "Contact", "limits_of", "node_contacts", "sort_contacts"]
+__all__ = [
+    "LIMITS",
+    "SORTS",
+    "STATUS_ORDER",
+    "Contact",
+    "limits_of",
+    "node_contacts",
+    "sort_contacts",
+]
 
 STATUS_ORDER = ("silent", "late", "ok")
 """Worst first."""
@@ -162,7 +170,9 @@ SORTS = ("status", "store", "node", "last_contact", "queue", "lag")
 """The columns the monitoring page sorts by ("status": worst first, the default)."""
 
 
-def sort_contacts(contacts: Iterable[Contact], by: str, *, descending: bool = False) -> list[Contact]:
+def sort_contacts(
+    contacts: Iterable[Contact], by: str, *, descending: bool = False
+) -> list[Contact]:
     """The contacts ordered by one of SORTS (ties keep the worst-first order)."""
     far = 10**12
     keys: dict[str, Any] = {

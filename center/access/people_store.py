@@ -308,8 +308,16 @@ class PeopleRepository:
             for r in rows
         ]
 
-    def _change(self, username: str, action: str, sql: str, params: tuple[object, ...],
-                after: object, actor: str, now: datetime) -> None:
+    def _change(
+        self,
+        username: str,
+        action: str,
+        sql: str,
+        params: tuple[object, ...],
+        after: object,
+        actor: str,
+        now: datetime,
+    ) -> None:
         at = self.db.ts(now)
         with self.db.guard(action.replace("_", " ")), self.db.transaction():
             done = self.db.execute(

@@ -128,7 +128,9 @@ async def test_role_password_unlock_totp_and_revoke_are_audited_with_the_page(
     with pytest.raises(Unauthorized):
         sign_in(db, "olga", "another long password", "", T0 + LOCKOUT, page="/sign-in")
     actions = {
-        r["action"]: r["actor"] for r in db.audit.audit_history("user", "olga") if "via" in r["actor"]
+        r["action"]: r["actor"]
+        for r in db.audit.audit_history("user", "olga")
+        if "via" in r["actor"]
     }
     for action, page in (
         ("set_role", "role"),
@@ -192,9 +194,7 @@ def test_audit_search_on_both_backends(storage: Storage) -> None:
     rest, end = storage.audit.search(mine, before_id=cursor, limit=3)
     assert len(rest) == 2 and end is None
     assert rest[0]["audit_id"] < rows[-1]["audit_id"]
-    period = AuditQuery(
-        person="root", since=T0 + timedelta(days=1), until=T0 + timedelta(days=3)
-    )
+    period = AuditQuery(person="root", since=T0 + timedelta(days=1), until=T0 + timedelta(days=3))
     assert len(storage.audit.search(period)[0]) == 2
     by_object = AuditQuery(kind="user", object_id="root2", action="create")
     ((row,), _) = storage.audit.search(by_object)

@@ -144,7 +144,12 @@ def test_node_contacts_put_the_silent_first_and_list_each_register() -> None:
     assert found[2].devices == (("printer", "error"),) and found[1].sync_lag_s == 30 * 3600
     by_queue = sort_contacts(found, "queue", descending=True)
     assert by_queue[0].node_id == "store-2"
-    assert [c.node_id for c in sort_contacts(found, "store")] == ["store-1", "1-1", "1-2", "store-2"]
+    assert [c.node_id for c in sort_contacts(found, "store")] == [
+        "store-1",
+        "1-1",
+        "1-2",
+        "store-2",
+    ]
 
 
 def test_node_contacts_follow_the_configured_limits_and_report_paper_out() -> None:

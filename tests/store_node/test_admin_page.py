@@ -103,50 +103,54 @@ async def test_admin_page_escapes_what_registers_report(tmp_path: Path) -> None:
 async def test_wrong_passwords_lock_the_store_admin_with_one_answer(tmp_path: Path) -> None:
     config = make_config(tmp_path)
     AdminAuth(config.db_path).set_admin("keeper", PASSWORD, Clock()())
-    async with running_node(config, run_jobs=False, clock=Clock()) as node:
-        async with _browser(node.url) as browser:
-            status, html = await _sign_in(browser, "nobody")
-            assert status == 401 and "Wrong user name or password." in html
-            for _ in range(MAX_FAILURES):
-                status, html = await _sign_in(browser, password="not the password")
-                assert status == 401
-            status, html = await _sign_in(browser)  # locked: the right password is refused
-            assert status == 401 and "Wrong user name or password." in html
-            async with browser.post("/sign-in", data={"username": "keeper", "password": PASSWORD}) as r:
-                assert r.status == 403  # no sign-in form token
+    async with (
+        running_node(config, run_jobs=False, clock=Clock()) as node,
+        _browser(node.url) as browser,
+    ):
+        status, html = await _sign_in(browser, "nobody")
+        assert status == 401 and "Wrong user name or password." in html
+        for _ in range(MAX_FAILURES):
+            status, html = await _sign_in(browser, password="not the password")
+            assert status == 401
+        status, html = await _sign_in(browser)  # locked: the right password is refused
+        assert status == 401 and "Wrong user name or password." in html
+        async with browser.post("/sign-in", data={"username": "keeper", "password": PASSWORD}) as r:
+            assert r.status == 403  # no sign-in form token
 
 
 async def test_the_store_admin_enrols_a_register_whose_token_works_once(tmp_path: Path) -> None:
     config = make_config(tmp_path)
     AdminAuth(config.db_path).set_admin("keeper", PASSWORD, Clock()())
-    async with running_node(config, run_jobs=False, clock=Clock()) as node:
-        async with _browser(node.url) as browser:
-            # Without a session, or without its CSRF token, nothing is issued.
-            async with browser.post("/registers", data={"register_id": "367-9"}) as r:
-                assert r.status == 403
-            await _sign_in(browser)
-            async with browser.post("/registers", data={"register_id": "367-9"}) as r:
-                assert r.status == 403
-            async with browser.get("/") as page:
-                csrf = _token(await page.text())
-            form = {"csrf_token": csrf, "register_id": "<script>"}
-            async with browser.post("/registers", data=form) as r:
-                html = await r.text()
-                assert r.status == 422 and 'id="register_id-error"' in html
-                assert "<script>" not in html and 'value="&lt;script&gt;"' in html
-            async with browser.post("/registers", data={**form, "register_id": "367-9"}) as r:
-                html = await r.text()
-                assert r.status == 201 and 'http-equiv="refresh"' not in html
-            token = re.search(r'id="register-token">([^<]+)<', html)
-            assert token, html
-            async with node.session.post(node.url + "/v1/enrol", json={"token": token.group(1)}) as r:
-                assert r.status == 200 and (await r.json())["register_id"] == "367-9"
-            async with node.session.post(node.url + "/v1/enrol", json={"token": token.group(1)}) as r:
-                assert r.status == 403
-            async with browser.post("/sign-out", data={"csrf_token": csrf}) as r:
-                assert 'id="sign-in"' in await r.text()
-            async with browser.get("/") as r:
-                assert "register-367" not in await r.text()
+    async with (
+        running_node(config, run_jobs=False, clock=Clock()) as node,
+        _browser(node.url) as browser,
+    ):
+        # Without a session, or without its CSRF token, nothing is issued.
+        async with browser.post("/registers", data={"register_id": "367-9"}) as r:
+            assert r.status == 403
+        await _sign_in(browser)
+        async with browser.post("/registers", data={"register_id": "367-9"}) as r:
+            assert r.status == 403
+        async with browser.get("/") as page:
+            csrf = _token(await page.text())
+        form = {"csrf_token": csrf, "register_id": "<script>"}
+        async with browser.post("/registers", data=form) as r:
+            html = await r.text()
+            assert r.status == 422 and 'id="register_id-error"' in html
+            assert "<script>" not in html and 'value="&lt;script&gt;"' in html
+        async with browser.post("/registers", data={**form, "register_id": "367-9"}) as r:
+            html = await r.text()
+            assert r.status == 201 and 'http-equiv="refresh"' not in html
+        token = re.search(r'id="register-token">([^<]+)<', html)
+        assert token, html
+        async with node.session.post(node.url + "/v1/enrol", json={"token": token.group(1)}) as r:
+            assert r.status == 200 and (await r.json())["register_id"] == "367-9"
+        async with node.session.post(node.url + "/v1/enrol", json={"token": token.group(1)}) as r:
+            assert r.status == 403
+        async with browser.post("/sign-out", data={"csrf_token": csrf}) as r:
+            assert 'id="sign-in"' in await r.text()
+        async with browser.get("/") as r:
+            assert "register-367" not in await r.text()
     assert RegisterAuth(config.store.data_dir).register_ids() == ["367-9"]
 
 
