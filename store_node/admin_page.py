@@ -239,7 +239,8 @@ async def post_sign_in(request: web.Request) -> web.StreamResponse:
         return _sign_in_page(
             request, status=401, error=_("Wrong user name or password."), username=username
         )
-    response = _see("/")
+    asked = request.query.get("lang", "")
+    response = _see(f"/?lang={asked}" if asked in LANGUAGES else "/")
     response.set_cookie(
         SESSION_COOKIE,
         cookie,

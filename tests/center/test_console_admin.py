@@ -199,3 +199,26 @@ def test_audit_search_on_both_backends(storage: Storage) -> None:
     by_object = AuditQuery(kind="user", object_id="root2", action="create")
     ((row,), _) = storage.audit.search(by_object)
     assert row["actor"] == "test"
+
+
+async def test_the_chain_default_language_applies_unless_the_person_chose_one(
+    client: TestClient[Any, Any], db: Storage, tmp_path: Path
+) -> None:
+    russian_browser = {"Accept-Language": "ru-RU"}
+    before = await (await client.get("/", headers=russian_browser)).text()
+    assert "<h1>Вход</h1>" in before
+    db.master.set_settings({"console_language": "en"}, actor="test", now=T0)
+    with pytest.raises(Exception, match="ru or en"):
+        db.master.set_settings({"console_language": "de"}, actor="test", now=T0)
+    # The cache of the chain setting is per app; a fresh app reads it at once.
+    (tmp_path / "fresh").mkdir()
+    app = create_app(load_config(write_config(tmp_path / "fresh")), db)
+    async with TestClient(TestServer(app), headers=russian_browser) as fresh:
+        english = await (await fresh.get("/", headers={"Accept": "text/html"})).text()
+        assert "<h1>Sign in</h1>" in english
+        db.people.set_language("olga", "ru", T0, page="/console/language")
+        page = await fresh.get("/")
+        form = {"csrf_token": _token(await page.text()), "username": "olga", "password": PASSWORD}
+        await fresh.post("/sign-in", data=form, headers={"Accept": "text/html"})
+        home = await (await fresh.get("/console", headers={"Accept": "text/html"})).text()
+        assert 'lang="ru"' in home  # her own setting wins over the chain's
