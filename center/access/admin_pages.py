@@ -227,9 +227,12 @@ def _day(value: str, field: str) -> date | None:
     if not value:
         return None
     try:
-        return date.fromisoformat(value[:10])
+        day = date.fromisoformat(value[:10])
     except ValueError:
         raise InvalidRequest(field, f"expected a date YYYY-MM-DD, got {value[:20]!r}") from None
+    if not date(1970, 1, 1) <= day <= date(9000, 1, 1):
+        raise InvalidRequest(field, f"expected a date from 1970 to 9000, got {value[:20]!r}")
+    return day
 
 
 def _audit_query(query: Mapping[str, str]) -> tuple[AuditQuery, int | None]:

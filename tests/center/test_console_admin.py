@@ -222,3 +222,18 @@ async def test_the_chain_default_language_applies_unless_the_person_chose_one(
         await fresh.post("/sign-in", data=form, headers={"Accept": "text/html"})
         home = await (await fresh.get("/console", headers={"Accept": "text/html"})).text()
         assert 'lang="ru"' in home  # her own setting wins over the chain's
+
+
+async def test_the_audit_search_says_what_is_wrong_by_its_field(
+    client: TestClient[Any, Any],
+) -> None:
+    await _signed_in(client, "ann")
+    for params, field in (
+        ({"until": "9999-12-31"}, "until"),
+        ({"person": "<b>"}, "person"),
+        ({"kind": "spaceship"}, "kind"),
+        ({"before": "-1"}, "before"),
+    ):
+        answer = await client.get("/console/audit", params=params)
+        html = await answer.text()
+        assert answer.status == 422 and f'id="{field}-error"' in html, html
