@@ -237,3 +237,15 @@ async def test_the_audit_search_says_what_is_wrong_by_its_field(
         answer = await client.get("/console/audit", params=params)
         html = await answer.text()
         assert answer.status == 422 and f'id="{field}-error"' in html, html
+
+
+def test_monitoring_limits_are_read_and_checked_from_center_toml(tmp_path: Path) -> None:
+    from center.errors import ConfigError
+
+    path = write_config(tmp_path, extra="\n[monitoring]\nstore_late_s = 4\nstore_silent_s = 8\n")
+    watch = load_config(path).monitoring
+    assert (watch.store_late_s, watch.store_silent_s, watch.register_silent_s) == (4, 8, 3600)
+    bad = write_config(tmp_path, extra="\n[monitoring]\nstore_late_s = 9\nstore_silent_s = 8\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(bad)
+    assert any("monitoring.store_silent_s" in p for p in refused.value.problems)
