@@ -177,3 +177,29 @@ def test_set_admin_and_enrol_check_the_password_before_anything(
     assert auth.sign_in("keeper", PASSWORD, datetime.now(UTC))[1].username == "keeper"
     held = auth._connect().execute("SELECT password_hash FROM store_admins").fetchone()[0]
     assert held.startswith("$argon2id$") and PASSWORD not in held
+
+
+def test_a_store_db_of_the_previous_release_takes_the_store_admin(tmp_path: Path) -> None:
+    import sqlite3
+
+    from store_node.salesbox import SalesBox
+    from tests.store_node.fixtures.build_previous_release import STORE_ID
+    from tests.store_node.test_store_migrations import _previous_release, _rows
+
+    path = _previous_release("store.db", tmp_path)
+    SalesBox(path, store_id=STORE_ID).close()
+    before = _rows(path)
+    auth = AdminAuth(path)
+    auth.set_admin("keeper", PASSWORD, datetime.now(UTC))
+    assert auth.sign_in("keeper", PASSWORD, datetime.now(UTC))[1].username == "keeper"
+    after = _rows(path)
+    assert {k: v for k, v in after.items() if not k.startswith("store_admin")} == before
+    SalesBox(path, store_id=STORE_ID).close()  # the sales box opens it as before
+    conn = sqlite3.connect(path)
+    try:
+        names = conn.execute(
+            "SELECT name FROM _migrations WHERE migration_set = 'store_admin'"
+        ).fetchall()
+    finally:
+        conn.close()
+    assert names == [("m006_store_admin",)]
