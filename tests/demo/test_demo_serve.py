@@ -84,3 +84,5 @@ def test_serve_prints_logins_that_work_and_stops_on_ctrl_c(tmp_path: Path) -> No
         if process.poll() is None:
             process.kill()
             process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
