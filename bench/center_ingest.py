@@ -459,8 +459,11 @@ _MORE_TYPES = {  # sale_ids, register_seqs and ledger, which ingest fills with I
 }
 
 
-def bench_copy(dsn: str, sales: list[Sale]) -> dict[str, Any]:
-    """The same rows written with nothing but binary COPY, in the same batches: the floor."""
+def bench_copy(dsn: str, sales: list[Sale], owners: dict[str, str] | None = None) -> dict[str, Any]:
+    """The same rows written with nothing but binary COPY, in the same batches: the floor.
+
+    `owners` (card -> customer id) puts each card's receipts with its customer (bench/console.py
+    loads the customers too); without it every card is unknown."""
     import psycopg
 
     storage = PostgresStorage(dsn)
@@ -474,7 +477,7 @@ def bench_copy(dsn: str, sales: list[Sale]) -> dict[str, Any]:
             batches.append(([], [], [], [], [], []))
         keys, seqs, sale_rows, line_rows, ledger_rows, lot_rows = batches[-1]
         payload, fingerprint = encode_sale(sale), sale_fingerprint(sale)
-        owner = sale_owner(sale.card_no, sale.store_id, {})  # the bench's cards are unknown
+        owner = sale_owner(sale.card_no, sale.store_id, owners or {})
         keys.append((sale.sale_id, sale.register_id, sale.seq, fingerprint, sale.closed_at))
         seqs.append((sale.register_id, sale.seq, sale.sale_id))
         sale_rows.append(

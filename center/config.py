@@ -23,6 +23,7 @@ __all__ = [
     "LedgerSettings",
     "MasterSettings",
     "ModelSettings",
+    "MonitoringSettings",
     "SecuritySettings",
     "SegmentSettings",
     "StorageSettings",
@@ -137,6 +138,18 @@ class ModelSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MonitoringSettings:
+    store_late_s: int = 120
+    """A store node without a heartbeat this long is late on the monitoring page (amber)."""
+    store_silent_s: int = 900
+    """... and silent (red, an alert) after this long."""
+    register_late_s: int = 600
+    """A register its store node has not heard from this long is late."""
+    register_silent_s: int = 3600
+    """... and silent (an alert: "register silent for 1 h") after this long."""
+
+
+@dataclass(frozen=True, slots=True)
 class TlsSettings:
     cert_file: Path | None = None
     """PEM certificate chain; with key_file, `serve` speaks HTTPS only."""
@@ -167,6 +180,7 @@ class Config:
     verify: VerifySettings = VerifySettings()
     analytics: AnalyticsSettings = AnalyticsSettings()
     models: ModelSettings = ModelSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
     source: Path | None = None
 
 
@@ -184,6 +198,7 @@ _KNOWN: dict[str, tuple[str, ...]] = {
     "verify": ("enabled", "feed_lag_s", "future_skew_s", "max_age_days"),
     "analytics": ("engine", "path", "url", "database", "feed_interval_s"),
     "models": ("retrain_every_s",),
+    "monitoring": ("store_late_s", "store_silent_s", "register_late_s", "register_silent_s"),
 }
 
 
@@ -439,6 +454,24 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: Path | None
         models_table, "models", "retrain_every_s", 7 * 86400, low=0, high=366 * 86400
     )
     reader.unknown_keys(models_table, "models", _KNOWN["models"])
+    watch_table = tables.get("monitoring", {})
+    watch = {
+        key: reader.integer(watch_table, "monitoring", key, default, low=1, high=30 * 86400)
+        for key, default in (
+            ("store_late_s", 120),
+            ("store_silent_s", 900),
+            ("register_late_s", 600),
+            ("register_silent_s", 3600),
+        )
+    }
+    reader.unknown_keys(watch_table, "monitoring", _KNOWN["monitoring"])
+    for role in ("store", "register"):
+        late, silent = watch[f"{role}_late_s"], watch[f"{role}_silent_s"]
+        if late is not None and silent is not None and late >= silent:
+            problems.append(
+                f"monitoring.{role}_silent_s: expected more than {role}_late_s ({late}), "
+                f"got {silent}"
+            )
     for section in ("center", "storage", "security", "tls", "ledger"):
         reader.unknown_keys(tables.get(section, {}), section, _KNOWN[section])
 
@@ -525,6 +558,9 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: Path | None
         models=ModelSettings(
             retrain_every_s=7 * 86400 if retrain_every_s is None else retrain_every_s
         ),
+        monitoring=MonitoringSettings(
+            **{key: value for key, value in watch.items() if value is not None}
+        ),
         source=source,
     )
 
@@ -588,6 +624,12 @@ def effective_config(config: Config) -> dict[str, dict[str, Any]]:
             "feed_interval_s": config.analytics.feed_interval_s,
         },
         "models": {"retrain_every_s": config.models.retrain_every_s},
+        "monitoring": {
+            "store_late_s": config.monitoring.store_late_s,
+            "store_silent_s": config.monitoring.store_silent_s,
+            "register_late_s": config.monitoring.register_late_s,
+            "register_silent_s": config.monitoring.register_silent_s,
+        },
     }
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import shutil
+import signal
 import sys
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,6 +69,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=float,
         default=120.0,
         help="seconds to wait for the Center to catch up",
+    )
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help=(
+            "after reconciling, keep the cluster running and print the console's and each "
+            "store admin page's address with a login for every role; Ctrl-C stops it"
+        ),
     )
     args = parser.parse_args(argv)
     if args.days < 1 or args.days > 366:
@@ -396,7 +407,58 @@ def run(args: argparse.Namespace) -> int:
         }
         (root / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         print(line, flush=True)
+        if args.serve:
+            serve(cluster)
         return 0 if ok else 1
+
+
+SERVE_ROLES = (
+    ("admin", "administrator"),
+    ("marketer", "marketer"),
+    ("manager", "loyalty_manager"),
+    ("analyst", "data_analyst"),
+    ("operator", "call_center"),
+    ("sales", "sales_director"),
+    ("director", "marketing_director"),
+)
+"""The people `--serve` creates: (user name, role)."""
+
+
+def serve(cluster: Cluster, stop: threading.Event | None = None) -> None:
+    """Create a person for every role and each store's admin (one fresh password), print where
+    to sign in, and keep the cluster running until Ctrl-C (SIGINT), SIGTERM or `stop`."""
+    password = "demo-" + secrets.token_urlsafe(9)
+    center_config = str(cluster.center.config)
+    jobs = [
+        ("loyalty-center", "add-person", name, "--role", role, "--config", center_config)
+        for name, role in SERVE_ROLES
+    ] + [
+        ("loyalty-store", "set-admin", "--config", str(node.config), f"admin-{store_id}")
+        for store_id, node in cluster.store_nodes.items()
+    ]
+    # One argon2 hash per process: in parallel, the logins are ready in a few seconds.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        started = [pool.submit(cluster.run_tool_input, *job, stdin=password + "\n") for job in jobs]
+        for done in started:
+            done.result()
+    lines = [f"CONSOLE {cluster.center.url}/"]
+    lines += [f"LOGIN {name} {password} ({role})" for name, role in SERVE_ROLES]
+    lines += [
+        f"STORE {store_id} {node.url}/ LOGIN admin-{store_id} {password}"
+        for store_id, node in cluster.store_nodes.items()
+    ]
+    lines.append("SERVING: Ctrl-C stops every process")
+    print("\n".join(lines), flush=True)
+    stop = stop or threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    log("stopping the cluster ...")
 
 
 def wait_for_sync(

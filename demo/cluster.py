@@ -159,6 +159,20 @@ class Cluster(AbstractContextManager["Cluster"]):
         if done.returncode != 0:
             raise DemoError(f"{command} {' '.join(args)} failed with exit {done.returncode}")
 
+    def run_tool_input(self, command: str, *args: str, stdin: str) -> str:
+        """Run a one-shot console command that reads a secret from stdin; its stdout."""
+        done = subprocess.run(
+            [_bin(command), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise DemoError(f"{command} {' '.join(args[:1])} failed: {done.stderr.strip()[:300]}")
+        return done.stdout
+
     def enrol_all(self) -> None:
         """Enrol every store node and register for real, through the CLIs, as an operator would.
 

@@ -1,4 +1,4 @@
-"""The `loyalty-store` command: `serve`, `check-config`, `enrol` and `enrol-register`."""
+"""The `loyalty-store` command: `serve`, `check-config`, `enrol`, `enrol-register`, `set-admin`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
+from store_node.admin_auth import AdminAuth, check_admin_name, check_admin_password
 from store_node.app import create_app
 from store_node.auth import MAX_TTL_H, RegisterAuth
 from store_node.config import Config, load_config, redacted
@@ -38,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
         ("check-config", "print the effective config (secrets redacted); exit 2 listing problems"),
         ("enrol", "redeem a one-time token from `loyalty-center enrol-store`; keep the secret"),
         ("enrol-register", "print a one-time enrolment token for a register (`loyalty-pos enrol`)"),
+        (
+            "set-admin",
+            "set the store admin's name and password for the admin page (password from stdin, "
+            "or asked twice at a terminal); ends the admin's sessions",
+        ),
     ):
         command = sub.add_parser(name, help=text, description=text)
         command.add_argument(
@@ -49,6 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument(
                 "--token", required=True, help="the token printed by loyalty-center enrol-store"
             )
+            command.add_argument(
+                "--admin-user",
+                default=None,
+                help="also set the store admin who signs in to the admin page (the password is "
+                "read from stdin, or asked twice at a terminal)",
+            )
+        if name == "set-admin":
+            command.add_argument("username", help="1..64 letters, digits, '.', '_', '@' or '-'")
         if name == "enrol-register":
             command.add_argument("--register-id", required=True, help="the register to enrol")
             command.add_argument(
@@ -128,7 +142,45 @@ def _serve(config: Config, log_level: str) -> int:
     return 0
 
 
-def _enrol(config: Config, token: str) -> int:
+def _read_password() -> str:
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    import getpass
+
+    first = getpass.getpass("store admin password: ")
+    if getpass.getpass("again: ") != first:
+        raise ValueError("the two passwords differ")
+    return first
+
+
+def _admin_credentials(username: str) -> tuple[str, str]:
+    """The store admin's checked name and password (read now); ValueError naming the problem."""
+    check_admin_name(username)
+    return username, check_admin_password(_read_password())
+
+
+def _set_admin(config: Config, username: str) -> int:
+    try:
+        name, password = _admin_credentials(username)
+        AdminAuth(config.db_path).set_admin(name, password, datetime.now(UTC))
+    except ValueError as exc:
+        print(f"loyalty-store: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, sqlite3.Error, StoreNodeError) as exc:
+        print(f"loyalty-store: cannot keep the store admin: {exc}", file=sys.stderr)
+        return 1
+    print(f"store admin {name} can sign in to the admin page of store {config.store.store_id}")
+    return 0
+
+
+def _enrol(config: Config, token: str, admin_user: str | None = None) -> int:
+    admin: tuple[str, str] | None = None
+    if admin_user is not None:
+        try:  # checked before the token is spent
+            admin = _admin_credentials(admin_user)
+        except ValueError as exc:
+            print(f"loyalty-store: {exc}", file=sys.stderr)
+            return 2
     try:
         credentials = enrol(
             config.center.url,
@@ -148,6 +200,13 @@ def _enrol(config: Config, token: str) -> int:
         f"enrolled as node {credentials.node_id} of store {credentials.store_id}; "
         f"credentials in {path} (mode 0600)"
     )
+    if admin is not None:
+        try:
+            AdminAuth(config.db_path).set_admin(*admin, datetime.now(UTC))
+        except (OSError, sqlite3.Error, StoreNodeError) as exc:
+            print(f"loyalty-store: cannot keep the store admin: {exc}", file=sys.stderr)
+            return 1
+        print(f"store admin {admin[0]} can sign in to the admin page")
     return 0
 
 
@@ -188,7 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(redacted(config), indent=2))
         return 0
     if args.command == "enrol":
-        return _enrol(config, args.token)
+        return _enrol(config, args.token, args.admin_user)
+    if args.command == "set-admin":
+        return _set_admin(config, args.username)
     if args.command == "enrol-register":
         return _enrol_register(config, args.register_id, args.ttl_h)
     try:

@@ -39,9 +39,12 @@ __all__ = ["OPEN_PATHS", "auth_middleware", "error_middleware"]
 
 log = logging.getLogger(__name__)
 
-OPEN_PATHS = frozenset({"/", "/health", "/v1/enrol", "/v1/sales/summary"})
-"""Answered without a signature: the admin page and liveness (the same figures), enrolment (the
-token is the credential), totals."""
+OPEN_PATHS = frozenset(
+    {"/", "/sign-in", "/sign-out", "/registers", "/health", "/v1/enrol", "/v1/sales/summary"}
+)
+"""Answered without a signature: the admin page (its own sign-in, session and CSRF token:
+store_node/admin_page.py) and liveness (the same figures), enrolment (the token is the
+credential), totals."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -4,12 +4,14 @@ written in the change's own transaction)."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from center.errors import InvalidRequest
 from center.storage.database import Database
 
-__all__ = ["AUDIT_KINDS", "MAX_AUDIT", "AuditLog"]
+__all__ = ["AUDIT_KINDS", "MAX_AUDIT", "AuditLog", "AuditQuery"]
 
 AUDIT_KINDS = (
     "card",
@@ -37,6 +39,20 @@ AUDIT_KINDS = (
 """Kinds of object with a history."""
 MAX_AUDIT = 1000
 """Most rows one history read returns."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    """What the audit search looks for; every part is optional (empty = any)."""
+
+    person: str = ""
+    """A user name: changes made by them, through the API or any page ("<name> via <page>")."""
+    action: str = ""
+    kind: str = ""
+    object_id: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+    """Changes at or after `since` and before `until`."""
 
 
 def _json(value: Any) -> str:
@@ -90,3 +106,57 @@ class AuditLog:
             }
             for r in rows
         ]
+
+    def search(
+        self, query: AuditQuery, *, before_id: int | None = None, limit: int = 50
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """The newest matching rows before `before_id` and the cursor of the next page (None at
+        the end): keyset pagination on audit_id, never a count or an offset over the table."""
+        if query.kind and query.kind not in AUDIT_KINDS:
+            raise InvalidRequest("kind", f"expected one of {', '.join(AUDIT_KINDS)}")
+        where: list[str] = []
+        params: list[Any] = []
+        if before_id is not None:
+            where.append("audit_id < ?")
+            params.append(before_id)
+        if query.person:
+            # A person's changes carry "<name> via <page>"; the API's, the bare user name.
+            prefix = query.person + " via "
+            where.append(f"(actor = ? OR substr(actor, 1, {len(prefix)}) = ?)")
+            params += [query.person, prefix]
+        for column, value in (
+            ("action", query.action),
+            ("kind", query.kind),
+            ("object_id", query.object_id),
+        ):
+            if value:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if query.since is not None:
+            where.append("at >= ?")
+            params.append(self.db.ts(query.since))
+        if query.until is not None:
+            where.append("at < ?")
+            params.append(self.db.ts(query.until))
+        size = max(1, min(limit, MAX_AUDIT))
+        sql = (
+            "SELECT audit_id, kind, object_id, action, before, after, actor, at FROM audit"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY audit_id DESC LIMIT ?"
+        )
+        with self.db.guard("search audit"):
+            rows = self.db.execute_planned(sql, (*params, size + 1)).fetchall()
+        found = [
+            {
+                "audit_id": int(r[0]),
+                "kind": r[1],
+                "id": r[2],
+                "action": r[3],
+                "before": None if r[4] is None else json.loads(r[4]),
+                "after": None if r[5] is None else json.loads(r[5]),
+                "actor": r[6],
+                "at": self.db.dt(r[7]).isoformat(),
+            }
+            for r in rows[:size]
+        ]
+        return found, (found[-1]["audit_id"] if len(rows) > size else None)

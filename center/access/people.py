@@ -35,6 +35,8 @@ __all__ = [
     "hash_password",
     "new_session_secret",
     "new_totp_secret",
+    "require_totp",
+    "reset_password",
     "session_hash",
     "sign_in",
     "totp_uri",
@@ -158,6 +160,25 @@ def add_person(
     create_user(storage, username, role, actor, now)
     secret = new_totp_secret() if totp else None
     storage.people.set_password(username, hash_password(password), secret, actor, now)
+    return secret
+
+
+def reset_password(
+    storage: Storage, username: str, password: str, actor: str, now: datetime
+) -> None:
+    """Give a person a new password (checked as at creation); the lockout ends."""
+    check_username(username)
+    check_password_text(password)
+    storage.people.reset_password(username, hash_password(password), actor, now)
+
+
+def require_totp(
+    storage: Storage, username: str, required: bool, actor: str, now: datetime
+) -> str | None:
+    """Ask (or stop asking) a person for a one-time code; the new secret, shown once, or None."""
+    check_username(username)
+    secret = new_totp_secret() if required else None
+    storage.people.set_totp(username, secret, actor, now)
     return secret
 
 

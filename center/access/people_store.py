@@ -21,6 +21,7 @@ __all__ = [
     "SQLITE_MIGRATION",
     "Credentials",
     "PeopleRepository",
+    "PersonRow",
     "SessionRecord",
 ]
 
@@ -79,6 +80,20 @@ class SessionRecord:
     language: str
     csrf_token: str
     expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PersonRow:
+    """A user as the administrator's page lists it (no hash, no secret)."""
+
+    username: str
+    role: str
+    has_password: bool
+    totp: bool
+    failed_attempts: int
+    locked_until: datetime | None
+    revoked_at: datetime | None
+    language: str
 
 
 class PeopleRepository:
@@ -271,3 +286,80 @@ class PeopleRepository:
                 f"{username} via {page}",
                 at,
             )
+
+    def people(self) -> list[PersonRow]:
+        """Every user with their sign-in state, by username."""
+        with self.db.guard("list people"):
+            rows = self.db.execute(
+                "SELECT username, role, password_hash IS NOT NULL, totp_secret IS NOT NULL, "
+                "failed_attempts, locked_until, revoked_at, language FROM users ORDER BY username"
+            ).fetchall()
+        return [
+            PersonRow(
+                username=r[0],
+                role=r[1],
+                has_password=bool(r[2]),
+                totp=bool(r[3]),
+                failed_attempts=int(r[4]),
+                locked_until=None if r[5] is None else self.db.dt(r[5]),
+                revoked_at=None if r[6] is None else self.db.dt(r[6]),
+                language=r[7],
+            )
+            for r in rows
+        ]
+
+    def _change(
+        self,
+        username: str,
+        action: str,
+        sql: str,
+        params: tuple[object, ...],
+        after: object,
+        actor: str,
+        now: datetime,
+    ) -> None:
+        at = self.db.ts(now)
+        with self.db.guard(action.replace("_", " ")), self.db.transaction():
+            done = self.db.execute(
+                f"UPDATE users SET {sql} WHERE username = ? RETURNING username",
+                (*params, username),
+            ).fetchone()
+            if done is None:
+                raise UnknownObject("username", f"unknown user {username[:80]!r}")
+            self.audit.record("user", username, action, None, after, actor, at)
+
+    def reset_password(self, username: str, password_hash: str, actor: str, now: datetime) -> None:
+        """A new password hash (the TOTP secret kept), clearing any lockout; audited."""
+        self._change(
+            username,
+            "reset_password",
+            "password_hash = ?, failed_attempts = 0, locked_until = NULL",
+            (password_hash,),
+            None,
+            actor,
+            now,
+        )
+
+    def unlock(self, username: str, actor: str, now: datetime) -> None:
+        """End a lockout and forget the failures counted; audited."""
+        self._change(
+            username,
+            "unlock",
+            "failed_attempts = 0, locked_until = NULL",
+            (),
+            None,
+            actor,
+            now,
+        )
+
+    def set_totp(self, username: str, secret: str | None, actor: str, now: datetime) -> None:
+        """Require a one-time code at sign-in with this secret (None: no more); audited."""
+        self._change(
+            username,
+            "set_totp",
+            "totp_secret = ?, totp_last_step = NULL",
+            (secret,),
+            {"totp": secret is not None},
+            actor,
+            now,
+        )

@@ -535,6 +535,13 @@ def _boolean(value: Any) -> str:
     raise ValueError(f"expected true or false, got {value!r}")
 
 
+def _console_language(value: Any) -> str:
+    # The console's languages (center/web/i18n.py); a person's own setting overrides it.
+    if value not in ("ru", "en"):
+        raise ValueError(f"expected ru or en, got {value!r}")
+    return str(value)
+
+
 def _key_text(value: Any) -> str:
     if not isinstance(value, str) or not 16 <= len(value) <= 256 or not value.isprintable():
         raise ValueError("expected 16..256 printable characters (a secret, never echoed)")
@@ -561,6 +568,7 @@ SETTINGS: Mapping[str, Any] = {
     "stacking": _stacking,
     "never_below_cost": _boolean,
     "coupon_key": _key_text,
+    "console_language": _console_language,
 }
 """Every chain-wide setting and how its value is checked (stored as text)."""
 

@@ -26,7 +26,7 @@ from center.web.keys import (
     NONCES_KEY,
     STORAGE_KEY,
 )
-from center.web.pages import is_page, page_error
+from center.web.pages import is_page, page_error, remember_chain_language
 from center.web.request import MAX_BODY_BYTES, check_path_and_query, in_db
 from sync_protocol import PayloadTooLarge, ProtocolError, canonical_query
 
@@ -45,6 +45,8 @@ async def auth_middleware(
         return await handler(request)
     check_path_and_query(request)
     await authorize(request, _verify_node)
+    if is_page(request):
+        await remember_chain_language(request)
     return await handler(request)
 
 

@@ -9,6 +9,7 @@ get `can(permission)` so that the same role is never shown it either.
 from __future__ import annotations
 
 import gettext
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from center.access.people_session import CSRF_FIELD, clear_session_cookie
 from center.access.permissions import PUBLIC, Requirement, allows
 from center.errors import RequestError, Unauthorized
 from center.web import i18n
+from center.web.keys import STORAGE_KEY
+from center.web.request import in_db
 
 __all__ = [
     "PERMISSIONS",
@@ -34,6 +37,7 @@ __all__ = [
     "language_of",
     "page_actor",
     "page_error",
+    "remember_chain_language",
     "render",
     "setup_pages",
     "translate_for",
@@ -55,6 +59,10 @@ CSP = (
 TRANSLATIONS_KEY: web.AppKey[dict[str, gettext.NullTranslations]] = web.AppKey(
     "center_translations"
 )
+CHAIN_LANGUAGE_KEY: web.AppKey[dict[str, Any]] = web.AppKey("center_chain_language")
+"""The chain setting `console_language` and when it was read (monotonic), cached a while."""
+CHAIN_LANGUAGE_TTL_S = 30.0
+_CHAIN_LANGUAGE: web.RequestKey[str] = web.RequestKey("center_request_chain_language")
 
 PERMISSIONS: Mapping[tuple[str, str], Requirement] = {("GET", "/static"): PUBLIC}
 """(method, canonical route path) -> the permission a caller needs."""
@@ -67,6 +75,19 @@ def setup_pages(app: web.Application) -> None:
     )
     aiohttp_jinja2.setup(app, loader=loader, autoescape=True)
     app[TRANSLATIONS_KEY] = i18n.load_translations()
+    app[CHAIN_LANGUAGE_KEY] = {"value": "", "read_at": None}
+
+
+async def remember_chain_language(request: web.Request) -> None:
+    """Read the chain's default console language (cached CHAIN_LANGUAGE_TTL_S) for a page."""
+    cache = request.app[CHAIN_LANGUAGE_KEY]
+    now = time.monotonic()
+    if cache["read_at"] is None or now - cache["read_at"] >= CHAIN_LANGUAGE_TTL_S:
+        master = request.app[STORAGE_KEY].master
+        found = await in_db(request, master.settings)
+        cache["value"] = str(found["settings"].get("console_language") or "")
+        cache["read_at"] = now
+    request[_CHAIN_LANGUAGE] = cache["value"]
 
 
 def add_routes(app: web.Application) -> None:
@@ -83,8 +104,13 @@ def is_page(request: web.Request) -> bool:
 
 
 def language_of(request: web.Request) -> str:
-    """The language of this request: the person's setting, `?lang=`, Accept-Language."""
-    setting = caller_of(request).language or request.query.get("lang", "")
+    """The language of this request: the person's setting, `?lang=`, the chain's default
+    (setting `console_language`), Accept-Language."""
+    setting = (
+        caller_of(request).language
+        or request.query.get("lang", "")
+        or request.get(_CHAIN_LANGUAGE, "")
+    )
     return i18n.choose_language(setting, request.headers.get("Accept-Language"))
 
 

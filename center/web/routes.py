@@ -7,8 +7,8 @@ from types import ModuleType
 
 from aiohttp import web
 
+from center.access import admin_pages, enrol_api, nodes_pages
 from center.access import api as users_api
-from center.access import enrol_api, nodes_pages
 from center.access import pages as access_pages
 from center.access.permissions import (
     AUTHENTICATED,
@@ -93,6 +93,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     tiers_pages,
     ingest_pages,
     nodes_pages,
+    admin_pages,
     promotions_pages,
     constructor_pages,
     constructor_audience,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pyotp
 import pytest
 
-from center.access.monitoring import node_contacts
+from center.access.monitoring import limits_of, node_contacts, sort_contacts
 from center.access.people import (
     MAX_FAILURES,
     add_person,
@@ -134,13 +134,44 @@ def test_node_contacts_put_the_silent_first_and_list_each_register() -> None:
         },
     ]
     found = node_contacts(beats, T0)
-    assert [(c.node_id, c.status) for c in found] == [
-        ("1-1", "silent"),
-        ("store-2", "late"),  # beats, but its sales have waited 30 h for the Center
-        ("store-1", "ok"),
-        ("1-2", "ok"),
+    assert [(c.node_id, c.status, c.alerts) for c in found] == [
+        ("1-1", "silent", ("register_silent",)),
+        # beats, but its sales have waited 30 h for the Center
+        ("store-2", "late", ("center_unsynced",)),
+        ("1-2", "late", ("printer_error",)),  # in touch, but its printer needs someone
+        ("store-1", "ok", ()),
     ]
-    assert found[-1].devices == (("printer", "error"),) and found[1].sync_lag_s == 30 * 3600
+    assert found[2].devices == (("printer", "error"),) and found[1].sync_lag_s == 30 * 3600
+    by_queue = sort_contacts(found, "queue", descending=True)
+    assert by_queue[0].node_id == "store-2"
+    assert [c.node_id for c in sort_contacts(found, "store")] == [
+        "store-1",
+        "1-1",
+        "1-2",
+        "store-2",
+    ]
+
+
+def test_node_contacts_follow_the_configured_limits_and_report_paper_out() -> None:
+    beats = [
+        {
+            "node_id": "store-1",
+            "store_id": "1",
+            "received_at": T0 - timedelta(seconds=8),
+            "queue_depth": 0,
+            "oldest_queued_at": None,
+            "devices": {
+                "register:1-1": (T0 - timedelta(seconds=1)).isoformat(),
+                "1-1:printer": "ok",
+                "1-1:printer_paper": "out",
+            },
+        }
+    ]
+    tight = limits_of(2, 6, 600, 3600)
+    store, register = node_contacts(beats, T0, tight)
+    assert (store.status, store.alerts) == ("silent", ("store_silent",))
+    assert (register.status, register.alerts) == ("late", ("printer_paper_out",))
+    assert node_contacts(beats, T0)[1].status == "ok"  # the default limits: 8 s is in touch
 
 
 def test_the_session_cookie_is_secure_under_tls_only() -> None:

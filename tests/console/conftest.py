@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 import requests
 
 from demo.cluster import Cluster
+from tests.console.printer_pty import PtyPrinter
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -30,6 +32,10 @@ CHROMIUM_FLAGS = [
 ]
 PASSWORD = "correct horse battery"
 STORE = "s1"
+STORE_ADMIN = "keeper"
+"""The store admin of STORE's admin page (`loyalty-store set-admin`, password PASSWORD)."""
+STORE_LATE_S, STORE_SILENT_S = 4, 8
+"""The Center's [monitoring] limits in these clusters: a killed store node is red in seconds."""
 CUSTOMER = {
     "customer_id": "c-100",
     "last_name": "Smirnova",
@@ -65,6 +71,8 @@ class Console:
     totp_secret: str
     shots: Path
     taken: list[Path] = field(default_factory=list)
+    printer: PtyPrinter | None = None
+    """The register's printer on a pty, for a module that sets PRINTER_PTY = True."""
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
         """Call the Center's JSON API as the administrator; the decoded answer."""
@@ -101,17 +109,51 @@ def _tool(command: str, *args: str, stdin: str = "") -> str:
     return done.stdout.strip()
 
 
+def _printer_on(config: Path, path: str) -> None:
+    """Point a register's [printer] at a serial device and have it ask the printer's status."""
+    text = config.read_text()
+    head, _, rest = text.partition("[printer]\n")
+    _old, _, rest = rest.partition("\n")  # the uri line
+    config.write_text(
+        f'{head}[printer]\nuri = "serial://{path}?timeout=1"\nquery_status = true\n{rest}'
+    )
+
+
 @pytest.fixture(scope="module")
-def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+def console(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Console]:
     from center.access.people import add_person
     from center.config import load_config
     from center.storage import open_storage
 
     root = tmp_path_factory.mktemp("console")
-    with Cluster(root / "cluster", [STORE], 1) as cluster:
+    with ExitStack() as stack:
+        cluster = stack.enter_context(Cluster(root / "cluster", [STORE], 1))
+        printer = (
+            stack.enter_context(PtyPrinter())
+            if getattr(request.module, "PRINTER_PTY", False)
+            else None
+        )
         cluster.write_configs()
+        with cluster.center.config.open("a") as center_toml:
+            center_toml.write(
+                f"\n[monitoring]\nstore_late_s = {STORE_LATE_S}\n"
+                f"store_silent_s = {STORE_SILENT_S}\n"
+            )
+        if printer is not None:
+            _printer_on(cluster.registers[f"{STORE}-1"].config, printer.path)
         cluster.start(cluster.center)  # started first, enrolment leaves it running
         cluster.enrol_all()
+        # The store admin of the store's admin page, as the operator sets it.
+        _tool(
+            "loyalty-store",
+            "set-admin",
+            "--config",
+            str(cluster.store_nodes[STORE].config),
+            STORE_ADMIN,
+            stdin=PASSWORD + "\n",
+        )
         cluster.start(cluster.store_nodes[STORE])
         cluster.start(cluster.registers[f"{STORE}-1"])
         config = str(cluster.center.config)
@@ -149,6 +191,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
             token,
             secret,
             root / "shots",
+            printer=printer,
         )
         console.shots.mkdir()
         console.api("POST", "/v1/customers", CUSTOMER)

@@ -11,7 +11,7 @@ from typing import Any
 import pyotp
 import pytest
 
-from tests.console.conftest import CARDS, CUSTOMER, PASSWORD, STORE, Console
+from tests.console.conftest import CARDS, CUSTOMER, PASSWORD, STORE, STORE_ADMIN, Console
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -180,6 +180,9 @@ def test_store_admin_page_shows_the_register_and_the_link_to_the_center(
     page: Any, console: Console
 ) -> None:
     page.goto(console.store_url + "/")
+    page.fill("#username", STORE_ADMIN)  # the store admin set at the store's enrolment
+    page.fill("#password", PASSWORD)
+    page.click("#sign-in")
     page.wait_for_selector(f"#register-{STORE}-1")
     console.shot(page, "store-admin")
     row = page.inner_text(f"#register-{STORE}-1")
