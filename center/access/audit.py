@@ -31,6 +31,8 @@ AUDIT_KINDS = (
     # gift certificates (center/certificates/store.py)
     "certificate_batch",
     "certificate",
+    # advertising blocks (center/advertising/store.py)
+    "ad_block",
 )
 """Kinds of object with a history."""
 MAX_AUDIT = 1000

@@ -49,6 +49,8 @@ PERMISSIONS: tuple[str, ...] = (
     "loyalty.review",
     "certificates.read",
     "certificates.write",
+    "advertising.read",
+    "advertising.write",
 )
 """Every permission a route may require."""
 
@@ -76,6 +78,7 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = MappingProxyType(
         | _prefix("coupons")
         | _prefix("segments")
         | _prefix("communications")
+        | _prefix("advertising")
         | {"customers.read", "reports.read"},
         "loyalty_manager": _prefix("customers")
         | {

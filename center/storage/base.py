@@ -10,6 +10,7 @@ from center.access.audit import AuditLog
 from center.access.nodes_store import NodeRepository
 from center.access.people_store import PeopleRepository
 from center.access.users_store import UserRepository
+from center.advertising.store import AdvertisingRepository
 from center.certificates.store import CertificateRepository
 from center.communications.store import CommunicationsRepository
 from center.crm.store import CustomerRepository
@@ -181,6 +182,7 @@ class Storage(Protocol):
     leases: LeaseRepository
     certificates: CertificateRepository
     models: ModelRepository
+    advertising: AdvertisingRepository
 
     @property
     def backend(self) -> str:

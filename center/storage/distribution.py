@@ -124,6 +124,8 @@ PLAN: Mapping[str, Placement] = MappingProxyType(
         "tier_reviews": LOCAL,
         # Trained model versions and their metrics: few rows, read with any customer.
         "model_versions": REFERENCE,
+        # Advertising blocks: few rows, read with any customer.
+        "ad_blocks": REFERENCE,
     }
 )
 """Every table of the Center's PostgreSQL schema and its placement."""

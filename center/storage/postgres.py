@@ -5,6 +5,7 @@ from __future__ import annotations
 from center.access import nonces_store as nonces
 from center.access import people_store as people
 from center.access import users_store as users
+from center.advertising import store as advertising
 from center.certificates import store as certificates
 from center.communications import store as communications
 from center.crm import customers_store as customers
@@ -295,6 +296,7 @@ POSTGRES_MIGRATIONS = MigrationList(
         tiers.POSTGRES_MIGRATION,
         certificates.POSTGRES_MIGRATION,
         models_store.POSTGRES_MIGRATION,
+        advertising.POSTGRES_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names
 )

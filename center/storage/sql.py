@@ -13,6 +13,7 @@ from center.access.audit import AuditLog
 from center.access.nodes_store import NodeRepository
 from center.access.people_store import PeopleRepository
 from center.access.users_store import UserRepository
+from center.advertising.store import AdvertisingRepository
 from center.certificates.store import CertificateRepository
 from center.communications.store import CommunicationsRepository
 from center.crm.state_store import CustomerStateRepository
@@ -122,6 +123,7 @@ class SqlStorage:
         )
         self.fraud = FraudRepository(db, audit=self.audit)
         self.models = ModelRepository(db)
+        self.advertising = AdvertisingRepository(db, audit=self.audit, segments=self.segments)
 
     @property
     def backend(self) -> str:

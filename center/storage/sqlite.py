@@ -7,6 +7,7 @@ from pathlib import Path
 from center.access import nonces_store as nonces
 from center.access import people_store as people
 from center.access import users_store as users
+from center.advertising import store as advertising
 from center.certificates import store as certificates
 from center.communications import store as communications
 from center.crm import customers_store as customers
@@ -294,6 +295,7 @@ SQLITE_MIGRATIONS = MigrationList(
         tiers.SQLITE_MIGRATION,
         certificates.SQLITE_MIGRATION,
         models_store.SQLITE_MIGRATION,
+        advertising.SQLITE_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names
 )

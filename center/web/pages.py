@@ -40,7 +40,17 @@ __all__ = [
 ]
 
 _CENTER = Path(__file__).resolve().parent.parent
-TEMPLATE_DOMAINS = ("web", "access", "crm", "ingest", "ledger", "promotions", "reporting", "models")
+TEMPLATE_DOMAINS = (
+    "web",
+    "access",
+    "crm",
+    "ingest",
+    "ledger",
+    "promotions",
+    "reporting",
+    "models",
+    "advertising",
+)
 """Domains with a `templates/` folder; a template is named "<domain>/<file>"."""
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 PAGE_PREFIXES = ("/console", "/sign-in", "/sign-out")

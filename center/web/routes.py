@@ -17,6 +17,8 @@ from center.access.permissions import (
     Requirement,
     requirement_names,
 )
+from center.advertising import api as advertising_api
+from center.advertising import pages as advertising_pages
 from center.analytics import api as analytics_api
 from center.certificates import api as certificates_api
 from center.communications import api as communications_api
@@ -74,6 +76,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     analytics_api,
     certificates_api,
     models_api,
+    advertising_api,
     web_pages,
     access_pages,
     crm_pages,
@@ -85,6 +88,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     constructor_audience,
     reporting_pages,
     models_pages,
+    advertising_pages,
 )
 """Every module with `add_routes(app)` and `PERMISSIONS`, in registration order (a fixed path
 such as /v1/customers/search is registered before the {customer_id} it would otherwise match)."""
