@@ -363,6 +363,16 @@ CENTER_PARAMS = {
     "promotion_id": "T5",
     "segment_id": "recent",
     "username": "fuzz-target",
+    "block_id": "fuzz-ad",
+}
+AD_BLOCK = {
+    "block_id": "fuzz-ad",
+    "name": "Fuzz",
+    "placement": "home_top",
+    "starts_at": "2024-02-01T00:00",
+    "ends_at": "2024-04-01T00:00",
+    "media_url": "https://cdn.example.com/a.png",
+    "rich_text": "<p>hi</p>",
 }
 CENTER_BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/customers"): {"last_name": "Fuzz", "phone": "+1 555 0100"},
@@ -472,6 +482,8 @@ CENTER_BODIES: dict[tuple[str, str], Any] = {
         ],
     },
     ("POST", "/v1/tiers/review"): {"customer_ids": ["hh-1"]},
+    ("POST", "/v1/advertising/blocks"): AD_BLOCK,
+    ("PUT", "/v1/advertising/blocks/{block_id}"): AD_BLOCK,
 }
 CENTER_QUERIES: dict[tuple[str, str], dict[str, str]] = {
     ("GET", "/v1/master"): {"store_id": "367", "since": "0"},
@@ -480,6 +492,7 @@ CENTER_QUERIES: dict[tuple[str, str], dict[str, str]] = {
     ("GET", "/v1/certificate-holders"): {"store_id": "367"},
     ("GET", "/v1/audit"): {"kind": "card", "id": CARD},
     ("GET", "/v1/customers/search"): {"q": "fuzz"},
+    ("GET", "/v1/advertising/selection"): {"placement": "home_top", "customer_id": "hh-1"},
 }
 
 

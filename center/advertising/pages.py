@@ -64,14 +64,21 @@ _TEXT_FIELDS = (
     "rich_text",
     "status",
 )
+
+
+def N_(text: str) -> str:
+    """Mark a text for the catalogues; the template translates it when shown."""
+    return text
+
+
 AUDIENCE_NAMES = {
-    "everyone": "Everyone",
-    "card_holders": "Card holders",
-    "no_card": "People without a card",
-    "segment": "Members of a segment",
+    "everyone": N_("Everyone"),
+    "card_holders": N_("Card holders"),
+    "no_card": N_("People without a card"),
+    "segment": N_("Members of a segment"),
 }
-CHANNEL_NAMES = {"portal": "Portal", "app": "Mobile app"}
-STATUS_NAMES = {"active": "shown", "paused": "paused"}
+CHANNEL_NAMES = {"portal": N_("Portal"), "app": N_("Mobile app")}
+STATUS_NAMES = {"active": N_("shown"), "paused": N_("paused")}
 
 
 def add_routes(app: web.Application) -> None:
