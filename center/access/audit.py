@@ -31,6 +31,8 @@ AUDIT_KINDS = (
     # gift certificates (center/certificates/store.py)
     "certificate_batch",
     "certificate",
+    # the member API: sign-in, reads and changes by the customer (center/members/)
+    "member",
 )
 """Kinds of object with a history."""
 MAX_AUDIT = 1000
