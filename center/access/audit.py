@@ -31,6 +31,8 @@ AUDIT_KINDS = (
     # gift certificates (center/certificates/store.py)
     "certificate_batch",
     "certificate",
+    # the member API: sign-in, reads and changes by the customer (center/members/)
+    "member",
     # advertising blocks (center/advertising/store.py)
     "ad_block",
 )

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AUTHENTICATED",
+    "MEMBER",
     "PERMISSIONS",
     "PUBLIC",
     "READ_PERMISSIONS",
@@ -56,6 +57,10 @@ PERMISSIONS: tuple[str, ...] = (
 
 PUBLIC = "public"
 """The 'permission' of a route answered without any credentials (/health, /v1/enrol)."""
+
+MEMBER = "member"
+"""The 'permission' of a member route (/v1/member/...): only a member access token, never a
+staff token, console session or node signature (center/members/)."""
 
 AUTHENTICATED = "authenticated"
 """The 'permission' of a route any authenticated caller may use (/v1/me)."""

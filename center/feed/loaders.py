@@ -551,6 +551,7 @@ SETTINGS: Mapping[str, Any] = {
     "stacking": _stacking,
     "never_below_cost": _boolean,
     "coupon_key": _key_text,
+    "ecard_key": _key_text,
 }
 """Every chain-wide setting and how its value is checked (stored as text)."""
 

@@ -21,6 +21,7 @@ from center.ledger.leases_store import LeaseRepository
 from center.ledger.model import BURNING_WITHIN, Balance, Burning, LedgerEntry, Pending
 from center.ledger.returns_store import ReturnsRepository
 from center.ledger.store import LedgerRepository
+from center.members.members_store import MemberRepository
 from center.models.models_store import ModelRepository
 from center.promotions.coupon_jobs_store import CouponJobRepository
 from center.promotions.coupons_holds_store import CouponHoldRepository
@@ -182,6 +183,7 @@ class Storage(Protocol):
     leases: LeaseRepository
     certificates: CertificateRepository
     models: ModelRepository
+    members: MemberRepository
     advertising: AdvertisingRepository
 
     @property

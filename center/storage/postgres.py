@@ -22,6 +22,7 @@ from center.ingest.store_postgres import PostgresSalesRepository
 from center.ledger import leases_store as leases
 from center.ledger import returns_store as returns
 from center.ledger.store_postgres import PostgresLedgerRepository
+from center.members import members_store
 from center.models import models_store
 from center.promotions import coupon_jobs_store as coupon_jobs
 from center.promotions import coupons_holds_store as coupon_holds
@@ -296,6 +297,7 @@ POSTGRES_MIGRATIONS = MigrationList(
         tiers.POSTGRES_MIGRATION,
         certificates.POSTGRES_MIGRATION,
         models_store.POSTGRES_MIGRATION,
+        members_store.POSTGRES_MIGRATION,
         advertising.POSTGRES_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names

@@ -29,6 +29,7 @@ from center.ingest.verify_store import SaleVerifier
 from center.ledger.leases_store import LeaseRepository
 from center.ledger.returns_store import ReturnsRepository
 from center.ledger.store import LedgerRepository
+from center.members.members_store import MemberRepository
 from center.models.models_store import ModelRepository
 from center.promotions.coupon_jobs_store import CouponJobRepository
 from center.promotions.coupons_holds_store import CouponHoldRepository
@@ -123,6 +124,13 @@ class SqlStorage:
         )
         self.fraud = FraudRepository(db, audit=self.audit)
         self.models = ModelRepository(db)
+        self.members = MemberRepository(
+            db,
+            audit=self.audit,
+            versions=self.versions,
+            ledger=self.ledger,
+            communications=self.communications,
+        )
         self.advertising = AdvertisingRepository(db, audit=self.audit, segments=self.segments)
 
     @property

@@ -22,6 +22,7 @@ from center.ingest import review_store as review
 from center.ingest import store as ingest
 from center.ledger import leases_store as leases
 from center.ledger import returns_store as returns
+from center.members import members_store
 from center.models import models_store
 from center.promotions import coupon_jobs_store as coupon_jobs
 from center.promotions import coupons_holds_store as coupon_holds
@@ -295,6 +296,7 @@ SQLITE_MIGRATIONS = MigrationList(
         tiers.SQLITE_MIGRATION,
         certificates.SQLITE_MIGRATION,
         models_store.SQLITE_MIGRATION,
+        members_store.SQLITE_MIGRATION,
         advertising.SQLITE_MIGRATION,
     ),
     numbered=17,  # m001..m017 were schema versions 1..17 before names

@@ -12,6 +12,7 @@ from center.access import enrol_api, nodes_pages
 from center.access import pages as access_pages
 from center.access.permissions import (
     AUTHENTICATED,
+    MEMBER,
     PERMISSIONS,
     PUBLIC,
     Requirement,
@@ -34,6 +35,7 @@ from center.ingest import review_api
 from center.ledger import api as ledger_api
 from center.ledger import leases_api, returns_api
 from center.ledger import pages as ledger_pages
+from center.members import api as members_api
 from center.models import api as models_api
 from center.models import pages as models_pages
 from center.promotions import api as promotions_api
@@ -76,6 +78,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     analytics_api,
     certificates_api,
     models_api,
+    members_api,
     advertising_api,
     web_pages,
     access_pages,
@@ -111,7 +114,10 @@ def route_permissions(app: web.Application | None = None) -> dict[tuple[str, str
         declared: Mapping[tuple[str, str], Requirement] = module.PERMISSIONS
         for key, requirement in declared.items():
             for permission in requirement_names(requirement):
-                if permission not in (PUBLIC, AUTHENTICATED) and permission not in PERMISSIONS:
+                if (
+                    permission not in (PUBLIC, AUTHENTICATED, MEMBER)
+                    and permission not in PERMISSIONS
+                ):
                     raise ValueError(
                         f"{module.__name__}.PERMISSIONS[{key!r}]: unknown permission "
                         f"{permission!r} (known: {', '.join(PERMISSIONS)})"
