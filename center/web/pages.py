@@ -50,6 +50,7 @@ TEMPLATE_DOMAINS = (
     "reporting",
     "models",
     "advertising",
+    "portal",
 )
 """Domains with a `templates/` folder; a template is named "<domain>/<file>"."""
 STATIC_DIR = Path(__file__).resolve().parent / "static"

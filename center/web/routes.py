@@ -21,6 +21,7 @@ from center.access.permissions import (
 from center.advertising import api as advertising_api
 from center.advertising import pages as advertising_pages
 from center.analytics import api as analytics_api
+from center.portal import pages as portal_pages
 from center.certificates import api as certificates_api
 from center.communications import api as communications_api
 from center.crm import api as crm_api
@@ -92,6 +93,7 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     reporting_pages,
     models_pages,
     advertising_pages,
+    portal_pages,
 )
 """Every module with `add_routes(app)` and `PERMISSIONS`, in registration order (a fixed path
 such as /v1/customers/search is registered before the {customer_id} it would otherwise match)."""
