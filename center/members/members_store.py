@@ -1000,34 +1000,45 @@ class MemberRepository:
         with self.db.guard("read member categories"), self.db.transaction():
             chosen = list(self._attributes(customer_id).get("favourite_categories") or [])
             offered = self._category_list()
-            left = self.policy.favourites_changes - self._count_changes(customer_id, now)
+            changes, period = self._favourites_rule()
+            left = changes - self._count_changes(customer_id, now, period)
             self._record(customer_id, "read_categories", None, now)
         return {
             "categories": offered,
             "chosen": chosen,
             "changes_left": max(left, 0),
-            "period_days": self.policy.favourites_period.days,
+            "period_days": period.days,
         }
 
     def _category_list(self) -> list[str]:
-        rows = self.db.execute(
-            "SELECT name FROM master_lists WHERE list_name = 'categories' ORDER BY name_key"
-        ).fetchall()
-        if rows:
-            return [str(r[0]) for r in rows]
+        # The chain's categories are its products' (else their departments): what the
+        # favourite-category rules and reports group by (center/crm/customers_store.py).
         return [
             str(r[0])
             for r in self.db.execute(
-                "SELECT DISTINCT category FROM products WHERE category <> '' ORDER BY category "
-                "LIMIT 500"
+                "SELECT DISTINCT COALESCE(NULLIF(category, ''), department) FROM products "
+                "WHERE COALESCE(NULLIF(category, ''), department) <> '' ORDER BY 1 LIMIT 500"
             ).fetchall()
         ]
 
-    def _count_changes(self, customer_id: str, now: datetime) -> int:
+    def _favourites_rule(self) -> tuple[int, timedelta]:
+        """(changes, period) from the chain settings, else the policy's defaults."""
+        found = dict(
+            self.db.execute(
+                "SELECT name, value FROM settings WHERE name IN "
+                "('favourites_changes', 'favourites_period_days')"
+            ).fetchall()
+        )
+        changes = int(found.get("favourites_changes", self.policy.favourites_changes))
+        days = found.get("favourites_period_days")
+        period = self.policy.favourites_period if days is None else timedelta(days=int(days))
+        return changes, period
+
+    def _count_changes(self, customer_id: str, now: datetime, period: timedelta) -> int:
         row = self.db.execute(
             "SELECT COUNT(*) FROM member_favourite_changes WHERE customer_id = ? "
             "AND changed_at > ?",
-            (customer_id, self.db.ts(now - self.policy.favourites_period)),
+            (customer_id, self.db.ts(now - period)),
         ).fetchone()
         return int(row[0])
 
@@ -1048,11 +1059,12 @@ class MemberRepository:
                     )
                 if found not in picked:
                     picked.append(found)
-            if self._count_changes(customer_id, now) >= self.policy.favourites_changes:
+            changes, period = self._favourites_rule()
+            if self._count_changes(customer_id, now, period) >= changes:
                 raise Conflict(
                     "body.categories",
-                    f"favourite categories change at most {self.policy.favourites_changes} "
-                    f"times in {self.policy.favourites_period.days} days",
+                    f"favourite categories change at most {changes} times in {period.days} "
+                    "days (chain settings favourites_changes, favourites_period_days)",
                 )
             attributes = self._attributes(customer_id)
             self._set_attributes(
@@ -1258,6 +1270,23 @@ class MemberRepository:
                 "UPDATE cards SET status = 'inactive', version = ? WHERE customer_id = ?",
                 (version, customer_id),
             )
+            addresses = [
+                str(r[0])
+                for r in self.db.execute(
+                    "SELECT address FROM member_identities WHERE customer_id = ?", (customer_id,)
+                ).fetchall()
+            ]
+            for address in addresses:
+                # The first code went out before the customer existed, under the address.
+                self.db.execute(
+                    "UPDATE comm_messages SET customer_id = ? WHERE customer_id = ?",
+                    (customer_id, f"signup:{address}"),
+                )
+                self.db.execute("DELETE FROM member_challenges WHERE address = ?", (address,))
+                self.db.execute(
+                    "DELETE FROM member_events WHERE bucket IN (?, ?)",
+                    (f"code:addr:{address}", f"fail:addr:{address}"),
+                )
             self.db.execute("DELETE FROM member_identities WHERE customer_id = ?", (customer_id,))
             self.db.execute(
                 "DELETE FROM member_notifications WHERE customer_id = ?", (customer_id,)

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from center.access.nodes import issue_token
 from center.access.permissions import (
     AUTHENTICATED,
+    MEMBER,
     PERMISSIONS,
     PUBLIC,
     READ_PERMISSIONS,
@@ -54,7 +55,10 @@ def test_every_route_of_the_center_has_a_permission(config: Config) -> None:
     assert missing == [], f"routes without a PERMISSIONS entry: {missing}"
     for key, requirement in table.items():
         for name in requirement_names(requirement):
-            assert name in PERMISSIONS or name in (PUBLIC, AUTHENTICATED), (key, name)
+            assert name in PERMISSIONS or name in (PUBLIC, AUTHENTICATED, MEMBER), (key, name)
+    # Member routes take member tokens only; only they do; the sign-in steps are public.
+    member = sorted(key for key, requirement in table.items() if requirement == MEMBER)
+    assert member and all(path.startswith("/v1/member/") for _, path in member)
     public = sorted(key for key, requirement in table.items() if requirement == PUBLIC)
     # The console's sign-in form and its static files are public too (tests/center/test_console*);
     # so are RFC 8058 one-click unsubscribe and the open pixel: the message's token is the
@@ -65,10 +69,14 @@ def test_every_route_of_the_center_has_a_permission(config: Config) -> None:
         ("GET", "/static"),
         ("GET", "/v1/communications/opened/{token}"),
         ("GET", "/v1/communications/unsubscribe/{token}"),
+        ("GET", "/v1/member/openapi.json"),
         ("POST", "/sign-in"),
         ("POST", "/v1/communications/callbacks/vonage"),
         ("POST", "/v1/communications/unsubscribe/{token}"),
         ("POST", "/v1/enrol"),
+        ("POST", "/v1/member/auth/code"),
+        ("POST", "/v1/member/auth/refresh"),
+        ("POST", "/v1/member/auth/verify"),
     ]
     assert table[("POST", "/v1/ingest")] == "node"
     assert table[("GET", "/v1/master")] == "node"
@@ -146,7 +154,9 @@ def sweep(app: web.Application) -> list[tuple[str, str, Any]]:
     return sorted(
         (method, path, requirement)
         for (method, path), requirement in route_permissions(app).items()
-        if requirement not in (PUBLIC, AUTHENTICATED)
+        # Member routes take no staff or node credentials at all (401, not a missing
+        # permission): tests/center/test_center_members_*.py.
+        if requirement not in (PUBLIC, AUTHENTICATED, MEMBER)
     )
 
 
