@@ -8,6 +8,7 @@ import shutil
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ from demo.errors import DemoError
 from demo.messaging import messages_line
 from demo.reconcile import Row, check_balances, collect_rows, format_table, verdict
 from demo.replay import Progress, RegisterTally, assign_registers, replay_register
+from demo.serve import serve
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -60,6 +62,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--no-chaos", action="store_true", help="do not kill a store node and the Center mid-replay"
+    )
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help=(
+            "after the demo, keep the cluster running: print the customer portal's address and "
+            "a demo customer's sign-in, and print the sign-in codes the Center sends (Ctrl-C ends)"
+        ),
     )
     parser.add_argument(
         "--sync-timeout",
@@ -396,6 +406,9 @@ def run(args: argparse.Namespace) -> int:
         }
         (root / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         print(line, flush=True)
+        if args.serve:
+            busiest = Counter(b.household_id for b in baskets if b.household_id in cards)
+            serve(cluster, [household for household, _ in busiest.most_common(1)])
         return 0 if ok else 1
 
 

@@ -1,0 +1,96 @@
+"""`loyalty-demo --serve`: after the demo, keep the cluster running and let a person try the
+customer's portal as a demo household: print the portal's address and the household's sign-in
+(an e-mail address), send the Center's outbox through a local SMTP server every few seconds and
+print each sign-in code it receives, until Ctrl-C."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import requests
+
+from demo.cluster import Cluster
+from demo.errors import DemoError
+from demo.message_sinks import SmtpSink
+
+__all__ = ["DEMO_EMAIL", "demo_customer", "serve"]
+
+DEMO_EMAIL = "demo.customer@shop.example"
+SEND_EVERY_S = 2.0
+
+
+def demo_customer(cluster: Cluster, households: Iterable[str]) -> str:
+    """Give the first of the demo's households (one with receipts) the demo's e-mail address,
+    with consent: the customer id that signs in with it."""
+    first = next(iter(households), None)
+    if first is None:
+        raise DemoError("no demo household has a card: nobody to sign in as")
+    customer_id = f"hh-{first}"
+    token = cluster.staff_token("demo-portal-admin", "administrator")
+    row = {
+        "customer_id": customer_id,
+        "email": DEMO_EMAIL,
+        "first_name": "Demo",
+        "consents": {"email": {"advertising": True, "personal_data": True}},
+    }
+    answer = requests.post(
+        cluster.center.url + "/v1/communications/contacts",
+        json={"rows": [row], "source": "demo --serve"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    )
+    if answer.status_code >= 300:
+        raise DemoError(f"could not give {customer_id} an e-mail: {answer.text[:300]}")
+    return customer_id
+
+
+def _send(cluster: Cluster, smtp: SmtpSink) -> Any:
+    return cluster.run_tool_json(
+        "loyalty-center",
+        "send-messages",
+        "--config",
+        str(cluster.center.config),
+        "--smtp",
+        f"127.0.0.1:{smtp.port}",
+        "--sender",
+        "shop@shop.example",
+        "--public-url",
+        cluster.center.url,
+    )
+
+
+def serve(cluster: Cluster, households: Iterable[str]) -> None:
+    """Print the portal's address and the demo customer's sign-in, then deliver sign-in codes
+    (printed as they arrive) until interrupted."""
+    customer_id = demo_customer(cluster, households)
+    print(f"PORTAL {cluster.center.url}/portal", flush=True)
+    print(
+        f"PORTAL_SIGN_IN email={DEMO_EMAIL} customer={customer_id} "
+        "(ask for a code on the portal: it is printed here as CODE)",
+        flush=True,
+    )
+    print(f"CONSOLE {cluster.center.url}/ (loyalty-center add-person to sign in)", flush=True)
+    smtp = SmtpSink().start()
+    seen: set[str] = set()
+    try:
+        while True:
+            _send(cluster, smtp)
+            with smtp.lock:
+                mails = dict(smtp.mailbox)
+            for message_id, mail in mails.items():
+                if message_id in seen:
+                    continue
+                seen.add(message_id)
+                body = mail.get_body(preferencelist=("plain",))
+                text = body.get_content() if body is not None else ""
+                found = re.search(r"\b(\d{6})\b", text)
+                if found:
+                    print(f"CODE to={mail['To']} code={found.group(1)}", flush=True)
+            time.sleep(SEND_EVERY_S)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        smtp.stop()
