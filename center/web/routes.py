@@ -21,7 +21,6 @@ from center.access.permissions import (
 from center.advertising import api as advertising_api
 from center.advertising import pages as advertising_pages
 from center.analytics import api as analytics_api
-from center.portal import pages as portal_pages
 from center.certificates import api as certificates_api
 from center.communications import api as communications_api
 from center.crm import api as crm_api
@@ -39,6 +38,7 @@ from center.ledger import pages as ledger_pages
 from center.members import api as members_api
 from center.models import api as models_api
 from center.models import pages as models_pages
+from center.portal import pages as portal_pages
 from center.promotions import api as promotions_api
 from center.promotions import (
     constructor_audience,
