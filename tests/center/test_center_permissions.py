@@ -24,6 +24,7 @@ from center.access.permissions import (
     requirement_names,
 )
 from center.config import Config, load_config
+from center.portal import pages as portal_pages
 from center.storage import Storage
 from center.storage.sqlite import SqliteStorage
 from center.web.app import create_app
@@ -60,6 +61,11 @@ def test_every_route_of_the_center_has_a_permission(config: Config) -> None:
     member = sorted(key for key, requirement in table.items() if requirement == MEMBER)
     assert member and all(path.startswith("/v1/member/") for _, path in member)
     public = sorted(key for key, requirement in table.items() if requirement == PUBLIC)
+    # The customer's portal: public to the staff middleware, every page authenticates the
+    # member from its session itself (tests/center/test_portal.py: no session, no page).
+    portal = [key for key in public if key[1].startswith("/portal")]
+    assert portal and sorted(portal) == sorted(portal_pages.PERMISSIONS)
+    public = [key for key in public if not key[1].startswith("/portal")]
     # The console's sign-in form and its static files are public too (tests/center/test_console*);
     # so are RFC 8058 one-click unsubscribe and the open pixel: the message's token is the
     # credential; and the aggregator's status webhooks, signed with its own secret.
