@@ -14,6 +14,7 @@ from aiohttp import web
 from center.access.api import Caller
 from center.access.permissions import MEMBER, PUBLIC, Requirement
 from center.communications.model import CHANNELS, PURPOSES
+from center.communications.rules import normal_address
 from center.errors import MalformedRequest, Unauthorized
 from center.members.model import TokenClaims, parse_address
 from center.web.keys import CLOCK_KEY, STORAGE_KEY
@@ -386,6 +387,28 @@ async def stores(request: web.Request) -> web.Response:
     return web.json_response(answer)
 
 
+async def set_push(request: web.Request) -> web.Response:
+    body = await _object(request, ("webpush", "fcm_token"))
+    if len(body) != 1:
+        raise MalformedRequest("body.webpush", "give exactly one of webpush or fcm_token")
+    ((name, value),) = body.items()
+    channel = "webpush" if name == "webpush" else "fcm"
+    found = normal_address(channel, value)
+    if found is None:
+        hint = "{endpoint, keys: {p256dh, auth}}" if name == "webpush" else "a registration token"
+        raise MalformedRequest(f"body.{name}", f"expected {hint}")
+    repo = request.app[STORAGE_KEY].members
+    answer = await in_db(request, repo.set_push, _member(request), {name: found}, _now(request))
+    return web.json_response(answer)
+
+
+async def remove_push(request: web.Request) -> web.Response:
+    repo = request.app[STORAGE_KEY].members
+    contacts: dict[str, str | None] = {"webpush": None, "fcm_token": None}
+    answer = await in_db(request, repo.set_push, _member(request), contacts, _now(request))
+    return web.json_response(answer)
+
+
 async def read_notification(request: web.Request) -> web.Response:
     notification_id = _path_id(request, "notification_id")
     repo = request.app[STORAGE_KEY].members
@@ -570,6 +593,17 @@ ROUTES: tuple[MemberRoute, ...] = (
     MemberRoute(
         "GET", "/v1/member/notifications", _reader("notifications"), "The notifications inbox"
     ),
+    MemberRoute(
+        "PUT",
+        "/v1/member/push",
+        set_push,
+        "Subscribe this device to push notifications (Web Push or FCM)",
+        body={
+            "type": "object",
+            "properties": {"webpush": {"type": "object"}, "fcm_token": {"type": "string"}},
+        },
+    ),
+    MemberRoute("DELETE", "/v1/member/push", remove_push, "Remove the push subscriptions"),
     MemberRoute(
         "POST",
         "/v1/member/notifications/{notification_id}/read",

@@ -1132,6 +1132,21 @@ class MemberRepository:
             ]
         }
 
+    def set_push(
+        self, customer_id: str, contacts: Mapping[str, str | None], now: datetime
+    ) -> dict[str, Any]:
+        """Set or remove (None) the member's push contacts (`webpush`, `fcm_token`: the CRM
+        attributes the communications channels send to)."""
+        with self.db.guard("set member push"), self.db.transaction():
+            attributes = self._attributes(customer_id)
+            changed = {**attributes, **{k: v for k, v in contacts.items() if v is not None}}
+            for name, value in contacts.items():
+                if value is None:
+                    changed.pop(name, None)
+            self._set_attributes(customer_id, changed, "member_push", now)
+            held = {k: k in changed for k in ("webpush", "fcm_token")}
+        return {"push": held}
+
     def notify(self, customer_id: str, title: str, body: str, now: datetime) -> str:
         """Put a notification in the member's inbox; its id."""
         notification_id = uuid.uuid4().hex

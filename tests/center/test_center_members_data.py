@@ -136,6 +136,23 @@ async def test_balances_history_receipt_offers_and_categories(
     )
     assert status == 200 and len(stores["stores"]) == 2
     assert stores["nearest"] is None and "no coordinates" in stores["note"]
+    status, push = await member.call(
+        "PUT",
+        "/v1/member/push",
+        {
+            "webpush": {
+                "endpoint": "https://push.example/abc",
+                "keys": {"p256dh": "B" * 40, "auth": "A" * 16},
+            }
+        },
+    )
+    assert status == 200 and push["push"] == {"webpush": True, "fcm_token": False}, push
+    contacts = storage.communications.contacts([ids["customer_id"]])[ids["customer_id"]]
+    assert json.loads(contacts["webpush"])["endpoint"] == "https://push.example/abc"
+    status, bad = await member.call("PUT", "/v1/member/push", {"webpush": {"endpoint": "x"}})
+    assert status == 400 and bad["detail"].startswith("body.webpush:")
+    status, push = await member.call("DELETE", "/v1/member/push")
+    assert push["push"] == {"webpush": False, "fcm_token": False}
     status, inbox = await member.call("GET", "/v1/member/notifications")
     assert inbox["notifications"][0]["title"] == "Привет"
     status, tier = await member.call("GET", "/v1/member/tier")
