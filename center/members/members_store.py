@@ -865,7 +865,10 @@ class MemberRepository:
                 raise UnknownObject("sale_id", f"no receipt {sale_id!r} of this member")
             sale = decode_sale(bytes(row[0]))
             product_ids = sorted({line.product_id for line in sale.lines})
-            rule_ids = sorted({d.rule_id for line in sale.lines for d in line.discounts})
+            rule_ids = sorted(
+                {d.rule_id for line in sale.lines for d in line.discounts}
+                | {m.rule_id for m in sale.loyalty if m.rule_id}
+            )
             names = _names(self.db, "products", "product_id", product_ids)
             promos = self._promotion_titles(rule_ids)
             self._record(customer_id, "read_receipt", {"sale_id": sale_id}, now)
@@ -903,7 +906,16 @@ class MemberRepository:
                 {"method": p.method, "amount_minor": p.amount_minor} for p in sale.payments
             ],
             "loyalty": [
-                {"wallet": m.wallet, "kind": m.kind, "amount": m.amount} for m in sale.loyalty
+                {
+                    "wallet": m.wallet,
+                    "kind": m.kind,
+                    "amount": m.amount,
+                    "rule_id": m.rule_id,
+                    "promotion": promos.get(m.rule_id, m.rule_id),
+                    "active_from": None if m.active_from is None else m.active_from.isoformat(),
+                    "expires_at": None if m.expires_at is None else m.expires_at.isoformat(),
+                }
+                for m in sale.loyalty
             ],
         }
 

@@ -84,6 +84,10 @@ async def _member_with_data(
 async def test_balances_history_receipt_offers_and_categories(
     client: TestClient[Any, Any], storage: Storage, clock: Clock
 ) -> None:
+    title = "5 % off from 50.00, 10 % off from 100.00"
+    storage.feed.upsert_master(
+        {"promotions": [{"promotion_id": "threshold-5-10", "doc": {"title": title}}]}
+    )
     member, ids = await _member_with_data(client, storage, "anna@example.org", 1)
     status, balances = await member.call("GET", "/v1/member/balances")
     assert status == 200
@@ -107,7 +111,7 @@ async def test_balances_history_receipt_offers_and_categories(
     assert first["name"] == "Milk" and first["discount_minor"] == 25
     assert first["total_minor"] == 225
     assert first["discounts"] == [
-        {"rule_id": "threshold-5-10", "promotion": "threshold-5-10", "amount_minor": 25}
+        {"rule_id": "threshold-5-10", "promotion": title, "amount_minor": 25}
     ]
     status, page = await member.call("GET", "/v1/member/receipts")
     assert [r["sale_id"] for r in page["receipts"]] == [ids["sale_id"]]

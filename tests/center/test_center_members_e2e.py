@@ -166,6 +166,10 @@ async def test_sign_up_by_email_show_the_qr_at_a_register_and_see_the_receipt(
             ).json()
             assert receipt["lines"][0]["product_id"] == "1000"
             assert receipt["loyalty"] and receipt["loyalty"][0]["kind"] == "accrue"
+            # Each movement and discount names the promotion that gave it, by its title.
+            titles = {d["promotion_id"]: d["title"] for d in default_promotions()}
+            movement = receipt["loyalty"][0]
+            assert movement["promotion"] == titles[movement["rule_id"]]
     finally:
         smtp.stop()
         await runner.cleanup()
