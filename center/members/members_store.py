@@ -571,7 +571,7 @@ class MemberRepository:
                 ).fetchone()
             if row is None or row[0] is not None:
                 raise Unauthorized("authorization", "this sign-in was signed out: sign in again")
-            if row[1] is not None and claims.issued_at < self.db.dt(row[1]).replace(microsecond=0):
+            if row[1] is not None and claims.issued_at < self.db.dt(row[1]):
                 raise Unauthorized("authorization", "signed out everywhere: sign in again")
         except Unauthorized:
             self.record_failure(ip, now)
@@ -592,10 +592,10 @@ class MemberRepository:
                         (customer_id,),
                     ).fetchall()
                 ]
-                # Access tokens carry whole seconds: one issued in this second is out too.
+                # Access tokens carry their issue time in milliseconds.
                 self.db.execute(
                     "UPDATE member_accounts SET tokens_valid_after = ? WHERE customer_id = ?",
-                    (self.db.ts(now + timedelta(seconds=1)), customer_id),
+                    (self.db.ts(now + timedelta(milliseconds=1)), customer_id),
                 )
             else:
                 families = [claims.family_id]
@@ -1330,7 +1330,7 @@ class MemberRepository:
             )
             self.db.execute(
                 "UPDATE member_accounts SET tokens_valid_after = ? WHERE customer_id = ?",
-                (self.db.ts(now + timedelta(seconds=1)), customer_id),
+                (self.db.ts(now + timedelta(milliseconds=1)), customer_id),
             )
             self.db.execute(
                 "INSERT INTO member_requests (request_id, customer_id, kind, created_at, done_at) "

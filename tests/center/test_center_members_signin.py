@@ -194,6 +194,10 @@ async def test_sign_out_everywhere_ends_every_session(
             "POST", "/v1/member/auth/refresh", {"refresh_token": tokens["refresh_token"]}
         )
         assert status == 401
+    # Signing in again afterwards works at once: only tokens issued before the sign-out end.
+    again = await _sign_in_again(client, storage, clock, {"email": "vera@example.org"})
+    status, _ = await MemberApi(client, again["access_token"]).call("GET", "/v1/member/profile")
+    assert status == 200
 
 
 async def test_wrong_codes_spend_the_code_and_are_rate_limited(
