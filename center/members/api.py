@@ -15,7 +15,7 @@ from center.access.api import Caller
 from center.access.permissions import MEMBER, PUBLIC, Requirement
 from center.communications.model import CHANNELS, PURPOSES
 from center.communications.rules import normal_address
-from center.errors import MalformedRequest, Unauthorized
+from center.errors import MalformedRequest, RequestError, Unauthorized
 from center.members.model import TokenClaims, parse_address
 from center.web.keys import CLOCK_KEY, STORAGE_KEY
 from center.web.request import ID_PATTERN, in_db, json_body, query_int
@@ -636,9 +636,35 @@ PERMISSIONS: Mapping[tuple[str, str], Requirement] = {
 
 
 def add_routes(app: web.Application) -> None:
-    """Register every member route."""
+    """Register every member route (a member's refused requests audited too)."""
     for route in ROUTES:
-        app.router.add_route(route.method, route.path, route.handler)
+        app.router.add_route(route.method, route.path, _audited(route.handler))
+
+
+def _audited(handler: Handler) -> Handler:
+    """`handler`, and an audit row (action `refused`) when it refuses a signed-in member: the
+    services audit what they do in their own transaction, which a refusal rolls back."""
+
+    async def audited(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except RequestError as exc:
+            claims = request.get(MEMBER_KEY)
+            if claims is not None:
+                detail = {
+                    "method": request.method,
+                    "path": request.path[:200],
+                    "status": exc.status,
+                    "error": str(exc)[:300],
+                }
+                repo = request.app[STORAGE_KEY].members
+                await in_db(
+                    request, repo.audit_read, claims.customer_id, "refused", detail, _now(request)
+                )
+            raise
+
+    audited.__name__ = handler.__name__
+    return audited
 
 
 def openapi() -> dict[str, Any]:

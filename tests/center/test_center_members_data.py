@@ -228,13 +228,15 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PUT", "/v1/member/categories"): {"categories": ["DAIRY"]},
     ("POST", "/v1/member/auth/signout"): {"everywhere": False},
     ("POST", "/v1/member/data/delete"): {"confirm": True},
+    ("PUT", "/v1/member/push"): {"fcm_token": "fcm-token-of-eves-phone-0123456789"},
 }
 
 
 async def test_a_member_token_never_reaches_another_customer(
     client: TestClient[Any, Any], storage: Storage
 ) -> None:
-    eve, _ = await _member_with_data(client, storage, "eve@example.org", 4)
+    eve, eve_ids = await _member_with_data(client, storage, "eve@example.org", 4)
+    eve_id = eve_ids["customer_id"]
     _, victim = await _member_with_data(client, storage, "victim@example.org", 5)
     secrets_of_victim = [victim["customer_id"], victim["card_no"], victim["sale_id"]]
     tried = 0
@@ -260,3 +262,8 @@ async def test_a_member_token_never_reaches_another_customer(
     assert victim_view is not None and victim_view["attributes"]["email"] == "victim@example.org"
     actions = {r["action"] for r in storage.audit.audit_history("member", victim["customer_id"])}
     assert actions == {"sign_up", "read_cards"}
+    eve_rows = storage.audit.audit_history("member", eve_id, limit=1000)
+    refused = [r["after"] for r in eve_rows if r["action"] == "refused"]
+    named = [r for r in ROUTES if not r.public and "{" in r.path]
+    assert len(refused) == len(named), [(r["method"], r["path"], r["error"]) for r in refused]
+    assert all(r["status"] in (403, 404) and r["path"].startswith("/v1/member/") for r in refused)
