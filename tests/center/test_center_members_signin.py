@@ -276,3 +276,13 @@ async def test_member_routes_take_member_tokens_only(
     status, doc = await MemberApi(client).call("GET", "/v1/member/openapi.json")
     assert status == 200 and "/v1/member/balances" in doc["paths"]
     assert doc["paths"]["/v1/member/balances"]["get"]["security"] == [{"memberToken": []}]
+    # The document is the route table's: every member route the app serves, and no other.
+    served = {
+        (r.method, r.resource.canonical)
+        for r in client.app.router.routes()
+        if r.resource is not None
+        and r.resource.canonical.startswith("/v1/member/")
+        and r.method != "HEAD"
+    }
+    documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
+    assert served == documented and len(served) > 25
