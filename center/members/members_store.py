@@ -1276,6 +1276,11 @@ class MemberRepository:
             "receipts": sales,
             "messages": messages,
             "personal_offers": offers,
+            "history_of_changes": [
+                {k: r[k] for k in ("kind", "action", "after", "actor", "at")}
+                for kind in ("customer", "member")
+                for r in self.audit.audit_history(kind, customer_id, limit=1000)
+            ],
         }
 
     def delete_data(self, customer_id: str, now: datetime) -> dict[str, Any]:

@@ -193,6 +193,7 @@ async def test_export_then_delete_anonymises_and_keeps_the_ledger(
     assert [c["card_no"] for c in export["cards"]] == [ids["card_no"]]
     assert export["receipts"][0]["sale_id"] == ids["sale_id"]
     assert export["ledger"][0]["amount"] == 40
+    assert {"sign_up", "export_data"} <= {h["action"] for h in export["history_of_changes"]}
     status, refused = await member.call("POST", "/v1/member/data/delete", {})
     assert status == 400 and refused["detail"].startswith("body.confirm:")
     status, done = await member.call("POST", "/v1/member/data/delete", {"confirm": True})
