@@ -493,6 +493,7 @@ CENTER_BODIES: dict[tuple[str, str], Any] = {
         "consents": [{"channel": "email", "purpose": "advertising", "granted": True}]
     },
     ("PUT", "/v1/member/categories"): {"categories": ["DAIRY"]},
+    ("PUT", "/v1/member/push"): {"fcm_token": "fcm-token-of-the-fuzzer-device-0123456789"},
     ("POST", "/v1/member/data/delete"): {"confirm": True},
     ("POST", "/v1/advertising/blocks"): AD_BLOCK,
     ("PUT", "/v1/advertising/blocks/{block_id}"): AD_BLOCK,

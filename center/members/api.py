@@ -14,7 +14,8 @@ from aiohttp import web
 from center.access.api import Caller
 from center.access.permissions import MEMBER, PUBLIC, Requirement
 from center.communications.model import CHANNELS, PURPOSES
-from center.errors import MalformedRequest, Unauthorized
+from center.communications.rules import normal_address
+from center.errors import MalformedRequest, RequestError, Unauthorized
 from center.members.model import TokenClaims, parse_address
 from center.web.keys import CLOCK_KEY, STORAGE_KEY
 from center.web.request import ID_PATTERN, in_db, json_body, query_int
@@ -386,6 +387,28 @@ async def stores(request: web.Request) -> web.Response:
     return web.json_response(answer)
 
 
+async def set_push(request: web.Request) -> web.Response:
+    body = await _object(request, ("webpush", "fcm_token"))
+    if len(body) != 1:
+        raise MalformedRequest("body.webpush", "give exactly one of webpush or fcm_token")
+    ((name, value),) = body.items()
+    channel = "webpush" if name == "webpush" else "fcm"
+    found = normal_address(channel, value)
+    if found is None:
+        hint = "{endpoint, keys: {p256dh, auth}}" if name == "webpush" else "a registration token"
+        raise MalformedRequest(f"body.{name}", f"expected {hint}")
+    repo = request.app[STORAGE_KEY].members
+    answer = await in_db(request, repo.set_push, _member(request), {name: found}, _now(request))
+    return web.json_response(answer)
+
+
+async def remove_push(request: web.Request) -> web.Response:
+    repo = request.app[STORAGE_KEY].members
+    contacts: dict[str, str | None] = {"webpush": None, "fcm_token": None}
+    answer = await in_db(request, repo.set_push, _member(request), contacts, _now(request))
+    return web.json_response(answer)
+
+
 async def read_notification(request: web.Request) -> web.Response:
     notification_id = _path_id(request, "notification_id")
     repo = request.app[STORAGE_KEY].members
@@ -571,6 +594,17 @@ ROUTES: tuple[MemberRoute, ...] = (
         "GET", "/v1/member/notifications", _reader("notifications"), "The notifications inbox"
     ),
     MemberRoute(
+        "PUT",
+        "/v1/member/push",
+        set_push,
+        "Subscribe this device to push notifications (Web Push or FCM)",
+        body={
+            "type": "object",
+            "properties": {"webpush": {"type": "object"}, "fcm_token": {"type": "string"}},
+        },
+    ),
+    MemberRoute("DELETE", "/v1/member/push", remove_push, "Remove the push subscriptions"),
+    MemberRoute(
         "POST",
         "/v1/member/notifications/{notification_id}/read",
         read_notification,
@@ -602,9 +636,35 @@ PERMISSIONS: Mapping[tuple[str, str], Requirement] = {
 
 
 def add_routes(app: web.Application) -> None:
-    """Register every member route."""
+    """Register every member route (a member's refused requests audited too)."""
     for route in ROUTES:
-        app.router.add_route(route.method, route.path, route.handler)
+        app.router.add_route(route.method, route.path, _audited(route.handler))
+
+
+def _audited(handler: Handler) -> Handler:
+    """`handler`, and an audit row (action `refused`) when it refuses a signed-in member: the
+    services audit what they do in their own transaction, which a refusal rolls back."""
+
+    async def audited(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except RequestError as exc:
+            claims = request.get(MEMBER_KEY)
+            if claims is not None:
+                detail = {
+                    "method": request.method,
+                    "path": request.path[:200],
+                    "status": exc.status,
+                    "error": str(exc)[:300],
+                }
+                repo = request.app[STORAGE_KEY].members
+                await in_db(
+                    request, repo.audit_read, claims.customer_id, "refused", detail, _now(request)
+                )
+            raise
+
+    audited.__name__ = handler.__name__
+    return audited
 
 
 def openapi() -> dict[str, Any]:

@@ -571,7 +571,7 @@ class MemberRepository:
                 ).fetchone()
             if row is None or row[0] is not None:
                 raise Unauthorized("authorization", "this sign-in was signed out: sign in again")
-            if row[1] is not None and claims.issued_at < self.db.dt(row[1]).replace(microsecond=0):
+            if row[1] is not None and claims.issued_at < self.db.dt(row[1]):
                 raise Unauthorized("authorization", "signed out everywhere: sign in again")
         except Unauthorized:
             self.record_failure(ip, now)
@@ -592,10 +592,10 @@ class MemberRepository:
                         (customer_id,),
                     ).fetchall()
                 ]
-                # Access tokens carry whole seconds: one issued in this second is out too.
+                # Access tokens carry their issue time in milliseconds.
                 self.db.execute(
                     "UPDATE member_accounts SET tokens_valid_after = ? WHERE customer_id = ?",
-                    (self.db.ts(now + timedelta(seconds=1)), customer_id),
+                    (self.db.ts(now + timedelta(milliseconds=1)), customer_id),
                 )
             else:
                 families = [claims.family_id]
@@ -865,7 +865,10 @@ class MemberRepository:
                 raise UnknownObject("sale_id", f"no receipt {sale_id!r} of this member")
             sale = decode_sale(bytes(row[0]))
             product_ids = sorted({line.product_id for line in sale.lines})
-            rule_ids = sorted({d.rule_id for line in sale.lines for d in line.discounts})
+            rule_ids = sorted(
+                {d.rule_id for line in sale.lines for d in line.discounts}
+                | {m.rule_id for m in sale.loyalty if m.rule_id}
+            )
             names = _names(self.db, "products", "product_id", product_ids)
             promos = self._promotion_titles(rule_ids)
             self._record(customer_id, "read_receipt", {"sale_id": sale_id}, now)
@@ -903,7 +906,16 @@ class MemberRepository:
                 {"method": p.method, "amount_minor": p.amount_minor} for p in sale.payments
             ],
             "loyalty": [
-                {"wallet": m.wallet, "kind": m.kind, "amount": m.amount} for m in sale.loyalty
+                {
+                    "wallet": m.wallet,
+                    "kind": m.kind,
+                    "amount": m.amount,
+                    "rule_id": m.rule_id,
+                    "promotion": promos.get(m.rule_id, m.rule_id),
+                    "active_from": None if m.active_from is None else m.active_from.isoformat(),
+                    "expires_at": None if m.expires_at is None else m.expires_at.isoformat(),
+                }
+                for m in sale.loyalty
             ],
         }
 
@@ -1132,6 +1144,21 @@ class MemberRepository:
             ]
         }
 
+    def set_push(
+        self, customer_id: str, contacts: Mapping[str, str | None], now: datetime
+    ) -> dict[str, Any]:
+        """Set or remove (None) the member's push contacts (`webpush`, `fcm_token`: the CRM
+        attributes the communications channels send to)."""
+        with self.db.guard("set member push"), self.db.transaction():
+            attributes = self._attributes(customer_id)
+            changed = {**attributes, **{k: v for k, v in contacts.items() if v is not None}}
+            for name, value in contacts.items():
+                if value is None:
+                    changed.pop(name, None)
+            self._set_attributes(customer_id, changed, "member_push", now)
+            held = {k: k in changed for k in ("webpush", "fcm_token")}
+        return {"push": held}
+
     def notify(self, customer_id: str, title: str, body: str, now: datetime) -> str:
         """Put a notification in the member's inbox; its id."""
         notification_id = uuid.uuid4().hex
@@ -1249,6 +1276,11 @@ class MemberRepository:
             "receipts": sales,
             "messages": messages,
             "personal_offers": offers,
+            "history_of_changes": [
+                {k: r[k] for k in ("kind", "action", "after", "actor", "at")}
+                for kind in ("customer", "member")
+                for r in self.audit.audit_history(kind, customer_id, limit=1000)
+            ],
         }
 
     def delete_data(self, customer_id: str, now: datetime) -> dict[str, Any]:
@@ -1303,7 +1335,7 @@ class MemberRepository:
             )
             self.db.execute(
                 "UPDATE member_accounts SET tokens_valid_after = ? WHERE customer_id = ?",
-                (self.db.ts(now + timedelta(seconds=1)), customer_id),
+                (self.db.ts(now + timedelta(milliseconds=1)), customer_id),
             )
             self.db.execute(
                 "INSERT INTO member_requests (request_id, customer_id, kind, created_at, done_at) "

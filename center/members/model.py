@@ -126,7 +126,7 @@ def sign_access_token(key: bytes, claims: TokenClaims) -> str:
             {
                 "c": claims.customer_id,
                 "f": claims.family_id,
-                "i": int(claims.issued_at.timestamp()),
+                "i": int(claims.issued_at.timestamp() * 1000),
                 "e": int(claims.expires_at.timestamp()),
             },
             separators=(",", ":"),
@@ -148,7 +148,7 @@ def read_access_token(key: bytes, token: str, now: datetime) -> TokenClaims:
         claims = TokenClaims(
             customer_id=str(doc["c"]),
             family_id=str(doc["f"]),
-            issued_at=datetime.fromtimestamp(int(doc["i"]), now.tzinfo),
+            issued_at=datetime.fromtimestamp(int(doc["i"]) / 1000, now.tzinfo),
             expires_at=datetime.fromtimestamp(int(doc["e"]), now.tzinfo),
         )
     except (ValueError, KeyError, TypeError) as exc:

@@ -84,6 +84,10 @@ async def _member_with_data(
 async def test_balances_history_receipt_offers_and_categories(
     client: TestClient[Any, Any], storage: Storage, clock: Clock
 ) -> None:
+    title = "5 % off from 50.00, 10 % off from 100.00"
+    storage.feed.upsert_master(
+        {"promotions": [{"promotion_id": "threshold-5-10", "doc": {"title": title}}]}
+    )
     member, ids = await _member_with_data(client, storage, "anna@example.org", 1)
     status, balances = await member.call("GET", "/v1/member/balances")
     assert status == 200
@@ -107,7 +111,7 @@ async def test_balances_history_receipt_offers_and_categories(
     assert first["name"] == "Milk" and first["discount_minor"] == 25
     assert first["total_minor"] == 225
     assert first["discounts"] == [
-        {"rule_id": "threshold-5-10", "promotion": "threshold-5-10", "amount_minor": 25}
+        {"rule_id": "threshold-5-10", "promotion": title, "amount_minor": 25}
     ]
     status, page = await member.call("GET", "/v1/member/receipts")
     assert [r["sale_id"] for r in page["receipts"]] == [ids["sale_id"]]
@@ -136,6 +140,23 @@ async def test_balances_history_receipt_offers_and_categories(
     )
     assert status == 200 and len(stores["stores"]) == 2
     assert stores["nearest"] is None and "no coordinates" in stores["note"]
+    status, push = await member.call(
+        "PUT",
+        "/v1/member/push",
+        {
+            "webpush": {
+                "endpoint": "https://push.example/abc",
+                "keys": {"p256dh": "B" * 40, "auth": "A" * 16},
+            }
+        },
+    )
+    assert status == 200 and push["push"] == {"webpush": True, "fcm_token": False}, push
+    contacts = storage.communications.contacts([ids["customer_id"]])[ids["customer_id"]]
+    assert json.loads(contacts["webpush"])["endpoint"] == "https://push.example/abc"
+    status, bad = await member.call("PUT", "/v1/member/push", {"webpush": {"endpoint": "x"}})
+    assert status == 400 and bad["detail"].startswith("body.webpush:")
+    status, push = await member.call("DELETE", "/v1/member/push")
+    assert push["push"] == {"webpush": False, "fcm_token": False}
     status, inbox = await member.call("GET", "/v1/member/notifications")
     assert inbox["notifications"][0]["title"] == "Привет"
     status, tier = await member.call("GET", "/v1/member/tier")
@@ -172,6 +193,7 @@ async def test_export_then_delete_anonymises_and_keeps_the_ledger(
     assert [c["card_no"] for c in export["cards"]] == [ids["card_no"]]
     assert export["receipts"][0]["sale_id"] == ids["sale_id"]
     assert export["ledger"][0]["amount"] == 40
+    assert {"sign_up", "export_data"} <= {h["action"] for h in export["history_of_changes"]}
     status, refused = await member.call("POST", "/v1/member/data/delete", {})
     assert status == 400 and refused["detail"].startswith("body.confirm:")
     status, done = await member.call("POST", "/v1/member/data/delete", {"confirm": True})
@@ -207,13 +229,15 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PUT", "/v1/member/categories"): {"categories": ["DAIRY"]},
     ("POST", "/v1/member/auth/signout"): {"everywhere": False},
     ("POST", "/v1/member/data/delete"): {"confirm": True},
+    ("PUT", "/v1/member/push"): {"fcm_token": "fcm-token-of-eves-phone-0123456789"},
 }
 
 
 async def test_a_member_token_never_reaches_another_customer(
     client: TestClient[Any, Any], storage: Storage
 ) -> None:
-    eve, _ = await _member_with_data(client, storage, "eve@example.org", 4)
+    eve, eve_ids = await _member_with_data(client, storage, "eve@example.org", 4)
+    eve_id = eve_ids["customer_id"]
     _, victim = await _member_with_data(client, storage, "victim@example.org", 5)
     secrets_of_victim = [victim["customer_id"], victim["card_no"], victim["sale_id"]]
     tried = 0
@@ -239,3 +263,8 @@ async def test_a_member_token_never_reaches_another_customer(
     assert victim_view is not None and victim_view["attributes"]["email"] == "victim@example.org"
     actions = {r["action"] for r in storage.audit.audit_history("member", victim["customer_id"])}
     assert actions == {"sign_up", "read_cards"}
+    eve_rows = storage.audit.audit_history("member", eve_id, limit=1000)
+    refused = [r["after"] for r in eve_rows if r["action"] == "refused"]
+    named = [r for r in ROUTES if not r.public and "{" in r.path]
+    assert len(refused) == len(named), [(r["method"], r["path"], r["error"]) for r in refused]
+    assert all(r["status"] in (403, 404) and r["path"].startswith("/v1/member/") for r in refused)

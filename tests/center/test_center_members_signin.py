@@ -194,6 +194,10 @@ async def test_sign_out_everywhere_ends_every_session(
             "POST", "/v1/member/auth/refresh", {"refresh_token": tokens["refresh_token"]}
         )
         assert status == 401
+    # Signing in again afterwards works at once: only tokens issued before the sign-out end.
+    again = await _sign_in_again(client, storage, clock, {"email": "vera@example.org"})
+    status, _ = await MemberApi(client, again["access_token"]).call("GET", "/v1/member/profile")
+    assert status == 200
 
 
 async def test_wrong_codes_spend_the_code_and_are_rate_limited(
@@ -272,3 +276,13 @@ async def test_member_routes_take_member_tokens_only(
     status, doc = await MemberApi(client).call("GET", "/v1/member/openapi.json")
     assert status == 200 and "/v1/member/balances" in doc["paths"]
     assert doc["paths"]["/v1/member/balances"]["get"]["security"] == [{"memberToken": []}]
+    # The document is the route table's: every member route the app serves, and no other.
+    served = {
+        (r.method, r.resource.canonical)
+        for r in client.app.router.routes()
+        if r.resource is not None
+        and r.resource.canonical.startswith("/v1/member/")
+        and r.method != "HEAD"
+    }
+    documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
+    assert served == documented and len(served) > 25
