@@ -167,6 +167,9 @@ def render(
         "_": _translate(request),
         "money": lambda minor: i18n.money(int(minor), language),
         "points": lambda amount: _points(int(amount), language),
+        "quantity": lambda milli: str(
+            format_decimal(Decimal(int(milli)).scaleb(-3), "#,##0.###", locale=language)
+        ),
         "number": lambda value: i18n.number(int(value), language),
         "day": lambda value: format_date(
             date.fromisoformat(str(value)[:10]) if not isinstance(value, date) else value,
@@ -486,7 +489,11 @@ async def card_qr(request: web.Request, member: TokenClaims) -> web.StreamRespon
 
 
 def _segments_of(doc: Mapping[str, Any]) -> list[str]:
-    found = doc.get("segments") or doc.get("customer", {}).get("segments") or []
+    """The segments a promotion is limited to (none: everyone)."""
+    found = doc.get("segments")
+    customer = doc.get("customer")
+    if not found and isinstance(customer, Mapping):
+        found = customer.get("segments")
     return [str(s) for s in found] if isinstance(found, list) else []
 
 

@@ -385,3 +385,16 @@ def test_totals_per_day_are_in_the_chains_zone_and_returns_subtract() -> None:
     assert "none" in chart_svg(
         day_totals([], period, zone), title="t", money=str, day_label=str, empty="none"
     )
+
+
+async def test_english_is_chosen_by_the_link_and_remembered(
+    client: TestClient[Any, Any], db: Storage
+) -> None:
+    await _sign_up(client, db)
+    page = await client.get("/portal?lang=en")
+    text = await page.text()
+    assert page.headers["Content-Language"] == "en"
+    assert "Purchase history" in text and "История покупок" not in text
+    again = await client.get("/portal/history")  # the browser still asks for Russian
+    assert again.headers["Content-Language"] == "en"
+    assert "This week" in await again.text()
