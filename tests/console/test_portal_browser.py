@@ -245,6 +245,9 @@ def test_customer_signs_up_chooses_categories_and_sees_her_receipt_with_its_bonu
     page.click(f"[data-sale='{rung['sale']['sale_id']}'] a")
     page.wait_for_selector("#receipt")
     assert "Молоко" in page.locator("#receipt").inner_text()
+    loyalty = page.locator("#receipt-loyalty").inner_text()
+    assert f"5 % бонусами по карте: +{points}" in loyalty, loyalty
+    _shot(console, page, "portal-receipt")
     page.goto(console.url + "/portal")
     expect(page.locator("#bonus-balance")).to_have_text(points)
     page.goto(console.url + "/portal/offers")
