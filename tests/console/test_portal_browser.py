@@ -253,3 +253,66 @@ def test_customer_signs_up_chooses_categories_and_sees_her_receipt_with_its_bonu
     page.goto(console.url + "/portal/offers")
     assert page.locator(f"[data-promotion='{PROMOTION}']").count() == 1
     _shot(console, page, "portal-offers")
+
+
+@pytest.fixture
+def desk(browser: Any) -> Iterator[Any]:
+    """A desktop context in English for the console; no script may fail under its CSP."""
+    context = browser.new_context(locale="en-GB", viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    yield page
+    context.close()
+    assert [e for e in errors if not e.startswith("Failed to load resource")] == []
+
+
+def test_marketer_builds_a_block_sees_its_preview_and_who_sees_it(
+    desk: Any, console: Console
+) -> None:
+    segment = {"segment_id": "bakers", "name": "Bakers", "kind": "static", "card_nos": []}
+    console.api("POST", "/v1/segments", segment)
+    page = desk
+    page.goto(console.url + "/")
+    page.fill("#username", "mark")
+    page.fill("#password", "correct horse battery")
+    page.click("#sign-in")
+    page.click("#nav-advertising")
+    page.click("#new-block")
+    page.fill("#f-block_id", "bakers-banner")
+    page.fill("#f-name", "Fresh bread every morning")
+    page.fill("#f-description", "For the bakers segment")
+    page.fill("#f-media_url", "http://cdn.example.com/bread.jpg")  # not https: refused
+    page.fill("#f-rich_text", '<p>From <b>7:00</b></p><img src=x onerror="alert(1)">')
+    page.fill("#f-placement", "home_top")
+    page.fill("#f-priority", "50")
+    page.select_option("#f-audience", "segment")
+    page.select_option("#f-segment_id", "bakers")
+    page.fill("#f-starts_at", "2026-01-01T08:00")
+    page.fill("#f-ends_at", "2099-01-01T08:00")
+    page.click("#preview-button")  # htmx: the fragment, nothing saved
+    page.wait_for_selector("#preview-err-media_url")
+    page.fill("#f-media_url", "https://cdn.example.com/bread.jpg")
+    page.click("#preview-button")
+    page.wait_for_selector("#ad-preview article.ad-block")
+    assert page.locator("#ad-preview .ad-rich b").inner_text() == "7:00"
+    assert page.locator("#ad-preview img.ad-media").get_attribute("src") == (
+        "https://cdn.example.com/bread.jpg"
+    )
+    listed = console.api("GET", "/v1/advertising/blocks")["blocks"]
+    assert "bakers-banner" not in [b["block_id"] for b in listed]  # a preview saves nothing
+    page.click("#save")
+    page.wait_for_selector("#notice")
+    stored = console.api("GET", "/v1/advertising/blocks/bakers-banner")
+    assert (stored["audience"], stored["segment_id"], stored["priority"]) == (
+        "segment",
+        "bakers",
+        50,
+    )
+    assert "onerror" not in stored["rich_text"] and "<img" not in stored["rich_text"]
+    _shot(console, page, "console-advertising-block")
+    page.click("text=Advertising blocks")
+    page.wait_for_selector("#blocks")
+    assert page.locator("tr[data-block='bakers-banner']").count() == 1
