@@ -12,7 +12,7 @@ import json
 import math
 import secrets
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -163,6 +163,7 @@ class MemberRepository:
         versions: MasterVersions,
         ledger: LedgerRepository,
         communications: CommunicationsRepository,
+        set_setting: Callable[[str, str, datetime], object],
         policy: MemberPolicy = DEFAULT_POLICY,
     ) -> None:
         self.db = db
@@ -170,6 +171,8 @@ class MemberRepository:
         self.versions = versions
         self.ledger = ledger
         self.communications = communications
+        self.set_setting = set_setting
+        """Sets one chain setting (the master data's own path: version, feed, audit)."""
         self.policy = policy
         self._keys: dict[str, str] = {}
 
@@ -746,26 +749,26 @@ class MemberRepository:
         if row[1] in ("blocked", "inactive"):
             raise Conflict("card_no", f"card {card_no} is {row[1]}: it shows no QR code")
 
-    def ecard_key(self, make: Any) -> str:
-        """The chain's e-card key; `make()` sets one when there is none yet."""
+    def _ecard_key(self, now: datetime) -> str:
+        """The chain's e-card key; one is made (a chain setting, so the master feed carries it
+        to every register) when there is none yet."""
         with self.db.guard("read ecard key"):
             row = self.db.execute(
                 "SELECT value FROM settings WHERE name = ?", (ECARD_KEY_SETTING,)
             ).fetchone()
         if row is None:
-            make(secrets.token_hex(32))
+            self.set_setting(ECARD_KEY_SETTING, secrets.token_hex(32), now)
             with self.db.guard("read ecard key"):
                 row = self.db.execute(
                     "SELECT value FROM settings WHERE name = ?", (ECARD_KEY_SETTING,)
                 ).fetchone()
         return str(row[0])
 
-    def card_qr(
-        self, customer_id: str, card_no: str, chain_key: str, now: datetime
-    ) -> dict[str, Any]:
-        """The card's QR payload of this time step, and how long it stays valid."""
+    def card_qr(self, customer_id: str, card_no: str, now: datetime) -> dict[str, Any]:
+        """The card's QR payload of this time step, and how long it stays valid (404 for a
+        card not the member's, 409 for a blocked one)."""
         self.own_card(customer_id, card_no)
-        payload, step = ecard_payload(chain_key, card_no, now.timestamp())
+        payload, step = ecard_payload(self._ecard_key(now), card_no, now.timestamp())
         with self.db.guard("audit member qr"), self.db.transaction():
             self._record(customer_id, "show_qr", {"card_no": card_no, "step": step}, now)
         return {

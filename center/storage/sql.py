@@ -129,6 +129,9 @@ class SqlStorage:
             versions=self.versions,
             ledger=self.ledger,
             communications=self.communications,
+            set_setting=lambda name, value, now: self.master.set_settings(
+                {name: value}, actor="member-api", now=now
+            ),
         )
 
     @property
