@@ -986,24 +986,34 @@ class MemberRepository:
         return {"offer_id": offer_id, "activated": True}
 
     def coupons(self, customer_id: str, now: datetime) -> dict[str, Any]:
-        """The member's coupons as active, used or expired."""
-        from center.crm.customers_store import customer_coupons
-
+        """The member's coupons as active, used (redeemed) or expired (past the batch's last
+        day, or voided), each with its batch's name and validity."""
         with self.db.guard("read member coupons"), self.db.transaction():
-            found = customer_coupons(self.db, customer_id)
+            rows = self.db.execute(
+                "SELECT c.code, c.batch_id, c.status, c.issued_at, c.redeemed_at, b.name, "
+                "b.valid_from, b.valid_to, b.single_use, b.promotion_id FROM coupons c "
+                "JOIN coupon_batches b ON b.batch_id = c.batch_id WHERE c.customer_id = ? "
+                "ORDER BY c.code LIMIT 500",
+                (customer_id,),
+            ).fetchall()
             self._record(customer_id, "read_coupons", None, now)
         out: dict[str, list[dict[str, Any]]] = {"active": [], "used": [], "expired": []}
-        for coupon in found:
-            valid_to = coupon.get("valid_to")
-            ended = False
-            if isinstance(valid_to, str) and valid_to:
-                try:
-                    ended = datetime.fromisoformat(valid_to) <= now
-                except ValueError:
-                    ended = False
-            if coupon.get("status") in ("redeemed", "used") or coupon.get("redeemed_at"):
+        today = now.date().isoformat()
+        for r in rows:
+            coupon = {
+                "code": r[0],
+                "batch_id": r[1],
+                "name": r[5],
+                "promotion_id": r[9],
+                "single_use": bool(r[8]),
+                "valid_from": r[6],
+                "valid_to": r[7],
+                "issued_at": None if r[3] is None else self.db.dt(r[3]).isoformat(),
+                "redeemed_at": None if r[4] is None else self.db.dt(r[4]).isoformat(),
+            }
+            if r[2] == "redeemed":
                 out["used"].append(coupon)
-            elif ended or coupon.get("status") in ("expired", "cancelled"):
+            elif r[2] == "void" or (r[7] is not None and str(r[7]) < today):
                 out["expired"].append(coupon)
             else:
                 out["active"].append(coupon)

@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from center.config import Config, load_config
 from center.members.api import ROUTES
+from center.promotions.coupons import BatchRequest, IssueRequest
 from center.promotions.offers import OfferInput
 from center.storage import Storage
 from center.web.app import create_app
@@ -159,6 +160,22 @@ async def test_balances_history_receipt_offers_and_categories(
     assert push["push"] == {"webpush": False, "fcm_token": False}
     status, inbox = await member.call("GET", "/v1/member/notifications")
     assert inbox["notifications"][0]["title"] == "Привет"
+    # Coupons: one live, one of a batch that ended, one redeemed at a register.
+    for name, valid_to in (("live", None), ("ended", T0.date() - timedelta(days=1))):
+        batch = storage.coupons.create_coupon_batch(
+            BatchRequest("base-accrual-3", name, name.upper(), 1, True, None, valid_to), "ann", T0
+        )
+        storage.coupons.issue_coupons(
+            batch["batch_id"], IssueRequest(customer_ids=(ids["customer_id"],)), "ann", T0
+        )
+    status, coupons = await member.call("GET", "/v1/member/coupons")
+    assert status == 200
+    assert [c["name"] for c in coupons["active"]] == ["live"]
+    assert [c["name"] for c in coupons["expired"]] == ["ended"] and coupons["used"] == []
+    code = coupons["active"][0]["code"]
+    storage.db.execute("UPDATE coupons SET status = 'redeemed' WHERE code = ?", (code,))
+    status, coupons = await member.call("GET", "/v1/member/coupons")
+    assert [c["code"] for c in coupons["used"]] == [code] and coupons["active"] == []
     status, tier = await member.call("GET", "/v1/member/tier")
     assert status == 200 and tier == {"tier": None, "programme": False}
 
