@@ -178,6 +178,23 @@ async def test_balances_history_receipt_offers_and_categories(
     assert [c["code"] for c in coupons["used"]] == [code] and coupons["active"] == []
     status, tier = await member.call("GET", "/v1/member/tier")
     assert status == 200 and tier == {"tier": None, "programme": False}
+    storage.tiers.set_programme(
+        {
+            "period_days": 365,
+            "grace_days": 0,
+            "levels": [
+                {"code": "base", "title": {"ru": "База", "en": "Base"}, "rank": 1},
+                {"code": "gold", "title": {"ru": "Золото", "en": "Gold"}, "rank": 2,
+                 "spend_minor": 100_000},
+            ],
+        },
+        actor="marketer",
+        now=clock(),
+    )  # fmt: skip
+    status, tier = await member.call("GET", "/v1/member/tier")
+    assert status == 200 and tier["programme"], tier
+    assert tier["tier"]["tier"] == "base" and tier["tier"]["next"]["tier"] == "gold"
+    assert tier["tier"]["next"]["spend_minor_needed"] == 100_000 - tier["tier"]["spend_minor"]
 
 
 async def test_the_qr_rotates_and_is_checked_with_the_fed_key(
