@@ -286,6 +286,11 @@ class MemberRepository:
                 )
             self._event(f"code:ip:{ip}", now)
             self._event(f"code:addr:{address.key}", now)
+            # Events older than any window count for nothing: keep the table small.
+            self.db.execute(
+                "DELETE FROM member_events WHERE bucket IN (?, ?) AND at < ?",
+                (f"code:ip:{ip}", f"code:addr:{address.key}", self.db.ts(now - policy.window * 2)),
+            )
             self.db.execute(
                 "INSERT INTO member_challenges (challenge_id, address, code_hash, created_at, "
                 "expires_at) VALUES (?, ?, ?, ?, ?)",
@@ -296,6 +301,10 @@ class MemberRepository:
                     self.db.ts(now),
                     self.db.ts(now + policy.code_ttl),
                 ),
+            )
+            self.db.execute(
+                "DELETE FROM member_challenges WHERE address = ? AND expires_at < ?",
+                (address.key, self.db.ts(now - policy.window * 2)),
             )
             customer_id = self._customer_of(address)
             minutes = int(policy.code_ttl.total_seconds() // 60)
