@@ -1060,11 +1060,11 @@ class MemberRepository:
         found = dict(
             self.db.execute(
                 "SELECT name, value FROM settings WHERE name IN "
-                "('favourites_changes', 'favourites_period_days')"
+                "('member.favourites_changes', 'member.favourites_period_days')"
             ).fetchall()
         )
-        changes = int(found.get("favourites_changes", self.policy.favourites_changes))
-        days = found.get("favourites_period_days")
+        changes = int(found.get("member.favourites_changes", self.policy.favourites_changes))
+        days = found.get("member.favourites_period_days")
         period = self.policy.favourites_period if days is None else timedelta(days=int(days))
         return changes, period
 
@@ -1098,7 +1098,8 @@ class MemberRepository:
                 raise Conflict(
                     "body.categories",
                     f"favourite categories change at most {changes} times in {period.days} "
-                    "days (chain settings favourites_changes, favourites_period_days)",
+                    "days (chain settings member.favourites_changes, "
+                    "member.favourites_period_days)",
                 )
             attributes = self._attributes(customer_id)
             self._set_attributes(

@@ -22,9 +22,11 @@ from center.promotions.coupons import BatchRequest, IssueRequest
 from center.promotions.offers import OfferInput
 from center.storage import Storage
 from center.web.app import create_app
+from loyalty_engine import default_promotions
 from sync_protocol import ECARD_KEY_SETTING, InvalidEcardPayload, check_ecard_payload
 from tests.center.center_factories import T0, make_sale, master_tables, write_config
 from tests.center.member_factories import Clock, MemberApi, sign_up
+from tests.center.staff import StaffApi, staff_token
 
 
 @pytest.fixture
@@ -215,6 +217,11 @@ async def test_the_qr_rotates_and_is_checked_with_the_fed_key(
     status, later = await member.call("GET", f"/v1/member/cards/{ids['card_no']}/qr")
     assert later["qr"] != qr["qr"]
     assert storage.master.settings()["settings"][ECARD_KEY_SETTING] == "(set)"
+    # A component's setting: the constructor's exact check of the chain settings still passes.
+    marketer = StaffApi(client, staff_token(storage, "marketer"))
+    doc = {**default_promotions()[0], "promotion_id": "after-ecard", "status": "draft"}
+    status, made = await marketer.call("POST", "/v1/promotions/validate", doc)
+    assert status == 200 and made["valid"] and made["problems"] == [], made
 
 
 async def test_export_then_delete_anonymises_and_keeps_the_ledger(
