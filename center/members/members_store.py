@@ -103,12 +103,13 @@ def _steps(ts: str, int_: str) -> tuple[str, ...]:
             used_at {ts}
         )""",
         f"""CREATE TABLE member_notifications (
-            notification_id TEXT PRIMARY KEY,
             customer_id TEXT NOT NULL,
+            notification_id TEXT NOT NULL,
             title TEXT NOT NULL,
             body TEXT NOT NULL,
             created_at {ts} NOT NULL,
-            read_at {ts}
+            read_at {ts},
+            PRIMARY KEY (customer_id, notification_id)
         )""",
         "CREATE INDEX member_notifications_customer ON member_notifications "
         "(customer_id, created_at)",
@@ -120,16 +121,19 @@ def _steps(ts: str, int_: str) -> tuple[str, ...]:
         )""",
         f"""CREATE TABLE member_favourite_changes (
             customer_id TEXT NOT NULL,
-            changed_at {ts} NOT NULL
+            change_id TEXT NOT NULL,
+            changed_at {ts} NOT NULL,
+            PRIMARY KEY (customer_id, change_id)
         )""",
         "CREATE INDEX member_favourite_changes_customer ON member_favourite_changes "
         "(customer_id, changed_at)",
         f"""CREATE TABLE member_requests (
-            request_id TEXT PRIMARY KEY,
             customer_id TEXT NOT NULL,
+            request_id TEXT NOT NULL,
             kind TEXT NOT NULL,
             created_at {ts} NOT NULL,
-            done_at {ts}
+            done_at {ts},
+            PRIMARY KEY (customer_id, request_id)
         )""",
     )
 
@@ -1109,8 +1113,9 @@ class MemberRepository:
                 now,
             )
             self.db.execute(
-                "INSERT INTO member_favourite_changes (customer_id, changed_at) VALUES (?, ?)",
-                (customer_id, self.db.ts(now)),
+                "INSERT INTO member_favourite_changes (customer_id, change_id, changed_at) "
+                "VALUES (?, ?, ?)",
+                (customer_id, uuid.uuid4().hex, self.db.ts(now)),
             )
         return self.categories(customer_id, now)
 
