@@ -229,7 +229,6 @@ async def identify_card(request: web.Request) -> web.Response:
         view = await worker.run(lambda r: r.identify_card(receipt_id, value))
     answer = {
         "card_no": view.card_no,
-        "identified_by": by,
         "known": view.known,
         "bonus_balance": view.bonus_balance,
         "wallets": dict(view.wallets),
@@ -257,6 +256,8 @@ async def identify_card(request: web.Request) -> web.Response:
             for o in view.personal_offers
         ],
     }
+    if by == "qr":  # only then: a card_no answer stays as registers have always had it
+        answer["identified_by"] = "qr"
     if view.tier_progress is not None:  # a tier programme is defined
         answer["tier_progress"] = dict(view.tier_progress)
     return web.json_response(answer)

@@ -238,8 +238,8 @@ class Register:
 
     def identify_qr(self, receipt_id: str, payload: str) -> CardView:
         """Attach the card of an electronic card's QR payload, checked offline against the
-        chain's `ecard_key` from the replica: accepted within one 30 s step of this register's
-        clock; InvalidField naming qr otherwise (a screenshot stops working)."""
+        chain's `member.ecard_key` from the replica: accepted within one 30 s step of this
+        register's clock; InvalidField naming qr otherwise (a screenshot stops working)."""
         key = self.replica.setting(ECARD_KEY_SETTING) or ""
         try:
             card_no = check_ecard_payload(payload, key, self._now().timestamp())

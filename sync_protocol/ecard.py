@@ -2,7 +2,7 @@
 
 `LQR1.<card_no>.<step>.<mac>`: step = unix time // ECARD_STEP_S; mac = the first 10 bytes (hex)
 of HMAC-SHA256 over `card_no:step` keyed by the card's key, itself HMAC-SHA256 of the card
-number keyed by the chain's `ecard_key` setting (master data every register holds). A payload
+number keyed by the chain's `member.ecard_key` setting (master data every register holds). A payload
 is accepted within one step either side of the checker's clock, so a screenshot stops working
 after a minute at most.
 """
@@ -21,7 +21,8 @@ __all__ = [
     "ecard_payload",
 ]
 
-ECARD_KEY_SETTING = "ecard_key"
+ECARD_KEY_SETTING = "member.ecard_key"
+"""Dotted: a component's setting, which the engine's exact check of settings leaves alone."""
 """The chain setting holding the key every card's QR key is derived from."""
 ECARD_STEP_S = 30
 ECARD_PREFIX = "LQR1"
@@ -61,7 +62,9 @@ def check_ecard_payload(payload: object, chain_key: str, now_s: float) -> str:
     if not card_no or not step_text.isascii() or not step_text.isdigit() or len(step_text) > 12:
         raise InvalidEcardPayload("malformed card number or time step")
     if not chain_key:
-        raise InvalidEcardPayload("this register has no ecard_key setting yet: scan the barcode")
+        raise InvalidEcardPayload(
+            "this register has no member.ecard_key setting yet: scan the barcode"
+        )
     step = int(step_text)
     if not hmac.compare_digest(mac, _mac(chain_key, card_no, step)):
         raise InvalidEcardPayload("the QR code's signature does not match: not issued by the chain")

@@ -565,9 +565,10 @@ SETTINGS: Mapping[str, Any] = {
     "stacking": _stacking,
     "never_below_cost": _boolean,
     "coupon_key": _key_text,
-    "ecard_key": _key_text,
-    "favourites_changes": _count,
-    "favourites_period_days": _days,
+    # The member API's (dotted: components' settings the engine's exact check leaves alone).
+    "member.ecard_key": _key_text,
+    "member.favourites_changes": _count,
+    "member.favourites_period_days": _days,
 }
 """Every chain-wide setting and how its value is checked (stored as text)."""
 

@@ -606,7 +606,7 @@ class MasterDataRepository:
 
 def _redacted(values: Mapping[str, str]) -> dict[str, Any]:
     return {
-        k: ("(set)" if k in ("coupon_key", "ecard_key") and v else v)
+        k: ("(set)" if k in ("coupon_key", "member.ecard_key") and v else v)
         for k, v in sorted(values.items())
     }
 

@@ -9,7 +9,10 @@ For the portal (call these, never a copy): every service is a method of the repo
 - data, by the signed-in customer id: `balances(cid, now)`, `history(cid, now, limit=)`,
   `offers(cid, now)`, `activate_offer(cid, offer_id, now)`, `receipt(cid, sale_id, now)`,
   `coupons`, `categories` / `set_categories`, `profile` / `update_profile`, `consents` /
-  `set_consents`, `cards`, `card_qr`, `stores`, `notifications`, `export_data`, `delete_data`;
+  `set_consents`, `cards`, `card_qr(cid, card_no, now)`,
+  `stores`, `notifications` / `read_notification` / `notify`, `set_push`, `export_data`,
+  `delete_data`; `audit_read(cid, action, detail, now)` for a page that reads through another
+  domain's service (every member action is audited);
   receipts list: `storage.customers.customer_receipts(cid, ...)`; tier:
   `storage.tiers.customer_tier(cid, now)`.
 The HTTP face is center/members/api.py (`/v1/member/...`, OpenAPI at /v1/member/openapi.json).

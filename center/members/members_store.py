@@ -12,7 +12,7 @@ import json
 import math
 import secrets
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -103,12 +103,13 @@ def _steps(ts: str, int_: str) -> tuple[str, ...]:
             used_at {ts}
         )""",
         f"""CREATE TABLE member_notifications (
-            notification_id TEXT PRIMARY KEY,
             customer_id TEXT NOT NULL,
+            notification_id TEXT NOT NULL,
             title TEXT NOT NULL,
             body TEXT NOT NULL,
             created_at {ts} NOT NULL,
-            read_at {ts}
+            read_at {ts},
+            PRIMARY KEY (customer_id, notification_id)
         )""",
         "CREATE INDEX member_notifications_customer ON member_notifications "
         "(customer_id, created_at)",
@@ -120,16 +121,19 @@ def _steps(ts: str, int_: str) -> tuple[str, ...]:
         )""",
         f"""CREATE TABLE member_favourite_changes (
             customer_id TEXT NOT NULL,
-            changed_at {ts} NOT NULL
+            change_id TEXT NOT NULL,
+            changed_at {ts} NOT NULL,
+            PRIMARY KEY (customer_id, change_id)
         )""",
         "CREATE INDEX member_favourite_changes_customer ON member_favourite_changes "
         "(customer_id, changed_at)",
         f"""CREATE TABLE member_requests (
-            request_id TEXT PRIMARY KEY,
             customer_id TEXT NOT NULL,
+            request_id TEXT NOT NULL,
             kind TEXT NOT NULL,
             created_at {ts} NOT NULL,
-            done_at {ts}
+            done_at {ts},
+            PRIMARY KEY (customer_id, request_id)
         )""",
     )
 
@@ -163,6 +167,7 @@ class MemberRepository:
         versions: MasterVersions,
         ledger: LedgerRepository,
         communications: CommunicationsRepository,
+        set_setting: Callable[[str, str, datetime], object],
         policy: MemberPolicy = DEFAULT_POLICY,
     ) -> None:
         self.db = db
@@ -170,6 +175,8 @@ class MemberRepository:
         self.versions = versions
         self.ledger = ledger
         self.communications = communications
+        self.set_setting = set_setting
+        """Sets one chain setting (the master data's own path: version, feed, audit)."""
         self.policy = policy
         self._keys: dict[str, str] = {}
 
@@ -283,6 +290,11 @@ class MemberRepository:
                 )
             self._event(f"code:ip:{ip}", now)
             self._event(f"code:addr:{address.key}", now)
+            # Events older than any window count for nothing: keep the table small.
+            self.db.execute(
+                "DELETE FROM member_events WHERE bucket IN (?, ?) AND at < ?",
+                (f"code:ip:{ip}", f"code:addr:{address.key}", self.db.ts(now - policy.window * 2)),
+            )
             self.db.execute(
                 "INSERT INTO member_challenges (challenge_id, address, code_hash, created_at, "
                 "expires_at) VALUES (?, ?, ?, ?, ?)",
@@ -293,6 +305,10 @@ class MemberRepository:
                     self.db.ts(now),
                     self.db.ts(now + policy.code_ttl),
                 ),
+            )
+            self.db.execute(
+                "DELETE FROM member_challenges WHERE address = ? AND expires_at < ?",
+                (address.key, self.db.ts(now - policy.window * 2)),
             )
             customer_id = self._customer_of(address)
             minutes = int(policy.code_ttl.total_seconds() // 60)
@@ -746,26 +762,26 @@ class MemberRepository:
         if row[1] in ("blocked", "inactive"):
             raise Conflict("card_no", f"card {card_no} is {row[1]}: it shows no QR code")
 
-    def ecard_key(self, make: Any) -> str:
-        """The chain's e-card key; `make()` sets one when there is none yet."""
+    def _ecard_key(self, now: datetime) -> str:
+        """The chain's e-card key; one is made (a chain setting, so the master feed carries it
+        to every register) when there is none yet."""
         with self.db.guard("read ecard key"):
             row = self.db.execute(
                 "SELECT value FROM settings WHERE name = ?", (ECARD_KEY_SETTING,)
             ).fetchone()
         if row is None:
-            make(secrets.token_hex(32))
+            self.set_setting(ECARD_KEY_SETTING, secrets.token_hex(32), now)
             with self.db.guard("read ecard key"):
                 row = self.db.execute(
                     "SELECT value FROM settings WHERE name = ?", (ECARD_KEY_SETTING,)
                 ).fetchone()
         return str(row[0])
 
-    def card_qr(
-        self, customer_id: str, card_no: str, chain_key: str, now: datetime
-    ) -> dict[str, Any]:
-        """The card's QR payload of this time step, and how long it stays valid."""
+    def card_qr(self, customer_id: str, card_no: str, now: datetime) -> dict[str, Any]:
+        """The card's QR payload of this time step, and how long it stays valid (404 for a
+        card not the member's, 409 for a blocked one)."""
         self.own_card(customer_id, card_no)
-        payload, step = ecard_payload(chain_key, card_no, now.timestamp())
+        payload, step = ecard_payload(self._ecard_key(now), card_no, now.timestamp())
         with self.db.guard("audit member qr"), self.db.transaction():
             self._record(customer_id, "show_qr", {"card_no": card_no, "step": step}, now)
         return {
@@ -983,24 +999,34 @@ class MemberRepository:
         return {"offer_id": offer_id, "activated": True}
 
     def coupons(self, customer_id: str, now: datetime) -> dict[str, Any]:
-        """The member's coupons as active, used or expired."""
-        from center.crm.customers_store import customer_coupons
-
+        """The member's coupons as active, used (redeemed) or expired (past the batch's last
+        day, or voided), each with its batch's name and validity."""
         with self.db.guard("read member coupons"), self.db.transaction():
-            found = customer_coupons(self.db, customer_id)
+            rows = self.db.execute(
+                "SELECT c.code, c.batch_id, c.status, c.issued_at, c.redeemed_at, b.name, "
+                "b.valid_from, b.valid_to, b.single_use, b.promotion_id FROM coupons c "
+                "JOIN coupon_batches b ON b.batch_id = c.batch_id WHERE c.customer_id = ? "
+                "ORDER BY c.code LIMIT 500",
+                (customer_id,),
+            ).fetchall()
             self._record(customer_id, "read_coupons", None, now)
         out: dict[str, list[dict[str, Any]]] = {"active": [], "used": [], "expired": []}
-        for coupon in found:
-            valid_to = coupon.get("valid_to")
-            ended = False
-            if isinstance(valid_to, str) and valid_to:
-                try:
-                    ended = datetime.fromisoformat(valid_to) <= now
-                except ValueError:
-                    ended = False
-            if coupon.get("status") in ("redeemed", "used") or coupon.get("redeemed_at"):
+        today = now.date().isoformat()
+        for r in rows:
+            coupon = {
+                "code": r[0],
+                "batch_id": r[1],
+                "name": r[5],
+                "promotion_id": r[9],
+                "single_use": bool(r[8]),
+                "valid_from": r[6],
+                "valid_to": r[7],
+                "issued_at": None if r[3] is None else self.db.dt(r[3]).isoformat(),
+                "redeemed_at": None if r[4] is None else self.db.dt(r[4]).isoformat(),
+            }
+            if r[2] == "redeemed":
                 out["used"].append(coupon)
-            elif ended or coupon.get("status") in ("expired", "cancelled"):
+            elif r[2] == "void" or (r[7] is not None and str(r[7]) < today):
                 out["expired"].append(coupon)
             else:
                 out["active"].append(coupon)
@@ -1038,11 +1064,11 @@ class MemberRepository:
         found = dict(
             self.db.execute(
                 "SELECT name, value FROM settings WHERE name IN "
-                "('favourites_changes', 'favourites_period_days')"
+                "('member.favourites_changes', 'member.favourites_period_days')"
             ).fetchall()
         )
-        changes = int(found.get("favourites_changes", self.policy.favourites_changes))
-        days = found.get("favourites_period_days")
+        changes = int(found.get("member.favourites_changes", self.policy.favourites_changes))
+        days = found.get("member.favourites_period_days")
         period = self.policy.favourites_period if days is None else timedelta(days=int(days))
         return changes, period
 
@@ -1076,7 +1102,8 @@ class MemberRepository:
                 raise Conflict(
                     "body.categories",
                     f"favourite categories change at most {changes} times in {period.days} "
-                    "days (chain settings favourites_changes, favourites_period_days)",
+                    "days (chain settings member.favourites_changes, "
+                    "member.favourites_period_days)",
                 )
             attributes = self._attributes(customer_id)
             self._set_attributes(
@@ -1086,8 +1113,9 @@ class MemberRepository:
                 now,
             )
             self.db.execute(
-                "INSERT INTO member_favourite_changes (customer_id, changed_at) VALUES (?, ?)",
-                (customer_id, self.db.ts(now)),
+                "INSERT INTO member_favourite_changes (customer_id, change_id, changed_at) "
+                "VALUES (?, ?, ?)",
+                (customer_id, uuid.uuid4().hex, self.db.ts(now)),
             )
         return self.categories(customer_id, now)
 

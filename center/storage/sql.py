@@ -130,6 +130,9 @@ class SqlStorage:
             versions=self.versions,
             ledger=self.ledger,
             communications=self.communications,
+            set_setting=lambda name, value, now: self.master.set_settings(
+                {name: value}, actor="member-api", now=now
+            ),
         )
         self.advertising = AdvertisingRepository(db, audit=self.audit, segments=self.segments)
 

@@ -18,12 +18,15 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from center.config import Config, load_config
 from center.members.api import ROUTES
+from center.promotions.coupons import BatchRequest, IssueRequest
 from center.promotions.offers import OfferInput
 from center.storage import Storage
 from center.web.app import create_app
+from loyalty_engine import default_promotions
 from sync_protocol import ECARD_KEY_SETTING, InvalidEcardPayload, check_ecard_payload
 from tests.center.center_factories import T0, make_sale, master_tables, write_config
 from tests.center.member_factories import Clock, MemberApi, sign_up
+from tests.center.staff import StaffApi, staff_token
 
 
 @pytest.fixture
@@ -159,8 +162,41 @@ async def test_balances_history_receipt_offers_and_categories(
     assert push["push"] == {"webpush": False, "fcm_token": False}
     status, inbox = await member.call("GET", "/v1/member/notifications")
     assert inbox["notifications"][0]["title"] == "Привет"
+    # Coupons: one live, one of a batch that ended, one redeemed at a register.
+    for name, valid_to in (("live", None), ("ended", T0.date() - timedelta(days=1))):
+        batch = storage.coupons.create_coupon_batch(
+            BatchRequest("base-accrual-3", name, name.upper(), 1, True, None, valid_to), "ann", T0
+        )
+        storage.coupons.issue_coupons(
+            batch["batch_id"], IssueRequest(customer_ids=(ids["customer_id"],)), "ann", T0
+        )
+    status, coupons = await member.call("GET", "/v1/member/coupons")
+    assert status == 200
+    assert [c["name"] for c in coupons["active"]] == ["live"]
+    assert [c["name"] for c in coupons["expired"]] == ["ended"] and coupons["used"] == []
+    code = coupons["active"][0]["code"]
+    storage.db.execute("UPDATE coupons SET status = 'redeemed' WHERE code = ?", (code,))
+    status, coupons = await member.call("GET", "/v1/member/coupons")
+    assert [c["code"] for c in coupons["used"]] == [code] and coupons["active"] == []
     status, tier = await member.call("GET", "/v1/member/tier")
     assert status == 200 and tier == {"tier": None, "programme": False}
+    storage.tiers.set_programme(
+        {
+            "period_days": 365,
+            "grace_days": 0,
+            "levels": [
+                {"code": "base", "title": {"ru": "База", "en": "Base"}, "rank": 1},
+                {"code": "gold", "title": {"ru": "Золото", "en": "Gold"}, "rank": 2,
+                 "spend_minor": 100_000},
+            ],
+        },
+        actor="marketer",
+        now=clock(),
+    )  # fmt: skip
+    status, tier = await member.call("GET", "/v1/member/tier")
+    assert status == 200 and tier["programme"], tier
+    assert tier["tier"]["tier"] == "base" and tier["tier"]["next"]["tier"] == "gold"
+    assert tier["tier"]["next"]["spend_minor_needed"] == 100_000 - tier["tier"]["spend_minor"]
 
 
 async def test_the_qr_rotates_and_is_checked_with_the_fed_key(
@@ -181,6 +217,11 @@ async def test_the_qr_rotates_and_is_checked_with_the_fed_key(
     status, later = await member.call("GET", f"/v1/member/cards/{ids['card_no']}/qr")
     assert later["qr"] != qr["qr"]
     assert storage.master.settings()["settings"][ECARD_KEY_SETTING] == "(set)"
+    # A component's setting: the constructor's exact check of the chain settings still passes.
+    marketer = StaffApi(client, staff_token(storage, "marketer"))
+    doc = {**default_promotions()[0], "promotion_id": "after-ecard", "status": "draft"}
+    status, made = await marketer.call("POST", "/v1/promotions/validate", doc)
+    assert status == 200 and made["valid"] and made["problems"] == [], made
 
 
 async def test_export_then_delete_anonymises_and_keeps_the_ledger(

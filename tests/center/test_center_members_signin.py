@@ -3,6 +3,7 @@ code, rotating refresh tokens, sign-out everywhere, rate limits, and who may cal
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,12 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from center.communications.channels import SmsChannel
+from center.communications.sender import send_due
 from center.config import Config, load_config
 from center.storage import Storage
 from center.web.app import create_app
+from demo.message_sinks import SmppSink
 from tests.center.center_factories import T0, master_tables, write_config
 from tests.center.member_factories import Clock, MemberApi, code_in_outbox, sign_up
 from tests.center.staff import StaffApi, staff_token
@@ -286,3 +290,42 @@ async def test_member_routes_take_member_tokens_only(
     }
     documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
     assert served == documented and len(served) > 25
+
+
+async def test_a_phone_signs_up_with_the_code_the_local_smsc_received(
+    client: TestClient[Any, Any], storage: Storage, clock: Clock
+) -> None:
+    anonymous = MemberApi(client)
+    status, challenge = await anonymous.call(
+        "POST", "/v1/member/auth/code", {"phone": "8 (916) 123-45-67", "language": "en"}
+    )
+    assert status == 202 and challenge["channel"] == "sms"
+    smsc = SmppSink().start()
+    try:
+        channel = SmsChannel(
+            "127.0.0.1", smsc.port, system_id="shop", password="secret", source_addr="Shop"
+        )
+        report = await send_due(storage.communications, {"sms": channel}, clock=clock)
+        await channel.close()
+        assert report.by_channel.get("sms") == 1, report
+        ((destination, text),) = smsc.texts()
+    finally:
+        smsc.stop()
+    assert destination == "79161234567" and text.startswith("Code ")
+    code = re.search(r"\b(\d{6})\b", text)
+    assert code
+    status, tokens = await anonymous.call(
+        "POST",
+        "/v1/member/auth/verify",
+        {
+            "challenge_id": challenge["challenge_id"],
+            "code": code.group(1),
+            "consents": {"personal_data": True},
+        },
+    )
+    assert status == 201, tokens
+    status, profile = await MemberApi(client, tokens["access_token"]).call(
+        "GET", "/v1/member/profile"
+    )
+    assert profile["profile"]["phone"] == "79161234567"
+    assert profile["sign_in"] == ["sms:79161234567"]

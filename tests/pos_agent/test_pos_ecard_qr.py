@@ -1,5 +1,6 @@
 """A register identifies a customer by the electronic card's rotating QR code, offline, with the
-chain's ecard_key from its replica: accepted within one 30 s step, refused by name otherwise."""
+chain's member.ecard_key from its replica: accepted within one 30 s step, refused by name
+otherwise."""
 
 from __future__ import annotations
 
