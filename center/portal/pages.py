@@ -450,18 +450,9 @@ async def _own_cards(request: web.Request, member: TokenClaims) -> list[dict[str
 
 async def _qr(request: web.Request, member: TokenClaims, card_no: str) -> dict[str, Any]:
     storage = request.app[STORAGE_KEY]
-    now = _now(request)
-
-    def run() -> dict[str, Any]:
-        def make(value: str) -> None:
-            from sync_protocol import ECARD_KEY_SETTING
-
-            storage.master.set_settings({ECARD_KEY_SETTING: value}, actor="portal", now=now)
-
-        key = storage.members.ecard_key(make)
-        return storage.members.card_qr(member.customer_id, card_no, key, now)
-
-    answer = await in_db(request, run)
+    answer = await in_db(
+        request, storage.members.card_qr, member.customer_id, card_no, _now(request)
+    )
     return {**answer, "svg": qr_svg(str(answer["qr"]))}
 
 
