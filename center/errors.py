@@ -18,6 +18,7 @@ __all__ = [
     "RequestError",
     "RequestTooLarge",
     "StorageError",
+    "TooManyAttempts",
     "Unauthorized",
     "UnknownObject",
     "UnsupportedContentType",
@@ -122,6 +123,13 @@ class Unauthorized(RequestError):
 
     kind = "unauthorized"
     status = 401
+
+
+class TooManyAttempts(RequestError):
+    """Too many requests or failures from one address or caller within a window (HTTP 429)."""
+
+    kind = "rate_limited"
+    status = 429
 
 
 class Forbidden(RequestError):

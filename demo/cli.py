@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from demo.errors import DemoError
 from demo.messaging import messages_line
 from demo.reconcile import Row, check_balances, collect_rows, format_table, verdict
 from demo.replay import Progress, RegisterTally, assign_registers, replay_register
+from demo.serve import SEND_EVERY_S, PortalDemo
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -75,7 +77,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help=(
             "after reconciling, keep the cluster running and print the console's and each "
-            "store admin page's address with a login for every role; Ctrl-C stops it"
+            "store admin page's address with a login for every role, the customer portal's "
+            "address with a demo customer's sign-in and the sign-in codes the Center sends; "
+            "Ctrl-C stops it"
         ),
     )
     args = parser.parse_args(argv)
@@ -408,7 +412,8 @@ def run(args: argparse.Namespace) -> int:
         (root / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         print(line, flush=True)
         if args.serve:
-            serve(cluster)
+            busiest = Counter(b.household_id for b in baskets if b.household_id in cards)
+            serve(cluster, [household for household, _ in busiest.most_common(1)])
         return 0 if ok else 1
 
 
@@ -424,9 +429,13 @@ SERVE_ROLES = (
 """The people `--serve` creates: (user name, role)."""
 
 
-def serve(cluster: Cluster, stop: threading.Event | None = None) -> None:
-    """Create a person for every role and each store's admin (one fresh password), print where
-    to sign in, and keep the cluster running until Ctrl-C (SIGINT), SIGTERM or `stop`."""
+def serve(
+    cluster: Cluster, households: Sequence[str] = (), stop: threading.Event | None = None
+) -> None:
+    """Create a person for every role and each store's admin (one fresh password), give the
+    first of `households` the portal's demo sign-in, print where to sign in, and keep the
+    cluster running (delivering the portal's sign-in codes) until Ctrl-C (SIGINT), SIGTERM or
+    `stop`."""
     password = "demo-" + secrets.token_urlsafe(9)
     center_config = str(cluster.center.config)
     jobs = [
@@ -447,17 +456,23 @@ def serve(cluster: Cluster, stop: threading.Event | None = None) -> None:
         f"STORE {store_id} {node.url}/ LOGIN admin-{store_id} {password}"
         for store_id, node in cluster.store_nodes.items()
     ]
+    portal = PortalDemo(cluster, households) if households else None
+    if portal is not None:
+        lines += portal.lines()
     lines.append("SERVING: Ctrl-C stops every process")
     print("\n".join(lines), flush=True)
     stop = stop or threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        while not stop.wait(0.5):
-            pass
+        while not stop.wait(SEND_EVERY_S if portal is not None else 0.5):
+            if portal is not None:
+                portal.poll()
     except KeyboardInterrupt:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if portal is not None:
+            portal.stop()
     log("stopping the cluster ...")
 
 

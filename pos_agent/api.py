@@ -18,12 +18,12 @@ from pos_agent.inputs import (
     MAX_BODY_BYTES,
     parse_body,
     parse_calculate,
-    parse_card,
     parse_certificate,
     parse_confirm,
     parse_coupon,
     parse_coupon_code,
     parse_empty,
+    parse_identification,
     parse_line_no,
     parse_lines,
 )
@@ -220,10 +220,13 @@ async def remove_line(request: web.Request) -> web.Response:
 
 async def identify_card(request: web.Request) -> web.Response:
     """POST /v1/receipts/{receipt_id}/card."""
-    card_no = parse_card(await _json_body(request))
+    by, value = parse_identification(await _json_body(request))
     worker = request.app[WORKER]
     receipt_id = _receipt_id(request)
-    view = await worker.run(lambda r: r.identify_card(receipt_id, card_no))
+    if by == "qr":
+        view = await worker.run(lambda r: r.identify_qr(receipt_id, value))
+    else:
+        view = await worker.run(lambda r: r.identify_card(receipt_id, value))
     answer = {
         "card_no": view.card_no,
         "known": view.known,
@@ -257,6 +260,8 @@ async def identify_card(request: web.Request) -> web.Response:
             for m in view.messages
         ],
     }
+    if by == "qr":  # only then: a card_no answer stays as registers have always had it
+        answer["identified_by"] = "qr"
     if view.tier_progress is not None:  # a tier programme is defined
         answer["tier_progress"] = dict(view.tier_progress)
     return web.json_response(answer)

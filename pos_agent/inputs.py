@@ -177,6 +177,18 @@ def parse_card(body: Any) -> str:
     return card_no_of(doc["card_no"])
 
 
+def parse_identification(body: Any) -> tuple[str, str]:
+    """{"card_no": str} or {"qr": str} (an electronic card's rotating QR payload) ->
+    ("card_no", the checked number) or ("qr", the payload, checked by the register)."""
+    if isinstance(body, dict) and "qr" in body:
+        doc = _object(body, "", {"qr"}, {"qr"})
+        payload = doc["qr"]
+        if not isinstance(payload, str) or not payload or len(payload) > 200:
+            raise InvalidField("qr", "expected the QR payload the customer's phone shows")
+        return "qr", payload
+    return "card_no", parse_card(body)
+
+
 def card_no_of(value: Any, field: str = "card_no") -> str:
     """The one card-number rule at the register: trimmed, digits, the chain's format."""
     try:

@@ -48,7 +48,9 @@ from pos_agent.storelink import StoreLink
 from sync_protocol import (
     CARD_RULE_SETTING,
     DEFAULT_CARD_RULE,
+    ECARD_KEY_SETTING,
     CardState,
+    InvalidEcardPayload,
     MalformedMessage,
     Sale,
     SeenSeq,
@@ -56,6 +58,7 @@ from sync_protocol import (
     TierStatus,
     TillMessage,
     check_card_no,
+    check_ecard_payload,
     fold_sales,
     kept_until,
     parse_card_rule,
@@ -255,6 +258,17 @@ class Register:
     def remove_line(self, receipt_id: str, line_no: int) -> None:
         """Take one line off the open receipt (LineNotFound if it has no such line)."""
         self._save(self.receipt(receipt_id).without_line(line_no))
+
+    def identify_qr(self, receipt_id: str, payload: str) -> CardView:
+        """Attach the card of an electronic card's QR payload, checked offline against the
+        chain's `member.ecard_key` from the replica: accepted within one 30 s step of this
+        register's clock; InvalidField naming qr otherwise (a screenshot stops working)."""
+        key = self.replica.setting(ECARD_KEY_SETTING) or ""
+        try:
+            card_no = check_ecard_payload(payload, key, self._now().timestamp())
+        except InvalidEcardPayload as exc:
+            raise InvalidField("qr", str(exc)) from exc
+        return self.identify_card(receipt_id, card_no)
 
     def identify_card(self, receipt_id: str, card_no: str) -> CardView:
         """Attach a card; an unknown card still earns accrual, with a balance of 0.

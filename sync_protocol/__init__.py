@@ -46,6 +46,13 @@ from .customer_state import (
     state_view,
 )
 from .dedup import Classification, Verdict, classify_sale
+from .ecard import (
+    ECARD_KEY_SETTING,
+    ECARD_STEP_S,
+    InvalidEcardPayload,
+    check_ecard_payload,
+    ecard_payload,
+)
 from .errors import (
     BadSignature,
     InvalidIdentifier,
@@ -127,6 +134,8 @@ __all__ = [
     "CONTENT_TYPE",
     "DEFAULT_CARD_RULE",
     "DEFAULT_LIMITS",
+    "ECARD_KEY_SETTING",
+    "ECARD_STEP_S",
     "ID_PATTERN",
     "INT64_MAX",
     "INT64_MIN",
@@ -152,6 +161,7 @@ __all__ = [
     "FailureLog",
     "Heartbeat",
     "InvalidCardNumber",
+    "InvalidEcardPayload",
     "InvalidIdentifier",
     "Limits",
     "LineDiscount",
@@ -198,6 +208,7 @@ __all__ = [
     "canonical_string",
     "chain_hash",
     "check_card_no",
+    "check_ecard_payload",
     "check_identifier",
     "check_json_value",
     "check_programme",
@@ -207,6 +218,7 @@ __all__ = [
     "decode_sale",
     "decode_sale_batch",
     "ean13_check_digit",
+    "ecard_payload",
     "encode",
     "encode_sale",
     "encode_sale_batch",

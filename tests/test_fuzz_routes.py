@@ -27,8 +27,9 @@ from yarl import URL
 from center.access.nodes import issue_token
 from center.access.people import add_person
 from center.access.people_session import CSRF_HEADER, SESSION_COOKIE
-from center.access.permissions import AUTHENTICATED, PUBLIC, requirement_names
+from center.access.permissions import AUTHENTICATED, MEMBER, PUBLIC, requirement_names
 from center.config import load_config
+from center.members import Address, MemberPolicy
 from center.storage.sqlite import SqliteStorage
 from center.web.app import create_app as create_center
 from center.web.routes import route_permissions
@@ -37,6 +38,7 @@ from store_node.app import create_app as create_store
 from store_node.keys import AUTH_KEY
 from sync_protocol import CONTENT_TYPE, MasterSnapshot, SaleBatch, encode
 from tests.center.center_factories import CARD, T0, make_sale, master_tables, write_config
+from tests.center.member_factories import code_in_outbox
 from tests.center.staff import staff_token
 from tests.center.test_center_promotions import threshold
 from tests.pos_agent.pos_fakes import IdleUploader, seed_replica
@@ -368,6 +370,17 @@ CENTER_PARAMS = {
     "name": "churn",
     "supplier_id": "fuzz-supplier",
     "campaign_id": "c000000000000",
+    "notification_id": "n1",
+    "block_id": "fuzz-ad",
+}
+AD_BLOCK = {
+    "block_id": "fuzz-ad",
+    "name": "Fuzz",
+    "placement": "home_top",
+    "starts_at": "2024-02-01T00:00",
+    "ends_at": "2024-04-01T00:00",
+    "media_url": "https://cdn.example.com/a.png",
+    "rich_text": "<p>hi</p>",
 }
 CENTER_BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/customers"): {"last_name": "Fuzz", "phone": "+1 555 0100"},
@@ -506,6 +519,17 @@ CENTER_BODIES: dict[tuple[str, str], Any] = {
         "audience": {"brands": ["Acme"]},
         "control_percent": 10,
     },
+    ("POST", "/v1/member/auth/code"): {"email": "fuzz@example.org"},
+    ("POST", "/v1/member/auth/signout"): {"everywhere": False},
+    ("PUT", "/v1/member/profile"): {"profile": {"first_name": "Fuzz"}},
+    ("PUT", "/v1/member/consents"): {
+        "consents": [{"channel": "email", "purpose": "advertising", "granted": True}]
+    },
+    ("PUT", "/v1/member/categories"): {"categories": ["DAIRY"]},
+    ("PUT", "/v1/member/push"): {"fcm_token": "fcm-token-of-the-fuzzer-device-0123456789"},
+    ("POST", "/v1/member/data/delete"): {"confirm": True},
+    ("POST", "/v1/advertising/blocks"): AD_BLOCK,
+    ("PUT", "/v1/advertising/blocks/{block_id}"): AD_BLOCK,
 }
 CENTER_QUERIES: dict[tuple[str, str], dict[str, str]] = {
     ("GET", "/v1/master"): {"store_id": "367", "since": "0"},
@@ -526,7 +550,26 @@ CENTER_QUERIES: dict[tuple[str, str], dict[str, str]] = {
     ("GET", "/v1/models/associations"): {"segment": "gen_x/high", "limit": "5"},
     ("GET", "/console/models/associations"): {"segment": "gen_x/high"},
     ("GET", "/console/models/preferences"): {"customer_id": "hh-2"},
+    ("GET", "/v1/member/stores"): {"lat": "55.75", "lon": "37.62"},
+    ("GET", "/v1/advertising/selection"): {"placement": "home_top", "customer_id": "hh-1"},
 }
+
+
+def member_tokens(
+    storage: SqliteStorage, templates: list[str], prefix: str = "m"
+) -> dict[str, dict[str, Any]]:
+    """One signed-up member per member route (a route may sign out or delete its member), by
+    the repository's own sign-in calls, each from its own caller address."""
+    tokens: dict[str, dict[str, Any]] = {}
+    for n, template in enumerate(templates):
+        ip = f"10.0.{prefix}.{n}"
+        address = Address("email", f"{prefix}{n}@fuzz.example")
+        challenge = storage.members.request_code(address, ip, T0)
+        code = code_in_outbox(storage, challenge["challenge_id"])
+        tokens[template] = storage.members.check_code(
+            challenge["challenge_id"], code, ip, T0, consents={"personal_data": True}
+        )
+    return tokens
 
 
 def center_msgpack_seeds() -> dict[tuple[str, str], bytes]:
@@ -586,9 +629,26 @@ async def test_no_center_route_answers_5xx_to_any_input(
     storage.suppliers.bind_person("fuzz-root", "fuzz-supplier", "test", T0)
     requirements = route_permissions(app)
     msgpack_seeds = center_msgpack_seeds()
+    # Hostile sign-in answers are wrong codes from one address: let them all be tried.
+    storage.members.policy = MemberPolicy(failures_per_ip=10**6, codes_per_ip=10**6)
+    members = member_tokens(
+        storage, sorted({t for (_, t), r in requirements.items() if r == MEMBER})
+    )
+    spare = member_tokens(storage, ["verify", "refresh"], prefix="s")
+    # The portal's pages: one signed-in member each (sign-out ends only its own session).
+    portal = member_tokens(
+        storage, sorted({t for (_, t) in requirements if t.startswith("/portal")}), prefix="p"
+    )
+    challenge = storage.members.request_code(Address("sms", "79990001122"), "10.1.0.1", T0)
     bodies = {
         **CENTER_BODIES,
         ("POST", "/v1/enrol"): {"token": issue_token(storage, "367", T0, 24)},
+        ("POST", "/v1/member/auth/verify"): {
+            "challenge_id": challenge["challenge_id"],
+            "code": code_in_outbox(storage, challenge["challenge_id"]),
+            "consents": {"personal_data": True},
+        },
+        ("POST", "/v1/member/auth/refresh"): {"refresh_token": spare["refresh"]["refresh_token"]},
     }
     rng = random.Random(SEED)
     cases = []
@@ -613,8 +673,17 @@ async def test_no_center_route_answers_5xx_to_any_input(
         # administrator with the session's CSRF token (sign-out excepted: it would end the
         # session for the cases after it).
         names = requirement_names(requirements[(case.method, case.template)])
+        if case.template.startswith("/portal"):
+            tokens = portal[case.template]
+            return {
+                "Cookie": f"portal_access={tokens['access_token']}; "
+                f"portal_refresh={tokens['refresh_token']}; portal_csrf=fuzz-csrf",
+                "X-CSRF-Token": "fuzz-csrf",
+            }
         if names == ("node",) or PUBLIC in names or case.template == "/sign-out":
             return {}
+        if names == (MEMBER,):
+            return {"Authorization": f"Bearer {members[case.template]['access_token']}"}
         assert AUTHENTICATED in names or names
         if not case.template.startswith("/v1/"):
             return dict(person)

@@ -17,6 +17,7 @@ from center.access.people_session import (
 )
 from center.access.permissions import (
     AUTHENTICATED,
+    MEMBER,
     PUBLIC,
     Requirement,
     allows,
@@ -64,8 +65,8 @@ class Caller:
 
     name: str
     kind: str
-    """"user" (bearer token), "person" (console session), "node", "unsigned" (a node route while
-    signatures are optional) or "anonymous"."""
+    """"user" (bearer token), "person" (console session), "member" (member token), "node",
+    "unsigned" (a node route while signatures are optional) or "anonymous"."""
     role: str
     permissions: frozenset[str]
     csrf_token: str = ""
@@ -110,8 +111,10 @@ def _describe(requirement: Requirement) -> str:
 async def authorize(
     request: web.Request,
     verify_node: Callable[[web.Request], Awaitable[NodeIdentity]],
+    verify_member: Callable[[web.Request], Awaitable[Caller]] | None = None,
 ) -> Caller:
-    """Authenticate the caller and check the route's permission; Unauthorized / Forbidden."""
+    """Authenticate the caller and check the route's permission; Unauthorized / Forbidden.
+    A member route is authenticated by `verify_member` alone (a member token)."""
     route = request.match_info.route
     canonical = route.resource.canonical if route.resource is not None else request.path
     method = "GET" if request.method == "HEAD" else request.method
@@ -120,6 +123,10 @@ async def authorize(
         raise Forbidden("path", f"route has no permission: {method} {canonical} is refused")
     if requirement == PUBLIC:
         caller = ANONYMOUS
+    elif requirement == MEMBER:
+        if verify_member is None:
+            raise Forbidden("path", f"member routes are not served here: {method} {canonical}")
+        caller = await verify_member(request)
     else:
         caller = await _authenticate(request, requirement, verify_node)
         if requirement != AUTHENTICATED and not allows(caller.permissions, requirement):

@@ -35,6 +35,10 @@ AUDIT_KINDS = (
     "certificate",
     # supplier organisations, their campaigns and accounts (center/suppliers/)
     "supplier",
+    # the member API: sign-in, reads and changes by the customer (center/members/)
+    "member",
+    # advertising blocks (center/advertising/store.py)
+    "ad_block",
 )
 """Kinds of object with a history."""
 MAX_AUDIT = 1000

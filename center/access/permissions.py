@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AUTHENTICATED",
+    "MEMBER",
     "PERMISSIONS",
     "PUBLIC",
     "READ_PERMISSIONS",
@@ -51,11 +52,17 @@ PERMISSIONS: tuple[str, ...] = (
     "certificates.write",
     "suppliers.cabinet",
     "suppliers.admin",
+    "advertising.read",
+    "advertising.write",
 )
 """Every permission a route may require."""
 
 PUBLIC = "public"
 """The 'permission' of a route answered without any credentials (/health, /v1/enrol)."""
+
+MEMBER = "member"
+"""The 'permission' of a member route (/v1/member/...): only a member access token, never a
+staff token, console session or node signature (center/members/)."""
 
 AUTHENTICATED = "authenticated"
 """The 'permission' of a route any authenticated caller may use (/v1/me)."""
@@ -78,6 +85,7 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = MappingProxyType(
         | _prefix("coupons")
         | _prefix("segments")
         | _prefix("communications")
+        | _prefix("advertising")
         | {"customers.read", "reports.read"},
         "loyalty_manager": _prefix("customers")
         | {

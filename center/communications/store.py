@@ -169,6 +169,10 @@ class CommunicationsRepository:
         with self.db.guard("record consent"), self.db.transaction():
             self._record(consents)
 
+    def record_in_tx(self, consents: Sequence[Consent]) -> None:
+        """record_consents inside the caller's transaction (a sign-up with its consents)."""
+        self._record(consents)
+
     def _record(self, consents: Sequence[Consent]) -> None:
         for c in consents:
             seq = int(c.at.timestamp() * 1_000_000)
@@ -354,6 +358,11 @@ class CommunicationsRepository:
     def enqueue(self, messages: Sequence[NewMessage], now: datetime) -> int:
         """Put messages in the outbox; one whose idempotency key is known is left as it is.
         Returns how many were new. Rows go in batches of one statement each."""
+        with self.db.guard("enqueue messages"), self.db.transaction():
+            return self.enqueue_in_tx(messages, now)
+
+    def enqueue_in_tx(self, messages: Sequence[NewMessage], now: datetime) -> int:
+        """enqueue inside the caller's transaction (a sign-in code with its challenge)."""
         at = self.db.ts(now)
         sql = (
             f"INSERT INTO comm_messages ({_MESSAGE_COLUMNS}) VALUES "
@@ -361,56 +370,55 @@ class CommunicationsRepository:
             "ON CONFLICT (idempotency_key) DO NOTHING"
         )
         added = 0
-        with self.db.guard("enqueue messages"), self.db.transaction():
-            for start in range(0, len(messages), 5000):
-                part = messages[start : start + 5000]
-                known: set[str] = set()
-                for at_key in range(0, len(part), 500):
-                    keys = [m.idempotency_key for m in part[at_key : at_key + 500]]
-                    marks = ", ".join("?" for _ in keys)
-                    known.update(
-                        r[0]
-                        for r in self.db.execute(
-                            "SELECT idempotency_key FROM comm_messages "
-                            f"WHERE idempotency_key IN ({marks})",
-                            keys,
-                        ).fetchall()
-                    )
-                rows = [
-                    (
-                        os.urandom(16).hex(),
-                        m.idempotency_key,
-                        m.customer_id,
-                        m.channel,
-                        m.kind,
-                        m.campaign_id,
-                        m.group,
-                        m.zone,
-                        m.address,
-                        m.subject,
-                        m.body,
-                        m.state,
-                        m.reason,
-                        0,
-                        at if m.not_before is None else self.db.ts(m.not_before),
-                        None if m.expires_at is None else self.db.ts(m.expires_at),
-                        None,
-                        None,
-                        None,
-                        0,
-                        0,
-                        secrets.token_urlsafe(24),
-                        m.fallback_of,
-                        at,
-                        at,
-                    )
-                    for m in part
-                    if m.idempotency_key not in known
-                ]
-                # A key twice in one call goes in once (ON CONFLICT), counted once.
-                added += len({r[1] for r in rows})
-                if rows:
-                    self.db.executemany(sql, rows)
+        for start in range(0, len(messages), 5000):
+            part = messages[start : start + 5000]
+            known: set[str] = set()
+            for at_key in range(0, len(part), 500):
+                keys = [m.idempotency_key for m in part[at_key : at_key + 500]]
+                marks = ", ".join("?" for _ in keys)
+                known.update(
+                    r[0]
+                    for r in self.db.execute(
+                        "SELECT idempotency_key FROM comm_messages "
+                        f"WHERE idempotency_key IN ({marks})",
+                        keys,
+                    ).fetchall()
+                )
+            rows = [
+                (
+                    os.urandom(16).hex(),
+                    m.idempotency_key,
+                    m.customer_id,
+                    m.channel,
+                    m.kind,
+                    m.campaign_id,
+                    m.group,
+                    m.zone,
+                    m.address,
+                    m.subject,
+                    m.body,
+                    m.state,
+                    m.reason,
+                    0,
+                    at if m.not_before is None else self.db.ts(m.not_before),
+                    None if m.expires_at is None else self.db.ts(m.expires_at),
+                    None,
+                    None,
+                    None,
+                    0,
+                    0,
+                    secrets.token_urlsafe(24),
+                    m.fallback_of,
+                    at,
+                    at,
+                )
+                for m in part
+                if m.idempotency_key not in known
+            ]
+            # A key twice in one call goes in once (ON CONFLICT), counted once.
+            added += len({r[1] for r in rows})
+            if rows:
+                self.db.executemany(sql, rows)
         return added
 
     def due(

@@ -493,6 +493,20 @@ def _percent(value: Any) -> str:
     return str(value)
 
 
+def _count(value: Any) -> str:
+    value = _digits(value)
+    if type(value) is not int or not 0 <= value <= 1000:
+        raise ValueError(f"expected a whole number 0..1000, got {value!r}")
+    return str(value)
+
+
+def _days(value: Any) -> str:
+    value = _digits(value)
+    if type(value) is not int or not 1 <= value <= 3660:
+        raise ValueError(f"expected whole days 1..3660, got {value!r}")
+    return str(value)
+
+
 def _timezone(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError(f"expected an IANA time zone such as Europe/Moscow, got {value!r}")
@@ -569,6 +583,10 @@ SETTINGS: Mapping[str, Any] = {
     "never_below_cost": _boolean,
     "coupon_key": _key_text,
     "console_language": _console_language,
+    # The member API's (dotted: components' settings the engine's exact check leaves alone).
+    "member.ecard_key": _key_text,
+    "member.favourites_changes": _count,
+    "member.favourites_period_days": _days,
 }
 """Every chain-wide setting and how its value is checked (stored as text)."""
 

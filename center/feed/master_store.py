@@ -605,7 +605,10 @@ class MasterDataRepository:
 
 
 def _redacted(values: Mapping[str, str]) -> dict[str, Any]:
-    return {k: ("(set)" if k == "coupon_key" and v else v) for k, v in sorted(values.items())}
+    return {
+        k: ("(set)" if k in ("coupon_key", "member.ecard_key") and v else v)
+        for k, v in sorted(values.items())
+    }
 
 
 def _table_row(kind: str, record: Record) -> dict[str, Any]:

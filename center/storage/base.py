@@ -10,6 +10,7 @@ from center.access.audit import AuditLog
 from center.access.nodes_store import NodeRepository
 from center.access.people_store import PeopleRepository
 from center.access.users_store import UserRepository
+from center.advertising.store import AdvertisingRepository
 from center.certificates.store import CertificateRepository
 from center.communications.store import CommunicationsRepository
 from center.communications.till_store import TillMessages
@@ -21,6 +22,7 @@ from center.ledger.leases_store import LeaseRepository
 from center.ledger.model import BURNING_WITHIN, Balance, Burning, LedgerEntry, Pending
 from center.ledger.returns_store import ReturnsRepository
 from center.ledger.store import LedgerRepository
+from center.members.members_store import MemberRepository
 from center.models.models_store import ModelRepository
 from center.promotions.budgets_store import BudgetRepository
 from center.promotions.coupon_jobs_store import CouponJobRepository
@@ -187,6 +189,8 @@ class Storage(Protocol):
     models: ModelRepository
     till: TillMessages
     suppliers: SupplierRepository
+    members: MemberRepository
+    advertising: AdvertisingRepository
 
     @property
     def backend(self) -> str:

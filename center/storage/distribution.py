@@ -65,6 +65,11 @@ PLAN: Mapping[str, Placement] = MappingProxyType(
         "churn_risk": _by("customer_id", "customer"),
         "till_messages": _by("customer_id", "customer"),
         "customer_preferences": _by("customer_id", "customer"),
+        # The member API's: a member's inbox, activations, favourite changes and requests.
+        "member_notifications": _by("customer_id", "customer"),
+        "member_activations": _by("customer_id", "customer"),
+        "member_favourite_changes": _by("customer_id", "customer"),
+        "member_requests": _by("customer_id", "customer"),
         # Idempotency: one claim per sale_id, whichever shard its receipt lives on, and one per
         # (register_id, seq), claimed in the same statement (center/ingest/store_postgres.py).
         # A card's state checkpoint is a cache folded from its sales and rebuilt from them: it
@@ -133,6 +138,15 @@ PLAN: Mapping[str, Placement] = MappingProxyType(
         # a copy on every node; written rarely (a doubted sale).
         "review_cases": REFERENCE,
         "tier_reviews": LOCAL,
+        # Member sign-in state, looked up by address, challenge, token or family (never by a
+        # customer's shard) and joined only among themselves: on the coordinator.
+        "member_identities": LOCAL,
+        "member_challenges": LOCAL,
+        "member_events": LOCAL,
+        "member_accounts": LOCAL,
+        "member_families": LOCAL,
+        "member_refresh": LOCAL,
+        "member_keys": REFERENCE,
         # Trained model versions and their metrics: few rows, read with any customer.
         "model_versions": REFERENCE,
         # The supplier cabinet: few organisations and campaigns, read by head office and the
@@ -142,6 +156,8 @@ PLAN: Mapping[str, Placement] = MappingProxyType(
         "supplier_campaigns": LOCAL,
         "supplier_campaign_members": LOCAL,
         "supplier_account": LOCAL,
+        # Advertising blocks: few rows, read with any customer.
+        "ad_blocks": REFERENCE,
     }
 )
 """Every table of the Center's PostgreSQL schema and its placement."""

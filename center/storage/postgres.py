@@ -5,6 +5,7 @@ from __future__ import annotations
 from center.access import nonces_store as nonces
 from center.access import people_store as people
 from center.access import users_store as users
+from center.advertising import store as advertising
 from center.certificates import store as certificates
 from center.communications import store as communications
 from center.communications import till_store
@@ -23,6 +24,7 @@ from center.ingest.store_postgres import PostgresSalesRepository
 from center.ledger import leases_store as leases
 from center.ledger import returns_store as returns
 from center.ledger.store_postgres import PostgresLedgerRepository
+from center.members import members_store
 from center.models import models_store
 from center.promotions import budgets_store
 from center.promotions import coupon_jobs_store as coupon_jobs
@@ -300,6 +302,8 @@ POSTGRES_MIGRATIONS = MigrationList(
         certificates.POSTGRES_MIGRATION,
         models_store.POSTGRES_MIGRATION,
         budgets_store.POSTGRES_MIGRATION,
+        members_store.POSTGRES_MIGRATION,
+        advertising.POSTGRES_MIGRATION,
         suppliers_store.POSTGRES_MIGRATION,
         certificates.SALE_INDEX_MIGRATION,
         models_store.POSTGRES_PREFERENCES_MIGRATION,

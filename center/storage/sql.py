@@ -13,6 +13,7 @@ from center.access.audit import AuditLog
 from center.access.nodes_store import NodeRepository
 from center.access.people_store import PeopleRepository
 from center.access.users_store import UserRepository
+from center.advertising.store import AdvertisingRepository
 from center.certificates.store import CertificateRepository
 from center.communications.store import CommunicationsRepository
 from center.communications.till_store import TillMessages
@@ -29,6 +30,7 @@ from center.ingest.verify_store import SaleVerifier
 from center.ledger.leases_store import LeaseRepository
 from center.ledger.returns_store import ReturnsRepository
 from center.ledger.store import LedgerRepository
+from center.members.members_store import MemberRepository
 from center.models.models_store import ModelRepository
 from center.promotions.budgets_store import BudgetRepository
 from center.promotions.coupon_jobs_store import CouponJobRepository
@@ -131,6 +133,17 @@ class SqlStorage:
         self.fraud = FraudRepository(db, audit=self.audit)
         self.models = ModelRepository(db)
         self.suppliers = SupplierRepository(db, audit=self.audit, segments=self.segments)
+        self.members = MemberRepository(
+            db,
+            audit=self.audit,
+            versions=self.versions,
+            ledger=self.ledger,
+            communications=self.communications,
+            set_setting=lambda name, value, now: self.master.set_settings(
+                {name: value}, actor="member-api", now=now
+            ),
+        )
+        self.advertising = AdvertisingRepository(db, audit=self.audit, segments=self.segments)
 
     @property
     def backend(self) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 from center.access import nonces_store as nonces
 from center.access import people_store as people
 from center.access import users_store as users
+from center.advertising import store as advertising
 from center.certificates import store as certificates
 from center.communications import store as communications
 from center.communications import till_store
@@ -23,6 +24,7 @@ from center.ingest import store as ingest
 from center.ingest import verify_store as verify_checkpoints
 from center.ledger import leases_store as leases
 from center.ledger import returns_store as returns
+from center.members import members_store
 from center.models import models_store
 from center.promotions import budgets_store
 from center.promotions import coupon_jobs_store as coupon_jobs
@@ -299,6 +301,8 @@ SQLITE_MIGRATIONS = MigrationList(
         certificates.SQLITE_MIGRATION,
         models_store.SQLITE_MIGRATION,
         budgets_store.SQLITE_MIGRATION,
+        members_store.SQLITE_MIGRATION,
+        advertising.SQLITE_MIGRATION,
         suppliers_store.SQLITE_MIGRATION,
         certificates.SALE_INDEX_MIGRATION,
         models_store.SQLITE_PREFERENCES_MIGRATION,

@@ -19,6 +19,7 @@ from center.errors import (
     Unauthorized,
     UnknownObject,
 )
+from center.members.api import verify_member
 from center.web.keys import (
     CLOCK_KEY,
     CREDENTIALS_KEY,
@@ -44,7 +45,7 @@ async def auth_middleware(
     if request.match_info.http_exception is not None:
         return await handler(request)
     check_path_and_query(request)
-    await authorize(request, _verify_node)
+    await authorize(request, _verify_node, verify_member)
     if is_page(request):
         await remember_chain_language(request)
     return await handler(request)

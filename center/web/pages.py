@@ -46,7 +46,7 @@ __all__ = [
 _CENTER = Path(__file__).resolve().parent.parent
 TEMPLATE_DOMAINS = (
     "web", "access", "crm", "ingest", "ledger", "promotions", "reporting", "models", "fraud",
-    "certificates", "analytics", "suppliers",
+    "certificates", "analytics", "suppliers", "advertising", "portal",
 )  # fmt: skip
 """Domains with a `templates/` folder; a template is named "<domain>/<file>"."""
 STATIC_DIR = Path(__file__).resolve().parent / "static"

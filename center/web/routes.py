@@ -12,11 +12,14 @@ from center.access import api as users_api
 from center.access import pages as access_pages
 from center.access.permissions import (
     AUTHENTICATED,
+    MEMBER,
     PERMISSIONS,
     PUBLIC,
     Requirement,
     requirement_names,
 )
+from center.advertising import api as advertising_api
+from center.advertising import pages as advertising_pages
 from center.analytics import api as analytics_api
 from center.analytics import pages as analytics_pages
 from center.certificates import api as certificates_api
@@ -35,8 +38,10 @@ from center.ingest import review_api
 from center.ledger import api as ledger_api
 from center.ledger import leases_api, receipt_pages, returns_api
 from center.ledger import pages as ledger_pages
+from center.members import api as members_api
 from center.models import api as models_api
 from center.models import pages as models_pages
+from center.portal import pages as portal_pages
 from center.promotions import api as promotions_api
 from center.promotions import (
     budgets_api,
@@ -82,6 +87,8 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     certificates_api,
     models_api,
     suppliers_api,
+    members_api,
+    advertising_api,
     web_pages,
     access_pages,
     registration_pages,
@@ -101,6 +108,8 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     models_pages,
     analytics_pages,
     suppliers_pages,
+    advertising_pages,
+    portal_pages,
 )
 """Every module with `add_routes(app)` and `PERMISSIONS`, in registration order (a fixed path
 such as /v1/customers/search is registered before the {customer_id} it would otherwise match)."""
@@ -123,7 +132,10 @@ def route_permissions(app: web.Application | None = None) -> dict[tuple[str, str
         declared: Mapping[tuple[str, str], Requirement] = module.PERMISSIONS
         for key, requirement in declared.items():
             for permission in requirement_names(requirement):
-                if permission not in (PUBLIC, AUTHENTICATED) and permission not in PERMISSIONS:
+                if (
+                    permission not in (PUBLIC, AUTHENTICATED, MEMBER)
+                    and permission not in PERMISSIONS
+                ):
                     raise ValueError(
                         f"{module.__name__}.PERMISSIONS[{key!r}]: unknown permission "
                         f"{permission!r} (known: {', '.join(PERMISSIONS)})"

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from center.access.nodes import issue_token
 from center.access.permissions import (
     AUTHENTICATED,
+    MEMBER,
     PERMISSIONS,
     PUBLIC,
     READ_PERMISSIONS,
@@ -23,6 +24,7 @@ from center.access.permissions import (
     requirement_names,
 )
 from center.config import Config, load_config
+from center.portal import pages as portal_pages
 from center.storage import Storage
 from center.storage.sqlite import SqliteStorage
 from center.web.app import create_app
@@ -54,8 +56,16 @@ def test_every_route_of_the_center_has_a_permission(config: Config) -> None:
     assert missing == [], f"routes without a PERMISSIONS entry: {missing}"
     for key, requirement in table.items():
         for name in requirement_names(requirement):
-            assert name in PERMISSIONS or name in (PUBLIC, AUTHENTICATED), (key, name)
+            assert name in PERMISSIONS or name in (PUBLIC, AUTHENTICATED, MEMBER), (key, name)
+    # Member routes take member tokens only; only they do; the sign-in steps are public.
+    member = sorted(key for key, requirement in table.items() if requirement == MEMBER)
+    assert member and all(path.startswith("/v1/member/") for _, path in member)
     public = sorted(key for key, requirement in table.items() if requirement == PUBLIC)
+    # The customer's portal: public to the staff middleware, every page authenticates the
+    # member from its session itself (tests/center/test_portal.py: no session, no page).
+    portal = [key for key in public if key[1].startswith("/portal")]
+    assert portal and sorted(portal) == sorted(portal_pages.PERMISSIONS)
+    public = [key for key in public if not key[1].startswith("/portal")]
     # The console's sign-in form and its static files are public too (tests/center/test_console*);
     # so are RFC 8058 one-click unsubscribe and the open pixel: the message's token is the
     # credential; and the aggregator's status webhooks, signed with its own secret.
@@ -65,10 +75,14 @@ def test_every_route_of_the_center_has_a_permission(config: Config) -> None:
         ("GET", "/static"),
         ("GET", "/v1/communications/opened/{token}"),
         ("GET", "/v1/communications/unsubscribe/{token}"),
+        ("GET", "/v1/member/openapi.json"),
         ("POST", "/sign-in"),
         ("POST", "/v1/communications/callbacks/vonage"),
         ("POST", "/v1/communications/unsubscribe/{token}"),
         ("POST", "/v1/enrol"),
+        ("POST", "/v1/member/auth/code"),
+        ("POST", "/v1/member/auth/refresh"),
+        ("POST", "/v1/member/auth/verify"),
     ]
     assert table[("POST", "/v1/ingest")] == "node"
     assert table[("GET", "/v1/master")] == "node"
@@ -151,7 +165,9 @@ def sweep(app: web.Application) -> list[tuple[str, str, Any]]:
     return sorted(
         (method, path, requirement)
         for (method, path), requirement in route_permissions(app).items()
-        if requirement not in (PUBLIC, AUTHENTICATED)
+        # Member routes take no staff or node credentials at all (401, not a missing
+        # permission): tests/center/test_center_members_*.py.
+        if requirement not in (PUBLIC, AUTHENTICATED, MEMBER)
     )
 
 
