@@ -120,6 +120,8 @@ class Priced:
     """What the engine priced: the Sale records its segments and personal offers."""
     state_seen: tuple[SeenSeq, ...] = ()
     """The basis of the customer state the engine priced with (the Center rebuilds it)."""
+    messages: tuple[TillMessage, ...] = ()
+    """The personal messages for this purchase in that state (the slip prints them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,8 +258,8 @@ class Register:
         self._save(receipt.with_card(card_no))
         now = self._now()
         available = self._available(card_no, card)
-        customer = self.customer_state(card_no, card, (), available, now)
         state = self.card_state(card_no, card)
+        customer = self.customer_state(card_no, card, (), available, now, state)
         progress = self.card_tier_progress(state, now)
         if state.messages and self.on_message is not None:
             for message in state.messages:
@@ -605,13 +607,6 @@ class Register:
         balance = card.bonus_balance if card else 0
         return max(0, balance - self.journal.local_spent(card_no))
 
-    def folded_state(self, card_no: str, card: Card | None) -> CardState:
-        """The replica's state of the card with this register's own sales it misses folded in."""
-        tz = self.promotion_set().settings.tz
-        base = card.state if card is not None else CardState()
-        own = self.journal.card_sales(card_no, base.seen.get(self.config.register.register_id, 0))
-        return fold_sales(base, own, tz)
-
     def card_state(self, card_no: str, card: Card | None) -> CardState:
         """The replica's state of the card (the Center's, with the store node's sales) plus this
         register's own sales it does not cover yet, its tier upgraded at once when they reach a
@@ -648,12 +643,14 @@ class Register:
         offers: tuple[PersonalOffer, ...],
         bonus_available: int,
         now: datetime,
+        state: CardState | None = None,
     ) -> CustomerState:
         """What the engine reads of the card holder: the replica's state (the Center's, with
-        the store node's sales) plus this register's own sales it does not cover yet."""
+        the store node's sales) plus this register's own sales it does not cover yet (``state``:
+        that ``card_state``, when the caller has it)."""
         tz = self.promotion_set().settings.tz
-        state = self.folded_state(card_no, card)
-        state = self.card_state(card_no, card)
+        if state is None:
+            state = self.card_state(card_no, card)
         counts = state_view(state, now.astimezone(tz).date())
         wallets = {name: max(0, units) for name, units in state.wallets.items()}
         # The bonus wallet has its own authority (store node holds, offline allowance).
@@ -730,8 +727,10 @@ class Register:
         store_id = self.config.register.store_id
         now = now if now is not None else self._now()
         offers = card.offers_at(now) if card else ()
+        # Folded once: the engine's customer, the basis the sale names, the messages it shows.
+        state = self.card_state(receipt.card_no, card) if receipt.card_no else None
         customer = (
-            self.customer_state(receipt.card_no, card, offers, available, now)
+            self.customer_state(receipt.card_no, card, offers, available, now, state)
             if receipt.card_no
             else None
         )
@@ -770,15 +769,14 @@ class Register:
         seen = (
             tuple(
                 SeenSeq(register_id, seq)
-                for register_id, seq in sorted(
-                    self.folded_state(receipt.card_no, card).seen.items()
-                )
+                for register_id, seq in sorted(state.seen.items())
                 if seq > 0
             )
-            if receipt.card_no
+            if state is not None
             else ()
         )
-        return Priced(receipt, calc, known, card, available, engine_receipt, seen)
+        messages = state.messages if state is not None else ()
+        return Priced(receipt, calc, known, card, available, engine_receipt, seen, messages)
 
     def calculate(
         self,
@@ -841,16 +839,15 @@ class Register:
             register=self.config.register,
             state_seen=priced.state_seen,
         )
-        if receipt.card_no:
+        personal = priced.messages
+        if personal:
             # The personal messages for this purchase: printed on the slip, and the Center told
             # they were shown (every tier's state drops them with this sale).
-            personal = self.card_state(receipt.card_no, priced.card).messages
-            if personal:
-                unnumbered = replace(
-                    unnumbered,
-                    messages=(*unnumbered.messages, *(m.slip for m in personal if m.slip)),
-                    shown_messages=tuple(m.message_id for m in personal),
-                )
+            unnumbered = replace(
+                unnumbered,
+                messages=(*unnumbered.messages, *(m.slip for m in personal if m.slip)),
+                shown_messages=tuple(m.message_id for m in personal),
+            )
         sale = self.journal.confirm(
             receipt_id,
             partial(numbered, unnumbered),
