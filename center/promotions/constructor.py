@@ -17,7 +17,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from center.errors import InvalidRequest, MalformedRequest
+from center.feed.loaders import SETTINGS as CHAIN_SETTINGS
 from center.promotions.validation import Known, check_known
+from loyalty_engine import SETTINGS as ENGINE_SETTINGS
 from loyalty_engine import (
     EngineError,
     Receipt,
@@ -29,6 +31,7 @@ from loyalty_engine import (
 )
 
 __all__ = [
+    "CENTER_ONLY_SETTINGS",
     "LIFECYCLE",
     "MAX_PREVIEW_LINES",
     "Problem",
@@ -44,6 +47,9 @@ __all__ = [
     "require_valid",
     "sample_receipt",
 ]
+
+CENTER_ONLY_SETTINGS = frozenset(CHAIN_SETTINGS) - ENGINE_SETTINGS
+"""Chain settings the Center and its other tiers read, never the engine (no rule sees them)."""
 
 LIFECYCLE = ("draft", "active", "archived")
 MAX_PREVIEW_LINES = 200
@@ -140,6 +146,10 @@ def check_doc(
                 "description", f"expected text of at most 4000 characters, got {description!r:.80}"
             )
         ], []
+    if settings:
+        # The Center's own chain settings (offline allowances, leases, the console's language)
+        # are not the engine's: only the engine's and unknown names are checked with the rule.
+        settings = {k: v for k, v in settings.items() if k not in CENTER_ONLY_SETTINGS}
     try:
         found = load_promotion_set(
             [published_doc(doc, settings)], version=0, settings=settings, exact=True

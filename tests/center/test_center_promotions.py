@@ -83,6 +83,10 @@ def test_check_doc_refuses_unknown_fields_and_settings() -> None:
     assert problems[0].message.startswith("unknown setting (known: ")
     # Other components' settings are dotted and none of the engine's business.
     assert check_doc(threshold(), {"offline.max_spend_per_card_minor": "500"}) == ([], [])
+    # So are the Center's own settings (offline allowances, leases, the console's language):
+    # a chain that set them can still write rules.
+    own = {"offline_overdraft_ceiling_minor": "100", "console_language": "ru", "timezone": "UTC"}
+    assert check_doc(threshold(), own) == ([], [])
     tolerant = load_promotion_set(
         [{**published_doc(threshold()), "colour": "red"}], version=1, settings={"x": "1"}
     )
