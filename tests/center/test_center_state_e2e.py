@@ -12,24 +12,17 @@ One card (customer hh-1, city Moscow) buys on one day (chain time zone UTC):
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-from aiohttp.test_utils import TestClient
-
-from center.config import load_config as load_center_config
 from center.promotions.recompute import ProductInfo, promotion_set_at, recompute_sale
 from center.storage import Storage
-from center.web.app import create_app as create_center
 from sync_protocol import decode_sale
-from tests.center.center_factories import CARD, master_tables, write_config
+from tests.center.center_factories import CARD, master_tables
+from tests.center.till import accrued, discounts, line, ring, until, uploaded
+from tests.center.till import center as center_app
 from tests.pos_agent.pos_fakes import make_config as make_pos_config
 from tests.pos_agent.pos_fakes import running_agent
 from tests.store_node.store_fakes import free_port, running_node
@@ -79,81 +72,8 @@ PROMOTIONS: list[dict[str, Any]] = [
 ]
 
 
-def _line(product_id: str, price: int, units: int = 1) -> dict[str, Any]:
-    return {"product_id": product_id, "qty_milli": units * 1000, "unit_price_minor": price}
-
-
-BREAD, MILK = _line("1001", 200), _line("1000", 250)
-JUICE, CHEESE = _line("2000", 1000), _line("3000", 500)
-
-
-async def _until(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = await check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        await asyncio.sleep(0.1)
-
-
-async def _ring(
-    pos: TestClient[Any, Any], lines: list[dict[str, Any]], method: str
-) -> dict[str, Any]:
-    """One receipt with CARD, tendered in `method` from calculate on; the calculation."""
-    resp = await pos.post("/v1/receipts", json={})
-    receipt_id = (await resp.json())["receipt_id"]
-    resp = await pos.post(f"/v1/receipts/{receipt_id}/lines", json={"lines": lines})
-    assert resp.status == 200, await resp.text()
-    resp = await pos.post(f"/v1/receipts/{receipt_id}/card", json={"card_no": CARD})
-    assert resp.status == 200, await resp.text()
-    assert (await resp.json())["known"] is True
-    tender = [{"method": method, "amount_minor": 0}]
-    resp = await pos.post(f"/v1/receipts/{receipt_id}/calculate", json={"payments": tender})
-    assert resp.status == 200, await resp.text()
-    calc: dict[str, Any] = await resp.json()
-    paid = [{"method": method, "amount_minor": calc["total_minor"]}]
-    resp = await pos.post(f"/v1/receipts/{receipt_id}/confirm", json={"payments": paid})
-    assert resp.status == 200, await resp.text()
-    return calc
-
-
-async def _uploaded(pos: TestClient[Any, Any]) -> None:
-    """Wait until the register's outbox is empty (its store node holds every sale)."""
-
-    async def empty() -> bool:
-        health = await (await pos.get("/health")).json()
-        return health["queue_depth"] == 0
-
-    await _until(empty, "the register's outbox emptied")
-
-
-def _discounts(calc: dict[str, Any]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for line in calc["lines"]:
-        for d in line["discounts"]:
-            out[d["rule_id"]] = out.get(d["rule_id"], 0) + d["amount_minor"]
-    return out
-
-
-def _accrued(calc: dict[str, Any]) -> dict[str, int]:
-    return {a["rule_id"]: a["amount"] for a in calc["accrual"]}
-
-
-@asynccontextmanager
-async def _center(tmp_path: Path, storage: Storage) -> AsyncIterator[str]:
-    (tmp_path / "center").mkdir()
-    config = load_center_config(
-        write_config(tmp_path / "center", verify=True, extra="[master]\nchecksum_every_s = 0\n")
-    )
-    runner = web.AppRunner(create_center(config, storage))
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+BREAD, MILK = line("1001", 200), line("1000", 250)
+JUICE, CHEESE = line("2000", 1000), line("3000", 500)
 
 
 def _card_sales(storage: Storage) -> list[tuple[str, int, int]]:
@@ -201,7 +121,7 @@ async def test_welcome_once_daily_cap_cash_and_attribute_rules_across_receipts_a
     storage.feed.upsert_master(tables)
     node_port, other_port = free_port(), free_port()
 
-    async with _center(tmp_path, storage) as center:
+    async with center_app(tmp_path, storage) as center:
         node_config = make_node_config(tmp_path / "n367", center_url=center, port=node_port)
         pos_config = make_pos_config(tmp_path / "pos", f"http://127.0.0.1:{node_port}")
         clock = lambda: datetime.now(UTC)  # noqa: E731
@@ -212,20 +132,20 @@ async def test_welcome_once_daily_cap_cash_and_attribute_rules_across_receipts_a
                     health = await (await pos.get("/health")).json()
                     return health["master_version"] > 0
 
-                await _until(promotions_arrived, "master data at register 367-1")
-                first = await _ring(pos, [BREAD, MILK], "card")
-                second = await _ring(pos, [BREAD, _line("1000", 250, 2)], "card")
-                await _uploaded(pos)
+                await until(promotions_arrived, "master data at register 367-1")
+                first = await ring(pos, [BREAD, MILK], method="card")
+                second = await ring(pos, [BREAD, line("1000", 250, 2)], method="card")
+                await uploaded(pos)
 
             # The register restarts on the same files: its journal still counts its sales.
             async with running_agent(pos_config, clock=clock) as pos:
-                third = await _ring(pos, [MILK, JUICE, CHEESE], "cash")
-                await _uploaded(pos)
+                third = await ring(pos, [MILK, JUICE, CHEESE], method="cash")
+                await uploaded(pos)
 
             async def center_has_them() -> bool:
                 return len(_card_sales(storage)) == 3
 
-            await _until(center_has_them, "three sales of store 367 at the Center")
+            await until(center_has_them, "three sales of store 367 at the Center")
 
         # Store 406, another node and register, learns the card from the Center (lookup).
         other_node = make_node_config(tmp_path / "n406", center_url=center, port=other_port)
@@ -244,24 +164,24 @@ async def test_welcome_once_daily_cap_cash_and_attribute_rules_across_receipts_a
                 health = await (await pos.get("/health")).json()
                 return health["master_version"] > 0
 
-            await _until(promotions_at_406, "master data at register 406-1")
-            fourth = await _ring(pos, [BREAD, MILK, JUICE], "card")
-            await _uploaded(pos)
+            await until(promotions_at_406, "master data at register 406-1")
+            fourth = await ring(pos, [BREAD, MILK, JUICE], method="card")
+            await uploaded(pos)
 
             async def center_has_four() -> bool:
                 return len(_card_sales(storage)) == 4
 
-            await _until(center_has_four, "the sale of store 406 at the Center")
+            await until(center_has_four, "the sale of store 406 at the Center")
 
     # At the registers: what each receipt was given.
-    assert _accrued(first) == {"welcome": 10_000}
-    assert _discounts(first) == {"once": 100, "cap": 100}  # 50 % of 2.00; 1 milk of 2 a day
-    assert _accrued(second) == {}  # purchases becomes 2: no welcome
-    assert _discounts(second) == {"cap": 100}  # once fired already; 1 milk unit left today
-    assert _accrued(third) == {}
-    assert _discounts(third) == {"cash": 100, "moscow": 100}  # cap used up; cash; Moscow
-    assert _accrued(fourth) == {}  # the Center's state: 3 purchases, once fired, cap used
-    assert _discounts(fourth) == {}  # juice paid by card: no cash discount
+    assert accrued(first) == {"welcome": 10_000}
+    assert discounts(first) == {"once": 100, "cap": 100}  # 50 % of 2.00; 1 milk of 2 a day
+    assert accrued(second) == {}  # purchases becomes 2: no welcome
+    assert discounts(second) == {"cap": 100}  # once fired already; 1 milk unit left today
+    assert accrued(third) == {}
+    assert discounts(third) == {"cash": 100, "moscow": 100}  # cap used up; cash; Moscow
+    assert accrued(fourth) == {}  # the Center's state: 3 purchases, once fired, cap used
+    assert discounts(fourth) == {}  # juice paid by card: no cash discount
     # At the Center: the four sales as hand-computed, and the welcome credited once.
     assert _card_sales(storage) == [
         ("367", 200 + 250 - 200, 200),
@@ -311,7 +231,7 @@ async def test_stickers_earned_at_one_store_are_spent_at_another_and_debited_at_
     tables["promotions"] = [{"promotion_id": d["promotion_id"], "doc": d} for d in STICKERS]
     storage.feed.upsert_master(tables)
     clock = lambda: datetime.now(UTC)  # noqa: E731
-    async with _center(tmp_path, storage) as center:
+    async with center_app(tmp_path, storage) as center:
         node_port = free_port()
         node_config = make_node_config(tmp_path / "n367", center_url=center, port=node_port)
         pos_config = make_pos_config(tmp_path / "pos", f"http://127.0.0.1:{node_port}")
@@ -320,15 +240,15 @@ async def test_stickers_earned_at_one_store_are_spent_at_another_and_debited_at_
             async def ready() -> bool:
                 return bool((await (await pos.get("/health")).json())["master_version"])
 
-            await _until(ready, "master data at register 367-1")
-            earned = await _ring(pos, [_line("1000", 1000)], "card")  # 10.00: 10 stickers
-            await _uploaded(pos)
+            await until(ready, "master data at register 367-1")
+            earned = await ring(pos, [line("1000", 1000)], method="card")  # 10.00: 10 stickers
+            await uploaded(pos)
 
             async def at_center() -> bool:
                 balance = storage.ledger.balance(CARD, datetime.now(UTC))
                 return balance is not None and balance.wallets.get("stickers") == 10
 
-            await _until(at_center, "10 stickers at the Center")
+            await until(at_center, "10 stickers at the Center")
 
         other_port = free_port()
         other_node = make_node_config(tmp_path / "n406", center_url=center, port=other_port)
@@ -346,7 +266,7 @@ async def test_stickers_earned_at_one_store_are_spent_at_another_and_debited_at_
             async def ready_406() -> bool:
                 return bool((await (await pos.get("/health")).json())["master_version"])
 
-            await _until(ready_406, "master data at register 406-1")
+            await until(ready_406, "master data at register 406-1")
             rid = (await (await pos.post("/v1/receipts", json={})).json())["receipt_id"]
             await pos.post(f"/v1/receipts/{rid}/lines", json={"lines": [BREAD]})
             await pos.post(f"/v1/receipts/{rid}/card", json={"card_no": CARD})
@@ -362,16 +282,16 @@ async def test_stickers_earned_at_one_store_are_spent_at_another_and_debited_at_
                 json={**spend, "payments": [{"method": "cash", "amount_minor": 100}]},
             )
             assert resp.status == 200, await resp.text()
-            await _uploaded(pos)
+            await uploaded(pos)
 
             async def spent_at_center() -> bool:
                 return len(_card_sales(storage)) == 2
 
-            await _until(spent_at_center, "the spend at the Center")
+            await until(spent_at_center, "the spend at the Center")
 
-    assert _accrued(earned) == {"stickers": 10}
-    assert _discounts(calc) == {"swap": 100}  # 10 stickers x 0.10 off bread (2.00)
-    assert _accrued(calc) == {"stickers": 1}  # 1.00 paid: 1 sticker
+    assert accrued(earned) == {"stickers": 10}
+    assert discounts(calc) == {"swap": 100}  # 10 stickers x 0.10 off bread (2.00)
+    assert accrued(calc) == {"stickers": 1}  # 1.00 paid: 1 sticker
     assert _card_sales(storage) == [("367", 1000, 0), ("406", 100, 100)]
     history = storage.ledger.history(CARD)
     assert history is not None
