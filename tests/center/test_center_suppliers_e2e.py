@@ -131,8 +131,9 @@ async def test_a_supplier_campaign_funds_launches_spends_across_two_stores_and_s
             "name": "Acme milk -10 %",
             "product_ids": ["1000"],
             "percent": "10",
-            "date_from": now.date().isoformat(),
-            "date_to": (now.date() + timedelta(days=6)).isoformat(),
+            # From yesterday (UTC): the stores' day (America/Chicago) may still be yesterday.
+            "date_from": (now.date() - timedelta(days=1)).isoformat(),
+            "date_to": (now.date() + timedelta(days=5)).isoformat(),
             "audience": {"brands": ["Acme"], "window_days": 30},
             "control_percent": 0,
         }
